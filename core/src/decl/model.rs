@@ -1,0 +1,320 @@
+//! The declaration's data model: what a user declares, with defaults filled in.
+//!
+//! Every struct carries the [`Span`] of the text it came from so that validation can
+//! point at it; spans never reach the canonical JSON.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+/// The only declaration format version this build understands.
+pub const VERSION: i64 = 1;
+
+/// A byte range in the declaration's source text (empty for imported data).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl From<std::ops::Range<usize>> for Span {
+    fn from(range: std::ops::Range<usize>) -> Self {
+        Span { start: range.start, end: range.end }
+    }
+}
+
+/// Unix permission bits (at most `0o7777`), written as a four-digit octal string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Mode(u32);
+
+impl Mode {
+    pub const DIRECTORY: Mode = Mode(0o755);
+    pub const FILE: Mode = Mode(0o644);
+
+    /// Accepts permission bits only; file-type bits are not a mode.
+    pub fn new(bits: u32) -> Option<Mode> {
+        (bits <= 0o7777).then_some(Mode(bits))
+    }
+
+    /// Parses an octal string such as `"0755"` or `"755"`.
+    pub fn parse_octal(text: &str) -> Option<Mode> {
+        if text.is_empty() || text.len() > 5 || !text.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+            return None;
+        }
+        u32::from_str_radix(text, 8).ok().and_then(Mode::new)
+    }
+
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+impl Serialize for Mode {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Who owns a path and with which permissions. Names, not numbers: they are resolved
+/// against the target root's own `/etc/passwd` and `/etc/group` at activation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Owner {
+    pub user: String,
+    pub group: String,
+    pub mode: Mode,
+}
+
+impl Owner {
+    pub fn root(mode: Mode) -> Owner {
+        Owner { user: "root".into(), group: "root".into(), mode }
+    }
+}
+
+/// How a persisted file appears in the ephemeral root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum How {
+    /// A bind mount of the file (the default): programs see a real file.
+    #[default]
+    Bind,
+    /// A symbolic link into the persistent volume.
+    Symlink,
+}
+
+impl How {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            How::Bind => "bind",
+            How::Symlink => "symlink",
+        }
+    }
+}
+
+/// A mount option blankslate knows how to apply to a bind mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum MountOption {
+    #[serde(rename = "ro")]
+    ReadOnly,
+    #[serde(rename = "nosuid")]
+    NoSuid,
+    #[serde(rename = "nodev")]
+    NoDev,
+    #[serde(rename = "noexec")]
+    NoExec,
+    /// Hidden from file managers (gvfs/udisks honour this marker).
+    #[serde(rename = "x-gvfs-hide")]
+    Hidden,
+}
+
+impl MountOption {
+    pub const ALL: [MountOption; 5] =
+        [MountOption::ReadOnly, MountOption::NoSuid, MountOption::NoDev, MountOption::NoExec, MountOption::Hidden];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MountOption::ReadOnly => "ro",
+            MountOption::NoSuid => "nosuid",
+            MountOption::NoDev => "nodev",
+            MountOption::NoExec => "noexec",
+            MountOption::Hidden => "x-gvfs-hide",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<MountOption> {
+        MountOption::ALL.into_iter().find(|o| o.as_str() == text)
+    }
+}
+
+/// Whether an entry is a directory or a file; used in messages and conflict checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Directory,
+    File,
+}
+
+impl EntryKind {
+    pub fn noun(self) -> &'static str {
+        match self {
+            EntryKind::Directory => "directory",
+            EntryKind::File => "file",
+        }
+    }
+}
+
+/// One persisted directory or file. For per-user entries `path` is relative to the
+/// user's home; everywhere else it is absolute and normalized.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    #[serde(skip)]
+    pub span: Span,
+    #[serde(skip)]
+    pub kind: EntryKind,
+    pub path: String,
+    #[serde(flatten)]
+    pub owner: Owner,
+    /// Ownership enforced on the parent directories this entry needs; `None` means
+    /// missing parents are created `root:root 0755` (or the user's, under a home) and
+    /// existing ones are left as they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Owner>,
+    /// Files only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub how: Option<How>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<MountOption>,
+}
+
+/// The entries of one user, relative to their home directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserEntries {
+    #[serde(skip)]
+    pub span: Span,
+    pub home: String,
+    /// The group given to entries that name none.
+    pub group: String,
+    pub directories: Vec<Entry>,
+    pub files: Vec<Entry>,
+}
+
+/// A persistent volume, keyed in [`Declaration::persist`] by where it is mounted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PersistRoot {
+    #[serde(skip)]
+    pub span: Span,
+    pub hide_mounts: bool,
+    pub directories: Vec<Entry>,
+    pub files: Vec<Entry>,
+    pub users: BTreeMap<String, UserEntries>,
+}
+
+/// Where an `/etc` entry's contents come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EtcContents {
+    Text(String),
+    /// An absolute path (relative sources are resolved against the declaration's
+    /// directory when it is parsed). May end in a glob, expanded at build.
+    Source(String),
+}
+
+/// How an `/etc` entry is installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtcMode {
+    /// `/etc/<path>` is a symlink through `/etc/static` into the store (the default).
+    Link,
+    /// `/etc/<path>` is a regular file with this mode and owner.
+    Copy(Mode),
+}
+
+impl Serialize for EtcMode {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            EtcMode::Link => serializer.serialize_str("link"),
+            EtcMode::Copy(mode) => mode.serialize(serializer),
+        }
+    }
+}
+
+/// One managed entry under `/etc`, keyed in [`Declaration::etc`] by its path relative
+/// to `/etc`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EtcEntry {
+    #[serde(skip)]
+    pub span: Span,
+    #[serde(flatten)]
+    pub contents: EtcContents,
+    pub mode: EtcMode,
+    pub user: String,
+    pub group: String,
+}
+
+/// The ephemeral root itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RootSettings {
+    /// tmpfs `size=`: a percentage of RAM (`"25%"`) or a size (`"2G"`, `"512M"`).
+    pub size: String,
+    pub mode: Mode,
+}
+
+impl Default for RootSettings {
+    fn default() -> Self {
+        RootSettings { size: "25%".into(), mode: Mode::DIRECTORY }
+    }
+}
+
+/// Settings for `blankslate audit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct AuditSettings {
+    /// Globs over absolute paths; matches are counted, never listed.
+    pub ignore: Vec<String>,
+}
+
+/// A whole declaration, as parsed (entry order as written) or normalized.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Declaration {
+    pub version: i64,
+    pub root: RootSettings,
+    pub persist: BTreeMap<String, PersistRoot>,
+    pub etc: BTreeMap<String, EtcEntry>,
+    pub audit: AuditSettings,
+}
+
+impl Default for Declaration {
+    fn default() -> Self {
+        Declaration {
+            version: VERSION,
+            root: RootSettings::default(),
+            persist: BTreeMap::new(),
+            etc: BTreeMap::new(),
+            audit: AuditSettings::default(),
+        }
+    }
+}
+
+/// A persisted entry with its absolute path resolved, as activation and audit see it.
+#[derive(Debug, Clone)]
+pub struct ResolvedEntry<'a> {
+    /// The persistent root's mount point, e.g. `/persist`.
+    pub root: &'a str,
+    /// The user whose home the entry is relative to, if any.
+    pub user: Option<&'a str>,
+    pub entry: &'a Entry,
+    /// The absolute path in the ephemeral root.
+    pub path: String,
+}
+
+impl Declaration {
+    /// Every persisted entry of every persistent root, per-user entries resolved
+    /// against their home, in declaration order (roots sorted by mount point).
+    pub fn entries(&self) -> Vec<ResolvedEntry<'_>> {
+        let mut out = Vec::new();
+        for (root, persist) in &self.persist {
+            for entry in persist.directories.iter().chain(&persist.files) {
+                out.push(ResolvedEntry { root, user: None, entry, path: entry.path.clone() });
+            }
+            for (user, entries) in &persist.users {
+                for entry in entries.directories.iter().chain(&entries.files) {
+                    let path = join_home(&entries.home, &entry.path);
+                    out.push(ResolvedEntry { root, user: Some(user), entry, path });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The default home of a user: `/root` for root, `/home/NAME` for everyone else.
+pub fn default_home(user: &str) -> String {
+    if user == "root" { "/root".into() } else { format!("/home/{user}") }
+}
+
+fn join_home(home: &str, relative: &str) -> String {
+    format!("{}/{relative}", home.trim_end_matches('/'))
+}

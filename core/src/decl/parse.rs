@@ -1,0 +1,633 @@
+//! From TOML text to a [`Declaration`]: strict keys, typed values, per-field checks.
+//!
+//! Cross-entry rules (duplicates, nesting, conflicts) live in `validate`; this module
+//! reports everything that can be judged from one value and its key.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use toml_edit::{Item, Key, Table, TableLike, Value};
+
+use super::diag::{Diagnostic, Diagnostics, Rule, nearest};
+use super::model::{
+    AuditSettings, Declaration, Entry, EntryKind, EtcContents, EtcEntry, EtcMode, How, Mode, MountOption, Owner,
+    PersistRoot, RootSettings, Span, UserEntries, VERSION, default_home,
+};
+use super::paths::{PathKind, check_path};
+
+const TOP_KEYS: &[&str] = &["version", "root", "persist", "etc", "audit"];
+const ROOT_KEYS: &[&str] = &["size", "mode"];
+const PERSIST_KEYS: &[&str] = &["directories", "files", "users", "hide_mounts"];
+const USER_KEYS: &[&str] = &["home", "group", "directories", "files"];
+const DIRECTORY_KEYS: &[&str] = &["directory", "user", "group", "mode", "parent", "options"];
+const FILE_KEYS: &[&str] = &["file", "user", "group", "mode", "parent", "how", "options"];
+const PARENT_KEYS: &[&str] = &["user", "group", "mode"];
+const ETC_KEYS: &[&str] = &["text", "source", "mode", "user", "group"];
+const AUDIT_KEYS: &[&str] = &["ignore"];
+
+/// Parses `source` (the text of `file`) into a declaration. Relative `/etc` sources
+/// resolve against `file`'s directory. Returns `None` only when the text is not TOML;
+/// otherwise the declaration holds whatever could be read, and the diagnostics say
+/// what could not.
+pub fn parse(file: &Path, source: &str, diagnostics: &mut Diagnostics) -> Option<Declaration> {
+    let document = match toml_edit::Document::parse(source) {
+        Ok(document) => document,
+        Err(error) => {
+            let span = error.span().map(Span::from);
+            diagnostics.items.push(Diagnostic::error(Rule::Syntax, span, error.message().trim_end()));
+            return None;
+        }
+    };
+    let base = file.parent().map_or_else(|| Path::new(".").to_path_buf(), Path::to_path_buf);
+    let mut parser = Parser { diagnostics, base: &base };
+    Some(parser.declaration(document.as_table()))
+}
+
+struct Parser<'d> {
+    diagnostics: &'d mut Diagnostics,
+    base: &'d Path,
+}
+
+/// An element of an array: an inline value, or a `[[table]]`.
+#[derive(Clone, Copy)]
+enum Element<'a> {
+    Value(&'a Value),
+    Table(&'a Table),
+}
+
+impl<'a> Element<'a> {
+    fn span(self) -> Span {
+        match self {
+            Element::Value(v) => v.span(),
+            Element::Table(t) => t.span(),
+        }
+        .map(Span::from)
+        .unwrap_or_default()
+    }
+
+    fn as_str(self) -> Option<&'a str> {
+        match self {
+            Element::Value(v) => v.as_str(),
+            Element::Table(_) => None,
+        }
+    }
+
+    fn as_table_like(self) -> Option<&'a dyn TableLike> {
+        match self {
+            Element::Value(v) => v.as_inline_table().map(|t| t as &dyn TableLike),
+            Element::Table(t) => Some(t),
+        }
+    }
+
+    fn type_name(self) -> &'static str {
+        match self {
+            Element::Value(v) => v.type_name(),
+            Element::Table(_) => "table",
+        }
+    }
+}
+
+fn span_of(item: &Item) -> Span {
+    item.span().map(Span::from).unwrap_or_default()
+}
+
+fn key_span(key: &Key) -> Span {
+    key.span().map(Span::from).unwrap_or_default()
+}
+
+/// A value together with where it was written.
+struct Field<'a> {
+    key: Span,
+    item: &'a Item,
+}
+
+impl Field<'_> {
+    /// The value's span, or the key's when the value has none (standard tables).
+    fn span(&self) -> Span {
+        match span_of(self.item) {
+            Span { start: 0, end: 0 } => self.key,
+            span => span,
+        }
+    }
+}
+
+fn field<'a>(table: &'a dyn TableLike, key: &str) -> Option<Field<'a>> {
+    table.get_key_value(key).map(|(k, item)| Field { key: key_span(k), item })
+}
+
+impl Parser<'_> {
+    fn push(&mut self, diagnostic: Diagnostic) {
+        self.diagnostics.items.push(diagnostic);
+    }
+
+    /// Reports every key of `table` not in `allowed`, suggesting the nearest one.
+    fn check_keys(&mut self, table: &dyn TableLike, allowed: &[&str], what: &str) {
+        for (name, _) in table.iter() {
+            if allowed.contains(&name) {
+                continue;
+            }
+            let span = table.get_key_value(name).map(|(k, _)| key_span(k));
+            let help = match nearest(name, allowed) {
+                Some(best) => format!("did you mean `{best}`?"),
+                None => format!("valid keys here: {}", allowed.join(", ")),
+            };
+            self.push(
+                Diagnostic::error(Rule::UnknownKey, span, format!("unknown key `{name}` in {what}")).with_help(help),
+            );
+        }
+    }
+
+    fn wrong_type(&mut self, span: Span, what: &str, expected: &str, found: &str) {
+        self.push(Diagnostic::error(Rule::WrongType, span, format!("{what} must be {expected}, not {found}")));
+    }
+
+    fn table<'a>(&mut self, field: &Field<'a>, what: &str) -> Option<&'a dyn TableLike> {
+        let table = field.item.as_table_like();
+        if table.is_none() {
+            self.wrong_type(field.span(), what, "a table", field.item.type_name());
+        }
+        table
+    }
+
+    fn string(&mut self, field: &Field<'_>, what: &str) -> Option<String> {
+        let text = field.item.as_str().map(str::to_owned);
+        if text.is_none() {
+            self.wrong_type(field.span(), what, "a string", field.item.type_name());
+        }
+        text
+    }
+
+    fn bool(&mut self, field: &Field<'_>, what: &str) -> Option<bool> {
+        let value = field.item.as_bool();
+        if value.is_none() {
+            self.wrong_type(field.span(), what, "true or false", field.item.type_name());
+        }
+        value
+    }
+
+    fn elements<'a>(&mut self, field: &Field<'a>, what: &str) -> Vec<Element<'a>> {
+        if let Some(array) = field.item.as_array() {
+            array.iter().map(Element::Value).collect()
+        } else if let Some(tables) = field.item.as_array_of_tables() {
+            tables.iter().map(Element::Table).collect()
+        } else {
+            self.wrong_type(field.span(), what, "an array", field.item.type_name());
+            Vec::new()
+        }
+    }
+
+    fn mode(&mut self, field: &Field<'_>) -> Option<Mode> {
+        let Some(text) = field.item.as_str() else {
+            let help =
+                field.item.as_integer().map(|n| format!("write the mode as a quoted octal string, like \"0{n}\""));
+            self.wrong_type(field.span(), "`mode`", "a quoted octal string such as \"0755\"", field.item.type_name());
+            if let (Some(help), Some(last)) = (help, self.diagnostics.items.pop()) {
+                self.push(last.with_help(help));
+            }
+            return None;
+        };
+        let mode = Mode::parse_octal(text);
+        if mode.is_none() {
+            self.push(
+                Diagnostic::error(Rule::InvalidMode, field.span(), format!("`{text}` is not a valid mode"))
+                    .with_help("a mode is up to four octal digits, at most \"7777\", such as \"0755\""),
+            );
+        }
+        mode
+    }
+
+    /// A user or group name: what `useradd` would accept, give or take.
+    fn name(&mut self, field: &Field<'_>, what: &str) -> Option<String> {
+        let text = self.string(field, what)?;
+        if valid_name(&text) {
+            Some(text)
+        } else {
+            self.push(
+                Diagnostic::error(Rule::InvalidName, field.span(), format!("`{text}` is not a valid {what} name"))
+                    .with_help("names start with a letter or `_` and hold letters, digits, `_`, `-`, `.`"),
+            );
+            None
+        }
+    }
+
+    fn declaration(&mut self, top: &Table) -> Declaration {
+        self.check_keys(top, TOP_KEYS, "the declaration");
+        let mut declaration = Declaration::default();
+        match field(top, "version") {
+            None => self.push(
+                Diagnostic::error(Rule::MissingKey, Span::default(), "the declaration does not say its format version")
+                    .with_help(format!("add `version = {VERSION}` as the first line")),
+            ),
+            Some(f) => match f.item.as_integer() {
+                Some(VERSION) => {}
+                Some(other) => self.push(
+                    Diagnostic::error(
+                        Rule::UnsupportedVersion,
+                        f.span(),
+                        format!("format version {other} is not supported"),
+                    )
+                    .with_help(format!("this blankslate reads version {VERSION}")),
+                ),
+                None => self.wrong_type(f.span(), "`version`", "an integer", f.item.type_name()),
+            },
+        }
+        if let Some(f) = field(top, "root") {
+            if let Some(table) = self.table(&f, "`root`") {
+                declaration.root = self.root(table);
+            }
+        }
+        if let Some(f) = field(top, "persist") {
+            if let Some(table) = self.table(&f, "`persist`") {
+                declaration.persist = self.persist_roots(table);
+            }
+        }
+        if let Some(f) = field(top, "etc") {
+            if let Some(table) = self.table(&f, "`etc`") {
+                declaration.etc = self.etc_entries(table);
+            }
+        }
+        if let Some(f) = field(top, "audit") {
+            if let Some(table) = self.table(&f, "`audit`") {
+                declaration.audit = self.audit(table);
+            }
+        }
+        declaration
+    }
+
+    fn root(&mut self, table: &dyn TableLike) -> RootSettings {
+        self.check_keys(table, ROOT_KEYS, "`root`");
+        let mut root = RootSettings::default();
+        if let Some(f) = field(table, "size") {
+            if let Some(size) = self.string(&f, "`size`") {
+                if valid_size(&size) {
+                    root.size = size;
+                } else {
+                    self.push(
+                        Diagnostic::error(Rule::InvalidSize, f.span(), format!("`{size}` is not a tmpfs size"))
+                            .with_help("use a share of memory such as \"25%\" or a size such as \"2G\", \"512M\""),
+                    );
+                }
+            }
+        }
+        if let Some(mode) = field(table, "mode").and_then(|f| self.mode(&f)) {
+            root.mode = mode;
+        }
+        root
+    }
+
+    fn persist_roots(&mut self, table: &dyn TableLike) -> BTreeMap<String, PersistRoot> {
+        let mut roots = BTreeMap::new();
+        for (mount, _) in table.iter() {
+            let f = field(table, mount).expect("key just listed");
+            check_path(mount, PathKind::Absolute, f.key, "a persistent root", &mut self.diagnostics.items);
+            let Some(body) = self.table(&f, "a persistent root") else { continue };
+            self.check_keys(body, PERSIST_KEYS, &format!("persistent root `{mount}`"));
+            let mut root = PersistRoot {
+                span: f.key,
+                hide_mounts: field(body, "hide_mounts").and_then(|f| self.bool(&f, "`hide_mounts`")).unwrap_or(false),
+                directories: Vec::new(),
+                files: Vec::new(),
+                users: BTreeMap::new(),
+            };
+            let system = Defaults { user: "root", group: "root", home: None };
+            root.directories = self.entries(body, EntryKind::Directory, &system);
+            root.files = self.entries(body, EntryKind::File, &system);
+            if let Some(f) = field(body, "users") {
+                if let Some(users) = self.table(&f, "`users`") {
+                    root.users = self.users(users);
+                }
+            }
+            roots.insert(mount.to_owned(), root);
+        }
+        roots
+    }
+
+    fn users(&mut self, table: &dyn TableLike) -> BTreeMap<String, UserEntries> {
+        let mut users = BTreeMap::new();
+        for (name, _) in table.iter() {
+            let f = field(table, name).expect("key just listed");
+            if !valid_name(name) {
+                self.push(Diagnostic::error(Rule::InvalidName, f.key, format!("`{name}` is not a valid user name")));
+            }
+            let Some(body) = self.table(&f, "a user's entries") else { continue };
+            self.check_keys(body, USER_KEYS, &format!("the entries of user `{name}`"));
+            let home = match field(body, "home") {
+                Some(f) => self.string(&f, "`home`").filter(|home| {
+                    check_path(home, PathKind::Absolute, f.span(), "a home directory", &mut self.diagnostics.items)
+                }),
+                None => None,
+            }
+            .unwrap_or_else(|| default_home(name));
+            let group = field(body, "group").and_then(|f| self.name(&f, "group")).unwrap_or_else(|| name.to_owned());
+            let defaults = Defaults { user: name, group: &group, home: Some(&home) };
+            let directories = self.entries(body, EntryKind::Directory, &defaults);
+            let files = self.entries(body, EntryKind::File, &defaults);
+            users.insert(name.to_owned(), UserEntries { span: f.key, home: home.clone(), group, directories, files });
+        }
+        users
+    }
+
+    fn entries(&mut self, body: &dyn TableLike, kind: EntryKind, defaults: &Defaults<'_>) -> Vec<Entry> {
+        let list_key = match kind {
+            EntryKind::Directory => "directories",
+            EntryKind::File => "files",
+        };
+        let Some(f) = field(body, list_key) else { return Vec::new() };
+        self.elements(&f, &format!("`{list_key}`"))
+            .into_iter()
+            .filter_map(|element| self.entry(element, kind, defaults))
+            .collect()
+    }
+
+    fn entry(&mut self, element: Element<'_>, kind: EntryKind, defaults: &Defaults<'_>) -> Option<Entry> {
+        let path_kind = if defaults.home.is_some() { PathKind::Relative } else { PathKind::Absolute };
+        let noun = kind.noun();
+        let default_mode = match kind {
+            EntryKind::Directory => Mode::DIRECTORY,
+            EntryKind::File => Mode::FILE,
+        };
+        let mut entry = Entry {
+            span: element.span(),
+            kind,
+            path: String::new(),
+            owner: Owner { user: defaults.user.into(), group: defaults.group.into(), mode: default_mode },
+            parent: None,
+            how: (kind == EntryKind::File).then_some(How::Bind),
+            options: Vec::new(),
+        };
+        if let Some(path) = element.as_str() {
+            path.clone_into(&mut entry.path);
+        } else if let Some(table) = element.as_table_like() {
+            let keys = match kind {
+                EntryKind::Directory => DIRECTORY_KEYS,
+                EntryKind::File => FILE_KEYS,
+            };
+            self.check_keys(table, keys, &format!("a {noun} entry"));
+            let Some(f) = field(table, noun) else {
+                self.push(
+                    Diagnostic::error(
+                        Rule::MissingKey,
+                        element.span(),
+                        format!("this {noun} entry has no `{noun}` path"),
+                    )
+                    .with_help(format!("add `{noun} = \"/some/path\"`")),
+                );
+                return None;
+            };
+            entry.path = self.string(&f, &format!("`{noun}`"))?;
+            entry.span = f.span();
+            self.owner_fields(table, &mut entry.owner);
+            if let Some(f) = field(table, "parent") {
+                if let Some(parent) = self.table(&f, "`parent`") {
+                    self.check_keys(parent, PARENT_KEYS, "`parent`");
+                    let mut owner =
+                        Owner { user: defaults.user.into(), group: defaults.group.into(), mode: Mode::DIRECTORY };
+                    self.owner_fields(parent, &mut owner);
+                    entry.parent = Some(owner);
+                }
+            }
+            if let Some(f) = field(table, "how") {
+                entry.how = match self.string(&f, "`how`").as_deref() {
+                    Some("bind") => Some(How::Bind),
+                    Some("symlink") => Some(How::Symlink),
+                    Some(other) => {
+                        self.push(
+                            Diagnostic::error(
+                                Rule::WrongType,
+                                f.span(),
+                                format!("`how = \"{other}\"` is not a way to persist a file"),
+                            )
+                            .with_help("use \"bind\" (a bind mount) or \"symlink\""),
+                        );
+                        entry.how
+                    }
+                    None => entry.how,
+                };
+            }
+            if let Some(f) = field(table, "options") {
+                entry.options = self.mount_options(&f);
+            }
+        } else {
+            self.wrong_type(
+                element.span(),
+                &format!("a {noun} entry"),
+                "a path string or a table",
+                element.type_name(),
+            );
+            return None;
+        }
+        let what = if defaults.home.is_some() {
+            format!("a {noun} in a home directory")
+        } else {
+            format!("a persisted {noun}")
+        };
+        check_path(&entry.path, path_kind, entry.span, &what, &mut self.diagnostics.items).then_some(entry)
+    }
+
+    fn owner_fields(&mut self, table: &dyn TableLike, owner: &mut Owner) {
+        if let Some(user) = field(table, "user").and_then(|f| self.name(&f, "user")) {
+            owner.user = user;
+        }
+        if let Some(group) = field(table, "group").and_then(|f| self.name(&f, "group")) {
+            owner.group = group;
+        }
+        if let Some(mode) = field(table, "mode").and_then(|f| self.mode(&f)) {
+            owner.mode = mode;
+        }
+    }
+
+    fn mount_options(&mut self, f: &Field<'_>) -> Vec<MountOption> {
+        let mut options = Vec::new();
+        for element in self.elements(f, "`options`") {
+            let Some(text) = element.as_str() else {
+                self.wrong_type(element.span(), "a mount option", "a string", element.type_name());
+                continue;
+            };
+            if let Some(option) = MountOption::parse(text) {
+                options.push(option);
+            } else {
+                let known: Vec<&str> = MountOption::ALL.iter().map(|o| o.as_str()).collect();
+                let help = nearest(text, &known)
+                    .map_or_else(|| format!("known options: {}", known.join(", ")), |n| format!("did you mean `{n}`?"));
+                self.push(
+                    Diagnostic::error(
+                        Rule::InvalidMountOption,
+                        element.span(),
+                        format!("`{text}` is not a mount option blankslate applies"),
+                    )
+                    .with_help(help),
+                );
+            }
+        }
+        options
+    }
+
+    fn etc_entries(&mut self, table: &dyn TableLike) -> BTreeMap<String, EtcEntry> {
+        let mut entries = BTreeMap::new();
+        for (path, _) in table.iter() {
+            let f = field(table, path).expect("key just listed");
+            let path_ok = check_path(path, PathKind::Relative, f.key, "an /etc entry", &mut self.diagnostics.items);
+            if path_ok && (path == "static" || path.starts_with("static/")) {
+                self.push(
+                    Diagnostic::error(
+                        Rule::InvalidPath,
+                        f.key,
+                        "`/etc/static` is where blankslate links the generation's tree",
+                    )
+                    .with_help("choose another name"),
+                );
+            }
+            let Some(body) = self.table(&f, "an /etc entry") else { continue };
+            if let Some(entry) = self.etc_entry(path, f.key, body) {
+                if path_ok {
+                    entries.insert(path.to_owned(), entry);
+                }
+            }
+        }
+        entries
+    }
+
+    fn etc_entry(&mut self, path: &str, span: Span, body: &dyn TableLike) -> Option<EtcEntry> {
+        self.check_keys(body, ETC_KEYS, &format!("/etc entry `{path}`"));
+        let text = field(body, "text");
+        let source = field(body, "source");
+        let contents = match (text, source) {
+            (Some(text), None) => EtcContents::Text(self.string(&text, "`text`")?),
+            (None, Some(source)) => {
+                let given = self.string(&source, "`source`")?;
+                EtcContents::Source(self.etc_source(&given, source.span())?)
+            }
+            (Some(_), Some(source)) => {
+                self.push(
+                    Diagnostic::error(
+                        Rule::EtcContents,
+                        source.key,
+                        format!("/etc entry `{path}` has both `text` and `source`"),
+                    )
+                    .with_help("keep one of them"),
+                );
+                return None;
+            }
+            (None, None) => {
+                self.push(
+                    Diagnostic::error(
+                        Rule::EtcContents,
+                        span,
+                        format!("/etc entry `{path}` has neither `text` nor `source`"),
+                    )
+                    .with_help("add `text = \"...\"` or `source = \"file\"`"),
+                );
+                return None;
+            }
+        };
+        let mode = match field(body, "mode") {
+            None => EtcMode::Link,
+            Some(f) if f.item.as_str() == Some("link") => EtcMode::Link,
+            Some(f) => EtcMode::Copy(self.mode(&f)?),
+        };
+        let mut entry = EtcEntry { span, contents, mode, user: "root".into(), group: "root".into() };
+        for key in ["user", "group"] {
+            let Some(f) = field(body, key) else { continue };
+            if mode == EtcMode::Link {
+                self.push(
+                    Diagnostic::error(
+                        Rule::OwnerOnLink,
+                        f.key,
+                        format!("`{key}` has no effect on /etc entry `{path}`, which is a link"),
+                    )
+                    .with_help("give it a `mode` (such as \"0440\") to install a copy with this owner"),
+                );
+                continue;
+            }
+            let Some(name) = self.name(&f, key) else { continue };
+            if key == "user" { entry.user = name } else { entry.group = name }
+        }
+        Some(entry)
+    }
+
+    /// Resolves a source against the declaration's directory and checks it exists
+    /// (for a glob: that the directory it lists exists).
+    fn etc_source(&mut self, given: &str, span: Span) -> Option<String> {
+        if given.is_empty() {
+            self.push(Diagnostic::error(Rule::InvalidPath, span, "`source` is empty"));
+            return None;
+        }
+        let resolved = self.base.join(given);
+        let is_glob = given.contains(['*', '?', '[']);
+        let must_exist = if is_glob { resolved.parent().map(Path::to_path_buf) } else { Some(resolved.clone()) };
+        if let Some(path) = must_exist {
+            if std::fs::metadata(&path).is_err() {
+                self.push(
+                    Diagnostic::error(
+                        Rule::EtcSourceMissing,
+                        span,
+                        format!("source `{}` does not exist", path.display()),
+                    )
+                    .with_help("relative sources are read from the declaration's directory"),
+                );
+                return None;
+            }
+        }
+        let text = resolved.to_str().map(str::to_owned);
+        if text.is_none() {
+            self.push(Diagnostic::error(Rule::InvalidPath, span, "the resolved source path is not UTF-8"));
+        }
+        text
+    }
+
+    fn audit(&mut self, table: &dyn TableLike) -> AuditSettings {
+        self.check_keys(table, AUDIT_KEYS, "`audit`");
+        let mut audit = AuditSettings::default();
+        let Some(f) = field(table, "ignore") else { return audit };
+        for element in self.elements(&f, "`ignore`") {
+            let Some(glob) = element.as_str() else {
+                self.wrong_type(element.span(), "an ignore glob", "a string", element.type_name());
+                continue;
+            };
+            if !glob.starts_with('/') && !glob.starts_with("**") {
+                self.push(
+                    Diagnostic::error(
+                        Rule::InvalidGlob,
+                        element.span(),
+                        format!("ignore glob `{glob}` is not anchored"),
+                    )
+                    .with_help(format!("globs match absolute paths: write \"/{glob}\" or \"**/{glob}\"")),
+                );
+            } else if let Err(error) = globset::Glob::new(glob) {
+                self.push(Diagnostic::error(
+                    Rule::InvalidGlob,
+                    element.span(),
+                    format!("ignore glob `{glob}`: {}", error.kind()),
+                ));
+            } else {
+                audit.ignore.push(glob.to_owned());
+            }
+        }
+        audit
+    }
+}
+
+/// Who owns an entry unless it says otherwise.
+struct Defaults<'a> {
+    user: &'a str,
+    group: &'a str,
+    /// Set for per-user entries, whose paths are relative to it.
+    home: Option<&'a str>,
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    first_ok
+        && name.len() <= 32
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !name.ends_with('.')
+}
+
+fn valid_size(size: &str) -> bool {
+    if let Some(percent) = size.strip_suffix('%') {
+        return percent.parse::<u8>().is_ok_and(|p| (1..=100).contains(&p));
+    }
+    let digits = size.strip_suffix(['k', 'K', 'm', 'M', 'g', 'G']).unwrap_or(size);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && digits.parse::<u64>().is_ok_and(|n| n > 0)
+}

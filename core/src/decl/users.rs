@@ -1,0 +1,82 @@
+//! Names from a root's `/etc/passwd` and `/etc/group`, read as files (never NSS):
+//! the target system's own database, not the machine running blankslate.
+
+use std::collections::HashMap;
+
+/// The users and groups a system knows, with their numeric ids.
+#[derive(Debug, Clone, Default)]
+pub struct UserDb {
+    users: HashMap<String, u32>,
+    groups: HashMap<String, u32>,
+    source: String,
+}
+
+impl UserDb {
+    /// Reads `passwd` and `group` file contents. Malformed lines are skipped: they
+    /// are the system's business, and a partial database only weakens warnings.
+    pub fn from_texts(passwd: &str, group: &str, source: impl Into<String>) -> UserDb {
+        UserDb { users: ids(passwd, 2), groups: ids(group, 2), source: source.into() }
+    }
+
+    /// Adds the entries of another pair of files (say, the declaration's own
+    /// `/etc/passwd`), keeping existing ids.
+    pub fn extend_from_texts(&mut self, passwd: &str, group: &str) {
+        for (name, id) in ids(passwd, 2) {
+            self.users.entry(name).or_insert(id);
+        }
+        for (name, id) in ids(group, 2) {
+            self.groups.entry(name).or_insert(id);
+        }
+    }
+
+    pub fn has_user(&self, name: &str) -> bool {
+        self.users.contains_key(name)
+    }
+
+    pub fn has_group(&self, name: &str) -> bool {
+        self.groups.contains_key(name)
+    }
+
+    pub fn uid(&self, name: &str) -> Option<u32> {
+        self.users.get(name).copied()
+    }
+
+    pub fn gid(&self, name: &str) -> Option<u32> {
+        self.groups.get(name).copied()
+    }
+
+    /// Where the names came from, for messages.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+}
+
+/// `name:x:ID:...` lines into a map, the id in column `column`.
+fn ids(text: &str, column: usize) -> HashMap<String, u32> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            let id = fields.get(column)?.parse().ok()?;
+            let name = fields.first().filter(|n| !n.is_empty())?;
+            Some(((*name).to_owned(), id))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_passwd_and_group() {
+        let db = UserDb::from_texts(
+            "root:x:0:0::/root:/bin/sh\nbroken\npostgres:x:105:110::/var/lib/postgresql:/bin/false\n",
+            "root:x:0:\nusers:x:100:alice\n",
+            "test",
+        );
+        assert_eq!(db.uid("postgres"), Some(105));
+        assert_eq!(db.gid("users"), Some(100));
+        assert!(!db.has_user("broken"));
+    }
+}

@@ -1,0 +1,131 @@
+//! Writing a declaration as native TOML, in the layout a person would write: plain
+//! strings where an entry has only defaults, inline tables otherwise.
+
+use std::fmt::Write as _;
+
+use super::model::{Declaration, Entry, EntryKind, EtcContents, EtcMode, How, Mode, Owner, RootSettings, default_home};
+
+/// The declaration as TOML text that [`super::check`] reads back to the same
+/// declaration.
+pub fn to_toml(declaration: &Declaration) -> String {
+    let mut out = format!("version = {}\n", declaration.version);
+    if declaration.root != RootSettings::default() {
+        let _ = write!(
+            out,
+            "\n[root]\nsize = {}\nmode = {}\n",
+            quote(&declaration.root.size),
+            quote(&declaration.root.mode.to_string())
+        );
+    }
+    for (mount, root) in &declaration.persist {
+        let _ = writeln!(out, "\n[persist.{}]", quote(mount));
+        if root.hide_mounts {
+            out.push_str("hide_mounts = true\n");
+        }
+        let system = Owner::root(Mode::DIRECTORY);
+        write_entries(&mut out, "directories", &root.directories, &system.user, &system.group);
+        write_entries(&mut out, "files", &root.files, &system.user, &system.group);
+        for (name, user) in &root.users {
+            let _ = writeln!(out, "\n[persist.{}.users.{}]", quote(mount), key(name));
+            if user.home != default_home(name) {
+                let _ = writeln!(out, "home = {}", quote(&user.home));
+            }
+            if user.group != *name {
+                let _ = writeln!(out, "group = {}", quote(&user.group));
+            }
+            write_entries(&mut out, "directories", &user.directories, name, &user.group);
+            write_entries(&mut out, "files", &user.files, name, &user.group);
+        }
+    }
+    for (path, entry) in &declaration.etc {
+        let _ = writeln!(out, "\n[etc.{}]", quote(path));
+        match &entry.contents {
+            EtcContents::Text(text) => {
+                let _ = writeln!(out, "text = {}", quote(text));
+            }
+            EtcContents::Source(source) => {
+                let _ = writeln!(out, "source = {}", quote(source));
+            }
+        }
+        if let EtcMode::Copy(mode) = entry.mode {
+            let _ = writeln!(out, "mode = {}", quote(&mode.to_string()));
+            if entry.user != "root" {
+                let _ = writeln!(out, "user = {}", quote(&entry.user));
+            }
+            if entry.group != "root" {
+                let _ = writeln!(out, "group = {}", quote(&entry.group));
+            }
+        }
+    }
+    if !declaration.audit.ignore.is_empty() {
+        out.push_str("\n[audit]\nignore = [\n");
+        for glob in &declaration.audit.ignore {
+            let _ = writeln!(out, "  {},", quote(glob));
+        }
+        out.push_str("]\n");
+    }
+    out
+}
+
+fn write_entries(out: &mut String, list: &str, entries: &[Entry], user: &str, group: &str) {
+    if entries.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "{list} = [");
+    for entry in entries {
+        let _ = writeln!(out, "  {},", entry_value(entry, user, group));
+    }
+    out.push_str("]\n");
+}
+
+fn entry_value(entry: &Entry, user: &str, group: &str) -> String {
+    let default_mode = match entry.kind {
+        EntryKind::Directory => Mode::DIRECTORY,
+        EntryKind::File => Mode::FILE,
+    };
+    let mut fields = Vec::new();
+    owner_fields(&entry.owner, user, group, default_mode, &mut fields);
+    if let Some(parent) = &entry.parent {
+        let mut inner = Vec::new();
+        owner_fields(parent, user, group, Mode::DIRECTORY, &mut inner);
+        if inner.is_empty() {
+            // An all-default parent still says "enforce this", so it is written out.
+            inner.push(format!("mode = {}", quote(&parent.mode.to_string())));
+        }
+        fields.push(format!("parent = {{ {} }}", inner.join(", ")));
+    }
+    if entry.how == Some(How::Symlink) {
+        fields.push("how = \"symlink\"".into());
+    }
+    if !entry.options.is_empty() {
+        let options: Vec<String> = entry.options.iter().map(|o| quote(o.as_str())).collect();
+        fields.push(format!("options = [{}]", options.join(", ")));
+    }
+    if fields.is_empty() {
+        return quote(&entry.path);
+    }
+    format!("{{ {} = {}, {} }}", entry.kind.noun(), quote(&entry.path), fields.join(", "))
+}
+
+/// The owner fields that differ from the defaults.
+fn owner_fields(owner: &Owner, user: &str, group: &str, default_mode: Mode, fields: &mut Vec<String>) {
+    if owner.user != user {
+        fields.push(format!("user = {}", quote(&owner.user)));
+    }
+    if owner.group != group {
+        fields.push(format!("group = {}", quote(&owner.group)));
+    }
+    if owner.mode != default_mode {
+        fields.push(format!("mode = {}", quote(&owner.mode.to_string())));
+    }
+}
+
+/// A TOML string literal for `text`, escaped as needed.
+fn quote(text: &str) -> String {
+    toml_edit::Value::from(text).to_string().trim().to_owned()
+}
+
+/// A TOML key: bare when it can be, quoted otherwise.
+fn key(text: &str) -> String {
+    toml_edit::Key::new(text).to_string()
+}

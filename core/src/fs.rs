@@ -1,0 +1,459 @@
+//! Safe file-system primitives: every path below a root is reached through a
+//! directory descriptor with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` or a
+//! `*at` call on a single name, never by joining strings, so a symlink planted
+//! anywhere in a tree can never lead an operation outside it.
+//!
+//! Writes that must survive a crash go through [`Dir::write_atomic`] and
+//! [`Dir::symlink_atomic`]: a temporary name, `fsync`, `rename`, `fsync` of the
+//! directory. There is no unsafe code here: rustix provides the system calls.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags, RenameFlags, ResolveFlags};
+
+/// A failed file-system operation: what was attempted, on which path, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {op} {}: {source}", path.display())]
+pub struct FsError {
+    pub op: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+impl FsError {
+    pub fn kind(&self) -> io::ErrorKind {
+        self.source.kind()
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.kind() == io::ErrorKind::NotFound
+    }
+}
+
+pub type Result<T> = std::result::Result<T, FsError>;
+
+fn wrap(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(rustix::io::Errno) -> FsError {
+    let path = path.into();
+    move |errno| FsError { op, path, source: errno.into() }
+}
+
+fn wrap_io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> FsError {
+    let path = path.into();
+    move |source| FsError { op, path, source }
+}
+
+/// Stay below the directory, and follow no symlink on the way (nor magic links).
+const BENEATH: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS).union(ResolveFlags::NO_MAGICLINKS);
+
+/// The kind of a directory entry, as `lstat` sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Directory,
+    Symlink,
+    /// Sockets, FIFOs, device nodes.
+    Other,
+}
+
+impl From<FileType> for Kind {
+    fn from(file_type: FileType) -> Self {
+        match file_type {
+            FileType::RegularFile => Kind::File,
+            FileType::Directory => Kind::Directory,
+            FileType::Symlink => Kind::Symlink,
+            _ => Kind::Other,
+        }
+    }
+}
+
+/// What `lstat` says about one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub kind: Kind,
+    /// Permission bits only.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    /// Seconds since the epoch.
+    pub mtime: i64,
+}
+
+/// An open directory; the handle through which everything below it is reached.
+#[derive(Debug)]
+pub struct Dir {
+    fd: OwnedFd,
+    /// For messages only: where this directory is, as far as we know.
+    path: PathBuf,
+}
+
+/// A name inside one directory: a single component, no `/`, not `.` or `..`.
+fn check_name(name: &OsStr, context: &Path) -> Result<()> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.contains(&b'/') || bytes == b"." || bytes == b".." {
+        return Err(FsError {
+            op: "use the name",
+            path: context.join(name),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "not a single file name"),
+        });
+    }
+    Ok(())
+}
+
+/// A relative path made only of normal components.
+fn check_relative(path: &Path, context: &Path) -> Result<()> {
+    if path.components().all(|c| matches!(c, Component::Normal(_))) && path.components().next().is_some() {
+        return Ok(());
+    }
+    Err(FsError {
+        op: "use the path",
+        path: context.join(path),
+        source: io::Error::new(io::ErrorKind::InvalidInput, "not a relative path of plain names"),
+    })
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh temporary name for a sibling of `name`, starting with `.` so that tools
+/// walking the directory can tell it apart.
+pub fn temp_name(name: &OsStr) -> OsString {
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut temp = OsString::from(".");
+    temp.push(name);
+    temp.push(format!(".tmp-{}-{n}", std::process::id()));
+    temp
+}
+
+/// Whether `name` was made by [`temp_name`].
+pub fn is_temp_name(name: &OsStr) -> bool {
+    let bytes = name.as_bytes();
+    bytes.starts_with(b".") && bytes.windows(5).any(|w| w == b".tmp-")
+}
+
+impl Dir {
+    /// Opens a directory by an ordinary path: the one place a path string is trusted,
+    /// used for the root a command was pointed at.
+    pub fn open_root(path: &Path) -> Result<Dir> {
+        let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(wrap("open directory", path))?;
+        Ok(Dir { fd, path: path.to_path_buf() })
+    }
+
+    /// Where this directory is, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A new handle on the same directory.
+    pub fn try_clone(&self) -> Result<Dir> {
+        let fd = self.fd.try_clone().map_err(wrap_io("duplicate handle on", &self.path))?;
+        Ok(Dir { fd, path: self.path.clone() })
+    }
+
+    fn openat(&self, path: &Path, flags: OFlags, mode: Mode, op: &'static str) -> Result<OwnedFd> {
+        check_relative(path, &self.path)?;
+        rustix::fs::openat2(&self.fd, path, flags | OFlags::CLOEXEC | OFlags::NOFOLLOW, mode, BENEATH)
+            .map_err(wrap(op, self.path.join(path)))
+    }
+
+    /// Opens a directory below this one; no symlink may appear anywhere on the way.
+    pub fn open_dir(&self, path: impl AsRef<Path>) -> Result<Dir> {
+        let path = path.as_ref();
+        let fd = self.openat(path, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty(), "open directory")?;
+        Ok(Dir { fd, path: self.path.join(path) })
+    }
+
+    /// Opens a directory below this one, creating each missing component with `mode`.
+    pub fn create_dir_all(&self, path: impl AsRef<Path>, mode: u32) -> Result<Dir> {
+        let path = path.as_ref();
+        check_relative(path, &self.path)?;
+        let mut dir = self.try_clone()?;
+        for component in path.components() {
+            let name = component.as_os_str();
+            match rustix::fs::mkdirat(&dir.fd, name, Mode::from_raw_mode(mode)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(errno) => return Err(wrap("create directory", dir.path.join(name))(errno)),
+            }
+            dir = dir.open_dir(name)?;
+        }
+        Ok(dir)
+    }
+
+    /// Creates one directory; `Ok(false)` if it already existed (as anything).
+    pub fn create_dir(&self, name: impl AsRef<OsStr>, mode: u32) -> Result<bool> {
+        let name = name.as_ref();
+        check_name(name, &self.path)?;
+        match rustix::fs::mkdirat(&self.fd, name, Mode::from_raw_mode(mode)) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::EXIST) => Ok(false),
+            Err(errno) => Err(wrap("create directory", self.path.join(name))(errno)),
+        }
+    }
+
+    /// Opens a regular file below this one for reading.
+    pub fn open_file(&self, path: impl AsRef<Path>) -> Result<File> {
+        let path = path.as_ref();
+        Ok(File::from(self.openat(path, OFlags::RDONLY, Mode::empty(), "open file")?))
+    }
+
+    /// Reads a whole file below this one.
+    pub fn read(&self, path: impl AsRef<Path>) -> Result<Vec<u8>> {
+        let path = path.as_ref();
+        let mut contents = Vec::new();
+        self.open_file(path)?.read_to_end(&mut contents).map_err(wrap_io("read", self.path.join(path)))?;
+        Ok(contents)
+    }
+
+    /// Creates a new file (it must not exist) with `mode`, writes `contents`, and
+    /// fsyncs it. The caller renames it into place and syncs the directory.
+    pub fn create_file(&self, name: impl AsRef<OsStr>, contents: &[u8], mode: u32) -> Result<File> {
+        let name = name.as_ref();
+        check_name(name, &self.path)?;
+        let fd = self.openat(
+            Path::new(name),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL,
+            Mode::from_raw_mode(mode),
+            "create file",
+        )?;
+        let mut file = File::from(fd);
+        let path = self.path.join(name);
+        file.write_all(contents).map_err(wrap_io("write", &path))?;
+        // The umask may have narrowed the mode given to open.
+        rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(wrap("set mode of", &path))?;
+        file.sync_all().map_err(wrap_io("fsync", &path))?;
+        Ok(file)
+    }
+
+    /// Replaces (or creates) `name` with a file holding `contents`, atomically and
+    /// durably: readers see the old contents or the new, never a part.
+    pub fn write_atomic(&self, name: impl AsRef<OsStr>, contents: &[u8], mode: u32) -> Result<()> {
+        let name = name.as_ref();
+        let temp = temp_name(name);
+        self.create_file(&temp, contents, mode)?;
+        self.rename_into_place(&temp, name)
+    }
+
+    /// Replaces (or creates) the symlink `name` so that it points at `target`,
+    /// atomically: readers see the old target or the new one, never nothing.
+    pub fn symlink_atomic(&self, name: impl AsRef<OsStr>, target: impl AsRef<OsStr>) -> Result<()> {
+        let name = name.as_ref();
+        let temp = temp_name(name);
+        self.symlink(&temp, target)?;
+        self.rename_into_place(&temp, name)
+    }
+
+    fn rename_into_place(&self, temp: &OsStr, name: &OsStr) -> Result<()> {
+        if let Err(error) = self.rename(temp, name) {
+            let _ = self.remove_file(temp);
+            return Err(error);
+        }
+        self.sync()
+    }
+
+    /// Creates a symlink `name` -> `target` (which is not checked or followed).
+    pub fn symlink(&self, name: impl AsRef<OsStr>, target: impl AsRef<OsStr>) -> Result<()> {
+        let name = name.as_ref();
+        check_name(name, &self.path)?;
+        rustix::fs::symlinkat(target.as_ref(), &self.fd, name).map_err(wrap("create symlink", self.path.join(name)))
+    }
+
+    /// The target of the symlink `name`.
+    pub fn read_link(&self, name: impl AsRef<OsStr>) -> Result<OsString> {
+        let name = name.as_ref();
+        check_name(name, &self.path)?;
+        let target =
+            rustix::fs::readlinkat(&self.fd, name, Vec::new()).map_err(wrap("read symlink", self.path.join(name)))?;
+        Ok(OsString::from(std::ffi::OsStr::from_bytes(target.as_bytes())))
+    }
+
+    /// `lstat` of one entry.
+    pub fn meta(&self, name: impl AsRef<OsStr>) -> Result<Meta> {
+        let name = name.as_ref();
+        check_name(name, &self.path)?;
+        let stat = rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(wrap("stat", self.path.join(name)))?;
+        Ok(meta_of(&stat))
+    }
+
+    /// `fstat` of this directory.
+    pub fn own_meta(&self) -> Result<Meta> {
+        let stat = rustix::fs::fstat(&self.fd).map_err(wrap("stat", &self.path))?;
+        Ok(meta_of(&stat))
+    }
+
+    /// The entries of this directory (without `.` and `..`), sorted by name.
+    pub fn entries(&self) -> Result<Vec<(OsString, Kind)>> {
+        let dir = rustix::fs::Dir::read_from(&self.fd).map_err(wrap("list directory", &self.path))?;
+        let mut out = Vec::new();
+        for entry in dir {
+            let entry = entry.map_err(wrap("list directory", &self.path))?;
+            let name = OsStr::from_bytes(entry.file_name().to_bytes());
+            if name == "." || name == ".." {
+                continue;
+            }
+            let kind = match entry.file_type() {
+                FileType::Unknown => self.meta(name)?.kind,
+                known => known.into(),
+            };
+            out.push((name.to_os_string(), kind));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Renames `from` to `to` within this directory, replacing `to`.
+    pub fn rename(&self, from: impl AsRef<OsStr>, to: impl AsRef<OsStr>) -> Result<()> {
+        let (from, to) = (from.as_ref(), to.as_ref());
+        check_name(from, &self.path)?;
+        check_name(to, &self.path)?;
+        rustix::fs::renameat(&self.fd, from, &self.fd, to).map_err(wrap("rename", self.path.join(from)))
+    }
+
+    /// Renames `from` to `to` within this directory; `Ok(false)` if `to` exists.
+    pub fn rename_noreplace(&self, from: impl AsRef<OsStr>, to: impl AsRef<OsStr>) -> Result<bool> {
+        let (from, to) = (from.as_ref(), to.as_ref());
+        check_name(from, &self.path)?;
+        check_name(to, &self.path)?;
+        match rustix::fs::renameat_with(&self.fd, from, &self.fd, to, RenameFlags::NOREPLACE) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::EXIST | rustix::io::Errno::NOTEMPTY) => Ok(false),
+            Err(errno) => Err(wrap("rename", self.path.join(from))(errno)),
+        }
+    }
+
+    /// Removes a file or symlink.
+    pub fn remove_file(&self, name: impl AsRef<OsStr>) -> Result<()> {
+        let name = name.as_ref();
+        check_name(name, &self.path)?;
+        rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()).map_err(wrap("remove", self.path.join(name)))
+    }
+
+    /// Removes `name` and everything below it, without following any symlink, making
+    /// read-only directories writable first.
+    pub fn remove_tree(&self, name: impl AsRef<OsStr>) -> Result<()> {
+        let name = name.as_ref();
+        if self.meta(name)?.kind != Kind::Directory {
+            return self.remove_file(name);
+        }
+        let child = self.open_dir(name)?;
+        child.set_mode(0o700)?;
+        for (entry, kind) in child.entries()? {
+            if kind == Kind::Directory { child.remove_tree(&entry)? } else { child.remove_file(&entry)? }
+        }
+        rustix::fs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR).map_err(wrap("remove directory", self.path.join(name)))
+    }
+
+    /// Sets this directory's permission bits.
+    pub fn set_mode(&self, mode: u32) -> Result<()> {
+        rustix::fs::fchmod(&self.fd, Mode::from_raw_mode(mode)).map_err(wrap("set mode of", &self.path))
+    }
+
+    /// Sets the permission bits of a regular file or directory below this one (never
+    /// through a symlink).
+    pub fn set_mode_of(&self, name: impl AsRef<OsStr>, mode: u32) -> Result<()> {
+        let name = name.as_ref();
+        check_name(name, &self.path)?;
+        let fd = self.openat(Path::new(name), OFlags::RDONLY, Mode::empty(), "open")?;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(wrap("set mode of", self.path.join(name)))
+    }
+
+    /// Flushes this directory's entries to disk.
+    pub fn sync(&self) -> Result<()> {
+        rustix::fs::fsync(&self.fd).map_err(wrap("fsync", &self.path))
+    }
+
+    /// Takes an exclusive lock on the file `name` (created if missing), blocking until
+    /// it is free. The lock lasts as long as the returned value.
+    pub fn lock(&self, name: impl AsRef<OsStr>) -> Result<Lock> {
+        let name = name.as_ref();
+        check_name(name, &self.path)?;
+        let fd =
+            self.openat(Path::new(name), OFlags::RDWR | OFlags::CREATE, Mode::from_raw_mode(0o600), "open lock file")?;
+        rustix::fs::flock(&fd, FlockOperation::LockExclusive).map_err(wrap("lock", self.path.join(name)))?;
+        Ok(Lock { _fd: fd })
+    }
+}
+
+impl AsFd for Dir {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// An exclusive `flock`, released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct Lock {
+    _fd: OwnedFd,
+}
+
+fn meta_of(stat: &rustix::fs::Stat) -> Meta {
+    Meta {
+        kind: FileType::from_raw_mode(stat.st_mode).into(),
+        mode: stat.st_mode & 0o7777,
+        uid: stat.st_uid,
+        gid: stat.st_gid,
+        size: u64::try_from(stat.st_size).unwrap_or(0),
+        mtime: stat.st_mtime,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlinks_are_never_followed_out_of_the_root() {
+        let scratch = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "x").unwrap();
+        std::os::unix::fs::symlink(outside.path(), scratch.path().join("escape")).unwrap();
+        std::os::unix::fs::symlink("/", scratch.path().join("slash")).unwrap();
+        let root = Dir::open_root(scratch.path()).unwrap();
+        assert!(root.open_file("escape/secret").is_err());
+        assert!(root.open_dir("slash").is_err());
+        assert!(root.open_dir("..").is_err(), "`..` is refused before the kernel sees it");
+        assert!(root.create_dir_all("escape/new", 0o755).is_err());
+        assert!(!outside.path().join("new").exists());
+    }
+
+    #[test]
+    fn atomic_writes_replace_and_leave_no_temporaries() {
+        let scratch = tempfile::tempdir().unwrap();
+        let root = Dir::open_root(scratch.path()).unwrap();
+        root.write_atomic("f", b"one", 0o640).unwrap();
+        root.write_atomic("f", b"two", 0o600).unwrap();
+        assert_eq!(root.read("f").unwrap(), b"two");
+        assert_eq!(root.meta("f").unwrap().mode, 0o600);
+        root.symlink_atomic("link", "a").unwrap();
+        root.symlink_atomic("link", "b").unwrap();
+        assert_eq!(root.read_link("link").unwrap(), "b");
+        let names: Vec<_> = root.entries().unwrap().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["f", "link"]);
+    }
+
+    #[test]
+    fn remove_tree_handles_read_only_directories() {
+        let scratch = tempfile::tempdir().unwrap();
+        let root = Dir::open_root(scratch.path()).unwrap();
+        let sub = root.create_dir_all("a/b", 0o755).unwrap();
+        sub.write_atomic("f", b"x", 0o444).unwrap();
+        sub.set_mode(0o555).unwrap();
+        root.open_dir("a").unwrap().set_mode(0o555).unwrap();
+        root.remove_tree("a").unwrap();
+        assert!(root.entries().unwrap().is_empty());
+    }
+
+    #[test]
+    fn temp_names_are_recognisable() {
+        let temp = temp_name(OsStr::new("system"));
+        assert!(is_temp_name(&temp));
+        assert!(!is_temp_name(OsStr::new("system-3-link")));
+    }
+}

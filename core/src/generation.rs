@@ -1,0 +1,381 @@
+//! Generations: numbered profile links into the store, and the state around them.
+//!
+//! Layout below the root (the state directory defaults to `/var/lib/blankslate`):
+//!
+//! ```text
+//! var/lib/blankslate/lock                  flock held by every writer
+//! var/lib/blankslate/store/<hash>-<name>   immutable objects
+//! var/lib/blankslate/profiles/system-N-link -> ../store/<hash>-generation
+//! var/lib/blankslate/profiles/current      -> system-N-link   (what boot uses)
+//! run/blankslate/booted                    -> the generation object booted
+//! ```
+//!
+//! A generation object holds `declaration.json` (canonical) and `references` (the
+//! other store objects it needs, one per line), which is what garbage collection
+//! follows.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use crate::decl::Declaration;
+use crate::fs::{Dir, FsError, Lock};
+use crate::store::{Store, StoreError, Tree};
+
+/// Where the state lives unless told otherwise, as seen from inside the root.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/blankslate";
+/// The object name given to generations.
+const GENERATION_NAME: &str = "generation";
+const CURRENT: &str = "current";
+/// Written by boot activation, read to protect the booted generation.
+const BOOTED: &str = "run/blankslate/booted";
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerationError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("there is no generation {0}")]
+    NoSuchGeneration(u32),
+    #[error("generation {0} is the current one; switch to another first")]
+    DeleteCurrent(u32),
+    #[error("generation {0} is the booted one; it is kept until the next boot")]
+    DeleteBooted(u32),
+    #[error("profile link {name} points at {target}, which is not a store object")]
+    BadLink { name: String, target: String },
+}
+
+pub type Result<T> = std::result::Result<T, GenerationError>;
+
+/// One generation, as `generations list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generation {
+    pub number: u32,
+    /// The store object's name.
+    pub object: String,
+    /// When the profile link was made, seconds since the epoch.
+    pub created: i64,
+    pub current: bool,
+    pub booted: bool,
+}
+
+/// What a build did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Built {
+    pub generation: u32,
+    pub object: String,
+    /// False when the declaration matched the current generation and nothing was
+    /// added.
+    pub new: bool,
+}
+
+/// What garbage collection removed (or would remove, in a dry run).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Collected {
+    pub removed: Vec<String>,
+    pub kept: usize,
+}
+
+/// The store and profiles of one root, held under the state lock for writers.
+#[derive(Debug)]
+pub struct State {
+    root: Dir,
+    store: Store,
+    profiles: Dir,
+    location: PathBuf,
+    _lock: Option<Lock>,
+}
+
+fn relative(path: &Path) -> &Path {
+    path.strip_prefix("/").unwrap_or(path)
+}
+
+impl State {
+    /// Opens the state of `root` for reading; creates the directories if missing.
+    pub fn open(root: &Dir, state_dir: &Path) -> Result<State> {
+        State::open_inner(root, state_dir, false)
+    }
+
+    /// Opens the state for writing: takes the lock (waiting for any other writer) and
+    /// removes temporaries a crashed writer left.
+    pub fn open_locked(root: &Dir, state_dir: &Path) -> Result<State> {
+        State::open_inner(root, state_dir, true)
+    }
+
+    fn open_inner(root: &Dir, state_dir: &Path, lock: bool) -> Result<State> {
+        let dir = root.create_dir_all(relative(state_dir), 0o755)?;
+        let lock = if lock { Some(dir.lock("lock")?) } else { None };
+        let store = Store::open(root, &state_dir.join("store"))?;
+        let profiles = dir.create_dir_all("profiles", 0o755)?;
+        if lock.is_some() {
+            store.remove_temporaries()?;
+            for (name, _) in profiles.entries()? {
+                if crate::fs::is_temp_name(&name) {
+                    profiles.remove_file(&name)?;
+                }
+            }
+        }
+        Ok(State { root: root.try_clone()?, store, profiles, location: state_dir.to_path_buf(), _lock: lock })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.location
+    }
+
+    /// Every generation, oldest first.
+    pub fn list(&self) -> Result<Vec<Generation>> {
+        let current = self.current_number()?;
+        let booted = self.booted_object();
+        let mut out = Vec::new();
+        for (name, _) in self.profiles.entries()? {
+            let Some(number) = parse_link_name(&name) else { continue };
+            let object = self.link_object(&name)?;
+            let created = self.profiles.meta(&name)?.mtime;
+            let booted = booted.as_deref() == Some(object.as_str());
+            out.push(Generation { number, object, created, current: current == Some(number), booted });
+        }
+        out.sort_by_key(|g| g.number);
+        Ok(out)
+    }
+
+    /// The generation boot uses by default.
+    pub fn current_number(&self) -> Result<Option<u32>> {
+        match self.profiles.read_link(CURRENT) {
+            Ok(target) => Ok(parse_link_name(&target)),
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    pub fn current(&self) -> Result<Option<Generation>> {
+        let number = self.current_number()?;
+        Ok(self.list()?.into_iter().find(|g| Some(g.number) == number))
+    }
+
+    pub fn generation(&self, number: u32) -> Result<Generation> {
+        self.list()?.into_iter().find(|g| g.number == number).ok_or(GenerationError::NoSuchGeneration(number))
+    }
+
+    /// The object of the booted generation, if boot recorded one.
+    fn booted_object(&self) -> Option<String> {
+        let run = self.root.open_dir(Path::new(BOOTED).parent()?).ok()?;
+        let target = run.read_link(Path::new(BOOTED).file_name()?).ok()?;
+        Path::new(&target).file_name()?.to_str().map(str::to_owned)
+    }
+
+    fn link_object(&self, name: &OsStr) -> Result<String> {
+        let target = self.profiles.read_link(name)?;
+        let object = Path::new(&target).file_name().and_then(OsStr::to_str).map(str::to_owned);
+        match object {
+            Some(object) if self.store.contains(&object)? => Ok(object),
+            _ => Err(GenerationError::BadLink {
+                name: name.to_string_lossy().into_owned(),
+                target: target.to_string_lossy().into_owned(),
+            }),
+        }
+    }
+
+    /// Adds `declaration` (and the objects it references) as a new generation and
+    /// makes it current. If it equals the current generation, nothing changes.
+    pub fn build(&self, declaration: &Declaration, references: &[String]) -> Result<Built> {
+        let tree = generation_tree(declaration, references);
+        let object = Store::object_name(GENERATION_NAME, &tree)?;
+        if let Some(current) = self.current()? {
+            if current.object == object {
+                return Ok(Built { generation: current.number, object, new: false });
+            }
+        }
+        self.store.add(GENERATION_NAME, &tree)?;
+        let number = self.list()?.last().map_or(1, |g| g.number + 1);
+        let link = link_name(number);
+        self.profiles.symlink_atomic(&link, Path::new("../store").join(&object))?;
+        crate::failpoint::hit("generation:linked");
+        self.set_current(number)?;
+        Ok(Built { generation: number, object, new: true })
+    }
+
+    /// Points `current` at generation `number`, atomically.
+    pub fn set_current(&self, number: u32) -> Result<()> {
+        self.generation(number)?;
+        self.profiles.symlink_atomic(CURRENT, link_name(number))?;
+        crate::failpoint::hit("generation:current");
+        Ok(())
+    }
+
+    /// Removes the profile link of generation `number` (its objects stay until `gc`).
+    pub fn delete(&self, number: u32) -> Result<()> {
+        let generation = self.generation(number)?;
+        if generation.current {
+            return Err(GenerationError::DeleteCurrent(number));
+        }
+        if generation.booted {
+            return Err(GenerationError::DeleteBooted(number));
+        }
+        self.profiles.remove_file(link_name(number))?;
+        self.profiles.sync()?;
+        Ok(())
+    }
+
+    /// The canonical declaration JSON of a generation.
+    pub fn declaration_json(&self, generation: &Generation) -> Result<String> {
+        let bytes = self.store.open_object(&generation.object)?.read("declaration.json")?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Removes every store object that no generation (and no booted system) reaches.
+    pub fn collect_garbage(&self, dry_run: bool) -> Result<Collected> {
+        let mut live: BTreeSet<String> = BTreeSet::new();
+        let mut pending: Vec<String> = self.list()?.into_iter().map(|g| g.object).collect();
+        pending.extend(self.booted_object());
+        while let Some(object) = pending.pop() {
+            if !live.insert(object.clone()) {
+                continue;
+            }
+            pending.extend(self.references(&object)?);
+        }
+        let mut collected = Collected::default();
+        for object in self.store.objects()? {
+            if live.contains(&object) {
+                collected.kept += 1;
+                continue;
+            }
+            if !dry_run {
+                self.store.remove(&object)?;
+            }
+            collected.removed.push(object);
+        }
+        if !dry_run && !collected.removed.is_empty() {
+            self.store.dir().sync()?;
+        }
+        Ok(collected)
+    }
+
+    /// The objects an object names in its `references` file (none for leaves).
+    fn references(&self, object: &str) -> Result<Vec<String>> {
+        let Ok(dir) = self.store.open_object(object) else { return Ok(Vec::new()) };
+        match dir.read("references") {
+            Ok(bytes) => {
+                Ok(String::from_utf8_lossy(&bytes).lines().filter(|l| !l.is_empty()).map(str::to_owned).collect())
+            }
+            Err(error) if error.is_not_found() => Ok(Vec::new()),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+fn generation_tree(declaration: &Declaration, references: &[String]) -> Tree {
+    let mut references: Vec<&str> = references.iter().map(String::as_str).collect();
+    references.sort_unstable();
+    references.dedup();
+    let mut list = references.join("\n");
+    if !list.is_empty() {
+        list.push('\n');
+    }
+    let mut entries = BTreeMap::new();
+    entries.insert("declaration.json".into(), Tree::file(declaration.canonical_json()));
+    entries.insert("references".into(), Tree::file(list));
+    Tree::Directory(entries)
+}
+
+fn link_name(number: u32) -> String {
+    format!("system-{number}-link")
+}
+
+fn parse_link_name(name: &OsStr) -> Option<u32> {
+    name.to_str()?.strip_prefix("system-")?.strip_suffix("-link")?.parse().ok()
+}
+
+/// Formats seconds since the epoch as `YYYY-MM-DD HH:MM:SS` UTC.
+pub fn format_utc(seconds: i64) -> String {
+    let days = seconds.div_euclid(86_400);
+    let secs = seconds.rem_euclid(86_400);
+    // Civil-from-days (proleptic Gregorian), after Howard Hinnant's algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn declaration(log: &str) -> Declaration {
+        let text = format!("version = 1\n[persist.\"/persist\"]\ndirectories = [\"{log}\"]\n");
+        crate::decl::check(Path::new("t.toml"), &text, None).declaration.unwrap()
+    }
+
+    fn state() -> (tempfile::TempDir, State) {
+        let scratch = tempfile::tempdir().unwrap();
+        let root = Dir::open_root(scratch.path()).unwrap();
+        let state = State::open_locked(&root, Path::new(DEFAULT_STATE_DIR)).unwrap();
+        (scratch, state)
+    }
+
+    #[test]
+    fn builds_number_generations_and_skip_unchanged() {
+        let (_scratch, state) = state();
+        let first = state.build(&declaration("/var/log"), &[]).unwrap();
+        assert_eq!((first.generation, first.new), (1, true));
+        let again = state.build(&declaration("/var/log"), &[]).unwrap();
+        assert_eq!((again.generation, again.new), (1, false));
+        let second = state.build(&declaration("/srv"), &[]).unwrap();
+        assert_eq!(second.generation, 2);
+        let list = state.list().unwrap();
+        assert_eq!(list.iter().map(|g| (g.number, g.current)).collect::<Vec<_>>(), [(1, false), (2, true)]);
+        assert!(state.declaration_json(&list[1]).unwrap().contains("\"/srv\""));
+    }
+
+    #[test]
+    fn delete_refuses_current_and_gc_keeps_every_generation() {
+        let (_scratch, state) = state();
+        let one = state.build(&declaration("/a"), &[]).unwrap();
+        let two = state.build(&declaration("/b"), &[]).unwrap();
+        let orphan = state.store().add("orphan", &Tree::file("x")).unwrap();
+        assert!(matches!(state.delete(2), Err(GenerationError::DeleteCurrent(2))));
+        let collected = state.collect_garbage(false).unwrap();
+        assert_eq!(collected.removed, [orphan]);
+        assert_eq!(collected.kept, 2);
+        state.delete(1).unwrap();
+        let collected = state.collect_garbage(false).unwrap();
+        assert_eq!(collected.removed, [one.object]);
+        assert_eq!(state.store().objects().unwrap(), [two.object]);
+    }
+
+    #[test]
+    fn references_keep_their_objects_alive() {
+        let (_scratch, state) = state();
+        let leaf = state.store().add("etc", &Tree::Directory(BTreeMap::new())).unwrap();
+        state.build(&declaration("/a"), std::slice::from_ref(&leaf)).unwrap();
+        assert!(state.collect_garbage(false).unwrap().removed.is_empty());
+        assert!(state.store().contains(&leaf).unwrap());
+    }
+
+    #[test]
+    fn the_booted_generation_is_protected() {
+        let (scratch, state) = state();
+        let one = state.build(&declaration("/a"), &[]).unwrap();
+        state.build(&declaration("/b"), &[]).unwrap();
+        std::fs::create_dir_all(scratch.path().join("run/blankslate")).unwrap();
+        std::os::unix::fs::symlink(format!("/var/lib/blankslate/store/{}", one.object), scratch.path().join(BOOTED))
+            .unwrap();
+        assert!(matches!(state.delete(1), Err(GenerationError::DeleteBooted(1))));
+    }
+
+    #[test]
+    fn dates_format_as_utc() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00");
+        assert_eq!(format_utc(1_795_000_000), "2026-11-18 11:06:40");
+    }
+}

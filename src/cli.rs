@@ -1,0 +1,288 @@
+//! The command line: the clap definition and one function per command.
+
+use std::error::Error;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use blankslate_core::decl::{self, UserDb};
+use blankslate_core::fs::Dir;
+use blankslate_core::generation::{DEFAULT_STATE_DIR, State, format_utc};
+use clap::{CommandFactory, Parser, Subcommand};
+use serde_json::json;
+
+use crate::report::{self, EXIT_FINDINGS, EXIT_OK};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success: done, or nothing wrong found
+  1  findings: the declaration is invalid, the store is corrupt
+  2  the command line is wrong
+  3  failure: the work could not be done (I/O, permissions, lock, broken state)";
+
+/// An impermanent Linux root: `/` starts empty at every boot; blankslate links /etc
+/// from an immutable store, mounts what you declared persistent, and tells you what
+/// a reboot will erase.
+#[derive(Debug, Parser)]
+#[command(name = "blankslate", version, after_help = EXIT_CODES, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where a command works: a root directory and its state directory.
+#[derive(Debug, clap::Args)]
+struct Target {
+    /// The root directory of the system to work on (a scratch directory in tests).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    root: PathBuf,
+    /// Where the store and profiles live, as seen from inside the root.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate declarations: each error names its file, line, column and the rule broken.
+    #[command(after_help = EXIT_CODES)]
+    Check {
+        /// Declaration files (TOML).
+        #[arg(required = true)]
+        declarations: Vec<PathBuf>,
+        /// Print diagnostics and the canonical declaration as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Check owner names against this root's /etc/passwd and /etc/group.
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: PathBuf,
+    },
+    /// Add a declaration to the store as a new generation and make it current (the
+    /// one the next boot uses). An unchanged declaration adds nothing.
+    #[command(after_help = EXIT_CODES)]
+    Build {
+        declaration: PathBuf,
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List, delete and garbage-collect generations.
+    #[command(subcommand)]
+    Generations(GenerationsCommand),
+    /// Inspect the store.
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// Print shell completions for SHELL to standard output.
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff) to standard output.
+    Man,
+}
+
+#[derive(Debug, Subcommand)]
+enum GenerationsCommand {
+    /// Every generation with its date; `*` marks the current one, `B` the booted one.
+    List {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove generations' profile links (never the current or the booted one); their
+    /// store objects go at the next `gc`.
+    Delete {
+        #[arg(required = true)]
+        numbers: Vec<u32>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove store objects that no generation reaches.
+    Gc {
+        #[command(flatten)]
+        target: Target,
+        /// Say what would be removed, and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Re-hash every object and report any whose content no longer matches its name.
+    #[command(after_help = EXIT_CODES)]
+    Verify {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Check { declarations, json, root } => check(&declarations, json, &root),
+        Command::Build { declaration, target, json } => build(&declaration, &target, json),
+        Command::Generations(command) => generations(command),
+        Command::Store(StoreCommand::Verify { target, json }) => verify(&target, json),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "blankslate", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The owner names a root knows, if its /etc/passwd can be read.
+fn user_db(root: &Path) -> Option<UserDb> {
+    let dir = Dir::open_root(root).ok()?;
+    let read =
+        |name: &str| dir.read(Path::new("etc").join(name)).ok().map(|b| String::from_utf8_lossy(&b).into_owned());
+    let passwd = read("passwd")?;
+    let group = read("group").unwrap_or_default();
+    Some(UserDb::from_texts(&passwd, &group, root.join("etc/passwd").display().to_string()))
+}
+
+fn check(files: &[PathBuf], as_json: bool, root: &Path) -> Result<ExitCode> {
+    let users = user_db(root);
+    let color = report::color_for(&std::io::stderr());
+    let mut results = Vec::new();
+    let mut invalid = false;
+    for file in files {
+        let source = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let checked = decl::check(file, &source, users.as_ref());
+        invalid |= checked.declaration.is_none();
+        if as_json {
+            results.push(json!({
+                "file": file,
+                "valid": checked.declaration.is_some(),
+                "diagnostics": checked.diagnostics.to_json(),
+                "declaration": checked.declaration.map(|d| d.normalized()),
+            }));
+            continue;
+        }
+        eprint!("{}", checked.diagnostics.render(color));
+        match checked.declaration {
+            Some(_) => println!("{}: ok", file.display()),
+            None => println!("{}: {}", file.display(), plural(checked.diagnostics.error_count(), "error")),
+        }
+    }
+    if as_json {
+        report::json(&serde_json::Value::Array(results));
+    }
+    Ok(ExitCode::from(if invalid { EXIT_FINDINGS } else { EXIT_OK }))
+}
+
+/// Loads a declaration, printing its warnings; an invalid one is printed and ends the
+/// command with the findings exit code.
+fn load(file: &Path, root: &Path) -> Result<std::result::Result<decl::Declaration, ExitCode>> {
+    let color = report::color_for(&std::io::stderr());
+    match decl::load(file, user_db(root).as_ref()) {
+        Ok((declaration, warnings)) => {
+            eprint!("{}", warnings.render(color));
+            Ok(Ok(declaration))
+        }
+        Err(decl::LoadError::Invalid(diagnostics)) => {
+            eprint!("{}", diagnostics.render(color));
+            eprintln!("{}: {}; nothing was built", file.display(), plural(diagnostics.error_count(), "error"));
+            Ok(Err(ExitCode::from(EXIT_FINDINGS)))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn open_state(target: &Target, locked: bool) -> Result<State> {
+    let root = Dir::open_root(&target.root)?;
+    Ok(if locked { State::open_locked(&root, &target.state_dir)? } else { State::open(&root, &target.state_dir)? })
+}
+
+fn build(file: &Path, target: &Target, as_json: bool) -> Result<ExitCode> {
+    let declaration = match load(file, &target.root)? {
+        Ok(declaration) => declaration,
+        Err(code) => return Ok(code),
+    };
+    let state = open_state(target, true)?;
+    let built = state.build(&declaration, &[])?;
+    let path = state.store().live_path(&built.object);
+    if as_json {
+        report::json(&json!({ "generation": built.generation, "new": built.new, "path": path }));
+    } else if built.new {
+        println!("generation {} built: {}", built.generation, path.display());
+    } else {
+        println!("unchanged: generation {} is current ({})", built.generation, path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn generations(command: GenerationsCommand) -> Result<ExitCode> {
+    match command {
+        GenerationsCommand::List { target, json: as_json } => {
+            let state = open_state(&target, false)?;
+            let list = state.list()?;
+            if as_json {
+                let items: Vec<_> = list
+                    .iter()
+                    .map(|g| {
+                        json!({
+                            "generation": g.number, "created": format_utc(g.created), "current": g.current,
+                            "booted": g.booted, "path": state.store().live_path(&g.object),
+                        })
+                    })
+                    .collect();
+                report::json(&serde_json::Value::Array(items));
+            } else if list.is_empty() {
+                println!("no generations yet: `blankslate build DECL` makes the first");
+            } else {
+                for g in &list {
+                    let marks = format!("{}{}", if g.current { "*" } else { " " }, if g.booted { "B" } else { " " });
+                    println!("{marks} {:>4}  {} UTC  {}", g.number, format_utc(g.created), g.object);
+                }
+            }
+        }
+        GenerationsCommand::Delete { numbers, target } => {
+            let state = open_state(&target, true)?;
+            for number in numbers {
+                state.delete(number)?;
+                println!("deleted generation {number}");
+            }
+        }
+        GenerationsCommand::Gc { target, dry_run, json: as_json } => {
+            let state = open_state(&target, true)?;
+            let collected = state.collect_garbage(dry_run)?;
+            if as_json {
+                report::json(&json!({ "removed": collected.removed, "kept": collected.kept, "dry_run": dry_run }));
+            } else {
+                let verb = if dry_run { "would remove" } else { "removed" };
+                for object in &collected.removed {
+                    println!("{verb} {object}");
+                }
+                println!("{verb} {} objects, kept {}", collected.removed.len(), collected.kept);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(target: &Target, as_json: bool) -> Result<ExitCode> {
+    let state = open_state(target, false)?;
+    let found = state.store().verify()?;
+    let checked = state.store().objects()?.len();
+    if as_json {
+        let items: Vec<_> = found.iter().map(|c| json!({ "object": c.object, "problem": c.problem })).collect();
+        report::json(&json!({ "checked": checked, "corrupt": items }));
+    } else {
+        for corruption in &found {
+            println!("corrupt: {}: {}", corruption.object, corruption.problem);
+        }
+        println!("{checked} objects checked, {} corrupt", found.len());
+    }
+    Ok(ExitCode::from(if found.is_empty() { EXIT_OK } else { EXIT_FINDINGS }))
+}
+
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 { format!("1 {noun}") } else { format!("{count} {noun}s") }
+}

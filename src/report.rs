@@ -1,0 +1,34 @@
+//! How results reach the person: colours when a terminal wants them, errors with
+//! their chain of causes, JSON when asked.
+
+use std::io::IsTerminal;
+
+/// The command did what was asked and found nothing wrong.
+pub const EXIT_OK: u8 = 0;
+/// The command ran, and its answer is "no": an invalid declaration, a corrupt store.
+pub const EXIT_FINDINGS: u8 = 1;
+// 2 is clap's: the command line itself was wrong.
+/// The command could not do its work: I/O, permissions, a lock, a broken state.
+pub const EXIT_FAILURE: u8 = 3;
+
+/// Colour only on a terminal, and never when `NO_COLOR` is set (to anything).
+pub fn color_for(stream: &impl IsTerminal) -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && stream.is_terminal()
+}
+
+/// Prints an error and every cause under it.
+pub fn error(error: &(dyn std::error::Error + 'static)) {
+    let color = color_for(&std::io::stderr());
+    let label = if color { "\x1b[1;31merror\x1b[0m" } else { "error" };
+    eprintln!("{label}: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        eprintln!("  caused by: {cause}");
+        source = cause.source();
+    }
+}
+
+/// Prints a JSON value, pretty, to standard output.
+pub fn json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).expect("JSON values always serialize"));
+}
