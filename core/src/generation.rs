@@ -191,10 +191,17 @@ impl State {
             }
         }
         self.store.add(GENERATION_NAME, &tree)?;
-        let number = self.list()?.last().map_or(1, |g| g.number + 1);
-        let link = link_name(number);
-        self.profiles.symlink_atomic(&link, Path::new("../store").join(&object))?;
-        crate::failpoint::hit("generation:linked");
+        let newest = self.list()?.pop();
+        let number = match newest {
+            // A build that died before switching `current` left this link: finish it.
+            Some(newest) if newest.object == object => newest.number,
+            _ => {
+                let number = newest.map_or(1, |g| g.number + 1);
+                self.profiles.symlink_atomic(link_name(number), Path::new("../store").join(&object))?;
+                crate::failpoint::hit("generation:linked");
+                number
+            }
+        };
         self.set_current(number)?;
         Ok(Built { generation: number, object, new: true })
     }

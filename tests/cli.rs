@@ -1,0 +1,211 @@
+//! The binary's integration tests: each runs `blankslate` against a scratch root.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn blankslate(args: &[&str]) -> Output {
+    blankslate_env(args, &[])
+}
+
+fn blankslate_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_blankslate"));
+    command.args(args).env_remove("BLANKSLATE_FAILPOINT").env("NO_COLOR", "1");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("run blankslate")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
+}
+
+/// A scratch root plus a declaration file in it.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch { dir: tempfile::tempdir().unwrap() }
+    }
+
+    fn root(&self) -> &str {
+        self.dir.path().to_str().unwrap()
+    }
+
+    fn declaration(&self, name: &str, directories: &[&str]) -> String {
+        let list: Vec<String> = directories.iter().map(|d| format!("\"{d}\"")).collect();
+        let text = format!("version = 1\n[persist.\"/persist\"]\ndirectories = [{}]\n", list.join(", "));
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+
+    fn build(&self, declaration: &str, env: &[(&str, &str)]) -> Output {
+        blankslate_env(&["build", declaration, "--root", self.root()], env)
+    }
+
+    fn generations(&self) -> serde_json::Value {
+        let output = blankslate(&["generations", "list", "--json", "--root", self.root()]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+
+    fn current(&self) -> Option<u64> {
+        self.generations().as_array().unwrap().iter().find(|g| g["current"] == true).map(|g| g["generation"].as_u64().unwrap())
+    }
+
+    fn state(&self, sub: &str) -> PathBuf {
+        self.dir.path().join("var/lib/blankslate").join(sub)
+    }
+
+    /// Names in a state subdirectory that start with a dot other than the lock.
+    fn temporaries(&self, sub: &str) -> Vec<String> {
+        std::fs::read_dir(self.state(sub))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect()
+    }
+}
+
+#[test]
+fn check_accepts_every_example() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(examples())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "examples/ holds the laptop, server and desktop declarations");
+    for file in files {
+        let output = blankslate(&["check", file.to_str().unwrap()]);
+        assert!(output.status.success(), "{}: {}", file.display(), stderr(&output));
+        assert!(stdout(&output).ends_with(": ok\n"));
+    }
+}
+
+#[test]
+fn check_reports_file_line_column_and_rule() {
+    let scratch = Scratch::new();
+    let path = scratch.dir.path().join("bad.toml");
+    std::fs::write(&path, "version = 1\n[persist.\"/persist\"]\ndirectories = [\"var/log\"]\n").unwrap();
+    let output = blankslate(&["check", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(message.contains("error[relative-path]"), "{message}");
+    assert!(message.contains(&format!("{}:3:16", path.display())), "{message}");
+    assert!(message.contains("help: write \"/var/log\""), "{message}");
+
+    let output = blankslate(&["check", "--json", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report[0]["valid"], false);
+    assert_eq!(report[0]["diagnostics"][0]["rule"], "relative-path");
+    assert_eq!(report[0]["diagnostics"][0]["line"], 3);
+}
+
+#[test]
+fn build_adds_generations_and_skips_unchanged_declarations() {
+    let scratch = Scratch::new();
+    let first = scratch.declaration("one.toml", &["/var/log"]);
+    let output = scratch.build(&first, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).starts_with("generation 1 built: /var/lib/blankslate/store/"), "{}", stdout(&output));
+    let output = scratch.build(&first, &[]);
+    assert!(stdout(&output).starts_with("unchanged: generation 1 is current"), "{}", stdout(&output));
+    let second = scratch.declaration("two.toml", &["/var/log", "/srv"]);
+    assert!(scratch.build(&second, &[]).status.success());
+    let list = scratch.generations();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(scratch.current(), Some(2));
+    // The same intent written differently is the same generation.
+    let reordered = scratch.declaration("three.toml", &["/srv", "/var/log"]);
+    assert!(stdout(&scratch.build(&reordered, &[])).starts_with("unchanged: generation 2"));
+}
+
+#[test]
+fn an_invalid_declaration_builds_nothing() {
+    let scratch = Scratch::new();
+    let bad = scratch.declaration("bad.toml", &["/var/../etc"]);
+    let output = scratch.build(&bad, &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("error[dot-dot]"));
+    assert!(scratch.generations().as_array().unwrap().is_empty());
+}
+
+#[test]
+fn gc_never_removes_a_live_generation() {
+    let scratch = Scratch::new();
+    assert!(scratch.build(&scratch.declaration("a.toml", &["/a"]), &[]).status.success());
+    assert!(scratch.build(&scratch.declaration("b.toml", &["/b"]), &[]).status.success());
+    let output = blankslate(&["generations", "gc", "--root", scratch.root()]);
+    assert!(stdout(&output).contains("removed 0 objects, kept 2"), "{}", stdout(&output));
+    let output = blankslate(&["generations", "delete", "2", "--root", scratch.root()]);
+    assert_eq!(output.status.code(), Some(3), "the current generation is refused");
+    assert!(stderr(&output).contains("generation 2 is the current one"));
+    assert!(blankslate(&["generations", "delete", "1", "--root", scratch.root()]).status.success());
+    let output = blankslate(&["generations", "gc", "--root", scratch.root()]);
+    assert!(stdout(&output).contains("removed 1 objects, kept 1"), "{}", stdout(&output));
+    let output = blankslate(&["store", "verify", "--root", scratch.root()]);
+    assert!(output.status.success(), "{}", stdout(&output));
+}
+
+#[test]
+fn store_verify_finds_a_tampered_object() {
+    let scratch = Scratch::new();
+    assert!(scratch.build(&scratch.declaration("a.toml", &["/a"]), &[]).status.success());
+    let object = std::fs::read_dir(scratch.state("store")).unwrap().map(|e| e.unwrap().path()).find(|p| {
+        p.file_name().unwrap().to_str().unwrap().ends_with("-generation")
+    });
+    let file = object.unwrap().join("declaration.json");
+    std::fs::write(&file, "{}").unwrap();
+    let output = blankslate(&["store", "verify", "--root", scratch.root()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout(&output).contains("corrupt: "), "{}", stdout(&output));
+}
+
+/// A build killed at each step leaves the old generation current or the new one,
+/// never a partial object or a half-made link; the next build completes cleanly.
+#[test]
+fn a_killed_build_leaves_no_partial_object_and_no_half_switched_profile() {
+    for step in ["store-add:written", "generation:linked", "generation:current"] {
+        let scratch = Scratch::new();
+        assert!(scratch.build(&scratch.declaration("a.toml", &["/a"]), &[]).status.success());
+        let next = scratch.declaration("b.toml", &["/b"]);
+        let output = scratch.build(&next, &[("BLANKSLATE_FAILPOINT", step)]);
+        assert!(!output.status.success(), "{step}: the failpoint aborts the build");
+        assert!(stderr(&output).contains(&format!("failpoint {step}")), "{step}: {}", stderr(&output));
+
+        let current = scratch.current();
+        assert!(matches!(current, Some(1 | 2)), "{step}: current is the old or the new generation");
+        let verify = blankslate(&["store", "verify", "--root", scratch.root()]);
+        assert!(verify.status.success(), "{step}: {}", stdout(&verify));
+
+        let output = scratch.build(&next, &[]);
+        assert!(output.status.success(), "{step}: {}", stderr(&output));
+        assert_eq!(scratch.current(), Some(2), "{step}: the rerun completes the build");
+        assert_eq!(scratch.generations().as_array().unwrap().len(), 2, "{step}: no duplicate generation");
+        assert!(scratch.temporaries("store").is_empty(), "{step}: {:?}", scratch.temporaries("store"));
+        assert!(scratch.temporaries("profiles").is_empty(), "{step}: {:?}", scratch.temporaries("profiles"));
+    }
+}
+
+#[test]
+fn completions_and_man_page_come_from_the_cli_definition() {
+    let output = blankslate(&["completions", "bash"]);
+    assert!(output.status.success());
+    assert!(stdout(&output).contains("generations"));
+    let output = blankslate(&["man"]);
+    assert!(output.status.success());
+    assert!(stdout(&output).contains(".TH blankslate"));
+}
