@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use blankslate_core::decl::{self, UserDb};
 use blankslate_core::fs::Dir;
 use blankslate_core::generation::{DEFAULT_STATE_DIR, State, format_utc};
+use blankslate_core::import;
+use blankslate_etc_builder as etc_builder;
 use clap::{CommandFactory, Parser, Subcommand};
 use serde_json::json;
 
@@ -62,6 +64,9 @@ enum Command {
         declaration: PathBuf,
         #[command(flatten)]
         target: Target,
+        /// Also take /etc entries from a NixOS-built etc tree (its `etc/` directory).
+        #[arg(long, value_name = "DIR")]
+        nixos_etc: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -71,6 +76,10 @@ enum Command {
     /// Inspect the store.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Convert a NixOS impermanence or preservation configuration (the JSON that
+    /// `nix eval --json` prints) into a native declaration.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Print shell completions for SHELL to standard output.
     Completions { shell: clap_complete::Shell },
     /// Print the manual page (roff) to standard output.
@@ -107,6 +116,36 @@ enum GenerationsCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum ImportCommand {
+    /// From `config.environment.persistence` (the impermanence module).
+    #[command(after_help = import_help(import::IMPERMANENCE_EVAL, ". On current impermanence a plain\n`nix eval --json` fails, because removed options throw when read; this command skips them"))]
+    Impermanence(ImportArgs),
+    /// From `config.preservation.preserveAt` (the preservation module).
+    #[command(after_help = import_help(import::PRESERVATION_EVAL, ""))]
+    Preservation(ImportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ImportArgs {
+    /// The JSON file, or `-` for standard input.
+    file: PathBuf,
+    /// Write the declaration here instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    force: bool,
+}
+
+/// The help after `import impermanence|preservation`: how to get the JSON.
+fn import_help(eval: &str, why: &str) -> String {
+    format!(
+        "Get the JSON on the NixOS machine's flake (replace HOST){why}:\n\n  {eval} > config.json\n\n\
+         Every field blankslate cannot honour is reported as a note on standard error."
+    )
+}
+
+#[derive(Debug, Subcommand)]
 enum StoreCommand {
     /// Re-hash every object and report any whose content no longer matches its name.
     #[command(after_help = EXIT_CODES)]
@@ -123,9 +162,12 @@ type Result<T> = std::result::Result<T, Box<dyn Error>>;
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Check { declarations, json, root } => check(&declarations, json, &root),
-        Command::Build { declaration, target, json } => build(&declaration, &target, json),
+        Command::Build { declaration, target, nixos_etc, json } => {
+            build(&declaration, &target, nixos_etc.as_deref(), json)
+        }
         Command::Generations(command) => generations(command),
         Command::Store(StoreCommand::Verify { target, json }) => verify(&target, json),
+        Command::Import(command) => import(command),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "blankslate", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
@@ -200,13 +242,24 @@ fn open_state(target: &Target, locked: bool) -> Result<State> {
     Ok(if locked { State::open_locked(&root, &target.state_dir)? } else { State::open(&root, &target.state_dir)? })
 }
 
-fn build(file: &Path, target: &Target, as_json: bool) -> Result<ExitCode> {
+/// Builds the declaration's `/etc` (plus a NixOS tree's) in memory.
+fn build_etc(declaration: &decl::Declaration, nixos_etc: Option<&Path>) -> Result<etc_builder::EtcBuild> {
+    let mut etc = etc_builder::from_declaration(declaration)?;
+    if let Some(tree) = nixos_etc {
+        etc.merge(etc_builder::from_nixos_tree(tree)?, &format!("in the NixOS tree {}", tree.display()))?;
+    }
+    Ok(etc)
+}
+
+fn build(file: &Path, target: &Target, nixos_etc: Option<&Path>, as_json: bool) -> Result<ExitCode> {
     let declaration = match load(file, &target.root)? {
         Ok(declaration) => declaration,
         Err(code) => return Ok(code),
     };
+    let etc = build_etc(&declaration, nixos_etc)?;
     let state = open_state(target, true)?;
-    let built = state.build(&declaration, &[])?;
+    let etc_object = etc.add_to_store(state.store())?;
+    let built = state.build(&declaration, &[("etc", &etc_object)])?;
     let path = state.store().live_path(&built.object);
     if as_json {
         report::json(&json!({ "generation": built.generation, "new": built.new, "path": path }));
@@ -285,4 +338,39 @@ fn verify(target: &Target, as_json: bool) -> Result<ExitCode> {
 
 fn plural(count: usize, noun: &str) -> String {
     if count == 1 { format!("1 {noun}") } else { format!("{count} {noun}s") }
+}
+
+fn import(command: ImportCommand) -> Result<ExitCode> {
+    let (args, convert, what): (_, fn(&str) -> _, _) = match command {
+        ImportCommand::Impermanence(args) => (args, import::impermanence, "impermanence"),
+        ImportCommand::Preservation(args) => (args, import::preservation, "preservation"),
+    };
+    let json = if args.file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(&args.file).map_err(|e| format!("cannot read {}: {e}", args.file.display()))?
+    };
+    let imported = convert(&json).map_err(|e| format!("{}: not {what} JSON: {e}", args.file.display()))?;
+    for note in &imported.notes {
+        eprintln!("note: {note}");
+    }
+    let text = imported.to_toml();
+    let shown = args.output.clone().unwrap_or_else(|| PathBuf::from("<standard output>"));
+    let checked = decl::check(&shown, &text, None);
+    match &args.output {
+        None => print!("{text}"),
+        Some(path) => {
+            if path.exists() && !args.force {
+                return Err(format!("{} exists; pass --force to replace it", path.display()).into());
+            }
+            std::fs::write(path, &text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    if checked.diagnostics.has_errors() {
+        eprint!("{}", checked.diagnostics.render(report::color_for(&std::io::stderr())));
+        return Ok(ExitCode::from(EXIT_FINDINGS));
+    }
+    eprintln!("{}", plural(imported.notes.len(), "note"));
+    Ok(ExitCode::SUCCESS)
 }

@@ -61,7 +61,12 @@ impl Scratch {
     }
 
     fn current(&self) -> Option<u64> {
-        self.generations().as_array().unwrap().iter().find(|g| g["current"] == true).map(|g| g["generation"].as_u64().unwrap())
+        self.generations()
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["current"] == true)
+            .map(|g| g["generation"].as_u64().unwrap())
     }
 
     fn state(&self, sub: &str) -> PathBuf {
@@ -149,13 +154,14 @@ fn gc_never_removes_a_live_generation() {
     assert!(scratch.build(&scratch.declaration("a.toml", &["/a"]), &[]).status.success());
     assert!(scratch.build(&scratch.declaration("b.toml", &["/b"]), &[]).status.success());
     let output = blankslate(&["generations", "gc", "--root", scratch.root()]);
-    assert!(stdout(&output).contains("removed 0 objects, kept 2"), "{}", stdout(&output));
+    // Two generation objects and the etc object they share (neither declares /etc).
+    assert!(stdout(&output).contains("removed 0 objects, kept 3"), "{}", stdout(&output));
     let output = blankslate(&["generations", "delete", "2", "--root", scratch.root()]);
     assert_eq!(output.status.code(), Some(3), "the current generation is refused");
     assert!(stderr(&output).contains("generation 2 is the current one"));
     assert!(blankslate(&["generations", "delete", "1", "--root", scratch.root()]).status.success());
     let output = blankslate(&["generations", "gc", "--root", scratch.root()]);
-    assert!(stdout(&output).contains("removed 1 objects, kept 1"), "{}", stdout(&output));
+    assert!(stdout(&output).contains("removed 1 objects, kept 2"), "{}", stdout(&output));
     let output = blankslate(&["store", "verify", "--root", scratch.root()]);
     assert!(output.status.success(), "{}", stdout(&output));
 }
@@ -164,9 +170,10 @@ fn gc_never_removes_a_live_generation() {
 fn store_verify_finds_a_tampered_object() {
     let scratch = Scratch::new();
     assert!(scratch.build(&scratch.declaration("a.toml", &["/a"]), &[]).status.success());
-    let object = std::fs::read_dir(scratch.state("store")).unwrap().map(|e| e.unwrap().path()).find(|p| {
-        p.file_name().unwrap().to_str().unwrap().ends_with("-generation")
-    });
+    let object = std::fs::read_dir(scratch.state("store"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().ends_with("-generation"));
     let file = object.unwrap().join("declaration.json");
     std::fs::write(&file, "{}").unwrap();
     let output = blankslate(&["store", "verify", "--root", scratch.root()]);
@@ -208,4 +215,22 @@ fn completions_and_man_page_come_from_the_cli_definition() {
     let output = blankslate(&["man"]);
     assert!(output.status.success());
     assert!(stdout(&output).contains(".TH blankslate"));
+}
+
+#[test]
+fn import_writes_a_declaration_that_checks_and_never_overwrites_by_accident() {
+    let scratch = Scratch::new();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("core/tests/fixtures/import/preservation.json");
+    let out = scratch.dir.path().join("imported.toml");
+    let args = ["import", "preservation", fixture.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    let output = blankslate(&args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("note: "), "notes name what is not honoured: {}", stderr(&output));
+    let check = blankslate(&["check", out.to_str().unwrap()]);
+    assert!(check.status.success(), "{}", stderr(&check));
+    let again = blankslate(&args);
+    assert_eq!(again.status.code(), Some(3));
+    assert!(stderr(&again).contains("exists; pass --force"), "{}", stderr(&again));
+    let help = blankslate(&["import", "impermanence", "--help"]);
+    assert!(stdout(&help).contains("--apply"), "the help shows the nix eval command that works");
 }

@@ -70,8 +70,12 @@ fn main() {
         let state = State::open_locked(&root, Path::new(&format!("/state{run}"))).unwrap();
         state.build(&declaration, &[]).unwrap()
     });
-    let texts: BTreeMap<_, _> =
-        declaration.etc.iter().enumerate().map(|(i, (_, e))| (format!("e{i}").into(), Tree::file(format!("{e:?}")))).collect();
+    let texts: BTreeMap<_, _> = declaration
+        .etc
+        .iter()
+        .enumerate()
+        .map(|(i, (_, e))| (format!("e{i}").into(), Tree::file(format!("{e:?}"))))
+        .collect();
     let tree = Tree::Directory(texts);
     let mut run = 0;
     let add_tree = time(|| {
@@ -84,7 +88,10 @@ fn main() {
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let ratio = |d: Duration| ms(d) / ms(baseline);
-    println!("{ETC_ENTRIES} /etc entries + {PERSISTED} persisted paths ({} KiB of TOML), median of {RUNS} runs", text.len() / 1024);
+    println!(
+        "{ETC_ENTRIES} /etc entries + {PERSISTED} persisted paths ({} KiB of TOML), median of {RUNS} runs",
+        text.len() / 1024
+    );
     println!("{:<44} {:>10} {:>12}", "step", "ms", "x baseline");
     for (step, d) in [
         ("baseline: toml_edit parse only", baseline),

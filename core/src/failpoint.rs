@@ -1,16 +1,38 @@
 //! Crash injection for tests: `BLANKSLATE_FAILPOINT=NAME` makes the process abort,
-//! as a power cut would stop it, when it reaches the step called NAME. The variable
-//! is read once; with it unset every check is a comparison against `None`.
+//! as a power cut would stop it, when it reaches the step called NAME;
+//! `BLANKSLATE_FAILPOINT=NAME#N` aborts at the N-th time it reaches it (from 1), so a
+//! test can stop a loop of steps at each one in turn. The variable is read once; with
+//! it unset every check is a comparison against `None`.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 
-static FAILPOINT: OnceLock<Option<String>> = OnceLock::new();
+struct Chosen {
+    step: String,
+    nth: u32,
+}
 
-/// Aborts the process here if this step was chosen.
+static CHOSEN: OnceLock<Option<Chosen>> = OnceLock::new();
+static HITS: AtomicU32 = AtomicU32::new(0);
+
+fn chosen() -> Option<&'static Chosen> {
+    CHOSEN
+        .get_or_init(|| {
+            let value = std::env::var("BLANKSLATE_FAILPOINT").ok()?;
+            let (step, nth) = match value.split_once('#') {
+                Some((step, nth)) => (step.to_owned(), nth.parse().ok()?),
+                None => (value, 1),
+            };
+            Some(Chosen { step, nth })
+        })
+        .as_ref()
+}
+
+/// Aborts the process here if this step (this time) was chosen.
 pub fn hit(step: &str) {
-    let chosen = FAILPOINT.get_or_init(|| std::env::var("BLANKSLATE_FAILPOINT").ok());
-    if chosen.as_deref() == Some(step) {
-        eprintln!("blankslate: failpoint {step}: aborting");
+    let Some(chosen) = chosen() else { return };
+    if chosen.step == step && HITS.fetch_add(1, Ordering::Relaxed) + 1 == chosen.nth {
+        eprintln!("blankslate: failpoint {step}#{}: aborting", chosen.nth);
         std::process::abort();
     }
 }

@@ -214,6 +214,18 @@ impl Dir {
     /// Creates a new file (it must not exist) with `mode`, writes `contents`, and
     /// fsyncs it. The caller renames it into place and syncs the directory.
     pub fn create_file(&self, name: impl AsRef<OsStr>, contents: &[u8], mode: u32) -> Result<File> {
+        self.create_file_owned(name, contents, mode, None)
+    }
+
+    /// [`Dir::create_file`], owned by `(uid, gid)` when given. The owner is set before
+    /// the mode, since `chown` clears set-id bits.
+    pub fn create_file_owned(
+        &self,
+        name: impl AsRef<OsStr>,
+        contents: &[u8],
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> Result<File> {
         let name = name.as_ref();
         check_name(name, &self.path)?;
         let fd = self.openat(
@@ -225,6 +237,10 @@ impl Dir {
         let mut file = File::from(fd);
         let path = self.path.join(name);
         file.write_all(contents).map_err(wrap_io("write", &path))?;
+        if let Some((uid, gid)) = owner {
+            let (uid, gid) = (rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid));
+            rustix::fs::fchown(&file, Some(uid), Some(gid)).map_err(wrap("set owner of", &path))?;
+        }
         // The umask may have narrowed the mode given to open.
         rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(wrap("set mode of", &path))?;
         file.sync_all().map_err(wrap_io("fsync", &path))?;
@@ -333,6 +349,17 @@ impl Dir {
         let name = name.as_ref();
         check_name(name, &self.path)?;
         rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()).map_err(wrap("remove", self.path.join(name)))
+    }
+
+    /// Removes an empty directory; `Ok(false)` if it is not empty (or not there).
+    pub fn remove_empty_dir(&self, name: impl AsRef<OsStr>) -> Result<bool> {
+        let name = name.as_ref();
+        check_name(name, &self.path)?;
+        match rustix::fs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST | rustix::io::Errno::NOENT) => Ok(false),
+            Err(errno) => Err(wrap("remove directory", self.path.join(name))(errno)),
+        }
     }
 
     /// Removes `name` and everything below it, without following any symlink, making

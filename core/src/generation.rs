@@ -10,9 +10,9 @@
 //! run/blankslate/booted                    -> the generation object booted
 //! ```
 //!
-//! A generation object holds `declaration.json` (canonical) and `references` (the
-//! other store objects it needs, one per line), which is what garbage collection
-//! follows.
+//! A generation object holds `declaration.json` (canonical), a link per part it is
+//! made of (`etc -> ../<hash>-etc`), and `references` (the store objects it needs, one
+//! per line), which is what garbage collection follows.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
@@ -180,10 +180,11 @@ impl State {
         }
     }
 
-    /// Adds `declaration` (and the objects it references) as a new generation and
-    /// makes it current. If it equals the current generation, nothing changes.
-    pub fn build(&self, declaration: &Declaration, references: &[String]) -> Result<Built> {
-        let tree = generation_tree(declaration, references);
+    /// Adds `declaration` with its parts (`("etc", object)`, objects already in the
+    /// store) as a new generation and makes it current. If it equals the current
+    /// generation, nothing changes.
+    pub fn build(&self, declaration: &Declaration, parts: &[(&str, &str)]) -> Result<Built> {
+        let tree = generation_tree(declaration, parts);
         let object = Store::object_name(GENERATION_NAME, &tree)?;
         if let Some(current) = self.current()? {
             if current.object == object {
@@ -226,6 +227,16 @@ impl State {
         self.profiles.remove_file(link_name(number))?;
         self.profiles.sync()?;
         Ok(())
+    }
+
+    /// The store object of a generation's part (`"etc"`), if it has one.
+    pub fn part(&self, generation: &Generation, name: &str) -> Result<Option<String>> {
+        let dir = self.store.open_object(&generation.object)?;
+        match dir.read_link(name) {
+            Ok(target) => Ok(Path::new(&target).file_name().and_then(OsStr::to_str).map(str::to_owned)),
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// The canonical declaration JSON of a generation.
@@ -275,8 +286,8 @@ impl State {
     }
 }
 
-fn generation_tree(declaration: &Declaration, references: &[String]) -> Tree {
-    let mut references: Vec<&str> = references.iter().map(String::as_str).collect();
+fn generation_tree(declaration: &Declaration, parts: &[(&str, &str)]) -> Tree {
+    let mut references: Vec<&str> = parts.iter().map(|(_, object)| *object).collect();
     references.sort_unstable();
     references.dedup();
     let mut list = references.join("\n");
@@ -286,6 +297,9 @@ fn generation_tree(declaration: &Declaration, references: &[String]) -> Tree {
     let mut entries = BTreeMap::new();
     entries.insert("declaration.json".into(), Tree::file(declaration.canonical_json()));
     entries.insert("references".into(), Tree::file(list));
+    for (name, object) in parts {
+        entries.insert((*name).into(), Tree::Symlink(format!("../{object}").into()));
+    }
     Tree::Directory(entries)
 }
 
@@ -364,7 +378,7 @@ mod tests {
     fn references_keep_their_objects_alive() {
         let (_scratch, state) = state();
         let leaf = state.store().add("etc", &Tree::Directory(BTreeMap::new())).unwrap();
-        state.build(&declaration("/a"), std::slice::from_ref(&leaf)).unwrap();
+        state.build(&declaration("/a"), &[("etc", &leaf)]).unwrap();
         assert!(state.collect_garbage(false).unwrap().removed.is_empty());
         assert!(state.store().contains(&leaf).unwrap());
     }

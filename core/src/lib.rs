@@ -8,4 +8,6 @@ pub mod decl;
 pub mod failpoint;
 pub mod fs;
 pub mod generation;
+pub mod import;
+pub mod manifest;
 pub mod store;

@@ -307,7 +307,10 @@ impl Parser<'_> {
         for (name, _) in table.iter() {
             let f = field(table, name).expect("key just listed");
             if !valid_name(name) {
-                self.push(Diagnostic::error(Rule::InvalidName, f.key, format!("`{name}` is not a valid user name")));
+                self.push(
+                    Diagnostic::error(Rule::InvalidName, f.key, format!("`{name}` is not a valid user name"))
+                        .with_help("names start with a letter or `_` and hold letters, digits, `_`, `-`, `.`"),
+                );
             }
             let Some(body) = self.table(&f, "a user's entries") else { continue };
             self.check_keys(body, USER_KEYS, &format!("the entries of user `{name}`"));
@@ -421,7 +424,19 @@ impl Parser<'_> {
         } else {
             format!("a persisted {noun}")
         };
-        check_path(&entry.path, path_kind, entry.span, &what, &mut self.diagnostics.items).then_some(entry)
+        let before = self.diagnostics.items.len();
+        let ok = check_path(&entry.path, path_kind, entry.span, &what, &mut self.diagnostics.items);
+        // An absolute path inside the home: say exactly what to write instead.
+        let inside_home =
+            defaults.home.and_then(|home| entry.path.strip_prefix(home)?.strip_prefix('/').map(|rest| (home, rest)));
+        if let Some((home, rest)) = inside_home {
+            for diagnostic in &mut self.diagnostics.items[before..] {
+                if diagnostic.rule == Rule::RelativePath {
+                    diagnostic.help = Some(format!("paths here are relative to {home}: write \"{rest}\""));
+                }
+            }
+        }
+        ok.then_some(entry)
     }
 
     fn owner_fields(&mut self, table: &dyn TableLike, owner: &mut Owner) {
@@ -472,7 +487,9 @@ impl Parser<'_> {
                     Diagnostic::error(
                         Rule::InvalidPath,
                         f.key,
-                        "`/etc/static` is where blankslate links the generation's tree",
+                        format!(
+                            "/etc entry `{path}` is inside `/etc/static`, where blankslate links the generation's tree"
+                        ),
                     )
                     .with_help("choose another name"),
                 );
@@ -568,6 +585,10 @@ impl Parser<'_> {
                 return None;
             }
         }
+        // Stored absolute, as `EtcContents::Source` promises: a declaration named by a
+        // relative path must not depend on the working directory of whoever reads it
+        // later (and `write::to_toml` must not re-relativize it on the next read).
+        let resolved = std::path::absolute(&resolved).unwrap_or(resolved);
         let text = resolved.to_str().map(str::to_owned);
         if text.is_none() {
             self.push(Diagnostic::error(Rule::InvalidPath, span, "the resolved source path is not UTF-8"));

@@ -1,7 +1,7 @@
 //! Rules that span entries: duplicates, nesting, shadowing, parent conflicts, and
 //! owners unknown to the target's user database.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::diag::{Diagnostic, Diagnostics, Rule};
 use super::model::{Declaration, EntryKind, EtcMode, Owner, ResolvedEntry, Span};
@@ -43,7 +43,13 @@ fn unique_paths<'e>(
             by_path.insert(&entry.path, index);
             continue;
         };
-        let earlier = &entries[first];
+        // Report the one written later in the text, pointing back at the earlier
+        // one: entries come sorted by persistent root, not in the order written.
+        let (earlier, entry) = if entries[first].entry.span.start <= entry.entry.span.start {
+            (&entries[first], entry)
+        } else {
+            (entry, &entries[first])
+        };
         let line = line_of(diagnostics, earlier.entry.span);
         let (rule, message) = if earlier.entry.kind == entry.entry.kind {
             (Rule::Duplicate, format!("`{}` is declared twice", entry.path))
@@ -155,7 +161,11 @@ fn check_persistent_roots(
                 Diagnostic::error(
                     Rule::RootInsidePersisted,
                     entry.entry.span,
-                    format!("persisted `{}` contains the persistent root `{mount}`", entry.path),
+                    if *mount == entry.path {
+                        format!("persisted `{mount}` is where a persistent root is mounted")
+                    } else {
+                        format!("persisted `{}` contains the persistent root `{mount}`", entry.path)
+                    },
                 )
                 .with_help(format!("the volume mounted at `{mount}` (line {line}) must not be persisted into itself")),
             );
@@ -217,18 +227,37 @@ fn check_names(declaration: &Declaration, entries: &[ResolvedEntry<'_>], users: 
     }
     let copies = declaration.etc.values().filter(|e| matches!(e.mode, EtcMode::Copy(_)));
     let etc_owners: Vec<(&str, &str, Span)> = copies.map(|e| (e.user.as_str(), e.group.as_str(), e.span)).collect();
-    let all = owners.iter().map(|(o, s)| (o.user.as_str(), o.group.as_str(), *s)).chain(etc_owners);
-    for (user, group, span) in all {
-        if !users.has_user(user) {
+    let mut all: Vec<(&str, &str, Span)> =
+        owners.iter().map(|(o, s)| (o.user.as_str(), o.group.as_str(), *s)).chain(etc_owners).collect();
+    // One warning per unknown name, at its first use in the text: a user with a
+    // dozen entries in their home is one finding, not a dozen.
+    all.sort_by_key(|(_, _, span)| span.start);
+    let use_count = |is_user: bool, name: &str| {
+        all.iter().filter(|(u, g, _)| if is_user { *u == name } else { *g == name }).count()
+    };
+    let help = |count: usize| match count {
+        1 => "fine if something creates it before activation; otherwise check the spelling".to_owned(),
+        n => format!(
+            "used by {n} entries, reported once; fine if something creates it before activation, otherwise check the spelling"
+        ),
+    };
+    let mut warned: HashSet<(bool, &str)> = HashSet::new();
+    for &(user, group, span) in &all {
+        if !users.has_user(user) && warned.insert((true, user)) {
             out.push(
                 Diagnostic::warning(Rule::UnknownUser, span, format!("user `{user}` is not in {}", users.source()))
-                    .with_help("fine if something creates it before activation; otherwise check the spelling"),
+                    .with_help(help(use_count(true, user))),
             );
         }
-        if !users.has_group(group) {
+        if !users.has_group(group) && warned.insert((false, group)) {
+            // The source names the passwd file; groups come from its sibling.
+            let groups = users
+                .source()
+                .strip_suffix("passwd")
+                .map_or_else(|| users.source().to_owned(), |dir| format!("{dir}group"));
             out.push(
-                Diagnostic::warning(Rule::UnknownUser, span, format!("group `{group}` is not in {}", users.source()))
-                    .with_help("fine if something creates it before activation; otherwise check the spelling"),
+                Diagnostic::warning(Rule::UnknownUser, span, format!("group `{group}` is not in {groups}"))
+                    .with_help(help(use_count(false, group))),
             );
         }
     }

@@ -1,0 +1,479 @@
+//! The declaration, end to end: the shipped examples check clean, every broken
+//! declaration in `tests/broken/` is refused with the rule its name promises (and a
+//! reviewed, snapshotted message), passing edge cases pass, the same intent always
+//! gives the same canonical JSON, and `write::to_toml` reads back unchanged.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use blankslate_core::decl::{self, Checked, Rule, Severity, UserDb, write};
+
+fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn examples() -> Vec<PathBuf> {
+    let dir = manifest_dir().join("../examples");
+    let mut paths: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    paths.sort();
+    paths
+}
+
+fn check_file(path: &Path) -> Checked {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    decl::check(path, &text, None)
+}
+
+/// Checks `text` as if it were `name`, and insists it is valid.
+fn valid(name: &str, text: &str) -> decl::Declaration {
+    let checked = decl::check(Path::new(name), text, None);
+    let rendered = checked.diagnostics.render(false);
+    checked.declaration.unwrap_or_else(|| panic!("{name} should be valid, but:\n{rendered}"))
+}
+
+#[test]
+fn every_example_checks_clean() {
+    let examples = examples();
+    let names: Vec<String> = examples.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    for expected in ["desktop.toml", "laptop.toml", "server.toml"] {
+        assert!(names.iter().any(|n| n == expected), "examples/{expected} is missing (found {names:?})");
+    }
+    for path in &examples {
+        let checked = check_file(path);
+        assert!(
+            checked.diagnostics.items.is_empty(),
+            "{} should check without diagnostics, but:\n{}",
+            path.display(),
+            checked.diagnostics.render(false)
+        );
+        assert!(checked.declaration.is_some(), "{} has no declaration", path.display());
+    }
+}
+
+#[test]
+fn examples_round_trip_through_to_toml() {
+    for path in examples() {
+        let declaration = check_file(&path).declaration.expect("examples are valid");
+        let written = write::to_toml(&declaration);
+        // Same directory, so relative sources (none remain: they are resolved) agree.
+        let again = decl::check(&path, &written, None);
+        let rendered = again.diagnostics.render(false);
+        let again = again.declaration.unwrap_or_else(|| {
+            panic!("to_toml of {} does not check:\n{rendered}\n--- written ---\n{written}", path.display())
+        });
+        assert_eq!(
+            declaration.canonical_json(),
+            again.canonical_json(),
+            "round trip of {} changed it:\n{written}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn examples_declare_what_they_promise() {
+    let server = check_file(&manifest_dir().join("../examples/server.toml")).declaration.expect("valid");
+    let data = &server.persist["/data"];
+    let postgres = &data.directories[0];
+    assert_eq!((postgres.owner.user.as_str(), postgres.owner.group.as_str()), ("postgres", "postgres"));
+    assert_eq!(postgres.owner.mode.to_string(), "0700");
+    assert!(postgres.parent.is_some(), "the server example shows `parent`");
+    let sudoers = &server.etc["sudoers"];
+    assert_eq!(serde_json::to_value(sudoers.mode).unwrap(), "0440");
+    assert!(matches!(&sudoers.contents, decl::EtcContents::Source(s) if s.ends_with("files/sudoers")));
+    assert!(matches!(&server.etc["hosts"].contents, decl::EtcContents::Text(_)));
+    assert!(!server.audit.ignore.is_empty());
+
+    let laptop = check_file(&manifest_dir().join("../examples/laptop.toml")).declaration.expect("valid");
+    let persist = &laptop.persist["/persist"];
+    assert!(persist.hide_mounts);
+    let alice = &persist.users["alice"];
+    let history = alice.files.iter().find(|f| f.path == ".bash_history").expect("alice keeps her history");
+    assert_eq!(history.how, Some(decl::How::Symlink));
+
+    let desktop = check_file(&manifest_dir().join("../examples/desktop.toml")).declaration.expect("valid");
+    let users = &desktop.persist["/persist"].users;
+    assert!(users.len() >= 2);
+    assert_eq!(users["bob"].home, "/home/family/bob");
+    assert_eq!(users["alice"].group, "users");
+    assert!(users["alice"].directories.iter().any(|d| d.options.contains(&decl::MountOption::NoSuid)));
+}
+
+/// `NN-rule-name--what.toml` expects `error[rule-name]`.
+fn expected_rule(file_name: &str) -> &str {
+    let stem = file_name.strip_suffix(".toml").expect("a .toml file");
+    let (number, rest) = stem.split_once('-').expect("NN-rule");
+    assert!(
+        number.len() == 2 && number.bytes().all(|b| b.is_ascii_digit()),
+        "{file_name}: names start with two digits"
+    );
+    rest.split_once("--").map_or(rest, |(rule, _)| rule)
+}
+
+/// Whether `rendered` has a `--> file:LINE:COL` location line.
+fn has_location(rendered: &str, file: &str) -> bool {
+    let marker = format!("--> {file}:");
+    rendered.lines().filter_map(|line| line.trim_start().strip_prefix(&marker)).any(|rest| {
+        rest.split_once(':').is_some_and(|(line, col)| {
+            !line.is_empty()
+                && line.bytes().all(|b| b.is_ascii_digit())
+                && !col.is_empty()
+                && col.bytes().all(|b| b.is_ascii_digit())
+        })
+    })
+}
+
+const ALL_ERROR_RULES: [Rule; 24] = [
+    Rule::Syntax,
+    Rule::UnknownKey,
+    Rule::MissingKey,
+    Rule::WrongType,
+    Rule::UnsupportedVersion,
+    Rule::RelativePath,
+    Rule::DotDot,
+    Rule::NotNormalized,
+    Rule::InvalidPath,
+    Rule::Duplicate,
+    Rule::DirectoryAndFile,
+    Rule::NestedInOtherRoot,
+    Rule::NestedInFile,
+    Rule::ShadowsEtc,
+    Rule::ParentConflict,
+    Rule::RootInsidePersisted,
+    Rule::InvalidMode,
+    Rule::InvalidSize,
+    Rule::InvalidName,
+    Rule::EtcContents,
+    Rule::EtcSourceMissing,
+    Rule::OwnerOnLink,
+    Rule::InvalidGlob,
+    Rule::InvalidMountOption,
+];
+
+/// Fails to compile when a rule is added, so that the list above (and a broken
+/// declaration for it) gets added too.
+fn rule_is_listed(rule: Rule) -> bool {
+    match rule {
+        Rule::UnknownUser => false,
+        Rule::Syntax
+        | Rule::UnknownKey
+        | Rule::MissingKey
+        | Rule::WrongType
+        | Rule::UnsupportedVersion
+        | Rule::RelativePath
+        | Rule::DotDot
+        | Rule::NotNormalized
+        | Rule::InvalidPath
+        | Rule::Duplicate
+        | Rule::DirectoryAndFile
+        | Rule::NestedInOtherRoot
+        | Rule::NestedInFile
+        | Rule::ShadowsEtc
+        | Rule::ParentConflict
+        | Rule::RootInsidePersisted
+        | Rule::InvalidMode
+        | Rule::InvalidSize
+        | Rule::InvalidName
+        | Rule::EtcContents
+        | Rule::EtcSourceMissing
+        | Rule::OwnerOnLink
+        | Rule::InvalidGlob
+        | Rule::InvalidMountOption => ALL_ERROR_RULES.contains(&rule),
+    }
+}
+
+#[test]
+fn broken_declarations_are_refused_with_their_rule() {
+    let dir = manifest_dir().join("tests/broken");
+    let mut files: Vec<String> = fs::read_dir(&dir)
+        .expect("tests/broken exists")
+        .map(|entry| entry.expect("a directory entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| Path::new(name).extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 30, "only {} broken declarations", files.len());
+
+    let mut failures = Vec::new();
+    let mut covered = Vec::new();
+    for file_name in &files {
+        let rule = expected_rule(file_name);
+        covered.push(rule.to_owned());
+        let text = fs::read_to_string(dir.join(file_name)).expect("readable");
+        // A relative name: snapshots do not depend on where the checkout lives, and
+        // relative `source`s resolve against tests/broken (cargo runs tests in core/).
+        let shown = format!("tests/broken/{file_name}");
+        let checked = decl::check(Path::new(&shown), &text, None);
+        let rendered = checked.diagnostics.render(false);
+        if !checked.diagnostics.has_errors() || checked.declaration.is_some() {
+            failures.push(format!("{file_name}: accepted, but it breaks `{rule}`"));
+        }
+        if !rendered.contains(&format!("error[{rule}]")) {
+            failures.push(format!("{file_name}: no error[{rule}] in\n{rendered}"));
+        }
+        if !has_location(&rendered, &shown) {
+            failures.push(format!("{file_name}: no file:line:col in\n{rendered}"));
+        }
+        for diagnostic in &checked.diagnostics.items {
+            if diagnostic.severity == Severity::Error && diagnostic.span.is_none() {
+                failures.push(format!("{file_name}: error[{}] points nowhere", diagnostic.rule.name()));
+            }
+        }
+        let name = file_name.trim_end_matches(".toml");
+        insta::assert_snapshot!(name, rendered);
+    }
+    for rule in ALL_ERROR_RULES {
+        assert!(rule_is_listed(rule));
+        if !covered.iter().any(|c| c == rule.name()) {
+            failures.push(format!("no broken declaration covers `{}`", rule.name()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn unknown_owners_are_warnings_with_a_user_database() {
+    let users = UserDb::from_texts(
+        "root:x:0:0::/root:/bin/sh\nalice:x:1000:100::/home/alice:/bin/bash\n",
+        "root:x:0:\nusers:x:100:alice\n",
+        "/etc/passwd",
+    );
+    let text = r#"version = 1
+
+[persist."/persist"]
+directories = [
+  "/var/log",
+  { directory = "/var/lib/postgresql", user = "postgres", group = "postgres", mode = "0700" },
+]
+
+[persist."/persist".users.alice]
+group = "users"
+directories = ["Documents"]
+
+[persist."/persist".users.bob]
+directories = ["Documents", "Music"]
+files = [".bash_history"]
+"#;
+    let checked = decl::check(Path::new("tests/unknown-user.toml"), text, Some(&users));
+    assert!(!checked.diagnostics.has_errors());
+    assert!(checked.declaration.is_some(), "warnings do not make a declaration invalid");
+    let warnings: Vec<_> = checked.diagnostics.items.iter().filter(|d| d.rule == Rule::UnknownUser).collect();
+    // postgres and bob, each as a user and as a group; bob once for three entries.
+    assert_eq!(warnings.len(), 4, "one per unknown name: {warnings:?}");
+    assert!(warnings.iter().all(|d| d.severity == Severity::Warning));
+    let rendered = checked.diagnostics.render(false);
+    assert!(rendered.contains("warning[unknown-user]"));
+    assert!(has_location(&rendered, "tests/unknown-user.toml"));
+    insta::assert_snapshot!("unknown-user", rendered);
+
+    // Known names, or no database at all: nothing to say.
+    let known = UserDb::from_texts(
+        "root:x:0:0::/root:/bin/sh\npostgres:x:71:71::/var/lib/postgresql:/bin/false\nalice:x:1000:100::/home/alice:/bin/bash\nbob:x:1001:1001::/home/bob:/bin/bash\n",
+        "root:x:0:\npostgres:x:71:\nusers:x:100:\nbob:x:1001:\n",
+        "/etc/passwd",
+    );
+    assert!(decl::check(Path::new("x.toml"), text, Some(&known)).diagnostics.items.is_empty());
+    assert!(decl::check(Path::new("x.toml"), text, None).diagnostics.items.is_empty());
+}
+
+/// Declarations that look odd but are fine.
+const PASSING: &[(&str, &str)] = &[
+    (
+        "unicode paths",
+        r#"version = 1
+[persist."/persist"]
+directories = ["/srv/Ünïcödé/日本語 ファイル", "/srv/emoji 🎉/x", "/srv/with space", "/srv/tab\there"]
+files = ["/srv/quote\"d", "/srv/back\\slash"]
+[persist."/persist".users.zoe]
+directories = ["Документы", "Photos (2024)"]
+"#,
+    ),
+    (
+        "names at the limit",
+        r#"version = 1
+[persist."/persist"]
+directories = [{ directory = "/srv/a", user = "_svc-user.name", group = "g_32_chars_long_group_name_xxxxx" }]
+"#,
+    ),
+    (
+        "array of tables",
+        r#"version = 1
+[[persist."/persist".directories]]
+directory = "/var/lib/app"
+mode = "0700"
+[[persist."/persist".directories]]
+directory = "/var/lib/other"
+[[persist."/persist".files]]
+file = "/etc/machine-id"
+how = "bind"
+"#,
+    ),
+    (
+        "explicit link mode and a glob source",
+        r#"version = 1
+[etc."hosts"]
+text = ""
+mode = "link"
+[etc."nginx/conf.d"]
+source = "../../examples/files/*.conf"
+"#,
+    ),
+    (
+        "nesting in one root, and files beside etc entries",
+        r#"version = 1
+[persist."/persist"]
+directories = ["/var/lib", "/var/lib/postgresql", "/etc/ssh/keys"]
+files = ["/var/lib/app.conf", "/etc/ssh/ssh_host_ed25519_key"]
+[etc."ssh/sshd_config"]
+text = "PermitRootLogin no\n"
+[etc."ssh/keys-readme"]
+text = "not under /etc/ssh/keys\n"
+"#,
+    ),
+    (
+        "a home elsewhere and modes with special bits",
+        r#"version = 1
+[root]
+size = "100%"
+mode = "1777"
+[persist."/persist".users.nobody]
+home = "/var/empty"
+directories = [{ directory = "cache", mode = "2770", options = ["noexec", "x-gvfs-hide", "ro", "nodev", "nosuid"] }]
+"#,
+    ),
+    (
+        "empty things",
+        r#"version = 1
+[root]
+[persist."/persist"]
+directories = []
+files = []
+[persist."/persist".users.alice]
+[etc]
+[audit]
+ignore = []
+"#,
+    ),
+    (
+        "control characters in text",
+        r#"version = 1
+[etc."motd"]
+text = "del \u007F nul \u0000 bell \u0007 cr \r tab \t é \"q\" \\ \u001b[0m"
+[persist."/persist"]
+directories = ["/srv/del\u007Fnul"]
+"#,
+    ),
+    ("only a version", "version = 1\n"),
+    (
+        "sizes and modes in short forms",
+        r#"version = 1
+[root]
+size = "512m"
+mode = "755"
+"#,
+    ),
+    (
+        "same parent asked twice the same way",
+        r#"version = 1
+[persist."/persist"]
+directories = [
+  { directory = "/var/lib/postgresql/15", parent = { user = "postgres", group = "postgres" } },
+  { directory = "/var/lib/postgresql/16", parent = { user = "postgres", group = "postgres", mode = "0755" } },
+]
+"#,
+    ),
+];
+
+#[test]
+fn passing_edge_cases_pass_and_round_trip() {
+    for (name, text) in PASSING {
+        // Named inside tests/, so the relative glob source above resolves.
+        let file = format!("tests/{name}.toml");
+        let checked = decl::check(Path::new(&file), text, None);
+        assert!(checked.diagnostics.items.is_empty(), "{name}:\n{}", checked.diagnostics.render(false));
+        let declaration = checked.declaration.expect("no diagnostics, so valid");
+        let written = write::to_toml(&declaration);
+        let again = decl::check(Path::new(&file), &written, None);
+        let rendered = again.diagnostics.render(false);
+        let again =
+            again.declaration.unwrap_or_else(|| panic!("{name}: to_toml does not check:\n{rendered}\n{written}"));
+        assert_eq!(declaration.canonical_json(), again.canonical_json(), "{name}: round trip changed:\n{written}");
+    }
+}
+
+#[test]
+fn the_same_intent_gives_the_same_canonical_json() {
+    let terse = valid(
+        "terse.toml",
+        r#"version = 1
+[persist."/persist"]
+directories = ["/var/log", "/var/lib/nixos", { directory = "/srv", options = ["nodev", "nosuid"] }]
+files = ["/etc/machine-id"]
+[persist."/persist".users.alice]
+directories = ["Documents", ".ssh"]
+files = [".bash_history"]
+[etc."hosts"]
+text = "127.0.0.1 localhost\n"
+[audit]
+ignore = ["/var/cache/**", "/tmp/**"]
+"#,
+    );
+    let verbose = valid(
+        "verbose.toml",
+        r#"# The same, with every default spelled out and everything in another order.
+version = 1
+
+[audit]
+ignore = ["/tmp/**", "/var/cache/**", "/tmp/**"]
+
+[etc.hosts]
+text = """
+127.0.0.1 localhost
+"""
+mode = "link"
+
+[persist."/persist".users.alice]
+home = "/home/alice"
+group = "alice"
+files = [{ file = ".bash_history", user = "alice", group = "alice", mode = "0644", how = "bind" }]
+directories = [{ directory = ".ssh", mode = "755" }, { directory = "Documents", user = "alice" }]
+
+[persist."/persist"]
+hide_mounts = false
+files = [{ file = "/etc/machine-id", user = "root", group = "root", mode = "0644", how = "bind", options = [] }]
+directories = [
+  { directory = "/srv", options = ["nosuid", "nodev", "nosuid"] },
+  { directory = "/var/lib/nixos", user = "root", group = "root", mode = "0755" },
+  "/var/log",
+]
+
+[root]
+size = "25%"
+mode = "0755"
+"#,
+    );
+    assert_eq!(terse.canonical_json(), verbose.canonical_json());
+    // And a real difference is one.
+    let different = valid(
+        "different.toml",
+        "version = 1\n[persist.\"/persist\"]\ndirectories = [{ directory = \"/var/log\", mode = \"0750\" }]\n",
+    );
+    let same_path = valid("same.toml", "version = 1\n[persist.\"/persist\"]\ndirectories = [\"/var/log\"]\n");
+    assert_ne!(different.canonical_json(), same_path.canonical_json());
+}
+
+#[test]
+fn to_toml_writes_defaults_tersely() {
+    let declaration = valid(
+        "verbose.toml",
+        r#"version = 1
+[persist."/persist"]
+directories = [{ directory = "/var/log", user = "root", group = "root", mode = "0755" }]
+"#,
+    );
+    let written = write::to_toml(&declaration);
+    assert!(written.contains("\"/var/log\",") && !written.contains("mode"), "{written}");
+}

@@ -1,0 +1,281 @@
+//! Builds `/etc` into the store: one object holding `manifest.json` and an `etc/`
+//! tree that `/etc/static` will point at.
+//!
+//! Texts and source files are copied into the object, so a generation is
+//! self-contained: a source that lives outside the store (in a user's checkout) would
+//! not exist at boot. Entries of a NixOS etc tree keep their symlinks into `/nix/store`.
+//! Directory sources and glob sources (`source = "dir/*"`) expand to one entry per file.
+
+#![forbid(unsafe_code)]
+
+mod nixos;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use blankslate_core::decl::{Declaration, EtcContents, EtcMode};
+use blankslate_core::manifest::{EtcKind, MANIFEST_FILE, Manifest, ManifestEntry, TREE_DIR, content_hash};
+use blankslate_core::store::{Contents, Store, StoreError, Tree};
+
+pub use nixos::from_nixos_tree;
+
+/// The name etc objects get in the store.
+pub const OBJECT_NAME: &str = "etc";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("/etc entry `{entry}`: source pattern `{pattern}` matches nothing")]
+    NoMatch { entry: String, pattern: String },
+    #[error("/etc entry `{entry}`: bad glob `{pattern}`: {reason}")]
+    BadGlob { entry: String, pattern: String, reason: String },
+    #[error("/etc entry `{entry}`: {} is neither a regular file nor a directory", path.display())]
+    Unsupported { entry: String, path: PathBuf },
+    #[error("/etc entry `{path}` is declared twice (the second time {origin})")]
+    Duplicate { path: String, origin: String },
+    #[error("/etc entry `{inner}` needs `{outer}` to be a directory, but it is an entry of its own")]
+    FileAsDirectory { inner: String, outer: String },
+    #[error("`{}` is not a NixOS etc tree: {reason}", path.display())]
+    NotNixosTree { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub type Result<T> = std::result::Result<T, BuildError>;
+
+/// One entry ready for the store: its manifest record and what the tree holds.
+#[derive(Debug, Clone)]
+pub struct BuiltEntry {
+    pub manifest: ManifestEntry,
+    pub node: Tree,
+}
+
+/// A built `/etc`: every entry keyed by its path relative to `/etc`.
+#[derive(Debug, Clone, Default)]
+pub struct EtcBuild {
+    pub entries: BTreeMap<String, BuiltEntry>,
+}
+
+impl EtcBuild {
+    /// Adds an entry; `origin` says where it came from, for the duplicate error.
+    pub fn insert(&mut self, path: String, entry: BuiltEntry, origin: &str) -> Result<()> {
+        if self.entries.contains_key(&path) {
+            return Err(BuildError::Duplicate { path, origin: origin.to_owned() });
+        }
+        self.entries.insert(path, entry);
+        Ok(())
+    }
+
+    /// Adds every entry of `other` (say, a NixOS tree to a declaration's entries).
+    pub fn merge(&mut self, other: EtcBuild, origin: &str) -> Result<()> {
+        for (path, entry) in other.entries {
+            self.insert(path, entry, origin)?;
+        }
+        Ok(())
+    }
+
+    pub fn manifest(&self) -> Manifest {
+        let mut manifest = Manifest::new();
+        manifest.entries = self.entries.iter().map(|(path, e)| (path.clone(), e.manifest.clone())).collect();
+        manifest
+    }
+
+    /// The store tree: `manifest.json` and `etc/` with one node per entry.
+    pub fn tree(&self) -> Result<Tree> {
+        let mut etc = BTreeMap::new();
+        for (path, entry) in &self.entries {
+            place(&mut etc, path, entry.node.clone())?;
+        }
+        let mut top = BTreeMap::new();
+        top.insert(OsString::from(MANIFEST_FILE), Tree::file(self.manifest().to_json()));
+        top.insert(OsString::from(TREE_DIR), Tree::Directory(etc));
+        Ok(Tree::Directory(top))
+    }
+
+    /// Adds the build to the store; returns the object's name.
+    pub fn add_to_store(&self, store: &Store) -> Result<String> {
+        Ok(store.add(OBJECT_NAME, &self.tree()?)?)
+    }
+}
+
+/// Puts `node` at `path` (slash-separated) in a directory map, creating directories.
+fn place(dir: &mut BTreeMap<OsString, Tree>, path: &str, node: Tree) -> Result<()> {
+    let (first, rest) = match path.split_once('/') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (path, None),
+    };
+    let Some(rest) = rest else {
+        dir.insert(first.into(), node);
+        return Ok(());
+    };
+    let child = dir.entry(first.into()).or_insert_with(|| Tree::Directory(BTreeMap::new()));
+    match child {
+        Tree::Directory(entries) => place(entries, rest, node),
+        _ => Err(BuildError::FileAsDirectory { inner: path.to_owned(), outer: first.to_owned() }),
+    }
+}
+
+/// Builds the declaration's `[etc]` entries.
+pub fn from_declaration(declaration: &Declaration) -> Result<EtcBuild> {
+    let mut build = EtcBuild::default();
+    for (path, entry) in &declaration.etc {
+        let files = match &entry.contents {
+            EtcContents::Text(text) => vec![(path.clone(), text.as_bytes().to_vec(), false)],
+            EtcContents::Source(source) => expand_source(path, Path::new(source))?,
+        };
+        for (key, bytes, executable) in files {
+            let (kind, mode) = match entry.mode {
+                EtcMode::Link => (EtcKind::Link, None),
+                EtcMode::Copy(mode) => (EtcKind::Copy, Some(mode.to_string())),
+            };
+            let manifest = ManifestEntry {
+                kind,
+                hash: content_hash(&bytes),
+                mode,
+                user: entry.user.clone(),
+                group: entry.group.clone(),
+            };
+            let node = Tree::File { contents: Contents::Bytes(bytes), executable };
+            build.insert(key, BuiltEntry { manifest, node }, &format!("from the source of `{path}`"))?;
+        }
+    }
+    Ok(build)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| BuildError::Read { path: path.to_path_buf(), source })
+}
+
+fn is_executable(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o111 != 0
+}
+
+/// The files a source stands for: itself, every file below a directory, or every
+/// match of a glob in its last component. Each comes with its `/etc` path.
+fn expand_source(entry: &str, source: &Path) -> Result<Vec<(String, Vec<u8>, bool)>> {
+    let name = source.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if !name.contains(['*', '?', '[']) {
+        let mut out = Vec::new();
+        collect(entry, source, entry, &mut out)?;
+        return Ok(out);
+    }
+    let pattern = name.to_owned();
+    let glob = globset::Glob::new(&pattern).map_err(|e| BuildError::BadGlob {
+        entry: entry.to_owned(),
+        pattern: pattern.clone(),
+        reason: e.kind().to_string(),
+    })?;
+    let matcher = glob.compile_matcher();
+    let parent = source.parent().unwrap_or(Path::new("."));
+    let listing =
+        std::fs::read_dir(parent).map_err(|source| BuildError::Read { path: parent.to_path_buf(), source })?;
+    let mut names: Vec<String> = listing
+        .filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok()))
+        .filter(|n| matcher.is_match(n))
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        return Err(BuildError::NoMatch { entry: entry.to_owned(), pattern: source.display().to_string() });
+    }
+    let mut out = Vec::new();
+    for name in names {
+        collect(entry, &parent.join(&name), &format!("{entry}/{name}"), &mut out)?;
+    }
+    Ok(out)
+}
+
+/// A file becomes one entry; a directory, one entry per file below it.
+fn collect(entry: &str, path: &Path, key: &str, out: &mut Vec<(String, Vec<u8>, bool)>) -> Result<()> {
+    let meta = std::fs::metadata(path).map_err(|source| BuildError::Read { path: path.to_path_buf(), source })?;
+    if meta.is_file() {
+        out.push((key.to_owned(), read(path)?, is_executable(&meta)));
+    } else if meta.is_dir() {
+        let listing =
+            std::fs::read_dir(path).map_err(|source| BuildError::Read { path: path.to_path_buf(), source })?;
+        let mut names: Vec<String> =
+            listing.filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok())).collect();
+        names.sort();
+        for name in names {
+            collect(entry, &path.join(&name), &format!("{key}/{name}"), out)?;
+        }
+    } else {
+        return Err(BuildError::Unsupported { entry: entry.to_owned(), path: path.to_path_buf() });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn declaration(text: &str, dir: &Path) -> Declaration {
+        let file = dir.join("decl.toml");
+        let checked = blankslate_core::decl::check(&file, text, None);
+        checked.declaration.unwrap_or_else(|| panic!("{}", checked.diagnostics))
+    }
+
+    #[test]
+    fn texts_files_directories_and_globs_expand_to_entries() {
+        let scratch = tempfile::tempdir().unwrap();
+        let files = scratch.path().join("files");
+        std::fs::create_dir_all(files.join("nginx/sites")).unwrap();
+        std::fs::write(files.join("nginx/nginx.conf"), "events {}\n").unwrap();
+        std::fs::write(files.join("nginx/sites/default"), "server {}\n").unwrap();
+        std::fs::create_dir_all(files.join("profile.d")).unwrap();
+        std::fs::write(files.join("profile.d/a.sh"), "A=1\n").unwrap();
+        std::fs::write(files.join("profile.d/b.sh"), "B=1\n").unwrap();
+        std::fs::write(files.join("profile.d/README"), "not a script\n").unwrap();
+        std::fs::write(files.join("sudoers"), "root ALL=(ALL) ALL\n").unwrap();
+        let text = r#"
+version = 1
+[etc."hosts"]
+text = "127.0.0.1 localhost\n"
+[etc."nginx"]
+source = "files/nginx"
+[etc."profile.d"]
+source = "files/profile.d/*.sh"
+[etc."sudoers"]
+source = "files/sudoers"
+mode = "0440"
+"#;
+        let build = from_declaration(&declaration(text, scratch.path())).unwrap();
+        let paths: Vec<&str> = build.entries.keys().map(String::as_str).collect();
+        assert_eq!(
+            paths,
+            ["hosts", "nginx/nginx.conf", "nginx/sites/default", "profile.d/a.sh", "profile.d/b.sh", "sudoers"]
+        );
+        let sudoers = &build.entries["sudoers"].manifest;
+        assert_eq!((&sudoers.kind, sudoers.mode.as_deref()), (&EtcKind::Copy, Some("0440")));
+        assert_eq!(sudoers.hash, content_hash(b"root ALL=(ALL) ALL\n"));
+        assert_eq!(build.entries["hosts"].manifest.kind, EtcKind::Link);
+    }
+
+    #[test]
+    fn an_empty_glob_and_a_file_used_as_directory_are_errors() {
+        let scratch = tempfile::tempdir().unwrap();
+        std::fs::create_dir(scratch.path().join("d")).unwrap();
+        let text = "version = 1\n[etc.\"x\"]\nsource = \"d/*.conf\"\n";
+        assert!(matches!(from_declaration(&declaration(text, scratch.path())), Err(BuildError::NoMatch { .. })));
+        let text = "version = 1\n[etc.\"ssh\"]\ntext = \"a\"\n[etc.\"ssh/config\"]\ntext = \"b\"\n";
+        let build = from_declaration(&declaration(text, scratch.path())).unwrap();
+        assert!(matches!(build.tree(), Err(BuildError::FileAsDirectory { .. })));
+    }
+
+    #[test]
+    fn the_same_etc_builds_the_same_object() {
+        let scratch = tempfile::tempdir().unwrap();
+        let root = blankslate_core::fs::Dir::open_root(scratch.path()).unwrap();
+        let store = Store::open(&root, Path::new("/store")).unwrap();
+        let text = "version = 1\n[etc.\"hosts\"]\ntext = \"h\"\n[etc.\"motd\"]\ntext = \"hi\"\nmode = \"0644\"\n";
+        let build = from_declaration(&declaration(text, scratch.path())).unwrap();
+        let first = build.add_to_store(&store).unwrap();
+        assert_eq!(build.add_to_store(&store).unwrap(), first);
+        let object = store.open_object(&first).unwrap();
+        let manifest = Manifest::from_json(&object.read(MANIFEST_FILE).unwrap()).unwrap();
+        assert_eq!(manifest, build.manifest());
+        assert_eq!(object.read("etc/hosts").unwrap(), b"h");
+    }
+}
