@@ -4,6 +4,7 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use blankslate_activator::etc;
 use blankslate_core::decl::{self, UserDb};
 use blankslate_core::fs::Dir;
 use blankslate_core::generation::{DEFAULT_STATE_DIR, State, format_utc};
@@ -70,6 +71,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Activate a generation on a root: a generation number, or a declaration (built
+    /// first). /etc changes as a diff; a file a person put at a declared path is
+    /// backed up and reported, never overwritten.
+    #[command(after_help = EXIT_CODES)]
+    Switch {
+        /// A generation number, or a declaration file to build and activate.
+        generation: String,
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        activation: Activation,
+        /// Also take /etc entries from a NixOS-built etc tree (its `etc/` directory).
+        #[arg(long, value_name = "DIR")]
+        nixos_etc: Option<PathBuf>,
+    },
+    /// Activate the generation before the active one.
+    #[command(after_help = EXIT_CODES)]
+    Rollback {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        activation: Activation,
+    },
     /// List, delete and garbage-collect generations.
     #[command(subcommand)]
     Generations(GenerationsCommand),
@@ -84,6 +108,25 @@ enum Command {
     Completions { shell: clap_complete::Shell },
     /// Print the manual page (roff) to standard output.
     Man,
+}
+
+/// How an activation behaves.
+#[derive(Debug, clap::Args)]
+struct Activation {
+    /// Print what would change (entries added, changed, removed, backed up) and
+    /// change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Refuse to activate, changing nothing, if a file blankslate did not put there
+    /// sits at a declared path (the default moves it to NAME.blankslate-backup).
+    #[arg(long)]
+    refuse_conflicts: bool,
+}
+
+impl Activation {
+    fn on_conflict(&self) -> etc::OnConflict {
+        if self.refuse_conflicts { etc::OnConflict::Refuse } else { etc::OnConflict::Backup }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,6 +208,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Build { declaration, target, nixos_etc, json } => {
             build(&declaration, &target, nixos_etc.as_deref(), json)
         }
+        Command::Switch { generation, target, activation, nixos_etc } => {
+            switch(&generation, &target, &activation, nixos_etc.as_deref())
+        }
+        Command::Rollback { target, activation } => rollback(&target, &activation),
         Command::Generations(command) => generations(command),
         Command::Store(StoreCommand::Verify { target, json }) => verify(&target, json),
         Command::Import(command) => import(command),
@@ -373,4 +420,91 @@ fn import(command: ImportCommand) -> Result<ExitCode> {
     }
     eprintln!("{}", plural(imported.notes.len(), "note"));
     Ok(ExitCode::SUCCESS)
+}
+
+fn switch(what: &str, target: &Target, activation: &Activation, nixos_etc: Option<&Path>) -> Result<ExitCode> {
+    let Ok(number) = what.parse::<u32>() else {
+        let file = Path::new(what);
+        let declaration = match load(file, &target.root)? {
+            Ok(declaration) => declaration,
+            Err(code) => return Ok(code),
+        };
+        let etc = build_etc(&declaration, nixos_etc)?;
+        if activation.dry_run {
+            return dry_run_declaration(target, &declaration, &etc, activation);
+        }
+        let state = open_state(target, true)?;
+        let etc_object = etc.add_to_store(state.store())?;
+        let built = state.build(&declaration, &[("etc", &etc_object)])?;
+        return activate(&state, target, built.generation, activation);
+    };
+    let state = open_state(target, !activation.dry_run)?;
+    activate(&state, target, number, activation)
+}
+
+/// The plan for a declaration that is not built yet: its /etc is only in memory.
+fn dry_run_declaration(
+    target: &Target,
+    declaration: &decl::Declaration,
+    etc: &etc_builder::EtcBuild,
+    activation: &Activation,
+) -> Result<ExitCode> {
+    let state = open_state(target, false)?;
+    let object = blankslate_core::store::Store::object_name(etc_builder::OBJECT_NAME, &etc.tree()?)?;
+    let list = state.list()?;
+    let canonical = declaration.canonical_json();
+    let existing = list.iter().find(|g| state.declaration_json(g).is_ok_and(|d| d == canonical));
+    let generation = existing.map_or_else(|| list.last().map_or(1, |g| g.number + 1), |g| g.number);
+    let manifest = etc.manifest();
+    let static_target = state.store().live_path(&object).join(blankslate_core::manifest::TREE_DIR);
+    let to = etc::Active { generation, object, static_target: static_target.to_string_lossy().into_owned(), manifest };
+    let root = Dir::open_root(&target.root)?;
+    let managed = |name: &str| {
+        etc.entries.get(name).and_then(|e| match &e.node {
+            blankslate_core::store::Tree::File { contents: blankslate_core::store::Contents::Bytes(b), .. } => {
+                Some(b.clone())
+            }
+            _ => None,
+        })
+    };
+    let users = etc::users_for(&root, managed, &to.manifest);
+    print!("{}", etc::plan(&root, &to, &users, activation.on_conflict())?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Makes generation `number` current and activates its /etc on the root.
+fn activate(state: &State, target: &Target, number: u32, activation: &Activation) -> Result<ExitCode> {
+    let generation = state.generation(number)?;
+    let object = state.part(&generation, "etc")?.ok_or_else(|| format!("generation {number} has no /etc part"))?;
+    let to = etc::Active::load(state.store(), number, &object)?;
+    let root = Dir::open_root(&target.root)?;
+    if activation.dry_run {
+        let tree = state.store().open_object(&object)?.open_dir(blankslate_core::manifest::TREE_DIR)?;
+        let users = etc::users_for(&root, |name| tree.read(name).ok(), &to.manifest);
+        print!("{}", etc::plan(&root, &to, &users, activation.on_conflict())?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let activated = etc::activate(&root, state.store(), &to, activation.on_conflict())?;
+    state.set_current(number)?;
+    if let Some(recovered) = activated.recovered {
+        println!("finished the interrupted activation of generation {recovered} first");
+    }
+    print!("{}", activated.plan);
+    for step in activated.plan.backups() {
+        if let etc::Action::BackUp { backup, found } = &step.action {
+            eprintln!("warning: /etc/{} held {found}, not blankslate's: moved to {backup}", step.path);
+        }
+    }
+    println!("generation {number} is active");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rollback(target: &Target, activation: &Activation) -> Result<ExitCode> {
+    let root = Dir::open_root(&target.root)?;
+    let state = open_state(target, !activation.dry_run)?;
+    let active = etc::active(&root)?.map(|a| a.generation).or(state.current_number()?);
+    let Some(active) = active else { return Err("nothing is active yet; nothing to roll back from".into()) };
+    let previous = state.list()?.into_iter().rev().find(|g| g.number < active);
+    let Some(previous) = previous else { return Err(format!("there is no generation before {active}").into()) };
+    activate(&state, target, previous.number, activation)
 }
