@@ -4,7 +4,7 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use blankslate_activator::etc;
+use blankslate_activator::{etc, sandbox};
 use blankslate_core::decl::{self, UserDb};
 use blankslate_core::fs::Dir;
 use blankslate_core::generation::{DEFAULT_STATE_DIR, State, format_utc};
@@ -93,6 +93,31 @@ enum Command {
         target: Target,
         #[command(flatten)]
         activation: Activation,
+    },
+    /// Try a declaration in private namespaces: a tmpfs root, /etc from the store, the
+    /// host's /usr and /bin read-only. Nothing of the host changes. Without DECL, a
+    /// built-in example. Needs root.
+    Sandbox {
+        /// The declaration to try (default: the built-in example).
+        declaration: Option<PathBuf>,
+        /// The sandbox's own directory: its store and its stand-in persistent volume.
+        #[arg(long, value_name = "DIR", default_value_os_t = default_sandbox_dir())]
+        dir: PathBuf,
+        /// The command to run inside (default: a shell).
+        #[arg(last = true)]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// The sandbox's first process (started by `sandbox`, not by hand).
+    #[command(hide = true)]
+    SandboxInit {
+        dir: PathBuf,
+        state_dir: PathBuf,
+        generation: u32,
+        etc_object: String,
+        size: String,
+        mode: String,
+        #[arg(last = true)]
+        command: Vec<std::ffi::OsString>,
     },
     /// List, delete and garbage-collect generations.
     #[command(subcommand)]
@@ -212,6 +237,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             switch(&generation, &target, &activation, nixos_etc.as_deref())
         }
         Command::Rollback { target, activation } => rollback(&target, &activation),
+        Command::Sandbox { declaration, dir, command } => sandbox(declaration.as_deref(), &dir, command),
+        Command::SandboxInit { dir, state_dir, generation, etc_object, size, mode, command } => {
+            let mode = decl::Mode::parse_octal(&mode).ok_or_else(|| format!("bad mode {mode}"))?;
+            let root = decl::RootSettings { size, mode };
+            let request = sandbox::Request { dir, state_dir, generation, etc_object, root, command };
+            let code = sandbox::init(&request)?;
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
         Command::Generations(command) => generations(command),
         Command::Store(StoreCommand::Verify { target, json }) => verify(&target, json),
         Command::Import(command) => import(command),
@@ -507,4 +540,43 @@ fn rollback(target: &Target, activation: &Activation) -> Result<ExitCode> {
     let previous = state.list()?.into_iter().rev().find(|g| g.number < active);
     let Some(previous) = previous else { return Err(format!("there is no generation before {active}").into()) };
     activate(&state, target, previous.number, activation)
+}
+
+/// The built-in example declaration (`examples/sandbox.toml`).
+const BUILTIN_EXAMPLE: &str = include_str!("../examples/sandbox.toml");
+
+fn default_sandbox_dir() -> PathBuf {
+    std::env::temp_dir().join("blankslate-sandbox")
+}
+
+fn sandbox(file: Option<&Path>, dir: &Path, command: Vec<std::ffi::OsString>) -> Result<ExitCode> {
+    let declaration = if let Some(file) = file {
+        match load(file, Path::new("/"))? {
+            Ok(declaration) => declaration,
+            Err(code) => return Ok(code),
+        }
+    } else {
+        let checked = decl::check(Path::new("<built-in example>"), BUILTIN_EXAMPLE, None);
+        checked.declaration.ok_or_else(|| format!("the built-in example is invalid:\n{}", checked.diagnostics))?
+    };
+    std::fs::create_dir_all(dir.join(sandbox::VOLUME)).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let dir = std::fs::canonicalize(dir)?;
+    let target = Target { root: dir.join(sandbox::VOLUME), state_dir: PathBuf::from(DEFAULT_STATE_DIR) };
+    let etc = build_etc(&declaration, None)?;
+    let (generation, etc_object) = {
+        let state = open_state(&target, true)?;
+        let etc_object = etc.add_to_store(state.store())?;
+        (state.build(&declaration, &[("etc", &etc_object)])?.generation, etc_object)
+    };
+    let request = sandbox::Request {
+        dir,
+        state_dir: target.state_dir,
+        generation,
+        etc_object,
+        root: declaration.root.clone(),
+        command,
+    };
+    let exe = std::env::current_exe()?;
+    let code = sandbox::spawn(&exe, &request)?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }

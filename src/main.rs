@@ -1,6 +1,8 @@
 //! `blankslate`: the command-line front. Argument parsing and output only; the work
 //! is done by the library crates.
 
+#![forbid(unsafe_code)]
+
 mod cli;
 mod report;
 

@@ -171,9 +171,15 @@ impl Dir {
     }
 
     /// Opens a directory below this one, creating each missing component with `mode`.
+    /// An existing directory is opened without an attempt to create it, which also
+    /// works on a read-only mount.
     pub fn create_dir_all(&self, path: impl AsRef<Path>, mode: u32) -> Result<Dir> {
         let path = path.as_ref();
         check_relative(path, &self.path)?;
+        match self.open_dir(path) {
+            Err(error) if error.is_not_found() => {}
+            opened => return opened,
+        }
         let mut dir = self.try_clone()?;
         for component in path.components() {
             let name = component.as_os_str();

@@ -11,3 +11,4 @@ pub mod generation;
 pub mod import;
 pub mod manifest;
 pub mod store;
+pub mod sys;

@@ -1,0 +1,75 @@
+//! The sandbox: a declaration tried in private namespaces. These tests need root
+//! (they create mount and PID namespaces); they change nothing on the host, which
+//! one of them checks.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+}
+
+fn sandbox(dir: &Path, declaration: Option<&Path>, command: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_blankslate"));
+    cmd.arg("sandbox").arg("--dir").arg(dir);
+    if let Some(declaration) = declaration {
+        cmd.arg(declaration);
+    }
+    cmd.arg("--").args(command).env_remove("BLANKSLATE_FAILPOINT").output().expect("run blankslate sandbox")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The host's mount table, without the fields that change on their own.
+fn host_mounts() -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .map(|l| l.split_whitespace().skip(3).take(2).collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+#[test]
+fn the_built_in_example_runs_with_a_working_etc_and_the_host_is_untouched() {
+    if !is_root() {
+        eprintln!("skipped: the sandbox needs root");
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let before = host_mounts();
+    let script = "cat /etc/hostname; readlink /etc/static; stat -c '%a %U' /etc/shadow; \
+                  stat -f -c %T /; \
+                  touch /var/lib/blankslate/x 2>/dev/null && echo store-writable || echo store-read-only; echo pid $$";
+    let output = sandbox(scratch.path(), None, &["sh", "-c", script]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let lines: Vec<String> = text(&output.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(lines[0], "blankslate-sandbox", "/etc/hostname comes from the example");
+    assert!(lines[1].starts_with("/var/lib/blankslate/store/") && lines[1].ends_with("-etc/etc"), "{lines:?}");
+    assert_eq!(lines[2], "640 root", "a copy with its declared mode");
+    assert_eq!(lines[3], "tmpfs", "/ is a tmpfs");
+    assert_eq!(lines[4], "store-read-only");
+    assert_eq!(lines[5], "pid 2", "a PID namespace of its own (its init is pid 1)");
+    assert_eq!(host_mounts(), before, "no mount leaked to the host");
+}
+
+#[test]
+fn a_declaration_is_tried_and_the_exit_code_comes_back() {
+    if !is_root() {
+        eprintln!("skipped: the sandbox needs root");
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let declaration = scratch.path().join("try.toml");
+    std::fs::write(&declaration, "version = 1\n[etc.\"greeting\"]\ntext = \"hello from the store\\n\"\n").unwrap();
+    let output = sandbox(&scratch.path().join("box"), Some(&declaration), &["sh", "-c", "cat /etc/greeting; exit 7"]);
+    assert_eq!(output.status.code(), Some(7), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "hello from the store\n");
+    // A file written in the sandbox's root is gone the next time.
+    let output = sandbox(&scratch.path().join("box"), Some(&declaration), &["sh", "-c", "echo x > /tmp/f"]);
+    assert!(output.status.success());
+    let output = sandbox(&scratch.path().join("box"), Some(&declaration), &["sh", "-c", "test -e /tmp/f; echo $?"]);
+    assert_eq!(text(&output.stdout), "1\n");
+}
