@@ -113,9 +113,7 @@ enum Command {
         dir: PathBuf,
         state_dir: PathBuf,
         generation: u32,
-        etc_object: String,
-        size: String,
-        mode: String,
+        object: String,
         #[arg(last = true)]
         command: Vec<std::ffi::OsString>,
     },
@@ -238,10 +236,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Rollback { target, activation } => rollback(&target, &activation),
         Command::Sandbox { declaration, dir, command } => sandbox(declaration.as_deref(), &dir, command),
-        Command::SandboxInit { dir, state_dir, generation, etc_object, size, mode, command } => {
-            let mode = decl::Mode::parse_octal(&mode).ok_or_else(|| format!("bad mode {mode}"))?;
-            let root = decl::RootSettings { size, mode };
-            let request = sandbox::Request { dir, state_dir, generation, etc_object, root, command };
+        Command::SandboxInit { dir, state_dir, generation, object, command } => {
+            let request = sandbox::Request { dir, state_dir, generation, object, command };
             let code = sandbox::init(&request)?;
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
@@ -559,21 +555,19 @@ fn sandbox(file: Option<&Path>, dir: &Path, command: Vec<std::ffi::OsString>) ->
         let checked = decl::check(Path::new("<built-in example>"), BUILTIN_EXAMPLE, None);
         checked.declaration.ok_or_else(|| format!("the built-in example is invalid:\n{}", checked.diagnostics))?
     };
-    std::fs::create_dir_all(dir.join(sandbox::VOLUME)).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir.join(sandbox::STATE)).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let dir = std::fs::canonicalize(dir)?;
-    let target = Target { root: dir.join(sandbox::VOLUME), state_dir: PathBuf::from(DEFAULT_STATE_DIR) };
+    let target = Target { root: dir.join(sandbox::STATE), state_dir: PathBuf::from(DEFAULT_STATE_DIR) };
     let etc = build_etc(&declaration, None)?;
-    let (generation, etc_object) = {
-        let state = open_state(&target, true)?;
-        let etc_object = etc.add_to_store(state.store())?;
-        (state.build(&declaration, &[("etc", &etc_object)])?.generation, etc_object)
-    };
+    let state = open_state(&target, true)?;
+    let etc_object = etc.add_to_store(state.store())?;
+    let built = state.build(&declaration, &[("etc", &etc_object)])?;
+    drop(state);
     let request = sandbox::Request {
         dir,
         state_dir: target.state_dir,
-        generation,
-        etc_object,
-        root: declaration.root.clone(),
+        generation: built.generation,
+        object: built.object,
         command,
     };
     let exe = std::env::current_exe()?;

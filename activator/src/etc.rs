@@ -440,7 +440,7 @@ fn plan_from(root: &Dir, from: Option<Active>, to: Active, users: &UserDb, on_co
     let switch_static = match dirs.inspect(STATIC, false)? {
         Found::Link(target) if target == to.static_target => None,
         Found::Link(_) | Found::Absent => Some(None),
-        _ => Some(Some(format!("{STATIC}{BACKUP_SUFFIX}"))),
+        _ => Some(Some(dirs.backup_name(STATIC)?)),
     };
     let plan = Plan { from, to, steps, switch_static, unchanged };
     if on_conflict == OnConflict::Refuse {

@@ -6,11 +6,9 @@
 //! - [`root`]: the ephemeral root itself (a tmpfs with the store read-only inside),
 //!   for boot and the sandbox.
 //! - [`sandbox`]: a declaration tried in private namespaces, without touching the host.
-//! - [`mount`]: descriptor-based mount helpers the others share.
 
 #![forbid(unsafe_code)]
 
 pub mod etc;
-pub mod mount;
 pub mod root;
 pub mod sandbox;

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use blankslate_core::decl::RootSettings;
 use blankslate_core::fs::{Dir, FsError};
-use rustix::mount::MountAttrFlags;
+use rustix::mount::{MountAttrFlags, MountFlags};
 
-use crate::mount::{self, MountError, Source};
+use blankslate_core::mount::{self, MountError, Source};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootError {
@@ -39,6 +39,6 @@ pub fn mount_root(
         _ => return Ok(root),
     };
     holder.create_dir(last, 0o755)?;
-    mount::bind(Source::Dir(state), &holder, &last.to_string_lossy(), true)?;
+    mount::bind(Source::Dir(state), &holder, &last.to_string_lossy(), MountFlags::RDONLY)?;
     Ok(root)
 }

@@ -11,18 +11,21 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use blankslate_core::decl::RootSettings;
+use blankslate_core::decl::Declaration;
 use blankslate_core::fs::{Dir, FsError};
 use blankslate_core::store::Store;
-use rustix::mount::MountAttrFlags;
+use rustix::mount::{MountAttrFlags, MountFlags};
 
 use crate::etc::{self, Active, EtcError, OnConflict};
-use crate::mount::{self, MountError, Source};
 use crate::root::{self, RootError};
+use blankslate_core::mount::{self, MountError, Source};
 
-/// Inside the sandbox directory: the stand-in for the persistent volume (a root
-/// holding the state directory) …
-pub const VOLUME: &str = "volume";
+/// Inside the sandbox directory: a root holding the state directory (store and
+/// profiles) …
+pub const STATE: &str = "state";
+/// … one directory per persistent root, standing in for its volume (it survives
+/// from one run to the next) …
+pub const VOLUMES: &str = "volumes";
 /// … and the mount point of the tmpfs root.
 const MOUNT_POINT: &str = "root";
 /// The host directories a command needs to run, brought in read-only (or recreated as
@@ -39,6 +42,10 @@ pub enum SandboxError {
     Fs(#[from] FsError),
     #[error(transparent)]
     Etc(#[from] EtcError),
+    #[error(transparent)]
+    Persist(#[from] blankslate_persist::PersistError),
+    #[error("generation {0}: {1}")]
+    Generation(String, String),
     #[error("cannot {what}: {source}")]
     Io { what: String, source: std::io::Error },
 }
@@ -51,14 +58,13 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SandboxError {
 /// What the sandbox's init needs to know, passed on its command line.
 #[derive(Debug, Clone)]
 pub struct Request {
-    /// The sandbox directory (holds [`VOLUME`] and the mount point).
+    /// The sandbox directory (holds [`STATE`], [`VOLUMES`] and the mount point).
     pub dir: PathBuf,
-    /// Where the state lives inside the volume (and inside the sandbox).
+    /// Where the state lives inside [`STATE`] (and inside the sandbox).
     pub state_dir: PathBuf,
     pub generation: u32,
-    /// The generation's etc store object.
-    pub etc_object: String,
-    pub root: RootSettings,
+    /// The generation's store object.
+    pub object: String,
     /// The command to run; a shell when empty.
     pub command: Vec<OsString>,
 }
@@ -71,14 +77,18 @@ impl Request {
             self.dir.clone().into(),
             self.state_dir.clone().into(),
             self.generation.to_string().into(),
-            self.etc_object.clone().into(),
-            self.root.size.clone().into(),
-            self.root.mode.to_string().into(),
+            self.object.clone().into(),
             "--".into(),
         ];
         args.extend(self.command.iter().cloned());
         args
     }
+}
+
+/// The directory standing in for the volume mounted at `mount`: `/persist` is
+/// `persist`, `/mnt/data` is `mnt-data`.
+fn volume_name(mount: &str) -> String {
+    mount.trim_matches('/').replace('/', "-")
 }
 
 /// Runs `request` in a new PID namespace by re-executing `exe` (this binary) as its
@@ -106,8 +116,16 @@ pub fn init(request: &Request) -> Result<i32, SandboxError> {
     let sandbox = Dir::open_root(&request.dir)?;
     sandbox.create_dir(MOUNT_POINT, 0o755)?;
     let state_relative = request.state_dir.strip_prefix("/").unwrap_or(&request.state_dir);
-    let state = sandbox.open_dir(Path::new(VOLUME).join(state_relative))?;
-    let new_root = root::mount_root(&sandbox, MOUNT_POINT, &request.root, &state, &request.state_dir)?;
+    let state = sandbox.open_dir(Path::new(STATE).join(state_relative))?;
+    let generation = |what: &str| SandboxError::Generation(request.object.clone(), what.to_owned());
+    let object = state.open_dir(Path::new("store").join(&request.object))?;
+    let text = object.read("declaration.json")?;
+    let declaration = Declaration::from_canonical_json(&String::from_utf8_lossy(&text))
+        .map_err(|e| generation(&format!("unreadable declaration: {e}")))?;
+    let etc_object = object.read_link("etc").map_err(|_| generation("no /etc part"))?;
+    let etc_object =
+        Path::new(&etc_object).file_name().and_then(|n| n.to_str()).ok_or_else(|| generation("bad /etc part"))?;
+    let new_root = root::mount_root(&sandbox, MOUNT_POINT, &declaration.root, &state, &request.state_dir)?;
 
     for name in HOST_DIRS {
         let host = Path::new("/").join(name);
@@ -118,7 +136,7 @@ pub fn init(request: &Request) -> Result<i32, SandboxError> {
             }
             Ok(meta) if meta.is_dir() => {
                 new_root.create_dir(name, 0o755)?;
-                mount::bind(Source::HostPath(&host), &new_root, name, true)?;
+                mount::bind(Source::HostPath(&host), &new_root, name, MountFlags::RDONLY)?;
             }
             _ => {}
         }
@@ -128,15 +146,33 @@ pub fn init(request: &Request) -> Result<i32, SandboxError> {
         MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV | MountAttrFlags::MOUNT_ATTR_NOEXEC;
     mount::mount_new(&new_root, "proc", "proc", &[], kernel_only)?;
     new_root.create_dir("dev", 0o755)?;
-    mount::bind(Source::HostPath(Path::new("/dev")), &new_root, "dev", false)?;
+    mount::bind(Source::HostPath(Path::new("/dev")), &new_root, "dev", MountFlags::empty())?;
     for (name, mode) in [("tmp", 0o1777), ("run", 0o755), ("root", 0o700)] {
         new_root.create_dir(name, mode)?;
         new_root.set_mode_of(name, mode)?;
     }
+    let volumes = sandbox.create_dir_all(VOLUMES, 0o700)?;
+    for mount_point in declaration.persist.keys() {
+        let volume = volumes.create_dir_all(volume_name(mount_point), 0o755)?;
+        let at = Path::new(mount_point.trim_start_matches('/'));
+        let holder = match at.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(parent) => new_root.create_dir_all(parent, 0o755)?,
+            None => new_root.try_clone()?,
+        };
+        let last = at.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        holder.create_dir(&last, 0o755)?;
+        mount::bind(Source::Dir(&volume), &holder, &last, MountFlags::empty())?;
+    }
 
     let store = Store::open(&new_root, &request.state_dir.join("store")).map_err(|e| EtcError::Store(e.to_string()))?;
-    let active = Active::load(&store, request.generation, &request.etc_object)?;
+    let active = Active::load(&store, request.generation, etc_object)?;
     etc::activate(&new_root, &store, &active, OnConflict::Backup)?;
+    let tree = store.open_object(etc_object).map_err(|e| EtcError::Store(e.to_string()))?.open_dir("etc")?;
+    let users = etc::users_for(&new_root, |name| tree.read(name).ok(), &active.manifest);
+    let report = blankslate_persist::activate(&new_root, &declaration, &users, None)?;
+    for (path, reason) in report.conflicts.iter().chain(&report.unknown_owners) {
+        eprintln!("blankslate sandbox: warning: {path}: {reason}");
+    }
     mount::pivot_into(&new_root)?;
 
     let command: Vec<OsString> = if request.command.is_empty() {

@@ -397,6 +397,40 @@ impl Dir {
         rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(wrap("set mode of", self.path.join(name)))
     }
 
+    /// Sets this directory's owner.
+    pub fn set_owner(&self, uid: u32, gid: u32) -> Result<()> {
+        let (uid, gid) = (rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid));
+        rustix::fs::fchown(&self.fd, Some(uid), Some(gid)).map_err(wrap("set owner of", &self.path))
+    }
+
+    /// Sets owner then mode of a regular file or directory below this one (never
+    /// through a symlink); the mode last, since `chown` clears set-id bits.
+    pub fn set_owner_and_mode_of(&self, name: impl AsRef<OsStr>, uid: u32, gid: u32, mode: u32) -> Result<()> {
+        let name = name.as_ref();
+        check_name(name, &self.path)?;
+        let fd = self.openat(Path::new(name), OFlags::RDONLY, Mode::empty(), "open")?;
+        let path = self.path.join(name);
+        let (u, g) = (rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid));
+        rustix::fs::fchown(&fd, Some(u), Some(g)).map_err(wrap("set owner of", &path))?;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(wrap("set mode of", &path))
+    }
+
+    /// The device and inode of an entry (not following a final symlink): two paths
+    /// with the same pair are the same file, as after a bind mount.
+    pub fn identity(&self, name: impl AsRef<OsStr>) -> Result<(u64, u64)> {
+        let name = name.as_ref();
+        check_name(name, &self.path)?;
+        let stat = rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(wrap("stat", self.path.join(name)))?;
+        Ok((stat.st_dev, stat.st_ino))
+    }
+
+    /// The device and inode of this directory.
+    pub fn own_identity(&self) -> Result<(u64, u64)> {
+        let stat = rustix::fs::fstat(&self.fd).map_err(wrap("stat", &self.path))?;
+        Ok((stat.st_dev, stat.st_ino))
+    }
+
     /// Flushes this directory's entries to disk.
     pub fn sync(&self) -> Result<()> {
         rustix::fs::fsync(&self.fd).map_err(wrap("fsync", &self.path))
@@ -412,6 +446,33 @@ impl Dir {
         rustix::fs::flock(&fd, FlockOperation::LockExclusive).map_err(wrap("lock", self.path.join(name)))?;
         Ok(Lock { _fd: fd })
     }
+}
+
+/// Copies everything inside `from` into `to` (an existing directory), keeping owners
+/// and modes; symlinks are copied as links. Returns the special files (sockets,
+/// FIFOs, devices), which are not copied. Files are fsynced; directories are synced
+/// once filled.
+pub fn copy_contents(from: &Dir, to: &Dir) -> Result<Vec<PathBuf>> {
+    let mut skipped = Vec::new();
+    for (name, kind) in from.entries()? {
+        let meta = from.meta(&name)?;
+        match kind {
+            Kind::Directory => {
+                to.create_dir(&name, 0o700)?;
+                let (source, target) = (from.open_dir(&name)?, to.open_dir(&name)?);
+                skipped.extend(copy_contents(&source, &target)?);
+                target.set_owner(meta.uid, meta.gid)?;
+                target.set_mode(meta.mode)?;
+            }
+            Kind::File => {
+                to.create_file_owned(&name, &from.read(&name)?, meta.mode, Some((meta.uid, meta.gid)))?;
+            }
+            Kind::Symlink => to.symlink(&name, from.read_link(&name)?)?,
+            Kind::Other => skipped.push(from.path().join(&name)),
+        }
+    }
+    to.sync()?;
+    Ok(skipped)
 }
 
 impl AsFd for Dir {

@@ -10,5 +10,6 @@ pub mod fs;
 pub mod generation;
 pub mod import;
 pub mod manifest;
+pub mod mount;
 pub mod store;
 pub mod sys;

@@ -86,10 +86,90 @@ impl Declaration {
     }
 }
 
+impl Declaration {
+    /// Reads a declaration back from its canonical JSON (as a generation stores it).
+    pub fn from_canonical_json(text: &str) -> Result<Declaration, serde_json::Error> {
+        let mut declaration: Declaration = serde_json::from_str(text)?;
+        let set_kinds = |directories: &mut [Entry], files: &mut [Entry]| {
+            for entry in directories {
+                entry.kind = EntryKind::Directory;
+            }
+            for entry in files {
+                entry.kind = EntryKind::File;
+            }
+        };
+        for root in declaration.persist.values_mut() {
+            set_kinds(&mut root.directories, &mut root.files);
+            for user in root.users.values_mut() {
+                set_kinds(&mut user.directories, &mut user.files);
+            }
+        }
+        Ok(declaration)
+    }
+}
+
 fn sort_entries(entries: &mut [Entry]) {
     for entry in entries.iter_mut() {
         entry.options.sort();
         entry.options.dedup();
     }
     entries.sort_by(|a, b| a.path.cmp(&b.path));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_reads_back_to_the_same_declaration() {
+        let text = r#"
+version = 1
+[root]
+size = "2G"
+[persist."/persist"]
+hide_mounts = true
+directories = ["/var/log", { directory = "/srv", user = "www", group = "www", mode = "0750", parent = { mode = "0711" }, options = ["nodev", "ro"] }]
+files = [{ file = "/etc/machine-id", how = "symlink" }]
+[persist."/persist".users.alice]
+group = "users"
+directories = [".ssh"]
+files = [".bash_history"]
+[etc."motd"]
+text = "hi\n"
+mode = "0640"
+group = "adm"
+[etc."hosts"]
+text = "127.0.0.1 localhost\n"
+[audit]
+ignore = ["/var/cache/**"]
+"#;
+        let declaration = check(Path::new("t.toml"), text, None).declaration.unwrap();
+        let json = declaration.canonical_json();
+        let back = Declaration::from_canonical_json(&json).unwrap();
+        assert_eq!(back.canonical_json(), json);
+        let entries = back.entries();
+        assert_eq!(entries.iter().filter(|e| e.entry.kind == EntryKind::File).count(), 2);
+        assert_eq!(
+            back.normalized().persist,
+            declaration
+                .normalized()
+                .persist
+                .clone()
+                .into_iter()
+                .map(|(k, mut v)| {
+                    for e in v.directories.iter_mut().chain(v.files.iter_mut()) {
+                        e.span = Span::default();
+                    }
+                    for u in v.users.values_mut() {
+                        u.span = Span::default();
+                        for e in u.directories.iter_mut().chain(u.files.iter_mut()) {
+                            e.span = Span::default();
+                        }
+                    }
+                    v.span = Span::default();
+                    (k, v)
+                })
+                .collect()
+        );
+    }
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The only declaration format version this build understands.
 pub const VERSION: i64 = 1;
@@ -62,9 +62,16 @@ impl Serialize for Mode {
     }
 }
 
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Mode::parse_octal(&text).ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not an octal mode")))
+    }
+}
+
 /// Who owns a path and with which permissions. Names, not numbers: they are resolved
 /// against the target root's own `/etc/passwd` and `/etc/group` at activation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Owner {
     pub user: String,
     pub group: String,
@@ -78,7 +85,7 @@ impl Owner {
 }
 
 /// How a persisted file appears in the ephemeral root.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum How {
     /// A bind mount of the file (the default): programs see a real file.
@@ -98,7 +105,7 @@ impl How {
 }
 
 /// A mount option blankslate knows how to apply to a bind mount.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum MountOption {
     #[serde(rename = "ro")]
     ReadOnly,
@@ -133,8 +140,9 @@ impl MountOption {
 }
 
 /// Whether an entry is a directory or a file; used in messages and conflict checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EntryKind {
+    #[default]
     Directory,
     File,
 }
@@ -150,7 +158,7 @@ impl EntryKind {
 
 /// One persisted directory or file. For per-user entries `path` is relative to the
 /// user's home; everywhere else it is absolute and normalized.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     #[serde(skip)]
     pub span: Span,
@@ -162,17 +170,17 @@ pub struct Entry {
     /// Ownership enforced on the parent directories this entry needs; `None` means
     /// missing parents are created `root:root 0755` (or the user's, under a home) and
     /// existing ones are left as they are.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<Owner>,
     /// Files only.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub how: Option<How>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<MountOption>,
 }
 
 /// The entries of one user, relative to their home directory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserEntries {
     #[serde(skip)]
     pub span: Span,
@@ -184,7 +192,7 @@ pub struct UserEntries {
 }
 
 /// A persistent volume, keyed in [`Declaration::persist`] by where it is mounted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersistRoot {
     #[serde(skip)]
     pub span: Span,
@@ -195,7 +203,7 @@ pub struct PersistRoot {
 }
 
 /// Where an `/etc` entry's contents come from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EtcContents {
     Text(String),
@@ -222,9 +230,21 @@ impl Serialize for EtcMode {
     }
 }
 
+impl<'de> Deserialize<'de> for EtcMode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text == "link" {
+            return Ok(EtcMode::Link);
+        }
+        Mode::parse_octal(&text)
+            .map(EtcMode::Copy)
+            .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is neither `link` nor an octal mode")))
+    }
+}
+
 /// One managed entry under `/etc`, keyed in [`Declaration::etc`] by its path relative
 /// to `/etc`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EtcEntry {
     #[serde(skip)]
     pub span: Span,
@@ -236,7 +256,7 @@ pub struct EtcEntry {
 }
 
 /// The ephemeral root itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RootSettings {
     /// tmpfs `size=`: a percentage of RAM (`"25%"`) or a size (`"2G"`, `"512M"`).
     pub size: String,
@@ -250,14 +270,14 @@ impl Default for RootSettings {
 }
 
 /// Settings for `blankslate audit`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct AuditSettings {
     /// Globs over absolute paths; matches are counted, never listed.
     pub ignore: Vec<String>,
 }
 
 /// A whole declaration, as parsed (entry order as written) or normalized.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Declaration {
     pub version: i64,
     pub root: RootSettings,

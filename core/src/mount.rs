@@ -7,7 +7,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use blankslate_core::fs::Dir;
+use crate::fs::Dir;
 use rustix::mount::{
     FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MountPropagationFlags, MoveMountFlags, OpenTreeFlags,
     UnmountFlags,
@@ -56,37 +56,47 @@ pub fn mount_new(
     attach(&mount, dir, OsStr::new(name), "attach a mount on")
 }
 
-/// Where a bind mount comes from: an open directory, or (for the host's own `/usr`,
-/// `/dev`, …) an absolute path outside any root we manage.
+/// Where a bind mount comes from: an open directory, a file in one, or (for the
+/// host's own `/usr`, `/dev`, …) an absolute path outside any root we manage.
 #[derive(Debug, Clone, Copy)]
 pub enum Source<'a> {
     Dir(&'a Dir),
+    /// A regular file, by its name in an open directory.
+    File(&'a Dir, &'a str),
     HostPath(&'a Path),
 }
 
 /// Bind-mounts `source` on `name` in `dir` (recursively: submounts come along),
-/// read-only if asked.
-pub fn bind(source: Source<'_>, dir: &Dir, name: &str, read_only: bool) -> Result<()> {
+/// then applies `flags` (any of `RDONLY`, `NOSUID`, `NODEV`, `NOEXEC`).
+pub fn bind(source: Source<'_>, dir: &Dir, name: &str, flags: MountFlags) -> Result<()> {
     let at = dir.path().join(name);
-    let flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_RECURSIVE;
+    let clone = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_RECURSIVE;
     let tree = match source {
-        Source::Dir(from) => rustix::mount::open_tree(from, "", flags | OpenTreeFlags::AT_EMPTY_PATH),
-        Source::HostPath(path) => rustix::mount::open_tree(rustix::fs::CWD, path, flags),
+        Source::Dir(from) => rustix::mount::open_tree(from, "", clone | OpenTreeFlags::AT_EMPTY_PATH),
+        Source::File(from, file) => rustix::mount::open_tree(from, file, clone),
+        Source::HostPath(path) => rustix::mount::open_tree(rustix::fs::CWD, path, clone),
     }
     .map_err(wrap("clone the mount tree for", &at))?;
     attach(&tree, dir, OsStr::new(name), "bind-mount on")?;
-    if read_only {
-        remount_read_only(&tree, &at)?;
+    if !flags.is_empty() {
+        // The attached mount is reached through its own descriptor (/proc/self/fd/N),
+        // not through the path it was attached at.
+        let by_fd = format!("/proc/self/fd/{}", tree.as_fd().as_raw_fd());
+        rustix::mount::mount_remount(by_fd.as_str(), MountFlags::BIND | flags, "")
+            .map_err(wrap("set flags of", &at))?;
     }
     Ok(())
 }
 
-/// Makes an attached bind mount read-only. The mount is reached through its own
-/// descriptor (`/proc/self/fd/N`), not through the path it was attached at.
-fn remount_read_only(mount: &impl AsFd, at: &Path) -> Result<()> {
-    let by_fd = format!("/proc/self/fd/{}", mount.as_fd().as_raw_fd());
-    rustix::mount::mount_remount(by_fd.as_str(), MountFlags::BIND | MountFlags::RDONLY, "")
-        .map_err(wrap("make read-only", at))
+/// Detaches whatever is mounted on `name` in `dir` (lazily: open files keep working).
+pub fn unmount(dir: &Dir, name: &str) -> Result<()> {
+    let at = dir.path().join(name);
+    let resolve = rustix::fs::ResolveFlags::BENEATH | rustix::fs::ResolveFlags::NO_SYMLINKS;
+    let flags = rustix::fs::OFlags::PATH | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC;
+    let target =
+        rustix::fs::openat2(dir, name, flags, rustix::fs::Mode::empty(), resolve).map_err(wrap("open", &at))?;
+    let by_fd = format!("/proc/self/fd/{}", target.as_raw_fd());
+    rustix::mount::unmount(by_fd.as_str(), UnmountFlags::DETACH).map_err(wrap("unmount", &at))
 }
 
 /// Stops mount events from propagating between this namespace and the one it was
