@@ -496,8 +496,8 @@ fn dry_run_declaration(
             _ => None,
         })
     };
-    let users = etc::users_for(&root, managed, &to.manifest);
-    print!("{}", etc::plan(&root, &to, &users, activation.on_conflict())?);
+    let users = || etc::users_for(&root, managed, &to.manifest);
+    report::print(&etc::plan(&root, &to, &users, activation.on_conflict())?.to_string());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -509,8 +509,8 @@ fn activate(state: &State, target: &Target, number: u32, activation: &Activation
     let root = Dir::open_root(&target.root)?;
     if activation.dry_run {
         let tree = state.store().open_object(&object)?.open_dir(blankslate_core::manifest::TREE_DIR)?;
-        let users = etc::users_for(&root, |name| tree.read(name).ok(), &to.manifest);
-        print!("{}", etc::plan(&root, &to, &users, activation.on_conflict())?);
+        let users = || etc::users_for(&root, |name| tree.read(name).ok(), &to.manifest);
+        report::print(&etc::plan(&root, &to, &users, activation.on_conflict())?.to_string());
         return Ok(ExitCode::SUCCESS);
     }
     let activated = etc::activate(&root, state.store(), &to, activation.on_conflict())?;
@@ -518,7 +518,7 @@ fn activate(state: &State, target: &Target, number: u32, activation: &Activation
     if let Some(recovered) = activated.recovered {
         println!("finished the interrupted activation of generation {recovered} first");
     }
-    print!("{}", activated.plan);
+    report::print(&activated.plan.to_string());
     for step in activated.plan.backups() {
         if let etc::Action::BackUp { backup, found } = &step.action {
             eprintln!("warning: /etc/{} held {found}, not blankslate's: moved to {backup}", step.path);

@@ -32,3 +32,11 @@ pub fn error(error: &(dyn std::error::Error + 'static)) {
 pub fn json(value: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(value).expect("JSON values always serialize"));
 }
+
+/// Prints a long text in one write (`print!` of something rendered piecewise would
+/// write, and flush, line by line).
+pub fn print(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}

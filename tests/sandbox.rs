@@ -73,3 +73,31 @@ fn a_declaration_is_tried_and_the_exit_code_comes_back() {
     let output = sandbox(&scratch.path().join("box"), Some(&declaration), &["sh", "-c", "test -e /tmp/f; echo $?"]);
     assert_eq!(text(&output.stdout), "1\n");
 }
+
+#[test]
+fn persisted_data_survives_a_reboot_and_undeclared_data_does_not() {
+    if !is_root() {
+        eprintln!("skipped: the sandbox needs root");
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let declaration = scratch.path().join("keep.toml");
+    std::fs::write(
+        &declaration,
+        "version = 1\n[persist.\"/persist\"]\ndirectories = [{ directory = \"/var/lib/app\", mode = \"0700\" }]\n\
+         files = [\"/etc/app.conf\", { file = \"/root/.history\", how = \"symlink\" }]\n",
+    )
+    .unwrap();
+    let dir = scratch.path().join("box");
+    let first = "echo kept > /var/lib/app/state && echo conf > /etc/app.conf && echo cmd > /root/.history \
+                 && echo lost > /var/lib/undeclared && echo lost > /root/scratch";
+    let output = sandbox(&dir, Some(&declaration), &["sh", "-c", first]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    // The namespace is gone (the "reboot"); a new one activates from the same volume.
+    let second = "cat /var/lib/app/state /etc/app.conf /root/.history; stat -c %a /var/lib/app; \
+                  ls /var/lib/undeclared /root/scratch 2>&1 | wc -l";
+    let output = sandbox(&dir, Some(&declaration), &["sh", "-c", second]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "kept\nconf\ncmd\n700\n2\n");
+    assert_eq!(std::fs::read_to_string(dir.join("volumes/persist/var/lib/app/state")).unwrap(), "kept\n");
+}

@@ -29,6 +29,9 @@ use serde::{Deserialize, Serialize};
 pub const STATE_DIR: &str = ".blankslate";
 const STATE_FILE: &str = "state.json";
 const JOURNAL_FILE: &str = "journal.json";
+/// The etc object last activated, alone: lets a no-op re-activation stop before
+/// reading the state file.
+const ACTIVE_FILE: &str = "active";
 /// The link to the generation's tree.
 pub const STATIC: &str = "static";
 /// What a person's file at a declared path is renamed to.
@@ -61,10 +64,12 @@ impl Active {
     }
 }
 
+/// An activation under way: where it is going. Where it comes from is the state
+/// file, which is only replaced once everything else is done.
 #[derive(Debug, Serialize, Deserialize)]
 struct Journal {
-    from: Option<Active>,
-    to: Active,
+    generation: u32,
+    object: String,
 }
 
 /// What to do about a file blankslate did not put where a declared entry goes.
@@ -391,13 +396,21 @@ pub fn users_for(root: &Dir, managed: impl Fn(&str) -> Option<Vec<u8>>, manifest
 }
 
 /// Works out what activating `to` would do, from the last activated state; reads only
-/// the paths that change.
-pub fn plan(root: &Dir, to: &Active, users: &UserDb, on_conflict: OnConflict) -> Result<Plan> {
+/// the paths that change. `users` is asked for the owner database only if a copy
+/// changes.
+pub fn plan(root: &Dir, to: &Active, users: &dyn Fn() -> UserDb, on_conflict: OnConflict) -> Result<Plan> {
     let from = active(root)?;
     plan_from(root, from, to.clone(), users, on_conflict)
 }
 
-fn plan_from(root: &Dir, from: Option<Active>, to: Active, users: &UserDb, on_conflict: OnConflict) -> Result<Plan> {
+fn plan_from(
+    root: &Dir,
+    from: Option<Active>,
+    to: Active,
+    users: &dyn Fn() -> UserDb,
+    on_conflict: OnConflict,
+) -> Result<Plan> {
+    let owners = std::cell::OnceCell::new();
     let etc = open_etc(root)?;
     let mut dirs = Dirs::new(etc.as_ref());
     let empty = BTreeMap::new();
@@ -412,7 +425,7 @@ fn plan_from(root: &Dir, from: Option<Active>, to: Active, users: &UserDb, on_co
         }
         let is_copy = |e: &ManifestEntry| e.kind == EtcKind::Copy;
         let found = dirs.inspect(path, is_copy(entry) || previous.is_some_and(is_copy))?;
-        let owner = if is_copy(entry) { Some(resolve(path, entry, users)?) } else { None };
+        let owner = if is_copy(entry) { Some(resolve(path, entry, owners.get_or_init(users))?) } else { None };
         if done(&found, path, entry, owner) {
             continue;
         }
@@ -473,8 +486,18 @@ pub struct Activated {
 /// The caller holds the state lock.
 pub fn activate(root: &Dir, store: &Store, to: &Active, on_conflict: OnConflict) -> Result<Activated> {
     let recovered = recover(root, store)?;
+    if recovered.is_none() && already_active(root, to) {
+        let plan = Plan {
+            from: Some(to.clone()),
+            to: to.clone(),
+            steps: Vec::new(),
+            switch_static: None,
+            unchanged: to.manifest.entries.len(),
+        };
+        return Ok(Activated { plan, recovered });
+    }
     let tree = open_tree(store, to)?;
-    let users = users_for(root, |name| tree.read(name).ok(), &to.manifest);
+    let users = || users_for(root, |name| tree.read(name).ok(), &to.manifest);
     let plan = plan(root, to, &users, on_conflict)?;
     if !plan.is_noop() {
         apply(root, &plan, &tree)?;
@@ -482,17 +505,28 @@ pub fn activate(root: &Dir, store: &Store, to: &Active, on_conflict: OnConflict)
     Ok(Activated { plan, recovered })
 }
 
+/// Whether `to` is what `/etc` was last activated to and `/etc/static` still points at
+/// it: then nothing is to be done, and not even the state file needs reading.
+fn already_active(root: &Dir, to: &Active) -> bool {
+    let Ok(Some(etc)) = open_etc(root) else { return false };
+    let Ok(state) = etc.open_dir(STATE_DIR) else { return false };
+    state.read(ACTIVE_FILE).is_ok_and(|object| object == to.object.as_bytes())
+        && etc.read_link(STATIC).is_ok_and(|target| target == to.static_target.as_str())
+}
+
 /// Finishes an interrupted activation, if the journal says there was one.
 pub fn recover(root: &Dir, store: &Store) -> Result<Option<u32>> {
     let Some(etc) = open_etc(root)? else { return Ok(None) };
     let Ok(state) = etc.open_dir(STATE_DIR) else { return Ok(None) };
     let Some(journal) = read_json::<Journal>(&state, JOURNAL_FILE)? else { return Ok(None) };
-    let tree = open_tree(store, &journal.to)?;
-    let users = users_for(root, |name| tree.read(name).ok(), &journal.to.manifest);
-    let generation = journal.to.generation;
-    let plan = plan_from(root, journal.from, journal.to, &users, OnConflict::Backup)?;
+    let to = Active::load(store, journal.generation, &journal.object)?;
+    let tree = open_tree(store, &to)?;
+    let manifest = to.manifest.clone();
+    let users = || users_for(root, |name| tree.read(name).ok(), &manifest);
+    let from = active(root)?;
+    let plan = plan_from(root, from, to, &users, OnConflict::Backup)?;
     apply(root, &plan, &tree)?;
-    Ok(Some(generation))
+    Ok(Some(journal.generation))
 }
 
 fn open_tree(store: &Store, active: &Active) -> Result<Dir> {
@@ -517,20 +551,13 @@ fn clear(dir: &Dir, name: &str) -> Result<()> {
 fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
     let etc = root.create_dir_all("etc", 0o755)?;
     let state = etc.create_dir_all(STATE_DIR, 0o700)?;
-    let journal = Journal { from: plan.from.clone(), to: plan.to.clone() };
+    let journal = Journal { generation: plan.to.generation, object: plan.to.object.clone() };
     state.write_atomic(JOURNAL_FILE, &serde_json::to_vec(&journal).expect("journal serializes"), 0o600)?;
+    // The marker names the generation only once it is complete.
+    clear(&state, ACTIVE_FILE)?;
     failpoint::hit(FAILPOINT);
 
-    let mut parents: HashMap<String, Dir> = HashMap::new();
-    let mut parent = |path: &str| -> Result<Dir> {
-        let (dir, _) = split(path);
-        if let Some(open) = parents.get(dir) {
-            return Ok(open.try_clone()?);
-        }
-        let open = if dir.is_empty() { etc.try_clone()? } else { etc.create_dir_all(dir, 0o755)? };
-        parents.insert(dir.to_owned(), open.try_clone()?);
-        Ok(open)
-    };
+    let mut parents = Parents { etc: &etc, open: HashMap::new() };
     let creates: Vec<&Step> = plan.steps.iter().filter(|s| s.entry.is_some()).collect();
 
     if let Some(Some(backup)) = &plan.switch_static {
@@ -539,7 +566,7 @@ fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
     }
     for step in &creates {
         if let Action::BackUp { backup, .. } = &step.action {
-            let dir = parent(&step.path)?;
+            let dir = parents.get(&step.path)?;
             dir.rename_noreplace(split(&step.path).1, backup)?;
             failpoint::hit(FAILPOINT);
         }
@@ -549,20 +576,29 @@ fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
         if entry.kind != EtcKind::Copy {
             continue;
         }
-        let dir = parent(&step.path)?;
+        let dir = parents.get(&step.path)?;
         let temp = staged(split(&step.path).1);
-        clear(&dir, &temp)?;
-        dir.create_file_owned(&temp, &tree.read(&step.path)?, copy_mode(entry), step.owner)?;
+        let contents = tree.read(&step.path)?;
+        match dir.create_file_owned(&temp, &contents, copy_mode(entry), step.owner) {
+            // Left by an interrupted run: made again from the store.
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                dir.remove_file(&temp)?;
+                dir.create_file_owned(&temp, &contents, copy_mode(entry), step.owner)?;
+            }
+            other => {
+                other?;
+            }
+        }
         failpoint::hit(FAILPOINT);
     }
     for step in &creates {
         let entry = step.entry.as_ref().expect("creates have entries");
         let Some(target) = link_target(&step.path, entry) else { continue };
-        let dir = parent(&step.path)?;
+        let dir = parents.get(&step.path)?;
         let name = split(&step.path).1;
         if step.action == Action::Replace {
             let temp = staged(name);
-            clear(&dir, &temp)?;
+            clear(dir, &temp)?;
             dir.symlink(&temp, &target)?;
             dir.rename(&temp, name)?;
         } else {
@@ -579,27 +615,49 @@ fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
     }
     for step in &creates {
         if step.entry.as_ref().is_some_and(|e| e.kind == EtcKind::Copy) {
-            let dir = parent(&step.path)?;
+            let dir = parents.get(&step.path)?;
             let name = split(&step.path).1;
             dir.rename(staged(name), name)?;
             failpoint::hit(FAILPOINT);
         }
     }
     for step in plan.steps.iter().filter(|s| s.action == Action::Remove) {
-        let dir = parent(&step.path)?;
+        let dir = parents.get(&step.path)?;
         dir.remove_file(split(&step.path).1)?;
         remove_empty_parents(&etc, &step.path, &plan.to.manifest)?;
         failpoint::hit(FAILPOINT);
     }
-    for dir in parents.values() {
+    for dir in parents.open.values() {
         dir.sync()?;
     }
     etc.sync()?;
     state.write_atomic(STATE_FILE, &serde_json::to_vec(&plan.to).expect("state serializes"), 0o600)?;
     failpoint::hit(FAILPOINT);
+    state.write_atomic(ACTIVE_FILE, plan.to.object.as_bytes(), 0o600)?;
     state.remove_file(JOURNAL_FILE)?;
     state.sync()?;
     Ok(())
+}
+
+/// The directories below `/etc` that steps touch, opened (and created) once each.
+struct Parents<'a> {
+    etc: &'a Dir,
+    open: HashMap<String, Dir>,
+}
+
+impl Parents<'_> {
+    /// The directory holding `path` (relative to `/etc`).
+    fn get(&mut self, path: &str) -> Result<&Dir> {
+        let (dir, _) = split(path);
+        if dir.is_empty() {
+            return Ok(self.etc);
+        }
+        if !self.open.contains_key(dir) {
+            let opened = self.etc.create_dir_all(dir, 0o755)?;
+            self.open.insert(dir.to_owned(), opened);
+        }
+        Ok(&self.open[dir])
+    }
 }
 
 /// After a removal, removes the directories it leaves empty, unless the new

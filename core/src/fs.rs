@@ -84,6 +84,16 @@ pub struct Meta {
     pub size: u64,
     /// Seconds since the epoch.
     pub mtime: i64,
+    /// Device and inode: two paths with the same pair are the same file (as after a
+    /// bind mount).
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl Meta {
+    pub fn identity(&self) -> (u64, u64) {
+        (self.dev, self.ino)
+    }
 }
 
 /// An open directory; the handle through which everything below it is reached.
@@ -415,22 +425,6 @@ impl Dir {
         rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(wrap("set mode of", &path))
     }
 
-    /// The device and inode of an entry (not following a final symlink): two paths
-    /// with the same pair are the same file, as after a bind mount.
-    pub fn identity(&self, name: impl AsRef<OsStr>) -> Result<(u64, u64)> {
-        let name = name.as_ref();
-        check_name(name, &self.path)?;
-        let stat = rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(wrap("stat", self.path.join(name)))?;
-        Ok((stat.st_dev, stat.st_ino))
-    }
-
-    /// The device and inode of this directory.
-    pub fn own_identity(&self) -> Result<(u64, u64)> {
-        let stat = rustix::fs::fstat(&self.fd).map_err(wrap("stat", &self.path))?;
-        Ok((stat.st_dev, stat.st_ino))
-    }
-
     /// Flushes this directory's entries to disk.
     pub fn sync(&self) -> Result<()> {
         rustix::fs::fsync(&self.fd).map_err(wrap("fsync", &self.path))
@@ -495,6 +489,8 @@ fn meta_of(stat: &rustix::fs::Stat) -> Meta {
         gid: stat.st_gid,
         size: u64::try_from(stat.st_size).unwrap_or(0),
         mtime: stat.st_mtime,
+        dev: stat.st_dev,
+        ino: stat.st_ino,
     }
 }
 

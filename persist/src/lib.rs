@@ -17,10 +17,10 @@
 
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use blankslate_core::decl::{Declaration, EntryKind, How, MountOption, Owner, ResolvedEntry, UserDb};
-use blankslate_core::fs::{self, Dir, FsError, Kind};
+use blankslate_core::fs::{self, Dir, FsError, Kind, Meta};
 use blankslate_core::mount::{self, MountError, Source};
 use rustix::mount::MountFlags;
 
@@ -100,31 +100,70 @@ fn split(path: &str) -> (&str, &str) {
     path.rsplit_once('/').unwrap_or(("", path))
 }
 
-/// Opens the directory `parent` (relative) below `base`, creating missing components
-/// `root:root 0755` — or, inside a home, owned by its user — and enforcing `owner`
-/// (the entry's declared parent) on the last one.
-fn parent_dir(base: &Dir, parent: &str, home: Option<(&str, &Ids)>, owner: Option<&Ids>) -> Result<Dir> {
-    let mut dir = base.try_clone()?;
-    let mut walked = String::new();
-    for component in parent.split('/').filter(|c| !c.is_empty()) {
-        walked.push('/');
-        walked.push_str(component);
-        if dir.create_dir(component, 0o700)? {
-            let (uid, gid, mode) = match home {
-                Some((home, ids)) if walked.len() >= home.len() && walked.starts_with(home) => {
-                    (ids.uid, ids.gid, if walked == home { 0o700 } else { 0o755 })
-                }
-                _ => (0, 0, 0o755),
-            };
-            dir.set_owner_and_mode_of(component, uid, gid, mode)?;
-        }
-        dir = dir.open_dir(component).map_err(|e| hostile(&walked, e))?;
+/// Directories below one base (the root, or a volume), opened once and kept: every
+/// entry needs its parent, and most share them.
+struct Tree<'a> {
+    base: &'a Dir,
+    open: HashMap<String, Dir>,
+}
+
+impl<'a> Tree<'a> {
+    fn new(base: &'a Dir) -> Self {
+        Tree { base, open: HashMap::new() }
     }
-    if let Some(ids) = owner {
+
+    /// The directory `relative` below the base, creating missing components
+    /// `root:root 0755` — or, inside `home`, owned by its user (the home itself 0700).
+    fn dir(&mut self, relative: &str, home: Option<(&str, &Ids)>) -> Result<&Dir> {
+        if relative.is_empty() {
+            return Ok(self.base);
+        }
+        if !self.open.contains_key(relative) {
+            let (up, name) = relative.rsplit_once('/').unwrap_or(("", relative));
+            self.dir(up, home)?;
+            let parent = if up.is_empty() { self.base } else { &self.open[up] };
+            let absolute = format!("/{relative}");
+            let dir = match parent.open_dir(name) {
+                Ok(dir) => dir,
+                Err(error) if error.is_not_found() => {
+                    let (uid, gid, mode) = match home {
+                        Some((home, ids)) if absolute == home => (ids.uid, ids.gid, 0o700),
+                        Some((home, ids)) if absolute.starts_with(home) && absolute.as_bytes()[home.len()] == b'/' => {
+                            (ids.uid, ids.gid, 0o755)
+                        }
+                        _ => (0, 0, 0o755),
+                    };
+                    parent.create_dir(name, 0o700)?;
+                    let dir = parent.open_dir(name).map_err(|e| hostile(&absolute, e))?;
+                    enforce(&dir, &Ids { uid, gid, mode })?;
+                    dir
+                }
+                Err(error) => return Err(hostile(&absolute, error)),
+            };
+            self.open.insert(relative.to_owned(), dir);
+        }
+        Ok(&self.open[relative])
+    }
+}
+
+/// Gives a directory its owner and mode, with no system call when it has them.
+fn enforce(dir: &Dir, ids: &Ids) -> Result<()> {
+    let meta = dir.own_meta()?;
+    if (meta.uid, meta.gid) != (ids.uid, ids.gid) {
         dir.set_owner(ids.uid, ids.gid)?;
+    }
+    if meta.mode != ids.mode || (meta.uid, meta.gid) != (ids.uid, ids.gid) {
         dir.set_mode(ids.mode)?;
     }
-    Ok(dir)
+    Ok(())
+}
+
+/// Gives a file or directory (by name) its owner and mode, if it lacks them.
+fn enforce_at(dir: &Dir, name: &str, meta: &Meta, ids: &Ids, shown: &str) -> Result<()> {
+    if (meta.uid, meta.gid, meta.mode) != (ids.uid, ids.gid, ids.mode) {
+        dir.set_owner_and_mode_of(name, ids.uid, ids.gid, ids.mode).map_err(|e| hostile(shown, e))?;
+    }
+    Ok(())
 }
 
 /// A failure to open a path without following symlinks is reported as what it
@@ -157,48 +196,47 @@ pub fn activate(
     }
     let mut entries = declaration.entries();
     entries.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut volumes = HashMap::new();
+    for mount in declaration.persist.keys() {
+        let volume =
+            root.open_dir(relative(mount)).map_err(|source| PersistError::NoVolume { mount: mount.clone(), source })?;
+        volumes.insert(mount.as_str(), volume);
+    }
+    let mut sources: HashMap<&str, Tree<'_>> = volumes.iter().map(|(mount, dir)| (*mount, Tree::new(dir))).collect();
+    let mut targets = Tree::new(root);
     for entry in &entries {
-        let volume = root
-            .open_dir(relative(entry.root))
-            .map_err(|source| PersistError::NoVolume { mount: entry.root.to_owned(), source })?;
-        activate_entry(root, &volume, entry, declaration, users, &mut report)?;
+        let path = entry.path.as_str();
+        let ids = resolve(&entry.entry.owner, users, path, &mut report);
+        let parent_ids = entry.entry.parent.as_ref().map(|p| resolve(p, users, path, &mut report));
+        let home = entry.user.map(|user| declaration.persist[entry.root].users[user].home.as_str());
+        let home = home.map(|home| (home, &ids));
+        let (parent, name) = split(path);
+        let source_parent = sources.get_mut(entry.root).expect("every root's volume is open").dir(parent, home)?;
+        let target_parent = targets.dir(parent, home)?;
+        if let Some(parent_ids) = &parent_ids {
+            enforce(source_parent, parent_ids)?;
+            enforce(target_parent, parent_ids)?;
+        }
+        match entry.entry.kind {
+            EntryKind::Directory => {
+                directory(source_parent, target_parent, name, path, &ids, &entry.entry.options, &mut report)?;
+            }
+            EntryKind::File => {
+                let how = entry.entry.how.unwrap_or_default();
+                file(source_parent, target_parent, name, path, &ids, how, entry, &mut report)?;
+            }
+        }
     }
     Ok(report)
 }
 
-fn activate_entry(
-    root: &Dir,
-    volume: &Dir,
-    entry: &ResolvedEntry<'_>,
-    declaration: &Declaration,
-    users: &UserDb,
-    report: &mut Report,
-) -> Result<()> {
-    let path = entry.path.as_str();
-    let ids = resolve(&entry.entry.owner, users, path, report);
-    let parent_ids = entry.entry.parent.as_ref().map(|p| resolve(p, users, path, report));
-    let home = entry.user.map(|user| {
-        let home = &declaration.persist[entry.root].users[user].home;
-        (home.as_str(), ids_of_user(&ids))
-    });
-    let home_ref = home.as_ref().map(|(h, i)| (*h, i));
-    let (parent, name) = split(path);
-    let source_parent = parent_dir(volume, parent, home_ref, parent_ids.as_ref())?;
-    let target_parent = parent_dir(root, parent, home_ref, parent_ids.as_ref())?;
-    match entry.entry.kind {
-        EntryKind::Directory => {
-            directory(&source_parent, &target_parent, name, path, &ids, &entry.entry.options, report)
-        }
-        EntryKind::File => {
-            let how = entry.entry.how.unwrap_or_default();
-            file(&source_parent, &target_parent, name, path, &ids, how, entry, report)
-        }
+/// `lstat` of `name` in `dir`, or `None` if it does not exist.
+fn meta_of(dir: &Dir, name: &str) -> Result<Option<Meta>> {
+    match dir.meta(name) {
+        Ok(meta) => Ok(Some(meta)),
+        Err(error) if error.is_not_found() => Ok(None),
+        Err(error) => Err(error.into()),
     }
-}
-
-/// The user's own ids with the home's mode, for parents created inside a home.
-fn ids_of_user(ids: &Ids) -> Ids {
-    Ids { uid: ids.uid, gid: ids.gid, mode: 0o755 }
 }
 
 fn directory(
@@ -210,24 +248,29 @@ fn directory(
     options: &[MountOption],
     report: &mut Report,
 ) -> Result<()> {
+    let shown = format!("the volume's {path}");
     // The source gets its owner and mode before anything can see it.
-    source_parent.create_dir(name, 0o700)?;
-    let source = source_parent.open_dir(name).map_err(|e| hostile(&format!("the volume's {path}"), e))?;
-    source.set_owner(ids.uid, ids.gid)?;
-    source.set_mode(ids.mode)?;
-    match target_parent.meta(name) {
-        Ok(meta) if meta.kind == Kind::Directory => {
-            if target_parent.identity(name)? == source.own_identity()? {
-                report.unchanged.push(path.to_owned());
-                return Ok(());
-            }
+    let source = match source_parent.open_dir(name) {
+        Ok(source) => source,
+        Err(error) if error.is_not_found() => {
+            source_parent.create_dir(name, 0o700)?;
+            source_parent.open_dir(name).map_err(|e| hostile(&shown, e))?
+        }
+        Err(error) => return Err(hostile(&shown, error)),
+    };
+    enforce(&source, ids)?;
+    let source_identity = source.own_meta()?.identity();
+    match meta_of(target_parent, name)? {
+        Some(meta) if meta.kind == Kind::Directory && meta.identity() == source_identity => {
+            report.unchanged.push(path.to_owned());
+            return Ok(());
+        }
+        Some(meta) if meta.kind == Kind::Directory => {
             let target = target_parent.open_dir(name)?;
             if !target.entries()?.is_empty() {
                 if !source.entries()?.is_empty() {
-                    report.conflicts.push((
-                        path.to_owned(),
-                        "holds data, and so does the volume: left as it is, not mounted".into(),
-                    ));
+                    let reason = "holds data, and so does the volume: left as it is, not mounted";
+                    report.conflicts.push((path.to_owned(), reason.into()));
                     return Ok(());
                 }
                 let skipped = fs::copy_contents(&target, &source)?;
@@ -239,21 +282,17 @@ fn directory(
                 }
                 report.migrated.push(path.to_owned());
             }
-            target.set_owner(ids.uid, ids.gid)?;
-            target.set_mode(ids.mode)?;
+            enforce(&target, ids)?;
         }
-        Ok(meta) => {
-            report.conflicts.push((
-                path.to_owned(),
-                format!("is a {:?} in the root, not a directory: left as it is", meta.kind).to_lowercase(),
-            ));
+        Some(meta) => {
+            let reason = format!("is a {:?} in the root, not a directory: left as it is", meta.kind).to_lowercase();
+            report.conflicts.push((path.to_owned(), reason));
             return Ok(());
         }
-        Err(error) if error.is_not_found() => {
+        None => {
             target_parent.create_dir(name, 0o700)?;
             target_parent.set_owner_and_mode_of(name, ids.uid, ids.gid, ids.mode)?;
         }
-        Err(error) => return Err(error.into()),
     }
     mount::bind(Source::Dir(&source), target_parent, name, mount_flags(options))?;
     report.mounted.push(path.to_owned());
@@ -271,59 +310,46 @@ fn file(
     entry: &ResolvedEntry<'_>,
     report: &mut Report,
 ) -> Result<()> {
-    let source_missing = match source_parent.meta(name) {
-        Ok(meta) if meta.kind == Kind::File => false,
-        Ok(_) => {
-            return Err(PersistError::Hostile {
-                path: format!("the volume's {path}"),
-                reason: "not a regular file (a symlink is never followed)".into(),
-            });
-        }
-        Err(error) if error.is_not_found() => true,
-        Err(error) => return Err(error.into()),
-    };
-    let target = match target_parent.meta(name) {
-        Ok(meta) => Some(meta),
-        Err(error) if error.is_not_found() => None,
-        Err(error) => return Err(error.into()),
+    let shown = format!("the volume's {path}");
+    let mut source = meta_of(source_parent, name)?;
+    if source.is_some_and(|m| m.kind != Kind::File) {
+        return Err(PersistError::Hostile {
+            path: shown,
+            reason: "not a regular file (a symlink is never followed)".into(),
+        });
+    }
+    let target = meta_of(target_parent, name)?;
+    let mounted = |source: Option<Meta>| {
+        how == How::Bind
+            && target.zip(source).is_some_and(|(t, s)| t.kind == Kind::File && t.identity() == s.identity())
     };
     // Data already in the root moves into an empty (or missing) volume file.
     let live_data = match target {
-        Some(meta) if meta.kind == Kind::File && meta.size > 0 => {
-            if how == How::Bind && target_parent.identity(name)? == source_parent.identity(name).unwrap_or_default() {
-                None
-            } else {
-                Some(target_parent.read(name)?)
-            }
-        }
+        Some(meta) if meta.kind == Kind::File && meta.size > 0 && !mounted(source) => Some(target_parent.read(name)?),
         _ => None,
     };
-    let source_empty = source_missing || source_parent.meta(name)?.size == 0;
+    let source_empty = source.is_none_or(|m| m.size == 0);
     if let Some(data) = &live_data {
         if !source_empty && source_parent.read(name)? != *data {
             report.conflicts.push((path.to_owned(), "holds data, and so does the volume: left as it is".into()));
             return Ok(());
         }
-    }
-    if source_missing || (source_empty && live_data.is_some()) {
-        let initial = match &live_data {
-            Some(data) => data.as_slice(),
-            None if path == "/etc/machine-id" => MACHINE_ID_FIRST_BOOT,
-            None => b"",
-        };
-        source_parent.write_atomic(name, initial, 0o600)?;
-        if live_data.is_some() {
+        if source_empty {
+            source_parent.write_atomic(name, data, 0o600)?;
             report.migrated.push(path.to_owned());
+            source = meta_of(source_parent, name)?;
         }
     }
-    source_parent
-        .set_owner_and_mode_of(name, ids.uid, ids.gid, ids.mode)
-        .map_err(|e| hostile(&format!("the volume's {path}"), e))?;
+    if source.is_none() {
+        let initial: &[u8] = if path == "/etc/machine-id" { MACHINE_ID_FIRST_BOOT } else { b"" };
+        source_parent.create_file_owned(name, initial, ids.mode, Some((ids.uid, ids.gid)))?;
+        source = meta_of(source_parent, name)?;
+    }
+    let source = source.expect("the source exists by now");
+    enforce_at(source_parent, name, &source, ids, &shown)?;
     match how {
         How::Bind => {
-            if target.is_some_and(|m| m.kind == Kind::File)
-                && target_parent.identity(name)? == source_parent.identity(name)?
-            {
+            if mounted(Some(source)) {
                 report.unchanged.push(path.to_owned());
                 return Ok(());
             }
@@ -381,8 +407,8 @@ fn unmount_removed(root: &Dir, previous: &Declaration, next: &Declaration, repor
             }
             continue;
         }
-        let mounted = match (target_parent.identity(name), source_parent.identity(name)) {
-            (Ok(target), Ok(source)) => target == source,
+        let mounted = match (target_parent.meta(name), source_parent.meta(name)) {
+            (Ok(target), Ok(source)) => target.identity() == source.identity(),
             _ => false,
         };
         if mounted {

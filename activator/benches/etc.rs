@@ -1,0 +1,276 @@
+//! Prints a table: how long `/etc` activation of 3000 entries (mostly links, some
+//! copies, in 50 directories) takes on tmpfs, cold and as a no-op, next to the same
+//! tree made by a plain shell loop of `ln -s`; and how many system calls the
+//! `blankslate switch` binary spends per entry (`strace -c -f`).
+//!
+//! Run: `cargo build --release && cargo bench -p blankslate-activator --bench etc`
+//! (the syscall counts need `target/release/blankslate` and `strace`; without them
+//! the table says "n/a").
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use blankslate_activator::etc::{self, Active, OnConflict};
+use blankslate_core::decl;
+use blankslate_core::fs::Dir;
+use blankslate_core::store::Store;
+
+const ENTRIES: usize = 3000;
+const DIRS: usize = 50;
+/// Every this-many-th entry is a copy, the rest links.
+const COPY_EVERY: usize = 30;
+const RUNS: usize = 11;
+const SHELL_RUNS: usize = 5;
+const STORE: &str = "/var/lib/blankslate/store";
+
+fn entry_path(i: usize) -> String {
+    format!("d{:02}/entry{i}.conf", i % DIRS)
+}
+
+fn declaration_text(entries: usize) -> String {
+    let mut text = String::from("version = 1\n");
+    for i in 0..entries {
+        let _ = write!(text, "\n[etc.\"{}\"]\ntext = \"setting = {i}\\n\"\n", entry_path(i));
+        if i % COPY_EVERY == 0 {
+            text.push_str("mode = \"0644\"\n");
+        }
+    }
+    text
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+fn scratch_base() -> PathBuf {
+    if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() }
+}
+
+/// A fresh root with the etc object in its store, ready to activate.
+fn prepared_root(base: &Path, name: &str, build: &blankslate_etc_builder::EtcBuild) -> (Dir, Store, Active) {
+    let path = base.join(name);
+    std::fs::create_dir(&path).unwrap();
+    let root = Dir::open_root(&path).unwrap();
+    let store = Store::open(&root, Path::new(STORE)).unwrap();
+    let object = build.add_to_store(&store).unwrap();
+    let active = Active::load(&store, 1, &object).unwrap();
+    (root, store, active)
+}
+
+fn library_times(base: &Path, build: &blankslate_etc_builder::EtcBuild) -> (Duration, Duration) {
+    let mut cold = Vec::new();
+    let mut noop = Vec::new();
+    for run in 0..RUNS {
+        let (root, store, active) = prepared_root(base, &format!("lib{run}"), build);
+        let start = Instant::now();
+        let activated = etc::activate(&root, &store, &active, OnConflict::Backup).unwrap();
+        cold.push(start.elapsed());
+        assert_eq!(activated.plan.steps.len(), ENTRIES);
+        let start = Instant::now();
+        let activated = etc::activate(&root, &store, &active, OnConflict::Backup).unwrap();
+        noop.push(start.elapsed());
+        assert!(activated.plan.is_noop());
+    }
+    (median(cold), median(noop))
+}
+
+/// The same tree (every entry a link) made by `sh` running one `ln -s` per entry.
+fn shell_time(base: &Path) -> Duration {
+    let mut samples = Vec::new();
+    for run in 0..SHELL_RUNS {
+        let dir = base.join(format!("sh{run}/etc"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut script = String::from("set -e\nln -s /var/lib/blankslate/store/x-etc/etc static\n");
+        let _ = writeln!(script, "for d in $(seq -w 0 {}); do mkdir -p d$d; done", DIRS - 1);
+        script.push_str("while read -r p; do ln -s \"/etc/static/$p\" \"$p\"; done <<'EOF'\n");
+        for i in 0..ENTRIES {
+            script.push_str(&entry_path(i));
+            script.push('\n');
+        }
+        script.push_str("EOF\n");
+        let start = Instant::now();
+        let status = Command::new("sh").arg("-c").arg(&script).current_dir(&dir).status().unwrap();
+        samples.push(start.elapsed());
+        assert!(status.success());
+        assert_eq!(std::fs::read_dir(dir.join("d00")).unwrap().count(), ENTRIES / DIRS);
+    }
+    median(samples)
+}
+
+fn binary() -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/blankslate");
+    path.is_file().then_some(path)
+}
+
+fn run(binary: &Path, args: &[&str]) {
+    let output = Command::new(binary).args(args).env_remove("BLANKSLATE_FAILPOINT").output().unwrap();
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// A root with `DECL` built as generation 1 (not activated) by the binary.
+fn built_root(binary: &Path, base: &Path, name: &str, entries: usize) -> String {
+    let root = base.join(name);
+    std::fs::create_dir(&root).unwrap();
+    let declaration = base.join(format!("{name}.toml"));
+    std::fs::write(&declaration, declaration_text(entries)).unwrap();
+    let root = root.to_str().unwrap().to_owned();
+    run(binary, &["build", declaration.to_str().unwrap(), "--root", &root]);
+    root
+}
+
+/// Whole-process time of `blankslate switch 1`, cold and as a no-op.
+fn binary_times(binary: &Path, base: &Path) -> (Duration, Duration) {
+    let mut cold = Vec::new();
+    let mut noop = Vec::new();
+    for i in 0..RUNS {
+        let root = built_root(binary, base, &format!("bin{i}"), ENTRIES);
+        let start = Instant::now();
+        run(binary, &["switch", "1", "--root", &root]);
+        cold.push(start.elapsed());
+        let start = Instant::now();
+        run(binary, &["switch", "1", "--root", &root]);
+        noop.push(start.elapsed());
+    }
+    (median(cold), median(noop))
+}
+
+/// `strace -c -f` of one `blankslate switch 1`: total calls and the busiest calls.
+fn strace(binary: &Path, root: &str, out: &Path) -> Option<(u64, Vec<(String, u64)>)> {
+    let status = Command::new("strace")
+        .args(["-f", "-c", "-o"])
+        .arg(out)
+        .arg(binary)
+        .args(["switch", "1", "--root", root])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .ok()?;
+    if !status.success() {
+        return None;
+    }
+    let text = std::fs::read_to_string(out).ok()?;
+    let mut rows = Vec::new();
+    let mut total = None;
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // % time, seconds, usecs/call, calls, [errors,] syscall
+        if fields.len() < 5 || fields[0].parse::<f64>().is_err() {
+            continue;
+        }
+        let calls: u64 = fields[3].parse().ok()?;
+        let name = (*fields.last()?).to_owned();
+        if name == "total" {
+            total = Some(calls);
+        } else {
+            rows.push((name, calls));
+        }
+    }
+    rows.sort_by_key(|row| std::cmp::Reverse(row.1));
+    rows.truncate(6);
+    Some((total?, rows))
+}
+
+struct Counts {
+    cold: u64,
+    noop: u64,
+    empty_cold: u64,
+    empty_noop: u64,
+    busiest_cold: Vec<(String, u64)>,
+    busiest_noop: Vec<(String, u64)>,
+}
+
+fn syscall_counts(binary: &Path, base: &Path) -> Option<Counts> {
+    let out = base.join("strace.out");
+    let full = built_root(binary, base, "strace-full", ENTRIES);
+    let empty = built_root(binary, base, "strace-empty", 0);
+    let (cold, busiest_cold) = strace(binary, &full, &out)?;
+    let (noop, busiest_noop) = strace(binary, &full, &out)?;
+    let (empty_cold, _) = strace(binary, &empty, &out)?;
+    let (empty_noop, _) = strace(binary, &empty, &out)?;
+    Some(Counts { cold, noop, empty_cold, empty_noop, busiest_cold, busiest_noop })
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn per_entry(calls: u64) -> f64 {
+    calls as f64 / ENTRIES as f64
+}
+
+fn main() {
+    let base_dir = tempfile::tempdir_in(scratch_base()).unwrap();
+    let base = base_dir.path();
+    let text = declaration_text(ENTRIES);
+    let checked = decl::check(Path::new("bench.toml"), &text, None);
+    let declaration = checked.declaration.expect("the benchmark declaration is valid");
+    let build = blankslate_etc_builder::from_declaration(&declaration).unwrap();
+
+    let (cold, noop) = library_times(base, &build);
+    let shell = shell_time(base);
+    let binary = binary();
+    let process = binary.as_deref().map(|b| binary_times(b, base));
+    let counts = binary.as_deref().and_then(|b| syscall_counts(b, base));
+
+    let copies = ENTRIES.div_ceil(COPY_EVERY);
+    println!(
+        "/etc activation: {ENTRIES} entries ({} links, {copies} copies) in {DIRS} directories, on {}",
+        ENTRIES - copies,
+        scratch_base().display()
+    );
+    println!("median of {RUNS} runs ({SHELL_RUNS} for the shell loop)\n");
+    println!("{:<44} {:>10} {:>9} {:>12}", "case", "median ms", "target", "vs ln -s sh");
+    let row = |name: &str, time: Option<Duration>, target: &str| match time {
+        Some(time) => {
+            println!("{name:<44} {:>10.2} {target:>9} {:>11.3}x", ms(time), time.as_secs_f64() / shell.as_secs_f64());
+        }
+        None => println!("{name:<44} {:>10} {target:>9} {:>12}", "n/a", "n/a"),
+    };
+    row("activate cold (library call)", Some(cold), "<= 10 ms");
+    row("activate no-op (library call)", Some(noop), "<= 2 ms");
+    row("blankslate switch cold (whole process)", process.map(|p| p.0), "");
+    row("blankslate switch no-op (whole process)", process.map(|p| p.1), "");
+    row("baseline: sh loop of `ln -s` (all links)", Some(shell), "");
+
+    println!("\nsystem calls of `blankslate switch 1` (strace -c -f), per /etc entry");
+    println!(
+        "{:<10} {:>8} {:>11} {:>16} {:>14} {:>8}",
+        "case", "total", "per entry", "empty decl total", "marginal/entry", "target"
+    );
+    if let Some(c) = &counts {
+        let marginal = |full: u64, empty: u64| per_entry(full.saturating_sub(empty));
+        println!(
+            "{:<10} {:>8} {:>11.2} {:>16} {:>14.2} {:>8}",
+            "cold",
+            c.cold,
+            per_entry(c.cold),
+            c.empty_cold,
+            marginal(c.cold, c.empty_cold),
+            "~2"
+        );
+        println!(
+            "{:<10} {:>8} {:>11.2} {:>16} {:>14.2} {:>8}",
+            "no-op",
+            c.noop,
+            per_entry(c.noop),
+            c.empty_noop,
+            marginal(c.noop, c.empty_noop),
+            "~0"
+        );
+        let list = |rows: &[(String, u64)]| rows.iter().map(|(n, c)| format!("{n} {c}")).collect::<Vec<_>>().join(", ");
+        println!("busiest, cold:  {}", list(&c.busiest_cold));
+        println!("busiest, no-op: {}", list(&c.busiest_noop));
+    } else {
+        for case in ["cold", "no-op"] {
+            println!("{case:<10} {:>8} {:>11} {:>16} {:>14} {:>8}", "n/a", "n/a", "n/a", "n/a", "");
+        }
+        if binary.is_none() {
+            println!("(no target/release/blankslate: run `cargo build --release` first)");
+        } else {
+            println!("(strace is not available)");
+        }
+    }
+}

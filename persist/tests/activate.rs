@@ -1,0 +1,249 @@
+//! Persisted-path activation on scratch roots. Every test does its mounting in a
+//! thread that first enters a private mount namespace of its own: nothing it mounts
+//! can reach the host, and the namespace (with its mounts) dies with the thread.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use blankslate_core::decl::{self, Declaration, UserDb};
+use blankslate_core::fs::Dir;
+use blankslate_persist::{PersistError, Report};
+
+/// Runs `body` in a thread with a private mount namespace; returns its result.
+fn in_namespace<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        blankslate_core::sys::unshare_mount_namespace().expect("unshare (needs root)");
+        blankslate_core::mount::make_private().expect("make mounts private");
+        body()
+    })
+    .join()
+    .expect("the namespaced test body panicked")
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+fn declaration(text: &str) -> Declaration {
+    let checked = decl::check(Path::new("t.toml"), text, None);
+    checked.declaration.unwrap_or_else(|| panic!("{}", checked.diagnostics))
+}
+
+fn users() -> UserDb {
+    UserDb::from_texts(
+        "root:x:0:0::/root:/bin/sh\npostgres:x:105:110::/var/lib/postgresql:/bin/false\nalice:x:1000:100::/home/alice:/bin/sh\n",
+        "root:x:0:\npostgres:x:110:\nusers:x:100:alice\n",
+        "test",
+    )
+}
+
+/// A scratch root with its volume at `persist/`.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("persist")).unwrap();
+        Scratch { dir }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+fn activate(root: &Path, declaration: &Declaration, previous: Option<&Declaration>) -> Result<Report, PersistError> {
+    let dir = Dir::open_root(root).unwrap();
+    blankslate_persist::activate(&dir, declaration, &users(), previous)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    let (a, b) = (std::fs::symlink_metadata(a).unwrap(), std::fs::symlink_metadata(b).unwrap());
+    (a.dev(), a.ino()) == (b.dev(), b.ino())
+}
+
+fn mode_owner(path: &Path) -> (u32, u32, u32) {
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    (meta.permissions().mode() & 0o7777, meta.uid(), meta.gid())
+}
+
+const FULL: &str = r#"
+version = 1
+[persist."/persist"]
+directories = [
+  "/var/log",
+  { directory = "/var/lib/postgresql", user = "postgres", group = "postgres", mode = "0700", parent = { mode = "0711" } },
+  { directory = "/var/lib/postgresql/16/main", user = "postgres", group = "postgres", mode = "0700" },
+  { directory = "/srv/ro", options = ["ro", "nodev"] },
+]
+files = [
+  "/etc/machine-id",
+  { file = "/etc/ssh/ssh_host_ed25519_key", mode = "0600" },
+  { file = "/var/lib/state.json", how = "symlink" },
+]
+[persist."/persist".users.alice]
+group = "users"
+directories = [{ directory = ".ssh", mode = "0700" }, "Documents"]
+files = [".bash_history"]
+"#;
+
+#[test]
+fn directories_files_links_and_homes_come_from_the_volume_with_their_owners() {
+    if !is_root() {
+        eprintln!("skipped: mounting needs root");
+        return;
+    }
+    let scratch = Scratch::new();
+    let root = scratch.path();
+    in_namespace(move || {
+        let report = activate(&root, &declaration(FULL), None).unwrap();
+        assert!(report.conflicts.is_empty() && report.unknown_owners.is_empty(), "{report:?}");
+        let vol = root.join("persist");
+        for path in [
+            "var/log",
+            "var/lib/postgresql",
+            "var/lib/postgresql/16/main",
+            "srv/ro",
+            "home/alice/.ssh",
+            "home/alice/Documents",
+        ] {
+            assert!(same_file(&root.join(path), &vol.join(path)), "{path} is the volume's directory");
+        }
+        for path in ["etc/machine-id", "etc/ssh/ssh_host_ed25519_key", "home/alice/.bash_history"] {
+            assert!(same_file(&root.join(path), &vol.join(path)), "{path} is bind-mounted");
+        }
+        assert_eq!(
+            std::fs::read_link(root.join("var/lib/state.json")).unwrap(),
+            Path::new("/persist/var/lib/state.json")
+        );
+        assert_eq!(std::fs::read(vol.join("etc/machine-id")).unwrap(), b"uninitialized\n", "systemd's first boot");
+        assert_eq!(mode_owner(&root.join("var/lib/postgresql")), (0o700, 105, 110));
+        assert_eq!(mode_owner(&vol.join("var/lib/postgresql")), (0o700, 105, 110));
+        assert_eq!(mode_owner(&root.join("var/lib")).0, 0o711, "the declared parent mode");
+        assert_eq!(mode_owner(&vol.join("etc/ssh/ssh_host_ed25519_key")), (0o600, 0, 0));
+        assert_eq!(mode_owner(&root.join("home/alice/.ssh")), (0o700, 1000, 100));
+        assert_eq!(mode_owner(&root.join("home/alice")), (0o700, 1000, 100), "a home made for its user");
+        // Read-only really is read-only; the nested mount sits on its parent's.
+        assert!(std::fs::write(root.join("srv/ro/x"), "x").is_err());
+        std::fs::write(root.join("var/lib/postgresql/16/main/PG_VERSION"), "16\n").unwrap();
+        assert_eq!(std::fs::read(vol.join("var/lib/postgresql/16/main/PG_VERSION")).unwrap(), b"16\n");
+        let mut mounts: Vec<String> = report.mounted.clone();
+        mounts.sort();
+        assert_eq!(report.mounted, mounts, "parents are mounted before what they contain");
+        // Everything again: all in place, nothing mounted twice.
+        let again = activate(&root, &declaration(FULL), None).unwrap();
+        assert!(again.mounted.is_empty() && again.linked.is_empty(), "{again:?}");
+        assert_eq!(again.unchanged.len(), 10);
+    });
+}
+
+#[test]
+fn owner_and_mode_drift_is_repaired_at_the_next_activation() {
+    if !is_root() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let root = scratch.path();
+    in_namespace(move || {
+        let text = "version = 1\n[persist.\"/persist\"]\ndirectories = [{ directory = \"/srv/data\", user = \"postgres\", mode = \"0750\" }]\nfiles = [{ file = \"/etc/key\", mode = \"0600\" }]\n";
+        activate(&root, &declaration(text), None).unwrap();
+        std::fs::set_permissions(root.join("srv/data"), std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::os::unix::fs::chown(root.join("srv/data"), Some(0), Some(0)).unwrap();
+        std::fs::set_permissions(root.join("etc/key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        activate(&root, &declaration(text), None).unwrap();
+        assert_eq!(mode_owner(&root.join("srv/data")), (0o750, 105, 0));
+        assert_eq!(mode_owner(&root.join("etc/key")).0, 0o600);
+    });
+}
+
+#[test]
+fn data_already_in_the_root_is_migrated_into_an_empty_volume_or_reported() {
+    if !is_root() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let root = scratch.path();
+    std::fs::create_dir_all(root.join("var/lib/early/sub")).unwrap();
+    std::fs::write(root.join("var/lib/early/sub/state"), "written before activation").unwrap();
+    std::fs::create_dir_all(root.join("srv/both")).unwrap();
+    std::fs::write(root.join("srv/both/live"), "live").unwrap();
+    std::fs::create_dir_all(root.join("persist/srv/both")).unwrap();
+    std::fs::write(root.join("persist/srv/both/kept"), "kept").unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/hostname"), "early\n").unwrap();
+    in_namespace(move || {
+        let text = "version = 1\n[persist.\"/persist\"]\ndirectories = [\"/var/lib/early\", \"/srv/both\"]\nfiles = [\"/etc/hostname\"]\n";
+        let report = activate(&root, &declaration(text), None).unwrap();
+        assert_eq!(report.migrated, ["/etc/hostname", "/var/lib/early"]);
+        assert_eq!(std::fs::read(root.join("persist/var/lib/early/sub/state")).unwrap(), b"written before activation");
+        assert_eq!(std::fs::read(root.join("var/lib/early/sub/state")).unwrap(), b"written before activation");
+        assert_eq!(std::fs::read(root.join("persist/etc/hostname")).unwrap(), b"early\n");
+        assert_eq!(report.conflicts.len(), 1, "{report:?}");
+        assert_eq!(report.conflicts[0].0, "/srv/both");
+        // Neither side's data is hidden or lost.
+        assert_eq!(std::fs::read(root.join("srv/both/live")).unwrap(), b"live");
+        assert_eq!(std::fs::read(root.join("persist/srv/both/kept")).unwrap(), b"kept");
+    });
+}
+
+#[test]
+fn a_symlink_planted_in_the_volume_is_refused_never_followed() {
+    if !is_root() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let root = scratch.path();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("shadow"), "secret").unwrap();
+    std::fs::create_dir_all(root.join("persist/etc")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("shadow"), root.join("persist/etc/shadow")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join("persist/srv")).unwrap();
+    let outside_path = outside.path().to_path_buf();
+    in_namespace(move || {
+        let file =
+            declaration("version = 1\n[persist.\"/persist\"]\nfiles = [{ file = \"/etc/shadow\", mode = \"0640\" }]\n");
+        let error = activate(&root, &file, None).unwrap_err();
+        assert!(matches!(error, PersistError::Hostile { .. }), "{error}");
+        assert!(error.to_string().contains("never followed"), "{error}");
+        let dir = declaration("version = 1\n[persist.\"/persist\"]\ndirectories = [\"/srv/www\"]\n");
+        let error = activate(&root, &dir, None).unwrap_err();
+        assert!(matches!(error, PersistError::Hostile { .. }), "{error}");
+        assert_eq!(mode_owner(&outside_path.join("shadow")).0 & 0o777, 0o644, "the target's mode was not touched");
+        assert!(!outside_path.join("www").exists(), "nothing was created outside");
+    });
+}
+
+#[test]
+fn a_switch_unmounts_what_is_no_longer_declared_and_keeps_its_data() {
+    if !is_root() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let root = scratch.path();
+    in_namespace(move || {
+        let old = declaration(
+            "version = 1\n[persist.\"/persist\"]\ndirectories = [\"/var/log\", \"/srv/gone\"]\nfiles = [{ file = \"/etc/gone\", how = \"symlink\" }]\n",
+        );
+        let new = declaration("version = 1\n[persist.\"/persist\"]\ndirectories = [\"/var/log\", \"/srv/new\"]\n");
+        activate(&root, &old, None).unwrap();
+        std::fs::write(root.join("srv/gone/data"), "kept in the volume").unwrap();
+        let report = activate(&root, &new, Some(&old)).unwrap();
+        assert_eq!(report.unmounted, ["/srv/gone", "/etc/gone"]);
+        assert_eq!(report.mounted, ["/srv/new"]);
+        assert!(!same_file(&root.join("srv/gone"), &root.join("persist/srv/gone")), "unmounted");
+        assert!(!root.join("etc/gone").exists());
+        assert_eq!(std::fs::read(root.join("persist/srv/gone/data")).unwrap(), b"kept in the volume");
+        assert!(same_file(&root.join("var/log"), &root.join("persist/var/log")), "kept entries stay mounted");
+    });
+}
+
+#[test]
+fn a_missing_volume_is_a_clear_error() {
+    let scratch = tempfile::tempdir().unwrap();
+    let error =
+        activate(scratch.path(), &declaration("version = 1\n[persist.\"/data\"]\ndirectories = [\"/srv\"]\n"), None)
+            .unwrap_err();
+    assert!(error.to_string().contains("persistent root /data is not there"), "{error}");
+}
