@@ -514,6 +514,18 @@ fn activate(state: &State, target: &Target, number: u32, activation: &Activation
         return Ok(ExitCode::SUCCESS);
     }
     let activated = etc::activate(&root, state.store(), &to, activation.on_conflict())?;
+    let declaration = decl::Declaration::from_canonical_json(&state.declaration_json(&generation)?)?;
+    let previous = match &activated.plan.from {
+        Some(from) if from.generation != number => state
+            .generation(from.generation)
+            .and_then(|g| state.declaration_json(&g))
+            .ok()
+            .and_then(|json| decl::Declaration::from_canonical_json(&json).ok()),
+        _ => None,
+    };
+    let tree = state.store().open_object(&object)?.open_dir(blankslate_core::manifest::TREE_DIR)?;
+    let users = etc::users_for(&root, |name| tree.read(name).ok(), &to.manifest);
+    let persisted = blankslate_persist::activate(&root, &declaration, &users, previous.as_ref())?;
     state.set_current(number)?;
     if let Some(recovered) = activated.recovered {
         println!("finished the interrupted activation of generation {recovered} first");
@@ -523,6 +535,18 @@ fn activate(state: &State, target: &Target, number: u32, activation: &Activation
         if let etc::Action::BackUp { backup, found } = &step.action {
             eprintln!("warning: /etc/{} held {found}, not blankslate's: moved to {backup}", step.path);
         }
+    }
+    let counts = [
+        (persisted.mounted.len(), "mounted"),
+        (persisted.linked.len(), "linked"),
+        (persisted.migrated.len(), "migrated into the volume"),
+        (persisted.unmounted.len(), "unmounted"),
+        (persisted.unchanged.len(), "unchanged"),
+    ];
+    let summary: Vec<String> = counts.iter().map(|(n, what)| format!("{n} {what}")).collect();
+    println!("persisted paths: {}", summary.join(", "));
+    for (path, reason) in persisted.conflicts.iter().chain(&persisted.unknown_owners) {
+        eprintln!("warning: {path}: {reason}");
     }
     println!("generation {number} is active");
     Ok(ExitCode::SUCCESS)

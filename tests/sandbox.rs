@@ -101,3 +101,45 @@ fn persisted_data_survives_a_reboot_and_undeclared_data_does_not() {
     assert_eq!(text(&output.stdout), "kept\nconf\ncmd\n700\n2\n");
     assert_eq!(std::fs::read_to_string(dir.join("volumes/persist/var/lib/app/state")).unwrap(), "kept\n");
 }
+
+/// `switch` on a live root mounts newly declared paths and unmounts dropped ones,
+/// without a reboot. Runs the binary in a mount namespace of its own (util-linux
+/// `unshare`), so its mounts die with it; the checks run in the same namespace.
+#[test]
+fn switch_mounts_new_paths_and_unmounts_dropped_ones() {
+    if !is_root() {
+        eprintln!("skipped: mounting needs root");
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("root");
+    std::fs::create_dir_all(root.join("persist/srv/old")).unwrap();
+    std::fs::write(root.join("persist/srv/old/data"), "kept\n").unwrap();
+    let one = scratch.path().join("one.toml");
+    let two = scratch.path().join("two.toml");
+    std::fs::write(&one, "version = 1\n[persist.\"/persist\"]\ndirectories = [\"/srv/old\", \"/var/log\"]\n").unwrap();
+    std::fs::write(&two, "version = 1\n[persist.\"/persist\"]\ndirectories = [\"/srv/new\", \"/var/log\"]\n").unwrap();
+    let bin = env!("CARGO_BIN_EXE_blankslate");
+    let (r, o, t) = (root.display(), one.display(), two.display());
+    let script = format!(
+        "set -e
+         {bin} switch {o} --root {r}
+         cat {r}/srv/old/data
+         {bin} switch {t} --root {r}
+         test -e {r}/srv/old/data && echo old-still-visible || echo old-unmounted
+         touch {r}/srv/new/x && test -e {r}/persist/srv/new/x && echo new-mounted
+         grep -c ' {r}/' /proc/self/mountinfo"
+    );
+    let output =
+        Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]).output().unwrap();
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    assert!(stdout.contains("persisted paths: 2 mounted"), "{stdout}");
+    assert!(stdout.contains("kept\n"), "{stdout}");
+    assert!(
+        stdout.contains("persisted paths: 1 mounted, 0 linked, 0 migrated into the volume, 1 unmounted, 1 unchanged"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("old-unmounted\nnew-mounted\n2\n"), "{stdout}");
+    assert_eq!(std::fs::read(root.join("persist/srv/old/data")).unwrap(), b"kept\n", "the volume keeps the data");
+}

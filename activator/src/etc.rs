@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 pub const STATE_DIR: &str = ".blankslate";
 const STATE_FILE: &str = "state.json";
 const JOURNAL_FILE: &str = "journal.json";
-/// The etc object last activated, alone: lets a no-op re-activation stop before
-/// reading the state file.
+/// The generation and etc object last activated, alone: lets a no-op re-activation
+/// stop before reading the state file.
 const ACTIVE_FILE: &str = "active";
 /// The link to the generation's tree.
 pub const STATIC: &str = "static";
@@ -501,8 +501,25 @@ pub fn activate(root: &Dir, store: &Store, to: &Active, on_conflict: OnConflict)
     let plan = plan(root, to, &users, on_conflict)?;
     if !plan.is_noop() {
         apply(root, &plan, &tree)?;
+    } else if plan.from.as_ref().map(|f| f.generation) != Some(to.generation) {
+        // Another generation with the same /etc: nothing in /etc changes, but the
+        // state must say which generation is active.
+        let etc = root.create_dir_all("etc", 0o755)?;
+        record(&etc.create_dir_all(STATE_DIR, 0o700)?, to)?;
     }
     Ok(Activated { plan, recovered })
+}
+
+/// Writes the state file, then the marker, for a completed activation.
+fn record(state: &Dir, active: &Active) -> Result<()> {
+    state.write_atomic(STATE_FILE, &serde_json::to_vec(active).expect("state serializes"), 0o600)?;
+    failpoint::hit(FAILPOINT);
+    state.write_atomic(ACTIVE_FILE, marker(active).as_bytes(), 0o600)?;
+    Ok(())
+}
+
+fn marker(active: &Active) -> String {
+    format!("{} {}", active.generation, active.object)
 }
 
 /// Whether `to` is what `/etc` was last activated to and `/etc/static` still points at
@@ -510,7 +527,7 @@ pub fn activate(root: &Dir, store: &Store, to: &Active, on_conflict: OnConflict)
 fn already_active(root: &Dir, to: &Active) -> bool {
     let Ok(Some(etc)) = open_etc(root) else { return false };
     let Ok(state) = etc.open_dir(STATE_DIR) else { return false };
-    state.read(ACTIVE_FILE).is_ok_and(|object| object == to.object.as_bytes())
+    state.read(ACTIVE_FILE).is_ok_and(|found| found == marker(to).as_bytes())
         && etc.read_link(STATIC).is_ok_and(|target| target == to.static_target.as_str())
 }
 
@@ -631,9 +648,7 @@ fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
         dir.sync()?;
     }
     etc.sync()?;
-    state.write_atomic(STATE_FILE, &serde_json::to_vec(&plan.to).expect("state serializes"), 0o600)?;
-    failpoint::hit(FAILPOINT);
-    state.write_atomic(ACTIVE_FILE, plan.to.object.as_bytes(), 0o600)?;
+    record(&state, &plan.to)?;
     state.remove_file(JOURNAL_FILE)?;
     state.sync()?;
     Ok(())
