@@ -336,16 +336,13 @@ impl<'a> Dirs<'a> {
 
 /// Resolves a manifest owner name (`+N` is a number) against the new system's users.
 fn resolve(path: &str, entry: &ManifestEntry, users: &UserDb) -> Result<(u32, u32)> {
-    let id = |name: &str, lookup: &dyn Fn(&str) -> Option<u32>| {
-        name.strip_prefix('+').and_then(|n| n.parse().ok()).or_else(|| lookup(name)).or((name == "root").then_some(0))
-    };
-    let uid = id(&entry.user, &|n| users.uid(n)).ok_or_else(|| EtcError::UnknownOwner {
+    let uid = users.uid(&entry.user).ok_or_else(|| EtcError::UnknownOwner {
         path: path.to_owned(),
         kind: "user",
         name: entry.user.clone(),
         file: "passwd",
     })?;
-    let gid = id(&entry.group, &|n| users.gid(n)).ok_or_else(|| EtcError::UnknownOwner {
+    let gid = users.gid(&entry.group).ok_or_else(|| EtcError::UnknownOwner {
         path: path.to_owned(),
         kind: "group",
         name: entry.group.clone(),

@@ -158,7 +158,7 @@ const ALL_ERROR_RULES: [Rule; 24] = [
 /// declaration for it) gets added too.
 fn rule_is_listed(rule: Rule) -> bool {
     match rule {
-        Rule::UnknownUser => false,
+        Rule::UnknownUser | Rule::FileBindRename => false,
         Rule::Syntax
         | Rule::UnknownKey
         | Rule::MissingKey
@@ -255,7 +255,7 @@ directories = ["Documents"]
 
 [persist."/persist".users.bob]
 directories = ["Documents", "Music"]
-files = [".bash_history"]
+files = [{ file = ".bash_history", how = "bind" }]
 "#;
     let checked = decl::check(Path::new("tests/unknown-user.toml"), text, Some(&users));
     assert!(!checked.diagnostics.has_errors());
@@ -286,7 +286,7 @@ const PASSING: &[(&str, &str)] = &[
         r#"version = 1
 [persist."/persist"]
 directories = ["/srv/Ünïcödé/日本語 ファイル", "/srv/emoji 🎉/x", "/srv/with space", "/srv/tab\there"]
-files = ["/srv/quote\"d", "/srv/back\\slash"]
+files = [{ file = "/srv/quote\"d", how = "bind" }, { file = "/srv/back\\slash", how = "bind" }]
 [persist."/persist".users.zoe]
 directories = ["Документы", "Photos (2024)"]
 "#,
@@ -326,7 +326,7 @@ source = "../../examples/files/*.conf"
         r#"version = 1
 [persist."/persist"]
 directories = ["/var/lib", "/var/lib/postgresql", "/etc/ssh/keys"]
-files = ["/var/lib/app.conf", "/etc/ssh/ssh_host_ed25519_key"]
+files = [{ file = "/var/lib/app.conf", how = "bind" }, { file = "/etc/ssh/ssh_host_ed25519_key", how = "bind" }]
 [etc."ssh/sshd_config"]
 text = "PermitRootLogin no\n"
 [etc."ssh/keys-readme"]
@@ -414,7 +414,7 @@ directories = ["/var/log", "/var/lib/nixos", { directory = "/srv", options = ["n
 files = ["/etc/machine-id"]
 [persist."/persist".users.alice]
 directories = ["Documents", ".ssh"]
-files = [".bash_history"]
+files = [{ file = ".bash_history", how = "bind" }]
 [etc."hosts"]
 text = "127.0.0.1 localhost\n"
 [audit]

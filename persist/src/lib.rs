@@ -17,6 +17,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod add;
+pub mod edit;
+pub mod journal;
+pub mod tree;
+
 use std::collections::{BTreeSet, HashMap};
 
 use blankslate_core::decl::{Declaration, EntryKind, How, MountOption, Owner, ResolvedEntry, UserDb};
@@ -66,14 +71,11 @@ struct Ids {
 }
 
 fn resolve(owner: &Owner, users: &UserDb, path: &str, report: &mut Report) -> Ids {
-    let id = |name: &str, lookup: &dyn Fn(&str) -> Option<u32>| {
-        name.strip_prefix('+').and_then(|n| n.parse().ok()).or_else(|| lookup(name)).or((name == "root").then_some(0))
-    };
-    let uid = id(&owner.user, &|n| users.uid(n)).unwrap_or_else(|| {
+    let uid = users.uid(&owner.user).unwrap_or_else(|| {
         report.unknown_owners.push((path.to_owned(), format!("user `{}`", owner.user)));
         0
     });
-    let gid = id(&owner.group, &|n| users.gid(n)).unwrap_or_else(|| {
+    let gid = users.gid(&owner.group).unwrap_or_else(|| {
         report.unknown_owners.push((path.to_owned(), format!("group `{}`", owner.group)));
         0
     });

@@ -57,6 +57,9 @@ pub enum Rule {
     OwnerOnLink,
     InvalidGlob,
     InvalidMountOption,
+    /// A file bind-mounted without saying so: programs that replace it by `rename()`
+    /// get EBUSY (a warning).
+    FileBindRename,
 }
 
 impl Rule {
@@ -87,6 +90,7 @@ impl Rule {
             Rule::OwnerOnLink => "owner-on-link",
             Rule::InvalidGlob => "invalid-glob",
             Rule::InvalidMountOption => "invalid-mount-option",
+            Rule::FileBindRename => "file-bind-rename",
         }
     }
 }

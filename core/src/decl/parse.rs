@@ -24,6 +24,9 @@ const FILE_KEYS: &[&str] = &["file", "user", "group", "mode", "parent", "how", "
 const PARENT_KEYS: &[&str] = &["user", "group", "mode"];
 const ETC_KEYS: &[&str] = &["text", "source", "mode", "user", "group"];
 const AUDIT_KEYS: &[&str] = &["ignore"];
+/// Files their programs write in place (never by rename), safe to bind-mount
+/// without a warning.
+pub(super) const WRITTEN_IN_PLACE: &[&str] = &["/etc/machine-id"];
 
 /// Parses `source` (the text of `file`) into a declaration. Relative `/etc` sources
 /// resolve against `file`'s directory. Returns `None` only when the text is not TOML;
@@ -358,6 +361,7 @@ impl Parser<'_> {
             how: (kind == EntryKind::File).then_some(How::Bind),
             options: Vec::new(),
         };
+        let mut how_given = false;
         if let Some(path) = element.as_str() {
             path.clone_into(&mut entry.path);
         } else if let Some(table) = element.as_table_like() {
@@ -390,6 +394,7 @@ impl Parser<'_> {
                 }
             }
             if let Some(f) = field(table, "how") {
+                how_given = true;
                 entry.how = match self.string(&f, "`how`").as_deref() {
                     Some("bind") => Some(How::Bind),
                     Some("symlink") => Some(How::Symlink),
@@ -436,7 +441,29 @@ impl Parser<'_> {
                 }
             }
         }
+        if ok && kind == EntryKind::File && !how_given && !WRITTEN_IN_PLACE.contains(&entry.path.as_str()) {
+            self.bind_file_warning(&entry);
+        }
         ok.then_some(entry)
+    }
+
+    /// A file bind-mounted by default: programs that save by writing a new file and
+    /// renaming it over the old one get EBUSY on a mount point.
+    fn bind_file_warning(&mut self, entry: &Entry) {
+        let directory = match entry.path.rsplit_once('/') {
+            Some((dir, _)) if !dir.is_empty() => format!("`{dir}`"),
+            _ => "its directory".to_owned(),
+        };
+        self.push(
+            Diagnostic::warning(
+                Rule::FileBindRename,
+                entry.span,
+                format!("`{}` will be bind-mounted: a program that replaces it with rename() fails (EBUSY)", entry.path),
+            )
+            .with_help(format!(
+                "persist {directory} instead, or say how: how = \"bind\" (if it is written in place) or how = \"symlink\""
+            )),
+        );
     }
 
     fn owner_fields(&mut self, table: &dyn TableLike, owner: &mut Owner) {

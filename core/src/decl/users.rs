@@ -37,18 +37,26 @@ impl UserDb {
         self.groups.contains_key(name)
     }
 
+    /// The id of a user name; `+N` is the number N (as NixOS writes owners), and
+    /// `root` is 0 even where no passwd says so.
     pub fn uid(&self, name: &str) -> Option<u32> {
-        self.users.get(name).copied()
+        id(name, &self.users)
     }
 
+    /// The id of a group name, read like [`UserDb::uid`].
     pub fn gid(&self, name: &str) -> Option<u32> {
-        self.groups.get(name).copied()
+        id(name, &self.groups)
     }
 
     /// Where the names came from, for messages.
     pub fn source(&self) -> &str {
         &self.source
     }
+}
+
+fn id(name: &str, known: &HashMap<String, u32>) -> Option<u32> {
+    let number = name.strip_prefix('+').and_then(|n| n.parse().ok());
+    number.or_else(|| known.get(name).copied()).or((name == "root").then_some(0))
 }
 
 /// `name:x:ID:...` lines into a map, the id in column `column`.
@@ -78,5 +86,7 @@ mod tests {
         assert_eq!(db.uid("postgres"), Some(105));
         assert_eq!(db.gid("users"), Some(100));
         assert!(!db.has_user("broken"));
+        assert_eq!((db.uid("+42"), db.uid("root"), db.uid("nobody")), (Some(42), Some(0), None));
+        assert_eq!(UserDb::default().gid("root"), Some(0), "root is 0 without any group file");
     }
 }

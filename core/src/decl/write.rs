@@ -94,8 +94,14 @@ fn entry_value(entry: &Entry, user: &str, group: &str) -> String {
         }
         fields.push(format!("parent = {{ {} }}", inner.join(", ")));
     }
-    if entry.how == Some(How::Symlink) {
-        fields.push("how = \"symlink\"".into());
+    // Files always say how: `check` asks for it wherever a bind mount could break a
+    // program that saves by rename.
+    match entry.how {
+        Some(How::Symlink) => fields.push("how = \"symlink\"".into()),
+        Some(How::Bind) if !super::parse::WRITTEN_IN_PLACE.contains(&entry.path.as_str()) => {
+            fields.push("how = \"bind\"".into());
+        }
+        _ => {}
     }
     if !entry.options.is_empty() {
         let options: Vec<String> = entry.options.iter().map(|o| quote(o.as_str())).collect();

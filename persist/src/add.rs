@@ -1,0 +1,1090 @@
+//! `persist add`, `persist remove`, `persist recover` and `persist list`: moving a
+//! live path into a persistent volume (and back) on a running system, crash-safely.
+//!
+//! # `add PATH`
+//!
+//! `ROOT/PATH` is the live data (on the tmpfs root); the volume is the persistent
+//! root mounted at `ROOT/<mount>` (say `ROOT/persist`), already mounted. Before
+//! anything changes, everything is checked: PATH is absolute and normalized, not
+//! `/etc/static` or inside it, not the volume or inside it, exists as a directory or
+//! regular file (never a symlink), is not itself a mount point, is not declared, is
+//! neither inside nor around a declared path; the volume holds nothing at PATH;
+//! the declaration with the new entry passes `decl::check`. The owner and mode
+//! declared are those given (`--user`, `--group`, `--mode`) or else the live path's
+//! own (so that activation, which re-applies them at every boot, keeps them).
+//!
+//! Then, each step recorded in the journal ([`crate::journal`]) once done, and each
+//! followed by the crash-test point `persist-step` (so `BLANKSLATE_FAILPOINT=
+//! persist-step#N` stops after step N):
+//!
+//! 1. `started` — the journal is written.
+//! 2. `copied` — the live data is copied ([`crate::tree::copy`]: owners, modes,
+//!    times, xattrs, hard links, holes, special files) to the fixed temporary name
+//!    `.NAME.blankslate-persist-add` in the volume's copy of PATH's parent (parents
+//!    created with the live parents' owner and mode), fsynced. A fingerprint of the
+//!    live data is taken before the copy.
+//! 3. `verified` — both trees are walked and compared: blake3 of every file, kind,
+//!    owner, mode, mtime, size, link targets, device numbers, xattrs, hard-link
+//!    structure ([`crate::tree::walk`]); and the live data's fingerprint must not have
+//!    changed during the copy. Then the declared owner and mode are set on the copy.
+//! 4. `placed` — the copy is renamed into place (`rename` without replace) and the
+//!    directory fsynced.
+//! 5. `mounted` — the volume path is bind-mounted over the live path (a file with
+//!    `how = "symlink"`: the live file is replaced by a link, atomically). Once
+//!    mounted, the live data (now hidden) is checked against the fingerprint once
+//!    more: if a program wrote to it after the copy, the mount is undone, the copy
+//!    removed, and the command fails with the live data untouched.
+//! 6. `cleared` — the live data under the mount is removed. It is reached through a
+//!    non-recursive clone of the parent's mount (`open_tree` without
+//!    `AT_RECURSIVE`), which shows the parent without the new mount on top: the
+//!    directory's entries are removed (the directory itself stays, as the mount
+//!    point, with the declared owner and mode); a file is truncated.
+//! 7. `declared` — the entry is appended to the declaration ([`crate::edit`]), checked
+//!    again, written atomically.
+//! 8. the journal is removed.
+//!
+//! # Recovery
+//!
+//! Every persist command that changes anything first finishes or undoes the pending
+//! journal of its volume (`persist recover` does only that). Nothing is lost at any
+//! point:
+//! - before the copy is in place (`started`, `copied`, `verified`, unless the rename
+//!   happened and was not recorded yet) the live data has not been touched: the
+//!   temporary copy is removed and the add is undone. If the machine rebooted since
+//!   (the boot id differs, so the tmpfs original is gone), a complete copy (`copied`
+//!   or later) is the only copy left: it is finished instead; a partial one is kept
+//!   as `.NAME.blankslate-persist-partial` and reported.
+//! - from `placed` on, the volume holds a verified copy: the add is finished (mounted
+//!   again if the mount went with the crashed process's namespace, the live data
+//!   cleared, the declaration edited). The one exception is a live tree that changed
+//!   after it was copied (same boot, before `mounted`): it is newer than the copy, so
+//!   the copy is removed and the add undone.
+//!
+//! # `remove PATH`
+//!
+//! Steps: `started`; with `--copy-back`, the volume's data is copied to
+//! `.NAME.blankslate-persist-restore` next to the live path (`copied`) and verified
+//! (`verified`); the live path is unmounted or unlinked (`mounted`); with
+//! `--copy-back`, the copy is renamed over the (now empty) live path (`cleared`); the
+//! entry leaves the declaration (`declared`); with `--purge`, the volume's data is
+//! deleted (`purged`, only after everything else); the journal is removed. A pending
+//! remove is always finished (every step checks whether it is already done). Without
+//! `--copy-back` the live path is left empty: the data stays in the volume.
+//!
+//! # `list`
+//!
+//! Every declared entry with its live state: mounted from its volume path (same
+//! device and inode, [`Dir::identity`]), linked, not mounted, mounted from something
+//! else, missing source or target, and the volume path's owner and mode against the
+//! declaration.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::path::Path;
+
+use blankslate_core::decl::{self, EntryKind, How, Mode, Owner, UserDb};
+use blankslate_core::fs::{Dir, FsError, Kind};
+use blankslate_core::mount::{self, MountError, Source};
+use rustix::fs::{AtFlags, OFlags, StatxFlags};
+use rustix::mount::{MountFlags, OpenTreeFlags};
+
+use crate::edit::{self, EditError};
+use crate::journal::{self, Journal, JournalError, Operation, Step};
+use crate::tree::{self, CopyStats, TreeError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManageError {
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Edit(#[from] EditError),
+    #[error("refusing to persist {path}: {reason}")]
+    Refused { path: String, reason: String },
+    #[error("the declaration would not be valid with this change; nothing was changed:\n{0}")]
+    Invalid(String),
+    #[error("the copy of {path} differs from the original; the copy was removed, nothing changed:\n  {}", differences.join("\n  "))]
+    Verify { path: String, differences: Vec<String> },
+    #[error(
+        "{path} changed while it was being moved (a program is writing to it?); the copy was removed and the live data is untouched: stop what writes there and try again"
+    )]
+    Changed { path: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T> = std::result::Result<T, ManageError>;
+
+fn refused(path: &str, reason: impl Into<String>) -> ManageError {
+    ManageError::Refused { path: path.to_owned(), reason: reason.into() }
+}
+
+/// What `persist add` is asked to do.
+#[derive(Debug, Clone)]
+pub struct AddRequest<'a> {
+    /// The live path, absolute.
+    pub path: &'a str,
+    /// The declaration file to add the entry to.
+    pub declaration: &'a Path,
+    /// The persistent root's mount point; the only one declared if `None`.
+    pub volume: Option<&'a str>,
+    pub user: Option<&'a str>,
+    pub group: Option<&'a str>,
+    pub mode: Option<Mode>,
+    /// Files only.
+    pub how: Option<How>,
+}
+
+/// What `persist remove` is asked to do.
+#[derive(Debug, Clone)]
+pub struct RemoveRequest<'a> {
+    pub path: &'a str,
+    pub declaration: &'a Path,
+    /// Copy the volume's data back into the root after unmounting.
+    pub copy_back: bool,
+    /// Delete the volume's data at the end.
+    pub purge: bool,
+}
+
+/// How a pending operation was resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Finished,
+    Undone,
+}
+
+/// A pending operation found and resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    pub operation: Operation,
+    pub path: String,
+    pub volume: String,
+    /// The last step it had completed.
+    pub step: Step,
+    pub outcome: Outcome,
+    /// Anything a person should know (a partial copy kept, a skipped check).
+    pub notes: Vec<String>,
+}
+
+/// What `persist add` did.
+#[derive(Debug, Clone)]
+pub struct Added {
+    pub path: String,
+    pub volume: String,
+    /// The declaration entry, as TOML.
+    pub entry: String,
+    pub stats: CopyStats,
+    pub recovered: Vec<Recovered>,
+}
+
+/// What `persist remove` did.
+#[derive(Debug, Clone)]
+pub struct Removed {
+    pub path: String,
+    pub volume: String,
+    pub copied_back: bool,
+    pub purged: bool,
+    pub recovered: Vec<Recovered>,
+}
+
+fn relative(path: &str) -> &str {
+    path.trim_start_matches('/')
+}
+
+/// (parent relative to the root, name) of an absolute path.
+fn split(path: &str) -> (&str, &str) {
+    let path = relative(path);
+    path.rsplit_once('/').unwrap_or(("", path))
+}
+
+fn open_rel(base: &Dir, rel: &str) -> std::result::Result<Dir, FsError> {
+    if rel.is_empty() { base.try_clone() } else { base.open_dir(rel) }
+}
+
+fn temp_add(name: &str) -> String {
+    format!(".{name}.blankslate-persist-add")
+}
+
+fn temp_restore(name: &str) -> String {
+    format!(".{name}.blankslate-persist-restore")
+}
+
+/// Names for numeric ids, from the root's own `/etc/passwd` and `/etc/group`.
+#[derive(Debug, Default)]
+struct Names {
+    users: HashMap<u32, String>,
+    groups: HashMap<u32, String>,
+    db: UserDb,
+}
+
+impl Names {
+    fn read(root: &Dir) -> Names {
+        let read = |name: &str| {
+            root.read(Path::new("etc").join(name)).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+        };
+        let (passwd, group) = (read("passwd"), read("group"));
+        let names = |text: &str| {
+            let mut map = HashMap::new();
+            for line in text.lines().filter(|l| !l.starts_with('#')) {
+                let fields: Vec<&str> = line.split(':').collect();
+                if let (Some(name), Some(Ok(id))) = (fields.first(), fields.get(2).map(|f| f.parse::<u32>())) {
+                    map.entry(id).or_insert_with(|| (*name).to_owned());
+                }
+            }
+            map
+        };
+        Names {
+            users: names(&passwd),
+            groups: names(&group),
+            db: UserDb::from_texts(&passwd, &group, root.path().join("etc/passwd").display().to_string()),
+        }
+    }
+
+    fn user_name(&self, uid: u32) -> Option<String> {
+        self.users.get(&uid).cloned().or((uid == 0).then(|| "root".to_owned()))
+    }
+
+    fn group_name(&self, gid: u32) -> Option<String> {
+        self.groups.get(&gid).cloned().or((gid == 0).then(|| "root".to_owned()))
+    }
+
+    fn uid(&self, name: &str) -> Option<u32> {
+        self.db.uid(name)
+    }
+
+    fn gid(&self, name: &str) -> Option<u32> {
+        self.db.gid(name)
+    }
+}
+
+/// Reads and checks the declaration: it must be valid before it is edited.
+fn load(file: &Path, names: &Names) -> Result<(String, decl::Declaration)> {
+    let text = edit::read(file)?;
+    let checked = decl::check(file, &text, Some(&names.db));
+    match checked.declaration {
+        Some(declaration) => Ok((text, declaration)),
+        None => Err(ManageError::Invalid(format!("{}(fix the declaration first)", checked.diagnostics.render(false)))),
+    }
+}
+
+/// Checks an edited declaration text; its errors, rendered, if any.
+fn check_edit(file: &Path, text: &str, names: &Names) -> Result<()> {
+    let checked = decl::check(file, text, Some(&names.db));
+    if checked.declaration.is_none() {
+        return Err(ManageError::Invalid(checked.diagnostics.render(false)));
+    }
+    Ok(())
+}
+
+/// A volume, opened and locked, its pending journal resolved.
+struct Volume {
+    mount: String,
+    dir: Dir,
+    state: Dir,
+    _lock: blankslate_core::fs::Lock,
+    recovered: Vec<Recovered>,
+}
+
+fn open_volume(root: &Dir, mount: &str, names: &Names) -> Result<Volume> {
+    let dir = root.open_dir(relative(mount)).map_err(|e| {
+        ManageError::Other(format!("the persistent root {mount} cannot be opened below the root (is it mounted?): {e}"))
+    })?;
+    let state = journal::state_dir(&dir)?;
+    let lock = state.lock(journal::LOCK)?;
+    let mut volume = Volume { mount: mount.to_owned(), dir, state, _lock: lock, recovered: Vec::new() };
+    if let Some(pending) = journal::read(&volume.state)? {
+        let recovered = resolve_pending(root, &volume, pending, names)?;
+        volume.recovered.push(recovered);
+    }
+    Ok(volume)
+}
+
+/// The volume `requested`, or the only one the declaration has.
+fn pick_volume(declaration: &decl::Declaration, requested: Option<&str>, path: &str) -> Result<String> {
+    if let Some(volume) = requested {
+        if !declaration.persist.contains_key(volume) {
+            return Err(refused(path, format!("the declaration has no persistent root {volume}")));
+        }
+        return Ok(volume.to_owned());
+    }
+    let mut roots = declaration.persist.keys();
+    match (roots.next(), roots.next()) {
+        (Some(only), None) => Ok(only.clone()),
+        (None, _) => Err(refused(path, "the declaration has no persistent root ([persist.\"/persist\"])")),
+        (Some(_), Some(_)) => {
+            Err(refused(path, "the declaration has several persistent roots: choose one with --volume"))
+        }
+    }
+}
+
+/// The mount id of an entry (not following it).
+fn mount_id(dir: &Dir, name: &str) -> Result<u64> {
+    let st = rustix::fs::statx(dir, name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::MNT_ID).map_err(|e| FsError {
+        op: "stat",
+        path: dir.path().join(name),
+        source: e.into(),
+    })?;
+    Ok(st.stx_mnt_id)
+}
+
+fn own_mount_id(dir: &Dir) -> Result<u64> {
+    let st = rustix::fs::statx(dir, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID).map_err(|e| FsError {
+        op: "stat",
+        path: dir.path().to_path_buf(),
+        source: e.into(),
+    })?;
+    Ok(st.stx_mnt_id)
+}
+
+/// Moves the live `request.path` into the volume and declares it (see the module docs).
+pub fn add(root: &Dir, request: &AddRequest<'_>) -> Result<Added> {
+    let path = request.path;
+    let mut diagnostics = Vec::new();
+    if !decl::paths::check_path(
+        path,
+        decl::paths::PathKind::Absolute,
+        decl::Span::default(),
+        "the path",
+        &mut diagnostics,
+    ) {
+        let why: Vec<String> = diagnostics.iter().map(|d| d.message.clone()).collect();
+        return Err(refused(path, why.join("; ")));
+    }
+    if path == "/etc/static" || decl::paths::is_inside(path, "/etc/static") {
+        return Err(refused(path, "/etc/static is the store's, managed by blankslate"));
+    }
+    let names = Names::read(root);
+    let declaration_file = edit::resolve(request.declaration)?;
+    let (_, declaration) = load(&declaration_file, &names)?;
+    let mount = pick_volume(&declaration, request.volume, path)?;
+    let volume = open_volume(root, &mount, &names)?;
+    // The same add, interrupted and now finished by recovery: done.
+    if volume
+        .recovered
+        .iter()
+        .any(|r| r.operation == Operation::Add && r.path == path && r.outcome == Outcome::Finished)
+    {
+        let entry = declaration_entry(&declaration_file, &mount, path)?;
+        return Ok(Added {
+            path: path.to_owned(),
+            volume: mount,
+            entry,
+            stats: CopyStats::default(),
+            recovered: volume.recovered,
+        });
+    }
+    // Recovery may have edited the declaration.
+    let (text, declaration) = load(&declaration_file, &names)?;
+    if path == mount || decl::paths::is_inside(path, &mount) || decl::paths::is_inside(&mount, path) {
+        return Err(refused(path, format!("it is, holds or lies inside the persistent root {mount}")));
+    }
+    let (kind, how, meta) = check_target(root, &volume, &declaration, request)?;
+    let user = match request.user {
+        Some(user) => user.to_owned(),
+        None => names.user_name(meta.uid).ok_or_else(|| {
+            refused(
+                path,
+                format!("it is owned by uid {}, which the root's /etc/passwd does not name: pass --user", meta.uid),
+            )
+        })?,
+    };
+    let group = match request.group {
+        Some(group) => group.to_owned(),
+        None => names.group_name(meta.gid).ok_or_else(|| {
+            refused(
+                path,
+                format!("its group is gid {}, which the root's /etc/group does not name: pass --group", meta.gid),
+            )
+        })?,
+    };
+    let mode = request.mode.unwrap_or_else(|| Mode::new(meta.mode).unwrap_or(Mode::DIRECTORY));
+    let uid =
+        names.uid(&user).ok_or_else(|| refused(path, format!("user `{user}` is not in the root's /etc/passwd")))?;
+    let gid =
+        names.gid(&group).ok_or_else(|| refused(path, format!("group `{group}` is not in the root's /etc/group")))?;
+    let owner = Owner { user, group, mode };
+    let entry = edit::entry_value(path, kind, &owner, how);
+    let edited = edit::add(&text, &mount, kind, &entry)?;
+    check_edit(&declaration_file, &edited, &names)?;
+
+    let mut journal = Journal {
+        operation: Operation::Add,
+        path: path.to_owned(),
+        volume: mount.clone(),
+        kind,
+        how,
+        entry: entry.clone(),
+        declaration: declaration_file,
+        owner: (uid, gid, mode.bits()),
+        boot_id: journal::boot_id(),
+        fingerprint: String::new(),
+        copy_back: false,
+        purge: false,
+        step: Step::Started,
+    };
+    journal::write(&volume.state, &journal)?;
+    blankslate_core::failpoint::hit("persist-step");
+    let stats = forward_add(root, &volume, &mut journal, &names, true)?;
+    Ok(Added { path: path.to_owned(), volume: mount, entry, stats, recovered: volume.recovered })
+}
+
+/// How `path` is declared now (for the report of an add finished by recovery).
+fn declaration_entry(file: &Path, mount: &str, path: &str) -> Result<String> {
+    let text = edit::read(file)?;
+    let checked = decl::check(file, &text, None);
+    let entry = checked.declaration.and_then(|d| {
+        d.entries().into_iter().find(|e| e.root == mount && e.path == path).map(|e| {
+            let how = e.entry.how.unwrap_or_default();
+            edit::entry_value(path, e.entry.kind, &e.entry.owner, how)
+        })
+    });
+    Ok(entry.unwrap_or_default())
+}
+
+/// The checks of the live path and the volume before an add (see the module docs):
+/// the entry's kind and `how`, and the live path's metadata.
+fn check_target(
+    root: &Dir,
+    volume: &Volume,
+    declaration: &decl::Declaration,
+    request: &AddRequest<'_>,
+) -> Result<(EntryKind, How, blankslate_core::fs::Meta)> {
+    let (path, mount) = (request.path, volume.mount.as_str());
+    for other in declaration.persist.keys() {
+        if decl::paths::is_inside(other, path) {
+            return Err(refused(path, format!("it holds the persistent root {other}")));
+        }
+    }
+    for entry in declaration.entries() {
+        if entry.path == path {
+            return Err(refused(path, format!("it is already declared (in {})", entry.root)));
+        }
+        if decl::paths::is_inside(path, &entry.path) {
+            return Err(refused(path, format!("it is inside {}, which is already persisted", entry.path)));
+        }
+        if decl::paths::is_inside(&entry.path, path) {
+            return Err(refused(path, format!("it holds {}, which is persisted on its own", entry.path)));
+        }
+    }
+    let (parent, name) = split(path);
+    let target_parent =
+        open_rel(root, parent).map_err(|e| refused(path, format!("its parent cannot be opened: {e}")))?;
+    let meta = match target_parent.meta(name) {
+        Ok(meta) => meta,
+        Err(error) if error.is_not_found() => return Err(refused(path, "it does not exist")),
+        Err(error) => return Err(error.into()),
+    };
+    let kind = match meta.kind {
+        Kind::Directory => EntryKind::Directory,
+        Kind::File => EntryKind::File,
+        Kind::Symlink => return Err(refused(path, "it is a symlink; persist what it points to")),
+        Kind::Other => return Err(refused(path, "only directories and regular files can be persisted")),
+    };
+    let how = match (kind, request.how) {
+        (EntryKind::Directory, Some(How::Symlink)) => {
+            return Err(refused(path, "`--how symlink` is for files; directories are bind-mounted"));
+        }
+        (_, how) => how.unwrap_or_default(),
+    };
+    if mount_id(&target_parent, name)? != own_mount_id(&target_parent)? {
+        return Err(refused(path, "it is a mount point already"));
+    }
+    match open_rel(&volume.dir, parent) {
+        Ok(source_parent) => match source_parent.meta(name) {
+            Err(error) if error.is_not_found() => {}
+            Ok(_) => {
+                return Err(refused(
+                    path,
+                    format!(
+                        "the volume already has data at {mount}{path}; it is never overwritten (move it away first)"
+                    ),
+                ));
+            }
+            Err(error) => return Err(error.into()),
+        },
+        Err(error) if error.is_not_found() => {}
+        Err(error) => return Err(refused(path, format!("its parent in the volume cannot be opened: {error}"))),
+    }
+    Ok((kind, how, meta))
+}
+
+/// Opens (creating if missing) the volume's copy of `parent`, each new component
+/// with the owner and mode of the live one (or `root 0755`).
+fn volume_parent(root: &Dir, volume: &Dir, parent: &str) -> Result<Dir> {
+    let mut live = Some(root.try_clone()?);
+    let mut dir = volume.try_clone()?;
+    for component in parent.split('/').filter(|c| !c.is_empty()) {
+        let live_meta = live.as_ref().and_then(|l| l.meta(component).ok()).filter(|m| m.kind == Kind::Directory);
+        if dir.create_dir(component, 0o700)? {
+            let (uid, gid, mode) = live_meta.map_or((0, 0, 0o755), |m| (m.uid, m.gid, m.mode));
+            dir.set_owner_and_mode_of(component, uid, gid, mode)?;
+            dir.sync()?;
+        }
+        dir = dir.open_dir(component)?;
+        live = live.and_then(|l| l.open_dir(component).ok());
+    }
+    Ok(dir)
+}
+
+/// Opens (creating if missing, `root 0755`) the live path's parent: after a reboot
+/// the tmpfs root may not have it yet.
+fn live_parent(root: &Dir, parent: &str) -> Result<Dir> {
+    if parent.is_empty() {
+        return Ok(root.try_clone()?);
+    }
+    match root.open_dir(parent) {
+        Ok(dir) => Ok(dir),
+        Err(error) if error.is_not_found() => Ok(root.create_dir_all(parent, 0o755)?),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The parent directory as it is under any mount on its entries: a clone of its
+/// mount without submounts.
+fn hidden_parent(target_parent: &Dir) -> Result<Dir> {
+    let flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH;
+    let clone = rustix::mount::open_tree(target_parent, "", flags).map_err(|e| MountError {
+        op: "clone (without submounts) the mount of",
+        at: target_parent.path().to_path_buf(),
+        source: e.into(),
+    })?;
+    Ok(tree::dir_of(&clone, target_parent.path())?)
+}
+
+/// Whether `name` in `target_parent` is the volume's entry (mounted or linked).
+fn is_in_place(journal: &Journal, target_parent: &Dir, name: &str, source_parent: &Dir) -> bool {
+    if journal.how == How::Symlink {
+        let link = format!("{}/{}", journal.volume.trim_end_matches('/'), relative(&journal.path));
+        return target_parent.read_link(name).is_ok_and(|t| t == *link);
+    }
+    match (target_parent.meta(name), source_parent.meta(name)) {
+        (Ok(target), Ok(source)) => target.identity() == source.identity(),
+        _ => false,
+    }
+}
+
+/// Runs an add from the step after `journal.step` to the end. `verify` is false when
+/// the original is gone (another boot) and cannot be compared with.
+fn forward_add(root: &Dir, volume: &Volume, journal: &mut Journal, names: &Names, verify: bool) -> Result<CopyStats> {
+    let path = journal.path.clone();
+    let (parent, name) = split(&path);
+    let temp = temp_add(name);
+    let mut stats = CopyStats::default();
+    let same_boot = !journal.boot_id.is_empty() && journal.boot_id == journal::boot_id();
+    let target_parent = live_parent(root, parent)?;
+    let source_parent = volume_parent(root, &volume.dir, parent)?;
+    if journal.step < Step::Copied {
+        if source_parent.meta(&temp).is_ok() {
+            source_parent.remove_tree(&temp)?;
+        }
+        journal.fingerprint = tree::fingerprint(&target_parent, OsStr::new(name))?;
+        stats = tree::copy(&target_parent, OsStr::new(name), &source_parent, OsStr::new(&temp))?;
+        source_parent.sync()?;
+        journal::advance(&volume.state, journal, Step::Copied)?;
+    }
+    if journal.step < Step::Verified {
+        if verify {
+            let original = tree::walk(&target_parent, OsStr::new(name), true)?;
+            let copy = tree::walk(&source_parent, OsStr::new(&temp), true)?;
+            let mut differences = tree::compare(&original, &copy);
+            if differences.is_empty() && tree::fingerprint(&target_parent, OsStr::new(name))? != journal.fingerprint {
+                differences.push("the original changed during the copy".into());
+            }
+            if !differences.is_empty() {
+                source_parent.remove_tree(&temp)?;
+                journal::finish(&volume.state)?;
+                return Err(ManageError::Verify { path, differences });
+            }
+        }
+        let (uid, gid, mode) = journal.owner;
+        source_parent.set_owner_and_mode_of(&temp, uid, gid, mode)?;
+        source_parent.sync()?;
+        journal::advance(&volume.state, journal, Step::Verified)?;
+    }
+    if journal.step < Step::Placed {
+        if !source_parent.rename_noreplace(&temp, name)? {
+            return Err(ManageError::Other(format!(
+                "{}{path} appeared in the volume during the add; the copy is kept as {temp} next to it",
+                volume.mount
+            )));
+        }
+        source_parent.sync()?;
+        journal::advance(&volume.state, journal, Step::Placed)?;
+    }
+    if journal.step < Step::Mounted {
+        mount_over(&target_parent, name, &source_parent, journal, same_boot)?;
+        if !is_in_place(journal, &target_parent, name, &source_parent) {
+            // Defensive: the mount must show the volume's entry.
+            return Err(ManageError::Other(format!("{path} does not show the volume's copy after mounting")));
+        }
+        // The live data must still be what was copied; if not, it is newer: undo.
+        if same_boot && journal.how == How::Bind {
+            let hidden = hidden_parent(&target_parent)?;
+            if tree::fingerprint(&hidden, OsStr::new(name))? != journal.fingerprint {
+                mount::unmount(&target_parent, name)?;
+                source_parent.remove_tree(name)?;
+                source_parent.sync()?;
+                journal::finish(&volume.state)?;
+                return Err(ManageError::Changed { path });
+            }
+        }
+        journal::advance(&volume.state, journal, Step::Mounted)?;
+    } else if !is_in_place(journal, &target_parent, name, &source_parent) {
+        // Recovery: the mount went with the crashed process's namespace (or a
+        // reboot); the live data is (being) cleared, the volume's copy is the data.
+        mount_over(&target_parent, name, &source_parent, journal, false)?;
+    }
+    if journal.step < Step::Cleared {
+        if journal.how == How::Bind {
+            clear_original(&target_parent, name, journal)?;
+        }
+        journal::advance(&volume.state, journal, Step::Cleared)?;
+    }
+    if journal.step < Step::Declared {
+        let text = edit::read(&journal.declaration)?;
+        if !edit::contains(&text, &journal.volume, journal.kind, &path)? {
+            let edited = edit::add(&text, &journal.volume, journal.kind, &journal.entry)?;
+            check_edit(&journal.declaration, &edited, names)?;
+            edit::write(&journal.declaration, &edited)?;
+        }
+        journal::advance(&volume.state, journal, Step::Declared)?;
+    }
+    journal::finish(&volume.state)?;
+    Ok(stats)
+}
+
+/// Removes the live data hidden under the new mount (see the module docs): a
+/// directory's entries (the directory stays, as the mount point, with the declared
+/// owner and mode), or a file's contents.
+fn clear_original(target_parent: &Dir, name: &str, journal: &Journal) -> Result<()> {
+    let hidden = hidden_parent(target_parent)?;
+    let (uid, gid, mode) = journal.owner;
+    match journal.kind {
+        EntryKind::Directory => {
+            let original = hidden.open_dir(name)?;
+            tree::clear_dir(&original)?;
+            original.set_owner(uid, gid)?;
+            original.set_mode(mode)?;
+        }
+        EntryKind::File => {
+            let fd = rustix::fs::openat2(
+                &hidden,
+                name,
+                OFlags::WRONLY | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+                rustix::fs::ResolveFlags::BENEATH | rustix::fs::ResolveFlags::NO_SYMLINKS,
+            )
+            .map_err(|e| FsError {
+                op: "truncate",
+                path: target_parent.path().join(name),
+                source: e.into(),
+            })?;
+            rustix::fs::fsync(&fd).map_err(|e| FsError {
+                op: "fsync",
+                path: target_parent.path().join(name),
+                source: e.into(),
+            })?;
+            hidden.set_owner_and_mode_of(name, uid, gid, mode)?;
+        }
+    }
+    Ok(())
+}
+
+/// Puts the volume's entry over the live path: a bind mount, or a symlink for files
+/// so declared. The live path is created first if it is missing (after a reboot).
+fn mount_over(target_parent: &Dir, name: &str, source_parent: &Dir, journal: &Journal, same_boot: bool) -> Result<()> {
+    if is_in_place(journal, target_parent, name, source_parent) {
+        return Ok(());
+    }
+    let (uid, gid, mode) = journal.owner;
+    let exists = match target_parent.meta(name) {
+        Ok(_) => true,
+        Err(error) if error.is_not_found() => false,
+        Err(error) => return Err(error.into()),
+    };
+    if journal.how == How::Symlink {
+        if same_boot && exists && tree::fingerprint(target_parent, OsStr::new(name))? != journal.fingerprint {
+            return Err(ManageError::Changed { path: journal.path.clone() });
+        }
+        let link = format!("{}/{}", journal.volume.trim_end_matches('/'), relative(&journal.path));
+        target_parent.symlink_atomic(name, link)?;
+        return Ok(());
+    }
+    if !exists {
+        match journal.kind {
+            EntryKind::Directory => {
+                target_parent.create_dir(name, 0o700)?;
+                target_parent.set_owner_and_mode_of(name, uid, gid, mode)?;
+            }
+            EntryKind::File => {
+                target_parent.create_file_owned(name, b"", mode, Some((uid, gid)))?;
+            }
+        }
+    }
+    match journal.kind {
+        EntryKind::Directory => {
+            let source = source_parent.open_dir(name)?;
+            mount::bind(Source::Dir(&source), target_parent, name, MountFlags::empty())?;
+        }
+        EntryKind::File => mount::bind(Source::File(source_parent, name), target_parent, name, MountFlags::empty())?,
+    }
+    Ok(())
+}
+
+/// Finishes or undoes a pending operation (see the module docs).
+fn resolve_pending(root: &Dir, volume: &Volume, mut journal: Journal, names: &Names) -> Result<Recovered> {
+    let step = journal.step;
+    let mut recovered = Recovered {
+        operation: journal.operation,
+        path: journal.path.clone(),
+        volume: journal.volume.clone(),
+        step,
+        outcome: Outcome::Finished,
+        notes: Vec::new(),
+    };
+    if journal.operation == Operation::Remove {
+        forward_remove(root, volume, &mut journal, names)?;
+        return Ok(recovered);
+    }
+    let (parent, name) = split(&journal.path);
+    let temp = temp_add(name);
+    let source_parent = open_rel(&volume.dir, parent).ok();
+    let has = |n: &str| source_parent.as_ref().is_some_and(|d| d.meta(n).is_ok());
+    let same_boot = !journal.boot_id.is_empty() && journal.boot_id == journal::boot_id();
+    if step < Step::Placed && has(name) && !has(&temp) {
+        // Renamed into place, not yet recorded.
+        journal.step = Step::Placed;
+    }
+    if journal.step >= Step::Placed {
+        forward_add(root, volume, &mut journal, names, same_boot)?;
+        return Ok(recovered);
+    }
+    if !same_boot && step >= Step::Copied {
+        recovered.notes.push(format!(
+            "the machine restarted since {} was copied: the copy in the volume is the only one left, so the add is finished{}",
+            journal.path,
+            if step < Step::Verified { " (unverified: the original is gone)" } else { "" }
+        ));
+        forward_add(root, volume, &mut journal, names, false)?;
+        return Ok(recovered);
+    }
+    recovered.outcome = Outcome::Undone;
+    if let Some(source_parent) = &source_parent {
+        if has(&temp) {
+            if same_boot {
+                source_parent.remove_tree(&temp)?;
+            } else {
+                let partial = format!(".{name}.blankslate-persist-partial");
+                source_parent.rename(&temp, &partial)?;
+                recovered.notes.push(format!(
+                    "the machine restarted during the copy of {}: the partial copy is kept as {}{}/{partial}",
+                    journal.path,
+                    journal.volume.trim_end_matches('/'),
+                    if parent.is_empty() { String::new() } else { format!("/{parent}") }
+                ));
+            }
+            source_parent.sync()?;
+        }
+    }
+    journal::finish(&volume.state)?;
+    Ok(recovered)
+}
+
+/// Unmounts a declared path and removes it from the declaration (see the module docs).
+pub fn remove(root: &Dir, request: &RemoveRequest<'_>) -> Result<Removed> {
+    let path = request.path;
+    let names = Names::read(root);
+    let declaration_file = edit::resolve(request.declaration)?;
+    let (_, declaration) = load(&declaration_file, &names)?;
+    let Some(entry) = declaration.entries().into_iter().find(|e| e.path == path) else {
+        return Err(ManageError::Other(format!("{path} is not declared in {}", declaration_file.display())));
+    };
+    if let Some(user) = entry.user {
+        return Err(EditError::UserEntry {
+            path: path.to_owned(),
+            volume: entry.root.to_owned(),
+            user: user.to_owned(),
+        }
+        .into());
+    }
+    let (mount, kind, how) = (entry.root.to_owned(), entry.entry.kind, entry.entry.how.unwrap_or_default());
+    let volume = open_volume(root, &mount, &names)?;
+    let (text, _) = load(&declaration_file, &names)?;
+    let Some(edited) = edit::remove(&text, &mount, kind, path)? else {
+        return Err(ManageError::Other(format!("{path} is no longer declared in {}", declaration_file.display())));
+    };
+    check_edit(&declaration_file, &edited, &names)?;
+    let mut journal = Journal {
+        operation: Operation::Remove,
+        path: path.to_owned(),
+        volume: mount.clone(),
+        kind,
+        how,
+        entry: String::new(),
+        declaration: declaration_file,
+        owner: (0, 0, 0),
+        boot_id: journal::boot_id(),
+        fingerprint: String::new(),
+        copy_back: request.copy_back,
+        purge: request.purge,
+        step: Step::Started,
+    };
+    journal::write(&volume.state, &journal)?;
+    blankslate_core::failpoint::hit("persist-step");
+    forward_remove(root, &volume, &mut journal, &names)?;
+    Ok(Removed {
+        path: path.to_owned(),
+        volume: mount,
+        copied_back: request.copy_back,
+        purged: request.purge,
+        recovered: volume.recovered,
+    })
+}
+
+fn forward_remove(root: &Dir, volume: &Volume, journal: &mut Journal, names: &Names) -> Result<()> {
+    let path = journal.path.clone();
+    let (parent, name) = split(&path);
+    let temp = temp_restore(name);
+    let target_parent = live_parent(root, parent)?;
+    let source_parent = match open_rel(&volume.dir, parent) {
+        Ok(dir) => Some(dir),
+        Err(error) if error.is_not_found() => None,
+        Err(error) => return Err(error.into()),
+    };
+    let source_exists = source_parent.as_ref().is_some_and(|d| d.meta(name).is_ok());
+    let copy_back = journal.copy_back && source_exists;
+    if copy_back && journal.step < Step::Copied {
+        if target_parent.meta(&temp).is_ok() {
+            target_parent.remove_tree(&temp)?;
+        }
+        let source_parent = source_parent.as_ref().expect("checked above");
+        tree::copy(source_parent, OsStr::new(name), &target_parent, OsStr::new(&temp))?;
+        journal::advance(&volume.state, journal, Step::Copied)?;
+    }
+    if copy_back && journal.step < Step::Verified {
+        let source_parent = source_parent.as_ref().expect("checked above");
+        let original = tree::walk(source_parent, OsStr::new(name), true)?;
+        let copy = tree::walk(&target_parent, OsStr::new(&temp), true)?;
+        let differences = tree::compare(&original, &copy);
+        if !differences.is_empty() {
+            target_parent.remove_tree(&temp)?;
+            journal.step = Step::Started;
+            journal::write(&volume.state, journal)?;
+            return Err(ManageError::Verify { path, differences });
+        }
+        journal::advance(&volume.state, journal, Step::Verified)?;
+    }
+    if journal.step < Step::Mounted {
+        if let Some(source_parent) = &source_parent {
+            if is_in_place(journal, &target_parent, name, source_parent) {
+                if journal.how == How::Symlink {
+                    target_parent.remove_file(name)?;
+                    target_parent.sync()?;
+                } else {
+                    mount::unmount(&target_parent, name)?;
+                }
+            }
+        }
+        journal::advance(&volume.state, journal, Step::Mounted)?;
+    }
+    if copy_back && journal.step < Step::Cleared {
+        if target_parent.meta(&temp).is_ok() {
+            let empty_dir = target_parent.meta(name).is_ok_and(|m| m.kind == Kind::Directory)
+                && target_parent.open_dir(name)?.entries()?.is_empty();
+            let empty_file = target_parent.meta(name).is_ok_and(|m| m.kind == Kind::File && m.size == 0);
+            let missing = target_parent.meta(name).is_err_and(|e| e.is_not_found());
+            if !(empty_dir || empty_file || missing) {
+                return Err(ManageError::Other(format!(
+                    "{path} holds data in the root: the volume's copy is kept next to it as {temp}"
+                )));
+            }
+            target_parent.rename(&temp, name)?;
+            target_parent.sync()?;
+        }
+        journal::advance(&volume.state, journal, Step::Cleared)?;
+    }
+    if journal.step < Step::Declared {
+        let text = edit::read(&journal.declaration)?;
+        if let Some(edited) = edit::remove(&text, &journal.volume, journal.kind, &path)? {
+            check_edit(&journal.declaration, &edited, names)?;
+            edit::write(&journal.declaration, &edited)?;
+        }
+        journal::advance(&volume.state, journal, Step::Declared)?;
+    }
+    if journal.purge && journal.step < Step::Purged {
+        if let Some(source_parent) = &source_parent {
+            if source_parent.meta(name).is_ok() {
+                source_parent.remove_tree(name)?;
+                source_parent.sync()?;
+            }
+        }
+        journal::advance(&volume.state, journal, Step::Purged)?;
+    }
+    journal::finish(&volume.state)?;
+    Ok(())
+}
+
+/// Finishes or undoes the pending operation of every persistent root the
+/// declaration has (or only of `volume`).
+pub fn recover(root: &Dir, declaration: &Path, volume: Option<&str>) -> Result<Vec<Recovered>> {
+    let names = Names::read(root);
+    let text = edit::read(declaration)?;
+    // A declaration broken by hand must not stop recovery: only the roots are needed.
+    let checked = decl::check(declaration, &text, Some(&names.db));
+    let mounts: Vec<String> = match (volume, checked.declaration) {
+        (Some(volume), _) => vec![volume.to_owned()],
+        (None, Some(declaration)) => declaration.persist.keys().cloned().collect(),
+        (None, None) => return Err(ManageError::Invalid(checked.diagnostics.render(false))),
+    };
+    let mut out = Vec::new();
+    for mount in mounts {
+        let volume = open_volume(root, &mount, &names)?;
+        out.extend(volume.recovered);
+    }
+    Ok(out)
+}
+
+/// The live state of one declared entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveState {
+    /// Bind-mounted from its volume path.
+    Mounted,
+    /// A symlink to its volume path (`how = "symlink"`).
+    Linked,
+    /// The live path is there but shows something else (nothing mounted on it).
+    NotMounted,
+    /// Something is mounted on the live path, but not the volume path.
+    WrongSource,
+    /// The volume path does not exist.
+    MissingSource,
+    /// The live path does not exist.
+    MissingTarget,
+}
+
+impl LiveState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LiveState::Mounted => "mounted",
+            LiveState::Linked => "linked",
+            LiveState::NotMounted => "not-mounted",
+            LiveState::WrongSource => "wrong-source",
+            LiveState::MissingSource => "missing-source",
+            LiveState::MissingTarget => "missing",
+        }
+    }
+
+    pub fn is_ok(self) -> bool {
+        matches!(self, LiveState::Mounted | LiveState::Linked)
+    }
+}
+
+/// One line of `persist list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub path: String,
+    pub volume: String,
+    pub kind: EntryKind,
+    pub how: How,
+    pub owner: Owner,
+    pub state: LiveState,
+    /// Owner or mode of the volume path differing from the declaration.
+    pub problems: Vec<String>,
+}
+
+/// What `persist list` shows.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub entries: Vec<Listed>,
+    /// Operations interrupted and not yet recovered, one line each.
+    pub pending: Vec<String>,
+}
+
+/// Every declared entry with its live state (changes nothing).
+pub fn list(root: &Dir, declaration: &decl::Declaration) -> Result<Listing> {
+    let names = Names::read(root);
+    let mut listing = Listing::default();
+    for mount in declaration.persist.keys() {
+        if let Ok(volume) = root.open_dir(relative(mount)) {
+            if let Ok(state) = volume.open_dir(journal::STATE_DIR) {
+                if let Ok(Some(pending)) = journal::read(&state) {
+                    listing.pending.push(format!(
+                        "persist {} {} stopped after step `{}`: run `blankslate persist recover`",
+                        if pending.operation == Operation::Add { "add" } else { "remove" },
+                        pending.path,
+                        pending.step.as_str()
+                    ));
+                }
+            }
+        }
+    }
+    let mut entries = declaration.entries();
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    for entry in entries {
+        let (parent, name) = split(&entry.path);
+        let how = if entry.entry.kind == EntryKind::File { entry.entry.how.unwrap_or_default() } else { How::Bind };
+        let mut listed = Listed {
+            path: entry.path.clone(),
+            volume: entry.root.to_owned(),
+            kind: entry.entry.kind,
+            how,
+            owner: entry.entry.owner.clone(),
+            state: LiveState::MissingSource,
+            problems: Vec::new(),
+        };
+        let source_parent = root.open_dir(relative(entry.root)).and_then(|v| open_rel(&v, parent)).ok();
+        let source = source_parent.as_ref().and_then(|d| d.meta(name).ok().map(|m| (d, m)));
+        let target_parent = open_rel(root, parent).ok();
+        let target = target_parent.as_ref().and_then(|d| d.meta(name).ok().map(|m| (d, m)));
+        listed.state = match (&source, &target) {
+            (None, _) => LiveState::MissingSource,
+            (Some(_), None) => LiveState::MissingTarget,
+            (Some((sp, _)), Some((tp, tmeta))) => {
+                if how == How::Symlink {
+                    let link = format!("{}/{}", entry.root.trim_end_matches('/'), relative(&entry.path));
+                    if tmeta.kind == Kind::Symlink && tp.read_link(name).is_ok_and(|t| t == *link) {
+                        LiveState::Linked
+                    } else {
+                        LiveState::NotMounted
+                    }
+                } else if tp.meta(name).ok().map(|m| m.identity()) == sp.meta(name).ok().map(|m| m.identity()) {
+                    LiveState::Mounted
+                } else if mount_id(tp, name).ok() != own_mount_id(tp).ok() {
+                    LiveState::WrongSource
+                } else {
+                    LiveState::NotMounted
+                }
+            }
+        };
+        if let Some((_, meta)) = &source {
+            let owner = &entry.entry.owner;
+            let (uid, gid) = (names.uid(&owner.user), names.gid(&owner.group));
+            if uid != Some(meta.uid) || gid != Some(meta.gid) {
+                listed.problems.push(format!(
+                    "owner is {}:{}, declared {}:{}",
+                    names.user_name(meta.uid).unwrap_or_else(|| meta.uid.to_string()),
+                    names.group_name(meta.gid).unwrap_or_else(|| meta.gid.to_string()),
+                    owner.user,
+                    owner.group
+                ));
+            }
+            if meta.mode != owner.mode.bits() {
+                listed.problems.push(format!("mode is {:04o}, declared {}", meta.mode, owner.mode));
+            }
+        }
+        listing.entries.push(listed);
+    }
+    Ok(listing)
+}
+
+/// A path given on the command line made absolute against `/` (as seen in the root)
+/// and checked to be normalized; relative paths are refused rather than guessed.
+pub fn normalize_argument(path: &Path) -> Result<String> {
+    let text = path.to_str().ok_or_else(|| ManageError::Other(format!("{} is not UTF-8", path.display())))?;
+    let trimmed = if text.len() > 1 { text.trim_end_matches('/') } else { text };
+    Ok(trimmed.to_owned())
+}

@@ -1,0 +1,601 @@
+//! Faithful copies of a tree, and the proof that a copy is faithful.
+//!
+//! [`copy`] copies one entry (a directory with everything below it, or a single
+//! file) from one open directory into another, never following a symlink and never
+//! crossing into another mount:
+//! - regular files keep their holes: data is copied extent by extent (`SEEK_DATA` /
+//!   `SEEK_HOLE`) and the size set with `ftruncate`;
+//! - files hard-linked to each other inside the tree stay hard-linked (the second name
+//!   becomes a `linkat` of the first copy);
+//! - symlinks are copied as links; FIFOs, sockets and device nodes are re-created
+//!   with `mknodat`;
+//! - owner, permission bits (set-id bits included: the mode is set after the owner),
+//!   extended attributes (after both, since `chown` drops `security.capability`),
+//!   and access and modification times (last) are kept for every entry. Directories
+//!   get theirs after the whole copy, deepest first: until then every new directory
+//!   is `root 0700`, so nobody else can reach into the copy while it is made;
+//! - every file and directory is fsynced.
+//!
+//! Sources are read with `O_NOATIME` where the kernel allows it, so copying does not
+//! change what it copies.
+//!
+//! [`walk`] describes a tree as a list of [`Node`]s: kind, owner, mode, mtime, size,
+//! the blake3 of the contents, the link target, the device number, the extended
+//! attributes, and which earlier path a hard link shares its inode with. Two trees
+//! are the same when their lists are equal ([`compare`]); access times are not
+//! compared (reading a copy to verify it may update them). [`fingerprint`] hashes
+//! what changes whenever anything in a tree changes (inode numbers and change times
+//! included), to notice a live tree being written while it is moved.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use blankslate_core::fs::Dir;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, SeekFrom, Statx, StatxFlags, Timespec, Timestamps};
+
+/// Stay below the directory, and follow no symlink on the way (as `core::fs` does).
+const BENEATH: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS).union(ResolveFlags::NO_MAGICLINKS);
+
+/// How much file data is copied (and hashed) at a time.
+const CHUNK: usize = 1 << 20;
+
+/// A failed operation on a tree: what, where, why.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} is a mount point inside the tree; it is not copied across (persist it separately)", .0.display())]
+    MountPoint(PathBuf),
+    #[error(transparent)]
+    Fs(#[from] blankslate_core::fs::FsError),
+}
+
+pub type Result<T> = std::result::Result<T, TreeError>;
+
+fn wrap(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(rustix::io::Errno) -> TreeError {
+    let path = path.into();
+    move |errno| TreeError::Io { op, path, source: errno.into() }
+}
+
+/// What kind of entry a node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NodeKind {
+    File,
+    Directory,
+    Symlink,
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}
+
+impl NodeKind {
+    fn of(mode: u32) -> NodeKind {
+        match FileType::from_raw_mode(mode) {
+            FileType::Directory => NodeKind::Directory,
+            FileType::Symlink => NodeKind::Symlink,
+            FileType::Fifo => NodeKind::Fifo,
+            FileType::Socket => NodeKind::Socket,
+            FileType::CharacterDevice => NodeKind::CharDevice,
+            FileType::BlockDevice => NodeKind::BlockDevice,
+            _ => NodeKind::File,
+        }
+    }
+
+    fn file_type(self) -> FileType {
+        match self {
+            NodeKind::File => FileType::RegularFile,
+            NodeKind::Directory => FileType::Directory,
+            NodeKind::Symlink => FileType::Symlink,
+            NodeKind::Fifo => FileType::Fifo,
+            NodeKind::Socket => FileType::Socket,
+            NodeKind::CharDevice => FileType::CharacterDevice,
+            NodeKind::BlockDevice => FileType::BlockDevice,
+        }
+    }
+}
+
+/// One entry of a tree, as [`walk`] describes it. `path` is relative to the tree's
+/// top (empty for the top itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub path: OsString,
+    pub kind: NodeKind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: (i64, u32),
+    pub size: u64,
+    /// blake3 of a regular file's contents (holes read as zeros).
+    pub content: Option<[u8; 32]>,
+    pub link_target: Option<OsString>,
+    /// Device nodes only.
+    pub rdev: Option<(u32, u32)>,
+    /// Sorted by name.
+    pub xattrs: Vec<(OsString, Vec<u8>)>,
+    /// For a hard link: the path of the first entry in the walk with the same inode.
+    pub same_inode_as: Option<OsString>,
+}
+
+/// What a copy did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CopyStats {
+    pub directories: u64,
+    pub files: u64,
+    pub hard_links: u64,
+    pub symlinks: u64,
+    pub special: u64,
+    /// Bytes of file data written (holes excluded).
+    pub bytes: u64,
+}
+
+/// `statx` of one entry, never following a final symlink.
+fn stat(dir: &impl AsFd, name: &OsStr, context: &Path) -> Result<Statx> {
+    rustix::fs::statx(dir, name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS | StatxFlags::MNT_ID)
+        .map_err(wrap("stat", context.join(name)))
+}
+
+/// Opens `name` in `dir` (a single name) without following any symlink.
+fn open_at(dir: &impl AsFd, name: &OsStr, flags: OFlags, mode: u32, context: &Path) -> Result<OwnedFd> {
+    rustix::fs::openat2(dir, name, flags | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::from_raw_mode(mode), BENEATH)
+        .map_err(wrap("open", context.join(name)))
+}
+
+/// Opens a file or directory for reading without touching its access time (falling
+/// back to a plain open where `O_NOATIME` is not allowed).
+fn open_read(dir: &impl AsFd, name: &OsStr, directory: bool, context: &Path) -> Result<OwnedFd> {
+    let flags = if directory { OFlags::RDONLY | OFlags::DIRECTORY } else { OFlags::RDONLY };
+    match open_at(dir, name, flags | OFlags::NOATIME, 0, context) {
+        Err(TreeError::Io { source, .. }) if source.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => {
+            open_at(dir, name, flags, 0, context)
+        }
+        other => other,
+    }
+}
+
+/// A `Dir` for an open directory descriptor (through its `/proc/self/fd` link, which
+/// names exactly that directory).
+pub(crate) fn dir_of(fd: &OwnedFd, shown: &Path) -> Result<Dir> {
+    let by_fd = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    Dir::open_root(&by_fd).map_err(|e| TreeError::Io {
+        op: "open directory",
+        path: shown.to_path_buf(),
+        source: e.source,
+    })
+}
+
+/// The procfs path naming entry `name` of `dir` without following it: the directory
+/// is reached through its descriptor, and the `l*xattr` calls never follow the last
+/// component. Used for entries that cannot be opened (symlinks, FIFOs, devices).
+fn proc_path(dir: &impl AsFd, name: &OsStr) -> PathBuf {
+    let mut path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_fd().as_raw_fd()));
+    path.push(name);
+    path
+}
+
+/// Where extended attributes are read from and written to.
+enum XattrTarget<'a> {
+    Fd(BorrowedFd<'a>),
+    /// Through [`proc_path`], not following the entry.
+    Link(PathBuf),
+}
+
+fn list_xattrs(target: &XattrTarget<'_>, shown: &Path) -> Result<Vec<(OsString, Vec<u8>)>> {
+    let names = loop {
+        let size = match target {
+            XattrTarget::Fd(fd) => rustix::fs::flistxattr_query(fd),
+            XattrTarget::Link(path) => rustix::fs::llistxattr_query(path),
+        };
+        let size = match size {
+            Ok(size) => size,
+            Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
+            Err(errno) => return Err(wrap("list extended attributes of", shown)(errno)),
+        };
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let mut buffer = vec![0u8; size];
+        let read = match target {
+            XattrTarget::Fd(fd) => rustix::fs::flistxattr(fd, &mut buffer[..]),
+            XattrTarget::Link(path) => rustix::fs::llistxattr(path, &mut buffer[..]),
+        };
+        match read {
+            Ok(len) => {
+                buffer.truncate(len);
+                break buffer;
+            }
+            Err(rustix::io::Errno::RANGE) => {}
+            Err(errno) => return Err(wrap("list extended attributes of", shown)(errno)),
+        }
+    };
+    let mut out = Vec::new();
+    for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let name = OsStr::from_bytes(name);
+        let value = loop {
+            let size = match target {
+                XattrTarget::Fd(fd) => rustix::fs::fgetxattr_query(fd, name),
+                XattrTarget::Link(path) => rustix::fs::lgetxattr_query(path, name),
+            };
+            let size = match size {
+                Ok(size) => size,
+                // Removed between the list and the read.
+                Err(rustix::io::Errno::NODATA) => break None,
+                Err(errno) => return Err(wrap("read extended attributes of", shown)(errno)),
+            };
+            if size == 0 {
+                break Some(Vec::new());
+            }
+            let mut buffer = vec![0u8; size];
+            let read = match target {
+                XattrTarget::Fd(fd) => rustix::fs::fgetxattr(fd, name, &mut buffer[..]),
+                XattrTarget::Link(path) => rustix::fs::lgetxattr(path, name, &mut buffer[..]),
+            };
+            match read {
+                Ok(len) => {
+                    buffer.truncate(len);
+                    break Some(buffer);
+                }
+                Err(rustix::io::Errno::RANGE) => {}
+                Err(rustix::io::Errno::NODATA) => break None,
+                Err(errno) => return Err(wrap("read extended attributes of", shown)(errno)),
+            }
+        };
+        if let Some(value) = value {
+            out.push((name.to_os_string(), value));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn set_xattrs(target: &XattrTarget<'_>, xattrs: &[(OsString, Vec<u8>)], shown: &Path) -> Result<()> {
+    for (name, value) in xattrs {
+        let flags = rustix::fs::XattrFlags::empty();
+        match target {
+            XattrTarget::Fd(fd) => rustix::fs::fsetxattr(fd, name.as_os_str(), value, flags),
+            XattrTarget::Link(path) => rustix::fs::lsetxattr(path, name.as_os_str(), value, flags),
+        }
+        .map_err(|errno| TreeError::Io {
+            op: "set extended attribute",
+            path: shown.join(format!("[{}]", name.to_string_lossy())),
+            source: errno.into(),
+        })?;
+    }
+    Ok(())
+}
+
+fn timestamps(st: &Statx) -> Timestamps {
+    let ts = |t: rustix::fs::StatxTimestamp| Timespec { tv_sec: t.tv_sec, tv_nsec: i64::from(t.tv_nsec) };
+    Timestamps { last_access: ts(st.stx_atime), last_modification: ts(st.stx_mtime) }
+}
+
+fn perm(st: &Statx) -> u32 {
+    u32::from(st.stx_mode) & 0o7777
+}
+
+/// A directory whose owner, mode, attributes and times are applied once the whole
+/// copy is done.
+struct PendingDir {
+    /// Relative to the copy's top; empty for the top itself.
+    path: PathBuf,
+    stat: Statx,
+    xattrs: Vec<(OsString, Vec<u8>)>,
+}
+
+struct Copier<'a> {
+    /// The directory holding the copy's top, and the top's name there.
+    dest_parent: &'a Dir,
+    dest_name: &'a OsStr,
+    /// Inode of a hard-linked source file → the copy's path relative to `dest_parent`.
+    linked: HashMap<(u32, u32, u64), PathBuf>,
+    directories: Vec<PendingDir>,
+    mount_id: u64,
+    stats: CopyStats,
+    buffer: Vec<u8>,
+}
+
+/// Copies entry `name` of `source` (a directory tree or a single non-directory) to
+/// `dest_name` in `dest` (which must not exist), as described in the module docs.
+pub fn copy(source: &Dir, name: &OsStr, dest: &Dir, dest_name: &OsStr) -> Result<CopyStats> {
+    let top = stat(source, name, source.path())?;
+    let mut copier = Copier {
+        dest_parent: dest,
+        dest_name,
+        linked: HashMap::new(),
+        directories: Vec::new(),
+        mount_id: top.stx_mnt_id,
+        stats: CopyStats::default(),
+        buffer: vec![0; CHUNK],
+    };
+    copier.entry(source, name, dest, dest_name, Path::new(""), &top)?;
+    // Deepest first, so that setting a directory's times is never undone by work
+    // inside it.
+    let mut pending = std::mem::take(&mut copier.directories);
+    pending.sort_by_key(|dir| std::cmp::Reverse(dir.path.components().count()));
+    for dir in &pending {
+        let open = if dir.path.as_os_str().is_empty() {
+            dest.open_dir(dest_name)?
+        } else {
+            dest.open_dir(Path::new(dest_name).join(&dir.path))?
+        };
+        let shown = open.path().to_path_buf();
+        let (uid, gid) = (rustix::fs::Uid::from_raw(dir.stat.stx_uid), rustix::fs::Gid::from_raw(dir.stat.stx_gid));
+        rustix::fs::fchown(&open, Some(uid), Some(gid)).map_err(wrap("set owner of", &shown))?;
+        rustix::fs::fchmod(&open, Mode::from_raw_mode(perm(&dir.stat))).map_err(wrap("set mode of", &shown))?;
+        set_xattrs(&XattrTarget::Fd(open.as_fd()), &dir.xattrs, &shown)?;
+        open.sync()?;
+        rustix::fs::futimens(&open, &timestamps(&dir.stat)).map_err(wrap("set times of", &shown))?;
+    }
+    dest.sync()?;
+    Ok(copier.stats)
+}
+
+impl Copier<'_> {
+    fn entry(&mut self, from: &Dir, name: &OsStr, to: &Dir, to_name: &OsStr, rel: &Path, st: &Statx) -> Result<()> {
+        let shown = from.path().join(name);
+        let kind = NodeKind::of(u32::from(st.stx_mode));
+        if st.stx_mnt_id != self.mount_id {
+            return Err(TreeError::MountPoint(shown));
+        }
+        match kind {
+            NodeKind::Directory => {
+                rustix::fs::mkdirat(to, to_name, Mode::from_raw_mode(0o700))
+                    .map_err(wrap("create directory", to.path().join(to_name)))?;
+                let source_fd = open_read(from, name, true, from.path())?;
+                let source = dir_of(&source_fd, &shown)?;
+                let xattrs = list_xattrs(&XattrTarget::Fd(source_fd.as_fd()), &shown)?;
+                let target = to.open_dir(to_name)?;
+                for (child, _) in source.entries()? {
+                    let child_stat = stat(&source, &child, &shown)?;
+                    self.entry(&source, &child, &target, &child, &rel.join(&child), &child_stat)?;
+                }
+                self.directories.push(PendingDir { path: rel.to_path_buf(), stat: *st, xattrs });
+                self.stats.directories += 1;
+            }
+            NodeKind::File => {
+                let key = (st.stx_dev_major, st.stx_dev_minor, st.stx_ino);
+                if st.stx_nlink > 1 {
+                    if let Some(first) = self.linked.get(&key) {
+                        // Only names made by this copy are on the way, in directories
+                        // that are still root 0700.
+                        rustix::fs::linkat(self.dest_parent, first, to, to_name, AtFlags::empty())
+                            .map_err(wrap("hard-link", to.path().join(to_name)))?;
+                        self.stats.hard_links += 1;
+                        return Ok(());
+                    }
+                    self.linked.insert(key, Path::new(self.dest_name).join(rel));
+                }
+                self.file(from, name, to, to_name, st)?;
+                self.stats.files += 1;
+            }
+            NodeKind::Symlink => {
+                let target = rustix::fs::readlinkat(from, name, Vec::new()).map_err(wrap("read symlink", &shown))?;
+                rustix::fs::symlinkat(target.as_bytes(), to, to_name)
+                    .map_err(wrap("create symlink", to.path().join(to_name)))?;
+                Self::metadata_by_name(from, name, to, to_name, st, false)?;
+                self.stats.symlinks += 1;
+            }
+            _ => {
+                let dev = rustix::fs::makedev(st.stx_rdev_major, st.stx_rdev_minor);
+                rustix::fs::mknodat(to, to_name, kind.file_type(), Mode::from_raw_mode(0o600), dev)
+                    .map_err(wrap("create special file", to.path().join(to_name)))?;
+                Self::metadata_by_name(from, name, to, to_name, st, true)?;
+                self.stats.special += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Owner, mode, attributes and times of an entry that cannot be opened.
+    fn metadata_by_name(from: &Dir, name: &OsStr, to: &Dir, to_name: &OsStr, st: &Statx, set_mode: bool) -> Result<()> {
+        let shown = to.path().join(to_name);
+        let (uid, gid) = (rustix::fs::Uid::from_raw(st.stx_uid), rustix::fs::Gid::from_raw(st.stx_gid));
+        rustix::fs::chownat(to, to_name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(wrap("set owner of", &shown))?;
+        if set_mode {
+            // Not a symlink (mknodat made it just now, in a directory only root can
+            // write), so chmodat's following of a final link does not arise.
+            rustix::fs::chmodat(to, to_name, Mode::from_raw_mode(perm(st)), AtFlags::empty())
+                .map_err(wrap("set mode of", &shown))?;
+        }
+        let xattrs = list_xattrs(&XattrTarget::Link(proc_path(from, name)), &from.path().join(name))?;
+        set_xattrs(&XattrTarget::Link(proc_path(to, to_name)), &xattrs, &shown)?;
+        rustix::fs::utimensat(to, to_name, &timestamps(st), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(wrap("set times of", &shown))
+    }
+
+    /// A regular file: data extent by extent, holes left as holes.
+    fn file(&mut self, from: &Dir, name: &OsStr, to: &Dir, to_name: &OsStr, st: &Statx) -> Result<()> {
+        let shown = from.path().join(name);
+        let dest_shown = to.path().join(to_name);
+        let source = open_read(from, name, false, from.path())?;
+        let dest = open_at(to, to_name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL, 0o600, to.path())?;
+        let mut offset = 0u64;
+        loop {
+            let start = match rustix::fs::seek(&source, SeekFrom::Data(offset)) {
+                Ok(start) => start,
+                Err(rustix::io::Errno::NXIO) => break,
+                Err(errno) => return Err(wrap("find data in", &shown)(errno)),
+            };
+            let end = rustix::fs::seek(&source, SeekFrom::Hole(start)).map_err(wrap("find holes in", &shown))?;
+            let mut at = start;
+            while at < end {
+                let want = usize::try_from(end - at).unwrap_or(CHUNK).min(CHUNK);
+                let read = rustix::io::pread(&source, &mut self.buffer[..want], at).map_err(wrap("read", &shown))?;
+                if read == 0 {
+                    break;
+                }
+                let mut written = 0;
+                while written < read {
+                    written += rustix::io::pwrite(&dest, &self.buffer[written..read], at + written as u64)
+                        .map_err(wrap("write", &dest_shown))?;
+                }
+                at += read as u64;
+                self.stats.bytes += read as u64;
+            }
+            if at == start {
+                break;
+            }
+            offset = at;
+        }
+        let size = rustix::fs::fstat(&source).map_err(wrap("stat", &shown))?.st_size;
+        rustix::fs::ftruncate(&dest, u64::try_from(size).unwrap_or(0)).map_err(wrap("set size of", &dest_shown))?;
+        let (uid, gid) = (rustix::fs::Uid::from_raw(st.stx_uid), rustix::fs::Gid::from_raw(st.stx_gid));
+        rustix::fs::fchown(&dest, Some(uid), Some(gid)).map_err(wrap("set owner of", &dest_shown))?;
+        rustix::fs::fchmod(&dest, Mode::from_raw_mode(perm(st))).map_err(wrap("set mode of", &dest_shown))?;
+        let xattrs = list_xattrs(&XattrTarget::Fd(source.as_fd()), &shown)?;
+        set_xattrs(&XattrTarget::Fd(dest.as_fd()), &xattrs, &dest_shown)?;
+        rustix::fs::fsync(&dest).map_err(wrap("fsync", &dest_shown))?;
+        rustix::fs::futimens(&dest, &timestamps(st)).map_err(wrap("set times of", &dest_shown))?;
+        Ok(())
+    }
+}
+
+/// blake3 of a file's contents, from a descriptor opened without `O_NOATIME` loss.
+fn hash_file(fd: OwnedFd, shown: PathBuf) -> Result<[u8; 32]> {
+    let mut hasher = blake3::Hasher::new();
+    let file = File::from(fd);
+    hasher.update_reader(&file).map_err(|source| TreeError::Io { op: "read", path: shown, source })?;
+    Ok(*hasher.finalize().as_bytes())
+}
+
+/// Describes entry `name` of `dir` and everything below it (see the module docs);
+/// with `contents` false, files are not read (for [`fingerprint`]).
+pub fn walk(dir: &Dir, name: &OsStr, contents: bool) -> Result<Vec<Node>> {
+    let top = stat(dir, name, dir.path())?;
+    let mut walker = Walker { contents, out: Vec::new(), inodes: HashMap::new(), mount_id: top.stx_mnt_id };
+    walker.node(dir, name, OsStr::new(""), &top)?;
+    Ok(walker.out)
+}
+
+struct Walker {
+    contents: bool,
+    out: Vec<Node>,
+    inodes: HashMap<(u32, u32, u64), OsString>,
+    mount_id: u64,
+}
+
+impl Walker {
+    fn node(&mut self, dir: &Dir, name: &OsStr, rel: &OsStr, st: &Statx) -> Result<()> {
+        let shown = dir.path().join(name);
+        if st.stx_mnt_id != self.mount_id {
+            return Err(TreeError::MountPoint(shown));
+        }
+        let kind = NodeKind::of(u32::from(st.stx_mode));
+        let mut node = Node {
+            path: rel.to_os_string(),
+            kind,
+            mode: perm(st),
+            uid: st.stx_uid,
+            gid: st.stx_gid,
+            mtime: (st.stx_mtime.tv_sec, st.stx_mtime.tv_nsec),
+            size: if kind == NodeKind::Directory { 0 } else { st.stx_size },
+            content: None,
+            link_target: None,
+            rdev: matches!(kind, NodeKind::CharDevice | NodeKind::BlockDevice)
+                .then_some((st.stx_rdev_major, st.stx_rdev_minor)),
+            xattrs: Vec::new(),
+            same_inode_as: None,
+        };
+        let mut children = None;
+        match kind {
+            NodeKind::Directory => {
+                let fd = open_read(dir, name, true, dir.path())?;
+                node.xattrs = list_xattrs(&XattrTarget::Fd(fd.as_fd()), &shown)?;
+                children = Some(dir_of(&fd, &shown)?);
+            }
+            NodeKind::File => {
+                if st.stx_nlink > 1 {
+                    let key = (st.stx_dev_major, st.stx_dev_minor, st.stx_ino);
+                    if let Some(first) = self.inodes.get(&key) {
+                        node.same_inode_as = Some(first.clone());
+                    } else {
+                        self.inodes.insert(key, rel.to_os_string());
+                    }
+                }
+                let fd = open_read(dir, name, false, dir.path())?;
+                node.xattrs = list_xattrs(&XattrTarget::Fd(fd.as_fd()), &shown)?;
+                if self.contents && node.same_inode_as.is_none() {
+                    node.content = Some(hash_file(fd, shown.clone())?);
+                }
+            }
+            NodeKind::Symlink => {
+                let target = rustix::fs::readlinkat(dir, name, Vec::new()).map_err(wrap("read symlink", &shown))?;
+                node.link_target = Some(OsString::from(OsStr::from_bytes(target.as_bytes())));
+                node.xattrs = list_xattrs(&XattrTarget::Link(proc_path(dir, name)), &shown)?;
+            }
+            _ => node.xattrs = list_xattrs(&XattrTarget::Link(proc_path(dir, name)), &shown)?,
+        }
+        if !self.contents {
+            // Fingerprints also cover what a copy does not keep: a new inode or a
+            // changed ctime means someone touched the tree.
+            let change = format!("ino {} ctime {}.{}", st.stx_ino, st.stx_ctime.tv_sec, st.stx_ctime.tv_nsec);
+            node.xattrs.push((OsString::from("\0change"), change.into_bytes()));
+        }
+        self.out.push(node);
+        if let Some(child_dir) = children {
+            for (child, _) in child_dir.entries()? {
+                let child_stat = stat(&child_dir, &child, &shown)?;
+                let child_rel = if rel.is_empty() { child.clone() } else { join(rel, &child) };
+                self.node(&child_dir, &child, &child_rel, &child_stat)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn join(a: &OsStr, b: &OsStr) -> OsString {
+    let mut out = a.to_os_string();
+    out.push("/");
+    out.push(b);
+    out
+}
+
+/// The differences between two walks, as human-readable lines (empty when equal).
+pub fn compare(expected: &[Node], found: &[Node]) -> Vec<String> {
+    let mut out = Vec::new();
+    let by_path: HashMap<&OsStr, &Node> = found.iter().map(|n| (n.path.as_os_str(), n)).collect();
+    for node in expected {
+        let shown = if node.path.is_empty() { ".".into() } else { node.path.to_string_lossy() };
+        match by_path.get(node.path.as_os_str()) {
+            None => out.push(format!("{shown}: missing from the copy")),
+            Some(other) if *other != node => out.push(format!("{shown}: differs ({node:?} vs {other:?})")),
+            Some(_) => {}
+        }
+    }
+    let known: std::collections::HashSet<&OsStr> = expected.iter().map(|n| n.path.as_os_str()).collect();
+    for node in found.iter().filter(|n| !known.contains(n.path.as_os_str())) {
+        out.push(format!("{}: not in the original", node.path.to_string_lossy()));
+    }
+    out
+}
+
+/// A hex blake3 over everything [`walk`] sees without reading contents, plus inode
+/// numbers and change times: it changes whenever anything in the tree does.
+pub fn fingerprint(dir: &Dir, name: &OsStr) -> Result<String> {
+    let nodes = walk(dir, name, false)?;
+    let mut hasher = blake3::Hasher::new();
+    for node in &nodes {
+        hasher.update(format!("{node:?}\n").as_bytes());
+    }
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+/// Empties a directory through an open handle (the entries, not the directory).
+pub fn clear_dir(dir: &Dir) -> Result<()> {
+    for (child, _) in dir.entries()? {
+        dir.remove_tree(&child)?;
+    }
+    dir.sync()?;
+    Ok(())
+}

@@ -1,0 +1,326 @@
+//! The binary's `persist add | remove | list | recover`, killed after every step.
+//!
+//! Every run of the binary that may mount goes through `unshare --mount
+//! --propagation private sh -c …`: its mounts live and die with that shell's private
+//! namespace, never the host's. The scratch root is a plain directory whose
+//! "volume" is the directory `ROOT/persist`. Each crash test populates a tree,
+//! hashes it, runs the command with `BLANKSLATE_FAILPOINT=persist-step#N` for
+//! N = 1, 2, … until it completes, recovers, and checks by hashes that no byte was
+//! lost and that the end state is consistent: added fully (volume copy, mount,
+//! declaration entry) or not at all.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::hash::{DefaultHasher, Hasher};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_blankslate");
+
+const DECLARATION: &str = r#"version = 1
+
+# The one volume.
+[persist."/persist"]
+directories = [
+  "/var/log", # logs
+]
+"#;
+
+const ADDED: &str = r#"version = 1
+
+# The one volume.
+[persist."/persist"]
+directories = [
+  "/var/log", # logs
+  { directory = "/var/lib/app", user = "app", group = "app", mode = "0750" },
+]
+"#;
+
+/// A scratch root with `/etc/passwd`, a volume directory and a declaration.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        let scratch = Scratch { dir: tempfile::tempdir().unwrap() };
+        let root = scratch.root();
+        fs::create_dir_all(root.join("persist")).unwrap();
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\napp:x:2000:2000::/:/bin/false\n").unwrap();
+        fs::write(root.join("etc/group"), "root:x:0:\napp:x:2000:\n").unwrap();
+        fs::write(scratch.declaration(), DECLARATION).unwrap();
+        scratch
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn declaration(&self) -> PathBuf {
+        self.dir.path().join("declaration.toml")
+    }
+
+    fn live(&self) -> PathBuf {
+        self.root().join("var/lib/app")
+    }
+
+    fn in_volume(&self) -> PathBuf {
+        self.root().join("persist/var/lib/app")
+    }
+
+    fn args(&self) -> String {
+        format!("--declaration '{}' --root '{}'", self.declaration().display(), self.root().display())
+    }
+
+    fn journal_exists(&self) -> bool {
+        self.root().join("persist/.blankslate/persist-journal.toml").exists()
+    }
+}
+
+/// Runs `script` (with `$B` the binary) in a private mount namespace; returns
+/// standard output.
+fn session(script: &str) -> String {
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &format!("{script}\necho session-done")])
+        .env("B", BIN)
+        .env("NO_COLOR", "1")
+        .env_remove("BLANKSLATE_FAILPOINT")
+        .output()
+        .expect("run unshare (util-linux)");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "session failed:\n{script}\n{stdout}\n{stderr}");
+    stdout + &stderr
+}
+
+/// A tree with nested directories, a sparse file, a hard-linked pair, a symlink, a
+/// FIFO, a socket, odd owners and modes, old timestamps.
+fn populate(dir: &Path) {
+    fs::create_dir_all(dir.join("a/b/c")).unwrap();
+    fs::write(dir.join("a/b/c/data"), (0..200_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>()).unwrap();
+    fs::write(dir.join("config"), "key = value\n").unwrap();
+    let sparse = fs::File::create(dir.join("sparse.img")).unwrap();
+    sparse.set_len(32 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_at(&sparse, b"data in the middle", 16 << 20).unwrap();
+    drop(sparse);
+    fs::hard_link(dir.join("config"), dir.join("a/config.link")).unwrap();
+    std::os::unix::fs::symlink("../config", dir.join("a/config.sym")).unwrap();
+    let status = Command::new("mkfifo").arg(dir.join("pipe")).status().unwrap();
+    assert!(status.success());
+    drop(std::os::unix::net::UnixListener::bind(dir.join("socket")).unwrap());
+    std::os::unix::fs::chown(dir.join("a/b"), Some(2000), Some(2000)).unwrap();
+    fs::set_permissions(dir.join("a/b"), fs::Permissions::from_mode(0o2770)).unwrap();
+    fs::set_permissions(dir.join("config"), fs::Permissions::from_mode(0o4640)).unwrap();
+    let old = std::time::UNIX_EPOCH + std::time::Duration::new(1_234_567_890, 123_456_789);
+    for path in ["a/b/c/data", "a/b/c", "sparse.img", "a"] {
+        let file = fs::File::open(dir.join(path)).unwrap();
+        file.set_times(fs::FileTimes::new().set_modified(old).set_accessed(old)).unwrap();
+    }
+    std::os::unix::fs::chown(dir, Some(2000), Some(2000)).unwrap();
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o750)).unwrap();
+}
+
+/// Per path: kind and mode, owner, mtime (ns), size, a hash of the contents, link
+/// target, device number, and the hard-link group. Read with std only.
+fn snapshot(top: &Path) -> BTreeMap<PathBuf, String> {
+    fn visit(top: &Path, path: &Path, inodes: &mut BTreeMap<u64, PathBuf>, out: &mut BTreeMap<PathBuf, String>) {
+        let meta = fs::symlink_metadata(path).unwrap();
+        let rel = path.strip_prefix(top).unwrap().to_path_buf();
+        let mut line = format!(
+            "mode {:o} owner {}:{} mtime {}.{:09} rdev {}",
+            meta.mode(),
+            meta.uid(),
+            meta.gid(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.rdev()
+        );
+        if meta.is_file() {
+            let first = inodes.entry(meta.ino()).or_insert_with(|| rel.clone()).clone();
+            let mut hasher = DefaultHasher::new();
+            hasher.write(&fs::read(path).unwrap());
+            let _ = write!(line, " size {} hash {:016x} inode-of {}", meta.len(), hasher.finish(), first.display());
+        } else if meta.file_type().is_symlink() {
+            let _ = write!(line, " -> {}", fs::read_link(path).unwrap().display());
+        }
+        out.insert(rel, line);
+        if meta.is_dir() {
+            let mut children: Vec<_> = fs::read_dir(path).unwrap().map(|e| e.unwrap().path()).collect();
+            children.sort();
+            for child in children {
+                visit(top, &child, inodes, out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    if top.exists() {
+        visit(top, top, &mut BTreeMap::new(), &mut out);
+    }
+    out
+}
+
+/// The `state` of `path` in a `persist list --json` printed in `output`.
+fn listed_state(output: &str, path: &str) -> Option<String> {
+    let start = output.find("{\n")?;
+    let end = output.rfind("\n}")? + 2;
+    let listing: serde_json::Value = serde_json::from_str(&output[start..end]).ok()?;
+    let entries = listing["entries"].as_array()?;
+    let entry = entries.iter().find(|e| e["path"] == path)?;
+    entry["state"].as_str().map(str::to_owned)
+}
+
+fn status_of(output: &str, label: &str) -> i32 {
+    let marker = format!("{label}=");
+    let line = output.lines().find(|l| l.starts_with(&marker)).unwrap_or_else(|| panic!("no {label} in:\n{output}"));
+    line[marker.len()..].trim().parse().unwrap()
+}
+
+/// The end state is all or nothing, and nothing was lost.
+fn assert_consistent(scratch: &Scratch, before: &BTreeMap<PathBuf, String>, context: &str) -> bool {
+    assert!(!scratch.journal_exists(), "{context}: the journal is gone after recovery");
+    let text = fs::read_to_string(scratch.declaration()).unwrap();
+    let leftovers: Vec<_> = fs::read_dir(scratch.root().join("persist/var/lib"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with('.')).collect()
+        })
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{context}: temporaries left: {leftovers:?}");
+    if text == ADDED {
+        assert_eq!(&snapshot(&scratch.in_volume()), before, "{context}: the volume holds every byte");
+        assert_eq!(fs::read_dir(scratch.live()).unwrap().count(), 0, "{context}: the tmpfs copy is removed");
+        true
+    } else {
+        assert_eq!(text, DECLARATION, "{context}: the declaration is untouched when the add is undone");
+        assert_eq!(&snapshot(&scratch.live()), before, "{context}: the live data is intact");
+        assert!(!scratch.in_volume().exists(), "{context}: nothing was left in the volume");
+        false
+    }
+}
+
+#[test]
+fn add_killed_after_every_step_and_recovered_in_place_loses_nothing() {
+    let mut outcomes = Vec::new();
+    for n in 1.. {
+        assert!(n < 20, "the add never completed");
+        let scratch = Scratch::new();
+        populate(&scratch.live());
+        let before = snapshot(&scratch.live());
+        let args = scratch.args();
+        // The crash, the recovery and the check of the mount in one namespace: the
+        // recovery sees the crashed run's mount, as on a live system.
+        let output = session(&format!(
+            "BLANKSLATE_FAILPOINT=persist-step#{n} \"$B\" persist add /var/lib/app {args}; echo add-status=$?
+             \"$B\" persist recover {args}; echo recover-status=$?
+             \"$B\" persist list --json {args}"
+        ));
+        let add_status = status_of(&output, "add-status");
+        assert_eq!(status_of(&output, "recover-status"), 0, "{output}");
+        let added = assert_consistent(&scratch, &before, &format!("crash at step {n}"));
+        if added {
+            assert_eq!(listed_state(&output, "/var/lib/app").as_deref(), Some("mounted"), "{output}");
+        }
+        outcomes.push(added);
+        if add_status == 0 {
+            break;
+        }
+        assert_ne!(add_status, 3, "step {n}: a crash, not an error:\n{output}");
+    }
+    // Started, copied, verified are undone; placed and later are finished; the last
+    // run (no crash) adds.
+    assert_eq!(outcomes, [false, false, false, true, true, true, true, true, true], "{outcomes:?}");
+}
+
+#[test]
+fn add_killed_after_every_step_then_run_again_completes_with_every_byte() {
+    for n in 1..=8 {
+        let scratch = Scratch::new();
+        populate(&scratch.live());
+        let before = snapshot(&scratch.live());
+        let args = scratch.args();
+        let output = session(&format!(
+            "BLANKSLATE_FAILPOINT=persist-step#{n} \"$B\" persist add /var/lib/app {args}; echo add-status=$?"
+        ));
+        assert_eq!(status_of(&output, "add-status"), 134, "step {n} aborts:\n{output}");
+        // Between the crash and the recovery (the crashed run's mount is gone with
+        // its namespace): every byte is on disk, in the live path or in the volume.
+        let live = snapshot(&scratch.live());
+        let volume = snapshot(&scratch.in_volume());
+        assert!(live == before || volume == before, "step {n}: every byte survives the crash");
+        assert!(scratch.journal_exists() || n == 8, "step {n}: the journal tells what to finish");
+        // The same command again: recovers, then adds (or reports it done).
+        let output = session(&format!(
+            "\"$B\" persist add /var/lib/app {args}; echo add-status=$?
+             \"$B\" persist list --json {args}"
+        ));
+        if n < 8 {
+            assert_eq!(status_of(&output, "add-status"), 0, "step {n}:\n{output}");
+            assert_eq!(listed_state(&output, "/var/lib/app").as_deref(), Some("mounted"), "{output}");
+        }
+        assert!(assert_consistent(&scratch, &before, &format!("crash at step {n}, run again")));
+    }
+}
+
+#[test]
+fn remove_killed_after_every_step_loses_nothing() {
+    for n in 1.. {
+        assert!(n < 20, "the remove never completed");
+        let scratch = Scratch::new();
+        populate(&scratch.live());
+        let before = snapshot(&scratch.live());
+        let args = scratch.args();
+        let output = session(&format!(
+            "\"$B\" persist add /var/lib/app {args} || exit 9
+             BLANKSLATE_FAILPOINT=persist-step#{n} \"$B\" persist remove /var/lib/app --copy-back --purge {args}
+             echo remove-status=$?
+             \"$B\" persist recover {args}; echo recover-status=$?
+             \"$B\" persist list --json {args}"
+        ));
+        let status = status_of(&output, "remove-status");
+        assert_eq!(status_of(&output, "recover-status"), 0, "{output}");
+        assert!(!scratch.journal_exists());
+        assert_eq!(fs::read_to_string(scratch.declaration()).unwrap(), DECLARATION, "step {n}");
+        assert!(!scratch.in_volume().exists(), "step {n}: purged");
+        let mut after = snapshot(&scratch.live());
+        let mut expected = before.clone();
+        // The top directory is the copy brought back: its own times are the copy's.
+        after.remove(Path::new(""));
+        expected.remove(Path::new(""));
+        assert_eq!(after, expected, "step {n}: every byte is back in the root");
+        assert_eq!(listed_state(&output, "/var/lib/app"), None, "no longer listed");
+        if status == 0 {
+            break;
+        }
+        assert_eq!(status, 134, "step {n} aborts:\n{output}");
+    }
+}
+
+#[test]
+fn list_shows_live_states_and_remove_keeps_the_volume_by_default() {
+    let scratch = Scratch::new();
+    populate(&scratch.live());
+    let before = snapshot(&scratch.live());
+    let args = scratch.args();
+    let output = session(&format!(
+        "\"$B\" persist add /var/lib/app {args}; echo add-status=$?
+         \"$B\" persist list {args}; echo list-status=$?
+         \"$B\" persist remove /var/lib/app {args}; echo remove-status=$?
+         \"$B\" persist list --json {args}; echo list2-status=$?"
+    ));
+    assert_eq!(status_of(&output, "add-status"), 0, "{output}");
+    assert!(output.contains("mounted         directory /var/lib/app"), "{output}");
+    assert!(output.contains("missing-source  directory /var/log"), "{output}");
+    assert_eq!(status_of(&output, "list-status"), 1, "a missing source is a finding");
+    assert_eq!(status_of(&output, "remove-status"), 0, "{output}");
+    assert_eq!(fs::read_to_string(scratch.declaration()).unwrap(), DECLARATION);
+    assert_eq!(snapshot(&scratch.in_volume()), before, "the volume keeps the data");
+    assert_eq!(fs::read_dir(scratch.live()).unwrap().count(), 0);
+
+    // A refusal: exit code 3, nothing changed.
+    let output = session(&format!("\"$B\" persist add /var/log {args}; echo add-status=$?"));
+    assert_eq!(status_of(&output, "add-status"), 3, "{output}");
+    assert!(output.contains("already declared"), "{output}");
+    assert_eq!(fs::read_to_string(scratch.declaration()).unwrap(), DECLARATION);
+}
