@@ -425,6 +425,27 @@ impl Dir {
         rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(wrap("set mode of", &path))
     }
 
+    /// The id of the mount `name` is on (or, for a mount point, the mount itself), as
+    /// `/proc/self/mountinfo` and libmount's utab name it.
+    pub fn mount_id(&self, name: impl AsRef<OsStr>) -> Result<u64> {
+        let name = name.as_ref();
+        check_name(name, &self.path)?;
+        let statx = rustix::fs::statx(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW, rustix::fs::StatxFlags::MNT_ID)
+            .map_err(wrap("stat", self.path.join(name)))?;
+        Ok(statx.stx_mnt_id)
+    }
+
+    /// Appends `text` to the file `name` (created with `mode` if missing) and fsyncs it.
+    pub fn append(&self, name: impl AsRef<OsStr>, text: &[u8], mode: u32) -> Result<()> {
+        let name = name.as_ref();
+        check_name(name, &self.path)?;
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND;
+        let mut file = File::from(self.openat(Path::new(name), flags, Mode::from_raw_mode(mode), "open")?);
+        let path = self.path.join(name);
+        file.write_all(text).map_err(wrap_io("write", &path))?;
+        file.sync_all().map_err(wrap_io("fsync", &path))
+    }
+
     /// Flushes this directory's entries to disk.
     pub fn sync(&self) -> Result<()> {
         rustix::fs::fsync(&self.fd).map_err(wrap("fsync", &self.path))

@@ -23,6 +23,7 @@ pub mod journal;
 pub mod tree;
 
 use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
 
 use blankslate_core::decl::{Declaration, EntryKind, How, MountOption, Owner, ResolvedEntry, UserDb};
 use blankslate_core::fs::{self, Dir, FsError, Kind, Meta};
@@ -80,6 +81,37 @@ fn resolve(owner: &Owner, users: &UserDb, path: &str, report: &mut Report) -> Id
         0
     });
     Ids { uid, gid, mode: owner.mode.bits() }
+}
+
+/// Marks bind mounts hidden from file managers the way `mount(8)` records a
+/// userspace option: a line in libmount's `/run/mount/utab` (under its lock) naming
+/// the mount by id. gvfs and udisks read `x-gvfs-hide` from there; the kernel never
+/// sees it.
+fn record_hidden(root: &Dir, hidden: &[(u64, String)]) -> Result<()> {
+    if hidden.is_empty() {
+        return Ok(());
+    }
+    let run = root.create_dir_all("run/mount", 0o755)?;
+    let _lock = run.lock("utab.lock")?;
+    let mut lines = String::new();
+    for (id, target) in hidden {
+        let _ = writeln!(lines, "ID={id} TARGET={} OPTS=x-gvfs-hide", utab_escape(target));
+    }
+    run.append("utab", lines.as_bytes(), 0o644)?;
+    Ok(())
+}
+
+/// libmount's escaping of white space and backslashes in utab fields: octal `\NNN`.
+fn utab_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii_whitespace() || c == '\\' {
+            let _ = write!(out, "\\{:03o}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn mount_flags(options: &[MountOption]) -> MountFlags {
@@ -206,6 +238,7 @@ pub fn activate(
     }
     let mut sources: HashMap<&str, Tree<'_>> = volumes.iter().map(|(mount, dir)| (*mount, Tree::new(dir))).collect();
     let mut targets = Tree::new(root);
+    let mut hidden = Vec::new();
     for entry in &entries {
         let path = entry.path.as_str();
         let ids = resolve(&entry.entry.owner, users, path, &mut report);
@@ -219,6 +252,7 @@ pub fn activate(
             enforce(source_parent, parent_ids)?;
             enforce(target_parent, parent_ids)?;
         }
+        let mounted_before = report.mounted.len();
         match entry.entry.kind {
             EntryKind::Directory => {
                 directory(source_parent, target_parent, name, path, &ids, &entry.entry.options, &mut report)?;
@@ -228,7 +262,12 @@ pub fn activate(
                 file(source_parent, target_parent, name, path, &ids, how, entry, &mut report)?;
             }
         }
+        let hide = declaration.persist[entry.root].hide_mounts || entry.entry.options.contains(&MountOption::Hidden);
+        if hide && report.mounted.len() > mounted_before {
+            hidden.push((target_parent.mount_id(name)?, entry.path.clone()));
+        }
     }
+    record_hidden(root, &hidden)?;
     Ok(report)
 }
 
@@ -419,4 +458,12 @@ fn unmount_removed(root: &Dir, previous: &Declaration, next: &Declaration, repor
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utab_fields_escape_white_space_and_keep_unicode() {
+        assert_eq!(super::utab_escape("/srv/my data\\x/ünï"), "/srv/my\\040data\\134x/ünï");
+    }
 }

@@ -77,6 +77,7 @@ directories = [
   { directory = "/var/lib/postgresql", user = "postgres", group = "postgres", mode = "0700", parent = { mode = "0711" } },
   { directory = "/var/lib/postgresql/16/main", user = "postgres", group = "postgres", mode = "0700" },
   { directory = "/srv/ro", options = ["ro", "nodev"] },
+  { directory = "/var/lib/flatpak", options = ["x-gvfs-hide"] },
 ]
 files = [
   "/etc/machine-id",
@@ -125,6 +126,14 @@ fn directories_files_links_and_homes_come_from_the_volume_with_their_owners() {
         assert_eq!(mode_owner(&vol.join("etc/ssh/ssh_host_ed25519_key")), (0o600, 0, 0));
         assert_eq!(mode_owner(&root.join("home/alice/.ssh")), (0o700, 1000, 100));
         assert_eq!(mode_owner(&root.join("home/alice")), (0o700, 1000, 100), "a home made for its user");
+        // Hidden mounts are recorded where libmount (and so gvfs) looks for them.
+        let utab = std::fs::read_to_string(root.join("run/mount/utab")).unwrap();
+        let hidden: Vec<&str> = utab.lines().filter_map(|l| l.split(' ').nth(1)).collect();
+        assert_eq!(hidden, ["TARGET=/var/lib/flatpak"], "{utab}");
+        let id: u64 = utab.split(' ').next().unwrap().trim_start_matches("ID=").parse().unwrap();
+        let mountinfo = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
+        let line = mountinfo.lines().find(|l| l.split(' ').next() == Some(&id.to_string())).unwrap();
+        assert!(line.split(' ').nth(4).unwrap().ends_with("/var/lib/flatpak"), "the id names that mount: {line}");
         // Read-only really is read-only; the nested mount sits on its parent's.
         assert!(std::fs::write(root.join("srv/ro/x"), "x").is_err());
         std::fs::write(root.join("var/lib/postgresql/16/main/PG_VERSION"), "16\n").unwrap();
@@ -135,7 +144,7 @@ fn directories_files_links_and_homes_come_from_the_volume_with_their_owners() {
         // Everything again: all in place, nothing mounted twice.
         let again = activate(&root, &declaration(FULL), None).unwrap();
         assert!(again.mounted.is_empty() && again.linked.is_empty(), "{again:?}");
-        assert_eq!(again.unchanged.len(), 10);
+        assert_eq!(again.unchanged.len(), 11);
     });
 }
 
