@@ -320,9 +320,16 @@ fn load(file: &Path, root: &Path) -> Result<std::result::Result<decl::Declaratio
     }
 }
 
-fn open_state(target: &Target, locked: bool) -> Result<State> {
+/// The state, locked for writing (created if needed).
+fn open_state(target: &Target) -> Result<State> {
     let root = Dir::open_root(&target.root)?;
-    Ok(if locked { State::open_locked(&root, &target.state_dir)? } else { State::open(&root, &target.state_dir)? })
+    Ok(State::open_locked(&root, &target.state_dir)?)
+}
+
+/// The state for reading, if there is any; creates nothing.
+fn read_state(target: &Target) -> Result<Option<State>> {
+    let root = Dir::open_root(&target.root)?;
+    Ok(State::open_existing(&root, &target.state_dir)?)
 }
 
 /// Builds the declaration's `/etc` (plus a NixOS tree's) in memory.
@@ -340,7 +347,7 @@ fn build(file: &Path, target: &Target, nixos_etc: Option<&Path>, as_json: bool) 
         Err(code) => return Ok(code),
     };
     let etc = build_etc(&declaration, nixos_etc)?;
-    let state = open_state(target, true)?;
+    let state = open_state(target)?;
     let etc_object = etc.add_to_store(state.store())?;
     let built = state.build(&declaration, &[("etc", &etc_object)])?;
     let path = state.store().live_path(&built.object);
@@ -357,15 +364,18 @@ fn build(file: &Path, target: &Target, nixos_etc: Option<&Path>, as_json: bool) 
 fn generations(command: GenerationsCommand) -> Result<ExitCode> {
     match command {
         GenerationsCommand::List { target, json: as_json } => {
-            let state = open_state(&target, false)?;
-            let list = state.list()?;
+            let state = read_state(&target)?;
+            let list = match &state {
+                Some(state) => state.list()?,
+                None => Vec::new(),
+            };
             if as_json {
                 let items: Vec<_> = list
                     .iter()
                     .map(|g| {
                         json!({
                             "generation": g.number, "created": format_utc(g.created), "current": g.current,
-                            "booted": g.booted, "path": state.store().live_path(&g.object),
+                            "booted": g.booted, "path": target.state_dir.join("store").join(&g.object),
                         })
                     })
                     .collect();
@@ -380,14 +390,14 @@ fn generations(command: GenerationsCommand) -> Result<ExitCode> {
             }
         }
         GenerationsCommand::Delete { numbers, target } => {
-            let state = open_state(&target, true)?;
+            let state = open_state(&target)?;
             for number in numbers {
                 state.delete(number)?;
                 println!("deleted generation {number}");
             }
         }
         GenerationsCommand::Gc { target, dry_run, json: as_json } => {
-            let state = open_state(&target, true)?;
+            let state = open_state(&target)?;
             let collected = state.collect_garbage(dry_run)?;
             if as_json {
                 report::json(&json!({ "removed": collected.removed, "kept": collected.kept, "dry_run": dry_run }));
@@ -404,9 +414,10 @@ fn generations(command: GenerationsCommand) -> Result<ExitCode> {
 }
 
 fn verify(target: &Target, as_json: bool) -> Result<ExitCode> {
-    let state = open_state(target, false)?;
-    let found = state.store().verify()?;
-    let checked = state.store().objects()?.len();
+    let (found, checked) = match read_state(target)? {
+        Some(state) => (state.store().verify()?, state.store().objects()?.len()),
+        None => (Vec::new(), 0),
+    };
     if as_json {
         let items: Vec<_> = found.iter().map(|c| json!({ "object": c.object, "problem": c.problem })).collect();
         report::json(&json!({ "checked": checked, "corrupt": items }));
@@ -469,12 +480,16 @@ fn switch(what: &str, target: &Target, activation: &Activation, nixos_etc: Optio
         if activation.dry_run {
             return dry_run_declaration(target, &declaration, &etc, activation);
         }
-        let state = open_state(target, true)?;
+        let state = open_state(target)?;
         let etc_object = etc.add_to_store(state.store())?;
         let built = state.build(&declaration, &[("etc", &etc_object)])?;
         return activate(&state, target, built.generation, activation);
     };
-    let state = open_state(target, !activation.dry_run)?;
+    let state = if activation.dry_run {
+        read_state(target)?.ok_or_else(|| format!("there is no generation {number}"))?
+    } else {
+        open_state(target)?
+    };
     activate(&state, target, number, activation)
 }
 
@@ -485,14 +500,18 @@ fn dry_run_declaration(
     etc: &etc_builder::EtcBuild,
     activation: &Activation,
 ) -> Result<ExitCode> {
-    let state = open_state(target, false)?;
+    let state = read_state(target)?;
     let object = blankslate_core::store::Store::object_name(etc_builder::OBJECT_NAME, &etc.tree()?)?;
-    let list = state.list()?;
+    let list = match &state {
+        Some(state) => state.list()?,
+        None => Vec::new(),
+    };
     let canonical = declaration.canonical_json();
-    let existing = list.iter().find(|g| state.declaration_json(g).is_ok_and(|d| d == canonical));
+    let existing =
+        list.iter().find(|g| state.as_ref().is_some_and(|s| s.declaration_json(g).is_ok_and(|d| d == canonical)));
     let generation = existing.map_or_else(|| list.last().map_or(1, |g| g.number + 1), |g| g.number);
     let manifest = etc.manifest();
-    let static_target = state.store().live_path(&object).join(blankslate_core::manifest::TREE_DIR);
+    let static_target = target.state_dir.join("store").join(&object).join(blankslate_core::manifest::TREE_DIR);
     let to = etc::Active { generation, object, static_target: static_target.to_string_lossy().into_owned(), manifest };
     let root = Dir::open_root(&target.root)?;
     let managed = |name: &str| {
@@ -561,9 +580,10 @@ fn activate(state: &State, target: &Target, number: u32, activation: &Activation
 
 fn rollback(target: &Target, activation: &Activation) -> Result<ExitCode> {
     let root = Dir::open_root(&target.root)?;
-    let state = open_state(target, !activation.dry_run)?;
+    let nothing = || "nothing is active yet; nothing to roll back from".to_owned();
+    let state = if activation.dry_run { read_state(target)?.ok_or_else(nothing)? } else { open_state(target)? };
     let active = etc::active(&root)?.map(|a| a.generation).or(state.current_number()?);
-    let Some(active) = active else { return Err("nothing is active yet; nothing to roll back from".into()) };
+    let Some(active) = active else { return Err(nothing().into()) };
     let previous = state.list()?.into_iter().rev().find(|g| g.number < active);
     let Some(previous) = previous else { return Err(format!("there is no generation before {active}").into()) };
     activate(&state, target, previous.number, activation)
@@ -590,7 +610,7 @@ fn sandbox(file: Option<&Path>, dir: &Path, command: Vec<std::ffi::OsString>) ->
     let dir = std::fs::canonicalize(dir)?;
     let target = Target { root: dir.join(sandbox::STATE), state_dir: PathBuf::from(DEFAULT_STATE_DIR) };
     let etc = build_etc(&declaration, None)?;
-    let state = open_state(&target, true)?;
+    let state = open_state(&target)?;
     let etc_object = etc.add_to_store(state.store())?;
     let built = state.build(&declaration, &[("etc", &etc_object)])?;
     drop(state);

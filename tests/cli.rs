@@ -234,3 +234,22 @@ fn import_writes_a_declaration_that_checks_and_never_overwrites_by_accident() {
     let help = blankslate(&["import", "impermanence", "--help"]);
     assert!(stdout(&help).contains("--apply"), "the help shows the nix eval command that works");
 }
+
+#[test]
+fn read_only_commands_on_a_fresh_root_create_nothing() {
+    let scratch = Scratch::new();
+    let root = scratch.dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let declaration = scratch.declaration("a.toml", &["/var/log"]);
+    let root_arg = root.to_str().unwrap();
+    let dry = blankslate(&["switch", &declaration, "--dry-run", "--root", root_arg]);
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert!(stdout(&dry).starts_with("/etc: nothing -> generation 1"), "{}", stdout(&dry));
+    let list = blankslate(&["generations", "list", "--root", root_arg]);
+    assert!(stdout(&list).contains("no generations yet"), "{}", stdout(&list));
+    let verify = blankslate(&["store", "verify", "--root", root_arg]);
+    assert!(stdout(&verify).contains("0 objects checked, 0 corrupt"), "{}", stdout(&verify));
+    let rollback = blankslate(&["rollback", "--dry-run", "--root", root_arg]);
+    assert!(stderr(&rollback).contains("nothing is active yet"), "{}", stderr(&rollback));
+    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0, "the root is as empty as before");
+}

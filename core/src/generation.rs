@@ -92,31 +92,37 @@ fn relative(path: &Path) -> &Path {
 }
 
 impl State {
-    /// Opens the state of `root` for reading; creates the directories if missing.
-    pub fn open(root: &Dir, state_dir: &Path) -> Result<State> {
-        State::open_inner(root, state_dir, false)
+    /// Opens the state of `root` for reading, writing nothing: `None` if there is no
+    /// state yet (nothing was ever built there).
+    pub fn open_existing(root: &Dir, state_dir: &Path) -> Result<Option<State>> {
+        let opened = |path: &Path| match root.open_dir(path) {
+            Ok(dir) => Ok(Some(dir)),
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(error) => Err(error),
+        };
+        let (Some(store), Some(profiles)) =
+            (opened(&relative(state_dir).join("store"))?, opened(&relative(state_dir).join("profiles"))?)
+        else {
+            return Ok(None);
+        };
+        let store = Store::from_dir(store, &state_dir.join("store"));
+        Ok(Some(State { root: root.try_clone()?, store, profiles, location: state_dir.to_path_buf(), _lock: None }))
     }
 
-    /// Opens the state for writing: takes the lock (waiting for any other writer) and
-    /// removes temporaries a crashed writer left.
+    /// Opens the state for writing, creating it if needed: takes the lock (waiting for
+    /// any other writer) and removes temporaries a crashed writer left.
     pub fn open_locked(root: &Dir, state_dir: &Path) -> Result<State> {
-        State::open_inner(root, state_dir, true)
-    }
-
-    fn open_inner(root: &Dir, state_dir: &Path, lock: bool) -> Result<State> {
         let dir = root.create_dir_all(relative(state_dir), 0o755)?;
-        let lock = if lock { Some(dir.lock("lock")?) } else { None };
+        let lock = dir.lock("lock")?;
         let store = Store::open(root, &state_dir.join("store"))?;
         let profiles = dir.create_dir_all("profiles", 0o755)?;
-        if lock.is_some() {
-            store.remove_temporaries()?;
-            for (name, _) in profiles.entries()? {
-                if crate::fs::is_temp_name(&name) {
-                    profiles.remove_file(&name)?;
-                }
+        store.remove_temporaries()?;
+        for (name, _) in profiles.entries()? {
+            if crate::fs::is_temp_name(&name) {
+                profiles.remove_file(&name)?;
             }
         }
-        Ok(State { root: root.try_clone()?, store, profiles, location: state_dir.to_path_buf(), _lock: lock })
+        Ok(State { root: root.try_clone()?, store, profiles, location: state_dir.to_path_buf(), _lock: Some(lock) })
     }
 
     pub fn store(&self) -> &Store {

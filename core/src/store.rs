@@ -80,7 +80,12 @@ impl Store {
     pub fn open(root: &Dir, location: &Path) -> Result<Store> {
         let relative = location.strip_prefix("/").unwrap_or(location);
         let dir = root.create_dir_all(relative, 0o755)?;
-        Ok(Store { dir, location: location.to_path_buf() })
+        Ok(Store::from_dir(dir, location))
+    }
+
+    /// A store already opened as `dir`, which the live system sees at `location`.
+    pub fn from_dir(dir: Dir, location: &Path) -> Store {
+        Store { dir, location: location.to_path_buf() }
     }
 
     /// Where an object appears in the live system.
