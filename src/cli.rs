@@ -264,12 +264,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 
 /// The owner names a root knows, if its /etc/passwd can be read.
 fn user_db(root: &Path) -> Option<UserDb> {
-    let dir = Dir::open_root(root).ok()?;
-    let read =
-        |name: &str| dir.read(Path::new("etc").join(name)).ok().map(|b| String::from_utf8_lossy(&b).into_owned());
-    let passwd = read("passwd")?;
-    let group = read("group").unwrap_or_default();
-    Some(UserDb::from_texts(&passwd, &group, root.join("etc/passwd").display().to_string()))
+    let users = UserDb::from_root(&Dir::open_root(root).ok()?);
+    (!users.is_empty()).then_some(users)
 }
 
 fn check(files: &[PathBuf], as_json: bool, root: &Path) -> Result<ExitCode> {
@@ -482,7 +478,8 @@ fn switch(what: &str, target: &Target, activation: &Activation, nixos_etc: Optio
         }
         let state = open_state(target)?;
         let etc_object = etc.add_to_store(state.store())?;
-        let built = state.build(&declaration, &[("etc", &etc_object)])?;
+        // `current` moves only once the activation succeeded.
+        let built = state.add(&declaration, &[("etc", &etc_object)])?;
         return activate(&state, target, built.generation, activation);
     };
     let state = if activation.dry_run {
@@ -516,9 +513,7 @@ fn dry_run_declaration(
     let root = Dir::open_root(&target.root)?;
     let managed = |name: &str| {
         etc.entries.get(name).and_then(|e| match &e.node {
-            blankslate_core::store::Tree::File { contents: blankslate_core::store::Contents::Bytes(b), .. } => {
-                Some(b.clone())
-            }
+            blankslate_core::store::Tree::File { contents: b, .. } => Some(b.clone()),
             _ => None,
         })
     };

@@ -27,8 +27,9 @@ use serde::{Deserialize, Serialize};
 
 /// Activation's own directory inside `/etc` (lives and dies with the tmpfs root).
 pub const STATE_DIR: &str = ".blankslate";
-const STATE_FILE: &str = "state.json";
-const JOURNAL_FILE: &str = "journal.json";
+// The core reads these (gc keeps what they name), so it owns their names.
+const STATE_FILE: &str = blankslate_core::generation::ACTIVATION_STATE;
+const JOURNAL_FILE: &str = blankslate_core::generation::ACTIVATION_JOURNAL;
 /// The generation and etc object last activated, alone: lets a no-op re-activation
 /// stop before reading the state file.
 const ACTIVE_FILE: &str = "active";
@@ -94,6 +95,8 @@ pub enum EtcError {
     UnknownOwner { path: String, kind: &'static str, name: String, file: &'static str },
     #[error("/etc/{path}: its parent `{parent}` is not a directory blankslate can enter: {reason}")]
     Blocked { path: String, parent: String, reason: String },
+    #[error("{path}: its backup name `{backup}` was taken meanwhile; nothing was overwritten, run again")]
+    BackupTaken { path: String, backup: String },
     #[error("refusing to activate: {} path(s) hold something blankslate did not put there (nothing was changed):\n{list}", .count)]
     Conflicts { count: usize, list: String },
 }
@@ -318,15 +321,16 @@ impl<'a> Dirs<'a> {
         })
     }
 
-    /// A free backup name for `path`: `NAME.blankslate-backup`, then `.1`, `.2`, …
-    fn backup_name(&mut self, path: &str) -> Result<String> {
+    /// A free backup name for `path`: `NAME.blankslate-backup`, then `.1`, `.2`, …;
+    /// free means nothing is there and the new generation does not declare it.
+    fn backup_name(&mut self, path: &str, declared: &Manifest) -> Result<String> {
         let (_, name) = split(path);
         for n in 0.. {
             let candidate =
                 if n == 0 { format!("{name}{BACKUP_SUFFIX}") } else { format!("{name}{BACKUP_SUFFIX}.{n}") };
             let (parent, _) = split(path);
             let full = if parent.is_empty() { candidate.clone() } else { format!("{parent}/{candidate}") };
-            if self.inspect(&full, false)? == Found::Absent {
+            if !declared.entries.contains_key(&full) && self.inspect(&full, false)? == Found::Absent {
                 return Ok(candidate);
             }
         }
@@ -385,8 +389,11 @@ pub fn active(root: &Dir) -> Result<Option<Active>> {
 /// root's regular files.
 pub fn users_for(root: &Dir, managed: impl Fn(&str) -> Option<Vec<u8>>, manifest: &Manifest) -> UserDb {
     let read = |name: &str| -> String {
-        let bytes =
-            if manifest.entries.contains_key(name) { managed(name) } else { root.read(format!("etc/{name}")).ok() };
+        let bytes = if manifest.entries.contains_key(name) {
+            managed(name)
+        } else {
+            root.read_in_root(format!("etc/{name}")).ok()
+        };
         bytes.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
     };
     UserDb::from_texts(&read("passwd"), &read("group"), "/etc/passwd")
@@ -431,7 +438,7 @@ fn plan_from(
         } else if previous.is_some_and(|p| holds(&found, path, p)) || holds(&found, path, entry) {
             Action::Replace
         } else {
-            Action::BackUp { backup: dirs.backup_name(path)?, found: found.to_string() }
+            Action::BackUp { backup: dirs.backup_name(path, &to.manifest)?, found: found.to_string() }
         };
         steps.push(Step { path: path.clone(), action, entry: Some(entry.clone()), owner });
     }
@@ -450,7 +457,7 @@ fn plan_from(
     let switch_static = match dirs.inspect(STATIC, false)? {
         Found::Link(target) if target == to.static_target => None,
         Found::Link(_) | Found::Absent => Some(None),
-        _ => Some(Some(dirs.backup_name(STATIC)?)),
+        _ => Some(Some(dirs.backup_name(STATIC, &to.manifest)?)),
     };
     let plan = Plan { from, to, steps, switch_static, unchanged };
     if on_conflict == OnConflict::Refuse {
@@ -575,13 +582,13 @@ fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
     let creates: Vec<&Step> = plan.steps.iter().filter(|s| s.entry.is_some()).collect();
 
     if let Some(Some(backup)) = &plan.switch_static {
-        etc.rename_noreplace(STATIC, backup)?;
+        move_aside(&etc, STATIC, backup)?;
         failpoint::hit(FAILPOINT);
     }
     for step in &creates {
         if let Action::BackUp { backup, .. } = &step.action {
             let dir = parents.get(&step.path)?;
-            dir.rename_noreplace(split(&step.path).1, backup)?;
+            move_aside(dir, split(&step.path).1, backup)?;
             failpoint::hit(FAILPOINT);
         }
     }
@@ -670,6 +677,14 @@ impl Parents<'_> {
         }
         Ok(&self.open[dir])
     }
+}
+
+/// Renames `name` to `backup`, which must be free: a backup never replaces anything.
+fn move_aside(dir: &Dir, name: &str, backup: &str) -> Result<()> {
+    if dir.rename_noreplace(name, backup)? {
+        return Ok(());
+    }
+    Err(EtcError::BackupTaken { path: dir.path().join(name).display().to_string(), backup: backup.to_owned() })
 }
 
 /// After a removal, removes the directories it leaves empty, unless the new

@@ -731,3 +731,20 @@ fn a_nixos_etc_tree_activates_links_direct_links_and_copies() {
     assert!(!scratch.etc("sudoers.mode").exists());
     assert!(scratch.activate(&one).plan.is_noop());
 }
+
+/// A backup name the new generation declares is never used (the person's file would
+/// be overwritten by the declared one).
+#[test]
+fn a_backup_never_takes_a_name_the_generation_declares() {
+    let scratch = Scratch::new();
+    scratch.write("foo", "USER DATA");
+    let text = "version = 1\n[etc.\"foo\"]\ntext = \"managed\\n\"\nmode = \"0644\"\n\
+                [etc.\"foo.blankslate-backup\"]\ntext = \"also managed\\n\"\n";
+    let activated = scratch.activate(&scratch.build(1, text));
+    assert_eq!(
+        action(&activated, "foo"),
+        Some(Action::BackUp { backup: "foo.blankslate-backup.1".into(), found: "a regular file".into() })
+    );
+    assert_eq!(std::fs::read_to_string(scratch.etc("foo.blankslate-backup.1")).unwrap(), "USER DATA");
+    assert_eq!(scratch.read("foo.blankslate-backup"), "also managed\n");
+}

@@ -227,6 +227,20 @@ impl Dir {
         Ok(contents)
     }
 
+    /// Reads a file as a process whose `/` is this directory would: symlinks are
+    /// followed, absolute ones from this directory (`RESOLVE_IN_ROOT`), so nothing
+    /// outside it is ever reached. For files that are links by design, such as a
+    /// managed `/etc/passwd -> /etc/static/passwd`.
+    pub fn read_in_root(&self, path: impl AsRef<Path>) -> Result<Vec<u8>> {
+        let path = path.as_ref();
+        let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+        let fd = rustix::fs::openat2(&self.fd, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty(), resolve)
+            .map_err(wrap("open file", self.path.join(path)))?;
+        let mut contents = Vec::new();
+        File::from(fd).read_to_end(&mut contents).map_err(wrap_io("read", self.path.join(path)))?;
+        Ok(contents)
+    }
+
     /// Creates a new file (it must not exist) with `mode`, writes `contents`, and
     /// fsyncs it. The caller renames it into place and syncs the directory.
     pub fn create_file(&self, name: impl AsRef<OsStr>, contents: &[u8], mode: u32) -> Result<File> {
@@ -532,6 +546,21 @@ mod tests {
         assert!(root.open_dir("..").is_err(), "`..` is refused before the kernel sees it");
         assert!(root.create_dir_all("escape/new", 0o755).is_err());
         assert!(!outside.path().join("new").exists());
+    }
+
+    #[test]
+    fn read_in_root_follows_links_as_if_chrooted() {
+        let scratch = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("passwd"), "outside").unwrap();
+        std::fs::create_dir_all(scratch.path().join("etc/static")).unwrap();
+        std::fs::write(scratch.path().join("etc/static/passwd"), "inside").unwrap();
+        std::os::unix::fs::symlink("/etc/static/passwd", scratch.path().join("etc/passwd")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("passwd"), scratch.path().join("etc/escape")).unwrap();
+        let root = Dir::open_root(scratch.path()).unwrap();
+        assert_eq!(root.read_in_root("etc/passwd").unwrap(), b"inside");
+        assert!(root.read_in_root("etc/escape").is_err(), "an absolute link resolves inside the root");
+        assert!(root.read("etc/passwd").is_err(), "read() itself still follows nothing");
     }
 
     #[test]

@@ -29,6 +29,11 @@ const GENERATION_NAME: &str = "generation";
 const CURRENT: &str = "current";
 /// Written by boot activation, read to protect the booted generation.
 const BOOTED: &str = "run/blankslate/booted";
+/// Where `/etc` activation records what it activated (inside the root), and the
+/// files it keeps there; gc and delete read them to keep the active generation.
+pub const ACTIVATION_DIR: &str = "etc/.blankslate";
+pub const ACTIVATION_STATE: &str = "state.json";
+pub const ACTIVATION_JOURNAL: &str = "journal.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum GenerationError {
@@ -42,6 +47,8 @@ pub enum GenerationError {
     DeleteCurrent(u32),
     #[error("generation {0} is the booted one; it is kept until the next boot")]
     DeleteBooted(u32),
+    #[error("generation {0} is the one /etc is activated to (or being activated to); switch to another first")]
+    DeleteActive(u32),
     #[error("profile link {name} points at {target}, which is not a store object")]
     BadLink { name: String, target: String },
 }
@@ -174,6 +181,21 @@ impl State {
         Path::new(&target).file_name()?.to_str().map(str::to_owned)
     }
 
+    /// The generations and etc objects `/etc` is activated to, or being activated to
+    /// (an interrupted activation's journal), or was before it (its state file).
+    fn activated(&self) -> Vec<(u32, String)> {
+        let Ok(dir) = self.root.open_dir(ACTIVATION_DIR) else { return Vec::new() };
+        [ACTIVATION_STATE, ACTIVATION_JOURNAL]
+            .into_iter()
+            .filter_map(|name| dir.read(name).ok())
+            .filter_map(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .filter_map(|record| {
+                let generation = u32::try_from(record.get("generation")?.as_u64()?).ok()?;
+                Some((generation, record.get("object")?.as_str()?.to_owned()))
+            })
+            .collect()
+    }
+
     fn link_object(&self, name: &OsStr) -> Result<String> {
         let target = self.profiles.read_link(name)?;
         let object = Path::new(&target).file_name().and_then(OsStr::to_str).map(str::to_owned);
@@ -197,19 +219,26 @@ impl State {
                 return Ok(Built { generation: current.number, object, new: false });
             }
         }
+        let built = self.add(declaration, parts)?;
+        self.set_current(built.generation)?;
+        Ok(Built { new: true, ..built })
+    }
+
+    /// Adds `declaration` with its parts as a generation without making it current
+    /// (`switch` does that once activation succeeded). The newest generation with the
+    /// same content is reused, which also finishes a build that died before moving
+    /// `current`.
+    pub fn add(&self, declaration: &Declaration, parts: &[(&str, &str)]) -> Result<Built> {
+        let tree = generation_tree(declaration, parts);
+        let object = Store::object_name(GENERATION_NAME, &tree)?;
         self.store.add(GENERATION_NAME, &tree)?;
-        let newest = self.list()?.pop();
-        let number = match newest {
-            // A build that died before switching `current` left this link: finish it.
-            Some(newest) if newest.object == object => newest.number,
-            _ => {
-                let number = newest.map_or(1, |g| g.number + 1);
-                self.profiles.symlink_atomic(link_name(number), Path::new("../store").join(&object))?;
-                crate::failpoint::hit("generation:linked");
-                number
-            }
-        };
-        self.set_current(number)?;
+        let list = self.list()?;
+        if let Some(same) = list.iter().rev().find(|g| g.object == object) {
+            return Ok(Built { generation: same.number, object, new: false });
+        }
+        let number = list.last().map_or(1, |g| g.number + 1);
+        self.profiles.symlink_atomic(link_name(number), Path::new("../store").join(&object))?;
+        crate::failpoint::hit("generation:linked");
         Ok(Built { generation: number, object, new: true })
     }
 
@@ -229,6 +258,9 @@ impl State {
         }
         if generation.booted {
             return Err(GenerationError::DeleteBooted(number));
+        }
+        if self.activated().iter().any(|(active, _)| *active == number) {
+            return Err(GenerationError::DeleteActive(number));
         }
         self.profiles.remove_file(link_name(number))?;
         self.profiles.sync()?;
@@ -256,6 +288,7 @@ impl State {
         let mut live: BTreeSet<String> = BTreeSet::new();
         let mut pending: Vec<String> = self.list()?.into_iter().map(|g| g.object).collect();
         pending.extend(self.booted_object());
+        pending.extend(self.activated().into_iter().map(|(_, etc_object)| etc_object));
         while let Some(object) = pending.pop() {
             if !live.insert(object.clone()) {
                 continue;
@@ -398,6 +431,20 @@ mod tests {
         std::os::unix::fs::symlink(format!("/var/lib/blankslate/store/{}", one.object), scratch.path().join(BOOTED))
             .unwrap();
         assert!(matches!(state.delete(1), Err(GenerationError::DeleteBooted(1))));
+    }
+
+    #[test]
+    fn the_activated_generation_and_its_etc_object_are_protected() {
+        let (scratch, state) = state();
+        let leaf = state.store().add("etc", &Tree::Directory(BTreeMap::new())).unwrap();
+        state.build(&declaration("/a"), &[]).unwrap();
+        state.build(&declaration("/b"), &[]).unwrap();
+        std::fs::create_dir_all(scratch.path().join(ACTIVATION_DIR)).unwrap();
+        let record = format!("{{\"generation\":1,\"object\":\"{leaf}\",\"manifest\":{{}}}}");
+        std::fs::write(scratch.path().join(ACTIVATION_DIR).join(ACTIVATION_STATE), record).unwrap();
+        assert!(matches!(state.delete(1), Err(GenerationError::DeleteActive(1))));
+        assert!(state.collect_garbage(false).unwrap().removed.is_empty(), "the active etc object is kept");
+        assert!(state.store().contains(&leaf).unwrap());
     }
 
     #[test]

@@ -8,8 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
-use std::fs::File;
-use std::io::{self, Read};
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -21,26 +20,18 @@ const HASH_CHARS: usize = 32;
 /// File-name-safe, lower case, no look-alike ambiguity needed: RFC 4648 base 32.
 const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
-/// A tree to add to the store, described in memory (file contents may come from
-/// files on the host).
+/// A tree to add to the store, described in memory: the bytes hashed are the bytes
+/// written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tree {
-    File { contents: Contents, executable: bool },
+    File { contents: Vec<u8>, executable: bool },
     Symlink(OsString),
     Directory(BTreeMap<OsString, Tree>),
 }
 
-/// Where a file's bytes come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Contents {
-    Bytes(Vec<u8>),
-    /// A regular file on the host, read when hashing and again when copying.
-    Host(PathBuf),
-}
-
 impl Tree {
     pub fn file(contents: impl Into<Vec<u8>>) -> Tree {
-        Tree::File { contents: Contents::Bytes(contents.into()), executable: false }
+        Tree::File { contents: contents.into(), executable: false }
     }
 }
 
@@ -49,8 +40,6 @@ impl Tree {
 pub enum StoreError {
     #[error(transparent)]
     Fs(#[from] FsError),
-    #[error("cannot read {}: {source}", path.display())]
-    Host { path: PathBuf, source: io::Error },
     #[error("`{0}` is not a valid store object name (letters, digits, `+-._=`, not starting with `.`)")]
     BadName(String),
     #[error("store object {name} contains {}, which is neither a file, a directory nor a symlink", path.display())]
@@ -228,9 +217,8 @@ fn hash_tree(tree: &Tree) -> Result<blake3::Hash> {
         Tree::File { contents, executable } => {
             out.extend_from_slice(b"file\0");
             out.push(u8::from(*executable));
-            let (length, hash) = hash_contents(contents)?;
-            out.extend_from_slice(&length.to_le_bytes());
-            out.extend_from_slice(hash.as_bytes());
+            out.extend_from_slice(&(contents.len() as u64).to_le_bytes());
+            out.extend_from_slice(blake3::hash(contents).as_bytes());
         }
         Tree::Symlink(target) => {
             out.extend_from_slice(b"link\0");
@@ -246,19 +234,6 @@ fn hash_tree(tree: &Tree) -> Result<blake3::Hash> {
         }
     }
     Ok(blake3::hash(&out))
-}
-
-fn hash_contents(contents: &Contents) -> Result<(u64, blake3::Hash)> {
-    match contents {
-        Contents::Bytes(bytes) => Ok((bytes.len() as u64, blake3::hash(bytes))),
-        Contents::Host(path) => {
-            let host = |source| StoreError::Host { path: path.clone(), source };
-            let mut hasher = blake3::Hasher::new();
-            let file = File::open(path).map_err(host)?;
-            let length = hasher.update_reader(file).map_err(host)?.count();
-            Ok((length, hasher.finalize()))
-        }
-    }
 }
 
 fn object_hash(name: &str, root: &blake3::Hash) -> [u8; 32] {
@@ -298,16 +273,7 @@ fn write_tree(dir: &Dir, name: &OsStr, tree: &Tree) -> Result<()> {
     match tree {
         Tree::File { contents, executable } => {
             let mode = if *executable { 0o555 } else { 0o444 };
-            match contents {
-                Contents::Bytes(bytes) => {
-                    dir.create_file(name, bytes, mode)?;
-                }
-                Contents::Host(path) => {
-                    let bytes =
-                        std::fs::read(path).map_err(|source| StoreError::Host { path: path.clone(), source })?;
-                    dir.create_file(name, &bytes, mode)?;
-                }
-            }
+            dir.create_file(name, contents, mode)?;
         }
         Tree::Symlink(target) => dir.symlink(name, target)?,
         Tree::Directory(entries) => {
@@ -334,7 +300,7 @@ fn read_tree(dir: &Dir, name: &OsStr, object: &str) -> Result<Tree> {
                 path: dir.path().join(name),
                 source,
             })?;
-            Tree::File { contents: Contents::Bytes(bytes), executable: meta.mode & 0o111 != 0 }
+            Tree::File { contents: bytes, executable: meta.mode & 0o111 != 0 }
         }
         Kind::Symlink => Tree::Symlink(dir.read_link(name)?),
         Kind::Directory => {
@@ -377,10 +343,7 @@ mod tests {
         let mut entries = BTreeMap::new();
         entries.insert(OsString::from("hosts"), Tree::file("127.0.0.1 localhost\n"));
         entries.insert(OsString::from("link"), Tree::Symlink("hosts".into()));
-        entries.insert(
-            OsString::from("bin"),
-            Tree::File { contents: Contents::Bytes(b"#!/bin/sh\n".to_vec()), executable: true },
-        );
+        entries.insert(OsString::from("bin"), Tree::File { contents: b"#!/bin/sh\n".to_vec(), executable: true });
         Tree::Directory(entries)
     }
 
@@ -401,10 +364,7 @@ mod tests {
         assert_eq!(first.len(), HASH_CHARS + "-etc".len());
         let mut other = sample();
         if let Tree::Directory(entries) = &mut other {
-            entries.insert(
-                "bin".into(),
-                Tree::File { contents: Contents::Bytes(b"#!/bin/sh\n".to_vec()), executable: false },
-            );
+            entries.insert("bin".into(), Tree::File { contents: b"#!/bin/sh\n".to_vec(), executable: false });
         }
         assert_ne!(store.add("etc", &other).unwrap(), first, "the executable bit is part of the hash");
         assert_ne!(Store::object_name("etc2", &sample()).unwrap(), first, "so is the name");

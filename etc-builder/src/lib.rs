@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use blankslate_core::decl::{Declaration, EtcContents, EtcMode};
 use blankslate_core::manifest::{EtcKind, MANIFEST_FILE, Manifest, ManifestEntry, TREE_DIR, content_hash};
-use blankslate_core::store::{Contents, Store, StoreError, Tree};
+use blankslate_core::store::{Store, StoreError, Tree};
 
 pub use nixos::from_nixos_tree;
 
@@ -137,7 +137,7 @@ pub fn from_declaration(declaration: &Declaration) -> Result<EtcBuild> {
                 user: entry.user.clone(),
                 group: entry.group.clone(),
             };
-            let node = Tree::File { contents: Contents::Bytes(bytes), executable };
+            let node = Tree::File { contents: bytes, executable };
             build.insert(key, BuiltEntry { manifest, node }, &format!("from the source of `{path}`"))?;
         }
     }

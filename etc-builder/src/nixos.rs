@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use blankslate_core::manifest::{EtcKind, ManifestEntry, content_hash};
-use blankslate_core::store::{Contents, Tree};
+use blankslate_core::store::Tree;
 
 use crate::{BuildError, BuiltEntry, EtcBuild, Result, is_executable, read};
 
@@ -61,10 +61,7 @@ fn walk(dir: &Path, prefix: &str, build: &mut EtcBuild) -> Result<()> {
         } else {
             let bytes = read(&path)?;
             let manifest = ManifestEntry { kind: EtcKind::Link, hash: content_hash(&bytes), mode: None, user, group };
-            BuiltEntry {
-                manifest,
-                node: Tree::File { contents: Contents::Bytes(bytes), executable: is_executable(&meta) },
-            }
+            BuiltEntry { manifest, node: Tree::File { contents: bytes, executable: is_executable(&meta) } }
         };
         build.insert(key, entry, &format!("in the NixOS tree {}", dir.display()))?;
     }
@@ -87,7 +84,7 @@ fn symlink_entry(path: &Path, target: &OsStr, mode: Option<&str>, user: String, 
             let bytes = read(path)?;
             let mode = blankslate_core::decl::Mode::parse_octal(mode).map(|m| m.to_string());
             let manifest = ManifestEntry { kind: EtcKind::Copy, hash: content_hash(&bytes), mode, user, group };
-            BuiltEntry { manifest, node: Tree::File { contents: Contents::Bytes(bytes), executable: false } }
+            BuiltEntry { manifest, node: Tree::File { contents: bytes, executable: false } }
         }
         Some(other) => {
             return Err(BuildError::NotNixosTree {

@@ -78,7 +78,6 @@
 //! else, missing source or target, and the volume path's owner and mode against the
 //! declaration.
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::Path;
 
@@ -214,58 +213,10 @@ fn temp_restore(name: &str) -> String {
     format!(".{name}.blankslate-persist-restore")
 }
 
-/// Names for numeric ids, from the root's own `/etc/passwd` and `/etc/group`.
-#[derive(Debug, Default)]
-struct Names {
-    users: HashMap<u32, String>,
-    groups: HashMap<u32, String>,
-    db: UserDb,
-}
-
-impl Names {
-    fn read(root: &Dir) -> Names {
-        let read = |name: &str| {
-            root.read(Path::new("etc").join(name)).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
-        };
-        let (passwd, group) = (read("passwd"), read("group"));
-        let names = |text: &str| {
-            let mut map = HashMap::new();
-            for line in text.lines().filter(|l| !l.starts_with('#')) {
-                let fields: Vec<&str> = line.split(':').collect();
-                if let (Some(name), Some(Ok(id))) = (fields.first(), fields.get(2).map(|f| f.parse::<u32>())) {
-                    map.entry(id).or_insert_with(|| (*name).to_owned());
-                }
-            }
-            map
-        };
-        Names {
-            users: names(&passwd),
-            groups: names(&group),
-            db: UserDb::from_texts(&passwd, &group, root.path().join("etc/passwd").display().to_string()),
-        }
-    }
-
-    fn user_name(&self, uid: u32) -> Option<String> {
-        self.users.get(&uid).cloned().or((uid == 0).then(|| "root".to_owned()))
-    }
-
-    fn group_name(&self, gid: u32) -> Option<String> {
-        self.groups.get(&gid).cloned().or((gid == 0).then(|| "root".to_owned()))
-    }
-
-    fn uid(&self, name: &str) -> Option<u32> {
-        self.db.uid(name)
-    }
-
-    fn gid(&self, name: &str) -> Option<u32> {
-        self.db.gid(name)
-    }
-}
-
 /// Reads and checks the declaration: it must be valid before it is edited.
-fn load(file: &Path, names: &Names) -> Result<(String, decl::Declaration)> {
+fn load(file: &Path, names: &UserDb) -> Result<(String, decl::Declaration)> {
     let text = edit::read(file)?;
-    let checked = decl::check(file, &text, Some(&names.db));
+    let checked = decl::check(file, &text, Some(names));
     match checked.declaration {
         Some(declaration) => Ok((text, declaration)),
         None => Err(ManageError::Invalid(format!("{}(fix the declaration first)", checked.diagnostics.render(false)))),
@@ -273,8 +224,8 @@ fn load(file: &Path, names: &Names) -> Result<(String, decl::Declaration)> {
 }
 
 /// Checks an edited declaration text; its errors, rendered, if any.
-fn check_edit(file: &Path, text: &str, names: &Names) -> Result<()> {
-    let checked = decl::check(file, text, Some(&names.db));
+fn check_edit(file: &Path, text: &str, names: &UserDb) -> Result<()> {
+    let checked = decl::check(file, text, Some(names));
     if checked.declaration.is_none() {
         return Err(ManageError::Invalid(checked.diagnostics.render(false)));
     }
@@ -290,7 +241,7 @@ struct Volume {
     recovered: Vec<Recovered>,
 }
 
-fn open_volume(root: &Dir, mount: &str, names: &Names) -> Result<Volume> {
+fn open_volume(root: &Dir, mount: &str, names: &UserDb) -> Result<Volume> {
     let dir = root.open_dir(relative(mount)).map_err(|e| {
         ManageError::Other(format!("the persistent root {mount} cannot be opened below the root (is it mounted?): {e}"))
     })?;
@@ -358,7 +309,7 @@ pub fn add(root: &Dir, request: &AddRequest<'_>) -> Result<Added> {
     if path == "/etc/static" || decl::paths::is_inside(path, "/etc/static") {
         return Err(refused(path, "/etc/static is the store's, managed by blankslate"));
     }
-    let names = Names::read(root);
+    let names = UserDb::from_root(root);
     let declaration_file = edit::resolve(request.declaration)?;
     let (_, declaration) = load(&declaration_file, &names)?;
     let mount = pick_volume(&declaration, request.volume, path)?;
@@ -570,7 +521,7 @@ fn is_in_place(journal: &Journal, target_parent: &Dir, name: &str, source_parent
 
 /// Runs an add from the step after `journal.step` to the end. `verify` is false when
 /// the original is gone (another boot) and cannot be compared with.
-fn forward_add(root: &Dir, volume: &Volume, journal: &mut Journal, names: &Names, verify: bool) -> Result<CopyStats> {
+fn forward_add(root: &Dir, volume: &Volume, journal: &mut Journal, names: &UserDb, verify: bool) -> Result<CopyStats> {
     let path = journal.path.clone();
     let (parent, name) = split(&path);
     let temp = temp_add(name);
@@ -737,7 +688,7 @@ fn mount_over(target_parent: &Dir, name: &str, source_parent: &Dir, journal: &Jo
 }
 
 /// Finishes or undoes a pending operation (see the module docs).
-fn resolve_pending(root: &Dir, volume: &Volume, mut journal: Journal, names: &Names) -> Result<Recovered> {
+fn resolve_pending(root: &Dir, volume: &Volume, mut journal: Journal, names: &UserDb) -> Result<Recovered> {
     let step = journal.step;
     let mut recovered = Recovered {
         operation: journal.operation,
@@ -798,7 +749,7 @@ fn resolve_pending(root: &Dir, volume: &Volume, mut journal: Journal, names: &Na
 /// Unmounts a declared path and removes it from the declaration (see the module docs).
 pub fn remove(root: &Dir, request: &RemoveRequest<'_>) -> Result<Removed> {
     let path = request.path;
-    let names = Names::read(root);
+    let names = UserDb::from_root(root);
     let declaration_file = edit::resolve(request.declaration)?;
     let (_, declaration) = load(&declaration_file, &names)?;
     let Some(entry) = declaration.entries().into_iter().find(|e| e.path == path) else {
@@ -846,7 +797,7 @@ pub fn remove(root: &Dir, request: &RemoveRequest<'_>) -> Result<Removed> {
     })
 }
 
-fn forward_remove(root: &Dir, volume: &Volume, journal: &mut Journal, names: &Names) -> Result<()> {
+fn forward_remove(root: &Dir, volume: &Volume, journal: &mut Journal, names: &UserDb) -> Result<()> {
     let path = journal.path.clone();
     let (parent, name) = split(&path);
     let temp = temp_restore(name);
@@ -932,10 +883,10 @@ fn forward_remove(root: &Dir, volume: &Volume, journal: &mut Journal, names: &Na
 /// Finishes or undoes the pending operation of every persistent root the
 /// declaration has (or only of `volume`).
 pub fn recover(root: &Dir, declaration: &Path, volume: Option<&str>) -> Result<Vec<Recovered>> {
-    let names = Names::read(root);
+    let names = UserDb::from_root(root);
     let text = edit::read(declaration)?;
     // A declaration broken by hand must not stop recovery: only the roots are needed.
-    let checked = decl::check(declaration, &text, Some(&names.db));
+    let checked = decl::check(declaration, &text, Some(&names));
     let mounts: Vec<String> = match (volume, checked.declaration) {
         (Some(volume), _) => vec![volume.to_owned()],
         (None, Some(declaration)) => declaration.persist.keys().cloned().collect(),
@@ -1006,7 +957,7 @@ pub struct Listing {
 
 /// Every declared entry with its live state (changes nothing).
 pub fn list(root: &Dir, declaration: &decl::Declaration) -> Result<Listing> {
-    let names = Names::read(root);
+    let names = UserDb::from_root(root);
     let mut listing = Listing::default();
     for mount in declaration.persist.keys() {
         if let Ok(volume) = root.open_dir(relative(mount)) {

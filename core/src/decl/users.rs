@@ -18,6 +18,23 @@ impl UserDb {
         UserDb { users: ids(passwd, 2), groups: ids(group, 2), source: source.into() }
     }
 
+    /// Reads `etc/passwd` and `etc/group` of `root` as programs inside it would see
+    /// them, following a managed link through `/etc/static` without ever leaving the
+    /// root. Missing files make an empty database.
+    pub fn from_root(root: &crate::fs::Dir) -> UserDb {
+        let read = |name: &str| {
+            root.read_in_root(format!("etc/{name}"))
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default()
+        };
+        UserDb::from_texts(&read("passwd"), &read("group"), root.path().join("etc/passwd").display().to_string())
+    }
+
+    /// Whether any user is known at all (a root without /etc/passwd knows none).
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
     /// Adds the entries of another pair of files (say, the declaration's own
     /// `/etc/passwd`), keeping existing ids.
     pub fn extend_from_texts(&mut self, passwd: &str, group: &str) {
@@ -48,10 +65,26 @@ impl UserDb {
         id(name, &self.groups)
     }
 
+    /// The first user name with this id (`root` for 0 even without a passwd).
+    pub fn user_name(&self, uid: u32) -> Option<String> {
+        name_of(uid, &self.users)
+    }
+
+    /// The first group name with this id.
+    pub fn group_name(&self, gid: u32) -> Option<String> {
+        name_of(gid, &self.groups)
+    }
+
     /// Where the names came from, for messages.
     pub fn source(&self) -> &str {
         &self.source
     }
+}
+
+fn name_of(id: u32, known: &HashMap<String, u32>) -> Option<String> {
+    let mut names: Vec<&String> = known.iter().filter(|(_, i)| **i == id).map(|(n, _)| n).collect();
+    names.sort();
+    names.first().map(|n| (*n).clone()).or((id == 0).then(|| "root".to_owned()))
 }
 
 fn id(name: &str, known: &HashMap<String, u32>) -> Option<u32> {

@@ -128,6 +128,20 @@ fn check_etc_shadow(entry: &ResolvedEntry<'_>, declaration: &Declaration, out: &
         return;
     }
     let Some(relative) = path.strip_prefix("/etc/") else { return };
+    // Inside a managed entry: a file can hold nothing, and a directory source's
+    // contents are blankslate's.
+    let enclosing = ancestors(path).filter_map(|a| a.strip_prefix("/etc/")).find(|a| declaration.etc.contains_key(*a));
+    if let Some(managed) = enclosing {
+        out.push(
+            Diagnostic::error(
+                Rule::ShadowsEtc,
+                entry.entry.span,
+                format!("persisted `{path}` lies inside the managed /etc entry `{managed}`"),
+            )
+            .with_help("an /etc entry is either managed (under [etc]) or persisted, not both"),
+        );
+        return;
+    }
     let shadowed = if declaration.etc.contains_key(relative) {
         Some(relative.to_owned())
     } else if entry.entry.kind == EntryKind::Directory {
