@@ -477,33 +477,6 @@ impl Dir {
     }
 }
 
-/// Copies everything inside `from` into `to` (an existing directory), keeping owners
-/// and modes; symlinks are copied as links. Returns the special files (sockets,
-/// FIFOs, devices), which are not copied. Files are fsynced; directories are synced
-/// once filled.
-pub fn copy_contents(from: &Dir, to: &Dir) -> Result<Vec<PathBuf>> {
-    let mut skipped = Vec::new();
-    for (name, kind) in from.entries()? {
-        let meta = from.meta(&name)?;
-        match kind {
-            Kind::Directory => {
-                to.create_dir(&name, 0o700)?;
-                let (source, target) = (from.open_dir(&name)?, to.open_dir(&name)?);
-                skipped.extend(copy_contents(&source, &target)?);
-                target.set_owner(meta.uid, meta.gid)?;
-                target.set_mode(meta.mode)?;
-            }
-            Kind::File => {
-                to.create_file_owned(&name, &from.read(&name)?, meta.mode, Some((meta.uid, meta.gid)))?;
-            }
-            Kind::Symlink => to.symlink(&name, from.read_link(&name)?)?,
-            Kind::Other => skipped.push(from.path().join(&name)),
-        }
-    }
-    to.sync()?;
-    Ok(skipped)
-}
-
 impl AsFd for Dir {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.fd.as_fd()

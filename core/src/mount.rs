@@ -7,6 +7,8 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use rustix::fs::StatVfsMountFlags;
+
 use crate::fs::Dir;
 /// The flags [`bind`] applies; re-exported so callers need no rustix of their own.
 pub use rustix::mount::MountFlags;
@@ -80,10 +82,25 @@ pub fn bind(source: Source<'_>, dir: &Dir, name: &str, flags: MountFlags) -> Res
     .map_err(wrap("clone the mount tree for", &at))?;
     attach(&tree, dir, OsStr::new(name), "bind-mount on")?;
     if !flags.is_empty() {
+        // A bind remount sets the mount's flags, it does not add to them: keep the
+        // restrictions the clone already has (a volume mounted nosuid stays nosuid).
+        let has = rustix::fs::fstatvfs(&tree).map_err(wrap("read the flags of", &at))?.f_flag;
+        let kept = [
+            (StatVfsMountFlags::RDONLY, MountFlags::RDONLY),
+            (StatVfsMountFlags::NOSUID, MountFlags::NOSUID),
+            (StatVfsMountFlags::NODEV, MountFlags::NODEV),
+            (StatVfsMountFlags::NOEXEC, MountFlags::NOEXEC),
+            (StatVfsMountFlags::NOATIME, MountFlags::NOATIME),
+            (StatVfsMountFlags::NODIRATIME, MountFlags::NODIRATIME),
+            (StatVfsMountFlags::RELATIME, MountFlags::RELATIME),
+        ]
+        .into_iter()
+        .filter(|(statvfs, _)| has.contains(*statvfs))
+        .fold(MountFlags::empty(), |all, (_, flag)| all | flag);
         // The attached mount is reached through its own descriptor (/proc/self/fd/N),
         // not through the path it was attached at.
         let by_fd = format!("/proc/self/fd/{}", tree.as_fd().as_raw_fd());
-        rustix::mount::mount_remount(by_fd.as_str(), MountFlags::BIND | flags, "")
+        rustix::mount::mount_remount(by_fd.as_str(), MountFlags::BIND | kept | flags, "")
             .map_err(wrap("set flags of", &at))?;
     }
     Ok(())

@@ -26,7 +26,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use blankslate_core::decl::{Declaration, EntryKind, How, MountOption, Owner, ResolvedEntry, UserDb};
-use blankslate_core::fs::{self, Dir, FsError, Kind, Meta};
+use blankslate_core::fs::{Dir, FsError, Kind, Meta};
 use blankslate_core::mount::{self, MountError, Source};
 use rustix::mount::MountFlags;
 
@@ -44,6 +44,8 @@ pub enum PersistError {
     NoVolume { mount: String, source: FsError },
     #[error("refusing {path}: {reason}")]
     Hostile { path: String, reason: String },
+    #[error("{path} was copied into the volume but could not be emptied in the root: {reason}")]
+    Migration { path: String, reason: String },
 }
 
 pub type Result<T> = std::result::Result<T, PersistError>;
@@ -271,6 +273,39 @@ pub fn activate(
     Ok(report)
 }
 
+/// Moves the live directory `name` of `live` into the empty volume directory of the
+/// same name in `volume`: a faithful copy beside it (owners, modes, times, xattrs,
+/// hard links, special files; never across a mount), compared with the original,
+/// then renamed over the empty one. The original is untouched; the caller empties
+/// it once this succeeded. On failure nothing in the volume changed.
+fn migrate(live: &Dir, volume: &Dir, name: &str) -> std::result::Result<(), String> {
+    let temp = format!(".{name}.blankslate-migrate");
+    let name_os = std::ffi::OsStr::new(name);
+    let cleanup = |volume: &Dir| {
+        let _ = volume.remove_tree(&temp);
+    };
+    cleanup(volume);
+    tree::copy(live, name_os, volume, std::ffi::OsStr::new(&temp)).map_err(|e| {
+        cleanup(volume);
+        format!("cannot be moved into the volume ({e})")
+    })?;
+    let differences = match (tree::walk(live, name_os, true), tree::walk(volume, std::ffi::OsStr::new(&temp), true)) {
+        (Ok(original), Ok(copy)) => tree::compare(&original, &copy),
+        (Err(e), _) | (_, Err(e)) => vec![e.to_string()],
+    };
+    if !differences.is_empty() {
+        cleanup(volume);
+        return Err(format!("its copy in the volume differs ({})", differences.join("; ")));
+    }
+    let swapped = volume.remove_empty_dir(name).map_err(|e| e.to_string())?
+        && volume.rename_noreplace(&temp, name).map_err(|e| e.to_string())?;
+    if !swapped {
+        cleanup(volume);
+        return Err("the volume's directory filled up meanwhile".into());
+    }
+    volume.sync().map_err(|e| e.to_string())
+}
+
 /// `lstat` of `name` in `dir`, or `None` if it does not exist.
 fn meta_of(dir: &Dir, name: &str) -> Result<Option<Meta>> {
     match dir.meta(name) {
@@ -291,7 +326,7 @@ fn directory(
 ) -> Result<()> {
     let shown = format!("the volume's {path}");
     // The source gets its owner and mode before anything can see it.
-    let source = match source_parent.open_dir(name) {
+    let mut source = match source_parent.open_dir(name) {
         Ok(source) => source,
         Err(error) if error.is_not_found() => {
             source_parent.create_dir(name, 0o700)?;
@@ -314,13 +349,14 @@ fn directory(
                     report.conflicts.push((path.to_owned(), reason.into()));
                     return Ok(());
                 }
-                let skipped = fs::copy_contents(&target, &source)?;
-                if !skipped.is_empty() {
-                    report.conflicts.push((path.to_owned(), format!("special files not migrated: {skipped:?}")));
+                if let Err(reason) = migrate(target_parent, source_parent, name) {
+                    report.conflicts.push((path.to_owned(), format!("{reason}: left as it is, not mounted")));
+                    return Ok(());
                 }
-                for (child, _) in target.entries()? {
-                    target.remove_tree(&child)?;
-                }
+                source = source_parent.open_dir(name).map_err(|e| hostile(&shown, e))?;
+                enforce(&source, ids)?;
+                tree::clear_dir(&target)
+                    .map_err(|e| PersistError::Migration { path: path.to_owned(), reason: e.to_string() })?;
                 report.migrated.push(path.to_owned());
             }
             enforce(&target, ids)?;

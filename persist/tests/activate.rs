@@ -2,11 +2,13 @@
 //! thread that first enters a private mount namespace of its own: nothing it mounts
 //! can reach the host, and the namespace (with its mounts) dies with the thread.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use blankslate_core::decl::{self, Declaration, UserDb};
 use blankslate_core::fs::Dir;
+use blankslate_core::mount::{MountFlags, Source};
 use blankslate_persist::{PersistError, Report};
 
 /// Runs `body` in a thread with a private mount namespace; returns its result.
@@ -176,6 +178,12 @@ fn data_already_in_the_root_is_migrated_into_an_empty_volume_or_reported() {
     let root = scratch.path();
     std::fs::create_dir_all(root.join("var/lib/early/sub")).unwrap();
     std::fs::write(root.join("var/lib/early/sub/state"), "written before activation").unwrap();
+    std::fs::hard_link(root.join("var/lib/early/sub/state"), root.join("var/lib/early/same")).unwrap();
+    assert!(Command::new("mkfifo").arg(root.join("var/lib/early/fifo")).status().unwrap().success());
+    std::fs::create_dir_all(root.join("srv/mounted/inner")).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::write(elsewhere.path().join("data"), "on another file system").unwrap();
+    let elsewhere_path = elsewhere.path().to_path_buf();
     std::fs::create_dir_all(root.join("srv/both")).unwrap();
     std::fs::write(root.join("srv/both/live"), "live").unwrap();
     std::fs::create_dir_all(root.join("persist/srv/both")).unwrap();
@@ -183,13 +191,25 @@ fn data_already_in_the_root_is_migrated_into_an_empty_volume_or_reported() {
     std::fs::create_dir_all(root.join("etc")).unwrap();
     std::fs::write(root.join("etc/hostname"), "early\n").unwrap();
     in_namespace(move || {
-        let text = "version = 1\n[persist.\"/persist\"]\ndirectories = [\"/var/lib/early\", \"/srv/both\"]\nfiles = [\"/etc/hostname\"]\n";
+        let host = Dir::open_root(&elsewhere_path).unwrap();
+        let inner = Dir::open_root(&root.join("srv/mounted")).unwrap();
+        blankslate_core::mount::bind(Source::Dir(&host), &inner, "inner", MountFlags::empty()).unwrap();
+        let text = "version = 1\n[persist.\"/persist\"]\ndirectories = [\"/var/lib/early\", \"/srv/both\", \"/srv/mounted\"]\n\
+                    files = [{ file = \"/etc/hostname\", how = \"bind\" }]\n";
         let report = activate(&root, &declaration(text), None).unwrap();
         assert_eq!(report.migrated, ["/etc/hostname", "/var/lib/early"]);
+        let moved = root.join("persist/var/lib/early");
+        assert!(std::fs::symlink_metadata(moved.join("fifo")).unwrap().file_type().is_fifo(), "special files move too");
+        assert!(same_file(&moved.join("same"), &moved.join("sub/state")), "hard links stay hard links");
+        // A tree with another file system mounted inside is not moved, and nothing in
+        // it (or on the other file system) is deleted.
+        let mounted = report.conflicts.iter().find(|(p, _)| p == "/srv/mounted").expect("reported");
+        assert!(mounted.1.contains("left as it is"), "{mounted:?}");
+        assert_eq!(std::fs::read(root.join("srv/mounted/inner/data")).unwrap(), b"on another file system");
         assert_eq!(std::fs::read(root.join("persist/var/lib/early/sub/state")).unwrap(), b"written before activation");
         assert_eq!(std::fs::read(root.join("var/lib/early/sub/state")).unwrap(), b"written before activation");
         assert_eq!(std::fs::read(root.join("persist/etc/hostname")).unwrap(), b"early\n");
-        assert_eq!(report.conflicts.len(), 1, "{report:?}");
+        assert_eq!(report.conflicts.len(), 2, "{report:?}");
         assert_eq!(report.conflicts[0].0, "/srv/both");
         // Neither side's data is hidden or lost.
         assert_eq!(std::fs::read(root.join("srv/both/live")).unwrap(), b"live");
@@ -255,4 +275,30 @@ fn a_missing_volume_is_a_clear_error() {
         activate(scratch.path(), &declaration("version = 1\n[persist.\"/data\"]\ndirectories = [\"/srv\"]\n"), None)
             .unwrap_err();
     assert!(error.to_string().contains("persistent root /data is not there"), "{error}");
+}
+
+#[test]
+fn mount_options_add_to_the_volumes_own_restrictions() {
+    if !is_root() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let root = scratch.path();
+    in_namespace(move || {
+        let dir = Dir::open_root(&root).unwrap();
+        let strict = rustix::mount::MountAttrFlags::MOUNT_ATTR_NOSUID
+            | rustix::mount::MountAttrFlags::MOUNT_ATTR_NODEV
+            | rustix::mount::MountAttrFlags::MOUNT_ATTR_NOEXEC;
+        blankslate_core::mount::mount_new(&dir, "persist", "tmpfs", &[], strict).unwrap();
+        let text =
+            "version = 1\n[persist.\"/persist\"]\ndirectories = [{ directory = \"/srv/ro\", options = [\"ro\"] }]\n";
+        activate(&root, &declaration(text), None).unwrap();
+        let mountinfo = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
+        let target = root.join("srv/ro");
+        let line = mountinfo.lines().find(|l| l.split(' ').nth(4) == target.to_str()).expect("mounted");
+        let options: Vec<&str> = line.split(' ').nth(5).unwrap().split(',').collect();
+        for wanted in ["ro", "nosuid", "nodev", "noexec"] {
+            assert!(options.contains(&wanted), "{wanted} missing from {options:?}");
+        }
+    });
 }
