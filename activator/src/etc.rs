@@ -272,11 +272,14 @@ fn split(path: &str) -> (&str, &str) {
 struct Dirs<'a> {
     etc: Option<&'a Dir>,
     open: HashMap<String, Option<Dir>>,
+    /// The previous generation's entries: a parent that is one of them (a link or a
+    /// copy, now to become a directory) is not in the way, it is to be removed.
+    old: &'a BTreeMap<String, ManifestEntry>,
 }
 
 impl<'a> Dirs<'a> {
-    fn new(etc: Option<&'a Dir>) -> Self {
-        Dirs { etc, open: HashMap::new() }
+    fn new(etc: Option<&'a Dir>, old: &'a BTreeMap<String, ManifestEntry>) -> Self {
+        Dirs { etc, open: HashMap::new(), old }
     }
 
     fn get(&mut self, path: &str, entry: &str) -> Result<Option<&Dir>> {
@@ -288,6 +291,7 @@ impl<'a> Dirs<'a> {
                 None => None,
                 Some(Ok(dir)) => Some(dir),
                 Some(Err(error)) if error.is_not_found() => None,
+                Some(Err(_)) if self.old_entry_in(path) => None,
                 Some(Err(error)) => {
                     return Err(EtcError::Blocked {
                         path: entry.to_owned(),
@@ -299,6 +303,46 @@ impl<'a> Dirs<'a> {
             self.open.insert(path.to_owned(), dir);
         }
         Ok(self.open[path].as_ref())
+    }
+
+    /// Whether `path` or one of its ancestors is an entry of the previous generation.
+    fn old_entry_in(&self, path: &str) -> bool {
+        let mut prefix = path;
+        loop {
+            if self.old.contains_key(prefix) {
+                return true;
+            }
+            match prefix.rsplit_once('/') {
+                Some((up, _)) => prefix = up,
+                None => return false,
+            }
+        }
+    }
+
+    /// Whether the directory at `path` holds exactly the previous generation's entries
+    /// below it (and directories for them): then it is blankslate's, not a person's.
+    fn holds_only_old_entries(&mut self, path: &str) -> Result<bool> {
+        let prefix = format!("{path}/");
+        let expected: Vec<&String> =
+            self.old.range(prefix.clone()..).map(|(k, _)| k).take_while(|k| k.starts_with(&prefix)).collect();
+        if expected.is_empty() {
+            return Ok(false);
+        }
+        let Some(etc) = self.etc else { return Ok(false) };
+        let mut found = Vec::new();
+        let mut pending = vec![path.to_owned()];
+        while let Some(dir_path) = pending.pop() {
+            for (name, kind) in etc.open_dir(&dir_path)?.entries()? {
+                let child = format!("{dir_path}/{}", name.to_string_lossy());
+                if kind == Kind::Directory && !self.old.contains_key(&child) {
+                    pending.push(child);
+                } else {
+                    found.push(child);
+                }
+            }
+        }
+        found.sort();
+        Ok(found.iter().eq(expected.iter().copied()))
     }
 
     fn inspect(&mut self, path: &str, hash: bool) -> Result<Found> {
@@ -416,9 +460,9 @@ fn plan_from(
 ) -> Result<Plan> {
     let owners = std::cell::OnceCell::new();
     let etc = open_etc(root)?;
-    let mut dirs = Dirs::new(etc.as_ref());
     let empty = BTreeMap::new();
     let old = from.as_ref().map_or(&empty, |a| &a.manifest.entries);
+    let mut dirs = Dirs::new(etc.as_ref(), old);
     let mut steps = Vec::new();
     let mut unchanged = 0;
     for (path, entry) in &to.manifest.entries {
@@ -436,6 +480,9 @@ fn plan_from(
         let action = if found == Found::Absent {
             Action::Create
         } else if previous.is_some_and(|p| holds(&found, path, p)) || holds(&found, path, entry) {
+            Action::Replace
+        } else if found == Found::Directory && dirs.holds_only_old_entries(path)? {
+            // The previous generation's entries were below: they go first, then this.
             Action::Replace
         } else {
             Action::BackUp { backup: dirs.backup_name(path, &to.manifest)?, found: found.to_string() }
@@ -592,6 +639,13 @@ fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
             failpoint::hit(FAILPOINT);
         }
     }
+    // Removals come before creations: an entry that changes between a file and a
+    // directory needs the old shape gone first.
+    for step in plan.steps.iter().filter(|s| s.action == Action::Remove) {
+        remove_entry(&etc, &step.path)?;
+        remove_empty_parents(&etc, &step.path, &plan.to.manifest)?;
+        failpoint::hit(FAILPOINT);
+    }
     for step in &creates {
         let entry = step.entry.as_ref().expect("creates have entries");
         if entry.kind != EtcKind::Copy {
@@ -642,12 +696,6 @@ fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
             failpoint::hit(FAILPOINT);
         }
     }
-    for step in plan.steps.iter().filter(|s| s.action == Action::Remove) {
-        let dir = parents.get(&step.path)?;
-        dir.remove_file(split(&step.path).1)?;
-        remove_empty_parents(&etc, &step.path, &plan.to.manifest)?;
-        failpoint::hit(FAILPOINT);
-    }
     for dir in parents.open.values() {
         dir.sync()?;
     }
@@ -685,6 +733,23 @@ fn move_aside(dir: &Dir, name: &str, backup: &str) -> Result<()> {
         return Ok(());
     }
     Err(EtcError::BackupTaken { path: dir.path().join(name).display().to_string(), backup: backup.to_owned() })
+}
+
+/// Removes an entry blankslate put there (a replayed run may find it gone already).
+fn remove_entry(etc: &Dir, path: &str) -> Result<()> {
+    let (parent, name) = split(path);
+    let holder = if parent.is_empty() { etc.try_clone() } else { etc.open_dir(parent) };
+    let holder = match holder {
+        Ok(holder) => holder,
+        Err(error) if error.is_not_found() => return Ok(()),
+        Err(error) => return Err(error.into()),
+    };
+    match holder.remove_file(name) {
+        Err(error) if !error.is_not_found() => return Err(error.into()),
+        _ => {}
+    }
+    holder.sync()?;
+    Ok(())
 }
 
 /// After a removal, removes the directories it leaves empty, unless the new

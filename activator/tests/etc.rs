@@ -748,3 +748,27 @@ fn a_backup_never_takes_a_name_the_generation_declares() {
     assert_eq!(std::fs::read_to_string(scratch.etc("foo.blankslate-backup.1")).unwrap(), "USER DATA");
     assert_eq!(scratch.read("foo.blankslate-backup"), "also managed\n");
 }
+
+/// An entry may change between a file and a directory across generations: the old
+/// shape is blankslate's and goes first; a person's file inside it is kept.
+#[test]
+fn an_entry_changes_between_a_file_and_a_directory() {
+    let scratch = Scratch::new();
+    let one = scratch
+        .build(1, "version = 1\n[etc.\"ssh/sshd_config\"]\ntext = \"a\\n\"\n[etc.\"ssh/moduli\"]\ntext = \"m\\n\"\n");
+    let two = scratch.build(2, "version = 1\n[etc.\"ssh\"]\ntext = \"now a file\\n\"\n");
+    scratch.activate(&one);
+    let activated = scratch.activate(&two);
+    assert_eq!(action(&activated, "ssh"), Some(Action::Replace), "the directory was blankslate's");
+    assert_eq!(scratch.read("ssh"), "now a file\n");
+    let activated = scratch.activate(&one);
+    assert_eq!(action(&activated, "ssh"), Some(Action::Remove));
+    assert_eq!(scratch.read("ssh/sshd_config"), "a\n");
+
+    std::fs::write(scratch.etc("ssh/mine"), "a person's").unwrap();
+    let activated = scratch.activate(&two);
+    assert!(matches!(action(&activated, "ssh"), Some(Action::BackUp { .. })), "{activated:?}");
+    assert_eq!(scratch.read("ssh"), "now a file\n");
+    assert_eq!(std::fs::read_to_string(scratch.etc("ssh.blankslate-backup/mine")).unwrap(), "a person's");
+    assert!(!scratch.etc(".blankslate/journal.json").exists(), "nothing left half-done");
+}
