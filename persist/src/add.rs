@@ -797,6 +797,16 @@ pub fn remove(root: &Dir, request: &RemoveRequest<'_>) -> Result<Removed> {
     })
 }
 
+/// Gives up a `persist remove` whose copy back failed before anything changed: the
+/// copy and the journal go, the path stays persisted.
+fn abandon_remove(target_parent: &Dir, temp: &str, state: &Dir) -> Result<()> {
+    if target_parent.meta(temp).is_ok() {
+        target_parent.remove_tree(temp)?;
+    }
+    journal::finish(state)?;
+    Ok(())
+}
+
 fn forward_remove(root: &Dir, volume: &Volume, journal: &mut Journal, names: &UserDb) -> Result<()> {
     let path = journal.path.clone();
     let (parent, name) = split(&path);
@@ -814,7 +824,12 @@ fn forward_remove(root: &Dir, volume: &Volume, journal: &mut Journal, names: &Us
             target_parent.remove_tree(&temp)?;
         }
         let source_parent = source_parent.as_ref().expect("checked above");
-        tree::copy(source_parent, OsStr::new(name), &target_parent, OsStr::new(&temp))?;
+        if let Err(error) = tree::copy(source_parent, OsStr::new(name), &target_parent, OsStr::new(&temp)) {
+            // Nothing has changed yet: give the remove up rather than leave it pending
+            // for every later command to trip over.
+            abandon_remove(&target_parent, &temp, &volume.state)?;
+            return Err(error.into());
+        }
         journal::advance(&volume.state, journal, Step::Copied)?;
     }
     if copy_back && journal.step < Step::Verified {
@@ -823,9 +838,7 @@ fn forward_remove(root: &Dir, volume: &Volume, journal: &mut Journal, names: &Us
         let copy = tree::walk(&target_parent, OsStr::new(&temp), true)?;
         let differences = tree::compare(&original, &copy);
         if !differences.is_empty() {
-            target_parent.remove_tree(&temp)?;
-            journal.step = Step::Started;
-            journal::write(&volume.state, journal)?;
+            abandon_remove(&target_parent, &temp, &volume.state)?;
             return Err(ManageError::Verify { path, differences });
         }
         journal::advance(&volume.state, journal, Step::Verified)?;
