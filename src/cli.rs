@@ -133,6 +133,26 @@ enum Command {
     #[command(subcommand)]
     Persist(PersistCommand),
     // --- end persist ---
+    // --- boot ---
+    /// Build an initramfs (cpio, uncompressed): this binary (or --binary, which must be
+    /// static) as /init, plus kernel modules boot loads with blankslate.modules=.
+    Initrd {
+        /// Where to write the archive.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// The blankslate binary to put in as /init (default: this one). Build it static:
+        /// RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --target x86_64-unknown-linux-gnu
+        #[arg(long, value_name = "FILE")]
+        binary: Option<PathBuf>,
+        /// Where to find the modules (searched recursively for NAME.ko), e.g.
+        /// /lib/modules/$(uname -r).
+        #[arg(long, value_name = "DIR")]
+        modules: Option<PathBuf>,
+        /// A module to include (repeat, in load order); it must be an uncompressed .ko.
+        #[arg(long = "module", value_name = "NAME")]
+        module: Vec<String>,
+    },
+    // --- end boot ---
     /// Print shell completions for SHELL to standard output.
     Completions { shell: clap_complete::Shell },
     /// Print the manual page (roff) to standard output.
@@ -251,6 +271,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Store(StoreCommand::Verify { target, json }) => verify(&target, json),
         Command::Import(command) => import(command),
         Command::Persist(command) => persist(command),
+        // --- boot ---
+        Command::Initrd { output, binary, modules, module } => {
+            initrd(&output, binary.as_deref(), modules.as_deref(), &module)
+        }
+        // --- end boot ---
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "blankslate", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
@@ -824,3 +849,24 @@ fn persist_list(common: &PersistArgs, as_json: bool) -> Result<ExitCode> {
     }
     Ok(ExitCode::from(if all_ok && listing.pending.is_empty() { EXIT_OK } else { EXIT_FINDINGS }))
 }
+
+// --- boot: `blankslate initrd` ---
+
+fn initrd(output: &Path, binary: Option<&Path>, modules: Option<&Path>, names: &[String]) -> Result<ExitCode> {
+    let binary = match binary {
+        Some(path) => path.to_path_buf(),
+        None => std::env::current_exe()?,
+    };
+    let mut archive = Vec::new();
+    let found = blankslate_activator::initrd::build(&binary, modules, names, &mut archive)?;
+    let parent = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = output.file_name().ok_or_else(|| format!("{}: not a file name", output.display()))?;
+    Dir::open_root(parent)?.write_atomic(name, &archive, 0o644)?;
+    for path in &found {
+        eprintln!("module {}", path.display());
+    }
+    println!("{}: /init = {}, {} modules, {} bytes", output.display(), binary.display(), found.len(), archive.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+// --- end boot ---

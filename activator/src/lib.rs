@@ -6,9 +6,12 @@
 //! - [`root`]: the ephemeral root itself (a tmpfs with the store read-only inside),
 //!   for boot and the sandbox.
 //! - [`sandbox`]: a declaration tried in private namespaces, without touching the host.
+//! - [`boot`]: this binary as `/init` of an initramfs; [`initrd`] builds that initramfs.
 
 #![forbid(unsafe_code)]
 
+pub mod boot;
 pub mod etc;
+pub mod initrd;
 pub mod root;
 pub mod sandbox;

@@ -1,0 +1,487 @@
+//! Boot-time activation: this binary as `/init` of an initramfs.
+//!
+//! In order: mount `/proc`, `/sys`, `/dev` (devtmpfs); read the `blankslate.*`
+//! parameters of the kernel command line ([`cmdline`]); load the listed modules from
+//! the initramfs's `/lib/modules` (`finit_module`, uncompressed `.ko` only); find the
+//! persistent device ([`device`]) and mount it on `/mnt/volume`; read the generation
+//! from the store **on the volume** (`<volume>/var/lib/blankslate`, which is where
+//! `blankslate build --root <volume mount point>` puts it); mount the tmpfs root with
+//! the generation's settings and the state read-only inside; move the volume to its
+//! declared mount point inside the new root; activate `/etc` and the persisted paths;
+//! record the boot under `/run/blankslate` (a tmpfs: `booted` -> the generation
+//! object, which `generations` and `gc` protect, and `boot.json`); move `/proc`,
+//! `/sys`, `/dev` into the new root; and switch into it (`chdir`, move it onto `/`,
+//! `chroot .`, `exec` the init).
+//!
+//! The initramfs's own files stay in memory after the switch: deleting them (as
+//! `switch_root` does) would need the whole tree walked from the old root, which is no
+//! longer reachable by path; an initramfs of a few MiB is the price, documented.
+//!
+//! A failure (or a panic) is printed on the console with what to do, then an emergency shell runs
+//! if there is a `/bin/sh`, else the process sleeps: PID 1 never exits (the kernel
+//! would panic) and the volume, if mounted, is left as it was.
+
+pub mod cmdline;
+pub mod device;
+
+use std::fmt::Write as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use blankslate_core::decl::Declaration;
+use blankslate_core::fs::Dir;
+use blankslate_core::generation::{DEFAULT_STATE_DIR, Generation, State};
+use blankslate_core::mount;
+use blankslate_core::store::Store;
+use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags};
+
+use crate::etc::{self, Active, OnConflict};
+use crate::initrd::MODULES_DIR;
+
+/// Where the initramfs mounts the volume and the new root before the switch.
+const STAGING: &str = "mnt";
+const VOLUME: &str = "volume";
+const NEW_ROOT: &str = "root";
+/// The crash-injection step of boot (`BLANKSLATE_FAILPOINT=boot-step#N` on the kernel
+/// command line, which the kernel hands to init as an environment variable): after
+/// the volume is mounted (1), after `/etc` (2), after the persisted paths (3).
+pub const FAILPOINT: &str = "boot-step";
+/// What boot records, inside the new root.
+pub const RECORD_DIR: &str = "run/blankslate";
+
+/// A boot step that failed: what, why, and what the person at the console can do.
+#[derive(Debug)]
+pub struct Failure {
+    pub step: String,
+    pub error: String,
+    pub hint: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "blankslate: boot failed: cannot {}: {}\nblankslate: what to do: {}",
+            self.step, self.error, self.hint
+        )
+    }
+}
+
+trait Step<T> {
+    fn step(self, step: &str, hint: &str) -> Result<T, Failure>;
+}
+
+impl<T, E: std::fmt::Display> Step<T> for Result<T, E> {
+    fn step(self, step: &str, hint: &str) -> Result<T, Failure> {
+        self.map_err(|e| Failure { step: step.to_owned(), error: e.to_string(), hint: hint.to_owned() })
+    }
+}
+
+/// Whether this process is the kernel's init in an initramfs: PID 1, started as
+/// `/init` (or any `…/init`). Anything else is an ordinary command.
+pub fn is_initramfs_init() -> bool {
+    let arg0 = std::env::args_os().next().unwrap_or_default();
+    std::process::id() == 1 && Path::new(&arg0).file_name().is_some_and(|n| n == "init")
+}
+
+/// The boot; never returns. `args` are the words the kernel passed on to init
+/// (forwarded to the real init).
+pub fn main(args: &[std::ffi::OsString]) -> ! {
+    let started = Instant::now();
+    // A panic must not end PID 1 (the kernel would panic too): it becomes a failure.
+    let failure = match std::panic::catch_unwind(|| run(started, args)) {
+        Ok(Ok(never)) => match never {},
+        Ok(Err(failure)) => failure,
+        Err(panic) => Failure {
+            step: "boot".into(),
+            error: format!(
+                "internal error: {}",
+                panic
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or(panic.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("a panic")
+            ),
+            hint: "report a bug with the console output; boot an older generation with blankslate.generation=N".into(),
+        },
+    };
+    eprintln!("{failure}");
+    emergency()
+}
+
+fn say(debug: bool, started: Instant, what: &str) {
+    if debug {
+        eprintln!("blankslate: [{:>7.1} ms] {what}", started.elapsed().as_secs_f64() * 1000.0);
+    }
+}
+
+fn run(started: Instant, args: &[std::ffi::OsString]) -> Result<std::convert::Infallible, Failure> {
+    let (initramfs, params) = prepare(started)?;
+    let debug = params.debug;
+    let (volume_spec, device) = find_volume(&params)?;
+    say(debug, started, &format!("volume {} is {}", volume_spec.device, device.display()));
+    // Loading the drivers and waiting for the disk is the kernel's time, not ours.
+    let kernel_wait = started.elapsed();
+
+    let staging = initramfs.create_dir_all(STAGING, 0o755).step("create /mnt", "rebuild the initramfs")?;
+    staging.create_dir(VOLUME, 0o755).step("create /mnt/volume", "rebuild the initramfs")?;
+    mount_volume(&staging, &device, &volume_spec).step(
+        &format!("mount the persistent volume {} ({})", device.display(), volume_spec.fs_type),
+        "check the file system type and options in blankslate.persist=DEV:FSTYPE:OPTIONS (and fsck the disk)",
+    )?;
+    let volume = staging.open_dir(VOLUME).step("open the volume", "fsck the disk")?;
+    say(debug, started, "volume mounted");
+    blankslate_core::failpoint::hit(FAILPOINT);
+    let chosen = choose(&volume, &params)?;
+    say(debug, started, &format!("generation {} ({})", chosen.generation.number, chosen.generation.object));
+
+    let mut settings = chosen.declaration.root.clone();
+    if let Some(size) = &params.size {
+        settings.size.clone_from(size);
+    }
+    staging.create_dir(NEW_ROOT, 0o755).step("create /mnt/root", "rebuild the initramfs")?;
+    let root = crate::root::mount_root(&staging, NEW_ROOT, &settings, &chosen.state_dir, Path::new(DEFAULT_STATE_DIR))
+        .step("mount the tmpfs root", "check blankslate.size= and [root] size in the declaration")?;
+    let mount_point = &chosen.mount_point;
+    let at = Path::new(mount_point.trim_start_matches('/'));
+    let holder = match at.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => root.create_dir_all(parent, 0o755),
+        None => root.try_clone(),
+    }
+    .step(&format!("create {mount_point} in the new root"), "report a bug")?;
+    let last = at.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    holder.create_dir(&last, 0o755).step(&format!("create {mount_point} in the new root"), "report a bug")?;
+    rustix::mount::move_mount(&staging, VOLUME, &holder, last.as_str(), MoveMountFlags::empty())
+        .step(&format!("move the volume to {mount_point}"), "report a bug")?;
+    say(debug, started, &format!("root mounted, volume at {mount_point}"));
+
+    let store = activate(&root, &chosen)?;
+    say(debug, started, "/etc and persisted paths activated");
+    let elapsed = started.elapsed();
+    record(&root, &store, &chosen.generation, &volume_spec, &device, elapsed)
+        .step("record the boot under /run/blankslate", "report a bug")?;
+
+    for name in ["proc", "sys", "dev"] {
+        rustix::mount::move_mount(&initramfs, name, &root, name, MoveMountFlags::empty())
+            .step(&format!("move /{name} into the new root"), "report a bug")?;
+    }
+    eprintln!(
+        "blankslate: generation {} activated in {:.1} ms ({:.1} ms of it loading modules and waiting for the \
+         disk); starting {}",
+        chosen.generation.number,
+        started.elapsed().as_secs_f64() * 1000.0,
+        kernel_wait.as_secs_f64() * 1000.0,
+        params.init.display()
+    );
+    switch_root(&root, &params.init, args)
+}
+
+/// `/proc`, `/sys`, `/dev` mounted in the initramfs, the command line read, the
+/// modules loaded.
+fn prepare(started: Instant) -> Result<(Dir, cmdline::Params), Failure> {
+    let initramfs = Dir::open_root(Path::new("/")).step("open the initramfs root", "rebuild the initramfs")?;
+    let kernel_only = MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NOEXEC;
+    for (name, fs_type) in [("proc", "proc"), ("sys", "sysfs"), ("dev", "devtmpfs")] {
+        initramfs.create_dir(name, 0o755).step("create the mount points", "rebuild the initramfs")?;
+        let attributes = if name == "dev" { kernel_only } else { kernel_only | MountAttrFlags::MOUNT_ATTR_NODEV };
+        mount::mount_new(&initramfs, name, fs_type, &[], attributes)
+            .step(&format!("mount /{name}"), "the kernel needs proc, sysfs and devtmpfs built in")?;
+    }
+    let line = std::fs::read_to_string("/proc/cmdline").step("read /proc/cmdline", "check that /proc is mounted")?;
+    let params = cmdline::parse(&line)
+        .step("understand the kernel command line", "fix the blankslate.* parameters in the boot loader")?;
+    say(params.debug, started, &format!("parameters: {params:?}"));
+    for module in &params.modules {
+        load_module(module)?;
+        say(params.debug, started, &format!("loaded module {module}"));
+    }
+    Ok((initramfs, params))
+}
+
+/// The persistent device, waited for.
+fn find_volume(params: &cmdline::Params) -> Result<(cmdline::Volume, PathBuf), Failure> {
+    let spec = params.volume.clone().ok_or_else(|| Failure {
+        step: "find the persistent volume".into(),
+        error: "no blankslate.persist= on the kernel command line".into(),
+        hint: "add blankslate.persist=/dev/DISK (or LABEL=… / UUID=…) to the kernel command line".into(),
+    })?;
+    let device = device::wait_for(&spec.device, params.timeout).ok_or_else(|| Failure {
+        step: "find the persistent volume".into(),
+        error: format!(
+            "{} did not appear within {} s (block devices: {})",
+            spec.device,
+            params.timeout.as_secs(),
+            device::known_devices().join(" ").chars().take(300).collect::<String>()
+        ),
+        hint: "check blankslate.persist= and that the disk driver is built in or listed in \
+               blankslate.modules=; raise blankslate.timeout= for slow disks. Nothing was written to any disk."
+            .into(),
+    })?;
+    Ok((spec, device))
+}
+
+/// The generation to boot, read from the state on the volume.
+#[derive(Debug)]
+struct Chosen {
+    /// The state directory on the volume (store and profiles).
+    state_dir: Dir,
+    generation: Generation,
+    declaration: Declaration,
+    etc_object: String,
+    /// Where the volume goes in the new root: the one persistent root declared.
+    mount_point: String,
+}
+
+const BROKEN: &str = "the store on the volume is damaged: boot another generation with blankslate.generation=N, \
+                      or run `blankslate store verify`";
+
+fn choose(volume: &Dir, params: &cmdline::Params) -> Result<Chosen, Failure> {
+    let no_state = "the volume holds no blankslate state: build a generation onto it with \
+                    `blankslate build DECL --root /persist` (the volume's mount point) on a running system";
+    let state_relative = Path::new(DEFAULT_STATE_DIR).strip_prefix("/").unwrap_or(Path::new(DEFAULT_STATE_DIR));
+    let state = State::open_existing(volume, Path::new(DEFAULT_STATE_DIR))
+        .step("open the state on the volume", no_state)?
+        .ok_or_else(|| Failure {
+            step: format!("find {DEFAULT_STATE_DIR} on the volume"),
+            error: "no store and profiles there".into(),
+            hint: no_state.into(),
+        })?;
+    let state_dir = volume.open_dir(state_relative).step("open the state on the volume", no_state)?;
+    let generation = match params.generation {
+        Some(number) => state.generation(number).step(
+            &format!("find generation {number} (blankslate.generation=)"),
+            "pick an existing generation (`blankslate generations list`), or drop blankslate.generation= to \
+             boot the current one",
+        )?,
+        None => state.current().step("read the current generation", no_state)?.ok_or_else(|| Failure {
+            step: "find the current generation".into(),
+            error: "no generation is current".into(),
+            hint: no_state.into(),
+        })?,
+    };
+    let json = state.declaration_json(&generation).step("read the generation's declaration", BROKEN)?;
+    let declaration = Declaration::from_canonical_json(&json).step("read the generation's declaration", BROKEN)?;
+    let etc_object =
+        state.part(&generation, "etc").step("read the generation's /etc part", BROKEN)?.ok_or_else(|| Failure {
+            step: "read the generation's /etc part".into(),
+            error: "none".into(),
+            hint: BROKEN.into(),
+        })?;
+    let mut roots = declaration.persist.keys();
+    let mount_point = match (roots.next(), roots.next()) {
+        (Some(only), None) => only.clone(),
+        _ => {
+            return Err(Failure {
+                step: "choose where the volume goes".into(),
+                error: format!(
+                    "generation {} declares {} persistent roots; boot mounts exactly one volume",
+                    generation.number,
+                    declaration.persist.len()
+                ),
+                hint: "declare one persistent root (keyed by the volume's mount point), or boot a generation \
+                       that does (blankslate.generation=N)"
+                    .into(),
+            });
+        }
+    };
+    Ok(Chosen { state_dir, generation, declaration, etc_object, mount_point })
+}
+
+/// The root's top directories and `/run`, then `/etc` and the persisted paths.
+/// Returns the store (as seen inside the new root).
+fn activate(root: &Dir, chosen: &Chosen) -> Result<Store, Failure> {
+    for (name, mode) in
+        [("proc", 0o555), ("sys", 0o555), ("dev", 0o755), ("run", 0o755), ("tmp", 0o1777), ("root", 0o700)]
+    {
+        root.create_dir(name, mode).step("create the root's directories", "report a bug")?;
+        root.set_mode_of(name, mode).step("create the root's directories", "report a bug")?;
+    }
+    mount::mount_new(
+        root,
+        "run",
+        "tmpfs",
+        &[("mode", "755")],
+        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
+    )
+    .step("mount /run", "report a bug")?;
+    let store = Store::open(root, &Path::new(DEFAULT_STATE_DIR).join("store")).step("open the store", BROKEN)?;
+    let active =
+        Active::load(&store, chosen.generation.number, &chosen.etc_object).step("load the /etc manifest", BROKEN)?;
+    etc::activate(root, &store, &active, OnConflict::Backup).step("activate /etc", BROKEN)?;
+    blankslate_core::failpoint::hit(FAILPOINT);
+    let tree = store
+        .open_object(&chosen.etc_object)
+        .and_then(|o| o.open_dir(blankslate_core::manifest::TREE_DIR).map_err(Into::into))
+        .step("open the /etc tree", BROKEN)?;
+    let users = etc::users_for(root, |name| tree.read(name).ok(), &active.manifest);
+    let report = blankslate_persist::activate(root, &chosen.declaration, &users, None).step(
+        "bring in the persisted paths",
+        "the volume's data is untouched; boot another generation (blankslate.generation=N) or fix the volume",
+    )?;
+    for (path, reason) in report.conflicts.iter().chain(&report.unknown_owners) {
+        eprintln!("blankslate: warning: {path}: {reason}");
+    }
+    blankslate_core::failpoint::hit(FAILPOINT);
+    Ok(store)
+}
+
+/// Loads `/lib/modules/NAME.ko` from the initramfs; one already loaded (or built in)
+/// is fine.
+fn load_module(name: &str) -> Result<(), Failure> {
+    let path = Path::new("/").join(MODULES_DIR).join(format!("{}.ko", name.replace('-', "_")));
+    let hint = "build the initramfs with `blankslate initrd --modules DIR --module NAME` for every module in \
+                blankslate.modules=, in load order (uncompressed .ko files)";
+    let file = std::fs::File::open(&path).step(&format!("open the module {}", path.display()), hint)?;
+    match rustix::system::finit_module(&file, c"", 0) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
+        Err(errno) => Err(errno).step(
+            &format!("load the module {name}"),
+            "the module must match the running kernel exactly, and its dependencies must be listed before it",
+        ),
+    }
+}
+
+/// Mounts the volume on `/mnt/volume`: `options` are file system options (`key`,
+/// `key=value`), except the generic ones that are mount attributes.
+fn mount_volume(staging: &Dir, device: &Path, spec: &cmdline::Volume) -> Result<(), std::io::Error> {
+    let fs = rustix::mount::fsopen(spec.fs_type.as_str(), FsOpenFlags::FSOPEN_CLOEXEC)?;
+    rustix::mount::fsconfig_set_string(&fs, "source", device)?;
+    let mut attributes = MountAttrFlags::empty();
+    for option in &spec.options {
+        let attribute = match option.as_str() {
+            "nosuid" => MountAttrFlags::MOUNT_ATTR_NOSUID,
+            "nodev" => MountAttrFlags::MOUNT_ATTR_NODEV,
+            "noexec" => MountAttrFlags::MOUNT_ATTR_NOEXEC,
+            "noatime" => MountAttrFlags::MOUNT_ATTR_NOATIME,
+            "nodiratime" => MountAttrFlags::MOUNT_ATTR_NODIRATIME,
+            "relatime" => MountAttrFlags::MOUNT_ATTR_RELATIME,
+            "strictatime" => MountAttrFlags::MOUNT_ATTR_STRICTATIME,
+            _ => MountAttrFlags::empty(),
+        };
+        if !attribute.is_empty() {
+            attributes |= attribute;
+        } else if let Some((key, value)) = option.split_once('=') {
+            rustix::mount::fsconfig_set_string(&fs, key, value)?;
+        } else {
+            rustix::mount::fsconfig_set_flag(&fs, option.as_str())?;
+        }
+    }
+    rustix::mount::fsconfig_create(&fs)?;
+    let mount = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attributes)?;
+    rustix::mount::move_mount(&mount, "", staging, VOLUME, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)?;
+    Ok(())
+}
+
+/// Writes `/run/blankslate/booted` (-> the generation object) and `boot.json`.
+fn record(
+    root: &Dir,
+    store: &Store,
+    generation: &Generation,
+    volume: &cmdline::Volume,
+    device: &Path,
+    elapsed: Duration,
+) -> Result<(), blankslate_core::fs::FsError> {
+    let dir = root.create_dir_all(RECORD_DIR, 0o755)?;
+    dir.symlink_atomic("booted", store.live_path(&generation.object))?;
+    let mut json = String::new();
+    let _ = write!(
+        json,
+        "{}",
+        serde_json::json!({
+            "generation": generation.number,
+            "object": generation.object,
+            "volume": volume.device.to_string(),
+            "device": device,
+            "activation_ms": elapsed.as_secs_f64() * 1000.0,
+        })
+    );
+    json.push('\n');
+    dir.write_atomic("boot.json", json.as_bytes(), 0o644)?;
+    Ok(())
+}
+
+/// `switch_root`: make `root` the root (move it onto `/`, `chroot` into it) and exec
+/// `init`. Returns only on failure.
+fn switch_root(root: &Dir, init: &Path, args: &[std::ffi::OsString]) -> Result<std::convert::Infallible, Failure> {
+    let hint = "the new root is mounted but could not be entered; report a bug";
+    rustix::process::fchdir(root).step("enter the new root", hint)?;
+    rustix::mount::mount_move(".", "/").step("move the new root onto /", hint)?;
+    rustix::process::chroot(".").step("chroot into the new root", hint)?;
+    rustix::process::chdir("/").step("enter /", hint)?;
+    let missing = format!(
+        "{} is not in the new root: persist the programs (e.g. /usr) or point blankslate.init= at an init that is",
+        init.display()
+    );
+    if !init.exists() {
+        return Err(Failure { step: format!("start {}", init.display()), error: "not found".into(), hint: missing });
+    }
+    let error = std::process::Command::new(init).arg0(init).args(args).exec();
+    Err(error).step(&format!("start {}", init.display()), &missing)
+}
+
+/// After a failure: a shell if there is one, else sleep. PID 1 must never exit.
+fn emergency() -> ! {
+    rustix::fs::sync();
+    let shell = PathBuf::from("/bin/sh");
+    if shell.exists() {
+        eprintln!("blankslate: starting an emergency shell (/bin/sh); the boot does not continue after it exits");
+        let _ = std::process::Command::new(&shell).status();
+    } else {
+        eprintln!("blankslate: no /bin/sh for an emergency shell; halted (the machine can be reset safely)");
+    }
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds `text` as the next generation onto the volume directory `volume`.
+    fn build(volume: &Dir, text: &str) {
+        let checked = blankslate_core::decl::check(Path::new("test.toml"), text, None);
+        let declaration = checked.declaration.unwrap_or_else(|| panic!("{}", checked.diagnostics));
+        let state = State::open_locked(volume, Path::new(DEFAULT_STATE_DIR)).unwrap();
+        let etc = blankslate_etc_builder::from_declaration(&declaration).unwrap();
+        let object = etc.add_to_store(state.store()).unwrap();
+        state.build(&declaration, &[("etc", &object)]).unwrap();
+    }
+
+    const ONE_ROOT: &str = "version = 1\n[persist.\"/persist\"]\ndirectories = [\"/var/log\"]\n\
+                            [etc.\"hosts\"]\ntext = \"one\\n\"\n";
+    const TWO_ROOTS: &str = "version = 1\n[persist.\"/persist\"]\ndirectories = [\"/var/log\"]\n\
+                             [persist.\"/data\"]\ndirectories = [\"/srv\"]\n";
+
+    fn params(generation: Option<u32>) -> cmdline::Params {
+        cmdline::Params { generation, ..cmdline::Params::default() }
+    }
+
+    #[test]
+    fn the_current_generation_or_the_one_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let volume = Dir::open_root(dir.path()).unwrap();
+        build(&volume, ONE_ROOT);
+        build(&volume, &ONE_ROOT.replace("one", "two"));
+        let chosen = choose(&volume, &params(None)).unwrap();
+        assert_eq!(chosen.generation.number, 2);
+        assert_eq!(chosen.mount_point, "/persist");
+        assert_eq!(choose(&volume, &params(Some(1))).unwrap().generation.number, 1);
+        let failure = choose(&volume, &params(Some(7))).unwrap_err();
+        assert!(failure.to_string().contains("cannot find generation 7"), "{failure}");
+        assert!(failure.hint.contains("blankslate generations list"), "{failure}");
+    }
+
+    #[test]
+    fn an_empty_volume_or_two_persistent_roots_are_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let volume = Dir::open_root(dir.path()).unwrap();
+        let failure = choose(&volume, &params(None)).unwrap_err();
+        assert!(failure.hint.contains("blankslate build DECL --root /persist"), "{failure}");
+        assert!(!dir.path().join("var").exists(), "choosing wrote to the volume");
+        build(&volume, TWO_ROOTS);
+        let failure = choose(&volume, &params(None)).unwrap_err();
+        assert!(failure.error.contains("declares 2 persistent roots"), "{failure}");
+    }
+}

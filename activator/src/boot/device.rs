@@ -1,0 +1,122 @@
+//! Finding the persistent device: a `/dev` path, or an ext4 file system by label or
+//! UUID. In an initramfs there is no udev, so `/dev/disk/by-*` is used only when it
+//! exists; otherwise every block device in `/sys/class/block` has its superblock read.
+//! Only ext4 (and ext2/3, same superblock) labels and UUIDs are recognised.
+
+use std::fmt::Write as _;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::cmdline::Device;
+
+/// The label and UUID of an ext2/3/4 superblock (the 1024 bytes at offset 1024).
+pub fn ext4_identity(superblock: &[u8]) -> Option<(String, String)> {
+    if superblock.len() < 0x88 || superblock[0x38..0x3a] != [0x53, 0xef] {
+        return None;
+    }
+    let u = &superblock[0x68..0x78];
+    let hex = |bytes: &[u8]| {
+        bytes.iter().fold(String::new(), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+    };
+    let uuid = format!("{}-{}-{}-{}-{}", hex(&u[0..4]), hex(&u[4..6]), hex(&u[6..8]), hex(&u[8..10]), hex(&u[10..16]));
+    let label = &superblock[0x78..0x88];
+    let end = label.iter().position(|&b| b == 0).unwrap_or(label.len());
+    Some((String::from_utf8_lossy(&label[..end]).into_owned(), uuid))
+}
+
+fn read_superblock(device: &Path) -> Option<Vec<u8>> {
+    let mut file = std::fs::File::open(device).ok()?;
+    file.seek(SeekFrom::Start(1024)).ok()?;
+    let mut buffer = vec![0; 1024];
+    file.read_exact(&mut buffer).ok()?;
+    Some(buffer)
+}
+
+/// One look for `device`; `None` if it is not there (yet).
+fn find_once(device: &Device) -> Option<PathBuf> {
+    let (by, wanted) = match device {
+        Device::Path(path) => return path.exists().then(|| path.clone()),
+        Device::Label(label) => ("by-label", label),
+        Device::Uuid(uuid) => ("by-uuid", uuid),
+    };
+    let link = Path::new("/dev/disk").join(by).join(wanted);
+    if link.exists() {
+        return Some(link);
+    }
+    let mut names: Vec<_> =
+        std::fs::read_dir("/sys/class/block").ok()?.filter_map(Result::ok).map(|e| e.file_name()).collect();
+    names.sort();
+    names.into_iter().map(|name| Path::new("/dev").join(name)).find(|path| {
+        read_superblock(path).and_then(|sb| ext4_identity(&sb)).is_some_and(|(label, uuid)| match device {
+            Device::Label(_) => label == *wanted,
+            _ => uuid == *wanted,
+        })
+    })
+}
+
+/// Waits up to `timeout` for `device` to appear (devices show up while drivers probe).
+pub fn wait_for(device: &Device, timeout: Duration) -> Option<PathBuf> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(found) = find_once(device) {
+            return Some(found);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The block devices the kernel knows, for an error message.
+pub fn known_devices() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/block")
+        .map(|read| read.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ext4_superblock_gives_label_and_uuid() {
+        let mut sb = vec![0u8; 1024];
+        sb[0x38] = 0x53;
+        sb[0x39] = 0xef;
+        sb[0x68..0x78].copy_from_slice(&[
+            0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef,
+        ]);
+        sb[0x78..0x7d].copy_from_slice(b"bsvol");
+        let (label, uuid) = ext4_identity(&sb).unwrap();
+        assert_eq!(label, "bsvol");
+        assert_eq!(uuid, "12345678-9abc-def0-0123-456789abcdef");
+        sb[0x38] = 0;
+        assert_eq!(ext4_identity(&sb), None);
+    }
+
+    #[test]
+    fn a_real_mkfs_image_is_recognised() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("disk.img");
+        std::fs::File::create(&image).unwrap().set_len(8 << 20).unwrap();
+        let made = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "bslabel", "-U", "0b1c2d3e-0000-4000-8000-00000000abcd"])
+            .arg(&image)
+            .status();
+        if !made.is_ok_and(|s| s.success()) {
+            return; // no e2fsprogs here
+        }
+        let (label, uuid) = ext4_identity(&read_superblock(&image).unwrap()).unwrap();
+        assert_eq!(label, "bslabel");
+        assert_eq!(uuid, "0b1c2d3e-0000-4000-8000-00000000abcd");
+        let found = wait_for(&Device::Path(image.clone()), Duration::ZERO);
+        assert_eq!(found, Some(image));
+    }
+}

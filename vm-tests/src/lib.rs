@@ -1,0 +1,386 @@
+//! The VM test harness: a real kernel boots the static blankslate binary as `/init`
+//! under QEMU (TCG), with an ext4 persistent disk built on the host, and the tests read
+//! the results from the serial log, the `isa-debug-exit` status and the disk image.
+//!
+//! Artifacts are cached and kept under `target/`: the kernel in `target/vm-kernel`,
+//! the static binary in `target/vm-static`, each scenario's disk, initramfs and serial
+//! log in `target/vm-work/<scenario>` (for a look after a failure).
+
+#![forbid(unsafe_code)]
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub type Result<T> = std::result::Result<T, String>;
+
+/// The modules the Debian cloud kernel needs for a virtio disk, in load order.
+pub const VIRTIO_MODULES: [&str; 6] =
+    ["virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "virtio_blk"];
+
+/// What the guest script writes to port 0xf4: QEMU exits with `(value << 1) | 1`.
+pub const EXIT_PASS: i32 = 3;
+pub const EXIT_FAIL: i32 = 5;
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("vm-tests is in the workspace").to_path_buf()
+}
+
+fn target() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace().join("target"), PathBuf::from)
+}
+
+/// Runs `command`, failing with its standard error if it fails.
+pub fn run(command: &mut Command) -> Result<String> {
+    let shown = format!("{command:?}");
+    let output = command.stdin(Stdio::null()).output().map_err(|e| format!("cannot run {shown}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{shown} failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn sh(script: &str) -> Result<String> {
+    run(Command::new("sh").args(["-ec", script]))
+}
+
+/// The unpacked kernel: `vmlinuz` and a directory of uncompressed virtio modules.
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    pub vmlinuz: PathBuf,
+    pub modules: PathBuf,
+}
+
+/// Fetches (once, then cached in `target/vm-kernel`) the Debian cloud kernel: the
+/// package `linux-image-cloud-amd64` depends on, downloaded with `apt-get download`
+/// and unpacked with `dpkg-deb` (never installed), keeping `vmlinuz` and the virtio
+/// modules (decompressed if the package ships them as `.ko.xz` or `.ko.zst`).
+pub fn kernel() -> Result<Kernel> {
+    static KERNEL: OnceLock<std::result::Result<Kernel, String>> = OnceLock::new();
+    KERNEL.get_or_init(fetch_kernel).clone()
+}
+
+fn fetch_kernel() -> Result<Kernel> {
+    let cache = target().join("vm-kernel");
+    let unpacked = cache.join("unpacked");
+    let found = |dir: &Path| -> Option<Kernel> {
+        let boot = std::fs::read_dir(dir.join("boot")).ok()?;
+        let vmlinuz = boot
+            .filter_map(std::result::Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))?;
+        let modules = dir.join("lib/modules");
+        Some(Kernel { vmlinuz, modules })
+    };
+    if let Some(kernel) = found(&unpacked) {
+        return Ok(kernel);
+    }
+    let depends = run(Command::new("apt-cache").args(["depends", "linux-image-cloud-amd64"]))?;
+    let package = depends
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends: "))
+        .find(|p| p.starts_with("linux-image-") && p.chars().nth(12).is_some_and(|c| c.is_ascii_digit()))
+        .ok_or_else(|| format!("no kernel package in `apt-cache depends linux-image-cloud-amd64`:\n{depends}"))?
+        .to_owned();
+    let download = cache.join("download");
+    std::fs::create_dir_all(&download).map_err(|e| e.to_string())?;
+    // apt-get download drops privileges to _apt, which must be able to write here.
+    sh(&format!("chmod 0777 '{}'", download.display()))?;
+    run(Command::new("apt-get").arg("download").arg(&package).current_dir(&download))?;
+    let staging = cache.join("unpacking");
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(|e| e.to_string())?;
+    sh(&format!(
+        "cd '{staging}'; dpkg-deb --fsys-tarfile '{download}'/{package}_*.deb | \
+         tar -x --wildcards './boot/vmlinuz-*' './lib/modules/*/kernel/drivers/virtio/*' \
+         './lib/modules/*/kernel/drivers/block/virtio_blk.ko*'; \
+         find lib -name '*.ko.xz' -exec xz -d {{}} +; find lib -name '*.ko.zst' -exec zstd -q --rm -d {{}} \\;",
+        staging = staging.display(),
+        download = download.display(),
+    ))?;
+    std::fs::rename(&staging, &unpacked).map_err(|e| e.to_string())?;
+    found(&unpacked).ok_or_else(|| format!("no boot/vmlinuz-* in {package}"))
+}
+
+/// Builds (once per run; cargo makes it incremental) the static binary:
+/// `RUSTFLAGS="-C target-feature=+crt-static" cargo build -p blankslate
+/// --target x86_64-unknown-linux-gnu --target-dir target/vm-static`, or takes the one
+/// `BLANKSLATE_VM_BINARY` names.
+pub fn static_binary() -> Result<PathBuf> {
+    static BINARY: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            if let Some(prebuilt) = std::env::var_os("BLANKSLATE_VM_BINARY") {
+                return Ok(PathBuf::from(prebuilt));
+            }
+            let dir = target().join("vm-static");
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            run(Command::new(cargo)
+                .current_dir(workspace())
+                .env("RUSTFLAGS", "-C target-feature=+crt-static")
+                .args(["build", "--quiet", "-p", "blankslate", "--target", "x86_64-unknown-linux-gnu", "--target-dir"])
+                .arg(&dir))?;
+            let binary = dir.join("x86_64-unknown-linux-gnu/debug/blankslate");
+            let file = run(Command::new("file").arg(&binary)).unwrap_or_default();
+            if file.contains("dynamically linked") {
+                return Err(format!("{} is not static: {file}", binary.display()));
+            }
+            Ok(binary)
+        })
+        .clone()
+}
+
+/// The initramfs: the static binary as /init and the virtio modules (built once).
+pub fn initrd() -> Result<PathBuf> {
+    static INITRD: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    INITRD
+        .get_or_init(|| {
+            let kernel = kernel()?;
+            let binary = static_binary()?;
+            let out = target().join("vm-work/initrd.cpio");
+            std::fs::create_dir_all(out.parent().unwrap()).map_err(|e| e.to_string())?;
+            let mut command = Command::new(&binary);
+            command.arg("initrd").arg("--output").arg(&out).arg("--modules").arg(&kernel.modules);
+            for module in VIRTIO_MODULES {
+                command.args(["--module", module]);
+            }
+            run(&mut command)?;
+            Ok(out)
+        })
+        .clone()
+}
+
+/// A scenario's working directory, emptied.
+pub fn work_dir(scenario: &str) -> Result<PathBuf> {
+    let dir = target().join("vm-work").join(scenario);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    Ok(dir)
+}
+
+/// The volume's contents before `mkfs.ext4 -d`: a directory standing for the volume's
+/// root (mounted at `/persist` in the guest).
+#[derive(Debug)]
+pub struct Volume {
+    pub dir: PathBuf,
+}
+
+impl Volume {
+    /// A volume with busybox in `bin/` (every applet linked) and `script` as
+    /// `bin/vmtest-init`.
+    pub fn new(work: &Path, script: &str) -> Result<Volume> {
+        let dir = work.join("volume");
+        std::fs::create_dir_all(dir.join("bin")).map_err(|e| e.to_string())?;
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .ok_or("no busybox: apt-get install busybox-static")?;
+        std::fs::copy(busybox, dir.join("bin/busybox")).map_err(|e| e.to_string())?;
+        let applets = run(Command::new(busybox).arg("--list"))?;
+        for applet in applets.lines().filter(|a| !a.is_empty() && *a != "busybox") {
+            std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).map_err(|e| e.to_string())?;
+        }
+        exit_helper(&dir.join("bin/vmtest-exit"))?;
+        let script_path = dir.join("bin/vmtest-init");
+        std::fs::write(&script_path, script).map_err(|e| e.to_string())?;
+        sh(&format!("chmod 0755 '{}'", script_path.display()))?;
+        Ok(Volume { dir })
+    }
+
+    /// `blankslate build` of `declaration` onto the volume (a new generation).
+    pub fn build(&self, declaration: &str, name: &str) -> Result<String> {
+        let file = self.dir.parent().unwrap().join(format!("{name}.toml"));
+        std::fs::write(&file, declaration).map_err(|e| e.to_string())?;
+        run(Command::new(static_binary()?).arg("build").arg(&file).arg("--root").arg(&self.dir))
+    }
+
+    /// Writes the ext4 image (`mkfs.ext4 -d`: no loop mount) labelled `label`.
+    pub fn make_disk(&self, image: &Path, label: &str) -> Result<()> {
+        let file = std::fs::File::create(image).map_err(|e| e.to_string())?;
+        file.set_len(64 << 20).map_err(|e| e.to_string())?;
+        run(Command::new("mkfs.ext4").args(["-q", "-F", "-L", label, "-d"]).arg(&self.dir).arg(image))?;
+        Ok(())
+    }
+}
+
+/// The guest's way to end QEMU with a status: a tiny static C program writing its
+/// argument to I/O port 0xf4 (isa-debug-exit). The Debian cloud kernel has no
+/// `/dev/port`, busybox has no `outb`, and port I/O would need unsafe code in
+/// blankslate itself, which has no business doing it.
+fn exit_helper(out: &Path) -> Result<()> {
+    let source = out.with_extension("c");
+    std::fs::write(
+        &source,
+        "#include <stdlib.h>\n#include <sys/io.h>\n\
+         int main(int argc, char **argv) {\n\
+           if (argc < 2 || ioperm(0xf4, 1, 1) != 0) return 1;\n\
+           outb((unsigned char)atoi(argv[1]), 0xf4);\n\
+           return 0;\n\
+         }\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
+    run(Command::new(cc).args(["-static", "-O2", "-o"]).arg(out).arg(&source))?;
+    std::fs::remove_file(&source).map_err(|e| e.to_string())
+}
+
+/// One boot's result.
+#[derive(Debug)]
+pub struct Boot {
+    /// QEMU's exit status; `None` when the harness stopped it (timeout or stop marker).
+    pub status: Option<i32>,
+    pub log: String,
+    pub elapsed: Duration,
+    pub timed_out: bool,
+}
+
+impl Boot {
+    /// The activator's own time, from its console line.
+    pub fn activation_ms(&self) -> Option<f64> {
+        let line = self.log.lines().find(|l| l.contains("blankslate: generation") && l.contains(" activated in "))?;
+        line.split(" activated in ").nth(1)?.split(" ms").next()?.trim().parse().ok()
+    }
+
+    /// Of [`Boot::activation_ms`], the time spent loading modules and waiting for the
+    /// disk (the kernel's work).
+    pub fn kernel_wait_ms(&self) -> Option<f64> {
+        let line = self.log.lines().find(|l| l.contains("blankslate: generation") && l.contains(" activated in "))?;
+        line.split(" ms (").nth(1)?.split(" ms of it").next()?.trim().parse().ok()
+    }
+
+    /// The kernel's uptime when the test init started, from the script's marker.
+    pub fn init_uptime(&self) -> Option<f64> {
+        let line = self.log.lines().find_map(|l| l.trim().strip_prefix("VMTEST UPTIME "))?;
+        line.split_whitespace().next()?.parse().ok()
+    }
+
+    pub fn tail(&self, lines: usize) -> String {
+        let all: Vec<&str> = self.log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Fails, with the failing markers and the log's tail, unless the guest script
+    /// passed every check and exited through isa-debug-exit with the pass status.
+    pub fn expect_pass(&self, what: &str) -> Result<()> {
+        let failed: Vec<&str> = self.log.lines().filter(|l| l.contains("VMTEST FAIL")).collect();
+        let passed = self.log.lines().any(|l| l.trim() == "VMTEST PASS");
+        if self.status == Some(EXIT_PASS) && passed && failed.is_empty() {
+            return Ok(());
+        }
+        let why = if self.timed_out {
+            "timed out".to_owned()
+        } else if self.log.contains("Kernel panic") {
+            "the kernel panicked (did /init die?)".to_owned()
+        } else if let Some(line) = self.log.lines().find(|l| l.contains("blankslate: boot failed")) {
+            format!("boot failed: {line}")
+        } else {
+            format!("QEMU exit status {:?}, PASS marker {}", self.status, if passed { "seen" } else { "missing" })
+        };
+        Err(format!("{what}: {why}\nfailed checks: {failed:#?}\n--- serial log tail ---\n{}", self.tail(40)))
+    }
+}
+
+/// QEMU runs one at a time: TCG is CPU-bound and the machine has few cores.
+static QEMU: Mutex<()> = Mutex::new(());
+
+/// Boots `disk` with the shared kernel and initramfs and the kernel command line
+/// `append` (after the console and module settings). Stops QEMU (by its pid) when
+/// `stop_marker` appears in the serial log or after `limit`.
+pub fn boot(work: &Path, disk: &Path, append: &str, stop_marker: Option<&str>, limit: Duration) -> Result<Boot> {
+    let kernel = kernel()?;
+    let initrd = initrd()?;
+    let log_path = work.join(format!("serial-{}.log", std::fs::read_dir(work).map_or(0, Iterator::count)));
+    let _ = std::fs::remove_file(&log_path);
+    let mut cmdline = format!("console=ttyS0 panic=-1 loglevel=4 blankslate.modules={}", VIRTIO_MODULES.join(","));
+    let _ = write!(cmdline, " {append}");
+    // For a look at a failing boot: BLANKSLATE_VM_APPEND=blankslate.debug.
+    if let Ok(extra) = std::env::var("BLANKSLATE_VM_APPEND") {
+        let _ = write!(cmdline, " {extra}");
+    }
+    let _serial = QEMU.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let started = Instant::now();
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-accel", "tcg", "-m", "512", "-no-reboot", "-display", "none", "-nic", "none", "-monitor", "none"])
+        .arg("-serial")
+        .arg(format!("file:{}", log_path.display()))
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .arg("-kernel")
+        .arg(&kernel.vmlinuz)
+        .arg("-initrd")
+        .arg(&initrd)
+        .arg("-append")
+        .arg(&cmdline)
+        .arg("-drive")
+        .arg(format!("file={},format=raw,if=virtio", disk.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start qemu-system-x86_64: {e} (apt-get install qemu-system-x86)"))?;
+    let read_log = || std::fs::read(&log_path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let (status, timed_out) = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break (status.code(), false);
+        }
+        if stop_marker.is_some_and(|marker| read_log().contains(marker)) {
+            // Give the console a moment to flush the lines after the marker.
+            std::thread::sleep(Duration::from_millis(300));
+            let _ = child.kill();
+            let _ = child.wait();
+            break (None, false);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break (None, true);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let elapsed = started.elapsed();
+    let mut log = read_log();
+    if let Some(mut stderr) = child.stderr.take() {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        if !text.trim().is_empty() {
+            let _ = write!(log, "\n--- qemu stderr ---\n{text}");
+        }
+    }
+    Ok(Boot { status, log, elapsed, timed_out })
+}
+
+/// A file's contents in an ext4 image, read with `debugfs` (no mount).
+pub fn debugfs_cat(image: &Path, path: &str) -> Result<String> {
+    run(Command::new("debugfs").arg("-R").arg(format!("cat {path}")).arg(image).stderr(Stdio::null()))
+}
+
+/// The guest script: `checks` is shell code calling `check NAME COMMAND…`; the script
+/// prints `VMTEST OK|FAIL NAME` per check, then `VMTEST PASS` or `VMTEST FAILED`, and
+/// ends QEMU through isa-debug-exit (port 0xf4, written by `vmtest-exit`) with [`EXIT_PASS`] or
+/// [`EXIT_FAIL`].
+pub fn guest_script(checks: &str) -> String {
+    format!(
+        r#"#!/bin/busybox sh
+export PATH=/bin
+echo "VMTEST UPTIME $(cat /proc/uptime)"
+echo "VMTEST INIT pid=$$"
+fail=0
+check() {{
+    name=$1; shift
+    if "$@"; then echo "VMTEST OK $name"; else echo "VMTEST FAIL $name"; fail=1; fi
+}}
+{checks}
+sync
+if [ "$fail" = 0 ]; then echo "VMTEST PASS"; code=1; else echo "VMTEST FAILED"; code=2; fi
+vmtest-exit "$code"
+sleep 10
+echo "VMTEST NO-EXIT: isa-debug-exit did not end QEMU"
+"#
+    )
+}
