@@ -25,45 +25,16 @@ use blankslate_core::manifest::{EtcKind, Manifest, ManifestEntry, TREE_DIR, cont
 use blankslate_core::store::Store;
 use serde::{Deserialize, Serialize};
 
-/// Activation's own directory inside `/etc` (lives and dies with the tmpfs root).
-pub const STATE_DIR: &str = ".blankslate";
-// The core reads these (gc keeps what they name), so it owns their names.
-const STATE_FILE: &str = blankslate_core::generation::ACTIVATION_STATE;
-const JOURNAL_FILE: &str = blankslate_core::generation::ACTIVATION_JOURNAL;
+// The activation record is the core's (gc, the audit and the command line read it).
+use blankslate_core::activation::{ActivationError, JOURNAL_FILE, STATE_FILE};
+pub use blankslate_core::activation::{Active, BACKUP_SUFFIX, STATE_DIR, STATIC, active};
 /// The generation and etc object last activated, alone: lets a no-op re-activation
 /// stop before reading the state file.
 const ACTIVE_FILE: &str = "active";
-/// The link to the generation's tree.
-pub const STATIC: &str = "static";
-/// What a person's file at a declared path is renamed to.
-pub const BACKUP_SUFFIX: &str = ".blankslate-backup";
 /// The fixed temporary name of a copy or link about to replace `NAME`: `.NAME` + this.
 const STAGED_SUFFIX: &str = ".blankslate-new";
 /// The step name of every mutating step, for `BLANKSLATE_FAILPOINT=etc-step#N`.
 pub const FAILPOINT: &str = "etc-step";
-
-/// The generation `/etc` is (or is to be) made of.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Active {
-    pub generation: u32,
-    /// The etc store object.
-    pub object: String,
-    /// Where `/etc/static` points: the object's tree as the live system sees it.
-    pub static_target: String,
-    pub manifest: Manifest,
-}
-
-impl Active {
-    /// Reads the manifest of the etc object `object` in `store`.
-    pub fn load(store: &Store, generation: u32, object: &str) -> Result<Active> {
-        let dir = store.open_object(object).map_err(|e| EtcError::Store(e.to_string()))?;
-        let text = dir.read(blankslate_core::manifest::MANIFEST_FILE)?;
-        let manifest = Manifest::from_json(&text)
-            .map_err(|e| EtcError::BadState { what: format!("the manifest of {object}"), reason: e.to_string() })?;
-        let static_target = store.live_path(object).join(TREE_DIR).to_string_lossy().into_owned();
-        Ok(Active { generation, object: object.to_owned(), static_target, manifest })
-    }
-}
 
 /// An activation under way: where it is going. Where it comes from is the state
 /// file, which is only replaced once everything else is done.
@@ -87,6 +58,8 @@ pub enum OnConflict {
 pub enum EtcError {
     #[error(transparent)]
     Fs(#[from] FsError),
+    #[error(transparent)]
+    Activation(#[from] ActivationError),
     #[error("store: {0}")]
     Store(String),
     #[error("cannot read {what}: {reason}")]
@@ -407,27 +380,6 @@ fn open_etc(root: &Dir) -> Result<Option<Dir>> {
     }
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(dir: &Dir, name: &str) -> Result<Option<T>> {
-    match dir.read(name) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| EtcError::BadState {
-            what: dir.path().join(name).display().to_string(),
-            reason: e.to_string(),
-        }),
-        Err(error) if error.is_not_found() => Ok(None),
-        Err(error) => Err(error.into()),
-    }
-}
-
-/// The generation `/etc` was last activated to, if any.
-pub fn active(root: &Dir) -> Result<Option<Active>> {
-    let Some(etc) = open_etc(root)? else { return Ok(None) };
-    match etc.open_dir(STATE_DIR) {
-        Ok(state) => read_json(&state, STATE_FILE),
-        Err(error) if error.is_not_found() => Ok(None),
-        Err(error) => Err(error.into()),
-    }
-}
-
 /// The users and groups copies are owned by: the new generation's own `passwd` and
 /// `group` when it manages them (`managed` reads them from its tree), else the
 /// root's regular files.
@@ -586,7 +538,9 @@ fn already_active(root: &Dir, to: &Active) -> bool {
 pub fn recover(root: &Dir, store: &Store) -> Result<Option<u32>> {
     let Some(etc) = open_etc(root)? else { return Ok(None) };
     let Ok(state) = etc.open_dir(STATE_DIR) else { return Ok(None) };
-    let Some(journal) = read_json::<Journal>(&state, JOURNAL_FILE)? else { return Ok(None) };
+    let Some(journal) = blankslate_core::activation::read_json::<Journal>(&state, JOURNAL_FILE)? else {
+        return Ok(None);
+    };
     let to = Active::load(store, journal.generation, &journal.object)?;
     let tree = open_tree(store, &to)?;
     let manifest = to.manifest.clone();

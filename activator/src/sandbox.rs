@@ -165,7 +165,7 @@ pub fn init(request: &Request) -> Result<i32, SandboxError> {
     }
 
     let store = Store::open(&new_root, &request.state_dir.join("store")).map_err(|e| EtcError::Store(e.to_string()))?;
-    let active = Active::load(&store, request.generation, etc_object)?;
+    let active = Active::load(&store, request.generation, etc_object).map_err(EtcError::from)?;
     etc::activate(&new_root, &store, &active, OnConflict::Backup)?;
     let tree = store.open_object(etc_object).map_err(|e| EtcError::Store(e.to_string()))?.open_dir("etc")?;
     let users = etc::users_for(&new_root, |name| tree.read(name).ok(), &active.manifest);

@@ -29,11 +29,8 @@ const GENERATION_NAME: &str = "generation";
 const CURRENT: &str = "current";
 /// Written by boot activation, read to protect the booted generation.
 const BOOTED: &str = "run/blankslate/booted";
-/// Where `/etc` activation records what it activated (inside the root), and the
-/// files it keeps there; gc and delete read them to keep the active generation.
-pub const ACTIVATION_DIR: &str = "etc/.blankslate";
-pub const ACTIVATION_STATE: &str = "state.json";
-pub const ACTIVATION_JOURNAL: &str = "journal.json";
+// gc and delete read the activation record to keep the active generation.
+use crate::activation::{DIR as ACTIVATION_DIR, JOURNAL_FILE as ACTIVATION_JOURNAL, STATE_FILE as ACTIVATION_STATE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GenerationError {

@@ -4,6 +4,7 @@
 //! Nothing here mounts anything or knows about `/etc` activation; those live in the
 //! `activator`, `persist` and `etc-builder` crates, which depend on this one.
 
+pub mod activation;
 pub mod decl;
 pub mod failpoint;
 pub mod fs;

@@ -1,0 +1,380 @@
+//! `blankslate audit`: the live root against the declaration of a generation.
+//!
+//! What the audit reports, by class (see [`Class`]):
+//! - **undeclared**: state on the root's own file system that nothing declares, and
+//!   that the next reboot erases; grouped by the nearest directory that holds nothing
+//!   declared, with the group's file count and size, largest first;
+//! - **etc-drift**: a managed `/etc` entry that is not what the generation put there
+//!   (a link replaced by a file or pointing elsewhere, an edited copy, a missing
+//!   entry, a copy with the wrong owner or mode, `/etc/static` pointing elsewhere);
+//! - **etc-stray**: a file in `/etc` that nothing manages (it too is lost at reboot);
+//! - **persist**: a persisted path that is not mounted, mounted from the wrong source,
+//!   a symlink entry replaced by a regular file, a source missing in its volume, or a
+//!   wrong owner or mode;
+//! - **persist-stray**: data in a persistent volume that no declaration reaches any
+//!   more (reported, never deleted);
+//! - **error**: a directory that could not be read, or changed under the walk.
+//!
+//! Ignored paths (regenerated at every boot, or matched by `[audit] ignore`) are
+//! counted, never listed. What counts as declared: persisted paths and everything
+//! under them, the persistent roots' mount points, managed `/etc` entries,
+//! `/etc/static`, `/etc/.blankslate`, the state directory, the kernel's mount points
+//! ([`KERNEL`]), and the skeleton directories themselves ([`SKELETON`], not their
+//! contents).
+
+#![forbid(unsafe_code)]
+
+pub mod checks;
+pub mod mounts;
+pub mod render;
+pub mod walk;
+pub mod watch;
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashSet};
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+
+use blankslate_core::activation::{self as etc, Active};
+use blankslate_core::decl::{Declaration, UserDb};
+use blankslate_core::fs::Dir;
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use crate::walk::{Mark, Stats, Tree, Unknown, Walker};
+
+/// The version of the `--json` document (its `"schema"` field).
+pub const SCHEMA: u32 = 1;
+
+/// Directories the activator, the sandbox or the OS create at every boot: the
+/// directory itself is accounted for, what it holds is looked at.
+pub const SKELETON: &[&str] = &[
+    "/bin", "/boot", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media", "/mnt", "/opt", "/root",
+    "/sbin", "/srv", "/usr", "/var", "/var/lib", "/var/log",
+];
+
+/// Mount points of kernel file systems: never entered, even when (in a scratch root)
+/// they are plain directories.
+pub const KERNEL: &[&str] = &["/proc", "/sys", "/dev"];
+
+/// Regenerated at every boot: counted as ignored, never listed.
+pub const DEFAULT_IGNORE: &[&str] = &[
+    "/tmp",
+    "/run",
+    "/var/run",
+    "/var/lock",
+    "/var/tmp",
+    "/var/cache",
+    "/var/lib/systemd/catalog",
+    "/var/.updated",
+    "/etc/.updated",
+    "/etc/mtab",
+    "/etc/.pwd.lock",
+    "/etc/ld.so.cache",
+];
+
+/// What kind of problem a finding is; each class has its own exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Class {
+    Undeclared,
+    EtcStray,
+    PersistStray,
+    EtcDrift,
+    Persist,
+    Error,
+}
+
+impl Class {
+    pub const ALL: [Class; 6] =
+        [Class::Undeclared, Class::EtcStray, Class::PersistStray, Class::EtcDrift, Class::Persist, Class::Error];
+
+    /// The class's name in JSON and Prometheus output.
+    pub fn key(self) -> &'static str {
+        match self {
+            Class::Undeclared => "undeclared",
+            Class::EtcStray => "etc-stray",
+            Class::PersistStray => "persist-stray",
+            Class::EtcDrift => "etc-drift",
+            Class::Persist => "persist",
+            Class::Error => "error",
+        }
+    }
+
+    /// The exit code this class of finding gives: 1 state a reboot erases (or that
+    /// nothing declares), 2 drift or broken persistence, 3 an incomplete audit.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Class::Undeclared | Class::EtcStray | Class::PersistStray => 1,
+            Class::EtcDrift | Class::Persist => 2,
+            Class::Error => 3,
+        }
+    }
+}
+
+/// One finding: a group of undeclared state, or one drifted or broken path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub class: Class,
+    /// `directory`, `file`, `symlink`, `fifo`, `socket`, `device` for state found on
+    /// disk; a problem name (`missing`, `edited`, `not-mounted`, …) for the checks.
+    pub kind: &'static str,
+    /// The absolute path in the live root, as bytes (names need not be UTF-8).
+    pub path: Vec<u8>,
+    /// Total size (`st_size`) of the non-directories in the group.
+    pub bytes: u64,
+    /// Number of non-directories in the group.
+    pub files: u64,
+    pub reason: String,
+}
+
+impl Finding {
+    pub fn new(class: Class, kind: &'static str, path: Vec<u8>, reason: String) -> Finding {
+        Finding { class, kind, path, bytes: 0, files: 0, reason }
+    }
+
+    /// The report's order: by class; state found on disk largest first, problems by
+    /// path; then by path and kind.
+    pub fn order(a: &Finding, b: &Finding) -> Ordering {
+        let sized = |f: &Finding| {
+            if matches!(f.class, Class::Undeclared | Class::EtcStray | Class::PersistStray) {
+                (std::cmp::Reverse(f.bytes), std::cmp::Reverse(f.files))
+            } else {
+                (std::cmp::Reverse(0), std::cmp::Reverse(0))
+            }
+        };
+        (a.class, sized(a), &a.path, a.kind).cmp(&(b.class, sized(b), &b.path, b.kind))
+    }
+}
+
+/// Counts: findings (or entries, for ignored), files, bytes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub count: u64,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.count += other.count;
+        self.files += other.files;
+        self.bytes += other.bytes;
+    }
+}
+
+/// Everything one audit found.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub generation: Option<u32>,
+    /// In report order; at most `limit` per walk for the grouped classes.
+    pub findings: Vec<Finding>,
+    /// Per class, every finding, listed or not.
+    pub totals: BTreeMap<Class, Tally>,
+    pub ignored: Tally,
+    pub stats: Stats,
+}
+
+impl Report {
+    /// 0 clean, else the highest exit code of any finding's class.
+    pub fn exit_code(&self) -> u8 {
+        self.totals.iter().filter(|(_, t)| t.count > 0).map(|(c, _)| c.exit_code()).max().unwrap_or(0)
+    }
+
+    pub fn total(&self, class: Class) -> Tally {
+        self.totals.get(&class).copied().unwrap_or_default()
+    }
+
+    fn merge(&mut self, walker: Walker<'_>) {
+        for (class, tally) in walker.totals {
+            self.totals.entry(class).or_default().add(tally);
+        }
+        self.ignored.add(walker.ignored);
+        let s = walker.stats;
+        self.stats.entries += s.entries;
+        self.stats.stats += s.stats;
+        self.stats.declared += s.declared;
+        self.stats.mounts_skipped += s.mounts_skipped;
+        self.stats.vanished += s.vanished;
+        self.stats.max_open = self.stats.max_open.max(s.max_open);
+        self.findings.extend(walker.findings);
+    }
+
+    fn push(&mut self, finding: Finding) {
+        let total = self.totals.entry(finding.class).or_default();
+        total.count += 1;
+        total.files += finding.files;
+        total.bytes += finding.bytes;
+        self.findings.push(finding);
+    }
+}
+
+#[derive(Debug)]
+pub enum AuditError {
+    /// An `[audit] ignore` glob that does not compile.
+    Glob(globset::Error),
+}
+
+impl std::fmt::Display for AuditError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuditError::Glob(error) => write!(f, "bad [audit] ignore glob: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for AuditError {}
+
+/// What an audit looks at.
+#[derive(Debug)]
+pub struct Setup<'a> {
+    pub root: &'a Dir,
+    /// The root as the kernel's mount table names it (canonical), to find the mount
+    /// points below it.
+    pub root_path: &'a Path,
+    pub declaration: &'a Declaration,
+    /// The generation's `/etc` (manifest and `/etc/static` target), if it has one.
+    pub etc: Option<&'a Active>,
+    /// Owner names for the owner checks.
+    pub users: &'a UserDb,
+    /// The state directory, as seen from inside the root.
+    pub state_dir: &'a Path,
+    pub generation: Option<u32>,
+    /// Findings kept per walk (largest first); totals count all.
+    pub limit: usize,
+    /// Sizes of undeclared files (one `stat` each); without, only names and types are
+    /// read, and sizes are reported as 0.
+    pub sizes: bool,
+}
+
+/// The declared tree of the root, and the globs that are not plain `DIR/**`.
+pub fn root_tree(setup: &Setup<'_>) -> Result<(Tree, GlobSet), AuditError> {
+    let mut tree = Tree::new(Class::Undeclared);
+    tree.set_unknown(b"/etc", Unknown::Report(Class::EtcStray));
+    for path in SKELETON {
+        tree.insert(path.as_bytes(), Mark::Interior);
+    }
+    for path in DEFAULT_IGNORE {
+        tree.insert(path.as_bytes(), Mark::Ignored);
+    }
+    let mut globs = GlobSetBuilder::new();
+    for glob in &setup.declaration.audit.ignore {
+        // `DIR/**` (no other metacharacter) ignores DIR's contents: a tree node.
+        match glob.strip_suffix("/**") {
+            Some(dir) if !dir.contains(['*', '?', '[', ']', '{', '}', '\\']) => {
+                let node = tree.insert(dir.as_bytes(), Mark::Interior);
+                let _ = node;
+                tree.set_unknown(dir.as_bytes(), Unknown::Ignore);
+            }
+            _ => {
+                let glob = Glob::new(glob).map_err(AuditError::Glob)?;
+                globs.add(glob);
+            }
+        }
+    }
+    for path in KERNEL {
+        tree.insert(path.as_bytes(), Mark::Declared);
+    }
+    tree.insert(setup.state_dir.as_os_str().as_encoded_bytes(), Mark::Declared);
+    for mount in setup.declaration.persist.keys() {
+        tree.insert(mount.as_bytes(), Mark::Declared);
+    }
+    for entry in setup.declaration.entries() {
+        tree.insert(entry.path.as_bytes(), Mark::Declared);
+    }
+    tree.insert(b"/etc/static", Mark::Declared);
+    tree.insert(format!("/etc/{}", etc::STATE_DIR).as_bytes(), Mark::Declared);
+    if let Some(active) = setup.etc {
+        for path in active.manifest.entries.keys() {
+            tree.insert(format!("/etc/{path}").as_bytes(), Mark::Declared);
+        }
+    }
+    Ok((tree, globs.build().map_err(AuditError::Glob)?))
+}
+
+/// The declared tree of one persistent volume (paths as in the root).
+fn volume_tree(declaration: &Declaration, mount: &str) -> Tree {
+    let mut tree = Tree::new(Class::PersistStray);
+    tree.insert(b".blankslate", Mark::Declared);
+    for entry in declaration.entries().into_iter().filter(|e| e.root == mount) {
+        tree.insert(entry.path.as_bytes(), Mark::Declared);
+    }
+    tree
+}
+
+/// Runs the whole audit: the root walk, each volume's walk, the `/etc` and
+/// persistence checks.
+pub fn audit(setup: &Setup<'_>) -> Result<Report, AuditError> {
+    let (tree, globs) = root_tree(setup)?;
+    let mount_points = mounts::below(setup.root_path);
+    let mut report = Report { generation: setup.generation, ..Report::default() };
+
+    // The top levels first, setting aside each unaccounted or ignored directory as a
+    // job; then the jobs, on every core (each group is walked by one thread).
+    let mut walker = Walker::new(&tree, Some(&globs), &mount_points, b"").deferring();
+    walker.limit = setup.limit;
+    walker.sizes = setup.sizes;
+    walker.run(setup.root.as_fd());
+    let jobs = walker.take_jobs();
+    report.merge(walker);
+    let dev = setup.root.own_meta().map_or(0, |m| m.dev);
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(8).min(jobs.len());
+    let next = AtomicUsize::new(0);
+    let walkers: Vec<Walker<'_>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut walker = Walker::new(&tree, Some(&globs), &mount_points, b"");
+                    walker.limit = setup.limit;
+                    walker.sizes = setup.sizes;
+                    while let Some(job) = jobs.get(next.fetch_add(1, AtomicOrdering::Relaxed)) {
+                        walker.run_job(setup.root.as_fd(), dev, job);
+                    }
+                    walker
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a walker thread panicked")).collect()
+    });
+    for walker in walkers {
+        report.merge(walker);
+    }
+
+    for mount in setup.declaration.persist.keys() {
+        let Ok(volume) = setup.root.open_dir(mount.trim_start_matches('/')) else { continue };
+        let tree = volume_tree(setup.declaration, mount);
+        let mut walker = Walker::new(&tree, None, &mount_points, mount.as_bytes()).skip_persist_temporaries();
+        walker.limit = setup.limit;
+        walker.sizes = setup.sizes;
+        walker.run(volume.as_fd());
+        report.merge(walker);
+    }
+
+    let mut checked = Vec::new();
+    if let Some(active) = setup.etc {
+        checks::etc_drift(setup.root, active, setup.users, &mut checked);
+    }
+    checks::persist_health(setup.root, setup.declaration, setup.users, &mut checked);
+    for finding in checked {
+        report.push(finding);
+    }
+    for finding in &mut report.findings {
+        if finding.class == Class::EtcStray
+            && finding.reason.is_empty()
+            && finding.path.windows(etc::BACKUP_SUFFIX.len()).any(|w| w == etc::BACKUP_SUFFIX.as_bytes())
+        {
+            "moved aside by activation: it stood where a declared entry goes".clone_into(&mut finding.reason);
+        }
+    }
+    report.findings.sort_by(Finding::order);
+    // At most `limit` per class (the largest): the totals still count them all.
+    let mut listed: BTreeMap<Class, usize> = BTreeMap::new();
+    report.findings.retain(|f| {
+        let n = listed.entry(f.class).or_default();
+        *n += 1;
+        *n <= setup.limit
+    });
+    Ok(report)
+}
+
+/// Mount points below a root, as absolute paths inside it (`/persist`, `/var/log`).
+pub type MountPoints = HashSet<Vec<u8>>;

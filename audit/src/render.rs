@@ -1,0 +1,322 @@
+//! The report's forms: human text (grouped by class, sized, coloured on request),
+//! the versioned JSON document, Prometheus text, and declaration lines to paste.
+//!
+//! # JSON (`"schema": 1`)
+//!
+//! ```text
+//! {
+//!   "schema": 1,
+//!   "root": "/",                    the audited root
+//!   "generation": 3,                the generation audited against (null: none)
+//!   "exit_code": 1,
+//!   "summary": {                    per class, every finding (listed or not)
+//!     "undeclared":    { "count": groups, "files": n, "bytes": n },
+//!     "etc-stray", "persist-stray", "etc-drift", "persist", "error": the same,
+//!     "ignored":       { "count": entries, "files": n, "bytes": n }
+//!   },
+//!   "findings": [                   by class, largest first, then by path
+//!     { "class": "undeclared", "kind": "directory", "path": "/var/lib/foo",
+//!       "files": 10, "bytes": 4096, "reason": "" }
+//!   ],
+//!   "stats": { "entries", "stats", "declared", "mounts_skipped", "vanished" }
+//! }
+//! ```
+//!
+//! `path` is the path as UTF-8; a path that is not valid UTF-8 has it lossily
+//! converted and also `path_hex`, its exact bytes in hexadecimal. Classes and kinds
+//! are listed in the crate documentation; new fields may be added within schema 1,
+//! never removed or changed in meaning.
+
+use std::fmt::Write as _;
+
+use blankslate_core::decl::Declaration;
+use serde_json::{Value, json};
+
+use crate::{Class, Finding, Report, SCHEMA};
+
+/// A path for people: UTF-8 as is, `\n`, `\t`, `\\`, and `\xNN` for control
+/// characters and bytes that are not UTF-8.
+pub fn escape(path: &[u8]) -> String {
+    let mut out = String::with_capacity(path.len());
+    for chunk in path.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() => {
+                    let _ = write!(out, "\\x{:02x}", u32::from(c));
+                }
+                c => out.push(c),
+            }
+        }
+        for byte in chunk.invalid() {
+            let _ = write!(out, "\\x{byte:02x}");
+        }
+    }
+    out
+}
+
+/// `512 B`, `4.0 KiB`, `1.2 GiB`.
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn title(class: Class) -> (&'static str, &'static str, &'static str) {
+    // (heading, what it means, colour)
+    match class {
+        Class::Undeclared => ("undeclared", "lost at the next reboot", "1;33"),
+        Class::EtcStray => ("/etc strays", "in /etc, managed by nothing: lost at the next reboot", "1;33"),
+        Class::PersistStray => ("persist strays", "in a volume, declared by nothing; kept, never deleted", "1;36"),
+        Class::EtcDrift => ("/etc drift", "managed entries that are not what the generation put there", "1;31"),
+        Class::Persist => ("persistence", "persisted paths that are not as declared", "1;31"),
+        Class::Error => ("errors", "the audit is incomplete", "1;35"),
+    }
+}
+
+fn verdict(code: u8) -> &'static str {
+    match code {
+        0 => "clean: everything on the root is declared",
+        1 => "undeclared state",
+        2 => "drift or broken persistence",
+        _ => "incomplete: parts of the root could not be read",
+    }
+}
+
+/// The human report. `root` is how the root is named in the heading.
+pub fn human(report: &Report, root: &str, color: bool) -> String {
+    let paint = |code: &str, text: &str| if color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_owned() };
+    let mut out = String::new();
+    let against = report.generation.map_or_else(|| "no generation".to_owned(), |g| format!("generation {g}"));
+    let _ = writeln!(out, "blankslate audit of {root} against {against}");
+    for class in Class::ALL {
+        let total = report.total(class);
+        if total.count == 0 {
+            continue;
+        }
+        let (heading, meaning, paint_code) = title(class);
+        let mut counts = plural(total.count, "finding", "findings");
+        if total.files > 0 || matches!(class, Class::Undeclared | Class::EtcStray | Class::PersistStray) {
+            let _ = write!(counts, ", {}, {}", plural(total.files, "file", "files"), size(total.bytes));
+        }
+        let _ = writeln!(out, "\n{} ({meaning}): {counts}", paint(paint_code, heading));
+        let listed: Vec<&Finding> = report.findings.iter().filter(|f| f.class == class).collect();
+        for finding in &listed {
+            let path = escape(&finding.path);
+            let line = match class {
+                Class::Undeclared | Class::EtcStray | Class::PersistStray => {
+                    let files = plural(finding.files, "file", "files");
+                    let reason =
+                        if finding.reason.is_empty() { String::new() } else { format!("  ({})", finding.reason) };
+                    format!("  {:>10}  {files:>10}  {:<9}  {path}{reason}", size(finding.bytes), finding.kind)
+                }
+                _ => format!("  {:<16}  {path}: {}", finding.kind, finding.reason),
+            };
+            let _ = writeln!(out, "{}", line.trim_end());
+        }
+        let hidden = total.count.saturating_sub(listed.len() as u64);
+        if hidden > 0 {
+            let _ = writeln!(out, "  … and {hidden} smaller (raise --limit to list them)");
+        }
+    }
+    let ignored = report.ignored;
+    if ignored.count > 0 {
+        let _ = writeln!(
+            out,
+            "\nignored (regenerated at boot, or [audit] ignore): {}, {}",
+            plural(ignored.files, "file", "files"),
+            size(ignored.bytes)
+        );
+    }
+    let code = report.exit_code();
+    let verdict = paint(if code == 0 { "1;32" } else { "1" }, verdict(code));
+    let _ = writeln!(out, "\nresult: {verdict} (exit {code})");
+    out
+}
+
+fn path_json(path: &[u8]) -> (Value, Option<Value>) {
+    if let Ok(text) = std::str::from_utf8(path) {
+        return (Value::from(text), None);
+    }
+    let hex = path.iter().fold(String::new(), |mut hex, b| {
+        let _ = write!(hex, "{b:02x}");
+        hex
+    });
+    (Value::from(String::from_utf8_lossy(path).into_owned()), Some(Value::from(hex)))
+}
+
+/// The `--json` document (schema 1).
+pub fn json(report: &Report, root: &str) -> Value {
+    let mut summary = serde_json::Map::new();
+    for class in Class::ALL {
+        let t = report.total(class);
+        summary.insert(class.key().into(), json!({ "count": t.count, "files": t.files, "bytes": t.bytes }));
+    }
+    let i = report.ignored;
+    summary.insert("ignored".into(), json!({ "count": i.count, "files": i.files, "bytes": i.bytes }));
+    let findings: Vec<Value> = report
+        .findings
+        .iter()
+        .map(|f| {
+            let (path, hex) = path_json(&f.path);
+            let mut item = json!({
+                "class": f.class.key(), "kind": f.kind, "path": path, "files": f.files, "bytes": f.bytes,
+                "reason": f.reason,
+            });
+            if let Some(hex) = hex {
+                item["path_hex"] = hex;
+            }
+            item
+        })
+        .collect();
+    let s = report.stats;
+    json!({
+        "schema": SCHEMA,
+        "root": root,
+        "generation": report.generation,
+        "exit_code": report.exit_code(),
+        "summary": summary,
+        "findings": findings,
+        "stats": {
+            "entries": s.entries, "stats": s.stats, "declared": s.declared, "max_open": s.max_open,
+            "mounts_skipped": s.mounts_skipped, "vanished": s.vanished,
+        },
+    })
+}
+
+/// A Prometheus metric: name, help, and its value from a tally.
+type Metric = (&'static str, &'static str, fn(crate::Tally) -> u64);
+
+/// Prometheus text exposition: counts, files and bytes per class.
+pub fn prometheus(report: &Report) -> String {
+    let mut out = String::new();
+    let metrics: [Metric; 3] = [
+        ("blankslate_audit_findings", "Findings of the last audit, by class.", |t| t.count),
+        ("blankslate_audit_files", "Files in the findings of the last audit, by class.", |t| t.files),
+        ("blankslate_audit_bytes", "Bytes in the findings of the last audit, by class.", |t| t.bytes),
+    ];
+    for (name, help, value) in metrics {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for class in Class::ALL {
+            let _ = writeln!(out, "{name}{{class=\"{}\"}} {}", class.key(), value(report.total(class)));
+        }
+        let _ = writeln!(out, "{name}{{class=\"ignored\"}} {}", value(report.ignored));
+    }
+    let _ = writeln!(out, "# HELP blankslate_audit_exit_code The exit code of the last audit.");
+    let _ = writeln!(out, "# TYPE blankslate_audit_exit_code gauge\nblankslate_audit_exit_code {}", report.exit_code());
+    if let Some(generation) = report.generation {
+        let _ = writeln!(out, "# HELP blankslate_audit_generation The generation audited against.");
+        let _ = writeln!(out, "# TYPE blankslate_audit_generation gauge\nblankslate_audit_generation {generation}");
+    }
+    out
+}
+
+/// A TOML basic string.
+fn toml_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Ready-to-paste declaration lines for the undeclared groups and `/etc` strays:
+/// entries for the first persistent volume (or `/persist`), and the `[audit] ignore`
+/// alternative.
+pub fn suggest(report: &Report, declaration: &Declaration) -> String {
+    let volume = declaration.persist.keys().next().map_or("/persist", String::as_str);
+    let (mut directories, mut files, mut ignore, mut skipped) =
+        (String::new(), String::new(), String::new(), String::new());
+    for finding in report.findings.iter().filter(|f| matches!(f.class, Class::Undeclared | Class::EtcStray)) {
+        let Ok(path) = std::str::from_utf8(&finding.path) else {
+            let _ = writeln!(skipped, "# {}: not UTF-8, cannot be declared (rename it)", escape(&finding.path));
+            continue;
+        };
+        let note = format!("# {}, {}", plural(finding.files, "file", "files"), size(finding.bytes));
+        match finding.kind {
+            "directory" => {
+                let _ = writeln!(directories, "  {},  {note}", toml_string(path));
+                let _ = writeln!(ignore, "  {},", toml_string(&format!("{path}/**")));
+            }
+            "file" | "symlink" => {
+                let _ = writeln!(files, "  {},  {note}", toml_string(path));
+                let _ = writeln!(ignore, "  {},", toml_string(path));
+            }
+            kind => {
+                let _ =
+                    writeln!(skipped, "# {}: a {kind}, made at run time: cannot be persisted", escape(&finding.path));
+                let _ = writeln!(ignore, "  {},", toml_string(path));
+            }
+        }
+    }
+    if directories.is_empty() && files.is_empty() && ignore.is_empty() {
+        return "# nothing undeclared: nothing to suggest\n".to_owned();
+    }
+    let mut out = String::new();
+    if declaration.persist.contains_key(volume) {
+        let _ = writeln!(out, "# Persist what must survive a reboot: add to [persist.{}]", toml_string(volume));
+    } else {
+        let _ = writeln!(out, "# Persist what must survive a reboot:\n[persist.{}]", toml_string(volume));
+    }
+    if !directories.is_empty() {
+        let _ = write!(out, "directories = [\n{directories}]\n");
+    }
+    if !files.is_empty() {
+        let _ = write!(out, "files = [\n{files}]\n");
+    }
+    out.push_str(&skipped);
+    if !ignore.is_empty() {
+        let _ =
+            write!(out, "\n# Or stop reporting what is regenerated anyway: add to [audit]\nignore = [\n{ignore}]\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_names_are_escaped() {
+        assert_eq!(escape(b"/a\nb/\xff\xfe/c\\d\x01"), "/a\\nb/\\xff\\xfe/c\\\\d\\x01");
+        assert_eq!(escape("/ünï".as_bytes()), "/ünï");
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(size(0), "0 B");
+        assert_eq!(size(1023), "1023 B");
+        assert_eq!(size(1536), "1.5 KiB");
+        assert_eq!(size(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn toml_strings_escape() {
+        assert_eq!(toml_string("/a\"b\\c\nd"), "\"/a\\\"b\\\\c\\nd\"");
+    }
+}

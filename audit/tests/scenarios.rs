@@ -1,0 +1,321 @@
+//! The audit on scratch roots: a clean activation audits clean; then every kind of
+//! finding is planted (hostile names and file types included) and each is reported
+//! as what it is. Everything that mounts runs in a thread with a private mount
+//! namespace of its own, which dies with the thread: nothing reaches the host.
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use blankslate_activator::etc::{self, Active, OnConflict};
+use blankslate_audit::{Class, Report, Setup};
+use blankslate_core::decl::{self, Declaration};
+use blankslate_core::fs::Dir;
+use blankslate_core::generation::State;
+use blankslate_core::mount::{self, MountFlags, Source};
+
+const DECLARATION: &str = r#"version = 1
+
+[persist."/persist"]
+directories = [
+  "/var/log",
+  { directory = "/var/lib/app", user = "app", group = "app", mode = "0750" },
+]
+files = [
+  "/etc/machine-id",
+  { file = "/root/.bash_history", how = "symlink", mode = "0600" },
+]
+
+[etc."passwd"]
+text = "root:x:0:0::/root:/bin/sh\napp:x:2000:2000::/:/bin/false\n"
+
+[etc."group"]
+text = "root:x:0:\napp:x:2000:\n"
+
+[etc."hosts"]
+text = "127.0.0.1 localhost\n"
+
+[etc."sudoers"]
+text = "root ALL=(ALL) ALL\n"
+mode = "0440"
+
+[etc."ssh/sshd_config"]
+text = "PermitRootLogin no\n"
+
+[audit]
+ignore = ["/root/.cache/**", "/**/*.swp"]
+"#;
+
+const STATE_DIR: &str = "/var/lib/blankslate";
+
+/// Runs `body` in a thread with a private mount namespace; returns its result.
+fn in_namespace<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        blankslate_core::sys::unshare_mount_namespace().expect("unshare (needs root)");
+        mount::make_private().expect("make mounts private");
+        body()
+    })
+    .join()
+    .expect("the namespaced test body panicked")
+}
+
+fn declaration() -> Declaration {
+    let checked = decl::check(Path::new("t.toml"), DECLARATION, None);
+    checked.declaration.unwrap_or_else(|| panic!("{}", checked.diagnostics))
+}
+
+/// A scratch root with a built and activated generation: /etc linked, persisted
+/// paths mounted from the volume at `persist/`.
+struct Scratch {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    outside: PathBuf,
+}
+
+impl Scratch {
+    fn activated() -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(root.join("persist")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let declaration = declaration();
+        let root_dir = Dir::open_root(&root).unwrap();
+        let state = State::open_locked(&root_dir, Path::new(STATE_DIR)).unwrap();
+        let etc_object =
+            blankslate_etc_builder::from_declaration(&declaration).unwrap().add_to_store(state.store()).unwrap();
+        let built = state.build(&declaration, &[("etc", &etc_object)]).unwrap();
+        let active = Active::load(state.store(), built.generation, &etc_object).unwrap();
+        etc::activate(&root_dir, state.store(), &active, OnConflict::Backup).unwrap();
+        let tree = state.store().open_object(&etc_object).unwrap().open_dir("etc").unwrap();
+        let users = etc::users_for(&root_dir, |name| tree.read(name).ok(), &active.manifest);
+        let report = blankslate_persist::activate(&root_dir, &declaration, &users, None).unwrap();
+        assert!(report.conflicts.is_empty(), "{report:?}");
+        Scratch { _dir: dir, root, outside }
+    }
+
+    fn audit(&self) -> Report {
+        let root = Dir::open_root(&self.root).unwrap();
+        let state = State::open_existing(&root, Path::new(STATE_DIR)).unwrap().unwrap();
+        let number = etc::active(&root).unwrap().unwrap().generation;
+        let generation = state.generation(number).unwrap();
+        let declaration = Declaration::from_canonical_json(&state.declaration_json(&generation).unwrap()).unwrap();
+        let object = state.part(&generation, "etc").unwrap().unwrap();
+        let active = Active::load(state.store(), number, &object).unwrap();
+        let tree = state.store().open_object(&object).unwrap().open_dir("etc").unwrap();
+        let users = etc::users_for(&root, |name| tree.read(name).ok(), &active.manifest);
+        let root_path = std::fs::canonicalize(&self.root).unwrap();
+        let setup = Setup {
+            root: &root,
+            root_path: &root_path,
+            declaration: &declaration,
+            etc: Some(&active),
+            users: &users,
+            state_dir: Path::new(STATE_DIR),
+            generation: Some(number),
+            limit: 100,
+            sizes: true,
+        };
+        blankslate_audit::audit(&setup).unwrap()
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    fn write(&self, relative: &str, contents: &[u8]) {
+        let path = self.path(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+    }
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+fn find<'a>(report: &'a Report, class: Class, path: &[u8]) -> Vec<&'a blankslate_audit::Finding> {
+    report.findings.iter().filter(|f| f.class == class && f.path == path).collect()
+}
+
+fn summary(report: &Report) -> String {
+    report
+        .findings
+        .iter()
+        .map(|f| format!("{} {} {}", f.class.key(), f.kind, blankslate_audit::render::escape(&f.path)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_clean_activation_audits_clean() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    in_namespace(|| {
+        let scratch = Scratch::activated();
+        let report = scratch.audit();
+        assert_eq!(report.exit_code(), 0, "{}", summary(&report));
+        assert!(report.findings.is_empty(), "{}", summary(&report));
+        // The persisted mounts and the state directory were skipped, not walked.
+        assert!(report.stats.declared > 0);
+    });
+}
+
+/// Plants every kind of finding and checks each.
+fn plant(scratch: &Scratch) {
+    let s = scratch;
+    // Undeclared state: a group with hostile names and special files inside.
+    s.write("srv/data/a.bin", &[0; 1000]);
+    s.write("srv/data/deep/er/b.bin", &[0; 24]);
+    s.write("srv/data/editor.swp", b"ignored by glob");
+    std::fs::write(s.path("srv/data").join(std::ffi::OsStr::from_bytes(b"bad\xffname")), b"12345").unwrap();
+    std::fs::write(s.path("srv/data/new\nline"), b"xy").unwrap();
+    // Single entries right in skeleton directories: each its own finding.
+    s.write("root/notes.txt", b"remember\n");
+    std::fs::write(s.path("srv").join(std::ffi::OsStr::from_bytes(b"\xfe\xff")), b"abc").unwrap();
+    std::fs::write(s.path("srv/line\nbreak"), b"").unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        s.path("var/lib/fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    // The socket file stays when the listener is dropped.
+    drop(std::os::unix::net::UnixListener::bind(s.path("var/lib/sock")).unwrap());
+    symlink("/nowhere/at/all", s.path("var/lib/dangling")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        s.path("var/lib/null"),
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        rustix::fs::makedev(1, 3),
+    )
+    .unwrap();
+    s.write("var/lib/newapp/db/state", &[7; 4096]);
+    // Ignored: regenerated at boot, or by [audit] ignore.
+    s.write("tmp/scratch", b"tmp");
+    s.write("var/cache/apt/pkgcache.bin", &[1; 100]);
+    s.write("root/.cache/thumbs/x", b"cache");
+    // /etc drift.
+    std::fs::remove_file(s.path("etc/hosts")).unwrap();
+    std::fs::write(s.path("etc/hosts"), b"127.0.0.1 localhost\n10.0.0.1 db\n").unwrap();
+    std::fs::remove_file(s.path("etc/ssh/sshd_config")).unwrap();
+    symlink("/usr/share/sshd_config", s.path("etc/ssh/sshd_config")).unwrap();
+    std::fs::write(s.path("etc/sudoers"), b"ALL ALL=(ALL) NOPASSWD: ALL\n").unwrap();
+    std::fs::set_permissions(s.path("etc/sudoers"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::remove_file(s.path("etc/group")).unwrap();
+    // /etc strays.
+    s.write("etc/resolv.conf", b"nameserver 10.0.0.53\n");
+    s.write("etc/ssh/ssh_host_ed25519_key", b"-----BEGIN KEY-----\n");
+    // Persistence: /var/log unmounted (and its source's mode wrong), /var/lib/app
+    // mounted from elsewhere (and its source's owner wrong), the symlinked history
+    // replaced by a file, the machine-id's source gone.
+    let root = Dir::open_root(&s.root).unwrap();
+    mount::unmount(&root.open_dir("var").unwrap(), "log").unwrap();
+    std::fs::set_permissions(s.path("persist/var/log"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let lib = root.open_dir("var/lib").unwrap();
+    mount::unmount(&lib, "app").unwrap();
+    mount::bind(Source::HostPath(&s.outside), &lib, "app", MountFlags::empty()).unwrap();
+    std::os::unix::fs::chown(s.path("persist/var/lib/app"), Some(0), Some(0)).unwrap();
+    std::fs::remove_file(s.path("root/.bash_history")).unwrap();
+    std::fs::write(s.path("root/.bash_history"), b"ls\n").unwrap();
+    std::fs::remove_file(s.path("persist/etc/machine-id")).unwrap();
+    // Persist strays, and a persist temporary that must not be reported.
+    s.write("persist/var/lib/oldapp/data", &[3; 300]);
+    s.write("persist/.app.blankslate-persist-add/x", b"in progress");
+}
+
+#[test]
+fn every_finding_kind_is_reported() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let (human, json) = in_namespace(|| {
+        let scratch = Scratch::activated();
+        plant(&scratch);
+        let report = scratch.audit();
+        let text = summary(&report);
+        let one = |class: Class, path: &[u8], kind: &str| {
+            let found = find(&report, class, path);
+            assert!(found.iter().any(|f| f.kind == kind), "{class:?} {kind} {}\n{text}", String::from_utf8_lossy(path));
+        };
+        // Undeclared: the group, sized and counted (the .swp is ignored inside it).
+        let data = find(&report, Class::Undeclared, b"/srv/data");
+        assert_eq!((data[0].files, data[0].bytes, data[0].kind), (4, 1000 + 24 + 5 + 2, "directory"), "{text}");
+        one(Class::Undeclared, b"/root/notes.txt", "file");
+        one(Class::Undeclared, b"/srv/\xfe\xff", "file");
+        one(Class::Undeclared, b"/srv/line\nbreak", "file");
+        one(Class::Undeclared, b"/var/lib/fifo", "fifo");
+        one(Class::Undeclared, b"/var/lib/sock", "socket");
+        one(Class::Undeclared, b"/var/lib/dangling", "symlink");
+        one(Class::Undeclared, b"/var/lib/null", "device");
+        one(Class::Undeclared, b"/var/lib/newapp", "directory");
+        // /etc.
+        one(Class::EtcDrift, b"/etc/hosts", "replaced-by-file");
+        one(Class::EtcDrift, b"/etc/ssh/sshd_config", "points-elsewhere");
+        one(Class::EtcDrift, b"/etc/sudoers", "edited");
+        one(Class::EtcDrift, b"/etc/sudoers", "wrong-mode");
+        one(Class::EtcDrift, b"/etc/group", "missing");
+        one(Class::EtcStray, b"/etc/resolv.conf", "file");
+        one(Class::EtcStray, b"/etc/ssh/ssh_host_ed25519_key", "file");
+        // Persistence.
+        one(Class::Persist, b"/var/log", "not-mounted");
+        one(Class::Persist, b"/var/log", "wrong-mode");
+        one(Class::Persist, b"/var/lib/app", "wrong-source");
+        one(Class::Persist, b"/var/lib/app", "wrong-owner");
+        one(Class::Persist, b"/root/.bash_history", "replaced-by-file");
+        one(Class::Persist, b"/etc/machine-id", "source-missing");
+        one(Class::PersistStray, b"/persist/var/lib/oldapp", "directory");
+        assert!(!text.contains("blankslate-persist-add"), "{text}");
+        assert!(!text.contains("/tmp") && !text.contains("cache") && !text.contains(".swp"), "{text}");
+        // Ignored: tmp, var/cache, root/.cache, the .swp.
+        assert_eq!(report.ignored.files, 4, "{:?}", report.ignored);
+        assert_eq!(report.exit_code(), 2);
+        let mut json = blankslate_audit::render::json(&report, "ROOT");
+        json.as_object_mut().unwrap().remove("stats");
+        (blankslate_audit::render::human(&report, "ROOT", false), serde_json::to_string_pretty(&json).unwrap())
+    });
+    insta::assert_snapshot!("human", human);
+    insta::assert_snapshot!("json", json);
+}
+
+#[test]
+fn deep_trees_use_few_descriptors_and_wide_ones_little_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    // 300 levels: deeper than the walker keeps descriptors open for.
+    let mut deep = root.join("srv/deep");
+    for _ in 0..300 {
+        deep.push("d");
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join("leaf"), b"leaf").unwrap();
+    std::fs::create_dir_all(root.join("srv/a/b")).unwrap();
+    std::fs::write(root.join("srv/a/b/c"), b"c").unwrap();
+    let declaration = Declaration::default();
+    let users = blankslate_core::decl::UserDb::from_texts("", "", "");
+    let root_dir = Dir::open_root(&root).unwrap();
+    let root_path = std::fs::canonicalize(&root).unwrap();
+    let setup = Setup {
+        root: &root_dir,
+        root_path: &root_path,
+        declaration: &declaration,
+        etc: None,
+        users: &users,
+        state_dir: Path::new(STATE_DIR),
+        generation: None,
+        limit: 10,
+        sizes: true,
+    };
+    let report = blankslate_audit::audit(&setup).unwrap();
+    assert!(report.stats.max_open <= blankslate_audit::walk::MAX_OPEN + 1, "{:?}", report.stats);
+    let deep = find(&report, Class::Undeclared, b"/srv/deep");
+    assert_eq!((deep[0].files, deep[0].bytes), (1, 4), "{}", summary(&report));
+    assert_eq!(find(&report, Class::Undeclared, b"/srv/a")[0].files, 1);
+    assert_eq!(report.exit_code(), 1);
+}

@@ -1,0 +1,79 @@
+//! The activation record: which generation `/etc` is activated to, kept inside the
+//! root by the activator (`etc/.blankslate/`) and read by garbage collection, the
+//! audit and the command line. It lives with the root, so it starts empty at boot
+//! like everything else on the tmpfs.
+
+use serde::{Deserialize, Serialize};
+
+use crate::fs::{Dir, FsError};
+use crate::manifest::{MANIFEST_FILE, Manifest, TREE_DIR};
+use crate::store::Store;
+
+/// The record's directory inside `/etc`.
+pub const STATE_DIR: &str = ".blankslate";
+/// The record's directory inside the root.
+pub const DIR: &str = "etc/.blankslate";
+/// The generation `/etc` was last activated to, with its manifest.
+pub const STATE_FILE: &str = "state.json";
+/// Present only while an activation is under way: the generation it goes to.
+pub const JOURNAL_FILE: &str = "journal.json";
+/// The link inside `/etc` to the generation's tree.
+pub const STATIC: &str = "static";
+/// What a person's file at a declared `/etc` path is renamed to (then `.1`, `.2`, …).
+pub const BACKUP_SUFFIX: &str = ".blankslate-backup";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActivationError {
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("store: {0}")]
+    Store(String),
+    #[error("cannot read {what}: {reason}")]
+    BadState { what: String, reason: String },
+}
+
+/// The generation `/etc` is (or is to be) made of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Active {
+    pub generation: u32,
+    /// The etc store object.
+    pub object: String,
+    /// Where `/etc/static` points: the object's tree as the live system sees it.
+    pub static_target: String,
+    pub manifest: Manifest,
+}
+
+impl Active {
+    /// Reads the manifest of the etc object `object` in `store`.
+    pub fn load(store: &Store, generation: u32, object: &str) -> Result<Active, ActivationError> {
+        let dir = store.open_object(object).map_err(|e| ActivationError::Store(e.to_string()))?;
+        let text = dir.read(MANIFEST_FILE)?;
+        let manifest = Manifest::from_json(&text).map_err(|e| ActivationError::BadState {
+            what: format!("the manifest of {object}"),
+            reason: e.to_string(),
+        })?;
+        let static_target = store.live_path(object).join(TREE_DIR).to_string_lossy().into_owned();
+        Ok(Active { generation, object: object.to_owned(), static_target, manifest })
+    }
+}
+
+/// Reads a JSON file of the record, `None` if it is not there.
+pub fn read_json<T: for<'de> Deserialize<'de>>(dir: &Dir, name: &str) -> Result<Option<T>, ActivationError> {
+    match dir.read(name) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| ActivationError::BadState {
+            what: dir.path().join(name).display().to_string(),
+            reason: e.to_string(),
+        }),
+        Err(error) if error.is_not_found() => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The generation `/etc` of `root` was last activated to, if any.
+pub fn active(root: &Dir) -> Result<Option<Active>, ActivationError> {
+    match root.open_dir(DIR) {
+        Ok(state) => read_json(&state, STATE_FILE),
+        Err(error) if error.is_not_found() => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}

@@ -1,0 +1,250 @@
+//! The binary's `audit` against scratch roots: exit codes, `--json`, `--suggest`,
+//! `--prometheus`, and `--watch` naming the process that writes. Everything that
+//! mounts (a `switch` with persisted paths, and the audit that must see those
+//! mounts) runs inside `unshare --mount --propagation private`, never in the
+//! host's namespace.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_blankslate");
+
+const DECLARATION: &str = r#"version = 1
+
+[persist."/persist"]
+directories = ["/var/log", { directory = "/var/lib/app", mode = "0750" }]
+files = ["/etc/machine-id"]
+
+[etc."passwd"]
+text = "root:x:0:0::/root:/bin/sh\n"
+
+[etc."group"]
+text = "root:x:0:\n"
+
+[etc."hosts"]
+text = "127.0.0.1 localhost\n"
+
+[audit]
+ignore = ["/srv/scratch/**"]
+"#;
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new(declaration: &str) -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("root/persist")).unwrap();
+        std::fs::write(dir.path().join("declaration.toml"), declaration).unwrap();
+        Scratch { dir }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// `switch` to the declaration, plant with `setup` (shell), then `audit ARGS`, all
+    /// in one private mount namespace. Returns the audit's output.
+    fn switch_and_audit(&self, setup: &str, args: &str) -> Output {
+        let script = format!(
+            "set -e; '{BIN}' switch '{decl}' --root '{root}' >/dev/null; cd '{root}'; {setup}; \
+             exec '{BIN}' audit --root '{root}' {args}",
+            decl = self.dir.path().join("declaration.toml").display(),
+            root = self.root().display(),
+        );
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run unshare")
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn a_clean_activation_exits_0() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let scratch = Scratch::new(DECLARATION);
+    let output = scratch.switch_and_audit("mkdir -p srv/scratch && echo x > srv/scratch/ignored", "");
+    assert_eq!(output.status.code(), Some(0), "{}{}", text(&output.stdout), text(&output.stderr));
+    let report = text(&output.stdout);
+    assert!(report.contains("result: clean"), "{report}");
+    assert!(!report.contains('\x1b'), "NO_COLOR and a pipe: no colour");
+}
+
+#[test]
+fn undeclared_state_exits_1_with_json_suggestions_and_metrics() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let scratch = Scratch::new(DECLARATION);
+    let setup =
+        "mkdir -p var/lib/newapp && head -c 2048 /dev/zero > var/lib/newapp/db && mkdir -p root && echo n > root/notes";
+    let output = scratch.switch_and_audit(setup, "--json");
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["schema"], 1);
+    assert_eq!(json["exit_code"], 1);
+    assert_eq!(json["summary"]["undeclared"]["count"], 2);
+    assert_eq!(json["summary"]["undeclared"]["bytes"], 2050);
+    assert_eq!(json["findings"][0]["path"], "/var/lib/newapp");
+    assert_eq!(json["findings"][0]["kind"], "directory");
+
+    let output = scratch.switch_and_audit(setup, "--suggest");
+    assert_eq!(output.status.code(), Some(1));
+    let suggested = text(&output.stdout);
+    assert!(suggested.contains("add to [persist.\"/persist\"]"), "{suggested}");
+    assert!(suggested.contains("directories = [\n  \"/var/lib/newapp\",  # 1 file, 2.0 KiB\n]"), "{suggested}");
+    assert!(suggested.contains("files = [\n  \"/root/notes\",  # 1 file, 2 B\n]"), "{suggested}");
+    assert!(suggested.contains("\"/var/lib/newapp/**\","), "{suggested}");
+
+    let metrics = scratch.dir.path().join("audit.prom");
+    let output = scratch.switch_and_audit(setup, &format!("--prometheus '{}'", metrics.display()));
+    assert_eq!(output.status.code(), Some(1));
+    let metrics = std::fs::read_to_string(metrics).unwrap();
+    assert!(metrics.contains("blankslate_audit_findings{class=\"undeclared\"} 2\n"), "{metrics}");
+    assert!(metrics.contains("blankslate_audit_bytes{class=\"undeclared\"} 2050\n"), "{metrics}");
+    assert!(metrics.contains("blankslate_audit_exit_code 1\n"), "{metrics}");
+}
+
+#[test]
+fn drift_and_broken_persistence_exit_2() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let scratch = Scratch::new(DECLARATION);
+    let setup = "rm etc/hosts && echo edited > etc/hosts && umount var/log";
+    let output = scratch.switch_and_audit(setup, "--format prometheus");
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let metrics = text(&output.stdout);
+    assert!(metrics.contains("blankslate_audit_findings{class=\"etc-drift\"} 1\n"), "{metrics}");
+    assert!(metrics.contains("blankslate_audit_findings{class=\"persist\"} 1\n"), "{metrics}");
+}
+
+#[test]
+fn no_state_is_an_error_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN).args(["audit", "--root"]).arg(dir.path()).output().unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    assert!(text(&output.stderr).contains("no blankslate state"), "{}", text(&output.stderr));
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let output = Command::new(BIN).args(["audit", "--help"]).output().unwrap();
+    let help = text(&output.stdout);
+    for line in ["0  clean", "1  undeclared state", "2  /etc drift or broken persistence", "3  the audit is incomplete"]
+    {
+        assert!(help.contains(line), "{help}");
+    }
+}
+
+#[test]
+fn watch_names_the_process_that_writes() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    // No persisted paths: the switch mounts nothing, so no namespace is needed, and
+    // the writer's /proc/PID/fd paths are the watcher's.
+    let scratch = Scratch::new(
+        "version = 1\n[etc.\"passwd\"]\ntext = \"root:x:0:0::/root:/bin/sh\\n\"\n[etc.\"group\"]\ntext = \"root:x:0:\\n\"\n",
+    );
+    let decl = scratch.dir.path().join("declaration.toml");
+    let root = scratch.root();
+    std::fs::create_dir_all(root.join("srv")).unwrap();
+    let switched = Command::new(BIN).arg("switch").arg(&decl).arg("--root").arg(&root).output().unwrap();
+    assert!(switched.status.success(), "{}", text(&switched.stderr));
+    let mut watcher = Command::new(BIN)
+        .args(["audit", "--watch", "--watch-for", "6", "--root"])
+        .arg(&root)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(watcher.stdout.take().unwrap()).lines();
+    let started = Instant::now();
+    for line in lines.by_ref() {
+        if line.unwrap().starts_with("watching ") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the watch never started");
+    }
+    // A writer that keeps its file open for a while.
+    let target: &Path = &root.join("srv/new-state.db");
+    let mut writer = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "mkdir '{dir}'; echo x > '{dir}/inner'; exec 3>'{}'; echo data >&3; sleep 3",
+            target.display(),
+            dir = root.join("srv/newdir").display()
+        ))
+        .spawn()
+        .unwrap();
+    let pid = writer.id();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.starts_with("watch: ");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    writer.wait().unwrap();
+    watcher.wait().unwrap();
+    let created =
+        seen.iter().find(|l| l.contains("created: file /srv/new-state.db")).unwrap_or_else(|| panic!("{seen:#?}"));
+    assert!(created.contains(&format!("{pid} (sh)")), "{created}");
+    // A new directory is watched, and a file made in it at once is not missed.
+    assert!(seen.iter().any(|l| l.contains("created: directory /srv/newdir ")), "{seen:#?}");
+    assert!(seen.iter().any(|l| l.contains("file /srv/newdir/inner ")), "{seen:#?}");
+    assert!(seen.last().unwrap().starts_with("watch: "), "{seen:#?}");
+}
+
+#[test]
+fn watch_prints_its_summary_on_ctrl_c() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let scratch = Scratch::new(
+        "version = 1\n[etc.\"passwd\"]\ntext = \"root:x:0:0::/root:/bin/sh\\n\"\n[etc.\"group\"]\ntext = \"root:x:0:\\n\"\n",
+    );
+    let root = scratch.root();
+    let decl = scratch.dir.path().join("declaration.toml");
+    let switched = Command::new(BIN).arg("switch").arg(&decl).arg("--root").arg(&root).output().unwrap();
+    assert!(switched.status.success(), "{}", text(&switched.stderr));
+    let mut watcher = Command::new(BIN)
+        .args(["audit", "--watch", "--root"])
+        .arg(&root)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(watcher.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().starts_with("watching ") {
+            break;
+        }
+    }
+    std::fs::write(root.join("srv-file"), b"x").unwrap();
+    // What a terminal's Ctrl-C does to the command it started.
+    let killed = Command::new("kill").args(["-INT", &watcher.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    watcher.wait().unwrap();
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let summary = rest.iter().find(|l| l.starts_with("watch: ")).unwrap_or_else(|| panic!("{rest:#?}"));
+    assert!(summary.contains("to 1 path(s)"), "{summary}");
+    assert!(rest.iter().any(|l| l.starts_with("undeclared created: file /srv-file")), "{rest:#?}");
+}
