@@ -4,24 +4,10 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn blankslate_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_blankslate"));
-    command.args(args).env_remove("BLANKSLATE_FAILPOINT").env("NO_COLOR", "1");
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command.output().expect("run blankslate")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+mod common;
+use common::{blankslate_env, stderr, stdout};
 
 const PASSWD: &str = r"root:x:0:0::/root:/bin/sh\nwww:x:33:33::/var/www:/bin/false\n";
 const GROUP: &str = r"root:x:0:\nwww:x:33:\n";

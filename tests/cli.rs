@@ -1,27 +1,13 @@
 //! The binary's integration tests: each runs `blankslate` against a scratch root.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
+use common::{blankslate_env, stderr, stdout};
 
 fn blankslate(args: &[&str]) -> Output {
     blankslate_env(args, &[])
-}
-
-fn blankslate_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_blankslate"));
-    command.args(args).env_remove("BLANKSLATE_FAILPOINT").env("NO_COLOR", "1");
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command.output().expect("run blankslate")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 fn examples() -> PathBuf {

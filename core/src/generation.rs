@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+use crate::activation;
 use crate::decl::Declaration;
 use crate::fs::{Dir, FsError, Lock};
 use crate::store::{Store, StoreError, Tree};
@@ -29,8 +30,6 @@ const GENERATION_NAME: &str = "generation";
 const CURRENT: &str = "current";
 /// Written by boot activation, read to protect the booted generation.
 const BOOTED: &str = "run/blankslate/booted";
-// gc and delete read the activation record to keep the active generation.
-use crate::activation::{DIR as ACTIVATION_DIR, JOURNAL_FILE as ACTIVATION_JOURNAL, STATE_FILE as ACTIVATION_STATE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GenerationError {
@@ -181,8 +180,8 @@ impl State {
     /// The generations and etc objects `/etc` is activated to, or being activated to
     /// (an interrupted activation's journal), or was before it (its state file).
     fn activated(&self) -> Vec<(u32, String)> {
-        let Ok(dir) = self.root.open_dir(ACTIVATION_DIR) else { return Vec::new() };
-        [ACTIVATION_STATE, ACTIVATION_JOURNAL]
+        let Ok(dir) = self.root.open_dir(activation::DIR) else { return Vec::new() };
+        [activation::STATE_FILE, activation::JOURNAL_FILE]
             .into_iter()
             .filter_map(|name| dir.read(name).ok())
             .filter_map(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
@@ -436,9 +435,9 @@ mod tests {
         let leaf = state.store().add("etc", &Tree::Directory(BTreeMap::new())).unwrap();
         state.build(&declaration("/a"), &[]).unwrap();
         state.build(&declaration("/b"), &[]).unwrap();
-        std::fs::create_dir_all(scratch.path().join(ACTIVATION_DIR)).unwrap();
+        std::fs::create_dir_all(scratch.path().join(activation::DIR)).unwrap();
         let record = format!("{{\"generation\":1,\"object\":\"{leaf}\",\"manifest\":{{}}}}");
-        std::fs::write(scratch.path().join(ACTIVATION_DIR).join(ACTIVATION_STATE), record).unwrap();
+        std::fs::write(scratch.path().join(activation::DIR).join(activation::STATE_FILE), record).unwrap();
         assert!(matches!(state.delete(1), Err(GenerationError::DeleteActive(1))));
         assert!(state.collect_garbage(false).unwrap().removed.is_empty(), "the active etc object is kept");
         assert!(state.store().contains(&leaf).unwrap());

@@ -96,23 +96,7 @@ fn persistent_root(b: &mut Builder, name: &str, value: &Value) -> Result<(), Imp
         b.note(o.at("enable"), "this persistent root is disabled (enable = false); none of it is imported");
         return Ok(());
     }
-    let given = o.str("persistentStoragePath")?.unwrap_or(name);
-    let Some(mount) = b.path(given, false, &o.at("persistentStoragePath")) else {
-        b.note(o.path.clone(), "the persistent storage path cannot be declared; none of this root is imported");
-        return Ok(());
-    };
-    if normalize(name).map(|n| format!("/{n}")).as_deref() != Some(mount.as_str()) {
-        b.note(
-            o.at("persistentStoragePath"),
-            format!("the entries are persisted in `{mount}`, not `{name}`; they are declared under `{mount}`"),
-        );
-    }
-    if b.roots.contains_key(&mount) {
-        b.note(
-            o.path.clone(),
-            format!("another persistent root also stores in `{mount}`; their entries are declared together"),
-        );
-    }
+    let Some(mount) = b.storage_mount(&mut o, name)? else { return Ok(()) };
     let hide = o.bool("hideMounts")?.unwrap_or(false);
     let root = b.root(&mount);
     root.hide_mounts |= hide;

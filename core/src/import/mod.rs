@@ -409,6 +409,29 @@ struct Builder {
 }
 
 impl Builder {
+    /// Where a persistent root stores its entries: its `persistentStoragePath`, else
+    /// its attribute name; `None` (with a note) when that path cannot be declared.
+    /// Notes when the two differ or when another root stores in the same place.
+    fn storage_mount(&mut self, o: &mut Obj<'_>, name: &str) -> Result<Option<String>, ImportError> {
+        let given = o.str("persistentStoragePath")?.unwrap_or(name);
+        let Some(mount) = self.path(given, false, &o.at("persistentStoragePath")) else {
+            self.note(o.path.clone(), "the persistent storage path cannot be declared; none of this root is imported");
+            return Ok(None);
+        };
+        if normalize(name).map(|n| format!("/{n}")).as_deref() != Some(mount.as_str()) {
+            self.note(
+                o.at("persistentStoragePath"),
+                format!("the entries are persisted in `{mount}`, not `{name}`; they are declared under `{mount}`"),
+            );
+        }
+        if self.roots.contains_key(&mount) {
+            self.note(
+                o.path.clone(),
+                format!("another persistent root also stores in `{mount}`; their entries are declared together"),
+            );
+        }
+        Ok(Some(mount))
+    }
     fn note(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.notes.push(ImportNote { path: path.into(), message: message.into() });
     }

@@ -32,7 +32,7 @@ use serde_json::Value;
 
 use super::{
     Builder, Entry, EntryKind, How, ImportError, Imported, Mode, MountOption, Obj, Owner, UserCtx, child_path,
-    index_path, majority, new_entry, normalize, root_path,
+    index_path, majority, new_entry, root_path,
 };
 use crate::decl::default_home;
 
@@ -50,23 +50,7 @@ struct RootCtx {
 
 fn persistent_root(b: &mut Builder, name: &str, value: &Value) -> Result<(), ImportError> {
     let mut o = Obj::new(value, root_path(name))?;
-    let given = o.str("persistentStoragePath")?.unwrap_or(name);
-    let Some(mount) = b.path(given, false, &o.at("persistentStoragePath")) else {
-        b.note(o.path.clone(), "the persistent storage path cannot be declared; none of this root is imported");
-        return Ok(());
-    };
-    if normalize(name).map(|n| format!("/{n}")).as_deref() != Some(mount.as_str()) {
-        b.note(
-            o.at("persistentStoragePath"),
-            format!("the entries are persisted in `{mount}`, not `{name}`; they are declared under `{mount}`"),
-        );
-    }
-    if b.roots.contains_key(&mount) {
-        b.note(
-            o.path.clone(),
-            format!("another persistent root also stores in `{mount}`; their entries are declared together"),
-        );
-    }
+    let Some(mount) = b.storage_mount(&mut o, name)? else { return Ok(()) };
     let common_path = o.at("commonMountOptions");
     let common = o.list("commonMountOptions")?;
     let mut hide = false;

@@ -1,0 +1,22 @@
+//! What the binary's integration tests share: running `blankslate` and reading its
+//! output.
+
+use std::process::{Command, Output};
+
+/// Runs the binary with `env` added, never with a failpoint or colour from outside.
+pub fn blankslate_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_blankslate"));
+    command.args(args).env_remove("BLANKSLATE_FAILPOINT").env("NO_COLOR", "1");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("run blankslate")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
