@@ -156,6 +156,17 @@ impl Dir {
         Ok(Dir { fd, path: path.to_path_buf() })
     }
 
+    /// A directory already open as `fd` (which must be a directory), known as `path`.
+    pub(crate) fn from_fd(fd: OwnedFd, path: PathBuf) -> Dir {
+        Dir { fd, path }
+    }
+
+    /// Whether this directory is on a read-only mount.
+    pub fn is_read_only(&self) -> Result<bool> {
+        let info = rustix::fs::fstatvfs(&self.fd).map_err(wrap("read the mount flags of", &self.path))?;
+        Ok(info.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+    }
+
     /// Where this directory is, for messages.
     pub fn path(&self) -> &Path {
         &self.path

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use crate::activation;
 use crate::decl::Declaration;
 use crate::fs::{Dir, FsError, Lock};
+use crate::mount::{self, MountError};
 use crate::store::{Store, StoreError, Tree};
 
 /// Where the state lives unless told otherwise, as seen from inside the root.
@@ -37,6 +38,8 @@ pub enum GenerationError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Fs(#[from] FsError),
+    #[error("the state is on a read-only mount and cannot be written: {0}")]
+    ReadOnly(#[from] MountError),
     #[error("there is no generation {0}")]
     NoSuchGeneration(u32),
     #[error("generation {0} is the current one; switch to another first")]
@@ -114,10 +117,17 @@ impl State {
 
     /// Opens the state for writing, creating it if needed: takes the lock (waiting for
     /// any other writer) and removes temporaries a crashed writer left.
+    ///
+    /// On a live system the state is mounted read-only (boot does that, so that nothing
+    /// else writes the store): writers then go through a private writable view of that
+    /// mount ([`mount::writable_view`]), and the shared mount stays read-only.
     pub fn open_locked(root: &Dir, state_dir: &Path) -> Result<State> {
-        let dir = root.create_dir_all(relative(state_dir), 0o755)?;
+        let mut dir = root.create_dir_all(relative(state_dir), 0o755)?;
+        if dir.is_read_only()? {
+            dir = mount::writable_view(&dir)?;
+        }
         let lock = dir.lock("lock")?;
-        let store = Store::open(root, &state_dir.join("store"))?;
+        let store = Store::from_dir(dir.create_dir_all("store", 0o755)?, &state_dir.join("store"));
         let profiles = dir.create_dir_all("profiles", 0o755)?;
         store.remove_temporaries()?;
         for (name, _) in profiles.entries()? {
@@ -377,6 +387,43 @@ mod tests {
         let root = Dir::open_root(scratch.path()).unwrap();
         let state = State::open_locked(&root, Path::new(DEFAULT_STATE_DIR)).unwrap();
         (scratch, state)
+    }
+
+    /// A state on a read-only mount (as boot leaves it) is written through a private
+    /// writable view; the mount everyone else sees stays read-only.
+    #[test]
+    fn a_read_only_state_is_written_through_a_private_view() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: needs root for a mount namespace");
+            return;
+        }
+        std::thread::spawn(|| {
+            crate::sys::unshare_mount_namespace().unwrap();
+            mount::make_private().unwrap();
+            let (scratch, state) = state();
+            state.build(&declaration("/var/log"), &[]).unwrap();
+            drop(state);
+            let root = Dir::open_root(scratch.path()).unwrap();
+            let holder = root.open_dir("var/lib").unwrap();
+            let shared = holder.open_dir("blankslate").unwrap();
+            mount::bind(mount::Source::Dir(&shared), &holder, "blankslate", mount::MountFlags::RDONLY).unwrap();
+            let probe = scratch.path().join("var/lib/blankslate/probe");
+            assert_eq!(
+                std::fs::write(&probe, "x").unwrap_err().raw_os_error(),
+                Some(rustix::io::Errno::ROFS.raw_os_error())
+            );
+
+            let state = State::open_locked(&root, Path::new(DEFAULT_STATE_DIR)).unwrap();
+            let built = state.build(&declaration("/srv"), &[]).unwrap();
+            assert_eq!(built.generation, 2);
+            assert_eq!(state.current_number().unwrap(), Some(2));
+            assert!(std::fs::write(&probe, "x").is_err(), "the shared mount became writable");
+            assert!(root.open_dir("var/lib/blankslate").unwrap().is_read_only().unwrap());
+            let reread = State::open_existing(&root, Path::new(DEFAULT_STATE_DIR)).unwrap().unwrap();
+            assert_eq!(reread.current_number().unwrap(), Some(2), "the write did not reach the shared state");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

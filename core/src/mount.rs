@@ -7,7 +7,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::StatVfsMountFlags;
+use rustix::fs::{Mode, OFlags, StatVfsMountFlags};
 
 use crate::fs::Dir;
 /// The flags [`bind`] applies; re-exported so callers need no rustix of their own.
@@ -104,6 +104,26 @@ pub fn bind(source: Source<'_>, dir: &Dir, name: &str, flags: MountFlags) -> Res
             .map_err(wrap("set flags of", &at))?;
     }
     Ok(())
+}
+
+/// A writable view of `dir`, which sits on a read-only mount: a private clone of that
+/// mount (`open_tree`, never attached anywhere, so no other process can see it) with
+/// its read-only flag cleared. The shared mount stays read-only for everyone else;
+/// the clone goes away with the last descriptor on it. Needs `CAP_SYS_ADMIN`, and
+/// fails with `EROFS` on writes if the file system itself is read-only.
+pub fn writable_view(dir: &Dir) -> Result<Dir> {
+    let at = dir.path().to_path_buf();
+    let clone = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH;
+    let tree = rustix::mount::open_tree(dir, "", clone).map_err(wrap("clone the mount of", &at))?;
+    crate::sys::clear_mount_read_only(tree.as_fd()).map_err(|source| MountError {
+        op: "make a writable view of",
+        at: at.clone(),
+        source,
+    })?;
+    // open_tree gives an O_PATH handle: open the directory for real through it.
+    let opened = rustix::fs::openat(&tree, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(wrap("open the writable view of", &at))?;
+    Ok(Dir::from_fd(opened, at))
 }
 
 /// Detaches whatever is mounted on `name` in `dir` (lazily: open files keep working).

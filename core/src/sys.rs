@@ -1,4 +1,5 @@
-//! The only unsafe code in blankslate: entering new namespaces.
+//! The only unsafe code in blankslate: entering new namespaces, and the one mount
+//! system call rustix does not wrap.
 //!
 //! rustix marks `unshare` unsafe because `CLONE_FILES` can leave other threads with
 //! file descriptors that no longer exist in the caller's table. The wrappers here
@@ -7,6 +8,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use rustix::thread::UnshareFlags;
 
@@ -21,4 +23,25 @@ pub fn unshare_mount_namespace() -> io::Result<()> {
 pub fn unshare_pid_namespace() -> io::Result<()> {
     // SAFETY: no CLONE_FILES, so no file descriptor table is split.
     unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWPID) }.map_err(io::Error::from)
+}
+
+/// `mount_setattr(mount, "", AT_EMPTY_PATH, {attr_clr: MOUNT_ATTR_RDONLY})`: makes
+/// the mount `mount` refers to writable, that mount only (not recursive). Meant for a
+/// detached clone from `open_tree(OPEN_TREE_CLONE)`, which nothing else can see.
+pub fn clear_mount_read_only(mount: BorrowedFd<'_>) -> io::Result<()> {
+    let attributes = libc::mount_attr { attr_set: 0, attr_clr: libc::MOUNT_ATTR_RDONLY, propagation: 0, userns_fd: 0 };
+    // SAFETY: the path is a NUL-terminated empty string and `attributes` a live
+    // `mount_attr` whose size is passed along; the kernel only reads both during the
+    // call, and `mount` is an open descriptor for its whole duration.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mount.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &raw const attributes,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if result == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
