@@ -292,9 +292,15 @@ pub fn root_tree(setup: &Setup<'_>) -> Result<(Tree, GlobSet), AuditError> {
 }
 
 /// The declared tree of one persistent volume (paths as in the root).
-fn volume_tree(declaration: &Declaration, mount: &str) -> Tree {
+fn volume_tree(declaration: &Declaration, mount: &str, state_dir: &Path) -> Tree {
     let mut tree = Tree::new(Class::PersistStray);
     tree.insert(b".blankslate", Mark::Declared);
+    // Boot reads the store and profiles from the state directory's own path inside the
+    // volume (`blankslate build --root <volume>` puts them there).
+    tree.insert(state_dir.as_os_str().as_encoded_bytes(), Mark::Declared);
+    // mkfs makes it and fsck fills it: the directory is expected, what fsck recovered
+    // into it is reported.
+    tree.insert(b"/lost+found", Mark::Interior);
     for entry in declaration.entries().into_iter().filter(|e| e.root == mount) {
         tree.insert(entry.path.as_bytes(), Mark::Declared);
     }
@@ -341,7 +347,7 @@ pub fn audit(setup: &Setup<'_>) -> Result<Report, AuditError> {
 
     for mount in setup.declaration.persist.keys() {
         let Ok(volume) = setup.root.open_dir(mount.trim_start_matches('/')) else { continue };
-        let tree = volume_tree(setup.declaration, mount);
+        let tree = volume_tree(setup.declaration, mount, setup.state_dir);
         let mut walker = Walker::new(&tree, None, &mount_points, mount.as_bytes()).skip_persist_temporaries();
         walker.limit = setup.limit;
         walker.sizes = setup.sizes;

@@ -155,6 +155,10 @@ fn a_clean_activation_audits_clean() {
     }
     in_namespace(|| {
         let scratch = Scratch::activated();
+        // A volume as boot finds it: the state at its own path inside, and the
+        // file system's empty lost+found.
+        scratch.write("persist/var/lib/blankslate/profiles/current", b"");
+        std::fs::create_dir(scratch.path("persist/lost+found")).unwrap();
         let report = scratch.audit();
         assert_eq!(report.exit_code(), 0, "{}", summary(&report));
         assert!(report.findings.is_empty(), "{}", summary(&report));
@@ -227,6 +231,8 @@ fn plant(scratch: &Scratch) {
     // Persist strays, and a persist temporary that must not be reported.
     s.write("persist/var/lib/oldapp/data", &[3; 300]);
     s.write("persist/.app.blankslate-persist-add/x", b"in progress");
+    // What fsck recovered is reported; lost+found itself is not.
+    s.write("persist/lost+found/#4711", b"recovered");
 }
 
 #[test]
@@ -271,6 +277,8 @@ fn every_finding_kind_is_reported() {
         one(Class::Persist, b"/root/.bash_history", "replaced-by-file");
         one(Class::Persist, b"/etc/machine-id", "source-missing");
         one(Class::PersistStray, b"/persist/var/lib/oldapp", "directory");
+        one(Class::PersistStray, b"/persist/lost+found/#4711", "file");
+        assert!(find(&report, Class::PersistStray, b"/persist/lost+found").is_empty(), "{text}");
         assert!(!text.contains("blankslate-persist-add"), "{text}");
         assert!(!text.contains("/tmp") && !text.contains("cache") && !text.contains(".swp"), "{text}");
         // Ignored: tmp, var/cache, root/.cache, the .swp.

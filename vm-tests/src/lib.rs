@@ -173,8 +173,8 @@ pub struct Volume {
 }
 
 impl Volume {
-    /// A volume with busybox in `bin/` (every applet linked) and `script` as
-    /// `bin/vmtest-init`.
+    /// A volume with busybox in `bin/` (every applet linked), blankslate as
+    /// `bin/blankslate` and `script` as `bin/vmtest-init`.
     pub fn new(work: &Path, script: &str) -> Result<Volume> {
         let dir = work.join("volume");
         std::fs::create_dir_all(dir.join("bin")).map_err(|e| e.to_string())?;
@@ -188,6 +188,8 @@ impl Volume {
             std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).map_err(|e| e.to_string())?;
         }
         exit_helper(&dir.join("bin/vmtest-exit"))?;
+        // The same static binary, for `blankslate audit` and `switch` inside the guest.
+        std::fs::copy(static_binary()?, dir.join("bin/blankslate")).map_err(|e| e.to_string())?;
         let script_path = dir.join("bin/vmtest-init");
         std::fs::write(&script_path, script).map_err(|e| e.to_string())?;
         sh(&format!("chmod 0755 '{}'", script_path.display()))?;
@@ -374,6 +376,15 @@ fail=0
 check() {{
     name=$1; shift
     if "$@"; then echo "VMTEST OK $name"; else echo "VMTEST FAIL $name"; fail=1; fi
+}}
+# `audit_exits N [ARGS]`: runs `blankslate audit ARGS` (its report goes to
+# /run/audit.txt and the console) and checks that it exits with N.
+audit_exits() {{
+    expected=$1; shift
+    blankslate audit "$@" > /run/audit.txt 2>&1
+    status=$?
+    sed 's/^/audit: /' /run/audit.txt
+    [ "$status" = "$expected" ]
 }}
 {checks}
 sync

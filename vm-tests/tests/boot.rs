@@ -59,6 +59,7 @@ check booted-recorded sh -c 'readlink /run/blankslate/booted | grep -q "^/var/li
 check boot-json grep -q '"generation":' /run/blankslate/boot.json
 check proc-sys-dev-moved sh -c '[ -e /proc/self ] && [ -d /sys/kernel ] && [ -c /dev/null ]'
 check init-is-pid-1 [ "$$" = 1 ]
+check audit-clean audit_exits 0
 "#;
 
 struct Scenario {
