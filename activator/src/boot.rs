@@ -268,6 +268,22 @@ fn choose(volume: &Dir, params: &cmdline::Params) -> Result<Chosen, Failure> {
             error: "none".into(),
             hint: BROKEN.into(),
         })?;
+    // A damaged object must stop the boot before anything is linked to it.
+    for object in [&generation.object, &etc_object] {
+        let problem = match state.store().check_object(object) {
+            Ok(problem) => problem,
+            Err(error) => Some(error.to_string()),
+        };
+        if let Some(problem) = problem {
+            return Err(Failure {
+                step: format!("use generation {}", generation.number),
+                error: format!("its store object {object} is damaged: {problem}"),
+                hint: "boot another generation with blankslate.generation=N; once up, `blankslate store verify` \
+                       lists every damaged object. Nothing on the volume was changed."
+                    .into(),
+            });
+        }
+    }
     let mut roots = declaration.persist.keys();
     let mount_point = match (roots.next(), roots.next()) {
         (Some(only), None) => only.clone(),
@@ -471,6 +487,27 @@ mod tests {
         let failure = choose(&volume, &params(Some(7))).unwrap_err();
         assert!(failure.to_string().contains("cannot find generation 7"), "{failure}");
         assert!(failure.hint.contains("blankslate generations list"), "{failure}");
+    }
+
+    #[test]
+    fn a_damaged_store_object_stops_the_boot_before_anything_is_linked() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let volume = Dir::open_root(dir.path()).unwrap();
+        build(&volume, ONE_ROOT);
+        let state = State::open_existing(&volume, Path::new(DEFAULT_STATE_DIR)).unwrap().unwrap();
+        let etc_object = state.part(&state.current().unwrap().unwrap(), "etc").unwrap().unwrap();
+        let hosts = dir.path().join("var/lib/blankslate/store").join(&etc_object).join("etc/hosts");
+        std::fs::set_permissions(&hosts, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(&hosts, "tampered\n").unwrap();
+        std::fs::set_permissions(&hosts, std::fs::Permissions::from_mode(0o444)).unwrap();
+        let failure = choose(&volume, &params(None)).unwrap_err();
+        assert_eq!(failure.step, "use generation 1", "{failure}");
+        assert!(
+            failure.error.contains(&format!("its store object {etc_object} is damaged: content hashes to")),
+            "{failure}"
+        );
+        assert!(failure.hint.contains("blankslate.generation=N"), "{failure}");
     }
 
     #[test]

@@ -167,7 +167,7 @@ impl Store {
     pub fn verify(&self) -> Result<Vec<Corruption>> {
         let mut found = Vec::new();
         for object in self.objects()? {
-            let problem = match self.verify_one(&object) {
+            let problem = match self.check_object(&object) {
                 Ok(problem) => problem,
                 Err(StoreError::Fs(error)) => Some(format!("unreadable: {error}")),
                 Err(error) => Some(error.to_string()),
@@ -179,7 +179,9 @@ impl Store {
         Ok(found)
     }
 
-    fn verify_one(&self, object: &str) -> Result<Option<String>> {
+    /// Re-hashes one object: what is wrong with it, or `None` if its content matches
+    /// its name and nothing in it is writable.
+    pub fn check_object(&self, object: &str) -> Result<Option<String>> {
         let Some((hash, name)) = object.split_once('-') else {
             return Ok(Some("the name has no `<hash>-` prefix".into()));
         };

@@ -205,15 +205,14 @@ fn enforce_at(dir: &Dir, name: &str, meta: &Meta, ids: &Ids, shown: &str) -> Res
 /// A failure to open a path without following symlinks is reported as what it
 /// usually is: a symlink (or a file) where a directory was expected.
 fn hostile(path: &str, error: FsError) -> PersistError {
-    let loop_ = error.source.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error());
-    if loop_ || error.kind() == std::io::ErrorKind::NotADirectory {
-        PersistError::Hostile {
-            path: path.to_owned(),
-            reason: "a symlink (or non-directory) stands in the way; it is never followed".into(),
-        }
+    let reason = if error.source.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+        "a symlink stands in the way; it is never followed"
+    } else if error.kind() == std::io::ErrorKind::NotADirectory {
+        "a file (not a directory) stands in the way"
     } else {
-        PersistError::Fs(error)
-    }
+        return PersistError::Fs(error);
+    };
+    PersistError::Hostile { path: path.to_owned(), reason: reason.into() }
 }
 
 /// Brings every persisted entry of `declaration` into `root`; `previous` is the

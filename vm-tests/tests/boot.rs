@@ -5,7 +5,7 @@
 //! `cargo test -p blankslate-vm-tests -- --ignored --nocapture` (as root; `--nocapture`
 //! shows the timings).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use blankslate_vm_tests::{self as vm, Boot, Result, Volume};
@@ -13,9 +13,24 @@ use blankslate_vm_tests::{self as vm, Boot, Result, Volume};
 const LIMIT: Duration = Duration::from_secs(90);
 
 /// The declaration every scenario boots: a tmpfs root, /etc from the store (with a
-/// user for the owner checks), busybox from the volume read-only, one private
-/// directory. `motd` tells generations apart.
+/// user for the owner checks), busybox and blankslate from the volume read-only, one
+/// private directory, and the declarations the guest switches to. `motd` tells
+/// generations apart.
 fn declaration(motd: &str) -> String {
+    declaration_with(motd, "", "")
+}
+
+/// The second generation of the switch scenarios: one more /etc entry and one more
+/// persisted directory.
+fn declaration_two() -> String {
+    declaration_with(
+        "generation-two",
+        "\n  { directory = \"/var/lib/added\", mode = \"0750\" },",
+        "\n[etc.\"added.conf\"]\ntext = \"added\\n\"\n",
+    )
+}
+
+fn declaration_with(motd: &str, extra_directories: &str, extra_etc: &str) -> String {
     format!(
         r#"version = 1
 
@@ -27,6 +42,7 @@ mode = "0755"
 directories = [
   {{ directory = "/bin", options = ["ro"] }},
   {{ directory = "/var/lib/data", user = "tester", group = "tester", mode = "0700" }},
+  {{ directory = "/var/lib/declarations", options = ["ro"] }},{extra_directories}
 ]
 
 [etc."hosts"]
@@ -40,7 +56,7 @@ text = "root:x:0:0:root:/root:/bin/sh\ntester:x:1000:1000::/home/tester:/bin/sh\
 
 [etc."group"]
 text = "root:x:0:\ntester:x:1000:\n"
-"#
+{extra_etc}"#
     )
 }
 
@@ -69,11 +85,27 @@ struct Scenario {
 
 /// A disk holding busybox, `script` as the init and generation(s) of the declaration.
 fn prepare(name: &str, script: &str, generations: &[&str]) -> Result<Scenario> {
+    prepare_with(name, script, generations, |_| Ok(()))
+}
+
+/// [`prepare`], with `change` applied to the volume's directory before the disk is
+/// made. The second generation's declaration is always at
+/// `/var/lib/declarations/two.toml` for the guest to switch to.
+fn prepare_with(
+    name: &str,
+    script: &str,
+    generations: &[&str],
+    change: impl FnOnce(&Path) -> Result<()>,
+) -> Result<Scenario> {
     let work = vm::work_dir(name)?;
     let volume = Volume::new(&work, &vm::guest_script(script))?;
     for (n, motd) in generations.iter().enumerate() {
         volume.build(&declaration(motd), &format!("generation-{}", n + 1))?;
     }
+    let declarations = volume.dir.join("var/lib/declarations");
+    std::fs::create_dir_all(&declarations).map_err(|e| e.to_string())?;
+    std::fs::write(declarations.join("two.toml"), declaration_two()).map_err(|e| e.to_string())?;
+    change(&volume.dir)?;
     let disk = work.join("disk.img");
     volume.make_disk(&disk, "bsvol")?;
     Ok(Scenario { work, disk })
@@ -122,12 +154,16 @@ case "$vmtest_phase" in
 1)
     check write-persisted sh -c 'echo kept-across-boots > /var/lib/data/keep'
     check write-undeclared sh -c 'echo lost > /undeclared && mkdir -p /var/cache/x && echo lost > /var/cache/x/f'
+    check audit-finds-undeclared audit_exits 1
+    check audit-lists-undeclared grep -Eq 'file +/undeclared$' /run/audit.txt
+    check audit-ignores-cache sh -c '! grep -q /var/cache/x /run/audit.txt'
     ;;
 2)
     check persisted-survived [ "$(cat /var/lib/data/keep 2>&1)" = kept-across-boots ]
     check undeclared-gone [ ! -e /undeclared ]
     check undeclared-dir-gone [ ! -e /var/cache/x ]
     check owner-mode-again [ "$(stat -c '%u:%g %a' /var/lib/data)" = "1000:1000 700" ]
+    check audit-clean-again audit_exits 0
     ;;
 *)
     check phase-given false
@@ -287,4 +323,230 @@ fn a_missing_init_gives_an_emergency_shell() {
         }
         Ok(())
     })());
+}
+
+/// (g) Drift: a managed /etc link replaced by a file and a persisted mount removed, on
+/// the running system; the audit in the guest reports both, and exits 2 (broken).
+#[test]
+#[ignore = "boots QEMU: cargo test -p blankslate-vm-tests -- --ignored (as root)"]
+fn the_audit_reports_drift() {
+    let script = r#"
+check audit-clean-first audit_exits 0
+check replace-hosts sh -c 'rm /etc/hosts && echo "10.0.0.1 edited" > /etc/hosts'
+check unmount-data umount /var/lib/data
+check audit-exits-2 audit_exits 2
+check reports-hosts grep -Eq 'replaced-by-file +/etc/hosts:' /run/audit.txt
+check reports-data grep -Eq 'not-mounted +/var/lib/data:' /run/audit.txt
+"#;
+    check((|| {
+        let s = prepare("drift", script, &["generation-one"])?;
+        let boot = vm::boot(&s.work, &s.disk, APPEND, None, LIMIT)?;
+        report("drift", &boot);
+        boot.expect_pass("drift")
+    })());
+}
+
+const SWITCH: &str = "blankslate switch /var/lib/declarations/two.toml";
+
+/// (h) Switch in the guest to a second generation (one more /etc entry, one more
+/// persisted directory), reboot into it, then boot the first one from the command line.
+#[test]
+#[ignore = "boots QEMU: cargo test -p blankslate-vm-tests -- --ignored (as root)"]
+fn switch_reboot_and_boot_the_old_generation() {
+    let script = format!(
+        r#"
+case "$vmtest_phase" in
+1)
+    check switch-succeeds sh -c '{SWITCH} > /run/switch.txt 2>&1; s=$?; sed "s/^/switch: /" /run/switch.txt; [ $s = 0 ]'
+    check added-etc [ "$(cat /etc/added.conf)" = added ]
+    check motd-two [ "$(cat /etc/motd)" = generation-two ]
+    check added-mounted grep -q ' /var/lib/added ' /proc/mounts
+    check added-mode [ "$(stat -c %a /var/lib/added)" = 750 ]
+    check write-added sh -c 'echo written-in-two > /var/lib/added/f'
+    check store-still-read-only sh -c '! touch /var/lib/blankslate/probe 2>/dev/null'
+    check audit-clean-after-switch audit_exits 0
+    ;;
+2)
+    check booted-two grep -q '"generation":2,' /run/blankslate/boot.json
+    check motd-two [ "$(cat /etc/motd)" = generation-two ]
+    check added-etc [ "$(cat /etc/added.conf)" = added ]
+    check added-survived [ "$(cat /var/lib/added/f)" = written-in-two ]
+    check audit-clean audit_exits 0
+    ;;
+3)
+    check booted-one grep -q '"generation":1,' /run/blankslate/boot.json
+    check motd-one [ "$(cat /etc/motd)" = generation-one ]
+    check no-added-etc [ ! -e /etc/added.conf ]
+    check added-not-mounted sh -c '! grep -q " /var/lib/added " /proc/mounts'
+    check added-kept-on-volume [ "$(cat /persist/var/lib/added/f)" = written-in-two ]
+    check audit-reports-the-stray audit_exits 1
+    check stray-is-added grep -Eq 'directory +/persist/var/lib/added$' /run/audit.txt
+    ;;
+*)
+    check phase-given false
+    ;;
+esac
+"#
+    );
+    check((|| {
+        let s = prepare("switch", &script, &["generation-one"])?;
+        for (phase, extra, what) in [
+            (1, "", "switch in the guest"),
+            (2, "", "reboot into the new generation"),
+            (3, " blankslate.generation=1", "boot the old generation"),
+        ] {
+            let boot = vm::boot(&s.work, &s.disk, &format!("{APPEND} vmtest_phase={phase}{extra}"), None, LIMIT)?;
+            report(&format!("switch ({what})"), &boot);
+            boot.expect_pass(what)?;
+        }
+        Ok(())
+    })());
+}
+
+/// (i) The power is cut in the middle of a switch in the guest (the switch hangs at a
+/// failpoint and QEMU is killed, so what the guest had not written out is lost):
+/// the next boot comes up on exactly the old or the new generation, whole, and the
+/// audit and `store verify` are clean. Before `current` moves it must be the old one;
+/// after, the new one.
+#[test]
+#[ignore = "boots QEMU: cargo test -p blankslate-vm-tests -- --ignored (as root)"]
+fn a_power_cut_during_a_switch_boots_one_whole_generation() {
+    let script = format!(
+        r#"
+case "$vmtest_phase" in
+crash)
+    BLANKSLATE_FAILPOINT="$vmtest_failpoint" {SWITCH}
+    check switch-should-have-hung false
+    ;;
+after)
+    generation=$(sed -n 's/.*"generation":\([0-9]*\),.*/\1/p' /run/blankslate/boot.json)
+    echo "VMTEST BOOTED $generation"
+    case "$generation" in
+    1) check whole-one sh -c '[ "$(cat /etc/motd)" = generation-one ] && [ ! -e /etc/added.conf ]' ;;
+    2) check whole-two sh -c '[ "$(cat /etc/motd)" = generation-two ] && [ -e /etc/added.conf ] && grep -q " /var/lib/added " /proc/mounts' ;;
+    *) check known-generation false ;;
+    esac
+    check audit-clean audit_exits 0
+    check store-verifies sh -c 'blankslate store verify > /run/verify.txt 2>&1; s=$?; sed "s/^/verify: /" /run/verify.txt; [ $s = 0 ]'
+    ;;
+esac
+"#
+    );
+    check((|| {
+        let s = prepare("power-cut-during-switch", &script, &["generation-one"])?;
+        let pristine = s.work.join("pristine.img");
+        std::fs::copy(&s.disk, &pristine).map_err(|e| e.to_string())?;
+        // (failpoint, the generation the next boot must come up on)
+        let points =
+            [("store-add:written#1", 1), ("generation:linked#1", 1), ("etc-step#3", 1), ("generation:current#1", 2)];
+        for (point, expected) in points {
+            std::fs::copy(&pristine, &s.disk).map_err(|e| e.to_string())?;
+            let hang = format!("blankslate: failpoint {point}: hanging");
+            let append = format!("{APPEND} vmtest_phase=crash vmtest_failpoint=hang:{point}");
+            let crashed = vm::boot(&s.work, &s.disk, &append, Some(&hang), LIMIT)?;
+            report(&format!("power cut during a switch (at {point})"), &crashed);
+            if crashed.timed_out || !crashed.log.contains(&hang) {
+                return Err(format!("{point}: the switch did not reach the failpoint\n{}", crashed.tail(30)));
+            }
+            let after = vm::boot(&s.work, &s.disk, &format!("{APPEND} vmtest_phase=after"), None, LIMIT)?;
+            report(&format!("power cut during a switch (the boot after {point})"), &after);
+            after.expect_pass(&format!("the boot after a power cut at {point}"))?;
+            if !after.log.lines().any(|l| l.trim() == format!("VMTEST BOOTED {expected}")) {
+                return Err(format!(
+                    "after a power cut at {point}, expected generation {expected}\n{}",
+                    after.tail(30)
+                ));
+            }
+        }
+        Ok(())
+    })());
+}
+
+/// The store object of generation `number`'s /etc in a volume directory (the
+/// generation object's `etc` link).
+fn etc_object(volume: &Path, number: u32) -> Result<PathBuf> {
+    let link = volume.join(format!("var/lib/blankslate/profiles/system-{number}-link"));
+    let generation = std::fs::canonicalize(&link).map_err(|e| format!("{}: {e}", link.display()))?;
+    std::fs::canonicalize(generation.join("etc")).map_err(|e| format!("generation {number}'s etc: {e}"))
+}
+
+/// (j) Bad input: a corrupt store object, a declaration the volume does not fit, a
+/// mistyped command line. Each boot stops with a clear error before anything is
+/// linked or mounted from the volume and the volume's data is unchanged; the damaged
+/// generation's predecessor still boots, and `store verify` names the damage.
+#[test]
+#[ignore = "boots QEMU: cargo test -p blankslate-vm-tests -- --ignored (as root)"]
+fn bad_input_stops_the_boot_clearly_and_loses_nothing() {
+    let script = r#"
+check booted-one grep -q '"generation":1,' /run/blankslate/boot.json
+check data-intact [ "$(cat /var/lib/data/keep)" = precious ]
+check verify-names-the-damage sh -c 'blankslate store verify > /run/verify.txt 2>&1; s=$?; sed "s/^/verify: /" /run/verify.txt; [ $s = 1 ] && grep -q "^corrupt: .*-etc: content hashes to" /run/verify.txt'
+"#;
+    check((|| {
+        let s = prepare_with("bad-input", script, &["generation-one", "generation-two"], |volume| {
+            let data = volume.join("var/lib/data");
+            std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
+            std::fs::write(data.join("keep"), "precious\n").map_err(|e| e.to_string())?;
+            // Generation 2's /etc/motd, changed behind the store's back.
+            let motd = etc_object(volume, 2)?.join("etc/motd");
+            sh_ok(&format!("chmod u+w '{0}' && echo tampered > '{0}' && chmod 0444 '{0}'", motd.display()))
+        })?;
+        let before = vm::debugfs_cat(&s.disk, "/var/lib/data/keep")?;
+        let halted = |what: &str, append: &str, expected: &str| -> Result<()> {
+            let boot = vm::boot(&s.work, &s.disk, append, Some("halted"), LIMIT)?;
+            report(what, &boot);
+            if boot.timed_out || !boot.log.contains(expected) || boot.log.contains("Kernel panic") {
+                return Err(format!("{what}: expected `{expected}` and a halt\n{}", boot.tail(30)));
+            }
+            if boot.log.contains("VMTEST") {
+                return Err(format!("{what}: the init ran\n{}", boot.tail(30)));
+            }
+            Ok(())
+        };
+        halted(
+            "bad input (corrupt store object)",
+            APPEND,
+            "blankslate: boot failed: cannot use generation 2: its store object ",
+        )?;
+        halted(
+            "bad input (mistyped command line)",
+            &format!("{APPEND} blankslate.generation=two"),
+            "blankslate: boot failed: cannot understand the kernel command line: `blankslate.generation=two`: a \
+             generation is a number",
+        )?;
+        if vm::debugfs_cat(&s.disk, "/var/lib/data/keep")? != before {
+            return Err("a failed boot changed the volume's data".into());
+        }
+        let older = vm::boot(&s.work, &s.disk, &format!("{APPEND} blankslate.generation=1"), None, LIMIT)?;
+        report("bad input (the generation before the damaged one)", &older);
+        older.expect_pass("the generation before the damaged one")
+    })());
+}
+
+/// (k) A declaration the volume does not fit: a declared directory is a file on the
+/// volume. The boot stops saying which path and why; the file is kept as it was.
+#[test]
+#[ignore = "boots QEMU: cargo test -p blankslate-vm-tests -- --ignored (as root)"]
+fn a_declaration_the_volume_does_not_fit_is_refused() {
+    check((|| {
+        let s = prepare_with("volume-mismatch", "check should-not-run false", &["generation-one"], |volume| {
+            std::fs::create_dir_all(volume.join("var/lib")).map_err(|e| e.to_string())?;
+            std::fs::write(volume.join("var/lib/data"), "a file, not a directory\n").map_err(|e| e.to_string())
+        })?;
+        let boot = vm::boot(&s.work, &s.disk, APPEND, Some("halted"), LIMIT)?;
+        report("volume-mismatch", &boot);
+        let expected = "blankslate: boot failed: cannot bring in the persisted paths: ";
+        if boot.timed_out || !boot.log.contains(expected) || !boot.log.contains("/var/lib/data") {
+            return Err(format!("expected `{expected}` naming /var/lib/data and a halt\n{}", boot.tail(30)));
+        }
+        let kept = vm::debugfs_cat(&s.disk, "/var/lib/data")?;
+        if kept != "a file, not a directory\n" {
+            return Err(format!("the volume's /var/lib/data now holds {kept:?}"));
+        }
+        Ok(())
+    })());
+}
+
+fn sh_ok(script: &str) -> Result<()> {
+    vm::run(std::process::Command::new("sh").args(["-ec", script])).map(drop)
 }
