@@ -4,6 +4,7 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use blankslate_activator::initrd::Compression;
 use blankslate_activator::{etc, sandbox};
 use blankslate_core::decl::{self, UserDb};
 use blankslate_core::fs::Dir;
@@ -157,6 +158,9 @@ enum Command {
         /// A module to include (repeat, in load order); it must be an uncompressed .ko.
         #[arg(long = "module", value_name = "NAME")]
         module: Vec<String>,
+        /// Write a plain cpio archive instead of a gzip-compressed one.
+        #[arg(long)]
+        uncompressed: bool,
     },
     // --- end boot ---
     /// Print shell completions for SHELL to standard output.
@@ -281,8 +285,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Audit(args) => audit(&args),
         // --- end audit ---
         // --- boot ---
-        Command::Initrd { output, binary, modules, module } => {
-            initrd(&output, binary.as_deref(), modules.as_deref(), &module)
+        Command::Initrd { output, binary, modules, module, uncompressed } => {
+            let compression = if uncompressed { Compression::None } else { Compression::Gzip };
+            initrd(&output, binary.as_deref(), modules.as_deref(), &module, compression)
         }
         // --- end boot ---
         Command::Completions { shell } => {
@@ -861,13 +866,19 @@ fn persist_list(common: &PersistArgs, as_json: bool) -> Result<ExitCode> {
 
 // --- boot: `blankslate initrd` ---
 
-fn initrd(output: &Path, binary: Option<&Path>, modules: Option<&Path>, names: &[String]) -> Result<ExitCode> {
+fn initrd(
+    output: &Path,
+    binary: Option<&Path>,
+    modules: Option<&Path>,
+    names: &[String],
+    compression: Compression,
+) -> Result<ExitCode> {
     let binary = match binary {
         Some(path) => path.to_path_buf(),
         None => std::env::current_exe()?,
     };
     let mut archive = Vec::new();
-    let found = blankslate_activator::initrd::build(&binary, modules, names, &mut archive)?;
+    let found = blankslate_activator::initrd::build(&binary, modules, names, compression, &mut archive)?;
     let parent = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = output.file_name().ok_or_else(|| format!("{}: not a file name", output.display()))?;
     Dir::open_root(parent)?.write_atomic(name, &archive, 0o644)?;

@@ -137,14 +137,15 @@ pub fn static_binary() -> Result<PathBuf> {
         .clone()
 }
 
-/// The initramfs: the static binary as /init and the virtio modules (built once).
+/// The initramfs (gzip-compressed): the static binary as /init and the virtio modules
+/// (built once).
 pub fn initrd() -> Result<PathBuf> {
     static INITRD: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
     INITRD
         .get_or_init(|| {
             let kernel = kernel()?;
             let binary = static_binary()?;
-            let out = target().join("vm-work/initrd.cpio");
+            let out = target().join("vm-work/initrd.cpio.gz");
             std::fs::create_dir_all(out.parent().unwrap()).map_err(|e| e.to_string())?;
             let mut command = Command::new(&binary);
             command.arg("initrd").arg("--output").arg(&out).arg("--modules").arg(&kernel.modules);
