@@ -162,6 +162,14 @@ enum Command {
         #[arg(long)]
         uncompressed: bool,
     },
+    /// In a systemd initrd (packaging/blankslate-initrd.service): activate the generation
+    /// the kernel command line names (blankslate.persist=, blankslate.generation=) into
+    /// ROOT, which systemd then switches into. Boot with root=tmpfs so that ROOT is one.
+    Boot {
+        /// The root-to-be: systemd's /sysroot.
+        #[arg(long, value_name = "DIR", default_value = "/sysroot")]
+        root: PathBuf,
+    },
     // --- end boot ---
     /// Print shell completions for SHELL to standard output.
     Completions { shell: clap_complete::Shell },
@@ -289,6 +297,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let compression = if uncompressed { Compression::None } else { Compression::Gzip };
             initrd(&output, binary.as_deref(), modules.as_deref(), &module, compression)
         }
+        Command::Boot { root } => match blankslate_activator::boot::service(&root) {
+            Ok(line) => {
+                println!("{line}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(failure) => {
+                eprintln!("{failure}");
+                Ok(ExitCode::from(report::EXIT_FAILURE))
+            }
+        },
         // --- end boot ---
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "blankslate", &mut std::io::stdout());

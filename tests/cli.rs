@@ -239,3 +239,27 @@ fn read_only_commands_on_a_fresh_root_create_nothing() {
     assert!(stderr(&rollback).contains("nothing is active yet"), "{}", stderr(&rollback));
     assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0, "the root is as empty as before");
 }
+
+/// The shipped systemd unit runs a command the CLI knows; off an initrd (no
+/// blankslate.persist= on this machine's command line) it fails as a boot step,
+/// naming what is missing, before it mounts anything.
+#[test]
+fn the_initrd_unit_runs_the_boot_service_command() {
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/dracut/90blankslate/blankslate-initrd.service");
+    let unit = std::fs::read_to_string(unit).unwrap();
+    let command = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("an ExecStart= line");
+    let words: Vec<&str> = command.split_whitespace().collect();
+    assert_eq!(words[..2], ["/usr/bin/blankslate", "boot"], "{command}");
+    if std::fs::read_to_string("/proc/cmdline").unwrap_or_default().contains("blankslate.persist=") {
+        return;
+    }
+    let output = blankslate(&words[1..]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(
+            "blankslate: boot failed: cannot find the persistent volume: no blankslate.persist= on the kernel command line"
+        ),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -118,10 +118,64 @@ fn say(debug: bool, started: Instant, what: &str) {
 
 fn run(started: Instant, args: &[std::ffi::OsString]) -> Result<std::convert::Infallible, Failure> {
     let (initramfs, params) = prepare(started)?;
+    let activated = bring_up(&initramfs, NewRoot::Mount, &params, started)?;
+    let root = &activated.root;
+    record(root, &activated, started.elapsed()).step("record the boot under /run/blankslate", "report a bug")?;
+    for name in ["proc", "sys", "dev"] {
+        rustix::mount::move_mount(&initramfs, name, root, name, MoveMountFlags::empty())
+            .step(&format!("move /{name} into the new root"), "report a bug")?;
+    }
+    eprintln!("{}; starting {}", activated.summary(started), params.init.display());
+    switch_root(root, &params.init, args)
+}
+
+/// Where the new root comes from.
+#[derive(Debug, Clone, Copy)]
+enum NewRoot<'a> {
+    /// blankslate's own initramfs: a tmpfs with the declared size and mode, mounted on
+    /// `/mnt/root`.
+    Mount,
+    /// A systemd initrd's root-to-be (`/sysroot`): taken as it is if it is a tmpfs
+    /// (`root=tmpfs` on the command line), given one if nothing is mounted there.
+    Existing(&'a Path),
+}
+
+/// A generation activated into a new root that is not entered yet.
+#[derive(Debug)]
+struct Activated {
+    root: Dir,
+    store: Store,
+    generation: Generation,
+    volume: cmdline::Volume,
+    device: PathBuf,
+    /// Loading drivers and waiting for the disk: the kernel's time, not ours.
+    kernel_wait: Duration,
+}
+
+impl Activated {
+    fn summary(&self, started: Instant) -> String {
+        format!(
+            "blankslate: generation {} activated in {:.1} ms ({:.1} ms of it loading modules and waiting for the \
+             disk)",
+            self.generation.number,
+            started.elapsed().as_secs_f64() * 1000.0,
+            self.kernel_wait.as_secs_f64() * 1000.0,
+        )
+    }
+}
+
+/// Everything between the command line and the switch: find and mount the volume
+/// (staged on `/mnt/volume` of `initramfs`), choose the generation, make the new root,
+/// move the volume into it and activate `/etc` and the persisted paths.
+fn bring_up(
+    initramfs: &Dir,
+    new_root: NewRoot<'_>,
+    params: &cmdline::Params,
+    started: Instant,
+) -> Result<Activated, Failure> {
     let debug = params.debug;
-    let (volume_spec, device) = find_volume(&params)?;
+    let (volume_spec, device) = find_volume(params)?;
     say(debug, started, &format!("volume {} is {}", volume_spec.device, device.display()));
-    // Loading the drivers and waiting for the disk is the kernel's time, not ours.
     let kernel_wait = started.elapsed();
 
     let staging = initramfs.create_dir_all(STAGING, 0o755).step("create /mnt", "rebuild the initramfs")?;
@@ -133,16 +187,22 @@ fn run(started: Instant, args: &[std::ffi::OsString]) -> Result<std::convert::In
     let volume = staging.open_dir(VOLUME).step("open the volume", "fsck the disk")?;
     say(debug, started, "volume mounted");
     blankslate_core::failpoint::hit(FAILPOINT);
-    let chosen = choose(&volume, &params)?;
+    let chosen = choose(&volume, params)?;
     say(debug, started, &format!("generation {} ({})", chosen.generation.number, chosen.generation.object));
 
-    let mut settings = chosen.declaration.root.clone();
-    if let Some(size) = &params.size {
-        settings.size.clone_from(size);
-    }
-    staging.create_dir(NEW_ROOT, 0o755).step("create /mnt/root", "rebuild the initramfs")?;
-    let root = crate::root::mount_root(&staging, NEW_ROOT, &settings, &chosen.state_dir, Path::new(DEFAULT_STATE_DIR))
-        .step("mount the tmpfs root", "check blankslate.size= and [root] size in the declaration")?;
+    let state_dir = Path::new(DEFAULT_STATE_DIR);
+    let root = match new_root {
+        NewRoot::Mount => {
+            let mut settings = chosen.declaration.root.clone();
+            if let Some(size) = &params.size {
+                settings.size.clone_from(size);
+            }
+            staging.create_dir(NEW_ROOT, 0o755).step("create /mnt/root", "rebuild the initramfs")?;
+            crate::root::mount_root(&staging, NEW_ROOT, &settings, &chosen.state_dir, state_dir)
+                .step("mount the tmpfs root", "check blankslate.size= and [root] size in the declaration")?
+        }
+        NewRoot::Existing(path) => existing_root(path, &chosen, state_dir)?,
+    };
     let mount_point = &chosen.mount_point;
     let at = Path::new(mount_point.trim_start_matches('/'));
     let holder = match at.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -154,27 +214,66 @@ fn run(started: Instant, args: &[std::ffi::OsString]) -> Result<std::convert::In
     holder.create_dir(&last, 0o755).step(&format!("create {mount_point} in the new root"), "report a bug")?;
     rustix::mount::move_mount(&staging, VOLUME, &holder, last.as_str(), MoveMountFlags::empty())
         .step(&format!("move the volume to {mount_point}"), "report a bug")?;
-    say(debug, started, &format!("root mounted, volume at {mount_point}"));
+    say(debug, started, &format!("root ready, volume at {mount_point}"));
 
-    let store = activate(&root, &chosen)?;
+    let store = activate(&root, &chosen, matches!(new_root, NewRoot::Mount))?;
     say(debug, started, "/etc and persisted paths activated");
-    let elapsed = started.elapsed();
-    record(&root, &store, &chosen.generation, &volume_spec, &device, elapsed)
-        .step("record the boot under /run/blankslate", "report a bug")?;
+    Ok(Activated { root, store, generation: chosen.generation, volume: volume_spec, device, kernel_wait })
+}
 
-    for name in ["proc", "sys", "dev"] {
-        rustix::mount::move_mount(&initramfs, name, &root, name, MoveMountFlags::empty())
-            .step(&format!("move /{name} into the new root"), "report a bug")?;
+/// The root systemd prepared at `path`: a tmpfs is used as it is, an empty mount
+/// point gets the declared tmpfs; anything else (a disk root) is refused, since
+/// activating into it would make it persistent.
+fn existing_root(path: &Path, chosen: &Chosen, state_dir: &Path) -> Result<Dir, Failure> {
+    let shown = path.display();
+    let hint = "boot with root=tmpfs (and rootflags=size=…,mode=755) on the kernel command line, so that systemd \
+                mounts a tmpfs there";
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Failure {
+            step: format!("use {shown} as the root"),
+            error: "not a directory below /".into(),
+            hint: hint.into(),
+        });
+    };
+    let parent = Dir::open_root(parent).step(&format!("open {}", parent.display()), hint)?;
+    let name = name.to_string_lossy();
+    // The initrd's own root is often a tmpfs too: only a mount of its own counts.
+    if !parent.is_mount_point(name.as_ref()).step(&format!("inspect {shown}"), hint)? {
+        return crate::root::mount_root(&parent, &name, &chosen.declaration.root, &chosen.state_dir, state_dir)
+            .step(&format!("mount a tmpfs on {shown}"), "check [root] size in the declaration");
     }
-    eprintln!(
-        "blankslate: generation {} activated in {:.1} ms ({:.1} ms of it loading modules and waiting for the \
-         disk); starting {}",
-        chosen.generation.number,
-        started.elapsed().as_secs_f64() * 1000.0,
-        kernel_wait.as_secs_f64() * 1000.0,
-        params.init.display()
-    );
-    switch_root(&root, &params.init, args)
+    let root = parent.open_dir(name.as_ref()).step(&format!("open {shown}"), hint)?;
+    if !crate::root::is_tmpfs(&root).step(&format!("inspect {shown}"), hint)? {
+        return Err(Failure {
+            step: format!("use {shown} as the root"),
+            error: "something other than a tmpfs is mounted there, and activating into it would make it persistent"
+                .into(),
+            hint: hint.into(),
+        });
+    }
+    crate::root::bring_in_state(&root, &chosen.state_dir, state_dir)
+        .step(&format!("bring the store into {shown}"), "report a bug")?;
+    Ok(root)
+}
+
+/// `blankslate boot --root DIR`: the boot as a service of a systemd initrd
+/// (`blankslate-initrd.service`). systemd has mounted `/proc`, `/sys`, `/dev` and
+/// `/run`, loaded the drivers (udev) and, with `root=tmpfs`, a tmpfs on `DIR`; this
+/// activates the generation the `blankslate.*` parameters name into `DIR` and records
+/// the boot under the initrd's `/run/blankslate`, which systemd carries into the new
+/// root. systemd then switches root (`init=` names the init; `blankslate.init=` and
+/// `blankslate.modules=` are for blankslate's own initramfs and are ignored here).
+/// Returns the line to print.
+pub fn service(root: &Path) -> Result<String, Failure> {
+    let started = Instant::now();
+    let line = std::fs::read_to_string("/proc/cmdline").step("read /proc/cmdline", "check that /proc is mounted")?;
+    let params = cmdline::parse(&line)
+        .step("understand the kernel command line", "fix the blankslate.* parameters in the boot loader")?;
+    let initramfs = Dir::open_root(Path::new("/")).step("open the initrd's root", "report a bug")?;
+    let activated = bring_up(&initramfs, NewRoot::Existing(root), &params, started)?;
+    let _ = initramfs.open_dir(STAGING).map(|staging| staging.remove_empty_dir(VOLUME));
+    record(&initramfs, &activated, started.elapsed()).step("record the boot under /run/blankslate", "report a bug")?;
+    Ok(format!("{}; systemd switches into {}", activated.summary(started), root.display()))
 }
 
 /// `/proc`, `/sys`, `/dev` mounted in the initramfs, the command line read, the
@@ -304,23 +403,25 @@ fn choose(volume: &Dir, params: &cmdline::Params) -> Result<Chosen, Failure> {
     Ok(Chosen { state_dir, generation, declaration, etc_object, mount_point })
 }
 
-/// The root's top directories and `/run`, then `/etc` and the persisted paths.
-/// Returns the store (as seen inside the new root).
-fn activate(root: &Dir, chosen: &Chosen) -> Result<Store, Failure> {
+/// The root's top directories and (when `mount_run`: systemd brings its own) `/run`,
+/// then `/etc` and the persisted paths. Returns the store (as seen inside the new root).
+fn activate(root: &Dir, chosen: &Chosen, mount_run: bool) -> Result<Store, Failure> {
     for (name, mode) in
         [("proc", 0o555), ("sys", 0o555), ("dev", 0o755), ("run", 0o755), ("tmp", 0o1777), ("root", 0o700)]
     {
         root.create_dir(name, mode).step("create the root's directories", "report a bug")?;
         root.set_mode_of(name, mode).step("create the root's directories", "report a bug")?;
     }
-    mount::mount_new(
-        root,
-        "run",
-        "tmpfs",
-        &[("mode", "755")],
-        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
-    )
-    .step("mount /run", "report a bug")?;
+    if mount_run {
+        mount::mount_new(
+            root,
+            "run",
+            "tmpfs",
+            &[("mode", "755")],
+            MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
+        )
+        .step("mount /run", "report a bug")?;
+    }
     let store = Store::open(root, &Path::new(DEFAULT_STATE_DIR).join("store")).step("open the store", BROKEN)?;
     let active =
         Active::load(&store, chosen.generation.number, &chosen.etc_object).step("load the /etc manifest", BROKEN)?;
@@ -389,26 +490,20 @@ fn mount_volume(staging: &Dir, device: &Path, spec: &cmdline::Volume) -> Result<
     Ok(())
 }
 
-/// Writes `/run/blankslate/booted` (-> the generation object) and `boot.json`.
-fn record(
-    root: &Dir,
-    store: &Store,
-    generation: &Generation,
-    volume: &cmdline::Volume,
-    device: &Path,
-    elapsed: Duration,
-) -> Result<(), blankslate_core::fs::FsError> {
-    let dir = root.create_dir_all(RECORD_DIR, 0o755)?;
-    dir.symlink_atomic("booted", store.live_path(&generation.object))?;
+/// Writes `run/blankslate/booted` (-> the generation object) and `boot.json` below
+/// `base` (the new root, or the systemd initrd whose `/run` moves into it).
+fn record(base: &Dir, activated: &Activated, elapsed: Duration) -> Result<(), blankslate_core::fs::FsError> {
+    let dir = base.create_dir_all(RECORD_DIR, 0o755)?;
+    dir.symlink_atomic("booted", activated.store.live_path(&activated.generation.object))?;
     let mut json = String::new();
     let _ = write!(
         json,
         "{}",
         serde_json::json!({
-            "generation": generation.number,
-            "object": generation.object,
-            "volume": volume.device.to_string(),
-            "device": device,
+            "generation": activated.generation.number,
+            "object": activated.generation.object,
+            "volume": activated.volume.device.to_string(),
+            "device": activated.device,
             "activation_ms": elapsed.as_secs_f64() * 1000.0,
         })
     );

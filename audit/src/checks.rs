@@ -7,7 +7,6 @@ use blankslate_core::activation::{self as etc, Active};
 use blankslate_core::decl::{Declaration, EntryKind, How, Owner, UserDb};
 use blankslate_core::fs::{Dir, FsError, Kind, Meta};
 use blankslate_core::manifest::{EtcKind, content_hash};
-use rustix::fs::{AtFlags, StatxAttributes, StatxFlags};
 
 use crate::{Class, Finding};
 
@@ -127,11 +126,6 @@ pub fn etc_drift(root: &Dir, active: &Active, users: &UserDb, out: &mut Vec<Find
 }
 
 /// Whether `name` in `dir` is the root of a mount.
-fn is_mount_root(dir: &Dir, name: &str) -> bool {
-    rustix::fs::statx(dir, name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS)
-        .is_ok_and(|s| s.stx_attributes.contains(StatxAttributes::MOUNT_ROOT))
-}
-
 fn not_found(error: &FsError) -> bool {
     error.is_not_found()
 }
@@ -205,7 +199,7 @@ pub fn persist_health(root: &Dir, declaration: &Declaration, users: &UserDb, out
             }
             (How::Bind, Some((meta, ..))) if meta.identity() == source.identity() => {}
             (How::Bind, Some((meta, dir, name))) => {
-                if is_mount_root(dir, &name) {
+                if dir.is_mount_point(&name).unwrap_or(false) {
                     let reason = format!("a mount is there, but not of the volume's {}{path}", entry.root);
                     push(out, "wrong-source", path, 0, reason);
                 } else {

@@ -460,6 +460,16 @@ impl Dir {
         Ok(statx.stx_mnt_id)
     }
 
+    /// Whether `name` is the root of a mount (`STATX_ATTR_MOUNT_ROOT`): a mount point,
+    /// also for a bind mount from the same file system.
+    pub fn is_mount_point(&self, name: impl AsRef<OsStr>) -> Result<bool> {
+        let name = name.as_ref();
+        check_name(name, &self.path)?;
+        let statx = rustix::fs::statx(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW, rustix::fs::StatxFlags::BASIC_STATS)
+            .map_err(wrap("stat", self.path.join(name)))?;
+        Ok(statx.stx_attributes.contains(rustix::fs::StatxAttributes::MOUNT_ROOT))
+    }
+
     /// Appends `text` to the file `name` (created with `mode` if missing) and fsyncs it.
     pub fn append(&self, name: impl AsRef<OsStr>, text: &[u8], mode: u32) -> Result<()> {
         let name = name.as_ref();

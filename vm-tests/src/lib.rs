@@ -178,16 +178,7 @@ impl Volume {
     /// `bin/blankslate` and `script` as `bin/vmtest-init`.
     pub fn new(work: &Path, script: &str) -> Result<Volume> {
         let dir = work.join("volume");
-        std::fs::create_dir_all(dir.join("bin")).map_err(|e| e.to_string())?;
-        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .ok_or("no busybox: apt-get install busybox-static")?;
-        std::fs::copy(busybox, dir.join("bin/busybox")).map_err(|e| e.to_string())?;
-        let applets = run(Command::new(busybox).arg("--list"))?;
-        for applet in applets.lines().filter(|a| !a.is_empty() && *a != "busybox") {
-            std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).map_err(|e| e.to_string())?;
-        }
+        install_busybox(&dir.join("bin"))?;
         exit_helper(&dir.join("bin/vmtest-exit"))?;
         // The same static binary, for `blankslate audit` and `switch` inside the guest.
         std::fs::copy(static_binary()?, dir.join("bin/blankslate")).map_err(|e| e.to_string())?;
@@ -211,6 +202,77 @@ impl Volume {
         run(Command::new("mkfs.ext4").args(["-q", "-F", "-L", label, "-d"]).arg(&self.dir).arg(image))?;
         Ok(())
     }
+}
+
+/// The static busybox in `bin` (created), with a link for every applet.
+fn install_busybox(bin: &Path) -> Result<()> {
+    std::fs::create_dir_all(bin).map_err(|e| e.to_string())?;
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .ok_or("no busybox: apt-get install busybox-static")?;
+    std::fs::copy(busybox, bin.join("busybox")).map_err(|e| e.to_string())?;
+    let applets = run(Command::new(busybox).arg("--list"))?;
+    for applet in applets.lines().filter(|a| !a.is_empty() && *a != "busybox") {
+        std::os::unix::fs::symlink("busybox", bin.join(applet)).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// An initramfs standing in for a systemd initrd, to run `blankslate boot --root
+/// /sysroot` as `blankslate-initrd.service` would: a busybox script as `/init` does
+/// systemd's part (mounts `/proc`, `/sys`, `/dev`, `/run`; loads the drivers as udev
+/// would; mounts a tmpfs on `/sysroot` as `root=tmpfs` does, unless the command line
+/// says `vmtest_sysroot=none`), runs the service, then moves the API file systems into
+/// `/sysroot` and switches into it as `initrd-switch-root.service` does. Built once.
+pub fn service_initrd() -> Result<PathBuf> {
+    static INITRD: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    INITRD
+        .get_or_init(|| {
+            let kernel = kernel()?;
+            let staging = target().join("vm-work/service-initrd");
+            let _ = std::fs::remove_dir_all(&staging);
+            install_busybox(&staging.join("bin"))?;
+            std::fs::copy(static_binary()?, staging.join("bin/blankslate")).map_err(|e| e.to_string())?;
+            let modules = staging.join("lib/modules");
+            std::fs::create_dir_all(&modules).map_err(|e| e.to_string())?;
+            for name in VIRTIO_MODULES {
+                let found = sh(&format!("find '{}' -name '{name}.ko' | head -n 1", kernel.modules.display()))?;
+                let found = found.trim();
+                if found.is_empty() {
+                    return Err(format!("no {name}.ko under {}", kernel.modules.display()));
+                }
+                std::fs::copy(found, modules.join(format!("{name}.ko"))).map_err(|e| e.to_string())?;
+            }
+            let script = format!(
+                r#"#!/bin/busybox sh
+export PATH=/bin
+mkdir -p /proc /sys /dev /run /sysroot
+mount -t proc proc /proc && mount -t sysfs sys /sys && mount -t devtmpfs dev /dev && mount -t tmpfs -o mode=755 run /run
+for module in {modules}; do insmod /lib/modules/$module.ko; done
+[ "$vmtest_sysroot" = none ] || mount -t tmpfs -o mode=755,size=48M sysroot /sysroot
+echo "VMTEST SERVICE START"
+if ! blankslate boot --root /sysroot; then
+    echo "VMTEST SERVICE FAILED"
+    sleep 1; vmtest-exit 2; sleep 10
+fi
+for fs in proc sys dev run; do mkdir -p /sysroot/$fs && mount --move /$fs /sysroot/$fs; done
+exec switch_root /sysroot /bin/vmtest-init
+"#,
+                modules = VIRTIO_MODULES.join(" ")
+            );
+            std::fs::write(staging.join("init"), script).map_err(|e| e.to_string())?;
+            exit_helper(&staging.join("bin/vmtest-exit"))?;
+            sh(&format!("chmod 0755 '{}/init'", staging.display()))?;
+            let out = target().join("vm-work/service-initrd.cpio.gz");
+            sh(&format!(
+                "cd '{}' && find . | cpio -o -H newc --quiet | gzip -1 > '{}'",
+                staging.display(),
+                out.display()
+            ))?;
+            Ok(out)
+        })
+        .clone()
 }
 
 /// The guest's way to end QEMU with a status: a tiny static C program writing its
@@ -297,8 +359,19 @@ static QEMU: Mutex<()> = Mutex::new(());
 /// `append` (after the console and module settings). Stops QEMU (by its pid) when
 /// `stop_marker` appears in the serial log or after `limit`.
 pub fn boot(work: &Path, disk: &Path, append: &str, stop_marker: Option<&str>, limit: Duration) -> Result<Boot> {
+    boot_initrd(&initrd()?, work, disk, append, stop_marker, limit)
+}
+
+/// [`boot`] with another initramfs.
+pub fn boot_initrd(
+    initrd: &Path,
+    work: &Path,
+    disk: &Path,
+    append: &str,
+    stop_marker: Option<&str>,
+    limit: Duration,
+) -> Result<Boot> {
     let kernel = kernel()?;
-    let initrd = initrd()?;
     let log_path = work.join(format!("serial-{}.log", std::fs::read_dir(work).map_or(0, Iterator::count)));
     let _ = std::fs::remove_file(&log_path);
     let mut cmdline = format!("console=ttyS0 panic=-1 loglevel=4 blankslate.modules={}", VIRTIO_MODULES.join(","));
@@ -317,7 +390,7 @@ pub fn boot(work: &Path, disk: &Path, append: &str, stop_marker: Option<&str>, l
         .arg("-kernel")
         .arg(&kernel.vmlinuz)
         .arg("-initrd")
-        .arg(&initrd)
+        .arg(initrd)
         .arg("-append")
         .arg(&cmdline)
         .arg("-drive")

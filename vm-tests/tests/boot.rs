@@ -550,3 +550,35 @@ fn a_declaration_the_volume_does_not_fit_is_refused() {
 fn sh_ok(script: &str) -> Result<()> {
     vm::run(std::process::Command::new("sh").args(["-ec", script])).map(drop)
 }
+
+/// (l) The same binary as a service of a systemd initrd (`blankslate boot --root
+/// /sysroot`, as `blankslate-initrd.service` runs it), in an initramfs whose busybox
+/// `/init` does systemd's part: with a tmpfs already on /sysroot (`root=tmpfs`), and
+/// with nothing there (blankslate mounts the declared tmpfs). The booted system is
+/// the same as with blankslate as `/init`, and the boot record crosses the switch in
+/// `/run`.
+#[test]
+#[ignore = "boots QEMU: cargo test -p blankslate-vm-tests -- --ignored (as root)"]
+fn as_a_systemd_initrd_service() {
+    let script = format!(
+        r#"{FIRST_BOOT_CHECKS}
+check root-size sh -c 'df -k / | tail -n 1 | grep -Eq " $vmtest_root_kib +[0-9]+ +[0-9]+ "'
+"#
+    );
+    check((|| {
+        let s = prepare("systemd-initrd-service", &script, &["generation-one"])?;
+        let initrd = vm::service_initrd()?;
+        // systemd's tmpfs is used as it is (the stand-in mounts 48 MiB); on an empty
+        // /sysroot, blankslate mounts the declared one ([root] size = "64M").
+        for (sysroot, kib, what) in [("tmpfs", 49152, "root=tmpfs"), ("none", 65536, "nothing on /sysroot")] {
+            let append = format!("{APPEND} vmtest_sysroot={sysroot} vmtest_root_kib={kib}");
+            let boot = vm::boot_initrd(&initrd, &s.work, &s.disk, &append, None, LIMIT)?;
+            report(&format!("systemd initrd service ({what})"), &boot);
+            boot.expect_pass(&format!("as a systemd initrd service ({what})"))?;
+            if !boot.log.contains("systemd switches into /sysroot") {
+                return Err(format!("{what}: no summary line from the service\n{}", boot.tail(30)));
+            }
+        }
+        Ok(())
+    })());
+}
