@@ -29,7 +29,7 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use blankslate_core::decl::Declaration;
+use blankslate_core::decl::{Declaration, RootSettings};
 use blankslate_core::fs::Dir;
 use blankslate_core::generation::{DEFAULT_STATE_DIR, Generation, State};
 use blankslate_core::mount;
@@ -191,17 +191,17 @@ fn bring_up(
     say(debug, started, &format!("generation {} ({})", chosen.generation.number, chosen.generation.object));
 
     let state_dir = Path::new(DEFAULT_STATE_DIR);
+    let mut settings = chosen.declaration.root.clone();
+    if let Some(size) = &params.size {
+        settings.size.clone_from(size);
+    }
     let root = match new_root {
         NewRoot::Mount => {
-            let mut settings = chosen.declaration.root.clone();
-            if let Some(size) = &params.size {
-                settings.size.clone_from(size);
-            }
             staging.create_dir(NEW_ROOT, 0o755).step("create /mnt/root", "rebuild the initramfs")?;
             crate::root::mount_root(&staging, NEW_ROOT, &settings, &chosen.state_dir, state_dir)
                 .step("mount the tmpfs root", "check blankslate.size= and [root] size in the declaration")?
         }
-        NewRoot::Existing(path) => existing_root(path, &chosen, state_dir)?,
+        NewRoot::Existing(path) => existing_root(path, &chosen, &settings, state_dir)?,
     };
     let mount_point = &chosen.mount_point;
     let at = Path::new(mount_point.trim_start_matches('/'));
@@ -224,7 +224,7 @@ fn bring_up(
 /// The root systemd prepared at `path`: a tmpfs is used as it is, an empty mount
 /// point gets the declared tmpfs; anything else (a disk root) is refused, since
 /// activating into it would make it persistent.
-fn existing_root(path: &Path, chosen: &Chosen, state_dir: &Path) -> Result<Dir, Failure> {
+fn existing_root(path: &Path, chosen: &Chosen, settings: &RootSettings, state_dir: &Path) -> Result<Dir, Failure> {
     let shown = path.display();
     let hint = "boot with root=tmpfs (and rootflags=size=…,mode=755) on the kernel command line, so that systemd \
                 mounts a tmpfs there";
@@ -239,8 +239,8 @@ fn existing_root(path: &Path, chosen: &Chosen, state_dir: &Path) -> Result<Dir, 
     let name = name.to_string_lossy();
     // The initrd's own root is often a tmpfs too: only a mount of its own counts.
     if !parent.is_mount_point(name.as_ref()).step(&format!("inspect {shown}"), hint)? {
-        return crate::root::mount_root(&parent, &name, &chosen.declaration.root, &chosen.state_dir, state_dir)
-            .step(&format!("mount a tmpfs on {shown}"), "check [root] size in the declaration");
+        return crate::root::mount_root(&parent, &name, settings, &chosen.state_dir, state_dir)
+            .step(&format!("mount a tmpfs on {shown}"), "check blankslate.size= and [root] size in the declaration");
     }
     let root = parent.open_dir(name.as_ref()).step(&format!("open {shown}"), hint)?;
     if !crate::root::is_tmpfs(&root).step(&format!("inspect {shown}"), hint)? {
@@ -270,6 +270,16 @@ pub fn service(root: &Path) -> Result<String, Failure> {
     let params = cmdline::parse(&line)
         .step("understand the kernel command line", "fix the blankslate.* parameters in the boot loader")?;
     let initramfs = Dir::open_root(Path::new("/")).step("open the initrd's root", "report a bug")?;
+    // A second run would mount everything again on top of what the first one left.
+    let ran = initramfs.open_dir(RECORD_DIR).is_ok()
+        || initramfs.open_dir(STAGING).is_ok_and(|staging| staging.is_mount_point(VOLUME).unwrap_or(false));
+    if ran {
+        return Err(Failure {
+            step: format!("activate into {}", root.display()),
+            error: "an earlier run in this initrd got that far (/run/blankslate or /mnt/volume is there)".into(),
+            hint: "reboot to try again; a run is not repeated on top of a half-done one".into(),
+        });
+    }
     let activated = bring_up(&initramfs, NewRoot::Existing(root), &params, started)?;
     let _ = initramfs.open_dir(STAGING).map(|staging| staging.remove_empty_dir(VOLUME));
     record(&initramfs, &activated, started.elapsed()).step("record the boot under /run/blankslate", "report a bug")?;
@@ -359,6 +369,8 @@ fn choose(volume: &Dir, params: &cmdline::Params) -> Result<Chosen, Failure> {
             hint: no_state.into(),
         })?,
     };
+    // A damaged object must stop the boot before it is read, or anything is linked to it.
+    check_object(&state, &generation, &generation.object)?;
     let json = state.declaration_json(&generation).step("read the generation's declaration", BROKEN)?;
     let declaration = Declaration::from_canonical_json(&json).step("read the generation's declaration", BROKEN)?;
     let etc_object =
@@ -367,22 +379,7 @@ fn choose(volume: &Dir, params: &cmdline::Params) -> Result<Chosen, Failure> {
             error: "none".into(),
             hint: BROKEN.into(),
         })?;
-    // A damaged object must stop the boot before anything is linked to it.
-    for object in [&generation.object, &etc_object] {
-        let problem = match state.store().check_object(object) {
-            Ok(problem) => problem,
-            Err(error) => Some(error.to_string()),
-        };
-        if let Some(problem) = problem {
-            return Err(Failure {
-                step: format!("use generation {}", generation.number),
-                error: format!("its store object {object} is damaged: {problem}"),
-                hint: "boot another generation with blankslate.generation=N; once up, `blankslate store verify` \
-                       lists every damaged object. Nothing on the volume was changed."
-                    .into(),
-            });
-        }
-    }
+    check_object(&state, &generation, &etc_object)?;
     let mut roots = declaration.persist.keys();
     let mount_point = match (roots.next(), roots.next()) {
         (Some(only), None) => only.clone(),
@@ -401,6 +398,24 @@ fn choose(volume: &Dir, params: &cmdline::Params) -> Result<Chosen, Failure> {
         }
     };
     Ok(Chosen { state_dir, generation, declaration, etc_object, mount_point })
+}
+
+/// Fails if `object` (of `generation`) does not hash to its name.
+fn check_object(state: &State, generation: &Generation, object: &str) -> Result<(), Failure> {
+    let problem = match state.store().check_object(object) {
+        Ok(problem) => problem,
+        Err(error) => Some(error.to_string()),
+    };
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(Failure {
+            step: format!("use generation {}", generation.number),
+            error: format!("its store object {object} is damaged: {problem}"),
+            hint: "boot another generation with blankslate.generation=N; once up, `blankslate store verify` lists \
+                   every damaged object. Nothing on the volume was changed."
+                .into(),
+        }),
+    }
 }
 
 /// The root's top directories and (when `mount_run`: systemd brings its own) `/run`,

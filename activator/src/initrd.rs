@@ -1,5 +1,6 @@
-//! The initramfs: a cpio archive ("newc" format, gzip-compressed: every kernel built
-//! with initramfs support takes gzip, which is not true of zstd or xz) holding this
+//! The initramfs: a cpio archive ("newc" format, gzip-compressed: the one format
+//! distribution kernels all decompress (`CONFIG_RD_GZIP`); `--uncompressed` for a
+//! kernel without it) holding this
 //! binary as `/init`, the kernel modules boot loads, and the few directories and
 //! device nodes the kernel and [`crate::boot`] need before anything is mounted.
 

@@ -125,7 +125,6 @@ pub fn etc_drift(root: &Dir, active: &Active, users: &UserDb, out: &mut Vec<Find
     }
 }
 
-/// Whether `name` in `dir` is the root of a mount.
 fn not_found(error: &FsError) -> bool {
     error.is_not_found()
 }

@@ -39,6 +39,7 @@ use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use blankslate_core::activation::{self as etc, Active};
 use blankslate_core::decl::{Declaration, UserDb};
 use blankslate_core::fs::Dir;
+use blankslate_core::generation::DEFAULT_STATE_DIR;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::walk::{Mark, Stats, Tree, Unknown, Walker};
@@ -292,12 +293,12 @@ pub fn root_tree(setup: &Setup<'_>) -> Result<(Tree, GlobSet), AuditError> {
 }
 
 /// The declared tree of one persistent volume (paths as in the root).
-fn volume_tree(declaration: &Declaration, mount: &str, state_dir: &Path) -> Tree {
+fn volume_tree(declaration: &Declaration, mount: &str) -> Tree {
     let mut tree = Tree::new(Class::PersistStray);
     tree.insert(b".blankslate", Mark::Declared);
-    // Boot reads the store and profiles from the state directory's own path inside the
-    // volume (`blankslate build --root <volume>` puts them there).
-    tree.insert(state_dir.as_os_str().as_encoded_bytes(), Mark::Declared);
+    // Boot reads the store and profiles from the default state directory's path inside
+    // the volume (`blankslate build --root <volume>` puts them there).
+    tree.insert(DEFAULT_STATE_DIR.as_bytes(), Mark::Declared);
     // mkfs makes it and fsck fills it: the directory is expected, what fsck recovered
     // into it is reported.
     tree.insert(b"/lost+found", Mark::Interior);
@@ -347,7 +348,7 @@ pub fn audit(setup: &Setup<'_>) -> Result<Report, AuditError> {
 
     for mount in setup.declaration.persist.keys() {
         let Ok(volume) = setup.root.open_dir(mount.trim_start_matches('/')) else { continue };
-        let tree = volume_tree(setup.declaration, mount, setup.state_dir);
+        let tree = volume_tree(setup.declaration, mount);
         let mut walker = Walker::new(&tree, None, &mount_points, mount.as_bytes()).skip_persist_temporaries();
         walker.limit = setup.limit;
         walker.sizes = setup.sizes;

@@ -40,6 +40,8 @@ pub enum GenerationError {
     Fs(#[from] FsError),
     #[error("the state is on a read-only mount and cannot be written: {0}")]
     ReadOnly(#[from] MountError),
+    #[error("the file system holding {} is read-only (mounted ro, or remounted so after an error); remount it read-write", .0.display())]
+    ReadOnlyFileSystem(PathBuf),
     #[error("there is no generation {0}")]
     NoSuchGeneration(u32),
     #[error("generation {0} is the current one; switch to another first")]
@@ -125,6 +127,9 @@ impl State {
         let mut dir = root.create_dir_all(relative(state_dir), 0o755)?;
         if dir.is_read_only()? {
             dir = mount::writable_view(&dir)?;
+            if dir.is_read_only()? {
+                return Err(GenerationError::ReadOnlyFileSystem(dir.path().to_path_buf()));
+            }
         }
         let lock = dir.lock("lock")?;
         let store = Store::from_dir(dir.create_dir_all("store", 0o755)?, &state_dir.join("store"));

@@ -203,12 +203,13 @@ fn enforce_at(dir: &Dir, name: &str, meta: &Meta, ids: &Ids, shown: &str) -> Res
 }
 
 /// A failure to open a path without following symlinks is reported as what it
-/// usually is: a symlink (or a file) where a directory was expected.
+/// usually is: a symlink or a file where a directory was expected.
 fn hostile(path: &str, error: FsError) -> PersistError {
     let reason = if error.source.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
         "a symlink stands in the way; it is never followed"
     } else if error.kind() == std::io::ErrorKind::NotADirectory {
-        "a file (not a directory) stands in the way"
+        // Also what a symlink as the last component gives (O_NOFOLLOW|O_DIRECTORY).
+        "a file or a symlink stands in the way (a symlink is never followed)"
     } else {
         return PersistError::Fs(error);
     };

@@ -239,6 +239,7 @@ fn a_symlink_planted_in_the_volume_is_refused_never_followed() {
         let dir = declaration("version = 1\n[persist.\"/persist\"]\ndirectories = [\"/srv/www\"]\n");
         let error = activate(&root, &dir, None).unwrap_err();
         assert!(matches!(error, PersistError::Hostile { .. }), "{error}");
+        assert!(error.to_string().contains("a symlink is never followed"), "{error}");
         assert_eq!(mode_owner(&outside_path.join("shadow")).0 & 0o777, 0o644, "the target's mode was not touched");
         assert!(!outside_path.join("www").exists(), "nothing was created outside");
     });
