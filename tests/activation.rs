@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 mod common;
-use common::{blankslate_env, stderr, stdout};
+use common::{blankslate_env, current_generation, stderr, stdout};
 
 const PASSWD: &str = r"root:x:0:0::/root:/bin/sh\nwww:x:33:33::/var/www:/bin/false\n";
 const GROUP: &str = r"root:x:0:\nwww:x:33:\n";
@@ -182,9 +182,7 @@ impl Scratch {
     }
 
     fn current(&self) -> Option<u64> {
-        let output = self.run(&["generations", "list", "--json"], &[]);
-        let list: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-        list.as_array().unwrap().iter().find(|g| g["current"] == true).map(|g| g["generation"].as_u64().unwrap())
+        current_generation(self.root())
     }
 
     /// Temporaries below /etc and in the store.

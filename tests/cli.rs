@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 mod common;
-use common::{blankslate_env, stderr, stdout};
+use common::{blankslate_env, current_generation, stderr, stdout};
 
 fn blankslate(args: &[&str]) -> Output {
     blankslate_env(args, &[])
@@ -41,18 +41,11 @@ impl Scratch {
     }
 
     fn generations(&self) -> serde_json::Value {
-        let output = blankslate(&["generations", "list", "--json", "--root", self.root()]);
-        assert!(output.status.success(), "{}", stderr(&output));
-        serde_json::from_slice(&output.stdout).unwrap()
+        common::generations(self.root())
     }
 
     fn current(&self) -> Option<u64> {
-        self.generations()
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|g| g["current"] == true)
-            .map(|g| g["generation"].as_u64().unwrap())
+        current_generation(self.root())
     }
 
     fn state(&self, sub: &str) -> PathBuf {

@@ -266,9 +266,7 @@ fn existing_root(path: &Path, chosen: &Chosen, settings: &RootSettings, state_di
 /// Returns the line to print.
 pub fn service(root: &Path) -> Result<String, Failure> {
     let started = Instant::now();
-    let line = std::fs::read_to_string("/proc/cmdline").step("read /proc/cmdline", "check that /proc is mounted")?;
-    let params = cmdline::parse(&line)
-        .step("understand the kernel command line", "fix the blankslate.* parameters in the boot loader")?;
+    let params = read_cmdline()?;
     let initramfs = Dir::open_root(Path::new("/")).step("open the initrd's root", "report a bug")?;
     // A second run would mount everything again on top of what the first one left.
     let ran = initramfs.open_dir(RECORD_DIR).is_ok()
@@ -286,6 +284,13 @@ pub fn service(root: &Path) -> Result<String, Failure> {
     Ok(format!("{}; systemd switches into {}", activated.summary(started), root.display()))
 }
 
+/// The `blankslate.*` parameters of the kernel command line.
+fn read_cmdline() -> Result<cmdline::Params, Failure> {
+    let line = std::fs::read_to_string("/proc/cmdline").step("read /proc/cmdline", "check that /proc is mounted")?;
+    cmdline::parse(&line)
+        .step("understand the kernel command line", "fix the blankslate.* parameters in the boot loader")
+}
+
 /// `/proc`, `/sys`, `/dev` mounted in the initramfs, the command line read, the
 /// modules loaded.
 fn prepare(started: Instant) -> Result<(Dir, cmdline::Params), Failure> {
@@ -297,9 +302,7 @@ fn prepare(started: Instant) -> Result<(Dir, cmdline::Params), Failure> {
         mount::mount_new(&initramfs, name, fs_type, &[], attributes)
             .step(&format!("mount /{name}"), "the kernel needs proc, sysfs and devtmpfs built in")?;
     }
-    let line = std::fs::read_to_string("/proc/cmdline").step("read /proc/cmdline", "check that /proc is mounted")?;
-    let params = cmdline::parse(&line)
-        .step("understand the kernel command line", "fix the blankslate.* parameters in the boot loader")?;
+    let params = read_cmdline()?;
     say(params.debug, started, &format!("parameters: {params:?}"));
     for module in &params.modules {
         load_module(module)?;
@@ -402,11 +405,7 @@ fn choose(volume: &Dir, params: &cmdline::Params) -> Result<Chosen, Failure> {
 
 /// Fails if `object` (of `generation`) does not hash to its name.
 fn check_object(state: &State, generation: &Generation, object: &str) -> Result<(), Failure> {
-    let problem = match state.store().check_object(object) {
-        Ok(problem) => problem,
-        Err(error) => Some(error.to_string()),
-    };
-    match problem {
+    match state.store().check_object(object) {
         None => Ok(()),
         Some(problem) => Err(Failure {
             step: format!("use generation {}", generation.number),

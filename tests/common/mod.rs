@@ -13,6 +13,19 @@ pub fn blankslate_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     command.output().expect("run blankslate")
 }
 
+/// `blankslate generations list --json` of `root`.
+pub fn generations(root: &str) -> serde_json::Value {
+    let output = blankslate_env(&["generations", "list", "--json", "--root", root], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The current generation of `root`, if any.
+pub fn current_generation(root: &str) -> Option<u64> {
+    let list = generations(root);
+    list.as_array()?.iter().find(|g| g["current"] == true).map(|g| g["generation"].as_u64().unwrap())
+}
+
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }

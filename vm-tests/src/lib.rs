@@ -451,15 +451,16 @@ check() {{
     name=$1; shift
     if "$@"; then echo "VMTEST OK $name"; else echo "VMTEST FAIL $name"; fail=1; fi
 }}
-# `audit_exits N [ARGS]`: runs `blankslate audit ARGS` (its report goes to
-# /run/audit.txt and the console) and checks that it exits with N.
-audit_exits() {{
-    expected=$1; shift
-    blankslate audit "$@" > /run/audit.txt 2>&1
+# `exits N NAME COMMAND…`: runs COMMAND (its output goes to /run/NAME.txt and,
+# each line led by `NAME: `, to the console) and checks that it exits with N.
+exits() {{
+    expected=$1; name=$2; shift 2
+    "$@" > "/run/$name.txt" 2>&1
     status=$?
-    sed 's/^/audit: /' /run/audit.txt
+    sed "s/^/$name: /" "/run/$name.txt"
     [ "$status" = "$expected" ]
 }}
+audit_exits() {{ expected=$1; shift; exits "$expected" audit blankslate audit "$@"; }}
 {checks}
 sync
 if [ "$fail" = 0 ]; then echo "VMTEST PASS"; code=1; else echo "VMTEST FAILED"; code=2; fi

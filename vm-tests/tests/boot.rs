@@ -357,7 +357,7 @@ fn switch_reboot_and_boot_the_old_generation() {
         r#"
 case "$vmtest_phase" in
 1)
-    check switch-succeeds sh -c '{SWITCH} > /run/switch.txt 2>&1; s=$?; sed "s/^/switch: /" /run/switch.txt; [ $s = 0 ]'
+    check switch-succeeds exits 0 switch {SWITCH}
     check added-etc [ "$(cat /etc/added.conf)" = added ]
     check motd-two [ "$(cat /etc/motd)" = generation-two ]
     check added-mounted grep -q ' /var/lib/added ' /proc/mounts
@@ -427,7 +427,7 @@ after)
     *) check known-generation false ;;
     esac
     check audit-clean audit_exits 0
-    check store-verifies sh -c 'blankslate store verify > /run/verify.txt 2>&1; s=$?; sed "s/^/verify: /" /run/verify.txt; [ $s = 0 ]'
+    check store-verifies exits 0 verify blankslate store verify
     ;;
 esac
 "#
@@ -480,7 +480,8 @@ fn bad_input_stops_the_boot_clearly_and_loses_nothing() {
     let script = r#"
 check booted-one grep -q '"generation":1,' /run/blankslate/boot.json
 check data-intact [ "$(cat /var/lib/data/keep)" = precious ]
-check verify-names-the-damage sh -c 'blankslate store verify > /run/verify.txt 2>&1; s=$?; sed "s/^/verify: /" /run/verify.txt; [ $s = 1 ] && grep -q "^corrupt: .*-etc: content hashes to" /run/verify.txt'
+check verify-finds-the-damage exits 1 verify blankslate store verify
+check verify-names-the-object grep -q "^corrupt: .*-etc: content hashes to" /run/verify.txt
 "#;
     check((|| {
         let s = prepare_with("bad-input", script, &["generation-one", "generation-two"], |volume| {
