@@ -1,0 +1,162 @@
+//! `blankslate audit`: the live root against its generation.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use blankslate_activator::etc;
+use blankslate_core::decl::{self, UserDb};
+use blankslate_core::fs::Dir;
+use blankslate_core::generation::State;
+
+use super::{Result, Target, user_db};
+use crate::report;
+
+pub(super) const AUDIT_HELP: &str = "\
+Classes of findings: undeclared (on the root, declared by nothing: lost at reboot), etc-stray
+(in /etc, managed by nothing), persist-stray (in a volume, declared by nothing; never deleted),
+etc-drift, persist (not mounted, wrong source, replaced link, missing source, wrong owner or
+mode), error. Ignored (counted, not listed): /tmp, /run, /var/tmp, /var/cache, … and the
+declaration's [audit] ignore globs.
+
+Exit codes:
+  0  clean: everything on the root is declared
+  1  undeclared state (undeclared, etc-stray, persist-stray)
+  2  /etc drift or broken persistence
+  3  the audit is incomplete (a directory could not be read) or could not run";
+
+/// What `--format` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AuditFormat {
+    Human,
+    Json,
+    Prometheus,
+}
+
+#[derive(Debug, clap::Args)]
+#[allow(clippy::struct_excessive_bools)] // independent command-line switches
+pub(super) struct AuditArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Audit against this generation (default: the one /etc was activated to, else
+    /// the current one).
+    #[arg(long, value_name = "N")]
+    generation: Option<u32>,
+    /// Print the report as JSON (schema 1); the same as `--format json`.
+    #[arg(long)]
+    json: bool,
+    /// The report's form.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    format: Option<AuditFormat>,
+    /// Print ready-to-paste declaration lines for the undeclared findings instead of
+    /// the report.
+    #[arg(long)]
+    suggest: bool,
+    /// Also write counts and bytes per class, in Prometheus text format, to FILE
+    /// (replaced atomically; for the `node_exporter` textfile collector).
+    #[arg(long, value_name = "FILE")]
+    prometheus: Option<PathBuf>,
+    /// List at most N findings per class and walk (largest first; totals count all).
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    limit: usize,
+    /// Do not `stat` undeclared files for their sizes: read only names and types (as
+    /// `find` does), faster on huge roots; sizes are reported as 0.
+    #[arg(long)]
+    no_sizes: bool,
+    /// After the audit, watch the root and report each new undeclared write as it
+    /// happens, with the process that holds it where /proc tells.
+    #[arg(long)]
+    watch: bool,
+    /// Stop watching after SECONDS and print the summary (default: until killed).
+    #[arg(long, value_name = "SECONDS", requires = "watch")]
+    watch_for: Option<u64>,
+    /// The watching process itself (started by `--watch`, not by hand).
+    #[arg(long, hide = true)]
+    watch_child: bool,
+}
+
+pub(super) fn run(args: &AuditArgs) -> Result<ExitCode> {
+    use blankslate_audit as audit;
+    if args.watch && !args.watch_child {
+        return audit_watch_parent();
+    }
+    let target = &args.target;
+    let root = Dir::open_root(&target.root)?;
+    let root_path = std::fs::canonicalize(&target.root)?;
+    let Some(state) = State::open_existing(&root, &target.state_dir)? else {
+        return Err(format!("no blankslate state in {}: nothing was ever built there", target.root.display()).into());
+    };
+    let active = etc::active(&root)?.map(|a| a.generation);
+    let Some(number) = args.generation.or(active).or(state.current_number()?) else {
+        return Err("no generation to audit against: `blankslate build DECL` makes the first".into());
+    };
+    let generation = state.generation(number)?;
+    let declaration = decl::Declaration::from_canonical_json(&state.declaration_json(&generation)?)?;
+    let etc_active = match state.part(&generation, "etc")? {
+        Some(object) => Some(etc::Active::load(state.store(), number, &object)?),
+        None => None,
+    };
+    let users = match &etc_active {
+        Some(active) => {
+            let tree = state.store().open_object(&active.object)?.open_dir(blankslate_core::manifest::TREE_DIR)?;
+            etc::users_for(&root, |name| tree.read(name).ok(), &active.manifest)
+        }
+        None => user_db(&target.root).unwrap_or_else(|| UserDb::from_texts("", "", "/etc/passwd")),
+    };
+    let setup = audit::Setup {
+        root: &root,
+        root_path: &root_path,
+        declaration: &declaration,
+        etc: etc_active.as_ref(),
+        users: &users,
+        state_dir: &target.state_dir,
+        generation: Some(number),
+        limit: args.limit,
+        sizes: !args.no_sizes,
+    };
+    let report = audit::audit(&setup)?;
+    let label = target.root.display().to_string();
+    if let Some(file) = &args.prometheus {
+        let temp = file.with_extension("prom.tmp");
+        std::fs::write(&temp, audit::render::prometheus(&report))
+            .and_then(|()| std::fs::rename(&temp, file))
+            .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    }
+    let format = if args.json { AuditFormat::Json } else { args.format.unwrap_or(AuditFormat::Human) };
+    if args.suggest {
+        report::print(&audit::render::suggest(&report, &declaration));
+    } else {
+        match format {
+            AuditFormat::Json => report::json(&audit::render::json(&report, &label)),
+            AuditFormat::Prometheus => report::print(&audit::render::prometheus(&report)),
+            AuditFormat::Human => {
+                report::print(&audit::render::human(&report, &label, report::color_for(&std::io::stdout())));
+            }
+        }
+    }
+    if args.watch {
+        let (tree, globs) = audit::root_tree(&setup)?;
+        let duration = args.watch_for.map(std::time::Duration::from_secs);
+        let stdin = std::io::stdin();
+        let stop = Some(std::os::fd::AsFd::as_fd(&stdin));
+        let summary = audit::watch::watch(&root, &root_path, &tree, &globs, duration, stop, &mut std::io::stdout())?;
+        println!("{summary}");
+    }
+    Ok(ExitCode::from(report.exit_code()))
+}
+
+/// `--watch` without unsafe signal handling: the audit and the watch run in a child in
+/// a process group of its own (Ctrl-C does not reach it), reading a pipe from this
+/// process. Ctrl-C ends this process; the pipe's end tells the child to print its
+/// summary and stop.
+fn audit_watch_parent() -> Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(std::env::args_os().skip(1))
+        .arg("--watch-child")
+        .stdin(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()?;
+    let _pipe = child.stdin.take();
+    let status = child.wait()?;
+    Ok(ExitCode::from(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(report::EXIT_FAILURE)))
+}

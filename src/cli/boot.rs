@@ -1,0 +1,72 @@
+//! `blankslate initrd` (an initramfs with this binary as /init) and `blankslate boot`
+//! (the same activation as a service of a systemd initrd).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use blankslate_activator::initrd::Compression;
+use blankslate_core::fs::Dir;
+
+use super::Result;
+use crate::report;
+
+#[derive(Debug, clap::Args)]
+pub(super) struct InitrdArgs {
+    /// Where to write the archive.
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+    /// The blankslate binary to put in as /init (default: this one). Build it static:
+    /// RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --target x86_64-unknown-linux-gnu
+    #[arg(long, value_name = "FILE")]
+    binary: Option<PathBuf>,
+    /// Where to find the modules (searched recursively for NAME.ko), e.g.
+    /// /lib/modules/$(uname -r).
+    #[arg(long, value_name = "DIR")]
+    modules: Option<PathBuf>,
+    /// A module to include (repeat, in load order); it must be an uncompressed .ko.
+    #[arg(long = "module", value_name = "NAME")]
+    module: Vec<String>,
+    /// Write a plain cpio archive instead of a gzip-compressed one.
+    #[arg(long)]
+    uncompressed: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct BootArgs {
+    /// The root-to-be: systemd's /sysroot.
+    #[arg(long, value_name = "DIR", default_value = "/sysroot")]
+    root: PathBuf,
+}
+
+pub(super) fn initrd(args: &InitrdArgs) -> Result<ExitCode> {
+    let compression = if args.uncompressed { Compression::None } else { Compression::Gzip };
+    let (output, names) = (&args.output, &args.module);
+    let binary = match &args.binary {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?,
+    };
+    let mut archive = Vec::new();
+    let found =
+        blankslate_activator::initrd::build(&binary, args.modules.as_deref(), names, compression, &mut archive)?;
+    let parent = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = output.file_name().ok_or_else(|| format!("{}: not a file name", output.display()))?;
+    Dir::open_root(parent)?.write_atomic(name, &archive, 0o644)?;
+    for path in &found {
+        eprintln!("module {}", path.display());
+    }
+    println!("{}: /init = {}, {} modules, {} bytes", output.display(), binary.display(), found.len(), archive.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn boot(args: &BootArgs) -> ExitCode {
+    match blankslate_activator::boot::service(&args.root) {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            eprintln!("{failure}");
+            ExitCode::from(report::EXIT_FAILURE)
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! `blankslate check`: validate declarations.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use blankslate_core::decl;
+use serde_json::json;
+
+use super::{Result, plural, user_db};
+use crate::report::{self, EXIT_FINDINGS, EXIT_OK};
+
+#[derive(Debug, clap::Args)]
+pub(super) struct Args {
+    /// Declaration files (TOML).
+    #[arg(required = true)]
+    declarations: Vec<PathBuf>,
+    /// Print diagnostics and the canonical declaration as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Check owner names against this root's /etc/passwd and /etc/group.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    root: PathBuf,
+}
+
+pub(super) fn run(args: &Args) -> Result<ExitCode> {
+    let (files, as_json) = (&args.declarations, args.json);
+    let users = user_db(&args.root);
+    let color = report::color_for(&std::io::stderr());
+    let mut results = Vec::new();
+    let mut invalid = false;
+    for file in files {
+        let source = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let checked = decl::check(file, &source, users.as_ref());
+        invalid |= checked.declaration.is_none();
+        if as_json {
+            results.push(json!({
+                "file": file,
+                "valid": checked.declaration.is_some(),
+                "diagnostics": checked.diagnostics.to_json(),
+                "declaration": checked.declaration.map(|d| d.normalized()),
+            }));
+            continue;
+        }
+        eprint!("{}", checked.diagnostics.render(color));
+        match checked.declaration {
+            Some(_) => println!("{}: ok", file.display()),
+            None => println!("{}: {}", file.display(), plural(checked.diagnostics.error_count(), "error")),
+        }
+    }
+    if as_json {
+        report::json(&serde_json::Value::Array(results));
+    }
+    Ok(ExitCode::from(if invalid { EXIT_FINDINGS } else { EXIT_OK }))
+}

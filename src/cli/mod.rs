@@ -1,0 +1,184 @@
+//! The command line: the clap definition, and one module per command (its arguments
+//! and the function that runs it). Helpers shared by several commands live here.
+
+mod audit;
+mod boot;
+mod build;
+mod check;
+mod generations;
+mod import;
+mod persist;
+mod sandbox;
+mod switch;
+
+use std::error::Error;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use blankslate_core::decl::{self, UserDb};
+use blankslate_core::fs::Dir;
+use blankslate_core::generation::{DEFAULT_STATE_DIR, State};
+use blankslate_etc_builder as etc_builder;
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::report::{self, EXIT_FINDINGS};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success: done, or nothing wrong found
+  1  findings: the declaration is invalid, the store is corrupt
+  2  the command line is wrong
+  3  failure: the work could not be done (I/O, permissions, lock, broken state)";
+
+/// An impermanent Linux root: `/` starts empty at every boot; blankslate links /etc
+/// from an immutable store, mounts what you declared persistent, and tells you what
+/// a reboot will erase.
+#[derive(Debug, Parser)]
+#[command(name = "blankslate", version, after_help = EXIT_CODES, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where a command works: a root directory and its state directory.
+#[derive(Debug, clap::Args)]
+struct Target {
+    /// The root directory of the system to work on (a scratch directory in tests).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    root: PathBuf,
+    /// Where the store and profiles live, as seen from inside the root.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate declarations: each error names its file, line, column and the rule broken.
+    #[command(after_help = EXIT_CODES)]
+    Check(check::Args),
+    /// Add a declaration to the store as a new generation and make it current (the
+    /// one the next boot uses). An unchanged declaration adds nothing.
+    #[command(after_help = EXIT_CODES)]
+    Build(build::Args),
+    /// Activate a generation on a root: a generation number, or a declaration (built
+    /// first). /etc changes as a diff; a file a person put at a declared path is
+    /// backed up and reported, never overwritten.
+    #[command(after_help = EXIT_CODES)]
+    Switch(switch::SwitchArgs),
+    /// Activate the generation before the active one.
+    #[command(after_help = EXIT_CODES)]
+    Rollback(switch::RollbackArgs),
+    /// Try a declaration in private namespaces: a tmpfs root, /etc from the store, the
+    /// host's /usr and /bin read-only. Nothing of the host changes. Without DECL, a
+    /// built-in example. Needs root.
+    Sandbox(sandbox::SandboxArgs),
+    /// The sandbox's first process (started by `sandbox`, not by hand).
+    #[command(hide = true)]
+    SandboxInit(sandbox::InitArgs),
+    /// List, delete and garbage-collect generations.
+    #[command(subcommand)]
+    Generations(generations::GenerationsCommand),
+    /// Inspect the store.
+    #[command(subcommand)]
+    Store(generations::StoreCommand),
+    /// Convert a NixOS impermanence or preservation configuration (the JSON that
+    /// `nix eval --json` prints) into a native declaration.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
+    /// Move live paths into a persistent volume and declare them, or back; list the
+    /// declared ones with their live state.
+    #[command(subcommand)]
+    Persist(persist::PersistCommand),
+    /// Compare the live root with a generation: what a reboot will erase (undeclared
+    /// state, /etc strays), /etc drift, broken persistence, strays in the volumes.
+    #[command(after_help = audit::AUDIT_HELP)]
+    Audit(audit::AuditArgs),
+    /// Build an initramfs (cpio, uncompressed): this binary (or --binary, which must be
+    /// static) as /init, plus kernel modules boot loads with blankslate.modules=.
+    Initrd(boot::InitrdArgs),
+    /// In a systemd initrd (packaging/blankslate-initrd.service): activate the generation
+    /// the kernel command line names (blankslate.persist=, blankslate.generation=) into
+    /// ROOT, which systemd then switches into. Boot with root=tmpfs so that ROOT is one.
+    Boot(boot::BootArgs),
+    /// Print shell completions for SHELL to standard output.
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff) to standard output.
+    Man,
+}
+
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Check(args) => check::run(&args),
+        Command::Build(args) => build::run(&args),
+        Command::Switch(args) => switch::switch(&args),
+        Command::Rollback(args) => switch::rollback(&args),
+        Command::Sandbox(args) => sandbox::run(args),
+        Command::SandboxInit(args) => sandbox::init(args),
+        Command::Generations(command) => generations::run(command),
+        Command::Store(generations::StoreCommand::Verify { target, json }) => generations::verify(&target, json),
+        Command::Import(command) => import::run(command),
+        Command::Persist(command) => persist::run(command),
+        Command::Audit(args) => audit::run(&args),
+        Command::Initrd(args) => boot::initrd(&args),
+        Command::Boot(args) => Ok(boot::boot(&args)),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "blankslate", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The owner names a root knows, if its /etc/passwd can be read.
+fn user_db(root: &Path) -> Option<UserDb> {
+    let users = UserDb::from_root(&Dir::open_root(root).ok()?);
+    (!users.is_empty()).then_some(users)
+}
+
+/// Loads a declaration, printing its warnings; an invalid one is printed and ends the
+/// command with the findings exit code.
+fn load(file: &Path, root: &Path) -> Result<std::result::Result<decl::Declaration, ExitCode>> {
+    let color = report::color_for(&std::io::stderr());
+    match decl::load(file, user_db(root).as_ref()) {
+        Ok((declaration, warnings)) => {
+            eprint!("{}", warnings.render(color));
+            Ok(Ok(declaration))
+        }
+        Err(decl::LoadError::Invalid(diagnostics)) => {
+            eprint!("{}", diagnostics.render(color));
+            eprintln!("{}: {}; nothing was built", file.display(), plural(diagnostics.error_count(), "error"));
+            Ok(Err(ExitCode::from(EXIT_FINDINGS)))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The state, locked for writing (created if needed).
+fn open_state(target: &Target) -> Result<State> {
+    let root = Dir::open_root(&target.root)?;
+    Ok(State::open_locked(&root, &target.state_dir)?)
+}
+
+/// The state for reading, if there is any; creates nothing.
+fn read_state(target: &Target) -> Result<Option<State>> {
+    let root = Dir::open_root(&target.root)?;
+    Ok(State::open_existing(&root, &target.state_dir)?)
+}
+
+/// Builds the declaration's `/etc` (plus a NixOS tree's) in memory.
+fn build_etc(declaration: &decl::Declaration, nixos_etc: Option<&Path>) -> Result<etc_builder::EtcBuild> {
+    let mut etc = etc_builder::from_declaration(declaration)?;
+    if let Some(tree) = nixos_etc {
+        etc.merge(etc_builder::from_nixos_tree(tree)?, &format!("in the NixOS tree {}", tree.display()))?;
+    }
+    Ok(etc)
+}
+
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 { format!("1 {noun}") } else { format!("{count} {noun}s") }
+}
