@@ -3,11 +3,12 @@
 //! In order: mount `/proc`, `/sys`, `/dev` (devtmpfs); read the `blankslate.*`
 //! parameters of the kernel command line ([`cmdline`]); load the listed modules from
 //! the initramfs's `/lib/modules` (`finit_module`, uncompressed `.ko` only); find the
-//! persistent device ([`device`]) and mount it on `/mnt/volume`; read the generation
-//! from the store **on the volume** (`<volume>/var/lib/blankslate`, which is where
-//! `blankslate build --root <volume mount point>` puts it); mount the tmpfs root with
-//! the generation's settings and the state read-only inside; move the volume to its
-//! declared mount point inside the new root; activate `/etc` and the persisted paths;
+//! persistent device ([`device`]) and mount it, detached (attached nowhere yet); read
+//! the generation from the store **on the volume** (`<volume>/var/lib/blankslate`,
+//! which is where `blankslate build --root <volume mount point>` puts it); mount the
+//! tmpfs root with the generation's settings; attach the volume at its declared mount
+//! point inside the new root and bind the state read-only from it; activate `/etc` and
+//! the persisted paths; link `/bin`, `/sbin`, `/lib*` into a persisted merged `/usr`;
 //! record the boot under `/run/blankslate` (a tmpfs: `booted` -> the generation
 //! object, which `generations` and `gc` protect, and `boot.json`); move `/proc`,
 //! `/sys`, `/dev` into the new root; and switch into it (`chdir`, move it onto `/`,
@@ -34,14 +35,13 @@ use blankslate_core::fs::Dir;
 use blankslate_core::generation::{DEFAULT_STATE_DIR, Generation, State};
 use blankslate_core::mount;
 use blankslate_core::store::Store;
-use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags};
+use rustix::mount::{MountAttrFlags, MoveMountFlags};
 
 use crate::etc::{self, Active, OnConflict};
 use crate::initrd::MODULES_DIR;
 
 /// Where the initramfs mounts the volume and the new root before the switch.
 const STAGING: &str = "mnt";
-const VOLUME: &str = "volume";
 const NEW_ROOT: &str = "root";
 /// The crash-injection step of boot (`BLANKSLATE_FAILPOINT=boot-step#N` on the kernel
 /// command line, which the kernel hands to init as an environment variable): after
@@ -178,30 +178,29 @@ fn bring_up(
     say(debug, started, &format!("volume {} is {}", volume_spec.device, device.display()));
     let kernel_wait = started.elapsed();
 
-    let staging = initramfs.create_dir_all(STAGING, 0o755).step("create /mnt", "rebuild the initramfs")?;
-    staging.create_dir(VOLUME, 0o755).step("create /mnt/volume", "rebuild the initramfs")?;
-    mount_volume(&staging, &device, &volume_spec).step(
+    // Detached until it has a place in the new root: a systemd initrd's root is a
+    // shared mount, and a mount below a shared one cannot be moved.
+    let volume = mount_volume(&device, &volume_spec).step(
         &format!("mount the persistent volume {} ({})", device.display(), volume_spec.fs_type),
         "check the file system type and options in blankslate.persist=DEV:FSTYPE:OPTIONS (and fsck the disk)",
     )?;
-    let volume = staging.open_dir(VOLUME).step("open the volume", "fsck the disk")?;
     say(debug, started, "volume mounted");
     blankslate_core::failpoint::hit(FAILPOINT);
-    let chosen = choose(&volume, params)?;
+    let chosen = choose(volume.dir(), params)?;
     say(debug, started, &format!("generation {} ({})", chosen.generation.number, chosen.generation.object));
 
-    let state_dir = Path::new(DEFAULT_STATE_DIR);
     let mut settings = chosen.declaration.root.clone();
     if let Some(size) = &params.size {
         settings.size.clone_from(size);
     }
     let root = match new_root {
         NewRoot::Mount => {
+            let staging = initramfs.create_dir_all(STAGING, 0o755).step("create /mnt", "rebuild the initramfs")?;
             staging.create_dir(NEW_ROOT, 0o755).step("create /mnt/root", "rebuild the initramfs")?;
-            crate::root::mount_root(&staging, NEW_ROOT, &settings, &chosen.state_dir, state_dir)
+            crate::root::mount_tmpfs(&staging, NEW_ROOT, &settings)
                 .step("mount the tmpfs root", "check blankslate.size= and [root] size in the declaration")?
         }
-        NewRoot::Existing(path) => existing_root(path, &chosen, &settings, state_dir)?,
+        NewRoot::Existing(path) => existing_root(path, &settings)?,
     };
     let mount_point = &chosen.mount_point;
     let at = Path::new(mount_point.trim_start_matches('/'));
@@ -212,8 +211,10 @@ fn bring_up(
     .step(&format!("create {mount_point} in the new root"), "report a bug")?;
     let last = at.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     holder.create_dir(&last, 0o755).step(&format!("create {mount_point} in the new root"), "report a bug")?;
-    rustix::mount::move_mount(&staging, VOLUME, &holder, last.as_str(), MoveMountFlags::empty())
-        .step(&format!("move the volume to {mount_point}"), "report a bug")?;
+    volume.attach(&holder, &last).step(&format!("attach the volume at {mount_point}"), "report a bug")?;
+    // Cloned from the attached volume: the kernel clones no mount of a detached tree.
+    crate::root::bring_in_state(&root, &chosen.state_dir, Path::new(DEFAULT_STATE_DIR))
+        .step("bring the store into the new root", "report a bug")?;
     say(debug, started, &format!("root ready, volume at {mount_point}"));
 
     let store = activate(&root, &chosen, matches!(new_root, NewRoot::Mount))?;
@@ -223,36 +224,40 @@ fn bring_up(
 
 /// The root systemd prepared at `path`: a tmpfs is used as it is, an empty mount
 /// point gets the declared tmpfs; anything else (a disk root) is refused, since
-/// activating into it would make it persistent.
-fn existing_root(path: &Path, chosen: &Chosen, settings: &RootSettings, state_dir: &Path) -> Result<Dir, Failure> {
+/// activating into it would make it persistent, and so is a tmpfs that already holds
+/// something (an earlier run got that far: nothing is stacked on a half-done one).
+fn existing_root(path: &Path, settings: &RootSettings) -> Result<Dir, Failure> {
     let shown = path.display();
     let hint = "boot with root=tmpfs (and rootflags=size=…,mode=755) on the kernel command line, so that systemd \
                 mounts a tmpfs there";
+    let refuse = |error: &str, hint: &str| Failure {
+        step: format!("use {shown} as the root"),
+        error: error.to_owned(),
+        hint: hint.to_owned(),
+    };
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(Failure {
-            step: format!("use {shown} as the root"),
-            error: "not a directory below /".into(),
-            hint: hint.into(),
-        });
+        return Err(refuse("not a directory below /", hint));
     };
     let parent = Dir::open_root(parent).step(&format!("open {}", parent.display()), hint)?;
     let name = name.to_string_lossy();
     // The initrd's own root is often a tmpfs too: only a mount of its own counts.
     if !parent.is_mount_point(name.as_ref()).step(&format!("inspect {shown}"), hint)? {
-        return crate::root::mount_root(&parent, &name, settings, &chosen.state_dir, state_dir)
+        return crate::root::mount_tmpfs(&parent, &name, settings)
             .step(&format!("mount a tmpfs on {shown}"), "check blankslate.size= and [root] size in the declaration");
     }
     let root = parent.open_dir(name.as_ref()).step(&format!("open {shown}"), hint)?;
     if !crate::root::is_tmpfs(&root).step(&format!("inspect {shown}"), hint)? {
-        return Err(Failure {
-            step: format!("use {shown} as the root"),
-            error: "something other than a tmpfs is mounted there, and activating into it would make it persistent"
-                .into(),
-            hint: hint.into(),
-        });
+        return Err(refuse(
+            "something other than a tmpfs is mounted there, and activating into it would make it persistent",
+            hint,
+        ));
     }
-    crate::root::bring_in_state(&root, &chosen.state_dir, state_dir)
-        .step(&format!("bring the store into {shown}"), "report a bug")?;
+    if !root.entries().step(&format!("list {shown}"), hint)?.is_empty() {
+        return Err(refuse(
+            "the tmpfs there is not empty: an earlier run got this far, or something else put files there",
+            "reboot to try again; a run is not repeated on top of a half-done one",
+        ));
+    }
     Ok(root)
 }
 
@@ -268,18 +273,16 @@ pub fn service(root: &Path) -> Result<String, Failure> {
     let started = Instant::now();
     let params = read_cmdline()?;
     let initramfs = Dir::open_root(Path::new("/")).step("open the initrd's root", "report a bug")?;
-    // A second run would mount everything again on top of what the first one left.
-    let ran = initramfs.open_dir(RECORD_DIR).is_ok()
-        || initramfs.open_dir(STAGING).is_ok_and(|staging| staging.is_mount_point(VOLUME).unwrap_or(false));
-    if ran {
+    // A second run would mount everything again on top of what the first one left
+    // (a half-done one is caught by the root not being empty).
+    if initramfs.open_dir(RECORD_DIR).is_ok() {
         return Err(Failure {
             step: format!("activate into {}", root.display()),
-            error: "an earlier run in this initrd got that far (/run/blankslate or /mnt/volume is there)".into(),
-            hint: "reboot to try again; a run is not repeated on top of a half-done one".into(),
+            error: "an earlier run in this initrd finished (/run/blankslate is there)".into(),
+            hint: "reboot to try again; a run is not repeated on top of another".into(),
         });
     }
     let activated = bring_up(&initramfs, NewRoot::Existing(root), &params, started)?;
-    let _ = initramfs.open_dir(STAGING).map(|staging| staging.remove_empty_dir(VOLUME));
     record(&initramfs, &activated, started.elapsed()).step("record the boot under /run/blankslate", "report a bug")?;
     Ok(format!("{}; systemd switches into {}", activated.summary(started), root.display()))
 }
@@ -453,6 +456,7 @@ fn activate(root: &Dir, chosen: &Chosen, mount_run: bool) -> Result<Store, Failu
     for (path, reason) in report.conflicts.iter().chain(&report.unknown_owners) {
         eprintln!("blankslate: warning: {path}: {reason}");
     }
+    crate::root::link_merged_usr(root).step("link /bin, /sbin and /lib* into the persisted /usr", "report a bug")?;
     blankslate_core::failpoint::hit(FAILPOINT);
     Ok(store)
 }
@@ -473,11 +477,11 @@ fn load_module(name: &str) -> Result<(), Failure> {
     }
 }
 
-/// Mounts the volume on `/mnt/volume`: `options` are file system options (`key`,
+/// Mounts the volume, detached: `options` are file system options (`key`,
 /// `key=value`), except the generic ones that are mount attributes.
-fn mount_volume(staging: &Dir, device: &Path, spec: &cmdline::Volume) -> Result<(), std::io::Error> {
-    let fs = rustix::mount::fsopen(spec.fs_type.as_str(), FsOpenFlags::FSOPEN_CLOEXEC)?;
-    rustix::mount::fsconfig_set_string(&fs, "source", device)?;
+fn mount_volume(device: &Path, spec: &cmdline::Volume) -> Result<mount::Detached, mount::MountError> {
+    let source = device.to_string_lossy();
+    let mut options = vec![mount::FsOption::Value("source", &source)];
     let mut attributes = MountAttrFlags::empty();
     for option in &spec.options {
         let attribute = match option.as_str() {
@@ -493,15 +497,12 @@ fn mount_volume(staging: &Dir, device: &Path, spec: &cmdline::Volume) -> Result<
         if !attribute.is_empty() {
             attributes |= attribute;
         } else if let Some((key, value)) = option.split_once('=') {
-            rustix::mount::fsconfig_set_string(&fs, key, value)?;
+            options.push(mount::FsOption::Value(key, value));
         } else {
-            rustix::mount::fsconfig_set_flag(&fs, option.as_str())?;
+            options.push(mount::FsOption::Flag(option));
         }
     }
-    rustix::mount::fsconfig_create(&fs)?;
-    let mount = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attributes)?;
-    rustix::mount::move_mount(&mount, "", staging, VOLUME, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)?;
-    Ok(())
+    mount::Detached::new(device, &spec.fs_type, &options, attributes)
 }
 
 /// Writes `run/blankslate/booted` (-> the generation object) and `boot.json` below

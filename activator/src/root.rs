@@ -28,12 +28,17 @@ pub fn mount_root(
     state: &Dir,
     state_dir: &Path,
 ) -> Result<Dir, RootError> {
+    let root = mount_tmpfs(parent, name, settings)?;
+    bring_in_state(&root, state, state_dir)?;
+    Ok(root)
+}
+
+/// Mounts the ephemeral root's tmpfs on `name` in `parent`, and opens it.
+pub fn mount_tmpfs(parent: &Dir, name: &str, settings: &RootSettings) -> Result<Dir, RootError> {
     let mode = format!("{:o}", settings.mode.bits());
     let options = [("size", settings.size.as_str()), ("mode", mode.as_str())];
     mount::mount_new(parent, name, "tmpfs", &options, MountAttrFlags::MOUNT_ATTR_NODEV)?;
-    let root = parent.open_dir(name)?;
-    bring_in_state(&root, state, state_dir)?;
-    Ok(root)
+    Ok(parent.open_dir(name)?)
 }
 
 /// Whether `dir` is the root of a tmpfs (as systemd's `root=tmpfs` mounts `/sysroot`).
@@ -59,4 +64,54 @@ pub fn bring_in_state(root: &Dir, state: &Dir, state_dir: &Path) -> Result<(), R
     holder.create_dir(last, 0o755)?;
     mount::bind(Source::Dir(state), &holder, &last.to_string_lossy(), MountFlags::RDONLY)?;
     Ok(())
+}
+
+/// The top-level names a merged-`/usr` system keeps only as links into `/usr`.
+const MERGED_USR: [&str; 6] = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"];
+
+/// Links `/bin -> usr/bin` (and `sbin`, `lib*`) for each such directory `/usr` has and
+/// the root lacks, as systemd does when it switches into a root: a distribution with
+/// a merged `/usr` (Debian, Fedora, Arch) finds its init and its loader through them,
+/// and a persisted `/usr` brings only `/usr`. A name the root already holds (declared,
+/// or a directory a test put there) is left alone. Returns the links made.
+pub fn link_merged_usr(root: &Dir) -> Result<Vec<&'static str>, RootError> {
+    let usr = match root.open_dir("usr") {
+        Ok(usr) => usr,
+        Err(error) if error.is_not_found() => return Ok(Vec::new()),
+        Err(error) => return Err(error.into()),
+    };
+    let mut linked = Vec::new();
+    for name in MERGED_USR {
+        let in_usr = usr.meta(name).is_ok_and(|m| m.kind == blankslate_core::fs::Kind::Directory);
+        if in_usr && root.meta(name).is_err_and(|e| e.is_not_found()) {
+            root.symlink(name, format!("usr/{name}"))?;
+            linked.push(name);
+        }
+    }
+    Ok(linked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_usr_links_only_what_usr_has_and_the_root_lacks() {
+        let scratch = tempfile::tempdir().unwrap();
+        for dir in ["usr/bin", "usr/sbin", "usr/lib", "usr/lib64", "lib"] {
+            std::fs::create_dir_all(scratch.path().join(dir)).unwrap();
+        }
+        let root = Dir::open_root(scratch.path()).unwrap();
+        assert_eq!(link_merged_usr(&root).unwrap(), ["bin", "sbin", "lib64"]);
+        assert_eq!(std::fs::read_link(scratch.path().join("bin")).unwrap(), Path::new("usr/bin"));
+        assert!(std::fs::symlink_metadata(scratch.path().join("lib")).unwrap().is_dir(), "an existing /lib stays");
+        assert!(!scratch.path().join("lib32").exists());
+        assert_eq!(link_merged_usr(&root).unwrap(), Vec::<&str>::new(), "a second run changes nothing");
+    }
+
+    #[test]
+    fn no_usr_no_links() {
+        let scratch = tempfile::tempdir().unwrap();
+        assert!(link_merged_usr(&Dir::open_root(scratch.path()).unwrap()).unwrap().is_empty());
+    }
 }

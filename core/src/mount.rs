@@ -49,14 +49,63 @@ pub fn mount_new(
     attributes: MountAttrFlags,
 ) -> Result<()> {
     let at = dir.path().join(name);
-    let fs =
-        rustix::mount::fsopen(fs_type, FsOpenFlags::FSOPEN_CLOEXEC).map_err(wrap("open a file system for", &at))?;
-    for (key, value) in options {
-        rustix::mount::fsconfig_set_string(&fs, *key, *value).map_err(wrap("configure the file system for", &at))?;
-    }
-    rustix::mount::fsconfig_create(&fs).map_err(wrap("create the file system for", &at))?;
-    let mount = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attributes).map_err(wrap("mount", &at))?;
+    let options: Vec<FsOption<'_>> = options.iter().map(|&(key, value)| FsOption::Value(key, value)).collect();
+    let mount = fs_mount(&at, fs_type, &options, attributes)?;
     attach(&mount, dir, OsStr::new(name), "attach a mount on")
+}
+
+/// One option of a new file system, as `fsconfig` takes it.
+#[derive(Debug, Clone, Copy)]
+pub enum FsOption<'a> {
+    /// `key=value` (`size=2G`, `source=/dev/vda`).
+    Value(&'a str, &'a str),
+    /// A flag (`discard`).
+    Flag(&'a str),
+}
+
+/// A mount that is not attached anywhere yet (fresh from `fsmount`): its files are
+/// reached through [`Detached::dir`], and [`Detached::attach`] puts it in place. Nothing
+/// about it is visible to other processes until then, and attaching a detached mount
+/// is allowed below a shared mount, where moving an attached one is not (`EINVAL`:
+/// a systemd initrd makes its root shared).
+#[derive(Debug)]
+pub struct Detached {
+    mount: OwnedFd,
+    dir: Dir,
+}
+
+impl Detached {
+    /// Mounts a fresh file system (its device, if any, as the `source` option).
+    pub fn new(shown: &Path, fs_type: &str, options: &[FsOption<'_>], attributes: MountAttrFlags) -> Result<Detached> {
+        let mount = fs_mount(shown, fs_type, options, attributes)?;
+        let opened =
+            rustix::fs::openat(&mount, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                .map_err(wrap("open the new mount of", shown))?;
+        Ok(Detached { mount, dir: Dir::from_fd(opened, shown.to_path_buf()) })
+    }
+
+    /// The mount's root directory.
+    pub fn dir(&self) -> &Dir {
+        &self.dir
+    }
+
+    /// Attaches the mount on `name` in `dir`; the directory handle stays valid.
+    pub fn attach(&self, dir: &Dir, name: &str) -> Result<()> {
+        attach(&self.mount, dir, OsStr::new(name), "attach a mount on")
+    }
+}
+
+fn fs_mount(at: &Path, fs_type: &str, options: &[FsOption<'_>], attributes: MountAttrFlags) -> Result<OwnedFd> {
+    let fs = rustix::mount::fsopen(fs_type, FsOpenFlags::FSOPEN_CLOEXEC).map_err(wrap("open a file system for", at))?;
+    for option in options {
+        match *option {
+            FsOption::Value(key, value) => rustix::mount::fsconfig_set_string(&fs, key, value),
+            FsOption::Flag(key) => rustix::mount::fsconfig_set_flag(&fs, key),
+        }
+        .map_err(wrap("configure the file system for", at))?;
+    }
+    rustix::mount::fsconfig_create(&fs).map_err(wrap("create the file system for", at))?;
+    rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attributes).map_err(wrap("mount", at))
 }
 
 /// Where a bind mount comes from: an open directory, a file in one, or (for the

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod nixos;
+mod tree;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -19,6 +20,7 @@ use blankslate_core::manifest::{EtcKind, MANIFEST_FILE, Manifest, ManifestEntry,
 use blankslate_core::store::{Store, StoreError, Tree};
 
 pub use nixos::from_nixos_tree;
+pub use tree::from_tree;
 
 /// The name etc objects get in the store.
 pub const OBJECT_NAME: &str = "etc";
@@ -31,8 +33,10 @@ pub enum BuildError {
     NoMatch { entry: String, pattern: String },
     #[error("/etc entry `{entry}`: bad glob `{pattern}`: {reason}")]
     BadGlob { entry: String, pattern: String, reason: String },
-    #[error("/etc entry `{entry}`: {} is neither a regular file nor a directory", path.display())]
-    Unsupported { entry: String, path: PathBuf },
+    #[error("/etc entry `{entry}`: {}: {why}", path.display())]
+    Unsupported { entry: String, path: PathBuf, why: &'static str },
+    #[error("/etc/{path} is persisted (from {volume}) and also an /etc entry ({origin})")]
+    Persisted { path: String, volume: String, origin: String },
     #[error("/etc entry `{path}` is declared twice (the second time {origin})")]
     Duplicate { path: String, origin: String },
     #[error("/etc entry `{inner}` needs `{outer}` to be a directory, but it is an entry of its own")]
@@ -117,9 +121,20 @@ fn place(dir: &mut BTreeMap<OsString, Tree>, path: &str, node: Tree) -> Result<(
     }
 }
 
-/// Builds the declaration's `[etc]` entries.
+/// Builds the declaration's `[etc]` entries and its `[etc_tree]`. A persisted `/etc`
+/// path that the tree also holds is an error: validation cannot see into the tree.
 pub fn from_declaration(declaration: &Declaration) -> Result<EtcBuild> {
-    let mut build = EtcBuild::default();
+    let mut build = match &declaration.etc_tree {
+        Some(tree) => from_tree(Path::new(&tree.source))?,
+        None => EtcBuild::default(),
+    };
+    for persisted in declaration.entries() {
+        let Some(path) = persisted.path.strip_prefix("/etc/") else { continue };
+        if build.entries.contains_key(path) {
+            let origin = format!("in the etc tree {}", declaration.etc_tree.as_ref().map_or("", |t| &t.source));
+            return Err(BuildError::Persisted { path: path.to_owned(), volume: persisted.root.to_owned(), origin });
+        }
+    }
     for (path, entry) in &declaration.etc {
         let files = match &entry.contents {
             EtcContents::Text(text) => vec![(path.clone(), text.as_bytes().to_vec(), false)],
@@ -202,7 +217,11 @@ fn collect(entry: &str, path: &Path, key: &str, out: &mut Vec<(String, Vec<u8>, 
             collect(entry, &path.join(&name), &format!("{key}/{name}"), out)?;
         }
     } else {
-        return Err(BuildError::Unsupported { entry: entry.to_owned(), path: path.to_path_buf() });
+        return Err(BuildError::Unsupported {
+            entry: entry.to_owned(),
+            path: path.to_path_buf(),
+            why: "it is neither a regular file nor a directory",
+        });
     }
     Ok(())
 }

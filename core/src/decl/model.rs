@@ -255,6 +255,19 @@ pub struct EtcEntry {
     pub group: String,
 }
 
+/// A directory shaped like `/etc` (as `blankslate adopt` writes one) whose every file
+/// and symlink becomes an `/etc` entry: a file owned by root with an ordinary mode
+/// (`0644`, `0755`, `0444`, `0555`) a link into the store, any other file a copy with
+/// its own owner and mode, a symlink a link to the same target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtcTree {
+    #[serde(skip)]
+    pub span: Span,
+    /// An absolute path (a relative one is resolved against the declaration's
+    /// directory when it is parsed).
+    pub source: String,
+}
+
 /// The ephemeral root itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RootSettings {
@@ -283,6 +296,10 @@ pub struct Declaration {
     pub root: RootSettings,
     pub persist: BTreeMap<String, PersistRoot>,
     pub etc: BTreeMap<String, EtcEntry>,
+    /// Absent from the canonical JSON when not given, so that generations built
+    /// before it existed keep their hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etc_tree: Option<EtcTree>,
     pub audit: AuditSettings,
 }
 
@@ -293,6 +310,7 @@ impl Default for Declaration {
             root: RootSettings::default(),
             persist: BTreeMap::new(),
             etc: BTreeMap::new(),
+            etc_tree: None,
             audit: AuditSettings::default(),
         }
     }

@@ -10,12 +10,12 @@ use toml_edit::{Item, Key, Table, TableLike, Value};
 
 use super::diag::{Diagnostic, Diagnostics, Rule, nearest};
 use super::model::{
-    AuditSettings, Declaration, Entry, EntryKind, EtcContents, EtcEntry, EtcMode, How, Mode, MountOption, Owner,
-    PersistRoot, RootSettings, Span, UserEntries, VERSION, default_home,
+    AuditSettings, Declaration, Entry, EntryKind, EtcContents, EtcEntry, EtcMode, EtcTree, How, Mode, MountOption,
+    Owner, PersistRoot, RootSettings, Span, UserEntries, VERSION, default_home,
 };
 use super::paths::{PathKind, check_path};
 
-const TOP_KEYS: &[&str] = &["version", "root", "persist", "etc", "audit"];
+const TOP_KEYS: &[&str] = &["version", "root", "persist", "etc", "etc_tree", "audit"];
 const ROOT_KEYS: &[&str] = &["size", "mode"];
 const PERSIST_KEYS: &[&str] = &["directories", "files", "users", "hide_mounts"];
 const USER_KEYS: &[&str] = &["home", "group", "directories", "files"];
@@ -23,6 +23,7 @@ const DIRECTORY_KEYS: &[&str] = &["directory", "user", "group", "mode", "parent"
 const FILE_KEYS: &[&str] = &["file", "user", "group", "mode", "parent", "how", "options"];
 const PARENT_KEYS: &[&str] = &["user", "group", "mode"];
 const ETC_KEYS: &[&str] = &["text", "source", "mode", "user", "group"];
+const ETC_TREE_KEYS: &[&str] = &["source"];
 const AUDIT_KEYS: &[&str] = &["ignore"];
 /// Files their programs write in place (never by rename), safe to bind-mount
 /// without a warning.
@@ -247,6 +248,11 @@ impl Parser<'_> {
         if let Some(f) = field(top, "etc") {
             if let Some(table) = self.table(&f, "`etc`") {
                 declaration.etc = self.etc_entries(table);
+            }
+        }
+        if let Some(f) = field(top, "etc_tree") {
+            if let Some(table) = self.table(&f, "`etc_tree`") {
+                declaration.etc_tree = self.etc_tree(f.key, table);
             }
         }
         if let Some(f) = field(top, "audit") {
@@ -587,6 +593,31 @@ impl Parser<'_> {
             if key == "user" { entry.user = name } else { entry.group = name }
         }
         Some(entry)
+    }
+
+    fn etc_tree(&mut self, span: Span, table: &dyn TableLike) -> Option<EtcTree> {
+        self.check_keys(table, ETC_TREE_KEYS, "`etc_tree`");
+        let Some(f) = field(table, "source") else {
+            self.push(
+                Diagnostic::error(Rule::MissingKey, span, "`etc_tree` does not say its `source`")
+                    .with_help("add `source = \"etc\"`: a directory shaped like /etc, relative to this file"),
+            );
+            return None;
+        };
+        let given = self.string(&f, "`source`")?;
+        let source = self.etc_source(&given, f.span())?;
+        if !Path::new(&source).is_dir() {
+            self.push(
+                Diagnostic::error(
+                    Rule::EtcContents,
+                    f.span(),
+                    format!("`etc_tree` source `{source}` is not a directory"),
+                )
+                .with_help("an etc tree is a directory shaped like /etc"),
+            );
+            return None;
+        }
+        Some(EtcTree { span, source })
     }
 
     /// Resolves a source against the declaration's directory and checks it exists

@@ -57,6 +57,9 @@ pub fn to_toml(declaration: &Declaration) -> String {
             }
         }
     }
+    if let Some(tree) = &declaration.etc_tree {
+        let _ = write!(out, "\n[etc_tree]\nsource = {}\n", quote(&tree.source));
+    }
     if !declaration.audit.ignore.is_empty() {
         out.push_str("\n[audit]\nignore = [\n");
         for glob in &declaration.audit.ignore {
