@@ -190,7 +190,7 @@ pub fn persist_health(root: &Dir, declaration: &Declaration, users: &UserDb, out
             push(out, "wrong-type", path, 0, reason);
             continue;
         }
-        let how = if entry.entry.kind == EntryKind::File { entry.entry.how.unwrap_or_default() } else { How::Bind };
+        let how = entry.entry.how();
         let target = targets.meta(path);
         match (how, target) {
             (_, None) => {

@@ -990,7 +990,7 @@ pub fn list(root: &Dir, declaration: &decl::Declaration) -> Result<Listing> {
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     for entry in entries {
         let (parent, name) = split(&entry.path);
-        let how = if entry.entry.kind == EntryKind::File { entry.entry.how.unwrap_or_default() } else { How::Bind };
+        let how = entry.entry.how();
         let mut listed = Listed {
             path: entry.path.clone(),
             volume: entry.root.to_owned(),
