@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use blankslate_core::fs::Dir;
 use blankslate_core::mount::{self, MountFlags, Source};
 
-const STEPS: [usize; 7] = [0, 100, 250, 500, 1000, 2000, 4000];
+const STEPS: [u32; 7] = [0, 100, 250, 500, 1000, 2000, 4000];
 const RUNS: usize = 31;
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -35,7 +35,7 @@ fn main() {
         let root = Dir::open_root(scratch.path()).unwrap();
         let volume = root.create_dir_all("volume", 0o755).unwrap();
         let targets = root.create_dir_all("targets", 0o755).unwrap();
-        let mut added = 0;
+        let mut added = 0u32;
         let mut rows = Vec::new();
         for step in STEPS {
             while added < step {
@@ -73,7 +73,7 @@ fn main() {
     for (mounts, lines, read) in rows {
         // Re-reading after every one of N mount events costs about N reads of the
         // average table, which grows linearly: N²/2 lines in all.
-        let after_each = us(baseline) * mounts as f64 + (us(read) - us(baseline)) * mounts as f64 / 2.0;
+        let after_each = us(baseline) * f64::from(mounts) + (us(read) - us(baseline)) * f64::from(mounts) / 2.0;
         println!(
             "{mounts:>12} {lines:>7} {:>12.1} {:>11.1} {:>26.1}",
             us(read),

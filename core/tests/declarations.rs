@@ -3,6 +3,7 @@
 //! reviewed, snapshotted message), passing edge cases pass, the same intent always
 //! gives the same canonical JSON, and `write::to_toml` reads back unchanged.
 
+use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -545,7 +546,7 @@ files = [{ file = ".gnupg/private-keys-v1.d/key", how = "bind" }]
 fn many_mounts(count: usize) -> String {
     let mut text = String::from("version = 1\n\n[persist.\"/persist\"]\ndirectories = [\n");
     for i in 0..count {
-        text.push_str(&format!("  \"/srv/app{}/data{i}\",\n", i / 40));
+        let _ = writeln!(text, "  \"/srv/app{}/data{i}\",", i / 40);
     }
     text.push_str("  { directory = \"/home/alice/.local/share/Trash\", how = \"symlink\" },\n]\n");
     text

@@ -281,10 +281,10 @@ fn impermanence_nixos_module_shapes() {
 
 #[test]
 fn home_manager_with_its_nixos_configuration_is_one_declaration() {
-    let mut importer = import::Importer::new();
-    importer.impermanence(&fixture("home-manager-nixos.json")).unwrap();
-    importer.home_manager(&fixture("home-manager.json"), &home_user(None, Some("users"))).unwrap();
-    let imported = importer.finish();
+    let mut both = import::Importer::new();
+    both.impermanence(&fixture("home-manager-nixos.json")).unwrap();
+    both.home_manager(&fixture("home-manager.json"), &home_user(None, Some("users"))).unwrap();
+    let imported = both.finish();
     let text = assert_round_trip(&imported);
     insta::assert_snapshot!("home_manager_toml", text);
     insta::assert_snapshot!("home_manager_notes", all_notes(&imported));
@@ -315,7 +315,7 @@ fn home_manager_without_a_group_says_so() {
 fn home_manager_first_module_links_directories_and_moves_nothing_silently() {
     let json = fixture("home-manager-v1.json");
     let error = import::home_manager(&json, &HomeUser::default()).unwrap_err();
-    assert_eq!(error.to_string(), "home.persistence does not say whose home it is for: name the user");
+    assert_eq!(error.to_string(), "home.persistence does not say whose home it is for");
     let imported = import::home_manager(&json, &home_user(Some("alice"), Some("users"))).unwrap();
     let text = assert_round_trip(&imported);
     insta::assert_snapshot!("home_manager_v1_toml", text);

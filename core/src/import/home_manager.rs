@@ -96,17 +96,16 @@ fn user_ctx<'a>(
         .and_then(|home| b.path(home, false, base))
         .unwrap_or_else(|| default_home(name));
     let group = given.group.as_deref().or_else(|| majority(items.filter_map(|item| item.get("group")?.as_str())));
-    let group = match group {
-        Some(group) => b.name(Some(group), name, base),
-        None => {
-            b.note(
-                base,
-                format!(
-                    "Home Manager does not know the primary group of `{name}`; `{name}` is declared: name the group if it is another one (NixOS's normal users are in `users`)"
-                ),
-            );
-            name.to_owned()
-        }
+    let group = if let Some(group) = group {
+        b.name(Some(group), name, base)
+    } else {
+        b.note(
+            base,
+            format!(
+                "Home Manager does not know the primary group of `{name}`; `{name}` is declared: name the group if it is another one (NixOS's normal users are in `users`)"
+            ),
+        );
+        name.to_owned()
     };
     UserCtx { name: name.to_owned(), home, group }
 }

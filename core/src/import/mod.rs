@@ -121,7 +121,7 @@ pub enum ImportError {
     Shape { path: String, expected: &'static str, found: String },
     #[error("{path}: the required field `{key}` is missing")]
     Missing { path: String, key: &'static str },
-    #[error("{path} does not say whose home it is for: name the user")]
+    #[error("{path} does not say whose home it is for")]
     NoUser { path: String },
 }
 
