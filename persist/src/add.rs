@@ -438,7 +438,10 @@ fn check_target(
     };
     let how = match (kind, request.how) {
         (EntryKind::Directory, Some(How::Symlink)) => {
-            return Err(refused(path, "`--how symlink` is for files; directories are bind-mounted"));
+            return Err(refused(
+                path,
+                "`persist add` links only files; for a directory, declare it with how = \"symlink\" and switch: activation moves its data into the volume and links it",
+            ));
         }
         (_, how) => how.unwrap_or_default(),
     };
