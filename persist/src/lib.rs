@@ -283,7 +283,11 @@ pub fn activate(
         let home = entry.user.map(|user| {
             let entries = &declaration.persist[entry.root].users[user];
             let owner = Owner { user: user.to_owned(), group: entries.group.clone(), mode: Mode::DIRECTORY };
-            Home { path: &entries.home, ids: resolve(&owner, users, path, &mut report) }
+            // An unknown name the entry's own owner shares is reported once, above.
+            let same = (&owner.user, &owner.group) == (&entry.entry.owner.user, &entry.entry.owner.group);
+            let mut once = Report::default();
+            let sink = if same { &mut once } else { &mut report };
+            Home { path: &entries.home, ids: resolve(&owner, users, path, sink) }
         });
         let (parent, name) = split(path);
         let source_parent =
