@@ -215,6 +215,26 @@ fn import_writes_a_declaration_that_checks_and_never_overwrites_by_accident() {
 }
 
 #[test]
+fn import_takes_home_manager_alone_or_with_its_nixos_configuration() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("core/tests/fixtures/import");
+    let file = |name: &str| fixtures.join(name).to_str().unwrap().to_owned();
+    let (nixos, users, v1) = (file("home-manager-nixos.json"), file("home-manager.json"), file("home-manager-v1.json"));
+    let both = blankslate(&["import", "impermanence", &nixos, "--home-manager", &users, "--group", "users"]);
+    assert!(both.status.success(), "{}", stderr(&both));
+    let text = stdout(&both);
+    assert_eq!(text.matches("[persist.\"/persist\"]").count(), 1, "one volume, one table: {text}");
+    assert!(text.contains("[persist.\"/persist\".users.alice]\ngroup = \"users\""), "{text}");
+    let alone = blankslate(&["import", "home-manager", &v1, "--user", "alice"]);
+    assert!(alone.status.success(), "{}", stderr(&alone));
+    assert!(stdout(&alone).contains("{ directory = \".local/share/Trash\", how = \"symlink\" }"), "{}", stdout(&alone));
+    let nameless = blankslate(&["import", "home-manager", &v1]);
+    assert_eq!(nameless.status.code(), Some(3));
+    assert!(stderr(&nameless).contains("pass --user NAME"), "{}", stderr(&nameless));
+    let stray = blankslate(&["import", "impermanence", &nixos, "--group", "users"]);
+    assert!(stderr(&stray).contains("describe the users of --home-manager"), "{}", stderr(&stray));
+}
+
+#[test]
 fn read_only_commands_on_a_fresh_root_create_nothing() {
     let scratch = Scratch::new();
     let root = scratch.dir.path().join("root");

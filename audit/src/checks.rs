@@ -190,7 +190,7 @@ pub fn persist_health(root: &Dir, declaration: &Declaration, users: &UserDb, out
             push(out, "wrong-type", path, 0, reason);
             continue;
         }
-        let how = if entry.entry.kind == EntryKind::File { entry.entry.how.unwrap_or_default() } else { How::Bind };
+        let how = entry.entry.how();
         let target = targets.meta(path);
         match (how, target) {
             (_, None) => {
@@ -236,5 +236,44 @@ pub fn persist_health(root: &Dir, declaration: &Declaration, users: &UserDb, out
             }
         }
         check_owner(path, &source, &entry.entry.owner, users, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use blankslate_core::decl::{self, UserDb};
+    use blankslate_core::fs::Dir;
+
+    use super::persist_health;
+
+    /// A symlinked directory needs no mount: its link, and what replaces it.
+    #[test]
+    fn a_symlinked_directory_is_checked_as_a_link() {
+        let text = "version = 1\n[persist.\"/persist\"]\ndirectories = [{ directory = \"/srv/trash\", how = \"symlink\", mode = \"0700\" }]\n";
+        let declaration = decl::check(Path::new("t.toml"), text, None).declaration.unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let base = scratch.path();
+        std::fs::create_dir_all(base.join("persist/srv/trash")).unwrap();
+        std::fs::set_permissions(base.join("persist/srv/trash"), std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        std::fs::create_dir(base.join("srv")).unwrap();
+        let findings = |base: &Path| {
+            let mut out = Vec::new();
+            persist_health(&Dir::open_root(base).unwrap(), &declaration, &UserDb::default(), &mut out);
+            out.iter().map(|f| (f.kind, f.reason.clone())).collect::<Vec<_>>()
+        };
+        std::os::unix::fs::symlink("/persist/srv/trash", base.join("srv/trash")).unwrap();
+        assert_eq!(findings(base), []);
+        std::fs::remove_file(base.join("srv/trash")).unwrap();
+        std::os::unix::fs::symlink("/elsewhere", base.join("srv/trash")).unwrap();
+        assert_eq!(findings(base), [("points-elsewhere", "links to /elsewhere, not /persist/srv/trash".to_owned())]);
+        std::fs::remove_file(base.join("srv/trash")).unwrap();
+        std::fs::create_dir(base.join("srv/trash")).unwrap();
+        let found = findings(base);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "replaced");
+        assert!(found[0].1.contains("a directory stands where the link to /persist/srv/trash goes"), "{found:?}");
     }
 }

@@ -3,6 +3,7 @@
 //! reviewed, snapshotted message), passing edge cases pass, the same intent always
 //! gives the same canonical JSON, and `write::to_toml` reads back unchanged.
 
+use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -127,7 +128,7 @@ fn has_location(rendered: &str, file: &str) -> bool {
     })
 }
 
-const ALL_ERROR_RULES: [Rule; 24] = [
+const ALL_ERROR_RULES: [Rule; 26] = [
     Rule::Syntax,
     Rule::UnknownKey,
     Rule::MissingKey,
@@ -141,6 +142,7 @@ const ALL_ERROR_RULES: [Rule; 24] = [
     Rule::DirectoryAndFile,
     Rule::NestedInOtherRoot,
     Rule::NestedInFile,
+    Rule::NestedInSymlink,
     Rule::ShadowsEtc,
     Rule::ParentConflict,
     Rule::RootInsidePersisted,
@@ -152,13 +154,14 @@ const ALL_ERROR_RULES: [Rule; 24] = [
     Rule::OwnerOnLink,
     Rule::InvalidGlob,
     Rule::InvalidMountOption,
+    Rule::ApiFilesystem,
 ];
 
 /// Fails to compile when a rule is added, so that the list above (and a broken
 /// declaration for it) gets added too.
 fn rule_is_listed(rule: Rule) -> bool {
     match rule {
-        Rule::UnknownUser | Rule::FileBindRename => false,
+        Rule::UnknownUser | Rule::FileBindRename | Rule::Nested | Rule::PrivateMode | Rule::ManyMounts => false,
         Rule::Syntax
         | Rule::UnknownKey
         | Rule::MissingKey
@@ -172,6 +175,7 @@ fn rule_is_listed(rule: Rule) -> bool {
         | Rule::DirectoryAndFile
         | Rule::NestedInOtherRoot
         | Rule::NestedInFile
+        | Rule::NestedInSymlink
         | Rule::ShadowsEtc
         | Rule::ParentConflict
         | Rule::RootInsidePersisted
@@ -182,7 +186,8 @@ fn rule_is_listed(rule: Rule) -> bool {
         | Rule::EtcSourceMissing
         | Rule::OwnerOnLink
         | Rule::InvalidGlob
-        | Rule::InvalidMountOption => ALL_ERROR_RULES.contains(&rule),
+        | Rule::InvalidMountOption
+        | Rule::ApiFilesystem => ALL_ERROR_RULES.contains(&rule),
     }
 }
 
@@ -322,11 +327,13 @@ source = "../../examples/files/*.conf"
 "#,
     ),
     (
-        "nesting in one root, and files beside etc entries",
+        "nesting across volumes, and files beside etc entries",
         r#"version = 1
 [persist."/persist"]
-directories = ["/var/lib", "/var/lib/postgresql", "/etc/ssh/keys"]
-files = [{ file = "/var/lib/app.conf", how = "bind" }, { file = "/etc/ssh/ssh_host_ed25519_key", how = "bind" }]
+directories = ["/var/lib", "/etc/ssh/keys"]
+[persist."/data"]
+directories = ["/var/lib/postgresql", { directory = "/home/alice/.local/share/Trash", how = "symlink" }]
+files = [{ file = "/srv/app.conf", how = "bind" }, { file = "/etc/ssh/ssh_host_ed25519_key", how = "bind" }]
 [etc."ssh/sshd_config"]
 text = "PermitRootLogin no\n"
 [etc."ssh/keys-readme"]
@@ -476,4 +483,86 @@ directories = [{ directory = "/var/log", user = "root", group = "root", mode = "
     );
     let written = write::to_toml(&declaration);
     assert!(written.contains("\"/var/log\",") && !written.contains("mode"), "{written}");
+}
+
+/// `(rule, line, column)` of every diagnostic, in order.
+fn locations(checked: &Checked) -> Vec<(&'static str, usize, usize)> {
+    let d = &checked.diagnostics;
+    d.items
+        .iter()
+        .map(|item| {
+            let at = d.locate(item.span.expect("every warning points somewhere").start);
+            (item.rule.name(), at.line, at.column)
+        })
+        .collect()
+}
+
+#[test]
+fn private_directories_open_to_others_and_nesting_are_warnings() {
+    let text = r#"version = 1
+
+[persist."/persist"]
+directories = [
+  "/var/lib/systemd",
+  "/var/lib/systemd/coredump",
+  { directory = "/var/lib/private", mode = "0750" },
+]
+
+[persist."/persist".users.alice]
+directories = [".ssh", { directory = ".gnupg", mode = "0700" }]
+
+[persist."/persist".users.root]
+directories = [{ directory = ".gnupg", mode = "0711" }]
+
+[persist."/persist".users.bob]
+files = [
+  { file = ".ssh/authorized_keys", how = "bind" },
+  { file = ".local/share/gnupg/private-keys-v1.d/key", how = "bind" },
+  # Closed by the parent of the next entry, whatever the order.
+  { file = ".gnupg/private-keys-v1.d/key", how = "bind" },
+  { file = ".gnupg/pubring.kbx", how = "bind", parent = { mode = "0700" } },
+]
+
+[persist."/persist".users.carol]
+files = [{ file = ".gnupg/private-keys-v1.d/key", how = "bind" }]
+"#;
+    let checked = decl::check(Path::new("tests/safer.toml"), text, None);
+    assert!(!checked.diagnostics.has_errors() && checked.declaration.is_some(), "warnings only");
+    assert_eq!(
+        locations(&checked),
+        [
+            ("nested", 6, 3),
+            ("private-mode", 7, 17),
+            ("private-mode", 11, 16),
+            ("private-mode", 14, 30),
+            ("private-mode", 18, 12),
+            ("private-mode", 26, 19),
+        ]
+    );
+    insta::assert_snapshot!("safer-defaults", checked.diagnostics.render(false));
+}
+
+/// A declaration of `count` bind-mounted directories, 40 to a parent under /srv.
+fn many_mounts(count: usize) -> String {
+    let mut text = String::from("version = 1\n\n[persist.\"/persist\"]\ndirectories = [\n");
+    for i in 0..count {
+        let _ = writeln!(text, "  \"/srv/app{}/data{i}\",", i / 40);
+    }
+    text.push_str("  { directory = \"/home/alice/.local/share/Trash\", how = \"symlink\" },\n]\n");
+    text
+}
+
+#[test]
+fn too_many_bind_mounts_is_a_warning_naming_the_best_parent() {
+    // Links are not mounts: the Trash link keeps 250 mounts at the limit.
+    let at_limit = decl::check(Path::new("tests/mounts.toml"), &many_mounts(decl::MANY_MOUNTS), None);
+    assert!(at_limit.diagnostics.items.is_empty(), "{}", at_limit.diagnostics.render(false));
+    let checked = decl::check(Path::new("tests/mounts.toml"), &many_mounts(decl::MANY_MOUNTS + 30), None);
+    // The 251st mount is on line 4 + 251.
+    assert_eq!(locations(&checked), [("many-mounts", 255, 3)]);
+    let rendered = checked.diagnostics.render(false);
+    assert!(rendered.contains("280 bind mounts, more than 250"), "{rendered}");
+    // /srv covers all 280, but each /srv/appN only 40: the most is /srv.
+    assert!(rendered.contains("`/srv` covers 280 of them"), "{rendered}");
+    insta::assert_snapshot!("many-mounts", rendered);
 }

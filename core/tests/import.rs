@@ -5,26 +5,33 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use blankslate_core::decl::{self, Declaration, EntryKind, How, MountOption};
-use blankslate_core::import::{self, ImportError, Imported};
+use blankslate_core::import::{self, HomeUser, ImportError, Imported};
 
 fn fixture(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/import").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Renders, checks and re-reads the declaration: no diagnostics, same intent.
+/// Renders, checks and re-reads the declaration: no errors, the same intent, and
+/// every warning of `check` among the notes. Returns the TOML.
 fn assert_round_trip(imported: &Imported) -> String {
     let text = imported.to_toml();
     let checked = decl::check(Path::new("imported.toml"), &text, None);
-    assert!(checked.diagnostics.items.is_empty(), "{text}\n{}", checked.diagnostics);
+    assert!(!checked.diagnostics.has_errors(), "{text}\n{}", checked.diagnostics);
     let reread = checked.declaration.expect("no errors");
     assert_eq!(reread.canonical_json(), imported.declaration.canonical_json(), "{text}");
-    assert!(
-        !imported.notes.iter().any(|n| n.path == "(declaration)"),
-        "the importer's own check found problems: {:#?}",
-        imported.notes
-    );
+    let reported = notes_at(imported, "(declaration)");
+    assert_eq!(reported.len(), checked.diagnostics.items.len(), "{reported:#?}");
+    for (note, diagnostic) in reported.iter().zip(&checked.diagnostics.items) {
+        assert!(note.contains(&diagnostic.message), "{note} / {}", diagnostic.message);
+    }
     text
+}
+
+/// The rules `check` reports on the imported declaration, in order.
+fn check_rules(imported: &Imported) -> Vec<&'static str> {
+    let checked = decl::check(Path::new("imported.toml"), &imported.to_toml(), None);
+    checked.diagnostics.items.iter().map(|d| d.rule.name()).collect()
 }
 
 fn notes_at<'a>(imported: &'a Imported, path: &str) -> Vec<&'a str> {
@@ -167,8 +174,8 @@ fn preservation_maps_how_parents_and_options() {
     assert_eq!(key.owner.mode.to_string(), "0600");
     assert!(key.parent.is_some(), "configureParent = true");
     let timers = root.directories.iter().find(|e| e.path == "/var/lib/systemd/timers").unwrap();
-    assert_eq!(timers.kind, EntryKind::Directory);
-    assert!(has_note(&imported, "\"/persistent\".directories[3].how", "does not link directories"));
+    assert_eq!((timers.kind, timers.how), (EntryKind::Directory, Some(How::Symlink)), "a linked directory");
+    assert!(notes_at(&imported, "\"/persistent\".directories[3].how").is_empty());
     let alice = &root.users["alice"];
     assert_eq!(alice.home, "/home/alice");
     assert_eq!(alice.group, "users");
@@ -177,12 +184,10 @@ fn preservation_maps_how_parents_and_options() {
     let monitors = alice.files.iter().find(|e| e.path == ".config/monitors.xml").unwrap();
     assert_eq!(monitors.parent.as_ref().map(|p| p.mode.to_string()).as_deref(), Some("0700"));
     assert!(has_note(&imported, "\"/persistent\".users.alice.directories[0].mountOptions[1]", "x-gdu.hide"));
-    assert!(
-        notes_at(&imported, "\"/persistent\".users.alice.directories[1].createLinkTarget").is_empty(),
-        "moot once mounted"
-    );
+    assert_eq!(alice.directories[1].how, Some(How::Symlink));
     assert!(has_note(&imported, "\"/persistent\".files[2].mode", "only when creating"));
-    assert!(has_note(&imported, "\"/persistent\".users.alice.files[0].createLinkTarget", "createLinkTarget"));
+    // Blankslate always creates a link's target: `createLinkTarget = true` is its way.
+    assert!(!imported.notes.iter().any(|n| n.path.ends_with("createLinkTarget")), "{}", all_notes(&imported));
     let cache = &imported.declaration.persist["/state/cache"];
     assert_eq!(cache.directories[1].options, [MountOption::NoDev]);
     assert!(has_note(&imported, "\"/state/cache\".directories[1].mountOptions[2]", "size=10G"));
@@ -209,4 +214,152 @@ fn empty_input_is_an_empty_declaration() {
         assert!(imported.notes.is_empty());
         assert_round_trip(&imported);
     }
+}
+
+// ---------------------------------------------------------------------------
+// Fixtures printed by `nix eval --json` of the real modules (see fixtures/import/nix/).
+
+fn home_user(name: Option<&str>, group: Option<&str>) -> HomeUser {
+    HomeUser { name: name.map(Into::into), home: None, group: group.map(Into::into) }
+}
+
+fn entry<'a>(declaration: &'a Declaration, path: &str) -> &'a decl::Entry {
+    let found = declaration.entries().into_iter().find(|e| e.path == path);
+    found.unwrap_or_else(|| panic!("{path} is not declared: {:?}", paths(declaration))).entry
+}
+
+#[test]
+fn fixtures_were_generated_with_the_documented_apply_function() {
+    let script = fixture("nix/generate.sh");
+    let clean = script.lines().find_map(|l| l.strip_prefix("clean='")).expect("generate.sh defines clean");
+    assert_eq!(clean.trim_end_matches('\''), import::NIX_CLEAN);
+    assert!(import::IMPERMANENCE_EVAL.contains(import::NIX_CLEAN));
+    assert!(import::HOME_MANAGER_EVAL.ends_with("builtins.mapAttrs (_: hm: clean (hm.home.persistence or { }))'"));
+    assert!(script.contains("\"$clean builtins.mapAttrs (_: hm: clean (hm.home.persistence or { }))\""));
+}
+
+#[test]
+fn impermanence_nixos_module_snapshot() {
+    let imported = import::impermanence(&fixture("impermanence-nixos.json")).unwrap();
+    let text = assert_round_trip(&imported);
+    insta::assert_snapshot!("impermanence_nixos_toml", text);
+    insta::assert_snapshot!("impermanence_nixos_notes", all_notes(&imported));
+}
+
+#[test]
+fn impermanence_nixos_module_shapes() {
+    let imported = import::impermanence(&fixture("impermanence-nixos.json")).unwrap();
+    let declaration = &imported.declaration;
+    // Symbolic modes, as the module's own example writes them.
+    assert_eq!(entry(declaration, "/var/lib/colord").owner.mode.to_string(), "0750");
+    let id_rsa = entry(declaration, "/etc/nix/id_rsa");
+    assert_eq!(id_rsa.parent.as_ref().map(|p| p.mode.to_string()).as_deref(), Some("0700"));
+    // root's home is /root, from users.users (the removed `home` option prints null).
+    let root = &declaration.persist["/persist"].users["root"];
+    assert_eq!(root.home, "/root");
+    assert_eq!((root.group.as_str(), root.directories.len()), ("root", 2));
+    // The removed options print as null: nothing to say about them.
+    assert!(
+        !imported.notes.iter().any(|n| n.message.contains("removed impermanence option")),
+        "{}",
+        all_notes(&imported)
+    );
+    // All of /etc/ssh: imported, with the host keys proposed instead.
+    assert_eq!(entry(declaration, "/etc/ssh").kind, EntryKind::Directory);
+    let ssh = notes_at(&imported, "\"/persist\".directories[5]");
+    assert!(ssh.iter().any(|n| n.contains("sshd_config") && n.contains("ssh_host_ed25519_key")), "{ssh:?}");
+    // What `check` says: the nesting (both lines named) and the open private directories.
+    assert_eq!(check_rules(&imported), ["nested", "private-mode", "private-mode"]);
+    assert!(has_note(
+        &imported,
+        "(declaration)",
+        "`/var/lib/systemd/coredump` (line 9) lies inside `/var/lib/systemd` (line 8)"
+    ));
+    assert!(has_note(&imported, "(declaration)", "`/var/lib/private` is persisted with mode 0755"));
+    assert!(has_note(&imported, "(declaration)", "`/root/.gnupg` is persisted with mode 0755"));
+}
+
+#[test]
+fn home_manager_with_its_nixos_configuration_is_one_declaration() {
+    let mut both = import::Importer::new();
+    both.impermanence(&fixture("home-manager-nixos.json")).unwrap();
+    both.home_manager(&fixture("home-manager.json"), &home_user(None, Some("users"))).unwrap();
+    let imported = both.finish();
+    let text = assert_round_trip(&imported);
+    insta::assert_snapshot!("home_manager_toml", text);
+    insta::assert_snapshot!("home_manager_notes", all_notes(&imported));
+    let persist = &imported.declaration.persist["/persist"];
+    assert_eq!(persist.directories.len(), 1, "/var/log from the NixOS configuration");
+    let alice = &persist.users["alice"];
+    assert_eq!((alice.home.as_str(), alice.group.as_str()), ("/home/alice", "users"));
+    let dirs: Vec<&str> = alice.directories.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(dirs, ["Documents", ".gnupg", ".local/share/keyrings", ".config/Signal"]);
+    assert_eq!(alice.directories[1].owner.mode.to_string(), "0700", "u=rwx,g=,o=");
+    let bob = &persist.users["bob"];
+    assert_eq!(bob.home, "/srv/home/bob");
+    // bob's own hideMounts hides bob's mounts, not the whole volume's.
+    assert!(!persist.hide_mounts);
+    assert_eq!(bob.directories[0].options, [MountOption::Hidden]);
+    assert!(!persist.users.contains_key("carol"), "carol persists nothing");
+    assert!(has_note(&imported, "home-manager.users.alice.home.persistence.\"/persist\".files[0].method", "auto"));
+}
+
+#[test]
+fn home_manager_without_a_group_says_so() {
+    let imported = import::home_manager(&fixture("home-manager.json"), &HomeUser::default()).unwrap();
+    assert_eq!(imported.declaration.persist["/persist"].users["alice"].group, "alice");
+    assert!(has_note(&imported, "home-manager.users.alice.home.persistence", "does not know the primary group"));
+}
+
+#[test]
+fn home_manager_first_module_links_directories_and_moves_nothing_silently() {
+    let json = fixture("home-manager-v1.json");
+    let error = import::home_manager(&json, &HomeUser::default()).unwrap_err();
+    assert_eq!(error.to_string(), "home.persistence does not say whose home it is for");
+    let imported = import::home_manager(&json, &home_user(Some("alice"), Some("users"))).unwrap();
+    let text = assert_round_trip(&imported);
+    insta::assert_snapshot!("home_manager_v1_toml", text);
+    insta::assert_snapshot!("home_manager_v1_notes", all_notes(&imported));
+    let declaration = &imported.declaration;
+    // `/persistent/home/alice` is alice's home in the volume `/persistent`.
+    let alice = &declaration.persist["/persistent"].users["alice"];
+    let trash = alice.directories.iter().find(|e| e.path == ".local/share/Trash").unwrap();
+    assert_eq!(trash.how, Some(How::Symlink));
+    assert_eq!(entry(declaration, "/home/alice/Music").how, None, "bindfs becomes a bind mount");
+    assert_eq!(entry(declaration, "/home/alice/.screenrc").how, Some(How::Symlink), "files were links");
+    // `/big/alice` is not a home's layout: declared there, with the move to make.
+    assert_eq!(entry(declaration, "/home/alice/Videos").how, Some(How::Symlink), "defaultDirectoryMethod");
+    assert!(declaration.persist.contains_key("/big/alice"));
+    assert!(has_note(&imported, "home.persistence.\"/big/alice\"", "`/big/alice/home/alice/PATH`"));
+    assert!(has_note(&imported, "home.persistence.\"/big/alice\".allowOther", "no-allow-other"));
+    assert!(notes_at(&imported, "home.persistence.\"/persistent/home/alice\".allowOther").is_empty());
+}
+
+#[test]
+fn preservation_module_snapshot() {
+    let imported = import::preservation(&fixture("preservation-module.json")).unwrap();
+    let text = assert_round_trip(&imported);
+    insta::assert_snapshot!("preservation_module_toml", text);
+    insta::assert_snapshot!("preservation_module_notes", all_notes(&imported));
+}
+
+#[test]
+fn preservation_module_shapes() {
+    let imported = import::preservation(&fixture("preservation-module.json")).unwrap();
+    let declaration = &imported.declaration;
+    let alice = &declaration.persist["/persistent"].users["alice"];
+    assert_eq!(alice.group, "users", "homeGroup");
+    // The module's `_intermediate` directories are blankslate's own parents: not declared.
+    let dirs: Vec<&str> = alice.directories.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(dirs, [".ssh", ".local/share/keyrings", ".local/share/Trash"]);
+    let trash = &alice.directories[2];
+    assert_eq!(trash.how, Some(How::Symlink));
+    assert!(trash.parent.is_some(), "configureParent defaults to true for a user's link");
+    assert_eq!(declaration.persist["/persistent"].users["root"].home, "/root");
+    assert!(has_note(&imported, "\"/persistent\".directories[2]", "ssh_host_ed25519_key"));
+    assert!(
+        !imported.notes.iter().any(|n| n.path.contains("directories[3]") && n.path.contains("users")),
+        "{}",
+        all_notes(&imported)
+    );
 }

@@ -438,7 +438,10 @@ fn check_target(
     };
     let how = match (kind, request.how) {
         (EntryKind::Directory, Some(How::Symlink)) => {
-            return Err(refused(path, "`--how symlink` is for files; directories are bind-mounted"));
+            return Err(refused(
+                path,
+                "`persist add` links only files; for a directory, declare it with how = \"symlink\" and switch: activation moves its data into the volume and links it",
+            ));
         }
         (_, how) => how.unwrap_or_default(),
     };
@@ -990,7 +993,7 @@ pub fn list(root: &Dir, declaration: &decl::Declaration) -> Result<Listing> {
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     for entry in entries {
         let (parent, name) = split(&entry.path);
-        let how = if entry.entry.kind == EntryKind::File { entry.entry.how.unwrap_or_default() } else { How::Bind };
+        let how = entry.entry.how();
         let mut listed = Listed {
             path: entry.path.clone(),
             volume: entry.root.to_owned(),

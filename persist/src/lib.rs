@@ -22,10 +22,10 @@ pub mod edit;
 pub mod journal;
 pub mod tree;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 
-use blankslate_core::decl::{Declaration, EntryKind, How, MountOption, Owner, ResolvedEntry, UserDb};
+use blankslate_core::decl::{Declaration, EntryKind, How, Mode, MountOption, Owner, ResolvedEntry, UserDb};
 use blankslate_core::fs::{Dir, FsError, Kind, Meta};
 use blankslate_core::mount::{self, MountError, Source};
 use rustix::mount::MountFlags;
@@ -67,6 +67,7 @@ pub struct Report {
 }
 
 /// Numeric owner of an entry, resolved against the root's user database.
+#[derive(Clone, Copy)]
 struct Ids {
     uid: u32,
     gid: u32,
@@ -136,49 +137,83 @@ fn split(path: &str) -> (&str, &str) {
     path.rsplit_once('/').unwrap_or(("", path))
 }
 
+/// A user's home, for the directories between it and an entry: they belong to the
+/// user (and the user's group), not to root.
+struct Home<'h> {
+    /// Absolute, as in the root.
+    path: &'h str,
+    ids: Ids,
+}
+
+impl Home<'_> {
+    /// Whether `absolute` is the home or lies inside it.
+    fn holds(&self, absolute: &str) -> bool {
+        absolute.strip_prefix(self.path).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+}
+
 /// Directories below one base (the root, or a volume), opened once and kept: every
 /// entry needs its parent, and most share them.
 struct Tree<'a> {
     base: &'a Dir,
     open: HashMap<String, Dir>,
+    /// Directories inside a home whose owner has been checked in this activation.
+    owned: HashSet<String>,
 }
 
 impl<'a> Tree<'a> {
     fn new(base: &'a Dir) -> Self {
-        Tree { base, open: HashMap::new() }
+        Tree { base, open: HashMap::new(), owned: HashSet::new() }
     }
 
     /// The directory `relative` below the base, creating missing components
-    /// `root:root 0755` — or, inside `home`, owned by its user (the home itself 0700).
-    fn dir(&mut self, relative: &str, home: Option<(&str, &Ids)>) -> Result<&Dir> {
-        if relative.is_empty() {
-            return Ok(self.base);
-        }
-        if !self.open.contains_key(relative) {
-            let (up, name) = relative.rsplit_once('/').unwrap_or(("", relative));
-            self.dir(up, home)?;
-            let parent = if up.is_empty() { self.base } else { &self.open[up] };
-            let absolute = format!("/{relative}");
-            let dir = match parent.open_dir(name) {
-                Ok(dir) => dir,
-                Err(error) if error.is_not_found() => {
-                    let (uid, gid, mode) = match home {
-                        Some((home, ids)) if absolute == home => (ids.uid, ids.gid, 0o700),
-                        Some((home, ids)) if absolute.starts_with(home) && absolute.as_bytes()[home.len()] == b'/' => {
-                            (ids.uid, ids.gid, 0o755)
-                        }
-                        _ => (0, 0, 0o755),
-                    };
-                    parent.create_dir(name, 0o700)?;
-                    let dir = parent.open_dir(name).map_err(|e| hostile(&absolute, e))?;
-                    enforce(&dir, &Ids { uid, gid, mode })?;
-                    dir
+    /// `root:root 0755`; inside `home`, every component from the home down belongs
+    /// to its user, whether created now (the home 0700, the rest 0755) or found
+    /// owned by someone else (the owner is corrected, the mode left as it is).
+    fn dir(&mut self, relative: &str, home: Option<&Home<'_>>) -> Result<&Dir> {
+        self.open_or_create(relative, home)?;
+        if let Some(home) = home {
+            let mut end = 0;
+            while end < relative.len() {
+                end = relative[end + 1..].find('/').map_or(relative.len(), |i| end + 1 + i);
+                let prefix = &relative[..end];
+                if home.holds(&format!("/{prefix}")) && self.owned.insert(prefix.to_owned()) {
+                    let dir = &self.open[prefix];
+                    let meta = dir.own_meta()?;
+                    if (meta.uid, meta.gid) != (home.ids.uid, home.ids.gid) {
+                        dir.set_owner(home.ids.uid, home.ids.gid)?;
+                    }
                 }
-                Err(error) => return Err(hostile(&absolute, error)),
-            };
-            self.open.insert(relative.to_owned(), dir);
+            }
         }
-        Ok(&self.open[relative])
+        Ok(if relative.is_empty() { self.base } else { &self.open[relative] })
+    }
+
+    fn open_or_create(&mut self, relative: &str, home: Option<&Home<'_>>) -> Result<()> {
+        if relative.is_empty() || self.open.contains_key(relative) {
+            return Ok(());
+        }
+        let (up, name) = relative.rsplit_once('/').unwrap_or(("", relative));
+        self.open_or_create(up, home)?;
+        let parent = if up.is_empty() { self.base } else { &self.open[up] };
+        let absolute = format!("/{relative}");
+        let dir = match parent.open_dir(name) {
+            Ok(dir) => dir,
+            Err(error) if error.is_not_found() => {
+                let ids = match home {
+                    Some(home) if absolute == home.path => Ids { mode: 0o700, ..home.ids },
+                    Some(home) if home.holds(&absolute) => Ids { mode: 0o755, ..home.ids },
+                    _ => Ids { uid: 0, gid: 0, mode: 0o755 },
+                };
+                parent.create_dir(name, 0o700)?;
+                let dir = parent.open_dir(name).map_err(|e| hostile(&absolute, e))?;
+                enforce(&dir, &ids)?;
+                dir
+            }
+            Err(error) => return Err(hostile(&absolute, error)),
+        };
+        self.open.insert(relative.to_owned(), dir);
+        Ok(())
     }
 }
 
@@ -245,22 +280,30 @@ pub fn activate(
         let path = entry.path.as_str();
         let ids = resolve(&entry.entry.owner, users, path, &mut report);
         let parent_ids = entry.entry.parent.as_ref().map(|p| resolve(p, users, path, &mut report));
-        let home = entry.user.map(|user| declaration.persist[entry.root].users[user].home.as_str());
-        let home = home.map(|home| (home, &ids));
+        let home = entry.user.map(|user| {
+            let entries = &declaration.persist[entry.root].users[user];
+            let owner = Owner { user: user.to_owned(), group: entries.group.clone(), mode: Mode::DIRECTORY };
+            // An unknown name the entry's own owner shares is reported once, above.
+            let same = (&owner.user, &owner.group) == (&entry.entry.owner.user, &entry.entry.owner.group);
+            let mut once = Report::default();
+            let sink = if same { &mut once } else { &mut report };
+            Home { path: &entries.home, ids: resolve(&owner, users, path, sink) }
+        });
         let (parent, name) = split(path);
-        let source_parent = sources.get_mut(entry.root).expect("every root's volume is open").dir(parent, home)?;
-        let target_parent = targets.dir(parent, home)?;
+        let source_parent =
+            sources.get_mut(entry.root).expect("every root's volume is open").dir(parent, home.as_ref())?;
+        let target_parent = targets.dir(parent, home.as_ref())?;
         if let Some(parent_ids) = &parent_ids {
             enforce(source_parent, parent_ids)?;
             enforce(target_parent, parent_ids)?;
         }
         let mounted_before = report.mounted.len();
-        match entry.entry.kind {
-            EntryKind::Directory => {
-                directory(source_parent, target_parent, name, path, &ids, &entry.entry.options, &mut report)?;
-            }
-            EntryKind::File => {
-                let how = entry.entry.how.unwrap_or_default();
+        let link = format!("{}/{}", entry.root.trim_end_matches('/'), relative(path));
+        let place = Place { source_parent, target_parent, name, path, link: &link };
+        match (entry.entry.kind, entry.entry.how()) {
+            (EntryKind::Directory, How::Bind) => directory(&place, &ids, &entry.entry.options, &mut report)?,
+            (EntryKind::Directory, How::Symlink) => linked_directory(&place, &ids, &mut report)?,
+            (EntryKind::File, how) => {
                 file(source_parent, target_parent, name, path, &ids, how, entry, &mut report)?;
             }
         }
@@ -315,26 +358,69 @@ fn meta_of(dir: &Dir, name: &str) -> Result<Option<Meta>> {
     }
 }
 
-fn directory(
-    source_parent: &Dir,
-    target_parent: &Dir,
-    name: &str,
-    path: &str,
-    ids: &Ids,
-    options: &[MountOption],
-    report: &mut Report,
-) -> Result<()> {
-    let shown = format!("the volume's {path}");
-    // The source gets its owner and mode before anything can see it.
-    let mut source = match source_parent.open_dir(name) {
-        Ok(source) => source,
-        Err(error) if error.is_not_found() => {
-            source_parent.create_dir(name, 0o700)?;
-            source_parent.open_dir(name).map_err(|e| hostile(&shown, e))?
+/// Where one entry goes: its parents in the volume and in the root, its name, its
+/// path in the root, and the link into the volume that `how = "symlink"` makes.
+struct Place<'p> {
+    source_parent: &'p Dir,
+    target_parent: &'p Dir,
+    name: &'p str,
+    path: &'p str,
+    link: &'p str,
+}
+
+impl Place<'_> {
+    fn shown(&self) -> String {
+        format!("the volume's {}", self.path)
+    }
+
+    /// The directory in the volume, created if missing, with its owner and mode
+    /// before anything can see it.
+    fn source_dir(&self, ids: &Ids) -> Result<Dir> {
+        let source = match self.source_parent.open_dir(self.name) {
+            Ok(source) => source,
+            Err(error) if error.is_not_found() => {
+                self.source_parent.create_dir(self.name, 0o700)?;
+                self.source_parent.open_dir(self.name).map_err(|e| hostile(&self.shown(), e))?
+            }
+            Err(error) => return Err(hostile(&self.shown(), error)),
+        };
+        enforce(&source, ids)?;
+        Ok(source)
+    }
+
+    /// Whether the root holds our link to the volume here.
+    fn is_our_link(&self, meta: &Meta) -> Result<bool> {
+        Ok(meta.kind == Kind::Symlink && self.target_parent.read_link(self.name)? == *self.link)
+    }
+
+    /// Empties the root's directory `target` into `source`: data found in the root
+    /// moves into an empty volume directory. `false` (reported as a conflict) when
+    /// both hold data or the move fails; the root is left as it is.
+    fn take_in(&self, target: &Dir, source: &mut Dir, ids: &Ids, undone: &str, report: &mut Report) -> Result<bool> {
+        if target.entries()?.is_empty() {
+            return Ok(true);
         }
-        Err(error) => return Err(hostile(&shown, error)),
-    };
-    enforce(&source, ids)?;
+        if !source.entries()?.is_empty() {
+            let reason = format!("holds data, and so does the volume: left as it is, {undone}");
+            report.conflicts.push((self.path.to_owned(), reason));
+            return Ok(false);
+        }
+        if let Err(reason) = migrate(self.target_parent, self.source_parent, self.name) {
+            report.conflicts.push((self.path.to_owned(), format!("{reason}: left as it is, {undone}")));
+            return Ok(false);
+        }
+        *source = self.source_parent.open_dir(self.name).map_err(|e| hostile(&self.shown(), e))?;
+        enforce(source, ids)?;
+        tree::clear_dir(target)
+            .map_err(|e| PersistError::Migration { path: self.path.to_owned(), reason: e.to_string() })?;
+        report.migrated.push(self.path.to_owned());
+        Ok(true)
+    }
+}
+
+fn directory(place: &Place<'_>, ids: &Ids, options: &[MountOption], report: &mut Report) -> Result<()> {
+    let Place { target_parent, name, path, .. } = *place;
+    let mut source = place.source_dir(ids)?;
     let source_identity = source.own_meta()?.identity();
     match meta_of(target_parent, name)? {
         Some(meta) if meta.kind == Kind::Directory && meta.identity() == source_identity => {
@@ -343,23 +429,16 @@ fn directory(
         }
         Some(meta) if meta.kind == Kind::Directory => {
             let target = target_parent.open_dir(name)?;
-            if !target.entries()?.is_empty() {
-                if !source.entries()?.is_empty() {
-                    let reason = "holds data, and so does the volume: left as it is, not mounted";
-                    report.conflicts.push((path.to_owned(), reason.into()));
-                    return Ok(());
-                }
-                if let Err(reason) = migrate(target_parent, source_parent, name) {
-                    report.conflicts.push((path.to_owned(), format!("{reason}: left as it is, not mounted")));
-                    return Ok(());
-                }
-                source = source_parent.open_dir(name).map_err(|e| hostile(&shown, e))?;
-                enforce(&source, ids)?;
-                tree::clear_dir(&target)
-                    .map_err(|e| PersistError::Migration { path: path.to_owned(), reason: e.to_string() })?;
-                report.migrated.push(path.to_owned());
+            if !place.take_in(&target, &mut source, ids, "not mounted", report)? {
+                return Ok(());
             }
             enforce(&target, ids)?;
+        }
+        // Linked by a generation that declared it `how = "symlink"`.
+        Some(meta) if place.is_our_link(&meta)? => {
+            target_parent.remove_file(name)?;
+            target_parent.create_dir(name, 0o700)?;
+            target_parent.set_owner_and_mode_of(name, ids.uid, ids.gid, ids.mode)?;
         }
         Some(meta) => {
             let reason = format!("is a {:?} in the root, not a directory: left as it is", meta.kind).to_lowercase();
@@ -373,6 +452,46 @@ fn directory(
     }
     mount::bind(Source::Dir(&source), target_parent, name, mount_flags(options))?;
     report.mounted.push(path.to_owned());
+    Ok(())
+}
+
+/// A directory declared `how = "symlink"`: a link in the root to its directory in
+/// the volume. Data in an existing directory in the root moves into an empty volume
+/// directory first; a bind mount of it (from a generation that mounted it) goes.
+fn linked_directory(place: &Place<'_>, ids: &Ids, report: &mut Report) -> Result<()> {
+    let Place { target_parent, name, path, .. } = *place;
+    let mut source = place.source_dir(ids)?;
+    match meta_of(target_parent, name)? {
+        Some(meta) if place.is_our_link(&meta)? => {
+            report.unchanged.push(path.to_owned());
+            return Ok(());
+        }
+        Some(meta) if meta.kind == Kind::Directory => {
+            if meta.identity() == source.own_meta()?.identity() {
+                mount::unmount(target_parent, name)?;
+                report.unmounted.push(path.to_owned());
+            }
+            let target = target_parent.open_dir(name)?;
+            if !place.take_in(&target, &mut source, ids, "not linked", report)? {
+                return Ok(());
+            }
+            drop(target);
+            if !target_parent.remove_empty_dir(name)? {
+                report.conflicts.push((path.to_owned(), "filled up while being emptied: left as it is".into()));
+                return Ok(());
+            }
+        }
+        // A link elsewhere is replaced, as for files.
+        Some(meta) if meta.kind == Kind::Symlink => {}
+        Some(meta) => {
+            let reason = format!("is a {:?} in the root, not a directory or link: left as it is", meta.kind);
+            report.conflicts.push((path.to_owned(), reason.to_lowercase()));
+            return Ok(());
+        }
+        None => {}
+    }
+    target_parent.symlink_atomic(name, place.link)?;
+    report.linked.push(path.to_owned());
     Ok(())
 }
 

@@ -303,3 +303,91 @@ fn mount_options_add_to_the_volumes_own_restrictions() {
         }
     });
 }
+
+const LINKED: &str = r#"
+version = 1
+[persist."/persist".users.alice]
+group = "users"
+directories = [
+  { directory = ".local/share/Trash", how = "symlink", mode = "0700" },
+  { directory = ".local/share/keyrings", mode = "0700" },
+]
+"#;
+
+#[test]
+fn a_symlinked_directory_links_into_the_volume_and_takes_in_data_found_in_the_root() {
+    if !is_root() {
+        eprintln!("skipped: mounting needs root");
+        return;
+    }
+    let scratch = Scratch::new();
+    let root = scratch.path();
+    in_namespace(move || {
+        // Data a program left in the root before the first activation moves into the
+        // (empty) volume directory, and the directory becomes the link.
+        let trash = root.join("home/alice/.local/share/Trash");
+        std::fs::create_dir_all(trash.join("files")).unwrap();
+        std::fs::write(trash.join("files/old.txt"), "deleted").unwrap();
+        let report = activate(&root, &declaration(LINKED), None).unwrap();
+        assert_eq!(report.linked, ["/home/alice/.local/share/Trash"], "{report:?}");
+        assert_eq!(report.migrated, ["/home/alice/.local/share/Trash"], "{report:?}");
+        assert_eq!(std::fs::read_link(&trash).unwrap(), Path::new("/persist/home/alice/.local/share/Trash"));
+        let source = root.join("persist/home/alice/.local/share/Trash");
+        assert_eq!(std::fs::read_to_string(source.join("files/old.txt")).unwrap(), "deleted");
+        assert_eq!(mode_owner(&source), (0o700, 1000, 100));
+        // Again: nothing to do.
+        let again = activate(&root, &declaration(LINKED), None).unwrap();
+        assert!(again.linked.is_empty() && again.unchanged.contains(&"/home/alice/.local/share/Trash".to_owned()));
+
+        // Switching it to a bind mount replaces the link; and back, the mount goes.
+        let bound = LINKED.replace(r#"how = "symlink", "#, "");
+        let report = activate(&root, &declaration(&bound), Some(&declaration(LINKED))).unwrap();
+        assert!(report.mounted.contains(&"/home/alice/.local/share/Trash".to_owned()), "{report:?}");
+        assert!(same_file(&trash, &source));
+        let report = activate(&root, &declaration(LINKED), Some(&declaration(&bound))).unwrap();
+        assert_eq!(report.linked, ["/home/alice/.local/share/Trash"], "{report:?}");
+        assert!(std::fs::symlink_metadata(&trash).unwrap().file_type().is_symlink());
+
+        // A directory in the root holding data the volume holds too is left alone.
+        let other = Scratch::new();
+        let other_root = other.path();
+        std::fs::create_dir_all(other_root.join("home/alice/.local/share/Trash")).unwrap();
+        std::fs::write(other_root.join("home/alice/.local/share/Trash/a"), "root").unwrap();
+        std::fs::create_dir_all(other_root.join("persist/home/alice/.local/share/Trash")).unwrap();
+        std::fs::write(other_root.join("persist/home/alice/.local/share/Trash/b"), "volume").unwrap();
+        let report = activate(&other_root, &declaration(LINKED), None).unwrap();
+        assert!(report.linked.is_empty());
+        assert!(
+            report.conflicts.iter().any(|(p, why)| p == "/home/alice/.local/share/Trash" && why.contains("not linked"))
+        );
+    });
+}
+
+#[test]
+fn directories_between_a_home_and_its_entries_belong_to_the_user() {
+    if !is_root() {
+        eprintln!("skipped: mounting needs root");
+        return;
+    }
+    let scratch = Scratch::new();
+    let root = scratch.path();
+    in_namespace(move || {
+        // An earlier tool left root-owned parents in the volume (as tmpfiles does).
+        let volume_local = root.join("persist/home/alice/.local");
+        std::fs::create_dir_all(volume_local.join("share")).unwrap();
+        std::fs::set_permissions(&volume_local, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let report = activate(&root, &declaration(LINKED), None).unwrap();
+        assert!(report.conflicts.is_empty() && report.unknown_owners.is_empty(), "{report:?}");
+        for base in [root.clone(), root.join("persist")] {
+            assert_eq!(mode_owner(&base.join("home")).1, 0, "above the home: root's");
+            assert_eq!(mode_owner(&base.join("home/alice")).1, 1000);
+            assert_eq!(mode_owner(&base.join("home/alice/.local/share")).1, 1000);
+            assert_eq!(mode_owner(&base.join("home/alice/.local/share")).2, 100, "the user's group");
+        }
+        // Created now: the home 0700, the rest 0755; found: the owner corrected, the
+        // mode left as it was.
+        assert_eq!(mode_owner(&root.join("home/alice")), (0o700, 1000, 100));
+        assert_eq!(mode_owner(&root.join("home/alice/.local")), (0o755, 1000, 100));
+        assert_eq!(mode_owner(&volume_local), (0o750, 1000, 100));
+    });
+}

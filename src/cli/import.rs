@@ -1,6 +1,7 @@
-//! `blankslate import impermanence | preservation`: NixOS module JSON to a declaration.
+//! `blankslate import impermanence | preservation | home-manager`: NixOS module JSON to
+//! a declaration.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use blankslate_core::{decl, import};
@@ -11,18 +12,72 @@ use crate::report::{self, EXIT_FINDINGS};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ImportCommand {
-    /// From `config.environment.persistence` (the impermanence module).
-    #[command(after_help = import_help(import::IMPERMANENCE_EVAL, ". On current impermanence a plain\n`nix eval --json` fails, because removed options throw when read; this command skips them"))]
-    Impermanence(ImportArgs),
+    /// From `config.environment.persistence` (the impermanence module), with the
+    /// users' Home Manager `home.persistence` if given.
+    #[command(after_help = import_help(
+        &[(import::IMPERMANENCE_EVAL, "config.json"), (import::HOME_MANAGER_EVAL, "home.json")],
+        IMPERMANENCE_WHY,
+        "\nWith Home Manager, pass the second with --home-manager home.json.\n",
+    ))]
+    Impermanence(SystemArgs),
     /// From `config.preservation.preserveAt` (the preservation module).
-    #[command(after_help = import_help(import::PRESERVATION_EVAL, ""))]
-    Preservation(ImportArgs),
+    #[command(after_help = import_help(&[(import::PRESERVATION_EVAL, "config.json")], "", ""))]
+    Preservation(SystemArgs),
+    /// From impermanence's Home Manager module (`home.persistence`): every user's of a
+    /// NixOS configuration, or one user's standalone configuration (with --user).
+    #[command(after_help = import_help(
+        &[(import::HOME_MANAGER_EVAL, "home.json"), (import::HOME_MANAGER_STANDALONE_EVAL, "home.json")],
+        IMPERMANENCE_WHY,
+        "\nThe first prints every user's of a NixOS configuration; the second one user's\n\
+         standalone configuration (say whose with --user).\n",
+    ))]
+    HomeManager(HomeManagerArgs),
+}
+
+const IMPERMANENCE_WHY: &str = ". A plain `nix eval --json` fails on current impermanence, whose removed options throw when read: the --apply function prints them as null";
+
+#[derive(Debug, clap::Args)]
+pub(super) struct SystemArgs {
+    /// The JSON file, or `-` for standard input.
+    file: PathBuf,
+    /// The users' `home.persistence` (the JSON `import home-manager` reads), declared
+    /// with the rest in one declaration.
+    #[arg(long, value_name = "FILE")]
+    home_manager: Option<PathBuf>,
+    #[command(flatten)]
+    home: HomeArgs,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 #[derive(Debug, clap::Args)]
-pub(super) struct ImportArgs {
+pub(super) struct HomeManagerArgs {
     /// The JSON file, or `-` for standard input.
     file: PathBuf,
+    #[command(flatten)]
+    home: HomeArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct HomeArgs {
+    /// Whose `home.persistence` it is, when the JSON is one user's (impermanence's
+    /// current module names the user in every entry).
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// The home directory, where the JSON does not carry it (Home Manager's first
+    /// module). Default: /home/NAME (/root for root).
+    #[arg(long, value_name = "DIR")]
+    home: Option<String>,
+    /// The users' primary group, which Home Manager does not know (`id -gn NAME`;
+    /// NixOS's normal users: `users`). Default: a group named like the user.
+    #[arg(long, value_name = "GROUP")]
+    group: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct OutputArgs {
     /// Write the declaration here instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -31,25 +86,65 @@ pub(super) struct ImportArgs {
     force: bool,
 }
 
-/// The help after `import impermanence|preservation`: how to get the JSON.
-fn import_help(eval: &str, why: &str) -> String {
+/// The help after an import command: how to get the JSON.
+fn import_help(commands: &[(&str, &str)], why: &str, after: &str) -> String {
+    let lines: Vec<String> = commands.iter().map(|(command, file)| format!("  {command} > {file}")).collect();
     format!(
-        "Get the JSON on the NixOS machine's flake (replace HOST){why}:\n\n  {eval} > config.json\n\n\
-         Every field blankslate cannot honour is reported as a note on standard error."
+        "Get the JSON from the NixOS configuration's flake (replace HOST, USER){why}:\n\n{}\n{after}\n\
+         Every field blankslate cannot honour is reported as a note on standard error.",
+        lines.join("\n")
     )
 }
 
+fn read_json(file: &Path) -> Result<String> {
+    if file.as_os_str() == "-" {
+        return Ok(std::io::read_to_string(std::io::stdin())?);
+    }
+    Ok(std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?)
+}
+
 pub(super) fn run(command: ImportCommand) -> Result<ExitCode> {
-    let (args, convert, what): (_, fn(&str) -> _, _) = match command {
-        ImportCommand::Impermanence(args) => (args, import::impermanence, "impermanence"),
-        ImportCommand::Preservation(args) => (args, import::preservation, "preservation"),
+    let mut importer = import::Importer::new();
+    let (home, output) = match command {
+        ImportCommand::Impermanence(args) | ImportCommand::Preservation(args)
+            if args.home_manager.is_none()
+                && (args.home.user.is_some() || args.home.home.is_some() || args.home.group.is_some()) =>
+        {
+            return Err("--user, --home and --group describe the users of --home-manager".into());
+        }
+        ImportCommand::Impermanence(args) => {
+            add(&mut importer, &args.file, "impermanence", import::Importer::impermanence)?;
+            (Some((args.home_manager, args.home)), args.output)
+        }
+        ImportCommand::Preservation(args) => {
+            add(&mut importer, &args.file, "preservation", import::Importer::preservation)?;
+            (Some((args.home_manager, args.home)), args.output)
+        }
+        ImportCommand::HomeManager(args) => (Some((Some(args.file), args.home)), args.output),
     };
-    let json = if args.file.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin())?
-    } else {
-        std::fs::read_to_string(&args.file).map_err(|e| format!("cannot read {}: {e}", args.file.display()))?
-    };
-    let imported = convert(&json).map_err(|e| format!("{}: not {what} JSON: {e}", args.file.display()))?;
+    if let Some((Some(file), home)) = home {
+        let user = import::HomeUser { name: home.user, home: home.home, group: home.group };
+        add(&mut importer, &file, "Home Manager home.persistence", |i, json| i.home_manager(json, &user))?;
+    }
+    write(&importer.finish(), &output)
+}
+
+/// Reads `file` and adds it to the import; an error names the file and the place in it.
+fn add(
+    importer: &mut import::Importer,
+    file: &Path,
+    what: &str,
+    add: impl FnOnce(&mut import::Importer, &str) -> std::result::Result<(), import::ImportError>,
+) -> Result<()> {
+    let json = read_json(file)?;
+    add(importer, &json).map_err(|e| {
+        let hint = if matches!(e, import::ImportError::NoUser { .. }) { "; pass --user NAME" } else { "" };
+        format!("{}: not {what} JSON: {e}{hint}", file.display())
+    })?;
+    Ok(())
+}
+
+fn write(imported: &import::Imported, args: &OutputArgs) -> Result<ExitCode> {
     for note in &imported.notes {
         eprintln!("note: {note}");
     }

@@ -81,8 +81,8 @@ enum Command {
     /// Inspect the store.
     #[command(subcommand)]
     Store(generations::StoreCommand),
-    /// Convert a NixOS impermanence or preservation configuration (the JSON that
-    /// `nix eval --json` prints) into a native declaration.
+    /// Convert a NixOS impermanence, preservation or Home Manager configuration (the
+    /// JSON that `nix eval --json` prints) into a native declaration.
     #[command(subcommand)]
     Import(import::ImportCommand),
     /// Move live paths into a persistent volume and declare them, or back; list the

@@ -39,6 +39,11 @@ pub enum Rule {
     NestedInOtherRoot,
     /// Anything declared inside a path declared as a file.
     NestedInFile,
+    /// Anything declared inside a directory that is a symlink into its volume.
+    NestedInSymlink,
+    /// A path declared inside another one persisted in the same volume: one more
+    /// mount for data the outer one already holds (a warning).
+    Nested,
     /// A persisted path that covers a managed `/etc` entry.
     ShadowsEtc,
     /// Two entries ask for different owner or mode on one parent directory.
@@ -57,6 +62,15 @@ pub enum Rule {
     OwnerOnLink,
     InvalidGlob,
     InvalidMountOption,
+    /// A persisted path in an API file system (`/proc`, `/sys`, `/dev`, `/run`), which
+    /// the kernel or systemd mounts over whatever the root holds there.
+    ApiFilesystem,
+    /// `.ssh`, `.gnupg` or `/var/lib/private` with a mode open to group or others
+    /// (a warning).
+    PrivateMode,
+    /// So many bind mounts that every reader of the mount table slows down (a
+    /// warning).
+    ManyMounts,
     /// A file bind-mounted without saying so: programs that replace it by `rename()`
     /// get EBUSY (a warning).
     FileBindRename,
@@ -78,6 +92,8 @@ impl Rule {
             Rule::DirectoryAndFile => "directory-and-file",
             Rule::NestedInOtherRoot => "nested-in-other-root",
             Rule::NestedInFile => "nested-in-file",
+            Rule::NestedInSymlink => "nested-in-symlink",
+            Rule::Nested => "nested",
             Rule::ShadowsEtc => "shadows-etc",
             Rule::ParentConflict => "parent-conflict",
             Rule::RootInsidePersisted => "root-inside-persisted",
@@ -90,6 +106,9 @@ impl Rule {
             Rule::OwnerOnLink => "owner-on-link",
             Rule::InvalidGlob => "invalid-glob",
             Rule::InvalidMountOption => "invalid-mount-option",
+            Rule::ApiFilesystem => "api-filesystem",
+            Rule::PrivateMode => "private-mode",
+            Rule::ManyMounts => "many-mounts",
             Rule::FileBindRename => "file-bind-rename",
         }
     }

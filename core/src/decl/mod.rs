@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 pub use diag::{Diagnostic, Diagnostics, Rule, Severity};
 pub use model::*;
 pub use users::UserDb;
+pub use validate::{MANY_MOUNTS, SSH_KEYS_HELP};
 
 /// A declaration text, checked.
 #[derive(Debug)]

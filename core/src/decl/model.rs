@@ -84,11 +84,11 @@ impl Owner {
     }
 }
 
-/// How a persisted file appears in the ephemeral root.
+/// How a persisted file or directory appears in the ephemeral root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum How {
-    /// A bind mount of the file (the default): programs see a real file.
+    /// A bind mount (the default): programs see a real file or directory.
     #[default]
     Bind,
     /// A symbolic link into the persistent volume.
@@ -172,11 +172,20 @@ pub struct Entry {
     /// existing ones are left as they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<Owner>,
-    /// Files only.
+    /// Files: always set (`Bind` unless told otherwise). Directories: `Symlink` for a
+    /// link into the volume, `None` for a bind mount, so that the canonical JSON of a
+    /// bind-mounted directory stays what it was before directories could be links.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub how: Option<How>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<MountOption>,
+}
+
+impl Entry {
+    /// How the entry appears in the root: a bind mount unless it says otherwise.
+    pub fn how(&self) -> How {
+        self.how.unwrap_or_default()
+    }
 }
 
 /// The entries of one user, relative to their home directory.

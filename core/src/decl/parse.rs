@@ -19,7 +19,7 @@ const TOP_KEYS: &[&str] = &["version", "root", "persist", "etc", "etc_tree", "au
 const ROOT_KEYS: &[&str] = &["size", "mode"];
 const PERSIST_KEYS: &[&str] = &["directories", "files", "users", "hide_mounts"];
 const USER_KEYS: &[&str] = &["home", "group", "directories", "files"];
-const DIRECTORY_KEYS: &[&str] = &["directory", "user", "group", "mode", "parent", "options"];
+const DIRECTORY_KEYS: &[&str] = &["directory", "user", "group", "mode", "parent", "how", "options"];
 const FILE_KEYS: &[&str] = &["file", "user", "group", "mode", "parent", "how", "options"];
 const PARENT_KEYS: &[&str] = &["user", "group", "mode"];
 const ETC_KEYS: &[&str] = &["text", "source", "mode", "user", "group"];
@@ -401,22 +401,20 @@ impl Parser<'_> {
             }
             if let Some(f) = field(table, "how") {
                 how_given = true;
-                entry.how = match self.string(&f, "`how`").as_deref() {
-                    Some("bind") => Some(How::Bind),
-                    Some("symlink") => Some(How::Symlink),
-                    Some(other) => {
-                        self.push(
-                            Diagnostic::error(
-                                Rule::WrongType,
-                                f.span(),
-                                format!("`how = \"{other}\"` is not a way to persist a file"),
-                            )
-                            .with_help("use \"bind\" (a bind mount) or \"symlink\""),
-                        );
-                        entry.how
-                    }
-                    None => entry.how,
-                };
+                match self.string(&f, "`how`").as_deref() {
+                    // A directory's bind mount is `None`, as when nothing is said.
+                    Some("bind") => entry.how = (kind == EntryKind::File).then_some(How::Bind),
+                    Some("symlink") => entry.how = Some(How::Symlink),
+                    Some(other) => self.push(
+                        Diagnostic::error(
+                            Rule::WrongType,
+                            f.span(),
+                            format!("`how = \"{other}\"` is not a way to persist a {noun}"),
+                        )
+                        .with_help("use \"bind\" (a bind mount) or \"symlink\""),
+                    ),
+                    None => {}
+                }
             }
             if let Some(f) = field(table, "options") {
                 entry.options = self.mount_options(&f);

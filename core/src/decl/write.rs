@@ -98,10 +98,12 @@ fn entry_value(entry: &Entry, user: &str, group: &str) -> String {
         fields.push(format!("parent = {{ {} }}", inner.join(", ")));
     }
     // Files always say how: `check` asks for it wherever a bind mount could break a
-    // program that saves by rename.
+    // program that saves by rename. Directories say it only when they are links.
     match entry.how {
         Some(How::Symlink) => fields.push("how = \"symlink\"".into()),
-        Some(How::Bind) if !super::parse::WRITTEN_IN_PLACE.contains(&entry.path.as_str()) => {
+        Some(How::Bind)
+            if entry.kind == EntryKind::File && !super::parse::WRITTEN_IN_PLACE.contains(&entry.path.as_str()) =>
+        {
             fields.push("how = \"bind\"".into());
         }
         _ => {}

@@ -11,8 +11,8 @@
 //!   versions before the users' homes were read from `users.users`);
 //! - the removed options `allowOther`, `removePrefixDirectory` and
 //!   `defaultDirectoryMethod` (and `method` on each directory), which throw when
-//!   evaluated — [`super::IMPERMANENCE_EVAL`] strips them; if they are present
-//!   anyway they are noted;
+//!   evaluated — [`super::IMPERMANENCE_EVAL`] prints them as `null`; a value is
+//!   noted;
 //! - directory entries: `directory`, `dirPath` (derived: the absolute path),
 //!   `user`, `group`, `mode`, `defaultPerms` (the owner given to missing parents),
 //!   `hideMount`, `persistentStoragePath`, `home` (the user's, `null` for system
@@ -38,17 +38,13 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::{
-    Builder, Entry, EntryKind, How, ImportError, Imported, Mode, MountOption, Obj, Owner, UserCtx, brief, child_path,
-    index_path, join_home, majority, new_entry, normalize, parent_of, root_path,
+    Builder, Entry, EntryKind, How, ImportError, Mode, MountOption, Obj, Owner, UserCtx, brief, child_path, index_path,
+    join_home, majority, new_entry, normalize, parent_of, root_path,
 };
 use crate::decl::default_home;
 
 /// Options impermanence removed with `mkRemovedOptionModule`, on a persistent root.
 const REMOVED_ROOT: [&str; 3] = ["allowOther", "removePrefixDirectory", "defaultDirectoryMethod"];
-
-pub(super) fn import(json: &Value) -> Result<Imported, ImportError> {
-    super::each_root(json, persistent_root)
-}
 
 /// What the entries of one persistent root inherit from it.
 struct RootCtx {
@@ -90,16 +86,70 @@ impl Kind {
     }
 }
 
-fn persistent_root(b: &mut Builder, name: &str, value: &Value) -> Result<(), ImportError> {
+/// One persistent root of `environment.persistence`.
+pub(super) fn persistent_root(b: &mut Builder, name: &str, value: &Value) -> Result<(), ImportError> {
     let mut o = Obj::new(value, root_path(name))?;
+    let Some(ctx) = root_settings(b, &mut o, name, true)? else { return Ok(()) };
+    let users = users(b, &mut o, &ctx)?;
+    let mut counts = [0usize; 2];
+    for (slot, kind) in [Kind::Directory, Kind::File].into_iter().enumerate() {
+        let list_path = o.at(kind.list());
+        let items = o.list(kind.list())?;
+        counts[slot] += items.len();
+        for (index, item) in items.iter().enumerate() {
+            top_level_item(b, item, kind, index_path(&list_path, index), &ctx, &users)?;
+        }
+    }
+    counts[0] += users.counts[0];
+    counts[1] += users.counts[1];
+    semantics_notes(b, &o, counts);
+    o.finish(&mut b.notes);
+    Ok(())
+}
+
+/// One persistent root of a Home Manager user's `home.persistence` (the interface
+/// to the NixOS module, which shares its options): every entry is in `user`'s home.
+pub(super) fn home_manager_root(
+    b: &mut Builder,
+    mut o: Obj<'_>,
+    name: &str,
+    user: &UserCtx,
+) -> Result<(), ImportError> {
+    let Some(ctx) = root_settings(b, &mut o, name, false)? else { return Ok(()) };
+    let mut counts = [0usize; 2];
+    for (slot, kind) in [Kind::Directory, Kind::File].into_iter().enumerate() {
+        let list_path = o.at(kind.list());
+        let items = o.list(kind.list())?;
+        counts[slot] = items.len();
+        for (index, item) in items.iter().enumerate() {
+            let path = index_path(&list_path, index);
+            if let Some((entry, mount)) = convert(b, item, kind, &path, &ctx, Some(user))? {
+                b.push(&mount, Some(user), entry, &path);
+            }
+        }
+    }
+    semantics_notes(b, &o, counts);
+    o.finish(&mut b.notes);
+    Ok(())
+}
+
+/// The settings of a persistent root, noted where blankslate has no equivalent;
+/// `None` (with a note) for a disabled root or one whose storage cannot be declared.
+/// `volume_wide`: whether `hideMounts` hides every mount of the volume (the NixOS
+/// option), or only this root's entries (a Home Manager user's).
+fn root_settings(
+    b: &mut Builder,
+    o: &mut Obj<'_>,
+    name: &str,
+    volume_wide: bool,
+) -> Result<Option<RootCtx>, ImportError> {
     if o.bool("enable")? == Some(false) {
         b.note(o.at("enable"), "this persistent root is disabled (enable = false); none of it is imported");
-        return Ok(());
+        return Ok(None);
     }
-    let Some(mount) = b.storage_mount(&mut o, name)? else { return Ok(()) };
-    let hide = o.bool("hideMounts")?.unwrap_or(false);
-    let root = b.root(&mount);
-    root.hide_mounts |= hide;
+    let Some(mount) = b.storage_mount(o, name, !volume_wide)? else { return Ok(None) };
+    let hide = o.bool("hideMounts")?.unwrap_or(false) && volume_wide;
+    b.root(&mount).hide_mounts |= hide;
     let debug = o.bool("enableDebugging")?.unwrap_or(false);
     if debug {
         b.note(
@@ -120,26 +170,11 @@ fn persistent_root(b: &mut Builder, name: &str, value: &Value) -> Result<(), Imp
             "the `x-gvfs-trash` mount option is not one blankslate applies; directories are mounted without it",
         );
     }
-    assertions(b, &mut o, "assertions")?;
+    assertions(b, o, "assertions")?;
     for key in REMOVED_ROOT {
-        removed(b, &mut o, key);
+        removed(b, o, key);
     }
-    let ctx = RootCtx { mount, hide, trash, debug };
-    let users = users(b, &mut o, &ctx)?;
-    let mut counts = [0usize; 2];
-    for (slot, kind) in [Kind::Directory, Kind::File].into_iter().enumerate() {
-        let list_path = o.at(kind.list());
-        let items = o.list(kind.list())?;
-        counts[slot] += items.len();
-        for (index, item) in items.iter().enumerate() {
-            top_level_item(b, item, kind, index_path(&list_path, index), &ctx, &users)?;
-        }
-    }
-    counts[0] += users.counts[0];
-    counts[1] += users.counts[1];
-    semantics_notes(b, &o, counts);
-    o.finish(&mut b.notes);
-    Ok(())
+    Ok(Some(RootCtx { mount, hide, trash, debug }))
 }
 
 /// One note per persistent root on what blankslate does differently with owners.
@@ -170,6 +205,7 @@ fn users<'a>(b: &mut Builder, o: &mut Obj<'a>, root: &RootCtx) -> Result<Users<'
     let users_path = o.at("users");
     for (name, value) in o.attrs("users")? {
         let mut u = Obj::new(value, child_path(&users_path, name))?;
+        assertions(b, &mut u, "assertions")?;
         let dirs = u.list("directories")?;
         let files = u.list("files")?;
         if dirs.is_empty() && files.is_empty() {

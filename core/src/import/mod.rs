@@ -1,14 +1,19 @@
 //! Importing the persistence settings of a NixOS configuration into a native
 //! [`Declaration`].
 //!
-//! Two sources are understood, each as the JSON that `nix eval --json` prints:
+//! Three sources are understood, each as the JSON that `nix eval --json` prints:
 //!
 //! - [`impermanence`]: `config.environment.persistence` of the
 //!   [impermanence](https://github.com/nix-community/impermanence) module;
 //! - [`preservation`]: `config.preservation.preserveAt` of the
-//!   [preservation](https://github.com/nix-community/preservation) module.
+//!   [preservation](https://github.com/nix-community/preservation) module;
+//! - [`home_manager`]: `home.persistence` of impermanence's Home Manager module, for
+//!   one user or for every user of a NixOS configuration.
 //!
-//! [`IMPERMANENCE_EVAL`] and [`PRESERVATION_EVAL`] are the commands that print them.
+//! [`IMPERMANENCE_EVAL`], [`PRESERVATION_EVAL`], [`HOME_MANAGER_EVAL`] and
+//! [`HOME_MANAGER_STANDALONE_EVAL`] are the commands that print them. An [`Importer`]
+//! takes several of them into one declaration (a NixOS configuration with its
+//! users' Home Manager settings).
 //!
 //! Nothing is dropped silently. Every field is either mapped onto the declaration,
 //! consumed because it is derived from fields that are (and agrees with them), or
@@ -23,6 +28,7 @@
 //! blankslate does for a parent anyway (`root:root 0755`, or the user's own owner
 //! and `0755` inside a home); preservation's `configureParent = true` always sets it.
 
+mod home_manager;
 mod impermanence;
 mod preservation;
 
@@ -36,27 +42,45 @@ use crate::decl::{
     self, Declaration, Entry, EntryKind, How, Mode, MountOption, Owner, PersistRoot, Span, UserEntries, write,
 };
 
+/// The `--apply` function of the eval commands, a `let` ending in `in`: `clean`
+/// replaces every value that throws when read by `null` and keeps the rest.
+/// Impermanence declares its removed options with `mkRemovedOptionModule`, whose
+/// values throw, so a bare `nix eval --json` of its options fails (impermanence
+/// issue #305); on versions where those options are real (Home Manager's `method`
+/// and `defaultDirectoryMethod` before the rework) their values are kept.
+macro_rules! nix_clean {
+    () => {
+        "let clean = v: let r = builtins.tryEval v; in if !r.success then null else if builtins.isAttrs r.value then builtins.mapAttrs (_: clean) r.value else if builtins.isList r.value then map clean r.value else r.value; in"
+    };
+}
+
+/// The `clean` function's definition, as in every eval command (and in the script
+/// that generated the test fixtures).
+pub const NIX_CLEAN: &str = nix_clean!();
+
 /// Prints `config.environment.persistence` of the NixOS host `HOST` for
 /// [`impermanence`].
-///
-/// Current impermanence declares removed options with `mkRemovedOptionModule`, whose
-/// values throw when evaluated, so a bare `nix eval --json` of the attribute fails
-/// (impermanence issue #305). The `--apply` function drops them: `allowOther`,
-/// `removePrefixDirectory` and `defaultDirectoryMethod` on every persistent root, and
-/// `method` on every directory entry (also under `users`). On versions without those
-/// options it changes nothing.
 pub const IMPERMANENCE_EVAL: &str = concat!(
     "nix eval --json '.#nixosConfigurations.HOST.config.environment.persistence' --apply '",
-    "let dirs = map (d: builtins.removeAttrs d [ \"method\" ]); in ",
-    "builtins.mapAttrs (_: root: builtins.removeAttrs root ",
-    "[ \"allowOther\" \"removePrefixDirectory\" \"defaultDirectoryMethod\" ] // { ",
-    "directories = dirs (root.directories or [ ]); ",
-    "users = builtins.mapAttrs (_: user: user // { directories = dirs (user.directories or [ ]); }) (root.users or { }); ",
-    "})'"
+    nix_clean!(),
+    " clean'"
 );
 
+/// Prints `home.persistence` of every Home Manager user of the NixOS host `HOST`,
+/// by user name, for [`home_manager`].
+pub const HOME_MANAGER_EVAL: &str = concat!(
+    "nix eval --json '.#nixosConfigurations.HOST.config.home-manager.users' --apply '",
+    nix_clean!(),
+    " builtins.mapAttrs (_: hm: clean (hm.home.persistence or { }))'"
+);
+
+/// Prints `home.persistence` of the standalone Home Manager configuration `USER`
+/// (one user's: give its name to [`home_manager`]).
+pub const HOME_MANAGER_STANDALONE_EVAL: &str =
+    concat!("nix eval --json '.#homeConfigurations.USER.config.home.persistence' --apply '", nix_clean!(), " clean'");
+
 /// Prints `config.preservation.preserveAt` of the NixOS host `HOST` for
-/// [`preservation`]. Preservation has no removed options, so nothing needs stripping.
+/// [`preservation`]. Preservation has no removed options, so nothing needs cleaning.
 pub const PRESERVATION_EVAL: &str = "nix eval --json '.#nixosConfigurations.HOST.config.preservation.preserveAt'";
 
 /// Something about the imported settings worth a person's attention: a field that
@@ -97,16 +121,76 @@ pub enum ImportError {
     Shape { path: String, expected: &'static str, found: String },
     #[error("{path}: the required field `{key}` is missing")]
     Missing { path: String, key: &'static str },
+    #[error("{path} does not say whose home it is for")]
+    NoUser { path: String },
+}
+
+/// Whose Home Manager settings are imported, where the JSON does not say. Each field
+/// is used only when given (the JSON's own values take precedence for the home).
+#[derive(Debug, Clone, Default)]
+pub struct HomeUser {
+    /// The user, for one user's `home.persistence` (a map by user name names them).
+    pub name: Option<String>,
+    /// The home directory; else the one the entries carry, else `/home/NAME`.
+    pub home: Option<String>,
+    /// The user's primary group, which Home Manager does not know.
+    pub group: Option<String>,
+}
+
+/// Several sources into one declaration: each call adds one JSON document; an error
+/// names the place in the document that was being read.
+#[derive(Debug, Default)]
+pub struct Importer {
+    builder: Builder,
+}
+
+impl Importer {
+    pub fn new() -> Importer {
+        Importer::default()
+    }
+
+    /// Adds the JSON that [`IMPERMANENCE_EVAL`] prints.
+    pub fn impermanence(&mut self, json: &str) -> Result<(), ImportError> {
+        each_root(&mut self.builder, &parse_json(json)?, impermanence::persistent_root)
+    }
+
+    /// Adds the JSON that [`PRESERVATION_EVAL`] prints.
+    pub fn preservation(&mut self, json: &str) -> Result<(), ImportError> {
+        each_root(&mut self.builder, &parse_json(json)?, preservation::persistent_root)
+    }
+
+    /// Adds the JSON that [`HOME_MANAGER_EVAL`] (users by name) or
+    /// [`HOME_MANAGER_STANDALONE_EVAL`] (one user's) prints.
+    pub fn home_manager(&mut self, json: &str, user: &HomeUser) -> Result<(), ImportError> {
+        home_manager::import(&mut self.builder, &parse_json(json)?, user)
+    }
+
+    /// The declaration, checked (see [`Imported`]).
+    pub fn finish(self) -> Imported {
+        self.builder.finish()
+    }
 }
 
 /// Imports the JSON that [`IMPERMANENCE_EVAL`] prints.
 pub fn impermanence(json: &str) -> Result<Imported, ImportError> {
-    impermanence::import(&parse_json(json)?)
+    let mut importer = Importer::new();
+    importer.impermanence(json)?;
+    Ok(importer.finish())
 }
 
 /// Imports the JSON that [`PRESERVATION_EVAL`] prints.
 pub fn preservation(json: &str) -> Result<Imported, ImportError> {
-    preservation::import(&parse_json(json)?)
+    let mut importer = Importer::new();
+    importer.preservation(json)?;
+    Ok(importer.finish())
+}
+
+/// Imports the JSON that [`HOME_MANAGER_EVAL`] or [`HOME_MANAGER_STANDALONE_EVAL`]
+/// prints.
+pub fn home_manager(json: &str, user: &HomeUser) -> Result<Imported, ImportError> {
+    let mut importer = Importer::new();
+    importer.home_manager(json, user)?;
+    Ok(importer.finish())
 }
 
 fn parse_json(json: &str) -> Result<Value, ImportError> {
@@ -411,8 +495,9 @@ struct Builder {
 impl Builder {
     /// Where a persistent root stores its entries: its `persistentStoragePath`, else
     /// its attribute name; `None` (with a note) when that path cannot be declared.
-    /// Notes when the two differ or when another root stores in the same place.
-    fn storage_mount(&mut self, o: &mut Obj<'_>, name: &str) -> Result<Option<String>, ImportError> {
+    /// Notes when the two differ or when another root of the system stores in the
+    /// same place (`shared`: a user's roots always share the system's volumes).
+    fn storage_mount(&mut self, o: &mut Obj<'_>, name: &str, shared: bool) -> Result<Option<String>, ImportError> {
         let given = o.str("persistentStoragePath")?.unwrap_or(name);
         let Some(mount) = self.path(given, false, &o.at("persistentStoragePath")) else {
             self.note(o.path.clone(), "the persistent storage path cannot be declared; none of this root is imported");
@@ -424,7 +509,7 @@ impl Builder {
                 format!("the entries are persisted in `{mount}`, not `{name}`; they are declared under `{mount}`"),
             );
         }
-        if self.roots.contains_key(&mount) {
+        if self.roots.contains_key(&mount) && !shared {
             self.note(
                 o.path.clone(),
                 format!("another persistent root also stores in `{mount}`; their entries are declared together"),
@@ -508,6 +593,15 @@ impl Builder {
             self.note(json_path, message);
             return;
         }
+        if absolute == "/etc/ssh" && entry.kind == EntryKind::Directory {
+            self.note(
+                json_path,
+                format!(
+                    "all of /etc/ssh is persisted, but NixOS writes sshd_config, ssh_config and moduli there from the configuration: once /etc comes from blankslate's store (build --nixos-etc), this mount hides them; {}",
+                    decl::SSH_KEYS_HELP
+                ),
+            );
+        }
         let root = root_mut(&mut self.roots, mount);
         let Some(ctx) = user else {
             match entry.kind {
@@ -540,15 +634,35 @@ impl Builder {
     }
 
     /// The declaration, checked: whatever [`decl::check`] reports becomes a note.
-    fn finish(self) -> Imported {
+    fn finish(mut self) -> Imported {
+        // A volume that hides all its mounts needs no entry to say so (an entry of a
+        // Home Manager user whose own setting hid its mounts, say).
+        for root in self.roots.values_mut().filter(|r| r.hide_mounts) {
+            let users = root.users.values_mut().flat_map(|u| u.directories.iter_mut().chain(u.files.iter_mut()));
+            for entry in root.directories.iter_mut().chain(root.files.iter_mut()).chain(users) {
+                entry.options.retain(|o| *o != MountOption::Hidden);
+            }
+        }
         let declaration = Declaration { persist: self.roots, ..Declaration::default() };
         let mut notes = self.notes;
         let text = write::to_toml(&declaration);
         let checked = decl::check(Path::new("imported.toml"), &text, None);
         for diagnostic in &checked.diagnostics.items {
+            let severity = match diagnostic.severity {
+                decl::Severity::Error => "error",
+                decl::Severity::Warning => "warning",
+            };
+            let line = diagnostic.span.map(|s| format!(" on line {}", checked.diagnostics.locate(s.start).line));
+            let help = diagnostic.help.as_ref().map(|h| format!(" ({h})"));
             notes.push(ImportNote {
                 path: "(declaration)".into(),
-                message: format!("`blankslate check` reports: {}", diagnostic.message),
+                message: format!(
+                    "`blankslate check` reports {severity}[{}]{}: {}{}",
+                    diagnostic.rule.name(),
+                    line.unwrap_or_default(),
+                    diagnostic.message,
+                    help.unwrap_or_default()
+                ),
             });
         }
         Imported { declaration, notes }
@@ -557,17 +671,17 @@ impl Builder {
 
 /// Imports every persistent root of the top-level attribute set with `root`.
 fn each_root(
+    builder: &mut Builder,
     json: &Value,
     root: impl Fn(&mut Builder, &str, &Value) -> Result<(), ImportError>,
-) -> Result<Imported, ImportError> {
+) -> Result<(), ImportError> {
     let Value::Object(top) = json else {
         return Err(shape("(top level)", "an attribute set of persistent roots", json));
     };
-    let mut builder = Builder::default();
     for (name, value) in top {
-        root(&mut builder, name, value)?;
+        root(builder, name, value)?;
     }
-    Ok(builder.finish())
+    Ok(())
 }
 
 #[cfg(test)]
@@ -630,12 +744,15 @@ mod tests {
 
     #[test]
     fn the_eval_commands_are_complete() {
-        for command in [IMPERMANENCE_EVAL, PRESERVATION_EVAL] {
-            assert!(command.starts_with("nix eval --json '.#nixosConfigurations.HOST.config."));
-            assert_eq!(command.matches('\'').count() % 2, 0, "{command}");
+        for command in [IMPERMANENCE_EVAL, PRESERVATION_EVAL, HOME_MANAGER_EVAL, HOME_MANAGER_STANDALONE_EVAL] {
+            assert!(command.starts_with("nix eval --json '.#"), "{command}");
+            assert_eq!(command.matches('\'').count(), 2 + 2 * usize::from(command.contains("--apply")), "{command}");
         }
-        for name in ["allowOther", "removePrefixDirectory", "defaultDirectoryMethod", "\"method\""] {
-            assert!(IMPERMANENCE_EVAL.contains(name), "{name}");
+        for command in [IMPERMANENCE_EVAL, HOME_MANAGER_EVAL, HOME_MANAGER_STANDALONE_EVAL] {
+            assert!(
+                command.contains(NIX_CLEAN) && command.ends_with(")'") || command.ends_with(" clean'"),
+                "{command}"
+            );
         }
     }
 }

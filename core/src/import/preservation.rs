@@ -6,39 +6,43 @@
 //!
 //! - `persistentStoragePath` (defaults to the attribute name), `commonMountOptions`,
 //!   `directories`, `files`, and `users.<name>` with `username`, `home`,
-//!   `directories`, `files` and `commonMountOptions`;
+//!   `directories`, `files`, `commonMountOptions` and, on newer versions, the
+//!   read-only `homeMode` and `homeGroup` (the user's `users.users` settings);
 //! - entries: `directory` or `file`, `how` (`"bindmount"` or `"symlink"`; some
 //!   versions add `"copy"` and `copyBack`), `user`, `group`, `mode`,
 //!   `configureParent`, `parent` (`user`, `group`, `mode`), `mountOptions` (a list of
-//!   `{ name, value }`, the common options first, then `bind` and, for directories,
-//!   `X-fstrim.notrim`), `createLinkTarget`, `inInitrd`.
+//!   `{ name, value }`: `bind` and, for directories, `X-fstrim.notrim`, then the
+//!   common options), `createLinkTarget`, `inInitrd`;
+//! - on newer versions, a user's `directories` end with the directories between the
+//!   home and its entries (`.local`, `.local/share` for `.local/share/keyrings`),
+//!   added by the module's `apply` with `how = "_intermediate"` and only `directory`,
+//!   `how`, `user`, `group`, `mode`, `configureParent` and `inInitrd`.
 //!
 //! A user's entries are printed with absolute paths: the module's `apply` prefixes
 //! them with the home, which is taken off again here.
 //!
-//! Mapping: `how` becomes [`How`] for files; `configureParent = true` makes the
-//! entry's `parent` (preservation's tmpfiles `d` rule, like blankslate, enforces
+//! Mapping: `how` becomes [`How`], for directories too; `configureParent = true` makes
+//! the entry's `parent` (preservation's tmpfiles `d` rule, like blankslate, enforces
 //! it); `x-gvfs-hide` in a root's `commonMountOptions` becomes `hide_mounts`, and
 //! elsewhere the entry's `x-gvfs-hide` option; the other options blankslate knows
 //! (`ro`, `nosuid`, `nodev`, `noexec`) carry over; `bind` is what blankslate does
-//! anyway. `inInitrd` is consumed: blankslate prepares every path in the initramfs,
-//! before `switch_root`. Noted: symlinked directories and copies (both become bind
-//! mounts), `createLinkTarget`, options with values or unknown to blankslate,
-//! `X-fstrim.notrim`, and tmpfiles mode prefixes (`~`, `:`).
+//! anyway. Consumed: `inInitrd` (blankslate prepares every path in the initramfs,
+//! before `switch_root`), `createLinkTarget` (blankslate always creates a link's
+//! target in the volume), the `_intermediate` directories (blankslate makes the
+//! directories inside a home its user's; another owner is noted) and `homeGroup`
+//! (the users' group). Noted: copies (bind mounts in blankslate), options with
+//! values or unknown to blankslate, `X-fstrim.notrim`, tmpfiles mode prefixes (`~`,
+//! `:`) and a `homeMode` other than 0700.
 
 use std::cell::Cell;
 
 use serde_json::Value;
 
 use super::{
-    Builder, Entry, EntryKind, How, ImportError, Imported, Mode, MountOption, Obj, Owner, UserCtx, child_path,
-    index_path, majority, new_entry, root_path,
+    Builder, Entry, EntryKind, How, ImportError, Mode, MountOption, Obj, Owner, UserCtx, child_path, index_path,
+    majority, new_entry, root_path,
 };
 use crate::decl::default_home;
-
-pub(super) fn import(json: &Value) -> Result<Imported, ImportError> {
-    super::each_root(json, persistent_root)
-}
 
 /// What the entries of one persistent root inherit from it.
 struct RootCtx {
@@ -48,9 +52,10 @@ struct RootCtx {
     notrim: Cell<bool>,
 }
 
-fn persistent_root(b: &mut Builder, name: &str, value: &Value) -> Result<(), ImportError> {
+/// One persistent root of `preservation.preserveAt`.
+pub(super) fn persistent_root(b: &mut Builder, name: &str, value: &Value) -> Result<(), ImportError> {
     let mut o = Obj::new(value, root_path(name))?;
-    let Some(mount) = b.storage_mount(&mut o, name)? else { return Ok(()) };
+    let Some(mount) = b.storage_mount(&mut o, name, false)? else { return Ok(()) };
     let common_path = o.at("commonMountOptions");
     let common = o.list("commonMountOptions")?;
     let mut hide = false;
@@ -111,14 +116,31 @@ fn user(b: &mut Builder, name: &str, value: &Value, path: &str, root: &RootCtx) 
     // Each entry carries the user's common options already.
     u.skip("commonMountOptions");
     let items = || dirs.iter().chain(files);
-    let group = majority(items().filter_map(|i| i.pointer("/parent/group").and_then(Value::as_str)))
+    // `homeGroup` (newer versions) is the user's primary group; else the entries'.
+    let group = u.str("homeGroup")?;
+    let group = group
+        .or_else(|| majority(items().filter_map(|i| i.pointer("/parent/group").and_then(Value::as_str))))
         .or_else(|| majority(items().filter_map(|i| i.get("group").and_then(Value::as_str))));
     let group = b.name(group, &username, path);
     let ctx = UserCtx { name: username, home, group };
+    let home_mode_path = u.at("homeMode");
+    if let Some(text) = u.str("homeMode")? {
+        let mode = b.mode(Some(text), EntryKind::Directory, &home_mode_path);
+        if mode.bits() != 0o700 {
+            b.note(
+                home_mode_path,
+                format!("blankslate creates a missing home {} 0700 and leaves an existing one's mode as it is; {mode} is not applied", ctx.home),
+            );
+        }
+    }
     for (kind, list) in [(EntryKind::Directory, dirs), (EntryKind::File, files)] {
         let list_path = u.at(list_key(kind));
         for (index, item) in list.iter().enumerate() {
             let item_path = index_path(&list_path, index);
+            if item.get("how").and_then(Value::as_str) == Some(INTERMEDIATE) {
+                intermediate(b, item, &item_path, &ctx)?;
+                continue;
+            }
             let Some(entry) = convert(b, item, kind, &item_path, root, Some(&ctx))? else { continue };
             // A path outside the home comes back absolute: a system entry.
             let in_home = !entry.path.starts_with('/');
@@ -126,6 +148,40 @@ fn user(b: &mut Builder, name: &str, value: &Value, path: &str, root: &RootCtx) 
         }
     }
     u.finish(&mut b.notes);
+    Ok(())
+}
+
+/// The `how` preservation gives the directories it adds between a home and the
+/// entries in it (newer versions).
+const INTERMEDIATE: &str = "_intermediate";
+
+/// A directory preservation adds between a home and the entries in it: blankslate
+/// creates those itself, owned by the user, so it is not declared; only an owner or
+/// mode other than blankslate's is noted.
+fn intermediate(b: &mut Builder, item: &Value, path: &str, ctx: &UserCtx) -> Result<(), ImportError> {
+    let mut o = Obj::new(item, path.to_owned())?;
+    let directory = o.required_str("directory")?;
+    o.skip("how");
+    let wanted = ctx.owner(Mode::DIRECTORY);
+    let owner = Owner {
+        user: o.str("user")?.unwrap_or(&wanted.user).to_owned(),
+        group: o.str("group")?.unwrap_or(&wanted.group).to_owned(),
+        mode: tmpfiles_mode(b, o.str("mode")?, EntryKind::Directory, &o.at("mode")),
+    };
+    if owner != wanted {
+        b.note(
+            path,
+            format!(
+                "preservation makes `{directory}` {}:{} {}; blankslate makes the directories between a home and its entries {}:{} {} (and corrects their owner at every boot)",
+                owner.user, owner.group, owner.mode, wanted.user, wanted.group, wanted.mode
+            ),
+        );
+    }
+    // Whether it is made in the initrd, or has its parent configured, is moot for a
+    // directory that blankslate makes with the user's owner before anything runs.
+    o.skip("inInitrd");
+    o.skip("configureParent");
+    o.finish(&mut b.notes);
     Ok(())
 }
 
@@ -195,10 +251,7 @@ fn attributes(
     let how = o.str("how")?.unwrap_or("bindmount");
     match (how, kind) {
         ("bindmount", _) => {}
-        ("symlink", EntryKind::File) => entry.how = Some(How::Symlink),
-        ("symlink", EntryKind::Directory) => {
-            b.note(how_path, "blankslate does not link directories; this one is bind-mounted");
-        }
+        ("symlink", _) => entry.how = Some(How::Symlink),
         ("copy", _) => b.note(
             how_path,
             format!(
@@ -235,15 +288,11 @@ fn attributes(
             apply_option(b, option, &index_path(&options_path, index), entry, root)?;
         }
     }
-    // Only files are linked (a symlinked directory was noted and becomes a mount).
-    if o.bool("createLinkTarget")? == Some(true) && how == "symlink" && kind == EntryKind::File {
-        b.note(
-            o.at("createLinkTarget"),
-            "blankslate has no `createLinkTarget`; whether the link's target is created is up to its activation",
-        );
-    }
-    // Blankslate prepares every path in the initramfs, before switch_root; copyBack
-    // only matters for `how = "copy"`, noted above.
+    // Blankslate always creates a link's target in the volume, with the entry's owner
+    // and mode (`createLinkTarget = true`); it prepares every path in the initramfs,
+    // before switch_root (`inInitrd`); copyBack only matters for `how = "copy"`,
+    // noted above.
+    o.skip("createLinkTarget");
     o.skip("inInitrd");
     o.skip("copyBack");
     Ok(())
