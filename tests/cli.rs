@@ -276,3 +276,47 @@ fn the_initrd_unit_runs_the_boot_service_command() {
         stderr(&output)
     );
 }
+
+/// `switch`, `audit` and `persist sync` with a file declared `how = "copy"`: a
+/// change the volume has not seen is a finding until `persist sync` writes it back.
+#[test]
+fn persist_sync_writes_a_changed_copy_back_and_the_audit_sees_it() {
+    if !common::is_root() {
+        eprintln!("skipped: owners need root");
+        return;
+    }
+    let scratch = Scratch::new();
+    let root = scratch.dir.path().join("root");
+    std::fs::create_dir_all(root.join("persist/etc")).unwrap();
+    std::fs::write(root.join("persist/etc/shadow"), "root:!:1::::::\n").unwrap();
+    let declaration = scratch.dir.path().join("copy.toml");
+    let text =
+        "version = 1\n[persist.\"/persist\"]\nfiles = [{ file = \"/etc/shadow\", how = \"copy\", mode = \"0640\" }]\n";
+    std::fs::write(&declaration, text).unwrap();
+    let (root_arg, declaration) = (root.to_str().unwrap(), declaration.to_str().unwrap());
+    // Nothing is mounted for a copy; a private namespace all the same.
+    let switch = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", env!("CARGO_BIN_EXE_blankslate"), "switch", declaration])
+        .args(["--root", root_arg])
+        .output()
+        .unwrap();
+    assert!(switch.status.success(), "{}", stderr(&switch));
+    assert_eq!(std::fs::read_to_string(root.join("etc/shadow")).unwrap(), "root:!:1::::::\n");
+
+    // As passwd(1) does: a new file with the old one's mode, renamed over it.
+    std::fs::write(root.join("etc/shadow+"), "root:$y$new:2::::::\n").unwrap();
+    std::fs::set_permissions(root.join("etc/shadow+"), std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+    std::fs::rename(root.join("etc/shadow+"), root.join("etc/shadow")).unwrap();
+    let audit = blankslate(&["audit", "--json", "--root", root_arg]);
+    assert_eq!(audit.status.code(), Some(2), "{}", stdout(&audit));
+    let report: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
+    let kinds: Vec<_> = report["findings"].as_array().unwrap().iter().map(|f| (&f["kind"], &f["path"])).collect();
+    assert_eq!(kinds, [(&"not-written-back".into(), &"/etc/shadow".into())], "{report}");
+
+    let sync = blankslate(&["persist", "sync", "--root", root_arg]);
+    assert!(sync.status.success(), "{}", stderr(&sync));
+    assert!(stdout(&sync).contains("written back: /etc/shadow"), "{}", stdout(&sync));
+    assert_eq!(std::fs::read_to_string(root.join("persist/etc/shadow")).unwrap(), "root:$y$new:2::::::\n");
+    let audit = blankslate(&["audit", "--root", root_arg]);
+    assert_eq!(audit.status.code(), Some(0), "{}", stdout(&audit));
+}

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use blankslate_core::activation::{self as etc, Active};
-use blankslate_core::decl::{Declaration, EntryKind, How, Owner, UserDb};
+use blankslate_core::decl::{Declaration, EntryKind, How, Owner, ResolvedEntry, UserDb};
 use blankslate_core::fs::{Dir, FsError, Kind, Meta};
 use blankslate_core::manifest::{EtcKind, content_hash};
 
@@ -143,6 +143,50 @@ fn check_owner(path: &str, meta: &Meta, owner: &Owner, users: &UserDb, out: &mut
     }
 }
 
+/// A file declared `how = "copy"`: a regular file of the root's own (not the volume's
+/// mounted), with the volume's contents and the declared owner and mode.
+#[allow(clippy::too_many_arguments)]
+fn check_copy(
+    entry: &ResolvedEntry<'_>,
+    meta: &Meta,
+    source: &Meta,
+    dir: &Dir,
+    name: &str,
+    volume_copy: Option<&[u8]>,
+    users: &UserDb,
+    out: &mut Vec<Finding>,
+) {
+    let path = entry.path.as_str();
+    let mut push = |kind: &'static str, bytes: u64, reason: String| {
+        let mut finding = Finding::new(Class::Persist, kind, path.as_bytes().to_vec(), reason);
+        finding.bytes = bytes;
+        finding.files = u64::from(bytes > 0);
+        out.push(finding);
+    };
+    if meta.kind != Kind::File {
+        push("replaced", 0, format!("{} stands where the copy goes", found(meta.kind)));
+    } else if meta.identity() == source.identity() {
+        let reason =
+            format!("bind-mounted from {}, declared a copy: a program that replaces it gets EBUSY", entry.root);
+        push("not-copied", 0, reason);
+    } else {
+        if dir.read(name).ok().as_deref() != volume_copy {
+            let reason = format!(
+                "changed since it was last written back to {}: a reboot loses the change unless `blankslate persist \
+                 sync` writes it (is blankslate-sync.service running?)",
+                entry.root
+            );
+            push("not-written-back", meta.size, reason);
+        }
+        check_owner(path, meta, &entry.entry.owner, users, out);
+    }
+}
+
+/// The directory `parent` (relative, `""` for the top) of a volume.
+fn source_in(volume: &Dir, parent: &str) -> Result<Dir, FsError> {
+    if parent.is_empty() { volume.try_clone() } else { volume.open_dir(parent) }
+}
+
 /// Every persisted path: mounted (or linked) from its volume, with its owner and mode.
 pub fn persist_health(root: &Dir, declaration: &Declaration, users: &UserDb, out: &mut Vec<Finding>) {
     let mut entries = declaration.entries();
@@ -167,8 +211,7 @@ pub fn persist_health(root: &Dir, declaration: &Declaration, users: &UserDb, out
         });
         let Some(volume) = volume.as_ref() else { continue };
         let (parent, name) = split(path);
-        let source_parent = if parent.is_empty() { volume.try_clone() } else { volume.open_dir(parent) };
-        let source = source_parent.and_then(|d| d.meta(name));
+        let source = source_in(volume, parent).and_then(|d| d.meta(name));
         let source = match source {
             Ok(meta) => meta,
             Err(error) if not_found(&error) => {
@@ -210,6 +253,10 @@ pub fn persist_health(root: &Dir, declaration: &Declaration, users: &UserDb, out
                     );
                     push(out, "not-mounted", path, size, reason);
                 }
+            }
+            (How::Copy, Some((meta, dir, name))) => {
+                let volume_copy = source_in(volume, parent).and_then(|d| d.read(name.as_str())).ok();
+                check_copy(entry, &meta, &source, dir, &name, volume_copy.as_deref(), users, out);
             }
             (How::Symlink, Some((meta, dir, name))) => {
                 let link = format!("{}{path}", entry.root.trim_end_matches('/'));
@@ -275,5 +322,33 @@ mod tests {
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].0, "replaced");
         assert!(found[0].1.contains("a directory stands where the link to /persist/srv/trash goes"), "{found:?}");
+    }
+
+    /// A copy is a file of the root's own: it must hold what the volume holds.
+    #[test]
+    fn a_copy_not_written_back_is_reported_with_its_size() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let text = "version = 1\n[persist.\"/persist\"]\nfiles = [{ file = \"/etc/shadow\", how = \"copy\", mode = \"0640\" }]\n";
+        let declaration = decl::check(Path::new("t.toml"), text, None).declaration.unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let base = scratch.path();
+        for dir in ["persist/etc", "etc"] {
+            std::fs::create_dir_all(base.join(dir)).unwrap();
+            std::fs::write(base.join(dir).join("shadow"), "root:!:1::::::\n").unwrap();
+            std::fs::set_permissions(base.join(dir).join("shadow"), std::fs::Permissions::from_mode(0o640)).unwrap();
+        }
+        let findings = |base: &Path| {
+            let mut out = Vec::new();
+            persist_health(&Dir::open_root(base).unwrap(), &declaration, &UserDb::default(), &mut out);
+            out.iter().map(|f| (f.kind, f.bytes)).collect::<Vec<_>>()
+        };
+        assert_eq!(findings(base), []);
+        std::fs::write(base.join("etc/shadow"), "root:$y$changed:2::::::\n").unwrap();
+        assert_eq!(findings(base), [("not-written-back", 24)]);
+        std::fs::set_permissions(base.join("etc/shadow"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(findings(base), [("not-written-back", 24), ("wrong-mode", 0)]);
+        std::fs::remove_file(base.join("etc/shadow")).unwrap();
+        std::fs::create_dir(base.join("etc/shadow")).unwrap();
+        assert_eq!(findings(base), [("replaced", 0)]);
     }
 }

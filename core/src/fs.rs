@@ -291,9 +291,21 @@ impl Dir {
     /// Replaces (or creates) `name` with a file holding `contents`, atomically and
     /// durably: readers see the old contents or the new, never a part.
     pub fn write_atomic(&self, name: impl AsRef<OsStr>, contents: &[u8], mode: u32) -> Result<()> {
+        self.write_atomic_owned(name, contents, mode, None)
+    }
+
+    /// [`Dir::write_atomic`], the new file owned by `(uid, gid)` when given: it has its
+    /// owner and mode before it takes the name.
+    pub fn write_atomic_owned(
+        &self,
+        name: impl AsRef<OsStr>,
+        contents: &[u8],
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> Result<()> {
         let name = name.as_ref();
         let temp = temp_name(name);
-        self.create_file(&temp, contents, mode)?;
+        self.create_file_owned(&temp, contents, mode, owner)?;
         self.rename_into_place(&temp, name)
     }
 

@@ -923,6 +923,10 @@ pub enum LiveState {
     Mounted,
     /// A symlink to its volume path (`how = "symlink"`).
     Linked,
+    /// A file of the root's own with the volume's contents (`how = "copy"`).
+    Copied,
+    /// A copy that changed in the root and is not written back yet.
+    NotWrittenBack,
     /// The live path is there but shows something else (nothing mounted on it).
     NotMounted,
     /// Something is mounted on the live path, but not the volume path.
@@ -938,6 +942,8 @@ impl LiveState {
         match self {
             LiveState::Mounted => "mounted",
             LiveState::Linked => "linked",
+            LiveState::Copied => "copied",
+            LiveState::NotWrittenBack => "not-written-back",
             LiveState::NotMounted => "not-mounted",
             LiveState::WrongSource => "wrong-source",
             LiveState::MissingSource => "missing-source",
@@ -946,7 +952,7 @@ impl LiveState {
     }
 
     pub fn is_ok(self) -> bool {
-        matches!(self, LiveState::Mounted | LiveState::Linked)
+        matches!(self, LiveState::Mounted | LiveState::Linked | LiveState::Copied)
     }
 }
 
@@ -1017,6 +1023,14 @@ pub fn list(root: &Dir, declaration: &decl::Declaration) -> Result<Listing> {
                         LiveState::Linked
                     } else {
                         LiveState::NotMounted
+                    }
+                } else if how == How::Copy {
+                    let mounted = tmeta.identity() == sp.meta(name).map(|m| m.identity()).unwrap_or_default();
+                    let same = tp.read(name).ok().is_some_and(|live| sp.read(name).ok() == Some(live));
+                    match (tmeta.kind == Kind::File && !mounted, same) {
+                        (true, true) => LiveState::Copied,
+                        (true, false) => LiveState::NotWrittenBack,
+                        (false, _) => LiveState::NotMounted,
                     }
                 } else if tp.meta(name).ok().map(|m| m.identity()) == sp.meta(name).ok().map(|m| m.identity()) {
                     LiveState::Mounted

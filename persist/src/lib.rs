@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod add;
+pub mod copy;
 pub mod edit;
 pub mod journal;
 pub mod tree;
@@ -55,6 +56,10 @@ pub type Result<T> = std::result::Result<T, PersistError>;
 pub struct Report {
     pub mounted: Vec<String>,
     pub linked: Vec<String>,
+    /// `how = "copy"` files copied from the volume into the root.
+    pub copied: Vec<String>,
+    /// `how = "copy"` files whose live contents were written to the volume.
+    pub written_back: Vec<String>,
     /// Already in place; owner and mode re-applied.
     pub unchanged: Vec<String>,
     /// Data found in the ephemeral root and moved into the empty volume path.
@@ -303,6 +308,7 @@ pub fn activate(
         match (entry.entry.kind, entry.entry.how()) {
             (EntryKind::Directory, How::Bind) => directory(&place, &ids, &entry.entry.options, &mut report)?,
             (EntryKind::Directory, How::Symlink) => linked_directory(&place, &ids, &mut report)?,
+            (EntryKind::Directory, How::Copy) => unreachable!("validation allows copies of files only"),
             (EntryKind::File, how) => {
                 file(source_parent, target_parent, name, path, &ids, how, entry, &mut report)?;
             }
@@ -506,6 +512,10 @@ fn file(
     entry: &ResolvedEntry<'_>,
     report: &mut Report,
 ) -> Result<()> {
+    if how == How::Copy {
+        let link = format!("{}/{}", entry.root.trim_end_matches('/'), relative(path));
+        return copy::activate(source_parent, target_parent, name, path, ids, &link, report);
+    }
     let shown = format!("the volume's {path}");
     let mut source = meta_of(source_parent, name)?;
     if source.is_some_and(|m| m.kind != Kind::File) {
@@ -562,6 +572,7 @@ fn file(
             mount::bind(Source::File(source_parent, name), target_parent, name, mount_flags(&entry.entry.options))?;
             report.mounted.push(path.to_owned());
         }
+        How::Copy => unreachable!("handled above"),
         How::Symlink => {
             let link = format!("{}/{}", entry.root.trim_end_matches('/'), relative(path));
             match target {

@@ -391,3 +391,96 @@ fn directories_between_a_home_and_its_entries_belong_to_the_user() {
         assert_eq!(mode_owner(&volume_local), (0o750, 1000, 100));
     });
 }
+
+const COPIES: &str = r#"
+version = 1
+[persist."/persist"]
+files = [
+  { file = "/etc/shadow", how = "copy", group = "postgres", mode = "0640" },
+  { file = "/etc/passwd", how = "copy" },
+]
+"#;
+
+/// The root after a reboot: an empty tmpfs, the same volume.
+fn reboot(root: &Path) {
+    for name in std::fs::read_dir(root).unwrap().map(|e| e.unwrap().file_name()) {
+        if name != "persist" {
+            let path = root.join(&name);
+            if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) }.unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_copy_takes_renames_and_is_written_back_to_the_volume() {
+    if !is_root() {
+        eprintln!("skipped: owners need root");
+        return;
+    }
+    let scratch = Scratch::new();
+    let root = scratch.path();
+    std::fs::create_dir_all(root.join("persist/etc")).unwrap();
+    std::fs::write(root.join("persist/etc/shadow"), "root:!:19000::::::\n").unwrap();
+    let declared = declaration(COPIES);
+
+    // Boot: the volume's contents come in as a file of the root's own.
+    let report = activate(&root, &declared, None).unwrap();
+    assert_eq!(report.copied, ["/etc/passwd", "/etc/shadow"], "{report:?}");
+    assert_eq!(std::fs::read_to_string(root.join("etc/shadow")).unwrap(), "root:!:19000::::::\n");
+    assert_eq!(mode_owner(&root.join("etc/shadow")), (0o640, 0, 110));
+    assert_eq!(mode_owner(&root.join("persist/etc/shadow")), (0o640, 0, 110));
+    assert!(!same_file(&root.join("etc/shadow"), &root.join("persist/etc/shadow")));
+
+    // passwd(1): a new file renamed over the old one. The volume has not seen it yet.
+    std::fs::write(root.join("etc/shadow+"), "root:$y$new:19001::::::\n").unwrap();
+    std::fs::rename(root.join("etc/shadow+"), root.join("etc/shadow")).unwrap();
+    let dir = Dir::open_root(&root).unwrap();
+    let synced = blankslate_persist::copy::sync(&dir, &declared, &users(), None).unwrap();
+    assert_eq!(synced.written, ["/etc/shadow"]);
+    assert_eq!(synced.unchanged, ["/etc/passwd"]);
+    assert_eq!(std::fs::read_to_string(root.join("persist/etc/shadow")).unwrap(), "root:$y$new:19001::::::\n");
+    assert_eq!(mode_owner(&root.join("persist/etc/shadow")), (0o640, 0, 110), "written with its owner and mode");
+    assert!(blankslate_persist::copy::sync(&dir, &declared, &users(), None).unwrap().written.is_empty());
+
+    // A live file that is gone is reported; the volume keeps its copy.
+    std::fs::remove_file(root.join("etc/passwd")).unwrap();
+    let synced = blankslate_persist::copy::sync(&dir, &declared, &users(), None).unwrap();
+    assert_eq!(synced.missing, [("/etc/passwd".to_owned(), "is not in the root".to_owned())]);
+    assert!(root.join("persist/etc/passwd").exists());
+
+    // The next boot brings the written-back contents.
+    reboot(&root);
+    let report = activate(&root, &declared, None).unwrap();
+    assert_eq!(report.copied.len(), 2, "{report:?}");
+    assert_eq!(std::fs::read_to_string(root.join("etc/shadow")).unwrap(), "root:$y$new:19001::::::\n");
+
+    // On a running system (a switch), the live file is what programs changed: the
+    // volume takes it.
+    std::fs::write(root.join("etc/shadow"), "changed before the switch\n").unwrap();
+    let report = activate(&root, &declared, Some(&declared)).unwrap();
+    assert_eq!(report.written_back, ["/etc/shadow"], "{report:?}");
+    assert_eq!(std::fs::read_to_string(root.join("persist/etc/shadow")).unwrap(), "changed before the switch\n");
+}
+
+#[test]
+fn a_bind_mounted_file_becomes_a_copy_at_a_switch() {
+    if !is_root() {
+        eprintln!("skipped: mounting needs root");
+        return;
+    }
+    let scratch = Scratch::new();
+    let root = scratch.path();
+    in_namespace(move || {
+        let bound = declaration(&COPIES.replace("how = \"copy\", ", "how = \"bind\", "));
+        activate(&root, &bound, None).unwrap();
+        assert!(same_file(&root.join("etc/shadow"), &root.join("persist/etc/shadow")));
+        std::fs::write(root.join("etc/shadow"), "through the mount\n").unwrap();
+        let report = activate(&root, &declaration(COPIES), Some(&bound)).unwrap();
+        assert_eq!(report.unmounted, ["/etc/shadow"], "{report:?}");
+        assert!(!same_file(&root.join("etc/shadow"), &root.join("persist/etc/shadow")));
+        assert_eq!(std::fs::read_to_string(root.join("etc/shadow")).unwrap(), "through the mount\n");
+        // A rename over it works now (it fails with EBUSY on the mount).
+        std::fs::write(root.join("etc/shadow+"), "renamed\n").unwrap();
+        std::fs::rename(root.join("etc/shadow+"), root.join("etc/shadow")).unwrap();
+    });
+}

@@ -134,6 +134,36 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// The generation a live root runs: the one its /etc was activated to (or `wanted`,
+/// or else the current one), with its declaration and the owner names it knows.
+struct Running {
+    number: u32,
+    declaration: decl::Declaration,
+    users: UserDb,
+}
+
+/// Reads what [`Running`] holds; `None` when the root has no state at all.
+fn running(target: &Target, wanted: Option<u32>) -> Result<Option<Running>> {
+    use blankslate_activator::etc;
+    let root = Dir::open_root(&target.root)?;
+    let Some(state) = State::open_existing(&root, &target.state_dir)? else { return Ok(None) };
+    let active = etc::active(&root)?.map(|a| a.generation);
+    let Some(number) = wanted.or(active).or(state.current_number()?) else {
+        return Err("no generation to work with: `blankslate build DECL` makes the first".into());
+    };
+    let generation = state.generation(number)?;
+    let declaration = decl::Declaration::from_canonical_json(&state.declaration_json(&generation)?)?;
+    let users = match state.part(&generation, "etc")? {
+        Some(object) => {
+            let manifest = etc::Active::load(state.store(), number, &object)?.manifest;
+            let tree = state.store().open_object(&object)?.open_dir(blankslate_core::manifest::TREE_DIR)?;
+            etc::users_for(&root, |name| tree.read(name).ok(), &manifest)
+        }
+        None => user_db(&target.root).unwrap_or_else(|| UserDb::from_texts("", "", "/etc/passwd")),
+    };
+    Ok(Some(Running { number, declaration, users }))
+}
+
 /// The owner names a root knows, if its /etc/passwd can be read.
 fn user_db(root: &Path) -> Option<UserDb> {
     let users = UserDb::from_root(&Dir::open_root(root).ok()?);

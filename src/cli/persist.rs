@@ -1,4 +1,4 @@
-//! `blankslate persist add | remove | list | recover`.
+//! `blankslate persist add | remove | list | recover | sync`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use blankslate_core::fs::Dir;
 use clap::Subcommand;
 use serde_json::json;
 
-use super::{EXIT_CODES, Result, load};
+use super::{EXIT_CODES, Result, Target, load, running};
 use crate::report::{self, EXIT_FINDINGS, EXIT_OK};
 
 #[derive(Debug, Subcommand)]
@@ -66,6 +66,21 @@ pub(super) enum PersistCommand {
         #[command(flatten)]
         common: PersistArgs,
         #[arg(long)]
+        json: bool,
+    },
+    /// Write the files declared `how = "copy"` (such as /etc/shadow) back to their
+    /// volume where they changed in the root: atomically, never deleting the volume's
+    /// copy. The generation /etc was activated to says which files.
+    #[command(after_help = EXIT_CODES)]
+    Sync {
+        #[command(flatten)]
+        target: Target,
+        /// After the first sync, keep watching the copies and write each back as soon
+        /// as a program closes or renames it (what blankslate-sync.service runs).
+        #[arg(long)]
+        follow: bool,
+        /// Print what was written as JSON.
+        #[arg(long, conflicts_with = "follow")]
         json: bool,
     },
     /// Finish or undo an interrupted `persist add` or `persist remove`.
@@ -166,6 +181,7 @@ pub(super) fn run(command: PersistCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         PersistCommand::List { common, json: as_json } => persist_list(&common, as_json),
+        PersistCommand::Sync { target, follow, json: as_json } => sync(&target, follow, as_json),
         PersistCommand::Recover { common, volume } => {
             let root = Dir::open_root(&common.root)?;
             let recovered = manage::recover(&root, &common.declaration, volume.as_deref())?;
@@ -211,4 +227,38 @@ fn persist_list(common: &PersistArgs, as_json: bool) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::from(if all_ok && listing.pending.is_empty() { EXIT_OK } else { EXIT_FINDINGS }))
+}
+
+/// `persist sync [--follow]`: exit code 1 if a copy is missing from the root.
+fn sync(target: &Target, follow: bool, as_json: bool) -> Result<ExitCode> {
+    use blankslate_persist::copy;
+    let Some(running) = running(target, None)? else {
+        println!("no blankslate state in {}: nothing to sync", target.root.display());
+        return Ok(ExitCode::SUCCESS);
+    };
+    let root = Dir::open_root(&target.root)?;
+    let print = |synced: &copy::Synced| {
+        for path in &synced.written {
+            println!("written back: {path}");
+        }
+        for (path, why) in synced.missing.iter().chain(&synced.unknown_owners) {
+            eprintln!("warning: {path}: {why}");
+        }
+    };
+    if follow {
+        println!("keeping the copies of generation {} written back", running.number);
+        let never = copy::follow(&root, &running.declaration, &running.users, &mut |synced| print(synced))?;
+        match never {}
+    }
+    let synced = copy::sync(&root, &running.declaration, &running.users, None)?;
+    if as_json {
+        let missing: Vec<_> = synced.missing.iter().map(|(path, why)| json!({ "path": path, "why": why })).collect();
+        report::json(&json!({
+            "generation": running.number, "written": synced.written, "unchanged": synced.unchanged, "missing": missing,
+        }));
+    } else {
+        print(&synced);
+        println!("copies: {} written back, {} unchanged", synced.written.len(), synced.unchanged.len());
+    }
+    Ok(ExitCode::from(if synced.missing.is_empty() { EXIT_OK } else { EXIT_FINDINGS }))
 }

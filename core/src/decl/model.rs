@@ -93,6 +93,11 @@ pub enum How {
     Bind,
     /// A symbolic link into the persistent volume.
     Symlink,
+    /// Files only: a regular file in the root, copied from the volume at activation
+    /// and written back by `blankslate persist sync` when it changes. For files that
+    /// programs replace with `rename()` (`passwd`, `shadow`), which fails with EBUSY on
+    /// a bind mount and turns a symlink into a file the volume never sees.
+    Copy,
 }
 
 impl How {
@@ -100,6 +105,7 @@ impl How {
         match self {
             How::Bind => "bind",
             How::Symlink => "symlink",
+            How::Copy => "copy",
         }
     }
 }

@@ -399,26 +399,7 @@ impl Parser<'_> {
                     entry.parent = Some(owner);
                 }
             }
-            if let Some(f) = field(table, "how") {
-                how_given = true;
-                match self.string(&f, "`how`").as_deref() {
-                    // A directory's bind mount is `None`, as when nothing is said.
-                    Some("bind") => entry.how = (kind == EntryKind::File).then_some(How::Bind),
-                    Some("symlink") => entry.how = Some(How::Symlink),
-                    Some(other) => self.push(
-                        Diagnostic::error(
-                            Rule::WrongType,
-                            f.span(),
-                            format!("`how = \"{other}\"` is not a way to persist a {noun}"),
-                        )
-                        .with_help("use \"bind\" (a bind mount) or \"symlink\""),
-                    ),
-                    None => {}
-                }
-            }
-            if let Some(f) = field(table, "options") {
-                entry.options = self.mount_options(&f);
-            }
+            how_given = self.how_and_options(table, &mut entry);
         } else {
             self.wrong_type(
                 element.span(),
@@ -451,6 +432,47 @@ impl Parser<'_> {
         ok.then_some(entry)
     }
 
+    /// An entry's `how` and mount `options`; `true` if it says how.
+    fn how_and_options(&mut self, table: &dyn TableLike, entry: &mut Entry) -> bool {
+        let (kind, noun) = (entry.kind, entry.kind.noun());
+        let how = field(table, "how");
+        if let Some(f) = &how {
+            match self.string(f, "`how`").as_deref() {
+                // A directory's bind mount is `None`, as when nothing is said.
+                Some("bind") => entry.how = (kind == EntryKind::File).then_some(How::Bind),
+                Some("symlink") => entry.how = Some(How::Symlink),
+                Some("copy") if kind == EntryKind::File => entry.how = Some(How::Copy),
+                Some(other) => self.push(
+                    Diagnostic::error(
+                        Rule::WrongType,
+                        f.span(),
+                        format!("`how = \"{other}\"` is not a way to persist a {noun}"),
+                    )
+                    .with_help(if kind == EntryKind::File {
+                        "use \"bind\" (a bind mount), \"symlink\" or \"copy\" (written back when it changes)"
+                    } else {
+                        "use \"bind\" (a bind mount) or \"symlink\""
+                    }),
+                ),
+                None => {}
+            }
+        }
+        if let Some(f) = field(table, "options") {
+            entry.options = self.mount_options(&f);
+            if entry.how == Some(How::Copy) && !entry.options.is_empty() {
+                self.push(
+                    Diagnostic::error(
+                        Rule::WrongType,
+                        f.key,
+                        format!("`{}` is a copy (how = \"copy\"), not a mount: options do not apply", entry.path),
+                    )
+                    .with_help("remove `options`, or bind-mount the file"),
+                );
+            }
+        }
+        how.is_some()
+    }
+
     /// A file bind-mounted by default: programs that save by writing a new file and
     /// renaming it over the old one get EBUSY on a mount point.
     fn bind_file_warning(&mut self, entry: &Entry) {
@@ -462,10 +484,14 @@ impl Parser<'_> {
             Diagnostic::warning(
                 Rule::FileBindRename,
                 entry.span,
-                format!("`{}` will be bind-mounted: a program that replaces it with rename() fails (EBUSY)", entry.path),
+                format!(
+                    "`{}` will be bind-mounted: a program that replaces it with rename() fails (EBUSY)",
+                    entry.path
+                ),
             )
             .with_help(format!(
-                "persist {directory} instead, or say how: how = \"bind\" (if it is written in place) or how = \"symlink\""
+                "persist {directory} instead, or say how: how = \"bind\" (if it is written in place), \"copy\" (a \
+                 file of its own, written back by `blankslate persist sync`) or \"symlink\""
             )),
         );
     }

@@ -101,6 +101,7 @@ fn entry_value(entry: &Entry, user: &str, group: &str) -> String {
     // program that saves by rename. Directories say it only when they are links.
     match entry.how {
         Some(How::Symlink) => fields.push("how = \"symlink\"".into()),
+        Some(How::Copy) => fields.push("how = \"copy\"".into()),
         Some(How::Bind)
             if entry.kind == EntryKind::File && !super::parse::WRITTEN_IN_PLACE.contains(&entry.path.as_str()) =>
         {
