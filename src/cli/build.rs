@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::{Result, Target, build_etc, load, open_state};
+use super::{Result, Target, build_generation, load};
 use crate::report;
 
 #[derive(Debug, clap::Args)]
@@ -28,10 +28,7 @@ pub(super) fn run(args: &Args) -> Result<ExitCode> {
         Ok(declaration) => declaration,
         Err(code) => return Ok(code),
     };
-    let etc = build_etc(&declaration, nixos_etc)?;
-    let state = open_state(target)?;
-    let etc_object = etc.add_to_store(state.store())?;
-    let built = state.build(&declaration, &[("etc", &etc_object)])?;
+    let (state, built) = build_generation(&declaration, target, nixos_etc)?;
     let path = state.store().live_path(&built.object);
     if as_json {
         report::json(&json!({ "generation": built.generation, "new": built.new, "path": path }));

@@ -1,6 +1,7 @@
 //! The command line: the clap definition, and one module per command (its arguments
 //! and the function that runs it). Helpers shared by several commands live here.
 
+mod adopt;
 mod audit;
 mod boot;
 mod build;
@@ -53,6 +54,12 @@ struct Target {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Put an installed system onto blankslate: fill an empty persistent volume with
+    /// what it keeps (/usr, /var/lib, /home, host keys, accounts, …) and a starting
+    /// declaration (/etc as an etc tree, each file with its owner and mode), and build
+    /// the first generation there. The installed root is only read.
+    #[command(after_help = EXIT_CODES)]
+    Adopt(adopt::Args),
     /// Validate declarations: each error names its file, line, column and the rule broken.
     #[command(after_help = EXIT_CODES)]
     Check(check::Args),
@@ -110,6 +117,7 @@ type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Adopt(args) => adopt::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Build(args) => build::run(&args),
         Command::Switch(args) => switch::switch(&args),
@@ -207,6 +215,20 @@ fn build_etc(declaration: &decl::Declaration, nixos_etc: Option<&Path>) -> Resul
         etc.merge(etc_builder::from_nixos_tree(tree)?, &format!("in the NixOS tree {}", tree.display()))?;
     }
     Ok(etc)
+}
+
+/// Builds the declaration (its `/etc` into the store, then the generation) on
+/// `target` and makes it current.
+fn build_generation(
+    declaration: &decl::Declaration,
+    target: &Target,
+    nixos_etc: Option<&Path>,
+) -> Result<(State, blankslate_core::generation::Built)> {
+    let etc = build_etc(declaration, nixos_etc)?;
+    let state = open_state(target)?;
+    let etc_object = etc.add_to_store(state.store())?;
+    let built = state.build(declaration, &[("etc", &etc_object)])?;
+    Ok((state, built))
 }
 
 fn plural(count: usize, noun: &str) -> String {

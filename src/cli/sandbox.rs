@@ -8,7 +8,7 @@ use blankslate_activator::sandbox;
 use blankslate_core::decl;
 use blankslate_core::generation::DEFAULT_STATE_DIR;
 
-use super::{Result, Target, build_etc, load, open_state};
+use super::{Result, Target, build_generation, load};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct SandboxArgs {
@@ -60,10 +60,7 @@ pub(super) fn run(args: SandboxArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(dir.join(sandbox::STATE)).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let dir = std::fs::canonicalize(dir)?;
     let target = Target { root: dir.join(sandbox::STATE), state_dir: PathBuf::from(DEFAULT_STATE_DIR) };
-    let etc = build_etc(&declaration, None)?;
-    let state = open_state(&target)?;
-    let etc_object = etc.add_to_store(state.store())?;
-    let built = state.build(&declaration, &[("etc", &etc_object)])?;
+    let (state, built) = build_generation(&declaration, &target, None)?;
     drop(state);
     let request = sandbox::Request {
         dir,

@@ -1,6 +1,7 @@
 //! Writing a declaration as native TOML, in the layout a person would write: plain
 //! strings where an entry has only defaults, inline tables otherwise.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::model::{Declaration, Entry, EntryKind, EtcContents, EtcMode, How, Mode, Owner, RootSettings, default_home};
@@ -8,6 +9,12 @@ use super::model::{Declaration, Entry, EntryKind, EtcContents, EtcMode, How, Mod
 /// The declaration as TOML text that [`super::check`] reads back to the same
 /// declaration.
 pub fn to_toml(declaration: &Declaration) -> String {
+    to_toml_noted(declaration, &BTreeMap::new())
+}
+
+/// [`to_toml`] with a comment after each persisted entry that `notes` has one for
+/// (keyed by the entry's path as written: absolute, or relative to a home).
+pub fn to_toml_noted(declaration: &Declaration, notes: &BTreeMap<String, String>) -> String {
     let mut out = format!("version = {}\n", declaration.version);
     if declaration.root != RootSettings::default() {
         let _ = write!(
@@ -23,8 +30,8 @@ pub fn to_toml(declaration: &Declaration) -> String {
             out.push_str("hide_mounts = true\n");
         }
         let system = Owner::root(Mode::DIRECTORY);
-        write_entries(&mut out, "directories", &root.directories, &system.user, &system.group);
-        write_entries(&mut out, "files", &root.files, &system.user, &system.group);
+        write_entries(&mut out, "directories", &root.directories, &system.user, &system.group, notes);
+        write_entries(&mut out, "files", &root.files, &system.user, &system.group, notes);
         for (name, user) in &root.users {
             let _ = writeln!(out, "\n[persist.{}.users.{}]", quote(mount), key(name));
             if user.home != default_home(name) {
@@ -33,8 +40,8 @@ pub fn to_toml(declaration: &Declaration) -> String {
             if user.group != *name {
                 let _ = writeln!(out, "group = {}", quote(&user.group));
             }
-            write_entries(&mut out, "directories", &user.directories, name, &user.group);
-            write_entries(&mut out, "files", &user.files, name, &user.group);
+            write_entries(&mut out, "directories", &user.directories, name, &user.group, notes);
+            write_entries(&mut out, "files", &user.files, name, &user.group, notes);
         }
     }
     for (path, entry) in &declaration.etc {
@@ -70,13 +77,26 @@ pub fn to_toml(declaration: &Declaration) -> String {
     out
 }
 
-fn write_entries(out: &mut String, list: &str, entries: &[Entry], user: &str, group: &str) {
+fn write_entries(
+    out: &mut String,
+    list: &str,
+    entries: &[Entry],
+    user: &str,
+    group: &str,
+    notes: &BTreeMap<String, String>,
+) {
     if entries.is_empty() {
         return;
     }
     let _ = writeln!(out, "{list} = [");
     for entry in entries {
-        let _ = writeln!(out, "  {},", entry_value(entry, user, group));
+        let _ = write!(out, "  {},", entry_value(entry, user, group));
+        match notes.get(&entry.path) {
+            Some(note) => {
+                let _ = writeln!(out, " # {}", note.replace('\n', " "));
+            }
+            None => out.push('\n'),
+        }
     }
     out.push_str("]\n");
 }

@@ -1,0 +1,444 @@
+//! Getting an installed system onto blankslate: `blankslate adopt --from ROOT --to VOLUME`.
+//!
+//! Reads an installed root (a mounted disk, a chroot, the running system) and fills an
+//! empty persistent volume with what that system must keep, plus a starting
+//! declaration that says so:
+//!
+//! - `/usr` (read-only), `/var/log`, every directory of `/var/lib`, the non-empty ones
+//!   of `/var` (`backups`, `mail`, `spool`, …), `/home`, `/srv`, `/opt`, `/boot` and
+//!   root's `.ssh` (its `authorized_keys` is how a remote admin gets back in) are
+//!   persisted directories, each with the owner and mode it has;
+//! - `/etc/machine-id` and the SSH host keys are bind-mounted files; the account files
+//!   (`passwd`, `group`, `shadow`, `gshadow`, `subuid`, `subgid`) and `adjtime` are
+//!   persisted `how = "copy"`, since `passwd` and `useradd` replace them by rename;
+//! - the rest of `/etc` becomes the declaration's etc tree, every file with its owner
+//!   and mode (`sudoers` stays 0440), symlinks as they are;
+//! - the declaration and its tree live in the persisted `/etc/blankslate`, where the
+//!   admin edits them and `blankslate switch /etc/blankslate/system.toml` reads them.
+//!
+//! What is left out is said, with why (regenerated at boot, a mount point, an empty
+//! directory, a link made again at boot); what it could not decide is kept, with a
+//! comment on its line. The root is only read: the copies are made with the faithful
+//! copier of `persist add` (owners, modes, times, extended attributes, hard links,
+//! holes), and the volume must be empty (`lost+found` aside), so nothing there is
+//! overwritten.
+
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use blankslate_core::decl::{self, Declaration, Entry, EntryKind, EtcTree, How, Mode, MountOption, Owner, PersistRoot};
+use blankslate_core::fs::{Dir, FsError, Kind, Meta};
+use blankslate_persist::tree::{self, CopyStats, TreeError};
+
+/// Where the declaration and its etc tree go, in the root (persisted).
+pub const DECLARATION_DIR: &str = "/etc/blankslate";
+/// The declaration's file name in [`DECLARATION_DIR`].
+pub const DECLARATION_FILE: &str = "system.toml";
+/// The etc tree's directory name in [`DECLARATION_DIR`].
+pub const TREE: &str = "etc";
+
+/// Files of `/etc` that programs replace by rename, persisted as copies.
+const COPIED_ETC: [&str; 7] = ["passwd", "group", "shadow", "gshadow", "subuid", "subgid", "adjtime"];
+/// Files of `/etc` left out of the tree: regenerated, or backups the shadow tools
+/// write at every change.
+const REGENERATED_ETC: [&str; 9] =
+    [".pwd.lock", "ld.so.cache", "passwd-", "group-", "shadow-", "gshadow-", "subuid-", "subgid-", "machine-id.old"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdoptError {
+    #[error("cannot read the root {}: {source}", path.display())]
+    Root { path: PathBuf, source: FsError },
+    #[error("{} does not look like an installed system: it has no {what}", path.display())]
+    NotASystem { path: PathBuf, what: &'static str },
+    #[error("cannot use {} as the new volume: {source}", path.display())]
+    Volume { path: PathBuf, source: FsError },
+    #[error("the volume {} is not empty (it holds {found}): adopt fills an empty volume and never overwrites", path.display())]
+    NotEmpty { path: PathBuf, found: String },
+    #[error("cannot copy {path} into the volume: {source}")]
+    Copy { path: String, source: TreeError },
+    #[error(transparent)]
+    Fs(#[from] FsError),
+}
+
+pub type Result<T> = std::result::Result<T, AdoptError>;
+
+/// What to adopt, and where to.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The installed system's root.
+    pub from: &'a Path,
+    /// The new persistent volume, mounted here (empty).
+    pub to: &'a Path,
+    /// Where the volume will be mounted in the booted system (`/persist`).
+    pub mount_point: &'a str,
+}
+
+/// One persisted path, copied into the volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    pub path: String,
+    pub stats: CopyStats,
+    /// Why it is kept, when adopt could not tell for sure (also a comment on its line).
+    pub undecided: Option<String>,
+}
+
+/// What adopting did.
+#[derive(Debug, Clone, Default)]
+pub struct Adopted {
+    /// The declaration written, as a path below the volume.
+    pub declaration: PathBuf,
+    pub kept: Vec<Kept>,
+    /// Paths of the root not kept, and why.
+    pub left_out: Vec<(String, String)>,
+    /// Entries of `/etc` in the etc tree.
+    pub etc_entries: usize,
+    /// Entries of `/etc` neither in the tree nor persisted, and why.
+    pub etc_left_out: Vec<(String, String)>,
+}
+
+/// A decision about one path of the root.
+enum Decision {
+    Keep { entry: Entry, note: Option<String>, undecided: bool },
+    LeaveOut(String),
+}
+
+/// Reads `request.from` and fills `request.to`; see the module docs.
+pub fn adopt(request: &Request<'_>) -> Result<Adopted> {
+    let root = Dir::open_root(request.from).map_err(|source| AdoptError::Root { path: request.from.into(), source })?;
+    for (name, what) in [("etc", "/etc"), ("usr", "/usr")] {
+        if !root.meta(name).is_ok_and(|m| m.kind == Kind::Directory) {
+            return Err(AdoptError::NotASystem { path: request.from.into(), what });
+        }
+    }
+    let volume = Dir::open_root(request.to).map_err(|source| AdoptError::Volume { path: request.to.into(), source })?;
+    let found: Vec<String> = volume
+        .entries()
+        .map_err(|source| AdoptError::Volume { path: request.to.into(), source })?
+        .into_iter()
+        .map(|(name, _)| name.to_string_lossy().into_owned())
+        .filter(|name| name != "lost+found")
+        .collect();
+    if !found.is_empty() {
+        return Err(AdoptError::NotEmpty { path: request.to.into(), found: found.join(", ") });
+    }
+    let users = decl::UserDb::from_root(&root);
+    let mut adopted = Adopted::default();
+    let decisions = decide(&root, &users)?;
+    let mut declaration = Declaration::default();
+    let mut persisted = PersistRoot {
+        span: decl::Span::default(),
+        hide_mounts: false,
+        directories: Vec::new(),
+        files: Vec::new(),
+        users: BTreeMap::new(),
+    };
+    let mut notes = BTreeMap::new();
+    for (path, decision) in decisions {
+        match decision {
+            Decision::LeaveOut(why) => adopted.left_out.push((path, why)),
+            Decision::Keep { entry, note, undecided } => {
+                let stats = copy_into(&root, &volume, &path)?;
+                if let Some(note) = &note {
+                    notes.insert(path.clone(), note.clone());
+                }
+                adopted.kept.push(Kept { path: path.clone(), stats, undecided: note.filter(|_| undecided) });
+                match entry.kind {
+                    EntryKind::Directory => persisted.directories.push(entry),
+                    EntryKind::File => persisted.files.push(entry),
+                }
+            }
+        }
+    }
+    // The declaration's own directory, persisted so that edits to it survive.
+    let own = directory(DECLARATION_DIR, &Owner::root(Mode::new(0o700).expect("a mode")), &[]);
+    notes.insert(DECLARATION_DIR.into(), "this declaration and its etc tree: edit, then `blankslate switch`".into());
+    persisted.directories.push(own);
+    persisted.directories.sort_by(|a, b| a.path.cmp(&b.path));
+    declaration.persist.insert(request.mount_point.to_owned(), persisted);
+
+    let home = volume.create_dir_all(DECLARATION_DIR.trim_start_matches('/'), 0o700)?;
+    home.set_mode(0o700)?;
+    let (entries, etc_left_out) = copy_etc_tree(&root, &home, &declaration)?;
+    adopted.etc_entries = entries;
+    adopted.etc_left_out = etc_left_out;
+    declaration.etc_tree = Some(EtcTree { span: decl::Span::default(), source: TREE.into() });
+    let text = format!("{}{}", header(request), decl::write::to_toml_noted(&declaration, &notes));
+    home.write_atomic(DECLARATION_FILE, text.as_bytes(), 0o600)?;
+    volume.sync()?;
+    adopted.declaration = Path::new(DECLARATION_DIR).join(DECLARATION_FILE);
+    Ok(adopted)
+}
+
+fn header(request: &Request<'_>) -> String {
+    format!(
+        "# Written by `blankslate adopt --from {}`: what this system keeps across reboots.\n\
+         # Everything else on / is gone at the next boot; `blankslate audit` lists what that would be.\n\
+         # Lines ending in a comment are worth a look. The volume is mounted at {}.\n\n",
+        request.from.display(),
+        request.mount_point
+    )
+}
+
+/// The owner and mode of `meta`, by name where the root's `passwd` and `group` know it.
+fn owner_of(meta: &Meta, users: &decl::UserDb) -> Option<Owner> {
+    let mode = Mode::new(meta.mode)?;
+    Some(Owner { user: users.user_name(meta.uid)?, group: users.group_name(meta.gid)?, mode })
+}
+
+fn directory(path: &str, owner: &Owner, options: &[MountOption]) -> Entry {
+    Entry {
+        span: decl::Span::default(),
+        kind: EntryKind::Directory,
+        path: path.to_owned(),
+        owner: owner.clone(),
+        parent: None,
+        how: None,
+        options: options.to_vec(),
+    }
+}
+
+fn file(path: &str, owner: &Owner, how: How) -> Entry {
+    Entry {
+        span: decl::Span::default(),
+        kind: EntryKind::File,
+        path: path.to_owned(),
+        owner: owner.clone(),
+        parent: None,
+        how: Some(how),
+        options: Vec::new(),
+    }
+}
+
+/// The meta of `path` (absolute) in the root, not following links.
+fn meta_at(root: &Dir, path: &str) -> Option<Meta> {
+    let (parent, name) = path.trim_start_matches('/').rsplit_once('/').unwrap_or(("", path.trim_start_matches('/')));
+    let dir = if parent.is_empty() { root.try_clone().ok()? } else { root.open_dir(parent).ok()? };
+    dir.meta(name).ok()
+}
+
+fn is_empty_dir(root: &Dir, path: &str) -> bool {
+    root.open_dir(path.trim_start_matches('/')).and_then(|d| d.entries()).is_ok_and(|e| e.is_empty())
+}
+
+/// The decisions being made, with the root's owner names.
+struct Decider<'u> {
+    users: &'u decl::UserDb,
+    decisions: BTreeMap<String, Decision>,
+}
+
+impl Decider<'_> {
+    fn leave(&mut self, path: String, why: &str) {
+        self.decisions.insert(path, Decision::LeaveOut(why.to_owned()));
+    }
+
+    /// Keeps `path` as it is: a directory (with `options`), or a file as a copy (a
+    /// bind-mounted file could break whatever replaces it by rename).
+    fn keep(&mut self, path: String, meta: &Meta, options: &[MountOption], note: Option<&str>, undecided: bool) {
+        let Some(owner) = owner_of(meta, self.users) else {
+            let why = format!("its owner {}:{} is not in the root's passwd and group", meta.uid, meta.gid);
+            self.leave(path, &why);
+            return;
+        };
+        let entry = if meta.kind == Kind::Directory {
+            directory(&path, &owner, options)
+        } else {
+            file(&path, &owner, How::Copy)
+        };
+        self.decisions.insert(path, Decision::Keep { entry, note: note.map(str::to_owned), undecided });
+    }
+
+    /// Every top-level path of the root.
+    fn top(&mut self, root: &Dir) -> Result<()> {
+        for (name, kind) in root.entries()? {
+            let name = name.to_string_lossy().into_owned();
+            let path = format!("/{name}");
+            let meta = root.meta(&name)?;
+            match (name.as_str(), kind) {
+                ("etc" | "var", Kind::Directory) => {}
+                ("usr", Kind::Directory) => {
+                    let note = "the installed programs, read-only: remount it read-write to install packages";
+                    self.keep(path, &meta, &[MountOption::ReadOnly], Some(note), false);
+                }
+                ("tmp" | "run", _) => self.leave(path, "made empty at every boot"),
+                ("proc" | "sys" | "dev", _) => self.leave(path, "a kernel file system"),
+                ("lost+found" | "media" | "mnt", _) => self.leave(path, "a mount point or fsck's directory"),
+                ("root", Kind::Directory) => {
+                    self.leave(path, "root's home is not kept (its .ssh is): add \"/root\" to keep all of it");
+                    if let Some(ssh) = meta_at(root, "/root/.ssh").filter(|m| m.kind == Kind::Directory) {
+                        let note = "root's authorized_keys: how a remote admin gets back in";
+                        self.keep("/root/.ssh".into(), &ssh, &[], Some(note), false);
+                    }
+                }
+                ("bin" | "sbin" | "lib" | "lib32" | "lib64" | "libx32", Kind::Symlink) => {
+                    self.leave(path, "a link into /usr, made again at every boot");
+                }
+                (_, Kind::Symlink) => self.leave(path, "a link (kernel packages make the ones into /boot again)"),
+                // Where accounts made later put their data: kept even while empty.
+                ("home", Kind::Directory) => self.keep(path, &meta, &[], None, false),
+                (_, Kind::Directory) if is_empty_dir(root, &path) => self.leave(path, "empty"),
+                ("srv" | "opt" | "boot", Kind::Directory) => self.keep(path, &meta, &[], None, false),
+                (_, Kind::Directory) => {
+                    self.keep(path, &meta, &[], Some("not a standard directory: kept so that nothing is lost"), true);
+                }
+                _ => self.leave(path, "a file at the top of the root"),
+            }
+        }
+        Ok(())
+    }
+
+    /// `/var`: logs and the non-empty standard directories kept; every directory of
+    /// `/var/lib` (a package's state) kept; caches and temporaries left out.
+    fn var(&mut self, root: &Dir) -> Result<()> {
+        let Ok(var) = root.open_dir("var") else { return Ok(()) };
+        for (name, kind) in var.entries()? {
+            let name = name.to_string_lossy().into_owned();
+            let path = format!("/var/{name}");
+            let meta = var.meta(&name)?;
+            match (name.as_str(), kind) {
+                ("lib", Kind::Directory) => {}
+                ("cache" | "tmp", _) => self.leave(path, "regenerated: a cache, or temporary files"),
+                (_, Kind::Symlink) => self.leave(path, "a link (/var/run and /var/lock point into /run)"),
+                // Logs and mail spools are written by what runs later: kept even while empty.
+                (_, Kind::Directory) if !matches!(name.as_str(), "log" | "mail") && is_empty_dir(root, &path) => {
+                    self.leave(path, "empty");
+                }
+                ("log" | "backups" | "mail" | "spool" | "local" | "opt", Kind::Directory) => {
+                    self.keep(path, &meta, &[], None, false);
+                }
+                (_, Kind::Directory) => self.keep(path, &meta, &[], Some("not a standard directory of /var"), true),
+                _ => self.leave(path, "a file directly in /var"),
+            }
+        }
+        let Ok(lib) = var.open_dir("lib") else { return Ok(()) };
+        for (name, kind) in lib.entries()? {
+            let name = name.to_string_lossy().into_owned();
+            let path = format!("/var/lib/{name}");
+            let meta = lib.meta(&name)?;
+            match kind {
+                _ if name == "blankslate" => self.leave(path, "blankslate's own state: the volume gets a new one"),
+                Kind::Directory => self.keep(path, &meta, &[], None, false),
+                Kind::File => {
+                    let note = "a file of /var/lib: kept as a copy, in case it is replaced by rename";
+                    self.keep(path, &meta, &[], Some(note), true);
+                }
+                _ => self.leave(path, "not a directory or a regular file"),
+            }
+        }
+        Ok(())
+    }
+
+    /// The files of `/etc` that are persisted rather than put in the etc tree.
+    fn etc(&mut self, root: &Dir) {
+        for name in COPIED_ETC {
+            let path = format!("/etc/{name}");
+            if let Some(meta) = meta_at(root, &path).filter(|m| m.kind == Kind::File) {
+                let note = "replaced by rename (passwd, useradd): a copy, written back when it changes";
+                self.keep(path, &meta, &[], Some(note), false);
+            }
+        }
+        for (path, meta) in bound_etc_files(root) {
+            let Some(owner) = owner_of(&meta, self.users) else { continue };
+            let entry = file(&path, &owner, How::Bind);
+            self.decisions.insert(path, Decision::Keep { entry, note: None, undecided: false });
+        }
+    }
+}
+
+/// What becomes of every top-level path of the root, of `/var` and `/var/lib`, and of
+/// the files of `/etc` that are persisted, sorted by path.
+fn decide(root: &Dir, users: &decl::UserDb) -> Result<BTreeMap<String, Decision>> {
+    let mut decider = Decider { users, decisions: BTreeMap::new() };
+    decider.top(root)?;
+    decider.var(root)?;
+    decider.etc(root);
+    Ok(decider.decisions)
+}
+
+/// `/etc/machine-id` and the SSH host keys: bind-mounted (written in place, or never).
+fn bound_etc_files(root: &Dir) -> Vec<(String, Meta)> {
+    let mut out = Vec::new();
+    if let Some(meta) = meta_at(root, "/etc/machine-id").filter(|m| m.kind == Kind::File) {
+        out.push(("/etc/machine-id".to_owned(), meta));
+    }
+    if let Ok(ssh) = root.open_dir("etc/ssh") {
+        for (name, kind) in ssh.entries().unwrap_or_default() {
+            let name = name.to_string_lossy();
+            if kind == Kind::File && name.starts_with("ssh_host_") && name.ends_with("_key") {
+                if let Ok(meta) = ssh.meta(name.as_ref()) {
+                    out.push((format!("/etc/ssh/{name}"), meta));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Copies `path` (absolute) of the root to the same place in the volume, creating
+/// its parents there with the owner and mode they have in the root.
+fn copy_into(root: &Dir, volume: &Dir, path: &str) -> Result<CopyStats> {
+    let relative = path.trim_start_matches('/');
+    let (parent, name) = relative.rsplit_once('/').unwrap_or(("", relative));
+    let source_parent = if parent.is_empty() { root.try_clone()? } else { root.open_dir(parent)? };
+    let dest_parent = mirror_parents(root, volume, parent)?;
+    tree::copy(&source_parent, OsStr::new(name), &dest_parent, OsStr::new(name))
+        .map_err(|source| AdoptError::Copy { path: path.to_owned(), source })
+}
+
+/// The directory `relative` in the volume, each missing component made with the
+/// owner and mode the root's has.
+fn mirror_parents(root: &Dir, volume: &Dir, relative: &str) -> Result<Dir> {
+    let mut dest = volume.try_clone()?;
+    let mut source = root.try_clone()?;
+    for name in relative.split('/').filter(|n| !n.is_empty()) {
+        let meta = source.meta(name)?;
+        if dest.create_dir(name, 0o700)? {
+            dest.set_owner_and_mode_of(name, meta.uid, meta.gid, meta.mode)?;
+        }
+        dest = dest.open_dir(name)?;
+        source = source.open_dir(name)?;
+    }
+    Ok(dest)
+}
+
+/// The etc tree: a faithful copy of the root's `/etc` in `home/etc`, without what is
+/// persisted (it comes from the volume) or regenerated. Returns how many entries it
+/// holds and what was taken out, with why.
+fn copy_etc_tree(root: &Dir, home: &Dir, declaration: &Declaration) -> Result<(usize, Vec<(String, String)>)> {
+    tree::copy(root, OsStr::new("etc"), home, OsStr::new(TREE))
+        .map_err(|source| AdoptError::Copy { path: "/etc".into(), source })?;
+    let tree_dir = home.open_dir(TREE)?;
+    let mut left_out = Vec::new();
+    let mut remove = |path: &str, why: &str| -> Result<()> {
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let dir = if parent.is_empty() { tree_dir.try_clone()? } else { tree_dir.open_dir(parent)? };
+        match dir.remove_tree(name) {
+            Ok(()) => {}
+            Err(error) if error.is_not_found() => return Ok(()),
+            Err(error) => return Err(error.into()),
+        }
+        left_out.push((format!("/etc/{path}"), why.to_owned()));
+        Ok(())
+    };
+    for entry in declaration.entries() {
+        if let Some(path) = entry.path.strip_prefix("/etc/") {
+            remove(path, "persisted: it comes from the volume")?;
+        }
+    }
+    for name in REGENERATED_ETC {
+        remove(name, "regenerated (a cache, a lock, or a backup the shadow tools write)")?;
+    }
+    let nodes =
+        tree::walk(home, OsStr::new(TREE), false).map_err(|source| AdoptError::Copy { path: "/etc".into(), source })?;
+    for node in &nodes {
+        use tree::NodeKind::{BlockDevice, CharDevice, Fifo, Socket};
+        if matches!(node.kind, Fifo | Socket | CharDevice | BlockDevice) {
+            let path = node.path.to_string_lossy().into_owned();
+            remove(&path, "not a file, link or directory: an etc tree holds none")?;
+        }
+    }
+    let entries = nodes.iter().filter(|n| matches!(n.kind, tree::NodeKind::File | tree::NodeKind::Symlink)).count();
+    Ok((entries, left_out))
+}

@@ -1,0 +1,164 @@
+//! `adopt` on a scratch root shaped like an installed Debian: what it keeps, copies,
+//! leaves out and writes, that the declaration builds, and that the root is untouched.
+
+use std::ffi::OsStr;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, chown, symlink};
+use std::path::Path;
+
+use blankslate_adopt::{AdoptError, Request, adopt};
+use blankslate_core::fs::Dir;
+
+/// Whether the effective uid is 0 (from /proc: no libc in tests).
+fn is_root() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace().nth(2) == Some("0")
+}
+
+fn write(root: &Path, path: &str, text: &str, mode: u32, owner: (u32, u32)) {
+    let path = root.join(path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    chown(&path, Some(owner.0), Some(owner.1)).unwrap();
+}
+
+/// An installed system in miniature.
+fn installed(root: &Path) {
+    write(root, "etc/passwd", "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n", 0o644, (0, 0));
+    write(root, "etc/group", "root:x:0:\nshadow:x:42:\nalice:x:1000:\n", 0o644, (0, 0));
+    write(root, "etc/shadow", "root:!:1::::::\nalice:!:1::::::\n", 0o640, (0, 42));
+    write(root, "etc/passwd-", "root:x:0:0::/root:/bin/sh\n", 0o644, (0, 0));
+    write(root, "etc/.pwd.lock", "", 0o600, (0, 0));
+    write(root, "etc/hostname", "debian\n", 0o644, (0, 0));
+    write(root, "etc/sudoers", "root ALL=(ALL) ALL\n", 0o440, (0, 0));
+    write(root, "etc/machine-id", "", 0o444, (0, 0));
+    write(root, "etc/ssh/sshd_config", "Port 22\n", 0o644, (0, 0));
+    write(root, "etc/ssh/ssh_host_ed25519_key", "PRIVATE\n", 0o600, (0, 0));
+    write(root, "etc/ssh/ssh_host_ed25519_key.pub", "PUBLIC\n", 0o644, (0, 0));
+    symlink("../usr/lib/os-release", root.join("etc/os-release")).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(root.join("etc/initctl")).status().unwrap().success());
+    write(root, "usr/lib/os-release", "ID=debian\n", 0o644, (0, 0));
+    write(root, "usr/bin/sh", "#!\n", 0o755, (0, 0));
+    symlink("usr/bin", root.join("bin")).unwrap();
+    write(root, "var/log/syslog", "booted\n", 0o640, (0, 0));
+    write(root, "var/lib/dpkg/status", "Package: sh\n", 0o644, (0, 0));
+    write(root, "var/lib/shells.state", "/bin/sh\n", 0o644, (0, 0));
+    write(root, "var/cache/apt/pkgcache.bin", "cache\n", 0o644, (0, 0));
+    std::fs::create_dir_all(root.join("var/mail")).unwrap();
+    symlink("/run", root.join("var/run")).unwrap();
+    write(root, "home/alice/notes", "mine\n", 0o600, (1000, 1000));
+    write(root, "root/.ssh/authorized_keys", "ssh-ed25519 AAAA admin\n", 0o600, (0, 0));
+    write(root, "root/.bashrc", "PS1=#\n", 0o644, (0, 0));
+    write(root, "tmp/junk", "x\n", 0o644, (0, 0));
+    write(root, "weird/data", "who knows\n", 0o644, (0, 0));
+    for empty in ["srv", "proc", "mnt"] {
+        std::fs::create_dir_all(root.join(empty)).unwrap();
+    }
+}
+
+fn mode_owner(path: &Path) -> (u32, u32, u32) {
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    (meta.permissions().mode() & 0o7777, meta.uid(), meta.gid())
+}
+
+#[test]
+fn an_installed_system_is_adopted_whole_and_left_untouched() {
+    if !is_root() {
+        eprintln!("skipped: owners need root");
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let (root, volume) = (scratch.path().join("installed"), scratch.path().join("volume"));
+    installed(&root);
+    std::fs::create_dir_all(volume.join("lost+found")).unwrap();
+    let fingerprint = || {
+        let top = Dir::open_root(scratch.path()).unwrap();
+        blankslate_persist::tree::fingerprint(&top, OsStr::new("installed")).unwrap()
+    };
+    let before = fingerprint();
+
+    let adopted = adopt(&Request { from: &root, to: &volume, mount_point: "/persist" }).unwrap();
+    assert_eq!(fingerprint(), before, "the installed root changed");
+
+    let text = std::fs::read_to_string(volume.join("etc/blankslate/system.toml")).unwrap();
+    insta::assert_snapshot!("declaration", text.replace(root.to_str().unwrap(), "ROOT"));
+    let kept: Vec<&str> = adopted.kept.iter().map(|k| k.path.as_str()).collect();
+    assert_eq!(
+        kept,
+        [
+            "/etc/group",
+            "/etc/machine-id",
+            "/etc/passwd",
+            "/etc/shadow",
+            "/etc/ssh/ssh_host_ed25519_key",
+            "/home",
+            "/root/.ssh",
+            "/usr",
+            "/var/lib/dpkg",
+            "/var/lib/shells.state",
+            "/var/log",
+            "/var/mail",
+            "/weird",
+        ]
+    );
+    let undecided: Vec<&str> = adopted.kept.iter().filter(|k| k.undecided.is_some()).map(|k| k.path.as_str()).collect();
+    assert_eq!(undecided, ["/var/lib/shells.state", "/weird"]);
+    let left_out: Vec<(&str, &str)> =
+        adopted.left_out.iter().chain(&adopted.etc_left_out).map(|(p, w)| (p.as_str(), w.as_str())).collect();
+    for (path, why) in [
+        ("/tmp", "made empty at every boot"),
+        ("/var/cache", "regenerated"),
+        ("/srv", "empty"),
+        ("/bin", "a link into /usr"),
+        ("/root", "root's home is not kept"),
+        ("/etc/.pwd.lock", "regenerated"),
+        ("/etc/passwd-", "regenerated"),
+        ("/etc/shadow", "persisted"),
+        ("/etc/initctl", "not a file, link or directory"),
+    ] {
+        assert!(left_out.iter().any(|(p, w)| *p == path && w.contains(why)), "{path}: {left_out:#?}");
+    }
+
+    // Data in the volume, with owners and modes; the etc tree without what is persisted.
+    assert_eq!(mode_owner(&volume.join("etc/shadow")), (0o640, 0, 42));
+    assert_eq!(mode_owner(&volume.join("home/alice/notes")), (0o600, 1000, 1000));
+    assert_eq!(std::fs::read_to_string(volume.join("root/.ssh/authorized_keys")).unwrap(), "ssh-ed25519 AAAA admin\n");
+    assert!(!volume.join("root/.bashrc").exists());
+    let tree = volume.join("etc/blankslate/etc");
+    assert_eq!(mode_owner(&tree.join("sudoers")), (0o440, 0, 0));
+    assert_eq!(std::fs::read_link(tree.join("os-release")).unwrap(), Path::new("../usr/lib/os-release"));
+    for gone in ["shadow", "passwd", "machine-id", "ssh/ssh_host_ed25519_key", ".pwd.lock", "passwd-", "initctl"] {
+        assert!(std::fs::symlink_metadata(tree.join(gone)).is_err(), "{gone} is in the etc tree");
+    }
+    assert!(tree.join("ssh/ssh_host_ed25519_key.pub").exists());
+    assert_eq!(adopted.etc_entries, 5, "hostname, os-release, sshd_config, the public key, sudoers");
+
+    // The declaration checks, with the adopted system's owner names, and builds.
+    let users = blankslate_core::decl::UserDb::from_root(&Dir::open_root(&root).unwrap());
+    let file = volume.join("etc/blankslate/system.toml");
+    let checked = blankslate_core::decl::check(&file, &text, Some(&users));
+    let declaration = checked.declaration.unwrap_or_else(|| panic!("{}", checked.diagnostics));
+    let etc = blankslate_etc_builder::from_declaration(&declaration).unwrap();
+    let sudoers = &etc.entries["sudoers"].manifest;
+    assert_eq!(sudoers.mode.as_deref(), Some("0440"));
+    assert!(!etc.entries.contains_key("shadow"));
+}
+
+#[test]
+fn a_volume_with_data_or_a_root_without_etc_is_refused_and_nothing_is_written() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (root, volume) = (scratch.path().join("installed"), scratch.path().join("volume"));
+    std::fs::create_dir_all(root.join("usr")).unwrap();
+    std::fs::create_dir_all(&volume).unwrap();
+    let request = Request { from: &root, to: &volume, mount_point: "/persist" };
+    let error = adopt(&request).unwrap_err();
+    assert!(matches!(error, AdoptError::NotASystem { what: "/etc", .. }), "{error}");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(volume.join("precious"), "data").unwrap();
+    let error = adopt(&request).unwrap_err();
+    assert!(error.to_string().contains("is not empty (it holds precious)"), "{error}");
+    assert_eq!(std::fs::read_dir(&volume).unwrap().count(), 1, "nothing was added to the volume");
+    let error = adopt(&Request { from: &scratch.path().join("nowhere"), ..request }).unwrap_err();
+    assert!(error.to_string().starts_with("cannot read the root"), "{error}");
+}
