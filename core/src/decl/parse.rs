@@ -696,12 +696,11 @@ impl Parser<'_> {
                     )
                     .with_help(format!("globs match absolute paths: write \"/{glob}\" or \"**/{glob}\"")),
                 );
-            } else if let Err(error) = globset::Glob::new(glob) {
-                self.push(Diagnostic::error(
-                    Rule::InvalidGlob,
-                    element.span(),
-                    format!("ignore glob `{glob}`: {}", error.kind()),
-                ));
+            } else if let Err(error) = super::glob::compile(glob) {
+                self.push(
+                    Diagnostic::error(Rule::InvalidGlob, element.span(), format!("ignore glob `{glob}`: {error}"))
+                        .with_help("`*`, `?` and `[…]` match within one path component; `**` crosses directories"),
+                );
             } else {
                 audit.ignore.push(glob.to_owned());
             }
