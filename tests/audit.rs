@@ -50,11 +50,17 @@ impl Scratch {
         self.dir.path().join("root")
     }
 
-    /// `switch` to the declaration, plant with `setup` (shell), then `audit ARGS`, all
-    /// in one private mount namespace. Returns the audit's output.
+    /// Mount a tmpfs as the volume, `switch` to the declaration, plant with `setup`
+    /// (shell), then `audit ARGS`, all in one private mount namespace. Returns the
+    /// audit's output.
     fn switch_and_audit(&self, setup: &str, args: &str) -> Output {
+        self.run_in_namespace("mount -t tmpfs volume persist", setup, args)
+    }
+
+    /// The same with `volume` (shell, in the root) instead of mounting the volume.
+    fn run_in_namespace(&self, volume: &str, setup: &str, args: &str) -> Output {
         let script = format!(
-            "set -e; '{BIN}' switch '{decl}' --root '{root}' >/dev/null; cd '{root}'; {setup}; \
+            "set -e; cd '{root}'; {volume}; '{BIN}' switch '{decl}' --root '{root}' >/dev/null; {setup}; \
              exec '{BIN}' audit --root '{root}' {args}",
             decl = self.dir.path().join("declaration.toml").display(),
             root = self.root().display(),
@@ -247,4 +253,112 @@ fn watch_prints_its_summary_on_ctrl_c() {
     let summary = rest.iter().find(|l| l.starts_with("watch: ")).unwrap_or_else(|| panic!("{rest:#?}"));
     assert!(summary.contains("to 1 path(s)"), "{summary}");
     assert!(rest.iter().any(|l| l.starts_with("undeclared created: file /srv-file")), "{rest:#?}");
+}
+
+#[test]
+fn a_volume_that_is_not_mounted_is_one_finding_exit_2() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let scratch = Scratch::new(DECLARATION);
+    // Activation into a plain directory, as when the volume never mounted.
+    let output = scratch.run_in_namespace("true", "true", "--json");
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["summary"]["volume"]["count"], 1, "{json:#}");
+    assert_eq!(json["summary"]["persist"]["count"], 0, "{json:#}");
+    assert_eq!(json["summary"]["persist-stray"]["count"], 0, "{json:#}");
+    let finding = &json["findings"][0];
+    assert_eq!((finding["class"].as_str(), finding["path"].as_str()), (Some("volume"), Some("/persist")));
+    assert!(finding["reason"].as_str().unwrap().contains("lost at the next reboot"), "{finding}");
+}
+
+#[test]
+fn the_metrics_file_the_audit_writes_is_not_a_finding() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let scratch = Scratch::new(DECLARATION);
+    let metrics = "var/lib/prometheus/node-exporter/blankslate.prom";
+    let first = format!("mkdir -p var/lib/prometheus/node-exporter && '{BIN}' audit --root . --prometheus {metrics}");
+    let output = scratch.switch_and_audit(&first, &format!("--prometheus {metrics}"));
+    assert_eq!(output.status.code(), Some(0), "{}{}", text(&output.stdout), text(&output.stderr));
+    assert!(std::fs::read_to_string(scratch.root().join(metrics)).unwrap().contains("blankslate_audit_exit_code 0\n"));
+}
+
+/// The fields of each datagram a journal at `socket` received: journald's native
+/// protocol, decoded independently of the sender.
+fn journal_records(socket: &std::os::unix::net::UnixDatagram) -> Vec<Vec<(String, Vec<u8>)>> {
+    socket.set_nonblocking(true).unwrap();
+    let mut records = Vec::new();
+    let mut buffer = vec![0; 1 << 16];
+    while let Ok(n) = socket.recv(&mut buffer) {
+        let mut data = &buffer[..n];
+        let mut fields = Vec::new();
+        while !data.is_empty() {
+            let line = data.iter().position(|&b| b == b'\n').expect("every field ends in a newline");
+            let (head, rest) = (&data[..line], &data[line + 1..]);
+            if let Some(eq) = head.iter().position(|&b| b == b'=') {
+                fields.push((text(&head[..eq]), head[eq + 1..].to_vec()));
+                data = rest;
+            } else {
+                let length = usize::try_from(u64::from_le_bytes(rest[..8].try_into().unwrap())).unwrap();
+                fields.push((text(head), rest[8..8 + length].to_vec()));
+                assert_eq!(rest[8 + length], b'\n');
+                data = &rest[9 + length..];
+            }
+        }
+        records.push(fields);
+    }
+    records
+}
+
+fn field<'a>(record: &'a [(String, Vec<u8>)], key: &str) -> Option<&'a str> {
+    record.iter().find(|(k, _)| k == key).map(|(_, v)| std::str::from_utf8(v).unwrap())
+}
+
+#[test]
+fn journal_records_carry_a_fixed_message_id_per_class() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let scratch = Scratch::new(DECLARATION);
+    let socket_path = scratch.dir.path().join("journal.socket");
+    let journal = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    let setup = "mkdir -p srv/new && printf 'a\\nb' > 'srv/new/two\nlines' && rm etc/hosts && echo x > etc/hosts";
+    let output = scratch.switch_and_audit(setup, &format!("--journal --journal-socket '{}'", socket_path.display()));
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let records = journal_records(&journal);
+    assert_eq!(records.len(), 3, "two findings and the summary: {records:?}");
+    for record in &records {
+        for (key, _) in record {
+            let valid = key.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+            assert!(valid && !key.starts_with('_') && key.len() <= 64, "not a journal field name: {key}");
+        }
+        assert_eq!(field(record, "SYSLOG_IDENTIFIER"), Some("blankslate"));
+        assert_eq!(field(record, "BLANKSLATE_GENERATION"), Some("1"));
+    }
+    let undeclared = &records[0];
+    assert_eq!(field(undeclared, "MESSAGE_ID"), Some("c5da81f4adb642b1a72cdd6805b2f9f1"));
+    assert_eq!(field(undeclared, "PRIORITY"), Some("5"));
+    assert_eq!(field(undeclared, "BLANKSLATE_CLASS"), Some("undeclared"));
+    assert_eq!(field(undeclared, "BLANKSLATE_PATH"), Some("/srv/new"));
+    assert_eq!((field(undeclared, "BLANKSLATE_FILES"), field(undeclared, "BLANKSLATE_BYTES")), (Some("1"), Some("3")));
+    let message = field(undeclared, "MESSAGE").unwrap();
+    assert_eq!(message, "undeclared: directory /srv/new (1 file, 3 B): lost at the next reboot");
+    let drift = &records[1];
+    assert_eq!(field(drift, "MESSAGE_ID"), Some("9a32b0bef94c4d949cbd3ac0a97bc033"));
+    assert_eq!(
+        (field(drift, "BLANKSLATE_KIND"), field(drift, "BLANKSLATE_PATH")),
+        (Some("replaced-by-file"), Some("/etc/hosts"))
+    );
+    assert!(field(drift, "BLANKSLATE_REASON").unwrap().contains("lost at reboot"));
+    let summary = &records[2];
+    assert_eq!(field(summary, "MESSAGE_ID"), Some("e050e86ea2fb41f5849b4201d338aa92"));
+    assert_eq!(field(summary, "BLANKSLATE_EXIT_CODE"), Some("2"));
+    assert_eq!(field(summary, "BLANKSLATE_FINDINGS_UNDECLARED"), Some("1"));
+    assert_eq!(field(summary, "BLANKSLATE_FINDINGS_ETC_DRIFT"), Some("1"));
+    assert_eq!(field(summary, "PRIORITY"), Some("4"));
+    let declaration = field(summary, "BLANKSLATE_DECLARATION").unwrap();
+    assert!(declaration.len() == 32 && declaration.bytes().all(|b| b.is_ascii_alphanumeric()), "{declaration}");
 }

@@ -88,6 +88,8 @@ fn child_audit(root: &Path, declaration: &Path) {
         users: &users,
         state_dir: Path::new("/var/lib/blankslate"),
         generation: None,
+        generations: blankslate_audit::Generations::default(),
+        own_outputs: &[],
         limit: 200,
         sizes: std::env::var_os("BLANKSLATE_BENCH_NO_SIZES").is_none(),
     };

@@ -1,14 +1,17 @@
-//! The checks that are not a walk: every managed `/etc` entry against the manifest,
-//! every persisted path against its volume. Each looks only at its own paths.
+//! The checks that are not a walk: every persistent root is a mounted volume, every
+//! managed `/etc` entry matches the manifest, every persisted path (and its declared
+//! parent) matches its volume. Each looks only at its own paths.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::fd::AsFd;
 
 use blankslate_core::activation::{self as etc, Active};
 use blankslate_core::decl::{Declaration, EntryKind, How, Owner, ResolvedEntry, UserDb};
 use blankslate_core::fs::{Dir, FsError, Kind, Meta};
 use blankslate_core::manifest::{EtcKind, content_hash};
 
-use crate::{Class, Finding};
+use crate::render::size;
+use crate::{Class, Finding, MountPoints, walk};
 
 fn split(path: &str) -> (&str, &str) {
     let path = path.trim_start_matches('/');
@@ -129,15 +132,98 @@ fn not_found(error: &FsError) -> bool {
     error.is_not_found()
 }
 
-/// Owner and mode of a persisted path's source against the declaration.
-fn check_owner(path: &str, meta: &Meta, owner: &Owner, users: &UserDb, out: &mut Vec<Finding>) {
+/// "the path … is" / "the 3 paths … are", and the like: `(the N paths, singular
+/// verb, plural verb)` picks the right words for `n`.
+fn paths(n: usize, singular: &str, plural: &str) -> String {
+    if n == 1 { format!("1 path {singular}") } else { format!("{n} paths {plural}") }
+}
+
+/// Every persistent root that is a mounted volume (a file system other than the
+/// root's), open. One that is not is reported once, as a whole, saying what it means
+/// for the paths persisted from it; its entries are then not checked one by one.
+pub fn volumes<'d>(
+    root: &Dir,
+    declaration: &'d Declaration,
+    mounts: &MountPoints,
+    out: &mut Vec<Finding>,
+) -> BTreeMap<&'d str, Dir> {
+    let Ok(root_dev) = root.own_meta().map(|m| m.dev) else { return BTreeMap::new() };
+    let entries = declaration.entries();
+    let mut open = BTreeMap::new();
+    for mount in declaration.persist.keys() {
+        let persisted: Vec<&ResolvedEntry<'_>> = entries.iter().filter(|e| e.root == mount).collect();
+        let (kept, lost) = where_writes_go(root, &persisted, root_dev);
+        let mounted = paths(kept, "still mounted from it keeps its writes", "still mounted from it keep their writes");
+        let consequence = match (kept, lost) {
+            (0, 0) => "nothing persisted from it is in place".to_owned(),
+            (_, 0) => format!("{mounted}, but cannot be checked, and an activation now would not find the data"),
+            (0, _) => format!(
+                "{}: lost at the next reboot",
+                paths(lost, "persisted from it is on the root too", "persisted from it are on the root too")
+            ),
+            (_, _) => {
+                format!("{mounted}; {}: lost at the next reboot", paths(lost, "is on the root", "are on the root"))
+            }
+        };
+        let finding = match root.open_dir(mount.trim_start_matches('/')) {
+            Ok(volume) if volume.own_meta().is_ok_and(|m| m.dev != root_dev) => {
+                open.insert(mount.as_str(), volume);
+                continue;
+            }
+            Ok(plain) => {
+                let held = walk::count(plain.as_fd(), mounts, mount.as_bytes());
+                let data = if held.files > 0 {
+                    format!(", and what it holds ({} files, {}) with them", held.files, size(held.bytes))
+                } else {
+                    String::new()
+                };
+                let reason =
+                    format!("a directory of the root's own file system, not a mounted volume: {consequence}{data}");
+                let mut finding = Finding::new(Class::Volume, "not-mounted", mount.as_bytes().to_vec(), reason);
+                (finding.files, finding.bytes) = (held.files, held.bytes);
+                finding
+            }
+            Err(error) => {
+                let what = if error.is_not_found() {
+                    "not there: the volume is not mounted".to_owned()
+                } else {
+                    format!("cannot be opened ({}): the volume cannot be checked", error.source)
+                };
+                Finding::new(
+                    Class::Volume,
+                    "volume-missing",
+                    mount.as_bytes().to_vec(),
+                    format!("{what}; {consequence}"),
+                )
+            }
+        };
+        out.push(finding);
+    }
+    open
+}
+
+/// How many of a volume's persisted paths are in place on another file system (a
+/// bind mount from the volume: writes kept), and how many are on the root's own (a
+/// plain directory or file, or a link through a mount point that is not mounted:
+/// writes lost at reboot).
+fn where_writes_go(root: &Dir, entries: &[&ResolvedEntry<'_>], root_dev: u64) -> (usize, usize) {
+    let mut targets = Dirs::new(root);
+    entries.iter().filter_map(|e| targets.meta(&e.path).map(|(meta, ..)| meta)).fold((0, 0), |(kept, lost), meta| {
+        if meta.kind != Kind::Symlink && meta.dev != root_dev { (kept + 1, lost) } else { (kept, lost + 1) }
+    })
+}
+
+/// Owner and mode of a persisted path's source (or of a declared parent: `of` names
+/// the entry) against the declaration.
+fn check_owner(path: &str, meta: &Meta, owner: &Owner, users: &UserDb, of: Option<&str>, out: &mut Vec<Finding>) {
+    let parent = of.map(|entry| format!(" for the parent of {entry}")).unwrap_or_default();
     if meta.mode != owner.mode.bits() {
-        let reason = format!("mode {:04o}, declared {}", meta.mode, owner.mode);
+        let reason = format!("mode {:04o}, declared {}{parent}", meta.mode, owner.mode);
         out.push(Finding::new(Class::Persist, "wrong-mode", path.as_bytes().to_vec(), reason));
     }
     if let (Some(uid), Some(gid)) = (users.uid(&owner.user), users.gid(&owner.group)) {
         if (meta.uid, meta.gid) != (uid, gid) {
-            let reason = format!("owner {}:{}, declared {}:{}", meta.uid, meta.gid, owner.user, owner.group);
+            let reason = format!("owner {}:{}, declared {}:{}{parent}", meta.uid, meta.gid, owner.user, owner.group);
             out.push(Finding::new(Class::Persist, "wrong-owner", path.as_bytes().to_vec(), reason));
         }
     }
@@ -178,7 +264,7 @@ fn check_copy(
             );
             push("not-written-back", meta.size, reason);
         }
-        check_owner(path, meta, &entry.entry.owner, users, out);
+        check_owner(path, meta, &entry.entry.owner, users, None, out);
     }
 }
 
@@ -187,12 +273,71 @@ fn source_in(volume: &Dir, parent: &str) -> Result<Dir, FsError> {
     if parent.is_empty() { volume.try_clone() } else { volume.open_dir(parent) }
 }
 
-/// Every persisted path: mounted (or linked) from its volume, with its owner and mode.
-pub fn persist_health(root: &Dir, declaration: &Declaration, users: &UserDb, out: &mut Vec<Finding>) {
+/// What stands where the bind mount of the volume's `copy` should be (`meta`, `name`
+/// in `dir`), and what that means: a finding's kind, bytes and reason.
+fn instead_of_bind_mount(meta: &Meta, dir: &Dir, name: &str, copy: &str) -> (&'static str, u64, String) {
+    if dir.is_mount_point(name).unwrap_or(false) {
+        return ("wrong-source", 0, format!("a mount is there, but not of the volume's {copy}"));
+    }
+    if meta.kind == Kind::Symlink {
+        let target = dir.read_link(name).map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
+        let reason = if target == copy {
+            format!(
+                "a symlink to {copy}, not its bind mount: writes are kept, but programs see a link, mount options \
+                 do not apply, and activation leaves it (remove it, then switch)"
+            )
+        } else {
+            format!("a symlink to {target}, not the bind mount of {copy}: writes go there, not to the volume")
+        };
+        return ("replaced", 0, reason);
+    }
+    let size = if meta.kind == Kind::File { meta.size } else { 0 };
+    let reason =
+        format!("{} on the root, not the bind mount of {copy}: writes here are lost at reboot", found(meta.kind));
+    ("not-mounted", size, reason)
+}
+
+/// The declared parents of persisted paths, checked once each.
+struct Parents<'r, 'v> {
+    root: &'r mut Dirs<'v>,
+    volume: &'r Dir,
+    volume_path: &'r str,
+    checked: &'r mut HashSet<String>,
+}
+
+impl Parents<'_, '_> {
+    /// `parent` (relative) in the root and in the volume against `owner`, declared
+    /// by the entry `of`.
+    fn check(self, parent: &str, owner: &Owner, users: &UserDb, of: &str, out: &mut Vec<Finding>) {
+        let in_root = format!("/{parent}");
+        if self.checked.insert(in_root.clone()) {
+            if let Some(meta) = self.root.get(parent).and_then(|d| d.own_meta().ok()) {
+                check_owner(&in_root, &meta, owner, users, Some(of), out);
+            }
+        }
+        let in_volume = format!("{}/{parent}", self.volume_path.trim_end_matches('/'));
+        if self.checked.insert(in_volume.clone()) {
+            if let Ok(meta) = source_in(self.volume, parent).and_then(|d| d.own_meta()) {
+                check_owner(in_volume.trim_end_matches('/'), &meta, owner, users, Some(of), out);
+            }
+        }
+    }
+}
+
+/// Every persisted path of a mounted volume: mounted (or linked) from it, with its
+/// owner and mode, and its declared parent's (activation enforces both, in the root
+/// and in the volume).
+pub fn persist_health(
+    root: &Dir,
+    declaration: &Declaration,
+    volumes: &BTreeMap<&str, Dir>,
+    users: &UserDb,
+    out: &mut Vec<Finding>,
+) {
     let mut entries = declaration.entries();
     entries.sort_by(|a, b| a.path.cmp(&b.path));
-    let mut volumes: HashMap<&str, Option<Dir>> = HashMap::new();
     let mut targets = Dirs::new(root);
+    let mut parents_checked = HashSet::new();
     let push = |out: &mut Vec<Finding>, kind: &'static str, path: &str, bytes: u64, reason: String| {
         let mut finding = Finding::new(Class::Persist, kind, path.as_bytes().to_vec(), reason);
         finding.bytes = bytes;
@@ -201,16 +346,13 @@ pub fn persist_health(root: &Dir, declaration: &Declaration, users: &UserDb, out
     };
     for entry in &entries {
         let path = entry.path.as_str();
-        let volume = volumes.entry(entry.root).or_insert_with(|| {
-            let volume = root.open_dir(entry.root.trim_start_matches('/'));
-            if let Err(error) = &volume {
-                let reason = format!("the persistent volume is not there: {}", error.source);
-                out.push(Finding::new(Class::Persist, "volume-missing", entry.root.as_bytes().to_vec(), reason));
-            }
-            volume.ok()
-        });
-        let Some(volume) = volume.as_ref() else { continue };
+        let Some(volume) = volumes.get(entry.root) else { continue };
         let (parent, name) = split(path);
+        if let Some(owner) = &entry.entry.parent {
+            let parents =
+                Parents { root: &mut targets, volume, volume_path: entry.root, checked: &mut parents_checked };
+            parents.check(parent, owner, users, path, out);
+        }
         let source = source_in(volume, parent).and_then(|d| d.meta(name));
         let source = match source {
             Ok(meta) => meta,
@@ -237,22 +379,15 @@ pub fn persist_health(root: &Dir, declaration: &Declaration, users: &UserDb, out
         let target = targets.meta(path);
         match (how, target) {
             (_, None) => {
-                push(out, "not-mounted", path, 0, "not in the root: nothing brings it from the volume".into());
+                let reason = "not in the root: the volume's copy is not mounted (what a program makes here is lost at \
+                              reboot)";
+                push(out, "not-mounted", path, 0, reason.into());
             }
             (How::Bind, Some((meta, ..))) if meta.identity() == source.identity() => {}
             (How::Bind, Some((meta, dir, name))) => {
-                if dir.is_mount_point(&name).unwrap_or(false) {
-                    let reason = format!("a mount is there, but not of the volume's {}{path}", entry.root);
-                    push(out, "wrong-source", path, 0, reason);
-                } else {
-                    let size = if meta.kind == Kind::File { meta.size } else { 0 };
-                    let reason = format!(
-                        "{} on the root, not mounted from {}: writes here are lost at reboot",
-                        found(meta.kind),
-                        entry.root
-                    );
-                    push(out, "not-mounted", path, size, reason);
-                }
+                let copy = format!("{}{path}", entry.root.trim_end_matches('/'));
+                let (kind, bytes, reason) = instead_of_bind_mount(&meta, dir, &name, &copy);
+                push(out, kind, path, bytes, reason);
             }
             (How::Copy, Some((meta, dir, name))) => {
                 let volume_copy = source_in(volume, parent).and_then(|d| d.read(name.as_str())).ok();
@@ -282,7 +417,7 @@ pub fn persist_health(root: &Dir, declaration: &Declaration, users: &UserDb, out
                 }
             }
         }
-        check_owner(path, &source, &entry.entry.owner, users, out);
+        check_owner(path, &source, &entry.entry.owner, users, None, out);
     }
 }
 
@@ -308,7 +443,9 @@ mod tests {
         std::fs::create_dir(base.join("srv")).unwrap();
         let findings = |base: &Path| {
             let mut out = Vec::new();
-            persist_health(&Dir::open_root(base).unwrap(), &declaration, &UserDb::default(), &mut out);
+            let root = Dir::open_root(base).unwrap();
+            let volumes = [("/persist", root.open_dir("persist").unwrap())].into();
+            persist_health(&root, &declaration, &volumes, &UserDb::default(), &mut out);
             out.iter().map(|f| (f.kind, f.reason.clone())).collect::<Vec<_>>()
         };
         std::os::unix::fs::symlink("/persist/srv/trash", base.join("srv/trash")).unwrap();
@@ -339,7 +476,9 @@ mod tests {
         }
         let findings = |base: &Path| {
             let mut out = Vec::new();
-            persist_health(&Dir::open_root(base).unwrap(), &declaration, &UserDb::default(), &mut out);
+            let root = Dir::open_root(base).unwrap();
+            let volumes = [("/persist", root.open_dir("persist").unwrap())].into();
+            persist_health(&root, &declaration, &volumes, &UserDb::default(), &mut out);
             out.iter().map(|f| (f.kind, f.bytes)).collect::<Vec<_>>()
         };
         assert_eq!(findings(base), []);

@@ -10,13 +10,17 @@
 //! - **etc-stray**: a file in `/etc` that nothing manages (it too is lost at reboot);
 //! - **persist**: a persisted path that is not mounted, mounted from the wrong source,
 //!   a symlink entry replaced by a regular file, a source missing in its volume, or a
-//!   wrong owner or mode;
+//!   wrong owner or mode (of the path, or of a declared `parent`);
+//! - **volume**: a persistent root that is not a mounted volume (a plain directory of
+//!   the root, or nothing): reported once, at its mount point, instead of one finding
+//!   per path persisted from it;
 //! - **persist-stray**: data in a persistent volume that no declaration reaches any
 //!   more (reported, never deleted);
 //! - **error**: a directory that could not be read, or changed under the walk.
 //!
-//! Ignored paths (regenerated at every boot, or matched by `[audit] ignore`) are
-//! counted, never listed. What counts as declared: persisted paths and everything
+//! Ignored paths (regenerated at every boot, matched by `[audit] ignore` — see
+//! [`blankslate_core::decl::glob`] for the wildcards — or written by the audit itself)
+//! are counted, never listed. What counts as declared: persisted paths and everything
 //! under them, the persistent roots' mount points, managed `/etc` entries,
 //! `/etc/static`, `/etc/.blankslate`, the state directory, the kernel's mount points
 //! ([`KERNEL`]), and the skeleton directories themselves ([`SKELETON`], not their
@@ -25,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub mod checks;
+pub mod journal;
 pub mod mounts;
 pub mod render;
 pub mod walk;
@@ -35,12 +40,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::time::{Duration, Instant, SystemTime};
 
 use blankslate_core::activation::{self as etc, Active};
-use blankslate_core::decl::{Declaration, UserDb};
+use blankslate_core::decl::{Declaration, UserDb, glob};
 use blankslate_core::fs::Dir;
 use blankslate_core::generation::DEFAULT_STATE_DIR;
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::{GlobSet, GlobSetBuilder};
 
 use crate::walk::{Mark, Stats, Tree, Unknown, Walker};
 
@@ -82,12 +88,20 @@ pub enum Class {
     PersistStray,
     EtcDrift,
     Persist,
+    Volume,
     Error,
 }
 
 impl Class {
-    pub const ALL: [Class; 6] =
-        [Class::Undeclared, Class::EtcStray, Class::PersistStray, Class::EtcDrift, Class::Persist, Class::Error];
+    pub const ALL: [Class; 7] = [
+        Class::Undeclared,
+        Class::EtcStray,
+        Class::PersistStray,
+        Class::EtcDrift,
+        Class::Persist,
+        Class::Volume,
+        Class::Error,
+    ];
 
     /// The class's name in JSON and Prometheus output.
     pub fn key(self) -> &'static str {
@@ -97,6 +111,7 @@ impl Class {
             Class::PersistStray => "persist-stray",
             Class::EtcDrift => "etc-drift",
             Class::Persist => "persist",
+            Class::Volume => "volume",
             Class::Error => "error",
         }
     }
@@ -106,7 +121,7 @@ impl Class {
     pub fn exit_code(self) -> u8 {
         match self {
             Class::Undeclared | Class::EtcStray | Class::PersistStray => 1,
-            Class::EtcDrift | Class::Persist => 2,
+            Class::EtcDrift | Class::Persist | Class::Volume => 2,
             Class::Error => 3,
         }
     }
@@ -163,10 +178,29 @@ impl Tally {
     }
 }
 
+/// Where the machine stands among its generations, as fleet metrics show it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Generations {
+    /// The hash of the audited generation's store object (`<hash>` of
+    /// `<hash>-generation`): it covers the canonical declaration and the `/etc` built
+    /// from it, so the same declaration has the same hash on every machine.
+    pub declaration: Option<String>,
+    /// The generation this boot started with (`/run/blankslate/booted`).
+    pub booted: Option<u32>,
+    /// The generation `/etc` is activated to.
+    pub active: Option<u32>,
+    /// The generation the next boot uses (`current`).
+    pub default: Option<u32>,
+}
+
 /// Everything one audit found.
 #[derive(Debug, Default, Clone)]
 pub struct Report {
     pub generation: Option<u32>,
+    pub generations: Generations,
+    /// When the audit started, and how long it took.
+    pub started: Option<SystemTime>,
+    pub duration: Duration,
     /// In report order; at most `limit` per walk for the grouped classes.
     pub findings: Vec<Finding>,
     /// Per class, every finding, listed or not.
@@ -211,14 +245,15 @@ impl Report {
 
 #[derive(Debug)]
 pub enum AuditError {
-    /// An `[audit] ignore` glob that does not compile.
-    Glob(globset::Error),
+    /// An `[audit] ignore` glob that does not compile (the parser refuses these; a
+    /// generation built by an older version could still hold one).
+    Glob { glob: String, error: String },
 }
 
 impl std::fmt::Display for AuditError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            AuditError::Glob(error) => write!(f, "bad [audit] ignore glob: {error}"),
+            AuditError::Glob { glob, error } => write!(f, "bad [audit] ignore glob `{glob}`: {error}"),
         }
     }
 }
@@ -240,6 +275,11 @@ pub struct Setup<'a> {
     /// The state directory, as seen from inside the root.
     pub state_dir: &'a Path,
     pub generation: Option<u32>,
+    /// For the report: where the machine stands among its generations.
+    pub generations: Generations,
+    /// Paths (absolute, inside the root) this run writes itself, such as its metrics
+    /// file: ignored.
+    pub own_outputs: &'a [Vec<u8>],
     /// Findings kept per walk (largest first); totals count all.
     pub limit: usize,
     /// Sizes of undeclared files (one `stat` each); without, only names and types are
@@ -254,22 +294,27 @@ pub fn root_tree(setup: &Setup<'_>) -> Result<(Tree, GlobSet), AuditError> {
     for path in SKELETON {
         tree.insert(path.as_bytes(), Mark::Interior);
     }
-    for path in DEFAULT_IGNORE {
-        tree.insert(path.as_bytes(), Mark::Ignored);
+    for path in DEFAULT_IGNORE.iter().map(|p| p.as_bytes()).chain(setup.own_outputs.iter().map(Vec::as_slice)) {
+        tree.insert(path, Mark::Ignored);
     }
     let mut globs = GlobSetBuilder::new();
+    let mut add = |text: &str| {
+        let compiled = glob::compile(text).map_err(|error| AuditError::Glob { glob: text.to_owned(), error })?;
+        globs.add(compiled);
+        Ok(())
+    };
     for glob in &setup.declaration.audit.ignore {
-        // `DIR/**` (no other metacharacter) ignores DIR's contents: a tree node.
+        // `DIR/**` ignores DIR's contents and accounts for DIR itself: a literal DIR
+        // is a tree node; one with wildcards also ignores what matches DIR.
         match glob.strip_suffix("/**") {
             Some(dir) if !dir.contains(['*', '?', '[', ']', '{', '}', '\\']) => {
-                let node = tree.insert(dir.as_bytes(), Mark::Interior);
-                let _ = node;
                 tree.set_unknown(dir.as_bytes(), Unknown::Ignore);
             }
-            _ => {
-                let glob = Glob::new(glob).map_err(AuditError::Glob)?;
-                globs.add(glob);
+            Some(dir) if !dir.is_empty() && !dir.ends_with("/**") => {
+                add(dir)?;
+                add(glob)?;
             }
+            _ => add(glob)?,
         }
     }
     for path in KERNEL {
@@ -289,7 +334,8 @@ pub fn root_tree(setup: &Setup<'_>) -> Result<(Tree, GlobSet), AuditError> {
             tree.insert(format!("/etc/{path}").as_bytes(), Mark::Declared);
         }
     }
-    Ok((tree, globs.build().map_err(AuditError::Glob)?))
+    let globs = globs.build().map_err(|e| AuditError::Glob { glob: String::new(), error: e.to_string() })?;
+    Ok((tree, globs))
 }
 
 /// The declared tree of one persistent volume (paths as in the root).
@@ -311,9 +357,17 @@ fn volume_tree(declaration: &Declaration, mount: &str) -> Tree {
 /// Runs the whole audit: the root walk, each volume's walk, the `/etc` and
 /// persistence checks.
 pub fn audit(setup: &Setup<'_>) -> Result<Report, AuditError> {
+    let (started, clock) = (SystemTime::now(), Instant::now());
     let (tree, globs) = root_tree(setup)?;
     let mount_points = mounts::below(setup.root_path);
-    let mut report = Report { generation: setup.generation, ..Report::default() };
+    let mut report = Report {
+        generation: setup.generation,
+        generations: setup.generations.clone(),
+        started: Some(started),
+        ..Report::default()
+    };
+    let mut checked = Vec::new();
+    let volumes = checks::volumes(setup.root, setup.declaration, &mount_points, &mut checked);
 
     // The top levels first, setting aside each unaccounted or ignored directory as a
     // job; then the jobs, on every core (each group is walked by one thread).
@@ -346,8 +400,8 @@ pub fn audit(setup: &Setup<'_>) -> Result<Report, AuditError> {
         report.merge(walker);
     }
 
-    for mount in setup.declaration.persist.keys() {
-        let Ok(volume) = setup.root.open_dir(mount.trim_start_matches('/')) else { continue };
+    // Only mounted volumes: a broken one was reported once, as a whole.
+    for (mount, volume) in &volumes {
         let tree = volume_tree(setup.declaration, mount);
         let mut walker = Walker::new(&tree, None, &mount_points, mount.as_bytes()).skip_persist_temporaries();
         walker.limit = setup.limit;
@@ -356,11 +410,10 @@ pub fn audit(setup: &Setup<'_>) -> Result<Report, AuditError> {
         report.merge(walker);
     }
 
-    let mut checked = Vec::new();
     if let Some(active) = setup.etc {
         checks::etc_drift(setup.root, active, setup.users, &mut checked);
     }
-    checks::persist_health(setup.root, setup.declaration, setup.users, &mut checked);
+    checks::persist_health(setup.root, setup.declaration, &volumes, setup.users, &mut checked);
     for finding in checked {
         report.push(finding);
     }
@@ -380,6 +433,7 @@ pub fn audit(setup: &Setup<'_>) -> Result<Report, AuditError> {
         *n += 1;
         *n <= setup.limit
     });
+    report.duration = clock.elapsed();
     Ok(report)
 }
 

@@ -18,7 +18,10 @@
 //!     { "class": "undeclared", "kind": "directory", "path": "/var/lib/foo",
 //!       "files": 10, "bytes": 4096, "reason": "" }
 //!   ],
-//!   "stats": { "entries", "stats", "declared", "mounts_skipped", "vanished" }
+//!   "stats": { "entries", "stats", "declared", "mounts_skipped", "vanished" },
+//!   "declaration": "…",             the audited generation's store hash (null: none)
+//!   "generations": { "booted": n, "active": n, "default": n },   (null: unknown)
+//!   "time": { "started": seconds since the epoch, "duration_seconds": s }
 //! }
 //! ```
 //!
@@ -77,7 +80,7 @@ fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-fn title(class: Class) -> (&'static str, &'static str, &'static str) {
+pub(crate) fn title(class: Class) -> (&'static str, &'static str, &'static str) {
     // (heading, what it means, colour)
     match class {
         Class::Undeclared => ("undeclared", "lost at the next reboot", "1;33"),
@@ -85,11 +88,12 @@ fn title(class: Class) -> (&'static str, &'static str, &'static str) {
         Class::PersistStray => ("persist strays", "in a volume, declared by nothing; kept, never deleted", "1;36"),
         Class::EtcDrift => ("/etc drift", "managed entries that are not what the generation put there", "1;31"),
         Class::Persist => ("persistence", "persisted paths that are not as declared", "1;31"),
+        Class::Volume => ("persistent volumes", "not mounted: what is persisted there is not kept as declared", "1;31"),
         Class::Error => ("errors", "the audit is incomplete", "1;35"),
     }
 }
 
-fn verdict(code: u8) -> &'static str {
+pub(crate) fn verdict(code: u8) -> &'static str {
     match code {
         0 => "clean: everything on the root is declared",
         1 => "undeclared state",
@@ -185,6 +189,7 @@ pub fn json(report: &Report, root: &str) -> Value {
         })
         .collect();
     let s = report.stats;
+    let g = &report.generations;
     json!({
         "schema": SCHEMA,
         "root": root,
@@ -196,32 +201,85 @@ pub fn json(report: &Report, root: &str) -> Value {
             "entries": s.entries, "stats": s.stats, "declared": s.declared, "max_open": s.max_open,
             "mounts_skipped": s.mounts_skipped, "vanished": s.vanished,
         },
+        "declaration": g.declaration,
+        "generations": { "booted": g.booted, "active": g.active, "default": g.default },
+        "time": { "started": report.started.map(unix_seconds), "duration_seconds": report.duration.as_secs_f64() },
     })
+}
+
+fn unix_seconds(time: std::time::SystemTime) -> f64 {
+    time.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A label value in the exposition format: `\`, `"` and newlines escaped.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// A Prometheus metric: name, help, and its value from a tally.
 type Metric = (&'static str, &'static str, fn(crate::Tally) -> u64);
 
-/// Prometheus text exposition: counts, files and bytes per class.
+/// Prometheus text exposition (for `node_exporter`'s textfile collector; no sample
+/// timestamps, which it refuses). The names and labels are a stable interface,
+/// listed in the README: metrics may be added, never renamed or changed in meaning.
 pub fn prometheus(report: &Report) -> String {
     let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, samples: &[(String, String)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let g = &report.generations;
+    if let Some(generation) = report.generation {
+        let labels = format!(
+            "{{generation=\"{generation}\",declaration=\"{}\",version=\"{}\"}}",
+            label(g.declaration.as_deref().unwrap_or_default()),
+            env!("CARGO_PKG_VERSION")
+        );
+        gauge(
+            "blankslate_info",
+            "The generation audited, its declaration's hash and the version (always 1).",
+            &[(labels, "1".into())],
+        );
+    }
     let metrics: [Metric; 3] = [
         ("blankslate_audit_findings", "Findings of the last audit, by class.", |t| t.count),
         ("blankslate_audit_files", "Files in the findings of the last audit, by class.", |t| t.files),
         ("blankslate_audit_bytes", "Bytes in the findings of the last audit, by class.", |t| t.bytes),
     ];
     for (name, help, value) in metrics {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for class in Class::ALL {
-            let _ = writeln!(out, "{name}{{class=\"{}\"}} {}", class.key(), value(report.total(class)));
-        }
-        let _ = writeln!(out, "{name}{{class=\"ignored\"}} {}", value(report.ignored));
+        let mut samples: Vec<(String, String)> = Class::ALL
+            .into_iter()
+            .map(|class| (format!("{{class=\"{}\"}}", class.key()), value(report.total(class)).to_string()))
+            .collect();
+        samples.push(("{class=\"ignored\"}".into(), value(report.ignored).to_string()));
+        gauge(name, help, &samples);
     }
-    let _ = writeln!(out, "# HELP blankslate_audit_exit_code The exit code of the last audit.");
-    let _ = writeln!(out, "# TYPE blankslate_audit_exit_code gauge\nblankslate_audit_exit_code {}", report.exit_code());
+    let one = |value: String| [(String::new(), value)];
+    gauge("blankslate_audit_exit_code", "The exit code of the last audit.", &one(report.exit_code().to_string()));
     if let Some(generation) = report.generation {
-        let _ = writeln!(out, "# HELP blankslate_audit_generation The generation audited against.");
-        let _ = writeln!(out, "# TYPE blankslate_audit_generation gauge\nblankslate_audit_generation {generation}");
+        gauge("blankslate_audit_generation", "The generation audited against.", &one(generation.to_string()));
+    }
+    if let Some(started) = report.started {
+        let finished = unix_seconds(started + report.duration);
+        gauge(
+            "blankslate_audit_timestamp_seconds",
+            "When the last audit finished, in seconds since the epoch.",
+            &one(format!("{finished:.3}")),
+        );
+    }
+    let duration = format!("{:.6}", report.duration.as_secs_f64());
+    gauge("blankslate_audit_duration_seconds", "How long the last audit took.", &one(duration));
+    let generations = [
+        ("blankslate_generation_booted", "The generation this boot started with.", g.booted),
+        ("blankslate_generation_active", "The generation /etc is activated to.", g.active),
+        ("blankslate_generation_default", "The generation the next boot uses.", g.default),
+    ];
+    for (name, help, number) in generations {
+        if let Some(number) = number {
+            gauge(name, help, &one(number.to_string()));
+        }
     }
     out
 }

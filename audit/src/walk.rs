@@ -8,6 +8,14 @@
 //!   below it only adds to that finding's file count and size. Memory stays flat:
 //!   no list of paths is ever built, only one finding per group (and at most
 //!   `limit` of those are kept, largest first; totals count them all).
+//! - A group counts names (`files`) and data (`bytes`, `st_size`): a file with
+//!   several hard links in one group counts its bytes once (as `du` does), so a
+//!   group's bytes are what persisting it takes; two findings that share an inode
+//!   both count it.
+//! - A directory that holds nothing but ignored entries (an `[audit] ignore` glob
+//!   such as `/home/*/.cache/**`) is accounted for, as the directories on the way to
+//!   a literal ignored path are: it is neither a finding nor part of one. An empty
+//!   directory is still reported: it is state a reboot erases.
 //! - Directories are read with `getdents` (names and `d_type`); only the entries
 //!   whose size a finding needs are `stat`ed.
 //! - Nothing on another file system is entered: a directory whose `st_dev` differs,
@@ -185,6 +193,25 @@ struct Level {
     ctx: Ctx,
     pending: Vec<(Box<[u8]>, Ctx)>,
     group: bool,
+    /// Inside a group: something not ignored was found below (a file, an empty or
+    /// unreadable directory)…
+    found_unaccounted: bool,
+    /// …and something ignored. Only the second: the directory is accounted for.
+    found_ignored: bool,
+}
+
+impl Level {
+    fn only_ignored(&self) -> bool {
+        self.found_ignored && !self.found_unaccounted
+    }
+}
+
+/// What `stat` says about one entry.
+struct Stat {
+    file_type: FileType,
+    size: u64,
+    /// `(st_dev, st_ino)` of a file with more than one name.
+    linked: Option<(u64, u64)>,
 }
 
 /// One walk over one file system.
@@ -210,6 +237,8 @@ pub struct Walker<'a> {
     pub sizes: bool,
     jobs: Option<Vec<Job>>,
     start_len: usize,
+    /// The current group's files with several names, to count their bytes once.
+    linked: HashSet<(u64, u64)>,
     /// Per class: every group found, kept or not.
     pub totals: HashMap<Class, Tally>,
 }
@@ -223,6 +252,25 @@ fn kind_of(file_type: FileType) -> &'static str {
         FileType::Socket => "socket",
         FileType::CharacterDevice | FileType::BlockDevice => "device",
         FileType::Unknown => "unknown",
+    }
+}
+
+/// Files and bytes below `start` on its file system (mount points, named as `prefix`
+/// followed by the path below, not entered).
+pub fn count(start: BorrowedFd<'_>, mounts: &crate::MountPoints, prefix: &[u8]) -> Tally {
+    let mut tree = Tree::new(Class::Undeclared);
+    tree.set_unknown(b"", Unknown::Ignore);
+    let mut walker = Walker::new(&tree, None, mounts, prefix);
+    walker.run(start);
+    walker.ignored
+}
+
+/// The class of a directory that starts a group, whose contents are then lost from
+/// sight if it cannot be read.
+fn lost_class(ctx: Ctx) -> Option<Class> {
+    match ctx {
+        Ctx::NewGroup(class) => Some(class),
+        _ => None,
     }
 }
 
@@ -253,6 +301,7 @@ impl<'a> Walker<'a> {
             sizes: true,
             jobs: None,
             start_len: 0,
+            linked: HashSet::new(),
             totals: HashMap::new(),
         }
     }
@@ -268,11 +317,11 @@ impl<'a> Walker<'a> {
         let dup =
             match rustix::fs::openat(start, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
                 Ok(fd) => fd,
-                Err(errno) => return self.error("unreadable", errno),
+                Err(errno) => return self.error("unreadable", errno, None),
             };
         let own = match rustix::fs::fstat(&dup) {
             Ok(own) => own,
-            Err(errno) => return self.error("unreadable", errno),
+            Err(errno) => return self.error("unreadable", errno, None),
         };
         self.dev = own.st_dev;
         self.start_len = self.path.len();
@@ -299,7 +348,7 @@ impl<'a> Walker<'a> {
                 self.drain();
             }
             Ok(_) | Err(Errno::NOENT) => self.stats.vanished += 1,
-            Err(errno) => self.error("unreadable", errno),
+            Err(errno) => self.error("unreadable", errno, lost_class(job.ctx)),
         }
     }
 
@@ -327,16 +376,36 @@ impl<'a> Walker<'a> {
                 }
                 if level.group {
                     let group = self.groups.pop().expect("a group level has its group");
-                    self.keep(group);
+                    if !level.only_ignored() {
+                        self.keep(group);
+                    }
+                } else if level.ctx == Ctx::InGroup {
+                    let parent = self.stack.last_mut().expect("a group's directory is below the group");
+                    parent.found_ignored |= level.only_ignored();
+                    parent.found_unaccounted |= !level.only_ignored();
                 }
             }
         }
         self.trim();
     }
 
-    fn error(&mut self, kind: &'static str, errno: Errno) {
+    /// Reports what could not be read; `lost` is the class of an unaccounted
+    /// directory that could not be opened (so its size is unknown). A group it is in
+    /// is marked as counted only in part.
+    fn error(&mut self, kind: &'static str, errno: Errno, lost: Option<Class>) {
         let path = if self.path.is_empty() { b"/".to_vec() } else { self.path.clone() };
-        self.keep(Finding::new(Class::Error, kind, path, format!("cannot read: {}", std::io::Error::from(errno))));
+        let error = std::io::Error::from(errno);
+        let reason = match lost {
+            Some(Class::PersistStray) => {
+                format!("cannot read ({error}): in a volume, declared by nothing; size unknown")
+            }
+            Some(_) => format!("cannot read ({error}): declared by nothing, so lost at the next reboot; size unknown"),
+            None => format!("cannot read: {error}"),
+        };
+        if let Some(group) = self.groups.last_mut() {
+            "at least: a directory inside could not be read".clone_into(&mut group.reason);
+        }
+        self.keep(Finding::new(Class::Error, kind, path, reason));
     }
 
     /// Records a finished group or single finding.
@@ -432,11 +501,12 @@ impl<'a> Walker<'a> {
             Ok(_) => self.stats.mounts_skipped += 1,
             Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => self.stats.vanished += 1,
             Err(errno) => {
-                // Still a finding of its class if unaccounted: it will be lost.
-                if let Ctx::NewGroup(class) = ctx {
-                    self.keep(Finding::new(class, "directory", self.path.clone(), String::new()));
+                // What cannot be read is an error, not a group of unknown size; inside
+                // a group it is something unaccounted.
+                if ctx == Ctx::InGroup {
+                    self.stack[top].found_unaccounted = true;
                 }
-                self.error("unreadable", errno);
+                self.error("unreadable", errno, lost_class(ctx));
             }
         }
         // Deep trees: close the descriptors of old ancestors (never the start's).
@@ -450,24 +520,37 @@ impl<'a> Walker<'a> {
         let (ctx, group) = match ctx {
             Ctx::NewGroup(class) => {
                 self.groups.push(Finding::new(class, "directory", self.path.clone(), String::new()));
+                self.linked.clear();
                 (Ctx::InGroup, true)
             }
             other => (other, false),
         };
         self.open += 1;
         self.stats.max_open = self.stats.max_open.max(self.open);
-        let mut level = Level { dir: Some(fd), ident, path_len, ctx, pending: Vec::new(), group };
+        let mut level = Level {
+            dir: Some(fd),
+            ident,
+            path_len,
+            ctx,
+            pending: Vec::new(),
+            group,
+            found_unaccounted: false,
+            found_ignored: false,
+        };
         self.read(&mut level);
         self.stack.push(level);
     }
 
-    /// `lstat` of `name` in `dir`: its type and size; `None` if it vanished, or if
-    /// it is on another file system (a file bind-mounted from elsewhere).
-    fn stat(&mut self, dir: BorrowedFd<'_>, name: &[u8]) -> Option<(FileType, u64)> {
+    /// `lstat` of `name` in `dir`; `None` if it vanished, or if it is on another file
+    /// system (a file bind-mounted from elsewhere).
+    fn stat(&mut self, dir: BorrowedFd<'_>, name: &[u8]) -> Option<Stat> {
         self.stats.stats += 1;
         match rustix::fs::statat(dir, OsStr::from_bytes(name), AtFlags::SYMLINK_NOFOLLOW) {
             Ok(stat) if stat.st_dev == self.dev || FileType::from_raw_mode(stat.st_mode) == FileType::Directory => {
-                Some((FileType::from_raw_mode(stat.st_mode), u64::try_from(stat.st_size).unwrap_or(0)))
+                let file_type = FileType::from_raw_mode(stat.st_mode);
+                let linked =
+                    (stat.st_nlink > 1 && file_type != FileType::Directory).then_some((stat.st_dev, stat.st_ino));
+                Some(Stat { file_type, size: u64::try_from(stat.st_size).unwrap_or(0), linked })
             }
             Ok(_) => {
                 self.stats.mounts_skipped += 1;
@@ -497,7 +580,8 @@ impl<'a> Walker<'a> {
             let entry = match entry {
                 Ok(entry) => entry,
                 Err(errno) => {
-                    self.error("unreadable", errno);
+                    self.error("unreadable", errno, None);
+                    level.found_unaccounted = true;
                     break;
                 }
             };
@@ -510,10 +594,11 @@ impl<'a> Walker<'a> {
                 continue;
             }
             let mut file_type = entry.file_type();
-            let mut size = None;
+            let mut stat = None;
             if file_type == FileType::Unknown {
-                let Some((t, s)) = self.stat(fd, name) else { continue };
-                (file_type, size) = (t, Some(s));
+                let Some(known) = self.stat(fd, name) else { continue };
+                file_type = known.file_type;
+                stat = Some(known);
             }
             let is_dir = file_type == FileType::Directory;
             // What this entry is, as far as the declaration goes.
@@ -537,15 +622,16 @@ impl<'a> Walker<'a> {
                 Ctx::InGroup if self.ignored_by_glob(name) => Ctx::Ignored,
                 other => other,
             };
+            level.found_ignored |= ctx == Ctx::Ignored;
             if is_dir {
                 level.pending.push((name.into(), ctx));
                 continue;
             }
-            let size = match size {
-                Some(size) => size,
-                None if !self.sizes => 0,
+            let (size, linked) = match stat {
+                Some(stat) => (stat.size, stat.linked),
+                None if !self.sizes => (0, None),
                 None => match self.stat(fd, name) {
-                    Some((_, size)) => size,
+                    Some(stat) => (stat.size, stat.linked),
                     None => continue,
                 },
             };
@@ -556,9 +642,13 @@ impl<'a> Walker<'a> {
                     self.ignored.bytes += size;
                 }
                 Ctx::InGroup => {
+                    level.found_unaccounted = true;
+                    let first_name = linked.is_none_or(|inode| self.linked.insert(inode));
                     let group = self.groups.last_mut().expect("in a group");
                     group.files += 1;
-                    group.bytes += size;
+                    if first_name {
+                        group.bytes += size;
+                    }
                 }
                 Ctx::NewGroup(class) => {
                     let mut path = self.path.clone();

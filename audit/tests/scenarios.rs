@@ -59,8 +59,8 @@ fn in_namespace<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) ->
     .expect("the namespaced test body panicked")
 }
 
-fn declaration() -> Declaration {
-    let checked = decl::check(Path::new("t.toml"), DECLARATION, None);
+fn declaration(text: &str) -> Declaration {
+    let checked = decl::check(Path::new("t.toml"), text, None);
     checked.declaration.unwrap_or_else(|| panic!("{}", checked.diagnostics))
 }
 
@@ -74,13 +74,22 @@ struct Scratch {
 
 impl Scratch {
     fn activated() -> Scratch {
+        Scratch::activated_with(DECLARATION, true)
+    }
+
+    /// Activates `text`; with `volume`, a tmpfs is mounted at `persist/` first (as boot
+    /// mounts the volume), without, the persistent root is a plain directory of the root.
+    fn activated_with(text: &str, volume: bool) -> Scratch {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
         let outside = dir.path().join("outside");
         std::fs::create_dir_all(root.join("persist")).unwrap();
         std::fs::create_dir_all(&outside).unwrap();
-        let declaration = declaration();
+        let declaration = declaration(text);
         let root_dir = Dir::open_root(&root).unwrap();
+        if volume {
+            mount::mount_new(&root_dir, "persist", "tmpfs", &[], rustix::mount::MountAttrFlags::empty()).unwrap();
+        }
         let state = State::open_locked(&root_dir, Path::new(STATE_DIR)).unwrap();
         let etc_object =
             blankslate_etc_builder::from_declaration(&declaration).unwrap().add_to_store(state.store()).unwrap();
@@ -113,6 +122,8 @@ impl Scratch {
             users: &users,
             state_dir: Path::new(STATE_DIR),
             generation: Some(number),
+            generations: blankslate_audit::Generations::default(),
+            own_outputs: &[],
             limit: 100,
             sizes: true,
         };
@@ -286,6 +297,7 @@ fn every_finding_kind_is_reported() {
         assert_eq!(report.exit_code(), 2);
         let mut json = blankslate_audit::render::json(&report, "ROOT");
         json.as_object_mut().unwrap().remove("stats");
+        json.as_object_mut().unwrap().remove("time");
         (blankslate_audit::render::human(&report, "ROOT", false), serde_json::to_string_pretty(&json).unwrap())
     });
     insta::assert_snapshot!("human", human);
@@ -317,6 +329,8 @@ fn deep_trees_use_few_descriptors_and_wide_ones_little_memory() {
         users: &users,
         state_dir: Path::new(STATE_DIR),
         generation: None,
+        generations: blankslate_audit::Generations::default(),
+        own_outputs: &[],
         limit: 10,
         sizes: true,
     };
@@ -326,4 +340,257 @@ fn deep_trees_use_few_descriptors_and_wide_ones_little_memory() {
     assert_eq!((deep[0].files, deep[0].bytes), (1, 4), "{}", summary(&report));
     assert_eq!(find(&report, Class::Undeclared, b"/srv/a")[0].files, 1);
     assert_eq!(report.exit_code(), 1);
+}
+
+/// Audits `root` (no generation, no /etc) against `text`.
+fn audit_plain(root: &Path, text: &str) -> Report {
+    let declaration = declaration(text);
+    let users = blankslate_core::decl::UserDb::from_texts("", "", "");
+    let root_dir = Dir::open_root(root).unwrap();
+    let root_path = std::fs::canonicalize(root).unwrap();
+    let setup = Setup {
+        root: &root_dir,
+        root_path: &root_path,
+        declaration: &declaration,
+        etc: None,
+        users: &users,
+        state_dir: Path::new(STATE_DIR),
+        generation: None,
+        generations: blankslate_audit::Generations::default(),
+        own_outputs: &[],
+        limit: 100,
+        sizes: true,
+    };
+    blankslate_audit::audit(&setup).unwrap()
+}
+
+fn write(root: &Path, relative: &str, contents: &[u8]) {
+    let path = root.join(relative);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, contents).unwrap();
+}
+
+#[test]
+fn ignore_globs_stay_within_one_path_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let text = r#"version = 1
+[audit]
+ignore = ["/home/*/.cache/**", "/srv/*.log", "/srv/*.d/**", "/opt/**/tmp/**", "/var/lib/a?c"]
+"#;
+    // `*` matches one component: bob's own cache is ignored, a project's is not.
+    write(root, "home/bob/.cache/thumbs/x", b"12345");
+    write(root, "home/bob/project/.cache/y", b"123");
+    // A home holding nothing but an ignored cache is accounted for, as it would be
+    // with the literal `/home/carol/.cache/**`.
+    write(root, "home/carol/.cache/z", b"1");
+    write(root, "srv/app.log", b"ignored");
+    write(root, "srv/sub/app.log", b"reported");
+    // `DIR/**` with a wildcard in DIR: DIR itself is not an empty undeclared directory.
+    write(root, "srv/conf.d/a.conf", b"x");
+    std::fs::create_dir_all(root.join("srv/empty.d")).unwrap();
+    // `**` crosses directories.
+    write(root, "opt/a/b/tmp/t", b"t");
+    write(root, "var/lib/abc", b"ignored");
+    write(root, "var/lib/a/c", b"reported");
+    let report = audit_plain(root, text);
+    let text = summary(&report);
+    let bob = find(&report, Class::Undeclared, b"/home/bob");
+    assert_eq!(bob.len(), 1, "{text}");
+    assert_eq!((bob[0].files, bob[0].bytes), (1, 3), "only project/.cache/y: {text}");
+    assert!(find(&report, Class::Undeclared, b"/home/carol").is_empty(), "{text}");
+    assert!(find(&report, Class::Undeclared, b"/srv/app.log").is_empty(), "{text}");
+    assert_eq!(find(&report, Class::Undeclared, b"/srv/sub")[0].files, 1, "{text}");
+    assert!(find(&report, Class::Undeclared, b"/srv/conf.d").is_empty(), "{text}");
+    assert!(find(&report, Class::Undeclared, b"/srv/empty.d").is_empty(), "{text}");
+    assert!(find(&report, Class::Undeclared, b"/opt/a").is_empty(), "{text}");
+    assert!(find(&report, Class::Undeclared, b"/var/lib/abc").is_empty(), "{text}");
+    assert_eq!(find(&report, Class::Undeclared, b"/var/lib/a")[0].files, 1, "{text}");
+    // Everything reported is listed above; an empty directory nothing ignores still is.
+    std::fs::create_dir_all(root.join("srv/empty")).unwrap();
+    let again = audit_plain(
+        root,
+        r#"version = 1
+[audit]
+ignore = ["/home/*/.cache/**", "/srv/*.log", "/srv/*.d/**", "/opt/**/tmp/**", "/var/lib/a?c"]
+"#,
+    );
+    let empty = find(&again, Class::Undeclared, b"/srv/empty");
+    assert_eq!((empty.len(), empty[0].files), (1, 0), "{}", summary(&again));
+    assert_eq!(again.total(Class::Undeclared).count, 4, "{}", summary(&again));
+    // ignored: bob's and carol's caches, /srv/app.log, conf.d's file, opt's tmp, abc.
+    assert_eq!(again.ignored.files, 6, "{:?}", again.ignored);
+}
+
+#[test]
+fn hard_linked_data_counts_once_per_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(root, "srv/data/a", &[0; 1000]);
+    write(root, "srv/data/sub/x", &[0; 10]);
+    std::fs::hard_link(root.join("srv/data/a"), root.join("srv/data/b")).unwrap();
+    std::fs::hard_link(root.join("srv/data/a"), root.join("srv/data/sub/c")).unwrap();
+    write(root, "srv/other/keep", b"");
+    std::fs::hard_link(root.join("srv/data/a"), root.join("srv/other/d")).unwrap();
+    let report = audit_plain(root, "version = 1\n");
+    let data = find(&report, Class::Undeclared, b"/srv/data");
+    // Four names, 1010 bytes of data.
+    assert_eq!((data[0].files, data[0].bytes), (4, 1010), "{}", summary(&report));
+    // Another finding holding a name of the same file counts it too.
+    let other = find(&report, Class::Undeclared, b"/srv/other");
+    assert_eq!((other[0].files, other[0].bytes), (2, 1000), "{}", summary(&report));
+}
+
+#[test]
+fn an_unreadable_directory_is_an_error_not_an_empty_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    write(&root, "srv/locked/secret", b"hidden");
+    write(&root, "srv/data/open", b"12");
+    write(&root, "srv/data/inner/secret", b"hidden");
+    for locked in ["srv/locked", "srv/data/inner"] {
+        std::fs::set_permissions(root.join(locked), std::fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    // As root, drop the capabilities that read through permissions (in this thread,
+    // and so in the walker threads it starts).
+    let report = std::thread::spawn(move || {
+        use rustix::thread::{CapabilitySet, capabilities, set_capabilities};
+        let mut sets = capabilities(None).unwrap();
+        sets.effective -= CapabilitySet::DAC_OVERRIDE | CapabilitySet::DAC_READ_SEARCH;
+        set_capabilities(None, sets).unwrap();
+        audit_plain(&root, "version = 1\n")
+    })
+    .join()
+    .unwrap();
+    let text = summary(&report);
+    assert!(find(&report, Class::Undeclared, b"/srv/locked").is_empty(), "not a 0-file finding: {text}");
+    let error = find(&report, Class::Error, b"/srv/locked");
+    assert!(error[0].reason.contains("lost at the next reboot; size unknown"), "{}", error[0].reason);
+    let data = find(&report, Class::Undeclared, b"/srv/data");
+    assert_eq!(data[0].files, 1, "{text}");
+    assert!(data[0].reason.starts_with("at least"), "{}", data[0].reason);
+    assert_eq!(
+        find(&report, Class::Error, b"/srv/data/inner")[0].reason,
+        "cannot read: Permission denied (os error 13)"
+    );
+    assert_eq!(report.exit_code(), 3);
+}
+
+#[test]
+fn a_persistent_root_that_is_not_mounted_is_one_finding() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    in_namespace(|| {
+        // The volume never mounted: activation made everything in a plain directory.
+        let scratch = Scratch::activated_with(DECLARATION, false);
+        scratch.write("persist/var/log/syslog", &[1; 100]);
+        let report = scratch.audit();
+        let text = summary(&report);
+        let volume = find(&report, Class::Volume, b"/persist");
+        assert_eq!(volume.len(), 1, "{text}");
+        assert_eq!(volume[0].kind, "not-mounted");
+        assert!(volume[0].reason.contains("not a mounted volume"), "{}", volume[0].reason);
+        assert!(volume[0].reason.contains("4 paths persisted from it are on the root too"), "{}", volume[0].reason);
+        assert!(volume[0].reason.contains("lost at the next reboot"), "{}", volume[0].reason);
+        // Its data: the machine-id, the history and the syslog.
+        assert_eq!(volume[0].files, 3, "{text}");
+        // Nothing per entry, no strays from its contents.
+        for class in [Class::Persist, Class::PersistStray] {
+            assert_eq!(report.total(class).count, 0, "{text}");
+        }
+        assert_eq!(report.exit_code(), 2);
+    });
+}
+
+#[test]
+fn a_volume_unmounted_after_activation_is_named_as_the_cause() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    in_namespace(|| {
+        let scratch = Scratch::activated();
+        let root = Dir::open_root(&scratch.root).unwrap();
+        mount::unmount(&root, "persist").unwrap();
+        let report = scratch.audit();
+        let text = summary(&report);
+        let volume = find(&report, Class::Volume, b"/persist");
+        assert_eq!((volume.len(), volume[0].kind), (1, "not-mounted"), "{text}");
+        // The two bind mounts still reach the volume; the symlinked history goes
+        // through the empty mount point, onto the root; the machine-id is mounted too.
+        assert!(
+            volume[0].reason.contains("3 paths still mounted from it keep their writes; 1 path is on the root"),
+            "{}",
+            volume[0].reason
+        );
+        assert_eq!(report.total(Class::Persist).count, 0, "no source-missing per entry: {text}");
+        // Gone altogether: named as such.
+        std::fs::remove_dir(scratch.path("persist")).unwrap();
+        let report = scratch.audit();
+        let volume = find(&report, Class::Volume, b"/persist");
+        assert_eq!(volume[0].kind, "volume-missing", "{}", summary(&report));
+        assert!(volume[0].reason.starts_with("not there: the volume is not mounted"), "{}", volume[0].reason);
+        assert_eq!(report.exit_code(), 2);
+    });
+}
+
+const PARENT: &str = r#"version = 1
+[persist."/persist"]
+directories = [{ directory = "/srv/www", parent = { user = "root", group = "root", mode = "0711" } }]
+[etc."passwd"]
+text = "root:x:0:0::/root:/bin/sh\napp:x:2000:2000::/:/bin/false\n"
+[etc."group"]
+text = "root:x:0:\napp:x:2000:\n"
+"#;
+
+#[test]
+fn a_drifted_parent_is_reported_in_the_root_and_in_the_volume() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    in_namespace(|| {
+        let scratch = Scratch::activated_with(PARENT, true);
+        let report = scratch.audit();
+        assert_eq!(report.exit_code(), 0, "activation enforced the parent: {}", summary(&report));
+        std::fs::set_permissions(scratch.path("srv"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::chown(scratch.path("persist/srv"), Some(2000), Some(2000)).unwrap();
+        let report = scratch.audit();
+        let text = summary(&report);
+        let mode = find(&report, Class::Persist, b"/srv");
+        assert_eq!((mode.len(), mode[0].kind), (1, "wrong-mode"), "{text}");
+        assert_eq!(mode[0].reason, "mode 0755, declared 0711 for the parent of /srv/www");
+        let owner = find(&report, Class::Persist, b"/persist/srv");
+        assert_eq!((owner.len(), owner[0].kind), (1, "wrong-owner"), "{text}");
+        assert_eq!(owner[0].reason, "owner 2000:2000, declared root:root for the parent of /srv/www");
+        assert_eq!(report.exit_code(), 2);
+    });
+}
+
+#[test]
+fn a_persisted_directory_replaced_by_a_link_into_the_volume_keeps_its_writes() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    in_namespace(|| {
+        let scratch = Scratch::activated();
+        let root = Dir::open_root(&scratch.root).unwrap();
+        mount::unmount(&root.open_dir("var").unwrap(), "log").unwrap();
+        std::fs::remove_dir(scratch.path("var/log")).unwrap();
+        symlink("/persist/var/log", scratch.path("var/log")).unwrap();
+        mount::unmount(&root.open_dir("var/lib").unwrap(), "app").unwrap();
+        std::fs::remove_dir(scratch.path("var/lib/app")).unwrap();
+        symlink("/srv/app", scratch.path("var/lib/app")).unwrap();
+        let report = scratch.audit();
+        let text = summary(&report);
+        let log = find(&report, Class::Persist, b"/var/log");
+        assert_eq!(log[0].kind, "replaced", "{text}");
+        assert!(log[0].reason.contains("writes are kept"), "{}", log[0].reason);
+        assert!(!log[0].reason.contains("lost"), "{}", log[0].reason);
+        let app = find(&report, Class::Persist, b"/var/lib/app");
+        assert!(app[0].reason.contains("writes go there, not to the volume"), "{}", app[0].reason);
+    });
 }

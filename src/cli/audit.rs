@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use blankslate_activator::etc;
+use blankslate_audit::journal as audit_journal;
 use blankslate_core::decl::{self, UserDb};
 use blankslate_core::fs::Dir;
 use blankslate_core::generation::State;
@@ -15,13 +16,15 @@ pub(super) const AUDIT_HELP: &str = "\
 Classes of findings: undeclared (on the root, declared by nothing: lost at reboot), etc-stray
 (in /etc, managed by nothing), persist-stray (in a volume, declared by nothing; never deleted),
 etc-drift, persist (not mounted, wrong source, replaced link, missing source, wrong owner or
-mode), error. Ignored (counted, not listed): /tmp, /run, /var/tmp, /var/cache, … and the
-declaration's [audit] ignore globs.
+mode of a path or its declared parent), volume (a persistent root that is not a mounted
+volume), error. Ignored (counted, not listed): /tmp, /run, /var/tmp, /var/cache, … and the
+declaration's [audit] ignore globs (`*` and `?` stay within a path component, `**` crosses
+directories).
 
 Exit codes:
   0  clean: everything on the root is declared
   1  undeclared state (undeclared, etc-stray, persist-stray)
-  2  /etc drift or broken persistence
+  2  /etc drift or broken persistence (a volume not mounted included)
   3  the audit is incomplete (a directory could not be read) or could not run";
 
 /// What `--format` prints.
@@ -51,10 +54,18 @@ pub(super) struct AuditArgs {
     /// the report.
     #[arg(long)]
     suggest: bool,
-    /// Also write counts and bytes per class, in Prometheus text format, to FILE
-    /// (replaced atomically; for the `node_exporter` textfile collector).
+    /// Also write the metrics (counts and bytes per class, generations, time taken),
+    /// in Prometheus text format, to FILE (replaced atomically; for the
+    /// `node_exporter` textfile collector). The audit does not report FILE itself.
     #[arg(long, value_name = "FILE")]
     prometheus: Option<PathBuf>,
+    /// Also send each listed finding, and a summary, to the systemd journal as a
+    /// structured record with a fixed message id per class.
+    #[arg(long)]
+    journal: bool,
+    /// The journal's native socket.
+    #[arg(long, value_name = "PATH", default_value = audit_journal::SOCKET, requires = "journal")]
+    journal_socket: PathBuf,
     /// List at most N findings per class and walk (largest first; totals count all).
     #[arg(long, value_name = "N", default_value_t = 200)]
     limit: usize,
@@ -90,6 +101,13 @@ pub(super) fn run(args: &AuditArgs) -> Result<ExitCode> {
         return Err("no generation to audit against: `blankslate build DECL` makes the first".into());
     };
     let generation = state.generation(number)?;
+    let generations = audit::Generations {
+        declaration: generation.object.split_once('-').map(|(hash, _)| hash.to_owned()),
+        booted: state.list()?.iter().find(|g| g.booted).map(|g| g.number),
+        active,
+        default: state.current_number()?,
+    };
+    let own_outputs: Vec<Vec<u8>> = args.prometheus.iter().filter_map(|file| inside(&root_path, file)).collect();
     let declaration = decl::Declaration::from_canonical_json(&state.declaration_json(&generation)?)?;
     let etc_active = match state.part(&generation, "etc")? {
         Some(object) => Some(etc::Active::load(state.store(), number, &object)?),
@@ -110,6 +128,8 @@ pub(super) fn run(args: &AuditArgs) -> Result<ExitCode> {
         users: &users,
         state_dir: &target.state_dir,
         generation: Some(number),
+        generations,
+        own_outputs: &own_outputs,
         limit: args.limit,
         sizes: !args.no_sizes,
     };
@@ -120,6 +140,9 @@ pub(super) fn run(args: &AuditArgs) -> Result<ExitCode> {
         std::fs::write(&temp, audit::render::prometheus(&report))
             .and_then(|()| std::fs::rename(&temp, file))
             .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    }
+    if args.journal {
+        audit_journal::send(&audit_journal::records(&report, &label), &args.journal_socket)?;
     }
     let format = if args.json { AuditFormat::Json } else { args.format.unwrap_or(AuditFormat::Human) };
     if args.suggest {
@@ -142,6 +165,17 @@ pub(super) fn run(args: &AuditArgs) -> Result<ExitCode> {
         println!("{summary}");
     }
     Ok(ExitCode::from(report.exit_code()))
+}
+
+/// `file` as an absolute path inside the root at `root_path` (canonical), if it is
+/// there: the audit does not report what it writes itself.
+fn inside(root_path: &std::path::Path, file: &std::path::Path) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let file = std::path::absolute(file).ok()?;
+    let parent = std::fs::canonicalize(file.parent()?).ok()?;
+    let below = parent.join(file.file_name()?);
+    let below = below.strip_prefix(root_path).ok()?;
+    Some([b"/", below.as_os_str().as_bytes()].concat())
 }
 
 /// `--watch` without unsafe signal handling: the audit and the watch run in a child in
