@@ -48,6 +48,15 @@ ignore = ["/root/.cache/**", "/**/*.swp"]
 
 const STATE_DIR: &str = "/var/lib/blankslate";
 
+/// Runs `body` as root in a private mount namespace; skipped (with a note) otherwise.
+fn as_root_in_namespace(body: impl FnOnce() + Send + 'static) {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    in_namespace(body);
+}
+
 /// Runs `body` in a thread with a private mount namespace; returns its result.
 fn in_namespace<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::spawn(move || {
@@ -160,11 +169,7 @@ fn summary(report: &Report) -> String {
 
 #[test]
 fn a_clean_activation_audits_clean() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
-    in_namespace(|| {
+    as_root_in_namespace(|| {
         let scratch = Scratch::activated();
         // A volume as boot finds it: the state at its own path inside, and the
         // file system's empty lost+found.
@@ -317,24 +322,7 @@ fn deep_trees_use_few_descriptors_and_wide_ones_little_memory() {
     std::fs::write(deep.join("leaf"), b"leaf").unwrap();
     std::fs::create_dir_all(root.join("srv/a/b")).unwrap();
     std::fs::write(root.join("srv/a/b/c"), b"c").unwrap();
-    let declaration = Declaration::default();
-    let users = blankslate_core::decl::UserDb::from_texts("", "", "");
-    let root_dir = Dir::open_root(&root).unwrap();
-    let root_path = std::fs::canonicalize(&root).unwrap();
-    let setup = Setup {
-        root: &root_dir,
-        root_path: &root_path,
-        declaration: &declaration,
-        etc: None,
-        users: &users,
-        state_dir: Path::new(STATE_DIR),
-        generation: None,
-        generations: blankslate_audit::Generations::default(),
-        own_outputs: &[],
-        limit: 10,
-        sizes: true,
-    };
-    let report = blankslate_audit::audit(&setup).unwrap();
+    let report = audit_plain(&root, "version = 1\n");
     assert!(report.stats.max_open <= blankslate_audit::walk::MAX_OPEN + 1, "{:?}", report.stats);
     let deep = find(&report, Class::Undeclared, b"/srv/deep");
     assert_eq!((deep[0].files, deep[0].bytes), (1, 4), "{}", summary(&report));
@@ -478,11 +466,7 @@ fn an_unreadable_directory_is_an_error_not_an_empty_finding() {
 
 #[test]
 fn a_persistent_root_that_is_not_mounted_is_one_finding() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
-    in_namespace(|| {
+    as_root_in_namespace(|| {
         // The volume never mounted: activation made everything in a plain directory.
         let scratch = Scratch::activated_with(DECLARATION, false);
         scratch.write("persist/var/log/syslog", &[1; 100]);
@@ -506,11 +490,7 @@ fn a_persistent_root_that_is_not_mounted_is_one_finding() {
 
 #[test]
 fn a_volume_unmounted_after_activation_is_named_as_the_cause() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
-    in_namespace(|| {
+    as_root_in_namespace(|| {
         let scratch = Scratch::activated();
         let root = Dir::open_root(&scratch.root).unwrap();
         mount::unmount(&root, "persist").unwrap();
@@ -547,11 +527,7 @@ text = "root:x:0:\napp:x:2000:\n"
 
 #[test]
 fn a_drifted_parent_is_reported_in_the_root_and_in_the_volume() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
-    in_namespace(|| {
+    as_root_in_namespace(|| {
         let scratch = Scratch::activated_with(PARENT, true);
         let report = scratch.audit();
         assert_eq!(report.exit_code(), 0, "activation enforced the parent: {}", summary(&report));
@@ -571,11 +547,7 @@ fn a_drifted_parent_is_reported_in_the_root_and_in_the_volume() {
 
 #[test]
 fn a_persisted_directory_replaced_by_a_link_into_the_volume_keeps_its_writes() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
-    in_namespace(|| {
+    as_root_in_namespace(|| {
         let scratch = Scratch::activated();
         let root = Dir::open_root(&scratch.root).unwrap();
         mount::unmount(&root.open_dir("var").unwrap(), "log").unwrap();
