@@ -697,10 +697,11 @@ impl Parser<'_> {
                     .with_help(format!("globs match absolute paths: write \"/{glob}\" or \"**/{glob}\"")),
                 );
             } else if let Err(error) = super::glob::compile(glob) {
-                self.push(
-                    Diagnostic::error(Rule::InvalidGlob, element.span(), format!("ignore glob `{glob}`: {error}"))
-                        .with_help("`*`, `?` and `[…]` match within one path component; `**` crosses directories"),
-                );
+                self.push(Diagnostic::error(
+                    Rule::InvalidGlob,
+                    element.span(),
+                    format!("ignore glob `{glob}`: {error}"),
+                ));
             } else {
                 audit.ignore.push(glob.to_owned());
             }

@@ -1,0 +1,300 @@
+//! What fleets run: the metrics as Prometheus's own tool reads them, the systemd units
+//! as systemd reads them (and the service's command under the unit's privileges),
+//! the alert rules, and the rollout gate of `packaging/deploy`. Everything that mounts
+//! runs inside `unshare --mount --propagation private`, never in the host's namespace.
+//!
+//! `promtool` and `systemd-analyze` are looked up on PATH; without them these tests
+//! are skipped with a note, unless `BLANKSLATE_REQUIRE_TOOLS` is set (`.ci/run` sets it
+//! after installing them), which makes a missing tool a failure.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_blankslate");
+
+const V1: &str = r#"version = 1
+
+[persist."/persist"]
+directories = ["/var/log"]
+files = ["/etc/machine-id"]
+
+[etc."passwd"]
+text = "root:x:0:0::/root:/bin/sh\n"
+
+[etc."group"]
+text = "root:x:0:\n"
+
+[etc."hosts"]
+text = "127.0.0.1 localhost\n"
+"#;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// `name` on PATH; `None` (after a note) if it is missing and not required.
+fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file());
+    if found.is_none() {
+        assert!(std::env::var_os("BLANKSLATE_REQUIRE_TOOLS").is_none(), "{name} is required but not on PATH");
+        eprintln!("skipped: {name} is not installed (.ci/run installs it)");
+    }
+    found
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn both(output: &Output) -> String {
+    format!("{}{}", text(&output.stdout), text(&output.stderr))
+}
+
+/// Runs `script` (sh) in a private mount namespace, in `dir`.
+fn in_namespace(dir: &Path, script: &str) -> Output {
+    Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run unshare")
+}
+
+/// A scratch directory with the declaration `v1.toml` and a root `root/` whose volume
+/// directory `root/persist` is there to mount on.
+fn scratch() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("root/persist")).unwrap();
+    std::fs::write(dir.path().join("v1.toml"), V1).unwrap();
+    dir
+}
+
+/// The metric names a Prometheus text file declares (its `# TYPE` lines).
+fn metric_names(metrics: &str) -> Vec<String> {
+    let mut names: Vec<String> =
+        metrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next().map(str::to_owned)).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn the_metrics_pass_promtool_and_match_the_readme() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let Some(promtool) = tool("promtool") else { return };
+    let dir = scratch();
+    // Every class of finding the metrics count, a boot record, and a generation the
+    // next boot takes that is not the booted one.
+    let script = format!(
+        "set -e; mount -t tmpfs volume root/persist; '{BIN}' switch v1.toml --root root >/dev/null
+         mkdir -p root/run/blankslate
+         ln -s \"$(readlink root/var/lib/blankslate/profiles/system-1-link)\" root/run/blankslate/booted
+         sed 's/localhost/localhost box/' v1.toml > v2.toml; '{BIN}' build v2.toml --root root >/dev/null
+         mkdir -p root/srv/new && echo x > root/srv/new/file && echo y > root/etc/stray
+         '{BIN}' audit --root root --prometheus metrics.prom >/dev/null || true"
+    );
+    let output = in_namespace(dir.path(), &script);
+    assert!(output.status.success(), "{}", both(&output));
+    let metrics = std::fs::read_to_string(dir.path().join("metrics.prom")).unwrap();
+    let checked = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(dir.path().join("metrics.prom")).unwrap())
+        .output()
+        .unwrap();
+    assert!(checked.status.success() && both(&checked).trim().is_empty(), "{}\n{metrics}", both(&checked));
+    // What a query needs: the generation and its declaration's hash in one series,
+    // the three generations, when the audit ran and how long it took.
+    let object = std::fs::read_link(dir.path().join("root/var/lib/blankslate/profiles/system-1-link")).unwrap();
+    let hash = object.file_name().unwrap().to_str().unwrap().split('-').next().unwrap().to_owned();
+    let info = format!(
+        "blankslate_info{{generation=\"1\",declaration=\"{hash}\",version=\"{}\"}} 1\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(metrics.contains(&info), "{metrics}");
+    for line in [
+        "blankslate_generation_booted 1\n",
+        "blankslate_generation_active 1\n",
+        "blankslate_generation_default 2\n",
+        "blankslate_audit_findings{class=\"undeclared\"} 1\n",
+        "blankslate_audit_findings{class=\"etc-stray\"} 1\n",
+        "blankslate_audit_exit_code 1\n",
+    ] {
+        assert!(metrics.contains(line), "{line}in\n{metrics}");
+    }
+    let stamp = metrics.lines().find_map(|l| l.strip_prefix("blankslate_audit_timestamp_seconds ")).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!((now - stamp.parse::<f64>().unwrap()).abs() < 600.0, "{stamp}");
+    assert!(metrics.contains("blankslate_audit_duration_seconds "), "{metrics}");
+    // The README's table of metrics is the stable interface: the same names, all.
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    let table = readme.split("<!-- metrics -->").nth(1).expect("README marks the metrics table");
+    let mut documented: Vec<String> = table
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `")?.split(['`', '{']).next().map(str::to_owned))
+        .filter(|name| name.starts_with("blankslate_"))
+        .collect();
+    documented.sort();
+    assert_eq!(documented, metric_names(&metrics));
+}
+
+#[test]
+fn the_alert_rules_pass_promtool_and_their_tests() {
+    let Some(promtool) = tool("promtool") else { return };
+    let rules = repo("packaging/prometheus");
+    for args in [["check", "rules", "blankslate-alerts.yml"], ["test", "rules", "blankslate-alerts.test.yml"]] {
+        let output = Command::new(&promtool).args(args).current_dir(&rules).output().unwrap();
+        assert!(output.status.success(), "promtool {}: {}", args.join(" "), both(&output));
+    }
+}
+
+/// The unit files' `Key=value` lines for `key`.
+fn unit_values(unit: &str, key: &str) -> Vec<String> {
+    let prefix = format!("{key}=");
+    unit.lines().filter_map(|l| l.strip_prefix(&prefix)).map(str::to_owned).collect()
+}
+
+#[test]
+fn the_units_pass_systemd_analyze_verify() {
+    let Some(analyze) = tool("systemd-analyze") else { return };
+    // A root with the distribution's own units (systemd.special and the rest) as
+    // `verify --root` resolves them, ours, and a binary where ExecStart= says.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let system = ["/usr/lib/systemd/system", "/lib/systemd/system"].into_iter().find(|p| Path::new(p).is_dir());
+    let system = system.expect("systemd's unit directory");
+    std::fs::create_dir_all(root.join("usr/lib/systemd")).unwrap();
+    let copied = Command::new("cp").arg("-a").arg(system).arg(root.join("usr/lib/systemd/")).status().unwrap();
+    assert!(copied.success());
+    std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+    std::fs::copy(BIN, root.join("usr/bin/blankslate")).unwrap();
+    let units = root.join("etc/systemd/system");
+    std::fs::create_dir_all(&units).unwrap();
+    for unit in ["blankslate-audit.service", "blankslate-audit.timer"] {
+        std::fs::copy(repo("packaging/systemd").join(unit), units.join(unit)).unwrap();
+    }
+    let output = Command::new(analyze)
+        .arg(format!("--root={}", root.display()))
+        .args(["verify", "blankslate-audit.service", "blankslate-audit.timer"])
+        .output()
+        .unwrap();
+    // An unknown key is only a warning to systemd: here it is a failure.
+    assert!(output.status.success() && output.stderr.is_empty(), "{}", both(&output));
+}
+
+#[test]
+fn the_service_command_works_with_the_units_privileges() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let unit = std::fs::read_to_string(repo("packaging/systemd/blankslate-audit.service")).unwrap();
+    let [exec] = unit_values(&unit, "ExecStart").try_into().expect("one ExecStart=");
+    let [capabilities] = unit_values(&unit, "CapabilityBoundingSet").try_into().expect("one CapabilityBoundingSet=");
+    assert_eq!(unit_values(&unit, "NoNewPrivileges"), ["yes"]);
+    let success: Vec<i32> = unit_values(&unit, "SuccessExitStatus")
+        .iter()
+        .flat_map(|v| v.split(' ').map(|c| c.parse().unwrap()).collect::<Vec<_>>())
+        .collect();
+    let environment = unit_values(&unit, "Environment");
+    let textfile = environment.iter().find_map(|e| e.strip_prefix("TEXTFILE_DIR=")).expect("TEXTFILE_DIR");
+    let dir = scratch();
+    // As a drop-in would, the textfile directory moves into the scratch root.
+    let textfile_dir = dir.path().join("root").join(textfile.trim_start_matches('/'));
+    std::fs::create_dir_all(&textfile_dir).unwrap();
+    let socket = dir.path().join("journal.socket");
+    let journal = UnixDatagram::bind(&socket).unwrap();
+    let command = exec.replacen("/usr/bin/blankslate", BIN, 1);
+    // setpriv gives the command exactly the unit's capabilities (as root, what is
+    // left in the bounding set is what an exec gets) and no new privileges.
+    let bounding: Vec<String> =
+        capabilities.split(' ').map(|c| format!("+{}", c.strip_prefix("CAP_").unwrap().to_lowercase())).collect();
+    let script = format!(
+        "set -e; mount -t tmpfs volume root/persist; '{BIN}' switch v1.toml --root root >/dev/null
+         mkdir -p root/srv/new && echo x > root/srv/new/file
+         export TEXTFILE_DIR='{textfile_dir}'
+         setpriv --bounding-set=-all,{bounding} --no-new-privs {command} --root root --journal-socket '{socket}'",
+        textfile_dir = textfile_dir.display(),
+        bounding = bounding.join(","),
+        socket = socket.display(),
+    );
+    let output = in_namespace(dir.path(), &script);
+    let code = output.status.code().unwrap();
+    assert!(code == 0 || success.contains(&code), "exit {code}: {}", both(&output));
+    assert_eq!(code, 1, "the undeclared /srv/new: {}", both(&output));
+    let metrics = std::fs::read_to_string(textfile_dir.join("blankslate.prom")).unwrap();
+    assert!(metrics.contains("blankslate_audit_exit_code 1\n"), "{metrics}");
+    journal.set_nonblocking(true).unwrap();
+    let mut buffer = vec![0; 1 << 16];
+    let received: Vec<String> =
+        std::iter::from_fn(|| journal.recv(&mut buffer).ok().map(|n| text(&buffer[..n]))).collect();
+    assert_eq!(received.len(), 2, "the finding and the summary: {received:?}");
+    assert!(received[0].contains("BLANKSLATE_PATH=/srv/new\n"), "{}", received[0]);
+}
+
+#[test]
+fn a_rollout_stops_at_the_first_host_that_fails_its_audit() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    std::fs::write(path.join("v1.toml"), V1).unwrap();
+    // v2 also persists /srv/data.
+    std::fs::write(path.join("v2.toml"), V1.replace("[\"/var/log\"]", "[\"/var/log\", \"/srv/data\"]")).unwrap();
+    // A stand-in for ssh: runs the command here, against the host's scratch root.
+    std::fs::write(path.join("fake-ssh"), "#!/bin/sh\nhost=$1; shift\nexec sh -c \"$* --root '$ROOTS/$host'\"\n")
+        .unwrap();
+    std::fs::set_permissions(path.join("fake-ssh"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let rollout = repo("packaging/deploy/blankslate-rollout");
+    let script = format!(
+        "set -e; exec 2>&1; mkdir -p roots
+         for host in a b c; do
+             mkdir -p roots/$host/persist && mount -t tmpfs volume roots/$host/persist
+             blankslate switch v1.toml --root roots/$host >/dev/null
+         done
+         # On b, /srv/data holds data in the root and in the volume: v2 cannot mount it.
+         mkdir -p roots/b/srv/data roots/b/persist/srv/data
+         echo live > roots/b/srv/data/x && echo kept > roots/b/persist/srv/data/y
+         export ROOTS=\"$PWD/roots\" SSH=\"$PWD/fake-ssh\" DEPLOY=\"blankslate switch $PWD/v2.toml\"
+         echo '== run 1'; '{rollout}' a b c && exit 9 || true
+         # c drifted: the rollout does not even start there.
+         rm roots/c/etc/hosts && echo edited > roots/c/etc/hosts
+         echo '== run 2'; '{rollout}' c && exit 9 || true",
+        rollout = rollout.display(),
+    );
+    let mut command = Command::new("unshare");
+    command.args(["--mount", "--propagation", "private", "sh", "-c", &script]).current_dir(path);
+    let path_var = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let output = command.env("PATH", path_var).env("NO_COLOR", "1").stdin(Stdio::null()).output().unwrap();
+    let log = both(&output);
+    assert!(output.status.success(), "{log}");
+    let (first, second) = log.split_once("== run 2").unwrap();
+    assert!(first.contains("b: the change failed its audit; rolling back"), "{log}");
+    assert!(first.contains("stopped at b: the change failed its audit, and was rolled back; not touched: c"), "{log}");
+    assert!(second.contains("stopped at c: it was not fit for the change; not touched: none"), "{log}");
+    assert!(second.contains("the audit before the change exited 2"), "{log}");
+    // a took v2; b is back on v1; c never saw v2 (no second generation there).
+    let generations = |host: &str| -> Vec<(u64, bool)> {
+        let root = path.join("roots").join(host);
+        let output = Command::new(BIN).args(["generations", "list", "--json", "--root"]).arg(&root).output().unwrap();
+        let list: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|g| (g["generation"].as_u64().unwrap(), g["current"].as_bool().unwrap()))
+            .collect()
+    };
+    assert_eq!(generations("a"), [(1, false), (2, true)]);
+    assert_eq!(generations("b"), [(1, true), (2, false)]);
+    assert_eq!(generations("c"), [(1, true)]);
+}
