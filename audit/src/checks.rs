@@ -109,7 +109,8 @@ pub fn etc_drift(root: &Dir, active: &Active, users: &UserDb, out: &mut Vec<Find
             (None, Kind::File) => {
                 let hash = dir.read(&name).map(|b| content_hash(&b)).unwrap_or_default();
                 if hash != entry.hash {
-                    push("edited", path, meta.size, "contents differ from the generation's: lost at reboot".into());
+                    let reason = "contents differ from the generation's: the edit is lost at reboot";
+                    push("edited", path, meta.size, reason.into());
                 }
                 let mode = entry.mode.as_deref().and_then(|m| u32::from_str_radix(m, 8).ok()).unwrap_or(0o644);
                 if meta.mode != mode {
@@ -148,22 +149,12 @@ pub fn volumes<'d>(
     out: &mut Vec<Finding>,
 ) -> BTreeMap<&'d str, Dir> {
     let Ok(root_dev) = root.own_meta().map(|m| m.dev) else { return BTreeMap::new() };
-    let entries = declaration.entries();
     let mut open = BTreeMap::new();
     for mount in declaration.persist.keys() {
-        let persisted: Vec<&ResolvedEntry<'_>> = entries.iter().filter(|e| e.root == mount).collect();
-        let (kept, lost) = where_writes_go(root, &persisted, root_dev);
-        let mounted = paths(kept, "still mounted from it keeps its writes", "still mounted from it keep their writes");
-        let consequence = match (kept, lost) {
-            (0, 0) => "nothing persisted from it is in place".to_owned(),
-            (_, 0) => format!("{mounted}, but cannot be checked, and an activation now would not find the data"),
-            (0, _) => format!(
-                "{}: lost at the next reboot",
-                paths(lost, "persisted from it is on the root too", "persisted from it are on the root too")
-            ),
-            (_, _) => {
-                format!("{mounted}; {}: lost at the next reboot", paths(lost, "is on the root", "are on the root"))
-            }
+        let consequence = || {
+            let entries = declaration.entries();
+            let persisted: Vec<&ResolvedEntry<'_>> = entries.iter().filter(|e| e.root == mount).collect();
+            consequence(where_writes_go(root, &persisted, root_dev))
         };
         let finding = match root.open_dir(mount.trim_start_matches('/')) {
             Ok(volume) if volume.own_meta().is_ok_and(|m| m.dev != root_dev) => {
@@ -173,12 +164,13 @@ pub fn volumes<'d>(
             Ok(plain) => {
                 let held = walk::count(plain.as_fd(), mounts, mount.as_bytes());
                 let data = if held.files > 0 {
-                    format!(", and what it holds ({} files, {}) with them", held.files, size(held.bytes))
+                    let files = if held.files == 1 { "1 file".to_owned() } else { format!("{} files", held.files) };
+                    format!(", and what it holds ({files}, {}) with them", size(held.bytes))
                 } else {
                     String::new()
                 };
                 let reason =
-                    format!("a directory of the root's own file system, not a mounted volume: {consequence}{data}");
+                    format!("a directory of the root's own file system, not a mounted volume: {}{data}", consequence());
                 let mut finding = Finding::new(Class::Volume, "not-mounted", mount.as_bytes().to_vec(), reason);
                 (finding.files, finding.bytes) = (held.files, held.bytes);
                 finding
@@ -189,17 +181,28 @@ pub fn volumes<'d>(
                 } else {
                     format!("cannot be opened ({}): the volume cannot be checked", error.source)
                 };
-                Finding::new(
-                    Class::Volume,
-                    "volume-missing",
-                    mount.as_bytes().to_vec(),
-                    format!("{what}; {consequence}"),
-                )
+                let reason = format!("{what}; {}", consequence());
+                Finding::new(Class::Volume, "volume-missing", mount.as_bytes().to_vec(), reason)
             }
         };
         out.push(finding);
     }
     open
+}
+
+/// What a volume that is not mounted means for its persisted paths, from how many
+/// still reach it (`kept`) and how many are on the root (`lost`).
+fn consequence((kept, lost): (usize, usize)) -> String {
+    let mounted = paths(kept, "still mounted from it keeps its writes", "still mounted from it keep their writes");
+    match (kept, lost) {
+        (0, 0) => "nothing persisted from it is in place".to_owned(),
+        (_, 0) => format!("{mounted}, but cannot be checked, and an activation now would not find the data"),
+        (0, _) => format!(
+            "{}: lost at the next reboot",
+            paths(lost, "persisted from it is on the root too", "persisted from it are on the root too")
+        ),
+        (_, _) => format!("{mounted}; {}: lost at the next reboot", paths(lost, "is on the root", "are on the root")),
+    }
 }
 
 /// How many of a volume's persisted paths are in place on another file system (a
@@ -216,14 +219,19 @@ fn where_writes_go(root: &Dir, entries: &[&ResolvedEntry<'_>], root_dev: u64) ->
 /// Owner and mode of a persisted path's source (or of a declared parent: `of` names
 /// the entry) against the declaration.
 fn check_owner(path: &str, meta: &Meta, owner: &Owner, users: &UserDb, of: Option<&str>, out: &mut Vec<Finding>) {
-    let parent = of.map(|entry| format!(" for the parent of {entry}")).unwrap_or_default();
+    // An entry's own owner and mode are its source's (what a bind mount shows).
+    let (at, parent) = match of {
+        Some(entry) => (String::new(), format!(" for the parent of {entry}")),
+        None => (" in the volume".to_owned(), String::new()),
+    };
     if meta.mode != owner.mode.bits() {
-        let reason = format!("mode {:04o}, declared {}{parent}", meta.mode, owner.mode);
+        let reason = format!("mode {:04o}{at}, declared {}{parent}", meta.mode, owner.mode);
         out.push(Finding::new(Class::Persist, "wrong-mode", path.as_bytes().to_vec(), reason));
     }
     if let (Some(uid), Some(gid)) = (users.uid(&owner.user), users.gid(&owner.group)) {
         if (meta.uid, meta.gid) != (uid, gid) {
-            let reason = format!("owner {}:{}, declared {}:{}{parent}", meta.uid, meta.gid, owner.user, owner.group);
+            let (user, group) = (&owner.user, &owner.group);
+            let reason = format!("owner {}:{}{at}, declared {user}:{group}{parent}", meta.uid, meta.gid);
             out.push(Finding::new(Class::Persist, "wrong-owner", path.as_bytes().to_vec(), reason));
         }
     }
@@ -357,7 +365,18 @@ pub fn persist_health(
         let source = match source {
             Ok(meta) => meta,
             Err(error) if not_found(&error) => {
-                let reason = format!("declared, but missing in the volume {}", entry.root);
+                // A source deleted under its bind mount leaves the mount on an unlinked copy.
+                let mounted =
+                    targets.meta(path).is_some_and(|(_, dir, name)| dir.is_mount_point(name).unwrap_or(false));
+                let reason = if mounted {
+                    format!(
+                        "missing in the volume {}: what is mounted here is a deleted copy, whose writes are lost at \
+                         the next reboot",
+                        entry.root
+                    )
+                } else {
+                    format!("declared, but missing in the volume {}", entry.root)
+                };
                 push(out, "source-missing", path, 0, reason);
                 continue;
             }
@@ -399,7 +418,8 @@ pub fn persist_health(
                     Kind::Symlink => {
                         let target = dir.read_link(&name).map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
                         if target != link {
-                            push(out, "points-elsewhere", path, 0, format!("links to {target}, not {link}"));
+                            let reason = format!("links to {target}, not {link}: writes go there, not to the volume");
+                            push(out, "points-elsewhere", path, 0, reason);
                         }
                     }
                     Kind::File => push(

@@ -292,6 +292,9 @@ fn every_finding_kind_is_reported() {
         one(Class::Persist, b"/var/lib/app", "wrong-owner");
         one(Class::Persist, b"/root/.bash_history", "replaced-by-file");
         one(Class::Persist, b"/etc/machine-id", "source-missing");
+        // Its bind mount is still there, on the deleted file.
+        let machine_id = find(&report, Class::Persist, b"/etc/machine-id");
+        assert!(machine_id[0].reason.contains("a deleted copy"), "{}", machine_id[0].reason);
         one(Class::PersistStray, b"/persist/var/lib/oldapp", "directory");
         one(Class::PersistStray, b"/persist/lost+found/#4711", "file");
         assert!(find(&report, Class::PersistStray, b"/persist/lost+found").is_empty(), "{text}");
