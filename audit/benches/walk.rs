@@ -9,8 +9,13 @@
 //! file is `stat`ed for its size. Each measurement runs in a fresh child process
 //! (the audit's peak memory is that child's `VmHWM`), best of several runs.
 //!
+//! A third audit adds `[audit] ignore` globs that match nothing in the tree (so the
+//! same work is done), to show what matching every unaccounted entry against them
+//! costs.
+//!
 //! Run: `cargo bench -p blankslate-audit --bench walk`; sizes:
-//! `BLANKSLATE_BENCH_ENTRIES=1000000 BLANKSLATE_BENCH_AIDE_ENTRIES=200000` (defaults).
+//! `BLANKSLATE_BENCH_ENTRIES=1000000 BLANKSLATE_BENCH_AIDE_ENTRIES=200000` (defaults;
+//! `BLANKSLATE_BENCH_AIDE_ENTRIES=0` leaves aide out).
 
 use std::fmt::Write as _;
 use std::os::fd::AsFd;
@@ -24,6 +29,9 @@ use blankslate_core::fs::Dir;
 
 const PER_DIR: usize = 50;
 const RUNS: usize = 5;
+/// Globs that match nothing in the bench tree: one with a wildcard directory before
+/// `/**` (two globs to match), one crossing directories, one within a component.
+const GLOBS: &str = "[audit]\nignore = [\"/srv/*/cache/**\", \"/**/*.swp\", \"/srv/app?/*.log\"]\n";
 
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -73,7 +81,10 @@ fn peak_kib() -> u64 {
 
 /// In the child: one audit of `root`, printing `seconds peak_kib entries stats`.
 fn child_audit(root: &Path, declaration: &Path) {
-    let text = std::fs::read_to_string(declaration).unwrap();
+    let mut text = std::fs::read_to_string(declaration).unwrap();
+    if std::env::var_os("BLANKSLATE_BENCH_GLOBS").is_some() {
+        text.push_str(GLOBS);
+    }
     let checked = decl::check(declaration, &text, None);
     let declaration: Declaration = checked.declaration.expect("valid bench declaration");
     let users = UserDb::from_texts("root:x:0:0::/root:/bin/sh\n", "root:x:0:\n", "bench");
@@ -113,12 +124,15 @@ struct Audited {
     stats: u64,
 }
 
-fn audit_in_child(root: &Path, declaration: &Path, sizes: bool) -> Audited {
+fn audit_in_child(root: &Path, declaration: &Path, sizes: bool, globs: bool) -> Audited {
     let mut best: Option<Audited> = None;
     for _ in 0..RUNS {
         let mut command = Command::new(std::env::current_exe().unwrap());
         if !sizes {
             command.env("BLANKSLATE_BENCH_NO_SIZES", "1");
+        }
+        if globs {
+            command.env("BLANKSLATE_BENCH_GLOBS", "1");
         }
         let output = command
             .env("BLANKSLATE_BENCH_CHILD", "audit")
@@ -230,15 +244,17 @@ fn main() {
         command
     })
     .expect("find runs");
-    let names_only = audit_in_child(&root, &declaration_file, false);
-    let audited = audit_in_child(&root, &declaration_file, true);
+    let names_only = audit_in_child(&root, &declaration_file, false, false);
+    let audited = audit_in_child(&root, &declaration_file, true, false);
+    let globbed = audit_in_child(&root, &declaration_file, true, true);
 
-    let small = scratch.path().join("small");
-    let small_declaration = build_tree(&small, aide_entries);
-    let small_file = scratch.path().join("small.toml");
-    std::fs::write(&small_file, small_declaration).unwrap();
-    let small_audit = audit_in_child(&small, &small_file, true);
-    let aide = aide_check(scratch.path(), &small);
+    let against_aide = (aide_entries > 0).then(|| {
+        let small = scratch.path().join("small");
+        let small_declaration = build_tree(&small, aide_entries);
+        let small_file = scratch.path().join("small.toml");
+        std::fs::write(&small_file, small_declaration).unwrap();
+        (audit_in_child(&small, &small_file, true, false), aide_check(scratch.path(), &small))
+    });
 
     println!("audit walk ({} entries read, {} stat calls), best of {RUNS}", audited.entries, audited.stats);
     println!("{:<58} {:>12} {:>10}", "what", "time", "vs");
@@ -257,21 +273,31 @@ fn main() {
     );
     println!(
         "{:<58} {:>12} {:>10}",
+        format!("  the same with 3 [audit] ignore globs, {entries} entries"),
+        millis(globbed.time),
+        ratio(globbed.time, find)
+    );
+    println!(
+        "{:<58} {:>12} {:>10}",
         "  peak memory (VmHWM of the audit process)",
         format!("{} KiB", audited.peak_kib.max(names_only.peak_kib)),
         "≤ 64 MiB"
     );
-    if let Some(aide) = aide {
-        println!("{:<58} {:>12} {:>10}", format!("aide --check, {aide_entries} entries"), millis(aide), "1.00x");
-        println!(
-            "{:<58} {:>12} {:>10}",
-            format!("blankslate audit, {aide_entries} entries"),
-            millis(small_audit.time),
-            ratio(small_audit.time, aide)
-        );
-    } else {
-        println!("{:<58} {:>12} {:>10}", format!("aide --check, {aide_entries} entries"), "n/a", "");
-        let audit = millis(small_audit.time);
-        println!("{:<58} {:>12} {:>10}", format!("blankslate audit, {aide_entries} entries"), audit, "");
+    match against_aide {
+        Some((small_audit, Some(aide))) => {
+            println!("{:<58} {:>12} {:>10}", format!("aide --check, {aide_entries} entries"), millis(aide), "1.00x");
+            println!(
+                "{:<58} {:>12} {:>10}",
+                format!("blankslate audit, {aide_entries} entries"),
+                millis(small_audit.time),
+                ratio(small_audit.time, aide)
+            );
+        }
+        Some((small_audit, None)) => {
+            println!("{:<58} {:>12} {:>10}", format!("aide --check, {aide_entries} entries"), "n/a", "");
+            let audit = millis(small_audit.time);
+            println!("{:<58} {:>12} {:>10}", format!("blankslate audit, {aide_entries} entries"), audit, "");
+        }
+        None => {}
     }
 }

@@ -334,7 +334,8 @@ pub fn root_tree(setup: &Setup<'_>) -> Result<(Tree, GlobSet), AuditError> {
             tree.insert(format!("/etc/{path}").as_bytes(), Mark::Declared);
         }
     }
-    let globs = globs.build().map_err(|e| AuditError::Glob { glob: String::new(), error: e.to_string() })?;
+    let all = || setup.declaration.audit.ignore.join(", ");
+    let globs = globs.build().map_err(|e| AuditError::Glob { glob: all(), error: e.to_string() })?;
     Ok((tree, globs))
 }
 
