@@ -178,6 +178,28 @@ mod tests {
         }
     }
 
+    /// The README's table of examples: each glob of a row ignores the paths of its
+    /// second column and none of its third.
+    #[test]
+    fn the_readmes_examples_hold() {
+        let readme = include_str!("../../../README.md");
+        let table = readme.split("<!-- globs").nth(1).expect("the README marks its glob examples");
+        let quoted = |cell: &str| -> Vec<String> { cell.split('`').skip(1).step_by(2).map(str::to_owned).collect() };
+        let rows: Vec<Vec<&str>> =
+            table.lines().filter(|l| l.starts_with("| `")).map(|l| l.split('|').collect()).collect();
+        assert!(rows.len() >= 6, "{table}");
+        for row in rows {
+            for glob in quoted(row[1]) {
+                for path in quoted(row[2]) {
+                    assert!(matches(&glob, &path), "{glob} should ignore {path}");
+                }
+                for path in quoted(row[3]) {
+                    assert!(!matches(&glob, &path), "{glob} should not ignore {path}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn escapes_and_errors() {
         assert!(matches("/srv/\\*", "/srv/*"));
