@@ -292,7 +292,7 @@ fn instead_of_bind_mount(meta: &Meta, dir: &Dir, name: &str, copy: &str) -> (&'s
         let reason = if target == copy {
             format!(
                 "a symlink to {copy}, not its bind mount: writes are kept, but programs see a link, mount options \
-                 do not apply, and activation leaves it (remove it, then switch)"
+                 do not apply, and activation leaves it (remove it and switch, or declare it how = \"symlink\")"
             )
         } else {
             format!("a symlink to {target}, not the bind mount of {copy}: writes go there, not to the volume")
@@ -472,7 +472,8 @@ mod tests {
         assert_eq!(findings(base), []);
         std::fs::remove_file(base.join("srv/trash")).unwrap();
         std::os::unix::fs::symlink("/elsewhere", base.join("srv/trash")).unwrap();
-        assert_eq!(findings(base), [("points-elsewhere", "links to /elsewhere, not /persist/srv/trash".to_owned())]);
+        let elsewhere = "links to /elsewhere, not /persist/srv/trash: writes go there, not to the volume";
+        assert_eq!(findings(base), [("points-elsewhere", elsewhere.to_owned())]);
         std::fs::remove_file(base.join("srv/trash")).unwrap();
         std::fs::create_dir(base.join("srv/trash")).unwrap();
         let found = findings(base);
