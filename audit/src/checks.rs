@@ -194,14 +194,21 @@ pub fn volumes<'d>(
 /// still reach it (`kept`) and how many are on the root (`lost`).
 fn consequence((kept, lost): (usize, usize)) -> String {
     let mounted = paths(kept, "still mounted from it keeps its writes", "still mounted from it keep their writes");
+    // A switch now would find empty sources on the root and move into them what the
+    // mounts still show of the volume (persist's migration into an empty source).
+    let before_switch = "mount the volume again before any switch (an activation now would move their data onto \
+                         the root)";
     match (kept, lost) {
         (0, 0) => "nothing persisted from it is in place".to_owned(),
-        (_, 0) => format!("{mounted}, but cannot be checked, and an activation now would not find the data"),
+        (_, 0) => format!("{mounted}, but cannot be checked; {before_switch}"),
         (0, _) => format!(
             "{}: lost at the next reboot",
             paths(lost, "persisted from it is on the root too", "persisted from it are on the root too")
         ),
-        (_, _) => format!("{mounted}; {}: lost at the next reboot", paths(lost, "is on the root", "are on the root")),
+        (_, _) => format!(
+            "{mounted}; {} lost at the next reboot; {before_switch}",
+            paths(lost, "is on the root:", "are on the root:")
+        ),
     }
 }
 

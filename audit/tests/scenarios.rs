@@ -504,7 +504,7 @@ fn a_volume_unmounted_after_activation_is_named_as_the_cause() {
         // The two bind mounts still reach the volume; the symlinked history goes
         // through the empty mount point, onto the root; the machine-id is mounted too.
         assert!(
-            volume[0].reason.contains("3 paths still mounted from it keep their writes; 1 path is on the root"),
+            volume[0].reason.contains("3 paths still mounted from it keep their writes; 1 path is on the root: lost"),
             "{}",
             volume[0].reason
         );
@@ -516,6 +516,20 @@ fn a_volume_unmounted_after_activation_is_named_as_the_cause() {
         assert_eq!(volume[0].kind, "volume-missing", "{}", summary(&report));
         assert!(volume[0].reason.starts_with("not there: the volume is not mounted"), "{}", volume[0].reason);
         assert_eq!(report.exit_code(), 2);
+        // The warning not to switch is true: activation now moves what the mounts show
+        // of the volume into new sources on the root. (When activation refuses a
+        // volume that is not mounted instead, say so in the finding.)
+        assert!(volume[0].reason.contains("mount the volume again before any switch"), "{}", volume[0].reason);
+        std::fs::create_dir(scratch.path("persist")).unwrap();
+        scratch.write("var/log/syslog", b"in the volume");
+        let users = blankslate_core::decl::UserDb::from_texts(
+            "root:x:0:0::/root:/bin/sh\napp:x:2000:2000::/:/bin/false\n",
+            "root:x:0:\napp:x:2000:\n",
+            "t",
+        );
+        let activated = blankslate_persist::activate(&root, &declaration(DECLARATION), &users, None).unwrap();
+        assert!(activated.migrated.contains(&"/var/log".to_owned()), "{activated:?}");
+        assert_eq!(std::fs::read(scratch.path("persist/var/log/syslog")).unwrap(), b"in the volume");
     });
 }
 
