@@ -223,13 +223,23 @@ fn where_writes_go(root: &Dir, entries: &[&ResolvedEntry<'_>], root_dev: u64) ->
     })
 }
 
-/// Owner and mode of a persisted path's source (or of a declared parent: `of` names
-/// the entry) against the declaration.
-fn check_owner(path: &str, meta: &Meta, owner: &Owner, users: &UserDb, of: Option<&str>, out: &mut Vec<Finding>) {
-    // An entry's own owner and mode are its source's (what a bind mount shows).
-    let (at, parent) = match of {
-        Some(entry) => (String::new(), format!(" for the parent of {entry}")),
-        None => (" in the volume".to_owned(), String::new()),
+/// Whose owner and mode [`check_owner`] looks at, as its reasons say.
+#[derive(Clone, Copy)]
+enum Whose<'a> {
+    /// A persisted path's source in its volume (what a bind mount shows).
+    Source,
+    /// A `how = "copy"` file: the root's own copy.
+    Copy,
+    /// The declared parent of this entry.
+    ParentOf(&'a str),
+}
+
+/// Owner and mode of `path` (`meta`) against the declaration.
+fn check_owner(path: &str, meta: &Meta, owner: &Owner, users: &UserDb, whose: Whose<'_>, out: &mut Vec<Finding>) {
+    let (at, parent) = match whose {
+        Whose::Source => (" in the volume".to_owned(), String::new()),
+        Whose::Copy => (String::new(), String::new()),
+        Whose::ParentOf(entry) => (String::new(), format!(" for the parent of {entry}")),
     };
     if meta.mode != owner.mode.bits() {
         let reason = format!("mode {:04o}{at}, declared {}{parent}", meta.mode, owner.mode);
@@ -279,7 +289,7 @@ fn check_copy(
             );
             push("not-written-back", meta.size, reason);
         }
-        check_owner(path, meta, &entry.entry.owner, users, None, out);
+        check_owner(path, meta, &entry.entry.owner, users, Whose::Copy, out);
     }
 }
 
@@ -327,13 +337,13 @@ impl Parents<'_, '_> {
         let in_root = format!("/{parent}");
         if self.checked.insert(in_root.clone()) {
             if let Some(meta) = self.root.get(parent).and_then(|d| d.own_meta().ok()) {
-                check_owner(&in_root, &meta, owner, users, Some(of), out);
+                check_owner(&in_root, &meta, owner, users, Whose::ParentOf(of), out);
             }
         }
         let in_volume = format!("{}/{parent}", self.volume_path.trim_end_matches('/'));
         if self.checked.insert(in_volume.clone()) {
             if let Ok(meta) = source_in(self.volume, parent).and_then(|d| d.own_meta()) {
-                check_owner(in_volume.trim_end_matches('/'), &meta, owner, users, Some(of), out);
+                check_owner(in_volume.trim_end_matches('/'), &meta, owner, users, Whose::ParentOf(of), out);
             }
         }
     }
@@ -444,7 +454,7 @@ pub fn persist_health(
                 }
             }
         }
-        check_owner(path, &source, &entry.entry.owner, users, None, out);
+        check_owner(path, &source, &entry.entry.owner, users, Whose::Source, out);
     }
 }
 
@@ -514,6 +524,17 @@ mod tests {
         assert_eq!(findings(base), [("not-written-back", 24)]);
         std::fs::set_permissions(base.join("etc/shadow"), std::fs::Permissions::from_mode(0o644)).unwrap();
         assert_eq!(findings(base), [("not-written-back", 24), ("wrong-mode", 0)]);
+        // The root's copy is what has the wrong mode, not the volume's.
+        let mut out = Vec::new();
+        let root = Dir::open_root(base).unwrap();
+        persist_health(
+            &root,
+            &declaration,
+            &[("/persist", root.open_dir("persist").unwrap())].into(),
+            &UserDb::default(),
+            &mut out,
+        );
+        assert_eq!(out[1].reason, "mode 0644, declared 0640");
         std::fs::remove_file(base.join("etc/shadow")).unwrap();
         std::fs::create_dir(base.join("etc/shadow")).unwrap();
         assert_eq!(findings(base), [("replaced", 0)]);
