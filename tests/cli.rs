@@ -286,37 +286,41 @@ fn persist_sync_writes_a_changed_copy_back_and_the_audit_sees_it() {
         return;
     }
     let scratch = Scratch::new();
-    let root = scratch.dir.path().join("root");
-    std::fs::create_dir_all(root.join("persist/etc")).unwrap();
-    std::fs::write(root.join("persist/etc/shadow"), "root:!:1::::::\n").unwrap();
-    let declaration = scratch.dir.path().join("copy.toml");
+    let dir = scratch.dir.path();
+    std::fs::create_dir_all(dir.join("root/persist")).unwrap();
     let text =
         "version = 1\n[persist.\"/persist\"]\nfiles = [{ file = \"/etc/shadow\", how = \"copy\", mode = \"0640\" }]\n";
-    std::fs::write(&declaration, text).unwrap();
-    let (root_arg, declaration) = (root.to_str().unwrap(), declaration.to_str().unwrap());
-    // Nothing is mounted for a copy; a private namespace all the same.
-    let switch = std::process::Command::new("unshare")
-        .args(["--mount", "--propagation", "private", env!("CARGO_BIN_EXE_blankslate"), "switch", declaration])
-        .args(["--root", root_arg])
+    std::fs::write(dir.join("copy.toml"), text).unwrap();
+    // The volume is a tmpfs in a private namespace (nothing is mounted for a copy, but
+    // the audit wants a mounted volume); each step leaves its output beside the root.
+    // The change is made as passwd(1) makes it: a new file with the old one's mode,
+    // renamed over it.
+    let script = format!(
+        "set -e; cd root; mount -t tmpfs volume persist
+         mkdir persist/etc && printf 'root:!:1::::::\\n' > persist/etc/shadow
+         '{bin}' switch ../copy.toml --root . >/dev/null
+         cp etc/shadow ../after-switch
+         printf 'root:$y$new:2::::::\\n' > etc/shadow+ && chmod 640 etc/shadow+ && mv etc/shadow+ etc/shadow
+         code=0; '{bin}' audit --json --root . > ../audit.json || code=$?; echo $code > ../audit.code
+         '{bin}' persist sync --root . > ../sync.out
+         cp persist/etc/shadow ../synced
+         code=0; '{bin}' audit --root . > ../audit-after.txt || code=$?; echo $code > ../audit-after.code",
+        bin = env!("CARGO_BIN_EXE_blankslate"),
+    );
+    let run = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
         .output()
         .unwrap();
-    assert!(switch.status.success(), "{}", stderr(&switch));
-    assert_eq!(std::fs::read_to_string(root.join("etc/shadow")).unwrap(), "root:!:1::::::\n");
-
-    // As passwd(1) does: a new file with the old one's mode, renamed over it.
-    std::fs::write(root.join("etc/shadow+"), "root:$y$new:2::::::\n").unwrap();
-    std::fs::set_permissions(root.join("etc/shadow+"), std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
-    std::fs::rename(root.join("etc/shadow+"), root.join("etc/shadow")).unwrap();
-    let audit = blankslate(&["audit", "--json", "--root", root_arg]);
-    assert_eq!(audit.status.code(), Some(2), "{}", stdout(&audit));
-    let report: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
+    assert!(run.status.success(), "{}{}", stdout(&run), stderr(&run));
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    assert_eq!(read("after-switch"), "root:!:1::::::\n");
+    assert_eq!(read("audit.code"), "2\n");
+    let report: serde_json::Value = serde_json::from_str(&read("audit.json")).unwrap();
     let kinds: Vec<_> = report["findings"].as_array().unwrap().iter().map(|f| (&f["kind"], &f["path"])).collect();
     assert_eq!(kinds, [(&"not-written-back".into(), &"/etc/shadow".into())], "{report}");
-
-    let sync = blankslate(&["persist", "sync", "--root", root_arg]);
-    assert!(sync.status.success(), "{}", stderr(&sync));
-    assert!(stdout(&sync).contains("written back: /etc/shadow"), "{}", stdout(&sync));
-    assert_eq!(std::fs::read_to_string(root.join("persist/etc/shadow")).unwrap(), "root:$y$new:2::::::\n");
-    let audit = blankslate(&["audit", "--root", root_arg]);
-    assert_eq!(audit.status.code(), Some(0), "{}", stdout(&audit));
+    assert!(read("sync.out").contains("written back: /etc/shadow"), "{}", read("sync.out"));
+    assert_eq!(read("synced"), "root:$y$new:2::::::\n");
+    assert_eq!(read("audit-after.code"), "0\n", "{}", read("audit-after.txt"));
 }
