@@ -8,9 +8,10 @@
 //!   of `/var` (`backups`, `mail`, `spool`, …), `/home`, `/srv`, `/opt`, `/boot` and
 //!   root's `.ssh` (its `authorized_keys` is how a remote admin gets back in) are
 //!   persisted directories, each with the owner and mode it has;
-//! - `/etc/machine-id` and the SSH host keys are bind-mounted files; the account files
-//!   (`passwd`, `group`, `shadow`, `gshadow`, `subuid`, `subgid`) and `adjtime` are
-//!   persisted `how = "copy"`, since `passwd` and `useradd` replace them by rename;
+//! - the SSH host keys are bind-mounted files; the account files (`passwd`, `group`,
+//!   `shadow`, `gshadow`, `subuid`, `subgid`) and `adjtime` are persisted
+//!   `how = "copy"`, since `passwd` and `useradd` replace them by rename, and so is
+//!   `/etc/machine-id`, since systemd's commit of a first boot's id fails on a mount;
 //! - the rest of `/etc` becomes the declaration's etc tree, every file with its owner
 //!   and mode (`sudoers` stays 0440), symlinks as they are;
 //! - the declaration and its tree live in the persisted `/etc/blankslate`, where the
@@ -344,6 +345,12 @@ impl Decider<'_> {
             let entry = file(&path, &owner, How::Bind);
             self.decisions.insert(path, Decision::Keep { entry, note: None, undecided: false });
         }
+        // systemd-machine-id-commit.service (systemd 252) commits only onto a tmpfs and
+        // fails on a bind mount; a copy is a regular file of the tmpfs root.
+        if let Some(meta) = meta_at(root, "/etc/machine-id").filter(|m| m.kind == Kind::File) {
+            let note = "a copy: systemd-machine-id-commit.service fails on a bind-mounted machine-id";
+            self.keep("/etc/machine-id".into(), &meta, &[], Some(note), false);
+        }
     }
 }
 
@@ -357,12 +364,9 @@ fn decide(root: &Dir, users: &decl::UserDb) -> Result<BTreeMap<String, Decision>
     Ok(decider.decisions)
 }
 
-/// `/etc/machine-id` and the SSH host keys: bind-mounted (written in place, or never).
+/// The SSH host keys: bind-mounted (written once, by ssh-keygen, in place).
 fn bound_etc_files(root: &Dir) -> Vec<(String, Meta)> {
     let mut out = Vec::new();
-    if let Some(meta) = meta_at(root, "/etc/machine-id").filter(|m| m.kind == Kind::File) {
-        out.push(("/etc/machine-id".to_owned(), meta));
-    }
     if let Ok(ssh) = root.open_dir("etc/ssh") {
         for (name, kind) in ssh.entries().unwrap_or_default() {
             let name = name.to_string_lossy();

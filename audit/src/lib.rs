@@ -78,6 +78,13 @@ pub const DEFAULT_IGNORE: &[&str] = &[
     "/etc/mtab",
     "/etc/.pwd.lock",
     "/etc/ld.so.cache",
+    // The backups passwd, useradd and vipw write at every change.
+    "/etc/passwd-",
+    "/etc/group-",
+    "/etc/shadow-",
+    "/etc/gshadow-",
+    "/etc/subuid-",
+    "/etc/subgid-",
 ];
 
 /// What kind of problem a finding is; each class has its own exit code.

@@ -21,7 +21,9 @@ use blankslate_core::decl::{Declaration, EntryKind, How, ResolvedEntry, UserDb};
 use blankslate_core::fs::{Dir, Kind, Meta};
 use blankslate_core::mount;
 
-use crate::{Ids, PersistError, Report, Result, Tree, enforce_at, hostile, meta_of, relative, resolve, split};
+use crate::{
+    Ids, PersistError, Report, Result, Tree, enforce_at, foreign_mount, hostile, meta_of, relative, resolve, split,
+};
 
 /// Brings the copy `name` in: from the volume into an empty root, or, when the root
 /// holds its own (a running system), the root's contents into the volume. A bind mount
@@ -46,6 +48,9 @@ pub(crate) fn activate(
             mount::unmount(target_parent, name)?;
             report.unmounted.push(path.to_owned());
             None
+        }
+        Some(meta) if meta.kind == Kind::File && foreign_mount(target_parent, name, path, report)? => {
+            return Ok(());
         }
         Some(meta) if meta.kind == Kind::Symlink && target_parent.read_link(name)? == *link => None,
         Some(meta) if meta.kind != Kind::File => {

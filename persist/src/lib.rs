@@ -267,6 +267,7 @@ pub fn activate(
     previous: Option<&Declaration>,
 ) -> Result<Report> {
     let mut report = Report::default();
+    let users = &with_persisted_accounts(root, declaration, users);
     if let Some(previous) = previous {
         unmount_removed(root, previous, declaration, &mut report)?;
     }
@@ -322,6 +323,26 @@ pub fn activate(
     Ok(report)
 }
 
+/// `users`, and the names in the volume's copies of a persisted `/etc/passwd` and
+/// `/etc/group`: at boot those are not in the root yet when the first owners are
+/// resolved (`/etc/shadow` is `root:shadow`, and `shadow` is named only there).
+fn with_persisted_accounts(root: &Dir, declaration: &Declaration, users: &UserDb) -> UserDb {
+    let entries = declaration.entries();
+    let read = |name: &str| -> String {
+        let path = format!("/etc/{name}");
+        entries
+            .iter()
+            .find(|e| e.path == path)
+            .and_then(|e| root.open_dir(relative(e.root)).ok())
+            .and_then(|volume| volume.read(relative(&path)).ok())
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default()
+    };
+    let mut all = users.clone();
+    all.extend_from_texts(&read("passwd"), &read("group"));
+    all
+}
+
 /// Moves the live directory `name` of `live` into the empty volume directory of the
 /// same name in `volume`: a faithful copy beside it (owners, modes, times, xattrs,
 /// hard links, special files; never across a mount), compared with the original,
@@ -364,6 +385,20 @@ fn meta_of(dir: &Dir, name: &str) -> Result<Option<Meta>> {
     }
 }
 
+/// Whether `name` in the root is a mount point (of something other than its volume
+/// path: callers check that first), reported as a conflict: its data is not the
+/// root's to move. This is what a volume unmounted under its bind mounts looks like,
+/// and moving the data of those mounts into the bare mount point would empty the
+/// real volume.
+fn foreign_mount(target_parent: &Dir, name: &str, path: &str, report: &mut Report) -> Result<bool> {
+    if !target_parent.is_mount_point(name)? {
+        return Ok(false);
+    }
+    let reason = "is a mount of something else than its volume path (is the volume mounted?): left as it is";
+    report.conflicts.push((path.to_owned(), reason.into()));
+    Ok(true)
+}
+
 /// Where one entry goes: its parents in the volume and in the root, its name, its
 /// path in the root, and the link into the volume that `how = "symlink"` makes.
 struct Place<'p> {
@@ -392,6 +427,14 @@ impl Place<'_> {
         };
         enforce(&source, ids)?;
         Ok(source)
+    }
+
+    /// Whether the root's path is a mount of something other than this volume path
+    /// (reported as a conflict): its data is not the root's to move. This is what a
+    /// volume unmounted under its bind mounts looks like, and moving the data of
+    /// those mounts into the bare mount point would empty the real volume.
+    fn foreign_mount(&self, report: &mut Report) -> Result<bool> {
+        foreign_mount(self.target_parent, self.name, self.path, report)
     }
 
     /// Whether the root holds our link to the volume here.
@@ -433,6 +476,7 @@ fn directory(place: &Place<'_>, ids: &Ids, options: &[MountOption], report: &mut
             report.unchanged.push(path.to_owned());
             return Ok(());
         }
+        Some(_) if place.foreign_mount(report)? => return Ok(()),
         Some(meta) if meta.kind == Kind::Directory => {
             let target = target_parent.open_dir(name)?;
             if !place.take_in(&target, &mut source, ids, "not mounted", report)? {
@@ -476,6 +520,8 @@ fn linked_directory(place: &Place<'_>, ids: &Ids, report: &mut Report) -> Result
             if meta.identity() == source.own_meta()?.identity() {
                 mount::unmount(target_parent, name)?;
                 report.unmounted.push(path.to_owned());
+            } else if place.foreign_mount(report)? {
+                return Ok(());
             }
             let target = target_parent.open_dir(name)?;
             if !place.take_in(&target, &mut source, ids, "not linked", report)? {
@@ -529,6 +575,10 @@ fn file(
         how == How::Bind
             && target.zip(source).is_some_and(|(t, s)| t.kind == Kind::File && t.identity() == s.identity())
     };
+    let ours = target.zip(source).is_some_and(|(t, s)| t.identity() == s.identity());
+    if target.is_some() && !ours && foreign_mount(target_parent, name, path, report)? {
+        return Ok(());
+    }
     // Data already in the root moves into an empty (or missing) volume file.
     let live_data = match target {
         Some(meta) if meta.kind == Kind::File && meta.size > 0 && !mounted(source) => Some(target_parent.read(name)?),
@@ -549,6 +599,13 @@ fn file(
     if source.is_none() {
         let initial: &[u8] = if path == "/etc/machine-id" { MACHINE_ID_FIRST_BOOT } else { b"" };
         source_parent.create_file_owned(name, initial, ids.mode, Some((ids.uid, ids.gid)))?;
+        source = meta_of(source_parent, name)?;
+    } else if path == "/etc/machine-id" && source.is_some_and(|m| m.size == 0) && !mounted(source) {
+        // Empty is a first boot too, but one whose id systemd writes straight into the
+        // mounted file, and then systemd-machine-id-commit.service fails: the file is
+        // not on a tmpfs. `uninitialized` makes the id transient until the first boot
+        // completes, and the commit writes it through the mount into the volume.
+        source_parent.write_atomic_owned(name, MACHINE_ID_FIRST_BOOT, ids.mode, Some((ids.uid, ids.gid)))?;
         source = meta_of(source_parent, name)?;
     }
     let source = source.expect("the source exists by now");

@@ -484,3 +484,37 @@ fn a_bind_mounted_file_becomes_a_copy_at_a_switch() {
         std::fs::rename(root.join("etc/shadow+"), root.join("etc/shadow")).unwrap();
     });
 }
+
+/// The volume unmounted under its bind mounts: the root's paths are mounts of the
+/// real volume, not data of the root. Moving that data into the bare mount point
+/// (and emptying the mounts) would lose it at the next reboot.
+#[test]
+fn a_volume_unmounted_under_its_mounts_is_never_emptied_into_the_root() {
+    if !is_root() {
+        eprintln!("skipped: mounting needs root");
+        return;
+    }
+    let scratch = Scratch::new();
+    let root = scratch.path();
+    in_namespace(move || {
+        let dir = Dir::open_root(&root).unwrap();
+        blankslate_core::mount::mount_new(&dir, "persist", "tmpfs", &[], rustix::mount::MountAttrFlags::empty())
+            .unwrap();
+        let text = "version = 1\n[persist.\"/persist\"]\ndirectories = [\"/var/log\"]\n\
+                    files = [{ file = \"/etc/data\", how = \"bind\" }, { file = \"/etc/shadow\", how = \"copy\" }]\n";
+        let declared = declaration(text);
+        activate(&root, &declared, None).unwrap();
+        std::fs::write(root.join("var/log/syslog"), "kept\n").unwrap();
+        std::fs::write(root.join("etc/data"), "kept too\n").unwrap();
+        blankslate_core::mount::unmount(&dir, "persist").unwrap();
+
+        let report = activate(&root, &declared, Some(&declared)).unwrap();
+        let conflicts: Vec<&str> = report.conflicts.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(conflicts, ["/etc/data", "/var/log"], "{report:?}");
+        assert!(report.conflicts.iter().all(|(_, why)| why.contains("is the volume mounted?")));
+        assert!(report.migrated.is_empty(), "{report:?}");
+        assert_eq!(std::fs::read_to_string(root.join("var/log/syslog")).unwrap(), "kept\n");
+        assert_eq!(std::fs::read_to_string(root.join("etc/data")).unwrap(), "kept too\n");
+        assert!(!root.join("persist/var/log/syslog").exists(), "data was moved onto the root's file system");
+    });
+}

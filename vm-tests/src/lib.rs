@@ -8,6 +8,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod debian;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -352,6 +354,33 @@ impl Boot {
     }
 }
 
+impl Boot {
+    /// Fails, as [`Boot::expect_pass`] does, unless the guest passed every check and
+    /// then powered off cleanly (a real init's `systemctl poweroff`: QEMU exits 0 on
+    /// the kernel's "Power down", which a panic never prints).
+    pub fn expect_powered_off(&self, what: &str) -> Result<()> {
+        let failed: Vec<&str> = self.log.lines().filter(|l| l.contains("VMTEST FAIL")).collect();
+        let passed = self.log.lines().any(|l| l.trim() == "VMTEST PASS");
+        let powered_off = self.log.contains("reboot: Power down");
+        if self.status == Some(0) && passed && powered_off && failed.is_empty() {
+            return Ok(());
+        }
+        let why = if self.timed_out {
+            "timed out".to_owned()
+        } else if self.log.contains("Kernel panic") {
+            "the kernel panicked".to_owned()
+        } else {
+            format!(
+                "QEMU exit status {:?}, PASS marker {}, power-down {}",
+                self.status,
+                if passed { "seen" } else { "missing" },
+                if powered_off { "seen" } else { "missing" }
+            )
+        };
+        Err(format!("{what}: {why}\nfailed checks: {failed:#?}\n--- serial log tail ---\n{}", self.tail(80)))
+    }
+}
+
 /// QEMU runs one at a time: TCG is CPU-bound and the machine has few cores.
 static QEMU: Mutex<()> = Mutex::new(());
 
@@ -372,63 +401,91 @@ pub fn boot_initrd(
     limit: Duration,
 ) -> Result<Boot> {
     let kernel = kernel()?;
-    let log_path = work.join(format!("serial-{}.log", std::fs::read_dir(work).map_or(0, Iterator::count)));
-    let _ = std::fs::remove_file(&log_path);
     let mut cmdline = format!("console=ttyS0 panic=-1 loglevel=4 blankslate.modules={}", VIRTIO_MODULES.join(","));
     let _ = write!(cmdline, " {append}");
-    // For a look at a failing boot: BLANKSLATE_VM_APPEND=blankslate.debug.
-    if let Ok(extra) = std::env::var("BLANKSLATE_VM_APPEND") {
-        let _ = write!(cmdline, " {extra}");
+    let machine = Machine { kernel: &kernel.vmlinuz, initrd, disks: &[disk], memory_mb: 512, cmdline: &cmdline };
+    machine.boot(work, stop_marker, limit)
+}
+
+/// One QEMU machine: a kernel and initramfs booted directly, virtio disks, a serial
+/// console to a log, `isa-debug-exit` for the guest to end it with a status.
+#[derive(Debug, Clone, Copy)]
+pub struct Machine<'a> {
+    pub kernel: &'a Path,
+    pub initrd: &'a Path,
+    pub disks: &'a [&'a Path],
+    pub memory_mb: u32,
+    /// The whole kernel command line (`console=ttyS0` included).
+    pub cmdline: &'a str,
+}
+
+impl Machine<'_> {
+    /// Boots, with the serial log in the next `serial-N.log` of `work`. Stops QEMU (by
+    /// its pid) when `stop_marker` appears in the log or after `limit`.
+    pub fn boot(&self, work: &Path, stop_marker: Option<&str>, limit: Duration) -> Result<Boot> {
+        let log_path = work.join(format!("serial-{}.log", std::fs::read_dir(work).map_or(0, Iterator::count)));
+        let _ = std::fs::remove_file(&log_path);
+        let mut cmdline = self.cmdline.to_owned();
+        // For a look at a failing boot: BLANKSLATE_VM_APPEND=blankslate.debug.
+        if let Ok(extra) = std::env::var("BLANKSLATE_VM_APPEND") {
+            let _ = write!(cmdline, " {extra}");
+        }
+        let _serial = QEMU.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let started = Instant::now();
+        let mut command = Command::new("qemu-system-x86_64");
+        command
+            .args(["-accel", "tcg", "-no-reboot", "-display", "none", "-nic", "none", "-monitor", "none"])
+            .arg("-m")
+            .arg(self.memory_mb.to_string())
+            .arg("-serial")
+            .arg(format!("file:{}", log_path.display()))
+            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+            .arg("-kernel")
+            .arg(self.kernel)
+            .arg("-initrd")
+            .arg(self.initrd)
+            .arg("-append")
+            .arg(&cmdline);
+        for disk in self.disks {
+            command.arg("-drive").arg(format!("file={},format=raw,if=virtio", disk.display()));
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start qemu-system-x86_64: {e} (apt-get install qemu-system-x86)"))?;
+        let read_log =
+            || std::fs::read(&log_path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+        let (status, timed_out) = loop {
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                break (status.code(), false);
+            }
+            if stop_marker.is_some_and(|marker| read_log().contains(marker)) {
+                // Give the console a moment to flush the lines after the marker.
+                std::thread::sleep(Duration::from_millis(300));
+                let _ = child.kill();
+                let _ = child.wait();
+                break (None, false);
+            }
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                break (None, true);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let elapsed = started.elapsed();
+        let mut log = read_log();
+        if let Some(mut stderr) = child.stderr.take() {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+            if !text.trim().is_empty() {
+                let _ = write!(log, "\n--- qemu stderr ---\n{text}");
+            }
+        }
+        Ok(Boot { status, log, elapsed, timed_out })
     }
-    let _serial = QEMU.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let started = Instant::now();
-    let mut child = Command::new("qemu-system-x86_64")
-        .args(["-accel", "tcg", "-m", "512", "-no-reboot", "-display", "none", "-nic", "none", "-monitor", "none"])
-        .arg("-serial")
-        .arg(format!("file:{}", log_path.display()))
-        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-        .arg("-kernel")
-        .arg(&kernel.vmlinuz)
-        .arg("-initrd")
-        .arg(initrd)
-        .arg("-append")
-        .arg(&cmdline)
-        .arg("-drive")
-        .arg(format!("file={},format=raw,if=virtio", disk.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start qemu-system-x86_64: {e} (apt-get install qemu-system-x86)"))?;
-    let read_log = || std::fs::read(&log_path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-    let (status, timed_out) = loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            break (status.code(), false);
-        }
-        if stop_marker.is_some_and(|marker| read_log().contains(marker)) {
-            // Give the console a moment to flush the lines after the marker.
-            std::thread::sleep(Duration::from_millis(300));
-            let _ = child.kill();
-            let _ = child.wait();
-            break (None, false);
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break (None, true);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let elapsed = started.elapsed();
-    let mut log = read_log();
-    if let Some(mut stderr) = child.stderr.take() {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
-        if !text.trim().is_empty() {
-            let _ = write!(log, "\n--- qemu stderr ---\n{text}");
-        }
-    }
-    Ok(Boot { status, log, elapsed, timed_out })
 }
 
 /// A file's contents in an ext4 image, read with `debugfs` (no mount).

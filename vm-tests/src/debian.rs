@@ -1,0 +1,294 @@
+//! A real distribution for the VM tests: Debian 12 with systemd, udev, dbus and
+//! sshd, built from Debian's packages with `mmdebstrap` (never installed on the host)
+//! and put onto blankslate the way the README tells a Debian user to:
+//!
+//! 1. the image tree gets the static `blankslate` in `/usr/bin`, the sync unit
+//!    (enabled), the dracut module, and the test's own probe unit;
+//! 2. dracut, run *inside the tree* (chroot, in a private mount namespace), builds a
+//!    systemd initrd with the blankslate module (route b);
+//! 3. `blankslate initrd` builds blankslate's own initramfs from the tree's kernel
+//!    modules (route a);
+//! 4. `blankslate adopt --from TREE --to VOLUME` fills the volume and writes the
+//!    declaration; `mkfs.ext4 -d` makes the disk.
+//!
+//! The image tree is cached in `target/vm-debian/<key>/tree`, keyed by the suite, the
+//! package list and [`IMAGE_RECIPE`]; everything after it is made once per test run
+//! in `target/vm-work/debian`.
+
+use std::fmt::Write as _;
+use std::hash::{Hash as _, Hasher as _};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::{Boot, Machine, Result, VIRTIO_MODULES, run, sh, static_binary, target, workspace};
+
+pub const SUITE: &str = "bookworm";
+/// On top of `--variant=minbase` (which brings passwd, login, util-linux, …).
+pub const PACKAGES: &[&str] =
+    &["systemd-sysv", "udev", "dbus", "openssh-server", "dracut", "linux-image-cloud-amd64", "busybox-static"];
+const MIRROR: &str = "http://deb.debian.org/debian";
+/// Bumped whenever what is done to the tree after mmdebstrap changes.
+const IMAGE_RECIPE: u32 = 1;
+/// The volume's label, as the kernel command line names it.
+pub const LABEL: &str = "persist";
+const MEMORY_MB: u32 = 1024;
+
+/// The cached image: a Debian root tree and its kernel version.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub tree: PathBuf,
+    pub kernel_version: String,
+}
+
+/// Builds (once; then cached under `target/vm-debian`) the Debian image tree.
+pub fn image() -> Result<Image> {
+    static IMAGE: OnceLock<std::result::Result<Image, String>> = OnceLock::new();
+    IMAGE.get_or_init(build_image).clone()
+}
+
+fn image_key() -> String {
+    let mut hasher = std::hash::DefaultHasher::new();
+    (SUITE, PACKAGES, MIRROR, IMAGE_RECIPE).hash(&mut hasher);
+    format!("{SUITE}-{:016x}", hasher.finish())
+}
+
+fn build_image() -> Result<Image> {
+    let cache = target().join("vm-debian").join(image_key());
+    let tree = cache.join("tree");
+    if !tree.join("usr/lib/os-release").exists() {
+        let staging = cache.join("staging");
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&cache).map_err(|e| e.to_string())?;
+        let mut command = Command::new("mmdebstrap");
+        command.args(["--variant=minbase", "--quiet"]).arg(format!("--include={}", PACKAGES.join(",")));
+        for excluded in ["/usr/share/man/*", "/usr/share/doc/*", "/usr/share/locale/*", "/usr/share/info/*"] {
+            command.arg(format!("--dpkgopt=path-exclude={excluded}"));
+        }
+        run(command.arg(SUITE).arg(&staging).arg(MIRROR))
+            .map_err(|e| format!("{e}\n(mmdebstrap builds the Debian image: apt-get install mmdebstrap)"))?;
+        // mmdebstrap copies the host's; the image is a machine of its own.
+        std::fs::write(staging.join("etc/hostname"), "debian\n").map_err(|e| e.to_string())?;
+        std::fs::write(staging.join("etc/resolv.conf"), "").map_err(|e| e.to_string())?;
+        sh(&format!("chmod 0644 '{0}/etc/hostname' '{0}/etc/resolv.conf'", staging.display()))?;
+        std::fs::rename(&staging, &tree).map_err(|e| e.to_string())?;
+    }
+    let modules = std::fs::read_dir(tree.join("usr/lib/modules")).map_err(|e| e.to_string())?;
+    let kernel_version = modules
+        .filter_map(std::result::Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .ok_or("the image has no kernel in /usr/lib/modules")?;
+    Ok(Image { tree, kernel_version })
+}
+
+/// The test's probe: a unit that waits for the boot to finish, runs the checks of
+/// the phase the kernel command line names (`vmtest.phase=NAME`), and powers off.
+const PROBE_UNIT: &str = "[Unit]
+Description=blankslate VM test probe
+After=multi-user.target
+
+[Service]
+Type=simple
+ExecStart=/usr/local/sbin/vmtest-probe
+StandardOutput=tty
+StandardError=tty
+TTYPath=/dev/console
+
+[Install]
+WantedBy=multi-user.target
+";
+
+/// A service with state of its own in `/var/lib`, for `persist add` of a running
+/// service: every start counts one more in `/var/lib/vmtest-counter/count`.
+const COUNTER_UNIT: &str = "[Unit]
+Description=blankslate VM test: a service with a state directory
+
+[Service]
+Type=simple
+StateDirectory=vmtest-counter
+ExecStart=/bin/sh -c 'n=$(cat /var/lib/vmtest-counter/count 2>/dev/null || echo 0); echo $((n + 1)) > /var/lib/vmtest-counter/count; exec sleep infinity'
+";
+
+/// Everything a test boots from, made once per run.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub kernel: PathBuf,
+    /// blankslate's own initramfs (route a).
+    pub own_initrd: PathBuf,
+    /// dracut's systemd initrd with the blankslate module (route b).
+    pub dracut_initrd: PathBuf,
+    /// The adopted volume's disk image (copied for each scenario).
+    pub disk: PathBuf,
+    /// What `blankslate adopt` printed.
+    pub adopt_output: String,
+}
+
+/// Prepares the tree, both initramfs images and the adopted volume (once per run).
+pub fn prepared() -> Result<Prepared> {
+    static PREPARED: OnceLock<std::result::Result<Prepared, String>> = OnceLock::new();
+    PREPARED.get_or_init(prepare).clone()
+}
+
+fn install(contents: &[u8], to: &Path, mode: u32) -> Result<()> {
+    std::fs::create_dir_all(to.parent().unwrap()).map_err(|e| e.to_string())?;
+    std::fs::write(to, contents).map_err(|e| format!("{}: {e}", to.display()))?;
+    sh(&format!("chmod {mode:o} '{}'", to.display())).map(drop)
+}
+
+fn enable(tree: &Path, unit: &str, target: &str, unit_dir: &str) -> Result<()> {
+    let wants = tree.join(format!("etc/systemd/system/{target}.wants"));
+    std::fs::create_dir_all(&wants).map_err(|e| e.to_string())?;
+    std::os::unix::fs::symlink(format!("{unit_dir}/{unit}"), wants.join(unit)).map_err(|e| e.to_string())
+}
+
+fn prepare() -> Result<Prepared> {
+    let image = image()?;
+    let work = target().join("vm-work/debian");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let tree = work.join("tree");
+    sh(&format!("cp -a '{}' '{}'", image.tree.display(), tree.display()))?;
+
+    // mmdebstrap empties /etc/machine-id, as for an image; an installed system has one
+    // (and an empty one makes systemd's first boot enable every preset in /etc).
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/uuid").map_err(|e| e.to_string())?;
+    std::fs::write(tree.join("etc/machine-id"), format!("{}\n", id.trim().replace('-', "")))
+        .map_err(|e| e.to_string())?;
+    // What a Debian user installs: the binary, the sync unit (enabled), the dracut module.
+    let binary = std::fs::read(static_binary()?).map_err(|e| e.to_string())?;
+    install(&binary, &tree.join("usr/bin/blankslate"), 0o755)?;
+    let packaging = workspace().join("packaging");
+    let sync = std::fs::read(packaging.join("systemd/blankslate-sync.service")).map_err(|e| e.to_string())?;
+    install(&sync, &tree.join("usr/lib/systemd/system/blankslate-sync.service"), 0o644)?;
+    enable(&tree, "blankslate-sync.service", "sysinit.target", "/lib/systemd/system")?;
+    sh(&format!(
+        "cp -r '{}' '{}/usr/lib/dracut/modules.d/'",
+        packaging.join("dracut/90blankslate").display(),
+        tree.display()
+    ))?;
+    // The test's own pieces.
+    install(PROBE.as_bytes(), &tree.join("usr/local/sbin/vmtest-probe"), 0o755)?;
+    install(PROBE_UNIT.as_bytes(), &tree.join("etc/systemd/system/vmtest-probe.service"), 0o644)?;
+    enable(&tree, "vmtest-probe.service", "multi-user.target", "/etc/systemd/system")?;
+    install(COUNTER_UNIT.as_bytes(), &tree.join("etc/systemd/system/vmtest-counter.service"), 0o644)?;
+
+    // Route b: dracut inside the tree.
+    let dracut_initrd = format!("/boot/initrd-blankslate.img-{}", image.kernel_version);
+    run_in_tree(
+        &tree,
+        &format!(
+            "dracut --quiet --no-hostonly --force --add blankslate --kver {0} {dracut_initrd}",
+            image.kernel_version
+        ),
+    )?;
+    // Route a: blankslate's own initramfs, from the tree's modules.
+    let own_initrd = work.join("initrd-blankslate.cpio.gz");
+    let mut command = Command::new(static_binary()?);
+    command.arg("initrd").arg("--output").arg(&own_initrd);
+    command.arg("--modules").arg(tree.join("usr/lib/modules").join(&image.kernel_version));
+    for module in VIRTIO_MODULES {
+        command.args(["--module", module]);
+    }
+    run(&mut command)?;
+    let kernel = work.join("vmlinuz");
+    std::fs::copy(tree.join(format!("boot/vmlinuz-{}", image.kernel_version)), &kernel).map_err(|e| e.to_string())?;
+    let dracut_copy = work.join("initrd-dracut.img");
+    std::fs::copy(tree.join(dracut_initrd.trim_start_matches('/')), &dracut_copy).map_err(|e| e.to_string())?;
+
+    // Adopt the tree onto the volume, as the walkthrough does.
+    let volume = work.join("volume");
+    std::fs::create_dir_all(&volume).map_err(|e| e.to_string())?;
+    let adopt_output =
+        run(Command::new(static_binary()?).arg("adopt").arg("--from").arg(&tree).arg("--to").arg(&volume))?;
+    let disk = work.join("volume.img");
+    let file = std::fs::File::create(&disk).map_err(|e| e.to_string())?;
+    file.set_len(2 << 30).map_err(|e| e.to_string())?;
+    run(Command::new("mkfs.ext4").args(["-q", "-F", "-L", LABEL, "-d"]).arg(&volume).arg(&disk))?;
+    Ok(Prepared { kernel, own_initrd, dracut_initrd: dracut_copy, disk, adopt_output })
+}
+
+/// Runs `command` chrooted into `tree` with `/proc`, `/sys`, `/dev` and a `/tmp` of
+/// its own, inside a private mount namespace: the script refuses to mount anything
+/// unless its namespace differs from its parent's (the test process's).
+fn run_in_tree(tree: &Path, command: &str) -> Result<String> {
+    let script = format!(
+        r#"set -eu
+if [ "$(readlink /proc/self/ns/mnt)" = "$(readlink /proc/$PPID/ns/mnt)" ]; then
+    echo "refusing to mount: not in a private mount namespace" >&2; exit 1
+fi
+mount --make-rprivate /
+t='{tree}'
+mount -t proc proc "$t/proc"
+mount --rbind /sys "$t/sys" && mount --make-rslave "$t/sys"
+mount --rbind /dev "$t/dev" && mount --make-rslave "$t/dev"
+mount -t tmpfs tmpfs "$t/tmp"
+chroot "$t" {command}"#,
+        tree = tree.display()
+    );
+    run(Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]))
+}
+
+/// How the machine boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// blankslate's own initramfs: blankslate is `/init` and switches into systemd.
+    Own,
+    /// dracut's systemd initrd runs `blankslate-initrd.service` with `root=tmpfs`.
+    Dracut,
+}
+
+impl Route {
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::Own => "own-initramfs",
+            Route::Dracut => "dracut",
+        }
+    }
+
+    /// The kernel command line a user of this route writes in the boot loader.
+    pub fn cmdline(self, volume: &str) -> String {
+        match self {
+            Route::Own => format!(
+                "console=ttyS0 panic=-1 loglevel=4 blankslate.persist={volume} blankslate.modules={}",
+                VIRTIO_MODULES.join(",")
+            ),
+            Route::Dracut => {
+                format!("console=ttyS0 panic=-1 loglevel=4 root=tmpfs rootflags=mode=755 blankslate.persist={volume}")
+            }
+        }
+    }
+}
+
+/// A scenario's own copy of the adopted disk.
+pub fn disk(work: &Path) -> Result<PathBuf> {
+    let disk = work.join("volume.img");
+    sh(&format!("cp --sparse=always '{}' '{}'", prepared()?.disk.display(), disk.display()))?;
+    Ok(disk)
+}
+
+/// Boots `disk` by `route`, with `append` after the route's command line.
+pub fn boot(route: Route, work: &Path, disk: &Path, append: &str, stop: Option<&str>, limit: Duration) -> Result<Boot> {
+    let prepared = prepared()?;
+    let mut cmdline = route.cmdline(&format!("LABEL={LABEL}"));
+    let _ = write!(cmdline, " {append}");
+    let initrd = if route == Route::Own { &prepared.own_initrd } else { &prepared.dracut_initrd };
+    let machine = Machine { kernel: &prepared.kernel, initrd, disks: &[disk], memory_mb: MEMORY_MB, cmdline: &cmdline };
+    machine.boot(work, stop, limit)
+}
+
+/// The `VMTEST FACT key=value` lines of a boot.
+pub fn facts(boot: &Boot) -> std::collections::BTreeMap<String, String> {
+    boot.log
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("VMTEST FACT "))
+        .filter_map(|f| f.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+/// The probe (bash, in the guest): prints `VMTEST OK|FAIL name` per check and
+/// `VMTEST FACT key=value` for what the host compares across boots, then `VMTEST PASS`
+/// or `VMTEST FAILED`, and powers the machine off.
+pub const PROBE: &str = include_str!("vmtest-probe.sh");

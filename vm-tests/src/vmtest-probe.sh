@@ -1,0 +1,113 @@
+#!/bin/bash
+# The Debian VM tests' probe, started by vmtest-probe.service once multi-user.target
+# is reached. It waits for the boot to finish, runs the checks of the phase the
+# kernel command line names (vmtest.phase=NAME), prints a VMTEST line per check and
+# fact, and powers the machine off (QEMU, run with -no-reboot, then exits).
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+phase=$(sed -n 's/.*vmtest\.phase=\([^ ]*\).*/\1/p' /proc/cmdline)
+state=$(systemctl is-system-running --wait)
+echo "VMTEST PHASE $phase"
+fail=0
+check() {
+    local name=$1; shift
+    if "$@"; then echo "VMTEST OK $name"; else echo "VMTEST FAIL $name"; fail=1; fi
+}
+fact() { echo "VMTEST FACT $1=$2"; }
+# `exits N NAME COMMAND…`: runs COMMAND, shows its output led by `NAME: `, and checks
+# that it exits with N.
+exits() {
+    local expected=$1 name=$2 status; shift 2
+    "$@" > "/run/vmtest-$name.txt" 2>&1
+    status=$?
+    sed "s/^/$name: /" "/run/vmtest-$name.txt"
+    [ "$status" = "$expected" ] || { echo "$name: exit status $status, expected $expected"; return 1; }
+}
+shows() { grep -q -- "$2" "/run/vmtest-$1.txt" || { echo "$1: no \`$2\` in its output"; return 1; }; }
+# The copy of /etc/shadow in the volume matches the root's: the sync unit wrote it.
+written_back() {
+    for _ in $(seq 50); do cmp -s "/etc/$1" "/persist/etc/$1" && return 0; sleep 0.2; done
+    return 1
+}
+
+# --- every boot ---
+fact state "$state"
+check running [ "$state" = running ]
+[ "$state" = running ] || { systemctl --failed --no-legend; journalctl -b -p warning --no-pager | tail -n 40; }
+check no-failed-units [ -z "$(systemctl --failed --no-legend --plain)" ]
+fact generation "$(sed -n 's/.*"generation":\([0-9]*\).*/\1/p' /run/blankslate/boot.json)"
+fact machine-id "$(cat /etc/machine-id)"
+fact hostkey "$(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key | awk '{print $2}')"
+fact root-password "$(awk -F: '$1 == "root" { print $2 }' /etc/shadow)"
+fact boots "$(journalctl --list-boots --no-pager | grep -c '^ *-\?[0-9]')"
+fact startup "$(systemd-analyze time | head -n 1)"
+check root-is-tmpfs [ "$(findmnt -n -o FSTYPE /)" = tmpfs ]
+check usr-read-only findmnt -n -o OPTIONS /usr -O ro
+check etc-from-the-store [ "$(readlink /etc/hostname)" = /etc/static/hostname ]
+check sshd-serves-the-persisted-key sh -c \
+    '[ "$(ssh-keyscan -t ed25519 127.0.0.1 2>/dev/null | cut -d" " -f3)" = "$(ssh-keygen -y -f /etc/ssh/ssh_host_ed25519_key | cut -d" " -f2)" ]'
+check journal-is-persistent [ -d "/var/log/journal/$(cat /etc/machine-id)" ]
+check sync-unit-runs systemctl is-active -q blankslate-sync.service
+
+case "$phase" in
+first)
+    check audit-clean-at-first-boot exits 0 audit blankslate audit
+    # Programs that change /etc: passwd and useradd (their changes are written back).
+    check passwd sh -c 'printf "vmtest-pw\nvmtest-pw\n" | passwd root'
+    check useradd useradd -m -s /bin/bash alice
+    check shadow-written-back written_back shadow
+    check passwd-written-back written_back passwd
+    fact root-password-after "$(awk -F: '$1 == "root" { print $2 }' /etc/shadow)"
+    check audit-clean-after-passwd exits 0 audit blankslate audit
+    # State nothing declares: the audit names it and --suggest has the line.
+    echo "scratch" > /root/scratch
+    mkdir -p /var/lib/vmtest-undeclared && echo "state" > /var/lib/vmtest-undeclared/data
+    check audit-reports-undeclared exits 1 audit blankslate audit
+    check audit-names-root-scratch shows audit /root/scratch
+    check audit-names-var-lib shows audit /var/lib/vmtest-undeclared
+    check suggest-keeps-it exits 1 suggest blankslate audit --suggest
+    check suggest-line shows suggest '"/var/lib/vmtest-undeclared"'
+    # hostnamectl replaces the managed /etc/hostname: reported, not silently lost.
+    check hostnamectl hostnamectl set-hostname renamed
+    check audit-reports-hostname exits 2 audit blankslate audit
+    check audit-names-hostname shows audit /etc/hostname
+    ;;
+reboot)
+    check audit-clean-after-reboot exits 0 audit blankslate audit
+    check alice-is-still-there id alice
+    check alice-home-is-there [ -d /home/alice ]
+    check root-scratch-is-gone [ ! -e /root/scratch ]
+    check undeclared-var-lib-is-gone [ ! -e /var/lib/vmtest-undeclared ]
+    check hostname-is-the-declared-one [ "$(hostname)" = debian ]
+    check two-boots-in-the-journal [ "$(journalctl --list-boots --no-pager | grep -c '^ *-\?[0-9]')" = 2 ]
+    # A running service's state directory: reported, then persisted with persist add.
+    check counter-starts systemctl start vmtest-counter
+    check audit-reports-the-service exits 1 audit blankslate audit
+    check audit-names-the-service shows audit /var/lib/vmtest-counter
+    check persist-add exits 0 persist blankslate persist add /var/lib/vmtest-counter \
+        --declaration /etc/blankslate/system.toml
+    check persist-add-mounted findmnt -n /var/lib/vmtest-counter
+    check audit-clean-after-persist-add exits 0 audit blankslate audit
+    # A switch on the live system: a new /etc entry, a new generation.
+    printf '\n[etc."vmtest-switched"]\ntext = "switched\\n"\n' >> /etc/blankslate/system.toml
+    check switch exits 0 switch blankslate switch /etc/blankslate/system.toml
+    check switched-entry [ "$(cat /etc/vmtest-switched)" = switched ]
+    fact switched-generation "$(blankslate generations list --json | sed -n 's/.*"generation": \([0-9]*\),.*/\1/p' | tail -n 1)"
+    check audit-clean-after-switch exits 0 audit blankslate audit
+    ;;
+switched)
+    check switched-entry-after-reboot [ "$(cat /etc/vmtest-switched)" = switched ]
+    check counter-starts systemctl start vmtest-counter
+    check counter-kept-its-state [ "$(cat /var/lib/vmtest-counter/count)" = 2 ]
+    check audit-clean-on-the-new-generation exits 0 audit blankslate audit
+    ;;
+old)
+    check old-generation-has-no-switched-entry [ ! -e /etc/vmtest-switched ]
+    check alice-is-still-there id alice
+    ;;
+*)
+    echo "VMTEST FAIL unknown-phase-$phase"; fail=1 ;;
+esac
+
+sync
+if [ "$fail" = 0 ]; then echo "VMTEST PASS"; else echo "VMTEST FAILED"; fi
+systemctl poweroff

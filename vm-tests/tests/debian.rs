@@ -1,0 +1,84 @@
+//! Debian 12 with systemd on blankslate, through both boot routes: blankslate's own
+//! initramfs switching into systemd, and dracut's systemd initrd running
+//! `blankslate-initrd.service`. The image is adopted with `blankslate adopt`, as the
+//! README's walkthrough does; the probe unit in the guest (`vmtest-probe.sh`) checks
+//! each boot, and the host compares what must survive across boots and reads the
+//! volume with debugfs.
+//!
+//! Run with `cargo test -p blankslate-vm-tests -- --ignored --nocapture debian`.
+
+use std::time::Duration;
+
+use blankslate_vm_tests::debian::{self, Route};
+use blankslate_vm_tests::{self as vm, Boot, Result};
+
+/// TCG boots Debian to multi-user.target in about 20 s here; a loaded machine is slower.
+const LIMIT: Duration = Duration::from_secs(900);
+
+fn boot(route: Route, work: &std::path::Path, disk: &std::path::Path, phase: &str, extra: &str) -> Result<Boot> {
+    let append = format!("vmtest.phase={phase} {extra}");
+    let boot = debian::boot(route, work, disk, &append, None, LIMIT)?;
+    boot.expect_powered_off(&format!("{} route, phase {phase}", route.name()))?;
+    let facts = debian::facts(&boot);
+    println!(
+        "{} {phase}: {:.1} s in QEMU; blankslate activated in {} ms; systemd: {}",
+        route.name(),
+        boot.elapsed.as_secs_f64(),
+        boot.activation_ms().map_or_else(|| "?".into(), |ms| format!("{ms:.1}")),
+        facts.get("startup").map_or("?", String::as_str),
+    );
+    Ok(boot)
+}
+
+fn same(what: &str, a: Option<&String>, b: Option<&String>) -> Result<()> {
+    match (a, b) {
+        (Some(a), Some(b)) if a == b && !a.is_empty() => Ok(()),
+        _ => Err(format!("{what} differs across the reboot: {a:?} then {b:?}")),
+    }
+}
+
+/// Four boots: first boot; a reboot (kept what is declared, lost the rest); the
+/// generation a live `switch` made; the first generation, from the command line.
+fn lifecycle(route: Route) -> Result<()> {
+    let work = vm::work_dir(&format!("debian-{}", route.name()))?;
+    let disk = debian::disk(&work)?;
+
+    let first = debian::facts(&boot(route, &work, &disk, "first", "")?);
+    // What passwd and useradd changed reached the volume (read without mounting it).
+    let shadow = vm::debugfs_cat(&disk, "/etc/shadow")?;
+    let password = first.get("root-password-after").ok_or("no root-password-after fact")?;
+    if !shadow.lines().any(|l| l.starts_with(&format!("root:{password}:"))) {
+        return Err(format!("the volume's /etc/shadow lacks root's new password:\n{shadow}"));
+    }
+    if !vm::debugfs_cat(&disk, "/etc/passwd")?.lines().any(|l| l.starts_with("alice:")) {
+        return Err("the volume's /etc/passwd lacks alice".into());
+    }
+
+    let second = debian::facts(&boot(route, &work, &disk, "reboot", "")?);
+    same("the SSH host key", first.get("hostkey"), second.get("hostkey"))?;
+    same("/etc/machine-id", first.get("machine-id"), second.get("machine-id"))?;
+    same("root's password", first.get("root-password-after"), second.get("root-password"))?;
+    if vm::debugfs_cat(&disk, "/var/lib/vmtest-counter/count")?.trim() != "1" {
+        return Err("persist add did not move the service's state into the volume".into());
+    }
+
+    let switched = second.get("switched-generation").ok_or("no switched-generation fact")?;
+    let third = debian::facts(&boot(route, &work, &disk, "switched", "")?);
+    same("the generation booted after the switch", Some(switched), third.get("generation"))?;
+
+    let fourth = debian::facts(&boot(route, &work, &disk, "old", "blankslate.generation=1")?);
+    same("the generation asked for", Some(&"1".to_owned()), fourth.get("generation"))?;
+    Ok(())
+}
+
+#[test]
+#[ignore = "boots Debian under QEMU: cargo test -p blankslate-vm-tests -- --ignored"]
+fn debian_through_blankslates_own_initramfs() -> Result<()> {
+    lifecycle(Route::Own)
+}
+
+#[test]
+#[ignore = "boots Debian under QEMU: cargo test -p blankslate-vm-tests -- --ignored"]
+fn debian_through_dracut_and_the_initrd_service() -> Result<()> {
+    lifecycle(Route::Dracut)
+}
