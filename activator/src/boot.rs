@@ -1,10 +1,10 @@
 //! Boot-time activation: this binary as `/init` of an initramfs.
 //!
 //! In order: mount `/proc`, `/sys`, `/dev` (devtmpfs); read the `blankslate.*`
-//! parameters of the kernel command line ([`cmdline`]); load the listed modules from
-//! the initramfs's `/lib/modules` (`finit_module`, uncompressed `.ko` only); find the
-//! persistent device ([`device`]) and mount it, detached (attached nowhere yet); read
-//! the generation from the store **on the volume** (`<volume>/var/lib/blankslate`,
+//! parameters of the kernel command line ([`cmdline`]); load the modules from the
+//! initramfs's `/lib/modules` ([`modules`]: the listed ones with their dependencies,
+//! or all); find the persistent device ([`device`]) and mount it, detached (attached
+//! nowhere yet); read the generation from the store **on the volume** (`<volume>/var/lib/blankslate`,
 //! which is where `blankslate build --root <volume mount point>` puts it); mount the
 //! tmpfs root with the generation's settings; attach the volume at its declared mount
 //! point inside the new root and bind the state read-only from it; activate `/etc` and
@@ -24,6 +24,7 @@
 
 pub mod cmdline;
 pub mod device;
+mod modules;
 
 use std::fmt::Write as _;
 use std::os::unix::process::CommandExt as _;
@@ -38,7 +39,6 @@ use blankslate_core::store::Store;
 use rustix::mount::{MountAttrFlags, MoveMountFlags};
 
 use crate::etc::{self, Active, OnConflict};
-use crate::initrd::MODULES_DIR;
 
 /// Where the initramfs mounts the volume and the new root before the switch.
 const STAGING: &str = "mnt";
@@ -307,10 +307,8 @@ fn prepare(started: Instant) -> Result<(Dir, cmdline::Params), Failure> {
     }
     let params = read_cmdline()?;
     say(params.debug, started, &format!("parameters: {params:?}"));
-    for module in &params.modules {
-        load_module(module)?;
-        say(params.debug, started, &format!("loaded module {module}"));
-    }
+    let loaded = modules::load(&params.modules)?;
+    say(params.debug, started, &format!("loaded modules: {}", loaded.join(" ")));
     Ok((initramfs, params))
 }
 
@@ -459,22 +457,6 @@ fn activate(root: &Dir, chosen: &Chosen, mount_run: bool) -> Result<Store, Failu
     crate::root::link_merged_usr(root).step("link /bin, /sbin and /lib* into the persisted /usr", "report a bug")?;
     blankslate_core::failpoint::hit(FAILPOINT);
     Ok(store)
-}
-
-/// Loads `/lib/modules/NAME.ko` from the initramfs; one already loaded (or built in)
-/// is fine.
-fn load_module(name: &str) -> Result<(), Failure> {
-    let path = Path::new("/").join(MODULES_DIR).join(format!("{}.ko", name.replace('-', "_")));
-    let hint = "build the initramfs with `blankslate initrd --modules DIR --module NAME` for every module in \
-                blankslate.modules=, in load order (uncompressed .ko files)";
-    let file = std::fs::File::open(&path).step(&format!("open the module {}", path.display()), hint)?;
-    match rustix::system::finit_module(&file, c"", 0) {
-        Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
-        Err(errno) => Err(errno).step(
-            &format!("load the module {name}"),
-            "the module must match the running kernel exactly, and its dependencies must be listed before it",
-        ),
-    }
 }
 
 /// Mounts the volume, detached: `options` are file system options (`key`,

@@ -41,7 +41,7 @@ pub struct Params {
     pub size: Option<String>,
     /// The init to hand over to.
     pub init: PathBuf,
-    /// Modules to load, in order, from the initramfs's `/lib/modules`.
+    /// Modules to load (with what they need) from the initramfs; none named: all of them.
     pub modules: Vec<String>,
     pub debug: bool,
     /// How long to wait for the persistent device to appear.
