@@ -39,7 +39,7 @@ fn read_superblock(device: &Path) -> Option<Vec<u8>> {
 /// One look for `device`; `None` if it is not there (yet).
 fn find_once(device: &Device) -> Option<PathBuf> {
     let (by, wanted) = match device {
-        Device::Path(path) => return path.exists().then(|| path.clone()),
+        Device::Path(path) => return Path::new(path).exists().then(|| PathBuf::from(path)),
         Device::Label(label) => ("by-label", label),
         Device::Uuid(uuid) => ("by-uuid", uuid),
     };
@@ -116,7 +116,7 @@ mod tests {
         let (label, uuid) = ext4_identity(&read_superblock(&image).unwrap()).unwrap();
         assert_eq!(label, "bslabel");
         assert_eq!(uuid, "0b1c2d3e-0000-4000-8000-00000000abcd");
-        let found = wait_for(&Device::Path(image.clone()), Duration::ZERO);
+        let found = wait_for(&Device::Path(image.to_string_lossy().into_owned()), Duration::ZERO);
         assert_eq!(found, Some(image));
     }
 }
