@@ -55,14 +55,12 @@ fn module() -> (String, Vec<u8>) {
         .and_then(Result::ok)
         .map(|version| version.path().join("kernel/drivers/block/virtio_blk.ko"))
         .filter(|path: &PathBuf| path.exists());
-    match found {
-        Some(path) => ("virtio_blk.ko (Debian 12)".into(), std::fs::read(path).unwrap()),
-        None => {
-            let mut own = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-            own.truncate(256 << 10);
-            ("this bench's first 256 KiB".into(), own)
-        }
+    if let Some(path) = found {
+        return ("virtio_blk.ko (Debian 12)".into(), std::fs::read(path).unwrap());
     }
+    let mut own = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+    own.truncate(256 << 10);
+    ("this bench's first 256 KiB".into(), own)
 }
 
 fn main() {

@@ -72,48 +72,34 @@ pub(super) fn plan(
         .map(|(mount, root)| (mount.as_str(), named.get(mount).or(root.volume.as_ref()).cloned()))
         .collect();
     let without: Vec<usize> = (0..planned.len()).filter(|&i| planned[i].1.is_none()).collect();
-    let store_at = match without[..] {
-        [only] => Some(only),
-        [] => {
-            let same: Vec<usize> = (0..planned.len())
-                .filter(|&i| planned[i].1.as_ref().is_some_and(|v| v.device == store.device))
-                .collect();
-            if let [only] = same[..] { Some(only) } else { None }
+    let matching: Vec<usize> =
+        (0..planned.len()).filter(|&i| planned[i].1.as_ref().is_some_and(|v| v.device == store.device)).collect();
+    let mounts = |indices: &[usize]| indices.iter().map(|&i| planned[i].0).collect::<Vec<_>>().join(", ");
+    // The root that declares the store's device, else the one root without a device.
+    let store_at = match (&matching[..], &without[..]) {
+        (&[only], _) | (&[], &[only]) => Ok(only),
+        (&[], &[]) => Err(format!("every persistent root has a device, and none is {}", store.device)),
+        (&[], _) => {
+            Err(format!("its persistent roots {} have no device, and only one holds the store", mounts(&without)))
         }
-        _ => None,
+        (_, _) => {
+            Err(format!("its persistent roots {} all name the store's device {}", mounts(&matching), store.device))
+        }
     };
-    let Some(store_at) = store_at else {
-        let (error, hint) = if without.len() > 1 {
-            let mounts: Vec<&str> = without.iter().map(|&i| planned[i].0).collect();
-            (
-                format!("its persistent roots {} have no device, and only one holds the store", mounts.join(", ")),
-                format!(
-                    "give all roots but the store's a `device` in the declaration, or name the others on the kernel \
-                     command line: blankslate.persist={}=DEVICE[:FSTYPE[:OPTIONS]]",
-                    mounts[1]
-                ),
-            )
-        } else {
-            (
-                format!("every persistent root has a device, and none is {} (blankslate.persist=)", store.device),
-                "leave the store's root without a `device` in the declaration, or make blankslate.persist= name the \
-                 same device as it does"
-                    .into(),
-            )
-        };
-        return Err(Failure { step, error, hint });
-    };
-    let store_twice = planned
-        .iter()
-        .enumerate()
-        .find(|(i, (_, spec))| *i != store_at && spec.as_ref().is_some_and(|v| v.device == store.device));
-    if let Some((_, (twice, _))) = store_twice {
-        return Err(Failure {
-            step,
-            error: format!("the store's volume {} is also the device of {twice}", store.device),
-            hint: "a volume is mounted at one place: drop the `device` of that root, or name another".into(),
-        });
-    }
+    let unplaced: Vec<usize> = without.iter().copied().filter(|&i| store_at != Ok(i)).collect();
+    let store_at = store_at.and_then(|at| match unplaced[..] {
+        [] => Ok(at),
+        _ => Err(format!("its persistent roots {} have no device", mounts(&unplaced))),
+    });
+    let store_at = store_at.map_err(|error| {
+        let example = unplaced.last().map_or("/MOUNT", |&i| planned[i].0);
+        let hint = format!(
+            "the store's volume (blankslate.persist=DEVICE) goes to the one root without a `device`, or to the root \
+             whose `device` it is; give every other root a `device` in the declaration, or name it on the kernel \
+             command line: blankslate.persist={example}=DEVICE[:FSTYPE[:OPTIONS]]"
+        );
+        Failure { step, error, hint }
+    })?;
     planned[store_at].1 = Some(store.clone());
     Ok(planned
         .into_iter()
@@ -343,14 +329,23 @@ directories = ["/srv"]
         let two = NESTED.replace("device = \"LABEL=big\"\n", "");
         let failure = plan(&declaration(&two), 3, &volume("LABEL=sys"), &BTreeMap::new()).unwrap_err();
         assert_eq!(failure.step, "choose where generation 3's volumes go");
-        assert!(failure.error.contains("roots /persist, /persist/big have no device"), "{failure}");
+        assert!(failure.error.contains("roots /persist, /persist/big have no device, and only one"), "{failure}");
         assert!(failure.hint.contains("blankslate.persist=/persist/big=DEVICE"), "{failure}");
+        // The root declaring the store's device takes it; the one left without a
+        // device cannot be placed.
+        let declared = two.replace("[persist.\"/persist\"]\n", "[persist.\"/persist\"]\ndevice = \"LABEL=sys\"\n");
+        let failure = plan(&declaration(&declared), 3, &volume("LABEL=sys"), &BTreeMap::new()).unwrap_err();
+        assert!(failure.error.ends_with("roots /persist/big have no device"), "{failure}");
         let all = NESTED.replace("[persist.\"/persist\"]\n", "[persist.\"/persist\"]\ndevice = \"LABEL=sys\"\n");
         let failure = plan(&declaration(&all), 3, &volume("LABEL=other"), &BTreeMap::new()).unwrap_err();
         assert!(failure.error.contains("none is LABEL=other"), "{failure}");
-        let twice = NESTED.replace("LABEL=big", "LABEL=sys");
-        let failure = plan(&declaration(&twice), 3, &volume("LABEL=sys"), &BTreeMap::new()).unwrap_err();
-        assert!(failure.error.contains("the store's volume LABEL=sys is also the device of /persist/big"), "{failure}");
+        // Naming the store's device for another root makes that root the store's.
+        let elsewhere = NESTED.replace("LABEL=big", "LABEL=sys");
+        let failure = plan(&declaration(&elsewhere), 3, &volume("LABEL=sys"), &BTreeMap::new()).unwrap_err();
+        assert!(failure.error.ends_with("roots /persist have no device"), "{failure}");
+        let named = BTreeMap::from([("/data".to_owned(), volume("LABEL=sys"))]);
+        let failure = plan(&declaration(&elsewhere), 3, &volume("LABEL=sys"), &named).unwrap_err();
+        assert!(failure.error.contains("roots /data, /persist/big all name the store's device LABEL=sys"), "{failure}");
         let named = BTreeMap::from([("/nowhere".to_owned(), volume("LABEL=x"))]);
         let failure = plan(&declaration(NESTED), 3, &volume("LABEL=sys"), &named).unwrap_err();
         assert!(failure.error.contains("/nowhere, which is not one of its persistent roots"), "{failure}");
