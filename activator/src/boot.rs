@@ -1,14 +1,16 @@
 //! Boot-time activation: this binary as `/init` of an initramfs.
 //!
 //! In order: mount `/proc`, `/sys`, `/dev` (devtmpfs); read the `blankslate.*`
-//! parameters of the kernel command line ([`cmdline`]); load the listed modules from
-//! the initramfs's `/lib/modules` (`finit_module`, uncompressed `.ko` only); find the
-//! persistent device ([`device`]) and mount it, detached (attached nowhere yet); read
-//! the generation from the store **on the volume** (`<volume>/var/lib/blankslate`,
-//! which is where `blankslate build --root <volume mount point>` puts it); mount the
-//! tmpfs root with the generation's settings; attach the volume at its declared mount
-//! point inside the new root and bind the state read-only from it; activate `/etc` and
-//! the persisted paths; link `/bin`, `/sbin`, `/lib*` into a persisted merged `/usr`;
+//! parameters of the kernel command line ([`cmdline`]); load the modules from the
+//! initramfs's `/lib/modules` ([`modules`]: the listed ones with their dependencies,
+//! or all); find the store's persistent device ([`device`]) and mount it read-only,
+//! detached (attached nowhere yet); read the generation from the store **on the
+//! volume** (`<volume>/var/lib/blankslate`, which is where `blankslate build --root
+//! <volume mount point>` puts it); find and mount the generation's other volumes
+//! ([`volumes`]) and make them all writable; mount the tmpfs root with the
+//! generation's settings; attach the volumes at their declared mount points inside the
+//! new root (parents first) and bind the state read-only from the store's; activate
+//! `/etc` and the persisted paths; link `/bin`, `/sbin`, `/lib*` into a persisted merged `/usr`;
 //! record the boot under `/run/blankslate` (a tmpfs: `booted` -> the generation
 //! object, which `generations` and `gc` protect, and `boot.json`); move `/proc`,
 //! `/sys`, `/dev` into the new root; and switch into it (`chdir`, move it onto `/`,
@@ -24,6 +26,8 @@
 
 pub mod cmdline;
 pub mod device;
+mod modules;
+mod volumes;
 
 use std::fmt::Write as _;
 use std::os::unix::process::CommandExt as _;
@@ -38,7 +42,6 @@ use blankslate_core::store::Store;
 use rustix::mount::{MountAttrFlags, MoveMountFlags};
 
 use crate::etc::{self, Active, OnConflict};
-use crate::initrd::MODULES_DIR;
 
 /// Where the initramfs mounts the volume and the new root before the switch.
 const STAGING: &str = "mnt";
@@ -146,9 +149,9 @@ struct Activated {
     root: Dir,
     store: Store,
     generation: Generation,
-    volume: cmdline::Volume,
-    device: PathBuf,
-    /// Loading drivers and waiting for the disk: the kernel's time, not ours.
+    /// Every volume, the store's among them, by mount point.
+    volumes: Vec<volumes::Staged>,
+    /// Loading drivers and waiting for the disks: the kernel's time, not ours.
     kernel_wait: Duration,
 }
 
@@ -164,9 +167,9 @@ impl Activated {
     }
 }
 
-/// Everything between the command line and the switch: find and mount the volume
-/// (staged on `/mnt/volume` of `initramfs`), choose the generation, make the new root,
-/// move the volume into it and activate `/etc` and the persisted paths.
+/// Everything between the command line and the switch: find and mount the store's
+/// volume, choose the generation, find and mount its other volumes, make the new
+/// root, attach the volumes in it and activate `/etc` and the persisted paths.
 fn bring_up(
     initramfs: &Dir,
     new_root: NewRoot<'_>,
@@ -174,20 +177,28 @@ fn bring_up(
     started: Instant,
 ) -> Result<Activated, Failure> {
     let debug = params.debug;
-    let (volume_spec, device) = find_volume(params)?;
-    say(debug, started, &format!("volume {} is {}", volume_spec.device, device.display()));
-    let kernel_wait = started.elapsed();
+    let store_spec = params.volume.as_ref().ok_or_else(|| Failure {
+        step: "find the persistent volume".into(),
+        error: "no blankslate.persist= on the kernel command line".into(),
+        hint: "add blankslate.persist=/dev/DISK (or LABEL=… / UUID=…) to the kernel command line".into(),
+    })?;
+    let store_device = volumes::find(store_spec, None, params.timeout)?;
+    say(debug, started, &format!("volume {} is {}", store_spec.device, store_device.display()));
+    let mut kernel_wait = started.elapsed();
 
     // Detached until it has a place in the new root: a systemd initrd's root is a
     // shared mount, and a mount below a shared one cannot be moved.
-    let volume = mount_volume(&device, &volume_spec).step(
-        &format!("mount the persistent volume {} ({})", device.display(), volume_spec.fs_type),
-        "check the file system type and options in blankslate.persist=DEV:FSTYPE:OPTIONS (and fsck the disk)",
-    )?;
+    let store_volume = volumes::mount_read_only(&store_device, store_spec, None)?;
     say(debug, started, "volume mounted");
     blankslate_core::failpoint::hit(FAILPOINT);
-    let chosen = choose(volume.dir(), params)?;
+    let chosen = choose(store_volume.dir(), params)?;
     say(debug, started, &format!("generation {} ({})", chosen.generation.number, chosen.generation.object));
+    let plan = volumes::plan(&chosen.declaration, chosen.generation.number, store_spec, &params.volumes)?;
+    let waiting = Instant::now();
+    let staged = volumes::stage(plan, &store_device, store_volume, params.timeout)?;
+    kernel_wait += waiting.elapsed();
+    volumes::make_writable(&staged)?;
+    say(debug, started, &format!("{} volumes mounted", staged.len()));
 
     let mut settings = chosen.declaration.root.clone();
     if let Some(size) = &params.size {
@@ -202,24 +213,15 @@ fn bring_up(
         }
         NewRoot::Existing(path) => existing_root(path, &settings)?,
     };
-    let mount_point = &chosen.mount_point;
-    let at = Path::new(mount_point.trim_start_matches('/'));
-    let holder = match at.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(parent) => root.create_dir_all(parent, 0o755),
-        None => root.try_clone(),
-    }
-    .step(&format!("create {mount_point} in the new root"), "report a bug")?;
-    let last = at.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    holder.create_dir(&last, 0o755).step(&format!("create {mount_point} in the new root"), "report a bug")?;
-    volume.attach(&holder, &last).step(&format!("attach the volume at {mount_point}"), "report a bug")?;
+    volumes::attach(&root, &staged)?;
     // Cloned from the attached volume: the kernel clones no mount of a detached tree.
     crate::root::bring_in_state(&root, &chosen.state_dir, Path::new(DEFAULT_STATE_DIR))
         .step("bring the store into the new root", "report a bug")?;
-    say(debug, started, &format!("root ready, volume at {mount_point}"));
+    say(debug, started, "root ready, volumes in place");
 
     let store = activate(&root, &chosen, matches!(new_root, NewRoot::Mount))?;
     say(debug, started, "/etc and persisted paths activated");
-    Ok(Activated { root, store, generation: chosen.generation, volume: volume_spec, device, kernel_wait })
+    Ok(Activated { root, store, generation: chosen.generation, volumes: staged, kernel_wait })
 }
 
 /// The root systemd prepared at `path`: a tmpfs is used as it is, an empty mount
@@ -307,33 +309,9 @@ fn prepare(started: Instant) -> Result<(Dir, cmdline::Params), Failure> {
     }
     let params = read_cmdline()?;
     say(params.debug, started, &format!("parameters: {params:?}"));
-    for module in &params.modules {
-        load_module(module)?;
-        say(params.debug, started, &format!("loaded module {module}"));
-    }
+    let loaded = modules::load(&params.modules)?;
+    say(params.debug, started, &format!("loaded modules: {}", loaded.join(" ")));
     Ok((initramfs, params))
-}
-
-/// The persistent device, waited for.
-fn find_volume(params: &cmdline::Params) -> Result<(cmdline::Volume, PathBuf), Failure> {
-    let spec = params.volume.clone().ok_or_else(|| Failure {
-        step: "find the persistent volume".into(),
-        error: "no blankslate.persist= on the kernel command line".into(),
-        hint: "add blankslate.persist=/dev/DISK (or LABEL=… / UUID=…) to the kernel command line".into(),
-    })?;
-    let device = device::wait_for(&spec.device, params.timeout).ok_or_else(|| Failure {
-        step: "find the persistent volume".into(),
-        error: format!(
-            "{} did not appear within {} s (block devices: {})",
-            spec.device,
-            params.timeout.as_secs(),
-            device::known_devices().join(" ").chars().take(300).collect::<String>()
-        ),
-        hint: "check blankslate.persist= and that the disk driver is built in or listed in \
-               blankslate.modules=; raise blankslate.timeout= for slow disks. Nothing was written to any disk."
-            .into(),
-    })?;
-    Ok((spec, device))
 }
 
 /// The generation to boot, read from the state on the volume.
@@ -344,8 +322,6 @@ struct Chosen {
     generation: Generation,
     declaration: Declaration,
     etc_object: String,
-    /// Where the volume goes in the new root: the one persistent root declared.
-    mount_point: String,
 }
 
 const BROKEN: &str = "the store on the volume is damaged: boot another generation with blankslate.generation=N, \
@@ -386,24 +362,7 @@ fn choose(volume: &Dir, params: &cmdline::Params) -> Result<Chosen, Failure> {
             hint: BROKEN.into(),
         })?;
     check_object(&state, &generation, &etc_object)?;
-    let mut roots = declaration.persist.keys();
-    let mount_point = match (roots.next(), roots.next()) {
-        (Some(only), None) => only.clone(),
-        _ => {
-            return Err(Failure {
-                step: "choose where the volume goes".into(),
-                error: format!(
-                    "generation {} declares {} persistent roots; boot mounts exactly one volume",
-                    generation.number,
-                    declaration.persist.len()
-                ),
-                hint: "declare one persistent root (keyed by the volume's mount point), or boot a generation \
-                       that does (blankslate.generation=N)"
-                    .into(),
-            });
-        }
-    };
-    Ok(Chosen { state_dir, generation, declaration, etc_object, mount_point })
+    Ok(Chosen { state_dir, generation, declaration, etc_object })
 }
 
 /// Fails if `object` (of `generation`) does not hash to its name.
@@ -461,55 +420,12 @@ fn activate(root: &Dir, chosen: &Chosen, mount_run: bool) -> Result<Store, Failu
     Ok(store)
 }
 
-/// Loads `/lib/modules/NAME.ko` from the initramfs; one already loaded (or built in)
-/// is fine.
-fn load_module(name: &str) -> Result<(), Failure> {
-    let path = Path::new("/").join(MODULES_DIR).join(format!("{}.ko", name.replace('-', "_")));
-    let hint = "build the initramfs with `blankslate initrd --modules DIR --module NAME` for every module in \
-                blankslate.modules=, in load order (uncompressed .ko files)";
-    let file = std::fs::File::open(&path).step(&format!("open the module {}", path.display()), hint)?;
-    match rustix::system::finit_module(&file, c"", 0) {
-        Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
-        Err(errno) => Err(errno).step(
-            &format!("load the module {name}"),
-            "the module must match the running kernel exactly, and its dependencies must be listed before it",
-        ),
-    }
-}
-
-/// Mounts the volume, detached: `options` are file system options (`key`,
-/// `key=value`), except the generic ones that are mount attributes.
-fn mount_volume(device: &Path, spec: &cmdline::Volume) -> Result<mount::Detached, mount::MountError> {
-    let source = device.to_string_lossy();
-    let mut options = vec![mount::FsOption::Value("source", &source)];
-    let mut attributes = MountAttrFlags::empty();
-    for option in &spec.options {
-        let attribute = match option.as_str() {
-            "nosuid" => MountAttrFlags::MOUNT_ATTR_NOSUID,
-            "nodev" => MountAttrFlags::MOUNT_ATTR_NODEV,
-            "noexec" => MountAttrFlags::MOUNT_ATTR_NOEXEC,
-            "noatime" => MountAttrFlags::MOUNT_ATTR_NOATIME,
-            "nodiratime" => MountAttrFlags::MOUNT_ATTR_NODIRATIME,
-            "relatime" => MountAttrFlags::MOUNT_ATTR_RELATIME,
-            "strictatime" => MountAttrFlags::MOUNT_ATTR_STRICTATIME,
-            _ => MountAttrFlags::empty(),
-        };
-        if !attribute.is_empty() {
-            attributes |= attribute;
-        } else if let Some((key, value)) = option.split_once('=') {
-            options.push(mount::FsOption::Value(key, value));
-        } else {
-            options.push(mount::FsOption::Flag(option));
-        }
-    }
-    mount::Detached::new(device, &spec.fs_type, &options, attributes)
-}
-
 /// Writes `run/blankslate/booted` (-> the generation object) and `boot.json` below
 /// `base` (the new root, or the systemd initrd whose `/run` moves into it).
 fn record(base: &Dir, activated: &Activated, elapsed: Duration) -> Result<(), blankslate_core::fs::FsError> {
     let dir = base.create_dir_all(RECORD_DIR, 0o755)?;
     dir.symlink_atomic("booted", activated.store.live_path(&activated.generation.object))?;
+    let store = activated.volumes.iter().find(|v| v.planned.store).expect("the store's volume is among them");
     let mut json = String::new();
     let _ = write!(
         json,
@@ -517,8 +433,14 @@ fn record(base: &Dir, activated: &Activated, elapsed: Duration) -> Result<(), bl
         serde_json::json!({
             "generation": activated.generation.number,
             "object": activated.generation.object,
-            "volume": activated.volume.device.to_string(),
-            "device": activated.device,
+            "volume": store.planned.spec.device.to_string(),
+            "device": store.device,
+            "volumes": activated.volumes.iter().map(|v| serde_json::json!({
+                "mount_point": v.planned.mount_point,
+                "volume": v.planned.spec.device.to_string(),
+                "device": v.device,
+                "fs_type": v.planned.spec.fs_type,
+            })).collect::<Vec<_>>(),
             "activation_ms": elapsed.as_secs_f64() * 1000.0,
         })
     );
@@ -564,6 +486,7 @@ fn emergency() -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     /// Builds `text` as the next generation onto the volume directory `volume`.
     fn build(volume: &Dir, text: &str) {
@@ -592,7 +515,6 @@ mod tests {
         build(&volume, &ONE_ROOT.replace("one", "two"));
         let chosen = choose(&volume, &params(None)).unwrap();
         assert_eq!(chosen.generation.number, 2);
-        assert_eq!(chosen.mount_point, "/persist");
         assert_eq!(choose(&volume, &params(Some(1))).unwrap().generation.number, 1);
         let failure = choose(&volume, &params(Some(7))).unwrap_err();
         assert!(failure.to_string().contains("cannot find generation 7"), "{failure}");
@@ -621,14 +543,16 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_volume_or_two_persistent_roots_are_explained() {
+    fn an_empty_volume_or_two_roots_without_a_device_are_explained() {
         let dir = tempfile::tempdir().unwrap();
         let volume = Dir::open_root(dir.path()).unwrap();
         let failure = choose(&volume, &params(None)).unwrap_err();
         assert!(failure.hint.contains("blankslate build DECL --root /persist"), "{failure}");
         assert!(!dir.path().join("var").exists(), "choosing wrote to the volume");
         build(&volume, TWO_ROOTS);
-        let failure = choose(&volume, &params(None)).unwrap_err();
-        assert!(failure.error.contains("declares 2 persistent roots"), "{failure}");
+        let chosen = choose(&volume, &params(None)).unwrap();
+        let store = cmdline::parse("blankslate.persist=LABEL=sys").unwrap().volume.unwrap();
+        let failure = volumes::plan(&chosen.declaration, 1, &store, &BTreeMap::new()).unwrap_err();
+        assert!(failure.error.contains("roots /data, /persist have no device"), "{failure}");
     }
 }

@@ -1,12 +1,16 @@
 //! The initramfs: a cpio archive ("newc" format, gzip-compressed: the one format
 //! distribution kernels all decompress (`CONFIG_RD_GZIP`); `--uncompressed` for a
 //! kernel without it) holding this
-//! binary as `/init`, the kernel modules boot loads, and the few directories and
-//! device nodes the kernel and [`crate::boot`] need before anything is mounted.
+//! binary as `/init`, the kernel modules boot loads (decompressed, with their
+//! dependencies and a `modules.dep` in load order: see [`crate::modules`]), and the
+//! few directories and device nodes the kernel and [`crate::boot`] need before
+//! anything is mounted.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+use crate::modules::{self, Dependencies, ModulesError};
 
 /// Where the modules are put inside the initramfs (and where boot loads them from).
 pub const MODULES_DIR: &str = "lib/modules";
@@ -30,13 +34,14 @@ pub enum InitrdError {
     #[error("cannot read {}: {source}", path.display())]
     Read { path: PathBuf, source: io::Error },
     #[error(
-        "no module {name} under {}: looked for {name}.ko (with - and _ alike); a compressed \
-         {name}.ko.xz or .ko.zst must be decompressed first (xz -d / zstd -d)",
+        "no module {name} under {}: looked for {name}.ko, .ko.xz, .ko.zst and .ko.gz (with - and _ alike)",
         dir.display()
     )]
     NoModule { name: String, dir: PathBuf },
-    #[error("--module needs --modules DIR (where to find the .ko files)")]
+    #[error("--module needs --modules DIR (where to find the modules: /lib/modules/VERSION)")]
     NoModulesDir,
+    #[error(transparent)]
+    Modules(#[from] ModulesError),
     #[error(
         "{} is {what}: /init runs before any library is there. Build a static binary: \
          RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release -p blankslate \
@@ -63,7 +68,12 @@ impl Initrd {
 
     /// Adds a module (uncompressed `.ko` contents) as `lib/modules/NAME.ko`.
     pub fn add_module(&mut self, name: &str, contents: Vec<u8>) {
-        self.entries.push((format!("{MODULES_DIR}/{name}.ko"), Node::File { mode: 0o644, contents }));
+        self.add_file(&format!("{MODULES_DIR}/{name}.ko"), contents);
+    }
+
+    /// Adds a regular file (mode 0644) at `path` (relative, its directory already in).
+    pub fn add_file(&mut self, path: &str, contents: Vec<u8>) {
+        self.entries.push((path.to_owned(), Node::File { mode: 0o644, contents }));
     }
 
     /// Writes the archive.
@@ -112,10 +122,11 @@ fn entry(
     Ok(head.next_multiple_of(4) + contents.len().next_multiple_of(4))
 }
 
-/// Finds module `name` below `dir` (recursively): `NAME.ko`, where `-` and `_` in the
-/// name are the same (as the kernel treats them).
+/// Finds module `name` below `dir` (recursively) when there is no `modules.dep`:
+/// `NAME.ko`, compressed or not, where `-` and `_` in the name are the same (as the
+/// kernel treats them).
 pub fn find_module(dir: &Path, name: &str) -> Result<PathBuf, InitrdError> {
-    let wanted = format!("{}.ko", name.replace('-', "_"));
+    let wanted = modules::normalize(name);
     let mut pending = vec![dir.to_path_buf()];
     while let Some(current) = pending.pop() {
         let read = std::fs::read_dir(&current).map_err(|source| InitrdError::Read { path: current.clone(), source })?;
@@ -126,7 +137,7 @@ pub fn find_module(dir: &Path, name: &str) -> Result<PathBuf, InitrdError> {
             let Ok(kind) = item.file_type() else { continue };
             if kind.is_dir() {
                 pending.push(path);
-            } else if item.file_name().to_string_lossy().replace('-', "_") == wanted {
+            } else if modules::name_of(&item.file_name().to_string_lossy()).is_some_and(|n| n == wanted) {
                 return Ok(path);
             }
         }
@@ -162,29 +173,75 @@ pub enum Compression {
     None,
 }
 
-/// Builds the initramfs for `binary` with `modules` (names, in load order) found
-/// below `modules_dir`, and writes it to `out`.
+/// The modules an initramfs holds.
+#[derive(Debug, Default)]
+pub struct Modules {
+    /// Each module's name and where it came from, in load order.
+    pub included: Vec<(String, PathBuf)>,
+    /// Names asked for that the kernel has built in (`modules.builtin`): nothing to load.
+    pub built_in: Vec<String>,
+}
+
+/// The modules `names` need, found below `dir`: with `dir/modules.dep`, every
+/// dependency too, in load order, each once, and names the kernel has built in set
+/// aside; without it (a directory of loose files), the names as given, in that order.
+/// Returns them with the lines of the initramfs's own `modules.dep`.
+fn collect_modules(dir: &Path, names: &[String]) -> Result<(Modules, String), InitrdError> {
+    let read_text = |path: &Path| match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(InitrdError::Read { path: path.to_owned(), source }),
+    };
+    let mut found = Modules::default();
+    let mut dep_lines = String::new();
+    let dep_file = dir.join(modules::DEP_FILE);
+    let Some(text) = read_text(&dep_file)? else {
+        for name in names {
+            let name = modules::normalize(name);
+            found.included.push((name.clone(), find_module(dir, &name)?));
+            let _ = writeln!(dep_lines, "{name}.ko:");
+        }
+        return Ok((found, dep_lines));
+    };
+    let deps = Dependencies::parse(&text, &dep_file)?;
+    let built_in = read_text(&dir.join(modules::BUILTIN_FILE))?.map(|t| modules::builtin_names(&t)).unwrap_or_default();
+    let (skipped, wanted): (Vec<String>, Vec<String>) =
+        names.iter().map(|n| modules::normalize(n)).partition(|n| built_in.contains(n) && deps.path(n).is_none());
+    found.built_in = skipped;
+    for name in deps.resolve(&wanted)? {
+        let path = dir.join(deps.path(name).expect("resolved names are in the file"));
+        let needs: Vec<String> = deps.dependencies_of(name).iter().map(|d| format!("{d}.ko")).collect();
+        let _ = writeln!(dep_lines, "{name}.ko:{}{}", if needs.is_empty() { "" } else { " " }, needs.join(" "));
+        found.included.push((name.to_owned(), path));
+    }
+    Ok((found, dep_lines))
+}
+
+/// Builds the initramfs for `binary` with `modules` (names; with their dependencies
+/// when `modules_dir` has a `modules.dep`) found below `modules_dir`, and writes it to
+/// `out`.
 pub fn build(
     binary: &Path,
     modules_dir: Option<&Path>,
     modules: &[String],
     compression: Compression,
     out: &mut impl Write,
-) -> Result<Vec<PathBuf>, Box<dyn std::error::Error>> {
+) -> Result<Modules, Box<dyn std::error::Error>> {
     let read = |path: &Path| std::fs::read(path).map_err(|source| InitrdError::Read { path: path.to_owned(), source });
     let contents = read(binary)?;
     if let Some(what) = not_static(&contents) {
         return Err(InitrdError::NotStatic { path: binary.to_owned(), what }.into());
     }
     let mut initrd = Initrd::new(contents);
-    let mut found = Vec::new();
+    let mut found = Modules::default();
     if !modules.is_empty() {
         let dir = modules_dir.ok_or(InitrdError::NoModulesDir)?;
-        for name in modules {
-            let path = find_module(dir, name)?;
-            initrd.add_module(&name.replace('-', "_"), read(&path)?);
-            found.push(path);
+        let dep_lines;
+        (found, dep_lines) = collect_modules(dir, modules)?;
+        for (name, path) in &found.included {
+            initrd.add_module(name, modules::decompress(path, read(path)?)?);
         }
+        initrd.add_file(&format!("{MODULES_DIR}/{}", modules::DEP_FILE), dep_lines.into_bytes());
     }
     match compression {
         Compression::Gzip => {
@@ -287,7 +344,98 @@ mod tests {
         std::fs::write(dir.path().join("kernel/drivers/virtio_blk.ko"), b"m").unwrap();
         std::fs::write(dir.path().join("kernel/drivers/virtio.ko.xz"), b"m").unwrap();
         assert!(find_module(dir.path(), "virtio-blk").unwrap().ends_with("virtio_blk.ko"));
-        let error = find_module(dir.path(), "virtio").unwrap_err().to_string();
-        assert!(error.contains("decompressed"), "{error}");
+        assert!(find_module(dir.path(), "virtio").unwrap().ends_with("virtio.ko.xz"));
+        let error = find_module(dir.path(), "virtio_pci").unwrap_err().to_string();
+        assert!(error.contains("looked for virtio_pci.ko, .ko.xz, .ko.zst and .ko.gz"), "{error}");
+    }
+
+    /// The entries of a plain newc archive: name and contents.
+    fn unpack(mut archive: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        let field = |header: &[u8], n: usize| {
+            usize::from_str_radix(std::str::from_utf8(&header[6 + 8 * n..14 + 8 * n]).unwrap(), 16).unwrap()
+        };
+        loop {
+            assert_eq!(&archive[..6], b"070701");
+            let (size, name_size) = (field(archive, 6), field(archive, 11));
+            let name = String::from_utf8(archive[110..110 + name_size - 1].to_vec()).unwrap();
+            let start = (110 + name_size).next_multiple_of(4);
+            if name == "TRAILER!!!" {
+                return out;
+            }
+            out.push((name, archive[start..start + size].to_vec()));
+            archive = &archive[(start + size).next_multiple_of(4)..];
+        }
+    }
+
+    /// A module directory as a distribution ships it: `modules.dep` (depmod's lines for
+    /// the virtio disk), `modules.builtin`, and the modules compressed three ways.
+    #[test]
+    fn named_modules_come_with_their_dependencies_decompressed_in_load_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let drivers = dir.path().join("kernel/drivers/virtio");
+        std::fs::create_dir_all(&drivers).unwrap();
+        let elf = |name: &str| format!("\x7fELF module {name}").into_bytes();
+        std::fs::write(drivers.join("virtio_ring.ko"), elf("virtio_ring")).unwrap();
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gzip.write_all(&elf("virtio")).unwrap();
+        std::fs::write(drivers.join("virtio.ko.gz"), gzip.finish().unwrap()).unwrap();
+        for (name, tool) in [("virtio_blk", "xz"), ("virtio_pci", "zstd")] {
+            let plain = drivers.join(format!("{name}.ko"));
+            std::fs::write(&plain, elf(name)).unwrap();
+            let status = std::process::Command::new(tool).arg("-q").arg(&plain).status();
+            assert!(status.is_ok_and(|s| s.success()), "{tool} is part of every machine image here");
+            std::fs::remove_file(&plain).ok();
+        }
+        std::fs::write(
+            dir.path().join("modules.dep"),
+            "kernel/drivers/virtio/virtio_pci.ko.zst: kernel/drivers/virtio/virtio.ko.gz kernel/drivers/virtio/virtio_ring.ko\n\
+             kernel/drivers/virtio/virtio.ko.gz: kernel/drivers/virtio/virtio_ring.ko\n\
+             kernel/drivers/virtio/virtio_ring.ko:\n\
+             kernel/drivers/block/virtio_blk.ko.xz: kernel/drivers/virtio/virtio.ko.gz kernel/drivers/virtio/virtio_ring.ko\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("kernel/drivers/block")).unwrap();
+        std::fs::rename(drivers.join("virtio_blk.ko.xz"), dir.path().join("kernel/drivers/block/virtio_blk.ko.xz"))
+            .unwrap();
+        std::fs::write(dir.path().join("modules.builtin"), "kernel/fs/ext4/ext4.ko\n").unwrap();
+        // A static ELF executable as far as `not_static` looks: no program headers.
+        let mut binary = vec![0u8; 64];
+        binary[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        let binary_path = dir.path().join("init");
+        std::fs::write(&binary_path, &binary).unwrap();
+
+        let names: Vec<String> = ["virtio-blk", "ext4", "virtio_pci"].map(String::from).to_vec();
+        let mut archive = Vec::new();
+        let found = build(&binary_path, Some(dir.path()), &names, Compression::None, &mut archive).unwrap();
+        let order: Vec<&str> = found.included.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(order, ["virtio_ring", "virtio", "virtio_blk", "virtio_pci"]);
+        assert_eq!(found.built_in, ["ext4"]);
+        let entries = unpack(&archive);
+        let modules: Vec<&(String, Vec<u8>)> = entries.iter().filter(|(n, _)| n.starts_with("lib/modules/")).collect();
+        let listed: Vec<&str> = modules.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            listed,
+            [
+                "lib/modules/virtio_ring.ko",
+                "lib/modules/virtio.ko",
+                "lib/modules/virtio_blk.ko",
+                "lib/modules/virtio_pci.ko",
+                "lib/modules/modules.dep"
+            ]
+        );
+        for (name, contents) in &modules[..4] {
+            let module = name.trim_start_matches("lib/modules/").trim_end_matches(".ko");
+            assert_eq!(contents, &elf(module), "{name} is not the decompressed module");
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&modules[4].1),
+            "virtio_ring.ko:\nvirtio.ko: virtio_ring.ko\nvirtio_blk.ko: virtio.ko virtio_ring.ko\n\
+             virtio_pci.ko: virtio.ko virtio_ring.ko\n"
+        );
+        let error = build(&binary_path, Some(dir.path()), &["virtio_net".into()], Compression::None, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("no module virtio_net in "), "{error}");
     }
 }

@@ -13,5 +13,6 @@
 pub mod boot;
 pub mod etc;
 pub mod initrd;
+pub mod modules;
 pub mod root;
 pub mod sandbox;

@@ -131,6 +131,8 @@ pub fn adopt(request: &Request<'_>) -> Result<Adopted> {
     let mut declaration = Declaration::default();
     let mut persisted = PersistRoot {
         span: decl::Span::default(),
+        // The store's volume: the kernel command line names it.
+        volume: None,
         hide_mounts: false,
         directories: Vec::new(),
         files: Vec::new(),

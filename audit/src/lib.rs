@@ -356,6 +356,12 @@ fn volume_tree(declaration: &Declaration, mount: &str) -> Tree {
     // mkfs makes it and fsck fills it: the directory is expected, what fsck recovered
     // into it is reported.
     tree.insert(b"/lost+found", Mark::Interior);
+    // Another volume's mount point inside this one (`/persist/big` in `/persist`).
+    for nested in declaration.persist.keys().filter_map(|other| other.strip_prefix(mount)) {
+        if nested.starts_with('/') {
+            tree.insert(nested.as_bytes(), Mark::Declared);
+        }
+    }
     for entry in declaration.entries().into_iter().filter(|e| e.root == mount) {
         tree.insert(entry.path.as_bytes(), Mark::Declared);
     }

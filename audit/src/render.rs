@@ -304,10 +304,11 @@ fn toml_string(text: &str) -> String {
 }
 
 /// Ready-to-paste declaration lines for the undeclared groups and `/etc` strays:
-/// entries for the first persistent volume (or `/persist`), and the `[audit] ignore`
-/// alternative.
+/// entries for the store's volume (the root without a `device`; else the first, or
+/// `/persist`), and the `[audit] ignore` alternative.
 pub fn suggest(report: &Report, declaration: &Declaration) -> String {
-    let volume = declaration.persist.keys().next().map_or("/persist", String::as_str);
+    let store = declaration.persist.iter().find(|(_, root)| root.volume.is_none()).map(|(mount, _)| mount);
+    let volume = store.or(declaration.persist.keys().next()).map_or("/persist", String::as_str);
     let (mut directories, mut files, mut ignore, mut skipped) =
         (String::new(), String::new(), String::new(), String::new());
     for finding in report.findings.iter().filter(|f| matches!(f.class, Class::Undeclared | Class::EtcStray)) {
@@ -371,6 +372,17 @@ mod tests {
         assert_eq!(size(1023), "1023 B");
         assert_eq!(size(1536), "1.5 KiB");
         assert_eq!(size(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn suggestions_go_to_the_store_volume_not_another_disk() {
+        let text = "version = 1\n[persist.\"/persist\"]\n[persist.\"/data\"]\ndevice = \"LABEL=data\"\n";
+        let declaration = blankslate_core::decl::check(std::path::Path::new("t.toml"), text, None).declaration.unwrap();
+        let mut report = Report::default();
+        report.push(Finding::new(Class::Undeclared, "directory", b"/srv/app".to_vec(), String::new()));
+        let suggested = suggest(&report, &declaration);
+        assert!(suggested.contains("add to [persist.\"/persist\"]"), "{suggested}");
+        assert!(suggested.contains("\"/srv/app\""), "{suggested}");
     }
 
     #[test]

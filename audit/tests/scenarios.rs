@@ -89,6 +89,16 @@ impl Scratch {
     /// Activates `text`; with `volume`, a tmpfs is mounted at `persist/` first (as boot
     /// mounts the volume), without, the persistent root is a plain directory of the root.
     fn activated_with(text: &str, volume: bool) -> Scratch {
+        Scratch::activated_mounting(text, |root| {
+            if volume {
+                mount::mount_new(root, "persist", "tmpfs", &[], rustix::mount::MountAttrFlags::empty()).unwrap();
+            }
+        })
+    }
+
+    /// Activates `text` once `volumes` has mounted what it wants in the root (the
+    /// directory `persist/` is there).
+    fn activated_mounting(text: &str, volumes: impl FnOnce(&Dir)) -> Scratch {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
         let outside = dir.path().join("outside");
@@ -96,9 +106,7 @@ impl Scratch {
         std::fs::create_dir_all(&outside).unwrap();
         let declaration = declaration(text);
         let root_dir = Dir::open_root(&root).unwrap();
-        if volume {
-            mount::mount_new(&root_dir, "persist", "tmpfs", &[], rustix::mount::MountAttrFlags::empty()).unwrap();
-        }
+        volumes(&root_dir);
         let state = State::open_locked(&root_dir, Path::new(STATE_DIR)).unwrap();
         let etc_object =
             blankslate_etc_builder::from_declaration(&declaration).unwrap().add_to_store(state.store()).unwrap();
@@ -180,6 +188,42 @@ fn a_clean_activation_audits_clean() {
         assert!(report.findings.is_empty(), "{}", summary(&report));
         // The persisted mounts and the state directory were skipped, not walked.
         assert!(report.stats.declared > 0);
+    });
+}
+
+/// A volume mounted inside another's mount point (`/persist/big` in `/persist`): its
+/// mount point is the volume's business, not a stray; unmounted, its paths are
+/// reported missing and nothing of it is taken for stray data of `/persist`.
+#[test]
+fn a_volume_nested_in_another_audits_clean() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let text = format!(
+        "{DECLARATION}\n[persist.\"/persist/big\"]\ndevice = \"LABEL=big\"\ndirectories = [\"/var/lib/big\"]\n"
+    );
+    in_namespace(move || {
+        let scratch = Scratch::activated_mounting(&text, |root| {
+            mount::mount_new(root, "persist", "tmpfs", &[], rustix::mount::MountAttrFlags::empty()).unwrap();
+            let persist = root.open_dir("persist").unwrap();
+            persist.create_dir("big", 0o755).unwrap();
+            mount::mount_new(&persist, "big", "tmpfs", &[("mode", "755")], rustix::mount::MountAttrFlags::empty())
+                .unwrap();
+        });
+        scratch.write("persist/big/var/lib/big/kept", b"big data");
+        scratch.write("persist/var/lib/blankslate/profiles/current", b"");
+        let report = scratch.audit();
+        assert_eq!(report.exit_code(), 0, "{}", summary(&report));
+        assert_eq!(std::fs::read(scratch.path("var/lib/big/kept")).unwrap(), b"big data");
+        let big = Dir::open_root(&scratch.path("var/lib")).unwrap();
+        mount::unmount(&big, "big").unwrap();
+        let persist = Dir::open_root(&scratch.path("persist")).unwrap();
+        mount::unmount(&persist, "big").unwrap();
+        let report = scratch.audit();
+        let found = summary(&report);
+        assert!(found.contains("persist source-missing /var/lib/big"), "{found}");
+        assert!(!found.contains("persist-stray"), "{found}");
     });
 }
 
@@ -516,20 +560,20 @@ fn a_volume_unmounted_after_activation_is_named_as_the_cause() {
         assert_eq!(volume[0].kind, "volume-missing", "{}", summary(&report));
         assert!(volume[0].reason.starts_with("not there: the volume is not mounted"), "{}", volume[0].reason);
         assert_eq!(report.exit_code(), 2);
-        // The warning not to switch is true: activation now moves what the mounts show
-        // of the volume into new sources on the root. (When activation refuses a
-        // volume that is not mounted instead, say so in the finding.)
+        // A switch now would leave every mounted path alone: activation never moves the
+        // data a mount shows of the real volume onto the root.
         assert!(volume[0].reason.contains("mount the volume again before any switch"), "{}", volume[0].reason);
         std::fs::create_dir(scratch.path("persist")).unwrap();
-        scratch.write("var/log/syslog", b"in the volume");
         let users = blankslate_core::decl::UserDb::from_texts(
             "root:x:0:0::/root:/bin/sh\napp:x:2000:2000::/:/bin/false\n",
             "root:x:0:\napp:x:2000:\n",
             "t",
         );
         let activated = blankslate_persist::activate(&root, &declaration(DECLARATION), &users, None).unwrap();
-        assert!(activated.migrated.contains(&"/var/log".to_owned()), "{activated:?}");
-        assert_eq!(std::fs::read(scratch.path("persist/var/log/syslog")).unwrap(), b"in the volume");
+        assert!(activated.migrated.is_empty(), "{activated:?}");
+        let refused: Vec<&str> = activated.conflicts.iter().map(|(path, _)| path.as_str()).collect();
+        assert_eq!(refused, ["/etc/machine-id", "/var/lib/app", "/var/log"], "{activated:?}");
+        assert!(!scratch.path("persist/var/log").exists(), "nothing moved onto the root");
     });
 }
 

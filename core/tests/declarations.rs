@@ -128,7 +128,7 @@ fn has_location(rendered: &str, file: &str) -> bool {
     })
 }
 
-const ALL_ERROR_RULES: [Rule; 26] = [
+const ALL_ERROR_RULES: [Rule; 27] = [
     Rule::Syntax,
     Rule::UnknownKey,
     Rule::MissingKey,
@@ -155,6 +155,7 @@ const ALL_ERROR_RULES: [Rule; 26] = [
     Rule::InvalidGlob,
     Rule::InvalidMountOption,
     Rule::ApiFilesystem,
+    Rule::Volume,
 ];
 
 /// Fails to compile when a rule is added, so that the list above (and a broken
@@ -187,7 +188,8 @@ fn rule_is_listed(rule: Rule) -> bool {
         | Rule::OwnerOnLink
         | Rule::InvalidGlob
         | Rule::InvalidMountOption
-        | Rule::ApiFilesystem => ALL_ERROR_RULES.contains(&rule),
+        | Rule::ApiFilesystem
+        | Rule::Volume => ALL_ERROR_RULES.contains(&rule),
     }
 }
 
@@ -332,6 +334,7 @@ source = "../../examples/files/*.conf"
 [persist."/persist"]
 directories = ["/var/lib", "/etc/ssh/keys"]
 [persist."/data"]
+device = "LABEL=data"
 directories = ["/var/lib/postgresql", { directory = "/home/alice/.local/share/Trash", how = "symlink" }]
 files = [{ file = "/srv/app.conf", how = "bind" }, { file = "/etc/ssh/ssh_host_ed25519_key", how = "bind" }]
 [etc."ssh/sshd_config"]
@@ -380,6 +383,25 @@ directories = ["/srv/del\u007Fnul"]
 [root]
 size = "512m"
 mode = "755"
+"#,
+    ),
+    (
+        "volumes on other disks, one nested in another's mount point",
+        r#"version = 1
+[persist."/persist"]
+directories = ["/var/log"]
+[persist."/persist/big"]
+device = "LABEL=big"
+directories = ["/var/lib/big"]
+[persist."/data"]
+device = "UUID=0b1c2d3e-0000-4000-8000-00000000abcd"
+fs_type = "xfs"
+mount_options = ["noatime", "logbsize=256k"]
+directories = ["/srv"]
+[persist."/scratch"]
+device = "/dev/disk/by-partlabel/scratch"
+fs_type = "btrfs"
+directories = ["/var/tmp/build"]
 "#,
     ),
     (
@@ -470,6 +492,24 @@ mode = "0755"
     );
     let same_path = valid("same.toml", "version = 1\n[persist.\"/persist\"]\ndirectories = [\"/var/log\"]\n");
     assert_ne!(different.canonical_json(), same_path.canonical_json());
+}
+
+#[test]
+fn a_volume_device_has_one_canonical_spelling_and_older_generations_stay_the_same() {
+    let terse = valid("a.toml", "version = 1\n[persist.\"/persist\"]\n[persist.\"/data\"]\ndevice = \"UUID=AB-CD\"\n");
+    let verbose = valid(
+        "b.toml",
+        "version = 1\n[persist.\"/persist\"]\n[persist.\"/data\"]\ndevice = \"UUID=ab-cd\"\nfs_type = \"ext4\"\nmount_options = []\n",
+    );
+    assert_eq!(terse.canonical_json(), verbose.canonical_json());
+    assert!(terse.canonical_json().contains(r#""volume":{"device":"UUID=ab-cd","fs_type":"ext4","options":[]}"#));
+    // A root without a device writes no `volume`: generations built before devices
+    // existed read back, and rebuild, to the same bytes.
+    let plain = valid("c.toml", "version = 1\n[persist.\"/persist\"]\ndirectories = [\"/var/log\"]\n");
+    assert_eq!(
+        plain.canonical_json(),
+        r#"{"version":1,"root":{"size":"25%","mode":"0755"},"persist":{"/persist":{"hide_mounts":false,"directories":[{"path":"/var/log","user":"root","group":"root","mode":"0755"}],"files":[],"users":{}}},"etc":{},"audit":{"ignore":[]}}"#
+    );
 }
 
 #[test]

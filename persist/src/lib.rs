@@ -430,11 +430,11 @@ impl Place<'_> {
     }
 
     /// Whether the root's path is a mount of something other than this volume path
-    /// (reported as a conflict): its data is not the root's to move. This is what a
-    /// volume unmounted under its bind mounts looks like, and moving the data of
-    /// those mounts into the bare mount point would empty the real volume.
+    /// (reported as a conflict); checked before anything is created in the volume.
     fn foreign_mount(&self, report: &mut Report) -> Result<bool> {
-        foreign_mount(self.target_parent, self.name, self.path, report)
+        let Some(target) = meta_of(self.target_parent, self.name)? else { return Ok(false) };
+        let ours = meta_of(self.source_parent, self.name)?.is_some_and(|s| s.identity() == target.identity());
+        Ok(!ours && foreign_mount(self.target_parent, self.name, self.path, report)?)
     }
 
     /// Whether the root holds our link to the volume here.
@@ -469,6 +469,9 @@ impl Place<'_> {
 
 fn directory(place: &Place<'_>, ids: &Ids, options: &[MountOption], report: &mut Report) -> Result<()> {
     let Place { target_parent, name, path, .. } = *place;
+    if place.foreign_mount(report)? {
+        return Ok(());
+    }
     let mut source = place.source_dir(ids)?;
     let source_identity = source.own_meta()?.identity();
     match meta_of(target_parent, name)? {
@@ -476,7 +479,6 @@ fn directory(place: &Place<'_>, ids: &Ids, options: &[MountOption], report: &mut
             report.unchanged.push(path.to_owned());
             return Ok(());
         }
-        Some(_) if place.foreign_mount(report)? => return Ok(()),
         Some(meta) if meta.kind == Kind::Directory => {
             let target = target_parent.open_dir(name)?;
             if !place.take_in(&target, &mut source, ids, "not mounted", report)? {
@@ -510,6 +512,9 @@ fn directory(place: &Place<'_>, ids: &Ids, options: &[MountOption], report: &mut
 /// directory first; a bind mount of it (from a generation that mounted it) goes.
 fn linked_directory(place: &Place<'_>, ids: &Ids, report: &mut Report) -> Result<()> {
     let Place { target_parent, name, path, .. } = *place;
+    if place.foreign_mount(report)? {
+        return Ok(());
+    }
     let mut source = place.source_dir(ids)?;
     match meta_of(target_parent, name)? {
         Some(meta) if place.is_our_link(&meta)? => {
@@ -520,8 +525,6 @@ fn linked_directory(place: &Place<'_>, ids: &Ids, report: &mut Report) -> Result
             if meta.identity() == source.own_meta()?.identity() {
                 mount::unmount(target_parent, name)?;
                 report.unmounted.push(path.to_owned());
-            } else if place.foreign_mount(report)? {
-                return Ok(());
             }
             let target = target_parent.open_dir(name)?;
             if !place.take_in(&target, &mut source, ids, "not linked", report)? {

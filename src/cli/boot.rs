@@ -19,11 +19,12 @@ pub(super) struct InitrdArgs {
     /// RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --target x86_64-unknown-linux-gnu
     #[arg(long, value_name = "FILE")]
     binary: Option<PathBuf>,
-    /// Where to find the modules (searched recursively for NAME.ko), e.g.
-    /// /lib/modules/$(uname -r).
+    /// Where to find the modules, e.g. /lib/modules/$(uname -r): its modules.dep
+    /// brings each module's dependencies; without one, NAME.ko is searched for.
     #[arg(long, value_name = "DIR")]
     modules: Option<PathBuf>,
-    /// A module to include (repeat, in load order); it must be an uncompressed .ko.
+    /// A module to include with what it needs (repeat); .ko, .ko.xz, .ko.zst or .ko.gz,
+    /// put in decompressed.
     #[arg(long = "module", value_name = "NAME")]
     module: Vec<String>,
     /// Write a plain cpio archive instead of a gzip-compressed one.
@@ -51,10 +52,14 @@ pub(super) fn initrd(args: &InitrdArgs) -> Result<ExitCode> {
     let parent = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = output.file_name().ok_or_else(|| format!("{}: not a file name", output.display()))?;
     Dir::open_root(parent)?.write_atomic(name, &archive, 0o644)?;
-    for path in &found {
-        eprintln!("module {}", path.display());
+    for (name, path) in &found.included {
+        eprintln!("module {name} from {}", path.display());
     }
-    println!("{}: /init = {}, {} modules, {} bytes", output.display(), binary.display(), found.len(), archive.len());
+    for name in &found.built_in {
+        eprintln!("module {name} is built into the kernel: nothing to add");
+    }
+    let count = found.included.len();
+    println!("{}: /init = {}, {count} modules, {} bytes", output.display(), binary.display(), archive.len());
     Ok(ExitCode::SUCCESS)
 }
 

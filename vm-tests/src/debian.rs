@@ -22,7 +22,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::{Boot, Machine, Result, VIRTIO_MODULES, run, sh, static_binary, target, workspace};
+use crate::{Boot, Qemu, Result, VIRTIO_MODULES, run, sh, static_binary, target, workspace};
 
 pub const SUITE: &str = "bookworm";
 /// On top of `--variant=minbase` (which brings passwd, login, util-linux, …).
@@ -274,8 +274,8 @@ pub fn boot(route: Route, work: &Path, disk: &Path, append: &str, stop: Option<&
     let mut cmdline = route.cmdline(&format!("LABEL={LABEL}"));
     let _ = write!(cmdline, " {append}");
     let initrd = if route == Route::Own { &prepared.own_initrd } else { &prepared.dracut_initrd };
-    let machine = Machine { kernel: &prepared.kernel, initrd, disks: &[disk], memory_mb: MEMORY_MB, cmdline: &cmdline };
-    machine.boot(work, stop, limit)
+    let qemu = Qemu { kernel: &prepared.kernel, initrd, disks: &[disk], memory_mb: MEMORY_MB, cmdline: &cmdline };
+    qemu.boot(work, stop, limit)
 }
 
 /// The `VMTEST FACT key=value` lines of a boot.

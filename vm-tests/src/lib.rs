@@ -111,6 +111,156 @@ fn fetch_kernel() -> Result<Kernel> {
     found(&unpacked).ok_or_else(|| format!("no boot/vmlinuz-* in {package}"))
 }
 
+/// The Debian 12 cloud kernel with its virtio modules compressed as distributions
+/// that compress ship them, and the `modules.dep` that `depmod` writes for them: the
+/// package ships plain `.ko` files (`CONFIG_MODULE_COMPRESS_NONE`), so the harness
+/// compresses them itself, the way Linux's `modules_install` does
+/// (`xz --check=crc32 --lzma2=dict=1MiB`) for `virtio`, `virtio_ring`, `virtio_blk`,
+/// and with `zstd` for the `virtio_pci` family, then runs `depmod -b` (kmod) on the
+/// tree, as the package's installation would. Built once, cached in
+/// `target/vm-kernel/compressed`.
+pub fn compressed_modules_kernel() -> Result<Kernel> {
+    static KERNEL: OnceLock<std::result::Result<Kernel, String>> = OnceLock::new();
+    KERNEL
+        .get_or_init(|| {
+            let plain = kernel()?;
+            let cache = target().join("vm-kernel/compressed");
+            let modules_of = |dir: &Path| -> Result<PathBuf> {
+                let version = only_entry(&dir.join("lib/modules"))?;
+                Ok(dir.join("lib/modules").join(version))
+            };
+            if cache.exists() {
+                return Ok(Kernel { vmlinuz: plain.vmlinuz, modules: modules_of(&cache)? });
+            }
+            let staging = target().join("vm-kernel/compressing");
+            let _ = std::fs::remove_dir_all(&staging);
+            std::fs::create_dir_all(&staging).map_err(|e| e.to_string())?;
+            sh(&format!(
+                "cd '{staging}'; dpkg-deb --fsys-tarfile \"$(ls '{download}'/linux-image-*.deb | head -n 1)\" | \
+                 tar -x --wildcards './lib/modules/*/kernel/drivers/virtio/*' \
+                 './lib/modules/*/kernel/drivers/block/virtio_blk.ko' './lib/modules/*/modules.builtin' \
+                 './lib/modules/*/modules.order'; \
+                 cd lib/modules/*/kernel/drivers; \
+                 zstd -q --rm virtio/virtio_pci*.ko; \
+                 xz --check=crc32 --lzma2=dict=1MiB virtio/*.ko block/virtio_blk.ko; \
+                 cd ../..; depmod -b '{staging}' \"$(basename \"$PWD\")\"",
+                staging = staging.display(),
+                download = target().join("vm-kernel/download").display(),
+            ))
+            .map_err(|e| format!("{e}\n(depmod is in Debian's kmod package)"))?;
+            std::fs::rename(&staging, &cache).map_err(|e| e.to_string())?;
+            Ok(Kernel { vmlinuz: plain.vmlinuz, modules: modules_of(&cache)? })
+        })
+        .clone()
+}
+
+/// Debian 13's cloud kernel and its modules exactly as the package ships them
+/// (`.ko.xz`: `CONFIG_MODULE_COMPRESS_XZ`), with the `modules.dep` that `depmod`
+/// writes at installation. Downloaded with `apt-get download` from a sources list of
+/// the harness's own (the host's apt configuration is not touched), unpacked with
+/// `dpkg-deb`, cached in `target/vm-kernel-trixie`.
+pub fn trixie_kernel() -> Result<Kernel> {
+    static KERNEL: OnceLock<std::result::Result<Kernel, String>> = OnceLock::new();
+    KERNEL.get_or_init(fetch_trixie_kernel).clone()
+}
+
+fn fetch_trixie_kernel() -> Result<Kernel> {
+    let cache = target().join("vm-kernel-trixie");
+    let unpacked = cache.join("unpacked");
+    let found = |dir: &Path| -> Result<Kernel> {
+        let vmlinuz = dir.join("boot").join(only_entry(&dir.join("boot"))?);
+        let version = only_entry(&dir.join("usr/lib/modules"))?;
+        Ok(Kernel { vmlinuz, modules: dir.join("usr/lib/modules").join(version) })
+    };
+    if unpacked.exists() {
+        return found(&unpacked);
+    }
+    let apt = cache.join("apt");
+    for dir in ["lists/partial", "archives/partial", "download"] {
+        std::fs::create_dir_all(apt.join(dir)).map_err(|e| e.to_string())?;
+    }
+    std::fs::write(
+        apt.join("sources.list"),
+        "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main\n",
+    )
+    .map_err(|e| e.to_string())?;
+    // apt-get drops privileges to _apt, which must be able to write here.
+    sh(&format!("chmod -R 0777 '{}'", apt.display()))?;
+    let options = [
+        format!("Dir::Etc::SourceList={}", apt.join("sources.list").display()),
+        "Dir::Etc::SourceParts=/dev/null".to_owned(),
+        format!("Dir::State::Lists={}", apt.join("lists").display()),
+        format!("Dir::Cache={}", apt.display()),
+        "Dir::State::Status=/dev/null".to_owned(),
+    ];
+    let apt_command = |program: &str| {
+        let mut command = Command::new(program);
+        for option in &options {
+            command.arg("-o").arg(option);
+        }
+        command
+    };
+    run(apt_command("apt-get").arg("update"))?;
+    let depends = run(apt_command("apt-cache").args(["depends", "linux-image-cloud-amd64"]))?;
+    let package = depends
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends: "))
+        .find(|p| p.starts_with("linux-image-") && p.chars().nth(12).is_some_and(|c| c.is_ascii_digit()))
+        .ok_or_else(|| {
+            format!("no kernel package in trixie's `apt-cache depends linux-image-cloud-amd64`:\n{depends}")
+        })?
+        .to_owned();
+    let download = apt.join("download");
+    run(apt_command("apt-get").arg("download").arg(&package).current_dir(&download))?;
+    let staging = cache.join("unpacking");
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(|e| e.to_string())?;
+    sh(&format!(
+        "cd '{staging}'; dpkg-deb --fsys-tarfile '{download}'/*.deb | \
+         tar -x --wildcards './boot/vmlinuz-*' './usr/lib/modules/*/kernel/drivers/virtio/*' \
+         './usr/lib/modules/*/kernel/drivers/block/virtio_blk.ko*' './usr/lib/modules/*/modules.builtin' \
+         './usr/lib/modules/*/modules.order'; \
+         cd usr/lib/modules/*; depmod -b '{staging}/usr' \"$(basename \"$PWD\")\"",
+        staging = staging.display(),
+        download = download.display(),
+    ))
+    .map_err(|e| format!("{e}\n(depmod is in Debian's kmod package)"))?;
+    std::fs::rename(&staging, &unpacked).map_err(|e| e.to_string())?;
+    found(&unpacked)
+}
+
+/// The name of the one entry in `dir`.
+fn only_entry(dir: &Path) -> Result<String> {
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(std::result::Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    match &names[..] {
+        [one] => Ok(one.clone()),
+        _ => Err(format!("{}: expected one entry, found {names:?}", dir.display())),
+    }
+}
+
+/// Builds, with `blankslate initrd`, an initramfs named `name` (under
+/// `target/vm-work`) with `kernel`'s modules `modules` (and what they need). Returns
+/// it with what the command printed (the modules it put in, one a line).
+pub fn initrd_with(name: &str, kernel: &Kernel, modules: &[&str]) -> Result<(PathBuf, String)> {
+    let out = target().join("vm-work").join(name);
+    std::fs::create_dir_all(out.parent().unwrap()).map_err(|e| e.to_string())?;
+    let mut command = Command::new(static_binary()?);
+    command.arg("initrd").arg("--output").arg(&out).arg("--modules").arg(&kernel.modules);
+    for module in modules {
+        command.args(["--module", module]);
+    }
+    let output = command.stdin(Stdio::null()).output().map_err(|e| e.to_string())?;
+    let printed = format!("{}{}", String::from_utf8_lossy(&output.stderr), String::from_utf8_lossy(&output.stdout));
+    if !output.status.success() {
+        return Err(format!("blankslate initrd failed:\n{printed}"));
+    }
+    Ok((out, printed))
+}
+
 /// Builds (once per run; cargo makes it incremental) the static binary:
 /// `RUSTFLAGS="-C target-feature=+crt-static" cargo build -p blankslate
 /// --target x86_64-unknown-linux-gnu --target-dir target/vm-static`, or takes the one
@@ -197,11 +347,29 @@ impl Volume {
         run(Command::new(static_binary()?).arg("build").arg(&file).arg("--root").arg(&self.dir))
     }
 
+    /// A volume with nothing in it yet, in `work/name`: a second disk.
+    pub fn empty(work: &Path, name: &str) -> Result<Volume> {
+        let dir = work.join(name);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        Ok(Volume { dir })
+    }
+
     /// Writes the ext4 image (`mkfs.ext4 -d`: no loop mount) labelled `label`.
     pub fn make_disk(&self, image: &Path, label: &str) -> Result<()> {
+        self.make_disk_as(image, "ext4", label, None)
+    }
+
+    /// Writes an image of file system `fs_type` (`ext2`, `ext3` or `ext4`, made by
+    /// `mkfs.FS_TYPE -d`) labelled `label`, with the UUID `uuid` if given.
+    pub fn make_disk_as(&self, image: &Path, fs_type: &str, label: &str, uuid: Option<&str>) -> Result<()> {
         let file = std::fs::File::create(image).map_err(|e| e.to_string())?;
         file.set_len(64 << 20).map_err(|e| e.to_string())?;
-        run(Command::new("mkfs.ext4").args(["-q", "-F", "-L", label, "-d"]).arg(&self.dir).arg(image))?;
+        let mut mkfs = Command::new(format!("mkfs.{fs_type}"));
+        mkfs.args(["-q", "-F", "-L", label]);
+        if let Some(uuid) = uuid {
+            mkfs.args(["-U", uuid]);
+        }
+        run(mkfs.arg("-d").arg(&self.dir).arg(image))?;
         Ok(())
     }
 }
@@ -400,17 +568,51 @@ pub fn boot_initrd(
     stop_marker: Option<&str>,
     limit: Duration,
 ) -> Result<Boot> {
-    let kernel = kernel()?;
-    let mut cmdline = format!("console=ttyS0 panic=-1 loglevel=4 blankslate.modules={}", VIRTIO_MODULES.join(","));
-    let _ = write!(cmdline, " {append}");
-    let machine = Machine { kernel: &kernel.vmlinuz, initrd, disks: &[disk], memory_mb: 512, cmdline: &cmdline };
-    machine.boot(work, stop_marker, limit)
+    let machine = Machine { kernel: &kernel()?, initrd, disks: &[disk], name_modules: true };
+    boot_machine(&machine, work, append, stop_marker, limit)
 }
 
-/// One QEMU machine: a kernel and initramfs booted directly, virtio disks, a serial
-/// console to a log, `isa-debug-exit` for the guest to end it with a status.
+/// What QEMU boots: a kernel, an initramfs, virtio disks (`/dev/vda`, `/dev/vdb`, …
+/// in this order).
 #[derive(Debug, Clone, Copy)]
 pub struct Machine<'a> {
+    pub kernel: &'a Kernel,
+    pub initrd: &'a Path,
+    pub disks: &'a [&'a Path],
+    /// Put `blankslate.modules=` with [`VIRTIO_MODULES`] on the command line (without
+    /// it, boot loads every module of the initramfs).
+    pub name_modules: bool,
+}
+
+/// Boots `machine` with the kernel command line `append` (after the console and, if
+/// asked, module settings). Stops QEMU (by its pid) when `stop_marker` appears in the
+/// serial log or after `limit`.
+pub fn boot_machine(
+    machine: &Machine<'_>,
+    work: &Path,
+    append: &str,
+    stop_marker: Option<&str>,
+    limit: Duration,
+) -> Result<Boot> {
+    let mut cmdline = String::from("console=ttyS0 panic=-1 loglevel=4");
+    if machine.name_modules {
+        let _ = write!(cmdline, " blankslate.modules={}", VIRTIO_MODULES.join(","));
+    }
+    let _ = write!(cmdline, " {append}");
+    let qemu = Qemu {
+        kernel: &machine.kernel.vmlinuz,
+        initrd: machine.initrd,
+        disks: machine.disks,
+        memory_mb: 512,
+        cmdline: &cmdline,
+    };
+    qemu.boot(work, stop_marker, limit)
+}
+
+/// One QEMU run: a kernel and initramfs booted directly, virtio disks, a serial
+/// console to a log, `isa-debug-exit` for the guest to end it with a status.
+#[derive(Debug, Clone, Copy)]
+pub struct Qemu<'a> {
     pub kernel: &'a Path,
     pub initrd: &'a Path,
     pub disks: &'a [&'a Path],
@@ -419,7 +621,7 @@ pub struct Machine<'a> {
     pub cmdline: &'a str,
 }
 
-impl Machine<'_> {
+impl Qemu<'_> {
     /// Boots, with the serial log in the next `serial-N.log` of `work`. Stops QEMU (by
     /// its pid) when `stop_marker` appears in the log or after `limit`.
     pub fn boot(&self, work: &Path, stop_marker: Option<&str>, limit: Duration) -> Result<Boot> {
@@ -485,6 +687,26 @@ impl Machine<'_> {
             }
         }
         Ok(Boot { status, log, elapsed, timed_out })
+    }
+}
+
+/// Prints a boot's timings: QEMU's run, the kernel's uptime when the test init
+/// started, and the activator's share.
+pub fn report(name: &str, boot: &Boot) {
+    eprintln!(
+        "scenario {name}: QEMU ran {:.2} s; kernel uptime at the test init {}; /init to exec {} (of it modules and \
+         disk wait {})",
+        boot.elapsed.as_secs_f64(),
+        boot.init_uptime().map_or_else(|| "?".into(), |s| format!("{s:.2} s")),
+        boot.activation_ms().map_or_else(|| "?".into(), |ms| format!("{ms:.1} ms")),
+        boot.kernel_wait_ms().map_or_else(|| "?".into(), |ms| format!("{ms:.1} ms")),
+    );
+}
+
+/// Ends a scenario: panics with the error, if any.
+pub fn check(result: Result<()>) {
+    if let Err(error) = result {
+        panic!("{error}");
     }
 }
 

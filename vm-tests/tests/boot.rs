@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use blankslate_vm_tests::{self as vm, Boot, Result, Volume};
+use blankslate_vm_tests::{self as vm, Result, Volume, check, report};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
@@ -111,24 +111,7 @@ fn prepare_with(
     Ok(Scenario { work, disk })
 }
 
-fn report(name: &str, boot: &Boot) {
-    eprintln!(
-        "scenario {name}: QEMU ran {:.2} s; kernel uptime at the test init {}; /init to exec {} (of it modules and \
-         disk wait {})",
-        boot.elapsed.as_secs_f64(),
-        boot.init_uptime().map_or_else(|| "?".into(), |s| format!("{s:.2} s")),
-        boot.activation_ms().map_or_else(|| "?".into(), |ms| format!("{ms:.1} ms")),
-        boot.kernel_wait_ms().map_or_else(|| "?".into(), |ms| format!("{ms:.1} ms")),
-    );
-}
-
 const APPEND: &str = "blankslate.persist=LABEL=bsvol blankslate.init=/bin/vmtest-init";
-
-fn check(result: Result<()>) {
-    if let Err(error) = result {
-        panic!("{error}");
-    }
-}
 
 /// (a) First boot: tmpfs root, /etc linked from the store, the persisted directory
 /// mounted with its declared owner and mode, the boot recorded. The volume is found by

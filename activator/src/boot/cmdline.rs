@@ -1,47 +1,31 @@
 //! The kernel command line as boot reads it: `blankslate.*` parameters only.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Where the persistent volume is: a device path, or an ext4 label or UUID.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Device {
-    Path(PathBuf),
-    Label(String),
-    Uuid(String),
-}
+use blankslate_core::decl::Span;
+use blankslate_core::decl::paths::{PathKind, check_path};
 
-impl std::fmt::Display for Device {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Device::Path(path) => write!(f, "{}", path.display()),
-            Device::Label(label) => write!(f, "LABEL={label}"),
-            Device::Uuid(uuid) => write!(f, "UUID={uuid}"),
-        }
-    }
-}
-
-/// `blankslate.persist=DEV[:FSTYPE[:OPTIONS]]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Volume {
-    pub device: Device,
-    /// `ext4` unless told otherwise.
-    pub fs_type: String,
-    /// Comma-separated mount options, as `mount -o` takes them.
-    pub options: Vec<String>,
-}
+/// A volume on the command line, `DEVICE[:FSTYPE[:OPTIONS]]`: the same as a persistent
+/// root's `device`, `fs_type` and `mount_options` in a declaration.
+pub use blankslate_core::decl::{Device, VolumeSpec as Volume};
 
 /// Everything boot takes from the kernel command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Params {
+    /// The volume holding the store: `blankslate.persist=DEVICE[:FSTYPE[:OPTIONS]]`.
     pub volume: Option<Volume>,
+    /// Other volumes by mount point, `blankslate.persist=MOUNT=DEVICE[:…]`: they take
+    /// the place of what the declaration says for that persistent root.
+    pub volumes: BTreeMap<String, Volume>,
     /// The generation to boot; the volume's `current` one when absent.
     pub generation: Option<u32>,
     /// Overrides the declared size of the tmpfs root.
     pub size: Option<String>,
     /// The init to hand over to.
     pub init: PathBuf,
-    /// Modules to load, in order, from the initramfs's `/lib/modules`.
+    /// Modules to load (with what they need) from the initramfs; none named: all of them.
     pub modules: Vec<String>,
     pub debug: bool,
     /// How long to wait for the persistent device to appear.
@@ -55,6 +39,7 @@ impl Default for Params {
     fn default() -> Params {
         Params {
             volume: None,
+            volumes: BTreeMap::new(),
             generation: None,
             size: None,
             init: PathBuf::from(DEFAULT_INIT),
@@ -110,7 +95,17 @@ pub fn parse(line: &str) -> Result<Params, String> {
             value.filter(|v| !v.is_empty()).map(str::to_owned).ok_or_else(|| format!("`{word}` needs a value"))
         };
         match key {
-            "persist" => params.volume = Some(volume(&need(value)?).map_err(|e| format!("`{word}`: {e}"))?),
+            "persist" => {
+                let value = need(value)?;
+                let (mount, spec) = persist(&value).map_err(|e| format!("`{word}`: {e}"))?;
+                let again = match mount {
+                    None => params.volume.replace(spec).is_some(),
+                    Some(mount) => params.volumes.insert(mount, spec).is_some(),
+                };
+                if again {
+                    return Err(format!("`{word}`: that volume is already named earlier on the command line"));
+                }
+            }
             "generation" => {
                 let text = need(value)?;
                 params.generation =
@@ -145,21 +140,25 @@ pub fn parse(line: &str) -> Result<Params, String> {
     Ok(params)
 }
 
-fn volume(value: &str) -> Result<Volume, String> {
-    let mut parts = value.splitn(3, ':');
-    let device = parts.next().unwrap_or_default();
-    let device = if let Some(label) = device.strip_prefix("LABEL=") {
-        Device::Label(label.to_owned())
-    } else if let Some(uuid) = device.strip_prefix("UUID=") {
-        Device::Uuid(uuid.to_ascii_lowercase())
-    } else if device.starts_with("/dev/") {
-        Device::Path(PathBuf::from(device))
-    } else {
-        return Err("the device is a /dev path, LABEL=… or UUID=…".into());
+/// `[MOUNT=]DEVICE[:FSTYPE[:OPTIONS]]`: a mount point (an absolute path outside
+/// `/dev`) before the first `=` names the persistent root the volume is for.
+fn persist(value: &str) -> Result<(Option<String>, Volume), String> {
+    let (mount, spec) = match value.split_once('=') {
+        Some((mount, spec)) if mount.starts_with('/') && !mount.starts_with("/dev/") => {
+            let mut problems = Vec::new();
+            let what = "a persistent root";
+            if !check_path(mount, PathKind::Absolute, Span::default(), what, &mut problems) {
+                return Err(problems.into_iter().next().map_or_else(String::new, |p| p.message));
+            }
+            (Some(mount.to_owned()), spec)
+        }
+        _ => (None, value),
     };
-    let fs_type = parts.next().filter(|t| !t.is_empty()).unwrap_or("ext4").to_owned();
+    let mut parts = spec.splitn(3, ':');
+    let device = Device::parse(parts.next().unwrap_or_default())?;
+    let fs_type = parts.next().filter(|t| !t.is_empty()).unwrap_or(Volume::DEFAULT_FS_TYPE).to_owned();
     let options = parts.next().map(|o| o.split(',').filter(|o| !o.is_empty()).map(str::to_owned).collect());
-    Ok(Volume { device, fs_type, options: options.unwrap_or_default() })
+    Ok((mount, Volume { device, fs_type, options: options.unwrap_or_default() }))
 }
 
 #[cfg(test)]
@@ -203,10 +202,37 @@ mod tests {
     }
 
     #[test]
+    fn volumes_for_other_mount_points() {
+        let params = parse(
+            "blankslate.persist=/persist/big=LABEL=big blankslate.persist=LABEL=sys \
+             blankslate.persist=/data=UUID=0B1C-2D:xfs:noatime,logbsize=256k",
+        )
+        .unwrap();
+        assert_eq!(params.volume.unwrap().device, Device::Label("sys".into()));
+        let volumes: Vec<(&str, String, &str, Vec<String>)> = params
+            .volumes
+            .iter()
+            .map(|(m, v)| (m.as_str(), v.device.to_string(), v.fs_type.as_str(), v.options.clone()))
+            .collect();
+        assert_eq!(
+            volumes,
+            [
+                ("/data", "UUID=0b1c-2d".into(), "xfs", vec!["noatime".into(), "logbsize=256k".into()]),
+                ("/persist/big", "LABEL=big".into(), "ext4", vec![]),
+            ]
+        );
+    }
+
+    #[test]
     fn mistakes_name_the_word() {
         for (line, says) in [
             ("blankslate.generation=x", "a generation is a number"),
             ("blankslate.persist=vda", "/dev path"),
+            ("blankslate.persist=/data=vdb", "/dev path"),
+            ("blankslate.persist=/data/=LABEL=x", "is not normalized"),
+            ("blankslate.persist=LABEL=", "empty"),
+            ("blankslate.persist=/dev/vda blankslate.persist=LABEL=x", "already named earlier"),
+            ("blankslate.persist=/d=LABEL=x blankslate.persist=/d=LABEL=y", "already named earlier"),
             ("blankslate.init=sbin/init", "absolute"),
             ("blankslate.persit=/dev/vda", "unknown parameter `blankslate.persit=/dev/vda`"),
             ("blankslate.size=", "needs a value"),

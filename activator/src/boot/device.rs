@@ -1,7 +1,7 @@
-//! Finding the persistent device: a `/dev` path, or an ext4 file system by label or
-//! UUID. In an initramfs there is no udev, so `/dev/disk/by-*` is used only when it
-//! exists; otherwise every block device in `/sys/class/block` has its superblock read.
-//! Only ext4 (and ext2/3, same superblock) labels and UUIDs are recognised.
+//! Finding a persistent device: a `/dev` path, or a file system by label or UUID. In
+//! an initramfs there is no udev, so `/dev/disk/by-*` is used only when it exists;
+//! otherwise every block device in `/sys/class/block` has its superblock read. ext2/3/4,
+//! XFS and btrfs labels and UUIDs are recognised.
 
 use std::fmt::Write as _;
 use std::io::{Read, Seek, SeekFrom};
@@ -10,36 +10,68 @@ use std::time::{Duration, Instant};
 
 use super::cmdline::Device;
 
-/// The label and UUID of an ext2/3/4 superblock (the 1024 bytes at offset 1024).
-pub fn ext4_identity(superblock: &[u8]) -> Option<(String, String)> {
-    if superblock.len() < 0x88 || superblock[0x38..0x3a] != [0x53, 0xef] {
-        return None;
-    }
-    let u = &superblock[0x68..0x78];
+/// A UUID's 16 bytes as `blkid` prints them.
+fn uuid_text(u: &[u8]) -> String {
     let hex = |bytes: &[u8]| {
         bytes.iter().fold(String::new(), |mut out, b| {
             let _ = write!(out, "{b:02x}");
             out
         })
     };
-    let uuid = format!("{}-{}-{}-{}-{}", hex(&u[0..4]), hex(&u[4..6]), hex(&u[6..8]), hex(&u[8..10]), hex(&u[10..16]));
-    let label = &superblock[0x78..0x88];
-    let end = label.iter().position(|&b| b == 0).unwrap_or(label.len());
-    Some((String::from_utf8_lossy(&label[..end]).into_owned(), uuid))
+    format!("{}-{}-{}-{}-{}", hex(&u[0..4]), hex(&u[4..6]), hex(&u[6..8]), hex(&u[8..10]), hex(&u[10..16]))
 }
 
-fn read_superblock(device: &Path) -> Option<Vec<u8>> {
+/// A label field: up to the first NUL.
+fn label_text(field: &[u8]) -> String {
+    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    String::from_utf8_lossy(&field[..end]).into_owned()
+}
+
+/// The label and UUID of an ext2/3/4 superblock (the 1024 bytes at offset 1024).
+pub fn ext4_identity(superblock: &[u8]) -> Option<(String, String)> {
+    if superblock.len() < 0x88 || superblock[0x38..0x3a] != [0x53, 0xef] {
+        return None;
+    }
+    Some((label_text(&superblock[0x78..0x88]), uuid_text(&superblock[0x68..0x78])))
+}
+
+/// The label and UUID of an XFS superblock (at offset 0: `sb_uuid` at 32, `sb_fname`
+/// at 108).
+pub fn xfs_identity(superblock: &[u8]) -> Option<(String, String)> {
+    if superblock.len() < 120 || &superblock[..4] != b"XFSB" {
+        return None;
+    }
+    Some((label_text(&superblock[108..120]), uuid_text(&superblock[32..48])))
+}
+
+/// The label and UUID (the fsid) of a btrfs superblock (at offset 64 KiB: fsid at
+/// 0x20, magic at 0x40, label at 0x12b).
+pub fn btrfs_identity(superblock: &[u8]) -> Option<(String, String)> {
+    if superblock.len() < 0x22b || &superblock[0x40..0x48] != b"_BHRfS_M" {
+        return None;
+    }
+    Some((label_text(&superblock[0x12b..0x22b]), uuid_text(&superblock[0x20..0x30])))
+}
+
+/// The label and UUID of the file system on `device`, if it is one blankslate knows.
+fn identity(device: &Path) -> Option<(String, String)> {
     let mut file = std::fs::File::open(device).ok()?;
-    file.seek(SeekFrom::Start(1024)).ok()?;
-    let mut buffer = vec![0; 1024];
-    file.read_exact(&mut buffer).ok()?;
-    Some(buffer)
+    let mut read_at = |offset: u64, len: usize| -> Option<Vec<u8>> {
+        file.seek(SeekFrom::Start(offset)).ok()?;
+        let mut buffer = vec![0; len];
+        file.read_exact(&mut buffer).ok()?;
+        Some(buffer)
+    };
+    read_at(1024, 1024)
+        .and_then(|sb| ext4_identity(&sb))
+        .or_else(|| read_at(0, 512).and_then(|sb| xfs_identity(&sb)))
+        .or_else(|| read_at(65536, 4096).and_then(|sb| btrfs_identity(&sb)))
 }
 
 /// One look for `device`; `None` if it is not there (yet).
 fn find_once(device: &Device) -> Option<PathBuf> {
     let (by, wanted) = match device {
-        Device::Path(path) => return path.exists().then(|| path.clone()),
+        Device::Path(path) => return Path::new(path).exists().then(|| PathBuf::from(path)),
         Device::Label(label) => ("by-label", label),
         Device::Uuid(uuid) => ("by-uuid", uuid),
     };
@@ -51,7 +83,7 @@ fn find_once(device: &Device) -> Option<PathBuf> {
         std::fs::read_dir("/sys/class/block").ok()?.filter_map(Result::ok).map(|e| e.file_name()).collect();
     names.sort();
     names.into_iter().map(|name| Path::new("/dev").join(name)).find(|path| {
-        read_superblock(path).and_then(|sb| ext4_identity(&sb)).is_some_and(|(label, uuid)| match device {
+        identity(path).is_some_and(|(label, uuid)| match device {
             Device::Label(_) => label == *wanted,
             _ => uuid == *wanted,
         })
@@ -113,10 +145,48 @@ mod tests {
         if !made.is_ok_and(|s| s.success()) {
             return; // no e2fsprogs here
         }
-        let (label, uuid) = ext4_identity(&read_superblock(&image).unwrap()).unwrap();
+        let (label, uuid) = identity(&image).unwrap();
         assert_eq!(label, "bslabel");
         assert_eq!(uuid, "0b1c2d3e-0000-4000-8000-00000000abcd");
-        let found = wait_for(&Device::Path(image.clone()), Duration::ZERO);
+        let found = wait_for(&Device::Path(image.to_string_lossy().into_owned()), Duration::ZERO);
         assert_eq!(found, Some(image));
+    }
+
+    #[test]
+    fn xfs_and_btrfs_superblocks_give_label_and_uuid() {
+        let uuid = [0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef];
+        let mut xfs = vec![0u8; 512];
+        xfs[..4].copy_from_slice(b"XFSB");
+        xfs[32..48].copy_from_slice(&uuid);
+        xfs[108..113].copy_from_slice(b"bsxfs");
+        assert_eq!(xfs_identity(&xfs), Some(("bsxfs".into(), "12345678-9abc-def0-0123-456789abcdef".into())));
+        let mut btrfs = vec![0u8; 4096];
+        btrfs[0x40..0x48].copy_from_slice(b"_BHRfS_M");
+        btrfs[0x20..0x30].copy_from_slice(&uuid);
+        btrfs[0x12b..0x130].copy_from_slice(b"bsbtr");
+        assert_eq!(btrfs_identity(&btrfs), Some(("bsbtr".into(), "12345678-9abc-def0-0123-456789abcdef".into())));
+        assert_eq!(xfs_identity(&btrfs), None);
+        assert_eq!(btrfs_identity(&xfs), None);
+    }
+
+    /// Real images made by mkfs.xfs and mkfs.btrfs, where those are installed.
+    #[test]
+    fn real_xfs_and_btrfs_images_are_recognised() {
+        let dir = tempfile::tempdir().unwrap();
+        let uuid = "5a1b2c3d-0000-4000-8000-0000000000da";
+        for (tool, args) in [
+            ("mkfs.xfs", ["-q", "-f", "-L", "bsfs", "-m", &format!("uuid={uuid}")]),
+            ("mkfs.btrfs", ["-q", "-f", "-L", "bsfs", "-U", uuid]),
+        ] {
+            let image = dir.path().join(format!("{tool}.img"));
+            std::fs::File::create(&image).unwrap().set_len(320 << 20).unwrap();
+            let made =
+                std::process::Command::new(tool).args(args).arg(&image).stdout(std::process::Stdio::null()).status();
+            if !made.is_ok_and(|s| s.success()) {
+                eprintln!("skipped: no {tool} here");
+                continue;
+            }
+            assert_eq!(identity(&image), Some(("bsfs".into(), uuid.into())), "{tool}");
+        }
     }
 }

@@ -74,6 +74,10 @@ pub enum Rule {
     /// A file bind-mounted without saying so: programs that replace it by `rename()`
     /// get EBUSY (a warning).
     FileBindRename,
+    /// A persistent root's `device`, `fs_type` or `mount_options` is wrong, or two
+    /// roots name one device; or (a warning) boot cannot tell which root holds the
+    /// store.
+    Volume,
 }
 
 impl Rule {
@@ -110,6 +114,7 @@ impl Rule {
             Rule::PrivateMode => "private-mode",
             Rule::ManyMounts => "many-mounts",
             Rule::FileBindRename => "file-bind-rename",
+            Rule::Volume => "volume",
         }
     }
 }

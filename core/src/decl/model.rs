@@ -206,11 +206,80 @@ pub struct UserEntries {
     pub files: Vec<Entry>,
 }
 
+/// Where a volume is: a device path, or a file system's label or UUID, spelled as on
+/// the kernel command line and in fstab (`/dev/vdb`, `LABEL=data`, `UUID=…`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Device {
+    Path(String),
+    Label(String),
+    /// Lower case, as `blkid` prints it.
+    Uuid(String),
+}
+
+impl Device {
+    pub fn parse(text: &str) -> Result<Device, &'static str> {
+        let device = if let Some(label) = text.strip_prefix("LABEL=") {
+            Device::Label(label.to_owned())
+        } else if let Some(uuid) = text.strip_prefix("UUID=") {
+            Device::Uuid(uuid.to_ascii_lowercase())
+        } else if text.starts_with("/dev/") {
+            Device::Path(text.to_owned())
+        } else {
+            return Err("a device is a /dev path, LABEL=… or UUID=…");
+        };
+        match &device {
+            Device::Label(name) | Device::Uuid(name) if name.is_empty() => Err("the label or UUID is empty"),
+            _ => Ok(device),
+        }
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Path(path) => f.write_str(path),
+            Device::Label(label) => write!(f, "LABEL={label}"),
+            Device::Uuid(uuid) => write!(f, "UUID={uuid}"),
+        }
+    }
+}
+
+impl Serialize for Device {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Device {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Device::parse(&text).map_err(|e| serde::de::Error::custom(format!("`{text}`: {e}")))
+    }
+}
+
+/// How boot mounts a volume: its device, file system type and options (as for
+/// `mount -o`; the generic ones such as `noatime` apply to the mount).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeSpec {
+    pub device: Device,
+    /// `ext4` unless told otherwise.
+    pub fs_type: String,
+    pub options: Vec<String>,
+}
+
+impl VolumeSpec {
+    pub const DEFAULT_FS_TYPE: &str = "ext4";
+}
+
 /// A persistent volume, keyed in [`Declaration::persist`] by where it is mounted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersistRoot {
     #[serde(skip)]
     pub span: Span,
+    /// Where boot finds this volume (`device`, `fs_type`, `mount_options`); `None`
+    /// for the volume holding the store, which the kernel command line names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<VolumeSpec>,
     pub hide_mounts: bool,
     pub directories: Vec<Entry>,
     pub files: Vec<Entry>,

@@ -10,14 +10,14 @@ use toml_edit::{Item, Key, Table, TableLike, Value};
 
 use super::diag::{Diagnostic, Diagnostics, Rule, nearest};
 use super::model::{
-    AuditSettings, Declaration, Entry, EntryKind, EtcContents, EtcEntry, EtcMode, EtcTree, How, Mode, MountOption,
-    Owner, PersistRoot, RootSettings, Span, UserEntries, VERSION, default_home,
+    AuditSettings, Declaration, Device, Entry, EntryKind, EtcContents, EtcEntry, EtcMode, EtcTree, How, Mode,
+    MountOption, Owner, PersistRoot, RootSettings, Span, UserEntries, VERSION, VolumeSpec, default_home,
 };
 use super::paths::{PathKind, check_path};
 
 const TOP_KEYS: &[&str] = &["version", "root", "persist", "etc", "etc_tree", "audit"];
 const ROOT_KEYS: &[&str] = &["size", "mode"];
-const PERSIST_KEYS: &[&str] = &["directories", "files", "users", "hide_mounts"];
+const PERSIST_KEYS: &[&str] = &["directories", "files", "users", "hide_mounts", "device", "fs_type", "mount_options"];
 const USER_KEYS: &[&str] = &["home", "group", "directories", "files"];
 const DIRECTORY_KEYS: &[&str] = &["directory", "user", "group", "mode", "parent", "how", "options"];
 const FILE_KEYS: &[&str] = &["file", "user", "group", "mode", "parent", "how", "options"];
@@ -293,6 +293,7 @@ impl Parser<'_> {
             self.check_keys(body, PERSIST_KEYS, &format!("persistent root `{mount}`"));
             let mut root = PersistRoot {
                 span: f.key,
+                volume: self.volume(body),
                 hide_mounts: field(body, "hide_mounts").and_then(|f| self.bool(&f, "`hide_mounts`")).unwrap_or(false),
                 directories: Vec::new(),
                 files: Vec::new(),
@@ -309,6 +310,60 @@ impl Parser<'_> {
             roots.insert(mount.to_owned(), root);
         }
         roots
+    }
+
+    /// `device`, `fs_type` and `mount_options` of a persistent root: how boot mounts a
+    /// volume other than the store's.
+    fn volume(&mut self, body: &dyn TableLike) -> Option<VolumeSpec> {
+        let fs_type = field(body, "fs_type").and_then(|f| {
+            let name = self.string(&f, "`fs_type`")?;
+            if !valid_fs_type(&name) {
+                self.push(
+                    Diagnostic::error(Rule::Volume, f.span(), format!("`{name}` is not a file system type"))
+                        .with_help("a type as /proc/filesystems names it, such as \"ext4\", \"xfs\", \"btrfs\""),
+                );
+            }
+            Some(name)
+        });
+        let options = field(body, "mount_options").map(|f| self.volume_options(&f)).unwrap_or_default();
+        let Some(f) = field(body, "device") else {
+            if let Some(f) = field(body, "fs_type").or_else(|| field(body, "mount_options")) {
+                self.push(
+                    Diagnostic::error(Rule::Volume, f.key, "`fs_type` and `mount_options` need a `device`").with_help(
+                        "the store's volume is mounted before the declaration is read: say its type and options on \
+                         the kernel command line, blankslate.persist=DEVICE:FSTYPE:OPTIONS",
+                    ),
+                );
+            }
+            return None;
+        };
+        let text = self.string(&f, "`device`")?;
+        let device = Device::parse(&text).map_err(|reason| {
+            self.push(
+                Diagnostic::error(Rule::Volume, f.span(), format!("`{text}` is not a device: {reason}"))
+                    .with_help("write \"LABEL=data\", \"UUID=…\" (as blkid prints them) or \"/dev/vdb\""),
+            );
+        });
+        let fs_type = fs_type.unwrap_or_else(|| VolumeSpec::DEFAULT_FS_TYPE.to_owned());
+        Some(VolumeSpec { device: device.ok()?, fs_type, options })
+    }
+
+    /// A volume's mount options: one option per string (`noatime`, `compress=zstd`).
+    fn volume_options(&mut self, f: &Field<'_>) -> Vec<String> {
+        let mut options = Vec::new();
+        for element in self.elements(f, "`mount_options`") {
+            match element.as_str() {
+                Some(text) if !text.is_empty() && !text.contains([',', ' ', '\n', '\t']) => {
+                    options.push(text.to_owned());
+                }
+                Some(text) => self.push(
+                    Diagnostic::error(Rule::Volume, element.span(), format!("`{text}` is not one mount option"))
+                        .with_help("one option per string: [\"noatime\", \"commit=30\"]"),
+                ),
+                None => self.wrong_type(element.span(), "a mount option", "a string", element.type_name()),
+            }
+        }
+        options
     }
 
     fn users(&mut self, table: &dyn TableLike) -> BTreeMap<String, UserEntries> {
@@ -725,6 +780,12 @@ fn valid_name(name: &str) -> bool {
         && name.len() <= 32
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         && !name.ends_with('.')
+}
+
+fn valid_fs_type(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 fn valid_size(size: &str) -> bool {

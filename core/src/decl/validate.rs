@@ -4,8 +4,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::diag::{Diagnostic, Diagnostics, Rule};
-use super::model::{Declaration, EntryKind, EtcMode, How, Mode, Owner, ResolvedEntry, Span};
+use super::diag::{Diagnostic, Diagnostics, Rule, Severity};
+use super::model::{Declaration, Device, EntryKind, EtcMode, How, Mode, Owner, PersistRoot, ResolvedEntry, Span};
 use super::paths::{ancestors, is_inside, parent};
 use super::users::UserDb;
 
@@ -39,6 +39,7 @@ pub fn validate(declaration: &Declaration, users: Option<&UserDb>, diagnostics: 
     check_parent_owners(&entries, &by_path, diagnostics, &mut out);
     check_private_modes(&entries, &by_path, &mut out);
     check_mount_count(&entries, &mut out);
+    check_volumes(declaration, diagnostics, &mut out);
     if let Some(users) = users {
         check_names(declaration, &entries, users, &mut out);
     }
@@ -403,6 +404,54 @@ fn check_persistent_roots(
                 )
                 .with_help("declared paths name where data appears in the ephemeral root, not where it is stored"),
             );
+        }
+    }
+}
+
+/// Boot mounts one volume from the kernel command line (the store's) and every other
+/// one from its `device`: two roots naming one device, or two without one, cannot boot.
+fn check_volumes(declaration: &Declaration, diagnostics: &Diagnostics, out: &mut Vec<Diagnostic>) {
+    // In the order written, so that each finding points at the later of two roots.
+    let mut roots: Vec<(&String, &PersistRoot)> = declaration.persist.iter().collect();
+    roots.sort_by_key(|(_, root)| root.span.start);
+    // A `device` already refused leaves its root without one: no second finding.
+    let refused = diagnostics.items.iter().any(|d| d.rule == Rule::Volume && d.severity == Severity::Error);
+    let mut by_device: HashMap<&Device, (&str, Span)> = HashMap::new();
+    let mut without: Option<(&str, Span)> = None;
+    for (mount, root) in roots {
+        match (&root.volume, without) {
+            (None, None) => without = Some((mount, root.span)),
+            (None, Some(_)) if refused => {}
+            (None, Some((first, span))) => out.push(
+                Diagnostic::warning(
+                    Rule::Volume,
+                    root.span,
+                    format!(
+                        "persistent roots `{first}` (line {}) and `{mount}` both have no `device`",
+                        line_of(diagnostics, span)
+                    ),
+                )
+                .with_help(
+                    "boot mounts the store's volume from blankslate.persist= on the kernel command line and every \
+                     other one from its `device`: give all roots but the store's a `device`",
+                ),
+            ),
+            (Some(volume), _) => {
+                if let Some((first, span)) = by_device.insert(&volume.device, (mount, root.span)) {
+                    out.push(
+                        Diagnostic::error(
+                            Rule::Volume,
+                            root.span,
+                            format!(
+                                "`{mount}` and `{first}` (line {}) name the same device {}",
+                                line_of(diagnostics, span),
+                                volume.device
+                            ),
+                        )
+                        .with_help("a volume is mounted at one place: declare its paths under one persistent root"),
+                    );
+                }
+            }
         }
     }
 }

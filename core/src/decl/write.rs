@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::model::{Declaration, Entry, EntryKind, EtcContents, EtcMode, How, Mode, Owner, RootSettings, default_home};
+use super::model::{
+    Declaration, Entry, EntryKind, EtcContents, EtcMode, How, Mode, Owner, RootSettings, VolumeSpec, default_home,
+};
 
 /// The declaration as TOML text that [`super::check`] reads back to the same
 /// declaration.
@@ -26,6 +28,16 @@ pub fn to_toml_noted(declaration: &Declaration, notes: &BTreeMap<String, String>
     }
     for (mount, root) in &declaration.persist {
         let _ = writeln!(out, "\n[persist.{}]", quote(mount));
+        if let Some(volume) = &root.volume {
+            let _ = writeln!(out, "device = {}", quote(&volume.device.to_string()));
+            if volume.fs_type != VolumeSpec::DEFAULT_FS_TYPE {
+                let _ = writeln!(out, "fs_type = {}", quote(&volume.fs_type));
+            }
+            if !volume.options.is_empty() {
+                let options: Vec<String> = volume.options.iter().map(|o| quote(o)).collect();
+                let _ = writeln!(out, "mount_options = [{}]", options.join(", "));
+            }
+        }
         if root.hide_mounts {
             out.push_str("hide_mounts = true\n");
         }

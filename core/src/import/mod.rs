@@ -447,6 +447,7 @@ fn majority<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
 
 fn root_mut<'r>(roots: &'r mut BTreeMap<String, PersistRoot>, mount: &str) -> &'r mut PersistRoot {
     roots.entry(mount.to_owned()).or_insert_with(|| PersistRoot {
+        volume: None,
         span: Span::default(),
         hide_mounts: false,
         directories: Vec::new(),
