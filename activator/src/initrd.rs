@@ -49,6 +49,12 @@ pub enum InitrdError {
         path.display()
     )]
     NotStatic { path: PathBuf, what: &'static str },
+    #[error(
+        "{} is {what}: the emergency shell runs before any library is there; give a static one \
+         (Debian's busybox-static installs /bin/busybox)",
+        path.display()
+    )]
+    ShellNotStatic { path: PathBuf, what: &'static str },
 }
 
 impl Initrd {
@@ -217,32 +223,47 @@ fn collect_modules(dir: &Path, names: &[String]) -> Result<(Modules, String), In
     Ok((found, dep_lines))
 }
 
-/// Builds the initramfs for `binary` with `modules` (names; with their dependencies
-/// when `modules_dir` has a `modules.dep`) found below `modules_dir`, and writes it to
-/// `out`.
-pub fn build(
-    binary: &Path,
-    modules_dir: Option<&Path>,
-    modules: &[String],
-    compression: Compression,
-    out: &mut impl Write,
-) -> Result<Modules, Box<dyn std::error::Error>> {
+/// What goes into an initramfs.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec<'a> {
+    /// The static blankslate binary, as `/init`.
+    pub binary: &'a Path,
+    /// Where to find `modules` (with their dependencies when it has a `modules.dep`).
+    pub modules_dir: Option<&'a Path>,
+    pub modules: &'a [String],
+    /// A static shell (busybox) as `/bin/sh`, which boot starts when it fails: an
+    /// emergency shell before any disk is there.
+    pub shell: Option<&'a Path>,
+    pub compression: Compression,
+}
+
+/// Builds the initramfs `spec` describes and writes it to `out`.
+pub fn build(spec: &Spec<'_>, out: &mut impl Write) -> Result<Modules, Box<dyn std::error::Error>> {
     let read = |path: &Path| std::fs::read(path).map_err(|source| InitrdError::Read { path: path.to_owned(), source });
-    let contents = read(binary)?;
+    let contents = read(spec.binary)?;
     if let Some(what) = not_static(&contents) {
-        return Err(InitrdError::NotStatic { path: binary.to_owned(), what }.into());
+        return Err(InitrdError::NotStatic { path: spec.binary.to_owned(), what }.into());
     }
     let mut initrd = Initrd::new(contents);
+    if let Some(shell) = spec.shell {
+        let contents = read(shell)?;
+        if let Some(what) = not_static(&contents) {
+            return Err(InitrdError::ShellNotStatic { path: shell.to_owned(), what }.into());
+        }
+        initrd.entries.push(("bin".to_owned(), Node::Dir { mode: 0o755 }));
+        initrd.entries.push(("bin/sh".to_owned(), Node::File { mode: 0o755, contents }));
+    }
     let mut found = Modules::default();
-    if !modules.is_empty() {
-        let dir = modules_dir.ok_or(InitrdError::NoModulesDir)?;
+    if !spec.modules.is_empty() {
+        let dir = spec.modules_dir.ok_or(InitrdError::NoModulesDir)?;
         let dep_lines;
-        (found, dep_lines) = collect_modules(dir, modules)?;
+        (found, dep_lines) = collect_modules(dir, spec.modules)?;
         for (name, path) in &found.included {
             initrd.add_module(name, modules::decompress(path, read(path)?)?);
         }
         initrd.add_file(&format!("{MODULES_DIR}/{}", modules::DEP_FILE), dep_lines.into_bytes());
     }
+    let compression = spec.compression;
     match compression {
         Compression::Gzip => {
             let mut gzip = flate2::write::GzEncoder::new(out, flate2::Compression::default());
@@ -301,7 +322,7 @@ mod tests {
     /// The archive `build` writes for `binary`, compressed or not.
     fn built(binary: &Path, compression: Compression) -> Vec<u8> {
         let mut out = Vec::new();
-        build(binary, None, &[], compression, &mut out).unwrap();
+        build(&Spec { binary, modules_dir: None, modules: &[], shell: None, compression }, &mut out).unwrap();
         out
     }
 
@@ -407,7 +428,14 @@ mod tests {
 
         let names: Vec<String> = ["virtio-blk", "ext4", "virtio_pci"].map(String::from).to_vec();
         let mut archive = Vec::new();
-        let found = build(&binary_path, Some(dir.path()), &names, Compression::None, &mut archive).unwrap();
+        let spec = Spec {
+            binary: &binary_path,
+            modules_dir: Some(dir.path()),
+            modules: &names,
+            shell: None,
+            compression: Compression::None,
+        };
+        let found = build(&spec, &mut archive).unwrap();
         let order: Vec<&str> = found.included.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(order, ["virtio_ring", "virtio", "virtio_blk", "virtio_pci"]);
         assert_eq!(found.built_in, ["ext4"]);
@@ -433,9 +461,34 @@ mod tests {
             "virtio_ring.ko:\nvirtio.ko: virtio_ring.ko\nvirtio_blk.ko: virtio.ko virtio_ring.ko\n\
              virtio_pci.ko: virtio.ko virtio_ring.ko\n"
         );
-        let error = build(&binary_path, Some(dir.path()), &["virtio_net".into()], Compression::None, &mut Vec::new())
-            .unwrap_err()
-            .to_string();
+        let error = build(&Spec { modules: &["virtio_net".into()], ..spec }, &mut Vec::new()).unwrap_err().to_string();
         assert!(error.starts_with("no module virtio_net in "), "{error}");
+    }
+
+    #[test]
+    fn a_static_shell_becomes_bin_sh_and_a_dynamic_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // Static as far as `not_static` looks: no program headers.
+        let mut binary = vec![0u8; 64];
+        binary[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        std::fs::write(dir.path().join("init"), &binary).unwrap();
+        binary[10] = 7;
+        std::fs::write(dir.path().join("busybox"), &binary).unwrap();
+        let (init, busybox) = (dir.path().join("init"), dir.path().join("busybox"));
+        let spec = Spec {
+            binary: &init,
+            modules_dir: None,
+            modules: &[],
+            shell: Some(&busybox),
+            compression: Compression::None,
+        };
+        let mut archive = Vec::new();
+        build(&spec, &mut archive).unwrap();
+        let entries = unpack(&archive);
+        let shell = entries.iter().find(|(name, _)| name == "bin/sh").expect("bin/sh in the archive");
+        assert_eq!(shell.1, binary);
+        let dynamic = std::env::current_exe().unwrap();
+        let error = build(&Spec { shell: Some(&dynamic), ..spec }, &mut Vec::new()).unwrap_err().to_string();
+        assert!(error.contains("is dynamically linked: the emergency shell runs before any library"), "{error}");
     }
 }

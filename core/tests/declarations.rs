@@ -162,7 +162,12 @@ const ALL_ERROR_RULES: [Rule; 27] = [
 /// declaration for it) gets added too.
 fn rule_is_listed(rule: Rule) -> bool {
     match rule {
-        Rule::UnknownUser | Rule::FileBindRename | Rule::Nested | Rule::PrivateMode | Rule::ManyMounts => false,
+        Rule::UnknownUser
+        | Rule::FileBindRename
+        | Rule::MachineIdBind
+        | Rule::Nested
+        | Rule::PrivateMode
+        | Rule::ManyMounts => false,
         Rule::Syntax
         | Rule::UnknownKey
         | Rule::MissingKey
@@ -314,7 +319,7 @@ mode = "0700"
 [[persist."/persist".directories]]
 directory = "/var/lib/other"
 [[persist."/persist".files]]
-file = "/etc/machine-id"
+file = "/etc/hostid"
 how = "bind"
 "#,
     ),
@@ -605,4 +610,15 @@ fn too_many_bind_mounts_is_a_warning_naming_the_best_parent() {
     // /srv covers all 280, but each /srv/appN only 40: the most is /srv.
     assert!(rendered.contains("`/srv` covers 280 of them"), "{rendered}");
     insta::assert_snapshot!("many-mounts", rendered);
+}
+
+#[test]
+fn a_bind_mounted_machine_id_is_a_warning_and_a_copy_is_not() {
+    let bound = "version = 1\n[persist.\"/persist\"]\nfiles = [\n  \"/etc/machine-id\",\n]\n";
+    let checked = decl::check(Path::new("tests/machine-id.toml"), bound, None);
+    assert!(checked.declaration.is_some(), "a warning only");
+    assert_eq!(locations(&checked), [("machine-id-bind", 4, 3)]);
+    assert!(checked.diagnostics.render(false).contains("how = \"copy\""));
+    let copied = bound.replace("\"/etc/machine-id\"", "{ file = \"/etc/machine-id\", how = \"copy\" }");
+    assert!(decl::check(Path::new("tests/machine-id.toml"), &copied, None).diagnostics.items.is_empty());
 }

@@ -269,7 +269,7 @@ fn impermanence_nixos_module_shapes() {
     let ssh = notes_at(&imported, "\"/persist\".directories[5]");
     assert!(ssh.iter().any(|n| n.contains("sshd_config") && n.contains("ssh_host_ed25519_key")), "{ssh:?}");
     // What `check` says: the nesting (both lines named) and the open private directories.
-    assert_eq!(check_rules(&imported), ["nested", "private-mode", "private-mode"]);
+    assert_eq!(check_rules(&imported), ["nested", "private-mode", "machine-id-bind", "private-mode"]);
     assert!(has_note(
         &imported,
         "(declaration)",

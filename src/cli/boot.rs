@@ -27,6 +27,10 @@ pub(super) struct InitrdArgs {
     /// put in decompressed.
     #[arg(long = "module", value_name = "NAME")]
     module: Vec<String>,
+    /// A static shell to put in as /bin/sh: boot starts it when it fails (say, the disk
+    /// never appears). Debian's busybox-static installs one as /bin/busybox.
+    #[arg(long, value_name = "FILE")]
+    shell: Option<PathBuf>,
     /// Write a plain cpio archive instead of a gzip-compressed one.
     #[arg(long)]
     uncompressed: bool,
@@ -47,8 +51,14 @@ pub(super) fn initrd(args: &InitrdArgs) -> Result<ExitCode> {
         None => std::env::current_exe()?,
     };
     let mut archive = Vec::new();
-    let found =
-        blankslate_activator::initrd::build(&binary, args.modules.as_deref(), names, compression, &mut archive)?;
+    let spec = blankslate_activator::initrd::Spec {
+        binary: &binary,
+        modules_dir: args.modules.as_deref(),
+        modules: names,
+        shell: args.shell.as_deref(),
+        compression,
+    };
+    let found = blankslate_activator::initrd::build(&spec, &mut archive)?;
     let parent = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = output.file_name().ok_or_else(|| format!("{}: not a file name", output.display()))?;
     Dir::open_root(parent)?.write_atomic(name, &archive, 0o644)?;
@@ -59,7 +69,8 @@ pub(super) fn initrd(args: &InitrdArgs) -> Result<ExitCode> {
         eprintln!("module {name} is built into the kernel: nothing to add");
     }
     let count = found.included.len();
-    println!("{}: /init = {}, {count} modules, {} bytes", output.display(), binary.display(), archive.len());
+    let shell = args.shell.as_ref().map(|s| format!(", /bin/sh = {}", s.display())).unwrap_or_default();
+    println!("{}: /init = {}{shell}, {count} modules, {} bytes", output.display(), binary.display(), archive.len());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -186,7 +186,7 @@ fn prepare() -> Result<Prepared> {
     // Route a: blankslate's own initramfs, from the tree's modules.
     let own_initrd = work.join("initrd-blankslate.cpio.gz");
     let mut command = Command::new(static_binary()?);
-    command.arg("initrd").arg("--output").arg(&own_initrd);
+    command.arg("initrd").arg("--output").arg(&own_initrd).arg("--shell").arg(tree.join("usr/bin/busybox"));
     command.arg("--modules").arg(tree.join("usr/lib/modules").join(&image.kernel_version));
     for module in VIRTIO_MODULES {
         command.args(["--module", module]);
@@ -268,10 +268,19 @@ pub fn disk(work: &Path) -> Result<PathBuf> {
     Ok(disk)
 }
 
-/// Boots `disk` by `route`, with `append` after the route's command line.
-pub fn boot(route: Route, work: &Path, disk: &Path, append: &str, stop: Option<&str>, limit: Duration) -> Result<Boot> {
+/// Boots `disk` by `route`, the volume named as `volume` (`LABEL=persist`), with
+/// `append` after the route's command line.
+pub fn boot(
+    route: Route,
+    work: &Path,
+    disk: &Path,
+    volume: &str,
+    append: &str,
+    stop: Option<&str>,
+    limit: Duration,
+) -> Result<Boot> {
     let prepared = prepared()?;
-    let mut cmdline = route.cmdline(&format!("LABEL={LABEL}"));
+    let mut cmdline = route.cmdline(volume);
     let _ = write!(cmdline, " {append}");
     let initrd = if route == Route::Own { &prepared.own_initrd } else { &prepared.dracut_initrd };
     let qemu = Qemu { kernel: &prepared.kernel, initrd, disks: &[disk], memory_mb: MEMORY_MB, cmdline: &cmdline };

@@ -17,7 +17,7 @@ const LIMIT: Duration = Duration::from_secs(900);
 
 fn boot(route: Route, work: &std::path::Path, disk: &std::path::Path, phase: &str, extra: &str) -> Result<Boot> {
     let append = format!("vmtest.phase={phase} {extra}");
-    let boot = debian::boot(route, work, disk, &append, None, LIMIT)?;
+    let boot = debian::boot(route, work, disk, &format!("LABEL={}", debian::LABEL), &append, None, LIMIT)?;
     boot.expect_powered_off(&format!("{} route, phase {phase}", route.name()))?;
     let facts = debian::facts(&boot);
     println!(
@@ -81,4 +81,42 @@ fn debian_through_blankslates_own_initramfs() -> Result<()> {
 #[ignore = "boots Debian under QEMU: cargo test -p blankslate-vm-tests -- --ignored"]
 fn debian_through_dracut_and_the_initrd_service() -> Result<()> {
     lifecycle(Route::Dracut)
+}
+
+/// The volume never appears. blankslate's own initramfs names the device, and starts
+/// the emergency shell it carries (busybox); dracut's systemd initrd fails the unit
+/// with blankslate's message in its journal and enters emergency mode. Either way the
+/// disk is not written: byte for byte the same afterwards.
+fn missing_volume(route: Route, emergency: &str) -> Result<()> {
+    let work = vm::work_dir(&format!("debian-{}-missing-volume", route.name()))?;
+    let disk = debian::disk(&work)?;
+    let pristine = work.join("pristine.img");
+    vm::run(std::process::Command::new("cp").arg("--sparse=always").arg(&disk).arg(&pristine))?;
+    let volume = "LABEL=nosuchvolume";
+    let boot = debian::boot(route, &work, &disk, volume, "blankslate.timeout=3", Some(emergency), LIMIT)?;
+    println!("{} with no volume: {:.1} s to {emergency:?}", route.name(), boot.elapsed.as_secs_f64());
+    let expected = [
+        "blankslate: boot failed: cannot find the persistent volume: LABEL=nosuchvolume did not appear within 3 s",
+        "Nothing was written to any disk.",
+        emergency,
+    ];
+    let missing: Vec<&str> = expected.iter().copied().filter(|line| !boot.log.contains(line)).collect();
+    if boot.timed_out || !missing.is_empty() || boot.log.contains("Kernel panic") {
+        return Err(format!("missing volume: expected {missing:?}\n--- serial log tail ---\n{}", boot.tail(40)));
+    }
+    vm::run(std::process::Command::new("cmp").arg(&disk).arg(&pristine))
+        .map_err(|e| format!("the disk changed although the boot stopped before the volume: {e}"))?;
+    Ok(())
+}
+
+#[test]
+#[ignore = "boots Debian under QEMU: cargo test -p blankslate-vm-tests -- --ignored"]
+fn debian_without_its_volume_gets_an_emergency_shell_from_the_initramfs() -> Result<()> {
+    missing_volume(Route::Own, "built-in shell")
+}
+
+#[test]
+#[ignore = "boots Debian under QEMU: cargo test -p blankslate-vm-tests -- --ignored"]
+fn debian_without_its_volume_enters_systemds_emergency_mode() -> Result<()> {
+    missing_volume(Route::Dracut, "emergency mode")
 }

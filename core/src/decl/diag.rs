@@ -74,6 +74,9 @@ pub enum Rule {
     /// A file bind-mounted without saying so: programs that replace it by `rename()`
     /// get EBUSY (a warning).
     FileBindRename,
+    /// `/etc/machine-id` bind-mounted: systemd's machine-id commit fails on a mount
+    /// that is not a tmpfs (a warning).
+    MachineIdBind,
     /// A persistent root's `device`, `fs_type` or `mount_options` is wrong, or two
     /// roots name one device; or (a warning) boot cannot tell which root holds the
     /// store.
@@ -114,6 +117,7 @@ impl Rule {
             Rule::PrivateMode => "private-mode",
             Rule::ManyMounts => "many-mounts",
             Rule::FileBindRename => "file-bind-rename",
+            Rule::MachineIdBind => "machine-id-bind",
             Rule::Volume => "volume",
         }
     }

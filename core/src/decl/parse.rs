@@ -25,8 +25,8 @@ const PARENT_KEYS: &[&str] = &["user", "group", "mode"];
 const ETC_KEYS: &[&str] = &["text", "source", "mode", "user", "group"];
 const ETC_TREE_KEYS: &[&str] = &["source"];
 const AUDIT_KEYS: &[&str] = &["ignore"];
-/// Files their programs write in place (never by rename), safe to bind-mount
-/// without a warning.
+/// Files their programs write in place (never by rename): no warning about renames
+/// (systemd's own trouble with a mounted machine-id has a warning of its own).
 pub(super) const WRITTEN_IN_PLACE: &[&str] = &["/etc/machine-id"];
 
 /// Parses `source` (the text of `file`) into a declaration. Relative `/etc` sources
@@ -483,6 +483,17 @@ impl Parser<'_> {
         }
         if ok && kind == EntryKind::File && !how_given && !WRITTEN_IN_PLACE.contains(&entry.path.as_str()) {
             self.bind_file_warning(&entry);
+        }
+        if ok && entry.path == "/etc/machine-id" && entry.how() == How::Bind {
+            self.push(
+                Diagnostic::warning(
+                    Rule::MachineIdBind,
+                    entry.span,
+                    "`/etc/machine-id` will be bind-mounted: under systemd, systemd-machine-id-commit.service fails \
+                     on it (it commits only onto a tmpfs, and systemd 252 tries at every boot)",
+                )
+                .with_help("say how = \"copy\": a file of the root's own, written back by `blankslate persist sync`"),
+            );
         }
         ok.then_some(entry)
     }
