@@ -78,6 +78,12 @@ pub const DEFAULT_IGNORE: &[&str] = &[
     "/etc/mtab",
     "/etc/.pwd.lock",
     "/etc/ld.so.cache",
+    // What systemd and the network write at every boot, when nothing declares it:
+    // a fresh random seed, DHCP leases, a resolver configuration.
+    "/var/lib/systemd/random-seed",
+    "/var/lib/dhcp",
+    "/var/lib/dhcpcd",
+    "/etc/resolv.conf",
     // The backups passwd, useradd and vipw write at every change.
     "/etc/passwd-",
     "/etc/group-",

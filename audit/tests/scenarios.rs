@@ -627,3 +627,28 @@ fn a_persisted_directory_replaced_by_a_link_into_the_volume_keeps_its_writes() {
         assert!(app[0].reason.contains("writes go there, not to the volume"), "{}", app[0].reason);
     });
 }
+
+/// What a real systemd boot writes on a root where nothing declares it: what every boot
+/// regenerates is ignored (the random seed, leases, a resolver configuration, the
+/// shadow tools' backups); state is reported (timer stamps).
+#[test]
+fn what_a_systemd_boot_writes_is_ignored_or_reported_as_what_it_is() {
+    as_root_in_namespace(|| {
+        let s = Scratch::activated();
+        for regenerated in [
+            "var/lib/systemd/random-seed",
+            "var/lib/dhcp/dhclient.eth0.leases",
+            "etc/resolv.conf",
+            "etc/shadow-",
+            "run/credentials/x",
+        ] {
+            s.write(regenerated, b"regenerated");
+        }
+        s.write("var/lib/systemd/timers/stamp-apt-daily.timer", b"");
+        let report = s.audit();
+        let text = summary(&report);
+        assert_eq!(report.ignored.files, 5, "{text}");
+        assert_eq!(find(&report, Class::Undeclared, b"/var/lib/systemd/timers").len(), 1, "the stamps: {text}");
+        assert!(!text.contains("random-seed") && !text.contains("resolv.conf") && !text.contains("dhcp"), "{text}");
+    });
+}
