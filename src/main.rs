@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             report::error(error.as_ref());
-            ExitCode::from(report::EXIT_FAILURE)
+            ExitCode::from(cli::exit_code(error.as_ref()))
         }
     }
 }

@@ -7,7 +7,9 @@ use std::io::IsTerminal;
 pub const EXIT_OK: u8 = 0;
 /// The command ran, and its answer is "no": an invalid declaration, a corrupt store.
 pub const EXIT_FINDINGS: u8 = 1;
-// 2 is clap's: the command line itself was wrong.
+/// The command line was wrong (clap's code for its own errors), or named something that
+/// does not exist (a generation).
+pub const EXIT_USAGE: u8 = 2;
 /// The command could not do its work: I/O, permissions, a lock, a broken state.
 pub const EXIT_FAILURE: u8 = 3;
 
@@ -16,14 +18,20 @@ pub fn color_for(stream: &impl IsTerminal) -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && stream.is_terminal()
 }
 
-/// Prints an error and every cause under it.
+/// Prints an error and every cause under it that adds something: a cause whose text
+/// is already part of a line above (many errors quote their source) is not repeated.
 pub fn error(error: &(dyn std::error::Error + 'static)) {
     let color = color_for(&std::io::stderr());
     let label = if color { "\x1b[1;31merror\x1b[0m" } else { "error" };
-    eprintln!("{label}: {error}");
+    let mut shown = vec![error.to_string()];
+    eprintln!("{label}: {}", shown[0]);
     let mut source = error.source();
     while let Some(cause) = source {
-        eprintln!("  caused by: {cause}");
+        let text = cause.to_string();
+        if !shown.iter().any(|line| line.contains(&text)) {
+            eprintln!("  caused by: {text}");
+            shown.push(text);
+        }
         source = cause.source();
     }
 }

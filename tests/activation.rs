@@ -378,7 +378,7 @@ fn refuse_conflicts_through_the_binary_changes_nothing() {
     let output = scratch.run(&["switch", &two, "--refuse-conflicts"], &[]);
     assert_eq!(output.status.code(), Some(3), "{}", stdout(&output));
     let message = stderr(&output);
-    assert!(message.contains("refusing to activate: 3 path(s)"), "{message}");
+    assert!(message.contains("refusing to activate: 3 paths hold something"), "{message}");
     for path in ["/etc/conflict.conf: a regular file", "/etc/confdir: a directory", "/etc/sudoers: a regular file"] {
         assert!(message.contains(path), "{message}");
     }

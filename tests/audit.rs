@@ -251,7 +251,7 @@ fn watch_prints_its_summary_on_ctrl_c() {
     watcher.wait().unwrap();
     let rest: Vec<String> = lines.map(Result::unwrap).collect();
     let summary = rest.iter().find(|l| l.starts_with("watch: ")).unwrap_or_else(|| panic!("{rest:#?}"));
-    assert!(summary.contains("to 1 path(s)"), "{summary}");
+    assert!(summary.contains("to 1 path;"), "{summary}");
     assert!(rest.iter().any(|l| l.starts_with("undeclared created: file /srv-file")), "{rest:#?}");
 }
 

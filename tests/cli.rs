@@ -135,12 +135,15 @@ fn gc_never_removes_a_live_generation() {
     let output = blankslate(&["generations", "gc", "--root", scratch.root()]);
     // Two generation objects and the etc object they share (neither declares /etc).
     assert!(stdout(&output).contains("removed 0 objects, kept 3"), "{}", stdout(&output));
+    let output = blankslate(&["generations", "delete", "7", "--root", scratch.root()]);
+    assert_eq!(output.status.code(), Some(2), "an unknown generation is a usage error: {}", stderr(&output));
+    assert!(stderr(&output).contains("there is no generation 7"), "{}", stderr(&output));
     let output = blankslate(&["generations", "delete", "2", "--root", scratch.root()]);
     assert_eq!(output.status.code(), Some(3), "the current generation is refused");
     assert!(stderr(&output).contains("generation 2 is the current one"));
     assert!(blankslate(&["generations", "delete", "1", "--root", scratch.root()]).status.success());
     let output = blankslate(&["generations", "gc", "--root", scratch.root()]);
-    assert!(stdout(&output).contains("removed 1 objects, kept 2"), "{}", stdout(&output));
+    assert!(stdout(&output).contains("removed 1 object, kept 2"), "{}", stdout(&output));
     let output = blankslate(&["store", "verify", "--root", scratch.root()]);
     assert!(output.status.success(), "{}", stdout(&output));
 }
@@ -244,13 +247,121 @@ fn read_only_commands_on_a_fresh_root_create_nothing() {
     let dry = blankslate(&["switch", &declaration, "--dry-run", "--root", root_arg]);
     assert!(dry.status.success(), "{}", stderr(&dry));
     assert!(stdout(&dry).starts_with("/etc: nothing -> generation 1"), "{}", stdout(&dry));
-    let list = blankslate(&["generations", "list", "--root", root_arg]);
-    assert!(stdout(&list).contains("no generations yet"), "{}", stdout(&list));
-    let verify = blankslate(&["store", "verify", "--root", root_arg]);
-    assert!(stdout(&verify).contains("0 objects checked, 0 corrupt"), "{}", stdout(&verify));
+    let no_state = format!("no blankslate state in {root_arg} (nothing was ever built there)");
+    for (args, says) in [
+        (&["generations", "list"][..], "no generations"),
+        (&["store", "verify"], "no store to verify"),
+        (&["generations", "gc", "--dry-run"], "nothing to collect"),
+        (&["generations", "gc"], "nothing to collect"),
+    ] {
+        let output = blankslate(&[args, &["--root", root_arg]].concat());
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {}", stderr(&output));
+        assert_eq!(stdout(&output), format!("{no_state}: {says}\n"), "{args:?}");
+    }
+    let verify = blankslate(&["store", "verify", "--json", "--root", root_arg]);
+    let verify: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert_eq!(verify["state"], false);
+    let audit = blankslate(&["audit", "--root", root_arg]);
+    assert_eq!(audit.status.code(), Some(3), "the audit cannot run, as documented");
+    assert!(stderr(&audit).contains("no blankslate state in"), "{}", stderr(&audit));
+    let list = blankslate(&["persist", "list", "--declaration", &declaration, "--root", root_arg]);
+    assert_eq!(list.status.code(), Some(1), "{}", stderr(&list));
+    assert!(stdout(&list).contains("missing-source  directory /var/log"), "{}", stdout(&list));
     let rollback = blankslate(&["rollback", "--dry-run", "--root", root_arg]);
     assert!(stderr(&rollback).contains("nothing is active yet"), "{}", stderr(&rollback));
+    let delete = blankslate(&["generations", "delete", "1", "--root", root_arg]);
+    assert_eq!(delete.status.code(), Some(2), "{}", stderr(&delete));
+    let switch = blankslate(&["switch", "1", "--root", root_arg]);
+    assert_eq!(switch.status.code(), Some(2), "{}", stderr(&switch));
     assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0, "the root is as empty as before");
+}
+
+#[test]
+fn a_generation_that_does_not_exist_is_a_usage_error() {
+    let scratch = Scratch::new();
+    assert!(scratch.build(&scratch.declaration("a.toml", &["/a"]), &[]).status.success());
+    for args in [&["switch", "9"][..], &["switch", "9", "--dry-run"], &["audit", "--generation", "9"]] {
+        let output = blankslate(&[args, &["--root", scratch.root()]].concat());
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));
+        assert_eq!(
+            stderr(&output),
+            "error: there is no generation 9 (`blankslate generations list` shows them)\n",
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn a_declaration_that_is_not_utf8_is_a_finding_with_its_line_and_column() {
+    let scratch = Scratch::new();
+    let bad = scratch.dir.path().join("latin1.toml");
+    std::fs::write(&bad, b"version = 1\n# caf\xe9\n").unwrap();
+    let bad = bad.to_str().unwrap();
+    let output = blankslate(&["check", bad]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("error[not-utf8]: the file is not UTF-8 text: invalid byte sequence 0xe9"));
+    assert!(stderr(&output).contains(&format!("--> {bad}:2:6")), "{}", stderr(&output));
+    let output = blankslate(&["check", "--json", bad]);
+    assert_eq!(output.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let diagnostic = &report[0]["diagnostics"][0];
+    assert_eq!(
+        (&diagnostic["rule"], &diagnostic["line"], &diagnostic["column"]),
+        (&"not-utf8".into(), &2.into(), &6.into())
+    );
+    // Every command that reads a declaration says the same, and builds nothing.
+    let output = scratch.build(bad, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("error[not-utf8]"), "{}", stderr(&output));
+    assert!(!scratch.state("").exists());
+}
+
+#[test]
+fn check_checks_every_file_even_after_a_missing_one() {
+    let scratch = Scratch::new();
+    let good = scratch.declaration("good.toml", &["/var/log"]);
+    let bad = scratch.declaration("bad.toml", &["var/log"]);
+    let missing = scratch.dir.path().join("missing.toml");
+    let missing = missing.to_str().unwrap();
+    let output = blankslate(&["check", missing, &good, &bad]);
+    assert_eq!(output.status.code(), Some(3), "a file that cannot be read is a failure: {}", stderr(&output));
+    assert_eq!(stdout(&output), format!("{good}: ok\n{bad}: 1 error\n"));
+    assert!(stderr(&output).starts_with(&format!("error: cannot read {missing}: No such file")), "{}", stderr(&output));
+    let output = blankslate(&["check", "--json", missing, &good]);
+    assert_eq!(output.status.code(), Some(3));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report.as_array().unwrap().len(), 2);
+    assert!(report[0]["error"].as_str().unwrap().starts_with("cannot read"), "{report}");
+    assert_eq!(report[1]["valid"], true);
+}
+
+/// An error's causes are printed under it, each once: one the line above already
+/// quotes is not repeated.
+#[test]
+fn caused_by_never_repeats_the_line_above() {
+    let scratch = Scratch::new();
+    let missing = scratch.dir.path().join("missing.toml");
+    let output = blankslate(&["build", missing.to_str().unwrap(), "--root", scratch.root()]);
+    assert_eq!(output.status.code(), Some(3));
+    let message = stderr(&output);
+    assert!(message.starts_with("error: cannot read declaration"), "{message}");
+    assert!(!message.contains("caused by"), "{message}");
+}
+
+#[test]
+fn malformed_import_json_is_a_finding_not_a_failure() {
+    let scratch = Scratch::new();
+    let bad = scratch.dir.path().join("bad.json");
+    std::fs::write(&bad, "{ \"/persist\": ").unwrap();
+    let output = blankslate(&["import", "impermanence", bad.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("not impermanence JSON: the input is not valid JSON (line 1"),
+        "{}",
+        stderr(&output)
+    );
+    let output = blankslate(&["import", "preservation", scratch.dir.path().join("none.json").to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(3), "a file that cannot be read is still a failure");
 }
 
 /// The shipped systemd unit runs a command the CLI knows; off an initrd (no

@@ -70,8 +70,14 @@ pub enum EtcError {
     Blocked { path: String, parent: String, reason: String },
     #[error("{path}: its backup name `{backup}` was taken meanwhile; nothing was overwritten, run again")]
     BackupTaken { path: String, backup: String },
-    #[error("refusing to activate: {} path(s) hold something blankslate did not put there (nothing was changed):\n{list}", .count)]
+    #[error("refusing to activate: {} (nothing was changed):\n{list}", holding(*.count))]
     Conflicts { count: usize, list: String },
+}
+
+/// "N paths hold", with the noun and verb agreeing with N.
+fn holding(count: usize) -> String {
+    let (noun, verb) = if count == 1 { ("path", "holds") } else { ("paths", "hold") };
+    format!("{count} {noun} {verb} something blankslate did not put there")
 }
 
 pub type Result<T> = std::result::Result<T, EtcError>;

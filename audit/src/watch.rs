@@ -26,7 +26,7 @@ use inotify::{EventMask, Inotify, WatchMask};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use crate::Class;
-use crate::render::escape;
+use crate::render::{escape, plural};
 use crate::walk::{Lookup, Tree};
 
 /// What was seen while watching.
@@ -43,8 +43,10 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "watch: {} undeclared write(s) to {} path(s); {} directories watched",
-            self.events, self.paths, self.watched
+            "watch: {} to {}; {} watched",
+            plural(self.events, "undeclared write", "undeclared writes"),
+            plural(self.paths, "path", "paths"),
+            plural(self.watched as u64, "directory", "directories"),
         )?;
         if self.unwatched > 0 {
             write!(f, ", {} not watched (inotify watch limit)", self.unwatched)?;
@@ -205,7 +207,12 @@ pub fn watch(
         limit_warned: false,
     };
     let _ = watcher.add_tree(Vec::new(), Ctx::Node(0), out);
-    writeln!(out, "watching {} directories of {}", watcher.summary.watched, root_path.display())?;
+    writeln!(
+        out,
+        "watching {} of {}",
+        plural(watcher.summary.watched as u64, "directory", "directories"),
+        root_path.display()
+    )?;
     out.flush()?;
     let deadline = duration.map(|d| Instant::now() + d);
     let mut buffer = vec![0u8; 64 * 1024];

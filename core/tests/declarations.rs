@@ -128,7 +128,8 @@ fn has_location(rendered: &str, file: &str) -> bool {
     })
 }
 
-const ALL_ERROR_RULES: [Rule; 27] = [
+const ALL_ERROR_RULES: [Rule; 28] = [
+    Rule::NotUtf8,
     Rule::Syntax,
     Rule::UnknownKey,
     Rule::MissingKey,
@@ -168,7 +169,8 @@ fn rule_is_listed(rule: Rule) -> bool {
         | Rule::Nested
         | Rule::PrivateMode
         | Rule::ManyMounts => false,
-        Rule::Syntax
+        Rule::NotUtf8
+        | Rule::Syntax
         | Rule::UnknownKey
         | Rule::MissingKey
         | Rule::WrongType
@@ -214,11 +216,11 @@ fn broken_declarations_are_refused_with_their_rule() {
     for file_name in &files {
         let rule = expected_rule(file_name);
         covered.push(rule.to_owned());
-        let text = fs::read_to_string(dir.join(file_name)).expect("readable");
+        let bytes = fs::read(dir.join(file_name)).expect("readable");
         // A relative name: snapshots do not depend on where the checkout lives, and
         // relative `source`s resolve against tests/broken (cargo runs tests in core/).
         let shown = format!("tests/broken/{file_name}");
-        let checked = decl::check(Path::new(&shown), &text, None);
+        let checked = decl::check_bytes(Path::new(&shown), &bytes, None);
         let rendered = checked.diagnostics.render(false);
         if !checked.diagnostics.has_errors() || checked.declaration.is_some() {
             failures.push(format!("{file_name}: accepted, but it breaks `{rule}`"));

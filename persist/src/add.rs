@@ -215,10 +215,10 @@ fn temp_restore(name: &str) -> String {
 
 /// Reads and checks the declaration: it must be valid before it is edited.
 fn load(file: &Path, names: &UserDb) -> Result<(String, decl::Declaration)> {
-    let text = edit::read(file)?;
-    let checked = decl::check(file, &text, Some(names));
+    let bytes = edit::read_bytes(file)?;
+    let checked = decl::check_bytes(file, &bytes, Some(names));
     match checked.declaration {
-        Some(declaration) => Ok((text, declaration)),
+        Some(declaration) => Ok((String::from_utf8(bytes).expect("a valid declaration is UTF-8"), declaration)),
         None => Err(ManageError::Invalid(format!("{}(fix the declaration first)", checked.diagnostics.render(false)))),
     }
 }

@@ -242,13 +242,17 @@ pub fn write(file: &Path, text: &str) -> Result<(), EditError> {
     Ok(())
 }
 
-/// Reads the declaration file.
-pub fn read(file: &Path) -> Result<String, EditError> {
+/// Reads the declaration file's bytes.
+pub fn read_bytes(file: &Path) -> Result<Vec<u8>, EditError> {
     let file = resolve(file)?;
     let name = file.file_name().unwrap_or(OsStr::new(""));
     let dir = Dir::open_root(file.parent().unwrap_or(Path::new("/")))?;
-    let bytes = dir.read(name)?;
-    String::from_utf8(bytes).map_err(|_| EditError::Toml("the file is not UTF-8".into()))
+    Ok(dir.read(name)?)
+}
+
+/// Reads the declaration file's text.
+pub fn read(file: &Path) -> Result<String, EditError> {
+    String::from_utf8(read_bytes(file)?).map_err(|_| EditError::Toml("the file is not UTF-8".into()))
 }
 
 #[cfg(test)]

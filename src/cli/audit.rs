@@ -9,7 +9,7 @@ use blankslate_core::decl::{self, UserDb};
 use blankslate_core::fs::Dir;
 use blankslate_core::generation::State;
 
-use super::{Result, Target, user_db};
+use super::{Result, Target, named_generation, user_db};
 use crate::report;
 
 pub(super) const AUDIT_HELP: &str = "\
@@ -24,7 +24,8 @@ directories).
 Exit codes:
   0  clean: everything on the root is declared
   1  undeclared state (undeclared, etc-stray, persist-stray)
-  2  /etc drift or broken persistence (a volume not mounted included)
+  2  /etc drift or broken persistence (a volume not mounted included; or, as for every
+     command, a wrong command line)
   3  the audit is incomplete (a directory could not be read) or could not run";
 
 /// What `--format` prints.
@@ -100,7 +101,8 @@ pub(super) fn run(args: &AuditArgs) -> Result<ExitCode> {
     let Some(number) = args.generation.or(active).or(state.current_number()?) else {
         return Err("no generation to audit against: `blankslate build DECL` makes the first".into());
     };
-    let generation = state.generation(number)?;
+    let generation =
+        if args.generation.is_some() { named_generation(&state, number)? } else { state.generation(number)? };
     let generations = audit::Generations {
         declaration: generation.object.split_once('-').map(|(hash, _)| hash.to_owned()),
         booted: state.list()?.iter().find(|g| g.booted).map(|g| g.number),

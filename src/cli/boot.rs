@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use blankslate_activator::initrd::Compression;
 use blankslate_core::fs::Dir;
 
-use super::Result;
+use super::{Result, plural};
 use crate::report;
 
 #[derive(Debug, clap::Args)]
@@ -68,9 +68,9 @@ pub(super) fn initrd(args: &InitrdArgs) -> Result<ExitCode> {
     for name in &found.built_in {
         eprintln!("module {name} is built into the kernel: nothing to add");
     }
-    let count = found.included.len();
     let shell = args.shell.as_ref().map(|s| format!(", /bin/sh = {}", s.display())).unwrap_or_default();
-    println!("{}: /init = {}{shell}, {count} modules, {} bytes", output.display(), binary.display(), archive.len());
+    let (modules, bytes) = (plural(found.included.len(), "module"), plural(archive.len(), "byte"));
+    println!("{}: /init = {}{shell}, {modules}, {bytes}", output.display(), binary.display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -7,7 +7,7 @@ use blankslate_core::decl;
 use serde_json::json;
 
 use super::{Result, plural, user_db};
-use crate::report::{self, EXIT_FINDINGS, EXIT_OK};
+use crate::report::{self, EXIT_FAILURE, EXIT_FINDINGS, EXIT_OK};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -27,10 +27,23 @@ pub(super) fn run(args: &Args) -> Result<ExitCode> {
     let users = user_db(&args.root);
     let color = report::color_for(&std::io::stderr());
     let mut results = Vec::new();
-    let mut invalid = false;
+    let (mut invalid, mut unreadable) = (false, false);
+    // Every file is checked, even after one that cannot be read.
     for file in files {
-        let source = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-        let checked = decl::check(file, &source, users.as_ref());
+        let bytes = match std::fs::read(file) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                unreadable = true;
+                let error = std::io::Error::new(error.kind(), format!("cannot read {}: {error}", file.display()));
+                if as_json {
+                    results.push(json!({ "file": file, "valid": false, "error": error.to_string() }));
+                } else {
+                    report::error(&error);
+                }
+                continue;
+            }
+        };
+        let checked = decl::check_bytes(file, &bytes, users.as_ref());
         invalid |= checked.declaration.is_none();
         if as_json {
             results.push(json!({
@@ -50,5 +63,11 @@ pub(super) fn run(args: &Args) -> Result<ExitCode> {
     if as_json {
         report::json(&serde_json::Value::Array(results));
     }
-    Ok(ExitCode::from(if invalid { EXIT_FINDINGS } else { EXIT_OK }))
+    Ok(ExitCode::from(if unreadable {
+        EXIT_FAILURE
+    } else if invalid {
+        EXIT_FINDINGS
+    } else {
+        EXIT_OK
+    }))
 }

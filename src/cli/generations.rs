@@ -6,7 +6,7 @@ use blankslate_core::generation::format_utc;
 use clap::Subcommand;
 use serde_json::json;
 
-use super::{EXIT_CODES, Result, Target, open_state, read_state};
+use super::{EXIT_CODES, InputError, Result, Target, named_generation, open_state, plural, read_state};
 use crate::report::{self, EXIT_FINDINGS, EXIT_OK};
 
 #[derive(Debug, Subcommand)]
@@ -58,7 +58,9 @@ pub(super) fn run(command: GenerationsCommand) -> Result<ExitCode> {
                 Some(state) => state.list()?,
                 None => Vec::new(),
             };
-            if as_json {
+            if state.is_none() && !as_json {
+                println!("{}", no_state(&target, "no generations"));
+            } else if as_json {
                 let items: Vec<_> = list
                     .iter()
                     .map(|g| {
@@ -79,42 +81,72 @@ pub(super) fn run(command: GenerationsCommand) -> Result<ExitCode> {
             }
         }
         GenerationsCommand::Delete { numbers, target } => {
+            if read_state(&target)?.is_none() {
+                return Err(InputError::argument(no_state(&target, "no generation to delete")));
+            }
             let state = open_state(&target)?;
             for number in numbers {
+                named_generation(&state, number)?;
                 state.delete(number)?;
                 println!("deleted generation {number}");
             }
         }
         GenerationsCommand::Gc { target, dry_run, json: as_json } => {
-            let state = open_state(&target)?;
-            let collected = state.collect_garbage(dry_run)?;
+            // A dry run only reads, and with no state there is nothing to collect: neither
+            // creates the state.
+            let Some(state) = read_state(&target)? else {
+                if as_json {
+                    report::json(&json!({ "removed": [], "kept": 0, "dry_run": dry_run, "state": false }));
+                } else {
+                    println!("{}", no_state(&target, "nothing to collect"));
+                }
+                return Ok(ExitCode::SUCCESS);
+            };
+            let collected = if dry_run {
+                state.collect_garbage(true)?
+            } else {
+                drop(state);
+                open_state(&target)?.collect_garbage(false)?
+            };
             if as_json {
-                report::json(&json!({ "removed": collected.removed, "kept": collected.kept, "dry_run": dry_run }));
+                report::json(&json!({
+                    "removed": collected.removed, "kept": collected.kept, "dry_run": dry_run, "state": true,
+                }));
             } else {
                 let verb = if dry_run { "would remove" } else { "removed" };
                 for object in &collected.removed {
                     println!("{verb} {object}");
                 }
-                println!("{verb} {} objects, kept {}", collected.removed.len(), collected.kept);
+                println!("{verb} {}, kept {}", plural(collected.removed.len(), "object"), collected.kept);
             }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a read-only command says about a root where nothing was ever built.
+fn no_state(target: &Target, so: &str) -> String {
+    format!("no blankslate state in {} (nothing was ever built there): {so}", target.root.display())
+}
+
 pub(super) fn verify(target: &Target, as_json: bool) -> Result<ExitCode> {
-    let (found, checked) = match read_state(target)? {
-        Some(state) => (state.store().verify()?, state.store().objects()?.len()),
-        None => (Vec::new(), 0),
+    let Some(state) = read_state(target)? else {
+        if as_json {
+            report::json(&json!({ "checked": 0, "corrupt": [], "state": false }));
+        } else {
+            println!("{}", no_state(target, "no store to verify"));
+        }
+        return Ok(ExitCode::from(EXIT_OK));
     };
+    let (found, checked) = (state.store().verify()?, state.store().objects()?.len());
     if as_json {
         let items: Vec<_> = found.iter().map(|c| json!({ "object": c.object, "problem": c.problem })).collect();
-        report::json(&json!({ "checked": checked, "corrupt": items }));
+        report::json(&json!({ "checked": checked, "corrupt": items, "state": true }));
     } else {
         for corruption in &found {
             println!("corrupt: {}: {}", corruption.object, corruption.problem);
         }
-        println!("{checked} objects checked, {} corrupt", found.len());
+        println!("{} checked, {} corrupt", plural(checked, "object"), found.len());
     }
     Ok(ExitCode::from(if found.is_empty() { EXIT_OK } else { EXIT_FINDINGS }))
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use blankslate_core::{decl, import};
 use clap::Subcommand;
 
-use super::{Result, plural};
+use super::{InputError, Result, plural};
 use crate::report::{self, EXIT_FINDINGS};
 
 #[derive(Debug, Subcommand)]
@@ -96,11 +96,18 @@ fn import_help(commands: &[(&str, &str)], why: &str, after: &str) -> String {
     )
 }
 
-fn read_json(file: &Path) -> Result<String> {
-    if file.as_os_str() == "-" {
-        return Ok(std::io::read_to_string(std::io::stdin())?);
-    }
-    Ok(std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?)
+/// The text of `file` (`-`: standard input). Text that is not UTF-8 is the person's
+/// input error, not a failure.
+fn read_json(file: &Path, what: &str) -> Result<String> {
+    let bytes = if file.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)?;
+        bytes
+    } else {
+        std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?
+    };
+    String::from_utf8(bytes)
+        .map_err(|e| InputError::contents(format!("{}: not {what} JSON: not UTF-8 text ({e})", file.display())))
 }
 
 pub(super) fn run(command: ImportCommand) -> Result<ExitCode> {
@@ -110,7 +117,7 @@ pub(super) fn run(command: ImportCommand) -> Result<ExitCode> {
             if args.home_manager.is_none()
                 && (args.home.user.is_some() || args.home.home.is_some() || args.home.group.is_some()) =>
         {
-            return Err("--user, --home and --group describe the users of --home-manager".into());
+            return Err(InputError::argument("--user, --home and --group describe the users of --home-manager"));
         }
         ImportCommand::Impermanence(args) => {
             add(&mut importer, &args.file, "impermanence", import::Importer::impermanence)?;
@@ -130,18 +137,23 @@ pub(super) fn run(command: ImportCommand) -> Result<ExitCode> {
 }
 
 /// Reads `file` and adds it to the import; an error names the file and the place in it.
+/// What the file holds is the person's input: a bad one is a finding (a missing
+/// `--user`, a usage error), not a failure.
 fn add(
     importer: &mut import::Importer,
     file: &Path,
     what: &str,
     add: impl FnOnce(&mut import::Importer, &str) -> std::result::Result<(), import::ImportError>,
 ) -> Result<()> {
-    let json = read_json(file)?;
+    let json = read_json(file, what)?;
     add(importer, &json).map_err(|e| {
-        let hint = if matches!(e, import::ImportError::NoUser { .. }) { "; pass --user NAME" } else { "" };
-        format!("{}: not {what} JSON: {e}{hint}", file.display())
-    })?;
-    Ok(())
+        let message = format!("{}: not {what} JSON: {e}", file.display());
+        if matches!(e, import::ImportError::NoUser { .. }) {
+            InputError::argument(format!("{message}; pass --user NAME"))
+        } else {
+            InputError::contents(message)
+        }
+    })
 }
 
 fn write(imported: &import::Imported, args: &OutputArgs) -> Result<ExitCode> {

@@ -18,11 +18,12 @@ use std::process::ExitCode;
 
 use blankslate_core::decl::{self, UserDb};
 use blankslate_core::fs::Dir;
-use blankslate_core::generation::{DEFAULT_STATE_DIR, State};
+use blankslate_core::generation::{DEFAULT_STATE_DIR, Generation, GenerationError, State};
 use blankslate_etc_builder as etc_builder;
+use blankslate_persist::add::ManageError;
 use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::report::{self, EXIT_FINDINGS};
+use crate::report::{self, EXIT_FAILURE, EXIT_FINDINGS, EXIT_USAGE};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -114,6 +115,62 @@ enum Command {
 }
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+/// A mistake in what the person gave the command (a generation that does not exist,
+/// an input file that is not what the command reads): it ends the command with its own
+/// exit code, not as a failure.
+#[derive(Debug)]
+struct InputError {
+    code: u8,
+    message: String,
+}
+
+impl InputError {
+    /// The command line named something that is not there (exit 2).
+    fn argument(message: impl Into<String>) -> Box<dyn Error> {
+        Box::new(InputError { code: EXIT_USAGE, message: message.into() })
+    }
+
+    /// An input file's contents are invalid (exit 1, as for an invalid declaration).
+    fn contents(message: impl Into<String>) -> Box<dyn Error> {
+        Box::new(InputError { code: EXIT_FINDINGS, message: message.into() })
+    }
+}
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl Error for InputError {}
+
+/// The exit code of a command that ended with `error`: the person's own input is a
+/// finding or a usage error, anything else a failure.
+pub fn exit_code(error: &(dyn Error + 'static)) -> u8 {
+    std::iter::successors(Some(error), |&e| e.source())
+        .find_map(|e| {
+            if let Some(input) = e.downcast_ref::<InputError>() {
+                return Some(input.code);
+            }
+            match e.downcast_ref::<ManageError>() {
+                Some(ManageError::Invalid(_)) => Some(EXIT_FINDINGS),
+                _ => None,
+            }
+        })
+        .unwrap_or(EXIT_FAILURE)
+}
+
+/// Generation `number`, which the person named: one that does not exist is a usage
+/// error, not a failure.
+fn named_generation(state: &State, number: u32) -> Result<Generation> {
+    state.generation(number).map_err(|error| match error {
+        GenerationError::NoSuchGeneration(_) => {
+            InputError::argument(format!("{error} (`blankslate generations list` shows them)"))
+        }
+        other => other.into(),
+    })
+}
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -231,6 +288,7 @@ fn build_generation(
     Ok((state, built))
 }
 
-fn plural(count: usize, noun: &str) -> String {
-    if count == 1 { format!("1 {noun}") } else { format!("{count} {noun}s") }
+/// "1 file", "2 files".
+fn plural<N: std::fmt::Display + PartialEq + From<u8>>(count: N, noun: &str) -> String {
+    if count == N::from(1) { format!("1 {noun}") } else { format!("{count} {noun}s") }
 }

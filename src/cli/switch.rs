@@ -9,7 +9,7 @@ use blankslate_core::fs::Dir;
 use blankslate_core::generation::State;
 use blankslate_etc_builder as etc_builder;
 
-use super::{Result, Target, build_etc, load, open_state, read_state};
+use super::{InputError, Result, Target, build_etc, load, named_generation, open_state, read_state};
 use crate::report;
 
 #[derive(Debug, clap::Args)]
@@ -71,11 +71,11 @@ pub(super) fn switch(args: &SwitchArgs) -> Result<ExitCode> {
         let built = state.add(&declaration, &[("etc", &etc_object)])?;
         return activate(&state, target, built.generation, activation);
     };
-    let state = if activation.dry_run {
-        read_state(target)?.ok_or_else(|| format!("there is no generation {number}"))?
-    } else {
-        open_state(target)?
+    let Some(state) = read_state(target)? else {
+        return Err(InputError::argument(format!("there is no generation {number}: nothing was ever built here")));
     };
+    named_generation(&state, number)?;
+    let state = if activation.dry_run { state } else { open_state(target)? };
     activate(&state, target, number, activation)
 }
 

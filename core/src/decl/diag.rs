@@ -19,6 +19,8 @@ pub enum Severity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Rule {
+    /// The file is not UTF-8 text.
+    NotUtf8,
     /// The text is not valid TOML.
     Syntax,
     UnknownKey,
@@ -86,6 +88,7 @@ pub enum Rule {
 impl Rule {
     pub fn name(self) -> &'static str {
         match self {
+            Rule::NotUtf8 => "not-utf8",
             Rule::Syntax => "syntax",
             Rule::UnknownKey => "unknown-key",
             Rule::MissingKey => "missing-key",

@@ -41,6 +41,31 @@ pub fn check(file: &Path, source: &str, users: Option<&UserDb>) -> Checked {
     Checked { declaration, diagnostics }
 }
 
+/// Checks a declaration file's raw bytes: a text that is not UTF-8 is an error at its
+/// first bad byte (the rest is not parsed: every later position would be a guess).
+pub fn check_bytes(file: &Path, bytes: &[u8], users: Option<&UserDb>) -> Checked {
+    let error = match std::str::from_utf8(bytes) {
+        Ok(source) => return check(file, source, users),
+        Err(error) => error,
+    };
+    // The text shown is the file with each bad sequence as U+FFFD; up to the first one
+    // it is the file itself, so the offset is the same in both.
+    let shown = String::from_utf8_lossy(bytes);
+    let start = error.valid_up_to();
+    let bad = &bytes[start..start + error.error_len().unwrap_or(bytes.len() - start)];
+    let hex: Vec<String> = bad.iter().map(|b| format!("0x{b:02x}")).collect();
+    let mut diagnostics = Diagnostics::new(file, &shown);
+    diagnostics.items.push(
+        Diagnostic::error(
+            Rule::NotUtf8,
+            Span { start, end: start + char::REPLACEMENT_CHARACTER.len_utf8() },
+            format!("the file is not UTF-8 text: invalid byte sequence {}", hex.join(" ")),
+        )
+        .with_help("declarations are UTF-8 text; convert the file (e.g. `iconv -f latin1 -t utf-8`)"),
+    );
+    Checked { declaration: None, diagnostics }
+}
+
 /// Why a declaration file could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -53,9 +78,8 @@ pub enum LoadError {
 /// Reads and checks a declaration file; the diagnostics returned with it hold only
 /// warnings.
 pub fn load(file: &Path, users: Option<&UserDb>) -> Result<(Declaration, Diagnostics), LoadError> {
-    let source =
-        std::fs::read_to_string(file).map_err(|source| LoadError::Read { path: file.to_path_buf(), source })?;
-    let checked = check(file, &source, users);
+    let bytes = std::fs::read(file).map_err(|source| LoadError::Read { path: file.to_path_buf(), source })?;
+    let checked = check_bytes(file, &bytes, users);
     match checked.declaration {
         Some(declaration) => Ok((declaration, checked.diagnostics)),
         None => Err(LoadError::Invalid(checked.diagnostics)),
