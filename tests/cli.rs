@@ -267,6 +267,7 @@ fn read_only_commands_on_a_fresh_root_create_nothing() {
     let list = blankslate(&["persist", "list", "--declaration", &declaration, "--root", root_arg]);
     assert_eq!(list.status.code(), Some(1), "{}", stderr(&list));
     assert!(stdout(&list).contains("missing-source  directory /var/log"), "{}", stdout(&list));
+    assert!(stderr(&list).contains("the persistent root /persist is not in"), "{}", stderr(&list));
     let rollback = blankslate(&["rollback", "--dry-run", "--root", root_arg]);
     assert!(stderr(&rollback).contains("nothing is active yet"), "{}", stderr(&rollback));
     let delete = blankslate(&["generations", "delete", "1", "--root", root_arg]);

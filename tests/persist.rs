@@ -324,3 +324,51 @@ fn list_shows_live_states_and_remove_keeps_the_volume_by_default() {
     assert!(output.contains("already declared"), "{output}");
     assert_eq!(fs::read_to_string(scratch.declaration()).unwrap(), DECLARATION);
 }
+
+/// `persist add` and `persist remove` change the generations as they change the file:
+/// right after an add, the audit finds nothing (the path is declared, its volume data
+/// is not a stray) and `build` of the edited file has nothing to add; after a remove,
+/// the audit reports what no longer persisting leaves (the kept volume data, the
+/// path on the root), not a declared path that is not mounted.
+#[test]
+fn add_then_audit_is_clean_and_remove_leaves_what_the_command_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, declaration) = (dir.path().join("root"), dir.path().join("declaration.toml"));
+    fs::create_dir_all(root.join("persist")).unwrap();
+    fs::write(
+        &declaration,
+        "version = 1\n[persist.\"/persist\"]\ndirectories = [\"/var/log\"]\n\
+         [etc.\"passwd\"]\ntext = \"root:x:0:0::/root:/bin/sh\\n\"\n[etc.\"group\"]\ntext = \"root:x:0:\\n\"\n",
+    )
+    .unwrap();
+    let (r, d) = (root.display(), declaration.display());
+    let output = session(&format!(
+        "\"$B\" switch '{d}' --root '{r}' >/dev/null || exit 9
+         mkdir -p '{r}/var/lib/app' && echo data > '{r}/var/lib/app/db'
+         \"$B\" audit --root '{r}' >/dev/null; echo audit-before=$?
+         \"$B\" persist add /var/lib/app --declaration '{d}' --root '{r}'; echo add-status=$?
+         \"$B\" audit --root '{r}'; echo audit-added=$?
+         \"$B\" build '{d}' --root '{r}'
+         \"$B\" persist remove /var/lib/app --declaration '{d}' --root '{r}'; echo remove-status=$?
+         \"$B\" audit --json --root '{r}' > '{report}'; echo audit-removed=$?",
+        report = dir.path().join("audit.json").display()
+    ));
+    assert_eq!(status_of(&output, "audit-before"), 1, "undeclared data before the add:\n{output}");
+    assert_eq!(status_of(&output, "add-status"), 0, "{output}");
+    assert!(output.contains("generation 1 with this change is generation 2, now active and current"), "{output}");
+    assert_eq!(status_of(&output, "audit-added"), 0, "the audit is clean right after the add:\n{output}");
+    assert!(output.contains("unchanged: generation 2 is current"), "the file and the generation agree:\n{output}");
+    assert_eq!(status_of(&output, "remove-status"), 0, "{output}");
+    assert!(output.contains("lists it as a persist-stray"), "{output}");
+    assert!(output.contains("lists it as undeclared"), "{output}");
+    assert_eq!(status_of(&output, "audit-removed"), 1, "{output}");
+    let report: serde_json::Value = serde_json::from_slice(&fs::read(dir.path().join("audit.json")).unwrap()).unwrap();
+    let findings: Vec<(String, String)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["class"].as_str().unwrap().to_owned(), f["path"].as_str().unwrap().to_owned()))
+        .collect();
+    let expected = [("undeclared", "/var/lib/app"), ("persist-stray", "/persist/var/lib/app")];
+    assert_eq!(findings, expected.map(|(c, p)| (c.to_owned(), p.to_owned())), "{output}");
+}

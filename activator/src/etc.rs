@@ -519,6 +519,21 @@ pub fn activate(root: &Dir, store: &Store, to: &Active, on_conflict: OnConflict)
     Ok(Activated { plan, recovered })
 }
 
+/// Records `to` as the generation `/etc` is activated to, changing nothing in `/etc`,
+/// when `to` has the `/etc` object `/etc` is at already (a generation that differs
+/// only outside `/etc`, such as one `persist add` makes). Returns whether it did: not
+/// when `/etc` is at another object, or an activation is under way.
+pub fn relabel(root: &Dir, to: &Active) -> Result<bool> {
+    let Some(etc) = open_etc(root)? else { return Ok(false) };
+    let Ok(state) = etc.open_dir(STATE_DIR) else { return Ok(false) };
+    let pending = blankslate_core::activation::read_json::<Journal>(&state, JOURNAL_FILE)?.is_some();
+    if pending || active(root)?.is_none_or(|from| from.object != to.object) {
+        return Ok(false);
+    }
+    record(&state, to)?;
+    Ok(true)
+}
+
 /// Writes the state file, then the marker, for a completed activation.
 fn record(state: &Dir, active: &Active) -> Result<()> {
     state.write_atomic(STATE_FILE, &serde_json::to_vec(active).expect("state serializes"), 0o600)?;

@@ -253,6 +253,23 @@ impl State {
         Ok(Built { generation: number, object, new: true })
     }
 
+    /// Adds a generation made of `generation`'s parts (its `/etc`, …) and `declaration`
+    /// in place of its own, without making it current: the same system with a changed
+    /// declaration (as `persist add` makes). An unchanged declaration gives `generation`
+    /// back.
+    pub fn amend(&self, generation: &Generation, declaration: &Declaration) -> Result<Built> {
+        let dir = self.store.open_object(&generation.object)?;
+        let mut parts = Vec::new();
+        for (name, kind) in dir.entries()? {
+            let Some(name) = name.to_str().filter(|_| kind == crate::fs::Kind::Symlink) else { continue };
+            if let Some(object) = self.part(generation, name)? {
+                parts.push((name.to_owned(), object));
+            }
+        }
+        let parts: Vec<(&str, &str)> = parts.iter().map(|(name, object)| (name.as_str(), object.as_str())).collect();
+        self.add(declaration, &parts)
+    }
+
     /// Points `current` at generation `number`, atomically.
     pub fn set_current(&self, number: u32) -> Result<()> {
         self.generation(number)?;
@@ -493,6 +510,22 @@ mod tests {
         assert!(matches!(state.delete(1), Err(GenerationError::DeleteActive(1))));
         assert!(state.collect_garbage(false).unwrap().removed.is_empty(), "the active etc object is kept");
         assert!(state.store().contains(&leaf).unwrap());
+    }
+
+    #[test]
+    fn an_amended_generation_keeps_the_parts_and_changes_the_declaration() {
+        let (_scratch, state) = state();
+        let leaf = state.store().add("etc", &Tree::Directory(BTreeMap::new())).unwrap();
+        let one = state.build(&declaration("/a"), &[("etc", &leaf)]).unwrap();
+        let first = state.generation(one.generation).unwrap();
+        let same = state.amend(&first, &declaration("/a")).unwrap();
+        assert_eq!((same.generation, same.new), (1, false), "no change, no generation");
+        let amended = state.amend(&first, &declaration("/b")).unwrap();
+        assert_eq!((amended.generation, amended.new), (2, true));
+        let second = state.generation(2).unwrap();
+        assert_eq!(state.part(&second, "etc").unwrap(), Some(leaf));
+        assert!(state.declaration_json(&second).unwrap().contains("\"/b\""));
+        assert_eq!(state.current_number().unwrap(), Some(1), "amend does not move current");
     }
 
     #[test]

@@ -3,12 +3,14 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use blankslate_activator::etc;
 use blankslate_core::decl;
 use blankslate_core::fs::Dir;
+use blankslate_persist::add as manage;
 use clap::Subcommand;
 use serde_json::json;
 
-use super::{EXIT_CODES, Result, Target, load, running};
+use super::{EXIT_CODES, Result, Target, load, open_state, plural, read_state, running};
 use crate::report::{self, EXIT_FINDINGS, EXIT_OK};
 
 #[derive(Debug, Subcommand)]
@@ -99,13 +101,11 @@ pub(super) struct PersistArgs {
     /// The declaration file to read and edit.
     #[arg(long, value_name = "FILE")]
     declaration: PathBuf,
-    /// The root directory of the live system (a scratch directory in tests).
-    #[arg(long, value_name = "DIR", default_value = "/")]
-    root: PathBuf,
+    #[command(flatten)]
+    target: Target,
 }
 
 pub(super) fn run(command: PersistCommand) -> Result<ExitCode> {
-    use blankslate_persist::add as manage;
     let path_arg = |path: &Path| manage::normalize_argument(path);
     let print_recovered = |recovered: &[manage::Recovered]| {
         for r in recovered {
@@ -131,7 +131,7 @@ pub(super) fn run(command: PersistCommand) -> Result<ExitCode> {
                 None => None,
             };
             let how = how.map(|h| if h == "symlink" { decl::How::Symlink } else { decl::How::Bind });
-            let root = Dir::open_root(&common.root)?;
+            let root = Dir::open_root(&common.target.root)?;
             let request = manage::AddRequest {
                 path: &path,
                 declaration: &common.declaration,
@@ -143,31 +143,40 @@ pub(super) fn run(command: PersistCommand) -> Result<ExitCode> {
             };
             let added = manage::add(&root, &request)?;
             print_recovered(&added.recovered);
+            let generations = carry_into_generations(&common, &touched(Some(&added.path), &added.recovered))?;
             if as_json {
                 report::json(&json!({
                     "path": added.path, "volume": added.volume, "entry": added.entry,
                     "files": added.stats.files, "directories": added.stats.directories,
                     "hard_links": added.stats.hard_links, "symlinks": added.stats.symlinks,
                     "special": added.stats.special, "bytes": added.stats.bytes,
+                    "generations": generations.to_json(),
                 }));
             } else {
                 println!(
-                    "{} is now persisted in {} ({} files, {} bytes, verified), declared as {}",
-                    added.path, added.volume, added.stats.files, added.stats.bytes, added.entry
+                    "{} is now persisted in {} ({}, {}, verified), declared as {}",
+                    added.path,
+                    added.volume,
+                    plural(added.stats.files, "file"),
+                    plural(added.stats.bytes, "byte"),
+                    added.entry
                 );
+                generations.print(&common);
             }
             Ok(ExitCode::SUCCESS)
         }
         PersistCommand::Remove { path, common, copy_back, purge, json: as_json } => {
             let path = path_arg(&path)?;
-            let root = Dir::open_root(&common.root)?;
+            let root = Dir::open_root(&common.target.root)?;
             let request = manage::RemoveRequest { path: &path, declaration: &common.declaration, copy_back, purge };
             let removed = manage::remove(&root, &request)?;
             print_recovered(&removed.recovered);
+            let generations = carry_into_generations(&common, &touched(Some(&removed.path), &removed.recovered))?;
             if as_json {
                 report::json(&json!({
                     "path": removed.path, "volume": removed.volume,
                     "copied_back": removed.copied_back, "purged": removed.purged,
+                    "generations": generations.to_json(),
                 }));
             } else {
                 let data = match (removed.copied_back, removed.purged) {
@@ -177,17 +186,35 @@ pub(super) fn run(command: PersistCommand) -> Result<ExitCode> {
                     (false, false) => "kept in the volume",
                 };
                 println!("{} is no longer persisted ({data})", removed.path);
+                generations.print(&common);
+                // What the audit says from now on, and why: no longer persisting leaves
+                // state that nothing declares.
+                let live = if removed.copied_back { "with the data copied back" } else { "empty" };
+                println!(
+                    "note: {} stays on the root ({live}) until the next reboot erases it; `blankslate audit` \
+                     lists it as undeclared",
+                    removed.path
+                );
+                if !removed.purged {
+                    let kept = format!("{}{}", removed.volume.trim_end_matches('/'), removed.path);
+                    println!(
+                        "note: the volume keeps {kept}, which nothing declares now: `blankslate audit` lists it \
+                         as a persist-stray until it is deleted"
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
         PersistCommand::List { common, json: as_json } => persist_list(&common, as_json),
         PersistCommand::Sync { target, follow, json: as_json } => sync(&target, follow, as_json),
         PersistCommand::Recover { common, volume } => {
-            let root = Dir::open_root(&common.root)?;
+            let root = Dir::open_root(&common.target.root)?;
             let recovered = manage::recover(&root, &common.declaration, volume.as_deref())?;
             print_recovered(&recovered);
             if recovered.is_empty() {
                 println!("nothing to recover");
+            } else {
+                carry_into_generations(&common, &touched(None, &recovered))?.print(&common);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -196,12 +223,19 @@ pub(super) fn run(command: PersistCommand) -> Result<ExitCode> {
 
 /// `persist list`: exit code 1 if any declared path is not as declared.
 fn persist_list(common: &PersistArgs, as_json: bool) -> Result<ExitCode> {
-    use blankslate_persist::add as manage;
-    let declaration = match load(&common.declaration, &common.root)? {
+    let declaration = match load(&common.declaration, &common.target.root)? {
         Ok(declaration) => declaration,
         Err(code) => return Ok(code),
     };
-    let root = Dir::open_root(&common.root)?;
+    let root = Dir::open_root(&common.target.root)?;
+    for mount in declaration.persist.keys() {
+        if root.open_dir(mount.trim_start_matches('/')).is_err_and(|e| e.is_not_found()) {
+            eprintln!(
+                "note: the persistent root {mount} is not in {} (is the volume mounted?): nothing of it is there",
+                common.target.root.display()
+            );
+        }
+    }
     let listing = manage::list(&root, &declaration)?;
     let all_ok = listing.entries.iter().all(|e| e.state.is_ok() && e.problems.is_empty());
     if as_json {
@@ -261,4 +295,99 @@ fn sync(target: &Target, follow: bool, as_json: bool) -> Result<ExitCode> {
         println!("copies: {} written back, {} unchanged", synced.written.len(), synced.unchanged.len());
     }
     Ok(ExitCode::from(if synced.missing.is_empty() { EXIT_OK } else { EXIT_FINDINGS }))
+}
+
+/// The paths a persist command changed: its own, and those of interrupted commands it
+/// finished or undid first.
+fn touched<'a>(path: Option<&'a str>, recovered: &'a [manage::Recovered]) -> Vec<&'a str> {
+    path.into_iter().chain(recovered.iter().map(|r| r.path.as_str())).collect()
+}
+
+/// The generations a persist command made: each is an old one with the declaration
+/// file's change (see [`carry_into_generations`]).
+#[derive(Debug, Default)]
+struct Carried {
+    /// Generation `/etc` is activated to: (before, after).
+    active: Option<(u32, u32)>,
+    /// The current generation, the next boot's: (before, after).
+    current: Option<(u32, u32)>,
+    /// Nothing was ever built in the root: the declaration file alone holds the change.
+    no_state: bool,
+    /// The active generation changed but could not be recorded as such.
+    not_relabelled: bool,
+}
+
+impl Carried {
+    fn to_json(&self) -> serde_json::Value {
+        let pair = |p: Option<(u32, u32)>| p.map(|(from, to)| json!({ "from": from, "to": to }));
+        json!({ "active": pair(self.active), "current": pair(self.current) })
+    }
+
+    fn print(&self, common: &PersistArgs) {
+        let decl = common.declaration.display();
+        if self.no_state {
+            println!(
+                "note: nothing was ever built in {}: the change is in {decl} only (`blankslate build {decl}` \
+                 makes it a generation)",
+                common.target.root.display()
+            );
+        }
+        let changed = |p: Option<(u32, u32)>| p.filter(|(from, to)| from != to);
+        match (changed(self.active), changed(self.current)) {
+            (Some((from, to)), Some(current)) if (from, to) == current => {
+                println!("generation {from} with this change is generation {to}, now active and current");
+            }
+            (active, current) => {
+                if let Some((from, to)) = active {
+                    println!("generation {from} with this change is generation {to}, now active");
+                }
+                if let Some((from, to)) = current {
+                    println!("generation {from} with this change is generation {to}, now current (the next boot's)");
+                }
+            }
+        }
+        if self.not_relabelled {
+            if let Some((_, to)) = self.active {
+                println!("note: /etc is being activated: run `blankslate switch {to}` to make generation {to} active");
+            }
+        }
+    }
+}
+
+/// Makes the change a persist command made to the declaration file (to `path`, and to
+/// the paths of interrupted commands it finished) part of the generation running, the
+/// one `/etc` is activated to, and of the current one, the next boot's: each gets
+/// exactly that change and nothing else of the file. So the audit, the next boot and
+/// the file agree with what is mounted, with no further step.
+fn carry_into_generations(common: &PersistArgs, paths: &[&str]) -> Result<Carried> {
+    let target = &common.target;
+    if read_state(target)?.is_none() {
+        return Ok(Carried { no_state: true, ..Carried::default() });
+    }
+    let (file, _) = decl::load(&common.declaration, None)?;
+    let root = Dir::open_root(&target.root)?;
+    let state = open_state(target)?;
+    let active = etc::active(&root)?;
+    let amend = |number: u32| -> Result<(u32, u32)> {
+        let generation = state.generation(number)?;
+        let declaration = decl::Declaration::from_canonical_json(&state.declaration_json(&generation)?)?;
+        let changed = paths.iter().fold(declaration, |d, path| d.with_path_from(&file, path));
+        Ok((number, state.amend(&generation, &changed)?.generation))
+    };
+    let mut carried = Carried {
+        active: active.as_ref().map(|a| amend(a.generation)).transpose()?,
+        current: state.current_number()?.map(amend).transpose()?,
+        ..Carried::default()
+    };
+    if let (Some(active), Some((from, to))) = (&active, carried.active) {
+        if from != to {
+            carried.not_relabelled = !etc::relabel(&root, &etc::Active { generation: to, ..active.clone() })?;
+        }
+    }
+    if let Some((from, to)) = carried.current {
+        if from != to {
+            state.set_current(to)?;
+        }
+    }
+    Ok(carried)
 }

@@ -113,6 +113,33 @@ impl Declaration {
 }
 
 impl Declaration {
+    /// This declaration, with `path` declared as `other` declares it (a top-level entry
+    /// of one of its persistent roots), or not at all if `other` does not declare it:
+    /// one change carried from `other`, nothing else. A persistent root this one lacks
+    /// comes with `other`'s settings.
+    #[must_use]
+    pub fn with_path_from(&self, other: &Declaration, path: &str) -> Declaration {
+        let mut out = self.clone();
+        for root in out.persist.values_mut() {
+            root.directories.retain(|e| e.path != path);
+            root.files.retain(|e| e.path != path);
+        }
+        let Some(found) = other.entries().into_iter().find(|e| e.user.is_none() && e.path == path) else {
+            return out;
+        };
+        let root = out.persist.entry(found.root.to_owned()).or_insert_with(|| PersistRoot {
+            directories: Vec::new(),
+            files: Vec::new(),
+            users: std::collections::BTreeMap::new(),
+            ..other.persist[found.root].clone()
+        });
+        match found.entry.kind {
+            EntryKind::Directory => root.directories.push(found.entry.clone()),
+            EntryKind::File => root.files.push(found.entry.clone()),
+        }
+        out
+    }
+
     /// Reads a declaration back from its canonical JSON (as a generation stores it).
     pub fn from_canonical_json(text: &str) -> Result<Declaration, serde_json::Error> {
         let mut declaration: Declaration = serde_json::from_str(text)?;
@@ -145,6 +172,26 @@ fn sort_entries(entries: &mut [Entry]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_is_carried_from_another_declaration_and_nothing_else() {
+        let base = "version = 1\n[persist.\"/persist\"]\ndirectories = [\"/var/log\"]\n[etc.\"motd\"]\ntext = \"a\"\n";
+        let file = "version = 1\n[persist.\"/persist\"]\ndirectories = [\"/var/log\", \"/srv\", \"/opt\"]\n\
+                    files = [{ file = \"/etc/key\", mode = \"0600\" }]\n[persist.\"/data\"]\nhide_mounts = true\n\
+                    directories = [\"/db\"]\n";
+        let base = check(Path::new("base.toml"), base, None).declaration.unwrap();
+        let file = check(Path::new("file.toml"), file, None).declaration.unwrap();
+        let added = base.with_path_from(&file, "/etc/key");
+        let expected = "version = 1\n[persist.\"/persist\"]\ndirectories = [\"/var/log\"]\n\
+                        files = [{ file = \"/etc/key\", mode = \"0600\" }]\n[etc.\"motd\"]\ntext = \"a\"\n";
+        let expected = check(Path::new("e.toml"), expected, None).declaration.unwrap();
+        assert_eq!(added.canonical_json(), expected.canonical_json(), "only /etc/key came over, not /srv or /opt");
+        let other_root = base.with_path_from(&file, "/db");
+        assert!(other_root.persist["/data"].hide_mounts, "a new root comes with its settings");
+        assert_eq!(other_root.persist["/data"].directories.len(), 1);
+        let removed = added.with_path_from(&base, "/etc/key");
+        assert_eq!(removed.canonical_json(), base.canonical_json());
+    }
 
     #[test]
     fn canonical_json_reads_back_to_the_same_declaration() {
