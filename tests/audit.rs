@@ -4,10 +4,12 @@
 //! mounts) runs inside `unshare --mount --propagation private`, never in the
 //! host's namespace.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common;
+use common::{Running, is_root, output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_blankslate");
 
@@ -29,10 +31,6 @@ text = "127.0.0.1 localhost\n"
 [audit]
 ignore = ["/srv/scratch/**"]
 "#;
-
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
 
 struct Scratch {
     dir: tempfile::TempDir,
@@ -65,11 +63,11 @@ impl Scratch {
             decl = self.dir.path().join("declaration.toml").display(),
             root = self.root().display(),
         );
-        Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-            .env("NO_COLOR", "1")
-            .output()
-            .expect("run unshare")
+        output(
+            Command::new("unshare")
+                .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+                .env("NO_COLOR", "1"),
+        )
     }
 }
 
@@ -142,14 +140,14 @@ fn drift_and_broken_persistence_exit_2() {
 #[test]
 fn no_state_is_an_error_exit_3() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(BIN).args(["audit", "--root"]).arg(dir.path()).output().unwrap();
+    let output = output(Command::new(BIN).args(["audit", "--root"]).arg(dir.path()));
     assert_eq!(output.status.code(), Some(3));
     assert!(text(&output.stderr).contains("no blankslate state"), "{}", text(&output.stderr));
 }
 
 #[test]
 fn help_documents_the_exit_codes() {
-    let output = Command::new(BIN).args(["audit", "--help"]).output().unwrap();
+    let output = output(Command::new(BIN).args(["audit", "--help"]));
     let help = text(&output.stdout);
     for line in ["0  clean", "1  undeclared state", "2  /etc drift or broken persistence", "3  the audit is incomplete"]
     {
@@ -157,102 +155,96 @@ fn help_documents_the_exit_codes() {
     }
 }
 
-#[test]
-fn watch_names_the_process_that_writes() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
-    }
-    // No persisted paths: the switch mounts nothing, so no namespace is needed, and
-    // the writer's /proc/PID/fd paths are the watcher's.
+/// A scratch root switched to a declaration with no persisted paths: nothing is
+/// mounted, so no namespace is needed, and the writers' /proc/PID/fd paths are the
+/// watcher's.
+fn switched_without_mounts() -> (Scratch, PathBuf) {
     let scratch = Scratch::new(
         "version = 1\n[etc.\"passwd\"]\ntext = \"root:x:0:0::/root:/bin/sh\\n\"\n[etc.\"group\"]\ntext = \"root:x:0:\\n\"\n",
     );
     let decl = scratch.dir.path().join("declaration.toml");
     let root = scratch.root();
-    std::fs::create_dir_all(root.join("srv")).unwrap();
-    let switched = Command::new(BIN).arg("switch").arg(&decl).arg("--root").arg(&root).output().unwrap();
+    let switched = output(Command::new(BIN).arg("switch").arg(&decl).arg("--root").arg(&root));
     assert!(switched.status.success(), "{}", text(&switched.stderr));
-    let mut watcher = Command::new(BIN)
-        .args(["audit", "--watch", "--watch-for", "6", "--root"])
-        .arg(&root)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(watcher.stdout.take().unwrap()).lines();
-    let started = Instant::now();
-    for line in lines.by_ref() {
-        if line.unwrap().starts_with("watching ") {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "the watch never started");
+    (scratch, root)
+}
+
+/// How long the watch tests wait for a line of the watcher.
+const LINE_DEADLINE: Duration = Duration::from_secs(60);
+
+#[test]
+fn watch_names_the_process_that_writes() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
     }
+    let (_scratch, root) = switched_without_mounts();
+    std::fs::create_dir_all(root.join("srv")).unwrap();
+    let mut watcher = Running::spawn(
+        Command::new(BIN)
+            .args(["audit", "--watch", "--watch-for", "6", "--root"])
+            .arg(&root)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped()),
+    );
+    let lines = watcher.lines();
+    lines.until(LINE_DEADLINE, |l| l.starts_with("watching "));
     // A writer that keeps its file open for a while.
     let target: &Path = &root.join("srv/new-state.db");
-    let mut writer = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "mkdir '{dir}'; echo x > '{dir}/inner'; exec 3>'{}'; echo data >&3; sleep 3",
-            target.display(),
-            dir = root.join("srv/newdir").display()
-        ))
-        .spawn()
-        .unwrap();
-    let pid = writer.id();
-    let mut seen = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let done = line.starts_with("watch: ");
-        seen.push(line);
-        if done {
-            break;
-        }
-    }
-    writer.wait().unwrap();
-    watcher.wait().unwrap();
+    let mut writer = Running::spawn(Command::new("sh").arg("-c").arg(format!(
+        "mkdir '{dir}'; echo x > '{dir}/inner'; exec 3>'{}'; echo data >&3; sleep 3",
+        target.display(),
+        dir = root.join("srv/newdir").display()
+    )));
+    let pid = writer.0.id();
+    let seen = lines.until(LINE_DEADLINE, |l| l.starts_with("watch: "));
+    writer.wait(LINE_DEADLINE);
+    watcher.wait(LINE_DEADLINE);
     let created =
         seen.iter().find(|l| l.contains("created: file /srv/new-state.db")).unwrap_or_else(|| panic!("{seen:#?}"));
     assert!(created.contains(&format!("{pid} (sh)")), "{created}");
     // A new directory is watched, and a file made in it at once is not missed.
     assert!(seen.iter().any(|l| l.contains("created: directory /srv/newdir ")), "{seen:#?}");
     assert!(seen.iter().any(|l| l.contains("file /srv/newdir/inner ")), "{seen:#?}");
-    assert!(seen.last().unwrap().starts_with("watch: "), "{seen:#?}");
 }
 
+/// Ctrl-C (SIGINT) and `kill` (SIGTERM) end the watch with its summary and the
+/// audit's exit code, also when the watcher was started with SIGINT ignored, as under
+/// `nohup` or as a background job of a script.
 #[test]
-fn watch_prints_its_summary_on_ctrl_c() {
+fn watch_stops_with_its_summary_on_sigint_and_sigterm() {
     if !is_root() {
         return eprintln!("skipped: needs root");
     }
-    let scratch = Scratch::new(
-        "version = 1\n[etc.\"passwd\"]\ntext = \"root:x:0:0::/root:/bin/sh\\n\"\n[etc.\"group\"]\ntext = \"root:x:0:\\n\"\n",
-    );
-    let root = scratch.root();
-    let decl = scratch.dir.path().join("declaration.toml");
-    let switched = Command::new(BIN).arg("switch").arg(&decl).arg("--root").arg(&root).output().unwrap();
-    assert!(switched.status.success(), "{}", text(&switched.stderr));
-    let mut watcher = Command::new(BIN)
-        .args(["audit", "--watch", "--root"])
-        .arg(&root)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(watcher.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().starts_with("watching ") {
-            break;
-        }
+    for (signal, ignore_sigint) in [("INT", false), ("INT", true), ("TERM", true)] {
+        let case = format!("SIG{signal}, SIGINT ignored at start: {ignore_sigint}");
+        let (_scratch, root) = switched_without_mounts();
+        let audited = output(Command::new(BIN).arg("audit").arg("--root").arg(&root)).status.code();
+        // `trap '' INT` makes the shell, and what it then execs, ignore SIGINT.
+        let ignore = if ignore_sigint { "trap '' INT; " } else { "" };
+        let mut watcher = Running::spawn(
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("{ignore}exec '{BIN}' audit --watch --root '{}'", root.display()))
+                .env("NO_COLOR", "1")
+                .stdout(Stdio::piped()),
+        );
+        let lines = watcher.lines();
+        lines.until(LINE_DEADLINE, |l| l.starts_with("watching "));
+        let pid = watcher.0.id().to_string();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let ignored = status.lines().find_map(|l| l.strip_prefix("SigIgn:")).unwrap().trim();
+        let sigint_ignored = u64::from_str_radix(ignored, 16).unwrap() & 2 != 0;
+        assert_eq!(sigint_ignored, ignore_sigint, "{case}: the watcher starts as the case says");
+        std::fs::write(root.join("srv-file"), b"x").unwrap();
+        lines.until(LINE_DEADLINE, |l| l.starts_with("undeclared created: file /srv-file"));
+        let killed = output(Command::new("kill").args([&format!("-{signal}"), &pid]));
+        assert!(killed.status.success(), "{case}");
+        let rest = lines.rest(LINE_DEADLINE);
+        let exit = watcher.wait(LINE_DEADLINE);
+        let summary = rest.iter().find(|l| l.starts_with("watch: ")).unwrap_or_else(|| panic!("{case}: {rest:#?}"));
+        assert!(summary.contains(" to 1 path;"), "{case}: {summary}");
+        assert_eq!(exit.code(), audited, "{case}: the exit code is the audit's, as without --watch");
     }
-    std::fs::write(root.join("srv-file"), b"x").unwrap();
-    // What a terminal's Ctrl-C does to the command it started.
-    let killed = Command::new("kill").args(["-INT", &watcher.id().to_string()]).status().unwrap();
-    assert!(killed.success());
-    watcher.wait().unwrap();
-    let rest: Vec<String> = lines.map(Result::unwrap).collect();
-    let summary = rest.iter().find(|l| l.starts_with("watch: ")).unwrap_or_else(|| panic!("{rest:#?}"));
-    assert!(summary.contains("to 1 path;"), "{summary}");
-    assert!(rest.iter().any(|l| l.starts_with("undeclared created: file /srv-file")), "{rest:#?}");
 }
 
 #[test]

@@ -17,6 +17,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_blankslate");
 
 const DECLARATION: &str = r#"version = 1
@@ -83,13 +85,13 @@ impl Scratch {
 /// Runs `script` (with `$B` the binary) in a private mount namespace; returns
 /// standard output.
 fn session(script: &str) -> String {
-    let output = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &format!("{script}\necho session-done")])
-        .env("B", BIN)
-        .env("NO_COLOR", "1")
-        .env_remove("BLANKSLATE_FAILPOINT")
-        .output()
-        .expect("run unshare (util-linux)");
+    let output = common::output(
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &format!("{script}\necho session-done")])
+            .env("B", BIN)
+            .env("NO_COLOR", "1")
+            .env_remove("BLANKSLATE_FAILPOINT"),
+    );
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "session failed:\n{script}\n{stdout}\n{stderr}");
@@ -108,8 +110,7 @@ fn populate(dir: &Path) {
     drop(sparse);
     fs::hard_link(dir.join("config"), dir.join("a/config.link")).unwrap();
     std::os::unix::fs::symlink("../config", dir.join("a/config.sym")).unwrap();
-    let status = Command::new("mkfifo").arg(dir.join("pipe")).status().unwrap();
-    assert!(status.success());
+    assert!(common::output(Command::new("mkfifo").arg(dir.join("pipe"))).status.success());
     drop(std::os::unix::net::UnixListener::bind(dir.join("socket")).unwrap());
     std::os::unix::fs::chown(dir.join("a/b"), Some(2000), Some(2000)).unwrap();
     fs::set_permissions(dir.join("a/b"), fs::Permissions::from_mode(0o2770)).unwrap();

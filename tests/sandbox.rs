@@ -5,10 +5,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
-}
+mod common;
+use common::{is_root, output};
 
 fn sandbox(dir: &Path, declaration: Option<&Path>, command: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_blankslate"));
@@ -16,7 +14,7 @@ fn sandbox(dir: &Path, declaration: Option<&Path>, command: &[&str]) -> Output {
     if let Some(declaration) = declaration {
         cmd.arg(declaration);
     }
-    cmd.arg("--").args(command).env_remove("BLANKSLATE_FAILPOINT").output().expect("run blankslate sandbox")
+    output(cmd.arg("--").args(command).env_remove("BLANKSLATE_FAILPOINT"))
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -130,8 +128,7 @@ fn switch_mounts_new_paths_and_unmounts_dropped_ones() {
          touch {r}/srv/new/x && test -e {r}/persist/srv/new/x && echo new-mounted
          grep -c ' {r}/' /proc/self/mountinfo"
     );
-    let output =
-        Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]).output().unwrap();
+    let output = output(Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]));
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
     assert!(stdout.contains("persisted paths: 2 mounted"), "{stdout}");

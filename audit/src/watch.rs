@@ -7,10 +7,9 @@
 //! printed with the processes holding it open (from `/proc/PID/fd`), or, failing
 //! that, those whose working directory is the file's directory.
 //!
-//! The watch ends after a set time, or when `stop` (a pipe) reaches its end: the
-//! command line runs the watch in a child in a process group of its own, reading a
-//! pipe from the process Ctrl-C ends, so the summary is printed without any signal
-//! handler (and so without unsafe code).
+//! The watch ends after a set time, or when `stop` becomes readable: the command line
+//! passes a `signalfd` for SIGINT and SIGTERM (`core::sys::stop_signals`), so Ctrl-C or
+//! a `kill` ends it with its summary, with no signal handler.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -184,8 +183,9 @@ pub fn writers(target: &Path, dir: &Path) -> Vec<String> {
     if holders.is_empty() { in_dir } else { holders }
 }
 
-/// Watches `root` until `duration` has passed, or `stop` (a pipe's reading end)
-/// reaches its end, or forever; prints each new undeclared write to `out`.
+/// Watches `root` until `duration` has passed, or `stop` becomes readable (a signalfd,
+/// or a pipe's reading end at its end), or forever; prints each new undeclared write
+/// to `out`.
 pub fn watch(
     root: &Dir,
     root_path: &Path,

@@ -1,5 +1,5 @@
-//! The only unsafe code in blankslate: entering new namespaces, and the one mount
-//! system call rustix does not wrap.
+//! The only unsafe code in blankslate: entering new namespaces, the one mount system
+//! call rustix does not wrap, and a descriptor for the signals that end a command.
 //!
 //! rustix marks `unshare` unsafe because `CLONE_FILES` can leave other threads with
 //! file descriptors that no longer exist in the caller's table. The wrappers here
@@ -8,7 +8,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use rustix::thread::UnshareFlags;
 
@@ -44,4 +44,31 @@ pub fn clear_mount_read_only(mount: BorrowedFd<'_>) -> io::Result<()> {
         )
     };
     if result == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// Blocks `SIGINT` and `SIGTERM` in the calling thread (and in the threads it starts
+/// from now on) and returns a `signalfd` that becomes readable when either arrives: a
+/// long-running command polls it and stops cleanly instead of being killed mid-output.
+/// A blocked signal is queued even when its disposition is "ignore", as `nohup` or a
+/// shell's background job can leave `SIGINT`, so the command stops on it all the same.
+/// Call it before starting other threads, or they keep the default disposition.
+pub fn stop_signals() -> io::Result<OwnedFd> {
+    // SAFETY: `set` is a local sigset_t, initialized by sigemptyset before any other
+    // use; pthread_sigmask and signalfd only read it (the old mask is not asked for),
+    // and a descriptor signalfd returns is new and owned by nothing else.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut set);
+        libc::sigaddset(&raw mut set, libc::SIGINT);
+        libc::sigaddset(&raw mut set, libc::SIGTERM);
+        let error = libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, std::ptr::null_mut());
+        if error != 0 {
+            return Err(io::Error::from_raw_os_error(error));
+        }
+        let fd = libc::signalfd(-1, &raw const set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
 }

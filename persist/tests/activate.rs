@@ -4,7 +4,6 @@
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use blankslate_core::decl::{self, Declaration, UserDb};
 use blankslate_core::fs::Dir;
@@ -179,7 +178,8 @@ fn data_already_in_the_root_is_migrated_into_an_empty_volume_or_reported() {
     std::fs::create_dir_all(root.join("var/lib/early/sub")).unwrap();
     std::fs::write(root.join("var/lib/early/sub/state"), "written before activation").unwrap();
     std::fs::hard_link(root.join("var/lib/early/sub/state"), root.join("var/lib/early/same")).unwrap();
-    assert!(Command::new("mkfifo").arg(root.join("var/lib/early/fifo")).status().unwrap().success());
+    let fifo = rustix::fs::FileType::Fifo;
+    rustix::fs::mknodat(rustix::fs::CWD, root.join("var/lib/early/fifo"), fifo, 0o644.into(), 0).unwrap();
     std::fs::create_dir_all(root.join("srv/mounted/inner")).unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
     std::fs::write(elsewhere.path().join("data"), "on another file system").unwrap();

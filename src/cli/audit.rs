@@ -78,19 +78,14 @@ pub(super) struct AuditArgs {
     /// happens, with the process that holds it where /proc tells.
     #[arg(long)]
     watch: bool,
-    /// Stop watching after SECONDS and print the summary (default: until killed).
+    /// Stop watching after SECONDS and print the summary (default: until SIGINT, as from
+    /// Ctrl-C, or SIGTERM).
     #[arg(long, value_name = "SECONDS", requires = "watch")]
     watch_for: Option<u64>,
-    /// The watching process itself (started by `--watch`, not by hand).
-    #[arg(long, hide = true)]
-    watch_child: bool,
 }
 
 pub(super) fn run(args: &AuditArgs) -> Result<ExitCode> {
     use blankslate_audit as audit;
-    if args.watch && !args.watch_child {
-        return audit_watch_parent();
-    }
     let target = &args.target;
     let root = Dir::open_root(&target.root)?;
     let root_path = std::fs::canonicalize(&target.root)?;
@@ -161,8 +156,10 @@ pub(super) fn run(args: &AuditArgs) -> Result<ExitCode> {
     if args.watch {
         let (tree, globs) = audit::root_tree(&setup)?;
         let duration = args.watch_for.map(std::time::Duration::from_secs);
-        let stdin = std::io::stdin();
-        let stop = Some(std::os::fd::AsFd::as_fd(&stdin));
+        // SIGINT and SIGTERM end the watch with its summary, even when SIGINT was
+        // ignored at start (`nohup`, a script's background job).
+        let signals = blankslate_core::sys::stop_signals().map_err(|e| format!("cannot watch for signals: {e}"))?;
+        let stop = Some(std::os::fd::AsFd::as_fd(&signals));
         let summary = audit::watch::watch(&root, &root_path, &tree, &globs, duration, stop, &mut std::io::stdout())?;
         println!("{summary}");
     }
@@ -178,21 +175,4 @@ fn inside(root_path: &std::path::Path, file: &std::path::Path) -> Option<Vec<u8>
     let below = parent.join(file.file_name()?);
     let below = below.strip_prefix(root_path).ok()?;
     Some([b"/", below.as_os_str().as_bytes()].concat())
-}
-
-/// `--watch` without unsafe signal handling: the audit and the watch run in a child in
-/// a process group of its own (Ctrl-C does not reach it), reading a pipe from this
-/// process. Ctrl-C ends this process; the pipe's end tells the child to print its
-/// summary and stop.
-fn audit_watch_parent() -> Result<ExitCode> {
-    use std::os::unix::process::CommandExt;
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .args(std::env::args_os().skip(1))
-        .arg("--watch-child")
-        .stdin(std::process::Stdio::piped())
-        .process_group(0)
-        .spawn()?;
-    let _pipe = child.stdin.take();
-    let status = child.wait()?;
-    Ok(ExitCode::from(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(report::EXIT_FAILURE)))
 }

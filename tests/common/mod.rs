@@ -1,7 +1,18 @@
 //! What the binary's integration tests share: running `blankslate` and reading its
-//! output.
+//! output, and waiting for children with a deadline, so that a test that would hang
+//! fails instead.
 
-use std::process::{Command, Output};
+// Each test crate uses a part of this module.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// How long a test waits for a child (a command, a namespace session) before it kills
+/// it and fails. Far above what any of them takes, even on a loaded machine.
+pub const DEADLINE: Duration = Duration::from_secs(300);
 
 /// Runs the binary with `env` added, never with a failpoint or colour from outside.
 pub fn blankslate_env(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -10,7 +21,7 @@ pub fn blankslate_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     for (key, value) in env {
         command.env(key, value);
     }
-    command.output().expect("run blankslate")
+    output(&mut command)
 }
 
 /// `blankslate generations list --json` of `root`.
@@ -34,8 +45,114 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// Whether the tests run as root (mounting and owners need it).
-#[allow(dead_code)] // not every test binary that shares this module needs it
+/// `Command::output` with a deadline: standard input empty, standard output and error
+/// captured; a child still running after [`DEADLINE`] is killed and the test fails.
+pub fn output(command: &mut Command) -> Output {
+    let mut child = Running::spawn(command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()));
+    let drain = |stream: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut stream) = stream {
+                let _ = stream.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let out = drain(child.0.stdout.take().map(|s| Box::new(s) as _));
+    let err = drain(child.0.stderr.take().map(|s| Box::new(s) as _));
+    let status = child.wait(DEADLINE);
+    Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
+}
+
+/// A child that is killed if the test ends (or fails) before it does.
+#[derive(Debug)]
+pub struct Running(pub Child);
+
+impl Running {
+    pub fn spawn(command: &mut Command) -> Running {
+        Running(command.spawn().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}")))
+    }
+
+    /// Waits for the child's end; kills it and fails the test after `deadline`.
+    pub fn wait(&mut self, deadline: Duration) -> ExitStatus {
+        let end = Instant::now() + deadline;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            if let Some(status) = self.0.try_wait().expect("wait for a child") {
+                return status;
+            }
+            assert!(Instant::now() < end, "child {} still running after {deadline:?}: killed", self.0.id());
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// The lines the child prints on its standard output (which must be piped).
+    pub fn lines(&mut self) -> Lines {
+        let stdout = self.0.stdout.take().expect("a piped standard output");
+        let (send, receive) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines(receive)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// A child's output, line by line, each waited for with a deadline.
+#[derive(Debug)]
+pub struct Lines(Receiver<String>);
+
+impl Lines {
+    /// The lines up to and including the first that `last` accepts; fails the test if
+    /// the output ends first or `deadline` passes.
+    pub fn until(&self, deadline: Duration, last: impl Fn(&str) -> bool) -> Vec<String> {
+        let end = Instant::now() + deadline;
+        let mut seen = Vec::new();
+        loop {
+            match self.0.recv_timeout(end.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    let done = last(&line);
+                    seen.push(line);
+                    if done {
+                        return seen;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!("no such line after {deadline:?}; seen: {seen:#?}"),
+                Err(RecvTimeoutError::Disconnected) => panic!("the output ended first; seen: {seen:#?}"),
+            }
+        }
+    }
+
+    /// Every line until the output ends; fails the test after `deadline`.
+    pub fn rest(&self, deadline: Duration) -> Vec<String> {
+        let end = Instant::now() + deadline;
+        let mut seen = Vec::new();
+        loop {
+            match self.0.recv_timeout(end.saturating_duration_since(Instant::now())) {
+                Ok(line) => seen.push(line),
+                Err(RecvTimeoutError::Disconnected) => return seen,
+                Err(RecvTimeoutError::Timeout) => panic!("the output did not end within {deadline:?}: {seen:#?}"),
+            }
+        }
+    }
+}
+
+/// Whether the tests run as root (the ones that make namespaces skip otherwise).
 pub fn is_root() -> bool {
-    std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+    std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
 }
