@@ -37,10 +37,25 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
-fn scratch_root() -> tempfile::TempDir {
+/// A scratch root on tmpfs (in /dev/shm) with a `persist` directory. It is a mount of
+/// its own, so that dropping it detaches every mount made inside before the directory
+/// is removed: nothing is left in /dev/shm.
+struct Scratch {
+    _mounts: mount::OwnMount,
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn scratch_root() -> Scratch {
     let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+    let mounts = mount::OwnMount::new(&Dir::open_root(dir.path()).unwrap()).unwrap();
     std::fs::create_dir(dir.path().join("persist")).unwrap();
-    dir
+    Scratch { _mounts: mounts, dir }
 }
 
 /// The same 200 bind mounts as a shell loop (directories and files made first).

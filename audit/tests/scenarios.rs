@@ -76,6 +76,9 @@ fn declaration(text: &str) -> Declaration {
 /// A scratch root with a built and activated generation: /etc linked, persisted
 /// paths mounted from the volume at `persist/`.
 struct Scratch {
+    // First, so that it is dropped first: every mount in the scratch tree goes, and
+    // the directory can be removed from inside the namespace (else it stays in /tmp).
+    _mounts: mount::OwnMount,
     _dir: tempfile::TempDir,
     root: PathBuf,
     outside: PathBuf,
@@ -100,6 +103,7 @@ impl Scratch {
     /// directory `persist/` is there).
     fn activated_mounting(text: &str, volumes: impl FnOnce(&Dir)) -> Scratch {
         let dir = tempfile::tempdir().unwrap();
+        let mounts = mount::OwnMount::new(&Dir::open_root(dir.path()).unwrap()).unwrap();
         let root = dir.path().join("root");
         let outside = dir.path().join("outside");
         std::fs::create_dir_all(root.join("persist")).unwrap();
@@ -117,7 +121,7 @@ impl Scratch {
         let users = etc::users_for(&root_dir, |name| tree.read(name).ok(), &active.manifest);
         let report = blankslate_persist::activate(&root_dir, &declaration, &users, None).unwrap();
         assert!(report.conflicts.is_empty(), "{report:?}");
-        Scratch { _dir: dir, root, outside }
+        Scratch { _mounts: mounts, _dir: dir, root, outside }
     }
 
     fn audit(&self) -> Report {

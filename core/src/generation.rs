@@ -419,17 +419,21 @@ mod tests {
             eprintln!("skipped: needs root for a mount namespace");
             return;
         }
-        std::thread::spawn(|| {
+        // The scratch directory is removed from this thread, outside the namespace,
+        // where nothing is mounted in it.
+        let scratch = tempfile::tempdir().unwrap();
+        let path = scratch.path().to_path_buf();
+        let result = std::thread::spawn(move || {
             crate::sys::unshare_mount_namespace().unwrap();
             mount::make_private().unwrap();
-            let (scratch, state) = state();
+            let root = Dir::open_root(&path).unwrap();
+            let state = State::open_locked(&root, Path::new(DEFAULT_STATE_DIR)).unwrap();
             state.build(&declaration("/var/log"), &[]).unwrap();
             drop(state);
-            let root = Dir::open_root(scratch.path()).unwrap();
             let holder = root.open_dir("var/lib").unwrap();
             let shared = holder.open_dir("blankslate").unwrap();
             mount::bind(mount::Source::Dir(&shared), &holder, "blankslate", mount::MountFlags::RDONLY).unwrap();
-            let probe = scratch.path().join("var/lib/blankslate/probe");
+            let probe = path.join("var/lib/blankslate/probe");
             assert_eq!(
                 std::fs::write(&probe, "x").unwrap_err().raw_os_error(),
                 Some(rustix::io::Errno::ROFS.raw_os_error())
@@ -444,8 +448,9 @@ mod tests {
             let reread = State::open_existing(&root, Path::new(DEFAULT_STATE_DIR)).unwrap().unwrap();
             assert_eq!(reread.current_number().unwrap(), Some(2), "the write did not reach the shared state");
         })
-        .join()
-        .unwrap();
+        .join();
+        drop(scratch);
+        result.unwrap();
     }
 
     #[test]

@@ -186,6 +186,40 @@ pub fn unmount(dir: &Dir, name: &str) -> Result<()> {
     rustix::mount::unmount(by_fd.as_str(), UnmountFlags::DETACH).map_err(wrap("unmount", &at))
 }
 
+/// A directory bound onto itself, so that it is a mount of its own and every mount
+/// made below it hangs under that one: dropping this detaches them all at once. A
+/// scratch tree that has mounts in it can then be removed even from inside the mount
+/// namespace that holds them (tests and benchmarks).
+#[derive(Debug)]
+pub struct OwnMount {
+    parent: Dir,
+    name: String,
+}
+
+impl OwnMount {
+    /// Binds `dir` (an open directory with a parent and a UTF-8 name) onto itself.
+    pub fn new(dir: &Dir) -> Result<OwnMount> {
+        let at = dir.path();
+        let not_named =
+            || MountError { op: "bind onto itself", at: at.to_path_buf(), source: io::ErrorKind::InvalidInput.into() };
+        let name = at.file_name().and_then(OsStr::to_str).ok_or_else(not_named)?.to_owned();
+        let parent = Dir::open_root(at.parent().ok_or_else(not_named)?).map_err(|e| MountError {
+            op: "open the parent of",
+            at: at.to_path_buf(),
+            source: e.source,
+        })?;
+        bind(Source::Dir(dir), &parent, &name, MountFlags::empty())?;
+        Ok(OwnMount { parent, name })
+    }
+}
+
+impl Drop for OwnMount {
+    fn drop(&mut self) {
+        // Lazily: open descriptors below keep working; nothing is left attached.
+        let _ = unmount(&self.parent, &self.name);
+    }
+}
+
 /// Stops mount events from propagating between this namespace and the one it was
 /// copied from: nothing mounted here can appear on the host.
 pub fn make_private() -> Result<()> {
