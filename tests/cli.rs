@@ -199,6 +199,51 @@ fn completions_and_man_page_come_from_the_cli_definition() {
     assert!(stdout(&output).contains(".TH blankslate"));
 }
 
+/// The pages the manual names exist: `man --dir` writes one per subcommand, and
+/// every `blankslate-…(1)` a page refers to is among them.
+#[test]
+fn the_manual_refers_only_to_pages_that_exist() {
+    let scratch = Scratch::new();
+    let dir = scratch.dir.path().join("man1");
+    std::fs::create_dir(&dir).unwrap();
+    let output = blankslate(&["man", "--dir", dir.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let pages: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    for expected in ["blankslate.1", "blankslate-check.1", "blankslate-generations-list.1", "blankslate-persist-add.1"]
+    {
+        assert!(pages.iter().any(|p| p == expected), "{expected} not in {pages:?}");
+    }
+    assert!(!pages.iter().any(|p| p.contains("sandbox-init") || p.contains("help")), "{pages:?}");
+    let mut printed = stdout(&blankslate(&["man"]));
+    for page in &pages {
+        printed.push_str(&std::fs::read_to_string(dir.join(page)).unwrap());
+    }
+    // A reference is `blankslate\-NAME(1)` in roff, NAME of letters and `\-`.
+    let mut referred = 0;
+    for after in printed.split("blankslate\\-").skip(1) {
+        let name: String = after.chars().take_while(|c| c.is_ascii_lowercase() || matches!(c, '\\' | '-')).collect();
+        if !after[name.len()..].starts_with("(1)") {
+            continue;
+        }
+        let name = name.replace("\\-", "-");
+        referred += 1;
+        assert!(pages.contains(&format!("blankslate-{name}.1")), "blankslate-{name}(1) is referred to, not written");
+    }
+    assert!(referred > 20, "the pages list their subcommands' pages ({referred})");
+}
+
+/// What the help says agrees with what the commands do.
+#[test]
+fn help_texts_name_the_real_defaults_and_paths() {
+    let help = stdout(&blankslate(&["initrd", "--help"]));
+    assert!(help.contains("gzip-compressed unless --uncompressed"), "{help}");
+    let help = stdout(&blankslate(&["boot", "--help"]));
+    let unit = help.split_whitespace().find(|w| w.contains("blankslate-initrd.service")).unwrap();
+    let unit = unit.trim_start_matches('(').trim_end_matches([')', ':', ',', '.']).trim_start_matches("the unit is ");
+    assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join(unit).is_file(), "boot --help names {unit}");
+}
+
 #[test]
 fn import_writes_a_declaration_that_checks_and_never_overwrites_by_accident() {
     let scratch = Scratch::new();
@@ -435,4 +480,27 @@ fn persist_sync_writes_a_changed_copy_back_and_the_audit_sees_it() {
     assert!(read("sync.out").contains("written back: /etc/shadow"), "{}", read("sync.out"));
     assert_eq!(read("synced"), "root:$y$new:2::::::\n");
     assert_eq!(read("audit-after.code"), "0\n", "{}", read("audit-after.txt"));
+}
+
+/// examples/README.md lists every example, counts them right, and calls the one the
+/// binary has built in (the sandbox's) the built-in example.
+#[test]
+fn the_examples_readme_names_every_example_and_the_built_in_one() {
+    let readme = std::fs::read_to_string(examples().join("README.md")).unwrap();
+    let mut files: Vec<String> = std::fs::read_dir(examples())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let count = ["No", "One", "Two", "Three", "Four", "Five", "Six", "Seven"][files.len()];
+    assert!(readme.contains(&format!("{count} native blankslate declarations")), "{files:?}");
+    for file in &files {
+        assert!(readme.contains(&format!("| [`{file}`]({file}) |")), "{file} is not listed");
+    }
+    let source = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cli/sandbox.rs")).unwrap();
+    let built_in = source.split("include_str!(\"../../examples/").nth(1).unwrap().split('"').next().unwrap();
+    let rows: Vec<&str> = readme.lines().filter(|l| l.contains("built-in example")).collect();
+    assert!(!rows.is_empty() && rows.iter().all(|row| row.contains(&format!("[`{built_in}`]"))), "{rows:#?}");
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use blankslate_core::decl;
 use serde_json::json;
 
-use super::{Result, plural, user_db};
+use super::{plural, user_db};
 use crate::report::{self, EXIT_FAILURE, EXIT_FINDINGS, EXIT_OK};
 
 #[derive(Debug, clap::Args)]
@@ -22,7 +22,7 @@ pub(super) struct Args {
     root: PathBuf,
 }
 
-pub(super) fn run(args: &Args) -> Result<ExitCode> {
+pub(super) fn run(args: &Args) -> ExitCode {
     let (files, as_json) = (&args.declarations, args.json);
     let users = user_db(&args.root);
     let color = report::color_for(&std::io::stderr());
@@ -63,11 +63,11 @@ pub(super) fn run(args: &Args) -> Result<ExitCode> {
     if as_json {
         report::json(&serde_json::Value::Array(results));
     }
-    Ok(ExitCode::from(if unreadable {
+    ExitCode::from(if unreadable {
         EXIT_FAILURE
     } else if invalid {
         EXIT_FINDINGS
     } else {
         EXIT_OK
-    }))
+    })
 }

@@ -15,13 +15,15 @@ pub(super) enum GenerationsCommand {
     List {
         #[command(flatten)]
         target: Target,
+        /// Print the list as JSON: number, creation date, current, booted, store path.
         #[arg(long)]
         json: bool,
     },
     /// Remove generations' profile links (never the current or the booted one); their
     /// store objects go at the next `gc`.
     Delete {
-        #[arg(required = true)]
+        /// The generations to delete, by number (as `generations list` shows them).
+        #[arg(required = true, value_name = "N")]
         numbers: Vec<u32>,
         #[command(flatten)]
         target: Target,
@@ -33,6 +35,7 @@ pub(super) enum GenerationsCommand {
         /// Say what would be removed, and remove nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Print the objects removed (or that would be) and the number kept as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -45,6 +48,7 @@ pub(super) enum StoreCommand {
     Verify {
         #[command(flatten)]
         target: Target,
+        /// Print the number of objects checked and the corrupt ones as JSON.
         #[arg(long)]
         json: bool,
     },

@@ -101,17 +101,27 @@ enum Command {
     /// state, /etc strays), /etc drift, broken persistence, strays in the volumes.
     #[command(after_help = audit::AUDIT_HELP)]
     Audit(audit::AuditArgs),
-    /// Build an initramfs (cpio, uncompressed): this binary (or --binary, which must be
-    /// static) as /init, plus kernel modules boot loads with blankslate.modules=.
+    /// Build an initramfs (cpio newc, gzip-compressed unless --uncompressed): this binary
+    /// (or --binary, which must be static) as /init, plus kernel modules boot loads with
+    /// blankslate.modules=.
     Initrd(boot::InitrdArgs),
-    /// In a systemd initrd (packaging/blankslate-initrd.service): activate the generation
-    /// the kernel command line names (blankslate.persist=, blankslate.generation=) into
-    /// ROOT, which systemd then switches into. Boot with root=tmpfs so that ROOT is one.
+    /// In a systemd initrd (the unit is packaging/dracut/90blankslate/blankslate-initrd.service):
+    /// activate the generation the kernel command line names (blankslate.persist=,
+    /// blankslate.generation=) into ROOT, which systemd then switches into. Boot with
+    /// root=tmpfs so that ROOT is one.
     Boot(boot::BootArgs),
     /// Print shell completions for SHELL to standard output.
-    Completions { shell: clap_complete::Shell },
-    /// Print the manual page (roff) to standard output.
-    Man,
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page blankslate(1) (roff) to standard output, or write it and
+    /// one page per subcommand (blankslate-check(1), …) into a directory.
+    Man {
+        /// Write every page into DIR (e.g. /usr/local/share/man/man1) instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
@@ -175,7 +185,7 @@ fn named_generation(state: &State, number: u32) -> Result<Generation> {
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Adopt(args) => adopt::run(&args),
-        Command::Check(args) => check::run(&args),
+        Command::Check(args) => Ok(check::run(&args)),
         Command::Build(args) => build::run(&args),
         Command::Switch(args) => switch::switch(&args),
         Command::Rollback(args) => switch::rollback(&args),
@@ -192,8 +202,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             clap_complete::generate(shell, &mut Cli::command(), "blankslate", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Man => {
-            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+        Command::Man { dir } => {
+            // The pages list the subcommands' pages; there is no `help` page to list.
+            let command = Cli::command().disable_help_subcommand(true);
+            match dir {
+                None => clap_mangen::Man::new(command).render(&mut std::io::stdout())?,
+                Some(dir) => {
+                    clap_mangen::generate_to(command, &dir)
+                        .map_err(|e| format!("cannot write the pages into {}: {e}", dir.display()))?;
+                    println!("wrote the manual pages into {}", dir.display());
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -289,6 +308,38 @@ fn build_generation(
 }
 
 /// "1 file", "2 files".
-fn plural<N: std::fmt::Display + PartialEq + From<u8>>(count: N, noun: &str) -> String {
+fn plural<N: std::fmt::Display + PartialEq + From<u8> + Copy>(count: N, noun: &str) -> String {
     if count == N::from(1) { format!("1 {noun}") } else { format!("{count} {noun}s") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `--help` of every command a person can see (and so its manual page) has no
+    /// empty entry: every subcommand, flag and argument says what it is.
+    #[test]
+    fn every_help_entry_says_something() {
+        fn visit(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments().filter(|a| !a.is_hide_set()) {
+                let id = arg.get_id().as_str();
+                let said = arg.get_help().or(arg.get_long_help()).is_some_and(|h| !h.to_string().trim().is_empty());
+                if !said && !matches!(id, "help" | "version") {
+                    missing.push(format!("{path}: {id}"));
+                }
+            }
+            for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+                let path = format!("{path} {}", sub.get_name());
+                if sub.get_about().or(sub.get_long_about()).is_none_or(|h| h.to_string().trim().is_empty()) {
+                    missing.push(path.clone());
+                }
+                visit(sub, &path, missing);
+            }
+        }
+        let mut command = Cli::command();
+        command.build();
+        let mut missing = Vec::new();
+        visit(&command, "blankslate", &mut missing);
+        assert!(missing.is_empty(), "no help text for:\n{}", missing.join("\n"));
+    }
 }

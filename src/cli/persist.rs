@@ -41,6 +41,8 @@ pub(super) enum PersistCommand {
         /// For files: a bind mount (default) or a symlink into the volume.
         #[arg(long, value_parser = ["bind", "symlink"])]
         how: Option<String>,
+        /// Print what was done as JSON: the entry declared, what was copied, the
+        /// generations made.
         #[arg(long)]
         json: bool,
     },
@@ -48,6 +50,7 @@ pub(super) enum PersistCommand {
     /// volume keeps the data unless --purge.
     #[command(after_help = EXIT_CODES)]
     Remove {
+        /// The declared path to stop persisting (absolute, as in the declaration).
         path: PathBuf,
         #[command(flatten)]
         common: PersistArgs,
@@ -57,6 +60,7 @@ pub(super) enum PersistCommand {
         /// Delete the data from the volume at the end.
         #[arg(long)]
         purge: bool,
+        /// Print what was done as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -67,6 +71,8 @@ pub(super) enum PersistCommand {
     List {
         #[command(flatten)]
         common: PersistArgs,
+        /// Print the entries (path, volume, kind, owner, mode, state, problems) and the
+        /// interrupted operations as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -107,20 +113,6 @@ pub(super) struct PersistArgs {
 
 pub(super) fn run(command: PersistCommand) -> Result<ExitCode> {
     let path_arg = |path: &Path| manage::normalize_argument(path);
-    let print_recovered = |recovered: &[manage::Recovered]| {
-        for r in recovered {
-            let what = if r.operation == blankslate_persist::journal::Operation::Add { "add" } else { "remove" };
-            let outcome = if r.outcome == manage::Outcome::Finished { "finished" } else { "undone" };
-            eprintln!(
-                "note: the interrupted `persist {what} {}` (after step `{}`) was {outcome}",
-                r.path,
-                r.step.as_str()
-            );
-            for note in &r.notes {
-                eprintln!("note: {note}");
-            }
-        }
-    };
     match command {
         PersistCommand::Add { path, common, volume, user, group, mode, how, json: as_json } => {
             let path = path_arg(&path)?;
@@ -166,44 +158,7 @@ pub(super) fn run(command: PersistCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         PersistCommand::Remove { path, common, copy_back, purge, json: as_json } => {
-            let path = path_arg(&path)?;
-            let root = Dir::open_root(&common.target.root)?;
-            let request = manage::RemoveRequest { path: &path, declaration: &common.declaration, copy_back, purge };
-            let removed = manage::remove(&root, &request)?;
-            print_recovered(&removed.recovered);
-            let generations = carry_into_generations(&common, &touched(Some(&removed.path), &removed.recovered))?;
-            if as_json {
-                report::json(&json!({
-                    "path": removed.path, "volume": removed.volume,
-                    "copied_back": removed.copied_back, "purged": removed.purged,
-                    "generations": generations.to_json(),
-                }));
-            } else {
-                let data = match (removed.copied_back, removed.purged) {
-                    (true, true) => "copied back into the root; removed from the volume",
-                    (true, false) => "copied back into the root; the volume keeps its copy",
-                    (false, true) => "removed from the volume",
-                    (false, false) => "kept in the volume",
-                };
-                println!("{} is no longer persisted ({data})", removed.path);
-                generations.print(&common);
-                // What the audit says from now on, and why: no longer persisting leaves
-                // state that nothing declares.
-                let live = if removed.copied_back { "with the data copied back" } else { "empty" };
-                println!(
-                    "note: {} stays on the root ({live}) until the next reboot erases it; `blankslate audit` \
-                     lists it as undeclared",
-                    removed.path
-                );
-                if !removed.purged {
-                    let kept = format!("{}{}", removed.volume.trim_end_matches('/'), removed.path);
-                    println!(
-                        "note: the volume keeps {kept}, which nothing declares now: `blankslate audit` lists it \
-                         as a persist-stray until it is deleted"
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+            remove(&path_arg(&path)?, &common, copy_back, purge, as_json)
         }
         PersistCommand::List { common, json: as_json } => persist_list(&common, as_json),
         PersistCommand::Sync { target, follow, json: as_json } => sync(&target, follow, as_json),
@@ -219,6 +174,59 @@ pub(super) fn run(command: PersistCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Notes on interrupted persist commands that this one finished or undid first.
+fn print_recovered(recovered: &[manage::Recovered]) {
+    for r in recovered {
+        let what = if r.operation == blankslate_persist::journal::Operation::Add { "add" } else { "remove" };
+        let outcome = if r.outcome == manage::Outcome::Finished { "finished" } else { "undone" };
+        eprintln!("note: the interrupted `persist {what} {}` (after step `{}`) was {outcome}", r.path, r.step.as_str());
+        for note in &r.notes {
+            eprintln!("note: {note}");
+        }
+    }
+}
+
+/// `persist remove`.
+fn remove(path: &str, common: &PersistArgs, copy_back: bool, purge: bool, as_json: bool) -> Result<ExitCode> {
+    let root = Dir::open_root(&common.target.root)?;
+    let request = manage::RemoveRequest { path, declaration: &common.declaration, copy_back, purge };
+    let removed = manage::remove(&root, &request)?;
+    print_recovered(&removed.recovered);
+    let generations = carry_into_generations(common, &touched(Some(&removed.path), &removed.recovered))?;
+    if as_json {
+        report::json(&json!({
+            "path": removed.path, "volume": removed.volume,
+            "copied_back": removed.copied_back, "purged": removed.purged,
+            "generations": generations.to_json(),
+        }));
+    } else {
+        let data = match (removed.copied_back, removed.purged) {
+            (true, true) => "copied back into the root; removed from the volume",
+            (true, false) => "copied back into the root; the volume keeps its copy",
+            (false, true) => "removed from the volume",
+            (false, false) => "kept in the volume",
+        };
+        println!("{} is no longer persisted ({data})", removed.path);
+        generations.print(common);
+        // What the audit says from now on, and why: no longer persisting leaves
+        // state that nothing declares.
+        let live = if removed.copied_back { "with the data copied back" } else { "empty" };
+        println!(
+            "note: {} stays on the root ({live}) until the next reboot erases it; `blankslate audit` \
+             lists it as undeclared",
+            removed.path
+        );
+        if !removed.purged {
+            let kept = format!("{}{}", removed.volume.trim_end_matches('/'), removed.path);
+            println!(
+                "note: the volume keeps {kept}, which nothing declares now: `blankslate audit` lists it \
+                 as a persist-stray until it is deleted"
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `persist list`: exit code 1 if any declared path is not as declared.
