@@ -356,6 +356,7 @@ fn add_then_audit_is_clean_and_remove_leaves_what_the_command_says() {
     ));
     assert_eq!(status_of(&output, "audit-before"), 1, "undeclared data before the add:\n{output}");
     assert_eq!(status_of(&output, "add-status"), 0, "{output}");
+    assert!(output.contains("/var/lib/app is now persisted in /persist (1 file, 5 bytes, verified)"), "{output}");
     assert!(output.contains("generation 1 with this change is generation 2, now active and current"), "{output}");
     assert_eq!(status_of(&output, "audit-added"), 0, "the audit is clean right after the add:\n{output}");
     assert!(output.contains("unchanged: generation 2 is current"), "the file and the generation agree:\n{output}");
