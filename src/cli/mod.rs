@@ -235,7 +235,7 @@ fn running(target: &Target, wanted: Option<u32>) -> Result<Option<Running>> {
     let Some(number) = wanted.or(active).or(state.current_number()?) else {
         return Err("no generation to work with: `blankslate build DECL` makes the first".into());
     };
-    let generation = state.generation(number)?;
+    let generation = if wanted.is_some() { named_generation(&state, number)? } else { state.generation(number)? };
     let declaration = decl::Declaration::from_canonical_json(&state.declaration_json(&generation)?)?;
     let users = match state.part(&generation, "etc")? {
         Some(object) => {
