@@ -322,6 +322,9 @@ fn a_symlinked_directory_links_into_the_volume_and_takes_in_data_found_in_the_ro
     }
     let scratch = Scratch::new();
     let root = scratch.path();
+    // Made (and removed) out here, where nothing is mounted in it.
+    let other = Scratch::new();
+    let other_root = other.path();
     in_namespace(move || {
         // Data a program left in the root before the first activation moves into the
         // (empty) volume directory, and the directory becomes the link.
@@ -349,8 +352,6 @@ fn a_symlinked_directory_links_into_the_volume_and_takes_in_data_found_in_the_ro
         assert!(std::fs::symlink_metadata(&trash).unwrap().file_type().is_symlink());
 
         // A directory in the root holding data the volume holds too is left alone.
-        let other = Scratch::new();
-        let other_root = other.path();
         std::fs::create_dir_all(other_root.join("home/alice/.local/share/Trash")).unwrap();
         std::fs::write(other_root.join("home/alice/.local/share/Trash/a"), "root").unwrap();
         std::fs::create_dir_all(other_root.join("persist/home/alice/.local/share/Trash")).unwrap();
