@@ -343,8 +343,10 @@ fn add_then_audit_is_clean_and_remove_leaves_what_the_command_says() {
     )
     .unwrap();
     let (r, d) = (root.display(), declaration.display());
+    // The volume is a tmpfs (the audit wants a mounted volume), in the session's
+    // private namespace.
     let output = session(&format!(
-        "\"$B\" switch '{d}' --root '{r}' >/dev/null || exit 9
+        "mount -t tmpfs volume '{r}/persist' && \"$B\" switch '{d}' --root '{r}' >/dev/null || exit 9
          mkdir -p '{r}/var/lib/app' && echo data > '{r}/var/lib/app/db'
          \"$B\" audit --root '{r}' >/dev/null; echo audit-before=$?
          \"$B\" persist add /var/lib/app --declaration '{d}' --root '{r}'; echo add-status=$?
