@@ -277,7 +277,7 @@ fn plant(scratch: &Scratch) {
     std::fs::set_permissions(s.path("etc/sudoers"), std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::remove_file(s.path("etc/group")).unwrap();
     // /etc strays.
-    s.write("etc/resolv.conf", b"nameserver 10.0.0.53\n");
+    s.write("etc/hosts.allow", b"sshd: 10.0.0.0/8\n");
     s.write("etc/ssh/ssh_host_ed25519_key", b"-----BEGIN KEY-----\n");
     // Persistence: /var/log unmounted (and its source's mode wrong), /var/lib/app
     // mounted from elsewhere (and its source's owner wrong), the symlinked history
@@ -331,7 +331,7 @@ fn every_finding_kind_is_reported() {
         one(Class::EtcDrift, b"/etc/sudoers", "edited");
         one(Class::EtcDrift, b"/etc/sudoers", "wrong-mode");
         one(Class::EtcDrift, b"/etc/group", "missing");
-        one(Class::EtcStray, b"/etc/resolv.conf", "file");
+        one(Class::EtcStray, b"/etc/hosts.allow", "file");
         one(Class::EtcStray, b"/etc/ssh/ssh_host_ed25519_key", "file");
         // Persistence.
         one(Class::Persist, b"/var/log", "not-mounted");
