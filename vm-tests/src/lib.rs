@@ -545,7 +545,7 @@ impl Boot {
                 if powered_off { "seen" } else { "missing" }
             )
         };
-        Err(format!("{what}: {why}\nfailed checks: {failed:#?}\n--- serial log tail ---\n{}", self.tail(80)))
+        Err(format!("{what}: {why}\nfailed checks: {failed:#?}\n--- serial log tail ---\n{}", self.tail(30)))
     }
 }
 
