@@ -342,21 +342,21 @@ fn rollback_restores_the_previous_etc_exactly_and_dry_runs_change_nothing() {
     let two = scratch.declaration("two.toml", &generation_2());
     scratch.ok(&["switch", &one]);
     let first = scratch.snapshot();
-    assert!(scratch.ok(&["switch", &two]).ends_with("generation 2 is active\n"));
+    assert!(scratch.ok(&["switch", &two]).ends_with("generation 2 is active and the boot default\n"));
     let second = scratch.snapshot();
     assert_ne!(first, second);
 
     for args in [&["switch", "1", "--dry-run"][..], &["rollback", "--dry-run"]] {
         let out = scratch.ok(args);
-        assert!(out.starts_with("/etc: generation 2 -> generation 1\n"), "{args:?}: {out}");
-        assert!(out.contains("  - added/nested/new.conf\n"), "{args:?}: {out}");
+        assert!(out.contains("\ngeneration 2 -> generation 1\n"), "{args:?}: {out}");
+        assert!(out.contains("  - added/nested/new.conf  link\n"), "{args:?}: {out}");
         assert_eq!(scratch.snapshot(), second, "{args:?} changes nothing");
         assert_eq!(scratch.current(), Some(2), "{args:?} changes nothing");
     }
 
     let out = scratch.ok(&["rollback"]);
     assert!(out.starts_with("/etc: generation 2 -> generation 1\n"), "{out}");
-    assert!(out.ends_with("generation 1 is active\n"), "{out}");
+    assert!(out.ends_with("generation 1 is active and the boot default\n"), "{out}");
     assert_eq!(scratch.snapshot(), first, "/etc is generation 1's again, exactly");
     assert_eq!(scratch.current(), Some(1));
 

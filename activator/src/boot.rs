@@ -27,6 +27,7 @@
 pub mod cmdline;
 pub mod device;
 mod modules;
+mod trial;
 mod volumes;
 
 use std::fmt::Write as _;
@@ -39,9 +40,10 @@ use blankslate_core::fs::Dir;
 use blankslate_core::generation::{DEFAULT_STATE_DIR, Generation, State};
 use blankslate_core::mount;
 use blankslate_core::store::Store;
+use blankslate_core::trial::{BootChoice, BootRecord};
 use rustix::mount::{MountAttrFlags, MoveMountFlags};
 
-use crate::etc::{self, Active, OnConflict};
+use crate::etc::{self, OnConflict};
 
 /// Where the initramfs mounts the volume and the new root before the switch.
 const STAGING: &str = "mnt";
@@ -110,6 +112,7 @@ pub fn main(args: &[std::ffi::OsString]) -> ! {
         },
     };
     eprintln!("{failure}");
+    trial::reboot_if_on_trial();
     emergency()
 }
 
@@ -153,6 +156,7 @@ struct Activated {
     volumes: Vec<volumes::Staged>,
     /// Loading drivers and waiting for the disks: the kernel's time, not ours.
     kernel_wait: Duration,
+    choice: BootChoice,
 }
 
 impl Activated {
@@ -199,6 +203,9 @@ fn bring_up(
     kernel_wait += waiting.elapsed();
     volumes::make_writable(&staged)?;
     say(debug, started, &format!("{} volumes mounted", staged.len()));
+    // The one write before activation: a trial's attempt is counted before it runs.
+    let store_volume = staged.iter().find(|v| v.planned.store).expect("the store's volume is among them");
+    trial::commit(store_volume.mount.dir(), chosen.choice, matches!(new_root, NewRoot::Mount))?;
 
     let mut settings = chosen.declaration.root.clone();
     if let Some(size) = &params.size {
@@ -221,7 +228,7 @@ fn bring_up(
 
     let store = activate(&root, &chosen, matches!(new_root, NewRoot::Mount))?;
     say(debug, started, "/etc and persisted paths activated");
-    Ok(Activated { root, store, generation: chosen.generation, volumes: staged, kernel_wait })
+    Ok(Activated { root, store, generation: chosen.generation, volumes: staged, kernel_wait, choice: chosen.choice })
 }
 
 /// The root systemd prepared at `path`: a tmpfs is used as it is, an empty mount
@@ -322,6 +329,8 @@ struct Chosen {
     generation: Generation,
     declaration: Declaration,
     etc_object: String,
+    /// The boot default, an attempt of it on trial, or the fallback of a failed trial.
+    choice: BootChoice,
 }
 
 const BROKEN: &str = "the store on the volume is damaged: boot another generation with blankslate.generation=N, \
@@ -339,20 +348,38 @@ fn choose(volume: &Dir, params: &cmdline::Params) -> Result<Chosen, Failure> {
             hint: no_state.into(),
         })?;
     let state_dir = volume.open_dir(state_relative).step("open the state on the volume", no_state)?;
-    let generation = match params.generation {
-        Some(number) => state.generation(number).step(
-            &format!("find generation {number} (blankslate.generation=)"),
-            "pick an existing generation (`blankslate generations list`), or drop blankslate.generation= to \
-             boot the current one",
-        )?,
-        None => state.current().step("read the current generation", no_state)?.ok_or_else(|| Failure {
+    let choice = match params.generation {
+        Some(number) => BootChoice::Plain(number),
+        None => state.boot_choice().step("read the current generation", no_state)?.ok_or_else(|| Failure {
             step: "find the current generation".into(),
             error: "no generation is current".into(),
             hint: no_state.into(),
         })?,
     };
+    match inspect(&state, state_dir, choice) {
+        // A generation on trial that cannot even be read has failed its trial.
+        Err(failure) if matches!(choice, BootChoice::Attempt { .. }) => {
+            let BootChoice::Attempt { generation, attempt, fallback, .. } = choice else { unreachable!() };
+            eprintln!(
+                "{failure}\nblankslate: generation {generation} is on trial: falling back to generation {fallback}"
+            );
+            let state_dir = volume.open_dir(state_relative).step("open the state on the volume", no_state)?;
+            inspect(&state, state_dir, BootChoice::FallBack { from: generation, attempts: attempt - 1, to: fallback })
+        }
+        chosen => chosen,
+    }
+}
+
+/// The generation `choice` names, its store objects checked and its declaration read.
+fn inspect(state: &State, state_dir: Dir, choice: BootChoice) -> Result<Chosen, Failure> {
+    let number = choice.generation();
+    let generation = state.generation(number).step(
+        &format!("find generation {number} (blankslate.generation=)"),
+        "pick an existing generation (`blankslate generations list`), or drop blankslate.generation= to boot the \
+         current one",
+    )?;
     // A damaged object must stop the boot before it is read, or anything is linked to it.
-    check_object(&state, &generation, &generation.object)?;
+    check_object(state, &generation, &generation.object)?;
     let json = state.declaration_json(&generation).step("read the generation's declaration", BROKEN)?;
     let declaration = Declaration::from_canonical_json(&json).step("read the generation's declaration", BROKEN)?;
     let etc_object =
@@ -361,8 +388,8 @@ fn choose(volume: &Dir, params: &cmdline::Params) -> Result<Chosen, Failure> {
             error: "none".into(),
             hint: BROKEN.into(),
         })?;
-    check_object(&state, &generation, &etc_object)?;
-    Ok(Chosen { state_dir, generation, declaration, etc_object })
+    check_object(state, &generation, &etc_object)?;
+    Ok(Chosen { state_dir, generation, declaration, etc_object, choice })
 }
 
 /// Fails if `object` (of `generation`) does not hash to its name.
@@ -399,15 +426,14 @@ fn activate(root: &Dir, chosen: &Chosen, mount_run: bool) -> Result<Store, Failu
         .step("mount /run", "report a bug")?;
     }
     let store = Store::open(root, &Path::new(DEFAULT_STATE_DIR).join("store")).step("open the store", BROKEN)?;
-    let active =
-        Active::load(&store, chosen.generation.number, &chosen.etc_object).step("load the /etc manifest", BROKEN)?;
-    etc::activate(root, &store, &active, OnConflict::Backup).step("activate /etc", BROKEN)?;
+    etc::activate_generation(root, &store, chosen.generation.number, &chosen.etc_object, OnConflict::Backup)
+        .step("activate /etc", BROKEN)?;
     blankslate_core::failpoint::hit(FAILPOINT);
     let tree = store
         .open_object(&chosen.etc_object)
         .and_then(|o| o.open_dir(blankslate_core::manifest::TREE_DIR).map_err(Into::into))
         .step("open the /etc tree", BROKEN)?;
-    let users = etc::users_for(root, |name| tree.read(name).ok(), &active.manifest);
+    let users = etc::users_for(root, |name| tree.read(name).ok());
     let report = blankslate_persist::activate(root, &chosen.declaration, &users, None).step(
         "bring in the persisted paths",
         "the volume's data is untouched; boot another generation (blankslate.generation=N) or fix the volume",
@@ -426,24 +452,27 @@ fn record(base: &Dir, activated: &Activated, elapsed: Duration) -> Result<(), bl
     let dir = base.create_dir_all(RECORD_DIR, 0o755)?;
     dir.symlink_atomic("booted", activated.store.live_path(&activated.generation.object))?;
     let store = activated.volumes.iter().find(|v| v.planned.store).expect("the store's volume is among them");
+    let mut record = serde_json::json!({
+        "generation": activated.generation.number,
+        "object": activated.generation.object,
+        "volume": store.planned.spec.device.to_string(),
+        "device": store.device,
+        "volumes": activated.volumes.iter().map(|v| serde_json::json!({
+            "mount_point": v.planned.mount_point,
+            "volume": v.planned.spec.device.to_string(),
+            "device": v.device,
+            "fs_type": v.planned.spec.fs_type,
+        })).collect::<Vec<_>>(),
+        "activation_ms": elapsed.as_secs_f64() * 1000.0,
+    });
+    // What `generations list`, `confirm` and the audit read: the trial or fallback.
+    if let (Some(all), serde_json::Value::Object(trial)) =
+        (record.as_object_mut(), serde_json::json!(BootRecord::of(activated.choice)))
+    {
+        all.extend(trial.into_iter().filter(|(key, _)| key != "generation"));
+    }
     let mut json = String::new();
-    let _ = write!(
-        json,
-        "{}",
-        serde_json::json!({
-            "generation": activated.generation.number,
-            "object": activated.generation.object,
-            "volume": store.planned.spec.device.to_string(),
-            "device": store.device,
-            "volumes": activated.volumes.iter().map(|v| serde_json::json!({
-                "mount_point": v.planned.mount_point,
-                "volume": v.planned.spec.device.to_string(),
-                "device": v.device,
-                "fs_type": v.planned.spec.fs_type,
-            })).collect::<Vec<_>>(),
-            "activation_ms": elapsed.as_secs_f64() * 1000.0,
-        })
-    );
+    let _ = write!(json, "{record}");
     json.push('\n');
     dir.write_atomic("boot.json", json.as_bytes(), 0o644)?;
     Ok(())
@@ -540,6 +569,56 @@ mod tests {
             "{failure}"
         );
         assert!(failure.hint.contains("blankslate.generation=N"), "{failure}");
+    }
+
+    /// A boot default on trial for two boots: each boot is counted on the volume before
+    /// it runs; the third falls back to the good generation, which becomes the boot
+    /// default again; a generation named on the command line is never counted.
+    #[test]
+    fn a_generation_on_trial_is_counted_then_falls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let volume = Dir::open_root(dir.path()).unwrap();
+        build(&volume, ONE_ROOT);
+        build(&volume, &ONE_ROOT.replace("one", "two"));
+        let state = State::open_locked(&volume, Path::new(DEFAULT_STATE_DIR)).unwrap();
+        state.mark_good(1).unwrap();
+        state.start_boot_trial(2, 2).unwrap();
+        assert_eq!(choose(&volume, &params(Some(2))).unwrap().choice, BootChoice::Plain(2));
+        for attempt in 1..=2 {
+            let chosen = choose(&volume, &params(None)).unwrap();
+            assert_eq!(chosen.choice, BootChoice::Attempt { generation: 2, attempt, tries: 2, fallback: 1 });
+            assert_eq!(chosen.generation.number, 2);
+            trial::commit(&volume, chosen.choice, false).unwrap();
+            assert_eq!(state.boot_trial().unwrap().unwrap().attempts, attempt, "counted before it runs");
+        }
+        let chosen = choose(&volume, &params(None)).unwrap();
+        assert_eq!(chosen.choice, BootChoice::FallBack { from: 2, attempts: 2, to: 1 });
+        assert_eq!(chosen.generation.number, 1);
+        trial::commit(&volume, chosen.choice, false).unwrap();
+        assert_eq!(state.current_number().unwrap(), Some(1), "the boot default is the good one again");
+        assert!(state.boot_trial().unwrap().unwrap().failed, "the failure stays on record");
+        assert_eq!(choose(&volume, &params(None)).unwrap().choice, BootChoice::Plain(1));
+    }
+
+    /// A generation on trial whose store object is damaged fails its trial at once.
+    #[test]
+    fn a_damaged_generation_on_trial_falls_back_at_once() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let volume = Dir::open_root(dir.path()).unwrap();
+        build(&volume, ONE_ROOT);
+        build(&volume, &ONE_ROOT.replace("one", "two"));
+        let state = State::open_locked(&volume, Path::new(DEFAULT_STATE_DIR)).unwrap();
+        state.start_boot_trial(2, 3).unwrap_err();
+        state.set_current(1).unwrap();
+        state.start_boot_trial(2, 3).unwrap();
+        let etc_object = state.part(&state.generation(2).unwrap(), "etc").unwrap().unwrap();
+        let hosts = dir.path().join("var/lib/blankslate/store").join(&etc_object).join("etc/hosts");
+        std::fs::set_permissions(&hosts, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(&hosts, "tampered\n").unwrap();
+        let chosen = choose(&volume, &params(None)).unwrap();
+        assert_eq!(chosen.choice, BootChoice::FallBack { from: 2, attempts: 0, to: 1 });
+        assert_eq!(chosen.generation.number, 1);
     }
 
     #[test]

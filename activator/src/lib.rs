@@ -13,6 +13,8 @@
 pub mod boot;
 pub mod etc;
 pub mod initrd;
+pub mod live;
 pub mod modules;
 pub mod root;
 pub mod sandbox;
+pub mod trial;

@@ -16,7 +16,7 @@ use blankslate_core::fs::{Dir, FsError};
 use blankslate_core::store::Store;
 use rustix::mount::{MountAttrFlags, MountFlags};
 
-use crate::etc::{self, Active, EtcError, OnConflict};
+use crate::etc::{self, EtcError, OnConflict};
 use crate::root::{self, RootError};
 use blankslate_core::mount::{self, MountError, Source};
 
@@ -165,10 +165,9 @@ pub fn init(request: &Request) -> Result<i32, SandboxError> {
     }
 
     let store = Store::open(&new_root, &request.state_dir.join("store")).map_err(|e| EtcError::Store(e.to_string()))?;
-    let active = Active::load(&store, request.generation, etc_object).map_err(EtcError::from)?;
-    etc::activate(&new_root, &store, &active, OnConflict::Backup)?;
+    etc::activate_generation(&new_root, &store, request.generation, etc_object, OnConflict::Backup)?;
     let tree = store.open_object(etc_object).map_err(|e| EtcError::Store(e.to_string()))?.open_dir("etc")?;
-    let users = etc::users_for(&new_root, |name| tree.read(name).ok(), &active.manifest);
+    let users = etc::users_for(&new_root, |name| tree.read(name).ok());
     let report = blankslate_persist::activate(&new_root, &declaration, &users, None)?;
     for (path, reason) in report.conflicts.iter().chain(&report.unknown_owners) {
         eprintln!("blankslate sandbox: warning: {path}: {reason}");

@@ -8,7 +8,9 @@ use std::os::fd::AsFd;
 use blankslate_core::activation::{self as etc, Active};
 use blankslate_core::decl::{Declaration, EntryKind, How, Owner, ResolvedEntry, UserDb};
 use blankslate_core::fs::{Dir, FsError, Kind, Meta};
+use blankslate_core::generation::format_utc;
 use blankslate_core::manifest::{EtcKind, content_hash};
+use blankslate_core::trial::{BOOT_RECORD, BootRecord, LIVE_TRIAL, LiveOutcome, LiveTrial};
 
 use crate::render::size;
 use crate::{Class, Finding, MountPoints, walk};
@@ -455,6 +457,39 @@ pub fn persist_health(
             }
         }
         check_owner(path, &source, &entry.entry.owner, users, Whose::Source, out);
+    }
+}
+
+/// What the trial records of this boot say went back by itself: a boot that fell back
+/// from a generation whose trial failed, a switch not confirmed in time.
+pub fn fallbacks(root: &Dir, out: &mut Vec<Finding>) {
+    let mut push = |kind: &'static str, path: &str, reason: String| {
+        out.push(Finding::new(Class::Fallback, kind, format!("/{path}").into_bytes(), reason));
+    };
+    if let Some(BootRecord { generation, fallback: Some(fallback), .. }) = BootRecord::read(root) {
+        push(
+            "boot-fallback",
+            BOOT_RECORD,
+            format!(
+                "generation {} was tried {} time(s) without reaching `blankslate confirm`: this boot fell back to \
+                 generation {generation}, the boot default again",
+                fallback.from, fallback.attempts
+            ),
+        );
+    }
+    if let Ok(Some(trial)) = LiveTrial::read(root) {
+        if let LiveOutcome::Reverted { at, error } = &trial.outcome {
+            let what = match error {
+                None => format!("generation {} was activated again at {} UTC", trial.previous, format_utc(*at)),
+                Some(error) => format!("activating generation {} again failed: {error}", trial.previous),
+            };
+            let within = trial.deadline - trial.started;
+            push(
+                "not-confirmed",
+                LIVE_TRIAL,
+                format!("generation {} was switched to and not confirmed within {within} s: {what}", trial.generation),
+            );
+        }
     }
 }
 

@@ -34,18 +34,20 @@ pub fn message_id(class: Class) -> &'static str {
         Class::EtcDrift => "9a32b0bef94c4d949cbd3ac0a97bc033",
         Class::Persist => "3e4c925849fd44e1aeb91de3a05f3d75",
         Class::Volume => "b87920c101584f5a963bf74719e7781e",
+        Class::Fallback => "cdd9f2d896b7461392708d6fd5e39274",
         Class::Error => "97f597ca697d4149878a27ece9671172",
     }
 }
 
 /// syslog priority: notice for state nothing declares, warning for drift and broken
-/// persistence, critical for a volume that is not there, error for an incomplete audit.
+/// persistence, critical for a volume that is not there, error for a fallback to
+/// another generation and for an incomplete audit.
 fn priority(class: Class) -> u8 {
     match class {
         Class::Undeclared | Class::EtcStray | Class::PersistStray => 5,
         Class::EtcDrift | Class::Persist => 4,
         Class::Volume => 2,
-        Class::Error => 3,
+        Class::Fallback | Class::Error => 3,
     }
 }
 
@@ -138,7 +140,8 @@ fn summary_record(report: &Report, root: &str) -> Record {
     let against = report.generation.map_or_else(|| "no generation".to_owned(), |g| format!("generation {g}"));
     let found = if counts.is_empty() { "nothing found".to_owned() } else { counts.join(", ") };
     let mut record = Record::default();
-    record.add("MESSAGE", format!("audit of {root} against {against}: {found}; exit {code} ({})", verdict(code)));
+    record
+        .add("MESSAGE", format!("audit of {root} against {against}: {found}; exit {code} ({})", verdict(report, code)));
     record.add("MESSAGE_ID", SUMMARY_ID);
     let worst = Class::ALL.into_iter().filter(|&c| report.total(c).count > 0).map(priority).min();
     record.add("PRIORITY", worst.unwrap_or(6).to_string());
@@ -152,6 +155,7 @@ fn summary_record(report: &Report, root: &str) -> Record {
             Class::EtcDrift => "BLANKSLATE_FINDINGS_ETC_DRIFT",
             Class::Persist => "BLANKSLATE_FINDINGS_PERSIST",
             Class::Volume => "BLANKSLATE_FINDINGS_VOLUME",
+            Class::Fallback => "BLANKSLATE_FINDINGS_FALLBACK",
             Class::Error => "BLANKSLATE_FINDINGS_ERROR",
         };
         record.add(key, report.total(class).count.to_string());

@@ -16,6 +16,8 @@
 //!   per path persisted from it;
 //! - **persist-stray**: data in a persistent volume that no declaration reaches any
 //!   more (reported, never deleted);
+//! - **fallback**: the system runs another generation than it was asked to, because
+//!   a boot trial failed or a switch was not confirmed in time;
 //! - **error**: a directory that could not be read, or changed under the walk.
 //!
 //! Ignored paths (regenerated at every boot, matched by `[audit] ignore` — see
@@ -102,17 +104,19 @@ pub enum Class {
     EtcDrift,
     Persist,
     Volume,
+    Fallback,
     Error,
 }
 
 impl Class {
-    pub const ALL: [Class; 7] = [
+    pub const ALL: [Class; 8] = [
         Class::Undeclared,
         Class::EtcStray,
         Class::PersistStray,
         Class::EtcDrift,
         Class::Persist,
         Class::Volume,
+        Class::Fallback,
         Class::Error,
     ];
 
@@ -125,16 +129,18 @@ impl Class {
             Class::EtcDrift => "etc-drift",
             Class::Persist => "persist",
             Class::Volume => "volume",
+            Class::Fallback => "fallback",
             Class::Error => "error",
         }
     }
 
     /// The exit code this class of finding gives: 1 state a reboot erases (or that
-    /// nothing declares), 2 drift or broken persistence, 3 an incomplete audit.
+    /// nothing declares), 2 drift, broken persistence or a fallback, 3 an incomplete
+    /// audit.
     pub fn exit_code(self) -> u8 {
         match self {
             Class::Undeclared | Class::EtcStray | Class::PersistStray => 1,
-            Class::EtcDrift | Class::Persist | Class::Volume => 2,
+            Class::EtcDrift | Class::Persist | Class::Volume | Class::Fallback => 2,
             Class::Error => 3,
         }
     }
@@ -434,6 +440,7 @@ pub fn audit(setup: &Setup<'_>) -> Result<Report, AuditError> {
         checks::etc_drift(setup.root, active, setup.users, &mut checked);
     }
     checks::persist_health(setup.root, setup.declaration, &volumes, setup.users, &mut checked);
+    checks::fallbacks(setup.root, &mut checked);
     for finding in checked {
         report.push(finding);
     }

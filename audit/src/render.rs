@@ -89,14 +89,16 @@ pub(crate) fn title(class: Class) -> (&'static str, &'static str, &'static str) 
         Class::EtcDrift => ("/etc drift", "managed entries that are not what the generation put there", "1;31"),
         Class::Persist => ("persistence", "persisted paths that are not as declared", "1;31"),
         Class::Volume => ("persistent volumes", "not mounted: what is persisted there is not kept as declared", "1;31"),
+        Class::Fallback => ("fallbacks", "another generation runs than the one asked for", "1;31"),
         Class::Error => ("errors", "the audit is incomplete", "1;35"),
     }
 }
 
-pub(crate) fn verdict(code: u8) -> &'static str {
+pub(crate) fn verdict(report: &Report, code: u8) -> &'static str {
     match code {
         0 => "clean: everything on the root is declared",
         1 => "undeclared state",
+        2 if report.total(Class::Fallback).count > 0 => "a fallback to another generation, drift or broken persistence",
         2 => "drift or broken persistence",
         _ => "incomplete: parts of the root could not be read",
     }
@@ -148,7 +150,7 @@ pub fn human(report: &Report, root: &str, color: bool) -> String {
         );
     }
     let code = report.exit_code();
-    let verdict = paint(if code == 0 { "1;32" } else { "1" }, verdict(code));
+    let verdict = paint(if code == 0 { "1;32" } else { "1" }, verdict(report, code));
     let _ = writeln!(out, "\nresult: {verdict} (exit {code})");
     out
 }

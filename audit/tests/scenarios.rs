@@ -118,7 +118,7 @@ impl Scratch {
         let active = Active::load(state.store(), built.generation, &etc_object).unwrap();
         etc::activate(&root_dir, state.store(), &active, OnConflict::Backup).unwrap();
         let tree = state.store().open_object(&etc_object).unwrap().open_dir("etc").unwrap();
-        let users = etc::users_for(&root_dir, |name| tree.read(name).ok(), &active.manifest);
+        let users = etc::users_for(&root_dir, |name| tree.read(name).ok());
         let report = blankslate_persist::activate(&root_dir, &declaration, &users, None).unwrap();
         assert!(report.conflicts.is_empty(), "{report:?}");
         Scratch { _mounts: mounts, _dir: dir, root, outside }
@@ -133,7 +133,7 @@ impl Scratch {
         let object = state.part(&generation, "etc").unwrap().unwrap();
         let active = Active::load(state.store(), number, &object).unwrap();
         let tree = state.store().open_object(&object).unwrap().open_dir("etc").unwrap();
-        let users = etc::users_for(&root, |name| tree.read(name).ok(), &active.manifest);
+        let users = etc::users_for(&root, |name| tree.read(name).ok());
         let root_path = std::fs::canonicalize(&self.root).unwrap();
         let setup = Setup {
             root: &root,

@@ -17,6 +17,10 @@ pub const DIR: &str = "etc/.blankslate";
 pub const STATE_FILE: &str = "state.json";
 /// Present only while an activation is under way: the generation it goes to.
 pub const JOURNAL_FILE: &str = "journal.json";
+/// The generation `/etc` was completely activated to, alone (see [`Marker`]): lets a
+/// no-op re-activation stop before reading the state file, and anyone name the
+/// active generation cheaply. Absent while an activation is under way.
+pub const ACTIVE_FILE: &str = "active";
 /// The link inside `/etc` to the generation's tree.
 pub const STATIC: &str = "static";
 /// What a person's file at a declared `/etc` path is renamed to (then `.1`, `.2`, …).
@@ -55,6 +59,40 @@ impl Active {
         let static_target = store.live_path(object).join(TREE_DIR).to_string_lossy().into_owned();
         Ok(Active { generation, object: object.to_owned(), static_target, manifest })
     }
+}
+
+/// The contents of [`ACTIVE_FILE`]: `"<generation> <etc object> <entries>"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    pub generation: u32,
+    pub object: String,
+    /// How many entries the manifest has, so that a no-op can say so unread.
+    pub entries: usize,
+}
+
+impl Marker {
+    pub fn of(active: &Active) -> Marker {
+        Marker { generation: active.generation, object: active.object.clone(), entries: active.manifest.entries.len() }
+    }
+
+    pub fn render(&self) -> String {
+        format!("{} {} {}", self.generation, self.object, self.entries)
+    }
+
+    pub fn parse(bytes: &[u8]) -> Option<Marker> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut words = text.split(' ');
+        let generation = words.next()?.parse().ok()?;
+        let object = words.next()?.to_owned();
+        let entries = words.next()?.parse().ok()?;
+        words.next().is_none().then_some(Marker { generation, object, entries })
+    }
+}
+
+/// The marker of `root`: the generation `/etc` was completely activated to, if any.
+pub fn marker(root: &Dir) -> Option<Marker> {
+    let state = root.open_dir(DIR).ok()?;
+    Marker::parse(&state.read(ACTIVE_FILE).ok()?)
 }
 
 /// Reads a JSON file of the record, `None` if it is not there.

@@ -482,12 +482,18 @@ impl Dir {
         Ok(statx.stx_attributes.contains(rustix::fs::StatxAttributes::MOUNT_ROOT))
     }
 
-    /// Appends `text` to the file `name` (created with `mode` if missing) and fsyncs it.
-    pub fn append(&self, name: impl AsRef<OsStr>, text: &[u8], mode: u32) -> Result<()> {
+    /// Opens the file `name` for appending (created with `mode` if missing).
+    pub fn open_append(&self, name: impl AsRef<OsStr>, mode: u32) -> Result<File> {
         let name = name.as_ref();
         check_name(name, &self.path)?;
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND;
-        let mut file = File::from(self.openat(Path::new(name), flags, Mode::from_raw_mode(mode), "open")?);
+        Ok(File::from(self.openat(Path::new(name), flags, Mode::from_raw_mode(mode), "open")?))
+    }
+
+    /// Appends `text` to the file `name` (created with `mode` if missing) and fsyncs it.
+    pub fn append(&self, name: impl AsRef<OsStr>, text: &[u8], mode: u32) -> Result<()> {
+        let name = name.as_ref();
+        let mut file = self.open_append(name, mode)?;
         let path = self.path.join(name);
         file.write_all(text).map_err(wrap_io("write", &path))?;
         file.sync_all().map_err(wrap_io("fsync", &path))

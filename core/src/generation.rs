@@ -28,7 +28,7 @@ use crate::store::{Store, StoreError, Tree};
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/blankslate";
 /// The object name given to generations.
 const GENERATION_NAME: &str = "generation";
-const CURRENT: &str = "current";
+pub(crate) const CURRENT: &str = "current";
 /// Written by boot activation, read to protect the booted generation.
 const BOOTED: &str = "run/blankslate/booted";
 
@@ -44,12 +44,20 @@ pub enum GenerationError {
     ReadOnlyFileSystem(PathBuf),
     #[error("there is no generation {0}")]
     NoSuchGeneration(u32),
+    #[error("generation {generation}: cannot read its declaration: {reason}")]
+    BadDeclaration { generation: u32, reason: String },
     #[error("generation {0} is the current one; switch to another first")]
     DeleteCurrent(u32),
     #[error("generation {0} is the booted one; it is kept until the next boot")]
     DeleteBooted(u32),
     #[error("generation {0} is the one /etc is activated to (or being activated to); switch to another first")]
     DeleteActive(u32),
+    #[error("generation {0} is the last good one or a trial's fallback; it is kept while a trial may need it")]
+    DeleteFallback(u32),
+    #[error(
+        "generation {0} cannot be tried: there is no other generation to fall back to (none marked good, and it is the boot default already)"
+    )]
+    NoFallback(u32),
     #[error("profile link {name} points at {target}, which is not a store object")]
     BadLink { name: String, target: String },
 }
@@ -58,14 +66,20 @@ pub type Result<T> = std::result::Result<T, GenerationError>;
 
 /// One generation, as `generations list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::struct_excessive_bools)] // independent marks: one generation can have all four
 pub struct Generation {
     pub number: u32,
     /// The store object's name.
     pub object: String,
     /// When the profile link was made, seconds since the epoch.
     pub created: i64,
+    /// The boot default.
     pub current: bool,
     pub booted: bool,
+    /// The one `/etc` of this root is activated to.
+    pub active: bool,
+    /// The last generation a boot marked good (`blankslate confirm`).
+    pub good: bool,
 }
 
 /// What a build did.
@@ -89,6 +103,8 @@ pub struct Collected {
 #[derive(Debug)]
 pub struct State {
     root: Dir,
+    /// The state directory itself.
+    dir: Dir,
     store: Store,
     profiles: Dir,
     location: PathBuf,
@@ -113,8 +129,16 @@ impl State {
         else {
             return Ok(None);
         };
+        let dir = root.open_dir(relative(state_dir))?;
         let store = Store::from_dir(store, &state_dir.join("store"));
-        Ok(Some(State { root: root.try_clone()?, store, profiles, location: state_dir.to_path_buf(), _lock: None }))
+        Ok(Some(State {
+            root: root.try_clone()?,
+            dir,
+            store,
+            profiles,
+            location: state_dir.to_path_buf(),
+            _lock: None,
+        }))
     }
 
     /// Opens the state for writing, creating it if needed: takes the lock (waiting for
@@ -140,7 +164,14 @@ impl State {
                 profiles.remove_file(&name)?;
             }
         }
-        Ok(State { root: root.try_clone()?, store, profiles, location: state_dir.to_path_buf(), _lock: Some(lock) })
+        Ok(State {
+            root: root.try_clone()?,
+            dir,
+            store,
+            profiles,
+            location: state_dir.to_path_buf(),
+            _lock: Some(lock),
+        })
     }
 
     pub fn store(&self) -> &Store {
@@ -151,9 +182,21 @@ impl State {
         &self.location
     }
 
+    /// The state directory, opened.
+    pub(crate) fn dir(&self) -> &Dir {
+        &self.dir
+    }
+
+    /// The root the state belongs to.
+    pub fn root(&self) -> &Dir {
+        &self.root
+    }
+
     /// Every generation, oldest first.
     pub fn list(&self) -> Result<Vec<Generation>> {
         let current = self.current_number()?;
+        let good = self.good_number()?;
+        let active = self.active_number();
         let booted = self.booted_object();
         let mut out = Vec::new();
         for (name, _) in self.profiles.entries()? {
@@ -161,7 +204,15 @@ impl State {
             let object = self.link_object(&name)?;
             let created = self.profiles.meta(&name)?.mtime;
             let booted = booted.as_deref() == Some(object.as_str());
-            out.push(Generation { number, object, created, current: current == Some(number), booted });
+            out.push(Generation {
+                number,
+                object,
+                created,
+                current: current == Some(number),
+                booted,
+                active: active == Some(number),
+                good: good == Some(number),
+            });
         }
         out.sort_by_key(|g| g.number);
         Ok(out)
@@ -169,11 +220,33 @@ impl State {
 
     /// The generation boot uses by default.
     pub fn current_number(&self) -> Result<Option<u32>> {
-        match self.profiles.read_link(CURRENT) {
+        self.link_number(CURRENT)
+    }
+
+    /// The generation a profile link other than `system-N-link` names.
+    pub(crate) fn link_number(&self, name: &str) -> Result<Option<u32>> {
+        match self.profiles.read_link(name) {
             Ok(target) => Ok(parse_link_name(&target)),
             Err(error) if error.is_not_found() => Ok(None),
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// Points the profile link `name` at generation `number`, atomically.
+    pub(crate) fn set_link(&self, name: &str, number: u32) -> Result<()> {
+        self.profiles.symlink_atomic(name, link_name(number))?;
+        Ok(())
+    }
+
+    /// The generation `/etc` of the root is activated to: the activation marker, or
+    /// while an activation is under way, the state file it started from.
+    pub fn active_number(&self) -> Option<u32> {
+        if let Some(marker) = activation::marker(&self.root) {
+            return Some(marker.generation);
+        }
+        let state = self.root.open_dir(activation::DIR).ok()?;
+        let record: serde_json::Value = serde_json::from_slice(&state.read(activation::STATE_FILE).ok()?).ok()?;
+        u32::try_from(record.get("generation")?.as_u64()?).ok()
     }
 
     pub fn current(&self) -> Result<Option<Generation>> {
@@ -270,10 +343,12 @@ impl State {
         self.add(declaration, &parts)
     }
 
-    /// Points `current` at generation `number`, atomically.
+    /// Points `current` at generation `number`, atomically: the next boot uses it, with
+    /// no trial (a boot trial on record for it, or pending for another, ends).
     pub fn set_current(&self, number: u32) -> Result<()> {
         self.generation(number)?;
-        self.profiles.symlink_atomic(CURRENT, link_name(number))?;
+        self.end_boot_trial_for(number)?;
+        self.set_link(CURRENT, number)?;
         crate::failpoint::hit("generation:current");
         Ok(())
     }
@@ -290,6 +365,9 @@ impl State {
         if self.activated().iter().any(|(active, _)| *active == number) {
             return Err(GenerationError::DeleteActive(number));
         }
+        if self.protected_by_trials()?.contains(&number) {
+            return Err(GenerationError::DeleteFallback(number));
+        }
         self.profiles.remove_file(link_name(number))?;
         self.profiles.sync()?;
         Ok(())
@@ -302,6 +380,37 @@ impl State {
             Ok(target) => Ok(Path::new(&target).file_name().and_then(OsStr::to_str).map(str::to_owned)),
             Err(error) if error.is_not_found() => Ok(None),
             Err(error) => Err(error.into()),
+        }
+    }
+
+    /// What activating a generation's persisted paths needs of its declaration:
+    /// `version`, `root` and `persist` (no `/etc` entries, default audit settings).
+    /// The file is read only up to where the `/etc` entries begin, so the cost does
+    /// not grow with them.
+    pub fn persisted_declaration(&self, generation: &Generation) -> Result<Declaration> {
+        use std::io::Read as _;
+        let bad = |reason: String| GenerationError::BadDeclaration { generation: generation.number, reason };
+        let mut file = self.store.open_object(&generation.object)?.open_file("declaration.json")?;
+        let mut finder = crate::decl::EtcFinder::default();
+        let mut text = Vec::new();
+        let mut piece = [0; 16 * 1024];
+        loop {
+            let read = file.read(&mut piece).map_err(|e| bad(e.to_string()))?;
+            if read == 0 {
+                let text = String::from_utf8(text).map_err(|e| bad(e.to_string()))?;
+                let mut declaration = Declaration::from_canonical_json(&text).map_err(|e| bad(e.to_string()))?;
+                declaration.etc.clear();
+                declaration.etc_tree = None;
+                declaration.audit = crate::decl::AuditSettings::default();
+                return Ok(declaration);
+            }
+            text.extend_from_slice(&piece[..read]);
+            if let Some(end) = finder.feed(&piece[..read]) {
+                text.truncate(end);
+                text.push(b'}');
+                let text = String::from_utf8(text).map_err(|e| bad(e.to_string()))?;
+                return Declaration::from_canonical_json_before_etc(&text).map_err(|e| bad(e.to_string()));
+            }
         }
     }
 
@@ -515,6 +624,30 @@ mod tests {
         assert!(matches!(state.delete(1), Err(GenerationError::DeleteActive(1))));
         assert!(state.collect_garbage(false).unwrap().removed.is_empty(), "the active etc object is kept");
         assert!(state.store().contains(&leaf).unwrap());
+    }
+
+    /// The persisted paths' part is read up to the `/etc` entries only, and is what a
+    /// whole read gives, even when an entry's text holds what looks like the key.
+    #[test]
+    fn the_persisted_part_of_a_declaration_stops_before_the_etc_entries() {
+        let (_scratch, state) = state();
+        let text = "version = 1\n[root]\nsize = \"2G\"\n[persist.\"/persist\"]\ndirectories = [\"/var/log\", \
+                    { directory = \"/srv\", mode = \"0700\" }]\n[etc.\"a\"]\ntext = \"},\\\"etc\\\":{\"\n\
+                    [audit]\nignore = [\"/x/**\"]\n";
+        let checked = crate::decl::check(Path::new("t.toml"), text, None);
+        let declaration = checked.declaration.unwrap_or_else(|| panic!("{}", checked.diagnostics));
+        let built = state.build(&declaration, &[]).unwrap();
+        let part = state.persisted_declaration(&state.generation(built.generation).unwrap()).unwrap();
+        let mut expected = Declaration::from_canonical_json(&declaration.canonical_json()).unwrap();
+        expected.etc.clear();
+        expected.audit = crate::decl::AuditSettings::default();
+        assert_eq!(part, expected);
+        assert_eq!(part.root.size, "2G");
+        assert_eq!(part.entries().len(), 2);
+        let json = declaration.canonical_json();
+        let mut finder = crate::decl::EtcFinder::default();
+        let found = json.as_bytes().chunks(7).find_map(|piece| finder.feed(piece)).unwrap();
+        assert!(json[found..].starts_with(",\"etc\":{\"a\""), "{}", &json[found..]);
     }
 
     #[test]

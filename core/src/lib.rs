@@ -6,6 +6,7 @@
 
 pub mod activation;
 pub mod decl;
+pub mod diff;
 pub mod failpoint;
 pub mod fs;
 pub mod generation;
@@ -14,3 +15,4 @@ pub mod manifest;
 pub mod mount;
 pub mod store;
 pub mod sys;
+pub mod trial;

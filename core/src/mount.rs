@@ -133,19 +133,7 @@ pub fn bind(source: Source<'_>, dir: &Dir, name: &str, flags: MountFlags) -> Res
     if !flags.is_empty() {
         // A bind remount sets the mount's flags, it does not add to them: keep the
         // restrictions the clone already has (a volume mounted nosuid stays nosuid).
-        let has = rustix::fs::fstatvfs(&tree).map_err(wrap("read the flags of", &at))?.f_flag;
-        let kept = [
-            (StatVfsMountFlags::RDONLY, MountFlags::RDONLY),
-            (StatVfsMountFlags::NOSUID, MountFlags::NOSUID),
-            (StatVfsMountFlags::NODEV, MountFlags::NODEV),
-            (StatVfsMountFlags::NOEXEC, MountFlags::NOEXEC),
-            (StatVfsMountFlags::NOATIME, MountFlags::NOATIME),
-            (StatVfsMountFlags::NODIRATIME, MountFlags::NODIRATIME),
-            (StatVfsMountFlags::RELATIME, MountFlags::RELATIME),
-        ]
-        .into_iter()
-        .filter(|(statvfs, _)| has.contains(*statvfs))
-        .fold(MountFlags::empty(), |all, (_, flag)| all | flag);
+        let kept = mount_flags_of(rustix::fs::fstatvfs(&tree).map_err(wrap("read the flags of", &at))?.f_flag);
         // The attached mount is reached through its own descriptor (/proc/self/fd/N),
         // not through the path it was attached at.
         let by_fd = format!("/proc/self/fd/{}", tree.as_fd().as_raw_fd());
@@ -153,6 +141,48 @@ pub fn bind(source: Source<'_>, dir: &Dir, name: &str, flags: MountFlags) -> Res
             .map_err(wrap("set flags of", &at))?;
     }
     Ok(())
+}
+
+/// Adds to the mount on `name` in `dir` whichever of `declared` (`RDONLY`, `NOSUID`,
+/// `NODEV`, `NOEXEC`) it lacks, keeping the flags it has; returns the flags added
+/// (none: nothing was done).
+pub fn add_missing_flags(dir: &Dir, name: &str, declared: MountFlags) -> Result<MountFlags> {
+    let at = dir.path().join(name);
+    let target = open_path(dir, name)?;
+    let has = rustix::fs::fstatvfs(&target).map_err(wrap("read the flags of", &at))?.f_flag;
+    let flags = mount_flags_of(has);
+    let missing = declared.difference(flags);
+    if !missing.is_empty() {
+        let by_fd = format!("/proc/self/fd/{}", target.as_raw_fd());
+        rustix::mount::mount_remount(by_fd.as_str(), MountFlags::BIND | flags | missing, "")
+            .map_err(wrap("set flags of", &at))?;
+    }
+    Ok(missing)
+}
+
+/// The remount flags that keep what `statvfs` says a mount has.
+fn mount_flags_of(has: StatVfsMountFlags) -> MountFlags {
+    [
+        (StatVfsMountFlags::RDONLY, MountFlags::RDONLY),
+        (StatVfsMountFlags::NOSUID, MountFlags::NOSUID),
+        (StatVfsMountFlags::NODEV, MountFlags::NODEV),
+        (StatVfsMountFlags::NOEXEC, MountFlags::NOEXEC),
+        (StatVfsMountFlags::NOATIME, MountFlags::NOATIME),
+        (StatVfsMountFlags::NODIRATIME, MountFlags::NODIRATIME),
+        (StatVfsMountFlags::RELATIME, MountFlags::RELATIME),
+    ]
+    .into_iter()
+    .filter(|(statvfs, _)| has.contains(*statvfs))
+    .fold(MountFlags::empty(), |all, (_, flag)| all | flag)
+}
+
+/// An `O_PATH` descriptor of `name` in `dir` (no symlink followed), to name a mount
+/// point to the old mount calls through `/proc/self/fd/N`.
+fn open_path(dir: &Dir, name: &str) -> Result<OwnedFd> {
+    let resolve = rustix::fs::ResolveFlags::BENEATH | rustix::fs::ResolveFlags::NO_SYMLINKS;
+    let flags = rustix::fs::OFlags::PATH | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC;
+    rustix::fs::openat2(dir, name, flags, rustix::fs::Mode::empty(), resolve)
+        .map_err(wrap("open", dir.path().join(name)))
 }
 
 /// A writable view of `dir`, which sits on a read-only mount: a private clone of that
@@ -178,10 +208,7 @@ pub fn writable_view(dir: &Dir) -> Result<Dir> {
 /// Detaches whatever is mounted on `name` in `dir` (lazily: open files keep working).
 pub fn unmount(dir: &Dir, name: &str) -> Result<()> {
     let at = dir.path().join(name);
-    let resolve = rustix::fs::ResolveFlags::BENEATH | rustix::fs::ResolveFlags::NO_SYMLINKS;
-    let flags = rustix::fs::OFlags::PATH | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC;
-    let target =
-        rustix::fs::openat2(dir, name, flags, rustix::fs::Mode::empty(), resolve).map_err(wrap("open", &at))?;
+    let target = open_path(dir, name)?;
     let by_fd = format!("/proc/self/fd/{}", target.as_raw_fd());
     rustix::mount::unmount(by_fd.as_str(), UnmountFlags::DETACH).map_err(wrap("unmount", &at))
 }

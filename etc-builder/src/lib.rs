@@ -80,6 +80,15 @@ impl EtcBuild {
         Ok(())
     }
 
+    /// The contents of the entry at `path` if it is a file: what `/etc/static/PATH`
+    /// will hold.
+    pub fn contents(&self, path: &str) -> Option<Vec<u8>> {
+        match &self.entries.get(path)?.node {
+            Tree::File { contents, .. } => Some(contents.clone()),
+            _ => None,
+        }
+    }
+
     pub fn manifest(&self) -> Manifest {
         let mut manifest = Manifest::new();
         manifest.entries = self.entries.iter().map(|(path, e)| (path.clone(), e.manifest.clone())).collect();

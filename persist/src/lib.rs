@@ -26,6 +26,7 @@ pub mod tree;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 
+use blankslate_core::activation::BACKUP_SUFFIX;
 use blankslate_core::decl::{Declaration, EntryKind, How, Mode, MountOption, Owner, ResolvedEntry, UserDb};
 use blankslate_core::fs::{Dir, FsError, Kind, Meta};
 use blankslate_core::mount::{self, MountError, Source};
@@ -69,6 +70,12 @@ pub struct Report {
     /// Owners that could not be resolved (created as root instead).
     pub unknown_owners: Vec<(String, String)>,
     pub unmounted: Vec<String>,
+    /// Found with another owner, mode or (at a repair) without a declared mount flag,
+    /// and given what the declaration says: the path, and what it was.
+    pub fixed: Vec<(String, String)>,
+    /// At a repair: what stood in the root where a persisted path goes (data the
+    /// volume has too, something of another type) moved aside, and where to.
+    pub backed_up: Vec<(String, String)>,
 }
 
 /// Numeric owner of an entry, resolved against the root's user database.
@@ -222,8 +229,21 @@ impl<'a> Tree<'a> {
     }
 }
 
-/// Gives a directory its owner and mode, with no system call when it has them.
-fn enforce(dir: &Dir, ids: &Ids) -> Result<()> {
+/// What was wrong with a path's owner and mode, if anything: `owner 0:0, mode 0755`.
+fn mismatch(meta: &Meta, ids: &Ids) -> Option<String> {
+    let mut wrong = Vec::new();
+    if (meta.uid, meta.gid) != (ids.uid, ids.gid) {
+        wrong.push(format!("owner {}:{}", meta.uid, meta.gid));
+    }
+    if meta.mode != ids.mode {
+        wrong.push(format!("mode {:04o}", meta.mode));
+    }
+    (!wrong.is_empty()).then(|| wrong.join(", "))
+}
+
+/// Gives a directory its owner and mode, with no system call when it has them;
+/// returns what was wrong.
+fn enforce(dir: &Dir, ids: &Ids) -> Result<Option<String>> {
     let meta = dir.own_meta()?;
     if (meta.uid, meta.gid) != (ids.uid, ids.gid) {
         dir.set_owner(ids.uid, ids.gid)?;
@@ -231,15 +251,23 @@ fn enforce(dir: &Dir, ids: &Ids) -> Result<()> {
     if meta.mode != ids.mode || (meta.uid, meta.gid) != (ids.uid, ids.gid) {
         dir.set_mode(ids.mode)?;
     }
-    Ok(())
+    Ok(mismatch(&meta, ids))
 }
 
-/// Gives a file or directory (by name) its owner and mode, if it lacks them.
-fn enforce_at(dir: &Dir, name: &str, meta: &Meta, ids: &Ids, shown: &str) -> Result<()> {
+/// Gives a file or directory (by name) its owner and mode, if it lacks them; returns
+/// what was wrong.
+fn enforce_at(dir: &Dir, name: &str, meta: &Meta, ids: &Ids, shown: &str) -> Result<Option<String>> {
     if (meta.uid, meta.gid, meta.mode) != (ids.uid, ids.gid, ids.mode) {
         dir.set_owner_and_mode_of(name, ids.uid, ids.gid, ids.mode).map_err(|e| hostile(shown, e))?;
     }
-    Ok(())
+    Ok(mismatch(meta, ids))
+}
+
+/// Records what a path's owner and mode (or mount flags) were, if they were wrong.
+fn record_fixed(report: &mut Report, path: String, wrong: Option<String>) {
+    if let Some(wrong) = wrong {
+        report.fixed.push((path, wrong));
+    }
 }
 
 /// A failure to open a path without following symlinks is reported as what it
@@ -267,10 +295,25 @@ pub fn activate(
     previous: Option<&Declaration>,
 ) -> Result<Report> {
     let mut report = Report::default();
-    let users = &with_persisted_accounts(root, declaration, users);
     if let Some(previous) = previous {
         unmount_removed(root, previous, declaration, &mut report)?;
     }
+    bring_in(root, declaration, users, false, report)
+}
+
+/// [`activate`] for a live root that drifted from its declaration: owners, modes and
+/// mounts re-applied, the mount flags a mount lost added back, and what stands where
+/// a persisted path goes in the root (data the volume has too, something of another
+/// type) moved aside to `NAME.blankslate-backup` and reported, so that the path can
+/// be mounted or linked.
+pub fn repair(root: &Dir, declaration: &Declaration, users: &UserDb) -> Result<Report> {
+    bring_in(root, declaration, users, true, Report::default())
+}
+
+/// Every persisted entry of `declaration`, parents first; `repair` moves aside what
+/// stands in the way instead of reporting it and leaving it.
+fn bring_in(root: &Dir, declaration: &Declaration, users: &UserDb, repair: bool, mut report: Report) -> Result<Report> {
+    let users = &with_persisted_accounts(root, declaration, users);
     let mut entries = declaration.entries();
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     let mut volumes = HashMap::new();
@@ -300,19 +343,20 @@ pub fn activate(
             sources.get_mut(entry.root).expect("every root's volume is open").dir(parent, home.as_ref())?;
         let target_parent = targets.dir(parent, home.as_ref())?;
         if let Some(parent_ids) = &parent_ids {
-            enforce(source_parent, parent_ids)?;
-            enforce(target_parent, parent_ids)?;
+            let wrong = enforce(source_parent, parent_ids)?;
+            record_fixed(&mut report, format!("{}/{parent}", entry.root.trim_end_matches('/')), wrong);
+            let wrong = enforce(target_parent, parent_ids)?;
+            record_fixed(&mut report, format!("/{parent}"), wrong);
         }
         let mounted_before = report.mounted.len();
         let link = format!("{}/{}", entry.root.trim_end_matches('/'), relative(path));
-        let place = Place { source_parent, target_parent, name, path, link: &link };
+        let volume_path = format!("{}{path}", entry.root.trim_end_matches('/'));
+        let place = Place { source_parent, target_parent, name, path, link: &link, volume_path: &volume_path, repair };
         match (entry.entry.kind, entry.entry.how()) {
             (EntryKind::Directory, How::Bind) => directory(&place, &ids, &entry.entry.options, &mut report)?,
             (EntryKind::Directory, How::Symlink) => linked_directory(&place, &ids, &mut report)?,
             (EntryKind::Directory, How::Copy) => unreachable!("validation allows copies of files only"),
-            (EntryKind::File, how) => {
-                file(source_parent, target_parent, name, path, &ids, how, entry, &mut report)?;
-            }
+            (EntryKind::File, how) => file(&place, &ids, how, entry, &mut report)?,
         }
         let hide = declaration.persist[entry.root].hide_mounts || entry.entry.options.contains(&MountOption::Hidden);
         if hide && report.mounted.len() > mounted_before {
@@ -400,13 +444,26 @@ fn foreign_mount(target_parent: &Dir, name: &str, path: &str, report: &mut Repor
 }
 
 /// Where one entry goes: its parents in the volume and in the root, its name, its
-/// path in the root, and the link into the volume that `how = "symlink"` makes.
+/// path in the root (and in the volume, as the live system sees it), the link into
+/// the volume that `how = "symlink"` makes, and whether this is a repair.
 struct Place<'p> {
     source_parent: &'p Dir,
     target_parent: &'p Dir,
     name: &'p str,
     path: &'p str,
     link: &'p str,
+    volume_path: &'p str,
+    repair: bool,
+}
+
+/// What [`Place::take_in`] did with a directory found in the root.
+enum TakenIn {
+    /// Empty, or emptied into the volume: it can be used.
+    Emptied,
+    /// At a repair, moved aside (both held data): a fresh one goes in its place.
+    MovedAside,
+    /// Left as it is, and reported.
+    Left,
 }
 
 impl Place<'_> {
@@ -416,17 +473,79 @@ impl Place<'_> {
 
     /// The directory in the volume, created if missing, with its owner and mode
     /// before anything can see it.
-    fn source_dir(&self, ids: &Ids) -> Result<Dir> {
+    fn source_dir(&self, ids: &Ids, report: &mut Report) -> Result<Dir> {
         let source = match self.source_parent.open_dir(self.name) {
-            Ok(source) => source,
+            Ok(source) => {
+                let wrong = enforce(&source, ids)?;
+                record_fixed(report, self.volume_path.to_owned(), wrong);
+                source
+            }
             Err(error) if error.is_not_found() => {
                 self.source_parent.create_dir(self.name, 0o700)?;
-                self.source_parent.open_dir(self.name).map_err(|e| hostile(&self.shown(), e))?
+                let source = self.source_parent.open_dir(self.name).map_err(|e| hostile(&self.shown(), e))?;
+                enforce(&source, ids)?;
+                source
             }
             Err(error) => return Err(hostile(&self.shown(), error)),
         };
-        enforce(&source, ids)?;
         Ok(source)
+    }
+
+    /// At a repair, moves what stands at the path in the root aside to a free
+    /// `NAME.blankslate-backup` (then `.1`, …). `false` (and a conflict reported)
+    /// otherwise, or if it cannot be moved.
+    fn set_aside(&self, report: &mut Report, why: &str) -> bool {
+        if !self.repair {
+            report.conflicts.push((self.path.to_owned(), format!("{why}: left as it is")));
+            return false;
+        }
+        for n in 0.. {
+            let backup = if n == 0 {
+                format!("{}{BACKUP_SUFFIX}", self.name)
+            } else {
+                format!("{}{BACKUP_SUFFIX}.{n}", self.name)
+            };
+            match self.target_parent.rename_noreplace(self.name, &backup) {
+                Ok(false) => {}
+                Ok(true) => {
+                    let moved = format!("{}/{backup}", self.path.rsplit_once('/').map_or("", |(up, _)| up));
+                    report.backed_up.push((self.path.to_owned(), moved));
+                    return true;
+                }
+                Err(error) => {
+                    report
+                        .conflicts
+                        .push((self.path.to_owned(), format!("{why}, and it cannot be moved aside: {error}")));
+                    return false;
+                }
+            }
+        }
+        unreachable!("some backup name is free")
+    }
+
+    /// A mount in place: at a repair, the declared flags it lost (say, remounted
+    /// read-write) are put back. Recorded as unchanged if nothing was.
+    fn keep_mount(&self, options: &[MountOption], report: &mut Report) -> Result<()> {
+        let added = if self.repair {
+            mount::add_missing_flags(self.target_parent, self.name, mount_flags(options))?
+        } else {
+            MountFlags::empty()
+        };
+        if added.is_empty() {
+            report.unchanged.push(self.path.to_owned());
+        } else {
+            let names: Vec<&str> =
+                options.iter().filter(|o| mount_flags(&[**o]).intersects(added)).map(|o| o.as_str()).collect();
+            report.fixed.push((self.path.to_owned(), format!("mounted without {}", names.join(","))));
+        }
+        Ok(())
+    }
+
+    /// A new directory at the path in the root, with its owner and mode.
+    fn new_target_dir(&self, ids: &Ids) -> Result<()> {
+        self.target_parent.create_dir(self.name, 0o700)?;
+        self.target_parent.set_owner_and_mode_of(self.name, ids.uid, ids.gid, ids.mode)?;
+        Ok(())
     }
 
     /// Whether the root's path is a mount of something other than this volume path
@@ -445,25 +564,24 @@ impl Place<'_> {
     /// Empties the root's directory `target` into `source`: data found in the root
     /// moves into an empty volume directory. `false` (reported as a conflict) when
     /// both hold data or the move fails; the root is left as it is.
-    fn take_in(&self, target: &Dir, source: &mut Dir, ids: &Ids, undone: &str, report: &mut Report) -> Result<bool> {
+    fn take_in(&self, target: &Dir, source: &mut Dir, ids: &Ids, undone: &str, report: &mut Report) -> Result<TakenIn> {
         if target.entries()?.is_empty() {
-            return Ok(true);
+            return Ok(TakenIn::Emptied);
         }
         if !source.entries()?.is_empty() {
-            let reason = format!("holds data, and so does the volume: left as it is, {undone}");
-            report.conflicts.push((self.path.to_owned(), reason));
-            return Ok(false);
+            let why = format!("holds data, and so does the volume: {undone}");
+            return Ok(if self.set_aside(report, &why) { TakenIn::MovedAside } else { TakenIn::Left });
         }
         if let Err(reason) = migrate(self.target_parent, self.source_parent, self.name) {
             report.conflicts.push((self.path.to_owned(), format!("{reason}: left as it is, {undone}")));
-            return Ok(false);
+            return Ok(TakenIn::Left);
         }
         *source = self.source_parent.open_dir(self.name).map_err(|e| hostile(&self.shown(), e))?;
         enforce(source, ids)?;
         tree::clear_dir(target)
             .map_err(|e| PersistError::Migration { path: self.path.to_owned(), reason: e.to_string() })?;
         report.migrated.push(self.path.to_owned());
-        Ok(true)
+        Ok(TakenIn::Emptied)
     }
 }
 
@@ -472,35 +590,35 @@ fn directory(place: &Place<'_>, ids: &Ids, options: &[MountOption], report: &mut
     if place.foreign_mount(report)? {
         return Ok(());
     }
-    let mut source = place.source_dir(ids)?;
+    let mut source = place.source_dir(ids, report)?;
     let source_identity = source.own_meta()?.identity();
     match meta_of(target_parent, name)? {
         Some(meta) if meta.kind == Kind::Directory && meta.identity() == source_identity => {
-            report.unchanged.push(path.to_owned());
-            return Ok(());
+            return place.keep_mount(options, report);
         }
         Some(meta) if meta.kind == Kind::Directory => {
             let target = target_parent.open_dir(name)?;
-            if !place.take_in(&target, &mut source, ids, "not mounted", report)? {
-                return Ok(());
+            match place.take_in(&target, &mut source, ids, "not mounted", report)? {
+                TakenIn::Emptied => {
+                    enforce(&target, ids)?;
+                }
+                TakenIn::MovedAside => place.new_target_dir(ids)?,
+                TakenIn::Left => return Ok(()),
             }
-            enforce(&target, ids)?;
         }
         // Linked by a generation that declared it `how = "symlink"`.
         Some(meta) if place.is_our_link(&meta)? => {
             target_parent.remove_file(name)?;
-            target_parent.create_dir(name, 0o700)?;
-            target_parent.set_owner_and_mode_of(name, ids.uid, ids.gid, ids.mode)?;
+            place.new_target_dir(ids)?;
         }
         Some(meta) => {
-            let reason = format!("is a {:?} in the root, not a directory: left as it is", meta.kind).to_lowercase();
-            report.conflicts.push((path.to_owned(), reason));
-            return Ok(());
+            let why = format!("is a {:?} in the root, not a directory", meta.kind).to_lowercase();
+            if !place.set_aside(report, &why) {
+                return Ok(());
+            }
+            place.new_target_dir(ids)?;
         }
-        None => {
-            target_parent.create_dir(name, 0o700)?;
-            target_parent.set_owner_and_mode_of(name, ids.uid, ids.gid, ids.mode)?;
-        }
+        None => place.new_target_dir(ids)?,
     }
     mount::bind(Source::Dir(&source), target_parent, name, mount_flags(options))?;
     report.mounted.push(path.to_owned());
@@ -515,7 +633,7 @@ fn linked_directory(place: &Place<'_>, ids: &Ids, report: &mut Report) -> Result
     if place.foreign_mount(report)? {
         return Ok(());
     }
-    let mut source = place.source_dir(ids)?;
+    let mut source = place.source_dir(ids, report)?;
     match meta_of(target_parent, name)? {
         Some(meta) if place.is_our_link(&meta)? => {
             report.unchanged.push(path.to_owned());
@@ -527,21 +645,25 @@ fn linked_directory(place: &Place<'_>, ids: &Ids, report: &mut Report) -> Result
                 report.unmounted.push(path.to_owned());
             }
             let target = target_parent.open_dir(name)?;
-            if !place.take_in(&target, &mut source, ids, "not linked", report)? {
-                return Ok(());
-            }
-            drop(target);
-            if !target_parent.remove_empty_dir(name)? {
-                report.conflicts.push((path.to_owned(), "filled up while being emptied: left as it is".into()));
-                return Ok(());
+            match place.take_in(&target, &mut source, ids, "not linked", report)? {
+                TakenIn::Emptied => {
+                    drop(target);
+                    if !target_parent.remove_empty_dir(name)? {
+                        report.conflicts.push((path.to_owned(), "filled up while being emptied: left as it is".into()));
+                        return Ok(());
+                    }
+                }
+                TakenIn::MovedAside => {}
+                TakenIn::Left => return Ok(()),
             }
         }
         // A link elsewhere is replaced, as for files.
         Some(meta) if meta.kind == Kind::Symlink => {}
         Some(meta) => {
-            let reason = format!("is a {:?} in the root, not a directory or link: left as it is", meta.kind);
-            report.conflicts.push((path.to_owned(), reason.to_lowercase()));
-            return Ok(());
+            let why = format!("is a {:?} in the root, not a directory or link", meta.kind).to_lowercase();
+            if !place.set_aside(report, &why) {
+                return Ok(());
+            }
         }
         None => {}
     }
@@ -550,20 +672,10 @@ fn linked_directory(place: &Place<'_>, ids: &Ids, report: &mut Report) -> Result
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn file(
-    source_parent: &Dir,
-    target_parent: &Dir,
-    name: &str,
-    path: &str,
-    ids: &Ids,
-    how: How,
-    entry: &ResolvedEntry<'_>,
-    report: &mut Report,
-) -> Result<()> {
+fn file(place: &Place<'_>, ids: &Ids, how: How, entry: &ResolvedEntry<'_>, report: &mut Report) -> Result<()> {
+    let Place { source_parent, target_parent, name, path, link, .. } = *place;
     if how == How::Copy {
-        let link = format!("{}/{}", entry.root.trim_end_matches('/'), relative(path));
-        return copy::activate(source_parent, target_parent, name, path, ids, &link, report);
+        return copy::activate(source_parent, target_parent, name, path, ids, link, report);
     }
     let shown = format!("the volume's {path}");
     let mut source = meta_of(source_parent, name)?;
@@ -573,8 +685,8 @@ fn file(
             reason: "not a regular file (a symlink is never followed)".into(),
         });
     }
-    let target = meta_of(target_parent, name)?;
-    let mounted = |source: Option<Meta>| {
+    let mut target = meta_of(target_parent, name)?;
+    let mounted = |source: Option<Meta>, target: Option<Meta>| {
         how == How::Bind
             && target.zip(source).is_some_and(|(t, s)| t.kind == Kind::File && t.identity() == s.identity())
     };
@@ -584,16 +696,19 @@ fn file(
     }
     // Data already in the root moves into an empty (or missing) volume file.
     let live_data = match target {
-        Some(meta) if meta.kind == Kind::File && meta.size > 0 && !mounted(source) => Some(target_parent.read(name)?),
+        Some(meta) if meta.kind == Kind::File && meta.size > 0 && !mounted(source, target) => {
+            Some(target_parent.read(name)?)
+        }
         _ => None,
     };
     let source_empty = source.is_none_or(|m| m.size == 0);
     if let Some(data) = &live_data {
         if !source_empty && source_parent.read(name)? != *data {
-            report.conflicts.push((path.to_owned(), "holds data, and so does the volume: left as it is".into()));
-            return Ok(());
-        }
-        if source_empty {
+            if !place.set_aside(report, "holds data, and so does the volume") {
+                return Ok(());
+            }
+            target = None;
+        } else if source_empty {
             source_parent.write_atomic(name, data, 0o600)?;
             report.migrated.push(path.to_owned());
             source = meta_of(source_parent, name)?;
@@ -603,7 +718,7 @@ fn file(
         let initial: &[u8] = if path == "/etc/machine-id" { MACHINE_ID_FIRST_BOOT } else { b"" };
         source_parent.create_file_owned(name, initial, ids.mode, Some((ids.uid, ids.gid)))?;
         source = meta_of(source_parent, name)?;
-    } else if path == "/etc/machine-id" && source.is_some_and(|m| m.size == 0) && !mounted(source) {
+    } else if path == "/etc/machine-id" && source.is_some_and(|m| m.size == 0) && !mounted(source, target) {
         // Empty is a first boot too, but one whose id systemd writes straight into the
         // mounted file, and then systemd-machine-id-commit.service fails: the file is
         // not on a tmpfs. `uninitialized` makes the id transient until the first boot
@@ -612,41 +727,43 @@ fn file(
         source = meta_of(source_parent, name)?;
     }
     let source = source.expect("the source exists by now");
-    enforce_at(source_parent, name, &source, ids, &shown)?;
+    // Created just now with its owner and mode, a source has nothing to report.
+    let wrong = enforce_at(source_parent, name, &source, ids, &shown)?;
+    record_fixed(report, place.volume_path.to_owned(), wrong);
     match how {
         How::Bind => {
-            if mounted(Some(source)) {
-                report.unchanged.push(path.to_owned());
-                return Ok(());
+            if mounted(Some(source), target) {
+                return place.keep_mount(&entry.entry.options, report);
             }
-            match target {
-                Some(meta) if meta.kind != Kind::File => {
-                    report.conflicts.push((path.to_owned(), "is not a regular file in the root: left as it is".into()));
+            if target.is_some_and(|meta| meta.kind != Kind::File) {
+                if !place.set_aside(report, "is not a regular file in the root") {
                     return Ok(());
                 }
-                Some(_) => {}
-                None => {
-                    target_parent.create_file_owned(name, b"", ids.mode, Some((ids.uid, ids.gid)))?;
-                }
+                target = None;
+            }
+            if target.is_none() {
+                target_parent.create_file_owned(name, b"", ids.mode, Some((ids.uid, ids.gid)))?;
             }
             mount::bind(Source::File(source_parent, name), target_parent, name, mount_flags(&entry.entry.options))?;
             report.mounted.push(path.to_owned());
         }
         How::Copy => unreachable!("handled above"),
         How::Symlink => {
-            let link = format!("{}/{}", entry.root.trim_end_matches('/'), relative(path));
             match target {
-                Some(meta) if meta.kind == Kind::Symlink && target_parent.read_link(name)? == *link => {
+                Some(meta) if place.is_our_link(&meta)? => {
                     report.unchanged.push(path.to_owned());
+                    return Ok(());
                 }
-                Some(meta) if meta.kind == Kind::Directory || meta.kind == Kind::Other => {
-                    report.conflicts.push((path.to_owned(), "is not a file or link in the root: left as it is".into()));
+                Some(meta)
+                    if (meta.kind == Kind::Directory || meta.kind == Kind::Other)
+                        && !place.set_aside(report, "is not a file or link in the root") =>
+                {
+                    return Ok(());
                 }
-                _ => {
-                    target_parent.symlink_atomic(name, &link)?;
-                    report.linked.push(path.to_owned());
-                }
+                _ => {}
             }
+            target_parent.symlink_atomic(name, link)?;
+            report.linked.push(path.to_owned());
         }
     }
     Ok(())

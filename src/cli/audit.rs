@@ -113,7 +113,7 @@ pub(super) fn run(args: &AuditArgs) -> Result<ExitCode> {
     let users = match &etc_active {
         Some(active) => {
             let tree = state.store().open_object(&active.object)?.open_dir(blankslate_core::manifest::TREE_DIR)?;
-            etc::users_for(&root, |name| tree.read(name).ok(), &active.manifest)
+            etc::users_for(&root, |name| tree.read(name).ok())
         }
         None => user_db(&target.root).unwrap_or_else(|| UserDb::from_texts("", "", "/etc/passwd")),
     };

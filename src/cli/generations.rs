@@ -1,24 +1,40 @@
-//! `blankslate generations list | delete | gc` and `blankslate store verify`.
+//! `blankslate generations list | diff | delete | gc` and `blankslate store verify`.
 
+use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use blankslate_core::generation::format_utc;
+use blankslate_core::generation::{Generation, format_utc};
+use blankslate_core::trial::{BootRecord, BootTrial, LiveOutcome, LiveTrial};
 use clap::Subcommand;
 use serde_json::json;
 
-use super::{EXIT_CODES, InputError, Result, Target, named_generation, open_state, plural, read_state};
+use super::{EXIT_CODES, InputError, Result, Target, diff, named_generation, open_state, plural, read_state};
 use crate::report::{self, EXIT_FINDINGS, EXIT_OK};
+
+const LIST_HELP: &str = "\
+Marks: A active (what /etc is activated to now), * the boot default, B booted (what this boot
+started), G good (the last generation whose boot reached `blankslate confirm`: the fallback of
+boot trials). A note follows a generation on trial, one that failed its trial, and one that was
+activated again because a switch was not confirmed.";
 
 #[derive(Debug, Subcommand)]
 pub(super) enum GenerationsCommand {
-    /// Every generation with its date; `*` marks the current one, `B` the booted one.
+    /// Every generation with its date, which one is active, the boot default, booted
+    /// and good, and how its trials went.
+    #[command(after_help = LIST_HELP)]
     List {
         #[command(flatten)]
         target: Target,
-        /// Print the list as JSON: number, creation date, current, booted, store path.
+        /// Print the list as JSON: number, creation date, the marks (active, boot default,
+        /// booted, good), store path and notes.
         #[arg(long)]
         json: bool,
     },
+    /// What changes from generation FROM to TO: /etc entries added, removed and
+    /// changed (kind, contents, mode, owner), persisted paths added, removed and
+    /// changed, the root's settings, the audit's ignore globs. Exits 1 when they
+    /// differ, 0 when they do not.
+    Diff(diff::DiffArgs),
     /// Remove generations' profile links (never the current or the booted one); their
     /// store objects go at the next `gc`.
     Delete {
@@ -56,34 +72,8 @@ pub(super) enum StoreCommand {
 
 pub(super) fn run(command: GenerationsCommand) -> Result<ExitCode> {
     match command {
-        GenerationsCommand::List { target, json: as_json } => {
-            let state = read_state(&target)?;
-            let list = match &state {
-                Some(state) => state.list()?,
-                None => Vec::new(),
-            };
-            if state.is_none() && !as_json {
-                println!("{}", no_state(&target, "no generations"));
-            } else if as_json {
-                let items: Vec<_> = list
-                    .iter()
-                    .map(|g| {
-                        json!({
-                            "generation": g.number, "created": format_utc(g.created), "current": g.current,
-                            "booted": g.booted, "path": target.state_dir.join("store").join(&g.object),
-                        })
-                    })
-                    .collect();
-                report::json(&serde_json::Value::Array(items));
-            } else if list.is_empty() {
-                println!("no generations yet: `blankslate build DECL` makes the first");
-            } else {
-                for g in &list {
-                    let marks = format!("{}{}", if g.current { "*" } else { " " }, if g.booted { "B" } else { " " });
-                    println!("{marks} {:>4}  {} UTC  {}", g.number, format_utc(g.created), g.object);
-                }
-            }
-        }
+        GenerationsCommand::List { target, json: as_json } => list(&target, as_json)?,
+        GenerationsCommand::Diff(args) => return diff::run(&args),
         GenerationsCommand::Delete { numbers, target } => {
             if read_state(&target)?.is_none() {
                 return Err(InputError::argument(no_state(&target, "no generation to delete")));
@@ -126,6 +116,99 @@ pub(super) fn run(command: GenerationsCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the trial records say about generation `g`, in a few words.
+fn notes(
+    g: &Generation,
+    boot: Option<&BootTrial>,
+    live: Option<&LiveTrial>,
+    booted: Option<&BootRecord>,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(t) = boot.filter(|t| t.generation == g.number) {
+        notes.push(if t.failed {
+            format!(
+                "failed its boot trial: {} boot(s) without `blankslate confirm`; fell back to generation {}",
+                t.attempts, t.fallback
+            )
+        } else {
+            format!(
+                "on boot trial: {} of {} boot(s) used, then falls back to generation {}",
+                t.attempts, t.tries, t.fallback
+            )
+        });
+    }
+    if let Some(t) = live.filter(|t| t.generation == g.number) {
+        notes.push(match &t.outcome {
+            LiveOutcome::Pending => format!(
+                "on trial: `blankslate confirm` before {} UTC, else generation {} again",
+                format_utc(t.deadline),
+                t.previous
+            ),
+            LiveOutcome::Reverted { at, error: None } => {
+                format!("not confirmed in time: generation {} activated again at {} UTC", t.previous, format_utc(*at))
+            }
+            LiveOutcome::Reverted { error: Some(error), .. } => {
+                format!("not confirmed in time; activating generation {} again failed: {error}", t.previous)
+            }
+        });
+    }
+    if let Some(record) = booted.filter(|r| r.generation == g.number) {
+        if let Some(fallback) = &record.fallback {
+            notes.push(format!(
+                "booted as the fallback: generation {} failed its trial ({} boot(s) without `blankslate confirm`)",
+                fallback.from, fallback.attempts
+            ));
+        }
+        if let Some(trial) = &record.trial {
+            notes.push(format!("booted as attempt {} of {} of its trial", trial.attempt, trial.tries));
+        }
+    }
+    notes
+}
+
+fn list(target: &Target, as_json: bool) -> Result<()> {
+    let state = read_state(target)?;
+    let list = match &state {
+        Some(state) => state.list()?,
+        None => Vec::new(),
+    };
+    let (boot, live, booted) = match &state {
+        Some(state) => (state.boot_trial()?, LiveTrial::read(state.root())?, BootRecord::read(state.root())),
+        None => (None, None, None),
+    };
+    let notes_of = |g: &Generation| notes(g, boot.as_ref(), live.as_ref(), booted.as_ref());
+    if as_json {
+        let items: Vec<_> = list
+            .iter()
+            .map(|g| {
+                json!({
+                    "generation": g.number, "created": format_utc(g.created), "current": g.current,
+                    "boot_default": g.current, "active": g.active, "booted": g.booted, "good": g.good,
+                    "path": target.state_dir.join("store").join(&g.object), "notes": notes_of(g),
+                })
+            })
+            .collect();
+        report::json(&serde_json::Value::Array(items));
+    } else if state.is_none() {
+        println!("{}", no_state(target, "no generations"));
+    } else if list.is_empty() {
+        println!("no generations yet: `blankslate build DECL` makes the first");
+    } else {
+        let mut out = format!("{:4} {:>4}  {:<19}  object\n", "", "gen", "created (UTC)");
+        for g in &list {
+            let mark = |on: bool, c: char| if on { c } else { ' ' };
+            let marks: String =
+                [mark(g.active, 'A'), mark(g.current, '*'), mark(g.booted, 'B'), mark(g.good, 'G')].iter().collect();
+            let _ = writeln!(out, "{marks} {:>4}  {}  {}", g.number, format_utc(g.created), g.object);
+            for note in notes_of(g) {
+                let _ = writeln!(out, "            {note}");
+            }
+        }
+        report::print(&out);
+    }
+    Ok(())
 }
 
 /// What a read-only command says about a root where nothing was ever built.

@@ -6,11 +6,14 @@ mod audit;
 mod boot;
 mod build;
 mod check;
+mod diff;
 mod generations;
 mod import;
 mod persist;
+mod repair;
 mod sandbox;
 mod switch;
+mod trial;
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
@@ -68,14 +71,31 @@ enum Command {
     /// one the next boot uses). An unchanged declaration adds nothing.
     #[command(after_help = EXIT_CODES)]
     Build(build::Args),
-    /// Activate a generation on a root: a generation number, or a declaration (built
-    /// first). /etc changes as a diff; a file a person put at a declared path is
-    /// backed up and reported, never overwritten.
+    /// Activate a generation on a root and make it the boot default (`--test`: only
+    /// activate; `--boot`: only make it the boot default): a generation number, or a
+    /// declaration (built first). /etc changes as a diff; a file a person put at a
+    /// declared path is backed up and reported, never overwritten. `--confirm-within`
+    /// and `--tries` put it on trial: without `blankslate confirm` it falls back by itself.
     #[command(after_help = EXIT_CODES)]
     Switch(switch::SwitchArgs),
-    /// Activate the generation before the active one.
+    /// Switch to the generation before the active one (the same modes as switch).
     #[command(after_help = EXIT_CODES)]
     Rollback(switch::RollbackArgs),
+    /// This system works: keep a switch on trial (`--confirm-within`), and mark the
+    /// generation this boot runs good, which ends its boot trial (`--tries`) and makes
+    /// it what later trials fall back to. Run it by hand, or from a unit ordered after
+    /// what must work (packaging/systemd/blankslate-confirm.service).
+    #[command(after_help = EXIT_CODES)]
+    Confirm(trial::ConfirmArgs),
+    /// The watcher of a switch on trial (started by `switch --confirm-within`).
+    #[command(hide = true)]
+    TrialExpire(trial::ExpireArgs),
+    /// Bring the live root back to the generation it was activated to: every managed
+    /// /etc entry checked (a readlink per link) and fixed, every persisted path's
+    /// owner, mode and mount re-applied. What stands in the way is moved aside to
+    /// NAME.blankslate-backup and reported, never deleted.
+    #[command(after_help = EXIT_CODES)]
+    Repair(repair::RepairArgs),
     /// Try a declaration in private namespaces: a tmpfs root, /etc from the store, the
     /// host's /usr and /bin read-only. Nothing of the host changes. Without DECL, a
     /// built-in example. Needs root.
@@ -83,7 +103,7 @@ enum Command {
     /// The sandbox's first process (started by `sandbox`, not by hand).
     #[command(hide = true)]
     SandboxInit(sandbox::InitArgs),
-    /// List, delete and garbage-collect generations.
+    /// List, compare, delete and garbage-collect generations.
     #[command(subcommand)]
     Generations(generations::GenerationsCommand),
     /// Inspect the store.
@@ -189,6 +209,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Build(args) => build::run(&args),
         Command::Switch(args) => switch::switch(&args),
         Command::Rollback(args) => switch::rollback(&args),
+        Command::Confirm(args) => trial::confirm(&args),
+        Command::TrialExpire(args) => trial::expire(&args),
+        Command::Repair(args) => repair::run(&args),
         Command::Sandbox(args) => sandbox::run(args),
         Command::SandboxInit(args) => sandbox::init(args),
         Command::Generations(command) => generations::run(command),
@@ -231,17 +254,15 @@ fn running(target: &Target, wanted: Option<u32>) -> Result<Option<Running>> {
     use blankslate_activator::etc;
     let root = Dir::open_root(&target.root)?;
     let Some(state) = State::open_existing(&root, &target.state_dir)? else { return Ok(None) };
-    let active = etc::active(&root)?.map(|a| a.generation);
-    let Some(number) = wanted.or(active).or(state.current_number()?) else {
+    let Some(number) = wanted.or(state.active_number()).or(state.current_number()?) else {
         return Err("no generation to work with: `blankslate build DECL` makes the first".into());
     };
     let generation = if wanted.is_some() { named_generation(&state, number)? } else { state.generation(number)? };
     let declaration = decl::Declaration::from_canonical_json(&state.declaration_json(&generation)?)?;
     let users = match state.part(&generation, "etc")? {
         Some(object) => {
-            let manifest = etc::Active::load(state.store(), number, &object)?.manifest;
             let tree = state.store().open_object(&object)?.open_dir(blankslate_core::manifest::TREE_DIR)?;
-            etc::users_for(&root, |name| tree.read(name).ok(), &manifest)
+            etc::users_for(&root, |name| tree.read(name).ok())
         }
         None => user_db(&target.root).unwrap_or_else(|| UserDb::from_texts("", "", "/etc/passwd")),
     };

@@ -15,6 +15,8 @@ pub mod write;
 
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
+
 pub use diag::{Diagnostic, Diagnostics, Rule, Severity};
 pub use model::*;
 pub use users::UserDb;
@@ -142,7 +144,28 @@ impl Declaration {
 
     /// Reads a declaration back from its canonical JSON (as a generation stores it).
     pub fn from_canonical_json(text: &str) -> Result<Declaration, serde_json::Error> {
-        let mut declaration: Declaration = serde_json::from_str(text)?;
+        Ok(serde_json::from_str::<Declaration>(text)?.with_entry_kinds())
+    }
+
+    /// What comes before the `/etc` entries in a canonical JSON text (`version`,
+    /// `root`, `persist`: all that activating the persisted paths needs), read as a
+    /// declaration with no `/etc` entries or tree and default audit settings.
+    pub fn from_canonical_json_before_etc(prefix: &str) -> Result<Declaration, serde_json::Error> {
+        /// The fields canonical JSON writes before `etc`.
+        #[derive(Deserialize)]
+        struct BeforeEtc {
+            version: i64,
+            root: RootSettings,
+            persist: std::collections::BTreeMap<String, PersistRoot>,
+        }
+        let BeforeEtc { version, root, persist } = serde_json::from_str(prefix)?;
+        let etc = std::collections::BTreeMap::new();
+        let declaration = Declaration { version, root, persist, etc, etc_tree: None, audit: AuditSettings::default() };
+        Ok(declaration.with_entry_kinds())
+    }
+
+    /// The entry kinds, which the JSON holds by list (`directories`, `files`).
+    fn with_entry_kinds(mut self) -> Declaration {
         let set_kinds = |directories: &mut [Entry], files: &mut [Entry]| {
             for entry in directories {
                 entry.kind = EntryKind::Directory;
@@ -151,13 +174,68 @@ impl Declaration {
                 entry.kind = EntryKind::File;
             }
         };
-        for root in declaration.persist.values_mut() {
+        for root in self.persist.values_mut() {
             set_kinds(&mut root.directories, &mut root.files);
             for user in root.users.values_mut() {
                 set_kinds(&mut user.directories, &mut user.files);
             }
         }
-        Ok(declaration)
+        self
+    }
+}
+
+/// Finds where the `/etc` entries begin in a canonical JSON text read piece by piece,
+/// so that what precedes them can be read without the rest, which holds every entry's
+/// text. Canonical JSON writes the fields in a fixed order: version, root, persist,
+/// etc, audit.
+#[derive(Debug, Default)]
+pub struct EtcFinder {
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+    seen: usize,
+    /// The top level's last byte outside strings was a comma: a key follows.
+    after_comma: Option<usize>,
+}
+
+impl EtcFinder {
+    const KEY: &'static [u8] = b"\"etc\":";
+
+    /// Looks at the next piece of the text; once the top-level `"etc":` key is found,
+    /// returns the length of what precedes it (up to the comma before it), which,
+    /// closed with `}`, is a JSON object of its own.
+    pub fn feed(&mut self, piece: &[u8]) -> Option<usize> {
+        for &byte in piece {
+            let at = self.seen;
+            self.seen += 1;
+            if let Some(comma) = self.after_comma {
+                let offset = at - comma - 1;
+                if offset < Self::KEY.len() && byte == Self::KEY[offset] {
+                    if offset + 1 == Self::KEY.len() {
+                        return Some(comma);
+                    }
+                } else {
+                    self.after_comma = None;
+                }
+            }
+            if self.in_string {
+                match (self.escaped, byte) {
+                    (true, _) => self.escaped = false,
+                    (false, b'\\') => self.escaped = true,
+                    (false, b'"') => self.in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match byte {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => self.depth = self.depth.saturating_sub(1),
+                b',' if self.depth == 1 => self.after_comma = Some(at),
+                _ => {}
+            }
+        }
+        None
     }
 }
 

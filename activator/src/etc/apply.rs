@@ -1,0 +1,351 @@
+//! Carrying out a plan in crash-safe order, and finishing one that was interrupted.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use blankslate_core::activation::{JOURNAL_FILE, Marker, STATE_FILE};
+use blankslate_core::failpoint;
+use blankslate_core::fs::Dir;
+use blankslate_core::manifest::{EtcKind, Manifest, TREE_DIR};
+use blankslate_core::store::Store;
+use serde::{Deserialize, Serialize};
+
+use super::plan::plan_from;
+use super::{
+    ACTIVE_FILE, Action, Active, EtcError, FAILPOINT, OnConflict, Plan, Result, STAGED_SUFFIX, STATE_DIR, STATIC, Step,
+    active, copy_mode, link_target, open_etc, plan, split, users_for,
+};
+
+/// An activation under way: where it is going. Where it comes from is the state
+/// file, which is only replaced once everything else is done.
+#[derive(Debug, Serialize, Deserialize)]
+struct Journal {
+    generation: u32,
+    object: String,
+    /// A repair of the generation, which recovery finishes as a repair.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    repair: bool,
+}
+
+/// What an activation did.
+#[derive(Debug)]
+pub struct Activated {
+    pub plan: Plan,
+    /// The generation an interrupted activation was completed to first, if any.
+    pub recovered: Option<u32>,
+}
+
+/// What [`activate_generation`] did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The generation was active already, as the marker says: nothing was read but
+    /// the marker and `/etc/static`.
+    AlreadyActive(Marker),
+    Activated(Box<Activated>),
+}
+
+impl Outcome {
+    /// The plan carried out, if anything was planned.
+    pub fn plan(&self) -> Option<&Plan> {
+        match self {
+            Outcome::AlreadyActive(_) => None,
+            Outcome::Activated(activated) => Some(&activated.plan),
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::AlreadyActive(marker) => writeln!(
+                f,
+                "/etc: generation {0} -> generation {0}\n0 added, 0 changed, 0 removed, 0 backed up, 0 left alone, {1} \
+                 unchanged",
+                marker.generation, marker.entries
+            ),
+            Outcome::Activated(activated) => activated.plan.fmt(f),
+        }
+    }
+}
+
+/// Activates generation `generation`, whose etc object is `object`, on `root`. When
+/// it is already active (the marker says so and `/etc/static` points at it), that is
+/// all this reads: a no-op costs the same for 10 entries or 10,000. Otherwise as
+/// [`activate`]. The caller holds the state lock.
+pub fn activate_generation(
+    root: &Dir,
+    store: &Store,
+    generation: u32,
+    object: &str,
+    on_conflict: OnConflict,
+) -> Result<Outcome> {
+    if !has_journal(root) {
+        let static_target = store.live_path(object).join(TREE_DIR);
+        if let Some(marker) = already_active(root, generation, object, static_target.as_os_str()) {
+            return Ok(Outcome::AlreadyActive(marker));
+        }
+    }
+    let to = Active::load(store, generation, object)?;
+    Ok(Outcome::Activated(Box::new(activate(root, store, &to, on_conflict)?)))
+}
+
+/// Activates `to` (an etc object in `store`) on `root`: first finishes an activation
+/// that was interrupted, then applies the diff from the last activated generation.
+/// The caller holds the state lock.
+pub fn activate(root: &Dir, store: &Store, to: &Active, on_conflict: OnConflict) -> Result<Activated> {
+    let recovered = recover(root, store)?;
+    let static_target = std::ffi::OsStr::new(&to.static_target);
+    if recovered.is_none() && already_active(root, to.generation, &to.object, static_target).is_some() {
+        let plan = Plan {
+            from: Some(to.clone()),
+            to: to.clone(),
+            steps: Vec::new(),
+            switch_static: None,
+            unchanged: to.manifest.entries.len(),
+            repair: false,
+        };
+        return Ok(Activated { plan, recovered });
+    }
+    let tree = open_tree(store, to)?;
+    let users = || users_for(root, |name| tree.read(name).ok());
+    let plan = plan(root, to, &users, on_conflict)?;
+    if !plan.is_noop() {
+        apply(root, &plan, &tree)?;
+    } else if plan.from.as_ref().map(|f| f.generation) != Some(to.generation) {
+        // Another generation with the same /etc: nothing in /etc changes, but the
+        // state must say which generation is active.
+        let etc = root.create_dir_all("etc", 0o755)?;
+        record(&etc.create_dir_all(STATE_DIR, 0o700)?, to)?;
+    }
+    Ok(Activated { plan, recovered })
+}
+
+/// Records `to` as the generation `/etc` is activated to, changing nothing in `/etc`,
+/// when `to` has the `/etc` object `/etc` is at already (a generation that differs
+/// only outside `/etc`, such as one `persist add` makes). Returns whether it did: not
+/// when `/etc` is at another object, or an activation is under way.
+pub fn relabel(root: &Dir, to: &Active) -> Result<bool> {
+    let Some(etc) = open_etc(root)? else { return Ok(false) };
+    let Ok(state) = etc.open_dir(STATE_DIR) else { return Ok(false) };
+    let pending = blankslate_core::activation::read_json::<Journal>(&state, JOURNAL_FILE)?.is_some();
+    if pending || active(root)?.is_none_or(|from| from.object != to.object) {
+        return Ok(false);
+    }
+    record(&state, to)?;
+    Ok(true)
+}
+
+/// Writes the state file, then the marker, for a completed activation.
+fn record(state: &Dir, active: &Active) -> Result<()> {
+    state.write_atomic(STATE_FILE, &serde_json::to_vec(active).expect("state serializes"), 0o600)?;
+    failpoint::hit(FAILPOINT);
+    state.write_atomic(ACTIVE_FILE, Marker::of(active).render().as_bytes(), 0o600)?;
+    Ok(())
+}
+
+/// The marker, if it names `generation` and `object` and `/etc/static` still points
+/// at `static_target`: then nothing is to be done, and not even the state file needs
+/// reading.
+fn already_active(root: &Dir, generation: u32, object: &str, static_target: &std::ffi::OsStr) -> Option<Marker> {
+    let etc = open_etc(root).ok()??;
+    let marker = Marker::parse(&etc.open_dir(STATE_DIR).ok()?.read(ACTIVE_FILE).ok()?)?;
+    let same = marker.generation == generation && marker.object == object;
+    (same && etc.read_link(STATIC).is_ok_and(|target| target == static_target)).then_some(marker)
+}
+
+fn has_journal(root: &Dir) -> bool {
+    root.open_dir(blankslate_core::activation::DIR).is_ok_and(|state| state.meta(JOURNAL_FILE).is_ok())
+}
+
+/// Finishes an interrupted activation (or repair), if the journal says there was one.
+pub fn recover(root: &Dir, store: &Store) -> Result<Option<u32>> {
+    let Some(etc) = open_etc(root)? else { return Ok(None) };
+    let Ok(state) = etc.open_dir(STATE_DIR) else { return Ok(None) };
+    let Some(journal) = blankslate_core::activation::read_json::<Journal>(&state, JOURNAL_FILE)? else {
+        return Ok(None);
+    };
+    let to = Active::load(store, journal.generation, &journal.object)?;
+    let tree = open_tree(store, &to)?;
+    let users = || users_for(root, |name| tree.read(name).ok());
+    let plan = if journal.repair {
+        super::repair::plan_repair(root, to, &users)?
+    } else {
+        plan_from(root, active(root)?, to, &users, OnConflict::Backup)?
+    };
+    apply(root, &plan, &tree)?;
+    Ok(Some(journal.generation))
+}
+
+pub(super) fn open_tree(store: &Store, active: &Active) -> Result<Dir> {
+    let object = store.open_object(&active.object).map_err(|e| EtcError::Store(e.to_string()))?;
+    Ok(object.open_dir(TREE_DIR)?)
+}
+
+fn staged(name: &str) -> String {
+    format!(".{name}{STAGED_SUFFIX}")
+}
+
+/// Removes a leftover temporary from an interrupted run.
+fn clear(dir: &Dir, name: &str) -> Result<()> {
+    match dir.remove_file(name) {
+        Err(error) if !error.is_not_found() => Err(error.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Applies a plan in crash-safe order: journal; parents; backups; staged copies;
+/// links; the static switch; copies into place; removals; fsync; state; journal gone.
+pub(super) fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
+    let etc = root.create_dir_all("etc", 0o755)?;
+    let state = etc.create_dir_all(STATE_DIR, 0o700)?;
+    let journal = Journal { generation: plan.to.generation, object: plan.to.object.clone(), repair: plan.repair };
+    state.write_atomic(JOURNAL_FILE, &serde_json::to_vec(&journal).expect("journal serializes"), 0o600)?;
+    // The marker names the generation only once it is complete.
+    clear(&state, ACTIVE_FILE)?;
+    failpoint::hit(FAILPOINT);
+
+    let mut parents = Parents { etc: &etc, open: HashMap::new() };
+    let creates: Vec<&Step> = plan.steps.iter().filter(|s| s.entry.is_some()).collect();
+
+    if let Some(Some(backup)) = &plan.switch_static {
+        move_aside(&etc, STATIC, backup)?;
+        failpoint::hit(FAILPOINT);
+    }
+    for step in &creates {
+        if let Action::BackUp { backup, .. } = &step.action {
+            let dir = parents.get(&step.path)?;
+            move_aside(dir, split(&step.path).1, backup)?;
+            failpoint::hit(FAILPOINT);
+        }
+    }
+    // Removals come before creations: an entry that changes between a file and a
+    // directory needs the old shape gone first.
+    for step in plan.steps.iter().filter(|s| s.action == Action::Remove) {
+        remove_entry(&etc, &step.path)?;
+        remove_empty_parents(&etc, &step.path, &plan.to.manifest)?;
+        failpoint::hit(FAILPOINT);
+    }
+    for step in &creates {
+        let entry = step.entry.as_ref().expect("creates have entries");
+        if entry.kind != EtcKind::Copy {
+            continue;
+        }
+        let dir = parents.get(&step.path)?;
+        let temp = staged(split(&step.path).1);
+        let contents = tree.read(&step.path)?;
+        match dir.create_file_owned(&temp, &contents, copy_mode(entry), step.owner) {
+            // Left by an interrupted run: made again from the store.
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                dir.remove_file(&temp)?;
+                dir.create_file_owned(&temp, &contents, copy_mode(entry), step.owner)?;
+            }
+            other => {
+                other?;
+            }
+        }
+        failpoint::hit(FAILPOINT);
+    }
+    for step in &creates {
+        let entry = step.entry.as_ref().expect("creates have entries");
+        let Some(target) = link_target(&step.path, entry) else { continue };
+        let dir = parents.get(&step.path)?;
+        let name = split(&step.path).1;
+        if step.action == Action::Replace {
+            let temp = staged(name);
+            clear(dir, &temp)?;
+            dir.symlink(&temp, &target)?;
+            dir.rename(&temp, name)?;
+        } else {
+            dir.symlink(name, &target)?;
+        }
+        failpoint::hit(FAILPOINT);
+    }
+    if plan.switch_static.is_some() {
+        let temp = staged(STATIC);
+        clear(&etc, &temp)?;
+        etc.symlink(&temp, &plan.to.static_target)?;
+        etc.rename(&temp, STATIC)?;
+        failpoint::hit(FAILPOINT);
+    }
+    for step in &creates {
+        if step.entry.as_ref().is_some_and(|e| e.kind == EtcKind::Copy) {
+            let dir = parents.get(&step.path)?;
+            let name = split(&step.path).1;
+            dir.rename(staged(name), name)?;
+            failpoint::hit(FAILPOINT);
+        }
+    }
+    for dir in parents.open.values() {
+        dir.sync()?;
+    }
+    etc.sync()?;
+    record(&state, &plan.to)?;
+    state.remove_file(JOURNAL_FILE)?;
+    state.sync()?;
+    Ok(())
+}
+
+/// The directories below `/etc` that steps touch, opened (and created) once each.
+struct Parents<'a> {
+    etc: &'a Dir,
+    open: HashMap<String, Dir>,
+}
+
+impl Parents<'_> {
+    /// The directory holding `path` (relative to `/etc`).
+    fn get(&mut self, path: &str) -> Result<&Dir> {
+        let (dir, _) = split(path);
+        if dir.is_empty() {
+            return Ok(self.etc);
+        }
+        if !self.open.contains_key(dir) {
+            let opened = self.etc.create_dir_all(dir, 0o755)?;
+            self.open.insert(dir.to_owned(), opened);
+        }
+        Ok(&self.open[dir])
+    }
+}
+
+/// Renames `name` to `backup`, which must be free: a backup never replaces anything.
+fn move_aside(dir: &Dir, name: &str, backup: &str) -> Result<()> {
+    if dir.rename_noreplace(name, backup)? {
+        return Ok(());
+    }
+    Err(EtcError::BackupTaken { path: dir.path().join(name).display().to_string(), backup: backup.to_owned() })
+}
+
+/// Removes an entry blankslate put there (a replayed run may find it gone already).
+fn remove_entry(etc: &Dir, path: &str) -> Result<()> {
+    let (parent, name) = split(path);
+    let holder = if parent.is_empty() { etc.try_clone() } else { etc.open_dir(parent) };
+    let holder = match holder {
+        Ok(holder) => holder,
+        Err(error) if error.is_not_found() => return Ok(()),
+        Err(error) => return Err(error.into()),
+    };
+    match holder.remove_file(name) {
+        Err(error) if !error.is_not_found() => return Err(error.into()),
+        _ => {}
+    }
+    holder.sync()?;
+    Ok(())
+}
+
+/// After a removal, removes the directories it leaves empty, unless the new
+/// generation still has entries below them. A directory with anything in it stays.
+fn remove_empty_parents(etc: &Dir, path: &str, keep: &Manifest) -> Result<()> {
+    let mut dir = split(path).0;
+    while !dir.is_empty() {
+        let prefix = format!("{dir}/");
+        if keep.entries.range(prefix.clone()..).next().is_some_and(|(k, _)| k.starts_with(&prefix)) {
+            return Ok(());
+        }
+        let (parent, name) = split(dir);
+        let holder = if parent.is_empty() { etc.try_clone()? } else { etc.open_dir(parent)? };
+        if !holder.remove_empty_dir(name)? {
+            return Ok(());
+        }
+        dir = parent;
+    }
+    Ok(())
+}

@@ -1,0 +1,329 @@
+//! `/etc` activation: make `ROOT/etc` match a generation's etc tree.
+//!
+//! - `etc/static` points at the generation's tree in the store (one atomic rename);
+//!   each linked entry is `etc/<path>` -> `/etc/static/<path>`, each copy a regular
+//!   file with its mode and owner (written to a temporary name, fsynced, renamed).
+//! - Activation is a diff of the previous generation's manifest (kept in
+//!   `etc/.blankslate/state.json`) against the new one: an unchanged entry costs no
+//!   system call at all, and `/etc` is never walked.
+//! - Nothing is clobbered: whatever sits where a declared entry goes and is not what
+//!   blankslate put there is moved aside to `NAME.blankslate-backup` (or activation
+//!   refuses, changing nothing); a removed entry is deleted only if it is still
+//!   blankslate's.
+//! - A journal (`etc/.blankslate/journal.json`) is written before the first change.
+//!   If the process dies at any step, the next activation finishes the interrupted
+//!   one first: every step checks what is already done, so replaying is safe, and
+//!   temporaries have fixed names that the replay reuses, so none is left behind.
+//! - A repair ([`repair`]) checks every entry of the active generation (one
+//!   `readlink` per link) and puts back what is not as it was activated, moving aside
+//!   whatever stands in the way, through the same journaled steps.
+//!
+//! [`plan`] works out the steps, [`apply`] carries them out and recovers.
+
+mod apply;
+mod plan;
+mod repair;
+
+use std::fmt;
+
+use blankslate_core::decl::UserDb;
+use blankslate_core::diff::describe_etc_entry;
+use blankslate_core::fs::{Dir, FsError};
+use blankslate_core::manifest::{EtcKind, ManifestEntry};
+
+// The activation record is the core's (gc, the audit and the command line read it).
+use blankslate_core::activation::ActivationError;
+pub use blankslate_core::activation::{ACTIVE_FILE, Active, BACKUP_SUFFIX, STATE_DIR, STATIC, active};
+
+pub use apply::{Activated, Outcome, activate, activate_generation, recover, relabel};
+pub use plan::plan;
+pub use repair::repair;
+
+/// The fixed temporary name of a copy or link about to replace `NAME`: `.NAME` + this.
+const STAGED_SUFFIX: &str = ".blankslate-new";
+/// The step name of every mutating step, for `BLANKSLATE_FAILPOINT=etc-step#N`.
+pub const FAILPOINT: &str = "etc-step";
+
+/// What to do about a file blankslate did not put where a declared entry goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnConflict {
+    /// Move it aside to `NAME.blankslate-backup` and report it.
+    #[default]
+    Backup,
+    /// Refuse to activate, changing nothing.
+    Refuse,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EtcError {
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error(transparent)]
+    Activation(#[from] ActivationError),
+    #[error("store: {0}")]
+    Store(String),
+    #[error("cannot read {what}: {reason}")]
+    BadState { what: String, reason: String },
+    #[error("/etc/{path}: unknown {kind} `{name}` (not in the new system's /etc/{file})")]
+    UnknownOwner { path: String, kind: &'static str, name: String, file: &'static str },
+    #[error("/etc/{path}: its parent `{parent}` is not a directory blankslate can enter: {reason}")]
+    Blocked { path: String, parent: String, reason: String },
+    #[error("{path}: its backup name `{backup}` was taken meanwhile; nothing was overwritten, run again")]
+    BackupTaken { path: String, backup: String },
+    #[error("refusing to activate: {} (nothing was changed):\n{list}", holding(*.count))]
+    Conflicts { count: usize, list: String },
+}
+
+/// "N paths hold", with the noun and verb agreeing with N.
+fn holding(count: usize) -> String {
+    let (noun, verb) = if count == 1 { ("path", "holds") } else { ("paths", "hold") };
+    format!("{count} {noun} {verb} something blankslate did not put there")
+}
+
+pub type Result<T> = std::result::Result<T, EtcError>;
+
+/// What is at a path now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    Absent,
+    Link(String),
+    File { hash: String, mode: u32, uid: u32, gid: u32 },
+    Directory,
+    Other,
+}
+
+impl fmt::Display for Found {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Found::Absent => f.write_str("nothing"),
+            Found::Link(target) => write!(f, "a symlink to {target}"),
+            Found::File { .. } => f.write_str("a regular file"),
+            Found::Directory => f.write_str("a directory"),
+            Found::Other => f.write_str("a special file"),
+        }
+    }
+}
+
+/// What one step does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing is there: create the entry.
+    Create,
+    /// The previous generation's entry is there: replace it.
+    Replace,
+    /// Something blankslate did not put there: move it to `backup`, then create.
+    BackUp { backup: String, found: String },
+    /// A repair: the copy's contents are right but not its owner or mode (`found`):
+    /// copied again from the store.
+    Fix { found: String },
+    /// Gone from the new generation and still blankslate's: remove.
+    Remove,
+    /// Gone from the new generation, but changed since: left where it is.
+    LeaveAlone { found: String },
+}
+
+/// One path's step, with the new entry (none for removals) and its resolved owner.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub path: String,
+    pub action: Action,
+    pub entry: Option<ManifestEntry>,
+    owner: Option<(u32, u32)>,
+}
+
+/// Everything an activation will do.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub from: Option<Active>,
+    pub to: Active,
+    pub steps: Vec<Step>,
+    /// `etc/static` must be (re)pointed; with a backup of what blocks it, if any.
+    pub switch_static: Option<Option<String>>,
+    /// Entries identical in both generations: no system call was spent on them (for
+    /// a repair: entries found as they were activated).
+    pub unchanged: usize,
+    /// A repair of the active generation, not a switch.
+    pub repair: bool,
+}
+
+impl Plan {
+    pub fn is_noop(&self) -> bool {
+        self.steps.is_empty() && self.switch_static.is_none()
+    }
+
+    pub fn backups(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().filter(|s| matches!(s.action, Action::BackUp { .. }))
+    }
+}
+
+impl Plan {
+    fn write_static(&self, f: &mut impl fmt::Write) -> fmt::Result {
+        match &self.switch_static {
+            Some(Some(backup)) => {
+                writeln!(f, "  ! static        back up to {backup}, then link to {}", self.to.static_target)
+            }
+            Some(None) => writeln!(f, "  ~ static        link to {}", self.to.static_target),
+            None => Ok(()),
+        }
+    }
+
+    fn write_step(f: &mut impl fmt::Write, step: &Step) -> fmt::Result {
+        let what = step.entry.as_ref().map(describe_etc_entry).unwrap_or_default();
+        let line = match &step.action {
+            Action::Create => format!("  + {:<13} {what}", step.path),
+            Action::Replace => format!("  ~ {:<13} {what}", step.path),
+            Action::Fix { found } => format!("  ~ {:<13} {what}; was {found}", step.path),
+            Action::BackUp { backup, found } => {
+                format!("  ! {:<13} {what}; {found} is there: moved to {backup}", step.path)
+            }
+            Action::Remove => format!("  - {}", step.path),
+            Action::LeaveAlone { found } => {
+                format!("  = {:<13} no longer declared, left alone: {found} is there, not blankslate's", step.path)
+            }
+        };
+        writeln!(f, "{}", line.trim_end())
+    }
+
+    fn count(&self, wanted: fn(&Action) -> bool) -> usize {
+        self.steps.iter().filter(|s| wanted(&s.action)).count()
+    }
+
+    fn write_summary(&self, f: &mut impl fmt::Write) -> fmt::Result {
+        if self.repair {
+            return writeln!(
+                f,
+                "{} missing, {} with the wrong owner or mode, {} replaced (what stood there moved aside), {} as \
+                 activated",
+                self.count(|a| matches!(a, Action::Create)),
+                self.count(|a| matches!(a, Action::Fix { .. })),
+                self.count(|a| matches!(a, Action::BackUp { .. })) + usize::from(self.switch_static.is_some()),
+                self.unchanged,
+            );
+        }
+        writeln!(
+            f,
+            "{} added, {} changed, {} removed, {} backed up, {} left alone, {} unchanged",
+            self.count(|a| matches!(a, Action::Create)),
+            self.count(|a| matches!(a, Action::Replace)),
+            self.count(|a| matches!(a, Action::Remove)),
+            self.count(|a| matches!(a, Action::BackUp { .. })),
+            self.count(|a| matches!(a, Action::LeaveAlone { .. })),
+            self.unchanged,
+        )
+    }
+
+    /// What the live root adds to the comparison of the two generations: the entries
+    /// that will be moved aside or left alone, `/etc/static` if it must be fixed, and
+    /// the counts. A dry run prints this under the generations' diff.
+    pub fn live_notes(&self) -> String {
+        let mut out = String::new();
+        let _ = self.write_static(&mut out);
+        for step in self.steps.iter().filter(|s| matches!(s.action, Action::BackUp { .. } | Action::LeaveAlone { .. }))
+        {
+            let _ = Self::write_step(&mut out, step);
+        }
+        let _ = self.write_summary(&mut out);
+        out
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.repair {
+            writeln!(f, "/etc: repair of generation {}", self.to.generation)?;
+        } else {
+            let from =
+                self.from.as_ref().map_or_else(|| "nothing".to_owned(), |a| format!("generation {}", a.generation));
+            writeln!(f, "/etc: {from} -> generation {}", self.to.generation)?;
+        }
+        self.write_static(f)?;
+        for step in &self.steps {
+            Self::write_step(f, step)?;
+        }
+        self.write_summary(f)
+    }
+}
+
+/// Whether two entries put the same thing at a path (a link's contents flow through
+/// `/etc/static`, so any two links are the same link).
+fn same(a: &ManifestEntry, b: &ManifestEntry) -> bool {
+    match (&a.kind, &b.kind) {
+        (EtcKind::Link, EtcKind::Link) => true,
+        (EtcKind::DirectLink { target: x }, EtcKind::DirectLink { target: y }) => x == y,
+        (EtcKind::Copy, EtcKind::Copy) => {
+            a.hash == b.hash && a.mode == b.mode && a.user == b.user && a.group == b.group
+        }
+        _ => false,
+    }
+}
+
+fn link_target(path: &str, entry: &ManifestEntry) -> Option<String> {
+    match &entry.kind {
+        EtcKind::Link => Some(format!("/etc/static/{path}")),
+        EtcKind::DirectLink { target } => Some(target.clone()),
+        EtcKind::Copy => None,
+    }
+}
+
+/// Whether what is found is this entry's content (a copy's mode and owner aside).
+fn holds(found: &Found, path: &str, entry: &ManifestEntry) -> bool {
+    match (found, link_target(path, entry)) {
+        (Found::Link(target), Some(wanted)) => *target == wanted,
+        (Found::File { hash, .. }, None) => *hash == entry.hash,
+        _ => false,
+    }
+}
+
+fn copy_mode(entry: &ManifestEntry) -> u32 {
+    entry.mode.as_deref().and_then(|m| u32::from_str_radix(m, 8).ok()).unwrap_or(0o644)
+}
+
+/// Whether the entry is completely in place, owner and mode included.
+fn done(found: &Found, path: &str, entry: &ManifestEntry, owner: Option<(u32, u32)>) -> bool {
+    match found {
+        Found::File { mode, uid, gid, .. } => {
+            holds(found, path, entry) && *mode == copy_mode(entry) && owner == Some((*uid, *gid))
+        }
+        _ => holds(found, path, entry),
+    }
+}
+
+fn split(path: &str) -> (&str, &str) {
+    path.rsplit_once('/').unwrap_or(("", path))
+}
+
+/// Resolves a manifest owner name (`+N` is a number) against the new system's users.
+fn resolve(path: &str, entry: &ManifestEntry, users: &UserDb) -> Result<(u32, u32)> {
+    let uid = users.uid(&entry.user).ok_or_else(|| EtcError::UnknownOwner {
+        path: path.to_owned(),
+        kind: "user",
+        name: entry.user.clone(),
+        file: "passwd",
+    })?;
+    let gid = users.gid(&entry.group).ok_or_else(|| EtcError::UnknownOwner {
+        path: path.to_owned(),
+        kind: "group",
+        name: entry.group.clone(),
+        file: "group",
+    })?;
+    Ok((uid, gid))
+}
+
+fn open_etc(root: &Dir) -> Result<Option<Dir>> {
+    match root.open_dir("etc") {
+        Ok(dir) => Ok(Some(dir)),
+        Err(error) if error.is_not_found() => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The users and groups copies are owned by: the new generation's own `passwd` and
+/// `group` when it manages them (`managed` returns their contents from its tree, and
+/// `None` for a name it does not manage), else the root's files.
+pub fn users_for(root: &Dir, managed: impl Fn(&str) -> Option<Vec<u8>>) -> UserDb {
+    let read = |name: &str| -> String {
+        let bytes = managed(name).or_else(|| root.read_in_root(format!("etc/{name}")).ok());
+        bytes.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    };
+    UserDb::from_texts(&read("passwd"), &read("group"), "/etc/passwd")
+}

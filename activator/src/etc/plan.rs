@@ -1,0 +1,235 @@
+//! Planning an activation: the diff of the two manifests, and a look at only the
+//! paths that change.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+
+use blankslate_core::decl::UserDb;
+use blankslate_core::diff::etc_changes;
+use blankslate_core::fs::{Dir, Kind};
+use blankslate_core::manifest::{EtcKind, Manifest, ManifestEntry, content_hash};
+
+use super::{
+    Action, Active, BACKUP_SUFFIX, EtcError, Found, OnConflict, Plan, Result, STATIC, Step, active, done, holds,
+    open_etc, resolve, same, split,
+};
+
+/// Open directories below `/etc`, by relative path (`""` is `/etc`); `None` for
+/// one that does not exist.
+pub(super) struct Dirs<'a> {
+    etc: Option<&'a Dir>,
+    open: HashMap<String, Option<Dir>>,
+    /// The previous generation's entries: a parent that is one of them (a link or a
+    /// copy, now to become a directory) is not in the way, it is to be removed.
+    old: &'a BTreeMap<String, ManifestEntry>,
+}
+
+impl<'a> Dirs<'a> {
+    pub(super) fn new(etc: Option<&'a Dir>, old: &'a BTreeMap<String, ManifestEntry>) -> Self {
+        Dirs { etc, open: HashMap::new(), old }
+    }
+
+    pub(super) fn get(&mut self, path: &str, entry: &str) -> Result<Option<&Dir>> {
+        if path.is_empty() {
+            return Ok(self.etc);
+        }
+        if !self.open.contains_key(path) {
+            let dir = match self.etc.map(|etc| etc.open_dir(path)) {
+                None => None,
+                Some(Ok(dir)) => Some(dir),
+                Some(Err(error)) if error.is_not_found() => None,
+                Some(Err(_)) if self.old_entry_in(path) => None,
+                Some(Err(error)) => {
+                    return Err(EtcError::Blocked {
+                        path: entry.to_owned(),
+                        parent: path.to_owned(),
+                        reason: error.source.to_string(),
+                    });
+                }
+            };
+            self.open.insert(path.to_owned(), dir);
+        }
+        Ok(self.open[path].as_ref())
+    }
+
+    /// Whether `path` or one of its ancestors is an entry of the previous generation.
+    fn old_entry_in(&self, path: &str) -> bool {
+        let mut prefix = path;
+        loop {
+            if self.old.contains_key(prefix) {
+                return true;
+            }
+            match prefix.rsplit_once('/') {
+                Some((up, _)) => prefix = up,
+                None => return false,
+            }
+        }
+    }
+
+    /// Whether the directory at `path` holds exactly the previous generation's entries
+    /// below it (and directories for them): then it is blankslate's, not a person's.
+    fn holds_only_old_entries(&mut self, path: &str) -> Result<bool> {
+        let prefix = format!("{path}/");
+        let expected: Vec<&String> =
+            self.old.range(prefix.clone()..).map(|(k, _)| k).take_while(|k| k.starts_with(&prefix)).collect();
+        if expected.is_empty() {
+            return Ok(false);
+        }
+        let Some(etc) = self.etc else { return Ok(false) };
+        let mut found = Vec::new();
+        let mut pending = vec![path.to_owned()];
+        while let Some(dir_path) = pending.pop() {
+            for (name, kind) in etc.open_dir(&dir_path)?.entries()? {
+                let child = format!("{dir_path}/{}", name.to_string_lossy());
+                if kind == Kind::Directory && !self.old.contains_key(&child) {
+                    pending.push(child);
+                } else {
+                    found.push(child);
+                }
+            }
+        }
+        found.sort();
+        Ok(found.iter().eq(expected.iter().copied()))
+    }
+
+    pub(super) fn inspect(&mut self, path: &str, hash: bool) -> Result<Found> {
+        let (parent, name) = split(path);
+        let Some(dir) = self.get(parent, path)? else { return Ok(Found::Absent) };
+        let meta = match dir.meta(name) {
+            Ok(meta) => meta,
+            Err(error) if error.is_not_found() => return Ok(Found::Absent),
+            Err(error) => return Err(error.into()),
+        };
+        Ok(match meta.kind {
+            Kind::Symlink => Found::Link(dir.read_link(name)?.to_string_lossy().into_owned()),
+            Kind::File if hash => {
+                let hash = content_hash(&dir.read(name)?);
+                Found::File { hash, mode: meta.mode, uid: meta.uid, gid: meta.gid }
+            }
+            Kind::File => Found::File { hash: String::new(), mode: meta.mode, uid: meta.uid, gid: meta.gid },
+            Kind::Directory => Found::Directory,
+            Kind::Other => Found::Other,
+        })
+    }
+
+    /// What is at `path`, for an entry that should be a symlink: one `readlink` when
+    /// it is one or nothing is there, an `lstat` more only when something else is.
+    pub(super) fn probe_link(&mut self, path: &str) -> Result<Found> {
+        let (parent, name) = split(path);
+        let Some(dir) = self.get(parent, path)? else { return Ok(Found::Absent) };
+        match dir.read_link(name) {
+            Ok(target) => Ok(Found::Link(target.to_string_lossy().into_owned())),
+            Err(error) if error.is_not_found() => Ok(Found::Absent),
+            Err(error) if error.source.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                self.inspect(path, false)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// A free backup name for `path`: `NAME.blankslate-backup`, then `.1`, `.2`, …;
+    /// free means nothing is there and the new generation does not declare it.
+    pub(super) fn backup_name(&mut self, path: &str, declared: &Manifest) -> Result<String> {
+        let (_, name) = split(path);
+        for n in 0.. {
+            let candidate =
+                if n == 0 { format!("{name}{BACKUP_SUFFIX}") } else { format!("{name}{BACKUP_SUFFIX}.{n}") };
+            let (parent, _) = split(path);
+            let full = if parent.is_empty() { candidate.clone() } else { format!("{parent}/{candidate}") };
+            if !declared.entries.contains_key(&full) && self.inspect(&full, false)? == Found::Absent {
+                return Ok(candidate);
+            }
+        }
+        unreachable!("some backup name is free")
+    }
+}
+
+/// Works out what activating `to` would do, from the last activated state; reads only
+/// the paths that change. `users` is asked for the owner database only if a copy
+/// changes.
+pub fn plan(root: &Dir, to: &Active, users: &dyn Fn() -> UserDb, on_conflict: OnConflict) -> Result<Plan> {
+    let from = active(root)?;
+    plan_from(root, from, to.clone(), users, on_conflict)
+}
+
+pub(super) fn plan_from(
+    root: &Dir,
+    from: Option<Active>,
+    to: Active,
+    users: &dyn Fn() -> UserDb,
+    on_conflict: OnConflict,
+) -> Result<Plan> {
+    let owners = std::cell::OnceCell::new();
+    let etc = open_etc(root)?;
+    let empty = Manifest::new();
+    let old = from.as_ref().map_or(&empty, |a| &a.manifest);
+    let mut dirs = Dirs::new(etc.as_ref(), &old.entries);
+    let mut steps = Vec::new();
+    let mut removals = Vec::new();
+    let mut unchanged = to.manifest.entries.len();
+    for change in etc_changes(old, &to.manifest) {
+        let (path, previous) = (change.path, change.old);
+        let Some(entry) = change.new else {
+            let entry = previous.expect("a change has a side");
+            let found = dirs.inspect(path, entry.kind == EtcKind::Copy)?;
+            let action = match found {
+                Found::Absent => continue,
+                _ if holds(&found, path, entry) => Action::Remove,
+                other => Action::LeaveAlone { found: other.to_string() },
+            };
+            removals.push(Step { path: path.to_owned(), action, entry: None, owner: None });
+            continue;
+        };
+        if previous.is_some_and(|p| same(p, entry)) {
+            continue;
+        }
+        unchanged -= 1;
+        let is_copy = |e: &ManifestEntry| e.kind == EtcKind::Copy;
+        let found = dirs.inspect(path, is_copy(entry) || previous.is_some_and(is_copy))?;
+        let owner = if is_copy(entry) { Some(resolve(path, entry, owners.get_or_init(users))?) } else { None };
+        if done(&found, path, entry, owner) {
+            continue;
+        }
+        let action = if found == Found::Absent {
+            Action::Create
+        } else if previous.is_some_and(|p| holds(&found, path, p)) || holds(&found, path, entry) {
+            Action::Replace
+        } else if found == Found::Directory && dirs.holds_only_old_entries(path)? {
+            // The previous generation's entries were below: they go first, then this.
+            Action::Replace
+        } else {
+            Action::BackUp { backup: dirs.backup_name(path, &to.manifest)?, found: found.to_string() }
+        };
+        steps.push(Step { path: path.to_owned(), action, entry: Some(entry.clone()), owner });
+    }
+    steps.append(&mut removals);
+    let switch_static = match dirs.inspect(STATIC, false)? {
+        Found::Link(target) if target == to.static_target => None,
+        Found::Link(_) | Found::Absent => Some(None),
+        _ => Some(Some(dirs.backup_name(STATIC, &to.manifest)?)),
+    };
+    let plan = Plan { from, to, steps, switch_static, unchanged, repair: false };
+    if on_conflict == OnConflict::Refuse {
+        refuse_conflicts(&plan)?;
+    }
+    Ok(plan)
+}
+
+/// Fails, listing them, if the plan would move anything aside.
+pub(super) fn refuse_conflicts(plan: &Plan) -> Result<()> {
+    {
+        let mut list = String::new();
+        for step in plan.backups() {
+            if let Action::BackUp { found, .. } = &step.action {
+                let _ = writeln!(list, "  /etc/{}: {found}", step.path);
+            }
+        }
+        if let Some(Some(_)) = &plan.switch_static {
+            list.push_str("  /etc/static: not a symlink\n");
+        }
+        if !list.is_empty() {
+            return Err(EtcError::Conflicts { count: list.lines().count(), list });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! Repair: every entry of the active generation checked against `/etc`, and what is
+//! not as it was activated put back through the journaled steps of an activation.
+
+use std::cell::OnceCell;
+
+use blankslate_core::decl::UserDb;
+use blankslate_core::fs::Dir;
+use blankslate_core::manifest::EtcKind;
+use blankslate_core::store::Store;
+
+use super::apply::{Activated, apply, open_tree};
+use super::plan::Dirs;
+use super::{
+    Action, Active, Found, Plan, Result, STATIC, Step, active, done, holds, link_target, open_etc, recover, resolve,
+    users_for,
+};
+
+/// Brings `/etc` back to the generation it was activated to: a missing entry is made
+/// again, a copy with the wrong owner or mode is copied again from the store, and
+/// whatever else stands where an entry goes (an edited copy, a file or a link a
+/// person put there, a directory) is moved aside to `NAME.blankslate-backup` first,
+/// never deleted. Each link costs one `readlink`, each copy an `lstat` and a read.
+/// With `dry_run`, plans and changes nothing. `None` when nothing is active. The
+/// caller holds the state lock (unless `dry_run`).
+pub fn repair(root: &Dir, store: &Store, dry_run: bool) -> Result<Option<Activated>> {
+    let recovered = if dry_run { None } else { recover(root, store)? };
+    let Some(to) = active(root)? else { return Ok(None) };
+    let tree = open_tree(store, &to)?;
+    let users = || users_for(root, |name| tree.read(name).ok());
+    let plan = plan_repair(root, to, &users)?;
+    if !dry_run && !plan.is_noop() {
+        apply(root, &plan, &tree)?;
+    }
+    Ok(Some(Activated { plan, recovered }))
+}
+
+/// The steps that put every entry of `to` back as it was activated.
+pub(super) fn plan_repair(root: &Dir, to: Active, users: &dyn Fn() -> UserDb) -> Result<Plan> {
+    let owners = OnceCell::new();
+    let etc = open_etc(root)?;
+    let (steps, unchanged, switch_static) = {
+        let mut dirs = Dirs::new(etc.as_ref(), &to.manifest.entries);
+        let mut steps = Vec::new();
+        let mut unchanged = 0;
+        for (path, entry) in &to.manifest.entries {
+            let (found, owner) = if link_target(path, entry).is_some() {
+                (dirs.probe_link(path)?, None)
+            } else {
+                (dirs.inspect(path, true)?, Some(resolve(path, entry, owners.get_or_init(users))?))
+            };
+            if done(&found, path, entry, owner) {
+                unchanged += 1;
+                continue;
+            }
+            let action = match &found {
+                Found::Absent => Action::Create,
+                Found::File { mode, uid, gid, .. } if holds(&found, path, entry) => {
+                    Action::Fix { found: format!("mode {mode:04o}, owner {uid}:{gid}") }
+                }
+                Found::File { .. } if entry.kind == EtcKind::Copy => Action::BackUp {
+                    backup: dirs.backup_name(path, &to.manifest)?,
+                    found: "a copy with other contents".to_owned(),
+                },
+                other => Action::BackUp { backup: dirs.backup_name(path, &to.manifest)?, found: other.to_string() },
+            };
+            steps.push(Step { path: path.clone(), action, entry: Some(entry.clone()), owner });
+        }
+        let switch_static = match dirs.probe_link(STATIC)? {
+            Found::Link(target) if target == to.static_target => None,
+            Found::Link(_) | Found::Absent => Some(None),
+            _ => Some(Some(dirs.backup_name(STATIC, &to.manifest)?)),
+        };
+        (steps, unchanged, switch_static)
+    };
+    Ok(Plan { from: Some(to.clone()), to, steps, switch_static, unchanged, repair: true })
+}

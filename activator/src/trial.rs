@@ -1,0 +1,321 @@
+//! A live trial's watcher: what activates the previous generation again when nobody
+//! confirms a switch in time, even after the session that started the switch is
+//! gone (the network went down with the new generation, the terminal with it).
+//!
+//! - With systemd as PID 1 (and the live root `/`): a transient timer,
+//!   `systemd-run --on-active=SECS`, whose service runs `blankslate trial-expire`.
+//!   systemd owns it: no session, no terminal, no process of ours to lose.
+//! - Elsewhere (an init without systemd, a scratch root in tests): `blankslate
+//!   trial-expire --after SECS`, a child that calls `setsid()` before anything else,
+//!   so it leads a session of its own with no controlling terminal: the hangup that
+//!   ends the switch's session does not reach it. It says `armed` on a pipe once it
+//!   is detached; the switch goes on only then. Its messages go to
+//!   `/run/blankslate/trial.log`.
+//!
+//! Either way the watcher holds nothing but the trial's id: when it fires, it takes
+//! the state lock and activates the previous generation only if the record still
+//! names a pending trial with that id. A confirmation removes the record (and stops
+//! the watcher, which is only tidiness).
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use blankslate_core::fs::Dir;
+use blankslate_core::generation::{GenerationError, State};
+use blankslate_core::trial::{BootRecord, BootTrial, LiveOutcome, LiveTrial, Watcher, now};
+
+use crate::etc::OnConflict;
+use crate::live::{self, Switched};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrialError {
+    #[error(transparent)]
+    Generation(#[from] GenerationError),
+    #[error(transparent)]
+    Fs(#[from] blankslate_core::fs::FsError),
+    #[error(transparent)]
+    Live(#[from] live::LiveError),
+    #[error("cannot start the watcher that falls back if nobody confirms ({0}); nothing was switched")]
+    Watcher(String),
+}
+
+pub type Result<T> = std::result::Result<T, TrialError>;
+
+/// The systemd units of a trial are named after it.
+pub fn unit_name(id: &str) -> String {
+    format!("blankslate-trial-{id}")
+}
+
+/// Whether systemd runs this machine (as `sd_booted()` tells: `/run/systemd/system`).
+fn systemd_is_init() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
+/// Where the watcher runs and how it reaches the state again.
+#[derive(Debug, Clone)]
+pub struct WatcherSetup<'a> {
+    /// This program, which the watcher runs as `trial-expire`.
+    pub exe: &'a Path,
+    /// The root and state directory, as given on the command line.
+    pub root: &'a Path,
+    pub state_dir: &'a Path,
+}
+
+impl WatcherSetup<'_> {
+    /// The `trial-expire` command line for trial `id`.
+    fn expire_args(&self, id: &str) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = vec!["trial-expire".into(), "--id".into(), id.into()];
+        args.extend(["--root".into(), self.root.as_os_str().to_owned()]);
+        args.extend(["--state-dir".into(), self.state_dir.as_os_str().to_owned()]);
+        args
+    }
+
+    /// The `systemd-run` command line that fires `trial-expire` after `seconds`.
+    pub fn systemd_run_args(&self, id: &str, seconds: u64) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = vec![
+            format!("--unit={}", unit_name(id)).into(),
+            format!("--description=blankslate: fall back unless trial {id} is confirmed").into(),
+            format!("--on-active={seconds}").into(),
+            "--timer-property=AccuracySec=1s".into(),
+            "--collect".into(),
+            "--quiet".into(),
+            self.exe.as_os_str().to_owned(),
+        ];
+        args.extend(self.expire_args(id));
+        args
+    }
+}
+
+/// A switch to put on trial.
+#[derive(Debug, Clone, Copy)]
+pub struct Request {
+    /// The generation about to be activated.
+    pub generation: u32,
+    /// What is activated again unless it is confirmed.
+    pub previous: u32,
+    /// Whether a confirmation makes it the boot default.
+    pub make_default: bool,
+    /// The boot trial a confirmation starts, if any.
+    pub tries: Option<u32>,
+    /// How long a confirmation may take.
+    pub within: Duration,
+}
+
+/// Starts a live trial (of a generation about to be activated): records it in the
+/// root's `/run/blankslate`, then arms the watcher that activates the previous
+/// generation again unless confirmed in time. A pending trial it replaces is
+/// disarmed.
+pub fn arm(state: &State, setup: &WatcherSetup<'_>, request: Request) -> Result<LiveTrial> {
+    let Request { generation: number, previous, make_default, tries, within } = request;
+    state.generation(previous)?;
+    if let Some(old) = LiveTrial::read(state.root())?.filter(LiveTrial::is_pending) {
+        stop_watcher(&old);
+    }
+    let started = now();
+    let seconds = within.as_secs().max(1);
+    let id = format!("{number}-{started}-{}", std::process::id());
+    let mut trial = LiveTrial {
+        id: id.clone(),
+        generation: number,
+        previous,
+        make_default,
+        tries,
+        started,
+        deadline: started.saturating_add(i64::try_from(seconds).unwrap_or(i64::MAX)),
+        watcher: None,
+        outcome: LiveOutcome::Pending,
+    };
+    trial.write(state.root())?;
+    let watcher = if setup.root == Path::new("/") && systemd_is_init() {
+        start_systemd(setup, &id, seconds)
+    } else {
+        start_process(state, setup, &id, seconds)
+    };
+    match watcher {
+        Ok(watcher) => {
+            trial.watcher = Some(watcher);
+            trial.write(state.root())?;
+            Ok(trial)
+        }
+        Err(reason) => {
+            LiveTrial::remove(state.root())?;
+            Err(TrialError::Watcher(reason))
+        }
+    }
+}
+
+fn start_systemd(setup: &WatcherSetup<'_>, id: &str, seconds: u64) -> std::result::Result<Watcher, String> {
+    let output = Command::new("systemd-run")
+        .args(setup.systemd_run_args(id, seconds))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("systemd-run: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("systemd-run: {}", String::from_utf8_lossy(&output.stderr).trim()));
+    }
+    Ok(Watcher::Systemd { unit: format!("{}.timer", unit_name(id)) })
+}
+
+/// The log of detached watchers, below the root.
+pub const LOG: &str = "run/blankslate/trial.log";
+
+fn start_process(
+    state: &State,
+    setup: &WatcherSetup<'_>,
+    id: &str,
+    seconds: u64,
+) -> std::result::Result<Watcher, String> {
+    let (dir, name) = LOG.rsplit_once('/').expect("the log has a directory");
+    let log = state
+        .root()
+        .create_dir_all(dir, 0o755)
+        .and_then(|dir| dir.open_append(name, 0o644))
+        .map_err(|e| e.to_string())?;
+    let mut child = Command::new(setup.exe)
+        .args(setup.expire_args(id))
+        .args(["--after", &seconds.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .map_err(|e| format!("{}: {e}", setup.exe.display()))?;
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let read = BufReader::new(stdout).read_line(&mut line);
+    if read.is_err() || line.trim() != "armed" {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!("the watcher did not start (see {LOG})"));
+    }
+    Ok(Watcher::Process { pid: child.id() })
+}
+
+/// Stops a trial's watcher if it still runs (its work is already moot: the record is
+/// gone or names another trial). Best effort: a watcher that fires finds nothing.
+pub fn stop_watcher(trial: &LiveTrial) {
+    match &trial.watcher {
+        Some(Watcher::Systemd { unit }) => {
+            let _ = Command::new("systemctl").args(["stop", unit]).stdin(Stdio::null()).output();
+        }
+        Some(Watcher::Process { pid }) => {
+            // Only the watcher of this very trial: a pid can be reused.
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let ours = String::from_utf8_lossy(&cmdline).split('\0').any(|arg| arg == trial.id);
+            if let (true, Some(pid)) = (ours, rustix::process::Pid::from_raw(i32::try_from(*pid).unwrap_or(0))) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+        }
+        None => {}
+    }
+}
+
+/// Ends a pending trial without a verdict (a plain switch replaces it): its record
+/// goes and its watcher stops.
+pub fn end(state: &State) -> Result<Option<LiveTrial>> {
+    let Some(trial) = LiveTrial::read(state.root())?.filter(LiveTrial::is_pending) else { return Ok(None) };
+    LiveTrial::remove(state.root())?;
+    stop_watcher(&trial);
+    Ok(Some(trial))
+}
+
+/// The watcher's work when the deadline passes: if trial `id` is still pending,
+/// activate its previous generation again and record that. `None` when there was
+/// nothing to do (confirmed, or replaced by another trial). The caller holds the
+/// state lock.
+pub fn expire(state: &State, root: &Dir, id: &str) -> Result<Option<(LiveTrial, Switched)>> {
+    let Some(mut trial) = LiveTrial::read(root)?.filter(|t| t.id == id && t.is_pending()) else { return Ok(None) };
+    let result = live::activate(state, root, trial.previous, OnConflict::Backup);
+    trial.outcome = LiveOutcome::Reverted { at: now(), error: result.as_ref().err().map(ToString::to_string) };
+    trial.write(root)?;
+    Ok(Some((trial, result?)))
+}
+
+/// Leaves the session (and the terminal) of whoever started this process: `setsid`.
+pub fn detach() -> std::io::Result<()> {
+    rustix::process::setsid()?;
+    Ok(())
+}
+
+/// Sleeps until `deadline` (seconds since the epoch) by the wall clock, so that time
+/// spent suspended counts.
+pub fn sleep_until(deadline: i64) {
+    loop {
+        let left = deadline - now();
+        if left <= 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_secs(u64::try_from(left.min(60)).unwrap_or(1)));
+    }
+}
+
+/// What `blankslate confirm` did.
+#[derive(Debug, Default)]
+pub struct Confirmed {
+    /// The live trial confirmed, if one was pending.
+    pub live: Option<LiveTrial>,
+    /// The boot trial its confirmation started (`--tries`).
+    pub boot_trial: Option<BootTrial>,
+    /// The booted generation, now marked good.
+    pub good: Option<u32>,
+}
+
+/// `blankslate confirm`: this system works. A pending live trial is kept (its
+/// generation becomes the boot default if the switch said so) and its watcher
+/// stopped; the generation this boot runs is marked good, which ends its boot trial.
+/// The caller holds the state lock.
+pub fn confirm(state: &State) -> Result<Confirmed> {
+    let root = state.root();
+    let mut confirmed = Confirmed::default();
+    if let Some(trial) = LiveTrial::read(root)?.filter(LiveTrial::is_pending) {
+        if trial.make_default && state.active_number() == Some(trial.generation) {
+            confirmed.boot_trial = state.set_boot_default(trial.generation, trial.tries)?;
+        }
+        LiveTrial::remove(root)?;
+        stop_watcher(&trial);
+        confirmed.live = Some(trial);
+    }
+    if let Some(booted) = BootRecord::read(root) {
+        if state.generation(booted.generation).is_ok() {
+            state.mark_good(booted.generation)?;
+            confirmed.good = Some(booted.generation);
+        }
+    }
+    Ok(confirmed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_systemd_timer_runs_trial_expire_for_this_root_after_the_delay() {
+        let setup = WatcherSetup {
+            exe: Path::new("/usr/bin/blankslate"),
+            root: Path::new("/"),
+            state_dir: Path::new("/var/lib/blankslate"),
+        };
+        let args: Vec<String> =
+            setup.systemd_run_args("2-100-7", 300).iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(
+            args,
+            [
+                "--unit=blankslate-trial-2-100-7",
+                "--description=blankslate: fall back unless trial 2-100-7 is confirmed",
+                "--on-active=300",
+                "--timer-property=AccuracySec=1s",
+                "--collect",
+                "--quiet",
+                "/usr/bin/blankslate",
+                "trial-expire",
+                "--id",
+                "2-100-7",
+                "--root",
+                "/",
+                "--state-dir",
+                "/var/lib/blankslate",
+            ]
+        );
+    }
+}

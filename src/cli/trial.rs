@@ -1,0 +1,169 @@
+//! Switching on trial: `switch --confirm-within`, `switch --tries`, `blankslate
+//! confirm`, and the watcher's `trial-expire`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use blankslate_activator::trial::{self as watcher, Request, WatcherSetup};
+use blankslate_core::fs::Dir;
+use blankslate_core::generation::{State, format_utc};
+use blankslate_core::trial::{BootTrial, LiveTrial, Watcher, now};
+
+use super::{Result, Target, open_state};
+
+/// How a switch is put on trial.
+#[derive(Debug, clap::Args)]
+pub(super) struct TrialArgs {
+    /// Fall back by itself unless `blankslate confirm` comes within DURATION (`90`,
+    /// `90s`, `5m`, `1h`): the generation active before is activated again, even if
+    /// this session is gone by then. The boot default moves (without --test) only once
+    /// confirmed, so a reboot meanwhile also falls back.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "boot")]
+    pub confirm_within: Option<Duration>,
+    /// Put the new boot default on trial for N boots: a boot counts before the
+    /// generation runs, and `blankslate confirm` in the booted system ends the trial;
+    /// after N boots without it, boot falls back to the last generation confirmed
+    /// good (or the boot default before) by itself.
+    #[arg(long, value_name = "N", conflicts_with = "test", value_parser = clap::value_parser!(u32).range(1..))]
+    pub tries: Option<u32>,
+}
+
+/// `90`, `90s`, `5m`, `1h`.
+fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let (number, unit) = text.find(|c: char| !c.is_ascii_digit()).map_or((text, ""), |i| text.split_at(i));
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("`{text}`: a duration is a number of seconds, or ends in s, m or h (90, 5m, 1h)")),
+    };
+    let number: u64 = number.parse().map_err(|_| format!("`{text}`: a duration starts with a number (90, 5m, 1h)"))?;
+    if number == 0 {
+        return Err("a trial needs at least one second to be confirmed in".into());
+    }
+    Ok(Duration::from_secs(number.saturating_mul(scale)))
+}
+
+/// The live trial waiting for a confirmation, if any.
+pub(super) fn pending(state: &State) -> Result<Option<LiveTrial>> {
+    Ok(LiveTrial::read(state.root())?.filter(LiveTrial::is_pending))
+}
+
+/// Arms a live trial with its watcher (see `blankslate_activator::trial`), which runs
+/// this program on this root.
+pub(super) fn arm(state: &State, target: &Target, request: Request) -> Result<LiveTrial> {
+    let exe = std::env::current_exe()?;
+    let root = std::path::absolute(&target.root)?;
+    let setup = WatcherSetup { exe: &exe, root: &root, state_dir: &target.state_dir };
+    Ok(watcher::arm(state, &setup, request)?)
+}
+
+/// Takes back a trial whose switch failed.
+pub(super) fn disarm(state: &State, trial: &LiveTrial) -> Result<()> {
+    LiveTrial::remove(state.root())?;
+    watcher::stop_watcher(trial);
+    Ok(())
+}
+
+/// A plain switch replaces a pending trial: it is no longer waited for.
+pub(super) fn end(state: &State) -> Result<()> {
+    if let Some(trial) = watcher::end(state)? {
+        println!("the trial of generation {} ends unconfirmed: this switch replaces it", trial.generation);
+    }
+    Ok(())
+}
+
+pub(super) fn print_armed(trial: &LiveTrial) {
+    let watched = match &trial.watcher {
+        Some(Watcher::Systemd { unit }) => format!("systemd timer {unit}"),
+        Some(Watcher::Process { pid }) => format!("process {pid}, in a session of its own"),
+        None => "nothing".into(),
+    };
+    let then = if trial.make_default { ", and makes it the boot default" } else { "" };
+    println!(
+        "generation {} is active on trial: `blankslate confirm` before {} UTC keeps it{then}; otherwise \
+         generation {} is activated again by itself (watched by {watched})",
+        trial.generation,
+        format_utc(trial.deadline),
+        trial.previous,
+    );
+}
+
+/// Makes `number` the boot default (on trial for `tries` boots if given) and says so.
+pub(super) fn set_boot_default(state: &State, number: u32, tries: Option<u32>) -> Result<()> {
+    if let Some(trial) = state.set_boot_default(number, tries)? {
+        print_boot_trial(&trial);
+    }
+    Ok(())
+}
+
+fn print_boot_trial(trial: &BootTrial) {
+    println!(
+        "generation {} is on trial for {} boot(s): `blankslate confirm` in the booted system ends it; otherwise boot \
+         falls back to generation {}",
+        trial.generation, trial.tries, trial.fallback
+    );
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct ConfirmArgs {
+    #[command(flatten)]
+    target: Target,
+}
+
+/// `blankslate confirm`.
+pub(super) fn confirm(args: &ConfirmArgs) -> Result<ExitCode> {
+    let state = open_state(&args.target)?;
+    let confirmed = watcher::confirm(&state)?;
+    if let Some(trial) = &confirmed.live {
+        let default = if trial.make_default { " and the boot default" } else { "" };
+        println!("generation {} confirmed: it stays active{default}", trial.generation);
+    }
+    if let Some(trial) = &confirmed.boot_trial {
+        print_boot_trial(trial);
+    }
+    if let Some(good) = confirmed.good {
+        println!("generation {good} (booted) marked good: boot falls back to it if a later trial fails");
+    }
+    if confirmed.live.is_none() && confirmed.good.is_none() {
+        println!("nothing to confirm: no switch is on trial, and this root was not booted by blankslate");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct ExpireArgs {
+    /// The trial's id.
+    #[arg(long)]
+    id: String,
+    #[command(flatten)]
+    target: Target,
+    /// Detach into a session of its own, say `armed`, and wait SECONDS first (the
+    /// watcher without systemd).
+    #[arg(long, value_name = "SECONDS")]
+    after: Option<u64>,
+}
+
+/// `blankslate trial-expire`: the watcher, run by systemd at the deadline or detached
+/// by `switch --confirm-within`.
+pub(super) fn expire(args: &ExpireArgs) -> Result<ExitCode> {
+    if let Some(seconds) = args.after {
+        // Before anything else: out of the switch's session, away from its terminal.
+        watcher::detach()?;
+        let deadline = now().saturating_add(i64::try_from(seconds).unwrap_or(i64::MAX));
+        // The only line on the pipe, whose reader is gone soon after.
+        println!("armed");
+        watcher::sleep_until(deadline);
+    }
+    let state = open_state(&args.target)?;
+    let root = Dir::open_root(&args.target.root)?;
+    let stamp = format_utc(now());
+    match watcher::expire(&state, &root, &args.id)? {
+        None => eprintln!("{stamp} UTC: trial {} was confirmed or replaced: nothing to do", args.id),
+        Some((trial, _)) => eprintln!(
+            "{stamp} UTC: generation {} was not confirmed in time: generation {} is active again",
+            trial.generation, trial.previous
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
