@@ -1,11 +1,14 @@
-//! Prints a table: how long `/etc` activation of 3000 entries (mostly links, some
+//! Prints tables: how long `/etc` activation of 3000 entries (mostly links, some
 //! copies, in 50 directories) takes on tmpfs, cold and as a no-op, next to the same
-//! tree made by a plain shell loop of `ln -s`; and how many system calls the
-//! `blankslate switch` binary spends per entry (`strace -c -f`).
+//! tree made by a plain shell loop of `ln -s`; how many system calls the
+//! `blankslate switch` binary spends per entry (`strace -c -f`); what a no-op
+//! `blankslate switch` costs with 10,000 entries against the same with 100; and what
+//! `blankslate repair` of 3000 entries with nothing to fix costs against
+//! `find ROOT/etc -xdev` over the same tree.
 //!
 //! Run: `cargo build --release && cargo bench -p blankslate-activator --bench etc`
-//! (the syscall counts need `target/release/blankslate` and `strace`; without them
-//! the table says "n/a").
+//! (the whole-process rows and the syscall counts need `target/release/blankslate`,
+//! and `strace`; without them the tables say "n/a").
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -24,6 +27,9 @@ const COPY_EVERY: usize = 30;
 const RUNS: usize = 11;
 const SHELL_RUNS: usize = 5;
 const STORE: &str = "/var/lib/blankslate/store";
+/// The two sizes a no-op switch is compared at.
+const SMALL: usize = 100;
+const LARGE: usize = 10_000;
 
 fn entry_path(i: usize) -> String {
     format!("d{:02}/entry{i}.conf", i % DIRS)
@@ -142,12 +148,16 @@ fn binary_times(binary: &Path, base: &Path) -> (Duration, Duration) {
 }
 
 /// `strace -c -f` of one `blankslate switch 1`: total calls and the busiest calls.
-fn strace(binary: &Path, root: &str, out: &Path) -> Option<(u64, Vec<(String, u64)>)> {
+fn strace(binary: &Path, command: &str, root: &str, out: &Path) -> Option<(u64, Vec<(String, u64)>)> {
+    let mut args = vec![command, "--root", root];
+    if command == "switch" {
+        args.insert(1, "1");
+    }
     let status = Command::new("strace")
         .args(["-f", "-c", "-o"])
         .arg(out)
         .arg(binary)
-        .args(["switch", "1", "--root", root])
+        .args(args)
         .stdout(std::process::Stdio::null())
         .status()
         .ok()?;
@@ -183,22 +193,97 @@ struct Counts {
     empty_noop: u64,
     busiest_cold: Vec<(String, u64)>,
     busiest_noop: Vec<(String, u64)>,
+    repair: u64,
+    empty_repair: u64,
+    busiest_repair: Vec<(String, u64)>,
 }
 
 fn syscall_counts(binary: &Path, base: &Path) -> Option<Counts> {
     let out = base.join("strace.out");
     let full = built_root(binary, base, "strace-full", ENTRIES);
     let empty = built_root(binary, base, "strace-empty", 0);
-    let (cold, busiest_cold) = strace(binary, &full, &out)?;
-    let (noop, busiest_noop) = strace(binary, &full, &out)?;
-    let (empty_cold, _) = strace(binary, &empty, &out)?;
-    let (empty_noop, _) = strace(binary, &empty, &out)?;
-    Some(Counts { cold, noop, empty_cold, empty_noop, busiest_cold, busiest_noop })
+    let (cold, busiest_cold) = strace(binary, "switch", &full, &out)?;
+    let (noop, busiest_noop) = strace(binary, "switch", &full, &out)?;
+    let (empty_cold, _) = strace(binary, "switch", &empty, &out)?;
+    let (empty_noop, _) = strace(binary, "switch", &empty, &out)?;
+    let (repair, busiest_repair) = strace(binary, "repair", &full, &out)?;
+    let (empty_repair, _) = strace(binary, "repair", &empty, &out)?;
+    Some(Counts {
+        cold,
+        noop,
+        empty_cold,
+        empty_noop,
+        busiest_cold,
+        busiest_noop,
+        repair,
+        empty_repair,
+        busiest_repair,
+    })
 }
 
 #[allow(clippy::cast_precision_loss)]
 fn per_entry(calls: u64) -> f64 {
     calls as f64 / ENTRIES as f64
+}
+
+/// Runs `command` `RUNS * 4` times, alternating with `other` so that both see the
+/// same load; returns the medians.
+fn alternate(mut command: impl FnMut() -> Duration, mut other: impl FnMut() -> Duration) -> (Duration, Duration) {
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS * 4 {
+        a.push(command());
+        b.push(other());
+    }
+    (median(a), median(b))
+}
+
+fn timed(binary: &Path, args: &[&str]) -> Duration {
+    let start = Instant::now();
+    run(binary, args);
+    start.elapsed()
+}
+
+/// A no-op `blankslate switch 1` with `SMALL` and with `LARGE` entries (whole process).
+fn noop_scaling(binary: &Path, base: &Path) -> (Duration, Duration) {
+    let small = built_root(binary, base, "noop-small", SMALL);
+    let large = built_root(binary, base, "noop-large", LARGE);
+    for root in [&small, &large] {
+        run(binary, &["switch", "1", "--root", root]);
+    }
+    alternate(
+        || timed(binary, &["switch", "1", "--root", &small]),
+        || timed(binary, &["switch", "1", "--root", &large]),
+    )
+}
+
+/// `blankslate repair` of a root with nothing to fix, and `find ROOT/etc -xdev` of it.
+fn repair_times(binary: &Path, base: &Path) -> (Duration, Duration) {
+    let root = built_root(binary, base, "repair", ENTRIES);
+    run(binary, &["switch", "1", "--root", &root]);
+    let etc = format!("{root}/etc");
+    alternate(
+        || timed(binary, &["repair", "--root", &root]),
+        || {
+            let start = Instant::now();
+            let status = Command::new("find").args([&etc, "-xdev"]).stdout(std::process::Stdio::null()).status();
+            assert!(status.unwrap().success());
+            start.elapsed()
+        },
+    )
+}
+
+/// The library's repair of `ENTRIES` entries with nothing to fix.
+fn library_repair(base: &Path, build: &blankslate_etc_builder::EtcBuild) -> Duration {
+    let (root, store, active) = prepared_root(base, "lib-repair", build);
+    etc::activate(&root, &store, &active, OnConflict::Backup).unwrap();
+    let mut samples = Vec::new();
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        let repaired = etc::repair(&root, &store, false).unwrap().unwrap();
+        samples.push(start.elapsed());
+        assert_eq!(repaired.plan.unchanged, ENTRIES);
+    }
+    median(samples)
 }
 
 fn main() {
@@ -214,6 +299,9 @@ fn main() {
     let binary = binary();
     let process = binary.as_deref().map(|b| binary_times(b, base));
     let counts = binary.as_deref().and_then(|b| syscall_counts(b, base));
+    let scaling = binary.as_deref().map(|b| noop_scaling(b, base));
+    let repair = binary.as_deref().map(|b| repair_times(b, base));
+    let repair_library = library_repair(base, &build);
 
     let copies = ENTRIES.div_ceil(COPY_EVERY);
     println!(
@@ -260,11 +348,21 @@ fn main() {
             marginal(c.noop, c.empty_noop),
             "~0"
         );
+        println!(
+            "{:<10} {:>8} {:>11.2} {:>16} {:>14.2} {:>8}",
+            "repair",
+            c.repair,
+            per_entry(c.repair),
+            c.empty_repair,
+            marginal(c.repair, c.empty_repair),
+            "~1"
+        );
         let list = |rows: &[(String, u64)]| rows.iter().map(|(n, c)| format!("{n} {c}")).collect::<Vec<_>>().join(", ");
-        println!("busiest, cold:  {}", list(&c.busiest_cold));
-        println!("busiest, no-op: {}", list(&c.busiest_noop));
+        println!("busiest, cold:   {}", list(&c.busiest_cold));
+        println!("busiest, no-op:  {}", list(&c.busiest_noop));
+        println!("busiest, repair: {}", list(&c.busiest_repair));
     } else {
-        for case in ["cold", "no-op"] {
+        for case in ["cold", "no-op", "repair"] {
             println!("{case:<10} {:>8} {:>11} {:>16} {:>14} {:>8}", "n/a", "n/a", "n/a", "n/a", "");
         }
         if binary.is_none() {
@@ -272,5 +370,32 @@ fn main() {
         } else {
             println!("(strace is not available)");
         }
+    }
+
+    println!("\nno-op `blankslate switch 1` (whole process), median of {} alternating runs", RUNS * 4);
+    match scaling {
+        Some((small, large)) => {
+            println!("{:<28} {:>10}", "entries", "median ms");
+            println!("{:<28} {:>10.2}", SMALL, ms(small));
+            println!("{:<28} {:>10.2}", LARGE, ms(large));
+            println!("{:<28} {:>10.2}   (target: <= 2 ms)", format!("{LARGE} minus {SMALL}"), ms(large) - ms(small));
+        }
+        None => println!("n/a (no target/release/blankslate)"),
+    }
+
+    println!("\nrepair of {ENTRIES} entries with nothing to fix, median of {} alternating runs", RUNS * 4);
+    println!("{:<44} {:>10} {:>14}", "case", "median ms", "vs find -xdev");
+    println!("{:<44} {:>10.2}", "etc::repair (library call, /etc only)", ms(repair_library));
+    match repair {
+        Some((repair, find)) => {
+            println!(
+                "{:<44} {:>10.2} {:>13.2}x",
+                "blankslate repair (whole process)",
+                ms(repair),
+                repair.as_secs_f64() / find.as_secs_f64()
+            );
+            println!("{:<44} {:>10.2} {:>13.2}x", "baseline: find ROOT/etc -xdev (whole process)", ms(find), 1.0);
+        }
+        None => println!("{:<44} {:>10}", "blankslate repair (whole process)", "n/a"),
     }
 }

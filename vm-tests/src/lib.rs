@@ -496,6 +496,12 @@ impl Boot {
         line.split_whitespace().next()?.parse().ok()
     }
 
+    /// Whether the guest rebooted itself: with `-no-reboot`, QEMU then exits 0, and
+    /// the kernel said so (a panic also reboots, and is not this).
+    pub fn rebooted(&self) -> bool {
+        self.status == Some(0) && self.log.contains("reboot: Restarting system") && !self.log.contains("Kernel panic")
+    }
+
     pub fn tail(&self, lines: usize) -> String {
         let all: Vec<&str> = self.log.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")

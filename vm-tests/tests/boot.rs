@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use blankslate_vm_tests::{self as vm, Result, Volume, check, report};
+use blankslate_vm_tests::{self as vm, Boot, Result, Volume, check, report};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
@@ -562,6 +562,166 @@ check root-size sh -c 'df -k / | tail -n 1 | grep -Eq " $vmtest_root_kib +[0-9]+
             if !boot.log.contains("systemd switches into /sysroot") {
                 return Err(format!("{what}: no summary line from the service\n{}", boot.tail(30)));
             }
+        }
+        Ok(())
+    })());
+}
+
+/// Whether the human `generations list` of the guest marks generation `$1` with `$2`
+/// in the column of `$3` (1 active, 2 boot default, 3 booted, 4 good).
+const MARKED: &str = r#"
+marked() {
+    blankslate generations list | awk -v g="$1" -v m="$2" -v c="$3" '$0 ~ "^.... +" g "  " { found = substr($0, c, 1) == m } END { exit !found }'
+}
+"#;
+
+/// (m) A switch on trial that nobody confirms falls back by itself, although the
+/// session that started it is gone: the switch runs in a session of its own (as a
+/// remote shell would), which is killed whole once the switch returned. The
+/// watcher lives on in its own session and activates generation 1 again at the
+/// deadline; `generations list` and the audit say so; the boot default never moved.
+/// Then a switch confirmed in time stays, becomes the boot default, and the next
+/// boot comes up on it.
+#[test]
+#[ignore = "boots QEMU: cargo test -p blankslate-vm-tests -- --ignored (as root)"]
+fn an_unconfirmed_switch_falls_back_by_itself() {
+    let script = format!(
+        r#"{MARKED}
+case "$vmtest_phase" in
+1)
+    setsid sh -c '{SWITCH} --confirm-within 4 > /run/switch.txt 2>&1; touch /run/switched; sleep 600' &
+    session=$!
+    n=0; while [ ! -e /run/switched ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done
+    sed 's/^/switch: /' /run/switch.txt
+    check on-trial grep -q 'generation 2 is active on trial' /run/switch.txt
+    check motd-two [ "$(cat /etc/motd)" = generation-two ]
+    check default-still-one marked 1 '*' 2
+    watcher=$(sed -n 's/.*"pid": \([0-9]*\).*/\1/p' /run/blankslate/trial.json)
+    echo "VMTEST session $session watcher $watcher"
+    kill -9 -"$session"
+    sleep 0.5
+    check session-gone sh -c "! kill -0 $session 2>/dev/null"
+    check watcher-lives kill -0 "$watcher"
+    n=0; while [ "$(cat /etc/motd)" != generation-one ] && [ $n -lt 200 ]; do sleep 0.1; n=$((n + 1)); done
+    check fell-back [ "$(cat /etc/motd)" = generation-one ]
+    check added-etc-gone [ ! -e /etc/added.conf ]
+    check added-unmounted sh -c '! grep -q " /var/lib/added " /proc/mounts'
+    check active-one marked 1 A 1
+    check default-one marked 1 '*' 2
+    check list-says exits 0 list blankslate generations list
+    check list-not-confirmed grep -q 'not confirmed in time: generation 1 activated again at' /run/list.txt
+    check audit-says audit_exits 2
+    check audit-not-confirmed grep -Eq 'not-confirmed +/run/blankslate/trial.json: generation 2 was switched to and not confirmed within 4 s' /run/audit.txt
+    check switch-again exits 0 switch {SWITCH} --confirm-within 60
+    check confirm exits 0 confirm blankslate confirm
+    check confirmed grep -q 'generation 2 confirmed: it stays active and the boot default' /run/confirm.txt
+    check default-two marked 2 '*' 2
+    check motd-two-again [ "$(cat /etc/motd)" = generation-two ]
+    ;;
+2)
+    check booted-two grep -q '"generation":2,' /run/blankslate/boot.json
+    check motd-two [ "$(cat /etc/motd)" = generation-two ]
+    check audit-clean audit_exits 0
+    ;;
+*)
+    check phase-given false
+    ;;
+esac
+"#
+    );
+    check((|| {
+        let s = prepare("unconfirmed-switch", &script, &["generation-one"])?;
+        let first = vm::boot(&s.work, &s.disk, &format!("{APPEND} vmtest_phase=1"), None, LIMIT)?;
+        report("unconfirmed switch (switch, lose the session, fall back, confirm)", &first);
+        first.expect_pass("a switch not confirmed in time")?;
+        let second = vm::boot(&s.work, &s.disk, &format!("{APPEND} vmtest_phase=2"), None, LIMIT)?;
+        report("unconfirmed switch (the boot after the confirmed one)", &second);
+        second.expect_pass("the boot after a confirmed switch")
+    })());
+}
+
+/// (n) A new boot default on trial for three boots never reaches the good mark
+/// (`blankslate confirm`, which generation 1's init runs): its init reboots itself
+/// once, blankslate's /init fails once (a wrong init, after the attempt was counted:
+/// it reboots rather than halting), and once its init hangs until the harness, as a
+/// watchdog would, resets the machine. Each ending boot is followed by the next as a
+/// boot loader would, with the same command line. The fourth boot falls back to
+/// generation 1 by itself, makes it the boot default again, and the audit and
+/// `generations list` say what happened.
+#[test]
+#[ignore = "boots QEMU: cargo test -p blankslate-vm-tests -- --ignored (as root)"]
+fn a_boot_that_never_gets_good_falls_back() {
+    let script = format!(
+        r#"{MARKED}
+case "$(cat /etc/motd):$vmtest_phase" in
+generation-one:setup)
+    check confirm exits 0 confirm blankslate confirm
+    check one-good grep -q 'generation 1 (booted) marked good' /run/confirm.txt
+    check boot-trial exits 0 boot-trial {SWITCH} --boot --tries 3
+    check list-on-trial sh -c 'blankslate generations list | grep -q "on boot trial: 0 of 3 boot(s) used, then falls back to generation 1"'
+    check default-two marked 2 '*' 2
+    ;;
+generation-two:*)
+    echo "VMTEST TRIAL BOOT $(sed -n 's/.*"attempt":\([0-9]*\).*/\1/p' /run/blankslate/boot.json)"
+    case "$vmtest_misbehave" in
+    reboot) echo "VMTEST TRIAL REBOOT"; sync; reboot -f ;;
+    *) echo "VMTEST TRIAL HANG"; sleep 600 ;;
+    esac
+    ;;
+generation-one:after)
+    check booted-one grep -q '"generation":1,' /run/blankslate/boot.json
+    check fallback-recorded grep -q '"fallback":{{"attempts":3,"from":2}}' /run/blankslate/boot.json
+    check default-one marked 1 '*' 2
+    check list exits 0 list blankslate generations list
+    check list-failed grep -q 'failed its boot trial: 3 boot(s) without `blankslate confirm`; fell back to generation 1' /run/list.txt
+    check list-fallback grep -q 'booted as the fallback: generation 2 failed its trial' /run/list.txt
+    check audit-says audit_exits 2
+    check audit-fallback grep -Eq 'boot-fallback +/run/blankslate/boot.json: generation 2 was tried 3 time' /run/audit.txt
+    ;;
+*)
+    check expected-boot false
+    ;;
+esac
+"#
+    );
+    check((|| {
+        let s = prepare("boot-trial", &script, &["generation-one"])?;
+        let setup = vm::boot(&s.work, &s.disk, &format!("{APPEND} vmtest_phase=setup"), None, LIMIT)?;
+        report("boot trial (generation 1 confirms, puts generation 2 on trial)", &setup);
+        setup.expect_pass("setting up the trial")?;
+
+        let attempt = |n: u32, append: &str, stop: Option<&str>| -> Result<Boot> {
+            let boot = vm::boot(&s.work, &s.disk, &format!("{APPEND} {append}"), stop, LIMIT)?;
+            report(&format!("boot trial (attempt {n} of 3: {append})"), &boot);
+            let counted = format!("blankslate: generation 2 is on trial: boot {n} of 3");
+            if boot.timed_out || !boot.log.contains(&counted) || boot.log.contains("VMTEST PASS") {
+                return Err(format!("attempt {n}: expected `{counted}` and no pass\n{}", boot.tail(30)));
+            }
+            Ok(boot)
+        };
+        let first = attempt(1, "vmtest_misbehave=reboot", None)?;
+        if !first.log.contains("VMTEST TRIAL BOOT 1") || !first.rebooted() {
+            return Err(format!("attempt 1: the init should have rebooted\n{}", first.tail(30)));
+        }
+        let second = attempt(2, "blankslate.init=/sbin/nothere", None)?;
+        let reboots = "blankslate: this boot was an attempt of a generation on trial: rebooting in 5 s";
+        if !second.log.contains("cannot start /sbin/nothere") || !second.log.contains(reboots) || !second.rebooted() {
+            return Err(format!("attempt 2: the failed boot should have rebooted\n{}", second.tail(30)));
+        }
+        // No reboot, no good mark: the harness resets the machine, as a watchdog would.
+        attempt(3, "vmtest_misbehave=hang", Some("VMTEST TRIAL HANG"))?;
+
+        let after = vm::boot(&s.work, &s.disk, &format!("{APPEND} vmtest_phase=after"), None, LIMIT)?;
+        report("boot trial (the fallback)", &after);
+        let fell_back = "blankslate: generation 2 failed its trial (3 boot(s) without `blankslate confirm`): booting \
+                         generation 1, the boot default again";
+        if !after.log.contains(fell_back) {
+            return Err(format!("expected `{fell_back}`\n{}", after.tail(30)));
+        }
+        after.expect_pass("the boot after three failed attempts")?;
+        let record = vm::debugfs_cat(&s.disk, "/var/lib/blankslate/boot-trial.json")?;
+        if !record.contains("\"failed\": true") || !record.contains("\"attempts\": 3") {
+            return Err(format!("the volume's trial record: {record}"));
         }
         Ok(())
     })());

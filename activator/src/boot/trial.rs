@@ -29,8 +29,8 @@ pub(super) fn commit(volume: &Dir, choice: BootChoice, own_init: bool) -> Result
     match choice {
         BootChoice::Plain(_) => return Ok(()),
         BootChoice::Attempt { generation, attempt, tries, fallback } => eprintln!(
-            "blankslate: generation {generation} is on trial: boot {attempt} of {tries}; generation {fallback} \
-             follows unless `blankslate confirm` runs in this boot"
+            "blankslate: generation {generation} is on trial: boot {attempt} of {tries} (if none reaches `blankslate \
+             confirm`, boot falls back to generation {fallback})"
         ),
         BootChoice::FallBack { from, attempts, to } => eprintln!(
             "blankslate: generation {from} failed its trial ({attempts} boot(s) without `blankslate confirm`): \
