@@ -279,6 +279,8 @@ fn a_test_switch_on_trial_keeps_the_boot_default_and_a_plain_switch_ends_a_trial
     assert!(out.contains("generation 2 confirmed: it stays active\n"), "{out}");
     assert_eq!(scratch.marks(), (Some(2), Some(1), None));
 
+    let same = scratch.run(&["switch", "2", "--confirm-within", "60"]);
+    assert!(stderr(&same).contains("generation 2 is what a fallback would activate"), "{}", stderr(&same));
     scratch.ok(&["switch", "1", "--confirm-within", "60"]);
     let out = scratch.ok(&["switch", "1"]);
     assert!(out.contains("the trial of generation 1 ends unconfirmed: this switch replaces it"), "{out}");
@@ -488,4 +490,19 @@ fn is_root() -> bool {
         .unwrap_or_default()
         .lines()
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+}
+
+/// The shipped unit that marks a boot good runs a command the CLI knows; off a
+/// blankslate boot it says there is nothing to confirm and succeeds.
+#[test]
+fn the_good_mark_unit_runs_confirm() {
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/systemd/blankslate-confirm.service");
+    let unit = std::fs::read_to_string(unit).unwrap();
+    let command = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("an ExecStart= line");
+    let words: Vec<&str> = command.split_whitespace().collect();
+    assert_eq!(words, ["/usr/bin/blankslate", "confirm"], "{command}");
+    let scratch = Scratch::new();
+    scratch.two_generations();
+    let out = scratch.ok(&words[1..]);
+    assert!(out.contains("nothing to confirm"), "{out}");
 }

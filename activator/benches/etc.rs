@@ -372,6 +372,11 @@ fn main() {
         }
     }
 
+    print_scaling(scaling);
+    print_repair(repair_library, repair);
+}
+
+fn print_scaling(scaling: Option<(Duration, Duration)>) {
     println!("\nno-op `blankslate switch 1` (whole process), median of {} alternating runs", RUNS * 4);
     match scaling {
         Some((small, large)) => {
@@ -382,7 +387,9 @@ fn main() {
         }
         None => println!("n/a (no target/release/blankslate)"),
     }
+}
 
+fn print_repair(repair_library: Duration, repair: Option<(Duration, Duration)>) {
     println!("\nrepair of {ENTRIES} entries with nothing to fix, median of {} alternating runs", RUNS * 4);
     println!("{:<44} {:>10} {:>14}", "case", "median ms", "vs find -xdev");
     println!("{:<44} {:>10.2}", "etc::repair (library call, /etc only)", ms(repair_library));

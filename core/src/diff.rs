@@ -317,17 +317,16 @@ fn generation_name(generation: Option<u32>) -> String {
     generation.map_or_else(|| "nothing".to_owned(), |n| format!("generation {n}"))
 }
 
-/// Writes one section's lines: `  + path  what`.
-pub fn write_lines(f: &mut impl fmt::Write, prefix: &str, lines: &[Line]) -> fmt::Result {
-    let width = lines.iter().map(|l| l.path.len() + prefix.len()).max().unwrap_or(0).min(40);
+/// Writes one section's lines: `  + path  what`, each followed by its patch if any.
+fn write_lines(f: &mut impl fmt::Write, lines: &[Line]) -> fmt::Result {
+    let width = lines.iter().map(|l| l.path.len()).max().unwrap_or(0).min(40);
     for l in lines {
         let what = if l.aspects.is_empty() {
             l.entry.clone()
         } else {
             l.aspects.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
         };
-        let shown = format!("{prefix}{}", l.path);
-        writeln!(f, "{}", format!("  {} {shown:<width$}  {what}", l.change.sign()).trim_end())?;
+        writeln!(f, "{}", format!("  {} {:<width$}  {what}", l.change.sign(), l.path).trim_end())?;
         if let Some(patch) = &l.patch {
             f.write_str(patch)?;
         }
@@ -343,11 +342,11 @@ impl fmt::Display for GenerationDiff {
         }
         if !self.etc.is_empty() {
             writeln!(f, "/etc:")?;
-            write_lines(f, "", &self.etc)?;
+            write_lines(f, &self.etc)?;
         }
         if !self.persist.is_empty() {
             writeln!(f, "persisted paths:")?;
-            write_lines(f, "", &self.persist)?;
+            write_lines(f, &self.persist)?;
         }
         if !self.root.is_empty() {
             let list: Vec<String> = self.root.iter().map(ToString::to_string).collect();
@@ -355,7 +354,7 @@ impl fmt::Display for GenerationDiff {
         }
         if !self.audit_ignore.is_empty() {
             writeln!(f, "audit ignore:")?;
-            write_lines(f, "", &self.audit_ignore)?;
+            write_lines(f, &self.audit_ignore)?;
         }
         writeln!(f, "{}", self.summary())
     }

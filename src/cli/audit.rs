@@ -17,15 +17,15 @@ Classes of findings: undeclared (on the root, declared by nothing: lost at reboo
 (in /etc, managed by nothing), persist-stray (in a volume, declared by nothing; never deleted),
 etc-drift, persist (not mounted, wrong source, replaced link, missing source, wrong owner or
 mode of a path or its declared parent), volume (a persistent root that is not a mounted
-volume), error. Ignored (counted, not listed): /tmp, /run, /var/tmp, /var/cache, … and the
-declaration's [audit] ignore globs (`*` and `?` stay within a path component, `**` crosses
-directories).
+volume), fallback (a boot trial failed, or a switch was not confirmed in time), error. Ignored
+(counted, not listed): /tmp, /run, /var/tmp, /var/cache, … and the declaration's [audit]
+ignore globs (`*` and `?` stay within a path component, `**` crosses directories).
 
 Exit codes:
   0  clean: everything on the root is declared
   1  undeclared state (undeclared, etc-stray, persist-stray)
-  2  /etc drift or broken persistence (a volume not mounted included; or, as for every
-     command, a wrong command line)
+  2  /etc drift or broken persistence (a volume not mounted included), a fallback to
+     another generation; or, as for every command, a wrong command line
   3  the audit is incomplete (a directory could not be read) or could not run";
 
 /// What `--format` prints.

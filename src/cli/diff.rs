@@ -114,8 +114,5 @@ fn unified(old: &str, new: &str, path: &str) -> String {
         out.push_str(line);
         out.push('\n');
     }
-    if !old.is_empty() && !old.ends_with('\n') || !new.is_empty() && !new.ends_with('\n') {
-        out.push_str("    \\ no newline at the end of a side\n");
-    }
     out
 }

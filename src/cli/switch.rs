@@ -217,6 +217,11 @@ fn run(state: &State, target: &Target, number: u32, activation: &Activation) -> 
             pending.as_ref().map(|t| t.previous).or(previous).ok_or(
                 "nothing is active on this root to fall back to: switch without --confirm-within the first time",
             )?;
+        if fallback == number {
+            return Err(
+                format!("generation {number} is what a fallback would activate: there is nothing to try").into()
+            );
+        }
         let request = Request {
             generation: number,
             previous: fallback,

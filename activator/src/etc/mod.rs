@@ -134,6 +134,8 @@ pub struct Step {
 /// Everything an activation will do.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// What `/etc` was activated to before (`None` for the first activation, and for
+    /// a repair, which goes from `to` to itself).
     pub from: Option<Active>,
     pub to: Active,
     pub steps: Vec<Step>,
@@ -266,10 +268,12 @@ fn link_target(path: &str, entry: &ManifestEntry) -> Option<String> {
 }
 
 /// Whether what is found is this entry's content (a copy's mode and owner aside).
+/// Compares without building the link's target: a repair asks this of every entry.
 fn holds(found: &Found, path: &str, entry: &ManifestEntry) -> bool {
-    match (found, link_target(path, entry)) {
-        (Found::Link(target), Some(wanted)) => *target == wanted,
-        (Found::File { hash, .. }, None) => *hash == entry.hash,
+    match (found, &entry.kind) {
+        (Found::Link(target), EtcKind::Link) => target.strip_prefix("/etc/static/") == Some(path),
+        (Found::Link(target), EtcKind::DirectLink { target: wanted }) => target == wanted,
+        (Found::File { hash, .. }, EtcKind::Copy) => *hash == entry.hash,
         _ => false,
     }
 }

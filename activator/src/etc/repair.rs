@@ -11,8 +11,7 @@ use blankslate_core::store::Store;
 use super::apply::{Activated, apply, open_tree};
 use super::plan::Dirs;
 use super::{
-    Action, Active, Found, Plan, Result, STATIC, Step, active, done, holds, link_target, open_etc, recover, resolve,
-    users_for,
+    Action, Active, Found, Plan, Result, STATIC, Step, active, done, holds, open_etc, recover, resolve, users_for,
 };
 
 /// Brings `/etc` back to the generation it was activated to: a missing entry is made
@@ -43,10 +42,10 @@ pub(super) fn plan_repair(root: &Dir, to: Active, users: &dyn Fn() -> UserDb) ->
         let mut steps = Vec::new();
         let mut unchanged = 0;
         for (path, entry) in &to.manifest.entries {
-            let (found, owner) = if link_target(path, entry).is_some() {
-                (dirs.probe_link(path)?, None)
-            } else {
+            let (found, owner) = if entry.kind == EtcKind::Copy {
                 (dirs.inspect(path, true)?, Some(resolve(path, entry, owners.get_or_init(users))?))
+            } else {
+                (dirs.probe_link(path)?, None)
             };
             if done(&found, path, entry, owner) {
                 unchanged += 1;
@@ -72,5 +71,6 @@ pub(super) fn plan_repair(root: &Dir, to: Active, users: &dyn Fn() -> UserDb) ->
         };
         (steps, unchanged, switch_static)
     };
-    Ok(Plan { from: Some(to.clone()), to, steps, switch_static, unchanged, repair: true })
+    // A repair goes from the generation to itself: `from` would only repeat `to`.
+    Ok(Plan { from: None, to, steps, switch_static, unchanged, repair: true })
 }
