@@ -772,3 +772,23 @@ fn an_entry_changes_between_a_file_and_a_directory() {
     assert_eq!(std::fs::read_to_string(scratch.etc("ssh.blankslate-backup/mine")).unwrap(), "a person's");
     assert!(!scratch.etc(".blankslate/journal.json").exists(), "nothing left half-done");
 }
+
+/// A no-op reads only the marker; a marker that is missing or of the older format
+/// (without the entry count) costs one full look, which writes it again.
+#[test]
+fn a_no_op_reads_only_the_marker_and_rewrites_an_old_one() {
+    let scratch = Scratch::new();
+    let one = scratch.build(1, "version = 1\n[etc.\"hosts\"]\ntext = \"h\\n\"\n[etc.\"motd\"]\ntext = \"m\\n\"\n");
+    scratch.activate(&one);
+    let noop = |scratch: &Scratch| {
+        etc::activate_generation(&scratch.root, &scratch.store, 1, &one.object, OnConflict::Backup).unwrap()
+    };
+    let outcome = noop(&scratch);
+    assert!(matches!(&outcome, etc::Outcome::AlreadyActive(marker) if marker.entries == 2), "{outcome:?}");
+    assert!(outcome.to_string().ends_with(", 2 unchanged\n"), "{outcome}");
+    let marker = scratch.etc(".blankslate/active");
+    std::fs::write(&marker, format!("1 {}", one.object)).unwrap();
+    assert!(matches!(noop(&scratch), etc::Outcome::Activated(_)));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), format!("1 {} 2", one.object));
+    assert!(matches!(noop(&scratch), etc::Outcome::AlreadyActive(_)));
+}

@@ -334,3 +334,63 @@ impl State {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::generation::DEFAULT_STATE_DIR;
+
+    fn state_with(generations: u32) -> (tempfile::TempDir, State) {
+        let scratch = tempfile::tempdir().unwrap();
+        let root = Dir::open_root(scratch.path()).unwrap();
+        let state = State::open_locked(&root, Path::new(DEFAULT_STATE_DIR)).unwrap();
+        for n in 0..generations {
+            let text = format!("version = 1\n[persist.\"/persist\"]\ndirectories = [\"/d{n}\"]\n");
+            let declaration = crate::decl::check(Path::new("t.toml"), &text, None).declaration.unwrap();
+            state.build(&declaration, &[]).unwrap();
+        }
+        (scratch, state)
+    }
+
+    /// A new boot default ends a pending trial of another; one that failed stays on
+    /// record, to be seen, and does not apply to what is booted next.
+    #[test]
+    fn moving_the_boot_default_ends_a_pending_trial_and_keeps_a_failed_one() {
+        let (_scratch, state) = state_with(3);
+        state.set_current(1).unwrap();
+        let trial = state.start_boot_trial(2, 2).unwrap();
+        assert_eq!((trial.fallback, state.current_number().unwrap()), (1, Some(2)));
+        state.set_current(3).unwrap();
+        assert_eq!(state.boot_trial().unwrap(), None, "a pending trial of 2 ends");
+        assert_eq!(state.boot_choice().unwrap(), Some(BootChoice::Plain(3)));
+
+        state.mark_good(3).unwrap();
+        state.start_boot_trial(2, 1).unwrap();
+        let attempt = state.boot_choice().unwrap().unwrap();
+        assert_eq!(attempt, BootChoice::Attempt { generation: 2, attempt: 1, tries: 1, fallback: 3 });
+        state.commit_boot_choice(attempt).unwrap();
+        let fall_back = state.boot_choice().unwrap().unwrap();
+        assert_eq!(fall_back, BootChoice::FallBack { from: 2, attempts: 1, to: 3 });
+        state.commit_boot_choice(fall_back).unwrap();
+        state.set_current(1).unwrap();
+        assert!(state.boot_trial().unwrap().is_some_and(|t| t.failed && t.generation == 2), "kept");
+        assert_eq!(state.boot_choice().unwrap(), Some(BootChoice::Plain(1)));
+        state.set_current(2).unwrap();
+        assert_eq!(state.boot_trial().unwrap(), None, "choosing 2 again by hand forgets its failure");
+        assert_eq!(state.boot_choice().unwrap(), Some(BootChoice::Plain(2)));
+    }
+
+    /// The good generation and a pending trial's fallback are kept.
+    #[test]
+    fn a_fallback_cannot_be_deleted() {
+        let (_scratch, state) = state_with(3);
+        state.mark_good(1).unwrap();
+        assert!(matches!(state.delete(1), Err(GenerationError::DeleteFallback(1))));
+        state.set_current(2).unwrap();
+        state.start_boot_trial(3, 2).unwrap();
+        state.delete(2).unwrap();
+        assert_eq!(state.good_number().unwrap(), Some(1));
+    }
+}

@@ -111,9 +111,11 @@ pub fn activate(root: &Dir, store: &Store, to: &Active, on_conflict: OnConflict)
     let plan = plan(root, to, &users, on_conflict)?;
     if !plan.is_noop() {
         apply(root, &plan, &tree)?;
-    } else if plan.from.as_ref().map(|f| f.generation) != Some(to.generation) {
-        // Another generation with the same /etc: nothing in /etc changes, but the
-        // state must say which generation is active.
+    } else if plan.from.as_ref().map(|f| f.generation) != Some(to.generation)
+        || blankslate_core::activation::marker(root) != Some(Marker::of(to))
+    {
+        // Another generation with the same /etc (or a marker missing or of an older
+        // format): nothing in /etc changes, but the record must say what is active.
         let etc = root.create_dir_all("etc", 0o755)?;
         record(&etc.create_dir_all(STATE_DIR, 0o700)?, to)?;
     }
