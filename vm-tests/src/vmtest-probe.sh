@@ -106,6 +106,29 @@ switched)
     check counter-kept-its-state counted 2
     check audit-clean-on-the-new-generation exits 0 audit blankslate audit
     ;;
+trial)
+    # A switch on trial under systemd: its watcher is a transient timer. Nobody
+    # confirms, and the generation before comes back by itself; then one is confirmed.
+    # (The declaration stays beside the original: its etc tree is a relative source.)
+    cp /etc/blankslate/system.toml /etc/blankslate/vmtest-trial.toml
+    printf '\n[etc."vmtest-trial"]\ntext = "on trial\\n"\n' >> /etc/blankslate/vmtest-trial.toml
+    check trial-switch exits 0 trial blankslate switch /etc/blankslate/vmtest-trial.toml --confirm-within 5
+    check trial-watched-by-systemd shows trial 'watched by systemd timer blankslate-trial-'
+    check trial-timer sh -c 'systemctl list-timers --all --no-legend | grep -q blankslate-trial-'
+    check trial-entry [ "$(cat /etc/vmtest-trial)" = "on trial" ]
+    for _ in $(seq 120); do [ -e /etc/vmtest-trial ] || break; sleep 0.5; done
+    check trial-fell-back [ ! -e /etc/vmtest-trial ]
+    check trial-list exits 0 list blankslate generations list
+    check trial-list-says shows list 'not confirmed in time'
+    check trial-journal sh -c 'journalctl --no-pager -u "blankslate-trial-*" | grep -q "is active again"'
+    check trial-audit exits 2 audit blankslate audit
+    check trial-audit-says shows audit not-confirmed
+    check trial-switch-again exits 0 trial blankslate switch /etc/blankslate/vmtest-trial.toml --confirm-within 120
+    check trial-confirm exits 0 confirm blankslate confirm
+    check trial-confirmed shows confirm 'confirmed: it stays active and the boot default'
+    check trial-timer-stopped sh -c '! systemctl list-timers --all --no-legend | grep -q blankslate-trial-'
+    check trial-entry-kept [ "$(cat /etc/vmtest-trial)" = "on trial" ]
+    ;;
 old)
     check old-generation-has-no-switched-entry [ ! -e /etc/vmtest-switched ]
     check alice-is-still-there id alice
