@@ -9,7 +9,7 @@ use blankslate_core::fs::Dir;
 use blankslate_core::generation::State;
 use blankslate_core::manifest::{EtcKind, MANIFEST_FILE, Manifest, TREE_DIR};
 
-use super::{Result, Target, read_state};
+use super::{InputError, Result, Target, named_generation, read_state};
 use crate::report::{self, EXIT_FINDINGS, EXIT_OK};
 
 #[derive(Debug, clap::Args)]
@@ -39,7 +39,7 @@ pub(super) struct Loaded {
 
 impl Loaded {
     pub fn generation(state: &State, number: u32) -> Result<Loaded> {
-        let generation = state.generation(number)?;
+        let generation = named_generation(state, number)?;
         let declaration = Declaration::from_canonical_json(&state.declaration_json(&generation)?)?;
         let etc_object = blankslate_activator::live::etc_object(state, &generation)?;
         let manifest = Manifest::from_json(&state.store().open_object(&etc_object)?.read(MANIFEST_FILE)?)?;
@@ -56,7 +56,9 @@ impl Loaded {
 }
 
 pub(super) fn run(args: &DiffArgs) -> Result<ExitCode> {
-    let state = read_state(&args.target)?.ok_or("there are no generations yet")?;
+    let Some(state) = read_state(&args.target)? else {
+        return Err(InputError::argument("there are no generations to compare: nothing was ever built here"));
+    };
     let (from, to) = (Loaded::generation(&state, args.from)?, Loaded::generation(&state, args.to)?);
     let mut diff = GenerationDiff::between(from.side(), to.side());
     if args.patch {

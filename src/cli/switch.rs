@@ -11,6 +11,7 @@ use blankslate_core::decl::Declaration;
 use blankslate_core::fs::Dir;
 use blankslate_core::generation::State;
 use blankslate_core::manifest::Manifest;
+use blankslate_core::trial::LiveTrial;
 
 use super::diff::{self, Side};
 use super::{InputError, Result, Target, build_etc, load, named_generation, open_state, read_state, trial};
@@ -118,6 +119,10 @@ pub(super) fn switch(args: &SwitchArgs) -> Result<ExitCode> {
             );
         }
         let state = open_state(target)?;
+        if activation.trial.confirm_within.is_some() {
+            // Refused before anything is built.
+            fallback(trial::pending(&state)?.as_ref(), state.active_number())?;
+        }
         let etc_object = etc.add_to_store(state.store())?;
         // The boot default moves only once the activation succeeded.
         let built = state.add(&declaration, &[("etc", &etc_object)])?;
@@ -213,14 +218,10 @@ fn run(state: &State, target: &Target, number: u32, activation: &Activation) -> 
     let previous = state.active_number();
     let pending = trial::pending(state)?;
     let armed = if let Some(within) = activation.trial.confirm_within {
-        let fallback =
-            pending.as_ref().map(|t| t.previous).or(previous).ok_or(
-                "nothing is active on this root to fall back to: switch without --confirm-within the first time",
-            )?;
+        let fallback = fallback(pending.as_ref(), previous)?;
         if fallback == number {
-            return Err(
-                format!("generation {number} is what a fallback would activate: there is nothing to try").into()
-            );
+            let message = format!("generation {number} is what a fallback would activate: there is nothing to try");
+            return Err(InputError::argument(message));
         }
         let request = Request {
             generation: number,
@@ -256,6 +257,16 @@ fn run(state: &State, target: &Target, number: u32, activation: &Activation) -> 
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a switch on trial falls back to: a pending trial's own fallback, else the
+/// generation active now.
+fn fallback(pending: Option<&LiveTrial>, active: Option<u32>) -> Result<u32> {
+    pending.map(|t| t.previous).or(active).ok_or_else(|| {
+        InputError::argument(
+            "nothing is active on this root to fall back to: switch without --confirm-within the first time",
+        )
+    })
 }
 
 /// What an activation did: /etc, backups, persisted paths.

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use blankslate_activator::trial::{self as watcher, Request, WatcherSetup};
 use blankslate_core::fs::Dir;
-use blankslate_core::generation::{State, format_utc};
+use blankslate_core::generation::{GenerationError, State, format_utc};
 use blankslate_core::trial::{BootTrial, LiveTrial, Watcher, now};
 
-use super::{Result, Target, open_state};
+use super::{InputError, Result, Target, open_state};
 
 /// How a switch is put on trial.
 #[derive(Debug, clap::Args)]
@@ -91,8 +91,12 @@ pub(super) fn print_armed(trial: &LiveTrial) {
 
 /// Makes `number` the boot default (on trial for `tries` boots if given) and says so.
 pub(super) fn set_boot_default(state: &State, number: u32, tries: Option<u32>) -> Result<()> {
-    if let Some(trial) = state.set_boot_default(number, tries)? {
-        print_boot_trial(&trial);
+    match state.set_boot_default(number, tries) {
+        Ok(Some(trial)) => print_boot_trial(&trial),
+        Ok(None) => {}
+        // What was asked cannot be tried: the person's request, not a failure.
+        Err(error @ GenerationError::NoFallback(_)) => return Err(InputError::argument(error.to_string())),
+        Err(error) => return Err(error.into()),
     }
     Ok(())
 }
