@@ -255,6 +255,8 @@ pub fn sleep_until(deadline: i64) {
 pub struct Confirmed {
     /// The live trial confirmed, if one was pending.
     pub live: Option<LiveTrial>,
+    /// The generation it made the boot default, if the switch said so.
+    pub boot_default: Option<u32>,
     /// The boot trial its confirmation started (`--tries`).
     pub boot_trial: Option<BootTrial>,
     /// The booted generation, now marked good.
@@ -269,8 +271,11 @@ pub fn confirm(state: &State) -> Result<Confirmed> {
     let root = state.root();
     let mut confirmed = Confirmed::default();
     if let Some(trial) = LiveTrial::read(root)?.filter(LiveTrial::is_pending) {
-        if trial.make_default && state.active_number() == Some(trial.generation) {
-            confirmed.boot_trial = state.set_boot_default(trial.generation, trial.tries)?;
+        // What is active: the generation tried, or the same amended by `persist add`
+        // meanwhile (a switch would have ended or replaced the trial).
+        if let Some(active) = state.active_number().filter(|_| trial.make_default) {
+            confirmed.boot_trial = state.set_boot_default(active, trial.tries)?;
+            confirmed.boot_default = Some(active);
         }
         LiveTrial::remove(root)?;
         stop_watcher(&trial);

@@ -276,6 +276,18 @@ impl State {
         }
     }
 
+    /// Moves the boot default from generation `from` to `to`, the same system with an
+    /// amended declaration (as `persist add` makes): a boot trial of `from` goes on as
+    /// a trial of `to`, with the attempts it used.
+    pub fn carry_current(&self, from: u32, to: u32) -> Result<()> {
+        let trial = self.boot_trial()?.filter(|t| t.generation == from && !t.failed);
+        self.set_current(to)?;
+        if let Some(trial) = trial {
+            self.write_boot_trial(&BootTrial { generation: to, ..trial })?;
+        }
+        Ok(())
+    }
+
     /// What boot does: the boot default, or an attempt of it on trial, or the
     /// fallback once its attempts ran out. Reads only; [`State::commit_boot_choice`]
     /// records the choice.
@@ -380,6 +392,19 @@ mod tests {
         state.set_current(2).unwrap();
         assert_eq!(state.boot_trial().unwrap(), None, "choosing 2 again by hand forgets its failure");
         assert_eq!(state.boot_choice().unwrap(), Some(BootChoice::Plain(2)));
+    }
+
+    /// A boot default amended (by `persist add`) keeps its trial, attempts and all.
+    #[test]
+    fn an_amended_boot_default_stays_on_trial() {
+        let (_scratch, state) = state_with(3);
+        state.set_current(1).unwrap();
+        state.start_boot_trial(2, 3).unwrap();
+        state.commit_boot_choice(state.boot_choice().unwrap().unwrap()).unwrap();
+        state.carry_current(2, 3).unwrap();
+        assert_eq!(state.current_number().unwrap(), Some(3));
+        let trial = state.boot_trial().unwrap().unwrap();
+        assert_eq!((trial.generation, trial.attempts, trial.tries, trial.fallback), (3, 1, 3, 1));
     }
 
     /// The good generation and a pending trial's fallback are kept.

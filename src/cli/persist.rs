@@ -394,7 +394,8 @@ fn carry_into_generations(common: &PersistArgs, paths: &[&str]) -> Result<Carrie
     }
     if let Some((from, to)) = carried.current {
         if from != to {
-            state.set_current(to)?;
+            // A boot default on trial stays on trial (`blankslate confirm` ends it).
+            state.carry_current(from, to)?;
         }
     }
     Ok(carried)

@@ -120,8 +120,16 @@ pub(super) fn confirm(args: &ConfirmArgs) -> Result<ExitCode> {
     let state = open_state(&args.target)?;
     let confirmed = watcher::confirm(&state)?;
     if let Some(trial) = &confirmed.live {
-        let default = if trial.make_default { " and the boot default" } else { "" };
-        println!("generation {} confirmed: it stays active{default}", trial.generation);
+        match confirmed.boot_default {
+            Some(number) if number == trial.generation => {
+                println!("generation {number} confirmed: it stays active and the boot default");
+            }
+            Some(number) => println!(
+                "generation {} confirmed: it stays active, as generation {number} (amended since), the boot default",
+                trial.generation
+            ),
+            None => println!("generation {} confirmed: it stays active", trial.generation),
+        }
     }
     if let Some(trial) = &confirmed.boot_trial {
         print_boot_trial(trial);
