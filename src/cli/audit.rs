@@ -3,13 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use blankslate_activator::etc;
 use blankslate_audit::journal as audit_journal;
-use blankslate_core::decl::{self, UserDb};
 use blankslate_core::fs::Dir;
-use blankslate_core::generation::State;
 
-use super::{Result, Target, named_generation, user_db};
+use super::{Result, Running, Target, running};
 use crate::report;
 
 pub(super) const AUDIT_HELP: &str = "\
@@ -89,15 +86,10 @@ pub(super) fn run(args: &AuditArgs) -> Result<ExitCode> {
     let target = &args.target;
     let root = Dir::open_root(&target.root)?;
     let root_path = std::fs::canonicalize(&target.root)?;
-    let Some(state) = State::open_existing(&root, &target.state_dir)? else {
+    let Some(running) = running(target, args.generation)? else {
         return Err(format!("no blankslate state in {}: nothing was ever built there", target.root.display()).into());
     };
-    let active = etc::active(&root)?.map(|a| a.generation);
-    let Some(number) = args.generation.or(active).or(state.current_number()?) else {
-        return Err("no generation to audit against: `blankslate build DECL` makes the first".into());
-    };
-    let generation =
-        if args.generation.is_some() { named_generation(&state, number)? } else { state.generation(number)? };
+    let Running { state, active, number, generation, declaration, etc: etc_active, users } = running;
     let generations = audit::Generations {
         declaration: generation.object.split_once('-').map(|(hash, _)| hash.to_owned()),
         booted: state.list()?.iter().find(|g| g.booted).map(|g| g.number),
@@ -105,18 +97,6 @@ pub(super) fn run(args: &AuditArgs) -> Result<ExitCode> {
         default: state.current_number()?,
     };
     let own_outputs: Vec<Vec<u8>> = args.prometheus.iter().filter_map(|file| inside(&root_path, file)).collect();
-    let declaration = decl::Declaration::from_canonical_json(&state.declaration_json(&generation)?)?;
-    let etc_active = match state.part(&generation, "etc")? {
-        Some(object) => Some(etc::Active::load(state.store(), number, &object)?),
-        None => None,
-    };
-    let users = match &etc_active {
-        Some(active) => {
-            let tree = state.store().open_object(&active.object)?.open_dir(blankslate_core::manifest::TREE_DIR)?;
-            etc::users_for(&root, |name| tree.read(name).ok())
-        }
-        None => user_db(&target.root).unwrap_or_else(|| UserDb::from_texts("", "", "/etc/passwd")),
-    };
     let setup = audit::Setup {
         root: &root,
         root_path: &root_path,

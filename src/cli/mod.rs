@@ -242,10 +242,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 /// The generation a live root runs: the one its /etc was activated to (or `wanted`,
-/// or else the current one), with its declaration and the owner names it knows.
+/// or else the current one), with its declaration, its /etc and the owner names it
+/// knows.
 struct Running {
+    state: State,
+    /// The generation /etc was activated to, whichever one was asked for.
+    active: Option<u32>,
     number: u32,
+    generation: Generation,
     declaration: decl::Declaration,
+    etc: Option<blankslate_activator::etc::Active>,
     users: UserDb,
 }
 
@@ -254,19 +260,24 @@ fn running(target: &Target, wanted: Option<u32>) -> Result<Option<Running>> {
     use blankslate_activator::etc;
     let root = Dir::open_root(&target.root)?;
     let Some(state) = State::open_existing(&root, &target.state_dir)? else { return Ok(None) };
-    let Some(number) = wanted.or(state.active_number()).or(state.current_number()?) else {
-        return Err("no generation to work with: `blankslate build DECL` makes the first".into());
+    let active = state.active_number();
+    let Some(number) = wanted.or(active).or(state.current_number()?) else {
+        return Err("no generation yet: `blankslate build DECL` makes the first".into());
     };
     let generation = if wanted.is_some() { named_generation(&state, number)? } else { state.generation(number)? };
     let declaration = decl::Declaration::from_canonical_json(&state.declaration_json(&generation)?)?;
-    let users = match state.part(&generation, "etc")? {
-        Some(object) => {
-            let tree = state.store().open_object(&object)?.open_dir(blankslate_core::manifest::TREE_DIR)?;
+    let etc = match state.part(&generation, "etc")? {
+        Some(object) => Some(etc::Active::load(state.store(), number, &object)?),
+        None => None,
+    };
+    let users = match &etc {
+        Some(etc) => {
+            let tree = state.store().open_object(&etc.object)?.open_dir(blankslate_core::manifest::TREE_DIR)?;
             etc::users_for(&root, |name| tree.read(name).ok())
         }
         None => user_db(&target.root).unwrap_or_else(|| UserDb::from_texts("", "", "/etc/passwd")),
     };
-    Ok(Some(Running { number, declaration, users }))
+    Ok(Some(Running { state, active, number, generation, declaration, etc, users }))
 }
 
 /// The owner names a root knows, if its /etc/passwd can be read.
