@@ -471,23 +471,26 @@ impl Place<'_> {
         format!("the volume's {}", self.path)
     }
 
-    /// The directory in the volume, created if missing, with its owner and mode
-    /// before anything can see it.
-    fn source_dir(&self, ids: &Ids, report: &mut Report) -> Result<Dir> {
-        let source = match self.source_parent.open_dir(self.name) {
-            Ok(source) => {
-                let wrong = enforce(&source, ids)?;
-                record_fixed(report, self.volume_path.to_owned(), wrong);
-                source
-            }
-            Err(error) if error.is_not_found() => {
-                self.source_parent.create_dir(self.name, 0o700)?;
-                let source = self.source_parent.open_dir(self.name).map_err(|e| hostile(&self.shown(), e))?;
-                enforce(&source, ids)?;
-                source
-            }
-            Err(error) => return Err(hostile(&self.shown(), error)),
-        };
+    /// The directory in the volume if it is there (opened, never created).
+    fn existing_source(&self) -> Result<Option<Dir>> {
+        match self.source_parent.open_dir(self.name) {
+            Ok(source) => Ok(Some(source)),
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(error) => Err(hostile(&self.shown(), error)),
+        }
+    }
+
+    /// The directory in the volume (`existing`, or created now), with its owner and
+    /// mode before anything can see it.
+    fn source_dir(&self, existing: Option<Dir>, ids: &Ids, report: &mut Report) -> Result<Dir> {
+        if let Some(source) = existing {
+            let wrong = enforce(&source, ids)?;
+            record_fixed(report, self.volume_path.to_owned(), wrong);
+            return Ok(source);
+        }
+        self.source_parent.create_dir(self.name, 0o700)?;
+        let source = self.source_parent.open_dir(self.name).map_err(|e| hostile(&self.shown(), e))?;
+        enforce(&source, ids)?;
         Ok(source)
     }
 
@@ -548,12 +551,16 @@ impl Place<'_> {
         Ok(())
     }
 
-    /// Whether the root's path is a mount of something other than this volume path
-    /// (reported as a conflict); checked before anything is created in the volume.
-    fn foreign_mount(&self, report: &mut Report) -> Result<bool> {
-        let Some(target) = meta_of(self.target_parent, self.name)? else { return Ok(false) };
-        let ours = meta_of(self.source_parent, self.name)?.is_some_and(|s| s.identity() == target.identity());
-        Ok(!ours && foreign_mount(self.target_parent, self.name, self.path, report)?)
+    /// Whether the root's directory (`target`) is a mount of something other than
+    /// this volume path (whose identity is `source`, if it exists), reported as a
+    /// conflict; checked before anything is created in the volume.
+    fn foreign_mount(&self, target: Option<&Meta>, source: Option<(u64, u64)>, report: &mut Report) -> Result<bool> {
+        match target {
+            Some(target) if target.kind == Kind::Directory && Some(target.identity()) != source => {
+                foreign_mount(self.target_parent, self.name, self.path, report)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// Whether the root holds our link to the volume here.
@@ -587,12 +594,21 @@ impl Place<'_> {
 
 fn directory(place: &Place<'_>, ids: &Ids, options: &[MountOption], report: &mut Report) -> Result<()> {
     let Place { target_parent, name, path, .. } = *place;
-    if place.foreign_mount(report)? {
+    let target = meta_of(target_parent, name)?;
+    let existing = place.existing_source()?;
+    let existing_identity = match &existing {
+        Some(source) => Some(source.own_meta()?.identity()),
+        None => None,
+    };
+    if place.foreign_mount(target.as_ref(), existing_identity, report)? {
         return Ok(());
     }
-    let mut source = place.source_dir(ids, report)?;
-    let source_identity = source.own_meta()?.identity();
-    match meta_of(target_parent, name)? {
+    let mut source = place.source_dir(existing, ids, report)?;
+    let source_identity = match existing_identity {
+        Some(identity) => identity,
+        None => source.own_meta()?.identity(),
+    };
+    match target {
         Some(meta) if meta.kind == Kind::Directory && meta.identity() == source_identity => {
             return place.keep_mount(options, report);
         }
@@ -630,11 +646,18 @@ fn directory(place: &Place<'_>, ids: &Ids, options: &[MountOption], report: &mut
 /// directory first; a bind mount of it (from a generation that mounted it) goes.
 fn linked_directory(place: &Place<'_>, ids: &Ids, report: &mut Report) -> Result<()> {
     let Place { target_parent, name, path, .. } = *place;
-    if place.foreign_mount(report)? {
+    let target = meta_of(target_parent, name)?;
+    let existing = place.existing_source()?;
+    let existing_identity = match (&target, &existing) {
+        // A link (ours or not) is never a mount: no need to know the source's identity.
+        (Some(meta), Some(source)) if meta.kind == Kind::Directory => Some(source.own_meta()?.identity()),
+        _ => None,
+    };
+    if place.foreign_mount(target.as_ref(), existing_identity, report)? {
         return Ok(());
     }
-    let mut source = place.source_dir(ids, report)?;
-    match meta_of(target_parent, name)? {
+    let mut source = place.source_dir(existing, ids, report)?;
+    match target {
         Some(meta) if place.is_our_link(&meta)? => {
             report.unchanged.push(path.to_owned());
             return Ok(());
