@@ -116,11 +116,15 @@ trial)
     check trial-watched-by-systemd shows trial 'watched by systemd timer blankslate-trial-'
     check trial-timer sh -c 'systemctl list-timers --all --no-legend | grep -q blankslate-trial-'
     check trial-entry [ "$(cat /etc/vmtest-trial)" = "on trial" ]
-    for _ in $(seq 120); do [ -e /etc/vmtest-trial ] || break; sleep 0.5; done
+    # The watcher records the outcome after the whole activation: wait for that,
+    # not for the first sign of it in /etc.
+    for _ in $(seq 120); do grep -q '"state": "reverted"' /run/blankslate/trial.json && break; sleep 0.5; done
+    check trial-reverted-recorded grep -q '"state": "reverted"' /run/blankslate/trial.json
     check trial-fell-back [ ! -e /etc/vmtest-trial ]
     check trial-list exits 0 list blankslate generations list
     check trial-list-says shows list 'not confirmed in time'
-    check trial-journal sh -c 'journalctl --no-pager -u "blankslate-trial-*" | grep -q "is active again"'
+    # The watcher says so last, after its record: give journald a moment.
+    check trial-journal sh -c 'for _ in $(seq 20); do journalctl --no-pager -u "blankslate-trial-*" | grep -q "is active again" && exit 0; sleep 0.5; done; exit 1'
     check trial-audit exits 2 audit blankslate audit
     check trial-audit-says shows audit not-confirmed
     check trial-switch-again exits 0 trial blankslate switch /etc/blankslate/vmtest-trial.toml --confirm-within 120

@@ -602,7 +602,10 @@ case "$vmtest_phase" in
     sleep 0.5
     check session-gone sh -c "! kill -0 $session 2>/dev/null"
     check watcher-lives kill -0 "$watcher"
-    n=0; while [ "$(cat /etc/motd)" != generation-one ] && [ $n -lt 200 ]; do sleep 0.1; n=$((n + 1)); done
+    # The watcher records the outcome after the whole activation (/etc first, then
+    # the persisted paths): waiting for /etc alone would race with the unmounts.
+    n=0; while ! grep -q '"state": "reverted"' /run/blankslate/trial.json && [ $n -lt 200 ]; do sleep 0.1; n=$((n + 1)); done
+    check reverted-recorded grep -q '"state": "reverted"' /run/blankslate/trial.json
     check fell-back [ "$(cat /etc/motd)" = generation-one ]
     check added-etc-gone [ ! -e /etc/added.conf ]
     check added-unmounted sh -c '! grep -q " /var/lib/added " /proc/mounts'
