@@ -186,7 +186,11 @@ fn bring_up(
         error: "no blankslate.persist= on the kernel command line".into(),
         hint: "add blankslate.persist=/dev/DISK (or LABEL=… / UUID=…) to the kernel command line".into(),
     })?;
-    let store_device = volumes::find(store_spec, None, params.timeout)?;
+    let drivers = match new_root {
+        NewRoot::Mount => "built into the kernel or listed in blankslate.modules=",
+        NewRoot::Existing(_) => "in the initrd (dracut's --add-drivers) for udev to load",
+    };
+    let store_device = volumes::find(store_spec, None, params.timeout, drivers)?;
     say(debug, started, &format!("volume {} is {}", store_spec.device, store_device.display()));
     let mut kernel_wait = started.elapsed();
 
@@ -199,7 +203,7 @@ fn bring_up(
     say(debug, started, &format!("generation {} ({})", chosen.generation.number, chosen.generation.object));
     let plan = volumes::plan(&chosen.declaration, chosen.generation.number, store_spec, &params.volumes)?;
     let waiting = Instant::now();
-    let staged = volumes::stage(plan, &store_device, store_volume, params.timeout)?;
+    let staged = volumes::stage(plan, &store_device, store_volume, params.timeout, drivers)?;
     kernel_wait += waiting.elapsed();
     volumes::make_writable(&staged)?;
     say(debug, started, &format!("{} volumes mounted", staged.len()));

@@ -49,6 +49,10 @@ pub fn run(command: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// Downloads from Debian's mirror try again: a fresh CI machine always downloads, and
+/// one dropped connection must not fail the run.
+pub const APT_RETRIES: &str = "Acquire::Retries=3";
+
 fn sh(script: &str) -> Result<String> {
     run(Command::new("sh").args(["-ec", script]))
 }
@@ -95,7 +99,7 @@ fn fetch_kernel() -> Result<Kernel> {
     std::fs::create_dir_all(&download).map_err(|e| e.to_string())?;
     // apt-get download drops privileges to _apt, which must be able to write here.
     sh(&format!("chmod 0777 '{}'", download.display()))?;
-    run(Command::new("apt-get").arg("download").arg(&package).current_dir(&download))?;
+    run(Command::new("apt-get").args(["-o", APT_RETRIES, "download"]).arg(&package).current_dir(&download))?;
     let staging = cache.join("unpacking");
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).map_err(|e| e.to_string())?;
@@ -192,6 +196,7 @@ fn fetch_trixie_kernel() -> Result<Kernel> {
         format!("Dir::State::Lists={}", apt.join("lists").display()),
         format!("Dir::Cache={}", apt.display()),
         "Dir::State::Status=/dev/null".to_owned(),
+        APT_RETRIES.to_owned(),
     ];
     let apt_command = |program: &str| {
         let mut command = Command::new(program);
@@ -490,9 +495,21 @@ impl Boot {
         line.split(" ms (").nth(1)?.split(" ms of it").next()?.trim().parse().ok()
     }
 
+    /// What follows `marker` (such as `VMTEST FACT `) on each line that has it,
+    /// wherever it starts: a getty's prompt or a kernel message without a newline may
+    /// stand before it on the serial console.
+    pub fn marked<'a>(&'a self, marker: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.log.lines().filter_map(move |l| l.split_once(marker).map(|(_, rest)| rest.trim_end()))
+    }
+
+    /// Whether the guest printed `VMTEST PASS` (at the end of a line).
+    pub fn passed(&self) -> bool {
+        self.log.lines().any(|l| l.trim_end().ends_with("VMTEST PASS"))
+    }
+
     /// The kernel's uptime when the test init started, from the script's marker.
     pub fn init_uptime(&self) -> Option<f64> {
-        let line = self.log.lines().find_map(|l| l.trim().strip_prefix("VMTEST UPTIME "))?;
+        let line = self.marked("VMTEST UPTIME ").next()?;
         line.split_whitespace().next()?.parse().ok()
     }
 
@@ -511,7 +528,7 @@ impl Boot {
     /// passed every check and exited through isa-debug-exit with the pass status.
     pub fn expect_pass(&self, what: &str) -> Result<()> {
         let failed: Vec<&str> = self.log.lines().filter(|l| l.contains("VMTEST FAIL")).collect();
-        let passed = self.log.lines().any(|l| l.trim() == "VMTEST PASS");
+        let passed = self.passed();
         if self.status == Some(EXIT_PASS) && passed && failed.is_empty() {
             return Ok(());
         }
@@ -534,7 +551,7 @@ impl Boot {
     /// the kernel's "Power down", which a panic never prints).
     pub fn expect_powered_off(&self, what: &str) -> Result<()> {
         let failed: Vec<&str> = self.log.lines().filter(|l| l.contains("VMTEST FAIL")).collect();
-        let passed = self.log.lines().any(|l| l.trim() == "VMTEST PASS");
+        let passed = self.passed();
         let powered_off = self.log.contains("reboot: Power down");
         if self.status == Some(0) && passed && powered_off && failed.is_empty() {
             return Ok(());
@@ -719,6 +736,20 @@ pub fn check(result: Result<()>) {
 /// A file's contents in an ext4 image, read with `debugfs` (no mount).
 pub fn debugfs_cat(image: &Path, path: &str) -> Result<String> {
     run(Command::new("debugfs").arg("-R").arg(format!("cat {path}")).arg(image).stderr(Stdio::null()))
+}
+
+/// Fails unless the ext4 file system in `image` was left clean: its state is
+/// `clean` and its journal holds nothing to replay (no `needs_recovery`), as after
+/// an unmount or a remount read-only at shutdown.
+pub fn ext4_left_clean(image: &Path) -> Result<()> {
+    let header = run(Command::new("dumpe2fs").arg("-h").arg(image).stderr(Stdio::null()))?;
+    let field =
+        |name: &str| header.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_owned()).unwrap_or_default();
+    let (state, features) = (field("Filesystem state:"), field("Filesystem features:"));
+    if state != "clean" || features.split_whitespace().any(|f| f == "needs_recovery") {
+        return Err(format!("{} was not left clean: state {state:?}, features {features}", image.display()));
+    }
+    Ok(())
 }
 
 /// The guest script: `checks` is shell code calling `check NAME COMMAND…`; the script

@@ -113,8 +113,13 @@ pub(super) fn plan(
 }
 
 /// Waits up to `timeout` for `spec`'s device; `mount_point` is `None` for the store's
-/// volume.
-pub(super) fn find(spec: &Volume, mount_point: Option<&str>, timeout: Duration) -> Result<PathBuf, Failure> {
+/// volume. `drivers` says where this boot's disk drivers come from, for the hint.
+pub(super) fn find(
+    spec: &Volume,
+    mount_point: Option<&str>,
+    timeout: Duration,
+    drivers: &str,
+) -> Result<PathBuf, Failure> {
     device::wait_for(&spec.device, timeout).ok_or_else(|| Failure {
         step: match mount_point {
             None => "find the persistent volume".into(),
@@ -127,13 +132,14 @@ pub(super) fn find(spec: &Volume, mount_point: Option<&str>, timeout: Duration) 
             device::known_devices().join(" ").chars().take(300).collect::<String>()
         ),
         hint: match mount_point {
-            None => "check blankslate.persist= and that the disk driver is built in or listed in blankslate.modules=; \
-                     raise blankslate.timeout= for slow disks. Nothing was written to any disk."
-                .into(),
+            None => format!(
+                "check blankslate.persist= and that the disk's driver is {drivers}; raise blankslate.timeout= for slow \
+                 disks. Nothing was written to any disk."
+            ),
             Some(mount) => format!(
                 "attach the disk, or check the `device` of [persist.\"{mount}\"] in the declaration (the kernel command \
-                 line can name another: blankslate.persist={mount}=DEVICE[:FSTYPE[:OPTIONS]]); raise \
-                 blankslate.timeout= for slow disks. Nothing was written to any disk."
+                 line can name another: blankslate.persist={mount}=DEVICE[:FSTYPE[:OPTIONS]]), and that the disk's \
+                 driver is {drivers}; raise blankslate.timeout= for slow disks. Nothing was written to any disk."
             ),
         },
     })
@@ -147,6 +153,7 @@ pub(super) fn stage(
     store_device: &Path,
     store: Detached,
     timeout: Duration,
+    drivers: &str,
 ) -> Result<Vec<Staged>, Failure> {
     // All devices first: a missing one stops the boot before a second mount.
     let mut found = Vec::with_capacity(plan.len());
@@ -154,7 +161,7 @@ pub(super) fn stage(
         let device = if planned.store {
             store_device.to_owned()
         } else {
-            find(&planned.spec, Some(&planned.mount_point), timeout)?
+            find(&planned.spec, Some(&planned.mount_point), timeout, drivers)?
         };
         found.push((planned, device));
     }
