@@ -329,6 +329,48 @@ fn a_boot_trial_is_listed_and_a_confirmation_marks_the_booted_generation_good() 
     assert_eq!(refused.status.code(), Some(3));
 }
 
+/// `boot-deadline`: nothing to watch without a boot on trial; a confirmation ends
+/// the watch at once; a trial still pending at the deadline is reported, and (this
+/// not being the live root) no reboot is attempted.
+#[test]
+fn the_boot_deadline_watches_a_boot_on_trial_until_it_is_confirmed() {
+    let scratch = Scratch::new();
+    scratch.two_generations();
+    scratch.ok(&["switch", "--test", "2"]);
+    let out = scratch.ok(&["boot-deadline", "1s"]);
+    assert!(out.contains("this boot is not an attempt of a generation on trial: nothing to watch"), "{out}");
+
+    scratch.ok(&["switch", "--boot", "2", "--tries", "2"]);
+    let run = scratch.root_path().join("run/blankslate");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("boot.json"), r#"{"generation":2,"trial":{"attempt":1,"tries":2}}"#).unwrap();
+    // The kernel has run for more than a second: the deadline has passed.
+    let late = scratch.run(&["boot-deadline", "1s"]);
+    assert_eq!(late.status.code(), Some(1), "{}{}", stdout(&late), stderr(&late));
+    assert!(stdout(&late).contains("generation 2 is on a boot trial (attempt 1 of 2): unless `blankslate confirm`"));
+    let said = stderr(&late);
+    assert!(
+        said.contains("generation 2 was not confirmed within 1 s of booting: the next boot tries it again"),
+        "{said}"
+    );
+    assert!(said.contains("not rebooting, as ") && said.contains("is not the live root"), "{said}");
+
+    // A watch far from its deadline ends as soon as the boot is confirmed.
+    let root = scratch.root();
+    let mut watch = common::Running::spawn(
+        Command::new(env!("CARGO_BIN_EXE_blankslate"))
+            .args(["boot-deadline", "100000h", "--root", &root])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped()),
+    );
+    let lines = watch.lines();
+    lines.until(common::DEADLINE, |l| l.contains("is on a boot trial"));
+    scratch.ok(&["confirm"]);
+    let rest = lines.rest(Duration::from_secs(30));
+    assert!(rest.iter().any(|l| l.contains("generation 2's boot trial ended in time")), "{rest:?}");
+    assert!(watch.wait(Duration::from_secs(30)).success());
+}
+
 const PERSISTED_ONE: &str = r#"
 [persist."/persist"]
 directories = ["/var/log", { directory = "/srv/www", user = "www", mode = "0750" }]

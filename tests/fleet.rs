@@ -179,16 +179,43 @@ fn the_units_pass_systemd_analyze_verify() {
     std::fs::copy(BIN, root.join("usr/bin/blankslate")).unwrap();
     let units = root.join("etc/systemd/system");
     std::fs::create_dir_all(&units).unwrap();
-    for unit in ["blankslate-audit.service", "blankslate-audit.timer"] {
+    // Every unit blankslate ships.
+    let mut shipped: Vec<String> = std::fs::read_dir(repo("packaging/systemd"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    shipped.sort();
+    assert!(shipped.len() >= 5, "the units: {shipped:?}");
+    for unit in &shipped {
         std::fs::copy(repo("packaging/systemd").join(unit), units.join(unit)).unwrap();
     }
     let output = Command::new(analyze)
         .arg(format!("--root={}", root.display()))
-        .args(["verify", "blankslate-audit.service", "blankslate-audit.timer"])
+        // The man pages are checked below, without depending on man-db here.
+        .args(["verify", "--man=no"])
+        .args(&shipped)
         .output()
         .unwrap();
     // An unknown key is only a warning to systemd: here it is a failure.
     assert!(output.status.success() && output.stderr.is_empty(), "{}", both(&output));
+
+    // Every `Documentation=man:PAGE(1)` is a page `blankslate man --dir` writes.
+    let pages = dir.path().join("man");
+    std::fs::create_dir(&pages).unwrap();
+    let generated = Command::new(BIN).arg("man").arg("--dir").arg(&pages).output().unwrap();
+    assert!(generated.status.success(), "{}", both(&generated));
+    for unit in &shipped {
+        let text = std::fs::read_to_string(units.join(unit)).unwrap();
+        for documentation in unit_values(&text, "Documentation") {
+            for page in documentation.split_whitespace().filter_map(|d| d.strip_prefix("man:")) {
+                let file = page.replace("(1)", ".1");
+                assert!(
+                    pages.join(&file).is_file(),
+                    "{unit}: Documentation={page}, but `blankslate man` writes no {file}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

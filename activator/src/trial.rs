@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use blankslate_core::fs::Dir;
 use blankslate_core::generation::{GenerationError, State};
-use blankslate_core::trial::{BootRecord, BootTrial, LiveOutcome, LiveTrial, Watcher, now};
+use blankslate_core::trial::{BootRecord, BootTrial, LiveOutcome, LiveTrial, TrialAttempt, Watcher, now};
 
 use crate::etc::OnConflict;
 use crate::live::{self, Switched};
@@ -39,6 +39,8 @@ pub enum TrialError {
     Live(#[from] live::LiveError),
     #[error("cannot start the watcher that falls back if nobody confirms ({0}); nothing was switched")]
     Watcher(String),
+    #[error("cannot read how long this boot has run from /proc/uptime: {0}")]
+    Uptime(String),
 }
 
 pub type Result<T> = std::result::Result<T, TrialError>;
@@ -230,6 +232,67 @@ pub fn expire(state: &State, root: &Dir, id: &str) -> Result<Option<(LiveTrial, 
     trial.outcome = LiveOutcome::Reverted { at: now(), error: result.as_ref().err().map(ToString::to_string) };
     trial.write(root)?;
     Ok(Some((trial, result?)))
+}
+
+/// This boot, an attempt of a generation whose boot trial waits for `blankslate
+/// confirm`: what `blankslate boot-deadline` watches.
+#[derive(Debug)]
+pub struct BootAttempt {
+    /// Which attempt of how many this boot is (from the boot record).
+    pub attempt: TrialAttempt,
+    /// The trial, as on record when the watch began.
+    pub trial: BootTrial,
+}
+
+impl BootAttempt {
+    /// This boot's attempt, if boot recorded one and its trial is still pending.
+    pub fn of_this_boot(state: &State, root: &Dir) -> Result<Option<BootAttempt>> {
+        let Some(attempt) = BootRecord::read(root).and_then(|record| record.trial) else { return Ok(None) };
+        Ok(state.pending_boot_trial()?.map(|trial| BootAttempt { attempt, trial }))
+    }
+
+    /// Waits, checking every `poll`, until the trial is no longer pending (`None`:
+    /// confirmed, or replaced by another boot default) or the kernel has run for
+    /// `within` (the trial, still pending). Time is the kernel's boot clock
+    /// (`/proc/uptime`), never the wall clock, which NTP may step forward during the
+    /// very boot being watched.
+    pub fn wait(&self, state: &State, within: Duration, poll: Duration) -> Result<Option<BootTrial>> {
+        loop {
+            let Some(trial) = state.pending_boot_trial()? else { return Ok(None) };
+            let Some(left) = within.checked_sub(uptime()?).filter(|left| !left.is_zero()) else {
+                return Ok(Some(trial));
+            };
+            std::thread::sleep(poll.min(left));
+        }
+    }
+}
+
+/// How long the kernel has run, suspended time included (`CLOCK_BOOTTIME`).
+fn uptime() -> Result<Duration> {
+    let text = std::fs::read_to_string("/proc/uptime").map_err(|e| TrialError::Uptime(e.to_string()))?;
+    text.split_whitespace()
+        .next()
+        .and_then(|seconds| seconds.parse::<f64>().ok())
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| TrialError::Uptime(format!("unexpected contents {:?}", text.trim())))
+}
+
+/// Reboots the machine. Under systemd, cleanly (`systemctl reboot`: units stop, file
+/// systems unmount), and by the kernel after `grace` if that has not happened by
+/// then (systemd stops this process long before, if all goes well). Elsewhere the
+/// kernel reboots at once, after a sync. Returns only if the kernel refused.
+pub fn reboot(grace: Duration) -> std::io::Error {
+    if systemd_is_init() {
+        let asked = Command::new("systemctl").arg("reboot").stdin(Stdio::null()).status();
+        if asked.is_ok_and(|status| status.success()) {
+            std::thread::sleep(grace);
+        }
+    }
+    rustix::fs::sync();
+    match rustix::system::reboot(rustix::system::RebootCommand::Restart) {
+        Ok(()) => std::io::Error::other("the kernel returned from a reboot"),
+        Err(error) => error.into(),
+    }
 }
 
 /// Leaves the session (and the terminal) of whoever started this process: `setsid`.

@@ -247,6 +247,17 @@ impl State {
         Ok(())
     }
 
+    /// The boot trial still waiting for `blankslate confirm`: not failed, its
+    /// generation the boot default (a trial carried to an amended generation goes on;
+    /// a switch to another one ends it) and not marked good yet.
+    pub fn pending_boot_trial(&self) -> Result<Option<BootTrial>> {
+        let Some(trial) = self.boot_trial()?.filter(|t| !t.failed) else { return Ok(None) };
+        if self.current_number()? != Some(trial.generation) || self.good_number()? == Some(trial.generation) {
+            return Ok(None);
+        }
+        Ok(Some(trial))
+    }
+
     /// Makes generation `number` the boot default on trial for `tries` boots, falling
     /// back to the last good generation (or, if none was ever marked good, to the
     /// boot default before).
@@ -405,6 +416,31 @@ mod tests {
         assert_eq!(state.current_number().unwrap(), Some(3));
         let trial = state.boot_trial().unwrap().unwrap();
         assert_eq!((trial.generation, trial.attempts, trial.tries, trial.fallback), (3, 1, 3, 1));
+    }
+
+    /// What the boot deadline waits for: pending until confirmed, carried along with an
+    /// amended boot default, over once failed or once the boot default moved elsewhere.
+    #[test]
+    fn a_boot_trial_is_pending_until_confirmed_failed_or_replaced() {
+        let (_scratch, state) = state_with(3);
+        state.set_current(1).unwrap();
+        assert_eq!(state.pending_boot_trial().unwrap(), None, "no trial");
+        state.start_boot_trial(2, 2).unwrap();
+        assert!(state.pending_boot_trial().unwrap().is_some_and(|t| t.generation == 2));
+        state.mark_good(2).unwrap();
+        assert_eq!(state.pending_boot_trial().unwrap(), None, "confirmed");
+
+        state.start_boot_trial(3, 1).unwrap();
+        state.carry_current(3, 1).unwrap();
+        assert!(state.pending_boot_trial().unwrap().is_some_and(|t| t.generation == 1), "carried");
+        let attempt = state.boot_choice().unwrap().unwrap();
+        state.commit_boot_choice(attempt).unwrap();
+        state.commit_boot_choice(state.boot_choice().unwrap().unwrap()).unwrap();
+        assert_eq!(state.pending_boot_trial().unwrap(), None, "failed: boot fell back");
+
+        state.start_boot_trial(3, 1).unwrap();
+        state.set_current(1).unwrap();
+        assert_eq!(state.pending_boot_trial().unwrap(), None, "the boot default moved elsewhere");
     }
 
     /// The good generation and a pending trial's fallback are kept.

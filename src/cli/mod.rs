@@ -87,6 +87,13 @@ enum Command {
     /// what must work (packaging/systemd/blankslate-confirm.service).
     #[command(after_help = EXIT_CODES)]
     Confirm(trial::ConfirmArgs),
+    /// Reboot a boot on trial (`switch --tries`) that is not confirmed within DURATION
+    /// of booting, so that a generation which comes up without what it must reach
+    /// (the network, say) is tried again or falls back without anyone at the console.
+    /// Run by packaging/systemd/blankslate-boot-deadline.service; exits at once when
+    /// this boot is not on trial, and as soon as it is confirmed.
+    #[command(after_help = EXIT_CODES)]
+    BootDeadline(trial::BootDeadlineArgs),
     /// The watcher of a switch on trial (started by `switch --confirm-within`).
     #[command(hide = true)]
     TrialExpire(trial::ExpireArgs),
@@ -210,6 +217,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Switch(args) => switch::switch(&args),
         Command::Rollback(args) => switch::rollback(&args),
         Command::Confirm(args) => trial::confirm(&args),
+        Command::BootDeadline(args) => trial::boot_deadline(&args),
         Command::TrialExpire(args) => trial::expire(&args),
         Command::Repair(args) => repair::run(&args),
         Command::Sandbox(args) => sandbox::run(args),

@@ -1,15 +1,17 @@
 //! Switching on trial: `switch --confirm-within`, `switch --tries`, `blankslate
-//! confirm`, and the watcher's `trial-expire`.
+//! confirm`, the watcher's `trial-expire`, and `boot-deadline` (a boot on trial that
+//! is not confirmed in time reboots).
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use blankslate_activator::trial::{self as watcher, Request, WatcherSetup};
+use blankslate_activator::trial::{self as watcher, BootAttempt, Request, WatcherSetup};
 use blankslate_core::fs::Dir;
 use blankslate_core::generation::{GenerationError, State, format_utc};
-use blankslate_core::trial::{BootTrial, LiveTrial, Watcher, now};
+use blankslate_core::trial::{BootTrial, LiveTrial, TrialAttempt, Watcher, now};
 
-use super::{InputError, Result, Target, open_state};
+use super::{InputError, Result, Target, open_state, read_state};
 
 /// How a switch is put on trial.
 #[derive(Debug, clap::Args)]
@@ -178,4 +180,66 @@ pub(super) fn expire(args: &ExpireArgs) -> Result<ExitCode> {
         ),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct BootDeadlineArgs {
+    /// How long after the kernel started a boot on trial has to reach `blankslate
+    /// confirm` (`90s`, `10m`, `1h`), counted on the kernel's boot clock.
+    #[arg(value_name = "DURATION", value_parser = parse_duration)]
+    within: Duration,
+    #[command(flatten)]
+    target: Target,
+}
+
+/// How often the deadline's watch looks for a confirmation.
+const DEADLINE_POLL: Duration = Duration::from_secs(2);
+/// How long systemd gets to reboot cleanly before the kernel is asked directly.
+const REBOOT_GRACE: Duration = Duration::from_secs(120);
+
+/// `blankslate boot-deadline DURATION` (run by blankslate-boot-deadline.service): if
+/// this boot is an attempt of a generation on trial, reboot unless it is confirmed
+/// within DURATION of booting; the next boot tries it again or falls back.
+pub(super) fn boot_deadline(args: &BootDeadlineArgs) -> Result<ExitCode> {
+    let root = Dir::open_root(&args.target.root)?;
+    let attempt = match read_state(&args.target)? {
+        Some(state) => BootAttempt::of_this_boot(&state, &root)?.map(|attempt| (state, attempt)),
+        None => None,
+    };
+    let Some((state, attempt)) = attempt else {
+        println!("this boot is not an attempt of a generation on trial: nothing to watch");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let BootAttempt { attempt: TrialAttempt { attempt: number, tries }, trial } = &attempt;
+    let within = args.within.as_secs();
+    println!(
+        "generation {} is on a boot trial (attempt {number} of {tries}): unless `blankslate confirm` runs within {within} s \
+         of booting, this machine reboots",
+        trial.generation
+    );
+    let Some(trial) = attempt.wait(&state, args.within, DEADLINE_POLL)? else {
+        println!(
+            "generation {}'s boot trial ended in time (confirmed, or another boot default): no reboot",
+            trial.generation
+        );
+        return Ok(ExitCode::SUCCESS);
+    };
+    let next = if trial.attempts < trial.tries {
+        format!("tries it again (attempt {} of {})", trial.attempts + 1, trial.tries)
+    } else {
+        format!("falls back to generation {}", trial.fallback)
+    };
+    let late = format!("generation {} was not confirmed within {within} s of booting", trial.generation);
+    if args.target.root != Path::new("/") {
+        // Only the live system is rebooted: a root elsewhere (a scratch root, a
+        // mounted image) is not what this kernel runs.
+        eprintln!(
+            "{late}: the next boot {next}; not rebooting, as {} is not the live root",
+            args.target.root.display()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    eprintln!("{late}: rebooting; the next boot {next}");
+    let error = watcher::reboot(REBOOT_GRACE);
+    Err(std::io::Error::other(format!("cannot reboot: {error}")).into())
 }

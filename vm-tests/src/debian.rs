@@ -66,8 +66,18 @@ fn build_image() -> Result<Image> {
         for excluded in ["/usr/share/man/*", "/usr/share/doc/*", "/usr/share/locale/*", "/usr/share/info/*"] {
             command.arg(format!("--dpkgopt=path-exclude={excluded}"));
         }
-        run(command.arg(SUITE).arg(&staging).arg(MIRROR))
-            .map_err(|e| format!("{e}\n(mmdebstrap builds the Debian image: apt-get install mmdebstrap)"))?;
+        command.arg(SUITE).arg(&staging).arg(MIRROR);
+        // A fresh CI machine always downloads: one dropped connection must not fail
+        // the run. (An --aptopt would stay in the image's apt configuration.)
+        let mut built = run(&mut command);
+        for _ in 1..3 {
+            if built.is_ok() {
+                break;
+            }
+            let _ = std::fs::remove_dir_all(&staging);
+            built = run(&mut command);
+        }
+        built.map_err(|e| format!("{e}\n(mmdebstrap builds the Debian image: apt-get install mmdebstrap)"))?;
         // mmdebstrap copies the host's; the image is a machine of its own.
         std::fs::write(staging.join("etc/hostname"), "debian\n").map_err(|e| e.to_string())?;
         std::fs::write(staging.join("etc/resolv.conf"), "").map_err(|e| e.to_string())?;
@@ -156,12 +166,16 @@ fn prepare() -> Result<Prepared> {
     let id = std::fs::read_to_string("/proc/sys/kernel/random/uuid").map_err(|e| e.to_string())?;
     std::fs::write(tree.join("etc/machine-id"), format!("{}\n", id.trim().replace('-', "")))
         .map_err(|e| e.to_string())?;
-    // What a Debian user installs: the binary, the sync unit (enabled), the dracut module.
+    // What a Debian user installs: the binary, the units (the sync unit enabled; the
+    // boot trial's confirm and deadline units for whoever enables them), the dracut
+    // module.
     let binary = std::fs::read(static_binary()?).map_err(|e| e.to_string())?;
     install(&binary, &tree.join("usr/bin/blankslate"), 0o755)?;
     let packaging = workspace().join("packaging");
-    let sync = std::fs::read(packaging.join("systemd/blankslate-sync.service")).map_err(|e| e.to_string())?;
-    install(&sync, &tree.join("usr/lib/systemd/system/blankslate-sync.service"), 0o644)?;
+    for unit in ["blankslate-sync.service", "blankslate-confirm.service", "blankslate-boot-deadline.service"] {
+        let text = std::fs::read(packaging.join("systemd").join(unit)).map_err(|e| e.to_string())?;
+        install(&text, &tree.join("usr/lib/systemd/system").join(unit), 0o644)?;
+    }
     enable(&tree, "blankslate-sync.service", "sysinit.target", "/lib/systemd/system")?;
     sh(&format!(
         "cp -r '{}' '{}/usr/lib/dracut/modules.d/'",
@@ -289,9 +303,7 @@ pub fn boot(
 
 /// The `VMTEST FACT key=value` lines of a boot.
 pub fn facts(boot: &Boot) -> std::collections::BTreeMap<String, String> {
-    boot.log
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("VMTEST FACT "))
+    boot.marked("VMTEST FACT ")
         .filter_map(|f| f.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
         .collect()
