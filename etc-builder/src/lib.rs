@@ -120,7 +120,13 @@ fn place(dir: &mut BTreeMap<OsString, Tree>, path: &str, node: Tree) -> Result<(
         None => (path, None),
     };
     let Some(rest) = rest else {
-        dir.insert(first.into(), node);
+        match (dir.get(std::ffi::OsStr::new(first)), &node) {
+            // A directory entry whose own entries were placed first keeps them.
+            (Some(Tree::Directory(_)), Tree::Directory(_)) => {}
+            _ => {
+                dir.insert(first.into(), node);
+            }
+        }
         return Ok(());
     };
     let child = dir.entry(first.into()).or_insert_with(|| Tree::Directory(BTreeMap::new()));
