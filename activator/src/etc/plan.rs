@@ -52,11 +52,12 @@ impl<'a> Dirs<'a> {
         Ok(self.open[path].as_ref())
     }
 
-    /// Whether `path` or one of its ancestors is an entry of the previous generation.
+    /// Whether `path` or one of its ancestors is a file or link entry of the previous
+    /// generation (a directory entry is no reason for a parent not to open).
     fn old_entry_in(&self, path: &str) -> bool {
         let mut prefix = path;
         loop {
-            if self.old.contains_key(prefix) {
+            if self.old.get(prefix).is_some_and(|e| e.kind != EtcKind::Directory) {
                 return true;
             }
             match prefix.rsplit_once('/') {
