@@ -12,7 +12,8 @@ use common::{blankslate_env, current_generation, stderr, stdout};
 const PASSWD: &str = r"root:x:0:0::/root:/bin/sh\nwww:x:33:33::/var/www:/bin/false\n";
 const GROUP: &str = r"root:x:0:\nwww:x:33:\n";
 
-/// Generation 1: links, copies, nested directories, the users copies are owned by.
+/// Generation 1: links, copies, nested and declared directories, the users copies are
+/// owned by.
 fn generation_1() -> String {
     format!(
         r#"version = 1
@@ -44,12 +45,19 @@ text = "was a link\n"
 [etc."kind/to-link"]
 text = "was a copy\n"
 mode = "0644"
+[etc."dirs/dropped"]
+directory = true
+mode = "0700"
+[etc."dirs/private"]
+directory = true
+mode = "0750"
 "#
     )
 }
 
 /// Generation 2: against generation 1 (plus [`person_edits`]) it adds, changes,
-/// removes, backs up, copies and links, and changes kinds both ways.
+/// removes, backs up, copies and links, changes kinds both ways, and adds, changes and
+/// removes declared directories.
 fn generation_2() -> String {
     format!(
         r#"version = 1
@@ -85,6 +93,18 @@ text = "new\n"
 [etc."added-copy"]
 text = "added copy\n"
 mode = "0400"
+user = "www"
+[etc."dirs/private"]
+directory = true
+mode = "0710"
+group = "www"
+[etc."added/private"]
+directory = true
+mode = "0700"
+user = "www"
+[etc."added/private/key"]
+text = "secret\n"
+mode = "0600"
 user = "www"
 "#
     )
@@ -232,13 +252,16 @@ fn a_clean_switch_makes_exactly_the_declared_etc() {
     assert_eq!(get("sudoers"), &file("root ALL=(ALL) ALL\n%www ALL=(ALL) ALL\n", 0o440, 0, 33));
     assert_eq!(get("kind/to-link"), &Node::Link("/etc/static/kind/to-link".into()));
     assert_eq!(get("added/nested/new.conf"), &Node::Link("/etc/static/added/nested/new.conf".into()));
+    assert_eq!(get("added/private"), &Node::Directory { mode: 0o700, uid: 33, gid: 0 });
+    assert_eq!(get("added/private/key"), &file("secret\n", 0o600, 33, 0));
+    assert_eq!(get("dirs/private"), &Node::Directory { mode: 0o710, uid: 0, gid: 33 });
     assert!(matches!(get("sudoers.blankslate-backup"), Node::File { contents, .. } if contents.contains("NOPASSWD")));
     assert!(
         matches!(get("conflict.conf.blankslate-backup.1"), Node::File { contents, .. } if contents.starts_with("a person's"))
     );
     assert!(matches!(get("confdir.blankslate-backup/inside"), Node::File { .. }));
     assert!(matches!(get("leftover.conf"), Node::File { contents, .. } if contents == "leftover, edited\n"));
-    for gone in ["removed-copy", "gone", "keep/b.conf", ".blankslate/journal.json"] {
+    for gone in ["removed-copy", "gone", "keep/b.conf", "dirs/dropped", ".blankslate/journal.json"] {
         assert!(!expected.contains_key(gone), "{gone}");
     }
     assert!(expected.contains_key(".blankslate/state.json"));
@@ -292,9 +315,10 @@ fn a_switch_killed_at_any_etc_step_is_finished_by_the_next_run() {
         assert!(!scratch.etc().join(".blankslate/journal.json").exists(), "{point}");
         assert_eq!(scratch.current(), Some(2), "{point}");
     }
-    // The journal, 3 backups, 4 staged copies, 3 links, static, 4 copies moved into
-    // place, 3 removals, the state: every one of them was a place to die.
-    assert_eq!(aborted, 20, "every step was tried");
+    // The journal, 3 backups, 4 removals (a directory's last), 2 directories, 5 staged
+    // copies, 3 links, static, 5 copies moved into place, the state: every one of them
+    // was a place to die.
+    assert_eq!(aborted, 25, "every step was tried");
 }
 
 /// The same for the failpoints of the build inside `switch DECL`: they fire before

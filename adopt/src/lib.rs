@@ -12,13 +12,15 @@
 //!   `shadow`, `gshadow`, `subuid`, `subgid`) and `adjtime` are persisted
 //!   `how = "copy"`, since `passwd` and `useradd` replace them by rename, and so is
 //!   `/etc/machine-id`, since systemd's commit of a first boot's id fails on a mount;
-//! - the rest of `/etc` becomes the declaration's etc tree, every file with its owner
-//!   and mode (`sudoers` stays 0440), symlinks as they are;
+//! - the rest of `/etc` becomes the declaration's etc tree, every file and directory
+//!   with its owner and mode (`sudoers` stays 0440, `ssl/private` 0710 root:ssl-cert),
+//!   symlinks as they are, empty directories kept (`apt/sources.list.d` is where apt
+//!   and people write): a generation built from it makes them all again;
 //! - the declaration and its tree live in the persisted `/etc/blankslate`, where the
 //!   admin edits them and `blankslate switch /etc/blankslate/system.toml` reads them.
 //!
 //! What is left out is said, with why (regenerated at boot, a mount point, an empty
-//! directory, a link made again at boot); what it could not decide is kept, with a
+//! directory outside `/etc`, a link made again at boot); what it could not decide is kept, with a
 //! comment on its line. The root is only read: the copies are made with the faithful
 //! copier of `persist add` (owners, modes, times, extended attributes, hard links,
 //! holes), and the volume must be empty (`lost+found` aside), so nothing there is

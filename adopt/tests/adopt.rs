@@ -36,6 +36,13 @@ fn installed(root: &Path) {
     write(root, "etc/ssh/sshd_config", "Port 22\n", 0o644, (0, 0));
     write(root, "etc/ssh/ssh_host_ed25519_key", "PRIVATE\n", 0o600, (0, 0));
     write(root, "etc/ssh/ssh_host_ed25519_key.pub", "PUBLIC\n", 0o644, (0, 0));
+    // Debian's private key directory, and a directory apt and people write into.
+    write(root, "etc/ssl/private/ssl-cert-snakeoil.key", "KEY\n", 0o640, (0, 110));
+    for (dir, mode, gid) in [("etc/ssl/private", 0o710, 110), ("etc/apt/sources.list.d", 0o755, 0)] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+        std::fs::set_permissions(root.join(dir), std::fs::Permissions::from_mode(mode)).unwrap();
+        chown(root.join(dir), Some(0), Some(gid)).unwrap();
+    }
     symlink("../usr/lib/os-release", root.join("etc/os-release")).unwrap();
     assert!(std::process::Command::new("mkfifo").arg(root.join("etc/initctl")).status().unwrap().success());
     write(root, "usr/lib/os-release", "ID=debian\n", 0o644, (0, 0));
@@ -132,7 +139,9 @@ fn an_installed_system_is_adopted_whole_and_left_untouched() {
         assert!(std::fs::symlink_metadata(tree.join(gone)).is_err(), "{gone} is in the etc tree");
     }
     assert!(tree.join("ssh/ssh_host_ed25519_key.pub").exists());
-    assert_eq!(adopted.etc_entries, 5, "hostname, os-release, sshd_config, the public key, sudoers");
+    assert_eq!(adopted.etc_entries, 6, "hostname, os-release, sshd_config, the public key, sudoers, the TLS key");
+    assert_eq!(mode_owner(&tree.join("ssl/private")), (0o710, 0, 110));
+    assert!(tree.join("apt/sources.list.d").is_dir(), "an empty directory stays in the tree");
 
     // The declaration checks, with the adopted system's owner names, and builds.
     let users = blankslate_core::decl::UserDb::from_root(&Dir::open_root(&root).unwrap());
@@ -143,6 +152,11 @@ fn an_installed_system_is_adopted_whole_and_left_untouched() {
     let sudoers = &etc.entries["sudoers"].manifest;
     assert_eq!(sudoers.mode.as_deref(), Some("0440"));
     assert!(!etc.entries.contains_key("shadow"));
+    // The directories that say something are entries: a generation makes them again.
+    let private = &etc.entries["ssl/private"].manifest;
+    assert_eq!((private.mode.as_deref(), private.group.as_str()), (Some("0710"), "+110"));
+    assert_eq!(etc.entries["apt/sources.list.d"].manifest.kind, blankslate_core::manifest::EtcKind::Directory);
+    assert!(!etc.entries.contains_key("ssh") && !etc.entries.contains_key("ssl"), "ordinary directories are not");
 }
 
 #[test]

@@ -88,11 +88,24 @@ pub fn etc_drift(root: &Dir, active: &Active, users: &UserDb, out: &mut Vec<Find
         let wanted = match &entry.kind {
             EtcKind::Link => Some(format!("/etc/static/{path}")),
             EtcKind::DirectLink { target } => Some(target.clone()),
-            EtcKind::Copy => None,
+            EtcKind::Copy | EtcKind::Directory => None,
         };
         let Some((meta, dir, name)) = dirs.meta(path) else {
             push("missing", path, 0, "declared, but not there".into());
             continue;
+        };
+        // A copy's or a directory's owner and mode are part of what activation made.
+        let owner_and_mode = |push: &mut dyn FnMut(&'static str, &str, u64, String)| {
+            let mode = entry.mode_bits();
+            if meta.mode != mode {
+                push("wrong-mode", path, 0, format!("mode {:04o}, declared {mode:04o}", meta.mode));
+            }
+            if let (Some(uid), Some(gid)) = (users.uid(&entry.user), users.gid(&entry.group)) {
+                if (meta.uid, meta.gid) != (uid, gid) {
+                    let reason = format!("owner {}:{}, declared {}:{}", meta.uid, meta.gid, entry.user, entry.group);
+                    push("wrong-owner", path, 0, reason);
+                }
+            }
         };
         match (wanted, meta.kind) {
             (Some(wanted), Kind::Symlink) => {
@@ -108,25 +121,19 @@ pub fn etc_drift(root: &Dir, active: &Active, users: &UserDb, out: &mut Vec<Find
                 format!("a regular file replaced the link to {wanted}: edits here are lost at reboot"),
             ),
             (Some(_), kind) => push("replaced", path, 0, format!("{} stands where the link goes", found(kind))),
-            (None, Kind::File) => {
+            (None, Kind::File) if entry.kind == EtcKind::Copy => {
                 let hash = dir.read(&name).map(|b| content_hash(&b)).unwrap_or_default();
                 if hash != entry.hash {
                     let reason = "contents differ from the generation's: the edit is lost at reboot";
                     push("edited", path, meta.size, reason.into());
                 }
-                let mode = entry.mode.as_deref().and_then(|m| u32::from_str_radix(m, 8).ok()).unwrap_or(0o644);
-                if meta.mode != mode {
-                    push("wrong-mode", path, 0, format!("mode {:04o}, declared {mode:04o}", meta.mode));
-                }
-                if let (Some(uid), Some(gid)) = (users.uid(&entry.user), users.gid(&entry.group)) {
-                    if (meta.uid, meta.gid) != (uid, gid) {
-                        let reason =
-                            format!("owner {}:{}, declared {}:{}", meta.uid, meta.gid, entry.user, entry.group);
-                        push("wrong-owner", path, 0, reason);
-                    }
-                }
+                owner_and_mode(&mut push);
             }
-            (None, kind) => push("replaced", path, 0, format!("{} stands where the copy goes", found(kind))),
+            (None, Kind::Directory) if entry.kind == EtcKind::Directory => owner_and_mode(&mut push),
+            (None, kind) => {
+                let what = if entry.kind == EtcKind::Directory { "directory" } else { "copy" };
+                push("replaced", path, 0, format!("{} stands where the {what} goes", found(kind)));
+            }
         }
     }
 }

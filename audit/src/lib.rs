@@ -48,6 +48,7 @@ use blankslate_core::activation::{self as etc, Active};
 use blankslate_core::decl::{Declaration, UserDb, glob};
 use blankslate_core::fs::Dir;
 use blankslate_core::generation::DEFAULT_STATE_DIR;
+use blankslate_core::manifest::EtcKind;
 use globset::{GlobSet, GlobSetBuilder};
 
 use crate::walk::{Mark, Stats, Tree, Unknown, Walker};
@@ -349,8 +350,10 @@ pub fn root_tree(setup: &Setup<'_>) -> Result<(Tree, GlobSet), AuditError> {
     tree.insert(b"/etc/static", Mark::Declared);
     tree.insert(format!("/etc/{}", etc::STATE_DIR).as_bytes(), Mark::Declared);
     if let Some(active) = setup.etc {
-        for path in active.manifest.entries.keys() {
-            tree.insert(format!("/etc/{path}").as_bytes(), Mark::Declared);
+        for (path, entry) in &active.manifest.entries {
+            // A declared directory is accounted for, not what is put in it later.
+            let mark = if entry.kind == EtcKind::Directory { Mark::Interior } else { Mark::Declared };
+            tree.insert(format!("/etc/{path}").as_bytes(), mark);
         }
     }
     let all = || setup.declaration.audit.ignore.join(", ");

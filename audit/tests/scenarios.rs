@@ -656,3 +656,57 @@ fn what_a_systemd_boot_writes_is_ignored_or_reported_as_what_it_is() {
         assert!(!text.contains("random-seed") && !text.contains("resolv.conf") && !text.contains("dhcp"), "{text}");
     });
 }
+
+/// A directory of the etc tree (`ssl/private`, 0710 root:ssl-cert) is part of what
+/// activation made: its mode, owner and presence are checked, what a person puts in it
+/// is a stray, and a repair clears the drift.
+#[test]
+fn a_declared_directory_that_drifted_is_reported_and_repaired() {
+    as_root_in_namespace(|| {
+        let tree = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tree.path().join("ssl/private")).unwrap();
+        std::fs::create_dir_all(tree.path().join("sudoers.d")).unwrap();
+        std::os::unix::fs::chown(tree.path().join("ssl/private"), Some(0), Some(110)).unwrap();
+        for (path, mode) in [("ssl", 0o755), ("ssl/private", 0o710), ("sudoers.d", 0o750)] {
+            std::fs::set_permissions(tree.path().join(path), std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let text = format!("version = 1\n[etc_tree]\nsource = \"{}\"\n", tree.path().display());
+        let scratch = Scratch::activated_with(&text, false);
+        let etc_drift = |report: &Report| {
+            let mut found: Vec<String> = report
+                .findings
+                .iter()
+                .filter(|f| matches!(f.class, Class::EtcDrift | Class::EtcStray))
+                .map(|f| format!("{} {} {}", f.class.key(), f.kind, String::from_utf8_lossy(&f.path)))
+                .collect();
+            found.sort();
+            found
+        };
+        assert_eq!(etc_drift(&scratch.audit()), Vec::<String>::new());
+
+        std::fs::set_permissions(scratch.path("etc/ssl/private"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::chown(scratch.path("etc/ssl/private"), Some(0), Some(0)).unwrap();
+        scratch.write("etc/ssl/private/mine.pem", b"a person's key\n");
+        std::fs::remove_dir(scratch.path("etc/sudoers.d")).unwrap();
+        let report = scratch.audit();
+        assert_eq!(
+            etc_drift(&report),
+            [
+                "etc-drift missing /etc/sudoers.d",
+                "etc-drift wrong-mode /etc/ssl/private",
+                "etc-drift wrong-owner /etc/ssl/private",
+                "etc-stray file /etc/ssl/private/mine.pem",
+            ],
+            "{}",
+            summary(&report)
+        );
+        let mode = find(&report, Class::EtcDrift, b"/etc/ssl/private");
+        assert!(mode.iter().any(|f| f.reason == "mode 0755, declared 0710"), "{}", summary(&report));
+
+        let root = Dir::open_root(&scratch.root).unwrap();
+        let state = State::open_locked(&root, Path::new(STATE_DIR)).unwrap();
+        etc::repair(&root, state.store(), false).unwrap().unwrap();
+        drop(state);
+        assert_eq!(etc_drift(&scratch.audit()), ["etc-stray file /etc/ssl/private/mine.pem"]);
+    });
+}

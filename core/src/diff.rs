@@ -54,12 +54,14 @@ pub fn etc_changes<'a>(old: &'a Manifest, new: &'a Manifest) -> impl Iterator<It
 }
 
 /// An `/etc` entry as the diff describes it: `link`, `link to TARGET`, `copy 0440
-/// root:www`.
+/// root:www`, `directory 0710 root:ssl-cert`.
 pub fn describe_etc_entry(entry: &ManifestEntry) -> String {
+    let owned = |noun: &str| format!("{noun} {:04o} {}:{}", entry.mode_bits(), entry.user, entry.group);
     match &entry.kind {
         EtcKind::Link => "link".to_owned(),
         EtcKind::DirectLink { target } => format!("link to {target}"),
-        EtcKind::Copy => format!("copy {} {}:{}", entry.mode.as_deref().unwrap_or("0644"), entry.user, entry.group),
+        EtcKind::Copy => owned("copy"),
+        EtcKind::Directory => owned("directory"),
     }
 }
 
@@ -103,16 +105,19 @@ impl EtcChange<'_> {
             (EtcKind::DirectLink { target: a }, EtcKind::DirectLink { target: b }) if a != b => {
                 out.push(Aspect::new("target", a, b));
             }
-            (EtcKind::DirectLink { .. }, EtcKind::DirectLink { .. }) => {}
+            // The target says it all; a directory has no contents of its own.
+            (EtcKind::DirectLink { .. }, EtcKind::DirectLink { .. })
+            | (EtcKind::Directory, _)
+            | (_, EtcKind::Directory) => {}
             _ if old.hash != new.hash => out.push(Aspect::new("contents", "", "")),
             _ => {}
         }
-        if new.kind == EtcKind::Copy || old.kind == EtcKind::Copy {
-            let mode = |e: &ManifestEntry| e.mode.clone().unwrap_or_else(|| "0644".into());
-            if mode(old) != mode(new) && old.kind == new.kind {
+        if old.kind == new.kind && new.is_owned() {
+            let mode = |e: &ManifestEntry| format!("{:04o}", e.mode_bits());
+            if mode(old) != mode(new) {
                 out.push(Aspect::new("mode", mode(old), mode(new)));
             }
-            if (&old.user, &old.group) != (&new.user, &new.group) && old.kind == new.kind {
+            if (&old.user, &old.group) != (&new.user, &new.group) {
                 out.push(Aspect::new(
                     "owner",
                     format!("{}:{}", old.user, old.group),
@@ -402,5 +407,31 @@ mod tests {
         let change = EtcChange { path: "sudoers", old: Some(&old), new: Some(&link) };
         let shown: Vec<String> = change.aspects().iter().map(ToString::to_string).collect();
         assert_eq!(shown, ["kind copy 0440 root:root -> link", "contents"]);
+    }
+
+    #[test]
+    fn directories_are_added_removed_and_change_mode_or_owner() {
+        let dir = |mode: &str, group: &str| ManifestEntry::directory(mode.into(), "root".into(), group.into());
+        let old = manifest(&[("ssl/private", dir("0700", "root")), ("sudoers.d", dir("0750", "root"))]);
+        let new = manifest(&[("apt/sources.list.d", dir("0755", "root")), ("ssl/private", dir("0710", "+110"))]);
+        let changes: Vec<String> = etc_changes(&old, &new)
+            .map(|c| match (c.old, c.new) {
+                (None, Some(e)) => format!("+ {} {}", c.path, describe_etc_entry(e)),
+                (Some(e), None) => format!("- {} {}", c.path, describe_etc_entry(e)),
+                _ => format!("~ {} {:?}", c.path, c.aspects().iter().map(ToString::to_string).collect::<Vec<_>>()),
+            })
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                "+ apt/sources.list.d directory 0755 root:root",
+                r#"~ ssl/private ["mode 0700 -> 0710", "owner root:root -> root:+110"]"#,
+                "- sudoers.d directory 0750 root:root",
+            ]
+        );
+        let copy = entry(EtcKind::Copy, "1", Some("0440"), "root");
+        let change = EtcChange { path: "sudoers.d", old: Some(&copy), new: Some(&old.entries["sudoers.d"]) };
+        let shown: Vec<String> = change.aspects().iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["kind copy 0440 root:root -> directory 0750 root:root"]);
     }
 }

@@ -1,6 +1,13 @@
 //! The `/etc` manifest: what a generation's `/etc` holds, entry by entry. Written by
 //! the etc-builder into the etc store object, read by activation (to diff
 //! generations) and by the audit (to detect drift).
+//!
+//! Directories are entries too, but only where they say something: a directory whose
+//! mode or owner is not the default (`0755 root:root`), or one that is empty (it would
+//! not exist otherwise). The others are made as needed for the entries below them.
+//! A manifest without directories (every one written before they were recorded) reads
+//! as it always did, and the same `/etc` still serializes to the same bytes, so the
+//! store object keeps its hash.
 
 use std::collections::BTreeMap;
 
@@ -23,16 +30,19 @@ pub enum EtcKind {
     DirectLink { target: String },
     /// `/etc/<path>` is a regular file with the entry's mode and owner.
     Copy,
+    /// `/etc/<path>` is a directory with the entry's mode and owner (`hash` is empty).
+    Directory,
 }
 
 /// One entry. `hash` is the blake3 (hex) of the contents, or of the link target for
-/// entries whose contents live outside the store (NixOS trees).
+/// entries whose contents live outside the store (NixOS trees); none for a directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestEntry {
     #[serde(flatten)]
     pub kind: EtcKind,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub hash: String,
-    /// Octal permission bits, for copies.
+    /// Octal permission bits, for copies and directories.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
     /// A user name, or `+UID` for a number (as NixOS writes them).
@@ -61,7 +71,68 @@ impl Manifest {
     }
 }
 
+impl ManifestEntry {
+    /// A directory entry: `mode` and owner as the directory has them.
+    pub fn directory(mode: String, user: String, group: String) -> ManifestEntry {
+        ManifestEntry { kind: EtcKind::Directory, hash: String::new(), mode: Some(mode), user, group }
+    }
+
+    /// The permission bits of a copy or a directory (`0644`, `0755` when not given).
+    pub fn mode_bits(&self) -> u32 {
+        let default = if self.kind == EtcKind::Directory { DEFAULT_DIR_MODE } else { 0o644 };
+        self.mode.as_deref().and_then(|m| u32::from_str_radix(m, 8).ok()).unwrap_or(default)
+    }
+
+    /// Whether `/etc/<path>` holds a file or directory with its own owner and mode
+    /// (a copy or a directory), rather than a symlink.
+    pub fn is_owned(&self) -> bool {
+        matches!(self.kind, EtcKind::Copy | EtcKind::Directory)
+    }
+}
+
+/// The mode of a directory that needs no entry of its own.
+pub const DEFAULT_DIR_MODE: u32 = 0o755;
+
 /// The hex blake3 of some bytes, as manifests record contents.
 pub fn content_hash(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What every generation built before directories were recorded has in its store
+    /// object: it must keep reading, so that those generations keep booting.
+    const OLD: &str = r#"{
+  "version": 1,
+  "entries": {
+    "hosts": { "kind": "link", "hash": "ab12", "user": "root", "group": "root" },
+    "os-release": { "kind": "direct-link", "target": "../usr/lib/os-release", "hash": "cd34", "user": "root", "group": "root" },
+    "sudoers": { "kind": "copy", "hash": "ef56", "mode": "0440", "user": "root", "group": "root" }
+  }
+}"#;
+
+    #[test]
+    fn an_old_manifest_reads_and_writes_the_same_bytes() {
+        let manifest = Manifest::from_json(OLD.as_bytes()).unwrap();
+        assert_eq!(manifest.entries["sudoers"].kind, EtcKind::Copy);
+        assert_eq!(manifest.entries["hosts"].hash, "ab12");
+        let again = Manifest::from_json(manifest.to_json().as_bytes()).unwrap();
+        assert_eq!(again, manifest);
+        assert!(!manifest.to_json().contains("directory"));
+    }
+
+    #[test]
+    fn a_directory_entry_has_a_mode_and_owner_and_no_hash() {
+        let mut manifest = Manifest::new();
+        manifest
+            .entries
+            .insert("ssl/private".into(), ManifestEntry::directory("0710".into(), "root".into(), "+110".into()));
+        let json = manifest.to_json();
+        assert!(json.contains(r#""kind": "directory""#) && !json.contains("hash"), "{json}");
+        let read = Manifest::from_json(json.as_bytes()).unwrap();
+        assert_eq!(read, manifest);
+        assert_eq!(read.entries["ssl/private"].mode_bits(), 0o710);
+    }
 }

@@ -87,6 +87,9 @@ fn examples_declare_what_they_promise() {
     assert_eq!(serde_json::to_value(sudoers.mode).unwrap(), "0440");
     assert!(matches!(&sudoers.contents, decl::EtcContents::Source(s) if s.ends_with("files/sudoers")));
     assert!(matches!(&server.etc["hosts"].contents, decl::EtcContents::Text(_)));
+    let sudoers_d = &server.etc["sudoers.d"];
+    assert_eq!(sudoers_d.contents, decl::EtcContents::Directory(true));
+    assert_eq!(serde_json::to_value(sudoers_d.mode).unwrap(), "0750");
     assert!(!server.audit.ignore.is_empty());
 
     let laptop = check_file(&manifest_dir().join("../examples/laptop.toml")).declaration.expect("valid");
@@ -296,6 +299,17 @@ files = [{ file = ".bash_history", how = "bind" }]
 /// Declarations that look odd but are fine.
 const PASSING: &[(&str, &str)] = &[
     (
+        "a persisted path inside a declared /etc directory",
+        r#"version = 1
+[persist."/persist"]
+directories = [{ directory = "/etc/NetworkManager/system-connections", mode = "0700" }]
+[etc."NetworkManager"]
+directory = true
+[etc."NetworkManager/NetworkManager.conf"]
+text = "[main]\n"
+"#,
+    ),
+    (
         "unicode paths",
         r#"version = 1
 [persist."/persist"]
@@ -453,6 +467,8 @@ directories = ["Documents", ".ssh"]
 files = [{ file = ".bash_history", how = "bind" }]
 [etc."hosts"]
 text = "127.0.0.1 localhost\n"
+[etc."apt/sources.list.d"]
+directory = true
 [audit]
 ignore = ["/var/cache/**", "/tmp/**"]
 "#,
@@ -470,6 +486,12 @@ text = """
 127.0.0.1 localhost
 """
 mode = "link"
+
+[etc."apt/sources.list.d"]
+directory = true
+mode = "755"
+user = "root"
+group = "root"
 
 [persist."/persist".users.alice]
 home = "/home/alice"
@@ -492,6 +514,10 @@ mode = "0755"
 "#,
     );
     assert_eq!(terse.canonical_json(), verbose.canonical_json());
+    // The generation keeps the canonical JSON and reads it back, a directory entry too.
+    let json = terse.canonical_json();
+    assert!(json.contains(r#""directory":true"#), "{json}");
+    assert_eq!(decl::Declaration::from_canonical_json(&json).unwrap().canonical_json(), json);
     // And a real difference is one.
     let different = valid(
         "different.toml",

@@ -4,7 +4,8 @@
 //! Texts and source files are copied into the object, so a generation is
 //! self-contained: a source that lives outside the store (in a user's checkout) would
 //! not exist at boot. Entries of a NixOS etc tree keep their symlinks into `/nix/store`.
-//! Directory sources and glob sources (`source = "dir/*"`) expand to one entry per file.
+//! Directory sources and glob sources (`source = "dir/*"`) expand to one entry per file;
+//! a declared directory (`directory = true`) is one entry, with its mode and owner.
 
 #![forbid(unsafe_code)]
 
@@ -15,7 +16,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use blankslate_core::decl::{Declaration, EtcContents, EtcMode};
+use blankslate_core::decl::{Declaration, EtcContents, EtcMode, Mode};
 use blankslate_core::manifest::{EtcKind, MANIFEST_FILE, Manifest, ManifestEntry, TREE_DIR, content_hash};
 use blankslate_core::store::{Store, StoreError, Tree};
 
@@ -120,7 +121,13 @@ fn place(dir: &mut BTreeMap<OsString, Tree>, path: &str, node: Tree) -> Result<(
         None => (path, None),
     };
     let Some(rest) = rest else {
-        dir.insert(first.into(), node);
+        match (dir.get(std::ffi::OsStr::new(first)), &node) {
+            // A directory entry whose own entries were placed first keeps them.
+            (Some(Tree::Directory(_)), Tree::Directory(_)) => {}
+            _ => {
+                dir.insert(first.into(), node);
+            }
+        }
         return Ok(());
     };
     let child = dir.entry(first.into()).or_insert_with(|| Tree::Directory(BTreeMap::new()));
@@ -148,6 +155,16 @@ pub fn from_declaration(declaration: &Declaration) -> Result<EtcBuild> {
         let files = match &entry.contents {
             EtcContents::Text(text) => vec![(path.clone(), text.as_bytes().to_vec(), false)],
             EtcContents::Source(source) => expand_source(path, Path::new(source))?,
+            EtcContents::Directory(_) => {
+                let mode = match entry.mode {
+                    EtcMode::Copy(mode) => mode,
+                    EtcMode::Link => Mode::DIRECTORY,
+                };
+                let manifest = ManifestEntry::directory(mode.to_string(), entry.user.clone(), entry.group.clone());
+                let node = Tree::Directory(BTreeMap::new());
+                build.insert(path.clone(), BuiltEntry { manifest, node }, "as a declared directory")?;
+                continue;
+            }
         };
         for (key, bytes, executable) in files {
             let (kind, mode) = match entry.mode {
@@ -237,6 +254,8 @@ fn collect(entry: &str, path: &Path, key: &str, out: &mut Vec<(String, Vec<u8>, 
 
 #[cfg(test)]
 mod tests {
+    use std::ffi::OsStr;
+
     use super::*;
 
     fn declaration(text: &str, dir: &Path) -> Declaration {
@@ -290,6 +309,27 @@ mode = "0440"
         let text = "version = 1\n[etc.\"ssh\"]\ntext = \"a\"\n[etc.\"ssh/config\"]\ntext = \"b\"\n";
         let build = from_declaration(&declaration(text, scratch.path())).unwrap();
         assert!(matches!(build.tree(), Err(BuildError::FileAsDirectory { .. })));
+    }
+
+    /// `directory = true` declares a directory: 0755 root:root unless said otherwise,
+    /// in the store object empty or with the entries below it.
+    #[test]
+    fn a_declared_directory_is_one_entry_with_its_mode_and_owner() {
+        let scratch = tempfile::tempdir().unwrap();
+        let text = "version = 1\n[etc.\"sudoers.d\"]\ndirectory = true\nmode = \"0750\"\ngroup = \"wheel\"\n\
+                    [etc.\"apt/sources.list.d\"]\ndirectory = true\n\
+                    [etc.\"sudoers.d/local\"]\ntext = \"root ALL=(ALL) ALL\\n\"\nmode = \"0440\"\n";
+        let build = from_declaration(&declaration(text, scratch.path())).unwrap();
+        let sudoers = &build.entries["sudoers.d"].manifest;
+        assert_eq!(
+            (&sudoers.kind, sudoers.mode.as_deref(), sudoers.user.as_str(), sudoers.group.as_str()),
+            (&EtcKind::Directory, Some("0750"), "root", "wheel")
+        );
+        assert_eq!(build.entries["apt/sources.list.d"].manifest.mode.as_deref(), Some("0755"));
+        let Tree::Directory(top) = build.tree().unwrap() else { panic!("an object is a directory") };
+        let Some(Tree::Directory(etc)) = top.get(OsStr::new("etc")) else { panic!("etc/") };
+        let Some(Tree::Directory(sudoers_d)) = etc.get(OsStr::new("sudoers.d")) else { panic!("sudoers.d/") };
+        assert!(sudoers_d.contains_key(OsStr::new("local")));
     }
 
     #[test]

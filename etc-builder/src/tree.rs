@@ -8,13 +8,17 @@
 //!   copy with that owner and mode, owners kept as numbers (`+42`) unless root;
 //! - a symlink becomes an entry linking to the same target (`os-release ->
 //!   ../usr/lib/os-release` keeps working, relative to `/etc`);
-//! - directories are walked; anything else (a FIFO, a device) is refused.
+//! - a directory is walked, and becomes an entry of its own when it is empty (else it
+//!   would not exist: `apt/sources.list.d`) or its mode or owner is not the default
+//!   `0755 root:root` (`ssl/private` is `0710 root:ssl-cert`); the others are made as
+//!   the entries below them need them;
+//! - anything else (a FIFO, a device) is refused.
 
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
 use blankslate_core::decl::Mode;
-use blankslate_core::manifest::{EtcKind, ManifestEntry, content_hash};
+use blankslate_core::manifest::{DEFAULT_DIR_MODE, EtcKind, ManifestEntry, content_hash};
 use blankslate_core::store::Tree;
 
 use crate::{BuildError, BuiltEntry, EtcBuild, Result, read};
@@ -22,14 +26,15 @@ use crate::{BuildError, BuiltEntry, EtcBuild, Result, read};
 /// Modes a root-owned file may have and still be a link into the read-only store.
 const LINKABLE_MODES: [u32; 4] = [0o644, 0o755, 0o444, 0o555];
 
-/// Reads every file and symlink below `path`.
+/// Reads every file and symlink below `path`, and the directories that say something.
 pub fn from_tree(path: &Path) -> Result<EtcBuild> {
     let mut build = EtcBuild::default();
     walk(path, path, "", &mut build)?;
     Ok(build)
 }
 
-fn walk(top: &Path, dir: &Path, prefix: &str, build: &mut EtcBuild) -> Result<()> {
+/// Walks `dir`; returns whether it holds anything.
+fn walk(top: &Path, dir: &Path, prefix: &str, build: &mut EtcBuild) -> Result<bool> {
     let listing = std::fs::read_dir(dir).map_err(|source| BuildError::Read { path: dir.to_path_buf(), source })?;
     let mut names = Vec::new();
     for entry in listing {
@@ -42,6 +47,7 @@ fn walk(top: &Path, dir: &Path, prefix: &str, build: &mut EtcBuild) -> Result<()
         names.push(name);
     }
     names.sort();
+    let empty = names.is_empty();
     for name in names {
         let path = dir.join(&name);
         let key = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
@@ -49,8 +55,9 @@ fn walk(top: &Path, dir: &Path, prefix: &str, build: &mut EtcBuild) -> Result<()
             std::fs::symlink_metadata(&path).map_err(|source| BuildError::Read { path: path.clone(), source })?;
         let file_type = meta.file_type();
         let entry = if file_type.is_dir() {
-            walk(top, &path, &key, build)?;
-            continue;
+            let has_entries = walk(top, &path, &key, build)?;
+            let Some(entry) = directory_entry(&meta, has_entries) else { continue };
+            entry
         } else if file_type.is_symlink() {
             let target = std::fs::read_link(&path).map_err(|source| BuildError::Read { path: path.clone(), source })?;
             let target = target.into_os_string().into_string().map_err(|_| BuildError::Unsupported {
@@ -78,7 +85,20 @@ fn walk(top: &Path, dir: &Path, prefix: &str, build: &mut EtcBuild) -> Result<()
         };
         build.insert(key, entry, &format!("in the etc tree {}", top.display()))?;
     }
-    Ok(())
+    Ok(!empty)
+}
+
+/// The entry of a directory that is empty or not `0755 root:root`; `None` for one
+/// the entries below it account for.
+fn directory_entry(meta: &std::fs::Metadata, has_entries: bool) -> Option<BuiltEntry> {
+    let bits = meta.mode() & 0o7777;
+    let default = bits == DEFAULT_DIR_MODE && meta.uid() == 0 && meta.gid() == 0;
+    if default && has_entries {
+        return None;
+    }
+    let mode = Mode::new(bits).expect("permission bits are a mode").to_string();
+    let manifest = ManifestEntry::directory(mode, owner_name(meta.uid()), owner_name(meta.gid()));
+    Some(BuiltEntry { manifest, node: Tree::Directory(std::collections::BTreeMap::new()) })
 }
 
 fn file_entry(path: &Path, meta: &std::fs::Metadata) -> Result<BuiltEntry> {
@@ -117,7 +137,7 @@ mod tests {
         let scratch = tempfile::tempdir().unwrap();
         let etc = scratch.path();
         std::fs::create_dir_all(etc.join("ssh/sshd_config.d")).unwrap();
-        std::fs::create_dir_all(etc.join("empty")).unwrap();
+        set_mode(&etc.join("ssh"), 0o755);
         std::fs::write(etc.join("hostname"), "debian\n").unwrap();
         set_mode(&etc.join("hostname"), 0o644);
         std::fs::write(etc.join("ssh/sshd_config"), "Port 22\n").unwrap();
@@ -133,7 +153,10 @@ mod tests {
 
         let build = from_tree(etc).unwrap();
         let keys: Vec<&str> = build.entries.keys().map(String::as_str).collect();
-        assert_eq!(keys, ["gshadow", "hostname", "os-release", "rc.local", "ssh/sshd_config", "sudoers"]);
+        assert_eq!(
+            keys,
+            ["gshadow", "hostname", "os-release", "rc.local", "ssh/sshd_config", "ssh/sshd_config.d", "sudoers"]
+        );
         let manifest = |key: &str| &build.entries[key].manifest;
         assert_eq!(manifest("hostname").kind, EtcKind::Link);
         assert_eq!(build.entries["rc.local"].node, Tree::File { contents: b"#!/bin/sh\n".to_vec(), executable: true });
@@ -145,6 +168,51 @@ mod tests {
         assert_eq!((&manifest("sudoers").kind, manifest("sudoers").mode.as_deref()), (&EtcKind::Copy, Some("0440")));
         assert_eq!(manifest("os-release").kind, EtcKind::DirectLink { target: "../usr/lib/os-release".into() });
         assert_eq!(build.entries["os-release"].node, Tree::Symlink("../usr/lib/os-release".into()));
+    }
+
+    /// Debian's `ssl/private` is `0710 root:ssl-cert`, and a minimal system has empty
+    /// directories (`apt/sources.list.d`) that programs and people write into: both are
+    /// entries; a `0755 root:root` directory with something in it is not.
+    #[test]
+    fn directories_with_their_own_mode_or_owner_and_empty_ones_are_entries() {
+        let scratch = tempfile::tempdir().unwrap();
+        let etc = scratch.path();
+        std::fs::create_dir_all(etc.join("ssl/private")).unwrap();
+        std::fs::write(etc.join("ssl/private/key.pem"), "key\n").unwrap();
+        set_mode(&etc.join("ssl/private/key.pem"), 0o640);
+        set_mode(&etc.join("ssl/private"), 0o710);
+        std::os::unix::fs::chown(etc.join("ssl/private"), Some(0), Some(110)).unwrap();
+        set_mode(&etc.join("ssl"), 0o755);
+        std::fs::create_dir_all(etc.join("apt/sources.list.d")).unwrap();
+        set_mode(&etc.join("apt/sources.list.d"), 0o755);
+        set_mode(&etc.join("apt"), 0o755);
+        std::fs::create_dir(etc.join("sudoers.d")).unwrap();
+        set_mode(&etc.join("sudoers.d"), 0o750);
+
+        let build = from_tree(etc).unwrap();
+        let keys: Vec<&str> = build.entries.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["apt/sources.list.d", "ssl/private", "ssl/private/key.pem", "sudoers.d"]);
+        let directory = |key: &str| {
+            let m = &build.entries[key].manifest;
+            (m.kind.clone(), m.mode.clone().unwrap_or_default(), format!("{}:{}", m.user, m.group), m.hash.clone())
+        };
+        assert_eq!(directory("ssl/private"), (EtcKind::Directory, "0710".into(), "root:+110".into(), String::new()));
+        assert_eq!(
+            directory("apt/sources.list.d"),
+            (EtcKind::Directory, "0755".into(), "root:root".into(), String::new())
+        );
+        assert_eq!(directory("sudoers.d"), (EtcKind::Directory, "0750".into(), "root:root".into(), String::new()));
+        assert_eq!(build.entries["sudoers.d"].node, Tree::Directory(std::collections::BTreeMap::new()));
+        // The store object holds the directories, the empty ones too.
+        let Tree::Directory(top) = build.tree().unwrap() else { panic!("an object is a directory") };
+        let Some(Tree::Directory(tree)) = top.get(std::ffi::OsStr::new("etc")) else { panic!("etc/") };
+        let Some(Tree::Directory(ssl)) = tree.get(std::ffi::OsStr::new("ssl")) else { panic!("ssl/") };
+        let Some(Tree::Directory(private)) = ssl.get(std::ffi::OsStr::new("private")) else { panic!("ssl/private") };
+        assert!(private.contains_key(std::ffi::OsStr::new("key.pem")));
+        assert_eq!(
+            tree.get(std::ffi::OsStr::new("sudoers.d")),
+            Some(&Tree::Directory(std::collections::BTreeMap::new()))
+        );
     }
 
     #[test]

@@ -79,7 +79,7 @@ fn add_patches(diff: &mut GenerationDiff, state: &State, from: &Loaded, to: &Loa
     let contents = |tree: &Dir, manifest: &Manifest, path: &str| -> Option<Vec<u8>> {
         match manifest.entries.get(path) {
             None => Some(Vec::new()),
-            Some(entry) if matches!(entry.kind, EtcKind::DirectLink { .. }) => None,
+            Some(entry) if matches!(entry.kind, EtcKind::DirectLink { .. } | EtcKind::Directory) => None,
             Some(_) => tree.read(path).ok(),
         }
     };

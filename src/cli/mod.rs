@@ -60,8 +60,9 @@ struct Target {
 enum Command {
     /// Put an installed system onto blankslate: fill an empty persistent volume with
     /// what it keeps (/usr, /var/lib, /home, host keys, accounts, …) and a starting
-    /// declaration (/etc as an etc tree, each file with its owner and mode), and build
-    /// the first generation there. The installed root is only read.
+    /// declaration (/etc as an etc tree, each file and directory with its owner and
+    /// mode, empty directories too), and build the first generation there. The
+    /// installed root is only read.
     #[command(after_help = EXIT_CODES)]
     Adopt(adopt::Args),
     /// Validate declarations: each error names its file, line, column and the rule broken.

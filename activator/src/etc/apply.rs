@@ -5,7 +5,7 @@ use std::fmt;
 
 use blankslate_core::activation::{JOURNAL_FILE, Marker, STATE_FILE};
 use blankslate_core::failpoint;
-use blankslate_core::fs::Dir;
+use blankslate_core::fs::{Dir, Kind};
 use blankslate_core::manifest::{EtcKind, Manifest, TREE_DIR};
 use blankslate_core::store::Store;
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::plan::plan_from;
 use super::{
     ACTIVE_FILE, Action, Active, EtcError, FAILPOINT, OnConflict, Plan, Result, STAGED_SUFFIX, STATE_DIR, STATIC, Step,
-    active, copy_mode, link_target, open_etc, plan, split, users_for,
+    active, link_target, open_etc, plan, split, users_for,
 };
 
 /// An activation under way: where it is going. Where it comes from is the state
@@ -195,8 +195,9 @@ fn clear(dir: &Dir, name: &str) -> Result<()> {
     }
 }
 
-/// Applies a plan in crash-safe order: journal; parents; backups; staged copies;
-/// links; the static switch; copies into place; removals; fsync; state; journal gone.
+/// Applies a plan in crash-safe order: journal; backups; removals (directories last,
+/// deepest first); directories; staged copies; links; the static switch; copies into
+/// place; fsync; state; journal gone.
 pub(super) fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
     let etc = root.create_dir_all("etc", 0o755)?;
     let state = etc.create_dir_all(STATE_DIR, 0o700)?;
@@ -222,11 +223,8 @@ pub(super) fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
     }
     // Removals come before creations: an entry that changes between a file and a
     // directory needs the old shape gone first.
-    for step in plan.steps.iter().filter(|s| s.action == Action::Remove) {
-        remove_entry(&etc, &step.path)?;
-        remove_empty_parents(&etc, &step.path, &plan.to.manifest)?;
-        failpoint::hit(FAILPOINT);
-    }
+    remove_all(&etc, plan)?;
+    make_directories(&mut parents, &creates)?;
     for step in &creates {
         let entry = step.entry.as_ref().expect("creates have entries");
         if entry.kind != EtcKind::Copy {
@@ -235,11 +233,11 @@ pub(super) fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
         let dir = parents.get(&step.path)?;
         let temp = staged(split(&step.path).1);
         let contents = tree.read(&step.path)?;
-        match dir.create_file_owned(&temp, &contents, copy_mode(entry), step.owner) {
+        match dir.create_file_owned(&temp, &contents, entry.mode_bits(), step.owner) {
             // Left by an interrupted run: made again from the store.
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
                 dir.remove_file(&temp)?;
-                dir.create_file_owned(&temp, &contents, copy_mode(entry), step.owner)?;
+                dir.create_file_owned(&temp, &contents, entry.mode_bits(), step.owner)?;
             }
             other => {
                 other?;
@@ -287,6 +285,47 @@ pub(super) fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
     Ok(())
 }
 
+/// Removes what the plan removes; a directory once what the previous generation put
+/// in it is gone (the directories last, deepest first).
+fn remove_all(etc: &Dir, plan: &Plan) -> Result<()> {
+    let was_directory = |step: &&Step| {
+        let old = plan.from.as_ref().and_then(|f| f.manifest.entries.get(&step.path));
+        old.is_some_and(|e| e.kind == EtcKind::Directory)
+    };
+    let (directories, files): (Vec<&Step>, Vec<&Step>) =
+        plan.steps.iter().filter(|s| s.action == Action::Remove).partition(was_directory);
+    for step in files.into_iter().chain(directories.into_iter().rev()) {
+        remove_entry(etc, &step.path)?;
+        remove_empty_parents(etc, &step.path, &plan.to.manifest)?;
+        failpoint::hit(FAILPOINT);
+    }
+    Ok(())
+}
+
+/// Makes the declared directories, parents first, before anything goes into them; and
+/// removes an empty directory where a file or link replaces it, since `rename` cannot.
+fn make_directories(parents: &mut Parents<'_>, creates: &[&Step]) -> Result<()> {
+    for step in creates {
+        let entry = step.entry.as_ref().expect("creates have entries");
+        let dir = parents.get(&step.path)?;
+        let name = split(&step.path).1;
+        match entry.kind {
+            EtcKind::Directory => {
+                let (uid, gid) = step.owner.expect("a directory's owner is resolved");
+                make_directory(dir, name, step.action == Action::Replace, uid, gid, entry.mode_bits())?;
+            }
+            // Emptied by the removals (a declared directory, or one the previous
+            // generation's entries were in).
+            _ if step.action == Action::Replace && dir.meta(name).is_ok_and(|m| m.kind == Kind::Directory) => {
+                dir.remove_empty_dir(name)?;
+            }
+            _ => continue,
+        }
+        failpoint::hit(FAILPOINT);
+    }
+    Ok(())
+}
+
 /// The directories below `/etc` that steps touch, opened (and created) once each.
 struct Parents<'a> {
     etc: &'a Dir,
@@ -316,7 +355,23 @@ fn move_aside(dir: &Dir, name: &str, backup: &str) -> Result<()> {
     Err(EtcError::BackupTaken { path: dir.path().join(name).display().to_string(), backup: backup.to_owned() })
 }
 
-/// Removes an entry blankslate put there (a replayed run may find it gone already).
+/// Makes the directory `name` (`0700` until it has its owner, so that nothing is
+/// exposed meanwhile), or takes the one there; then sets its owner and mode through its
+/// own descriptor, the mode last since `chown` clears set-id bits. `replace`: a file or
+/// link there is the previous generation's entry, removed first.
+fn make_directory(dir: &Dir, name: &str, replace: bool, uid: u32, gid: u32, mode: u32) -> Result<()> {
+    if replace && dir.meta(name).is_ok_and(|m| m.kind != Kind::Directory) {
+        dir.remove_file(name)?;
+    }
+    dir.create_dir(name, 0o700)?;
+    let directory = dir.open_dir(name)?;
+    directory.set_owner(uid, gid)?;
+    directory.set_mode(mode)?;
+    Ok(())
+}
+
+/// Removes an entry blankslate put there (a replayed run may find it gone already);
+/// a directory only if it is empty.
 fn remove_entry(etc: &Dir, path: &str) -> Result<()> {
     let (parent, name) = split(path);
     let holder = if parent.is_empty() { etc.try_clone() } else { etc.open_dir(parent) };
@@ -325,9 +380,13 @@ fn remove_entry(etc: &Dir, path: &str) -> Result<()> {
         Err(error) if error.is_not_found() => return Ok(()),
         Err(error) => return Err(error.into()),
     };
-    match holder.remove_file(name) {
-        Err(error) if !error.is_not_found() => return Err(error.into()),
-        _ => {}
+    match holder.meta(name) {
+        Ok(meta) if meta.kind == Kind::Directory => {
+            holder.remove_empty_dir(name)?;
+        }
+        Ok(_) => holder.remove_file(name)?,
+        Err(error) if error.is_not_found() => {}
+        Err(error) => return Err(error.into()),
     }
     holder.sync()?;
     Ok(())
@@ -339,7 +398,8 @@ fn remove_empty_parents(etc: &Dir, path: &str, keep: &Manifest) -> Result<()> {
     let mut dir = split(path).0;
     while !dir.is_empty() {
         let prefix = format!("{dir}/");
-        if keep.entries.range(prefix.clone()..).next().is_some_and(|(k, _)| k.starts_with(&prefix)) {
+        let declared = keep.entries.get(dir).is_some_and(|e| e.kind == EtcKind::Directory);
+        if declared || keep.entries.range(prefix.clone()..).next().is_some_and(|(k, _)| k.starts_with(&prefix)) {
             return Ok(());
         }
         let (parent, name) = split(dir);

@@ -2,7 +2,12 @@
 //!
 //! - `etc/static` points at the generation's tree in the store (one atomic rename);
 //!   each linked entry is `etc/<path>` -> `/etc/static/<path>`, each copy a regular
-//!   file with its mode and owner (written to a temporary name, fsynced, renamed).
+//!   file with its mode and owner (written to a temporary name, fsynced, renamed),
+//!   each directory entry a directory with its mode and owner (made `0700`, then
+//!   owned, then given its mode, through its own descriptor; an existing one is only
+//!   given its owner and mode). A directory no longer declared is removed only if it
+//!   is empty (what the previous generation put in it aside); one that holds anything
+//!   else is left, and the plan says so.
 //! - Activation is a diff of the previous generation's manifest (kept in
 //!   `etc/.blankslate/state.json`) against the new one: an unchanged entry costs no
 //!   system call at all, and `/etc` is never walked.
@@ -88,7 +93,7 @@ pub enum Found {
     Absent,
     Link(String),
     File { hash: String, mode: u32, uid: u32, gid: u32 },
-    Directory,
+    Directory { mode: u32, uid: u32, gid: u32 },
     Other,
 }
 
@@ -98,7 +103,7 @@ impl fmt::Display for Found {
             Found::Absent => f.write_str("nothing"),
             Found::Link(target) => write!(f, "a symlink to {target}"),
             Found::File { .. } => f.write_str("a regular file"),
-            Found::Directory => f.write_str("a directory"),
+            Found::Directory { .. } => f.write_str("a directory"),
             Found::Other => f.write_str("a special file"),
         }
     }
@@ -129,6 +134,13 @@ pub struct Step {
     pub action: Action,
     pub entry: Option<ManifestEntry>,
     owner: Option<(u32, u32)>,
+}
+
+impl Step {
+    /// A step without an entry: a removal, or a path left alone.
+    fn bare(path: &str, action: Action) -> Step {
+        Step { path: path.to_owned(), action, entry: None, owner: None }
+    }
 }
 
 /// Everything an activation will do.
@@ -255,6 +267,7 @@ fn same(a: &ManifestEntry, b: &ManifestEntry) -> bool {
         (EtcKind::Copy, EtcKind::Copy) => {
             a.hash == b.hash && a.mode == b.mode && a.user == b.user && a.group == b.group
         }
+        (EtcKind::Directory, EtcKind::Directory) => a.mode == b.mode && a.user == b.user && a.group == b.group,
         _ => false,
     }
 }
@@ -263,7 +276,7 @@ fn link_target(path: &str, entry: &ManifestEntry) -> Option<String> {
     match &entry.kind {
         EtcKind::Link => Some(format!("/etc/static/{path}")),
         EtcKind::DirectLink { target } => Some(target.clone()),
-        EtcKind::Copy => None,
+        EtcKind::Copy | EtcKind::Directory => None,
     }
 }
 
@@ -274,19 +287,16 @@ fn holds(found: &Found, path: &str, entry: &ManifestEntry) -> bool {
         (Found::Link(target), EtcKind::Link) => target.strip_prefix("/etc/static/") == Some(path),
         (Found::Link(target), EtcKind::DirectLink { target: wanted }) => target == wanted,
         (Found::File { hash, .. }, EtcKind::Copy) => *hash == entry.hash,
+        (Found::Directory { .. }, EtcKind::Directory) => true,
         _ => false,
     }
-}
-
-fn copy_mode(entry: &ManifestEntry) -> u32 {
-    entry.mode.as_deref().and_then(|m| u32::from_str_radix(m, 8).ok()).unwrap_or(0o644)
 }
 
 /// Whether the entry is completely in place, owner and mode included.
 fn done(found: &Found, path: &str, entry: &ManifestEntry, owner: Option<(u32, u32)>) -> bool {
     match found {
-        Found::File { mode, uid, gid, .. } => {
-            holds(found, path, entry) && *mode == copy_mode(entry) && owner == Some((*uid, *gid))
+        Found::File { mode, uid, gid, .. } | Found::Directory { mode, uid, gid } => {
+            holds(found, path, entry) && *mode == entry.mode_bits() && owner == Some((*uid, *gid))
         }
         _ => holds(found, path, entry),
     }

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use blankslate_core::decl::UserDb;
 use blankslate_core::diff::etc_changes;
 use blankslate_core::fs::{Dir, Kind};
-use blankslate_core::manifest::{EtcKind, Manifest, ManifestEntry, content_hash};
+use blankslate_core::manifest::{DEFAULT_DIR_MODE, EtcKind, Manifest, ManifestEntry, content_hash};
 
 use super::{
     Action, Active, BACKUP_SUFFIX, EtcError, Found, OnConflict, Plan, Result, STATIC, Step, active, done, holds,
@@ -52,11 +52,12 @@ impl<'a> Dirs<'a> {
         Ok(self.open[path].as_ref())
     }
 
-    /// Whether `path` or one of its ancestors is an entry of the previous generation.
+    /// Whether `path` or one of its ancestors is a file or link entry of the previous
+    /// generation (a directory entry is no reason for a parent not to open).
     fn old_entry_in(&self, path: &str) -> bool {
         let mut prefix = path;
         loop {
-            if self.old.contains_key(prefix) {
+            if self.old.get(prefix).is_some_and(|e| e.kind != EtcKind::Directory) {
                 return true;
             }
             match prefix.rsplit_once('/') {
@@ -66,13 +67,19 @@ impl<'a> Dirs<'a> {
         }
     }
 
+    /// Whether `path` was a directory entry of the previous generation.
+    fn old_directory(&self, path: &str) -> bool {
+        self.old.get(path).is_some_and(|e| e.kind == EtcKind::Directory)
+    }
+
     /// Whether the directory at `path` holds exactly the previous generation's entries
     /// below it (and directories for them): then it is blankslate's, not a person's.
+    /// An empty one is blankslate's only if the previous generation declared it.
     fn holds_only_old_entries(&mut self, path: &str) -> Result<bool> {
         let prefix = format!("{path}/");
         let expected: Vec<&String> =
             self.old.range(prefix.clone()..).map(|(k, _)| k).take_while(|k| k.starts_with(&prefix)).collect();
-        if expected.is_empty() {
+        if expected.is_empty() && !self.old_directory(path) {
             return Ok(false);
         }
         let Some(etc) = self.etc else { return Ok(false) };
@@ -81,9 +88,11 @@ impl<'a> Dirs<'a> {
         while let Some(dir_path) = pending.pop() {
             for (name, kind) in etc.open_dir(&dir_path)?.entries()? {
                 let child = format!("{dir_path}/{}", name.to_string_lossy());
-                if kind == Kind::Directory && !self.old.contains_key(&child) {
-                    pending.push(child);
-                } else {
+                let declared = self.old.contains_key(&child);
+                if kind == Kind::Directory && (!declared || self.old_directory(&child)) {
+                    pending.push(child.clone());
+                }
+                if kind != Kind::Directory || declared {
                     found.push(child);
                 }
             }
@@ -107,7 +116,7 @@ impl<'a> Dirs<'a> {
                 Found::File { hash, mode: meta.mode, uid: meta.uid, gid: meta.gid }
             }
             Kind::File => Found::File { hash: String::new(), mode: meta.mode, uid: meta.uid, gid: meta.gid },
-            Kind::Directory => Found::Directory,
+            Kind::Directory => Found::Directory { mode: meta.mode, uid: meta.uid, gid: meta.gid },
             Kind::Other => Found::Other,
         })
     }
@@ -172,12 +181,15 @@ pub(super) fn plan_from(
         let Some(entry) = change.new else {
             let entry = previous.expect("a change has a side");
             let found = dirs.inspect(path, entry.kind == EtcKind::Copy)?;
-            let action = match found {
+            let step = match found {
                 Found::Absent => continue,
-                _ if holds(&found, path, entry) => Action::Remove,
-                other => Action::LeaveAlone { found: other.to_string() },
+                Found::Directory { .. } if entry.kind == EtcKind::Directory => {
+                    undeclared_directory(&mut dirs, path, &to.manifest)?
+                }
+                _ if holds(&found, path, entry) => Step::bare(path, Action::Remove),
+                other => Step::bare(path, Action::LeaveAlone { found: other.to_string() }),
             };
-            removals.push(Step { path: path.to_owned(), action, entry: None, owner: None });
+            removals.push(step);
             continue;
         };
         if previous.is_some_and(|p| same(p, entry)) {
@@ -186,15 +198,31 @@ pub(super) fn plan_from(
         unchanged -= 1;
         let is_copy = |e: &ManifestEntry| e.kind == EtcKind::Copy;
         let found = dirs.inspect(path, is_copy(entry) || previous.is_some_and(is_copy))?;
-        let owner = if is_copy(entry) { Some(resolve(path, entry, owners.get_or_init(users))?) } else { None };
+        let owner = if entry.is_owned() { Some(resolve(path, entry, owners.get_or_init(users))?) } else { None };
         if done(&found, path, entry, owner) {
             continue;
         }
+        let is_directory = matches!(found, Found::Directory { .. });
         let action = if found == Found::Absent {
             Action::Create
+        } else if entry.kind == EtcKind::Directory && is_directory {
+            // Whoever made it, the directory is declared now: it gets the declared
+            // owner and mode, and keeps what it holds.
+            Action::Replace
+        } else if is_directory && previous.is_some_and(|p| p.kind == EtcKind::Directory) {
+            // A declared directory that becomes a file or link: only an empty one, or
+            // one with nothing but the previous generation's entries, is replaced.
+            if dirs.holds_only_old_entries(path)? {
+                Action::Replace
+            } else {
+                Action::BackUp {
+                    backup: dirs.backup_name(path, &to.manifest)?,
+                    found: "a directory holding a person's files".to_owned(),
+                }
+            }
         } else if previous.is_some_and(|p| holds(&found, path, p)) || holds(&found, path, entry) {
             Action::Replace
-        } else if found == Found::Directory && dirs.holds_only_old_entries(path)? {
+        } else if is_directory && dirs.holds_only_old_entries(path)? {
             // The previous generation's entries were below: they go first, then this.
             Action::Replace
         } else {
@@ -213,6 +241,25 @@ pub(super) fn plan_from(
         refuse_conflicts(&plan)?;
     }
     Ok(plan)
+}
+
+/// The step for a directory the previous generation declared and the new one does
+/// not. Still needed for the new generation's entries below it: it becomes an
+/// ordinary `0755 root:root` directory. Otherwise it goes if it holds nothing but the
+/// previous generation's entries (they go too), and is left, with what a person put in
+/// it, if not.
+fn undeclared_directory(dirs: &mut Dirs<'_>, path: &str, new: &Manifest) -> Result<Step> {
+    let prefix = format!("{path}/");
+    if new.entries.range(prefix.clone()..).next().is_some_and(|(k, _)| k.starts_with(&prefix)) {
+        let entry = ManifestEntry::directory(format!("{DEFAULT_DIR_MODE:04o}"), "root".into(), "root".into());
+        return Ok(Step { path: path.to_owned(), action: Action::Replace, entry: Some(entry), owner: Some((0, 0)) });
+    }
+    let action = if dirs.holds_only_old_entries(path)? {
+        Action::Remove
+    } else {
+        Action::LeaveAlone { found: "a directory holding a person's files".to_owned() }
+    };
+    Ok(Step::bare(path, action))
 }
 
 /// Fails, listing them, if the plan would move anything aside.

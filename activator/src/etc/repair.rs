@@ -1,5 +1,7 @@
 //! Repair: every entry of the active generation checked against `/etc`, and what is
-//! not as it was activated put back through the journaled steps of an activation.
+//! not as it was activated put back through the journaled steps of an activation. A
+//! declared directory with the wrong owner or mode gets them back, keeping what it
+//! holds.
 
 use std::cell::OnceCell;
 
@@ -15,10 +17,11 @@ use super::{
 };
 
 /// Brings `/etc` back to the generation it was activated to: a missing entry is made
-/// again, a copy with the wrong owner or mode is copied again from the store, and
-/// whatever else stands where an entry goes (an edited copy, a file or a link a
-/// person put there, a directory) is moved aside to `NAME.blankslate-backup` first,
-/// never deleted. Each link costs one `readlink`, each copy an `lstat` and a read.
+/// again, a copy with the wrong owner or mode is copied again from the store, a
+/// directory's owner and mode are set again, and whatever else stands where an entry
+/// goes (an edited copy, a file or a link a person put there, a directory) is moved
+/// aside to `NAME.blankslate-backup` first, never deleted. Each link costs one
+/// `readlink`, each copy an `lstat` and a read, each directory an `lstat`.
 /// With `dry_run`, plans and changes nothing. `None` when nothing is active. The
 /// caller holds the state lock (unless `dry_run`).
 pub fn repair(root: &Dir, store: &Store, dry_run: bool) -> Result<Option<Activated>> {
@@ -42,8 +45,9 @@ pub(super) fn plan_repair(root: &Dir, to: Active, users: &dyn Fn() -> UserDb) ->
         let mut steps = Vec::new();
         let mut unchanged = 0;
         for (path, entry) in &to.manifest.entries {
-            let (found, owner) = if entry.kind == EtcKind::Copy {
-                (dirs.inspect(path, true)?, Some(resolve(path, entry, owners.get_or_init(users))?))
+            let (found, owner) = if entry.is_owned() {
+                let found = dirs.inspect(path, entry.kind == EtcKind::Copy)?;
+                (found, Some(resolve(path, entry, owners.get_or_init(users))?))
             } else {
                 (dirs.probe_link(path)?, None)
             };
@@ -53,7 +57,9 @@ pub(super) fn plan_repair(root: &Dir, to: Active, users: &dyn Fn() -> UserDb) ->
             }
             let action = match &found {
                 Found::Absent => Action::Create,
-                Found::File { mode, uid, gid, .. } if holds(&found, path, entry) => {
+                Found::File { mode, uid, gid, .. } | Found::Directory { mode, uid, gid }
+                    if holds(&found, path, entry) =>
+                {
                     Action::Fix { found: format!("mode {mode:04o}, owner {uid}:{gid}") }
                 }
                 Found::File { .. } if entry.kind == EtcKind::Copy => Action::BackUp {

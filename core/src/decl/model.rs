@@ -294,6 +294,9 @@ pub enum EtcContents {
     /// An absolute path (relative sources are resolved against the declaration's
     /// directory when it is parsed). May end in a glob, expanded at build.
     Source(String),
+    /// `directory = true`: a directory with the entry's mode (always a
+    /// [`EtcMode::Copy`]) and owner, empty unless other entries go below it.
+    Directory(bool),
 }
 
 /// How an `/etc` entry is installed.
@@ -301,7 +304,8 @@ pub enum EtcContents {
 pub enum EtcMode {
     /// `/etc/<path>` is a symlink through `/etc/static` into the store (the default).
     Link,
-    /// `/etc/<path>` is a regular file with this mode and owner.
+    /// `/etc/<path>` is a regular file (or, for a directory entry, the directory) with
+    /// this mode and owner.
     Copy(Mode),
 }
 

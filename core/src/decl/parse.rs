@@ -22,7 +22,7 @@ const USER_KEYS: &[&str] = &["home", "group", "directories", "files"];
 const DIRECTORY_KEYS: &[&str] = &["directory", "user", "group", "mode", "parent", "how", "options"];
 const FILE_KEYS: &[&str] = &["file", "user", "group", "mode", "parent", "how", "options"];
 const PARENT_KEYS: &[&str] = &["user", "group", "mode"];
-const ETC_KEYS: &[&str] = &["text", "source", "mode", "user", "group"];
+const ETC_KEYS: &[&str] = &["text", "source", "directory", "mode", "user", "group"];
 const ETC_TREE_KEYS: &[&str] = &["source"];
 const AUDIT_KEYS: &[&str] = &["ignore"];
 /// Files their programs write in place (never by rename): no warning about renames
@@ -631,39 +631,27 @@ impl Parser<'_> {
         self.check_keys(body, ETC_KEYS, &format!("/etc entry `{path}`"));
         let text = field(body, "text");
         let source = field(body, "source");
-        let contents = match (text, source) {
-            (Some(text), None) => EtcContents::Text(self.string(&text, "`text`")?),
-            (None, Some(source)) => {
-                let given = self.string(&source, "`source`")?;
-                EtcContents::Source(self.etc_source(&given, source.span())?)
-            }
-            (Some(_), Some(source)) => {
-                self.push(
-                    Diagnostic::error(
-                        Rule::EtcContents,
-                        source.key,
-                        format!("/etc entry `{path}` has both `text` and `source`"),
-                    )
-                    .with_help("keep one of them"),
-                );
-                return None;
-            }
-            (None, None) => {
-                self.push(
-                    Diagnostic::error(
-                        Rule::EtcContents,
-                        span,
-                        format!("/etc entry `{path}` has neither `text` nor `source`"),
-                    )
-                    .with_help("add `text = \"...\"` or `source = \"file\"`"),
-                );
-                return None;
-            }
+        let directory = match field(body, "directory") {
+            Some(f) => self.bool(&f, "`directory`")?,
+            None => false,
         };
-        let mode = match field(body, "mode") {
-            None => EtcMode::Link,
-            Some(f) if f.item.as_str() == Some("link") => EtcMode::Link,
-            Some(f) => EtcMode::Copy(self.mode(&f)?),
+        let (contents, mode) = if directory {
+            // A directory has no contents: `text` or `source` beside it is a mistake
+            // about what the entry is.
+            if let Some((key, given)) = text.map(|t| ("text", t)).or(source.map(|s| ("source", s))) {
+                self.push(
+                    Diagnostic::error(
+                        Rule::EtcContents,
+                        given.key,
+                        format!("/etc entry `{path}` is a directory (`directory = true`) and has `{key}`"),
+                    )
+                    .with_help(format!("remove `{key}`, or `directory = true` for a file")),
+                );
+                return None;
+            }
+            (EtcContents::Directory(true), EtcMode::Copy(self.etc_directory_mode(path, body)?))
+        } else {
+            (self.etc_contents(path, span, text, source)?, self.etc_mode(body)?)
         };
         let mut entry = EtcEntry { span, contents, mode, user: "root".into(), group: "root".into() };
         for key in ["user", "group"] {
@@ -683,6 +671,73 @@ impl Parser<'_> {
             if key == "user" { entry.user = name } else { entry.group = name }
         }
         Some(entry)
+    }
+
+    /// A file entry's contents: `text` or `source`, exactly one.
+    fn etc_contents(
+        &mut self,
+        path: &str,
+        span: Span,
+        text: Option<Field<'_>>,
+        source: Option<Field<'_>>,
+    ) -> Option<EtcContents> {
+        match (text, source) {
+            (Some(text), None) => Some(EtcContents::Text(self.string(&text, "`text`")?)),
+            (None, Some(source)) => {
+                let given = self.string(&source, "`source`")?;
+                Some(EtcContents::Source(self.etc_source(&given, source.span())?))
+            }
+            (Some(_), Some(source)) => {
+                self.push(
+                    Diagnostic::error(
+                        Rule::EtcContents,
+                        source.key,
+                        format!("/etc entry `{path}` has both `text` and `source`"),
+                    )
+                    .with_help("keep one of them"),
+                );
+                None
+            }
+            (None, None) => {
+                self.push(
+                    Diagnostic::error(
+                        Rule::EtcContents,
+                        span,
+                        format!("/etc entry `{path}` has neither `text` nor `source`"),
+                    )
+                    .with_help("add `text = \"...\"` or `source = \"file\"` (or `directory = true` for a directory)"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A file entry's `mode`: `link` (the default) or an octal mode, for a copy.
+    fn etc_mode(&mut self, body: &dyn TableLike) -> Option<EtcMode> {
+        match field(body, "mode") {
+            None => Some(EtcMode::Link),
+            Some(f) if f.item.as_str() == Some("link") => Some(EtcMode::Link),
+            Some(f) => Some(EtcMode::Copy(self.mode(&f)?)),
+        }
+    }
+
+    /// A directory entry's `mode`: octal, `0755` when not given; never `link`.
+    fn etc_directory_mode(&mut self, path: &str, body: &dyn TableLike) -> Option<Mode> {
+        match field(body, "mode") {
+            None => Some(Mode::DIRECTORY),
+            Some(f) if f.item.as_str() == Some("link") => {
+                self.push(
+                    Diagnostic::error(
+                        Rule::InvalidMode,
+                        f.key,
+                        format!("/etc entry `{path}` is a directory, which cannot be a link"),
+                    )
+                    .with_help("give an octal mode such as \"0750\", or leave `mode` out for 0755"),
+                );
+                None
+            }
+            Some(f) => self.mode(&f),
+        }
     }
 
     fn etc_tree(&mut self, span: Span, table: &dyn TableLike) -> Option<EtcTree> {

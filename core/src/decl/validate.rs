@@ -5,7 +5,9 @@
 use std::collections::{HashMap, HashSet};
 
 use super::diag::{Diagnostic, Diagnostics, Rule, Severity};
-use super::model::{Declaration, Device, EntryKind, EtcMode, How, Mode, Owner, PersistRoot, ResolvedEntry, Span};
+use super::model::{
+    Declaration, Device, EntryKind, EtcContents, EtcMode, How, Mode, Owner, PersistRoot, ResolvedEntry, Span,
+};
 use super::paths::{ancestors, is_inside, parent};
 use super::users::UserDb;
 
@@ -332,8 +334,10 @@ fn check_etc_shadow(entry: &ResolvedEntry<'_>, declaration: &Declaration, out: &
     }
     let Some(relative) = path.strip_prefix("/etc/") else { return };
     // Inside a managed entry: a file can hold nothing, and a directory source's
-    // contents are blankslate's.
-    let enclosing = ancestors(path).filter_map(|a| a.strip_prefix("/etc/")).find(|a| declaration.etc.contains_key(*a));
+    // contents are blankslate's. A declared directory (`directory = true`) has no
+    // contents of its own: it may hold persisted paths.
+    let is_file = |a: &&str| declaration.etc.get(*a).is_some_and(|e| !matches!(e.contents, EtcContents::Directory(_)));
+    let enclosing = ancestors(path).filter_map(|a| a.strip_prefix("/etc/")).find(is_file);
     if let Some(managed) = enclosing {
         out.push(
             Diagnostic::error(

@@ -65,6 +65,9 @@ pub fn to_toml_noted(declaration: &Declaration, notes: &BTreeMap<String, String>
             EtcContents::Source(source) => {
                 let _ = writeln!(out, "source = {}", quote(source));
             }
+            EtcContents::Directory(_) => {
+                let _ = writeln!(out, "directory = true");
+            }
         }
         if let EtcMode::Copy(mode) = entry.mode {
             let _ = writeln!(out, "mode = {}", quote(&mode.to_string()));
