@@ -340,7 +340,17 @@ fn the_boot_deadline_watches_a_boot_on_trial_until_it_is_confirmed() {
     let out = scratch.ok(&["boot-deadline", "1s"]);
     assert!(out.contains("this boot is not an attempt of a generation on trial: nothing to watch"), "{out}");
 
-    scratch.ok(&["switch", "--boot", "2", "--tries", "2"]);
+    // What boot writes when it starts attempt 1 of generation 2 on a trial of 2 tries:
+    // the count on the volume, the record in /run.
+    let trial_file = scratch.root_path().join("var/lib/blankslate/boot-trial.json");
+    let start_attempt_one = || {
+        scratch.ok(&["switch", "--boot", "1"]);
+        scratch.ok(&["switch", "--boot", "2", "--tries", "2"]);
+        let mut trial: serde_json::Value = serde_json::from_slice(&std::fs::read(&trial_file).unwrap()).unwrap();
+        trial["attempts"] = 1.into();
+        std::fs::write(&trial_file, serde_json::to_vec(&trial).unwrap()).unwrap();
+    };
+    start_attempt_one();
     let run = scratch.root_path().join("run/blankslate");
     std::fs::create_dir_all(&run).unwrap();
     std::fs::write(run.join("boot.json"), r#"{"generation":2,"trial":{"attempt":1,"tries":2}}"#).unwrap();
@@ -355,7 +365,15 @@ fn the_boot_deadline_watches_a_boot_on_trial_until_it_is_confirmed() {
     );
     assert!(said.contains("not rebooting, as ") && said.contains("is not the live root"), "{said}");
 
+    // A trial started since this boot (the next boot is its first attempt) is not this
+    // boot's to reboot for.
+    scratch.ok(&["switch", "--boot", "1"]);
+    scratch.ok(&["switch", "--boot", "2", "--tries", "3"]);
+    let out = scratch.ok(&["boot-deadline", "1s"]);
+    assert!(out.contains("nothing to watch"), "a trial of the next boot: {out}");
+
     // A watch far from its deadline ends as soon as the boot is confirmed.
+    start_attempt_one();
     let root = scratch.root();
     let mut watch = common::Running::spawn(
         Command::new(env!("CARGO_BIN_EXE_blankslate"))
@@ -369,6 +387,8 @@ fn the_boot_deadline_watches_a_boot_on_trial_until_it_is_confirmed() {
     let rest = lines.rest(Duration::from_secs(30));
     assert!(rest.iter().any(|l| l.contains("generation 2's boot trial ended in time")), "{rest:?}");
     assert!(watch.wait(Duration::from_secs(30)).success());
+    let out = scratch.ok(&["boot-deadline", "1s"]);
+    assert!(out.contains("nothing to watch"), "confirmed: {out}");
 }
 
 const PERSISTED_ONE: &str = r#"

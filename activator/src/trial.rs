@@ -238,27 +238,39 @@ pub fn expire(state: &State, root: &Dir, id: &str) -> Result<Option<(LiveTrial, 
 /// confirm`: what `blankslate boot-deadline` watches.
 #[derive(Debug)]
 pub struct BootAttempt {
-    /// Which attempt of how many this boot is (from the boot record).
+    /// What boot recorded: the generation and which attempt of how many this is.
+    pub record: BootRecord,
+    /// Which attempt of how many (the record's).
     pub attempt: TrialAttempt,
     /// The trial, as on record when the watch began.
     pub trial: BootTrial,
 }
 
 impl BootAttempt {
-    /// This boot's attempt, if boot recorded one and its trial is still pending.
+    /// This boot's attempt, if boot recorded one and that trial is still pending (not
+    /// a trial started since, which this boot is no attempt of).
     pub fn of_this_boot(state: &State, root: &Dir) -> Result<Option<BootAttempt>> {
-        let Some(attempt) = BootRecord::read(root).and_then(|record| record.trial) else { return Ok(None) };
-        Ok(state.pending_boot_trial()?.map(|trial| BootAttempt { attempt, trial }))
+        let Some(record) = BootRecord::read(root) else { return Ok(None) };
+        let Some(attempt) = record.trial else { return Ok(None) };
+        Ok(Self::pending(state, &record)?.map(|trial| BootAttempt { record, attempt, trial }))
     }
 
-    /// Waits, checking every `poll`, until the trial is no longer pending (`None`:
-    /// confirmed, or replaced by another boot default) or the kernel has run for
-    /// `within` (the trial, still pending). Time is the kernel's boot clock
-    /// (`/proc/uptime`), never the wall clock, which NTP may step forward during the
-    /// very boot being watched.
+    /// The trial `record` is an attempt of, while it waits for a confirmation.
+    fn pending(state: &State, record: &BootRecord) -> Result<Option<BootTrial>> {
+        if state.good_number()? == Some(record.generation) {
+            return Ok(None);
+        }
+        Ok(state.pending_boot_trial()?.filter(|trial| record.is_attempt_of(trial)))
+    }
+
+    /// Waits, checking every `poll`, until this boot's trial is no longer pending
+    /// (`None`: confirmed, or replaced by another boot default or another trial) or
+    /// the kernel has run for `within` (the trial, still pending). Time is the
+    /// kernel's boot clock (`/proc/uptime`), never the wall clock, which NTP may step
+    /// forward during the very boot being watched.
     pub fn wait(&self, state: &State, within: Duration, poll: Duration) -> Result<Option<BootTrial>> {
         loop {
-            let Some(trial) = state.pending_boot_trial()? else { return Ok(None) };
+            let Some(trial) = Self::pending(state, &self.record)? else { return Ok(None) };
             let Some(left) = within.checked_sub(uptime()?).filter(|left| !left.is_zero()) else {
                 return Ok(Some(trial));
             };
@@ -324,6 +336,8 @@ pub struct Confirmed {
     pub boot_trial: Option<BootTrial>,
     /// The booted generation, now marked good.
     pub good: Option<u32>,
+    /// The booted generation amended since, on this boot's trial: marked good too.
+    pub amended_good: Option<u32>,
 }
 
 /// `blankslate confirm`: this system works. A pending live trial is kept (its
@@ -349,6 +363,12 @@ pub fn confirm(state: &State) -> Result<Confirmed> {
             state.mark_good(booted.generation)?;
             confirmed.good = Some(booted.generation);
         }
+        // This boot's trial, carried to the booted generation amended since (`persist
+        // add`): that is what runs, and what is confirmed.
+        if let Some(trial) = state.pending_boot_trial()?.filter(|trial| booted.is_attempt_of(trial)) {
+            state.mark_good(trial.generation)?;
+            confirmed.amended_good = Some(trial.generation);
+        }
     }
     Ok(confirmed)
 }
@@ -356,6 +376,33 @@ pub fn confirm(state: &State) -> Result<Confirmed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A boot on trial whose generation `persist add` amended meanwhile: `confirm`
+    /// marks the amended generation good too, so that its trial ends and no later boot
+    /// (or boot deadline) falls back from what was confirmed.
+    #[test]
+    fn confirming_ends_this_boots_trial_carried_to_an_amended_generation() {
+        let scratch = tempfile::tempdir().unwrap();
+        let root = Dir::open_root(scratch.path()).unwrap();
+        let state = State::open_locked(&root, Path::new(blankslate_core::generation::DEFAULT_STATE_DIR)).unwrap();
+        for n in 0..3 {
+            let text = format!("version = 1\n[persist.\"/persist\"]\ndirectories = [\"/d{n}\"]\n");
+            let checked = blankslate_core::decl::check(Path::new("t.toml"), &text, None);
+            state.build(&checked.declaration.unwrap(), &[]).unwrap();
+        }
+        state.set_current(1).unwrap();
+        state.start_boot_trial(2, 2).unwrap();
+        let attempt = state.boot_choice().unwrap().unwrap();
+        state.commit_boot_choice(attempt).unwrap();
+        let record = serde_json::to_vec(&BootRecord::of(attempt)).unwrap();
+        root.create_dir_all("run/blankslate", 0o755).unwrap().write_atomic("boot.json", &record, 0o644).unwrap();
+        state.carry_current(2, 3).unwrap();
+
+        let confirmed = confirm(&state).unwrap();
+        assert_eq!((confirmed.good, confirmed.amended_good), (Some(2), Some(3)));
+        assert_eq!(state.good_number().unwrap(), Some(3));
+        assert_eq!(state.pending_boot_trial().unwrap(), None);
+    }
 
     #[test]
     fn the_systemd_timer_runs_trial_expire_for_this_root_after_the_delay() {

@@ -765,6 +765,14 @@ fn an_entry_changes_between_a_file_and_a_directory() {
     assert_eq!(action(&activated, "ssh"), Some(Action::Remove));
     assert_eq!(scratch.read("ssh/sshd_config"), "a\n");
 
+    // Some of the previous generation's entries already gone (a removal a crash
+    // interrupted): the directory is still blankslate's, nothing to back up.
+    std::fs::remove_file(scratch.etc("ssh/moduli")).unwrap();
+    let activated = scratch.activate(&two);
+    assert_eq!(action(&activated, "ssh"), Some(Action::Replace), "{}", activated.plan);
+    assert!(!scratch.etc("ssh.blankslate-backup").exists());
+    scratch.activate(&one);
+
     std::fs::write(scratch.etc("ssh/mine"), "a person's").unwrap();
     let activated = scratch.activate(&two);
     assert!(matches!(action(&activated, "ssh"), Some(Action::BackUp { .. })), "{activated:?}");
@@ -929,4 +937,15 @@ fn a_declared_directory_changes_to_a_file_and_back() {
     assert!(matches!(action(&activated, "sudoers.d"), Some(Action::BackUp { .. })), "{}", activated.plan);
     assert_eq!(scratch.read("sudoers.d"), "now a file\n");
     assert_eq!(std::fs::read_to_string(scratch.etc("sudoers.d.blankslate-backup/mine")).unwrap(), "a person's\n");
+
+    // An empty directory a person made inside is a person's too: moved aside with it,
+    // never a rename onto a directory that fails half-way.
+    std::fs::remove_dir_all(scratch.etc("sudoers.d.blankslate-backup")).unwrap();
+    scratch.activate(&one);
+    std::fs::create_dir(scratch.etc("sudoers.d/sub")).unwrap();
+    let activated = scratch.activate(&two);
+    assert!(matches!(action(&activated, "sudoers.d"), Some(Action::BackUp { .. })), "{}", activated.plan);
+    assert_eq!(scratch.read("sudoers.d"), "now a file\n");
+    assert!(scratch.etc("sudoers.d.blankslate-backup/sub").is_dir());
+    assert!(!scratch.etc(".blankslate/journal.json").exists(), "nothing left half-done");
 }

@@ -96,6 +96,13 @@ impl BootRecord {
         serde_json::from_slice(&root.read(BOOT_RECORD).ok()?).ok()
     }
 
+    /// Whether this boot is the attempt `trial` counted last: the same attempt of the
+    /// same number of tries (a trial carried to an amended generation keeps its count;
+    /// one started since this boot has counted none).
+    pub fn is_attempt_of(&self, trial: &BootTrial) -> bool {
+        self.trial.is_some_and(|a| a.attempt == trial.attempts && a.tries == trial.tries)
+    }
+
     pub fn of(choice: BootChoice) -> BootRecord {
         match choice {
             BootChoice::Plain(generation) => BootRecord { generation, ..BootRecord::default() },

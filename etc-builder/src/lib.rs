@@ -146,6 +146,13 @@ pub fn from_declaration(declaration: &Declaration) -> Result<EtcBuild> {
     };
     for persisted in declaration.entries() {
         let Some(path) = persisted.path.strip_prefix("/etc/") else { continue };
+        // A directory the tree records at or below a persisted path is the volume's:
+        // the persisted path's own owner and mode govern it (`persist add` of a
+        // directory the tree still holds must not make the declaration unbuildable).
+        let below = format!("{path}/");
+        build.entries.retain(|key, entry| {
+            entry.manifest.kind != EtcKind::Directory || (key != path && !key.starts_with(&below))
+        });
         if build.entries.contains_key(path) {
             let origin = format!("in the etc tree {}", declaration.etc_tree.as_ref().map_or("", |t| &t.source));
             return Err(BuildError::Persisted { path: path.to_owned(), volume: persisted.root.to_owned(), origin });
@@ -330,6 +337,28 @@ mode = "0440"
         let Some(Tree::Directory(etc)) = top.get(OsStr::new("etc")) else { panic!("etc/") };
         let Some(Tree::Directory(sudoers_d)) = etc.get(OsStr::new("sudoers.d")) else { panic!("sudoers.d/") };
         assert!(sudoers_d.contains_key(OsStr::new("local")));
+    }
+
+    /// A directory of the etc tree at or below a persisted /etc path is the volume's
+    /// (`persist add /etc/wireguard` while the tree still holds the empty 0700
+    /// directory); a file there is still an error.
+    #[test]
+    fn a_persisted_path_takes_over_the_trees_directories_at_and_below_it() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let scratch = tempfile::tempdir().unwrap();
+        let tree = scratch.path().join("tree");
+        std::fs::create_dir_all(tree.join("wireguard/peers")).unwrap();
+        std::fs::set_permissions(tree.join("wireguard"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::create_dir(tree.join("ssl")).unwrap();
+        std::fs::set_permissions(tree.join("ssl"), std::fs::Permissions::from_mode(0o710)).unwrap();
+        std::fs::write(tree.join("hostname"), "h\n").unwrap();
+        let text = "version = 1\n[etc_tree]\nsource = \"tree\"\n                    [persist.\"/persist\"]\ndirectories = [\"/etc/wireguard\"]\n";
+        let build = from_declaration(&declaration(text, scratch.path())).unwrap();
+        let paths: Vec<&str> = build.entries.keys().map(String::as_str).collect();
+        assert_eq!(paths, ["hostname", "ssl"]);
+
+        let text = "version = 1\n[etc_tree]\nsource = \"tree\"\n                    [persist.\"/persist\"]\nfiles = [\"/etc/hostname\"]\n";
+        assert!(matches!(from_declaration(&declaration(text, scratch.path())), Err(BuildError::Persisted { .. })));
     }
 
     #[test]

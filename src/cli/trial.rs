@@ -139,6 +139,9 @@ pub(super) fn confirm(args: &ConfirmArgs) -> Result<ExitCode> {
     if let Some(good) = confirmed.good {
         println!("generation {good} (booted) marked good: boot falls back to it if a later trial fails");
     }
+    if let Some(amended) = confirmed.amended_good {
+        println!("generation {amended} (the booted one, amended since) marked good: its boot trial ends");
+    }
     if confirmed.live.is_none() && confirmed.good.is_none() {
         println!("nothing to confirm: no switch is on trial, and this root was not booted by blankslate");
     }
@@ -210,7 +213,7 @@ pub(super) fn boot_deadline(args: &BootDeadlineArgs) -> Result<ExitCode> {
         println!("this boot is not an attempt of a generation on trial: nothing to watch");
         return Ok(ExitCode::SUCCESS);
     };
-    let BootAttempt { attempt: TrialAttempt { attempt: number, tries }, trial } = &attempt;
+    let BootAttempt { attempt: TrialAttempt { attempt: number, tries }, trial, .. } = &attempt;
     let within = args.within.as_secs();
     println!(
         "generation {} is on a boot trial (attempt {number} of {tries}): unless `blankslate confirm` runs within {within} s \

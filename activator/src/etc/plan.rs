@@ -72,33 +72,40 @@ impl<'a> Dirs<'a> {
         self.old.get(path).is_some_and(|e| e.kind == EtcKind::Directory)
     }
 
-    /// Whether the directory at `path` holds exactly the previous generation's entries
-    /// below it (and directories for them): then it is blankslate's, not a person's.
-    /// An empty one is blankslate's only if the previous generation declared it.
-    fn holds_only_old_entries(&mut self, path: &str) -> Result<bool> {
+    /// Whether the previous generation had entries below `path`.
+    fn old_below(&self, path: &str) -> bool {
         let prefix = format!("{path}/");
-        let expected: Vec<&String> =
-            self.old.range(prefix.clone()..).map(|(k, _)| k).take_while(|k| k.starts_with(&prefix)).collect();
-        if expected.is_empty() && !self.old_directory(path) {
+        self.old.range(prefix.clone()..).next().is_some_and(|(k, _)| k.starts_with(&prefix))
+    }
+
+    /// Whether the directory at `path` holds nothing but the previous generation's
+    /// entries below it (and directories for them): then it is blankslate's, not a
+    /// person's. Some of them may be gone already (a removal a crash interrupted). An
+    /// empty one is blankslate's only if the previous generation declared it; a
+    /// directory below that is neither declared nor on the way to an entry is a
+    /// person's, even empty.
+    fn holds_only_old_entries(&mut self, path: &str) -> Result<bool> {
+        if !self.old_below(path) && !self.old_directory(path) {
             return Ok(false);
         }
         let Some(etc) = self.etc else { return Ok(false) };
-        let mut found = Vec::new();
         let mut pending = vec![path.to_owned()];
         while let Some(dir_path) = pending.pop() {
             for (name, kind) in etc.open_dir(&dir_path)?.entries()? {
                 let child = format!("{dir_path}/{}", name.to_string_lossy());
-                let declared = self.old.contains_key(&child);
-                if kind == Kind::Directory && (!declared || self.old_directory(&child)) {
-                    pending.push(child.clone());
+                let ours = match self.old.get(&child) {
+                    Some(entry) => (kind == Kind::Directory) == (entry.kind == EtcKind::Directory),
+                    None => kind == Kind::Directory && self.old_below(&child),
+                };
+                if !ours {
+                    return Ok(false);
                 }
-                if kind != Kind::Directory || declared {
-                    found.push(child);
+                if kind == Kind::Directory {
+                    pending.push(child);
                 }
             }
         }
-        found.sort();
-        Ok(found.iter().eq(expected.iter().copied()))
+        Ok(true)
     }
 
     pub(super) fn inspect(&mut self, path: &str, hash: bool) -> Result<Found> {
