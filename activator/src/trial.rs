@@ -247,10 +247,11 @@ pub struct BootAttempt {
 }
 
 impl BootAttempt {
-    /// This boot's attempt, if boot recorded one and that trial is still pending (not
-    /// a trial started since, which this boot is no attempt of).
-    pub fn of_this_boot(state: &State, root: &Dir) -> Result<Option<BootAttempt>> {
-        let Some(record) = BootRecord::read(root) else { return Ok(None) };
+    /// This boot's attempt, if boot recorded one (below the state's root) and that
+    /// trial is still pending (not a trial started since, which this boot is no
+    /// attempt of).
+    pub fn of_this_boot(state: &State) -> Result<Option<BootAttempt>> {
+        let Some(record) = BootRecord::read(state.root()) else { return Ok(None) };
         let Some(attempt) = record.trial else { return Ok(None) };
         Ok(Self::pending(state, &record)?.map(|trial| BootAttempt { record, attempt, trial }))
     }

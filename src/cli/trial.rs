@@ -204,9 +204,8 @@ const REBOOT_GRACE: Duration = Duration::from_secs(120);
 /// this boot is an attempt of a generation on trial, reboot unless it is confirmed
 /// within DURATION of booting; the next boot tries it again or falls back.
 pub(super) fn boot_deadline(args: &BootDeadlineArgs) -> Result<ExitCode> {
-    let root = Dir::open_root(&args.target.root)?;
     let attempt = match read_state(&args.target)? {
-        Some(state) => BootAttempt::of_this_boot(&state, &root)?.map(|attempt| (state, attempt)),
+        Some(state) => BootAttempt::of_this_boot(&state)?.map(|attempt| (state, attempt)),
         None => None,
     };
     let Some((state, attempt)) = attempt else {
