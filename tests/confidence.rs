@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{blankslate_env, current_generation, generations, stderr, stdout};
+use common::{blankslate_env, current_generation, generations, is_root, stderr, stdout};
 
 const PASSWD: &str = r"root:x:0:0::/root:/bin/sh\nwww:x:33:33::/var/www:/bin/false\n";
 const GROUP: &str = r"root:x:0:\nwww:x:33:\n";
@@ -547,13 +547,6 @@ touch "$R/var/lib/ro/probe" 2>/dev/null && echo "ro lost" || echo "ro kept"
         "from the volume\na person's page\n750 33\nro kept\n\
          0 mounted again, 0 linked again, 0 fixed, 0 moved aside, 0 not repaired, 2 as activated\n"
     );
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
 }
 
 /// The shipped unit that marks a boot good runs a command the CLI knows; off a

@@ -384,8 +384,9 @@ fn inspect(state: &State, state_dir: Dir, choice: BootChoice) -> Result<Chosen, 
     )?;
     // A damaged object must stop the boot before it is read, or anything is linked to it.
     check_object(state, &generation, &generation.object)?;
-    let json = state.declaration_json(&generation).step("read the generation's declaration", BROKEN)?;
-    let declaration = Declaration::from_canonical_json(&json).step("read the generation's declaration", BROKEN)?;
+    // Boot needs the root settings and persisted paths only: the file is read up to
+    // where the /etc entries begin.
+    let declaration = state.persisted_declaration(&generation).step("read the generation's declaration", BROKEN)?;
     let etc_object =
         state.part(&generation, "etc").step("read the generation's /etc part", BROKEN)?.ok_or_else(|| Failure {
             step: "read the generation's /etc part".into(),
@@ -433,11 +434,7 @@ fn activate(root: &Dir, chosen: &Chosen, mount_run: bool) -> Result<Store, Failu
     etc::activate_generation(root, &store, chosen.generation.number, &chosen.etc_object, OnConflict::Backup)
         .step("activate /etc", BROKEN)?;
     blankslate_core::failpoint::hit(FAILPOINT);
-    let tree = store
-        .open_object(&chosen.etc_object)
-        .and_then(|o| o.open_dir(blankslate_core::manifest::TREE_DIR).map_err(Into::into))
-        .step("open the /etc tree", BROKEN)?;
-    let users = etc::users_for(root, |name| tree.read(name).ok());
+    let users = etc::users_of(&store, root, &chosen.etc_object).step("open the /etc tree", BROKEN)?;
     let report = blankslate_persist::activate(root, &chosen.declaration, &users, None).step(
         "bring in the persisted paths",
         "the volume's data is untouched; boot another generation (blankslate.generation=N) or fix the volume",

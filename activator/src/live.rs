@@ -2,10 +2,8 @@
 //! `switch`, `rollback`, the fallback of an unconfirmed switch and `repair` all come
 //! through here; none of them moves the boot default (the caller decides).
 
-use blankslate_core::decl::UserDb;
 use blankslate_core::fs::Dir;
 use blankslate_core::generation::{Generation, GenerationError, State};
-use blankslate_core::manifest::TREE_DIR;
 use blankslate_persist::{PersistError, Report};
 
 use crate::etc::{self, Activated, EtcError, OnConflict, Outcome};
@@ -47,7 +45,7 @@ pub fn activate(state: &State, root: &Dir, number: u32, on_conflict: OnConflict)
         }
         _ => None,
     };
-    let users = users_of(state, root, &object)?;
+    let users = etc::users_of(state.store(), root, &object)?;
     let persisted = blankslate_persist::activate(root, &declaration, &users, previous.as_ref())?;
     Ok(Switched { generation: number, etc: outcome, persisted })
 }
@@ -72,7 +70,7 @@ pub fn repair(state: &State, root: &Dir, dry_run: bool) -> Result<Option<Repaire
     } else {
         let generation = state.generation(number)?;
         let declaration = state.persisted_declaration(&generation)?;
-        let users = users_of(state, root, &etc.plan.to.object)?;
+        let users = etc::users_of(state.store(), root, &etc.plan.to.object)?;
         Some(blankslate_persist::repair(root, &declaration, &users)?)
     };
     Ok(Some(Repaired { generation: number, etc, persisted }))
@@ -81,15 +79,4 @@ pub fn repair(state: &State, root: &Dir, dry_run: bool) -> Result<Option<Repaire
 /// The store object of a generation's `/etc`.
 pub fn etc_object(state: &State, generation: &Generation) -> Result<String> {
     state.part(generation, "etc")?.ok_or(LiveError::NoEtc(generation.number))
-}
-
-/// The owners of the generation whose etc object is `object`, as [`etc::users_for`].
-fn users_of(state: &State, root: &Dir, object: &str) -> Result<UserDb> {
-    let tree = state
-        .store()
-        .open_object(object)
-        .map_err(|e| EtcError::Store(e.to_string()))?
-        .open_dir(TREE_DIR)
-        .map_err(EtcError::from)?;
-    Ok(etc::users_for(root, |name| tree.read(name).ok()))
 }

@@ -166,8 +166,7 @@ pub fn init(request: &Request) -> Result<i32, SandboxError> {
 
     let store = Store::open(&new_root, &request.state_dir.join("store")).map_err(|e| EtcError::Store(e.to_string()))?;
     etc::activate_generation(&new_root, &store, request.generation, etc_object, OnConflict::Backup)?;
-    let tree = store.open_object(etc_object).map_err(|e| EtcError::Store(e.to_string()))?.open_dir("etc")?;
-    let users = etc::users_for(&new_root, |name| tree.read(name).ok());
+    let users = etc::users_of(&store, &new_root, etc_object)?;
     let report = blankslate_persist::activate(&new_root, &declaration, &users, None)?;
     for (path, reason) in report.conflicts.iter().chain(&report.unknown_owners) {
         eprintln!("blankslate sandbox: warning: {path}: {reason}");

@@ -220,7 +220,7 @@ fn file(path: &str, owner: &Owner, how: How) -> Entry {
 /// The meta of `path` (absolute) in the root, not following links.
 fn meta_at(root: &Dir, path: &str) -> Option<Meta> {
     let (parent, name) = path.trim_start_matches('/').rsplit_once('/').unwrap_or(("", path.trim_start_matches('/')));
-    let dir = if parent.is_empty() { root.try_clone().ok()? } else { root.open_dir(parent).ok()? };
+    let dir = root.open_dir_or_self(parent).ok()?;
     dir.meta(name).ok()
 }
 
@@ -389,7 +389,7 @@ fn bound_etc_files(root: &Dir) -> Vec<(String, Meta)> {
 fn copy_into(root: &Dir, volume: &Dir, path: &str) -> Result<CopyStats> {
     let relative = path.trim_start_matches('/');
     let (parent, name) = relative.rsplit_once('/').unwrap_or(("", relative));
-    let source_parent = if parent.is_empty() { root.try_clone()? } else { root.open_dir(parent)? };
+    let source_parent = root.open_dir_or_self(parent)?;
     let dest_parent = mirror_parents(root, volume, parent)?;
     tree::copy(&source_parent, OsStr::new(name), &dest_parent, OsStr::new(name))
         .map_err(|source| AdoptError::Copy { path: path.to_owned(), source })
@@ -421,7 +421,7 @@ fn copy_etc_tree(root: &Dir, home: &Dir, declaration: &Declaration) -> Result<(u
     let mut left_out = Vec::new();
     let mut remove = |path: &str, why: &str| -> Result<()> {
         let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
-        let dir = if parent.is_empty() { tree_dir.try_clone()? } else { tree_dir.open_dir(parent)? };
+        let dir = tree_dir.open_dir_or_self(parent)?;
         match dir.remove_tree(name) {
             Ok(()) => {}
             Err(error) if error.is_not_found() => return Ok(()),

@@ -173,7 +173,7 @@ pub fn volumes<'d>(
             Ok(plain) => {
                 let held = walk::count(plain.as_fd(), mounts, mount.as_bytes());
                 let data = if held.files > 0 {
-                    let files = if held.files == 1 { "1 file".to_owned() } else { format!("{} files", held.files) };
+                    let files = crate::render::plural(held.files, "file", "files");
                     format!(", and what it holds ({files}, {}) with them", size(held.bytes))
                 } else {
                     String::new()
@@ -302,11 +302,6 @@ fn check_copy(
     }
 }
 
-/// The directory `parent` (relative, `""` for the top) of a volume.
-fn source_in(volume: &Dir, parent: &str) -> Result<Dir, FsError> {
-    if parent.is_empty() { volume.try_clone() } else { volume.open_dir(parent) }
-}
-
 /// What stands where the bind mount of the volume's `copy` should be (`meta`, `name`
 /// in `dir`), and what that means: a finding's kind, bytes and reason.
 fn instead_of_bind_mount(meta: &Meta, dir: &Dir, name: &str, copy: &str) -> (&'static str, u64, String) {
@@ -351,7 +346,7 @@ impl Parents<'_, '_> {
         }
         let in_volume = format!("{}/{parent}", self.volume_path.trim_end_matches('/'));
         if self.checked.insert(in_volume.clone()) {
-            if let Ok(meta) = source_in(self.volume, parent).and_then(|d| d.own_meta()) {
+            if let Ok(meta) = self.volume.open_dir_or_self(parent).and_then(|d| d.own_meta()) {
                 check_owner(in_volume.trim_end_matches('/'), &meta, owner, users, Whose::ParentOf(of), out);
             }
         }
@@ -387,7 +382,7 @@ pub fn persist_health(
                 Parents { root: &mut targets, volume, volume_path: entry.root, checked: &mut parents_checked };
             parents.check(parent, owner, users, path, out);
         }
-        let source = source_in(volume, parent).and_then(|d| d.meta(name));
+        let source = volume.open_dir_or_self(parent).and_then(|d| d.meta(name));
         let source = match source {
             Ok(meta) => meta,
             Err(error) if not_found(&error) => {
@@ -435,7 +430,7 @@ pub fn persist_health(
                 push(out, kind, path, bytes, reason);
             }
             (How::Copy, Some((meta, dir, name))) => {
-                let volume_copy = source_in(volume, parent).and_then(|d| d.read(name.as_str())).ok();
+                let volume_copy = volume.open_dir_or_self(parent).and_then(|d| d.read(name.as_str())).ok();
                 check_copy(entry, &meta, &source, dir, &name, volume_copy.as_deref(), users, out);
             }
             (How::Symlink, Some((meta, dir, name))) => {

@@ -16,7 +16,7 @@ use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 
-use crate::render::{escape, size, title, verdict};
+use crate::render::{escape, plural, size, title, verdict};
 use crate::{Class, Finding, Report};
 
 /// Where journald listens for native records.
@@ -62,11 +62,6 @@ impl Record {
         self.fields.push((key, value.into()));
     }
 
-    /// The value of `key`, if the record has it.
-    pub fn get(&self, key: &str) -> Option<&[u8]> {
-        self.fields.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_slice())
-    }
-
     /// The datagram journald's native protocol takes.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -102,12 +97,7 @@ fn finding_record(finding: &Finding, report: &Report, root: &str) -> Record {
     let path = escape(&finding.path);
     let message = match finding.class {
         Class::Undeclared | Class::EtcStray | Class::PersistStray => {
-            let counted = format!(
-                "{} {}, {}",
-                finding.files,
-                if finding.files == 1 { "file" } else { "files" },
-                size(finding.bytes)
-            );
+            let counted = format!("{}, {}", plural(finding.files, "file", "files"), size(finding.bytes));
             let why = if finding.reason.is_empty() { meaning } else { &finding.reason };
             format!("{heading}: {} {path} ({counted}): {why}", finding.kind)
         }

@@ -191,6 +191,12 @@ impl Dir {
         Ok(Dir { fd, path: self.path.join(path) })
     }
 
+    /// `open_dir`, or (for the empty path) a second handle on this directory: what a
+    /// path's parent is when the path is at the top.
+    pub fn open_dir_or_self(&self, path: &str) -> Result<Dir> {
+        if path.is_empty() { self.try_clone() } else { self.open_dir(path) }
+    }
+
     /// Opens a directory below this one, creating each missing component with `mode`.
     /// An existing directory is opened without an attempt to create it, which also
     /// works on a read-only mount.

@@ -71,6 +71,12 @@ impl Manifest {
     }
 }
 
+/// Whether `entries` has an entry below the directory `dir` (relative to `/etc`).
+pub fn has_entries_below(entries: &BTreeMap<String, ManifestEntry>, dir: &str) -> bool {
+    let prefix = format!("{dir}/");
+    entries.range(prefix.clone()..).next().is_some_and(|(key, _)| key.starts_with(&prefix))
+}
+
 impl ManifestEntry {
     /// A directory entry: `mode` and owner as the directory has them.
     pub fn directory(mode: String, user: String, group: String) -> ManifestEntry {

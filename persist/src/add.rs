@@ -90,6 +90,7 @@ use rustix::mount::{MountFlags, OpenTreeFlags};
 use crate::edit::{self, EditError};
 use crate::journal::{self, Journal, JournalError, Operation, Step};
 use crate::tree::{self, CopyStats, TreeError};
+use crate::{relative, split};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManageError {
@@ -189,20 +190,6 @@ pub struct Removed {
     pub copied_back: bool,
     pub purged: bool,
     pub recovered: Vec<Recovered>,
-}
-
-fn relative(path: &str) -> &str {
-    path.trim_start_matches('/')
-}
-
-/// (parent relative to the root, name) of an absolute path.
-fn split(path: &str) -> (&str, &str) {
-    let path = relative(path);
-    path.rsplit_once('/').unwrap_or(("", path))
-}
-
-fn open_rel(base: &Dir, rel: &str) -> std::result::Result<Dir, FsError> {
-    if rel.is_empty() { base.try_clone() } else { base.open_dir(rel) }
 }
 
 fn temp_add(name: &str) -> String {
@@ -424,7 +411,7 @@ fn check_target(
     }
     let (parent, name) = split(path);
     let target_parent =
-        open_rel(root, parent).map_err(|e| refused(path, format!("its parent cannot be opened: {e}")))?;
+        root.open_dir_or_self(parent).map_err(|e| refused(path, format!("its parent cannot be opened: {e}")))?;
     let meta = match target_parent.meta(name) {
         Ok(meta) => meta,
         Err(error) if error.is_not_found() => return Err(refused(path, "it does not exist")),
@@ -448,7 +435,7 @@ fn check_target(
     if mount_id(&target_parent, name)? != own_mount_id(&target_parent)? {
         return Err(refused(path, "it is a mount point already"));
     }
-    match open_rel(&volume.dir, parent) {
+    match volume.dir.open_dir_or_self(parent) {
         Ok(source_parent) => match source_parent.meta(name) {
             Err(error) if error.is_not_found() => {}
             Ok(_) => {
@@ -707,7 +694,7 @@ fn resolve_pending(root: &Dir, volume: &Volume, mut journal: Journal, names: &Us
     }
     let (parent, name) = split(&journal.path);
     let temp = temp_add(name);
-    let source_parent = open_rel(&volume.dir, parent).ok();
+    let source_parent = volume.dir.open_dir_or_self(parent).ok();
     let has = |n: &str| source_parent.as_ref().is_some_and(|d| d.meta(n).is_ok());
     let same_boot = !journal.boot_id.is_empty() && journal.boot_id == journal::boot_id();
     if step < Step::Placed && has(name) && !has(&temp) {
@@ -815,7 +802,7 @@ fn forward_remove(root: &Dir, volume: &Volume, journal: &mut Journal, names: &Us
     let (parent, name) = split(&path);
     let temp = temp_restore(name);
     let target_parent = live_parent(root, parent)?;
-    let source_parent = match open_rel(&volume.dir, parent) {
+    let source_parent = match volume.dir.open_dir_or_self(parent) {
         Ok(dir) => Some(dir),
         Err(error) if error.is_not_found() => None,
         Err(error) => return Err(error.into()),
@@ -1009,14 +996,14 @@ pub fn list(root: &Dir, declaration: &decl::Declaration) -> Result<Listing> {
             state: LiveState::MissingSource,
             problems: Vec::new(),
         };
-        let source_parent = root.open_dir(relative(entry.root)).and_then(|v| open_rel(&v, parent)).ok();
+        let source_parent = root.open_dir(relative(entry.root)).and_then(|v| v.open_dir_or_self(parent)).ok();
         let source = source_parent.as_ref().and_then(|d| d.meta(name).ok().map(|m| (d, m)));
-        let target_parent = open_rel(root, parent).ok();
+        let target_parent = root.open_dir_or_self(parent).ok();
         let target = target_parent.as_ref().and_then(|d| d.meta(name).ok().map(|m| (d, m)));
         listed.state = match (&source, &target) {
             (None, _) => LiveState::MissingSource,
             (Some(_), None) => LiveState::MissingTarget,
-            (Some((sp, _)), Some((tp, tmeta))) => {
+            (Some((sp, smeta)), Some((tp, tmeta))) => {
                 if how == How::Symlink {
                     let link = format!("{}/{}", entry.root.trim_end_matches('/'), relative(&entry.path));
                     if tmeta.kind == Kind::Symlink && tp.read_link(name).is_ok_and(|t| t == *link) {
@@ -1025,14 +1012,14 @@ pub fn list(root: &Dir, declaration: &decl::Declaration) -> Result<Listing> {
                         LiveState::NotMounted
                     }
                 } else if how == How::Copy {
-                    let mounted = tmeta.identity() == sp.meta(name).map(|m| m.identity()).unwrap_or_default();
+                    let mounted = tmeta.identity() == smeta.identity();
                     let same = tp.read(name).ok().is_some_and(|live| sp.read(name).ok() == Some(live));
                     match (tmeta.kind == Kind::File && !mounted, same) {
                         (true, true) => LiveState::Copied,
                         (true, false) => LiveState::NotWrittenBack,
                         (false, _) => LiveState::NotMounted,
                     }
-                } else if tp.meta(name).ok().map(|m| m.identity()) == sp.meta(name).ok().map(|m| m.identity()) {
+                } else if tmeta.identity() == smeta.identity() {
                     LiveState::Mounted
                 } else if mount_id(tp, name).ok() != own_mount_id(tp).ok() {
                     LiveState::WrongSource

@@ -84,7 +84,7 @@ pub(crate) fn activate(
 }
 
 /// The volume's file, which must be a regular file if it is there.
-fn regular_source(source_parent: &Dir, name: &str, shown: &str) -> Result<Option<Meta>> {
+pub(crate) fn regular_source(source_parent: &Dir, name: &str, shown: &str) -> Result<Option<Meta>> {
     let source = meta_of(source_parent, name)?;
     if source.is_some_and(|m| m.kind != Kind::File) {
         return Err(PersistError::Hostile {
@@ -146,7 +146,7 @@ pub fn sync(root: &Dir, declaration: &Declaration, users: &UserDb, only: Option<
         let ids = resolve(&entry.entry.owner, users, &entry.path, &mut owners);
         synced.unknown_owners.append(&mut owners.unknown_owners);
         let (parent, name) = split(&entry.path);
-        let target_parent = match if parent.is_empty() { root.try_clone() } else { root.open_dir(parent) } {
+        let target_parent = match root.open_dir_or_self(parent) {
             Ok(dir) => dir,
             Err(error) if error.is_not_found() => {
                 synced.missing.push((entry.path.clone(), "its directory is not in the root".into()));
@@ -201,7 +201,7 @@ pub fn follow(
     }
     let mut by_watch = HashMap::new();
     for (parent, names) in &watched {
-        let dir = if parent.is_empty() { root.try_clone()? } else { root.open_dir(parent)? };
+        let dir = root.open_dir_or_self(parent)?;
         let by_fd = format!("/proc/self/fd/{}", dir.as_fd().as_raw_fd());
         let mask = WatchMask::CLOSE_WRITE | WatchMask::MOVED_TO;
         let watch = inotify.watches().add(Path::new(&by_fd), mask).map_err(inotify_error)?;

@@ -144,6 +144,7 @@ fn relative(path: &str) -> &str {
     path.trim_start_matches('/')
 }
 
+/// (parent relative to the root, name) of an absolute path.
 fn split(path: &str) -> (&str, &str) {
     let path = relative(path);
     path.rsplit_once('/').unwrap_or(("", path))
@@ -349,9 +350,8 @@ fn bring_in(root: &Dir, declaration: &Declaration, users: &UserDb, repair: bool,
             record_fixed(&mut report, format!("/{parent}"), wrong);
         }
         let mounted_before = report.mounted.len();
-        let link = format!("{}/{}", entry.root.trim_end_matches('/'), relative(path));
         let volume_path = format!("{}{path}", entry.root.trim_end_matches('/'));
-        let place = Place { source_parent, target_parent, name, path, link: &link, volume_path: &volume_path, repair };
+        let place = Place { source_parent, target_parent, name, path, volume_path: &volume_path, repair };
         match (entry.entry.kind, entry.entry.how()) {
             (EntryKind::Directory, How::Bind) => directory(&place, &ids, &entry.entry.options, &mut report)?,
             (EntryKind::Directory, How::Symlink) => linked_directory(&place, &ids, &mut report)?,
@@ -444,14 +444,13 @@ fn foreign_mount(target_parent: &Dir, name: &str, path: &str, report: &mut Repor
 }
 
 /// Where one entry goes: its parents in the volume and in the root, its name, its
-/// path in the root (and in the volume, as the live system sees it), the link into
-/// the volume that `how = "symlink"` makes, and whether this is a repair.
+/// path in the root and in the volume, as the live system sees it (also the target of
+/// the link `how = "symlink"` makes), and whether this is a repair.
 struct Place<'p> {
     source_parent: &'p Dir,
     target_parent: &'p Dir,
     name: &'p str,
     path: &'p str,
-    link: &'p str,
     volume_path: &'p str,
     repair: bool,
 }
@@ -565,7 +564,7 @@ impl Place<'_> {
 
     /// Whether the root holds our link to the volume here.
     fn is_our_link(&self, meta: &Meta) -> Result<bool> {
-        Ok(meta.kind == Kind::Symlink && self.target_parent.read_link(self.name)? == *self.link)
+        Ok(meta.kind == Kind::Symlink && self.target_parent.read_link(self.name)? == *self.volume_path)
     }
 
     /// Empties the root's directory `target` into `source`: data found in the root
@@ -690,24 +689,18 @@ fn linked_directory(place: &Place<'_>, ids: &Ids, report: &mut Report) -> Result
         }
         None => {}
     }
-    target_parent.symlink_atomic(name, place.link)?;
+    target_parent.symlink_atomic(name, place.volume_path)?;
     report.linked.push(path.to_owned());
     Ok(())
 }
 
 fn file(place: &Place<'_>, ids: &Ids, how: How, entry: &ResolvedEntry<'_>, report: &mut Report) -> Result<()> {
-    let Place { source_parent, target_parent, name, path, link, .. } = *place;
+    let Place { source_parent, target_parent, name, path, volume_path: link, .. } = *place;
     if how == How::Copy {
         return copy::activate(source_parent, target_parent, name, path, ids, link, report);
     }
     let shown = format!("the volume's {path}");
-    let mut source = meta_of(source_parent, name)?;
-    if source.is_some_and(|m| m.kind != Kind::File) {
-        return Err(PersistError::Hostile {
-            path: shown,
-            reason: "not a regular file (a symlink is never followed)".into(),
-        });
-    }
+    let mut source = copy::regular_source(source_parent, name, &shown)?;
     let mut target = meta_of(target_parent, name)?;
     let mounted = |source: Option<Meta>, target: Option<Meta>| {
         how == How::Bind
@@ -800,12 +793,9 @@ fn unmount_removed(root: &Dir, previous: &Declaration, next: &Declaration, repor
     gone.sort_by(|a, b| b.path.cmp(&a.path));
     for entry in gone {
         let (parent, name) = split(&entry.path);
-        let Ok(target_parent) = (if parent.is_empty() { root.try_clone() } else { root.open_dir(parent) }) else {
-            continue;
-        };
+        let Ok(target_parent) = root.open_dir_or_self(parent) else { continue };
         let Ok(volume) = root.open_dir(relative(entry.root)) else { continue };
-        let source_parent = if parent.is_empty() { volume.try_clone() } else { volume.open_dir(parent) };
-        let Ok(source_parent) = source_parent else { continue };
+        let Ok(source_parent) = volume.open_dir_or_self(parent) else { continue };
         if entry.entry.how == Some(How::Symlink) {
             let link = format!("{}/{}", entry.root.trim_end_matches('/'), relative(&entry.path));
             if target_parent.read_link(name).is_ok_and(|t| t == *link) {

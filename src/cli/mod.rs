@@ -280,10 +280,7 @@ fn running(target: &Target, wanted: Option<u32>) -> Result<Option<Running>> {
         None => None,
     };
     let users = match &etc {
-        Some(etc) => {
-            let tree = state.store().open_object(&etc.object)?.open_dir(blankslate_core::manifest::TREE_DIR)?;
-            etc::users_for(&root, |name| tree.read(name).ok())
-        }
+        Some(etc) => etc::users_of(state.store(), &root, &etc.object)?,
         None => user_db(&target.root).unwrap_or_else(|| UserDb::from_texts("", "", "/etc/passwd")),
     };
     Ok(Some(Running { state, active, number, generation, declaration, etc, users }))

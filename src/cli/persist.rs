@@ -382,11 +382,13 @@ fn carry_into_generations(common: &PersistArgs, paths: &[&str]) -> Result<Carrie
         let changed = paths.iter().fold(declaration, |d, path| d.with_path_from(&file, path));
         Ok((number, state.amend(&generation, &changed)?.generation))
     };
-    let mut carried = Carried {
-        active: active.as_ref().map(|a| amend(a.generation)).transpose()?,
-        current: state.current_number()?.map(amend).transpose()?,
-        ..Carried::default()
+    let active_pair = active.as_ref().map(|a| amend(a.generation)).transpose()?;
+    // Usually the same generation: amended once.
+    let current_pair = match state.current_number()? {
+        Some(number) if active_pair.is_some_and(|(from, _)| from == number) => active_pair,
+        other => other.map(amend).transpose()?,
     };
+    let mut carried = Carried { active: active_pair, current: current_pair, ..Carried::default() };
     if let (Some(active), Some((from, to))) = (&active, carried.active) {
         if from != to {
             carried.not_relabelled = !etc::relabel(&root, &etc::Active { generation: to, ..active.clone() })?;

@@ -71,9 +71,7 @@ fn persisted_findings(
 ) -> Result<Vec<(&'static str, String, String)>> {
     let generation = state.generation(repaired.generation)?;
     let declaration = state.persisted_declaration(&generation)?;
-    let tree =
-        state.store().open_object(&repaired.etc.plan.to.object)?.open_dir(blankslate_core::manifest::TREE_DIR)?;
-    let users = etc::users_for(root, |name| tree.read(name).ok());
+    let users = etc::users_of(state.store(), root, &repaired.etc.plan.to.object)?;
     let mut findings = Vec::new();
     let mount_points = blankslate_audit::mounts::below(&std::fs::canonicalize(root_path)?);
     let volumes = blankslate_audit::checks::volumes(root, &declaration, &mount_points, &mut findings);

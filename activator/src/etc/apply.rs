@@ -6,7 +6,7 @@ use std::fmt;
 use blankslate_core::activation::{JOURNAL_FILE, Marker, STATE_FILE};
 use blankslate_core::failpoint;
 use blankslate_core::fs::{Dir, Kind};
-use blankslate_core::manifest::{EtcKind, Manifest, TREE_DIR};
+use blankslate_core::manifest::{EtcKind, Manifest, TREE_DIR, has_entries_below};
 use blankslate_core::store::Store;
 use serde::{Deserialize, Serialize};
 
@@ -106,7 +106,7 @@ pub fn activate(root: &Dir, store: &Store, to: &Active, on_conflict: OnConflict)
         };
         return Ok(Activated { plan, recovered });
     }
-    let tree = open_tree(store, to)?;
+    let tree = open_tree(store, &to.object)?;
     let users = || users_for(root, |name| tree.read(name).ok());
     let plan = plan(root, to, &users, on_conflict)?;
     if !plan.is_noop() {
@@ -167,7 +167,7 @@ pub fn recover(root: &Dir, store: &Store) -> Result<Option<u32>> {
         return Ok(None);
     };
     let to = Active::load(store, journal.generation, &journal.object)?;
-    let tree = open_tree(store, &to)?;
+    let tree = open_tree(store, &to.object)?;
     let users = || users_for(root, |name| tree.read(name).ok());
     let plan = if journal.repair {
         super::repair::plan_repair(root, to, &users)?
@@ -178,8 +178,9 @@ pub fn recover(root: &Dir, store: &Store) -> Result<Option<u32>> {
     Ok(Some(journal.generation))
 }
 
-pub(super) fn open_tree(store: &Store, active: &Active) -> Result<Dir> {
-    let object = store.open_object(&active.object).map_err(|e| EtcError::Store(e.to_string()))?;
+/// The `/etc` tree of the etc store object `object`.
+pub(super) fn open_tree(store: &Store, object: &str) -> Result<Dir> {
+    let object = store.open_object(object).map_err(|e| EtcError::Store(e.to_string()))?;
     Ok(object.open_dir(TREE_DIR)?)
 }
 
@@ -374,7 +375,7 @@ fn make_directory(dir: &Dir, name: &str, replace: bool, uid: u32, gid: u32, mode
 /// a directory only if it is empty.
 fn remove_entry(etc: &Dir, path: &str) -> Result<()> {
     let (parent, name) = split(path);
-    let holder = if parent.is_empty() { etc.try_clone() } else { etc.open_dir(parent) };
+    let holder = etc.open_dir_or_self(parent);
     let holder = match holder {
         Ok(holder) => holder,
         Err(error) if error.is_not_found() => return Ok(()),
@@ -397,13 +398,12 @@ fn remove_entry(etc: &Dir, path: &str) -> Result<()> {
 fn remove_empty_parents(etc: &Dir, path: &str, keep: &Manifest) -> Result<()> {
     let mut dir = split(path).0;
     while !dir.is_empty() {
-        let prefix = format!("{dir}/");
         let declared = keep.entries.get(dir).is_some_and(|e| e.kind == EtcKind::Directory);
-        if declared || keep.entries.range(prefix.clone()..).next().is_some_and(|(k, _)| k.starts_with(&prefix)) {
+        if declared || has_entries_below(&keep.entries, dir) {
             return Ok(());
         }
         let (parent, name) = split(dir);
-        let holder = if parent.is_empty() { etc.try_clone()? } else { etc.open_dir(parent)? };
+        let holder = etc.open_dir_or_self(parent)?;
         if !holder.remove_empty_dir(name)? {
             return Ok(());
         }

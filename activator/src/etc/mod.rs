@@ -341,3 +341,9 @@ pub fn users_for(root: &Dir, managed: impl Fn(&str) -> Option<Vec<u8>>) -> UserD
     };
     UserDb::from_texts(&read("passwd"), &read("group"), "/etc/passwd")
 }
+
+/// [`users_for`] the generation whose etc store object is `object`.
+pub fn users_of(store: &blankslate_core::store::Store, root: &Dir, object: &str) -> Result<UserDb> {
+    let tree = apply::open_tree(store, object)?;
+    Ok(users_for(root, |name| tree.read(name).ok()))
+}

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use blankslate_core::decl::UserDb;
 use blankslate_core::diff::etc_changes;
 use blankslate_core::fs::{Dir, Kind};
-use blankslate_core::manifest::{DEFAULT_DIR_MODE, EtcKind, Manifest, ManifestEntry, content_hash};
+use blankslate_core::manifest::{DEFAULT_DIR_MODE, EtcKind, Manifest, ManifestEntry, content_hash, has_entries_below};
 
 use super::{
     Action, Active, BACKUP_SUFFIX, EtcError, Found, OnConflict, Plan, Result, STATIC, Step, active, done, holds,
@@ -74,8 +74,7 @@ impl<'a> Dirs<'a> {
 
     /// Whether the previous generation had entries below `path`.
     fn old_below(&self, path: &str) -> bool {
-        let prefix = format!("{path}/");
-        self.old.range(prefix.clone()..).next().is_some_and(|(k, _)| k.starts_with(&prefix))
+        has_entries_below(self.old, path)
     }
 
     /// Whether the directory at `path` holds nothing but the previous generation's
@@ -256,8 +255,7 @@ pub(super) fn plan_from(
 /// previous generation's entries (they go too), and is left, with what a person put in
 /// it, if not.
 fn undeclared_directory(dirs: &mut Dirs<'_>, path: &str, new: &Manifest) -> Result<Step> {
-    let prefix = format!("{path}/");
-    if new.entries.range(prefix.clone()..).next().is_some_and(|(k, _)| k.starts_with(&prefix)) {
+    if has_entries_below(&new.entries, path) {
         let entry = ManifestEntry::directory(format!("{DEFAULT_DIR_MODE:04o}"), "root".into(), "root".into());
         return Ok(Step { path: path.to_owned(), action: Action::Replace, entry: Some(entry), owner: Some((0, 0)) });
     }

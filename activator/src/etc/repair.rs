@@ -27,7 +27,7 @@ use super::{
 pub fn repair(root: &Dir, store: &Store, dry_run: bool) -> Result<Option<Activated>> {
     let recovered = if dry_run { None } else { recover(root, store)? };
     let Some(to) = active(root)? else { return Ok(None) };
-    let tree = open_tree(store, &to)?;
+    let tree = open_tree(store, &to.object)?;
     let users = || users_for(root, |name| tree.read(name).ok());
     let plan = plan_repair(root, to, &users)?;
     if !dry_run && !plan.is_noop() {
