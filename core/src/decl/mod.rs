@@ -20,7 +20,7 @@ use serde::Deserialize;
 pub use diag::{Diagnostic, Diagnostics, Rule, Severity};
 pub use model::*;
 pub use users::UserDb;
-pub use validate::{MANY_MOUNTS, SSH_KEYS_HELP};
+pub use validate::{MANY_MOUNTS, SSH_KEYS_HELP, home_problem};
 
 /// A declaration text, checked.
 #[derive(Debug)]
