@@ -147,6 +147,56 @@ pub fn is_temp_name(name: &OsStr) -> bool {
     bytes.starts_with(b".") && bytes.windows(5).any(|w| w == b".tmp-")
 }
 
+/// Reads a file that a person named by its path (a declaration, an imported JSON),
+/// trusted as a path the way [`Dir::open_root`] trusts one, but never blocking and
+/// never without end: it is opened with `O_NONBLOCK` (a FIFO does not wait for a
+/// writer), refused unless `fstat` says it is a regular file (not a FIFO, a device
+/// such as `/dev/zero`, a directory), and refused if it holds more than `limit` bytes.
+pub fn read_regular_file(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(wrap("open", path))?;
+    let stat = rustix::fs::fstat(&fd).map_err(wrap("stat", path))?;
+    let kind = match FileType::from_raw_mode(stat.st_mode) {
+        FileType::RegularFile => None,
+        FileType::Directory => Some("a directory"),
+        FileType::Fifo => Some("a FIFO"),
+        FileType::CharacterDevice => Some("a character device"),
+        FileType::BlockDevice => Some("a block device"),
+        FileType::Socket => Some("a socket"),
+        FileType::Symlink | FileType::Unknown => Some("not a file"),
+    };
+    if let Some(kind) = kind {
+        let why = format!("it is {kind}, not a regular file");
+        return Err(FsError {
+            op: "read",
+            path: path.to_path_buf(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, why),
+        });
+    }
+    read_at_most(&mut File::from(fd), limit, path)
+}
+
+/// Reads `reader` to its end, failing if that is more than `limit` bytes; `path`
+/// names it in the error.
+pub fn read_at_most(reader: &mut impl Read, limit: u64, path: &Path) -> Result<Vec<u8>> {
+    let mut contents = Vec::new();
+    reader.take(limit.saturating_add(1)).read_to_end(&mut contents).map_err(wrap_io("read", path))?;
+    if contents.len() as u64 > limit {
+        let why = format!("it holds more than {}, the most blankslate reads of such a file", bytes(limit));
+        return Err(FsError {
+            op: "read",
+            path: path.to_path_buf(),
+            source: io::Error::new(io::ErrorKind::InvalidData, why),
+        });
+    }
+    Ok(contents)
+}
+
+/// `16 MiB`, `1000 bytes`.
+fn bytes(count: u64) -> String {
+    if count >= 1 << 20 && count % (1 << 20) == 0 { format!("{} MiB", count >> 20) } else { format!("{count} bytes") }
+}
+
 impl Dir {
     /// Opens a directory by an ordinary path: the one place a path string is trusted,
     /// used for the root a command was pointed at.
