@@ -315,7 +315,8 @@ impl Dir {
     }
 
     /// [`Dir::create_file`], owned by `(uid, gid)` when given. The owner is set before
-    /// the mode, since `chown` clears set-id bits.
+    /// the mode, since `chown` clears set-id bits. If writing fails (a full file
+    /// system), the new file is removed again.
     pub fn create_file_owned(
         &self,
         name: impl AsRef<OsStr>,
@@ -333,14 +334,20 @@ impl Dir {
         )?;
         let mut file = File::from(fd);
         let path = self.path.join(name);
-        file.write_all(contents).map_err(wrap_io("write", &path))?;
-        if let Some((uid, gid)) = owner {
-            let (uid, gid) = (rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid));
-            rustix::fs::fchown(&file, Some(uid), Some(gid)).map_err(wrap("set owner of", &path))?;
+        let written = (|| {
+            file.write_all(contents).map_err(wrap_io("write", &path))?;
+            if let Some((uid, gid)) = owner {
+                let (uid, gid) = (rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid));
+                rustix::fs::fchown(&file, Some(uid), Some(gid)).map_err(wrap("set owner of", &path))?;
+            }
+            // The umask may have narrowed the mode given to open.
+            rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(wrap("set mode of", &path))?;
+            file.sync_all().map_err(wrap_io("fsync", &path))
+        })();
+        if let Err(error) = written {
+            let _ = self.remove_file(name);
+            return Err(error);
         }
-        // The umask may have narrowed the mode given to open.
-        rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(wrap("set mode of", &path))?;
-        file.sync_all().map_err(wrap_io("fsync", &path))?;
         Ok(file)
     }
 
