@@ -250,7 +250,7 @@ fn open_volume(root: &Dir, mount: &str, names: &UserDb) -> Result<Volume> {
         ManageError::Other(format!("the persistent root {mount} cannot be opened below the root (is it mounted?): {e}"))
     })?;
     let state = journal::state_dir(&dir)?;
-    let lock = state.lock(journal::LOCK)?;
+    let lock = state.lock_writer(journal::LOCK)?;
     let mut volume = Volume { mount: mount.to_owned(), dir, state, _lock: lock, recovered: Vec::new() };
     if let Some(pending) = journal::read(&volume.state)? {
         let recovered = resolve_pending(root, &volume, pending, names)?;

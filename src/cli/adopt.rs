@@ -4,10 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use blankslate_adopt as adopt;
-use blankslate_core::generation::DEFAULT_STATE_DIR;
 use serde_json::json;
 
-use super::{Result, Target, build_generation, load};
+use super::{Result, Target, Waiting, build_generation, load};
 use crate::report;
 
 #[derive(Debug, clap::Args)]
@@ -24,6 +23,8 @@ pub(super) struct Args {
     /// Print what was kept and left out as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    wait: Waiting,
 }
 
 pub(super) fn run(args: &Args) -> Result<ExitCode> {
@@ -35,7 +36,7 @@ pub(super) fn run(args: &Args) -> Result<ExitCode> {
         Ok(declaration) => declaration,
         Err(code) => return Ok(code),
     };
-    let target = Target { root: args.to.clone(), state_dir: PathBuf::from(DEFAULT_STATE_DIR) };
+    let target = Target::at(args.to.clone());
     let (_, built) = build_generation(&declaration, &target, None)?;
     if args.json {
         let kept: Vec<_> = adopted
