@@ -73,6 +73,19 @@ fn installed(root: &Path) {
     std::fs::create_dir_all(root.join("etc/apt/sources.list.d")).unwrap();
 }
 
+/// A scratch directory holding [`installed`] as `installed`; `None` (the test is
+/// skipped) without root, which owners need, or without strace.
+fn scratch_with_installed() -> Option<(tempfile::TempDir, PathBuf)> {
+    if !is_root() || !Path::new("/usr/bin/strace").exists() {
+        eprintln!("skipped: needs root (owners) and /usr/bin/strace");
+        return None;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("installed");
+    installed(&root);
+    Some((scratch, root))
+}
+
 /// A tree as the faithful copier's walk describes it (kind, owner, mode, contents,
 /// link targets, hard links), without times: directories and files adopt makes are
 /// new at each run.
@@ -157,13 +170,7 @@ fn adopt_killed(root: &Path, volume: &Path, call: &str, n: usize) -> bool {
 
 #[test]
 fn adopt_killed_at_any_write_then_run_again_ends_as_an_uninterrupted_one() {
-    if !is_root() || !Path::new("/usr/bin/strace").exists() {
-        eprintln!("skipped: needs root (owners) and /usr/bin/strace");
-        return;
-    }
-    let scratch = tempfile::tempdir().unwrap();
-    let root = scratch.path().join("installed");
-    installed(&root);
+    let Some((scratch, root)) = scratch_with_installed() else { return };
     let root_before = tree_of(scratch.path(), "installed");
     let counted = scratch.path().join("counted");
     std::fs::create_dir(&counted).unwrap();
@@ -209,13 +216,7 @@ fn adopt_killed_at_any_write_then_run_again_ends_as_an_uninterrupted_one() {
 
 #[test]
 fn an_interrupted_adopt_is_finished_restarted_or_refused_but_never_left_to_a_person() {
-    if !is_root() || !Path::new("/usr/bin/strace").exists() {
-        eprintln!("skipped: needs root (owners) and /usr/bin/strace");
-        return;
-    }
-    let scratch = tempfile::tempdir().unwrap();
-    let root = scratch.path().join("installed");
-    installed(&root);
+    let Some((scratch, root)) = scratch_with_installed() else { return };
     let volume = scratch.path().join("volume");
     let expected = reference(&root, &volume, &["--mount-point", "/data"]);
     let tree = || tree_of(scratch.path(), "volume");
