@@ -156,8 +156,8 @@ pub fn is_temp_name(name: &OsStr) -> bool {
 /// such as `/dev/zero`, a directory), and refused if it holds more than `limit` bytes.
 pub fn read_regular_file(path: &Path, limit: u64) -> Result<Vec<u8>> {
     let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-    let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(wrap("open", path))?;
-    let stat = rustix::fs::fstat(&fd).map_err(wrap("stat", path))?;
+    let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(wrap("read", path))?;
+    let stat = rustix::fs::fstat(&fd).map_err(wrap("read", path))?;
     let kind = match FileType::from_raw_mode(stat.st_mode) {
         FileType::RegularFile => None,
         FileType::Directory => Some("a directory"),
