@@ -324,6 +324,7 @@ ignore = ["/var/cache/**"]
                     }
                     for u in v.users.values_mut() {
                         u.span = Span::default();
+                        u.home_span = Span::default();
                         for e in u.directories.iter_mut().chain(u.files.iter_mut()) {
                             e.span = Span::default();
                         }
