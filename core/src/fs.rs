@@ -817,6 +817,43 @@ mod tests {
     }
 
     #[test]
+    fn a_writer_lock_names_its_holder_and_a_writer_that_will_not_wait_gives_up() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = Dir::open_root(scratch.path()).unwrap();
+        let held = dir.lock_writer_waiting("lock", LockWait::No).unwrap();
+        let record = String::from_utf8(dir.read("lock").unwrap()).unwrap();
+        assert!(record.starts_with(&format!("{} ", std::process::id())), "{record}");
+        // flock is per open file: a second open conflicts, even in this process.
+        let refused = dir.lock_writer_waiting("lock", LockWait::No).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::WouldBlock);
+        let said = refused.to_string();
+        assert!(said.contains(": held by `") && said.contains(&format!("(pid {})", std::process::id())), "{said}");
+        let timed = dir.lock_writer_waiting("lock", LockWait::AtMost(Duration::from_millis(20))).unwrap_err();
+        assert!(timed.to_string().contains("still held by `"), "{timed}");
+        drop(held);
+        assert!(dir.read("lock").unwrap().is_empty(), "the record goes with the lock");
+        // Held by something that wrote no record, over one of a process that is gone.
+        dir.write_atomic("gone", b"4194304999 blankslate switch\n", 0o600).unwrap();
+        let gone = File::from(dir.openat(Path::new("gone"), OFlags::RDWR, Mode::empty(), "open").unwrap());
+        rustix::fs::flock(&gone, FlockOperation::LockExclusive).unwrap();
+        let refused = dir.lock_writer_waiting("gone", LockWait::No).unwrap_err();
+        assert!(refused.to_string().contains("held by a process that did not record which"), "{refused}");
+    }
+
+    #[test]
+    fn regular_files_are_read_up_to_a_bound_and_nothing_else_is_read() {
+        let scratch = tempfile::tempdir().unwrap();
+        std::fs::write(scratch.path().join("small"), b"12345").unwrap();
+        assert_eq!(read_regular_file(&scratch.path().join("small"), 5).unwrap(), b"12345");
+        let big = read_regular_file(&scratch.path().join("small"), 4).unwrap_err();
+        assert!(big.to_string().contains("it holds more than 4 bytes"), "{big}");
+        let dir = read_regular_file(scratch.path(), 5).unwrap_err();
+        assert!(dir.to_string().contains("it is a directory, not a regular file"), "{dir}");
+        let device = read_regular_file(Path::new("/dev/zero"), 5).unwrap_err();
+        assert!(device.to_string().contains("it is a character device"), "{device}");
+    }
+
+    #[test]
     fn temp_names_are_recognisable() {
         let temp = temp_name(OsStr::new("system"));
         assert!(is_temp_name(&temp));
