@@ -257,7 +257,7 @@ pub fn write(file: &Path, text: &str) -> Result<(), EditError> {
     Ok(())
 }
 
-/// Checks, before anything else changes, that [`write`] can replace the file with
+/// Checks, before anything else changes, that [`write()`] can replace the file with
 /// `text`: the temporary it writes can be made in the file's directory (not a
 /// read-only mount, not an immutable directory, room for it), and the file is not
 /// immutable or append-only, which `rename` cannot replace. The temporary is removed.

@@ -57,9 +57,9 @@ const SHARED_DIRS: [(&str, &str); 4] = [
 ];
 
 /// Why `home` cannot be the home of `user`, if it cannot: it is, lies inside or holds
-/// a system path ([`SYSTEM_TREES`], the API file systems, blankslate's state
+/// a system path (`SYSTEM_TREES`, the API file systems, blankslate's state
 /// directory, one of `persistent_roots`), it is a directory shared by everyone
-/// ([`SHARED_DIRS`]), or it is root's home and `user` is not root. Also for imports,
+/// (`SHARED_DIRS`), or it is root's home and `user` is not root. Also for imports,
 /// whose homes may come from a user's own JSON.
 pub fn home_problem<'a>(user: &str, home: &str, persistent_roots: impl IntoIterator<Item = &'a str>) -> Option<String> {
     let state = [(crate::generation::DEFAULT_STATE_DIR, "blankslate's store and generations")];
