@@ -287,7 +287,7 @@ fn take_volume(volume: &Dir, path: &Path, mut record: Record) -> Result<Adoption
         Some(found) if found.done => return Err(AdoptError::Adopted { path: path.into(), from: found.from }),
         Some(found) if found.same_adopt(&record) => {
             adopted.notes.push(format!(
-                "an interrupted adopt into this volume is finished: {} of its {} copies were complete",
+                "an interrupted adopt into this volume is resumed: {} of its {} copies were complete",
                 found.copied.len(),
                 found.kept.len()
             ));
