@@ -8,14 +8,12 @@ mod report;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
     // As the kernel's /init (PID 1 in an initramfs): boot, and never return.
     if blankslate_activator::boot::is_initramfs_init() {
         blankslate_activator::boot::main(&std::env::args_os().skip(1).collect::<Vec<_>>());
     }
-    let args = cli::Cli::parse();
+    let args = cli::parse();
     match cli::run(args) {
         Ok(code) => code,
         Err(error) => {

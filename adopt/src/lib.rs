@@ -25,16 +25,31 @@
 //! copier of `persist add` (owners, modes, times, extended attributes, hard links,
 //! holes), and the volume must be empty (`lost+found` aside), so nothing there is
 //! overwritten.
+//!
+//! A crash, a kill or a power cut loses nothing and needs no one to empty the volume:
+//! adopt holds the volume's lock and keeps a [`record`] in it, written before anything
+//! else, of what it is filling the volume from and which copies are complete; each copy
+//! is made under a temporary name and takes its own only once complete and recorded.
+//! The same `adopt` run again finishes the work (a partial copy is made again, a
+//! complete one kept); a different one (another root, mount point, or a root that
+//! changed what it keeps) removes what the interrupted one made and starts over. A
+//! volume holding anything the record does not account for is refused as before.
 
 #![forbid(unsafe_code)]
+
+mod record;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use blankslate_core::decl::{self, Declaration, Entry, EntryKind, EtcTree, How, Mode, MountOption, Owner, PersistRoot};
-use blankslate_core::fs::{Dir, FsError, Kind, Meta};
+use blankslate_core::fs::{Dir, FsError, Kind, Lock, Meta};
+use blankslate_persist::journal::{self as volume_state, LOCK, STATE_DIR};
 use blankslate_persist::tree::{self, CopyStats, TreeError};
+
+pub use record::RECORD;
+use record::{Record, temporary};
 
 /// Where the declaration and its etc tree go, in the root (persisted).
 pub const DECLARATION_DIR: &str = "/etc/blankslate";
@@ -60,6 +75,10 @@ pub enum AdoptError {
     Volume { path: PathBuf, source: FsError },
     #[error("the volume {} is not empty (it holds {found}): adopt fills an empty volume and never overwrites", path.display())]
     NotEmpty { path: PathBuf, found: String },
+    #[error("the volume {} holds a system adopted from {from} already: adopt fills an empty volume and never overwrites", path.display())]
+    Adopted { path: PathBuf, from: String },
+    #[error("the adopt record {path} is damaged ({why}); look at it, then remove it by hand")]
+    Record { path: String, why: String },
     #[error("cannot copy {path} into the volume: {source}")]
     Copy { path: String, source: TreeError },
     #[error(transparent)]
@@ -100,6 +119,33 @@ pub struct Adopted {
     pub etc_entries: usize,
     /// Entries of `/etc` neither in the tree nor persisted, and why.
     pub etc_left_out: Vec<(String, String)>,
+    /// An interrupted adopt this one finished, or removed before starting over.
+    pub notes: Vec<String>,
+    /// The volume held this adoption, finished, already: nothing was done.
+    pub finished_before: bool,
+}
+
+/// An adoption under way: the volume locked, its record kept. [`Adoption::finish`]
+/// records it finished, once the first generation is built.
+#[derive(Debug)]
+pub struct Adoption {
+    pub adopted: Adopted,
+    /// The volume's `.blankslate` directory, which holds the record.
+    records: Dir,
+    record: Record,
+    _lock: Lock,
+}
+
+impl Adoption {
+    /// Records the adoption as finished (the same adopt run again changes nothing),
+    /// and gives back what it did.
+    pub fn finish(mut self) -> Result<Adopted> {
+        if !self.record.done {
+            self.record.done = true;
+            self.record.write(&self.records)?;
+        }
+        Ok(self.adopted)
+    }
 }
 
 /// A decision about one path of the root.
@@ -108,8 +154,48 @@ enum Decision {
     LeaveOut(String),
 }
 
-/// Reads `request.from` and fills `request.to`; see the module docs.
-pub fn adopt(request: &Request<'_>) -> Result<Adopted> {
+/// The record in `volume`, if any, once the volume is checked to hold nothing else
+/// than `lost+found`, the record's own directory (holding nothing but the record, the
+/// lock and temporaries of the record), and what the unfinished adoption of the record
+/// makes; a finished adoption's volume is not checked. Read before anything is
+/// written, and again under the lock.
+fn check_volume(volume: &Dir, path: &Path) -> Result<Option<Record>> {
+    let unusable = |source| AdoptError::Volume { path: path.into(), source };
+    let state = match volume.open_dir(STATE_DIR) {
+        Ok(state) => Some(state),
+        Err(error) if error.is_not_found() => None,
+        Err(error) => return Err(unusable(error)),
+    };
+    let record = state.as_ref().map(Record::read).transpose()?.flatten();
+    if record.as_ref().is_some_and(|r| r.done) {
+        // A finished adoption: the volume is in use, and what it holds is its own.
+        return Ok(record);
+    }
+    let mut found = Vec::new();
+    for (name, _) in volume.entries().map_err(unusable)? {
+        let name = name.to_string_lossy().into_owned();
+        let own = match name.as_str() {
+            "lost+found" => true,
+            STATE_DIR => state.as_ref().is_some_and(|state| {
+                state.entries().is_ok_and(|entries| {
+                    entries.iter().all(|(n, _)| n == RECORD || n == LOCK || blankslate_core::fs::is_temp_name(n))
+                })
+            }),
+            _ => record.as_ref().is_some_and(|r| r.made(&name)),
+        };
+        if !own {
+            found.push(name);
+        }
+    }
+    if !found.is_empty() {
+        return Err(AdoptError::NotEmpty { path: path.into(), found: found.join(", ") });
+    }
+    Ok(record)
+}
+
+/// Reads `request.from` and fills `request.to`; see the module docs. The caller builds
+/// the first generation in the volume, then [`Adoption::finish`]es.
+pub fn adopt(request: &Request<'_>) -> Result<Adoption> {
     let root = Dir::open_root(request.from).map_err(|source| AdoptError::Root { path: request.from.into(), source })?;
     for (name, what) in [("etc", "/etc"), ("usr", "/usr")] {
         if !root.meta(name).is_ok_and(|m| m.kind == Kind::Directory) {
@@ -117,19 +203,19 @@ pub fn adopt(request: &Request<'_>) -> Result<Adopted> {
         }
     }
     let volume = Dir::open_root(request.to).map_err(|source| AdoptError::Volume { path: request.to.into(), source })?;
-    let found: Vec<String> = volume
-        .entries()
-        .map_err(|source| AdoptError::Volume { path: request.to.into(), source })?
-        .into_iter()
-        .map(|(name, _)| name.to_string_lossy().into_owned())
-        .filter(|name| name != "lost+found")
-        .collect();
-    if !found.is_empty() {
-        return Err(AdoptError::NotEmpty { path: request.to.into(), found: found.join(", ") });
-    }
     let users = decl::UserDb::from_root(&root);
-    let mut adopted = Adopted::default();
     let decisions = decide(&root, &users)?;
+    let kept = decisions.iter().filter(|(_, d)| matches!(d, Decision::Keep { .. })).map(|(p, _)| p.clone()).collect();
+    let record = Record {
+        from: request.from.display().to_string(),
+        mount_point: request.mount_point.to_owned(),
+        done: false,
+        kept,
+        copied: BTreeMap::new(),
+        etc: None,
+    };
+    let mut adoption = take_volume(&volume, request.to, record)?;
+    let (adopted, record, records) = (&mut adoption.adopted, &mut adoption.record, &adoption.records);
     let mut declaration = Declaration::default();
     let mut persisted = PersistRoot {
         span: decl::Span::default(),
@@ -145,7 +231,10 @@ pub fn adopt(request: &Request<'_>) -> Result<Adopted> {
         match decision {
             Decision::LeaveOut(why) => adopted.left_out.push((path, why)),
             Decision::Keep { entry, note, undecided } => {
-                let stats = copy_into(&root, &volume, &path)?;
+                let stats = match record.copied.get(&path) {
+                    Some(stats) if adopted.finished_before => *stats,
+                    _ => copy_into(&root, &volume, &path, record, records)?,
+                };
                 if let Some(note) = &note {
                     notes.insert(path.clone(), note.clone());
                 }
@@ -164,17 +253,75 @@ pub fn adopt(request: &Request<'_>) -> Result<Adopted> {
     persisted.directories.sort_by(|a, b| a.path.cmp(&b.path));
     declaration.persist.insert(request.mount_point.to_owned(), persisted);
 
+    adopted.declaration = Path::new(DECLARATION_DIR).join(DECLARATION_FILE);
+    if adopted.finished_before {
+        (adopted.etc_entries, adopted.etc_left_out) = record.etc.clone().unwrap_or_default();
+        return Ok(adoption);
+    }
     let home = volume.create_dir_all(DECLARATION_DIR.trim_start_matches('/'), 0o700)?;
     home.set_mode(0o700)?;
-    let (entries, etc_left_out) = copy_etc_tree(&root, &home, &declaration)?;
-    adopted.etc_entries = entries;
-    adopted.etc_left_out = etc_left_out;
+    remove_temporaries(&home)?;
+    (adopted.etc_entries, adopted.etc_left_out) = place_etc_tree(&root, &home, &declaration, record, records)?;
     declaration.etc_tree = Some(EtcTree { span: decl::Span::default(), source: TREE.into() });
     let text = format!("{}{}", header(request), decl::write::to_toml_noted(&declaration, &notes));
     home.write_atomic(DECLARATION_FILE, text.as_bytes(), 0o600)?;
     volume.sync()?;
-    adopted.declaration = Path::new(DECLARATION_DIR).join(DECLARATION_FILE);
-    Ok(adopted)
+    Ok(adoption)
+}
+
+/// Takes the volume for `record`'s adoption: checked, locked, and its record read.
+/// The same adoption finished already is left as it is (`finished_before`); another
+/// finished one is refused; the same one interrupted is resumed; another interrupted
+/// one is removed. Then `record` is written, before any other change.
+fn take_volume(volume: &Dir, path: &Path, mut record: Record) -> Result<Adoption> {
+    // Nothing is written into a volume that holds what adopt did not put there.
+    check_volume(volume, path)?;
+    let records = volume_state::state_dir(volume)?;
+    let lock = records.lock_writer(LOCK)?;
+    let mut adopted = Adopted::default();
+    match check_volume(volume, path)? {
+        Some(found) if found.done && found.same_adopt(&record) => {
+            adopted.finished_before = true;
+            record = found;
+        }
+        Some(found) if found.done => return Err(AdoptError::Adopted { path: path.into(), from: found.from }),
+        Some(found) if found.same_adopt(&record) => {
+            adopted.notes.push(format!(
+                "an interrupted adopt into this volume is resumed: {} of its {} copies were complete",
+                found.copied.len(),
+                found.kept.len()
+            ));
+            record = found;
+        }
+        Some(found) => {
+            for (name, _) in volume.entries()? {
+                if found.made(&name.to_string_lossy()) {
+                    volume.remove_tree(&name)?;
+                }
+            }
+            volume.sync()?;
+            adopted.notes.push(format!(
+                "an interrupted adopt from {} (mounted at {}) was removed from this volume: adopting from the start",
+                found.from, found.mount_point
+            ));
+        }
+        None => {}
+    }
+    remove_temporaries(&records)?;
+    if !adopted.finished_before {
+        record.write(&records)?;
+    }
+    Ok(Adoption { adopted, records, record, _lock: lock })
+}
+
+/// Removes what a crashed atomic write left in `dir` ([`blankslate_core::fs::temp_name`]).
+fn remove_temporaries(dir: &Dir) -> Result<()> {
+    for (name, _) in dir.entries()? {
+        if blankslate_core::fs::is_temp_name(&name) {
+            dir.remove_file(&name)?;
+        }
+    }
+    Ok(())
 }
 
 fn header(request: &Request<'_>) -> String {
@@ -384,40 +531,109 @@ fn bound_etc_files(root: &Dir) -> Vec<(String, Meta)> {
     out
 }
 
+/// Puts a complete copy under `name` in `dest` (unless it is there already): the
+/// copy `write` makes under a temporary name, recorded by `record` once complete, then
+/// renamed. A temporary the record accounts for is complete and only renamed; any
+/// other is a crashed run's partial copy, and is made again.
+fn place<T>(
+    dest: &Dir,
+    name: &str,
+    recorded: Option<T>,
+    write: impl FnOnce(&str) -> Result<T>,
+    record: impl FnOnce(&T) -> Result<()>,
+) -> Result<T> {
+    let temp = temporary(name);
+    let exists = |n: &str| match dest.meta(n) {
+        Ok(_) => Ok(true),
+        Err(error) if error.is_not_found() => Ok(false),
+        Err(error) => Err(error),
+    };
+    let copy = match recorded {
+        Some(copy) if exists(name)? => return Ok(copy),
+        Some(copy) if exists(&temp)? => copy,
+        _ => {
+            if exists(&temp)? {
+                dest.remove_tree(&temp)?;
+            }
+            let copy = write(&temp)?;
+            record(&copy)?;
+            copy
+        }
+    };
+    dest.rename(&temp, name)?;
+    dest.sync()?;
+    Ok(copy)
+}
+
 /// Copies `path` (absolute) of the root to the same place in the volume, creating
-/// its parents there with the owner and mode they have in the root.
-fn copy_into(root: &Dir, volume: &Dir, path: &str) -> Result<CopyStats> {
+/// its parents there with the owner and mode they have in the root; the copy's
+/// counts go into the record before it takes its name ([`place`]).
+fn copy_into(root: &Dir, volume: &Dir, path: &str, record: &mut Record, state: &Dir) -> Result<CopyStats> {
     let relative = path.trim_start_matches('/');
     let (parent, name) = relative.rsplit_once('/').unwrap_or(("", relative));
     let source_parent = root.open_dir_or_self(parent)?;
     let dest_parent = mirror_parents(root, volume, parent)?;
-    tree::copy(&source_parent, OsStr::new(name), &dest_parent, OsStr::new(name))
-        .map_err(|source| AdoptError::Copy { path: path.to_owned(), source })
+    let recorded = record.copied.get(path).copied();
+    let copy = |temp: &str| {
+        tree::copy(&source_parent, OsStr::new(name), &dest_parent, OsStr::new(temp))
+            .map_err(|source| AdoptError::Copy { path: path.to_owned(), source })
+    };
+    place(&dest_parent, name, recorded, copy, |stats| {
+        record.copied.insert(path.to_owned(), *stats);
+        record.write(state)
+    })
 }
 
-/// The directory `relative` in the volume, each missing component made with the
-/// owner and mode the root's has.
+/// The directory `relative` in the volume, each component with the owner and mode
+/// the root's has (given again to one that exists: a crashed run may have made it
+/// without them).
 fn mirror_parents(root: &Dir, volume: &Dir, relative: &str) -> Result<Dir> {
     let mut dest = volume.try_clone()?;
     let mut source = root.try_clone()?;
     for name in relative.split('/').filter(|n| !n.is_empty()) {
         let meta = source.meta(name)?;
-        if dest.create_dir(name, 0o700)? {
-            dest.set_owner_and_mode_of(name, meta.uid, meta.gid, meta.mode)?;
-        }
+        dest.create_dir(name, 0o700)?;
+        dest.set_owner_and_mode_of(name, meta.uid, meta.gid, meta.mode)?;
         dest = dest.open_dir(name)?;
         source = source.open_dir(name)?;
     }
     Ok(dest)
 }
 
-/// The etc tree: a faithful copy of the root's `/etc` in `home/etc`, without what is
+/// The etc tree in `home/etc`, put there as a whole ([`place`]): see
+/// [`copy_etc_tree`].
+fn place_etc_tree(
+    root: &Dir,
+    home: &Dir,
+    declaration: &Declaration,
+    record: &mut Record,
+    state: &Dir,
+) -> Result<(usize, Vec<(String, String)>)> {
+    let recorded = record.etc.clone();
+    place(
+        home,
+        TREE,
+        recorded,
+        |temp| copy_etc_tree(root, home, temp, declaration),
+        |etc| {
+            record.etc = Some(etc.clone());
+            record.write(state)
+        },
+    )
+}
+
+/// The etc tree: a faithful copy of the root's `/etc` in `home/NAME`, without what is
 /// persisted (it comes from the volume) or regenerated. Returns how many entries it
 /// holds and what was taken out, with why.
-fn copy_etc_tree(root: &Dir, home: &Dir, declaration: &Declaration) -> Result<(usize, Vec<(String, String)>)> {
-    tree::copy(root, OsStr::new("etc"), home, OsStr::new(TREE))
+fn copy_etc_tree(
+    root: &Dir,
+    home: &Dir,
+    name: &str,
+    declaration: &Declaration,
+) -> Result<(usize, Vec<(String, String)>)> {
+    tree::copy(root, OsStr::new("etc"), home, OsStr::new(name))
         .map_err(|source| AdoptError::Copy { path: "/etc".into(), source })?;
-    let tree_dir = home.open_dir(TREE)?;
+    let tree_dir = home.open_dir(name)?;
     let mut left_out = Vec::new();
     let mut remove = |path: &str, why: &str| -> Result<()> {
         let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
@@ -439,7 +655,7 @@ fn copy_etc_tree(root: &Dir, home: &Dir, declaration: &Declaration) -> Result<(u
         remove(name, "regenerated (a cache, a lock, or a backup the shadow tools write)")?;
     }
     let nodes =
-        tree::walk(home, OsStr::new(TREE), false).map_err(|source| AdoptError::Copy { path: "/etc".into(), source })?;
+        tree::walk(home, OsStr::new(name), false).map_err(|source| AdoptError::Copy { path: "/etc".into(), source })?;
     for node in &nodes {
         use tree::NodeKind::{BlockDevice, CharDevice, Fifo, Socket};
         if matches!(node.kind, Fifo | Socket | CharDevice | BlockDevice) {

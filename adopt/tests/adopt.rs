@@ -85,7 +85,7 @@ fn an_installed_system_is_adopted_whole_and_left_untouched() {
     };
     let before = fingerprint();
 
-    let adopted = adopt(&Request { from: &root, to: &volume, mount_point: "/persist" }).unwrap();
+    let adopted = adopt(&Request { from: &root, to: &volume, mount_point: "/persist" }).unwrap().finish().unwrap();
     assert_eq!(fingerprint(), before, "the installed root changed");
 
     let text = std::fs::read_to_string(volume.join("etc/blankslate/system.toml")).unwrap();

@@ -13,7 +13,9 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags, RenameFlags, ResolveFlags};
 
@@ -147,6 +149,56 @@ pub fn is_temp_name(name: &OsStr) -> bool {
     bytes.starts_with(b".") && bytes.windows(5).any(|w| w == b".tmp-")
 }
 
+/// Reads a file that a person named by its path (a declaration, an imported JSON),
+/// trusted as a path the way [`Dir::open_root`] trusts one, but never blocking and
+/// never without end: it is opened with `O_NONBLOCK` (a FIFO does not wait for a
+/// writer), refused unless `fstat` says it is a regular file (not a FIFO, a device
+/// such as `/dev/zero`, a directory), and refused if it holds more than `limit` bytes.
+pub fn read_regular_file(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(wrap("read", path))?;
+    let stat = rustix::fs::fstat(&fd).map_err(wrap("read", path))?;
+    let kind = match FileType::from_raw_mode(stat.st_mode) {
+        FileType::RegularFile => None,
+        FileType::Directory => Some("a directory"),
+        FileType::Fifo => Some("a FIFO"),
+        FileType::CharacterDevice => Some("a character device"),
+        FileType::BlockDevice => Some("a block device"),
+        FileType::Socket => Some("a socket"),
+        FileType::Symlink | FileType::Unknown => Some("not a file"),
+    };
+    if let Some(kind) = kind {
+        let why = format!("it is {kind}, not a regular file");
+        return Err(FsError {
+            op: "read",
+            path: path.to_path_buf(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, why),
+        });
+    }
+    read_at_most(&mut File::from(fd), limit, path)
+}
+
+/// Reads `reader` to its end, failing if that is more than `limit` bytes; `path`
+/// names it in the error.
+pub fn read_at_most(reader: &mut impl Read, limit: u64, path: &Path) -> Result<Vec<u8>> {
+    let mut contents = Vec::new();
+    reader.take(limit.saturating_add(1)).read_to_end(&mut contents).map_err(wrap_io("read", path))?;
+    if contents.len() as u64 > limit {
+        let why = format!("it holds more than {}, the most blankslate reads of such a file", bytes(limit));
+        return Err(FsError {
+            op: "read",
+            path: path.to_path_buf(),
+            source: io::Error::new(io::ErrorKind::InvalidData, why),
+        });
+    }
+    Ok(contents)
+}
+
+/// `16 MiB`, `1000 bytes`.
+fn bytes(count: u64) -> String {
+    if count >= 1 << 20 && count % (1 << 20) == 0 { format!("{} MiB", count >> 20) } else { format!("{count} bytes") }
+}
+
 impl Dir {
     /// Opens a directory by an ordinary path: the one place a path string is trusted,
     /// used for the root a command was pointed at.
@@ -265,7 +317,8 @@ impl Dir {
     }
 
     /// [`Dir::create_file`], owned by `(uid, gid)` when given. The owner is set before
-    /// the mode, since `chown` clears set-id bits.
+    /// the mode, since `chown` clears set-id bits. If writing fails (a full file
+    /// system), the new file is removed again.
     pub fn create_file_owned(
         &self,
         name: impl AsRef<OsStr>,
@@ -283,14 +336,20 @@ impl Dir {
         )?;
         let mut file = File::from(fd);
         let path = self.path.join(name);
-        file.write_all(contents).map_err(wrap_io("write", &path))?;
-        if let Some((uid, gid)) = owner {
-            let (uid, gid) = (rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid));
-            rustix::fs::fchown(&file, Some(uid), Some(gid)).map_err(wrap("set owner of", &path))?;
+        let written = (|| {
+            file.write_all(contents).map_err(wrap_io("write", &path))?;
+            if let Some((uid, gid)) = owner {
+                let (uid, gid) = (rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid));
+                rustix::fs::fchown(&file, Some(uid), Some(gid)).map_err(wrap("set owner of", &path))?;
+            }
+            // The umask may have narrowed the mode given to open.
+            rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(wrap("set mode of", &path))?;
+            file.sync_all().map_err(wrap_io("fsync", &path))
+        })();
+        if let Err(error) = written {
+            let _ = self.remove_file(name);
+            return Err(error);
         }
-        // The umask may have narrowed the mode given to open.
-        rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(wrap("set mode of", &path))?;
-        file.sync_all().map_err(wrap_io("fsync", &path))?;
         Ok(file)
     }
 
@@ -511,14 +570,153 @@ impl Dir {
     }
 
     /// Takes an exclusive lock on the file `name` (created if missing), blocking until
-    /// it is free. The lock lasts as long as the returned value.
+    /// it is free. The lock lasts as long as the returned value. For a file shared with
+    /// other programs (libmount's `utab.lock`); blankslate's own writers use
+    /// [`Dir::lock_writer`].
     pub fn lock(&self, name: impl AsRef<OsStr>) -> Result<Lock> {
         let name = name.as_ref();
         check_name(name, &self.path)?;
         let fd =
             self.openat(Path::new(name), OFlags::RDWR | OFlags::CREATE, Mode::from_raw_mode(0o600), "open lock file")?;
         rustix::fs::flock(&fd, FlockOperation::LockExclusive).map_err(wrap("lock", self.path.join(name)))?;
-        Ok(Lock { _fd: fd })
+        Ok(Lock { fd, recorded: false })
+    }
+
+    /// Takes blankslate's writer lock `name` (created if missing): the state's, a
+    /// volume's. How long it waits for another holder is the process's [`lock_wait`].
+    pub fn lock_writer(&self, name: impl AsRef<OsStr>) -> Result<Lock> {
+        self.lock_writer_waiting(name, lock_wait())
+    }
+
+    /// [`Dir::lock_writer`] with its own `wait`. A writer that has to wait says once,
+    /// on standard error, which command and process hold the lock (the holder's record
+    /// in the file); one that gives up fails with an error that names them. Once held,
+    /// the file records this process (its pid and command line) until the lock is
+    /// released.
+    fn lock_writer_waiting(&self, name: impl AsRef<OsStr>, wait: LockWait) -> Result<Lock> {
+        let name = name.as_ref();
+        check_name(name, &self.path)?;
+        let path = self.path.join(name);
+        let fd =
+            self.openat(Path::new(name), OFlags::RDWR | OFlags::CREATE, Mode::from_raw_mode(0o600), "open lock file")?;
+        let try_lock = || match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+            Err(errno) => Err(wrap("lock", &path)(errno)),
+        };
+        if !try_lock()? {
+            let holder = Holder::of(&fd);
+            let busy = |message: String| FsError {
+                op: "lock",
+                path: path.clone(),
+                source: io::Error::new(io::ErrorKind::WouldBlock, message),
+            };
+            match wait {
+                LockWait::No => return Err(busy(format!("held by {holder}"))),
+                LockWait::Forever => {
+                    eprintln!("note: waiting for the lock {}, held by {holder}", path.display());
+                    rustix::fs::flock(&fd, FlockOperation::LockExclusive).map_err(wrap("lock", &path))?;
+                }
+                LockWait::AtMost(limit) => {
+                    eprintln!(
+                        "note: waiting at most {} for the lock {}, held by {holder}",
+                        seconds(limit),
+                        path.display()
+                    );
+                    let deadline = Instant::now() + limit;
+                    while !try_lock()? {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            let holder = Holder::of(&fd);
+                            return Err(busy(format!("still held by {holder} after {}", seconds(limit))));
+                        }
+                        std::thread::sleep(left.min(LOCK_POLL));
+                    }
+                }
+            }
+        }
+        Holder::record(&fd);
+        Ok(Lock { fd, recorded: true })
+    }
+}
+
+/// How often a writer with a time limit tries the lock again.
+const LOCK_POLL: Duration = Duration::from_millis(50);
+
+/// How a writer waits for a lock that another process holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LockWait {
+    /// Until it is free.
+    #[default]
+    Forever,
+    /// Not at all: fail at once.
+    No,
+    /// At most this long, then fail.
+    AtMost(Duration),
+}
+
+static LOCK_WAIT: OnceLock<LockWait> = OnceLock::new();
+
+/// Sets how every writer lock this process takes waits (the command line's
+/// `--no-wait` and `--lock-timeout`); only the first call counts.
+pub fn set_lock_wait(wait: LockWait) {
+    let _ = LOCK_WAIT.set(wait);
+}
+
+/// How this process's writer locks wait: [`LockWait::Forever`] unless set.
+pub fn lock_wait() -> LockWait {
+    LOCK_WAIT.get().copied().unwrap_or_default()
+}
+
+/// `5 s`, `1.5 s`.
+fn seconds(duration: Duration) -> String {
+    format!("{} s", duration.as_secs_f64())
+}
+
+/// The holder of a writer lock, as its record in the lock file says: `PID COMMAND`.
+struct Holder(Option<(u32, String)>);
+
+/// The most of a holder's record that is written or read.
+const HOLDER_MAX: usize = 512;
+
+impl Holder {
+    /// What the lock file says, if the process it names is still there.
+    fn of(fd: &OwnedFd) -> Holder {
+        let mut buffer = [0u8; HOLDER_MAX];
+        let read = rustix::io::pread(fd, &mut buffer, 0).unwrap_or(0);
+        let text = String::from_utf8_lossy(&buffer[..read]);
+        let parsed = text.lines().next().and_then(|line| {
+            let (pid, command) = line.split_once(' ')?;
+            let pid: u32 = pid.parse().ok()?;
+            Path::new(&format!("/proc/{pid}")).exists().then(|| (pid, command.to_owned()))
+        });
+        Holder(parsed)
+    }
+
+    /// Writes this process's record over the file's contents (best effort: the lock
+    /// holds without it).
+    fn record(fd: &OwnedFd) {
+        let command: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+        let mut line = format!("{} {}", std::process::id(), command.join(" "));
+        line.retain(|c| !c.is_control());
+        let mut end = line.len().min(HOLDER_MAX - 1);
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line.truncate(end);
+        line.push('\n');
+        if rustix::io::pwrite(fd, line.as_bytes(), 0).is_ok() {
+            let _ = rustix::fs::ftruncate(fd, line.len() as u64);
+        }
+    }
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some((pid, command)) => write!(f, "`{}` (pid {pid})", command.escape_debug()),
+            None => f.write_str("a process that did not record which"),
+        }
     }
 }
 
@@ -531,7 +729,17 @@ impl AsFd for Dir {
 /// An exclusive `flock`, released when dropped (or when the process dies).
 #[derive(Debug)]
 pub struct Lock {
-    _fd: OwnedFd,
+    fd: OwnedFd,
+    /// The file holds this process's record, cleared on release.
+    recorded: bool,
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        if self.recorded {
+            let _ = rustix::fs::ftruncate(&self.fd, 0);
+        }
+    }
 }
 
 fn meta_of(stat: &rustix::fs::Stat) -> Meta {
@@ -606,6 +814,43 @@ mod tests {
         root.open_dir("a").unwrap().set_mode(0o555).unwrap();
         root.remove_tree("a").unwrap();
         assert!(root.entries().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_writer_lock_names_its_holder_and_a_writer_that_will_not_wait_gives_up() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = Dir::open_root(scratch.path()).unwrap();
+        let held = dir.lock_writer_waiting("lock", LockWait::No).unwrap();
+        let record = String::from_utf8(dir.read("lock").unwrap()).unwrap();
+        assert!(record.starts_with(&format!("{} ", std::process::id())), "{record}");
+        // flock is per open file: a second open conflicts, even in this process.
+        let refused = dir.lock_writer_waiting("lock", LockWait::No).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::WouldBlock);
+        let said = refused.to_string();
+        assert!(said.contains(": held by `") && said.contains(&format!("(pid {})", std::process::id())), "{said}");
+        let timed = dir.lock_writer_waiting("lock", LockWait::AtMost(Duration::from_millis(20))).unwrap_err();
+        assert!(timed.to_string().contains("still held by `"), "{timed}");
+        drop(held);
+        assert!(dir.read("lock").unwrap().is_empty(), "the record goes with the lock");
+        // Held by something that wrote no record, over one of a process that is gone.
+        dir.write_atomic("gone", b"4194304999 blankslate switch\n", 0o600).unwrap();
+        let gone = File::from(dir.openat(Path::new("gone"), OFlags::RDWR, Mode::empty(), "open").unwrap());
+        rustix::fs::flock(&gone, FlockOperation::LockExclusive).unwrap();
+        let refused = dir.lock_writer_waiting("gone", LockWait::No).unwrap_err();
+        assert!(refused.to_string().contains("held by a process that did not record which"), "{refused}");
+    }
+
+    #[test]
+    fn regular_files_are_read_up_to_a_bound_and_nothing_else_is_read() {
+        let scratch = tempfile::tempdir().unwrap();
+        std::fs::write(scratch.path().join("small"), b"12345").unwrap();
+        assert_eq!(read_regular_file(&scratch.path().join("small"), 5).unwrap(), b"12345");
+        let big = read_regular_file(&scratch.path().join("small"), 4).unwrap_err();
+        assert!(big.to_string().contains("it holds more than 4 bytes"), "{big}");
+        let dir = read_regular_file(scratch.path(), 5).unwrap_err();
+        assert!(dir.to_string().contains("it is a directory, not a regular file"), "{dir}");
+        let device = read_regular_file(Path::new("/dev/zero"), 5).unwrap_err();
+        assert!(device.to_string().contains("it is a character device"), "{device}");
     }
 
     #[test]

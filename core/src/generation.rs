@@ -142,7 +142,8 @@ impl State {
     }
 
     /// Opens the state for writing, creating it if needed: takes the lock (waiting for
-    /// any other writer) and removes temporaries a crashed writer left.
+    /// any other writer as the process's [`crate::fs::lock_wait`] says, and saying
+    /// which command holds it) and removes temporaries a crashed writer left.
     ///
     /// On a live system the state is mounted read-only (boot does that, so that nothing
     /// else writes the store): writers then go through a private writable view of that
@@ -155,7 +156,7 @@ impl State {
                 return Err(GenerationError::ReadOnlyFileSystem(dir.path().to_path_buf()));
             }
         }
-        let lock = dir.lock("lock")?;
+        let lock = dir.lock_writer("lock")?;
         let store = Store::from_dir(dir.create_dir_all("store", 0o755)?, &state_dir.join("store"));
         let profiles = dir.create_dir_all("profiles", 0o755)?;
         store.remove_temporaries()?;

@@ -131,7 +131,7 @@ fn has_location(rendered: &str, file: &str) -> bool {
     })
 }
 
-const ALL_ERROR_RULES: [Rule; 28] = [
+const ALL_ERROR_RULES: [Rule; 29] = [
     Rule::NotUtf8,
     Rule::Syntax,
     Rule::UnknownKey,
@@ -160,6 +160,7 @@ const ALL_ERROR_RULES: [Rule; 28] = [
     Rule::InvalidMountOption,
     Rule::ApiFilesystem,
     Rule::Volume,
+    Rule::Home,
 ];
 
 /// Fails to compile when a rule is added, so that the list above (and a broken
@@ -199,7 +200,8 @@ fn rule_is_listed(rule: Rule) -> bool {
         | Rule::InvalidGlob
         | Rule::InvalidMountOption
         | Rule::ApiFilesystem
-        | Rule::Volume => ALL_ERROR_RULES.contains(&rule),
+        | Rule::Volume
+        | Rule::Home => ALL_ERROR_RULES.contains(&rule),
     }
 }
 
@@ -293,6 +295,36 @@ files = [{ file = ".bash_history", how = "bind" }]
         "/etc/passwd",
     );
     assert!(decl::check(Path::new("x.toml"), text, Some(&known)).diagnostics.items.is_empty());
+    assert!(decl::check(Path::new("x.toml"), text, None).diagnostics.items.is_empty());
+}
+
+#[test]
+fn a_home_that_differs_from_passwd_is_a_warning_at_its_line() {
+    let users = UserDb::from_texts(
+        "root:x:0:0::/root:/bin/sh\nalice:x:1000:100::/home/alice:/bin/bash\npostgres:x:71:71::/var/lib/postgresql:/bin/false\n",
+        "root:x:0:\nusers:x:100:alice\npostgres:x:71:\n",
+        "/etc/passwd",
+    );
+    let text = r#"version = 1
+
+[persist."/persist".users.alice]
+group = "users"
+home = "/srv/alice"
+directories = ["Documents"]
+
+[persist."/persist".users.postgres]
+directories = ["15"]
+"#;
+    let checked = decl::check(Path::new("tests/home.toml"), text, Some(&users));
+    assert!(checked.declaration.is_some(), "a warning only:\n{}", checked.diagnostics.render(false));
+    let homes: Vec<_> = checked.diagnostics.items.iter().filter(|d| d.rule == Rule::Home).collect();
+    assert_eq!(homes.len(), 2, "alice's home, and postgres's default /home/postgres: {homes:?}");
+    assert!(homes.iter().all(|d| d.severity == Severity::Warning));
+    let rendered = checked.diagnostics.render(false);
+    assert!(rendered.contains("--> tests/home.toml:5:8"), "at alice's `home` value:\n{rendered}");
+    assert!(rendered.contains("`/home/alice` in /etc/passwd"), "{rendered}");
+    assert!(rendered.contains("--> tests/home.toml:8:"), "at postgres's table, which has no `home`:\n{rendered}");
+    // Without a user database there is nothing to compare with.
     assert!(decl::check(Path::new("x.toml"), text, None).diagnostics.items.is_empty());
 }
 
@@ -423,6 +455,22 @@ directories = ["/srv"]
 device = "/dev/disk/by-partlabel/scratch"
 fs_type = "btrfs"
 directories = ["/var/tmp/build"]
+"#,
+    ),
+    (
+        "homes where services keep theirs",
+        r#"version = 1
+[persist."/persist".users.postgres]
+home = "/var/lib/postgresql"
+directories = ["15"]
+[persist."/persist".users.git]
+home = "/srv/git"
+directories = ["repositories"]
+[persist."/persist".users.man]
+home = "/var/cache/man"
+files = [{ file = "index.db", how = "copy" }]
+[persist."/persist".users.root]
+directories = [{ directory = ".ssh", mode = "0700" }]
 "#,
     ),
     (

@@ -304,6 +304,31 @@ fn home_manager_with_its_nixos_configuration_is_one_declaration() {
     assert!(has_note(&imported, "home-manager.users.alice.home.persistence.\"/persist\".files[0].method", "auto"));
 }
 
+/// A user's own Home Manager JSON names the home: `/etc` (or any system or state
+/// path) would make the user the owner of what is made there, so nothing is imported.
+#[test]
+fn a_home_that_is_a_system_path_is_refused_where_the_json_says_it() {
+    let json = fixture("home-manager.json").replace("\"/home/alice\"", "\"/etc\"");
+    let error = import::home_manager(&json, &home_user(None, Some("users"))).unwrap_err();
+    assert!(matches!(error, ImportError::Home { .. }), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        "home-manager.users.alice.home.persistence: `/etc` cannot be the home of `alice`: it holds the system's \
+         configuration (accounts, passwords, sudoers); nothing is imported"
+    );
+    let standalone =
+        r#"{"/persist": {"directories": [{"directory": "x", "user": "eve", "home": "/var/lib/blankslate/store"}]}}"#;
+    let error = import::home_manager(standalone, &HomeUser::default()).unwrap_err();
+    assert!(error.to_string().contains("lies inside `/var/lib/blankslate`"), "{error}");
+    let given = HomeUser { name: Some("eve".into()), home: Some("/usr".into()), group: None };
+    let error = import::home_manager(r#"{"/persist": {"directories": ["x"]}}"#, &given).unwrap_err();
+    assert!(error.to_string().contains("`/usr` cannot be the home of `eve`"), "{error}");
+    // The impermanence module's users' homes are checked the same way.
+    let json = fixture("impermanence-current.json").replace("\"/home/alice\"", "\"/boot\"");
+    let error = import::impermanence(&json).unwrap_err();
+    assert!(error.to_string().contains("`/boot` cannot be the home of `alice`"), "{error}");
+}
+
 #[test]
 fn home_manager_without_a_group_says_so() {
     let imported = import::home_manager(&fixture("home-manager.json"), &HomeUser::default()).unwrap();

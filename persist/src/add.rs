@@ -9,9 +9,14 @@
 //! `/etc/static` or inside it, not the volume or inside it, exists as a directory or
 //! regular file (never a symlink), is not itself a mount point, is not declared, is
 //! neither inside nor around a declared path; the volume holds nothing at PATH;
-//! the declaration with the new entry passes `decl::check`. The owner and mode
-//! declared are those given (`--user`, `--group`, `--mode`) or else the live path's
-//! own (so that activation, which re-applies them at every boot, keeps them).
+//! the declaration with the new entry passes `decl::check`, and it can be rewritten
+//! ([`edit::check_writable`]: not a read-only directory or an immutable file); the
+//! volume has room for the copy (its footprint: each file's allocated blocks, holes
+//! excluded and hard links once, a block per directory, an inode per entry, plus a
+//! 32nd and 1 MiB, against the space and inodes `statvfs` leaves to unprivileged
+//! users). The owner and mode declared are those given (`--user`, `--group`,
+//! `--mode`) or else the live path's own (so that activation, which re-applies them
+//! at every boot, keeps them). The command line holds the state lock throughout.
 //!
 //! Then, each step recorded in the journal ([`crate::journal`]) once done, and each
 //! followed by the crash-test point `persist-step` (so `BLANKSLATE_FAILPOINT=
@@ -42,6 +47,12 @@
 //! 7. `declared` — the entry is appended to the declaration ([`crate::edit`]), checked
 //!    again, written atomically.
 //! 8. the journal is removed.
+//!
+//! A step that fails (ENOSPC, EIO, a mount refused) is resolved before the command
+//! returns where it can be: an add whose copy is not in place yet is undone at once
+//! (the partial copy and the journal removed), and its error says nothing changed;
+//! any other failure leaves the journal, and its error names the `blankslate persist
+//! recover` that finishes or undoes it.
 //!
 //! # Recovery
 //!
@@ -116,6 +127,12 @@ pub enum ManageError {
     Changed { path: String },
     #[error("{0}")]
     Other(String),
+    #[error("{source}\nthe partial copy of {path} was removed: nothing changed")]
+    Undone { path: String, source: Box<ManageError> },
+    #[error(
+        "{source}\n`persist {operation} {path}` stopped after step `{step}`, and nothing is lost: `{recover}` finishes or undoes it"
+    )]
+    Pending { operation: &'static str, path: String, step: &'static str, recover: String, source: Box<ManageError> },
 }
 
 pub type Result<T> = std::result::Result<T, ManageError>;
@@ -233,7 +250,7 @@ fn open_volume(root: &Dir, mount: &str, names: &UserDb) -> Result<Volume> {
         ManageError::Other(format!("the persistent root {mount} cannot be opened below the root (is it mounted?): {e}"))
     })?;
     let state = journal::state_dir(&dir)?;
-    let lock = state.lock(journal::LOCK)?;
+    let lock = state.lock_writer(journal::LOCK)?;
     let mut volume = Volume { mount: mount.to_owned(), dir, state, _lock: lock, recovered: Vec::new() };
     if let Some(pending) = journal::read(&volume.state)? {
         let recovered = resolve_pending(root, &volume, pending, names)?;
@@ -349,6 +366,11 @@ pub fn add(root: &Dir, request: &AddRequest<'_>) -> Result<Added> {
     let entry = edit::entry_value(path, kind, &owner, how);
     let edited = edit::add(&text, &mount, kind, &entry)?;
     check_edit(&declaration_file, &edited, &names)?;
+    // What can be known before the first change: the declaration can be rewritten, and
+    // the volume has room for the copy.
+    edit::check_writable(&declaration_file, &edited)?;
+    let (parent, name) = split(path);
+    check_room(&root.open_dir_or_self(parent)?, name, &volume.dir, &mount, path)?;
 
     let mut journal = Journal {
         operation: Operation::Add,
@@ -367,8 +389,115 @@ pub fn add(root: &Dir, request: &AddRequest<'_>) -> Result<Added> {
     };
     journal::write(&volume.state, &journal)?;
     blankslate_core::failpoint::hit("persist-step");
-    let stats = forward_add(root, &volume, &mut journal, &names, true)?;
+    let stats =
+        forward_add(root, &volume, &mut journal, &names, true).map_err(|e| interrupted(root, &volume, &names, e))?;
     Ok(Added { path: path.to_owned(), volume: mount, entry, stats, recovered: volume.recovered })
+}
+
+/// A journaled add or remove that failed part-way (ENOSPC, EIO, a mount refused), with
+/// what became of it in its error. An add whose copy was not in place yet is undone at
+/// once (the partial copy and the journal go: nothing changed); anything else stays
+/// pending, and the error names the `persist recover` that finishes or undoes it.
+fn interrupted(root: &Dir, volume: &Volume, names: &UserDb, error: ManageError) -> ManageError {
+    // None: undone already (a copy that differed, a live path that changed); an error:
+    // a journal that cannot be read, which the next command reports.
+    let Ok(Some(pending)) = journal::read(&volume.state) else { return error };
+    let (parent, name) = split(&pending.path);
+    let placed = volume.dir.open_dir_or_self(parent).is_ok_and(|d| d.meta(name).is_ok());
+    if pending.operation == Operation::Add && pending.step < Step::Placed && !placed {
+        let undone = resolve_pending(root, volume, pending.clone(), names);
+        if undone.is_ok_and(|r| r.outcome == Outcome::Undone) {
+            return ManageError::Undone { path: pending.path, source: Box::new(error) };
+        }
+    }
+    let at = root.path().to_string_lossy();
+    let root_arg = if at == "/" { String::new() } else { format!(" --root {at}") };
+    ManageError::Pending {
+        operation: if pending.operation == Operation::Add { "add" } else { "remove" },
+        path: pending.path,
+        step: pending.step.as_str(),
+        recover: format!("blankslate persist recover --declaration {}{root_arg}", pending.declaration.display()),
+        source: Box::new(error),
+    }
+}
+
+/// Room a copy of `name` (in `parent`) takes in a volume, as the faithful copy makes
+/// it: the data blocks of each file once (holes stay holes; a hard-linked file is
+/// copied once), a block per directory, an inode per entry.
+#[derive(Debug, Default)]
+struct Footprint {
+    bytes: u64,
+    entries: u64,
+    linked: std::collections::HashSet<(u32, u32, u64)>,
+}
+
+/// A block of the volume's file system, as most make directories.
+const BLOCK: u64 = 4096;
+/// Room kept free beyond a copy's footprint: for the journal, directories that grow,
+/// and blocks that round up differently on the volume (a 32nd of the footprint more).
+const ROOM_MARGIN: u64 = 1 << 20;
+
+impl Footprint {
+    fn add(&mut self, dir: &Dir, name: &OsStr) -> Result<()> {
+        let flags = StatxFlags::TYPE | StatxFlags::BLOCKS | StatxFlags::INO | StatxFlags::NLINK;
+        let st = rustix::fs::statx(dir, name, AtFlags::SYMLINK_NOFOLLOW, flags).map_err(|e| FsError {
+            op: "stat",
+            path: dir.path().join(name),
+            source: e.into(),
+        })?;
+        self.entries += 1;
+        match rustix::fs::FileType::from_raw_mode(u32::from(st.stx_mode)) {
+            rustix::fs::FileType::Directory => {
+                self.bytes += BLOCK;
+                let child = dir.open_dir(name)?;
+                for (entry, _) in child.entries()? {
+                    self.add(&child, &entry)?;
+                }
+            }
+            rustix::fs::FileType::RegularFile
+                if st.stx_nlink > 1 && !self.linked.insert((st.stx_dev_major, st.stx_dev_minor, st.stx_ino)) => {}
+            _ => self.bytes += st.stx_blocks * 512,
+        }
+        Ok(())
+    }
+}
+
+/// Refuses, before anything is written, a copy of `name` (in the live `parent`) that
+/// the volume has no room for: its [`Footprint`] and a margin against the space and
+/// inodes left to unprivileged users (the file system's reserve stays for root's
+/// daemons).
+fn check_room(parent: &Dir, name: &str, volume: &Dir, mount: &str, path: &str) -> Result<()> {
+    let mut footprint = Footprint::default();
+    footprint.add(parent, OsStr::new(name))?;
+    let needed = footprint.bytes + footprint.bytes / 32 + ROOM_MARGIN;
+    let stat = rustix::fs::fstatvfs(volume).map_err(|e| FsError {
+        op: "read the free space of",
+        path: volume.path().to_path_buf(),
+        source: e.into(),
+    })?;
+    let available = stat.f_bavail.saturating_mul(stat.f_frsize);
+    let mib = |bytes: u64| bytes.div_ceil(1 << 20);
+    if needed > available {
+        return Err(refused(
+            path,
+            format!(
+                "its copy needs about {} MiB in {mount}, which has {} MiB free: make room there, or choose another --volume; nothing was changed",
+                mib(needed),
+                mib(available)
+            ),
+        ));
+    }
+    // File systems that allocate inodes as they go report none at all.
+    if stat.f_files > 0 && footprint.entries > stat.f_favail {
+        return Err(refused(
+            path,
+            format!(
+                "it has {} entries, and {mount} has room for {} more files: make room there, or choose another --volume; nothing was changed",
+                footprint.entries, stat.f_favail
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// How `path` is declared now (for the report of an add finished by recovery).
@@ -705,7 +834,7 @@ fn resolve_pending(root: &Dir, volume: &Volume, mut journal: Journal, names: &Us
         forward_add(root, volume, &mut journal, names, same_boot)?;
         return Ok(recovered);
     }
-    if !same_boot && step >= Step::Copied {
+    if !same_boot && step >= Step::Copied && has(&temp) {
         recovered.notes.push(format!(
             "the machine restarted since {} was copied: the copy in the volume is the only one left, so the add is finished{}",
             journal.path,
@@ -760,6 +889,7 @@ pub fn remove(root: &Dir, request: &RemoveRequest<'_>) -> Result<Removed> {
         return Err(ManageError::Other(format!("{path} is no longer declared in {}", declaration_file.display())));
     };
     check_edit(&declaration_file, &edited, &names)?;
+    edit::check_writable(&declaration_file, &edited)?;
     let mut journal = Journal {
         operation: Operation::Remove,
         path: path.to_owned(),
@@ -777,7 +907,7 @@ pub fn remove(root: &Dir, request: &RemoveRequest<'_>) -> Result<Removed> {
     };
     journal::write(&volume.state, &journal)?;
     blankslate_core::failpoint::hit("persist-step");
-    forward_remove(root, &volume, &mut journal, &names)?;
+    forward_remove(root, &volume, &mut journal, &names).map_err(|e| interrupted(root, &volume, &names, e))?;
     Ok(Removed {
         path: path.to_owned(),
         volume: mount,

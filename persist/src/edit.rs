@@ -11,11 +11,12 @@
 //! written, and [`write`] replaces the file atomically (temporary name, fsync,
 //! rename, fsync of the directory), keeping its owner and mode.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use blankslate_core::decl::{EntryKind, How, Mode, Owner};
 use blankslate_core::fs::{Dir, FsError};
+use rustix::fs::{AtFlags, StatxAttributes, StatxFlags};
 use toml_edit::{Array, DocumentMut, Item, TableLike, Value};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,8 @@ pub enum EditError {
     Fs(#[from] FsError),
     #[error("cannot resolve the declaration's path {}: {source}", path.display())]
     Path { path: PathBuf, source: std::io::Error },
+    #[error("the declaration {} cannot be rewritten ({source}); nothing was changed", file.display())]
+    NotWritable { file: PathBuf, source: FsError },
 }
 
 /// The list an entry of `kind` belongs to.
@@ -220,9 +223,8 @@ pub fn resolve(file: &Path) -> Result<PathBuf, EditError> {
     std::fs::canonicalize(file).map_err(|source| EditError::Path { path: file.to_path_buf(), source })
 }
 
-/// Replaces the declaration file with `text`, atomically and durably, keeping its
-/// owner and mode.
-pub fn write(file: &Path, text: &str) -> Result<(), EditError> {
+/// The declaration file's directory, opened, and its name there.
+fn located(file: &Path) -> Result<(Dir, OsString), EditError> {
     let file = resolve(file)?;
     let (Some(parent), Some(name)) = (file.parent(), file.file_name()) else {
         return Err(EditError::Path {
@@ -230,11 +232,24 @@ pub fn write(file: &Path, text: &str) -> Result<(), EditError> {
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file"),
         });
     };
-    let dir = Dir::open_root(parent)?;
+    Ok((Dir::open_root(parent)?, name.to_os_string()))
+}
+
+/// Writes `text` to a new temporary beside the declaration, with its owner and mode;
+/// returns the temporary's name.
+fn write_temporary(dir: &Dir, name: &OsStr, text: &str) -> Result<OsString, EditError> {
     let meta = dir.meta(name)?;
     let temp = blankslate_core::fs::temp_name(name);
     dir.create_file_owned(&temp, text.as_bytes(), meta.mode, Some((meta.uid, meta.gid)))?;
-    if let Err(error) = dir.rename(&temp, name) {
+    Ok(temp)
+}
+
+/// Replaces the declaration file with `text`, atomically and durably, keeping its
+/// owner and mode.
+pub fn write(file: &Path, text: &str) -> Result<(), EditError> {
+    let (dir, name) = located(file)?;
+    let temp = write_temporary(&dir, &name, text)?;
+    if let Err(error) = dir.rename(&temp, &name) {
         let _ = dir.remove_file(&temp);
         return Err(error.into());
     }
@@ -242,12 +257,33 @@ pub fn write(file: &Path, text: &str) -> Result<(), EditError> {
     Ok(())
 }
 
-/// Reads the declaration file's bytes.
+/// Checks, before anything else changes, that [`write()`] can replace the file with
+/// `text`: the temporary it writes can be made in the file's directory (not a
+/// read-only mount, not an immutable directory, room for it), and the file is not
+/// immutable or append-only, which `rename` cannot replace. The temporary is removed.
+pub fn check_writable(file: &Path, text: &str) -> Result<(), EditError> {
+    let (dir, name) = located(file)?;
+    let not_writable = |source: FsError| EditError::NotWritable { file: dir.path().join(&name), source };
+    let temp = write_temporary(&dir, &name, text).map_err(|error| match error {
+        EditError::Fs(source) => not_writable(source),
+        other => other,
+    })?;
+    dir.remove_file(&temp)?;
+    let attributes = rustix::fs::statx(&dir, &name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS)
+        .map_err(|e| FsError { op: "stat", path: dir.path().join(&name), source: e.into() })?
+        .stx_attributes;
+    if attributes.intersects(StatxAttributes::IMMUTABLE | StatxAttributes::APPEND) {
+        let source =
+            std::io::Error::new(std::io::ErrorKind::PermissionDenied, "it is immutable or append-only (chattr)");
+        return Err(not_writable(FsError { op: "replace", path: dir.path().join(&name), source }));
+    }
+    Ok(())
+}
+
+/// Reads the declaration file's bytes: a regular file, without blocking or reading
+/// without bound ([`blankslate_core::decl::read_file`]).
 pub fn read_bytes(file: &Path) -> Result<Vec<u8>, EditError> {
-    let file = resolve(file)?;
-    let name = file.file_name().unwrap_or(OsStr::new(""));
-    let dir = Dir::open_root(file.parent().unwrap_or(Path::new("/")))?;
-    Ok(dir.read(name)?)
+    Ok(blankslate_core::decl::read_file(&resolve(file)?)?)
 }
 
 /// Reads the declaration file's text.

@@ -4,10 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use blankslate_adopt as adopt;
-use blankslate_core::generation::DEFAULT_STATE_DIR;
 use serde_json::json;
 
-use super::{Result, Target, build_generation, load};
+use super::{Result, Target, Waiting, build_generation, load};
 use crate::report;
 
 #[derive(Debug, clap::Args)]
@@ -24,19 +23,30 @@ pub(super) struct Args {
     /// Print what was kept and left out as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    wait: Waiting,
 }
 
 pub(super) fn run(args: &Args) -> Result<ExitCode> {
     let request = adopt::Request { from: &args.from, to: &args.to, mount_point: &args.mount_point };
-    let adopted = adopt::adopt(&request)?;
-    let file = args.to.join(adopted.declaration.strip_prefix("/").unwrap_or(&adopted.declaration));
-    // Owner names are the adopted system's.
-    let declaration = match load(&file, &args.from)? {
-        Ok(declaration) => declaration,
-        Err(code) => return Ok(code),
+    let adoption = adopt::adopt(&request)?;
+    for note in &adoption.adopted.notes {
+        eprintln!("note: {note}");
+    }
+    let built = if adoption.adopted.finished_before {
+        None
+    } else {
+        let declaration = &adoption.adopted.declaration;
+        let file = args.to.join(declaration.strip_prefix("/").unwrap_or(declaration));
+        // Owner names are the adopted system's.
+        let declaration = match load(&file, &args.from)? {
+            Ok(declaration) => declaration,
+            Err(code) => return Ok(code),
+        };
+        let (_, built) = build_generation(&declaration, &Target::at(args.to.clone()), None)?;
+        Some(built.generation)
     };
-    let target = Target { root: args.to.clone(), state_dir: PathBuf::from(DEFAULT_STATE_DIR) };
-    let (_, built) = build_generation(&declaration, &target, None)?;
+    let adopted = adoption.finish()?;
     if args.json {
         let kept: Vec<_> = adopted
             .kept
@@ -49,7 +59,7 @@ pub(super) fn run(args: &Args) -> Result<ExitCode> {
             list.iter().map(|(path, why)| json!({ "path": path, "why": why })).collect()
         };
         report::json(&json!({
-            "declaration": adopted.declaration, "generation": built.generation, "kept": kept,
+            "declaration": adopted.declaration, "generation": built, "kept": kept,
             "left_out": left_out(&adopted.left_out), "etc_entries": adopted.etc_entries,
             "etc_left_out": left_out(&adopted.etc_left_out),
         }));
@@ -65,7 +75,15 @@ pub(super) fn run(args: &Args) -> Result<ExitCode> {
         println!("  {path:<40} {why}");
     }
     println!("/etc: {} entries in the etc tree {}/{}", adopted.etc_entries, adopt::DECLARATION_DIR, adopt::TREE);
-    println!("generation {} built; the declaration is {}", built.generation, adopted.declaration.display());
+    match built {
+        Some(generation) => {
+            println!("generation {generation} built; the declaration is {}", adopted.declaration.display());
+        }
+        None => println!(
+            "this volume holds this adoption, finished, already: nothing was done; the declaration is {}",
+            adopted.declaration.display()
+        ),
+    }
     println!(
         "next: boot with blankslate (README: \"Adopting an installed system\"); nothing in {} was changed",
         args.from.display()

@@ -30,11 +30,10 @@ pub(super) fn run(args: &Args) -> ExitCode {
     let (mut invalid, mut unreadable) = (false, false);
     // Every file is checked, even after one that cannot be read.
     for file in files {
-        let bytes = match std::fs::read(file) {
+        let bytes = match decl::read_file(file) {
             Ok(bytes) => bytes,
             Err(error) => {
                 unreadable = true;
-                let error = std::io::Error::new(error.kind(), format!("cannot read {}: {error}", file.display()));
                 if as_json {
                     results.push(json!({ "file": file, "valid": false, "error": error.to_string() }));
                 } else {

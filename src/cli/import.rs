@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use blankslate_core::{decl, import};
+use blankslate_core::{decl, fs, import};
 use clap::Subcommand;
 
 use super::{InputError, Result, plural};
@@ -100,11 +100,9 @@ fn import_help(commands: &[(&str, &str)], why: &str, after: &str) -> String {
 /// input error, not a failure.
 fn read_json(file: &Path, what: &str) -> Result<String> {
     let bytes = if file.as_os_str() == "-" {
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)?;
-        bytes
+        fs::read_at_most(&mut std::io::stdin(), decl::MAX_FILE_BYTES, Path::new("<standard input>"))?
     } else {
-        std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?
+        decl::read_file(file)?
     };
     String::from_utf8(bytes)
         .map_err(|e| InputError::contents(format!("{}: not {what} JSON: not UTF-8 text ({e})", file.display())))

@@ -20,11 +20,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use blankslate_core::decl::{self, UserDb};
-use blankslate_core::fs::Dir;
+use blankslate_core::fs::{Dir, LockWait};
 use blankslate_core::generation::{DEFAULT_STATE_DIR, Generation, GenerationError, State};
 use blankslate_etc_builder as etc_builder;
 use blankslate_persist::add::ManageError;
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::report::{self, EXIT_FAILURE, EXIT_FINDINGS, EXIT_USAGE};
 
@@ -54,6 +54,50 @@ struct Target {
     /// Where the store and profiles live, as seen from inside the root.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
+    #[command(flatten)]
+    wait: Waiting,
+}
+
+impl Target {
+    /// `root` with the default state directory (a volume being adopted, a sandbox's).
+    fn at(root: PathBuf) -> Target {
+        Target { root, state_dir: PathBuf::from(DEFAULT_STATE_DIR), wait: Waiting::default() }
+    }
+}
+
+/// How a command that changes a root waits for the lock another blankslate command
+/// holds (one writer at a time): by default until it is free, saying which command
+/// holds it.
+#[derive(Debug, Default, clap::Args)]
+struct Waiting {
+    /// If another blankslate command holds the lock, fail at once (exit 3) with its
+    /// name and pid instead of waiting.
+    #[arg(long, conflicts_with = "lock_timeout")]
+    no_wait: bool,
+    /// Wait at most SECONDS for the lock another blankslate command holds, then fail
+    /// (exit 3) with its name and pid.
+    #[arg(long, value_name = "SECONDS")]
+    lock_timeout: Option<u64>,
+}
+
+/// Parses the command line, and makes every lock the command takes wait as its
+/// `--no-wait` or `--lock-timeout` says ([`Waiting`], wherever the command has it).
+pub fn parse() -> Cli {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    let mut leaf = &matches;
+    while let Some((_, sub)) = leaf.subcommand() {
+        leaf = sub;
+    }
+    let flag = |id: &str| leaf.try_get_one::<bool>(id).ok().flatten().copied().unwrap_or(false);
+    let timeout = leaf.try_get_one::<u64>("lock_timeout").ok().flatten().copied();
+    let wait = match (flag("no_wait"), timeout) {
+        (true, _) => LockWait::No,
+        (false, Some(seconds)) => LockWait::AtMost(std::time::Duration::from_secs(seconds)),
+        (false, None) => LockWait::Forever,
+    };
+    blankslate_core::fs::set_lock_wait(wait);
+    cli
 }
 
 #[derive(Debug, Subcommand)]

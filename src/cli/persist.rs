@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use blankslate_activator::etc;
 use blankslate_core::decl;
 use blankslate_core::fs::Dir;
+use blankslate_core::generation::State;
 use blankslate_persist::add as manage;
 use clap::Subcommand;
 use serde_json::json;
@@ -123,6 +124,7 @@ pub(super) fn run(command: PersistCommand) -> Result<ExitCode> {
                 None => None,
             };
             let how = how.map(|h| if h == "symlink" { decl::How::Symlink } else { decl::How::Bind });
+            let state = lock_existing(&common.target)?;
             let root = Dir::open_root(&common.target.root)?;
             let request = manage::AddRequest {
                 path: &path,
@@ -135,7 +137,8 @@ pub(super) fn run(command: PersistCommand) -> Result<ExitCode> {
             };
             let added = manage::add(&root, &request)?;
             print_recovered(&added.recovered);
-            let generations = carry_into_generations(&common, &touched(Some(&added.path), &added.recovered))?;
+            let generations =
+                carry_into_generations(&common, state.as_ref(), &touched(Some(&added.path), &added.recovered))?;
             if as_json {
                 report::json(&json!({
                     "path": added.path, "volume": added.volume, "entry": added.entry,
@@ -163,13 +166,14 @@ pub(super) fn run(command: PersistCommand) -> Result<ExitCode> {
         PersistCommand::List { common, json: as_json } => persist_list(&common, as_json),
         PersistCommand::Sync { target, follow, json: as_json } => sync(&target, follow, as_json),
         PersistCommand::Recover { common, volume } => {
+            let state = lock_existing(&common.target)?;
             let root = Dir::open_root(&common.target.root)?;
             let recovered = manage::recover(&root, &common.declaration, volume.as_deref())?;
             print_recovered(&recovered);
             if recovered.is_empty() {
                 println!("nothing to recover");
             } else {
-                carry_into_generations(&common, &touched(None, &recovered))?.print(&common);
+                carry_into_generations(&common, state.as_ref(), &touched(None, &recovered))?.print(&common);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -190,11 +194,13 @@ fn print_recovered(recovered: &[manage::Recovered]) {
 
 /// `persist remove`.
 fn remove(path: &str, common: &PersistArgs, copy_back: bool, purge: bool, as_json: bool) -> Result<ExitCode> {
+    let state = lock_existing(&common.target)?;
     let root = Dir::open_root(&common.target.root)?;
     let request = manage::RemoveRequest { path, declaration: &common.declaration, copy_back, purge };
     let removed = manage::remove(&root, &request)?;
     print_recovered(&removed.recovered);
-    let generations = carry_into_generations(common, &touched(Some(&removed.path), &removed.recovered))?;
+    let generations =
+        carry_into_generations(common, state.as_ref(), &touched(Some(&removed.path), &removed.recovered))?;
     if as_json {
         report::json(&json!({
             "path": removed.path, "volume": removed.volume,
@@ -274,6 +280,8 @@ fn persist_list(common: &PersistArgs, as_json: bool) -> Result<ExitCode> {
 /// `persist sync [--follow]`: exit code 1 if a copy is missing from the root.
 fn sync(target: &Target, follow: bool, as_json: bool) -> Result<ExitCode> {
     use blankslate_persist::copy;
+    // `--follow` runs for good: it must not keep every other writer out.
+    let _state = if follow { None } else { lock_existing(target)? };
     let Some(running) = running(target, None)? else {
         println!("no blankslate state in {}: nothing to sync", target.root.display());
         return Ok(ExitCode::SUCCESS);
@@ -303,6 +311,16 @@ fn sync(target: &Target, follow: bool, as_json: bool) -> Result<ExitCode> {
         println!("copies: {} written back, {} unchanged", synced.written.len(), synced.unchanged.len());
     }
     Ok(ExitCode::from(if synced.missing.is_empty() { EXIT_OK } else { EXIT_FINDINGS }))
+}
+
+/// The state of `target`, locked for writing, if anything was ever built there (none
+/// is created): a persist command holds it from before its first change to after its
+/// last, like every command that changes a root.
+fn lock_existing(target: &Target) -> Result<Option<State>> {
+    Ok(match read_state(target)? {
+        Some(_) => Some(open_state(target)?),
+        None => None,
+    })
 }
 
 /// The paths a persist command changed: its own, and those of interrupted commands it
@@ -367,14 +385,12 @@ impl Carried {
 /// one `/etc` is activated to, and of the current one, the next boot's: each gets
 /// exactly that change and nothing else of the file. So the audit, the next boot and
 /// the file agree with what is mounted, with no further step.
-fn carry_into_generations(common: &PersistArgs, paths: &[&str]) -> Result<Carried> {
-    let target = &common.target;
-    if read_state(target)?.is_none() {
+fn carry_into_generations(common: &PersistArgs, state: Option<&State>, paths: &[&str]) -> Result<Carried> {
+    let Some(state) = state else {
         return Ok(Carried { no_state: true, ..Carried::default() });
-    }
+    };
     let (file, _) = decl::load(&common.declaration, None)?;
-    let root = Dir::open_root(&target.root)?;
-    let state = open_state(target)?;
+    let root = Dir::open_root(&common.target.root)?;
     let active = etc::active(&root)?;
     let amend = |number: u32| -> Result<(u32, u32)> {
         let generation = state.generation(number)?;

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use blankslate_activator::sandbox;
 use blankslate_core::decl;
-use blankslate_core::generation::DEFAULT_STATE_DIR;
 
 use super::{Result, Target, build_generation, load};
 
@@ -59,7 +58,7 @@ pub(super) fn run(args: SandboxArgs) -> Result<ExitCode> {
     };
     std::fs::create_dir_all(dir.join(sandbox::STATE)).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let dir = std::fs::canonicalize(dir)?;
-    let target = Target { root: dir.join(sandbox::STATE), state_dir: PathBuf::from(DEFAULT_STATE_DIR) };
+    let target = Target::at(dir.join(sandbox::STATE));
     let (state, built) = build_generation(&declaration, &target, None)?;
     drop(state);
     let request = sandbox::Request {

@@ -219,7 +219,17 @@ pub(super) fn boot_deadline(args: &BootDeadlineArgs) -> Result<ExitCode> {
          of booting, this machine reboots",
         trial.generation
     );
-    let Some(trial) = attempt.wait(&state, args.within, DEADLINE_POLL)? else {
+    // Watching only reads; the decision is made again under the state lock, held until
+    // the reboot, so that no `blankslate confirm` lands between the two.
+    let locked = match attempt.wait(&state, args.within, DEADLINE_POLL)? {
+        Some(_) => Some(open_state(&args.target)?),
+        None => None,
+    };
+    let waited = match &locked {
+        Some(locked) => attempt.wait(locked, Duration::ZERO, DEADLINE_POLL)?,
+        None => None,
+    };
+    let Some(trial) = waited else {
         println!(
             "generation {}'s boot trial ended in time (confirmed, or another boot default): no reboot",
             trial.generation

@@ -89,10 +89,20 @@ impl Running {
 
     /// The lines the child prints on its standard output (which must be piped).
     pub fn lines(&mut self) -> Lines {
-        let stdout = self.0.stdout.take().expect("a piped standard output");
+        Lines::of(self.0.stdout.take().expect("a piped standard output"))
+    }
+
+    /// The lines the child prints on its standard error (which must be piped).
+    pub fn error_lines(&mut self) -> Lines {
+        Lines::of(self.0.stderr.take().expect("a piped standard error"))
+    }
+}
+
+impl Lines {
+    fn of(stream: impl Read + Send + 'static) -> Lines {
         let (send, receive) = mpsc::channel();
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
+            for line in BufReader::new(stream).lines() {
                 let Ok(line) = line else { break };
                 if send.send(line).is_err() {
                     break;

@@ -83,6 +83,10 @@ pub enum Rule {
     /// roots name one device; or (a warning) boot cannot tell which root holds the
     /// store.
     Volume,
+    /// A user's home that is (or holds, or lies inside) a system or state path,
+    /// another user's home, or two homes for one user; or (a warning) a home that
+    /// differs from the user's `passwd` entry.
+    Home,
 }
 
 impl Rule {
@@ -122,6 +126,7 @@ impl Rule {
             Rule::FileBindRename => "file-bind-rename",
             Rule::MachineIdBind => "machine-id-bind",
             Rule::Volume => "volume",
+            Rule::Home => "home",
         }
     }
 }

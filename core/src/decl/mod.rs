@@ -20,7 +20,7 @@ use serde::Deserialize;
 pub use diag::{Diagnostic, Diagnostics, Rule, Severity};
 pub use model::*;
 pub use users::UserDb;
-pub use validate::{MANY_MOUNTS, SSH_KEYS_HELP};
+pub use validate::{MANY_MOUNTS, SSH_KEYS_HELP, home_problem};
 
 /// A declaration text, checked.
 #[derive(Debug)]
@@ -68,6 +68,17 @@ pub fn check_bytes(file: &Path, bytes: &[u8], users: Option<&UserDb>) -> Checked
     Checked { declaration: None, diagnostics }
 }
 
+/// The most a declaration file, or a JSON file to import, may hold: far more than any
+/// real one, and a bound on what a command reads when it is pointed at something else.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// Reads a declaration file (or a JSON file to import) without blocking on a FIFO or
+/// reading a device without end: a regular file of at most [`MAX_FILE_BYTES`]
+/// ([`crate::fs::read_regular_file`]).
+pub fn read_file(file: &Path) -> Result<Vec<u8>, crate::fs::FsError> {
+    crate::fs::read_regular_file(file, MAX_FILE_BYTES)
+}
+
 /// Why a declaration file could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -80,7 +91,7 @@ pub enum LoadError {
 /// Reads and checks a declaration file; the diagnostics returned with it hold only
 /// warnings.
 pub fn load(file: &Path, users: Option<&UserDb>) -> Result<(Declaration, Diagnostics), LoadError> {
-    let bytes = std::fs::read(file).map_err(|source| LoadError::Read { path: file.to_path_buf(), source })?;
+    let bytes = read_file(file).map_err(|error| LoadError::Read { path: file.to_path_buf(), source: error.source })?;
     let checked = check_bytes(file, &bytes, users);
     match checked.declaration {
         Some(declaration) => Ok((declaration, checked.diagnostics)),
@@ -313,6 +324,7 @@ ignore = ["/var/cache/**"]
                     }
                     for u in v.users.values_mut() {
                         u.span = Span::default();
+                        u.home_span = Span::default();
                         for e in u.directories.iter_mut().chain(u.files.iter_mut()) {
                             e.span = Span::default();
                         }

@@ -200,6 +200,9 @@ pub struct UserEntries {
     #[serde(skip)]
     pub span: Span,
     pub home: String,
+    /// Where `home` is written (the user's table when it is the default).
+    #[serde(skip)]
+    pub home_span: Span,
     /// The group given to entries that name none.
     pub group: String,
     pub directories: Vec<Entry>,

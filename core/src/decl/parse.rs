@@ -378,7 +378,9 @@ impl Parser<'_> {
             }
             let Some(body) = self.table(&f, "a user's entries") else { continue };
             self.check_keys(body, USER_KEYS, &format!("the entries of user `{name}`"));
-            let home = match field(body, "home") {
+            let home_field = field(body, "home");
+            let home_span = home_field.as_ref().map_or(f.key, Field::span);
+            let home = match home_field {
                 Some(f) => self.string(&f, "`home`").filter(|home| {
                     check_path(home, PathKind::Absolute, f.span(), "a home directory", &mut self.diagnostics.items)
                 }),
@@ -389,7 +391,8 @@ impl Parser<'_> {
             let defaults = Defaults { user: name, group: &group, home: Some(&home) };
             let directories = self.entries(body, EntryKind::Directory, &defaults);
             let files = self.entries(body, EntryKind::File, &defaults);
-            users.insert(name.to_owned(), UserEntries { span: f.key, home: home.clone(), group, directories, files });
+            let entries = UserEntries { span: f.key, home: home.clone(), home_span, group, directories, files };
+            users.insert(name.to_owned(), entries);
         }
         users
     }

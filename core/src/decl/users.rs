@@ -8,6 +8,8 @@ use std::collections::HashMap;
 pub struct UserDb {
     users: HashMap<String, u32>,
     groups: HashMap<String, u32>,
+    /// Each user's home directory (`passwd`'s sixth field).
+    homes: HashMap<String, String>,
     source: String,
 }
 
@@ -15,7 +17,7 @@ impl UserDb {
     /// Reads `passwd` and `group` file contents. Malformed lines are skipped: they
     /// are the system's business, and a partial database only weakens warnings.
     pub fn from_texts(passwd: &str, group: &str, source: impl Into<String>) -> UserDb {
-        UserDb { users: ids(passwd, 2), groups: ids(group, 2), source: source.into() }
+        UserDb { users: ids(passwd, 2), groups: ids(group, 2), homes: homes(passwd), source: source.into() }
     }
 
     /// Reads `etc/passwd` and `etc/group` of `root` as programs inside it would see
@@ -44,6 +46,9 @@ impl UserDb {
         for (name, id) in ids(group, 2) {
             self.groups.entry(name).or_insert(id);
         }
+        for (name, home) in homes(passwd) {
+            self.homes.entry(name).or_insert(home);
+        }
     }
 
     pub fn has_user(&self, name: &str) -> bool {
@@ -63,6 +68,11 @@ impl UserDb {
     /// The id of a group name, read like [`UserDb::uid`].
     pub fn gid(&self, name: &str) -> Option<u32> {
         id(name, &self.groups)
+    }
+
+    /// A user's home directory, as `passwd` gives it.
+    pub fn home(&self, name: &str) -> Option<&str> {
+        self.homes.get(name).map(String::as_str)
     }
 
     /// The first user name with this id (`root` for 0 even without a passwd).
@@ -105,6 +115,19 @@ fn ids(text: &str, column: usize) -> HashMap<String, u32> {
         .collect()
 }
 
+/// `name:x:uid:gid:gecos:home:shell` lines into a map of names to homes.
+fn homes(passwd: &str) -> HashMap<String, String> {
+    passwd
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            let (name, home) = (fields.first().filter(|n| !n.is_empty())?, fields.get(5).filter(|h| !h.is_empty())?);
+            Some(((*name).to_owned(), (*home).to_owned()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +140,8 @@ mod tests {
             "test",
         );
         assert_eq!(db.uid("postgres"), Some(105));
+        assert_eq!(db.home("postgres"), Some("/var/lib/postgresql"));
+        assert_eq!(db.home("broken"), None);
         assert_eq!(db.gid("users"), Some(100));
         assert!(!db.has_user("broken"));
         assert_eq!((db.uid("+42"), db.uid("root"), db.uid("nobody")), (Some(42), Some(0), None));

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use super::diag::{Diagnostic, Diagnostics, Rule, Severity};
 use super::model::{
     Declaration, Device, EntryKind, EtcContents, EtcMode, How, Mode, Owner, PersistRoot, ResolvedEntry, Span,
+    UserEntries, default_home,
 };
 use super::paths::{ancestors, is_inside, parent};
 use super::users::UserDb;
@@ -26,6 +27,68 @@ const API_FILESYSTEMS: [(&str, &str); 4] = [
     ("/run", "runtime state in a tmpfs"),
 ];
 
+/// Trees a home must not be, lie inside or contain. A user owns what activation
+/// makes in their home (the entries, their missing parents, and the home itself when
+/// an entry sets its `parent`), so a home here would hand a user what root runs,
+/// reads or boots from, what the kernel mounts anew, or what every user shares.
+const SYSTEM_TREES: [(&str, &str); 13] = [
+    ("/etc", "the system's configuration (accounts, passwords, sudoers)"),
+    ("/usr", "the programs and libraries root runs"),
+    ("/bin", "programs root runs"),
+    ("/sbin", "programs root runs"),
+    ("/lib", "libraries root loads"),
+    ("/lib32", "libraries root loads"),
+    ("/lib64", "libraries root loads"),
+    ("/libx32", "libraries root loads"),
+    ("/opt", "software installed for the whole system"),
+    ("/boot", "the kernel and the initramfs the machine boots"),
+    ("/tmp", "the temporary files of every user"),
+    ("/var/tmp", "the temporary files of every user"),
+    ("/var/log", "the system's logs"),
+];
+
+/// Directories that hold everyone's (or every service's) data: a home may lie inside
+/// one, but not be it.
+const SHARED_DIRS: [(&str, &str); 4] = [
+    ("/home", "every user's home"),
+    ("/srv", "the data of every service"),
+    ("/mnt", "mount points"),
+    ("/media", "mount points of removable media"),
+];
+
+/// Why `home` cannot be the home of `user`, if it cannot: it is, lies inside or holds
+/// a system path (`SYSTEM_TREES`, the API file systems, blankslate's state
+/// directory, one of `persistent_roots`), it is a directory shared by everyone
+/// (`SHARED_DIRS`), or it is root's home and `user` is not root. Also for imports,
+/// whose homes may come from a user's own JSON.
+pub fn home_problem<'a>(user: &str, home: &str, persistent_roots: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let state = [(crate::generation::DEFAULT_STATE_DIR, "blankslate's store and generations")];
+    let volumes = persistent_roots.into_iter().map(|mount| (mount, "a persistent volume"));
+    let trees = SYSTEM_TREES.iter().chain(&API_FILESYSTEMS).chain(&state).copied().chain(volumes);
+    for (tree, what) in trees {
+        if home == tree {
+            return Some(format!("`{home}` cannot be the home of `{user}`: it holds {what}"));
+        }
+        if is_inside(home, tree) {
+            return Some(format!("the home `{home}` of `{user}` lies inside `{tree}`, which holds {what}"));
+        }
+        if is_inside(tree, home) {
+            return Some(format!("the home `{home}` of `{user}` holds `{tree}`, which holds {what}"));
+        }
+    }
+    if let Some((_, what)) = SHARED_DIRS.iter().find(|(dir, _)| *dir == home) {
+        return Some(format!("`{home}` cannot be the home of `{user}`: it holds {what}"));
+    }
+    let root_home = default_home("root");
+    if user != "root" && (home == root_home || is_inside(home, &root_home)) {
+        return Some(format!("the home `{home}` of `{user}` is root's home, `{root_home}`, or lies inside it"));
+    }
+    None
+}
+
+/// What to do instead of a home [`home_problem`] refuses.
+const HOME_HELP: &str = "a home is a directory of the user's own, such as /home/NAME; persist a system path as an absolute entry (with `user = \"NAME\"` if they must own it)";
+
 /// Adds to `diagnostics` every cross-entry problem in `declaration`. `users`, when
 /// known, turns unknown owner names into warnings.
 pub fn validate(declaration: &Declaration, users: Option<&UserDb>, diagnostics: &mut Diagnostics) {
@@ -42,6 +105,7 @@ pub fn validate(declaration: &Declaration, users: Option<&UserDb>, diagnostics: 
     check_private_modes(&entries, &by_path, &mut out);
     check_mount_count(&entries, &mut out);
     check_volumes(declaration, diagnostics, &mut out);
+    check_homes(declaration, users, diagnostics, &mut out);
     if let Some(users) = users {
         check_names(declaration, &entries, users, &mut out);
     }
@@ -456,6 +520,72 @@ fn check_volumes(declaration: &Declaration, diagnostics: &Diagnostics, out: &mut
                     );
                 }
             }
+        }
+    }
+}
+
+/// Every user's home: not a system or state path ([`home_problem`]), one home per
+/// user, no user's home in another's; and (a warning) the one the target's `passwd`
+/// gives, when it knows the user.
+fn check_homes(
+    declaration: &Declaration,
+    users: Option<&UserDb>,
+    diagnostics: &Diagnostics,
+    out: &mut Vec<Diagnostic>,
+) {
+    let mounts = || declaration.persist.keys().map(String::as_str);
+    let mut homes: Vec<(&str, &UserEntries)> = declaration
+        .persist
+        .values()
+        .flat_map(|root| root.users.iter().map(|(name, user)| (name.as_str(), user)))
+        .collect();
+    homes.sort_by_key(|(_, user)| user.home_span.start);
+    for (index, &(name, user)) in homes.iter().enumerate() {
+        let home = user.home.as_str();
+        if let Some(problem) = home_problem(name, home, mounts()) {
+            out.push(Diagnostic::error(Rule::Home, user.home_span, problem).with_help(HOME_HELP));
+            continue;
+        }
+        let earlier = homes[..index].iter().find(|(other, entries)| {
+            let other_home = entries.home.as_str();
+            if *other == name {
+                other_home != home
+            } else {
+                other_home == home || is_inside(home, other_home) || is_inside(other_home, home)
+            }
+        });
+        if let Some(&(other, entries)) = earlier {
+            let line = line_of(diagnostics, entries.home_span);
+            let other_home = entries.home.as_str();
+            let message = if other == name {
+                format!("`{name}` has the home `{home}` here but `{other_home}` on line {line}")
+            } else {
+                let relation = if home == other_home {
+                    "is"
+                } else if is_inside(home, other_home) {
+                    "lies inside"
+                } else {
+                    "holds"
+                };
+                format!("the home `{home}` of `{name}` {relation} the home `{other_home}` of `{other}` (line {line})")
+            };
+            out.push(
+                Diagnostic::error(Rule::Home, user.home_span, message)
+                    .with_help("every user has one home of their own: their entries are theirs, and nobody else's"),
+            );
+            continue;
+        }
+        if let Some(known) = users.and_then(|db| db.home(name)).filter(|known| *known != home) {
+            out.push(
+                Diagnostic::warning(
+                    Rule::Home,
+                    user.home_span,
+                    format!("the home of `{name}` is `{home}` here, but `{known}` in {}", users.map_or("", UserDb::source)),
+                )
+                .with_help(format!(
+                    "entries are made in the home declared here, which `{name}` may never use: write home = \"{known}\" if that is where their data is"
+                )),
+            );
         }
     }
 }

@@ -25,7 +25,6 @@ use super::{
     Builder, EntryKind, HomeUser, How, ImportError, Mode, Obj, UserCtx, child_path, impermanence, index_path, majority,
     new_entry, normalize, shape,
 };
-use crate::decl::default_home;
 
 pub(super) fn import(b: &mut Builder, json: &Value, given: &HomeUser) -> Result<(), ImportError> {
     let Value::Object(top) = json else {
@@ -60,7 +59,7 @@ fn user(b: &mut Builder, name: &str, persistence: &Value, base: &str, given: &Ho
     if roots.is_empty() {
         return Ok(());
     }
-    let ctx = user_ctx(b, name, roots.values(), base, given);
+    let ctx = user_ctx(b, name, roots.values(), base, given)?;
     for (root_name, value) in roots {
         let o = Obj::new(value, child_path(base, root_name))?;
         // The rework's roots print the NixOS options' defaults; the first module's
@@ -83,18 +82,14 @@ fn user_ctx<'a>(
     roots: impl Iterator<Item = &'a Value> + Clone,
     base: &str,
     given: &HomeUser,
-) -> UserCtx {
+) -> Result<UserCtx, ImportError> {
     let items = roots.flat_map(|root| {
         ["directories", "files"]
             .into_iter()
             .flat_map(move |list| root.get(list).and_then(Value::as_array).into_iter().flatten())
     });
-    let home = items
-        .clone()
-        .find_map(|item| item.get("home").and_then(Value::as_str))
-        .or(given.home.as_deref())
-        .and_then(|home| b.path(home, false, base))
-        .unwrap_or_else(|| default_home(name));
+    let from_entries = items.clone().find_map(|item| item.get("home").and_then(Value::as_str));
+    let home = b.home(name, from_entries.or(given.home.as_deref()), base)?;
     let group = given.group.as_deref().or_else(|| majority(items.filter_map(|item| item.get("group")?.as_str())));
     let group = if let Some(group) = group {
         b.name(Some(group), name, base)
@@ -107,7 +102,7 @@ fn user_ctx<'a>(
         );
         name.to_owned()
     };
-    UserCtx { name: name.to_owned(), home, group }
+    Ok(UserCtx { name: name.to_owned(), home, group })
 }
 
 /// A root of the first Home Manager module (see the module docs).

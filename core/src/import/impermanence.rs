@@ -41,7 +41,6 @@ use super::{
     Builder, Entry, EntryKind, How, ImportError, Mode, MountOption, Obj, Owner, UserCtx, brief, child_path, index_path,
     join_home, majority, new_entry, normalize, parent_of, root_path,
 };
-use crate::decl::default_home;
 
 /// Options impermanence removed with `mkRemovedOptionModule`, on a persistent root.
 const REMOVED_ROOT: [&str; 3] = ["allowOther", "removePrefixDirectory", "defaultDirectoryMethod"];
@@ -244,10 +243,7 @@ fn user_ctx(
 ) -> Result<UserCtx, ImportError> {
     let from_entries = dirs.iter().chain(files).find_map(|item| item.get("home").and_then(Value::as_str));
     let home_path = u.at("home");
-    let home = match u.str("home")?.or(from_entries) {
-        Some(given) => b.path(given, false, &home_path).unwrap_or_else(|| default_home(name)),
-        None => default_home(name),
-    };
+    let home = b.home(name, u.str("home")?.or(from_entries), &home_path)?;
     let dir_groups = dirs.iter().filter_map(|d| d.pointer("/defaultPerms/group").and_then(Value::as_str));
     let file_groups =
         files.iter().filter_map(|f| f.pointer("/parentDirectory/defaultPerms/group").and_then(Value::as_str));
@@ -301,7 +297,7 @@ fn top_level_item(
         let name = b.name(Some(name), "root", &child_path(&path, "user"));
         let group = item.pointer("/defaultPerms/group").or_else(|| item.get("group")).and_then(Value::as_str);
         let group = b.name(group, &name, &child_path(&path, "group"));
-        let home = home_normal.unwrap_or_else(|| default_home(&name));
+        let home = b.home(&name, Some(home), &child_path(&path, "home"))?;
         UserCtx { name, home, group }
     };
     b.note(

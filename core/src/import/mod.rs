@@ -39,7 +39,8 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use crate::decl::{
-    self, Declaration, Entry, EntryKind, How, Mode, MountOption, Owner, PersistRoot, Span, UserEntries, write,
+    self, Declaration, Entry, EntryKind, How, Mode, MountOption, Owner, PersistRoot, Span, UserEntries, default_home,
+    write,
 };
 
 /// The `--apply` function of the eval commands, a `let` ending in `in`: `clean`
@@ -123,6 +124,8 @@ pub enum ImportError {
     Missing { path: String, key: &'static str },
     #[error("{path} does not say whose home it is for")]
     NoUser { path: String },
+    #[error("{path}: {problem}; nothing is imported")]
+    Home { path: String, problem: String },
 }
 
 /// Whose Home Manager settings are imported, where the JSON does not say. Each field
@@ -555,6 +558,17 @@ impl Builder {
         })
     }
 
+    /// The home of `name`: `given` (normalized) or else `/home/NAME`. A system or
+    /// state path ([`decl::home_problem`]) is an error naming `path`: the JSON may be
+    /// the user's own, and that user must not be given `/etc`.
+    fn home(&mut self, name: &str, given: Option<&str>, path: &str) -> Result<String, ImportError> {
+        let home = given.and_then(|given| self.path(given, false, path)).unwrap_or_else(|| default_home(name));
+        match decl::home_problem(name, &home, self.roots.keys().map(String::as_str)) {
+            Some(problem) => Err(ImportError::Home { path: path.to_owned(), problem }),
+            None => Ok(home),
+        }
+    }
+
     /// Normalizes a declared path; notes and returns `None` when it cannot be
     /// declared. For `user` the result is relative to the home, else absolute.
     fn path(&mut self, given: &str, in_home: bool, path: &str) -> Option<String> {
@@ -615,6 +629,7 @@ impl Builder {
         let entries = root.users.entry(ctx.name.clone()).or_insert_with(|| UserEntries {
             span: Span::default(),
             home: ctx.home.clone(),
+            home_span: Span::default(),
             group: ctx.group.clone(),
             directories: Vec::new(),
             files: Vec::new(),
