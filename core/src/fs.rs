@@ -88,11 +88,27 @@ pub struct Meta {
     /// bind mount).
     pub dev: u64,
     pub ino: u64,
+    /// The file type bits of `st_mode`, for [`Meta::what`].
+    file_type: u32,
 }
 
 impl Meta {
     pub fn identity(&self) -> (u64, u64) {
         (self.dev, self.ino)
+    }
+
+    /// What the entry is, in words ("a FIFO", "a character device", …).
+    pub fn what(&self) -> &'static str {
+        match FileType::from_raw_mode(self.file_type) {
+            FileType::RegularFile => "a regular file",
+            FileType::Directory => "a directory",
+            FileType::Symlink => "a symlink",
+            FileType::Fifo => "a FIFO",
+            FileType::Socket => "a socket",
+            FileType::CharacterDevice => "a character device",
+            FileType::BlockDevice => "a block device",
+            FileType::Unknown => "of an unknown type",
+        }
     }
 }
 
@@ -234,6 +250,26 @@ impl Dir {
     pub fn open_file(&self, path: impl AsRef<Path>) -> Result<File> {
         let path = path.as_ref();
         Ok(File::from(self.openat(path, OFlags::RDONLY, Mode::empty(), "open file")?))
+    }
+
+    /// Opens `path` below this directory for reading without waiting (`O_NONBLOCK`: a
+    /// FIFO cannot stall the caller) and says what it is, from the descriptor
+    /// (`fstat`), before anything is read. With `follow`, symlinks on the way are
+    /// followed as long as they stay below this directory (`RESOLVE_BENEATH`; never a
+    /// magic link); without, none is.
+    pub fn open_nonblocking(&self, path: impl AsRef<Path>, follow: bool) -> Result<(File, Meta)> {
+        let path = path.as_ref();
+        check_relative(path, &self.path)?;
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let (flags, resolve) = if follow {
+            (flags, ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS)
+        } else {
+            (flags | OFlags::NOFOLLOW, BENEATH)
+        };
+        let fd = rustix::fs::openat2(&self.fd, path, flags, Mode::empty(), resolve)
+            .map_err(wrap("open", self.path.join(path)))?;
+        let stat = rustix::fs::fstat(&fd).map_err(wrap("stat", self.path.join(path)))?;
+        Ok((File::from(fd), meta_of(&stat)))
     }
 
     /// Reads a whole file below this one.
@@ -544,6 +580,7 @@ fn meta_of(stat: &rustix::fs::Stat) -> Meta {
         mtime: stat.st_mtime,
         dev: stat.st_dev,
         ino: stat.st_ino,
+        file_type: FileType::from_raw_mode(stat.st_mode).as_raw_mode(),
     }
 }
 

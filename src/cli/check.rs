@@ -30,7 +30,7 @@ pub(super) fn run(args: &Args) -> ExitCode {
     let (mut invalid, mut unreadable) = (false, false);
     // Every file is checked, even after one that cannot be read.
     for file in files {
-        let bytes = match std::fs::read(file) {
+        let bytes = match decl::read_file(file) {
             Ok(bytes) => bytes,
             Err(error) => {
                 unreadable = true;

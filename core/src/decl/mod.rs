@@ -9,6 +9,8 @@ pub mod glob;
 pub mod model;
 mod parse;
 pub mod paths;
+pub mod secret;
+pub mod source;
 pub mod users;
 mod validate;
 pub mod write;
@@ -77,10 +79,51 @@ pub enum LoadError {
     Invalid(Diagnostics),
 }
 
+/// The largest declaration file read: far above any real one (3000 `/etc` entries
+/// and 500 persisted paths take about 100 KiB).
+pub const MAX_DECLARATION_SIZE: u64 = 16 << 20;
+
+/// Reads a declaration file as `check` and every command reads one: opened
+/// `O_NONBLOCK` (a FIFO cannot stall it), judged by `fstat` (a regular file of at
+/// most [`MAX_DECLARATION_SIZE`] bytes: `/dev/zero` is refused, not read until memory
+/// runs out), then read through the descriptor, stopping at that size.
+pub fn read_file(file: &Path) -> std::io::Result<Vec<u8>> {
+    use rustix::fs::{Mode, OFlags};
+    use std::io::Read as _;
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(file, flags, Mode::empty())?;
+    let stat = rustix::fs::fstat(&fd)?;
+    let kind = rustix::fs::FileType::from_raw_mode(stat.st_mode);
+    if kind != rustix::fs::FileType::RegularFile {
+        let what = match kind {
+            rustix::fs::FileType::Directory => "a directory",
+            rustix::fs::FileType::Fifo => "a FIFO",
+            rustix::fs::FileType::CharacterDevice | rustix::fs::FileType::BlockDevice => "a device",
+            _ => "not a regular file",
+        };
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("it is {what}, not a declaration")));
+    }
+    let too_large = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("it is larger than {MAX_DECLARATION_SIZE} bytes, more than any declaration"),
+        )
+    };
+    if u64::try_from(stat.st_size).unwrap_or(0) > MAX_DECLARATION_SIZE {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::from(fd).take(MAX_DECLARATION_SIZE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_DECLARATION_SIZE {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
 /// Reads and checks a declaration file; the diagnostics returned with it hold only
 /// warnings.
 pub fn load(file: &Path, users: Option<&UserDb>) -> Result<(Declaration, Diagnostics), LoadError> {
-    let bytes = std::fs::read(file).map_err(|source| LoadError::Read { path: file.to_path_buf(), source })?;
+    let bytes = read_file(file).map_err(|source| LoadError::Read { path: file.to_path_buf(), source })?;
     let checked = check_bytes(file, &bytes, users);
     match checked.declaration {
         Some(declaration) => Ok((declaration, checked.diagnostics)),
@@ -160,7 +203,8 @@ impl Declaration {
         }
         let BeforeEtc { version, root, persist } = serde_json::from_str(prefix)?;
         let etc = std::collections::BTreeMap::new();
-        let declaration = Declaration { version, root, persist, etc, etc_tree: None, audit: AuditSettings::default() };
+        let declaration =
+            Declaration { version, root, persist, etc, etc_tree: None, audit: AuditSettings::default(), base: None };
         Ok(declaration.with_entry_kinds())
     }
 
