@@ -125,7 +125,7 @@ pub(super) fn run(command: GenerationsCommand) -> Result<ExitCode> {
                 let debris = if collected.debris.is_empty() {
                     String::new()
                 } else {
-                    format!(" and {} of debris", plural(collected.debris.len(), "name"))
+                    format!(" and {} debris", collected.debris.len())
                 };
                 println!("{verb} {}{debris}, kept {}", plural(collected.removed.len(), "object"), collected.kept);
             }
@@ -261,13 +261,8 @@ pub(super) fn verify(target: &Target, as_json: bool) -> Result<ExitCode> {
                 name.why
             );
         }
-        let _ = writeln!(
-            out,
-            "{} checked, {} corrupt, {} of debris",
-            plural(checked, "object"),
-            found.len(),
-            plural(debris.len(), "name")
-        );
+        let _ =
+            writeln!(out, "{} checked, {} corrupt, {} debris", plural(checked, "object"), found.len(), debris.len());
         report::print(&out);
     }
     Ok(ExitCode::from(if found.is_empty() && debris.is_empty() { EXIT_OK } else { EXIT_FINDINGS }))
