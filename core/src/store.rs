@@ -447,8 +447,11 @@ impl Reader<'_> {
             Kind::File => {
                 let (executable, secret) = (meta.mode & 0o100 != 0, meta.mode & 0o004 == 0);
                 self.expect(shown, &meta, file_mode(executable, secret));
-                let mut contents = Vec::new();
-                dir.open_file(name)?.read_to_end(&mut contents).map_err(|source| FsError {
+                // Sized by the `lstat` (no `fstat` and `lseek` of its own per file), one
+                // byte more to see a file that grew since.
+                let mut contents = Vec::with_capacity(usize::try_from(meta.size).unwrap_or(0));
+                let file = dir.open_file(name)?;
+                (&file).take(meta.size.saturating_add(1)).read_to_end(&mut contents).map_err(|source| FsError {
                     op: "read",
                     path: dir.path().join(name),
                     source,
