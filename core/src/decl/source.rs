@@ -25,6 +25,10 @@ use crate::fs::{Dir, FsError, Kind, Meta};
 /// below what would exhaust memory.
 pub const MAX_FILE_SIZE: u64 = 64 << 20;
 
+/// The most files and directories one source may stand for: far above any `/etc`
+/// directory, far below what symlinks in a hostile checkout could multiply into.
+pub const MAX_NODES: usize = 20_000;
+
 /// File systems the kernel makes: their files are state, not configuration, and
 /// some never end (`/dev/zero`) or block (`/dev/tty`).
 const KERNEL_DIRS: [&str; 3] = ["/proc", "/sys", "/dev"];
@@ -38,7 +42,7 @@ pub enum SourceError {
     KernelFs { path: PathBuf, dir: &'static str },
     #[error("`{}` leads out of the declaration's directory through a symlink", path.display())]
     Escapes { path: PathBuf },
-    #[error("`{}` leads through a symlink loop or a magic link", path.display())]
+    #[error("`{}` leads through a symlink loop (or a magic link)", path.display())]
     Loop { path: PathBuf },
     #[error("`{}` has a symlink on its way, and a source outside the declaration's directory follows none", path.display())]
     Symlink { path: PathBuf },
@@ -46,6 +50,8 @@ pub enum SourceError {
     Special { path: PathBuf, what: &'static str },
     #[error("`{}` is larger than {MAX_FILE_SIZE} bytes, the most a source file may hold", path.display())]
     TooLarge { path: PathBuf },
+    #[error("`{}` stands for more than {MAX_NODES} files and directories", path.display())]
+    TooMany { path: PathBuf },
     #[error("`{}` has a name that is not UTF-8", path.display())]
     NotUtf8 { path: PathBuf },
     #[error("the link `{}` has a target that is not UTF-8", path.display())]
@@ -71,6 +77,7 @@ impl SourceError {
             | SourceError::Symlink { path }
             | SourceError::Special { path, .. }
             | SourceError::TooLarge { path }
+            | SourceError::TooMany { path }
             | SourceError::NotUtf8 { path }
             | SourceError::TargetNotUtf8 { path }
             | SourceError::NoMatch { path }
@@ -95,7 +102,9 @@ impl SourceError {
             }
             SourceError::Symlink { .. } | SourceError::Loop { .. } => "name the file the symlink leads to",
             SourceError::Special { .. } => "a source is a regular file or a directory of them",
-            SourceError::TooLarge { .. } => "/etc entries are configuration: keep large data elsewhere and persist it",
+            SourceError::TooLarge { .. } | SourceError::TooMany { .. } => {
+                "/etc entries are configuration: keep large data elsewhere and persist it"
+            }
             SourceError::NotUtf8 { .. } | SourceError::TargetNotUtf8 { .. } => "rename it with a UTF-8 name",
             SourceError::NoMatch { .. }
             | SourceError::NotADirectory { .. }
@@ -173,6 +182,14 @@ pub struct Sources {
     slash: Dir,
 }
 
+/// The way down a directory source: the directories on it (a symlink back to one of
+/// them is a cycle), and how many nodes were met.
+#[derive(Default)]
+struct Walked {
+    directories: Vec<(u64, u64)>,
+    nodes: usize,
+}
+
 /// Where one source is: the directory it is opened from, its path below that, and
 /// whether symlinks on the way may be followed (below the base only).
 struct Located<'s> {
@@ -182,14 +199,13 @@ struct Located<'s> {
 }
 
 impl Sources {
-    /// `base`: the declaration's directory, if it was read from a file.
+    /// `base`: the declaration's directory, if it was read from a file. One that
+    /// cannot be opened is no base: its sources are then held to the stricter rule of
+    /// the others (no symlink at all), and fail as they would have.
     pub fn new(base: Option<&Path>) -> Result<Sources> {
-        let open = |path: &Path| Dir::open_root(path).map_err(|e| io_error(e, path));
-        let base = match base {
-            Some(path) => Some((path.to_path_buf(), open(path)?)),
-            None => None,
-        };
-        Ok(Sources { base, slash: open(Path::new("/"))? })
+        let base = base.and_then(|path| Some((path.to_path_buf(), Dir::open_root(path).ok()?)));
+        let slash = Path::new("/");
+        Ok(Sources { base, slash: Dir::open_root(slash).map_err(|e| io_error(e, slash))? })
     }
 
     /// The sources of a declaration read from a file in `base` (or from none).
@@ -286,15 +302,36 @@ impl Sources {
 
     /// A file becomes one entry; a directory, one entry per file below it (each
     /// opened from the declaration's directory again, so that a symlink in it is
-    /// held to the same rule).
+    /// held to the same rule). Symlinks below the declaration's directory may make a
+    /// directory its own descendant, or a few names stand for a great many: a cycle is
+    /// refused, and so is a source of more than [`MAX_NODES`] files and directories.
     fn collect(&self, path: &Path, key: &str, visit: &mut dyn FnMut(SourceFile) -> Result<()>) -> Result<()> {
+        self.collect_below(path, key, &mut Walked::default(), visit)
+    }
+
+    fn collect_below(
+        &self,
+        path: &Path,
+        key: &str,
+        walked: &mut Walked,
+        visit: &mut dyn FnMut(SourceFile) -> Result<()>,
+    ) -> Result<()> {
+        walked.nodes += 1;
+        if walked.nodes > MAX_NODES {
+            return Err(SourceError::TooMany { path: self.shown(path) });
+        }
         let (file, meta) = self.open(path)?;
         match meta.kind {
             Kind::File => visit(checked_file(key.to_owned(), self.shown(path), file, meta)?),
             Kind::Directory => {
-                for name in names(&Dir::from_fd(file.into(), self.shown(path)))? {
-                    self.collect(&path.join(&name), &format!("{key}/{name}"), visit)?;
+                if walked.directories.contains(&meta.identity()) {
+                    return Err(SourceError::Loop { path: self.shown(path) });
                 }
+                walked.directories.push(meta.identity());
+                for name in names(&Dir::from_fd(file.into(), self.shown(path)))? {
+                    self.collect_below(&path.join(&name), &format!("{key}/{name}"), walked, visit)?;
+                }
+                walked.directories.pop();
                 Ok(())
             }
             _ => Err(special(&self.shown(path), &meta)),
@@ -465,11 +502,38 @@ mod tests {
             );
         }
         assert_eq!(errors(dir, &source("../x"))[0].0, Rule::DotDot);
+        // A directory that is its own descendant, through a link that stays inside.
+        std::fs::create_dir_all(dir.join("cycle/sub")).unwrap();
+        std::os::unix::fs::symlink("..", dir.join("cycle/sub/up")).unwrap();
+        let found = errors(dir, &source("cycle"));
+        assert_eq!(
+            found,
+            [(Rule::EtcSource, "source `cycle/sub/up` leads through a symlink loop (or a magic link)".into())]
+        );
         let absolute = outside.path().join("secret");
         assert!(errors(dir, &source(absolute.to_str().unwrap())).is_empty(), "named directly, it is the author's");
         let link = outside.path().join("link");
         let found = errors(dir, &source(link.to_str().unwrap()));
         assert!(found[0].1.ends_with("a source outside the declaration's directory follows none"), "{found:?}");
+    }
+
+    /// Symlinks that stay inside but multiply (each level twenty names for the next)
+    /// stop at [`super::MAX_NODES`] instead of walking a million paths.
+    #[test]
+    fn a_source_that_multiplies_through_symlinks_is_refused() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
+        for level in 0..4 {
+            std::fs::create_dir_all(dir.join(format!("l{level}"))).unwrap();
+            for n in 0..20 {
+                std::os::unix::fs::symlink(format!("../l{}", level + 1), dir.join(format!("l{level}/{n}"))).unwrap();
+            }
+        }
+        std::fs::create_dir_all(dir.join("l4")).unwrap();
+        std::fs::write(dir.join("l4/leaf"), "x\n").unwrap();
+        let found = errors(dir, &source("l0"));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].1.ends_with("stands for more than 20000 files and directories"), "{found:?}");
     }
 
     /// An etc tree is walked as build walks it: a FIFO in it, or a file of it where a
