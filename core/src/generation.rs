@@ -302,6 +302,8 @@ impl State {
         let object = Store::object_name(GENERATION_NAME, &tree)?;
         if let Some(current) = self.current()? {
             if current.object == object {
+                // Checked against what it would be, and written again if damaged.
+                self.store.add(GENERATION_NAME, &tree)?;
                 return Ok(Built { generation: current.number, object, new: false });
             }
         }
@@ -645,6 +647,21 @@ mod tests {
             assert_eq!(mode_of(&built), 0o400, "{secret}");
             assert_eq!(state.store().check_object(&built.object), None);
         }
+    }
+
+    /// Building the current declaration again repairs its generation object.
+    #[test]
+    fn an_unchanged_build_repairs_a_damaged_generation_object() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (scratch, state) = state();
+        let built = state.build(&declaration("/var/log"), &[]).unwrap();
+        let object = scratch.path().join("var/lib/blankslate/store").join(&built.object);
+        std::fs::set_permissions(&object, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::remove_file(object.join("references")).unwrap();
+        assert!(state.store().check_object(&built.object).is_some());
+        let again = state.build(&declaration("/var/log"), &[]).unwrap();
+        assert_eq!((again.generation, again.new), (1, false));
+        assert_eq!(state.store().check_object(&built.object), None);
     }
 
     #[test]
