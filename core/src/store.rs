@@ -53,7 +53,7 @@ impl Tree {
 }
 
 /// The mode of an object's file: read-only for everyone, or for root alone.
-pub fn file_mode(executable: bool, secret: bool) -> u32 {
+fn file_mode(executable: bool, secret: bool) -> u32 {
     match (executable, secret) {
         (false, false) => 0o444,
         (true, false) => 0o555,
@@ -181,8 +181,8 @@ impl Store {
         Ok(object)
     }
 
-    /// Whether `object` is exactly `tree`, read-only and root's (as [`Store::add`]
-    /// writes it). Anything unreadable is not.
+    /// Whether `object` is exactly `tree`, read-only and the store owner's (as
+    /// [`Store::add`] writes it). Anything unreadable is not.
     fn holds(&self, object: &str, tree: &Tree) -> bool {
         let owner = match self.dir.own_meta() {
             Ok(meta) => meta.uid,
@@ -251,7 +251,6 @@ impl Store {
             temporaries.push(temp);
         }
         self.dir.sync()?;
-        crate::failpoint::hit("store-remove:renamed");
         for temp in &temporaries {
             self.dir.remove_tree(temp)?;
         }
