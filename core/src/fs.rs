@@ -266,8 +266,15 @@ impl Dir {
         } else {
             (flags | OFlags::NOFOLLOW, BENEATH)
         };
-        let fd = rustix::fs::openat2(&self.fd, path, flags, Mode::empty(), resolve)
-            .map_err(wrap("open", self.path.join(path)))?;
+        // A `..` met on the way (through a symlink) makes the kernel refuse with EAGAIN
+        // when anything was renamed or mounted anywhere meanwhile: try again.
+        let mut tries = 0;
+        let fd = loop {
+            match rustix::fs::openat2(&self.fd, path, flags, Mode::empty(), resolve) {
+                Err(rustix::io::Errno::AGAIN) if tries < 1000 => tries += 1,
+                opened => break opened.map_err(wrap("open", self.path.join(path)))?,
+            }
+        };
         let stat = rustix::fs::fstat(&fd).map_err(wrap("stat", self.path.join(path)))?;
         Ok((File::from(fd), meta_of(&stat)))
     }

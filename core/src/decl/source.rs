@@ -536,6 +536,37 @@ mod tests {
         assert!(found[0].1.ends_with("stands for more than 20000 files and directories"), "{found:?}");
     }
 
+    /// A symlink with `..` makes the kernel refuse an `openat2` beneath with EAGAIN
+    /// whenever something was renamed meanwhile, anywhere: opening tries again, so a
+    /// busy system never fails a check (renames in a loop beside it here).
+    #[test]
+    fn renames_elsewhere_never_fail_a_source_that_climbs_with_dot_dot() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
+        std::fs::create_dir_all(dir.join("conf/real")).unwrap();
+        std::fs::create_dir_all(dir.join("conf/links")).unwrap();
+        for n in 0..20 {
+            std::fs::write(dir.join(format!("conf/real/{n}.conf")), "x\n").unwrap();
+            std::os::unix::fs::symlink(format!("../real/{n}.conf"), dir.join(format!("conf/links/{n}.conf"))).unwrap();
+        }
+        let busy = tempfile::tempdir().unwrap();
+        std::fs::write(busy.path().join("a"), "").unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let renamer = {
+            let (stop, busy) = (stop.clone(), busy.path().to_path_buf());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::fs::rename(busy.join("a"), busy.join("b")).unwrap();
+                    std::fs::rename(busy.join("b"), busy.join("a")).unwrap();
+                }
+            })
+        };
+        let found: Vec<_> = (0..300).flat_map(|_| errors(dir, &source("conf/links"))).collect();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        renamer.join().unwrap();
+        assert!(found.is_empty(), "{found:?}");
+    }
+
     /// An etc tree is walked as build walks it: a FIFO in it, or a file of it where a
     /// path is persisted, is refused by `check`.
     #[test]
