@@ -266,15 +266,7 @@ impl Dir {
         } else {
             (flags | OFlags::NOFOLLOW, BENEATH)
         };
-        // A `..` met on the way (through a symlink) makes the kernel refuse with EAGAIN
-        // when anything was renamed or mounted anywhere meanwhile: try again.
-        let mut tries = 0;
-        let fd = loop {
-            match rustix::fs::openat2(&self.fd, path, flags, Mode::empty(), resolve) {
-                Err(rustix::io::Errno::AGAIN) if tries < 1000 => tries += 1,
-                opened => break opened.map_err(wrap("open", self.path.join(path)))?,
-            }
-        };
+        let fd = openat2_following(&self.fd, path, flags, resolve).map_err(wrap("open", self.path.join(path)))?;
         let stat = rustix::fs::fstat(&fd).map_err(wrap("stat", self.path.join(path)))?;
         Ok((File::from(fd), meta_of(&stat)))
     }
@@ -294,7 +286,7 @@ impl Dir {
     pub fn read_in_root(&self, path: impl AsRef<Path>) -> Result<Vec<u8>> {
         let path = path.as_ref();
         let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-        let fd = rustix::fs::openat2(&self.fd, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty(), resolve)
+        let fd = openat2_following(&self.fd, path, OFlags::RDONLY | OFlags::CLOEXEC, resolve)
             .map_err(wrap("open file", self.path.join(path)))?;
         let mut contents = Vec::new();
         File::from(fd).read_to_end(&mut contents).map_err(wrap_io("read", self.path.join(path)))?;
@@ -575,6 +567,19 @@ impl AsFd for Dir {
 #[derive(Debug)]
 pub struct Lock {
     _fd: OwnedFd,
+}
+
+/// `openat2` that follows symlinks (beneath, or in a root): a `..` met on the way
+/// makes the kernel refuse with EAGAIN when anything was renamed or mounted anywhere
+/// meanwhile, so it tries again.
+fn openat2_following(dir: &OwnedFd, path: &Path, flags: OFlags, resolve: ResolveFlags) -> rustix::io::Result<OwnedFd> {
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(dir, path, flags, Mode::empty(), resolve) {
+            Err(rustix::io::Errno::AGAIN) if tries < 1000 => tries += 1,
+            opened => return opened,
+        }
+    }
 }
 
 fn meta_of(stat: &rustix::fs::Stat) -> Meta {
