@@ -176,3 +176,57 @@ fn a_volume_with_data_or_a_root_without_etc_is_refused_and_nothing_is_written() 
     let error = adopt(&Request { from: &scratch.path().join("nowhere"), ..request }).unwrap_err();
     assert!(error.to_string().starts_with("cannot read the root"), "{error}");
 }
+
+/// The installed system's secrets stay secret: the etc tree keeps their modes and
+/// owners (behind the 0700 declaration directory), and a generation built from it has
+/// them readable by root alone in the store: VPN and Wi-Fi keys, TLS keys, and even a
+/// file of ordinary mode in a directory others cannot enter (a copy with its own mode,
+/// so that the directory's group still reads it).
+#[test]
+fn adopted_secrets_stay_secret_in_the_tree_and_the_store() {
+    if !is_root() {
+        eprintln!("skipped: owners need root");
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let (root, volume) = (scratch.path().join("installed"), scratch.path().join("volume"));
+    installed(&root);
+    write(&root, "etc/wireguard/wg0.conf", "[Interface]\nPrivateKey = k\n", 0o600, (0, 0));
+    write(&root, "etc/NetworkManager/system-connections/home.nmconnection", "psk=p\n", 0o600, (0, 0));
+    write(&root, "etc/ssl/private/readable.pem", "CERT\n", 0o644, (0, 0));
+    for dir in ["etc/wireguard", "etc/NetworkManager/system-connections"] {
+        std::fs::set_permissions(root.join(dir), std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    std::fs::create_dir_all(&volume).unwrap();
+    adopt(&Request { from: &root, to: &volume, mount_point: "/persist" }).unwrap();
+
+    let home = volume.join("etc/blankslate");
+    assert_eq!(mode_owner(&home), (0o700, 0, 0));
+    let tree = home.join("etc");
+    assert_eq!(mode_owner(&tree.join("wireguard")), (0o700, 0, 0));
+    assert_eq!(mode_owner(&tree.join("wireguard/wg0.conf")), (0o600, 0, 0));
+    assert_eq!(mode_owner(&tree.join("ssl/private/ssl-cert-snakeoil.key")), (0o640, 0, 110));
+
+    let file = home.join("system.toml");
+    let checked = blankslate_core::decl::check(&file, &std::fs::read_to_string(&file).unwrap(), None);
+    let declaration = checked.declaration.unwrap_or_else(|| panic!("{}", checked.diagnostics));
+    let etc = blankslate_etc_builder::from_declaration(&declaration).unwrap();
+    let readable = &etc.entries["ssl/private/readable.pem"].manifest;
+    assert_eq!((&readable.kind, readable.mode.as_deref()), (&blankslate_core::manifest::EtcKind::Copy, Some("0644")));
+    let state = scratch.path().join("state");
+    let store =
+        blankslate_core::store::Store::open(&Dir::open_root(scratch.path()).unwrap(), Path::new("/state")).unwrap();
+    let object = etc.add_to_store(&store).unwrap();
+    let in_store = |path: &str| mode_owner(&state.join(&object).join("etc").join(path)).0;
+    for secret in [
+        "wireguard/wg0.conf",
+        "NetworkManager/system-connections/home.nmconnection",
+        "ssl/private/ssl-cert-snakeoil.key",
+        "ssl/private/readable.pem",
+        "sudoers",
+    ] {
+        assert_eq!(in_store(secret), 0o400, "{secret}");
+    }
+    assert_eq!(in_store("hostname"), 0o444);
+    assert_eq!(store.check_object(&object), None);
+}

@@ -90,11 +90,27 @@ pub struct Meta {
     /// bind mount).
     pub dev: u64,
     pub ino: u64,
+    /// The file type bits of `st_mode`, for [`Meta::what`].
+    file_type: u32,
 }
 
 impl Meta {
     pub fn identity(&self) -> (u64, u64) {
         (self.dev, self.ino)
+    }
+
+    /// What the entry is, in words ("a FIFO", "a character device", …).
+    pub fn what(&self) -> &'static str {
+        match FileType::from_raw_mode(self.file_type) {
+            FileType::RegularFile => "a regular file",
+            FileType::Directory => "a directory",
+            FileType::Symlink => "a symlink",
+            FileType::Fifo => "a FIFO",
+            FileType::Socket => "a socket",
+            FileType::CharacterDevice => "a character device",
+            FileType::BlockDevice => "a block device",
+            FileType::Unknown => "of an unknown type",
+        }
     }
 }
 
@@ -288,6 +304,25 @@ impl Dir {
         Ok(File::from(self.openat(path, OFlags::RDONLY, Mode::empty(), "open file")?))
     }
 
+    /// Opens `path` below this directory for reading without waiting (`O_NONBLOCK`: a
+    /// FIFO cannot stall the caller) and says what it is, from the descriptor
+    /// (`fstat`), before anything is read. With `follow`, symlinks on the way are
+    /// followed as long as they stay below this directory (`RESOLVE_BENEATH`; never a
+    /// magic link); without, none is.
+    pub fn open_nonblocking(&self, path: impl AsRef<Path>, follow: bool) -> Result<(File, Meta)> {
+        let path = path.as_ref();
+        check_relative(path, &self.path)?;
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let (flags, resolve) = if follow {
+            (flags, ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS)
+        } else {
+            (flags | OFlags::NOFOLLOW, BENEATH)
+        };
+        let fd = openat2_following(&self.fd, path, flags, resolve).map_err(wrap("open", self.path.join(path)))?;
+        let stat = rustix::fs::fstat(&fd).map_err(wrap("stat", self.path.join(path)))?;
+        Ok((File::from(fd), meta_of(&stat)))
+    }
+
     /// Reads a whole file below this one.
     pub fn read(&self, path: impl AsRef<Path>) -> Result<Vec<u8>> {
         let path = path.as_ref();
@@ -303,7 +338,7 @@ impl Dir {
     pub fn read_in_root(&self, path: impl AsRef<Path>) -> Result<Vec<u8>> {
         let path = path.as_ref();
         let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-        let fd = rustix::fs::openat2(&self.fd, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty(), resolve)
+        let fd = openat2_following(&self.fd, path, OFlags::RDONLY | OFlags::CLOEXEC, resolve)
             .map_err(wrap("open file", self.path.join(path)))?;
         let mut contents = Vec::new();
         File::from(fd).read_to_end(&mut contents).map_err(wrap_io("read", self.path.join(path)))?;
@@ -742,6 +777,19 @@ impl Drop for Lock {
     }
 }
 
+/// `openat2` that follows symlinks (beneath, or in a root): a `..` met on the way
+/// makes the kernel refuse with EAGAIN when anything was renamed or mounted anywhere
+/// meanwhile, so it tries again.
+fn openat2_following(dir: &OwnedFd, path: &Path, flags: OFlags, resolve: ResolveFlags) -> rustix::io::Result<OwnedFd> {
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(dir, path, flags, Mode::empty(), resolve) {
+            Err(rustix::io::Errno::AGAIN) if tries < 1000 => tries += 1,
+            opened => return opened,
+        }
+    }
+}
+
 fn meta_of(stat: &rustix::fs::Stat) -> Meta {
     Meta {
         kind: FileType::from_raw_mode(stat.st_mode).into(),
@@ -752,6 +800,7 @@ fn meta_of(stat: &rustix::fs::Stat) -> Meta {
         mtime: stat.st_mtime,
         dev: stat.st_dev,
         ino: stat.st_ino,
+        file_type: FileType::from_raw_mode(stat.st_mode).as_raw_mode(),
     }
 }
 

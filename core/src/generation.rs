@@ -97,6 +97,8 @@ pub struct Built {
 pub struct Collected {
     pub removed: Vec<String>,
     pub kept: usize,
+    /// Names in the store that are not objects (see [`crate::store::Debris`]).
+    pub debris: Vec<String>,
 }
 
 /// The store and profiles of one root, held under the state lock for writers.
@@ -301,6 +303,8 @@ impl State {
         let object = Store::object_name(GENERATION_NAME, &tree)?;
         if let Some(current) = self.current()? {
             if current.object == object {
+                // Checked against what it would be, and written again if damaged.
+                self.store.add(GENERATION_NAME, &tree)?;
                 return Ok(Built { generation: current.number, object, new: false });
             }
         }
@@ -421,7 +425,8 @@ impl State {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    /// Removes every store object that no generation (and no booted system) reaches.
+    /// Removes every store object that no generation (and no booted system) reaches,
+    /// and the store's debris: names that are not objects.
     pub fn collect_garbage(&self, dry_run: bool) -> Result<Collected> {
         let mut live: BTreeSet<String> = BTreeSet::new();
         let mut pending: Vec<String> = self.list()?.into_iter().map(|g| g.object).collect();
@@ -437,15 +442,17 @@ impl State {
         for object in self.store.objects()? {
             if live.contains(&object) {
                 collected.kept += 1;
-                continue;
+            } else {
+                collected.removed.push(object);
             }
-            if !dry_run {
-                self.store.remove(&object)?;
-            }
-            collected.removed.push(object);
         }
-        if !dry_run && !collected.removed.is_empty() {
-            self.store.dir().sync()?;
+        let debris = self.store.debris()?;
+        collected.debris = debris.iter().map(|d| d.name.to_string_lossy().into_owned()).collect();
+        if !dry_run {
+            // Renamed away before deleted: a crash leaves temporaries, never part of
+            // an object under its name.
+            self.store.remove_all(&collected.removed.iter().map(String::as_str).collect::<Vec<_>>())?;
+            self.store.remove_debris(&debris)?;
         }
         Ok(collected)
     }
@@ -472,7 +479,10 @@ fn generation_tree(declaration: &Declaration, parts: &[(&str, &str)]) -> Tree {
         list.push('\n');
     }
     let mut entries = BTreeMap::new();
-    entries.insert("declaration.json".into(), Tree::file(declaration.canonical_json()));
+    // A secret `text` makes the whole declaration readable by root alone.
+    let json = declaration.canonical_json();
+    let json = if declaration.has_secret_text() { Tree::secret_file(json) } else { Tree::file(json) };
+    entries.insert("declaration.json".into(), json);
     entries.insert("references".into(), Tree::file(list));
     for (name, object) in parts {
         entries.insert((*name).into(), Tree::Symlink(format!("../{object}").into()));
@@ -591,6 +601,68 @@ mod tests {
         let collected = state.collect_garbage(false).unwrap();
         assert_eq!(collected.removed, [one.object]);
         assert_eq!(state.store().objects().unwrap(), [two.object]);
+    }
+
+    /// gc takes what is not an object with it; what a writer that died left (a
+    /// temporary) the lock's next holder removes before anything else.
+    #[test]
+    fn gc_removes_debris_and_the_next_writer_removes_temporaries() {
+        let (_scratch, state) = state();
+        let one = state.build(&declaration("/a"), &[]).unwrap();
+        state.store().dir().write_atomic("stray", b"x", 0o644).unwrap();
+        state.store().dir().create_dir_all(".dead-generation.tmp-1-0/part", 0o755).unwrap();
+        let dry = state.collect_garbage(true).unwrap();
+        assert_eq!(dry.debris, [".dead-generation.tmp-1-0", "stray"]);
+        assert_eq!(state.store().debris().unwrap().len(), 2, "a dry run removes nothing");
+        let collected = state.collect_garbage(false).unwrap();
+        assert_eq!((collected.removed.len(), collected.kept, collected.debris.len()), (0, 1, 2));
+        assert_eq!(state.store().dir().entries().unwrap().len(), 1);
+        assert_eq!(state.store().objects().unwrap(), [one.object]);
+
+        state.store().dir().create_dir_all(".x.tmp-1-0", 0o755).unwrap();
+        let root = state.root().try_clone().unwrap();
+        drop(state);
+        let state = State::open_locked(&root, Path::new(DEFAULT_STATE_DIR)).unwrap();
+        assert!(state.store().debris().unwrap().is_empty());
+    }
+
+    /// A `text` that only root may read makes the generation's declaration root's
+    /// alone; a public declaration stays readable (and keeps its object name).
+    #[test]
+    fn a_secret_text_makes_the_declaration_root_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (scratch, state) = state();
+        let mode_of = |built: &Built| {
+            let path = scratch.path().join("var/lib/blankslate/store").join(&built.object).join("declaration.json");
+            std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+        };
+        let check = |text: &str| crate::decl::check(Path::new("t.toml"), text, None).declaration.unwrap();
+        let public = state.build(&check("version = 1\n[etc.\"motd\"]\ntext = \"hi\"\n"), &[]).unwrap();
+        assert_eq!(mode_of(&public), 0o444);
+        for secret in [
+            "[etc.\"wg.conf\"]\ntext = \"PrivateKey = x\"\nmode = \"0600\"\n",
+            "[etc.\"keys\"]\ndirectory = true\nmode = \"0700\"\n[etc.\"keys/a\"]\ntext = \"k\"\n",
+            "[etc.\"shadow\"]\ntext = \"root:!:1::::::\"\n",
+        ] {
+            let built = state.build(&check(&format!("version = 1\n{secret}")), &[]).unwrap();
+            assert_eq!(mode_of(&built), 0o400, "{secret}");
+            assert_eq!(state.store().check_object(&built.object), None);
+        }
+    }
+
+    /// Building the current declaration again repairs its generation object.
+    #[test]
+    fn an_unchanged_build_repairs_a_damaged_generation_object() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (scratch, state) = state();
+        let built = state.build(&declaration("/var/log"), &[]).unwrap();
+        let object = scratch.path().join("var/lib/blankslate/store").join(&built.object);
+        std::fs::set_permissions(&object, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::remove_file(object.join("references")).unwrap();
+        assert!(state.store().check_object(&built.object).is_some());
+        let again = state.build(&declaration("/var/log"), &[]).unwrap();
+        assert_eq!((again.generation, again.new), (1, false));
+        assert_eq!(state.store().check_object(&built.object), None);
     }
 
     #[test]

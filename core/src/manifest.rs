@@ -69,6 +69,12 @@ impl Manifest {
     pub fn from_json(text: &[u8]) -> Result<Manifest, serde_json::Error> {
         serde_json::from_slice(text)
     }
+
+    /// Whether the entry at `path` is a secret (`decl::secret`): its contents are
+    /// readable by root alone in the store, and reports do not show them.
+    pub fn is_secret(&self, path: &str) -> bool {
+        crate::decl::secret::is_secret(path, |p| self.entries.get(p).map(ManifestEntry::access))
+    }
 }
 
 /// Whether `entries` has an entry below the directory `dir` (relative to `/etc`).
@@ -87,6 +93,14 @@ impl ManifestEntry {
     pub fn mode_bits(&self) -> u32 {
         let default = if self.kind == EtcKind::Directory { DEFAULT_DIR_MODE } else { 0o644 };
         self.mode.as_deref().and_then(|m| u32::from_str_radix(m, 8).ok()).unwrap_or(default)
+    }
+
+    /// What `decl::secret` needs to know of this entry.
+    pub fn access(&self) -> crate::decl::secret::Access {
+        crate::decl::secret::Access {
+            directory: self.kind == EtcKind::Directory,
+            mode: self.is_owned().then(|| self.mode_bits()),
+        }
     }
 
     /// Whether `/etc/<path>` holds a file or directory with its own owner and mode

@@ -131,7 +131,7 @@ fn has_location(rendered: &str, file: &str) -> bool {
     })
 }
 
-const ALL_ERROR_RULES: [Rule; 29] = [
+const ALL_ERROR_RULES: [Rule; 30] = [
     Rule::NotUtf8,
     Rule::Syntax,
     Rule::UnknownKey,
@@ -155,6 +155,7 @@ const ALL_ERROR_RULES: [Rule; 29] = [
     Rule::InvalidName,
     Rule::EtcContents,
     Rule::EtcSourceMissing,
+    Rule::EtcSource,
     Rule::OwnerOnLink,
     Rule::InvalidGlob,
     Rule::InvalidMountOption,
@@ -172,6 +173,7 @@ fn rule_is_listed(rule: Rule) -> bool {
         | Rule::MachineIdBind
         | Rule::Nested
         | Rule::PrivateMode
+        | Rule::SecretMode
         | Rule::ManyMounts => false,
         Rule::NotUtf8
         | Rule::Syntax
@@ -196,6 +198,7 @@ fn rule_is_listed(rule: Rule) -> bool {
         | Rule::InvalidName
         | Rule::EtcContents
         | Rule::EtcSourceMissing
+        | Rule::EtcSource
         | Rule::OwnerOnLink
         | Rule::InvalidGlob
         | Rule::InvalidMountOption
@@ -378,7 +381,7 @@ how = "bind"
 text = ""
 mode = "link"
 [etc."nginx/conf.d"]
-source = "../../examples/files/*.conf"
+source = "broken/nginx/*.conf"
 "#,
     ),
     (
@@ -389,7 +392,7 @@ directories = ["/var/lib", "/etc/ssh/keys"]
 [persist."/data"]
 device = "LABEL=data"
 directories = ["/var/lib/postgresql", { directory = "/home/alice/.local/share/Trash", how = "symlink" }]
-files = [{ file = "/srv/app.conf", how = "bind" }, { file = "/etc/ssh/ssh_host_ed25519_key", how = "bind" }]
+files = [{ file = "/srv/app.conf", how = "bind" }, { file = "/etc/ssh/ssh_host_ed25519_key", mode = "0600", how = "bind" }]
 [etc."ssh/sshd_config"]
 text = "PermitRootLogin no\n"
 [etc."ssh/keys-readme"]
@@ -488,7 +491,8 @@ directories = [
 #[test]
 fn passing_edge_cases_pass_and_round_trip() {
     for (name, text) in PASSING {
-        // Named inside tests/, so the relative glob source above resolves.
+        // Named inside tests/, so the relative glob source above resolves (a source
+        // may not climb out of the declaration's directory with `..`).
         let file = format!("tests/{name}.toml");
         let checked = decl::check(Path::new(&file), text, None);
         assert!(checked.diagnostics.items.is_empty(), "{name}:\n{}", checked.diagnostics.render(false));
@@ -697,4 +701,30 @@ fn a_bind_mounted_machine_id_is_a_warning_and_a_copy_is_not() {
     assert!(checked.diagnostics.render(false).contains("how = \"copy\""));
     let copied = bound.replace("\"/etc/machine-id\"", "{ file = \"/etc/machine-id\", how = \"copy\" }");
     assert!(decl::check(Path::new("tests/machine-id.toml"), &copied, None).diagnostics.items.is_empty());
+}
+
+/// A file known to hold secrets given a mode everyone can read is a warning, as an
+/// `/etc` copy and persisted (where no mode means the default 0644); a narrow mode,
+/// or a link (stored readable by root alone), is not.
+#[test]
+fn a_secret_file_open_to_everyone_is_a_warning() {
+    let warned = |text: &str| -> Vec<String> {
+        let checked = decl::check(Path::new("secret.toml"), text, None);
+        assert!(!checked.diagnostics.has_errors(), "{}", checked.diagnostics.render(false));
+        checked.diagnostics.items.iter().filter(|d| d.rule == Rule::SecretMode).map(|d| d.message.clone()).collect()
+    };
+    let etc = "version = 1\n[etc.\"shadow\"]\ntext = \"root:!:1::::::\"\nmode = \"0644\"\n";
+    assert_eq!(warned(etc), ["/etc entry `shadow` holds secrets, and mode 0644 lets everyone read it"]);
+    let persisted = "version = 1\n[persist.\"/persist\"]\nfiles = [{ file = \"/etc/gshadow\", how = \"copy\" }, \
+                     { file = \"/etc/ssh/ssh_host_rsa_key\", mode = \"0644\", how = \"bind\" }]\n";
+    let found = warned(persisted);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found[0].starts_with("persisted `/etc/gshadow` holds secrets, and mode 0644"), "{found:?}");
+    for fine in [
+        "version = 1\n[etc.\"shadow\"]\ntext = \"root:!:1::::::\"\nmode = \"0640\"\ngroup = \"shadow\"\n",
+        "version = 1\n[etc.\"shadow\"]\ntext = \"root:!:1::::::\"\n",
+        "version = 1\n[persist.\"/persist\"]\nfiles = [{ file = \"/etc/shadow\", mode = \"0640\", how = \"copy\" }]\n",
+    ] {
+        assert!(warned(fine).is_empty(), "{fine}");
+    }
 }

@@ -6,6 +6,13 @@
 //! not exist at boot. Entries of a NixOS etc tree keep their symlinks into `/nix/store`.
 //! Directory sources and glob sources (`source = "dir/*"`) expand to one entry per file;
 //! a declared directory (`directory = true`) is one entry, with its mode and owner.
+//! Sources and etc trees are opened and read through `decl::source`, the same code
+//! `check` opens them with (no symlink out of the declaration's directory, no FIFOs,
+//! devices or kernel files, a size limit).
+//!
+//! Secrets (`decl::secret`: copies others may not read, what lies below a directory
+//! others may not enter, known secret files) are root-only files in the store, and so
+//! is the manifest of an `/etc` that has any (it holds their content hashes).
 
 #![forbid(unsafe_code)]
 
@@ -16,7 +23,8 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use blankslate_core::decl::{Declaration, EtcContents, EtcMode, Mode};
+use blankslate_core::decl::source::{SourceError, Sources};
+use blankslate_core::decl::{Declaration, EtcContents, EtcMode, Mode, secret};
 use blankslate_core::manifest::{EtcKind, MANIFEST_FILE, Manifest, ManifestEntry, TREE_DIR, content_hash};
 use blankslate_core::store::{Store, StoreError, Tree};
 
@@ -30,12 +38,12 @@ pub const OBJECT_NAME: &str = "etc";
 pub enum BuildError {
     #[error("cannot read {}: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("/etc entry `{entry}`: source pattern `{pattern}` matches nothing")]
-    NoMatch { entry: String, pattern: String },
-    #[error("/etc entry `{entry}`: bad glob `{pattern}`: {reason}")]
-    BadGlob { entry: String, pattern: String, reason: String },
-    #[error("/etc entry `{entry}`: {}: {why}", path.display())]
-    Unsupported { entry: String, path: PathBuf, why: &'static str },
+    #[error("/etc entry `{entry}`: source {error}")]
+    Source { entry: String, error: SourceError },
+    #[error("etc tree {tree}: {error}")]
+    Tree { tree: String, error: SourceError },
+    #[error("cannot open the sources: {0}")]
+    Sources(SourceError),
     #[error("/etc/{path} is persisted (from {volume}) and also an /etc entry ({origin})")]
     Persisted { path: String, volume: String, origin: String },
     #[error("/etc entry `{path}` is declared twice (the second time {origin})")]
@@ -96,14 +104,23 @@ impl EtcBuild {
         manifest
     }
 
-    /// The store tree: `manifest.json` and `etc/` with one node per entry.
+    /// The store tree: `manifest.json` and `etc/` with one node per entry, secrets
+    /// (and then the manifest) readable by root alone.
     pub fn tree(&self) -> Result<Tree> {
         let mut etc = BTreeMap::new();
+        let mut secrets = false;
         for (path, entry) in &self.entries {
-            place(&mut etc, path, entry.node.clone())?;
+            let mut node = entry.node.clone();
+            if let Tree::File { secret, .. } = &mut node {
+                *secret = secret::is_secret(path, |p| self.entries.get(p).map(|e| e.manifest.access()));
+                secrets |= *secret;
+            }
+            place(&mut etc, path, node)?;
         }
+        let manifest = self.manifest().to_json();
+        let manifest = if secrets { Tree::secret_file(manifest) } else { Tree::file(manifest) };
         let mut top = BTreeMap::new();
-        top.insert(OsString::from(MANIFEST_FILE), Tree::file(self.manifest().to_json()));
+        top.insert(OsString::from(MANIFEST_FILE), manifest);
         top.insert(OsString::from(TREE_DIR), Tree::Directory(etc));
         Ok(Tree::Directory(top))
     }
@@ -140,8 +157,10 @@ fn place(dir: &mut BTreeMap<OsString, Tree>, path: &str, node: Tree) -> Result<(
 /// Builds the declaration's `[etc]` entries and its `[etc_tree]`. A persisted `/etc`
 /// path that the tree also holds is an error: validation cannot see into the tree.
 pub fn from_declaration(declaration: &Declaration) -> Result<EtcBuild> {
+    // Opened at the first source: a declaration of texts alone costs what it did.
+    let sources = std::cell::OnceCell::new();
     let mut build = match &declaration.etc_tree {
-        Some(tree) => from_tree(Path::new(&tree.source))?,
+        Some(tree) => from_tree(opened(&sources, declaration)?, &tree.source)?,
         None => EtcBuild::default(),
     };
     for persisted in declaration.entries() {
@@ -161,7 +180,17 @@ pub fn from_declaration(declaration: &Declaration) -> Result<EtcBuild> {
     for (path, entry) in &declaration.etc {
         let files = match &entry.contents {
             EtcContents::Text(text) => vec![(path.clone(), text.as_bytes().to_vec(), false)],
-            EtcContents::Source(source) => expand_source(path, Path::new(source))?,
+            EtcContents::Source(source) => {
+                let mut files = Vec::new();
+                opened(&sources, declaration)?
+                    .expand(path, source, &mut |file| {
+                        let (key, executable) = (file.key.clone(), file.executable());
+                        files.push((key, file.read()?, executable));
+                        Ok(())
+                    })
+                    .map_err(|error| BuildError::Source { entry: path.clone(), error })?;
+                files
+            }
             EtcContents::Directory(_) => {
                 let mode = match entry.mode {
                     EtcMode::Copy(mode) => mode,
@@ -185,11 +214,20 @@ pub fn from_declaration(declaration: &Declaration) -> Result<EtcBuild> {
                 user: entry.user.clone(),
                 group: entry.group.clone(),
             };
-            let node = Tree::File { contents: bytes, executable };
+            let node = Tree::File { contents: bytes, executable, secret: false };
             build.insert(key, BuiltEntry { manifest, node }, &format!("from the source of `{path}`"))?;
         }
     }
     Ok(build)
+}
+
+/// The declaration's sources, opened once, when first needed.
+fn opened<'c>(cell: &'c std::cell::OnceCell<Sources>, declaration: &Declaration) -> Result<&'c Sources> {
+    if let Some(sources) = cell.get() {
+        return Ok(sources);
+    }
+    let sources = Sources::of(declaration).map_err(BuildError::Sources)?;
+    Ok(cell.get_or_init(|| sources))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -199,64 +237,6 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 fn is_executable(meta: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::PermissionsExt;
     meta.permissions().mode() & 0o111 != 0
-}
-
-/// The files a source stands for: itself, every file below a directory, or every
-/// match of a glob in its last component. Each comes with its `/etc` path.
-fn expand_source(entry: &str, source: &Path) -> Result<Vec<(String, Vec<u8>, bool)>> {
-    let name = source.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    if !name.contains(['*', '?', '[']) {
-        let mut out = Vec::new();
-        collect(entry, source, entry, &mut out)?;
-        return Ok(out);
-    }
-    let pattern = name.to_owned();
-    let glob = globset::Glob::new(&pattern).map_err(|e| BuildError::BadGlob {
-        entry: entry.to_owned(),
-        pattern: pattern.clone(),
-        reason: e.kind().to_string(),
-    })?;
-    let matcher = glob.compile_matcher();
-    let parent = source.parent().unwrap_or(Path::new("."));
-    let listing =
-        std::fs::read_dir(parent).map_err(|source| BuildError::Read { path: parent.to_path_buf(), source })?;
-    let mut names: Vec<String> = listing
-        .filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok()))
-        .filter(|n| matcher.is_match(n))
-        .collect();
-    names.sort();
-    if names.is_empty() {
-        return Err(BuildError::NoMatch { entry: entry.to_owned(), pattern: source.display().to_string() });
-    }
-    let mut out = Vec::new();
-    for name in names {
-        collect(entry, &parent.join(&name), &format!("{entry}/{name}"), &mut out)?;
-    }
-    Ok(out)
-}
-
-/// A file becomes one entry; a directory, one entry per file below it.
-fn collect(entry: &str, path: &Path, key: &str, out: &mut Vec<(String, Vec<u8>, bool)>) -> Result<()> {
-    let meta = std::fs::metadata(path).map_err(|source| BuildError::Read { path: path.to_path_buf(), source })?;
-    if meta.is_file() {
-        out.push((key.to_owned(), read(path)?, is_executable(&meta)));
-    } else if meta.is_dir() {
-        let listing =
-            std::fs::read_dir(path).map_err(|source| BuildError::Read { path: path.to_path_buf(), source })?;
-        let mut names: Vec<String> =
-            listing.filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok())).collect();
-        names.sort();
-        for name in names {
-            collect(entry, &path.join(&name), &format!("{key}/{name}"), out)?;
-        }
-    } else {
-        return Err(BuildError::Unsupported {
-            entry: entry.to_owned(),
-            path: path.to_path_buf(),
-            why: "it is neither a regular file nor a directory",
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -307,15 +287,95 @@ mode = "0440"
         assert_eq!(build.entries["hosts"].manifest.kind, EtcKind::Link);
     }
 
+    /// What changed between `check` and `build` is judged again: a glob that matches
+    /// nothing any more, a file swapped for a FIFO or for a symlink out of the
+    /// declaration's directory. Two entries that need one path to be a file and a
+    /// directory are refused when the tree is made (check refuses them first).
     #[test]
-    fn an_empty_glob_and_a_file_used_as_directory_are_errors() {
+    fn what_changed_since_the_check_is_refused_at_build() {
         let scratch = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("shadow"), "root:secret:1::::::\n").unwrap();
         std::fs::create_dir(scratch.path().join("d")).unwrap();
-        let text = "version = 1\n[etc.\"x\"]\nsource = \"d/*.conf\"\n";
-        assert!(matches!(from_declaration(&declaration(text, scratch.path())), Err(BuildError::NoMatch { .. })));
-        let text = "version = 1\n[etc.\"ssh\"]\ntext = \"a\"\n[etc.\"ssh/config\"]\ntext = \"b\"\n";
-        let build = from_declaration(&declaration(text, scratch.path())).unwrap();
+        std::fs::write(scratch.path().join("d/a.conf"), "a\n").unwrap();
+        std::fs::write(scratch.path().join("sudoers"), "root ALL=(ALL) ALL\n").unwrap();
+        let text = "version = 1\n[etc.\"x\"]\nsource = \"d/*.conf\"\n[etc.\"sudoers\"]\nsource = \"sudoers\"\n";
+        let checked = declaration(text, scratch.path());
+        std::fs::remove_file(scratch.path().join("d/a.conf")).unwrap();
+        let error = from_declaration(&checked).unwrap_err();
+        assert!(matches!(&error, BuildError::Source { error: SourceError::NoMatch { .. }, .. }), "{error}");
+        std::fs::write(scratch.path().join("d/a.conf"), "a\n").unwrap();
+
+        std::fs::remove_file(scratch.path().join("sudoers")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("shadow"), scratch.path().join("sudoers")).unwrap();
+        let error = from_declaration(&checked).unwrap_err();
+        assert!(matches!(&error, BuildError::Source { error: SourceError::Escapes { .. }, .. }), "{error}");
+        std::fs::remove_file(scratch.path().join("sudoers")).unwrap();
+        assert!(std::process::Command::new("mkfifo").arg(scratch.path().join("sudoers")).status().unwrap().success());
+        let error = from_declaration(&checked).unwrap_err();
+        assert!(error.to_string().ends_with("`sudoers` is a FIFO, not a regular file or a directory"), "{error}");
+
+        let mut build = EtcBuild::default();
+        let text = |t: &str| BuiltEntry {
+            manifest: ManifestEntry {
+                kind: EtcKind::Link,
+                hash: content_hash(t.as_bytes()),
+                mode: None,
+                user: "root".into(),
+                group: "root".into(),
+            },
+            node: Tree::file(t),
+        };
+        build.insert("ssh".into(), text("a"), "here").unwrap();
+        build.insert("ssh/config".into(), text("b"), "here").unwrap();
         assert!(matches!(build.tree(), Err(BuildError::FileAsDirectory { .. })));
+    }
+
+    /// A source may follow a symlink that stays in the declaration's directory.
+    #[test]
+    fn a_symlink_inside_the_declarations_directory_is_followed() {
+        let scratch = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(scratch.path().join("files/v2")).unwrap();
+        std::fs::write(scratch.path().join("files/v2/motd"), "hello\n").unwrap();
+        std::os::unix::fs::symlink("v2", scratch.path().join("files/current")).unwrap();
+        let text = "version = 1\n[etc.\"motd\"]\nsource = \"files/current/motd\"\n";
+        let build = from_declaration(&declaration(text, scratch.path())).unwrap();
+        assert_eq!(build.contents("motd").unwrap(), b"hello\n");
+    }
+
+    /// Copies others may not read, entries below a directory they may not enter and
+    /// known secret files are root-only in the store, and so is the manifest then;
+    /// the others keep their modes (and an `/etc` without secrets its object name).
+    #[test]
+    fn secrets_are_root_only_in_the_store() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let scratch = tempfile::tempdir().unwrap();
+        let root = blankslate_core::fs::Dir::open_root(scratch.path()).unwrap();
+        let store = Store::open(&root, Path::new("/store")).unwrap();
+        let text = "version = 1\n[etc.\"hosts\"]\ntext = \"h\"\n[etc.\"sudoers\"]\ntext = \"root ALL\"\nmode = \"0440\"\n\
+                    [etc.\"shadow\"]\ntext = \"root:!:1::::::\"\n[etc.\"issue\"]\ntext = \"hi\"\nmode = \"0644\"\n\
+                    [etc.\"keys\"]\ndirectory = true\nmode = \"0750\"\n[etc.\"keys/a\"]\ntext = \"k\"\n";
+        let object = from_declaration(&declaration(text, scratch.path())).unwrap().add_to_store(&store).unwrap();
+        let mode_in = |object: &str, path: &str| {
+            let path = scratch.path().join("store").join(object).join(path);
+            std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+        };
+        let mode = |path: &str| mode_in(&object, path);
+        for (path, expected) in [
+            ("etc/hosts", 0o444),
+            ("etc/issue", 0o444),
+            ("etc/sudoers", 0o400),
+            ("etc/shadow", 0o400),
+            ("etc/keys/a", 0o400),
+            ("manifest.json", 0o400),
+        ] {
+            assert_eq!(mode(path), expected, "{path}");
+        }
+        assert_eq!(store.check_object(&object), None);
+        let public = "version = 1\n[etc.\"hosts\"]\ntext = \"h\"\n[etc.\"issue\"]\ntext = \"hi\"\nmode = \"0644\"\n";
+        let object = from_declaration(&declaration(public, scratch.path())).unwrap().add_to_store(&store).unwrap();
+        assert_eq!(mode_in(&object, "manifest.json"), 0o444);
+        assert_eq!(store.check_object(&object), None);
     }
 
     /// `directory = true` declares a directory: 0755 root:root unless said otherwise,
@@ -357,8 +417,16 @@ mode = "0440"
         let paths: Vec<&str> = build.entries.keys().map(String::as_str).collect();
         assert_eq!(paths, ["hostname", "ssl"]);
 
+        // `check` refuses a file of the tree where a path is persisted; one that appears
+        // after the check is refused by the build.
+        std::fs::remove_file(tree.join("hostname")).unwrap();
         let text = "version = 1\n[etc_tree]\nsource = \"tree\"\n                    [persist.\"/persist\"]\nfiles = [\"/etc/hostname\"]\n";
-        assert!(matches!(from_declaration(&declaration(text, scratch.path())), Err(BuildError::Persisted { .. })));
+        let checked = declaration(text, scratch.path());
+        std::fs::write(tree.join("hostname"), "h\n").unwrap();
+        assert!(
+            !blankslate_core::decl::check(&scratch.path().join("decl.toml"), text, None).diagnostics.items.is_empty()
+        );
+        assert!(matches!(from_declaration(&checked), Err(BuildError::Persisted { .. })));
     }
 
     #[test]

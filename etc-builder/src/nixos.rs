@@ -61,7 +61,10 @@ fn walk(dir: &Path, prefix: &str, build: &mut EtcBuild) -> Result<()> {
         } else {
             let bytes = read(&path)?;
             let manifest = ManifestEntry { kind: EtcKind::Link, hash: content_hash(&bytes), mode: None, user, group };
-            BuiltEntry { manifest, node: Tree::File { contents: bytes, executable: is_executable(&meta) } }
+            BuiltEntry {
+                manifest,
+                node: Tree::File { contents: bytes, executable: is_executable(&meta), secret: false },
+            }
         };
         build.insert(key, entry, &format!("in the NixOS tree {}", dir.display()))?;
     }
@@ -84,7 +87,7 @@ fn symlink_entry(path: &Path, target: &OsStr, mode: Option<&str>, user: String, 
             let bytes = read(path)?;
             let mode = blankslate_core::decl::Mode::parse_octal(mode).map(|m| m.to_string());
             let manifest = ManifestEntry { kind: EtcKind::Copy, hash: content_hash(&bytes), mode, user, group };
-            BuiltEntry { manifest, node: Tree::File { contents: bytes, executable: false } }
+            BuiltEntry { manifest, node: Tree::File { contents: bytes, executable: false, secret: false } }
         }
         Some(other) => {
             return Err(BuildError::NotNixosTree {

@@ -3,7 +3,8 @@
 //!
 //! - a regular file owned by `root:root` with an ordinary mode (`0644`, `0755`, `0444`,
 //!   `0555`) becomes a link into the store (the store keeps the executable bit; the
-//!   write bits are the store's to drop);
+//!   write bits are the store's to drop), unless a directory above it keeps others
+//!   out (`ssl/private` is `0710`): then it is a copy, as any other regular file;
 //! - any other regular file (`shadow` is `0640 root:shadow`, a key `0600`) becomes a
 //!   copy with that owner and mode, owners kept as numbers (`+42`) unless root;
 //! - a symlink becomes an entry linking to the same target (`os-release ->
@@ -13,107 +14,111 @@
 //!   `0755 root:root` (`ssl/private` is `0710 root:ssl-cert`); the others are made as
 //!   the entries below them need them;
 //! - anything else (a FIFO, a device) is refused.
+//!
+//! The tree is walked by `decl::source`, as `check` walks it: no symlink is followed,
+//! every file is judged by its descriptor before it is read. A copy others may not
+//! read, and anything below a directory they may not enter, is a secret: root-only in
+//! the store (see [`crate::EtcBuild::tree`]).
 
-use std::os::unix::fs::MetadataExt as _;
-use std::path::Path;
+use std::collections::BTreeMap;
 
 use blankslate_core::decl::Mode;
-use blankslate_core::manifest::{DEFAULT_DIR_MODE, EtcKind, ManifestEntry, content_hash};
+use blankslate_core::decl::source::{Sources, TreeNode};
+use blankslate_core::fs::Meta;
+use blankslate_core::manifest::{EtcKind, ManifestEntry, content_hash};
 use blankslate_core::store::Tree;
 
-use crate::{BuildError, BuiltEntry, EtcBuild, Result, read};
+use crate::{BuildError, BuiltEntry, EtcBuild, Result};
 
 /// Modes a root-owned file may have and still be a link into the read-only store.
 const LINKABLE_MODES: [u32; 4] = [0o644, 0o755, 0o444, 0o555];
 
-/// Reads every file and symlink below `path`, and the directories that say something.
-pub fn from_tree(path: &Path) -> Result<EtcBuild> {
+/// Reads every file and symlink of the tree at `source` (absolute), and the
+/// directories that say something.
+pub fn from_tree(sources: &Sources, source: &str) -> Result<EtcBuild> {
     let mut build = EtcBuild::default();
-    walk(path, path, "", &mut build)?;
+    // Files that would be links, with their owner and mode, until it is known whether
+    // a directory above them keeps others out.
+    let mut linkable: BTreeMap<String, Meta> = BTreeMap::new();
+    sources
+        .walk_tree(source, &mut |node| {
+            // A walk meets each path once: no duplicates to refuse.
+            let (key, entry) = match node {
+                TreeNode::File(file) => {
+                    let (key, meta) = (file.key.clone(), file.meta);
+                    let contents = file.read()?;
+                    if meta.uid == 0 && meta.gid == 0 && LINKABLE_MODES.contains(&meta.mode) {
+                        linkable.insert(key.clone(), meta);
+                    }
+                    (key, file_entry(contents, &meta))
+                }
+                TreeNode::Symlink { key, target } => {
+                    let manifest = ManifestEntry {
+                        kind: EtcKind::DirectLink { target: target.clone() },
+                        hash: content_hash(target.as_bytes()),
+                        mode: None,
+                        user: "root".into(),
+                        group: "root".into(),
+                    };
+                    (key, BuiltEntry { manifest, node: Tree::Symlink(target.into()) })
+                }
+                TreeNode::Directory { key, meta, empty } => {
+                    if !TreeNode::directory_is_entry(&meta, empty) {
+                        return Ok(());
+                    }
+                    let mode = mode_of(&meta);
+                    let manifest = ManifestEntry::directory(mode, owner_name(meta.uid), owner_name(meta.gid));
+                    (key, BuiltEntry { manifest, node: Tree::Directory(BTreeMap::new()) })
+                }
+            };
+            build.entries.insert(key, entry);
+            Ok(())
+        })
+        .map_err(|error| BuildError::Tree { tree: source.to_owned(), error })?;
+    // A file below a directory others may not enter keeps its own owner and mode: a
+    // link would take the directory's group's access away (the store file is root's).
+    let closed = |key: &str| {
+        blankslate_core::decl::paths::ancestors(key).any(|dir| {
+            build
+                .entries
+                .get(dir)
+                .is_some_and(|e| e.manifest.kind == EtcKind::Directory && e.manifest.mode_bits() & 0o001 == 0)
+        })
+    };
+    let copies: Vec<String> = linkable.keys().filter(|key| closed(key)).cloned().collect();
+    for key in copies {
+        let meta = linkable[&key];
+        if let Some(entry) = build.entries.get_mut(&key) {
+            entry.manifest = copy_manifest(entry.manifest.hash.clone(), &meta);
+        }
+    }
     Ok(build)
 }
 
-/// Walks `dir`; returns whether it holds anything.
-fn walk(top: &Path, dir: &Path, prefix: &str, build: &mut EtcBuild) -> Result<bool> {
-    let listing = std::fs::read_dir(dir).map_err(|source| BuildError::Read { path: dir.to_path_buf(), source })?;
-    let mut names = Vec::new();
-    for entry in listing {
-        let entry = entry.map_err(|source| BuildError::Read { path: dir.to_path_buf(), source })?;
-        let name = entry.file_name().into_string().map_err(|name| BuildError::Unsupported {
-            entry: prefix.to_owned(),
-            path: dir.join(name),
-            why: "its name is not UTF-8",
-        })?;
-        names.push(name);
-    }
-    names.sort();
-    let empty = names.is_empty();
-    for name in names {
-        let path = dir.join(&name);
-        let key = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
-        let meta =
-            std::fs::symlink_metadata(&path).map_err(|source| BuildError::Read { path: path.clone(), source })?;
-        let file_type = meta.file_type();
-        let entry = if file_type.is_dir() {
-            let has_entries = walk(top, &path, &key, build)?;
-            let Some(entry) = directory_entry(&meta, has_entries) else { continue };
-            entry
-        } else if file_type.is_symlink() {
-            let target = std::fs::read_link(&path).map_err(|source| BuildError::Read { path: path.clone(), source })?;
-            let target = target.into_os_string().into_string().map_err(|_| BuildError::Unsupported {
-                entry: key.clone(),
-                path: path.clone(),
-                why: "its link target is not UTF-8",
-            })?;
-            let hash = content_hash(target.as_bytes());
-            let manifest = ManifestEntry {
-                kind: EtcKind::DirectLink { target: target.clone() },
-                hash,
-                mode: None,
-                user: "root".into(),
-                group: "root".into(),
-            };
-            BuiltEntry { manifest, node: Tree::Symlink(target.into()) }
-        } else if file_type.is_file() {
-            file_entry(&path, &meta)?
-        } else {
-            return Err(BuildError::Unsupported {
-                entry: key,
-                path,
-                why: "it is neither a regular file, a symlink nor a directory",
-            });
-        };
-        build.insert(key, entry, &format!("in the etc tree {}", top.display()))?;
-    }
-    Ok(!empty)
+fn mode_of(meta: &Meta) -> String {
+    Mode::new(meta.mode).expect("permission bits are a mode").to_string()
 }
 
-/// The entry of a directory that is empty or not `0755 root:root`; `None` for one
-/// the entries below it account for.
-fn directory_entry(meta: &std::fs::Metadata, has_entries: bool) -> Option<BuiltEntry> {
-    let bits = meta.mode() & 0o7777;
-    let default = bits == DEFAULT_DIR_MODE && meta.uid() == 0 && meta.gid() == 0;
-    if default && has_entries {
-        return None;
-    }
-    let mode = Mode::new(bits).expect("permission bits are a mode").to_string();
-    let manifest = ManifestEntry::directory(mode, owner_name(meta.uid()), owner_name(meta.gid()));
-    Some(BuiltEntry { manifest, node: Tree::Directory(std::collections::BTreeMap::new()) })
-}
-
-fn file_entry(path: &Path, meta: &std::fs::Metadata) -> Result<BuiltEntry> {
-    let bytes = read(path)?;
-    let hash = content_hash(&bytes);
-    let bits = meta.mode() & 0o7777;
-    let owned_by_root = meta.uid() == 0 && meta.gid() == 0;
-    let node = Tree::File { contents: bytes, executable: bits & 0o111 != 0 };
-    let manifest = if owned_by_root && LINKABLE_MODES.contains(&bits) {
+fn file_entry(contents: Vec<u8>, meta: &Meta) -> BuiltEntry {
+    let hash = content_hash(&contents);
+    let owned_by_root = meta.uid == 0 && meta.gid == 0;
+    let node = Tree::File { contents, executable: meta.mode & 0o111 != 0, secret: false };
+    let manifest = if owned_by_root && LINKABLE_MODES.contains(&meta.mode) {
         ManifestEntry { kind: EtcKind::Link, hash, mode: None, user: "root".into(), group: "root".into() }
     } else {
-        let mode = Mode::new(bits).map(|m| m.to_string());
-        ManifestEntry { kind: EtcKind::Copy, hash, mode, user: owner_name(meta.uid()), group: owner_name(meta.gid()) }
+        copy_manifest(hash, meta)
     };
-    Ok(BuiltEntry { manifest, node })
+    BuiltEntry { manifest, node }
+}
+
+fn copy_manifest(hash: String, meta: &Meta) -> ManifestEntry {
+    ManifestEntry {
+        kind: EtcKind::Copy,
+        hash,
+        mode: Some(mode_of(meta)),
+        user: owner_name(meta.uid),
+        group: owner_name(meta.gid),
+    }
 }
 
 /// `root` for 0, `+N` (a number, as manifests write them) for anyone else: the
@@ -125,11 +130,25 @@ fn owner_name(id: u32) -> String {
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt as _;
+    use std::path::Path;
 
     use super::*;
 
     fn set_mode(path: &Path, mode: u32) {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// The tree at `path`, read as a declaration outside it would read it.
+    fn from_tree(path: &Path) -> Result<EtcBuild> {
+        super::from_tree(&Sources::new(None).unwrap(), path.to_str().unwrap())
+    }
+
+    /// The node at `path` of a store tree's `etc/`.
+    fn node<'t>(tree: &'t Tree, path: &str) -> &'t Tree {
+        path.split('/').fold(tree, |node, name| match node {
+            Tree::Directory(entries) => &entries[std::ffi::OsStr::new(name)],
+            other => panic!("{name} is below {other:?}"),
+        })
     }
 
     #[test]
@@ -159,7 +178,10 @@ mod tests {
         );
         let manifest = |key: &str| &build.entries[key].manifest;
         assert_eq!(manifest("hostname").kind, EtcKind::Link);
-        assert_eq!(build.entries["rc.local"].node, Tree::File { contents: b"#!/bin/sh\n".to_vec(), executable: true });
+        assert_eq!(
+            build.entries["rc.local"].node,
+            Tree::File { contents: b"#!/bin/sh\n".to_vec(), executable: true, secret: false }
+        );
         let gshadow = manifest("gshadow");
         assert_eq!(
             (&gshadow.kind, gshadow.mode.as_deref(), gshadow.user.as_str(), gshadow.group.as_str()),
@@ -221,6 +243,55 @@ mod tests {
         let fifo = scratch.path().join("initctl");
         assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
         let error = from_tree(scratch.path()).unwrap_err();
-        assert!(error.to_string().contains("initctl") && error.to_string().contains("neither"), "{error}");
+        assert!(error.to_string().ends_with("initctl` is a FIFO, not a regular file or a directory"), "{error}");
+    }
+
+    /// What only root (or a group) may read in the installed system stays so: copies
+    /// others may not read, and everything below a directory they may not enter, are
+    /// root-only in the store, and a file there that would have been a link keeps its
+    /// owner and mode as a copy; what everyone may read is as cheap as before.
+    #[test]
+    fn secrets_stay_secret_in_the_store() {
+        let scratch = tempfile::tempdir().unwrap();
+        let etc = scratch.path();
+        let write = |path: &str, text: &str, mode: u32| {
+            std::fs::create_dir_all(etc.join(path).parent().unwrap()).unwrap();
+            std::fs::write(etc.join(path), text).unwrap();
+            set_mode(&etc.join(path), mode);
+        };
+        write("hostname", "debian\n", 0o644);
+        write("wireguard/wg0.conf", "[Interface]\nPrivateKey = k\n", 0o600);
+        write("NetworkManager/system-connections/home.nmconnection", "psk=secret\n", 0o600);
+        write("ssl/private/key.pem", "KEY\n", 0o640);
+        write("ssl/private/readable.pem", "CERT\n", 0o644);
+        write("ssh/ssh_host_ed25519_key", "PRIVATE\n", 0o644);
+        set_mode(&etc.join("ssl/private"), 0o710);
+        set_mode(&etc.join("wireguard"), 0o700);
+        std::os::unix::fs::chown(etc.join("ssl/private"), Some(0), Some(110)).unwrap();
+
+        let build = from_tree(etc).unwrap();
+        let readable = &build.entries["ssl/private/readable.pem"].manifest;
+        assert_eq!(
+            (&readable.kind, readable.mode.as_deref(), readable.user.as_str()),
+            (&EtcKind::Copy, Some("0644"), "root"),
+            "below 0710 root:+110, a copy with its own mode: the group still reads it"
+        );
+        assert_eq!(build.entries["hostname"].manifest.kind, EtcKind::Link);
+        let tree = build.tree().unwrap();
+        let secret = |path: &str| match node(&tree, path) {
+            Tree::File { secret, .. } => *secret,
+            other => panic!("{path} is {other:?}"),
+        };
+        for path in [
+            "etc/wireguard/wg0.conf",
+            "etc/NetworkManager/system-connections/home.nmconnection",
+            "etc/ssl/private/key.pem",
+            "etc/ssl/private/readable.pem",
+            "etc/ssh/ssh_host_ed25519_key",
+            "manifest.json",
+        ] {
+            assert!(secret(path), "{path} is root's alone");
+        }
+        assert!(!secret("etc/hostname"));
     }
 }

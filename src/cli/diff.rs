@@ -73,7 +73,8 @@ pub(super) fn run(args: &DiffArgs) -> Result<ExitCode> {
 }
 
 /// A unified diff for every /etc line whose contents are text on both sides (a side
-/// without the entry counts as empty text).
+/// without the entry counts as empty text), but a secret's (`decl::secret`), whose
+/// contents are root's alone and stay out of reports.
 fn add_patches(diff: &mut GenerationDiff, state: &State, from: &Loaded, to: &Loaded) -> Result<()> {
     let (old_tree, new_tree) = (from.tree(state)?, to.tree(state)?);
     let contents = |tree: &Dir, manifest: &Manifest, path: &str| -> Option<Vec<u8>> {
@@ -85,6 +86,10 @@ fn add_patches(diff: &mut GenerationDiff, state: &State, from: &Loaded, to: &Loa
     };
     for line in &mut diff.etc {
         if line.change == Change::Changed && !line.aspects.iter().any(|a| a.what == "contents") {
+            continue;
+        }
+        if from.manifest.is_secret(&line.path) || to.manifest.is_secret(&line.path) {
+            line.patch = Some("    (a secret: its contents are not shown)\n".to_owned());
             continue;
         }
         let old = contents(&old_tree, &from.manifest, &line.path);

@@ -44,14 +44,16 @@ pub(super) enum GenerationsCommand {
         #[command(flatten)]
         target: Target,
     },
-    /// Remove store objects that no generation reaches.
+    /// Remove store objects that no generation reaches, and debris: what is in the
+    /// store but is not an object (temporaries of a writer that died, anything else).
     Gc {
         #[command(flatten)]
         target: Target,
         /// Say what would be removed, and remove nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Print the objects removed (or that would be) and the number kept as JSON.
+        /// Print the objects and the debris removed (or that would be) and the number
+        /// kept as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -59,12 +61,15 @@ pub(super) enum GenerationsCommand {
 
 #[derive(Debug, Subcommand)]
 pub(super) enum StoreCommand {
-    /// Re-hash every object and report any whose content no longer matches its name.
+    /// Re-hash every object and report any whose content no longer matches its name,
+    /// or whose files' modes or owner are not the store's (read-only; root-only for
+    /// secrets), and debris: names in the store that are not objects (`generations gc`
+    /// removes them).
     #[command(after_help = EXIT_CODES)]
     Verify {
         #[command(flatten)]
         target: Target,
-        /// Print the number of objects checked and the corrupt ones as JSON.
+        /// Print the number of objects checked, the corrupt ones and the debris as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -90,7 +95,9 @@ pub(super) fn run(command: GenerationsCommand) -> Result<ExitCode> {
             // creates the state.
             let Some(state) = read_state(&target)? else {
                 if as_json {
-                    report::json(&json!({ "removed": [], "kept": 0, "dry_run": dry_run, "state": false }));
+                    report::json(
+                        &json!({ "removed": [], "kept": 0, "debris": [], "dry_run": dry_run, "state": false }),
+                    );
                 } else {
                     println!("{}", no_state(&target, "nothing to collect"));
                 }
@@ -104,14 +111,23 @@ pub(super) fn run(command: GenerationsCommand) -> Result<ExitCode> {
             };
             if as_json {
                 report::json(&json!({
-                    "removed": collected.removed, "kept": collected.kept, "dry_run": dry_run, "state": true,
+                    "removed": collected.removed, "kept": collected.kept, "debris": collected.debris,
+                    "dry_run": dry_run, "state": true,
                 }));
             } else {
                 let verb = if dry_run { "would remove" } else { "removed" };
                 for object in &collected.removed {
                     println!("{verb} {object}");
                 }
-                println!("{verb} {}, kept {}", plural(collected.removed.len(), "object"), collected.kept);
+                for name in &collected.debris {
+                    println!("{verb} debris {name}");
+                }
+                let debris = if collected.debris.is_empty() {
+                    String::new()
+                } else {
+                    format!(" and {} debris", collected.debris.len())
+                };
+                println!("{verb} {}{debris}, kept {}", plural(collected.removed.len(), "object"), collected.kept);
             }
         }
     }
@@ -219,21 +235,35 @@ fn no_state(target: &Target, so: &str) -> String {
 pub(super) fn verify(target: &Target, as_json: bool) -> Result<ExitCode> {
     let Some(state) = read_state(target)? else {
         if as_json {
-            report::json(&json!({ "checked": 0, "corrupt": [], "state": false }));
+            report::json(&json!({ "checked": 0, "corrupt": [], "debris": [], "state": false }));
         } else {
             println!("{}", no_state(target, "no store to verify"));
         }
         return Ok(ExitCode::from(EXIT_OK));
     };
     let (found, checked) = (state.store().verify()?, state.store().objects()?.len());
+    let debris = state.store().debris()?;
     if as_json {
         let items: Vec<_> = found.iter().map(|c| json!({ "object": c.object, "problem": c.problem })).collect();
-        report::json(&json!({ "checked": checked, "corrupt": items, "state": true }));
+        let debris: Vec<_> =
+            debris.iter().map(|d| json!({ "name": d.name.to_string_lossy(), "problem": d.why })).collect();
+        report::json(&json!({ "checked": checked, "corrupt": items, "debris": debris, "state": true }));
     } else {
+        let mut out = String::new();
         for corruption in &found {
-            println!("corrupt: {}: {}", corruption.object, corruption.problem);
+            let _ = writeln!(out, "corrupt: {}: {}", corruption.object, corruption.problem);
         }
-        println!("{} checked, {} corrupt", plural(checked, "object"), found.len());
+        for name in &debris {
+            let _ = writeln!(
+                out,
+                "debris: {}: {} (`blankslate generations gc` removes it)",
+                name.name.to_string_lossy(),
+                name.why
+            );
+        }
+        let _ =
+            writeln!(out, "{} checked, {} corrupt, {} debris", plural(checked, "object"), found.len(), debris.len());
+        report::print(&out);
     }
-    Ok(ExitCode::from(if found.is_empty() { EXIT_OK } else { EXIT_FINDINGS }))
+    Ok(ExitCode::from(if found.is_empty() && debris.is_empty() { EXIT_OK } else { EXIT_FINDINGS }))
 }

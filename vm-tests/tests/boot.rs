@@ -410,6 +410,11 @@ after)
     *) check known-generation false ;;
     esac
     check audit-clean audit_exits 0
+    # No object is partial; a temporary of the cut write is debris until the next
+    # writer (here gc) removes it.
+    blankslate store verify > /run/vmtest-verify-cut.txt 2>&1
+    check store-has-no-partial-object grep -q ' checked, 0 corrupt, ' /run/vmtest-verify-cut.txt
+    check gc-recovers exits 0 gc blankslate generations gc
     check store-verifies exits 0 verify blankslate store verify
     ;;
 esac

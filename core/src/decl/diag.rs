@@ -60,6 +60,12 @@ pub enum Rule {
     UnknownUser,
     EtcContents,
     EtcSourceMissing,
+    /// A source that cannot be used: a FIFO, socket or device, a symlink out of the
+    /// declaration's directory, a kernel file system, too large, unreadable.
+    EtcSource,
+    /// A file known to hold secrets (`shadow`, keys) given a mode everyone can read
+    /// (a warning).
+    SecretMode,
     /// `user`/`group` on an `/etc` entry that is a link, not a copy.
     OwnerOnLink,
     InvalidGlob,
@@ -117,6 +123,8 @@ impl Rule {
             Rule::UnknownUser => "unknown-user",
             Rule::EtcContents => "etc-contents",
             Rule::EtcSourceMissing => "etc-source-missing",
+            Rule::EtcSource => "etc-source",
+            Rule::SecretMode => "secret-mode",
             Rule::OwnerOnLink => "owner-on-link",
             Rule::InvalidGlob => "invalid-glob",
             Rule::InvalidMountOption => "invalid-mount-option",

@@ -9,6 +9,8 @@ pub mod glob;
 pub mod model;
 mod parse;
 pub mod paths;
+pub mod secret;
+pub mod source;
 pub mod users;
 mod validate;
 pub mod write;
@@ -171,7 +173,8 @@ impl Declaration {
         }
         let BeforeEtc { version, root, persist } = serde_json::from_str(prefix)?;
         let etc = std::collections::BTreeMap::new();
-        let declaration = Declaration { version, root, persist, etc, etc_tree: None, audit: AuditSettings::default() };
+        let declaration =
+            Declaration { version, root, persist, etc, etc_tree: None, audit: AuditSettings::default(), base: None };
         Ok(declaration.with_entry_kinds())
     }
 

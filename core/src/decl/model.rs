@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -339,11 +340,25 @@ impl<'de> Deserialize<'de> for EtcMode {
 pub struct EtcEntry {
     #[serde(skip)]
     pub span: Span,
+    /// Where the `text`, `source` or `directory` value is written.
+    #[serde(skip)]
+    pub value_span: Span,
     #[serde(flatten)]
     pub contents: EtcContents,
     pub mode: EtcMode,
     pub user: String,
     pub group: String,
+}
+
+impl EtcEntry {
+    /// What [`super::secret::is_secret`] needs to know of this entry.
+    pub fn access(&self) -> super::secret::Access {
+        let mode = match self.mode {
+            EtcMode::Copy(mode) => Some(mode.bits()),
+            EtcMode::Link => None,
+        };
+        super::secret::Access { directory: matches!(self.contents, EtcContents::Directory(_)), mode }
+    }
 }
 
 /// A directory shaped like `/etc` (as `blankslate adopt` writes one) whose every file
@@ -392,6 +407,11 @@ pub struct Declaration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etc_tree: Option<EtcTree>,
     pub audit: AuditSettings,
+    /// The directory of the file the declaration was read from (absolute), when it was
+    /// read from one: sources below it may follow symlinks that stay below it, and no
+    /// other source follows any (see `decl::source`).
+    #[serde(skip)]
+    pub base: Option<PathBuf>,
 }
 
 impl Default for Declaration {
@@ -403,6 +423,7 @@ impl Default for Declaration {
             etc: BTreeMap::new(),
             etc_tree: None,
             audit: AuditSettings::default(),
+            base: None,
         }
     }
 }
@@ -420,6 +441,15 @@ pub struct ResolvedEntry<'a> {
 }
 
 impl Declaration {
+    /// Whether an `/etc` entry's `text` is a secret: then the generation's copy of the
+    /// declaration is readable by root alone.
+    pub fn has_secret_text(&self) -> bool {
+        self.etc.iter().any(|(path, entry)| {
+            matches!(entry.contents, EtcContents::Text(_))
+                && super::secret::is_secret(path, |p| self.etc.get(p).map(EtcEntry::access))
+        })
+    }
+
     /// Every persisted entry of every persistent root, per-user entries resolved
     /// against their home, in declaration order (roots sorted by mount point).
     pub fn entries(&self) -> Vec<ResolvedEntry<'_>> {

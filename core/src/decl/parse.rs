@@ -44,7 +44,10 @@ pub fn parse(file: &Path, source: &str, diagnostics: &mut Diagnostics) -> Option
     };
     let base = file.parent().map_or_else(|| Path::new(".").to_path_buf(), Path::to_path_buf);
     let mut parser = Parser { diagnostics, base: &base };
-    Some(parser.declaration(document.as_table()))
+    let mut declaration = parser.declaration(document.as_table());
+    declaration.base =
+        if base.as_os_str().is_empty() { std::env::current_dir().ok() } else { std::path::absolute(&base).ok() };
+    Some(declaration)
 }
 
 struct Parser<'d> {
@@ -638,6 +641,7 @@ impl Parser<'_> {
             Some(f) => self.bool(&f, "`directory`")?,
             None => false,
         };
+        let value_span = [&source, &text].into_iter().flatten().next().map_or(span, Field::span);
         let (contents, mode) = if directory {
             // A directory has no contents: `text` or `source` beside it is a mistake
             // about what the entry is.
@@ -656,7 +660,7 @@ impl Parser<'_> {
         } else {
             (self.etc_contents(path, span, text, source)?, self.etc_mode(body)?)
         };
-        let mut entry = EtcEntry { span, contents, mode, user: "root".into(), group: "root".into() };
+        let mut entry = EtcEntry { span, value_span, contents, mode, user: "root".into(), group: "root".into() };
         for key in ["user", "group"] {
             let Some(f) = field(body, key) else { continue };
             if mode == EtcMode::Link {
@@ -754,46 +758,21 @@ impl Parser<'_> {
         };
         let given = self.string(&f, "`source`")?;
         let source = self.etc_source(&given, f.span())?;
-        if !Path::new(&source).is_dir() {
-            self.push(
-                Diagnostic::error(
-                    Rule::EtcContents,
-                    f.span(),
-                    format!("`etc_tree` source `{source}` is not a directory"),
-                )
-                .with_help("an etc tree is a directory shaped like /etc"),
-            );
-            return None;
-        }
-        Some(EtcTree { span, source })
+        Some(EtcTree { span: f.span(), source })
     }
 
-    /// Resolves a source against the declaration's directory and checks it exists
-    /// (for a glob: that the directory it lists exists).
+    /// Resolves a source against the declaration's directory. Whether it can be used
+    /// (it exists, it is a file or a directory, no symlink leads it out) is judged by
+    /// validation, which opens it as `build` does (`decl::source`).
     fn etc_source(&mut self, given: &str, span: Span) -> Option<String> {
         if given.is_empty() {
             self.push(Diagnostic::error(Rule::InvalidPath, span, "`source` is empty"));
             return None;
         }
-        let resolved = self.base.join(given);
-        let is_glob = given.contains(['*', '?', '[']);
-        let must_exist = if is_glob { resolved.parent().map(Path::to_path_buf) } else { Some(resolved.clone()) };
-        if let Some(path) = must_exist {
-            if std::fs::metadata(&path).is_err() {
-                self.push(
-                    Diagnostic::error(
-                        Rule::EtcSourceMissing,
-                        span,
-                        format!("source `{}` does not exist", path.display()),
-                    )
-                    .with_help("relative sources are read from the declaration's directory"),
-                );
-                return None;
-            }
-        }
         // Stored absolute, as `EtcContents::Source` promises: a declaration named by a
         // relative path must not depend on the working directory of whoever reads it
         // later (and `write::to_toml` must not re-relativize it on the next read).
+        let resolved = self.base.join(given);
         let resolved = std::path::absolute(&resolved).unwrap_or(resolved);
         let text = resolved.to_str().map(str::to_owned);
         if text.is_none() {
