@@ -40,6 +40,7 @@ pub fn validate(declaration: &Declaration, users: Option<&UserDb>, diagnostics: 
     }
     check_parent_owners(&entries, &by_path, diagnostics, &mut out);
     check_private_modes(&entries, &by_path, &mut out);
+    check_secret_copies(&entries, &mut out);
     check_mount_count(&entries, &mut out);
     check_volumes(declaration, diagnostics, &mut out);
     if let Some(users) = users {
@@ -271,6 +272,43 @@ fn check_private_modes(entries: &[ResolvedEntry<'_>], by_path: &HashMap<&str, us
             )
             .with_help(format!("add {fix}: {}", private_help(dir))),
         );
+    }
+}
+
+/// Files that hold secrets where distributions put them: password hashes, host and
+/// TLS keys, VPN and Wi-Fi configurations.
+fn is_known_secret(path: &str) -> bool {
+    matches!(path, "/etc/shadow" | "/etc/shadow-" | "/etc/gshadow" | "/etc/gshadow-")
+        || (path.starts_with("/etc/ssh/ssh_host_") && path.ends_with("_key"))
+        || ["/etc/ssl/private/", "/etc/wireguard/", "/etc/NetworkManager/system-connections/"]
+            .iter()
+            .any(|dir| path.starts_with(dir))
+}
+
+/// A known secret persisted as a copy with no mode (the default `0644`): the copy
+/// keeps the stricter of the live file's and the volume's modes, which is safe, but
+/// the declaration says nothing of what the mode should be.
+fn check_secret_copies(entries: &[ResolvedEntry<'_>], out: &mut Vec<Diagnostic>) {
+    for entry in entries {
+        let file = &entry.entry;
+        if file.kind == EntryKind::File
+            && file.how() == How::Copy
+            && file.owner.mode == Mode::FILE
+            && is_known_secret(&entry.path)
+        {
+            out.push(
+                Diagnostic::warning(
+                    Rule::PrivateMode,
+                    file.span,
+                    format!(
+                        "`{}` holds secrets and is persisted as a copy with no mode: it keeps the stricter of the live \
+                         file's and the volume's modes, but a new one is made 0644",
+                        entry.path
+                    ),
+                )
+                .with_help("declare its mode, e.g. mode = \"0600\" (or \"0640\" with the group that reads it)"),
+            );
+        }
     }
 }
 
