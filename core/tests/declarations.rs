@@ -615,6 +615,31 @@ files = [{ file = ".gnupg/private-keys-v1.d/key", how = "bind" }]
     insta::assert_snapshot!("safer-defaults", checked.diagnostics.render(false));
 }
 
+/// A known secret kept as a copy with no mode is a warning (its mode is kept as strict
+/// as it was, but the declaration should say what it is); with a mode, or as a
+/// bind mount, or a file that is not a secret, it is not.
+#[test]
+fn a_secret_kept_as_a_copy_without_a_mode_is_a_warning() {
+    let text = r#"version = 1
+
+[persist."/persist"]
+files = [
+  { file = "/etc/shadow", how = "copy" },
+  { file = "/etc/gshadow", how = "copy", mode = "0640", group = "shadow" },
+  { file = "/etc/ssh/ssh_host_ed25519_key", how = "copy" },
+  { file = "/etc/ssh/ssh_host_ed25519_key.pub", how = "copy" },
+  { file = "/etc/wireguard/wg0.conf", how = "copy" },
+  { file = "/etc/passwd", how = "copy" },
+  { file = "/etc/ssl/private/site.key", how = "bind" },
+]
+"#;
+    let checked = decl::check(Path::new("tests/secrets.toml"), text, None);
+    assert!(!checked.diagnostics.has_errors() && checked.declaration.is_some(), "warnings only");
+    assert_eq!(locations(&checked), [("private-mode", 5, 12), ("private-mode", 7, 12), ("private-mode", 9, 12)]);
+    let rendered = checked.diagnostics.render(false);
+    assert!(rendered.contains("`/etc/shadow` holds secrets and is persisted as a copy with no mode"), "{rendered}");
+}
+
 /// A declaration of `count` bind-mounted directories, 40 to a parent under /srv.
 fn many_mounts(count: usize) -> String {
     let mut text = String::from("version = 1\n\n[persist.\"/persist\"]\ndirectories = [\n");

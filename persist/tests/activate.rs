@@ -599,6 +599,51 @@ fn a_copy_takes_renames_and_is_written_back_to_the_volume() {
     assert_eq!(std::fs::read_to_string(root.join("persist/etc/shadow")).unwrap(), "changed before the switch\n");
 }
 
+/// A copy declared without a mode (`/etc/shadow` written by shadow-utils as 0600, or
+/// 0640 for its group) keeps the stricter of its live and volume modes: a sync, a
+/// switch or a boot never makes it readable by others. A declared mode is applied.
+#[test]
+fn a_copy_without_a_declared_mode_never_gets_a_wider_one() {
+    if !is_root() {
+        eprintln!("skipped: owners need root");
+        return;
+    }
+    let scratch = Scratch::new();
+    let root = scratch.path();
+    std::fs::create_dir_all(root.join("persist/etc")).unwrap();
+    std::fs::write(root.join("persist/etc/shadow"), "root:!:1::::::\n").unwrap();
+    std::fs::set_permissions(root.join("persist/etc/shadow"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let undeclared =
+        declaration("version = 1\n[persist.\"/persist\"]\nfiles = [{ file = \"/etc/shadow\", how = \"copy\" }]\n");
+    let modes = || (mode_owner(&root.join("etc/shadow")).0, mode_owner(&root.join("persist/etc/shadow")).0);
+    // Boot: the root's copy gets the volume's mode, not the default 0644.
+    activate(&root, &undeclared, None).unwrap();
+    assert_eq!(modes(), (0o600, 0o600));
+    // passwd(1) writes a new file 0600; a sync and a switch keep 0600 on both sides.
+    std::fs::write(root.join("etc/shadow+"), "root:$y$new:2::::::\n").unwrap();
+    std::fs::set_permissions(root.join("etc/shadow+"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::rename(root.join("etc/shadow+"), root.join("etc/shadow")).unwrap();
+    let dir = Dir::open_root(&root).unwrap();
+    assert_eq!(blankslate_persist::copy::sync(&dir, &undeclared, &users(), None).written, ["/etc/shadow"]);
+    assert_eq!(modes(), (0o600, 0o600));
+    activate(&root, &undeclared, Some(&undeclared)).unwrap();
+    assert_eq!(modes(), (0o600, 0o600));
+    // A tool that leaves it 0644 in the root: the volume stays 0600, and the root's
+    // copy is narrowed at the next activation.
+    std::fs::set_permissions(root.join("etc/shadow"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(root.join("etc/shadow"), "root:$y$newer:3::::::\n").unwrap();
+    assert_eq!(blankslate_persist::copy::sync(&dir, &undeclared, &users(), None).written, ["/etc/shadow"]);
+    assert_eq!(modes(), (0o644, 0o600));
+    activate(&root, &undeclared, Some(&undeclared)).unwrap();
+    assert_eq!(modes(), (0o600, 0o600));
+    // A declared mode is what both get.
+    let declared = declaration(
+        "version = 1\n[persist.\"/persist\"]\nfiles = [{ file = \"/etc/shadow\", how = \"copy\", mode = \"0640\" }]\n",
+    );
+    activate(&root, &declared, Some(&undeclared)).unwrap();
+    assert_eq!(modes(), (0o640, 0o640));
+}
+
 #[test]
 fn a_bind_mounted_file_becomes_a_copy_at_a_switch() {
     if !is_root() {
