@@ -417,7 +417,8 @@ fn with_persisted_accounts(root: &Dir, declaration: &Declaration, users: &UserDb
 
 /// Moves the live directory `name` of `live` into the empty volume directory of the
 /// same name in `volume`: a faithful copy beside it (owners, modes, times, xattrs,
-/// hard links, special files; never across a mount), compared with the original,
+/// hard links, special files; never across a mount; refused if a file in it has a
+/// link outside it, which may be anyone's), compared with the original,
 /// then renamed over the empty one. The original is untouched; the caller empties
 /// it once this succeeded. On failure nothing in the volume changed.
 fn migrate(live: &Dir, volume: &Dir, name: &str) -> std::result::Result<(), String> {
@@ -427,10 +428,15 @@ fn migrate(live: &Dir, volume: &Dir, name: &str) -> std::result::Result<(), Stri
         let _ = volume.remove_tree(&temp);
     };
     cleanup(volume);
-    tree::copy(live, name_os, volume, std::ffi::OsStr::new(&temp)).map_err(|e| {
+    let stats = tree::copy(live, name_os, volume, std::ffi::OsStr::new(&temp)).map_err(|e| {
         cleanup(volume);
         format!("cannot be moved into the volume ({e})")
     })?;
+    if stats.linked_outside > 0 {
+        cleanup(volume);
+        let files = stats.linked_outside;
+        return Err(format!("{files} file(s) in it have hard links outside it: it is not moved into the volume"));
+    }
     let differences = match (tree::walk(live, name_os, true), tree::walk(volume, std::ffi::OsStr::new(&temp), true)) {
         (Ok(original), Ok(copy)) => tree::compare(&original, &copy),
         (Err(e), _) | (_, Err(e)) => vec![e.to_string()],

@@ -136,6 +136,10 @@ pub struct CopyStats {
     pub special: u64,
     /// Bytes of file data written (holes excluded).
     pub bytes: u64,
+    /// Files with hard links outside the tree (as many links as the source had were
+    /// not all inside it): the copy has only the inside ones, so it is not faithful,
+    /// and the file may be anyone's (a link to `/etc/shadow` in a user's directory).
+    pub linked_outside: u64,
 }
 
 /// `statx` of one entry, never following a final symlink.
@@ -314,8 +318,9 @@ struct Copier<'a> {
     /// The directory holding the copy's top, and the top's name there.
     dest_parent: &'a Dir,
     dest_name: &'a OsStr,
-    /// Inode of a hard-linked source file → the copy's path relative to `dest_parent`.
-    linked: HashMap<(u32, u32, u64), PathBuf>,
+    /// Inode of a hard-linked source file → the copy's path relative to `dest_parent`,
+    /// the source's link count, and how many of its names the copy met.
+    linked: HashMap<(u32, u32, u64), (PathBuf, u32, u32)>,
     directories: Vec<PendingDir>,
     mount_id: u64,
     stats: CopyStats,
@@ -334,6 +339,7 @@ pub fn copy(source: &Dir, name: &OsStr, dest: &Dir, dest_name: &OsStr) -> Result
         stats: CopyStats::default(),
     };
     copier.entry(source, name, dest, dest_name, Path::new(""), &top)?;
+    copier.stats.linked_outside = copier.linked.values().filter(|(_, links, met)| met < links).count() as u64;
     // Deepest first, so that setting a directory's times is never undone by work
     // inside it.
     let mut pending = std::mem::take(&mut copier.directories);
@@ -381,15 +387,16 @@ impl Copier<'_> {
             NodeKind::File => {
                 let key = (st.stx_dev_major, st.stx_dev_minor, st.stx_ino);
                 if st.stx_nlink > 1 {
-                    if let Some(first) = self.linked.get(&key) {
+                    if let Some((first, _, met)) = self.linked.get_mut(&key) {
                         // Only names made by this copy are on the way, in directories
                         // that are still root 0700.
-                        rustix::fs::linkat(self.dest_parent, first, to, to_name, AtFlags::empty())
+                        rustix::fs::linkat(self.dest_parent, &*first, to, to_name, AtFlags::empty())
                             .map_err(wrap("hard-link", to.path().join(to_name)))?;
+                        *met += 1;
                         self.stats.hard_links += 1;
                         return Ok(());
                     }
-                    self.linked.insert(key, Path::new(self.dest_name).join(rel));
+                    self.linked.insert(key, (Path::new(self.dest_name).join(rel), st.stx_nlink, 1));
                 }
                 self.file(from, name, to, to_name, st)?;
                 self.stats.files += 1;

@@ -300,6 +300,7 @@ const LINKED_FILES: &str = r#"
 version = 1
 [persist."/persist".users.alice]
 group = "users"
+directories = ["Projects"]
 files = [
   { file = ".bash_history", how = "bind" },
   { file = ".bashrc", how = "bind" },
@@ -333,6 +334,9 @@ fn a_hard_link_to_a_root_file_is_never_chowned_read_or_copied() {
     std::fs::write(vol_home.join(".netrc"), "alice's\n").unwrap();
     std::fs::hard_link(root.join("etc/shadow"), home.join(".netrc")).unwrap();
     std::fs::hard_link(root.join("etc/shadow"), home.join(".profile")).unwrap();
+    std::fs::create_dir(home.join("Projects")).unwrap();
+    std::fs::write(home.join("Projects/mine"), "alice's own\n").unwrap();
+    std::fs::hard_link(root.join("etc/shadow"), home.join("Projects/leak")).unwrap();
     in_namespace(move || {
         let declared = declaration(LINKED_FILES);
         let untouched = |report: &dyn std::fmt::Debug| {
@@ -346,12 +350,15 @@ fn a_hard_link_to_a_root_file_is_never_chowned_read_or_copied() {
                 assert!(!secret, "{} holds a copy of /etc/shadow: {report:#?}", entry.display());
             }
         };
-        let expect = ["/home/alice/.bash_history", "/home/alice/.netrc", "/home/alice/.profile"];
+        let expect =
+            ["/home/alice/.bash_history", "/home/alice/.netrc", "/home/alice/.profile", "/home/alice/Projects"];
         // A running system's activation (a switch: the live copy would win).
         let report = activate(&root, &declared, Some(&declared)).unwrap();
         let refused: Vec<&str> = report.conflicts.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(refused, expect, "{report:#?}");
-        assert!(report.conflicts.iter().all(|(_, why)| why.contains(" hard links; ")), "{report:#?}");
+        assert!(report.conflicts[..3].iter().all(|(_, why)| why.contains(" hard links; ")), "{report:#?}");
+        assert!(report.conflicts[3].1.contains("hard links outside it"), "{report:#?}");
+        assert_eq!(std::fs::read(home.join("Projects/mine")).unwrap(), b"alice's own\n", "left as it was");
         assert_eq!(report.mounted, ["/home/alice/.bashrc"], "the others come in: {report:#?}");
         untouched(&report);
         let dir = Dir::open_root(&root).unwrap();
@@ -361,7 +368,7 @@ fn a_hard_link_to_a_root_file_is_never_chowned_read_or_copied() {
         untouched(&repaired);
         let synced = blankslate_persist::copy::sync(&dir, &declared, &users(), None);
         assert_eq!(synced.failed.len(), 1, "{synced:#?}");
-        assert!(synced.failed[0].1.contains("the live file") && synced.failed[0].1.contains("3 hard links"));
+        assert!(synced.failed[0].1.contains("the live file") && synced.failed[0].1.contains(" hard links; "));
         untouched(&synced);
     });
 }
