@@ -12,10 +12,11 @@
 //! and in a volume) are acted on only through a *checked* descriptor
 //! ([`Dir::open_checked`]): opened without following a symlink and without blocking
 //! on a FIFO, then `fstat`ed, and refused ([`Refusal`]) unless it is a regular file
-//! with a single link (or, where asked for, a directory). A hard link to a file
-//! elsewhere (`/etc/shadow`) is therefore never read, chowned or chmoded as root:
-//! where `fs.protected_hardlinks` is off, anyone can make one. There is no unsafe code
-//! here: rustix provides the system calls.
+//! (or, where asked for, a directory) with, in a directory someone other than root can
+//! write, a single link. A user's hard link to a file elsewhere (`/etc/shadow`) is
+//! therefore never read, chowned or chmoded as root: where `fs.protected_hardlinks` is
+//! off, anyone can make one. There is no unsafe code here: rustix provides the system
+//! calls.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -479,11 +480,11 @@ impl Dir {
         rustix::fs::fchmod(&self.fd, Mode::from_raw_mode(mode)).map_err(wrap("set mode of", &self.path))
     }
 
-    /// Sets the permission bits of a regular file with a single link, or of a
-    /// directory, below this one, through a checked descriptor ([`Dir::open_checked`]):
-    /// never through a symlink, and never on a file that has other names.
+    /// Sets the permission bits of a regular file or a directory below this one,
+    /// through a checked descriptor ([`Dir::open_checked`]): never through a symlink,
+    /// and never on a user's hard link to another file.
     pub fn set_mode_of(&self, name: impl AsRef<OsStr>, mode: u32) -> Result<()> {
-        self.open_checked(name, Accept::SoleFileOrDirectory)?.set_mode(mode)
+        self.open_checked(name, Accept::FileOrDirectory)?.set_mode(mode)
     }
 
     /// Sets this directory's owner.
@@ -492,18 +493,23 @@ impl Dir {
         rustix::fs::fchown(&self.fd, Some(uid), Some(gid)).map_err(wrap("set owner of", &self.path))
     }
 
-    /// Sets owner then mode of a regular file with a single link, or of a directory,
-    /// below this one, through a checked descriptor ([`Dir::open_checked`]); the mode
-    /// last, since `chown` clears set-id bits.
+    /// Sets owner then mode of a regular file or a directory below this one, through a
+    /// checked descriptor ([`Dir::open_checked`]: never through a symlink, never on a
+    /// user's hard link to another file); the mode last, since `chown` clears set-id
+    /// bits.
     pub fn set_owner_and_mode_of(&self, name: impl AsRef<OsStr>, uid: u32, gid: u32, mode: u32) -> Result<()> {
-        self.open_checked(name, Accept::SoleFileOrDirectory)?.set_owner_and_mode(uid, gid, mode)
+        self.open_checked(name, Accept::FileOrDirectory)?.set_owner_and_mode(uid, gid, mode)
     }
 
     /// Opens `name` (a single name) to act on it as root, and checks the descriptor
     /// before returning it: opened with `O_NOFOLLOW` (a symlink is refused), with
     /// `O_NONBLOCK` (a FIFO swapped in is opened without waiting for a writer, then
-    /// refused), `fstat`ed, and refused unless it is a regular file with one link (or a
-    /// directory, if `accept` says so). A refusal is an error whose
+    /// refused), `fstat`ed, and refused unless it is a regular file (or a directory, if
+    /// `accept` says so). Where someone other than root can write this directory (its
+    /// owner is not root, or group or others may write it), the name may be a user's
+    /// hard link to any file on the file system: a file with more than one link is
+    /// refused there. In a directory only root writes (`/etc`), a name is root's own,
+    /// whatever links others made to its file elsewhere. A refusal is an error whose
     /// [`FsError::refusal`] says why; nothing was done to the entry.
     pub fn open_checked(&self, name: impl AsRef<OsStr>, accept: Accept) -> Result<Checked> {
         let name = name.as_ref();
@@ -522,9 +528,9 @@ impl Dir {
         };
         let meta = meta_of(&rustix::fs::fstat(&fd).map_err(wrap("stat", &path))?);
         let refusal = match meta.kind {
-            Kind::File if meta.nlink > 1 => Some(Refusal::HardLinked(meta.nlink)),
+            Kind::File if meta.nlink > 1 && !self.only_root_writes()? => Some(Refusal::HardLinked(meta.nlink)),
             Kind::File => None,
-            Kind::Directory if accept == Accept::SoleFileOrDirectory => None,
+            Kind::Directory if accept == Accept::FileOrDirectory => None,
             Kind::Directory => Some(Refusal::Directory),
             Kind::Symlink => Some(Refusal::Symlink),
             Kind::Other => Some(Refusal::Special),
@@ -533,6 +539,13 @@ impl Dir {
             Some(refusal) => Err(refused("use", path, refusal)),
             None => Ok(Checked { file: File::from(fd), meta, path }),
         }
+    }
+
+    /// Whether only root can add names to this directory: owned by root, and neither
+    /// group nor others may write it.
+    fn only_root_writes(&self) -> Result<bool> {
+        let meta = self.own_meta()?;
+        Ok(meta.uid == 0 && meta.mode & 0o022 == 0)
     }
 
     /// Replaces (or creates) `name` with a copy of `from`'s contents, atomically and
@@ -663,10 +676,10 @@ pub struct Lock {
 /// What [`Dir::open_checked`] accepts besides refusing everything else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accept {
-    /// A regular file with one link: to read it as root, or to change its owner or mode.
-    SoleFile,
+    /// A regular file: to read it as root, or to change its owner or mode.
+    File,
     /// That, or a directory (which cannot have other names): to change its owner or mode.
-    SoleFileOrDirectory,
+    FileOrDirectory,
 }
 
 /// An entry opened and checked by [`Dir::open_checked`]: everything done to it goes
@@ -881,22 +894,26 @@ mod tests {
         root.write_atomic("secret", b"root only", 0o600).unwrap();
         root.write_atomic("mine", b"a user's", 0o644).unwrap();
         std::fs::hard_link(scratch.path().join("secret"), scratch.path().join("linked")).unwrap();
+        // Only root writes here: the name is root's, whatever links its file has.
+        assert_eq!(root.open_checked("linked", Accept::File).unwrap().meta().nlink, 2);
+        // Anyone may write here (as in a home, where the user could have made it).
+        root.set_mode(0o1777).unwrap();
         std::os::unix::fs::symlink("secret", scratch.path().join("symlink")).unwrap();
         rustix::fs::mknodat(&root, "fifo", FileType::Fifo, Mode::from_raw_mode(0o666), 0).unwrap();
         root.create_dir("dir", 0o755).unwrap();
         let refusal = |name: &str, accept| root.open_checked(name, accept).unwrap_err().refusal();
-        assert_eq!(refusal("linked", Accept::SoleFile), Some(Refusal::HardLinked(2)));
-        assert_eq!(refusal("symlink", Accept::SoleFileOrDirectory), Some(Refusal::Symlink));
+        assert_eq!(refusal("linked", Accept::File), Some(Refusal::HardLinked(2)));
+        assert_eq!(refusal("symlink", Accept::FileOrDirectory), Some(Refusal::Symlink));
         // Opened without waiting for a writer (a blocking open would hang this test).
-        assert_eq!(refusal("fifo", Accept::SoleFileOrDirectory), Some(Refusal::Special));
-        assert_eq!(refusal("dir", Accept::SoleFile), Some(Refusal::Directory));
-        assert!(root.open_checked("missing", Accept::SoleFile).unwrap_err().is_not_found());
+        assert_eq!(refusal("fifo", Accept::FileOrDirectory), Some(Refusal::Special));
+        assert_eq!(refusal("dir", Accept::File), Some(Refusal::Directory));
+        assert!(root.open_checked("missing", Accept::File).unwrap_err().is_not_found());
         // The by-name setters go through the same checks: the linked file keeps its mode.
         assert_eq!(root.set_mode_of("linked", 0o666).unwrap_err().refusal(), Some(Refusal::HardLinked(2)));
         assert!(root.set_owner_and_mode_of("fifo", 1000, 1000, 0o600).is_err());
         assert_eq!(std::fs::metadata(scratch.path().join("secret")).unwrap().mode() & 0o7777, 0o600);
         root.set_mode_of("dir", 0o700).unwrap();
-        let mine = root.open_checked("mine", Accept::SoleFile).unwrap();
+        let mine = root.open_checked("mine", Accept::File).unwrap();
         assert_eq!((mine.meta().kind, mine.meta().nlink), (Kind::File, 1));
         assert_eq!(mine.read_to_end().unwrap(), b"a user's");
     }
@@ -910,9 +927,9 @@ mod tests {
         sparse.set_len(256 << 20).unwrap();
         rustix::io::pwrite(&sparse, b"middle", 100 << 20).unwrap();
         rustix::io::pwrite(&sparse, b"end", (256 << 20) - 3).unwrap();
-        let from = root.open_checked("sparse", Accept::SoleFile).unwrap();
+        let from = root.open_checked("sparse", Accept::File).unwrap();
         root.copy_atomic("copy", &from, 0o640, None).unwrap();
-        let copy = root.open_checked("copy", Accept::SoleFile).unwrap();
+        let copy = root.open_checked("copy", Accept::File).unwrap();
         assert_eq!((copy.meta().size, copy.meta().mode), (256 << 20, 0o640));
         let blocks = std::fs::metadata(scratch.path().join("copy")).unwrap().blocks();
         assert!(blocks * 512 < 1 << 20, "the holes stayed holes: {blocks} blocks");

@@ -69,11 +69,11 @@ pub(crate) fn activate(
         other => other,
     };
     let volume = match source {
-        Some(_) => Some(source_parent.open_checked(name, Accept::SoleFile)?),
+        Some(_) => Some(source_parent.open_checked(name, Accept::File)?),
         None => None,
     };
     if own.is_some() {
-        let live = target_parent.open_checked(name, Accept::SoleFile)?;
+        let live = target_parent.open_checked(name, Accept::File)?;
         let mode = copy_mode(ids.mode, Some(&live), volume.as_ref());
         if write_back(source_parent, name, &live, volume.as_ref(), ids, mode)? {
             report.written_back.push(path.to_owned());
@@ -216,7 +216,7 @@ fn sync_one(root: &Dir, volume: &Dir, path: &str, ids: &Ids, first: bool) -> std
         Err(error) if error.is_not_found() => return Ok(Outcome::Missing("its directory is not in the root")),
         Err(error) => return Err(hostile(path, error).to_string()),
     };
-    let live = match target_parent.open_checked(name, Accept::SoleFile) {
+    let live = match target_parent.open_checked(name, Accept::File) {
         Ok(live) => live,
         Err(error) if error.is_not_found() => return Ok(Outcome::Missing("is not in the root")),
         Err(error) => return Err(format!("the live file: {error}")),
@@ -227,7 +227,7 @@ fn sync_one(root: &Dir, volume: &Dir, path: &str, ids: &Ids, first: bool) -> std
     if first {
         source_parent.remove_stale_temporaries(name).map_err(|e| in_volume(e.into()))?;
     }
-    let copy = match source_parent.open_checked(name, Accept::SoleFile) {
+    let copy = match source_parent.open_checked(name, Accept::File) {
         Ok(copy) => Some(copy),
         Err(error) if error.is_not_found() => None,
         Err(error) => return Err(in_volume(error.into())),

@@ -269,7 +269,7 @@ fn enforce(dir: &Dir, ids: &Ids) -> Result<Option<String>> {
 /// acted on); returns what was wrong.
 fn enforce_at(dir: &Dir, name: &str, meta: &Meta, ids: &Ids) -> Result<Option<String>> {
     if (meta.uid, meta.gid, meta.mode) != (ids.uid, ids.gid, ids.mode) {
-        dir.open_checked(name, Accept::SoleFileOrDirectory)?.set_owner_and_mode(ids.uid, ids.gid, ids.mode)?;
+        dir.open_checked(name, Accept::FileOrDirectory)?.set_owner_and_mode(ids.uid, ids.gid, ids.mode)?;
     }
     Ok(mismatch(meta, ids))
 }
@@ -612,16 +612,21 @@ impl Place<'_> {
     /// Whether everything below the directory in the root is also, the same, below the
     /// volume's: what a migration killed after its copy was in place leaves (with the
     /// root partly emptied, if it was killed while emptying it). The same means the
-    /// same contents, owners, modes, times and attributes; directories' own times (which
-    /// emptying changes) and which names share an inode aside. Not if either tree
-    /// cannot be read whole.
+    /// same contents, owners, modes, times and attributes; directories' own times and
+    /// modes (which emptying changes) and which names share an inode aside. Not if
+    /// either tree cannot be read whole.
     fn in_volume_already(&self) -> bool {
         let walk = |dir: &Dir| -> Option<Vec<tree::Node>> {
             let mut nodes = tree::walk(dir, std::ffi::OsStr::new(self.name), true).ok()?;
+            // A second name of a file is described by its first: its contents too.
+            let contents: HashMap<std::ffi::OsString, Option<[u8; 32]>> =
+                nodes.iter().map(|n| (n.path.clone(), n.content)).collect();
             for node in &mut nodes {
-                node.same_inode_as = None;
+                if let Some(first) = node.same_inode_as.take() {
+                    node.content = contents.get(&first).copied().flatten();
+                }
                 if node.kind == tree::NodeKind::Directory {
-                    node.mtime = (0, 0);
+                    (node.mtime, node.mode) = ((0, 0), 0);
                 }
             }
             Some(nodes.split_off(1))
@@ -782,13 +787,13 @@ fn file(place: &Place<'_>, ids: &Ids, how: How, entry: &ResolvedEntry<'_>, repor
     // read through checked descriptors and streamed, never held whole.
     let live = match target {
         Some(meta) if meta.kind == Kind::File && meta.size > 0 && !mounted(source, target) => {
-            Some(target_parent.open_checked(name, Accept::SoleFile)?)
+            Some(target_parent.open_checked(name, Accept::File)?)
         }
         _ => None,
     };
     let source_empty = source.is_none_or(|m| m.size == 0);
     if let Some(live) = &live {
-        if !source_empty && !source_parent.open_checked(name, Accept::SoleFile)?.same_contents(live)? {
+        if !source_empty && !source_parent.open_checked(name, Accept::File)?.same_contents(live)? {
             if !place.set_aside(report, "holds data, and so does the volume") {
                 return Ok(());
             }

@@ -120,7 +120,7 @@ impl<'a> Dirs<'a> {
             // Read through a checked descriptor: a FIFO swapped in is never waited on,
             // and a file with other names (a link to a file elsewhere) is never read; it
             // is not one of ours either way.
-            Kind::File if hash => match dir.open_checked(name, Accept::SoleFile) {
+            Kind::File if hash => match dir.open_checked(name, Accept::File) {
                 Ok(file) => {
                     let hash = content_hash(&file.read_to_end()?);
                     Found::File { hash, mode: meta.mode, uid: meta.uid, gid: meta.gid }
