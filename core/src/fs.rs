@@ -719,8 +719,8 @@ impl Checked {
     }
 
     /// Whether both files hold the same bytes: the sizes first, then the contents
-    /// read side by side through two small buffers (a file of any size takes
-    /// no more memory).
+    /// read side by side through two small buffers (a file of any size takes no more
+    /// memory), skipping what is a hole in both.
     pub fn same_contents(&self, other: &Checked) -> Result<bool> {
         if self.meta.size != other.meta.size {
             return Ok(false);
@@ -728,6 +728,10 @@ impl Checked {
         let (mut a, mut b) = (vec![0u8; COMPARE_CHUNK], vec![0u8; COMPARE_CHUNK]);
         let mut offset = 0u64;
         loop {
+            let data = (self.next_data(offset)?, other.next_data(offset)?);
+            if data.0 > offset && data.1 > offset {
+                offset = data.0.min(data.1);
+            }
             let read_a = read_full(&self.file, &mut a, offset).map_err(wrap("read", &self.path))?;
             let read_b = read_full(&other.file, &mut b[..read_a.max(1)], offset).map_err(wrap("read", &other.path))?;
             if read_a != read_b || a[..read_a] != b[..read_b] {
@@ -737,6 +741,16 @@ impl Checked {
                 return Ok(true);
             }
             offset += read_a as u64;
+        }
+    }
+
+    /// Where data starts at or after `offset` (`SEEK_DATA`); the size as `fstat` saw
+    /// it if none does.
+    fn next_data(&self, offset: u64) -> Result<u64> {
+        match rustix::fs::seek(&self.file, rustix::fs::SeekFrom::Data(offset)) {
+            Ok(start) => Ok(start),
+            Err(rustix::io::Errno::NXIO) => Ok(self.meta.size.max(offset)),
+            Err(errno) => Err(wrap("find data in", &self.path)(errno)),
         }
     }
 
