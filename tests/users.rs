@@ -266,3 +266,49 @@ stat -c '%F %u' "$V/notes" > notes-kind
     assert_eq!(scratch.read("notes-kind"), "fifo 48213\n");
     assert!(Path::new(&scratch.path().join("root/persist/var/lib/important/db")).exists());
 }
+
+/// A user's persisted paths in the volume replaced, before an activation, by a
+/// symlink (the directory), a FIFO (the copy) and a hard link to a root-only file (the
+/// bind-mounted file): the activation reports those three, exits 0 and brings in every
+/// other path (`/var/lib/important` is mounted); the audit reports them too; nothing
+/// planted is followed, opened or chowned.
+#[test]
+fn a_users_planted_entries_are_their_findings_and_every_other_path_comes_in() {
+    if !is_root() {
+        eprintln!("skipped: needs root for namespaces and a throwaway user");
+        return;
+    }
+    let scratch = Scratch::new();
+    let script = r#"
+# A mounted volume, as the audit wants one.
+mount -t tmpfs volume "$R/persist"
+mkdir -p "$R/persist/var/lib/important" "$V"
+printf 'important-secret\n' > "$R/persist/var/lib/important/db"; chmod 600 "$R/persist/var/lib/important/db"
+chown "$U:$U" "$V"
+as_user ln -s ../../var/lib/important "$V/data"
+as_user mkfifo "$V/notes"
+ln "$R/persist/var/lib/important/db" "$V/hist"
+code=0; "$B" switch "$D" --root "$R" > switch.out 2> switch.err || code=$?
+echo "$code" > switch.code
+stat -c %i "$R/var/lib/important" "$R/persist/var/lib/important" > important
+stat -c '%U %a' "$R/persist/var/lib/important/db" > db
+code=0; "$B" audit --json --root "$R" > audit.json || code=$?
+echo "$code" > audit.code
+"#;
+    let run = scratch.run(script);
+    assert!(run.status.success(), "{}{}", stdout(&run), stderr(&run));
+    let switched = scratch.read("switch.err");
+    assert_eq!(scratch.read("switch.code"), "0\n", "{}{switched}", scratch.read("switch.out"));
+    let warned: Vec<&str> = switched.lines().filter_map(|l| l.strip_prefix("warning: ")?.split(':').next()).collect();
+    assert_eq!(warned, ["/home/mallory/data", "/home/mallory/hist", "/home/mallory/notes"], "{switched}");
+    let important = scratch.read("important");
+    let inodes: Vec<&str> = important.lines().collect();
+    assert_eq!(inodes[0], inodes[1], "/var/lib/important is mounted from the volume");
+    assert_eq!(scratch.read("db"), "root 600\n", "the hard-linked file was not chowned");
+    let audit: serde_json::Value = serde_json::from_str(&scratch.read("audit.json")).unwrap();
+    let findings: Vec<&str> = audit["findings"].as_array().unwrap().iter().filter_map(|f| f["path"].as_str()).collect();
+    for path in ["/home/mallory/data", "/home/mallory/hist", "/home/mallory/notes"] {
+        assert!(findings.contains(&path), "the audit does not report {path}: {audit:#}");
+    }
+    assert!(!findings.contains(&"/var/lib/important"), "{audit:#}");
+}
