@@ -168,6 +168,8 @@ prepare
 snapshot before
 "$B" persist sync --follow --root "$R" > follow.out 2>&1 &
 follower=$!
+# Whatever happens, nothing started here outlives the script.
+trap 'touch "$PWD/stop"; kill "$follower" 2>/dev/null' EXIT
 as_user sh attack.sh "$H" "$V" "$PWD/stop" > rounds &
 attacker=$!
 for round in $(seq 40); do
@@ -240,6 +242,7 @@ fn persist_sync_follow_keeps_running_through_a_users_symlink_and_fifo() {
 prepare
 "$B" persist sync --follow --root "$R" > follow.out 2>&1 &
 follower=$!
+trap 'kill "$follower" 2>/dev/null' EXIT
 wait_for grep -q '^keeping the copies' follow.out
 as_user ln -sfn ../../var/lib/important/db "$V/notes"
 as_user sh -c "echo 'after the symlink' > '$H/notes'"
@@ -305,6 +308,7 @@ echo "$code" > audit.code
     let inodes: Vec<&str> = important.lines().collect();
     assert_eq!(inodes[0], inodes[1], "/var/lib/important is mounted from the volume");
     assert_eq!(scratch.read("db"), "root 600\n", "the hard-linked file was not chowned");
+    assert_eq!(scratch.read("audit.code"), "2\n", "persisted paths with problems");
     let audit: serde_json::Value = serde_json::from_str(&scratch.read("audit.json")).unwrap();
     let findings: Vec<&str> = audit["findings"].as_array().unwrap().iter().filter_map(|f| f["path"].as_str()).collect();
     for path in ["/home/mallory/data", "/home/mallory/hist", "/home/mallory/notes"] {

@@ -707,3 +707,26 @@ fn a_volume_unmounted_under_its_mounts_is_never_emptied_into_the_root() {
         assert!(!root.join("persist/var/log/syslog").exists(), "data was moved onto the root's file system");
     });
 }
+
+/// A file bind-mounted by name: a symlink swapped in at the name after the caller
+/// looked (it could name any file on the host) is refused, never followed.
+#[test]
+fn a_file_bind_mount_never_follows_a_symlink() {
+    if !is_root() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let root = scratch.path();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("shadow"), "secret").unwrap();
+    std::os::unix::fs::symlink(outside.path().join("shadow"), root.join("persist/hist")).unwrap();
+    std::fs::write(root.join("hist"), "").unwrap();
+    in_namespace(move || {
+        let dir = Dir::open_root(&root).unwrap();
+        let volume = dir.open_dir("persist").unwrap();
+        let error =
+            blankslate_core::mount::bind(Source::File(&volume, "hist"), &dir, "hist", MountFlags::empty()).unwrap_err();
+        assert!(error.to_string().contains("not a regular file"), "{error}");
+        assert_eq!(std::fs::read(root.join("hist")).unwrap(), b"", "nothing was mounted");
+    });
+}
