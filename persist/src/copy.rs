@@ -15,8 +15,9 @@
 //! copy is never deleted.
 //!
 //! Both files may belong to a user (a copy in a home), who can swap anything in at
-//! any moment: each is read only through a checked descriptor (a regular file with a
-//! single link, opened without following a symlink or blocking on a FIFO), and
+//! any moment: each is read only through a checked descriptor (a regular file, with
+//! a single link where a user can write its directory, opened without following a
+//! symlink or blocking on a FIFO), and
 //! streamed extent by extent through a small buffer, so a huge sparse file costs
 //! neither memory nor disk. Whatever is wrong with one copy is that copy's finding.
 //!
