@@ -169,7 +169,7 @@ snapshot before
 "$B" persist sync --follow --root "$R" > follow.out 2>&1 &
 follower=$!
 # Whatever happens, nothing started here outlives the script.
-trap 'touch "$PWD/stop"; kill "$follower" 2>/dev/null' EXIT
+trap 'touch "$PWD/stop"; kill "$follower" 2>/dev/null || true' EXIT
 as_user sh attack.sh "$H" "$V" "$PWD/stop" > rounds &
 attacker=$!
 for round in $(seq 40); do
@@ -242,7 +242,7 @@ fn persist_sync_follow_keeps_running_through_a_users_symlink_and_fifo() {
 prepare
 "$B" persist sync --follow --root "$R" > follow.out 2>&1 &
 follower=$!
-trap 'kill "$follower" 2>/dev/null' EXIT
+trap 'kill "$follower" 2>/dev/null || true' EXIT
 wait_for grep -q '^keeping the copies' follow.out
 as_user ln -sfn ../../var/lib/important/db "$V/notes"
 as_user sh -c "echo 'after the symlink' > '$H/notes'"
