@@ -91,7 +91,7 @@ impl Scratch {
 /// shadow), activates, and puts hard links to the sentinels in the user's
 /// `.stash` in the root; `snapshot FILE` lists everything outside the user's paths
 /// (and blankslate's own state) with its type, owner, mode, inode and contents hash;
-/// `wait_for CMD…` retries a check for up to ten seconds.
+/// `wait_for CMD…` retries a check 600 times, 50 ms apart.
 const SETUP: &str = r#"
 as_user() { setpriv --reuid="$U" --regid="$U" --clear-groups "$@"; }
 H="$R/home/mallory"; V="$R/persist/home/mallory"
@@ -114,7 +114,7 @@ snapshot() {
         -o -path ./etc/.blankslate -o -path ./persist/var/lib/blankslate \) -prune \
         -o -type f -exec md5sum {} + | sort >> "$out")
 }
-wait_for() { n=0; until "$@"; do n=$((n+1)); [ $n -lt 200 ] || return 1; sleep 0.05; done; }
+wait_for() { n=0; until "$@"; do n=$((n+1)); [ $n -lt 600 ] || { echo "waited in vain: $*"; return 1; }; sleep 0.05; done; }
 "#;
 
 /// What the user does in a loop while root's commands run: hard links to the root-only
@@ -243,16 +243,18 @@ prepare
 "$B" persist sync --follow --root "$R" > follow.out 2>&1 &
 follower=$!
 trap 'kill "$follower" 2>/dev/null || true' EXIT
-wait_for grep -q '^keeping the copies' follow.out
+findings() { [ "$(grep -cs 'notes: not written back' follow.out)" -ge "$1" ]; }
+wait_for grep -qs '^keeping the copies' follow.out
 as_user ln -sfn ../../var/lib/important/db "$V/notes"
 as_user sh -c "echo 'after the symlink' > '$H/notes'"
-wait_for grep -q 'notes: not written back' follow.out
+wait_for findings 1
 as_user sh -c "rm '$V/notes' && mkfifo '$V/notes'"
 as_user sh -c "echo 'after the fifo' > '$H/notes'"
-wait_for [ "$(grep -c 'notes: not written back' follow.out)" -ge 2 ]
+wait_for findings 2
 echo 'written by root' > "$R/var/lib/app.conf"
-wait_for grep -qx 'written by root' "$R/persist/var/lib/app.conf"
+wait_for grep -qs 'written back: /var/lib/app.conf' follow.out
 kill -0 "$follower" && echo alive > follower || echo dead > follower
+cat "$R/persist/var/lib/app.conf" > app.conf
 kill "$follower" 2>/dev/null || true; wait "$follower" || true
 cat "$R/persist/var/lib/important/db" > db
 stat -c '%F %u' "$V/notes" > notes-kind
@@ -261,7 +263,7 @@ stat -c '%F %u' "$V/notes" > notes-kind
     assert!(run.status.success(), "{}{}{}", stdout(&run), stderr(&run), scratch.read("follow.out"));
     let follow = scratch.read("follow.out");
     assert_eq!(scratch.read("follower").trim(), "alive", "{follow}");
-    assert!(follow.contains("written back: /var/lib/app.conf"), "{follow}");
+    assert_eq!(scratch.read("app.conf"), "written by root\n", "{follow}");
     let findings: Vec<&str> = follow.lines().filter(|l| l.contains("not written back")).collect();
     assert!(findings[0].contains("symlink"), "{follow}");
     assert!(findings[1].contains("FIFO"), "{follow}");

@@ -292,8 +292,14 @@ fn sync(target: &Target, follow: bool, as_json: bool) -> Result<ExitCode> {
         }
     };
     if follow {
-        println!("keeping the copies of generation {} written back", running.number);
-        let never = copy::follow(&root, &running.declaration, &running.users, &mut |synced| print(synced))?;
+        // Said once the first sync is done and every change is watched.
+        let mut first = true;
+        let never = copy::follow(&root, &running.declaration, &running.users, &mut |synced| {
+            print(synced);
+            if std::mem::take(&mut first) {
+                println!("keeping the copies of generation {} written back", running.number);
+            }
+        })?;
         match never {}
     }
     let synced = copy::sync(&root, &running.declaration, &running.users, None);
