@@ -157,6 +157,9 @@ struct Activated {
     /// Loading drivers and waiting for the disks: the kernel's time, not ours.
     kernel_wait: Duration,
     choice: BootChoice,
+    /// Persisted paths not brought in (or with owners not found), and why: findings of
+    /// their own, which do not stop the boot.
+    persist_findings: Vec<(String, String)>,
 }
 
 impl Activated {
@@ -230,9 +233,17 @@ fn bring_up(
         .step("bring the store into the new root", "report a bug")?;
     say(debug, started, "root ready, volumes in place");
 
-    let store = activate(&root, &chosen, matches!(new_root, NewRoot::Mount))?;
+    let (store, persist_findings) = activate(&root, &chosen, matches!(new_root, NewRoot::Mount))?;
     say(debug, started, "/etc and persisted paths activated");
-    Ok(Activated { root, store, generation: chosen.generation, volumes: staged, kernel_wait, choice: chosen.choice })
+    Ok(Activated {
+        root,
+        store,
+        generation: chosen.generation,
+        volumes: staged,
+        kernel_wait,
+        choice: chosen.choice,
+        persist_findings,
+    })
 }
 
 /// The root systemd prepared at `path`: a tmpfs is used as it is, an empty mount
@@ -412,8 +423,12 @@ fn check_object(state: &State, generation: &Generation, object: &str) -> Result<
 }
 
 /// The root's top directories and (when `mount_run`: systemd brings its own) `/run`,
-/// then `/etc` and the persisted paths. Returns the store (as seen inside the new root).
-fn activate(root: &Dir, chosen: &Chosen, mount_run: bool) -> Result<Store, Failure> {
+/// then `/etc` and the persisted paths. Returns the store (as seen inside the new root)
+/// and the persisted paths' findings. A persisted path that cannot be brought in (a
+/// user's symlink, FIFO or hard link where it goes, an error on that path alone) is a
+/// finding, printed and recorded, and the boot goes on with every other path; what
+/// fails for all of them (a volume that is not there) stops it.
+fn activate(root: &Dir, chosen: &Chosen, mount_run: bool) -> Result<(Store, Vec<(String, String)>), Failure> {
     for (name, mode) in
         [("proc", 0o555), ("sys", 0o555), ("dev", 0o755), ("run", 0o755), ("tmp", 0o1777), ("root", 0o700)]
     {
@@ -439,12 +454,13 @@ fn activate(root: &Dir, chosen: &Chosen, mount_run: bool) -> Result<Store, Failu
         "bring in the persisted paths",
         "the volume's data is untouched; boot another generation (blankslate.generation=N) or fix the volume",
     )?;
-    for (path, reason) in report.conflicts.iter().chain(&report.unknown_owners) {
+    let findings: Vec<(String, String)> = report.conflicts.into_iter().chain(report.unknown_owners).collect();
+    for (path, reason) in &findings {
         eprintln!("blankslate: warning: {path}: {reason}");
     }
     crate::root::link_merged_usr(root).step("link /bin, /sbin and /lib* into the persisted /usr", "report a bug")?;
     blankslate_core::failpoint::hit(FAILPOINT);
-    Ok(store)
+    Ok((store, findings))
 }
 
 /// Writes `run/blankslate/booted` (-> the generation object) and `boot.json` below
@@ -465,6 +481,9 @@ fn record(base: &Dir, activated: &Activated, elapsed: Duration) -> Result<(), bl
             "fs_type": v.planned.spec.fs_type,
         })).collect::<Vec<_>>(),
         "activation_ms": elapsed.as_secs_f64() * 1000.0,
+        "persist_findings": activated.persist_findings.iter()
+            .map(|(path, reason)| serde_json::json!({ "path": path, "reason": reason }))
+            .collect::<Vec<_>>(),
     });
     // What `generations list`, `confirm` and the audit read: the trial or fallback.
     if let (Some(all), serde_json::Value::Object(trial)) =

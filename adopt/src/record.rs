@@ -19,7 +19,7 @@
 //! kept = ["/etc/group", "/home", "/usr", "/var/log"]
 //!
 //! [copied]
-//! "/etc/group" = { directories = 0, files = 1, hard_links = 0, symlinks = 0, special = 0, bytes = 42 }
+//! "/etc/group" = { directories = 0, files = 1, hard_links = 0, symlinks = 0, special = 0, bytes = 42, linked_outside = 0 }
 //!
 //! [etc]
 //! entries = 6
@@ -142,6 +142,7 @@ impl Record {
                     symlinks: field("symlinks")?,
                     special: field("special")?,
                     bytes: field("bytes")?,
+                    linked_outside: field("linked_outside")?,
                 };
                 copied.insert(path.to_owned(), stats);
             }
@@ -197,7 +198,7 @@ impl Record {
 }
 
 /// A copy's counts by name, as the record spells them.
-fn stats_fields(stats: &CopyStats) -> [(&'static str, u64); 6] {
+fn stats_fields(stats: &CopyStats) -> [(&'static str, u64); 7] {
     [
         ("directories", stats.directories),
         ("files", stats.files),
@@ -205,6 +206,7 @@ fn stats_fields(stats: &CopyStats) -> [(&'static str, u64); 6] {
         ("symlinks", stats.symlinks),
         ("special", stats.special),
         ("bytes", stats.bytes),
+        ("linked_outside", stats.linked_outside),
     ]
 }
 
@@ -214,7 +216,8 @@ mod tests {
 
     #[test]
     fn records_read_back_and_name_what_they_make() {
-        let stats = CopyStats { directories: 2, files: 3, hard_links: 1, symlinks: 4, special: 0, bytes: 5 };
+        let stats =
+            CopyStats { directories: 2, files: 3, hard_links: 1, symlinks: 4, special: 0, bytes: 5, linked_outside: 0 };
         let record = Record {
             from: "/mnt/root \"x\"".into(),
             mount_point: "/persist".into(),

@@ -3,9 +3,20 @@
 //! `*at` call on a single name, never by joining strings, so a symlink planted
 //! anywhere in a tree can never lead an operation outside it.
 //!
-//! Writes that must survive a crash go through [`Dir::write_atomic`] and
-//! [`Dir::symlink_atomic`]: a temporary name, `fsync`, `rename`, `fsync` of the
-//! directory. There is no unsafe code here: rustix provides the system calls.
+//! Writes that must survive a crash go through [`Dir::write_atomic`],
+//! [`Dir::copy_atomic`] and [`Dir::symlink_atomic`]: a temporary name, `fsync`,
+//! `rename`, `fsync` of the directory. A command killed before the rename leaves the
+//! temporary, which [`Dir::remove_stale_temporaries`] removes once its process is gone.
+//!
+//! Paths that someone other than root can write (homes, persisted paths in the root
+//! and in a volume) are acted on only through a *checked* descriptor
+//! ([`Dir::open_checked`]): opened without following a symlink and without blocking
+//! on a FIFO, then `fstat`ed, and refused ([`Refusal`]) unless it is a regular file
+//! (or, where asked for, a directory) with, in a directory someone other than root can
+//! write, a single link. A user's hard link to a file elsewhere (`/etc/shadow`) is
+//! therefore never read, chowned or chmoded as root: where `fs.protected_hardlinks` is
+//! off, anyone can make one. There is no unsafe code here: rustix provides the system
+//! calls.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -37,6 +48,32 @@ impl FsError {
     pub fn is_not_found(&self) -> bool {
         self.kind() == io::ErrorKind::NotFound
     }
+
+    /// Why a checked open ([`Dir::open_checked`]) refused what it found, if that is
+    /// what failed.
+    pub fn refusal(&self) -> Option<Refusal> {
+        self.source.get_ref()?.downcast_ref::<Refusal>().copied()
+    }
+}
+
+/// What a checked open found instead of what may be acted on as root. The entry is
+/// left exactly as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("it is a symlink, which is never followed")]
+    Symlink,
+    #[error("it is a FIFO, socket or device node, not a regular file")]
+    Special,
+    #[error("it is a directory, not a regular file")]
+    Directory,
+    /// More than one name for the file: one of them may be anywhere on the same file
+    /// system (a link to `/etc/shadow` in a home).
+    #[error("it has {0} hard links; a file with more than one is never read, chowned or chmoded as root")]
+    HardLinked(u64),
+}
+
+fn refused(op: &'static str, path: impl Into<PathBuf>, refusal: Refusal) -> FsError {
+    FsError { op, path: path.into(), source: io::Error::other(refusal) }
 }
 
 pub type Result<T> = std::result::Result<T, FsError>;
@@ -92,6 +129,8 @@ pub struct Meta {
     pub ino: u64,
     /// The file type bits of `st_mode`, for [`Meta::what`].
     file_type: u32,
+    /// How many names (hard links) the file has.
+    pub nlink: u64,
 }
 
 impl Meta {
@@ -362,14 +401,7 @@ impl Dir {
         owner: Option<(u32, u32)>,
     ) -> Result<File> {
         let name = name.as_ref();
-        check_name(name, &self.path)?;
-        let fd = self.openat(
-            Path::new(name),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL,
-            Mode::from_raw_mode(mode),
-            "create file",
-        )?;
-        let mut file = File::from(fd);
+        let mut file = self.create_new(name, mode)?;
         let path = self.path.join(name);
         let written = (|| {
             file.write_all(contents).map_err(wrap_io("write", &path))?;
@@ -386,6 +418,13 @@ impl Dir {
             return Err(error);
         }
         Ok(file)
+    }
+
+    /// Creates the file `name`, which must not exist, never through a symlink.
+    fn create_new(&self, name: &OsStr, mode: u32) -> Result<File> {
+        check_name(name, &self.path)?;
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL;
+        Ok(File::from(self.openat(Path::new(name), flags, Mode::from_raw_mode(mode), "create file")?))
     }
 
     /// Replaces (or creates) `name` with a file holding `contents`, atomically and
@@ -535,13 +574,11 @@ impl Dir {
         rustix::fs::fchmod(&self.fd, Mode::from_raw_mode(mode)).map_err(wrap("set mode of", &self.path))
     }
 
-    /// Sets the permission bits of a regular file or directory below this one (never
-    /// through a symlink).
+    /// Sets the permission bits of a regular file or a directory below this one,
+    /// through a checked descriptor ([`Dir::open_checked`]): never through a symlink,
+    /// and never on a user's hard link to another file.
     pub fn set_mode_of(&self, name: impl AsRef<OsStr>, mode: u32) -> Result<()> {
-        let name = name.as_ref();
-        check_name(name, &self.path)?;
-        let fd = self.openat(Path::new(name), OFlags::RDONLY, Mode::empty(), "open")?;
-        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(wrap("set mode of", self.path.join(name)))
+        self.open_checked(name, Accept::FileOrDirectory)?.set_mode(mode)
     }
 
     /// Sets this directory's owner.
@@ -550,16 +587,118 @@ impl Dir {
         rustix::fs::fchown(&self.fd, Some(uid), Some(gid)).map_err(wrap("set owner of", &self.path))
     }
 
-    /// Sets owner then mode of a regular file or directory below this one (never
-    /// through a symlink); the mode last, since `chown` clears set-id bits.
+    /// Sets owner then mode of a regular file or a directory below this one, through a
+    /// checked descriptor ([`Dir::open_checked`]: never through a symlink, never on a
+    /// user's hard link to another file); the mode last, since `chown` clears set-id
+    /// bits.
     pub fn set_owner_and_mode_of(&self, name: impl AsRef<OsStr>, uid: u32, gid: u32, mode: u32) -> Result<()> {
+        self.open_checked(name, Accept::FileOrDirectory)?.set_owner_and_mode(uid, gid, mode)
+    }
+
+    /// Opens `name` (a single name) to act on it as root, and checks the descriptor
+    /// before returning it: opened with `O_NOFOLLOW` (a symlink is refused), with
+    /// `O_NONBLOCK` (a FIFO swapped in is opened without waiting for a writer, then
+    /// refused), `fstat`ed, and refused unless it is a regular file (or a directory, if
+    /// `accept` says so). Where someone other than root can write this directory (its
+    /// owner is not root, or group or others may write it), the name may be a user's
+    /// hard link to any file on the file system: a file with more than one link is
+    /// refused there. In a directory only root writes (`/etc`), a name is root's own,
+    /// whatever links others made to its file elsewhere. A refusal is an error whose
+    /// [`FsError::refusal`] says why; nothing was done to the entry.
+    pub fn open_checked(&self, name: impl AsRef<OsStr>, accept: Accept) -> Result<Checked> {
         let name = name.as_ref();
         check_name(name, &self.path)?;
-        let fd = self.openat(Path::new(name), OFlags::RDONLY, Mode::empty(), "open")?;
         let path = self.path.join(name);
-        let (u, g) = (rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid));
-        rustix::fs::fchown(&fd, Some(u), Some(g)).map_err(wrap("set owner of", &path))?;
-        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(wrap("set mode of", &path))
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY;
+        let fd = match self.openat(Path::new(name), flags, Mode::empty(), "open") {
+            Err(error) if error.source.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                return Err(refused("use", path, Refusal::Symlink));
+            }
+            // What opening a socket gives.
+            Err(error) if error.source.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) => {
+                return Err(refused("use", path, Refusal::Special));
+            }
+            opened => opened?,
+        };
+        let meta = meta_of(&rustix::fs::fstat(&fd).map_err(wrap("stat", &path))?);
+        let refusal = match meta.kind {
+            Kind::File if meta.nlink > 1 && !self.only_root_writes()? => Some(Refusal::HardLinked(meta.nlink)),
+            Kind::File => None,
+            Kind::Directory if accept == Accept::FileOrDirectory => None,
+            Kind::Directory => Some(Refusal::Directory),
+            Kind::Symlink => Some(Refusal::Symlink),
+            Kind::Other => Some(Refusal::Special),
+        };
+        match refusal {
+            Some(refusal) => Err(refused("use", path, refusal)),
+            None => Ok(Checked { file: File::from(fd), meta, path }),
+        }
+    }
+
+    /// Whether only root can add names to this directory: owned by root, and neither
+    /// group nor others may write it.
+    fn only_root_writes(&self) -> Result<bool> {
+        let meta = self.own_meta()?;
+        Ok(meta.uid == 0 && meta.mode & 0o022 == 0)
+    }
+
+    /// Replaces (or creates) `name` with a copy of `from`'s contents, atomically and
+    /// durably (a temporary, `fsync`, `rename`, `fsync` of this directory), owned by
+    /// `(uid, gid)` when given and with `mode`, both set before it takes the name. The
+    /// data is streamed through a bounded buffer, extent by extent: holes stay holes.
+    pub fn copy_atomic(
+        &self,
+        name: impl AsRef<OsStr>,
+        from: &Checked,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> Result<()> {
+        let name = name.as_ref();
+        let temp = temp_name(name);
+        let written = self.create_new(&temp, 0o600).and_then(|file| {
+            let path = self.path.join(&temp);
+            copy_data(&from.file, &from.path, &file, &path)?;
+            if let Some((uid, gid)) = owner {
+                let (uid, gid) = (rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid));
+                rustix::fs::fchown(&file, Some(uid), Some(gid)).map_err(wrap("set owner of", &path))?;
+            }
+            rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(wrap("set mode of", &path))?;
+            file.sync_all().map_err(wrap_io("fsync", &path))
+        });
+        if let Err(error) = written {
+            let _ = self.remove_file(&temp);
+            return Err(error);
+        }
+        self.rename_into_place(&temp, name)
+    }
+
+    /// Removes the temporaries of `name` ([`temp_name`]) that a process killed before
+    /// its rename left here: those whose process is gone. Returns their names.
+    pub fn remove_stale_temporaries(&self, name: impl AsRef<OsStr>) -> Result<Vec<OsString>> {
+        let name = name.as_ref();
+        let mut prefix = b".".to_vec();
+        prefix.extend_from_slice(name.as_bytes());
+        prefix.extend_from_slice(b".tmp-");
+        let mut removed = Vec::new();
+        for (entry, kind) in self.entries()? {
+            let Some(rest) = entry.as_bytes().strip_prefix(prefix.as_slice()) else { continue };
+            let Some((pid, counter)) = std::str::from_utf8(rest).ok().and_then(|r| r.split_once('-')) else { continue };
+            let pid = pid.parse::<i32>().ok().and_then(rustix::process::Pid::from_raw);
+            let Some(pid) = pid.filter(|_| !counter.is_empty() && counter.bytes().all(|b| b.is_ascii_digit())) else {
+                continue;
+            };
+            let gone = rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH);
+            if gone && kind != Kind::Directory {
+                match self.remove_file(&entry) {
+                    Err(error) if !error.is_not_found() => return Err(error),
+                    _ => removed.push(entry),
+                }
+            }
+        }
+        if !removed.is_empty() {
+            self.sync()?;
+        }
+        Ok(removed)
     }
 
     /// The id of the mount `name` is on (or, for a mount point, the mount itself), as
@@ -790,6 +929,156 @@ fn openat2_following(dir: &OwnedFd, path: &Path, flags: OFlags, resolve: Resolve
     }
 }
 
+/// What [`Dir::open_checked`] accepts besides refusing everything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accept {
+    /// A regular file: to read it as root, or to change its owner or mode.
+    File,
+    /// That, or a directory (which cannot have other names): to change its owner or mode.
+    FileOrDirectory,
+}
+
+/// An entry opened and checked by [`Dir::open_checked`]: everything done to it goes
+/// through this descriptor, so a rename or swap after the check changes nothing.
+#[derive(Debug)]
+pub struct Checked {
+    file: File,
+    meta: Meta,
+    path: PathBuf,
+}
+
+impl Checked {
+    /// What `fstat` said of the descriptor.
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    /// Where the entry was opened, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Sets the permission bits.
+    pub fn set_mode(&self, mode: u32) -> Result<()> {
+        rustix::fs::fchmod(&self.file, Mode::from_raw_mode(mode)).map_err(wrap("set mode of", &self.path))
+    }
+
+    /// Sets owner, then mode (`chown` clears set-id bits); no system call when the
+    /// entry already has both.
+    pub fn set_owner_and_mode(&self, uid: u32, gid: u32, mode: u32) -> Result<()> {
+        if (self.meta.uid, self.meta.gid, self.meta.mode) == (uid, gid, mode) {
+            return Ok(());
+        }
+        let (u, g) = (rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid));
+        rustix::fs::fchown(&self.file, Some(u), Some(g)).map_err(wrap("set owner of", &self.path))?;
+        self.set_mode(mode)
+    }
+
+    /// Whether both files hold the same bytes: the sizes first, then the contents
+    /// read side by side through two small buffers (a file of any size takes no more
+    /// memory), skipping what is a hole in both.
+    pub fn same_contents(&self, other: &Checked) -> Result<bool> {
+        if self.meta.size != other.meta.size {
+            return Ok(false);
+        }
+        let (mut a, mut b) = (vec![0u8; COMPARE_CHUNK], vec![0u8; COMPARE_CHUNK]);
+        let mut offset = 0u64;
+        loop {
+            let data = (self.next_data(offset)?, other.next_data(offset)?);
+            if data.0 > offset && data.1 > offset {
+                offset = data.0.min(data.1);
+            }
+            let read_a = read_full(&self.file, &mut a, offset).map_err(wrap("read", &self.path))?;
+            let read_b = read_full(&other.file, &mut b[..read_a.max(1)], offset).map_err(wrap("read", &other.path))?;
+            if read_a != read_b || a[..read_a] != b[..read_b] {
+                return Ok(false);
+            }
+            if read_a == 0 {
+                return Ok(true);
+            }
+            offset += read_a as u64;
+        }
+    }
+
+    /// Where data starts at or after `offset` (`SEEK_DATA`); the size as `fstat` saw
+    /// it if none does.
+    fn next_data(&self, offset: u64) -> Result<u64> {
+        match rustix::fs::seek(&self.file, rustix::fs::SeekFrom::Data(offset)) {
+            Ok(start) => Ok(start),
+            Err(rustix::io::Errno::NXIO) => Ok(self.meta.size.max(offset)),
+            Err(errno) => Err(wrap("find data in", &self.path)(errno)),
+        }
+    }
+
+    /// The whole contents, for files known to be small (checked copies in `/etc`).
+    pub fn read_to_end(&self) -> Result<Vec<u8>> {
+        let mut contents = Vec::new();
+        (&self.file).read_to_end(&mut contents).map_err(wrap_io("read", &self.path))?;
+        Ok(contents)
+    }
+}
+
+/// How much is read at a time when two files are compared.
+const COMPARE_CHUNK: usize = 64 << 10;
+
+/// How much file data is copied at a time.
+const COPY_CHUNK: usize = 1 << 20;
+
+/// `pread` until `buffer` is full or the file ends; the bytes read.
+fn read_full(file: &File, buffer: &mut [u8], offset: u64) -> rustix::io::Result<usize> {
+    let mut done = 0;
+    while done < buffer.len() {
+        match rustix::io::pread(file, &mut buffer[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(read) => done += read,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(errno) => return Err(errno),
+        }
+    }
+    Ok(done)
+}
+
+/// Copies the data of `source` into the empty file `dest`, extent by extent
+/// (`SEEK_DATA`/`SEEK_HOLE`), so holes stay holes, through one bounded buffer; then
+/// sets `dest`'s size to the size `source` had when the copy began. Returns the bytes
+/// of data written. The paths are for messages.
+pub fn copy_data(source: &impl AsFd, source_path: &Path, dest: &impl AsFd, dest_path: &Path) -> Result<u64> {
+    let size = u64::try_from(rustix::fs::fstat(source).map_err(wrap("stat", source_path))?.st_size).unwrap_or(0);
+    let mut buffer = vec![0u8; COPY_CHUNK];
+    let mut written = 0u64;
+    let mut offset = 0u64;
+    'extents: while offset < size {
+        let start = match rustix::fs::seek(source, rustix::fs::SeekFrom::Data(offset)) {
+            Ok(start) if start < size => start,
+            // No data after `offset` (NXIO), or only beyond the size copied.
+            Ok(_) | Err(rustix::io::Errno::NXIO) => break,
+            Err(errno) => return Err(wrap("find data in", source_path)(errno)),
+        };
+        let end = rustix::fs::seek(source, rustix::fs::SeekFrom::Hole(start))
+            .map_err(wrap("find holes in", source_path))?
+            .min(size);
+        let mut at = start;
+        while at < end {
+            let want = usize::try_from(end - at).unwrap_or(COPY_CHUNK).min(COPY_CHUNK);
+            let read = rustix::io::pread(source, &mut buffer[..want], at).map_err(wrap("read", source_path))?;
+            if read == 0 {
+                // The file shrank meanwhile: what is left is a hole.
+                break 'extents;
+            }
+            let mut done = 0;
+            while done < read {
+                done += rustix::io::pwrite(dest, &buffer[done..read], at + done as u64)
+                    .map_err(wrap("write", dest_path))?;
+            }
+            at += read as u64;
+            written += read as u64;
+        }
+        offset = end;
+    }
+    rustix::fs::ftruncate(dest, size).map_err(wrap("set size of", dest_path))?;
+    Ok(written)
+}
+
 fn meta_of(stat: &rustix::fs::Stat) -> Meta {
     Meta {
         kind: FileType::from_raw_mode(stat.st_mode).into(),
@@ -801,6 +1090,9 @@ fn meta_of(stat: &rustix::fs::Stat) -> Meta {
         dev: stat.st_dev,
         ino: stat.st_ino,
         file_type: FileType::from_raw_mode(stat.st_mode).as_raw_mode(),
+        // A u32 on some architectures.
+        #[allow(clippy::useless_conversion)]
+        nlink: u64::from(stat.st_nlink),
     }
 }
 
@@ -900,6 +1192,81 @@ mod tests {
         assert!(dir.to_string().contains("it is a directory, not a regular file"), "{dir}");
         let device = read_regular_file(Path::new("/dev/zero"), 5).unwrap_err();
         assert!(device.to_string().contains("it is a character device"), "{device}");
+    }
+
+    #[test]
+    fn checked_opens_refuse_links_fifos_and_other_names_without_blocking() {
+        use std::os::unix::fs::MetadataExt;
+        let scratch = tempfile::tempdir().unwrap();
+        let root = Dir::open_root(scratch.path()).unwrap();
+        root.write_atomic("secret", b"root only", 0o600).unwrap();
+        root.write_atomic("mine", b"a user's", 0o644).unwrap();
+        std::fs::hard_link(scratch.path().join("secret"), scratch.path().join("linked")).unwrap();
+        // Only root writes here: the name is root's, whatever links its file has.
+        assert_eq!(root.open_checked("linked", Accept::File).unwrap().meta().nlink, 2);
+        // Anyone may write here (as in a home, where the user could have made it).
+        root.set_mode(0o1777).unwrap();
+        std::os::unix::fs::symlink("secret", scratch.path().join("symlink")).unwrap();
+        rustix::fs::mknodat(&root, "fifo", FileType::Fifo, Mode::from_raw_mode(0o666), 0).unwrap();
+        root.create_dir("dir", 0o755).unwrap();
+        let refusal = |name: &str, accept| root.open_checked(name, accept).unwrap_err().refusal();
+        assert_eq!(refusal("linked", Accept::File), Some(Refusal::HardLinked(2)));
+        assert_eq!(refusal("symlink", Accept::FileOrDirectory), Some(Refusal::Symlink));
+        // Opened without waiting for a writer (a blocking open would hang this test).
+        assert_eq!(refusal("fifo", Accept::FileOrDirectory), Some(Refusal::Special));
+        assert_eq!(refusal("dir", Accept::File), Some(Refusal::Directory));
+        assert!(root.open_checked("missing", Accept::File).unwrap_err().is_not_found());
+        // The by-name setters go through the same checks: the linked file keeps its mode.
+        assert_eq!(root.set_mode_of("linked", 0o666).unwrap_err().refusal(), Some(Refusal::HardLinked(2)));
+        assert!(root.set_owner_and_mode_of("fifo", 1000, 1000, 0o600).is_err());
+        assert_eq!(std::fs::metadata(scratch.path().join("secret")).unwrap().mode() & 0o7777, 0o600);
+        root.set_mode_of("dir", 0o700).unwrap();
+        let mine = root.open_checked("mine", Accept::File).unwrap();
+        assert_eq!((mine.meta().kind, mine.meta().nlink), (Kind::File, 1));
+        assert_eq!(mine.read_to_end().unwrap(), b"a user's");
+    }
+
+    #[test]
+    fn copies_stream_keep_holes_and_compare_by_contents() {
+        use std::os::unix::fs::MetadataExt;
+        let scratch = tempfile::tempdir().unwrap();
+        let root = Dir::open_root(scratch.path()).unwrap();
+        let sparse = std::fs::File::create(scratch.path().join("sparse")).unwrap();
+        sparse.set_len(256 << 20).unwrap();
+        rustix::io::pwrite(&sparse, b"middle", 100 << 20).unwrap();
+        rustix::io::pwrite(&sparse, b"end", (256 << 20) - 3).unwrap();
+        let from = root.open_checked("sparse", Accept::File).unwrap();
+        root.copy_atomic("copy", &from, 0o640, None).unwrap();
+        let copy = root.open_checked("copy", Accept::File).unwrap();
+        assert_eq!((copy.meta().size, copy.meta().mode), (256 << 20, 0o640));
+        let blocks = std::fs::metadata(scratch.path().join("copy")).unwrap().blocks();
+        assert!(blocks * 512 < 1 << 20, "the holes stayed holes: {blocks} blocks");
+        assert!(copy.same_contents(&from).unwrap());
+        rustix::io::pwrite(&sparse, b"MIDDLE", 100 << 20).unwrap();
+        assert!(!copy.same_contents(&from).unwrap(), "a change in the middle is seen");
+        let names: Vec<_> = root.entries().unwrap().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["copy", "sparse"], "no temporary left");
+    }
+
+    #[test]
+    fn stale_temporaries_go_once_their_process_is_gone() {
+        let scratch = tempfile::tempdir().unwrap();
+        let root = Dir::open_root(scratch.path()).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = child.id();
+        child.wait().unwrap();
+        let ours = temp_name(OsStr::new("shadow"));
+        for name in [format!(".shadow.tmp-{gone}-0"), format!(".other.tmp-{gone}-0"), ".shadow.tmp-x-1".into()] {
+            root.write_atomic(&name, b"left", 0o600).unwrap();
+        }
+        root.write_atomic(&ours, b"in use", 0o600).unwrap();
+        let removed = root.remove_stale_temporaries("shadow").unwrap();
+        assert_eq!(removed, [OsString::from(format!(".shadow.tmp-{gone}-0"))]);
+        let mut left: Vec<_> = root.entries().unwrap().into_iter().map(|(n, _)| n).collect();
+        left.sort();
+        let mut expected = vec![OsString::from(format!(".other.tmp-{gone}-0")), ".shadow.tmp-x-1".into(), ours];
+        expected.sort();
+        assert_eq!(left, expected, "another name's, a foreign one and a live process's stay");
     }
 
     #[test]

@@ -125,10 +125,22 @@ pub fn bind(source: Source<'_>, dir: &Dir, name: &str, flags: MountFlags) -> Res
     let clone = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_RECURSIVE;
     let tree = match source {
         Source::Dir(from) => rustix::mount::open_tree(from, "", clone | OpenTreeFlags::AT_EMPTY_PATH),
-        Source::File(from, file) => rustix::mount::open_tree(from, file, clone),
+        // Never through a symlink swapped in after the caller looked (it could name
+        // any file on the host).
+        Source::File(from, file) => rustix::mount::open_tree(from, file, clone | OpenTreeFlags::AT_SYMLINK_NOFOLLOW),
         Source::HostPath(path) => rustix::mount::open_tree(rustix::fs::CWD, path, clone),
     }
     .map_err(wrap("clone the mount tree for", &at))?;
+    if let Source::File(from, file) = source {
+        let stat = rustix::fs::fstat(&tree).map_err(wrap("stat", from.path().join(file)))?;
+        if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+            return Err(MountError {
+                op: "bind-mount",
+                at: from.path().join(file),
+                source: io::Error::other("it is not a regular file (a symlink is never followed)"),
+            });
+        }
+    }
     attach(&tree, dir, OsStr::new(name), "bind-mount on")?;
     if !flags.is_empty() {
         // A bind remount sets the mount's flags, it does not add to them: keep the

@@ -667,6 +667,34 @@ files = [{ file = ".gnupg/private-keys-v1.d/key", how = "bind" }]
     insta::assert_snapshot!("safer-defaults", checked.diagnostics.render(false));
 }
 
+/// A known secret kept as a copy with no mode is a warning (its mode is kept as strict
+/// as it was, but the declaration should say what it is); with a mode, or as a
+/// bind mount, or a file that is not a secret, it is not.
+#[test]
+fn a_secret_kept_as_a_copy_without_a_mode_is_a_warning() {
+    let text = r#"version = 1
+
+[persist."/persist"]
+files = [
+  { file = "/etc/shadow", how = "copy" },
+  { file = "/etc/gshadow", how = "copy", mode = "0640", group = "shadow" },
+  { file = "/etc/ssh/ssh_host_ed25519_key", how = "copy" },
+  { file = "/etc/ssh/ssh_host_ed25519_key.pub", how = "copy" },
+  { file = "/etc/wireguard/wg0.conf", how = "copy" },
+  { file = "/etc/passwd", how = "copy" },
+  { file = "/etc/ssl/private/site.key", how = "bind" },
+]
+"#;
+    let checked = decl::check(Path::new("tests/secrets.toml"), text, None);
+    assert!(!checked.diagnostics.has_errors() && checked.declaration.is_some(), "warnings only");
+    assert_eq!(
+        locations(&checked),
+        [("secret-mode", 5, 12), ("secret-mode", 7, 12), ("secret-mode", 9, 12), ("secret-mode", 11, 12)]
+    );
+    let rendered = checked.diagnostics.render(false);
+    assert!(rendered.contains("`/etc/shadow` holds secrets and is persisted as a copy with no mode"), "{rendered}");
+}
+
 /// A declaration of `count` bind-mounted directories, 40 to a parent under /srv.
 fn many_mounts(count: usize) -> String {
     let mut text = String::from("version = 1\n\n[persist.\"/persist\"]\ndirectories = [\n");
@@ -719,7 +747,8 @@ fn a_secret_file_open_to_everyone_is_a_warning() {
                      { file = \"/etc/ssh/ssh_host_rsa_key\", mode = \"0644\", how = \"bind\" }]\n";
     let found = warned(persisted);
     assert_eq!(found.len(), 2, "{found:?}");
-    assert!(found[0].starts_with("persisted `/etc/gshadow` holds secrets, and mode 0644"), "{found:?}");
+    assert!(found[0].starts_with("`/etc/gshadow` holds secrets and is persisted as a copy with no mode"), "{found:?}");
+    assert!(found[1].starts_with("persisted `/etc/ssh/ssh_host_rsa_key` holds secrets, and mode 0644"), "{found:?}");
     for fine in [
         "version = 1\n[etc.\"shadow\"]\ntext = \"root:!:1::::::\"\nmode = \"0640\"\ngroup = \"shadow\"\n",
         "version = 1\n[etc.\"shadow\"]\ntext = \"root:!:1::::::\"\n",

@@ -28,7 +28,7 @@ use std::fmt::Write as _;
 
 use blankslate_core::activation::BACKUP_SUFFIX;
 use blankslate_core::decl::{Declaration, EntryKind, How, Mode, MountOption, Owner, ResolvedEntry, UserDb};
-use blankslate_core::fs::{Dir, FsError, Kind, Meta};
+use blankslate_core::fs::{Accept, Dir, FsError, Kind, Meta};
 use blankslate_core::mount::{self, MountError, Source};
 use rustix::mount::MountFlags;
 
@@ -65,7 +65,11 @@ pub struct Report {
     pub unchanged: Vec<String>,
     /// Data found in the ephemeral root and moved into the empty volume path.
     pub migrated: Vec<String>,
-    /// Not mounted, and why: data on both sides, a type mismatch, …
+    /// Not brought in (or left partly so), and why: data on both sides, a type
+    /// mismatch, or an entry of its own that failed: a symlink, FIFO, file or hard link
+    /// where the entry's paths go (never followed or acted on), an error from the
+    /// system on them. Every other entry is still brought in; only those below a
+    /// failed one are not (each is reported).
     pub conflicts: Vec<(String, String)>,
     /// Owners that could not be resolved (created as root instead).
     pub unknown_owners: Vec<(String, String)>,
@@ -144,6 +148,11 @@ fn relative(path: &str) -> &str {
     path.trim_start_matches('/')
 }
 
+/// Whether the absolute path `inner` lies below `outer`.
+fn holds(outer: &str, inner: &str) -> bool {
+    inner.strip_prefix(outer).is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// (parent relative to the root, name) of an absolute path.
 fn split(path: &str) -> (&str, &str) {
     let path = relative(path);
@@ -161,7 +170,7 @@ struct Home<'h> {
 impl Home<'_> {
     /// Whether `absolute` is the home or lies inside it.
     fn holds(&self, absolute: &str) -> bool {
-        absolute.strip_prefix(self.path).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        absolute == self.path || holds(self.path, absolute)
     }
 }
 
@@ -255,11 +264,12 @@ fn enforce(dir: &Dir, ids: &Ids) -> Result<Option<String>> {
     Ok(mismatch(&meta, ids))
 }
 
-/// Gives a file or directory (by name) its owner and mode, if it lacks them; returns
-/// what was wrong.
-fn enforce_at(dir: &Dir, name: &str, meta: &Meta, ids: &Ids, shown: &str) -> Result<Option<String>> {
+/// Gives a file or directory (by name) its owner and mode, if it lacks them, through a
+/// checked descriptor (a symlink, FIFO or file with other names is refused, never
+/// acted on); returns what was wrong.
+fn enforce_at(dir: &Dir, name: &str, meta: &Meta, ids: &Ids) -> Result<Option<String>> {
     if (meta.uid, meta.gid, meta.mode) != (ids.uid, ids.gid, ids.mode) {
-        dir.set_owner_and_mode_of(name, ids.uid, ids.gid, ids.mode).map_err(|e| hostile(shown, e))?;
+        dir.open_checked(name, Accept::FileOrDirectory)?.set_owner_and_mode(ids.uid, ids.gid, ids.mode)?;
     }
     Ok(mismatch(meta, ids))
 }
@@ -326,8 +336,15 @@ fn bring_in(root: &Dir, declaration: &Declaration, users: &UserDb, repair: bool,
     let mut sources: HashMap<&str, Tree<'_>> = volumes.iter().map(|(mount, dir)| (*mount, Tree::new(dir))).collect();
     let mut targets = Tree::new(root);
     let mut hidden = Vec::new();
+    // Entries not brought in: nothing below them is either (it would be mounted where
+    // theirs should be, and hidden once it is).
+    let mut failed: Vec<&str> = Vec::new();
     for entry in &entries {
         let path = entry.path.as_str();
+        if let Some(above) = failed.iter().find(|above| holds(above, path)) {
+            report.conflicts.push((path.to_owned(), format!("not brought in: {above}, which holds it, was not")));
+            continue;
+        }
         let ids = resolve(&entry.entry.owner, users, path, &mut report);
         let parent_ids = entry.entry.parent.as_ref().map(|p| resolve(p, users, path, &mut report));
         let home = entry.user.map(|user| {
@@ -339,28 +356,39 @@ fn bring_in(root: &Dir, declaration: &Declaration, users: &UserDb, repair: bool,
             let sink = if same { &mut once } else { &mut report };
             Home { path: &entries.home, ids: resolve(&owner, users, path, sink) }
         });
-        let (parent, name) = split(path);
-        let source_parent =
-            sources.get_mut(entry.root).expect("every root's volume is open").dir(parent, home.as_ref())?;
-        let target_parent = targets.dir(parent, home.as_ref())?;
-        if let Some(parent_ids) = &parent_ids {
-            let wrong = enforce(source_parent, parent_ids)?;
-            record_fixed(&mut report, format!("{}/{parent}", entry.root.trim_end_matches('/')), wrong);
-            let wrong = enforce(target_parent, parent_ids)?;
-            record_fixed(&mut report, format!("/{parent}"), wrong);
-        }
-        let mounted_before = report.mounted.len();
-        let volume_path = format!("{}{path}", entry.root.trim_end_matches('/'));
-        let place = Place { source_parent, target_parent, name, path, volume_path: &volume_path, repair };
-        match (entry.entry.kind, entry.entry.how()) {
-            (EntryKind::Directory, How::Bind) => directory(&place, &ids, &entry.entry.options, &mut report)?,
-            (EntryKind::Directory, How::Symlink) => linked_directory(&place, &ids, &mut report)?,
-            (EntryKind::Directory, How::Copy) => unreachable!("validation allows copies of files only"),
-            (EntryKind::File, how) => file(&place, &ids, how, entry, &mut report)?,
-        }
-        let hide = declaration.persist[entry.root].hide_mounts || entry.entry.options.contains(&MountOption::Hidden);
-        if hide && report.mounted.len() > mounted_before {
-            hidden.push((target_parent.mount_id(name)?, entry.path.clone()));
+        let sources = sources.get_mut(entry.root).expect("every root's volume is open");
+        // Whatever fails here (a symlink, FIFO, file or hard link where this entry's
+        // paths go, or an error from the system on them) is this entry's finding.
+        let mut one = || -> Result<Option<u64>> {
+            let (parent, name) = split(path);
+            let source_parent = sources.dir(parent, home.as_ref())?;
+            let target_parent = targets.dir(parent, home.as_ref())?;
+            if let Some(parent_ids) = &parent_ids {
+                let wrong = enforce(source_parent, parent_ids)?;
+                record_fixed(&mut report, format!("{}/{parent}", entry.root.trim_end_matches('/')), wrong);
+                let wrong = enforce(target_parent, parent_ids)?;
+                record_fixed(&mut report, format!("/{parent}"), wrong);
+            }
+            let mounted_before = report.mounted.len();
+            let volume_path = format!("{}{path}", entry.root.trim_end_matches('/'));
+            let place = Place { source_parent, target_parent, name, path, volume_path: &volume_path, repair };
+            match (entry.entry.kind, entry.entry.how()) {
+                (EntryKind::Directory, How::Bind) => directory(&place, &ids, &entry.entry.options, &mut report)?,
+                (EntryKind::Directory, How::Symlink) => linked_directory(&place, &ids, &mut report)?,
+                (EntryKind::Directory, How::Copy) => unreachable!("validation allows copies of files only"),
+                (EntryKind::File, how) => file(&place, &ids, how, entry, &mut report)?,
+            }
+            let hide =
+                declaration.persist[entry.root].hide_mounts || entry.entry.options.contains(&MountOption::Hidden);
+            Ok(if hide && report.mounted.len() > mounted_before { Some(target_parent.mount_id(name)?) } else { None })
+        };
+        match one() {
+            Ok(Some(id)) => hidden.push((id, entry.path.clone())),
+            Ok(None) => {}
+            Err(error) => {
+                report.conflicts.push((path.to_owned(), format!("not brought in: {error}")));
+                failed.push(path);
+            }
         }
     }
     record_hidden(root, &hidden)?;
@@ -389,7 +417,8 @@ fn with_persisted_accounts(root: &Dir, declaration: &Declaration, users: &UserDb
 
 /// Moves the live directory `name` of `live` into the empty volume directory of the
 /// same name in `volume`: a faithful copy beside it (owners, modes, times, xattrs,
-/// hard links, special files; never across a mount), compared with the original,
+/// hard links, special files; never across a mount; refused if a file in it has a
+/// link outside it, which may be anyone's), compared with the original,
 /// then renamed over the empty one. The original is untouched; the caller empties
 /// it once this succeeded. On failure nothing in the volume changed.
 fn migrate(live: &Dir, volume: &Dir, name: &str) -> std::result::Result<(), String> {
@@ -399,10 +428,15 @@ fn migrate(live: &Dir, volume: &Dir, name: &str) -> std::result::Result<(), Stri
         let _ = volume.remove_tree(&temp);
     };
     cleanup(volume);
-    tree::copy(live, name_os, volume, std::ffi::OsStr::new(&temp)).map_err(|e| {
+    let stats = tree::copy(live, name_os, volume, std::ffi::OsStr::new(&temp)).map_err(|e| {
         cleanup(volume);
         format!("cannot be moved into the volume ({e})")
     })?;
+    if stats.linked_outside > 0 {
+        cleanup(volume);
+        let files = stats.linked_outside;
+        return Err(format!("{files} file(s) in it have hard links outside it: it is not moved into the volume"));
+    }
     let differences = match (tree::walk(live, name_os, true), tree::walk(volume, std::ffi::OsStr::new(&temp), true)) {
         (Ok(original), Ok(copy)) => tree::compare(&original, &copy),
         (Err(e), _) | (_, Err(e)) => vec![e.to_string()],
@@ -562,9 +596,44 @@ impl Place<'_> {
         }
     }
 
+    /// Makes the path in the root our link to the volume, in one rename (removing
+    /// first what a run killed before its rename left).
+    fn link(&self) -> Result<()> {
+        self.target_parent.remove_stale_temporaries(self.name)?;
+        self.target_parent.symlink_atomic(self.name, self.volume_path)?;
+        Ok(())
+    }
+
     /// Whether the root holds our link to the volume here.
     fn is_our_link(&self, meta: &Meta) -> Result<bool> {
         Ok(meta.kind == Kind::Symlink && self.target_parent.read_link(self.name)? == *self.volume_path)
+    }
+
+    /// Whether everything below the directory in the root is also, the same, below the
+    /// volume's: what a migration killed after its copy was in place leaves (with the
+    /// root partly emptied, if it was killed while emptying it). The same means the
+    /// same contents, owners, modes, times and attributes; directories' own times and
+    /// modes (which emptying changes) and which names share an inode aside. Not if
+    /// either tree cannot be read whole.
+    fn in_volume_already(&self) -> bool {
+        let walk = |dir: &Dir| -> Option<Vec<tree::Node>> {
+            let mut nodes = tree::walk(dir, std::ffi::OsStr::new(self.name), true).ok()?;
+            // A second name of a file is described by its first: its contents too.
+            let contents: HashMap<std::ffi::OsString, Option<[u8; 32]>> =
+                nodes.iter().map(|n| (n.path.clone(), n.content)).collect();
+            for node in &mut nodes {
+                if let Some(first) = node.same_inode_as.take() {
+                    node.content = contents.get(&first).copied().flatten();
+                }
+                if node.kind == tree::NodeKind::Directory {
+                    (node.mtime, node.mode) = ((0, 0), 0);
+                }
+            }
+            Some(nodes.split_off(1))
+        };
+        let (Some(root), Some(volume)) = (walk(self.target_parent), walk(self.source_parent)) else { return false };
+        let volume: HashMap<&std::ffi::OsStr, &tree::Node> = volume.iter().map(|n| (n.path.as_os_str(), n)).collect();
+        root.iter().all(|node| volume.get(node.path.as_os_str()) == Some(&node))
     }
 
     /// Empties the root's directory `target` into `source`: data found in the root
@@ -575,14 +644,18 @@ impl Place<'_> {
             return Ok(TakenIn::Emptied);
         }
         if !source.entries()?.is_empty() {
-            let why = format!("holds data, and so does the volume: {undone}");
-            return Ok(if self.set_aside(report, &why) { TakenIn::MovedAside } else { TakenIn::Left });
-        }
-        if let Err(reason) = migrate(self.target_parent, self.source_parent, self.name) {
+            // A migration killed after its copy was in place: the root's data is the
+            // volume's already, and goes now.
+            if !self.in_volume_already() {
+                let why = format!("holds data, and so does the volume: {undone}");
+                return Ok(if self.set_aside(report, &why) { TakenIn::MovedAside } else { TakenIn::Left });
+            }
+        } else if let Err(reason) = migrate(self.target_parent, self.source_parent, self.name) {
             report.conflicts.push((self.path.to_owned(), format!("{reason}: left as it is, {undone}")));
             return Ok(TakenIn::Left);
+        } else {
+            *source = self.source_parent.open_dir(self.name).map_err(|e| hostile(&self.shown(), e))?;
         }
-        *source = self.source_parent.open_dir(self.name).map_err(|e| hostile(&self.shown(), e))?;
         enforce(source, ids)?;
         tree::clear_dir(target)
             .map_err(|e| PersistError::Migration { path: self.path.to_owned(), reason: e.to_string() })?;
@@ -689,7 +762,7 @@ fn linked_directory(place: &Place<'_>, ids: &Ids, report: &mut Report) -> Result
         }
         None => {}
     }
-    target_parent.symlink_atomic(name, place.volume_path)?;
+    place.link()?;
     report.linked.push(path.to_owned());
     Ok(())
 }
@@ -710,22 +783,24 @@ fn file(place: &Place<'_>, ids: &Ids, how: How, entry: &ResolvedEntry<'_>, repor
     if target.is_some() && !ours && foreign_mount(target_parent, name, path, report)? {
         return Ok(());
     }
-    // Data already in the root moves into an empty (or missing) volume file.
-    let live_data = match target {
+    // Data already in the root moves into an empty (or missing) volume file; both are
+    // read through checked descriptors and streamed, never held whole.
+    let live = match target {
         Some(meta) if meta.kind == Kind::File && meta.size > 0 && !mounted(source, target) => {
-            Some(target_parent.read(name)?)
+            Some(target_parent.open_checked(name, Accept::File)?)
         }
         _ => None,
     };
     let source_empty = source.is_none_or(|m| m.size == 0);
-    if let Some(data) = &live_data {
-        if !source_empty && source_parent.read(name)? != *data {
+    if let Some(live) = &live {
+        if !source_empty && !source_parent.open_checked(name, Accept::File)?.same_contents(live)? {
             if !place.set_aside(report, "holds data, and so does the volume") {
                 return Ok(());
             }
             target = None;
         } else if source_empty {
-            source_parent.write_atomic(name, data, 0o600)?;
+            source_parent.remove_stale_temporaries(name)?;
+            source_parent.copy_atomic(name, live, ids.mode, Some((ids.uid, ids.gid)))?;
             report.migrated.push(path.to_owned());
             source = meta_of(source_parent, name)?;
         }
@@ -744,7 +819,7 @@ fn file(place: &Place<'_>, ids: &Ids, how: How, entry: &ResolvedEntry<'_>, repor
     }
     let source = source.expect("the source exists by now");
     // Created just now with its owner and mode, a source has nothing to report.
-    let wrong = enforce_at(source_parent, name, &source, ids, &shown)?;
+    let wrong = enforce_at(source_parent, name, &source, ids)?;
     record_fixed(report, place.volume_path.to_owned(), wrong);
     match how {
         How::Bind => {
@@ -778,7 +853,7 @@ fn file(place: &Place<'_>, ids: &Ids, how: How, entry: &ResolvedEntry<'_>, repor
                 }
                 _ => {}
             }
-            target_parent.symlink_atomic(name, link)?;
+            place.link()?;
             report.linked.push(path.to_owned());
         }
     }

@@ -17,7 +17,9 @@
 //! - every file and directory is fsynced.
 //!
 //! Sources are read with `O_NOATIME` where the kernel allows it, so copying does not
-//! change what it copies.
+//! change what it copies, and files with `O_NONBLOCK`, checked to be the file that was
+//! seen: a FIFO swapped in by someone who can write the tree makes the copy fail, never
+//! hang.
 //!
 //! [`walk`] describes a tree as a list of [`Node`]s: kind, owner, mode, mtime, size,
 //! the blake3 of the contents, the link target, the device number, the extended
@@ -36,13 +38,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use blankslate_core::fs::Dir;
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, SeekFrom, Statx, StatxFlags, Timespec, Timestamps};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Statx, StatxFlags, Timespec, Timestamps};
 
 /// Stay below the directory, and follow no symlink on the way (as `core::fs` does).
 const BENEATH: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS).union(ResolveFlags::NO_MAGICLINKS);
-
-/// How much file data is copied (and hashed) at a time.
-const CHUNK: usize = 1 << 20;
 
 /// A failed operation on a tree: what, where, why.
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +136,10 @@ pub struct CopyStats {
     pub special: u64,
     /// Bytes of file data written (holes excluded).
     pub bytes: u64,
+    /// Files with hard links outside the tree (as many links as the source had were
+    /// not all inside it): the copy has only the inside ones, so it is not faithful,
+    /// and the file may be anyone's (a link to `/etc/shadow` in a user's directory).
+    pub linked_outside: u64,
 }
 
 /// `statx` of one entry, never following a final symlink.
@@ -151,16 +154,35 @@ fn open_at(dir: &impl AsFd, name: &OsStr, flags: OFlags, mode: u32, context: &Pa
         .map_err(wrap("open", context.join(name)))
 }
 
-/// Opens a file or directory for reading without touching its access time (falling
-/// back to a plain open where `O_NOATIME` is not allowed).
-fn open_read(dir: &impl AsFd, name: &OsStr, directory: bool, context: &Path) -> Result<OwnedFd> {
-    let flags = if directory { OFlags::RDONLY | OFlags::DIRECTORY } else { OFlags::RDONLY };
-    match open_at(dir, name, flags | OFlags::NOATIME, 0, context) {
+/// Opens a file (`Some` of what `statx` said of it) or a directory (`None`) for
+/// reading without touching its access time (falling back to a plain open where
+/// `O_NOATIME` is not allowed). A file is opened with `O_NONBLOCK` and must still be
+/// the file that was seen: a FIFO swapped in meanwhile is refused, never waited on.
+fn open_read(dir: &impl AsFd, name: &OsStr, file: Option<&Statx>, context: &Path) -> Result<OwnedFd> {
+    let flags = match file {
+        Some(_) => OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
+        None => OFlags::RDONLY | OFlags::DIRECTORY,
+    };
+    let fd = match open_at(dir, name, flags | OFlags::NOATIME, 0, context) {
         Err(TreeError::Io { source, .. }) if source.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => {
             open_at(dir, name, flags, 0, context)
         }
         other => other,
+    }?;
+    if let Some(seen) = file {
+        let opened = rustix::fs::fstat(&fd).map_err(wrap("stat", context.join(name)))?;
+        let same = FileType::from_raw_mode(opened.st_mode) == FileType::RegularFile
+            && opened.st_ino == seen.stx_ino
+            && opened.st_dev == rustix::fs::makedev(seen.stx_dev_major, seen.stx_dev_minor);
+        if !same {
+            return Err(TreeError::Io {
+                op: "read",
+                path: context.join(name),
+                source: io::Error::other("it was replaced while being read"),
+            });
+        }
     }
+    Ok(fd)
 }
 
 /// A `Dir` for an open directory descriptor (through its `/proc/self/fd` link, which
@@ -296,12 +318,12 @@ struct Copier<'a> {
     /// The directory holding the copy's top, and the top's name there.
     dest_parent: &'a Dir,
     dest_name: &'a OsStr,
-    /// Inode of a hard-linked source file → the copy's path relative to `dest_parent`.
-    linked: HashMap<(u32, u32, u64), PathBuf>,
+    /// Inode of a hard-linked source file → the copy's path relative to `dest_parent`,
+    /// the source's link count, and how many of its names the copy met.
+    linked: HashMap<(u32, u32, u64), (PathBuf, u32, u32)>,
     directories: Vec<PendingDir>,
     mount_id: u64,
     stats: CopyStats,
-    buffer: Vec<u8>,
 }
 
 /// Copies entry `name` of `source` (a directory tree or a single non-directory) to
@@ -315,9 +337,9 @@ pub fn copy(source: &Dir, name: &OsStr, dest: &Dir, dest_name: &OsStr) -> Result
         directories: Vec::new(),
         mount_id: top.stx_mnt_id,
         stats: CopyStats::default(),
-        buffer: vec![0; CHUNK],
     };
     copier.entry(source, name, dest, dest_name, Path::new(""), &top)?;
+    copier.stats.linked_outside = copier.linked.values().filter(|(_, links, met)| met < links).count() as u64;
     // Deepest first, so that setting a directory's times is never undone by work
     // inside it.
     let mut pending = std::mem::take(&mut copier.directories);
@@ -351,7 +373,7 @@ impl Copier<'_> {
             NodeKind::Directory => {
                 rustix::fs::mkdirat(to, to_name, Mode::from_raw_mode(0o700))
                     .map_err(wrap("create directory", to.path().join(to_name)))?;
-                let source_fd = open_read(from, name, true, from.path())?;
+                let source_fd = open_read(from, name, None, from.path())?;
                 let source = dir_of(&source_fd, &shown)?;
                 let xattrs = list_xattrs(&XattrTarget::Fd(source_fd.as_fd()), &shown)?;
                 let target = to.open_dir(to_name)?;
@@ -365,15 +387,16 @@ impl Copier<'_> {
             NodeKind::File => {
                 let key = (st.stx_dev_major, st.stx_dev_minor, st.stx_ino);
                 if st.stx_nlink > 1 {
-                    if let Some(first) = self.linked.get(&key) {
+                    if let Some((first, _, met)) = self.linked.get_mut(&key) {
                         // Only names made by this copy are on the way, in directories
                         // that are still root 0700.
-                        rustix::fs::linkat(self.dest_parent, first, to, to_name, AtFlags::empty())
+                        rustix::fs::linkat(self.dest_parent, &*first, to, to_name, AtFlags::empty())
                             .map_err(wrap("hard-link", to.path().join(to_name)))?;
+                        *met += 1;
                         self.stats.hard_links += 1;
                         return Ok(());
                     }
-                    self.linked.insert(key, Path::new(self.dest_name).join(rel));
+                    self.linked.insert(key, (Path::new(self.dest_name).join(rel), st.stx_nlink, 1));
                 }
                 self.file(from, name, to, to_name, st)?;
                 self.stats.files += 1;
@@ -418,38 +441,9 @@ impl Copier<'_> {
     fn file(&mut self, from: &Dir, name: &OsStr, to: &Dir, to_name: &OsStr, st: &Statx) -> Result<()> {
         let shown = from.path().join(name);
         let dest_shown = to.path().join(to_name);
-        let source = open_read(from, name, false, from.path())?;
+        let source = open_read(from, name, Some(st), from.path())?;
         let dest = open_at(to, to_name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL, 0o600, to.path())?;
-        let mut offset = 0u64;
-        loop {
-            let start = match rustix::fs::seek(&source, SeekFrom::Data(offset)) {
-                Ok(start) => start,
-                Err(rustix::io::Errno::NXIO) => break,
-                Err(errno) => return Err(wrap("find data in", &shown)(errno)),
-            };
-            let end = rustix::fs::seek(&source, SeekFrom::Hole(start)).map_err(wrap("find holes in", &shown))?;
-            let mut at = start;
-            while at < end {
-                let want = usize::try_from(end - at).unwrap_or(CHUNK).min(CHUNK);
-                let read = rustix::io::pread(&source, &mut self.buffer[..want], at).map_err(wrap("read", &shown))?;
-                if read == 0 {
-                    break;
-                }
-                let mut written = 0;
-                while written < read {
-                    written += rustix::io::pwrite(&dest, &self.buffer[written..read], at + written as u64)
-                        .map_err(wrap("write", &dest_shown))?;
-                }
-                at += read as u64;
-                self.stats.bytes += read as u64;
-            }
-            if at == start {
-                break;
-            }
-            offset = at;
-        }
-        let size = rustix::fs::fstat(&source).map_err(wrap("stat", &shown))?.st_size;
-        rustix::fs::ftruncate(&dest, u64::try_from(size).unwrap_or(0)).map_err(wrap("set size of", &dest_shown))?;
+        self.stats.bytes += blankslate_core::fs::copy_data(&source, &shown, &dest, &dest_shown)?;
         let (uid, gid) = (rustix::fs::Uid::from_raw(st.stx_uid), rustix::fs::Gid::from_raw(st.stx_gid));
         rustix::fs::fchown(&dest, Some(uid), Some(gid)).map_err(wrap("set owner of", &dest_shown))?;
         rustix::fs::fchmod(&dest, Mode::from_raw_mode(perm(st))).map_err(wrap("set mode of", &dest_shown))?;
@@ -510,7 +504,7 @@ impl Walker {
         let mut children = None;
         match kind {
             NodeKind::Directory => {
-                let fd = open_read(dir, name, true, dir.path())?;
+                let fd = open_read(dir, name, None, dir.path())?;
                 node.xattrs = list_xattrs(&XattrTarget::Fd(fd.as_fd()), &shown)?;
                 children = Some(dir_of(&fd, &shown)?);
             }
@@ -523,7 +517,7 @@ impl Walker {
                         self.inodes.insert(key, rel.to_os_string());
                     }
                 }
-                let fd = open_read(dir, name, false, dir.path())?;
+                let fd = open_read(dir, name, Some(st), dir.path())?;
                 node.xattrs = list_xattrs(&XattrTarget::Fd(fd.as_fd()), &shown)?;
                 if self.contents && node.same_inode_as.is_none() {
                     node.content = Some(hash_file(fd, shown.clone())?);

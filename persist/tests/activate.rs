@@ -217,8 +217,23 @@ fn data_already_in_the_root_is_migrated_into_an_empty_volume_or_reported() {
     });
 }
 
+const HOSTILE: &str = r#"
+version = 1
+[persist."/persist"]
+directories = ["/srv/www", { directory = "/var/lib/important", mode = "0700" }]
+files = [{ file = "/etc/shadow", mode = "0640" }]
+[persist."/persist".users.alice]
+group = "users"
+directories = ["Documents", "Documents/work", "Music", "Videos", ".ssh"]
+files = [{ file = ".bash_history", how = "copy" }]
+"#;
+
+/// What a user (or anyone who can write the volume) plants where persisted paths go:
+/// a symlink, a FIFO, a file where a directory belongs. Each is refused, never
+/// followed or opened, and is that entry's finding (with what is below it); every
+/// other entry is brought in.
 #[test]
-fn a_symlink_planted_in_the_volume_is_refused_never_followed() {
+fn what_is_planted_in_the_volume_is_that_entrys_finding_and_the_rest_comes_in() {
     if !is_root() {
         return;
     }
@@ -226,23 +241,151 @@ fn a_symlink_planted_in_the_volume_is_refused_never_followed() {
     let root = scratch.path();
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("shadow"), "secret").unwrap();
-    std::fs::create_dir_all(root.join("persist/etc")).unwrap();
-    std::os::unix::fs::symlink(outside.path().join("shadow"), root.join("persist/etc/shadow")).unwrap();
-    std::os::unix::fs::symlink(outside.path(), root.join("persist/srv")).unwrap();
+    let vol = root.join("persist");
+    std::fs::create_dir_all(vol.join("etc")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("shadow"), vol.join("etc/shadow")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), vol.join("srv")).unwrap();
+    let home = vol.join("home/alice");
+    std::fs::create_dir_all(&home).unwrap();
+    std::os::unix::fs::symlink(outside.path(), home.join("Documents")).unwrap();
+    rustix::fs::mknodat(rustix::fs::CWD, home.join("Music"), rustix::fs::FileType::Fifo, 0o644.into(), 0).unwrap();
+    std::fs::write(home.join("Videos"), "a file").unwrap();
+    std::os::unix::fs::symlink(outside.path().join("shadow"), home.join(".bash_history")).unwrap();
     let outside_path = outside.path().to_path_buf();
     in_namespace(move || {
-        let file =
-            declaration("version = 1\n[persist.\"/persist\"]\nfiles = [{ file = \"/etc/shadow\", mode = \"0640\" }]\n");
-        let error = activate(&root, &file, None).unwrap_err();
-        assert!(matches!(error, PersistError::Hostile { .. }), "{error}");
-        assert!(error.to_string().contains("never followed"), "{error}");
-        let dir = declaration("version = 1\n[persist.\"/persist\"]\ndirectories = [\"/srv/www\"]\n");
-        let error = activate(&root, &dir, None).unwrap_err();
-        assert!(matches!(error, PersistError::Hostile { .. }), "{error}");
-        assert!(error.to_string().contains("a symlink is never followed"), "{error}");
-        assert_eq!(mode_owner(&outside_path.join("shadow")).0 & 0o777, 0o644, "the target's mode was not touched");
-        assert!(!outside_path.join("www").exists(), "nothing was created outside");
+        let report = activate(&root, &declaration(HOSTILE), None).unwrap();
+        let refused: Vec<&str> = report.conflicts.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            refused,
+            [
+                "/etc/shadow",
+                "/home/alice/.bash_history",
+                "/home/alice/Documents",
+                "/home/alice/Documents/work",
+                "/home/alice/Music",
+                "/home/alice/Videos",
+                "/srv/www",
+            ],
+            "{report:#?}"
+        );
+        assert!(report.conflicts.iter().all(|(_, why)| why.starts_with("not brought in: ")), "{report:#?}");
+        let why = |path: &str| &report.conflicts.iter().find(|(p, _)| p == path).unwrap().1;
+        assert!(why("/home/alice/Documents").contains("never followed"), "{report:#?}");
+        assert!(why("/home/alice/Documents/work").contains("/home/alice/Documents, which holds it"));
+        assert!(why("/home/alice/.bash_history").contains("never followed"), "{report:#?}");
+        // Everything else is in place.
+        assert_eq!(report.mounted, ["/home/alice/.ssh", "/var/lib/important"], "{report:#?}");
+        for path in ["var/lib/important", "home/alice/.ssh"] {
+            assert!(same_file(&root.join(path), &vol.join(path)), "{path} is mounted");
+        }
+        // Nothing planted was followed, opened or changed.
+        assert_eq!(mode_owner(&outside_path.join("shadow")), (0o644, 0, 0), "the target was not touched");
+        assert_eq!(std::fs::read(outside_path.join("shadow")).unwrap(), b"secret");
+        assert!(!outside_path.join("www").exists() && !outside_path.join("work").exists(), "nothing made outside");
+        assert!(std::fs::symlink_metadata(home.join("Music")).unwrap().file_type().is_fifo());
+        assert_eq!(std::fs::read(home.join("Videos")).unwrap(), b"a file");
+        assert!(!root.join("home/alice/.bash_history").exists(), "no copy made of a refused one");
+        // Once the user takes them away, the next activation brings them in.
+        for name in ["Documents", "Music", "Videos", ".bash_history"] {
+            std::fs::remove_file(home.join(name)).unwrap();
+        }
+        let again = activate(&root, &declaration(HOSTILE), None).unwrap();
+        let refused: Vec<&str> = again.conflicts.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(refused, ["/etc/shadow", "/srv/www"], "{again:#?}");
+        assert!(same_file(&root.join("home/alice/Documents/work"), &home.join("Documents/work")));
     });
+}
+
+const LINKED_FILES: &str = r#"
+version = 1
+[persist."/persist".users.alice]
+group = "users"
+directories = ["Projects"]
+files = [
+  { file = ".bash_history", how = "bind" },
+  { file = ".bashrc", how = "bind" },
+  { file = ".netrc", how = "copy" },
+  { file = ".profile", how = "bind" },
+]
+"#;
+
+/// Hard links to root-only files (what anyone can make where `fs.protected_hardlinks`
+/// is 0; made here as root, which the protection would have allowed), at a user's
+/// persisted files in the volume and in the root: none is chowned, chmoded, read or
+/// copied; each is that entry's finding, at activation, repair and sync.
+#[test]
+fn a_hard_link_to_a_root_file_is_never_chowned_read_or_copied() {
+    if !is_root() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let root = scratch.path();
+    let secret = |path: &Path, text: &str| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    secret(&root.join("etc/shadow"), "root:$y$live-secret:1::::::\n");
+    secret(&root.join("persist/secret"), "volume-secret\n");
+    let (home, vol_home) = (root.join("home/alice"), root.join("persist/home/alice"));
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&vol_home).unwrap();
+    std::fs::hard_link(root.join("persist/secret"), vol_home.join(".bash_history")).unwrap();
+    std::fs::write(vol_home.join(".netrc"), "alice's\n").unwrap();
+    std::fs::hard_link(root.join("etc/shadow"), home.join(".netrc")).unwrap();
+    std::fs::hard_link(root.join("etc/shadow"), home.join(".profile")).unwrap();
+    std::fs::create_dir(home.join("Projects")).unwrap();
+    std::fs::write(home.join("Projects/mine"), "alice's own\n").unwrap();
+    std::fs::hard_link(root.join("etc/shadow"), home.join("Projects/leak")).unwrap();
+    in_namespace(move || {
+        let declared = declaration(LINKED_FILES);
+        let untouched = |report: &dyn std::fmt::Debug| {
+            assert_eq!(mode_owner(&root.join("etc/shadow")), (0o600, 0, 0), "{report:#?}");
+            assert_eq!(mode_owner(&root.join("persist/secret")), (0o600, 0, 0), "{report:#?}");
+            assert_eq!(std::fs::read(vol_home.join(".netrc")).unwrap(), b"alice's\n", "{report:#?}");
+            assert!(!vol_home.join(".profile").exists(), "nothing migrated: {report:#?}");
+            for entry in walkdir(&root.join("persist")) {
+                let text = std::fs::read(&entry).unwrap_or_default();
+                let secret = String::from_utf8_lossy(&text).contains("live-secret");
+                assert!(!secret, "{} holds a copy of /etc/shadow: {report:#?}", entry.display());
+            }
+        };
+        let expect =
+            ["/home/alice/.bash_history", "/home/alice/.netrc", "/home/alice/.profile", "/home/alice/Projects"];
+        // A running system's activation (a switch: the live copy would win).
+        let report = activate(&root, &declared, Some(&declared)).unwrap();
+        let refused: Vec<&str> = report.conflicts.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(refused, expect, "{report:#?}");
+        assert!(report.conflicts[..3].iter().all(|(_, why)| why.contains(" hard links; ")), "{report:#?}");
+        assert!(report.conflicts[3].1.contains("hard links outside it"), "{report:#?}");
+        assert_eq!(std::fs::read(home.join("Projects/mine")).unwrap(), b"alice's own\n", "left as it was");
+        assert_eq!(report.mounted, ["/home/alice/.bashrc"], "the others come in: {report:#?}");
+        untouched(&report);
+        let dir = Dir::open_root(&root).unwrap();
+        let repaired = blankslate_persist::repair(&dir, &declared, &users()).unwrap();
+        let refused: Vec<&str> = repaired.conflicts.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(refused, expect, "{repaired:#?}");
+        untouched(&repaired);
+        let synced = blankslate_persist::copy::sync(&dir, &declared, &users(), None);
+        assert_eq!(synced.failed.len(), 1, "{synced:#?}");
+        assert!(synced.failed[0].1.contains("the live file") && synced.failed[0].1.contains(" hard links; "));
+        untouched(&synced);
+    });
+}
+
+/// Every regular file below `dir`.
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let kind = std::fs::symlink_metadata(&path).unwrap().file_type();
+        if kind.is_dir() {
+            out.extend(walkdir(&path));
+        } else if kind.is_file() {
+            out.push(path);
+        }
+    }
+    out
 }
 
 #[test]
@@ -436,16 +579,16 @@ fn a_copy_takes_renames_and_is_written_back_to_the_volume() {
     std::fs::write(root.join("etc/shadow+"), "root:$y$new:19001::::::\n").unwrap();
     std::fs::rename(root.join("etc/shadow+"), root.join("etc/shadow")).unwrap();
     let dir = Dir::open_root(&root).unwrap();
-    let synced = blankslate_persist::copy::sync(&dir, &declared, &users(), None).unwrap();
+    let synced = blankslate_persist::copy::sync(&dir, &declared, &users(), None);
     assert_eq!(synced.written, ["/etc/shadow"]);
     assert_eq!(synced.unchanged, ["/etc/passwd"]);
     assert_eq!(std::fs::read_to_string(root.join("persist/etc/shadow")).unwrap(), "root:$y$new:19001::::::\n");
     assert_eq!(mode_owner(&root.join("persist/etc/shadow")), (0o640, 0, 110), "written with its owner and mode");
-    assert!(blankslate_persist::copy::sync(&dir, &declared, &users(), None).unwrap().written.is_empty());
+    assert!(blankslate_persist::copy::sync(&dir, &declared, &users(), None).written.is_empty());
 
     // A live file that is gone is reported; the volume keeps its copy.
     std::fs::remove_file(root.join("etc/passwd")).unwrap();
-    let synced = blankslate_persist::copy::sync(&dir, &declared, &users(), None).unwrap();
+    let synced = blankslate_persist::copy::sync(&dir, &declared, &users(), None);
     assert_eq!(synced.missing, [("/etc/passwd".to_owned(), "is not in the root".to_owned())]);
     assert!(root.join("persist/etc/passwd").exists());
 
@@ -461,6 +604,51 @@ fn a_copy_takes_renames_and_is_written_back_to_the_volume() {
     let report = activate(&root, &declared, Some(&declared)).unwrap();
     assert_eq!(report.written_back, ["/etc/shadow"], "{report:?}");
     assert_eq!(std::fs::read_to_string(root.join("persist/etc/shadow")).unwrap(), "changed before the switch\n");
+}
+
+/// A copy declared without a mode (`/etc/shadow` written by shadow-utils as 0600, or
+/// 0640 for its group) keeps the stricter of its live and volume modes: a sync, a
+/// switch or a boot never makes it readable by others. A declared mode is applied.
+#[test]
+fn a_copy_without_a_declared_mode_never_gets_a_wider_one() {
+    if !is_root() {
+        eprintln!("skipped: owners need root");
+        return;
+    }
+    let scratch = Scratch::new();
+    let root = scratch.path();
+    std::fs::create_dir_all(root.join("persist/etc")).unwrap();
+    std::fs::write(root.join("persist/etc/shadow"), "root:!:1::::::\n").unwrap();
+    std::fs::set_permissions(root.join("persist/etc/shadow"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let undeclared =
+        declaration("version = 1\n[persist.\"/persist\"]\nfiles = [{ file = \"/etc/shadow\", how = \"copy\" }]\n");
+    let modes = || (mode_owner(&root.join("etc/shadow")).0, mode_owner(&root.join("persist/etc/shadow")).0);
+    // Boot: the root's copy gets the volume's mode, not the default 0644.
+    activate(&root, &undeclared, None).unwrap();
+    assert_eq!(modes(), (0o600, 0o600));
+    // passwd(1) writes a new file 0600; a sync and a switch keep 0600 on both sides.
+    std::fs::write(root.join("etc/shadow+"), "root:$y$new:2::::::\n").unwrap();
+    std::fs::set_permissions(root.join("etc/shadow+"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::rename(root.join("etc/shadow+"), root.join("etc/shadow")).unwrap();
+    let dir = Dir::open_root(&root).unwrap();
+    assert_eq!(blankslate_persist::copy::sync(&dir, &undeclared, &users(), None).written, ["/etc/shadow"]);
+    assert_eq!(modes(), (0o600, 0o600));
+    activate(&root, &undeclared, Some(&undeclared)).unwrap();
+    assert_eq!(modes(), (0o600, 0o600));
+    // A tool that leaves it 0644 in the root: the volume stays 0600, and the root's
+    // copy is narrowed at the next activation.
+    std::fs::set_permissions(root.join("etc/shadow"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(root.join("etc/shadow"), "root:$y$newer:3::::::\n").unwrap();
+    assert_eq!(blankslate_persist::copy::sync(&dir, &undeclared, &users(), None).written, ["/etc/shadow"]);
+    assert_eq!(modes(), (0o644, 0o600));
+    activate(&root, &undeclared, Some(&undeclared)).unwrap();
+    assert_eq!(modes(), (0o600, 0o600));
+    // A declared mode is what both get.
+    let declared = declaration(
+        "version = 1\n[persist.\"/persist\"]\nfiles = [{ file = \"/etc/shadow\", how = \"copy\", mode = \"0640\" }]\n",
+    );
+    activate(&root, &declared, Some(&undeclared)).unwrap();
+    assert_eq!(modes(), (0o640, 0o640));
 }
 
 #[test]
@@ -517,5 +705,28 @@ fn a_volume_unmounted_under_its_mounts_is_never_emptied_into_the_root() {
         assert_eq!(std::fs::read_to_string(root.join("var/log/syslog")).unwrap(), "kept\n");
         assert_eq!(std::fs::read_to_string(root.join("etc/data")).unwrap(), "kept too\n");
         assert!(!root.join("persist/var/log/syslog").exists(), "data was moved onto the root's file system");
+    });
+}
+
+/// A file bind-mounted by name: a symlink swapped in at the name after the caller
+/// looked (it could name any file on the host) is refused, never followed.
+#[test]
+fn a_file_bind_mount_never_follows_a_symlink() {
+    if !is_root() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let root = scratch.path();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("shadow"), "secret").unwrap();
+    std::os::unix::fs::symlink(outside.path().join("shadow"), root.join("persist/hist")).unwrap();
+    std::fs::write(root.join("hist"), "").unwrap();
+    in_namespace(move || {
+        let dir = Dir::open_root(&root).unwrap();
+        let volume = dir.open_dir("persist").unwrap();
+        let error =
+            blankslate_core::mount::bind(Source::File(&volume, "hist"), &dir, "hist", MountFlags::empty()).unwrap_err();
+        assert!(error.to_string().contains("not a regular file"), "{error}");
+        assert_eq!(std::fs::read(root.join("hist")).unwrap(), b"", "nothing was mounted");
     });
 }

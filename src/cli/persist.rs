@@ -277,7 +277,8 @@ fn persist_list(common: &PersistArgs, as_json: bool) -> Result<ExitCode> {
     Ok(ExitCode::from(if all_ok && listing.pending.is_empty() { EXIT_OK } else { EXIT_FINDINGS }))
 }
 
-/// `persist sync [--follow]`: exit code 1 if a copy is missing from the root.
+/// `persist sync [--follow]`: exit code 1 if a copy is missing from the root or could
+/// not be synced (each copy is synced on its own; `--follow` keeps running).
 fn sync(target: &Target, follow: bool, as_json: bool) -> Result<ExitCode> {
     use blankslate_persist::copy;
     // `--follow` runs for good: it must not keep every other writer out.
@@ -294,23 +295,35 @@ fn sync(target: &Target, follow: bool, as_json: bool) -> Result<ExitCode> {
         for (path, why) in synced.missing.iter().chain(&synced.unknown_owners) {
             eprintln!("warning: {path}: {why}");
         }
+        for (path, why) in &synced.failed {
+            eprintln!("warning: {path}: not written back: {why}");
+        }
     };
     if follow {
-        println!("keeping the copies of generation {} written back", running.number);
-        let never = copy::follow(&root, &running.declaration, &running.users, &mut |synced| print(synced))?;
+        // Said once the first sync is done and every change is watched.
+        let mut first = true;
+        let never = copy::follow(&root, &running.declaration, &running.users, &mut |synced| {
+            print(synced);
+            if std::mem::take(&mut first) {
+                println!("keeping the copies of generation {} written back", running.number);
+            }
+        })?;
         match never {}
     }
-    let synced = copy::sync(&root, &running.declaration, &running.users, None)?;
+    let synced = copy::sync(&root, &running.declaration, &running.users, None);
     if as_json {
-        let missing: Vec<_> = synced.missing.iter().map(|(path, why)| json!({ "path": path, "why": why })).collect();
+        let pairs = |list: &[(String, String)]| -> Vec<_> {
+            list.iter().map(|(path, why)| json!({ "path": path, "why": why })).collect()
+        };
         report::json(&json!({
-            "generation": running.number, "written": synced.written, "unchanged": synced.unchanged, "missing": missing,
+            "generation": running.number, "written": synced.written, "unchanged": synced.unchanged,
+            "missing": pairs(&synced.missing), "failed": pairs(&synced.failed),
         }));
     } else {
         print(&synced);
         println!("copies: {} written back, {} unchanged", synced.written.len(), synced.unchanged.len());
     }
-    Ok(ExitCode::from(if synced.missing.is_empty() { EXIT_OK } else { EXIT_FINDINGS }))
+    Ok(ExitCode::from(if synced.missing.is_empty() && synced.failed.is_empty() { EXIT_OK } else { EXIT_FINDINGS }))
 }
 
 /// The state of `target`, locked for writing, if anything was ever built there (none

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use blankslate_core::decl::UserDb;
 use blankslate_core::diff::etc_changes;
-use blankslate_core::fs::{Dir, Kind};
+use blankslate_core::fs::{Accept, Dir, Kind, Refusal};
 use blankslate_core::manifest::{DEFAULT_DIR_MODE, EtcKind, Manifest, ManifestEntry, content_hash, has_entries_below};
 
 use super::{
@@ -117,10 +117,21 @@ impl<'a> Dirs<'a> {
         };
         Ok(match meta.kind {
             Kind::Symlink => Found::Link(dir.read_link(name)?.to_string_lossy().into_owned()),
-            Kind::File if hash => {
-                let hash = content_hash(&dir.read(name)?);
-                Found::File { hash, mode: meta.mode, uid: meta.uid, gid: meta.gid }
-            }
+            // Read through a checked descriptor: a FIFO swapped in is never waited on,
+            // and a file with other names (a link to a file elsewhere) is never read; it
+            // is not one of ours either way.
+            Kind::File if hash => match dir.open_checked(name, Accept::File) {
+                Ok(file) => {
+                    let hash = content_hash(&file.read_to_end()?);
+                    Found::File { hash, mode: meta.mode, uid: meta.uid, gid: meta.gid }
+                }
+                Err(error) if matches!(error.refusal(), Some(Refusal::HardLinked(_))) => {
+                    Found::File { hash: String::new(), mode: meta.mode, uid: meta.uid, gid: meta.gid }
+                }
+                Err(error) if error.refusal().is_some() => Found::Other,
+                Err(error) if error.is_not_found() => Found::Absent,
+                Err(error) => return Err(error.into()),
+            },
             Kind::File => Found::File { hash: String::new(), mode: meta.mode, uid: meta.uid, gid: meta.gid },
             Kind::Directory => Found::Directory { mode: meta.mode, uid: meta.uid, gid: meta.gid },
             Kind::Other => Found::Other,

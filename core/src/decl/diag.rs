@@ -73,8 +73,9 @@ pub enum Rule {
     /// A persisted path in an API file system (`/proc`, `/sys`, `/dev`, `/run`), which
     /// the kernel or systemd mounts over whatever the root holds there.
     ApiFilesystem,
-    /// `.ssh`, `.gnupg` or `/var/lib/private` with a mode open to group or others
-    /// (a warning).
+    /// `.ssh`, `.gnupg` or `/var/lib/private` with a mode open to group or others, or
+    /// a known secret (`/etc/shadow`, keys) persisted as a copy with no mode (a
+    /// warning).
     PrivateMode,
     /// So many bind mounts that every reader of the mount table slows down (a
     /// warning).

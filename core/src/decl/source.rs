@@ -410,7 +410,7 @@ fn io_error(error: FsError, path: &Path) -> SourceError {
 mod tests {
     use std::path::Path;
 
-    use crate::decl::{Rule, Severity, check, read_file};
+    use crate::decl::{Rule, Severity, check};
 
     /// The rules of the errors `check` reports for `text`, written in `dir`.
     fn errors(dir: &Path, text: &str) -> Vec<(Rule, String)> {
@@ -588,21 +588,5 @@ mod tests {
             found,
             [(Rule::EtcSource, "etc tree: `tree/initctl` is a FIFO, not a regular file or a directory".into())]
         );
-    }
-
-    /// The declaration file itself: a FIFO or a device is refused at once, never
-    /// waited on or read until memory runs out.
-    #[test]
-    fn a_declaration_file_that_is_not_a_file_is_refused_without_blocking() {
-        let scratch = tempfile::tempdir().unwrap();
-        mkfifo(&scratch.path().join("fifo.toml"));
-        for (path, what) in [(scratch.path().join("fifo.toml"), "a FIFO"), (Path::new("/dev/zero").into(), "a device")]
-        {
-            let error = read_file(&path).unwrap_err();
-            assert_eq!(error.to_string(), format!("it is {what}, not a declaration"));
-        }
-        let huge = scratch.path().join("huge.toml");
-        std::fs::File::create(&huge).unwrap().set_len(crate::decl::MAX_FILE_BYTES + 1).unwrap();
-        assert!(read_file(&huge).unwrap_err().to_string().starts_with("it is larger than"));
     }
 }

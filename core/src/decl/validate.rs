@@ -857,17 +857,22 @@ fn check_secret_modes(declaration: &Declaration, entries: &[ResolvedEntry<'_>], 
         let Some(path) = entry.path.strip_prefix("/etc/") else { continue };
         let mode = entry.entry.owner.mode;
         if entry.entry.kind == EntryKind::File && is_known_secret(path) && world_readable(mode.bits()) {
-            out.push(
-                Diagnostic::warning(
-                    Rule::SecretMode,
-                    entry.entry.span,
-                    format!(
-                        "persisted `{}` holds secrets, and mode {mode} (declared, or the default for a file) lets everyone read it",
-                        entry.path
-                    ),
+            // A copy with no mode keeps the stricter of the live file's and the
+            // volume's modes (persist), but a new one is made with this mode.
+            let message = if entry.entry.how() == How::Copy && mode == Mode::FILE {
+                format!(
+                    "`{}` holds secrets and is persisted as a copy with no mode: it keeps the stricter of the live \
+                     file's and the volume's modes, but a new one is made {mode}",
+                    entry.path
                 )
-                .with_help(help),
-            );
+            } else {
+                format!(
+                    "persisted `{}` holds secrets, and mode {mode} (declared, or the default for a file) lets everyone \
+                     read it",
+                    entry.path
+                )
+            };
+            out.push(Diagnostic::warning(Rule::SecretMode, entry.entry.span, message).with_help(help));
         }
     }
 }

@@ -1,0 +1,320 @@
+//! A local user as the attacker. The user owns a home and persisted paths in it, in the
+//! root and in the volume, and may plant anything there at any moment: symlinks, FIFOs,
+//! hard links to root-only files (which anyone can make where `fs.protected_hardlinks`
+//! is 0; made here by root in the scratch tree, which is what the protection would
+//! have allowed, since this machine's setting is not the tests' to change).
+//!
+//! The user is a throwaway id with no account on the host (`setpriv --reuid=N
+//! --regid=N --clear-groups`). Everything runs in a private mount namespace
+//! (`unshare`), which each script checks before it mounts anything, on a scratch root.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+mod common;
+
+use common::{is_root, stderr, stdout};
+
+/// The attacker's id: no account on the host has it.
+const MALLORY: u32 = 48213;
+
+/// A root with a volume at `persist/`, whose persisted paths include a user's.
+fn declaration() -> String {
+    format!(
+        r#"version = 1
+[etc."passwd"]
+text = "root:x:0:0::/root:/bin/sh\nmallory:x:{MALLORY}:{MALLORY}::/home/mallory:/bin/sh\n"
+[etc."group"]
+text = "root:x:0:\nmallory:x:{MALLORY}:\n"
+
+[persist."/persist"]
+directories = [{{ directory = "/var/lib/important", mode = "0700" }}]
+files = [
+  {{ file = "/etc/shadow", how = "copy", mode = "0600" }},
+  {{ file = "/var/lib/app.conf", how = "copy" }},
+]
+
+[persist."/persist".users.mallory]
+directories = ["data", {{ directory = "linked", how = "symlink" }}]
+files = [{{ file = "notes", how = "copy" }}, {{ file = "hist", how = "bind" }}]
+"#
+    )
+}
+
+/// A scratch directory others can enter (the user must reach their home), holding the
+/// root, the declaration and what the scripts leave for the checks.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::create_dir_all(dir.path().join("root/persist")).unwrap();
+        std::fs::write(dir.path().join("declaration.toml"), declaration()).unwrap();
+        Scratch { dir }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    /// Runs `script` with `sh` in a private mount namespace, in the scratch directory;
+    /// `$B` is the binary, `$R` the root, `$D` the declaration, `$U` the user's id and
+    /// `$SETUP` the shell functions below.
+    fn run(&self, script: &str) -> std::process::Output {
+        let full = format!(
+            "set -e\n[ \"$(readlink /proc/self/ns/mnt)\" != \"$(readlink /proc/$PPID/ns/mnt)\" ] || \
+             {{ echo 'not in a private mount namespace'; exit 99; }}\n{SETUP}\n{script}"
+        );
+        common::output(
+            Command::new("unshare")
+                .args(["--mount", "--propagation", "private", "sh", "-c", &full])
+                .current_dir(self.dir.path())
+                .env("B", env!("CARGO_BIN_EXE_blankslate"))
+                .env("R", self.dir.path().join("root"))
+                .env("D", self.dir.path().join("declaration.toml"))
+                .env("U", MALLORY.to_string())
+                .env("NO_COLOR", "1")
+                .env_remove("BLANKSLATE_FAILPOINT"),
+        )
+    }
+}
+
+/// Shell functions the scripts share: `as_user CMD…` runs a command as the user;
+/// `prepare` makes the root-only sentinels (the volume's `important` database and
+/// shadow), activates, and puts hard links to the sentinels in the user's
+/// `.stash` in the root; `snapshot FILE` lists everything outside the user's paths
+/// (and blankslate's own state) with its type, owner, mode, inode and contents hash;
+/// `wait_for CMD…` retries a check 600 times, 50 ms apart.
+const SETUP: &str = r#"
+as_user() { setpriv --reuid="$U" --regid="$U" --clear-groups "$@"; }
+H="$R/home/mallory"; V="$R/persist/home/mallory"
+prepare() {
+    mkdir -p "$R/persist/var/lib/important" "$R/persist/etc"
+    printf 'important-secret\n' > "$R/persist/var/lib/important/db"; chmod 600 "$R/persist/var/lib/important/db"
+    printf 'root:shadow-secret:1::::::\n' > "$R/persist/etc/shadow"; chmod 600 "$R/persist/etc/shadow"
+    "$B" switch "$D" --root "$R" > switch-first.out 2>&1
+    mkdir "$H/.stash"; chown "$U:$U" "$H/.stash"
+    ln "$R/persist/var/lib/important/db" "$H/.stash/db"
+    ln "$R/etc/shadow" "$H/.stash/shadow"
+    stat -c %i "$R/persist/var/lib/important/db" "$R/etc/shadow" > sentinels
+}
+snapshot() {
+    out="$PWD/$1"
+    (cd "$R" && find . \( -path ./home/mallory -o -path ./persist/home/mallory -o -path ./var/lib/blankslate \
+        -o -path ./etc/.blankslate -o -path ./persist/var/lib/blankslate \) -prune \
+        -o -printf '%p %y %U:%G %m %i\n' | sort > "$out"
+     find . \( -path ./home/mallory -o -path ./persist/home/mallory -o -path ./var/lib/blankslate \
+        -o -path ./etc/.blankslate -o -path ./persist/var/lib/blankslate \) -prune \
+        -o -type f -exec md5sum {} + | sort >> "$out")
+}
+wait_for() { n=0; until "$@"; do n=$((n+1)); [ $n -lt 600 ] || { echo "waited in vain: $*"; return 1; }; sleep 0.05; done; }
+"#;
+
+/// What the user does in a loop while root's commands run: hard links to the root-only
+/// sentinels, symlinks, FIFOs and files swapped in and out of every persisted path of
+/// theirs, in the root and in the volume. Every step may fail (a mount point cannot
+/// be renamed, root may have replaced something meanwhile): it goes on.
+const ATTACK: &str = r#"
+H="$1"; V="$2"; stop="$3"; i=0
+while [ ! -e "$stop" ]; do
+    i=$((i+1))
+    # Copies: a hard link to a root-only file, in the root and in the volume.
+    mv -f "$H/.stash/db" "$H/notes"; mv -f "$H/notes" "$H/.stash/db"
+    mv -f "$H/.stash/shadow" "$V/notes"; mv -f "$V/notes" "$H/.stash/shadow"
+    # Copies: a symlink to one, a FIFO, then a file of the user's own again.
+    ln -sfn "$V/../../var/lib/important/db" "$V/notes"; rm -f "$V/notes"
+    mkfifo "$V/notes"; rm -f "$V/notes"; mkfifo "$H/notes"; rm -f "$H/notes"
+    echo "mallory $i" > "$H/notes"; echo "mallory $i" > "$V/notes"
+    # The bind-mounted file in the volume: a hard link, a symlink, then back.
+    mv -fT "$V/hist" "$V/hist.away"
+    mv -f "$H/.stash/db" "$V/hist"; mv -f "$V/hist" "$H/.stash/db"
+    ln -sfn /etc/shadow "$V/hist"; rm -f "$V/hist"; mv -fT "$V/hist.away" "$V/hist"
+    # The mounted directory in the volume: a symlink, a FIFO, a file, then back.
+    mv -T "$V/data" "$V/data.away"
+    ln -sfn ../../var/lib/important "$V/data"; rm -f "$V/data"
+    mkfifo "$V/data"; rm -f "$V/data"; echo x > "$V/data"; rm -f "$V/data"
+    mv -T "$V/data.away" "$V/data"
+    # The linked directory in the root: a directory holding a hard link, a FIFO.
+    rm -f "$H/linked"; mkdir "$H/linked"
+    mv -f "$H/.stash/db" "$H/linked/db"; mv -f "$H/linked/db" "$H/.stash/db"; rmdir "$H/linked"
+    mkfifo "$H/linked"; rm -f "$H/linked"; ln -sfn /persist/home/mallory/linked "$H/linked"
+done 2>/dev/null
+echo "$i"
+"#;
+
+/// The race: while the user swaps symlinks, FIFOs and hard links in and out of their
+/// persisted paths, root runs `switch`, `repair` and `persist sync` again and again,
+/// and `persist sync --follow` watches throughout. Afterwards nothing outside the
+/// user's paths changed owner, mode or contents, no command hung or failed, every
+/// finding is about the user's paths, the user can read no secret, the volume's
+/// `/var/lib/important` is still what is mounted, and the daemon still runs.
+#[test]
+fn a_users_race_against_switch_repair_and_sync_changes_nothing_outside_their_paths() {
+    if !is_root() {
+        eprintln!("skipped: needs root for namespaces and a throwaway user");
+        return;
+    }
+    let scratch = Scratch::new();
+    std::fs::write(scratch.path().join("attack.sh"), ATTACK).unwrap();
+    let script = r#"
+prepare
+snapshot before
+"$B" persist sync --follow --root "$R" > follow.out 2>&1 &
+follower=$!
+# Whatever happens, nothing started here outlives the script.
+trap 'touch "$PWD/stop"; kill "$follower" 2>/dev/null || true' EXIT
+as_user sh attack.sh "$H" "$V" "$PWD/stop" > rounds &
+attacker=$!
+for round in $(seq 40); do
+    for command in "switch $D" repair "persist sync"; do
+        code=0; timeout 60 "$B" $command --root "$R" >> commands.out 2>&1 || code=$?
+        echo "$command $code" >> codes
+    done
+done
+touch stop; wait "$attacker"
+kill -0 "$follower" && echo alive > follower || echo dead > follower
+kill "$follower" 2>/dev/null || true; wait "$follower" || true
+# Put the user's paths back as they were, and let root see them settle.
+snapshot after
+stat -c %i "$R/var/lib/important" "$R/persist/var/lib/important" > important
+as_user grep -rlsD skip -e important-secret -e shadow-secret "$H" "$V" > readable || true
+find "$H" "$V" -type f -exec grep -l -e important-secret -e shadow-secret {} + 2>/dev/null \
+    | xargs -r stat -c '%i %n' > holding || true
+"#;
+    let run = scratch.run(script);
+    assert!(run.status.success(), "{}{}", stdout(&run), stderr(&run));
+    let rounds: u32 = scratch.read("rounds").trim().parse().unwrap();
+    assert!(rounds > 0, "the attacker ran");
+    // No command hung (timeout: 124) or failed (3); repair and sync may report the
+    // user's entries (1).
+    for line in scratch.read("codes").lines() {
+        let (command, code) = line.rsplit_once(' ').unwrap();
+        let allowed: &[&str] = if command.starts_with("switch") { &["0"] } else { &["0", "1"] };
+        assert!(allowed.contains(&code), "{line}\n{}", scratch.read("commands.out"));
+    }
+    // Every finding is about the user's paths.
+    let findings = scratch.read("commands.out") + &scratch.read("follow.out");
+    for line in findings.lines().filter(|l| l.contains("warning:") || l.trim_start().starts_with("? ")) {
+        assert!(line.contains("/home/mallory/"), "a finding about someone else's path: {line}");
+    }
+    assert_eq!(scratch.read("follower").trim(), "alive", "{}", scratch.read("follow.out"));
+    let reported = findings.lines().filter(|l| l.contains("/home/mallory/")).count();
+    eprintln!("{rounds} rounds of the user's swaps; {reported} findings about the user's paths");
+    // Nothing outside the user's paths changed owner, mode, inode or contents.
+    let (before, after) = (scratch.read("before"), scratch.read("after"));
+    if before != after {
+        let changed: Vec<&str> = after.lines().filter(|l| !before.lines().any(|b| b == *l)).collect();
+        let gone: Vec<&str> = before.lines().filter(|l| !after.lines().any(|a| a == *l)).collect();
+        panic!("outside the user's paths, now: {changed:#?}\nbefore: {gone:#?}");
+    }
+    // The user can read no secret; a file in their paths holding one is a sentinel
+    // itself (a hard link root made), never a copy.
+    assert_eq!(scratch.read("readable"), "", "the user can read a secret");
+    let sentinels = scratch.read("sentinels");
+    let sentinels: Vec<&str> = sentinels.lines().collect();
+    for line in scratch.read("holding").lines() {
+        let inode = line.split(' ').next().unwrap();
+        assert!(sentinels.contains(&inode), "a copy of a secret in the user's paths: {line}");
+    }
+    let important = scratch.read("important");
+    let inodes: Vec<&str> = important.lines().collect();
+    assert_eq!(inodes[0], inodes[1], "/var/lib/important is the volume's");
+}
+
+/// `persist sync --follow` meets a symlink (to a root-only file) and then a FIFO at a
+/// user's copy in the volume: each is that copy's finding, nothing is followed or
+/// waited on, and the daemon keeps writing back the other copies.
+#[test]
+fn persist_sync_follow_keeps_running_through_a_users_symlink_and_fifo() {
+    if !is_root() {
+        eprintln!("skipped: needs root for namespaces and a throwaway user");
+        return;
+    }
+    let scratch = Scratch::new();
+    let script = r#"
+prepare
+"$B" persist sync --follow --root "$R" > follow.out 2>&1 &
+follower=$!
+trap 'kill "$follower" 2>/dev/null || true' EXIT
+findings() { [ "$(grep -cs 'notes: not written back' follow.out)" -ge "$1" ]; }
+wait_for grep -qs '^keeping the copies' follow.out
+as_user ln -sfn ../../var/lib/important/db "$V/notes"
+as_user sh -c "echo 'after the symlink' > '$H/notes'"
+wait_for findings 1
+as_user sh -c "rm '$V/notes' && mkfifo '$V/notes'"
+as_user sh -c "echo 'after the fifo' > '$H/notes'"
+wait_for findings 2
+echo 'written by root' > "$R/var/lib/app.conf"
+wait_for grep -qs 'written back: /var/lib/app.conf' follow.out
+kill -0 "$follower" && echo alive > follower || echo dead > follower
+cat "$R/persist/var/lib/app.conf" > app.conf
+kill "$follower" 2>/dev/null || true; wait "$follower" || true
+cat "$R/persist/var/lib/important/db" > db
+stat -c '%F %u' "$V/notes" > notes-kind
+"#;
+    let run = scratch.run(script);
+    assert!(run.status.success(), "{}{}{}", stdout(&run), stderr(&run), scratch.read("follow.out"));
+    let follow = scratch.read("follow.out");
+    assert_eq!(scratch.read("follower").trim(), "alive", "{follow}");
+    assert_eq!(scratch.read("app.conf"), "written by root\n", "{follow}");
+    let findings: Vec<&str> = follow.lines().filter(|l| l.contains("not written back")).collect();
+    assert!(findings[0].contains("symlink"), "{follow}");
+    assert!(findings[1].contains("FIFO"), "{follow}");
+    assert_eq!(scratch.read("db"), "important-secret\n", "the symlink's target was not written");
+    assert_eq!(scratch.read("notes-kind"), "fifo 48213\n");
+    assert!(Path::new(&scratch.path().join("root/persist/var/lib/important/db")).exists());
+}
+
+/// A user's persisted paths in the volume replaced, before an activation, by a
+/// symlink (the directory), a FIFO (the copy) and a hard link to a root-only file (the
+/// bind-mounted file): the activation reports those three, exits 0 and brings in every
+/// other path (`/var/lib/important` is mounted); the audit reports them too; nothing
+/// planted is followed, opened or chowned.
+#[test]
+fn a_users_planted_entries_are_their_findings_and_every_other_path_comes_in() {
+    if !is_root() {
+        eprintln!("skipped: needs root for namespaces and a throwaway user");
+        return;
+    }
+    let scratch = Scratch::new();
+    let script = r#"
+# A mounted volume, as the audit wants one.
+mount -t tmpfs volume "$R/persist"
+mkdir -p "$R/persist/var/lib/important" "$V"
+printf 'important-secret\n' > "$R/persist/var/lib/important/db"; chmod 600 "$R/persist/var/lib/important/db"
+chown "$U:$U" "$V"
+as_user ln -s ../../var/lib/important "$V/data"
+as_user mkfifo "$V/notes"
+ln "$R/persist/var/lib/important/db" "$V/hist"
+code=0; "$B" switch "$D" --root "$R" > switch.out 2> switch.err || code=$?
+echo "$code" > switch.code
+stat -c %i "$R/var/lib/important" "$R/persist/var/lib/important" > important
+stat -c '%U %a' "$R/persist/var/lib/important/db" > db
+code=0; "$B" audit --json --root "$R" > audit.json || code=$?
+echo "$code" > audit.code
+"#;
+    let run = scratch.run(script);
+    assert!(run.status.success(), "{}{}", stdout(&run), stderr(&run));
+    let switched = scratch.read("switch.err");
+    assert_eq!(scratch.read("switch.code"), "0\n", "{}{switched}", scratch.read("switch.out"));
+    let warned: Vec<&str> = switched.lines().filter_map(|l| l.strip_prefix("warning: ")?.split(':').next()).collect();
+    assert_eq!(warned, ["/home/mallory/data", "/home/mallory/hist", "/home/mallory/notes"], "{switched}");
+    let important = scratch.read("important");
+    let inodes: Vec<&str> = important.lines().collect();
+    assert_eq!(inodes[0], inodes[1], "/var/lib/important is mounted from the volume");
+    assert_eq!(scratch.read("db"), "root 600\n", "the hard-linked file was not chowned");
+    assert_eq!(scratch.read("audit.code"), "2\n", "persisted paths with problems");
+    let audit: serde_json::Value = serde_json::from_str(&scratch.read("audit.json")).unwrap();
+    let findings: Vec<&str> = audit["findings"].as_array().unwrap().iter().filter_map(|f| f["path"].as_str()).collect();
+    for path in ["/home/mallory/data", "/home/mallory/hist", "/home/mallory/notes"] {
+        assert!(findings.contains(&path), "the audit does not report {path}: {audit:#}");
+    }
+    assert!(!findings.contains(&"/var/lib/important"), "{audit:#}");
+}
