@@ -401,30 +401,39 @@ impl Dir {
         owner: Option<(u32, u32)>,
     ) -> Result<File> {
         let name = name.as_ref();
-        let mut file = self.create_new(name, mode)?;
+        self.create_filled(name, mode, owner, |file, path| file.write_all(contents).map_err(wrap_io("write", path)))
+    }
+
+    /// Creates the file `name`, which must not exist, never through a symlink.
+    /// Creates the new file `name` (`0600` until it is complete, so that nothing is
+    /// exposed meanwhile), fills it with `fill`, gives it its owner (when given), then
+    /// its mode (`chown` clears set-id bits), and fsyncs it. If any of that fails (a
+    /// full file system), the new file is removed again.
+    fn create_filled(
+        &self,
+        name: &OsStr,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+        fill: impl FnOnce(&mut File, &Path) -> Result<()>,
+    ) -> Result<File> {
+        check_name(name, &self.path)?;
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL;
+        let mut created = File::from(self.openat(Path::new(name), flags, Mode::from_raw_mode(0o600), "create file")?);
         let path = self.path.join(name);
         let written = (|| {
-            file.write_all(contents).map_err(wrap_io("write", &path))?;
+            fill(&mut created, &path)?;
             if let Some((uid, gid)) = owner {
                 let (uid, gid) = (rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid));
-                rustix::fs::fchown(&file, Some(uid), Some(gid)).map_err(wrap("set owner of", &path))?;
+                rustix::fs::fchown(&created, Some(uid), Some(gid)).map_err(wrap("set owner of", &path))?;
             }
-            // The umask may have narrowed the mode given to open.
-            rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(wrap("set mode of", &path))?;
-            file.sync_all().map_err(wrap_io("fsync", &path))
+            rustix::fs::fchmod(&created, Mode::from_raw_mode(mode)).map_err(wrap("set mode of", &path))?;
+            created.sync_all().map_err(wrap_io("fsync", &path))
         })();
         if let Err(error) = written {
             let _ = self.remove_file(name);
             return Err(error);
         }
-        Ok(file)
-    }
-
-    /// Creates the file `name`, which must not exist, never through a symlink.
-    fn create_new(&self, name: &OsStr, mode: u32) -> Result<File> {
-        check_name(name, &self.path)?;
-        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL;
-        Ok(File::from(self.openat(Path::new(name), flags, Mode::from_raw_mode(mode), "create file")?))
+        Ok(created)
     }
 
     /// Replaces (or creates) `name` with a file holding `contents`, atomically and
@@ -655,20 +664,7 @@ impl Dir {
     ) -> Result<()> {
         let name = name.as_ref();
         let temp = temp_name(name);
-        let written = self.create_new(&temp, 0o600).and_then(|file| {
-            let path = self.path.join(&temp);
-            copy_data(&from.file, &from.path, &file, &path)?;
-            if let Some((uid, gid)) = owner {
-                let (uid, gid) = (rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid));
-                rustix::fs::fchown(&file, Some(uid), Some(gid)).map_err(wrap("set owner of", &path))?;
-            }
-            rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(wrap("set mode of", &path))?;
-            file.sync_all().map_err(wrap_io("fsync", &path))
-        });
-        if let Err(error) = written {
-            let _ = self.remove_file(&temp);
-            return Err(error);
-        }
+        self.create_filled(&temp, mode, owner, |file, path| copy_data(&from.file, &from.path, file, path).map(drop))?;
         self.rename_into_place(&temp, name)
     }
 
