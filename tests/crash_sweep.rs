@@ -198,7 +198,7 @@ fn an_injected_kill_lands_where_the_recording_says() {
             .expect("/etc/static renamed into place");
         let mut world = worker.world(switch.shape);
         (switch.setup)(&mut world);
-        let output = common::output(&mut staged.command(&(switch.command)(&world)));
+        let output = common::output(&mut staged.command(&switch.program(&world)));
         assert_eq!(std::os::unix::process::ExitStatusExt::signal(&output.status), Some(9), "killed at {call}");
         // Killed before /etc/static moved: it is still generation 1's, under a journal.
         let two = check::read_generation(&world.root, 2).unwrap().etc_object;

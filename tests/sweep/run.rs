@@ -56,7 +56,7 @@ impl Config {
 /// Of each system call the first `DEFAULT_FIRST` points are tried, then every
 /// `DEFAULT_EVERY`-th (and the last): chosen so that the whole sweep takes a few
 /// minutes on a 2-core machine (README.md, *Crash sweep*, has the numbers).
-pub const DEFAULT_FIRST: usize = 50;
+pub const DEFAULT_FIRST: usize = 40;
 pub const DEFAULT_EVERY: usize = 5;
 
 /// A clean run of a command: what it did, and what it left.
@@ -139,7 +139,7 @@ pub fn baseline(worker: &Worker, scenario: &Scenario) -> Baseline {
     let mut world = worker.world(scenario.shape);
     let data = (scenario.setup)(&mut world);
     let trace = world.path("recording.trace");
-    let program = (scenario.command)(&world);
+    let program = scenario.program(&world);
     let output = common::output(&mut trace::recording(&program, &trace));
     let mut failures = Vec::new();
     if !output.status.success() {
@@ -159,7 +159,7 @@ pub fn point(worker: &Worker, scenario: &Scenario, baseline: &Baseline, point: &
     let mut world = worker.world(scenario.shape);
     let data = (scenario.setup)(&mut world);
     let expect = expect(scenario, data, &baseline.reference);
-    let program = (scenario.command)(&world);
+    let program = scenario.program(&world);
     let mut command = point.command(&program);
     if show {
         println!("{}: {command:?}", scenario.name);
@@ -174,7 +174,7 @@ pub fn point(worker: &Worker, scenario: &Scenario, baseline: &Baseline, point: &
     }
     let world = std::cell::RefCell::new(&mut world);
     verdict(point.inject, &ran, &mut || check::check(&world.borrow(), &expect), &mut || {
-        let result = (scenario.recover)(&mut world.borrow_mut());
+        let result = scenario.recover(&mut world.borrow_mut());
         if show {
             println!("recovery: {result:?}");
         }
@@ -363,7 +363,7 @@ pub fn on_one_worker<R: Send>(job: &(dyn Fn(&Worker) -> R + Sync)) -> R {
 pub fn after_clean_run(worker: &Worker, scenario: &Scenario) -> (World, Expect) {
     let mut world = worker.world(scenario.shape);
     let data = (scenario.setup)(&mut world);
-    let program = (scenario.command)(&world);
+    let program = scenario.program(&world);
     let args: Vec<OsString> = program[1..].to_vec();
     let output = common::output(std::process::Command::new(&program[0]).args(&args));
     assert!(output.status.success(), "{}: {}", scenario.name, common::stderr(&output));

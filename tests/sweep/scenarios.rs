@@ -15,6 +15,17 @@ use super::check::{Class, Data, Failure, Gen, Intent, snapshot};
 use super::world::{self, BIN, HANG, Shape, World, write_file};
 use crate::common;
 
+/// What a scenario runs: blankslate with these arguments (and `--root ROOT`), or a
+/// command line made from the world.
+#[derive(Debug, Clone, Copy)]
+pub enum Run {
+    Blankslate(&'static [&'static str]),
+    Line(fn(&World) -> Vec<OsString>),
+}
+
+/// A recovery: what it did wrong, if anything.
+pub type Recovery = fn(&mut World) -> Result<(), Failure>;
+
 /// One command swept.
 #[derive(Debug, Clone, Copy)]
 pub struct Scenario {
@@ -24,12 +35,30 @@ pub struct Scenario {
     pub intent: Intent,
     /// Prepares the state the command starts from; returns the data that must survive.
     pub setup: fn(&mut World) -> Vec<Data>,
-    /// The command, as a program and its arguments.
-    pub command: fn(&World) -> Vec<OsString>,
-    /// What a person (or the next boot) does after the command failed or was killed.
-    pub recover: fn(&mut World) -> Result<(), Failure>,
+    pub command: Run,
+    /// What a person (or the next boot) does after the command failed or was killed:
+    /// `None` runs the command again.
+    pub recover: Option<Recovery>,
     /// Data a clean run leaves, which every point must leave too (adopt's volume).
     pub reference: Option<fn(&World) -> Vec<Data>>,
+}
+
+impl Scenario {
+    /// The command, as a program and its arguments.
+    pub fn program(&self, world: &World) -> Vec<OsString> {
+        match self.command {
+            Run::Blankslate(args) => blankslate(world, args),
+            Run::Line(line) => line(world),
+        }
+    }
+
+    /// The natural recovery.
+    pub fn recover(&self, world: &mut World) -> Result<(), Failure> {
+        match self.recover {
+            Some(recover) => recover(world),
+            None => recovery(&self.program(world), &format!("`{}` again", self.name)),
+        }
+    }
 }
 
 const PASSWD: &str = r"root:x:0:0::/root:/bin/sh\napp:x:2000:2000::/var/lib/app:/bin/false\n";
@@ -187,7 +216,7 @@ fn installed(root: &Path) {
     write("etc/ssh/sshd_config", "Port 22\n", 0o644, (0, 0));
     write("etc/ssh/ssh_host_ed25519_key", "PRIVATE\n", 0o600, (0, 0));
     write("etc/ssh/ssh_host_ed25519_key.pub", "PUBLIC\n", 0o644, (0, 0));
-    for i in 0..6 {
+    for i in 0..2 {
         write(&format!("etc/app.d/{i}.conf"), &format!("setting {i}\n"), 0o644, (0, 0));
     }
     write("usr/lib/os-release", "ID=debian\n", 0o644, (0, 0));
@@ -254,259 +283,199 @@ fn boot_image(world: &World) -> std::path::PathBuf {
 }
 /// Every command swept.
 pub fn all() -> Vec<Scenario> {
-    [switches(), store_and_persistence(), repair_confirm_adopt_boot()].concat()
+    let (one, two) = (Gen::Number(1), Gen::Number(2));
+    vec![
+        on_live_root("switch 1->2", both(two, two), one_to_two, &["switch", "2"]),
+        on_live_root("switch 2->1", both(one, one), two_to_one, &["switch", "1"]),
+        on_live_root("switch --test 2", both(two, one), one_to_two, &["switch", "--test", "2"]),
+        on_live_root("switch --boot 2", both(one, two), boot_two, &["switch", "--boot", "2"]),
+        Scenario {
+            // The rollback's intent, by number: a second `rollback` would go one further
+            // back once the first got through.
+            recover: Some(|w| step(w, &["switch", "1"])),
+            ..on_live_root("rollback", both(one, one), two_to_one, &["rollback"])
+        },
+        Scenario {
+            // The next use of the store: building again what gc removed.
+            recover: Some(|w| step(w, &["switch", w.path("decl/big.toml").to_str().unwrap()])),
+            ..on_live_root("generations gc", both(Gen::Newest, Gen::Newest), collectable, &["generations", "gc"])
+        },
+        Scenario {
+            command: Run::Line(|w| persist(w, "add")),
+            recover: Some(|w| persist_again(w, "add")),
+            ..on_live_root("persist add", both(Gen::Newest, Gen::Newest), live_app_data, &[])
+        },
+        Scenario {
+            command: Run::Line(|w| persist(w, "remove")),
+            recover: Some(|w| persist_again(w, "remove")),
+            ..on_live_root("persist remove", both(Gen::Newest, Gen::Newest), two_persisted, &[])
+        },
+        on_live_root("persist sync", both(one, one), copies_changed, &["persist", "sync"]),
+        on_live_root("repair", both(one, one), drifted, &["repair"]),
+        on_live_root("confirm", both(two, two), on_trial, &["confirm"]),
+        Scenario {
+            shape: Shape::Adopt,
+            command: Run::Line(adopt),
+            // The volume a clean adopt fills (its state apart: generations carry dates).
+            reference: Some(|w| {
+                let skip = vec!["var/lib/blankslate"];
+                vec![Data::Tree { path: w.volume.clone(), snapshot: snapshot(&w.volume, &skip), skip }]
+            }),
+            ..on_live_root("adopt", both(Gen::None, one), installed_system, &[])
+        },
+        Scenario {
+            shape: Shape::Boot,
+            command: Run::Line(World::boot_command),
+            recover: Some(|w| {
+                w.reboot();
+                recovery(&w.boot_command(), "(the next boot)")
+            }),
+            ..on_live_root("boot", both(two, two), initrd, &[])
+        },
+    ]
 }
 
 fn both(active: Gen, default: Gen) -> Intent {
     Intent { active, default }
 }
 
-/// `switch` both ways, with `--test` and `--boot`, and `rollback`.
-fn switches() -> Vec<Scenario> {
-    vec![
-        Scenario {
-            name: "switch 1->2",
-            shape: Shape::Live,
-            intent: both(Gen::Number(2), Gen::Number(2)),
-            setup: |w| {
-                let volume = one_active_two_built(w);
-                with(volume, live(w, &BOTH))
-            },
-            command: |w| blankslate(w, &["switch", "2"]),
-            recover: |w| step(w, &["switch", "2"]),
-            reference: None,
-        },
-        Scenario {
-            name: "switch 2->1",
-            shape: Shape::Live,
-            intent: both(Gen::Number(1), Gen::Number(1)),
-            setup: |w| {
-                let volume = two_active(w);
-                with(volume, live(w, &["/var/lib/one/marker", "/var/log/marker", "/srv/data/marker", "/var/lib/seed"]))
-            },
-            command: |w| blankslate(w, &["switch", "1"]),
-            recover: |w| step(w, &["switch", "1"]),
-            reference: None,
-        },
-        Scenario {
-            name: "switch --test 2",
-            shape: Shape::Live,
-            intent: both(Gen::Number(2), Gen::Number(1)),
-            setup: |w| {
-                let volume = one_active_two_built(w);
-                with(volume, live(w, &BOTH))
-            },
-            command: |w| blankslate(w, &["switch", "--test", "2"]),
-            recover: |w| step(w, &["switch", "--test", "2"]),
-            reference: None,
-        },
-        Scenario {
-            name: "switch --boot 2",
-            shape: Shape::Live,
-            intent: both(Gen::Number(1), Gen::Number(2)),
-            setup: |w| {
-                let volume = one_active_two_built(w);
-                with(volume, live(w, &["/var/lib/one/marker", "/var/log/marker", "/var/lib/seed"]))
-            },
-            command: |w| blankslate(w, &["switch", "--boot", "2"]),
-            recover: |w| step(w, &["switch", "--boot", "2"]),
-            reference: None,
-        },
-        Scenario {
-            name: "rollback",
-            shape: Shape::Live,
-            intent: both(Gen::Number(1), Gen::Number(1)),
-            setup: |w| {
-                let volume = two_active(w);
-                with(volume, live(w, &["/var/lib/one/marker", "/var/log/marker", "/srv/data/marker"]))
-            },
-            command: |w| blankslate(w, &["rollback"]),
-            // The rollback's intent, by number: a second `rollback` would go one further
-            // back once the first got through.
-            recover: |w| step(w, &["switch", "1"]),
-            reference: None,
-        },
-    ]
+/// A command on a live root whose natural recovery is to run it again.
+fn on_live_root(
+    name: &'static str,
+    intent: Intent,
+    setup: fn(&mut World) -> Vec<Data>,
+    args: &'static [&'static str],
+) -> Scenario {
+    Scenario { name, shape: Shape::Live, intent, setup, command: Run::Blankslate(args), recover: None, reference: None }
 }
 
-/// `generations gc`, `persist add` and `persist remove`.
-fn store_and_persistence() -> Vec<Scenario> {
-    vec![
-        Scenario {
-            name: "generations gc",
-            shape: Shape::Live,
-            intent: both(Gen::Newest, Gen::Newest),
-            setup: |w| {
-                let volume = fill_volume(&w.volume);
-                let (big, one) = (declare(w, "big"), declare(w, "one"));
-                w.ok(&["switch", &big]);
-                w.ok(&["switch", &one]);
-                w.ok(&["generations", "delete", "1"]);
-                with(volume, live(w, &BOTH))
-            },
-            command: |w| blankslate(w, &["generations", "gc"]),
-            // The next use of the store: building what gc removed again.
-            recover: |w| step(w, &["switch", w.path("decl/big.toml").to_str().unwrap()]),
-            reference: None,
-        },
-        Scenario {
-            name: "persist add",
-            shape: Shape::Live,
-            intent: both(Gen::Newest, Gen::Newest),
-            setup: |w| {
-                let volume = fill_volume(&w.volume);
-                let declaration = declare(w, "one");
-                w.ok(&["switch", &declaration]);
-                let live_data = w.in_root("/var/lib/app");
-                app_tree(&live_data);
-                let tree = snapshot(&live_data, &[]);
-                let moved = vec![
-                    Data::Tree { path: live_data, skip: Vec::new(), snapshot: tree.clone() },
-                    Data::Tree { path: w.in_volume("/var/lib/app"), skip: Vec::new(), snapshot: tree },
-                ];
-                with(with(volume, moved), live(w, &BOTH))
-            },
-            command: |w| {
-                let declaration = w.path("decl/one.toml");
-                blankslate(w, &["persist", "add", "/var/lib/app", "--declaration", declaration.to_str().unwrap()])
-            },
-            recover: |w| {
-                let declaration = w.path("decl/one.toml").to_str().unwrap().to_owned();
-                step(w, &["persist", "recover", "--declaration", &declaration])?;
-                if !declares(&declaration, "/var/lib/app") {
-                    step(w, &["persist", "add", "/var/lib/app", "--declaration", &declaration])?;
-                }
-                Ok(())
-            },
-            reference: None,
-        },
-        Scenario {
-            name: "persist remove",
-            shape: Shape::Live,
-            intent: both(Gen::Newest, Gen::Newest),
-            setup: |w| {
-                let volume = fill_volume(&w.volume);
-                let declaration = declare(w, "two");
-                w.ok(&["switch", &declaration]);
-                let at = w.in_volume("/var/lib/two/marker");
-                write_file(&at, "two's data stays\n");
-                let kept = vec![Data::File { path: at, text: "two's data stays\n".into() }];
-                with(with(volume, kept), live(w, &BOTH))
-            },
-            command: |w| {
-                let declaration = w.path("decl/two.toml");
-                blankslate(w, &["persist", "remove", "/var/lib/two", "--declaration", declaration.to_str().unwrap()])
-            },
-            recover: |w| {
-                let declaration = w.path("decl/two.toml").to_str().unwrap().to_owned();
-                step(w, &["persist", "recover", "--declaration", &declaration])?;
-                if declares(&declaration, "/var/lib/two") {
-                    step(w, &["persist", "remove", "/var/lib/two", "--declaration", &declaration])?;
-                }
-                Ok(())
-            },
-            reference: None,
-        },
-    ]
+fn one_to_two(w: &mut World) -> Vec<Data> {
+    let volume = one_active_two_built(w);
+    with(volume, live(w, &BOTH))
 }
 
-/// `persist sync`, `repair`, `confirm`, `adopt` and boot.
-fn repair_confirm_adopt_boot() -> Vec<Scenario> {
-    vec![
-        Scenario {
-            name: "persist sync",
-            shape: Shape::Live,
-            intent: both(Gen::Number(1), Gen::Number(1)),
-            setup: |w| {
-                let volume = fill_volume(&w.volume);
-                let one = declare(w, "one");
-                w.ok(&["switch", &one]);
-                let changed = [("/etc/machine-id", "a new machine id\n"), ("/var/lib/counter", "2\n")];
-                let mut data: Vec<Data> =
-                    volume.into_iter().filter(|d| !matches!(d, Data::File { path, .. } if changed.iter().any(|(c, _)| path.ends_with(&c[1..])))).collect();
-                for (path, text) in changed {
-                    std::fs::write(w.in_root(path), text).unwrap();
-                    data.push(Data::File { path: w.in_volume(path), text: text.into() });
-                    data.push(Data::File { path: w.in_root(path), text: text.into() });
-                }
-                with(data, live(w, &["/var/log/marker", "/srv/data/marker", "/var/lib/seed"]))
-            },
-            command: |w| blankslate(w, &["persist", "sync"]),
-            recover: |w| step(w, &["persist", "sync"]),
-            reference: None,
-        },
-        Scenario {
-            name: "repair",
-            shape: Shape::Live,
-            intent: both(Gen::Number(1), Gen::Number(1)),
-            setup: |w| {
-                let volume = fill_volume(&w.volume);
-                let one = declare(w, "one");
-                w.ok(&["switch", &one]);
-                // What people and programs do to a live root.
-                let etc = w.in_root("/etc");
-                std::fs::remove_file(etc.join("motd")).unwrap();
-                std::fs::write(etc.join("motd"), "edited by hand\n").unwrap();
-                std::fs::remove_file(etc.join("group")).unwrap();
-                std::fs::set_permissions(etc.join("sudoers"), std::fs::Permissions::from_mode(0o644)).unwrap();
-                world::unmount(&w.in_root("/var/log")).unwrap();
-                with(volume, live(w, &BOTH))
-            },
-            command: |w| blankslate(w, &["repair"]),
-            recover: |w| step(w, &["repair"]),
-            reference: None,
-        },
-        Scenario {
-            name: "confirm",
-            shape: Shape::Live,
-            intent: both(Gen::Number(2), Gen::Number(2)),
-            setup: |w| {
-                let volume = one_active_two_built(w);
-                w.ok(&["switch", "--confirm-within", "1h", "2"]);
-                with(volume, live(w, &BOTH))
-            },
-            command: |w| blankslate(w, &["confirm"]),
-            recover: |w| step(w, &["confirm"]),
-            reference: None,
-        },
-        Scenario {
-            name: "adopt",
-            shape: Shape::Adopt,
-            intent: both(Gen::None, Gen::Number(1)),
-            setup: |w| {
-                let installed_root = w.path("installed");
-                installed(&installed_root);
-                vec![Data::Tree { snapshot: snapshot(&installed_root, &[]), skip: Vec::new(), path: installed_root }]
-            },
-            command: |w| adopt(w),
-            recover: |w| recovery(&adopt(w), "`adopt`"),
-            // The volume a clean adopt fills (its state apart: generations carry dates).
-            reference: Some(|w| {
-                let skip = vec!["var/lib/blankslate"];
-                vec![Data::Tree { path: w.volume.clone(), snapshot: snapshot(&w.volume, &skip), skip }]
-            }),
-        },
-        Scenario {
-            name: "boot",
-            shape: Shape::Boot,
-            intent: both(Gen::Number(2), Gen::Number(2)),
-            setup: |w| {
-                let image = boot_image(w);
-                w.prepare_initrd(&image);
-                // The volume is reached through the booted root, once it is up.
-                let volume = VOLUME_FILES
-                    .iter()
-                    .map(|(path, text)| Data::File { path: w.in_volume(path), text: (*text).into() });
-                with(volume.collect(), live(w, &BOTH))
-            },
-            command: World::boot_command,
-            recover: |w| {
-                w.reboot();
-                recovery(&w.boot_command(), "(the next boot)")
-            },
-            reference: None,
-        },
-    ]
+fn two_to_one(w: &mut World) -> Vec<Data> {
+    let volume = two_active(w);
+    with(volume, live(w, &["/var/lib/one/marker", "/var/log/marker", "/srv/data/marker", "/var/lib/seed"]))
+}
+
+fn boot_two(w: &mut World) -> Vec<Data> {
+    let volume = one_active_two_built(w);
+    with(volume, live(w, &["/var/lib/one/marker", "/var/log/marker", "/var/lib/seed"]))
+}
+
+/// Generation 1 (with many /etc entries) deleted, 2 active: gc has objects to remove.
+fn collectable(w: &mut World) -> Vec<Data> {
+    let volume = fill_volume(&w.volume);
+    let (big, one) = (declare(w, "big"), declare(w, "one"));
+    w.ok(&["switch", &big]);
+    w.ok(&["switch", &one]);
+    w.ok(&["generations", "delete", "1"]);
+    with(volume, live(w, &BOTH))
+}
+
+/// Generation one active, and live data at /var/lib/app that `persist add` moves:
+/// it must end in the volume and at the live path as it was.
+fn live_app_data(w: &mut World) -> Vec<Data> {
+    let volume = fill_volume(&w.volume);
+    let declaration = declare(w, "one");
+    w.ok(&["switch", &declaration]);
+    let live_data = w.in_root("/var/lib/app");
+    app_tree(&live_data);
+    let tree = snapshot(&live_data, &[]);
+    let moved = vec![
+        Data::Tree { path: live_data, skip: Vec::new(), snapshot: tree.clone() },
+        Data::Tree { path: w.in_volume("/var/lib/app"), skip: Vec::new(), snapshot: tree },
+    ];
+    with(with(volume, moved), live(w, &BOTH))
+}
+
+/// Generation two active, with data in /var/lib/two (which `persist remove` keeps).
+fn two_persisted(w: &mut World) -> Vec<Data> {
+    let volume = fill_volume(&w.volume);
+    let declaration = declare(w, "two");
+    w.ok(&["switch", &declaration]);
+    let at = w.in_volume("/var/lib/two/marker");
+    write_file(&at, "two's data stays\n");
+    let kept = vec![Data::File { path: at, text: "two's data stays\n".into() }];
+    with(with(volume, kept), live(w, &BOTH))
+}
+
+/// What `persist add` and `persist remove` work on: the path and the declaration.
+fn persisted_path(verb: &str) -> (&'static str, &'static str) {
+    if verb == "add" { ("/var/lib/app", "decl/one.toml") } else { ("/var/lib/two", "decl/two.toml") }
+}
+
+fn persist(w: &World, verb: &str) -> Vec<OsString> {
+    let (path, declaration) = persisted_path(verb);
+    blankslate(w, &["persist", verb, path, "--declaration", w.path(declaration).to_str().unwrap()])
+}
+
+/// `persist recover`, then the command again if the declaration does not say it
+/// happened.
+fn persist_again(w: &mut World, verb: &str) -> Result<(), Failure> {
+    let (path, declaration) = persisted_path(verb);
+    let declaration = w.path(declaration).to_str().unwrap().to_owned();
+    step(w, &["persist", "recover", "--declaration", &declaration])?;
+    if declares(&declaration, path) != (verb == "add") {
+        step(w, &["persist", verb, path, "--declaration", &declaration])?;
+    }
+    Ok(())
+}
+
+/// Generation one active, its copies changed in the root (for `persist sync`).
+fn copies_changed(w: &mut World) -> Vec<Data> {
+    let changed = [("/etc/machine-id", "a new machine id\n"), ("/var/lib/counter", "2\n")];
+    let volume = fill_volume(&w.volume);
+    let one = declare(w, "one");
+    w.ok(&["switch", &one]);
+    let mut data: Vec<Data> = volume
+        .into_iter()
+        .filter(|d| !matches!(d, Data::File { path, .. } if changed.iter().any(|(c, _)| path.ends_with(&c[1..]))))
+        .collect();
+    for (path, text) in changed {
+        std::fs::write(w.in_root(path), text).unwrap();
+        data.push(Data::File { path: w.in_volume(path), text: text.into() });
+        data.push(Data::File { path: w.in_root(path), text: text.into() });
+    }
+    with(data, live(w, &["/var/log/marker", "/srv/data/marker", "/var/lib/seed"]))
+}
+
+/// Generation one active, then what people and programs do to a live root.
+fn drifted(w: &mut World) -> Vec<Data> {
+    let volume = fill_volume(&w.volume);
+    let one = declare(w, "one");
+    w.ok(&["switch", &one]);
+    let etc = w.in_root("/etc");
+    std::fs::remove_file(etc.join("motd")).unwrap();
+    std::fs::write(etc.join("motd"), "edited by hand\n").unwrap();
+    std::fs::remove_file(etc.join("group")).unwrap();
+    std::fs::set_permissions(etc.join("sudoers"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    world::unmount(&w.in_root("/var/log")).unwrap();
+    with(volume, live(w, &BOTH))
+}
+
+/// Generation two active on trial (`--confirm-within`), its watcher running.
+fn on_trial(w: &mut World) -> Vec<Data> {
+    let volume = one_active_two_built(w);
+    w.ok(&["switch", "--confirm-within", "1h", "2"]);
+    with(volume, live(w, &BOTH))
+}
+
+/// An installed system, which adopt must leave as it is.
+fn installed_system(w: &mut World) -> Vec<Data> {
+    let installed_root = w.path("installed");
+    installed(&installed_root);
+    vec![Data::Tree { snapshot: snapshot(&installed_root, &[]), skip: Vec::new(), path: installed_root }]
+}
+
+/// An initrd and its volume (generation two the boot default), before the boot.
+fn initrd(w: &mut World) -> Vec<Data> {
+    let image = boot_image(w);
+    w.prepare_initrd(&image);
+    // The volume is reached through the booted root, once it is up.
+    let volume = VOLUME_FILES.iter().map(|(path, text)| Data::File { path: w.in_volume(path), text: (*text).into() });
+    with(volume.collect(), live(w, &BOTH))
 }
 
 fn adopt(world: &World) -> Vec<OsString> {
