@@ -82,7 +82,9 @@ impl Class {
             Class::PartialObject => "partial object: the store is damaged, or /etc reads wrong contents from it",
             Class::Temporary => "temporary left: a temporary or journal remains",
             Class::Drift => "drift: /etc is not exactly the active generation's",
-            Class::Mounts => "mounts disagree: extra, missing or wrong mounts below the root",
+            Class::Mounts => {
+                "mounts disagree: extra, missing or wrong mounts below the root, or the root shows other data than its volume"
+            }
             Class::Generations => "generations wrong: active, boot default or a trial not as asked",
             Class::DataLost => "data lost: a volume's data is missing or changed",
             Class::Process => "leftover process: one started for the world still runs",
@@ -126,13 +128,49 @@ pub struct Intent {
     pub default: Gen,
 }
 
-/// Data that must survive: a file's contents, or a whole tree as it was.
+/// Data that must survive: a file's contents or a whole tree, where it is kept (a
+/// volume, or the only copy there is) or as the live root shows it.
 #[derive(Debug, Clone)]
-pub enum Data {
-    /// `path` (on the host) holds `text`.
-    File { path: PathBuf, text: String },
-    /// `path` (on the host) is the tree `snapshot` was taken of (`skip` left out).
-    Tree { path: PathBuf, skip: Vec<&'static str>, snapshot: Snapshot },
+pub struct Data {
+    /// On the host.
+    pub path: PathBuf,
+    /// Seen through the live root: a path persisted there (through its mount) or a
+    /// copy.
+    pub seen: bool,
+    pub expected: Expected,
+}
+
+#[derive(Debug, Clone)]
+pub enum Expected {
+    Text(String),
+    /// The tree `snapshot` was taken of (`skip` left out).
+    Tree {
+        skip: Vec<&'static str>,
+        snapshot: Snapshot,
+    },
+}
+
+impl Data {
+    /// A file kept in a volume (or the only copy there is) that holds `text`.
+    pub fn kept(path: PathBuf, text: &str) -> Data {
+        Data { path, seen: false, expected: Expected::Text(text.to_owned()) }
+    }
+
+    /// A file that the live root shows holding `text`.
+    pub fn seen(path: PathBuf, text: &str) -> Data {
+        Data { path, seen: true, expected: Expected::Text(text.to_owned()) }
+    }
+
+    /// The tree at `path` as it is now (`skip` left out), kept or seen.
+    pub fn tree(path: PathBuf, skip: Vec<&'static str>, seen: bool) -> Data {
+        let snapshot = snapshot(&path, &skip);
+        Data { path, seen, expected: Expected::Tree { skip, snapshot } }
+    }
+
+    /// The same tree, expected at another path.
+    pub fn moved_to(&self, path: PathBuf, seen: bool) -> Data {
+        Data { path, seen, expected: self.expected.clone() }
+    }
 }
 
 /// Per relative path: kind, mode, owner, size, contents hash or link target (and a
@@ -659,17 +697,21 @@ fn check_temporaries(world: &World, state_root: &Path, failures: &mut Vec<Failur
     }
 }
 
+/// Data kept that is wrong is lost; data seen through the root that is wrong while
+/// everything kept is right means the root shows something else than its volume (a
+/// mount or a copy), reported with the mounts.
 fn check_data(data: &[Data], failures: &mut Vec<Failure>) {
+    let (mut lost, mut unseen) = (Vec::new(), Vec::new());
     for item in data {
-        match item {
-            Data::File { path, text } => match std::fs::read_to_string(path) {
-                Ok(have) if have == *text => {}
-                Ok(have) => failures
-                    .push(Failure::new(Class::DataLost, format!("{} holds {have:?}, not {text:?}", path.display()))),
-                Err(e) => failures.push(Failure::new(Class::DataLost, format!("{}: {e}", path.display()))),
+        let path = item.path.display();
+        let wrong = match &item.expected {
+            Expected::Text(text) => match std::fs::read_to_string(&item.path) {
+                Ok(have) if have == *text => None,
+                Ok(have) => Some(format!("{path} holds {have:?}, not {text:?}")),
+                Err(e) => Some(format!("{path}: {e}")),
             },
-            Data::Tree { path, skip, snapshot: before } => {
-                let now = snapshot(path, skip);
+            Expected::Tree { skip, snapshot: before } => {
+                let now = snapshot(&item.path, skip);
                 let changed: Vec<String> = before
                     .keys()
                     .chain(now.keys())
@@ -679,13 +721,14 @@ fn check_data(data: &[Data], failures: &mut Vec<Failure>) {
                     .take(3)
                     .map(|k| format!("{k}: {:?} -> {:?}", before.get(k), now.get(k)))
                     .collect();
-                if !changed.is_empty() {
-                    failures.push(Failure::new(
-                        Class::DataLost,
-                        format!("{} is not as it was: {}", path.display(), changed.join("; ")),
-                    ));
-                }
+                (!changed.is_empty()).then(|| format!("{path} is not as it was: {}", changed.join("; ")))
             }
+        };
+        match wrong {
+            Some(wrong) if item.seen => unseen.push(Failure::new(Class::Mounts, format!("the root shows {wrong}"))),
+            Some(wrong) => lost.push(Failure::new(Class::DataLost, wrong)),
+            None => {}
         }
     }
+    failures.extend(if lost.is_empty() { unseen } else { lost });
 }

@@ -11,7 +11,7 @@ use std::process::Command;
 use blankslate_core::fs::Dir;
 use rustix::mount::MountAttrFlags;
 
-use super::check::{Class, Data, Failure, Gen, Intent, snapshot};
+use super::check::{Class, Data, Failure, Gen, Intent};
 use super::world::{self, BIN, HANG, Shape, World, write_file};
 use crate::common;
 
@@ -130,7 +130,7 @@ fn fill_volume(volume: &Path) -> Vec<Data> {
         .map(|(path, text)| {
             let at = volume.join(&path[1..]);
             write_file(&at, text);
-            Data::File { path: at, text: (*text).to_owned() }
+            Data::kept(at, text)
         })
         .collect()
 }
@@ -141,7 +141,7 @@ fn live(world: &World, paths: &[&str]) -> Vec<Data> {
         .iter()
         .map(|path| {
             let (_, text) = VOLUME_FILES.iter().find(|(p, _)| p == path).expect("a file of the volume");
-            Data::File { path: world.in_root(path), text: (*text).to_owned() }
+            Data::seen(world.in_root(path), text)
         })
         .collect()
 }
@@ -170,7 +170,7 @@ fn two_active(world: &mut World) -> Vec<Data> {
     world.ok(&["switch", "2"]);
     let at = world.in_volume("/var/lib/two/marker");
     write_file(&at, "two's data stays\n");
-    with(volume, vec![Data::File { path: at, text: "two's data stays\n".into() }])
+    with(volume, vec![Data::kept(at, "two's data stays\n")])
 }
 
 fn blankslate(world: &World, args: &[&str]) -> Vec<OsString> {
@@ -317,10 +317,7 @@ pub fn all() -> Vec<Scenario> {
             shape: Shape::Adopt,
             command: Run::Line(adopt),
             // The volume a clean adopt fills (its state apart: generations carry dates).
-            reference: Some(|w| {
-                let skip = vec!["var/lib/blankslate"];
-                vec![Data::Tree { path: w.volume.clone(), snapshot: snapshot(&w.volume, &skip), skip }]
-            }),
+            reference: Some(|w| vec![Data::tree(w.volume.clone(), vec!["var/lib/blankslate"], false)]),
             ..on_live_root("adopt", both(Gen::None, one), installed_system, &[])
         },
         Scenario {
@@ -382,11 +379,8 @@ fn live_app_data(w: &mut World) -> Vec<Data> {
     w.ok(&["switch", &declaration]);
     let live_data = w.in_root("/var/lib/app");
     app_tree(&live_data);
-    let tree = snapshot(&live_data, &[]);
-    let moved = vec![
-        Data::Tree { path: live_data, skip: Vec::new(), snapshot: tree.clone() },
-        Data::Tree { path: w.in_volume("/var/lib/app"), skip: Vec::new(), snapshot: tree },
-    ];
+    let tree = Data::tree(live_data, Vec::new(), true);
+    let moved = vec![tree.moved_to(w.in_volume("/var/lib/app"), false), tree];
     with(with(volume, moved), live(w, &BOTH))
 }
 
@@ -397,7 +391,7 @@ fn two_persisted(w: &mut World) -> Vec<Data> {
     w.ok(&["switch", &declaration]);
     let at = w.in_volume("/var/lib/two/marker");
     write_file(&at, "two's data stays\n");
-    let kept = vec![Data::File { path: at, text: "two's data stays\n".into() }];
+    let kept = vec![Data::kept(at, "two's data stays\n")];
     with(with(volume, kept), live(w, &BOTH))
 }
 
@@ -429,14 +423,12 @@ fn copies_changed(w: &mut World) -> Vec<Data> {
     let volume = fill_volume(&w.volume);
     let one = declare(w, "one");
     w.ok(&["switch", &one]);
-    let mut data: Vec<Data> = volume
-        .into_iter()
-        .filter(|d| !matches!(d, Data::File { path, .. } if changed.iter().any(|(c, _)| path.ends_with(&c[1..]))))
-        .collect();
+    let mut data: Vec<Data> =
+        volume.into_iter().filter(|d| !changed.iter().any(|(c, _)| d.path.ends_with(&c[1..]))).collect();
     for (path, text) in changed {
         std::fs::write(w.in_root(path), text).unwrap();
-        data.push(Data::File { path: w.in_volume(path), text: text.into() });
-        data.push(Data::File { path: w.in_root(path), text: text.into() });
+        data.push(Data::kept(w.in_volume(path), text));
+        data.push(Data::seen(w.in_root(path), text));
     }
     with(data, live(w, &["/var/log/marker", "/srv/data/marker", "/var/lib/seed"]))
 }
@@ -466,7 +458,7 @@ fn on_trial(w: &mut World) -> Vec<Data> {
 fn installed_system(w: &mut World) -> Vec<Data> {
     let installed_root = w.path("installed");
     installed(&installed_root);
-    vec![Data::Tree { snapshot: snapshot(&installed_root, &[]), skip: Vec::new(), path: installed_root }]
+    vec![Data::tree(installed_root, Vec::new(), false)]
 }
 
 /// An initrd and its volume (generation two the boot default), before the boot.
@@ -474,7 +466,7 @@ fn initrd(w: &mut World) -> Vec<Data> {
     let image = boot_image(w);
     w.prepare_initrd(&image);
     // The volume is reached through the booted root, once it is up.
-    let volume = VOLUME_FILES.iter().map(|(path, text)| Data::File { path: w.in_volume(path), text: (*text).into() });
+    let volume = VOLUME_FILES.iter().map(|(path, text)| Data::kept(w.in_volume(path), text));
     with(volume.collect(), live(w, &BOTH))
 }
 
