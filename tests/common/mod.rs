@@ -48,20 +48,41 @@ pub fn stderr(output: &Output) -> String {
 /// `Command::output` with a deadline: standard input empty, standard output and error
 /// captured; a child still running after [`DEADLINE`] is killed and the test fails.
 pub fn output(command: &mut Command) -> Output {
+    let shown = format!("{command:?}");
+    output_within(command, DEADLINE).unwrap_or_else(|| panic!("{shown} still running after {DEADLINE:?}: killed"))
+}
+
+/// [`output`] for a child that may hang, as one under test can: `None` once
+/// `deadline` passes (the child is killed then; what it printed is dropped, since a
+/// process it started may still hold its output open).
+pub fn output_within(command: &mut Command, deadline: Duration) -> Option<Output> {
     let mut child = Running::spawn(command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()));
-    let drain = |stream: Option<Box<dyn Read + Send>>| {
+    let (send, receive) = mpsc::channel();
+    for (index, stream) in [
+        child.0.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child.0.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let send = send.clone();
         std::thread::spawn(move || {
             let mut bytes = Vec::new();
             if let Some(mut stream) = stream {
                 let _ = stream.read_to_end(&mut bytes);
             }
-            bytes
-        })
-    };
-    let out = drain(child.0.stdout.take().map(|s| Box::new(s) as _));
-    let err = drain(child.0.stderr.take().map(|s| Box::new(s) as _));
-    let status = child.wait(DEADLINE);
-    Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
+            let _ = send.send((index, bytes));
+        });
+    }
+    let status = child.wait_within(deadline)?;
+    let end = Instant::now() + deadline;
+    let mut streams = [Vec::new(), Vec::new()];
+    for _ in 0..2 {
+        let (index, bytes) = receive.recv_timeout(end.saturating_duration_since(Instant::now())).ok()?;
+        streams[index] = bytes;
+    }
+    let [stdout, stderr] = streams;
+    Some(Output { status, stdout, stderr })
 }
 
 /// A child that is killed if the test ends (or fails) before it does.
@@ -75,13 +96,23 @@ impl Running {
 
     /// Waits for the child's end; kills it and fails the test after `deadline`.
     pub fn wait(&mut self, deadline: Duration) -> ExitStatus {
+        let id = self.0.id();
+        self.wait_within(deadline).unwrap_or_else(|| panic!("child {id} still running after {deadline:?}: killed"))
+    }
+
+    /// Waits for the child's end; `None` after `deadline`, the child killed then.
+    pub fn wait_within(&mut self, deadline: Duration) -> Option<ExitStatus> {
         let end = Instant::now() + deadline;
         let mut pause = Duration::from_millis(1);
         loop {
             if let Some(status) = self.0.try_wait().expect("wait for a child") {
-                return status;
+                return Some(status);
             }
-            assert!(Instant::now() < end, "child {} still running after {deadline:?}: killed", self.0.id());
+            if Instant::now() >= end {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+                return None;
+            }
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(20));
         }
