@@ -167,6 +167,17 @@ impl Data {
         Data { path, seen, expected: Expected::Tree { skip, snapshot } }
     }
 
+    /// The same data, expected in another world: `from`, the world it was taken in,
+    /// replaced by `to` in its path and in a text (which may name the world's paths).
+    pub fn rebased(&self, from: &Path, to: &Path) -> Data {
+        let path = to.join(self.path.strip_prefix(from).expect("data of the world"));
+        let expected = match &self.expected {
+            Expected::Text(text) => Expected::Text(text.replace(&*from.to_string_lossy(), &to.to_string_lossy())),
+            tree @ Expected::Tree { .. } => tree.clone(),
+        };
+        Data { path, seen: self.seen, expected }
+    }
+
     /// The same tree, expected at another path.
     pub fn moved_to(&self, path: PathBuf, seen: bool) -> Data {
         Data { path, seen, expected: self.expected.clone() }

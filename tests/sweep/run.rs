@@ -65,6 +65,8 @@ pub struct Baseline {
     pub recording: Recording,
     /// Data a clean run leaves, which every point must leave too.
     pub reference: Vec<Data>,
+    /// The clean run's world (another worker's, maybe), which `reference` names.
+    pub top: PathBuf,
     pub failures: Vec<Failure>,
 }
 
@@ -151,14 +153,15 @@ pub fn baseline(worker: &Worker, scenario: &Scenario) -> Baseline {
     let reference = scenario.reference.map(|make| make(&world)).unwrap_or_default();
     failures.extend(check::check(&world, &expect(scenario, data, &reference)));
     let recording = trace::parse(&std::fs::read_to_string(&trace).expect("the recording"));
-    Baseline { recording, reference, failures }
+    Baseline { recording, reference, top: world.top.clone(), failures }
 }
 
 /// Runs one point; with `show`, says everything that happened.
 pub fn point(worker: &Worker, scenario: &Scenario, baseline: &Baseline, point: &Point, show: bool) -> Vec<Failure> {
     let mut world = worker.world(scenario.shape);
     let data = (scenario.setup)(&mut world);
-    let expect = expect(scenario, data, &baseline.reference);
+    let reference: Vec<Data> = baseline.reference.iter().map(|d| d.rebased(&baseline.top, &world.top)).collect();
+    let expect = expect(scenario, data, &reference);
     let program = scenario.program(&world);
     let mut command = point.command(&program);
     if show {

@@ -204,6 +204,9 @@ fn installed(root: &Path) {
     let write = |path: &str, text: &str, mode: u32, owner: (u32, u32)| {
         let at = root.join(path);
         write_file(&at, text);
+        // One time for every world, so that their copies compare equal.
+        let installed_at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        std::fs::File::options().write(true).open(&at).unwrap().set_modified(installed_at).unwrap();
         std::fs::set_permissions(&at, std::fs::Permissions::from_mode(mode)).unwrap();
         chown(&at, Some(owner.0), Some(owner.1)).unwrap();
     };
@@ -316,8 +319,14 @@ pub fn all() -> Vec<Scenario> {
         Scenario {
             shape: Shape::Adopt,
             command: Run::Line(adopt),
-            // The volume a clean adopt fills (its state apart: generations carry dates).
-            reference: Some(|w| vec![Data::tree(w.volume.clone(), vec!["var/lib/blankslate"], false)]),
+            // The volume a clean adopt fills: its state apart (generations carry dates),
+            // and its record; the declaration it writes compared by its text alone.
+            reference: Some(|w| {
+                let declaration = w.volume.join("etc/blankslate/system.toml");
+                let text = std::fs::read_to_string(&declaration).expect("adopt writes a declaration");
+                let skip = vec!["var/lib/blankslate", ".blankslate", "etc/blankslate/system.toml"];
+                vec![Data::tree(w.volume.clone(), skip, false), Data::kept(declaration, &text)]
+            }),
             ..on_live_root("adopt", both(Gen::None, one), installed_system, &[])
         },
         Scenario {
