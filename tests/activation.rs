@@ -306,7 +306,7 @@ fn a_switch_killed_at_any_etc_step_is_finished_by_the_next_run() {
         let output = scratch.run(&["switch", &two], &[]);
         assert!(output.status.success(), "{point}: {}", stderr(&output));
         assert!(
-            stdout(&output).contains("finished the interrupted activation of generation 2 first"),
+            stdout(&output).contains("finished the interrupted switch to generation 2 first"),
             "{point}: {}",
             stdout(&output)
         );
@@ -323,6 +323,8 @@ fn a_switch_killed_at_any_etc_step_is_finished_by_the_next_run() {
 
 /// The same for the failpoints of the build inside `switch DECL`: they fire before
 /// the journal is written (or after it is gone), so /etc is wholly old or wholly new.
+/// Killed as it moves the boot default, the switch is on record, and the rerun
+/// finishes it first.
 #[test]
 fn a_switch_killed_while_building_is_finished_by_the_next_run() {
     let expected = reference();
@@ -341,12 +343,15 @@ fn a_switch_killed_while_building_is_finished_by_the_next_run() {
             }
             aborted += 1;
             assert!(stderr(&output).contains(&format!("failpoint {point}")), "{point}: {}", stderr(&output));
-            let middle = scratch.snapshot();
+            let mut middle = scratch.snapshot();
+            let on_record = middle.remove(".blankslate/transaction.json").is_some();
             assert!(middle == old || middle == expected, "{point}: /etc is half-switched");
+            assert_eq!(on_record, step == "generation:current", "{point}");
 
             let output = scratch.run(&["switch", &two], &[]);
             assert!(output.status.success(), "{point}: {}", stderr(&output));
-            assert!(!stdout(&output).contains("finished the interrupted"), "{point}: no activation was interrupted");
+            let finished = stdout(&output).contains("finished the interrupted switch to generation 2 first");
+            assert_eq!(finished, on_record, "{point}: {}", stdout(&output));
             assert_eq!(scratch.snapshot(), expected, "{point}");
             assert_eq!(scratch.leftovers(), Vec::<String>::new(), "{point}");
             assert!(!scratch.etc().join(".blankslate/journal.json").exists(), "{point}");
@@ -447,4 +452,160 @@ fn dry_run_plans_are_stable() {
     let two = scratch.declaration("two.toml", &generation_2());
     scratch.ok(&["switch", &two]);
     insta::assert_snapshot!("rollback", dry_run(&scratch, &["rollback", "--dry-run"]));
+}
+
+/// The entries of the generation `/etc/static` names in `root` (its manifest), if any.
+fn generation_in_effect(root: &Path) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let tree = std::fs::read_link(root.join("etc/static")).ok()?;
+    let object = root.join(tree.parent()?.strip_prefix("/").ok()?);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(object.join("manifest.json")).ok()?).ok()?;
+    manifest["entries"].as_object().cloned()
+}
+
+/// What `path` (absolute, as the root sees it) is, resolved inside `root` as a process
+/// chrooted there would resolve it: absolute symlinks start again at `root`.
+fn resolve_in_root(root: &Path, path: &str) -> Option<std::fs::Metadata> {
+    let mut pending: Vec<String> = path.split('/').filter(|c| !c.is_empty()).rev().map(str::to_owned).collect();
+    let mut at = PathBuf::from("/");
+    let mut hops = 0;
+    while let Some(component) = pending.pop() {
+        if component == ".." {
+            at.pop();
+            continue;
+        }
+        let next = at.join(&component);
+        let real = root.join(next.strip_prefix("/").unwrap());
+        let meta = std::fs::symlink_metadata(&real).ok()?;
+        if meta.file_type().is_symlink() {
+            hops += 1;
+            if hops > 40 {
+                return None;
+            }
+            let target = std::fs::read_link(&real).ok()?;
+            let target = target.to_str()?;
+            if target.starts_with('/') {
+                at = PathBuf::from("/");
+            }
+            pending.extend(target.split('/').filter(|c| !c.is_empty() && *c != ".").rev().map(str::to_owned));
+        } else {
+            at = next;
+        }
+    }
+    std::fs::metadata(root.join(at.strip_prefix("/").unwrap())).ok()
+}
+
+/// The entries of the generation in effect (the one `/etc/static` names) that a reader
+/// cannot read at this moment, and how many of them `both` (the other generation's
+/// manifest) declares too.
+fn unreadable(root: &Path, both: &serde_json::Map<String, serde_json::Value>) -> (usize, usize) {
+    let Some(entries) = generation_in_effect(root) else { return (0, 0) };
+    let mut count = (0, 0);
+    for (path, entry) in &entries {
+        let readable = match resolve_in_root(root, &format!("/etc/{path}")) {
+            Some(meta) if entry["kind"] == "directory" => meta.is_dir(),
+            Some(meta) => meta.is_file(),
+            None => false,
+        };
+        if !readable {
+            count.0 += 1;
+            count.1 += usize::from(both.contains_key(path));
+        }
+    }
+    count
+}
+
+/// A generation whose directory `dirswap` holds entries, and one where it is a file.
+const WITH_DIR: &str = "version = 1\n[etc.\"dirswap/a\"]\ntext = \"a\\n\"\n[etc.\"dirswap/b/c\"]\ntext = \"c\\n\"\n\
+                        mode = \"0644\"\n[etc.\"motd\"]\ntext = \"one\\n\"\n[etc.\"only-one\"]\ntext = \"1\\n\"\n";
+const WITH_FILE: &str = "version = 1\n[etc.\"dirswap\"]\ntext = \"now a file\\n\"\nmode = \"0644\"\n\
+                         [etc.\"motd\"]\ntext = \"two\\n\"\n[etc.\"only-two\"]\ntext = \"2\\n\"\nmode = \"0600\"\n";
+
+/// The window of a switch (issue 17, item 11): stopped at every step of the journaled
+/// activation, in both directions, how many entries of the generation in effect (the
+/// one `/etc/static` names) are unreadable at once, for the prepared generations 1 and
+/// 2 and for a directory that becomes a file. Entries both generations declare never
+/// are (invariant 8); the others only where a change of kind makes a removal come
+/// first: here the two entries below `dirswap`, which must go before it can be a file.
+#[test]
+fn a_reader_sees_the_old_generation_or_the_new_one_at_every_step() {
+    fn dirswap(scratch: &Scratch) -> String {
+        scratch.ok(&["switch", &scratch.declaration("one.toml", WITH_DIR)]);
+        scratch.declaration("two.toml", WITH_FILE)
+    }
+    type Setup = fn(&Scratch) -> String;
+    let scenarios: [(&str, Setup, usize); 2] = [("prepared", Scratch::prepare, 0), ("dirswap", dirswap, 2)];
+    for (name, setup, allowed) in scenarios {
+        let manifest_of = |scratch: &Scratch| generation_in_effect(scratch.dir.path()).unwrap();
+        let (one, two) = {
+            let scratch = Scratch::new();
+            let two = setup(&scratch);
+            let one = manifest_of(&scratch);
+            scratch.ok(&["switch", &two]);
+            (one, manifest_of(&scratch))
+        };
+        let mut both = one.clone();
+        both.retain(|path, entry| two.get(path).is_some_and(|other| other["kind"] == entry["kind"]));
+        let mut worst = 0;
+        for to in ["2", "1"] {
+            for n in 1.. {
+                assert!(n < 100, "the failpoint never stops firing");
+                let scratch = Scratch::new();
+                let two = setup(&scratch);
+                if to == "2" {
+                    scratch.ok(&["build", &two]);
+                } else {
+                    scratch.ok(&["switch", &two]);
+                }
+                let point = format!("etc-step#{n}");
+                let output = scratch.run(&["switch", to], &[("BLANKSLATE_FAILPOINT", &point)]);
+                if output.status.success() {
+                    break;
+                }
+                assert!(stderr(&output).contains(&format!("failpoint {point}")), "{point}: {}", stderr(&output));
+                let (count, shared) = unreadable(scratch.dir.path(), &both);
+                assert_eq!(shared, 0, "{name}, {point} (to {to}): an entry both generations declare is unreadable");
+                worst = worst.max(count);
+            }
+        }
+        eprintln!("window ({name}): at most {worst} entries of the generation in effect unreadable at once");
+        assert!(worst <= allowed, "{name}: {worst} entries unreadable at once, not at most {allowed}");
+    }
+}
+/// A switch killed around a directory that becomes a file (issue 17, item 2) blocks
+/// nothing: at every step, each way on from there (the switch again, back, a repair,
+/// a test switch) works and ends with exactly the /etc a clean switch makes.
+#[test]
+fn a_switch_killed_where_a_directory_becomes_a_file_blocks_nothing() {
+    let (with_dir, with_file) = (WITH_DIR, WITH_FILE);
+    let clean = |to: &str| {
+        let scratch = Scratch::new();
+        scratch.ok(&["switch", &scratch.declaration("one.toml", with_dir)]);
+        scratch.ok(&["switch", &scratch.declaration("two.toml", with_file)]);
+        if to == "1" {
+            scratch.ok(&["switch", "1"]);
+        }
+        scratch.snapshot()
+    };
+    let (one, two) = (clean("1"), clean("2"));
+    for then in [&["switch", "2"][..], &["rollback"], &["repair"], &["switch", "--test", "2"], &["switch", "1"]] {
+        let mut aborted = 0;
+        for n in 1.. {
+            assert!(n < 100, "the failpoint never stops firing");
+            let scratch = Scratch::new();
+            scratch.ok(&["switch", &scratch.declaration("one.toml", with_dir)]);
+            let file = scratch.declaration("two.toml", with_file);
+            let point = format!("etc-step#{n}");
+            if scratch.run(&["switch", &file], &[("BLANKSLATE_FAILPOINT", &point)]).status.success() {
+                break;
+            }
+            aborted += 1;
+            let output = scratch.run(then, &[]);
+            assert!(output.status.success(), "{point}, then {then:?}: {}", stderr(&output));
+            let expected = if then.contains(&"1") || then == ["rollback"] { &one } else { &two };
+            assert_eq!(&scratch.snapshot(), expected, "{point}, then {then:?}");
+            assert_eq!(scratch.leftovers(), Vec::<String>::new(), "{point}, then {then:?}");
+        }
+        assert!(aborted > 3, "{then:?}: only {aborted} steps");
+    }
 }

@@ -253,8 +253,10 @@ fn a_volume_that_is_not_mounted_is_one_finding_exit_2() {
         return eprintln!("skipped: needs root");
     }
     let scratch = Scratch::new(DECLARATION);
-    // Activation into a plain directory, as when the volume never mounted.
-    let output = scratch.run_in_namespace("true", "true", "--json");
+    // Activated, then the volume and its bind mounts gone: what is written now stays
+    // in the root's plain directories. (A switch refuses a volume that is not there.)
+    let gone = "umount var/log var/lib/app etc/machine-id persist";
+    let output = scratch.switch_and_audit(gone, "--json");
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(json["summary"]["volume"]["count"], 1, "{json:#}");

@@ -503,8 +503,7 @@ fn repair_re_applies_owners_modes_and_mounts_of_persisted_paths() {
     }
     let scratch = Scratch::new();
     let root = scratch.root_path();
-    std::fs::create_dir_all(root.join("persist/srv/www")).unwrap();
-    std::fs::write(root.join("persist/srv/www/index.html"), "from the volume\n").unwrap();
+    std::fs::create_dir_all(root.join("persist")).unwrap();
     let text = declaration(
         "one",
         "[persist.\"/persist\"]\ndirectories = [{ directory = \"/srv/www\", user = \"www\", mode = \"0750\" }, \
@@ -515,6 +514,8 @@ fn repair_re_applies_owners_modes_and_mounts_of_persisted_paths() {
         r#"set -e
 [ "$(readlink /proc/self/ns/mnt)" != "$(readlink /proc/$PPID/ns/mnt)" ] || {{ echo "not in a private mount namespace"; exit 99; }}
 R='{root}'
+mount -t tmpfs volume "$R/persist"
+mkdir -p "$R/persist/srv/www" && echo "from the volume" > "$R/persist/srv/www/index.html"
 "$B" switch '{one}' --root "$R" > /dev/null
 umount "$R/srv/www"
 echo "a person's page" > "$R/srv/www/page.html"
@@ -545,7 +546,7 @@ touch "$R/var/lib/ro/probe" 2>/dev/null && echo "ro lost" || echo "ro kept"
     assert_eq!(
         after,
         "from the volume\na person's page\n750 33\nro kept\n\
-         0 mounted again, 0 linked again, 0 fixed, 0 moved aside, 0 not repaired, 2 as activated\n"
+         0 unmounted, 0 mounted again, 0 linked again, 0 fixed, 0 moved aside, 0 not repaired, 2 as activated\n"
     );
 }
 

@@ -67,21 +67,33 @@ fn sweep(what: &str, script: &str) {
 
 /// `sweep SETUP COMMAND CHECK`: for every call in `$CALLS` and N = 1, 2, … until
 /// COMMAND completes, makes a fresh root with SETUP (in `$R`), runs COMMAND killed at
-/// the N-th such call, runs COMMAND again, and runs CHECK, which prints what is wrong.
+/// the N-th such call, "reboots" (unmounts everything under the root and mounts the
+/// volume again), runs COMMAND again, and runs CHECK, which prints what is wrong.
 /// Prints a line per failure, and `points N` at the end.
+///
+/// The volume is its own tmpfs (`$PWD/volume`, outside the root, so that it outlives
+/// the reboot), filled from `$TEMPLATE/persist` and bind-mounted at `$R/persist`: a
+/// switch refuses a persistent root on the root's own file system.
 const SWEEP: &str = r#"
 unmount_all() {
     awk -v r="$R/" 'index($5, r) == 1 { print $5 }' /proc/self/mountinfo | sort -r | while read -r m; do umount "$m"; done
 }
+mount_volume() { mount --bind "$PWD/volume" "$R/persist"; }
+fresh_volume() {
+    ! mountpoint -q "$PWD/volume" || umount "$PWD/volume"
+    mkdir -p "$PWD/volume" && mount -t tmpfs volume "$PWD/volume"
+    cp -a "$TEMPLATE/persist/." "$PWD/volume/"
+}
+fresh_root() { rm -rf "$R"; cp -a "$TEMPLATE" "$R"; fresh_volume; mount_volume; }
 sweep() {
     setup=$1; command=$2; check=$3; points=0
     for call in $CALLS; do
         n=1
         while :; do
-            R="$PWD/root"; rm -rf "$R"; mkdir "$R"; $setup
+            R="$PWD/root"; $setup
             code=0; strace -f -qq -o /dev/null -e trace="$call" -e inject="$call":signal=KILL:when=$n \
                 $command > /dev/null 2>&1 || code=$?
-            unmount_all
+            unmount_all; mount_volume
             recovered=0; $command > recovery.out 2>&1 || recovered=$?
             wrong=$($check)
             [ "$recovered" = 0 ] || wrong="$wrong recovery exited $recovered: $(tail -n 3 recovery.out)"
@@ -114,7 +126,8 @@ mkdir -p template/persist template/srv/data/sub template/srv/linked
 echo kept > template/srv/data/sub/file; ln template/srv/data/sub/file template/srv/data/same
 echo also > template/srv/linked/file
 "$B" build decl.toml --root "$PWD/template" > /dev/null
-setup() { rmdir "$R"; cp -a template "$R"; }
+TEMPLATE="$PWD/template"
+setup() { fresh_root; }
 check() {
     [ "$(stat -c %d:%i "$R/srv/data")" = "$(stat -c %d:%i "$R/persist/srv/data")" ] || echo "/srv/data is not mounted"
     [ "$(awk -v m="$R/srv/data" '$5 == m' /proc/self/mountinfo | wc -l)" = 1 ] || echo "/srv/data mounted twice"
@@ -141,13 +154,15 @@ fn persist_sync_killed_at_any_call_leaves_nothing_after_the_next() {
     }
     let script = r#"
 printf 'version = 1\n[persist."/persist"]\nfiles = [{ file = "/etc/shadow", how = "copy" }, { file = "/srv/big", how = "copy" }]\n' > decl.toml
-mkdir template; R="$PWD/template"
-mkdir -p "$R/persist/etc" "$R/persist/srv"
-printf 'root:old:1::::::\n' > "$R/persist/etc/shadow"; chmod 600 "$R/persist/etc/shadow"
+mkdir -p seed/persist/etc seed/persist/srv
+printf 'root:old:1::::::\n' > seed/persist/etc/shadow; chmod 600 seed/persist/etc/shadow
+# The template is a root the first switch made, its volume's contents in its /persist.
+TEMPLATE="$PWD/seed"; R="$PWD/template"; fresh_root
 "$B" switch decl.toml --root "$R" > /dev/null
 printf 'root:new:2::::::\n' > "$R/etc/shadow"
 truncate -s 64M "$R/srv/big"; printf 'middle' | dd of="$R/srv/big" bs=1 seek=33554432 conv=notrunc 2>/dev/null
-setup() { rmdir "$R"; cp -a template "$R"; }
+unmount_all; cp -a volume/. "$R/persist/"; TEMPLATE="$R"
+setup() { fresh_root; }
 check() {
     cmp -s "$R/etc/shadow" "$R/persist/etc/shadow" || echo "shadow not written back"
     [ "$(stat -c %a "$R/persist/etc/shadow")" = 600 ] || echo "shadow's mode is $(stat -c %a "$R/persist/etc/shadow")"

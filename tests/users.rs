@@ -8,7 +8,7 @@
 //! --regid=N --clear-groups`). Everything runs in a private mount namespace
 //! (`unshare`), which each script checks before it mounts anything, on a scratch root.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 mod common;
@@ -89,19 +89,23 @@ impl Scratch {
 /// Shell functions the scripts share: `as_user CMD…` runs a command as the user;
 /// `prepare` makes the root-only sentinels (the volume's `important` database and
 /// shadow), activates, and puts hard links to the sentinels in the user's
-/// `.stash` in the root; `snapshot FILE` lists everything outside the user's paths
+/// `.stash` (shadow in the root, the database in the volume); `snapshot FILE` lists everything outside the user's paths
 /// (and blankslate's own state) with its type, owner, mode, inode and contents hash;
 /// `wait_for CMD…` retries a check 600 times, 50 ms apart.
 const SETUP: &str = r#"
 as_user() { setpriv --reuid="$U" --regid="$U" --clear-groups "$@"; }
 H="$R/home/mallory"; V="$R/persist/home/mallory"
 prepare() {
+    # The volume: its own file system (a switch refuses a plain directory of the root).
+    mount -t tmpfs -o mode=0755 volume "$R/persist"
     mkdir -p "$R/persist/var/lib/important" "$R/persist/etc"
     printf 'important-secret\n' > "$R/persist/var/lib/important/db"; chmod 600 "$R/persist/var/lib/important/db"
     printf 'root:shadow-secret:1::::::\n' > "$R/persist/etc/shadow"; chmod 600 "$R/persist/etc/shadow"
     "$B" switch "$D" --root "$R" > switch-first.out 2>&1
-    mkdir "$H/.stash"; chown "$U:$U" "$H/.stash"
-    ln "$R/persist/var/lib/important/db" "$H/.stash/db"
+    # A hard link can only be made within one file system: the root's shadow copy in
+    # the user's home in the root, the volume's database in their directory in the volume.
+    mkdir "$H/.stash" "$V/.stash"; chown "$U:$U" "$H/.stash" "$V/.stash"
+    ln "$R/persist/var/lib/important/db" "$V/.stash/db"
     ln "$R/etc/shadow" "$H/.stash/shadow"
     stat -c %i "$R/persist/var/lib/important/db" "$R/etc/shadow" > sentinels
 }
@@ -126,15 +130,15 @@ H="$1"; V="$2"; stop="$3"; i=0
 while [ ! -e "$stop" ]; do
     i=$((i+1))
     # Copies: a hard link to a root-only file, in the root and in the volume.
-    mv -f "$H/.stash/db" "$H/notes"; mv -f "$H/notes" "$H/.stash/db"
-    mv -f "$H/.stash/shadow" "$V/notes"; mv -f "$V/notes" "$H/.stash/shadow"
+    mv -f "$H/.stash/shadow" "$H/notes"; mv -f "$H/notes" "$H/.stash/shadow"
+    mv -f "$V/.stash/db" "$V/notes"; mv -f "$V/notes" "$V/.stash/db"
     # Copies: a symlink to one, a FIFO, then a file of the user's own again.
     ln -sfn "$V/../../var/lib/important/db" "$V/notes"; rm -f "$V/notes"
     mkfifo "$V/notes"; rm -f "$V/notes"; mkfifo "$H/notes"; rm -f "$H/notes"
     echo "mallory $i" > "$H/notes"; echo "mallory $i" > "$V/notes"
     # The bind-mounted file in the volume: a hard link, a symlink, then back.
     mv -fT "$V/hist" "$V/hist.away"
-    mv -f "$H/.stash/db" "$V/hist"; mv -f "$V/hist" "$H/.stash/db"
+    mv -f "$V/.stash/db" "$V/hist"; mv -f "$V/hist" "$V/.stash/db"
     ln -sfn /etc/shadow "$V/hist"; rm -f "$V/hist"; mv -fT "$V/hist.away" "$V/hist"
     # The mounted directory in the volume: a symlink, a FIFO, a file, then back.
     mv -T "$V/data" "$V/data.away"
@@ -143,7 +147,7 @@ while [ ! -e "$stop" ]; do
     mv -T "$V/data.away" "$V/data"
     # The linked directory in the root: a directory holding a hard link, a FIFO.
     rm -f "$H/linked"; mkdir "$H/linked"
-    mv -f "$H/.stash/db" "$H/linked/db"; mv -f "$H/linked/db" "$H/.stash/db"; rmdir "$H/linked"
+    mv -f "$H/.stash/shadow" "$H/linked/db"; mv -f "$H/linked/db" "$H/.stash/shadow"; rmdir "$H/linked"
     mkfifo "$H/linked"; rm -f "$H/linked"; ln -sfn /persist/home/mallory/linked "$H/linked"
 done 2>/dev/null
 echo "$i"
@@ -269,7 +273,6 @@ stat -c '%F %u' "$V/notes" > notes-kind
     assert!(findings[1].contains("FIFO"), "{follow}");
     assert_eq!(scratch.read("db"), "important-secret\n", "the symlink's target was not written");
     assert_eq!(scratch.read("notes-kind"), "fifo 48213\n");
-    assert!(Path::new(&scratch.path().join("root/persist/var/lib/important/db")).exists());
 }
 
 /// A user's persisted paths in the volume replaced, before an activation, by a

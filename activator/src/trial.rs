@@ -14,20 +14,19 @@
 //!
 //! Either way the watcher holds nothing but the trial's id: when it fires, it takes
 //! the state lock and activates the previous generation only if the record still
-//! names a pending trial with that id. A confirmation removes the record (and stops
-//! the watcher, which is only tidiness).
+//! names a pending trial with that id. A confirmation records itself first (the
+//! trial is no longer pending, so the watcher could do nothing), then moves the boot
+//! default, stops the watcher (found by the trial's id, so even one whose process id
+//! was never recorded) and removes the record; the next command finishes a
+//! confirmation that was killed half-way ([`settle`]).
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use blankslate_core::fs::Dir;
 use blankslate_core::generation::{GenerationError, State};
 use blankslate_core::trial::{BootRecord, BootTrial, LiveOutcome, LiveTrial, TrialAttempt, Watcher, now};
-
-use crate::etc::OnConflict;
-use crate::live::{self, Switched};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrialError {
@@ -35,8 +34,6 @@ pub enum TrialError {
     Generation(#[from] GenerationError),
     #[error(transparent)]
     Fs(#[from] blankslate_core::fs::FsError),
-    #[error(transparent)]
-    Live(#[from] live::LiveError),
     #[error("cannot start the watcher that falls back if nobody confirms ({0}); nothing was switched")]
     Watcher(String),
     #[error("cannot read how long this boot has run from /proc/uptime: {0}")]
@@ -105,21 +102,13 @@ pub struct Request {
     pub within: Duration,
 }
 
-/// Starts a live trial (of a generation about to be activated): records it in the
-/// root's `/run/blankslate`, then arms the watcher that activates the previous
-/// generation again unless confirmed in time. A pending trial it replaces is
-/// disarmed.
-pub fn arm(state: &State, setup: &WatcherSetup<'_>, request: Request) -> Result<LiveTrial> {
+/// The record of a live trial for `request`, starting now, not armed yet.
+pub fn plan(request: Request) -> LiveTrial {
     let Request { generation: number, previous, make_default, tries, within } = request;
-    state.generation(previous)?;
-    if let Some(old) = LiveTrial::read(state.root())?.filter(LiveTrial::is_pending) {
-        stop_watcher(&old);
-    }
     let started = now();
     let seconds = within.as_secs().max(1);
-    let id = format!("{number}-{started}-{}", std::process::id());
-    let mut trial = LiveTrial {
-        id: id.clone(),
+    LiveTrial {
+        id: format!("{number}-{started}-{}", std::process::id()),
         generation: number,
         previous,
         make_default,
@@ -128,12 +117,24 @@ pub fn arm(state: &State, setup: &WatcherSetup<'_>, request: Request) -> Result<
         deadline: started.saturating_add(i64::try_from(seconds).unwrap_or(i64::MAX)),
         watcher: None,
         outcome: LiveOutcome::Pending,
-    };
+    }
+}
+
+/// Starts the live trial `trial` (of a generation about to be activated, planned by
+/// [`plan`]): records it in the root's `/run/blankslate` (replacing any other), then
+/// arms the watcher that activates the previous generation again unless confirmed
+/// by the deadline. Again for a trial recorded without its watcher (a switch killed
+/// while starting it): a watcher it may have left is stopped first.
+pub fn arm(state: &State, setup: &WatcherSetup<'_>, mut trial: LiveTrial) -> Result<LiveTrial> {
+    state.generation(trial.previous)?;
+    stop_watcher(&trial);
+    trial.watcher = None;
     trial.write(state.root())?;
+    let seconds = u64::try_from(trial.deadline.saturating_sub(now())).unwrap_or(0).max(1);
     let watcher = if setup.root == Path::new("/") && systemd_is_init() {
-        start_systemd(setup, &id, seconds)
+        start_systemd(setup, &trial.id, seconds)
     } else {
-        start_process(state, setup, &id, seconds)
+        start_process(state, setup, &trial.id, seconds)
     };
     match watcher {
         Ok(watcher) => {
@@ -194,22 +195,35 @@ fn start_process(
     Ok(Watcher::Process { pid: child.id() })
 }
 
-/// Stops a trial's watcher if it still runs (its work is already moot: the record is
-/// gone or names another trial). Best effort: a watcher that fires finds nothing.
+/// Stops the watchers of `trial` that still run (their work is moot: the record is
+/// gone, confirmed, or names another trial), found by the trial's id: its systemd
+/// timer, or any `trial-expire` process of that id (but this one), each waited for
+/// until it is gone (10 s at most), so that none runs once this returns. Best effort:
+/// a watcher that fires anyway finds nothing to do.
 pub fn stop_watcher(trial: &LiveTrial) {
-    match &trial.watcher {
-        Some(Watcher::Systemd { unit }) => {
-            let _ = Command::new("systemctl").args(["stop", unit]).stdin(Stdio::null()).output();
+    if let Some(Watcher::Systemd { unit }) = &trial.watcher {
+        let _ = Command::new("systemctl").args(["stop", unit]).stdin(Stdio::null()).output();
+    }
+    let Ok(processes) = std::fs::read_dir("/proc") else { return };
+    let me = rustix::process::getpid();
+    let watches = |process: &std::fs::DirEntry| {
+        let cmdline = std::fs::read(process.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        args.windows(3).any(|w| w == [&b"trial-expire"[..], b"--id", trial.id.as_bytes()])
+    };
+    for process in processes.flatten() {
+        let pid = process.file_name().to_str().and_then(|n| n.parse::<i32>().ok());
+        let Some(pid) = pid.and_then(rustix::process::Pid::from_raw).filter(|pid| *pid != me) else { continue };
+        if !watches(&process) {
+            continue;
         }
-        Some(Watcher::Process { pid }) => {
-            // Only the watcher of this very trial: a pid can be reused.
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let ours = String::from_utf8_lossy(&cmdline).split('\0').any(|arg| arg == trial.id);
-            if let (true, Some(pid)) = (ours, rustix::process::Pid::from_raw(i32::try_from(*pid).unwrap_or(0))) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            }
+        // The process this pid names from now on, asked again: a pid reused meanwhile
+        // is not taken for the watcher.
+        let Ok(process_fd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) else { continue };
+        if watches(&process) && rustix::process::pidfd_send_signal(&process_fd, rustix::process::Signal::TERM).is_ok() {
+            let mut gone = [rustix::event::PollFd::new(&process_fd, rustix::event::PollFlags::IN)];
+            let _ = rustix::event::poll(&mut gone, Some(&rustix::event::Timespec { tv_sec: 10, tv_nsec: 0 }));
         }
-        None => {}
     }
 }
 
@@ -220,18 +234,6 @@ pub fn end(state: &State) -> Result<Option<LiveTrial>> {
     LiveTrial::remove(state.root())?;
     stop_watcher(&trial);
     Ok(Some(trial))
-}
-
-/// The watcher's work when the deadline passes: if trial `id` is still pending,
-/// activate its previous generation again and record that. `None` when there was
-/// nothing to do (confirmed, or replaced by another trial). The caller holds the
-/// state lock.
-pub fn expire(state: &State, root: &Dir, id: &str) -> Result<Option<(LiveTrial, Switched)>> {
-    let Some(mut trial) = LiveTrial::read(root)?.filter(|t| t.id == id && t.is_pending()) else { return Ok(None) };
-    let result = live::activate(state, root, trial.previous, OnConflict::Backup);
-    trial.outcome = LiveOutcome::Reverted { at: now(), error: result.as_ref().err().map(ToString::to_string) };
-    trial.write(root)?;
-    Ok(Some((trial, result?)))
 }
 
 /// This boot, an attempt of a generation whose boot trial waits for `blankslate
@@ -329,36 +331,36 @@ pub fn sleep_until(deadline: i64) {
 /// What `blankslate confirm` did.
 #[derive(Debug, Default)]
 pub struct Confirmed {
-    /// The live trial confirmed, if one was pending.
-    pub live: Option<LiveTrial>,
-    /// The generation it made the boot default, if the switch said so.
-    pub boot_default: Option<u32>,
-    /// The boot trial its confirmation started (`--tries`).
-    pub boot_trial: Option<BootTrial>,
+    /// The live trial confirmed, if one was pending (or its confirmation under way).
+    pub live: Option<Settled>,
     /// The booted generation, now marked good.
     pub good: Option<u32>,
     /// The booted generation amended since, on this boot's trial: marked good too.
     pub amended_good: Option<u32>,
 }
 
-/// `blankslate confirm`: this system works. A pending live trial is kept (its
-/// generation becomes the boot default if the switch said so) and its watcher
-/// stopped; the generation this boot runs is marked good, which ends its boot trial.
-/// The caller holds the state lock.
+/// A live trial's confirmation, carried out.
+#[derive(Debug)]
+pub struct Settled {
+    pub trial: LiveTrial,
+    /// The generation it made the boot default, if the switch said so.
+    pub boot_default: Option<u32>,
+    /// The boot trial its confirmation started (`--tries`).
+    pub boot_trial: Option<BootTrial>,
+}
+
+/// `blankslate confirm`: this system works. A pending live trial is kept: its
+/// confirmation is recorded first, then carried out ([`settle`]); the generation this
+/// boot runs is marked good, which ends its boot trial. The caller holds the state
+/// lock.
 pub fn confirm(state: &State) -> Result<Confirmed> {
     let root = state.root();
     let mut confirmed = Confirmed::default();
-    if let Some(trial) = LiveTrial::read(root)?.filter(LiveTrial::is_pending) {
-        // What is active: the generation tried, or the same amended by `persist add`
-        // meanwhile (a switch would have ended or replaced the trial).
-        if let Some(active) = state.active_number().filter(|_| trial.make_default) {
-            confirmed.boot_trial = state.set_boot_default(active, trial.tries)?;
-            confirmed.boot_default = Some(active);
-        }
-        LiveTrial::remove(root)?;
-        stop_watcher(&trial);
-        confirmed.live = Some(trial);
+    if let Some(mut trial) = LiveTrial::read(root)?.filter(LiveTrial::is_pending) {
+        trial.outcome = LiveOutcome::Confirmed { at: now() };
+        trial.write(root)?;
     }
+    confirmed.live = settle(state)?;
     if let Some(booted) = BootRecord::read(root) {
         if state.generation(booted.generation).is_ok() {
             state.mark_good(booted.generation)?;
@@ -374,8 +376,31 @@ pub fn confirm(state: &State) -> Result<Confirmed> {
     Ok(confirmed)
 }
 
+/// Carries out a live trial's recorded confirmation: what is active (the generation
+/// tried, or the same amended by `persist add` meanwhile: a switch would have ended
+/// or replaced the trial) becomes the boot default if the switch said so, the
+/// watcher stops, the record goes. Each step can be done again, so a confirmation
+/// killed half-way is finished by the next command. `None` when none is recorded.
+/// The caller holds the state lock.
+pub fn settle(state: &State) -> Result<Option<Settled>> {
+    let root = state.root();
+    let Some(trial) = LiveTrial::read(root)?.filter(|t| matches!(t.outcome, LiveOutcome::Confirmed { .. })) else {
+        return Ok(None);
+    };
+    let mut settled = Settled { boot_default: None, boot_trial: None, trial };
+    if let Some(active) = state.active_number().filter(|_| settled.trial.make_default) {
+        settled.boot_trial = state.set_boot_default(active, settled.trial.tries)?;
+        settled.boot_default = Some(active);
+    }
+    stop_watcher(&settled.trial);
+    LiveTrial::remove(root)?;
+    Ok(Some(settled))
+}
+
 #[cfg(test)]
 mod tests {
+    use blankslate_core::fs::Dir;
+
     use super::*;
 
     /// A boot on trial whose generation `persist add` amended meanwhile: `confirm`
@@ -400,6 +425,7 @@ mod tests {
         state.carry_current(2, 3).unwrap();
 
         let confirmed = confirm(&state).unwrap();
+        assert!(confirmed.live.is_none());
         assert_eq!((confirmed.good, confirmed.amended_good), (Some(2), Some(3)));
         assert_eq!(state.good_number().unwrap(), Some(3));
         assert_eq!(state.pending_boot_trial().unwrap(), None);

@@ -3,6 +3,8 @@
 //! audit and the command line. It lives with the root, so it starts empty at boot
 //! like everything else on the tmpfs.
 
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 
 use crate::fs::{Dir, FsError};
@@ -21,8 +23,24 @@ pub const JOURNAL_FILE: &str = "journal.json";
 /// no-op re-activation stop before reading the state file, and anyone name the
 /// active generation cheaply. Absent while an activation is under way.
 pub const ACTIVE_FILE: &str = "active";
+/// Present only while a switch is under way (written before its first change): what
+/// it goes to and from, and how (see `blankslate_activator::switch`).
+pub const TRANSACTION_FILE: &str = "transaction.json";
+/// The persisted paths bind-mounted into the root, as persisted-path activation
+/// recorded them (before mounting), so that a later switch or repair unmounts those no
+/// generation declares any more.
+pub const MOUNTS_FILE: &str = "mounts.json";
 /// The link inside `/etc` to the generation's tree.
 pub const STATIC: &str = "static";
+/// Whether `path` (relative to `/etc`) is, or lies inside, a name blankslate keeps for
+/// itself in `/etc`: that name, and what blankslate keeps there.
+pub fn reserved(path: &str) -> Option<(&'static str, &'static str)> {
+    let top = path.split('/').next()?;
+    [(STATIC, "links the generation's tree"), (STATE_DIR, "keeps the activation's records")]
+        .into_iter()
+        .find(|(name, _)| *name == top)
+}
+
 /// What a person's file at a declared `/etc` path is renamed to (then `.1`, `.2`, …).
 pub const BACKUP_SUFFIX: &str = ".blankslate-backup";
 
@@ -56,8 +74,14 @@ impl Active {
             what: format!("the manifest of {object}"),
             reason: e.to_string(),
         })?;
-        let static_target = store.live_path(object).join(TREE_DIR).to_string_lossy().into_owned();
-        Ok(Active { generation, object: object.to_owned(), static_target, manifest })
+        Ok(Active::new(store.location(), generation, object, manifest))
+    }
+
+    /// The record of a generation whose etc object `object` (with `manifest`) is, or
+    /// will be, in the store at `store_location` (as the live system sees it).
+    pub fn new(store_location: &Path, generation: u32, object: &str, manifest: Manifest) -> Active {
+        let static_target = store_location.join(object).join(TREE_DIR).to_string_lossy().into_owned();
+        Active { generation, object: object.to_owned(), static_target, manifest }
     }
 }
 

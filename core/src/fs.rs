@@ -453,7 +453,11 @@ impl Dir {
     ) -> Result<()> {
         let name = name.as_ref();
         let temp = temp_name(name);
-        self.create_file_owned(&temp, contents, mode, owner)?;
+        if let Err(error) = self.create_file_owned(&temp, contents, mode, owner) {
+            // Half written (a full disk, an I/O error): nobody else has the name.
+            let _ = self.remove_file(&temp);
+            return Err(error);
+        }
         self.rename_into_place(&temp, name)
     }
 
@@ -542,6 +546,19 @@ impl Dir {
             Ok(()) => Ok(true),
             Err(rustix::io::Errno::EXIST | rustix::io::Errno::NOTEMPTY) => Ok(false),
             Err(errno) => Err(wrap("rename", self.path.join(from))(errno)),
+        }
+    }
+
+    /// Makes `to` another name of the file (or symlink, itself) `from` within this
+    /// directory; `Ok(false)` if `to` exists.
+    pub fn hard_link(&self, from: impl AsRef<OsStr>, to: impl AsRef<OsStr>) -> Result<bool> {
+        let (from, to) = (from.as_ref(), to.as_ref());
+        check_name(from, &self.path)?;
+        check_name(to, &self.path)?;
+        match rustix::fs::linkat(&self.fd, from, &self.fd, to, AtFlags::empty()) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::EXIST) => Ok(false),
+            Err(errno) => Err(wrap("link", self.path.join(from))(errno)),
         }
     }
 

@@ -26,6 +26,8 @@ use crate::store::{Store, StoreError, Tree};
 
 /// Where the state lives unless told otherwise, as seen from inside the root.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/blankslate";
+/// The store's directory inside the state directory.
+const STORE_DIR: &str = "store";
 /// The object name given to generations.
 const GENERATION_NAME: &str = "generation";
 pub(crate) const CURRENT: &str = "current";
@@ -117,6 +119,11 @@ fn relative(path: &Path) -> &Path {
     path.strip_prefix("/").unwrap_or(path)
 }
 
+/// Where the store of the state directory `state_dir` is, as the live system sees it.
+pub fn store_location(state_dir: &Path) -> PathBuf {
+    state_dir.join(STORE_DIR)
+}
+
 impl State {
     /// Opens the state of `root` for reading, writing nothing: `None` if there is no
     /// state yet (nothing was ever built there).
@@ -127,12 +134,12 @@ impl State {
             Err(error) => Err(error),
         };
         let (Some(store), Some(profiles)) =
-            (opened(&relative(state_dir).join("store"))?, opened(&relative(state_dir).join("profiles"))?)
+            (opened(&relative(state_dir).join(STORE_DIR))?, opened(&relative(state_dir).join("profiles"))?)
         else {
             return Ok(None);
         };
         let dir = root.open_dir(relative(state_dir))?;
-        let store = Store::from_dir(store, &state_dir.join("store"));
+        let store = Store::from_dir(store, &store_location(state_dir));
         Ok(Some(State {
             root: root.try_clone()?,
             dir,
@@ -159,7 +166,7 @@ impl State {
             }
         }
         let lock = dir.lock_writer("lock")?;
-        let store = Store::from_dir(dir.create_dir_all("store", 0o755)?, &state_dir.join("store"));
+        let store = Store::from_dir(dir.create_dir_all(STORE_DIR, 0o755)?, &store_location(state_dir));
         let profiles = dir.create_dir_all("profiles", 0o755)?;
         store.remove_temporaries()?;
         for (name, _) in profiles.entries()? {
@@ -283,6 +290,15 @@ impl State {
             .collect()
     }
 
+    /// The generations a switch under way goes to and would be undone to.
+    fn switching(&self) -> Vec<u32> {
+        let Ok(dir) = self.root.open_dir(activation::DIR) else { return Vec::new() };
+        let Ok(bytes) = dir.read(activation::TRANSACTION_FILE) else { return Vec::new() };
+        let Ok(record) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return Vec::new() };
+        let number = |key: &str| u32::try_from(record.get(key)?.as_u64()?).ok();
+        [number("generation"), number("previous")].into_iter().flatten().collect()
+    }
+
     fn link_object(&self, name: &OsStr) -> Result<String> {
         let target = self.profiles.read_link(name)?;
         let object = Path::new(&target).file_name().and_then(OsStr::to_str).map(str::to_owned);
@@ -311,6 +327,15 @@ impl State {
         let built = self.add(declaration, parts)?;
         self.set_current(built.generation)?;
         Ok(Built { new: true, ..built })
+    }
+
+    /// The number `declaration` has, or would get if it were added now: that of a
+    /// generation with the same declaration, else the next one.
+    pub fn number_for(&self, declaration: &Declaration) -> Result<u32> {
+        let list = self.list()?;
+        let canonical = declaration.canonical_json();
+        let existing = list.iter().find(|g| self.declaration_json(g).is_ok_and(|d| d == canonical));
+        Ok(existing.map_or_else(|| list.last().map_or(1, |g| g.number + 1), |g| g.number))
     }
 
     /// Adds `declaration` with its parts as a generation without making it current
@@ -367,7 +392,7 @@ impl State {
         if generation.booted {
             return Err(GenerationError::DeleteBooted(number));
         }
-        if self.activated().iter().any(|(active, _)| *active == number) {
+        if self.activated().iter().any(|(active, _)| *active == number) || self.switching().contains(&number) {
             return Err(GenerationError::DeleteActive(number));
         }
         if self.protected_by_trials()?.contains(&number) {

@@ -131,6 +131,12 @@ pub enum Watcher {
 #[serde(rename_all = "kebab-case", tag = "state")]
 pub enum LiveOutcome {
     Pending,
+    /// `blankslate confirm` kept it at `at`, and is moving the boot default and
+    /// stopping the watcher (the record goes once that is done): a confirmation whose
+    /// command was killed, which the next command finishes.
+    Confirmed {
+        at: i64,
+    },
     /// Not confirmed in time: `previous` was activated again at `at` (or that
     /// failed, with `error`).
     Reverted {
@@ -267,8 +273,26 @@ impl State {
 
     /// Makes generation `number` the boot default on trial for `tries` boots, falling
     /// back to the last good generation (or, if none was ever marked good, to the
-    /// boot default before).
+    /// boot default before). Done again (no boot since), it changes nothing: a command
+    /// killed after it is finished by running it again.
     pub fn start_boot_trial(&self, number: u32, tries: u32) -> Result<BootTrial> {
+        let (trial, started) = self.boot_trial_for(number, tries)?;
+        if !started {
+            self.set_current(number)?;
+            self.write_boot_trial(&trial)?;
+        }
+        Ok(trial)
+    }
+
+    /// The boot trial [`State::start_boot_trial`] would start, and whether it is
+    /// started already; an error if there is nothing to fall back to (the fallback
+    /// would be `number` itself). Changes nothing: a switch asks before it does.
+    pub fn boot_trial_for(&self, number: u32, tries: u32) -> Result<(BootTrial, bool)> {
+        let tries = tries.max(1);
+        let same = |t: &BootTrial| t.generation == number && t.tries == tries && t.attempts == 0;
+        if let Some(started) = self.pending_boot_trial()?.filter(same) {
+            return Ok((started, true));
+        }
         let fallback = match self.good_number()? {
             Some(good) => good,
             None => self.current_number()?.ok_or(GenerationError::NoFallback(number))?,
@@ -277,10 +301,7 @@ impl State {
             return Err(GenerationError::NoFallback(number));
         }
         self.generation(fallback)?;
-        let trial = BootTrial { generation: number, tries: tries.max(1), attempts: 0, fallback, failed: false };
-        self.set_current(number)?;
-        self.write_boot_trial(&trial)?;
-        Ok(trial)
+        Ok((BootTrial { generation: number, tries, attempts: 0, fallback, failed: false }, false))
     }
 
     /// Makes generation `number` the boot default: on trial for `tries` boots if

@@ -46,6 +46,8 @@ pub enum BuildError {
     Sources(SourceError),
     #[error("/etc/{path} is persisted (from {volume}) and also an /etc entry ({origin})")]
     Persisted { path: String, volume: String, origin: String },
+    #[error("/etc entry `{path}` ({origin}) is inside `/etc/{top}`, where blankslate {what}")]
+    Reserved { path: String, top: &'static str, what: &'static str, origin: String },
     #[error("/etc entry `{path}` is declared twice (the second time {origin})")]
     Duplicate { path: String, origin: String },
     #[error("/etc entry `{inner}` needs `{outer}` to be a directory, but it is an entry of its own")]
@@ -74,6 +76,9 @@ pub struct EtcBuild {
 impl EtcBuild {
     /// Adds an entry; `origin` says where it came from, for the duplicate error.
     pub fn insert(&mut self, path: String, entry: BuiltEntry, origin: &str) -> Result<()> {
+        if let Some((top, what)) = blankslate_core::activation::reserved(&path) {
+            return Err(BuildError::Reserved { path, top, what, origin: origin.to_owned() });
+        }
         if self.entries.contains_key(&path) {
             return Err(BuildError::Duplicate { path, origin: origin.to_owned() });
         }
@@ -126,6 +131,11 @@ impl EtcBuild {
     }
 
     /// Adds the build to the store; returns the object's name.
+    /// The name [`EtcBuild::add_to_store`] gives it, without writing anything.
+    pub fn object_name(&self) -> Result<String> {
+        Ok(Store::object_name(OBJECT_NAME, &self.tree()?)?)
+    }
+
     pub fn add_to_store(&self, store: &Store) -> Result<String> {
         Ok(store.add(OBJECT_NAME, &self.tree()?)?)
     }
@@ -376,6 +386,23 @@ mode = "0440"
         let object = from_declaration(&declaration(public, scratch.path())).unwrap().add_to_store(&store).unwrap();
         assert_eq!(mode_in(&object, "manifest.json"), 0o444);
         assert_eq!(store.check_object(&object), None);
+    }
+
+    /// An etc tree that holds `static` or `.blankslate` (which blankslate keeps for its
+    /// link to the tree and its records) is refused, as the same names declared are.
+    #[test]
+    fn an_etc_tree_cannot_hold_the_names_blankslate_keeps() {
+        for name in [".blankslate/journal.json", "static", ".blankslate"] {
+            let scratch = tempfile::tempdir().unwrap();
+            let tree = scratch.path().join("tree");
+            std::fs::create_dir_all(tree.join(name).parent().unwrap()).unwrap();
+            std::fs::write(tree.join(name), "{}\n").unwrap();
+            std::fs::write(tree.join("hosts"), "127.0.0.1 localhost\n").unwrap();
+            let error = from_tree(&blankslate_core::decl::source::Sources::new(None).unwrap(), tree.to_str().unwrap())
+                .unwrap_err();
+            assert!(matches!(&error, BuildError::Reserved { path, .. } if path == name), "{name}: {error}");
+            assert!(error.to_string().contains("where blankslate"), "{error}");
+        }
     }
 
     /// `directory = true` declares a directory: 0755 root:root unless said otherwise,

@@ -75,6 +75,12 @@ pub fn from_tree(sources: &Sources, source: &str) -> Result<EtcBuild> {
             Ok(())
         })
         .map_err(|error| BuildError::Tree { tree: source.to_owned(), error })?;
+    // What blankslate keeps in `/etc` for itself is no tree's to fill.
+    if let Some((path, (top, what))) =
+        build.entries.keys().find_map(|key| blankslate_core::activation::reserved(key).map(|r| (key.clone(), r)))
+    {
+        return Err(BuildError::Reserved { path, top, what, origin: format!("from the etc tree {source}") });
+    }
     // A file below a directory others may not enter keeps its own owner and mode: a
     // link would take the directory's group's access away (the store file is root's).
     let closed = |key: &str| {

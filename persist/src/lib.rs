@@ -12,8 +12,8 @@
 //! - every path goes through the safe primitives: a symlink planted in a volume is
 //!   refused, never followed.
 //!
-//! Entries the previous generation declared and this one does not are unmounted
-//! (their data stays in the volume).
+//! Entries the previous generation declared and this one does not, and mounts on
+//! record that it does not declare, are unmounted (their data stays in the volume).
 
 #![forbid(unsafe_code)]
 
@@ -21,9 +21,10 @@ pub mod add;
 pub mod copy;
 pub mod edit;
 pub mod journal;
+pub mod mounts;
 pub mod tree;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use blankslate_core::activation::BACKUP_SUFFIX;
@@ -44,10 +45,32 @@ pub enum PersistError {
     Mount(#[from] MountError),
     #[error("persistent root {mount} is not there to persist from (is the volume mounted?): {source}")]
     NoVolume { mount: String, source: FsError },
+    #[error(
+        "persistent root {mount} is a directory of the root's own file system, not a mounted volume: what is persisted there would be lost at the next boot (mount the volume first)"
+    )]
+    NotMounted { mount: String },
+    #[error("cannot read {what}: {reason}")]
+    BadRecord { what: String, reason: String },
     #[error("refusing {path}: {reason}")]
     Hostile { path: String, reason: String },
     #[error("{path} was copied into the volume but could not be emptied in the root: {reason}")]
     Migration { path: String, reason: String },
+}
+
+impl PersistError {
+    /// Whether the system failed (an I/O error, no space or memory, a read-only file
+    /// system), rather than what a user put at a path: no change of theirs causes it.
+    pub fn is_system_failure(&self) -> bool {
+        use rustix::io::Errno;
+        let source = match self {
+            PersistError::Fs(error) => &error.source,
+            PersistError::Mount(error) => &error.source,
+            _ => return false,
+        };
+        [Errno::IO, Errno::NOSPC, Errno::DQUOT, Errno::NOMEM, Errno::ROFS]
+            .iter()
+            .any(|errno| source.raw_os_error() == Some(errno.raw_os_error()))
+    }
 }
 
 pub type Result<T> = std::result::Result<T, PersistError>;
@@ -71,6 +94,10 @@ pub struct Report {
     /// system on them. Every other entry is still brought in; only those below a
     /// failed one are not (each is reported).
     pub conflicts: Vec<(String, String)>,
+    /// Of `conflicts`, the paths the system failed (an I/O error, no space or memory,
+    /// a read-only file system) rather than what stands at them: a boot goes on
+    /// without them, a switch is undone.
+    pub failed_by_system: Vec<String>,
     /// Owners that could not be resolved (created as root instead).
     pub unknown_owners: Vec<(String, String)>,
     pub unmounted: Vec<String>,
@@ -297,8 +324,9 @@ fn hostile(path: &str, error: FsError) -> PersistError {
 
 /// Brings every persisted entry of `declaration` into `root`; `previous` is the
 /// declaration activated before (at a switch), whose entries that are gone now get
-/// unmounted. Each persistent root's volume must already be mounted at its mount point
-/// inside `root`.
+/// unmounted, as do the mounts on record that `declaration` does not declare
+/// ([`mounts`]). Each persistent root's volume must already be mounted at its mount
+/// point inside `root`.
 pub fn activate(
     root: &Dir,
     declaration: &Declaration,
@@ -306,19 +334,20 @@ pub fn activate(
     previous: Option<&Declaration>,
 ) -> Result<Report> {
     let mut report = Report::default();
-    if let Some(previous) = previous {
-        unmount_removed(root, previous, declaration, &mut report)?;
-    }
+    mounts::unmount_undeclared(root, previous, declaration, &mut report)?;
     bring_in(root, declaration, users, false, report)
 }
 
 /// [`activate`] for a live root that drifted from its declaration: owners, modes and
-/// mounts re-applied, the mount flags a mount lost added back, and what stands where
-/// a persisted path goes in the root (data the volume has too, something of another
-/// type) moved aside to `NAME.blankslate-backup` and reported, so that the path can
-/// be mounted or linked.
+/// mounts re-applied, the mount flags a mount lost added back, mounts on record that
+/// the declaration no longer has unmounted, and what stands where a persisted path
+/// goes in the root (data the volume has too, something of another type) moved aside
+/// to `NAME.blankslate-backup` and reported, so that the path can be mounted or
+/// linked.
 pub fn repair(root: &Dir, declaration: &Declaration, users: &UserDb) -> Result<Report> {
-    bring_in(root, declaration, users, true, Report::default())
+    let mut report = Report::default();
+    mounts::unmount_undeclared(root, None, declaration, &mut report)?;
+    bring_in(root, declaration, users, true, report)
 }
 
 /// Every persisted entry of `declaration`, parents first; `repair` moves aside what
@@ -386,6 +415,9 @@ fn bring_in(root: &Dir, declaration: &Declaration, users: &UserDb, repair: bool,
             Ok(Some(id)) => hidden.push((id, entry.path.clone())),
             Ok(None) => {}
             Err(error) => {
+                if error.is_system_failure() {
+                    report.failed_by_system.push(path.to_owned());
+                }
                 report.conflicts.push((path.to_owned(), format!("not brought in: {error}")));
                 failed.push(path);
             }
@@ -855,37 +887,6 @@ fn file(place: &Place<'_>, ids: &Ids, how: How, entry: &ResolvedEntry<'_>, repor
             }
             place.link()?;
             report.linked.push(path.to_owned());
-        }
-    }
-    Ok(())
-}
-
-/// Unmounts (or unlinks) entries of `previous` that `next` no longer declares; their
-/// data stays in the volume. Deepest first, so nested mounts go before their parents.
-fn unmount_removed(root: &Dir, previous: &Declaration, next: &Declaration, report: &mut Report) -> Result<()> {
-    let kept: BTreeSet<String> = next.entries().into_iter().map(|e| e.path).collect();
-    let mut gone: Vec<ResolvedEntry<'_>> = previous.entries().into_iter().filter(|e| !kept.contains(&e.path)).collect();
-    gone.sort_by(|a, b| b.path.cmp(&a.path));
-    for entry in gone {
-        let (parent, name) = split(&entry.path);
-        let Ok(target_parent) = root.open_dir_or_self(parent) else { continue };
-        let Ok(volume) = root.open_dir(relative(entry.root)) else { continue };
-        let Ok(source_parent) = volume.open_dir_or_self(parent) else { continue };
-        if entry.entry.how == Some(How::Symlink) {
-            let link = format!("{}/{}", entry.root.trim_end_matches('/'), relative(&entry.path));
-            if target_parent.read_link(name).is_ok_and(|t| t == *link) {
-                target_parent.remove_file(name)?;
-                report.unmounted.push(entry.path.clone());
-            }
-            continue;
-        }
-        let mounted = match (target_parent.meta(name), source_parent.meta(name)) {
-            (Ok(target), Ok(source)) => target.identity() == source.identity(),
-            _ => false,
-        };
-        if mounted {
-            mount::unmount(&target_parent, name)?;
-            report.unmounted.push(entry.path.clone());
         }
     }
     Ok(())

@@ -7,7 +7,7 @@ use blankslate_adopt as adopt;
 use serde_json::json;
 
 use super::{Result, Target, Waiting, build_generation, load};
-use crate::report;
+use crate::report::{self, outln};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -62,31 +62,31 @@ pub(super) fn run(args: &Args) -> Result<ExitCode> {
             "declaration": adopted.declaration, "generation": built, "kept": kept,
             "left_out": left_out(&adopted.left_out), "etc_entries": adopted.etc_entries,
             "etc_left_out": left_out(&adopted.etc_left_out),
-        }));
+        }))?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("kept in {} (mounted at {} once booted):", args.to.display(), args.mount_point);
+    outln!("kept in {} (mounted at {} once booted):", args.to.display(), args.mount_point)?;
     for kept in &adopted.kept {
         let undecided = kept.undecided.as_deref().map(|why| format!("  <- look at it: {why}")).unwrap_or_default();
-        println!("  {:<40} {:>8} files {:>12} bytes{undecided}", kept.path, kept.stats.files, kept.stats.bytes);
+        outln!("  {:<40} {:>8} files {:>12} bytes{undecided}", kept.path, kept.stats.files, kept.stats.bytes)?;
     }
-    println!("left out (gone at every boot):");
+    outln!("left out (gone at every boot):")?;
     for (path, why) in adopted.left_out.iter().chain(&adopted.etc_left_out) {
-        println!("  {path:<40} {why}");
+        outln!("  {path:<40} {why}")?;
     }
-    println!("/etc: {} entries in the etc tree {}/{}", adopted.etc_entries, adopt::DECLARATION_DIR, adopt::TREE);
+    outln!("/etc: {} entries in the etc tree {}/{}", adopted.etc_entries, adopt::DECLARATION_DIR, adopt::TREE)?;
     match built {
         Some(generation) => {
-            println!("generation {generation} built; the declaration is {}", adopted.declaration.display());
+            outln!("generation {generation} built; the declaration is {}", adopted.declaration.display())?;
         }
-        None => println!(
+        None => outln!(
             "this volume holds this adoption, finished, already: nothing was done; the declaration is {}",
             adopted.declaration.display()
-        ),
+        )?,
     }
-    println!(
+    outln!(
         "next: boot with blankslate (README: \"Adopting an installed system\"); nothing in {} was changed",
         args.from.display()
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }

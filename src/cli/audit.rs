@@ -7,7 +7,7 @@ use blankslate_audit::journal as audit_journal;
 use blankslate_core::fs::Dir;
 
 use super::{Result, Running, Target, running};
-use crate::report;
+use crate::report::{self, outln};
 
 pub(super) const AUDIT_HELP: &str = "\
 Classes of findings: undeclared (on the root, declared by nothing: lost at reboot), etc-stray
@@ -123,13 +123,13 @@ pub(super) fn run(args: &AuditArgs) -> Result<ExitCode> {
     }
     let format = if args.json { AuditFormat::Json } else { args.format.unwrap_or(AuditFormat::Human) };
     if args.suggest {
-        report::print(&audit::render::suggest(&report, &declaration));
+        report::print(&audit::render::suggest(&report, &declaration))?;
     } else {
         match format {
-            AuditFormat::Json => report::json(&audit::render::json(&report, &label)),
-            AuditFormat::Prometheus => report::print(&audit::render::prometheus(&report)),
+            AuditFormat::Json => report::json(&audit::render::json(&report, &label))?,
+            AuditFormat::Prometheus => report::print(&audit::render::prometheus(&report))?,
             AuditFormat::Human => {
-                report::print(&audit::render::human(&report, &label, report::color_for(&std::io::stdout())));
+                report::print(&audit::render::human(&report, &label, report::color_for(&std::io::stdout())))?;
             }
         }
     }
@@ -141,7 +141,7 @@ pub(super) fn run(args: &AuditArgs) -> Result<ExitCode> {
         let signals = blankslate_core::sys::stop_signals().map_err(|e| format!("cannot watch for signals: {e}"))?;
         let stop = Some(std::os::fd::AsFd::as_fd(&signals));
         let summary = audit::watch::watch(&root, &root_path, &tree, &globs, duration, stop, &mut std::io::stdout())?;
-        println!("{summary}");
+        outln!("{summary}")?;
     }
     Ok(ExitCode::from(report.exit_code()))
 }

@@ -8,7 +8,7 @@ use blankslate_activator::initrd::Compression;
 use blankslate_core::fs::Dir;
 
 use super::{Result, plural};
-use crate::report;
+use crate::report::{self, errln, outln};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct InitrdArgs {
@@ -63,26 +63,26 @@ pub(super) fn initrd(args: &InitrdArgs) -> Result<ExitCode> {
     let name = output.file_name().ok_or_else(|| format!("{}: not a file name", output.display()))?;
     Dir::open_root(parent)?.write_atomic(name, &archive, 0o644)?;
     for (name, path) in &found.included {
-        eprintln!("module {name} from {}", path.display());
+        errln!("module {name} from {}", path.display())?;
     }
     for name in &found.built_in {
-        eprintln!("module {name} is built into the kernel: nothing to add");
+        errln!("module {name} is built into the kernel: nothing to add")?;
     }
     let shell = args.shell.as_ref().map(|s| format!(", /bin/sh = {}", s.display())).unwrap_or_default();
     let (modules, bytes) = (plural(found.included.len(), "module"), plural(archive.len(), "byte"));
-    println!("{}: /init = {}{shell}, {modules}, {bytes}", output.display(), binary.display());
+    outln!("{}: /init = {}{shell}, {modules}, {bytes}", output.display(), binary.display())?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) fn boot(args: &BootArgs) -> ExitCode {
+pub(super) fn boot(args: &BootArgs) -> Result<ExitCode> {
     match blankslate_activator::boot::service(&args.root) {
         Ok(line) => {
-            println!("{line}");
-            ExitCode::SUCCESS
+            outln!("{line}")?;
+            Ok(ExitCode::SUCCESS)
         }
         Err(failure) => {
-            eprintln!("{failure}");
-            ExitCode::from(report::EXIT_FAILURE)
+            errln!("{failure}")?;
+            Ok(ExitCode::from(report::EXIT_FAILURE))
         }
     }
 }

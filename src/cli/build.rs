@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use super::{Result, Target, build_generation, load};
-use crate::report;
+use crate::report::{self, outln};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -31,11 +31,11 @@ pub(super) fn run(args: &Args) -> Result<ExitCode> {
     let (state, built) = build_generation(&declaration, target, nixos_etc)?;
     let path = state.store().live_path(&built.object);
     if as_json {
-        report::json(&json!({ "generation": built.generation, "new": built.new, "path": path }));
+        report::json(&json!({ "generation": built.generation, "new": built.new, "path": path }))?;
     } else if built.new {
-        println!("generation {} built: {}", built.generation, path.display());
+        outln!("generation {} built: {}", built.generation, path.display())?;
     } else {
-        println!("unchanged: generation {} is current ({})", built.generation, path.display());
+        outln!("unchanged: generation {} is current ({})", built.generation, path.display())?;
     }
     Ok(ExitCode::SUCCESS)
 }

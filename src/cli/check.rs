@@ -7,7 +7,7 @@ use blankslate_core::decl;
 use serde_json::json;
 
 use super::{plural, user_db};
-use crate::report::{self, EXIT_FAILURE, EXIT_FINDINGS, EXIT_OK};
+use crate::report::{self, EXIT_FAILURE, EXIT_FINDINGS, EXIT_OK, err, outln};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct Args {
@@ -22,7 +22,7 @@ pub(super) struct Args {
     root: PathBuf,
 }
 
-pub(super) fn run(args: &Args) -> ExitCode {
+pub(super) fn run(args: &Args) -> Result<ExitCode, report::WriteError> {
     let (files, as_json) = (&args.declarations, args.json);
     let users = user_db(&args.root);
     let color = report::color_for(&std::io::stderr());
@@ -53,20 +53,20 @@ pub(super) fn run(args: &Args) -> ExitCode {
             }));
             continue;
         }
-        eprint!("{}", checked.diagnostics.render(color));
+        err!("{}", checked.diagnostics.render(color))?;
         match checked.declaration {
-            Some(_) => println!("{}: ok", file.display()),
-            None => println!("{}: {}", file.display(), plural(checked.diagnostics.error_count(), "error")),
+            Some(_) => outln!("{}: ok", file.display())?,
+            None => outln!("{}: {}", file.display(), plural(checked.diagnostics.error_count(), "error"))?,
         }
     }
     if as_json {
-        report::json(&serde_json::Value::Array(results));
+        report::json(&serde_json::Value::Array(results))?;
     }
-    ExitCode::from(if unreadable {
+    Ok(ExitCode::from(if unreadable {
         EXIT_FAILURE
     } else if invalid {
         EXIT_FINDINGS
     } else {
         EXIT_OK
-    })
+    }))
 }

@@ -2,12 +2,11 @@
 
 use std::process::ExitCode;
 
-use blankslate_core::decl::Declaration;
-pub(super) use blankslate_core::diff::Side;
+use blankslate_activator::switch::Loaded;
 use blankslate_core::diff::{Change, GenerationDiff};
 use blankslate_core::fs::Dir;
 use blankslate_core::generation::State;
-use blankslate_core::manifest::{EtcKind, MANIFEST_FILE, Manifest, TREE_DIR};
+use blankslate_core::manifest::{EtcKind, Manifest, TREE_DIR};
 
 use super::{InputError, Result, Target, named_generation, read_state};
 use crate::report::{self, EXIT_FINDINGS, EXIT_OK};
@@ -28,46 +27,30 @@ pub(super) struct DiffArgs {
     patch: bool,
 }
 
-/// A generation's declaration and `/etc` manifest, read from the store.
-#[derive(Debug)]
-pub(super) struct Loaded {
-    pub number: u32,
-    pub declaration: Declaration,
-    pub manifest: Manifest,
-    pub etc_object: String,
+/// The `/etc` tree of a generation loaded from the store.
+fn tree(state: &State, loaded: &Loaded) -> Result<Dir> {
+    Ok(state.store().open_object(&loaded.etc_object)?.open_dir(TREE_DIR)?)
 }
 
-impl Loaded {
-    pub fn generation(state: &State, number: u32) -> Result<Loaded> {
-        let generation = named_generation(state, number)?;
-        let declaration = Declaration::from_canonical_json(&state.declaration_json(&generation)?)?;
-        let etc_object = blankslate_activator::live::etc_object(state, &generation)?;
-        let manifest = Manifest::from_json(&state.store().open_object(&etc_object)?.read(MANIFEST_FILE)?)?;
-        Ok(Loaded { number, declaration, manifest, etc_object })
-    }
-
-    pub fn side(&self) -> Side<'_> {
-        Side { generation: Some(self.number), declaration: &self.declaration, manifest: &self.manifest }
-    }
-
-    fn tree(&self, state: &State) -> Result<Dir> {
-        Ok(state.store().open_object(&self.etc_object)?.open_dir(TREE_DIR)?)
-    }
+/// A generation the person named, loaded: one that does not exist is a usage error.
+fn named(state: &State, number: u32) -> Result<Loaded> {
+    named_generation(state, number)?;
+    Ok(Loaded::generation(state, number)?)
 }
 
 pub(super) fn run(args: &DiffArgs) -> Result<ExitCode> {
     let Some(state) = read_state(&args.target)? else {
         return Err(InputError::argument("there are no generations to compare: nothing was ever built here"));
     };
-    let (from, to) = (Loaded::generation(&state, args.from)?, Loaded::generation(&state, args.to)?);
+    let (from, to) = (named(&state, args.from)?, named(&state, args.to)?);
     let mut diff = GenerationDiff::between(from.side(), to.side());
     if args.patch {
         add_patches(&mut diff, &state, &from, &to)?;
     }
     if args.json {
-        report::json(&serde_json::to_value(&diff)?);
+        report::json(&serde_json::to_value(&diff)?)?;
     } else {
-        report::print(&diff.to_string());
+        report::print(&diff.to_string())?;
     }
     Ok(ExitCode::from(if diff.is_empty() { EXIT_OK } else { EXIT_FINDINGS }))
 }
@@ -76,7 +59,7 @@ pub(super) fn run(args: &DiffArgs) -> Result<ExitCode> {
 /// without the entry counts as empty text), but a secret's (`decl::secret`), whose
 /// contents are root's alone and stay out of reports.
 fn add_patches(diff: &mut GenerationDiff, state: &State, from: &Loaded, to: &Loaded) -> Result<()> {
-    let (old_tree, new_tree) = (from.tree(state)?, to.tree(state)?);
+    let (old_tree, new_tree) = (tree(state, from)?, tree(state, to)?);
     let contents = |tree: &Dir, manifest: &Manifest, path: &str| -> Option<Vec<u8>> {
         match manifest.entries.get(path) {
             None => Some(Vec::new()),

@@ -9,7 +9,7 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::{EXIT_CODES, InputError, Result, Target, diff, named_generation, open_state, plural, read_state};
-use crate::report::{self, EXIT_FINDINGS, EXIT_OK};
+use crate::report::{self, EXIT_FINDINGS, EXIT_OK, outln};
 
 const LIST_HELP: &str = "\
 Marks: A active (what /etc is activated to now), * the boot default, B booted (what this boot
@@ -87,7 +87,7 @@ pub(super) fn run(command: GenerationsCommand) -> Result<ExitCode> {
             for number in numbers {
                 named_generation(&state, number)?;
                 state.delete(number)?;
-                println!("deleted generation {number}");
+                outln!("deleted generation {number}")?;
             }
         }
         GenerationsCommand::Gc { target, dry_run, json: as_json } => {
@@ -97,9 +97,9 @@ pub(super) fn run(command: GenerationsCommand) -> Result<ExitCode> {
                 if as_json {
                     report::json(
                         &json!({ "removed": [], "kept": 0, "debris": [], "dry_run": dry_run, "state": false }),
-                    );
+                    )?;
                 } else {
-                    println!("{}", no_state(&target, "nothing to collect"));
+                    outln!("{}", no_state(&target, "nothing to collect"))?;
                 }
                 return Ok(ExitCode::SUCCESS);
             };
@@ -113,21 +113,21 @@ pub(super) fn run(command: GenerationsCommand) -> Result<ExitCode> {
                 report::json(&json!({
                     "removed": collected.removed, "kept": collected.kept, "debris": collected.debris,
                     "dry_run": dry_run, "state": true,
-                }));
+                }))?;
             } else {
                 let verb = if dry_run { "would remove" } else { "removed" };
                 for object in &collected.removed {
-                    println!("{verb} {object}");
+                    outln!("{verb} {object}")?;
                 }
                 for name in &collected.debris {
-                    println!("{verb} debris {name}");
+                    outln!("{verb} debris {name}")?;
                 }
                 let debris = if collected.debris.is_empty() {
                     String::new()
                 } else {
                     format!(" and {} debris", collected.debris.len())
                 };
-                println!("{verb} {}{debris}, kept {}", plural(collected.removed.len(), "object"), collected.kept);
+                outln!("{verb} {}{debris}, kept {}", plural(collected.removed.len(), "object"), collected.kept)?;
             }
         }
     }
@@ -142,7 +142,8 @@ fn notes(
     booted: Option<&BootRecord>,
 ) -> Vec<String> {
     let mut notes = Vec::new();
-    if let Some(t) = boot.filter(|t| t.generation == g.number) {
+    // A trial that failed stays on record; one pending is only the boot default's.
+    if let Some(t) = boot.filter(|t| t.generation == g.number && (t.failed || g.current)) {
         notes.push(if t.failed {
             format!(
                 "failed its boot trial: {} boot(s) without `blankslate confirm`; fell back to generation {}",
@@ -167,6 +168,9 @@ fn notes(
             }
             LiveOutcome::Reverted { error: Some(error), .. } => {
                 format!("not confirmed in time; activating generation {} again failed: {error}", t.previous)
+            }
+            LiveOutcome::Confirmed { at } => {
+                format!("confirmed at {} UTC; the confirmation is being finished", format_utc(*at))
             }
         });
     }
@@ -206,11 +210,11 @@ fn list(target: &Target, as_json: bool) -> Result<()> {
                 })
             })
             .collect();
-        report::json(&serde_json::Value::Array(items));
+        report::json(&serde_json::Value::Array(items))?;
     } else if state.is_none() {
-        println!("{}", no_state(target, "no generations"));
+        outln!("{}", no_state(target, "no generations"))?;
     } else if list.is_empty() {
-        println!("no generations yet: `blankslate build DECL` makes the first");
+        outln!("no generations yet: `blankslate build DECL` makes the first")?;
     } else {
         let mut out = format!("{:4} {:>4}  {:<19}  object\n", "", "gen", "created (UTC)");
         for g in &list {
@@ -222,7 +226,7 @@ fn list(target: &Target, as_json: bool) -> Result<()> {
                 let _ = writeln!(out, "            {note}");
             }
         }
-        report::print(&out);
+        report::print(&out)?;
     }
     Ok(())
 }
@@ -235,9 +239,9 @@ fn no_state(target: &Target, so: &str) -> String {
 pub(super) fn verify(target: &Target, as_json: bool) -> Result<ExitCode> {
     let Some(state) = read_state(target)? else {
         if as_json {
-            report::json(&json!({ "checked": 0, "corrupt": [], "debris": [], "state": false }));
+            report::json(&json!({ "checked": 0, "corrupt": [], "debris": [], "state": false }))?;
         } else {
-            println!("{}", no_state(target, "no store to verify"));
+            outln!("{}", no_state(target, "no store to verify"))?;
         }
         return Ok(ExitCode::from(EXIT_OK));
     };
@@ -247,23 +251,15 @@ pub(super) fn verify(target: &Target, as_json: bool) -> Result<ExitCode> {
         let items: Vec<_> = found.iter().map(|c| json!({ "object": c.object, "problem": c.problem })).collect();
         let debris: Vec<_> =
             debris.iter().map(|d| json!({ "name": d.name.to_string_lossy(), "problem": d.why })).collect();
-        report::json(&json!({ "checked": checked, "corrupt": items, "debris": debris, "state": true }));
+        report::json(&json!({ "checked": checked, "corrupt": items, "debris": debris, "state": true }))?;
     } else {
-        let mut out = String::new();
         for corruption in &found {
-            let _ = writeln!(out, "corrupt: {}: {}", corruption.object, corruption.problem);
+            outln!("corrupt: {}: {}", corruption.object, corruption.problem)?;
         }
         for name in &debris {
-            let _ = writeln!(
-                out,
-                "debris: {}: {} (`blankslate generations gc` removes it)",
-                name.name.to_string_lossy(),
-                name.why
-            );
+            outln!("debris: {}: {} (`blankslate generations gc` removes it)", name.name.to_string_lossy(), name.why)?;
         }
-        let _ =
-            writeln!(out, "{} checked, {} corrupt, {} debris", plural(checked, "object"), found.len(), debris.len());
-        report::print(&out);
+        outln!("{} checked, {} corrupt, {} debris", plural(checked, "object"), found.len(), debris.len())?;
     }
     Ok(ExitCode::from(if found.is_empty() && debris.is_empty() { EXIT_OK } else { EXIT_FINDINGS }))
 }

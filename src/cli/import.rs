@@ -8,7 +8,7 @@ use blankslate_core::{decl, fs, import};
 use clap::Subcommand;
 
 use super::{InputError, Result, plural};
-use crate::report::{self, EXIT_FINDINGS};
+use crate::report::{self, EXIT_FINDINGS, err, errln};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ImportCommand {
@@ -156,25 +156,25 @@ fn add(
 
 fn write(imported: &import::Imported, args: &OutputArgs) -> Result<ExitCode> {
     for note in &imported.notes {
-        eprintln!("note: {note}");
+        errln!("note: {note}")?;
     }
     let text = imported.to_toml();
     let shown = args.output.clone().unwrap_or_else(|| PathBuf::from("<standard output>"));
     let checked = decl::check(&shown, &text, None);
     match &args.output {
-        None => print!("{text}"),
+        None => report::print(&text)?,
         Some(path) => {
             if path.exists() && !args.force {
                 return Err(format!("{} exists; pass --force to replace it", path.display()).into());
             }
             std::fs::write(path, &text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            eprintln!("wrote {}", path.display());
+            errln!("wrote {}", path.display())?;
         }
     }
     if checked.diagnostics.has_errors() {
-        eprint!("{}", checked.diagnostics.render(report::color_for(&std::io::stderr())));
+        err!("{}", checked.diagnostics.render(report::color_for(&std::io::stderr())))?;
         return Ok(ExitCode::from(EXIT_FINDINGS));
     }
-    eprintln!("{}", plural(imported.notes.len(), "note"));
+    errln!("{}", plural(imported.notes.len(), "note"))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -19,6 +19,8 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use blankslate_activator::switch::{Finished, Live, Recovered, SwitchError};
+use blankslate_activator::trial::WatcherSetup;
 use blankslate_core::decl::{self, UserDb};
 use blankslate_core::fs::{Dir, LockWait};
 use blankslate_core::generation::{DEFAULT_STATE_DIR, Generation, GenerationError, State};
@@ -26,7 +28,7 @@ use blankslate_etc_builder as etc_builder;
 use blankslate_persist::add::ManageError;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::report::{self, EXIT_FAILURE, EXIT_FINDINGS, EXIT_USAGE};
+use crate::report::{self, EXIT_FAILURE, EXIT_FINDINGS, EXIT_USAGE, err, errln, outln};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -243,6 +245,71 @@ pub fn exit_code(error: &(dyn Error + 'static)) -> u8 {
         .unwrap_or(EXIT_FAILURE)
 }
 
+/// A switch's error: the person's request that cannot be (a generation that does not
+/// exist, a trial with nothing to fall back to) is a usage error, not a failure.
+fn switch_error(error: SwitchError) -> Box<dyn Error> {
+    if !error.is_request() {
+        return error.into();
+    }
+    match error {
+        SwitchError::Generation(GenerationError::NoSuchGeneration(_)) => {
+            InputError::argument(format!("{error} (`blankslate generations list` shows them)"))
+        }
+        other => InputError::argument(other.to_string()),
+    }
+}
+
+/// Runs `work` on the root of `state` (locked) as a live root: what changes it goes
+/// through there, starting with what a killed command left
+/// ([`Live::finish_pending`]). A trial's watcher runs this program on this root.
+fn live<'s, T>(
+    state: &'s State,
+    target: &Target,
+    work: impl FnOnce(&Live<'s>) -> std::result::Result<T, SwitchError>,
+) -> Result<T> {
+    let exe = std::env::current_exe()?;
+    let root = std::path::absolute(&target.root)?;
+    let setup = WatcherSetup { exe: &exe, root: &root, state_dir: &target.state_dir };
+    work(&Live::new(state, &setup)).map_err(switch_error)
+}
+
+/// Says what a command finished (or undid) first that an earlier one left.
+fn print_recovered(recovered: &Recovered) -> std::result::Result<(), report::WriteError> {
+    report::print(&describe_recovered(recovered))
+}
+
+fn describe_recovered(recovered: &Recovered) -> String {
+    let mut lines = Vec::new();
+    match &recovered.switch {
+        Some(Finished { generation, undone: None, .. }) => {
+            lines.push(format!("finished the interrupted switch to generation {generation} first"));
+        }
+        Some(Finished { generation, undone: Some((reason, previous)), .. }) => lines.push(format!(
+            "undid the interrupted switch to generation {generation} first ({reason}): generation {previous} is \
+             active again"
+        )),
+        None => {}
+    }
+    if let Some(generation) = recovered.etc {
+        lines.push(format!("finished the interrupted activation of generation {generation} first"));
+    }
+    if let Some(settled) = &recovered.confirmation {
+        lines.push(format!("finished the confirmation of generation {} first", settled.trial.generation));
+    }
+    lines.iter().flat_map(|line| [line.as_str(), "\n"]).collect()
+}
+
+/// Finishes what a switch, an activation or a confirmation that was killed or failed
+/// left on the root, for a command that changes the root by other means (`persist
+/// add`, `persist remove`); says so on standard error.
+fn finish_pending(state: &State, target: &Target) -> Result<()> {
+    let recovered = live(state, target, Live::finish_pending)?;
+    for line in describe_recovered(&recovered).lines() {
+        errln!("note: {line}")?;
+    }
+    Ok(())
+}
+
 /// Generation `number`, which the person named: one that does not exist is a usage
 /// error, not a failure.
 fn named_generation(state: &State, number: u32) -> Result<Generation> {
@@ -257,7 +324,7 @@ fn named_generation(state: &State, number: u32) -> Result<Generation> {
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Adopt(args) => adopt::run(&args),
-        Command::Check(args) => Ok(check::run(&args)),
+        Command::Check(args) => Ok(check::run(&args)?),
         Command::Build(args) => build::run(&args),
         Command::Switch(args) => switch::switch(&args),
         Command::Rollback(args) => switch::rollback(&args),
@@ -273,20 +340,26 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Persist(command) => persist::run(command),
         Command::Audit(args) => audit::run(&args),
         Command::Initrd(args) => boot::initrd(&args),
-        Command::Boot(args) => Ok(boot::boot(&args)),
+        Command::Boot(args) => boot::boot(&args),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "blankslate", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "blankslate", &mut script);
+            report::print(&String::from_utf8_lossy(&script))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Man { dir } => {
             // The pages list the subcommands' pages; there is no `help` page to list.
             let command = Cli::command().disable_help_subcommand(true);
             match dir {
-                None => clap_mangen::Man::new(command).render(&mut std::io::stdout())?,
+                None => {
+                    let mut page = Vec::new();
+                    clap_mangen::Man::new(command).render(&mut page)?;
+                    report::print(&String::from_utf8_lossy(&page))?;
+                }
                 Some(dir) => {
                     clap_mangen::generate_to(command, &dir)
                         .map_err(|e| format!("cannot write the pages into {}: {e}", dir.display()))?;
-                    println!("wrote the manual pages into {}", dir.display());
+                    outln!("wrote the manual pages into {}", dir.display())?;
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -342,12 +415,12 @@ fn load(file: &Path, root: &Path) -> Result<std::result::Result<decl::Declaratio
     let color = report::color_for(&std::io::stderr());
     match decl::load(file, user_db(root).as_ref()) {
         Ok((declaration, warnings)) => {
-            eprint!("{}", warnings.render(color));
+            err!("{}", warnings.render(color))?;
             Ok(Ok(declaration))
         }
         Err(decl::LoadError::Invalid(diagnostics)) => {
-            eprint!("{}", diagnostics.render(color));
-            eprintln!("{}: {}; nothing was built", file.display(), plural(diagnostics.error_count(), "error"));
+            err!("{}", diagnostics.render(color))?;
+            errln!("{}: {}; nothing was built", file.display(), plural(diagnostics.error_count(), "error"))?;
             Ok(Err(ExitCode::from(EXIT_FINDINGS)))
         }
         Err(error) => Err(error.into()),

@@ -11,8 +11,8 @@ use blankslate_persist::add as manage;
 use clap::Subcommand;
 use serde_json::json;
 
-use super::{EXIT_CODES, Result, Target, load, open_state, plural, read_state, running};
-use crate::report::{self, EXIT_FINDINGS, EXIT_OK};
+use super::{EXIT_CODES, Result, Target, finish_pending, load, open_state, plural, read_state, running};
+use crate::report::{self, EXIT_FINDINGS, EXIT_OK, errln, outln};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum PersistCommand {
@@ -125,6 +125,9 @@ pub(super) fn run(command: PersistCommand) -> Result<ExitCode> {
             };
             let how = how.map(|h| if h == "symlink" { decl::How::Symlink } else { decl::How::Bind });
             let state = lock_existing(&common.target)?;
+            if let Some(state) = &state {
+                finish_pending(state, &common.target)?;
+            }
             let root = Dir::open_root(&common.target.root)?;
             let request = manage::AddRequest {
                 path: &path,
@@ -136,7 +139,7 @@ pub(super) fn run(command: PersistCommand) -> Result<ExitCode> {
                 how,
             };
             let added = manage::add(&root, &request)?;
-            print_recovered(&added.recovered);
+            print_recovered(&added.recovered)?;
             let generations =
                 carry_into_generations(&common, state.as_ref(), &touched(Some(&added.path), &added.recovered))?;
             if as_json {
@@ -146,17 +149,17 @@ pub(super) fn run(command: PersistCommand) -> Result<ExitCode> {
                     "hard_links": added.stats.hard_links, "symlinks": added.stats.symlinks,
                     "special": added.stats.special, "bytes": added.stats.bytes,
                     "generations": generations.to_json(),
-                }));
+                }))?;
             } else {
-                println!(
+                outln!(
                     "{} is now persisted in {} ({}, {}, verified), declared as {}",
                     added.path,
                     added.volume,
                     plural(added.stats.files, "file"),
                     plural(added.stats.bytes, "byte"),
                     added.entry
-                );
-                generations.print(&common);
+                )?;
+                generations.print(&common)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -167,13 +170,16 @@ pub(super) fn run(command: PersistCommand) -> Result<ExitCode> {
         PersistCommand::Sync { target, follow, json: as_json } => sync(&target, follow, as_json),
         PersistCommand::Recover { common, volume } => {
             let state = lock_existing(&common.target)?;
+            if let Some(state) = &state {
+                finish_pending(state, &common.target)?;
+            }
             let root = Dir::open_root(&common.target.root)?;
             let recovered = manage::recover(&root, &common.declaration, volume.as_deref())?;
-            print_recovered(&recovered);
+            print_recovered(&recovered)?;
             if recovered.is_empty() {
-                println!("nothing to recover");
+                outln!("nothing to recover")?;
             } else {
-                carry_into_generations(&common, state.as_ref(), &touched(None, &recovered))?.print(&common);
+                carry_into_generations(&common, state.as_ref(), &touched(None, &recovered))?.print(&common)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -181,24 +187,28 @@ pub(super) fn run(command: PersistCommand) -> Result<ExitCode> {
 }
 
 /// Notes on interrupted persist commands that this one finished or undid first.
-fn print_recovered(recovered: &[manage::Recovered]) {
+fn print_recovered(recovered: &[manage::Recovered]) -> Result<()> {
     for r in recovered {
         let what = if r.operation == blankslate_persist::journal::Operation::Add { "add" } else { "remove" };
         let outcome = if r.outcome == manage::Outcome::Finished { "finished" } else { "undone" };
-        eprintln!("note: the interrupted `persist {what} {}` (after step `{}`) was {outcome}", r.path, r.step.as_str());
+        errln!("note: the interrupted `persist {what} {}` (after step `{}`) was {outcome}", r.path, r.step.as_str())?;
         for note in &r.notes {
-            eprintln!("note: {note}");
+            errln!("note: {note}")?;
         }
     }
+    Ok(())
 }
 
 /// `persist remove`.
 fn remove(path: &str, common: &PersistArgs, copy_back: bool, purge: bool, as_json: bool) -> Result<ExitCode> {
     let state = lock_existing(&common.target)?;
+    if let Some(state) = &state {
+        finish_pending(state, &common.target)?;
+    }
     let root = Dir::open_root(&common.target.root)?;
     let request = manage::RemoveRequest { path, declaration: &common.declaration, copy_back, purge };
     let removed = manage::remove(&root, &request)?;
-    print_recovered(&removed.recovered);
+    print_recovered(&removed.recovered)?;
     let generations =
         carry_into_generations(common, state.as_ref(), &touched(Some(&removed.path), &removed.recovered))?;
     if as_json {
@@ -206,7 +216,7 @@ fn remove(path: &str, common: &PersistArgs, copy_back: bool, purge: bool, as_jso
             "path": removed.path, "volume": removed.volume,
             "copied_back": removed.copied_back, "purged": removed.purged,
             "generations": generations.to_json(),
-        }));
+        }))?;
     } else {
         let data = match (removed.copied_back, removed.purged) {
             (true, true) => "copied back into the root; removed from the volume",
@@ -214,22 +224,22 @@ fn remove(path: &str, common: &PersistArgs, copy_back: bool, purge: bool, as_jso
             (false, true) => "removed from the volume",
             (false, false) => "kept in the volume",
         };
-        println!("{} is no longer persisted ({data})", removed.path);
-        generations.print(common);
+        outln!("{} is no longer persisted ({data})", removed.path)?;
+        generations.print(common)?;
         // What the audit says from now on, and why: no longer persisting leaves
         // state that nothing declares.
         let live = if removed.copied_back { "with the data copied back" } else { "empty" };
-        println!(
+        outln!(
             "note: {} stays on the root ({live}) until the next reboot erases it; `blankslate audit` \
              lists it as undeclared",
             removed.path
-        );
+        )?;
         if !removed.purged {
             let kept = format!("{}{}", removed.volume.trim_end_matches('/'), removed.path);
-            println!(
+            outln!(
                 "note: the volume keeps {kept}, which nothing declares now: `blankslate audit` lists it \
                  as a persist-stray until it is deleted"
-            );
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -244,10 +254,10 @@ fn persist_list(common: &PersistArgs, as_json: bool) -> Result<ExitCode> {
     let root = Dir::open_root(&common.target.root)?;
     for mount in declaration.persist.keys() {
         if root.open_dir(mount.trim_start_matches('/')).is_err_and(|e| e.is_not_found()) {
-            eprintln!(
+            errln!(
                 "note: the persistent root {mount} is not in {} (is the volume mounted?): nothing of it is there",
                 common.target.root.display()
-            );
+            )?;
         }
     }
     let listing = manage::list(&root, &declaration)?;
@@ -264,14 +274,14 @@ fn persist_list(common: &PersistArgs, as_json: bool) -> Result<ExitCode> {
                 })
             })
             .collect();
-        report::json(&json!({ "entries": entries, "pending": listing.pending }));
+        report::json(&json!({ "entries": entries, "pending": listing.pending }))?;
     } else {
         for e in &listing.entries {
             let problems = if e.problems.is_empty() { String::new() } else { format!("  ({})", e.problems.join("; ")) };
-            println!("{:<15} {:<9} {}  <- {}{}{problems}", e.state.as_str(), e.kind.noun(), e.path, e.volume, e.path);
+            outln!("{:<15} {:<9} {}  <- {}{}{problems}", e.state.as_str(), e.kind.noun(), e.path, e.volume, e.path)?;
         }
         for pending in &listing.pending {
-            eprintln!("warning: {pending}");
+            errln!("warning: {pending}")?;
         }
     }
     Ok(ExitCode::from(if all_ok && listing.pending.is_empty() { EXIT_OK } else { EXIT_FINDINGS }))
@@ -284,28 +294,37 @@ fn sync(target: &Target, follow: bool, as_json: bool) -> Result<ExitCode> {
     // `--follow` runs for good: it must not keep every other writer out.
     let _state = if follow { None } else { lock_existing(target)? };
     let Some(running) = running(target, None)? else {
-        println!("no blankslate state in {}: nothing to sync", target.root.display());
+        outln!("no blankslate state in {}: nothing to sync", target.root.display())?;
         return Ok(ExitCode::SUCCESS);
     };
     let root = Dir::open_root(&target.root)?;
-    let print = |synced: &copy::Synced| {
+    let print = |synced: &copy::Synced| -> Result<()> {
         for path in &synced.written {
-            println!("written back: {path}");
+            outln!("written back: {path}")?;
         }
         for (path, why) in synced.missing.iter().chain(&synced.unknown_owners) {
-            eprintln!("warning: {path}: {why}");
+            errln!("warning: {path}: {why}")?;
         }
         for (path, why) in &synced.failed {
-            eprintln!("warning: {path}: not written back: {why}");
+            errln!("warning: {path}: not written back: {why}")?;
         }
+        Ok(())
     };
     if follow {
         // Said once the first sync is done and every change is watched.
         let mut first = true;
         let never = copy::follow(&root, &running.declaration, &running.users, &mut |synced| {
-            print(synced);
-            if std::mem::take(&mut first) {
-                println!("keeping the copies of generation {} written back", running.number);
+            // Each copy is written back whole before it is reported: with nowhere to
+            // report to, the watch ends as a failure, the copies as they are.
+            let reported = print(synced).and_then(|()| {
+                if std::mem::take(&mut first) {
+                    outln!("keeping the copies of generation {} written back", running.number)?;
+                }
+                Ok(())
+            });
+            if let Err(error) = reported {
+                report::error(error.as_ref());
+                std::process::exit(i32::from(report::EXIT_FAILURE));
             }
         })?;
         match never {}
@@ -318,10 +337,10 @@ fn sync(target: &Target, follow: bool, as_json: bool) -> Result<ExitCode> {
         report::json(&json!({
             "generation": running.number, "written": synced.written, "unchanged": synced.unchanged,
             "missing": pairs(&synced.missing), "failed": pairs(&synced.failed),
-        }));
+        }))?;
     } else {
-        print(&synced);
-        println!("copies: {} written back, {} unchanged", synced.written.len(), synced.unchanged.len());
+        print(&synced)?;
+        outln!("copies: {} written back, {} unchanged", synced.written.len(), synced.unchanged.len())?;
     }
     Ok(ExitCode::from(if synced.missing.is_empty() && synced.failed.is_empty() { EXIT_OK } else { EXIT_FINDINGS }))
 }
@@ -362,34 +381,35 @@ impl Carried {
         json!({ "active": pair(self.active), "current": pair(self.current) })
     }
 
-    fn print(&self, common: &PersistArgs) {
+    fn print(&self, common: &PersistArgs) -> Result<()> {
         let decl = common.declaration.display();
         if self.no_state {
-            println!(
+            outln!(
                 "note: nothing was ever built in {}: the change is in {decl} only (`blankslate build {decl}` \
                  makes it a generation)",
                 common.target.root.display()
-            );
+            )?;
         }
         let changed = |p: Option<(u32, u32)>| p.filter(|(from, to)| from != to);
         match (changed(self.active), changed(self.current)) {
             (Some((from, to)), Some(current)) if (from, to) == current => {
-                println!("generation {from} with this change is generation {to}, now active and current");
+                outln!("generation {from} with this change is generation {to}, now active and current")?;
             }
             (active, current) => {
                 if let Some((from, to)) = active {
-                    println!("generation {from} with this change is generation {to}, now active");
+                    outln!("generation {from} with this change is generation {to}, now active")?;
                 }
                 if let Some((from, to)) = current {
-                    println!("generation {from} with this change is generation {to}, now current (the next boot's)");
+                    outln!("generation {from} with this change is generation {to}, now current (the next boot's)")?;
                 }
             }
         }
         if self.not_relabelled {
             if let Some((_, to)) = self.active {
-                println!("note: /etc is being activated: run `blankslate switch {to}` to make generation {to} active");
+                outln!("note: /etc is being activated: run `blankslate switch {to}` to make generation {to} active")?;
             }
         }
+        Ok(())
     }
 }
 

@@ -4,13 +4,13 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use blankslate_activator::etc::{self, Action};
-use blankslate_activator::live;
+use blankslate_activator::switch::Live;
 use blankslate_core::fs::Dir;
 use blankslate_persist::Report;
 use serde_json::json;
 
-use super::{Result, Target, open_state, read_state};
-use crate::report::{self, EXIT_FINDINGS, EXIT_OK};
+use super::{Result, Target, live, open_state, print_recovered, read_state};
+use crate::report::{self, EXIT_FINDINGS, EXIT_OK, errln};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct RepairArgs {
@@ -31,12 +31,25 @@ pub(super) fn run(args: &RepairArgs) -> Result<ExitCode> {
         || format!("nothing is active on {}: nothing to repair (switch to a generation first)", target.root.display());
     let state = if args.dry_run { read_state(target)?.ok_or_else(nothing)? } else { open_state(target)? };
     let root = Dir::open_root(&target.root)?;
-    let Some(repaired) = live::repair(&state, &root, args.dry_run)? else { return Err(nothing().into()) };
+    let repaired = if args.dry_run {
+        etc::repair(&root, state.store(), true)?.map(|etc| Repaired {
+            generation: etc.plan.to.generation,
+            etc,
+            persisted: None,
+        })
+    } else {
+        let repaired = live(&state, target, Live::repair)?;
+        if let Some(repaired) = &repaired {
+            print_recovered(&repaired.recovered)?;
+        }
+        repaired.map(|r| Repaired { generation: r.generation, etc: r.etc, persisted: Some(r.persisted) })
+    };
+    let Some(repaired) = repaired else { return Err(nothing().into()) };
     let persist_findings =
         if args.dry_run { persisted_findings(&state, &root, &target.root, &repaired)? } else { Vec::new() };
     let left = repaired.persisted.as_ref().map_or(0, |p| p.conflicts.len());
     if args.json {
-        report::json(&to_json(&repaired, &persist_findings, args.dry_run));
+        report::json(&to_json(&repaired, &persist_findings, args.dry_run))?;
     } else {
         let mut out = repaired.etc.plan.to_string();
         if let Some(persisted) = &repaired.persisted {
@@ -51,14 +64,22 @@ pub(super) fn run(args: &RepairArgs) -> Result<ExitCode> {
         if args.dry_run {
             out.push_str("dry run: nothing was changed\n");
         }
-        report::print(&out);
+        report::print(&out)?;
         for step in repaired.etc.plan.backups() {
             if let Action::BackUp { backup, found } = &step.action {
-                eprintln!("warning: /etc/{} held {found}: moved to {backup}", step.path);
+                errln!("warning: /etc/{} held {found}: moved to {backup}", step.path)?;
             }
         }
     }
     Ok(ExitCode::from(if left == 0 { EXIT_OK } else { EXIT_FINDINGS }))
+}
+
+/// What a repair did (or, for `/etc` in a dry run, would do).
+struct Repaired {
+    generation: u32,
+    etc: etc::Activated,
+    /// `None` in a dry run.
+    persisted: Option<Report>,
 }
 
 /// In a dry run: what the audit finds wrong with the persisted paths, which is what a
@@ -67,7 +88,7 @@ fn persisted_findings(
     state: &blankslate_core::generation::State,
     root: &Dir,
     root_path: &std::path::Path,
-    repaired: &live::Repaired,
+    repaired: &Repaired,
 ) -> Result<Vec<(&'static str, String, String)>> {
     let generation = state.generation(repaired.generation)?;
     let declaration = state.persisted_declaration(&generation)?;
@@ -87,6 +108,9 @@ fn describe_persisted(generation: u32, persisted: &Report) -> String {
     for (path, backup) in &persisted.backed_up {
         line('!', path, &format!("what stood in the root moved to {backup}"));
     }
+    for path in &persisted.unmounted {
+        line('-', path, "unmounted: no longer declared (its data stays in the volume)");
+    }
     for path in &persisted.mounted {
         line('+', path, "mounted again");
     }
@@ -101,7 +125,8 @@ fn describe_persisted(generation: u32, persisted: &Report) -> String {
     }
     let _ = writeln!(
         out,
-        "{} mounted again, {} linked again, {} fixed, {} moved aside, {} not repaired, {} as activated",
+        "{} unmounted, {} mounted again, {} linked again, {} fixed, {} moved aside, {} not repaired, {} as activated",
+        persisted.unmounted.len(),
         persisted.mounted.len(),
         persisted.linked.len(),
         persisted.fixed.len(),
@@ -113,7 +138,7 @@ fn describe_persisted(generation: u32, persisted: &Report) -> String {
 }
 
 fn to_json(
-    repaired: &live::Repaired,
+    repaired: &Repaired,
     persist_findings: &[(&'static str, String, String)],
     dry_run: bool,
 ) -> serde_json::Value {
@@ -139,7 +164,7 @@ fn to_json(
     };
     let persisted = repaired.persisted.as_ref().map(|p| {
         json!({
-            "mounted": p.mounted, "linked": p.linked, "fixed": pairs(&p.fixed, "was"),
+            "unmounted": p.unmounted, "mounted": p.mounted, "linked": p.linked, "fixed": pairs(&p.fixed, "was"),
             "moved_aside": pairs(&p.backed_up, "moved_to"), "not_repaired": pairs(&p.conflicts, "reason"),
             "as_activated": p.unchanged.len(),
         })

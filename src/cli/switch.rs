@@ -1,21 +1,20 @@
 //! `blankslate switch` and `blankslate rollback`: activate a generation on a root now,
-//! make it the boot default, or both; on trial if asked.
+//! make it the boot default, or both; on trial if asked. The switch itself is
+//! `blankslate_activator::switch`'s; this parses, calls and prints.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use blankslate_activator::etc;
-use blankslate_activator::live::{self, Switched};
-use blankslate_activator::trial::Request;
-use blankslate_core::decl::Declaration;
+use blankslate_activator::switch::{self, Mode, Preview, Request, Switched, Unbuilt, Wanted};
 use blankslate_core::fs::Dir;
 use blankslate_core::generation::State;
-use blankslate_core::manifest::Manifest;
-use blankslate_core::trial::LiveTrial;
+use blankslate_persist::Report;
 
-use super::diff::{self, Side};
-use super::{InputError, Result, Target, build_etc, load, named_generation, open_state, read_state, trial};
-use crate::report;
+use super::{
+    InputError, Result, Target, build_etc, live, load, named_generation, open_state, print_recovered, read_state, trial,
+};
+use crate::report::{self, errln, outln};
 
 #[derive(Debug, clap::Args)]
 pub(super) struct SwitchArgs {
@@ -60,17 +59,6 @@ pub(super) struct Activation {
     pub(super) trial: trial::TrialArgs,
 }
 
-/// When the generation takes effect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// Now, and at every boot.
-    Switch,
-    /// Now only.
-    Test,
-    /// At the next boot only.
-    Boot,
-}
-
 impl Activation {
     fn on_conflict(&self) -> etc::OnConflict {
         if self.refuse_conflicts { etc::OnConflict::Refuse } else { etc::OnConflict::Backup }
@@ -81,6 +69,16 @@ impl Activation {
             (true, _) => Mode::Test,
             (_, true) => Mode::Boot,
             _ => Mode::Switch,
+        }
+    }
+
+    fn request(&self, wanted: Wanted) -> Request {
+        Request {
+            wanted,
+            mode: self.mode(),
+            on_conflict: self.on_conflict(),
+            tries: self.trial.tries,
+            confirm_within: self.trial.confirm_within,
         }
     }
 }
@@ -95,194 +93,120 @@ pub(super) fn switch(args: &SwitchArgs) -> Result<ExitCode> {
         };
         let etc = build_etc(&declaration, args.nixos_etc.as_deref())?;
         if activation.dry_run {
-            let state = read_state(target)?;
             let root = Dir::open_root(&target.root)?;
-            let manifest = etc.manifest();
-            let to = Side { generation: None, declaration: &declaration, manifest: &manifest };
-            let users = || etc::users_for(&root, |name| etc.contents(name));
-            let object = blankslate_core::store::Store::object_name(blankslate_etc_builder::OBJECT_NAME, &etc.tree()?)?;
-            let static_target = target.state_dir.join("store").join(&object).join(blankslate_core::manifest::TREE_DIR);
-            let number = next_number(state.as_ref(), &declaration)?;
-            let to_etc = etc::Active {
-                generation: number,
-                object,
-                static_target: static_target.to_string_lossy().into_owned(),
-                manifest: manifest.clone(),
+            let unbuilt = Unbuilt {
+                declaration: &declaration,
+                manifest: etc.manifest(),
+                object: etc.object_name()?,
+                users: etc::users_for(&root, |name| etc.contents(name)),
             };
-            return dry_run(
-                state.as_ref(),
-                &root,
-                activation,
-                Side { generation: Some(number), ..to },
-                &to_etc,
-                &users,
-            );
+            return dry_run(target, activation, Err(unbuilt));
         }
         let state = open_state(target)?;
         if activation.trial.confirm_within.is_some() {
             // Refused before anything is built.
-            fallback(trial::pending(&state)?.as_ref(), state.active_number())?;
+            switch::trial_fallback(&state).map_err(super::switch_error)?;
         }
         let etc_object = etc.add_to_store(state.store())?;
         // The boot default moves only once the activation succeeded.
         let built = state.add(&declaration, &[("etc", &etc_object)])?;
-        return run(&state, target, built.generation, activation);
+        return run(&state, target, Wanted::Generation(built.generation), activation);
     };
     let Some(state) = read_state(target)? else {
         return Err(InputError::argument(format!("there is no generation {number}: nothing was ever built here")));
     };
     named_generation(&state, number)?;
     if activation.dry_run {
-        return dry_run_generation(&state, target, number, activation);
+        return dry_run(target, activation, Ok(Wanted::Generation(number)));
     }
     drop(state);
-    run(&open_state(target)?, target, number, activation)
+    run(&open_state(target)?, target, Wanted::Generation(number), activation)
 }
 
-/// The number a declaration not built yet would get (an equal generation's, if any).
-fn next_number(state: Option<&State>, declaration: &Declaration) -> Result<u32> {
-    let Some(state) = state else { return Ok(1) };
-    let list = state.list()?;
-    let canonical = declaration.canonical_json();
-    let existing = list.iter().find(|g| state.declaration_json(g).is_ok_and(|d| d == canonical));
-    Ok(existing.map_or_else(|| list.last().map_or(1, |g| g.number + 1), |g| g.number))
+pub(super) fn rollback(args: &RollbackArgs) -> Result<ExitCode> {
+    let (target, activation) = (&args.target, &args.activation);
+    if activation.dry_run {
+        return dry_run(target, activation, Ok(Wanted::Previous));
+    }
+    run(&open_state(target)?, target, Wanted::Previous, activation)
 }
 
-/// The dry run of generation `number`, which is in the store.
-fn dry_run_generation(state: &State, target: &Target, number: u32, activation: &Activation) -> Result<ExitCode> {
-    let root = Dir::open_root(&target.root)?;
-    let loaded = diff::Loaded::generation(state, number)?;
-    let to_etc = etc::Active::load(state.store(), number, &loaded.etc_object)?;
-    let tree = state.store().open_object(&loaded.etc_object)?.open_dir(blankslate_core::manifest::TREE_DIR)?;
-    let users = || etc::users_for(&root, |name| tree.read(name).ok());
-    dry_run(Some(state), &root, activation, loaded.side(), &to_etc, &users)
-}
-
-/// Prints what a switch to `to` would change: the comparison with the generation in
-/// effect (the active one; the boot default for `--boot`), as `generations diff`
+/// Prints what a switch to `wanted` would change: the comparison with the generation
+/// in effect (the active one; the boot default for `--boot`), as `generations diff`
 /// shows it, then what this root adds to the /etc plan.
 fn dry_run(
-    state: Option<&State>,
-    root: &Dir,
+    target: &Target,
     activation: &Activation,
-    to: Side<'_>,
-    to_etc: &etc::Active,
-    users: &dyn Fn() -> blankslate_core::decl::UserDb,
+    wanted: std::result::Result<Wanted, Unbuilt<'_>>,
 ) -> Result<ExitCode> {
-    let mode = activation.mode();
-    let from_number = match (state, mode) {
-        (Some(state), Mode::Boot) => state.current_number()?,
-        (Some(state), _) => state.active_number(),
-        (None, _) => None,
-    };
-    let empty_declaration = Declaration::default();
-    let empty_manifest = Manifest::new();
-    let from = match (state, from_number) {
-        (Some(state), Some(number)) => Some(diff::Loaded::generation(state, number)?),
-        _ => None,
-    };
-    let from_side = from.as_ref().map_or(
-        Side { generation: None, declaration: &empty_declaration, manifest: &empty_manifest },
-        diff::Loaded::side,
-    );
-    let mut out = format!("dry run, nothing changes: {}\n", describe_mode(mode));
-    out.push_str(&blankslate_core::diff::GenerationDiff::between(from_side, to).to_string());
-    if mode != Mode::Boot {
-        let plan = etc::plan(root, to_etc, users, activation.on_conflict())?;
+    let root = Dir::open_root(&target.root)?;
+    let state = read_state(target)?;
+    let preview =
+        switch::preview(&root, state.as_ref(), &target.state_dir, wanted, activation.mode(), activation.on_conflict())
+            .map_err(super::switch_error)?;
+    print_preview(&preview)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_preview(preview: &Preview) -> Result<()> {
+    let mut out = format!("dry run, nothing changes: {}\n", preview.mode.describe());
+    out.push_str(&preview.diff.to_string());
+    if let Some(plan) = &preview.plan {
         out.push_str("on this root:\n");
         out.push_str(&plan.live_notes());
     }
-    report::print(&out);
+    report::print(&out)?;
+    Ok(())
+}
+
+/// Switches to `wanted` as `activation` says; prints what was done once it is.
+fn run(state: &State, target: &Target, wanted: Wanted, activation: &Activation) -> Result<ExitCode> {
+    let switched = live(state, target, |live| live.switch(&activation.request(wanted)))?;
+    print_switched(&switched)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn describe_mode(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Switch => "activate now and make it the boot default",
-        Mode::Test => "activate now, the boot default stays",
-        Mode::Boot => "make it the boot default, activate nothing now",
-    }
-}
-
-/// Switches to generation `number` as `activation` says.
-fn run(state: &State, target: &Target, number: u32, activation: &Activation) -> Result<ExitCode> {
-    state.generation(number)?;
-    let mode = activation.mode();
-    if mode == Mode::Boot {
-        trial::set_boot_default(state, number, activation.trial.tries)?;
-        let active = state.active_number().map_or_else(|| "nothing".into(), |n| format!("generation {n}"));
-        println!("generation {number} is the boot default; {active} stays active until the next boot");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let root = Dir::open_root(&target.root)?;
-    let previous = state.active_number();
-    let pending = trial::pending(state)?;
-    let armed = if let Some(within) = activation.trial.confirm_within {
-        let fallback = fallback(pending.as_ref(), previous)?;
-        if fallback == number {
-            let message = format!("generation {number} is what a fallback would activate: there is nothing to try");
-            return Err(InputError::argument(message));
+/// What a switch did: what it finished first, /etc, backups, persisted paths, the
+/// trials and the boot default.
+fn print_switched(switched: &Switched) -> Result<()> {
+    print_recovered(&switched.recovered)?;
+    let number = switched.generation;
+    let Some((outcome, persisted)) = &switched.activated else {
+        if let Some(trial) = &switched.boot_trial {
+            trial::print_boot_trial(trial)?;
         }
-        let request = Request {
-            generation: number,
-            previous: fallback,
-            make_default: mode == Mode::Switch,
-            tries: activation.trial.tries,
-            within,
-        };
-        Some(trial::arm(state, target, request)?)
-    } else {
-        trial::end(state)?;
-        None
+        let active = switched.active.map_or_else(|| "nothing".into(), |n| format!("generation {n}"));
+        outln!("generation {number} is the boot default; {active} stays active until the next boot")?;
+        return Ok(());
     };
-    let switched = match live::activate(state, &root, number, activation.on_conflict()) {
-        Ok(switched) => switched,
-        Err(error) => {
-            if let Some(armed) = &armed {
-                trial::disarm(state, armed)?;
+    if let Some(ended) = &switched.ended {
+        outln!("the trial of generation {} ends unconfirmed: this switch replaces it", ended.generation)?;
+    }
+    print_activated(outcome, persisted)?;
+    match (&switched.trial, switched.mode) {
+        (Some(armed), _) => trial::print_armed(armed)?,
+        (None, Mode::Switch | Mode::Boot) => {
+            if let Some(trial) = &switched.boot_trial {
+                trial::print_boot_trial(trial)?;
             }
-            return Err(error.into());
+            outln!("generation {number} is active and the boot default")?;
         }
-    };
-    print_switched(&switched);
-    match (&armed, mode) {
-        (Some(armed), _) => trial::print_armed(armed),
-        (None, Mode::Switch) => {
-            trial::set_boot_default(state, number, activation.trial.tries)?;
-            println!("generation {number} is active and the boot default");
-        }
-        (None, _) => {
-            let default = state.current_number()?.map_or_else(|| "nothing".into(), |n| format!("generation {n}"));
-            println!("generation {number} is active; the boot default stays {default} (a reboot returns to it)");
+        (None, Mode::Test) => {
+            let default = switched.boot_default.map_or_else(|| "nothing".into(), |n| format!("generation {n}"));
+            outln!("generation {number} is active; the boot default stays {default} (a reboot returns to it)")?;
         }
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// What a switch on trial falls back to: a pending trial's own fallback, else the
-/// generation active now.
-fn fallback(pending: Option<&LiveTrial>, active: Option<u32>) -> Result<u32> {
-    pending.map(|t| t.previous).or(active).ok_or_else(|| {
-        InputError::argument(
-            "nothing is active on this root to fall back to: switch without --confirm-within the first time",
-        )
-    })
+    Ok(())
 }
 
 /// What an activation did: /etc, backups, persisted paths.
-pub(super) fn print_switched(switched: &Switched) {
-    if let etc::Outcome::Activated(activated) = &switched.etc {
-        if let Some(recovered) = activated.recovered {
-            println!("finished the interrupted activation of generation {recovered} first");
-        }
-    }
-    report::print(&switched.etc.to_string());
-    for step in switched.etc.plan().into_iter().flat_map(etc::Plan::backups) {
+pub(super) fn print_activated(outcome: &etc::Outcome, persisted: &Report) -> Result<()> {
+    report::print(&outcome.to_string())?;
+    for step in outcome.plan().into_iter().flat_map(etc::Plan::backups) {
         if let etc::Action::BackUp { backup, found } = &step.action {
-            eprintln!("warning: /etc/{} held {found}, not blankslate's: moved to {backup}", step.path);
+            errln!("warning: /etc/{} held {found}, not blankslate's: moved to {backup}", step.path)?;
         }
     }
-    let persisted = &switched.persisted;
     let counts = [
         (persisted.mounted.len(), "mounted"),
         (persisted.linked.len(), "linked"),
@@ -291,22 +215,9 @@ pub(super) fn print_switched(switched: &Switched) {
         (persisted.unchanged.len(), "unchanged"),
     ];
     let summary: Vec<String> = counts.iter().map(|(n, what)| format!("{n} {what}")).collect();
-    println!("persisted paths: {}", summary.join(", "));
+    outln!("persisted paths: {}", summary.join(", "))?;
     for (path, reason) in persisted.conflicts.iter().chain(&persisted.unknown_owners) {
-        eprintln!("warning: {path}: {reason}");
+        errln!("warning: {path}: {reason}")?;
     }
-}
-
-pub(super) fn rollback(args: &RollbackArgs) -> Result<ExitCode> {
-    let (target, activation) = (&args.target, &args.activation);
-    let nothing = || "nothing is active yet; nothing to roll back from".to_owned();
-    let state = if activation.dry_run { read_state(target)?.ok_or_else(nothing)? } else { open_state(target)? };
-    let active = state.active_number().or(state.current_number()?);
-    let Some(active) = active else { return Err(nothing().into()) };
-    let previous = state.list()?.into_iter().rev().find(|g| g.number < active);
-    let Some(previous) = previous else { return Err(format!("there is no generation before {active}").into()) };
-    if activation.dry_run {
-        return dry_run_generation(&state, target, previous.number, activation);
-    }
-    run(&state, target, previous.number, activation)
+    Ok(())
 }

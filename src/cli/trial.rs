@@ -6,12 +6,13 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use blankslate_activator::trial::{self as watcher, BootAttempt, Request, WatcherSetup};
-use blankslate_core::fs::Dir;
-use blankslate_core::generation::{GenerationError, State, format_utc};
+use blankslate_activator::switch::Live;
+use blankslate_activator::trial::{self as watcher, BootAttempt, Settled};
+use blankslate_core::generation::format_utc;
 use blankslate_core::trial::{BootTrial, LiveTrial, TrialAttempt, Watcher, now};
 
-use super::{InputError, Result, Target, open_state, read_state};
+use super::{Result, Target, live, open_state, print_recovered, read_state};
+use crate::report::{errln, outln};
 
 /// How a switch is put on trial.
 #[derive(Debug, clap::Args)]
@@ -46,69 +47,32 @@ fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     Ok(Duration::from_secs(number.saturating_mul(scale)))
 }
 
-/// The live trial waiting for a confirmation, if any.
-pub(super) fn pending(state: &State) -> Result<Option<LiveTrial>> {
-    Ok(LiveTrial::read(state.root())?.filter(LiveTrial::is_pending))
-}
-
-/// Arms a live trial with its watcher (see `blankslate_activator::trial`), which runs
-/// this program on this root.
-pub(super) fn arm(state: &State, target: &Target, request: Request) -> Result<LiveTrial> {
-    let exe = std::env::current_exe()?;
-    let root = std::path::absolute(&target.root)?;
-    let setup = WatcherSetup { exe: &exe, root: &root, state_dir: &target.state_dir };
-    Ok(watcher::arm(state, &setup, request)?)
-}
-
-/// Takes back a trial whose switch failed.
-pub(super) fn disarm(state: &State, trial: &LiveTrial) -> Result<()> {
-    LiveTrial::remove(state.root())?;
-    watcher::stop_watcher(trial);
-    Ok(())
-}
-
-/// A plain switch replaces a pending trial: it is no longer waited for.
-pub(super) fn end(state: &State) -> Result<()> {
-    if let Some(trial) = watcher::end(state)? {
-        println!("the trial of generation {} ends unconfirmed: this switch replaces it", trial.generation);
-    }
-    Ok(())
-}
-
-pub(super) fn print_armed(trial: &LiveTrial) {
+pub(super) fn print_armed(trial: &LiveTrial) -> Result<()> {
     let watched = match &trial.watcher {
         Some(Watcher::Systemd { unit }) => format!("systemd timer {unit}"),
         Some(Watcher::Process { pid }) => format!("process {pid}, in a session of its own"),
         None => "nothing".into(),
     };
     let then = if trial.make_default { ", and makes it the boot default" } else { "" };
-    println!(
+    outln!(
         "generation {} is active on trial: `blankslate confirm` before {} UTC keeps it{then}; otherwise \
          generation {} is activated again by itself (watched by {watched})",
         trial.generation,
         format_utc(trial.deadline),
         trial.previous,
-    );
-}
-
-/// Makes `number` the boot default (on trial for `tries` boots if given) and says so.
-pub(super) fn set_boot_default(state: &State, number: u32, tries: Option<u32>) -> Result<()> {
-    match state.set_boot_default(number, tries) {
-        Ok(Some(trial)) => print_boot_trial(&trial),
-        Ok(None) => {}
-        // What was asked cannot be tried: the person's request, not a failure.
-        Err(error @ GenerationError::NoFallback(_)) => return Err(InputError::argument(error.to_string())),
-        Err(error) => return Err(error.into()),
-    }
+    )?;
     Ok(())
 }
 
-fn print_boot_trial(trial: &BootTrial) {
-    println!(
+pub(super) fn print_boot_trial(trial: &BootTrial) -> Result<()> {
+    outln!(
         "generation {} is on trial for {} boot(s): `blankslate confirm` in the booted system ends it; otherwise boot \
          falls back to generation {}",
-        trial.generation, trial.tries, trial.fallback
-    );
+        trial.generation,
+        trial.tries,
+        trial.fallback
+    )?;
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -120,30 +84,31 @@ pub(super) struct ConfirmArgs {
 /// `blankslate confirm`.
 pub(super) fn confirm(args: &ConfirmArgs) -> Result<ExitCode> {
     let state = open_state(&args.target)?;
-    let confirmed = watcher::confirm(&state)?;
-    if let Some(trial) = &confirmed.live {
-        match confirmed.boot_default {
-            Some(number) if number == trial.generation => {
-                println!("generation {number} confirmed: it stays active and the boot default");
+    let (recovered, confirmed) = live(&state, &args.target, Live::confirm)?;
+    print_recovered(&recovered)?;
+    if let Some(Settled { trial, boot_default, boot_trial }) = &confirmed.live {
+        match boot_default {
+            Some(number) if *number == trial.generation => {
+                outln!("generation {number} confirmed: it stays active and the boot default")?;
             }
-            Some(number) => println!(
+            Some(number) => outln!(
                 "generation {} confirmed: it stays active, as generation {number} (amended since), the boot default",
                 trial.generation
-            ),
-            None => println!("generation {} confirmed: it stays active", trial.generation),
+            )?,
+            None => outln!("generation {} confirmed: it stays active", trial.generation)?,
+        }
+        if let Some(trial) = boot_trial {
+            print_boot_trial(trial)?;
         }
     }
-    if let Some(trial) = &confirmed.boot_trial {
-        print_boot_trial(trial);
-    }
     if let Some(good) = confirmed.good {
-        println!("generation {good} (booted) marked good: boot falls back to it if a later trial fails");
+        outln!("generation {good} (booted) marked good: boot falls back to it if a later trial fails")?;
     }
     if let Some(amended) = confirmed.amended_good {
-        println!("generation {amended} (the booted one, amended since) marked good: its boot trial ends");
+        outln!("generation {amended} (the booted one, amended since) marked good: its boot trial ends")?;
     }
     if confirmed.live.is_none() && confirmed.good.is_none() {
-        println!("nothing to confirm: no switch is on trial, and this root was not booted by blankslate");
+        outln!("nothing to confirm: no switch is on trial, and this root was not booted by blankslate")?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -169,18 +134,19 @@ pub(super) fn expire(args: &ExpireArgs) -> Result<ExitCode> {
         watcher::detach()?;
         let deadline = now().saturating_add(i64::try_from(seconds).unwrap_or(i64::MAX));
         // The only line on the pipe, whose reader is gone soon after.
-        println!("armed");
+        outln!("armed")?;
         watcher::sleep_until(deadline);
     }
     let state = open_state(&args.target)?;
-    let root = Dir::open_root(&args.target.root)?;
+    let expired = live(&state, &args.target, |live| live.expire(&args.id))?;
     let stamp = format_utc(now());
-    match watcher::expire(&state, &root, &args.id)? {
-        None => eprintln!("{stamp} UTC: trial {} was confirmed or replaced: nothing to do", args.id),
-        Some((trial, _)) => eprintln!(
+    match expired {
+        None => errln!("{stamp} UTC: trial {} was confirmed or replaced: nothing to do", args.id)?,
+        Some((trial, _)) => errln!(
             "{stamp} UTC: generation {} was not confirmed in time: generation {} is active again",
-            trial.generation, trial.previous
-        ),
+            trial.generation,
+            trial.previous
+        )?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -209,16 +175,16 @@ pub(super) fn boot_deadline(args: &BootDeadlineArgs) -> Result<ExitCode> {
         None => None,
     };
     let Some((state, attempt)) = attempt else {
-        println!("this boot is not an attempt of a generation on trial: nothing to watch");
+        outln!("this boot is not an attempt of a generation on trial: nothing to watch")?;
         return Ok(ExitCode::SUCCESS);
     };
     let BootAttempt { attempt: TrialAttempt { attempt: number, tries }, trial, .. } = &attempt;
     let within = args.within.as_secs();
-    println!(
+    outln!(
         "generation {} is on a boot trial (attempt {number} of {tries}): unless `blankslate confirm` runs within {within} s \
          of booting, this machine reboots",
         trial.generation
-    );
+    )?;
     // Watching only reads; the decision is made again under the state lock, held until
     // the reboot, so that no `blankslate confirm` lands between the two.
     let locked = match attempt.wait(&state, args.within, DEADLINE_POLL)? {
@@ -230,10 +196,10 @@ pub(super) fn boot_deadline(args: &BootDeadlineArgs) -> Result<ExitCode> {
         None => None,
     };
     let Some(trial) = waited else {
-        println!(
+        outln!(
             "generation {}'s boot trial ended in time (confirmed, or another boot default): no reboot",
             trial.generation
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     };
     let next = if trial.attempts < trial.tries {
@@ -245,13 +211,10 @@ pub(super) fn boot_deadline(args: &BootDeadlineArgs) -> Result<ExitCode> {
     if args.target.root != Path::new("/") {
         // Only the live system is rebooted: a root elsewhere (a scratch root, a
         // mounted image) is not what this kernel runs.
-        eprintln!(
-            "{late}: the next boot {next}; not rebooting, as {} is not the live root",
-            args.target.root.display()
-        );
+        errln!("{late}: the next boot {next}; not rebooting, as {} is not the live root", args.target.root.display())?;
         return Ok(ExitCode::from(1));
     }
-    eprintln!("{late}: rebooting; the next boot {next}");
+    errln!("{late}: rebooting; the next boot {next}")?;
     let error = watcher::reboot(REBOOT_GRACE);
     Err(std::io::Error::other(format!("cannot reboot: {error}")).into())
 }

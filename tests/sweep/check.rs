@@ -13,6 +13,7 @@ use std::fmt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use blankslate_core::activation::{ACTIVE_FILE, MOUNTS_FILE, STATE_FILE};
 use blankslate_core::manifest::{EtcKind, Manifest, content_hash};
 use serde_json::Value;
 
@@ -357,7 +358,10 @@ fn check_store(state_root: &Path, failures: &mut Vec<Failure>) {
     match run_json(&["store", "verify", "--json"], state_root) {
         Ok((code, value)) => {
             let corrupt = value["corrupt"].as_array().cloned().unwrap_or_default();
-            if code != Some(0) || !corrupt.is_empty() {
+            // Debris (a temporary left in the store) exits 1 too: it is a temporary,
+            // which the walk for them reports.
+            let debris = value["debris"].as_array().is_some_and(|d| !d.is_empty());
+            if !corrupt.is_empty() || !(code == Some(0) || code == Some(1) && debris) {
                 let shown: Vec<String> = corrupt.iter().take(3).map(ToString::to_string).collect();
                 failures.push(Failure::new(
                     Class::PartialObject,
@@ -696,7 +700,9 @@ fn check_temporaries(world: &World, state_root: &Path, failures: &mut Vec<Failur
         walk(place, &mut |path, _| {
             let name = path.file_name().unwrap().to_string_lossy();
             let in_blankslate_dir = path.parent().is_some_and(|p| p.ends_with("etc/.blankslate"));
-            let own = in_blankslate_dir && matches!(name.as_ref(), "active" | "state.json");
+            // The records a finished command keeps (the journal and the transaction
+            // record are there only while one is under way).
+            let own = in_blankslate_dir && [ACTIVE_FILE, STATE_FILE, MOUNTS_FILE].contains(&name.as_ref());
             if is_temporary(&name) || (in_blankslate_dir && !own) {
                 found.insert(path.to_path_buf());
             }

@@ -1,12 +1,12 @@
 //! Carrying out a plan in crash-safe order, and finishing one that was interrupted.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use blankslate_core::activation::{JOURNAL_FILE, Marker, STATE_FILE};
 use blankslate_core::failpoint;
 use blankslate_core::fs::{Dir, Kind};
-use blankslate_core::manifest::{EtcKind, Manifest, TREE_DIR, has_entries_below};
+use blankslate_core::manifest::{EtcKind, Manifest, ManifestEntry, TREE_DIR, has_entries_below};
 use blankslate_core::store::Store;
 use serde::{Deserialize, Serialize};
 
@@ -80,13 +80,47 @@ pub fn activate_generation(
     on_conflict: OnConflict,
 ) -> Result<Outcome> {
     if !has_journal(root) {
-        let static_target = store.live_path(object).join(TREE_DIR);
-        if let Some(marker) = already_active(root, generation, object, static_target.as_os_str()) {
-            return Ok(Outcome::AlreadyActive(marker));
-        }
+        let prepared = prepare(root, store, generation, object, on_conflict)?;
+        return commit(root, prepared);
     }
     let to = Active::load(store, generation, object)?;
     Ok(Outcome::Activated(Box::new(activate(root, store, &to, on_conflict)?)))
+}
+
+/// An activation worked out, and checked as far as it can be without changing
+/// anything: the owners of copies resolve, conflicts are refused if asked. Nothing
+/// changed yet; [`commit`] carries it out.
+#[derive(Debug)]
+pub enum Prepared {
+    /// Active already, as the marker says (nothing else was read).
+    AlreadyActive(Marker),
+    /// The plan, and the generation's tree to copy from.
+    Planned { plan: Box<Plan>, tree: Dir },
+}
+
+/// Works out the activation of generation `generation` (etc object `object`) on
+/// `root`, changing nothing. An activation that was interrupted must be finished
+/// first ([`recover`]).
+pub fn prepare(root: &Dir, store: &Store, generation: u32, object: &str, on_conflict: OnConflict) -> Result<Prepared> {
+    let static_target = store.live_path(object).join(TREE_DIR);
+    if let Some(marker) = already_active(root, generation, object, static_target.as_os_str()) {
+        return Ok(Prepared::AlreadyActive(marker));
+    }
+    let to = Active::load(store, generation, object)?;
+    let tree = open_tree(store, &to.object)?;
+    let users = || users_for(root, |name| tree.read(name).ok());
+    let plan = plan(root, &to, &users, on_conflict)?;
+    Ok(Prepared::Planned { plan: Box::new(plan), tree })
+}
+
+/// Carries out what [`prepare`] worked out. The caller holds the state lock.
+pub fn commit(root: &Dir, prepared: Prepared) -> Result<Outcome> {
+    let (plan, tree) = match prepared {
+        Prepared::AlreadyActive(marker) => return Ok(Outcome::AlreadyActive(marker)),
+        Prepared::Planned { plan, tree } => (plan, tree),
+    };
+    carry_out(root, &plan, &tree)?;
+    Ok(Outcome::Activated(Box::new(Activated { plan: *plan, recovered: None })))
 }
 
 /// Activates `to` (an etc object in `store`) on `root`: first finishes an activation
@@ -109,17 +143,24 @@ pub fn activate(root: &Dir, store: &Store, to: &Active, on_conflict: OnConflict)
     let tree = open_tree(store, &to.object)?;
     let users = || users_for(root, |name| tree.read(name).ok());
     let plan = plan(root, to, &users, on_conflict)?;
+    carry_out(root, &plan, &tree)?;
+    Ok(Activated { plan, recovered })
+}
+
+/// Applies `plan`, or when there is nothing to change in `/etc` but the record names
+/// another generation (one with the same `/etc`, or a marker missing or of an older
+/// format), records `plan.to` as active.
+fn carry_out(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
+    let to = &plan.to;
     if !plan.is_noop() {
-        apply(root, &plan, &tree)?;
+        apply(root, plan, tree)?;
     } else if plan.from.as_ref().map(|f| f.generation) != Some(to.generation)
         || blankslate_core::activation::marker(root) != Some(Marker::of(to))
     {
-        // Another generation with the same /etc (or a marker missing or of an older
-        // format): nothing in /etc changes, but the record must say what is active.
         let etc = root.create_dir_all("etc", 0o755)?;
         record(&etc.create_dir_all(STATE_DIR, 0o700)?, to)?;
     }
-    Ok(Activated { plan, recovered })
+    Ok(())
 }
 
 /// Records `to` as the generation `/etc` is activated to, changing nothing in `/etc`,
@@ -196,9 +237,14 @@ fn clear(dir: &Dir, name: &str) -> Result<()> {
     }
 }
 
-/// Applies a plan in crash-safe order: journal; backups; removals (directories last,
-/// deepest first); directories; staged copies; links; the static switch; copies into
-/// place; fsync; state; journal gone.
+/// Applies a plan in an order that is crash-safe and keeps every entry readable
+/// (invariant 8), so that a reader sees the old generation or the new one: journal;
+/// what stands in the way moved aside (a file or link kept in place under a second
+/// name until the new entry replaces it); the removals a change of kind needs first
+/// (entries below what becomes a file, what stands where a directory goes);
+/// directories; staged copies; links; copies into place; the static switch; then the
+/// removals of entries only the old generation declared (directories last, deepest
+/// first); fsync; state; journal gone.
 pub(super) fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
     let etc = root.create_dir_all("etc", 0o755)?;
     let state = etc.create_dir_all(STATE_DIR, 0o700)?;
@@ -210,6 +256,11 @@ pub(super) fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
 
     let mut parents = Parents { etc: &etc, open: HashMap::new() };
     let creates: Vec<&Step> = plan.steps.iter().filter(|s| s.entry.is_some()).collect();
+    let (first, last): (Vec<&Step>, Vec<&Step>) = plan
+        .steps
+        .iter()
+        .filter(|s| s.action == Action::Remove)
+        .partition(|s| in_the_way(&s.path, &plan.to.manifest.entries));
 
     if let Some(Some(backup)) = &plan.switch_static {
         move_aside(&etc, STATIC, backup)?;
@@ -218,13 +269,15 @@ pub(super) fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
     for step in &creates {
         if let Action::BackUp { backup, .. } = &step.action {
             let dir = parents.get(&step.path)?;
-            move_aside(dir, split(&step.path).1, backup)?;
+            let name = split(&step.path).1;
+            let directory = step.entry.as_ref().is_some_and(|e| e.kind == EtcKind::Directory)
+                || dir.meta(name).is_ok_and(|m| m.kind == Kind::Directory);
+            let aside = if directory { move_aside } else { link_aside };
+            aside(dir, name, backup)?;
             failpoint::hit(FAILPOINT);
         }
     }
-    // Removals come before creations: an entry that changes between a file and a
-    // directory needs the old shape gone first.
-    remove_all(&etc, plan)?;
+    remove_all(&etc, plan, first)?;
     make_directories(&mut parents, &creates)?;
     for step in &creates {
         let entry = step.entry.as_ref().expect("creates have entries");
@@ -251,21 +304,14 @@ pub(super) fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
         let Some(target) = link_target(&step.path, entry) else { continue };
         let dir = parents.get(&step.path)?;
         let name = split(&step.path).1;
-        if step.action == Action::Replace {
+        if step.action == Action::Create {
+            dir.symlink(name, &target)?;
+        } else {
             let temp = staged(name);
             clear(dir, &temp)?;
             dir.symlink(&temp, &target)?;
             dir.rename(&temp, name)?;
-        } else {
-            dir.symlink(name, &target)?;
         }
-        failpoint::hit(FAILPOINT);
-    }
-    if plan.switch_static.is_some() {
-        let temp = staged(STATIC);
-        clear(&etc, &temp)?;
-        etc.symlink(&temp, &plan.to.static_target)?;
-        etc.rename(&temp, STATIC)?;
         failpoint::hit(FAILPOINT);
     }
     for step in &creates {
@@ -276,6 +322,14 @@ pub(super) fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
             failpoint::hit(FAILPOINT);
         }
     }
+    if plan.switch_static.is_some() {
+        let temp = staged(STATIC);
+        clear(&etc, &temp)?;
+        etc.symlink(&temp, &plan.to.static_target)?;
+        etc.rename(&temp, STATIC)?;
+        failpoint::hit(FAILPOINT);
+    }
+    remove_all(&etc, plan, last)?;
     for dir in parents.open.values() {
         dir.sync()?;
     }
@@ -286,15 +340,24 @@ pub(super) fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
     Ok(())
 }
 
-/// Removes what the plan removes; a directory once what the previous generation put
-/// in it is gone (the directories last, deepest first).
-fn remove_all(etc: &Dir, plan: &Plan) -> Result<()> {
+/// Whether the removal of `path` must come before the new generation's entries are
+/// made: something of the new generation goes below it (it was a file), or one of its
+/// parents becomes a file or link.
+fn in_the_way(path: &str, new: &BTreeMap<String, ManifestEntry>) -> bool {
+    has_entries_below(new, path)
+        || std::iter::successors(Some(path), |p| p.rsplit_once('/').map(|(up, _)| up))
+            .skip(1)
+            .any(|up| new.get(up).is_some_and(|e| e.kind != EtcKind::Directory))
+}
+
+/// Removes `steps`, removals of the plan; a directory once what the previous
+/// generation put in it is gone (the directories last, deepest first).
+fn remove_all(etc: &Dir, plan: &Plan, steps: Vec<&Step>) -> Result<()> {
     let was_directory = |step: &&Step| {
         let old = plan.from.as_ref().and_then(|f| f.manifest.entries.get(&step.path));
         old.is_some_and(|e| e.kind == EtcKind::Directory)
     };
-    let (directories, files): (Vec<&Step>, Vec<&Step>) =
-        plan.steps.iter().filter(|s| s.action == Action::Remove).partition(was_directory);
+    let (directories, files): (Vec<&Step>, Vec<&Step>) = steps.into_iter().partition(was_directory);
     for step in files.into_iter().chain(directories.into_iter().rev()) {
         remove_entry(etc, &step.path)?;
         remove_empty_parents(etc, &step.path, &plan.to.manifest)?;
@@ -316,15 +379,28 @@ fn make_directories(parents: &mut Parents<'_>, creates: &[&Step]) -> Result<()> 
                 make_directory(dir, name, step.action == Action::Replace, uid, gid, entry.mode_bits())?;
             }
             // Emptied by the removals (a declared directory, or one the previous
-            // generation's entries were in).
+            // generation's entries were in), or by an interrupted run that left only
+            // the empty directories they were in.
             _ if step.action == Action::Replace && dir.meta(name).is_ok_and(|m| m.kind == Kind::Directory) => {
-                dir.remove_empty_dir(name)?;
+                remove_empty_tree(dir, name.as_ref())?;
             }
             _ => continue,
         }
         failpoint::hit(FAILPOINT);
     }
     Ok(())
+}
+
+/// Removes the directory `name` and the directories below it if none of them holds
+/// anything but directories; whether it did. Anything else in it stays, and so does
+/// it (a later step then fails, saying where).
+fn remove_empty_tree(dir: &Dir, name: &std::ffi::OsStr) -> Result<bool> {
+    let inner = dir.open_dir(name)?;
+    let mut empty = true;
+    for (child, kind) in inner.entries()? {
+        empty &= kind == Kind::Directory && remove_empty_tree(&inner, &child)?;
+    }
+    Ok(empty && dir.remove_empty_dir(name)?)
 }
 
 /// The directories below `/etc` that steps touch, opened (and created) once each.
@@ -351,6 +427,16 @@ impl Parents<'_> {
 /// Renames `name` to `backup`, which must be free: a backup never replaces anything.
 fn move_aside(dir: &Dir, name: &str, backup: &str) -> Result<()> {
     if dir.rename_noreplace(name, backup)? {
+        return Ok(());
+    }
+    Err(EtcError::BackupTaken { path: dir.path().join(name).display().to_string(), backup: backup.to_owned() })
+}
+
+/// Gives the file or link `name` the second name `backup` (which must be free, or be
+/// that very file already: a replayed run), so that it stays where it is until the
+/// new entry replaces it by `rename`.
+fn link_aside(dir: &Dir, name: &str, backup: &str) -> Result<()> {
+    if dir.hard_link(name, backup)? || dir.meta(name)?.identity() == dir.meta(backup)?.identity() {
         return Ok(());
     }
     Err(EtcError::BackupTaken { path: dir.path().join(name).display().to_string(), backup: backup.to_owned() })

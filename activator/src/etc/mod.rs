@@ -40,7 +40,7 @@ use blankslate_core::manifest::{EtcKind, ManifestEntry};
 use blankslate_core::activation::ActivationError;
 pub use blankslate_core::activation::{ACTIVE_FILE, Active, BACKUP_SUFFIX, STATE_DIR, STATIC, active};
 
-pub use apply::{Activated, Outcome, activate, activate_generation, recover, relabel};
+pub use apply::{Activated, Outcome, Prepared, activate, activate_generation, commit, prepare, recover, relabel};
 pub use plan::plan;
 pub use repair::repair;
 

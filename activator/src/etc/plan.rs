@@ -22,11 +22,19 @@ pub(super) struct Dirs<'a> {
     /// The previous generation's entries: a parent that is one of them (a link or a
     /// copy, now to become a directory) is not in the way, it is to be removed.
     old: &'a BTreeMap<String, ManifestEntry>,
+    /// The new generation's entries: a parent that is one of them (a directory that
+    /// became a file or link, by an activation that was interrupted after) holds
+    /// nothing of the previous generation any more.
+    new: &'a BTreeMap<String, ManifestEntry>,
 }
 
 impl<'a> Dirs<'a> {
-    pub(super) fn new(etc: Option<&'a Dir>, old: &'a BTreeMap<String, ManifestEntry>) -> Self {
-        Dirs { etc, open: HashMap::new(), old }
+    pub(super) fn new(
+        etc: Option<&'a Dir>,
+        old: &'a BTreeMap<String, ManifestEntry>,
+        new: &'a BTreeMap<String, ManifestEntry>,
+    ) -> Self {
+        Dirs { etc, open: HashMap::new(), old, new }
     }
 
     pub(super) fn get(&mut self, path: &str, entry: &str) -> Result<Option<&Dir>> {
@@ -38,7 +46,7 @@ impl<'a> Dirs<'a> {
                 None => None,
                 Some(Ok(dir)) => Some(dir),
                 Some(Err(error)) if error.is_not_found() => None,
-                Some(Err(_)) if self.old_entry_in(path) => None,
+                Some(Err(_)) if entry_in(self.old, path) || entry_in(self.new, path) => None,
                 Some(Err(error)) => {
                     return Err(EtcError::Blocked {
                         path: entry.to_owned(),
@@ -50,21 +58,6 @@ impl<'a> Dirs<'a> {
             self.open.insert(path.to_owned(), dir);
         }
         Ok(self.open[path].as_ref())
-    }
-
-    /// Whether `path` or one of its ancestors is a file or link entry of the previous
-    /// generation (a directory entry is no reason for a parent not to open).
-    fn old_entry_in(&self, path: &str) -> bool {
-        let mut prefix = path;
-        loop {
-            if self.old.get(prefix).is_some_and(|e| e.kind != EtcKind::Directory) {
-                return true;
-            }
-            match prefix.rsplit_once('/') {
-                Some((up, _)) => prefix = up,
-                None => return false,
-            }
-        }
     }
 
     /// Whether `path` was a directory entry of the previous generation.
@@ -154,20 +147,39 @@ impl<'a> Dirs<'a> {
     }
 
     /// A free backup name for `path`: `NAME.blankslate-backup`, then `.1`, `.2`, …;
-    /// free means nothing is there and the new generation does not declare it.
+    /// free means the new generation does not declare it and nothing is there (or the
+    /// very file at `path`, given that second name by an activation interrupted
+    /// before it replaced it).
     pub(super) fn backup_name(&mut self, path: &str, declared: &Manifest) -> Result<String> {
-        let (_, name) = split(path);
+        let (parent, name) = split(path);
+        let own = match self.get(parent, path)?.map(|dir| dir.meta(name)) {
+            Some(Ok(meta)) if meta.kind != Kind::Directory => Some(meta.identity()),
+            _ => None,
+        };
         for n in 0.. {
             let candidate =
                 if n == 0 { format!("{name}{BACKUP_SUFFIX}") } else { format!("{name}{BACKUP_SUFFIX}.{n}") };
-            let (parent, _) = split(path);
             let full = if parent.is_empty() { candidate.clone() } else { format!("{parent}/{candidate}") };
-            if !declared.entries.contains_key(&full) && self.inspect(&full, false)? == Found::Absent {
+            if declared.entries.contains_key(&full) {
+                continue;
+            }
+            if self.inspect(&full, false)? == Found::Absent {
+                return Ok(candidate);
+            }
+            let dir = self.get(parent, path)?.expect("a backup was found in it");
+            if own.is_some() && dir.meta(&candidate).ok().map(|m| m.identity()) == own {
                 return Ok(candidate);
             }
         }
         unreachable!("some backup name is free")
     }
+}
+
+/// Whether `path` or one of its ancestors is a file or link entry of `entries` (a
+/// directory entry is no reason for a parent not to open).
+fn entry_in(entries: &BTreeMap<String, ManifestEntry>, path: &str) -> bool {
+    std::iter::successors(Some(path), |p| p.rsplit_once('/').map(|(up, _)| up))
+        .any(|prefix| entries.get(prefix).is_some_and(|e| e.kind != EtcKind::Directory))
 }
 
 /// Works out what activating `to` would do, from the last activated state; reads only
@@ -189,7 +201,7 @@ pub(super) fn plan_from(
     let etc = open_etc(root)?;
     let empty = Manifest::new();
     let old = from.as_ref().map_or(&empty, |a| &a.manifest);
-    let mut dirs = Dirs::new(etc.as_ref(), &old.entries);
+    let mut dirs = Dirs::new(etc.as_ref(), &old.entries, &to.manifest.entries);
     let mut steps = Vec::new();
     let mut removals = Vec::new();
     let mut unchanged = to.manifest.entries.len();

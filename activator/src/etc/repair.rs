@@ -41,7 +41,7 @@ pub(super) fn plan_repair(root: &Dir, to: Active, users: &dyn Fn() -> UserDb) ->
     let owners = OnceCell::new();
     let etc = open_etc(root)?;
     let (steps, unchanged, switch_static) = {
-        let mut dirs = Dirs::new(etc.as_ref(), &to.manifest.entries);
+        let mut dirs = Dirs::new(etc.as_ref(), &to.manifest.entries, &to.manifest.entries);
         let mut steps = Vec::new();
         let mut unchanged = 0;
         for (path, entry) in &to.manifest.entries {

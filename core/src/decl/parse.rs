@@ -611,14 +611,12 @@ impl Parser<'_> {
         for (path, _) in table.iter() {
             let f = field(table, path).expect("key just listed");
             let path_ok = check_path(path, PathKind::Relative, f.key, "an /etc entry", &mut self.diagnostics.items);
-            if path_ok && (path == "static" || path.starts_with("static/")) {
+            if let Some((top, what)) = path_ok.then(|| crate::activation::reserved(path)).flatten() {
                 self.push(
                     Diagnostic::error(
                         Rule::InvalidPath,
                         f.key,
-                        format!(
-                            "/etc entry `{path}` is inside `/etc/static`, where blankslate links the generation's tree"
-                        ),
+                        format!("/etc entry `{path}` is inside `/etc/{top}`, where blankslate {what}"),
                     )
                     .with_help("choose another name"),
                 );
