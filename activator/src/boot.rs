@@ -450,10 +450,18 @@ fn activate(root: &Dir, chosen: &Chosen, mount_run: bool) -> Result<(Store, Vec<
         .step("activate /etc", BROKEN)?;
     blankslate_core::failpoint::hit(FAILPOINT);
     let users = etc::users_of(&store, root, &chosen.etc_object).step("open the /etc tree", BROKEN)?;
-    let report = blankslate_persist::activate(root, &chosen.declaration, &users, None).step(
-        "bring in the persisted paths",
-        "the volume's data is untouched; boot another generation (blankslate.generation=N) or fix the volume",
-    )?;
+    let fix_volume =
+        "the volume's data is untouched; boot another generation (blankslate.generation=N) or fix the volume";
+    let report = blankslate_persist::activate(root, &chosen.declaration, &users, None)
+        .step("bring in the persisted paths", fix_volume)?;
+    // A path the system failed to bring in (an I/O error, a full volume) is not one
+    // user's entry: booting on would let programs write to the tmpfs what they mean
+    // to keep, and lose it at the next reboot.
+    if !report.failed_by_system.is_empty() {
+        let failed = report.conflicts.iter().filter(|(path, _)| report.failed_by_system.contains(path));
+        let error = failed.map(|(path, reason)| format!("{path}: {reason}")).collect::<Vec<_>>().join("; ");
+        return Err(Failure { step: "bring in the persisted paths".into(), error, hint: fix_volume.into() });
+    }
     let findings: Vec<(String, String)> = report.conflicts.into_iter().chain(report.unknown_owners).collect();
     for (path, reason) in &findings {
         eprintln!("blankslate: warning: {path}: {reason}");

@@ -46,7 +46,10 @@
 //!    point, with the declared owner and mode); a file is truncated.
 //! 7. `declared` — the entry is appended to the declaration ([`crate::edit`]), checked
 //!    again, written atomically.
-//! 8. the journal is removed.
+//! 8. the caller's generations take the declaration's change (the `after_declared`
+//!    hook: `blankslate persist` carries it into the active and the current
+//!    generation), then the journal is removed. A kill before the journal goes leaves
+//!    it at `declared`, and recovery runs the hook again (it is idempotent).
 //!
 //! A step that fails (ENOSPC, EIO, a mount refused) is resolved before the command
 //! returns where it can be: an add whose copy is not in place yet is undone at once
@@ -127,6 +130,8 @@ pub enum ManageError {
     Changed { path: String },
     #[error("{0}")]
     Other(String),
+    #[error("{path} is in place and declared, but the generations could not take the change: {reason}")]
+    Carry { path: String, reason: String },
     #[error("{source}\nthe partial copy of {path} was removed: nothing changed")]
     Undone { path: String, source: Box<ManageError> },
     #[error(
@@ -136,6 +141,13 @@ pub enum ManageError {
 }
 
 pub type Result<T> = std::result::Result<T, ManageError>;
+
+/// What the caller does once an operation's declaration edit is done and before its
+/// journal goes, with the operation's path: so that a crash between the edit and the
+/// caller's own follow-up (carrying the change into generations) is recovered too. It
+/// runs again for an operation recovery finishes, so it must be idempotent; its error
+/// leaves the journal pending.
+pub type AfterDeclared<'a> = dyn FnMut(&str) -> std::result::Result<(), String> + 'a;
 
 fn refused(path: &str, reason: impl Into<String>) -> ManageError {
     ManageError::Refused { path: path.to_owned(), reason: reason.into() }
@@ -245,15 +257,17 @@ struct Volume {
     recovered: Vec<Recovered>,
 }
 
-fn open_volume(root: &Dir, mount: &str, names: &UserDb) -> Result<Volume> {
+fn open_volume(root: &Dir, mount: &str, names: &UserDb, after_declared: &mut AfterDeclared) -> Result<Volume> {
     let dir = root.open_dir(relative(mount)).map_err(|e| {
         ManageError::Other(format!("the persistent root {mount} cannot be opened below the root (is it mounted?): {e}"))
     })?;
     let state = journal::state_dir(&dir)?;
     let lock = state.lock_writer(journal::LOCK)?;
+    // A journal write killed before its rename (no writer is alive under the lock).
+    state.remove_stale_temporaries(journal::JOURNAL)?;
     let mut volume = Volume { mount: mount.to_owned(), dir, state, _lock: lock, recovered: Vec::new() };
     if let Some(pending) = journal::read(&volume.state)? {
-        let recovered = resolve_pending(root, &volume, pending, names)?;
+        let recovered = resolve_pending(root, &volume, pending, names, after_declared)?;
         volume.recovered.push(recovered);
     }
     Ok(volume)
@@ -297,7 +311,7 @@ fn own_mount_id(dir: &Dir) -> Result<u64> {
 }
 
 /// Moves the live `request.path` into the volume and declares it (see the module docs).
-pub fn add(root: &Dir, request: &AddRequest<'_>) -> Result<Added> {
+pub fn add(root: &Dir, request: &AddRequest<'_>, after_declared: &mut AfterDeclared) -> Result<Added> {
     let path = request.path;
     let mut diagnostics = Vec::new();
     if !decl::paths::check_path(
@@ -317,7 +331,7 @@ pub fn add(root: &Dir, request: &AddRequest<'_>) -> Result<Added> {
     let declaration_file = edit::resolve(request.declaration)?;
     let (_, declaration) = load(&declaration_file, &names)?;
     let mount = pick_volume(&declaration, request.volume, path)?;
-    let volume = open_volume(root, &mount, &names)?;
+    let volume = open_volume(root, &mount, &names, after_declared)?;
     // The same add, interrupted and now finished by recovery: done.
     if volume
         .recovered
@@ -389,8 +403,9 @@ pub fn add(root: &Dir, request: &AddRequest<'_>) -> Result<Added> {
     };
     journal::write(&volume.state, &journal)?;
     blankslate_core::failpoint::hit("persist-step");
-    let stats =
-        forward_add(root, &volume, &mut journal, &names, true).map_err(|e| interrupted(root, &volume, &names, e))?;
+    let stats = forward_add(root, &volume, &mut journal, &names, true)
+        .and_then(|stats| conclude(&volume, &journal, after_declared).map(|()| stats))
+        .map_err(|e| interrupted(root, &volume, e))?;
     Ok(Added { path: path.to_owned(), volume: mount, entry, stats, recovered: volume.recovered })
 }
 
@@ -398,17 +413,18 @@ pub fn add(root: &Dir, request: &AddRequest<'_>) -> Result<Added> {
 /// what became of it in its error. An add whose copy was not in place yet is undone at
 /// once (the partial copy and the journal go: nothing changed); anything else stays
 /// pending, and the error names the `persist recover` that finishes or undoes it.
-fn interrupted(root: &Dir, volume: &Volume, names: &UserDb, error: ManageError) -> ManageError {
+fn interrupted(root: &Dir, volume: &Volume, error: ManageError) -> ManageError {
     // None: undone already (a copy that differed, a live path that changed); an error:
     // a journal that cannot be read, which the next command reports.
     let Ok(Some(pending)) = journal::read(&volume.state) else { return error };
     let (parent, name) = split(&pending.path);
     let placed = volume.dir.open_dir_or_self(parent).is_ok_and(|d| d.meta(name).is_ok());
-    if pending.operation == Operation::Add && pending.step < Step::Placed && !placed {
-        let undone = resolve_pending(root, volume, pending.clone(), names);
-        if undone.is_ok_and(|r| r.outcome == Outcome::Undone) {
-            return ManageError::Undone { path: pending.path, source: Box::new(error) };
-        }
+    if pending.operation == Operation::Add
+        && pending.step < Step::Placed
+        && !placed
+        && undo_add(volume, &pending).is_ok()
+    {
+        return ManageError::Undone { path: pending.path, source: Box::new(error) };
     }
     let at = root.path().to_string_lossy();
     let root_arg = if at == "/" { String::new() } else { format!(" --root {at}") };
@@ -645,7 +661,7 @@ fn forward_add(root: &Dir, volume: &Volume, journal: &mut Journal, names: &UserD
     let (parent, name) = split(&path);
     let temp = temp_add(name);
     let mut stats = CopyStats::default();
-    let same_boot = !journal.boot_id.is_empty() && journal.boot_id == journal::boot_id();
+    let same_boot = journal.same_boot();
     let target_parent = live_parent(root, parent)?;
     let source_parent = volume_parent(root, &volume.dir, parent)?;
     if journal.step < Step::Copied {
@@ -724,8 +740,15 @@ fn forward_add(root: &Dir, volume: &Volume, journal: &mut Journal, names: &UserD
         }
         journal::advance(&volume.state, journal, Step::Declared)?;
     }
-    journal::finish(&volume.state)?;
     Ok(stats)
+}
+
+/// An operation's last step (the module docs' 8): the caller's hook, then the journal
+/// goes.
+fn conclude(volume: &Volume, journal: &Journal, after_declared: &mut AfterDeclared) -> Result<()> {
+    after_declared(&journal.path).map_err(|reason| ManageError::Carry { path: journal.path.clone(), reason })?;
+    journal::finish(&volume.state)?;
+    Ok(())
 }
 
 /// Removes the live data hidden under the new mount (see the module docs): a
@@ -807,7 +830,13 @@ fn mount_over(target_parent: &Dir, name: &str, source_parent: &Dir, journal: &Jo
 }
 
 /// Finishes or undoes a pending operation (see the module docs).
-fn resolve_pending(root: &Dir, volume: &Volume, mut journal: Journal, names: &UserDb) -> Result<Recovered> {
+fn resolve_pending(
+    root: &Dir,
+    volume: &Volume,
+    mut journal: Journal,
+    names: &UserDb,
+    after_declared: &mut AfterDeclared,
+) -> Result<Recovered> {
     let step = journal.step;
     let mut recovered = Recovered {
         operation: journal.operation,
@@ -819,39 +848,50 @@ fn resolve_pending(root: &Dir, volume: &Volume, mut journal: Journal, names: &Us
     };
     if journal.operation == Operation::Remove {
         forward_remove(root, volume, &mut journal, names)?;
-        return Ok(recovered);
+    } else {
+        let (parent, name) = split(&journal.path);
+        let temp = temp_add(name);
+        let source_parent = volume.dir.open_dir_or_self(parent).ok();
+        let has = |n: &str| source_parent.as_ref().is_some_and(|d| d.meta(n).is_ok());
+        let same_boot = journal.same_boot();
+        if step < Step::Placed && has(name) && !has(&temp) {
+            // Renamed into place, not yet recorded.
+            journal.step = Step::Placed;
+        }
+        if journal.step >= Step::Placed {
+            forward_add(root, volume, &mut journal, names, same_boot)?;
+        } else if !same_boot && step >= Step::Copied && has(&temp) {
+            recovered.notes.push(format!(
+                "the machine restarted since {} was copied: the copy in the volume is the only one left, so the add is finished{}",
+                journal.path,
+                if step < Step::Verified { " (unverified: the original is gone)" } else { "" }
+            ));
+            forward_add(root, volume, &mut journal, names, false)?;
+        } else {
+            recovered.outcome = Outcome::Undone;
+            recovered.notes.extend(undo_add(volume, &journal)?);
+            return Ok(recovered);
+        }
     }
+    conclude(volume, &journal, after_declared)?;
+    Ok(recovered)
+}
+
+/// Undoes an add whose copy is not in place: the temporary copy goes (or, if the
+/// machine restarted since, is kept aside: the tmpfs original is gone), then the
+/// journal. A note on a copy kept aside.
+fn undo_add(volume: &Volume, journal: &Journal) -> Result<Option<String>> {
     let (parent, name) = split(&journal.path);
     let temp = temp_add(name);
-    let source_parent = volume.dir.open_dir_or_self(parent).ok();
-    let has = |n: &str| source_parent.as_ref().is_some_and(|d| d.meta(n).is_ok());
-    let same_boot = !journal.boot_id.is_empty() && journal.boot_id == journal::boot_id();
-    if step < Step::Placed && has(name) && !has(&temp) {
-        // Renamed into place, not yet recorded.
-        journal.step = Step::Placed;
-    }
-    if journal.step >= Step::Placed {
-        forward_add(root, volume, &mut journal, names, same_boot)?;
-        return Ok(recovered);
-    }
-    if !same_boot && step >= Step::Copied && has(&temp) {
-        recovered.notes.push(format!(
-            "the machine restarted since {} was copied: the copy in the volume is the only one left, so the add is finished{}",
-            journal.path,
-            if step < Step::Verified { " (unverified: the original is gone)" } else { "" }
-        ));
-        forward_add(root, volume, &mut journal, names, false)?;
-        return Ok(recovered);
-    }
-    recovered.outcome = Outcome::Undone;
-    if let Some(source_parent) = &source_parent {
-        if has(&temp) {
-            if same_boot {
+    let mut note = None;
+    if let Ok(source_parent) = volume.dir.open_dir_or_self(parent) {
+        if source_parent.meta(&temp).is_ok() {
+            if journal.same_boot() {
                 source_parent.remove_tree(&temp)?;
             } else {
                 let partial = format!(".{name}.blankslate-persist-partial");
                 source_parent.rename(&temp, &partial)?;
-                recovered.notes.push(format!(
+                note = Some(format!(
                     "the machine restarted during the copy of {}: the partial copy is kept as {}{}/{partial}",
                     journal.path,
                     journal.volume.trim_end_matches('/'),
@@ -862,11 +902,11 @@ fn resolve_pending(root: &Dir, volume: &Volume, mut journal: Journal, names: &Us
         }
     }
     journal::finish(&volume.state)?;
-    Ok(recovered)
+    Ok(note)
 }
 
 /// Unmounts a declared path and removes it from the declaration (see the module docs).
-pub fn remove(root: &Dir, request: &RemoveRequest<'_>) -> Result<Removed> {
+pub fn remove(root: &Dir, request: &RemoveRequest<'_>, after_declared: &mut AfterDeclared) -> Result<Removed> {
     let path = request.path;
     let names = UserDb::from_root(root);
     let declaration_file = edit::resolve(request.declaration)?;
@@ -883,7 +923,7 @@ pub fn remove(root: &Dir, request: &RemoveRequest<'_>) -> Result<Removed> {
         .into());
     }
     let (mount, kind, how) = (entry.root.to_owned(), entry.entry.kind, entry.entry.how.unwrap_or_default());
-    let volume = open_volume(root, &mount, &names)?;
+    let volume = open_volume(root, &mount, &names, after_declared)?;
     let (text, _) = load(&declaration_file, &names)?;
     let Some(edited) = edit::remove(&text, &mount, kind, path)? else {
         return Err(ManageError::Other(format!("{path} is no longer declared in {}", declaration_file.display())));
@@ -907,7 +947,9 @@ pub fn remove(root: &Dir, request: &RemoveRequest<'_>) -> Result<Removed> {
     };
     journal::write(&volume.state, &journal)?;
     blankslate_core::failpoint::hit("persist-step");
-    forward_remove(root, &volume, &mut journal, &names).map_err(|e| interrupted(root, &volume, &names, e))?;
+    forward_remove(root, &volume, &mut journal, &names)
+        .and_then(|()| conclude(&volume, &journal, after_declared))
+        .map_err(|e| interrupted(root, &volume, e))?;
     Ok(Removed {
         path: path.to_owned(),
         volume: mount,
@@ -1009,13 +1051,17 @@ fn forward_remove(root: &Dir, volume: &Volume, journal: &mut Journal, names: &Us
         }
         journal::advance(&volume.state, journal, Step::Purged)?;
     }
-    journal::finish(&volume.state)?;
     Ok(())
 }
 
 /// Finishes or undoes the pending operation of every persistent root the
 /// declaration has (or only of `volume`).
-pub fn recover(root: &Dir, declaration: &Path, volume: Option<&str>) -> Result<Vec<Recovered>> {
+pub fn recover(
+    root: &Dir,
+    declaration: &Path,
+    volume: Option<&str>,
+    after_declared: &mut AfterDeclared,
+) -> Result<Vec<Recovered>> {
     let names = UserDb::from_root(root);
     let text = edit::read(declaration)?;
     // A declaration broken by hand must not stop recovery: only the roots are needed.
@@ -1027,7 +1073,7 @@ pub fn recover(root: &Dir, declaration: &Path, volume: Option<&str>) -> Result<V
     };
     let mut out = Vec::new();
     for mount in mounts {
-        let volume = open_volume(root, &mount, &names)?;
+        let volume = open_volume(root, &mount, &names, after_declared)?;
         out.extend(volume.recovered);
     }
     Ok(out)

@@ -137,6 +137,11 @@ pub enum JournalError {
 }
 
 impl Journal {
+    /// Whether it was written in this boot (so a tmpfs original it names is still there).
+    pub fn same_boot(&self) -> bool {
+        !self.boot_id.is_empty() && self.boot_id == boot_id()
+    }
+
     fn to_toml(&self) -> String {
         let mut doc = DocumentMut::new();
         doc["operation"] = value(match self.operation {

@@ -206,7 +206,7 @@ fn add_moves_a_rich_tree_mounts_it_and_declares_it() {
         }
 
         let root_dir = Dir::open_root(root).unwrap();
-        let added = add::add(&root_dir, &request("/var/lib/app", declaration)).unwrap();
+        let added = add::add(&root_dir, &request("/var/lib/app", declaration), &mut |_| Ok(())).unwrap();
         assert_eq!(added.volume, "/persist");
         assert_eq!(added.entry, r#"{ directory = "/var/lib/app", user = "foo", group = "foo", mode = "0750" }"#);
         assert_eq!(added.stats.hard_links, 1);
@@ -258,7 +258,7 @@ fn files_are_bound_or_linked_with_their_bytes() {
         fs::write(root.join("etc/adjtime"), "0.0 0 0.0\n").unwrap();
         let root_dir = Dir::open_root(root).unwrap();
 
-        let added = add::add(&root_dir, &request("/etc/ssh/host_key", declaration)).unwrap();
+        let added = add::add(&root_dir, &request("/etc/ssh/host_key", declaration), &mut |_| Ok(())).unwrap();
         assert_eq!(added.entry, r#"{ file = "/etc/ssh/host_key", mode = "0600" }"#);
         assert!(same_inode(&root.join("etc/ssh/host_key"), &root.join("persist/etc/ssh/host_key")));
         assert_eq!(fs::read_to_string(root.join("etc/ssh/host_key")).unwrap(), "-----KEY-----\n");
@@ -266,7 +266,7 @@ fn files_are_bound_or_linked_with_their_bytes() {
         let mut symlinked = request("/etc/adjtime", declaration);
         symlinked.how = Some(How::Symlink);
         symlinked.mode = Some(Mode::new(0o640).unwrap());
-        let added = add::add(&root_dir, &symlinked).unwrap();
+        let added = add::add(&root_dir, &symlinked, &mut |_| Ok(())).unwrap();
         assert_eq!(added.entry, r#"{ file = "/etc/adjtime", mode = "0640", how = "symlink" }"#);
         assert_eq!(fs::read_link(root.join("etc/adjtime")).unwrap(), Path::new("/persist/etc/adjtime"));
         assert_eq!(fs::read_to_string(root.join("persist/etc/adjtime")).unwrap(), "0.0 0 0.0\n");
@@ -289,6 +289,37 @@ fn load(declaration: &Path) -> blankslate_core::decl::Declaration {
     blankslate_core::decl::load(declaration, None).unwrap().0
 }
 
+/// The caller's hook runs inside the operation: when it fails (a kill, a full state
+/// directory), the journal stays at `declared` and names `persist recover`, which
+/// runs the hook again for the same path and only then removes the journal.
+#[test]
+fn a_failed_after_declared_hook_leaves_the_operation_pending_until_recovery_runs_it() {
+    in_namespace(|root, declaration| {
+        let live = root.join("srv/data");
+        fs::create_dir_all(&live).unwrap();
+        populate(&live);
+        let root_dir = Dir::open_root(root).unwrap();
+        let journal = root.join("persist/.blankslate/persist-journal.toml");
+        let failed = add::add(&root_dir, &request("/srv/data", declaration), &mut |_| Err("no space".into()));
+        let error = failed.unwrap_err().to_string();
+        assert!(error.contains("no space") && error.contains("blankslate persist recover"), "{error}");
+        assert!(fs::read_to_string(&journal).unwrap().contains("step = \"declared\""));
+        assert!(fs::read_to_string(declaration).unwrap().contains("/srv/data"), "declared before the hook");
+
+        let mut seen = Vec::new();
+        let recovered = add::recover(&root_dir, declaration, None, &mut |path| {
+            seen.push(path.to_owned());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, ["/srv/data"]);
+        assert_eq!(recovered.len(), 1);
+        assert_eq!(recovered[0].outcome, add::Outcome::Finished);
+        assert!(!journal.exists(), "the journal goes once the hook went through");
+        assert!(same_inode(&live, &root.join("persist/srv/data")));
+    });
+}
+
 #[test]
 fn remove_unmounts_copies_back_and_purges() {
     in_namespace(|root, declaration| {
@@ -297,12 +328,15 @@ fn remove_unmounts_copies_back_and_purges() {
         populate(&live);
         let before = snapshot(&live);
         let root_dir = Dir::open_root(root).unwrap();
-        add::add(&root_dir, &request("/srv/data", declaration)).unwrap();
+        add::add(&root_dir, &request("/srv/data", declaration), &mut |_| Ok(())).unwrap();
 
         // Without --copy-back: unmounted, the root's path is empty, the volume keeps it.
-        let removed =
-            add::remove(&root_dir, &RemoveRequest { path: "/srv/data", declaration, copy_back: false, purge: false })
-                .unwrap();
+        let removed = add::remove(
+            &root_dir,
+            &RemoveRequest { path: "/srv/data", declaration, copy_back: false, purge: false },
+            &mut |_| Ok(()),
+        )
+        .unwrap();
         assert!(!removed.copied_back);
         assert!(!same_inode(&live, &root.join("persist/srv/data")));
         assert_eq!(fs::read_dir(&live).unwrap().count(), 0);
@@ -315,9 +349,13 @@ fn remove_unmounts_copies_back_and_purges() {
         fs::create_dir(&live).unwrap();
         populate(&live);
         let before = snapshot(&live);
-        add::add(&root_dir, &request("/srv/data", declaration)).unwrap();
-        add::remove(&root_dir, &RemoveRequest { path: "/srv/data", declaration, copy_back: true, purge: true })
-            .unwrap();
+        add::add(&root_dir, &request("/srv/data", declaration), &mut |_| Ok(())).unwrap();
+        add::remove(
+            &root_dir,
+            &RemoveRequest { path: "/srv/data", declaration, copy_back: true, purge: true },
+            &mut |_| Ok(()),
+        )
+        .unwrap();
         assert!(!root.join("persist/srv/data").exists(), "purged");
         assert!(root.join("persist/srv/data.kept").exists(), "other data in the volume is not touched");
         let mut after = snapshot(&live);
@@ -341,7 +379,7 @@ fn refusals_change_nothing() {
         std::os::unix::fs::symlink("real", root.join("link")).unwrap();
         fs::create_dir_all(root.join("etc/static")).unwrap();
         let root_dir = Dir::open_root(root).unwrap();
-        let refused = |path: &str| match add::add(&root_dir, &request(path, declaration)) {
+        let refused = |path: &str| match add::add(&root_dir, &request(path, declaration), &mut |_| Ok(())) {
             Err(ManageError::Refused { reason, .. }) => reason,
             other => panic!("{path}: expected a refusal, got {other:?}"),
         };
@@ -357,10 +395,10 @@ fn refusals_change_nothing() {
         assert!(refused("/var//lib").contains("normalized"));
         let mut several = request("/real", declaration);
         several.volume = Some("/elsewhere");
-        assert!(matches!(add::add(&root_dir, &several), Err(ManageError::Refused { .. })));
+        assert!(matches!(add::add(&root_dir, &several, &mut |_| Ok(())), Err(ManageError::Refused { .. })));
         let mut unknown = request("/real", declaration);
         unknown.user = Some("nobody-here");
-        assert!(matches!(add::add(&root_dir, &unknown), Err(ManageError::Refused { .. })));
+        assert!(matches!(add::add(&root_dir, &unknown, &mut |_| Ok(())), Err(ManageError::Refused { .. })));
         assert_eq!(fs::read_to_string(root.join("persist/var/lib/taken/old")).unwrap(), "older data");
         assert_eq!(fs::read_to_string(declaration).unwrap(), DECLARATION);
         assert!(!root.join("persist/.blankslate/persist-journal.toml").exists());

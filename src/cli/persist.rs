@@ -138,10 +138,9 @@ pub(super) fn run(command: PersistCommand) -> Result<ExitCode> {
                 mode,
                 how,
             };
-            let added = manage::add(&root, &request)?;
+            let mut generations = Carried::default();
+            let added = manage::add(&root, &request, &mut carrier(&common, state.as_ref(), &mut generations))?;
             print_recovered(&added.recovered)?;
-            let generations =
-                carry_into_generations(&common, state.as_ref(), &touched(Some(&added.path), &added.recovered))?;
             if as_json {
                 report::json(&json!({
                     "path": added.path, "volume": added.volume, "entry": added.entry,
@@ -174,12 +173,18 @@ pub(super) fn run(command: PersistCommand) -> Result<ExitCode> {
                 finish_pending(state, &common.target)?;
             }
             let root = Dir::open_root(&common.target.root)?;
-            let recovered = manage::recover(&root, &common.declaration, volume.as_deref())?;
+            let mut generations = Carried::default();
+            let recovered = manage::recover(
+                &root,
+                &common.declaration,
+                volume.as_deref(),
+                &mut carrier(&common, state.as_ref(), &mut generations),
+            )?;
             print_recovered(&recovered)?;
             if recovered.is_empty() {
                 outln!("nothing to recover")?;
             } else {
-                carry_into_generations(&common, state.as_ref(), &touched(None, &recovered))?.print(&common)?;
+                generations.print(&common)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -207,10 +212,9 @@ fn remove(path: &str, common: &PersistArgs, copy_back: bool, purge: bool, as_jso
     }
     let root = Dir::open_root(&common.target.root)?;
     let request = manage::RemoveRequest { path, declaration: &common.declaration, copy_back, purge };
-    let removed = manage::remove(&root, &request)?;
+    let mut generations = Carried::default();
+    let removed = manage::remove(&root, &request, &mut carrier(common, state.as_ref(), &mut generations))?;
     print_recovered(&removed.recovered)?;
-    let generations =
-        carry_into_generations(common, state.as_ref(), &touched(Some(&removed.path), &removed.recovered))?;
     if as_json {
         report::json(&json!({
             "path": removed.path, "volume": removed.volume,
@@ -357,8 +361,19 @@ fn lock_existing(target: &Target) -> Result<Option<State>> {
 
 /// The paths a persist command changed: its own, and those of interrupted commands it
 /// finished or undid first.
-fn touched<'a>(path: Option<&'a str>, recovered: &'a [manage::Recovered]) -> Vec<&'a str> {
-    path.into_iter().chain(recovered.iter().map(|r| r.path.as_str())).collect()
+/// The hook a persist operation runs once its declaration edit is done and before its
+/// journal goes (for it and for each interrupted one it finishes first): the change
+/// is carried into the generations, and what was carried is merged into `carried`.
+fn carrier<'a>(
+    common: &'a PersistArgs,
+    state: Option<&'a State>,
+    carried: &'a mut Carried,
+) -> impl FnMut(&str) -> std::result::Result<(), String> + 'a {
+    move |path| {
+        let next = carry_into_generations(common, state, &[path]).map_err(|e| e.to_string())?;
+        carried.merge(&next);
+        Ok(())
+    }
 }
 
 /// The generations a persist command made: each is an old one with the declaration
@@ -376,6 +391,18 @@ struct Carried {
 }
 
 impl Carried {
+    /// `self`, then `next`: from the first generation before to the last after.
+    fn merge(&mut self, next: &Carried) {
+        let span = |first: Option<(u32, u32)>, last: Option<(u32, u32)>| match (first, last) {
+            (Some((from, _)), Some((_, to))) => Some((from, to)),
+            (first, last) => last.or(first),
+        };
+        self.active = span(self.active, next.active);
+        self.current = span(self.current, next.current);
+        self.no_state |= next.no_state;
+        self.not_relabelled = next.not_relabelled;
+    }
+
     fn to_json(&self) -> serde_json::Value {
         let pair = |p: Option<(u32, u32)>| p.map(|(from, to)| json!({ "from": from, "to": to }));
         json!({ "active": pair(self.active), "current": pair(self.current) })
@@ -439,9 +466,9 @@ fn carry_into_generations(common: &PersistArgs, state: Option<&State>, paths: &[
     };
     let mut carried = Carried { active: active_pair, current: current_pair, ..Carried::default() };
     if let (Some(active), Some((from, to))) = (&active, carried.active) {
-        if from != to {
-            carried.not_relabelled = !etc::relabel(&root, &etc::Active { generation: to, ..active.clone() })?;
-        }
+        // Also when `to` is active already: a relabel killed half-way is finished.
+        let relabelled = etc::relabel(&root, &etc::Active { generation: to, ..active.clone() })?;
+        carried.not_relabelled = !relabelled && from != to;
     }
     if let Some((from, to)) = carried.current {
         if from != to {

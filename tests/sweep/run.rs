@@ -23,7 +23,7 @@ pub struct Config {
     pub sampling: Sampling,
     /// Failing points shown per command and class.
     pub examples: usize,
-    /// Only the command with this name.
+    /// Only the commands with these names (separated by commas).
     pub only: Option<String>,
     /// Only this point (with `only`), shown in full.
     pub point: Option<Point>,
@@ -220,8 +220,10 @@ fn pool<T: Sync, R: Send>(base: &Path, workers: usize, items: &[T], job: &(dyn F
 pub fn sweep(scenarios: &[Scenario], config: &Config) -> usize {
     let started = Instant::now();
     let base = tempfile::Builder::new().prefix("blankslate-sweep-").tempdir().unwrap();
-    let chosen: Vec<&Scenario> =
-        scenarios.iter().filter(|s| config.only.as_deref().is_none_or(|only| s.name == only)).collect();
+    let chosen: Vec<&Scenario> = scenarios
+        .iter()
+        .filter(|s| config.only.as_deref().is_none_or(|only| only.split(',').any(|name| s.name == name)))
+        .collect();
     assert!(!chosen.is_empty(), "no command is named {:?}", config.only);
     let baselines: BTreeMap<&str, Baseline> =
         pool(base.path(), config.workers, &chosen, &|worker, scenario| (scenario.name, baseline(worker, scenario)))

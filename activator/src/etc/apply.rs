@@ -165,16 +165,21 @@ fn carry_out(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
 
 /// Records `to` as the generation `/etc` is activated to, changing nothing in `/etc`,
 /// when `to` has the `/etc` object `/etc` is at already (a generation that differs
-/// only outside `/etc`, such as one `persist add` makes). Returns whether it did: not
-/// when `/etc` is at another object, or an activation is under way.
+/// only outside `/etc`, such as one `persist add` makes). Returns whether it is so
+/// recorded: not when `/etc` is at another object, or an activation is under way.
+/// Idempotent: what is recorded already is not written again.
 pub fn relabel(root: &Dir, to: &Active) -> Result<bool> {
     let Some(etc) = open_etc(root)? else { return Ok(false) };
     let Ok(state) = etc.open_dir(STATE_DIR) else { return Ok(false) };
     let pending = blankslate_core::activation::read_json::<Journal>(&state, JOURNAL_FILE)?.is_some();
-    if pending || active(root)?.is_none_or(|from| from.object != to.object) {
+    let Some(from) = active(root)?.filter(|from| !pending && from.object == to.object) else {
         return Ok(false);
+    };
+    // Recorded already, state file and marker alike (a relabel killed between the two
+    // leaves the state file ahead): nothing to write.
+    if from.generation != to.generation || blankslate_core::activation::marker(root) != Some(Marker::of(to)) {
+        record(&state, to)?;
     }
-    record(&state, to)?;
     Ok(true)
 }
 
@@ -248,6 +253,8 @@ fn clear(dir: &Dir, name: &str) -> Result<()> {
 pub(super) fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
     let etc = root.create_dir_all("etc", 0o755)?;
     let state = etc.create_dir_all(STATE_DIR, 0o700)?;
+    // Finishing a run that was killed: its staged entries may be left (below).
+    let recovering = state.meta(JOURNAL_FILE).is_ok();
     let journal = Journal { generation: plan.to.generation, object: plan.to.object.clone(), repair: plan.repair };
     state.write_atomic(JOURNAL_FILE, &serde_json::to_vec(&journal).expect("journal serializes"), 0o600)?;
     // The marker names the generation only once it is complete.
@@ -305,6 +312,11 @@ pub(super) fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
         let dir = parents.get(&step.path)?;
         let name = split(&step.path).1;
         if step.action == Action::Create {
+            if recovering {
+                // Staged by the killed run, whose rename never came (the old entry
+                // was removed first: it was in the way).
+                clear(dir, &staged(name))?;
+            }
             dir.symlink(name, &target)?;
         } else {
             let temp = staged(name);
