@@ -321,3 +321,52 @@ echo "$code" > audit.code
     }
     assert!(!findings.contains(&"/var/lib/important"), "{audit:#}");
 }
+
+/// The audit against a user who swaps, by rename, a FIFO and a file at their copy in
+/// the root and in the volume (and a FIFO and a directory at an undeclared path),
+/// again and again while root audits: whatever it finds between its `lstat` and its
+/// open, no audit ever waits on a FIFO (each gets 20 s; one that hung was the race
+/// of issue 18, 10 in 301 runs).
+#[test]
+fn a_fifo_swapped_in_never_blocks_the_audit() {
+    if !is_root() {
+        eprintln!("skipped: needs root for namespaces and a throwaway user");
+        return;
+    }
+    let scratch = Scratch::new();
+    let attack = r#"
+H="$1"; V="$2"; stop="$3"; i=0
+while [ ! -e "$stop" ]; do
+    i=$((i+1))
+    for d in "$H" "$V"; do
+        mkfifo "$d/.fifo"; mv -f "$d/.fifo" "$d/notes"
+        echo "mallory $i" > "$d/.file"; mv -f "$d/.file" "$d/notes"
+    done
+    mkdir "$H/junk"; rmdir "$H/junk"; mkfifo "$H/junk"; rm -f "$H/junk"
+done 2>/dev/null
+echo "$i"
+"#;
+    std::fs::write(scratch.path().join("attack.sh"), attack).unwrap();
+    let script = r#"
+prepare
+trap 'touch "$PWD/stop"' EXIT
+as_user sh attack.sh "$H" "$V" "$PWD/stop" > rounds &
+attacker=$!
+for round in $(seq 300); do
+    code=0; timeout 20 "$B" audit --root "$R" > audit.out 2>&1 || code=$?
+    echo "$code" >> codes
+    [ "$code" != 124 ] || break
+done
+touch stop; wait "$attacker"
+"#;
+    let run = scratch.run(script);
+    assert!(run.status.success(), "{}{}", stdout(&run), stderr(&run));
+    let rounds: u32 = scratch.read("rounds").trim().parse().unwrap();
+    let codes = scratch.read("codes");
+    assert!(rounds > 0, "the attacker ran");
+    // 1 to 3: findings about the user's paths, or a directory that changed under the walk.
+    for code in codes.lines() {
+        assert!(["1", "2", "3"].contains(&code), "an audit exited {code}: {}", scratch.read("audit.out"));
+    }
+    eprintln!("{} audits against {rounds} rounds of the user's swaps", codes.lines().count());
+}

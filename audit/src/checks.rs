@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 
 use blankslate_core::activation::{self as etc, Active};
 use blankslate_core::decl::{Declaration, EntryKind, How, Owner, ResolvedEntry, UserDb};
-use blankslate_core::fs::{Dir, FsError, Kind, Meta};
+use blankslate_core::fs::{Accept, Checked, Dir, FsError, Kind, Meta};
 use blankslate_core::generation::format_utc;
 use blankslate_core::manifest::{EtcKind, content_hash};
 use blankslate_core::trial::{BOOT_RECORD, BootRecord, LIVE_TRIAL, LiveOutcome, LiveTrial};
@@ -95,7 +95,7 @@ pub fn etc_drift(root: &Dir, active: &Active, users: &UserDb, out: &mut Vec<Find
             continue;
         };
         // A copy's or a directory's owner and mode are part of what activation made.
-        let owner_and_mode = |push: &mut dyn FnMut(&'static str, &str, u64, String)| {
+        let owner_and_mode = |meta: &Meta, push: &mut dyn FnMut(&'static str, &str, u64, String)| {
             let mode = entry.mode_bits();
             if meta.mode != mode {
                 push("wrong-mode", path, 0, format!("mode {:04o}, declared {mode:04o}", meta.mode));
@@ -121,15 +121,18 @@ pub fn etc_drift(root: &Dir, active: &Active, users: &UserDb, out: &mut Vec<Find
                 format!("a regular file replaced the link to {wanted}: edits here are lost at reboot"),
             ),
             (Some(_), kind) => push("replaced", path, 0, format!("{} stands where the link goes", found(kind))),
-            (None, Kind::File) if entry.kind == EtcKind::Copy => {
-                let hash = dir.read(&name).map(|b| content_hash(&b)).unwrap_or_default();
-                if hash != entry.hash {
-                    let reason = "contents differ from the generation's: the edit is lost at reboot";
-                    push("edited", path, meta.size, reason.into());
+            (None, Kind::File) if entry.kind == EtcKind::Copy => match dir.open_checked(&name, Accept::File) {
+                Ok(copy) => {
+                    let hash = copy.read_to_end().map(|b| content_hash(&b)).unwrap_or_default();
+                    if hash != entry.hash {
+                        let reason = "contents differ from the generation's: the edit is lost at reboot";
+                        push("edited", path, copy.meta().size, reason.into());
+                    }
+                    owner_and_mode(copy.meta(), &mut push);
                 }
-                owner_and_mode(&mut push);
-            }
-            (None, Kind::Directory) if entry.kind == EtcKind::Directory => owner_and_mode(&mut push),
+                Err(error) => push("replaced", path, 0, format!("where the copy goes: {}", error.source)),
+            },
+            (None, Kind::Directory) if entry.kind == EtcKind::Directory => owner_and_mode(&meta, &mut push),
             (None, kind) => {
                 let what = if entry.kind == EtcKind::Directory { "directory" } else { "copy" };
                 push("replaced", path, 0, format!("{} stands where the {what} goes", found(kind)));
@@ -264,7 +267,10 @@ fn check_owner(path: &str, meta: &Meta, owner: &Owner, users: &UserDb, whose: Wh
 }
 
 /// A file declared `how = "copy"`: a regular file of the root's own (not the volume's
-/// mounted), with the volume's contents and the declared owner and mode.
+/// mounted), with the volume's contents and the declared owner and mode. Both files
+/// are a user's to swap at any moment (in a home): each is compared through a checked
+/// descriptor, so a FIFO or a link swapped in after the `lstat` is refused, as
+/// `persist sync` refuses it, and never waited on or followed.
 #[allow(clippy::too_many_arguments)]
 fn check_copy(
     entry: &ResolvedEntry<'_>,
@@ -272,7 +278,7 @@ fn check_copy(
     source: &Meta,
     dir: &Dir,
     name: &str,
-    volume_copy: Option<&[u8]>,
+    volume_copy: Result<Checked, FsError>,
     users: &UserDb,
     out: &mut Vec<Finding>,
 ) {
@@ -290,15 +296,23 @@ fn check_copy(
             format!("bind-mounted from {}, declared a copy: a program that replaces it gets EBUSY", entry.root);
         push("not-copied", 0, reason);
     } else {
-        if dir.read(name).ok().as_deref() != volume_copy {
+        let live = match dir.open_checked(name, Accept::File) {
+            Ok(live) => live,
+            Err(error) => return push("refused", 0, format!("the copy in the root: {}", error.source)),
+        };
+        let copy = match volume_copy {
+            Ok(copy) => copy,
+            Err(error) => return push("refused", 0, format!("the copy in {}: {}", entry.root, error.source)),
+        };
+        if !live.same_contents(&copy).unwrap_or(false) {
             let reason = format!(
                 "changed since it was last written back to {}: a reboot loses the change unless `blankslate persist \
                  sync` writes it (is blankslate-sync.service running?)",
                 entry.root
             );
-            push("not-written-back", meta.size, reason);
+            push("not-written-back", live.meta().size, reason);
         }
-        check_owner(path, meta, &entry.entry.owner, users, Whose::Copy, out);
+        check_owner(path, live.meta(), &entry.entry.owner, users, Whose::Copy, out);
     }
 }
 
@@ -430,8 +444,8 @@ pub fn persist_health(
                 push(out, kind, path, bytes, reason);
             }
             (How::Copy, Some((meta, dir, name))) => {
-                let volume_copy = volume.open_dir_or_self(parent).and_then(|d| d.read(name.as_str())).ok();
-                check_copy(entry, &meta, &source, dir, &name, volume_copy.as_deref(), users, out);
+                let volume_copy = volume.open_dir_or_self(parent).and_then(|d| d.open_checked(&name, Accept::File));
+                check_copy(entry, &meta, &source, dir, &name, volume_copy, users, out);
             }
             (How::Symlink, Some((meta, dir, name))) => {
                 let link = format!("{}{path}", entry.root.trim_end_matches('/'));

@@ -9,8 +9,10 @@
 //!   entry, a copy with the wrong owner or mode, `/etc/static` pointing elsewhere);
 //! - **etc-stray**: a file in `/etc` that nothing manages (it too is lost at reboot);
 //! - **persist**: a persisted path that is not mounted, mounted from the wrong source,
-//!   a symlink entry replaced by a regular file, a source missing in its volume, or a
-//!   wrong owner or mode (of the path, or of a declared `parent`);
+//!   a symlink entry replaced by a regular file, a source missing in its volume, a
+//!   copy refused when opened (a symlink, FIFO or hard link: read only through a
+//!   checked descriptor, never waited on), or a wrong owner or mode (of the path, or
+//!   of a declared `parent`);
 //! - **volume**: a persistent root that is not a mounted volume (a plain directory of
 //!   the root, or nothing): reported once, at its mount point, instead of one finding
 //!   per path persisted from it;
