@@ -56,6 +56,15 @@ impl Scratch {
         Scratch { dir }
     }
 
+    /// A new scratch directory, when the tests run as root; else `None`, with a note.
+    fn as_root() -> Option<Scratch> {
+        if !is_root() {
+            eprintln!("skipped: needs root for namespaces and a throwaway user");
+            return None;
+        }
+        Some(Scratch::new())
+    }
+
     fn path(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }
@@ -161,11 +170,7 @@ echo "$i"
 /// `/var/lib/important` is still what is mounted, and the daemon still runs.
 #[test]
 fn a_users_race_against_switch_repair_and_sync_changes_nothing_outside_their_paths() {
-    if !is_root() {
-        eprintln!("skipped: needs root for namespaces and a throwaway user");
-        return;
-    }
-    let scratch = Scratch::new();
+    let Some(scratch) = Scratch::as_root() else { return };
     std::fs::write(scratch.path().join("attack.sh"), ATTACK).unwrap();
     let script = r#"
 prepare
@@ -237,11 +242,7 @@ find "$H" "$V" -type f -exec grep -l -e important-secret -e shadow-secret {} + 2
 /// waited on, and the daemon keeps writing back the other copies.
 #[test]
 fn persist_sync_follow_keeps_running_through_a_users_symlink_and_fifo() {
-    if !is_root() {
-        eprintln!("skipped: needs root for namespaces and a throwaway user");
-        return;
-    }
-    let scratch = Scratch::new();
+    let Some(scratch) = Scratch::as_root() else { return };
     let script = r#"
 prepare
 "$B" persist sync --follow --root "$R" > follow.out 2>&1 &
@@ -282,11 +283,7 @@ stat -c '%F %u' "$V/notes" > notes-kind
 /// planted is followed, opened or chowned.
 #[test]
 fn a_users_planted_entries_are_their_findings_and_every_other_path_comes_in() {
-    if !is_root() {
-        eprintln!("skipped: needs root for namespaces and a throwaway user");
-        return;
-    }
-    let scratch = Scratch::new();
+    let Some(scratch) = Scratch::as_root() else { return };
     let script = r#"
 # A mounted volume, as the audit wants one.
 mount -t tmpfs volume "$R/persist"
@@ -329,11 +326,7 @@ echo "$code" > audit.code
 /// of issue 18, 10 in 301 runs).
 #[test]
 fn a_fifo_swapped_in_never_blocks_the_audit() {
-    if !is_root() {
-        eprintln!("skipped: needs root for namespaces and a throwaway user");
-        return;
-    }
-    let scratch = Scratch::new();
+    let Some(scratch) = Scratch::as_root() else { return };
     let attack = r#"
 H="$1"; V="$2"; stop="$3"; i=0
 while [ ! -e "$stop" ]; do
@@ -369,4 +362,33 @@ touch stop; wait "$attacker"
         assert!(["1", "2", "3"].contains(&code), "an audit exited {code}: {}", scratch.read("audit.out"));
     }
     eprintln!("{} audits against {rounds} rounds of the user's swaps", codes.lines().count());
+}
+
+/// `audit --prometheus FILE` in a directory the user can write, where they planted
+/// symlinks to root's files at FILE and at the temporary name the audit used to
+/// write (`FILE.tmp`): both targets keep their contents, FILE becomes the metrics
+/// (a regular file), and no temporary is left.
+#[test]
+fn metrics_are_written_past_a_users_symlinks() {
+    let Some(scratch) = Scratch::as_root() else { return };
+    let script = r#"
+prepare
+echo 'root-target' > target; echo 'root-temp-target' > temp-target
+mkdir textfile; chown "$U:$U" textfile
+as_user ln -s "$PWD/target" textfile/blankslate.prom
+as_user ln -s "$PWD/temp-target" textfile/blankslate.prom.tmp
+code=0; "$B" audit --root "$R" --prometheus textfile/blankslate.prom > audit.out 2>&1 || code=$?
+echo "$code" > code
+cat target temp-target > targets
+stat -c '%F %a' textfile/blankslate.prom > kind
+ls -A textfile > names
+"#;
+    let run = scratch.run(script);
+    assert!(run.status.success(), "{}{}", stdout(&run), stderr(&run));
+    assert!(["1\n", "2\n"].contains(&scratch.read("code").as_str()), "{}", scratch.read("audit.out"));
+    assert_eq!(scratch.read("targets"), "root-target\nroot-temp-target\n", "a symlink was followed");
+    assert_eq!(scratch.read("kind"), "regular file 644\n");
+    let metrics = std::fs::read_to_string(scratch.path().join("textfile/blankslate.prom")).unwrap();
+    assert!(metrics.contains("blankslate_audit_exit_code "), "{metrics}");
+    assert_eq!(scratch.read("names"), "blankslate.prom\nblankslate.prom.tmp\n", "the user's symlink stays");
 }
