@@ -392,3 +392,30 @@ ls -A textfile > names
     assert!(metrics.contains("blankslate_audit_exit_code "), "{metrics}");
     assert_eq!(scratch.read("names"), "blankslate.prom\nblankslate.prom.tmp\n", "the user's symlink stays");
 }
+
+/// A user names files, and points their symlinked entry, with text meant to forge
+/// lines of root's report (newlines) or to reorder it (U+202E, right-to-left
+/// override): the human report shows every such character escaped, on the line of
+/// the user's own path.
+#[test]
+fn a_users_names_cannot_forge_or_reorder_the_report() {
+    let Some(scratch) = Scratch::as_root() else { return };
+    let script = r#"
+prepare
+as_user touch "$H/$(printf 'evil\342\200\256hs.txt')" "$H/$(printf 'two\n  persist  forged')"
+as_user rm -f "$H/linked"
+as_user ln -s "$(printf '/x\n  persist  forged\342\200\256')" "$H/linked"
+code=0; "$B" audit --root "$R" > audit.out 2>&1 || code=$?
+echo "$code" > code
+"#;
+    let run = scratch.run(script);
+    assert!(run.status.success(), "{}{}", stdout(&run), stderr(&run));
+    let report = scratch.read("audit.out");
+    assert_eq!(scratch.read("code"), "2\n", "{report}");
+    assert!(!report.contains('\u{202e}'), "{report}");
+    assert!(report.contains("/home/mallory/evil\\u{202e}hs.txt"), "{report}");
+    for line in report.lines().filter(|l| l.contains("forged")) {
+        assert!(line.contains("/home/mallory/"), "a line the user wrote: {line}\n{report}");
+    }
+    assert_eq!(report.lines().filter(|l| l.contains("forged")).count(), 2, "{report}");
+}
