@@ -325,3 +325,39 @@ fn a_rollout_stops_at_the_first_host_that_fails_its_audit() {
     assert_eq!(generations("b"), [(1, true), (2, false)]);
     assert_eq!(generations("c"), [(1, true)]);
 }
+
+/// What would turn the rollout against itself is refused before any host is touched
+/// (exit 2): a host name that ssh would take for an option (`-oProxyCommand=…` runs a
+/// command here), and a `MAX_EXIT` that is not a number (every `-gt` test with it
+/// fails, so every host would pass its audit).
+#[test]
+fn a_rollout_refuses_option_hosts_and_a_max_exit_that_is_not_a_number() {
+    let dir = tempfile::tempdir().unwrap();
+    // A stand-in for ssh that only records that it ran.
+    let ssh = dir.path().join("fake-ssh");
+    std::fs::write(&ssh, "#!/bin/sh\necho \"$*\" >> \"$(dirname \"$0\")/ran\"\n").unwrap();
+    std::fs::set_permissions(&ssh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let rollout = |hosts: &[&str], max_exit: &str| {
+        let mut command = Command::new(repo("packaging/deploy/blankslate-rollout"));
+        command.args(hosts).env("SSH", &ssh).env("MAX_EXIT", max_exit).stdin(Stdio::null());
+        command.output().unwrap()
+    };
+    let cases: [(&[&str], &str, &str); 6] = [
+        (&["a", "-oProxyCommand=touch pwned"], "1", "'-oProxyCommand=touch pwned' is not a host name"),
+        (&["-l", "root"], "1", "'-l' is not a host name"),
+        (&["a", ""], "1", "'' is not a host name"),
+        (&["a"], "two", "MAX_EXIT must be a number from 0 to 255, not 'two'"),
+        (&["a"], "1; true", "MAX_EXIT must be a number from 0 to 255, not '1; true'"),
+        (&["a"], "256", "MAX_EXIT must be a number from 0 to 255, not '256'"),
+    ];
+    for (hosts, max_exit, said) in cases {
+        let output = rollout(hosts, max_exit);
+        assert_eq!(output.status.code(), Some(2), "{hosts:?} MAX_EXIT={max_exit}: {}", both(&output));
+        assert!(text(&output.stderr).contains(said), "{hosts:?} MAX_EXIT={max_exit}: {}", both(&output));
+        assert!(!dir.path().join("ran").exists(), "{hosts:?} MAX_EXIT={max_exit}: a host was touched");
+    }
+    // A number is taken: the stand-in runs (its audit exits 0, and so does the change).
+    let output = rollout(&["a"], "0");
+    assert!(output.status.success(), "{}", both(&output));
+    assert!(std::fs::read_to_string(dir.path().join("ran")).unwrap().starts_with("a blankslate audit"));
+}
