@@ -476,6 +476,46 @@ pub fn persist_health(
     }
 }
 
+/// Whether `path` is `dir` or below it (both absolute, as in the root).
+fn within(path: &[u8], dir: &[u8]) -> bool {
+    path.strip_prefix(dir).is_some_and(|rest| rest.is_empty() || rest[0] == b'/' || dir == b"/")
+}
+
+/// Mounts in the root of one of the mounted volumes (a bind mount from it has its
+/// `st_dev`) that nothing declares: a persisted path a switch left mounted after the
+/// generation stopped declaring it, or one mounted by hand. Its writes go to the
+/// volume now, but no boot mounts it again. Mounts inside a volume, a declared path
+/// or the state directory are theirs; mounts of anything else (a disk of its own,
+/// the kernel's) are not persistence and are left alone.
+pub fn undeclared_mounts(
+    root: &Dir,
+    declaration: &Declaration,
+    state_dir: &[u8],
+    volumes: &BTreeMap<&str, Dir>,
+    mounts: &MountPoints,
+    out: &mut Vec<Finding>,
+) {
+    let devices: HashMap<u64, &str> =
+        volumes.iter().filter_map(|(mount, dir)| Some((dir.own_meta().ok()?.dev, *mount))).collect();
+    let entries = declaration.entries();
+    let accounted: Vec<&[u8]> = (entries.iter().map(|e| e.path.as_bytes()))
+        .chain(declaration.persist.keys().map(String::as_bytes))
+        .chain([state_dir])
+        .collect();
+    let mut points: Vec<&Vec<u8>> = mounts.iter().filter(|p| !accounted.iter().any(|a| within(p, a))).collect();
+    points.sort();
+    let mut targets = Dirs::new(root);
+    for point in points {
+        let Ok(path) = std::str::from_utf8(point) else { continue };
+        let Some(volume) = targets.meta(path).and_then(|(meta, ..)| devices.get(&meta.dev)) else { continue };
+        let reason = format!(
+            "mounted from the volume {volume}, declared by nothing: writes there go to the volume now, but no boot \
+             mounts it again (`blankslate repair` unmounts what blankslate mounted and no longer declares)"
+        );
+        out.push(Finding::new(Class::Persist, "undeclared-mount", point.clone(), reason));
+    }
+}
+
 /// What the trial records of this boot say went back by itself: a boot that fell back
 /// from a generation whose trial failed, a switch not confirmed in time.
 pub fn fallbacks(root: &Dir, out: &mut Vec<Finding>) {

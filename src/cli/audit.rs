@@ -13,7 +13,7 @@ pub(super) const AUDIT_HELP: &str = "\
 Classes of findings: undeclared (on the root, declared by nothing: lost at reboot), etc-stray
 (in /etc, managed by nothing), persist-stray (in a volume, declared by nothing; never deleted),
 etc-drift, persist (not mounted, wrong source, replaced link, missing source, wrong owner or
-mode of a path or its declared parent), volume (a persistent root that is not a mounted
+mode of a path or its declared parent, a mount from a volume that nothing declares), volume (a persistent root that is not a mounted
 volume), fallback (a boot trial failed, or a switch was not confirmed in time), error. Ignored
 (counted, not listed): /tmp, /run, /var/tmp, /var/cache, … and the declaration's [audit]
 ignore globs (`*` and `?` stay within a path component, `**` crosses directories).
