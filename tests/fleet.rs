@@ -199,6 +199,19 @@ fn the_units_pass_systemd_analyze_verify() {
     // An unknown key is only a warning to systemd: here it is a failure.
     assert!(output.status.success() && output.stderr.is_empty(), "{}", both(&output));
 
+    // Every service is hardened, never with RestrictSUIDSGID= (under which openat2,
+    // blankslate's way to every path below a root, fails with ENOSYS); the audit
+    // cannot hang for good nor grow without bound.
+    for unit in shipped.iter().filter(|u| u.ends_with(".service")) {
+        let text = std::fs::read_to_string(units.join(unit)).unwrap();
+        assert_eq!(unit_values(&text, "NoNewPrivileges"), ["yes"], "{unit}");
+        assert_eq!(unit_values(&text, "CapabilityBoundingSet").len(), 1, "{unit}");
+        assert!(unit_values(&text, "RestrictSUIDSGID").is_empty(), "{unit}");
+    }
+    let audit = std::fs::read_to_string(units.join("blankslate-audit.service")).unwrap();
+    assert_eq!(unit_values(&audit, "TimeoutStartSec"), ["10min"]);
+    assert_eq!(unit_values(&audit, "MemoryMax").len(), 1);
+
     // Every `Documentation=man:PAGE(1)` is a page `blankslate man --dir` writes.
     let pages = dir.path().join("man");
     std::fs::create_dir(&pages).unwrap();
@@ -218,6 +231,48 @@ fn the_units_pass_systemd_analyze_verify() {
     }
 }
 
+/// The `setpriv` command line that gives a command exactly the unit's capabilities
+/// (as root, what is left in the bounding set is what an exec gets) and no new
+/// privileges, as the unit does.
+fn setpriv(unit: &str) -> String {
+    let [capabilities] = unit_values(unit, "CapabilityBoundingSet").try_into().expect("one CapabilityBoundingSet=");
+    assert_eq!(unit_values(unit, "NoNewPrivileges"), ["yes"]);
+    let bounding: Vec<String> =
+        capabilities.split(' ').map(|c| format!("+{}", c.strip_prefix("CAP_").unwrap().to_lowercase())).collect();
+    format!("setpriv --bounding-set=-all,{} --no-new-privs", bounding.join(","))
+}
+
+/// `persist sync`, as `blankslate-sync.service` stops it, with the unit's
+/// capabilities: it takes the state lock through a private writable clone of the
+/// read-only state mount (as boot leaves it) and writes a copy back to the volume.
+#[test]
+fn the_sync_command_works_with_its_units_privileges() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let unit = std::fs::read_to_string(repo("packaging/systemd/blankslate-sync.service")).unwrap();
+    let [stop] = unit_values(&unit, "ExecStop").try_into().expect("one ExecStop=");
+    let dir = scratch();
+    let copy = r#"files = ["/etc/machine-id", { file = "/srv/app.conf", how = "copy" }]"#;
+    std::fs::write(dir.path().join("v1.toml"), V1.replace(r#"files = ["/etc/machine-id"]"#, copy)).unwrap();
+    let script = format!(
+        "set -e
+         [ \"$(readlink /proc/self/ns/mnt)\" != \"$(readlink /proc/$PPID/ns/mnt)\" ] || exit 99
+         mount -t tmpfs volume root/persist; mkdir root/persist/srv; echo first > root/persist/srv/app.conf
+         '{BIN}' switch v1.toml --root root >/dev/null
+         mount --bind root/var/lib/blankslate root/var/lib/blankslate
+         mount -o remount,bind,ro root/var/lib/blankslate
+         echo changed > root/srv/app.conf
+         {setpriv} {command} --root root
+         cat root/persist/srv/app.conf > written",
+        setpriv = setpriv(&unit),
+        command = stop.replacen("/usr/bin/blankslate", BIN, 1),
+    );
+    let output = in_namespace(dir.path(), &script);
+    assert!(output.status.success(), "{}", both(&output));
+    assert_eq!(std::fs::read_to_string(dir.path().join("written")).unwrap(), "changed\n", "{}", both(&output));
+}
+
 #[test]
 fn the_service_command_works_with_the_units_privileges() {
     if !is_root() {
@@ -225,8 +280,7 @@ fn the_service_command_works_with_the_units_privileges() {
     }
     let unit = std::fs::read_to_string(repo("packaging/systemd/blankslate-audit.service")).unwrap();
     let [exec] = unit_values(&unit, "ExecStart").try_into().expect("one ExecStart=");
-    let [capabilities] = unit_values(&unit, "CapabilityBoundingSet").try_into().expect("one CapabilityBoundingSet=");
-    assert_eq!(unit_values(&unit, "NoNewPrivileges"), ["yes"]);
+    let setpriv = setpriv(&unit);
     let success: Vec<i32> = unit_values(&unit, "SuccessExitStatus")
         .iter()
         .flat_map(|v| v.split(' ').map(|c| c.parse().unwrap()).collect::<Vec<_>>())
@@ -240,17 +294,12 @@ fn the_service_command_works_with_the_units_privileges() {
     let socket = dir.path().join("journal.socket");
     let journal = UnixDatagram::bind(&socket).unwrap();
     let command = exec.replacen("/usr/bin/blankslate", BIN, 1);
-    // setpriv gives the command exactly the unit's capabilities (as root, what is
-    // left in the bounding set is what an exec gets) and no new privileges.
-    let bounding: Vec<String> =
-        capabilities.split(' ').map(|c| format!("+{}", c.strip_prefix("CAP_").unwrap().to_lowercase())).collect();
     let script = format!(
         "set -e; mount -t tmpfs volume root/persist; '{BIN}' switch v1.toml --root root >/dev/null
          mkdir -p root/srv/new && echo x > root/srv/new/file
          export TEXTFILE_DIR='{textfile_dir}'
-         setpriv --bounding-set=-all,{bounding} --no-new-privs {command} --root root --journal-socket '{socket}'",
+         {setpriv} {command} --root root --journal-socket '{socket}'",
         textfile_dir = textfile_dir.display(),
-        bounding = bounding.join(","),
         socket = socket.display(),
     );
     let output = in_namespace(dir.path(), &script);
@@ -324,4 +373,40 @@ fn a_rollout_stops_at_the_first_host_that_fails_its_audit() {
     assert_eq!(generations("a"), [(1, false), (2, true)]);
     assert_eq!(generations("b"), [(1, true), (2, false)]);
     assert_eq!(generations("c"), [(1, true)]);
+}
+
+/// What would turn the rollout against itself is refused before any host is touched
+/// (exit 2): a host name that ssh would take for an option (`-oProxyCommand=…` runs a
+/// command here), and a `MAX_EXIT` that is not a number (every `-gt` test with it
+/// fails, so every host would pass its audit).
+#[test]
+fn a_rollout_refuses_option_hosts_and_a_max_exit_that_is_not_a_number() {
+    let dir = tempfile::tempdir().unwrap();
+    // A stand-in for ssh that only records that it ran.
+    let ssh = dir.path().join("fake-ssh");
+    std::fs::write(&ssh, "#!/bin/sh\necho \"$*\" >> \"$(dirname \"$0\")/ran\"\n").unwrap();
+    std::fs::set_permissions(&ssh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let rollout = |hosts: &[&str], max_exit: &str| {
+        let mut command = Command::new(repo("packaging/deploy/blankslate-rollout"));
+        command.args(hosts).env("SSH", &ssh).env("MAX_EXIT", max_exit).stdin(Stdio::null());
+        command.output().unwrap()
+    };
+    let cases: [(&[&str], &str, &str); 6] = [
+        (&["a", "-oProxyCommand=touch pwned"], "1", "'-oProxyCommand=touch pwned' is not a host name"),
+        (&["-l", "root"], "1", "'-l' is not a host name"),
+        (&["a", ""], "1", "'' is not a host name"),
+        (&["a"], "two", "MAX_EXIT must be a number from 0 to 255, not 'two'"),
+        (&["a"], "1; true", "MAX_EXIT must be a number from 0 to 255, not '1; true'"),
+        (&["a"], "256", "MAX_EXIT must be a number from 0 to 255, not '256'"),
+    ];
+    for (hosts, max_exit, said) in cases {
+        let output = rollout(hosts, max_exit);
+        assert_eq!(output.status.code(), Some(2), "{hosts:?} MAX_EXIT={max_exit}: {}", both(&output));
+        assert!(text(&output.stderr).contains(said), "{hosts:?} MAX_EXIT={max_exit}: {}", both(&output));
+        assert!(!dir.path().join("ran").exists(), "{hosts:?} MAX_EXIT={max_exit}: a host was touched");
+    }
+    // A number is taken: the stand-in runs (its audit exits 0, and so does the change).
+    let output = rollout(&["a"], "0");
+    assert!(output.status.success(), "{}", both(&output));
+    assert!(std::fs::read_to_string(dir.path().join("ran")).unwrap().starts_with("a blankslate audit"));
 }

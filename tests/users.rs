@@ -56,6 +56,15 @@ impl Scratch {
         Scratch { dir }
     }
 
+    /// A new scratch directory, when the tests run as root; else `None`, with a note.
+    fn as_root() -> Option<Scratch> {
+        if !is_root() {
+            eprintln!("skipped: needs root for namespaces and a throwaway user");
+            return None;
+        }
+        Some(Scratch::new())
+    }
+
     fn path(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }
@@ -161,11 +170,7 @@ echo "$i"
 /// `/var/lib/important` is still what is mounted, and the daemon still runs.
 #[test]
 fn a_users_race_against_switch_repair_and_sync_changes_nothing_outside_their_paths() {
-    if !is_root() {
-        eprintln!("skipped: needs root for namespaces and a throwaway user");
-        return;
-    }
-    let scratch = Scratch::new();
+    let Some(scratch) = Scratch::as_root() else { return };
     std::fs::write(scratch.path().join("attack.sh"), ATTACK).unwrap();
     let script = r#"
 prepare
@@ -237,11 +242,7 @@ find "$H" "$V" -type f -exec grep -l -e important-secret -e shadow-secret {} + 2
 /// waited on, and the daemon keeps writing back the other copies.
 #[test]
 fn persist_sync_follow_keeps_running_through_a_users_symlink_and_fifo() {
-    if !is_root() {
-        eprintln!("skipped: needs root for namespaces and a throwaway user");
-        return;
-    }
-    let scratch = Scratch::new();
+    let Some(scratch) = Scratch::as_root() else { return };
     let script = r#"
 prepare
 "$B" persist sync --follow --root "$R" > follow.out 2>&1 &
@@ -282,11 +283,7 @@ stat -c '%F %u' "$V/notes" > notes-kind
 /// planted is followed, opened or chowned.
 #[test]
 fn a_users_planted_entries_are_their_findings_and_every_other_path_comes_in() {
-    if !is_root() {
-        eprintln!("skipped: needs root for namespaces and a throwaway user");
-        return;
-    }
-    let scratch = Scratch::new();
+    let Some(scratch) = Scratch::as_root() else { return };
     let script = r#"
 # A mounted volume, as the audit wants one.
 mount -t tmpfs volume "$R/persist"
@@ -320,4 +317,105 @@ echo "$code" > audit.code
         assert!(findings.contains(&path), "the audit does not report {path}: {audit:#}");
     }
     assert!(!findings.contains(&"/var/lib/important"), "{audit:#}");
+}
+
+/// The audit against a user who swaps, by rename, a FIFO and a file at their copy in
+/// the root and in the volume (and a FIFO and a directory at an undeclared path),
+/// again and again while root audits: whatever it finds between its `lstat` and its
+/// open, no audit ever waits on a FIFO (each gets 20 s; one that hung was the race
+/// of issue 18, 10 in 301 runs).
+#[test]
+fn a_fifo_swapped_in_never_blocks_the_audit() {
+    let Some(scratch) = Scratch::as_root() else { return };
+    let attack = r#"
+H="$1"; V="$2"; stop="$3"; i=0
+while [ ! -e "$stop" ]; do
+    i=$((i+1))
+    for d in "$H" "$V"; do
+        mkfifo "$d/.fifo"; mv -f "$d/.fifo" "$d/notes"
+        echo "mallory $i" > "$d/.file"; mv -f "$d/.file" "$d/notes"
+    done
+    mkdir "$H/junk"; rmdir "$H/junk"; mkfifo "$H/junk"; rm -f "$H/junk"
+done 2>/dev/null
+echo "$i"
+"#;
+    std::fs::write(scratch.path().join("attack.sh"), attack).unwrap();
+    let script = r#"
+prepare
+trap 'touch "$PWD/stop"' EXIT
+as_user sh attack.sh "$H" "$V" "$PWD/stop" > rounds &
+attacker=$!
+for round in $(seq 300); do
+    code=0; timeout 20 "$B" audit --root "$R" > audit.out 2>&1 || code=$?
+    echo "$code" >> codes
+    [ "$code" != 124 ] || break
+done
+touch stop; wait "$attacker"
+"#;
+    let run = scratch.run(script);
+    assert!(run.status.success(), "{}{}", stdout(&run), stderr(&run));
+    let rounds: u32 = scratch.read("rounds").trim().parse().unwrap();
+    let codes = scratch.read("codes");
+    assert!(rounds > 0, "the attacker ran");
+    // 1 to 3: findings about the user's paths, or a directory that changed under the walk.
+    for code in codes.lines() {
+        assert!(["1", "2", "3"].contains(&code), "an audit exited {code}: {}", scratch.read("audit.out"));
+    }
+    eprintln!("{} audits against {rounds} rounds of the user's swaps", codes.lines().count());
+}
+
+/// `audit --prometheus FILE` in a directory the user can write, where they planted
+/// symlinks to root's files at FILE and at the temporary name the audit used to
+/// write (`FILE.tmp`): both targets keep their contents, FILE becomes the metrics
+/// (a regular file), and no temporary is left.
+#[test]
+fn metrics_are_written_past_a_users_symlinks() {
+    let Some(scratch) = Scratch::as_root() else { return };
+    let script = r#"
+prepare
+echo 'root-target' > target; echo 'root-temp-target' > temp-target
+mkdir textfile; chown "$U:$U" textfile
+as_user ln -s "$PWD/target" textfile/blankslate.prom
+as_user ln -s "$PWD/temp-target" textfile/blankslate.prom.tmp
+code=0; "$B" audit --root "$R" --prometheus textfile/blankslate.prom > audit.out 2>&1 || code=$?
+echo "$code" > code
+cat target temp-target > targets
+stat -c '%F %a' textfile/blankslate.prom > kind
+ls -A textfile > names
+"#;
+    let run = scratch.run(script);
+    assert!(run.status.success(), "{}{}", stdout(&run), stderr(&run));
+    assert!(["1\n", "2\n"].contains(&scratch.read("code").as_str()), "{}", scratch.read("audit.out"));
+    assert_eq!(scratch.read("targets"), "root-target\nroot-temp-target\n", "a symlink was followed");
+    assert_eq!(scratch.read("kind"), "regular file 644\n");
+    let metrics = std::fs::read_to_string(scratch.path().join("textfile/blankslate.prom")).unwrap();
+    assert!(metrics.contains("blankslate_audit_exit_code "), "{metrics}");
+    assert_eq!(scratch.read("names"), "blankslate.prom\nblankslate.prom.tmp\n", "the user's symlink stays");
+}
+
+/// A user names files, and points their symlinked entry, with text meant to forge
+/// lines of root's report (newlines) or to reorder it (U+202E, right-to-left
+/// override): the human report shows every such character escaped, on the line of
+/// the user's own path.
+#[test]
+fn a_users_names_cannot_forge_or_reorder_the_report() {
+    let Some(scratch) = Scratch::as_root() else { return };
+    let script = r#"
+prepare
+as_user touch "$H/$(printf 'evil\342\200\256hs.txt')" "$H/$(printf 'two\n  persist  forged')"
+as_user rm -f "$H/linked"
+as_user ln -s "$(printf '/x\n  persist  forged\342\200\256')" "$H/linked"
+code=0; "$B" audit --root "$R" > audit.out 2>&1 || code=$?
+echo "$code" > code
+"#;
+    let run = scratch.run(script);
+    assert!(run.status.success(), "{}{}", stdout(&run), stderr(&run));
+    let report = scratch.read("audit.out");
+    assert_eq!(scratch.read("code"), "2\n", "{report}");
+    assert!(!report.contains('\u{202e}'), "{report}");
+    assert!(report.contains("/home/mallory/evil\\u{202e}hs.txt"), "{report}");
+    for line in report.lines().filter(|l| l.contains("forged")) {
+        assert!(line.contains("/home/mallory/"), "a line the user wrote: {line}\n{report}");
+    }
+    assert_eq!(report.lines().filter(|l| l.contains("forged")).count(), 2, "{report}");
 }

@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 
 use blankslate_core::activation::{self as etc, Active};
 use blankslate_core::decl::{Declaration, EntryKind, How, Owner, ResolvedEntry, UserDb};
-use blankslate_core::fs::{Dir, FsError, Kind, Meta};
+use blankslate_core::fs::{Accept, Checked, Dir, FsError, Kind, Meta};
 use blankslate_core::generation::format_utc;
 use blankslate_core::manifest::{EtcKind, content_hash};
 use blankslate_core::trial::{BOOT_RECORD, BootRecord, LIVE_TRIAL, LiveOutcome, LiveTrial};
@@ -95,7 +95,7 @@ pub fn etc_drift(root: &Dir, active: &Active, users: &UserDb, out: &mut Vec<Find
             continue;
         };
         // A copy's or a directory's owner and mode are part of what activation made.
-        let owner_and_mode = |push: &mut dyn FnMut(&'static str, &str, u64, String)| {
+        let owner_and_mode = |meta: &Meta, push: &mut dyn FnMut(&'static str, &str, u64, String)| {
             let mode = entry.mode_bits();
             if meta.mode != mode {
                 push("wrong-mode", path, 0, format!("mode {:04o}, declared {mode:04o}", meta.mode));
@@ -121,15 +121,18 @@ pub fn etc_drift(root: &Dir, active: &Active, users: &UserDb, out: &mut Vec<Find
                 format!("a regular file replaced the link to {wanted}: edits here are lost at reboot"),
             ),
             (Some(_), kind) => push("replaced", path, 0, format!("{} stands where the link goes", found(kind))),
-            (None, Kind::File) if entry.kind == EtcKind::Copy => {
-                let hash = dir.read(&name).map(|b| content_hash(&b)).unwrap_or_default();
-                if hash != entry.hash {
-                    let reason = "contents differ from the generation's: the edit is lost at reboot";
-                    push("edited", path, meta.size, reason.into());
+            (None, Kind::File) if entry.kind == EtcKind::Copy => match dir.open_checked(&name, Accept::File) {
+                Ok(copy) => {
+                    let hash = copy.read_to_end().map(|b| content_hash(&b)).unwrap_or_default();
+                    if hash != entry.hash {
+                        let reason = "contents differ from the generation's: the edit is lost at reboot";
+                        push("edited", path, copy.meta().size, reason.into());
+                    }
+                    owner_and_mode(copy.meta(), &mut push);
                 }
-                owner_and_mode(&mut push);
-            }
-            (None, Kind::Directory) if entry.kind == EtcKind::Directory => owner_and_mode(&mut push),
+                Err(error) => push("replaced", path, 0, format!("where the copy goes: {}", error.source)),
+            },
+            (None, Kind::Directory) if entry.kind == EtcKind::Directory => owner_and_mode(&meta, &mut push),
             (None, kind) => {
                 let what = if entry.kind == EtcKind::Directory { "directory" } else { "copy" };
                 push("replaced", path, 0, format!("{} stands where the {what} goes", found(kind)));
@@ -264,7 +267,10 @@ fn check_owner(path: &str, meta: &Meta, owner: &Owner, users: &UserDb, whose: Wh
 }
 
 /// A file declared `how = "copy"`: a regular file of the root's own (not the volume's
-/// mounted), with the volume's contents and the declared owner and mode.
+/// mounted), with the volume's contents and the declared owner and mode. Both files
+/// are a user's to swap at any moment (in a home): each is compared through a checked
+/// descriptor, so a FIFO or a link swapped in after the `lstat` is refused, as
+/// `persist sync` refuses it, and never waited on or followed.
 #[allow(clippy::too_many_arguments)]
 fn check_copy(
     entry: &ResolvedEntry<'_>,
@@ -272,7 +278,7 @@ fn check_copy(
     source: &Meta,
     dir: &Dir,
     name: &str,
-    volume_copy: Option<&[u8]>,
+    volume_copy: Result<Checked, FsError>,
     users: &UserDb,
     out: &mut Vec<Finding>,
 ) {
@@ -290,15 +296,23 @@ fn check_copy(
             format!("bind-mounted from {}, declared a copy: a program that replaces it gets EBUSY", entry.root);
         push("not-copied", 0, reason);
     } else {
-        if dir.read(name).ok().as_deref() != volume_copy {
+        let live = match dir.open_checked(name, Accept::File) {
+            Ok(live) => live,
+            Err(error) => return push("refused", 0, format!("the copy in the root: {}", error.source)),
+        };
+        let copy = match volume_copy {
+            Ok(copy) => copy,
+            Err(error) => return push("refused", 0, format!("the copy in {}: {}", entry.root, error.source)),
+        };
+        if !live.same_contents(&copy).unwrap_or(false) {
             let reason = format!(
                 "changed since it was last written back to {}: a reboot loses the change unless `blankslate persist \
                  sync` writes it (is blankslate-sync.service running?)",
                 entry.root
             );
-            push("not-written-back", meta.size, reason);
+            push("not-written-back", live.meta().size, reason);
         }
-        check_owner(path, meta, &entry.entry.owner, users, Whose::Copy, out);
+        check_owner(path, live.meta(), &entry.entry.owner, users, Whose::Copy, out);
     }
 }
 
@@ -430,8 +444,8 @@ pub fn persist_health(
                 push(out, kind, path, bytes, reason);
             }
             (How::Copy, Some((meta, dir, name))) => {
-                let volume_copy = volume.open_dir_or_self(parent).and_then(|d| d.read(name.as_str())).ok();
-                check_copy(entry, &meta, &source, dir, &name, volume_copy.as_deref(), users, out);
+                let volume_copy = volume.open_dir_or_self(parent).and_then(|d| d.open_checked(&name, Accept::File));
+                check_copy(entry, &meta, &source, dir, &name, volume_copy, users, out);
             }
             (How::Symlink, Some((meta, dir, name))) => {
                 let link = format!("{}{path}", entry.root.trim_end_matches('/'));
@@ -459,6 +473,46 @@ pub fn persist_health(
             }
         }
         check_owner(path, &source, &entry.entry.owner, users, Whose::Source, out);
+    }
+}
+
+/// Whether `path` is `dir` or below it (both absolute, as in the root).
+fn within(path: &[u8], dir: &[u8]) -> bool {
+    path.strip_prefix(dir).is_some_and(|rest| rest.is_empty() || rest[0] == b'/' || dir == b"/")
+}
+
+/// Mounts in the root of one of the mounted volumes (a bind mount from it has its
+/// `st_dev`) that nothing declares: a persisted path a switch left mounted after the
+/// generation stopped declaring it, or one mounted by hand. Its writes go to the
+/// volume now, but no boot mounts it again. Mounts inside a volume, a declared path
+/// or the state directory are theirs; mounts of anything else (a disk of its own,
+/// the kernel's) are not persistence and are left alone.
+pub fn undeclared_mounts(
+    root: &Dir,
+    declaration: &Declaration,
+    state_dir: &[u8],
+    volumes: &BTreeMap<&str, Dir>,
+    mounts: &MountPoints,
+    out: &mut Vec<Finding>,
+) {
+    let devices: HashMap<u64, &str> =
+        volumes.iter().filter_map(|(mount, dir)| Some((dir.own_meta().ok()?.dev, *mount))).collect();
+    let entries = declaration.entries();
+    let accounted: Vec<&[u8]> = (entries.iter().map(|e| e.path.as_bytes()))
+        .chain(declaration.persist.keys().map(String::as_bytes))
+        .chain([state_dir])
+        .collect();
+    let mut points: Vec<&Vec<u8>> = mounts.iter().filter(|p| !accounted.iter().any(|a| within(p, a))).collect();
+    points.sort();
+    let mut targets = Dirs::new(root);
+    for point in points {
+        let Ok(path) = std::str::from_utf8(point) else { continue };
+        let Some(volume) = targets.meta(path).and_then(|(meta, ..)| devices.get(&meta.dev)) else { continue };
+        let reason = format!(
+            "mounted from the volume {volume}, declared by nothing: writes there go to the volume now, but no boot \
+             mounts it again (`blankslate repair` unmounts what blankslate mounted and no longer declares)"
+        );
+        out.push(Finding::new(Class::Persist, "undeclared-mount", point.clone(), reason));
     }
 }
 

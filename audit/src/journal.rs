@@ -98,10 +98,10 @@ fn finding_record(finding: &Finding, report: &Report, root: &str) -> Record {
     let message = match finding.class {
         Class::Undeclared | Class::EtcStray | Class::PersistStray => {
             let counted = format!("{}, {}", plural(finding.files, "file", "files"), size(finding.bytes));
-            let why = if finding.reason.is_empty() { meaning } else { &finding.reason };
+            let why = if finding.reason.is_empty() { meaning.to_owned() } else { escape(finding.reason.as_bytes()) };
             format!("{heading}: {} {path} ({counted}): {why}", finding.kind)
         }
-        _ => format!("{heading}: {} {path}: {}", finding.kind, finding.reason),
+        _ => format!("{heading}: {} {path}: {}", finding.kind, escape(finding.reason.as_bytes())),
     };
     let mut record = Record::default();
     record.add("MESSAGE", message);

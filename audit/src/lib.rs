@@ -9,8 +9,11 @@
 //!   entry, a copy with the wrong owner or mode, `/etc/static` pointing elsewhere);
 //! - **etc-stray**: a file in `/etc` that nothing manages (it too is lost at reboot);
 //! - **persist**: a persisted path that is not mounted, mounted from the wrong source,
-//!   a symlink entry replaced by a regular file, a source missing in its volume, or a
-//!   wrong owner or mode (of the path, or of a declared `parent`);
+//!   a symlink entry replaced by a regular file, a source missing in its volume, a
+//!   copy refused when opened (a symlink, FIFO or hard link: read only through a
+//!   checked descriptor, never waited on), or a wrong owner or mode (of the path, or
+//!   of a declared `parent`); or a mount from a volume that nothing declares (a
+//!   persisted path left mounted after the declaration dropped it);
 //! - **volume**: a persistent root that is not a mounted volume (a plain directory of
 //!   the root, or nothing): reported once, at its mount point, instead of one finding
 //!   per path persisted from it;
@@ -443,6 +446,8 @@ pub fn audit(setup: &Setup<'_>) -> Result<Report, AuditError> {
         checks::etc_drift(setup.root, active, setup.users, &mut checked);
     }
     checks::persist_health(setup.root, setup.declaration, &volumes, setup.users, &mut checked);
+    let state_dir = setup.state_dir.as_os_str().as_encoded_bytes();
+    checks::undeclared_mounts(setup.root, setup.declaration, state_dir, &volumes, &mount_points, &mut checked);
     checks::fallbacks(setup.root, &mut checked);
     for finding in checked {
         report.push(finding);

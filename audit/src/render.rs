@@ -37,8 +37,18 @@ use serde_json::{Value, json};
 
 use crate::{Class, Finding, Report, SCHEMA};
 
-/// A path for people: UTF-8 as is, `\n`, `\t`, `\\`, and `\xNN` for control
-/// characters and bytes that are not UTF-8.
+/// Whether `c` changes the direction of the text around it (Unicode's `Bidi_Control`:
+/// U+061C, U+200E, U+200F, U+202A–U+202E, U+2066–U+2069): a name holding U+202E
+/// shows what follows it reversed.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A path (or a reason naming one) for people: UTF-8 as is, `\n`, `\t`, `\\`, `\xNN`
+/// for the other ASCII controls (DEL too) and for bytes that are not UTF-8, and
+/// `\u{NNNN}` for C1 controls and bidi controls. A user's file name can so neither
+/// start a line of its own in a report nor reorder the text around it, and no two
+/// names print alike.
 pub fn escape(path: &[u8]) -> String {
     let mut out = String::with_capacity(path.len());
     for chunk in path.utf8_chunks() {
@@ -47,8 +57,11 @@ pub fn escape(path: &[u8]) -> String {
                 '\n' => out.push_str("\\n"),
                 '\t' => out.push_str("\\t"),
                 '\\' => out.push_str("\\\\"),
-                c if c.is_control() => {
+                c if c.is_ascii_control() => {
                     let _ = write!(out, "\\x{:02x}", u32::from(c));
+                }
+                c if c.is_control() || is_bidi_control(c) => {
+                    let _ = write!(out, "\\u{{{:04x}}}", u32::from(c));
                 }
                 c => out.push(c),
             }
@@ -127,11 +140,14 @@ pub fn human(report: &Report, root: &str, color: bool) -> String {
             let line = match class {
                 Class::Undeclared | Class::EtcStray | Class::PersistStray => {
                     let files = plural(finding.files, "file", "files");
-                    let reason =
-                        if finding.reason.is_empty() { String::new() } else { format!("  ({})", finding.reason) };
+                    let reason = if finding.reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  ({})", escape(finding.reason.as_bytes()))
+                    };
                     format!("  {:>10}  {files:>10}  {:<9}  {path}{reason}", size(finding.bytes), finding.kind)
                 }
-                _ => format!("  {:<16}  {path}: {}", finding.kind, finding.reason),
+                _ => format!("  {:<16}  {path}: {}", finding.kind, escape(finding.reason.as_bytes())),
             };
             let _ = writeln!(out, "{}", line.trim_end());
         }
@@ -295,7 +311,7 @@ fn toml_string(text: &str) -> String {
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
+            c if c.is_control() || is_bidi_control(c) => {
                 let _ = write!(out, "\\u{:04X}", u32::from(c));
             }
             c => out.push(c),
@@ -364,8 +380,40 @@ mod tests {
 
     #[test]
     fn hostile_names_are_escaped() {
-        assert_eq!(escape(b"/a\nb/\xff\xfe/c\\d\x01"), "/a\\nb/\\xff\\xfe/c\\\\d\\x01");
+        assert_eq!(escape(b"/a\nb/\xff\xfe/c\\d\x01\x7f"), "/a\\nb/\\xff\\xfe/c\\\\d\\x01\\x7f");
         assert_eq!(escape("/ünï".as_bytes()), "/ünï");
+        // Reversed text, isolates, marks: shown, never obeyed.
+        assert_eq!(escape("/x\u{202e}gpj.exe".as_bytes()), "/x\\u{202e}gpj.exe");
+        assert_eq!(escape("\u{2066}\u{2069}\u{200f}\u{061c}".as_bytes()), "\\u{2066}\\u{2069}\\u{200f}\\u{061c}");
+        // A C1 control and the byte of the same number are told apart.
+        assert_eq!(escape("\u{85}".as_bytes()), "\\u{0085}");
+        assert_eq!(escape(b"\x85"), "\\x85");
+        assert_eq!(toml_string("a\u{202e}b"), "\"a\\u202Eb\"");
+    }
+
+    #[test]
+    fn a_reason_cannot_forge_a_line_of_the_report() {
+        let mut report = Report::default();
+        let reason = "links to /x\nundeclared  /fake\u{202e}, not /persist/x".to_owned();
+        report.push(Finding::new(Class::Persist, "points-elsewhere", b"/home/u/x".to_vec(), reason));
+        report.push(Finding::new(Class::Undeclared, "file", "/srv/a\u{202e}b\nc".into(), "why\n".into()));
+        let human = human(&report, "/", false);
+        assert!(human.contains("/home/u/x: links to /x\\nundeclared  /fake\\u{202e}, not /persist/x\n"), "{human}");
+        assert!(human.contains("/srv/a\\u{202e}b\\nc  (why\\n)\n"), "{human}");
+        assert!(!human.contains('\u{202e}'), "{human}");
+    }
+
+    #[test]
+    fn json_carries_a_name_that_is_not_utf8_exactly() {
+        let mut report = Report::default();
+        report.push(Finding::new(Class::Undeclared, "file", b"/srv/\xff\xfe".to_vec(), String::new()));
+        report.push(Finding::new(Class::Undeclared, "file", "/srv/\u{fffd}\u{fffd}".into(), String::new()));
+        let json = json(&report, "/");
+        let findings = json["findings"].as_array().unwrap();
+        // The two look alike as lossy text; `path_hex` tells them apart.
+        assert_eq!(findings[0]["path"], findings[1]["path"]);
+        assert_eq!(findings[0]["path_hex"], "2f7372762ffffe");
+        assert!(findings[1].get("path_hex").is_none(), "{json}");
     }
 
     #[test]

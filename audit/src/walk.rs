@@ -25,7 +25,9 @@
 //!   are closed and reopened (by a `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
 //!   RESOLVE_NO_XDEV` path from the nearest open one, checked by device and inode)
 //!   when the walk comes back to them.
-//! - Every open is a `*at` call on a directory descriptor with `O_NOFOLLOW`; an entry
+//! - Every open is a `*at` call on a directory descriptor with `O_NOFOLLOW` and
+//!   `O_DIRECTORY` (the kernel refuses anything else before opening it, so a FIFO or
+//!   device swapped in never blocks the walk), checked by its own `fstat`; an entry
 //!   that vanishes mid-walk is skipped, a directory that cannot be read is reported.
 
 use std::collections::{HashMap, HashSet};

@@ -170,7 +170,8 @@ pub fn writers(target: &Path, dir: &Path) -> Vec<String> {
     let me = std::process::id();
     for pid in pids.into_iter().filter(|&p| p != me) {
         let base = Path::new("/proc").join(pid.to_string());
-        let comm = || std::fs::read_to_string(base.join("comm")).map(|c| c.trim().to_owned()).unwrap_or_default();
+        // A process names itself (PR_SET_NAME): its name is escaped as a path is.
+        let comm = || std::fs::read(base.join("comm")).map(|c| escape(c.trim_ascii_end())).unwrap_or_default();
         let holds = std::fs::read_dir(base.join("fd")).is_ok_and(|mut fds| {
             fds.any(|fd| fd.is_ok_and(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == target)))
         });

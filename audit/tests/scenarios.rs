@@ -710,3 +710,35 @@ fn a_declared_directory_that_drifted_is_reported_and_repaired() {
         assert_eq!(etc_drift(&scratch.audit()), ["etc-stray file /etc/ssl/private/mine.pem"]);
     });
 }
+
+/// A path of the volume still bind-mounted in the root after the declaration stopped
+/// declaring it (what a switch killed half-way left, issue 17): one `undeclared-mount`
+/// finding (exit 2). A mount of anything else (not a volume) is not one, and neither
+/// are the declared bind mounts and the volume itself.
+#[test]
+fn a_bind_mount_from_the_volume_that_nothing_declares_is_reported() {
+    as_root_in_namespace(|| {
+        let scratch = Scratch::activated();
+        scratch.write("persist/srv/old/data", b"kept in the volume");
+        std::fs::create_dir_all(scratch.path("srv/old")).unwrap();
+        std::fs::create_dir_all(scratch.path("srv/other")).unwrap();
+        let root = Dir::open_root(&scratch.root).unwrap();
+        let srv = root.open_dir("srv").unwrap();
+        let old = root.open_dir("persist/srv/old").unwrap();
+        mount::bind(Source::Dir(&old), &srv, "old", MountFlags::empty()).unwrap();
+        mount::bind(Source::HostPath(&scratch.outside), &srv, "other", MountFlags::empty()).unwrap();
+        let report = scratch.audit();
+        let text = summary(&report);
+        let found: Vec<_> = report.findings.iter().filter(|f| f.kind == "undeclared-mount").collect();
+        assert_eq!(found.len(), 1, "{text}");
+        assert_eq!((found[0].class, found[0].path.as_slice()), (Class::Persist, &b"/srv/old"[..]), "{text}");
+        assert!(found[0].reason.contains("mounted from the volume /persist, declared by nothing"), "{text}");
+        assert_eq!(report.exit_code(), 2, "{text}");
+        // What is below the mount is the volume's, not the root's: not undeclared state.
+        assert!(find(&report, Class::Undeclared, b"/srv/old").is_empty(), "{text}");
+        mount::unmount(&srv, "old").unwrap();
+        mount::unmount(&srv, "other").unwrap();
+        let report = scratch.audit();
+        assert!(report.findings.iter().all(|f| f.kind != "undeclared-mount"), "{}", summary(&report));
+    });
+}

@@ -188,10 +188,25 @@ fn check_relative(path: &Path, context: &Path) -> Result<()> {
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// A fresh temporary name for a sibling of `name`, starting with `.` so that tools
-/// walking the directory can tell it apart.
+/// Where this process's temporary names start counting: a random number, so that
+/// nobody who can write a directory (a metrics directory, a home) can plant
+/// something at the name of a temporary before it is made. The create is `O_EXCL |
+/// O_NOFOLLOW` and is never led anywhere by it; a guessed name would only make it fail.
+fn temp_base() -> u64 {
+    static BASE: OnceLock<u64> = OnceLock::new();
+    *BASE.get_or_init(|| {
+        let mut random = [0u8; 4];
+        // Without randomness (a kernel before 3.17) the names are still unique.
+        let _ = rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty());
+        u64::from(u32::from_ne_bytes(random))
+    })
+}
+
+/// A fresh temporary name for a sibling of `name` (`.NAME.tmp-PID-N`), starting with
+/// `.` so that tools walking the directory can tell it apart; `N` counts from
+/// [`temp_base`].
 pub fn temp_name(name: &OsStr) -> OsString {
-    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let n = temp_base() + TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut temp = OsString::from(".");
     temp.push(name);
     temp.push(format!(".tmp-{}-{n}", std::process::id()));
@@ -1287,5 +1302,16 @@ mod tests {
         let temp = temp_name(OsStr::new("system"));
         assert!(is_temp_name(&temp));
         assert!(!is_temp_name(OsStr::new("system-3-link")));
+    }
+
+    #[test]
+    fn temp_names_cannot_be_guessed_from_the_pid() {
+        let pid = std::process::id();
+        let names: Vec<OsString> = (0..4).map(|_| temp_name(OsStr::new("metrics"))).collect();
+        // What they were before (counting from 0): a user could plant those.
+        for n in 0..64 {
+            assert!(!names.contains(&OsString::from(format!(".metrics.tmp-{pid}-{n}"))), "{names:?}");
+        }
+        assert!(names.iter().all(|name| is_temp_name(name)));
     }
 }

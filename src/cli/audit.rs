@@ -13,7 +13,7 @@ pub(super) const AUDIT_HELP: &str = "\
 Classes of findings: undeclared (on the root, declared by nothing: lost at reboot), etc-stray
 (in /etc, managed by nothing), persist-stray (in a volume, declared by nothing; never deleted),
 etc-drift, persist (not mounted, wrong source, replaced link, missing source, wrong owner or
-mode of a path or its declared parent), volume (a persistent root that is not a mounted
+mode of a path or its declared parent, a mount from a volume that nothing declares), volume (a persistent root that is not a mounted
 volume), fallback (a boot trial failed, or a switch was not confirmed in time), error. Ignored
 (counted, not listed): /tmp, /run, /var/tmp, /var/cache, … and the declaration's [audit]
 ignore globs (`*` and `?` stay within a path component, `**` crosses directories).
@@ -113,10 +113,7 @@ pub(super) fn run(args: &AuditArgs) -> Result<ExitCode> {
     let report = audit::audit(&setup)?;
     let label = target.root.display().to_string();
     if let Some(file) = &args.prometheus {
-        let temp = file.with_extension("prom.tmp");
-        std::fs::write(&temp, audit::render::prometheus(&report))
-            .and_then(|()| std::fs::rename(&temp, file))
-            .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+        write_metrics(file, &audit::render::prometheus(&report))?;
     }
     if args.journal {
         audit_journal::send(&audit_journal::records(&report, &label), &args.journal_socket)?;
@@ -144,6 +141,19 @@ pub(super) fn run(args: &AuditArgs) -> Result<ExitCode> {
         outln!("{summary}")?;
     }
     Ok(ExitCode::from(report.exit_code()))
+}
+
+/// Replaces `file` with `metrics` (mode 0644, for `node_exporter`) through the
+/// descriptor of its directory: a temporary with a name nobody can guess, created
+/// `O_EXCL | O_NOFOLLOW`, fsynced, renamed over `file`. The directory may be writable
+/// by others: whatever they plant at either name is replaced, never followed.
+fn write_metrics(file: &std::path::Path, metrics: &str) -> Result<()> {
+    let Some(name) = file.file_name() else {
+        return Err(format!("--prometheus {}: not a file name", file.display()).into());
+    };
+    let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    Dir::open_root(parent)?.write_atomic(name, metrics.as_bytes(), 0o644)?;
+    Ok(())
 }
 
 /// `file` as an absolute path inside the root at `root_path` (canonical), if it is
