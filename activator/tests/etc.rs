@@ -513,6 +513,27 @@ fn entries_are_added_changed_and_removed_between_generations() {
     assert!(!scratch.etc("new").exists());
 }
 
+/// A package's file kept by declaring it as it is (copied into the etc tree): the live
+/// file holds the declared bytes, so the link replaces it and nothing is backed up. A
+/// file that differs by one byte still is.
+#[test]
+fn a_live_file_with_the_declared_bytes_is_taken_over_not_backed_up() {
+    let scratch = Scratch::new();
+    scratch.write("atd.conf", "OPTS=-l 4\n");
+    scratch.write("other.conf", "OPTS=-l 5\n");
+    let one = scratch.build(
+        1,
+        "version = 1\n[etc.\"atd.conf\"]\ntext = \"OPTS=-l 4\\n\"\n[etc.\"other.conf\"]\ntext = \"OPTS=-l 4\\n\"\n",
+    );
+    let activated = scratch.activate(&one);
+    let backed_up: Vec<&str> = activated.plan.backups().map(|s| s.path.as_str()).collect();
+    assert_eq!(backed_up, ["other.conf"]);
+    assert_eq!(scratch.link("atd.conf"), "/etc/static/atd.conf");
+    assert_eq!(scratch.read("atd.conf"), "OPTS=-l 4\n");
+    assert!(!scratch.etc("atd.conf.blankslate-backup").exists());
+    assert_eq!(scratch.read("other.conf.blankslate-backup"), "OPTS=-l 5\n");
+}
+
 #[test]
 fn a_persons_file_or_directory_at_a_declared_path_is_backed_up() {
     let scratch = Scratch::new();

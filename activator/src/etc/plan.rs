@@ -131,6 +131,17 @@ impl<'a> Dirs<'a> {
         })
     }
 
+    /// Whether the regular file `found` at `path`, where `entry` puts a link into the
+    /// store, holds that entry's very bytes (a package's file, taken into the etc tree
+    /// as it is): replacing it by the link loses nothing, so it is not a conflict.
+    /// Read only in that case, through the same checked descriptor as a copy.
+    pub(super) fn has_contents_of(&mut self, path: &str, found: &Found, entry: &ManifestEntry) -> Result<bool> {
+        if entry.kind != EtcKind::Link || entry.hash.is_empty() || !matches!(found, Found::File { .. }) {
+            return Ok(false);
+        }
+        Ok(matches!(self.inspect(path, true)?, Found::File { hash, .. } if hash == entry.hash))
+    }
+
     /// What is at `path`, for an entry that should be a symlink: one `readlink` when
     /// it is one or nothing is there, an `lstat` more only when something else is.
     pub(super) fn probe_link(&mut self, path: &str) -> Result<Found> {
@@ -249,7 +260,10 @@ pub(super) fn plan_from(
                     found: "a directory holding a person's files".to_owned(),
                 }
             }
-        } else if previous.is_some_and(|p| holds(&found, path, p)) || holds(&found, path, entry) {
+        } else if previous.is_some_and(|p| holds(&found, path, p))
+            || holds(&found, path, entry)
+            || dirs.has_contents_of(path, &found, entry)?
+        {
             Action::Replace
         } else if is_directory && dirs.holds_only_old_entries(path)? {
             // The previous generation's entries were below: they go first, then this.
