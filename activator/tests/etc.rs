@@ -937,6 +937,31 @@ fn repair_puts_back_a_declared_directory() {
     assert!(again.plan.is_noop(), "{}", again.plan);
 }
 
+/// A repair finds a managed link replaced by a file: with the declared bytes it is
+/// taken over, otherwise moved aside; `repair_only` looks at the paths it is given
+/// and at nothing else.
+#[test]
+fn repair_takes_over_a_file_with_the_declared_bytes_and_repair_only_keeps_to_its_paths() {
+    let scratch = Scratch::new();
+    let one =
+        scratch.build(1, "version = 1\n[etc.\"same\"]\ntext = \"same\\n\"\n[etc.\"edited\"]\ntext = \"declared\\n\"\n");
+    scratch.activate(&one);
+    for (name, contents) in [("same", "same\n"), ("edited", "a person's\n")] {
+        std::fs::remove_file(scratch.etc(name)).unwrap();
+        std::fs::write(scratch.etc(name), contents).unwrap();
+    }
+    let only = etc::repair_only(&scratch.root, &scratch.store, &["same".to_owned()]).unwrap().unwrap();
+    assert_eq!(action(&only, "same"), Some(Action::Replace), "{}", only.plan);
+    assert_eq!(action(&only, "edited"), None, "{}", only.plan);
+    assert!(only.plan.to_string().contains("1 taken over"), "{}", only.plan);
+    assert_eq!(scratch.link("same"), "/etc/static/same");
+    assert_eq!(std::fs::read_to_string(scratch.etc("edited")).unwrap(), "a person's\n", "not its path");
+
+    let repaired = etc::repair(&scratch.root, &scratch.store, false).unwrap().unwrap();
+    assert!(matches!(action(&repaired, "edited"), Some(Action::BackUp { .. })), "{}", repaired.plan);
+    assert!(!scratch.etc("same.blankslate-backup").exists());
+}
+
 /// A declared directory that becomes a file: an empty one is replaced, one holding a
 /// person's files moved aside; and back.
 #[test]

@@ -16,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod keep;
 mod nixos;
 mod tree;
 

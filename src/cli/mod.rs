@@ -7,6 +7,7 @@ mod boot;
 mod build;
 mod check;
 mod diff;
+mod etc;
 mod generations;
 mod import;
 mod persist;
@@ -48,7 +49,7 @@ pub struct Cli {
 }
 
 /// Where a command works: a root directory and its state directory.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 struct Target {
     /// The root directory of the system to work on (a scratch directory in tests).
     #[arg(long, value_name = "DIR", default_value = "/")]
@@ -70,7 +71,7 @@ impl Target {
 /// How a command that changes a root waits for the lock another blankslate command
 /// holds (one writer at a time): by default until it is free, saying which command
 /// holds it.
-#[derive(Debug, Default, clap::Args)]
+#[derive(Debug, Default, Clone, clap::Args)]
 struct Waiting {
     /// If another blankslate command holds the lock, fail at once (exit 3) with its
     /// name and pid instead of waiting.
@@ -171,6 +172,10 @@ enum Command {
     /// declared ones with their live state.
     #[command(subcommand)]
     Persist(persist::PersistCommand),
+    /// Keep what packages and tools changed in the live /etc: into the declaration's
+    /// etc tree, then a switch to it.
+    #[command(subcommand)]
+    Etc(etc::EtcCommand),
     /// Compare the live root with a generation: what a reboot will erase (undeclared
     /// state, /etc strays), /etc drift, broken persistence, strays in the volumes.
     #[command(after_help = audit::AUDIT_HELP)]
@@ -338,6 +343,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Store(generations::StoreCommand::Verify { target, json }) => generations::verify(&target, json),
         Command::Import(command) => import::run(command),
         Command::Persist(command) => persist::run(command),
+        Command::Etc(command) => etc::run(command),
         Command::Audit(args) => audit::run(&args),
         Command::Initrd(args) => boot::initrd(&args),
         Command::Boot(args) => boot::boot(&args),

@@ -83,6 +83,20 @@ impl Activation {
     }
 }
 
+/// Builds the declaration `file` and switches `target` to it, as `blankslate switch
+/// FILE` does with no other option.
+pub(super) fn switch_to_declaration(file: &Path, target: &Target) -> Result<ExitCode> {
+    let activation = Activation {
+        dry_run: false,
+        refuse_conflicts: false,
+        test: false,
+        boot: false,
+        trial: trial::TrialArgs { confirm_within: None, tries: None },
+    };
+    let generation = file.to_str().ok_or_else(|| InputError::argument("the declaration's path is not UTF-8"))?;
+    switch(&SwitchArgs { generation: generation.to_owned(), target: target.clone(), activation, nixos_etc: None })
+}
+
 pub(super) fn switch(args: &SwitchArgs) -> Result<ExitCode> {
     let (what, target, activation) = (args.generation.as_str(), &args.target, &args.activation);
     let Ok(number) = what.parse::<u32>() else {

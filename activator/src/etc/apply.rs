@@ -25,6 +25,9 @@ struct Journal {
     /// A repair of the generation, which recovery finishes as a repair.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     repair: bool,
+    /// The entries a repair was limited to (none: every entry).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    only: Vec<String>,
 }
 
 /// What an activation did.
@@ -137,6 +140,7 @@ pub fn activate(root: &Dir, store: &Store, to: &Active, on_conflict: OnConflict)
             switch_static: None,
             unchanged: to.manifest.entries.len(),
             repair: false,
+            repair_only: Vec::new(),
         };
         return Ok(Activated { plan, recovered });
     }
@@ -216,7 +220,7 @@ pub fn recover(root: &Dir, store: &Store) -> Result<Option<u32>> {
     let tree = open_tree(store, &to.object)?;
     let users = || users_for(root, |name| tree.read(name).ok());
     let plan = if journal.repair {
-        super::repair::plan_repair(root, to, &users)?
+        super::repair::plan_repair(root, to, &users, &journal.only)?
     } else {
         plan_from(root, active(root)?, to, &users, OnConflict::Backup)?
     };
@@ -255,7 +259,12 @@ pub(super) fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
     let state = etc.create_dir_all(STATE_DIR, 0o700)?;
     // Finishing a run that was killed: its staged entries may be left (below).
     let recovering = state.meta(JOURNAL_FILE).is_ok();
-    let journal = Journal { generation: plan.to.generation, object: plan.to.object.clone(), repair: plan.repair };
+    let journal = Journal {
+        generation: plan.to.generation,
+        object: plan.to.object.clone(),
+        repair: plan.repair,
+        only: plan.repair_only.clone(),
+    };
     state.write_atomic(JOURNAL_FILE, &serde_json::to_vec(&journal).expect("journal serializes"), 0o600)?;
     // The marker names the generation only once it is complete.
     clear(&state, ACTIVE_FILE)?;

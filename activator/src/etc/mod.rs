@@ -42,7 +42,7 @@ pub use blankslate_core::activation::{ACTIVE_FILE, Active, BACKUP_SUFFIX, STATE_
 
 pub use apply::{Activated, Outcome, Prepared, activate, activate_generation, commit, prepare, recover, relabel};
 pub use plan::plan;
-pub use repair::repair;
+pub use repair::{repair, repair_only};
 
 /// The fixed temporary name of a copy or link about to replace `NAME`: `.NAME` + this.
 const STAGED_SUFFIX: &str = ".blankslate-new";
@@ -158,6 +158,9 @@ pub struct Plan {
     pub unchanged: usize,
     /// A repair of the active generation, not a switch.
     pub repair: bool,
+    /// A repair of only these entries (relative to `/etc`) and what lies below them;
+    /// empty: of every entry.
+    pub repair_only: Vec<String>,
 }
 
 impl Plan {
@@ -204,10 +207,14 @@ impl Plan {
 
     fn write_summary(&self, f: &mut impl fmt::Write) -> fmt::Result {
         if self.repair {
+            let taken_over = match self.count(|a| matches!(a, Action::Replace)) {
+                0 => String::new(),
+                n => format!(", {n} taken over (the file there had the declared contents)"),
+            };
             return writeln!(
                 f,
                 "{} missing, {} with the wrong owner or mode, {} replaced (what stood there moved aside), {} as \
-                 activated",
+                 activated{taken_over}",
                 self.count(|a| matches!(a, Action::Create)),
                 self.count(|a| matches!(a, Action::Fix { .. })),
                 self.count(|a| matches!(a, Action::BackUp { .. })) + usize::from(self.switch_static.is_some()),

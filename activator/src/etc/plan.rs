@@ -279,7 +279,7 @@ pub(super) fn plan_from(
         Found::Link(_) | Found::Absent => Some(None),
         _ => Some(Some(dirs.backup_name(STATIC, &to.manifest)?)),
     };
-    let plan = Plan { from, to, steps, switch_static, unchanged, repair: false };
+    let plan = Plan { from, to, steps, switch_static, unchanged, repair: false, repair_only: Vec::new() };
     if on_conflict == OnConflict::Refuse {
         refuse_conflicts(&plan)?;
     }

@@ -6,6 +6,7 @@
 use std::cell::OnceCell;
 
 use blankslate_core::decl::UserDb;
+use blankslate_core::decl::paths::is_inside;
 use blankslate_core::fs::Dir;
 use blankslate_core::manifest::EtcKind;
 use blankslate_core::store::Store;
@@ -25,26 +26,40 @@ use super::{
 /// With `dry_run`, plans and changes nothing. `None` when nothing is active. The
 /// caller holds the state lock (unless `dry_run`).
 pub fn repair(root: &Dir, store: &Store, dry_run: bool) -> Result<Option<Activated>> {
+    repair_in(root, store, dry_run, &[])
+}
+
+/// [`repair`] of only the entries `paths` (relative to `/etc`) and what lies below
+/// them: what `blankslate etc keep` just declared takes the place of the live files
+/// it was kept from, and nothing else of `/etc` is touched. The caller holds the state
+/// lock.
+pub fn repair_only(root: &Dir, store: &Store, paths: &[String]) -> Result<Option<Activated>> {
+    repair_in(root, store, false, paths)
+}
+
+fn repair_in(root: &Dir, store: &Store, dry_run: bool, only: &[String]) -> Result<Option<Activated>> {
     let recovered = if dry_run { None } else { recover(root, store)? };
     let Some(to) = active(root)? else { return Ok(None) };
     let tree = open_tree(store, &to.object)?;
     let users = || users_for(root, |name| tree.read(name).ok());
-    let plan = plan_repair(root, to, &users)?;
+    let plan = plan_repair(root, to, &users, only)?;
     if !dry_run && !plan.is_noop() {
         apply(root, &plan, &tree)?;
     }
     Ok(Some(Activated { plan, recovered }))
 }
 
-/// The steps that put every entry of `to` back as it was activated.
-pub(super) fn plan_repair(root: &Dir, to: Active, users: &dyn Fn() -> UserDb) -> Result<Plan> {
+/// The steps that put every entry of `to` (or only those at or below `only`) back as
+/// it was activated.
+pub(super) fn plan_repair(root: &Dir, to: Active, users: &dyn Fn() -> UserDb, only: &[String]) -> Result<Plan> {
+    let chosen = |path: &str| only.is_empty() || only.iter().any(|o| path == o || is_inside(path, o));
     let owners = OnceCell::new();
     let etc = open_etc(root)?;
     let (steps, unchanged, switch_static) = {
         let mut dirs = Dirs::new(etc.as_ref(), &to.manifest.entries, &to.manifest.entries);
         let mut steps = Vec::new();
         let mut unchanged = 0;
-        for (path, entry) in &to.manifest.entries {
+        for (path, entry) in to.manifest.entries.iter().filter(|(path, _)| chosen(path)) {
             let (found, owner) = if entry.is_owned() {
                 let found = dirs.inspect(path, entry.kind == EtcKind::Copy)?;
                 (found, Some(resolve(path, entry, owners.get_or_init(users))?))
@@ -62,6 +77,8 @@ pub(super) fn plan_repair(root: &Dir, to: Active, users: &dyn Fn() -> UserDb) ->
                 {
                     Action::Fix { found: format!("mode {mode:04o}, owner {uid}:{gid}") }
                 }
+                // A file with the very bytes of the link that goes there (`etc keep`).
+                other if dirs.has_contents_of(path, other, entry)? => Action::Replace,
                 Found::File { .. } if entry.kind == EtcKind::Copy => Action::BackUp {
                     backup: dirs.backup_name(path, &to.manifest)?,
                     found: "a copy with other contents".to_owned(),
@@ -71,6 +88,7 @@ pub(super) fn plan_repair(root: &Dir, to: Active, users: &dyn Fn() -> UserDb) ->
             steps.push(Step { path: path.clone(), action, entry: Some(entry.clone()), owner });
         }
         let switch_static = match dirs.probe_link(STATIC)? {
+            _ if !only.is_empty() => None,
             Found::Link(target) if target == to.static_target => None,
             Found::Link(_) | Found::Absent => Some(None),
             _ => Some(Some(dirs.backup_name(STATIC, &to.manifest)?)),
@@ -78,5 +96,5 @@ pub(super) fn plan_repair(root: &Dir, to: Active, users: &dyn Fn() -> UserDb) ->
         (steps, unchanged, switch_static)
     };
     // A repair goes from the generation to itself: `from` would only repeat `to`.
-    Ok(Plan { from: None, to, steps, switch_static, unchanged, repair: true })
+    Ok(Plan { from: None, to, steps, switch_static, unchanged, repair: true, repair_only: only.to_vec() })
 }

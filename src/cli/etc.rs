@@ -1,0 +1,113 @@
+//! `blankslate etc keep`: take live `/etc` files into the declaration's etc tree and
+//! switch to it. The copying is `etc_builder::keep`'s, the switch `switch`'s; this
+//! parses, checks the paths against the declaration, calls and prints.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use blankslate_core::decl::Declaration;
+use blankslate_core::decl::paths::is_inside;
+use blankslate_core::fs::Dir;
+use blankslate_etc_builder::keep::{self, KeepError};
+use clap::Subcommand;
+
+use super::{InputError, Result, Target, load, open_state, switch};
+use crate::report::{self, outln};
+
+#[derive(Debug, Subcommand)]
+pub(super) enum EtcCommand {
+    /// Keep live /etc files: copy them, with their owner and mode (a directory with
+    /// everything below it, a symlink as a symlink), into the declaration's etc tree
+    /// (`[etc_tree] source`), then switch to the declaration, so that what a package
+    /// or a tool wrote in /etc survives the next boot. The live file is taken over, not
+    /// backed up: it holds what is now declared.
+    Keep {
+        /// Paths below /etc (`/etc/default/atd`, or `default/atd`).
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+        /// The declaration whose etc tree takes them.
+        #[arg(long, value_name = "FILE")]
+        declaration: PathBuf,
+        /// Only copy them into the etc tree; switch later.
+        #[arg(long)]
+        no_switch: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+pub(super) fn run(command: EtcCommand) -> Result<ExitCode> {
+    let EtcCommand::Keep { paths, declaration: file, no_switch, target } = command;
+    let declaration = match load(&file, &target.root)? {
+        Ok(declaration) => declaration,
+        Err(code) => return Ok(code),
+    };
+    let Some(tree) = &declaration.etc_tree else {
+        return Err(InputError::argument(format!(
+            "{} has no etc tree to keep /etc files in: add `[etc_tree]` with `source = \"etc\"` (a directory next \
+             to it) first",
+            file.display()
+        )));
+    };
+    let keys = paths.iter().map(|path| checked_key(&declaration, path)).collect::<Result<Vec<_>>>()?;
+    let etc = Dir::open_root(&target.root)?.open_dir("etc")?;
+    let tree_dir = Dir::open_root(Path::new(&tree.source))?;
+    for key in &keys {
+        let keeping = keep::keep(&etc, &tree_dir, key).map_err(keep_error)?;
+        for kept in &keeping.kept {
+            outln!("kept /etc/{} ({}) in {}/{}", kept.path, kept.what, tree.source, kept.path)?;
+        }
+        for declared in &keeping.declared {
+            outln!("/etc/{declared} is declared already")?;
+        }
+        for skipped in &keeping.skipped {
+            outln!("not kept: /etc/{}: {}", skipped.path, skipped.reason)?;
+        }
+    }
+    if no_switch {
+        outln!("the etc tree has them; `blankslate switch {}` makes them declared", file.display())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let switched = switch::switch_to_declaration(&file, &target)?;
+    if switched != ExitCode::SUCCESS {
+        return Ok(switched);
+    }
+    // A switch leaves alone what both generations declare alike (a drifted file kept
+    // as it is stays a file): the kept entries take the place of the live ones.
+    let state = open_state(&target)?;
+    let root = Dir::open_root(&target.root)?;
+    if let Some(repaired) = blankslate_activator::etc::repair_only(&root, state.store(), &keys)? {
+        if !repaired.plan.is_noop() {
+            report::print(&repaired.plan.to_string())?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `path` as a key of `/etc`, refused when the declaration names it otherwise: an
+/// `[etc."…"]` entry (it would be declared twice) or a persisted path.
+fn checked_key(declaration: &Declaration, path: &str) -> Result<String> {
+    let key = keep::etc_key(path).map_err(keep_error)?;
+    let absolute = format!("/etc/{key}");
+    if declaration.etc.contains_key(&key) {
+        return Err(InputError::argument(format!(
+            "{absolute} is an [etc.\"{key}\"] entry of the declaration: change that entry instead"
+        )));
+    }
+    let overlaps = |path: &str| path == absolute || is_inside(path, &absolute) || is_inside(&absolute, path);
+    if let Some(entry) = declaration.entries().iter().find(|e| overlaps(&e.path)) {
+        return Err(InputError::argument(format!(
+            "{absolute} is persisted ({} from {}): the volume keeps it already",
+            entry.path, entry.root
+        )));
+    }
+    Ok(key)
+}
+
+/// What the person named wrongly is a usage error (exit 2); the rest a failure.
+fn keep_error(error: KeepError) -> Box<dyn std::error::Error> {
+    match error {
+        KeepError::Fs(error) => error.into(),
+        other => InputError::argument(other.to_string()),
+    }
+}

@@ -1,0 +1,178 @@
+//! `blankslate etc keep`: what a package or a tool made in the live /etc goes into the
+//! declaration's etc tree with its owner and mode, and the switch that follows takes
+//! the live files over (no backups), so the audit has nothing to say about them.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use common::{blankslate_env, is_root, stderr, stdout};
+
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    /// A root switched to a declaration whose etc tree (`tree/`, next to it) holds
+    /// `hostname`.
+    fn new() -> Scratch {
+        let scratch = Scratch { dir: tempfile::tempdir().unwrap() };
+        std::fs::create_dir_all(scratch.tree()).unwrap();
+        std::fs::create_dir_all(scratch.root().join("etc")).unwrap();
+        std::fs::write(scratch.tree().join("hostname"), "box\n").unwrap();
+        std::fs::write(
+            scratch.declaration(),
+            "version = 1\n[etc_tree]\nsource = \"tree\"\n[etc.\"motd\"]\ntext = \"hello\\n\"\n",
+        )
+        .unwrap();
+        scratch.ok(&["switch", scratch.declaration().to_str().unwrap()]);
+        scratch
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn tree(&self) -> PathBuf {
+        self.dir.path().join("tree")
+    }
+
+    fn declaration(&self) -> PathBuf {
+        self.dir.path().join("system.toml")
+    }
+
+    fn live(&self, path: &str) -> PathBuf {
+        self.root().join("etc").join(path)
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        let root = self.root();
+        let mut all = args.to_vec();
+        all.extend(["--root", root.to_str().unwrap()]);
+        blankslate_env(&all, &[])
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(output.status.success(), "{args:?}: {}{}", stdout(&output), stderr(&output));
+        stdout(&output)
+    }
+
+    fn keep(&self, paths: &[&str]) -> std::process::Output {
+        let declaration = self.declaration();
+        let mut args = vec!["etc", "keep"];
+        args.extend(paths);
+        args.extend(["--declaration", declaration.to_str().unwrap()]);
+        self.run(&args)
+    }
+}
+
+fn write(path: &Path, contents: &str, mode: u32, owner: (u32, u32)) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, contents).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    std::os::unix::fs::chown(path, Some(owner.0), Some(owner.1)).unwrap();
+}
+
+fn owner_and_mode(path: &Path) -> (u32, u32, u32) {
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    (meta.mode() & 0o7777, meta.uid(), meta.gid())
+}
+
+/// Backups anywhere below `dir`.
+fn backups(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().contains(".blankslate-backup") {
+            found.push(path.clone());
+        }
+        if path.is_dir() && !path.is_symlink() {
+            found.extend(backups(&path));
+        }
+    }
+    found
+}
+
+#[test]
+fn kept_files_go_into_the_tree_as_they_are_and_the_switch_takes_them_over() {
+    if !is_root() {
+        eprintln!("skipped: needs root (owners)");
+        return;
+    }
+    let scratch = Scratch::new();
+    // What a package's postinst and a person leave in the live /etc.
+    write(&scratch.live("default/atd"), "OPTS='-l 4'\n", 0o644, (0, 0));
+    write(&scratch.live("atd/secret.key"), "key\n", 0o640, (0, 42));
+    std::fs::set_permissions(scratch.live("atd"), std::fs::Permissions::from_mode(0o710)).unwrap();
+    std::os::unix::fs::chown(scratch.live("atd"), Some(0), Some(42)).unwrap();
+    symlink("/lib/systemd/system/atd.service", scratch.live("atd/atd.service")).unwrap();
+    // hostname drifted: the managed link replaced by a file of the tool's own.
+    std::fs::remove_file(scratch.live("hostname")).unwrap();
+    write(&scratch.live("hostname"), "renamed\n", 0o644, (0, 0));
+
+    let output = scratch.keep(&["/etc/default/atd", "atd", "/etc/hostname"]);
+    assert!(output.status.success(), "{}{}", stdout(&output), stderr(&output));
+    let printed = stdout(&output);
+    assert!(printed.contains("kept /etc/atd/secret.key (file 0640 0:42)"), "{printed}");
+    assert!(printed.contains("kept /etc/atd/atd.service (symlink -> /lib/systemd/system/atd.service)"), "{printed}");
+
+    // The tree has them with their owners and modes (and the directory's).
+    let tree = scratch.tree();
+    assert_eq!(std::fs::read_to_string(tree.join("default/atd")).unwrap(), "OPTS='-l 4'\n");
+    assert_eq!(owner_and_mode(&tree.join("atd/secret.key")), (0o640, 0, 42));
+    assert_eq!(owner_and_mode(&tree.join("atd")), (0o710, 0, 42));
+    assert_eq!(std::fs::read_link(tree.join("atd/atd.service")).unwrap(), Path::new("/lib/systemd/system/atd.service"));
+    assert_eq!(std::fs::read_to_string(tree.join("hostname")).unwrap(), "renamed\n");
+
+    // The switch made them declared: links into the store (a copy for the secret),
+    // nothing backed up, and the audit finds nothing of them.
+    assert_eq!(std::fs::read_link(scratch.live("default/atd")).unwrap(), Path::new("/etc/static/default/atd"));
+    assert_eq!(std::fs::read_link(scratch.live("hostname")).unwrap(), Path::new("/etc/static/hostname"));
+    assert_eq!(owner_and_mode(&scratch.live("atd/secret.key")), (0o640, 0, 42));
+    assert_eq!(backups(&scratch.root().join("etc")), Vec::<PathBuf>::new());
+    let audit = scratch.run(&["audit", "--json"]);
+    let report = stdout(&audit);
+    for path in ["/etc/default/atd", "/etc/atd", "/etc/hostname"] {
+        assert!(!report.contains(&format!("\"{path}")), "{path} in the audit: {report}");
+    }
+
+    // Keeping again changes nothing and succeeds.
+    let again =
+        scratch.ok(&["etc", "keep", "/etc/default/atd", "--declaration", scratch.declaration().to_str().unwrap()]);
+    assert!(again.contains("/etc/default/atd is declared already"), "{again}");
+    assert!(again.contains("0 added, 0 changed, 0 removed"), "{again}");
+}
+
+#[test]
+fn what_is_not_a_keepable_etc_path_is_refused_and_nothing_changes() {
+    if !is_root() {
+        eprintln!("skipped: needs root (owners)");
+        return;
+    }
+    let scratch = Scratch::new();
+    let before = std::fs::read_dir(scratch.tree()).unwrap().count();
+    for (path, says) in [
+        ("/etc/motd", "is an [etc.\"motd\"] entry"),
+        ("/etc/static/hostname", "blankslate's own"),
+        ("/etc/.blankslate/state.json", "blankslate's own"),
+        ("/usr/lib/os-release", "not a path below /etc"),
+        ("/etc/../shadow", "not a path below /etc"),
+        ("/etc/nothing-here", "does not exist"),
+    ] {
+        let output = scratch.keep(&[path]);
+        assert_eq!(output.status.code(), Some(2), "{path}: {}{}", stdout(&output), stderr(&output));
+        assert!(stderr(&output).contains(says), "{path}: {}", stderr(&output));
+    }
+    make_fifo(&scratch.live("fifo"));
+    let output = scratch.keep(&["/etc/fifo"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("/etc/fifo is not kept"), "{}", stderr(&output));
+    assert_eq!(std::fs::read_dir(scratch.tree()).unwrap().count(), before, "the tree is as it was");
+}
+
+fn make_fifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(status.success());
+}
