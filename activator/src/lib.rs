@@ -15,6 +15,7 @@
 
 pub mod boot;
 pub mod etc;
+pub mod hostonly;
 pub mod initrd;
 pub mod modules;
 pub mod root;

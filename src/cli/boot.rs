@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use blankslate_activator::hostonly;
 use blankslate_activator::initrd::Compression;
 use blankslate_core::fs::Dir;
 
@@ -27,6 +28,12 @@ pub(super) struct InitrdArgs {
     /// put in decompressed.
     #[arg(long = "module", value_name = "NAME")]
     module: Vec<String>,
+    /// Also every module the block device holding PATH needs (repeat): its driver
+    /// chain from sysfs (a virtio disk: `virtio_blk` and `virtio_pci`; `NVMe`: `nvme`) and its
+    /// file system's module, as dracut's host-only mode finds them. Run it on the
+    /// machine that boots: `--host-only /persist` (the volume) or a device node.
+    #[arg(long, value_name = "PATH", requires = "modules")]
+    host_only: Vec<PathBuf>,
     /// A static shell to put in as /bin/sh: boot starts it when it fails (say, the disk
     /// never appears). Debian's busybox-static installs one as /bin/busybox.
     #[arg(long, value_name = "FILE")]
@@ -45,7 +52,24 @@ pub(super) struct BootArgs {
 
 pub(super) fn initrd(args: &InitrdArgs) -> Result<ExitCode> {
     let compression = if args.uncompressed { Compression::None } else { Compression::Gzip };
-    let (output, names) = (&args.output, &args.module);
+    let output = &args.output;
+    let mut names = args.module.clone();
+    for path in &args.host_only {
+        let (major, minor) = hostonly::device_of(path)?;
+        let drivers = hostonly::block_device_drivers(Path::new("/sys"), major, minor)?;
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+        let fs_type = hostonly::fs_type_of(&mountinfo, major, minor);
+        for name in &drivers.built_in {
+            errln!("{}: driver {name} is built into the kernel", path.display())?;
+        }
+        for name in drivers.modules.into_iter().chain(fs_type) {
+            if !names.contains(&name) {
+                errln!("{}: needs module {name}", path.display())?;
+                names.push(name);
+            }
+        }
+    }
+    let names = &names;
     let binary = match &args.binary {
         Some(path) => path.clone(),
         None => std::env::current_exe()?,
