@@ -468,8 +468,11 @@ fn repair_puts_back_what_drifted_and_moves_aside_what_a_person_put_there() {
     assert!(noop.contains(" 0 added, 0 changed, 0 removed") || noop.contains("\n0 added"), "{noop}");
     assert_eq!(std::fs::read_to_string(scratch.etc("motd")).unwrap(), "a person's motd\n", "a no-op looks at nothing");
 
-    let dry = scratch.ok(&["repair", "--dry-run"]);
-    assert!(dry.ends_with("dry run: nothing was changed\n"), "{dry}");
+    let dry = scratch.run(&["repair", "--dry-run"]);
+    let (said, warned) = (stdout(&dry), stderr(&dry));
+    assert!(said.ends_with("dry run: nothing was changed\n"), "{said}");
+    assert!(said.contains("is there: would be moved to motd.blankslate-backup"), "{said}");
+    assert!(!said.contains(": moved to") && !warned.contains("moved to"), "nothing moved: {said}{warned}");
     assert_eq!(std::fs::read_to_string(scratch.etc("motd")).unwrap(), "a person's motd\n");
 
     let output = scratch.run(&["repair"]);

@@ -91,8 +91,9 @@ pub(crate) fn activate(
         target_parent.copy_atomic(name, volume, mode, Some((ids.uid, ids.gid)))?;
         volume.set_owner_and_mode(ids.uid, ids.gid, mode)?;
     } else {
-        source_parent.create_file_owned(name, b"", ids.mode, Some((ids.uid, ids.gid)))?;
-        target_parent.write_atomic_owned(name, b"", ids.mode, Some((ids.uid, ids.gid)))?;
+        let first = crate::first_contents(path);
+        source_parent.create_file_owned(name, first, ids.mode, Some((ids.uid, ids.gid)))?;
+        target_parent.write_atomic_owned(name, first, ids.mode, Some((ids.uid, ids.gid)))?;
     }
     report.copied.push(path.to_owned());
     Ok(())

@@ -37,6 +37,12 @@ use rustix::mount::MountFlags;
 /// and writes the real id into it, through the bind mount, into the volume.
 const MACHINE_ID_FIRST_BOOT: &[u8] = b"uninitialized\n";
 
+/// What a persisted file the volume does not have yet starts as: empty, but
+/// `/etc/machine-id` as systemd's first-boot marker (bound or copied alike).
+fn first_contents(path: &str) -> &'static [u8] {
+    if path == "/etc/machine-id" { MACHINE_ID_FIRST_BOOT } else { b"" }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {
     #[error(transparent)]
@@ -119,11 +125,17 @@ struct Ids {
 
 fn resolve(owner: &Owner, users: &UserDb, path: &str, report: &mut Report) -> Ids {
     let uid = users.uid(&owner.user).unwrap_or_else(|| {
-        report.unknown_owners.push((path.to_owned(), format!("user `{}`", owner.user)));
+        report.unknown_owners.push((
+            path.to_owned(),
+            format!("no user `{}` in the new system's passwd: owned by root (uid 0) instead", owner.user),
+        ));
         0
     });
     let gid = users.gid(&owner.group).unwrap_or_else(|| {
-        report.unknown_owners.push((path.to_owned(), format!("group `{}`", owner.group)));
+        report.unknown_owners.push((
+            path.to_owned(),
+            format!("no group `{}` in the new system's group: group root (gid 0) instead", owner.group),
+        ));
         0
     });
     Ids { uid, gid, mode: owner.mode.bits() }
@@ -838,8 +850,7 @@ fn file(place: &Place<'_>, ids: &Ids, how: How, entry: &ResolvedEntry<'_>, repor
         }
     }
     if source.is_none() {
-        let initial: &[u8] = if path == "/etc/machine-id" { MACHINE_ID_FIRST_BOOT } else { b"" };
-        source_parent.create_file_owned(name, initial, ids.mode, Some((ids.uid, ids.gid)))?;
+        source_parent.create_file_owned(name, first_contents(path), ids.mode, Some((ids.uid, ids.gid)))?;
         source = meta_of(source_parent, name)?;
     } else if path == "/etc/machine-id" && source.is_some_and(|m| m.size == 0) && !mounted(source, target) {
         // Empty is a first boot too, but one whose id systemd writes straight into the

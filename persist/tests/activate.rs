@@ -545,6 +545,52 @@ files = [
 ]
 "#;
 
+/// An owner the new system does not know is a warning that says what was done
+/// instead: root's ids.
+#[test]
+fn an_unknown_owner_is_a_warning_that_says_root_was_used() {
+    if !is_root() {
+        eprintln!("skipped: owners need root");
+        return;
+    }
+    let scratch = Scratch::new();
+    let root = scratch.path();
+    std::fs::create_dir_all(root.join("persist")).unwrap();
+    let declared = declaration(
+        "version = 1\n[persist.\"/persist\"]\ndirectories = [{ directory = \"/srv/bob\", user = \"bob\", group = \"bobs\" }]\n",
+    );
+    let report = activate(&root, &declared, None).unwrap();
+    let reasons: Vec<&str> = report.unknown_owners.iter().map(|(_, reason)| reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "no user `bob` in the new system's passwd: owned by root (uid 0) instead",
+            "no group `bobs` in the new system's group: group root (gid 0) instead"
+        ]
+    );
+    assert_eq!(mode_owner(&root.join("srv/bob")).1, 0);
+}
+
+/// A copied `/etc/machine-id` the volume does not have yet starts, in the volume and
+/// in the root, as systemd's first-boot marker, as a bound one does.
+#[test]
+fn a_new_copied_machine_id_starts_as_systemds_first_boot_marker() {
+    if !is_root() {
+        eprintln!("skipped: owners need root");
+        return;
+    }
+    let scratch = Scratch::new();
+    let root = scratch.path();
+    std::fs::create_dir_all(root.join("persist")).unwrap();
+    let declared =
+        declaration("version = 1\n[persist.\"/persist\"]\nfiles = [{ file = \"/etc/machine-id\", how = \"copy\" }]\n");
+    let report = activate(&root, &declared, None).unwrap();
+    assert_eq!(report.copied, ["/etc/machine-id"], "{report:?}");
+    for file in ["etc/machine-id", "persist/etc/machine-id"] {
+        assert_eq!(std::fs::read(root.join(file)).unwrap(), b"uninitialized\n", "{file}");
+    }
+}
+
 /// The root after a reboot: an empty tmpfs, the same volume.
 fn reboot(root: &Path) {
     for name in std::fs::read_dir(root).unwrap().map(|e| e.unwrap().file_name()) {

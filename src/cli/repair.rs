@@ -51,7 +51,8 @@ pub(super) fn run(args: &RepairArgs) -> Result<ExitCode> {
     if args.json {
         report::json(&to_json(&repaired, &persist_findings, args.dry_run))?;
     } else {
-        let mut out = repaired.etc.plan.to_string();
+        let plan = &repaired.etc.plan;
+        let mut out = if args.dry_run { plan.preview() } else { plan.to_string() };
         if let Some(persisted) = &repaired.persisted {
             out.push_str(&describe_persisted(repaired.generation, persisted));
         } else {
@@ -65,7 +66,7 @@ pub(super) fn run(args: &RepairArgs) -> Result<ExitCode> {
             out.push_str("dry run: nothing was changed\n");
         }
         report::print(&out)?;
-        for step in repaired.etc.plan.backups() {
+        for step in plan.backups().filter(|_| !args.dry_run) {
             if let Action::BackUp { backup, found } = &step.action {
                 errln!("warning: /etc/{} held {found}: moved to {backup}", step.path)?;
             }

@@ -184,14 +184,15 @@ impl Plan {
         }
     }
 
-    fn write_step(f: &mut impl fmt::Write, step: &Step) -> fmt::Result {
+    fn write_step(f: &mut impl fmt::Write, step: &Step, preview: bool) -> fmt::Result {
+        let moved = if preview { "would be moved to" } else { "moved to" };
         let what = step.entry.as_ref().map(describe_etc_entry).unwrap_or_default();
         let line = match &step.action {
             Action::Create => format!("  + {:<13} {what}", step.path),
             Action::Replace => format!("  ~ {:<13} {what}", step.path),
             Action::Fix { found } => format!("  ~ {:<13} {what}; was {found}", step.path),
             Action::BackUp { backup, found } => {
-                format!("  ! {:<13} {what}; {found} is there: moved to {backup}", step.path)
+                format!("  ! {:<13} {what}; {found} is there: {moved} {backup}", step.path)
             }
             Action::Remove => format!("  - {}", step.path),
             Action::LeaveAlone { found } => {
@@ -241,15 +242,22 @@ impl Plan {
         let _ = self.write_static(&mut out);
         for step in self.steps.iter().filter(|s| matches!(s.action, Action::BackUp { .. } | Action::LeaveAlone { .. }))
         {
-            let _ = Self::write_step(&mut out, step);
+            let _ = Self::write_step(&mut out, step, true);
         }
         let _ = self.write_summary(&mut out);
         out
     }
 }
 
-impl fmt::Display for Plan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Plan {
+    /// The plan as a dry run shows it: what would be moved aside, nothing said done.
+    pub fn preview(&self) -> String {
+        let mut out = String::new();
+        let _ = self.write(&mut out, true);
+        out
+    }
+
+    fn write(&self, f: &mut impl fmt::Write, preview: bool) -> fmt::Result {
         if self.repair {
             writeln!(f, "/etc: repair of generation {}", self.to.generation)?;
         } else {
@@ -259,9 +267,15 @@ impl fmt::Display for Plan {
         }
         self.write_static(f)?;
         for step in &self.steps {
-            Self::write_step(f, step)?;
+            Self::write_step(f, step, preview)?;
         }
         self.write_summary(f)
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f, false)
     }
 }
 
