@@ -113,6 +113,19 @@ fn conffile(line: &[u8]) -> Option<(Vec<u8>, bool)> {
     path.starts_with(b"/etc/").then_some((path, obsolete))
 }
 
+/// Calls `each` with every line of `reader` (without its newline), through one
+/// buffer.
+fn for_lines(mut reader: impl BufRead, mut each: impl FnMut(&[u8])) -> io::Result<()> {
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        each(line.strip_suffix(b"\n").unwrap_or(&line));
+    }
+}
+
 /// The installed packages `status` lists, read line by line.
 fn parse_status(reader: impl BufRead) -> io::Result<Vec<Installed>> {
     #[derive(Default)]
@@ -132,35 +145,35 @@ fn parse_status(reader: impl BufRead) -> io::Result<Vec<Installed>> {
     let mut out = Vec::new();
     let mut stanza = Stanza::default();
     let mut in_conffiles = false;
-    for line in reader.split(b'\n') {
-        let line = line?;
+    for_lines(reader, |line| {
         if line.trim_ascii().is_empty() {
             finish(std::mem::take(&mut stanza), &mut out);
             in_conffiles = false;
-            continue;
+            return;
         }
         if line[0] == b' ' || line[0] == b'\t' {
             if in_conffiles {
-                stanza.conffiles.extend(conffile(&line));
+                stanza.conffiles.extend(conffile(line));
             }
-            continue;
+            return;
         }
-        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
-        let value = String::from_utf8_lossy(line[colon + 1..].trim_ascii()).into_owned();
+        let Some(colon) = line.iter().position(|&b| b == b':') else { return };
+        let value = &line[colon + 1..];
+        let text = || String::from_utf8_lossy(value.trim_ascii()).into_owned();
         in_conffiles = false;
         match &line[..colon] {
-            b"Package" => stanza.package = value,
-            b"Architecture" => stanza.arch = value,
-            b"Multi-Arch" => stanza.same = value == "same",
+            b"Package" => stanza.package = text(),
+            b"Architecture" => stanza.arch = text(),
+            b"Multi-Arch" => stanza.same = value.trim_ascii() == b"same",
             b"Status" => {
-                let words: Vec<&str> = value.split_whitespace().collect();
+                let words: Vec<&[u8]> = value.split(|&b| b == b' ').filter(|w| !w.is_empty()).collect();
                 stanza.installed =
-                    matches!(words[..], [_, "ok", "installed" | "triggers-awaited" | "triggers-pending"]);
+                    matches!(words[..], [_, b"ok", b"installed" | b"triggers-awaited" | b"triggers-pending"]);
             }
             b"Conffiles" => in_conffiles = true,
             _ => {}
         }
-    }
+    })?;
     finish(stanza, &mut out);
     Ok(out)
 }
@@ -168,12 +181,11 @@ fn parse_status(reader: impl BufRead) -> io::Result<Vec<Installed>> {
 /// The `/etc` lines of a file list (`/etc` itself left out), read line by line.
 fn etc_lines(reader: impl BufRead) -> io::Result<Vec<Vec<u8>>> {
     let mut out = Vec::new();
-    for line in reader.split(b'\n') {
-        let line = line?;
+    for_lines(reader, |line| {
         if line.starts_with(b"/etc/") {
-            out.push(line);
+            out.push(line.to_vec());
         }
-    }
+    })?;
     Ok(out)
 }
 
@@ -186,7 +198,9 @@ fn open_bounded(dir: &Dir, name: &str) -> Result<BufReader<io::Take<File>>, FsEr
     } else if meta.size > MAX_FILE {
         format!("it holds {} bytes, more than the {MAX_FILE} read of a file of the dpkg database", meta.size)
     } else {
-        return Ok(BufReader::new(file.take(MAX_FILE)));
+        // Up to the size `fstat` saw: no read is spent on finding the end.
+        let capacity = usize::try_from(meta.size.clamp(1, 64 << 10)).unwrap_or(64 << 10);
+        return Ok(BufReader::with_capacity(capacity, file.take(meta.size)));
     };
     Err(FsError { op: "read", path: dir.path().join(name), source: io::Error::new(io::ErrorKind::InvalidData, why) })
 }

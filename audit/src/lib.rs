@@ -397,6 +397,24 @@ fn accounted(tree: &Tree, globs: &GlobSet, path: &[u8]) -> bool {
     true
 }
 
+/// dpkg's packages in `/etc` (none where the root has no database), and the findings:
+/// their lost files, what could not be read.
+fn dpkg_check(root: &Dir, tree: &Tree, globs: &GlobSet) -> (Option<dpkg::Packages>, Vec<Finding>) {
+    let mut findings = Vec::new();
+    let packages = match dpkg::Packages::read(root) {
+        Ok(packages) => packages,
+        Err(unread) => {
+            findings.push(unread.finding());
+            None
+        }
+    };
+    if let Some(packages) = &packages {
+        findings.extend(packages.unread.iter().map(dpkg::Unread::finding));
+        packages.missing(root, |path| accounted(tree, globs, path), &mut findings);
+    }
+    (packages, findings)
+}
+
 /// The declared tree of one persistent volume (paths as in the root).
 fn volume_tree(declaration: &Declaration, mount: &str) -> Tree {
     let mut tree = Tree::new(Class::PersistStray);
@@ -445,7 +463,8 @@ pub fn audit(setup: &Setup<'_>) -> Result<Report, AuditError> {
     let dev = setup.root.own_meta().map_or(0, |m| m.dev);
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(8).min(jobs.len());
     let next = AtomicUsize::new(0);
-    let walkers: Vec<Walker<'_>> = std::thread::scope(|scope| {
+    // dpkg's database is read while the walkers walk: it is mostly waiting on reads.
+    let (walkers, (packages, dpkg_findings)) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
@@ -458,8 +477,11 @@ pub fn audit(setup: &Setup<'_>) -> Result<Report, AuditError> {
                     walker
                 })
             })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("a walker thread panicked")).collect()
+            .collect::<Vec<_>>();
+        let dpkg = dpkg_check(setup.root, &tree, &globs);
+        let walkers: Vec<Walker<'_>> =
+            handles.into_iter().map(|h| h.join().expect("a walker thread panicked")).collect();
+        (walkers, dpkg)
     });
     for walker in walkers {
         report.merge(walker);
@@ -482,17 +504,7 @@ pub fn audit(setup: &Setup<'_>) -> Result<Report, AuditError> {
     let state_dir = setup.state_dir.as_os_str().as_encoded_bytes();
     checks::undeclared_mounts(setup.root, setup.declaration, state_dir, &volumes, &mount_points, &mut checked);
     checks::fallbacks(setup.root, &mut checked);
-    let packages = match dpkg::Packages::read(setup.root) {
-        Ok(packages) => packages,
-        Err(unread) => {
-            checked.push(unread.finding());
-            None
-        }
-    };
-    if let Some(packages) = &packages {
-        checked.extend(packages.unread.iter().map(dpkg::Unread::finding));
-        packages.missing(setup.root, |path| accounted(&tree, &globs, path), &mut checked);
-    }
+    checked.extend(dpkg_findings);
     for finding in checked {
         report.push(finding);
     }
