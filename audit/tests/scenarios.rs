@@ -757,7 +757,7 @@ fn packages_whose_etc_files_are_lost_or_stray_are_named() {
         return;
     }
     let text = "version = 1\n[persist.\"/persist\"]\ndirectories = [\"/var/lib/dpkg\"]\n\n\
-                [etc.\"hosts\"]\ntext = \"127.0.0.1 localhost\\n\"\n";
+                [etc.\"hosts\"]\ntext = \"127.0.0.1 localhost\\n\"\n\n[audit]\nignore = [\"/etc/*.local\"]\n";
     let (human, json) = in_namespace(move || {
         let scratch = Scratch::activated_with(text, true);
         scratch.write("persist/var/lib/blankslate/profiles/current", b"");
@@ -784,13 +784,15 @@ Conffiles:
 Package: resolvconf
 Status: install ok installed
 Architecture: all
+Conffiles:
+ /etc/resolvconf.local 0123456789abcdef0123456789abcdef
 ";
         scratch.write("var/lib/dpkg/status", status.as_bytes());
         let lists = [
             ("anacron", "/.\n/etc\n/etc/anacrontab\n/etc/cron.daily\n/etc/cron.daily/0anacron\n/usr/sbin/anacron\n"),
             ("atd", "/.\n/etc\n/etc/at.deny\n/usr/sbin/atd\n"),
             ("oldpkg", "/etc\n/etc/oldpkg.conf\n"),
-            ("resolvconf", "/etc\n/etc/resolv.conf\n"),
+            ("resolvconf", "/etc\n/etc/resolv.conf\n/etc/resolvconf.local\n"),
         ];
         for (package, list) in lists {
             scratch.write(&format!("var/lib/dpkg/info/{package}.list"), list.as_bytes());
@@ -813,7 +815,7 @@ Architecture: all
         let cron = find(&report, Class::EtcStray, b"/etc/cron.daily");
         assert_eq!(cron[0].reason, "holds files of package anacron", "{text}");
         // Not installed, or ignored: nothing expected.
-        assert!(!text.contains("oldpkg") && !text.contains("resolv.conf"), "{text}");
+        assert!(!text.contains("oldpkg") && !text.contains("resolv"), "{text}");
         assert_eq!(report.total(Class::PackageMissing).count, 1);
         assert_eq!(report.exit_code(), 2, "{text}");
         // Once it is back, the package is whole: its file is a stray to keep.
