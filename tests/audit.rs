@@ -58,7 +58,8 @@ impl Scratch {
     /// The same with `volume` (shell, in the root) instead of mounting the volume.
     fn run_in_namespace(&self, volume: &str, setup: &str, args: &str) -> Output {
         let script = format!(
-            "set -e; cd '{root}'; {volume}; '{BIN}' switch '{decl}' --root '{root}' >/dev/null; {setup}; \
+            "set -e; [ \"$(readlink /proc/self/ns/mnt)\" != \"$(readlink /proc/$PPID/ns/mnt)\" ] || exit 99; \
+             cd '{root}'; {volume}; '{BIN}' switch '{decl}' --root '{root}' >/dev/null; {setup}; \
              exec '{BIN}' audit --root '{root}' {args}",
             decl = self.dir.path().join("declaration.toml").display(),
             root = self.root().display(),
@@ -309,6 +310,45 @@ fn journal_records(socket: &std::os::unix::net::UnixDatagram) -> Vec<Vec<(String
 
 fn field<'a>(record: &'a [(String, Vec<u8>)], key: &str) -> Option<&'a str> {
     record.iter().find(|(k, _)| k == key).map(|(_, v)| std::str::from_utf8(v).unwrap())
+}
+
+/// A package whose conffile a reboot lost, and another's stray: named in the report,
+/// the JSON and the journal records, and the audit exits 2.
+#[test]
+fn packages_are_named_in_every_output() {
+    if !is_root() {
+        return eprintln!("skipped: needs root");
+    }
+    let scratch = Scratch::new(DECLARATION);
+    let socket_path = scratch.dir.path().join("journal.socket");
+    let journal = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    let setup = "mkdir -p var/lib/dpkg/info && cd var/lib/dpkg \
+        && printf 'Package: anacron\\nStatus: install ok installed\\nConffiles:\\n /etc/anacrontab 00\\n\\n' > status \
+        && printf 'Package: atd\\nStatus: install ok installed\\n' >> status \
+        && printf '/etc\\n/etc/anacrontab\\n' > info/anacron.list && printf '/etc/at.deny\\n' > info/atd.list \
+        && cd ../../.. && echo nobody > etc/at.deny";
+    let args = format!("--json --journal --journal-socket '{}'", socket_path.display());
+    let output = scratch.switch_and_audit(setup, &args);
+    assert_eq!(output.status.code(), Some(2), "{}{}", text(&output.stdout), text(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["summary"]["package-missing"]["count"], 1, "{json}");
+    let findings = json["findings"].as_array().unwrap();
+    let named = |path: &str| findings.iter().find(|f| f["path"] == path).unwrap_or_else(|| panic!("{json}")).clone();
+    assert_eq!(
+        (named("/etc/anacrontab")["class"].as_str(), named("/etc/anacrontab")["packages"][0].as_str()),
+        (Some("package-missing"), Some("anacron"))
+    );
+    assert_eq!(
+        (named("/etc/at.deny")["reason"].as_str(), named("/etc/at.deny")["packages"][0].as_str()),
+        (Some("from package atd"), Some("atd"))
+    );
+    let records = journal_records(&journal);
+    let missing = records.iter().find(|r| field(r, "BLANKSLATE_CLASS") == Some("package-missing")).unwrap();
+    assert_eq!(field(missing, "MESSAGE_ID"), Some("273f49abba717514c243ab4bacb46e9d"));
+    assert_eq!(field(missing, "PRIORITY"), Some("4"));
+    assert_eq!(field(missing, "BLANKSLATE_PACKAGE"), Some("anacron"));
+    let summary = records.last().unwrap();
+    assert_eq!(field(summary, "BLANKSLATE_FINDINGS_PACKAGE_MISSING"), Some("1"));
 }
 
 #[test]

@@ -410,3 +410,40 @@ fn a_rollout_refuses_option_hosts_and_a_max_exit_that_is_not_a_number() {
     assert!(output.status.success(), "{}", both(&output));
     assert!(std::fs::read_to_string(dir.path().join("ran")).unwrap().starts_with("a blankslate audit"));
 }
+
+/// The apt hook as apt reads it (`apt-config`), and its command: silent where
+/// blankslate is not installed, the audit's report where it is, and never a failure
+/// that would fail apt (the audit exits 1 to 3 on findings). A stub stands in for
+/// the binary: the real one would audit the host.
+#[test]
+fn the_apt_hook_parses_and_never_fails_apt() {
+    let Some(apt_config) = tool("apt-config") else { return };
+    let hook = repo("packaging/apt/99blankslate");
+    let dump = Command::new(&apt_config).arg("-c").arg(&hook).arg("dump").output().unwrap();
+    assert!(dump.status.success(), "{}", both(&dump));
+    let dump = text(&dump.stdout);
+    let command = dump
+        .lines()
+        .filter_map(|l| l.strip_prefix("DPkg::Post-Invoke:: \"")?.strip_suffix("\";"))
+        .find(|c| c.contains("blankslate audit"))
+        .unwrap_or_else(|| panic!("no blankslate DPkg::Post-Invoke in\n{dump}"));
+    let dir = tempfile::tempdir().unwrap();
+    let stub = dir.path().join("blankslate");
+    let activated = dir.path().join("etc.blankslate");
+    std::fs::create_dir(&activated).unwrap();
+    let script = command
+        .replace("/usr/bin/blankslate", stub.to_str().unwrap())
+        .replace("/etc/.blankslate", activated.to_str().unwrap());
+    for exit in [0, 1, 2, 3] {
+        std::fs::write(&stub, format!("#!/bin/sh\necho \"audit $*\"\nexit {exit}\n")).unwrap();
+        std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let output = Command::new("sh").args(["-c", &script]).output().unwrap();
+        assert!(output.status.success(), "exit {exit}: {}", both(&output));
+        let out = text(&output.stdout);
+        assert!(out.starts_with("audit audit --no-sizes --limit 20\n"), "{out}");
+        assert_eq!(out.contains("the next boot loses"), exit > 0, "{out}");
+    }
+    std::fs::remove_file(&stub).unwrap();
+    let output = Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert!(output.status.success() && output.stdout.is_empty(), "{}", both(&output));
+}

@@ -32,6 +32,7 @@ pub fn message_id(class: Class) -> &'static str {
         Class::EtcStray => "9670a7a43a924aebb2d5d459dd9e3dc0",
         Class::PersistStray => "30bdb159dca44b2d977eb3ce0f3a3760",
         Class::EtcDrift => "9a32b0bef94c4d949cbd3ac0a97bc033",
+        Class::PackageMissing => "273f49abba717514c243ab4bacb46e9d",
         Class::Persist => "3e4c925849fd44e1aeb91de3a05f3d75",
         Class::Volume => "b87920c101584f5a963bf74719e7781e",
         Class::Fallback => "cdd9f2d896b7461392708d6fd5e39274",
@@ -39,13 +40,13 @@ pub fn message_id(class: Class) -> &'static str {
     }
 }
 
-/// syslog priority: notice for state nothing declares, warning for drift and broken
-/// persistence, critical for a volume that is not there, error for a fallback to
+/// syslog priority: notice for state nothing declares, warning for drift, a package's
+/// lost files and broken persistence, critical for a volume that is not there, error for a fallback to
 /// another generation and for an incomplete audit.
 fn priority(class: Class) -> u8 {
     match class {
         Class::Undeclared | Class::EtcStray | Class::PersistStray => 5,
-        Class::EtcDrift | Class::Persist => 4,
+        Class::EtcDrift | Class::PackageMissing | Class::Persist => 4,
         Class::Volume => 2,
         Class::Fallback | Class::Error => 3,
     }
@@ -116,6 +117,10 @@ fn finding_record(finding: &Finding, report: &Report, root: &str) -> Record {
     if !finding.reason.is_empty() {
         record.add("BLANKSLATE_REASON", finding.reason.as_str());
     }
+    // One field per package: journald keeps repeated fields.
+    for package in &finding.packages {
+        record.add("BLANKSLATE_PACKAGE", package.as_str());
+    }
     record
 }
 
@@ -143,6 +148,7 @@ fn summary_record(report: &Report, root: &str) -> Record {
             Class::EtcStray => "BLANKSLATE_FINDINGS_ETC_STRAY",
             Class::PersistStray => "BLANKSLATE_FINDINGS_PERSIST_STRAY",
             Class::EtcDrift => "BLANKSLATE_FINDINGS_ETC_DRIFT",
+            Class::PackageMissing => "BLANKSLATE_FINDINGS_PACKAGE_MISSING",
             Class::Persist => "BLANKSLATE_FINDINGS_PERSIST",
             Class::Volume => "BLANKSLATE_FINDINGS_VOLUME",
             Class::Fallback => "BLANKSLATE_FINDINGS_FALLBACK",

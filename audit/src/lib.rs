@@ -7,7 +7,11 @@
 //! - **etc-drift**: a managed `/etc` entry that is not what the generation put there
 //!   (a link replaced by a file or pointing elsewhere, an edited copy, a missing
 //!   entry, a copy with the wrong owner or mode, `/etc/static` pointing elsewhere);
-//! - **etc-stray**: a file in `/etc` that nothing manages (it too is lost at reboot);
+//! - **etc-stray**: a file in `/etc` that nothing manages (it too is lost at reboot),
+//!   with the packages it came from where dpkg lists it ([`dpkg`]);
+//! - **package-missing**: a file dpkg says an installed package put in `/etc` that is
+//!   gone and not declared (a reboot erased it): the package is broken until
+//!   reinstalled;
 //! - **persist**: a persisted path that is not mounted, mounted from the wrong source,
 //!   a symlink entry replaced by a regular file, a source missing in its volume, a
 //!   copy refused when opened (a symlink, FIFO or hard link: read only through a
@@ -34,6 +38,7 @@
 #![forbid(unsafe_code)]
 
 pub mod checks;
+pub mod dpkg;
 pub mod journal;
 pub mod mounts;
 pub mod render;
@@ -42,7 +47,9 @@ pub mod watch;
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsStr;
 use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant, SystemTime};
@@ -54,7 +61,7 @@ use blankslate_core::generation::DEFAULT_STATE_DIR;
 use blankslate_core::manifest::EtcKind;
 use globset::{GlobSet, GlobSetBuilder};
 
-use crate::walk::{Mark, Stats, Tree, Unknown, Walker};
+use crate::walk::{Lookup, Mark, Stats, Tree, Unknown, Walker};
 
 /// The version of the `--json` document (its `"schema"` field).
 pub const SCHEMA: u32 = 1;
@@ -106,6 +113,7 @@ pub enum Class {
     EtcStray,
     PersistStray,
     EtcDrift,
+    PackageMissing,
     Persist,
     Volume,
     Fallback,
@@ -113,11 +121,12 @@ pub enum Class {
 }
 
 impl Class {
-    pub const ALL: [Class; 8] = [
+    pub const ALL: [Class; 9] = [
         Class::Undeclared,
         Class::EtcStray,
         Class::PersistStray,
         Class::EtcDrift,
+        Class::PackageMissing,
         Class::Persist,
         Class::Volume,
         Class::Fallback,
@@ -131,6 +140,7 @@ impl Class {
             Class::EtcStray => "etc-stray",
             Class::PersistStray => "persist-stray",
             Class::EtcDrift => "etc-drift",
+            Class::PackageMissing => "package-missing",
             Class::Persist => "persist",
             Class::Volume => "volume",
             Class::Fallback => "fallback",
@@ -139,12 +149,12 @@ impl Class {
     }
 
     /// The exit code this class of finding gives: 1 state a reboot erases (or that
-    /// nothing declares), 2 drift, broken persistence or a fallback, 3 an incomplete
-    /// audit.
+    /// nothing declares), 2 drift, a package's lost files, broken persistence or a
+    /// fallback, 3 an incomplete audit.
     pub fn exit_code(self) -> u8 {
         match self {
             Class::Undeclared | Class::EtcStray | Class::PersistStray => 1,
-            Class::EtcDrift | Class::Persist | Class::Volume | Class::Fallback => 2,
+            Class::EtcDrift | Class::PackageMissing | Class::Persist | Class::Volume | Class::Fallback => 2,
             Class::Error => 3,
         }
     }
@@ -164,11 +174,13 @@ pub struct Finding {
     /// Number of non-directories in the group.
     pub files: u64,
     pub reason: String,
+    /// The dpkg packages the path came from (`package-missing`, `etc-stray`).
+    pub packages: Vec<String>,
 }
 
 impl Finding {
     pub fn new(class: Class, kind: &'static str, path: Vec<u8>, reason: String) -> Finding {
-        Finding { class, kind, path, bytes: 0, files: 0, reason }
+        Finding { class, kind, path, bytes: 0, files: 0, reason, packages: Vec::new() }
     }
 
     /// The report's order: by class; state found on disk largest first, problems by
@@ -364,6 +376,45 @@ pub fn root_tree(setup: &Setup<'_>) -> Result<(Tree, GlobSet), AuditError> {
     Ok((tree, globs))
 }
 
+/// Whether the declaration accounts for `path` (absolute) as the walk would judge it
+/// there: declared, ignored (by the tree, or by a glob from the first name the tree
+/// does not know on), or a directory on the way to declared paths.
+fn accounted(tree: &Tree, globs: &GlobSet, path: &[u8]) -> bool {
+    let mut node = 0;
+    let ends = path.iter().enumerate().skip(1).filter(|&(_, &b)| b == b'/').map(|(i, _)| i).chain([path.len()]);
+    let mut start = 1;
+    for end in ends {
+        match tree.lookup(node, &path[start..end]) {
+            Lookup::Node(child) => node = child,
+            Lookup::Declared | Lookup::Ignored => return true,
+            Lookup::Unaccounted(_) => {
+                let below = path[end..].iter().enumerate().filter(|&(_, &b)| b == b'/').map(|(i, _)| end + i);
+                return below.chain([path.len()]).any(|cut| globs.is_match(OsStr::from_bytes(&path[..cut])));
+            }
+        }
+        start = end + 1;
+    }
+    true
+}
+
+/// dpkg's packages in `/etc` (none where the root has no database), and the findings:
+/// their lost files, what could not be read.
+fn dpkg_check(root: &Dir, tree: &Tree, globs: &GlobSet) -> (Option<dpkg::Packages>, Vec<Finding>) {
+    let mut findings = Vec::new();
+    let packages = match dpkg::Packages::read(root) {
+        Ok(packages) => packages,
+        Err(unread) => {
+            findings.push(unread.finding());
+            None
+        }
+    };
+    if let Some(packages) = &packages {
+        findings.extend(packages.unread.iter().map(dpkg::Unread::finding));
+        packages.missing(root, |path| accounted(tree, globs, path), &mut findings);
+    }
+    (packages, findings)
+}
+
 /// The declared tree of one persistent volume (paths as in the root).
 fn volume_tree(declaration: &Declaration, mount: &str) -> Tree {
     let mut tree = Tree::new(Class::PersistStray);
@@ -412,7 +463,8 @@ pub fn audit(setup: &Setup<'_>) -> Result<Report, AuditError> {
     let dev = setup.root.own_meta().map_or(0, |m| m.dev);
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(8).min(jobs.len());
     let next = AtomicUsize::new(0);
-    let walkers: Vec<Walker<'_>> = std::thread::scope(|scope| {
+    // dpkg's database is read while the walkers walk: it is mostly waiting on reads.
+    let (walkers, (packages, dpkg_findings)) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
@@ -425,8 +477,11 @@ pub fn audit(setup: &Setup<'_>) -> Result<Report, AuditError> {
                     walker
                 })
             })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("a walker thread panicked")).collect()
+            .collect::<Vec<_>>();
+        let dpkg = dpkg_check(setup.root, &tree, &globs);
+        let walkers: Vec<Walker<'_>> =
+            handles.into_iter().map(|h| h.join().expect("a walker thread panicked")).collect();
+        (walkers, dpkg)
     });
     for walker in walkers {
         report.merge(walker);
@@ -449,6 +504,7 @@ pub fn audit(setup: &Setup<'_>) -> Result<Report, AuditError> {
     let state_dir = setup.state_dir.as_os_str().as_encoded_bytes();
     checks::undeclared_mounts(setup.root, setup.declaration, state_dir, &volumes, &mount_points, &mut checked);
     checks::fallbacks(setup.root, &mut checked);
+    checked.extend(dpkg_findings);
     for finding in checked {
         report.push(finding);
     }
@@ -468,6 +524,11 @@ pub fn audit(setup: &Setup<'_>) -> Result<Report, AuditError> {
         *n += 1;
         *n <= setup.limit
     });
+    if let Some(packages) = &packages {
+        for finding in report.findings.iter_mut().filter(|f| f.class == Class::EtcStray) {
+            finding.name_packages(packages);
+        }
+    }
     report.duration = clock.elapsed();
     Ok(report)
 }

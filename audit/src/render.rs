@@ -11,12 +11,16 @@
 //!   "exit_code": 1,
 //!   "summary": {                    per class, every finding (listed or not)
 //!     "undeclared":    { "count": groups, "files": n, "bytes": n },
-//!     "etc-stray", "persist-stray", "etc-drift", "persist", "error": the same,
+//!     "etc-stray", "persist-stray", "etc-drift", "package-missing", "persist",
+//!     "volume", "fallback", "error": the same,
 //!     "ignored":       { "count": entries, "files": n, "bytes": n }
 //!   },
 //!   "findings": [                   by class, largest first, then by path
 //!     { "class": "undeclared", "kind": "directory", "path": "/var/lib/foo",
-//!       "files": 10, "bytes": 4096, "reason": "" }
+//!       "files": 10, "bytes": 4096, "reason": "" },
+//!     { "class": "package-missing", "kind": "missing", "path": "/etc/pam.d/atd",
+//!       "files": 0, "bytes": 0, "reason": "a conffile of package atd, …",
+//!       "packages": ["atd"] }    only where dpkg names the path's packages
 //!   ],
 //!   "stats": { "entries", "stats", "declared", "mounts_skipped", "vanished" },
 //!   "declaration": "…",             the audited generation's store hash (null: none)
@@ -100,6 +104,9 @@ pub(crate) fn title(class: Class) -> (&'static str, &'static str, &'static str) 
         Class::EtcStray => ("/etc strays", "in /etc, managed by nothing: lost at the next reboot", "1;33"),
         Class::PersistStray => ("persist strays", "in a volume, declared by nothing; kept, never deleted", "1;36"),
         Class::EtcDrift => ("/etc drift", "managed entries that are not what the generation put there", "1;31"),
+        Class::PackageMissing => {
+            ("package files missing", "dpkg says installed, gone from /etc: reinstall, then keep them", "1;31")
+        }
         Class::Persist => ("persistence", "persisted paths that are not as declared", "1;31"),
         Class::Volume => ("persistent volumes", "not mounted: what is persisted there is not kept as declared", "1;31"),
         Class::Fallback => ("fallbacks", "another generation runs than the one asked for", "1;31"),
@@ -112,6 +119,7 @@ pub(crate) fn verdict(report: &Report, code: u8) -> &'static str {
         0 => "clean: everything on the root is declared",
         1 => "undeclared state",
         2 if report.total(Class::Fallback).count > 0 => "a fallback to another generation, drift or broken persistence",
+        2 if report.total(Class::PackageMissing).count > 0 => "packages' files missing, drift or broken persistence",
         2 => "drift or broken persistence",
         _ => "incomplete: parts of the root could not be read",
     }
@@ -202,6 +210,9 @@ pub fn json(report: &Report, root: &str) -> Value {
             });
             if let Some(hex) = hex {
                 item["path_hex"] = hex;
+            }
+            if !f.packages.is_empty() {
+                item["packages"] = json!(f.packages);
             }
             item
         })

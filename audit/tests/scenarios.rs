@@ -59,8 +59,12 @@ fn as_root_in_namespace(body: impl FnOnce() + Send + 'static) {
 
 /// Runs `body` in a thread with a private mount namespace; returns its result.
 fn in_namespace<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
+    let namespace = || std::fs::read_link("/proc/thread-self/ns/mnt").expect("the mount namespace");
+    let host = namespace();
     std::thread::spawn(move || {
         blankslate_core::sys::unshare_mount_namespace().expect("unshare (needs root)");
+        // Nothing is mounted unless the thread has a namespace of its own.
+        assert_ne!(namespace(), host, "not in a private mount namespace");
         mount::make_private().expect("make mounts private");
         body()
     })
@@ -741,4 +745,92 @@ fn a_bind_mount_from_the_volume_that_nothing_declares_is_reported() {
         let report = scratch.audit();
         assert!(report.findings.iter().all(|f| f.kind != "undeclared-mount"), "{}", summary(&report));
     });
+}
+
+/// A Debian root: dpkg's database persisted, one package's conffile lost (as a reboot
+/// loses what is not kept), another's stray in /etc, a removed package's
+/// configuration left, a package file where the declaration ignores it.
+#[test]
+fn packages_whose_etc_files_are_lost_or_stray_are_named() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let text = "version = 1\n[persist.\"/persist\"]\ndirectories = [\"/var/lib/dpkg\"]\n\n\
+                [etc.\"hosts\"]\ntext = \"127.0.0.1 localhost\\n\"\n\n[audit]\nignore = [\"/etc/*.local\"]\n";
+    let (human, json) = in_namespace(move || {
+        let scratch = Scratch::activated_with(text, true);
+        scratch.write("persist/var/lib/blankslate/profiles/current", b"");
+        let status = "\
+Package: anacron
+Status: install ok installed
+Architecture: amd64
+Conffiles:
+ /etc/anacrontab 3c8a0d7c1b1e2f9e1f6a9d2e8c7b6a51
+ /etc/cron.daily/0anacron 9b1d2c3e4f5a6b7c8d9e0f1a2b3c4d5e
+
+Package: atd
+Status: install ok installed
+Architecture: amd64
+Conffiles:
+ /etc/at.deny 1b2c3d4e5f60718293a4b5c6d7e8f901
+
+Package: oldpkg
+Status: deinstall ok config-files
+Architecture: all
+Conffiles:
+ /etc/oldpkg.conf 0123456789abcdef0123456789abcdef
+
+Package: resolvconf
+Status: install ok installed
+Architecture: all
+Conffiles:
+ /etc/resolvconf.local 0123456789abcdef0123456789abcdef
+";
+        scratch.write("var/lib/dpkg/status", status.as_bytes());
+        let lists = [
+            ("anacron", "/.\n/etc\n/etc/anacrontab\n/etc/cron.daily\n/etc/cron.daily/0anacron\n/usr/sbin/anacron\n"),
+            ("atd", "/.\n/etc\n/etc/at.deny\n/usr/sbin/atd\n"),
+            ("oldpkg", "/etc\n/etc/oldpkg.conf\n"),
+            ("resolvconf", "/etc\n/etc/resolv.conf\n/etc/resolvconf.local\n"),
+        ];
+        for (package, list) in lists {
+            scratch.write(&format!("var/lib/dpkg/info/{package}.list"), list.as_bytes());
+        }
+        // A reboot kept the database (persisted) and lost /etc/anacrontab; the daily
+        // job and atd's file are there, kept by nothing.
+        scratch.write("etc/cron.daily/0anacron", b"#!/bin/sh\n");
+        scratch.write("etc/at.deny", b"nobody\n");
+        let report = scratch.audit();
+        let text = summary(&report);
+        let missing = find(&report, Class::PackageMissing, b"/etc/anacrontab");
+        assert_eq!(missing.len(), 1, "{text}");
+        assert_eq!(missing[0].packages, ["anacron"]);
+        assert!(missing[0].reason.contains("--force-confmiss anacron`"), "{}", missing[0].reason);
+        let at_deny = find(&report, Class::EtcStray, b"/etc/at.deny");
+        assert_eq!(
+            (at_deny[0].packages.as_slice(), at_deny[0].reason.as_str()),
+            (&["atd".to_owned()][..], "from package atd")
+        );
+        let cron = find(&report, Class::EtcStray, b"/etc/cron.daily");
+        assert_eq!(cron[0].reason, "holds files of package anacron", "{text}");
+        // Not installed, or ignored: nothing expected.
+        assert!(!text.contains("oldpkg") && !text.contains("resolv"), "{text}");
+        assert_eq!(report.total(Class::PackageMissing).count, 1);
+        assert_eq!(report.exit_code(), 2, "{text}");
+        // Once it is back, the package is whole: its file is a stray to keep.
+        scratch.write("etc/anacrontab", b"1 5 cron.daily run-parts /etc/cron.daily\n");
+        let report = scratch.audit();
+        assert_eq!(report.exit_code(), 1, "{}", summary(&report));
+        assert_eq!(find(&report, Class::EtcStray, b"/etc/anacrontab")[0].reason, "from package anacron");
+        std::fs::remove_file(scratch.path("etc/anacrontab")).unwrap();
+        let report = scratch.audit();
+        let mut json = blankslate_audit::render::json(&report, "ROOT");
+        json.as_object_mut().unwrap().remove("stats");
+        json.as_object_mut().unwrap().remove("time");
+        let json = serde_json::to_string_pretty(&json["findings"]).unwrap();
+        (blankslate_audit::render::human(&report, "ROOT", false), json)
+    });
+    insta::assert_snapshot!("dpkg_human", human);
+    insta::assert_snapshot!("dpkg_json", json);
 }

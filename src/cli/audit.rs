@@ -11,8 +11,9 @@ use crate::report::{self, outln};
 
 pub(super) const AUDIT_HELP: &str = "\
 Classes of findings: undeclared (on the root, declared by nothing: lost at reboot), etc-stray
-(in /etc, managed by nothing), persist-stray (in a volume, declared by nothing; never deleted),
-etc-drift, persist (not mounted, wrong source, replaced link, missing source, wrong owner or
+(in /etc, managed by nothing; with the dpkg package it came from), persist-stray (in a volume,
+declared by nothing; never deleted), etc-drift, package-missing (a file dpkg says an installed
+package put in /etc, gone and not declared), persist (not mounted, wrong source, replaced link, missing source, wrong owner or
 mode of a path or its declared parent, a mount from a volume that nothing declares), volume (a persistent root that is not a mounted
 volume), fallback (a boot trial failed, or a switch was not confirmed in time), error. Ignored
 (counted, not listed): /tmp, /run, /var/tmp, /var/cache, … and the declaration's [audit]
@@ -21,8 +22,9 @@ ignore globs (`*` and `?` stay within a path component, `**` crosses directories
 Exit codes:
   0  clean: everything on the root is declared
   1  undeclared state (undeclared, etc-stray, persist-stray)
-  2  /etc drift or broken persistence (a volume not mounted included), a fallback to
-     another generation; or, as for every command, a wrong command line
+  2  /etc drift or broken persistence (a volume not mounted included), a package's lost
+     /etc files, a fallback to another generation; or, as for every command, a wrong
+     command line
   3  the audit is incomplete (a directory could not be read) or could not run";
 
 /// What `--format` prints.
