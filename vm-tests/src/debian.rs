@@ -121,6 +121,63 @@ StateDirectory=vmtest-counter
 ExecStart=/bin/sh -c 'n=$(cat /var/lib/vmtest-counter/count 2>/dev/null || echo 0); echo $((n + 1)) > /var/lib/vmtest-counter/count; exec sleep infinity'
 ";
 
+/// A package the VM tests build: its files (path below `/`, contents; those in
+/// `etc/` are its conffiles) and its postinst (none if empty).
+struct LocalPackage {
+    name: &'static str,
+    files: &'static [(&'static str, &'static str)],
+    postinst: &'static str,
+}
+
+/// Day two's local packages, built with `dpkg-deb` and put where the guest installs
+/// them from (`/usr/local/share/vmtest`; the guest has no network): `vmtest-daytwo`
+/// ships a conffile and a unit its postinst enables (as Debian's helpers do, with a
+/// link in `/etc`); `vmtest-forgotten` ships a conffile nobody keeps.
+const DAY_TWO_PACKAGES: &[LocalPackage] = &[
+    LocalPackage {
+        name: "vmtest-daytwo",
+        files: &[
+            ("etc/vmtest-daytwo.conf", "greeting=day two\n"),
+            (
+                "usr/lib/systemd/system/vmtest-daytwo.service",
+                "[Unit]\nDescription=blankslate VM test: a packaged service\n\n[Service]\nType=oneshot\n\
+                 RemainAfterExit=yes\nExecStart=/bin/cp /etc/vmtest-daytwo.conf /run/vmtest-daytwo\n\n\
+                 [Install]\nWantedBy=multi-user.target\n",
+            ),
+        ],
+        postinst: "#!/bin/sh\nset -e\nif [ \"$1\" = configure ]; then\n    mkdir -p /etc/systemd/system/multi-user.target.wants\n    \
+                   ln -sf /lib/systemd/system/vmtest-daytwo.service /etc/systemd/system/multi-user.target.wants/\nfi\n",
+    },
+    LocalPackage { name: "vmtest-forgotten", files: &[("etc/vmtest-forgotten.conf", "forgotten=yes\n")], postinst: "" },
+];
+
+/// Builds the day-two packages into `dir`.
+fn day_two_packages(work: &Path, dir: &Path) -> Result<()> {
+    for LocalPackage { name, files, postinst } in DAY_TWO_PACKAGES {
+        let root = work.join("packages").join(name);
+        let mut conffiles = String::new();
+        for (path, contents) in *files {
+            install(contents.as_bytes(), &root.join(path), 0o644)?;
+            if path.starts_with("etc/") {
+                let _ = writeln!(conffiles, "/{path}");
+            }
+        }
+        install(conffiles.as_bytes(), &root.join("DEBIAN/conffiles"), 0o644)?;
+        let control = format!(
+            "Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: blankslate VM tests <vmtest@localhost>\n\
+             Description: a package of the VM tests' day two\n"
+        );
+        install(control.as_bytes(), &root.join("DEBIAN/control"), 0o644)?;
+        if !postinst.is_empty() {
+            install(postinst.as_bytes(), &root.join("DEBIAN/postinst"), 0o755)?;
+        }
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let deb = dir.join(format!("{name}.deb"));
+        run(Command::new("dpkg-deb").args(["--root-owner-group", "--build"]).arg(&root).arg(deb))?;
+    }
+    Ok(())
+}
+
 /// Everything a test boots from, made once per run.
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -187,6 +244,7 @@ fn prepare() -> Result<Prepared> {
     install(PROBE_UNIT.as_bytes(), &tree.join("etc/systemd/system/vmtest-probe.service"), 0o644)?;
     enable(&tree, "vmtest-probe.service", "multi-user.target", "/etc/systemd/system")?;
     install(COUNTER_UNIT.as_bytes(), &tree.join("etc/systemd/system/vmtest-counter.service"), 0o644)?;
+    day_two_packages(&work, &tree.join("usr/local/share/vmtest"))?;
 
     // Route b: dracut inside the tree.
     let dracut_initrd = format!("/boot/initrd-blankslate.img-{}", image.kernel_version);

@@ -113,6 +113,39 @@ switched)
     check counter-starts systemctl start vmtest-counter
     check counter-kept-its-state counted 2
     check audit-clean-on-the-new-generation exits 0 audit blankslate audit
+    # Day two: packages, with /usr writable for the while. A bind remount changes
+    # only /usr's flags, not the volume's (whose other paths stay writable).
+    debs=/usr/local/share/vmtest
+    check usr-writable mount -o remount,bind,rw /usr
+    check dpkg-install exits 0 dpkg dpkg -i "$debs/vmtest-daytwo.deb" "$debs/vmtest-forgotten.deb"
+    check usr-read-only-again-remount mount -o remount,bind,ro /usr
+    check usr-read-only-again findmnt -n -o OPTIONS /usr -O ro
+    check volume-still-writable touch /var/lib/vmtest-counter/after-remount
+    check audit-reports-the-packages-files exits 1 audit blankslate audit
+    check audit-names-the-package shows audit 'from package vmtest-daytwo'
+    # Keep one package's /etc changes (its conffile, the link its postinst made).
+    check etc-keep exits 0 keep blankslate etc keep /etc/vmtest-daytwo.conf \
+        /etc/systemd/system/multi-user.target.wants/vmtest-daytwo.service --declaration /etc/blankslate/system.toml
+    check etc-keep-took-over [ "$(readlink /etc/vmtest-daytwo.conf)" = /etc/static/vmtest-daytwo.conf ]
+    check etc-keep-backed-up-nothing sh -c '! find /etc -name "*.blankslate-backup" | grep -q .'
+    fact daytwo-generation "$(blankslate generations list --json | sed -n 's/.*"generation": \([0-9]*\),.*/\1/p' | tail -n 1)"
+    ;;
+daytwo)
+    # The kept package works after a reboot; the other one's conffile is gone while
+    # dpkg says it is installed: the audit says so, naming it, and once it is back
+    # and kept the audit has nothing more to say of it.
+    check daytwo-conffile-kept [ "$(cat /etc/vmtest-daytwo.conf)" = "greeting=day two" ]
+    check daytwo-service-ran [ "$(cat /run/vmtest-daytwo 2>/dev/null)" = "greeting=day two" ]
+    check forgotten-is-installed sh -c 'dpkg-query -W -f="\${Status}" vmtest-forgotten | grep -q "install ok installed"'
+    check forgotten-conffile-gone [ ! -e /etc/vmtest-forgotten.conf ]
+    check audit-reports-package-missing exits 2 audit blankslate audit
+    check audit-names-forgotten shows audit 'package vmtest-forgotten'
+    check usr-writable mount -o remount,bind,rw /usr
+    check conffile-back exits 0 dpkg dpkg -i --force-confmiss /usr/local/share/vmtest/vmtest-forgotten.deb
+    check usr-read-only-again-remount mount -o remount,bind,ro /usr
+    check forgotten-kept exits 0 keep blankslate etc keep /etc/vmtest-forgotten.conf \
+        --declaration /etc/blankslate/system.toml
+    check audit-forgets-forgotten sh -c 'blankslate audit > /run/vmtest-after.txt 2>&1; ! grep vmtest-forgotten /run/vmtest-after.txt'
     ;;
 trial)
     # A switch on trial under systemd: its watcher is a transient timer. Nobody

@@ -40,8 +40,11 @@ fn same(what: &str, a: Option<&String>, b: Option<&String>) -> Result<()> {
     }
 }
 
-/// Four boots: first boot; a reboot (kept what is declared, lost the rest); the
-/// generation a live `switch` made; the first generation, from the command line.
+/// Five boots: first boot; a reboot (kept what is declared, lost the rest); the
+/// generation a live `switch` made, where day two installs two packages and keeps
+/// one's /etc changes with `etc keep`; that generation (the kept package works, the
+/// other's lost conffile is the audit's `package-missing` until it is back and kept);
+/// the first generation, from the command line.
 fn lifecycle(route: Route) -> Result<()> {
     let work = vm::work_dir(&format!("debian-{}", route.name()))?;
     let disk = debian::disk(&work)?;
@@ -69,8 +72,12 @@ fn lifecycle(route: Route) -> Result<()> {
     let third = debian::facts(&boot(route, &work, &disk, "switched", "")?);
     same("the generation booted after the switch", Some(switched), third.get("generation"))?;
 
-    let fourth = debian::facts(&boot(route, &work, &disk, "old", "blankslate.generation=1")?);
-    same("the generation asked for", Some(&"1".to_owned()), fourth.get("generation"))?;
+    let kept = third.get("daytwo-generation").ok_or("no daytwo-generation fact")?;
+    let fourth = debian::facts(&boot(route, &work, &disk, "daytwo", "")?);
+    same("the generation `etc keep` made", Some(kept), fourth.get("generation"))?;
+
+    let fifth = debian::facts(&boot(route, &work, &disk, "old", "blankslate.generation=1")?);
+    same("the generation asked for", Some(&"1".to_owned()), fifth.get("generation"))?;
     Ok(())
 }
 
