@@ -60,7 +60,7 @@ fn the_package_holds_every_file_with_its_mode_and_the_control_fields() {
         .collect();
     let mut expected = vec![
         ("/usr/bin/blankslate", "-rwxr-xr-x"),
-        ("/usr/lib/blankslate/kernel-hook", "-rwxr-xr-x"),
+        ("/usr/libexec/blankslate/kernel-hook", "-rwxr-xr-x"),
         ("/etc/kernel/postinst.d/zz-blankslate", "-rwxr-xr-x"),
         ("/etc/kernel/postrm.d/zz-blankslate", "-rwxr-xr-x"),
         ("/etc/grub.d/42_blankslate", "-rwxr-xr-x"),
@@ -74,6 +74,7 @@ fn the_package_holds_every_file_with_its_mode_and_the_control_fields() {
         ("/usr/share/fish/vendor_completions.d/blankslate.fish", "-rw-r--r--"),
         ("/usr/share/doc/blankslate/copyright", "-rw-r--r--"),
         ("/usr/share/doc/blankslate/changelog.Debian.gz", "-rw-r--r--"),
+        ("/usr/share/lintian/overrides/blankslate", "-rw-r--r--"),
     ];
     let units: Vec<String> = std::fs::read_dir(repo("packaging/systemd"))
         .unwrap()
