@@ -317,17 +317,18 @@ fn the_grub_script_has_an_entry_per_kernel_with_an_initramfs_newest_first() {
     system.config("ROUTE=a\nCMDLINE=\"blankslate.persist=LABEL=persist console=ttyS0\"\n");
     let run = system.run("grub.d/42_blankslate", &[]);
     assert!(run.status.success(), "{}", both(&run));
-    let entry = |version: &str| {
+    let entry = |version: &str, id: &str| {
         format!(
             "menuentry 'blankslate, with Linux {version}' --class gnu-linux --class os $menuentry_id_option \
-             'blankslate-{version}' {{\n\
+             '{id}' {{\n\
              \tlinux\t/boot/vmlinuz-{version} blankslate.persist=LABEL=persist console=ttyS0\n\
              \tinitrd\t/boot/blankslate-initrd.img-{version}\n\
              }}\n"
         )
     };
     let menu = stdout(&run);
-    assert_eq!(menu, entry(NEW) + &entry(OLD));
+    // The newest's id stays the same across kernel upgrades, for GRUB_DEFAULT.
+    assert_eq!(menu, entry(NEW, "blankslate") + &entry(OLD, &format!("blankslate-{OLD}")));
     assert!(stderr(&run).contains(&format!("Found blankslate initramfs for Linux {NEW}")), "{}", stderr(&run));
 
     // A broken config stops update-grub (which then keeps the grub.cfg it had).
