@@ -7,6 +7,9 @@
 //! are skipped with a note, unless `BLANKSLATE_REQUIRE_TOOLS` is set (`.ci/run` sets it
 //! after installing them), which makes a missing tool a failure.
 
+mod common;
+use common::tool;
+
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -35,20 +38,6 @@ fn repo(path: &str) -> PathBuf {
 
 fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
-/// `name` on PATH; `None` (after a note) if it is missing and not required.
-fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join(name))
-        .find(|path| path.is_file());
-    if found.is_none() {
-        assert!(std::env::var_os("BLANKSLATE_REQUIRE_TOOLS").is_none(), "{name} is required but not on PATH");
-        eprintln!("skipped: {name} is not installed (.ci/run installs it)");
-    }
-    found
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -210,4 +211,20 @@ pub fn in_namespace<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static
     })
     .join()
     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// `name` on PATH; `None` (after a note) if it is missing and not required: with
+/// `BLANKSLATE_REQUIRE_TOOLS` set (`.ci/run` sets it after installing every tool the
+/// tests check with), a missing tool fails the test instead.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file());
+    if found.is_none() {
+        assert!(std::env::var_os("BLANKSLATE_REQUIRE_TOOLS").is_none(), "{name} is required but not on PATH");
+        eprintln!("skipped: {name} is not installed (.ci/run installs it)");
+    }
+    found
 }
