@@ -261,12 +261,37 @@ pub fn adopt(request: &Request<'_>) -> Result<Adoption> {
     let home = volume.create_dir_all(DECLARATION_DIR.trim_start_matches('/'), 0o700)?;
     home.set_mode(0o700)?;
     remove_temporaries(&home)?;
+    carry_declaration_dir(&root, &home)?;
     (adopted.etc_entries, adopted.etc_left_out) = place_etc_tree(&root, &home, &declaration, record, records)?;
     declaration.etc_tree = Some(EtcTree { span: decl::Span::default(), source: TREE.into() });
     let text = format!("{}{}", header(request), decl::write::to_toml_noted(&declaration, &notes));
     home.write_atomic(DECLARATION_FILE, text.as_bytes(), 0o600)?;
     volume.sync()?;
     Ok(adoption)
+}
+
+/// What the installed system has in `/etc/blankslate` (the package's `initrd.conf`,
+/// which the kernel hooks read) goes into the volume's: that directory is persisted,
+/// so its entries come from the volume and nowhere else. The declaration and the etc
+/// tree are adopt's own to write. Copied again whole on a resumed run (a killed copy
+/// may be partial).
+fn carry_declaration_dir(root: &Dir, home: &Dir) -> Result<()> {
+    let installed = match root.open_dir(DECLARATION_DIR.trim_start_matches('/')) {
+        Ok(dir) => dir,
+        Err(error) if error.is_not_found() => return Ok(()),
+        Err(error) => return Err(error.into()),
+    };
+    for (name, _) in installed.entries()? {
+        if name == DECLARATION_FILE || name == TREE {
+            continue;
+        }
+        if home.meta(&name).is_ok() {
+            home.remove_tree(&name)?;
+        }
+        let path = format!("{DECLARATION_DIR}/{}", name.to_string_lossy());
+        tree::copy(&installed, &name, home, &name).map_err(|source| AdoptError::Copy { path, source })?;
+    }
+    Ok(())
 }
 
 /// Takes the volume for `record`'s adoption: checked, locked, and its record read.

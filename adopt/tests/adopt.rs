@@ -159,6 +159,29 @@ fn an_installed_system_is_adopted_whole_and_left_untouched() {
     assert!(!etc.entries.contains_key("ssh") && !etc.entries.contains_key("ssl"), "ordinary directories are not");
 }
 
+/// What the installed system keeps in `/etc/blankslate` (the Debian package's
+/// `initrd.conf`, read by the kernel hooks) is in the volume's `/etc/blankslate`,
+/// which is persisted: the adopted system has it. Adopt's own files there are its own.
+#[test]
+fn the_installed_etc_blankslate_goes_into_the_persisted_one() {
+    if !is_root() {
+        eprintln!("skipped: owners need root");
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let (root, volume) = (scratch.path().join("installed"), scratch.path().join("volume"));
+    installed(&root);
+    write(&root, "etc/blankslate/initrd.conf", "ROUTE=a\n", 0o644, (0, 0));
+    write(&root, "etc/blankslate/system.toml", "an old declaration\n", 0o600, (0, 0));
+    std::fs::create_dir_all(&volume).unwrap();
+    adopt(&Request { from: &root, to: &volume, mount_point: "/persist" }).unwrap().finish().unwrap();
+    assert_eq!(std::fs::read_to_string(volume.join("etc/blankslate/initrd.conf")).unwrap(), "ROUTE=a\n");
+    assert_eq!(mode_owner(&volume.join("etc/blankslate/initrd.conf")), (0o644, 0, 0));
+    let declaration = std::fs::read_to_string(volume.join("etc/blankslate/system.toml")).unwrap();
+    assert!(declaration.contains("[etc_tree]"), "adopt's own declaration: {declaration}");
+    assert!(!volume.join("etc/blankslate/etc/blankslate").exists(), "not in the etc tree: it is persisted");
+}
+
 #[test]
 fn a_volume_with_data_or_a_root_without_etc_is_refused_and_nothing_is_written() {
     let scratch = tempfile::tempdir().unwrap();
