@@ -37,6 +37,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod fstab;
 mod record;
 
 use std::collections::BTreeMap;
@@ -268,6 +269,28 @@ pub fn adopt(request: &Request<'_>) -> Result<Adoption> {
     home.write_atomic(DECLARATION_FILE, text.as_bytes(), 0o600)?;
     volume.sync()?;
     Ok(adoption)
+}
+
+/// The tree's `fstab`, rewritten for a blankslate root ([`fstab::rewrite`]), with its
+/// owner and mode; each entry taken out is said with why.
+fn rewrite_fstab(tree: &Dir, declaration: &Declaration, left_out: &mut Vec<(String, String)>) -> Result<()> {
+    let meta = match tree.meta("fstab") {
+        Ok(meta) if meta.kind == Kind::File => meta,
+        Ok(_) => return Ok(()),
+        Err(error) if error.is_not_found() => return Ok(()),
+        Err(error) => return Err(error.into()),
+    };
+    let text = String::from_utf8_lossy(&tree.read("fstab")?).into_owned();
+    let entries = declaration.entries();
+    let persisted: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+    let volumes: Vec<&str> = declaration.persist.keys().map(String::as_str).collect();
+    if let Some(rewritten) = fstab::rewrite(&text, &persisted, &volumes) {
+        tree.write_atomic_owned("fstab", rewritten.text.as_bytes(), meta.mode, Some((meta.uid, meta.gid)))?;
+        for (mount_point, why) in rewritten.taken_out {
+            left_out.push((format!("/etc/fstab's entry for {mount_point}"), format!("commented out: {why}")));
+        }
+    }
+    Ok(())
 }
 
 /// What the installed system has in `/etc/blankslate` (the package's `initrd.conf`,
@@ -688,6 +711,7 @@ fn copy_etc_tree(
             remove(&path, "not a file, link or directory: an etc tree holds none")?;
         }
     }
+    rewrite_fstab(&tree_dir, declaration, &mut left_out)?;
     let entries = nodes.iter().filter(|n| matches!(n.kind, tree::NodeKind::File | tree::NodeKind::Symlink)).count();
     Ok((entries, left_out))
 }

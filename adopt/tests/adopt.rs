@@ -182,6 +182,31 @@ fn the_installed_etc_blankslate_goes_into_the_persisted_one() {
     assert!(!volume.join("etc/blankslate/etc/blankslate").exists(), "not in the etc tree: it is persisted");
 }
 
+/// An installed fstab mounts the root (which would fail on the tmpfs) and `/home` on
+/// its own partition (which would hide the persisted `/home`): the etc tree's fstab
+/// has both commented out with why, the rest as it was, and adopt says so.
+#[test]
+fn the_adopted_fstab_mounts_nothing_over_the_root_or_persisted_data() {
+    if !is_root() {
+        eprintln!("skipped: owners need root");
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let (root, volume) = (scratch.path().join("installed"), scratch.path().join("volume"));
+    installed(&root);
+    let fstab = "UUID=1 / ext4 errors=remount-ro 0 1\nUUID=2 /home ext4 defaults 0 2\nUUID=3 none swap sw 0 0\n";
+    write(&root, "etc/fstab", fstab, 0o644, (0, 0));
+    std::fs::create_dir_all(&volume).unwrap();
+    let adopted = adopt(&Request { from: &root, to: &volume, mount_point: "/persist" }).unwrap().finish().unwrap();
+    let text = std::fs::read_to_string(volume.join("etc/blankslate/etc/fstab")).unwrap();
+    assert!(text.contains("# UUID=1 / ext4 errors=remount-ro 0 1\n"), "{text}");
+    assert!(text.contains("# UUID=2 /home ext4 defaults 0 2\n"), "{text}");
+    assert!(text.contains("\nUUID=3 none swap sw 0 0\n"), "{text}");
+    let said: Vec<&str> = adopted.etc_left_out.iter().map(|(path, _)| path.as_str()).collect();
+    assert!(said.contains(&"/etc/fstab's entry for /home"), "{said:?}");
+    assert_eq!(std::fs::read_to_string(root.join("etc/fstab")).unwrap(), fstab, "the installed root is only read");
+}
+
 #[test]
 fn a_volume_with_data_or_a_root_without_etc_is_refused_and_nothing_is_written() {
     let scratch = tempfile::tempdir().unwrap();
