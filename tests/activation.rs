@@ -399,6 +399,29 @@ fn rollback_restores_the_previous_etc_exactly_and_dry_runs_change_nothing() {
     assert_eq!(scratch.snapshot(), second);
 }
 
+/// A switch on a system booted by another blankslate version (the initramfs's copy,
+/// which reads generations at the next boot) warns to rebuild the initramfs; booted
+/// by this version, it says nothing of it.
+#[test]
+fn a_switch_warns_when_the_initramfs_that_booted_is_another_version() {
+    let scratch = Scratch::new();
+    let one = scratch.declaration("one.toml", &generation_1());
+    let record = |version: &str| {
+        let dir = scratch.dir.path().join("run/blankslate");
+        std::fs::create_dir_all(&dir).unwrap();
+        let json = format!("{{\"generation\":1,\"blankslate_version\":\"{version}\"}}\n");
+        std::fs::write(dir.join("boot.json"), json).unwrap();
+    };
+    record("0.0.1");
+    let output = scratch.run(&["switch", &one], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("booted by blankslate 0.0.1"), "{}", stderr(&output));
+    assert!(stderr(&output).contains("rebuild the initramfs"), "{}", stderr(&output));
+    record(env!("CARGO_PKG_VERSION"));
+    let output = scratch.run(&["switch", &one], &[]);
+    assert!(!stderr(&output).contains("initramfs"), "{}", stderr(&output));
+}
+
 #[test]
 fn refuse_conflicts_through_the_binary_changes_nothing() {
     let scratch = Scratch::new();

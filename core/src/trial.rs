@@ -29,6 +29,9 @@ pub const LIVE_TRIAL: &str = "run/blankslate/trial.json";
 /// The boot's record (written by boot, below the root).
 pub const BOOT_RECORD: &str = "run/blankslate/boot.json";
 
+/// This blankslate's version.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// A boot default on trial.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BootTrial {
@@ -76,6 +79,10 @@ pub struct BootRecord {
     /// This boot fell back from a generation whose trial failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<FallBack>,
+    /// The version of the blankslate that booted (the initramfs's copy); none from one
+    /// older than this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blankslate_version: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,16 +110,39 @@ impl BootRecord {
         self.trial.is_some_and(|a| a.attempt == trial.attempts && a.tries == trial.tries)
     }
 
+    /// The record of a boot by this blankslate.
     pub fn of(choice: BootChoice) -> BootRecord {
+        let blankslate_version = Some(VERSION.to_owned());
         match choice {
-            BootChoice::Plain(generation) => BootRecord { generation, ..BootRecord::default() },
-            BootChoice::Attempt { generation, attempt, tries, .. } => {
-                BootRecord { generation, trial: Some(TrialAttempt { attempt, tries }), fallback: None }
-            }
-            BootChoice::FallBack { from, attempts, to } => {
-                BootRecord { generation: to, trial: None, fallback: Some(FallBack { from, attempts }) }
-            }
+            BootChoice::Plain(generation) => BootRecord { generation, blankslate_version, ..BootRecord::default() },
+            BootChoice::Attempt { generation, attempt, tries, .. } => BootRecord {
+                generation,
+                trial: Some(TrialAttempt { attempt, tries }),
+                fallback: None,
+                blankslate_version,
+            },
+            BootChoice::FallBack { from, attempts, to } => BootRecord {
+                generation: to,
+                trial: None,
+                fallback: Some(FallBack { from, attempts }),
+                blankslate_version,
+            },
         }
+    }
+
+    /// What to tell whoever switches this booted system with this blankslate, when the
+    /// blankslate that booted it (the copy in the initramfs, which reads generations
+    /// at the next boot) is another version.
+    pub fn version_warning(&self) -> Option<String> {
+        let booted = self.blankslate_version.as_deref();
+        (booted != Some(VERSION)).then(|| {
+            format!(
+                "this system was booted by blankslate {} (the copy in its initramfs) and this is {VERSION}: \
+                 rebuild the initramfs before the next boot (`/etc/kernel/postinst.d/zz-blankslate $(uname -r)`, \
+                 or `dracut -f`), as an older one may not read what this one wrote",
+                booted.unwrap_or("older than 0.1.0")
+            )
+        })
     }
 }
 

@@ -9,6 +9,7 @@ use blankslate_activator::etc;
 use blankslate_activator::switch::{self, Mode, Preview, Request, Switched, Unbuilt, Wanted};
 use blankslate_core::fs::Dir;
 use blankslate_core::generation::State;
+use blankslate_core::trial::BootRecord;
 use blankslate_persist::Report;
 
 use super::{
@@ -177,6 +178,10 @@ fn print_preview(preview: &Preview) -> Result<()> {
 fn run(state: &State, target: &Target, wanted: Wanted, activation: &Activation) -> Result<ExitCode> {
     let switched = live(state, target, |live| live.switch(&activation.request(wanted)))?;
     print_switched(&switched)?;
+    let booted = BootRecord::read(&Dir::open_root(&target.root)?);
+    if let Some(warning) = booted.and_then(|record| record.version_warning()) {
+        errln!("warning: {warning}")?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
