@@ -44,10 +44,11 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+use blankslate_core::decl::paths::is_inside;
 use blankslate_core::decl::{self, Declaration, Entry, EntryKind, EtcTree, How, Mode, MountOption, Owner, PersistRoot};
 use blankslate_core::fs::{Dir, FsError, Kind, Lock, Meta};
 use blankslate_persist::journal::{self as volume_state, LOCK, STATE_DIR};
-use blankslate_persist::tree::{self, CopyStats, TreeError};
+use blankslate_persist::tree::{self, CopyStats, NestedMounts, TreeError};
 
 pub use record::RECORD;
 use record::{Record, temporary};
@@ -228,10 +229,20 @@ pub fn adopt(request: &Request<'_>) -> Result<Adoption> {
         users: BTreeMap::new(),
     };
     let mut notes = BTreeMap::new();
+    let mounts = nested_mounts(request.from);
     for (path, decision) in decisions {
         match decision {
             Decision::LeaveOut(why) => adopted.left_out.push((path, why)),
-            Decision::Keep { entry, note, undecided } => {
+            Decision::Keep { entry, mut note, undecided } => {
+                let inside: Vec<&str> = mounts.iter().map(String::as_str).filter(|m| is_inside(m, &path)).collect();
+                if !inside.is_empty() {
+                    let said = format!(
+                        "{} mounted there as before by /etc/fstab: a file system of its own, not copied (its \
+                         mount point is kept, empty)",
+                        inside.join(", ")
+                    );
+                    note = Some(note.map_or_else(|| said.clone(), |n| format!("{n}; {said}")));
+                }
                 let stats = match record.copied.get(&path) {
                     Some(stats) if adopted.finished_before => *stats,
                     _ => copy_into(&root, &volume, &path, record, records)?,
@@ -269,6 +280,12 @@ pub fn adopt(request: &Request<'_>) -> Result<Adoption> {
     home.write_atomic(DECLARATION_FILE, text.as_bytes(), 0o600)?;
     volume.sync()?;
     Ok(adoption)
+}
+
+/// The mount points inside the root being adopted, as paths in it (`/boot/efi`).
+fn nested_mounts(from: &Path) -> Vec<String> {
+    let Ok(from) = std::fs::canonicalize(from) else { return Vec::new() };
+    blankslate_core::mount::below(&from).into_iter().map(|m| String::from_utf8_lossy(&m).into_owned()).collect()
 }
 
 /// The tree's `fstab`, rewritten for a blankslate root ([`fstab::rewrite`]), with its
@@ -623,7 +640,7 @@ fn copy_into(root: &Dir, volume: &Dir, path: &str, record: &mut Record, state: &
     let dest_parent = mirror_parents(root, volume, parent)?;
     let recorded = record.copied.get(path).copied();
     let copy = |temp: &str| {
-        tree::copy(&source_parent, OsStr::new(name), &dest_parent, OsStr::new(temp))
+        tree::copy_with(&source_parent, OsStr::new(name), &dest_parent, OsStr::new(temp), NestedMounts::LeaveEmpty)
             .map_err(|source| AdoptError::Copy { path: path.to_owned(), source })
     };
     place(&dest_parent, name, recorded, copy, |stats| {

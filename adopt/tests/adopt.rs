@@ -207,6 +207,47 @@ fn the_adopted_fstab_mounts_nothing_over_the_root_or_persisted_data() {
     assert_eq!(std::fs::read_to_string(root.join("etc/fstab")).unwrap(), fstab, "the installed root is only read");
 }
 
+/// Another file system mounted inside a kept directory (the ESP at `/boot/efi`) is
+/// not copied into the volume and does not stop adopt: its mount point is kept,
+/// empty, and the declaration's comment on the kept directory names it.
+#[test]
+fn a_file_system_mounted_inside_a_kept_directory_keeps_only_its_mount_point() {
+    if !is_root() {
+        eprintln!("skipped: mounts need root");
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let (root, volume) = (scratch.path().join("installed"), scratch.path().join("volume"));
+    installed(&root);
+    write(&root, "boot/vmlinuz-6.1", "kernel\n", 0o644, (0, 0));
+    std::fs::create_dir_all(root.join("boot/efi")).unwrap();
+    std::fs::create_dir_all(&volume).unwrap();
+    let result = std::thread::spawn(move || {
+        blankslate_core::sys::unshare_mount_namespace().expect("unshare (tests run as root)");
+        blankslate_core::mount::make_private().unwrap();
+        let boot = Dir::open_root(&root.join("boot")).unwrap();
+        blankslate_core::mount::mount_new(
+            &boot,
+            "efi",
+            "tmpfs",
+            &[("mode", "0700")],
+            blankslate_core::mount::MountAttrFlags::empty(),
+        )
+        .unwrap();
+        std::fs::write(root.join("boot/efi/grubx64.efi"), "loader").unwrap();
+        let adopted = adopt(&Request { from: &root, to: &volume, mount_point: "/persist" }).unwrap().finish().unwrap();
+        (adopted, volume)
+    })
+    .join();
+    let (adopted, volume) = result.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    assert!(adopted.kept.iter().any(|k| k.path == "/boot"), "{:?}", adopted.kept);
+    assert_eq!(std::fs::read_to_string(volume.join("boot/vmlinuz-6.1")).unwrap(), "kernel\n");
+    assert!(volume.join("boot/efi").is_dir(), "the mount point is kept");
+    assert_eq!(std::fs::read_dir(volume.join("boot/efi")).unwrap().count(), 0, "nothing of the ESP copied");
+    let declaration = std::fs::read_to_string(volume.join("etc/blankslate/system.toml")).unwrap();
+    assert!(declaration.contains("/boot/efi mounted there as before by /etc/fstab"), "{declaration}");
+}
+
 #[test]
 fn a_volume_with_data_or_a_root_without_etc_is_refused_and_nothing_is_written() {
     let scratch = tempfile::tempdir().unwrap();

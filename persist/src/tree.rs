@@ -315,6 +315,7 @@ struct PendingDir {
 }
 
 struct Copier<'a> {
+    nested: NestedMounts,
     /// The directory holding the copy's top, and the top's name there.
     dest_parent: &'a Dir,
     dest_name: &'a OsStr,
@@ -326,11 +327,29 @@ struct Copier<'a> {
     stats: CopyStats,
 }
 
+/// What a copy does with a directory inside the tree that another file system is
+/// mounted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NestedMounts {
+    /// Fails: the data would be split across two places (`persist add`).
+    Refuse,
+    /// Copies the directory alone, empty, with the mounted root's owner and mode: the
+    /// place where the system mounts that file system as before (`adopt`, an ESP at
+    /// `/boot/efi`).
+    LeaveEmpty,
+}
+
 /// Copies entry `name` of `source` (a directory tree or a single non-directory) to
 /// `dest_name` in `dest` (which must not exist), as described in the module docs.
 pub fn copy(source: &Dir, name: &OsStr, dest: &Dir, dest_name: &OsStr) -> Result<CopyStats> {
+    copy_with(source, name, dest, dest_name, NestedMounts::Refuse)
+}
+
+/// [`copy`], with what to do with directories another file system is mounted on.
+pub fn copy_with(source: &Dir, name: &OsStr, dest: &Dir, dest_name: &OsStr, nested: NestedMounts) -> Result<CopyStats> {
     let top = stat(source, name, source.path())?;
     let mut copier = Copier {
+        nested,
         dest_parent: dest,
         dest_name,
         linked: HashMap::new(),
@@ -367,6 +386,13 @@ impl Copier<'_> {
         let shown = from.path().join(name);
         let kind = NodeKind::of(u32::from(st.stx_mode));
         if st.stx_mnt_id != self.mount_id {
+            if self.nested == NestedMounts::LeaveEmpty && kind == NodeKind::Directory {
+                rustix::fs::mkdirat(to, to_name, Mode::from_raw_mode(0o700))
+                    .map_err(wrap("create directory", to.path().join(to_name)))?;
+                self.directories.push(PendingDir { path: rel.to_path_buf(), stat: *st, xattrs: Vec::new() });
+                self.stats.directories += 1;
+                return Ok(());
+            }
             return Err(TreeError::MountPoint(shown));
         }
         match kind {
