@@ -2,8 +2,9 @@
 //! sshd, built from Debian's packages with `mmdebstrap` (never installed on the host)
 //! and put onto blankslate the way the README tells a Debian user to:
 //!
-//! 1. the image tree gets the static `blankslate` in `/usr/bin`, the sync unit
-//!    (enabled), the dracut module, and the test's own probe unit;
+//! 1. the image tree gets blankslate's Debian package (`packaging/debian/build-deb`
+//!    with the static binary, installed by dpkg in the tree), the sync unit enabled,
+//!    and the test's own probe unit;
 //! 2. dracut, run *inside the tree* (chroot, in a private mount namespace), builds a
 //!    systemd initrd with the blankslate module (route b);
 //! 3. `blankslate initrd` builds blankslate's own initramfs from the tree's kernel
@@ -223,22 +224,20 @@ fn prepare() -> Result<Prepared> {
     let id = std::fs::read_to_string("/proc/sys/kernel/random/uuid").map_err(|e| e.to_string())?;
     std::fs::write(tree.join("etc/machine-id"), format!("{}\n", id.trim().replace('-', "")))
         .map_err(|e| e.to_string())?;
-    // What a Debian user installs: the binary, the units (the sync unit enabled; the
-    // boot trial's confirm and deadline units for whoever enables them), the dracut
-    // module.
-    let binary = std::fs::read(static_binary()?).map_err(|e| e.to_string())?;
-    install(&binary, &tree.join("usr/bin/blankslate"), 0o755)?;
-    let packaging = workspace().join("packaging");
-    for unit in ["blankslate-sync.service", "blankslate-confirm.service", "blankslate-boot-deadline.service"] {
-        let text = std::fs::read(packaging.join("systemd").join(unit)).map_err(|e| e.to_string())?;
-        install(&text, &tree.join("usr/lib/systemd/system").join(unit), 0o644)?;
-    }
+    // What a Debian user installs: the package (`packaging/debian/build-deb`, the
+    // README's one command, with the static binary), installed by dpkg inside the
+    // tree; then the sync unit enabled, as the walkthrough says.
+    let built = run(Command::new(workspace().join("packaging/debian/build-deb"))
+        .arg("--binary")
+        .arg(static_binary()?)
+        .arg("--out")
+        .arg(work.join("deb")))?;
+    let deb = PathBuf::from(built.trim());
+    let copy = tree.join("var/cache/blankslate.deb");
+    std::fs::copy(&deb, &copy).map_err(|e| format!("{}: {e}", deb.display()))?;
+    run_in_tree(&tree, "dpkg -i /var/cache/blankslate.deb")?;
+    std::fs::remove_file(&copy).map_err(|e| format!("{}: {e}", copy.display()))?;
     enable(&tree, "blankslate-sync.service", "sysinit.target", "/lib/systemd/system")?;
-    sh(&format!(
-        "cp -r '{}' '{}/usr/lib/dracut/modules.d/'",
-        packaging.join("dracut/90blankslate").display(),
-        tree.display()
-    ))?;
     // The test's own pieces.
     install(PROBE.as_bytes(), &tree.join("usr/local/sbin/vmtest-probe"), 0o755)?;
     install(PROBE_UNIT.as_bytes(), &tree.join("etc/systemd/system/vmtest-probe.service"), 0o644)?;
