@@ -22,7 +22,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -285,10 +285,20 @@ impl Dir {
         Ok(Dir { fd, path: self.path.clone() })
     }
 
+    /// The error of `op` on `name` below this directory; the path for the message is
+    /// joined only when it fails (a repair asks thousands of names that succeed).
+    fn failed<'a>(
+        &'a self,
+        op: &'static str,
+        name: impl AsRef<Path> + 'a,
+    ) -> impl FnOnce(rustix::io::Errno) -> FsError + 'a {
+        move |errno| FsError { op, path: self.path.join(name), source: errno.into() }
+    }
+
     fn openat(&self, path: &Path, flags: OFlags, mode: Mode, op: &'static str) -> Result<OwnedFd> {
         check_relative(path, &self.path)?;
         rustix::fs::openat2(&self.fd, path, flags | OFlags::CLOEXEC | OFlags::NOFOLLOW, mode, BENEATH)
-            .map_err(wrap(op, self.path.join(path)))
+            .map_err(self.failed(op, path))
     }
 
     /// Opens a directory below this one; no symlink may appear anywhere on the way.
@@ -333,7 +343,7 @@ impl Dir {
         match rustix::fs::mkdirat(&self.fd, name, Mode::from_raw_mode(mode)) {
             Ok(()) => Ok(true),
             Err(rustix::io::Errno::EXIST) => Ok(false),
-            Err(errno) => Err(wrap("create directory", self.path.join(name))(errno)),
+            Err(errno) => Err(self.failed("create directory", name)(errno)),
         }
     }
 
@@ -357,8 +367,8 @@ impl Dir {
         } else {
             (flags | OFlags::NOFOLLOW, BENEATH)
         };
-        let fd = openat2_following(&self.fd, path, flags, resolve).map_err(wrap("open", self.path.join(path)))?;
-        let stat = rustix::fs::fstat(&fd).map_err(wrap("stat", self.path.join(path)))?;
+        let fd = openat2_following(&self.fd, path, flags, resolve).map_err(self.failed("open", path))?;
+        let stat = rustix::fs::fstat(&fd).map_err(self.failed("stat", path))?;
         Ok((File::from(fd), meta_of(&stat)))
     }
 
@@ -378,7 +388,7 @@ impl Dir {
         let path = path.as_ref();
         let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
         let fd = openat2_following(&self.fd, path, OFlags::RDONLY | OFlags::CLOEXEC, resolve)
-            .map_err(wrap("open file", self.path.join(path)))?;
+            .map_err(self.failed("open file", path))?;
         let mut contents = Vec::new();
         File::from(fd).read_to_end(&mut contents).map_err(wrap_io("read", self.path.join(path)))?;
         Ok(contents)
@@ -482,24 +492,31 @@ impl Dir {
     pub fn symlink(&self, name: impl AsRef<OsStr>, target: impl AsRef<OsStr>) -> Result<()> {
         let name = name.as_ref();
         check_name(name, &self.path)?;
-        rustix::fs::symlinkat(target.as_ref(), &self.fd, name).map_err(wrap("create symlink", self.path.join(name)))
+        rustix::fs::symlinkat(target.as_ref(), &self.fd, name).map_err(self.failed("create symlink", name))
     }
 
     /// The target of the symlink `name`.
     pub fn read_link(&self, name: impl AsRef<OsStr>) -> Result<OsString> {
         let name = name.as_ref();
         check_name(name, &self.path)?;
-        let target =
-            rustix::fs::readlinkat(&self.fd, name, Vec::new()).map_err(wrap("read symlink", self.path.join(name)))?;
-        Ok(OsString::from(std::ffi::OsStr::from_bytes(target.as_bytes())))
+        // A target is shorter than PATH_MAX: read into the stack, then one allocation
+        // of its size (rustix's growing buffer allocates three times). One that fills
+        // the buffer may be cut short, and is read again into a growing one.
+        let mut buffer = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+        let (target, rest) =
+            rustix::fs::readlinkat_raw(&self.fd, name, &mut buffer[..]).map_err(self.failed("read symlink", name))?;
+        if !rest.is_empty() {
+            return Ok(OsStr::from_bytes(target).to_os_string());
+        }
+        let target = rustix::fs::readlinkat(&self.fd, name, Vec::new()).map_err(self.failed("read symlink", name))?;
+        Ok(OsString::from_vec(target.into_bytes()))
     }
 
     /// `lstat` of one entry.
     pub fn meta(&self, name: impl AsRef<OsStr>) -> Result<Meta> {
         let name = name.as_ref();
         check_name(name, &self.path)?;
-        let stat = rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(wrap("stat", self.path.join(name)))?;
+        let stat = rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(self.failed("stat", name))?;
         Ok(meta_of(&stat))
     }
 
@@ -534,7 +551,7 @@ impl Dir {
         let (from, to) = (from.as_ref(), to.as_ref());
         check_name(from, &self.path)?;
         check_name(to, &self.path)?;
-        rustix::fs::renameat(&self.fd, from, &self.fd, to).map_err(wrap("rename", self.path.join(from)))
+        rustix::fs::renameat(&self.fd, from, &self.fd, to).map_err(self.failed("rename", from))
     }
 
     /// Renames `from` to `to` within this directory; `Ok(false)` if `to` exists.
@@ -545,7 +562,7 @@ impl Dir {
         match rustix::fs::renameat_with(&self.fd, from, &self.fd, to, RenameFlags::NOREPLACE) {
             Ok(()) => Ok(true),
             Err(rustix::io::Errno::EXIST | rustix::io::Errno::NOTEMPTY) => Ok(false),
-            Err(errno) => Err(wrap("rename", self.path.join(from))(errno)),
+            Err(errno) => Err(self.failed("rename", from)(errno)),
         }
     }
 
@@ -558,7 +575,7 @@ impl Dir {
         match rustix::fs::linkat(&self.fd, from, &self.fd, to, AtFlags::empty()) {
             Ok(()) => Ok(true),
             Err(rustix::io::Errno::EXIST) => Ok(false),
-            Err(errno) => Err(wrap("link", self.path.join(from))(errno)),
+            Err(errno) => Err(self.failed("link", from)(errno)),
         }
     }
 
@@ -566,7 +583,7 @@ impl Dir {
     pub fn remove_file(&self, name: impl AsRef<OsStr>) -> Result<()> {
         let name = name.as_ref();
         check_name(name, &self.path)?;
-        rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()).map_err(wrap("remove", self.path.join(name)))
+        rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()).map_err(self.failed("remove", name))
     }
 
     /// Removes an empty directory; `Ok(false)` if it is not empty (or not there).
@@ -576,7 +593,7 @@ impl Dir {
         match rustix::fs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR) {
             Ok(()) => Ok(true),
             Err(rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST | rustix::io::Errno::NOENT) => Ok(false),
-            Err(errno) => Err(wrap("remove directory", self.path.join(name))(errno)),
+            Err(errno) => Err(self.failed("remove directory", name)(errno)),
         }
     }
 
@@ -592,7 +609,7 @@ impl Dir {
         for (entry, kind) in child.entries()? {
             if kind == Kind::Directory { child.remove_tree(&entry)? } else { child.remove_file(&entry)? }
         }
-        rustix::fs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR).map_err(wrap("remove directory", self.path.join(name)))
+        rustix::fs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR).map_err(self.failed("remove directory", name))
     }
 
     /// Sets this directory's permission bits.
@@ -720,7 +737,7 @@ impl Dir {
         let name = name.as_ref();
         check_name(name, &self.path)?;
         let statx = rustix::fs::statx(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW, rustix::fs::StatxFlags::MNT_ID)
-            .map_err(wrap("stat", self.path.join(name)))?;
+            .map_err(self.failed("stat", name))?;
         Ok(statx.stx_mnt_id)
     }
 
@@ -730,7 +747,7 @@ impl Dir {
         let name = name.as_ref();
         check_name(name, &self.path)?;
         let statx = rustix::fs::statx(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW, rustix::fs::StatxFlags::BASIC_STATS)
-            .map_err(wrap("stat", self.path.join(name)))?;
+            .map_err(self.failed("stat", name))?;
         Ok(statx.stx_attributes.contains(rustix::fs::StatxAttributes::MOUNT_ROOT))
     }
 
@@ -765,7 +782,7 @@ impl Dir {
         check_name(name, &self.path)?;
         let fd =
             self.openat(Path::new(name), OFlags::RDWR | OFlags::CREATE, Mode::from_raw_mode(0o600), "open lock file")?;
-        rustix::fs::flock(&fd, FlockOperation::LockExclusive).map_err(wrap("lock", self.path.join(name)))?;
+        rustix::fs::flock(&fd, FlockOperation::LockExclusive).map_err(self.failed("lock", name))?;
         Ok(Lock { fd, recorded: false })
     }
 
@@ -1025,8 +1042,11 @@ impl Checked {
 
     /// The whole contents, for files known to be small (checked copies in `/etc`).
     pub fn read_to_end(&self) -> Result<Vec<u8>> {
-        let mut contents = Vec::new();
-        (&self.file).read_to_end(&mut contents).map_err(wrap_io("read", &self.path))?;
+        // Sized by the `fstat` already made: `File::read_to_end` would ask the size
+        // again (`statx`, `lseek`). A file that grew meanwhile is still read whole.
+        let size = usize::try_from(self.meta.size).unwrap_or(0);
+        let mut contents = Vec::with_capacity(size.saturating_add(1));
+        io::Read::read_to_end(&mut (&self.file).take(u64::MAX), &mut contents).map_err(wrap_io("read", &self.path))?;
         Ok(contents)
     }
 }
