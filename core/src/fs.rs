@@ -22,7 +22,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -499,17 +499,16 @@ impl Dir {
     pub fn read_link(&self, name: impl AsRef<OsStr>) -> Result<OsString> {
         let name = name.as_ref();
         check_name(name, &self.path)?;
-        // A target is shorter than PATH_MAX: read into the stack, then one allocation
-        // of its size (rustix's growing buffer allocates three times). One that fills
-        // the buffer may be cut short, and is read again into a growing one.
+        // The kernel makes no target of PATH_MAX bytes or more: read into the stack,
+        // then one allocation of its size (rustix's growing buffer allocates three
+        // times). A full buffer would be a target cut short, never taken for one.
         let mut buffer = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
         let (target, rest) =
             rustix::fs::readlinkat_raw(&self.fd, name, &mut buffer[..]).map_err(self.failed("read symlink", name))?;
-        if !rest.is_empty() {
-            return Ok(OsStr::from_bytes(target).to_os_string());
+        if rest.is_empty() {
+            return Err(self.failed("read symlink", name)(rustix::io::Errno::NAMETOOLONG));
         }
-        let target = rustix::fs::readlinkat(&self.fd, name, Vec::new()).map_err(self.failed("read symlink", name))?;
-        Ok(OsString::from_vec(target.into_bytes()))
+        Ok(OsStr::from_bytes(target).to_os_string())
     }
 
     /// `lstat` of one entry.
@@ -1176,6 +1175,21 @@ mod tests {
         assert_eq!(root.read_link("link").unwrap(), "b");
         let names: Vec<_> = root.entries().unwrap().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["f", "link"]);
+    }
+
+    /// The longest target the kernel makes (`PATH_MAX` - 1 bytes) is read whole through
+    /// the stack buffer, and a checked copy whole through its `fstat`-sized one.
+    #[test]
+    fn the_longest_link_target_and_a_checked_file_are_read_whole() {
+        let scratch = tempfile::tempdir().unwrap();
+        let root = Dir::open_root(scratch.path()).unwrap();
+        let target = "t/".repeat(2047) + "x";
+        assert_eq!(target.len(), 4095);
+        root.symlink("long", &target).unwrap();
+        assert_eq!(root.read_link("long").unwrap(), target.as_str());
+        assert!(root.symlink("longer", target.clone() + "x").is_err(), "no longer target exists");
+        root.write_atomic("f", &[7; 10_000], 0o644).unwrap();
+        assert_eq!(root.open_checked("f", Accept::File).unwrap().read_to_end().unwrap(), [7; 10_000]);
     }
 
     #[test]
