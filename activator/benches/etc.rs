@@ -4,7 +4,7 @@
 //! `blankslate switch` binary spends per entry (`strace -c -f`); what a no-op
 //! `blankslate switch` costs with 10,000 entries against the same with 100; and what
 //! `blankslate repair` of 3000 entries with nothing to fix costs against
-//! `find ROOT/etc -xdev` over the same tree.
+//! `find ROOT/etc -xdev` over the same tree, in time and in system calls.
 //!
 //! Run: `cargo build --release && cargo bench -p blankslate-activator --bench etc`
 //! (the whole-process rows and the syscall counts need `target/release/blankslate`,
@@ -147,16 +147,13 @@ fn binary_times(binary: &Path, base: &Path) -> (Duration, Duration) {
     (median(cold), median(noop))
 }
 
-/// `strace -c -f` of one `blankslate switch 1`: total calls and the busiest calls.
-fn strace(binary: &Path, command: &str, root: &str, out: &Path) -> Option<(u64, Vec<(String, u64)>)> {
-    let mut args = vec![command, "--root", root];
-    if command == "switch" {
-        args.insert(1, "1");
-    }
+/// `strace -c -f` of one run of `program` (`blankslate switch 1`, `find`): total
+/// calls and the busiest calls.
+fn strace(program: &Path, args: &[&str], out: &Path) -> Option<(u64, Vec<(String, u64)>)> {
     let status = Command::new("strace")
         .args(["-f", "-c", "-o"])
         .arg(out)
-        .arg(binary)
+        .arg(program)
         .args(args)
         .stdout(std::process::Stdio::null())
         .status()
@@ -196,18 +193,25 @@ struct Counts {
     repair: u64,
     empty_repair: u64,
     busiest_repair: Vec<(String, u64)>,
+    /// `find ROOT/etc -xdev`, the baseline a repair is held to.
+    find: u64,
+    empty_find: u64,
 }
 
 fn syscall_counts(binary: &Path, base: &Path) -> Option<Counts> {
     let out = base.join("strace.out");
     let full = built_root(binary, base, "strace-full", ENTRIES);
     let empty = built_root(binary, base, "strace-empty", 0);
-    let (cold, busiest_cold) = strace(binary, "switch", &full, &out)?;
-    let (noop, busiest_noop) = strace(binary, "switch", &full, &out)?;
-    let (empty_cold, _) = strace(binary, "switch", &empty, &out)?;
-    let (empty_noop, _) = strace(binary, "switch", &empty, &out)?;
-    let (repair, busiest_repair) = strace(binary, "repair", &full, &out)?;
-    let (empty_repair, _) = strace(binary, "repair", &empty, &out)?;
+    let switch = |root: &str| strace(binary, &["switch", "1", "--root", root], &out);
+    let repairing = |root: &str| strace(binary, &["repair", "--root", root], &out);
+    let (cold, busiest_cold) = switch(&full)?;
+    let (noop, busiest_noop) = switch(&full)?;
+    let (empty_cold, _) = switch(&empty)?;
+    let (empty_noop, _) = switch(&empty)?;
+    let (repair, busiest_repair) = repairing(&full)?;
+    let (empty_repair, _) = repairing(&empty)?;
+    let (find, _) = strace(Path::new("find"), &[&format!("{full}/etc"), "-xdev"], &out)?;
+    let (empty_find, _) = strace(Path::new("find"), &[&format!("{empty}/etc"), "-xdev"], &out)?;
     Some(Counts {
         cold,
         noop,
@@ -218,6 +222,8 @@ fn syscall_counts(binary: &Path, base: &Path) -> Option<Counts> {
         repair,
         empty_repair,
         busiest_repair,
+        find,
+        empty_find,
     })
 }
 
@@ -323,7 +329,7 @@ fn main() {
     row("blankslate switch no-op (whole process)", process.map(|p| p.1), "");
     row("baseline: sh loop of `ln -s` (all links)", Some(shell), "");
 
-    println!("\nsystem calls of `blankslate switch 1` (strace -c -f), per /etc entry");
+    println!("\nsystem calls of `blankslate switch 1`, `repair` and `find -xdev` (strace -c -f), per /etc entry");
     println!(
         "{:<10} {:>8} {:>11} {:>16} {:>14} {:>8}",
         "case", "total", "per entry", "empty decl total", "marginal/entry", "target"
@@ -357,12 +363,24 @@ fn main() {
             marginal(c.repair, c.empty_repair),
             "~1"
         );
+        println!(
+            "{:<10} {:>8} {:>11.2} {:>16} {:>14.2} {:>8}",
+            "find",
+            c.find,
+            per_entry(c.find),
+            c.empty_find,
+            marginal(c.find, c.empty_find),
+            ""
+        );
+        #[allow(clippy::cast_precision_loss)]
+        let ratio = c.repair as f64 / c.find as f64;
+        println!("repair / find -xdev: {ratio:.2}x the system calls (a readlink per link is the floor)");
         let list = |rows: &[(String, u64)]| rows.iter().map(|(n, c)| format!("{n} {c}")).collect::<Vec<_>>().join(", ");
         println!("busiest, cold:   {}", list(&c.busiest_cold));
         println!("busiest, no-op:  {}", list(&c.busiest_noop));
         println!("busiest, repair: {}", list(&c.busiest_repair));
     } else {
-        for case in ["cold", "no-op", "repair"] {
+        for case in ["cold", "no-op", "repair", "find"] {
             println!("{case:<10} {:>8} {:>11} {:>16} {:>14} {:>8}", "n/a", "n/a", "n/a", "n/a", "");
         }
         if binary.is_none() {

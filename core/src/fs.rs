@@ -300,10 +300,20 @@ impl Dir {
         Ok(Dir { fd, path: self.path.clone() })
     }
 
+    /// The error of `op` on `name` below this directory; the path for the message is
+    /// joined only when it fails (a repair asks thousands of names that succeed).
+    fn failed<'a>(
+        &'a self,
+        op: &'static str,
+        name: impl AsRef<Path> + 'a,
+    ) -> impl FnOnce(rustix::io::Errno) -> FsError + 'a {
+        move |errno| FsError { op, path: self.path.join(name), source: errno.into() }
+    }
+
     fn openat(&self, path: &Path, flags: OFlags, mode: Mode, op: &'static str) -> Result<OwnedFd> {
         check_relative(path, &self.path)?;
         rustix::fs::openat2(&self.fd, path, flags | OFlags::CLOEXEC | OFlags::NOFOLLOW, mode, BENEATH)
-            .map_err(wrap(op, self.path.join(path)))
+            .map_err(self.failed(op, path))
     }
 
     /// Opens a directory below this one; no symlink may appear anywhere on the way.
@@ -348,7 +358,7 @@ impl Dir {
         match rustix::fs::mkdirat(&self.fd, name, Mode::from_raw_mode(mode)) {
             Ok(()) => Ok(true),
             Err(rustix::io::Errno::EXIST) => Ok(false),
-            Err(errno) => Err(wrap("create directory", self.path.join(name))(errno)),
+            Err(errno) => Err(self.failed("create directory", name)(errno)),
         }
     }
 
@@ -372,8 +382,8 @@ impl Dir {
         } else {
             (flags | OFlags::NOFOLLOW, BENEATH)
         };
-        let fd = openat2_following(&self.fd, path, flags, resolve).map_err(wrap("open", self.path.join(path)))?;
-        let stat = rustix::fs::fstat(&fd).map_err(wrap("stat", self.path.join(path)))?;
+        let fd = openat2_following(&self.fd, path, flags, resolve).map_err(self.failed("open", path))?;
+        let stat = rustix::fs::fstat(&fd).map_err(self.failed("stat", path))?;
         Ok((File::from(fd), meta_of(&stat)))
     }
 
@@ -393,7 +403,7 @@ impl Dir {
         let path = path.as_ref();
         let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
         let fd = openat2_following(&self.fd, path, OFlags::RDONLY | OFlags::CLOEXEC, resolve)
-            .map_err(wrap("open file", self.path.join(path)))?;
+            .map_err(self.failed("open file", path))?;
         let mut contents = Vec::new();
         File::from(fd).read_to_end(&mut contents).map_err(wrap_io("read", self.path.join(path)))?;
         Ok(contents)
@@ -497,24 +507,30 @@ impl Dir {
     pub fn symlink(&self, name: impl AsRef<OsStr>, target: impl AsRef<OsStr>) -> Result<()> {
         let name = name.as_ref();
         check_name(name, &self.path)?;
-        rustix::fs::symlinkat(target.as_ref(), &self.fd, name).map_err(wrap("create symlink", self.path.join(name)))
+        rustix::fs::symlinkat(target.as_ref(), &self.fd, name).map_err(self.failed("create symlink", name))
     }
 
     /// The target of the symlink `name`.
     pub fn read_link(&self, name: impl AsRef<OsStr>) -> Result<OsString> {
         let name = name.as_ref();
         check_name(name, &self.path)?;
-        let target =
-            rustix::fs::readlinkat(&self.fd, name, Vec::new()).map_err(wrap("read symlink", self.path.join(name)))?;
-        Ok(OsString::from(std::ffi::OsStr::from_bytes(target.as_bytes())))
+        // The kernel makes no target of PATH_MAX bytes or more: read into the stack,
+        // then one allocation of its size (rustix's growing buffer allocates three
+        // times). A full buffer would be a target cut short, never taken for one.
+        let mut buffer = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+        let (target, rest) =
+            rustix::fs::readlinkat_raw(&self.fd, name, &mut buffer[..]).map_err(self.failed("read symlink", name))?;
+        if rest.is_empty() {
+            return Err(self.failed("read symlink", name)(rustix::io::Errno::NAMETOOLONG));
+        }
+        Ok(OsStr::from_bytes(target).to_os_string())
     }
 
     /// `lstat` of one entry.
     pub fn meta(&self, name: impl AsRef<OsStr>) -> Result<Meta> {
         let name = name.as_ref();
         check_name(name, &self.path)?;
-        let stat = rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(wrap("stat", self.path.join(name)))?;
+        let stat = rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(self.failed("stat", name))?;
         Ok(meta_of(&stat))
     }
 
@@ -549,7 +565,7 @@ impl Dir {
         let (from, to) = (from.as_ref(), to.as_ref());
         check_name(from, &self.path)?;
         check_name(to, &self.path)?;
-        rustix::fs::renameat(&self.fd, from, &self.fd, to).map_err(wrap("rename", self.path.join(from)))
+        rustix::fs::renameat(&self.fd, from, &self.fd, to).map_err(self.failed("rename", from))
     }
 
     /// Renames `from` to `to` within this directory; `Ok(false)` if `to` exists.
@@ -560,7 +576,7 @@ impl Dir {
         match rustix::fs::renameat_with(&self.fd, from, &self.fd, to, RenameFlags::NOREPLACE) {
             Ok(()) => Ok(true),
             Err(rustix::io::Errno::EXIST | rustix::io::Errno::NOTEMPTY) => Ok(false),
-            Err(errno) => Err(wrap("rename", self.path.join(from))(errno)),
+            Err(errno) => Err(self.failed("rename", from)(errno)),
         }
     }
 
@@ -573,7 +589,7 @@ impl Dir {
         match rustix::fs::linkat(&self.fd, from, &self.fd, to, AtFlags::empty()) {
             Ok(()) => Ok(true),
             Err(rustix::io::Errno::EXIST) => Ok(false),
-            Err(errno) => Err(wrap("link", self.path.join(from))(errno)),
+            Err(errno) => Err(self.failed("link", from)(errno)),
         }
     }
 
@@ -581,7 +597,7 @@ impl Dir {
     pub fn remove_file(&self, name: impl AsRef<OsStr>) -> Result<()> {
         let name = name.as_ref();
         check_name(name, &self.path)?;
-        rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()).map_err(wrap("remove", self.path.join(name)))
+        rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()).map_err(self.failed("remove", name))
     }
 
     /// Removes an empty directory; `Ok(false)` if it is not empty (or not there).
@@ -591,7 +607,7 @@ impl Dir {
         match rustix::fs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR) {
             Ok(()) => Ok(true),
             Err(rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST | rustix::io::Errno::NOENT) => Ok(false),
-            Err(errno) => Err(wrap("remove directory", self.path.join(name))(errno)),
+            Err(errno) => Err(self.failed("remove directory", name)(errno)),
         }
     }
 
@@ -607,7 +623,7 @@ impl Dir {
         for (entry, kind) in child.entries()? {
             if kind == Kind::Directory { child.remove_tree(&entry)? } else { child.remove_file(&entry)? }
         }
-        rustix::fs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR).map_err(wrap("remove directory", self.path.join(name)))
+        rustix::fs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR).map_err(self.failed("remove directory", name))
     }
 
     /// Sets this directory's permission bits.
@@ -735,7 +751,7 @@ impl Dir {
         let name = name.as_ref();
         check_name(name, &self.path)?;
         let statx = rustix::fs::statx(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW, rustix::fs::StatxFlags::MNT_ID)
-            .map_err(wrap("stat", self.path.join(name)))?;
+            .map_err(self.failed("stat", name))?;
         Ok(statx.stx_mnt_id)
     }
 
@@ -745,7 +761,7 @@ impl Dir {
         let name = name.as_ref();
         check_name(name, &self.path)?;
         let statx = rustix::fs::statx(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW, rustix::fs::StatxFlags::BASIC_STATS)
-            .map_err(wrap("stat", self.path.join(name)))?;
+            .map_err(self.failed("stat", name))?;
         Ok(statx.stx_attributes.contains(rustix::fs::StatxAttributes::MOUNT_ROOT))
     }
 
@@ -780,7 +796,7 @@ impl Dir {
         check_name(name, &self.path)?;
         let fd =
             self.openat(Path::new(name), OFlags::RDWR | OFlags::CREATE, Mode::from_raw_mode(0o600), "open lock file")?;
-        rustix::fs::flock(&fd, FlockOperation::LockExclusive).map_err(wrap("lock", self.path.join(name)))?;
+        rustix::fs::flock(&fd, FlockOperation::LockExclusive).map_err(self.failed("lock", name))?;
         Ok(Lock { fd, recorded: false })
     }
 
@@ -1040,8 +1056,11 @@ impl Checked {
 
     /// The whole contents, for files known to be small (checked copies in `/etc`).
     pub fn read_to_end(&self) -> Result<Vec<u8>> {
-        let mut contents = Vec::new();
-        (&self.file).read_to_end(&mut contents).map_err(wrap_io("read", &self.path))?;
+        // Sized by the `fstat` already made: `File::read_to_end` would ask the size
+        // again (`statx`, `lseek`). A file that grew meanwhile is still read whole.
+        let size = usize::try_from(self.meta.size).unwrap_or(0);
+        let mut contents = Vec::with_capacity(size.saturating_add(1));
+        io::Read::read_to_end(&mut (&self.file).take(u64::MAX), &mut contents).map_err(wrap_io("read", &self.path))?;
         Ok(contents)
     }
 }
@@ -1171,6 +1190,21 @@ mod tests {
         assert_eq!(root.read_link("link").unwrap(), "b");
         let names: Vec<_> = root.entries().unwrap().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["f", "link"]);
+    }
+
+    /// The longest target the kernel makes (`PATH_MAX` - 1 bytes) is read whole through
+    /// the stack buffer, and a checked copy whole through its `fstat`-sized one.
+    #[test]
+    fn the_longest_link_target_and_a_checked_file_are_read_whole() {
+        let scratch = tempfile::tempdir().unwrap();
+        let root = Dir::open_root(scratch.path()).unwrap();
+        let target = "t/".repeat(2047) + "x";
+        assert_eq!(target.len(), 4095);
+        root.symlink("long", &target).unwrap();
+        assert_eq!(root.read_link("long").unwrap(), target.as_str());
+        assert!(root.symlink("longer", target.clone() + "x").is_err(), "no longer target exists");
+        root.write_atomic("f", &[7; 10_000], 0o644).unwrap();
+        assert_eq!(root.open_checked("f", Accept::File).unwrap().read_to_end().unwrap(), [7; 10_000]);
     }
 
     #[test]

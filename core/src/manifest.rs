@@ -11,7 +11,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// The manifest's file name inside an etc store object.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -36,7 +37,10 @@ pub enum EtcKind {
 
 /// One entry. `hash` is the blake3 (hex) of the contents, or of the link target for
 /// entries whose contents live outside the store (NixOS trees); none for a directory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Read by a visitor of its own ([`EntryVisitor`]): the derived reading of a
+/// flattened enum buffers every entry first, which made reading a manifest the
+/// larger part of a repair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ManifestEntry {
     #[serde(flatten)]
     pub kind: EtcKind,
@@ -54,7 +58,119 @@ pub struct ManifestEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Manifest {
     pub version: u32,
+    #[serde(deserialize_with = "entries_in_order")]
     pub entries: BTreeMap<String, ManifestEntry>,
+}
+
+/// The fields of an entry as written (any other is ignored, as it always was).
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum Field {
+    Kind,
+    Target,
+    Hash,
+    Mode,
+    User,
+    Group,
+    #[serde(other)]
+    Other,
+}
+
+/// An entry's `kind`.
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Tag {
+    Link,
+    DirectLink,
+    Copy,
+    Directory,
+}
+
+struct EntryVisitor;
+
+impl<'de> Visitor<'de> for EntryVisitor {
+    type Value = ManifestEntry;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an /etc manifest entry")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ManifestEntry, A::Error> {
+        // `target` is only a direct link's: for another kind, any value was ignored.
+        let (mut tag, mut target, mut hash, mut mode, mut user, mut group) =
+            (None, None::<serde_json::Value>, None, None::<Option<String>>, None, None);
+        while let Some(field) = map.next_key()? {
+            match field {
+                Field::Kind => once(&mut map, &mut tag, "kind")?,
+                Field::Target => once(&mut map, &mut target, "target")?,
+                Field::Hash => once(&mut map, &mut hash, "hash")?,
+                Field::Mode => once(&mut map, &mut mode, "mode")?,
+                Field::User => once(&mut map, &mut user, "user")?,
+                Field::Group => once(&mut map, &mut group, "group")?,
+                Field::Other => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        let kind = match tag.ok_or_else(|| de::Error::missing_field("kind"))? {
+            Tag::Link => EtcKind::Link,
+            Tag::DirectLink => {
+                let target = target.ok_or_else(|| de::Error::missing_field("target"))?;
+                EtcKind::DirectLink { target: serde_json::from_value(target).map_err(de::Error::custom)? }
+            }
+            Tag::Copy => EtcKind::Copy,
+            Tag::Directory => EtcKind::Directory,
+        };
+        Ok(ManifestEntry {
+            kind,
+            hash: hash.unwrap_or_default(),
+            mode: mode.flatten(),
+            user: user.ok_or_else(|| de::Error::missing_field("user"))?,
+            group: group.ok_or_else(|| de::Error::missing_field("group"))?,
+        })
+    }
+}
+
+/// Reads the value of a field into `slot`; a field written twice is an error.
+fn once<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
+    map: &mut A,
+    slot: &mut Option<T>,
+    name: &'static str,
+) -> Result<(), A::Error> {
+    if slot.is_some() {
+        return Err(de::Error::duplicate_field(name));
+    }
+    *slot = Some(map.next_value()?);
+    Ok(())
+}
+
+impl<'de> Deserialize<'de> for ManifestEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(EntryVisitor)
+    }
+}
+
+/// The entries, gathered in the order written (sorted, as every manifest is) and then
+/// built into the map at once, rather than inserted one by one. A key written twice
+/// keeps its last entry, as insertion did.
+fn entries_in_order<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, ManifestEntry>, D::Error> {
+    struct Entries;
+    impl<'de> Visitor<'de> for Entries {
+        type Value = BTreeMap<String, ManifestEntry>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map of /etc entries")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
+            while let Some(entry) = map.next_entry()? {
+                entries.push(entry);
+            }
+            Ok(entries.into_iter().collect())
+        }
+    }
+    deserializer.deserialize_map(Entries)
 }
 
 impl Manifest {
@@ -154,5 +270,36 @@ mod tests {
         let read = Manifest::from_json(json.as_bytes()).unwrap();
         assert_eq!(read, manifest);
         assert_eq!(read.entries["ssl/private"].mode_bits(), 0o710);
+    }
+
+    /// The entry's own reader accepts what the derived one did (fields in any order,
+    /// unknown ones ignored, `mode: null`, any `target` of a kind without one, a key
+    /// written twice keeping its last entry) and refuses what it refused (checked
+    /// against serde's derive with `flatten`).
+    #[test]
+    fn entries_read_as_the_derived_reader_read_them() {
+        let text = r#"{"version": 1, "entries": {
+            "a": {"user": "root", "extra": [1, {"x": 2}], "group": "wheel", "kind": "copy", "mode": null},
+            "b": {"kind": "link", "target": 5, "user": "root", "group": "root"},
+            "a": {"kind": "direct-link", "target": "/t", "user": "u", "group": "g", "hash": "h"}
+        }}"#;
+        let manifest = Manifest::from_json(text.as_bytes()).unwrap();
+        let a = &manifest.entries["a"];
+        assert_eq!((&a.kind, a.hash.as_str(), &a.mode), (&EtcKind::DirectLink { target: "/t".into() }, "h", &None));
+        assert_eq!((manifest.entries["b"].kind.clone(), manifest.entries.len()), (EtcKind::Link, 2));
+        for (entry, error) in [
+            (r#"{"user": "root", "group": "root"}"#, "missing field `kind`"),
+            (r#"{"kind": "direct-link", "user": "root", "group": "root"}"#, "missing field `target`"),
+            (r#"{"kind": "copy", "group": "root"}"#, "missing field `user`"),
+            (r#"{"kind": "fifo", "user": "root", "group": "root"}"#, "unknown variant `fifo`"),
+            (r#"["copy"]"#, "invalid type: sequence"),
+            (r#"{"kind": "copy", "user": "root", "group": "root", "user": "x"}"#, "duplicate field `user`"),
+            (r#"{"kind": "copy", "mode": null, "mode": "0644", "user": "root", "group": "root"}"#, "duplicate field"),
+            (r#"{"kind": "direct-link", "target": 5, "user": "root", "group": "root"}"#, "invalid type: integer"),
+        ] {
+            let text = format!(r#"{{"version": 1, "entries": {{"a": {entry}}}}}"#);
+            let message = Manifest::from_json(text.as_bytes()).unwrap_err().to_string();
+            assert!(message.contains(error), "{entry}: {message}");
+        }
     }
 }

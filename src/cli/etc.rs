@@ -15,6 +15,7 @@ use super::{InputError, Result, Target, load, open_state, switch};
 use crate::report::{self, outln};
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub(super) enum EtcCommand {
     /// Keep live /etc files: copy them, with their owner and mode (a directory with
     /// everything below it, a symlink as a symlink), into the declaration's etc tree

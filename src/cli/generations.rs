@@ -18,6 +18,7 @@ boot trials). A note follows a generation on trial, one that failed its trial, a
 activated again because a switch was not confirmed.";
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub(super) enum GenerationsCommand {
     /// Every generation with its date, which one is active, the boot default, booted
     /// and good, and how its trials went.
@@ -60,6 +61,7 @@ pub(super) enum GenerationsCommand {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub(super) enum StoreCommand {
     /// Re-hash every object and report any whose content no longer matches its name,
     /// or whose files' modes or owner are not the store's (read-only; root-only for

@@ -11,6 +11,7 @@ use super::{InputError, Result, plural};
 use crate::report::{self, EXIT_FINDINGS, err, errln};
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub(super) enum ImportCommand {
     /// From `config.environment.persistence` (the impermanence module), with the
     /// users' Home Manager `home.persistence` if given.

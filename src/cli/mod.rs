@@ -48,7 +48,7 @@ pub struct Cli {
     command: Command,
 }
 
-/// Where a command works: a root directory and its state directory.
+// Where a command works: a root directory and its state directory.
 #[derive(Debug, Clone, clap::Args)]
 struct Target {
     /// The root directory of the system to work on (a scratch directory in tests).
@@ -68,9 +68,9 @@ impl Target {
     }
 }
 
-/// How a command that changes a root waits for the lock another blankslate command
-/// holds (one writer at a time): by default until it is free, saying which command
-/// holds it.
+// How a command that changes a root waits for the lock another blankslate command
+// holds (one writer at a time): by default until it is free, saying which command
+// holds it.
 #[derive(Debug, Default, Clone, clap::Args)]
 struct Waiting {
     /// If another blankslate command holds the lock, fail at once (exit 3) with its
@@ -103,7 +103,12 @@ pub fn parse() -> Cli {
     cli
 }
 
+// Each subcommand's arguments are made only when it is the one run (or for help,
+// completions and manual pages): a command does not build the other twenty. Built
+// last, an argument struct's doc comment would replace the command's help text, so
+// the structs commands share (`Target`, `Waiting`, …) have plain comments.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 enum Command {
     /// Put an installed system onto blankslate: fill an empty persistent volume with
     /// what it keeps (/usr, /var/lib, /home, host keys, accounts, …) and a starting
@@ -502,5 +507,33 @@ mod tests {
         let mut missing = Vec::new();
         visit(&command, "blankslate", &mut missing);
         assert!(missing.is_empty(), "no help text for:\n{}", missing.join("\n"));
+    }
+
+    /// A command's help text is its own once its deferred arguments are built: a doc
+    /// comment on an argument struct would replace it, and the commands sharing that
+    /// struct would then share one text.
+    #[test]
+    fn every_command_keeps_its_own_help_text_once_built() {
+        fn text(command: &clap::Command) -> String {
+            format!("{:?} {:?}", command.get_about(), command.get_long_about())
+        }
+        fn visit(command: &clap::Command, path: &str, shared: &mut Vec<String>) {
+            let mut seen = std::collections::HashSet::new();
+            for sub in command.get_subcommands() {
+                if !seen.insert(text(sub)) {
+                    shared.push(format!("{path} {}", sub.get_name()));
+                }
+                visit(sub, &format!("{path} {}", sub.get_name()), shared);
+            }
+        }
+        let mut command = Cli::command();
+        let unbuilt: Vec<_> = command.get_subcommands().map(|s| (s.get_name().to_owned(), text(s))).collect();
+        command.build();
+        for (name, before) in unbuilt {
+            assert_eq!(text(command.find_subcommand(&name).unwrap()), before, "{name}");
+        }
+        let mut shared = Vec::new();
+        visit(&command, "blankslate", &mut shared);
+        assert!(shared.is_empty(), "help text shared with a sibling:\n{}", shared.join("\n"));
     }
 }

@@ -15,6 +15,7 @@ use super::{EXIT_CODES, Result, Target, finish_pending, load, open_state, plural
 use crate::report::{self, EXIT_FINDINGS, EXIT_OK, errln, outln};
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub(super) enum PersistCommand {
     /// Move a live path into the persistent volume: copy it (owners, modes, times,
     /// xattrs, hard links, holes), verify the copy (blake3), bind-mount it over the

@@ -21,7 +21,7 @@ pub(super) struct SandboxArgs {
     command: Vec<OsString>,
 }
 
-/// The sandbox's first process, as `sandbox` starts it.
+// The sandbox's first process, as `sandbox` starts it.
 #[derive(Debug, clap::Args)]
 pub(super) struct InitArgs {
     dir: PathBuf,

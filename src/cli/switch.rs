@@ -38,7 +38,7 @@ pub(super) struct RollbackArgs {
     activation: Activation,
 }
 
-/// How an activation behaves.
+// How an activation behaves.
 #[derive(Debug, clap::Args)]
 #[allow(clippy::struct_excessive_bools)] // independent command-line switches
 pub(super) struct Activation {

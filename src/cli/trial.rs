@@ -14,7 +14,7 @@ use blankslate_core::trial::{BootTrial, LiveTrial, TrialAttempt, Watcher, now};
 use super::{Result, Target, live, open_state, print_recovered, read_state};
 use crate::report::{errln, outln};
 
-/// How a switch is put on trial.
+// How a switch is put on trial.
 #[derive(Debug, clap::Args)]
 pub(super) struct TrialArgs {
     /// Fall back by itself unless `blankslate confirm` comes within DURATION (`90`,

@@ -97,6 +97,13 @@ pub enum Found {
     Other,
 }
 
+impl Found {
+    /// A symlink to `target` (kept as it is when it is UTF-8, as targets are).
+    fn link(target: std::ffi::OsString) -> Found {
+        Found::Link(target.into_string().unwrap_or_else(|target| target.to_string_lossy().into_owned()))
+    }
+}
+
 impl fmt::Display for Found {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

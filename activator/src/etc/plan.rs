@@ -109,7 +109,7 @@ impl<'a> Dirs<'a> {
             Err(error) => return Err(error.into()),
         };
         Ok(match meta.kind {
-            Kind::Symlink => Found::Link(dir.read_link(name)?.to_string_lossy().into_owned()),
+            Kind::Symlink => Found::link(dir.read_link(name)?),
             // Read through a checked descriptor: a FIFO swapped in is never waited on,
             // and a file with other names (a link to a file elsewhere) is never read; it
             // is not one of ours either way.
@@ -148,7 +148,7 @@ impl<'a> Dirs<'a> {
         let (parent, name) = split(path);
         let Some(dir) = self.get(parent, path)? else { return Ok(Found::Absent) };
         match dir.read_link(name) {
-            Ok(target) => Ok(Found::Link(target.to_string_lossy().into_owned())),
+            Ok(target) => Ok(Found::link(target)),
             Err(error) if error.is_not_found() => Ok(Found::Absent),
             Err(error) if error.source.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
                 self.inspect(path, false)
