@@ -559,16 +559,19 @@ fn an_unknown_owner_is_a_warning_that_says_root_was_used() {
     let declared = declaration(
         "version = 1\n[persist.\"/persist\"]\ndirectories = [{ directory = \"/srv/bob\", user = \"bob\", group = \"bobs\" }]\n",
     );
-    let report = activate(&root, &declared, None).unwrap();
-    let reasons: Vec<&str> = report.unknown_owners.iter().map(|(_, reason)| reason.as_str()).collect();
-    assert_eq!(
-        reasons,
-        [
-            "no user `bob` in the new system's passwd: owned by root (uid 0) instead",
-            "no group `bobs` in the new system's group: group root (gid 0) instead"
-        ]
-    );
-    assert_eq!(mode_owner(&root.join("srv/bob")).1, 0);
+    // The directory is bind-mounted: in a mount namespace of the test's own.
+    in_namespace(move || {
+        let report = activate(&root, &declared, None).unwrap();
+        let reasons: Vec<&str> = report.unknown_owners.iter().map(|(_, reason)| reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "no user `bob` in the new system's passwd: owned by root (uid 0) instead",
+                "no group `bobs` in the new system's group: group root (gid 0) instead"
+            ]
+        );
+        assert_eq!(mode_owner(&root.join("srv/bob")).1, 0);
+    });
 }
 
 /// A copied `/etc/machine-id` the volume does not have yet starts, in the volume and
