@@ -64,6 +64,16 @@ fn installed(root: &Path) {
     }
 }
 
+/// A scratch directory with an installed system at `installed/` and an empty volume
+/// at `volume/`; the directory goes when the first value is dropped.
+fn installed_and_empty_volume() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let scratch = tempfile::tempdir().unwrap();
+    let (root, volume) = (scratch.path().join("installed"), scratch.path().join("volume"));
+    installed(&root);
+    std::fs::create_dir_all(&volume).unwrap();
+    (scratch, root, volume)
+}
+
 fn mode_owner(path: &Path) -> (u32, u32, u32) {
     let meta = std::fs::symlink_metadata(path).unwrap();
     (meta.permissions().mode() & 0o7777, meta.uid(), meta.gid())
@@ -168,12 +178,9 @@ fn the_installed_etc_blankslate_goes_into_the_persisted_one() {
         eprintln!("skipped: owners need root");
         return;
     }
-    let scratch = tempfile::tempdir().unwrap();
-    let (root, volume) = (scratch.path().join("installed"), scratch.path().join("volume"));
-    installed(&root);
+    let (_scratch, root, volume) = installed_and_empty_volume();
     write(&root, "etc/blankslate/initrd.conf", "ROUTE=a\n", 0o644, (0, 0));
     write(&root, "etc/blankslate/system.toml", "an old declaration\n", 0o600, (0, 0));
-    std::fs::create_dir_all(&volume).unwrap();
     adopt(&Request { from: &root, to: &volume, mount_point: "/persist" }).unwrap().finish().unwrap();
     assert_eq!(std::fs::read_to_string(volume.join("etc/blankslate/initrd.conf")).unwrap(), "ROUTE=a\n");
     assert_eq!(mode_owner(&volume.join("etc/blankslate/initrd.conf")), (0o644, 0, 0));
@@ -191,12 +198,9 @@ fn the_adopted_fstab_mounts_nothing_over_the_root_or_persisted_data() {
         eprintln!("skipped: owners need root");
         return;
     }
-    let scratch = tempfile::tempdir().unwrap();
-    let (root, volume) = (scratch.path().join("installed"), scratch.path().join("volume"));
-    installed(&root);
+    let (_scratch, root, volume) = installed_and_empty_volume();
     let fstab = "UUID=1 / ext4 errors=remount-ro 0 1\nUUID=2 /home ext4 defaults 0 2\nUUID=3 none swap sw 0 0\n";
     write(&root, "etc/fstab", fstab, 0o644, (0, 0));
-    std::fs::create_dir_all(&volume).unwrap();
     let adopted = adopt(&Request { from: &root, to: &volume, mount_point: "/persist" }).unwrap().finish().unwrap();
     let text = std::fs::read_to_string(volume.join("etc/blankslate/etc/fstab")).unwrap();
     assert!(text.contains("# UUID=1 / ext4 errors=remount-ro 0 1\n"), "{text}");
@@ -216,12 +220,9 @@ fn a_file_system_mounted_inside_a_kept_directory_keeps_only_its_mount_point() {
         eprintln!("skipped: mounts need root");
         return;
     }
-    let scratch = tempfile::tempdir().unwrap();
-    let (root, volume) = (scratch.path().join("installed"), scratch.path().join("volume"));
-    installed(&root);
+    let (_scratch, root, volume) = installed_and_empty_volume();
     write(&root, "boot/vmlinuz-6.1", "kernel\n", 0o644, (0, 0));
     std::fs::create_dir_all(root.join("boot/efi")).unwrap();
-    std::fs::create_dir_all(&volume).unwrap();
     let result = std::thread::spawn(move || {
         blankslate_core::sys::unshare_mount_namespace().expect("unshare (tests run as root)");
         blankslate_core::mount::make_private().unwrap();

@@ -326,14 +326,14 @@ impl Packages {
     }
 }
 
-impl Finding {
-    /// `word` as the shell reads it back: as it is when it holds nothing the shell
-    /// treats specially, else in single quotes.
-    fn shell_word(word: &str) -> String {
-        let plain = |c: char| c.is_ascii_alphanumeric() || "/._+-@:,=".contains(c);
-        if word.chars().all(plain) { word.to_owned() } else { format!("'{}'", word.replace('\'', "'\\''")) }
-    }
+/// `word` as the shell reads it back: as it is when it holds nothing the shell
+/// treats specially, else in single quotes.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._+-@:,=".contains(c);
+    if word.chars().all(plain) { word.to_owned() } else { format!("'{}'", word.replace('\'', "'\\''")) }
+}
 
+impl Finding {
     /// A package's `/etc` file that is gone, with the command that brings it back.
     fn missing_package_file(path: &[u8], names: &[&str], conffile: bool) -> Finding {
         let what = match (conffile, names) {
@@ -347,7 +347,7 @@ impl Finding {
              `apt-get install --reinstall -o Dpkg::Options::=--force-confmiss {}`, then keep it with \
              `blankslate etc keep {}`",
             names.join(" "),
-            Self::shell_word(&String::from_utf8_lossy(path))
+            shell_word(&String::from_utf8_lossy(path))
         );
         let mut finding = Finding::new(Class::PackageMissing, "missing", path.to_vec(), reason);
         finding.packages = names.iter().map(|&n| n.to_owned()).collect();
@@ -378,9 +378,9 @@ mod tests {
 
     #[test]
     fn a_path_in_a_suggested_command_reads_back_as_itself() {
-        assert_eq!(Finding::shell_word("/etc/anacrontab"), "/etc/anacrontab");
-        assert_eq!(Finding::shell_word("/etc/a b"), "'/etc/a b'");
-        assert_eq!(Finding::shell_word("/etc/it's;rm"), "'/etc/it'\\''s;rm'");
+        assert_eq!(shell_word("/etc/anacrontab"), "/etc/anacrontab");
+        assert_eq!(shell_word("/etc/a b"), "'/etc/a b'");
+        assert_eq!(shell_word("/etc/it's;rm"), "'/etc/it'\\''s;rm'");
     }
 
     const STATUS: &str = "\
