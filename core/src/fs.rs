@@ -289,6 +289,13 @@ impl Dir {
         Ok(info.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
     }
 
+    /// The file system's size and the bytes an unprivileged writer may still use
+    /// (`f_blocks` and `f_bavail` times `f_frsize`): `(available, total)`.
+    pub fn space(&self) -> Result<(u64, u64)> {
+        let info = rustix::fs::fstatvfs(&self.fd).map_err(wrap("read the free space of", &self.path))?;
+        Ok((info.f_bavail.saturating_mul(info.f_frsize), info.f_blocks.saturating_mul(info.f_frsize)))
+    }
+
     /// Where this directory is, for messages.
     pub fn path(&self) -> &Path {
         &self.path
