@@ -214,7 +214,7 @@ fn keep(root: &Dir, tree: &Dir, erased: &Erased) -> std::result::Result<(), Stri
     if available.saturating_sub(erased.bytes) < reserve {
         return Err(format!("the volume would have less than {RESERVE_PERCENT}% free ({} available)", size(available)));
     }
-    let live = root.open_dir(relative(parent)).map_err(|e| e.to_string())?;
+    let live = open_below(root, parent).map_err(|e| e.to_string())?;
     let dest = if parent.is_empty() { tree.try_clone() } else { tree.create_dir_all(relative(parent), 0o700) }
         .map_err(|e| e.to_string())?;
     let name = OsStr::from_bytes(name);
@@ -304,15 +304,23 @@ pub fn restore(root: &Dir, net: &Dir, path: &[u8], from: Option<&str>, to: Optio
         .into_iter()
         .find(|c| holds(c))
         .ok_or_else(|| NetError::NotCaught { path: shown(path), boot: from.map(str::to_owned) })?;
-    let caught_parent = net.open_dir(Path::new(&catch.name).join(TREE_DIR).join(relative(parent)))?;
+    let caught_tree = net.open_dir(Path::new(&catch.name).join(TREE_DIR))?;
+    let caught_parent = open_below(&caught_tree, parent)?;
 
     let to = to.unwrap_or(path);
     let (to_parent, to_name) = split(to).ok_or_else(|| NetError::BadPath(shown(to)))?;
-    let live = root.open_dir(relative(to_parent)).map_err(|error| NetError::NoParent {
+    let no_parent = |error| NetError::NoParent {
         path: shown(to),
         parent: shown(if to_parent.is_empty() { b"/" } else { to_parent }),
         error,
-    })?;
+    };
+    // Put back where it was, the directories the boot erased on the way are made
+    // again as the catch has them; anywhere else, the way must be there.
+    let live = if to == path {
+        parents_as_caught(root, &caught_tree, to_parent).map_err(no_parent)?
+    } else {
+        open_below(root, to_parent).map_err(no_parent)?
+    };
     let to_name = OsStr::from_bytes(to_name);
     match live.meta(to_name) {
         Ok(_) => return Err(NetError::Exists { path: shown(to) }),
@@ -331,6 +339,28 @@ pub fn restore(root: &Dir, net: &Dir, path: &[u8], from: Option<&str>, to: Optio
     Ok(Restored { catch: catch.name.clone(), from: path.to_vec(), to: to.to_vec(), stats })
 }
 
+/// The directory `parent` (absolute) in `root`, with each missing directory on the
+/// way made with the owner and mode it has in `caught` (the catch's tree).
+fn parents_as_caught(root: &Dir, caught: &Dir, parent: &[u8]) -> std::result::Result<Dir, FsError> {
+    let (mut live, mut kept) = (root.try_clone()?, caught.try_clone()?);
+    for name in parent.split(|&b| b == b'/').filter(|c| !c.is_empty()).map(OsStr::from_bytes) {
+        kept = kept.open_dir(name)?;
+        live = match live.open_dir(name) {
+            Ok(dir) => dir,
+            Err(error) if error.is_not_found() => {
+                let meta = kept.own_meta()?;
+                live.create_dir(name, 0o700)?;
+                let made = live.open_dir(name)?;
+                made.set_owner(meta.uid, meta.gid)?;
+                made.set_mode(meta.mode)?;
+                made
+            }
+            Err(error) => return Err(error),
+        };
+    }
+    Ok(live)
+}
+
 /// Whether `path` is `top` or below it.
 fn is_within(path: &[u8], top: &[u8]) -> bool {
     path.strip_prefix(top).is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/"))
@@ -347,10 +377,14 @@ fn split(path: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&path[..at], &path[at + 1..]))
 }
 
-/// An absolute path as a path relative to the root (`.` for the root itself).
+/// An absolute path (the empty path for `/`) as a path relative to the root.
 fn relative(path: &[u8]) -> PathBuf {
-    let trimmed = path.strip_prefix(b"/").unwrap_or(path);
-    if trimmed.is_empty() { PathBuf::from(".") } else { PathBuf::from(OsString::from_vec(trimmed.to_vec())) }
+    PathBuf::from(OsString::from_vec(path.strip_prefix(b"/").unwrap_or(path).to_vec()))
+}
+
+/// The directory at `path` (absolute; empty for `dir` itself) below `dir`.
+fn open_below(dir: &Dir, path: &[u8]) -> std::result::Result<Dir, FsError> {
+    if path.is_empty() { dir.try_clone() } else { dir.open_dir(relative(path)) }
 }
 
 /// The number a catch's name starts with.

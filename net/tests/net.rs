@@ -157,3 +157,21 @@ fn a_path_that_vanished_before_the_save_is_left_out_not_a_failure() {
     assert!(gone.left_out.is_some(), "{gone:?}");
     assert!(saved.catch.entries.iter().any(|e| e.path == "/home/ann/here" && e.left_out.is_none()));
 }
+
+#[test]
+fn the_directories_a_boot_erased_on_the_way_come_back_as_they_were() {
+    let world = World::new();
+    let file = world.write("/srv/app/state/db", b"rows", 0o600);
+    fs::set_permissions(world.live("/srv/app"), fs::Permissions::from_mode(0o710)).expect("chmod");
+    let srv = Erased { path: b"/srv".to_vec(), kind: "directory".into(), ..file };
+    let saved = world.save("one", &[srv], WIDE);
+    assert_eq!(saved.catch.entries[0].left_out, None);
+    fs::remove_dir_all(world.live("/srv")).expect("erase");
+    // Elsewhere, the way must be there.
+    let elsewhere = restore(&world.root, &world.net, b"/srv/app/state", None, Some(b"/opt/state"));
+    assert!(matches!(elsewhere, Err(NetError::NoParent { .. })), "{elsewhere:?}");
+    restore(&world.root, &world.net, b"/srv/app/state", None, None).expect("restore");
+    assert_eq!(fs::read(world.live("/srv/app/state/db")).expect("restored"), b"rows");
+    assert_eq!(fs::metadata(world.live("/srv/app")).expect("made").mode() & 0o7777, 0o710);
+    assert!(!world.live("/srv/app/other").exists());
+}
