@@ -723,14 +723,14 @@ impl Dir {
         self.rename_into_place(&temp, name)
     }
 
-    /// Removes the temporaries of `name` ([`temp_name`]) that a process killed before
-    /// its rename left here: those whose process is gone. Returns their names.
-    pub fn remove_stale_temporaries(&self, name: impl AsRef<OsStr>) -> Result<Vec<OsString>> {
+    /// The temporaries of `name` ([`temp_name`]) here whose process is gone: what a
+    /// process killed before its rename left.
+    pub fn stale_temporaries(&self, name: impl AsRef<OsStr>) -> Result<Vec<(OsString, Kind)>> {
         let name = name.as_ref();
         let mut prefix = b".".to_vec();
         prefix.extend_from_slice(name.as_bytes());
         prefix.extend_from_slice(b".tmp-");
-        let mut removed = Vec::new();
+        let mut stale = Vec::new();
         for (entry, kind) in self.entries()? {
             let Some(rest) = entry.as_bytes().strip_prefix(prefix.as_slice()) else { continue };
             let Some((pid, counter)) = std::str::from_utf8(rest).ok().and_then(|r| r.split_once('-')) else { continue };
@@ -738,8 +738,19 @@ impl Dir {
             let Some(pid) = pid.filter(|_| !counter.is_empty() && counter.bytes().all(|b| b.is_ascii_digit())) else {
                 continue;
             };
-            let gone = rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH);
-            if gone && kind != Kind::Directory {
+            if rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH) {
+                stale.push((entry, kind));
+            }
+        }
+        Ok(stale)
+    }
+
+    /// Removes the [`Dir::stale_temporaries`] of `name` that are not directories.
+    /// Returns their names.
+    pub fn remove_stale_temporaries(&self, name: impl AsRef<OsStr>) -> Result<Vec<OsString>> {
+        let mut removed = Vec::new();
+        for (entry, kind) in self.stale_temporaries(name)? {
+            if kind != Kind::Directory {
                 match self.remove_file(&entry) {
                     Err(error) if !error.is_not_found() => return Err(error),
                     _ => removed.push(entry),

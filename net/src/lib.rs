@@ -327,6 +327,10 @@ pub fn restore(root: &Dir, net: &Dir, path: &[u8], from: Option<&str>, to: Optio
         Err(error) if error.is_not_found() => {}
         Err(error) => return Err(error.into()),
     }
+    // What a restore killed before its rename left.
+    for (stale, _) in live.stale_temporaries(to_name)? {
+        live.remove_tree(&stale)?;
+    }
     let temp = temp_name(to_name);
     let stats = tree::copy(&caught_parent, OsStr::from_bytes(name), &live, &temp).inspect_err(|_| {
         let _ = live.remove_tree(&temp);
