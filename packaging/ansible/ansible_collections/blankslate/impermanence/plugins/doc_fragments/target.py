@@ -32,6 +32,10 @@ options:
       - Wait at most this many seconds for the lock another blankslate command holds, then fail.
       - Without it the binary waits as long as the other command runs.
     type: int
+attributes:
+  platform:
+    platforms: posix
+    details: A Linux host with blankslate.
 requirements:
   - the blankslate binary on the managed host
 notes:

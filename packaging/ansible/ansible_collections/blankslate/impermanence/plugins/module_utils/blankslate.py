@@ -150,3 +150,11 @@ def settled(current, target, mode):
 def marks_text(current):
     """The marks as lines, for diff mode."""
     return ''.join('%s: %s\n' % (name, current[name]) for name in sorted(current))
+
+
+def add_marks_diff(module, result, before, after, prepared=None):
+    """In diff mode, the marks before and after (and a dry run's report)."""
+    if module._diff:
+        result['diff'] = dict(before=marks_text(before), after=marks_text(after))
+        if prepared is not None:
+            result['diff']['prepared'] = prepared

@@ -45,9 +45,6 @@ options:
     choices: [0, 1, 2, 3]
     default: 3
 attributes:
-  platform:
-    platforms: posix
-    details: A Linux host with blankslate.
   check_mode:
     support: full
     details: The audit only reads, so it runs in check mode too.

@@ -24,9 +24,6 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 options: {}
 attributes:
-  platform:
-    platforms: posix
-    details: A Linux host with blankslate.
   check_mode:
     support: full
     details: Says whether a confirm would change anything, from the generations' marks.
@@ -66,8 +63,8 @@ commands:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.blankslate.impermanence.plugins.module_utils.blankslate import (
     Blankslate,
+    add_marks_diff,
     marks,
-    marks_text,
     merged_argument_spec,
 )
 
@@ -88,8 +85,7 @@ def main():
         after = marks(blankslate.generations())
     result = dict(changed=after != before, generation=after['active'], marks=after, report=report,
                   commands=blankslate.commands)
-    if module._diff:
-        result['diff'] = dict(before=marks_text(before), after=marks_text(after))
+    add_marks_diff(module, result, before, after)
     module.exit_json(**result)
 
 

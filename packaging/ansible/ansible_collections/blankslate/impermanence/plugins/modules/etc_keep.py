@@ -39,9 +39,6 @@ options:
     type: bool
     default: true
 attributes:
-  platform:
-    platforms: posix
-    details: A Linux host with blankslate.
   check_mode:
     support: full
     details: Says, from the audit and the etc tree, whether anything is to keep.

@@ -46,9 +46,6 @@ options:
       - With O(action=rollback), put the rollback on trial for this duration.
     type: str
 attributes:
-  platform:
-    platforms: posix
-    details: A Linux host with blankslate.
   check_mode:
     support: full
     details: V(rollback) and V(gc) run the binary's dry run; V(delete) says which numbers exist.
@@ -111,9 +108,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.blankslate.impermanence.plugins.module_utils.blankslate import (
     MODE_FLAGS,
     Blankslate,
+    add_marks_diff,
     activation_changed,
     marks,
-    marks_text,
     merged_argument_spec,
 )
 
@@ -173,10 +170,7 @@ def main():
     result.pop('listed')
     generations = blankslate.generations() if result['changed'] and not module.check_mode else listed
     result.update(generations=generations, marks=marks(generations), commands=blankslate.commands)
-    if module._diff:
-        result['diff'] = dict(before=marks_text(before), after=marks_text(result['marks']))
-        if prepared is not None:
-            result['diff']['prepared'] = prepared
+    add_marks_diff(module, result, before, result['marks'], prepared)
     module.exit_json(**result)
 
 

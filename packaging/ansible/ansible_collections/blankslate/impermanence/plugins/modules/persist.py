@@ -53,9 +53,6 @@ options:
     type: str
     choices: [bind, symlink]
 attributes:
-  platform:
-    platforms: posix
-    details: A Linux host with blankslate.
   check_mode:
     support: full
     details: Says whether the path is declared yet, and moves nothing.

@@ -58,9 +58,6 @@ options:
     type: bool
     default: false
 attributes:
-  platform:
-    platforms: posix
-    details: A Linux host with blankslate.
   check_mode:
     support: full
     details: Runs the binary's own dry run and changes nothing.
@@ -122,9 +119,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.blankslate.impermanence.plugins.module_utils.blankslate import (
     MODE_FLAGS,
     Blankslate,
+    add_marks_diff,
     activation_changed,
     marks,
-    marks_text,
     merged_argument_spec,
     preview_changes_nothing,
     preview_target,
@@ -184,8 +181,7 @@ def main():
         if target is None:
             result['generation'] = after['boot_default'] if params['mode'] == 'boot' else after['active']
     result.update(on_trial=after['on_trial'], marks=after, generations=generations, commands=blankslate.commands)
-    if module._diff:
-        result['diff'] = dict(before=marks_text(before), after=marks_text(after), prepared=dry_run)
+    add_marks_diff(module, result, before, after, dry_run)
     module.exit_json(**result)
 
 
