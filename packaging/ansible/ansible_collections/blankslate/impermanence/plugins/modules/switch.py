@@ -130,17 +130,19 @@ from ansible_collections.blankslate.impermanence.plugins.module_utils.blankslate
 
 
 def switch_arguments(params, dry_run):
-    """The switch's own arguments: what to switch to, and how."""
-    arguments = [params['declaration'] or str(params['generation'])] + MODE_FLAGS[params['mode']]
+    """The switch's own arguments: how, then (after `--`, so that no file name is
+    taken for an option) what to switch to."""
+    arguments = list(MODE_FLAGS[params['mode']])
     if params['refuse_conflicts']:
         arguments.append('--refuse-conflicts')
     if dry_run:
-        return arguments + ['--dry-run']
-    if params['confirm_within'] is not None:
-        arguments += ['--confirm-within', params['confirm_within']]
-    if params['tries'] is not None:
-        arguments += ['--tries', str(params['tries'])]
-    return arguments
+        arguments.append('--dry-run')
+    else:
+        if params['confirm_within'] is not None:
+            arguments += ['--confirm-within', params['confirm_within']]
+        if params['tries'] is not None:
+            arguments += ['--tries', str(params['tries'])]
+    return arguments + ['--', params['declaration'] or str(params['generation'])]
 
 
 def main():

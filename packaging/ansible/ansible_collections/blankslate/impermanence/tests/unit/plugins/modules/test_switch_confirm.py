@@ -94,7 +94,15 @@ def test_arguments_become_the_binarys_command_line(host, run):
     real = result['commands'][2]
     assert real[:2] == [host.target['binary'], 'switch']
     assert real[2:] == ['--root', host.root, '--state-dir', '/var/lib/blankslate', '--lock-timeout', '7',
-                        host.v2, '--test', '--refuse-conflicts']
+                        '--test', '--refuse-conflicts', '--', host.v2]
+
+
+def test_a_declaration_named_like_an_option_is_a_file(host, run, monkeypatch):
+    run(switch, host.args(declaration=host.v1))
+    host.write('--test', open(host.v2).read())
+    monkeypatch.chdir(host.directory)
+    switched = run(switch, host.args(declaration='--test'))
+    assert switched['changed'] and switched['marks']['active'] == 2 and switched['marks']['boot_default'] == 2
 
 
 def test_a_missing_root_fails_with_the_binarys_message(host, run):
