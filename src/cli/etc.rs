@@ -11,7 +11,7 @@ use blankslate_core::fs::Dir;
 use blankslate_etc_builder::keep::{self, KeepError};
 use clap::Subcommand;
 
-use super::{InputError, Result, Target, load, open_state, switch};
+use super::{CliError, InputError, Result, Target, load, open_state, switch};
 use crate::report::{self, outln};
 
 #[derive(Debug, Subcommand)]
@@ -106,7 +106,7 @@ fn checked_key(declaration: &Declaration, path: &str) -> Result<String> {
 }
 
 /// What the person named wrongly is a usage error (exit 2); the rest a failure.
-fn keep_error(error: KeepError) -> Box<dyn std::error::Error> {
+fn keep_error(error: KeepError) -> CliError {
     match error {
         KeepError::Fs(error) => error.into(),
         other => InputError::argument(other.to_string()),

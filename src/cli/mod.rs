@@ -7,6 +7,7 @@ mod boot;
 mod build;
 mod check;
 mod diff;
+mod error;
 mod etc;
 mod generations;
 mod import;
@@ -16,7 +17,6 @@ mod sandbox;
 mod switch;
 mod trial;
 
-use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -26,10 +26,11 @@ use blankslate_core::decl::{self, UserDb};
 use blankslate_core::fs::{Dir, LockWait};
 use blankslate_core::generation::{DEFAULT_STATE_DIR, Generation, GenerationError, State};
 use blankslate_etc_builder as etc_builder;
-use blankslate_persist::add::ManageError;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::report::{self, EXIT_FAILURE, EXIT_FINDINGS, EXIT_USAGE, err, errln, outln};
+use crate::report::{self, EXIT_FINDINGS, err, errln, outln};
+pub use error::CliError;
+use error::InputError;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -208,56 +209,11 @@ enum Command {
     },
 }
 
-type Result<T> = std::result::Result<T, Box<dyn Error>>;
-
-/// A mistake in what the person gave the command (a generation that does not exist,
-/// an input file that is not what the command reads): it ends the command with its own
-/// exit code, not as a failure.
-#[derive(Debug)]
-struct InputError {
-    code: u8,
-    message: String,
-}
-
-impl InputError {
-    /// The command line named something that is not there (exit 2).
-    fn argument(message: impl Into<String>) -> Box<dyn Error> {
-        Box::new(InputError { code: EXIT_USAGE, message: message.into() })
-    }
-
-    /// An input file's contents are invalid (exit 1, as for an invalid declaration).
-    fn contents(message: impl Into<String>) -> Box<dyn Error> {
-        Box::new(InputError { code: EXIT_FINDINGS, message: message.into() })
-    }
-}
-
-impl std::fmt::Display for InputError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl Error for InputError {}
-
-/// The exit code of a command that ended with `error`: the person's own input is a
-/// finding or a usage error, anything else a failure.
-pub fn exit_code(error: &(dyn Error + 'static)) -> u8 {
-    std::iter::successors(Some(error), |&e| e.source())
-        .find_map(|e| {
-            if let Some(input) = e.downcast_ref::<InputError>() {
-                return Some(input.code);
-            }
-            match e.downcast_ref::<ManageError>() {
-                Some(ManageError::Invalid(_)) => Some(EXIT_FINDINGS),
-                _ => None,
-            }
-        })
-        .unwrap_or(EXIT_FAILURE)
-}
+type Result<T> = std::result::Result<T, CliError>;
 
 /// A switch's error: the person's request that cannot be (a generation that does not
 /// exist, a trial with nothing to fall back to) is a usage error, not a failure.
-fn switch_error(error: SwitchError) -> Box<dyn Error> {
+fn switch_error(error: SwitchError) -> CliError {
     if !error.is_request() {
         return error.into();
     }
@@ -450,15 +406,6 @@ fn read_state(target: &Target) -> Result<Option<State>> {
     Ok(State::open_existing(&root, &target.state_dir)?)
 }
 
-/// Builds the declaration's `/etc` (plus a NixOS tree's) in memory.
-fn build_etc(declaration: &decl::Declaration, nixos_etc: Option<&Path>) -> Result<etc_builder::EtcBuild> {
-    let mut etc = etc_builder::from_declaration(declaration)?;
-    if let Some(tree) = nixos_etc {
-        etc.merge(etc_builder::from_nixos_tree(tree)?, &format!("in the NixOS tree {}", tree.display()))?;
-    }
-    Ok(etc)
-}
-
 /// Builds the declaration (its `/etc` into the store, then the generation) on
 /// `target` and makes it current.
 fn build_generation(
@@ -466,10 +413,9 @@ fn build_generation(
     target: &Target,
     nixos_etc: Option<&Path>,
 ) -> Result<(State, blankslate_core::generation::Built)> {
-    let etc = build_etc(declaration, nixos_etc)?;
+    let etc = etc_builder::build(declaration, nixos_etc)?;
     let state = open_state(target)?;
-    let etc_object = etc.add_to_store(state.store())?;
-    let built = state.build(declaration, &[("etc", &etc_object)])?;
+    let built = etc.build_generation(&state, declaration)?;
     Ok((state, built))
 }
 

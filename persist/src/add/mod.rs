@@ -149,6 +149,18 @@ pub enum ManageError {
     Pending { operation: &'static str, path: String, step: &'static str, recover: String, source: Box<ManageError> },
 }
 
+impl ManageError {
+    /// Whether the declaration the change would make is invalid (a finding, not a
+    /// failure of the work), also beneath an undo or an interruption.
+    pub fn is_invalid(&self) -> bool {
+        match self {
+            ManageError::Invalid(_) => true,
+            ManageError::Undone { source, .. } | ManageError::Pending { source, .. } => source.is_invalid(),
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, ManageError>;
 
 /// What the caller does once an operation's declaration edit is done and before its
