@@ -398,7 +398,11 @@ pub fn add(root: &Dir, request: &AddRequest<'_>, after_declared: &mut AfterDecla
     let gid =
         names.gid(&group).ok_or_else(|| refused(path, format!("group `{group}` is not in the root's /etc/group")))?;
     let owner = Owner { user, group, mode };
-    let entry = edit::entry_value(path, kind, &owner, how);
+    let mut declared = decl::Entry::new(kind, path.to_owned(), owner.clone());
+    if how == How::Symlink {
+        declared.how = Some(How::Symlink);
+    }
+    let entry = edit::entry_value(&declared);
     let edited = edit::add(&text, &mount, kind, &entry)?;
     check_edit(&declaration_file, &edited, &names)?;
     // What can be known before the first change: the declaration can be rewritten, and
@@ -463,10 +467,7 @@ fn declaration_entry(file: &Path, mount: &str, path: &str) -> Result<String> {
     let text = edit::read(file)?;
     let checked = decl::check(file, &text, None);
     let entry = checked.declaration.and_then(|d| {
-        d.entries().into_iter().find(|e| e.root == mount && e.path == path).map(|e| {
-            let how = e.entry.how.unwrap_or_default();
-            edit::entry_value(path, e.entry.kind, &e.entry.owner, how)
-        })
+        d.entries().into_iter().find(|e| e.root == mount && e.path == path).map(|e| edit::entry_value(e.entry))
     });
     Ok(entry.unwrap_or_default())
 }
