@@ -320,7 +320,11 @@ fn every_finding_kind_is_reported() {
         };
         // Undeclared: the group, sized and counted (the .swp is ignored inside it).
         let data = find(&report, Class::Undeclared, b"/srv/data");
-        assert_eq!((data[0].files, data[0].bytes, data[0].kind), (4, 1000 + 24 + 5 + 2, "directory"), "{text}");
+        assert_eq!(
+            (data[0].files, data[0].bytes, data[0].kind.as_str()),
+            (4, 1000 + 24 + 5 + 2, "directory"),
+            "{text}"
+        );
         one(Class::Undeclared, b"/root/notes.txt", "file");
         one(Class::Undeclared, b"/srv/\xfe\xff", "file");
         one(Class::Undeclared, b"/srv/line\nbreak", "file");
@@ -552,7 +556,7 @@ fn a_volume_unmounted_after_activation_is_named_as_the_cause() {
         let report = scratch.audit();
         let text = summary(&report);
         let volume = find(&report, Class::Volume, b"/persist");
-        assert_eq!((volume.len(), volume[0].kind), (1, "not-mounted"), "{text}");
+        assert_eq!((volume.len(), volume[0].kind.as_str()), (1, "not-mounted"), "{text}");
         // The two bind mounts still reach the volume; the symlinked history goes
         // through the empty mount point, onto the root; the machine-id is mounted too.
         assert!(
@@ -605,10 +609,10 @@ fn a_drifted_parent_is_reported_in_the_root_and_in_the_volume() {
         let report = scratch.audit();
         let text = summary(&report);
         let mode = find(&report, Class::Persist, b"/srv");
-        assert_eq!((mode.len(), mode[0].kind), (1, "wrong-mode"), "{text}");
+        assert_eq!((mode.len(), mode[0].kind.as_str()), (1, "wrong-mode"), "{text}");
         assert_eq!(mode[0].reason, "mode 0755, declared 0711 for the parent of /srv/www");
         let owner = find(&report, Class::Persist, b"/persist/srv");
-        assert_eq!((owner.len(), owner[0].kind), (1, "wrong-owner"), "{text}");
+        assert_eq!((owner.len(), owner[0].kind.as_str()), (1, "wrong-owner"), "{text}");
         assert_eq!(owner[0].reason, "owner 2000:2000, declared root:root for the parent of /srv/www");
         assert_eq!(report.exit_code(), 2);
     });

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fs::{Dir, FsError};
 use crate::manifest::{MANIFEST_FILE, Manifest, TREE_DIR};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// The record's directory inside `/etc`.
 pub const STATE_DIR: &str = ".blankslate";
@@ -49,7 +49,7 @@ pub enum ActivationError {
     #[error(transparent)]
     Fs(#[from] FsError),
     #[error("store: {0}")]
-    Store(String),
+    Store(#[from] StoreError),
     #[error("cannot read {what}: {reason}")]
     BadState { what: String, reason: String },
 }
@@ -68,7 +68,7 @@ pub struct Active {
 impl Active {
     /// Reads the manifest of the etc object `object` in `store`.
     pub fn load(store: &Store, generation: u32, object: &str) -> Result<Active, ActivationError> {
-        let dir = store.open_object(object).map_err(|e| ActivationError::Store(e.to_string()))?;
+        let dir = store.open_object(object)?;
         let text = dir.read(MANIFEST_FILE)?;
         let manifest = Manifest::from_json(&text).map_err(|e| ActivationError::BadState {
             what: format!("the manifest of {object}"),

@@ -75,6 +75,7 @@ failures!(
     blankslate_activator::trial::TrialError,
     blankslate_activator::sandbox::SandboxError,
     blankslate_activator::hostonly::HostOnlyError,
+    blankslate_activator::initrd::InitrdError,
     blankslate_audit::AuditError,
     blankslate_adopt::AdoptError,
 );

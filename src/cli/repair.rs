@@ -98,7 +98,10 @@ fn persisted_findings(
     let mount_points = blankslate_audit::mounts::below(&std::fs::canonicalize(root_path)?);
     let volumes = blankslate_audit::checks::volumes(root, &declaration, &mount_points, &mut findings);
     blankslate_audit::checks::persist_health(root, &declaration, &volumes, &users, &mut findings);
-    Ok(findings.into_iter().map(|f| (f.kind, String::from_utf8_lossy(&f.path).into_owned(), f.reason)).collect())
+    Ok(findings
+        .into_iter()
+        .map(|f| (f.kind.as_str(), String::from_utf8_lossy(&f.path).into_owned(), f.reason))
+        .collect())
 }
 
 fn describe_persisted(generation: u32, persisted: &Report) -> String {

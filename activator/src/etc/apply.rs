@@ -230,7 +230,7 @@ pub fn recover(root: &Dir, store: &Store) -> Result<Option<u32>> {
 
 /// The `/etc` tree of the etc store object `object`.
 pub(super) fn open_tree(store: &Store, object: &str) -> Result<Dir> {
-    let object = store.open_object(object).map_err(|e| EtcError::Store(e.to_string()))?;
+    let object = store.open_object(object)?;
     Ok(object.open_dir(TREE_DIR)?)
 }
 

@@ -35,6 +35,7 @@ use blankslate_core::decl::UserDb;
 use blankslate_core::diff::describe_etc_entry;
 use blankslate_core::fs::{Dir, FsError};
 use blankslate_core::manifest::{EtcKind, ManifestEntry};
+use blankslate_core::store::StoreError;
 
 // The activation record is the core's (gc, the audit and the command line read it).
 use blankslate_core::activation::ActivationError;
@@ -66,7 +67,7 @@ pub enum EtcError {
     #[error(transparent)]
     Activation(#[from] ActivationError),
     #[error("store: {0}")]
-    Store(String),
+    Store(#[from] StoreError),
     #[error("cannot read {what}: {reason}")]
     BadState { what: String, reason: String },
     #[error("/etc/{path}: unknown {kind} `{name}` (not in the new system's /etc/{file})")]

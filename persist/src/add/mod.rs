@@ -93,7 +93,7 @@
 //! declaration.
 
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use blankslate_core::decl::{self, EntryKind, How, Mode, Owner, UserDb};
 use blankslate_core::fs::{Dir, FsError, Kind};
@@ -137,8 +137,18 @@ pub enum ManageError {
         "{path} changed while it was being moved (a program is writing to it?); the copy was removed and the live data is untouched: stop what writes there and try again"
     )]
     Changed { path: String },
-    #[error("{0}")]
-    Other(String),
+    #[error("{path} is {} declared in {}", if *.was { "no longer" } else { "not" }, file.display())]
+    NotDeclared { path: String, file: PathBuf, was: bool },
+    #[error("the persistent root {mount} cannot be opened below the root (is it mounted?): {source}")]
+    VolumeUnreachable { mount: String, source: FsError },
+    #[error("{path} holds data in the root: the volume's copy is kept next to it as {temp}")]
+    DataInRoot { path: String, temp: String },
+    #[error("{path} appeared in the volume during the add; the copy is kept as {temp} next to it")]
+    AppearedInVolume { path: String, temp: String },
+    #[error("{path} does not show the volume's copy after mounting")]
+    NotShown { path: String },
+    #[error("{} is not UTF-8", .0.display())]
+    NotUtf8(PathBuf),
     #[error("{path} is in place and declared, but the generations could not take the change: {reason}")]
     Carry { path: String, reason: String },
     #[error("{source}\nthe partial copy of {path} was removed: nothing changed")]
@@ -279,9 +289,9 @@ struct Volume {
 }
 
 fn open_volume(root: &Dir, mount: &str, names: &UserDb, after_declared: &mut AfterDeclared) -> Result<Volume> {
-    let dir = root.open_dir(relative(mount)).map_err(|e| {
-        ManageError::Other(format!("the persistent root {mount} cannot be opened below the root (is it mounted?): {e}"))
-    })?;
+    let dir = root
+        .open_dir(relative(mount))
+        .map_err(|source| ManageError::VolumeUnreachable { mount: mount.to_owned(), source })?;
     let state = journal::state_dir(&dir)?;
     let lock = state.lock_writer(journal::LOCK)?;
     // A journal write killed before its rename (no writer is alive under the lock).
@@ -567,10 +577,7 @@ fn forward_add(root: &Dir, volume: &Volume, journal: &mut Journal, names: &UserD
     }
     if journal.step < Step::Placed {
         if !source_parent.rename_noreplace(&temp, name)? {
-            return Err(ManageError::Other(format!(
-                "{}{path} appeared in the volume during the add; the copy is kept as {temp} next to it",
-                volume.mount
-            )));
+            return Err(ManageError::AppearedInVolume { path: format!("{}{path}", volume.mount), temp });
         }
         source_parent.sync()?;
         journal::advance(&volume.state, journal, Step::Placed)?;
@@ -579,7 +586,7 @@ fn forward_add(root: &Dir, volume: &Volume, journal: &mut Journal, names: &UserD
         mount_over(&target_parent, name, &source_parent, journal, same_boot)?;
         if !is_in_place(journal, &target_parent, name, &source_parent) {
             // Defensive: the mount must show the volume's entry.
-            return Err(ManageError::Other(format!("{path} does not show the volume's copy after mounting")));
+            return Err(ManageError::NotShown { path: path.clone() });
         }
         // The live data must still be what was copied; if not, it is newer: undo.
         if same_boot && journal.how == How::Bind {
@@ -806,7 +813,7 @@ pub fn recover(
 /// A path given on the command line made absolute against `/` (as seen in the root)
 /// and checked to be normalized; relative paths are refused rather than guessed.
 pub fn normalize_argument(path: &Path) -> Result<String> {
-    let text = path.to_str().ok_or_else(|| ManageError::Other(format!("{} is not UTF-8", path.display())))?;
+    let text = path.to_str().ok_or_else(|| ManageError::NotUtf8(path.to_path_buf()))?;
     let trimmed = if text.len() > 1 { text.trim_end_matches('/') } else { text };
     Ok(trimmed.to_owned())
 }
