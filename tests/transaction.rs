@@ -286,7 +286,7 @@ impl Root {
         assert_eq!(state.active_number(), Some(active), "{context}: the active generation");
         assert_eq!(state.current_number().unwrap(), Some(current), "{context}: the boot default");
         assert_eq!(state.store().verify().unwrap(), Vec::new(), "{context}: the store");
-        let repair = blankslate_activator::etc::repair(&root, state.store(), true).unwrap().unwrap();
+        let repair = blankslate_activator::etc::preview_repair(&root, state.store()).unwrap().unwrap();
         assert!(repair.plan.is_noop(), "{context}: /etc is not generation {active}'s:\n{}", repair.plan);
         let records = self.path().join("etc/.blankslate");
         for record in ["transaction.json", "journal.json"] {

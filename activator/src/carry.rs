@@ -7,7 +7,7 @@ use std::path::Path;
 use blankslate_core::activation::ActivationError;
 use blankslate_core::decl::{self, Declaration, LoadError};
 use blankslate_core::fs::Dir;
-use blankslate_core::generation::{GenerationError, State};
+use blankslate_core::generation::{GenerationError, LockedState};
 
 use crate::etc::{self, EtcError};
 
@@ -61,7 +61,7 @@ impl Carried {
 /// root's (locked), `None` when nothing was ever built there.
 pub fn carry_into_generations(
     root: &Dir,
-    state: Option<&State>,
+    state: Option<&LockedState>,
     file: &Path,
     paths: &[&str],
 ) -> Result<Carried, CarryError> {

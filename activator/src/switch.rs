@@ -33,7 +33,7 @@ use blankslate_core::activation::{self, Active, STATE_DIR, TRANSACTION_FILE};
 use blankslate_core::decl::{Declaration, UserDb};
 use blankslate_core::diff::{GenerationDiff, Side};
 use blankslate_core::fs::{Dir, FsError};
-use blankslate_core::generation::{Generation, GenerationError, State};
+use blankslate_core::generation::{Generation, GenerationError, LockedState, State};
 use blankslate_core::manifest::Manifest;
 use blankslate_core::trial::{BootTrial, LiveOutcome, LiveTrial, now};
 use blankslate_core::{failpoint, fs};
@@ -231,7 +231,7 @@ pub struct Repaired {
 /// The root a command changes, with its state locked.
 #[derive(Debug)]
 pub struct Live<'a> {
-    state: &'a State,
+    state: &'a LockedState,
     /// How a watcher of a trial runs this program again ([`WatcherSetup`]).
     exe: PathBuf,
     root: PathBuf,
@@ -248,8 +248,7 @@ struct Planned {
 }
 
 impl<'a> Live<'a> {
-    /// `state` must be locked ([`State::open_locked`]).
-    pub fn new(state: &'a State, setup: &WatcherSetup<'_>) -> Live<'a> {
+    pub fn new(state: &'a LockedState, setup: &WatcherSetup<'_>) -> Live<'a> {
         Live { state, exe: setup.exe.to_owned(), root: setup.root.to_owned(), state_dir: setup.state_dir.to_owned() }
     }
 
@@ -447,7 +446,7 @@ impl<'a> Live<'a> {
             None => None,
         };
         failpoint::hit(FAILPOINT);
-        let outcome = etc::commit(root, planned.etc)?;
+        let outcome = etc::commit(self.state, planned.etc)?;
         failpoint::hit(FAILPOINT);
         let Planned { declaration, previous, users, .. } = planned;
         let report = blankslate_persist::activate(root, &declaration, &users, previous.as_ref())?;
@@ -544,7 +543,7 @@ impl<'a> Live<'a> {
     pub fn repair(&self) -> Result<Option<Repaired>> {
         let recovered = self.finish_pending()?;
         let (state, root) = (self.state, self.root());
-        let Some(etc) = etc::repair(root, state.store(), false)? else { return Ok(None) };
+        let Some(etc) = etc::repair(state)? else { return Ok(None) };
         let number = etc.plan.to.generation;
         let declaration = state.persisted_declaration(&state.generation(number)?)?;
         let users = etc::users_of(state.store(), root, &etc.plan.to.object)?;

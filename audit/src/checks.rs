@@ -126,7 +126,7 @@ pub fn etc_drift(root: &Dir, active: &Active, users: &UserDb, out: &mut Vec<Find
                 format!("a regular file replaced the link to {wanted}: edits here are lost at reboot"),
             ),
             (Some(_), kind) => {
-                push(FindingKind::Replaced, path, 0, format!("{} stands where the link goes", found(kind)))
+                push(FindingKind::Replaced, path, 0, format!("{} stands where the link goes", found(kind)));
             }
             (None, Kind::File) if entry.kind == EtcKind::Copy => match dir.open_checked(&name, Accept::File) {
                 Ok(copy) => {
@@ -426,13 +426,8 @@ pub fn persist_health(
                 continue;
             }
             Err(error) => {
-                push(
-                    out,
-                    FindingKind::SourceMissing,
-                    path,
-                    0,
-                    format!("cannot look at it in {}: {}", entry.root, error.source),
-                );
+                let reason = format!("cannot look at it in {}: {}", entry.root, error.source);
+                push(out, FindingKind::SourceMissing, path, 0, reason);
                 continue;
             }
         };
@@ -483,13 +478,8 @@ pub fn persist_health(
                         ),
                     ),
                     kind => {
-                        push(
-                            out,
-                            FindingKind::Replaced,
-                            path,
-                            0,
-                            format!("{} stands where the link to {link} goes", found(kind)),
-                        );
+                        let reason = format!("{} stands where the link to {link} goes", found(kind));
+                        push(out, FindingKind::Replaced, path, 0, reason);
                     }
                 }
             }

@@ -713,7 +713,7 @@ fn a_declared_directory_that_drifted_is_reported_and_repaired() {
 
         let root = Dir::open_root(&scratch.root).unwrap();
         let state = State::open_locked(&root, Path::new(STATE_DIR)).unwrap();
-        etc::repair(&root, state.store(), false).unwrap().unwrap();
+        etc::repair(&state).unwrap().unwrap();
         drop(state);
         assert_eq!(etc_drift(&scratch.audit()), ["etc-stray file /etc/ssl/private/mine.pem"]);
     });

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use blankslate_core::decl::source::{SourceError, Sources};
 use blankslate_core::decl::{Declaration, EtcContents, EtcMode, Mode, secret};
-use blankslate_core::generation::{Built, GenerationError, State};
+use blankslate_core::generation::{Built, GenerationError, LockedState};
 use blankslate_core::manifest::{EtcKind, MANIFEST_FILE, Manifest, ManifestEntry, TREE_DIR, content_hash};
 use blankslate_core::store::{Store, StoreError, Tree};
 
@@ -141,7 +141,7 @@ impl EtcBuild {
 
     /// Adds this `/etc` to the store of `state`, then `declaration` as a generation
     /// with it, and makes that generation current (`build`, `adopt`, `sandbox`).
-    pub fn build_generation(&self, state: &State, declaration: &Declaration) -> Result<Built> {
+    pub fn build_generation(&self, state: &LockedState, declaration: &Declaration) -> Result<Built> {
         let etc_object = self.add_to_store(state.store())?;
         Ok(state.build(declaration, &[("etc", &etc_object)])?)
     }

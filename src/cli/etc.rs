@@ -76,8 +76,7 @@ pub(super) fn run(command: EtcCommand) -> Result<ExitCode> {
     // A switch leaves alone what both generations declare alike (a drifted file kept
     // as it is stays a file): the kept entries take the place of the live ones.
     let state = open_state(&target)?;
-    let root = Dir::open_root(&target.root)?;
-    if let Some(repaired) = blankslate_activator::etc::repair_only(&root, state.store(), &keys)? {
+    if let Some(repaired) = blankslate_activator::etc::repair_only(&state, &keys)? {
         if !repaired.plan.is_noop() {
             report::print(&repaired.plan.to_string())?;
         }

@@ -24,7 +24,7 @@ use blankslate_activator::switch::{Finished, Live, Recovered, SwitchError};
 use blankslate_activator::trial::WatcherSetup;
 use blankslate_core::decl::{self, UserDb};
 use blankslate_core::fs::{Dir, LockWait};
-use blankslate_core::generation::{DEFAULT_STATE_DIR, Generation, GenerationError, State};
+use blankslate_core::generation::{DEFAULT_STATE_DIR, Generation, GenerationError, LockedState, State};
 use blankslate_etc_builder as etc_builder;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -229,7 +229,7 @@ fn switch_error(error: SwitchError) -> CliError {
 /// through there, starting with what a killed command left
 /// ([`Live::finish_pending`]). A trial's watcher runs this program on this root.
 fn live<'s, T>(
-    state: &'s State,
+    state: &'s LockedState,
     target: &Target,
     work: impl FnOnce(&Live<'s>) -> std::result::Result<T, SwitchError>,
 ) -> Result<T> {
@@ -268,7 +268,7 @@ fn describe_recovered(recovered: &Recovered) -> String {
 /// Finishes what a switch, an activation or a confirmation that was killed or failed
 /// left on the root, for a command that changes the root by other means (`persist
 /// add`, `persist remove`); says so on standard error.
-fn finish_pending(state: &State, target: &Target) -> Result<()> {
+fn finish_pending(state: &LockedState, target: &Target) -> Result<()> {
     let recovered = live(state, target, Live::finish_pending)?;
     for line in describe_recovered(&recovered).lines() {
         errln!("note: {line}")?;
@@ -395,7 +395,7 @@ fn load(file: &Path, root: &Path) -> Result<std::result::Result<decl::Declaratio
 }
 
 /// The state, locked for writing (created if needed).
-fn open_state(target: &Target) -> Result<State> {
+fn open_state(target: &Target) -> Result<LockedState> {
     let root = Dir::open_root(&target.root)?;
     Ok(State::open_locked(&root, &target.state_dir)?)
 }
@@ -412,7 +412,7 @@ fn build_generation(
     declaration: &decl::Declaration,
     target: &Target,
     nixos_etc: Option<&Path>,
-) -> Result<(State, blankslate_core::generation::Built)> {
+) -> Result<(LockedState, blankslate_core::generation::Built)> {
     let etc = etc_builder::build(declaration, nixos_etc)?;
     let state = open_state(target)?;
     let built = etc.build_generation(&state, declaration)?;

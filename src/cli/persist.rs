@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use blankslate_activator::carry::{Carried, carry_into_generations};
 use blankslate_core::decl;
 use blankslate_core::fs::Dir;
-use blankslate_core::generation::State;
+use blankslate_core::generation::LockedState;
 use blankslate_persist::add as manage;
 use clap::Subcommand;
 use serde_json::json;
@@ -353,7 +353,7 @@ fn sync(target: &Target, follow: bool, as_json: bool) -> Result<ExitCode> {
 /// The state of `target`, locked for writing, if anything was ever built there (none
 /// is created): a persist command holds it from before its first change to after its
 /// last, like every command that changes a root.
-fn lock_existing(target: &Target) -> Result<Option<State>> {
+fn lock_existing(target: &Target) -> Result<Option<LockedState>> {
     Ok(match read_state(target)? {
         Some(_) => Some(open_state(target)?),
         None => None,
@@ -366,7 +366,7 @@ fn lock_existing(target: &Target) -> Result<Option<State>> {
 fn carrier<'a>(
     common: &'a PersistArgs,
     root: &'a Dir,
-    state: Option<&'a State>,
+    state: Option<&'a LockedState>,
     carried: &'a mut Carried,
 ) -> impl FnMut(&str) -> std::result::Result<(), String> + 'a {
     move |path| {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use blankslate_activator::etc;
 use blankslate_activator::switch::{self, How, Mode, Preview, Request, Switched, Unbuilt, Wanted};
 use blankslate_core::fs::Dir;
-use blankslate_core::generation::State;
+use blankslate_core::generation::LockedState;
 use blankslate_core::trial::BootRecord;
 use blankslate_etc_builder as etc_builder;
 use blankslate_persist::Report;
@@ -162,7 +162,7 @@ fn print_preview(preview: &Preview) -> Result<()> {
 }
 
 /// Switches to `wanted` as `activation` says; prints what was done once it is.
-fn run(state: &State, target: &Target, wanted: Wanted, activation: &Activation) -> Result<ExitCode> {
+fn run(state: &LockedState, target: &Target, wanted: Wanted, activation: &Activation) -> Result<ExitCode> {
     let switched = live(state, target, |live| live.switch(&Request { wanted, how: activation.how() }))?;
     print_run(target, &switched)
 }

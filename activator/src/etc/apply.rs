@@ -6,6 +6,7 @@ use std::fmt;
 use blankslate_core::activation::{JOURNAL_FILE, Marker, STATE_FILE};
 use blankslate_core::failpoint;
 use blankslate_core::fs::{Dir, Kind};
+use blankslate_core::generation::LockedState;
 use blankslate_core::manifest::{EtcKind, Manifest, ManifestEntry, TREE_DIR, has_entries_below};
 use blankslate_core::store::Store;
 use serde::{Deserialize, Serialize};
@@ -74,7 +75,8 @@ impl fmt::Display for Outcome {
 /// Activates generation `generation`, whose etc object is `object`, on `root`. When
 /// it is already active (the marker says so and `/etc/static` points at it), that is
 /// all this reads: a no-op costs the same for 10 entries or 10,000. Otherwise as
-/// [`activate`]. The caller holds the state lock.
+/// [`activate`]. For a root nothing else writes (boot, a sandbox); on a running root
+/// a switch goes through [`commit`], which takes the state lock.
 pub fn activate_generation(
     root: &Dir,
     store: &Store,
@@ -84,7 +86,7 @@ pub fn activate_generation(
 ) -> Result<Outcome> {
     if !has_journal(root) {
         let prepared = prepare(root, store, generation, object, on_conflict)?;
-        return commit(root, prepared);
+        return commit_on(root, prepared);
     }
     let to = Active::load(store, generation, object)?;
     Ok(Outcome::Activated(Box::new(activate(root, store, &to, on_conflict)?)))
@@ -116,8 +118,12 @@ pub fn prepare(root: &Dir, store: &Store, generation: u32, object: &str, on_conf
     Ok(Prepared::Planned { plan: Box::new(plan), tree })
 }
 
-/// Carries out what [`prepare`] worked out. The caller holds the state lock.
-pub fn commit(root: &Dir, prepared: Prepared) -> Result<Outcome> {
+/// Carries out what [`prepare`] worked out on the root of `state`.
+pub fn commit(state: &LockedState, prepared: Prepared) -> Result<Outcome> {
+    commit_on(state.root(), prepared)
+}
+
+fn commit_on(root: &Dir, prepared: Prepared) -> Result<Outcome> {
     let (plan, tree) = match prepared {
         Prepared::AlreadyActive(marker) => return Ok(Outcome::AlreadyActive(marker)),
         Prepared::Planned { plan, tree } => (plan, tree),
@@ -128,7 +134,7 @@ pub fn commit(root: &Dir, prepared: Prepared) -> Result<Outcome> {
 
 /// Activates `to` (an etc object in `store`) on `root`: first finishes an activation
 /// that was interrupted, then applies the diff from the last activated generation.
-/// The caller holds the state lock.
+/// For a root nothing else writes, as [`activate_generation`].
 pub fn activate(root: &Dir, store: &Store, to: &Active, on_conflict: OnConflict) -> Result<Activated> {
     let recovered = recover(root, store)?;
     let static_target = std::ffi::OsStr::new(&to.static_target);

@@ -43,7 +43,7 @@ pub use blankslate_core::activation::{ACTIVE_FILE, Active, BACKUP_SUFFIX, STATE_
 
 pub use apply::{Activated, Outcome, Prepared, activate, activate_generation, commit, prepare, recover, relabel};
 pub use plan::plan;
-pub use repair::{repair, repair_only};
+pub use repair::{preview_repair, repair, repair_only};
 
 /// The fixed temporary name of a copy or link about to replace `NAME`: `.NAME` + this.
 const STAGED_SUFFIX: &str = ".blankslate-new";

@@ -8,6 +8,7 @@ use std::cell::OnceCell;
 use blankslate_core::decl::UserDb;
 use blankslate_core::decl::paths::is_inside;
 use blankslate_core::fs::Dir;
+use blankslate_core::generation::LockedState;
 use blankslate_core::manifest::EtcKind;
 use blankslate_core::store::Store;
 
@@ -23,18 +24,22 @@ use super::{
 /// goes (an edited copy, a file or a link a person put there, a directory) is moved
 /// aside to `NAME.blankslate-backup` first, never deleted. Each link costs one
 /// `readlink`, each copy an `lstat` and a read, each directory an `lstat`.
-/// With `dry_run`, plans and changes nothing. `None` when nothing is active. The
-/// caller holds the state lock (unless `dry_run`).
-pub fn repair(root: &Dir, store: &Store, dry_run: bool) -> Result<Option<Activated>> {
-    repair_in(root, store, dry_run, &[])
+/// On the root of `state`. `None` when nothing is active.
+pub fn repair(state: &LockedState) -> Result<Option<Activated>> {
+    repair_in(state.root(), state.store(), false, &[])
+}
+
+/// What [`repair`] would do on `root`, whose store is `store`: planned, nothing
+/// changed (and so no lock needed).
+pub fn preview_repair(root: &Dir, store: &Store) -> Result<Option<Activated>> {
+    repair_in(root, store, true, &[])
 }
 
 /// [`repair`] of only the entries `paths` (relative to `/etc`) and what lies below
 /// them: what `blankslate etc keep` just declared takes the place of the live files
-/// it was kept from, and nothing else of `/etc` is touched. The caller holds the state
-/// lock.
-pub fn repair_only(root: &Dir, store: &Store, paths: &[String]) -> Result<Option<Activated>> {
-    repair_in(root, store, false, paths)
+/// it was kept from, and nothing else of `/etc` is touched. On the root of `state`.
+pub fn repair_only(state: &LockedState, paths: &[String]) -> Result<Option<Activated>> {
+    repair_in(state.root(), state.store(), false, paths)
 }
 
 fn repair_in(root: &Dir, store: &Store, dry_run: bool, only: &[String]) -> Result<Option<Activated>> {
