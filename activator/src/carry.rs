@@ -85,7 +85,7 @@ pub fn carry_into_generations(
     let mut carried = Carried { active: active_pair, current: current_pair, ..Carried::default() };
     if let (Some(active), Some((from, to))) = (&active, carried.active) {
         // Also when `to` is active already: a relabel killed half-way is finished.
-        let relabelled = etc::relabel(root, &etc::Active { generation: to, ..active.clone() })?;
+        let relabelled = etc::relabel(root, &etc::EtcGeneration { generation: to, ..active.clone() })?;
         carried.not_relabelled = !relabelled && from != to;
     }
     if let Some((from, to)) = carried.current {

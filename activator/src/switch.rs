@@ -29,13 +29,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use blankslate_core::activation::{self, Active, STATE_DIR, TRANSACTION_FILE};
+use blankslate_core::activation::{self, EtcGeneration, STATE_DIR, TRANSACTION_FILE};
 use blankslate_core::decl::{Declaration, UserDb};
 use blankslate_core::diff::{GenerationDiff, Side};
 use blankslate_core::fs::{Dir, FsError};
 use blankslate_core::generation::{Generation, GenerationError, LockedState, State};
 use blankslate_core::manifest::Manifest;
-use blankslate_core::trial::{BootTrial, LiveOutcome, LiveTrial, now};
+use blankslate_core::trial_record::{BootTrial, LiveOutcome, LiveTrial, now};
 use blankslate_core::{failpoint, fs};
 use blankslate_etc_builder::{BuildError, EtcBuild};
 use blankslate_persist::{PersistError, Report};
@@ -434,7 +434,7 @@ impl<'a> Live<'a> {
                 }
             }
         }
-        let users = etc::users_of(state.store(), root, &object)?;
+        let users = etc::users_from_object(state.store(), root, &object)?;
         Ok(Planned { etc, declaration, previous, users })
     }
 
@@ -449,7 +449,7 @@ impl<'a> Live<'a> {
         let outcome = etc::commit(self.state, planned.etc)?;
         failpoint::hit(FAILPOINT);
         let Planned { declaration, previous, users, .. } = planned;
-        let report = blankslate_persist::activate(root, &declaration, &users, previous.as_ref())?;
+        let report = blankslate_persist::bring_in(root, &declaration, &users, previous.as_ref())?;
         if !report.failed_by_system.is_empty() {
             let failed = report.conflicts.iter().filter(|(path, _)| report.failed_by_system.contains(path));
             return Err(SwitchError::NotBroughtIn(failed.cloned().collect()));
@@ -520,8 +520,8 @@ impl<'a> Live<'a> {
         let tried = state.persisted_declaration(&state.generation(record.generation)?)?;
         blankslate_persist::mounts::check_volumes(root, &declaration)?;
         etc::activate_generation(root, state.store(), previous, &object, OnConflict::Backup)?;
-        let users = etc::users_of(state.store(), root, &object)?;
-        blankslate_persist::activate(root, &declaration, &users, Some(&tried))?;
+        let users = etc::users_from_object(state.store(), root, &object)?;
+        blankslate_persist::bring_in(root, &declaration, &users, Some(&tried))?;
         if let Some(trial) = &record.trial {
             trial::stop_watcher(trial);
             match &record.replaces {
@@ -546,7 +546,7 @@ impl<'a> Live<'a> {
         let Some(etc) = etc::repair(state)? else { return Ok(None) };
         let number = etc.plan.to.generation;
         let declaration = state.persisted_declaration(&state.generation(number)?)?;
-        let users = etc::users_of(state.store(), root, &etc.plan.to.object)?;
+        let users = etc::users_from_object(state.store(), root, &etc.plan.to.object)?;
         let persisted = blankslate_persist::repair(root, &declaration, &users)?;
         Ok(Some(Repaired { recovered, generation: number, etc, persisted }))
     }
@@ -661,7 +661,7 @@ pub struct Preview {
 
 /// A declaration to preview a switch to before it is built: the declaration, its
 /// `/etc` manifest and object name, and the owners its copies would get
-/// ([`etc::users_for`] its contents).
+/// ([`etc::users_from_contents`] its contents).
 #[derive(Debug)]
 pub struct Unbuilt<'a> {
     declaration: &'a Declaration,
@@ -673,7 +673,7 @@ pub struct Unbuilt<'a> {
 impl<'a> Unbuilt<'a> {
     /// `declaration`, with its `/etc` built as `etc`, to be switched to on `root`.
     pub fn new(root: &Dir, declaration: &'a Declaration, etc: &EtcBuild) -> Result<Unbuilt<'a>> {
-        let users = etc::users_for(root, |name| etc.contents(name));
+        let users = etc::users_from_contents(root, |name| etc.contents(name));
         Ok(Unbuilt { declaration, manifest: etc.manifest(), object: etc.object_name()?, users })
     }
 }
@@ -705,8 +705,8 @@ pub fn preview(
                 Wanted::Previous => before(state, active)?,
             };
             let loaded = Loaded::generation(state, number)?;
-            let to_etc = Active::load(state.store(), number, &loaded.etc_object).map_err(EtcError::from)?;
-            let users = etc::users_of(state.store(), root, &loaded.etc_object)?;
+            let to_etc = EtcGeneration::load(state.store(), number, &loaded.etc_object).map_err(EtcError::from)?;
+            let users = etc::users_from_object(state.store(), root, &loaded.etc_object)?;
             (loaded, to_etc, users)
         }
         Err(unbuilt) => {
@@ -715,7 +715,7 @@ pub fn preview(
                 None => 1,
             };
             let store = blankslate_core::generation::store_location(state_dir);
-            let to_etc = Active::new(&store, number, &unbuilt.object, unbuilt.manifest.clone());
+            let to_etc = EtcGeneration::new(&store, number, &unbuilt.object, unbuilt.manifest.clone());
             let users = unbuilt.users;
             let declaration = unbuilt.declaration.clone();
             let loaded = Loaded { number, declaration, manifest: unbuilt.manifest, etc_object: unbuilt.object };
@@ -750,7 +750,7 @@ impl Loaded {
         let declaration =
             Declaration::from_canonical_json(&state.declaration_json(&generation)?).map_err(|e| bad(e.to_string()))?;
         let etc_object = etc_object(state, &generation)?;
-        let manifest = Active::load(state.store(), number, &etc_object).map_err(EtcError::from)?.manifest;
+        let manifest = EtcGeneration::load(state.store(), number, &etc_object).map_err(EtcError::from)?.manifest;
         Ok(Loaded { number, declaration, manifest, etc_object })
     }
 

@@ -26,7 +26,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use blankslate_core::generation::{GenerationError, LockedState, State};
-use blankslate_core::trial::{BootRecord, BootTrial, LiveOutcome, LiveTrial, TrialAttempt, Watcher, now};
+use blankslate_core::trial_record::{BootRecord, BootTrial, LiveOutcome, LiveTrial, TrialAttempt, Watcher, now};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrialError {

@@ -13,7 +13,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use blankslate_activator::etc::{self, Action, Activated, Active, EtcError, OnConflict};
+use blankslate_activator::etc::{self, Action, Activated, EtcError, EtcGeneration, OnConflict};
 use blankslate_core::decl;
 use blankslate_core::fs::Dir;
 use blankslate_core::generation::{DEFAULT_STATE_DIR, State};
@@ -42,20 +42,20 @@ impl Scratch {
     }
 
     /// Builds a declaration's `/etc` into the store as generation `number`.
-    fn build(&self, number: u32, text: &str) -> Active {
+    fn build(&self, number: u32, text: &str) -> EtcGeneration {
         let file = self.path().join(format!("generation-{number}.toml"));
         let checked = decl::check(&file, text, None);
         let declaration = checked.declaration.unwrap_or_else(|| panic!("{}", checked.diagnostics));
         let build = blankslate_etc_builder::from_declaration(&declaration).unwrap();
         let object = build.add_to_store(&self.store).unwrap();
-        Active::load(&self.store, number, &object).unwrap()
+        EtcGeneration::load(&self.store, number, &object).unwrap()
     }
 
-    fn try_activate(&self, to: &Active, on_conflict: OnConflict) -> etc::Result<Activated> {
+    fn try_activate(&self, to: &EtcGeneration, on_conflict: OnConflict) -> etc::Result<Activated> {
         etc::activate(&self.root, &self.store, to, on_conflict)
     }
 
-    fn activate(&self, to: &Active) -> Activated {
+    fn activate(&self, to: &EtcGeneration) -> Activated {
         self.try_activate(to, OnConflict::Backup).unwrap()
     }
 
@@ -205,7 +205,7 @@ fn action(activated: &Activated, path: &str) -> Option<Action> {
 }
 
 /// Every declared path of a generation.
-fn declared(active: &Active) -> Vec<String> {
+fn declared(active: &EtcGeneration) -> Vec<String> {
     active.manifest.entries.keys().cloned().collect()
 }
 
@@ -734,7 +734,7 @@ fn a_nixos_etc_tree_activates_links_direct_links_and_copies() {
 
     let build = blankslate_etc_builder::from_nixos_tree(t).unwrap();
     let object = build.add_to_store(&scratch.store).unwrap();
-    let one = Active::load(&scratch.store, 1, &object).unwrap();
+    let one = EtcGeneration::load(&scratch.store, 1, &object).unwrap();
     assert_eq!(declared(&one), ["hosts", "resolv.conf", "shadow", "ssh/sshd_config", "sudoers"]);
     let activated = scratch.activate(&one);
     assert_eq!(activated.plan.steps.len(), 5);

@@ -5,12 +5,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::fd::AsFd;
 
-use blankslate_core::activation::{self as etc, Active};
+use blankslate_core::activation::{self as etc, EtcGeneration};
 use blankslate_core::decl::{Declaration, EntryKind, How, Owner, ResolvedEntry, UserDb};
 use blankslate_core::fs::{Accept, Checked, Dir, FsError, Kind, Meta};
 use blankslate_core::generation::format_utc;
 use blankslate_core::manifest::{EtcKind, content_hash};
-use blankslate_core::trial::{BOOT_RECORD, BootRecord, LIVE_TRIAL, LiveOutcome, LiveTrial};
+use blankslate_core::trial_record::{BOOT_RECORD, BootRecord, LIVE_TRIAL, LiveOutcome, LiveTrial};
 
 use crate::render::size;
 use crate::{Class, Finding, FindingKind, MountPoints, walk};
@@ -60,7 +60,7 @@ fn found(kind: Kind) -> &'static str {
 }
 
 /// `/etc/static` and every manifest entry, against what `/etc` holds.
-pub fn etc_drift(root: &Dir, active: &Active, users: &UserDb, out: &mut Vec<Finding>) {
+pub fn etc_drift(root: &Dir, active: &EtcGeneration, users: &UserDb, out: &mut Vec<Finding>) {
     let Ok(etc_dir) = root.open_dir("etc") else {
         out.push(Finding::new(Class::EtcDrift, FindingKind::Missing, b"/etc".to_vec(), "/etc is not there".into()));
         return;

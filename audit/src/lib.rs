@@ -54,7 +54,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant, SystemTime};
 
-use blankslate_core::activation::{self as etc, Active};
+use blankslate_core::activation::{self as etc, EtcGeneration};
 use blankslate_core::decl::{Declaration, UserDb, glob};
 use blankslate_core::fs::Dir;
 use blankslate_core::generation::DEFAULT_STATE_DIR;
@@ -395,7 +395,7 @@ pub struct Setup<'a> {
     pub root_path: &'a Path,
     pub declaration: &'a Declaration,
     /// The generation's `/etc` (manifest and `/etc/static` target), if it has one.
-    pub etc: Option<&'a Active>,
+    pub etc: Option<&'a EtcGeneration>,
     /// Owner names for the owner checks.
     pub users: &'a UserDb,
     /// The state directory, as seen from inside the root.

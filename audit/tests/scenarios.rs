@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
-use blankslate_activator::etc::{self, Active, OnConflict};
+use blankslate_activator::etc::{self, EtcGeneration, OnConflict};
 use blankslate_audit::{Class, Report, Setup};
 use blankslate_core::decl::{self, Declaration};
 use blankslate_core::fs::Dir;
@@ -119,11 +119,11 @@ impl Scratch {
         let etc_object =
             blankslate_etc_builder::from_declaration(&declaration).unwrap().add_to_store(state.store()).unwrap();
         let built = state.build(&declaration, &[("etc", &etc_object)]).unwrap();
-        let active = Active::load(state.store(), built.generation, &etc_object).unwrap();
+        let active = EtcGeneration::load(state.store(), built.generation, &etc_object).unwrap();
         etc::activate(&root_dir, state.store(), &active, OnConflict::Backup).unwrap();
         let tree = state.store().open_object(&etc_object).unwrap().open_dir("etc").unwrap();
-        let users = etc::users_for(&root_dir, |name| tree.read(name).ok());
-        let report = blankslate_persist::activate(&root_dir, &declaration, &users, None).unwrap();
+        let users = etc::users_from_contents(&root_dir, |name| tree.read(name).ok());
+        let report = blankslate_persist::bring_in(&root_dir, &declaration, &users, None).unwrap();
         assert!(report.conflicts.is_empty(), "{report:?}");
         Scratch { _mounts: mounts, _dir: dir, root, outside }
     }
@@ -135,9 +135,9 @@ impl Scratch {
         let generation = state.generation(number).unwrap();
         let declaration = Declaration::from_canonical_json(&state.declaration_json(&generation).unwrap()).unwrap();
         let object = state.part(&generation, "etc").unwrap().unwrap();
-        let active = Active::load(state.store(), number, &object).unwrap();
+        let active = EtcGeneration::load(state.store(), number, &object).unwrap();
         let tree = state.store().open_object(&object).unwrap().open_dir("etc").unwrap();
-        let users = etc::users_for(&root, |name| tree.read(name).ok());
+        let users = etc::users_from_contents(&root, |name| tree.read(name).ok());
         let root_path = std::fs::canonicalize(&self.root).unwrap();
         let setup = Setup {
             root: &root,
@@ -581,7 +581,7 @@ fn a_volume_unmounted_after_activation_is_named_as_the_cause() {
             "root:x:0:\napp:x:2000:\n",
             "t",
         );
-        let activated = blankslate_persist::activate(&root, &declaration(DECLARATION), &users, None).unwrap();
+        let activated = blankslate_persist::bring_in(&root, &declaration(DECLARATION), &users, None).unwrap();
         assert!(activated.migrated.is_empty(), "{activated:?}");
         let refused: Vec<&str> = activated.conflicts.iter().map(|(path, _)| path.as_str()).collect();
         assert_eq!(refused, ["/etc/machine-id", "/var/lib/app", "/var/log"], "{activated:?}");

@@ -18,4 +18,4 @@ pub mod manifest;
 pub mod mount;
 pub mod store;
 pub mod sys;
-pub mod trial;
+pub mod trial_record;

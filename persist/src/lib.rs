@@ -339,7 +339,7 @@ fn hostile(path: &str, error: FsError) -> PersistError {
 /// unmounted, as do the mounts on record that `declaration` does not declare
 /// ([`mounts`]). Each persistent root's volume must already be mounted at its mount
 /// point inside `root`.
-pub fn activate(
+pub fn bring_in(
     root: &Dir,
     declaration: &Declaration,
     users: &UserDb,
@@ -347,10 +347,10 @@ pub fn activate(
 ) -> Result<Report> {
     let mut report = Report::default();
     mounts::unmount_undeclared(root, previous, declaration, &mut report)?;
-    bring_in(root, declaration, users, false, report)
+    bring_in_entries(root, declaration, users, false, report)
 }
 
-/// [`activate`] for a live root that drifted from its declaration: owners, modes and
+/// [`bring_in`] for a live root that drifted from its declaration: owners, modes and
 /// mounts re-applied, the mount flags a mount lost added back, mounts on record that
 /// the declaration no longer has unmounted, and what stands where a persisted path
 /// goes in the root (data the volume has too, something of another type) moved aside
@@ -359,12 +359,18 @@ pub fn activate(
 pub fn repair(root: &Dir, declaration: &Declaration, users: &UserDb) -> Result<Report> {
     let mut report = Report::default();
     mounts::unmount_undeclared(root, None, declaration, &mut report)?;
-    bring_in(root, declaration, users, true, report)
+    bring_in_entries(root, declaration, users, true, report)
 }
 
 /// Every persisted entry of `declaration`, parents first; `repair` moves aside what
 /// stands in the way instead of reporting it and leaving it.
-fn bring_in(root: &Dir, declaration: &Declaration, users: &UserDb, repair: bool, mut report: Report) -> Result<Report> {
+fn bring_in_entries(
+    root: &Dir,
+    declaration: &Declaration,
+    users: &UserDb,
+    repair: bool,
+    mut report: Report,
+) -> Result<Report> {
     let users = &with_persisted_accounts(root, declaration, users);
     let mut entries = declaration.entries();
     entries.sort_by(|a, b| a.path.cmp(&b.path));
@@ -814,7 +820,7 @@ fn linked_directory(place: &Place<'_>, ids: &Ids, report: &mut Report) -> Result
 fn file(place: &Place<'_>, ids: &Ids, how: How, entry: &ResolvedEntry<'_>, report: &mut Report) -> Result<()> {
     let Place { source_parent, target_parent, name, path, volume_path: link, .. } = *place;
     if how == How::Copy {
-        return copy::activate(source_parent, target_parent, name, path, ids, link, report);
+        return copy::bring_in(source_parent, target_parent, name, path, ids, link, report);
     }
     let shown = format!("the volume's {path}");
     let mut source = copy::regular_source(source_parent, name, &shown)?;

@@ -57,7 +57,7 @@ impl Scratch {
 
 fn activate(root: &Path, declaration: &Declaration, previous: Option<&Declaration>) -> Result<Report, PersistError> {
     let dir = Dir::open_root(root).unwrap();
-    blankslate_persist::activate(&dir, declaration, &users(), previous)
+    blankslate_persist::bring_in(&dir, declaration, &users(), previous)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

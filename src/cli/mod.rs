@@ -6,6 +6,7 @@ mod audit;
 mod boot;
 mod build;
 mod check;
+mod confirm;
 mod diff;
 mod error;
 mod etc;
@@ -15,7 +16,6 @@ mod persist;
 mod repair;
 mod sandbox;
 mod switch;
-mod trial;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -140,17 +140,17 @@ enum Command {
     /// it what later trials fall back to. Run it by hand, or from a unit ordered after
     /// what must work (packaging/systemd/blankslate-confirm.service).
     #[command(after_help = EXIT_CODES)]
-    Confirm(trial::ConfirmArgs),
+    Confirm(confirm::ConfirmArgs),
     /// Reboot a boot on trial (`switch --tries`) that is not confirmed within DURATION
     /// of booting, so that a generation which comes up without what it must reach
     /// (the network, say) is tried again or falls back without anyone at the console.
     /// Run by packaging/systemd/blankslate-boot-deadline.service; exits at once when
     /// this boot is not on trial, and as soon as it is confirmed.
     #[command(after_help = EXIT_CODES)]
-    BootDeadline(trial::BootDeadlineArgs),
+    BootDeadline(confirm::BootDeadlineArgs),
     /// The watcher of a switch on trial (started by `switch --confirm-within`).
     #[command(hide = true)]
-    TrialExpire(trial::ExpireArgs),
+    TrialExpire(confirm::ExpireArgs),
     /// Bring the live root back to the generation it was activated to: every managed
     /// /etc entry checked (a readlink per link) and fixed, every persisted path's
     /// owner, mode and mount re-applied. What stands in the way is moved aside to
@@ -294,9 +294,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Build(args) => build::run(&args),
         Command::Switch(args) => switch::switch(&args),
         Command::Rollback(args) => switch::rollback(&args),
-        Command::Confirm(args) => trial::confirm(&args),
-        Command::BootDeadline(args) => trial::boot_deadline(&args),
-        Command::TrialExpire(args) => trial::expire(&args),
+        Command::Confirm(args) => confirm::confirm(&args),
+        Command::BootDeadline(args) => confirm::boot_deadline(&args),
+        Command::TrialExpire(args) => confirm::expire(&args),
         Command::Repair(args) => repair::run(&args),
         Command::Sandbox(args) => sandbox::run(args),
         Command::SandboxInit(args) => sandbox::init(args),
@@ -344,7 +344,7 @@ struct Running {
     number: u32,
     generation: Generation,
     declaration: decl::Declaration,
-    etc: Option<blankslate_activator::etc::Active>,
+    etc: Option<blankslate_activator::etc::EtcGeneration>,
     users: UserDb,
 }
 
@@ -360,11 +360,11 @@ fn running(target: &Target, wanted: Option<u32>) -> Result<Option<Running>> {
     let generation = if wanted.is_some() { named_generation(&state, number)? } else { state.generation(number)? };
     let declaration = decl::Declaration::from_canonical_json(&state.declaration_json(&generation)?)?;
     let etc = match state.part(&generation, "etc")? {
-        Some(object) => Some(etc::Active::load(state.store(), number, &object)?),
+        Some(object) => Some(etc::EtcGeneration::load(state.store(), number, &object)?),
         None => None,
     };
     let users = match &etc {
-        Some(etc) => etc::users_of(state.store(), &root, &etc.object)?,
+        Some(etc) => etc::users_from_object(state.store(), &root, &etc.object)?,
         None => user_db(&target.root).unwrap_or_else(|| UserDb::from_texts("", "", "/etc/passwd")),
     };
     Ok(Some(Running { state, active, number, generation, declaration, etc, users }))

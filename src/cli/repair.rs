@@ -98,7 +98,7 @@ fn persisted_findings(
 ) -> Result<Vec<(&'static str, String, String)>> {
     let generation = state.generation(repaired.generation)?;
     let declaration = state.persisted_declaration(&generation)?;
-    let users = etc::users_of(state.store(), root, &repaired.etc.plan.to.object)?;
+    let users = etc::users_from_object(state.store(), root, &repaired.etc.plan.to.object)?;
     let mut findings = Vec::new();
     let mount_points = blankslate_audit::mounts::below(&std::fs::canonicalize(root_path)?);
     let volumes = blankslate_audit::checks::volumes(root, &declaration, &mount_points, &mut findings);

@@ -9,11 +9,13 @@ use blankslate_activator::etc;
 use blankslate_activator::switch::{self, How, Mode, Preview, Request, Switched, Unbuilt, Wanted};
 use blankslate_core::fs::Dir;
 use blankslate_core::generation::LockedState;
-use blankslate_core::trial::BootRecord;
+use blankslate_core::trial_record::BootRecord;
 use blankslate_etc_builder as etc_builder;
 use blankslate_persist::Report;
 
-use super::{InputError, Result, Target, live, load, named_generation, open_state, print_recovered, read_state, trial};
+use super::{
+    InputError, Result, Target, confirm, live, load, named_generation, open_state, print_recovered, read_state,
+};
 use crate::report::{self, errln, outln};
 
 #[derive(Debug, clap::Args)]
@@ -56,7 +58,7 @@ pub(super) struct Activation {
     #[arg(long)]
     boot: bool,
     #[command(flatten)]
-    pub(super) trial: trial::TrialArgs,
+    pub(super) trial: confirm::TrialArgs,
 }
 
 impl Activation {
@@ -90,7 +92,7 @@ pub(super) fn switch_to_declaration(file: &Path, target: &Target) -> Result<Exit
         refuse_conflicts: false,
         test: false,
         boot: false,
-        trial: trial::TrialArgs { confirm_within: None, tries: None },
+        trial: confirm::TrialArgs { confirm_within: None, tries: None },
     };
     let generation = file.to_str().ok_or_else(|| InputError::argument("the declaration's path is not UTF-8"))?;
     switch(&SwitchArgs { generation: generation.to_owned(), target: target.clone(), activation, nixos_etc: None })
@@ -185,7 +187,7 @@ fn print_switched(switched: &Switched) -> Result<()> {
     let number = switched.generation;
     let Some((outcome, persisted)) = &switched.activated else {
         if let Some(trial) = &switched.boot_trial {
-            trial::print_boot_trial(trial)?;
+            confirm::print_boot_trial(trial)?;
         }
         let active = switched.active.map_or_else(|| "nothing".into(), |n| format!("generation {n}"));
         outln!("generation {number} is the boot default; {active} stays active until the next boot")?;
@@ -196,10 +198,10 @@ fn print_switched(switched: &Switched) -> Result<()> {
     }
     print_activated(outcome, persisted)?;
     match (&switched.trial, switched.mode) {
-        (Some(armed), _) => trial::print_armed(armed)?,
+        (Some(armed), _) => confirm::print_armed(armed)?,
         (None, Mode::Switch | Mode::Boot) => {
             if let Some(trial) = &switched.boot_trial {
-                trial::print_boot_trial(trial)?;
+                confirm::print_boot_trial(trial)?;
             }
             outln!("generation {number} is active and the boot default")?;
         }

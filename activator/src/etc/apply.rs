@@ -11,10 +11,10 @@ use blankslate_core::manifest::{EtcKind, Manifest, ManifestEntry, TREE_DIR, has_
 use blankslate_core::store::Store;
 use serde::{Deserialize, Serialize};
 
-use super::plan::plan_from;
+use super::inspect::plan_from;
 use super::{
-    ACTIVE_FILE, Action, Active, EtcError, FAILPOINT, OnConflict, Plan, Result, STAGED_SUFFIX, STATE_DIR, STATIC, Step,
-    active, link_target, open_etc, plan, split, users_for,
+    ACTIVE_FILE, Action, EtcError, EtcGeneration, FAILPOINT, OnConflict, Plan, Result, STAGED_SUFFIX, STATE_DIR,
+    STATIC, Step, active, link_target, open_etc, plan, split, users_from_contents,
 };
 
 /// An activation under way: where it is going. Where it comes from is the state
@@ -88,7 +88,7 @@ pub fn activate_generation(
         let prepared = prepare(root, store, generation, object, on_conflict)?;
         return commit_on(root, prepared);
     }
-    let to = Active::load(store, generation, object)?;
+    let to = EtcGeneration::load(store, generation, object)?;
     Ok(Outcome::Activated(Box::new(activate(root, store, &to, on_conflict)?)))
 }
 
@@ -111,9 +111,9 @@ pub fn prepare(root: &Dir, store: &Store, generation: u32, object: &str, on_conf
     if let Some(marker) = already_active(root, generation, object, static_target.as_os_str()) {
         return Ok(Prepared::AlreadyActive(marker));
     }
-    let to = Active::load(store, generation, object)?;
+    let to = EtcGeneration::load(store, generation, object)?;
     let tree = open_tree(store, &to.object)?;
-    let users = || users_for(root, |name| tree.read(name).ok());
+    let users = || users_from_contents(root, |name| tree.read(name).ok());
     let plan = plan(root, &to, &users, on_conflict)?;
     Ok(Prepared::Planned { plan: Box::new(plan), tree })
 }
@@ -135,7 +135,7 @@ fn commit_on(root: &Dir, prepared: Prepared) -> Result<Outcome> {
 /// Activates `to` (an etc object in `store`) on `root`: first finishes an activation
 /// that was interrupted, then applies the diff from the last activated generation.
 /// For a root nothing else writes, as [`activate_generation`].
-pub fn activate(root: &Dir, store: &Store, to: &Active, on_conflict: OnConflict) -> Result<Activated> {
+pub fn activate(root: &Dir, store: &Store, to: &EtcGeneration, on_conflict: OnConflict) -> Result<Activated> {
     let recovered = recover(root, store)?;
     let static_target = std::ffi::OsStr::new(&to.static_target);
     if recovered.is_none() && already_active(root, to.generation, &to.object, static_target).is_some() {
@@ -151,7 +151,7 @@ pub fn activate(root: &Dir, store: &Store, to: &Active, on_conflict: OnConflict)
         return Ok(Activated { plan, recovered });
     }
     let tree = open_tree(store, &to.object)?;
-    let users = || users_for(root, |name| tree.read(name).ok());
+    let users = || users_from_contents(root, |name| tree.read(name).ok());
     let plan = plan(root, to, &users, on_conflict)?;
     carry_out(root, &plan, &tree)?;
     Ok(Activated { plan, recovered })
@@ -178,7 +178,7 @@ fn carry_out(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
 /// only outside `/etc`, such as one `persist add` makes). Returns whether it is so
 /// recorded: not when `/etc` is at another object, or an activation is under way.
 /// Idempotent: what is recorded already is not written again.
-pub fn relabel(root: &Dir, to: &Active) -> Result<bool> {
+pub fn relabel(root: &Dir, to: &EtcGeneration) -> Result<bool> {
     let Some(etc) = open_etc(root)? else { return Ok(false) };
     let Ok(state) = etc.open_dir(STATE_DIR) else { return Ok(false) };
     let pending = blankslate_core::activation::read_json::<Journal>(&state, JOURNAL_FILE)?.is_some();
@@ -194,7 +194,7 @@ pub fn relabel(root: &Dir, to: &Active) -> Result<bool> {
 }
 
 /// Writes the state file, then the marker, for a completed activation.
-fn record(state: &Dir, active: &Active) -> Result<()> {
+fn record(state: &Dir, active: &EtcGeneration) -> Result<()> {
     state.write_atomic(STATE_FILE, &serde_json::to_vec(active).expect("state serializes"), 0o600)?;
     failpoint::hit(FAILPOINT);
     state.write_atomic(ACTIVE_FILE, Marker::of(active).render().as_bytes(), 0o600)?;
@@ -222,11 +222,11 @@ pub fn recover(root: &Dir, store: &Store) -> Result<Option<u32>> {
     let Some(journal) = blankslate_core::activation::read_json::<Journal>(&state, JOURNAL_FILE)? else {
         return Ok(None);
     };
-    let to = Active::load(store, journal.generation, &journal.object)?;
+    let to = EtcGeneration::load(store, journal.generation, &journal.object)?;
     let tree = open_tree(store, &to.object)?;
-    let users = || users_for(root, |name| tree.read(name).ok());
+    let users = || users_from_contents(root, |name| tree.read(name).ok());
     let plan = if journal.repair {
-        super::repair::plan_repair(root, to, &users, &journal.only)?
+        super::inspect::plan_repair(root, to, &users, &journal.only)?
     } else {
         plan_from(root, active(root)?, to, &users, OnConflict::Backup)?
     };
