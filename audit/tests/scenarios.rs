@@ -13,6 +13,7 @@ use blankslate_core::decl::{self, Declaration};
 use blankslate_core::fs::Dir;
 use blankslate_core::generation::State;
 use blankslate_core::mount::{self, MountFlags, Source};
+use blankslate_test_support::{in_namespace, root_or_skip};
 
 const DECLARATION: &str = r#"version = 1
 
@@ -50,26 +51,10 @@ const STATE_DIR: &str = "/var/lib/blankslate";
 
 /// Runs `body` as root in a private mount namespace; skipped (with a note) otherwise.
 fn as_root_in_namespace(body: impl FnOnce() + Send + 'static) {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !root_or_skip("needs root") {
         return;
     }
     in_namespace(body);
-}
-
-/// Runs `body` in a thread with a private mount namespace; returns its result.
-fn in_namespace<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
-    let namespace = || std::fs::read_link("/proc/thread-self/ns/mnt").expect("the mount namespace");
-    let host = namespace();
-    std::thread::spawn(move || {
-        blankslate_core::sys::unshare_mount_namespace().expect("unshare (needs root)");
-        // Nothing is mounted unless the thread has a namespace of its own.
-        assert_ne!(namespace(), host, "not in a private mount namespace");
-        mount::make_private().expect("make mounts private");
-        body()
-    })
-    .join()
-    .expect("the namespaced test body panicked")
 }
 
 fn declaration(text: &str) -> Declaration {
@@ -166,10 +151,6 @@ impl Scratch {
     }
 }
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
 fn find<'a>(report: &'a Report, class: Class, path: &[u8]) -> Vec<&'a blankslate_audit::Finding> {
     report.findings.iter().filter(|f| f.class == class && f.path == path).collect()
 }
@@ -204,8 +185,7 @@ fn a_clean_activation_audits_clean() {
 /// reported missing and nothing of it is taken for stray data of `/persist`.
 #[test]
 fn a_volume_nested_in_another_audits_clean() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !root_or_skip("needs root") {
         return;
     }
     let text = format!(
@@ -305,8 +285,7 @@ fn plant(scratch: &Scratch) {
 
 #[test]
 fn every_finding_kind_is_reported() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !root_or_skip("needs root") {
         return;
     }
     let (human, json) = in_namespace(|| {
@@ -756,8 +735,7 @@ fn a_bind_mount_from_the_volume_that_nothing_declares_is_reported() {
 /// configuration left, a package file where the declaration ignores it.
 #[test]
 fn packages_whose_etc_files_are_lost_or_stray_are_named() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !root_or_skip("needs root") {
         return;
     }
     let text = "version = 1\n[persist.\"/persist\"]\ndirectories = [\"/var/lib/dpkg\"]\n\n\
