@@ -2,12 +2,12 @@
 //!
 //! In order: mount `/proc`, `/sys`, `/dev` (devtmpfs); read the `blankslate.*`
 //! parameters of the kernel command line ([`cmdline`]); load the modules from the
-//! initramfs's `/lib/modules` ([`modules`]: the listed ones with their dependencies,
+//! initramfs's `/lib/modules` (`modules`: the listed ones with their dependencies,
 //! or all); find the store's persistent device ([`device`]) and mount it read-only,
 //! detached (attached nowhere yet); read the generation from the store **on the
 //! volume** (`<volume>/var/lib/blankslate`, which is where `blankslate build --root
 //! <volume mount point>` puts it); find and mount the generation's other volumes
-//! ([`volumes`]) and make them all writable; mount the tmpfs root with the
+//! (`volumes`) and make them all writable; mount the tmpfs root with the
 //! generation's settings; attach the volumes at their declared mount points inside the
 //! new root (parents first) and bind the state read-only from the store's; activate
 //! `/etc` and the persisted paths; link `/bin`, `/sbin`, `/lib*` into a persisted merged `/usr`;

@@ -27,7 +27,7 @@
 //! overwritten.
 //!
 //! A crash, a kill or a power cut loses nothing and needs no one to empty the volume:
-//! adopt holds the volume's lock and keeps a [`record`] in it, written before anything
+//! adopt holds the volume's lock and keeps a `record` in it, written before anything
 //! else, of what it is filling the volume from and which copies are complete; each copy
 //! is made under a temporary name and takes its own only once complete and recorded.
 //! The same `adopt` run again finishes the work (a partial copy is made again, a

@@ -204,7 +204,7 @@ fn temp_base() -> u64 {
 
 /// A fresh temporary name for a sibling of `name` (`.NAME.tmp-PID-N`), starting with
 /// `.` so that tools walking the directory can tell it apart; `N` counts from
-/// [`temp_base`].
+/// `temp_base`.
 pub fn temp_name(name: &OsStr) -> OsString {
     let n = temp_base() + TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut temp = OsString::from(".");

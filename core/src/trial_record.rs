@@ -274,7 +274,7 @@ impl LockedState {
     }
 
     /// Makes generation `number` the boot default: on trial for `tries` boots if
-    /// given ([`State::start_boot_trial`]), else plainly ([`State::set_current`]).
+    /// given ([`LockedState::start_boot_trial`]), else plainly ([`LockedState::set_current`]).
     pub fn set_boot_default(&self, number: u32, tries: Option<u32>) -> Result<Option<BootTrial>> {
         match tries {
             Some(tries) => self.start_boot_trial(number, tries).map(Some),
@@ -340,7 +340,7 @@ impl State {
         Ok(Some(trial))
     }
 
-    /// The boot trial [`State::start_boot_trial`] would start, and whether it is
+    /// The boot trial [`LockedState::start_boot_trial`] would start, and whether it is
     /// started already; an error if there is nothing to fall back to (the fallback
     /// would be `number` itself). Changes nothing: a switch asks before it does.
     pub fn boot_trial_for(&self, number: u32, tries: u32) -> Result<(BootTrial, bool)> {

@@ -8,7 +8,7 @@
 //! the last line stays on that line. In a one-line array it is appended after `, `.
 //!
 //! The edited text is validated with `decl::check` by the caller before anything is
-//! written, and [`write`] replaces the file atomically (temporary name, fsync,
+//! written, and [`write()`] replaces the file atomically (temporary name, fsync,
 //! rename, fsync of the directory), keeping its owner and mode.
 
 use std::ffi::{OsStr, OsString};

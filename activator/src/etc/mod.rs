@@ -23,7 +23,7 @@
 //!   `readlink` per link) and puts back what is not as it was activated, moving aside
 //!   whatever stands in the way, through the same journaled steps.
 //!
-//! [`plan`] works out the steps, [`apply`] carries them out and recovers.
+//! [`plan`] works out the steps, [`commit`] and [`activate`] carry them out, [`recover`] finishes what a kill left.
 
 mod apply;
 mod inspect;

@@ -88,7 +88,7 @@
 //! # `list`
 //!
 //! Every declared entry with its live state: mounted from its volume path (same
-//! device and inode, [`Dir::identity`]), linked, not mounted, mounted from something
+//! device and inode, [`Meta::identity`](blankslate_core::fs::Meta::identity)), linked, not mounted, mounted from something
 //! else, missing source or target, and the volume path's owner and mode against the
 //! declaration.
 
