@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use blankslate_core::fs::Dir;
-use blankslate_persist::tree::{self, Node};
+use blankslate_core::fs::tree::{self, Node};
 
 mod common;
 use blankslate_test_support::root_or_skip;

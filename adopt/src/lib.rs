@@ -46,9 +46,9 @@ use std::path::{Path, PathBuf};
 
 use blankslate_core::decl::paths::is_inside;
 use blankslate_core::decl::{self, Declaration, Entry, EntryKind, EtcTree, How, Mode, MountOption, Owner, PersistRoot};
+use blankslate_core::fs::tree::{self, CopyStats, NestedMounts, TreeError};
 use blankslate_core::fs::{Dir, FsError, Kind, Lock, Meta};
 use blankslate_persist::journal::{self as volume_state, LOCK, STATE_DIR};
-use blankslate_persist::tree::{self, CopyStats, NestedMounts, TreeError};
 
 pub use record::RECORD;
 use record::{Record, temporary};

@@ -84,7 +84,7 @@ fn an_installed_system_is_adopted_whole_and_left_untouched() {
     std::fs::create_dir_all(volume.join("lost+found")).unwrap();
     let fingerprint = || {
         let top = Dir::open_root(scratch.path()).unwrap();
-        blankslate_persist::tree::fingerprint(&top, OsStr::new("installed")).unwrap()
+        blankslate_core::fs::tree::fingerprint(&top, OsStr::new("installed")).unwrap()
     };
     let before = fingerprint();
 

@@ -22,14 +22,13 @@ pub mod copy;
 pub mod edit;
 pub mod journal;
 pub mod mounts;
-pub mod tree;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use blankslate_core::activation::BACKUP_SUFFIX;
 use blankslate_core::decl::{Declaration, EntryKind, How, Mode, MountOption, Owner, ResolvedEntry, UserDb};
-use blankslate_core::fs::{Accept, Dir, FsError, Kind, Meta};
+use blankslate_core::fs::{Accept, Dir, FsError, Kind, Meta, tree};
 use blankslate_core::mount::{self, MountError, Source};
 use rustix::mount::MountFlags;
 

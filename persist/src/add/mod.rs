@@ -23,14 +23,14 @@
 //! persist-step#N` stops after step N):
 //!
 //! 1. `started` — the journal is written.
-//! 2. `copied` — the live data is copied ([`crate::tree::copy`]: owners, modes,
+//! 2. `copied` — the live data is copied ([`tree::copy`]: owners, modes,
 //!    times, xattrs, hard links, holes, special files) to the fixed temporary name
 //!    `.NAME.blankslate-persist-add` in the volume's copy of PATH's parent (parents
 //!    created with the live parents' owner and mode), fsynced. A fingerprint of the
 //!    live data is taken before the copy.
 //! 3. `verified` — both trees are walked and compared: blake3 of every file, kind,
 //!    owner, mode, mtime, size, link targets, device numbers, xattrs, hard-link
-//!    structure ([`crate::tree::walk`]); and the live data's fingerprint must not have
+//!    structure ([`tree::walk`]); and the live data's fingerprint must not have
 //!    changed during the copy. Then the declared owner and mode are set on the copy.
 //! 4. `placed` — the copy is renamed into place (`rename` without replace) and the
 //!    directory fsynced.
@@ -103,8 +103,8 @@ use rustix::mount::{MountFlags, OpenTreeFlags};
 
 use crate::edit::{self, EditError};
 use crate::journal::{self, Journal, JournalError, Operation, Step};
-use crate::tree::{self, CopyStats, TreeError};
 use crate::{relative, split};
+use blankslate_core::fs::tree::{self, CopyStats, TreeError};
 
 mod list;
 mod preflight;
