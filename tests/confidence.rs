@@ -227,8 +227,12 @@ fn an_unconfirmed_switch_falls_back_by_itself_after_its_session_is_gone() {
         "{}",
         scratch.notes(2)
     );
-    let log = std::fs::read_to_string(scratch.root_path().join("run/blankslate/trial.log")).unwrap();
-    assert!(log.contains("generation 2 was not confirmed in time: generation 1 is active again"), "{log}");
+    // The watcher says so after it recorded the fallback: under load, a moment later.
+    let log = || std::fs::read_to_string(scratch.root_path().join("run/blankslate/trial.log")).unwrap_or_default();
+    let said = "generation 2 was not confirmed in time: generation 1 is active again";
+    wait_for("the watcher's log line", Duration::from_secs(5), || log().contains(said));
+    let log = log();
+    assert!(log.contains(said), "{log}");
 
     let audit = scratch.run(&["audit", "--json"]);
     assert_eq!(audit.status.code(), Some(2), "{}", stdout(&audit));
