@@ -37,7 +37,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use blankslate_core::fs::Dir;
+use super::Dir;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Statx, StatxFlags, Timespec, Timestamps};
 
 /// Stay below the directory, and follow no symlink on the way (as `core::fs` does).
@@ -56,7 +56,7 @@ pub enum TreeError {
     #[error("{} is a mount point inside the tree; it is not copied across (persist it separately)", .0.display())]
     MountPoint(PathBuf),
     #[error(transparent)]
-    Fs(#[from] blankslate_core::fs::FsError),
+    Fs(#[from] super::FsError),
 }
 
 pub type Result<T> = std::result::Result<T, TreeError>;
@@ -187,7 +187,7 @@ fn open_read(dir: &impl AsFd, name: &OsStr, file: Option<&Statx>, context: &Path
 
 /// A `Dir` for an open directory descriptor (through its `/proc/self/fd` link, which
 /// names exactly that directory).
-pub(crate) fn dir_of(fd: &OwnedFd, shown: &Path) -> Result<Dir> {
+pub fn dir_of(fd: &OwnedFd, shown: &Path) -> Result<Dir> {
     let by_fd = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
     Dir::open_root(&by_fd).map_err(|e| TreeError::Io {
         op: "open directory",
@@ -469,7 +469,7 @@ impl Copier<'_> {
         let dest_shown = to.path().join(to_name);
         let source = open_read(from, name, Some(st), from.path())?;
         let dest = open_at(to, to_name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL, 0o600, to.path())?;
-        self.stats.bytes += blankslate_core::fs::copy_data(&source, &shown, &dest, &dest_shown)?;
+        self.stats.bytes += super::copy_data(&source, &shown, &dest, &dest_shown)?;
         let (uid, gid) = (rustix::fs::Uid::from_raw(st.stx_uid), rustix::fs::Gid::from_raw(st.stx_gid));
         rustix::fs::fchown(&dest, Some(uid), Some(gid)).map_err(wrap("set owner of", &dest_shown))?;
         rustix::fs::fchmod(&dest, Mode::from_raw_mode(perm(st))).map_err(wrap("set mode of", &dest_shown))?;
