@@ -87,24 +87,24 @@ fn timings(declaration: &Declaration, users: &UserDb) -> [Duration; 4] {
     let mut shell = Vec::new();
     let populated = scratch_root();
     let populated_root = Dir::open_root(populated.path()).unwrap();
-    blankslate_persist::activate(&populated_root, declaration, users, None).unwrap();
+    blankslate_persist::bring_in(&populated_root, declaration, users, None).unwrap();
     let volume = populated_root.open_dir("persist").unwrap();
     for _ in 0..RUNS {
         let scratch = scratch_root();
         let root = Dir::open_root(scratch.path()).unwrap();
         let start = Instant::now();
-        let report = blankslate_persist::activate(&root, declaration, users, None).unwrap();
+        let report = blankslate_persist::bring_in(&root, declaration, users, None).unwrap();
         first.push(start.elapsed());
         assert_eq!(report.mounted.len(), DIRECTORIES + FILES);
         let start = Instant::now();
-        blankslate_persist::activate(&root, declaration, users, None).unwrap();
+        blankslate_persist::bring_in(&root, declaration, users, None).unwrap();
         noop.push(start.elapsed());
 
         let fresh = scratch_root();
         let fresh_root = Dir::open_root(fresh.path()).unwrap();
         mount::bind(Source::Dir(&volume), &fresh_root, "persist", mount::MountFlags::empty()).unwrap();
         let start = Instant::now();
-        let report = blankslate_persist::activate(&fresh_root, declaration, users, None).unwrap();
+        let report = blankslate_persist::bring_in(&fresh_root, declaration, users, None).unwrap();
         boot.push(start.elapsed());
         assert_eq!(report.mounted.len(), DIRECTORIES + FILES);
 

@@ -17,8 +17,8 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(code) => code,
         Err(error) => {
-            report::error(error.as_ref());
-            ExitCode::from(cli::exit_code(error.as_ref()))
+            report::error(error.error());
+            ExitCode::from(error.exit_code())
         }
     }
 }

@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use blankslate_core::fs::Dir;
-use blankslate_persist::tree::{self, Node};
+use blankslate_core::fs::tree::{self, Node};
 
 mod common;
-use common::{is_root, output, stderr, stdout};
+use blankslate_test_support::root_or_skip;
+use common::{output, stderr, stdout};
 
 const BIN: &str = env!("CARGO_BIN_EXE_blankslate");
 
@@ -76,7 +77,7 @@ fn installed(root: &Path) {
 /// A scratch directory holding [`installed`] as `installed`; `None` (the test is
 /// skipped) without root, which owners need, or without strace.
 fn scratch_with_installed() -> Option<(tempfile::TempDir, PathBuf)> {
-    if !is_root() || !Path::new("/usr/bin/strace").exists() {
+    if !root_or_skip("needs root (owners)") || !Path::new("/usr/bin/strace").exists() {
         eprintln!("skipped: needs root (owners) and /usr/bin/strace");
         return None;
     }

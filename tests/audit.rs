@@ -9,7 +9,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 mod common;
-use common::{Running, is_root, output};
+use blankslate_test_support::root_or_skip;
+use common::{Running, output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_blankslate");
 
@@ -78,8 +79,8 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn a_clean_activation_exits_0() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !root_or_skip("needs root") {
+        return;
     }
     let scratch = Scratch::new(DECLARATION);
     let output = scratch.switch_and_audit("mkdir -p srv/scratch && echo x > srv/scratch/ignored", "");
@@ -91,8 +92,8 @@ fn a_clean_activation_exits_0() {
 
 #[test]
 fn undeclared_state_exits_1_with_json_suggestions_and_metrics() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !root_or_skip("needs root") {
+        return;
     }
     let scratch = Scratch::new(DECLARATION);
     let setup =
@@ -126,8 +127,8 @@ fn undeclared_state_exits_1_with_json_suggestions_and_metrics() {
 
 #[test]
 fn drift_and_broken_persistence_exit_2() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !root_or_skip("needs root") {
+        return;
     }
     let scratch = Scratch::new(DECLARATION);
     let setup = "rm etc/hosts && echo edited > etc/hosts && umount var/log";
@@ -175,8 +176,8 @@ const LINE_DEADLINE: Duration = Duration::from_secs(60);
 
 #[test]
 fn watch_names_the_process_that_writes() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !root_or_skip("needs root") {
+        return;
     }
     let (_scratch, root) = switched_without_mounts();
     std::fs::create_dir_all(root.join("srv")).unwrap();
@@ -213,8 +214,8 @@ fn watch_names_the_process_that_writes() {
 /// `nohup` or as a background job of a script.
 #[test]
 fn watch_stops_with_its_summary_on_sigint_and_sigterm() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !root_or_skip("needs root") {
+        return;
     }
     for (signal, ignore_sigint) in [("INT", false), ("INT", true), ("TERM", true)] {
         let case = format!("SIG{signal}, SIGINT ignored at start: {ignore_sigint}");
@@ -250,8 +251,8 @@ fn watch_stops_with_its_summary_on_sigint_and_sigterm() {
 
 #[test]
 fn a_volume_that_is_not_mounted_is_one_finding_exit_2() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !root_or_skip("needs root") {
+        return;
     }
     let scratch = Scratch::new(DECLARATION);
     // Activated, then the volume and its bind mounts gone: what is written now stays
@@ -270,8 +271,8 @@ fn a_volume_that_is_not_mounted_is_one_finding_exit_2() {
 
 #[test]
 fn the_metrics_file_the_audit_writes_is_not_a_finding() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !root_or_skip("needs root") {
+        return;
     }
     let scratch = Scratch::new(DECLARATION);
     let metrics = "var/lib/prometheus/node-exporter/blankslate.prom";
@@ -316,8 +317,8 @@ fn field<'a>(record: &'a [(String, Vec<u8>)], key: &str) -> Option<&'a str> {
 /// the JSON and the journal records, and the audit exits 2.
 #[test]
 fn packages_are_named_in_every_output() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !root_or_skip("needs root") {
+        return;
     }
     let scratch = Scratch::new(DECLARATION);
     let socket_path = scratch.dir.path().join("journal.socket");
@@ -353,8 +354,8 @@ fn packages_are_named_in_every_output() {
 
 #[test]
 fn journal_records_carry_a_fixed_message_id_per_class() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !root_or_skip("needs root") {
+        return;
     }
     let scratch = Scratch::new(DECLARATION);
     let socket_path = scratch.dir.path().join("journal.socket");

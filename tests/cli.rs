@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 mod common;
+use blankslate_test_support::root_or_skip;
 use common::{blankslate_env, current_generation, stderr, stdout};
 
 fn blankslate(args: &[&str]) -> Output {
@@ -444,8 +445,7 @@ fn the_initrd_unit_runs_the_boot_service_command() {
 /// change the volume has not seen is a finding until `persist sync` writes it back.
 #[test]
 fn persist_sync_writes_a_changed_copy_back_and_the_audit_sees_it() {
-    if !common::is_root() {
-        eprintln!("skipped: owners need root");
+    if !root_or_skip("owners need root") {
         return;
     }
     let scratch = Scratch::new();

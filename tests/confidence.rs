@@ -11,7 +11,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{blankslate_env, current_generation, generations, is_root, stderr, stdout};
+use blankslate_test_support::root_or_skip;
+use common::{blankslate_env, current_generation, generations, stderr, stdout};
 
 const PASSWD: &str = r"root:x:0:0::/root:/bin/sh\nwww:x:33:33::/var/www:/bin/false\n";
 const GROUP: &str = r"root:x:0:\nwww:x:33:\n";
@@ -226,8 +227,12 @@ fn an_unconfirmed_switch_falls_back_by_itself_after_its_session_is_gone() {
         "{}",
         scratch.notes(2)
     );
-    let log = std::fs::read_to_string(scratch.root_path().join("run/blankslate/trial.log")).unwrap();
-    assert!(log.contains("generation 2 was not confirmed in time: generation 1 is active again"), "{log}");
+    // The watcher says so after it recorded the fallback: under load, a moment later.
+    let log = || std::fs::read_to_string(scratch.root_path().join("run/blankslate/trial.log")).unwrap_or_default();
+    let said = "generation 2 was not confirmed in time: generation 1 is active again";
+    wait_for("the watcher's log line", Duration::from_secs(5), || log().contains(said));
+    let log = log();
+    assert!(log.contains(said), "{log}");
 
     let audit = scratch.run(&["audit", "--json"]);
     assert_eq!(audit.status.code(), Some(2), "{}", stdout(&audit));
@@ -500,8 +505,7 @@ fn repair_puts_back_what_drifted_and_moves_aside_what_a_person_put_there() {
 /// namespace (`unshare`), which the script checks before it mounts anything.
 #[test]
 fn repair_re_applies_owners_modes_and_mounts_of_persisted_paths() {
-    if !is_root() {
-        eprintln!("skipped: needs root for a mount namespace");
+    if !root_or_skip("needs root for a mount namespace") {
         return;
     }
     let scratch = Scratch::new();

@@ -16,6 +16,7 @@
 //! failure, so that a green sweep means something.
 
 mod common;
+use blankslate_test_support::{is_root, root_or_skip};
 mod sweep;
 
 use std::path::Path;
@@ -30,8 +31,7 @@ use sweep::world::{self, World};
 /// Whether this machine can run the tests that mount and trace (root, strace);
 /// with `BLANKSLATE_REQUIRE_TOOLS` a missing strace fails instead.
 fn can_sweep(test: &str) -> bool {
-    if !common::is_root() {
-        eprintln!("{test}: skipped, it needs root (mount namespaces)");
+    if !root_or_skip(&format!("{test} needs root (mount namespaces)")) {
         return false;
     }
     if !Path::new(trace::STRACE).exists() {
@@ -53,7 +53,7 @@ fn scenario(name: &str) -> Scenario {
 #[test]
 #[ignore = "minutes of kill points; .ci/run runs it: cargo test --test crash_sweep -- --ignored --nocapture"]
 fn every_mutating_command_survives_a_kill_or_an_error_at_any_system_call() {
-    assert!(common::is_root(), "the sweep needs root (mount namespaces, loop devices)");
+    assert!(is_root(), "the sweep needs root (mount namespaces, loop devices)");
     assert!(Path::new(trace::STRACE).exists(), "{} is missing: apt-get install strace", trace::STRACE);
     let failing = run::sweep(&scenarios::all(), &Config::from_env());
     assert_eq!(failing, 0, "{failing} points (or clean runs) end in a wrong state: see the table above");

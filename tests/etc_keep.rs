@@ -3,11 +3,12 @@
 //! the live files over (no backups), so the audit has nothing to say about them.
 
 mod common;
+use blankslate_test_support::root_or_skip;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
-use common::{blankslate_env, is_root, stderr, stdout};
+use common::{blankslate_env, stderr, stdout};
 
 struct Scratch {
     dir: tempfile::TempDir,
@@ -97,8 +98,7 @@ fn backups(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn kept_files_go_into_the_tree_as_they_are_and_the_switch_takes_them_over() {
-    if !is_root() {
-        eprintln!("skipped: needs root (owners)");
+    if !root_or_skip("needs root (owners)") {
         return;
     }
     let scratch = Scratch::new();
@@ -147,8 +147,7 @@ fn kept_files_go_into_the_tree_as_they_are_and_the_switch_takes_them_over() {
 
 #[test]
 fn what_is_not_a_keepable_etc_path_is_refused_and_nothing_changes() {
-    if !is_root() {
-        eprintln!("skipped: needs root (owners)");
+    if !root_or_skip("needs root (owners)") {
         return;
     }
     let scratch = Scratch::new();

@@ -8,6 +8,7 @@
 //! after installing them), which makes a missing tool a failure.
 
 mod common;
+use blankslate_test_support::root_or_skip;
 use common::tool;
 
 use std::os::unix::net::UnixDatagram;
@@ -34,10 +35,6 @@ text = "127.0.0.1 localhost\n"
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -77,8 +74,8 @@ fn metric_names(metrics: &str) -> Vec<String> {
 
 #[test]
 fn the_metrics_pass_promtool_and_match_the_readme() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !root_or_skip("needs root") {
+        return;
     }
     let Some(promtool) = tool("promtool") else { return };
     let dir = scratch();
@@ -236,8 +233,8 @@ fn setpriv(unit: &str) -> String {
 /// read-only state mount (as boot leaves it) and writes a copy back to the volume.
 #[test]
 fn the_sync_command_works_with_its_units_privileges() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !root_or_skip("needs root") {
+        return;
     }
     let unit = std::fs::read_to_string(repo("packaging/systemd/blankslate-sync.service")).unwrap();
     let [stop] = unit_values(&unit, "ExecStop").try_into().expect("one ExecStop=");
@@ -269,8 +266,8 @@ fn the_sync_command_works_with_its_units_privileges() {
 /// was (owner and mode), refuses to replace it, and `--declare` persists it.
 #[test]
 fn the_net_keeps_what_a_shutdown_erases_and_gives_it_back() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !root_or_skip("needs root") {
+        return;
     }
     let unit = std::fs::read_to_string(repo("packaging/systemd/blankslate-net.service")).unwrap();
     let [stop] = unit_values(&unit, "ExecStop").try_into().expect("one ExecStop=");
@@ -318,8 +315,8 @@ fn the_net_keeps_what_a_shutdown_erases_and_gives_it_back() {
 
 #[test]
 fn the_service_command_works_with_the_units_privileges() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !root_or_skip("needs root") {
+        return;
     }
     let unit = std::fs::read_to_string(repo("packaging/systemd/blankslate-audit.service")).unwrap();
     let [exec] = unit_values(&unit, "ExecStart").try_into().expect("one ExecStart=");
@@ -361,8 +358,8 @@ fn the_service_command_works_with_the_units_privileges() {
 
 #[test]
 fn a_rollout_stops_at_the_first_host_that_fails_its_audit() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !root_or_skip("needs root") {
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path();

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use blankslate_core::fs::Dir;
-use blankslate_persist::tree;
+use blankslate_core::fs::tree;
 
 mod common;
 use common::{output, stderr, stdout};

@@ -10,8 +10,9 @@
 use std::process::Command;
 
 mod common;
+use blankslate_test_support::root_or_skip;
 
-use common::{is_root, stderr, stdout};
+use common::{stderr, stdout};
 
 /// The calls that change a file system, a mount or a file's metadata (opens that
 /// create are covered by the call after them: the file is there, empty).
@@ -115,8 +116,7 @@ sweep() {
 /// volume's already instead of reporting both as holding data.
 #[test]
 fn a_migration_killed_at_any_call_is_finished_by_the_next_switch() {
-    if !is_root() {
-        eprintln!("skipped: needs root for a mount namespace");
+    if !root_or_skip("needs root for a mount namespace") {
         return;
     }
     let script = r#"
@@ -148,8 +148,7 @@ sweep setup "$B switch decl.toml --root $PWD/root" check
 /// in the volume, and writes what is missing, with the mode kept.
 #[test]
 fn persist_sync_killed_at_any_call_leaves_nothing_after_the_next() {
-    if !is_root() {
-        eprintln!("skipped: needs root for a mount namespace");
+    if !root_or_skip("needs root for a mount namespace") {
         return;
     }
     let script = r#"

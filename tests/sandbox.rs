@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 mod common;
-use common::{is_root, output};
+use blankslate_test_support::root_or_skip;
+use common::output;
 
 fn sandbox(dir: &Path, declaration: Option<&Path>, command: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_blankslate"));
@@ -32,8 +33,7 @@ fn host_mounts() -> Vec<String> {
 
 #[test]
 fn the_built_in_example_runs_with_a_working_etc_and_the_host_is_untouched() {
-    if !is_root() {
-        eprintln!("skipped: the sandbox needs root");
+    if !root_or_skip("the sandbox needs root") {
         return;
     }
     let scratch = tempfile::tempdir().unwrap();
@@ -55,8 +55,7 @@ fn the_built_in_example_runs_with_a_working_etc_and_the_host_is_untouched() {
 
 #[test]
 fn a_declaration_is_tried_and_the_exit_code_comes_back() {
-    if !is_root() {
-        eprintln!("skipped: the sandbox needs root");
+    if !root_or_skip("the sandbox needs root") {
         return;
     }
     let scratch = tempfile::tempdir().unwrap();
@@ -74,8 +73,7 @@ fn a_declaration_is_tried_and_the_exit_code_comes_back() {
 
 #[test]
 fn persisted_data_survives_a_reboot_and_undeclared_data_does_not() {
-    if !is_root() {
-        eprintln!("skipped: the sandbox needs root");
+    if !root_or_skip("the sandbox needs root") {
         return;
     }
     let scratch = tempfile::tempdir().unwrap();
@@ -105,8 +103,7 @@ fn persisted_data_survives_a_reboot_and_undeclared_data_does_not() {
 /// `unshare`), so its mounts die with it; the checks run in the same namespace.
 #[test]
 fn switch_mounts_new_paths_and_unmounts_dropped_ones() {
-    if !is_root() {
-        eprintln!("skipped: mounting needs root");
+    if !root_or_skip("mounting needs root") {
         return;
     }
     let scratch = tempfile::tempdir().unwrap();

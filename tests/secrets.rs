@@ -11,7 +11,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 mod common;
-use common::{blankslate_env, is_root, output, stderr, stdout};
+use blankslate_test_support::root_or_skip;
+use common::{blankslate_env, output, stderr, stdout};
 
 /// A uid and gid no account has: the attacker.
 const ATTACKER: u32 = 64_123;
@@ -68,8 +69,7 @@ fn in_namespace(scratch: &Path, script: &str) -> Output {
 
 #[test]
 fn an_unprivileged_user_reads_no_secret_anywhere_blankslate_keeps_it() {
-    if !is_root() {
-        eprintln!("skipped: needs root (copies owned by root, a mount namespace, setpriv)");
+    if !root_or_skip("needs root (copies owned by root, a mount namespace, setpriv)") {
         return;
     }
     let scratch = tempfile::tempdir().unwrap();

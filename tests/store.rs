@@ -11,7 +11,8 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Output};
 
 mod common;
-use common::{blankslate_env, is_root, output, stderr, stdout};
+use blankslate_test_support::root_or_skip;
+use common::{blankslate_env, output, stderr, stdout};
 
 const STRACE: &str = "/usr/bin/strace";
 
@@ -158,8 +159,7 @@ fn check_after(root: &Path, declaration: &str, point: &str) {
 
 #[test]
 fn gc_killed_or_failing_at_any_write_leaves_no_partial_object() {
-    if !is_root() {
-        eprintln!("skipped: needs root (switch makes copies owned by root)");
+    if !root_or_skip("needs root (switch makes copies owned by root)") {
         return;
     }
     assert!(Path::new(STRACE).exists(), "{STRACE} is needed: apt-get install strace");

@@ -23,7 +23,8 @@ use blankslate_core::fs::Dir;
 use blankslate_core::generation::{DEFAULT_STATE_DIR, State};
 
 mod common;
-use common::{in_namespace, is_root, output, stderr, stdout};
+use blankslate_test_support::{in_namespace, root_or_skip};
+use common::{output, stderr, stdout};
 
 const BIN: &str = env!("CARGO_BIN_EXE_blankslate");
 const STRACE: &str = "/usr/bin/strace";
@@ -286,7 +287,7 @@ impl Root {
         assert_eq!(state.active_number(), Some(active), "{context}: the active generation");
         assert_eq!(state.current_number().unwrap(), Some(current), "{context}: the boot default");
         assert_eq!(state.store().verify().unwrap(), Vec::new(), "{context}: the store");
-        let repair = blankslate_activator::etc::repair(&root, state.store(), true).unwrap().unwrap();
+        let repair = blankslate_activator::etc::preview_repair(&root, state.store()).unwrap().unwrap();
         assert!(repair.plan.is_noop(), "{context}: /etc is not generation {active}'s:\n{}", repair.plan);
         let records = self.path().join("etc/.blankslate");
         for record in ["transaction.json", "journal.json"] {
@@ -337,7 +338,7 @@ impl Drop for Root {
 /// Whether this test can run: as root (for the mount namespace), with strace. Says
 /// why not.
 fn can_trace() -> bool {
-    let can = is_root() && Path::new(STRACE).exists();
+    let can = root_or_skip("needs root") && Path::new(STRACE).exists();
     if !can {
         eprintln!("skipped: needs root and {STRACE}");
     }
@@ -494,8 +495,8 @@ const THREE: &str = "[persist.\"/data\"]\ndirectories = [\"/var/lib/data\"]\n";
 /// the root, or nothing at all) is refused before anything changes, and says which.
 #[test]
 fn a_switch_to_a_volume_that_is_not_mounted_changes_nothing() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !root_or_skip("needs root") {
+        return;
     }
     in_namespace(|| {
         let root = Template::new(1).instance();
@@ -556,8 +557,8 @@ fn part(root: &Path, number: u32, name: &str) -> PathBuf {
 /// whose declaration cannot be read (which would leave its mounts mounted).
 #[test]
 fn a_damaged_store_object_or_previous_declaration_changes_nothing() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !root_or_skip("needs root") {
+        return;
     }
     in_namespace(|| {
         let template = Template::new(1);
@@ -589,8 +590,8 @@ fn a_damaged_store_object_or_previous_declaration_changes_nothing() {
 /// never a panic, and the switch, which prints only once it is done, is done.
 #[test]
 fn a_switch_whose_output_fails_is_done_and_says_so() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !root_or_skip("needs root") {
+        return;
     }
     in_namespace(|| {
         let template = Template::new(1);
@@ -700,8 +701,8 @@ fn a_boot_default_moved_back_from_a_trial_leaves_no_trial_mark() {
 /// the generation no longer declares, and leaves alone one it did not make.
 #[test]
 fn repair_unmounts_what_is_on_record_and_no_longer_declared() {
-    if !is_root() {
-        return eprintln!("skipped: needs root");
+    if !root_or_skip("needs root") {
+        return;
     }
     in_namespace(|| {
         let root = Template::new(1).instance();

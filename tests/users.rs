@@ -12,8 +12,9 @@ use std::path::PathBuf;
 use std::process::Command;
 
 mod common;
+use blankslate_test_support::root_or_skip;
 
-use common::{is_root, stderr, stdout};
+use common::{stderr, stdout};
 
 /// The attacker's id: no account on the host has it.
 const MALLORY: u32 = 48213;
@@ -58,8 +59,7 @@ impl Scratch {
 
     /// A new scratch directory, when the tests run as root; else `None`, with a note.
     fn as_root() -> Option<Scratch> {
-        if !is_root() {
-            eprintln!("skipped: needs root for namespaces and a throwaway user");
+        if !root_or_skip("needs root for namespaces and a throwaway user") {
             return None;
         }
         Some(Scratch::new())

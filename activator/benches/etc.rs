@@ -15,9 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use blankslate_activator::etc::{self, Active, OnConflict};
+use blankslate_activator::etc::{self, EtcGeneration, OnConflict};
 use blankslate_core::decl;
 use blankslate_core::fs::Dir;
+use blankslate_core::generation::{DEFAULT_STATE_DIR, State};
 use blankslate_core::store::Store;
 
 const ENTRIES: usize = 3000;
@@ -60,13 +61,13 @@ fn scratch_base() -> PathBuf {
 }
 
 /// A fresh root with the etc object in its store, ready to activate.
-fn prepared_root(base: &Path, name: &str, build: &blankslate_etc_builder::EtcBuild) -> (Dir, Store, Active) {
+fn prepared_root(base: &Path, name: &str, build: &blankslate_etc_builder::EtcBuild) -> (Dir, Store, EtcGeneration) {
     let path = base.join(name);
     std::fs::create_dir(&path).unwrap();
     let root = Dir::open_root(&path).unwrap();
     let store = Store::open(&root, Path::new(STORE)).unwrap();
     let object = build.add_to_store(&store).unwrap();
-    let active = Active::load(&store, 1, &object).unwrap();
+    let active = EtcGeneration::load(&store, 1, &object).unwrap();
     (root, store, active)
 }
 
@@ -282,10 +283,11 @@ fn repair_times(binary: &Path, base: &Path) -> (Duration, Duration) {
 fn library_repair(base: &Path, build: &blankslate_etc_builder::EtcBuild) -> Duration {
     let (root, store, active) = prepared_root(base, "lib-repair", build);
     etc::activate(&root, &store, &active, OnConflict::Backup).unwrap();
+    let state = State::open_locked(&root, Path::new(DEFAULT_STATE_DIR)).unwrap();
     let mut samples = Vec::new();
     for _ in 0..RUNS {
         let start = Instant::now();
-        let repaired = etc::repair(&root, &store, false).unwrap().unwrap();
+        let repaired = etc::repair(&state).unwrap().unwrap();
         samples.push(start.elapsed());
         assert_eq!(repaired.plan.unchanged, ENTRIES);
     }

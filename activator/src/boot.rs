@@ -2,12 +2,12 @@
 //!
 //! In order: mount `/proc`, `/sys`, `/dev` (devtmpfs); read the `blankslate.*`
 //! parameters of the kernel command line ([`cmdline`]); load the modules from the
-//! initramfs's `/lib/modules` ([`modules`]: the listed ones with their dependencies,
+//! initramfs's `/lib/modules` (`modules`: the listed ones with their dependencies,
 //! or all); find the store's persistent device ([`device`]) and mount it read-only,
 //! detached (attached nowhere yet); read the generation from the store **on the
 //! volume** (`<volume>/var/lib/blankslate`, which is where `blankslate build --root
 //! <volume mount point>` puts it); find and mount the generation's other volumes
-//! ([`volumes`]) and make them all writable; mount the tmpfs root with the
+//! (`volumes`) and make them all writable; mount the tmpfs root with the
 //! generation's settings; attach the volumes at their declared mount points inside the
 //! new root (parents first) and bind the state read-only from the store's; activate
 //! `/etc` and the persisted paths; link `/bin`, `/sbin`, `/lib*` into a persisted merged `/usr`;
@@ -24,10 +24,10 @@
 //! if there is a `/bin/sh`, else the process sleeps: PID 1 never exits (the kernel
 //! would panic) and the volume, if mounted, is left as it was.
 
+mod attempt;
 pub mod cmdline;
 pub mod device;
 mod modules;
-mod trial;
 mod volumes;
 
 use std::fmt::Write as _;
@@ -40,7 +40,7 @@ use blankslate_core::fs::Dir;
 use blankslate_core::generation::{DEFAULT_STATE_DIR, Generation, State};
 use blankslate_core::mount;
 use blankslate_core::store::Store;
-use blankslate_core::trial::{BootChoice, BootRecord};
+use blankslate_core::trial_record::{BootChoice, BootRecord};
 use rustix::mount::{MountAttrFlags, MoveMountFlags};
 
 use crate::etc::{self, OnConflict};
@@ -112,7 +112,7 @@ pub fn main(args: &[std::ffi::OsString]) -> ! {
         },
     };
     eprintln!("{failure}");
-    trial::reboot_if_on_trial();
+    attempt::reboot_if_on_trial();
     emergency()
 }
 
@@ -212,7 +212,7 @@ fn bring_up(
     say(debug, started, &format!("{} volumes mounted", staged.len()));
     // The one write before activation: a trial's attempt is counted before it runs.
     let store_volume = staged.iter().find(|v| v.planned.store).expect("the store's volume is among them");
-    trial::commit(store_volume.mount.dir(), chosen.choice, matches!(new_root, NewRoot::Mount))?;
+    attempt::commit(store_volume.mount.dir(), chosen.choice, matches!(new_root, NewRoot::Mount))?;
 
     let mut settings = chosen.declaration.root.clone();
     if let Some(size) = &params.size {
@@ -449,10 +449,10 @@ fn activate(root: &Dir, chosen: &Chosen, mount_run: bool) -> Result<(Store, Vec<
     etc::activate_generation(root, &store, chosen.generation.number, &chosen.etc_object, OnConflict::Backup)
         .step("activate /etc", BROKEN)?;
     blankslate_core::failpoint::hit(FAILPOINT);
-    let users = etc::users_of(&store, root, &chosen.etc_object).step("open the /etc tree", BROKEN)?;
+    let users = etc::users_from_object(&store, root, &chosen.etc_object).step("open the /etc tree", BROKEN)?;
     let fix_volume =
         "the volume's data is untouched; boot another generation (blankslate.generation=N) or fix the volume";
-    let report = blankslate_persist::activate(root, &chosen.declaration, &users, None)
+    let report = blankslate_persist::bring_in(root, &chosen.declaration, &users, None)
         .step("bring in the persisted paths", fix_volume)?;
     // A path the system failed to bring in (an I/O error, a full volume) is not one
     // user's entry: booting on would let programs write to the tmpfs what they mean
@@ -616,13 +616,13 @@ mod tests {
             let chosen = choose(&volume, &params(None)).unwrap();
             assert_eq!(chosen.choice, BootChoice::Attempt { generation: 2, attempt, tries: 2, fallback: 1 });
             assert_eq!(chosen.generation.number, 2);
-            trial::commit(&volume, chosen.choice, false).unwrap();
+            attempt::commit(&volume, chosen.choice, false).unwrap();
             assert_eq!(state.boot_trial().unwrap().unwrap().attempts, attempt, "counted before it runs");
         }
         let chosen = choose(&volume, &params(None)).unwrap();
         assert_eq!(chosen.choice, BootChoice::FallBack { from: 2, attempts: 2, to: 1 });
         assert_eq!(chosen.generation.number, 1);
-        trial::commit(&volume, chosen.choice, false).unwrap();
+        attempt::commit(&volume, chosen.choice, false).unwrap();
         assert_eq!(state.current_number().unwrap(), Some(1), "the boot default is the good one again");
         assert!(state.boot_trial().unwrap().unwrap().failed, "the failure stays on record");
         assert_eq!(choose(&volume, &params(None)).unwrap().choice, BootChoice::Plain(1));

@@ -55,6 +55,8 @@ pub enum InitrdError {
         path.display()
     )]
     ShellNotStatic { path: PathBuf, what: &'static str },
+    #[error(transparent)]
+    Write(#[from] io::Error),
 }
 
 impl Initrd {
@@ -238,17 +240,17 @@ pub struct Spec<'a> {
 }
 
 /// Builds the initramfs `spec` describes and writes it to `out`.
-pub fn build(spec: &Spec<'_>, out: &mut impl Write) -> Result<Modules, Box<dyn std::error::Error>> {
+pub fn build(spec: &Spec<'_>, out: &mut impl Write) -> Result<Modules, InitrdError> {
     let read = |path: &Path| std::fs::read(path).map_err(|source| InitrdError::Read { path: path.to_owned(), source });
     let contents = read(spec.binary)?;
     if let Some(what) = not_static(&contents) {
-        return Err(InitrdError::NotStatic { path: spec.binary.to_owned(), what }.into());
+        return Err(InitrdError::NotStatic { path: spec.binary.to_owned(), what });
     }
     let mut initrd = Initrd::new(contents);
     if let Some(shell) = spec.shell {
         let contents = read(shell)?;
         if let Some(what) = not_static(&contents) {
-            return Err(InitrdError::ShellNotStatic { path: shell.to_owned(), what }.into());
+            return Err(InitrdError::ShellNotStatic { path: shell.to_owned(), what });
         }
         initrd.entries.push(("bin".to_owned(), Node::Dir { mode: 0o755 }));
         initrd.entries.push(("bin/sh".to_owned(), Node::File { mode: 0o755, contents }));

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod boot;
+pub mod carry;
 pub mod etc;
 pub mod hostonly;
 pub mod initrd;

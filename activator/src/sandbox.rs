@@ -164,10 +164,10 @@ pub fn init(request: &Request) -> Result<i32, SandboxError> {
         mount::bind(Source::Dir(&volume), &holder, &last, MountFlags::empty())?;
     }
 
-    let store = Store::open(&new_root, &request.state_dir.join("store")).map_err(|e| EtcError::Store(e.to_string()))?;
+    let store = Store::open(&new_root, &request.state_dir.join("store")).map_err(EtcError::from)?;
     etc::activate_generation(&new_root, &store, request.generation, etc_object, OnConflict::Backup)?;
-    let users = etc::users_of(&store, &new_root, etc_object)?;
-    let report = blankslate_persist::activate(&new_root, &declaration, &users, None)?;
+    let users = etc::users_from_object(&store, &new_root, etc_object)?;
+    let report = blankslate_persist::bring_in(&new_root, &declaration, &users, None)?;
     for (path, reason) in report.conflicts.iter().chain(&report.unknown_owners) {
         eprintln!("blankslate sandbox: warning: {path}: {reason}");
     }

@@ -29,14 +29,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use blankslate_core::activation::{self, Active, STATE_DIR, TRANSACTION_FILE};
+use blankslate_core::activation::{self, EtcGeneration, STATE_DIR, TRANSACTION_FILE};
 use blankslate_core::decl::{Declaration, UserDb};
 use blankslate_core::diff::{GenerationDiff, Side};
 use blankslate_core::fs::{Dir, FsError};
-use blankslate_core::generation::{Generation, GenerationError, State};
+use blankslate_core::generation::{Generation, GenerationError, LockedState, State};
 use blankslate_core::manifest::Manifest;
-use blankslate_core::trial::{BootTrial, LiveOutcome, LiveTrial, now};
+use blankslate_core::trial_record::{BootTrial, LiveOutcome, LiveTrial, now};
 use blankslate_core::{failpoint, fs};
+use blankslate_etc_builder::{BuildError, EtcBuild};
 use blankslate_persist::{PersistError, Report};
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +59,8 @@ pub enum SwitchError {
     Trial(#[from] TrialError),
     #[error(transparent)]
     Fs(#[from] FsError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
     #[error("generation {0} has no /etc part")]
     NoEtc(u32),
     #[error(
@@ -135,10 +138,16 @@ pub enum Wanted {
     Previous,
 }
 
-/// What a person asked a switch to do.
+/// What a person asked a switch to do: the generation, and how.
 #[derive(Debug, Clone, Copy)]
 pub struct Request {
     pub wanted: Wanted,
+    pub how: How,
+}
+
+/// How a switch goes, whichever generation it goes to.
+#[derive(Debug, Clone, Copy)]
+pub struct How {
     pub mode: Mode,
     pub on_conflict: OnConflict,
     /// Put the new boot default on trial for this many boots.
@@ -222,7 +231,7 @@ pub struct Repaired {
 /// The root a command changes, with its state locked.
 #[derive(Debug)]
 pub struct Live<'a> {
-    state: &'a State,
+    state: &'a LockedState,
     /// How a watcher of a trial runs this program again ([`WatcherSetup`]).
     exe: PathBuf,
     root: PathBuf,
@@ -239,8 +248,7 @@ struct Planned {
 }
 
 impl<'a> Live<'a> {
-    /// `state` must be locked ([`State::open_locked`]).
-    pub fn new(state: &'a State, setup: &WatcherSetup<'_>) -> Live<'a> {
+    pub fn new(state: &'a LockedState, setup: &WatcherSetup<'_>) -> Live<'a> {
         Live { state, exe: setup.exe.to_owned(), root: setup.root.to_owned(), state_dir: setup.state_dir.to_owned() }
     }
 
@@ -301,16 +309,26 @@ impl<'a> Live<'a> {
     /// generation again, records that (or why it failed), and returns the trial and
     /// what the switch did. `None` when there was nothing to do (confirmed, or
     /// replaced by another trial).
+    /// Adds `declaration`, with its `/etc` built as `etc`, to the store as a generation
+    /// (not current: the boot default moves only once the activation succeeded), and
+    /// switches to it as `how` says. A switch on trial with nothing to fall back to is
+    /// refused before anything is built.
+    pub fn switch_to_declaration(&self, declaration: &Declaration, etc: &EtcBuild, how: How) -> Result<Switched> {
+        if how.confirm_within.is_some() {
+            trial_fallback(self.state)?;
+        }
+        let etc_object = etc.add_to_store(self.state.store())?;
+        let built = self.state.add(declaration, &[("etc", &etc_object)])?;
+        self.switch(&Request { wanted: Wanted::Generation(built.generation), how })
+    }
+
     pub fn expire(&self, id: &str) -> Result<Option<(LiveTrial, Switched)>> {
         let recovered = self.finish_pending()?;
         let root = self.root();
         let Some(trial) = LiveTrial::read(root)?.filter(|t| t.id == id && t.is_pending()) else { return Ok(None) };
         let request = Request {
             wanted: Wanted::Generation(trial.previous),
-            mode: Mode::Test,
-            on_conflict: OnConflict::Backup,
-            tries: None,
-            confirm_within: None,
+            how: How { mode: Mode::Test, on_conflict: OnConflict::Backup, tries: None, confirm_within: None },
         };
         match self.run(recovered, &request, Some(id.to_owned())) {
             Ok(switched) => Ok(Some((trial, switched))),
@@ -332,28 +350,35 @@ impl<'a> Live<'a> {
         let mut record = Record {
             generation: number,
             previous,
-            mode: request.mode,
-            tries: request.tries,
+            mode: request.how.mode,
+            tries: request.how.tries,
             trial: None,
             replaces: None,
             reverts,
         };
-        if let Some(tries) = request.tries.filter(|_| request.mode != Mode::Test && request.confirm_within.is_none()) {
+        if let Some(tries) =
+            request.how.tries.filter(|_| request.how.mode != Mode::Test && request.how.confirm_within.is_none())
+        {
             state.boot_trial_for(number, tries)?;
         }
-        let planned = match request.mode {
+        let planned = match request.how.mode {
             Mode::Boot => None,
-            Mode::Switch | Mode::Test => Some(self.plan(&generation, previous, request.on_conflict)?),
+            Mode::Switch | Mode::Test => Some(self.plan(&generation, previous, request.how.on_conflict)?),
         };
-        if let Some(within) = request.confirm_within {
+        if let Some(within) = request.how.confirm_within {
             let pending = LiveTrial::read(self.root())?.filter(LiveTrial::is_pending);
             let fallback = fallback(pending.as_ref(), previous)?;
             if fallback == number {
                 return Err(SwitchError::NothingToTry(number));
             }
-            let make_default = request.mode == Mode::Switch;
-            let trial_request =
-                trial::Request { generation: number, previous: fallback, make_default, tries: request.tries, within };
+            let make_default = request.how.mode == Mode::Switch;
+            let trial_request = trial::Request {
+                generation: number,
+                previous: fallback,
+                make_default,
+                tries: request.how.tries,
+                within,
+            };
             record.trial = Some(trial::plan(trial_request));
             record.replaces = pending;
         }
@@ -376,16 +401,16 @@ impl<'a> Live<'a> {
         Ok(Switched {
             recovered,
             generation: number,
-            mode: request.mode,
+            mode: request.how.mode,
             activated,
             trial,
             ended,
             boot_trial,
-            boot_default: match (request.mode, &record.trial) {
+            boot_default: match (request.how.mode, &record.trial) {
                 (Mode::Switch | Mode::Boot, None) => Some(number),
                 _ => state.current_number()?,
             },
-            active: if request.mode == Mode::Boot { previous } else { Some(number) },
+            active: if request.how.mode == Mode::Boot { previous } else { Some(number) },
         })
     }
 
@@ -409,7 +434,7 @@ impl<'a> Live<'a> {
                 }
             }
         }
-        let users = etc::users_of(state.store(), root, &object)?;
+        let users = etc::users_from_object(state.store(), root, &object)?;
         Ok(Planned { etc, declaration, previous, users })
     }
 
@@ -421,10 +446,10 @@ impl<'a> Live<'a> {
             None => None,
         };
         failpoint::hit(FAILPOINT);
-        let outcome = etc::commit(root, planned.etc)?;
+        let outcome = etc::commit(self.state, planned.etc)?;
         failpoint::hit(FAILPOINT);
         let Planned { declaration, previous, users, .. } = planned;
-        let report = blankslate_persist::activate(root, &declaration, &users, previous.as_ref())?;
+        let report = blankslate_persist::bring_in(root, &declaration, &users, previous.as_ref())?;
         if !report.failed_by_system.is_empty() {
             let failed = report.conflicts.iter().filter(|(path, _)| report.failed_by_system.contains(path));
             return Err(SwitchError::NotBroughtIn(failed.cloned().collect()));
@@ -495,8 +520,8 @@ impl<'a> Live<'a> {
         let tried = state.persisted_declaration(&state.generation(record.generation)?)?;
         blankslate_persist::mounts::check_volumes(root, &declaration)?;
         etc::activate_generation(root, state.store(), previous, &object, OnConflict::Backup)?;
-        let users = etc::users_of(state.store(), root, &object)?;
-        blankslate_persist::activate(root, &declaration, &users, Some(&tried))?;
+        let users = etc::users_from_object(state.store(), root, &object)?;
+        blankslate_persist::bring_in(root, &declaration, &users, Some(&tried))?;
         if let Some(trial) = &record.trial {
             trial::stop_watcher(trial);
             match &record.replaces {
@@ -518,10 +543,10 @@ impl<'a> Live<'a> {
     pub fn repair(&self) -> Result<Option<Repaired>> {
         let recovered = self.finish_pending()?;
         let (state, root) = (self.state, self.root());
-        let Some(etc) = etc::repair(root, state.store(), false)? else { return Ok(None) };
+        let Some(etc) = etc::repair(state)? else { return Ok(None) };
         let number = etc.plan.to.generation;
         let declaration = state.persisted_declaration(&state.generation(number)?)?;
-        let users = etc::users_of(state.store(), root, &etc.plan.to.object)?;
+        let users = etc::users_from_object(state.store(), root, &etc.plan.to.object)?;
         let persisted = blankslate_persist::repair(root, &declaration, &users)?;
         Ok(Some(Repaired { recovered, generation: number, etc, persisted }))
     }
@@ -552,7 +577,7 @@ fn fallback(pending: Option<&LiveTrial>, active: Option<u32>) -> Result<u32> {
 
 /// What a switch on trial (`--confirm-within`) of a declaration not built yet would
 /// fall back to: asked before it is built, so that nothing is.
-pub fn trial_fallback(state: &State) -> Result<u32> {
+fn trial_fallback(state: &State) -> Result<u32> {
     let pending = LiveTrial::read(state.root())?.filter(LiveTrial::is_pending);
     fallback(pending.as_ref(), state.active_number())
 }
@@ -636,13 +661,21 @@ pub struct Preview {
 
 /// A declaration to preview a switch to before it is built: the declaration, its
 /// `/etc` manifest and object name, and the owners its copies would get
-/// ([`etc::users_for`] its contents).
+/// ([`etc::users_from_contents`] its contents).
 #[derive(Debug)]
 pub struct Unbuilt<'a> {
-    pub declaration: &'a Declaration,
-    pub manifest: Manifest,
-    pub object: String,
-    pub users: UserDb,
+    declaration: &'a Declaration,
+    manifest: Manifest,
+    object: String,
+    users: UserDb,
+}
+
+impl<'a> Unbuilt<'a> {
+    /// `declaration`, with its `/etc` built as `etc`, to be switched to on `root`.
+    pub fn new(root: &Dir, declaration: &'a Declaration, etc: &EtcBuild) -> Result<Unbuilt<'a>> {
+        let users = etc::users_from_contents(root, |name| etc.contents(name));
+        Ok(Unbuilt { declaration, manifest: etc.manifest(), object: etc.object_name()?, users })
+    }
 }
 
 /// The dry run of a switch (`mode`) on `root`, whose state (if any) is `state`, kept
@@ -672,8 +705,8 @@ pub fn preview(
                 Wanted::Previous => before(state, active)?,
             };
             let loaded = Loaded::generation(state, number)?;
-            let to_etc = Active::load(state.store(), number, &loaded.etc_object).map_err(EtcError::from)?;
-            let users = etc::users_of(state.store(), root, &loaded.etc_object)?;
+            let to_etc = EtcGeneration::load(state.store(), number, &loaded.etc_object).map_err(EtcError::from)?;
+            let users = etc::users_from_object(state.store(), root, &loaded.etc_object)?;
             (loaded, to_etc, users)
         }
         Err(unbuilt) => {
@@ -682,7 +715,7 @@ pub fn preview(
                 None => 1,
             };
             let store = blankslate_core::generation::store_location(state_dir);
-            let to_etc = Active::new(&store, number, &unbuilt.object, unbuilt.manifest.clone());
+            let to_etc = EtcGeneration::new(&store, number, &unbuilt.object, unbuilt.manifest.clone());
             let users = unbuilt.users;
             let declaration = unbuilt.declaration.clone();
             let loaded = Loaded { number, declaration, manifest: unbuilt.manifest, etc_object: unbuilt.object };
@@ -717,7 +750,7 @@ impl Loaded {
         let declaration =
             Declaration::from_canonical_json(&state.declaration_json(&generation)?).map_err(|e| bad(e.to_string()))?;
         let etc_object = etc_object(state, &generation)?;
-        let manifest = Active::load(state.store(), number, &etc_object).map_err(EtcError::from)?.manifest;
+        let manifest = EtcGeneration::load(state.store(), number, &etc_object).map_err(EtcError::from)?.manifest;
         Ok(Loaded { number, declaration, manifest, etc_object })
     }
 

@@ -25,8 +25,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use blankslate_core::generation::{GenerationError, State};
-use blankslate_core::trial::{BootRecord, BootTrial, LiveOutcome, LiveTrial, TrialAttempt, Watcher, now};
+use blankslate_core::generation::{GenerationError, LockedState, State};
+use blankslate_core::trial_record::{BootRecord, BootTrial, LiveOutcome, LiveTrial, TrialAttempt, Watcher, now};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrialError {
@@ -125,7 +125,7 @@ pub fn plan(request: Request) -> LiveTrial {
 /// arms the watcher that activates the previous generation again unless confirmed
 /// by the deadline. Again for a trial recorded without its watcher (a switch killed
 /// while starting it): a watcher it may have left is stopped first.
-pub fn arm(state: &State, setup: &WatcherSetup<'_>, mut trial: LiveTrial) -> Result<LiveTrial> {
+pub fn arm(state: &LockedState, setup: &WatcherSetup<'_>, mut trial: LiveTrial) -> Result<LiveTrial> {
     state.generation(trial.previous)?;
     stop_watcher(&trial);
     trial.watcher = None;
@@ -229,7 +229,7 @@ pub fn stop_watcher(trial: &LiveTrial) {
 
 /// Ends a pending trial without a verdict (a plain switch replaces it): its record
 /// goes and its watcher stops.
-pub fn end(state: &State) -> Result<Option<LiveTrial>> {
+pub fn end(state: &LockedState) -> Result<Option<LiveTrial>> {
     let Some(trial) = LiveTrial::read(state.root())?.filter(LiveTrial::is_pending) else { return Ok(None) };
     LiveTrial::remove(state.root())?;
     stop_watcher(&trial);
@@ -351,9 +351,8 @@ pub struct Settled {
 
 /// `blankslate confirm`: this system works. A pending live trial is kept: its
 /// confirmation is recorded first, then carried out ([`settle`]); the generation this
-/// boot runs is marked good, which ends its boot trial. The caller holds the state
-/// lock.
-pub fn confirm(state: &State) -> Result<Confirmed> {
+/// boot runs is marked good, which ends its boot trial.
+pub fn confirm(state: &LockedState) -> Result<Confirmed> {
     let root = state.root();
     let mut confirmed = Confirmed::default();
     if let Some(mut trial) = LiveTrial::read(root)?.filter(LiveTrial::is_pending) {
@@ -381,8 +380,7 @@ pub fn confirm(state: &State) -> Result<Confirmed> {
 /// or replaced the trial) becomes the boot default if the switch said so, the
 /// watcher stops, the record goes. Each step can be done again, so a confirmation
 /// killed half-way is finished by the next command. `None` when none is recorded.
-/// The caller holds the state lock.
-pub fn settle(state: &State) -> Result<Option<Settled>> {
+pub fn settle(state: &LockedState) -> Result<Option<Settled>> {
     let root = state.root();
     let Some(trial) = LiveTrial::read(root)?.filter(|t| matches!(t.outcome, LiveOutcome::Confirmed { .. })) else {
         return Ok(None);

@@ -13,9 +13,10 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use blankslate_activator::etc::{self, Action, Activated, Active, EtcError, OnConflict};
+use blankslate_activator::etc::{self, Action, Activated, EtcError, EtcGeneration, OnConflict};
 use blankslate_core::decl;
 use blankslate_core::fs::Dir;
+use blankslate_core::generation::{DEFAULT_STATE_DIR, State};
 use blankslate_core::store::Store;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
@@ -41,20 +42,20 @@ impl Scratch {
     }
 
     /// Builds a declaration's `/etc` into the store as generation `number`.
-    fn build(&self, number: u32, text: &str) -> Active {
+    fn build(&self, number: u32, text: &str) -> EtcGeneration {
         let file = self.path().join(format!("generation-{number}.toml"));
         let checked = decl::check(&file, text, None);
         let declaration = checked.declaration.unwrap_or_else(|| panic!("{}", checked.diagnostics));
         let build = blankslate_etc_builder::from_declaration(&declaration).unwrap();
         let object = build.add_to_store(&self.store).unwrap();
-        Active::load(&self.store, number, &object).unwrap()
+        EtcGeneration::load(&self.store, number, &object).unwrap()
     }
 
-    fn try_activate(&self, to: &Active, on_conflict: OnConflict) -> etc::Result<Activated> {
+    fn try_activate(&self, to: &EtcGeneration, on_conflict: OnConflict) -> etc::Result<Activated> {
         etc::activate(&self.root, &self.store, to, on_conflict)
     }
 
-    fn activate(&self, to: &Active) -> Activated {
+    fn activate(&self, to: &EtcGeneration) -> Activated {
         self.try_activate(to, OnConflict::Backup).unwrap()
     }
 
@@ -204,7 +205,7 @@ fn action(activated: &Activated, path: &str) -> Option<Action> {
 }
 
 /// Every declared path of a generation.
-fn declared(active: &Active) -> Vec<String> {
+fn declared(active: &EtcGeneration) -> Vec<String> {
     active.manifest.entries.keys().cloned().collect()
 }
 
@@ -733,7 +734,7 @@ fn a_nixos_etc_tree_activates_links_direct_links_and_copies() {
 
     let build = blankslate_etc_builder::from_nixos_tree(t).unwrap();
     let object = build.add_to_store(&scratch.store).unwrap();
-    let one = Active::load(&scratch.store, 1, &object).unwrap();
+    let one = EtcGeneration::load(&scratch.store, 1, &object).unwrap();
     assert_eq!(declared(&one), ["hosts", "resolv.conf", "shadow", "ssh/sshd_config", "sudoers"]);
     let activated = scratch.activate(&one);
     assert_eq!(activated.plan.steps.len(), 5);
@@ -925,7 +926,8 @@ fn repair_puts_back_a_declared_directory() {
     std::fs::remove_dir(scratch.etc("sudoers.d")).unwrap();
     std::fs::write(scratch.etc("sudoers.d"), "a file\n").unwrap();
 
-    let repaired = etc::repair(&scratch.root, &scratch.store, false).unwrap().unwrap();
+    let state = State::open_locked(&scratch.root, Path::new(DEFAULT_STATE_DIR)).unwrap();
+    let repaired = etc::repair(&state).unwrap().unwrap();
     let plan = repaired.plan.to_string();
     assert_eq!(action(&repaired, "ssl/private"), Some(Action::Fix { found: "mode 0755, owner 0:0".into() }), "{plan}");
     assert!(matches!(action(&repaired, "sudoers.d"), Some(Action::BackUp { .. })), "{plan}");
@@ -933,7 +935,7 @@ fn repair_puts_back_a_declared_directory() {
     assert_eq!(dir_meta(&scratch, "sudoers.d"), (0o750, 0, 0));
     assert_eq!(std::fs::read_to_string(scratch.etc("ssl/private/mine.pem")).unwrap(), "a person's key\n");
     assert_eq!(std::fs::read_to_string(scratch.etc("sudoers.d.blankslate-backup")).unwrap(), "a file\n");
-    let again = etc::repair(&scratch.root, &scratch.store, false).unwrap().unwrap();
+    let again = etc::repair(&state).unwrap().unwrap();
     assert!(again.plan.is_noop(), "{}", again.plan);
 }
 
@@ -950,14 +952,15 @@ fn repair_takes_over_a_file_with_the_declared_bytes_and_repair_only_keeps_to_its
         std::fs::remove_file(scratch.etc(name)).unwrap();
         std::fs::write(scratch.etc(name), contents).unwrap();
     }
-    let only = etc::repair_only(&scratch.root, &scratch.store, &["same".to_owned()]).unwrap().unwrap();
+    let state = State::open_locked(&scratch.root, Path::new(DEFAULT_STATE_DIR)).unwrap();
+    let only = etc::repair_only(&state, &["same".to_owned()]).unwrap().unwrap();
     assert_eq!(action(&only, "same"), Some(Action::Replace), "{}", only.plan);
     assert_eq!(action(&only, "edited"), None, "{}", only.plan);
     assert!(only.plan.to_string().contains("1 taken over"), "{}", only.plan);
     assert_eq!(scratch.link("same"), "/etc/static/same");
     assert_eq!(std::fs::read_to_string(scratch.etc("edited")).unwrap(), "a person's\n", "not its path");
 
-    let repaired = etc::repair(&scratch.root, &scratch.store, false).unwrap().unwrap();
+    let repaired = etc::repair(&state).unwrap().unwrap();
     assert!(matches!(action(&repaired, "edited"), Some(Action::BackUp { .. })), "{}", repaired.plan);
     assert!(!scratch.etc("same.blankslate-backup").exists());
 }

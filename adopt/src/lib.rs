@@ -27,7 +27,7 @@
 //! overwritten.
 //!
 //! A crash, a kill or a power cut loses nothing and needs no one to empty the volume:
-//! adopt holds the volume's lock and keeps a [`record`] in it, written before anything
+//! adopt holds the volume's lock and keeps a `record` in it, written before anything
 //! else, of what it is filling the volume from and which copies are complete; each copy
 //! is made under a temporary name and takes its own only once complete and recorded.
 //! The same `adopt` run again finishes the work (a partial copy is made again, a
@@ -46,9 +46,9 @@ use std::path::{Path, PathBuf};
 
 use blankslate_core::decl::paths::is_inside;
 use blankslate_core::decl::{self, Declaration, Entry, EntryKind, EtcTree, How, Mode, MountOption, Owner, PersistRoot};
+use blankslate_core::fs::tree::{self, CopyStats, Durable, NestedMounts, TreeError};
 use blankslate_core::fs::{Dir, FsError, Kind, Lock, Meta};
 use blankslate_persist::journal::{self as volume_state, LOCK, STATE_DIR};
-use blankslate_persist::tree::{self, CopyStats, NestedMounts, TreeError};
 
 pub use record::RECORD;
 use record::{Record, temporary};
@@ -640,8 +640,15 @@ fn copy_into(root: &Dir, volume: &Dir, path: &str, record: &mut Record, state: &
     let dest_parent = mirror_parents(root, volume, parent)?;
     let recorded = record.copied.get(path).copied();
     let copy = |temp: &str| {
-        tree::copy_with(&source_parent, OsStr::new(name), &dest_parent, OsStr::new(temp), NestedMounts::LeaveEmpty)
-            .map_err(|source| AdoptError::Copy { path: path.to_owned(), source })
+        tree::copy_with(
+            &source_parent,
+            OsStr::new(name),
+            &dest_parent,
+            OsStr::new(temp),
+            NestedMounts::LeaveEmpty,
+            Durable::EachEntry,
+        )
+        .map_err(|source| AdoptError::Copy { path: path.to_owned(), source })
     };
     place(&dest_parent, name, recorded, copy, |stats| {
         record.copied.insert(path.to_owned(), *stats);

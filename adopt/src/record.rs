@@ -29,7 +29,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use blankslate_core::fs::Dir;
-use blankslate_persist::tree::CopyStats;
+use blankslate_core::fs::tree::CopyStats;
 use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, Value, value};
 
 use crate::{AdoptError, Result};

@@ -7,13 +7,7 @@ use std::path::Path;
 
 use blankslate_adopt::{AdoptError, Request, adopt};
 use blankslate_core::fs::Dir;
-
-/// Whether the effective uid is 0 (from /proc: no libc in tests).
-fn is_root() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    line.split_whitespace().nth(2) == Some("0")
-}
+use blankslate_test_support::root_or_skip;
 
 fn write(root: &Path, path: &str, text: &str, mode: u32, owner: (u32, u32)) {
     let path = root.join(path);
@@ -81,8 +75,7 @@ fn mode_owner(path: &Path) -> (u32, u32, u32) {
 
 #[test]
 fn an_installed_system_is_adopted_whole_and_left_untouched() {
-    if !is_root() {
-        eprintln!("skipped: owners need root");
+    if !root_or_skip("owners need root") {
         return;
     }
     let scratch = tempfile::tempdir().unwrap();
@@ -91,7 +84,7 @@ fn an_installed_system_is_adopted_whole_and_left_untouched() {
     std::fs::create_dir_all(volume.join("lost+found")).unwrap();
     let fingerprint = || {
         let top = Dir::open_root(scratch.path()).unwrap();
-        blankslate_persist::tree::fingerprint(&top, OsStr::new("installed")).unwrap()
+        blankslate_core::fs::tree::fingerprint(&top, OsStr::new("installed")).unwrap()
     };
     let before = fingerprint();
 
@@ -174,8 +167,7 @@ fn an_installed_system_is_adopted_whole_and_left_untouched() {
 /// which is persisted: the adopted system has it. Adopt's own files there are its own.
 #[test]
 fn the_installed_etc_blankslate_goes_into_the_persisted_one() {
-    if !is_root() {
-        eprintln!("skipped: owners need root");
+    if !root_or_skip("owners need root") {
         return;
     }
     let (_scratch, root, volume) = installed_and_empty_volume();
@@ -194,8 +186,7 @@ fn the_installed_etc_blankslate_goes_into_the_persisted_one() {
 /// has both commented out with why, the rest as it was, and adopt says so.
 #[test]
 fn the_adopted_fstab_mounts_nothing_over_the_root_or_persisted_data() {
-    if !is_root() {
-        eprintln!("skipped: owners need root");
+    if !root_or_skip("owners need root") {
         return;
     }
     let (_scratch, root, volume) = installed_and_empty_volume();
@@ -216,8 +207,7 @@ fn the_adopted_fstab_mounts_nothing_over_the_root_or_persisted_data() {
 /// empty, and the declaration's comment on the kept directory names it.
 #[test]
 fn a_file_system_mounted_inside_a_kept_directory_keeps_only_its_mount_point() {
-    if !is_root() {
-        eprintln!("skipped: mounts need root");
+    if !root_or_skip("mounts need root") {
         return;
     }
     let (_scratch, root, volume) = installed_and_empty_volume();
@@ -274,8 +264,7 @@ fn a_volume_with_data_or_a_root_without_etc_is_refused_and_nothing_is_written() 
 /// so that the directory's group still reads it).
 #[test]
 fn adopted_secrets_stay_secret_in_the_tree_and_the_store() {
-    if !is_root() {
-        eprintln!("skipped: owners need root");
+    if !root_or_skip("owners need root") {
         return;
     }
     let scratch = tempfile::tempdir().unwrap();

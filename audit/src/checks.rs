@@ -5,15 +5,15 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::fd::AsFd;
 
-use blankslate_core::activation::{self as etc, Active};
+use blankslate_core::activation::{self as etc, EtcGeneration};
 use blankslate_core::decl::{Declaration, EntryKind, How, Owner, ResolvedEntry, UserDb};
 use blankslate_core::fs::{Accept, Checked, Dir, FsError, Kind, Meta};
 use blankslate_core::generation::format_utc;
 use blankslate_core::manifest::{EtcKind, content_hash};
-use blankslate_core::trial::{BOOT_RECORD, BootRecord, LIVE_TRIAL, LiveOutcome, LiveTrial};
+use blankslate_core::trial_record::{BOOT_RECORD, BootRecord, LIVE_TRIAL, LiveOutcome, LiveTrial};
 
 use crate::render::size;
-use crate::{Class, Finding, MountPoints, walk};
+use crate::{Class, Finding, FindingKind, MountPoints, walk};
 
 fn split(path: &str) -> (&str, &str) {
     let path = path.trim_start_matches('/');
@@ -60,28 +60,33 @@ fn found(kind: Kind) -> &'static str {
 }
 
 /// `/etc/static` and every manifest entry, against what `/etc` holds.
-pub fn etc_drift(root: &Dir, active: &Active, users: &UserDb, out: &mut Vec<Finding>) {
+pub fn etc_drift(root: &Dir, active: &EtcGeneration, users: &UserDb, out: &mut Vec<Finding>) {
     let Ok(etc_dir) = root.open_dir("etc") else {
-        out.push(Finding::new(Class::EtcDrift, "missing", b"/etc".to_vec(), "/etc is not there".into()));
+        out.push(Finding::new(Class::EtcDrift, FindingKind::Missing, b"/etc".to_vec(), "/etc is not there".into()));
         return;
     };
     let mut dirs = Dirs::new(&etc_dir);
-    let mut push = |kind: &'static str, path: &str, bytes: u64, reason: String| {
+    let mut push = |kind: FindingKind, path: &str, bytes: u64, reason: String| {
         let mut finding = Finding::new(Class::EtcDrift, kind, format!("/etc/{path}").into_bytes(), reason);
         finding.bytes = bytes;
         finding.files = u64::from(bytes > 0);
         out.push(finding);
     };
     match dirs.meta(etc::STATIC) {
-        None => push("missing", etc::STATIC, 0, format!("should link to {}", active.static_target)),
+        None => push(FindingKind::Missing, etc::STATIC, 0, format!("should link to {}", active.static_target)),
         Some((meta, dir, name)) if meta.kind == Kind::Symlink => {
             let target = dir.read_link(&name).map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
             if target != active.static_target {
-                push("points-elsewhere", etc::STATIC, 0, format!("links to {target}, not {}", active.static_target));
+                push(
+                    FindingKind::PointsElsewhere,
+                    etc::STATIC,
+                    0,
+                    format!("links to {target}, not {}", active.static_target),
+                );
             }
         }
         Some((meta, ..)) => {
-            push("replaced", etc::STATIC, 0, format!("{} stands where the link goes", found(meta.kind)));
+            push(FindingKind::Replaced, etc::STATIC, 0, format!("{} stands where the link goes", found(meta.kind)));
         }
     }
     for (path, entry) in &active.manifest.entries {
@@ -91,19 +96,19 @@ pub fn etc_drift(root: &Dir, active: &Active, users: &UserDb, out: &mut Vec<Find
             EtcKind::Copy | EtcKind::Directory => None,
         };
         let Some((meta, dir, name)) = dirs.meta(path) else {
-            push("missing", path, 0, "declared, but not there".into());
+            push(FindingKind::Missing, path, 0, "declared, but not there".into());
             continue;
         };
         // A copy's or a directory's owner and mode are part of what activation made.
-        let owner_and_mode = |meta: &Meta, push: &mut dyn FnMut(&'static str, &str, u64, String)| {
+        let owner_and_mode = |meta: &Meta, push: &mut dyn FnMut(FindingKind, &str, u64, String)| {
             let mode = entry.mode_bits();
             if meta.mode != mode {
-                push("wrong-mode", path, 0, format!("mode {:04o}, declared {mode:04o}", meta.mode));
+                push(FindingKind::WrongMode, path, 0, format!("mode {:04o}, declared {mode:04o}", meta.mode));
             }
             if let (Some(uid), Some(gid)) = (users.uid(&entry.user), users.gid(&entry.group)) {
                 if (meta.uid, meta.gid) != (uid, gid) {
                     let reason = format!("owner {}:{}, declared {}:{}", meta.uid, meta.gid, entry.user, entry.group);
-                    push("wrong-owner", path, 0, reason);
+                    push(FindingKind::WrongOwner, path, 0, reason);
                 }
             }
         };
@@ -111,31 +116,33 @@ pub fn etc_drift(root: &Dir, active: &Active, users: &UserDb, out: &mut Vec<Find
             (Some(wanted), Kind::Symlink) => {
                 let target = dir.read_link(&name).map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
                 if target != wanted {
-                    push("points-elsewhere", path, 0, format!("links to {target}, not {wanted}"));
+                    push(FindingKind::PointsElsewhere, path, 0, format!("links to {target}, not {wanted}"));
                 }
             }
             (Some(wanted), Kind::File) => push(
-                "replaced-by-file",
+                FindingKind::ReplacedByFile,
                 path,
                 meta.size,
                 format!("a regular file replaced the link to {wanted}: edits here are lost at reboot"),
             ),
-            (Some(_), kind) => push("replaced", path, 0, format!("{} stands where the link goes", found(kind))),
+            (Some(_), kind) => {
+                push(FindingKind::Replaced, path, 0, format!("{} stands where the link goes", found(kind)));
+            }
             (None, Kind::File) if entry.kind == EtcKind::Copy => match dir.open_checked(&name, Accept::File) {
                 Ok(copy) => {
                     let hash = copy.read_to_end().map(|b| content_hash(&b)).unwrap_or_default();
                     if hash != entry.hash {
                         let reason = "contents differ from the generation's: the edit is lost at reboot";
-                        push("edited", path, copy.meta().size, reason.into());
+                        push(FindingKind::Edited, path, copy.meta().size, reason.into());
                     }
                     owner_and_mode(copy.meta(), &mut push);
                 }
-                Err(error) => push("replaced", path, 0, format!("where the copy goes: {}", error.source)),
+                Err(error) => push(FindingKind::Replaced, path, 0, format!("where the copy goes: {}", error.source)),
             },
             (None, Kind::Directory) if entry.kind == EtcKind::Directory => owner_and_mode(&meta, &mut push),
             (None, kind) => {
                 let what = if entry.kind == EtcKind::Directory { "directory" } else { "copy" };
-                push("replaced", path, 0, format!("{} stands where the {what} goes", found(kind)));
+                push(FindingKind::Replaced, path, 0, format!("{} stands where the {what} goes", found(kind)));
             }
         }
     }
@@ -183,7 +190,8 @@ pub fn volumes<'d>(
                 };
                 let reason =
                     format!("a directory of the root's own file system, not a mounted volume: {}{data}", consequence());
-                let mut finding = Finding::new(Class::Volume, "not-mounted", mount.as_bytes().to_vec(), reason);
+                let mut finding =
+                    Finding::new(Class::Volume, FindingKind::NotMounted, mount.as_bytes().to_vec(), reason);
                 (finding.files, finding.bytes) = (held.files, held.bytes);
                 finding
             }
@@ -194,7 +202,7 @@ pub fn volumes<'d>(
                     format!("cannot be opened ({}): the volume cannot be checked", error.source)
                 };
                 let reason = format!("{what}; {}", consequence());
-                Finding::new(Class::Volume, "volume-missing", mount.as_bytes().to_vec(), reason)
+                Finding::new(Class::Volume, FindingKind::VolumeMissing, mount.as_bytes().to_vec(), reason)
             }
         };
         out.push(finding);
@@ -255,13 +263,13 @@ fn check_owner(path: &str, meta: &Meta, owner: &Owner, users: &UserDb, whose: Wh
     };
     if meta.mode != owner.mode.bits() {
         let reason = format!("mode {:04o}{at}, declared {}{parent}", meta.mode, owner.mode);
-        out.push(Finding::new(Class::Persist, "wrong-mode", path.as_bytes().to_vec(), reason));
+        out.push(Finding::new(Class::Persist, FindingKind::WrongMode, path.as_bytes().to_vec(), reason));
     }
     if let (Some(uid), Some(gid)) = (users.uid(&owner.user), users.gid(&owner.group)) {
         if (meta.uid, meta.gid) != (uid, gid) {
             let (user, group) = (&owner.user, &owner.group);
             let reason = format!("owner {}:{}{at}, declared {user}:{group}{parent}", meta.uid, meta.gid);
-            out.push(Finding::new(Class::Persist, "wrong-owner", path.as_bytes().to_vec(), reason));
+            out.push(Finding::new(Class::Persist, FindingKind::WrongOwner, path.as_bytes().to_vec(), reason));
         }
     }
 }
@@ -283,26 +291,28 @@ fn check_copy(
     out: &mut Vec<Finding>,
 ) {
     let path = entry.path.as_str();
-    let mut push = |kind: &'static str, bytes: u64, reason: String| {
+    let mut push = |kind: FindingKind, bytes: u64, reason: String| {
         let mut finding = Finding::new(Class::Persist, kind, path.as_bytes().to_vec(), reason);
         finding.bytes = bytes;
         finding.files = u64::from(bytes > 0);
         out.push(finding);
     };
     if meta.kind != Kind::File {
-        push("replaced", 0, format!("{} stands where the copy goes", found(meta.kind)));
+        push(FindingKind::Replaced, 0, format!("{} stands where the copy goes", found(meta.kind)));
     } else if meta.identity() == source.identity() {
         let reason =
             format!("bind-mounted from {}, declared a copy: a program that replaces it gets EBUSY", entry.root);
-        push("not-copied", 0, reason);
+        push(FindingKind::NotCopied, 0, reason);
     } else {
         let live = match dir.open_checked(name, Accept::File) {
             Ok(live) => live,
-            Err(error) => return push("refused", 0, format!("the copy in the root: {}", error.source)),
+            Err(error) => return push(FindingKind::Refused, 0, format!("the copy in the root: {}", error.source)),
         };
         let copy = match volume_copy {
             Ok(copy) => copy,
-            Err(error) => return push("refused", 0, format!("the copy in {}: {}", entry.root, error.source)),
+            Err(error) => {
+                return push(FindingKind::Refused, 0, format!("the copy in {}: {}", entry.root, error.source));
+            }
         };
         if !live.same_contents(&copy).unwrap_or(false) {
             let reason = format!(
@@ -310,7 +320,7 @@ fn check_copy(
                  sync` writes it (is blankslate-sync.service running?)",
                 entry.root
             );
-            push("not-written-back", live.meta().size, reason);
+            push(FindingKind::NotWrittenBack, live.meta().size, reason);
         }
         check_owner(path, live.meta(), &entry.entry.owner, users, Whose::Copy, out);
     }
@@ -318,9 +328,9 @@ fn check_copy(
 
 /// What stands where the bind mount of the volume's `copy` should be (`meta`, `name`
 /// in `dir`), and what that means: a finding's kind, bytes and reason.
-fn instead_of_bind_mount(meta: &Meta, dir: &Dir, name: &str, copy: &str) -> (&'static str, u64, String) {
+fn instead_of_bind_mount(meta: &Meta, dir: &Dir, name: &str, copy: &str) -> (FindingKind, u64, String) {
     if dir.is_mount_point(name).unwrap_or(false) {
-        return ("wrong-source", 0, format!("a mount is there, but not of the volume's {copy}"));
+        return (FindingKind::WrongSource, 0, format!("a mount is there, but not of the volume's {copy}"));
     }
     if meta.kind == Kind::Symlink {
         let target = dir.read_link(name).map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
@@ -332,12 +342,12 @@ fn instead_of_bind_mount(meta: &Meta, dir: &Dir, name: &str, copy: &str) -> (&'s
         } else {
             format!("a symlink to {target}, not the bind mount of {copy}: writes go there, not to the volume")
         };
-        return ("replaced", 0, reason);
+        return (FindingKind::Replaced, 0, reason);
     }
     let size = if meta.kind == Kind::File { meta.size } else { 0 };
     let reason =
         format!("{} on the root, not the bind mount of {copy}: writes here are lost at reboot", found(meta.kind));
-    ("not-mounted", size, reason)
+    (FindingKind::NotMounted, size, reason)
 }
 
 /// The declared parents of persisted paths, checked once each.
@@ -381,7 +391,7 @@ pub fn persist_health(
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     let mut targets = Dirs::new(root);
     let mut parents_checked = HashSet::new();
-    let push = |out: &mut Vec<Finding>, kind: &'static str, path: &str, bytes: u64, reason: String| {
+    let push = |out: &mut Vec<Finding>, kind: FindingKind, path: &str, bytes: u64, reason: String| {
         let mut finding = Finding::new(Class::Persist, kind, path.as_bytes().to_vec(), reason);
         finding.bytes = bytes;
         finding.files = u64::from(bytes > 0);
@@ -412,11 +422,12 @@ pub fn persist_health(
                 } else {
                     format!("declared, but missing in the volume {}", entry.root)
                 };
-                push(out, "source-missing", path, 0, reason);
+                push(out, FindingKind::SourceMissing, path, 0, reason);
                 continue;
             }
             Err(error) => {
-                push(out, "source-missing", path, 0, format!("cannot look at it in {}: {}", entry.root, error.source));
+                let reason = format!("cannot look at it in {}: {}", entry.root, error.source);
+                push(out, FindingKind::SourceMissing, path, 0, reason);
                 continue;
             }
         };
@@ -426,7 +437,7 @@ pub fn persist_health(
         };
         if source.kind != wanted_kind {
             let reason = format!("the volume holds {}, declared a {}", found(source.kind), entry.entry.kind.noun());
-            push(out, "wrong-type", path, 0, reason);
+            push(out, FindingKind::WrongType, path, 0, reason);
             continue;
         }
         let how = entry.entry.how();
@@ -435,7 +446,7 @@ pub fn persist_health(
             (_, None) => {
                 let reason = "not in the root: the volume's copy is not mounted (what a program makes here is lost at \
                               reboot)";
-                push(out, "not-mounted", path, 0, reason.into());
+                push(out, FindingKind::NotMounted, path, 0, reason.into());
             }
             (How::Bind, Some((meta, ..))) if meta.identity() == source.identity() => {}
             (How::Bind, Some((meta, dir, name))) => {
@@ -454,12 +465,12 @@ pub fn persist_health(
                         let target = dir.read_link(&name).map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
                         if target != link {
                             let reason = format!("links to {target}, not {link}: writes go there, not to the volume");
-                            push(out, "points-elsewhere", path, 0, reason);
+                            push(out, FindingKind::PointsElsewhere, path, 0, reason);
                         }
                     }
                     Kind::File => push(
                         out,
-                        "replaced-by-file",
+                        FindingKind::ReplacedByFile,
                         path,
                         meta.size,
                         format!(
@@ -467,7 +478,8 @@ pub fn persist_health(
                         ),
                     ),
                     kind => {
-                        push(out, "replaced", path, 0, format!("{} stands where the link to {link} goes", found(kind)));
+                        let reason = format!("{} stands where the link to {link} goes", found(kind));
+                        push(out, FindingKind::Replaced, path, 0, reason);
                     }
                 }
             }
@@ -512,19 +524,19 @@ pub fn undeclared_mounts(
             "mounted from the volume {volume}, declared by nothing: writes there go to the volume now, but no boot \
              mounts it again (`blankslate repair` unmounts what blankslate mounted and no longer declares)"
         );
-        out.push(Finding::new(Class::Persist, "undeclared-mount", point.clone(), reason));
+        out.push(Finding::new(Class::Persist, FindingKind::UndeclaredMount, point.clone(), reason));
     }
 }
 
 /// What the trial records of this boot say went back by itself: a boot that fell back
 /// from a generation whose trial failed, a switch not confirmed in time.
 pub fn fallbacks(root: &Dir, out: &mut Vec<Finding>) {
-    let mut push = |kind: &'static str, path: &str, reason: String| {
+    let mut push = |kind: FindingKind, path: &str, reason: String| {
         out.push(Finding::new(Class::Fallback, kind, format!("/{path}").into_bytes(), reason));
     };
     if let Some(BootRecord { generation, fallback: Some(fallback), .. }) = BootRecord::read(root) {
         push(
-            "boot-fallback",
+            FindingKind::BootFallback,
             BOOT_RECORD,
             format!(
                 "generation {} was tried {} time(s) without reaching `blankslate confirm`: this boot fell back to \
@@ -541,7 +553,7 @@ pub fn fallbacks(root: &Dir, out: &mut Vec<Finding>) {
             };
             let within = trial.deadline - trial.started;
             push(
-                "not-confirmed",
+                FindingKind::NotConfirmed,
                 LIVE_TRIAL,
                 format!("generation {} was switched to and not confirmed within {within} s: {what}", trial.generation),
             );
@@ -574,7 +586,7 @@ mod tests {
             let root = Dir::open_root(base).unwrap();
             let volumes = [("/persist", root.open_dir("persist").unwrap())].into();
             persist_health(&root, &declaration, &volumes, &UserDb::default(), &mut out);
-            out.iter().map(|f| (f.kind, f.reason.clone())).collect::<Vec<_>>()
+            out.iter().map(|f| (f.kind.as_str(), f.reason.clone())).collect::<Vec<_>>()
         };
         std::os::unix::fs::symlink("/persist/srv/trash", base.join("srv/trash")).unwrap();
         assert_eq!(findings(base), []);
@@ -608,7 +620,7 @@ mod tests {
             let root = Dir::open_root(base).unwrap();
             let volumes = [("/persist", root.open_dir("persist").unwrap())].into();
             persist_health(&root, &declaration, &volumes, &UserDb::default(), &mut out);
-            out.iter().map(|f| (f.kind, f.bytes)).collect::<Vec<_>>()
+            out.iter().map(|f| (f.kind.as_str(), f.bytes)).collect::<Vec<_>>()
         };
         assert_eq!(findings(base), []);
         std::fs::write(base.join("etc/shadow"), "root:$y$changed:2::::::\n").unwrap();

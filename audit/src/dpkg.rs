@@ -29,7 +29,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use blankslate_core::fs::{Dir, FsError, Kind};
 
-use crate::{Class, Finding};
+use crate::{Class, Finding, FindingKind};
 
 /// The most read of one file of the database (a `status` of thousands of packages is
 /// a few MiB, the longest file lists some).
@@ -49,7 +49,7 @@ pub struct Unread {
 impl Unread {
     pub(crate) fn finding(&self) -> Finding {
         let reason = format!("cannot read: {}; packages' /etc files not checked in full", self.error.source);
-        Finding::new(Class::Error, "unreadable", self.path.clone().into_bytes(), reason)
+        Finding::new(Class::Error, FindingKind::Unreadable, self.path.clone().into_bytes(), reason)
     }
 }
 
@@ -349,7 +349,7 @@ impl Finding {
             names.join(" "),
             shell_word(&String::from_utf8_lossy(path))
         );
-        let mut finding = Finding::new(Class::PackageMissing, "missing", path.to_vec(), reason);
+        let mut finding = Finding::new(Class::PackageMissing, FindingKind::Missing, path.to_vec(), reason);
         finding.packages = names.iter().map(|&n| n.to_owned()).collect();
         finding
     }
@@ -362,9 +362,9 @@ impl Finding {
             return;
         }
         let from = match (&names[..], self.kind) {
-            ([name], "directory") => format!("holds files of package {name}"),
+            ([name], FindingKind::Directory) => format!("holds files of package {name}"),
             ([name], _) => format!("from package {name}"),
-            (_, "directory") => format!("holds files of packages {}", names.join(", ")),
+            (_, FindingKind::Directory) => format!("holds files of packages {}", names.join(", ")),
             (_, _) => format!("from packages {}", names.join(", ")),
         };
         self.reason = if self.reason.is_empty() { from } else { format!("{}; {from}", self.reason) };

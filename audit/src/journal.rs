@@ -110,7 +110,7 @@ fn finding_record(finding: &Finding, report: &Report, root: &str) -> Record {
     record.add("PRIORITY", priority(finding.class).to_string());
     common(&mut record, report, root);
     record.add("BLANKSLATE_CLASS", finding.class.key());
-    record.add("BLANKSLATE_KIND", finding.kind);
+    record.add("BLANKSLATE_KIND", finding.kind.as_str());
     record.add("BLANKSLATE_PATH", finding.path.clone());
     record.add("BLANKSLATE_FILES", finding.files.to_string());
     record.add("BLANKSLATE_BYTES", finding.bytes.to_string());

@@ -54,7 +54,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant, SystemTime};
 
-use blankslate_core::activation::{self as etc, Active};
+use blankslate_core::activation::{self as etc, EtcGeneration};
 use blankslate_core::decl::{Declaration, UserDb, glob};
 use blankslate_core::fs::Dir;
 use blankslate_core::generation::{DEFAULT_STATE_DIR, NET_DIR};
@@ -160,13 +160,104 @@ impl Class {
     }
 }
 
+/// What a finding is: the type of state found on disk (`directory`, `file`, …), or
+/// the problem a check found (`missing`, `edited`, `not-mounted`, …). Its name is what
+/// the reports print, JSON and the journal included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FindingKind {
+    Directory,
+    File,
+    Symlink,
+    Fifo,
+    Socket,
+    Device,
+    Unknown,
+    Unreadable,
+    Changed,
+    Missing,
+    Edited,
+    Replaced,
+    ReplacedByFile,
+    Refused,
+    NotCopied,
+    NotWrittenBack,
+    NotMounted,
+    PointsElsewhere,
+    SourceMissing,
+    UndeclaredMount,
+    VolumeMissing,
+    WrongMode,
+    WrongOwner,
+    WrongType,
+    WrongSource,
+    BootFallback,
+    NotConfirmed,
+}
+
+impl FindingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::Directory => "directory",
+            FindingKind::File => "file",
+            FindingKind::Symlink => "symlink",
+            FindingKind::Fifo => "fifo",
+            FindingKind::Socket => "socket",
+            FindingKind::Device => "device",
+            FindingKind::Unknown => "unknown",
+            FindingKind::Unreadable => "unreadable",
+            FindingKind::Changed => "changed",
+            FindingKind::Missing => "missing",
+            FindingKind::Edited => "edited",
+            FindingKind::Replaced => "replaced",
+            FindingKind::ReplacedByFile => "replaced-by-file",
+            FindingKind::Refused => "refused",
+            FindingKind::NotCopied => "not-copied",
+            FindingKind::NotWrittenBack => "not-written-back",
+            FindingKind::NotMounted => "not-mounted",
+            FindingKind::PointsElsewhere => "points-elsewhere",
+            FindingKind::SourceMissing => "source-missing",
+            FindingKind::UndeclaredMount => "undeclared-mount",
+            FindingKind::VolumeMissing => "volume-missing",
+            FindingKind::WrongMode => "wrong-mode",
+            FindingKind::WrongOwner => "wrong-owner",
+            FindingKind::WrongType => "wrong-type",
+            FindingKind::WrongSource => "wrong-source",
+            FindingKind::BootFallback => "boot-fallback",
+            FindingKind::NotConfirmed => "not-confirmed",
+        }
+    }
+}
+
+impl PartialEq<&str> for FindingKind {
+    fn eq(&self, name: &&str) -> bool {
+        self.as_str() == *name
+    }
+}
+
+/// By name, as the reports have always sorted findings of one path.
+impl Ord for FindingKind {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for FindingKind {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// One finding: a group of undeclared state, or one drifted or broken path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
     pub class: Class,
-    /// `directory`, `file`, `symlink`, `fifo`, `socket`, `device` for state found on
-    /// disk; a problem name (`missing`, `edited`, `not-mounted`, …) for the checks.
-    pub kind: &'static str,
+    pub kind: FindingKind,
     /// The absolute path in the live root, as bytes (names need not be UTF-8).
     pub path: Vec<u8>,
     /// Total size (`st_size`) of the non-directories in the group.
@@ -179,7 +270,7 @@ pub struct Finding {
 }
 
 impl Finding {
-    pub fn new(class: Class, kind: &'static str, path: Vec<u8>, reason: String) -> Finding {
+    pub fn new(class: Class, kind: FindingKind, path: Vec<u8>, reason: String) -> Finding {
         Finding { class, kind, path, bytes: 0, files: 0, reason, packages: Vec::new() }
     }
 
@@ -307,7 +398,7 @@ pub struct Setup<'a> {
     pub root_path: &'a Path,
     pub declaration: &'a Declaration,
     /// The generation's `/etc` (manifest and `/etc/static` target), if it has one.
-    pub etc: Option<&'a Active>,
+    pub etc: Option<&'a EtcGeneration>,
     /// Owner names for the owner checks.
     pub users: &'a UserDb,
     /// The state directory, as seen from inside the root.

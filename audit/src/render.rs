@@ -39,7 +39,7 @@ use std::fmt::Write as _;
 use blankslate_core::decl::Declaration;
 use serde_json::{Value, json};
 
-use crate::{Class, Finding, Report, SCHEMA};
+use crate::{Class, Finding, FindingKind, Report, SCHEMA};
 
 /// Whether `c` changes the direction of the text around it (Unicode's `Bidi_Control`:
 /// U+061C, U+200E, U+200F, U+202A–U+202E, U+2066–U+2069): a name holding U+202E
@@ -214,7 +214,7 @@ pub fn json(report: &Report, root: &str) -> Value {
         .map(|f| {
             let (path, hex) = path_json(&f.path);
             let mut item = json!({
-                "class": f.class.key(), "kind": f.kind, "path": path, "files": f.files, "bytes": f.bytes,
+                "class": f.class.key(), "kind": f.kind.as_str(), "path": path, "files": f.files, "bytes": f.bytes,
                 "reason": f.reason,
             });
             if let Some(hex) = hex {
@@ -367,11 +367,11 @@ pub fn suggest(report: &Report, declaration: &Declaration) -> String {
         };
         let note = format!("# {}, {}", plural(finding.files, "file", "files"), size(finding.bytes));
         match finding.kind {
-            "directory" => {
+            FindingKind::Directory => {
                 let _ = writeln!(directories, "  {},  {note}", toml_string(path));
                 let _ = writeln!(ignore, "  {},", toml_string(&format!("{path}/**")));
             }
-            "file" | "symlink" => {
+            FindingKind::File | FindingKind::Symlink => {
                 let _ = writeln!(files, "  {},  {note}", toml_string(path));
                 let _ = writeln!(ignore, "  {},", toml_string(path));
             }
@@ -426,8 +426,8 @@ mod tests {
     fn a_reason_cannot_forge_a_line_of_the_report() {
         let mut report = Report::default();
         let reason = "links to /x\nundeclared  /fake\u{202e}, not /persist/x".to_owned();
-        report.push(Finding::new(Class::Persist, "points-elsewhere", b"/home/u/x".to_vec(), reason));
-        report.push(Finding::new(Class::Undeclared, "file", "/srv/a\u{202e}b\nc".into(), "why\n".into()));
+        report.push(Finding::new(Class::Persist, FindingKind::PointsElsewhere, b"/home/u/x".to_vec(), reason));
+        report.push(Finding::new(Class::Undeclared, FindingKind::File, "/srv/a\u{202e}b\nc".into(), "why\n".into()));
         let human = human(&report, "/", false);
         assert!(human.contains("/home/u/x: links to /x\\nundeclared  /fake\\u{202e}, not /persist/x\n"), "{human}");
         assert!(human.contains("/srv/a\\u{202e}b\\nc  (why\\n)\n"), "{human}");
@@ -437,8 +437,8 @@ mod tests {
     #[test]
     fn json_carries_a_name_that_is_not_utf8_exactly() {
         let mut report = Report::default();
-        report.push(Finding::new(Class::Undeclared, "file", b"/srv/\xff\xfe".to_vec(), String::new()));
-        report.push(Finding::new(Class::Undeclared, "file", "/srv/\u{fffd}\u{fffd}".into(), String::new()));
+        report.push(Finding::new(Class::Undeclared, FindingKind::File, b"/srv/\xff\xfe".to_vec(), String::new()));
+        report.push(Finding::new(Class::Undeclared, FindingKind::File, "/srv/\u{fffd}\u{fffd}".into(), String::new()));
         let json = json(&report, "/");
         let findings = json["findings"].as_array().unwrap();
         // The two look alike as lossy text; `path_hex` tells them apart.
@@ -460,7 +460,7 @@ mod tests {
         let text = "version = 1\n[persist.\"/persist\"]\n[persist.\"/data\"]\ndevice = \"LABEL=data\"\n";
         let declaration = blankslate_core::decl::check(std::path::Path::new("t.toml"), text, None).declaration.unwrap();
         let mut report = Report::default();
-        report.push(Finding::new(Class::Undeclared, "directory", b"/srv/app".to_vec(), String::new()));
+        report.push(Finding::new(Class::Undeclared, FindingKind::Directory, b"/srv/app".to_vec(), String::new()));
         let suggested = suggest(&report, &declaration);
         assert!(suggested.contains("add to [persist.\"/persist\"]"), "{suggested}");
         assert!(suggested.contains("\"/srv/app\""), "{suggested}");

@@ -40,7 +40,7 @@ use globset::GlobSet;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
-use crate::{Class, Finding, Tally};
+use crate::{Class, Finding, FindingKind, Tally};
 
 /// At most this many directories are held open at once.
 pub const MAX_OPEN: usize = 64;
@@ -245,15 +245,15 @@ pub struct Walker<'a> {
     pub totals: HashMap<Class, Tally>,
 }
 
-fn kind_of(file_type: FileType) -> &'static str {
+fn kind_of(file_type: FileType) -> FindingKind {
     match file_type {
-        FileType::RegularFile => "file",
-        FileType::Directory => "directory",
-        FileType::Symlink => "symlink",
-        FileType::Fifo => "fifo",
-        FileType::Socket => "socket",
-        FileType::CharacterDevice | FileType::BlockDevice => "device",
-        FileType::Unknown => "unknown",
+        FileType::RegularFile => FindingKind::File,
+        FileType::Directory => FindingKind::Directory,
+        FileType::Symlink => FindingKind::Symlink,
+        FileType::Fifo => FindingKind::Fifo,
+        FileType::Socket => FindingKind::Socket,
+        FileType::CharacterDevice | FileType::BlockDevice => FindingKind::Device,
+        FileType::Unknown => FindingKind::Unknown,
     }
 }
 
@@ -319,11 +319,11 @@ impl<'a> Walker<'a> {
         let dup =
             match rustix::fs::openat(start, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
                 Ok(fd) => fd,
-                Err(errno) => return self.error("unreadable", errno, None),
+                Err(errno) => return self.error(FindingKind::Unreadable, errno, None),
             };
         let own = match rustix::fs::fstat(&dup) {
             Ok(own) => own,
-            Err(errno) => return self.error("unreadable", errno, None),
+            Err(errno) => return self.error(FindingKind::Unreadable, errno, None),
         };
         self.dev = own.st_dev;
         self.start_len = self.path.len();
@@ -350,7 +350,7 @@ impl<'a> Walker<'a> {
                 self.drain();
             }
             Ok(_) | Err(Errno::NOENT) => self.stats.vanished += 1,
-            Err(errno) => self.error("unreadable", errno, lost_class(job.ctx)),
+            Err(errno) => self.error(FindingKind::Unreadable, errno, lost_class(job.ctx)),
         }
     }
 
@@ -394,7 +394,7 @@ impl<'a> Walker<'a> {
     /// Reports what could not be read; `lost` is the class of an unaccounted
     /// directory that could not be opened (so its size is unknown). A group it is in
     /// is marked as counted only in part.
-    fn error(&mut self, kind: &'static str, errno: Errno, lost: Option<Class>) {
+    fn error(&mut self, kind: FindingKind, errno: Errno, lost: Option<Class>) {
         let path = if self.path.is_empty() { b"/".to_vec() } else { self.path.clone() };
         let error = std::io::Error::from(errno);
         let reason = match lost {
@@ -463,7 +463,7 @@ impl<'a> Walker<'a> {
                 self.stack[top].pending.clear();
                 self.keep(Finding::new(
                     Class::Error,
-                    "changed",
+                    FindingKind::Changed,
                     self.path.clone(),
                     "replaced or moved during the audit; not finished".to_owned(),
                 ));
@@ -508,7 +508,7 @@ impl<'a> Walker<'a> {
                 if ctx == Ctx::InGroup {
                     self.stack[top].found_unaccounted = true;
                 }
-                self.error("unreadable", errno, lost_class(ctx));
+                self.error(FindingKind::Unreadable, errno, lost_class(ctx));
             }
         }
         // Deep trees: close the descriptors of old ancestors (never the start's).
@@ -521,7 +521,7 @@ impl<'a> Walker<'a> {
     fn enter_open(&mut self, fd: OwnedFd, ident: (u64, u64), path_len: usize, ctx: Ctx) {
         let (ctx, group) = match ctx {
             Ctx::NewGroup(class) => {
-                self.groups.push(Finding::new(class, "directory", self.path.clone(), String::new()));
+                self.groups.push(Finding::new(class, FindingKind::Directory, self.path.clone(), String::new()));
                 self.linked.clear();
                 (Ctx::InGroup, true)
             }
@@ -582,7 +582,7 @@ impl<'a> Walker<'a> {
             let entry = match entry {
                 Ok(entry) => entry,
                 Err(errno) => {
-                    self.error("unreadable", errno, None);
+                    self.error(FindingKind::Unreadable, errno, None);
                     level.found_unaccounted = true;
                     break;
                 }

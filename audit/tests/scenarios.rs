@@ -7,12 +7,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
-use blankslate_activator::etc::{self, Active, OnConflict};
+use blankslate_activator::etc::{self, EtcGeneration, OnConflict};
 use blankslate_audit::{Class, Report, Setup};
 use blankslate_core::decl::{self, Declaration};
 use blankslate_core::fs::Dir;
 use blankslate_core::generation::State;
 use blankslate_core::mount::{self, MountFlags, Source};
+use blankslate_test_support::{in_namespace, root_or_skip};
 
 const DECLARATION: &str = r#"version = 1
 
@@ -50,26 +51,10 @@ const STATE_DIR: &str = "/var/lib/blankslate";
 
 /// Runs `body` as root in a private mount namespace; skipped (with a note) otherwise.
 fn as_root_in_namespace(body: impl FnOnce() + Send + 'static) {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !root_or_skip("needs root") {
         return;
     }
     in_namespace(body);
-}
-
-/// Runs `body` in a thread with a private mount namespace; returns its result.
-fn in_namespace<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
-    let namespace = || std::fs::read_link("/proc/thread-self/ns/mnt").expect("the mount namespace");
-    let host = namespace();
-    std::thread::spawn(move || {
-        blankslate_core::sys::unshare_mount_namespace().expect("unshare (needs root)");
-        // Nothing is mounted unless the thread has a namespace of its own.
-        assert_ne!(namespace(), host, "not in a private mount namespace");
-        mount::make_private().expect("make mounts private");
-        body()
-    })
-    .join()
-    .expect("the namespaced test body panicked")
 }
 
 fn declaration(text: &str) -> Declaration {
@@ -119,11 +104,11 @@ impl Scratch {
         let etc_object =
             blankslate_etc_builder::from_declaration(&declaration).unwrap().add_to_store(state.store()).unwrap();
         let built = state.build(&declaration, &[("etc", &etc_object)]).unwrap();
-        let active = Active::load(state.store(), built.generation, &etc_object).unwrap();
+        let active = EtcGeneration::load(state.store(), built.generation, &etc_object).unwrap();
         etc::activate(&root_dir, state.store(), &active, OnConflict::Backup).unwrap();
         let tree = state.store().open_object(&etc_object).unwrap().open_dir("etc").unwrap();
-        let users = etc::users_for(&root_dir, |name| tree.read(name).ok());
-        let report = blankslate_persist::activate(&root_dir, &declaration, &users, None).unwrap();
+        let users = etc::users_from_contents(&root_dir, |name| tree.read(name).ok());
+        let report = blankslate_persist::bring_in(&root_dir, &declaration, &users, None).unwrap();
         assert!(report.conflicts.is_empty(), "{report:?}");
         Scratch { _mounts: mounts, _dir: dir, root, outside }
     }
@@ -135,9 +120,9 @@ impl Scratch {
         let generation = state.generation(number).unwrap();
         let declaration = Declaration::from_canonical_json(&state.declaration_json(&generation).unwrap()).unwrap();
         let object = state.part(&generation, "etc").unwrap().unwrap();
-        let active = Active::load(state.store(), number, &object).unwrap();
+        let active = EtcGeneration::load(state.store(), number, &object).unwrap();
         let tree = state.store().open_object(&object).unwrap().open_dir("etc").unwrap();
-        let users = etc::users_for(&root, |name| tree.read(name).ok());
+        let users = etc::users_from_contents(&root, |name| tree.read(name).ok());
         let root_path = std::fs::canonicalize(&self.root).unwrap();
         let setup = Setup {
             root: &root,
@@ -164,10 +149,6 @@ impl Scratch {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, contents).unwrap();
     }
-}
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
 }
 
 fn find<'a>(report: &'a Report, class: Class, path: &[u8]) -> Vec<&'a blankslate_audit::Finding> {
@@ -204,8 +185,7 @@ fn a_clean_activation_audits_clean() {
 /// reported missing and nothing of it is taken for stray data of `/persist`.
 #[test]
 fn a_volume_nested_in_another_audits_clean() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !root_or_skip("needs root") {
         return;
     }
     let text = format!(
@@ -305,8 +285,7 @@ fn plant(scratch: &Scratch) {
 
 #[test]
 fn every_finding_kind_is_reported() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !root_or_skip("needs root") {
         return;
     }
     let (human, json) = in_namespace(|| {
@@ -320,7 +299,11 @@ fn every_finding_kind_is_reported() {
         };
         // Undeclared: the group, sized and counted (the .swp is ignored inside it).
         let data = find(&report, Class::Undeclared, b"/srv/data");
-        assert_eq!((data[0].files, data[0].bytes, data[0].kind), (4, 1000 + 24 + 5 + 2, "directory"), "{text}");
+        assert_eq!(
+            (data[0].files, data[0].bytes, data[0].kind.as_str()),
+            (4, 1000 + 24 + 5 + 2, "directory"),
+            "{text}"
+        );
         one(Class::Undeclared, b"/root/notes.txt", "file");
         one(Class::Undeclared, b"/srv/\xfe\xff", "file");
         one(Class::Undeclared, b"/srv/line\nbreak", "file");
@@ -552,7 +535,7 @@ fn a_volume_unmounted_after_activation_is_named_as_the_cause() {
         let report = scratch.audit();
         let text = summary(&report);
         let volume = find(&report, Class::Volume, b"/persist");
-        assert_eq!((volume.len(), volume[0].kind), (1, "not-mounted"), "{text}");
+        assert_eq!((volume.len(), volume[0].kind.as_str()), (1, "not-mounted"), "{text}");
         // The two bind mounts still reach the volume; the symlinked history goes
         // through the empty mount point, onto the root; the machine-id is mounted too.
         assert!(
@@ -577,7 +560,7 @@ fn a_volume_unmounted_after_activation_is_named_as_the_cause() {
             "root:x:0:\napp:x:2000:\n",
             "t",
         );
-        let activated = blankslate_persist::activate(&root, &declaration(DECLARATION), &users, None).unwrap();
+        let activated = blankslate_persist::bring_in(&root, &declaration(DECLARATION), &users, None).unwrap();
         assert!(activated.migrated.is_empty(), "{activated:?}");
         let refused: Vec<&str> = activated.conflicts.iter().map(|(path, _)| path.as_str()).collect();
         assert_eq!(refused, ["/etc/machine-id", "/var/lib/app", "/var/log"], "{activated:?}");
@@ -605,10 +588,10 @@ fn a_drifted_parent_is_reported_in_the_root_and_in_the_volume() {
         let report = scratch.audit();
         let text = summary(&report);
         let mode = find(&report, Class::Persist, b"/srv");
-        assert_eq!((mode.len(), mode[0].kind), (1, "wrong-mode"), "{text}");
+        assert_eq!((mode.len(), mode[0].kind.as_str()), (1, "wrong-mode"), "{text}");
         assert_eq!(mode[0].reason, "mode 0755, declared 0711 for the parent of /srv/www");
         let owner = find(&report, Class::Persist, b"/persist/srv");
-        assert_eq!((owner.len(), owner[0].kind), (1, "wrong-owner"), "{text}");
+        assert_eq!((owner.len(), owner[0].kind.as_str()), (1, "wrong-owner"), "{text}");
         assert_eq!(owner[0].reason, "owner 2000:2000, declared root:root for the parent of /srv/www");
         assert_eq!(report.exit_code(), 2);
     });
@@ -709,7 +692,7 @@ fn a_declared_directory_that_drifted_is_reported_and_repaired() {
 
         let root = Dir::open_root(&scratch.root).unwrap();
         let state = State::open_locked(&root, Path::new(STATE_DIR)).unwrap();
-        etc::repair(&root, state.store(), false).unwrap().unwrap();
+        etc::repair(&state).unwrap().unwrap();
         drop(state);
         assert_eq!(etc_drift(&scratch.audit()), ["etc-stray file /etc/ssl/private/mine.pem"]);
     });
@@ -752,8 +735,7 @@ fn a_bind_mount_from_the_volume_that_nothing_declares_is_reported() {
 /// configuration left, a package file where the declaration ignores it.
 #[test]
 fn packages_whose_etc_files_are_lost_or_stray_are_named() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !root_or_skip("needs root") {
         return;
     }
     let text = "version = 1\n[persist.\"/persist\"]\ndirectories = [\"/var/lib/dpkg\"]\n\n\

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fs::{Dir, FsError};
 use crate::manifest::{MANIFEST_FILE, Manifest, TREE_DIR};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// The record's directory inside `/etc`.
 pub const STATE_DIR: &str = ".blankslate";
@@ -49,14 +49,14 @@ pub enum ActivationError {
     #[error(transparent)]
     Fs(#[from] FsError),
     #[error("store: {0}")]
-    Store(String),
+    Store(#[from] StoreError),
     #[error("cannot read {what}: {reason}")]
     BadState { what: String, reason: String },
 }
 
 /// The generation `/etc` is (or is to be) made of.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Active {
+pub struct EtcGeneration {
     pub generation: u32,
     /// The etc store object.
     pub object: String,
@@ -65,23 +65,23 @@ pub struct Active {
     pub manifest: Manifest,
 }
 
-impl Active {
+impl EtcGeneration {
     /// Reads the manifest of the etc object `object` in `store`.
-    pub fn load(store: &Store, generation: u32, object: &str) -> Result<Active, ActivationError> {
-        let dir = store.open_object(object).map_err(|e| ActivationError::Store(e.to_string()))?;
+    pub fn load(store: &Store, generation: u32, object: &str) -> Result<EtcGeneration, ActivationError> {
+        let dir = store.open_object(object)?;
         let text = dir.read(MANIFEST_FILE)?;
         let manifest = Manifest::from_json(&text).map_err(|e| ActivationError::BadState {
             what: format!("the manifest of {object}"),
             reason: e.to_string(),
         })?;
-        Ok(Active::new(store.location(), generation, object, manifest))
+        Ok(EtcGeneration::new(store.location(), generation, object, manifest))
     }
 
     /// The record of a generation whose etc object `object` (with `manifest`) is, or
     /// will be, in the store at `store_location` (as the live system sees it).
-    pub fn new(store_location: &Path, generation: u32, object: &str, manifest: Manifest) -> Active {
+    pub fn new(store_location: &Path, generation: u32, object: &str, manifest: Manifest) -> EtcGeneration {
         let static_target = store_location.join(object).join(TREE_DIR).to_string_lossy().into_owned();
-        Active { generation, object: object.to_owned(), static_target, manifest }
+        EtcGeneration { generation, object: object.to_owned(), static_target, manifest }
     }
 }
 
@@ -95,7 +95,7 @@ pub struct Marker {
 }
 
 impl Marker {
-    pub fn of(active: &Active) -> Marker {
+    pub fn of(active: &EtcGeneration) -> Marker {
         Marker { generation: active.generation, object: active.object.clone(), entries: active.manifest.entries.len() }
     }
 
@@ -132,7 +132,7 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(dir: &Dir, name: &str) -> Result<
 }
 
 /// The generation `/etc` of `root` was last activated to, if any.
-pub fn active(root: &Dir) -> Result<Option<Active>, ActivationError> {
+pub fn active(root: &Dir) -> Result<Option<EtcGeneration>, ActivationError> {
     match root.open_dir(DIR) {
         Ok(state) => read_json(&state, STATE_FILE),
         Err(error) if error.is_not_found() => Ok(None),

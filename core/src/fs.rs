@@ -18,6 +18,13 @@
 //! off, anyone can make one. There is no unsafe code here: rustix provides the system
 //! calls.
 
+mod checked;
+mod lock;
+pub mod tree;
+
+pub use checked::{Accept, Checked, copy_data};
+pub use lock::{Lock, LockWait, lock_wait, set_lock_wait};
+
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -26,9 +33,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
-use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags, RenameFlags, ResolveFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags};
 
 /// A failed file-system operation: what was attempted, on which path, and why.
 #[derive(Debug, thiserror::Error)]
@@ -204,7 +210,7 @@ fn temp_base() -> u64 {
 
 /// A fresh temporary name for a sibling of `name` (`.NAME.tmp-PID-N`), starting with
 /// `.` so that tools walking the directory can tell it apart; `N` counts from
-/// [`temp_base`].
+/// `temp_base`.
 pub fn temp_name(name: &OsStr) -> OsString {
     let n = temp_base() + TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut temp = OsString::from(".");
@@ -294,6 +300,12 @@ impl Dir {
     pub fn space(&self) -> Result<(u64, u64)> {
         let info = rustix::fs::fstatvfs(&self.fd).map_err(wrap("read the free space of", &self.path))?;
         Ok((info.f_bavail.saturating_mul(info.f_frsize), info.f_blocks.saturating_mul(info.f_frsize)))
+    }
+
+    /// Writes everything of the file system this directory is on to the disk (`syncfs`):
+    /// one call for a copy of many files made without fsyncs of their own.
+    pub fn sync_file_system(&self) -> Result<()> {
+        rustix::fs::syncfs(&self.fd).map_err(wrap("sync the file system of", &self.path))
     }
 
     /// Where this directory is, for messages.
@@ -659,70 +671,6 @@ impl Dir {
         self.open_checked(name, Accept::FileOrDirectory)?.set_owner_and_mode(uid, gid, mode)
     }
 
-    /// Opens `name` (a single name) to act on it as root, and checks the descriptor
-    /// before returning it: opened with `O_NOFOLLOW` (a symlink is refused), with
-    /// `O_NONBLOCK` (a FIFO swapped in is opened without waiting for a writer, then
-    /// refused), `fstat`ed, and refused unless it is a regular file (or a directory, if
-    /// `accept` says so). Where someone other than root can write this directory (its
-    /// owner is not root, or group or others may write it), the name may be a user's
-    /// hard link to any file on the file system: a file with more than one link is
-    /// refused there. In a directory only root writes (`/etc`), a name is root's own,
-    /// whatever links others made to its file elsewhere. A refusal is an error whose
-    /// [`FsError::refusal`] says why; nothing was done to the entry.
-    pub fn open_checked(&self, name: impl AsRef<OsStr>, accept: Accept) -> Result<Checked> {
-        let name = name.as_ref();
-        check_name(name, &self.path)?;
-        let path = self.path.join(name);
-        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY;
-        let fd = match self.openat(Path::new(name), flags, Mode::empty(), "open") {
-            Err(error) if error.source.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
-                return Err(refused("use", path, Refusal::Symlink));
-            }
-            // What opening a socket gives.
-            Err(error) if error.source.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) => {
-                return Err(refused("use", path, Refusal::Special));
-            }
-            opened => opened?,
-        };
-        let meta = meta_of(&rustix::fs::fstat(&fd).map_err(wrap("stat", &path))?);
-        let refusal = match meta.kind {
-            Kind::File if meta.nlink > 1 && !self.only_root_writes()? => Some(Refusal::HardLinked(meta.nlink)),
-            Kind::File => None,
-            Kind::Directory if accept == Accept::FileOrDirectory => None,
-            Kind::Directory => Some(Refusal::Directory),
-            Kind::Symlink => Some(Refusal::Symlink),
-            Kind::Other => Some(Refusal::Special),
-        };
-        match refusal {
-            Some(refusal) => Err(refused("use", path, refusal)),
-            None => Ok(Checked { file: File::from(fd), meta, path }),
-        }
-    }
-
-    /// Whether only root can add names to this directory: owned by root, and neither
-    /// group nor others may write it.
-    fn only_root_writes(&self) -> Result<bool> {
-        let meta = self.own_meta()?;
-        Ok(meta.uid == 0 && meta.mode & 0o022 == 0)
-    }
-
-    /// Replaces (or creates) `name` with a copy of `from`'s contents, atomically and
-    /// durably (a temporary, `fsync`, `rename`, `fsync` of this directory), owned by
-    /// `(uid, gid)` when given and with `mode`, both set before it takes the name. The
-    /// data is streamed through a bounded buffer, extent by extent: holes stay holes.
-    pub fn copy_atomic(
-        &self,
-        name: impl AsRef<OsStr>,
-        from: &Checked,
-        mode: u32,
-        owner: Option<(u32, u32)>,
-    ) -> Result<()> {
-        let name = name.as_ref();
-        let temp = temp_name(name);
-        self.create_filled(&temp, mode, owner, |file, path| copy_data(&from.file, &from.path, file, path).map(drop))?;
-        self.rename_into_place(&temp, name)
-    }
-
     /// The temporaries of `name` ([`temp_name`]) here whose process is gone: what a
     /// process killed before its rename left.
     pub fn stale_temporaries(&self, name: impl AsRef<OsStr>) -> Result<Vec<(OsString, Kind)>> {
@@ -804,177 +752,11 @@ impl Dir {
     pub fn sync(&self) -> Result<()> {
         rustix::fs::fsync(&self.fd).map_err(wrap("fsync", &self.path))
     }
-
-    /// Takes an exclusive lock on the file `name` (created if missing), blocking until
-    /// it is free. The lock lasts as long as the returned value. For a file shared with
-    /// other programs (libmount's `utab.lock`); blankslate's own writers use
-    /// [`Dir::lock_writer`].
-    pub fn lock(&self, name: impl AsRef<OsStr>) -> Result<Lock> {
-        let name = name.as_ref();
-        check_name(name, &self.path)?;
-        let fd =
-            self.openat(Path::new(name), OFlags::RDWR | OFlags::CREATE, Mode::from_raw_mode(0o600), "open lock file")?;
-        rustix::fs::flock(&fd, FlockOperation::LockExclusive).map_err(self.failed("lock", name))?;
-        Ok(Lock { fd, recorded: false })
-    }
-
-    /// Takes blankslate's writer lock `name` (created if missing): the state's, a
-    /// volume's. How long it waits for another holder is the process's [`lock_wait`].
-    pub fn lock_writer(&self, name: impl AsRef<OsStr>) -> Result<Lock> {
-        self.lock_writer_waiting(name, lock_wait())
-    }
-
-    /// [`Dir::lock_writer`] with its own `wait`. A writer that has to wait says once,
-    /// on standard error, which command and process hold the lock (the holder's record
-    /// in the file); one that gives up fails with an error that names them. Once held,
-    /// the file records this process (its pid and command line) until the lock is
-    /// released.
-    fn lock_writer_waiting(&self, name: impl AsRef<OsStr>, wait: LockWait) -> Result<Lock> {
-        let name = name.as_ref();
-        check_name(name, &self.path)?;
-        let path = self.path.join(name);
-        let fd =
-            self.openat(Path::new(name), OFlags::RDWR | OFlags::CREATE, Mode::from_raw_mode(0o600), "open lock file")?;
-        let try_lock = || match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(true),
-            Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
-            Err(errno) => Err(wrap("lock", &path)(errno)),
-        };
-        if !try_lock()? {
-            let holder = Holder::of(&fd);
-            let busy = |message: String| FsError {
-                op: "lock",
-                path: path.clone(),
-                source: io::Error::new(io::ErrorKind::WouldBlock, message),
-            };
-            match wait {
-                LockWait::No => return Err(busy(format!("held by {holder}"))),
-                LockWait::Forever => {
-                    eprintln!("note: waiting for the lock {}, held by {holder}", path.display());
-                    rustix::fs::flock(&fd, FlockOperation::LockExclusive).map_err(wrap("lock", &path))?;
-                }
-                LockWait::AtMost(limit) => {
-                    eprintln!(
-                        "note: waiting at most {} for the lock {}, held by {holder}",
-                        seconds(limit),
-                        path.display()
-                    );
-                    let deadline = Instant::now() + limit;
-                    while !try_lock()? {
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        if left.is_zero() {
-                            let holder = Holder::of(&fd);
-                            return Err(busy(format!("still held by {holder} after {}", seconds(limit))));
-                        }
-                        std::thread::sleep(left.min(LOCK_POLL));
-                    }
-                }
-            }
-        }
-        Holder::record(&fd);
-        Ok(Lock { fd, recorded: true })
-    }
-}
-
-/// How often a writer with a time limit tries the lock again.
-const LOCK_POLL: Duration = Duration::from_millis(50);
-
-/// How a writer waits for a lock that another process holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LockWait {
-    /// Until it is free.
-    #[default]
-    Forever,
-    /// Not at all: fail at once.
-    No,
-    /// At most this long, then fail.
-    AtMost(Duration),
-}
-
-static LOCK_WAIT: OnceLock<LockWait> = OnceLock::new();
-
-/// Sets how every writer lock this process takes waits (the command line's
-/// `--no-wait` and `--lock-timeout`); only the first call counts.
-pub fn set_lock_wait(wait: LockWait) {
-    let _ = LOCK_WAIT.set(wait);
-}
-
-/// How this process's writer locks wait: [`LockWait::Forever`] unless set.
-pub fn lock_wait() -> LockWait {
-    LOCK_WAIT.get().copied().unwrap_or_default()
-}
-
-/// `5 s`, `1.5 s`.
-fn seconds(duration: Duration) -> String {
-    format!("{} s", duration.as_secs_f64())
-}
-
-/// The holder of a writer lock, as its record in the lock file says: `PID COMMAND`.
-struct Holder(Option<(u32, String)>);
-
-/// The most of a holder's record that is written or read.
-const HOLDER_MAX: usize = 512;
-
-impl Holder {
-    /// What the lock file says, if the process it names is still there.
-    fn of(fd: &OwnedFd) -> Holder {
-        let mut buffer = [0u8; HOLDER_MAX];
-        let read = rustix::io::pread(fd, &mut buffer, 0).unwrap_or(0);
-        let text = String::from_utf8_lossy(&buffer[..read]);
-        let parsed = text.lines().next().and_then(|line| {
-            let (pid, command) = line.split_once(' ')?;
-            let pid: u32 = pid.parse().ok()?;
-            Path::new(&format!("/proc/{pid}")).exists().then(|| (pid, command.to_owned()))
-        });
-        Holder(parsed)
-    }
-
-    /// Writes this process's record over the file's contents (best effort: the lock
-    /// holds without it).
-    fn record(fd: &OwnedFd) {
-        let command: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
-        let mut line = format!("{} {}", std::process::id(), command.join(" "));
-        line.retain(|c| !c.is_control());
-        let mut end = line.len().min(HOLDER_MAX - 1);
-        while !line.is_char_boundary(end) {
-            end -= 1;
-        }
-        line.truncate(end);
-        line.push('\n');
-        if rustix::io::pwrite(fd, line.as_bytes(), 0).is_ok() {
-            let _ = rustix::fs::ftruncate(fd, line.len() as u64);
-        }
-    }
-}
-
-impl std::fmt::Display for Holder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Some((pid, command)) => write!(f, "`{}` (pid {pid})", command.escape_debug()),
-            None => f.write_str("a process that did not record which"),
-        }
-    }
 }
 
 impl AsFd for Dir {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.fd.as_fd()
-    }
-}
-
-/// An exclusive `flock`, released when dropped (or when the process dies).
-#[derive(Debug)]
-pub struct Lock {
-    fd: OwnedFd,
-    /// The file holds this process's record, cleared on release.
-    recorded: bool,
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        if self.recorded {
-            let _ = rustix::fs::ftruncate(&self.fd, 0);
-        }
     }
 }
 
@@ -989,159 +771,6 @@ fn openat2_following(dir: &OwnedFd, path: &Path, flags: OFlags, resolve: Resolve
             opened => return opened,
         }
     }
-}
-
-/// What [`Dir::open_checked`] accepts besides refusing everything else.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Accept {
-    /// A regular file: to read it as root, or to change its owner or mode.
-    File,
-    /// That, or a directory (which cannot have other names): to change its owner or mode.
-    FileOrDirectory,
-}
-
-/// An entry opened and checked by [`Dir::open_checked`]: everything done to it goes
-/// through this descriptor, so a rename or swap after the check changes nothing.
-#[derive(Debug)]
-pub struct Checked {
-    file: File,
-    meta: Meta,
-    path: PathBuf,
-}
-
-impl Checked {
-    /// What `fstat` said of the descriptor.
-    pub fn meta(&self) -> &Meta {
-        &self.meta
-    }
-
-    /// Where the entry was opened, for messages.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Sets the permission bits.
-    pub fn set_mode(&self, mode: u32) -> Result<()> {
-        rustix::fs::fchmod(&self.file, Mode::from_raw_mode(mode)).map_err(wrap("set mode of", &self.path))
-    }
-
-    /// Sets owner, then mode (`chown` clears set-id bits); no system call when the
-    /// entry already has both.
-    pub fn set_owner_and_mode(&self, uid: u32, gid: u32, mode: u32) -> Result<()> {
-        if (self.meta.uid, self.meta.gid, self.meta.mode) == (uid, gid, mode) {
-            return Ok(());
-        }
-        let (u, g) = (rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid));
-        rustix::fs::fchown(&self.file, Some(u), Some(g)).map_err(wrap("set owner of", &self.path))?;
-        self.set_mode(mode)
-    }
-
-    /// Whether both files hold the same bytes: the sizes first, then the contents
-    /// read side by side through two small buffers (a file of any size takes no more
-    /// memory), skipping what is a hole in both.
-    pub fn same_contents(&self, other: &Checked) -> Result<bool> {
-        if self.meta.size != other.meta.size {
-            return Ok(false);
-        }
-        let (mut a, mut b) = (vec![0u8; COMPARE_CHUNK], vec![0u8; COMPARE_CHUNK]);
-        let mut offset = 0u64;
-        loop {
-            let data = (self.next_data(offset)?, other.next_data(offset)?);
-            if data.0 > offset && data.1 > offset {
-                offset = data.0.min(data.1);
-            }
-            let read_a = read_full(&self.file, &mut a, offset).map_err(wrap("read", &self.path))?;
-            let read_b = read_full(&other.file, &mut b[..read_a.max(1)], offset).map_err(wrap("read", &other.path))?;
-            if read_a != read_b || a[..read_a] != b[..read_b] {
-                return Ok(false);
-            }
-            if read_a == 0 {
-                return Ok(true);
-            }
-            offset += read_a as u64;
-        }
-    }
-
-    /// Where data starts at or after `offset` (`SEEK_DATA`); the size as `fstat` saw
-    /// it if none does.
-    fn next_data(&self, offset: u64) -> Result<u64> {
-        match rustix::fs::seek(&self.file, rustix::fs::SeekFrom::Data(offset)) {
-            Ok(start) => Ok(start),
-            Err(rustix::io::Errno::NXIO) => Ok(self.meta.size.max(offset)),
-            Err(errno) => Err(wrap("find data in", &self.path)(errno)),
-        }
-    }
-
-    /// The whole contents, for files known to be small (checked copies in `/etc`).
-    pub fn read_to_end(&self) -> Result<Vec<u8>> {
-        // Sized by the `fstat` already made: `File::read_to_end` would ask the size
-        // again (`statx`, `lseek`). A file that grew meanwhile is still read whole.
-        let size = usize::try_from(self.meta.size).unwrap_or(0);
-        let mut contents = Vec::with_capacity(size.saturating_add(1));
-        io::Read::read_to_end(&mut (&self.file).take(u64::MAX), &mut contents).map_err(wrap_io("read", &self.path))?;
-        Ok(contents)
-    }
-}
-
-/// How much is read at a time when two files are compared.
-const COMPARE_CHUNK: usize = 64 << 10;
-
-/// How much file data is copied at a time.
-const COPY_CHUNK: usize = 1 << 20;
-
-/// `pread` until `buffer` is full or the file ends; the bytes read.
-fn read_full(file: &File, buffer: &mut [u8], offset: u64) -> rustix::io::Result<usize> {
-    let mut done = 0;
-    while done < buffer.len() {
-        match rustix::io::pread(file, &mut buffer[done..], offset + done as u64) {
-            Ok(0) => break,
-            Ok(read) => done += read,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(errno) => return Err(errno),
-        }
-    }
-    Ok(done)
-}
-
-/// Copies the data of `source` into the empty file `dest`, extent by extent
-/// (`SEEK_DATA`/`SEEK_HOLE`), so holes stay holes, through one bounded buffer; then
-/// sets `dest`'s size to the size `source` had when the copy began. Returns the bytes
-/// of data written. The paths are for messages.
-pub fn copy_data(source: &impl AsFd, source_path: &Path, dest: &impl AsFd, dest_path: &Path) -> Result<u64> {
-    let size = u64::try_from(rustix::fs::fstat(source).map_err(wrap("stat", source_path))?.st_size).unwrap_or(0);
-    let mut buffer = vec![0u8; COPY_CHUNK];
-    let mut written = 0u64;
-    let mut offset = 0u64;
-    'extents: while offset < size {
-        let start = match rustix::fs::seek(source, rustix::fs::SeekFrom::Data(offset)) {
-            Ok(start) if start < size => start,
-            // No data after `offset` (NXIO), or only beyond the size copied.
-            Ok(_) | Err(rustix::io::Errno::NXIO) => break,
-            Err(errno) => return Err(wrap("find data in", source_path)(errno)),
-        };
-        let end = rustix::fs::seek(source, rustix::fs::SeekFrom::Hole(start))
-            .map_err(wrap("find holes in", source_path))?
-            .min(size);
-        let mut at = start;
-        while at < end {
-            let want = usize::try_from(end - at).unwrap_or(COPY_CHUNK).min(COPY_CHUNK);
-            let read = rustix::io::pread(source, &mut buffer[..want], at).map_err(wrap("read", source_path))?;
-            if read == 0 {
-                // The file shrank meanwhile: what is left is a hole.
-                break 'extents;
-            }
-            let mut done = 0;
-            while done < read {
-                done += rustix::io::pwrite(dest, &buffer[done..read], at + done as u64)
-                    .map_err(wrap("write", dest_path))?;
-            }
-            at += read as u64;
-            written += read as u64;
-        }
-        offset = end;
-    }
-    rustix::fs::ftruncate(dest, size).map_err(wrap("set size of", dest_path))?;
-    Ok(written)
 }
 
 fn meta_of(stat: &rustix::fs::Stat) -> Meta {
@@ -1163,6 +792,10 @@ fn meta_of(stat: &rustix::fs::Stat) -> Meta {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use rustix::fs::FlockOperation;
+
     use super::*;
 
     #[test]

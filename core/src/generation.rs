@@ -103,7 +103,8 @@ pub struct Collected {
     pub debris: Vec<String>,
 }
 
-/// The store and profiles of one root, held under the state lock for writers.
+/// The store and profiles of one root, opened for reading ([`State::open_existing`])
+/// or under the state lock ([`State::open_locked`]).
 #[derive(Debug)]
 pub struct State {
     root: Dir,
@@ -112,7 +113,23 @@ pub struct State {
     store: Store,
     profiles: Dir,
     location: PathBuf,
-    _lock: Option<Lock>,
+}
+
+/// The state of a root opened for writing: whoever holds one holds the state lock
+/// (one writer at a time), so the functions that change a root's records, `/etc` or
+/// mounts take it rather than trusting their caller. It reads as a [`State`].
+#[derive(Debug)]
+pub struct LockedState {
+    state: State,
+    _lock: Lock,
+}
+
+impl std::ops::Deref for LockedState {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.state
+    }
 }
 
 fn relative(path: &Path) -> &Path {
@@ -125,6 +142,92 @@ pub const NET_DIR: &str = "net";
 /// Where the store of the state directory `state_dir` is, as the live system sees it.
 pub fn store_location(state_dir: &Path) -> PathBuf {
     state_dir.join(STORE_DIR)
+}
+
+/// What only a writer does: each takes the lock by being a method of the locked state.
+impl LockedState {
+    /// Adds `declaration` with its parts (`("etc", object)`, objects already in the
+    /// store) as a new generation and makes it current. If it equals the current
+    /// generation, nothing changes.
+    pub fn build(&self, declaration: &Declaration, parts: &[(&str, &str)]) -> Result<Built> {
+        let tree = generation_tree(declaration, parts);
+        let object = Store::object_name(GENERATION_NAME, &tree)?;
+        if let Some(current) = self.current()? {
+            if current.object == object {
+                // Checked against what it would be, and written again if damaged.
+                self.store.add(GENERATION_NAME, &tree)?;
+                return Ok(Built { generation: current.number, object, new: false });
+            }
+        }
+        let built = self.add(declaration, parts)?;
+        self.set_current(built.generation)?;
+        Ok(Built { new: true, ..built })
+    }
+
+    /// Adds `declaration` with its parts as a generation without making it current
+    /// (`switch` does that once activation succeeded). The newest generation with the
+    /// same content is reused, which also finishes a build that died before moving
+    /// `current`.
+    pub fn add(&self, declaration: &Declaration, parts: &[(&str, &str)]) -> Result<Built> {
+        let tree = generation_tree(declaration, parts);
+        let object = Store::object_name(GENERATION_NAME, &tree)?;
+        self.store.add(GENERATION_NAME, &tree)?;
+        let list = self.list()?;
+        if let Some(same) = list.iter().rev().find(|g| g.object == object) {
+            return Ok(Built { generation: same.number, object, new: false });
+        }
+        let number = list.last().map_or(1, |g| g.number + 1);
+        self.profiles.symlink_atomic(link_name(number), Path::new("../store").join(&object))?;
+        crate::failpoint::hit("generation:linked");
+        Ok(Built { generation: number, object, new: true })
+    }
+
+    /// Adds a generation made of `generation`'s parts (its `/etc`, …) and `declaration`
+    /// in place of its own, without making it current: the same system with a changed
+    /// declaration (as `persist add` makes). An unchanged declaration gives `generation`
+    /// back.
+    pub fn amend(&self, generation: &Generation, declaration: &Declaration) -> Result<Built> {
+        let dir = self.store.open_object(&generation.object)?;
+        let mut parts = Vec::new();
+        for (name, kind) in dir.entries()? {
+            let Some(name) = name.to_str().filter(|_| kind == crate::fs::Kind::Symlink) else { continue };
+            if let Some(object) = self.part(generation, name)? {
+                parts.push((name.to_owned(), object));
+            }
+        }
+        let parts: Vec<(&str, &str)> = parts.iter().map(|(name, object)| (name.as_str(), object.as_str())).collect();
+        self.add(declaration, &parts)
+    }
+
+    /// Points `current` at generation `number`, atomically: the next boot uses it, with
+    /// no trial (a boot trial on record for it, or pending for another, ends).
+    pub fn set_current(&self, number: u32) -> Result<()> {
+        self.generation(number)?;
+        self.end_boot_trial_for(number)?;
+        self.set_link(CURRENT, number)?;
+        crate::failpoint::hit("generation:current");
+        Ok(())
+    }
+
+    /// Removes the profile link of generation `number` (its objects stay until `gc`).
+    pub fn delete(&self, number: u32) -> Result<()> {
+        let generation = self.generation(number)?;
+        if generation.current {
+            return Err(GenerationError::DeleteCurrent(number));
+        }
+        if generation.booted {
+            return Err(GenerationError::DeleteBooted(number));
+        }
+        if self.activated().iter().any(|(active, _)| *active == number) || self.switching().contains(&number) {
+            return Err(GenerationError::DeleteActive(number));
+        }
+        if self.protected_by_trials()?.contains(&number) {
+            return Err(GenerationError::DeleteFallback(number));
+        }
+        self.profiles.remove_file(link_name(number))?;
+        self.profiles.sync()?;
+        Ok(())
+    }
 }
 
 impl State {
@@ -143,14 +246,7 @@ impl State {
         };
         let dir = root.open_dir(relative(state_dir))?;
         let store = Store::from_dir(store, &store_location(state_dir));
-        Ok(Some(State {
-            root: root.try_clone()?,
-            dir,
-            store,
-            profiles,
-            location: state_dir.to_path_buf(),
-            _lock: None,
-        }))
+        Ok(Some(State { root: root.try_clone()?, dir, store, profiles, location: state_dir.to_path_buf() }))
     }
 
     /// Opens the state for writing, creating it if needed: takes the lock (waiting for
@@ -160,7 +256,7 @@ impl State {
     /// On a live system the state is mounted read-only (boot does that, so that nothing
     /// else writes the store): writers then go through a private writable view of that
     /// mount ([`mount::writable_view`]), and the shared mount stays read-only.
-    pub fn open_locked(root: &Dir, state_dir: &Path) -> Result<State> {
+    pub fn open_locked(root: &Dir, state_dir: &Path) -> Result<LockedState> {
         let mut dir = root.create_dir_all(relative(state_dir), 0o755)?;
         if dir.is_read_only()? {
             dir = mount::writable_view(&dir)?;
@@ -177,14 +273,8 @@ impl State {
                 profiles.remove_file(&name)?;
             }
         }
-        Ok(State {
-            root: root.try_clone()?,
-            dir,
-            store,
-            profiles,
-            location: state_dir.to_path_buf(),
-            _lock: Some(lock),
-        })
+        let state = State { root: root.try_clone()?, dir, store, profiles, location: state_dir.to_path_buf() };
+        Ok(LockedState { state, _lock: lock })
     }
 
     pub fn store(&self) -> &Store {
@@ -339,24 +429,6 @@ impl State {
         }
     }
 
-    /// Adds `declaration` with its parts (`("etc", object)`, objects already in the
-    /// store) as a new generation and makes it current. If it equals the current
-    /// generation, nothing changes.
-    pub fn build(&self, declaration: &Declaration, parts: &[(&str, &str)]) -> Result<Built> {
-        let tree = generation_tree(declaration, parts);
-        let object = Store::object_name(GENERATION_NAME, &tree)?;
-        if let Some(current) = self.current()? {
-            if current.object == object {
-                // Checked against what it would be, and written again if damaged.
-                self.store.add(GENERATION_NAME, &tree)?;
-                return Ok(Built { generation: current.number, object, new: false });
-            }
-        }
-        let built = self.add(declaration, parts)?;
-        self.set_current(built.generation)?;
-        Ok(Built { new: true, ..built })
-    }
-
     /// The number `declaration` has, or would get if it were added now: that of a
     /// generation with the same declaration, else the next one.
     pub fn number_for(&self, declaration: &Declaration) -> Result<u32> {
@@ -364,71 +436,6 @@ impl State {
         let canonical = declaration.canonical_json();
         let existing = list.iter().find(|g| self.declaration_json(g).is_ok_and(|d| d == canonical));
         Ok(existing.map_or_else(|| list.last().map_or(1, |g| g.number + 1), |g| g.number))
-    }
-
-    /// Adds `declaration` with its parts as a generation without making it current
-    /// (`switch` does that once activation succeeded). The newest generation with the
-    /// same content is reused, which also finishes a build that died before moving
-    /// `current`.
-    pub fn add(&self, declaration: &Declaration, parts: &[(&str, &str)]) -> Result<Built> {
-        let tree = generation_tree(declaration, parts);
-        let object = Store::object_name(GENERATION_NAME, &tree)?;
-        self.store.add(GENERATION_NAME, &tree)?;
-        let list = self.list()?;
-        if let Some(same) = list.iter().rev().find(|g| g.object == object) {
-            return Ok(Built { generation: same.number, object, new: false });
-        }
-        let number = list.last().map_or(1, |g| g.number + 1);
-        self.profiles.symlink_atomic(link_name(number), Path::new("../store").join(&object))?;
-        crate::failpoint::hit("generation:linked");
-        Ok(Built { generation: number, object, new: true })
-    }
-
-    /// Adds a generation made of `generation`'s parts (its `/etc`, …) and `declaration`
-    /// in place of its own, without making it current: the same system with a changed
-    /// declaration (as `persist add` makes). An unchanged declaration gives `generation`
-    /// back.
-    pub fn amend(&self, generation: &Generation, declaration: &Declaration) -> Result<Built> {
-        let dir = self.store.open_object(&generation.object)?;
-        let mut parts = Vec::new();
-        for (name, kind) in dir.entries()? {
-            let Some(name) = name.to_str().filter(|_| kind == crate::fs::Kind::Symlink) else { continue };
-            if let Some(object) = self.part(generation, name)? {
-                parts.push((name.to_owned(), object));
-            }
-        }
-        let parts: Vec<(&str, &str)> = parts.iter().map(|(name, object)| (name.as_str(), object.as_str())).collect();
-        self.add(declaration, &parts)
-    }
-
-    /// Points `current` at generation `number`, atomically: the next boot uses it, with
-    /// no trial (a boot trial on record for it, or pending for another, ends).
-    pub fn set_current(&self, number: u32) -> Result<()> {
-        self.generation(number)?;
-        self.end_boot_trial_for(number)?;
-        self.set_link(CURRENT, number)?;
-        crate::failpoint::hit("generation:current");
-        Ok(())
-    }
-
-    /// Removes the profile link of generation `number` (its objects stay until `gc`).
-    pub fn delete(&self, number: u32) -> Result<()> {
-        let generation = self.generation(number)?;
-        if generation.current {
-            return Err(GenerationError::DeleteCurrent(number));
-        }
-        if generation.booted {
-            return Err(GenerationError::DeleteBooted(number));
-        }
-        if self.activated().iter().any(|(active, _)| *active == number) || self.switching().contains(&number) {
-            return Err(GenerationError::DeleteActive(number));
-        }
-        if self.protected_by_trials()?.contains(&number) {
-            return Err(GenerationError::DeleteFallback(number));
-        }
-        self.profiles.remove_file(link_name(number))?;
-        self.profiles.sync()?;
-        Ok(())
     }
 
     /// The store object of a generation's part (`"etc"`), if it has one.
@@ -577,7 +584,7 @@ mod tests {
         crate::decl::check(Path::new("t.toml"), &text, None).declaration.unwrap()
     }
 
-    fn state() -> (tempfile::TempDir, State) {
+    fn state() -> (tempfile::TempDir, LockedState) {
         let scratch = tempfile::tempdir().unwrap();
         let root = Dir::open_root(scratch.path()).unwrap();
         let state = State::open_locked(&root, Path::new(DEFAULT_STATE_DIR)).unwrap();

@@ -1,7 +1,10 @@
-//! The shared core of blankslate: the declaration, the content-addressed store,
-//! generations, and the safe file-system primitives every other crate builds on.
+//! The shared core of blankslate: the declaration language (`decl`, `import`), the
+//! state (the content-addressed `store`, `generation`s, `trial` records, the
+//! `activation` record, the `/etc` `manifest`) and the system layer every other crate
+//! builds on (`fs`: the safe file-system primitives; `mount`: the mount calls and the
+//! mount table; `sys`: the few unsafe calls).
 //!
-//! Nothing here mounts anything or knows about `/etc` activation; those live in the
+//! It knows no `/etc` activation, persisted path or boot: those live in the
 //! `activator`, `persist` and `etc-builder` crates, which depend on this one.
 
 pub mod activation;
@@ -15,4 +18,4 @@ pub mod manifest;
 pub mod mount;
 pub mod store;
 pub mod sys;
-pub mod trial;
+pub mod trial_record;

@@ -37,7 +37,7 @@ pub enum EtcKind {
 
 /// One entry. `hash` is the blake3 (hex) of the contents, or of the link target for
 /// entries whose contents live outside the store (NixOS trees); none for a directory.
-/// Read by a visitor of its own ([`EntryVisitor`]): the derived reading of a
+/// Read by a visitor of its own (`EntryVisitor`): the derived reading of a
 /// flattened enum buffers every entry first, which made reading a manifest the
 /// larger part of a repair.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -3,7 +3,7 @@
 //! generation declares it (the counterpart of `persist add` for `/etc`).
 //!
 //! A file is copied with its owner and mode (an etc tree says both by its files'
-//! own: see [`crate::tree`]), a symlink as a symlink to the same target, a directory
+//! own: see `tree`), a symlink as a symlink to the same target, a directory
 //! with its owner and mode and everything below it. Directories the tree lacks on the
 //! way are made with the live directories' owner and mode, so a file below
 //! `ssl/private` (`0710 root:ssl-cert`) stays out of others' reach in the tree too.

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use blankslate_core::decl::source::{SourceError, Sources};
 use blankslate_core::decl::{Declaration, EtcContents, EtcMode, Mode, secret};
+use blankslate_core::generation::{Built, GenerationError, LockedState};
 use blankslate_core::manifest::{EtcKind, MANIFEST_FILE, Manifest, ManifestEntry, TREE_DIR, content_hash};
 use blankslate_core::store::{Store, StoreError, Tree};
 
@@ -57,6 +58,8 @@ pub enum BuildError {
     NotNixosTree { path: PathBuf, reason: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Generation(#[from] GenerationError),
 }
 
 pub type Result<T> = std::result::Result<T, BuildError>;
@@ -131,12 +134,19 @@ impl EtcBuild {
         Ok(Tree::Directory(top))
     }
 
-    /// Adds the build to the store; returns the object's name.
     /// The name [`EtcBuild::add_to_store`] gives it, without writing anything.
     pub fn object_name(&self) -> Result<String> {
         Ok(Store::object_name(OBJECT_NAME, &self.tree()?)?)
     }
 
+    /// Adds this `/etc` to the store of `state`, then `declaration` as a generation
+    /// with it, and makes that generation current (`build`, `adopt`, `sandbox`).
+    pub fn build_generation(&self, state: &LockedState, declaration: &Declaration) -> Result<Built> {
+        let etc_object = self.add_to_store(state.store())?;
+        Ok(state.build(declaration, &[("etc", &etc_object)])?)
+    }
+
+    /// Adds the build to the store; returns the object's name.
     pub fn add_to_store(&self, store: &Store) -> Result<String> {
         Ok(store.add(OBJECT_NAME, &self.tree()?)?)
     }
@@ -163,6 +173,16 @@ fn place(dir: &mut BTreeMap<OsString, Tree>, path: &str, node: Tree) -> Result<(
         Tree::Directory(entries) => place(entries, rest, node),
         _ => Err(BuildError::FileAsDirectory { inner: path.to_owned(), outer: first.to_owned() }),
     }
+}
+
+/// Builds the declaration's `/etc` in memory, and a NixOS etc tree's (its `etc/`
+/// directory) with it if one is given.
+pub fn build(declaration: &Declaration, nixos_etc: Option<&Path>) -> Result<EtcBuild> {
+    let mut etc = from_declaration(declaration)?;
+    if let Some(tree) = nixos_etc {
+        etc.merge(from_nixos_tree(tree)?, &format!("in the NixOS tree {}", tree.display()))?;
+    }
+    Ok(etc)
 }
 
 /// Builds the declaration's `[etc]` entries and its `[etc_tree]`. A persisted `/etc`

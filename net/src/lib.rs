@@ -28,8 +28,8 @@ use std::path::{Path, PathBuf};
 
 use blankslate_audit::{Class, Report};
 use blankslate_core::decl::NetSettings;
+use blankslate_core::fs::tree::{self, Durable, NestedMounts, TreeError};
 use blankslate_core::fs::{Dir, FsError, Kind, is_temp_name, temp_name};
-use blankslate_persist::tree::{self, NestedMounts, TreeError};
 use serde::{Deserialize, Serialize};
 
 /// A save leaves at least this share of the volume free.
@@ -84,7 +84,7 @@ impl Erased {
             .findings
             .iter()
             .filter(|f| matches!(f.class, Class::Undeclared | Class::EtcStray))
-            .map(|f| Erased { path: f.path.clone(), kind: f.kind.to_owned(), bytes: f.bytes, files: f.files })
+            .map(|f| Erased { path: f.path.clone(), kind: f.kind.as_str().to_owned(), bytes: f.bytes, files: f.files })
             .collect()
     }
 }
@@ -192,6 +192,8 @@ pub fn save(
         entries.push(CatchEntry::new(erased, left_out));
     }
     entries.sort_by(|a, b| a.path.cmp(&b.path));
+    // One sync for every file kept, before the catch is named: it appears whole.
+    made.sync_file_system()?;
     let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let mut catch =
         Catch { name: String::new(), boot_id: boot_id.to_owned(), saved: since_epoch.as_secs(), generation, entries };
@@ -218,7 +220,7 @@ fn keep(root: &Dir, tree: &Dir, erased: &Erased) -> std::result::Result<(), Stri
     let dest = if parent.is_empty() { tree.try_clone() } else { tree.create_dir_all(relative(parent), 0o700) }
         .map_err(|e| e.to_string())?;
     let name = OsStr::from_bytes(name);
-    tree::copy_with(&live, name, &dest, name, NestedMounts::LeaveEmpty).map(drop).map_err(|error| {
+    tree::copy_with(&live, name, &dest, name, NestedMounts::LeaveEmpty, Durable::ByCaller).map(drop).map_err(|error| {
         let _ = dest.remove_tree(name);
         error.to_string()
     })

@@ -38,7 +38,7 @@ use crate::{Ids, PersistError, Report, Result, Tree, foreign_mount, hostile, met
 /// Brings the copy `name` in: from the volume into an empty root, or, when the root
 /// holds its own (a running system), the root's contents into the volume. A bind mount
 /// or link from a generation that declared the file otherwise is replaced by the copy.
-pub(crate) fn activate(
+pub(crate) fn bring_in(
     source_parent: &Dir,
     target_parent: &Dir,
     name: &str,

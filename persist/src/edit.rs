@@ -8,13 +8,13 @@
 //! the last line stays on that line. In a one-line array it is appended after `, `.
 //!
 //! The edited text is validated with `decl::check` by the caller before anything is
-//! written, and [`write`] replaces the file atomically (temporary name, fsync,
+//! written, and [`write()`] replaces the file atomically (temporary name, fsync,
 //! rename, fsync of the directory), keeping its owner and mode.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
-use blankslate_core::decl::{EntryKind, How, Mode, Owner};
+use blankslate_core::decl::{Entry, EntryKind, write};
 use blankslate_core::fs::{Dir, FsError};
 use rustix::fs::{AtFlags, StatxAttributes, StatxFlags};
 use toml_edit::{Array, DocumentMut, Item, TableLike, Value};
@@ -37,43 +37,11 @@ pub enum EditError {
     NotWritable { file: PathBuf, source: FsError },
 }
 
-/// The list an entry of `kind` belongs to.
-pub fn list_name(kind: EntryKind) -> &'static str {
-    match kind {
-        EntryKind::Directory => "directories",
-        EntryKind::File => "files",
-    }
-}
-
-fn quote(text: &str) -> String {
-    Value::from(text).to_string().trim().to_owned()
-}
-
-/// The TOML value for an entry: `"/path"` with only defaults, otherwise
-/// `{ directory = "/path", user = "…", group = "…", mode = "0700" }` with only the
-/// fields that differ from the defaults (`root`, `root`, `0755`/`0644`, `bind`).
-pub fn entry_value(path: &str, kind: EntryKind, owner: &Owner, how: How) -> String {
-    let default_mode = match kind {
-        EntryKind::Directory => Mode::DIRECTORY,
-        EntryKind::File => Mode::FILE,
-    };
-    let mut fields = Vec::new();
-    if owner.user != "root" {
-        fields.push(format!("user = {}", quote(&owner.user)));
-    }
-    if owner.group != "root" {
-        fields.push(format!("group = {}", quote(&owner.group)));
-    }
-    if owner.mode != default_mode {
-        fields.push(format!("mode = {}", quote(&owner.mode.to_string())));
-    }
-    if how == How::Symlink {
-        fields.push("how = \"symlink\"".into());
-    }
-    if fields.is_empty() {
-        return quote(path);
-    }
-    format!("{{ {} = {}, {} }}", kind.noun(), quote(path), fields.join(", "))
+/// The TOML value for a new root entry (owner defaults `root:root`), as
+/// `decl::write` writes every entry: `"/path"` with only defaults, otherwise an
+/// inline table with the fields that differ (a file's `how` always).
+pub fn entry_value(entry: &Entry) -> String {
+    write::entry_value(entry, "root", "root")
 }
 
 fn persist_root<'d>(doc: &'d mut DocumentMut, volume: &str) -> Result<&'d mut dyn TableLike, EditError> {
@@ -103,7 +71,10 @@ fn names(value: &Value, kind: EntryKind, path: &str) -> bool {
 pub fn contains(text: &str, volume: &str, kind: EntryKind, path: &str) -> Result<bool, EditError> {
     let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| EditError::Toml(e.to_string()))?;
     let root = persist_root(&mut doc, volume)?;
-    Ok(root.get(list_name(kind)).and_then(Item::as_array).is_some_and(|list| list.iter().any(|v| names(v, kind, path))))
+    Ok(root
+        .get(kind.list_name())
+        .and_then(Item::as_array)
+        .is_some_and(|list| list.iter().any(|v| names(v, kind, path))))
 }
 
 /// The text with `entry` (a TOML value, see [`entry_value`]) appended to `volume`'s
@@ -112,7 +83,7 @@ pub fn add(text: &str, volume: &str, kind: EntryKind, entry: &str) -> Result<Str
     let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| EditError::Toml(e.to_string()))?;
     let value: Value = entry.parse().map_err(|e: toml_edit::TomlError| EditError::Toml(e.to_string()))?;
     let root = persist_root(&mut doc, volume)?;
-    let list = list_name(kind);
+    let list = kind.list_name();
     match root.get_mut(list) {
         None => {
             let mut array = Array::new();
@@ -177,7 +148,7 @@ fn push_formatted(array: &mut Array, mut value: Value) {
 pub fn remove(text: &str, volume: &str, kind: EntryKind, path: &str) -> Result<Option<String>, EditError> {
     let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| EditError::Toml(e.to_string()))?;
     let root = persist_root(&mut doc, volume)?;
-    let Some(array) = root.get_mut(list_name(kind)).and_then(Item::as_array_mut) else { return Ok(None) };
+    let Some(array) = root.get_mut(kind.list_name()).and_then(Item::as_array_mut) else { return Ok(None) };
     let Some(index) = array.iter().position(|v| names(v, kind, path)) else { return Ok(None) };
     let was_last = index + 1 == array.len();
     let removed_suffix = array.get(index).and_then(|v| v.decor().suffix()).and_then(|s| s.as_str()).map(str::to_owned);
@@ -293,6 +264,8 @@ pub fn read(file: &Path) -> Result<String, EditError> {
 
 #[cfg(test)]
 mod tests {
+    use blankslate_core::decl::{How, Mode, Owner};
+
     use super::*;
 
     const TEXT: &str = r#"version = 1
@@ -346,14 +319,19 @@ ignore = ["/var/cache/**"] # noisy
 
     #[test]
     fn entry_values_name_only_what_differs() {
-        let owner = Owner::root(Mode::DIRECTORY);
-        assert_eq!(entry_value("/srv", EntryKind::Directory, &owner, How::Bind), "\"/srv\"");
+        let entry = |kind, path: &str, owner| Entry::new(kind, path.into(), owner);
+        let srv = entry(EntryKind::Directory, "/srv", Owner::root(Mode::DIRECTORY));
+        assert_eq!(entry_value(&srv), "\"/srv\"");
         let owner = Owner { user: "pg".into(), group: "root".into(), mode: Mode::new(0o700).unwrap() };
         assert_eq!(
-            entry_value("/srv", EntryKind::Directory, &owner, How::Bind),
+            entry_value(&entry(EntryKind::Directory, "/srv", owner)),
             "{ directory = \"/srv\", user = \"pg\", mode = \"0700\" }"
         );
-        let owner = Owner::root(Mode::FILE);
-        assert_eq!(entry_value("/k", EntryKind::File, &owner, How::Symlink), "{ file = \"/k\", how = \"symlink\" }");
+        let mut key = entry(EntryKind::File, "/k", Owner::root(Mode::FILE));
+        key.how = Some(How::Symlink);
+        assert_eq!(entry_value(&key), "{ file = \"/k\", how = \"symlink\" }");
+        // A file says how it is persisted, so `check` does not ask.
+        let bound = entry(EntryKind::File, "/k", Owner::root(Mode::FILE));
+        assert_eq!(entry_value(&bound), "{ file = \"/k\", how = \"bind\" }");
     }
 }

@@ -118,7 +118,7 @@ pub struct Journal {
     pub owner: (u32, u32, u32),
     /// add: the boot the live data was copied in (it cannot outlive it on a tmpfs).
     pub boot_id: String,
-    /// add: [`crate::tree::fingerprint`] of the live data when it was copied.
+    /// add: [`fs::tree::fingerprint`](blankslate_core::fs::tree::fingerprint) of the live data when it was copied.
     pub fingerprint: String,
     /// remove: copy the data back into the root.
     pub copy_back: bool,

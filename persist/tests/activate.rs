@@ -9,21 +9,7 @@ use blankslate_core::decl::{self, Declaration, UserDb};
 use blankslate_core::fs::Dir;
 use blankslate_core::mount::{MountFlags, Source};
 use blankslate_persist::{PersistError, Report};
-
-/// Runs `body` in a thread with a private mount namespace; returns its result.
-fn in_namespace<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(move || {
-        blankslate_core::sys::unshare_mount_namespace().expect("unshare (needs root)");
-        blankslate_core::mount::make_private().expect("make mounts private");
-        body()
-    })
-    .join()
-    .expect("the namespaced test body panicked")
-}
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
+use blankslate_test_support::{in_namespace, root_or_skip};
 
 fn declaration(text: &str) -> Declaration {
     let checked = decl::check(Path::new("t.toml"), text, None);
@@ -57,7 +43,7 @@ impl Scratch {
 
 fn activate(root: &Path, declaration: &Declaration, previous: Option<&Declaration>) -> Result<Report, PersistError> {
     let dir = Dir::open_root(root).unwrap();
-    blankslate_persist::activate(&dir, declaration, &users(), previous)
+    blankslate_persist::bring_in(&dir, declaration, &users(), previous)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -93,8 +79,7 @@ files = [".bash_history"]
 
 #[test]
 fn directories_files_links_and_homes_come_from_the_volume_with_their_owners() {
-    if !is_root() {
-        eprintln!("skipped: mounting needs root");
+    if !root_or_skip("mounting needs root") {
         return;
     }
     let scratch = Scratch::new();
@@ -151,7 +136,7 @@ fn directories_files_links_and_homes_come_from_the_volume_with_their_owners() {
 
 #[test]
 fn owner_and_mode_drift_is_repaired_at_the_next_activation() {
-    if !is_root() {
+    if !root_or_skip("needs root (mounts, owners)") {
         return;
     }
     let scratch = Scratch::new();
@@ -170,7 +155,7 @@ fn owner_and_mode_drift_is_repaired_at_the_next_activation() {
 
 #[test]
 fn data_already_in_the_root_is_migrated_into_an_empty_volume_or_reported() {
-    if !is_root() {
+    if !root_or_skip("needs root (mounts, owners)") {
         return;
     }
     let scratch = Scratch::new();
@@ -234,7 +219,7 @@ files = [{ file = ".bash_history", how = "copy" }]
 /// other entry is brought in.
 #[test]
 fn what_is_planted_in_the_volume_is_that_entrys_finding_and_the_rest_comes_in() {
-    if !is_root() {
+    if !root_or_skip("needs root (mounts, owners)") {
         return;
     }
     let scratch = Scratch::new();
@@ -315,7 +300,7 @@ files = [
 /// copied; each is that entry's finding, at activation, repair and sync.
 #[test]
 fn a_hard_link_to_a_root_file_is_never_chowned_read_or_copied() {
-    if !is_root() {
+    if !root_or_skip("needs root (mounts, owners)") {
         return;
     }
     let scratch = Scratch::new();
@@ -390,7 +375,7 @@ fn walkdir(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn a_switch_unmounts_what_is_no_longer_declared_and_keeps_its_data() {
-    if !is_root() {
+    if !root_or_skip("needs root (mounts, owners)") {
         return;
     }
     let scratch = Scratch::new();
@@ -423,7 +408,7 @@ fn a_missing_volume_is_a_clear_error() {
 
 #[test]
 fn mount_options_add_to_the_volumes_own_restrictions() {
-    if !is_root() {
+    if !root_or_skip("needs root (mounts, owners)") {
         return;
     }
     let scratch = Scratch::new();
@@ -459,8 +444,7 @@ directories = [
 
 #[test]
 fn a_symlinked_directory_links_into_the_volume_and_takes_in_data_found_in_the_root() {
-    if !is_root() {
-        eprintln!("skipped: mounting needs root");
+    if !root_or_skip("mounting needs root") {
         return;
     }
     let scratch = Scratch::new();
@@ -509,8 +493,7 @@ fn a_symlinked_directory_links_into_the_volume_and_takes_in_data_found_in_the_ro
 
 #[test]
 fn directories_between_a_home_and_its_entries_belong_to_the_user() {
-    if !is_root() {
-        eprintln!("skipped: mounting needs root");
+    if !root_or_skip("mounting needs root") {
         return;
     }
     let scratch = Scratch::new();
@@ -549,8 +532,7 @@ files = [
 /// instead: root's ids.
 #[test]
 fn an_unknown_owner_is_a_warning_that_says_root_was_used() {
-    if !is_root() {
-        eprintln!("skipped: owners need root");
+    if !root_or_skip("owners need root") {
         return;
     }
     let scratch = Scratch::new();
@@ -578,8 +560,7 @@ fn an_unknown_owner_is_a_warning_that_says_root_was_used() {
 /// in the root, as systemd's first-boot marker, as a bound one does.
 #[test]
 fn a_new_copied_machine_id_starts_as_systemds_first_boot_marker() {
-    if !is_root() {
-        eprintln!("skipped: owners need root");
+    if !root_or_skip("owners need root") {
         return;
     }
     let scratch = Scratch::new();
@@ -606,8 +587,7 @@ fn reboot(root: &Path) {
 
 #[test]
 fn a_copy_takes_renames_and_is_written_back_to_the_volume() {
-    if !is_root() {
-        eprintln!("skipped: owners need root");
+    if !root_or_skip("owners need root") {
         return;
     }
     let scratch = Scratch::new();
@@ -660,8 +640,7 @@ fn a_copy_takes_renames_and_is_written_back_to_the_volume() {
 /// switch or a boot never makes it readable by others. A declared mode is applied.
 #[test]
 fn a_copy_without_a_declared_mode_never_gets_a_wider_one() {
-    if !is_root() {
-        eprintln!("skipped: owners need root");
+    if !root_or_skip("owners need root") {
         return;
     }
     let scratch = Scratch::new();
@@ -702,8 +681,7 @@ fn a_copy_without_a_declared_mode_never_gets_a_wider_one() {
 
 #[test]
 fn a_bind_mounted_file_becomes_a_copy_at_a_switch() {
-    if !is_root() {
-        eprintln!("skipped: mounting needs root");
+    if !root_or_skip("mounting needs root") {
         return;
     }
     let scratch = Scratch::new();
@@ -728,8 +706,7 @@ fn a_bind_mounted_file_becomes_a_copy_at_a_switch() {
 /// (and emptying the mounts) would lose it at the next reboot.
 #[test]
 fn a_volume_unmounted_under_its_mounts_is_never_emptied_into_the_root() {
-    if !is_root() {
-        eprintln!("skipped: mounting needs root");
+    if !root_or_skip("mounting needs root") {
         return;
     }
     let scratch = Scratch::new();
@@ -761,7 +738,7 @@ fn a_volume_unmounted_under_its_mounts_is_never_emptied_into_the_root() {
 /// looked (it could name any file on the host) is refused, never followed.
 #[test]
 fn a_file_bind_mount_never_follows_a_symlink() {
-    if !is_root() {
+    if !root_or_skip("needs root (mounts, owners)") {
         return;
     }
     let scratch = Scratch::new();

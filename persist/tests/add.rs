@@ -12,7 +12,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use blankslate_core::decl::{How, Mode};
+use blankslate_core::decl::{How, Mode, Rule};
 use blankslate_core::fs::Dir;
 use blankslate_core::mount;
 use blankslate_persist::add::{self, AddRequest, LiveState, ManageError, RemoveRequest};
@@ -259,7 +259,7 @@ fn files_are_bound_or_linked_with_their_bytes() {
         let root_dir = Dir::open_root(root).unwrap();
 
         let added = add::add(&root_dir, &request("/etc/ssh/host_key", declaration), &mut |_| Ok(())).unwrap();
-        assert_eq!(added.entry, r#"{ file = "/etc/ssh/host_key", mode = "0600" }"#);
+        assert_eq!(added.entry, r#"{ file = "/etc/ssh/host_key", mode = "0600", how = "bind" }"#);
         assert!(same_inode(&root.join("etc/ssh/host_key"), &root.join("persist/etc/ssh/host_key")));
         assert_eq!(fs::read_to_string(root.join("etc/ssh/host_key")).unwrap(), "-----KEY-----\n");
 
@@ -274,8 +274,12 @@ fn files_are_bound_or_linked_with_their_bytes() {
 
         let text = fs::read_to_string(declaration).unwrap();
         assert!(text.contains(
-            "files = [\"/etc/machine-id\", { file = \"/etc/ssh/host_key\", mode = \"0600\" }, { file = \"/etc/adjtime\", mode = \"0640\", how = \"symlink\" }]\n"
+            "files = [\"/etc/machine-id\", { file = \"/etc/ssh/host_key\", mode = \"0600\", how = \"bind\" }, { file = \"/etc/adjtime\", mode = \"0640\", how = \"symlink\" }]\n"
         ), "{text}");
+        // Each file added says how it is persisted: `check` has nothing to ask.
+        let checked = blankslate_core::decl::check(declaration, &text, None);
+        let asked: Vec<_> = checked.diagnostics.items.iter().filter(|d| d.rule == Rule::FileBindRename).collect();
+        assert!(asked.is_empty(), "{asked:?}");
 
         let listing = add::list(&root_dir, &load(declaration)).unwrap();
         let states: BTreeMap<_, _> = listing.entries.iter().map(|e| (e.path.as_str(), e.state)).collect();

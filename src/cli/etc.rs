@@ -11,7 +11,7 @@ use blankslate_core::fs::Dir;
 use blankslate_etc_builder::keep::{self, KeepError};
 use clap::Subcommand;
 
-use super::{InputError, Result, Target, load, open_state, switch};
+use super::{CliError, InputError, Result, Target, load, open_state, switch};
 use crate::report::{self, outln};
 
 #[derive(Debug, Subcommand)]
@@ -76,8 +76,7 @@ pub(super) fn run(command: EtcCommand) -> Result<ExitCode> {
     // A switch leaves alone what both generations declare alike (a drifted file kept
     // as it is stays a file): the kept entries take the place of the live ones.
     let state = open_state(&target)?;
-    let root = Dir::open_root(&target.root)?;
-    if let Some(repaired) = blankslate_activator::etc::repair_only(&root, state.store(), &keys)? {
+    if let Some(repaired) = blankslate_activator::etc::repair_only(&state, &keys)? {
         if !repaired.plan.is_noop() {
             report::print(&repaired.plan.to_string())?;
         }
@@ -106,7 +105,7 @@ fn checked_key(declaration: &Declaration, path: &str) -> Result<String> {
 }
 
 /// What the person named wrongly is a usage error (exit 2); the rest a failure.
-fn keep_error(error: KeepError) -> Box<dyn std::error::Error> {
+fn keep_error(error: KeepError) -> CliError {
     match error {
         KeepError::Fs(error) => error.into(),
         other => InputError::argument(other.to_string()),

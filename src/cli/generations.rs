@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use blankslate_core::generation::{Generation, format_utc};
-use blankslate_core::trial::{BootRecord, BootTrial, LiveOutcome, LiveTrial};
+use blankslate_core::trial_record::{BootRecord, BootTrial, LiveOutcome, LiveTrial};
 use clap::Subcommand;
 use serde_json::json;
 

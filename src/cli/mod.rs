@@ -6,7 +6,9 @@ mod audit;
 mod boot;
 mod build;
 mod check;
+mod confirm;
 mod diff;
+mod error;
 mod etc;
 mod generations;
 mod import;
@@ -15,9 +17,7 @@ mod persist;
 mod repair;
 mod sandbox;
 mod switch;
-mod trial;
 
-use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -25,12 +25,13 @@ use blankslate_activator::switch::{Finished, Live, Recovered, SwitchError};
 use blankslate_activator::trial::WatcherSetup;
 use blankslate_core::decl::{self, UserDb};
 use blankslate_core::fs::{Dir, LockWait};
-use blankslate_core::generation::{DEFAULT_STATE_DIR, Generation, GenerationError, State};
+use blankslate_core::generation::{DEFAULT_STATE_DIR, Generation, GenerationError, LockedState, State};
 use blankslate_etc_builder as etc_builder;
-use blankslate_persist::add::ManageError;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::report::{self, EXIT_FAILURE, EXIT_FINDINGS, EXIT_USAGE, err, errln, outln};
+use crate::report::{self, EXIT_FINDINGS, err, errln, outln};
+pub use error::CliError;
+use error::InputError;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -140,17 +141,17 @@ enum Command {
     /// it what later trials fall back to. Run it by hand, or from a unit ordered after
     /// what must work (packaging/systemd/blankslate-confirm.service).
     #[command(after_help = EXIT_CODES)]
-    Confirm(trial::ConfirmArgs),
+    Confirm(confirm::ConfirmArgs),
     /// Reboot a boot on trial (`switch --tries`) that is not confirmed within DURATION
     /// of booting, so that a generation which comes up without what it must reach
     /// (the network, say) is tried again or falls back without anyone at the console.
     /// Run by packaging/systemd/blankslate-boot-deadline.service; exits at once when
     /// this boot is not on trial, and as soon as it is confirmed.
     #[command(after_help = EXIT_CODES)]
-    BootDeadline(trial::BootDeadlineArgs),
+    BootDeadline(confirm::BootDeadlineArgs),
     /// The watcher of a switch on trial (started by `switch --confirm-within`).
     #[command(hide = true)]
-    TrialExpire(trial::ExpireArgs),
+    TrialExpire(confirm::ExpireArgs),
     /// Bring the live root back to the generation it was activated to: every managed
     /// /etc entry checked (a readlink per link) and fixed, every persisted path's
     /// owner, mode and mount re-applied. What stands in the way is moved aside to
@@ -213,56 +214,11 @@ enum Command {
     },
 }
 
-type Result<T> = std::result::Result<T, Box<dyn Error>>;
-
-/// A mistake in what the person gave the command (a generation that does not exist,
-/// an input file that is not what the command reads): it ends the command with its own
-/// exit code, not as a failure.
-#[derive(Debug)]
-struct InputError {
-    code: u8,
-    message: String,
-}
-
-impl InputError {
-    /// The command line named something that is not there (exit 2).
-    fn argument(message: impl Into<String>) -> Box<dyn Error> {
-        Box::new(InputError { code: EXIT_USAGE, message: message.into() })
-    }
-
-    /// An input file's contents are invalid (exit 1, as for an invalid declaration).
-    fn contents(message: impl Into<String>) -> Box<dyn Error> {
-        Box::new(InputError { code: EXIT_FINDINGS, message: message.into() })
-    }
-}
-
-impl std::fmt::Display for InputError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl Error for InputError {}
-
-/// The exit code of a command that ended with `error`: the person's own input is a
-/// finding or a usage error, anything else a failure.
-pub fn exit_code(error: &(dyn Error + 'static)) -> u8 {
-    std::iter::successors(Some(error), |&e| e.source())
-        .find_map(|e| {
-            if let Some(input) = e.downcast_ref::<InputError>() {
-                return Some(input.code);
-            }
-            match e.downcast_ref::<ManageError>() {
-                Some(ManageError::Invalid(_)) => Some(EXIT_FINDINGS),
-                _ => None,
-            }
-        })
-        .unwrap_or(EXIT_FAILURE)
-}
+type Result<T> = std::result::Result<T, CliError>;
 
 /// A switch's error: the person's request that cannot be (a generation that does not
 /// exist, a trial with nothing to fall back to) is a usage error, not a failure.
-fn switch_error(error: SwitchError) -> Box<dyn Error> {
+fn switch_error(error: SwitchError) -> CliError {
     if !error.is_request() {
         return error.into();
     }
@@ -278,7 +234,7 @@ fn switch_error(error: SwitchError) -> Box<dyn Error> {
 /// through there, starting with what a killed command left
 /// ([`Live::finish_pending`]). A trial's watcher runs this program on this root.
 fn live<'s, T>(
-    state: &'s State,
+    state: &'s LockedState,
     target: &Target,
     work: impl FnOnce(&Live<'s>) -> std::result::Result<T, SwitchError>,
 ) -> Result<T> {
@@ -317,7 +273,7 @@ fn describe_recovered(recovered: &Recovered) -> String {
 /// Finishes what a switch, an activation or a confirmation that was killed or failed
 /// left on the root, for a command that changes the root by other means (`persist
 /// add`, `persist remove`); says so on standard error.
-fn finish_pending(state: &State, target: &Target) -> Result<()> {
+fn finish_pending(state: &LockedState, target: &Target) -> Result<()> {
     let recovered = live(state, target, Live::finish_pending)?;
     for line in describe_recovered(&recovered).lines() {
         errln!("note: {line}")?;
@@ -343,9 +299,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Build(args) => build::run(&args),
         Command::Switch(args) => switch::switch(&args),
         Command::Rollback(args) => switch::rollback(&args),
-        Command::Confirm(args) => trial::confirm(&args),
-        Command::BootDeadline(args) => trial::boot_deadline(&args),
-        Command::TrialExpire(args) => trial::expire(&args),
+        Command::Confirm(args) => confirm::confirm(&args),
+        Command::BootDeadline(args) => confirm::boot_deadline(&args),
+        Command::TrialExpire(args) => confirm::expire(&args),
         Command::Repair(args) => repair::run(&args),
         Command::Sandbox(args) => sandbox::run(args),
         Command::SandboxInit(args) => sandbox::init(args),
@@ -394,7 +350,7 @@ struct Running {
     number: u32,
     generation: Generation,
     declaration: decl::Declaration,
-    etc: Option<blankslate_activator::etc::Active>,
+    etc: Option<blankslate_activator::etc::EtcGeneration>,
     users: UserDb,
 }
 
@@ -410,11 +366,11 @@ fn running(target: &Target, wanted: Option<u32>) -> Result<Option<Running>> {
     let generation = if wanted.is_some() { named_generation(&state, number)? } else { state.generation(number)? };
     let declaration = decl::Declaration::from_canonical_json(&state.declaration_json(&generation)?)?;
     let etc = match state.part(&generation, "etc")? {
-        Some(object) => Some(etc::Active::load(state.store(), number, &object)?),
+        Some(object) => Some(etc::EtcGeneration::load(state.store(), number, &object)?),
         None => None,
     };
     let users = match &etc {
-        Some(etc) => etc::users_of(state.store(), &root, &etc.object)?,
+        Some(etc) => etc::users_from_object(state.store(), &root, &etc.object)?,
         None => user_db(&target.root).unwrap_or_else(|| UserDb::from_texts("", "", "/etc/passwd")),
     };
     Ok(Some(Running { state, active, number, generation, declaration, etc, users }))
@@ -445,7 +401,7 @@ fn load(file: &Path, root: &Path) -> Result<std::result::Result<decl::Declaratio
 }
 
 /// The state, locked for writing (created if needed).
-fn open_state(target: &Target) -> Result<State> {
+fn open_state(target: &Target) -> Result<LockedState> {
     let root = Dir::open_root(&target.root)?;
     Ok(State::open_locked(&root, &target.state_dir)?)
 }
@@ -456,26 +412,16 @@ fn read_state(target: &Target) -> Result<Option<State>> {
     Ok(State::open_existing(&root, &target.state_dir)?)
 }
 
-/// Builds the declaration's `/etc` (plus a NixOS tree's) in memory.
-fn build_etc(declaration: &decl::Declaration, nixos_etc: Option<&Path>) -> Result<etc_builder::EtcBuild> {
-    let mut etc = etc_builder::from_declaration(declaration)?;
-    if let Some(tree) = nixos_etc {
-        etc.merge(etc_builder::from_nixos_tree(tree)?, &format!("in the NixOS tree {}", tree.display()))?;
-    }
-    Ok(etc)
-}
-
 /// Builds the declaration (its `/etc` into the store, then the generation) on
 /// `target` and makes it current.
 fn build_generation(
     declaration: &decl::Declaration,
     target: &Target,
     nixos_etc: Option<&Path>,
-) -> Result<(State, blankslate_core::generation::Built)> {
-    let etc = build_etc(declaration, nixos_etc)?;
+) -> Result<(LockedState, blankslate_core::generation::Built)> {
+    let etc = etc_builder::build(declaration, nixos_etc)?;
     let state = open_state(target)?;
-    let etc_object = etc.add_to_store(state.store())?;
-    let built = state.build(declaration, &[("etc", &etc_object)])?;
+    let built = etc.build_generation(&state, declaration)?;
     Ok((state, built))
 }
 

@@ -178,7 +178,7 @@ fn catch_json(catch: &Catch) -> serde_json::Value {
 }
 
 /// A restore that cannot be done as asked is the person's request, not a failure.
-fn restore_error(error: net::NetError) -> Box<dyn std::error::Error> {
+fn restore_error(error: net::NetError) -> super::CliError {
     use net::NetError;
     match error {
         NetError::NotCaught { .. } | NetError::NoSuchCatch(_) | NetError::Exists { .. } | NetError::BadPath(_) => {

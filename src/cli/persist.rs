@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use blankslate_activator::etc;
+use blankslate_activator::carry::{Carried, carry_into_generations};
 use blankslate_core::decl;
 use blankslate_core::fs::Dir;
-use blankslate_core::generation::State;
+use blankslate_core::generation::LockedState;
 use blankslate_persist::add as manage;
 use clap::Subcommand;
 use serde_json::json;
@@ -149,7 +149,7 @@ pub(super) fn run(command: PersistCommand) -> Result<ExitCode> {
                 how,
             };
             let mut generations = Carried::default();
-            let added = manage::add(&root, &request, &mut carrier(&common, state.as_ref(), &mut generations))?;
+            let added = manage::add(&root, &request, &mut carrier(&common, &root, state.as_ref(), &mut generations))?;
             print_recovered(&added.recovered)?;
             if as_json {
                 report::json(&json!({
@@ -188,7 +188,7 @@ pub(super) fn run(command: PersistCommand) -> Result<ExitCode> {
                 &root,
                 &common.declaration,
                 volume.as_deref(),
-                &mut carrier(&common, state.as_ref(), &mut generations),
+                &mut carrier(&common, &root, state.as_ref(), &mut generations),
             )?;
             print_recovered(&recovered)?;
             if recovered.is_empty() {
@@ -223,7 +223,7 @@ fn remove(path: &str, common: &PersistArgs, copy_back: bool, purge: bool, as_jso
     let root = Dir::open_root(&common.target.root)?;
     let request = manage::RemoveRequest { path, declaration: &common.declaration, copy_back, purge };
     let mut generations = Carried::default();
-    let removed = manage::remove(&root, &request, &mut carrier(common, state.as_ref(), &mut generations))?;
+    let removed = manage::remove(&root, &request, &mut carrier(common, &root, state.as_ref(), &mut generations))?;
     print_recovered(&removed.recovered)?;
     if as_json {
         report::json(&json!({
@@ -337,7 +337,7 @@ fn sync(target: &Target, follow: bool, as_json: bool) -> Result<ExitCode> {
                 Ok(())
             });
             if let Err(error) = reported {
-                report::error(error.as_ref());
+                report::error(error.error());
                 std::process::exit(i32::from(report::EXIT_FAILURE));
             }
         })?;
@@ -362,57 +362,36 @@ fn sync(target: &Target, follow: bool, as_json: bool) -> Result<ExitCode> {
 /// The state of `target`, locked for writing, if anything was ever built there (none
 /// is created): a persist command holds it from before its first change to after its
 /// last, like every command that changes a root.
-fn lock_existing(target: &Target) -> Result<Option<State>> {
+fn lock_existing(target: &Target) -> Result<Option<LockedState>> {
     Ok(match read_state(target)? {
         Some(_) => Some(open_state(target)?),
         None => None,
     })
 }
 
-/// The paths a persist command changed: its own, and those of interrupted commands it
-/// finished or undid first.
 /// The hook a persist operation runs once its declaration edit is done and before its
 /// journal goes (for it and for each interrupted one it finishes first): the change
 /// is carried into the generations, and what was carried is merged into `carried`.
 fn carrier<'a>(
     common: &'a PersistArgs,
-    state: Option<&'a State>,
+    root: &'a Dir,
+    state: Option<&'a LockedState>,
     carried: &'a mut Carried,
 ) -> impl FnMut(&str) -> std::result::Result<(), String> + 'a {
     move |path| {
-        let next = carry_into_generations(common, state, &[path]).map_err(|e| e.to_string())?;
+        let next = carry_into_generations(root, state, &common.declaration, &[path]).map_err(|e| e.to_string())?;
         carried.merge(&next);
         Ok(())
     }
 }
 
-/// The generations a persist command made: each is an old one with the declaration
-/// file's change (see [`carry_into_generations`]).
-#[derive(Debug, Default)]
-struct Carried {
-    /// Generation `/etc` is activated to: (before, after).
-    active: Option<(u32, u32)>,
-    /// The current generation, the next boot's: (before, after).
-    current: Option<(u32, u32)>,
-    /// Nothing was ever built in the root: the declaration file alone holds the change.
-    no_state: bool,
-    /// The active generation changed but could not be recorded as such.
-    not_relabelled: bool,
+/// What a persist command carried into the generations, as the person sees it.
+trait CarriedOutput {
+    fn to_json(&self) -> serde_json::Value;
+    fn print(&self, common: &PersistArgs) -> Result<()>;
 }
 
-impl Carried {
-    /// `self`, then `next`: from the first generation before to the last after.
-    fn merge(&mut self, next: &Carried) {
-        let span = |first: Option<(u32, u32)>, last: Option<(u32, u32)>| match (first, last) {
-            (Some((from, _)), Some((_, to))) => Some((from, to)),
-            (first, last) => last.or(first),
-        };
-        self.active = span(self.active, next.active);
-        self.current = span(self.current, next.current);
-        self.no_state |= next.no_state;
-        self.not_relabelled = next.not_relabelled;
-    }
-
+impl CarriedOutput for Carried {
     fn to_json(&self) -> serde_json::Value {
         let pair = |p: Option<(u32, u32)>| p.map(|(from, to)| json!({ "from": from, "to": to }));
         json!({ "active": pair(self.active), "current": pair(self.current) })
@@ -448,43 +427,4 @@ impl Carried {
         }
         Ok(())
     }
-}
-
-/// Makes the change a persist command made to the declaration file (to `path`, and to
-/// the paths of interrupted commands it finished) part of the generation running, the
-/// one `/etc` is activated to, and of the current one, the next boot's: each gets
-/// exactly that change and nothing else of the file. So the audit, the next boot and
-/// the file agree with what is mounted, with no further step.
-fn carry_into_generations(common: &PersistArgs, state: Option<&State>, paths: &[&str]) -> Result<Carried> {
-    let Some(state) = state else {
-        return Ok(Carried { no_state: true, ..Carried::default() });
-    };
-    let (file, _) = decl::load(&common.declaration, None)?;
-    let root = Dir::open_root(&common.target.root)?;
-    let active = etc::active(&root)?;
-    let amend = |number: u32| -> Result<(u32, u32)> {
-        let generation = state.generation(number)?;
-        let declaration = decl::Declaration::from_canonical_json(&state.declaration_json(&generation)?)?;
-        let changed = paths.iter().fold(declaration, |d, path| d.with_path_from(&file, path));
-        Ok((number, state.amend(&generation, &changed)?.generation))
-    };
-    let active_pair = active.as_ref().map(|a| amend(a.generation)).transpose()?;
-    // Usually the same generation: amended once.
-    let current_pair = match state.current_number()? {
-        Some(number) if active_pair.is_some_and(|(from, _)| from == number) => active_pair,
-        other => other.map(amend).transpose()?,
-    };
-    let mut carried = Carried { active: active_pair, current: current_pair, ..Carried::default() };
-    if let (Some(active), Some((from, to))) = (&active, carried.active) {
-        // Also when `to` is active already: a relabel killed half-way is finished.
-        let relabelled = etc::relabel(&root, &etc::Active { generation: to, ..active.clone() })?;
-        carried.not_relabelled = !relabelled && from != to;
-    }
-    if let Some((from, to)) = carried.current {
-        if from != to {
-            // A boot default on trial stays on trial (`blankslate confirm` ends it).
-            state.carry_current(from, to)?;
-        }
-    }
-    Ok(carried)
 }

@@ -29,24 +29,29 @@ pub(super) fn run(args: &RepairArgs) -> Result<ExitCode> {
     let target = &args.target;
     let nothing =
         || format!("nothing is active on {}: nothing to repair (switch to a generation first)", target.root.display());
-    let state = if args.dry_run { read_state(target)?.ok_or_else(nothing)? } else { open_state(target)? };
     let root = Dir::open_root(&target.root)?;
-    let repaired = if args.dry_run {
-        etc::repair(&root, state.store(), true)?.map(|etc| Repaired {
+    // The lock, when repairing, is held until the command ends.
+    let (repaired, persist_findings, _lock) = if args.dry_run {
+        let state = read_state(target)?.ok_or_else(nothing)?;
+        let repaired = etc::preview_repair(&root, state.store())?.map(|etc| Repaired {
             generation: etc.plan.to.generation,
             etc,
             persisted: None,
-        })
+        });
+        let Some(repaired) = repaired else { return Err(nothing().into()) };
+        let findings = persisted_findings(&state, &root, &target.root, &repaired)?;
+        (repaired, findings, None)
     } else {
+        let state = open_state(target)?;
         let repaired = live(&state, target, Live::repair)?;
         if let Some(repaired) = &repaired {
             print_recovered(&repaired.recovered)?;
         }
-        repaired.map(|r| Repaired { generation: r.generation, etc: r.etc, persisted: Some(r.persisted) })
+        let repaired =
+            repaired.map(|r| Repaired { generation: r.generation, etc: r.etc, persisted: Some(r.persisted) });
+        let Some(repaired) = repaired else { return Err(nothing().into()) };
+        (repaired, Vec::new(), Some(state))
     };
-    let Some(repaired) = repaired else { return Err(nothing().into()) };
-    let persist_findings =
-        if args.dry_run { persisted_findings(&state, &root, &target.root, &repaired)? } else { Vec::new() };
     let left = repaired.persisted.as_ref().map_or(0, |p| p.conflicts.len());
     if args.json {
         report::json(&to_json(&repaired, &persist_findings, args.dry_run))?;
@@ -93,12 +98,15 @@ fn persisted_findings(
 ) -> Result<Vec<(&'static str, String, String)>> {
     let generation = state.generation(repaired.generation)?;
     let declaration = state.persisted_declaration(&generation)?;
-    let users = etc::users_of(state.store(), root, &repaired.etc.plan.to.object)?;
+    let users = etc::users_from_object(state.store(), root, &repaired.etc.plan.to.object)?;
     let mut findings = Vec::new();
     let mount_points = blankslate_audit::mounts::below(&std::fs::canonicalize(root_path)?);
     let volumes = blankslate_audit::checks::volumes(root, &declaration, &mount_points, &mut findings);
     blankslate_audit::checks::persist_health(root, &declaration, &volumes, &users, &mut findings);
-    Ok(findings.into_iter().map(|f| (f.kind, String::from_utf8_lossy(&f.path).into_owned(), f.reason)).collect())
+    Ok(findings
+        .into_iter()
+        .map(|f| (f.kind.as_str(), String::from_utf8_lossy(&f.path).into_owned(), f.reason))
+        .collect())
 }
 
 fn describe_persisted(generation: u32, persisted: &Report) -> String {

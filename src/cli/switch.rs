@@ -6,14 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use blankslate_activator::etc;
-use blankslate_activator::switch::{self, Mode, Preview, Request, Switched, Unbuilt, Wanted};
+use blankslate_activator::switch::{self, How, Mode, Preview, Request, Switched, Unbuilt, Wanted};
 use blankslate_core::fs::Dir;
-use blankslate_core::generation::State;
-use blankslate_core::trial::BootRecord;
+use blankslate_core::generation::LockedState;
+use blankslate_core::trial_record::BootRecord;
+use blankslate_etc_builder as etc_builder;
 use blankslate_persist::Report;
 
 use super::{
-    InputError, Result, Target, build_etc, live, load, named_generation, open_state, print_recovered, read_state, trial,
+    InputError, Result, Target, confirm, live, load, named_generation, open_state, print_recovered, read_state,
 };
 use crate::report::{self, errln, outln};
 
@@ -57,7 +58,7 @@ pub(super) struct Activation {
     #[arg(long)]
     boot: bool,
     #[command(flatten)]
-    pub(super) trial: trial::TrialArgs,
+    pub(super) trial: confirm::TrialArgs,
 }
 
 impl Activation {
@@ -73,9 +74,8 @@ impl Activation {
         }
     }
 
-    fn request(&self, wanted: Wanted) -> Request {
-        Request {
-            wanted,
+    fn how(&self) -> How {
+        How {
             mode: self.mode(),
             on_conflict: self.on_conflict(),
             tries: self.trial.tries,
@@ -92,7 +92,7 @@ pub(super) fn switch_to_declaration(file: &Path, target: &Target) -> Result<Exit
         refuse_conflicts: false,
         test: false,
         boot: false,
-        trial: trial::TrialArgs { confirm_within: None, tries: None },
+        trial: confirm::TrialArgs { confirm_within: None, tries: None },
     };
     let generation = file.to_str().ok_or_else(|| InputError::argument("the declaration's path is not UTF-8"))?;
     switch(&SwitchArgs { generation: generation.to_owned(), target: target.clone(), activation, nixos_etc: None })
@@ -106,26 +106,15 @@ pub(super) fn switch(args: &SwitchArgs) -> Result<ExitCode> {
             Ok(declaration) => declaration,
             Err(code) => return Ok(code),
         };
-        let etc = build_etc(&declaration, args.nixos_etc.as_deref())?;
+        let etc = etc_builder::build(&declaration, args.nixos_etc.as_deref())?;
         if activation.dry_run {
             let root = Dir::open_root(&target.root)?;
-            let unbuilt = Unbuilt {
-                declaration: &declaration,
-                manifest: etc.manifest(),
-                object: etc.object_name()?,
-                users: etc::users_for(&root, |name| etc.contents(name)),
-            };
+            let unbuilt = Unbuilt::new(&root, &declaration, &etc).map_err(super::switch_error)?;
             return dry_run(target, activation, Err(unbuilt));
         }
         let state = open_state(target)?;
-        if activation.trial.confirm_within.is_some() {
-            // Refused before anything is built.
-            switch::trial_fallback(&state).map_err(super::switch_error)?;
-        }
-        let etc_object = etc.add_to_store(state.store())?;
-        // The boot default moves only once the activation succeeded.
-        let built = state.add(&declaration, &[("etc", &etc_object)])?;
-        return run(&state, target, Wanted::Generation(built.generation), activation);
+        let switched = live(&state, target, |live| live.switch_to_declaration(&declaration, &etc, activation.how()))?;
+        return print_run(target, &switched);
     };
     let Some(state) = read_state(target)? else {
         return Err(InputError::argument(format!("there is no generation {number}: nothing was ever built here")));
@@ -175,9 +164,15 @@ fn print_preview(preview: &Preview) -> Result<()> {
 }
 
 /// Switches to `wanted` as `activation` says; prints what was done once it is.
-fn run(state: &State, target: &Target, wanted: Wanted, activation: &Activation) -> Result<ExitCode> {
-    let switched = live(state, target, |live| live.switch(&activation.request(wanted)))?;
-    print_switched(&switched)?;
+fn run(state: &LockedState, target: &Target, wanted: Wanted, activation: &Activation) -> Result<ExitCode> {
+    let switched = live(state, target, |live| live.switch(&Request { wanted, how: activation.how() }))?;
+    print_run(target, &switched)
+}
+
+/// Prints what a switch did, and a warning if the blankslate that booted the root is
+/// another version.
+fn print_run(target: &Target, switched: &Switched) -> Result<ExitCode> {
+    print_switched(switched)?;
     let booted = BootRecord::read(&Dir::open_root(&target.root)?);
     if let Some(warning) = booted.and_then(|record| record.version_warning()) {
         errln!("warning: {warning}")?;
@@ -192,7 +187,7 @@ fn print_switched(switched: &Switched) -> Result<()> {
     let number = switched.generation;
     let Some((outcome, persisted)) = &switched.activated else {
         if let Some(trial) = &switched.boot_trial {
-            trial::print_boot_trial(trial)?;
+            confirm::print_boot_trial(trial)?;
         }
         let active = switched.active.map_or_else(|| "nothing".into(), |n| format!("generation {n}"));
         outln!("generation {number} is the boot default; {active} stays active until the next boot")?;
@@ -203,10 +198,10 @@ fn print_switched(switched: &Switched) -> Result<()> {
     }
     print_activated(outcome, persisted)?;
     match (&switched.trial, switched.mode) {
-        (Some(armed), _) => trial::print_armed(armed)?,
+        (Some(armed), _) => confirm::print_armed(armed)?,
         (None, Mode::Switch | Mode::Boot) => {
             if let Some(trial) = &switched.boot_trial {
-                trial::print_boot_trial(trial)?;
+                confirm::print_boot_trial(trial)?;
             }
             outln!("generation {number} is active and the boot default")?;
         }

@@ -193,26 +193,6 @@ impl Lines {
     }
 }
 
-/// Whether the tests run as root (the ones that make namespaces skip otherwise).
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
-}
-
-/// Runs `body` in a thread with a mount namespace of its own, made private (which
-/// needs root): nothing mounted there, by it or by the commands it runs, reaches the
-/// host, and the namespace goes with the thread. `/proc/thread-self/mountinfo` is its
-/// mount table.
-pub fn in_namespace<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(move || {
-        blankslate_core::sys::unshare_mount_namespace().expect("unshare (needs root)");
-        blankslate_core::mount::make_private().expect("make the mounts private");
-        body()
-    })
-    .join()
-    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-}
-
 /// `name` on PATH; `None` (after a note) if it is missing and not required: with
 /// `BLANKSLATE_REQUIRE_TOOLS` set (`.ci/run` sets it after installing every tool the
 /// tests check with), a missing tool fails the test instead.

@@ -13,7 +13,7 @@
 //!    declaration; `mkfs.ext4 -d` makes the disk.
 //!
 //! The image tree is cached in `target/vm-debian/<key>/tree`, keyed by the suite, the
-//! package list and [`IMAGE_RECIPE`]; everything after it is made once per test run
+//! package list and `IMAGE_RECIPE`; everything after it is made once per test run
 //! in `target/vm-work/debian`.
 
 use std::fmt::Write as _;

@@ -6,14 +6,15 @@ use std::fmt;
 use blankslate_core::activation::{JOURNAL_FILE, Marker, STATE_FILE};
 use blankslate_core::failpoint;
 use blankslate_core::fs::{Dir, Kind};
+use blankslate_core::generation::LockedState;
 use blankslate_core::manifest::{EtcKind, Manifest, ManifestEntry, TREE_DIR, has_entries_below};
 use blankslate_core::store::Store;
 use serde::{Deserialize, Serialize};
 
-use super::plan::plan_from;
+use super::inspect::plan_from;
 use super::{
-    ACTIVE_FILE, Action, Active, EtcError, FAILPOINT, OnConflict, Plan, Result, STAGED_SUFFIX, STATE_DIR, STATIC, Step,
-    active, link_target, open_etc, plan, split, users_for,
+    ACTIVE_FILE, Action, EtcError, EtcGeneration, FAILPOINT, OnConflict, Plan, Result, STAGED_SUFFIX, STATE_DIR,
+    STATIC, Step, active, link_target, open_etc, plan, split, users_from_contents,
 };
 
 /// An activation under way: where it is going. Where it comes from is the state
@@ -74,7 +75,8 @@ impl fmt::Display for Outcome {
 /// Activates generation `generation`, whose etc object is `object`, on `root`. When
 /// it is already active (the marker says so and `/etc/static` points at it), that is
 /// all this reads: a no-op costs the same for 10 entries or 10,000. Otherwise as
-/// [`activate`]. The caller holds the state lock.
+/// [`activate`]. For a root nothing else writes (boot, a sandbox); on a running root
+/// a switch goes through [`commit`], which takes the state lock.
 pub fn activate_generation(
     root: &Dir,
     store: &Store,
@@ -84,9 +86,9 @@ pub fn activate_generation(
 ) -> Result<Outcome> {
     if !has_journal(root) {
         let prepared = prepare(root, store, generation, object, on_conflict)?;
-        return commit(root, prepared);
+        return commit_on(root, prepared);
     }
-    let to = Active::load(store, generation, object)?;
+    let to = EtcGeneration::load(store, generation, object)?;
     Ok(Outcome::Activated(Box::new(activate(root, store, &to, on_conflict)?)))
 }
 
@@ -109,15 +111,19 @@ pub fn prepare(root: &Dir, store: &Store, generation: u32, object: &str, on_conf
     if let Some(marker) = already_active(root, generation, object, static_target.as_os_str()) {
         return Ok(Prepared::AlreadyActive(marker));
     }
-    let to = Active::load(store, generation, object)?;
+    let to = EtcGeneration::load(store, generation, object)?;
     let tree = open_tree(store, &to.object)?;
-    let users = || users_for(root, |name| tree.read(name).ok());
+    let users = || users_from_contents(root, |name| tree.read(name).ok());
     let plan = plan(root, &to, &users, on_conflict)?;
     Ok(Prepared::Planned { plan: Box::new(plan), tree })
 }
 
-/// Carries out what [`prepare`] worked out. The caller holds the state lock.
-pub fn commit(root: &Dir, prepared: Prepared) -> Result<Outcome> {
+/// Carries out what [`prepare`] worked out on the root of `state`.
+pub fn commit(state: &LockedState, prepared: Prepared) -> Result<Outcome> {
+    commit_on(state.root(), prepared)
+}
+
+fn commit_on(root: &Dir, prepared: Prepared) -> Result<Outcome> {
     let (plan, tree) = match prepared {
         Prepared::AlreadyActive(marker) => return Ok(Outcome::AlreadyActive(marker)),
         Prepared::Planned { plan, tree } => (plan, tree),
@@ -128,8 +134,8 @@ pub fn commit(root: &Dir, prepared: Prepared) -> Result<Outcome> {
 
 /// Activates `to` (an etc object in `store`) on `root`: first finishes an activation
 /// that was interrupted, then applies the diff from the last activated generation.
-/// The caller holds the state lock.
-pub fn activate(root: &Dir, store: &Store, to: &Active, on_conflict: OnConflict) -> Result<Activated> {
+/// For a root nothing else writes, as [`activate_generation`].
+pub fn activate(root: &Dir, store: &Store, to: &EtcGeneration, on_conflict: OnConflict) -> Result<Activated> {
     let recovered = recover(root, store)?;
     let static_target = std::ffi::OsStr::new(&to.static_target);
     if recovered.is_none() && already_active(root, to.generation, &to.object, static_target).is_some() {
@@ -145,7 +151,7 @@ pub fn activate(root: &Dir, store: &Store, to: &Active, on_conflict: OnConflict)
         return Ok(Activated { plan, recovered });
     }
     let tree = open_tree(store, &to.object)?;
-    let users = || users_for(root, |name| tree.read(name).ok());
+    let users = || users_from_contents(root, |name| tree.read(name).ok());
     let plan = plan(root, to, &users, on_conflict)?;
     carry_out(root, &plan, &tree)?;
     Ok(Activated { plan, recovered })
@@ -172,7 +178,7 @@ fn carry_out(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
 /// only outside `/etc`, such as one `persist add` makes). Returns whether it is so
 /// recorded: not when `/etc` is at another object, or an activation is under way.
 /// Idempotent: what is recorded already is not written again.
-pub fn relabel(root: &Dir, to: &Active) -> Result<bool> {
+pub fn relabel(root: &Dir, to: &EtcGeneration) -> Result<bool> {
     let Some(etc) = open_etc(root)? else { return Ok(false) };
     let Ok(state) = etc.open_dir(STATE_DIR) else { return Ok(false) };
     let pending = blankslate_core::activation::read_json::<Journal>(&state, JOURNAL_FILE)?.is_some();
@@ -188,7 +194,7 @@ pub fn relabel(root: &Dir, to: &Active) -> Result<bool> {
 }
 
 /// Writes the state file, then the marker, for a completed activation.
-fn record(state: &Dir, active: &Active) -> Result<()> {
+fn record(state: &Dir, active: &EtcGeneration) -> Result<()> {
     state.write_atomic(STATE_FILE, &serde_json::to_vec(active).expect("state serializes"), 0o600)?;
     failpoint::hit(FAILPOINT);
     state.write_atomic(ACTIVE_FILE, Marker::of(active).render().as_bytes(), 0o600)?;
@@ -216,11 +222,11 @@ pub fn recover(root: &Dir, store: &Store) -> Result<Option<u32>> {
     let Some(journal) = blankslate_core::activation::read_json::<Journal>(&state, JOURNAL_FILE)? else {
         return Ok(None);
     };
-    let to = Active::load(store, journal.generation, &journal.object)?;
+    let to = EtcGeneration::load(store, journal.generation, &journal.object)?;
     let tree = open_tree(store, &to.object)?;
-    let users = || users_for(root, |name| tree.read(name).ok());
+    let users = || users_from_contents(root, |name| tree.read(name).ok());
     let plan = if journal.repair {
-        super::repair::plan_repair(root, to, &users, &journal.only)?
+        super::inspect::plan_repair(root, to, &users, &journal.only)?
     } else {
         plan_from(root, active(root)?, to, &users, OnConflict::Backup)?
     };
@@ -230,7 +236,7 @@ pub fn recover(root: &Dir, store: &Store) -> Result<Option<u32>> {
 
 /// The `/etc` tree of the etc store object `object`.
 pub(super) fn open_tree(store: &Store, object: &str) -> Result<Dir> {
-    let object = store.open_object(object).map_err(|e| EtcError::Store(e.to_string()))?;
+    let object = store.open_object(object)?;
     Ok(object.open_dir(TREE_DIR)?)
 }
 

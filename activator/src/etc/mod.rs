@@ -23,11 +23,11 @@
 //!   `readlink` per link) and puts back what is not as it was activated, moving aside
 //!   whatever stands in the way, through the same journaled steps.
 //!
-//! [`plan`] works out the steps, [`apply`] carries them out and recovers.
+//! [`plan`] works out the steps, [`commit`] and [`activate`] carry them out, [`recover`] finishes what a kill left.
 
 mod apply;
-mod plan;
-mod repair;
+mod inspect;
+mod restore;
 
 use std::fmt;
 
@@ -35,14 +35,15 @@ use blankslate_core::decl::UserDb;
 use blankslate_core::diff::describe_etc_entry;
 use blankslate_core::fs::{Dir, FsError};
 use blankslate_core::manifest::{EtcKind, ManifestEntry};
+use blankslate_core::store::StoreError;
 
 // The activation record is the core's (gc, the audit and the command line read it).
 use blankslate_core::activation::ActivationError;
-pub use blankslate_core::activation::{ACTIVE_FILE, Active, BACKUP_SUFFIX, STATE_DIR, STATIC, active};
+pub use blankslate_core::activation::{ACTIVE_FILE, BACKUP_SUFFIX, EtcGeneration, STATE_DIR, STATIC, active};
 
 pub use apply::{Activated, Outcome, Prepared, activate, activate_generation, commit, prepare, recover, relabel};
-pub use plan::plan;
-pub use repair::{repair, repair_only};
+pub use inspect::plan;
+pub use restore::{preview_repair, repair, repair_only};
 
 /// The fixed temporary name of a copy or link about to replace `NAME`: `.NAME` + this.
 const STAGED_SUFFIX: &str = ".blankslate-new";
@@ -66,7 +67,7 @@ pub enum EtcError {
     #[error(transparent)]
     Activation(#[from] ActivationError),
     #[error("store: {0}")]
-    Store(String),
+    Store(#[from] StoreError),
     #[error("cannot read {what}: {reason}")]
     BadState { what: String, reason: String },
     #[error("/etc/{path}: unknown {kind} `{name}` (not in the new system's /etc/{file})")]
@@ -155,8 +156,8 @@ impl Step {
 pub struct Plan {
     /// What `/etc` was activated to before (`None` for the first activation, and for
     /// a repair, which goes from `to` to itself).
-    pub from: Option<Active>,
-    pub to: Active,
+    pub from: Option<EtcGeneration>,
+    pub to: EtcGeneration,
     pub steps: Vec<Step>,
     /// `etc/static` must be (re)pointed; with a backup of what blocks it, if any.
     pub switch_static: Option<Option<String>>,
@@ -362,7 +363,7 @@ fn open_etc(root: &Dir) -> Result<Option<Dir>> {
 /// The users and groups copies are owned by: the new generation's own `passwd` and
 /// `group` when it manages them (`managed` returns their contents from its tree, and
 /// `None` for a name it does not manage), else the root's files.
-pub fn users_for(root: &Dir, managed: impl Fn(&str) -> Option<Vec<u8>>) -> UserDb {
+pub fn users_from_contents(root: &Dir, managed: impl Fn(&str) -> Option<Vec<u8>>) -> UserDb {
     let read = |name: &str| -> String {
         let bytes = managed(name).or_else(|| root.read_in_root(format!("etc/{name}")).ok());
         bytes.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
@@ -370,8 +371,8 @@ pub fn users_for(root: &Dir, managed: impl Fn(&str) -> Option<Vec<u8>>) -> UserD
     UserDb::from_texts(&read("passwd"), &read("group"), "/etc/passwd")
 }
 
-/// [`users_for`] the generation whose etc store object is `object`.
-pub fn users_of(store: &blankslate_core::store::Store, root: &Dir, object: &str) -> Result<UserDb> {
+/// [`users_from_contents`] the generation whose etc store object is `object`.
+pub fn users_from_object(store: &blankslate_core::store::Store, root: &Dir, object: &str) -> Result<UserDb> {
     let tree = apply::open_tree(store, object)?;
-    Ok(users_for(root, |name| tree.read(name).ok()))
+    Ok(users_from_contents(root, |name| tree.read(name).ok()))
 }

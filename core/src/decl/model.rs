@@ -161,6 +161,22 @@ impl EntryKind {
             EntryKind::File => "file",
         }
     }
+
+    /// The list entries of this kind are declared in: `directories` or `files`.
+    pub fn list_name(self) -> &'static str {
+        match self {
+            EntryKind::Directory => "directories",
+            EntryKind::File => "files",
+        }
+    }
+
+    /// The mode an entry of this kind has when it says none.
+    pub fn default_mode(self) -> Mode {
+        match self {
+            EntryKind::Directory => Mode::DIRECTORY,
+            EntryKind::File => Mode::FILE,
+        }
+    }
 }
 
 /// One persisted directory or file. For per-user entries `path` is relative to the
@@ -189,6 +205,20 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// An entry of `kind` at `path` owned as `owner`, with nothing else said: a bind
+    /// mount, no parent enforced, no mount options.
+    pub fn new(kind: EntryKind, path: String, owner: Owner) -> Entry {
+        Entry {
+            span: Span::default(),
+            kind,
+            path,
+            owner,
+            parent: None,
+            how: (kind == EntryKind::File).then_some(How::Bind),
+            options: Vec::new(),
+        }
+    }
+
     /// How the entry appears in the root: a bind mount unless it says otherwise.
     pub fn how(&self) -> How {
         self.how.unwrap_or_default()

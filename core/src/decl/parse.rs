@@ -409,10 +409,7 @@ impl Parser<'_> {
     }
 
     fn entries(&mut self, body: &dyn TableLike, kind: EntryKind, defaults: &Defaults<'_>) -> Vec<Entry> {
-        let list_key = match kind {
-            EntryKind::Directory => "directories",
-            EntryKind::File => "files",
-        };
+        let list_key = kind.list_name();
         let Some(f) = field(body, list_key) else { return Vec::new() };
         self.elements(&f, &format!("`{list_key}`"))
             .into_iter()
@@ -423,10 +420,7 @@ impl Parser<'_> {
     fn entry(&mut self, element: Element<'_>, kind: EntryKind, defaults: &Defaults<'_>) -> Option<Entry> {
         let path_kind = if defaults.home.is_some() { PathKind::Relative } else { PathKind::Absolute };
         let noun = kind.noun();
-        let default_mode = match kind {
-            EntryKind::Directory => Mode::DIRECTORY,
-            EntryKind::File => Mode::FILE,
-        };
+        let default_mode = kind.default_mode();
         let mut entry = Entry {
             span: element.span(),
             kind,

@@ -129,11 +129,12 @@ fn write_entries(
     out.push_str("]\n");
 }
 
-fn entry_value(entry: &Entry, user: &str, group: &str) -> String {
-    let default_mode = match entry.kind {
-        EntryKind::Directory => Mode::DIRECTORY,
-        EntryKind::File => Mode::FILE,
-    };
+/// The TOML value of a persisted entry: its path alone when everything else is the
+/// default (the owner `user`/`group`, the kind's mode, a bind mount), otherwise an
+/// inline table with only the fields that differ. The one way entries are written,
+/// for a whole declaration here and for `persist add`'s edit of a file.
+pub fn entry_value(entry: &Entry, user: &str, group: &str) -> String {
+    let default_mode = entry.kind.default_mode();
     let mut fields = Vec::new();
     owner_fields(&entry.owner, user, group, default_mode, &mut fields);
     if let Some(parent) = &entry.parent {

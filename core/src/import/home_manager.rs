@@ -22,8 +22,8 @@
 use serde_json::Value;
 
 use super::{
-    Builder, EntryKind, HomeUser, How, ImportError, Mode, Obj, UserCtx, child_path, impermanence, index_path, majority,
-    new_entry, normalize, shape,
+    Builder, Entry, EntryKind, HomeUser, How, ImportError, Obj, UserCtx, child_path, impermanence, index_path,
+    majority, normalize, shape,
 };
 
 pub(super) fn import(b: &mut Builder, json: &Value, given: &HomeUser) -> Result<(), ImportError> {
@@ -144,10 +144,7 @@ fn first_module_root(b: &mut Builder, mut o: Obj<'_>, name: &str, user: &UserCtx
     let prefix_removed = o.bool("removePrefixDirectory")? == Some(true);
     let default_method = o.str("defaultDirectoryMethod")?.unwrap_or("bindfs");
     for kind in [EntryKind::Directory, EntryKind::File] {
-        let list = match kind {
-            EntryKind::Directory => "directories",
-            EntryKind::File => "files",
-        };
+        let list = kind.list_name();
         let list_path = o.at(list);
         for (index, item) in o.list(list)?.iter().enumerate() {
             let path = index_path(&list_path, index);
@@ -177,11 +174,7 @@ fn first_module_root(b: &mut Builder, mut o: Obj<'_>, name: &str, user: &UserCtx
             };
             let given = if prefix_removed { without_prefix(b, given, &storage, &noun_path) } else { Some(given) };
             let Some(declared) = given.and_then(|g| b.path(g, true, &noun_path)) else { continue };
-            let mode = match kind {
-                EntryKind::Directory => Mode::DIRECTORY,
-                EntryKind::File => Mode::FILE,
-            };
-            let mut entry = new_entry(kind, declared, user.owner(mode));
+            let mut entry = Entry::new(kind, declared, user.owner(kind.default_mode()));
             entry.how = match (kind, how) {
                 (EntryKind::Directory, How::Bind) => None,
                 _ => Some(how),

@@ -39,7 +39,7 @@ use serde_json::Value;
 
 use super::{
     Builder, Entry, EntryKind, How, ImportError, Mode, MountOption, Obj, Owner, UserCtx, brief, child_path, index_path,
-    join_home, majority, new_entry, normalize, parent_of, root_path,
+    join_home, majority, normalize, parent_of, root_path,
 };
 
 /// Options impermanence removed with `mkRemovedOptionModule`, on a persistent root.
@@ -324,7 +324,7 @@ fn convert(
     let default_owner = |mode| user.map_or_else(|| Owner::root(mode), |u| u.owner(mode));
     if let Value::String(text) = item {
         let Some(declared) = b.path(text, user.is_some(), path) else { return Ok(None) };
-        let entry = new_entry(entry_kind, declared, default_owner(super::default_mode(entry_kind)));
+        let entry = Entry::new(entry_kind, declared, default_owner(entry_kind.default_mode()));
         if kind == Kind::File {
             auto_method(b, path);
         }
@@ -361,7 +361,7 @@ fn directory(
         group: b.name(o.str("group")?, &fallback.group, &o.at("group")),
         mode: b.mode(o.str("mode")?, EntryKind::Directory, &o.at("mode")),
     };
-    let mut entry = new_entry(EntryKind::Directory, declared, owner);
+    let mut entry = Entry::new(EntryKind::Directory, declared, owner);
     default_perms(b, o, &fallback)?;
     match o.bool("hideMount")? {
         Some(true) if !root.hide => entry.options.push(MountOption::Hidden),
@@ -389,7 +389,7 @@ fn file(
     user: Option<&UserCtx>,
 ) -> Result<Entry, ImportError> {
     let owner = user.map_or_else(|| Owner::root(Mode::FILE), |u| u.owner(Mode::FILE));
-    let mut entry = new_entry(EntryKind::File, declared, owner);
+    let mut entry = Entry::new(EntryKind::File, declared, owner);
     let method_path = o.at("method");
     match o.str("method")? {
         // Versions before `method` behave as "auto" does.

@@ -425,13 +425,6 @@ fn parse_mode(text: &str, kind: EntryKind) -> Result<Mode, String> {
     Mode::new(bits).ok_or_else(|| format!("`{text}` is not a valid mode"))
 }
 
-fn default_mode(kind: EntryKind) -> Mode {
-    match kind {
-        EntryKind::Directory => Mode::DIRECTORY,
-        EntryKind::File => Mode::FILE,
-    }
-}
-
 /// The most frequent of `names` (the first of equals), if any.
 fn majority<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let mut counts: Vec<(&str, usize)> = Vec::new();
@@ -475,18 +468,6 @@ impl UserCtx {
 }
 
 /// A fresh entry with blankslate's defaults for its kind.
-fn new_entry(kind: EntryKind, path: String, owner: Owner) -> Entry {
-    Entry {
-        span: Span::default(),
-        kind,
-        path,
-        owner,
-        parent: None,
-        how: (kind == EntryKind::File).then_some(How::Bind),
-        options: Vec::new(),
-    }
-}
-
 /// Collects persistent roots and entries, refusing duplicates, and the notes.
 #[derive(Debug, Default)]
 struct Builder {
@@ -550,7 +531,7 @@ impl Builder {
     /// A mode from the JSON, or the default for `kind` (with a note) when it
     /// cannot be read.
     fn mode(&mut self, given: Option<&str>, kind: EntryKind, path: &str) -> Mode {
-        let fallback = default_mode(kind);
+        let fallback = kind.default_mode();
         let Some(text) = given else { return fallback };
         parse_mode(text, kind).unwrap_or_else(|why| {
             self.note(path, format!("{why}; {fallback} is declared instead"));

@@ -40,7 +40,7 @@ use serde_json::Value;
 
 use super::{
     Builder, Entry, EntryKind, How, ImportError, Mode, MountOption, Obj, Owner, UserCtx, child_path, index_path,
-    majority, new_entry, root_path,
+    majority, root_path,
 };
 use crate::decl::default_home;
 
@@ -69,7 +69,7 @@ pub(super) fn persistent_root(b: &mut Builder, name: &str, value: &Value) -> Res
     b.root(&mount).hide_mounts |= hide;
     let ctx = RootCtx { mount, hide, notrim: Cell::new(false) };
     for kind in [EntryKind::Directory, EntryKind::File] {
-        let key = list_key(kind);
+        let key = kind.list_name();
         let list_path = o.at(key);
         for (index, item) in o.list(key)?.iter().enumerate() {
             let path = index_path(&list_path, index);
@@ -90,13 +90,6 @@ pub(super) fn persistent_root(b: &mut Builder, name: &str, value: &Value) -> Res
     }
     o.finish(&mut b.notes);
     Ok(())
-}
-
-fn list_key(kind: EntryKind) -> &'static str {
-    match kind {
-        EntryKind::Directory => "directories",
-        EntryKind::File => "files",
-    }
 }
 
 fn user(b: &mut Builder, name: &str, value: &Value, path: &str, root: &RootCtx) -> Result<(), ImportError> {
@@ -134,7 +127,7 @@ fn user(b: &mut Builder, name: &str, value: &Value, path: &str, root: &RootCtx) 
         }
     }
     for (kind, list) in [(EntryKind::Directory, dirs), (EntryKind::File, files)] {
-        let list_path = u.at(list_key(kind));
+        let list_path = u.at(kind.list_name());
         for (index, item) in list.iter().enumerate() {
             let item_path = index_path(&list_path, index);
             if item.get("how").and_then(Value::as_str) == Some(INTERMEDIATE) {
@@ -214,7 +207,7 @@ fn convert(
     user: Option<&UserCtx>,
 ) -> Result<Option<Entry>, ImportError> {
     let noun = kind.noun();
-    let mode = super::default_mode(kind);
+    let mode = kind.default_mode();
     let fallback = user.map_or_else(|| Owner::root(mode), |u| u.owner(mode));
     let (given, mut o) = if let Value::String(text) = item {
         (text.as_str(), None)
@@ -228,7 +221,7 @@ fn convert(
         None => b.path(given, false, &noun_path),
     };
     let Some(declared) = declared else { return Ok(None) };
-    let mut entry = new_entry(kind, declared, fallback.clone());
+    let mut entry = Entry::new(kind, declared, fallback.clone());
     if let Some(o) = &mut o {
         attributes(b, o, &mut entry, &fallback, root)?;
     }
@@ -342,9 +335,9 @@ fn apply_option(
 /// A tmpfiles.d mode: octal, perhaps with a `~` (masked by the existing mode) or `:`
 /// (only on creation) prefix, which blankslate does not have.
 fn tmpfiles_mode(b: &mut Builder, given: Option<&str>, kind: EntryKind, path: &str) -> Mode {
-    let Some(text) = given else { return super::default_mode(kind) };
+    let Some(text) = given else { return kind.default_mode() };
     if text == "-" {
-        return super::default_mode(kind);
+        return kind.default_mode();
     }
     let (prefix, rest) = match text.strip_prefix(['~', ':']) {
         Some(rest) => (text.chars().next(), rest),

@@ -23,14 +23,14 @@
 //! persist-step#N` stops after step N):
 //!
 //! 1. `started` — the journal is written.
-//! 2. `copied` — the live data is copied ([`crate::tree::copy`]: owners, modes,
+//! 2. `copied` — the live data is copied ([`tree::copy`]: owners, modes,
 //!    times, xattrs, hard links, holes, special files) to the fixed temporary name
 //!    `.NAME.blankslate-persist-add` in the volume's copy of PATH's parent (parents
 //!    created with the live parents' owner and mode), fsynced. A fingerprint of the
 //!    live data is taken before the copy.
 //! 3. `verified` — both trees are walked and compared: blake3 of every file, kind,
 //!    owner, mode, mtime, size, link targets, device numbers, xattrs, hard-link
-//!    structure ([`crate::tree::walk`]); and the live data's fingerprint must not have
+//!    structure ([`tree::walk`]); and the live data's fingerprint must not have
 //!    changed during the copy. Then the declared owner and mode are set on the copy.
 //! 4. `placed` — the copy is renamed into place (`rename` without replace) and the
 //!    directory fsynced.
@@ -88,12 +88,12 @@
 //! # `list`
 //!
 //! Every declared entry with its live state: mounted from its volume path (same
-//! device and inode, [`Dir::identity`]), linked, not mounted, mounted from something
+//! device and inode, [`Meta::identity`](blankslate_core::fs::Meta::identity)), linked, not mounted, mounted from something
 //! else, missing source or target, and the volume path's owner and mode against the
 //! declaration.
 
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use blankslate_core::decl::{self, EntryKind, How, Mode, Owner, UserDb};
 use blankslate_core::fs::{Dir, FsError, Kind};
@@ -103,8 +103,8 @@ use rustix::mount::{MountFlags, OpenTreeFlags};
 
 use crate::edit::{self, EditError};
 use crate::journal::{self, Journal, JournalError, Operation, Step};
-use crate::tree::{self, CopyStats, TreeError};
 use crate::{relative, split};
+use blankslate_core::fs::tree::{self, CopyStats, TreeError};
 
 mod list;
 mod preflight;
@@ -137,8 +137,18 @@ pub enum ManageError {
         "{path} changed while it was being moved (a program is writing to it?); the copy was removed and the live data is untouched: stop what writes there and try again"
     )]
     Changed { path: String },
-    #[error("{0}")]
-    Other(String),
+    #[error("{path} is {} declared in {}", if *.was { "no longer" } else { "not" }, file.display())]
+    NotDeclared { path: String, file: PathBuf, was: bool },
+    #[error("the persistent root {mount} cannot be opened below the root (is it mounted?): {source}")]
+    VolumeUnreachable { mount: String, source: FsError },
+    #[error("{path} holds data in the root: the volume's copy is kept next to it as {temp}")]
+    DataInRoot { path: String, temp: String },
+    #[error("{path} appeared in the volume during the add; the copy is kept as {temp} next to it")]
+    AppearedInVolume { path: String, temp: String },
+    #[error("{path} does not show the volume's copy after mounting")]
+    NotShown { path: String },
+    #[error("{} is not UTF-8", .0.display())]
+    NotUtf8(PathBuf),
     #[error("{path} is in place and declared, but the generations could not take the change: {reason}")]
     Carry { path: String, reason: String },
     #[error("{source}\nthe partial copy of {path} was removed: nothing changed")]
@@ -147,6 +157,18 @@ pub enum ManageError {
         "{source}\n`persist {operation} {path}` stopped after step `{step}`, and nothing is lost: `{recover}` finishes or undoes it"
     )]
     Pending { operation: &'static str, path: String, step: &'static str, recover: String, source: Box<ManageError> },
+}
+
+impl ManageError {
+    /// Whether the declaration the change would make is invalid (a finding, not a
+    /// failure of the work), also beneath an undo or an interruption.
+    pub fn is_invalid(&self) -> bool {
+        match self {
+            ManageError::Invalid(_) => true,
+            ManageError::Undone { source, .. } | ManageError::Pending { source, .. } => source.is_invalid(),
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, ManageError>;
@@ -267,9 +289,9 @@ struct Volume {
 }
 
 fn open_volume(root: &Dir, mount: &str, names: &UserDb, after_declared: &mut AfterDeclared) -> Result<Volume> {
-    let dir = root.open_dir(relative(mount)).map_err(|e| {
-        ManageError::Other(format!("the persistent root {mount} cannot be opened below the root (is it mounted?): {e}"))
-    })?;
+    let dir = root
+        .open_dir(relative(mount))
+        .map_err(|source| ManageError::VolumeUnreachable { mount: mount.to_owned(), source })?;
     let state = journal::state_dir(&dir)?;
     let lock = state.lock_writer(journal::LOCK)?;
     // A journal write killed before its rename (no writer is alive under the lock).
@@ -386,7 +408,11 @@ pub fn add(root: &Dir, request: &AddRequest<'_>, after_declared: &mut AfterDecla
     let gid =
         names.gid(&group).ok_or_else(|| refused(path, format!("group `{group}` is not in the root's /etc/group")))?;
     let owner = Owner { user, group, mode };
-    let entry = edit::entry_value(path, kind, &owner, how);
+    let mut declared = decl::Entry::new(kind, path.to_owned(), owner.clone());
+    if how == How::Symlink {
+        declared.how = Some(How::Symlink);
+    }
+    let entry = edit::entry_value(&declared);
     let edited = edit::add(&text, &mount, kind, &entry)?;
     check_edit(&declaration_file, &edited, &names)?;
     // What can be known before the first change: the declaration can be rewritten, and
@@ -451,10 +477,7 @@ fn declaration_entry(file: &Path, mount: &str, path: &str) -> Result<String> {
     let text = edit::read(file)?;
     let checked = decl::check(file, &text, None);
     let entry = checked.declaration.and_then(|d| {
-        d.entries().into_iter().find(|e| e.root == mount && e.path == path).map(|e| {
-            let how = e.entry.how.unwrap_or_default();
-            edit::entry_value(path, e.entry.kind, &e.entry.owner, how)
-        })
+        d.entries().into_iter().find(|e| e.root == mount && e.path == path).map(|e| edit::entry_value(e.entry))
     });
     Ok(entry.unwrap_or_default())
 }
@@ -554,10 +577,7 @@ fn forward_add(root: &Dir, volume: &Volume, journal: &mut Journal, names: &UserD
     }
     if journal.step < Step::Placed {
         if !source_parent.rename_noreplace(&temp, name)? {
-            return Err(ManageError::Other(format!(
-                "{}{path} appeared in the volume during the add; the copy is kept as {temp} next to it",
-                volume.mount
-            )));
+            return Err(ManageError::AppearedInVolume { path: format!("{}{path}", volume.mount), temp });
         }
         source_parent.sync()?;
         journal::advance(&volume.state, journal, Step::Placed)?;
@@ -566,7 +586,7 @@ fn forward_add(root: &Dir, volume: &Volume, journal: &mut Journal, names: &UserD
         mount_over(&target_parent, name, &source_parent, journal, same_boot)?;
         if !is_in_place(journal, &target_parent, name, &source_parent) {
             // Defensive: the mount must show the volume's entry.
-            return Err(ManageError::Other(format!("{path} does not show the volume's copy after mounting")));
+            return Err(ManageError::NotShown { path: path.clone() });
         }
         // The live data must still be what was copied; if not, it is newer: undo.
         if same_boot && journal.how == How::Bind {
@@ -793,7 +813,7 @@ pub fn recover(
 /// A path given on the command line made absolute against `/` (as seen in the root)
 /// and checked to be normalized; relative paths are refused rather than guessed.
 pub fn normalize_argument(path: &Path) -> Result<String> {
-    let text = path.to_str().ok_or_else(|| ManageError::Other(format!("{} is not UTF-8", path.display())))?;
+    let text = path.to_str().ok_or_else(|| ManageError::NotUtf8(path.to_path_buf()))?;
     let trimmed = if text.len() > 1 { text.trim_end_matches('/') } else { text };
     Ok(trimmed.to_owned())
 }

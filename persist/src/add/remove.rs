@@ -13,7 +13,7 @@ pub fn remove(root: &Dir, request: &RemoveRequest<'_>, after_declared: &mut Afte
     let declaration_file = edit::resolve(request.declaration)?;
     let (_, declaration) = load(&declaration_file, &names)?;
     let Some(entry) = declaration.entries().into_iter().find(|e| e.path == path) else {
-        return Err(ManageError::Other(format!("{path} is not declared in {}", declaration_file.display())));
+        return Err(ManageError::NotDeclared { path: path.to_owned(), file: declaration_file.clone(), was: false });
     };
     if let Some(user) = entry.user {
         return Err(EditError::UserEntry {
@@ -27,7 +27,7 @@ pub fn remove(root: &Dir, request: &RemoveRequest<'_>, after_declared: &mut Afte
     let volume = open_volume(root, &mount, &names, after_declared)?;
     let (text, _) = load(&declaration_file, &names)?;
     let Some(edited) = edit::remove(&text, &mount, kind, path)? else {
-        return Err(ManageError::Other(format!("{path} is no longer declared in {}", declaration_file.display())));
+        return Err(ManageError::NotDeclared { path: path.to_owned(), file: declaration_file.clone(), was: true });
     };
     check_edit(&declaration_file, &edited, &names)?;
     edit::check_writable(&declaration_file, &edited)?;
@@ -126,9 +126,7 @@ pub(super) fn forward_remove(root: &Dir, volume: &Volume, journal: &mut Journal,
             let empty_file = target_parent.meta(name).is_ok_and(|m| m.kind == Kind::File && m.size == 0);
             let missing = target_parent.meta(name).is_err_and(|e| e.is_not_found());
             if !(empty_dir || empty_file || missing) {
-                return Err(ManageError::Other(format!(
-                    "{path} holds data in the root: the volume's copy is kept next to it as {temp}"
-                )));
+                return Err(ManageError::DataInRoot { path: path.clone(), temp });
             }
             target_parent.rename(&temp, name)?;
             target_parent.sync()?;

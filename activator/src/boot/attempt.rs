@@ -1,4 +1,4 @@
-//! Boot attempts of a generation on trial (see `blankslate_core::trial`): counted on
+//! Boot attempts of a generation on trial (see `blankslate_core::trial_record`): counted on
 //! the volume before the generation runs, and a failed attempt reboots, so that an
 //! unattended machine gets to the next attempt or to the fallback by itself.
 
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use blankslate_core::fs::Dir;
 use blankslate_core::generation::{DEFAULT_STATE_DIR, State};
-use blankslate_core::trial::BootChoice;
+use blankslate_core::trial_record::BootChoice;
 
 use super::{Failure, Step};
 

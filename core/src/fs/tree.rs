@@ -14,7 +14,8 @@
 //!   and access and modification times (last) are kept for every entry. Directories
 //!   get theirs after the whole copy, deepest first: until then every new directory
 //!   is `root 0700`, so nobody else can reach into the copy while it is made;
-//! - every file and directory is fsynced.
+//! - every file and directory is fsynced ([`Durable::EachEntry`]), or nothing, for a
+//!   caller that syncs the whole file system once ([`Durable::ByCaller`]).
 //!
 //! Sources are read with `O_NOATIME` where the kernel allows it, so copying does not
 //! change what it copies, and files with `O_NONBLOCK`, checked to be the file that was
@@ -37,7 +38,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use blankslate_core::fs::Dir;
+use super::Dir;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Statx, StatxFlags, Timespec, Timestamps};
 
 /// Stay below the directory, and follow no symlink on the way (as `core::fs` does).
@@ -56,7 +57,7 @@ pub enum TreeError {
     #[error("{} is a mount point inside the tree; it is not copied across (persist it separately)", .0.display())]
     MountPoint(PathBuf),
     #[error(transparent)]
-    Fs(#[from] blankslate_core::fs::FsError),
+    Fs(#[from] super::FsError),
 }
 
 pub type Result<T> = std::result::Result<T, TreeError>;
@@ -187,7 +188,7 @@ fn open_read(dir: &impl AsFd, name: &OsStr, file: Option<&Statx>, context: &Path
 
 /// A `Dir` for an open directory descriptor (through its `/proc/self/fd` link, which
 /// names exactly that directory).
-pub(crate) fn dir_of(fd: &OwnedFd, shown: &Path) -> Result<Dir> {
+pub fn dir_of(fd: &OwnedFd, shown: &Path) -> Result<Dir> {
     let by_fd = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
     Dir::open_root(&by_fd).map_err(|e| TreeError::Io {
         op: "open directory",
@@ -316,6 +317,7 @@ struct PendingDir {
 
 struct Copier<'a> {
     nested: NestedMounts,
+    durable: Durable,
     /// The directory holding the copy's top, and the top's name there.
     dest_parent: &'a Dir,
     dest_name: &'a OsStr,
@@ -339,17 +341,37 @@ pub enum NestedMounts {
     LeaveEmpty,
 }
 
+/// When a copy's entries reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durable {
+    /// Each file and directory is fsynced as it is made (`persist add`, `adopt`: the
+    /// next step trusts the copy at once).
+    EachEntry,
+    /// Nothing is fsynced: the caller syncs the whole file system once, before it
+    /// trusts the copy (the net: thousands of small files at shutdown).
+    ByCaller,
+}
+
 /// Copies entry `name` of `source` (a directory tree or a single non-directory) to
 /// `dest_name` in `dest` (which must not exist), as described in the module docs.
 pub fn copy(source: &Dir, name: &OsStr, dest: &Dir, dest_name: &OsStr) -> Result<CopyStats> {
-    copy_with(source, name, dest, dest_name, NestedMounts::Refuse)
+    copy_with(source, name, dest, dest_name, NestedMounts::Refuse, Durable::EachEntry)
 }
 
-/// [`copy`], with what to do with directories another file system is mounted on.
-pub fn copy_with(source: &Dir, name: &OsStr, dest: &Dir, dest_name: &OsStr, nested: NestedMounts) -> Result<CopyStats> {
+/// [`copy`], with what to do with directories another file system is mounted on, and
+/// when the copy reaches the disk.
+pub fn copy_with(
+    source: &Dir,
+    name: &OsStr,
+    dest: &Dir,
+    dest_name: &OsStr,
+    nested: NestedMounts,
+    durable: Durable,
+) -> Result<CopyStats> {
     let top = stat(source, name, source.path())?;
     let mut copier = Copier {
         nested,
+        durable,
         dest_parent: dest,
         dest_name,
         linked: HashMap::new(),
@@ -374,10 +396,14 @@ pub fn copy_with(source: &Dir, name: &OsStr, dest: &Dir, dest_name: &OsStr, nest
         rustix::fs::fchown(&open, Some(uid), Some(gid)).map_err(wrap("set owner of", &shown))?;
         rustix::fs::fchmod(&open, Mode::from_raw_mode(perm(&dir.stat))).map_err(wrap("set mode of", &shown))?;
         set_xattrs(&XattrTarget::Fd(open.as_fd()), &dir.xattrs, &shown)?;
-        open.sync()?;
+        if durable == Durable::EachEntry {
+            open.sync()?;
+        }
         rustix::fs::futimens(&open, &timestamps(&dir.stat)).map_err(wrap("set times of", &shown))?;
     }
-    dest.sync()?;
+    if durable == Durable::EachEntry {
+        dest.sync()?;
+    }
     Ok(copier.stats)
 }
 
@@ -469,13 +495,15 @@ impl Copier<'_> {
         let dest_shown = to.path().join(to_name);
         let source = open_read(from, name, Some(st), from.path())?;
         let dest = open_at(to, to_name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL, 0o600, to.path())?;
-        self.stats.bytes += blankslate_core::fs::copy_data(&source, &shown, &dest, &dest_shown)?;
+        self.stats.bytes += super::copy_data(&source, &shown, &dest, &dest_shown)?;
         let (uid, gid) = (rustix::fs::Uid::from_raw(st.stx_uid), rustix::fs::Gid::from_raw(st.stx_gid));
         rustix::fs::fchown(&dest, Some(uid), Some(gid)).map_err(wrap("set owner of", &dest_shown))?;
         rustix::fs::fchmod(&dest, Mode::from_raw_mode(perm(st))).map_err(wrap("set mode of", &dest_shown))?;
         let xattrs = list_xattrs(&XattrTarget::Fd(source.as_fd()), &shown)?;
         set_xattrs(&XattrTarget::Fd(dest.as_fd()), &xattrs, &dest_shown)?;
-        rustix::fs::fsync(&dest).map_err(wrap("fsync", &dest_shown))?;
+        if self.durable == Durable::EachEntry {
+            rustix::fs::fsync(&dest).map_err(wrap("fsync", &dest_shown))?;
+        }
         rustix::fs::futimens(&dest, &timestamps(st)).map_err(wrap("set times of", &dest_shown))?;
         Ok(())
     }

@@ -20,7 +20,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::fs::{Dir, FsError};
-use crate::generation::{GenerationError, Result, State};
+use crate::generation::{GenerationError, LockedState, Result, State};
 
 /// The boot trial's record, in the state directory.
 pub const BOOT_TRIAL_FILE: &str = "boot-trial.json";
@@ -244,6 +244,59 @@ pub fn now() -> i64 {
 
 const GOOD: &str = "good";
 
+/// The boot default and its trials, moved only by a writer.
+impl LockedState {
+    /// Marks generation `number` good: a boot into it reached the mark. Ends its boot
+    /// trial, if it was on one.
+    pub fn mark_good(&self, number: u32) -> Result<()> {
+        self.generation(number)?;
+        if self.good_number()? != Some(number) {
+            self.set_link(GOOD, number)?;
+        }
+        if self.boot_trial()?.is_some_and(|t| t.generation == number && !t.failed) {
+            self.dir().remove_file(BOOT_TRIAL_FILE)?;
+            self.dir().sync()?;
+        }
+        Ok(())
+    }
+
+    /// Makes generation `number` the boot default on trial for `tries` boots, falling
+    /// back to the last good generation (or, if none was ever marked good, to the
+    /// boot default before). Done again (no boot since), it changes nothing: a command
+    /// killed after it is finished by running it again.
+    pub fn start_boot_trial(&self, number: u32, tries: u32) -> Result<BootTrial> {
+        let (trial, started) = self.boot_trial_for(number, tries)?;
+        if !started {
+            self.set_current(number)?;
+            self.write_boot_trial(&trial)?;
+        }
+        Ok(trial)
+    }
+
+    /// Makes generation `number` the boot default: on trial for `tries` boots if
+    /// given ([`LockedState::start_boot_trial`]), else plainly ([`LockedState::set_current`]).
+    pub fn set_boot_default(&self, number: u32, tries: Option<u32>) -> Result<Option<BootTrial>> {
+        match tries {
+            Some(tries) => self.start_boot_trial(number, tries).map(Some),
+            // Already so: nothing to write (a no-op switch stays one).
+            None if self.current_number()? == Some(number) && self.boot_trial()?.is_none() => Ok(None),
+            None => self.set_current(number).map(|()| None),
+        }
+    }
+
+    /// Moves the boot default from generation `from` to `to`, the same system with an
+    /// amended declaration (as `persist add` makes): a boot trial of `from` goes on as
+    /// a trial of `to`, with the attempts it used.
+    pub fn carry_current(&self, from: u32, to: u32) -> Result<()> {
+        let trial = self.boot_trial()?.filter(|t| t.generation == from && !t.failed);
+        self.set_current(to)?;
+        if let Some(trial) = trial {
+            self.write_boot_trial(&BootTrial { generation: to, ..trial })?;
+        }
+        Ok(())
+    }
+}
+
 impl State {
     /// The boot trial on record, if any (for any generation: one that failed stays on
     /// record until another trial begins).
@@ -276,20 +329,6 @@ impl State {
         self.link_number(GOOD)
     }
 
-    /// Marks generation `number` good: a boot into it reached the mark. Ends its boot
-    /// trial, if it was on one.
-    pub fn mark_good(&self, number: u32) -> Result<()> {
-        self.generation(number)?;
-        if self.good_number()? != Some(number) {
-            self.set_link(GOOD, number)?;
-        }
-        if self.boot_trial()?.is_some_and(|t| t.generation == number && !t.failed) {
-            self.dir().remove_file(BOOT_TRIAL_FILE)?;
-            self.dir().sync()?;
-        }
-        Ok(())
-    }
-
     /// The boot trial still waiting for `blankslate confirm`: not failed, its
     /// generation the boot default (a trial carried to an amended generation goes on;
     /// a switch to another one ends it) and not marked good yet.
@@ -301,20 +340,7 @@ impl State {
         Ok(Some(trial))
     }
 
-    /// Makes generation `number` the boot default on trial for `tries` boots, falling
-    /// back to the last good generation (or, if none was ever marked good, to the
-    /// boot default before). Done again (no boot since), it changes nothing: a command
-    /// killed after it is finished by running it again.
-    pub fn start_boot_trial(&self, number: u32, tries: u32) -> Result<BootTrial> {
-        let (trial, started) = self.boot_trial_for(number, tries)?;
-        if !started {
-            self.set_current(number)?;
-            self.write_boot_trial(&trial)?;
-        }
-        Ok(trial)
-    }
-
-    /// The boot trial [`State::start_boot_trial`] would start, and whether it is
+    /// The boot trial [`LockedState::start_boot_trial`] would start, and whether it is
     /// started already; an error if there is nothing to fall back to (the fallback
     /// would be `number` itself). Changes nothing: a switch asks before it does.
     pub fn boot_trial_for(&self, number: u32, tries: u32) -> Result<(BootTrial, bool)> {
@@ -332,29 +358,6 @@ impl State {
         }
         self.generation(fallback)?;
         Ok((BootTrial { generation: number, tries, attempts: 0, fallback, failed: false }, false))
-    }
-
-    /// Makes generation `number` the boot default: on trial for `tries` boots if
-    /// given ([`State::start_boot_trial`]), else plainly ([`State::set_current`]).
-    pub fn set_boot_default(&self, number: u32, tries: Option<u32>) -> Result<Option<BootTrial>> {
-        match tries {
-            Some(tries) => self.start_boot_trial(number, tries).map(Some),
-            // Already so: nothing to write (a no-op switch stays one).
-            None if self.current_number()? == Some(number) && self.boot_trial()?.is_none() => Ok(None),
-            None => self.set_current(number).map(|()| None),
-        }
-    }
-
-    /// Moves the boot default from generation `from` to `to`, the same system with an
-    /// amended declaration (as `persist add` makes): a boot trial of `from` goes on as
-    /// a trial of `to`, with the attempts it used.
-    pub fn carry_current(&self, from: u32, to: u32) -> Result<()> {
-        let trial = self.boot_trial()?.filter(|t| t.generation == from && !t.failed);
-        self.set_current(to)?;
-        if let Some(trial) = trial {
-            self.write_boot_trial(&BootTrial { generation: to, ..trial })?;
-        }
-        Ok(())
     }
 
     /// What boot does: the boot default, or an attempt of it on trial, or the
@@ -423,7 +426,7 @@ mod tests {
     use super::*;
     use crate::generation::DEFAULT_STATE_DIR;
 
-    fn state_with(generations: u32) -> (tempfile::TempDir, State) {
+    fn state_with(generations: u32) -> (tempfile::TempDir, LockedState) {
         let scratch = tempfile::tempdir().unwrap();
         let root = Dir::open_root(scratch.path()).unwrap();
         let state = State::open_locked(&root, Path::new(DEFAULT_STATE_DIR)).unwrap();

@@ -1,16 +1,19 @@
 //! Planning an activation: the diff of the two manifests, and a look at only the
-//! paths that change.
+//! paths that change; and planning a repair, a look at every path (or those asked
+//! for). Nothing here changes `/etc`: `apply` carries the plans out.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use blankslate_core::decl::UserDb;
+use blankslate_core::decl::paths::is_inside;
 use blankslate_core::diff::etc_changes;
 use blankslate_core::fs::{Accept, Dir, Kind, Refusal};
 use blankslate_core::manifest::{DEFAULT_DIR_MODE, EtcKind, Manifest, ManifestEntry, content_hash, has_entries_below};
 
 use super::{
-    Action, Active, BACKUP_SUFFIX, EtcError, Found, OnConflict, Plan, Result, STATIC, Step, active, done, holds,
+    Action, BACKUP_SUFFIX, EtcError, EtcGeneration, Found, OnConflict, Plan, Result, STATIC, Step, active, done, holds,
     open_etc, resolve, same, split,
 };
 
@@ -196,15 +199,15 @@ fn entry_in(entries: &BTreeMap<String, ManifestEntry>, path: &str) -> bool {
 /// Works out what activating `to` would do, from the last activated state; reads only
 /// the paths that change. `users` is asked for the owner database only if a copy
 /// changes.
-pub fn plan(root: &Dir, to: &Active, users: &dyn Fn() -> UserDb, on_conflict: OnConflict) -> Result<Plan> {
+pub fn plan(root: &Dir, to: &EtcGeneration, users: &dyn Fn() -> UserDb, on_conflict: OnConflict) -> Result<Plan> {
     let from = active(root)?;
     plan_from(root, from, to.clone(), users, on_conflict)
 }
 
 pub(super) fn plan_from(
     root: &Dir,
-    from: Option<Active>,
-    to: Active,
+    from: Option<EtcGeneration>,
+    to: EtcGeneration,
     users: &dyn Fn() -> UserDb,
     on_conflict: OnConflict,
 ) -> Result<Plan> {
@@ -321,4 +324,54 @@ pub(super) fn refuse_conflicts(plan: &Plan) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The steps that put every entry of `to` (or only those at or below `only`) back as
+/// it was activated.
+pub(super) fn plan_repair(root: &Dir, to: EtcGeneration, users: &dyn Fn() -> UserDb, only: &[String]) -> Result<Plan> {
+    let chosen = |path: &str| only.is_empty() || only.iter().any(|o| path == o || is_inside(path, o));
+    let owners = OnceCell::new();
+    let etc = open_etc(root)?;
+    let (steps, unchanged, switch_static) = {
+        let mut dirs = Dirs::new(etc.as_ref(), &to.manifest.entries, &to.manifest.entries);
+        let mut steps = Vec::new();
+        let mut unchanged = 0;
+        for (path, entry) in to.manifest.entries.iter().filter(|(path, _)| chosen(path)) {
+            let (found, owner) = if entry.is_owned() {
+                let found = dirs.inspect(path, entry.kind == EtcKind::Copy)?;
+                (found, Some(resolve(path, entry, owners.get_or_init(users))?))
+            } else {
+                (dirs.probe_link(path)?, None)
+            };
+            if done(&found, path, entry, owner) {
+                unchanged += 1;
+                continue;
+            }
+            let action = match &found {
+                Found::Absent => Action::Create,
+                Found::File { mode, uid, gid, .. } | Found::Directory { mode, uid, gid }
+                    if holds(&found, path, entry) =>
+                {
+                    Action::Fix { found: format!("mode {mode:04o}, owner {uid}:{gid}") }
+                }
+                // A file with the very bytes of the link that goes there (`etc keep`).
+                other if dirs.has_contents_of(path, other, entry)? => Action::Replace,
+                Found::File { .. } if entry.kind == EtcKind::Copy => Action::BackUp {
+                    backup: dirs.backup_name(path, &to.manifest)?,
+                    found: "a copy with other contents".to_owned(),
+                },
+                other => Action::BackUp { backup: dirs.backup_name(path, &to.manifest)?, found: other.to_string() },
+            };
+            steps.push(Step { path: path.clone(), action, entry: Some(entry.clone()), owner });
+        }
+        let switch_static = match dirs.probe_link(STATIC)? {
+            _ if !only.is_empty() => None,
+            Found::Link(target) if target == to.static_target => None,
+            Found::Link(_) | Found::Absent => Some(None),
+            _ => Some(Some(dirs.backup_name(STATIC, &to.manifest)?)),
+        };
+        (steps, unchanged, switch_static)
+    };
+    // A repair goes from the generation to itself: `from` would only repeat `to`.
+    Ok(Plan { from: None, to, steps, switch_static, unchanged, repair: true, repair_only: only.to_vec() })
 }
