@@ -259,6 +259,60 @@ fn the_sync_command_works_with_its_units_privileges() {
     assert_eq!(std::fs::read_to_string(dir.path().join("written")).unwrap(), "changed\n", "{}", both(&output));
 }
 
+/// The net, as a shutdown keeps it and a person brings it back: `net save` as
+/// `blankslate-net.service` stops it, with the unit's capabilities, on a root whose
+/// state mount is read-only (as boot leaves it); then the next boot's root has lost
+/// the undeclared paths, `net list` names them, `net restore` brings one back as it
+/// was (owner and mode), refuses to replace it, and `--declare` persists it.
+#[test]
+fn the_net_keeps_what_a_shutdown_erases_and_gives_it_back() {
+    if !root_or_skip("needs root") {
+        return;
+    }
+    let unit = std::fs::read_to_string(repo("packaging/systemd/blankslate-net.service")).unwrap();
+    let [stop] = unit_values(&unit, "ExecStop").try_into().expect("one ExecStop=");
+    let dir = scratch();
+    std::fs::write(dir.path().join("v1.toml"), format!("{V1}\n[net]\nkeep = 2\nmax_size = \"1M\"\n")).unwrap();
+    let script = format!(
+        "set -e
+         [ \"$(readlink /proc/self/ns/mnt)\" != \"$(readlink /proc/$PPID/ns/mnt)\" ] || exit 99
+         mount -t tmpfs volume root/persist
+         '{BIN}' switch v1.toml --root root >/dev/null
+         mount --bind root/var/lib/blankslate root/var/lib/blankslate
+         mount -o remount,bind,ro root/var/lib/blankslate
+         mkdir -p root/srv/notes && echo keep me > root/srv/notes/a && chown -R 1234:5678 root/srv/notes
+         chmod 0600 root/srv/notes/a && echo stray > root/etc/stray.conf && echo mine > root/srv/notes/b
+         head -c 2000000 /dev/zero > root/srv/big
+         {setpriv} {command} --root root > saved
+         rm -r root/srv/notes root/etc/stray.conf root/srv/big
+         '{BIN}' net list --root root --json > list.json
+         '{BIN}' net restore /srv/notes --root root > restored
+         stat -c '%u:%g %a' root/srv/notes/a > owner
+         code=0; '{BIN}' net restore /srv/notes --root root 2> again || code=$?; echo $code > again.code
+         rm -r root/srv/notes
+         '{BIN}' net restore /srv/notes/b --to /srv/b --declare --declaration v1.toml --root root > declared
+         grep -c '/srv/b' v1.toml > declared.count
+         cat root/persist/srv/b > persisted",
+        setpriv = setpriv(&unit),
+        command = stop.replacen("/usr/bin/blankslate", BIN, 1),
+    );
+    let output = in_namespace(dir.path(), &script);
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+    assert!(output.status.success(), "{}\nsaved: {}", both(&output), read("saved"));
+    assert!(read("saved").contains("kept 2 of 3 erased paths"), "{}", read("saved"));
+    let list: serde_json::Value = serde_json::from_str(&read("list.json")).unwrap();
+    let entries = list["catches"][0]["entries"].as_array().unwrap().clone();
+    let paths: Vec<(&str, bool)> =
+        entries.iter().map(|e| (e["path"].as_str().unwrap(), e.get("left_out").is_some())).collect();
+    assert_eq!(paths, [("/etc/stray.conf", false), ("/srv/big", true), ("/srv/notes", false)], "{list:#}");
+    assert!(read("restored").starts_with("restored /srv/notes from "), "{}", read("restored"));
+    assert_eq!(read("owner"), "1234:5678 600\n");
+    assert_eq!(read("again.code"), "2\n", "{}", read("again"));
+    assert!(read("again").contains("restoring never replaces"), "{}", read("again"));
+    assert_eq!(read("declared.count"), "1\n", "{}", read("declared"));
+    assert_eq!(read("persisted"), "mine\n");
+}
+
 #[test]
 fn the_service_command_works_with_the_units_privileges() {
     if !root_or_skip("needs root") {

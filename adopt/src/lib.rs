@@ -46,7 +46,7 @@ use std::path::{Path, PathBuf};
 
 use blankslate_core::decl::paths::is_inside;
 use blankslate_core::decl::{self, Declaration, Entry, EntryKind, EtcTree, How, Mode, MountOption, Owner, PersistRoot};
-use blankslate_core::fs::tree::{self, CopyStats, NestedMounts, TreeError};
+use blankslate_core::fs::tree::{self, CopyStats, Durable, NestedMounts, TreeError};
 use blankslate_core::fs::{Dir, FsError, Kind, Lock, Meta};
 use blankslate_persist::journal::{self as volume_state, LOCK, STATE_DIR};
 
@@ -640,8 +640,15 @@ fn copy_into(root: &Dir, volume: &Dir, path: &str, record: &mut Record, state: &
     let dest_parent = mirror_parents(root, volume, parent)?;
     let recorded = record.copied.get(path).copied();
     let copy = |temp: &str| {
-        tree::copy_with(&source_parent, OsStr::new(name), &dest_parent, OsStr::new(temp), NestedMounts::LeaveEmpty)
-            .map_err(|source| AdoptError::Copy { path: path.to_owned(), source })
+        tree::copy_with(
+            &source_parent,
+            OsStr::new(name),
+            &dest_parent,
+            OsStr::new(temp),
+            NestedMounts::LeaveEmpty,
+            Durable::EachEntry,
+        )
+        .map_err(|source| AdoptError::Copy { path: path.to_owned(), source })
     };
     place(&dest_parent, name, recorded, copy, |stats| {
         record.copied.insert(path.to_owned(), *stats);

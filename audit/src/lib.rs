@@ -57,7 +57,7 @@ use std::time::{Duration, Instant, SystemTime};
 use blankslate_core::activation::{self as etc, EtcGeneration};
 use blankslate_core::decl::{Declaration, UserDb, glob};
 use blankslate_core::fs::Dir;
-use blankslate_core::generation::DEFAULT_STATE_DIR;
+use blankslate_core::generation::{DEFAULT_STATE_DIR, NET_DIR};
 use blankslate_core::manifest::EtcKind;
 use globset::{GlobSet, GlobSetBuilder};
 
@@ -333,6 +333,9 @@ pub struct Report {
     pub totals: BTreeMap<Class, Tally>,
     pub ignored: Tally,
     pub stats: Stats,
+    /// The net in the state directory (what shutdowns kept of what boots erased):
+    /// `count` catches, their files and bytes; `None` when there is no net.
+    pub net: Option<Tally>,
 }
 
 impl Report {
@@ -595,6 +598,7 @@ pub fn audit(setup: &Setup<'_>) -> Result<Report, AuditError> {
     let state_dir = setup.state_dir.as_os_str().as_encoded_bytes();
     checks::undeclared_mounts(setup.root, setup.declaration, state_dir, &volumes, &mount_points, &mut checked);
     checks::fallbacks(setup.root, &mut checked);
+    report.net = net_size(setup, &mount_points);
     checked.extend(dpkg_findings);
     for finding in checked {
         report.push(finding);
@@ -622,6 +626,17 @@ pub fn audit(setup: &Setup<'_>) -> Result<Report, AuditError> {
     }
     report.duration = clock.elapsed();
     Ok(report)
+}
+
+/// What the net in the state directory holds, if there is one: it counts against the
+/// volume's space.
+fn net_size(setup: &Setup<'_>, mount_points: &MountPoints) -> Option<Tally> {
+    let state_dir = setup.state_dir.strip_prefix("/").unwrap_or(setup.state_dir);
+    let net = setup.root.open_dir(state_dir.join(NET_DIR)).ok()?;
+    let catches = net.entries().ok()?.iter().filter(|(name, _)| !blankslate_core::fs::is_temp_name(name)).count();
+    let prefix = Path::new("/").join(state_dir).join(NET_DIR);
+    let tally = walk::count(net.as_fd(), mount_points, prefix.as_os_str().as_encoded_bytes());
+    Some(Tally { count: catches as u64, ..tally })
 }
 
 /// Mount points below a root, as absolute paths inside it (`/persist`, `/var/log`).

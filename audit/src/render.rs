@@ -173,6 +173,15 @@ pub fn human(report: &Report, root: &str, color: bool) -> String {
             size(ignored.bytes)
         );
     }
+    if let Some(net) = report.net {
+        let _ = writeln!(
+            out,
+            "\nnet (what earlier boots erased, kept on the volume: `blankslate net list`): {}, {}, {}",
+            plural(net.count, "boot", "boots"),
+            plural(net.files, "file", "files"),
+            size(net.bytes)
+        );
+    }
     let code = report.exit_code();
     let verdict = paint(if code == 0 { "1;32" } else { "1" }, verdict(report, code));
     let _ = writeln!(out, "\nresult: {verdict} (exit {code})");
@@ -219,7 +228,7 @@ pub fn json(report: &Report, root: &str) -> Value {
         .collect();
     let s = report.stats;
     let g = &report.generations;
-    json!({
+    let mut document = json!({
         "schema": SCHEMA,
         "root": root,
         "generation": report.generation,
@@ -233,7 +242,11 @@ pub fn json(report: &Report, root: &str) -> Value {
         "declaration": g.declaration,
         "generations": { "booted": g.booted, "active": g.active, "default": g.default },
         "time": { "started": report.started.map(unix_seconds), "duration_seconds": report.duration.as_secs_f64() },
-    })
+    });
+    if let Some(net) = report.net {
+        document["net"] = json!({ "catches": net.count, "files": net.files, "bytes": net.bytes });
+    }
+    document
 }
 
 fn unix_seconds(time: std::time::SystemTime) -> f64 {
@@ -310,6 +323,13 @@ pub fn prometheus(report: &Report) -> String {
             gauge(name, help, &one(number.to_string()));
         }
     }
+    let net = report.net.unwrap_or_default();
+    gauge(
+        "blankslate_net_catches",
+        "Boots whose erased state the net keeps (0 without a net).",
+        &one(net.count.to_string()),
+    );
+    gauge("blankslate_net_bytes", "Bytes the net takes on the volume.", &one(net.bytes.to_string()));
     out
 }
 

@@ -295,6 +295,19 @@ impl Dir {
         Ok(info.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
     }
 
+    /// The file system's size and the bytes an unprivileged writer may still use
+    /// (`f_blocks` and `f_bavail` times `f_frsize`): `(available, total)`.
+    pub fn space(&self) -> Result<(u64, u64)> {
+        let info = rustix::fs::fstatvfs(&self.fd).map_err(wrap("read the free space of", &self.path))?;
+        Ok((info.f_bavail.saturating_mul(info.f_frsize), info.f_blocks.saturating_mul(info.f_frsize)))
+    }
+
+    /// Writes everything of the file system this directory is on to the disk (`syncfs`):
+    /// one call for a copy of many files made without fsyncs of their own.
+    pub fn sync_file_system(&self) -> Result<()> {
+        rustix::fs::syncfs(&self.fd).map_err(wrap("sync the file system of", &self.path))
+    }
+
     /// Where this directory is, for messages.
     pub fn path(&self) -> &Path {
         &self.path
@@ -658,14 +671,14 @@ impl Dir {
         self.open_checked(name, Accept::FileOrDirectory)?.set_owner_and_mode(uid, gid, mode)
     }
 
-    /// Removes the temporaries of `name` ([`temp_name`]) that a process killed before
-    /// its rename left here: those whose process is gone. Returns their names.
-    pub fn remove_stale_temporaries(&self, name: impl AsRef<OsStr>) -> Result<Vec<OsString>> {
+    /// The temporaries of `name` ([`temp_name`]) here whose process is gone: what a
+    /// process killed before its rename left.
+    pub fn stale_temporaries(&self, name: impl AsRef<OsStr>) -> Result<Vec<(OsString, Kind)>> {
         let name = name.as_ref();
         let mut prefix = b".".to_vec();
         prefix.extend_from_slice(name.as_bytes());
         prefix.extend_from_slice(b".tmp-");
-        let mut removed = Vec::new();
+        let mut stale = Vec::new();
         for (entry, kind) in self.entries()? {
             let Some(rest) = entry.as_bytes().strip_prefix(prefix.as_slice()) else { continue };
             let Some((pid, counter)) = std::str::from_utf8(rest).ok().and_then(|r| r.split_once('-')) else { continue };
@@ -673,8 +686,19 @@ impl Dir {
             let Some(pid) = pid.filter(|_| !counter.is_empty() && counter.bytes().all(|b| b.is_ascii_digit())) else {
                 continue;
             };
-            let gone = rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH);
-            if gone && kind != Kind::Directory {
+            if rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH) {
+                stale.push((entry, kind));
+            }
+        }
+        Ok(stale)
+    }
+
+    /// Removes the [`Dir::stale_temporaries`] of `name` that are not directories.
+    /// Returns their names.
+    pub fn remove_stale_temporaries(&self, name: impl AsRef<OsStr>) -> Result<Vec<OsString>> {
+        let mut removed = Vec::new();
+        for (entry, kind) in self.stale_temporaries(name)? {
+            if kind != Kind::Directory {
                 match self.remove_file(&entry) {
                     Err(error) if !error.is_not_found() => return Err(error),
                     _ => removed.push(entry),

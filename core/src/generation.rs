@@ -136,6 +136,9 @@ fn relative(path: &Path) -> &Path {
     path.strip_prefix("/").unwrap_or(path)
 }
 
+/// The net's directory in the state directory.
+pub const NET_DIR: &str = "net";
+
 /// Where the store of the state directory `state_dir` is, as the live system sees it.
 pub fn store_location(state_dir: &Path) -> PathBuf {
     state_dir.join(STORE_DIR)
@@ -285,6 +288,31 @@ impl State {
     /// The state directory, opened.
     pub(crate) fn dir(&self) -> &Dir {
         &self.dir
+    }
+
+    /// The net (`net/` beside the store): what shutdowns kept of what the next boot
+    /// erased. Made `root 0700` if missing, and put back to that if changed: what is
+    /// in it was readable only by whom the original was, and the net is no way around
+    /// that. Needs the lock.
+    pub fn net(&self) -> Result<Dir> {
+        let net = self.dir.create_dir_all(NET_DIR, 0o700)?;
+        let meta = net.own_meta()?;
+        if (meta.uid, meta.gid) != (0, 0) && rustix::process::geteuid().is_root() {
+            net.set_owner(0, 0)?;
+        }
+        if meta.mode != 0o700 {
+            net.set_mode(0o700)?;
+        }
+        Ok(net)
+    }
+
+    /// The net, opened for reading, if a shutdown ever made it.
+    pub fn existing_net(&self) -> Result<Option<Dir>> {
+        match self.dir.open_dir(NET_DIR) {
+            Ok(net) => Ok(Some(net)),
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// The root the state belongs to.

@@ -131,7 +131,7 @@ fn has_location(rendered: &str, file: &str) -> bool {
     })
 }
 
-const ALL_ERROR_RULES: [Rule; 30] = [
+const ALL_ERROR_RULES: [Rule; 31] = [
     Rule::NotUtf8,
     Rule::Syntax,
     Rule::UnknownKey,
@@ -152,6 +152,7 @@ const ALL_ERROR_RULES: [Rule; 30] = [
     Rule::RootInsidePersisted,
     Rule::InvalidMode,
     Rule::InvalidSize,
+    Rule::InvalidNet,
     Rule::InvalidName,
     Rule::EtcContents,
     Rule::EtcSourceMissing,
@@ -195,6 +196,7 @@ fn rule_is_listed(rule: Rule) -> bool {
         | Rule::RootInsidePersisted
         | Rule::InvalidMode
         | Rule::InvalidSize
+        | Rule::InvalidNet
         | Rule::InvalidName
         | Rule::EtcContents
         | Rule::EtcSourceMissing
@@ -333,6 +335,8 @@ directories = ["15"]
 
 /// Declarations that look odd but are fine.
 const PASSING: &[(&str, &str)] = &[
+    ("a net with its bounds", "version = 1\n[net]\nkeep = 5\nmax_size = \"512M\"\n"),
+    ("a net with its defaults", "version = 1\n[net]\n"),
     (
         "a persisted path inside a declared /etc directory",
         r#"version = 1
@@ -595,6 +599,17 @@ fn a_volume_device_has_one_canonical_spelling_and_older_generations_stay_the_sam
         plain.canonical_json(),
         r#"{"version":1,"root":{"size":"25%","mode":"0755"},"persist":{"/persist":{"hide_mounts":false,"directories":[{"path":"/var/log","user":"root","group":"root","mode":"0755"}],"files":[],"users":{}}},"etc":{},"audit":{"ignore":[]}}"#
     );
+}
+
+#[test]
+fn a_net_is_off_unless_declared_and_its_sizes_are_powers_of_1024() {
+    let none = valid("none.toml", "version = 1\n");
+    assert_eq!(none.net, None);
+    assert!(!none.canonical_json().contains("net"), "a declaration without [net] keeps its old hash");
+    let net = valid("net.toml", "version = 1\n[net]\nmax_size = \"3g\"\n").net.expect("declared");
+    assert_eq!((net.keep, net.max_size), (decl::NetSettings::DEFAULT.keep, 3 << 30));
+    let net = valid("net.toml", "version = 1\n[net]\nkeep = 1\nmax_size = \"1000\"\n").net.expect("declared");
+    assert_eq!((net.keep, net.max_size), (1, 1000));
 }
 
 #[test]

@@ -91,27 +91,11 @@ pub(super) fn run(args: &AuditArgs) -> Result<ExitCode> {
     let Some(running) = running(target, args.generation)? else {
         return Err(format!("no blankslate state in {}: nothing was ever built there", target.root.display()).into());
     };
-    let Running { state, active, number, generation, declaration, etc: etc_active, users } = running;
-    let generations = audit::Generations {
-        declaration: generation.object.split_once('-').map(|(hash, _)| hash.to_owned()),
-        booted: state.list()?.iter().find(|g| g.booted).map(|g| g.number),
-        active,
-        default: state.current_number()?,
-    };
     let own_outputs: Vec<Vec<u8>> = args.prometheus.iter().filter_map(|file| inside(&root_path, file)).collect();
-    let setup = audit::Setup {
-        root: &root,
-        root_path: &root_path,
-        declaration: &declaration,
-        etc: etc_active.as_ref(),
-        users: &users,
-        state_dir: &target.state_dir,
-        generation: Some(number),
-        generations,
-        own_outputs: &own_outputs,
-        limit: args.limit,
-        sizes: !args.no_sizes,
-    };
+    let mut setup = setup(&running, &root, &root_path, &target.state_dir, &own_outputs)?;
+    setup.limit = args.limit;
+    setup.sizes = !args.no_sizes;
+    let declaration = &running.declaration;
     let report = audit::audit(&setup)?;
     let label = target.root.display().to_string();
     if let Some(file) = &args.prometheus {
@@ -122,7 +106,7 @@ pub(super) fn run(args: &AuditArgs) -> Result<ExitCode> {
     }
     let format = if args.json { AuditFormat::Json } else { args.format.unwrap_or(AuditFormat::Human) };
     if args.suggest {
-        report::print(&audit::render::suggest(&report, &declaration))?;
+        report::print(&audit::render::suggest(&report, declaration))?;
     } else {
         match format {
             AuditFormat::Json => report::json(&audit::render::json(&report, &label))?,
@@ -143,6 +127,37 @@ pub(super) fn run(args: &AuditArgs) -> Result<ExitCode> {
         outln!("{summary}")?;
     }
     Ok(ExitCode::from(report.exit_code()))
+}
+
+/// The audit of the generation `running` runs on `root`: every finding listed, with
+/// sizes, unless the caller says otherwise.
+pub(super) fn setup<'a>(
+    running: &'a Running,
+    root: &'a Dir,
+    root_path: &'a std::path::Path,
+    state_dir: &'a std::path::Path,
+    own_outputs: &'a [Vec<u8>],
+) -> Result<blankslate_audit::Setup<'a>> {
+    let Running { state, active, number, generation, declaration, etc, users } = running;
+    let generations = blankslate_audit::Generations {
+        declaration: generation.object.split_once('-').map(|(hash, _)| hash.to_owned()),
+        booted: state.list()?.iter().find(|g| g.booted).map(|g| g.number),
+        active: *active,
+        default: state.current_number()?,
+    };
+    Ok(blankslate_audit::Setup {
+        root,
+        root_path,
+        declaration,
+        etc: etc.as_ref(),
+        users,
+        state_dir,
+        generation: Some(*number),
+        generations,
+        own_outputs,
+        limit: usize::MAX,
+        sizes: true,
+    })
 }
 
 /// Replaces `file` with `metrics` (mode 0644, for `node_exporter`) through the

@@ -78,6 +78,7 @@ failures!(
     blankslate_activator::initrd::InitrdError,
     blankslate_audit::AuditError,
     blankslate_adopt::AdoptError,
+    blankslate_net::NetError,
 );
 
 /// A mistake in what the person gave the command (a generation that does not exist,

@@ -12,6 +12,7 @@ mod error;
 mod etc;
 mod generations;
 mod import;
+mod net;
 mod persist;
 mod repair;
 mod sandbox;
@@ -182,6 +183,10 @@ enum Command {
     /// etc tree, then a switch to it.
     #[command(subcommand)]
     Etc(etc::EtcCommand),
+    /// The net: what shutdowns kept of what the next boot erased (with [net] in the
+    /// declaration): keep it, list it, bring a path back and declare it.
+    #[command(subcommand)]
+    Net(net::NetCommand),
     /// Compare the live root with a generation: what a reboot will erase (undeclared
     /// state, /etc strays), /etc drift, broken persistence, strays in the volumes.
     #[command(after_help = audit::AUDIT_HELP)]
@@ -305,6 +310,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Import(command) => import::run(command),
         Command::Persist(command) => persist::run(command),
         Command::Etc(command) => etc::run(command),
+        Command::Net(command) => net::run(command),
         Command::Audit(args) => audit::run(&args),
         Command::Initrd(args) => boot::initrd(&args),
         Command::Boot(args) => boot::boot(&args),

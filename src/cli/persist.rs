@@ -104,6 +104,15 @@ pub(super) enum PersistCommand {
     },
 }
 
+impl PersistCommand {
+    /// `persist add PATH --declaration DECLARATION [--volume VOLUME]`, as another
+    /// command runs it (`net restore --declare`).
+    pub(super) fn add(path: PathBuf, declaration: PathBuf, target: Target, volume: Option<String>) -> PersistCommand {
+        let common = PersistArgs { declaration, target };
+        PersistCommand::Add { path, common, volume, user: None, group: None, mode: None, how: None, json: false }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub(super) struct PersistArgs {
     /// The declaration file to read and edit.

@@ -99,6 +99,9 @@ files = [
 ]
 "#
     );
+    if which == "net" {
+        text.push_str("[net]\nkeep = 2\n");
+    }
     if which == "big" {
         for i in 0..24 {
             let _ = write!(text, "[etc.\"big/entry-{i}.conf\"]\ntext = \"entry {i} of many\\n\"\n");
@@ -316,6 +319,14 @@ pub fn all() -> Vec<Scenario> {
         on_live_root("persist sync", both(one, one), copies_changed, &["persist", "sync"]),
         on_live_root("repair", both(one, one), drifted, &["repair"]),
         on_live_root("confirm", both(two, two), on_trial, &["confirm"]),
+        on_live_root("net save", both(one, one), forgotten, &["net", "save"]),
+        Scenario {
+            // Restored once is done: a second restore refuses to replace it.
+            recover: Some(|w| {
+                if w.in_root("/srv/forgot").exists() { Ok(()) } else { step(w, &["net", "restore", "/srv/forgot"]) }
+            }),
+            ..on_live_root("net restore", both(one, one), forgotten_and_erased, &["net", "restore", "/srv/forgot"])
+        },
         Scenario {
             shape: Shape::Adopt,
             command: Run::Line(adopt),
@@ -454,6 +465,26 @@ fn drifted(w: &mut World) -> Vec<Data> {
     std::fs::set_permissions(etc.join("sudoers"), std::fs::Permissions::from_mode(0o644)).unwrap();
     world::unmount(&w.in_root("/var/log")).unwrap();
     with(volume, live(w, &BOTH))
+}
+
+/// Generation one active with a net, and what nothing declares in /srv: a tree
+/// `net save` keeps, which must stay in the root as it is.
+fn forgotten(w: &mut World) -> Vec<Data> {
+    let volume = fill_volume(&w.volume);
+    let declaration = declare(w, "net");
+    w.ok(&["switch", &declaration]);
+    app_tree(&w.in_root("/srv/forgot"));
+    let srv = Data::tree(w.in_root("/srv"), Vec::new(), true);
+    with(with(volume, vec![srv]), live(w, &BOTH))
+}
+
+/// [`forgotten`], kept by `net save` and then erased (as by a reboot): `net restore`
+/// must put /srv back as it was, with nothing else in it.
+fn forgotten_and_erased(w: &mut World) -> Vec<Data> {
+    let data = forgotten(w);
+    w.ok(&["net", "save"]);
+    std::fs::remove_dir_all(w.in_root("/srv/forgot")).unwrap();
+    data
 }
 
 /// Generation two active on trial (`--confirm-within`), its watcher running.

@@ -55,6 +55,7 @@ pub enum Rule {
     RootInsidePersisted,
     InvalidMode,
     InvalidSize,
+    InvalidNet,
     InvalidName,
     /// A user or group that the root's `/etc/passwd` or `/etc/group` does not know.
     UnknownUser,
@@ -120,6 +121,7 @@ impl Rule {
             Rule::RootInsidePersisted => "root-inside-persisted",
             Rule::InvalidMode => "invalid-mode",
             Rule::InvalidSize => "invalid-size",
+            Rule::InvalidNet => "invalid-net",
             Rule::InvalidName => "invalid-name",
             Rule::UnknownUser => "unknown-user",
             Rule::EtcContents => "etc-contents",

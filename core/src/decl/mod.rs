@@ -173,8 +173,16 @@ impl Declaration {
         }
         let BeforeEtc { version, root, persist } = serde_json::from_str(prefix)?;
         let etc = std::collections::BTreeMap::new();
-        let declaration =
-            Declaration { version, root, persist, etc, etc_tree: None, audit: AuditSettings::default(), base: None };
+        let declaration = Declaration {
+            version,
+            root,
+            persist,
+            etc,
+            etc_tree: None,
+            audit: AuditSettings::default(),
+            net: None,
+            base: None,
+        };
         Ok(declaration.with_entry_kinds())
     }
 

@@ -425,6 +425,21 @@ pub struct AuditSettings {
     pub ignore: Vec<String>,
 }
 
+/// `[net]`: what a shutdown keeps of the state the next boot erases (what the audit
+/// reports as undeclared), so that it can be looked at and brought back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetSettings {
+    /// The boots whose catch is kept: the oldest goes first.
+    pub keep: u32,
+    /// The most the net holds, every boot's catch together, in bytes.
+    pub max_size: u64,
+}
+
+impl NetSettings {
+    /// A conservative net: three boots, at most 1 GiB.
+    pub const DEFAULT: NetSettings = NetSettings { keep: 3, max_size: 1 << 30 };
+}
+
 /// A whole declaration, as parsed (entry order as written) or normalized.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Declaration {
@@ -437,6 +452,10 @@ pub struct Declaration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etc_tree: Option<EtcTree>,
     pub audit: AuditSettings,
+    /// Absent (no net) unless `[net]` is given; absent from the canonical JSON then,
+    /// so that generations built before it existed keep their hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<NetSettings>,
     /// The directory of the file the declaration was read from (absolute), when it was
     /// read from one: sources below it may follow symlinks that stay below it, and no
     /// other source follows any (see `decl::source`).
@@ -453,6 +472,7 @@ impl Default for Declaration {
             etc: BTreeMap::new(),
             etc_tree: None,
             audit: AuditSettings::default(),
+            net: None,
             base: None,
         }
     }

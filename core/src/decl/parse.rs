@@ -11,11 +11,11 @@ use toml_edit::{Item, Key, Table, TableLike, Value};
 use super::diag::{Diagnostic, Diagnostics, Rule, nearest};
 use super::model::{
     AuditSettings, Declaration, Device, Entry, EntryKind, EtcContents, EtcEntry, EtcMode, EtcTree, How, Mode,
-    MountOption, Owner, PersistRoot, RootSettings, Span, UserEntries, VERSION, VolumeSpec, default_home,
+    MountOption, NetSettings, Owner, PersistRoot, RootSettings, Span, UserEntries, VERSION, VolumeSpec, default_home,
 };
 use super::paths::{PathKind, check_path};
 
-const TOP_KEYS: &[&str] = &["version", "root", "persist", "etc", "etc_tree", "audit"];
+const TOP_KEYS: &[&str] = &["version", "root", "persist", "etc", "etc_tree", "audit", "net"];
 const ROOT_KEYS: &[&str] = &["size", "mode"];
 const PERSIST_KEYS: &[&str] = &["directories", "files", "users", "hide_mounts", "device", "fs_type", "mount_options"];
 const USER_KEYS: &[&str] = &["home", "group", "directories", "files"];
@@ -25,6 +25,9 @@ const PARENT_KEYS: &[&str] = &["user", "group", "mode"];
 const ETC_KEYS: &[&str] = &["text", "source", "directory", "mode", "user", "group"];
 const ETC_TREE_KEYS: &[&str] = &["source"];
 const AUDIT_KEYS: &[&str] = &["ignore"];
+const NET_KEYS: &[&str] = &["keep", "max_size"];
+/// The most boots a net keeps: each is a directory the shutdown writes and lists.
+const MAX_NET_BOOTS: i64 = 100;
 /// Files their programs write in place (never by rename): no warning about renames
 /// (systemd's own trouble with a mounted machine-id has a warning of its own).
 pub(super) const WRITTEN_IN_PLACE: &[&str] = &["/etc/machine-id"];
@@ -261,6 +264,11 @@ impl Parser<'_> {
         if let Some(f) = field(top, "audit") {
             if let Some(table) = self.table(&f, "`audit`") {
                 declaration.audit = self.audit(table);
+            }
+        }
+        if let Some(f) = field(top, "net") {
+            if let Some(table) = self.table(&f, "`net`") {
+                declaration.net = Some(self.net(table));
             }
         }
         declaration
@@ -803,6 +811,34 @@ impl Parser<'_> {
         }
         audit
     }
+
+    /// `[net]`: each key left out keeps its conservative default.
+    fn net(&mut self, table: &dyn TableLike) -> NetSettings {
+        self.check_keys(table, NET_KEYS, "`net`");
+        let mut net = NetSettings::DEFAULT;
+        if let Some(f) = field(table, "keep") {
+            match f.item.as_integer() {
+                Some(boots @ 1..=MAX_NET_BOOTS) => net.keep = u32::try_from(boots).expect("at most MAX_NET_BOOTS"),
+                Some(boots) => self.push(
+                    Diagnostic::error(Rule::InvalidNet, f.span(), format!("`keep = {boots}` is not a number of boots"))
+                        .with_help(format!("keep from 1 to {MAX_NET_BOOTS} boots; leave out [net] to keep none")),
+                ),
+                None => self.wrong_type(f.span(), "`keep`", "an integer (boots)", f.item.type_name()),
+            }
+        }
+        if let Some(f) = field(table, "max_size") {
+            if let Some(size) = self.string(&f, "`max_size`") {
+                match bytes(&size) {
+                    Some(max_size) if max_size > 0 => net.max_size = max_size,
+                    _ => self.push(
+                        Diagnostic::error(Rule::InvalidSize, f.span(), format!("`{size}` is not a size"))
+                            .with_help("use a size such as \"2G\", \"512M\" (powers of 1024) or a number of bytes"),
+                    ),
+                }
+            }
+        }
+        net
+    }
 }
 
 /// Who owns an entry unless it says otherwise.
@@ -832,6 +868,21 @@ fn valid_size(size: &str) -> bool {
     if let Some(percent) = size.strip_suffix('%') {
         return percent.parse::<u8>().is_ok_and(|p| (1..=100).contains(&p));
     }
-    let digits = size.strip_suffix(['k', 'K', 'm', 'M', 'g', 'G']).unwrap_or(size);
-    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && digits.parse::<u64>().is_ok_and(|n| n > 0)
+    bytes(size).is_some_and(|n| n > 0)
+}
+
+/// A size in bytes: digits, optionally followed by `K`, `M`, `G` or `T` (either case;
+/// powers of 1024, as tmpfs reads them).
+fn bytes(size: &str) -> Option<u64> {
+    let (digits, shift) = match size.as_bytes().last() {
+        Some(b'k' | b'K') => (&size[..size.len() - 1], 10),
+        Some(b'm' | b'M') => (&size[..size.len() - 1], 20),
+        Some(b'g' | b'G') => (&size[..size.len() - 1], 30),
+        Some(b't' | b'T') => (&size[..size.len() - 1], 40),
+        _ => (size, 0),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
 }

@@ -89,7 +89,20 @@ pub fn to_toml_noted(declaration: &Declaration, notes: &BTreeMap<String, String>
         }
         out.push_str("]\n");
     }
+    if let Some(net) = &declaration.net {
+        let _ = write!(out, "\n[net]\nkeep = {}\nmax_size = {}\n", net.keep, quote(&size_text(net.max_size)));
+    }
     out
+}
+
+/// A size as the declaration writes it: the largest power of 1024 that divides it.
+fn size_text(bytes: u64) -> String {
+    for (shift, unit) in [(40, 'T'), (30, 'G'), (20, 'M'), (10, 'K')] {
+        if bytes != 0 && bytes % (1 << shift) == 0 {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
 }
 
 fn write_entries(

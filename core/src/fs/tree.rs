@@ -14,7 +14,8 @@
 //!   and access and modification times (last) are kept for every entry. Directories
 //!   get theirs after the whole copy, deepest first: until then every new directory
 //!   is `root 0700`, so nobody else can reach into the copy while it is made;
-//! - every file and directory is fsynced.
+//! - every file and directory is fsynced ([`Durable::EachEntry`]), or nothing, for a
+//!   caller that syncs the whole file system once ([`Durable::ByCaller`]).
 //!
 //! Sources are read with `O_NOATIME` where the kernel allows it, so copying does not
 //! change what it copies, and files with `O_NONBLOCK`, checked to be the file that was
@@ -316,6 +317,7 @@ struct PendingDir {
 
 struct Copier<'a> {
     nested: NestedMounts,
+    durable: Durable,
     /// The directory holding the copy's top, and the top's name there.
     dest_parent: &'a Dir,
     dest_name: &'a OsStr,
@@ -339,17 +341,37 @@ pub enum NestedMounts {
     LeaveEmpty,
 }
 
+/// When a copy's entries reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durable {
+    /// Each file and directory is fsynced as it is made (`persist add`, `adopt`: the
+    /// next step trusts the copy at once).
+    EachEntry,
+    /// Nothing is fsynced: the caller syncs the whole file system once, before it
+    /// trusts the copy (the net: thousands of small files at shutdown).
+    ByCaller,
+}
+
 /// Copies entry `name` of `source` (a directory tree or a single non-directory) to
 /// `dest_name` in `dest` (which must not exist), as described in the module docs.
 pub fn copy(source: &Dir, name: &OsStr, dest: &Dir, dest_name: &OsStr) -> Result<CopyStats> {
-    copy_with(source, name, dest, dest_name, NestedMounts::Refuse)
+    copy_with(source, name, dest, dest_name, NestedMounts::Refuse, Durable::EachEntry)
 }
 
-/// [`copy`], with what to do with directories another file system is mounted on.
-pub fn copy_with(source: &Dir, name: &OsStr, dest: &Dir, dest_name: &OsStr, nested: NestedMounts) -> Result<CopyStats> {
+/// [`copy`], with what to do with directories another file system is mounted on, and
+/// when the copy reaches the disk.
+pub fn copy_with(
+    source: &Dir,
+    name: &OsStr,
+    dest: &Dir,
+    dest_name: &OsStr,
+    nested: NestedMounts,
+    durable: Durable,
+) -> Result<CopyStats> {
     let top = stat(source, name, source.path())?;
     let mut copier = Copier {
         nested,
+        durable,
         dest_parent: dest,
         dest_name,
         linked: HashMap::new(),
@@ -374,10 +396,14 @@ pub fn copy_with(source: &Dir, name: &OsStr, dest: &Dir, dest_name: &OsStr, nest
         rustix::fs::fchown(&open, Some(uid), Some(gid)).map_err(wrap("set owner of", &shown))?;
         rustix::fs::fchmod(&open, Mode::from_raw_mode(perm(&dir.stat))).map_err(wrap("set mode of", &shown))?;
         set_xattrs(&XattrTarget::Fd(open.as_fd()), &dir.xattrs, &shown)?;
-        open.sync()?;
+        if durable == Durable::EachEntry {
+            open.sync()?;
+        }
         rustix::fs::futimens(&open, &timestamps(&dir.stat)).map_err(wrap("set times of", &shown))?;
     }
-    dest.sync()?;
+    if durable == Durable::EachEntry {
+        dest.sync()?;
+    }
     Ok(copier.stats)
 }
 
@@ -475,7 +501,9 @@ impl Copier<'_> {
         rustix::fs::fchmod(&dest, Mode::from_raw_mode(perm(st))).map_err(wrap("set mode of", &dest_shown))?;
         let xattrs = list_xattrs(&XattrTarget::Fd(source.as_fd()), &shown)?;
         set_xattrs(&XattrTarget::Fd(dest.as_fd()), &xattrs, &dest_shown)?;
-        rustix::fs::fsync(&dest).map_err(wrap("fsync", &dest_shown))?;
+        if self.durable == Durable::EachEntry {
+            rustix::fs::fsync(&dest).map_err(wrap("fsync", &dest_shown))?;
+        }
         rustix::fs::futimens(&dest, &timestamps(st)).map_err(wrap("set times of", &dest_shown))?;
         Ok(())
     }

@@ -1,0 +1,189 @@
+//! `blankslate net save | list | restore`: the net's commands. What is kept and how
+//! is `blankslate_net`'s; this finds what the audit says the next boot erases, calls
+//! and prints.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use blankslate_core::fs::Dir;
+use blankslate_core::generation::format_utc;
+use blankslate_net::{self as net, Catch, Erased};
+use clap::Subcommand;
+use serde_json::json;
+
+use super::{EXIT_CODES, InputError, Result, Target, open_state, persist, read_state, running};
+use crate::report::{self, outln};
+
+/// Where the kernel says which boot this is.
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+
+#[derive(Debug, Subcommand)]
+#[command(defer = true)]
+pub(super) enum NetCommand {
+    /// Keep what the next boot erases (what the audit reports as undeclared or as an
+    /// /etc stray) in a new catch in the state directory's net, within the bounds the
+    /// declaration's [net] sets, and prune the oldest catches. Does nothing without
+    /// [net]. Run at shutdown by blankslate-net.service.
+    #[command(after_help = EXIT_CODES)]
+    Save {
+        #[command(flatten)]
+        target: Target,
+        /// Print the catch as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The catches in the net, oldest first: when each boot's state was kept, from
+    /// which generation, and each path with its size (and why one was left out).
+    #[command(after_help = EXIT_CODES)]
+    List {
+        #[command(flatten)]
+        target: Target,
+        /// Print the catches as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy a path that an earlier boot erased back into the root (owner, mode, times,
+    /// extended attributes kept), from the newest catch that holds it. Never replaces
+    /// anything in the root.
+    #[command(after_help = EXIT_CODES)]
+    Restore {
+        /// The path as it was (absolute): a kept path, or one inside it.
+        path: PathBuf,
+        /// The catch to take it from (a name `net list` prints; default: the newest
+        /// that holds it).
+        #[arg(long, value_name = "CATCH")]
+        from: Option<String>,
+        /// Where to put it (absolute; default: where it was).
+        #[arg(long, value_name = "PATH")]
+        to: Option<PathBuf>,
+        /// Then declare it as persisted, as `persist add` does (moved into the volume,
+        /// bind-mounted, added to the declaration, a new generation): kept from now on.
+        #[arg(long, requires = "declaration")]
+        declare: bool,
+        /// The declaration to add it to (with --declare).
+        #[arg(long, value_name = "FILE")]
+        declaration: Option<PathBuf>,
+        /// The persistent root to move it to (with --declare; default: the only one).
+        #[arg(long, value_name = "MOUNT", requires = "declare")]
+        volume: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+pub(super) fn run(command: NetCommand) -> Result<ExitCode> {
+    match command {
+        NetCommand::Save { target, json } => save(&target, json),
+        NetCommand::List { target, json } => list(&target, json),
+        NetCommand::Restore { path, from, to, declare, declaration, volume, target } => {
+            let state = open_state(&target)?;
+            let Some(net) = state.existing_net()? else {
+                return Err(InputError::argument("the net is empty: no shutdown kept anything yet"));
+            };
+            let root = Dir::open_root(&target.root)?;
+            let to_bytes = to.as_ref().map(|to| to.as_os_str().as_bytes());
+            let restored = net::restore(&root, &net, path.as_os_str().as_bytes(), from.as_deref(), to_bytes)
+                .map_err(restore_error)?;
+            drop(state);
+            let shown = blankslate_audit::render::escape(&restored.to);
+            outln!(
+                "restored {shown} from {} ({} files, {})",
+                restored.catch,
+                restored.stats.files,
+                blankslate_audit::render::size(restored.stats.bytes)
+            )?;
+            match declaration.filter(|_| declare) {
+                Some(declaration) => {
+                    let path = PathBuf::from(std::ffi::OsStr::from_bytes(&restored.to));
+                    persist::run(persist::PersistCommand::add(path, declaration, target, volume))
+                }
+                None => Ok(ExitCode::SUCCESS),
+            }
+        }
+    }
+}
+
+fn save(target: &Target, as_json: bool) -> Result<ExitCode> {
+    let Some(running) = running(target, None)? else {
+        return Err(format!("no blankslate state in {}: nothing was ever built there", target.root.display()).into());
+    };
+    let Some(bounds) = running.declaration.net else {
+        outln!("generation {} declares no [net]: nothing kept", running.number)?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    let root = Dir::open_root(&target.root)?;
+    let root_path = std::fs::canonicalize(&target.root)?;
+    let report = blankslate_audit::audit(&super::audit::setup(&running, &root, &root_path, &target.state_dir, &[])?)?;
+    let erased = Erased::from_report(&report);
+    let boot_id = std::fs::read_to_string(BOOT_ID).unwrap_or_default();
+    let state = open_state(target)?;
+    let saved = net::save(&root, &state.net()?, boot_id.trim(), Some(running.number), &erased, bounds)?;
+    if as_json {
+        report::json(&json!({ "catch": catch_json(&saved.catch), "pruned": saved.pruned }))?;
+    } else {
+        let kept = saved.catch.entries.iter().filter(|e| e.left_out.is_none()).count();
+        outln!(
+            "kept {kept} of {} erased paths ({}) in {}",
+            saved.catch.entries.len(),
+            blankslate_audit::render::size(saved.catch.kept_bytes()),
+            saved.catch.name
+        )?;
+        for entry in saved.catch.entries.iter().filter(|e| e.left_out.is_some()) {
+            outln!("  left out {}: {}", entry.path, entry.left_out.as_deref().unwrap_or_default())?;
+        }
+        for pruned in &saved.pruned {
+            outln!("  pruned {pruned}")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(target: &Target, as_json: bool) -> Result<ExitCode> {
+    let catches = match read_state(target)?.map(|state| state.existing_net()).transpose()?.flatten() {
+        Some(net) => net::catches(&net)?,
+        None => Vec::new(),
+    };
+    if as_json {
+        report::json(&json!({ "catches": catches.iter().map(catch_json).collect::<Vec<_>>() }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if catches.is_empty() {
+        outln!("the net is empty")?;
+    }
+    for catch in &catches {
+        let generation = catch.generation.map_or_else(String::new, |n| format!(", generation {n}"));
+        outln!(
+            "{} (kept at {} UTC{generation}): {}",
+            catch.name,
+            format_utc(i64::try_from(catch.saved).unwrap_or(i64::MAX)),
+            blankslate_audit::render::size(catch.kept_bytes())
+        )?;
+        for entry in &catch.entries {
+            let size = blankslate_audit::render::size(entry.bytes);
+            match &entry.left_out {
+                None => outln!("  {:>10}  {} ({}, {} files)", size, entry.path, entry.kind, entry.files)?,
+                Some(why) => outln!("  {:>10}  {} (left out: {why})", size, entry.path)?,
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn catch_json(catch: &Catch) -> serde_json::Value {
+    let mut value = serde_json::to_value(catch).expect("a catch serializes");
+    value["name"] = json!(catch.name);
+    value["kept_bytes"] = json!(catch.kept_bytes());
+    value
+}
+
+/// A restore that cannot be done as asked is the person's request, not a failure.
+fn restore_error(error: net::NetError) -> super::CliError {
+    use net::NetError;
+    match error {
+        NetError::NotCaught { .. } | NetError::NoSuchCatch(_) | NetError::Exists { .. } | NetError::BadPath(_) => {
+            InputError::argument(error.to_string())
+        }
+        other => other.into(),
+    }
+}
