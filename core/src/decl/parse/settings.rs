@@ -1,0 +1,113 @@
+//! The declaration's settings sections: `[root]` (the tmpfs), `[audit]` (ignore
+//! globs) and `[net]` (what a shutdown keeps), and the sizes they are given in.
+
+use toml_edit::TableLike;
+
+use super::super::diag::{Diagnostic, Rule};
+use super::super::model::{AuditSettings, NetSettings, RootSettings};
+use super::{AUDIT_KEYS, MAX_NET_BOOTS, NET_KEYS, Parser, ROOT_KEYS, field};
+
+impl Parser<'_> {
+    pub(super) fn root(&mut self, table: &dyn TableLike) -> RootSettings {
+        self.check_keys(table, ROOT_KEYS, "`root`");
+        let mut root = RootSettings::default();
+        if let Some(f) = field(table, "size") {
+            if let Some(size) = self.string(&f, "`size`") {
+                if valid_size(&size) {
+                    root.size = size;
+                } else {
+                    self.push(
+                        Diagnostic::error(Rule::InvalidSize, f.span(), format!("`{size}` is not a tmpfs size"))
+                            .with_help("use a share of memory such as \"25%\" or a size such as \"2G\", \"512M\""),
+                    );
+                }
+            }
+        }
+        if let Some(mode) = field(table, "mode").and_then(|f| self.mode(&f)) {
+            root.mode = mode;
+        }
+        root
+    }
+
+    pub(super) fn audit(&mut self, table: &dyn TableLike) -> AuditSettings {
+        self.check_keys(table, AUDIT_KEYS, "`audit`");
+        let mut audit = AuditSettings::default();
+        let Some(f) = field(table, "ignore") else { return audit };
+        for element in self.elements(&f, "`ignore`") {
+            let Some(glob) = element.as_str() else {
+                self.wrong_type(element.span(), "an ignore glob", "a string", element.type_name());
+                continue;
+            };
+            if !glob.starts_with('/') && !glob.starts_with("**") {
+                self.push(
+                    Diagnostic::error(
+                        Rule::InvalidGlob,
+                        element.span(),
+                        format!("ignore glob `{glob}` is not anchored"),
+                    )
+                    .with_help(format!("globs match absolute paths: write \"/{glob}\" or \"**/{glob}\"")),
+                );
+            } else if let Err(error) = super::super::glob::compile(glob) {
+                self.push(Diagnostic::error(
+                    Rule::InvalidGlob,
+                    element.span(),
+                    format!("ignore glob `{glob}`: {error}"),
+                ));
+            } else {
+                audit.ignore.push(glob.to_owned());
+            }
+        }
+        audit
+    }
+
+    /// `[net]`: each key left out keeps its conservative default.
+    pub(super) fn net(&mut self, table: &dyn TableLike) -> NetSettings {
+        self.check_keys(table, NET_KEYS, "`net`");
+        let mut net = NetSettings::DEFAULT;
+        if let Some(f) = field(table, "keep") {
+            match f.item.as_integer() {
+                Some(boots @ 1..=MAX_NET_BOOTS) => net.keep = u32::try_from(boots).expect("at most MAX_NET_BOOTS"),
+                Some(boots) => self.push(
+                    Diagnostic::error(Rule::InvalidNet, f.span(), format!("`keep = {boots}` is not a number of boots"))
+                        .with_help(format!("keep from 1 to {MAX_NET_BOOTS} boots; leave out [net] to keep none")),
+                ),
+                None => self.wrong_type(f.span(), "`keep`", "an integer (boots)", f.item.type_name()),
+            }
+        }
+        if let Some(f) = field(table, "max_size") {
+            if let Some(size) = self.string(&f, "`max_size`") {
+                match bytes(&size) {
+                    Some(max_size) if max_size > 0 => net.max_size = max_size,
+                    _ => self.push(
+                        Diagnostic::error(Rule::InvalidSize, f.span(), format!("`{size}` is not a size"))
+                            .with_help("use a size such as \"2G\", \"512M\" (powers of 1024) or a number of bytes"),
+                    ),
+                }
+            }
+        }
+        net
+    }
+}
+
+fn valid_size(size: &str) -> bool {
+    if let Some(percent) = size.strip_suffix('%') {
+        return percent.parse::<u8>().is_ok_and(|p| (1..=100).contains(&p));
+    }
+    bytes(size).is_some_and(|n| n > 0)
+}
+
+/// A size in bytes: digits, optionally followed by `K`, `M`, `G` or `T` (either case;
+/// powers of 1024, as tmpfs reads them).
+fn bytes(size: &str) -> Option<u64> {
+    let (digits, shift) = match size.as_bytes().last() {
+        Some(b'k' | b'K') => (&size[..size.len() - 1], 10),
+        Some(b'm' | b'M') => (&size[..size.len() - 1], 20),
+        Some(b'g' | b'G') => (&size[..size.len() - 1], 30),
+        Some(b't' | b'T') => (&size[..size.len() - 1], 40),
+        _ => (size, 0),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+}

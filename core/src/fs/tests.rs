@@ -1,0 +1,209 @@
+//! Tests of `fs`: paths below a root, atomic writes, temporaries, locks.
+
+use std::time::Duration;
+
+use rustix::fs::FlockOperation;
+
+use super::*;
+
+#[test]
+fn symlinks_are_never_followed_out_of_the_root() {
+    let scratch = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), "x").unwrap();
+    std::os::unix::fs::symlink(outside.path(), scratch.path().join("escape")).unwrap();
+    std::os::unix::fs::symlink("/", scratch.path().join("slash")).unwrap();
+    let root = Dir::open_root(scratch.path()).unwrap();
+    assert!(root.open_file("escape/secret").is_err());
+    assert!(root.open_dir("slash").is_err());
+    assert!(root.open_dir("..").is_err(), "`..` is refused before the kernel sees it");
+    assert!(root.create_dir_all("escape/new", 0o755).is_err());
+    assert!(!outside.path().join("new").exists());
+}
+
+#[test]
+fn read_in_root_follows_links_as_if_chrooted() {
+    let scratch = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("passwd"), "outside").unwrap();
+    std::fs::create_dir_all(scratch.path().join("etc/static")).unwrap();
+    std::fs::write(scratch.path().join("etc/static/passwd"), "inside").unwrap();
+    std::os::unix::fs::symlink("/etc/static/passwd", scratch.path().join("etc/passwd")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("passwd"), scratch.path().join("etc/escape")).unwrap();
+    let root = Dir::open_root(scratch.path()).unwrap();
+    assert_eq!(root.read_in_root("etc/passwd").unwrap(), b"inside");
+    assert!(root.read_in_root("etc/escape").is_err(), "an absolute link resolves inside the root");
+    assert!(root.read("etc/passwd").is_err(), "read() itself still follows nothing");
+}
+
+#[test]
+fn atomic_writes_replace_and_leave_no_temporaries() {
+    let scratch = tempfile::tempdir().unwrap();
+    let root = Dir::open_root(scratch.path()).unwrap();
+    root.write_atomic("f", b"one", 0o640).unwrap();
+    root.write_atomic("f", b"two", 0o600).unwrap();
+    assert_eq!(root.read("f").unwrap(), b"two");
+    assert_eq!(root.meta("f").unwrap().mode, 0o600);
+    root.symlink_atomic("link", "a").unwrap();
+    root.symlink_atomic("link", "b").unwrap();
+    assert_eq!(root.read_link("link").unwrap(), "b");
+    let names: Vec<_> = root.entries().unwrap().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["f", "link"]);
+}
+
+/// The longest target the kernel makes (`PATH_MAX` - 1 bytes) is read whole through
+/// the stack buffer, and a checked copy whole through its `fstat`-sized one.
+#[test]
+fn the_longest_link_target_and_a_checked_file_are_read_whole() {
+    let scratch = tempfile::tempdir().unwrap();
+    let root = Dir::open_root(scratch.path()).unwrap();
+    let target = "t/".repeat(2047) + "x";
+    assert_eq!(target.len(), 4095);
+    root.symlink("long", &target).unwrap();
+    assert_eq!(root.read_link("long").unwrap(), target.as_str());
+    assert!(root.symlink("longer", target.clone() + "x").is_err(), "no longer target exists");
+    root.write_atomic("f", &[7; 10_000], 0o644).unwrap();
+    assert_eq!(root.open_checked("f", Accept::File).unwrap().read_to_end().unwrap(), [7; 10_000]);
+}
+
+#[test]
+fn remove_tree_handles_read_only_directories() {
+    let scratch = tempfile::tempdir().unwrap();
+    let root = Dir::open_root(scratch.path()).unwrap();
+    let sub = root.create_dir_all("a/b", 0o755).unwrap();
+    sub.write_atomic("f", b"x", 0o444).unwrap();
+    sub.set_mode(0o555).unwrap();
+    root.open_dir("a").unwrap().set_mode(0o555).unwrap();
+    root.remove_tree("a").unwrap();
+    assert!(root.entries().unwrap().is_empty());
+}
+
+#[test]
+fn a_writer_lock_names_its_holder_and_a_writer_that_will_not_wait_gives_up() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = Dir::open_root(scratch.path()).unwrap();
+    let held = dir.lock_writer_waiting("lock", LockWait::No).unwrap();
+    let record = String::from_utf8(dir.read("lock").unwrap()).unwrap();
+    assert!(record.starts_with(&format!("{} ", std::process::id())), "{record}");
+    // flock is per open file: a second open conflicts, even in this process.
+    let refused = dir.lock_writer_waiting("lock", LockWait::No).unwrap_err();
+    assert_eq!(refused.kind(), io::ErrorKind::WouldBlock);
+    let said = refused.to_string();
+    assert!(said.contains(": held by `") && said.contains(&format!("(pid {})", std::process::id())), "{said}");
+    let timed = dir.lock_writer_waiting("lock", LockWait::AtMost(Duration::from_millis(20))).unwrap_err();
+    assert!(timed.to_string().contains("still held by `"), "{timed}");
+    drop(held);
+    assert!(dir.read("lock").unwrap().is_empty(), "the record goes with the lock");
+    // Held by something that wrote no record, over one of a process that is gone.
+    dir.write_atomic("gone", b"4194304999 blankslate switch\n", 0o600).unwrap();
+    let gone = File::from(dir.openat(Path::new("gone"), OFlags::RDWR, Mode::empty(), "open").unwrap());
+    rustix::fs::flock(&gone, FlockOperation::LockExclusive).unwrap();
+    let refused = dir.lock_writer_waiting("gone", LockWait::No).unwrap_err();
+    assert!(refused.to_string().contains("held by a process that did not record which"), "{refused}");
+}
+
+#[test]
+fn regular_files_are_read_up_to_a_bound_and_nothing_else_is_read() {
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::write(scratch.path().join("small"), b"12345").unwrap();
+    assert_eq!(read_regular_file(&scratch.path().join("small"), 5).unwrap(), b"12345");
+    let big = read_regular_file(&scratch.path().join("small"), 4).unwrap_err();
+    assert!(big.to_string().contains("it holds more than 4 bytes"), "{big}");
+    let dir = read_regular_file(scratch.path(), 5).unwrap_err();
+    assert!(dir.to_string().contains("it is a directory, not a regular file"), "{dir}");
+    let device = read_regular_file(Path::new("/dev/zero"), 5).unwrap_err();
+    assert!(device.to_string().contains("it is a character device"), "{device}");
+}
+
+#[test]
+fn checked_opens_refuse_links_fifos_and_other_names_without_blocking() {
+    use std::os::unix::fs::MetadataExt;
+    let scratch = tempfile::tempdir().unwrap();
+    let root = Dir::open_root(scratch.path()).unwrap();
+    root.write_atomic("secret", b"root only", 0o600).unwrap();
+    root.write_atomic("mine", b"a user's", 0o644).unwrap();
+    std::fs::hard_link(scratch.path().join("secret"), scratch.path().join("linked")).unwrap();
+    // Only root writes here: the name is root's, whatever links its file has.
+    assert_eq!(root.open_checked("linked", Accept::File).unwrap().meta().nlink, 2);
+    // Anyone may write here (as in a home, where the user could have made it).
+    root.set_mode(0o1777).unwrap();
+    std::os::unix::fs::symlink("secret", scratch.path().join("symlink")).unwrap();
+    rustix::fs::mknodat(&root, "fifo", FileType::Fifo, Mode::from_raw_mode(0o666), 0).unwrap();
+    root.create_dir("dir", 0o755).unwrap();
+    let refusal = |name: &str, accept| root.open_checked(name, accept).unwrap_err().refusal();
+    assert_eq!(refusal("linked", Accept::File), Some(Refusal::HardLinked(2)));
+    assert_eq!(refusal("symlink", Accept::FileOrDirectory), Some(Refusal::Symlink));
+    // Opened without waiting for a writer (a blocking open would hang this test).
+    assert_eq!(refusal("fifo", Accept::FileOrDirectory), Some(Refusal::Special));
+    assert_eq!(refusal("dir", Accept::File), Some(Refusal::Directory));
+    assert!(root.open_checked("missing", Accept::File).unwrap_err().is_not_found());
+    // The by-name setters go through the same checks: the linked file keeps its mode.
+    assert_eq!(root.set_mode_of("linked", 0o666).unwrap_err().refusal(), Some(Refusal::HardLinked(2)));
+    assert!(root.set_owner_and_mode_of("fifo", 1000, 1000, 0o600).is_err());
+    assert_eq!(std::fs::metadata(scratch.path().join("secret")).unwrap().mode() & 0o7777, 0o600);
+    root.set_mode_of("dir", 0o700).unwrap();
+    let mine = root.open_checked("mine", Accept::File).unwrap();
+    assert_eq!((mine.meta().kind, mine.meta().nlink), (Kind::File, 1));
+    assert_eq!(mine.read_to_end().unwrap(), b"a user's");
+}
+
+#[test]
+fn copies_stream_keep_holes_and_compare_by_contents() {
+    use std::os::unix::fs::MetadataExt;
+    let scratch = tempfile::tempdir().unwrap();
+    let root = Dir::open_root(scratch.path()).unwrap();
+    let sparse = std::fs::File::create(scratch.path().join("sparse")).unwrap();
+    sparse.set_len(256 << 20).unwrap();
+    rustix::io::pwrite(&sparse, b"middle", 100 << 20).unwrap();
+    rustix::io::pwrite(&sparse, b"end", (256 << 20) - 3).unwrap();
+    let from = root.open_checked("sparse", Accept::File).unwrap();
+    root.copy_atomic("copy", &from, 0o640, None).unwrap();
+    let copy = root.open_checked("copy", Accept::File).unwrap();
+    assert_eq!((copy.meta().size, copy.meta().mode), (256 << 20, 0o640));
+    let blocks = std::fs::metadata(scratch.path().join("copy")).unwrap().blocks();
+    assert!(blocks * 512 < 1 << 20, "the holes stayed holes: {blocks} blocks");
+    assert!(copy.same_contents(&from).unwrap());
+    rustix::io::pwrite(&sparse, b"MIDDLE", 100 << 20).unwrap();
+    assert!(!copy.same_contents(&from).unwrap(), "a change in the middle is seen");
+    let names: Vec<_> = root.entries().unwrap().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["copy", "sparse"], "no temporary left");
+}
+
+#[test]
+fn stale_temporaries_go_once_their_process_is_gone() {
+    let scratch = tempfile::tempdir().unwrap();
+    let root = Dir::open_root(scratch.path()).unwrap();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let gone = child.id();
+    child.wait().unwrap();
+    let ours = temp_name(OsStr::new("shadow"));
+    for name in [format!(".shadow.tmp-{gone}-0"), format!(".other.tmp-{gone}-0"), ".shadow.tmp-x-1".into()] {
+        root.write_atomic(&name, b"left", 0o600).unwrap();
+    }
+    root.write_atomic(&ours, b"in use", 0o600).unwrap();
+    let removed = root.remove_stale_temporaries("shadow").unwrap();
+    assert_eq!(removed, [OsString::from(format!(".shadow.tmp-{gone}-0"))]);
+    let mut left: Vec<_> = root.entries().unwrap().into_iter().map(|(n, _)| n).collect();
+    left.sort();
+    let mut expected = vec![OsString::from(format!(".other.tmp-{gone}-0")), ".shadow.tmp-x-1".into(), ours];
+    expected.sort();
+    assert_eq!(left, expected, "another name's, a foreign one and a live process's stay");
+}
+
+#[test]
+fn temp_names_are_recognisable() {
+    let temp = temp_name(OsStr::new("system"));
+    assert!(is_temp_name(&temp));
+    assert!(!is_temp_name(OsStr::new("system-3-link")));
+}
+
+#[test]
+fn temp_names_cannot_be_guessed_from_the_pid() {
+    let pid = std::process::id();
+    let names: Vec<OsString> = (0..4).map(|_| temp_name(OsStr::new("metrics"))).collect();
+    // What they were before (counting from 0): a user could plant those.
+    for n in 0..64 {
+        assert!(!names.contains(&OsString::from(format!(".metrics.tmp-{pid}-{n}"))), "{names:?}");
+    }
+    assert!(names.iter().all(|name| is_temp_name(name)));
+}
