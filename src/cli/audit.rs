@@ -12,7 +12,7 @@ use crate::report::{self, outln};
 pub(super) const AUDIT_HELP: &str = "\
 Classes of findings: undeclared (on the root, declared by nothing: lost at reboot), etc-stray
 (in /etc, managed by nothing; with the dpkg package it came from), persist-stray (in a volume,
-declared by nothing; never deleted), etc-drift, package-missing (a file dpkg says an installed
+declared by nothing; never deleted), etc-drift (with the package, if dpkg lists it), package-missing (a file dpkg says an installed
 package put in /etc, gone and not declared), persist (not mounted, wrong source, replaced link, missing source, wrong owner or
 mode of a path or its declared parent, a mount from a volume that nothing declares), volume (a persistent root that is not a mounted
 volume), fallback (a boot trial failed, or a switch was not confirmed in time), error. Ignored
@@ -86,10 +86,79 @@ pub(super) struct AuditArgs {
 pub(super) fn run(args: &AuditArgs) -> Result<ExitCode> {
     use blankslate_audit as audit;
     let target = &args.target;
+    let root_path = std::fs::canonicalize(&target.root)?;
+    let own_outputs: Vec<Vec<u8>> = args.prometheus.iter().filter_map(|file| inside(&root_path, file)).collect();
+    let options =
+        Options { generation: args.generation, limit: args.limit, sizes: !args.no_sizes, own_outputs: &own_outputs };
+    let audited = with_setup(target, &options, |setup| {
+        let report = audit::audit(setup)?;
+        let label = target.root.display().to_string();
+        if let Some(file) = &args.prometheus {
+            write_metrics(file, &audit::render::prometheus(&report))?;
+        }
+        if args.journal {
+            audit_journal::send(&audit_journal::records(&report, &label), &args.journal_socket)?;
+        }
+        let format = if args.json { AuditFormat::Json } else { args.format.unwrap_or(AuditFormat::Human) };
+        if args.suggest {
+            report::print(&audit::render::suggest(&report, setup.declaration))?;
+        } else {
+            match format {
+                AuditFormat::Json => report::json(&audit::render::json(&report, &label))?,
+                AuditFormat::Prometheus => report::print(&audit::render::prometheus(&report))?,
+                AuditFormat::Human => {
+                    report::print(&audit::render::human(&report, &label, report::color_for(&std::io::stdout())))?;
+                }
+            }
+        }
+        if args.watch {
+            let (tree, globs) = audit::root_tree(setup)?;
+            let duration = args.watch_for.map(std::time::Duration::from_secs);
+            // SIGINT and SIGTERM end the watch with its summary, even when SIGINT was
+            // ignored at start (`nohup`, a script's background job).
+            let signals = blankslate_core::sys::stop_signals().map_err(|e| format!("cannot watch for signals: {e}"))?;
+            let stop = Some(std::os::fd::AsFd::as_fd(&signals));
+            let summary = audit::watch::watch(
+                setup.root,
+                setup.root_path,
+                &tree,
+                &globs,
+                duration,
+                stop,
+                &mut std::io::stdout(),
+            )?;
+            outln!("{summary}")?;
+        }
+        Ok(ExitCode::from(report.exit_code()))
+    })?;
+    audited
+        .ok_or_else(|| format!("no blankslate state in {}: nothing was ever built there", target.root.display()).into())
+}
+
+/// How an audit runs, beside its target.
+pub(super) struct Options<'a> {
+    /// The generation to audit against (default: the active one, else the current).
+    pub generation: Option<u32>,
+    /// At most so many findings listed per class.
+    pub limit: usize,
+    /// `stat` undeclared files for their sizes.
+    pub sizes: bool,
+    /// Files the audit writes itself, not reported.
+    pub own_outputs: &'a [Vec<u8>],
+}
+
+/// Calls `audit` with the audit's setup for `target`; `None` where blankslate never
+/// built anything.
+pub(super) fn with_setup<T>(
+    target: &Target,
+    options: &Options<'_>,
+    audit: impl FnOnce(&blankslate_audit::Setup<'_>) -> Result<T>,
+) -> Result<Option<T>> {
+    use blankslate_audit as audit;
     let root = Dir::open_root(&target.root)?;
     let root_path = std::fs::canonicalize(&target.root)?;
-    let Some(running) = running(target, args.generation)? else {
-        return Err(format!("no blankslate state in {}: nothing was ever built there", target.root.display()).into());
+    let Some(running) = running(target, options.generation)? else {
+        return Ok(None);
     };
     let Running { state, active, number, generation, declaration, etc: etc_active, users } = running;
     let generations = audit::Generations {
@@ -98,7 +167,6 @@ pub(super) fn run(args: &AuditArgs) -> Result<ExitCode> {
         active,
         default: state.current_number()?,
     };
-    let own_outputs: Vec<Vec<u8>> = args.prometheus.iter().filter_map(|file| inside(&root_path, file)).collect();
     let setup = audit::Setup {
         root: &root,
         root_path: &root_path,
@@ -108,41 +176,11 @@ pub(super) fn run(args: &AuditArgs) -> Result<ExitCode> {
         state_dir: &target.state_dir,
         generation: Some(number),
         generations,
-        own_outputs: &own_outputs,
-        limit: args.limit,
-        sizes: !args.no_sizes,
+        own_outputs: options.own_outputs,
+        limit: options.limit,
+        sizes: options.sizes,
     };
-    let report = audit::audit(&setup)?;
-    let label = target.root.display().to_string();
-    if let Some(file) = &args.prometheus {
-        write_metrics(file, &audit::render::prometheus(&report))?;
-    }
-    if args.journal {
-        audit_journal::send(&audit_journal::records(&report, &label), &args.journal_socket)?;
-    }
-    let format = if args.json { AuditFormat::Json } else { args.format.unwrap_or(AuditFormat::Human) };
-    if args.suggest {
-        report::print(&audit::render::suggest(&report, &declaration))?;
-    } else {
-        match format {
-            AuditFormat::Json => report::json(&audit::render::json(&report, &label))?,
-            AuditFormat::Prometheus => report::print(&audit::render::prometheus(&report))?,
-            AuditFormat::Human => {
-                report::print(&audit::render::human(&report, &label, report::color_for(&std::io::stdout())))?;
-            }
-        }
-    }
-    if args.watch {
-        let (tree, globs) = audit::root_tree(&setup)?;
-        let duration = args.watch_for.map(std::time::Duration::from_secs);
-        // SIGINT and SIGTERM end the watch with its summary, even when SIGINT was
-        // ignored at start (`nohup`, a script's background job).
-        let signals = blankslate_core::sys::stop_signals().map_err(|e| format!("cannot watch for signals: {e}"))?;
-        let stop = Some(std::os::fd::AsFd::as_fd(&signals));
-        let summary = audit::watch::watch(&root, &root_path, &tree, &globs, duration, stop, &mut std::io::stdout())?;
-        outln!("{summary}")?;
-    }
-    Ok(ExitCode::from(report.exit_code()))
+    audit(&setup).map(Some)
 }
 
 /// Replaces `file` with `metrics` (mode 0644, for `node_exporter`) through the
