@@ -541,6 +541,12 @@ pub fn boot(
 ) -> Result<Boot> {
     let prepared = prepared(entry.suite)?;
     let mut cmdline = entry.route.cmdline(volume, entry.from_volume.is_none() && entry.suite.names_modules());
+    if entry.from_volume.is_some() {
+        // Debian 12's backports kernel (6.12.95) double-faults in SLUB's cmpxchg16b
+        // under QEMU 7.2's TCG (Debian 12's QEMU) before any driver loads; without
+        // the feature it boots.
+        cmdline.push_str(" clearcpuid=cx16");
+    }
     let _ = write!(cmdline, " {append}");
     let image_initrd = if entry.route == Route::Own { &prepared.own_initrd } else { &prepared.dracut_initrd };
     let (kernel, initrd) = entry.from_volume.unwrap_or((&prepared.kernel, image_initrd));
