@@ -175,3 +175,46 @@ fn make_fifo(path: &Path) {
     let status = std::process::Command::new("mkfifo").arg(path).status().unwrap();
     assert!(status.success());
 }
+
+/// `--packaged`: what the audit reports of dpkg's packages in /etc (a new file, a
+/// declared file an upgrade replaced) is kept; what no package lists, and a package's
+/// file that is gone, are not.
+#[test]
+fn packaged_keeps_the_etc_files_of_packages_that_the_audit_reports() {
+    if !root_or_skip("needs root (owners)") {
+        return;
+    }
+    let scratch = Scratch::new();
+    let dpkg = scratch.root().join("var/lib/dpkg");
+    write(
+        &dpkg.join("status"),
+        "Package: atd\nStatus: install ok installed\nArchitecture: amd64\n\n\
+         Package: netbase\nStatus: install ok installed\nArchitecture: all\n",
+        0o644,
+        (0, 0),
+    );
+    write(&dpkg.join("info/atd.list"), "/etc\n/etc/default\n/etc/default/atd\n/etc/at.deny\n", 0o644, (0, 0));
+    write(&dpkg.join("info/netbase.list"), "/etc\n/etc/hostname\n", 0o644, (0, 0));
+    write(&scratch.live("default/atd"), "OPTS='-l 4'\n", 0o644, (0, 0));
+    std::fs::remove_file(scratch.live("hostname")).unwrap();
+    write(&scratch.live("hostname"), "upgraded\n", 0o644, (0, 0));
+    write(&scratch.live("local.conf"), "mine\n", 0o644, (0, 0));
+
+    let declaration = scratch.declaration();
+    let kept = scratch.ok(&["etc", "keep", "--packaged", "--declaration", declaration.to_str().unwrap()]);
+    assert!(kept.contains("kept /etc/default/atd (file 0644 0:0)"), "{kept}");
+    assert!(kept.contains("kept /etc/hostname (file 0644 0:0)"), "{kept}");
+    assert!(!kept.contains("local.conf") && !kept.contains("at.deny"), "{kept}");
+    assert_eq!(std::fs::read_to_string(scratch.tree().join("hostname")).unwrap(), "upgraded\n");
+    assert_eq!(std::fs::read_link(scratch.live("default/atd")).unwrap(), Path::new("/etc/static/default/atd"));
+    assert!(!scratch.tree().join("local.conf").exists());
+    let audit = stdout(&scratch.run(&["audit", "--json"]));
+    assert!(audit.contains("\"/etc/local.conf\"") && !audit.contains("\"/etc/default/atd\""), "{audit}");
+
+    // Nothing more to keep: said so, and nothing switched.
+    let again = scratch.ok(&["etc", "keep", "--packaged", "--declaration", declaration.to_str().unwrap()]);
+    assert_eq!(again, "the audit reports no /etc file of a package: nothing to keep\n");
+    // Paths and --packaged are one or the other.
+    let both = scratch.keep(&["--packaged", "/etc/local.conf"]);
+    assert_eq!(both.status.code(), Some(2), "{}", stderr(&both));
+}

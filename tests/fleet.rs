@@ -451,13 +451,12 @@ fn a_rollout_refuses_option_hosts_and_a_max_exit_that_is_not_a_number() {
     assert!(std::fs::read_to_string(dir.path().join("ran")).unwrap().starts_with("a blankslate audit"));
 }
 
-/// The apt hook as apt reads it (`apt-config`), and its command: silent where
-/// blankslate is not installed, the audit's report where it is, and never a failure
-/// that would fail apt (the audit exits 1 to 3 on findings). A stub stands in for
-/// the binary: the real one would audit the host.
-#[test]
-fn the_apt_hook_parses_and_never_fails_apt() {
-    let Some(apt_config) = tool("apt-config") else { return };
+/// The apt hook's `DPkg::Post-Invoke` command that contains `containing`, as apt reads
+/// it (`apt-config`), made to run in a scratch directory: a stub `blankslate` (for
+/// the test to write) stands in for `/usr/bin/blankslate`, and an existing
+/// `etc.blankslate` for `/etc/.blankslate`. `None` without apt-config.
+fn apt_hook_command(containing: &str) -> Option<(tempfile::TempDir, String)> {
+    let apt_config = tool("apt-config")?;
     let hook = repo("packaging/apt/99blankslate");
     let dump = Command::new(&apt_config).arg("-c").arg(&hook).arg("dump").output().unwrap();
     assert!(dump.status.success(), "{}", both(&dump));
@@ -465,15 +464,25 @@ fn the_apt_hook_parses_and_never_fails_apt() {
     let command = dump
         .lines()
         .filter_map(|l| l.strip_prefix("DPkg::Post-Invoke:: \"")?.strip_suffix("\";"))
-        .find(|c| c.contains("blankslate audit"))
-        .unwrap_or_else(|| panic!("no blankslate DPkg::Post-Invoke in\n{dump}"));
+        .find(|c| c.contains(containing))
+        .unwrap_or_else(|| panic!("no DPkg::Post-Invoke with {containing:?} in\n{dump}"));
     let dir = tempfile::tempdir().unwrap();
-    let stub = dir.path().join("blankslate");
     let activated = dir.path().join("etc.blankslate");
     std::fs::create_dir(&activated).unwrap();
     let script = command
-        .replace("/usr/bin/blankslate", stub.to_str().unwrap())
+        .replace("/usr/bin/blankslate", dir.path().join("blankslate").to_str().unwrap())
         .replace("/etc/.blankslate", activated.to_str().unwrap());
+    Some((dir, script))
+}
+
+/// The apt hook as apt reads it (`apt-config`), and its command: silent where
+/// blankslate is not installed, the audit's report where it is, and never a failure
+/// that would fail apt (the audit exits 1 to 3 on findings). A stub stands in for
+/// the binary: the real one would audit the host.
+#[test]
+fn the_apt_hook_parses_and_never_fails_apt() {
+    let Some((dir, script)) = apt_hook_command("blankslate audit") else { return };
+    let stub = dir.path().join("blankslate");
     for exit in [0, 1, 2, 3] {
         std::fs::write(&stub, format!("#!/bin/sh\necho \"audit $*\"\nexit {exit}\n")).unwrap();
         std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -486,4 +495,31 @@ fn the_apt_hook_parses_and_never_fails_apt() {
     std::fs::remove_file(&stub).unwrap();
     let output = Command::new("sh").args(["-c", &script]).output().unwrap();
     assert!(output.status.success() && output.stdout.is_empty(), "{}", both(&output));
+}
+
+/// The apt hook's keeping by itself: off unless `Blankslate::Keep-Packaged` is true
+/// in apt's configuration, then `etc keep --packaged` with the declaration
+/// `Blankslate::Declaration` names (by default the system's); never a failure of apt.
+#[test]
+fn the_apt_hook_keeps_packages_etc_files_only_when_told_to() {
+    let Some((dir, script)) = apt_hook_command("etc keep --packaged") else { return };
+    let stub = dir.path().join("blankslate");
+    let settings = dir.path().join("apt.conf");
+    let run = |settings_text: &str, exit: i32| {
+        std::fs::write(&settings, settings_text).unwrap();
+        std::fs::write(&stub, format!("#!/bin/sh\necho \"ran $*\"\nexit {exit}\n")).unwrap();
+        std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let output = Command::new("sh").args(["-c", &script]).env("APT_CONFIG", &settings).output().unwrap();
+        assert!(output.status.success(), "{settings_text}, exit {exit}: {}", both(&output));
+        assert!(output.stderr.is_empty(), "{settings_text}: {}", both(&output));
+        text(&output.stdout)
+    };
+    assert_eq!(run("", 0), "");
+    assert_eq!(run("Blankslate::Keep-Packaged \"false\";\n", 0), "");
+    let on = "Blankslate::Keep-Packaged \"true\";\n";
+    assert_eq!(run(on, 0), "ran etc keep --packaged --declaration /etc/blankslate/system.toml\n");
+    let elsewhere = format!("{on}Blankslate::Declaration \"/srv/decl.toml\";\n");
+    assert_eq!(run(&elsewhere, 0), "ran etc keep --packaged --declaration /srv/decl.toml\n");
+    let failed = run(on, 2);
+    assert!(failed.ends_with("blankslate: could not keep the /etc files of packages (why is above)\n"), "{failed}");
 }

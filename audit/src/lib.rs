@@ -265,7 +265,8 @@ pub struct Finding {
     /// Number of non-directories in the group.
     pub files: u64,
     pub reason: String,
-    /// The dpkg packages the path came from (`package-missing`, `etc-stray`).
+    /// The dpkg packages the path came from (`package-missing`, `etc-stray`,
+    /// `etc-drift`: a package's upgrade replaces its conffile).
     pub packages: Vec<String>,
 }
 
@@ -620,7 +621,7 @@ pub fn audit(setup: &Setup<'_>) -> Result<Report, AuditError> {
         *n <= setup.limit
     });
     if let Some(packages) = &packages {
-        for finding in report.findings.iter_mut().filter(|f| f.class == Class::EtcStray) {
+        for finding in report.findings.iter_mut().filter(|f| matches!(f.class, Class::EtcStray | Class::EtcDrift)) {
             finding.name_packages(packages);
         }
     }

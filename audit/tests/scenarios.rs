@@ -806,6 +806,25 @@ Conffiles:
         assert_eq!(report.exit_code(), 1, "{}", summary(&report));
         assert_eq!(find(&report, Class::EtcStray, b"/etc/anacrontab")[0].reason, "from package anacron");
         std::fs::remove_file(scratch.path("etc/anacrontab")).unwrap();
+        // An upgrade of the package that lists a declared file replaced it: drift,
+        // with the package named (what `etc keep --packaged` keeps).
+        scratch.write("var/lib/dpkg/info/netbase.list", b"/etc\n/etc/hosts\n");
+        let status = format!("{status}\nPackage: netbase\nStatus: install ok installed\nArchitecture: all\n");
+        scratch.write("var/lib/dpkg/status", status.as_bytes());
+        let hosts = scratch.path("etc/hosts");
+        let declared = std::fs::read_link(&hosts).unwrap();
+        std::fs::remove_file(&hosts).unwrap();
+        std::fs::write(&hosts, "127.0.0.1 localhost upgraded\n").unwrap();
+        let report = scratch.audit();
+        let drift = find(&report, Class::EtcDrift, b"/etc/hosts");
+        assert_eq!(drift.len(), 1, "{}", summary(&report));
+        assert_eq!(drift[0].packages, ["netbase"], "{}", summary(&report));
+        std::fs::remove_file(scratch.path("var/lib/dpkg/info/netbase.list")).unwrap();
+        scratch.write("var/lib/dpkg/status", status.split("\nPackage: netbase").next().unwrap().as_bytes());
+        let report = scratch.audit();
+        assert!(find(&report, Class::EtcDrift, b"/etc/hosts")[0].packages.is_empty());
+        std::fs::remove_file(&hosts).unwrap();
+        std::os::unix::fs::symlink(declared, &hosts).unwrap();
         let report = scratch.audit();
         let mut json = blankslate_audit::render::json(&report, "ROOT");
         json.as_object_mut().unwrap().remove("stats");

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use blankslate_audit::journal as audit_journal;
 use blankslate_core::fs::Dir;
 
-use super::{Result, Running, Target, running};
+use super::{Result, Running, Target, built};
 use crate::report::{self, outln};
 
 pub(super) const AUDIT_HELP: &str = "\
@@ -88,9 +88,7 @@ pub(super) fn run(args: &AuditArgs) -> Result<ExitCode> {
     let target = &args.target;
     let root = Dir::open_root(&target.root)?;
     let root_path = std::fs::canonicalize(&target.root)?;
-    let Some(running) = running(target, args.generation)? else {
-        return Err(format!("no blankslate state in {}: nothing was ever built there", target.root.display()).into());
-    };
+    let running = built(target, args.generation)?;
     let own_outputs: Vec<Vec<u8>> = args.prometheus.iter().filter_map(|file| inside(&root_path, file)).collect();
     let mut setup = setup(&running, &root, &root_path, &target.state_dir, &own_outputs)?;
     setup.limit = args.limit;

@@ -11,7 +11,7 @@ use blankslate_core::fs::Dir;
 use blankslate_etc_builder::keep::{self, KeepError};
 use clap::Subcommand;
 
-use super::{CliError, InputError, Result, Target, load, open_state, switch};
+use super::{CliError, InputError, Result, Target, audit, built, load, open_state, switch};
 use crate::report::{self, outln};
 
 #[derive(Debug, Subcommand)]
@@ -24,8 +24,13 @@ pub(super) enum EtcCommand {
     /// backed up: it holds what is now declared.
     Keep {
         /// Paths below /etc (`/etc/default/atd`, or `default/atd`).
-        #[arg(required = true, value_name = "PATH")]
+        #[arg(required_unless_present = "packaged", conflicts_with = "packaged", value_name = "PATH")]
         paths: Vec<String>,
+        /// Instead of named paths: every /etc path the audit reports (etc-stray,
+        /// etc-drift) that a dpkg package installed, as the apt hook does after a
+        /// package's install or upgrade when `Blankslate::Keep-Packaged` is on.
+        #[arg(long)]
+        packaged: bool,
         /// The declaration whose etc tree takes them.
         #[arg(long, value_name = "FILE")]
         declaration: PathBuf,
@@ -38,7 +43,7 @@ pub(super) enum EtcCommand {
 }
 
 pub(super) fn run(command: EtcCommand) -> Result<ExitCode> {
-    let EtcCommand::Keep { paths, declaration: file, no_switch, target } = command;
+    let EtcCommand::Keep { paths, packaged, declaration: file, no_switch, target } = command;
     let declaration = match load(&file, &target.root)? {
         Ok(declaration) => declaration,
         Err(code) => return Ok(code),
@@ -50,6 +55,11 @@ pub(super) fn run(command: EtcCommand) -> Result<ExitCode> {
             file.display()
         )));
     };
+    let paths = if packaged { packaged_paths(&target)? } else { paths };
+    if paths.is_empty() {
+        outln!("the audit reports no /etc file of a package: nothing to keep")?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let keys = paths.iter().map(|path| checked_key(&declaration, path)).collect::<Result<Vec<_>>>()?;
     let etc = Dir::open_root(&target.root)?.open_dir("etc")?;
     let tree_dir = Dir::open_root(Path::new(&tree.source))?;
@@ -82,6 +92,33 @@ pub(super) fn run(command: EtcCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The /etc paths of dpkg packages that the audit of `target` reports as etc-stray or
+/// etc-drift and that are there to keep (not a declared entry gone missing).
+fn packaged_paths(target: &Target) -> Result<Vec<String>> {
+    use blankslate_audit::Class;
+    let running = built(target, None)?;
+    let root = Dir::open_root(&target.root)?;
+    let root_path = std::fs::canonicalize(&target.root)?;
+    let mut setup = audit::setup(&running, &root, &root_path, &target.state_dir, &[])?;
+    setup.sizes = false;
+    let report = blankslate_audit::audit(&setup)?;
+    let mut paths = Vec::new();
+    for finding in &report.findings {
+        if !matches!(finding.class, Class::EtcStray | Class::EtcDrift) || finding.packages.is_empty() {
+            continue;
+        }
+        let path = String::from_utf8(finding.path.clone())
+            .map_err(|_| format!("{}: not UTF-8", String::from_utf8_lossy(&finding.path)))?;
+        let (parent, name) = path.trim_start_matches('/').rsplit_once('/').unwrap_or(("", &path));
+        match root.open_dir_or_self(parent).and_then(|dir| dir.meta(name)) {
+            Ok(_) => paths.push(path),
+            Err(error) if error.is_not_found() => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(paths)
 }
 
 /// `path` as a key of `/etc`, refused when the declaration names it otherwise: an

@@ -376,6 +376,13 @@ fn running(target: &Target, wanted: Option<u32>) -> Result<Option<Running>> {
     Ok(Some(Running { state, active, number, generation, declaration, etc, users }))
 }
 
+/// [`running`], where a root without any state is an error: commands that read the
+/// running generation have nothing to work on there.
+fn built(target: &Target, wanted: Option<u32>) -> Result<Running> {
+    running(target, wanted)?
+        .ok_or_else(|| format!("no blankslate state in {}: nothing was ever built there", target.root.display()).into())
+}
+
 /// The owner names a root knows, if its /etc/passwd can be read.
 fn user_db(root: &Path) -> Option<UserDb> {
     let users = UserDb::from_root(&Dir::open_root(root).ok()?);

@@ -12,7 +12,7 @@ use blankslate_net::{self as net, Catch, Erased};
 use clap::Subcommand;
 use serde_json::json;
 
-use super::{EXIT_CODES, InputError, Result, Target, open_state, persist, read_state, running};
+use super::{EXIT_CODES, InputError, Result, Target, built, open_state, persist, read_state};
 use crate::report::{self, outln};
 
 /// Where the kernel says which boot this is.
@@ -105,9 +105,7 @@ pub(super) fn run(command: NetCommand) -> Result<ExitCode> {
 }
 
 fn save(target: &Target, as_json: bool) -> Result<ExitCode> {
-    let Some(running) = running(target, None)? else {
-        return Err(format!("no blankslate state in {}: nothing was ever built there", target.root.display()).into());
-    };
+    let running = built(target, None)?;
     let Some(bounds) = running.declaration.net else {
         outln!("generation {} declares no [net]: nothing kept", running.number)?;
         return Ok(ExitCode::SUCCESS);

@@ -23,15 +23,50 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::{Boot, Qemu, Result, VIRTIO_MODULES, run, sh, static_binary, target, workspace};
+use crate::{Boot, Qemu, Result, VIRTIO_MODULES, kernel_package, own_apt, run, sh, static_binary, target, workspace};
 
-pub const SUITE: &str = "bookworm";
+/// The Debian release an image is built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suite {
+    /// Debian 12.
+    Bookworm,
+    /// Debian 13.
+    Trixie,
+}
+
+impl Suite {
+    pub fn name(self) -> &'static str {
+        match self {
+            Suite::Bookworm => "bookworm",
+            Suite::Trixie => "trixie",
+        }
+    }
+
+    /// Whether route a's command line names the virtio modules to load. Debian 13's
+    /// cloud kernel has the virtio drivers built in but `virtio_blk`
+    /// (`modules.builtin`), so the image's initramfs holds only that one, and the
+    /// boot loads all it holds.
+    fn names_modules(self) -> bool {
+        self == Suite::Bookworm
+    }
+
+    /// Which of the per-suite caches of this run.
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One per [`Suite`]: what is made once per run and suite.
+type PerSuite<T> = [OnceLock<std::result::Result<T, String>>; 2];
 /// On top of `--variant=minbase` (which brings passwd, login, util-linux, …).
 pub const PACKAGES: &[&str] =
     &["systemd-sysv", "udev", "dbus", "openssh-server", "dracut", "linux-image-cloud-amd64", "busybox-static"];
 const MIRROR: &str = "http://deb.debian.org/debian";
 /// Bumped whenever what is done to the tree after mmdebstrap changes.
 const IMAGE_RECIPE: u32 = 1;
+/// Where the guest finds day two's packages: a local apt repository (the guest has
+/// no network), with the second kernel and a newer `vmtest-daytwo`.
+const REPOSITORY: &str = "usr/local/share/vmtest/repo";
 /// The volume's label, as the kernel command line names it.
 pub const LABEL: &str = "persist";
 const MEMORY_MB: u32 = 1024;
@@ -43,20 +78,20 @@ pub struct Image {
     pub kernel_version: String,
 }
 
-/// Builds (once; then cached under `target/vm-debian`) the Debian image tree.
-pub fn image() -> Result<Image> {
-    static IMAGE: OnceLock<std::result::Result<Image, String>> = OnceLock::new();
-    IMAGE.get_or_init(build_image).clone()
+/// Builds (once; then cached under `target/vm-debian`) the Debian image tree of `suite`.
+pub fn image(suite: Suite) -> Result<Image> {
+    static IMAGE: PerSuite<Image> = [const { OnceLock::new() }; 2];
+    IMAGE[suite.index()].get_or_init(|| build_image(suite)).clone()
 }
 
-fn image_key() -> String {
+fn image_key(suite: Suite) -> String {
     let mut hasher = std::hash::DefaultHasher::new();
-    (SUITE, PACKAGES, MIRROR, IMAGE_RECIPE).hash(&mut hasher);
-    format!("{SUITE}-{:016x}", hasher.finish())
+    (suite.name(), PACKAGES, MIRROR, IMAGE_RECIPE).hash(&mut hasher);
+    format!("{}-{:016x}", suite.name(), hasher.finish())
 }
 
-fn build_image() -> Result<Image> {
-    let cache = target().join("vm-debian").join(image_key());
+fn build_image(suite: Suite) -> Result<Image> {
+    let cache = target().join("vm-debian").join(image_key(suite));
     let tree = cache.join("tree");
     if !tree.join("usr/lib/os-release").exists() {
         let staging = cache.join("staging");
@@ -67,7 +102,7 @@ fn build_image() -> Result<Image> {
         for excluded in ["/usr/share/man/*", "/usr/share/doc/*", "/usr/share/locale/*", "/usr/share/info/*"] {
             command.arg(format!("--dpkgopt=path-exclude={excluded}"));
         }
-        command.arg(SUITE).arg(&staging).arg(MIRROR);
+        command.arg(suite.name()).arg(&staging).arg(MIRROR);
         // A fresh CI machine always downloads: one dropped connection must not fail
         // the run. (An --aptopt would stay in the image's apt configuration.)
         let mut built = run(&mut command);
@@ -126,6 +161,7 @@ ExecStart=/bin/sh -c 'n=$(cat /var/lib/vmtest-counter/count 2>/dev/null || echo 
 /// `etc/` are its conffiles) and its postinst (none if empty).
 struct LocalPackage {
     name: &'static str,
+    version: &'static str,
     files: &'static [(&'static str, &'static str)],
     postinst: &'static str,
 }
@@ -137,25 +173,56 @@ struct LocalPackage {
 const DAY_TWO_PACKAGES: &[LocalPackage] = &[
     LocalPackage {
         name: "vmtest-daytwo",
+        version: "1.0",
         files: &[
             ("etc/vmtest-daytwo.conf", "greeting=day two\n"),
-            (
-                "usr/lib/systemd/system/vmtest-daytwo.service",
-                "[Unit]\nDescription=blankslate VM test: a packaged service\n\n[Service]\nType=oneshot\n\
-                 RemainAfterExit=yes\nExecStart=/bin/cp /etc/vmtest-daytwo.conf /run/vmtest-daytwo\n\n\
-                 [Install]\nWantedBy=multi-user.target\n",
-            ),
+            ("usr/lib/systemd/system/vmtest-daytwo.service", DAY_TWO_UNIT),
         ],
-        postinst: "#!/bin/sh\nset -e\nif [ \"$1\" = configure ]; then\n    mkdir -p /etc/systemd/system/multi-user.target.wants\n    \
-                   ln -sf /lib/systemd/system/vmtest-daytwo.service /etc/systemd/system/multi-user.target.wants/\nfi\n",
+        postinst: DAY_TWO_POSTINST,
     },
-    LocalPackage { name: "vmtest-forgotten", files: &[("etc/vmtest-forgotten.conf", "forgotten=yes\n")], postinst: "" },
+    LocalPackage {
+        name: "vmtest-forgotten",
+        version: "1.0",
+        files: &[("etc/vmtest-forgotten.conf", "forgotten=yes\n")],
+        postinst: "",
+    },
 ];
+
+/// The unit of `vmtest-daytwo`: it shows which conffile it found.
+const DAY_TWO_UNIT: &str = "[Unit]\nDescription=blankslate VM test: a packaged service\n\n[Service]\nType=oneshot\n\
+                            RemainAfterExit=yes\nExecStart=/bin/cp /etc/vmtest-daytwo.conf /run/vmtest-daytwo\n\n\
+                            [Install]\nWantedBy=multi-user.target\n";
+const DAY_TWO_POSTINST: &str = "#!/bin/sh\nset -e\nif [ \"$1\" = configure ]; then\n    \
+                                mkdir -p /etc/systemd/system/multi-user.target.wants\n    \
+                                ln -sf /lib/systemd/system/vmtest-daytwo.service \
+                                /etc/systemd/system/multi-user.target.wants/\nfi\n";
+
+/// In the local repository, for `apt upgrade`: `vmtest-daytwo` with a changed
+/// conffile (the admin never edited it, so dpkg replaces it).
+const UPGRADED_PACKAGE: LocalPackage = LocalPackage {
+    name: "vmtest-daytwo",
+    version: "2.0",
+    files: &[
+        ("etc/vmtest-daytwo.conf", "greeting=day two, upgraded\n"),
+        ("usr/lib/systemd/system/vmtest-daytwo.service", DAY_TWO_UNIT),
+    ],
+    postinst: DAY_TWO_POSTINST,
+};
 
 /// Builds the day-two packages into `dir`.
 fn day_two_packages(work: &Path, dir: &Path) -> Result<()> {
-    for LocalPackage { name, files, postinst } in DAY_TWO_PACKAGES {
-        let root = work.join("packages").join(name);
+    for package in DAY_TWO_PACKAGES {
+        let deb = dir.join(format!("{}.deb", package.name));
+        build_package(work, package, &deb)?;
+    }
+    Ok(())
+}
+
+/// Builds `package` (with `dpkg-deb`) as `deb`.
+fn build_package(work: &Path, package: &LocalPackage, deb: &Path) -> Result<()> {
+    let LocalPackage { name, version, files, postinst } = package;
+    {
+        let root = work.join("packages").join(format!("{name}_{version}"));
         let mut conffiles = String::new();
         for (path, contents) in *files {
             install(contents.as_bytes(), &root.join(path), 0o644)?;
@@ -165,18 +232,117 @@ fn day_two_packages(work: &Path, dir: &Path) -> Result<()> {
         }
         install(conffiles.as_bytes(), &root.join("DEBIAN/conffiles"), 0o644)?;
         let control = format!(
-            "Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: blankslate VM tests <vmtest@localhost>\n\
+            "Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: blankslate VM tests <vmtest@localhost>\n\
              Description: a package of the VM tests' day two\n"
         );
         install(control.as_bytes(), &root.join("DEBIAN/control"), 0o644)?;
         if !postinst.is_empty() {
             install(postinst.as_bytes(), &root.join("DEBIAN/postinst"), 0o755)?;
         }
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let deb = dir.join(format!("{name}.deb"));
+        std::fs::create_dir_all(deb.parent().unwrap()).map_err(|e| e.to_string())?;
         run(Command::new("dpkg-deb").args(["--root-owner-group", "--build"]).arg(&root).arg(deb))?;
     }
     Ok(())
+}
+
+/// The second kernel of `suite`, the one day two installs: the versioned
+/// `linux-image-…-cloud-amd64` that `{suite}-backports` has (a newer upstream
+/// release than the suite's own), the packages of the same kernel it depends on
+/// (Debian 13's are split in several), and the `linux-…` packages it depends on that
+/// backports has (a newer `linux-base`). Fetched with an apt of the harness's own
+/// (never installed on the host), cached in `target/vm-debian/second-kernel-SUITE`.
+/// Returns the `.deb` files and the kernel's version (`uname -r`).
+pub fn second_kernel(suite: Suite) -> Result<(Vec<PathBuf>, String)> {
+    static KERNEL: PerSuite<(Vec<PathBuf>, String)> = [const { OnceLock::new() }; 2];
+    KERNEL[suite.index()].get_or_init(|| fetch_second_kernel(suite)).clone()
+}
+
+fn fetch_second_kernel(suite: Suite) -> Result<(Vec<PathBuf>, String)> {
+    let cache = target().join("vm-debian").join(format!("second-kernel-{}", suite.name()));
+    let done = cache.join("debs");
+    let listed = |dir: &Path| -> Result<(Vec<PathBuf>, String)> {
+        let version = std::fs::read_to_string(cache.join("version")).map_err(|e| e.to_string())?;
+        let mut debs: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .filter_map(std::result::Result::ok)
+            .map(|e| e.path())
+            .collect();
+        debs.sort();
+        Ok((debs, version.trim().to_owned()))
+    };
+    if done.exists() {
+        return listed(&done);
+    }
+    let apt = cache.join("apt");
+    let _ = std::fs::remove_dir_all(&apt);
+    let apt_command = own_apt(
+        &apt,
+        &format!(
+            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {MIRROR} {}-backports main\n",
+            suite.name()
+        ),
+    )?;
+    run(apt_command("apt-get").arg("update"))?;
+    let depends = run(apt_command("apt-cache").args(["depends", "linux-image-cloud-amd64"]))?;
+    let package = kernel_package(&depends)
+        .ok_or_else(|| format!("no kernel package in {}-backports:\n{depends}", suite.name()))?;
+    let version = package.trim_start_matches("linux-image-").to_owned();
+    // The packages of this very kernel (same version in their names) it needs, and
+    // the kernel's own helpers that backports has newer (Debian 13's backports kernel
+    // pre-depends on a newer linux-base). `<virtual>` packages are left to the suite.
+    let mut packages = vec![package];
+    let mut next = 0;
+    while next < packages.len() {
+        let depends = run(apt_command("apt-cache").args(["depends", &packages[next]]))?;
+        for line in depends.lines().map(|l| l.trim().trim_start_matches('|')) {
+            let Some(depended) = line.strip_prefix("Depends: ").or_else(|| line.strip_prefix("PreDepends: ")) else {
+                continue;
+            };
+            if !depended.starts_with("linux-") || packages.iter().any(|p| p == depended) {
+                continue;
+            }
+            if depended.contains(&version) || run(apt_command("apt-cache").args(["show", depended])).is_ok() {
+                packages.push(depended.to_owned());
+            }
+        }
+        next += 1;
+    }
+    let download = apt.join("download");
+    run(apt_command("apt-get").arg("download").args(&packages).current_dir(&download))?;
+    std::fs::write(cache.join("version"), &version).map_err(|e| e.to_string())?;
+    std::fs::rename(&download, &done).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&apt);
+    listed(&done)
+}
+
+/// The image's local apt repository (`file:/usr/local/share/vmtest/repo`, trusted:
+/// nothing signs it): the second kernel and the upgraded `vmtest-daytwo`, indexed
+/// as `dpkg-scanpackages` would; the only source the guest's apt has. Writes the
+/// second kernel's package and version for the probe beside it.
+fn local_repository(suite: Suite, work: &Path, tree: &Path) -> Result<()> {
+    let repository = tree.join(REPOSITORY);
+    std::fs::create_dir_all(&repository).map_err(|e| e.to_string())?;
+    let (debs, version) = second_kernel(suite)?;
+    for deb in &debs {
+        std::fs::copy(deb, repository.join(deb.file_name().unwrap())).map_err(|e| format!("{}: {e}", deb.display()))?;
+    }
+    build_package(work, &UPGRADED_PACKAGE, &repository.join("vmtest-daytwo_2.0_all.deb"))?;
+    sh(&format!(
+        "cd '{}'; for deb in *.deb; do dpkg-deb -f \"$deb\"; echo \"Filename: ./$deb\"; \
+         echo \"Size: $(stat -c %s \"$deb\")\"; echo \"SHA256: $(sha256sum \"$deb\" | cut -d' ' -f1)\"; echo; \
+         done > Packages",
+        repository.display()
+    ))?;
+    install(format!("{version}\n").as_bytes(), &tree.join("usr/local/share/vmtest/second-kernel"), 0o644)?;
+    // The image's own sources name Debian's mirror, which the guest cannot reach.
+    for sources in ["etc/apt/sources.list", "etc/apt/sources.list.d/debian.sources"] {
+        let _ = std::fs::remove_file(tree.join(sources));
+    }
+    install(
+        format!("deb [trusted=yes] file:/{REPOSITORY} ./\n").as_bytes(),
+        &tree.join("etc/apt/sources.list.d/vmtest.list"),
+        0o644,
+    )
 }
 
 /// Everything a test boots from, made once per run.
@@ -193,10 +359,11 @@ pub struct Prepared {
     pub adopt_output: String,
 }
 
-/// Prepares the tree, both initramfs images and the adopted volume (once per run).
-pub fn prepared() -> Result<Prepared> {
-    static PREPARED: OnceLock<std::result::Result<Prepared, String>> = OnceLock::new();
-    PREPARED.get_or_init(prepare).clone()
+/// Prepares the tree of `suite`, both initramfs images and the adopted volume (once
+/// per run and suite).
+pub fn prepared(suite: Suite) -> Result<Prepared> {
+    static PREPARED: PerSuite<Prepared> = [const { OnceLock::new() }; 2];
+    PREPARED[suite.index()].get_or_init(|| prepare(suite)).clone()
 }
 
 fn install(contents: &[u8], to: &Path, mode: u32) -> Result<()> {
@@ -211,9 +378,9 @@ fn enable(tree: &Path, unit: &str, target: &str, unit_dir: &str) -> Result<()> {
     std::os::unix::fs::symlink(format!("{unit_dir}/{unit}"), wants.join(unit)).map_err(|e| e.to_string())
 }
 
-fn prepare() -> Result<Prepared> {
-    let image = image()?;
-    let work = target().join("vm-work/debian");
+fn prepare(suite: Suite) -> Result<Prepared> {
+    let image = image(suite)?;
+    let work = target().join("vm-work").join(format!("debian-{}", suite.name()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let tree = work.join("tree");
@@ -244,6 +411,7 @@ fn prepare() -> Result<Prepared> {
     enable(&tree, "vmtest-probe.service", "multi-user.target", "/etc/systemd/system")?;
     install(COUNTER_UNIT.as_bytes(), &tree.join("etc/systemd/system/vmtest-counter.service"), 0o644)?;
     day_two_packages(&work, &tree.join("usr/local/share/vmtest"))?;
+    local_repository(suite, &work, &tree)?;
 
     // Route b: dracut inside the tree.
     let dracut_initrd = format!("/boot/initrd-blankslate.img-{}", image.kernel_version);
@@ -318,9 +486,12 @@ impl Route {
         }
     }
 
-    /// The kernel command line a user of this route writes in the boot loader.
-    pub fn cmdline(self, volume: &str) -> String {
+    /// The kernel command line a user of this route writes in the boot loader. An
+    /// initramfs built with only the modules it needs (the kernel hook's, host-only)
+    /// loads them all and needs no `blankslate.modules=`.
+    pub fn cmdline(self, volume: &str, name_modules: bool) -> String {
         match self {
+            Route::Own if !name_modules => format!("console=ttyS0 panic=-1 loglevel=4 blankslate.persist={volume}"),
             Route::Own => format!(
                 "console=ttyS0 panic=-1 loglevel=4 blankslate.persist={volume} blankslate.modules={}",
                 VIRTIO_MODULES.join(",")
@@ -332,17 +503,35 @@ impl Route {
     }
 }
 
-/// A scenario's own copy of the adopted disk.
-pub fn disk(work: &Path) -> Result<PathBuf> {
+/// A scenario's own copy of the adopted disk of `suite`.
+pub fn disk(suite: Suite, work: &Path) -> Result<PathBuf> {
     let disk = work.join("volume.img");
-    sh(&format!("cp --sparse=always '{}' '{}'", prepared()?.disk.display(), disk.display()))?;
+    sh(&format!("cp --sparse=always '{}' '{}'", prepared(suite)?.disk.display(), disk.display()))?;
     Ok(disk)
 }
 
-/// Boots `disk` by `route`, the volume named as `volume` (`LABEL=persist`), with
+/// What the boot loader starts: a suite's machine by a route, with the image's
+/// kernel and initramfs (made on the host), or with a kernel and initramfs that the
+/// guest's kernel hooks put in the volume's `/boot` (read out of the disk image).
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    pub suite: Suite,
+    pub route: Route,
+    /// The kernel and the initramfs, if not the image's.
+    pub from_volume: Option<(&'a Path, &'a Path)>,
+}
+
+impl Entry<'_> {
+    /// The image's kernel and initramfs of `route`.
+    pub fn image(suite: Suite, route: Route) -> Entry<'static> {
+        Entry { suite, route, from_volume: None }
+    }
+}
+
+/// Boots `disk` from `entry`, the volume named as `volume` (`LABEL=persist`), with
 /// `append` after the route's command line.
 pub fn boot(
-    route: Route,
+    entry: Entry<'_>,
     work: &Path,
     disk: &Path,
     volume: &str,
@@ -350,12 +539,63 @@ pub fn boot(
     stop: Option<&str>,
     limit: Duration,
 ) -> Result<Boot> {
-    let prepared = prepared()?;
-    let mut cmdline = route.cmdline(volume);
+    let prepared = prepared(entry.suite)?;
+    let mut cmdline = entry.route.cmdline(volume, entry.from_volume.is_none() && entry.suite.names_modules());
+    if entry.from_volume.is_some() {
+        // Debian 12's backports kernel (6.12.95) double-faults in SLUB's cmpxchg16b
+        // under QEMU 7.2's TCG (Debian 12's QEMU) before any driver loads; without
+        // the feature it boots.
+        cmdline.push_str(" clearcpuid=cx16");
+    }
     let _ = write!(cmdline, " {append}");
-    let initrd = if route == Route::Own { &prepared.own_initrd } else { &prepared.dracut_initrd };
-    let qemu = Qemu { kernel: &prepared.kernel, initrd, disks: &[disk], memory_mb: MEMORY_MB, cmdline: &cmdline };
+    let image_initrd = if entry.route == Route::Own { &prepared.own_initrd } else { &prepared.dracut_initrd };
+    let (kernel, initrd) = entry.from_volume.unwrap_or((&prepared.kernel, image_initrd));
+    let qemu = Qemu { kernel, initrd, disks: &[disk], memory_mb: MEMORY_MB, cmdline: &cmdline };
     qemu.boot(work, stop, limit)
+}
+
+/// blankslate's part of a boot, in ms, beside the whole boot: its activation (from
+/// its start to the exec of systemd on route a, to the end of the initrd service on
+/// route b) and `systemd-analyze time`'s total (kernel, initrd and userspace).
+pub fn boot_share(boot: &Boot) -> Option<(f64, f64)> {
+    let startup = facts(boot).remove("startup")?;
+    let total = startup.rsplit_once("= ")?.1.trim();
+    Some((boot.activation_ms()?, systemd_time_ms(total)?))
+}
+
+/// A time as systemd prints it: `1min 2.345s`, `23.807s`, `812ms`.
+fn systemd_time_ms(text: &str) -> Option<f64> {
+    text.split_whitespace().try_fold(0.0, |sum, part| {
+        let (number, factor) = if let Some(n) = part.strip_suffix("min") {
+            (n, 60_000.0)
+        } else if let Some(n) = part.strip_suffix("ms") {
+            (n, 1.0)
+        } else {
+            (part.strip_suffix('s')?, 1000.0)
+        };
+        Some(sum + number.parse::<f64>().ok()? * factor)
+    })
+}
+
+/// Prints a row of the boot-share table: the boots' median activation, median
+/// total, and blankslate's share of the boot (median and largest).
+pub fn print_boot_share(suite: Suite, route: Route, shares: &[(f64, f64)]) {
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    let percents: Vec<f64> = shares.iter().map(|(ms, total)| 100.0 * ms / total).collect();
+    println!(
+        "boot share | {} | {} | {} binary | {} boots | blankslate {:.1} ms | boot {:.2} s | share {:.2} % (largest {:.2} %)",
+        suite.name(),
+        route.name(),
+        crate::static_binary_profile(),
+        shares.len(),
+        median(shares.iter().map(|s| s.0).collect()),
+        median(shares.iter().map(|s| s.1).collect()) / 1000.0,
+        median(percents.clone()),
+        percents.iter().copied().fold(0.0, f64::max),
+    );
 }
 
 /// The `VMTEST FACT key=value` lines of a boot.

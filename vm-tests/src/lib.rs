@@ -9,6 +9,9 @@
 #![forbid(unsafe_code)]
 
 pub mod debian;
+mod kernels;
+
+pub use kernels::{Kernel, compressed_modules_kernel, kernel, kernel_package, own_apt, trixie_kernel};
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -57,196 +60,6 @@ fn sh(script: &str) -> Result<String> {
     run(Command::new("sh").args(["-ec", script]))
 }
 
-/// The unpacked kernel: `vmlinuz` and a directory of uncompressed virtio modules.
-#[derive(Debug, Clone)]
-pub struct Kernel {
-    pub vmlinuz: PathBuf,
-    pub modules: PathBuf,
-}
-
-/// Fetches (once, then cached in `target/vm-kernel`) the Debian cloud kernel: the
-/// package `linux-image-cloud-amd64` depends on, downloaded with `apt-get download`
-/// and unpacked with `dpkg-deb` (never installed), keeping `vmlinuz` and the virtio
-/// modules (decompressed if the package ships them as `.ko.xz` or `.ko.zst`).
-pub fn kernel() -> Result<Kernel> {
-    static KERNEL: OnceLock<std::result::Result<Kernel, String>> = OnceLock::new();
-    KERNEL.get_or_init(fetch_kernel).clone()
-}
-
-fn fetch_kernel() -> Result<Kernel> {
-    let cache = target().join("vm-kernel");
-    let unpacked = cache.join("unpacked");
-    let found = |dir: &Path| -> Option<Kernel> {
-        let boot = std::fs::read_dir(dir.join("boot")).ok()?;
-        let vmlinuz = boot
-            .filter_map(std::result::Result::ok)
-            .map(|e| e.path())
-            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))?;
-        let modules = dir.join("lib/modules");
-        Some(Kernel { vmlinuz, modules })
-    };
-    if let Some(kernel) = found(&unpacked) {
-        return Ok(kernel);
-    }
-    let depends = run(Command::new("apt-cache").args(["depends", "linux-image-cloud-amd64"]))?;
-    let package = depends
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("Depends: "))
-        .find(|p| p.starts_with("linux-image-") && p.chars().nth(12).is_some_and(|c| c.is_ascii_digit()))
-        .ok_or_else(|| format!("no kernel package in `apt-cache depends linux-image-cloud-amd64`:\n{depends}"))?
-        .to_owned();
-    let download = cache.join("download");
-    std::fs::create_dir_all(&download).map_err(|e| e.to_string())?;
-    // apt-get download drops privileges to _apt, which must be able to write here.
-    sh(&format!("chmod 0777 '{}'", download.display()))?;
-    run(Command::new("apt-get").args(["-o", APT_RETRIES, "download"]).arg(&package).current_dir(&download))?;
-    let staging = cache.join("unpacking");
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).map_err(|e| e.to_string())?;
-    sh(&format!(
-        "cd '{staging}'; dpkg-deb --fsys-tarfile '{download}'/{package}_*.deb | \
-         tar -x --wildcards './boot/vmlinuz-*' './lib/modules/*/kernel/drivers/virtio/*' \
-         './lib/modules/*/kernel/drivers/block/virtio_blk.ko*'; \
-         find lib -name '*.ko.xz' -exec xz -d {{}} +; find lib -name '*.ko.zst' -exec zstd -q --rm -d {{}} \\;",
-        staging = staging.display(),
-        download = download.display(),
-    ))?;
-    std::fs::rename(&staging, &unpacked).map_err(|e| e.to_string())?;
-    found(&unpacked).ok_or_else(|| format!("no boot/vmlinuz-* in {package}"))
-}
-
-/// The Debian 12 cloud kernel with its virtio modules compressed as distributions
-/// that compress ship them, and the `modules.dep` that `depmod` writes for them: the
-/// package ships plain `.ko` files (`CONFIG_MODULE_COMPRESS_NONE`), so the harness
-/// compresses them itself, the way Linux's `modules_install` does
-/// (`xz --check=crc32 --lzma2=dict=1MiB`) for `virtio`, `virtio_ring`, `virtio_blk`,
-/// and with `zstd` for the `virtio_pci` family, then runs `depmod -b` (kmod) on the
-/// tree, as the package's installation would. Built once, cached in
-/// `target/vm-kernel/compressed`.
-pub fn compressed_modules_kernel() -> Result<Kernel> {
-    static KERNEL: OnceLock<std::result::Result<Kernel, String>> = OnceLock::new();
-    KERNEL
-        .get_or_init(|| {
-            let plain = kernel()?;
-            let cache = target().join("vm-kernel/compressed");
-            let modules_of = |dir: &Path| -> Result<PathBuf> {
-                let version = only_entry(&dir.join("lib/modules"))?;
-                Ok(dir.join("lib/modules").join(version))
-            };
-            if cache.exists() {
-                return Ok(Kernel { vmlinuz: plain.vmlinuz, modules: modules_of(&cache)? });
-            }
-            let staging = target().join("vm-kernel/compressing");
-            let _ = std::fs::remove_dir_all(&staging);
-            std::fs::create_dir_all(&staging).map_err(|e| e.to_string())?;
-            sh(&format!(
-                "cd '{staging}'; dpkg-deb --fsys-tarfile \"$(ls '{download}'/linux-image-*.deb | head -n 1)\" | \
-                 tar -x --wildcards './lib/modules/*/kernel/drivers/virtio/*' \
-                 './lib/modules/*/kernel/drivers/block/virtio_blk.ko' './lib/modules/*/modules.builtin' \
-                 './lib/modules/*/modules.order'; \
-                 cd lib/modules/*/kernel/drivers; \
-                 zstd -q --rm virtio/virtio_pci*.ko; \
-                 xz --check=crc32 --lzma2=dict=1MiB virtio/*.ko block/virtio_blk.ko; \
-                 cd ../..; depmod -b '{staging}' \"$(basename \"$PWD\")\"",
-                staging = staging.display(),
-                download = target().join("vm-kernel/download").display(),
-            ))
-            .map_err(|e| format!("{e}\n(depmod is in Debian's kmod package)"))?;
-            std::fs::rename(&staging, &cache).map_err(|e| e.to_string())?;
-            Ok(Kernel { vmlinuz: plain.vmlinuz, modules: modules_of(&cache)? })
-        })
-        .clone()
-}
-
-/// Debian 13's cloud kernel and its modules exactly as the package ships them
-/// (`.ko.xz`: `CONFIG_MODULE_COMPRESS_XZ`), with the `modules.dep` that `depmod`
-/// writes at installation. Downloaded with `apt-get download` from a sources list of
-/// the harness's own (the host's apt configuration is not touched), unpacked with
-/// `dpkg-deb`, cached in `target/vm-kernel-trixie`.
-pub fn trixie_kernel() -> Result<Kernel> {
-    static KERNEL: OnceLock<std::result::Result<Kernel, String>> = OnceLock::new();
-    KERNEL.get_or_init(fetch_trixie_kernel).clone()
-}
-
-fn fetch_trixie_kernel() -> Result<Kernel> {
-    let cache = target().join("vm-kernel-trixie");
-    let unpacked = cache.join("unpacked");
-    let found = |dir: &Path| -> Result<Kernel> {
-        let vmlinuz = dir.join("boot").join(only_entry(&dir.join("boot"))?);
-        let version = only_entry(&dir.join("usr/lib/modules"))?;
-        Ok(Kernel { vmlinuz, modules: dir.join("usr/lib/modules").join(version) })
-    };
-    if unpacked.exists() {
-        return found(&unpacked);
-    }
-    let apt = cache.join("apt");
-    for dir in ["lists/partial", "archives/partial", "download"] {
-        std::fs::create_dir_all(apt.join(dir)).map_err(|e| e.to_string())?;
-    }
-    std::fs::write(
-        apt.join("sources.list"),
-        "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main\n",
-    )
-    .map_err(|e| e.to_string())?;
-    // apt-get drops privileges to _apt, which must be able to write here.
-    sh(&format!("chmod -R 0777 '{}'", apt.display()))?;
-    let options = [
-        format!("Dir::Etc::SourceList={}", apt.join("sources.list").display()),
-        "Dir::Etc::SourceParts=/dev/null".to_owned(),
-        format!("Dir::State::Lists={}", apt.join("lists").display()),
-        format!("Dir::Cache={}", apt.display()),
-        "Dir::State::Status=/dev/null".to_owned(),
-        APT_RETRIES.to_owned(),
-    ];
-    let apt_command = |program: &str| {
-        let mut command = Command::new(program);
-        for option in &options {
-            command.arg("-o").arg(option);
-        }
-        command
-    };
-    run(apt_command("apt-get").arg("update"))?;
-    let depends = run(apt_command("apt-cache").args(["depends", "linux-image-cloud-amd64"]))?;
-    let package = depends
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("Depends: "))
-        .find(|p| p.starts_with("linux-image-") && p.chars().nth(12).is_some_and(|c| c.is_ascii_digit()))
-        .ok_or_else(|| {
-            format!("no kernel package in trixie's `apt-cache depends linux-image-cloud-amd64`:\n{depends}")
-        })?
-        .to_owned();
-    let download = apt.join("download");
-    run(apt_command("apt-get").arg("download").arg(&package).current_dir(&download))?;
-    let staging = cache.join("unpacking");
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).map_err(|e| e.to_string())?;
-    sh(&format!(
-        "cd '{staging}'; dpkg-deb --fsys-tarfile '{download}'/*.deb | \
-         tar -x --wildcards './boot/vmlinuz-*' './usr/lib/modules/*/kernel/drivers/virtio/*' \
-         './usr/lib/modules/*/kernel/drivers/block/virtio_blk.ko*' './usr/lib/modules/*/modules.builtin' \
-         './usr/lib/modules/*/modules.order'; \
-         cd usr/lib/modules/*; depmod -b '{staging}/usr' \"$(basename \"$PWD\")\"",
-        staging = staging.display(),
-        download = download.display(),
-    ))
-    .map_err(|e| format!("{e}\n(depmod is in Debian's kmod package)"))?;
-    std::fs::rename(&staging, &unpacked).map_err(|e| e.to_string())?;
-    found(&unpacked)
-}
-
-/// The name of the one entry in `dir`.
-fn only_entry(dir: &Path) -> Result<String> {
-    let names: Vec<String> = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(std::result::Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    match &names[..] {
-        [one] => Ok(one.clone()),
-        _ => Err(format!("{}: expected one entry, found {names:?}", dir.display())),
-    }
-}
-
 /// Builds, with `blankslate initrd`, an initramfs named `name` (under
 /// `target/vm-work`) with `kernel`'s modules `modules` (and what they need). Returns
 /// it with what the command printed (the modules it put in, one a line).
@@ -266,10 +79,17 @@ pub fn initrd_with(name: &str, kernel: &Kernel, modules: &[&str]) -> Result<(Pat
     Ok((out, printed))
 }
 
+/// The cargo profile of the static binary: `release` (what users boot, so the boot
+/// numbers are theirs), or `debug` with `BLANKSLATE_VM_PROFILE=debug` (overflow
+/// checks and debug assertions on).
+pub fn static_binary_profile() -> &'static str {
+    if std::env::var("BLANKSLATE_VM_PROFILE").is_ok_and(|p| p == "debug") { "debug" } else { "release" }
+}
+
 /// Builds (once per run; cargo makes it incremental) the static binary:
-/// `RUSTFLAGS="-C target-feature=+crt-static" cargo build -p blankslate
-/// --target x86_64-unknown-linux-gnu --target-dir target/vm-static`, or takes the one
-/// `BLANKSLATE_VM_BINARY` names.
+/// `RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -p blankslate
+/// --target x86_64-unknown-linux-gnu --target-dir target/vm-static` (see
+/// [`static_binary_profile`]), or takes the one `BLANKSLATE_VM_BINARY` names.
 pub fn static_binary() -> Result<PathBuf> {
     static BINARY: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
     BINARY
@@ -279,12 +99,15 @@ pub fn static_binary() -> Result<PathBuf> {
             }
             let dir = target().join("vm-static");
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            run(Command::new(cargo)
-                .current_dir(workspace())
-                .env("RUSTFLAGS", "-C target-feature=+crt-static")
-                .args(["build", "--quiet", "-p", "blankslate", "--target", "x86_64-unknown-linux-gnu", "--target-dir"])
-                .arg(&dir))?;
-            let binary = dir.join("x86_64-unknown-linux-gnu/debug/blankslate");
+            let profile = static_binary_profile();
+            let mut build = Command::new(cargo);
+            build.current_dir(workspace()).env("RUSTFLAGS", "-C target-feature=+crt-static");
+            build.args(["build", "--quiet", "-p", "blankslate", "--target", "x86_64-unknown-linux-gnu"]);
+            if profile == "release" {
+                build.arg("--release");
+            }
+            run(build.arg("--target-dir").arg(&dir))?;
+            let binary = dir.join("x86_64-unknown-linux-gnu").join(profile).join("blankslate");
             let file = run(Command::new("file").arg(&binary)).unwrap_or_default();
             if file.contains("dynamically linked") {
                 return Err(format!("{} is not static: {file}", binary.display()));
@@ -736,6 +559,24 @@ pub fn check(result: Result<()>) {
 /// A file's contents in an ext4 image, read with `debugfs` (no mount).
 pub fn debugfs_cat(image: &Path, path: &str) -> Result<String> {
     run(Command::new("debugfs").arg("-R").arg(format!("cat {path}")).arg(image).stderr(Stdio::null()))
+}
+
+/// The names in a directory of an ext4 image, read with `debugfs` (no mount).
+pub fn debugfs_names(image: &Path, dir: &str) -> Result<Vec<String>> {
+    // `ls -p`: one `/inode/mode/uid/gid/name/size/` a line.
+    let listing = run(Command::new("debugfs").arg("-R").arg(format!("ls -p {dir}")).arg(image).stderr(Stdio::null()))?;
+    Ok(listing.lines().filter_map(|l| l.split('/').nth(5)).filter(|n| !n.is_empty()).map(str::to_owned).collect())
+}
+
+/// Copies a file out of an ext4 image to `to`, with `debugfs` (no mount), as a boot
+/// loader reads a kernel from the disk.
+pub fn debugfs_dump(image: &Path, path: &str, to: &Path) -> Result<()> {
+    let _ = std::fs::remove_file(to);
+    run(Command::new("debugfs").arg("-R").arg(format!("dump {path} {}", to.display())).arg(image))?;
+    match std::fs::metadata(to) {
+        Ok(m) if m.len() > 0 => Ok(()),
+        _ => Err(format!("{path} is not in {} (or is empty)", image.display())),
+    }
 }
 
 /// Fails unless the ext4 file system in `image` was left clean: its state is

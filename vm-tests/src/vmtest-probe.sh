@@ -34,6 +34,30 @@ written_back() {
     for _ in $(seq 50); do cmp -s "/etc/$1" "/persist/etc/$1" && return 0; sleep 0.2; done
     return 1
 }
+# Day two's kernel upgrade: the second kernel (in the image's local apt repository),
+# the route this boot came by, and the initramfs a kernel's hooks make for it.
+NEW_KERNEL=$(cat /usr/local/share/vmtest/second-kernel)
+if grep -q 'root=tmpfs' /proc/cmdline; then ROUTE=b; else ROUTE=a; fi
+initrd_of() { if [ "$ROUTE" = a ]; then echo "/boot/blankslate-initrd.img-$1"; else echo "/boot/initrd.img-$1"; fi; }
+# The README's set-up of the kernel hooks for this route: initrd.conf (in
+# /etc/blankslate, which is persisted) and, on route b, dracut's module in every initrd;
+# and no /vmlinuz and /initrd.img links in the tmpfs root (kernel-img.conf), which
+# the next boot would lose anyway.
+kernel_hooks_set_up() {
+    echo 'do_symlinks = no' > /etc/kernel-img.conf
+    if [ "$ROUTE" = a ]; then
+        printf '%s\n' 'ROUTE=a' 'HOST_ONLY="/persist"' 'SHELL_BINARY=/bin/busybox' \
+            'CMDLINE="blankslate.persist=LABEL=persist"' > /etc/blankslate/initrd.conf
+    else
+        printf '%s\n' 'ROUTE=b' 'CMDLINE="root=tmpfs rootflags=mode=755 blankslate.persist=LABEL=persist"' \
+            > /etc/blankslate/initrd.conf
+        mkdir -p /etc/dracut.conf.d && echo 'add_dracutmodules+=" blankslate "' > /etc/dracut.conf.d/blankslate.conf
+    fi
+}
+# 42_blankslate's menu entries (update-grub's part), one kernel version a line.
+menu_kernels() { /etc/grub.d/42_blankslate 2>/dev/null | sed -n "s/^menuentry 'blankslate, with Linux \([^']*\)'.*/\1/p"; }
+generation_made() { blankslate generations list --json | sed -n 's/.*"generation": \([0-9]*\),.*/\1/p' | tail -n 1; }
+
 # Every account file useradd replaces was written back.
 accounts_written_back() {
     for f in group gshadow subuid subgid; do [ ! -e "/etc/$f" ] || written_back "$f" || return 1; done
@@ -50,11 +74,21 @@ fact hostkey "$(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key | awk '{print $2}')
 fact root-password "$(awk -F: '$1 == "root" { print $2 }' /etc/shadow)"
 fact boots "$(journalctl --list-boots --no-pager | grep -c '^ *-\?[0-9]')"
 fact startup "$(systemd-analyze time | head -n 1)"
+fact kernel "$(uname -r)"
 check root-is-tmpfs [ "$(findmnt -n -o FSTYPE /)" = tmpfs ]
 check usr-read-only findmnt -n -o OPTIONS /usr -O ro
 check etc-from-the-store [ "$(readlink /etc/hostname)" = /etc/static/hostname ]
-check sshd-serves-the-persisted-key sh -c \
-    '[ "$(ssh-keyscan -T 60 -t ed25519 127.0.0.1 2>/dev/null | cut -d" " -f3)" = "$(ssh-keygen -y -f /etc/ssh/ssh_host_ed25519_key | cut -d" " -f2)" ]'
+# sshd answers with the persisted host key (what it serves, against the key's file).
+sshd_serves_the_key() {
+    local served kept
+    # (OpenSSH 10's ssh-keyscan prints the server's banner as a comment line too.)
+    served=$(ssh-keyscan -T 60 -t ed25519 127.0.0.1 2>/run/vmtest-keyscan.txt | grep -v '^#' | cut -d" " -f3)
+    kept=$(ssh-keygen -y -f /etc/ssh/ssh_host_ed25519_key | cut -d" " -f2)
+    [ -n "$served" ] && [ "$served" = "$kept" ] && return 0
+    echo "sshd serves ${served:-nothing}, the key file holds $kept; ssh-keyscan said:"
+    cat /run/vmtest-keyscan.txt; return 1
+}
+check sshd-serves-the-persisted-key sshd_serves_the_key
 check journal-is-persistent [ -d "/var/log/journal/$(cat /etc/machine-id)" ]
 check sync-unit-runs systemctl is-active -q blankslate-sync.service
 
@@ -146,6 +180,77 @@ daytwo)
     check forgotten-kept exits 0 keep blankslate etc keep /etc/vmtest-forgotten.conf \
         --declaration /etc/blankslate/system.toml
     check audit-forgets-forgotten sh -c 'blankslate audit > /run/vmtest-after.txt 2>&1; ! grep vmtest-forgotten /run/vmtest-after.txt'
+    # A kernel and a package upgrade from the image's local apt repository, with the
+    # kernel hooks set up for this route: they build the initramfs of the running
+    # kernel (asked by hand, as the README says) and of the new one, and a menu entry each.
+    # The apt hook is told to keep packages' /etc files by itself (off by default).
+    old=$(uname -r)
+    check kernel-hooks-set-up kernel_hooks_set_up
+    echo 'Blankslate::Keep-Packaged "true";' > /etc/apt/apt.conf.d/98blankslate-keep
+    keep="/etc/apt/apt.conf.d/98blankslate-keep /etc/kernel-img.conf"
+    [ "$ROUTE" = a ] || keep="$keep /etc/dracut.conf.d/blankslate.conf"
+    # shellcheck disable=SC2086  # paths without spaces
+    check etc-keep-the-settings exits 0 keep blankslate etc keep $keep --declaration /etc/blankslate/system.toml
+    check usr-writable-for-apt mount -o remount,bind,rw /usr
+    check hook-for-the-running-kernel exits 0 hook /etc/kernel/postinst.d/zz-blankslate "$old"
+    check apt-update exits 0 apt apt-get update
+    check apt-upgrade exits 0 upgrade apt-get -y upgrade
+    check daytwo-upgraded sh -c '[ "$(dpkg-query -W -f="\${Version}" vmtest-daytwo)" = 2.0 ]'
+    check kernel-install exits 0 kernel apt-get -y install --no-install-recommends "linux-image-$NEW_KERNEL"
+    check usr-read-only-after-apt mount -o remount,bind,ro /usr
+    check initramfs-of-the-new-kernel [ -s "$(initrd_of "$NEW_KERNEL")" ]
+    check initramfs-of-the-running-kernel [ -s "$(initrd_of "$old")" ]
+    check menu-entries [ "$(menu_kernels | tr '\n' ' ')" = "$NEW_KERNEL $old " ]
+    # The apt hook ran `etc keep --packaged` after each dpkg run. But dpkg does not
+    # replace an unedited conffile that is a link into the store: it leaves the new
+    # version beside it as .dpkg-new, silently (found here; not handled yet). The
+    # admin's way for now: put it in place, then keep it (--packaged finds it, as drift
+    # of the package's file).
+    check apt-hook-ran-keep shows upgrade 'the audit reports no /etc file of a package'
+    check daytwo-new-conffile-beside [ "$(cat /etc/vmtest-daytwo.conf.dpkg-new)" = "greeting=day two, upgraded" ]
+    check daytwo-new-conffile-in-place mv /etc/vmtest-daytwo.conf.dpkg-new /etc/vmtest-daytwo.conf
+    check etc-keep-packaged exits 0 keep blankslate etc keep --packaged --declaration /etc/blankslate/system.toml
+    check etc-keep-packaged-kept-it shows keep 'kept /etc/vmtest-daytwo.conf'
+    check daytwo-conffile-upgraded [ "$(cat /etc/vmtest-daytwo.conf)" = "greeting=day two, upgraded" ]
+    check daytwo-conffile-declared [ "$(readlink /etc/vmtest-daytwo.conf)" = /etc/static/vmtest-daytwo.conf ]
+    check audit-clean-after-the-upgrade exits 0 audit blankslate audit
+    fact new-kernel "$NEW_KERNEL"
+    fact upgraded-generation "$(generation_made)"
+    ;;
+upgraded)
+    # The new kernel, with the initramfs its hook made, boots the new generation.
+    check the-new-kernel [ "$(uname -r)" = "$NEW_KERNEL" ]
+    check audit-clean-on-the-new-kernel exits 0 audit blankslate audit
+    check daytwo-upgraded-conffile-kept [ "$(cat /etc/vmtest-daytwo.conf)" = "greeting=day two, upgraded" ]
+    check daytwo-service-ran-upgraded [ "$(cat /run/vmtest-daytwo 2>/dev/null)" = "greeting=day two, upgraded" ]
+    check forgotten-conffile-kept [ "$(cat /etc/vmtest-forgotten.conf)" = forgotten=yes ]
+    check two-kernels-installed [ "$(find /usr/lib/modules -mindepth 1 -maxdepth 1 | wc -l)" = 2 ]
+    ;;
+purge)
+    # The old kernel goes, by name (apt keeps the two newest kernels from autoremove);
+    # its hooks take its initramfs and menu entry with it.
+    old=$(cd /usr/lib/modules && for k in *; do [ "$k" = "$NEW_KERNEL" ] || echo "$k"; done)
+    check audit-clean-before-the-purge exits 0 audit blankslate audit
+    check usr-writable-for-apt mount -o remount,bind,rw /usr
+    check purge-the-old-kernel exits 0 purge apt-get -y purge "linux-image-$old"
+    check autoremove exits 0 autoremove apt-get -y autoremove
+    check usr-read-only-after-purge mount -o remount,bind,ro /usr
+    check old-kernel-gone [ ! -e "/boot/vmlinuz-$old" ]
+    check old-modules-gone [ ! -e "/usr/lib/modules/$old" ]
+    check old-initramfs-gone [ ! -e "$(initrd_of "$old")" ]
+    check new-kernel-kept [ -s "/boot/vmlinuz-$NEW_KERNEL" ]
+    check new-initramfs-kept [ -s "$(initrd_of "$NEW_KERNEL")" ]
+    check menu-entry-of-the-new-kernel-only [ "$(menu_kernels | tr '\n' ' ')" = "$NEW_KERNEL " ]
+    check audit-clean-after-the-purge exits 0 audit blankslate audit
+    ;;
+purged)
+    check the-new-kernel [ "$(uname -r)" = "$NEW_KERNEL" ]
+    check audit-clean-after-the-purge-and-a-reboot exits 0 audit blankslate audit
+    check one-kernel-installed [ "$(find /usr/lib/modules -mindepth 1 -maxdepth 1)" = "/usr/lib/modules/$NEW_KERNEL" ]
+    check daytwo-upgraded-conffile-kept [ "$(cat /etc/vmtest-daytwo.conf)" = "greeting=day two, upgraded" ]
+    check daytwo-service-ran-upgraded [ "$(cat /run/vmtest-daytwo 2>/dev/null)" = "greeting=day two, upgraded" ]
+    check forgotten-conffile-kept [ "$(cat /etc/vmtest-forgotten.conf)" = forgotten=yes ]
+    check alice-is-still-there id alice
     ;;
 trial)
     # A switch on trial under systemd: its watcher is a transient timer. Nobody

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use blankslate_vm_tests::debian::{self, Route};
+use blankslate_vm_tests::debian::{self, Entry, Route, Suite};
 use blankslate_vm_tests::{self as vm, Result};
 
 const LIMIT: Duration = Duration::from_secs(900);
@@ -20,9 +20,17 @@ const LIMIT: Duration = Duration::from_secs(900);
 #[ignore = "boots Debian under QEMU: cargo test -p blankslate-vm-tests -- --ignored"]
 fn debian_a_switch_on_trial_is_watched_by_a_systemd_timer() -> Result<()> {
     let work = vm::work_dir("debian-trial")?;
-    let disk = debian::disk(&work)?;
+    let disk = debian::disk(Suite::Bookworm, &work)?;
     let volume = format!("LABEL={}", debian::LABEL);
-    let boot = debian::boot(Route::Own, &work, &disk, &volume, "vmtest.phase=trial", None, LIMIT)?;
+    let boot = debian::boot(
+        Entry::image(Suite::Bookworm, Route::Own),
+        &work,
+        &disk,
+        &volume,
+        "vmtest.phase=trial",
+        None,
+        LIMIT,
+    )?;
     println!("debian trial: {:.1} s in QEMU", boot.elapsed.as_secs_f64());
     boot.expect_powered_off("a switch on trial under systemd")
 }
@@ -40,11 +48,12 @@ const DEADLINE_S: u32 = 90;
 #[ignore = "boots Debian under QEMU: cargo test -p blankslate-vm-tests -- --ignored"]
 fn debian_a_boot_never_confirmed_is_rebooted_by_its_deadline_and_falls_back() -> Result<()> {
     let work = vm::work_dir("debian-deadline")?;
-    let disk = debian::disk(&work)?;
+    let disk = debian::disk(Suite::Bookworm, &work)?;
     let volume = format!("LABEL={}", debian::LABEL);
     let boot = |phase: &str| {
         let append = format!("vmtest.phase={phase} vmtest.deadline={DEADLINE_S}s");
-        let boot = debian::boot(Route::Own, &work, &disk, &volume, &append, None, LIMIT)?;
+        let boot =
+            debian::boot(Entry::image(Suite::Bookworm, Route::Own), &work, &disk, &volume, &append, None, LIMIT)?;
         println!("debian {phase}: {:.1} s in QEMU", boot.elapsed.as_secs_f64());
         Ok::<_, String>(boot)
     };
