@@ -162,7 +162,8 @@ pub fn install(scenario: &str, limit: Duration) -> Result<Installed> {
     sh(&format!("rm -rf '{}'", tree.display()))?;
     let disk = work.join("disk.img");
     sparse_file(&disk, DISK_BYTES)?;
-    let cmdline = "console=ttyS0 panic=-1 loglevel=4 root=LABEL=installer rw init=/usr/local/sbin/vmtest-install";
+    let cmdline =
+        "console=ttyS0 panic=-1 no_timer_check loglevel=4 root=LABEL=installer rw init=/usr/local/sbin/vmtest-install";
     let qemu =
         Qemu { kernel: &kernel, initrd: &initrd, disks: &[&disk, &installer_disk], memory_mb: MEMORY_MB, cmdline };
     let boot = qemu.boot(&work, None, limit)?;
