@@ -93,7 +93,10 @@ fallback)
 blankslate)
     check root-is-tmpfs [ "$(findmnt -n -o FSTYPE /)" = tmpfs ]
     check booted-by-blankslate [ -e /run/blankslate/booted ]
-    check volume-on-lvm-on-luks sh -c "findmnt -rn -o SOURCE | grep -q '^/dev/mapper/vg0-persist'"
+    # The volume is the LV in the encrypted disk (by device number: the mount's
+    # source names whichever path to it blankslate found).
+    persist=$(lsblk -dno MAJ:MIN /dev/mapper/vg0-persist | tr -d ' ')
+    check volume-on-lvm-on-luks sh -c "findmnt -rn -o MAJ:MIN | grep -qx '$persist'"
     check blankslate-cmdline grep -q 'root=tmpfs' /proc/cmdline
     check next-entry-consumed [ -z "$(grub-editenv list | sed -n 's/^next_entry=//p')" ]
     check audit-clean exits 0 audit blankslate audit
