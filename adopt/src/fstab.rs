@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use blankslate_core::decl::paths::is_inside;
+use blankslate_core::decl::fstab::{conflict, mounts};
 
 /// What the rewrite did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -20,29 +20,27 @@ pub struct Rewritten {
 }
 
 /// Rewrites `text` for a root whose persisted paths are `persisted` (absolute) and
-/// whose volumes are mounted at `volumes`. `None` if nothing in it needs to change.
+/// whose volumes are mounted at `volumes` (each entry that conflicts is commented out,
+/// as [`conflict`] says why). `None` if nothing in it needs to change.
 pub fn rewrite(text: &str, persisted: &[&str], volumes: &[&str]) -> Option<Rewritten> {
     let mut out = Rewritten::default();
-    let mut body = String::new();
-    for line in text.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let why = match fields.as_slice() {
-            [spec, ..] if spec.starts_with('#') => None,
-            [_, mount_point, ..] => {
-                let mount_point = unescape(mount_point);
-                let why = taken_out_because(&mount_point, persisted, volumes);
-                why.inspect(|why| out.taken_out.push((mount_point, why.clone())))
-            }
-            _ => None,
-        };
-        if let Some(why) = why {
-            let _ = writeln!(body, "# blankslate: {why}:\n# {line}");
-        } else {
-            let _ = writeln!(body, "{line}");
+    let mut why_by_line = std::collections::BTreeMap::new();
+    for (number, mount) in mounts(text) {
+        if let Some(why) = conflict(&mount.mount_point, persisted, volumes) {
+            out.taken_out.push((mount.mount_point, why.clone()));
+            why_by_line.insert(number, why);
         }
     }
     if out.taken_out.is_empty() {
         return None;
+    }
+    let mut body = String::new();
+    for (index, line) in text.lines().enumerate() {
+        if let Some(why) = why_by_line.get(&(index + 1)) {
+            let _ = writeln!(body, "# blankslate: {why}:\n# {line}");
+        } else {
+            let _ = writeln!(body, "{line}");
+        }
     }
     out.text = format!(
         "# Rewritten by `blankslate adopt`: / is a tmpfs that blankslate makes at every boot, and the\n\
@@ -50,26 +48,6 @@ pub fn rewrite(text: &str, persisted: &[&str], volumes: &[&str]) -> Option<Rewri
          # commented out below, each with why. The others are as they were.\n{body}"
     );
     Some(out)
-}
-
-/// Why the entry mounting at `mount_point` must go, if it must.
-fn taken_out_because(mount_point: &str, persisted: &[&str], volumes: &[&str]) -> Option<String> {
-    let at_or_above = |path: &str| mount_point == path || is_inside(path, mount_point);
-    if mount_point == "/" {
-        return Some("the root is a tmpfs blankslate makes; remounting it with these options fails".into());
-    }
-    if let Some(volume) = volumes.iter().find(|volume| at_or_above(volume)) {
-        return Some(format!("blankslate mounts the volume at {volume} at boot"));
-    }
-    persisted
-        .iter()
-        .find(|path| at_or_above(path))
-        .map(|path| format!("{path} is persisted: the volume holds its data now, and this would hide it"))
-}
-
-/// An fstab field as the path it means (`\040` is a space, as fstab(5) escapes it).
-fn unescape(field: &str) -> String {
-    field.replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ mod record;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use blankslate_core::decl::paths::is_inside;
@@ -206,7 +207,25 @@ pub fn adopt(request: &Request<'_>) -> Result<Adoption> {
     }
     let volume = Dir::open_root(request.to).map_err(|source| AdoptError::Volume { path: request.to.into(), source })?;
     let users = decl::UserDb::from_root(&root);
+    let mounts = nested_mounts(request.from);
+    // A kept directory that is a file system of its own (/boot on its partition, where
+    // the boot loader reads the kernels) stays where it is, mounted as before by
+    // /etc/fstab: the volume's copy would be what the boot loader never reads.
     let decisions = decide(&root, &users)?;
+    let own_file_systems: Vec<String> = decisions
+        .iter()
+        .filter(|(path, decision)| matches!(decision, Decision::Keep { .. }) && mounts.contains(path))
+        .map(|(path, _)| path.clone())
+        .collect();
+    let decisions: Vec<(String, Decision)> = decisions
+        .into_iter()
+        .map(|(path, decision)| match decision {
+            Decision::Keep { .. } if own_file_systems.contains(&path) => {
+                (path, Decision::LeaveOut(OWN_FILE_SYSTEM.into()))
+            }
+            decision => (path, decision),
+        })
+        .collect();
     let kept = decisions.iter().filter(|(_, d)| matches!(d, Decision::Keep { .. })).map(|(p, _)| p.clone()).collect();
     let record = Record {
         from: request.from.display().to_string(),
@@ -229,7 +248,6 @@ pub fn adopt(request: &Request<'_>) -> Result<Adoption> {
         users: BTreeMap::new(),
     };
     let mut notes = BTreeMap::new();
-    let mounts = nested_mounts(request.from);
     for (path, decision) in decisions {
         match decision {
             Decision::LeaveOut(why) => adopted.left_out.push((path, why)),
@@ -276,11 +294,19 @@ pub fn adopt(request: &Request<'_>) -> Result<Adoption> {
     carry_declaration_dir(&root, &home)?;
     (adopted.etc_entries, adopted.etc_left_out) = place_etc_tree(&root, &home, &declaration, record, records)?;
     declaration.etc_tree = Some(EtcTree { span: decl::Span::default(), source: TREE.into() });
-    let text = format!("{}{}", header(request), decl::write::to_toml_noted(&declaration, &notes));
+    let mut text = header(request);
+    if !own_file_systems.is_empty() {
+        let _ = writeln!(text, "# Not in the volume: {}: {OWN_FILE_SYSTEM}.\n", own_file_systems.join(", "));
+    }
+    text.push_str(&decl::write::to_toml_noted(&declaration, &notes));
     home.write_atomic(DECLARATION_FILE, text.as_bytes(), 0o600)?;
     volume.sync()?;
     Ok(adoption)
 }
+
+/// Why a kept directory that is a file system of its own is left out.
+const OWN_FILE_SYSTEM: &str = "a file system of its own, mounted there as before by /etc/fstab (for /boot: what the \
+                               boot loader reads), not copied";
 
 /// The mount points inside the root being adopted, as paths in it (`/boot/efi`).
 fn nested_mounts(from: &Path) -> Vec<String> {

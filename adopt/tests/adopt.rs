@@ -7,7 +7,7 @@ use std::path::Path;
 
 use blankslate_adopt::{AdoptError, Request, adopt};
 use blankslate_core::fs::Dir;
-use blankslate_test_support::root_or_skip;
+use blankslate_test_support::{in_namespace, root_or_skip};
 
 fn write(root: &Path, path: &str, text: &str, mode: u32, owner: (u32, u32)) {
     let path = root.join(path);
@@ -213,9 +213,7 @@ fn a_file_system_mounted_inside_a_kept_directory_keeps_only_its_mount_point() {
     let (_scratch, root, volume) = installed_and_empty_volume();
     write(&root, "boot/vmlinuz-6.1", "kernel\n", 0o644, (0, 0));
     std::fs::create_dir_all(root.join("boot/efi")).unwrap();
-    let result = std::thread::spawn(move || {
-        blankslate_core::sys::unshare_mount_namespace().expect("unshare (tests run as root)");
-        blankslate_core::mount::make_private().unwrap();
+    let (adopted, volume) = in_namespace(move || {
         let boot = Dir::open_root(&root.join("boot")).unwrap();
         blankslate_core::mount::mount_new(
             &boot,
@@ -228,15 +226,45 @@ fn a_file_system_mounted_inside_a_kept_directory_keeps_only_its_mount_point() {
         std::fs::write(root.join("boot/efi/grubx64.efi"), "loader").unwrap();
         let adopted = adopt(&Request { from: &root, to: &volume, mount_point: "/persist" }).unwrap().finish().unwrap();
         (adopted, volume)
-    })
-    .join();
-    let (adopted, volume) = result.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    });
     assert!(adopted.kept.iter().any(|k| k.path == "/boot"), "{:?}", adopted.kept);
     assert_eq!(std::fs::read_to_string(volume.join("boot/vmlinuz-6.1")).unwrap(), "kernel\n");
     assert!(volume.join("boot/efi").is_dir(), "the mount point is kept");
     assert_eq!(std::fs::read_dir(volume.join("boot/efi")).unwrap().count(), 0, "nothing of the ESP copied");
     let declaration = std::fs::read_to_string(volume.join("etc/blankslate/system.toml")).unwrap();
     assert!(declaration.contains("/boot/efi mounted there as before by /etc/fstab"), "{declaration}");
+}
+
+/// /boot on a partition of its own (a mount at a kept directory itself) is what the
+/// boot loader reads: it is left out of the volume, said in the declaration, and its
+/// fstab entry stays, so that the new system mounts it as before.
+#[test]
+fn a_kept_directory_that_is_its_own_file_system_stays_mounted_as_before() {
+    if !root_or_skip("mounts need root") {
+        return;
+    }
+    let (_scratch, root, volume) = installed_and_empty_volume();
+    let fstab = "UUID=1 / ext4 errors=remount-ro 0 1\nUUID=2 /boot ext4 defaults 0 2\n";
+    write(&root, "etc/fstab", fstab, 0o644, (0, 0));
+    std::fs::create_dir_all(root.join("boot")).unwrap();
+    let (adopted, volume) = in_namespace(move || {
+        let top = Dir::open_root(&root).unwrap();
+        let flags = blankslate_core::mount::MountAttrFlags::empty();
+        blankslate_core::mount::mount_new(&top, "boot", "tmpfs", &[("mode", "0755")], flags).unwrap();
+        std::fs::write(root.join("boot/vmlinuz-6.1"), "kernel\n").unwrap();
+        let adopted = adopt(&Request { from: &root, to: &volume, mount_point: "/persist" }).unwrap().finish().unwrap();
+        (adopted, volume)
+    });
+    assert!(!adopted.kept.iter().any(|k| k.path == "/boot"), "{:?}", adopted.kept);
+    let left_out = adopted.left_out.iter().find(|(path, _)| path == "/boot").expect("/boot is said to be left out");
+    assert!(left_out.1.starts_with("a file system of its own, mounted there as before"), "{left_out:?}");
+    assert!(!volume.join("boot/vmlinuz-6.1").exists(), "the partition's kernel is not copied");
+    let declaration = std::fs::read_to_string(volume.join("etc/blankslate/system.toml")).unwrap();
+    assert!(declaration.contains("# Not in the volume: /boot: a file system of its own"), "{declaration}");
+    assert!(!declaration.contains("\"/boot\""), "/boot is not persisted: {declaration}");
+    let text = std::fs::read_to_string(volume.join("etc/blankslate/etc/fstab")).unwrap();
+    assert!(text.contains("\nUUID=2 /boot ext4 defaults 0 2\n"), "the /boot entry stays: {text}");
+    assert!(text.contains("# UUID=1 / ext4 errors=remount-ro 0 1\n"), "{text}");
 }
 
 #[test]

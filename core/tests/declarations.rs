@@ -175,7 +175,8 @@ fn rule_is_listed(rule: Rule) -> bool {
         | Rule::Nested
         | Rule::PrivateMode
         | Rule::SecretMode
-        | Rule::ManyMounts => false,
+        | Rule::ManyMounts
+        | Rule::FstabConflict => false,
         Rule::NotUtf8
         | Rule::Syntax
         | Rule::UnknownKey

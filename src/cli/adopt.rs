@@ -70,7 +70,7 @@ pub(super) fn run(args: &Args) -> Result<ExitCode> {
         let undecided = kept.undecided.as_deref().map(|why| format!("  <- look at it: {why}")).unwrap_or_default();
         outln!("  {:<40} {:>8} files {:>12} bytes{undecided}", kept.path, kept.stats.files, kept.stats.bytes)?;
     }
-    outln!("left out (gone at every boot):")?;
+    outln!("left out of the volume (each with why):")?;
     for (path, why) in adopted.left_out.iter().chain(&adopted.etc_left_out) {
         outln!("  {path:<40} {why}")?;
     }

@@ -81,24 +81,26 @@ pub struct Image {
 /// Builds (once; then cached under `target/vm-debian`) the Debian image tree of `suite`.
 pub fn image(suite: Suite) -> Result<Image> {
     static IMAGE: PerSuite<Image> = [const { OnceLock::new() }; 2];
-    IMAGE[suite.index()].get_or_init(|| build_image(suite)).clone()
+    IMAGE[suite.index()].get_or_init(|| image_of(suite, PACKAGES)).clone()
 }
 
-fn image_key(suite: Suite) -> String {
+fn image_key(suite: Suite, packages: &[&str]) -> String {
     let mut hasher = std::hash::DefaultHasher::new();
-    (suite.name(), PACKAGES, MIRROR, IMAGE_RECIPE).hash(&mut hasher);
+    (suite.name(), packages, MIRROR, IMAGE_RECIPE).hash(&mut hasher);
     format!("{}-{:016x}", suite.name(), hasher.finish())
 }
 
-fn build_image(suite: Suite) -> Result<Image> {
-    let cache = target().join("vm-debian").join(image_key(suite));
+/// Builds (then cached under `target/vm-debian`, keyed by the suite and the list) a
+/// Debian image tree of `suite` with `packages` on top of minbase.
+pub fn image_of(suite: Suite, packages: &[&str]) -> Result<Image> {
+    let cache = target().join("vm-debian").join(image_key(suite, packages));
     let tree = cache.join("tree");
     if !tree.join("usr/lib/os-release").exists() {
         let staging = cache.join("staging");
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&cache).map_err(|e| e.to_string())?;
         let mut command = Command::new("mmdebstrap");
-        command.args(["--variant=minbase", "--quiet"]).arg(format!("--include={}", PACKAGES.join(",")));
+        command.args(["--variant=minbase", "--quiet"]).arg(format!("--include={}", packages.join(",")));
         for excluded in ["/usr/share/man/*", "/usr/share/doc/*", "/usr/share/locale/*", "/usr/share/info/*"] {
             command.arg(format!("--dpkgopt=path-exclude={excluded}"));
         }
@@ -131,7 +133,7 @@ fn build_image(suite: Suite) -> Result<Image> {
 
 /// The test's probe: a unit that waits for the boot to finish, runs the checks of
 /// the phase the kernel command line names (`vmtest.phase=NAME`), and powers off.
-const PROBE_UNIT: &str = "[Unit]
+pub(crate) const PROBE_UNIT: &str = "[Unit]
 Description=blankslate VM test probe
 After=multi-user.target
 
@@ -366,13 +368,13 @@ pub fn prepared(suite: Suite) -> Result<Prepared> {
     PREPARED[suite.index()].get_or_init(|| prepare(suite)).clone()
 }
 
-fn install(contents: &[u8], to: &Path, mode: u32) -> Result<()> {
+pub(crate) fn install(contents: &[u8], to: &Path, mode: u32) -> Result<()> {
     std::fs::create_dir_all(to.parent().unwrap()).map_err(|e| e.to_string())?;
     std::fs::write(to, contents).map_err(|e| format!("{}: {e}", to.display()))?;
     sh(&format!("chmod {mode:o} '{}'", to.display())).map(drop)
 }
 
-fn enable(tree: &Path, unit: &str, target: &str, unit_dir: &str) -> Result<()> {
+pub(crate) fn enable(tree: &Path, unit: &str, target: &str, unit_dir: &str) -> Result<()> {
     let wants = tree.join(format!("etc/systemd/system/{target}.wants"));
     std::fs::create_dir_all(&wants).map_err(|e| e.to_string())?;
     std::os::unix::fs::symlink(format!("{unit_dir}/{unit}"), wants.join(unit)).map_err(|e| e.to_string())
@@ -386,20 +388,11 @@ fn prepare(suite: Suite) -> Result<Prepared> {
     let tree = work.join("tree");
     sh(&format!("cp -a '{}' '{}'", image.tree.display(), tree.display()))?;
 
-    // mmdebstrap empties /etc/machine-id, as for an image; an installed system has one
-    // (and an empty one makes systemd's first boot enable every preset in /etc).
-    let id = std::fs::read_to_string("/proc/sys/kernel/random/uuid").map_err(|e| e.to_string())?;
-    std::fs::write(tree.join("etc/machine-id"), format!("{}\n", id.trim().replace('-', "")))
-        .map_err(|e| e.to_string())?;
+    give_machine_id(&tree)?;
     // What a Debian user installs: the package (`packaging/debian/build-deb`, the
     // README's one command, with the static binary), installed by dpkg inside the
     // tree; then the sync unit enabled, as the walkthrough says.
-    let built = run(Command::new(workspace().join("packaging/debian/build-deb"))
-        .arg("--binary")
-        .arg(static_binary()?)
-        .arg("--out")
-        .arg(work.join("deb")))?;
-    let deb = PathBuf::from(built.trim());
+    let deb = blankslate_deb(&work)?;
     let copy = tree.join("var/cache/blankslate.deb");
     std::fs::copy(&deb, &copy).map_err(|e| format!("{}: {e}", deb.display()))?;
     run_in_tree(&tree, "dpkg -i /var/cache/blankslate.deb")?;
@@ -448,10 +441,28 @@ fn prepare(suite: Suite) -> Result<Prepared> {
     Ok(Prepared { kernel, own_initrd, dracut_initrd: dracut_copy, disk, adopt_output })
 }
 
+/// The Debian package, built as the README says (`packaging/debian/build-deb`) with
+/// the static binary, into `work/deb`.
+pub(crate) fn blankslate_deb(work: &Path) -> Result<PathBuf> {
+    let built = run(Command::new(workspace().join("packaging/debian/build-deb"))
+        .arg("--binary")
+        .arg(static_binary()?)
+        .arg("--out")
+        .arg(work.join("deb")))?;
+    Ok(PathBuf::from(built.trim()))
+}
+
+/// mmdebstrap empties /etc/machine-id, as for an image; an installed system has one
+/// (and an empty one makes systemd's first boot enable every preset in /etc).
+pub(crate) fn give_machine_id(tree: &Path) -> Result<()> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/uuid").map_err(|e| e.to_string())?;
+    std::fs::write(tree.join("etc/machine-id"), format!("{}\n", id.trim().replace('-', ""))).map_err(|e| e.to_string())
+}
+
 /// Runs `command` chrooted into `tree` with `/proc`, `/sys`, `/dev` and a `/tmp` of
 /// its own, inside a private mount namespace: the script refuses to mount anything
 /// unless its namespace differs from its parent's (the test process's).
-fn run_in_tree(tree: &Path, command: &str) -> Result<String> {
+pub(crate) fn run_in_tree(tree: &Path, command: &str) -> Result<String> {
     let script = format!(
         r#"set -eu
 if [ "$(readlink /proc/self/ns/mnt)" = "$(readlink /proc/$PPID/ns/mnt)" ]; then

@@ -10,6 +10,7 @@
 
 pub mod debian;
 mod kernels;
+pub mod uefi;
 
 pub use kernels::{Kernel, compressed_modules_kernel, kernel, kernel_package, own_apt, trixie_kernel};
 
@@ -471,22 +472,16 @@ impl Qemu<'_> {
     /// Boots, with the serial log in the next `serial-N.log` of `work`. Stops QEMU (by
     /// its pid) when `stop_marker` appears in the log or after `limit`.
     pub fn boot(&self, work: &Path, stop_marker: Option<&str>, limit: Duration) -> Result<Boot> {
-        let log_path = work.join(format!("serial-{}.log", std::fs::read_dir(work).map_or(0, Iterator::count)));
-        let _ = std::fs::remove_file(&log_path);
         let mut cmdline = self.cmdline.to_owned();
         // For a look at a failing boot: BLANKSLATE_VM_APPEND=blankslate.debug.
         if let Ok(extra) = std::env::var("BLANKSLATE_VM_APPEND") {
             let _ = write!(cmdline, " {extra}");
         }
-        let _serial = QEMU.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let started = Instant::now();
         let mut command = Command::new("qemu-system-x86_64");
         command
             .args(["-accel", "tcg", "-no-reboot", "-display", "none", "-nic", "none", "-monitor", "none"])
             .arg("-m")
             .arg(self.memory_mb.to_string())
-            .arg("-serial")
-            .arg(format!("file:{}", log_path.display()))
             .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
             .arg("-kernel")
             .arg(self.kernel)
@@ -497,43 +492,54 @@ impl Qemu<'_> {
         for disk in self.disks {
             command.arg("-drive").arg(format!("file={},format=raw,if=virtio", disk.display()));
         }
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start qemu-system-x86_64: {e} (apt-get install qemu-system-x86)"))?;
-        let read_log =
-            || std::fs::read(&log_path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-        let (status, timed_out) = loop {
-            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-                break (status.code(), false);
-            }
-            if stop_marker.is_some_and(|marker| read_log().contains(marker)) {
-                // Give the console a moment to flush the lines after the marker.
-                std::thread::sleep(Duration::from_millis(300));
-                let _ = child.kill();
-                let _ = child.wait();
-                break (None, false);
-            }
-            if started.elapsed() > limit {
-                let _ = child.kill();
-                let _ = child.wait();
-                break (None, true);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let elapsed = started.elapsed();
-        let mut log = read_log();
-        if let Some(mut stderr) = child.stderr.take() {
-            let mut text = String::new();
-            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
-            if !text.trim().is_empty() {
-                let _ = write!(log, "\n--- qemu stderr ---\n{text}");
-            }
-        }
-        Ok(Boot { status, log, elapsed, timed_out })
+        run_qemu(command, work, stop_marker, limit)
     }
+}
+
+/// Runs `command` (QEMU without its serial console), with the serial log in the next
+/// `serial-N.log` of `work`. Stops QEMU (by its pid) when `stop_marker` appears in the
+/// log or after `limit`. One QEMU runs at a time.
+fn run_qemu(mut command: Command, work: &Path, stop_marker: Option<&str>, limit: Duration) -> Result<Boot> {
+    let log_path = work.join(format!("serial-{}.log", std::fs::read_dir(work).map_or(0, Iterator::count)));
+    let _ = std::fs::remove_file(&log_path);
+    command.arg("-serial").arg(format!("file:{}", log_path.display()));
+    let _serial = QEMU.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let started = Instant::now();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start qemu-system-x86_64: {e} (apt-get install qemu-system-x86)"))?;
+    let read_log = || std::fs::read(&log_path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let (status, timed_out) = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break (status.code(), false);
+        }
+        if stop_marker.is_some_and(|marker| read_log().contains(marker)) {
+            // Give the console a moment to flush the lines after the marker.
+            std::thread::sleep(Duration::from_millis(300));
+            let _ = child.kill();
+            let _ = child.wait();
+            break (None, false);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break (None, true);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let elapsed = started.elapsed();
+    let mut log = read_log();
+    if let Some(mut stderr) = child.stderr.take() {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        if !text.trim().is_empty() {
+            let _ = write!(log, "\n--- qemu stderr ---\n{text}");
+        }
+    }
+    Ok(Boot { status, log, elapsed, timed_out })
 }
 
 /// Prints a boot's timings: QEMU's run, the kernel's uptime when the test init

@@ -1,7 +1,8 @@
 //! Finding a persistent device: a `/dev` path, or a file system by label or UUID. In
 //! an initramfs there is no udev, so `/dev/disk/by-*` is used only when it exists;
 //! otherwise every block device in `/sys/class/block` has its superblock read. ext2/3/4,
-//! XFS and btrfs labels and UUIDs are recognised.
+//! XFS and btrfs labels and UUIDs are recognised. A LUKS header is recognised too, so
+//! that an encrypted device is refused by name instead of never being found.
 
 use std::fmt::Write as _;
 use std::io::{Read, Seek, SeekFrom};
@@ -66,6 +67,47 @@ fn identity(device: &Path) -> Option<(String, String)> {
         .and_then(|sb| ext4_identity(&sb))
         .or_else(|| read_at(0, 512).and_then(|sb| xfs_identity(&sb)))
         .or_else(|| read_at(65536, 4096).and_then(|sb| btrfs_identity(&sb)))
+}
+
+/// A LUKS header (the magic `LUKS\xba\xbe` at offset 0, for LUKS1 and LUKS2 alike):
+/// its version, its UUID (text, at 168) and, for LUKS2, its label (at 24).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Luks {
+    pub version: u16,
+    pub uuid: String,
+    pub label: String,
+}
+
+/// The LUKS header at the start of `header` (at least 208 bytes), if it is one.
+pub fn luks_header(header: &[u8]) -> Option<Luks> {
+    if header.len() < 208 || header[..6] != *b"LUKS\xba\xbe" {
+        return None;
+    }
+    let version = u16::from_be_bytes([header[6], header[7]]);
+    let label = if version == 2 { label_text(&header[24..72]) } else { String::new() };
+    Some(Luks { version, uuid: label_text(&header[168..208]), label })
+}
+
+/// The LUKS header of `device`, if it has one.
+pub fn luks(device: &Path) -> Option<Luks> {
+    let mut header = vec![0; 208];
+    std::fs::File::open(device).ok()?.read_exact(&mut header).ok()?;
+    luks_header(&header)
+}
+
+/// The LUKS device that `device` names (by its path, or by the UUID or LUKS2 label of
+/// its header), if there is one: what blankslate cannot mount, but a user may well name.
+pub fn encrypted(device: &Device) -> Option<(PathBuf, Luks)> {
+    let matches = |luks: &Luks| match device {
+        Device::Path(_) => true,
+        Device::Label(label) => luks.label == *label,
+        Device::Uuid(uuid) => luks.uuid == *uuid,
+    };
+    let candidates: Vec<PathBuf> = match device {
+        Device::Path(path) => vec![PathBuf::from(path)],
+        _ => known_devices().into_iter().map(|name| Path::new("/dev").join(name)).collect(),
+    };
+    candidates.into_iter().find_map(|path| luks(&path).filter(matches).map(|luks| (path, luks)))
 }
 
 /// One look for `device`; `None` if it is not there (yet).
@@ -167,6 +209,43 @@ mod tests {
         assert_eq!(btrfs_identity(&btrfs), Some(("bsbtr".into(), "12345678-9abc-def0-0123-456789abcdef".into())));
         assert_eq!(xfs_identity(&btrfs), None);
         assert_eq!(btrfs_identity(&xfs), None);
+    }
+
+    fn luks2_header(label: &str, uuid: &str) -> Vec<u8> {
+        let mut header = vec![0u8; 4096];
+        header[..6].copy_from_slice(b"LUKS\xba\xbe");
+        header[6..8].copy_from_slice(&2u16.to_be_bytes());
+        header[24..24 + label.len()].copy_from_slice(label.as_bytes());
+        header[168..168 + uuid.len()].copy_from_slice(uuid.as_bytes());
+        header
+    }
+
+    #[test]
+    fn a_luks_header_gives_version_uuid_and_label() {
+        let uuid = "8a3f0c1e-5b2d-4e6f-9a7b-0c1d2e3f4a5b";
+        let header = luks2_header("persist", uuid);
+        assert_eq!(luks_header(&header), Some(Luks { version: 2, uuid: uuid.into(), label: "persist".into() }));
+        let mut luks1 = header.clone();
+        luks1[6..8].copy_from_slice(&1u16.to_be_bytes());
+        assert_eq!(luks_header(&luks1), Some(Luks { version: 1, uuid: uuid.into(), label: String::new() }));
+        let mut not = header;
+        not[4] = 0;
+        assert_eq!(luks_header(&not), None);
+        assert_eq!(luks_header(b"LUKS\xba\xbe"), None, "too short to be a header");
+    }
+
+    /// A device named by its path that holds a LUKS header is found as encrypted; an
+    /// ext4 image is not.
+    #[test]
+    fn an_encrypted_device_named_by_path_is_recognised() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("luks.img");
+        std::fs::write(&image, luks2_header("persist", "8a3f0c1e-5b2d-4e6f-9a7b-0c1d2e3f4a5b")).unwrap();
+        let named = Device::Path(image.to_string_lossy().into_owned());
+        let (path, luks) = encrypted(&named).unwrap();
+        assert_eq!((path, luks.version), (image.clone(), 2));
+        std::fs::write(&image, vec![0u8; 4096]).unwrap();
+        assert_eq!(encrypted(&named), None);
     }
 
     /// Real images made by mkfs.xfs and mkfs.btrfs, where those are installed.

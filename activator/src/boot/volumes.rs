@@ -24,7 +24,7 @@ use blankslate_core::fs::Dir;
 use blankslate_core::mount::{Detached, FsOption};
 use rustix::mount::{FsPickFlags, MountAttrFlags};
 
-use super::cmdline::Volume;
+use super::cmdline::{Device, Volume};
 use super::{Failure, Step, device};
 
 /// A persistent root and the volume boot mounts there.
@@ -120,11 +120,22 @@ pub(super) fn find(
     timeout: Duration,
     drivers: &str,
 ) -> Result<PathBuf, Failure> {
-    device::wait_for(&spec.device, timeout).ok_or_else(|| Failure {
-        step: match mount_point {
-            None => "find the persistent volume".into(),
-            Some(mount) => format!("find the persistent volume for {mount}"),
-        },
+    let step = match mount_point {
+        None => "find the persistent volume".to_owned(),
+        Some(mount) => format!("find the persistent volume for {mount}"),
+    };
+    let found = device::wait_for(&spec.device, timeout);
+    // An encrypted device is never found by its label (the file system is inside),
+    // and one named by its path cannot be mounted: either way, say so by name.
+    let encrypted = match &found {
+        Some(path) => device::luks(path).map(|luks| (path.clone(), luks)),
+        None => device::encrypted(&spec.device),
+    };
+    if let Some((path, luks)) = encrypted {
+        return Err(encrypted_failure(step, &spec.device, &path, &luks));
+    }
+    found.ok_or_else(|| Failure {
+        step,
         error: format!(
             "{} did not appear within {} s (block devices: {})",
             spec.device,
@@ -143,6 +154,27 @@ pub(super) fn find(
             ),
         },
     })
+}
+
+/// `device` is a LUKS device: blankslate opens no encrypted disk itself.
+fn encrypted_failure(step: String, device: &Device, path: &Path, luks: &device::Luks) -> Failure {
+    Failure {
+        step,
+        error: format!(
+            "{} LUKS{}-encrypted device (UUID {}): blankslate does not open encrypted disks",
+            match device {
+                Device::Path(_) => format!("{} is a", path.display()),
+                _ => format!("{device} is {}, a", path.display()),
+            },
+            luks.version,
+            luks.uuid
+        ),
+        hint: "boot through dracut (route b: `dracut --add blankslate`; its crypt module unlocks the disk with a \
+               passphrase at the console or rd.luks.key=, and its lvm module activates LVM on it), and name the file \
+               system inside it in blankslate.persist= (LABEL= or UUID= of that file system, as `blkid` on the opened \
+               device shows). Nothing was written to any disk."
+            .into(),
+    }
 }
 
 /// Finds every volume of `plan` but the store's (`store`, mounted already from
@@ -266,7 +298,6 @@ pub(super) fn attach(root: &Dir, volumes: &[Staged]) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use blankslate_core::decl::Device;
 
     fn declaration(text: &str) -> Declaration {
         let checked = blankslate_core::decl::check(Path::new("t.toml"), text, None);
@@ -275,6 +306,37 @@ mod tests {
 
     fn volume(device: &str) -> Volume {
         Volume { device: Device::parse(device).unwrap(), fs_type: "ext4".into(), options: Vec::new() }
+    }
+
+    /// A LUKS2 device named as the volume is refused by name, pointing to dracut's
+    /// route, before anything is mounted.
+    #[test]
+    fn an_encrypted_volume_is_refused_and_route_b_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("luks.img");
+        let mut header = vec![0u8; 4096];
+        header[..6].copy_from_slice(b"LUKS\xba\xbe");
+        header[6..8].copy_from_slice(&2u16.to_be_bytes());
+        header[168..204].copy_from_slice(b"8a3f0c1e-5b2d-4e6f-9a7b-0c1d2e3f4a5b");
+        std::fs::write(&image, header).unwrap();
+        let spec = Volume {
+            device: Device::Path(image.to_string_lossy().into_owned()),
+            fs_type: "ext4".into(),
+            options: Vec::new(),
+        };
+        let failure = find(&spec, None, Duration::ZERO, "in the initramfs").unwrap_err();
+        assert_eq!(failure.step, "find the persistent volume");
+        assert_eq!(
+            failure.error,
+            format!(
+                "{} is a LUKS2-encrypted device (UUID 8a3f0c1e-5b2d-4e6f-9a7b-0c1d2e3f4a5b): blankslate does not open \
+                 encrypted disks",
+                image.display()
+            )
+        );
+        assert!(failure.hint.contains("route b: `dracut --add blankslate`"), "{}", failure.hint);
+        std::fs::write(&image, vec![0u8; 4096]).unwrap();
+        assert_eq!(find(&spec, None, Duration::ZERO, "in the initramfs").unwrap(), image);
     }
 
     fn shown(plan: &[Planned]) -> Vec<String> {

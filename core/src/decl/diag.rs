@@ -91,6 +91,9 @@ pub enum Rule {
     /// roots name one device; or (a warning) boot cannot tell which root holds the
     /// store.
     Volume,
+    /// The etc tree's `fstab` mounts something over the root, a volume's mount point
+    /// or a persisted path (a warning).
+    FstabConflict,
     /// A user's home that is (or holds, or lies inside) a system or state path,
     /// another user's home, or two homes for one user; or (a warning) a home that
     /// differs from the user's `passwd` entry.
@@ -134,6 +137,7 @@ impl Rule {
             Rule::ApiFilesystem => "api-filesystem",
             Rule::PrivateMode => "private-mode",
             Rule::ManyMounts => "many-mounts",
+            Rule::FstabConflict => "fstab-conflict",
             Rule::FileBindRename => "file-bind-rename",
             Rule::MachineIdBind => "machine-id-bind",
             Rule::Volume => "volume",

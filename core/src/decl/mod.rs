@@ -5,6 +5,7 @@
 //! hash; [`write::to_toml`] writes a declaration back as native TOML (for imports).
 
 pub mod diag;
+pub mod fstab;
 pub mod glob;
 pub mod model;
 mod parse;

@@ -567,6 +567,42 @@ mod tests {
         assert!(found.is_empty(), "{found:?}");
     }
 
+    /// The etc tree's fstab is read: an entry mounting over the root, the volume or a
+    /// persisted path is a warning naming its line; the ESP and swap are not.
+    #[test]
+    fn an_fstab_entry_over_persisted_data_is_warned_about() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
+        std::fs::create_dir_all(dir.join("tree")).unwrap();
+        let fstab = "# static\nUUID=1 / ext4 errors=remount-ro 0 1\nUUID=2 /boot/efi vfat umask=0077 0 1\n\
+                     UUID=3 /home ext4 defaults 0 2\nUUID=4 none swap sw 0 0\n/dev/sdb /persist ext4 defaults 0 2\n";
+        std::fs::write(dir.join("tree/fstab"), fstab).unwrap();
+        let text = "version = 1\n[etc_tree]\nsource = \"tree\"\n[persist.\"/persist\"]\ndirectories = [\"/home\"]\n";
+        let checked = check(&dir.join("decl.toml"), text, None);
+        assert!(!checked.diagnostics.has_errors(), "{}", checked.diagnostics);
+        let warnings: Vec<&str> = checked
+            .diagnostics
+            .items
+            .iter()
+            .filter(|d| d.rule == Rule::FstabConflict && d.severity == Severity::Warning)
+            .map(|d| d.message.as_str())
+            .collect();
+        assert_eq!(
+            warnings,
+            [
+                "the etc tree's fstab, line 2, mounts at /: the root is a tmpfs blankslate makes; remounting it with \
+                 these options fails: `UUID=1 / ext4 errors=remount-ro 0 1`",
+                "the etc tree's fstab, line 4, mounts at /home: /home is persisted: the volume holds its data now, and \
+                 this would hide it: `UUID=3 /home ext4 defaults 0 2`",
+                "the etc tree's fstab, line 6, mounts at /persist: blankslate mounts the volume at /persist at boot: \
+                 `/dev/sdb /persist ext4 defaults 0 2`",
+            ]
+        );
+        std::fs::write(dir.join("tree/fstab"), "UUID=2 /boot/efi vfat umask=0077 0 1\n").unwrap();
+        let checked = check(&dir.join("decl.toml"), text, None);
+        assert!(!checked.diagnostics.items.iter().any(|d| d.rule == Rule::FstabConflict), "{}", checked.diagnostics);
+    }
+
     /// An etc tree is walked as build walks it: a FIFO in it, or a file of it where a
     /// path is persisted, is refused by `check`.
     #[test]

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::diag::{Diagnostic, Diagnostics, Rule, Severity};
+use super::fstab;
 use super::model::{
     Declaration, Device, EntryKind, EtcContents, EtcMode, How, Mode, Owner, PersistRoot, ResolvedEntry, Span,
     UserEntries, default_home,
@@ -714,6 +715,36 @@ impl EtcKeys {
     }
 }
 
+/// The etc tree's `fstab` (`text`): an entry that mounts over the root, a volume or a
+/// persisted path would fail at boot or hide the volume's data (`adopt` comments such
+/// entries out; one added later is warned about here).
+fn check_fstab(
+    text: &str,
+    declaration: &Declaration,
+    entries: &[ResolvedEntry<'_>],
+    span: Span,
+    out: &mut Vec<Diagnostic>,
+) {
+    let persisted: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+    let volumes: Vec<&str> = declaration.persist.keys().map(String::as_str).collect();
+    for (number, mount) in fstab::mounts(text) {
+        if let Some(why) = fstab::conflict(&mount.mount_point, &persisted, &volumes) {
+            out.push(
+                Diagnostic::warning(
+                    Rule::FstabConflict,
+                    span,
+                    format!(
+                        "the etc tree's fstab, line {number}, mounts at {}: {why}: `{}`",
+                        mount.mount_point,
+                        mount.line.trim()
+                    ),
+                )
+                .with_help("comment the line out in the etc tree's fstab (as `blankslate adopt` does), then switch"),
+            );
+        }
+    }
+}
+
 /// Opens every `source` and the etc tree as `build` does (`decl::source`), so that
 /// whatever `build` would refuse (a FIFO, a device, a kernel file, a symlink out of
 /// the declaration's directory, a file too large, nothing matched) is refused here
@@ -747,11 +778,17 @@ fn check_etc_files(
         let taken =
             |key: &str| persisted.iter().any(|p| key == *p || key.strip_prefix(p).is_some_and(|r| r.starts_with('/')));
         let origin = || EtcKey { span: tree.span, directory: false, origin: "the etc tree".into() };
+        let mut fstab = None;
         let walked = sources.walk_tree(&tree.source, &mut |node| {
             match node {
                 TreeNode::File(file) => {
-                    keys.tree_files.insert(file.key.clone());
-                    keys.add(file.key, origin(), diagnostics, out);
+                    let key = file.key.clone();
+                    keys.tree_files.insert(key.clone());
+                    if key == "fstab" {
+                        // Unreadable, it is refused when the generation is built.
+                        fstab = file.read().ok();
+                    }
+                    keys.add(key, origin(), diagnostics, out);
                 }
                 TreeNode::Symlink { key, .. } => {
                     keys.tree_files.insert(key.clone());
@@ -767,6 +804,9 @@ fn check_etc_files(
         });
         if let Err(error) = walked {
             out.push(source_diagnostic(&error, tree.span, "etc tree: "));
+        }
+        if let Some(text) = fstab {
+            check_fstab(&String::from_utf8_lossy(&text), declaration, entries, tree.span, out);
         }
     }
     for (path, entry) in &declaration.etc {
