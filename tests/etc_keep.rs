@@ -218,3 +218,57 @@ fn packaged_keeps_the_etc_files_of_packages_that_the_audit_reports() {
     let both = scratch.keep(&["--packaged", "/etc/local.conf"]);
     assert_eq!(both.status.code(), Some(2), "{}", stderr(&both));
 }
+
+/// A package manager's run (apt's hooks): `etc unlink` makes each link into the store
+/// a plain file with its bytes, so that dpkg can put a package's new conffile in place
+/// (it looks for it beside a link's target, in the read-only store); `etc relink` makes
+/// what the run left unchanged a link again. What it changed stays a file, which the
+/// audit reports as drift.
+#[test]
+fn a_package_managers_run_gets_plain_files_and_what_it_left_is_linked_again() {
+    if !root_or_skip("needs root (owners)") {
+        return;
+    }
+    let scratch = Scratch::new();
+    let (hostname, motd) = (scratch.live("hostname"), scratch.live("motd"));
+    let is_link = |path: &Path| std::fs::symlink_metadata(path).unwrap().file_type().is_symlink();
+    assert!(is_link(&hostname) && is_link(&motd));
+
+    let said = scratch.ok(&["etc", "unlink"]);
+    assert!(said.contains("made 2 links of /etc into the store plain files"), "{said}");
+    for (path, contents) in [(&hostname, "box\n"), (&motd, "hello\n")] {
+        assert!(!is_link(path), "{}", path.display());
+        assert_eq!(std::fs::read_to_string(path).unwrap(), contents);
+        assert_eq!(owner_and_mode(path).0, 0o644, "{}", path.display());
+    }
+    assert_eq!(scratch.ok(&["etc", "unlink"]), "", "nothing is left to unlink");
+
+    // The run puts a new version in place, as dpkg does: a new file renamed over it.
+    std::fs::write(scratch.live("motd.dpkg-new"), "hello, upgraded\n").unwrap();
+    std::fs::rename(scratch.live("motd.dpkg-new"), &motd).unwrap();
+    // A relink killed after its journal: whatever finishes it relinks, no more (a
+    // repair would move the new version aside).
+    let root = scratch.root();
+    let killed =
+        blankslate_env(&["etc", "relink", "--root", root.to_str().unwrap()], &[("BLANKSLATE_FAILPOINT", "etc-step#1")]);
+    assert!(!killed.status.success(), "the failpoint stops it");
+    let finished = scratch.run(&["etc", "relink"]);
+    assert!(finished.status.success());
+    assert!(stderr(&finished).contains("finished the interrupted"), "{}", stderr(&finished));
+    assert_eq!(std::fs::read_link(&hostname).unwrap(), Path::new("/etc/static/hostname"));
+    assert!(!is_link(&motd));
+    assert_eq!(std::fs::read_to_string(&motd).unwrap(), "hello, upgraded\n");
+    assert!(backups(&scratch.root().join("etc")).is_empty());
+    assert_eq!(scratch.ok(&["etc", "relink"]), "", "nothing more to relink");
+    // The next run: only the link is made plain, and made a link again.
+    assert!(scratch.ok(&["etc", "unlink"]).contains("made 1 link of /etc into the store plain files"));
+    let said = scratch.ok(&["etc", "relink"]);
+    assert!(said.contains("linked 1 file of /etc again"), "{said}");
+    assert!(is_link(&hostname) && !is_link(&motd));
+
+    let audit = scratch.run(&["audit"]);
+    let report = stdout(&audit);
+    assert_eq!(audit.status.code(), Some(2), "{report}");
+    assert!(report.contains("/etc/motd"), "{report}");
+    assert!(!report.contains("/etc/hostname"), "{report}");
+}

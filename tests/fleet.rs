@@ -452,20 +452,27 @@ fn a_rollout_refuses_option_hosts_and_a_max_exit_that_is_not_a_number() {
 }
 
 /// The apt hook's `DPkg::Post-Invoke` command that contains `containing`, as apt reads
-/// it (`apt-config`), made to run in a scratch directory: a stub `blankslate` (for
-/// the test to write) stands in for `/usr/bin/blankslate`, and an existing
-/// `etc.blankslate` for `/etc/.blankslate`. `None` without apt-config.
+/// it (`apt-config`): [`apt_hook`] of it.
 fn apt_hook_command(containing: &str) -> Option<(tempfile::TempDir, String)> {
+    apt_hook("DPkg::Post-Invoke", containing)
+}
+
+/// The command of the apt hook's list `list` (`DPkg::Pre-Invoke`, …) that contains
+/// `containing`, as apt reads it (`apt-config`), made to run in a scratch directory:
+/// a stub `blankslate` (for the test to write) stands in for `/usr/bin/blankslate`,
+/// and an existing `etc.blankslate` for `/etc/.blankslate`. `None` without apt-config.
+fn apt_hook(list: &str, containing: &str) -> Option<(tempfile::TempDir, String)> {
     let apt_config = tool("apt-config")?;
     let hook = repo("packaging/apt/99blankslate");
     let dump = Command::new(&apt_config).arg("-c").arg(&hook).arg("dump").output().unwrap();
     assert!(dump.status.success(), "{}", both(&dump));
     let dump = text(&dump.stdout);
+    let prefix = format!("{list}:: \"");
     let command = dump
         .lines()
-        .filter_map(|l| l.strip_prefix("DPkg::Post-Invoke:: \"")?.strip_suffix("\";"))
+        .filter_map(|l| l.strip_prefix(prefix.as_str())?.strip_suffix("\";"))
         .find(|c| c.contains(containing))
-        .unwrap_or_else(|| panic!("no DPkg::Post-Invoke with {containing:?} in\n{dump}"));
+        .unwrap_or_else(|| panic!("no {list} with {containing:?} in\n{dump}"));
     let dir = tempfile::tempdir().unwrap();
     let activated = dir.path().join("etc.blankslate");
     std::fs::create_dir(&activated).unwrap();
@@ -522,4 +529,36 @@ fn the_apt_hook_keeps_packages_etc_files_only_when_told_to() {
     assert_eq!(run(&elsewhere, 0), "ran etc keep --packaged --declaration /srv/decl.toml\n");
     let failed = run(on, 2);
     assert!(failed.ends_with("blankslate: could not keep the /etc files of packages (why is above)\n"), "{failed}");
+}
+
+/// Around each dpkg run, the apt hook hands dpkg plain files (`etc unlink`, before)
+/// and links what the run left unchanged again (`etc relink`, the first thing after,
+/// before anything keeps or audits); neither ever fails apt.
+#[test]
+fn the_apt_hook_unlinks_etc_before_dpkg_and_relinks_it_after() {
+    for (list, command, said) in [
+        ("DPkg::Pre-Invoke", "etc unlink", "left beside them as .dpkg-new"),
+        ("DPkg::Post-Invoke", "etc relink", "could not link the unchanged files"),
+    ] {
+        let Some((dir, script)) = apt_hook(list, command) else { return };
+        let stub = dir.path().join("blankslate");
+        for exit in [0, 3] {
+            std::fs::write(&stub, format!("#!/bin/sh\necho \"ran $*\"\nexit {exit}\n")).unwrap();
+            std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+            let output = Command::new("sh").args(["-c", &script]).output().unwrap();
+            assert!(output.status.success(), "{list}, exit {exit}: {}", both(&output));
+            let out = text(&output.stdout);
+            assert!(out.starts_with(&format!("ran {command}\n")), "{list}: {out}");
+            assert_eq!(out.contains(said), exit > 0, "{list}, exit {exit}: {out}");
+        }
+    }
+    let Some(apt_config) = tool("apt-config") else { return };
+    let dump =
+        Command::new(&apt_config).arg("-c").arg(repo("packaging/apt/99blankslate")).arg("dump").output().unwrap();
+    // The host's own hooks may come first: the first of blankslate's.
+    let first = text(&dump.stdout)
+        .lines()
+        .find(|l| l.starts_with("DPkg::Post-Invoke:: ") && l.contains("blankslate"))
+        .map(str::to_owned);
+    assert!(first.as_deref().is_some_and(|l| l.contains("etc relink")), "{first:?}");
 }

@@ -11,7 +11,7 @@ use blankslate_core::fs::Dir;
 use blankslate_etc_builder::keep::{self, KeepError};
 use clap::Subcommand;
 
-use super::{CliError, InputError, Result, Target, audit, built, load, open_state, switch};
+use super::{CliError, InputError, Result, Target, audit, built, finish_pending, load, open_state, plural, switch};
 use crate::report::{self, outln};
 
 #[derive(Debug, Subcommand)]
@@ -40,10 +40,31 @@ pub(super) enum EtcCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Before a package manager's run (apt's `DPkg::Pre-Invoke`): make each /etc link
+    /// into the store a plain file with the same bytes. dpkg looks for a conffile's new
+    /// version beside the link's target, in the read-only store, and would leave it as
+    /// `NAME.dpkg-new`; maintainer scripts that write a file in place would fail.
+    Unlink {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// After it (`DPkg::Post-Invoke`): make each plain file that still holds its link's
+    /// bytes a link again. What the run changed stays a file, for the audit to report
+    /// and `etc keep --packaged` to keep.
+    Relink {
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 pub(super) fn run(command: EtcCommand) -> Result<ExitCode> {
-    let EtcCommand::Keep { paths, packaged, declaration: file, no_switch, target } = command;
+    let (paths, packaged, file, no_switch, target) = match command {
+        EtcCommand::Keep { paths, packaged, declaration, no_switch, target } => {
+            (paths, packaged, declaration, no_switch, target)
+        }
+        EtcCommand::Unlink { target } => return unlink(&target),
+        EtcCommand::Relink { target } => return relink(&target),
+    };
     let declaration = match load(&file, &target.root)? {
         Ok(declaration) => declaration,
         Err(code) => return Ok(code),
@@ -90,6 +111,30 @@ pub(super) fn run(command: EtcCommand) -> Result<ExitCode> {
         if !repaired.plan.is_noop() {
             report::print(&repaired.plan.to_string())?;
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn unlink(target: &Target) -> Result<ExitCode> {
+    let state = open_state(target)?;
+    finish_pending(&state, target)?;
+    let unlinked = blankslate_activator::etc::unlink(&state)?;
+    if !unlinked.is_empty() {
+        let links = plural(unlinked.len(), "link");
+        outln!("blankslate: made {links} of /etc into the store plain files (until `blankslate etc relink`)")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn relink(target: &Target) -> Result<ExitCode> {
+    let state = open_state(target)?;
+    finish_pending(&state, target)?;
+    let Some(relinked) = blankslate_activator::etc::relink(&state)? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    if !relinked.plan.steps.is_empty() {
+        let files = plural(relinked.plan.steps.len(), "file");
+        outln!("blankslate: linked {files} of /etc again (unchanged since `blankslate etc unlink`)")?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -319,6 +319,11 @@ pub fn all() -> Vec<Scenario> {
         on_live_root("persist sync", both(one, one), copies_changed, &["persist", "sync"]),
         on_live_root("repair", both(one, one), drifted, &["repair"]),
         on_live_root("confirm", both(two, two), on_trial, &["confirm"]),
+        Scenario {
+            command: Run::Line(package_run),
+            recover: Some(|w| step(w, &["etc", "relink"])),
+            ..on_live_root("etc unlink+relink", both(one, one), one_active, &[])
+        },
         on_live_root("net save", both(one, one), forgotten, &["net", "save"]),
         Scenario {
             // Restored once is done: a second restore refuses to replace it.
@@ -465,6 +470,21 @@ fn drifted(w: &mut World) -> Vec<Data> {
     std::fs::set_permissions(etc.join("sudoers"), std::fs::Permissions::from_mode(0o644)).unwrap();
     world::unmount(&w.in_root("/var/log")).unwrap();
     with(volume, live(w, &BOTH))
+}
+
+/// Generation one active, its /etc as activated.
+fn one_active(w: &mut World) -> Vec<Data> {
+    let volume = fill_volume(&w.volume);
+    let one = declare(w, "one");
+    w.ok(&["switch", &one]);
+    with(volume, live(w, &BOTH))
+}
+
+/// A package manager's run that changes nothing in /etc, between apt's hooks: `etc
+/// unlink`, then `etc relink`, which must leave /etc exactly as activated.
+fn package_run(w: &World) -> Vec<OsString> {
+    let line = r#""$0" etc unlink --root "$1" && "$0" etc relink --root "$1""#;
+    vec!["sh".into(), "-c".into(), line.into(), BIN.into(), w.root.clone().into_os_string()]
 }
 
 /// Generation one active with a net, and what nothing declares in /srv: a tree

@@ -201,16 +201,14 @@ daytwo)
     check initramfs-of-the-new-kernel [ -s "$(initrd_of "$NEW_KERNEL")" ]
     check initramfs-of-the-running-kernel [ -s "$(initrd_of "$old")" ]
     check menu-entries [ "$(menu_kernels | tr '\n' ' ')" = "$NEW_KERNEL $old " ]
-    # The apt hook ran `etc keep --packaged` after each dpkg run. But dpkg does not
-    # replace an unedited conffile that is a link into the store: it leaves the new
-    # version beside it as .dpkg-new, silently (found here; not handled yet). The
-    # admin's way for now: put it in place, then keep it (--packaged finds it, as drift
-    # of the package's file).
-    check apt-hook-ran-keep shows upgrade 'the audit reports no /etc file of a package'
-    check daytwo-new-conffile-beside [ "$(cat /etc/vmtest-daytwo.conf.dpkg-new)" = "greeting=day two, upgraded" ]
-    check daytwo-new-conffile-in-place mv /etc/vmtest-daytwo.conf.dpkg-new /etc/vmtest-daytwo.conf
-    check etc-keep-packaged exits 0 keep blankslate etc keep --packaged --declaration /etc/blankslate/system.toml
-    check etc-keep-packaged-kept-it shows keep 'kept /etc/vmtest-daytwo.conf'
+    # Around each dpkg run the apt hook made /etc's links into the store plain files
+    # and linked the unchanged ones again, so dpkg replaced the unedited conffile by the
+    # package's new version, as on any Debian system (with the links it left the new
+    # version beside them as .dpkg-new); then the hook kept it (`etc keep --packaged`).
+    check apt-hook-unlinked shows upgrade 'links of /etc into the store plain files'
+    check apt-hook-relinked shows upgrade 'of /etc again (unchanged since'
+    check apt-hook-kept-the-upgrade shows upgrade 'kept /etc/vmtest-daytwo.conf'
+    check daytwo-no-dpkg-new [ ! -e /etc/vmtest-daytwo.conf.dpkg-new ]
     check daytwo-conffile-upgraded [ "$(cat /etc/vmtest-daytwo.conf)" = "greeting=day two, upgraded" ]
     check daytwo-conffile-declared [ "$(readlink /etc/vmtest-daytwo.conf)" = /etc/static/vmtest-daytwo.conf ]
     check audit-clean-after-the-upgrade exits 0 audit blankslate audit

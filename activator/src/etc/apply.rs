@@ -29,6 +29,9 @@ struct Journal {
     /// The entries a repair was limited to (none: every entry).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     only: Vec<String>,
+    /// A repair limited to files holding their link's bytes ([`super::relink`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    relink: bool,
 }
 
 /// What an activation did.
@@ -147,6 +150,7 @@ pub fn activate(root: &Dir, store: &Store, to: &EtcGeneration, on_conflict: OnCo
             unchanged: to.manifest.entries.len(),
             repair: false,
             repair_only: Vec::new(),
+            relink: false,
         };
         return Ok(Activated { plan, recovered });
     }
@@ -225,7 +229,9 @@ pub fn recover(root: &Dir, store: &Store) -> Result<Option<u32>> {
     let to = EtcGeneration::load(store, journal.generation, &journal.object)?;
     let tree = open_tree(store, &to.object)?;
     let users = || users_from_contents(root, |name| tree.read(name).ok());
-    let plan = if journal.repair {
+    let plan = if journal.relink {
+        super::inspect::plan_relink(root, to, &users)?
+    } else if journal.repair {
         super::inspect::plan_repair(root, to, &users, &journal.only)?
     } else {
         plan_from(root, active(root)?, to, &users, OnConflict::Backup)?
@@ -240,12 +246,12 @@ pub(super) fn open_tree(store: &Store, object: &str) -> Result<Dir> {
     Ok(object.open_dir(TREE_DIR)?)
 }
 
-fn staged(name: &str) -> String {
+pub(super) fn staged(name: &str) -> String {
     format!(".{name}{STAGED_SUFFIX}")
 }
 
 /// Removes a leftover temporary from an interrupted run.
-fn clear(dir: &Dir, name: &str) -> Result<()> {
+pub(super) fn clear(dir: &Dir, name: &str) -> Result<()> {
     match dir.remove_file(name) {
         Err(error) if !error.is_not_found() => Err(error.into()),
         _ => Ok(()),
@@ -270,6 +276,7 @@ pub(super) fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
         object: plan.to.object.clone(),
         repair: plan.repair,
         only: plan.repair_only.clone(),
+        relink: plan.relink,
     };
     state.write_atomic(JOURNAL_FILE, &serde_json::to_vec(&journal).expect("journal serializes"), 0o600)?;
     // The marker names the generation only once it is complete.

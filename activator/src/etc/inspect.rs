@@ -282,7 +282,8 @@ pub(super) fn plan_from(
         Found::Link(_) | Found::Absent => Some(None),
         _ => Some(Some(dirs.backup_name(STATIC, &to.manifest)?)),
     };
-    let plan = Plan { from, to, steps, switch_static, unchanged, repair: false, repair_only: Vec::new() };
+    let plan =
+        Plan { from, to, steps, switch_static, unchanged, repair: false, repair_only: Vec::new(), relink: false };
     if on_conflict == OnConflict::Refuse {
         refuse_conflicts(&plan)?;
     }
@@ -373,5 +374,24 @@ pub(super) fn plan_repair(root: &Dir, to: EtcGeneration, users: &dyn Fn() -> Use
         (steps, unchanged, switch_static)
     };
     // A repair goes from the generation to itself: `from` would only repeat `to`.
-    Ok(Plan { from: None, to, steps, switch_static, unchanged, repair: true, repair_only: only.to_vec() })
+    Ok(Plan {
+        from: None,
+        to,
+        steps,
+        switch_static,
+        unchanged,
+        repair: true,
+        repair_only: only.to_vec(),
+        relink: false,
+    })
+}
+
+/// The repair [`super::relink`] makes: of every entry, only the files that hold their
+/// link's bytes become links again (a repair replaces a file by its link only then).
+pub(super) fn plan_relink(root: &Dir, to: EtcGeneration, users: &dyn Fn() -> UserDb) -> Result<Plan> {
+    let mut plan = plan_repair(root, to, users, &[])?;
+    plan.steps.retain(|step| step.action == Action::Replace);
+    plan.switch_static = None;
+    plan.relink = true;
+    Ok(plan)
 }

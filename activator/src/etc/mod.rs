@@ -23,10 +23,14 @@
 //!   `readlink` per link) and puts back what is not as it was activated, moving aside
 //!   whatever stands in the way, through the same journaled steps.
 //!
+//! - For a package manager's run, [`unlink`] makes the links into the store plain
+//!   files and [`relink`] makes those nothing changed links again (`plain`).
+//!
 //! [`plan`] works out the steps, [`commit`] and [`activate`] carry them out, [`recover`] finishes what a kill left.
 
 mod apply;
 mod inspect;
+mod plain;
 mod restore;
 
 use std::fmt;
@@ -43,6 +47,7 @@ pub use blankslate_core::activation::{ACTIVE_FILE, BACKUP_SUFFIX, EtcGeneration,
 
 pub use apply::{Activated, Outcome, Prepared, activate, activate_generation, commit, prepare, recover, relabel};
 pub use inspect::plan;
+pub use plain::{relink, unlink};
 pub use restore::{preview_repair, repair, repair_only};
 
 /// The fixed temporary name of a copy or link about to replace `NAME`: `.NAME` + this.
@@ -169,6 +174,9 @@ pub struct Plan {
     /// A repair of only these entries (relative to `/etc`) and what lies below them;
     /// empty: of every entry.
     pub repair_only: Vec<String>,
+    /// A repair that only makes files holding their link's bytes links again
+    /// ([`relink`]).
+    pub relink: bool,
 }
 
 impl Plan {
