@@ -233,7 +233,8 @@ fn bring_up(
         .step("bring the store into the new root", "report a bug")?;
     say(debug, started, "root ready, volumes in place");
 
-    let (store, persist_findings) = activate(&root, &chosen, matches!(new_root, NewRoot::Mount))?;
+    let step_done = |what: &str| say(debug, started, what);
+    let (store, persist_findings) = activate(&root, &chosen, matches!(new_root, NewRoot::Mount), &step_done)?;
     say(debug, started, "/etc and persisted paths activated");
     Ok(Activated {
         root,
@@ -428,7 +429,12 @@ fn check_object(state: &State, generation: &Generation, object: &str) -> Result<
 /// user's symlink, FIFO or hard link where it goes, an error on that path alone) is a
 /// finding, printed and recorded, and the boot goes on with every other path; what
 /// fails for all of them (a volume that is not there) stops it.
-fn activate(root: &Dir, chosen: &Chosen, mount_run: bool) -> Result<(Store, Vec<(String, String)>), Failure> {
+fn activate(
+    root: &Dir,
+    chosen: &Chosen,
+    mount_run: bool,
+    step_done: &dyn Fn(&str),
+) -> Result<(Store, Vec<(String, String)>), Failure> {
     for (name, mode) in
         [("proc", 0o555), ("sys", 0o555), ("dev", 0o755), ("run", 0o755), ("tmp", 0o1777), ("root", 0o700)]
     {
@@ -448,12 +454,14 @@ fn activate(root: &Dir, chosen: &Chosen, mount_run: bool) -> Result<(Store, Vec<
     let store = Store::open(root, &Path::new(DEFAULT_STATE_DIR).join("store")).step("open the store", BROKEN)?;
     etc::activate_generation(root, &store, chosen.generation.number, &chosen.etc_object, OnConflict::Backup)
         .step("activate /etc", BROKEN)?;
+    step_done("/etc activated");
     blankslate_core::failpoint::hit(FAILPOINT);
     let users = etc::users_from_object(&store, root, &chosen.etc_object).step("open the /etc tree", BROKEN)?;
     let fix_volume =
         "the volume's data is untouched; boot another generation (blankslate.generation=N) or fix the volume";
     let report = blankslate_persist::bring_in(root, &chosen.declaration, &users, None)
         .step("bring in the persisted paths", fix_volume)?;
+    step_done("persisted paths brought in");
     // A path the system failed to bring in (an I/O error, a full volume) is not one
     // user's entry: booting on would let programs write to the tmpfs what they mean
     // to keep, and lose it at the next reboot.

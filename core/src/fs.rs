@@ -201,10 +201,23 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 fn temp_base() -> u64 {
     static BASE: OnceLock<u64> = OnceLock::new();
     *BASE.get_or_init(|| {
+        use rustix::rand::{GetRandomFlags, getrandom};
         let mut random = [0u8; 4];
-        // Without randomness (a kernel before 3.17) the names are still unique.
-        let _ = rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty());
-        u64::from(u32::from_ne_bytes(random))
+        // Never waiting for the kernel's random pool: at boot, before it is seeded,
+        // a plain getrandom blocks for a second or more (measured in the VM tests),
+        // while nobody is there yet to guess a name. GRND_INSECURE (Linux 5.6) never
+        // waits; before it, GRND_NONBLOCK; without either, the clock. The names stay
+        // unique whatever the base is.
+        let filled = getrandom(&mut random, GetRandomFlags::INSECURE)
+            .or_else(|_| getrandom(&mut random, GetRandomFlags::NONBLOCK))
+            .is_ok_and(|n| n == random.len());
+        if filled {
+            u64::from(u32::from_ne_bytes(random))
+        } else {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |t| u64::from(t.subsec_nanos()))
+        }
     })
 }
 
