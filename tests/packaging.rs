@@ -61,6 +61,7 @@ fn the_package_holds_every_file_with_its_mode_and_the_control_fields() {
     let mut expected = vec![
         ("/usr/bin/blankslate", "-rwxr-xr-x"),
         ("/usr/libexec/blankslate/kernel-hook", "-rwxr-xr-x"),
+        ("/usr/sbin/update-grub", "-rwxr-xr-x"),
         ("/etc/kernel/postinst.d/zz-blankslate", "-rwxr-xr-x"),
         ("/etc/kernel/postrm.d/zz-blankslate", "-rwxr-xr-x"),
         ("/etc/grub.d/42_blankslate", "-rwxr-xr-x"),
@@ -347,7 +348,144 @@ fn the_grub_script_has_an_entry_per_kernel_with_an_initramfs_newest_first() {
 #[test]
 fn the_packaging_scripts_pass_shellcheck() {
     let Some(shellcheck) = tool("shellcheck") else { return };
-    let scripts = ["build-deb", "kernel-hook", "etc-hook", "initrd.conf"].map(|s| repo("packaging/debian").join(s));
+    let scripts = ["build-deb", "kernel-hook", "etc-hook", "initrd.conf", "update-grub"]
+        .map(|s| repo("packaging/debian").join(s));
     let checked = output(Command::new(shellcheck).args(["--shell", "sh"]).args(scripts));
     assert!(checked.status.success(), "{}", both(&checked));
+}
+
+/// `packaging/debian/update-grub` with GRUB's own stood in for by a script that prints
+/// what it sees: `BLANKSLATE_HOOK_ROOT` holds the marker and initrd.conf.
+struct UpdateGrub {
+    dir: tempfile::TempDir,
+}
+
+impl UpdateGrub {
+    /// `distrib`: the stand-in's body (after `#!/bin/sh`).
+    fn new(distrib: &str) -> UpdateGrub {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("root/etc/blankslate")).unwrap();
+        let stand_in = dir.path().join("update-grub.distrib");
+        std::fs::write(&stand_in, format!("#!/bin/sh\n{distrib}")).unwrap();
+        std::fs::set_permissions(&stand_in, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        UpdateGrub { dir }
+    }
+
+    fn on_blankslate(&self) {
+        let marker = self.dir.path().join("root/run/blankslate/booted");
+        std::fs::create_dir_all(marker.parent().unwrap()).unwrap();
+        std::fs::write(marker, "").unwrap();
+    }
+
+    fn config(&self, text: &str) -> PathBuf {
+        let config = self.dir.path().join("root/etc/blankslate/initrd.conf");
+        std::fs::write(&config, text).unwrap();
+        config
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        output(
+            Command::new(repo("packaging/debian/update-grub"))
+                .args(args)
+                .env("BLANKSLATE_HOOK_ROOT", self.dir.path().join("root"))
+                .env("BLANKSLATE_UPDATE_GRUB", self.dir.path().join("update-grub.distrib"))
+                .env_remove("BLANKSLATE_GRUB_NAMESPACE"),
+        )
+    }
+}
+
+#[test]
+fn update_grub_is_grubs_own_off_blankslate_and_needs_the_old_root_on_it() {
+    let grub = UpdateGrub::new("echo \"GRUB's own: $*\"\n");
+    let run = grub.run(&["--flag", "two words"]);
+    assert!(run.status.success(), "{}", both(&run));
+    assert_eq!(stdout(&run), "GRUB's own: --flag two words\n");
+
+    // On blankslate, without GRUB_ROOT: refused before anything is mounted, saying
+    // what to add and where.
+    grub.on_blankslate();
+    for text in [None, Some("ROUTE=b\nOUTPUT=/boot/initrd.img-$version\n")] {
+        let config = text.map(|text| grub.config(text));
+        let run = grub.run(&[]);
+        assert_eq!(run.status.code(), Some(1), "{}", both(&run));
+        assert!(stdout(&run).is_empty(), "GRUB's own ran: {}", both(&run));
+        let said = stderr(&run);
+        assert!(said.contains("GRUB_ROOT=") && said.contains("findmnt -n -o SOURCE /"), "{said}");
+        if let Some(config) = config {
+            assert!(said.contains(config.to_str().unwrap()), "{said}");
+        }
+    }
+    // A broken initrd.conf is reported with its own error.
+    grub.config("GRUB_ROOT=$undefined\n");
+    let run = grub.run(&[]);
+    assert_eq!(run.status.code(), Some(1), "{}", both(&run));
+    assert!(stderr(&run).contains("cannot be read") && stderr(&run).contains("undefined"), "{}", stderr(&run));
+
+    // Without GRUB's own, whichever system this is.
+    std::fs::remove_file(grub.dir.path().join("update-grub.distrib")).unwrap();
+    let run = grub.run(&[]);
+    assert_eq!(run.status.code(), Some(1), "{}", both(&run));
+    assert!(stderr(&run).contains("is not installed"), "{}", stderr(&run));
+}
+
+/// On blankslate, GRUB's own runs with `/` the old root (read-only) and every other
+/// directory the running system's. In a mount namespace of the test's own, with a
+/// tmpfs on `/run`, `/boot` and `/etc` there standing for the running system's; the old
+/// root is an ext4 image (mounted through a loop device, freed with the mount).
+#[test]
+fn update_grub_on_blankslate_runs_grubs_own_on_the_old_root_with_the_running_systems_directories() {
+    if !blankslate_test_support::root_or_skip("update-grub mounts the old root in a namespace") {
+        return;
+    }
+    let Some(mkfs) = tool("mkfs.ext4") else { return };
+    let grub = UpdateGrub::new(
+        "echo \"ARGS $*\"\n\
+         echo \"ROOT $(findmnt -n -o FSTYPE /) $(findmnt -n -o OPTIONS / | cut -d, -f1)\"\n\
+         case $(findmnt -n -o SOURCE /) in /dev/loop*) echo \"FROM a loop device\" ;; esac\n\
+         echo \"BOOT $(findmnt -n -o SOURCE /boot)\"\n\
+         echo \"ETC $(cat /etc/vmtest-etc)\"\n\
+         echo \"OLD $(cat /old-root-file)\"\n\
+         if touch /written 2>/dev/null; then echo \"WROTE the old root\"; fi\n",
+    );
+    let scratch = grub.dir.path().to_owned();
+    // The old root: the directories a Debian root has, its links into /usr.
+    let old = scratch.join("old");
+    for dir in ["usr", "etc", "tmp", "proc", "dev", "sys", "run", "boot", "var"] {
+        std::fs::create_dir_all(old.join(dir)).unwrap();
+    }
+    for link in ["bin", "sbin", "lib", "lib64"] {
+        std::os::unix::fs::symlink(format!("usr/{link}"), old.join(link)).unwrap();
+    }
+    std::fs::write(old.join("old-root-file"), "the old root's own").unwrap();
+    let image = scratch.join("old.img");
+    let made = output(Command::new(mkfs).args(["-q", "-F", "-d"]).arg(&old).arg(&image).arg("8M"));
+    assert!(made.status.success(), "{}", both(&made));
+    grub.config(&format!("ROUTE=b\nGRUB_ROOT={}\n", image.display()));
+    let live_etc = scratch.join("live-etc");
+    std::fs::create_dir_all(&live_etc).unwrap();
+    std::fs::write(live_etc.join("vmtest-etc"), "the running system's").unwrap();
+
+    let (run, left) = blankslate_test_support::in_namespace(move || {
+        let mount = |args: &[&str]| {
+            let done = output(Command::new("mount").args(args));
+            assert!(done.status.success(), "mount {args:?}: {}", both(&done));
+        };
+        mount(&["-t", "tmpfs", "run", "/run"]);
+        mount(&["-t", "tmpfs", "live-boot", "/boot"]);
+        mount(&["--bind", live_etc.to_str().unwrap(), "/etc"]);
+        std::fs::create_dir_all("/run/blankslate").unwrap();
+        std::fs::write("/run/blankslate/booted", "").unwrap();
+        grub.on_blankslate();
+        let run = grub.run(&["-o", "/boot/grub/grub.cfg"]);
+        let left: Vec<_> = std::fs::read_dir("/run/blankslate").unwrap().map(|e| e.unwrap().file_name()).collect();
+        (run, left)
+    });
+    assert!(run.status.success(), "{}", both(&run));
+    assert_eq!(
+        stdout(&run),
+        "ARGS -o /boot/grub/grub.cfg\nROOT ext4 ro\nFROM a loop device\nBOOT live-boot\nETC the running system's\n\
+         OLD the old root's own\n"
+    );
+    // Its mount point is gone with its namespace.
+    assert_eq!(left, ["booted"]);
 }
