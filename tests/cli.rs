@@ -510,3 +510,75 @@ fn the_examples_readme_names_every_example_and_the_built_in_one() {
     let rows: Vec<&str> = readme.lines().filter(|l| l.contains("built-in example")).collect();
     assert!(!rows.is_empty() && rows.iter().all(|row| row.contains(&format!("[`{built_in}`]"))), "{rows:#?}");
 }
+
+/// `switch --json` and `rollback --json`: one JSON object on standard output, for a
+/// dry run (the generations compared and the /etc plan counted) and for a switch in
+/// each mode (the marks after it, what the activation did).
+#[test]
+fn switch_and_rollback_report_in_json() {
+    if !root_or_skip("/etc's entries are owned by root") {
+        return;
+    }
+    let scratch = Scratch::new();
+    let root = scratch.dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let declaration = scratch.dir.path().join("etc.toml");
+    let write = |motd: &str| {
+        let text = format!(
+            "version = 1\n[etc.\"passwd\"]\ntext = \"root:x:0:0::/root:/bin/sh\\n\"\n[etc.\"group\"]\n\
+             text = \"root:x:0:\\n\"\n[etc.\"motd\"]\ntext = \"{motd}\\n\"\n"
+        );
+        std::fs::write(&declaration, text).unwrap();
+    };
+    let run = |args: &[&str]| -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["--json", "--root", root.to_str().unwrap()]);
+        let output = blankslate_env(&all, &[]);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {}", stdout(&output)))
+    };
+    let file = declaration.to_str().unwrap();
+    write("hi");
+
+    let dry = run(&["switch", file, "--dry-run"]);
+    assert_eq!((dry["dry_run"].clone(), dry["mode"].clone()), (true.into(), "switch".into()));
+    assert_eq!((dry["from"].clone(), dry["to"].clone()), (serde_json::Value::Null, 1.into()));
+    assert_eq!(dry["differences"], true);
+    assert_eq!(dry["diff"]["etc"].as_array().unwrap().len(), 3, "{dry}");
+    assert_eq!((dry["etc"]["added"].clone(), dry["etc"]["static_link"].clone()), (3.into(), true.into()));
+    assert!(!root.join("etc").exists(), "a dry run changes nothing");
+
+    let done = run(&["switch", file]);
+    assert_eq!((done["dry_run"].clone(), done["generation"].clone()), (false.into(), 1.into()));
+    assert_eq!((done["active"].clone(), done["boot_default"].clone()), (1.into(), 1.into()));
+    assert_eq!(done["etc"]["added"], 3);
+    assert_eq!(done["persisted"]["mounted"], serde_json::json!([]));
+    assert_eq!((done["trial"].clone(), done["recovered"].clone()), (serde_json::Value::Null, serde_json::json!([])));
+
+    // The same declaration again: nothing to change.
+    let again = run(&["switch", file, "--dry-run"]);
+    assert_eq!(
+        (again["from"].clone(), again["to"].clone(), again["differences"].clone()),
+        (1.into(), 1.into(), false.into())
+    );
+    let counts = &again["etc"];
+    assert_eq!(
+        (counts["added"].clone(), counts["unchanged"].clone(), counts["static_link"].clone()),
+        (0.into(), 3.into(), false.into())
+    );
+
+    // A changed declaration on test, then back, then as the next boot's.
+    write("hello");
+    let test = run(&["switch", file, "--test"]);
+    assert_eq!((test["mode"].clone(), test["generation"].clone()), ("test".into(), 2.into()));
+    assert_eq!((test["active"].clone(), test["boot_default"].clone()), (2.into(), 1.into()));
+    assert_eq!(test["etc"]["static_link"], true, "the links stay, /etc/static moves: {test}");
+    let back = run(&["rollback"]);
+    assert_eq!((back["generation"].clone(), back["active"].clone()), (1.into(), 1.into()));
+    let boot = run(&["switch", "2", "--boot"]);
+    assert_eq!(
+        (boot["mode"].clone(), boot["active"].clone(), boot["boot_default"].clone()),
+        ("boot".into(), 1.into(), 2.into())
+    );
+    assert_eq!((boot["etc"].clone(), boot["persisted"].clone()), (serde_json::Value::Null, serde_json::Value::Null));
+}

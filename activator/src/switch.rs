@@ -121,6 +121,15 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The mode as the command line names it (`--test`, `--boot`, or neither).
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Switch => "switch",
+            Mode::Test => "test",
+            Mode::Boot => "boot",
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             Mode::Switch => "activate now and make it the boot default",

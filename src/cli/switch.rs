@@ -57,6 +57,10 @@ pub(super) struct Activation {
     /// Make it the boot default without activating it: the next boot uses it.
     #[arg(long)]
     boot: bool,
+    /// Print what was done (with --dry-run, what would change) as one JSON object;
+    /// messages and warnings stay on standard error.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     pub(super) trial: confirm::TrialArgs,
 }
@@ -92,6 +96,7 @@ pub(super) fn switch_to_declaration(file: &Path, target: &Target) -> Result<Exit
         refuse_conflicts: false,
         test: false,
         boot: false,
+        json: false,
         trial: confirm::TrialArgs { confirm_within: None, tries: None },
     };
     let generation = file.to_str().ok_or_else(|| InputError::argument("the declaration's path is not UTF-8"))?;
@@ -114,7 +119,7 @@ pub(super) fn switch(args: &SwitchArgs) -> Result<ExitCode> {
         }
         let state = open_state(target)?;
         let switched = live(&state, target, |live| live.switch_to_declaration(&declaration, &etc, activation.how()))?;
-        return print_run(target, &switched);
+        return print_run(target, &switched, activation.json);
     };
     let Some(state) = read_state(target)? else {
         return Err(InputError::argument(format!("there is no generation {number}: nothing was ever built here")));
@@ -148,8 +153,27 @@ fn dry_run(
     let preview =
         switch::preview(&root, state.as_ref(), &target.state_dir, wanted, activation.mode(), activation.on_conflict())
             .map_err(super::switch_error)?;
-    print_preview(&preview)?;
+    if activation.json {
+        report::json(&preview_json(&preview))?;
+    } else {
+        print_preview(&preview)?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A dry run as `--json` prints it: the generations compared (`to` is the number a
+/// declaration would be built as), whether they differ, the differences, and what the
+/// `/etc` plan on this root would do, counted (null with `--boot`, which plans none).
+fn preview_json(preview: &Preview) -> serde_json::Value {
+    serde_json::json!({
+        "dry_run": true,
+        "mode": preview.mode.name(),
+        "from": preview.diff.from,
+        "to": preview.diff.to,
+        "differences": !preview.diff.is_empty(),
+        "diff": preview.diff,
+        "etc": preview.plan.as_ref().map(etc::Plan::counts),
+    })
 }
 
 fn print_preview(preview: &Preview) -> Result<()> {
@@ -166,13 +190,25 @@ fn print_preview(preview: &Preview) -> Result<()> {
 /// Switches to `wanted` as `activation` says; prints what was done once it is.
 fn run(state: &LockedState, target: &Target, wanted: Wanted, activation: &Activation) -> Result<ExitCode> {
     let switched = live(state, target, |live| live.switch(&Request { wanted, how: activation.how() }))?;
-    print_run(target, &switched)
+    print_run(target, &switched, activation.json)
 }
 
-/// Prints what a switch did, and a warning if the blankslate that booted the root is
-/// another version.
-fn print_run(target: &Target, switched: &Switched) -> Result<ExitCode> {
-    print_switched(switched)?;
+/// Prints what a switch did (as JSON with `json`, what it finished first and the
+/// warnings then on standard error), and a warning if the blankslate that booted the
+/// root is another version.
+fn print_run(target: &Target, switched: &Switched, json: bool) -> Result<ExitCode> {
+    if json {
+        for line in super::describe_recovered(&switched.recovered).lines() {
+            errln!("{line}")?;
+        }
+        if let Some((outcome, persisted)) = &switched.activated {
+            print_backups(outcome)?;
+            print_persist_warnings(persisted)?;
+        }
+        report::json(&switched_json(switched))?;
+    } else {
+        print_switched(switched)?;
+    }
     let booted = BootRecord::read(&Dir::open_root(&target.root)?);
     if let Some(warning) = booted.and_then(|record| record.version_warning()) {
         errln!("warning: {warning}")?;
@@ -213,14 +249,52 @@ fn print_switched(switched: &Switched) -> Result<()> {
     Ok(())
 }
 
+/// A switch as `--json` prints it: the generation, the marks after it, what it
+/// finished first, the trials, and what the activation did (null with `--boot`): `/etc`
+/// counted, and the persisted paths by what was done to them.
+fn switched_json(switched: &Switched) -> serde_json::Value {
+    let (etc, persisted) = match &switched.activated {
+        Some((outcome, persisted)) => (Some(outcome.counts()), Some(persisted_json(persisted))),
+        None => (None, None),
+    };
+    serde_json::json!({
+        "dry_run": false,
+        "mode": switched.mode.name(),
+        "generation": switched.generation,
+        "active": switched.active,
+        "boot_default": switched.boot_default,
+        "recovered": super::describe_recovered(&switched.recovered).lines().collect::<Vec<_>>(),
+        "ended_trial": switched.ended.as_ref().map(|trial| trial.generation),
+        "trial": switched.trial,
+        "boot_trial": switched.boot_trial,
+        "etc": etc,
+        "persisted": persisted,
+    })
+}
+
+fn persisted_json(persisted: &Report) -> serde_json::Value {
+    let conflicts: Vec<_> = persisted
+        .conflicts
+        .iter()
+        .chain(&persisted.unknown_owners)
+        .map(|(path, reason)| serde_json::json!({ "path": path, "reason": reason }))
+        .collect();
+    serde_json::json!({
+        "mounted": persisted.mounted,
+        "linked": persisted.linked,
+        "migrated": persisted.migrated,
+        "unmounted": persisted.unmounted,
+        "copied": persisted.copied,
+        "written_back": persisted.written_back,
+        "unchanged": persisted.unchanged.len(),
+        "warnings": conflicts,
+    })
+}
+
 /// What an activation did: /etc, backups, persisted paths.
 pub(super) fn print_activated(outcome: &etc::Outcome, persisted: &Report) -> Result<()> {
     report::print(&outcome.to_string())?;
-    for step in outcome.plan().into_iter().flat_map(etc::Plan::backups) {
-        if let etc::Action::BackUp { backup, found } = &step.action {
-            errln!("warning: /etc/{} held {found}, not blankslate's: moved to {backup}", step.path)?;
-        }
-    }
+    print_backups(outcome)?;
     let counts = [
         (persisted.mounted.len(), "mounted"),
         (persisted.linked.len(), "linked"),
@@ -230,6 +304,21 @@ pub(super) fn print_activated(outcome: &etc::Outcome, persisted: &Report) -> Res
     ];
     let summary: Vec<String> = counts.iter().map(|(n, what)| format!("{n} {what}")).collect();
     outln!("persisted paths: {}", summary.join(", "))?;
+    print_persist_warnings(persisted)
+}
+
+/// What the activation moved aside in /etc, as warnings.
+fn print_backups(outcome: &etc::Outcome) -> Result<()> {
+    for step in outcome.plan().into_iter().flat_map(etc::Plan::backups) {
+        if let etc::Action::BackUp { backup, found } = &step.action {
+            errln!("warning: /etc/{} held {found}, not blankslate's: moved to {backup}", step.path)?;
+        }
+    }
+    Ok(())
+}
+
+/// The persisted paths not brought in, and owners not found, as warnings.
+fn print_persist_warnings(persisted: &Report) -> Result<()> {
     for (path, reason) in persisted.conflicts.iter().chain(&persisted.unknown_owners) {
         errln!("warning: {path}: {reason}")?;
     }

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::inspect::plan_from;
 use super::{
-    ACTIVE_FILE, Action, EtcError, EtcGeneration, FAILPOINT, OnConflict, Plan, Result, STAGED_SUFFIX, STATE_DIR,
-    STATIC, Step, active, link_target, open_etc, plan, split, users_from_contents,
+    ACTIVE_FILE, Action, Counts, EtcError, EtcGeneration, FAILPOINT, OnConflict, Plan, Result, STAGED_SUFFIX,
+    STATE_DIR, STATIC, Step, active, link_target, open_etc, plan, split, users_from_contents,
 };
 
 /// An activation under way: where it is going. Where it comes from is the state
@@ -57,6 +57,14 @@ impl Outcome {
         match self {
             Outcome::AlreadyActive(_) => None,
             Outcome::Activated(activated) => Some(&activated.plan),
+        }
+    }
+
+    /// What it did, counted.
+    pub fn counts(&self) -> Counts {
+        match self {
+            Outcome::AlreadyActive(marker) => Counts { unchanged: marker.entries, ..Counts::default() },
+            Outcome::Activated(activated) => activated.plan.counts(),
         }
     }
 }

@@ -179,6 +179,31 @@ pub struct Plan {
     pub relink: bool,
 }
 
+/// What an `/etc` plan does, entry by entry, counted: what `--json` reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub added: usize,
+    /// Replaced with the declared contents.
+    pub changed: usize,
+    /// Given back their declared owner or mode.
+    pub fixed: usize,
+    pub removed: usize,
+    /// Something not blankslate's moved aside to make room.
+    pub backed_up: usize,
+    /// No longer declared but not blankslate's, so kept.
+    pub left_alone: usize,
+    pub unchanged: usize,
+    /// Whether `/etc/static` itself is linked anew.
+    pub static_link: bool,
+}
+
+impl Counts {
+    /// Whether anything in `/etc` changes.
+    pub fn changes(&self) -> bool {
+        self.added + self.changed + self.fixed + self.removed + self.backed_up > 0 || self.static_link
+    }
+}
+
 impl Plan {
     pub fn is_noop(&self) -> bool {
         self.steps.is_empty() && self.switch_static.is_none()
@@ -218,13 +243,27 @@ impl Plan {
         writeln!(f, "{}", line.trim_end())
     }
 
-    fn count(&self, wanted: fn(&Action) -> bool) -> usize {
-        self.steps.iter().filter(|s| wanted(&s.action)).count()
+    /// How many entries the plan touches, by what it does to them.
+    pub fn counts(&self) -> Counts {
+        let mut counts =
+            Counts { unchanged: self.unchanged, static_link: self.switch_static.is_some(), ..Counts::default() };
+        for step in &self.steps {
+            *match step.action {
+                Action::Create => &mut counts.added,
+                Action::Replace => &mut counts.changed,
+                Action::Fix { .. } => &mut counts.fixed,
+                Action::Remove => &mut counts.removed,
+                Action::BackUp { .. } => &mut counts.backed_up,
+                Action::LeaveAlone { .. } => &mut counts.left_alone,
+            } += 1;
+        }
+        counts
     }
 
     fn write_summary(&self, f: &mut impl fmt::Write) -> fmt::Result {
+        let counts = self.counts();
         if self.repair {
-            let taken_over = match self.count(|a| matches!(a, Action::Replace)) {
+            let taken_over = match counts.changed {
                 0 => String::new(),
                 n => format!(", {n} taken over (the file there had the declared contents)"),
             };
@@ -232,21 +271,16 @@ impl Plan {
                 f,
                 "{} missing, {} with the wrong owner or mode, {} replaced (what stood there moved aside), {} as \
                  activated{taken_over}",
-                self.count(|a| matches!(a, Action::Create)),
-                self.count(|a| matches!(a, Action::Fix { .. })),
-                self.count(|a| matches!(a, Action::BackUp { .. })) + usize::from(self.switch_static.is_some()),
-                self.unchanged,
+                counts.added,
+                counts.fixed,
+                counts.backed_up + usize::from(counts.static_link),
+                counts.unchanged,
             );
         }
         writeln!(
             f,
             "{} added, {} changed, {} removed, {} backed up, {} left alone, {} unchanged",
-            self.count(|a| matches!(a, Action::Create)),
-            self.count(|a| matches!(a, Action::Replace)),
-            self.count(|a| matches!(a, Action::Remove)),
-            self.count(|a| matches!(a, Action::BackUp { .. })),
-            self.count(|a| matches!(a, Action::LeaveAlone { .. })),
-            self.unchanged,
+            counts.added, counts.changed, counts.removed, counts.backed_up, counts.left_alone, counts.unchanged,
         )
     }
 

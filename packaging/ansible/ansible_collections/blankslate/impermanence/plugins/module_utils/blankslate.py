@@ -2,15 +2,14 @@
 # Copyright: blankslate contributors
 # SPDX-License-Identifier: MIT OR Apache-2.0
 """What every blankslate module shares: the options that say which binary and which
-root, running the binary with them, reading its JSON, the generations' marks, and the
-few lines of a switch's report that say whether it changed anything."""
+root, running the binary with them, reading its JSON, the generations' marks, and what
+a switch's JSON report says it changed."""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
 import json
-import re
 
 # The options of every module: they map to the binary's own `--root`, `--state-dir`
 # and `--lock-timeout`.
@@ -24,14 +23,10 @@ COMMON_ARGUMENT_SPEC = dict(
 # The switch modes, as the binary's flags.
 MODE_FLAGS = {'switch': [], 'test': ['--test'], 'boot': ['--boot']}
 
-# The header of a dry run's comparison: `generation 1 -> generation 2`, or
-# `nothing -> generation 1` on a root with no generation yet.
-_PREVIEW_TARGET = re.compile(r'^(?:generation (\d+)|nothing) -> generation (\d+)$', re.MULTILINE)
-# What an activation did to /etc and to the persisted paths (the counts before
-# "left alone" and "unchanged" are the changes).
-_ETC_COUNTS = re.compile(r'^(\d+) added, (\d+) changed, (\d+) removed, (\d+) backed up, \d+ left alone', re.MULTILINE)
-_PERSIST_COUNTS = re.compile(
-    r'^persisted paths: (\d+) mounted, (\d+) linked, (\d+) migrated into the volume, (\d+) unmounted', re.MULTILINE)
+# What `switch --json` (and `rollback --json`) counts as changes: to /etc, and to the
+# persisted paths (what is only "unchanged" or "left alone" is not one).
+_ETC_CHANGES = ('added', 'changed', 'fixed', 'removed', 'backed_up', 'static_link')
+_PERSIST_CHANGES = ('mounted', 'linked', 'migrated', 'unmounted', 'copied', 'written_back')
 
 
 def merged_argument_spec(**specific):
@@ -110,29 +105,35 @@ def marks(generations):
     )
 
 
-def preview_target(dry_run):
-    """The generation a dry run would switch to, or None if it does not say."""
-    match = _PREVIEW_TARGET.search(dry_run)
-    return int(match.group(2)) if match else None
+def preview_target(preview):
+    """The generation a dry run (`switch --dry-run --json`) would switch to."""
+    return preview.get('to')
 
 
-def preview_changes_nothing(dry_run):
+def _etc_changed(counts):
+    return counts is not None and any(counts.get(what) for what in _ETC_CHANGES)
+
+
+def preview_changes_nothing(preview):
     """Whether a dry run found no difference between the generations and nothing
     this root adds (no entry created, replaced, removed or backed up)."""
-    if 'no differences' not in dry_run.splitlines():
-        return False
-    counts = _ETC_COUNTS.search(dry_run)
-    return counts is not None and not any(int(n) for n in counts.groups())
+    return not preview.get('differences', True) and not _etc_changed(preview.get('etc'))
 
 
 def activation_changed(report):
-    """Whether a switch's report counts a change to /etc or to the persisted paths
-    (True when the counts are not there to read: better a change too many)."""
-    etc = _ETC_COUNTS.search(report)
-    persisted = _PERSIST_COUNTS.search(report)
-    if etc is None or persisted is None:
-        return True
-    return any(int(n) for n in etc.groups() + persisted.groups())
+    """Whether a switch's JSON report counts a change to /etc or to the persisted
+    paths."""
+    persisted = report.get('persisted') or {}
+    return _etc_changed(report.get('etc')) or any(persisted.get(what) for what in _PERSIST_CHANGES)
+
+
+def prepared_text(preview):
+    """A dry run's comparison, for diff mode's `prepared`: `generation 1 ->
+    generation 2` (`nothing` where there is none), then the differences."""
+    def name(number):
+        return 'nothing' if number is None else 'generation %d' % number
+    return '%s -> %s\n%s\n' % (name(preview.get('from')), name(preview.get('to')),
+                               json.dumps(preview.get('diff'), indent=2, sort_keys=True))
 
 
 def settled(current, target, mode):

@@ -94,9 +94,9 @@ deleted:
   type: list
   elements: int
 report:
-  description: What the binary printed, for O(action=rollback).
+  description: What C(rollback --json) printed (the dry run's, in check mode), for O(action=rollback).
   returned: when O(action=rollback)
-  type: str
+  type: dict
 commands:
   description: The command lines run.
   returned: always
@@ -112,12 +112,13 @@ from ansible_collections.blankslate.impermanence.plugins.module_utils.blankslate
     activation_changed,
     marks,
     merged_argument_spec,
+    prepared_text,
 )
 
 
 def rollback(module, blankslate, result):
-    arguments = MODE_FLAGS[module.params['mode']]
-    prepared = blankslate.run(['rollback'], arguments + ['--dry-run'])[1]
+    arguments = MODE_FLAGS[module.params['mode']] + ['--json']
+    prepared = blankslate.run_json(['rollback'], arguments + ['--dry-run'])[1]
     result['report'] = prepared
     # Going back moves the active generation (or the boot default) even where the
     # two generations hold the same /etc.
@@ -125,9 +126,9 @@ def rollback(module, blankslate, result):
     if not module.check_mode:
         if module.params['confirm_within'] is not None:
             arguments = arguments + ['--confirm-within', module.params['confirm_within']]
-        result['report'] = blankslate.run(['rollback'], arguments)[1]
+        result['report'] = blankslate.run_json(['rollback'], arguments)[1]
         result['changed'] = activation_changed(result['report']) or marks(blankslate.generations()) != result['before']
-    return prepared
+    return prepared_text(prepared)
 
 
 def delete(module, blankslate, result):

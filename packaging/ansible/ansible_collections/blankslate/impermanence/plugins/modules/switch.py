@@ -105,9 +105,12 @@ generations:
   type: list
   elements: dict
 report:
-  description: What the switch printed (or the dry run, in check mode, or when nothing was to change).
+  description: >-
+    What C(switch --json) printed: the switch (its marks after, what the activation did to /etc and to the
+    persisted paths, the trials), or the dry run (the generations compared, the /etc plan counted) in check
+    mode or when nothing was to change.
   returned: always
-  type: str
+  type: dict
 commands:
   description: The command lines run.
   returned: always
@@ -125,6 +128,7 @@ from ansible_collections.blankslate.impermanence.plugins.module_utils.blankslate
     merged_argument_spec,
     preview_changes_nothing,
     preview_target,
+    prepared_text,
     settled,
 )
 
@@ -135,6 +139,7 @@ def switch_arguments(params, dry_run):
     arguments = list(MODE_FLAGS[params['mode']])
     if params['refuse_conflicts']:
         arguments.append('--refuse-conflicts')
+    arguments.append('--json')
     if dry_run:
         arguments.append('--dry-run')
     else:
@@ -162,7 +167,7 @@ def main():
     params = module.params
     blankslate = Blankslate(module)
     before = marks(blankslate.generations())
-    dry_run = blankslate.run(['switch'], switch_arguments(params, dry_run=True))[1]
+    dry_run = blankslate.run_json(['switch'], switch_arguments(params, dry_run=True))[1]
     target = preview_target(dry_run)
     result = dict(changed=True, generation=target, previous=before['active'], report=dry_run)
     if target is not None and preview_changes_nothing(dry_run) and settled(before, target, params['mode']):
@@ -176,14 +181,14 @@ def main():
                          on_trial=bool(params['confirm_within']) and params['mode'] != 'boot')
         generations = blankslate.generations()
     else:
-        result['report'] = blankslate.run(['switch'], switch_arguments(params, dry_run=False))[1]
+        result['report'] = blankslate.run_json(['switch'], switch_arguments(params, dry_run=False))[1]
         generations = blankslate.generations()
         after = marks(generations)
         result['changed'] = after != before or activation_changed(result['report'])
         if target is None:
             result['generation'] = after['boot_default'] if params['mode'] == 'boot' else after['active']
     result.update(on_trial=after['on_trial'], marks=after, generations=generations, commands=blankslate.commands)
-    add_marks_diff(module, result, before, after, dry_run)
+    add_marks_diff(module, result, before, after, prepared_text(dry_run))
     module.exit_json(**result)
 
 

@@ -21,7 +21,7 @@ def test_a_switch_changes_once_then_nothing(host, run):
     first = run(switch, host.args(declaration=host.v1))
     assert first['changed'] and first['generation'] == 1 and first['previous'] is None
     assert first['marks'] == dict(active=1, boot_default=1, booted=None, good=None, on_trial=False)
-    assert '3 added' in first['report']
+    assert first['report']['etc']['added'] == 3 and first['report']['generation'] == 1
     again = run(switch, host.args(declaration=host.v1))
     assert not again['changed'] and again['generation'] == 1
     # Only the dry run ran: no second switch.
@@ -46,7 +46,7 @@ def test_a_trial_is_kept_by_confirm(host, run):
     trial = run(switch, host.args(declaration=host.v2, confirm_within='5m'))
     assert trial['changed'] and trial['on_trial'] and trial['previous'] == 1
     assert trial['marks']['active'] == 2 and trial['marks']['boot_default'] == 1
-    assert 'on trial' in trial['report']
+    assert trial['report']['trial']['generation'] == 2 and trial['report']['trial']['previous'] == 1
     assert run(confirm, host.args(), check=True)['changed']
     assert listed(host)[1]['notes'], 'check mode confirmed the trial'
     confirmed = run(confirm, host.args(), diff=True)
@@ -94,7 +94,7 @@ def test_arguments_become_the_binarys_command_line(host, run):
     real = result['commands'][2]
     assert real[:2] == [host.target['binary'], 'switch']
     assert real[2:] == ['--root', host.root, '--state-dir', '/var/lib/blankslate', '--lock-timeout', '7',
-                        '--test', '--refuse-conflicts', '--', host.v2]
+                        '--test', '--refuse-conflicts', '--json', '--', host.v2]
 
 
 def test_a_declaration_named_like_an_option_is_a_file(host, run, monkeypatch):
