@@ -6,7 +6,8 @@
 # Prints VMTEST OK|FAIL per check and VMTEST FACT key=value, then VMTEST PASS or
 # VMTEST FAILED, and reboots or powers off as the phase says.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
-phase=$(tr -d '\0' </dev/disk/by-id/virtio-vmtest-phase | head -n 1)
+# The phase, and "broken-first" where the first try of blankslate must fail.
+read -r phase variant < <(tr -d '\0' </dev/disk/by-id/virtio-vmtest-phase | head -n 1)
 state=$(systemctl is-system-running --wait)
 echo "VMTEST PHASE $phase"
 fail=0
@@ -31,6 +32,18 @@ mounted() { # MOUNT_POINT FSTYPE SOURCE (of the mount on top)
 }
 cmdline=$(cat /proc/cmdline)
 luks=$(sed -n 's/.*rd\.luks\.uuid=\([^ ]*\).*/\1/p' /proc/cmdline)
+# How the installer laid the disk out (uefi-install.sh): the root on LVM on LUKS, and
+# the volume an LV beside it; or the root on LUKS and the volume on a LUKS partition.
+layout=$(cat /etc/vmtest-layout)
+root_luks=$(sed -n 's/.*rd\.luks\.uuid=\([^ ]*\).*/\1/p' /etc/vmtest-cmdline)
+if [ "$layout" = lvm ]; then
+    old_root=/dev/mapper/vg0-root
+    volume=/dev/mapper/vg0-persist
+else
+    old_root=/dev/mapper/luks-$root_luks
+    volume_luks=$(cryptsetup luksUUID /dev/vda4)
+    volume=/dev/mapper/luks-$volume_luks
+fi
 esp=$(findmnt -n -o SOURCE /boot/efi)
 
 # --- every boot: the firmware's GRUB booted it, the disk as installed ---
@@ -47,7 +60,7 @@ check grub-reads-this-boot [ -f /boot/grub/grub.cfg ] && [ -f "/boot/vmlinuz-$(u
 fact next-entry "$(grub-editenv list | sed -n 's/^next_entry=//p')"
 
 old_system() {
-    check root-on-lvm-on-luks mounted / ext4 /dev/mapper/vg0-root
+    check "root-on-$layout" mounted / ext4 "$old_root"
     check not-blankslate [ ! -e /run/blankslate/booted ]
 }
 
@@ -60,14 +73,24 @@ installed)
     # uefi.rs: dracut in the guest would take minutes); the rest is done here.
     check package-installed dpkg -s blankslate
     check initrd-has-blankslate sh -c "lsinitrd /boot/initrd.img-$kver | grep -q usr/bin/blankslate"
-    check lvm-volume exits 0 lvcreate lvcreate -q -y -L 1024M -n persist vg0
-    check volume-mkfs exits 0 mkfs mkfs.ext4 -q -L persist /dev/vg0/persist
+    if [ "$layout" = lvm ]; then
+        check lvm-volume exits 0 lvcreate lvcreate -q -y -L 1024M -n persist vg0
+        volume_words=
+    else
+        # The LUKS partition the installer made: opened here by hand, and by dracut at
+        # blankslate's boot, which its UUID on the entry's command line asks for.
+        check luks-volume cryptsetup open --key-file /etc/keys/root.key /dev/vda4 "luks-$volume_luks"
+        volume_words=" rd.luks.uuid=$volume_luks"
+    fi
+    check volume-mkfs exits 0 mkfs mkfs.ext4 -q -L persist "$volume"
     mkdir -p /mnt/persist
-    check volume-mounted mount /dev/vg0/persist /mnt/persist
+    check volume-mounted mount "$volume" /mnt/persist
     cat >/etc/blankslate/initrd.conf <<EOF
 ROUTE=b
-CMDLINE="$(cat /etc/vmtest-cmdline) root=tmpfs rootflags=mode=755 blankslate.persist=LABEL=persist"
+CMDLINE="$(cat /etc/vmtest-cmdline)$volume_words root=tmpfs rootflags=mode=755 blankslate.persist=LABEL=persist"
+GRUB_ROOT=$(findmnt -n -o SOURCE /)
 EOF
+    check update-grub-diverted [ -x /usr/sbin/update-grub.distrib ]
     check adopt exits 0 adopt blankslate adopt --from / --to /mnt/persist
     check adopt-leaves-the-boot-partition-mounted grep -Eq '^ +/boot +a file system of its own, mounted there as before' \
         /run/vmtest-adopt.txt
@@ -76,7 +99,7 @@ EOF
     check grub-lists-blankslate grep -q "menuentry 'blankslate, with Linux $kver'" /boot/grub/grub.cfg
     # The first try is broken on purpose: the volume's label is not yet what the
     # entry names, so blankslate's initrd service fails and the boot never ends.
-    check label-broken e2label /dev/vg0/persist notyet
+    [ "$variant" != broken-first ] || check label-broken e2label "$volume" notyet
     umount /mnt/persist
     check one-time-entry grub-reboot blankslate
     fact next-entry-set "$(grub-editenv list | sed -n 's/^next_entry=//p')"
@@ -86,26 +109,50 @@ fallback)
     # GRUB used the one-time entry and forgot it: a reset comes back here by itself.
     old_system
     check next-entry-consumed [ -z "$(grub-editenv list | sed -n 's/^next_entry=//p')" ]
-    check label-mended e2label /dev/vg0/persist persist
+    check label-mended e2label "$volume" persist
     check one-time-entry grub-reboot blankslate
     after=reboot
     ;;
 blankslate)
     check root-is-tmpfs [ "$(findmnt -n -o FSTYPE /)" = tmpfs ]
     check booted-by-blankslate [ -e /run/blankslate/booted ]
-    # The volume is the LV in the encrypted disk (by device number: the mount's
-    # source names whichever path to it blankslate found).
-    persist=$(lsblk -dno MAJ:MIN /dev/mapper/vg0-persist | tr -d ' ')
-    check volume-on-lvm-on-luks sh -c "findmnt -rn -o MAJ:MIN | grep -qx '$persist'"
+    # The volume is the LV or the partition in the encrypted disk (by device number:
+    # the mount's source names whichever path to it blankslate found).
+    persist=$(lsblk -dno MAJ:MIN "$volume" | tr -d ' ')
+    check "volume-on-$layout" sh -c "findmnt -rn -o MAJ:MIN | grep -qx '$persist'"
     check blankslate-cmdline grep -q 'root=tmpfs' /proc/cmdline
     check next-entry-consumed [ -z "$(grub-editenv list | sed -n 's/^next_entry=//p')" ]
     check audit-clean exits 0 audit blankslate audit
     # The /boot model: kernels and initrds go to the partition GRUB reads, from here
-    # too. update-grub does not work here yet: grub-probe finds no device for the
-    # tmpfs root ("failed to get canonical path of `rootfs'"); recorded, not checked.
+    # too, and update-grub works here (the package's, with GRUB_ROOT as `/`): as the
+    # admin runs it, and as a kernel's installation does (zz-update-grub). Nothing
+    # changed since the old system wrote grub.cfg, so it writes the same file: Debian's
+    # entries boot the old root (the "old" phase boots one), blankslate's this system.
     check boot-is-writable sh -c 'touch /boot/vmtest-written && rm /boot/vmtest-written'
-    update-grub >/run/vmtest-update-grub.txt 2>&1
-    fact update-grub-status "$? $(tail -n 1 /run/vmtest-update-grub.txt)"
+    cp /boot/grub/grub.cfg /run/vmtest-grub.cfg
+    check update-grub exits 0 update-grub update-grub
+    check grub-cfg-as-the-old-system-wrote-it diff -u /run/vmtest-grub.cfg /boot/grub/grub.cfg
+    # Debian's 10_linux names an LV by its path, a file system elsewhere by its UUID.
+    if [ "$layout" = lvm ]; then old_root_word=root=$old_root; else
+        old_root_word=root=UUID=$(blkid -s UUID -o value "$old_root"); fi
+    check debian-entry-boots-the-old-root grep -q "$old_root_word" /boot/grub/grub.cfg
+    check kernel-install-updates-grub exits 0 zz-update-grub /etc/kernel/postinst.d/zz-update-grub "$(uname -r)" \
+        "/boot/vmlinuz-$(uname -r)"
+    check zz-update-grub-ran grep -q 'Generating grub configuration file' /run/vmtest-zz-update-grub.txt
+    check grub-cfg-still-the-same diff -u /run/vmtest-grub.cfg /boot/grub/grub.cfg
+    check nothing-left-mounted sh -c '! findmnt -rn -o TARGET | grep -q grub-root'
+    # From now on GRUB boots blankslate by itself (GRUB_DEFAULT=saved).
+    check permanent-default grub-set-default blankslate
+    after=reboot
+    ;;
+blankslate-default)
+    check root-is-tmpfs [ "$(findmnt -n -o FSTYPE /)" = tmpfs ]
+    check booted-by-blankslate [ -e /run/blankslate/booted ]
+    check saved-entry [ "$(grub-editenv list | sed -n 's/^saved_entry=//p')" = blankslate ]
+    check next-entry-none [ -z "$(grub-editenv list | sed -n 's/^next_entry=//p')" ]
+    check audit-clean exits 0 audit blankslate audit
+    # And back to the old system, for good, by its entry's title.
+    check default-back grub-set-default 'Debian GNU/Linux'
     after=reboot
     ;;
 old)

@@ -104,6 +104,26 @@ const DRACUT_CONF: &str = "# The test's: what opens the encrypted root, in every
 /// The installer, run as init by the installer boot.
 const INSTALLER: &str = include_str!("uefi-install.sh");
 
+/// How the installer lays out the encrypted disk (`vmtest_layout` of uefi-install.sh).
+#[derive(Debug, Clone, Copy)]
+pub enum Layout {
+    /// Debian's "guided, encrypted LVM": LUKS2 holding LVM, the root an LV and
+    /// blankslate's volume another.
+    LvmOnLuks,
+    /// Encryption without LVM: the root on a LUKS2 partition, blankslate's volume on
+    /// another.
+    Luks,
+}
+
+impl Layout {
+    fn word(self) -> &'static str {
+        match self {
+            Layout::LvmOnLuks => "lvm",
+            Layout::Luks => "luks",
+        }
+    }
+}
+
 /// An installed machine: its disk, its firmware variables, and what the installer said.
 #[derive(Debug, Clone)]
 pub struct Installed {
@@ -116,8 +136,8 @@ pub struct Installed {
 
 /// Installs the machine in `target/vm-work/<scenario>`: prepares the installer's disk
 /// from the image tree (the probe, the package to install, a machine id), and boots
-/// the installer onto a fresh 4 GiB disk.
-pub fn install(scenario: &str, limit: Duration) -> Result<Installed> {
+/// the installer onto a fresh 4 GiB disk, laid out as `layout` says.
+pub fn install(scenario: &str, layout: Layout, limit: Duration) -> Result<Installed> {
     let image = image()?;
     let firmware = firmware()?;
     let work = crate::work_dir(scenario)?;
@@ -162,10 +182,18 @@ pub fn install(scenario: &str, limit: Duration) -> Result<Installed> {
     sh(&format!("rm -rf '{}'", tree.display()))?;
     let disk = work.join("disk.img");
     sparse_file(&disk, DISK_BYTES)?;
-    let cmdline =
-        "console=ttyS0 panic=-1 no_timer_check loglevel=4 root=LABEL=installer rw init=/usr/local/sbin/vmtest-install";
-    let qemu =
-        Qemu { kernel: &kernel, initrd: &initrd, disks: &[&disk, &installer_disk], memory_mb: MEMORY_MB, cmdline };
+    let cmdline = format!(
+        "console=ttyS0 panic=-1 no_timer_check loglevel=4 root=LABEL=installer rw init=/usr/local/sbin/vmtest-install \
+         vmtest_layout={}",
+        layout.word()
+    );
+    let qemu = Qemu {
+        kernel: &kernel,
+        initrd: &initrd,
+        disks: &[&disk, &installer_disk],
+        memory_mb: MEMORY_MB,
+        cmdline: &cmdline,
+    };
     let boot = qemu.boot(&work, None, limit)?;
     std::fs::remove_file(&installer_disk).map_err(|e| e.to_string())?;
     if boot.status != Some(0) || !boot.log.contains("VMTEST INSTALLED") || !boot.log.contains("reboot: Power down") {
