@@ -7,8 +7,8 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use blankslate_core::fs::Dir;
-use blankslate_core::fs::tree;
+use blankslate_sys::fs::Dir;
+use blankslate_sys::fs::tree;
 
 mod common;
 use common::{output, stderr, stdout};

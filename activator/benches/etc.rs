@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use blankslate_activator::etc::{self, EtcGeneration, OnConflict};
 use blankslate_core::decl;
-use blankslate_core::fs::Dir;
 use blankslate_core::generation::{DEFAULT_STATE_DIR, State};
 use blankslate_core::store::Store;
+use blankslate_sys::fs::Dir;
 
 const ENTRIES: usize = 3000;
 const DIRS: usize = 50;

@@ -33,7 +33,7 @@ pub enum TrialError {
     #[error(transparent)]
     Generation(#[from] GenerationError),
     #[error(transparent)]
-    Fs(#[from] blankslate_core::fs::FsError),
+    Fs(#[from] blankslate_sys::fs::FsError),
     #[error("cannot start the watcher that falls back if nobody confirms ({0}); nothing was switched")]
     Watcher(String),
     #[error("cannot read how long this boot has run from /proc/uptime: {0}")]
@@ -397,7 +397,7 @@ pub fn settle(state: &LockedState) -> Result<Option<Settled>> {
 
 #[cfg(test)]
 mod tests {
-    use blankslate_core::fs::Dir;
+    use blankslate_sys::fs::Dir;
 
     use super::*;
 

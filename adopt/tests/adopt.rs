@@ -6,7 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, chown, symlink};
 use std::path::Path;
 
 use blankslate_adopt::{AdoptError, Request, adopt};
-use blankslate_core::fs::Dir;
+use blankslate_sys::fs::Dir;
 use blankslate_test_support::{in_namespace, root_or_skip};
 
 fn write(root: &Path, path: &str, text: &str, mode: u32, owner: (u32, u32)) {
@@ -84,7 +84,7 @@ fn an_installed_system_is_adopted_whole_and_left_untouched() {
     std::fs::create_dir_all(volume.join("lost+found")).unwrap();
     let fingerprint = || {
         let top = Dir::open_root(scratch.path()).unwrap();
-        blankslate_core::fs::tree::fingerprint(&top, OsStr::new("installed")).unwrap()
+        blankslate_sys::fs::tree::fingerprint(&top, OsStr::new("installed")).unwrap()
     };
     let before = fingerprint();
 
@@ -215,12 +215,12 @@ fn a_file_system_mounted_inside_a_kept_directory_keeps_only_its_mount_point() {
     std::fs::create_dir_all(root.join("boot/efi")).unwrap();
     let (adopted, volume) = in_namespace(move || {
         let boot = Dir::open_root(&root.join("boot")).unwrap();
-        blankslate_core::mount::mount_new(
+        blankslate_sys::mount::mount_new(
             &boot,
             "efi",
             "tmpfs",
             &[("mode", "0700")],
-            blankslate_core::mount::MountAttrFlags::empty(),
+            blankslate_sys::mount::MountAttrFlags::empty(),
         )
         .unwrap();
         std::fs::write(root.join("boot/efi/grubx64.efi"), "loader").unwrap();
@@ -249,8 +249,8 @@ fn a_kept_directory_that_is_its_own_file_system_stays_mounted_as_before() {
     std::fs::create_dir_all(root.join("boot")).unwrap();
     let (adopted, volume) = in_namespace(move || {
         let top = Dir::open_root(&root).unwrap();
-        let flags = blankslate_core::mount::MountAttrFlags::empty();
-        blankslate_core::mount::mount_new(&top, "boot", "tmpfs", &[("mode", "0755")], flags).unwrap();
+        let flags = blankslate_sys::mount::MountAttrFlags::empty();
+        blankslate_sys::mount::mount_new(&top, "boot", "tmpfs", &[("mode", "0755")], flags).unwrap();
         std::fs::write(root.join("boot/vmlinuz-6.1"), "kernel\n").unwrap();
         let adopted = adopt(&Request { from: &root, to: &volume, mount_point: "/persist" }).unwrap().finish().unwrap();
         (adopted, volume)

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use blankslate_audit::{Class, Report, Setup};
 use blankslate_core::decl::{self, UserDb};
-use blankslate_core::fs::Dir;
+use blankslate_sys::fs::Dir;
 
 const LIST_LINES: usize = 100;
 const ETC_LINES: usize = 5;

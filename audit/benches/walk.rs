@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use blankslate_audit::Setup;
 use blankslate_core::decl::{self, Declaration, UserDb};
-use blankslate_core::fs::Dir;
+use blankslate_sys::fs::Dir;
 
 const PER_DIR: usize = 50;
 const RUNS: usize = 5;

@@ -7,10 +7,10 @@ use std::os::fd::AsFd;
 
 use blankslate_core::activation::{self as etc, EtcGeneration};
 use blankslate_core::decl::{Declaration, EntryKind, How, Owner, ResolvedEntry, UserDb};
-use blankslate_core::fs::{Accept, Checked, Dir, FsError, Kind, Meta};
 use blankslate_core::generation::format_utc;
 use blankslate_core::manifest::{EtcKind, content_hash};
 use blankslate_core::trial_record::{BOOT_RECORD, BootRecord, LIVE_TRIAL, LiveOutcome, LiveTrial};
+use blankslate_sys::fs::{Accept, Checked, Dir, FsError, Kind, Meta};
 
 use crate::render::size;
 use crate::{Class, Finding, FindingKind, MountPoints, walk};
@@ -566,7 +566,7 @@ mod tests {
     use std::path::Path;
 
     use blankslate_core::decl::{self, UserDb};
-    use blankslate_core::fs::Dir;
+    use blankslate_sys::fs::Dir;
 
     use super::persist_health;
 

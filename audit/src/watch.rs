@@ -19,7 +19,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use blankslate_core::fs::Dir;
+use blankslate_sys::fs::Dir;
 use globset::GlobSet;
 use inotify::{EventMask, Inotify, WatchMask};
 use rustix::fs::{Mode, OFlags, ResolveFlags};

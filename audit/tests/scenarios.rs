@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use blankslate_activator::etc::{self, EtcGeneration, OnConflict};
 use blankslate_audit::{Class, Report, Setup};
 use blankslate_core::decl::{self, Declaration};
-use blankslate_core::fs::Dir;
 use blankslate_core::generation::State;
-use blankslate_core::mount::{self, MountFlags, Source};
+use blankslate_sys::fs::Dir;
+use blankslate_sys::mount::{self, MountFlags, Source};
 use blankslate_test_support::{in_namespace, root_or_skip};
 
 const DECLARATION: &str = r#"version = 1

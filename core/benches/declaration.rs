@@ -11,9 +11,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use blankslate_core::decl;
-use blankslate_core::fs::Dir;
 use blankslate_core::generation::State;
 use blankslate_core::store::{Store, Tree};
+use blankslate_sys::fs::Dir;
 
 const ETC_ENTRIES: usize = 3000;
 const PERSISTED: usize = 500;

@@ -7,9 +7,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::fs::{Dir, FsError};
 use crate::manifest::{MANIFEST_FILE, Manifest, TREE_DIR};
 use crate::store::{Store, StoreError};
+use blankslate_sys::fs::{Dir, FsError};
 
 /// The record's directory inside `/etc`.
 pub const STATE_DIR: &str = ".blankslate";

@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 
 use crate::activation;
 use crate::decl::Declaration;
-use crate::fs::{Dir, FsError, Lock};
-use crate::mount::{self, MountError};
 use crate::store::{Store, StoreError, Tree};
+use blankslate_sys::fs::{Dir, FsError, Lock};
+use blankslate_sys::mount::{self, MountError};
 
 /// Where the state lives unless told otherwise, as seen from inside the root.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/blankslate";
@@ -178,7 +178,7 @@ impl LockedState {
         }
         let number = list.last().map_or(1, |g| g.number + 1);
         self.profiles.symlink_atomic(link_name(number), Path::new("../store").join(&object))?;
-        crate::failpoint::hit("generation:linked");
+        blankslate_sys::failpoint::hit("generation:linked");
         Ok(Built { generation: number, object, new: true })
     }
 
@@ -190,7 +190,7 @@ impl LockedState {
         let dir = self.store.open_object(&generation.object)?;
         let mut parts = Vec::new();
         for (name, kind) in dir.entries()? {
-            let Some(name) = name.to_str().filter(|_| kind == crate::fs::Kind::Symlink) else { continue };
+            let Some(name) = name.to_str().filter(|_| kind == blankslate_sys::fs::Kind::Symlink) else { continue };
             if let Some(object) = self.part(generation, name)? {
                 parts.push((name.to_owned(), object));
             }
@@ -205,7 +205,7 @@ impl LockedState {
         self.generation(number)?;
         self.end_boot_trial_for(number)?;
         self.set_link(CURRENT, number)?;
-        crate::failpoint::hit("generation:current");
+        blankslate_sys::failpoint::hit("generation:current");
         Ok(())
     }
 
@@ -250,7 +250,7 @@ impl State {
     }
 
     /// Opens the state for writing, creating it if needed: takes the lock (waiting for
-    /// any other writer as the process's [`crate::fs::lock_wait`] says, and saying
+    /// any other writer as the process's [`blankslate_sys::fs::lock_wait`] says, and saying
     /// which command holds it) and removes temporaries a crashed writer left.
     ///
     /// On a live system the state is mounted read-only (boot does that, so that nothing
@@ -269,7 +269,7 @@ impl State {
         let profiles = dir.create_dir_all("profiles", 0o755)?;
         store.remove_temporaries()?;
         for (name, _) in profiles.entries()? {
-            if crate::fs::is_temp_name(&name) {
+            if blankslate_sys::fs::is_temp_name(&name) {
                 profiles.remove_file(&name)?;
             }
         }

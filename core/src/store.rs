@@ -18,7 +18,7 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::fs::{Dir, FsError, Kind, Meta, is_temp_name, temp_name};
+use blankslate_sys::fs::{Dir, FsError, Kind, Meta, is_temp_name, temp_name};
 
 /// How many characters of the encoded hash name an object: 32 base-32 characters
 /// are 160 bits.
@@ -172,7 +172,7 @@ impl Store {
         }
         let temp = temp_name(OsStr::new(&object));
         write_tree(&self.dir, &temp, tree)?;
-        crate::failpoint::hit("store-add:written");
+        blankslate_sys::failpoint::hit("store-add:written");
         if !self.dir.rename_noreplace(&temp, &object)? {
             // Someone added the same content meanwhile: theirs is as good as ours.
             self.dir.remove_tree(&temp)?;

@@ -19,8 +19,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::fs::{Dir, FsError};
 use crate::generation::{GenerationError, LockedState, Result, State};
+use blankslate_sys::fs::{Dir, FsError};
 
 /// The boot trial's record, in the state directory.
 pub const BOOT_TRIAL_FILE: &str = "boot-trial.json";

@@ -381,7 +381,7 @@ mode = "0440"
     fn secrets_are_root_only_in_the_store() {
         use std::os::unix::fs::PermissionsExt as _;
         let scratch = tempfile::tempdir().unwrap();
-        let root = blankslate_core::fs::Dir::open_root(scratch.path()).unwrap();
+        let root = blankslate_sys::fs::Dir::open_root(scratch.path()).unwrap();
         let store = Store::open(&root, Path::new("/store")).unwrap();
         let text = "version = 1\n[etc.\"hosts\"]\ntext = \"h\"\n[etc.\"sudoers\"]\ntext = \"root ALL\"\nmode = \"0440\"\n\
                     [etc.\"shadow\"]\ntext = \"root:!:1::::::\"\n[etc.\"issue\"]\ntext = \"hi\"\nmode = \"0644\"\n\
@@ -480,7 +480,7 @@ mode = "0440"
     #[test]
     fn the_same_etc_builds_the_same_object() {
         let scratch = tempfile::tempdir().unwrap();
-        let root = blankslate_core::fs::Dir::open_root(scratch.path()).unwrap();
+        let root = blankslate_sys::fs::Dir::open_root(scratch.path()).unwrap();
         let store = Store::open(&root, Path::new("/store")).unwrap();
         let text = "version = 1\n[etc.\"hosts\"]\ntext = \"h\"\n[etc.\"motd\"]\ntext = \"hi\"\nmode = \"0644\"\n";
         let build = from_declaration(&declaration(text, scratch.path())).unwrap();

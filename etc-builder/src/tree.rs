@@ -24,9 +24,9 @@ use std::collections::BTreeMap;
 
 use blankslate_core::decl::Mode;
 use blankslate_core::decl::source::{Sources, TreeNode};
-use blankslate_core::fs::Meta;
 use blankslate_core::manifest::{EtcKind, ManifestEntry, content_hash};
 use blankslate_core::store::Tree;
+use blankslate_sys::fs::Meta;
 
 use crate::{BuildError, BuiltEntry, EtcBuild, Result};
 

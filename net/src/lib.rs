@@ -28,8 +28,8 @@ use std::path::{Path, PathBuf};
 
 use blankslate_audit::{Class, Report};
 use blankslate_core::decl::NetSettings;
-use blankslate_core::fs::tree::{self, Durable, NestedMounts, TreeError};
-use blankslate_core::fs::{Dir, FsError, Kind, is_temp_name, temp_name};
+use blankslate_sys::fs::tree::{self, Durable, NestedMounts, TreeError};
+use blankslate_sys::fs::{Dir, FsError, Kind, is_temp_name, temp_name};
 use serde::{Deserialize, Serialize};
 
 /// A save leaves at least this share of the volume free.

@@ -15,7 +15,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use blankslate_core::decl::{Entry, EntryKind, write};
-use blankslate_core::fs::{Dir, FsError};
+use blankslate_sys::fs::{Dir, FsError};
 use rustix::fs::{AtFlags, StatxAttributes, StatxFlags};
 use toml_edit::{Array, DocumentMut, Item, TableLike, Value};
 
@@ -210,7 +210,7 @@ fn located(file: &Path) -> Result<(Dir, OsString), EditError> {
 /// returns the temporary's name.
 fn write_temporary(dir: &Dir, name: &OsStr, text: &str) -> Result<OsString, EditError> {
     let meta = dir.meta(name)?;
-    let temp = blankslate_core::fs::temp_name(name);
+    let temp = blankslate_sys::fs::temp_name(name);
     dir.create_file_owned(&temp, text.as_bytes(), meta.mode, Some((meta.uid, meta.gid)))?;
     Ok(temp)
 }

@@ -13,9 +13,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use blankslate_core::decl::{How, Mode, Rule};
-use blankslate_core::fs::Dir;
-use blankslate_core::mount;
 use blankslate_persist::add::{self, AddRequest, LiveState, ManageError, RemoveRequest};
+use blankslate_sys::fs::Dir;
+use blankslate_sys::mount;
 
 const DECLARATION: &str = r#"version = 1
 
@@ -36,7 +36,7 @@ fn in_namespace(body: impl FnOnce(&Path, &Path) + Send + 'static) {
     let scratch = tempfile::tempdir().unwrap();
     let base = scratch.path().to_path_buf();
     let result = std::thread::spawn(move || {
-        blankslate_core::sys::unshare_mount_namespace().expect("unshare (tests run as root)");
+        blankslate_sys::raw::unshare_mount_namespace().expect("unshare (tests run as root)");
         mount::make_private().unwrap();
         let root = base.join("root");
         fs::create_dir(&root).unwrap();

@@ -62,7 +62,7 @@ failures!(
     std::io::Error,
     serde_json::Error,
     crate::report::WriteError,
-    blankslate_core::fs::FsError,
+    blankslate_sys::fs::FsError,
     blankslate_core::generation::GenerationError,
     blankslate_core::decl::LoadError,
     blankslate_etc_builder::BuildError,

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use blankslate_core::decl::Declaration;
 use blankslate_core::decl::paths::is_inside;
-use blankslate_core::fs::Dir;
 use blankslate_etc_builder::keep::{self, KeepError};
+use blankslate_sys::fs::Dir;
 use clap::Subcommand;
 
 use super::{CliError, InputError, Result, Target, audit, built, finish_pending, load, open_state, plural, switch};

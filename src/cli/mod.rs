@@ -24,9 +24,9 @@ use std::process::ExitCode;
 use blankslate_activator::switch::{Finished, Live, Recovered, SwitchError};
 use blankslate_activator::trial::WatcherSetup;
 use blankslate_core::decl::{self, UserDb};
-use blankslate_core::fs::{Dir, LockWait};
 use blankslate_core::generation::{DEFAULT_STATE_DIR, Generation, GenerationError, LockedState, State};
 use blankslate_etc_builder as etc_builder;
+use blankslate_sys::fs::{Dir, LockWait};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::report::{self, EXIT_FINDINGS, err, errln, outln};
@@ -101,7 +101,7 @@ pub fn parse() -> Cli {
         (false, Some(seconds)) => LockWait::AtMost(std::time::Duration::from_secs(seconds)),
         (false, None) => LockWait::Forever,
     };
-    blankslate_core::fs::set_lock_wait(wait);
+    blankslate_sys::fs::set_lock_wait(wait);
     cli
 }
 

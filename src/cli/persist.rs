@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use blankslate_activator::carry::{Carried, carry_into_generations};
 use blankslate_core::decl;
-use blankslate_core::fs::Dir;
 use blankslate_core::generation::LockedState;
 use blankslate_persist::add as manage;
+use blankslate_sys::fs::Dir;
 use clap::Subcommand;
 use serde_json::json;
 

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use blankslate_activator::etc::{self, Action};
 use blankslate_activator::switch::Live;
-use blankslate_core::fs::Dir;
 use blankslate_persist::Report;
+use blankslate_sys::fs::Dir;
 use serde_json::json;
 
 use super::{Result, Target, live, open_state, print_recovered, read_state};

@@ -226,7 +226,7 @@ pub fn snapshot(top: &Path, skip: &[&str]) -> Snapshot {
 /// store's and the atomic writes' temporaries (`.NAME.tmp-PID-N`), staged `/etc`
 /// entries, `persist add`'s copies, a migration's temporary, journals.
 pub fn is_temporary(name: &str) -> bool {
-    blankslate_core::fs::is_temp_name(std::ffi::OsStr::new(name))
+    blankslate_sys::fs::is_temp_name(std::ffi::OsStr::new(name))
         || name.ends_with(".blankslate-new")
         || name.contains(".blankslate-persist-")
         || name.contains(".blankslate-migrate")

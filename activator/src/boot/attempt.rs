@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use blankslate_core::fs::Dir;
 use blankslate_core::generation::{DEFAULT_STATE_DIR, State};
 use blankslate_core::trial_record::BootChoice;
+use blankslate_sys::fs::Dir;
 
 use super::{Failure, Step};
 

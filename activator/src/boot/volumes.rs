@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use blankslate_core::decl::Declaration;
-use blankslate_core::fs::Dir;
-use blankslate_core::mount::{Detached, FsOption};
+use blankslate_sys::fs::Dir;
+use blankslate_sys::mount::{Detached, FsOption};
 use rustix::mount::{FsPickFlags, MountAttrFlags};
 
 use super::cmdline::{Device, Volume};

@@ -4,11 +4,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use blankslate_core::activation::{JOURNAL_FILE, Marker, STATE_FILE};
-use blankslate_core::failpoint;
-use blankslate_core::fs::{Dir, Kind};
 use blankslate_core::generation::LockedState;
 use blankslate_core::manifest::{EtcKind, Manifest, ManifestEntry, TREE_DIR, has_entries_below};
 use blankslate_core::store::Store;
+use blankslate_sys::failpoint;
+use blankslate_sys::fs::{Dir, Kind};
 use serde::{Deserialize, Serialize};
 
 use super::inspect::plan_from;

@@ -77,9 +77,9 @@ pub const MAX_FILE_BYTES: u64 = 16 << 20;
 
 /// Reads a declaration file (or a JSON file to import) without blocking on a FIFO or
 /// reading a device without end: a regular file of at most [`MAX_FILE_BYTES`]
-/// ([`crate::fs::read_regular_file`]).
-pub fn read_file(file: &Path) -> Result<Vec<u8>, crate::fs::FsError> {
-    crate::fs::read_regular_file(file, MAX_FILE_BYTES)
+/// ([`blankslate_sys::fs::read_regular_file`]).
+pub fn read_file(file: &Path) -> Result<Vec<u8>, blankslate_sys::fs::FsError> {
+    blankslate_sys::fs::read_regular_file(file, MAX_FILE_BYTES)
 }
 
 /// Why a declaration file could not be loaded.

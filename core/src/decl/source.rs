@@ -19,7 +19,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
-use crate::fs::{Dir, FsError, Kind, Meta};
+use blankslate_sys::fs::{Dir, FsError, Kind, Meta};
 
 /// The largest source file blankslate reads: far above any configuration file, far
 /// below what would exhaust memory.

@@ -23,7 +23,7 @@ impl UserDb {
     /// Reads `etc/passwd` and `etc/group` of `root` as programs inside it would see
     /// them, following a managed link through `/etc/static` without ever leaving the
     /// root. Missing files make an empty database.
-    pub fn from_root(root: &crate::fs::Dir) -> UserDb {
+    pub fn from_root(root: &blankslate_sys::fs::Dir) -> UserDb {
         let read = |name: &str| {
             root.read_in_root(format!("etc/{name}"))
                 .map(|b| String::from_utf8_lossy(&b).into_owned())

@@ -27,7 +27,7 @@ fn a_read_only_state_is_written_through_a_private_view() {
     let scratch = tempfile::tempdir().unwrap();
     let path = scratch.path().to_path_buf();
     let result = std::thread::spawn(move || {
-        crate::sys::unshare_mount_namespace().unwrap();
+        blankslate_sys::raw::unshare_mount_namespace().unwrap();
         mount::make_private().unwrap();
         let root = Dir::open_root(&path).unwrap();
         let state = State::open_locked(&root, Path::new(DEFAULT_STATE_DIR)).unwrap();

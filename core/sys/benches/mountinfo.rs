@@ -4,13 +4,13 @@
 //! what systemd (and every other watcher of the table: udisks, gvfs, …) does. This
 //! is the measurement behind `check`'s `many-mounts` threshold.
 //!
-//! Run (as root): `cargo bench -p blankslate-core --bench mountinfo`
+//! Run (as root): `cargo bench -p blankslate-sys --bench mountinfo`
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use blankslate_core::fs::Dir;
-use blankslate_core::mount::{self, MountFlags, Source};
+use blankslate_sys::fs::Dir;
+use blankslate_sys::mount::{self, MountFlags, Source};
 
 const STEPS: [u32; 7] = [0, 100, 250, 500, 1000, 2000, 4000];
 const RUNS: usize = 31;
@@ -29,7 +29,7 @@ fn read_table() -> usize {
 
 fn main() {
     let rows = std::thread::spawn(|| {
-        blankslate_core::sys::unshare_mount_namespace().expect("unshare (run as root)");
+        blankslate_sys::raw::unshare_mount_namespace().expect("unshare (run as root)");
         mount::make_private().unwrap();
         let scratch = tempfile::tempdir_in("/dev/shm").unwrap();
         let root = Dir::open_root(scratch.path()).unwrap();

@@ -298,7 +298,7 @@ impl Dir {
     }
 
     /// A directory already open as `fd` (which must be a directory), known as `path`.
-    pub(crate) fn from_fd(fd: OwnedFd, path: PathBuf) -> Dir {
+    pub fn from_fd(fd: OwnedFd, path: PathBuf) -> Dir {
         Dir { fd, path }
     }
 

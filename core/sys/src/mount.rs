@@ -206,7 +206,7 @@ pub fn writable_view(dir: &Dir) -> Result<Dir> {
     let at = dir.path().to_path_buf();
     let clone = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH;
     let tree = rustix::mount::open_tree(dir, "", clone).map_err(wrap("clone the mount of", &at))?;
-    crate::sys::clear_mount_read_only(tree.as_fd()).map_err(|source| MountError {
+    crate::raw::clear_mount_read_only(tree.as_fd()).map_err(|source| MountError {
         op: "make a writable view of",
         at: at.clone(),
         source,
