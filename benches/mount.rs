@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use blankslate_core::decl::{self, Declaration, UserDb};
+use blankslate_decl::{self as decl, Declaration, UserDb};
 use blankslate_sys::fs::Dir;
 use blankslate_sys::mount::{self, Source};
 

@@ -35,10 +35,10 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use blankslate_core::decl::{Declaration, RootSettings};
 use blankslate_core::generation::{DEFAULT_STATE_DIR, Generation, State};
 use blankslate_core::store::Store;
 use blankslate_core::trial_record::{BootChoice, BootRecord};
+use blankslate_decl::{Declaration, RootSettings};
 use blankslate_sys::fs::Dir;
 use blankslate_sys::mount;
 use rustix::mount::{MountAttrFlags, MoveMountFlags};
@@ -555,7 +555,7 @@ mod tests {
 
     /// Builds `text` as the next generation onto the volume directory `volume`.
     fn build(volume: &Dir, text: &str) {
-        let checked = blankslate_core::decl::check(Path::new("test.toml"), text, None);
+        let checked = blankslate_decl::check(Path::new("test.toml"), text, None);
         let declaration = checked.declaration.unwrap_or_else(|| panic!("{}", checked.diagnostics));
         let state = State::open_locked(volume, Path::new(DEFAULT_STATE_DIR)).unwrap();
         let etc = blankslate_etc_builder::from_declaration(&declaration).unwrap();

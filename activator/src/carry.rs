@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use blankslate_core::activation::ActivationError;
-use blankslate_core::decl::{self, Declaration, LoadError};
 use blankslate_core::generation::{GenerationError, LockedState};
+use blankslate_decl::{self as decl, Declaration, LoadError};
 use blankslate_sys::fs::Dir;
 
 use crate::etc::{self, EtcError};

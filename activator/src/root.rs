@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use blankslate_core::decl::RootSettings;
+use blankslate_decl::RootSettings;
 use blankslate_sys::fs::{Dir, FsError};
 use rustix::mount::{MountAttrFlags, MountFlags};
 

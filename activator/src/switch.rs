@@ -30,11 +30,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use blankslate_core::activation::{self, EtcGeneration, STATE_DIR, TRANSACTION_FILE};
-use blankslate_core::decl::{Declaration, UserDb};
 use blankslate_core::diff::{GenerationDiff, Side};
 use blankslate_core::generation::{Generation, GenerationError, LockedState, State};
 use blankslate_core::manifest::Manifest;
 use blankslate_core::trial_record::{BootTrial, LiveOutcome, LiveTrial, now};
+use blankslate_decl::{Declaration, UserDb};
 use blankslate_etc_builder::{BuildError, EtcBuild};
 use blankslate_persist::{PersistError, Report};
 use blankslate_sys::fs::{Dir, FsError};

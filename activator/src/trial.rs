@@ -411,7 +411,7 @@ mod tests {
         let state = State::open_locked(&root, Path::new(blankslate_core::generation::DEFAULT_STATE_DIR)).unwrap();
         for n in 0..3 {
             let text = format!("version = 1\n[persist.\"/persist\"]\ndirectories = [\"/d{n}\"]\n");
-            let checked = blankslate_core::decl::check(Path::new("t.toml"), &text, None);
+            let checked = blankslate_decl::check(Path::new("t.toml"), &text, None);
             state.build(&checked.declaration.unwrap(), &[]).unwrap();
         }
         state.set_current(1).unwrap();

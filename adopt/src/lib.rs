@@ -45,8 +45,10 @@ use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use blankslate_core::decl::paths::is_inside;
-use blankslate_core::decl::{self, Declaration, Entry, EntryKind, EtcTree, How, Mode, MountOption, Owner, PersistRoot};
+use blankslate_decl::paths::is_inside;
+use blankslate_decl::{
+    self as decl, Declaration, Entry, EntryKind, EtcTree, How, Mode, MountOption, Owner, PersistRoot,
+};
 use blankslate_persist::journal::{self as volume_state, LOCK, STATE_DIR};
 use blankslate_sys::fs::tree::{self, CopyStats, Durable, NestedMounts, TreeError};
 use blankslate_sys::fs::{Dir, FsError, Kind, Lock, Meta};

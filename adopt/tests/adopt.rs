@@ -147,9 +147,9 @@ fn an_installed_system_is_adopted_whole_and_left_untouched() {
     assert!(tree.join("apt/sources.list.d").is_dir(), "an empty directory stays in the tree");
 
     // The declaration checks, with the adopted system's owner names, and builds.
-    let users = blankslate_core::decl::UserDb::from_root(&Dir::open_root(&root).unwrap());
+    let users = blankslate_decl::UserDb::from_root(&Dir::open_root(&root).unwrap());
     let file = volume.join("etc/blankslate/system.toml");
-    let checked = blankslate_core::decl::check(&file, &text, Some(&users));
+    let checked = blankslate_decl::check(&file, &text, Some(&users));
     let declaration = checked.declaration.unwrap_or_else(|| panic!("{}", checked.diagnostics));
     let etc = blankslate_etc_builder::from_declaration(&declaration).unwrap();
     let sudoers = &etc.entries["sudoers"].manifest;
@@ -315,7 +315,7 @@ fn adopted_secrets_stay_secret_in_the_tree_and_the_store() {
     assert_eq!(mode_owner(&tree.join("ssl/private/ssl-cert-snakeoil.key")), (0o640, 0, 110));
 
     let file = home.join("system.toml");
-    let checked = blankslate_core::decl::check(&file, &std::fs::read_to_string(&file).unwrap(), None);
+    let checked = blankslate_decl::check(&file, &std::fs::read_to_string(&file).unwrap(), None);
     let declaration = checked.declaration.unwrap_or_else(|| panic!("{}", checked.diagnostics));
     let etc = blankslate_etc_builder::from_declaration(&declaration).unwrap();
     let readable = &etc.entries["ssl/private/readable.pem"].manifest;

@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use blankslate_audit::{Class, Report, Setup};
-use blankslate_core::decl::{self, UserDb};
+use blankslate_decl::{self as decl, UserDb};
 use blankslate_sys::fs::Dir;
 
 const LIST_LINES: usize = 100;

@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::fd::AsFd;
 
 use blankslate_core::activation::{self as etc, EtcGeneration};
-use blankslate_core::decl::{Declaration, EntryKind, How, Owner, ResolvedEntry, UserDb};
 use blankslate_core::generation::format_utc;
 use blankslate_core::manifest::{EtcKind, content_hash};
 use blankslate_core::trial_record::{BOOT_RECORD, BootRecord, LIVE_TRIAL, LiveOutcome, LiveTrial};
+use blankslate_decl::{Declaration, EntryKind, How, Owner, ResolvedEntry, UserDb};
 use blankslate_sys::fs::{Accept, Checked, Dir, FsError, Kind, Meta};
 
 use crate::render::size;
@@ -565,7 +565,7 @@ pub fn fallbacks(root: &Dir, out: &mut Vec<Finding>) {
 mod tests {
     use std::path::Path;
 
-    use blankslate_core::decl::{self, UserDb};
+    use blankslate_decl::{self as decl, UserDb};
     use blankslate_sys::fs::Dir;
 
     use super::persist_health;

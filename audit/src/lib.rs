@@ -28,7 +28,7 @@
 //! - **error**: a directory that could not be read, or changed under the walk.
 //!
 //! Ignored paths (regenerated at every boot, matched by `[audit] ignore` — see
-//! [`blankslate_core::decl::glob`] for the wildcards — or written by the audit itself)
+//! [`blankslate_decl::glob`] for the wildcards — or written by the audit itself)
 //! are counted, never listed. What counts as declared: persisted paths and everything
 //! under them, the persistent roots' mount points, managed `/etc` entries,
 //! `/etc/static`, `/etc/.blankslate`, the state directory, the kernel's mount points
@@ -55,9 +55,9 @@ use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant, SystemTime};
 
 use blankslate_core::activation::{self as etc, EtcGeneration};
-use blankslate_core::decl::{Declaration, UserDb, glob};
 use blankslate_core::generation::{DEFAULT_STATE_DIR, NET_DIR};
 use blankslate_core::manifest::EtcKind;
+use blankslate_decl::{Declaration, UserDb, glob};
 use blankslate_sys::fs::Dir;
 use globset::{GlobSet, GlobSetBuilder};
 

@@ -10,9 +10,9 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use blankslate_core::decl;
 use blankslate_core::generation::State;
 use blankslate_core::store::{Store, Tree};
+use blankslate_decl as decl;
 use blankslate_sys::fs::Dir;
 
 const ETC_ENTRIES: usize = 3000;

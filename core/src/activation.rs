@@ -12,7 +12,7 @@ use crate::store::{Store, StoreError};
 use blankslate_sys::fs::{Dir, FsError};
 
 /// The record's directory inside `/etc`.
-pub const STATE_DIR: &str = ".blankslate";
+pub const STATE_DIR: &str = blankslate_decl::layout::ETC_STATE_DIR;
 /// The record's directory inside the root.
 pub const DIR: &str = "etc/.blankslate";
 /// The generation `/etc` was last activated to, with its manifest.
@@ -31,15 +31,7 @@ pub const TRANSACTION_FILE: &str = "transaction.json";
 /// generation declares any more.
 pub const MOUNTS_FILE: &str = "mounts.json";
 /// The link inside `/etc` to the generation's tree.
-pub const STATIC: &str = "static";
-/// Whether `path` (relative to `/etc`) is, or lies inside, a name blankslate keeps for
-/// itself in `/etc`: that name, and what blankslate keeps there.
-pub fn reserved(path: &str) -> Option<(&'static str, &'static str)> {
-    let top = path.split('/').next()?;
-    [(STATIC, "links the generation's tree"), (STATE_DIR, "keeps the activation's records")]
-        .into_iter()
-        .find(|(name, _)| *name == top)
-}
+pub const STATIC: &str = blankslate_decl::layout::ETC_STATIC;
 
 /// What a person's file at a declared `/etc` path is renamed to (then `.1`, `.2`, …).
 pub const BACKUP_SUFFIX: &str = ".blankslate-backup";

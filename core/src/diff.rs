@@ -8,8 +8,8 @@ use std::fmt::{self, Write as _};
 
 use serde::Serialize;
 
-use crate::decl::{Declaration, EntryKind, Owner, ResolvedEntry};
 use crate::manifest::{EtcKind, Manifest, ManifestEntry};
+use blankslate_decl::{Declaration, EntryKind, Owner, ResolvedEntry};
 
 /// One `/etc` path whose entry differs: added (`old` is `None`), removed (`new` is
 /// `None`) or changed.
@@ -175,14 +175,14 @@ fn persisted_aspects(old: &ResolvedEntry<'_>, new: &ResolvedEntry<'_>) -> Vec<As
         out.push(Aspect::new("how", a.how.unwrap_or_default().as_str(), b.how.unwrap_or_default().as_str()));
     }
     if a.options != b.options {
-        let list = |e: &crate::decl::Entry| {
+        let list = |e: &blankslate_decl::Entry| {
             let names: Vec<&str> = e.options.iter().map(|o| o.as_str()).collect();
             if names.is_empty() { "none".to_owned() } else { names.join(",") }
         };
         out.push(Aspect::new("options", list(a), list(b)));
     }
     if a.parent != b.parent {
-        let parent = |e: &crate::decl::Entry| e.parent.as_ref().map_or_else(|| "as found".to_owned(), owner_text);
+        let parent = |e: &blankslate_decl::Entry| e.parent.as_ref().map_or_else(|| "as found".to_owned(), owner_text);
         out.push(Aspect::new("parent", parent(a), parent(b)));
     }
     out

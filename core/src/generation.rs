@@ -19,13 +19,13 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use crate::activation;
-use crate::decl::Declaration;
 use crate::store::{Store, StoreError, Tree};
+use blankslate_decl::Declaration;
 use blankslate_sys::fs::{Dir, FsError, Lock};
 use blankslate_sys::mount::{self, MountError};
 
 /// Where the state lives unless told otherwise, as seen from inside the root.
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/blankslate";
+pub const DEFAULT_STATE_DIR: &str = blankslate_decl::layout::DEFAULT_STATE_DIR;
 /// The store's directory inside the state directory.
 const STORE_DIR: &str = "store";
 /// The object name given to generations.
@@ -456,7 +456,7 @@ impl State {
         use std::io::Read as _;
         let bad = |reason: String| GenerationError::BadDeclaration { generation: generation.number, reason };
         let mut file = self.store.open_object(&generation.object)?.open_file("declaration.json")?;
-        let mut finder = crate::decl::EtcFinder::default();
+        let mut finder = blankslate_decl::EtcFinder::default();
         let mut text = Vec::new();
         let mut piece = [0; 16 * 1024];
         loop {
@@ -466,7 +466,7 @@ impl State {
                 let mut declaration = Declaration::from_canonical_json(&text).map_err(|e| bad(e.to_string()))?;
                 declaration.etc.clear();
                 declaration.etc_tree = None;
-                declaration.audit = crate::decl::AuditSettings::default();
+                declaration.audit = blankslate_decl::AuditSettings::default();
                 return Ok(declaration);
             }
             text.extend_from_slice(&piece[..read]);

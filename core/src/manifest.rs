@@ -189,7 +189,7 @@ impl Manifest {
     /// Whether the entry at `path` is a secret (`decl::secret`): its contents are
     /// readable by root alone in the store, and reports do not show them.
     pub fn is_secret(&self, path: &str) -> bool {
-        crate::decl::secret::is_secret(path, |p| self.entries.get(p).map(ManifestEntry::access))
+        blankslate_decl::secret::is_secret(path, |p| self.entries.get(p).map(ManifestEntry::access))
     }
 }
 
@@ -212,8 +212,8 @@ impl ManifestEntry {
     }
 
     /// What `decl::secret` needs to know of this entry.
-    pub fn access(&self) -> crate::decl::secret::Access {
-        crate::decl::secret::Access {
+    pub fn access(&self) -> blankslate_decl::secret::Access {
+        blankslate_decl::secret::Access {
             directory: self.kind == EtcKind::Directory,
             mode: self.is_owned().then(|| self.mode_bits()),
         }
@@ -227,7 +227,7 @@ impl ManifestEntry {
 }
 
 /// The mode of a directory that needs no entry of its own.
-pub const DEFAULT_DIR_MODE: u32 = 0o755;
+pub const DEFAULT_DIR_MODE: u32 = blankslate_decl::layout::DEFAULT_DIR_MODE;
 
 /// The hex blake3 of some bytes, as manifests record contents.
 pub fn content_hash(bytes: &[u8]) -> String {

@@ -432,7 +432,7 @@ mod tests {
         let state = State::open_locked(&root, Path::new(DEFAULT_STATE_DIR)).unwrap();
         for n in 0..generations {
             let text = format!("version = 1\n[persist.\"/persist\"]\ndirectories = [\"/d{n}\"]\n");
-            let declaration = crate::decl::check(Path::new("t.toml"), &text, None).declaration.unwrap();
+            let declaration = blankslate_decl::check(Path::new("t.toml"), &text, None).declaration.unwrap();
             state.build(&declaration, &[]).unwrap();
         }
         (scratch, state)

@@ -27,7 +27,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use blankslate_audit::{Class, Report};
-use blankslate_core::decl::NetSettings;
+use blankslate_decl::NetSettings;
 use blankslate_sys::fs::tree::{self, Durable, NestedMounts, TreeError};
 use blankslate_sys::fs::{Dir, FsError, Kind, is_temp_name, temp_name};
 use serde::{Deserialize, Serialize};

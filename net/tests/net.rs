@@ -5,7 +5,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use blankslate_core::decl::NetSettings;
+use blankslate_decl::NetSettings;
 use blankslate_net::{Erased, NetError, catches, restore, save};
 use blankslate_sys::fs::{Dir, temp_name};
 

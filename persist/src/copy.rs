@@ -29,7 +29,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use blankslate_core::decl::{Declaration, EntryKind, How, Mode, ResolvedEntry, UserDb};
+use blankslate_decl::{Declaration, EntryKind, How, Mode, ResolvedEntry, UserDb};
 use blankslate_sys::fs::{Accept, Checked, Dir, Kind, Meta};
 use blankslate_sys::mount;
 

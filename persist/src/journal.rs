@@ -27,7 +27,7 @@
 
 use std::path::PathBuf;
 
-use blankslate_core::decl::{EntryKind, How};
+use blankslate_decl::{EntryKind, How};
 use blankslate_sys::fs::{Dir, FsError};
 use toml_edit::{DocumentMut, value};
 

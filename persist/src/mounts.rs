@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use blankslate_core::activation::{DIR, MOUNTS_FILE};
-use blankslate_core::decl::{Declaration, How};
+use blankslate_decl::{Declaration, How};
 use blankslate_sys::fs::{Dir, FsError};
 use blankslate_sys::mount;
 

@@ -5,7 +5,7 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use blankslate_core::decl::{self, Declaration, UserDb};
+use blankslate_decl::{self as decl, Declaration, UserDb};
 use blankslate_persist::{PersistError, Report};
 use blankslate_sys::fs::Dir;
 use blankslate_sys::mount::{MountFlags, Source};

@@ -64,7 +64,7 @@ failures!(
     crate::report::WriteError,
     blankslate_sys::fs::FsError,
     blankslate_core::generation::GenerationError,
-    blankslate_core::decl::LoadError,
+    blankslate_decl::LoadError,
     blankslate_etc_builder::BuildError,
     blankslate_core::store::StoreError,
     blankslate_core::activation::ActivationError,

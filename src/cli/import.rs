@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use blankslate_core::{decl, import};
+use blankslate_decl::{self as decl, import};
 use blankslate_sys::fs;
 use clap::Subcommand;
 

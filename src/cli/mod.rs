@@ -23,8 +23,8 @@ use std::process::ExitCode;
 
 use blankslate_activator::switch::{Finished, Live, Recovered, SwitchError};
 use blankslate_activator::trial::WatcherSetup;
-use blankslate_core::decl::{self, UserDb};
 use blankslate_core::generation::{DEFAULT_STATE_DIR, Generation, GenerationError, LockedState, State};
+use blankslate_decl::{self as decl, UserDb};
 use blankslate_etc_builder as etc_builder;
 use blankslate_sys::fs::{Dir, LockWait};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};

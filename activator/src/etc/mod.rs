@@ -35,10 +35,10 @@ mod restore;
 
 use std::fmt;
 
-use blankslate_core::decl::UserDb;
 use blankslate_core::diff::describe_etc_entry;
 use blankslate_core::manifest::{EtcKind, ManifestEntry};
 use blankslate_core::store::StoreError;
+use blankslate_decl::UserDb;
 use blankslate_sys::fs::{Dir, FsError};
 
 // The activation record is the core's (gc, the audit and the command line read it).

@@ -4,7 +4,7 @@ use super::*;
 
 fn declaration(log: &str) -> Declaration {
     let text = format!("version = 1\n[persist.\"/persist\"]\ndirectories = [\"{log}\"]\n");
-    crate::decl::check(Path::new("t.toml"), &text, None).declaration.unwrap()
+    blankslate_decl::check(Path::new("t.toml"), &text, None).declaration.unwrap()
 }
 
 fn state() -> (tempfile::TempDir, LockedState) {
@@ -119,7 +119,7 @@ fn a_secret_text_makes_the_declaration_root_only() {
         let path = scratch.path().join("var/lib/blankslate/store").join(&built.object).join("declaration.json");
         std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
     };
-    let check = |text: &str| crate::decl::check(Path::new("t.toml"), text, None).declaration.unwrap();
+    let check = |text: &str| blankslate_decl::check(Path::new("t.toml"), text, None).declaration.unwrap();
     let public = state.build(&check("version = 1\n[etc.\"motd\"]\ntext = \"hi\"\n"), &[]).unwrap();
     assert_eq!(mode_of(&public), 0o444);
     for secret in [
@@ -190,18 +190,18 @@ fn the_persisted_part_of_a_declaration_stops_before_the_etc_entries() {
     let text = "version = 1\n[root]\nsize = \"2G\"\n[persist.\"/persist\"]\ndirectories = [\"/var/log\", \
                 { directory = \"/srv\", mode = \"0700\" }]\n[etc.\"a\"]\ntext = \"},\\\"etc\\\":{\"\n\
                 [audit]\nignore = [\"/x/**\"]\n";
-    let checked = crate::decl::check(Path::new("t.toml"), text, None);
+    let checked = blankslate_decl::check(Path::new("t.toml"), text, None);
     let declaration = checked.declaration.unwrap_or_else(|| panic!("{}", checked.diagnostics));
     let built = state.build(&declaration, &[]).unwrap();
     let part = state.persisted_declaration(&state.generation(built.generation).unwrap()).unwrap();
     let mut expected = Declaration::from_canonical_json(&declaration.canonical_json()).unwrap();
     expected.etc.clear();
-    expected.audit = crate::decl::AuditSettings::default();
+    expected.audit = blankslate_decl::AuditSettings::default();
     assert_eq!(part, expected);
     assert_eq!(part.root.size, "2G");
     assert_eq!(part.entries().len(), 2);
     let json = declaration.canonical_json();
-    let mut finder = crate::decl::EtcFinder::default();
+    let mut finder = blankslate_decl::EtcFinder::default();
     let found = json.as_bytes().chunks(7).find_map(|piece| finder.feed(piece)).unwrap();
     assert!(json[found..].starts_with(",\"etc\":{\"a\""), "{}", &json[found..]);
 }

@@ -95,7 +95,7 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use blankslate_core::decl::{self, EntryKind, How, Mode, Owner, UserDb};
+use blankslate_decl::{self as decl, EntryKind, How, Mode, Owner, UserDb};
 use blankslate_sys::fs::{Dir, FsError, Kind};
 use blankslate_sys::mount::{self, MountError, Source};
 use rustix::fs::{AtFlags, OFlags, StatxFlags};

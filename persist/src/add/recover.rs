@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use blankslate_core::decl::{self, UserDb};
+use blankslate_decl::{self as decl, UserDb};
 use blankslate_sys::fs::Dir;
 
 use super::remove::forward_remove;

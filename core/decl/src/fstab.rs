@@ -4,7 +4,7 @@
 //! persisted path (the partition mounted there would hide the volume's data). `adopt`
 //! comments them out; the declaration check warns about those an etc tree still has.
 
-use crate::decl::paths::is_inside;
+use crate::paths::is_inside;
 
 /// An fstab line that mounts something: its mount point (unescaped) and the line.
 #[derive(Debug, PartialEq, Eq)]

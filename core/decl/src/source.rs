@@ -169,7 +169,7 @@ impl TreeNode {
     /// empty (it would not exist otherwise) or not `0755 root:root`; the others are
     /// made as the entries below them need them.
     pub fn directory_is_entry(meta: &Meta, empty: bool) -> bool {
-        let default = meta.mode == crate::manifest::DEFAULT_DIR_MODE && meta.uid == 0 && meta.gid == 0;
+        let default = meta.mode == crate::layout::DEFAULT_DIR_MODE && meta.uid == 0 && meta.gid == 0;
         empty || !default
     }
 }
@@ -410,7 +410,7 @@ fn io_error(error: FsError, path: &Path) -> SourceError {
 mod tests {
     use std::path::Path;
 
-    use crate::decl::{Rule, Severity, check};
+    use crate::{Rule, Severity, check};
 
     /// The rules of the errors `check` reports for `text`, written in `dir`.
     fn errors(dir: &Path, text: &str) -> Vec<(Rule, String)> {

@@ -42,7 +42,7 @@ use super::{
     Builder, Entry, EntryKind, How, ImportError, Mode, MountOption, Obj, Owner, UserCtx, child_path, index_path,
     majority, root_path,
 };
-use crate::decl::default_home;
+use crate::default_home;
 
 /// What the entries of one persistent root inherit from it.
 struct RootCtx {
@@ -382,7 +382,7 @@ mod tests {
         .unwrap();
         let file = &imported.declaration.persist["/state"].files[0];
         assert_eq!(file.owner.mode.to_string(), "0600");
-        assert_eq!(file.options, [crate::decl::MountOption::NoSuid]);
+        assert_eq!(file.options, [crate::MountOption::NoSuid]);
         let paths: Vec<&str> = imported.notes.iter().map(|n| n.path.as_str()).collect();
         assert_eq!(
             paths,

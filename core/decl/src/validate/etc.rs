@@ -6,12 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::line_of;
-use crate::decl::diag::{Diagnostic, Diagnostics, Rule};
-use crate::decl::fstab;
-use crate::decl::model::{Declaration, EntryKind, EtcContents, EtcMode, How, Mode, ResolvedEntry, Span};
-use crate::decl::paths::{ancestors, is_inside};
-use crate::decl::secret::{is_known_secret, world_readable};
-use crate::decl::source::{SourceError, Sources, TreeNode};
+use crate::diag::{Diagnostic, Diagnostics, Rule};
+use crate::fstab;
+use crate::model::{Declaration, EntryKind, EtcContents, EtcMode, How, Mode, ResolvedEntry, Span};
+use crate::paths::{ancestors, is_inside};
+use crate::secret::{is_known_secret, world_readable};
+use crate::source::{SourceError, Sources, TreeNode};
 
 /// What to persist of `/etc/ssh` when its configuration is managed: the host keys.
 pub const SSH_KEYS_HELP: &str = "persist the host keys instead of all of /etc/ssh: files = [{ file = \"/etc/ssh/ssh_host_ed25519_key\", mode = \"0600\", how = \"bind\" }, { file = \"/etc/ssh/ssh_host_ed25519_key.pub\", how = \"bind\" }] (and the same for ssh_host_rsa_key, or each key type the server uses)";

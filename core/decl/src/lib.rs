@@ -1,12 +1,21 @@
-//! The declaration: what persists, what `/etc` holds, and how the root is made.
+//! The declaration language: what persists, what `/etc` holds, and how the root is
+//! made, written in TOML and checked here; and `import`, which turns the
+//! configurations of impermanence, preservation and Home Manager into declarations.
 //!
 //! [`check`] turns TOML text into a validated [`Declaration`] plus [`Diagnostics`];
 //! [`Declaration::canonical_json`] gives the stable serialization that generations
 //! hash; [`write::to_toml`] writes a declaration back as native TOML (for imports).
+//! It reads files (a declaration's `source`s, the user database) through
+//! `blankslate-sys` but never writes, mounts or keeps state: the store and generations
+//! live in `blankslate-core`, which depends on this crate.
+
+#![forbid(unsafe_code)]
 
 pub mod diag;
 pub mod fstab;
 pub mod glob;
+pub mod import;
+pub mod layout;
 pub mod model;
 mod parse;
 pub mod paths;

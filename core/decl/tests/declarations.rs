@@ -7,14 +7,14 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use blankslate_core::decl::{self, Checked, Rule, Severity, UserDb, write};
+use blankslate_decl::{self as decl, Checked, Rule, Severity, UserDb, write};
 
 fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn examples() -> Vec<PathBuf> {
-    let dir = manifest_dir().join("../examples");
+    let dir = manifest_dir().join("../../examples");
     let mut paths: Vec<PathBuf> = fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
         .map(|entry| entry.expect("a directory entry").path())
@@ -77,7 +77,7 @@ fn examples_round_trip_through_to_toml() {
 
 #[test]
 fn examples_declare_what_they_promise() {
-    let server = check_file(&manifest_dir().join("../examples/server.toml")).declaration.expect("valid");
+    let server = check_file(&manifest_dir().join("../../examples/server.toml")).declaration.expect("valid");
     let data = &server.persist["/data"];
     let postgres = &data.directories[0];
     assert_eq!((postgres.owner.user.as_str(), postgres.owner.group.as_str()), ("postgres", "postgres"));
@@ -92,14 +92,14 @@ fn examples_declare_what_they_promise() {
     assert_eq!(serde_json::to_value(sudoers_d.mode).unwrap(), "0750");
     assert!(!server.audit.ignore.is_empty());
 
-    let laptop = check_file(&manifest_dir().join("../examples/laptop.toml")).declaration.expect("valid");
+    let laptop = check_file(&manifest_dir().join("../../examples/laptop.toml")).declaration.expect("valid");
     let persist = &laptop.persist["/persist"];
     assert!(persist.hide_mounts);
     let alice = &persist.users["alice"];
     let history = alice.files.iter().find(|f| f.path == ".bash_history").expect("alice keeps her history");
     assert_eq!(history.how, Some(decl::How::Symlink));
 
-    let desktop = check_file(&manifest_dir().join("../examples/desktop.toml")).declaration.expect("valid");
+    let desktop = check_file(&manifest_dir().join("../../examples/desktop.toml")).declaration.expect("valid");
     let users = &desktop.persist["/persist"].users;
     assert!(users.len() >= 2);
     assert_eq!(users["bob"].home, "/home/family/bob");
@@ -229,7 +229,7 @@ fn broken_declarations_are_refused_with_their_rule() {
         covered.push(rule.to_owned());
         let bytes = fs::read(dir.join(file_name)).expect("readable");
         // A relative name: snapshots do not depend on where the checkout lives, and
-        // relative `source`s resolve against tests/broken (cargo runs tests in core/).
+        // relative `source`s resolve against tests/broken (cargo runs tests in core/decl/).
         let shown = format!("tests/broken/{file_name}");
         let checked = decl::check_bytes(Path::new(&shown), &bytes, None);
         let rendered = checked.diagnostics.render(false);

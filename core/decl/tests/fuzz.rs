@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use blankslate_core::decl::{self, Diagnostic, Diagnostics, Rule, Span, write};
+use blankslate_decl::{self as decl, Diagnostic, Diagnostics, Rule, Span, write};
 use proptest::prelude::*;
 use proptest::sample::select;
 
@@ -46,9 +46,9 @@ fn check_as(file: &Path, text: &str) -> Result<(), TestCaseError> {
 }
 
 const EXAMPLES: [(&str, &str); 3] = [
-    ("laptop.toml", include_str!("../../examples/laptop.toml")),
-    ("server.toml", include_str!("../../examples/server.toml")),
-    ("desktop.toml", include_str!("../../examples/desktop.toml")),
+    ("laptop.toml", include_str!("../../../examples/laptop.toml")),
+    ("server.toml", include_str!("../../../examples/server.toml")),
+    ("desktop.toml", include_str!("../../../examples/desktop.toml")),
 ];
 
 proptest! {
@@ -99,7 +99,7 @@ proptest! {
             }
         }
         // Checked in place, so the server's sources resolve.
-        check_as(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name), &text)?;
+        check_as(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name), &text)?;
     }
 }
 

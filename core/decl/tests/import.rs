@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use blankslate_core::decl::{self, Declaration, EntryKind, How, MountOption};
-use blankslate_core::import::{self, HomeUser, ImportError, Imported};
+use blankslate_decl::import::{self, HomeUser, ImportError, Imported};
+use blankslate_decl::{self as decl, Declaration, EntryKind, How, MountOption};
 
 fn fixture(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/import").join(name);

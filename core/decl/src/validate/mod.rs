@@ -5,13 +5,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::decl::diag::{Diagnostic, Diagnostics, Rule, Severity};
-use crate::decl::model::{
+use crate::diag::{Diagnostic, Diagnostics, Rule, Severity};
+use crate::model::{
     Declaration, Device, EntryKind, EtcMode, How, Mode, Owner, PersistRoot, ResolvedEntry, Span, UserEntries,
     default_home,
 };
-use crate::decl::paths::{ancestors, is_inside, parent};
-use crate::decl::users::UserDb;
+use crate::paths::{ancestors, is_inside, parent};
+use crate::users::UserDb;
 
 mod etc;
 
@@ -68,7 +68,7 @@ const SHARED_DIRS: [(&str, &str); 4] = [
 /// (`SHARED_DIRS`), or it is root's home and `user` is not root. Also for imports,
 /// whose homes may come from a user's own JSON.
 pub fn home_problem<'a>(user: &str, home: &str, persistent_roots: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    let state = [(crate::generation::DEFAULT_STATE_DIR, "blankslate's store and generations")];
+    let state = [(crate::layout::DEFAULT_STATE_DIR, "blankslate's store and generations")];
     let volumes = persistent_roots.into_iter().map(|mount| (mount, "a persistent volume"));
     let trees = SYSTEM_TREES.iter().chain(&API_FILESYSTEMS).chain(&state).copied().chain(volumes);
     for (tree, what) in trees {

@@ -424,7 +424,7 @@ fn parent_directory(
     declared: &str,
     mount: &str,
     user: Option<&UserCtx>,
-) -> Result<Option<crate::decl::Owner>, ImportError> {
+) -> Result<Option<crate::Owner>, ImportError> {
     let fallback = user.map_or_else(|| Owner::root(Mode::DIRECTORY), |u| u.owner(Mode::DIRECTORY));
     let owner = Owner {
         user: b.name(p.str("user")?, &fallback.user, &p.at("user")),

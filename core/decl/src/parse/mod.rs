@@ -594,7 +594,7 @@ impl Parser<'_> {
         for (path, _) in table.iter() {
             let f = field(table, path).expect("key just listed");
             let path_ok = check_path(path, PathKind::Relative, f.key, "an /etc entry", &mut self.diagnostics.items);
-            if let Some((top, what)) = path_ok.then(|| crate::activation::reserved(path)).flatten() {
+            if let Some((top, what)) = path_ok.then(|| crate::layout::reserved(path)).flatten() {
                 self.push(
                     Diagnostic::error(
                         Rule::InvalidPath,

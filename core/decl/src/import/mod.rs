@@ -38,9 +38,9 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::decl::{
-    self, Declaration, Entry, EntryKind, How, Mode, MountOption, Owner, PersistRoot, Span, UserEntries, default_home,
-    write,
+use crate::{
+    self as decl, Declaration, Entry, EntryKind, How, Mode, MountOption, Owner, PersistRoot, Span, UserEntries,
+    default_home, write,
 };
 
 /// The `--apply` function of the eval commands, a `let` ending in `in`: `clean`
