@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use blankslate_core::generation::{DEFAULT_STATE_DIR, State};
+use blankslate_state::generation::{DEFAULT_STATE_DIR, State};
 use blankslate_sys::fs::Dir;
 
 mod common;

@@ -35,10 +35,10 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use blankslate_core::generation::{DEFAULT_STATE_DIR, Generation, State};
-use blankslate_core::store::Store;
-use blankslate_core::trial_record::{BootChoice, BootRecord};
 use blankslate_decl::{Declaration, RootSettings};
+use blankslate_state::generation::{DEFAULT_STATE_DIR, Generation, State};
+use blankslate_state::store::Store;
+use blankslate_state::trial_record::{BootChoice, BootRecord};
 use blankslate_sys::fs::Dir;
 use blankslate_sys::mount;
 use rustix::mount::{MountAttrFlags, MoveMountFlags};

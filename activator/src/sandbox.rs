@@ -11,8 +11,8 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use blankslate_core::store::Store;
 use blankslate_decl::Declaration;
+use blankslate_state::store::Store;
 use blankslate_sys::fs::{Dir, FsError};
 use rustix::mount::{MountAttrFlags, MountFlags};
 

@@ -25,8 +25,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use blankslate_core::generation::{GenerationError, LockedState, State};
-use blankslate_core::trial_record::{BootRecord, BootTrial, LiveOutcome, LiveTrial, TrialAttempt, Watcher, now};
+use blankslate_state::generation::{GenerationError, LockedState, State};
+use blankslate_state::trial_record::{BootRecord, BootTrial, LiveOutcome, LiveTrial, TrialAttempt, Watcher, now};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrialError {
@@ -408,7 +408,7 @@ mod tests {
     fn confirming_ends_this_boots_trial_carried_to_an_amended_generation() {
         let scratch = tempfile::tempdir().unwrap();
         let root = Dir::open_root(scratch.path()).unwrap();
-        let state = State::open_locked(&root, Path::new(blankslate_core::generation::DEFAULT_STATE_DIR)).unwrap();
+        let state = State::open_locked(&root, Path::new(blankslate_state::generation::DEFAULT_STATE_DIR)).unwrap();
         for n in 0..3 {
             let text = format!("version = 1\n[persist.\"/persist\"]\ndirectories = [\"/d{n}\"]\n");
             let checked = blankslate_decl::check(Path::new("t.toml"), &text, None);

@@ -158,7 +158,7 @@ fn an_installed_system_is_adopted_whole_and_left_untouched() {
     // The directories that say something are entries: a generation makes them again.
     let private = &etc.entries["ssl/private"].manifest;
     assert_eq!((private.mode.as_deref(), private.group.as_str()), (Some("0710"), "+110"));
-    assert_eq!(etc.entries["apt/sources.list.d"].manifest.kind, blankslate_core::manifest::EtcKind::Directory);
+    assert_eq!(etc.entries["apt/sources.list.d"].manifest.kind, blankslate_state::manifest::EtcKind::Directory);
     assert!(!etc.entries.contains_key("ssh") && !etc.entries.contains_key("ssl"), "ordinary directories are not");
 }
 
@@ -319,10 +319,10 @@ fn adopted_secrets_stay_secret_in_the_tree_and_the_store() {
     let declaration = checked.declaration.unwrap_or_else(|| panic!("{}", checked.diagnostics));
     let etc = blankslate_etc_builder::from_declaration(&declaration).unwrap();
     let readable = &etc.entries["ssl/private/readable.pem"].manifest;
-    assert_eq!((&readable.kind, readable.mode.as_deref()), (&blankslate_core::manifest::EtcKind::Copy, Some("0644")));
+    assert_eq!((&readable.kind, readable.mode.as_deref()), (&blankslate_state::manifest::EtcKind::Copy, Some("0644")));
     let state = scratch.path().join("state");
     let store =
-        blankslate_core::store::Store::open(&Dir::open_root(scratch.path()).unwrap(), Path::new("/state")).unwrap();
+        blankslate_state::store::Store::open(&Dir::open_root(scratch.path()).unwrap(), Path::new("/state")).unwrap();
     let object = etc.add_to_store(&store).unwrap();
     let in_store = |path: &str| mode_owner(&state.join(&object).join("etc").join(path)).0;
     for secret in [

@@ -54,10 +54,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant, SystemTime};
 
-use blankslate_core::activation::{self as etc, EtcGeneration};
-use blankslate_core::generation::{DEFAULT_STATE_DIR, NET_DIR};
-use blankslate_core::manifest::EtcKind;
 use blankslate_decl::{Declaration, UserDb, glob};
+use blankslate_state::activation::{self as etc, EtcGeneration};
+use blankslate_state::generation::{DEFAULT_STATE_DIR, NET_DIR};
+use blankslate_state::manifest::EtcKind;
 use blankslate_sys::fs::Dir;
 use globset::{GlobSet, GlobSetBuilder};
 

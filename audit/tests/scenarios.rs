@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use blankslate_activator::etc::{self, EtcGeneration, OnConflict};
 use blankslate_audit::{Class, Report, Setup};
-use blankslate_core::generation::State;
 use blankslate_decl::{self as decl, Declaration};
+use blankslate_state::generation::State;
 use blankslate_sys::fs::Dir;
 use blankslate_sys::mount::{self, MountFlags, Source};
 use blankslate_test_support::{in_namespace, root_or_skip};

@@ -24,11 +24,11 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use blankslate_core::generation::{Built, GenerationError, LockedState};
-use blankslate_core::manifest::{EtcKind, MANIFEST_FILE, Manifest, ManifestEntry, TREE_DIR, content_hash};
-use blankslate_core::store::{Store, StoreError, Tree};
 use blankslate_decl::source::{SourceError, Sources};
 use blankslate_decl::{Declaration, EtcContents, EtcMode, Mode, secret};
+use blankslate_state::generation::{Built, GenerationError, LockedState};
+use blankslate_state::manifest::{EtcKind, MANIFEST_FILE, Manifest, ManifestEntry, TREE_DIR, content_hash};
+use blankslate_state::store::{Store, StoreError, Tree};
 
 pub use nixos::from_nixos_tree;
 pub use tree::from_tree;

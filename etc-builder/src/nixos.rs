@@ -6,8 +6,8 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use blankslate_core::manifest::{EtcKind, ManifestEntry, content_hash};
-use blankslate_core::store::Tree;
+use blankslate_state::manifest::{EtcKind, ManifestEntry, content_hash};
+use blankslate_state::store::Tree;
 
 use crate::{BuildError, BuiltEntry, EtcBuild, Result, is_executable, read};
 

@@ -22,10 +22,10 @@
 
 use std::collections::BTreeMap;
 
-use blankslate_core::manifest::{EtcKind, ManifestEntry, content_hash};
-use blankslate_core::store::Tree;
 use blankslate_decl::Mode;
 use blankslate_decl::source::{Sources, TreeNode};
+use blankslate_state::manifest::{EtcKind, ManifestEntry, content_hash};
+use blankslate_state::store::Tree;
 use blankslate_sys::fs::Meta;
 
 use crate::{BuildError, BuiltEntry, EtcBuild, Result};

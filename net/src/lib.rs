@@ -153,7 +153,7 @@ pub struct Saved {
 }
 
 /// Saves what the next boot erases from `root` into a new catch in `net` (the state's
-/// [`blankslate_core::generation::State::net`], under the state lock), then prunes the
+/// [`blankslate_state::generation::State::net`], under the state lock), then prunes the
 /// net to `bounds`. A path that cannot be copied (gone meanwhile, unreadable, the
 /// volume full) is left out with the reason, never a failure of the whole save.
 pub fn save(

@@ -13,8 +13,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use blankslate_core::activation::{DIR, MOUNTS_FILE};
 use blankslate_decl::{Declaration, How};
+use blankslate_state::activation::{DIR, MOUNTS_FILE};
 use blankslate_sys::fs::{Dir, FsError};
 use blankslate_sys::mount;
 

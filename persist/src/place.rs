@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
-use blankslate_core::activation::BACKUP_SUFFIX;
 use blankslate_decl::{How, MountOption, ResolvedEntry};
+use blankslate_state::activation::BACKUP_SUFFIX;
 use blankslate_sys::fs::{Accept, Dir, Kind, Meta, tree};
 use blankslate_sys::mount::{self, Source};
 use rustix::mount::MountFlags;

@@ -91,7 +91,7 @@ struct Repaired {
 /// In a dry run: what the audit finds wrong with the persisted paths, which is what a
 /// repair re-applies.
 fn persisted_findings(
-    state: &blankslate_core::generation::State,
+    state: &blankslate_state::generation::State,
     root: &Dir,
     root_path: &std::path::Path,
     repaired: &Repaired,
@@ -164,7 +164,7 @@ fn to_json(
             };
             json!({
                 "path": format!("/etc/{}", step.path), "action": action, "found": found, "moved_to": backup,
-                "entry": step.entry.as_ref().map(blankslate_core::diff::describe_etc_entry),
+                "entry": step.entry.as_ref().map(blankslate_state::diff::describe_etc_entry),
             })
         })
         .collect();

@@ -13,8 +13,8 @@ use std::fmt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use blankslate_core::activation::{ACTIVE_FILE, MOUNTS_FILE, STATE_FILE};
-use blankslate_core::manifest::{EtcKind, Manifest, content_hash};
+use blankslate_state::activation::{ACTIVE_FILE, MOUNTS_FILE, STATE_FILE};
+use blankslate_state::manifest::{EtcKind, Manifest, content_hash};
 use serde_json::Value;
 
 use super::world::{self, Shape, World};

@@ -1,7 +1,7 @@
 //! The few names and modes of blankslate's own layout that the declaration language
 //! must know to judge a declaration: where the state lives, what blankslate keeps for
 //! itself in `/etc`, and the mode a directory needs no entry for. The state crate
-//! (`blankslate-core`) uses these same constants, so both agree by construction.
+//! (`blankslate-state`) uses these same constants, so both agree by construction.
 
 /// Where the state lives unless told otherwise, as seen from inside the root.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/blankslate";

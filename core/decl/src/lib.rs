@@ -7,7 +7,7 @@
 //! hash; [`write::to_toml`] writes a declaration back as native TOML (for imports).
 //! It reads files (a declaration's `source`s, the user database) through
 //! `blankslate-sys` but never writes, mounts or keeps state: the store and generations
-//! live in `blankslate-core`, which depends on this crate.
+//! live in `blankslate-state`, which depends on this crate.
 
 #![forbid(unsafe_code)]
 

@@ -19,7 +19,7 @@ pub use etc::SSH_KEYS_HELP;
 use etc::{check_etc_files, check_etc_shadow, check_secret_modes};
 
 /// Above this many bind mounts `check` warns. Every read of the mount table costs
-/// about 1.7 µs per mount (`cargo bench -p blankslate-core --bench mountinfo`): with
+/// about 1.7 µs per mount (`cargo bench -p blankslate-state --bench mountinfo`): with
 /// 250 added, one read of `/proc/self/mountinfo` takes 0.43 ms, 12 times a table
 /// without them, and systemd, which re-reads it after every mount event, spends
 /// about 58 ms doing so across 250 events (217 ms across 500).

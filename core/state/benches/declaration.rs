@@ -2,7 +2,7 @@
 //! 3000 `/etc` entries and 500 persisted paths, next to a bare TOML parse of the same
 //! text (the baseline: the least any TOML-based tool must spend).
 //!
-//! Run: `cargo bench -p blankslate-core --bench declaration`
+//! Run: `cargo bench -p blankslate-state --bench declaration`
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -10,9 +10,9 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use blankslate_core::generation::State;
-use blankslate_core::store::{Store, Tree};
 use blankslate_decl as decl;
+use blankslate_state::generation::State;
+use blankslate_state::store::{Store, Tree};
 use blankslate_sys::fs::Dir;
 
 const ETC_ENTRIES: usize = 3000;

@@ -1,4 +1,4 @@
-//! The shared core's state: the content-addressed `store`, `generation`s, `trial`
+//! blankslate's state: the content-addressed `store`, `generation`s, `trial`
 //! records, the `activation` record, the `/etc` `manifest`, and `diff`, what changed
 //! between two generations. It keeps state on disk through `blankslate-sys` and
 //! records declarations checked by `blankslate-decl`; it has no unsafe code.
