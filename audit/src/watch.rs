@@ -8,7 +8,7 @@
 //! that, those whose working directory is the file's directory.
 //!
 //! The watch ends after a set time, or when `stop` becomes readable: the command line
-//! passes a `signalfd` for SIGINT and SIGTERM (`core::sys::stop_signals`), so Ctrl-C or
+//! passes a `signalfd` for SIGINT and SIGTERM (`blankslate_sys::raw::stop_signals`), so Ctrl-C or
 //! a `kill` ends it with its summary, with no signal handler.
 
 use std::collections::{HashMap, HashSet};
