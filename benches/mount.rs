@@ -11,9 +11,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use blankslate_core::decl::{self, Declaration, UserDb};
-use blankslate_core::fs::Dir;
-use blankslate_core::mount::{self, Source};
+use blankslate_decl::{self as decl, Declaration, UserDb};
+use blankslate_sys::fs::Dir;
+use blankslate_sys::mount::{self, Source};
 
 const DIRECTORIES: usize = 150;
 const FILES: usize = 50;
@@ -144,8 +144,8 @@ fn main() {
     let declaration = decl::check(Path::new("bench.toml"), &text, None).declaration.unwrap();
     let users = UserDb::from_texts("root:x:0:0::/root:/bin/sh\n", "root:x:0:\n", "bench");
     let [first, boot, noop, shell] = std::thread::spawn(move || {
-        blankslate_core::sys::unshare_mount_namespace().expect("unshare (run as root)");
-        blankslate_core::mount::make_private().unwrap();
+        blankslate_sys::raw::unshare_mount_namespace().expect("unshare (run as root)");
+        blankslate_sys::mount::make_private().unwrap();
         timings(&declaration, &users)
     })
     .join()

@@ -9,8 +9,8 @@ use std::os::unix::fs::{PermissionsExt, chown, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use blankslate_core::fs::Dir;
-use blankslate_core::fs::tree::{self, Node};
+use blankslate_sys::fs::Dir;
+use blankslate_sys::fs::tree::{self, Node};
 
 mod common;
 use blankslate_test_support::root_or_skip;

@@ -252,7 +252,7 @@ fn help_texts_name_the_real_defaults_and_paths() {
 #[test]
 fn import_writes_a_declaration_that_checks_and_never_overwrites_by_accident() {
     let scratch = Scratch::new();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("core/tests/fixtures/import/preservation.json");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("core/decl/tests/fixtures/import/preservation.json");
     let out = scratch.dir.path().join("imported.toml");
     let args = ["import", "preservation", fixture.to_str().unwrap(), "-o", out.to_str().unwrap()];
     let output = blankslate(&args);
@@ -269,7 +269,7 @@ fn import_writes_a_declaration_that_checks_and_never_overwrites_by_accident() {
 
 #[test]
 fn import_takes_home_manager_alone_or_with_its_nixos_configuration() {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("core/tests/fixtures/import");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("core/decl/tests/fixtures/import");
     let file = |name: &str| fixtures.join(name).to_str().unwrap().to_owned();
     let (nixos, users, v1) = (file("home-manager-nixos.json"), file("home-manager.json"), file("home-manager-v1.json"));
     let both = blankslate(&["import", "impermanence", &nixos, "--home-manager", &users, "--group", "users"]);

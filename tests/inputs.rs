@@ -7,8 +7,8 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use blankslate_core::fs::Dir;
-use blankslate_core::fs::tree;
+use blankslate_sys::fs::Dir;
+use blankslate_sys::fs::tree;
 
 mod common;
 use common::{output, stderr, stdout};
@@ -76,7 +76,7 @@ files = [{ file = "shadow", how = "copy" }]
 #[test]
 fn a_home_at_etc_from_a_users_json_is_refused_by_import_check_and_switch() {
     let scratch = tempfile::tempdir().unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("core/tests/fixtures/import/home-manager.json");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("core/decl/tests/fixtures/import/home-manager.json");
     let json = scratch.path().join("home.json");
     std::fs::write(&json, std::fs::read_to_string(fixture).unwrap().replace("\"/home/alice\"", "\"/etc\"")).unwrap();
     let written = scratch.path().join("imported.toml");

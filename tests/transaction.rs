@@ -19,8 +19,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use blankslate_core::fs::Dir;
-use blankslate_core::generation::{DEFAULT_STATE_DIR, State};
+use blankslate_state::generation::{DEFAULT_STATE_DIR, State};
+use blankslate_sys::fs::Dir;
 
 mod common;
 use blankslate_test_support::{in_namespace, root_or_skip};

@@ -16,10 +16,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use blankslate_activator::etc::{self, EtcGeneration, OnConflict};
-use blankslate_core::decl;
-use blankslate_core::fs::Dir;
-use blankslate_core::generation::{DEFAULT_STATE_DIR, State};
-use blankslate_core::store::Store;
+use blankslate_decl as decl;
+use blankslate_state::generation::{DEFAULT_STATE_DIR, State};
+use blankslate_state::store::Store;
+use blankslate_sys::fs::Dir;
 
 const ENTRIES: usize = 3000;
 const DIRS: usize = 50;

@@ -35,12 +35,12 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use blankslate_core::decl::{Declaration, RootSettings};
-use blankslate_core::fs::Dir;
-use blankslate_core::generation::{DEFAULT_STATE_DIR, Generation, State};
-use blankslate_core::mount;
-use blankslate_core::store::Store;
-use blankslate_core::trial_record::{BootChoice, BootRecord};
+use blankslate_decl::{Declaration, RootSettings};
+use blankslate_state::generation::{DEFAULT_STATE_DIR, Generation, State};
+use blankslate_state::store::Store;
+use blankslate_state::trial_record::{BootChoice, BootRecord};
+use blankslate_sys::fs::Dir;
+use blankslate_sys::mount;
 use rustix::mount::{MountAttrFlags, MoveMountFlags};
 
 use crate::etc::{self, OnConflict};
@@ -201,7 +201,7 @@ fn bring_up(
     // shared mount, and a mount below a shared one cannot be moved.
     let store_volume = volumes::mount_read_only(&store_device, store_spec, None)?;
     say(debug, started, "volume mounted");
-    blankslate_core::failpoint::hit(FAILPOINT);
+    blankslate_sys::failpoint::hit(FAILPOINT);
     let chosen = choose(store_volume.dir(), params)?;
     say(debug, started, &format!("generation {} ({})", chosen.generation.number, chosen.generation.object));
     let plan = volumes::plan(&chosen.declaration, chosen.generation.number, store_spec, &params.volumes)?;
@@ -455,7 +455,7 @@ fn activate(
     etc::activate_generation(root, &store, chosen.generation.number, &chosen.etc_object, OnConflict::Backup)
         .step("activate /etc", BROKEN)?;
     step_done("/etc activated");
-    blankslate_core::failpoint::hit(FAILPOINT);
+    blankslate_sys::failpoint::hit(FAILPOINT);
     let users = etc::users_from_object(&store, root, &chosen.etc_object).step("open the /etc tree", BROKEN)?;
     let fix_volume =
         "the volume's data is untouched; boot another generation (blankslate.generation=N) or fix the volume";
@@ -475,13 +475,13 @@ fn activate(
         eprintln!("blankslate: warning: {path}: {reason}");
     }
     crate::root::link_merged_usr(root).step("link /bin, /sbin and /lib* into the persisted /usr", "report a bug")?;
-    blankslate_core::failpoint::hit(FAILPOINT);
+    blankslate_sys::failpoint::hit(FAILPOINT);
     Ok((store, findings))
 }
 
 /// Writes `run/blankslate/booted` (-> the generation object) and `boot.json` below
 /// `base` (the new root, or the systemd initrd whose `/run` moves into it).
-fn record(base: &Dir, activated: &Activated, elapsed: Duration) -> Result<(), blankslate_core::fs::FsError> {
+fn record(base: &Dir, activated: &Activated, elapsed: Duration) -> Result<(), blankslate_sys::fs::FsError> {
     let dir = base.create_dir_all(RECORD_DIR, 0o755)?;
     dir.symlink_atomic("booted", activated.store.live_path(&activated.generation.object))?;
     let store = activated.volumes.iter().find(|v| v.planned.store).expect("the store's volume is among them");
@@ -555,7 +555,7 @@ mod tests {
 
     /// Builds `text` as the next generation onto the volume directory `volume`.
     fn build(volume: &Dir, text: &str) {
-        let checked = blankslate_core::decl::check(Path::new("test.toml"), text, None);
+        let checked = blankslate_decl::check(Path::new("test.toml"), text, None);
         let declaration = checked.declaration.unwrap_or_else(|| panic!("{}", checked.diagnostics));
         let state = State::open_locked(volume, Path::new(DEFAULT_STATE_DIR)).unwrap();
         let etc = blankslate_etc_builder::from_declaration(&declaration).unwrap();

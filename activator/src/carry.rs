@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use blankslate_core::activation::ActivationError;
-use blankslate_core::decl::{self, Declaration, LoadError};
-use blankslate_core::fs::Dir;
-use blankslate_core::generation::{GenerationError, LockedState};
+use blankslate_decl::{self as decl, Declaration, LoadError};
+use blankslate_state::activation::ActivationError;
+use blankslate_state::generation::{GenerationError, LockedState};
+use blankslate_sys::fs::Dir;
 
 use crate::etc::{self, EtcError};
 

@@ -4,11 +4,11 @@
 
 use std::path::Path;
 
-use blankslate_core::decl::RootSettings;
-use blankslate_core::fs::{Dir, FsError};
+use blankslate_decl::RootSettings;
+use blankslate_sys::fs::{Dir, FsError};
 use rustix::mount::{MountAttrFlags, MountFlags};
 
-use blankslate_core::mount::{self, MountError, Source};
+use blankslate_sys::mount::{self, MountError, Source};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootError {
@@ -82,7 +82,7 @@ pub fn link_merged_usr(root: &Dir) -> Result<Vec<&'static str>, RootError> {
     };
     let mut linked = Vec::new();
     for name in MERGED_USR {
-        let in_usr = usr.meta(name).is_ok_and(|m| m.kind == blankslate_core::fs::Kind::Directory);
+        let in_usr = usr.meta(name).is_ok_and(|m| m.kind == blankslate_sys::fs::Kind::Directory);
         if in_usr && root.meta(name).is_err_and(|e| e.is_not_found()) {
             root.symlink(name, format!("usr/{name}"))?;
             linked.push(name);

@@ -11,14 +11,14 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use blankslate_core::decl::Declaration;
-use blankslate_core::fs::{Dir, FsError};
-use blankslate_core::store::Store;
+use blankslate_decl::Declaration;
+use blankslate_state::store::Store;
+use blankslate_sys::fs::{Dir, FsError};
 use rustix::mount::{MountAttrFlags, MountFlags};
 
 use crate::etc::{self, EtcError, OnConflict};
 use crate::root::{self, RootError};
-use blankslate_core::mount::{self, MountError, Source};
+use blankslate_sys::mount::{self, MountError, Source};
 
 /// Inside the sandbox directory: a root holding the state directory (store and
 /// profiles) …
@@ -94,7 +94,7 @@ fn volume_name(mount: &str) -> String {
 /// Runs `request` in a new PID namespace by re-executing `exe` (this binary) as its
 /// init; returns the command's exit code.
 pub fn spawn(exe: &Path, request: &Request) -> Result<i32, SandboxError> {
-    blankslate_core::sys::unshare_pid_namespace().map_err(io("enter a new PID namespace (this needs root)"))?;
+    blankslate_sys::raw::unshare_pid_namespace().map_err(io("enter a new PID namespace (this needs root)"))?;
     let status = Command::new(exe)
         .args(request.to_args())
         .arg0("blankslate-sandbox")
@@ -111,7 +111,7 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
 /// The sandbox's first process: builds the root, activates `/etc`, pivots into it and
 /// runs the command. Returns the command's exit code.
 pub fn init(request: &Request) -> Result<i32, SandboxError> {
-    blankslate_core::sys::unshare_mount_namespace().map_err(io("enter a new mount namespace"))?;
+    blankslate_sys::raw::unshare_mount_namespace().map_err(io("enter a new mount namespace"))?;
     mount::make_private()?;
     let sandbox = Dir::open_root(&request.dir)?;
     sandbox.create_dir(MOUNT_POINT, 0o755)?;

@@ -29,16 +29,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use blankslate_core::activation::{self, EtcGeneration, STATE_DIR, TRANSACTION_FILE};
-use blankslate_core::decl::{Declaration, UserDb};
-use blankslate_core::diff::{GenerationDiff, Side};
-use blankslate_core::fs::{Dir, FsError};
-use blankslate_core::generation::{Generation, GenerationError, LockedState, State};
-use blankslate_core::manifest::Manifest;
-use blankslate_core::trial_record::{BootTrial, LiveOutcome, LiveTrial, now};
-use blankslate_core::{failpoint, fs};
+use blankslate_decl::{Declaration, UserDb};
 use blankslate_etc_builder::{BuildError, EtcBuild};
 use blankslate_persist::{PersistError, Report};
+use blankslate_state::activation::{self, EtcGeneration, STATE_DIR, TRANSACTION_FILE};
+use blankslate_state::diff::{GenerationDiff, Side};
+use blankslate_state::generation::{Generation, GenerationError, LockedState, State};
+use blankslate_state::manifest::Manifest;
+use blankslate_state::trial_record::{BootTrial, LiveOutcome, LiveTrial, now};
+use blankslate_sys::fs::{Dir, FsError};
+use blankslate_sys::{failpoint, fs};
 use serde::{Deserialize, Serialize};
 
 use crate::etc::{self, Activated, EtcError, OnConflict, Outcome, Plan, Prepared};
@@ -723,7 +723,7 @@ pub fn preview(
                 Some(state) => state.number_for(unbuilt.declaration)?,
                 None => 1,
             };
-            let store = blankslate_core::generation::store_location(state_dir);
+            let store = blankslate_state::generation::store_location(state_dir);
             let to_etc = EtcGeneration::new(&store, number, &unbuilt.object, unbuilt.manifest.clone());
             let users = unbuilt.users;
             let declaration = unbuilt.declaration.clone();

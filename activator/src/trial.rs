@@ -25,15 +25,15 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use blankslate_core::generation::{GenerationError, LockedState, State};
-use blankslate_core::trial_record::{BootRecord, BootTrial, LiveOutcome, LiveTrial, TrialAttempt, Watcher, now};
+use blankslate_state::generation::{GenerationError, LockedState, State};
+use blankslate_state::trial_record::{BootRecord, BootTrial, LiveOutcome, LiveTrial, TrialAttempt, Watcher, now};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrialError {
     #[error(transparent)]
     Generation(#[from] GenerationError),
     #[error(transparent)]
-    Fs(#[from] blankslate_core::fs::FsError),
+    Fs(#[from] blankslate_sys::fs::FsError),
     #[error("cannot start the watcher that falls back if nobody confirms ({0}); nothing was switched")]
     Watcher(String),
     #[error("cannot read how long this boot has run from /proc/uptime: {0}")]
@@ -397,7 +397,7 @@ pub fn settle(state: &LockedState) -> Result<Option<Settled>> {
 
 #[cfg(test)]
 mod tests {
-    use blankslate_core::fs::Dir;
+    use blankslate_sys::fs::Dir;
 
     use super::*;
 
@@ -408,10 +408,10 @@ mod tests {
     fn confirming_ends_this_boots_trial_carried_to_an_amended_generation() {
         let scratch = tempfile::tempdir().unwrap();
         let root = Dir::open_root(scratch.path()).unwrap();
-        let state = State::open_locked(&root, Path::new(blankslate_core::generation::DEFAULT_STATE_DIR)).unwrap();
+        let state = State::open_locked(&root, Path::new(blankslate_state::generation::DEFAULT_STATE_DIR)).unwrap();
         for n in 0..3 {
             let text = format!("version = 1\n[persist.\"/persist\"]\ndirectories = [\"/d{n}\"]\n");
-            let checked = blankslate_core::decl::check(Path::new("t.toml"), &text, None);
+            let checked = blankslate_decl::check(Path::new("t.toml"), &text, None);
             state.build(&checked.declaration.unwrap(), &[]).unwrap();
         }
         state.set_current(1).unwrap();

@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use blankslate_activator::etc::{self, Action, Activated, EtcError, EtcGeneration, OnConflict};
-use blankslate_core::decl;
-use blankslate_core::fs::Dir;
-use blankslate_core::generation::{DEFAULT_STATE_DIR, State};
-use blankslate_core::store::Store;
+use blankslate_decl as decl;
+use blankslate_state::generation::{DEFAULT_STATE_DIR, State};
+use blankslate_state::store::Store;
+use blankslate_sys::fs::Dir;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 const STORE: &str = "/var/lib/blankslate/store";

@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use blankslate_core::decl::fstab::{conflict, mounts};
+use blankslate_decl::fstab::{conflict, mounts};
 
 /// What the rewrite did.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -45,11 +45,13 @@ use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use blankslate_core::decl::paths::is_inside;
-use blankslate_core::decl::{self, Declaration, Entry, EntryKind, EtcTree, How, Mode, MountOption, Owner, PersistRoot};
-use blankslate_core::fs::tree::{self, CopyStats, Durable, NestedMounts, TreeError};
-use blankslate_core::fs::{Dir, FsError, Kind, Lock, Meta};
+use blankslate_decl::paths::is_inside;
+use blankslate_decl::{
+    self as decl, Declaration, Entry, EntryKind, EtcTree, How, Mode, MountOption, Owner, PersistRoot,
+};
 use blankslate_persist::journal::{self as volume_state, LOCK, STATE_DIR};
+use blankslate_sys::fs::tree::{self, CopyStats, Durable, NestedMounts, TreeError};
+use blankslate_sys::fs::{Dir, FsError, Kind, Lock, Meta};
 
 pub use record::RECORD;
 use record::{Record, temporary};
@@ -181,7 +183,7 @@ fn check_volume(volume: &Dir, path: &Path) -> Result<Option<Record>> {
             "lost+found" => true,
             STATE_DIR => state.as_ref().is_some_and(|state| {
                 state.entries().is_ok_and(|entries| {
-                    entries.iter().all(|(n, _)| n == RECORD || n == LOCK || blankslate_core::fs::is_temp_name(n))
+                    entries.iter().all(|(n, _)| n == RECORD || n == LOCK || blankslate_sys::fs::is_temp_name(n))
                 })
             }),
             _ => record.as_ref().is_some_and(|r| r.made(&name)),
@@ -311,7 +313,7 @@ const OWN_FILE_SYSTEM: &str = "a file system of its own, mounted there as before
 /// The mount points inside the root being adopted, as paths in it (`/boot/efi`).
 fn nested_mounts(from: &Path) -> Vec<String> {
     let Ok(from) = std::fs::canonicalize(from) else { return Vec::new() };
-    blankslate_core::mount::below(&from).into_iter().map(|m| String::from_utf8_lossy(&m).into_owned()).collect()
+    blankslate_sys::mount::below(&from).into_iter().map(|m| String::from_utf8_lossy(&m).into_owned()).collect()
 }
 
 /// The tree's `fstab`, rewritten for a blankslate root ([`fstab::rewrite`]), with its
@@ -405,10 +407,10 @@ fn take_volume(volume: &Dir, path: &Path, mut record: Record) -> Result<Adoption
     Ok(Adoption { adopted, records, record, _lock: lock })
 }
 
-/// Removes what a crashed atomic write left in `dir` ([`blankslate_core::fs::temp_name`]).
+/// Removes what a crashed atomic write left in `dir` ([`blankslate_sys::fs::temp_name`]).
 fn remove_temporaries(dir: &Dir) -> Result<()> {
     for (name, _) in dir.entries()? {
-        if blankslate_core::fs::is_temp_name(&name) {
+        if blankslate_sys::fs::is_temp_name(&name) {
             dir.remove_file(&name)?;
         }
     }

@@ -28,8 +28,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use blankslate_core::fs::Dir;
-use blankslate_core::fs::tree::CopyStats;
+use blankslate_sys::fs::Dir;
+use blankslate_sys::fs::tree::CopyStats;
 use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, Value, value};
 
 use crate::{AdoptError, Result};

@@ -6,7 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, chown, symlink};
 use std::path::Path;
 
 use blankslate_adopt::{AdoptError, Request, adopt};
-use blankslate_core::fs::Dir;
+use blankslate_sys::fs::Dir;
 use blankslate_test_support::{in_namespace, root_or_skip};
 
 fn write(root: &Path, path: &str, text: &str, mode: u32, owner: (u32, u32)) {
@@ -84,7 +84,7 @@ fn an_installed_system_is_adopted_whole_and_left_untouched() {
     std::fs::create_dir_all(volume.join("lost+found")).unwrap();
     let fingerprint = || {
         let top = Dir::open_root(scratch.path()).unwrap();
-        blankslate_core::fs::tree::fingerprint(&top, OsStr::new("installed")).unwrap()
+        blankslate_sys::fs::tree::fingerprint(&top, OsStr::new("installed")).unwrap()
     };
     let before = fingerprint();
 
@@ -147,9 +147,9 @@ fn an_installed_system_is_adopted_whole_and_left_untouched() {
     assert!(tree.join("apt/sources.list.d").is_dir(), "an empty directory stays in the tree");
 
     // The declaration checks, with the adopted system's owner names, and builds.
-    let users = blankslate_core::decl::UserDb::from_root(&Dir::open_root(&root).unwrap());
+    let users = blankslate_decl::UserDb::from_root(&Dir::open_root(&root).unwrap());
     let file = volume.join("etc/blankslate/system.toml");
-    let checked = blankslate_core::decl::check(&file, &text, Some(&users));
+    let checked = blankslate_decl::check(&file, &text, Some(&users));
     let declaration = checked.declaration.unwrap_or_else(|| panic!("{}", checked.diagnostics));
     let etc = blankslate_etc_builder::from_declaration(&declaration).unwrap();
     let sudoers = &etc.entries["sudoers"].manifest;
@@ -158,7 +158,7 @@ fn an_installed_system_is_adopted_whole_and_left_untouched() {
     // The directories that say something are entries: a generation makes them again.
     let private = &etc.entries["ssl/private"].manifest;
     assert_eq!((private.mode.as_deref(), private.group.as_str()), (Some("0710"), "+110"));
-    assert_eq!(etc.entries["apt/sources.list.d"].manifest.kind, blankslate_core::manifest::EtcKind::Directory);
+    assert_eq!(etc.entries["apt/sources.list.d"].manifest.kind, blankslate_state::manifest::EtcKind::Directory);
     assert!(!etc.entries.contains_key("ssh") && !etc.entries.contains_key("ssl"), "ordinary directories are not");
 }
 
@@ -215,12 +215,12 @@ fn a_file_system_mounted_inside_a_kept_directory_keeps_only_its_mount_point() {
     std::fs::create_dir_all(root.join("boot/efi")).unwrap();
     let (adopted, volume) = in_namespace(move || {
         let boot = Dir::open_root(&root.join("boot")).unwrap();
-        blankslate_core::mount::mount_new(
+        blankslate_sys::mount::mount_new(
             &boot,
             "efi",
             "tmpfs",
             &[("mode", "0700")],
-            blankslate_core::mount::MountAttrFlags::empty(),
+            blankslate_sys::mount::MountAttrFlags::empty(),
         )
         .unwrap();
         std::fs::write(root.join("boot/efi/grubx64.efi"), "loader").unwrap();
@@ -249,8 +249,8 @@ fn a_kept_directory_that_is_its_own_file_system_stays_mounted_as_before() {
     std::fs::create_dir_all(root.join("boot")).unwrap();
     let (adopted, volume) = in_namespace(move || {
         let top = Dir::open_root(&root).unwrap();
-        let flags = blankslate_core::mount::MountAttrFlags::empty();
-        blankslate_core::mount::mount_new(&top, "boot", "tmpfs", &[("mode", "0755")], flags).unwrap();
+        let flags = blankslate_sys::mount::MountAttrFlags::empty();
+        blankslate_sys::mount::mount_new(&top, "boot", "tmpfs", &[("mode", "0755")], flags).unwrap();
         std::fs::write(root.join("boot/vmlinuz-6.1"), "kernel\n").unwrap();
         let adopted = adopt(&Request { from: &root, to: &volume, mount_point: "/persist" }).unwrap().finish().unwrap();
         (adopted, volume)
@@ -315,14 +315,14 @@ fn adopted_secrets_stay_secret_in_the_tree_and_the_store() {
     assert_eq!(mode_owner(&tree.join("ssl/private/ssl-cert-snakeoil.key")), (0o640, 0, 110));
 
     let file = home.join("system.toml");
-    let checked = blankslate_core::decl::check(&file, &std::fs::read_to_string(&file).unwrap(), None);
+    let checked = blankslate_decl::check(&file, &std::fs::read_to_string(&file).unwrap(), None);
     let declaration = checked.declaration.unwrap_or_else(|| panic!("{}", checked.diagnostics));
     let etc = blankslate_etc_builder::from_declaration(&declaration).unwrap();
     let readable = &etc.entries["ssl/private/readable.pem"].manifest;
-    assert_eq!((&readable.kind, readable.mode.as_deref()), (&blankslate_core::manifest::EtcKind::Copy, Some("0644")));
+    assert_eq!((&readable.kind, readable.mode.as_deref()), (&blankslate_state::manifest::EtcKind::Copy, Some("0644")));
     let state = scratch.path().join("state");
     let store =
-        blankslate_core::store::Store::open(&Dir::open_root(scratch.path()).unwrap(), Path::new("/state")).unwrap();
+        blankslate_state::store::Store::open(&Dir::open_root(scratch.path()).unwrap(), Path::new("/state")).unwrap();
     let object = etc.add_to_store(&store).unwrap();
     let in_store = |path: &str| mode_owner(&state.join(&object).join("etc").join(path)).0;
     for secret in [

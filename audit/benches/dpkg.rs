@@ -17,8 +17,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use blankslate_audit::{Class, Report, Setup};
-use blankslate_core::decl::{self, UserDb};
-use blankslate_core::fs::Dir;
+use blankslate_decl::{self as decl, UserDb};
+use blankslate_sys::fs::Dir;
 
 const LIST_LINES: usize = 100;
 const ETC_LINES: usize = 5;

@@ -24,8 +24,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use blankslate_audit::Setup;
-use blankslate_core::decl::{self, Declaration, UserDb};
-use blankslate_core::fs::Dir;
+use blankslate_decl::{self as decl, Declaration, UserDb};
+use blankslate_sys::fs::Dir;
 
 const PER_DIR: usize = 50;
 const RUNS: usize = 5;

@@ -5,12 +5,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::fd::AsFd;
 
-use blankslate_core::activation::{self as etc, EtcGeneration};
-use blankslate_core::decl::{Declaration, EntryKind, How, Owner, ResolvedEntry, UserDb};
-use blankslate_core::fs::{Accept, Checked, Dir, FsError, Kind, Meta};
-use blankslate_core::generation::format_utc;
-use blankslate_core::manifest::{EtcKind, content_hash};
-use blankslate_core::trial_record::{BOOT_RECORD, BootRecord, LIVE_TRIAL, LiveOutcome, LiveTrial};
+use blankslate_decl::{Declaration, EntryKind, How, Owner, ResolvedEntry, UserDb};
+use blankslate_state::activation::{self as etc, EtcGeneration};
+use blankslate_state::generation::format_utc;
+use blankslate_state::manifest::{EtcKind, content_hash};
+use blankslate_state::trial_record::{BOOT_RECORD, BootRecord, LIVE_TRIAL, LiveOutcome, LiveTrial};
+use blankslate_sys::fs::{Accept, Checked, Dir, FsError, Kind, Meta};
 
 use crate::render::size;
 use crate::{Class, Finding, FindingKind, MountPoints, walk};
@@ -565,8 +565,8 @@ pub fn fallbacks(root: &Dir, out: &mut Vec<Finding>) {
 mod tests {
     use std::path::Path;
 
-    use blankslate_core::decl::{self, UserDb};
-    use blankslate_core::fs::Dir;
+    use blankslate_decl::{self as decl, UserDb};
+    use blankslate_sys::fs::Dir;
 
     use super::persist_health;
 

@@ -27,7 +27,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
 
-use blankslate_core::fs::{Dir, FsError, Kind};
+use blankslate_sys::fs::{Dir, FsError, Kind};
 
 use crate::{Class, Finding, FindingKind};
 

@@ -28,7 +28,7 @@
 //! - **error**: a directory that could not be read, or changed under the walk.
 //!
 //! Ignored paths (regenerated at every boot, matched by `[audit] ignore` — see
-//! [`blankslate_core::decl::glob`] for the wildcards — or written by the audit itself)
+//! [`blankslate_decl::glob`] for the wildcards — or written by the audit itself)
 //! are counted, never listed. What counts as declared: persisted paths and everything
 //! under them, the persistent roots' mount points, managed `/etc` entries,
 //! `/etc/static`, `/etc/.blankslate`, the state directory, the kernel's mount points
@@ -54,11 +54,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant, SystemTime};
 
-use blankslate_core::activation::{self as etc, EtcGeneration};
-use blankslate_core::decl::{Declaration, UserDb, glob};
-use blankslate_core::fs::Dir;
-use blankslate_core::generation::{DEFAULT_STATE_DIR, NET_DIR};
-use blankslate_core::manifest::EtcKind;
+use blankslate_decl::{Declaration, UserDb, glob};
+use blankslate_state::activation::{self as etc, EtcGeneration};
+use blankslate_state::generation::{DEFAULT_STATE_DIR, NET_DIR};
+use blankslate_state::manifest::EtcKind;
+use blankslate_sys::fs::Dir;
 use globset::{GlobSet, GlobSetBuilder};
 
 use crate::walk::{Lookup, Mark, Stats, Tree, Unknown, Walker};
@@ -634,7 +634,7 @@ pub fn audit(setup: &Setup<'_>) -> Result<Report, AuditError> {
 fn net_size(setup: &Setup<'_>, mount_points: &MountPoints) -> Option<Tally> {
     let state_dir = setup.state_dir.strip_prefix("/").unwrap_or(setup.state_dir);
     let net = setup.root.open_dir(state_dir.join(NET_DIR)).ok()?;
-    let catches = net.entries().ok()?.iter().filter(|(name, _)| !blankslate_core::fs::is_temp_name(name)).count();
+    let catches = net.entries().ok()?.iter().filter(|(name, _)| !blankslate_sys::fs::is_temp_name(name)).count();
     let prefix = Path::new("/").join(state_dir).join(NET_DIR);
     let tally = walk::count(net.as_fd(), mount_points, prefix.as_os_str().as_encoded_bytes());
     Some(Tally { count: catches as u64, ..tally })

@@ -1,5 +1,5 @@
 //! The mount table below a root, as the audit wants it: a set (see
-//! [`blankslate_core::mount::below`]).
+//! [`blankslate_sys::mount::below`]).
 
 use std::path::Path;
 
@@ -8,5 +8,5 @@ use crate::MountPoints;
 /// The mount points strictly below `root`, as absolute paths inside it (`/persist`,
 /// `/var/log`, …).
 pub fn below(root: &Path) -> MountPoints {
-    blankslate_core::mount::below(root).into_iter().collect()
+    blankslate_sys::mount::below(root).into_iter().collect()
 }

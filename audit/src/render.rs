@@ -36,7 +36,7 @@
 
 use std::fmt::Write as _;
 
-use blankslate_core::decl::Declaration;
+use blankslate_decl::Declaration;
 use serde_json::{Value, json};
 
 use crate::{Class, Finding, FindingKind, Report, SCHEMA};
@@ -458,7 +458,7 @@ mod tests {
     #[test]
     fn suggestions_go_to_the_store_volume_not_another_disk() {
         let text = "version = 1\n[persist.\"/persist\"]\n[persist.\"/data\"]\ndevice = \"LABEL=data\"\n";
-        let declaration = blankslate_core::decl::check(std::path::Path::new("t.toml"), text, None).declaration.unwrap();
+        let declaration = blankslate_decl::check(std::path::Path::new("t.toml"), text, None).declaration.unwrap();
         let mut report = Report::default();
         report.push(Finding::new(Class::Undeclared, FindingKind::Directory, b"/srv/app".to_vec(), String::new()));
         let suggested = suggest(&report, &declaration);

@@ -8,7 +8,7 @@
 //! that, those whose working directory is the file's directory.
 //!
 //! The watch ends after a set time, or when `stop` becomes readable: the command line
-//! passes a `signalfd` for SIGINT and SIGTERM (`core::sys::stop_signals`), so Ctrl-C or
+//! passes a `signalfd` for SIGINT and SIGTERM (`blankslate_sys::raw::stop_signals`), so Ctrl-C or
 //! a `kill` ends it with its summary, with no signal handler.
 
 use std::collections::{HashMap, HashSet};
@@ -19,7 +19,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use blankslate_core::fs::Dir;
+use blankslate_sys::fs::Dir;
 use globset::GlobSet;
 use inotify::{EventMask, Inotify, WatchMask};
 use rustix::fs::{Mode, OFlags, ResolveFlags};

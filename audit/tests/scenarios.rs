@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 
 use blankslate_activator::etc::{self, EtcGeneration, OnConflict};
 use blankslate_audit::{Class, Report, Setup};
-use blankslate_core::decl::{self, Declaration};
-use blankslate_core::fs::Dir;
-use blankslate_core::generation::State;
-use blankslate_core::mount::{self, MountFlags, Source};
+use blankslate_decl::{self as decl, Declaration};
+use blankslate_state::generation::State;
+use blankslate_sys::fs::Dir;
+use blankslate_sys::mount::{self, MountFlags, Source};
 use blankslate_test_support::{in_namespace, root_or_skip};
 
 const DECLARATION: &str = r#"version = 1
@@ -371,7 +371,7 @@ fn deep_trees_use_few_descriptors_and_wide_ones_little_memory() {
 /// Audits `root` (no generation, no /etc) against `text`.
 fn audit_plain(root: &Path, text: &str) -> Report {
     let declaration = declaration(text);
-    let users = blankslate_core::decl::UserDb::from_texts("", "", "");
+    let users = blankslate_decl::UserDb::from_texts("", "", "");
     let root_dir = Dir::open_root(root).unwrap();
     let root_path = std::fs::canonicalize(root).unwrap();
     let setup = Setup {
@@ -555,7 +555,7 @@ fn a_volume_unmounted_after_activation_is_named_as_the_cause() {
         // data a mount shows of the real volume onto the root.
         assert!(volume[0].reason.contains("mount the volume again before any switch"), "{}", volume[0].reason);
         std::fs::create_dir(scratch.path("persist")).unwrap();
-        let users = blankslate_core::decl::UserDb::from_texts(
+        let users = blankslate_decl::UserDb::from_texts(
             "root:x:0:0::/root:/bin/sh\napp:x:2000:2000::/:/bin/false\n",
             "root:x:0:\napp:x:2000:\n",
             "t",

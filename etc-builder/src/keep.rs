@@ -19,7 +19,7 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
-use blankslate_core::fs::{Accept, Dir, FsError, Kind, Meta};
+use blankslate_sys::fs::{Accept, Dir, FsError, Kind, Meta};
 
 /// Where the live `/etc` links what the store holds.
 const STATIC_PREFIX: &str = "/etc/static/";

@@ -24,11 +24,11 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use blankslate_core::decl::source::{SourceError, Sources};
-use blankslate_core::decl::{Declaration, EtcContents, EtcMode, Mode, secret};
-use blankslate_core::generation::{Built, GenerationError, LockedState};
-use blankslate_core::manifest::{EtcKind, MANIFEST_FILE, Manifest, ManifestEntry, TREE_DIR, content_hash};
-use blankslate_core::store::{Store, StoreError, Tree};
+use blankslate_decl::source::{SourceError, Sources};
+use blankslate_decl::{Declaration, EtcContents, EtcMode, Mode, secret};
+use blankslate_state::generation::{Built, GenerationError, LockedState};
+use blankslate_state::manifest::{EtcKind, MANIFEST_FILE, Manifest, ManifestEntry, TREE_DIR, content_hash};
+use blankslate_state::store::{Store, StoreError, Tree};
 
 pub use nixos::from_nixos_tree;
 pub use tree::from_tree;
@@ -80,7 +80,7 @@ pub struct EtcBuild {
 impl EtcBuild {
     /// Adds an entry; `origin` says where it came from, for the duplicate error.
     pub fn insert(&mut self, path: String, entry: BuiltEntry, origin: &str) -> Result<()> {
-        if let Some((top, what)) = blankslate_core::activation::reserved(&path) {
+        if let Some((top, what)) = blankslate_decl::layout::reserved(&path) {
             return Err(BuildError::Reserved { path, top, what, origin: origin.to_owned() });
         }
         if self.entries.contains_key(&path) {
@@ -278,7 +278,7 @@ mod tests {
 
     fn declaration(text: &str, dir: &Path) -> Declaration {
         let file = dir.join("decl.toml");
-        let checked = blankslate_core::decl::check(&file, text, None);
+        let checked = blankslate_decl::check(&file, text, None);
         checked.declaration.unwrap_or_else(|| panic!("{}", checked.diagnostics))
     }
 
@@ -381,7 +381,7 @@ mode = "0440"
     fn secrets_are_root_only_in_the_store() {
         use std::os::unix::fs::PermissionsExt as _;
         let scratch = tempfile::tempdir().unwrap();
-        let root = blankslate_core::fs::Dir::open_root(scratch.path()).unwrap();
+        let root = blankslate_sys::fs::Dir::open_root(scratch.path()).unwrap();
         let store = Store::open(&root, Path::new("/store")).unwrap();
         let text = "version = 1\n[etc.\"hosts\"]\ntext = \"h\"\n[etc.\"sudoers\"]\ntext = \"root ALL\"\nmode = \"0440\"\n\
                     [etc.\"shadow\"]\ntext = \"root:!:1::::::\"\n[etc.\"issue\"]\ntext = \"hi\"\nmode = \"0644\"\n\
@@ -419,8 +419,8 @@ mode = "0440"
             std::fs::create_dir_all(tree.join(name).parent().unwrap()).unwrap();
             std::fs::write(tree.join(name), "{}\n").unwrap();
             std::fs::write(tree.join("hosts"), "127.0.0.1 localhost\n").unwrap();
-            let error = from_tree(&blankslate_core::decl::source::Sources::new(None).unwrap(), tree.to_str().unwrap())
-                .unwrap_err();
+            let error =
+                from_tree(&blankslate_decl::source::Sources::new(None).unwrap(), tree.to_str().unwrap()).unwrap_err();
             assert!(matches!(&error, BuildError::Reserved { path, .. } if path == name), "{name}: {error}");
             assert!(error.to_string().contains("where blankslate"), "{error}");
         }
@@ -471,16 +471,14 @@ mode = "0440"
         let text = "version = 1\n[etc_tree]\nsource = \"tree\"\n                    [persist.\"/persist\"]\nfiles = [\"/etc/hostname\"]\n";
         let checked = declaration(text, scratch.path());
         std::fs::write(tree.join("hostname"), "h\n").unwrap();
-        assert!(
-            !blankslate_core::decl::check(&scratch.path().join("decl.toml"), text, None).diagnostics.items.is_empty()
-        );
+        assert!(!blankslate_decl::check(&scratch.path().join("decl.toml"), text, None).diagnostics.items.is_empty());
         assert!(matches!(from_declaration(&checked), Err(BuildError::Persisted { .. })));
     }
 
     #[test]
     fn the_same_etc_builds_the_same_object() {
         let scratch = tempfile::tempdir().unwrap();
-        let root = blankslate_core::fs::Dir::open_root(scratch.path()).unwrap();
+        let root = blankslate_sys::fs::Dir::open_root(scratch.path()).unwrap();
         let store = Store::open(&root, Path::new("/store")).unwrap();
         let text = "version = 1\n[etc.\"hosts\"]\ntext = \"h\"\n[etc.\"motd\"]\ntext = \"hi\"\nmode = \"0644\"\n";
         let build = from_declaration(&declaration(text, scratch.path())).unwrap();

@@ -6,8 +6,8 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use blankslate_core::manifest::{EtcKind, ManifestEntry, content_hash};
-use blankslate_core::store::Tree;
+use blankslate_state::manifest::{EtcKind, ManifestEntry, content_hash};
+use blankslate_state::store::Tree;
 
 use crate::{BuildError, BuiltEntry, EtcBuild, Result, is_executable, read};
 
@@ -82,10 +82,10 @@ fn symlink_entry(path: &Path, target: &OsStr, mode: Option<&str>, user: String, 
                 node: link,
             }
         }
-        Some(mode) if blankslate_core::decl::Mode::parse_octal(mode).is_some() => {
+        Some(mode) if blankslate_decl::Mode::parse_octal(mode).is_some() => {
             // A copy: its bytes must be in hand, so the source is read now.
             let bytes = read(path)?;
-            let mode = blankslate_core::decl::Mode::parse_octal(mode).map(|m| m.to_string());
+            let mode = blankslate_decl::Mode::parse_octal(mode).map(|m| m.to_string());
             let manifest = ManifestEntry { kind: EtcKind::Copy, hash: content_hash(&bytes), mode, user, group };
             BuiltEntry { manifest, node: Tree::File { contents: bytes, executable: false, secret: false } }
         }

@@ -22,11 +22,11 @@
 
 use std::collections::BTreeMap;
 
-use blankslate_core::decl::Mode;
-use blankslate_core::decl::source::{Sources, TreeNode};
-use blankslate_core::fs::Meta;
-use blankslate_core::manifest::{EtcKind, ManifestEntry, content_hash};
-use blankslate_core::store::Tree;
+use blankslate_decl::Mode;
+use blankslate_decl::source::{Sources, TreeNode};
+use blankslate_state::manifest::{EtcKind, ManifestEntry, content_hash};
+use blankslate_state::store::Tree;
+use blankslate_sys::fs::Meta;
 
 use crate::{BuildError, BuiltEntry, EtcBuild, Result};
 
@@ -77,14 +77,14 @@ pub fn from_tree(sources: &Sources, source: &str) -> Result<EtcBuild> {
         .map_err(|error| BuildError::Tree { tree: source.to_owned(), error })?;
     // What blankslate keeps in `/etc` for itself is no tree's to fill.
     if let Some((path, (top, what))) =
-        build.entries.keys().find_map(|key| blankslate_core::activation::reserved(key).map(|r| (key.clone(), r)))
+        build.entries.keys().find_map(|key| blankslate_decl::layout::reserved(key).map(|r| (key.clone(), r)))
     {
         return Err(BuildError::Reserved { path, top, what, origin: format!("from the etc tree {source}") });
     }
     // A file below a directory others may not enter keeps its own owner and mode: a
     // link would take the directory's group's access away (the store file is root's).
     let closed = |key: &str| {
-        blankslate_core::decl::paths::ancestors(key).any(|dir| {
+        blankslate_decl::paths::ancestors(key).any(|dir| {
             build
                 .entries
                 .get(dir)

@@ -27,9 +27,9 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use blankslate_audit::{Class, Report};
-use blankslate_core::decl::NetSettings;
-use blankslate_core::fs::tree::{self, Durable, NestedMounts, TreeError};
-use blankslate_core::fs::{Dir, FsError, Kind, is_temp_name, temp_name};
+use blankslate_decl::NetSettings;
+use blankslate_sys::fs::tree::{self, Durable, NestedMounts, TreeError};
+use blankslate_sys::fs::{Dir, FsError, Kind, is_temp_name, temp_name};
 use serde::{Deserialize, Serialize};
 
 /// A save leaves at least this share of the volume free.
@@ -153,7 +153,7 @@ pub struct Saved {
 }
 
 /// Saves what the next boot erases from `root` into a new catch in `net` (the state's
-/// [`blankslate_core::generation::State::net`], under the state lock), then prunes the
+/// [`blankslate_state::generation::State::net`], under the state lock), then prunes the
 /// net to `bounds`. A path that cannot be copied (gone meanwhile, unreadable, the
 /// volume full) is left out with the reason, never a failure of the whole save.
 pub fn save(

@@ -5,9 +5,9 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use blankslate_core::decl::NetSettings;
-use blankslate_core::fs::{Dir, temp_name};
+use blankslate_decl::NetSettings;
 use blankslate_net::{Erased, NetError, catches, restore, save};
+use blankslate_sys::fs::{Dir, temp_name};
 
 struct World {
     _scratch: tempfile::TempDir,

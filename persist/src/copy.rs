@@ -29,9 +29,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use blankslate_core::decl::{Declaration, EntryKind, How, Mode, ResolvedEntry, UserDb};
-use blankslate_core::fs::{Accept, Checked, Dir, Kind, Meta};
-use blankslate_core::mount;
+use blankslate_decl::{Declaration, EntryKind, How, Mode, ResolvedEntry, UserDb};
+use blankslate_sys::fs::{Accept, Checked, Dir, Kind, Meta};
+use blankslate_sys::mount;
 
 use crate::{Ids, PersistError, Report, Result, Tree, foreign_mount, hostile, meta_of, relative, resolve, split};
 
@@ -309,6 +309,6 @@ pub fn follow(
     }
 }
 
-fn fs_error(op: &'static str, path: &Path, source: std::io::Error) -> blankslate_core::fs::FsError {
-    blankslate_core::fs::FsError { op, path: path.to_path_buf(), source }
+fn fs_error(op: &'static str, path: &Path, source: std::io::Error) -> blankslate_sys::fs::FsError {
+    blankslate_sys::fs::FsError { op, path: path.to_path_buf(), source }
 }

@@ -14,8 +14,8 @@
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
-use blankslate_core::decl::{Entry, EntryKind, write};
-use blankslate_core::fs::{Dir, FsError};
+use blankslate_decl::{Entry, EntryKind, write};
+use blankslate_sys::fs::{Dir, FsError};
 use rustix::fs::{AtFlags, StatxAttributes, StatxFlags};
 use toml_edit::{Array, DocumentMut, Item, TableLike, Value};
 
@@ -210,7 +210,7 @@ fn located(file: &Path) -> Result<(Dir, OsString), EditError> {
 /// returns the temporary's name.
 fn write_temporary(dir: &Dir, name: &OsStr, text: &str) -> Result<OsString, EditError> {
     let meta = dir.meta(name)?;
-    let temp = blankslate_core::fs::temp_name(name);
+    let temp = blankslate_sys::fs::temp_name(name);
     dir.create_file_owned(&temp, text.as_bytes(), meta.mode, Some((meta.uid, meta.gid)))?;
     Ok(temp)
 }
@@ -252,9 +252,9 @@ pub fn check_writable(file: &Path, text: &str) -> Result<(), EditError> {
 }
 
 /// Reads the declaration file's bytes: a regular file, without blocking or reading
-/// without bound ([`blankslate_core::decl::read_file`]).
+/// without bound ([`blankslate_decl::read_file`]).
 pub fn read_bytes(file: &Path) -> Result<Vec<u8>, EditError> {
-    Ok(blankslate_core::decl::read_file(&resolve(file)?)?)
+    Ok(blankslate_decl::read_file(&resolve(file)?)?)
 }
 
 /// Reads the declaration file's text.
@@ -264,7 +264,7 @@ pub fn read(file: &Path) -> Result<String, EditError> {
 
 #[cfg(test)]
 mod tests {
-    use blankslate_core::decl::{How, Mode, Owner};
+    use blankslate_decl::{How, Mode, Owner};
 
     use super::*;
 

@@ -27,8 +27,8 @@
 
 use std::path::PathBuf;
 
-use blankslate_core::decl::{EntryKind, How};
-use blankslate_core::fs::{Dir, FsError};
+use blankslate_decl::{EntryKind, How};
+use blankslate_sys::fs::{Dir, FsError};
 use toml_edit::{DocumentMut, value};
 
 /// The directory inside a volume that holds blankslate's own bookkeeping.
@@ -118,7 +118,7 @@ pub struct Journal {
     pub owner: (u32, u32, u32),
     /// add: the boot the live data was copied in (it cannot outlive it on a tmpfs).
     pub boot_id: String,
-    /// add: [`fs::tree::fingerprint`](blankslate_core::fs::tree::fingerprint) of the live data when it was copied.
+    /// add: [`fs::tree::fingerprint`](blankslate_sys::fs::tree::fingerprint) of the live data when it was copied.
     pub fingerprint: String,
     /// remove: copy the data back into the root.
     pub copy_back: bool,
@@ -250,7 +250,7 @@ pub fn write(state: &Dir, journal: &Journal) -> Result<(), FsError> {
 pub fn advance(state: &Dir, journal: &mut Journal, step: Step) -> Result<(), FsError> {
     journal.step = step;
     write(state, journal)?;
-    blankslate_core::failpoint::hit("persist-step");
+    blankslate_sys::failpoint::hit("persist-step");
     Ok(())
 }
 
@@ -266,7 +266,7 @@ pub fn finish(state: &Dir) -> Result<(), FsError> {
         Err(error) => return Err(error),
     }
     let _ = state.sync();
-    blankslate_core::failpoint::hit("persist-step");
+    blankslate_sys::failpoint::hit("persist-step");
     Ok(())
 }
 

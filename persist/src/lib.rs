@@ -27,9 +27,9 @@ mod place;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
-use blankslate_core::decl::{Declaration, EntryKind, How, Mode, MountOption, Owner, UserDb};
-use blankslate_core::fs::{Accept, Dir, FsError, Meta, tree};
-use blankslate_core::mount::MountError;
+use blankslate_decl::{Declaration, EntryKind, How, Mode, MountOption, Owner, UserDb};
+use blankslate_sys::fs::{Accept, Dir, FsError, Meta, tree};
+use blankslate_sys::mount::MountError;
 use rustix::mount::MountFlags;
 
 use place::{Place, directory, file, linked_directory};

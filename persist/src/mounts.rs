@@ -13,10 +13,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use blankslate_core::activation::{DIR, MOUNTS_FILE};
-use blankslate_core::decl::{Declaration, How};
-use blankslate_core::fs::{Dir, FsError};
-use blankslate_core::mount;
+use blankslate_decl::{Declaration, How};
+use blankslate_state::activation::{DIR, MOUNTS_FILE};
+use blankslate_sys::fs::{Dir, FsError};
+use blankslate_sys::mount;
 
 use crate::{PersistError, Report, Result, relative, split};
 

@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 
-use blankslate_core::activation::BACKUP_SUFFIX;
-use blankslate_core::decl::{How, MountOption, ResolvedEntry};
-use blankslate_core::fs::{Accept, Dir, Kind, Meta, tree};
-use blankslate_core::mount::{self, Source};
+use blankslate_decl::{How, MountOption, ResolvedEntry};
+use blankslate_state::activation::BACKUP_SUFFIX;
+use blankslate_sys::fs::{Accept, Dir, Kind, Meta, tree};
+use blankslate_sys::mount::{self, Source};
 use rustix::mount::MountFlags;
 
 use crate::{

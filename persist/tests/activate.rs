@@ -5,10 +5,10 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use blankslate_core::decl::{self, Declaration, UserDb};
-use blankslate_core::fs::Dir;
-use blankslate_core::mount::{MountFlags, Source};
+use blankslate_decl::{self as decl, Declaration, UserDb};
 use blankslate_persist::{PersistError, Report};
+use blankslate_sys::fs::Dir;
+use blankslate_sys::mount::{MountFlags, Source};
 use blankslate_test_support::{in_namespace, root_or_skip};
 
 fn declaration(text: &str) -> Declaration {
@@ -178,7 +178,7 @@ fn data_already_in_the_root_is_migrated_into_an_empty_volume_or_reported() {
     in_namespace(move || {
         let host = Dir::open_root(&elsewhere_path).unwrap();
         let inner = Dir::open_root(&root.join("srv/mounted")).unwrap();
-        blankslate_core::mount::bind(Source::Dir(&host), &inner, "inner", MountFlags::empty()).unwrap();
+        blankslate_sys::mount::bind(Source::Dir(&host), &inner, "inner", MountFlags::empty()).unwrap();
         let text = "version = 1\n[persist.\"/persist\"]\ndirectories = [\"/var/lib/early\", \"/srv/both\", \"/srv/mounted\"]\n\
                     files = [{ file = \"/etc/hostname\", how = \"bind\" }]\n";
         let report = activate(&root, &declaration(text), None).unwrap();
@@ -418,7 +418,7 @@ fn mount_options_add_to_the_volumes_own_restrictions() {
         let strict = rustix::mount::MountAttrFlags::MOUNT_ATTR_NOSUID
             | rustix::mount::MountAttrFlags::MOUNT_ATTR_NODEV
             | rustix::mount::MountAttrFlags::MOUNT_ATTR_NOEXEC;
-        blankslate_core::mount::mount_new(&dir, "persist", "tmpfs", &[], strict).unwrap();
+        blankslate_sys::mount::mount_new(&dir, "persist", "tmpfs", &[], strict).unwrap();
         let text =
             "version = 1\n[persist.\"/persist\"]\ndirectories = [{ directory = \"/srv/ro\", options = [\"ro\"] }]\n";
         activate(&root, &declaration(text), None).unwrap();
@@ -713,7 +713,7 @@ fn a_volume_unmounted_under_its_mounts_is_never_emptied_into_the_root() {
     let root = scratch.path();
     in_namespace(move || {
         let dir = Dir::open_root(&root).unwrap();
-        blankslate_core::mount::mount_new(&dir, "persist", "tmpfs", &[], rustix::mount::MountAttrFlags::empty())
+        blankslate_sys::mount::mount_new(&dir, "persist", "tmpfs", &[], rustix::mount::MountAttrFlags::empty())
             .unwrap();
         let text = "version = 1\n[persist.\"/persist\"]\ndirectories = [\"/var/log\"]\n\
                     files = [{ file = \"/etc/data\", how = \"bind\" }, { file = \"/etc/shadow\", how = \"copy\" }]\n";
@@ -721,7 +721,7 @@ fn a_volume_unmounted_under_its_mounts_is_never_emptied_into_the_root() {
         activate(&root, &declared, None).unwrap();
         std::fs::write(root.join("var/log/syslog"), "kept\n").unwrap();
         std::fs::write(root.join("etc/data"), "kept too\n").unwrap();
-        blankslate_core::mount::unmount(&dir, "persist").unwrap();
+        blankslate_sys::mount::unmount(&dir, "persist").unwrap();
 
         let report = activate(&root, &declared, Some(&declared)).unwrap();
         let conflicts: Vec<&str> = report.conflicts.iter().map(|(p, _)| p.as_str()).collect();
@@ -751,7 +751,7 @@ fn a_file_bind_mount_never_follows_a_symlink() {
         let dir = Dir::open_root(&root).unwrap();
         let volume = dir.open_dir("persist").unwrap();
         let error =
-            blankslate_core::mount::bind(Source::File(&volume, "hist"), &dir, "hist", MountFlags::empty()).unwrap_err();
+            blankslate_sys::mount::bind(Source::File(&volume, "hist"), &dir, "hist", MountFlags::empty()).unwrap_err();
         assert!(error.to_string().contains("not a regular file"), "{error}");
         assert_eq!(std::fs::read(root.join("hist")).unwrap(), b"", "nothing was mounted");
     });

@@ -12,10 +12,10 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use blankslate_core::decl::{How, Mode, Rule};
-use blankslate_core::fs::Dir;
-use blankslate_core::mount;
+use blankslate_decl::{How, Mode, Rule};
 use blankslate_persist::add::{self, AddRequest, LiveState, ManageError, RemoveRequest};
+use blankslate_sys::fs::Dir;
+use blankslate_sys::mount;
 
 const DECLARATION: &str = r#"version = 1
 
@@ -36,7 +36,7 @@ fn in_namespace(body: impl FnOnce(&Path, &Path) + Send + 'static) {
     let scratch = tempfile::tempdir().unwrap();
     let base = scratch.path().to_path_buf();
     let result = std::thread::spawn(move || {
-        blankslate_core::sys::unshare_mount_namespace().expect("unshare (tests run as root)");
+        blankslate_sys::raw::unshare_mount_namespace().expect("unshare (tests run as root)");
         mount::make_private().unwrap();
         let root = base.join("root");
         fs::create_dir(&root).unwrap();
@@ -277,7 +277,7 @@ fn files_are_bound_or_linked_with_their_bytes() {
             "files = [\"/etc/machine-id\", { file = \"/etc/ssh/host_key\", mode = \"0600\", how = \"bind\" }, { file = \"/etc/adjtime\", mode = \"0640\", how = \"symlink\" }]\n"
         ), "{text}");
         // Each file added says how it is persisted: `check` has nothing to ask.
-        let checked = blankslate_core::decl::check(declaration, &text, None);
+        let checked = blankslate_decl::check(declaration, &text, None);
         let asked: Vec<_> = checked.diagnostics.items.iter().filter(|d| d.rule == Rule::FileBindRename).collect();
         assert!(asked.is_empty(), "{asked:?}");
 
@@ -289,8 +289,8 @@ fn files_are_bound_or_linked_with_their_bytes() {
     });
 }
 
-fn load(declaration: &Path) -> blankslate_core::decl::Declaration {
-    blankslate_core::decl::load(declaration, None).unwrap().0
+fn load(declaration: &Path) -> blankslate_decl::Declaration {
+    blankslate_decl::load(declaration, None).unwrap().0
 }
 
 /// The caller's hook runs inside the operation: when it fails (a kill, a full state

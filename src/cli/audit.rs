@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use blankslate_audit::journal as audit_journal;
-use blankslate_core::fs::Dir;
+use blankslate_sys::fs::Dir;
 
 use super::{Result, Running, Target, built};
 use crate::report::{self, outln};
@@ -119,7 +119,7 @@ pub(super) fn run(args: &AuditArgs) -> Result<ExitCode> {
         let duration = args.watch_for.map(std::time::Duration::from_secs);
         // SIGINT and SIGTERM end the watch with its summary, even when SIGINT was
         // ignored at start (`nohup`, a script's background job).
-        let signals = blankslate_core::sys::stop_signals().map_err(|e| format!("cannot watch for signals: {e}"))?;
+        let signals = blankslate_sys::raw::stop_signals().map_err(|e| format!("cannot watch for signals: {e}"))?;
         let stop = Some(std::os::fd::AsFd::as_fd(&signals));
         let summary = audit::watch::watch(&root, &root_path, &tree, &globs, duration, stop, &mut std::io::stdout())?;
         outln!("{summary}")?;

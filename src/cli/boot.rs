@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use blankslate_activator::hostonly;
 use blankslate_activator::initrd::Compression;
-use blankslate_core::fs::Dir;
+use blankslate_sys::fs::Dir;
 
 use super::{Result, plural};
 use crate::report::{self, errln, outln};

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use blankslate_core::decl;
+use blankslate_decl as decl;
 use serde_json::json;
 
 use super::{plural, user_db};

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use blankslate_activator::switch::Live;
 use blankslate_activator::trial::{self as watcher, BootAttempt, Settled};
-use blankslate_core::generation::format_utc;
-use blankslate_core::trial_record::{BootTrial, LiveTrial, TrialAttempt, Watcher, now};
+use blankslate_state::generation::format_utc;
+use blankslate_state::trial_record::{BootTrial, LiveTrial, TrialAttempt, Watcher, now};
 
 use super::{Result, Target, live, open_state, print_recovered, read_state};
 use crate::report::{errln, outln};

@@ -3,10 +3,10 @@
 use std::process::ExitCode;
 
 use blankslate_activator::switch::Loaded;
-use blankslate_core::diff::{Change, GenerationDiff};
-use blankslate_core::fs::Dir;
-use blankslate_core::generation::State;
-use blankslate_core::manifest::{EtcKind, Manifest, TREE_DIR};
+use blankslate_state::diff::{Change, GenerationDiff};
+use blankslate_state::generation::State;
+use blankslate_state::manifest::{EtcKind, Manifest, TREE_DIR};
+use blankslate_sys::fs::Dir;
 
 use super::{InputError, Result, Target, named_generation, read_state};
 use crate::report::{self, EXIT_FINDINGS, EXIT_OK};

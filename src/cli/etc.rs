@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use blankslate_core::decl::Declaration;
-use blankslate_core::decl::paths::is_inside;
-use blankslate_core::fs::Dir;
+use blankslate_decl::Declaration;
+use blankslate_decl::paths::is_inside;
 use blankslate_etc_builder::keep::{self, KeepError};
+use blankslate_sys::fs::Dir;
 use clap::Subcommand;
 
 use super::{CliError, InputError, Result, Target, audit, built, finish_pending, load, open_state, plural, switch};

@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use blankslate_core::generation::{Generation, format_utc};
-use blankslate_core::trial_record::{BootRecord, BootTrial, LiveOutcome, LiveTrial};
+use blankslate_state::generation::{Generation, format_utc};
+use blankslate_state::trial_record::{BootRecord, BootTrial, LiveOutcome, LiveTrial};
 use clap::Subcommand;
 use serde_json::json;
 

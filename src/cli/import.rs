@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use blankslate_core::{decl, fs, import};
+use blankslate_decl::{self as decl, import};
+use blankslate_sys::fs;
 use clap::Subcommand;
 
 use super::{InputError, Result, plural};

@@ -23,10 +23,10 @@ use std::process::ExitCode;
 
 use blankslate_activator::switch::{Finished, Live, Recovered, SwitchError};
 use blankslate_activator::trial::WatcherSetup;
-use blankslate_core::decl::{self, UserDb};
-use blankslate_core::fs::{Dir, LockWait};
-use blankslate_core::generation::{DEFAULT_STATE_DIR, Generation, GenerationError, LockedState, State};
+use blankslate_decl::{self as decl, UserDb};
 use blankslate_etc_builder as etc_builder;
+use blankslate_state::generation::{DEFAULT_STATE_DIR, Generation, GenerationError, LockedState, State};
+use blankslate_sys::fs::{Dir, LockWait};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::report::{self, EXIT_FINDINGS, err, errln, outln};
@@ -101,7 +101,7 @@ pub fn parse() -> Cli {
         (false, Some(seconds)) => LockWait::AtMost(std::time::Duration::from_secs(seconds)),
         (false, None) => LockWait::Forever,
     };
-    blankslate_core::fs::set_lock_wait(wait);
+    blankslate_sys::fs::set_lock_wait(wait);
     cli
 }
 
@@ -425,7 +425,7 @@ fn build_generation(
     declaration: &decl::Declaration,
     target: &Target,
     nixos_etc: Option<&Path>,
-) -> Result<(LockedState, blankslate_core::generation::Built)> {
+) -> Result<(LockedState, blankslate_state::generation::Built)> {
     let etc = etc_builder::build(declaration, nixos_etc)?;
     let state = open_state(target)?;
     let built = etc.build_generation(&state, declaration)?;

@@ -6,9 +6,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use blankslate_core::fs::Dir;
-use blankslate_core::generation::format_utc;
 use blankslate_net::{self as net, Catch, Erased};
+use blankslate_state::generation::format_utc;
+use blankslate_sys::fs::Dir;
 use clap::Subcommand;
 use serde_json::json;
 

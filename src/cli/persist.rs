@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use blankslate_activator::carry::{Carried, carry_into_generations};
-use blankslate_core::decl;
-use blankslate_core::fs::Dir;
-use blankslate_core::generation::LockedState;
+use blankslate_decl as decl;
 use blankslate_persist::add as manage;
+use blankslate_state::generation::LockedState;
+use blankslate_sys::fs::Dir;
 use clap::Subcommand;
 use serde_json::json;
 

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use blankslate_activator::etc::{self, Action};
 use blankslate_activator::switch::Live;
-use blankslate_core::fs::Dir;
 use blankslate_persist::Report;
+use blankslate_sys::fs::Dir;
 use serde_json::json;
 
 use super::{Result, Target, live, open_state, print_recovered, read_state};
@@ -91,7 +91,7 @@ struct Repaired {
 /// In a dry run: what the audit finds wrong with the persisted paths, which is what a
 /// repair re-applies.
 fn persisted_findings(
-    state: &blankslate_core::generation::State,
+    state: &blankslate_state::generation::State,
     root: &Dir,
     root_path: &std::path::Path,
     repaired: &Repaired,
@@ -164,7 +164,7 @@ fn to_json(
             };
             json!({
                 "path": format!("/etc/{}", step.path), "action": action, "found": found, "moved_to": backup,
-                "entry": step.entry.as_ref().map(blankslate_core::diff::describe_etc_entry),
+                "entry": step.entry.as_ref().map(blankslate_state::diff::describe_etc_entry),
             })
         })
         .collect();

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use blankslate_activator::sandbox;
-use blankslate_core::decl;
+use blankslate_decl as decl;
 
 use super::{Result, Target, build_generation, load};
 

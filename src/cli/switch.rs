@@ -7,11 +7,11 @@ use std::process::ExitCode;
 
 use blankslate_activator::etc;
 use blankslate_activator::switch::{self, How, Mode, Preview, Request, Switched, Unbuilt, Wanted};
-use blankslate_core::fs::Dir;
-use blankslate_core::generation::LockedState;
-use blankslate_core::trial_record::BootRecord;
 use blankslate_etc_builder as etc_builder;
 use blankslate_persist::Report;
+use blankslate_state::generation::LockedState;
+use blankslate_state::trial_record::BootRecord;
+use blankslate_sys::fs::Dir;
 
 use super::{
     InputError, Result, Target, confirm, live, load, named_generation, open_state, print_recovered, read_state,

@@ -34,10 +34,10 @@ pub fn in_namespace<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static
     let namespace = || std::fs::read_link("/proc/thread-self/ns/mnt").expect("the mount namespace");
     let host = namespace();
     std::thread::spawn(move || {
-        blankslate_core::sys::unshare_mount_namespace().expect("unshare (needs root)");
+        blankslate_sys::raw::unshare_mount_namespace().expect("unshare (needs root)");
         // Nothing is mounted unless the thread has a namespace of its own.
         assert_ne!(namespace(), host, "not in a private mount namespace");
-        blankslate_core::mount::make_private().expect("make the mounts private");
+        blankslate_sys::mount::make_private().expect("make the mounts private");
         body()
     })
     .join()

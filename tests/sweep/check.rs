@@ -13,8 +13,8 @@ use std::fmt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use blankslate_core::activation::{ACTIVE_FILE, MOUNTS_FILE, STATE_FILE};
-use blankslate_core::manifest::{EtcKind, Manifest, content_hash};
+use blankslate_state::activation::{ACTIVE_FILE, MOUNTS_FILE, STATE_FILE};
+use blankslate_state::manifest::{EtcKind, Manifest, content_hash};
 use serde_json::Value;
 
 use super::world::{self, Shape, World};
@@ -226,7 +226,7 @@ pub fn snapshot(top: &Path, skip: &[&str]) -> Snapshot {
 /// store's and the atomic writes' temporaries (`.NAME.tmp-PID-N`), staged `/etc`
 /// entries, `persist add`'s copies, a migration's temporary, journals.
 pub fn is_temporary(name: &str) -> bool {
-    blankslate_core::fs::is_temp_name(std::ffi::OsStr::new(name))
+    blankslate_sys::fs::is_temp_name(std::ffi::OsStr::new(name))
         || name.ends_with(".blankslate-new")
         || name.contains(".blankslate-persist-")
         || name.contains(".blankslate-migrate")

@@ -8,7 +8,7 @@ use std::os::unix::fs::{PermissionsExt, chown, symlink};
 use std::path::Path;
 use std::process::Command;
 
-use blankslate_core::fs::Dir;
+use blankslate_sys::fs::Dir;
 use rustix::mount::MountAttrFlags;
 
 use super::check::{Class, Data, Failure, Gen, Intent};
@@ -273,7 +273,7 @@ fn boot_image(world: &World) -> std::path::PathBuf {
     let mount_point = world.cache.join("mnt");
     std::fs::create_dir_all(&mount_point).unwrap();
     let cache = Dir::open_root(&world.cache).unwrap();
-    blankslate_core::mount::mount_new(&cache, "mnt", "ext4", &[("source", &device)], MountAttrFlags::empty())
+    blankslate_sys::mount::mount_new(&cache, "mnt", "ext4", &[("source", &device)], MountAttrFlags::empty())
         .expect("mount the boot volume");
     fill_volume(&mount_point);
     let root = mount_point.to_str().unwrap();

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use blankslate_core::fs::Dir;
-use blankslate_core::mount::{self, MountFlags, Source};
+use blankslate_sys::fs::Dir;
+use blankslate_sys::mount::{self, MountFlags, Source};
 use rustix::mount::MountAttrFlags;
 
 use crate::common;
@@ -27,7 +27,7 @@ pub const HANG: Duration = Duration::from_secs(60);
 /// unless it now differs from the process's (the main thread's, which stays the
 /// host's).
 pub fn enter_private_namespace() {
-    blankslate_core::sys::unshare_mount_namespace().expect("unshare the mount namespace (needs root)");
+    blankslate_sys::raw::unshare_mount_namespace().expect("unshare the mount namespace (needs root)");
     mount::make_private().expect("make the mounts private");
     let ours = std::fs::read_link("/proc/thread-self/ns/mnt").expect("read this thread's mount namespace");
     let host = std::fs::read_link("/proc/self/ns/mnt").expect("read the process's mount namespace");

@@ -1,4 +1,4 @@
-//! Boot attempts of a generation on trial (see `blankslate_core::trial_record`): counted on
+//! Boot attempts of a generation on trial (see `blankslate_state::trial_record`): counted on
 //! the volume before the generation runs, and a failed attempt reboots, so that an
 //! unattended machine gets to the next attempt or to the fallback by itself.
 
@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use blankslate_core::fs::Dir;
-use blankslate_core::generation::{DEFAULT_STATE_DIR, State};
-use blankslate_core::trial_record::BootChoice;
+use blankslate_state::generation::{DEFAULT_STATE_DIR, State};
+use blankslate_state::trial_record::BootChoice;
+use blankslate_sys::fs::Dir;
 
 use super::{Failure, Step};
 

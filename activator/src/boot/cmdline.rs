@@ -4,12 +4,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use blankslate_core::decl::Span;
-use blankslate_core::decl::paths::{PathKind, check_path};
+use blankslate_decl::Span;
+use blankslate_decl::paths::{PathKind, check_path};
 
 /// A volume on the command line, `DEVICE[:FSTYPE[:OPTIONS]]`: the same as a persistent
 /// root's `device`, `fs_type` and `mount_options` in a declaration.
-pub use blankslate_core::decl::{Device, VolumeSpec as Volume};
+pub use blankslate_decl::{Device, VolumeSpec as Volume};
 
 /// Everything boot takes from the kernel command line.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,9 +19,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use blankslate_core::decl::Declaration;
-use blankslate_core::fs::Dir;
-use blankslate_core::mount::{Detached, FsOption};
+use blankslate_decl::Declaration;
+use blankslate_sys::fs::Dir;
+use blankslate_sys::mount::{Detached, FsOption};
 use rustix::mount::{FsPickFlags, MountAttrFlags};
 
 use super::cmdline::{Device, Volume};
@@ -300,7 +300,7 @@ mod tests {
     use super::*;
 
     fn declaration(text: &str) -> Declaration {
-        let checked = blankslate_core::decl::check(Path::new("t.toml"), text, None);
+        let checked = blankslate_decl::check(Path::new("t.toml"), text, None);
         checked.declaration.unwrap_or_else(|| panic!("{}", checked.diagnostics))
     }
 

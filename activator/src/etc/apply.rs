@@ -3,12 +3,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use blankslate_core::activation::{JOURNAL_FILE, Marker, STATE_FILE};
-use blankslate_core::failpoint;
-use blankslate_core::fs::{Dir, Kind};
-use blankslate_core::generation::LockedState;
-use blankslate_core::manifest::{EtcKind, Manifest, ManifestEntry, TREE_DIR, has_entries_below};
-use blankslate_core::store::Store;
+use blankslate_state::activation::{JOURNAL_FILE, Marker, STATE_FILE};
+use blankslate_state::generation::LockedState;
+use blankslate_state::manifest::{EtcKind, Manifest, ManifestEntry, TREE_DIR, has_entries_below};
+use blankslate_state::store::Store;
+use blankslate_sys::failpoint;
+use blankslate_sys::fs::{Dir, Kind};
 use serde::{Deserialize, Serialize};
 
 use super::inspect::plan_from;
@@ -177,7 +177,7 @@ fn carry_out(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
     if !plan.is_noop() {
         apply(root, plan, tree)?;
     } else if plan.from.as_ref().map(|f| f.generation) != Some(to.generation)
-        || blankslate_core::activation::marker(root) != Some(Marker::of(to))
+        || blankslate_state::activation::marker(root) != Some(Marker::of(to))
     {
         let etc = root.create_dir_all("etc", 0o755)?;
         record(&etc.create_dir_all(STATE_DIR, 0o700)?, to)?;
@@ -193,13 +193,13 @@ fn carry_out(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
 pub fn relabel(root: &Dir, to: &EtcGeneration) -> Result<bool> {
     let Some(etc) = open_etc(root)? else { return Ok(false) };
     let Ok(state) = etc.open_dir(STATE_DIR) else { return Ok(false) };
-    let pending = blankslate_core::activation::read_json::<Journal>(&state, JOURNAL_FILE)?.is_some();
+    let pending = blankslate_state::activation::read_json::<Journal>(&state, JOURNAL_FILE)?.is_some();
     let Some(from) = active(root)?.filter(|from| !pending && from.object == to.object) else {
         return Ok(false);
     };
     // Recorded already, state file and marker alike (a relabel killed between the two
     // leaves the state file ahead): nothing to write.
-    if from.generation != to.generation || blankslate_core::activation::marker(root) != Some(Marker::of(to)) {
+    if from.generation != to.generation || blankslate_state::activation::marker(root) != Some(Marker::of(to)) {
         record(&state, to)?;
     }
     Ok(true)
@@ -224,14 +224,14 @@ fn already_active(root: &Dir, generation: u32, object: &str, static_target: &std
 }
 
 fn has_journal(root: &Dir) -> bool {
-    root.open_dir(blankslate_core::activation::DIR).is_ok_and(|state| state.meta(JOURNAL_FILE).is_ok())
+    root.open_dir(blankslate_state::activation::DIR).is_ok_and(|state| state.meta(JOURNAL_FILE).is_ok())
 }
 
 /// Finishes an interrupted activation (or repair), if the journal says there was one.
 pub fn recover(root: &Dir, store: &Store) -> Result<Option<u32>> {
     let Some(etc) = open_etc(root)? else { return Ok(None) };
     let Ok(state) = etc.open_dir(STATE_DIR) else { return Ok(None) };
-    let Some(journal) = blankslate_core::activation::read_json::<Journal>(&state, JOURNAL_FILE)? else {
+    let Some(journal) = blankslate_state::activation::read_json::<Journal>(&state, JOURNAL_FILE)? else {
         return Ok(None);
     };
     let to = EtcGeneration::load(store, journal.generation, &journal.object)?;

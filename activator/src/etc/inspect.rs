@@ -6,11 +6,11 @@ use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
-use blankslate_core::decl::UserDb;
-use blankslate_core::decl::paths::is_inside;
-use blankslate_core::diff::etc_changes;
-use blankslate_core::fs::{Accept, Dir, Kind, Refusal};
-use blankslate_core::manifest::{DEFAULT_DIR_MODE, EtcKind, Manifest, ManifestEntry, content_hash, has_entries_below};
+use blankslate_decl::UserDb;
+use blankslate_decl::paths::is_inside;
+use blankslate_state::diff::etc_changes;
+use blankslate_state::manifest::{DEFAULT_DIR_MODE, EtcKind, Manifest, ManifestEntry, content_hash, has_entries_below};
+use blankslate_sys::fs::{Accept, Dir, Kind, Refusal};
 
 use super::{
     Action, BACKUP_SUFFIX, EtcError, EtcGeneration, Found, OnConflict, Plan, Result, STATIC, Step, active, done, holds,

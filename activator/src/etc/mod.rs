@@ -35,15 +35,15 @@ mod restore;
 
 use std::fmt;
 
-use blankslate_core::decl::UserDb;
-use blankslate_core::diff::describe_etc_entry;
-use blankslate_core::fs::{Dir, FsError};
-use blankslate_core::manifest::{EtcKind, ManifestEntry};
-use blankslate_core::store::StoreError;
+use blankslate_decl::UserDb;
+use blankslate_state::diff::describe_etc_entry;
+use blankslate_state::manifest::{EtcKind, ManifestEntry};
+use blankslate_state::store::StoreError;
+use blankslate_sys::fs::{Dir, FsError};
 
 // The activation record is the core's (gc, the audit and the command line read it).
-use blankslate_core::activation::ActivationError;
-pub use blankslate_core::activation::{ACTIVE_FILE, BACKUP_SUFFIX, EtcGeneration, STATE_DIR, STATIC, active};
+use blankslate_state::activation::ActivationError;
+pub use blankslate_state::activation::{ACTIVE_FILE, BACKUP_SUFFIX, EtcGeneration, STATE_DIR, STATIC, active};
 
 pub use apply::{Activated, Outcome, Prepared, activate, activate_generation, commit, prepare, recover, relabel};
 pub use inspect::plan;
@@ -414,7 +414,7 @@ pub fn users_from_contents(root: &Dir, managed: impl Fn(&str) -> Option<Vec<u8>>
 }
 
 /// [`users_from_contents`] the generation whose etc store object is `object`.
-pub fn users_from_object(store: &blankslate_core::store::Store, root: &Dir, object: &str) -> Result<UserDb> {
+pub fn users_from_object(store: &blankslate_state::store::Store, root: &Dir, object: &str) -> Result<UserDb> {
     let tree = apply::open_tree(store, object)?;
     Ok(users_from_contents(root, |name| tree.read(name).ok()))
 }

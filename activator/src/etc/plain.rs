@@ -13,9 +13,9 @@
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt as _;
 
-use blankslate_core::fs::Dir;
-use blankslate_core::generation::LockedState;
-use blankslate_core::manifest::EtcKind;
+use blankslate_state::generation::LockedState;
+use blankslate_state::manifest::EtcKind;
+use blankslate_sys::fs::Dir;
 
 use super::apply::{Activated, apply, clear, open_tree, staged};
 use super::inspect::plan_relink;

@@ -3,9 +3,9 @@
 //! declared directory with the wrong owner or mode gets them back, keeping what it
 //! holds.
 
-use blankslate_core::fs::Dir;
-use blankslate_core::generation::LockedState;
-use blankslate_core::store::Store;
+use blankslate_state::generation::LockedState;
+use blankslate_state::store::Store;
+use blankslate_sys::fs::Dir;
 
 use super::apply::{Activated, apply, open_tree};
 use super::inspect::plan_repair;

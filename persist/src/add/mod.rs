@@ -88,23 +88,23 @@
 //! # `list`
 //!
 //! Every declared entry with its live state: mounted from its volume path (same
-//! device and inode, [`Meta::identity`](blankslate_core::fs::Meta::identity)), linked, not mounted, mounted from something
+//! device and inode, [`Meta::identity`](blankslate_sys::fs::Meta::identity)), linked, not mounted, mounted from something
 //! else, missing source or target, and the volume path's owner and mode against the
 //! declaration.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use blankslate_core::decl::{self, EntryKind, How, Mode, Owner, UserDb};
-use blankslate_core::fs::{Dir, FsError, Kind};
-use blankslate_core::mount::{self, MountError, Source};
+use blankslate_decl::{self as decl, EntryKind, How, Mode, Owner, UserDb};
+use blankslate_sys::fs::{Dir, FsError, Kind};
+use blankslate_sys::mount::{self, MountError, Source};
 use rustix::fs::{AtFlags, OFlags, StatxFlags};
 use rustix::mount::{MountFlags, OpenTreeFlags};
 
 use crate::edit::{self, EditError};
 use crate::journal::{self, Journal, JournalError, Operation, Step};
 use crate::{relative, split};
-use blankslate_core::fs::tree::{self, CopyStats, TreeError};
+use blankslate_sys::fs::tree::{self, CopyStats, TreeError};
 
 mod list;
 mod preflight;
@@ -286,7 +286,7 @@ struct Volume {
     mount: String,
     dir: Dir,
     state: Dir,
-    _lock: blankslate_core::fs::Lock,
+    _lock: blankslate_sys::fs::Lock,
     recovered: Vec<Recovered>,
 }
 
@@ -439,7 +439,7 @@ pub fn add(root: &Dir, request: &AddRequest<'_>, after_declared: &mut AfterDecla
         step: Step::Started,
     };
     journal::write(&volume.state, &journal)?;
-    blankslate_core::failpoint::hit("persist-step");
+    blankslate_sys::failpoint::hit("persist-step");
     let stats = forward_add(root, &volume, &mut journal, &names, true)
         .and_then(|stats| conclude(&volume, &journal, after_declared).map(|()| stats))
         .map_err(|e| interrupted(root, &volume, e))?;

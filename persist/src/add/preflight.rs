@@ -92,7 +92,7 @@ pub(super) fn check_target(
     volume: &Volume,
     declaration: &decl::Declaration,
     request: &AddRequest<'_>,
-) -> Result<(EntryKind, How, blankslate_core::fs::Meta)> {
+) -> Result<(EntryKind, How, blankslate_sys::fs::Meta)> {
     let (path, mount) = (request.path, volume.mount.as_str());
     for other in declaration.persist.keys() {
         if decl::paths::is_inside(other, path) {

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use blankslate_core::decl::{self, UserDb};
-use blankslate_core::fs::Dir;
+use blankslate_decl::{self as decl, UserDb};
+use blankslate_sys::fs::Dir;
 
 use super::remove::forward_remove;
 use super::{

@@ -47,7 +47,7 @@ pub fn remove(root: &Dir, request: &RemoveRequest<'_>, after_declared: &mut Afte
         step: Step::Started,
     };
     journal::write(&volume.state, &journal)?;
-    blankslate_core::failpoint::hit("persist-step");
+    blankslate_sys::failpoint::hit("persist-step");
     forward_remove(root, &volume, &mut journal, &names)
         .and_then(|()| conclude(&volume, &journal, after_declared))
         .map_err(|e| interrupted(root, &volume, e))?;
