@@ -18,6 +18,7 @@ use blankslate_core::decl;
 use blankslate_core::fs::Dir;
 use blankslate_core::generation::{DEFAULT_STATE_DIR, State};
 use blankslate_core::store::Store;
+use blankslate_test_support::snapshot::{self, Node};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 const STORE: &str = "/var/lib/blankslate/store";
@@ -74,7 +75,7 @@ impl Scratch {
     }
 
     fn snapshot(&self) -> BTreeMap<String, Node> {
-        snapshot(&self.path().join("etc"))
+        snapshot::tree(&self.path().join("etc"))
     }
 
     fn write(&self, path: &str, contents: &str) {
@@ -159,40 +160,6 @@ fn read_by_kernel(root: &Path, path: &str) -> std::io::Result<String> {
     let dir = rustix::fs::open(root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
     let fd = rustix::fs::openat2(&dir, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty(), ResolveFlags::IN_ROOT)?;
     std::io::read_to_string(std::fs::File::from(fd))
-}
-
-/// One node of a snapshot: everything a program could tell apart.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Node {
-    Directory { mode: u32, uid: u32, gid: u32 },
-    Link(String),
-    File { contents: Vec<u8>, mode: u32, uid: u32, gid: u32 },
-}
-
-/// Every node below `dir`, by relative path.
-fn snapshot(dir: &Path) -> BTreeMap<String, Node> {
-    fn walk(dir: &Path, prefix: &str, out: &mut BTreeMap<String, Node>) {
-        let Ok(listing) = std::fs::read_dir(dir) else { return };
-        for entry in listing {
-            let entry = entry.unwrap();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let key = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
-            let meta = std::fs::symlink_metadata(entry.path()).unwrap();
-            let mode = meta.permissions().mode() & 0o7777;
-            let node = if meta.file_type().is_symlink() {
-                Node::Link(std::fs::read_link(entry.path()).unwrap().to_string_lossy().into_owned())
-            } else if meta.is_dir() {
-                walk(&entry.path(), &key, out);
-                Node::Directory { mode, uid: meta.uid(), gid: meta.gid() }
-            } else {
-                Node::File { contents: std::fs::read(entry.path()).unwrap(), mode, uid: meta.uid(), gid: meta.gid() }
-            };
-            out.insert(key, node);
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, "", &mut out);
-    out
 }
 
 fn file_meta(path: &Path) -> (u32, u32, u32, bool) {
