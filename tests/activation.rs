@@ -2,9 +2,10 @@
 //! recovery, each against a scratch root (never the host's `/etc`).
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Output;
+
+use blankslate_test_support::snapshot;
 
 mod common;
 use common::{blankslate_env, current_generation, stderr, stdout};
@@ -110,42 +111,10 @@ user = "www"
     )
 }
 
-/// One node of a snapshot: everything a program could tell apart.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Node {
-    Directory { mode: u32, uid: u32, gid: u32 },
-    Link(String),
-    File { contents: String, mode: u32, uid: u32, gid: u32 },
-}
+/// One node of a snapshot, its contents as text (the tests compare them with strings).
+type Node = snapshot::Node<String>;
 
 type Snapshot = BTreeMap<String, Node>;
-
-/// Every node below `dir`, by relative path.
-fn snapshot(dir: &Path) -> Snapshot {
-    fn walk(dir: &Path, prefix: &str, out: &mut Snapshot) {
-        let Ok(listing) = std::fs::read_dir(dir) else { return };
-        for entry in listing {
-            let entry = entry.unwrap();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let key = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
-            let meta = std::fs::symlink_metadata(entry.path()).unwrap();
-            let mode = meta.permissions().mode() & 0o7777;
-            let node = if meta.file_type().is_symlink() {
-                Node::Link(std::fs::read_link(entry.path()).unwrap().to_string_lossy().into_owned())
-            } else if meta.is_dir() {
-                walk(&entry.path(), &key, out);
-                Node::Directory { mode, uid: meta.uid(), gid: meta.gid() }
-            } else {
-                let contents = String::from_utf8_lossy(&std::fs::read(entry.path()).unwrap()).into_owned();
-                Node::File { contents, mode, uid: meta.uid(), gid: meta.gid() }
-            };
-            out.insert(key, node);
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, "", &mut out);
-    out
-}
 
 /// Names an interrupted activation may leave and a finished one must not.
 fn is_temporary(path: &str) -> bool {
@@ -192,7 +161,7 @@ impl Scratch {
     }
 
     fn snapshot(&self) -> Snapshot {
-        snapshot(&self.etc())
+        snapshot::text_tree(&self.etc())
     }
 
     fn write(&self, path: &str, contents: &str) {

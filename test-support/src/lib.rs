@@ -1,9 +1,12 @@
 //! What the tests of every blankslate crate share, as a dev-dependency: whether they
 //! run as root (one meaning: the effective user id, which mounting and changing
 //! owners need), the switch that makes a root-only test fail rather than skip, and a
-//! private mount namespace to mount in.
+//! private mount namespace to mount in; and [`snapshot`], a map of a directory tree
+//! for before/after comparisons.
 
 #![forbid(unsafe_code)]
+
+pub mod snapshot;
 
 /// The variable that makes a root-only test run without root fail instead of
 /// skipping: `.ci/run` sets it for the suite it runs as root, so that a test

@@ -1,0 +1,279 @@
+//! Activating generations one after another: the first activation, no-ops, switching
+//! back and forth while readers watch, and entries added, changed, removed or
+//! changing kind.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+/// Loops over `paths` resolving and reading each as a program in `root` would, until
+/// `stop`; returns (reads done, failures). A path whose contents are not one of its
+/// allowed ones is a failure too.
+fn reader(
+    root: PathBuf,
+    allowed: BTreeMap<String, BTreeSet<String>>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(usize, Vec<String>)> {
+    std::thread::spawn(move || {
+        let mut reads = 0;
+        let mut failures = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            for (path, contents) in &allowed {
+                let path = format!("/etc/{path}");
+                for (how, read) in [("emulated", read_in as fn(&Path, &str) -> _), ("kernel", read_by_kernel)] {
+                    reads += 1;
+                    match read(&root, &path) {
+                        Ok(text) if contents.contains(&text) => {}
+                        Ok(text) => failures.push(format!("{path} ({how}): unexpected contents {text:?}")),
+                        Err(error) => failures.push(format!("{path} ({how}): {error}")),
+                    }
+                }
+            }
+        }
+        (reads, failures)
+    })
+}
+
+#[test]
+fn a_noop_reactivation_plans_nothing_and_never_hides_an_entry() {
+    let scratch = Scratch::new();
+    let text = format!(
+        "version = 1\n{}\
+[etc.\"hosts\"]\ntext = \"hosts\"\n\
+[etc.\"a/b/c.conf\"]\ntext = \"c\"\n\
+[etc.\"copy\"]\ntext = \"copy\"\nmode = \"0600\"\nuser = \"www\"\n",
+        users()
+    );
+    let one = scratch.build(1, &text);
+    scratch.activate(&one);
+    let before = scratch.snapshot();
+    let allowed: BTreeMap<String, BTreeSet<String>> =
+        declared(&one).into_iter().map(|p| (p.clone(), BTreeSet::from([scratch.read(&p)]))).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let reading = reader(scratch.path().to_path_buf(), allowed, Arc::clone(&stop));
+    for _ in 0..200 {
+        let activated = scratch.activate(&one);
+        assert!(activated.plan.is_noop(), "{}", activated.plan);
+        assert_eq!(activated.plan.steps.len(), 0);
+        assert_eq!(activated.plan.switch_static, None);
+        assert_eq!(activated.plan.unchanged, one.manifest.entries.len());
+        let summary = format!(
+            "0 added, 0 changed, 0 removed, 0 backed up, 0 left alone, {} unchanged\n",
+            one.manifest.entries.len()
+        );
+        assert!(activated.plan.to_string().ends_with(&summary), "{}", activated.plan);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (reads, failures) = reading.join().unwrap();
+    assert!(reads > 0);
+    assert!(
+        failures.is_empty(),
+        "{} of {reads} reads failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(10)]
+    );
+    assert_eq!(scratch.snapshot(), before, "a no-op changes nothing, not even an inode");
+}
+
+#[test]
+fn switching_back_and_forth_never_hides_a_shared_entry() {
+    let scratch = Scratch::new();
+    let generation = |n: u32| {
+        format!(
+            "version = 1\n{}\
+[etc.\"hosts\"]\ntext = \"same hosts\"\n\
+[etc.\"motd\"]\ntext = \"motd of {n}\"\n\
+[etc.\"deep/dir/file.conf\"]\ntext = \"deep of {n}\"\n\
+[etc.\"sudoers\"]\ntext = \"same sudoers\"\nmode = \"0440\"\n\
+[etc.\"issue\"]\ntext = \"issue of {n}\"\nmode = \"0644\"\nuser = \"www\"\n\
+[etc.\"kind\"]\ntext = \"kind of {n}\"\n{}\
+[etc.\"only-{n}\"]\ntext = \"only\"\n",
+            users(),
+            if n == 1 { "" } else { "mode = \"0600\"\n" }
+        )
+    };
+    let one = scratch.build(1, &generation(1));
+    let two = scratch.build(2, &generation(2));
+    scratch.activate(&one);
+    let shared: Vec<String> = declared(&one).into_iter().filter(|p| two.manifest.entries.contains_key(p)).collect();
+    assert_eq!(shared.len(), 8);
+    let mut allowed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for path in &shared {
+        allowed.entry(path.clone()).or_default().insert(scratch.read(path));
+    }
+    scratch.activate(&two);
+    for path in &shared {
+        allowed.entry(path.clone()).or_default().insert(scratch.read(path));
+    }
+    assert_eq!(allowed["motd"], BTreeSet::from(["motd of 1".to_owned(), "motd of 2".to_owned()]));
+    assert_eq!(allowed["kind"].len(), 2);
+    assert_eq!(allowed["hosts"].len(), 1);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reading = reader(scratch.path().to_path_buf(), allowed, Arc::clone(&stop));
+    for round in 0..100 {
+        let to = if round % 2 == 0 { &one } else { &two };
+        let activated = scratch.activate(to);
+        assert!(activated.plan.backups().next().is_none(), "{}", activated.plan);
+        assert!(!activated.plan.is_noop());
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (reads, failures) = reading.join().unwrap();
+    assert!(reads > 0);
+    assert!(
+        failures.is_empty(),
+        "{} of {reads} reads failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(10)]
+    );
+    // After an even number of switches from generation 2, generation 2 is active.
+    assert_eq!(scratch.read("motd"), "motd of 2");
+    assert!(!scratch.etc("only-1").exists());
+}
+
+#[test]
+fn entries_are_added_changed_and_removed_between_generations() {
+    let scratch = Scratch::new();
+    let one = scratch.build(
+        1,
+        "version = 1\n\
+[etc.\"hosts\"]\ntext = \"hosts\"\n\
+[etc.\"motd\"]\ntext = \"motd 1\"\n\
+[etc.\"copy\"]\ntext = \"copy 1\"\nmode = \"0600\"\n\
+[etc.\"to-copy\"]\ntext = \"was a link\"\n\
+[etc.\"to-link\"]\ntext = \"was a copy\"\nmode = \"0644\"\n\
+[etc.\"gone/deep/er/link.conf\"]\ntext = \"gone\"\n\
+[etc.\"gone-copy/x.conf\"]\ntext = \"gone copy\"\nmode = \"0644\"\n\
+[etc.\"keep/a.conf\"]\ntext = \"a\"\n\
+[etc.\"keep/b.conf\"]\ntext = \"b\"\n\
+[etc.\"held/c.conf\"]\ntext = \"c\"\n",
+    );
+    scratch.activate(&one);
+    // A person's file in a directory that only held a removed entry: the directory stays.
+    scratch.write("held/mine", "mine");
+    let two = scratch.build(
+        2,
+        "version = 1\n\
+[etc.\"hosts\"]\ntext = \"hosts\"\n\
+[etc.\"motd\"]\ntext = \"motd 2\"\n\
+[etc.\"copy\"]\ntext = \"copy 2\"\nmode = \"0640\"\n\
+[etc.\"to-copy\"]\ntext = \"now a copy\"\nmode = \"0600\"\n\
+[etc.\"to-link\"]\ntext = \"now a link\"\n\
+[etc.\"keep/a.conf\"]\ntext = \"a\"\n\
+[etc.\"new/nested/dir/n.conf\"]\ntext = \"n\"\n\
+[etc.\"new-copy\"]\ntext = \"new copy\"\nmode = \"0400\"\n",
+    );
+    let activated = scratch.activate(&two);
+    let plan = &activated.plan;
+    assert_eq!(action(&activated, "new/nested/dir/n.conf"), Some(Action::Create));
+    assert_eq!(action(&activated, "new-copy"), Some(Action::Create));
+    for path in ["copy", "to-copy", "to-link"] {
+        assert_eq!(action(&activated, path), Some(Action::Replace), "{path}");
+    }
+    for path in ["gone/deep/er/link.conf", "gone-copy/x.conf", "keep/b.conf", "held/c.conf"] {
+        assert_eq!(action(&activated, path), Some(Action::Remove), "{path}");
+    }
+    // A link whose contents change costs no step: /etc/static moves under it.
+    assert_eq!(action(&activated, "motd"), None);
+    assert_eq!(plan.unchanged, 3, "hosts, motd, keep/a.conf");
+    assert!(plan.switch_static.is_some());
+
+    assert_eq!(scratch.read("motd"), "motd 2");
+    assert_eq!(scratch.read("copy"), "copy 2");
+    assert_eq!(file_meta(&scratch.etc("copy")), (0o640, 0, 0, true));
+    assert_eq!(file_meta(&scratch.etc("to-copy")), (0o600, 0, 0, true));
+    assert_eq!(scratch.read("to-copy"), "now a copy");
+    assert_eq!(scratch.link("to-link"), "/etc/static/to-link");
+    assert_eq!(scratch.read("to-link"), "now a link");
+    assert_eq!(scratch.link("new/nested/dir/n.conf"), "/etc/static/new/nested/dir/n.conf");
+    assert_eq!(scratch.read("new/nested/dir/n.conf"), "n");
+    assert_eq!(file_meta(&scratch.etc("new-copy")), (0o400, 0, 0, true));
+    for gone in ["gone", "gone-copy", "keep/b.conf", "held/c.conf"] {
+        assert!(std::fs::symlink_metadata(scratch.etc(gone)).is_err(), "{gone} is removed");
+    }
+    assert_eq!(scratch.read("keep/a.conf"), "a");
+    assert_eq!(scratch.read("held/mine"), "mine", "a directory with a person's file stays");
+
+    // Exactly the declared entries, the state, static and the person's file remain.
+    let names: BTreeSet<String> = scratch.snapshot().into_keys().filter(|p| !p.starts_with(".blankslate")).collect();
+    let expected: BTreeSet<String> = [
+        "static",
+        "hosts",
+        "motd",
+        "copy",
+        "to-copy",
+        "to-link",
+        "keep",
+        "keep/a.conf",
+        "new",
+        "new/nested",
+        "new/nested/dir",
+        "new/nested/dir/n.conf",
+        "new-copy",
+        "held",
+        "held/mine",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    assert_eq!(names, expected);
+
+    // And back: generation 1 again, exactly as a first activation of it makes it.
+    scratch.activate(&one);
+    assert_eq!(scratch.read("to-link"), "was a copy");
+    assert_eq!(file_meta(&scratch.etc("to-link")), (0o644, 0, 0, true));
+    assert_eq!(scratch.link("to-copy"), "/etc/static/to-copy");
+    assert_eq!(scratch.read("gone/deep/er/link.conf"), "gone");
+    assert!(!scratch.etc("new").exists());
+}
+
+/// An entry may change between a file and a directory across generations: the old
+/// shape is blankslate's and goes first; a person's file inside it is kept.
+#[test]
+fn an_entry_changes_between_a_file_and_a_directory() {
+    let scratch = Scratch::new();
+    let one = scratch
+        .build(1, "version = 1\n[etc.\"ssh/sshd_config\"]\ntext = \"a\\n\"\n[etc.\"ssh/moduli\"]\ntext = \"m\\n\"\n");
+    let two = scratch.build(2, "version = 1\n[etc.\"ssh\"]\ntext = \"now a file\\n\"\n");
+    scratch.activate(&one);
+    let activated = scratch.activate(&two);
+    assert_eq!(action(&activated, "ssh"), Some(Action::Replace), "the directory was blankslate's");
+    assert_eq!(scratch.read("ssh"), "now a file\n");
+    let activated = scratch.activate(&one);
+    assert_eq!(action(&activated, "ssh"), Some(Action::Remove));
+    assert_eq!(scratch.read("ssh/sshd_config"), "a\n");
+
+    // Some of the previous generation's entries already gone (a removal a crash
+    // interrupted): the directory is still blankslate's, nothing to back up.
+    std::fs::remove_file(scratch.etc("ssh/moduli")).unwrap();
+    let activated = scratch.activate(&two);
+    assert_eq!(action(&activated, "ssh"), Some(Action::Replace), "{}", activated.plan);
+    assert!(!scratch.etc("ssh.blankslate-backup").exists());
+    scratch.activate(&one);
+
+    std::fs::write(scratch.etc("ssh/mine"), "a person's").unwrap();
+    let activated = scratch.activate(&two);
+    assert!(matches!(action(&activated, "ssh"), Some(Action::BackUp { .. })), "{activated:?}");
+    assert_eq!(scratch.read("ssh"), "now a file\n");
+    assert_eq!(std::fs::read_to_string(scratch.etc("ssh.blankslate-backup/mine")).unwrap(), "a person's");
+    assert!(!scratch.etc(".blankslate/journal.json").exists(), "nothing left half-done");
+}
+
+/// A no-op reads only the marker; a marker that is missing or of the older format
+/// (without the entry count) costs one full look, which writes it again.
+#[test]
+fn a_no_op_reads_only_the_marker_and_rewrites_an_old_one() {
+    let scratch = Scratch::new();
+    let one = scratch.build(1, "version = 1\n[etc.\"hosts\"]\ntext = \"h\\n\"\n[etc.\"motd\"]\ntext = \"m\\n\"\n");
+    scratch.activate(&one);
+    let noop = |scratch: &Scratch| {
+        etc::activate_generation(&scratch.root, &scratch.store, 1, &one.object, OnConflict::Backup).unwrap()
+    };
+    let outcome = noop(&scratch);
+    assert!(matches!(&outcome, etc::Outcome::AlreadyActive(marker) if marker.entries == 2), "{outcome:?}");
+    assert!(outcome.to_string().ends_with(", 2 unchanged\n"), "{outcome}");
+    let marker = scratch.etc(".blankslate/active");
+    std::fs::write(&marker, format!("1 {}", one.object)).unwrap();
+    assert!(matches!(noop(&scratch), etc::Outcome::Activated(_)));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), format!("1 {} 2", one.object));
+    assert!(matches!(noop(&scratch), etc::Outcome::AlreadyActive(_)));
+}

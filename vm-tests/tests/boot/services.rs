@@ -1,0 +1,96 @@
+//! Blankslate among other services: as a systemd initrd service, and the net.
+
+#[allow(clippy::wildcard_imports)]
+use super::*;
+
+/// (l) The same binary as a service of a systemd initrd (`blankslate boot --root
+/// /sysroot`, as `blankslate-initrd.service` runs it), in an initramfs whose busybox
+/// `/init` does systemd's part: with a tmpfs already on /sysroot (`root=tmpfs`), and
+/// with nothing there (blankslate mounts the declared tmpfs). The booted system is
+/// the same as with blankslate as `/init`, and the boot record crosses the switch in
+/// `/run`.
+#[test]
+#[ignore = "boots QEMU: cargo test -p blankslate-vm-tests -- --ignored (as root)"]
+fn as_a_systemd_initrd_service() {
+    let script = format!(
+        r#"{FIRST_BOOT_CHECKS}
+check root-size sh -c 'df -k / | tail -n 1 | grep -Eq " $vmtest_root_kib +[0-9]+ +[0-9]+ "'
+"#
+    );
+    check((|| {
+        let s = prepare("systemd-initrd-service", &script, &["generation-one"])?;
+        let initrd = vm::service_initrd()?;
+        // systemd's tmpfs is used as it is (the stand-in mounts 48 MiB); on an empty
+        // /sysroot, blankslate mounts the declared one ([root] size = "64M").
+        for (sysroot, kib, what) in [("tmpfs", 49152, "root=tmpfs"), ("none", 65536, "nothing on /sysroot")] {
+            let append = format!("{APPEND} vmtest_sysroot={sysroot} vmtest_root_kib={kib}");
+            let boot = vm::boot_initrd(&initrd, &s.work, &s.disk, &append, None, LIMIT)?;
+            report(&format!("systemd initrd service ({what})"), &boot);
+            boot.expect_pass(&format!("as a systemd initrd service ({what})"))?;
+            if !boot.log.contains("systemd switches into /sysroot") {
+                return Err(format!("{what}: no summary line from the service\n{}", boot.tail(30)));
+            }
+        }
+        Ok(())
+    })());
+}
+
+/// The net, across real reboots: the first boot writes what nothing declares and
+/// saves it as the shutdown unit would (`net save`, with a path over `max_size` left
+/// out); the next boot has lost it, lists it, restores it as it was, and restores it
+/// once more under a new name with `--declare`, which persists it; the third boot has
+/// the declared copy from the volume, and its save prunes the net to `keep = 2`.
+#[test]
+#[ignore = "boots QEMU: cargo test -p blankslate-vm-tests -- --ignored (as root)"]
+fn the_net_brings_back_what_a_reboot_erased() {
+    let net = "\n[net]\nkeep = 2\nmax_size = \"64K\"\n";
+    let script = r#"
+DECL=/var/lib/data/system.toml
+case "$vmtest_phase" in
+1)
+    check write-forgotten sh -c 'mkdir -p /srv/forgot && echo notes > /srv/forgot/notes && chown -R 1000:1000 /srv/forgot && chmod 0600 /srv/forgot/notes'
+    check write-big sh -c 'mkdir -p /opt && head -c 200000 /dev/zero > /opt/big'
+    check save exits 0 save blankslate net save
+    check save-left-out-big grep -q 'left out /opt[/a-z]*: over the net' /run/save.txt
+    check net-root-only [ "$(stat -c '%u:%g %a' /var/lib/blankslate/net)" = "0:0 700" ]
+    ;;
+2)
+    check forgotten-gone [ ! -e /srv ]
+    check list exits 0 list blankslate net list
+    check list-names-it grep -q '/srv/forgot (directory, 1 files)' /run/list.txt
+    check restore exits 0 restore blankslate net restore /srv/forgot
+    check restored-as-it-was [ "$(stat -c '%u:%g %a' /srv/forgot/notes) $(cat /srv/forgot/notes)" = "1000:1000 600 notes" ]
+    check restore-never-replaces exits 2 again blankslate net restore /srv/forgot
+    check declare exits 0 declare blankslate net restore /srv/forgot --to /srv/kept --declare --declaration $DECL
+    check declared grep -q '"/srv/kept"' $DECL
+    check audit-net-size sh -c 'blankslate audit --json > /run/audit.json; grep -q "\"catches\": 1" /run/audit.json'
+    check save-again exits 0 save blankslate net save
+    ;;
+3)
+    check kept-from-volume sh -c 'grep -q " /srv/kept " /proc/mounts && [ "$(cat /srv/kept/notes)" = notes ]'
+    check save-third exits 0 save blankslate net save
+    check pruned-to-two sh -c '[ "$(ls /var/lib/blankslate/net | wc -l)" = 2 ] && grep -q "pruned 000001-" /run/save.txt'
+    ;;
+*)
+    check phase-given false
+    ;;
+esac
+"#;
+    check((|| {
+        let work = vm::work_dir("net")?;
+        let volume = Volume::new(&work, &vm::guest_script(script))?;
+        let declaration = declaration_with("net", "", net);
+        volume.build(&declaration, "generation-1")?;
+        let data = volume.dir.join("var/lib/data");
+        std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
+        std::fs::write(data.join("system.toml"), &declaration).map_err(|e| e.to_string())?;
+        let disk = work.join("disk.img");
+        volume.make_disk(&disk, "bsvol")?;
+        for phase in 1..=3 {
+            let boot = vm::boot(&work, &disk, &format!("{APPEND} vmtest_phase={phase}"), None, LIMIT)?;
+            report(&format!("net (boot {phase})"), &boot);
+            boot.expect_pass(&format!("net, boot {phase}"))?;
+        }
+        Ok(())
+    })());
+}
