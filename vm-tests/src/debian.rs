@@ -14,7 +14,7 @@
 //!
 //! The image tree is cached in `target/vm-debian/<key>/tree`, keyed by the suite, the
 //! package list and `IMAGE_RECIPE`; everything after it is made once per test run
-//! in `target/vm-work/debian`.
+//! in `target/vm-work/debian-<suite>-for-<test program>`.
 
 use std::fmt::Write as _;
 use std::hash::{Hash as _, Hasher as _};
@@ -93,8 +93,10 @@ fn image_key(suite: Suite, packages: &[&str]) -> String {
 /// Builds (then cached under `target/vm-debian`, keyed by the suite and the list) a
 /// Debian image tree of `suite` with `packages` on top of minbase.
 pub fn image_of(suite: Suite, packages: &[&str]) -> Result<Image> {
-    let cache = target().join("vm-debian").join(image_key(suite, packages));
+    let key = image_key(suite, packages);
+    let cache = target().join("vm-debian").join(&key);
     let tree = cache.join("tree");
+    let _building = crate::cache_lock(&format!("vm-debian/{key}"))?;
     if !tree.join("usr/lib/os-release").exists() {
         let staging = cache.join("staging");
         let _ = std::fs::remove_dir_all(&staging);
@@ -260,8 +262,10 @@ pub fn second_kernel(suite: Suite) -> Result<(Vec<PathBuf>, String)> {
 }
 
 fn fetch_second_kernel(suite: Suite) -> Result<(Vec<PathBuf>, String)> {
-    let cache = target().join("vm-debian").join(format!("second-kernel-{}", suite.name()));
+    let name = format!("second-kernel-{}", suite.name());
+    let cache = target().join("vm-debian").join(&name);
     let done = cache.join("debs");
+    let _fetching = crate::cache_lock(&format!("vm-debian/{name}"))?;
     let listed = |dir: &Path| -> Result<(Vec<PathBuf>, String)> {
         let version = std::fs::read_to_string(cache.join("version")).map_err(|e| e.to_string())?;
         let mut debs: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -382,7 +386,8 @@ pub(crate) fn enable(tree: &Path, unit: &str, target: &str, unit_dir: &str) -> R
 
 fn prepare(suite: Suite) -> Result<Prepared> {
     let image = image(suite)?;
-    let work = target().join("vm-work").join(format!("debian-{}", suite.name()));
+    // Per test program: two lanes may prepare the same suite at once.
+    let work = target().join("vm-work").join(format!("debian-{}-for-{}", suite.name(), crate::program()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let tree = work.join("tree");

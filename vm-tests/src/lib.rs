@@ -10,6 +10,7 @@
 
 pub mod debian;
 mod kernels;
+pub mod lifecycle;
 pub mod uefi;
 
 pub use kernels::{Kernel, compressed_modules_kernel, kernel, kernel_package, own_apt, trixie_kernel};
@@ -36,6 +37,33 @@ pub fn workspace() -> PathBuf {
 
 fn target() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace().join("target"), PathBuf::from)
+}
+
+/// An exclusive lock on `target/<name>.lock`, held while the returned file is open:
+/// the lanes of `vm-tests/run` are separate processes, and two of them may fill the
+/// same cache at once. The kernel drops the lock when its holder dies, so a killed
+/// run leaves none behind.
+pub(crate) fn cache_lock(name: &str) -> Result<std::fs::File> {
+    let path = target().join(format!("{name}.lock"));
+    std::fs::create_dir_all(path.parent().expect("under target/")).map_err(|e| e.to_string())?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+    Ok(file)
+}
+
+/// The name of the test program this process runs (`debian` for
+/// `target/debug/deps/debian-<hash>`): what two lanes that prepare the same image
+/// tell their work apart by.
+pub(crate) fn program() -> String {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let stem = exe.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+    stem.rsplit_once('-').map_or(stem.clone(), |(name, _hash)| name.to_owned())
 }
 
 /// Runs `command`, failing with its standard error if it fails.
