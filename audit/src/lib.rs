@@ -56,7 +56,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use blankslate_decl::{Declaration, UserDb, glob};
 use blankslate_state::activation::{self as etc, EtcGeneration};
-use blankslate_state::generation::{DEFAULT_STATE_DIR, NET_DIR};
+use blankslate_state::generation::{DEFAULT_STATE_DIR, Generation, GenerationError, NET_DIR, State};
 use blankslate_state::manifest::EtcKind;
 use blankslate_sys::fs::Dir;
 use globset::{GlobSet, GlobSetBuilder};
@@ -318,6 +318,18 @@ pub struct Generations {
     pub active: Option<u32>,
     /// The generation the next boot uses (`current`).
     pub default: Option<u32>,
+}
+
+impl Generations {
+    /// Where `generation` stands in `state`, `/etc` being activated to `active`.
+    pub fn read(state: &State, generation: &Generation, active: Option<u32>) -> Result<Generations, GenerationError> {
+        Ok(Generations {
+            declaration: generation.object.split_once('-').map(|(hash, _)| hash.to_owned()),
+            booted: state.list()?.iter().find(|g| g.booted).map(|g| g.number),
+            active,
+            default: state.current_number()?,
+        })
+    }
 }
 
 /// Everything one audit found.

@@ -72,6 +72,7 @@ failures!(
     blankslate_persist::PersistError,
     blankslate_activator::switch::SwitchError,
     blankslate_activator::etc::EtcError,
+    blankslate_activator::running::RunningError,
     blankslate_activator::trial::TrialError,
     blankslate_activator::sandbox::SandboxError,
     blankslate_activator::hostonly::HostOnlyError,
