@@ -78,6 +78,7 @@ failures!(
     blankslate_activator::hostonly::HostOnlyError,
     blankslate_activator::initrd::InitrdError,
     blankslate_audit::AuditError,
+    blankslate_audit::PackagedError,
     blankslate_adopt::AdoptError,
     blankslate_net::NetError,
 );
