@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use blankslate_decl::{self as decl, Declaration, UserDb};
 use blankslate_sys::fs::Dir;
 use blankslate_sys::mount::{self, Source};
+use blankslate_test_support::Scratch;
 
 const DIRECTORIES: usize = 150;
 const FILES: usize = 50;
@@ -40,22 +41,10 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 /// A scratch root on tmpfs (in /dev/shm) with a `persist` directory. It is a mount of
 /// its own, so that dropping it detaches every mount made inside before the directory
 /// is removed: nothing is left in /dev/shm.
-struct Scratch {
-    _mounts: mount::OwnMount,
-    dir: tempfile::TempDir,
-}
-
-impl Scratch {
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
 fn scratch_root() -> Scratch {
-    let dir = tempfile::tempdir_in("/dev/shm").unwrap();
-    let mounts = mount::OwnMount::new(&Dir::open_root(dir.path()).unwrap()).unwrap();
-    std::fs::create_dir(dir.path().join("persist")).unwrap();
-    Scratch { _mounts: mounts, dir }
+    let scratch = Scratch::new_in(Path::new("/dev/shm")).own_mount();
+    std::fs::create_dir(scratch.path("persist")).unwrap();
+    scratch
 }
 
 /// The same 200 bind mounts as a shell loop (directories and files made first).
@@ -86,12 +75,12 @@ fn timings(declaration: &Declaration, users: &UserDb) -> [Duration; 4] {
     let mut noop = Vec::new();
     let mut shell = Vec::new();
     let populated = scratch_root();
-    let populated_root = Dir::open_root(populated.path()).unwrap();
+    let populated_root = Dir::open_root(populated.root()).unwrap();
     blankslate_persist::bring_in(&populated_root, declaration, users, None).unwrap();
     let volume = populated_root.open_dir("persist").unwrap();
     for _ in 0..RUNS {
         let scratch = scratch_root();
-        let root = Dir::open_root(scratch.path()).unwrap();
+        let root = Dir::open_root(scratch.root()).unwrap();
         let start = Instant::now();
         let report = blankslate_persist::bring_in(&root, declaration, users, None).unwrap();
         first.push(start.elapsed());
@@ -101,7 +90,7 @@ fn timings(declaration: &Declaration, users: &UserDb) -> [Duration; 4] {
         noop.push(start.elapsed());
 
         let fresh = scratch_root();
-        let fresh_root = Dir::open_root(fresh.path()).unwrap();
+        let fresh_root = Dir::open_root(fresh.root()).unwrap();
         mount::bind(Source::Dir(&volume), &fresh_root, "persist", mount::MountFlags::empty()).unwrap();
         let start = Instant::now();
         let report = blankslate_persist::bring_in(&fresh_root, declaration, users, None).unwrap();
@@ -109,7 +98,7 @@ fn timings(declaration: &Declaration, users: &UserDb) -> [Duration; 4] {
         assert_eq!(report.mounted.len(), DIRECTORIES + FILES);
 
         let baseline = scratch_root();
-        let script = shell_script(baseline.path());
+        let script = shell_script(baseline.root());
         let start = Instant::now();
         let status = Command::new("sh").arg("-c").arg(&script).status().unwrap();
         shell.push(start.elapsed());

@@ -3,12 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
-use blankslate_test_support::snapshot;
+use blankslate_test_support::{Scratch, snapshot};
 
 mod common;
-use common::{blankslate_env, current_generation, stderr, stdout};
+use common::{OnRoot, current_generation, stderr, stdout};
 
 const PASSWD: &str = r"root:x:0:0::/root:/bin/sh\nwww:x:33:33::/var/www:/bin/false\n";
 const GROUP: &str = r"root:x:0:\nwww:x:33:\n";
@@ -122,62 +121,37 @@ fn is_temporary(path: &str) -> bool {
     name.contains(".blankslate-new") || name.contains(".tmp-")
 }
 
-/// A scratch root plus declaration files in it.
-struct Scratch {
-    dir: tempfile::TempDir,
+/// What these tests do on a scratch root (the scratch directory itself) with
+/// declaration files in it.
+trait Activation {
+    /// Writes a declaration next to (not inside) the root's /etc.
+    fn declaration(&self, name: &str, text: &str) -> String;
+    fn snapshot(&self) -> Snapshot;
+    fn current(&self) -> Option<u64>;
+    /// Temporaries below /etc and in the store.
+    fn leftovers(&self) -> Vec<String>;
+    /// Generation 1 active, then what people do to a live /etc: a file and a
+    /// directory where generation 2 declares entries (one with an older backup
+    /// already there), an edited copy that generation 2 changes, and one it removes.
+    fn prepare(&self) -> String;
 }
 
-impl Scratch {
-    fn new() -> Scratch {
-        Scratch { dir: tempfile::tempdir().unwrap() }
-    }
-
-    fn root(&self) -> &str {
-        self.dir.path().to_str().unwrap()
-    }
-
-    fn etc(&self) -> PathBuf {
-        self.dir.path().join("etc")
-    }
-
-    /// Writes a declaration next to (not inside) the root's /etc.
+impl Activation for Scratch {
     fn declaration(&self, name: &str, text: &str) -> String {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.to_str().unwrap().to_owned()
-    }
-
-    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut all = args.to_vec();
-        all.extend(["--root", self.root()]);
-        blankslate_env(&all, env)
-    }
-
-    /// Runs a command that must succeed; returns its standard output.
-    fn ok(&self, args: &[&str]) -> String {
-        let output = self.run(args, &[]);
-        assert!(output.status.success(), "{args:?}: {}{}", stdout(&output), stderr(&output));
-        stdout(&output)
+        self.file(name, text).to_str().unwrap().to_owned()
     }
 
     fn snapshot(&self) -> Snapshot {
-        snapshot::text_tree(&self.etc())
-    }
-
-    fn write(&self, path: &str, contents: &str) {
-        let path = self.etc().join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, contents).unwrap();
+        snapshot::text_tree(&self.path("etc"))
     }
 
     fn current(&self) -> Option<u64> {
-        current_generation(self.root())
+        current_generation(self.root_str())
     }
 
-    /// Temporaries below /etc and in the store.
     fn leftovers(&self) -> Vec<String> {
         let mut found: Vec<String> = self.snapshot().into_keys().filter(|p| is_temporary(p)).collect();
-        let store = self.dir.path().join("var/lib/blankslate/store");
+        let store = self.path("var/lib/blankslate/store");
         for entry in std::fs::read_dir(store).unwrap() {
             let name = entry.unwrap().file_name().to_string_lossy().into_owned();
             if name.starts_with('.') {
@@ -187,17 +161,14 @@ impl Scratch {
         found
     }
 
-    /// Generation 1 active, then what people do to a live /etc: a file and a
-    /// directory where generation 2 declares entries (one with an older backup
-    /// already there), an edited copy that generation 2 changes, and one it removes.
     fn prepare(&self) -> String {
         let one = self.declaration("one.toml", &generation_1());
         self.ok(&["switch", &one]);
-        self.write("conflict.conf", "a person's conflict.conf\n");
-        self.write("conflict.conf.blankslate-backup", "an older backup\n");
-        self.write("confdir/inside", "a person's directory\n");
-        self.write("sudoers", "root ALL=(ALL) NOPASSWD: ALL\n");
-        self.write("leftover.conf", "leftover, edited\n");
+        self.write("etc/conflict.conf", "a person's conflict.conf\n");
+        self.write("etc/conflict.conf.blankslate-backup", "an older backup\n");
+        self.write("etc/confdir/inside", "a person's directory\n");
+        self.write("etc/sudoers", "root ALL=(ALL) NOPASSWD: ALL\n");
+        self.write("etc/leftover.conf", "leftover, edited\n");
         self.declaration("two.toml", &generation_2())
     }
 }
@@ -251,7 +222,7 @@ fn a_switch_killed_at_any_etc_step_is_finished_by_the_next_run() {
         let two = scratch.prepare();
         let old = scratch.snapshot();
         let point = format!("etc-step#{n}");
-        let output = scratch.run(&["switch", &two], &[("BLANKSLATE_FAILPOINT", &point)]);
+        let output = scratch.run_env(&["switch", &two], &[("BLANKSLATE_FAILPOINT", &point)]);
         if output.status.success() {
             assert!(!stderr(&output).contains("failpoint"), "{point}: {}", stderr(&output));
             assert_eq!(scratch.snapshot(), expected, "{point}: the run that was not stopped");
@@ -270,9 +241,12 @@ fn a_switch_killed_at_any_etc_step_is_finished_by_the_next_run() {
                 "{point}: {path} is {node:?}, neither old nor new"
             );
         }
-        assert!(scratch.etc().join(".blankslate/journal.json").exists(), "{point}: the journal records the switch");
+        assert!(
+            scratch.path("etc").join(".blankslate/journal.json").exists(),
+            "{point}: the journal records the switch"
+        );
 
-        let output = scratch.run(&["switch", &two], &[]);
+        let output = scratch.run_env(&["switch", &two], &[]);
         assert!(output.status.success(), "{point}: {}", stderr(&output));
         assert!(
             stdout(&output).contains("finished the interrupted switch to generation 2 first"),
@@ -281,7 +255,7 @@ fn a_switch_killed_at_any_etc_step_is_finished_by_the_next_run() {
         );
         assert_eq!(scratch.snapshot(), expected, "{point}: the rerun ends exactly where a clean switch does");
         assert_eq!(scratch.leftovers(), Vec::<String>::new(), "{point}");
-        assert!(!scratch.etc().join(".blankslate/journal.json").exists(), "{point}");
+        assert!(!scratch.path("etc").join(".blankslate/journal.json").exists(), "{point}");
         assert_eq!(scratch.current(), Some(2), "{point}");
     }
     // The journal, 3 backups, 4 removals (a directory's last), 2 directories, 5 staged
@@ -305,7 +279,7 @@ fn a_switch_killed_while_building_is_finished_by_the_next_run() {
             let two = scratch.prepare();
             let old = scratch.snapshot();
             let point = format!("{step}#{n}");
-            let output = scratch.run(&["switch", &two], &[("BLANKSLATE_FAILPOINT", &point)]);
+            let output = scratch.run_env(&["switch", &two], &[("BLANKSLATE_FAILPOINT", &point)]);
             if output.status.success() {
                 assert_eq!(scratch.snapshot(), expected, "{point}");
                 break;
@@ -317,13 +291,13 @@ fn a_switch_killed_while_building_is_finished_by_the_next_run() {
             assert!(middle == old || middle == expected, "{point}: /etc is half-switched");
             assert_eq!(on_record, step == "generation:current", "{point}");
 
-            let output = scratch.run(&["switch", &two], &[]);
+            let output = scratch.run_env(&["switch", &two], &[]);
             assert!(output.status.success(), "{point}: {}", stderr(&output));
             let finished = stdout(&output).contains("finished the interrupted switch to generation 2 first");
             assert_eq!(finished, on_record, "{point}: {}", stdout(&output));
             assert_eq!(scratch.snapshot(), expected, "{point}");
             assert_eq!(scratch.leftovers(), Vec::<String>::new(), "{point}");
-            assert!(!scratch.etc().join(".blankslate/journal.json").exists(), "{point}");
+            assert!(!scratch.path("etc").join(".blankslate/journal.json").exists(), "{point}");
             assert_eq!(scratch.current(), Some(2), "{point}");
         }
         // store-add: the etc object and the generation object; current: moved once,
@@ -358,7 +332,7 @@ fn rollback_restores_the_previous_etc_exactly_and_dry_runs_change_nothing() {
     assert_eq!(scratch.snapshot(), first, "/etc is generation 1's again, exactly");
     assert_eq!(scratch.current(), Some(1));
 
-    let output = scratch.run(&["rollback"], &[]);
+    let output = scratch.run_env(&["rollback"], &[]);
     assert_eq!(output.status.code(), Some(3));
     assert!(stderr(&output).contains("there is no generation before 1"), "{}", stderr(&output));
     assert_eq!(scratch.snapshot(), first);
@@ -376,18 +350,18 @@ fn a_switch_warns_when_the_initramfs_that_booted_is_another_version() {
     let scratch = Scratch::new();
     let one = scratch.declaration("one.toml", &generation_1());
     let record = |version: &str| {
-        let dir = scratch.dir.path().join("run/blankslate");
+        let dir = scratch.dir().join("run/blankslate");
         std::fs::create_dir_all(&dir).unwrap();
         let json = format!("{{\"generation\":1,\"blankslate_version\":\"{version}\"}}\n");
         std::fs::write(dir.join("boot.json"), json).unwrap();
     };
     record("0.0.1");
-    let output = scratch.run(&["switch", &one], &[]);
+    let output = scratch.run_env(&["switch", &one], &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stderr(&output).contains("booted by blankslate 0.0.1"), "{}", stderr(&output));
     assert!(stderr(&output).contains("rebuild the initramfs"), "{}", stderr(&output));
     record(env!("CARGO_PKG_VERSION"));
-    let output = scratch.run(&["switch", &one], &[]);
+    let output = scratch.run_env(&["switch", &one], &[]);
     assert!(!stderr(&output).contains("initramfs"), "{}", stderr(&output));
 }
 
@@ -396,7 +370,7 @@ fn refuse_conflicts_through_the_binary_changes_nothing() {
     let scratch = Scratch::new();
     let two = scratch.prepare();
     let before = scratch.snapshot();
-    let output = scratch.run(&["switch", &two, "--refuse-conflicts"], &[]);
+    let output = scratch.run_env(&["switch", &two, "--refuse-conflicts"], &[]);
     assert_eq!(output.status.code(), Some(3), "{}", stdout(&output));
     let message = stderr(&output);
     assert!(message.contains("refusing to activate: 3 paths hold something"), "{message}");
@@ -412,7 +386,7 @@ fn dry_run(scratch: &Scratch, args: &[&str]) -> String {
     let before = scratch.snapshot();
     let current = scratch.current();
     let out = scratch.ok(args);
-    assert!(!out.contains(scratch.root()), "the plan names no scratch path: {out}");
+    assert!(!out.contains(scratch.root_str()), "the plan names no scratch path: {out}");
     assert_eq!(scratch.snapshot(), before, "{args:?} changes nothing");
     assert_eq!(scratch.current(), current, "{args:?} builds nothing");
     out
@@ -423,8 +397,8 @@ fn dry_run_plans_are_stable() {
     // A first activation over a person's /etc.
     let scratch = Scratch::new();
     let one = scratch.declaration("one.toml", &generation_1());
-    scratch.write("hosts", "my hosts\n");
-    scratch.write("motd/inside", "a directory\n");
+    scratch.write("etc/hosts", "my hosts\n");
+    scratch.write("etc/motd/inside", "a directory\n");
     insta::assert_snapshot!("first_activation_with_backups", dry_run(&scratch, &["switch", &one, "--dry-run"]));
 
     // Adds, changes, removes, backups, left alone.
@@ -528,7 +502,7 @@ fn a_reader_sees_the_old_generation_or_the_new_one_at_every_step() {
     type Setup = fn(&Scratch) -> String;
     let scenarios: [(&str, Setup, usize); 2] = [("prepared", Scratch::prepare, 0), ("dirswap", dirswap, 2)];
     for (name, setup, allowed) in scenarios {
-        let manifest_of = |scratch: &Scratch| generation_in_effect(scratch.dir.path()).unwrap();
+        let manifest_of = |scratch: &Scratch| generation_in_effect(scratch.dir()).unwrap();
         let (one, two) = {
             let scratch = Scratch::new();
             let two = setup(&scratch);
@@ -550,12 +524,12 @@ fn a_reader_sees_the_old_generation_or_the_new_one_at_every_step() {
                     scratch.ok(&["switch", &two]);
                 }
                 let point = format!("etc-step#{n}");
-                let output = scratch.run(&["switch", to], &[("BLANKSLATE_FAILPOINT", &point)]);
+                let output = scratch.run_env(&["switch", to], &[("BLANKSLATE_FAILPOINT", &point)]);
                 if output.status.success() {
                     break;
                 }
                 assert!(stderr(&output).contains(&format!("failpoint {point}")), "{point}: {}", stderr(&output));
-                let (count, shared) = unreadable(scratch.dir.path(), &both);
+                let (count, shared) = unreadable(scratch.dir(), &both);
                 assert_eq!(shared, 0, "{name}, {point} (to {to}): an entry both generations declare is unreadable");
                 worst = worst.max(count);
             }
@@ -588,11 +562,11 @@ fn a_switch_killed_where_a_directory_becomes_a_file_blocks_nothing() {
             scratch.ok(&["switch", &scratch.declaration("one.toml", with_dir)]);
             let file = scratch.declaration("two.toml", with_file);
             let point = format!("etc-step#{n}");
-            if scratch.run(&["switch", &file], &[("BLANKSLATE_FAILPOINT", &point)]).status.success() {
+            if scratch.run_env(&["switch", &file], &[("BLANKSLATE_FAILPOINT", &point)]).status.success() {
                 break;
             }
             aborted += 1;
-            let output = scratch.run(then, &[]);
+            let output = scratch.run_env(then, &[]);
             assert!(output.status.success(), "{point}, then {then:?}: {}", stderr(&output));
             let expected = if then.contains(&"1") || then == ["rollback"] { &one } else { &two };
             assert_eq!(&scratch.snapshot(), expected, "{point}, then {then:?}");

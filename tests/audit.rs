@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 mod common;
-use blankslate_test_support::root_or_skip;
+use blankslate_test_support::{Scratch, root_or_skip, shell_in_namespace};
 use common::{Running, output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_blankslate");
@@ -33,43 +33,30 @@ text = "127.0.0.1 localhost\n"
 ignore = ["/srv/scratch/**"]
 "#;
 
-struct Scratch {
-    dir: tempfile::TempDir,
+/// A scratch root (`root/`, with its volume directory) and `declaration` beside it.
+fn scratch_with(declaration: &str) -> Scratch {
+    let scratch = Scratch::with_root("root");
+    std::fs::create_dir_all(scratch.path("persist")).unwrap();
+    scratch.file("declaration.toml", declaration);
+    scratch
 }
 
-impl Scratch {
-    fn new(declaration: &str) -> Scratch {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("root/persist")).unwrap();
-        std::fs::write(dir.path().join("declaration.toml"), declaration).unwrap();
-        Scratch { dir }
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("root")
-    }
-
+trait Audit {
     /// Mount a tmpfs as the volume, `switch` to the declaration, plant with `setup`
     /// (shell), then `audit ARGS`, all in one private mount namespace. Returns the
     /// audit's output.
-    fn switch_and_audit(&self, setup: &str, args: &str) -> Output {
-        self.run_in_namespace("mount -t tmpfs volume persist", setup, args)
-    }
+    fn switch_and_audit(&self, setup: &str, args: &str) -> Output;
+}
 
-    /// The same with `volume` (shell, in the root) instead of mounting the volume.
-    fn run_in_namespace(&self, volume: &str, setup: &str, args: &str) -> Output {
+impl Audit for Scratch {
+    fn switch_and_audit(&self, setup: &str, args: &str) -> Output {
         let script = format!(
-            "set -e; [ \"$(readlink /proc/self/ns/mnt)\" != \"$(readlink /proc/$PPID/ns/mnt)\" ] || exit 99; \
-             cd '{root}'; {volume}; '{BIN}' switch '{decl}' --root '{root}' >/dev/null; {setup}; \
-             exec '{BIN}' audit --root '{root}' {args}",
-            decl = self.dir.path().join("declaration.toml").display(),
+            "set -e; cd '{root}'; mount -t tmpfs volume persist; '{BIN}' switch '{decl}' --root '{root}' >/dev/null; \
+             {setup}; exec '{BIN}' audit --root '{root}' {args}",
+            decl = self.dir().join("declaration.toml").display(),
             root = self.root().display(),
         );
-        output(
-            Command::new("unshare")
-                .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-                .env("NO_COLOR", "1"),
-        )
+        output(shell_in_namespace(&script).env("NO_COLOR", "1"))
     }
 }
 
@@ -82,7 +69,7 @@ fn a_clean_activation_exits_0() {
     if !root_or_skip("needs root") {
         return;
     }
-    let scratch = Scratch::new(DECLARATION);
+    let scratch = scratch_with(DECLARATION);
     let output = scratch.switch_and_audit("mkdir -p srv/scratch && echo x > srv/scratch/ignored", "");
     assert_eq!(output.status.code(), Some(0), "{}{}", text(&output.stdout), text(&output.stderr));
     let report = text(&output.stdout);
@@ -95,7 +82,7 @@ fn undeclared_state_exits_1_with_json_suggestions_and_metrics() {
     if !root_or_skip("needs root") {
         return;
     }
-    let scratch = Scratch::new(DECLARATION);
+    let scratch = scratch_with(DECLARATION);
     let setup =
         "mkdir -p var/lib/newapp && head -c 2048 /dev/zero > var/lib/newapp/db && mkdir -p root && echo n > root/notes";
     let output = scratch.switch_and_audit(setup, "--json");
@@ -116,7 +103,7 @@ fn undeclared_state_exits_1_with_json_suggestions_and_metrics() {
     assert!(suggested.contains("files = [\n  \"/root/notes\",  # 1 file, 2 B\n]"), "{suggested}");
     assert!(suggested.contains("\"/var/lib/newapp/**\","), "{suggested}");
 
-    let metrics = scratch.dir.path().join("audit.prom");
+    let metrics = scratch.dir().join("audit.prom");
     let output = scratch.switch_and_audit(setup, &format!("--prometheus '{}'", metrics.display()));
     assert_eq!(output.status.code(), Some(1));
     let metrics = std::fs::read_to_string(metrics).unwrap();
@@ -130,7 +117,7 @@ fn drift_and_broken_persistence_exit_2() {
     if !root_or_skip("needs root") {
         return;
     }
-    let scratch = Scratch::new(DECLARATION);
+    let scratch = scratch_with(DECLARATION);
     let setup = "rm etc/hosts && echo edited > etc/hosts && umount var/log";
     let output = scratch.switch_and_audit(setup, "--format prometheus");
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
@@ -161,11 +148,11 @@ fn help_documents_the_exit_codes() {
 /// mounted, so no namespace is needed, and the writers' /proc/PID/fd paths are the
 /// watcher's.
 fn switched_without_mounts() -> (Scratch, PathBuf) {
-    let scratch = Scratch::new(
+    let scratch = scratch_with(
         "version = 1\n[etc.\"passwd\"]\ntext = \"root:x:0:0::/root:/bin/sh\\n\"\n[etc.\"group\"]\ntext = \"root:x:0:\\n\"\n",
     );
-    let decl = scratch.dir.path().join("declaration.toml");
-    let root = scratch.root();
+    let decl = scratch.dir().join("declaration.toml");
+    let root = scratch.root().to_path_buf();
     let switched = output(Command::new(BIN).arg("switch").arg(&decl).arg("--root").arg(&root));
     assert!(switched.status.success(), "{}", text(&switched.stderr));
     (scratch, root)
@@ -254,7 +241,7 @@ fn a_volume_that_is_not_mounted_is_one_finding_exit_2() {
     if !root_or_skip("needs root") {
         return;
     }
-    let scratch = Scratch::new(DECLARATION);
+    let scratch = scratch_with(DECLARATION);
     // Activated, then the volume and its bind mounts gone: what is written now stays
     // in the root's plain directories. (A switch refuses a volume that is not there.)
     let gone = "umount var/log var/lib/app etc/machine-id persist";
@@ -274,7 +261,7 @@ fn the_metrics_file_the_audit_writes_is_not_a_finding() {
     if !root_or_skip("needs root") {
         return;
     }
-    let scratch = Scratch::new(DECLARATION);
+    let scratch = scratch_with(DECLARATION);
     let metrics = "var/lib/prometheus/node-exporter/blankslate.prom";
     let first = format!("mkdir -p var/lib/prometheus/node-exporter && '{BIN}' audit --root . --prometheus {metrics}");
     let output = scratch.switch_and_audit(&first, &format!("--prometheus {metrics}"));
@@ -320,8 +307,8 @@ fn packages_are_named_in_every_output() {
     if !root_or_skip("needs root") {
         return;
     }
-    let scratch = Scratch::new(DECLARATION);
-    let socket_path = scratch.dir.path().join("journal.socket");
+    let scratch = scratch_with(DECLARATION);
+    let socket_path = scratch.dir().join("journal.socket");
     let journal = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
     let setup = "mkdir -p var/lib/dpkg/info && cd var/lib/dpkg \
         && printf 'Package: anacron\\nStatus: install ok installed\\nConffiles:\\n /etc/anacrontab 00\\n\\n' > status \
@@ -357,8 +344,8 @@ fn journal_records_carry_a_fixed_message_id_per_class() {
     if !root_or_skip("needs root") {
         return;
     }
-    let scratch = Scratch::new(DECLARATION);
-    let socket_path = scratch.dir.path().join("journal.socket");
+    let scratch = scratch_with(DECLARATION);
+    let socket_path = scratch.dir().join("journal.socket");
     let journal = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
     let setup = "mkdir -p srv/new && printf 'a\\nb' > 'srv/new/two\nlines' && rm etc/hosts && echo x > etc/hosts";
     let output = scratch.switch_and_audit(setup, &format!("--journal --journal-socket '{}'", socket_path.display()));

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 mod common;
-use blankslate_test_support::root_or_skip;
+use blankslate_test_support::{Scratch, root_or_skip};
 use common::{blankslate_env, current_generation, stderr, stdout};
 
 fn blankslate(args: &[&str]) -> Output {
@@ -15,45 +15,41 @@ fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
 }
 
-/// A scratch root plus a declaration file in it.
-struct Scratch {
-    dir: tempfile::TempDir,
+/// What these tests do on a scratch root (the scratch directory itself) with
+/// declaration files in it.
+trait Cli {
+    fn declaration(&self, name: &str, directories: &[&str]) -> String;
+    fn build(&self, declaration: &str, env: &[(&str, &str)]) -> Output;
+    fn generations(&self) -> serde_json::Value;
+    fn current(&self) -> Option<u64>;
+    fn state(&self, sub: &str) -> PathBuf;
+    /// Names in a state subdirectory that start with a dot other than the lock.
+    fn temporaries(&self, sub: &str) -> Vec<String>;
 }
 
-impl Scratch {
-    fn new() -> Scratch {
-        Scratch { dir: tempfile::tempdir().unwrap() }
-    }
-
-    fn root(&self) -> &str {
-        self.dir.path().to_str().unwrap()
-    }
-
+impl Cli for Scratch {
     fn declaration(&self, name: &str, directories: &[&str]) -> String {
         let list: Vec<String> = directories.iter().map(|d| format!("\"{d}\"")).collect();
         let text = format!("version = 1\n[persist.\"/persist\"]\ndirectories = [{}]\n", list.join(", "));
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.to_str().unwrap().to_owned()
+        self.file(name, text).to_str().unwrap().to_owned()
     }
 
     fn build(&self, declaration: &str, env: &[(&str, &str)]) -> Output {
-        blankslate_env(&["build", declaration, "--root", self.root()], env)
+        blankslate_env(&["build", declaration, "--root", self.root_str()], env)
     }
 
     fn generations(&self) -> serde_json::Value {
-        common::generations(self.root())
+        common::generations(self.root_str())
     }
 
     fn current(&self) -> Option<u64> {
-        current_generation(self.root())
+        current_generation(self.root_str())
     }
 
     fn state(&self, sub: &str) -> PathBuf {
-        self.dir.path().join("var/lib/blankslate").join(sub)
+        self.path("var/lib/blankslate").join(sub)
     }
 
-    /// Names in a state subdirectory that start with a dot other than the lock.
     fn temporaries(&self, sub: &str) -> Vec<String> {
         std::fs::read_dir(self.state(sub))
             .unwrap()
@@ -82,7 +78,7 @@ fn check_accepts_every_example() {
 #[test]
 fn check_reports_file_line_column_and_rule() {
     let scratch = Scratch::new();
-    let path = scratch.dir.path().join("bad.toml");
+    let path = scratch.dir().join("bad.toml");
     std::fs::write(&path, "version = 1\n[persist.\"/persist\"]\ndirectories = [\"var/log\"]\n").unwrap();
     let output = blankslate(&["check", path.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1));
@@ -133,19 +129,19 @@ fn gc_never_removes_a_live_generation() {
     let scratch = Scratch::new();
     assert!(scratch.build(&scratch.declaration("a.toml", &["/a"]), &[]).status.success());
     assert!(scratch.build(&scratch.declaration("b.toml", &["/b"]), &[]).status.success());
-    let output = blankslate(&["generations", "gc", "--root", scratch.root()]);
+    let output = blankslate(&["generations", "gc", "--root", scratch.root_str()]);
     // Two generation objects and the etc object they share (neither declares /etc).
     assert!(stdout(&output).contains("removed 0 objects, kept 3"), "{}", stdout(&output));
-    let output = blankslate(&["generations", "delete", "7", "--root", scratch.root()]);
+    let output = blankslate(&["generations", "delete", "7", "--root", scratch.root_str()]);
     assert_eq!(output.status.code(), Some(2), "an unknown generation is a usage error: {}", stderr(&output));
     assert!(stderr(&output).contains("there is no generation 7"), "{}", stderr(&output));
-    let output = blankslate(&["generations", "delete", "2", "--root", scratch.root()]);
+    let output = blankslate(&["generations", "delete", "2", "--root", scratch.root_str()]);
     assert_eq!(output.status.code(), Some(3), "the current generation is refused");
     assert!(stderr(&output).contains("generation 2 is the current one"));
-    assert!(blankslate(&["generations", "delete", "1", "--root", scratch.root()]).status.success());
-    let output = blankslate(&["generations", "gc", "--root", scratch.root()]);
+    assert!(blankslate(&["generations", "delete", "1", "--root", scratch.root_str()]).status.success());
+    let output = blankslate(&["generations", "gc", "--root", scratch.root_str()]);
     assert!(stdout(&output).contains("removed 1 object, kept 2"), "{}", stdout(&output));
-    let output = blankslate(&["store", "verify", "--root", scratch.root()]);
+    let output = blankslate(&["store", "verify", "--root", scratch.root_str()]);
     assert!(output.status.success(), "{}", stdout(&output));
 }
 
@@ -159,7 +155,7 @@ fn store_verify_finds_a_tampered_object() {
         .find(|p| p.file_name().unwrap().to_str().unwrap().ends_with("-generation"));
     let file = object.unwrap().join("declaration.json");
     std::fs::write(&file, "{}").unwrap();
-    let output = blankslate(&["store", "verify", "--root", scratch.root()]);
+    let output = blankslate(&["store", "verify", "--root", scratch.root_str()]);
     assert_eq!(output.status.code(), Some(1));
     assert!(stdout(&output).contains("corrupt: "), "{}", stdout(&output));
 }
@@ -180,12 +176,12 @@ fn a_killed_build_leaves_no_partial_object_and_no_half_switched_profile() {
         assert!(matches!(current, Some(1 | 2)), "{step}: current is the old or the new generation");
         // A temporary may be left (debris, which the next writer removes), never a
         // partial object.
-        let verify = blankslate(&["store", "verify", "--root", scratch.root()]);
+        let verify = blankslate(&["store", "verify", "--root", scratch.root_str()]);
         assert!(stdout(&verify).contains(" checked, 0 corrupt, "), "{step}: {}", stdout(&verify));
 
         let output = scratch.build(&next, &[]);
         assert!(output.status.success(), "{step}: {}", stderr(&output));
-        let verify = blankslate(&["store", "verify", "--root", scratch.root()]);
+        let verify = blankslate(&["store", "verify", "--root", scratch.root_str()]);
         assert!(verify.status.success(), "{step}: {}", stdout(&verify));
         assert_eq!(scratch.current(), Some(2), "{step}: the rerun completes the build");
         assert_eq!(scratch.generations().as_array().unwrap().len(), 2, "{step}: no duplicate generation");
@@ -209,7 +205,7 @@ fn completions_and_man_page_come_from_the_cli_definition() {
 #[test]
 fn the_manual_refers_only_to_pages_that_exist() {
     let scratch = Scratch::new();
-    let dir = scratch.dir.path().join("man1");
+    let dir = scratch.dir().join("man1");
     std::fs::create_dir(&dir).unwrap();
     let output = blankslate(&["man", "--dir", dir.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
@@ -253,7 +249,7 @@ fn help_texts_name_the_real_defaults_and_paths() {
 fn import_writes_a_declaration_that_checks_and_never_overwrites_by_accident() {
     let scratch = Scratch::new();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("core/decl/tests/fixtures/import/preservation.json");
-    let out = scratch.dir.path().join("imported.toml");
+    let out = scratch.dir().join("imported.toml");
     let args = ["import", "preservation", fixture.to_str().unwrap(), "-o", out.to_str().unwrap()];
     let output = blankslate(&args);
     assert!(output.status.success(), "{}", stderr(&output));
@@ -292,7 +288,7 @@ fn import_takes_home_manager_alone_or_with_its_nixos_configuration() {
 #[test]
 fn read_only_commands_on_a_fresh_root_create_nothing() {
     let scratch = Scratch::new();
-    let root = scratch.dir.path().join("root");
+    let root = scratch.dir().join("root");
     std::fs::create_dir(&root).unwrap();
     let declaration = scratch.declaration("a.toml", &["/var/log"]);
     let root_arg = root.to_str().unwrap();
@@ -334,7 +330,7 @@ fn a_generation_that_does_not_exist_is_a_usage_error() {
     let scratch = Scratch::new();
     assert!(scratch.build(&scratch.declaration("a.toml", &["/a"]), &[]).status.success());
     for args in [&["switch", "9"][..], &["switch", "9", "--dry-run"], &["audit", "--generation", "9"]] {
-        let output = blankslate(&[args, &["--root", scratch.root()]].concat());
+        let output = blankslate(&[args, &["--root", scratch.root_str()]].concat());
         assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));
         assert_eq!(
             stderr(&output),
@@ -347,7 +343,7 @@ fn a_generation_that_does_not_exist_is_a_usage_error() {
 #[test]
 fn a_declaration_that_is_not_utf8_is_a_finding_with_its_line_and_column() {
     let scratch = Scratch::new();
-    let bad = scratch.dir.path().join("latin1.toml");
+    let bad = scratch.dir().join("latin1.toml");
     std::fs::write(&bad, b"version = 1\n# caf\xe9\n").unwrap();
     let bad = bad.to_str().unwrap();
     let output = blankslate(&["check", bad]);
@@ -374,7 +370,7 @@ fn check_checks_every_file_even_after_a_missing_one() {
     let scratch = Scratch::new();
     let good = scratch.declaration("good.toml", &["/var/log"]);
     let bad = scratch.declaration("bad.toml", &["var/log"]);
-    let missing = scratch.dir.path().join("missing.toml");
+    let missing = scratch.dir().join("missing.toml");
     let missing = missing.to_str().unwrap();
     let output = blankslate(&["check", missing, &good, &bad]);
     assert_eq!(output.status.code(), Some(3), "a file that cannot be read is a failure: {}", stderr(&output));
@@ -393,8 +389,8 @@ fn check_checks_every_file_even_after_a_missing_one() {
 #[test]
 fn caused_by_never_repeats_the_line_above() {
     let scratch = Scratch::new();
-    let missing = scratch.dir.path().join("missing.toml");
-    let output = blankslate(&["build", missing.to_str().unwrap(), "--root", scratch.root()]);
+    let missing = scratch.dir().join("missing.toml");
+    let output = blankslate(&["build", missing.to_str().unwrap(), "--root", scratch.root_str()]);
     assert_eq!(output.status.code(), Some(3));
     let message = stderr(&output);
     assert!(message.starts_with("error: cannot read declaration"), "{message}");
@@ -404,7 +400,7 @@ fn caused_by_never_repeats_the_line_above() {
 #[test]
 fn malformed_import_json_is_a_finding_not_a_failure() {
     let scratch = Scratch::new();
-    let bad = scratch.dir.path().join("bad.json");
+    let bad = scratch.dir().join("bad.json");
     std::fs::write(&bad, "{ \"/persist\": ").unwrap();
     let output = blankslate(&["import", "impermanence", bad.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
@@ -413,7 +409,7 @@ fn malformed_import_json_is_a_finding_not_a_failure() {
         "{}",
         stderr(&output)
     );
-    let output = blankslate(&["import", "preservation", scratch.dir.path().join("none.json").to_str().unwrap()]);
+    let output = blankslate(&["import", "preservation", scratch.dir().join("none.json").to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(3), "a file that cannot be read is still a failure");
 }
 
@@ -449,7 +445,7 @@ fn persist_sync_writes_a_changed_copy_back_and_the_audit_sees_it() {
         return;
     }
     let scratch = Scratch::new();
-    let dir = scratch.dir.path();
+    let dir = scratch.dir();
     std::fs::create_dir_all(dir.join("root/persist")).unwrap();
     let text =
         "version = 1\n[persist.\"/persist\"]\nfiles = [{ file = \"/etc/shadow\", how = \"copy\", mode = \"0640\" }]\n";
@@ -520,9 +516,9 @@ fn switch_and_rollback_report_in_json() {
         return;
     }
     let scratch = Scratch::new();
-    let root = scratch.dir.path().join("root");
+    let root = scratch.dir().join("root");
     std::fs::create_dir(&root).unwrap();
-    let declaration = scratch.dir.path().join("etc.toml");
+    let declaration = scratch.dir().join("etc.toml");
     let write = |motd: &str| {
         let text = format!(
             "version = 1\n[etc.\"passwd\"]\ntext = \"root:x:0:0::/root:/bin/sh\\n\"\n[etc.\"group\"]\n\

@@ -6,13 +6,14 @@
 use std::fmt::Write as _;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
+use blankslate_test_support::Scratch;
 use blankslate_test_support::root_or_skip;
-use common::{blankslate_env, current_generation, generations, stderr, stdout};
+use common::{OnRoot, current_generation, generations, stderr, stdout};
 
 const PASSWD: &str = r"root:x:0:0::/root:/bin/sh\nwww:x:33:33::/var/www:/bin/false\n";
 const GROUP: &str = r"root:x:0:\nwww:x:33:\n";
@@ -35,59 +36,38 @@ mode = "0440"
     )
 }
 
-/// A scratch root (a plain directory: nothing here mounts) and declarations beside it.
-struct Scratch {
-    dir: tempfile::TempDir,
+/// A scratch root (`root/`, a plain directory: nothing here mounts) and declarations
+/// beside it.
+fn scratch_root() -> Scratch {
+    Scratch::with_root("root")
 }
 
-impl Scratch {
-    fn new() -> Scratch {
-        let scratch = Scratch { dir: tempfile::tempdir().unwrap() };
-        std::fs::create_dir(scratch.root_path()).unwrap();
-        scratch
-    }
-
-    fn root_path(&self) -> PathBuf {
-        self.dir.path().join("root")
-    }
-
-    fn root(&self) -> String {
-        self.root_path().to_str().unwrap().to_owned()
-    }
-
-    fn declaration(&self, name: &str, text: &str) -> String {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path.to_str().unwrap().to_owned()
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let mut all = args.to_vec();
-        let root = self.root();
-        all.extend(["--root", &root]);
-        blankslate_env(&all, &[])
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        assert!(output.status.success(), "{args:?}: {}{}", stdout(&output), stderr(&output));
-        stdout(&output)
-    }
-
-    fn etc(&self, path: &str) -> PathBuf {
-        self.root_path().join("etc").join(path)
-    }
-
+/// What these tests read and do on a scratch root.
+trait Confidence {
+    /// Writes a declaration beside the root; returns its path.
+    fn declaration(&self, name: &str, text: &str) -> String;
     /// `/etc/motd` as the root would see it: through `/etc/static` into its store.
+    fn motd(&self) -> String;
+    /// (active, boot default, good) generations, from `generations list --json`.
+    fn marks(&self) -> (Option<u64>, Option<u64>, Option<u64>);
+    fn notes(&self, generation: u64) -> String;
+    /// Generation 1 active and the boot default, generation 2 built.
+    fn two_generations(&self) -> String;
+}
+
+impl Confidence for Scratch {
+    fn declaration(&self, name: &str, text: &str) -> String {
+        self.file(name, text).to_str().unwrap().to_owned()
+    }
+
     fn motd(&self) -> String {
         let Ok(tree) = std::fs::read_link(self.etc("static")) else { return String::new() };
-        let tree = self.root_path().join(tree.strip_prefix("/").unwrap());
+        let tree = self.root().join(tree.strip_prefix("/").unwrap());
         std::fs::read_to_string(tree.join("motd")).unwrap_or_default()
     }
 
-    /// (active, boot default, good) generations, from `generations list --json`.
     fn marks(&self) -> (Option<u64>, Option<u64>, Option<u64>) {
-        let list = generations(&self.root());
+        let list = generations(self.root_str());
         let find = |key: &str| {
             list.as_array().unwrap().iter().find(|g| g[key] == true).map(|g| g["generation"].as_u64().unwrap())
         };
@@ -95,12 +75,11 @@ impl Scratch {
     }
 
     fn notes(&self, generation: u64) -> String {
-        let list = generations(&self.root());
+        let list = generations(self.root_str());
         let g = list.as_array().unwrap().iter().find(|g| g["generation"] == generation).unwrap().clone();
         g["notes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_owned()).collect::<Vec<_>>().join("\n")
     }
 
-    /// Generation 1 active and the boot default, generation 2 built.
     fn two_generations(&self) -> String {
         let one = self.declaration("one.toml", &declaration("one", ""));
         self.ok(&["switch", &one]);
@@ -113,7 +92,7 @@ impl Scratch {
 
 #[test]
 fn switch_test_and_boot_move_what_they_say_and_list_shows_it() {
-    let scratch = Scratch::new();
+    let scratch = scratch_root();
     scratch.two_generations();
     assert_eq!(scratch.marks(), (Some(1), Some(1), None));
 
@@ -147,7 +126,7 @@ fn switch_test_and_boot_move_what_they_say_and_list_shows_it() {
 /// The dry run of each mode compares with what that mode replaces.
 #[test]
 fn the_dry_run_of_each_mode_shows_the_comparison() {
-    let scratch = Scratch::new();
+    let scratch = scratch_root();
     scratch.two_generations();
     scratch.ok(&["switch", "--test", "2"]);
     let out = scratch.ok(&["switch", "--dry-run", "--boot", "2"]);
@@ -164,21 +143,21 @@ fn the_dry_run_of_each_mode_shows_the_comparison() {
 /// whole session the way a dropped connection does: every process of the shell's
 /// process group is killed once the switch has returned.
 fn switch_then_lose_the_session(scratch: &Scratch, args: &[&str]) -> String {
-    let mut command = format!("'{}' switch --root '{}'", env!("CARGO_BIN_EXE_blankslate"), scratch.root());
+    let mut command = format!("'{}' switch --root '{}'", env!("CARGO_BIN_EXE_blankslate"), scratch.root_str());
     for arg in args {
         let _ = write!(command, " '{arg}'");
     }
     let mut shell = Command::new("sh")
         .arg("-c")
         .arg(format!("{command} > switch.out 2>&1; echo switched > switched; sleep 60"))
-        .current_dir(scratch.dir.path())
+        .current_dir(scratch.dir())
         .env("NO_COLOR", "1")
         .env_remove("BLANKSLATE_FAILPOINT")
         .process_group(0)
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let done = scratch.dir.path().join("switched");
+    let done = scratch.dir().join("switched");
     let started = Instant::now();
     while !done.exists() {
         assert!(started.elapsed() < Duration::from_secs(30), "the switch did not return");
@@ -187,7 +166,7 @@ fn switch_then_lose_the_session(scratch: &Scratch, args: &[&str]) -> String {
     let group = kill_group(shell.id());
     assert!(group, "the session's process group was there to kill");
     let _ = shell.wait();
-    std::fs::read_to_string(scratch.dir.path().join("switch.out")).unwrap()
+    std::fs::read_to_string(scratch.dir().join("switch.out")).unwrap()
 }
 
 /// `kill -KILL -PGID`: the whole process group, as a hangup of its terminal would.
@@ -208,14 +187,14 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 /// and `generations list` say what happened.
 #[test]
 fn an_unconfirmed_switch_falls_back_by_itself_after_its_session_is_gone() {
-    let scratch = Scratch::new();
+    let scratch = scratch_root();
     let two = scratch.two_generations();
     let out = switch_then_lose_the_session(&scratch, &[&two, "--confirm-within", "2"]);
     assert!(out.contains("generation 2 is active on trial: `blankslate confirm` before "), "{out}");
     assert!(out.contains("otherwise generation 1 is activated again by itself (watched by process "), "{out}");
     assert_eq!(scratch.motd(), "two\n");
     assert_eq!(scratch.marks(), (Some(2), Some(1), None), "the boot default moves only once confirmed");
-    assert_eq!(current_generation(&scratch.root()), Some(1));
+    assert_eq!(current_generation(scratch.root_str()), Some(1));
     assert!(scratch.notes(2).contains("on trial: `blankslate confirm` before"), "{}", scratch.notes(2));
 
     wait_for("the fallback", Duration::from_secs(20), || scratch.motd() == "one\n");
@@ -228,7 +207,7 @@ fn an_unconfirmed_switch_falls_back_by_itself_after_its_session_is_gone() {
         scratch.notes(2)
     );
     // The watcher says so after it recorded the fallback: under load, a moment later.
-    let log = || std::fs::read_to_string(scratch.root_path().join("run/blankslate/trial.log")).unwrap_or_default();
+    let log = || std::fs::read_to_string(scratch.root().join("run/blankslate/trial.log")).unwrap_or_default();
     let said = "generation 2 was not confirmed in time: generation 1 is active again";
     wait_for("the watcher's log line", Duration::from_secs(5), || log().contains(said));
     let log = log();
@@ -251,11 +230,11 @@ fn an_unconfirmed_switch_falls_back_by_itself_after_its_session_is_gone() {
 /// not say --test), and the watcher is gone.
 #[test]
 fn a_confirmed_switch_stays_and_becomes_the_boot_default() {
-    let scratch = Scratch::new();
+    let scratch = scratch_root();
     scratch.two_generations();
     scratch.ok(&["switch", "2", "--confirm-within", "3"]);
     let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(scratch.root_path().join("run/blankslate/trial.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(scratch.root().join("run/blankslate/trial.json")).unwrap()).unwrap();
     let pid = record["watcher"]["pid"].as_u64().unwrap();
     assert!(Path::new(&format!("/proc/{pid}")).exists(), "the watcher waits");
     let session = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -270,14 +249,14 @@ fn a_confirmed_switch_stays_and_becomes_the_boot_default() {
     });
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(scratch.motd(), "two\n", "nothing fell back after the deadline");
-    assert!(!scratch.root_path().join("run/blankslate/trial.json").exists());
+    assert!(!scratch.root().join("run/blankslate/trial.json").exists());
 }
 
 /// `--test --confirm-within`: confirmed, it stays active and the boot default does
 /// not move; a plain switch during a trial replaces it.
 #[test]
 fn a_test_switch_on_trial_keeps_the_boot_default_and_a_plain_switch_ends_a_trial() {
-    let scratch = Scratch::new();
+    let scratch = scratch_root();
     scratch.two_generations();
     scratch.ok(&["switch", "--test", "2", "--confirm-within", "60"]);
     let out = scratch.ok(&["confirm"]);
@@ -290,14 +269,14 @@ fn a_test_switch_on_trial_keeps_the_boot_default_and_a_plain_switch_ends_a_trial
     scratch.ok(&["switch", "1", "--confirm-within", "60"]);
     let out = scratch.ok(&["switch", "1"]);
     assert!(out.contains("the trial of generation 1 ends unconfirmed: this switch replaces it"), "{out}");
-    assert!(!scratch.root_path().join("run/blankslate/trial.json").exists());
+    assert!(!scratch.root().join("run/blankslate/trial.json").exists());
 
-    let nothing = Scratch::new();
+    let nothing = scratch_root();
     let one = nothing.declaration("one.toml", &declaration("one", ""));
     let output = nothing.run(&["switch", &one, "--confirm-within", "60"]);
     assert_eq!(output.status.code(), Some(2), "the person's request: {}", stderr(&output));
     assert!(stderr(&output).contains("nothing is active on this root to fall back to"), "{}", stderr(&output));
-    assert_eq!(generations(&nothing.root()), serde_json::json!([]), "nothing was built");
+    assert_eq!(generations(nothing.root_str()), serde_json::json!([]), "nothing was built");
 }
 
 /// `--tries`: the boot default on trial as `generations list` shows it; `confirm` in
@@ -305,7 +284,7 @@ fn a_test_switch_on_trial_keeps_the_boot_default_and_a_plain_switch_ends_a_trial
 /// ends the trial; a good generation and a trial's fallback cannot be deleted.
 #[test]
 fn a_boot_trial_is_listed_and_a_confirmation_marks_the_booted_generation_good() {
-    let scratch = Scratch::new();
+    let scratch = scratch_root();
     scratch.two_generations();
     let refused = scratch.run(&["switch", "--boot", "1", "--tries", "2"]);
     assert_eq!(refused.status.code(), Some(2));
@@ -320,7 +299,7 @@ fn a_boot_trial_is_listed_and_a_confirmation_marks_the_booted_generation_good() 
     assert!(stderr(&refused).contains("trial's fallback"), "{}", stderr(&refused));
 
     // What boot writes when it starts attempt 1 of generation 2.
-    let run = scratch.root_path().join("run/blankslate");
+    let run = scratch.root().join("run/blankslate");
     std::fs::create_dir_all(&run).unwrap();
     std::fs::write(run.join("boot.json"), r#"{"generation":2,"trial":{"attempt":1,"tries":2}}"#).unwrap();
     assert!(scratch.notes(2).contains("booted as attempt 1 of 2 of its trial"), "{}", scratch.notes(2));
@@ -339,7 +318,7 @@ fn a_boot_trial_is_listed_and_a_confirmation_marks_the_booted_generation_good() 
 /// not being the live root) no reboot is attempted.
 #[test]
 fn the_boot_deadline_watches_a_boot_on_trial_until_it_is_confirmed() {
-    let scratch = Scratch::new();
+    let scratch = scratch_root();
     scratch.two_generations();
     scratch.ok(&["switch", "--test", "2"]);
     let out = scratch.ok(&["boot-deadline", "1s"]);
@@ -347,7 +326,7 @@ fn the_boot_deadline_watches_a_boot_on_trial_until_it_is_confirmed() {
 
     // What boot writes when it starts attempt 1 of generation 2 on a trial of 2 tries:
     // the count on the volume, the record in /run.
-    let trial_file = scratch.root_path().join("var/lib/blankslate/boot-trial.json");
+    let trial_file = scratch.root().join("var/lib/blankslate/boot-trial.json");
     let start_attempt_one = || {
         scratch.ok(&["switch", "--boot", "1"]);
         scratch.ok(&["switch", "--boot", "2", "--tries", "2"]);
@@ -356,7 +335,7 @@ fn the_boot_deadline_watches_a_boot_on_trial_until_it_is_confirmed() {
         std::fs::write(&trial_file, serde_json::to_vec(&trial).unwrap()).unwrap();
     };
     start_attempt_one();
-    let run = scratch.root_path().join("run/blankslate");
+    let run = scratch.root().join("run/blankslate");
     std::fs::create_dir_all(&run).unwrap();
     std::fs::write(run.join("boot.json"), r#"{"generation":2,"trial":{"attempt":1,"tries":2}}"#).unwrap();
     // The kernel has run for more than a second: the deadline has passed.
@@ -379,10 +358,10 @@ fn the_boot_deadline_watches_a_boot_on_trial_until_it_is_confirmed() {
 
     // A watch far from its deadline ends as soon as the boot is confirmed.
     start_attempt_one();
-    let root = scratch.root();
+    let root = scratch.root_str();
     let mut watch = common::Running::spawn(
         Command::new(env!("CARGO_BIN_EXE_blankslate"))
-            .args(["boot-deadline", "100000h", "--root", &root])
+            .args(["boot-deadline", "100000h", "--root", root])
             .stdin(Stdio::null())
             .stdout(Stdio::piped()),
     );
@@ -413,7 +392,7 @@ size = "50%"
 
 #[test]
 fn generations_diff_lists_what_changes_as_text_json_and_patch() {
-    let scratch = Scratch::new();
+    let scratch = scratch_root();
     let one = scratch.declaration("one.toml", &declaration("one\\nsame line", PERSISTED_ONE));
     let mut two_text = declaration("two\\nsame line", PERSISTED_TWO).replace("Port 22", "Port 2222");
     two_text = two_text.replace("mode = \"0440\"", "mode = \"0400\"\ngroup = \"www\"");
@@ -455,7 +434,7 @@ fn generations_diff_lists_what_changes_as_text_json_and_patch() {
 /// puts back what people changed, moving their files aside, never deleting them.
 #[test]
 fn repair_puts_back_what_drifted_and_moves_aside_what_a_person_put_there() {
-    let scratch = Scratch::new();
+    let scratch = scratch_root();
     let one = scratch.declaration("one.toml", &declaration("one", ""));
     scratch.ok(&["switch", &one]);
     let clean = scratch.ok(&["repair"]);
@@ -508,8 +487,8 @@ fn repair_re_applies_owners_modes_and_mounts_of_persisted_paths() {
     if !root_or_skip("needs root for a mount namespace") {
         return;
     }
-    let scratch = Scratch::new();
-    let root = scratch.root_path();
+    let scratch = scratch_root();
+    let root = scratch.root();
     std::fs::create_dir_all(root.join("persist")).unwrap();
     let text = declaration(
         "one",
@@ -566,7 +545,7 @@ fn the_good_mark_unit_runs_confirm() {
     let command = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("an ExecStart= line");
     let words: Vec<&str> = command.split_whitespace().collect();
     assert_eq!(words, ["/usr/bin/blankslate", "confirm"], "{command}");
-    let scratch = Scratch::new();
+    let scratch = scratch_root();
     scratch.two_generations();
     let out = scratch.ok(&words[1..]);
     assert!(out.contains("nothing to confirm"), "{out}");

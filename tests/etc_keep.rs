@@ -3,61 +3,44 @@
 //! the live files over (no backups), so the audit has nothing to say about them.
 
 mod common;
+use blankslate_test_support::Scratch;
 use blankslate_test_support::root_or_skip;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
-use common::{blankslate_env, stderr, stdout};
+use common::{OnRoot, blankslate_env, stderr, stdout};
 
-struct Scratch {
-    dir: tempfile::TempDir,
+/// A root (`root/`) switched to a declaration (`system.toml`, beside it) whose etc
+/// tree (`tree/`, next to it) holds `hostname`.
+fn switched() -> Scratch {
+    let scratch = Scratch::with_root("root");
+    std::fs::create_dir_all(scratch.tree()).unwrap();
+    std::fs::create_dir_all(scratch.path("etc")).unwrap();
+    std::fs::write(scratch.tree().join("hostname"), "box\n").unwrap();
+    std::fs::write(
+        scratch.declaration(),
+        "version = 1\n[etc_tree]\nsource = \"tree\"\n[etc.\"motd\"]\ntext = \"hello\\n\"\n",
+    )
+    .unwrap();
+    scratch.ok(&["switch", scratch.declaration().to_str().unwrap()]);
+    scratch
 }
 
-impl Scratch {
-    /// A root switched to a declaration whose etc tree (`tree/`, next to it) holds
-    /// `hostname`.
-    fn new() -> Scratch {
-        let scratch = Scratch { dir: tempfile::tempdir().unwrap() };
-        std::fs::create_dir_all(scratch.tree()).unwrap();
-        std::fs::create_dir_all(scratch.root().join("etc")).unwrap();
-        std::fs::write(scratch.tree().join("hostname"), "box\n").unwrap();
-        std::fs::write(
-            scratch.declaration(),
-            "version = 1\n[etc_tree]\nsource = \"tree\"\n[etc.\"motd\"]\ntext = \"hello\\n\"\n",
-        )
-        .unwrap();
-        scratch.ok(&["switch", scratch.declaration().to_str().unwrap()]);
-        scratch
-    }
+/// The etc tree, the declaration and `etc keep` of a [`switched`] root.
+trait Keep {
+    fn tree(&self) -> PathBuf;
+    fn declaration(&self) -> PathBuf;
+    fn keep(&self, paths: &[&str]) -> std::process::Output;
+}
 
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("root")
-    }
-
+impl Keep for Scratch {
     fn tree(&self) -> PathBuf {
-        self.dir.path().join("tree")
+        self.dir().join("tree")
     }
 
     fn declaration(&self) -> PathBuf {
-        self.dir.path().join("system.toml")
-    }
-
-    fn live(&self, path: &str) -> PathBuf {
-        self.root().join("etc").join(path)
-    }
-
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        let root = self.root();
-        let mut all = args.to_vec();
-        all.extend(["--root", root.to_str().unwrap()]);
-        blankslate_env(&all, &[])
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        assert!(output.status.success(), "{args:?}: {}{}", stdout(&output), stderr(&output));
-        stdout(&output)
+        self.dir().join("system.toml")
     }
 
     fn keep(&self, paths: &[&str]) -> std::process::Output {
@@ -101,16 +84,16 @@ fn kept_files_go_into_the_tree_as_they_are_and_the_switch_takes_them_over() {
     if !root_or_skip("needs root (owners)") {
         return;
     }
-    let scratch = Scratch::new();
+    let scratch = switched();
     // What a package's postinst and a person leave in the live /etc.
-    write(&scratch.live("default/atd"), "OPTS='-l 4'\n", 0o644, (0, 0));
-    write(&scratch.live("atd/secret.key"), "key\n", 0o640, (0, 42));
-    std::fs::set_permissions(scratch.live("atd"), std::fs::Permissions::from_mode(0o710)).unwrap();
-    std::os::unix::fs::chown(scratch.live("atd"), Some(0), Some(42)).unwrap();
-    symlink("/lib/systemd/system/atd.service", scratch.live("atd/atd.service")).unwrap();
+    write(&scratch.etc("default/atd"), "OPTS='-l 4'\n", 0o644, (0, 0));
+    write(&scratch.etc("atd/secret.key"), "key\n", 0o640, (0, 42));
+    std::fs::set_permissions(scratch.etc("atd"), std::fs::Permissions::from_mode(0o710)).unwrap();
+    std::os::unix::fs::chown(scratch.etc("atd"), Some(0), Some(42)).unwrap();
+    symlink("/lib/systemd/system/atd.service", scratch.etc("atd/atd.service")).unwrap();
     // hostname drifted: the managed link replaced by a file of the tool's own.
-    std::fs::remove_file(scratch.live("hostname")).unwrap();
-    write(&scratch.live("hostname"), "renamed\n", 0o644, (0, 0));
+    std::fs::remove_file(scratch.etc("hostname")).unwrap();
+    write(&scratch.etc("hostname"), "renamed\n", 0o644, (0, 0));
 
     let output = scratch.keep(&["/etc/default/atd", "atd", "/etc/hostname"]);
     assert!(output.status.success(), "{}{}", stdout(&output), stderr(&output));
@@ -128,9 +111,9 @@ fn kept_files_go_into_the_tree_as_they_are_and_the_switch_takes_them_over() {
 
     // The switch made them declared: links into the store (a copy for the secret),
     // nothing backed up, and the audit finds nothing of them.
-    assert_eq!(std::fs::read_link(scratch.live("default/atd")).unwrap(), Path::new("/etc/static/default/atd"));
-    assert_eq!(std::fs::read_link(scratch.live("hostname")).unwrap(), Path::new("/etc/static/hostname"));
-    assert_eq!(owner_and_mode(&scratch.live("atd/secret.key")), (0o640, 0, 42));
+    assert_eq!(std::fs::read_link(scratch.etc("default/atd")).unwrap(), Path::new("/etc/static/default/atd"));
+    assert_eq!(std::fs::read_link(scratch.etc("hostname")).unwrap(), Path::new("/etc/static/hostname"));
+    assert_eq!(owner_and_mode(&scratch.etc("atd/secret.key")), (0o640, 0, 42));
     assert_eq!(backups(&scratch.root().join("etc")), Vec::<PathBuf>::new());
     let audit = scratch.run(&["audit", "--json"]);
     let report = stdout(&audit);
@@ -150,7 +133,7 @@ fn what_is_not_a_keepable_etc_path_is_refused_and_nothing_changes() {
     if !root_or_skip("needs root (owners)") {
         return;
     }
-    let scratch = Scratch::new();
+    let scratch = switched();
     let before = std::fs::read_dir(scratch.tree()).unwrap().count();
     for (path, says) in [
         ("/etc/motd", "is an [etc.\"motd\"] entry"),
@@ -164,7 +147,7 @@ fn what_is_not_a_keepable_etc_path_is_refused_and_nothing_changes() {
         assert_eq!(output.status.code(), Some(2), "{path}: {}{}", stdout(&output), stderr(&output));
         assert!(stderr(&output).contains(says), "{path}: {}", stderr(&output));
     }
-    make_fifo(&scratch.live("fifo"));
+    make_fifo(&scratch.etc("fifo"));
     let output = scratch.keep(&["/etc/fifo"]);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("/etc/fifo is not kept"), "{}", stderr(&output));
@@ -184,7 +167,7 @@ fn packaged_keeps_the_etc_files_of_packages_that_the_audit_reports() {
     if !root_or_skip("needs root (owners)") {
         return;
     }
-    let scratch = Scratch::new();
+    let scratch = switched();
     let dpkg = scratch.root().join("var/lib/dpkg");
     write(
         &dpkg.join("status"),
@@ -195,10 +178,10 @@ fn packaged_keeps_the_etc_files_of_packages_that_the_audit_reports() {
     );
     write(&dpkg.join("info/atd.list"), "/etc\n/etc/default\n/etc/default/atd\n/etc/at.deny\n", 0o644, (0, 0));
     write(&dpkg.join("info/netbase.list"), "/etc\n/etc/hostname\n", 0o644, (0, 0));
-    write(&scratch.live("default/atd"), "OPTS='-l 4'\n", 0o644, (0, 0));
-    std::fs::remove_file(scratch.live("hostname")).unwrap();
-    write(&scratch.live("hostname"), "upgraded\n", 0o644, (0, 0));
-    write(&scratch.live("local.conf"), "mine\n", 0o644, (0, 0));
+    write(&scratch.etc("default/atd"), "OPTS='-l 4'\n", 0o644, (0, 0));
+    std::fs::remove_file(scratch.etc("hostname")).unwrap();
+    write(&scratch.etc("hostname"), "upgraded\n", 0o644, (0, 0));
+    write(&scratch.etc("local.conf"), "mine\n", 0o644, (0, 0));
 
     let declaration = scratch.declaration();
     let kept = scratch.ok(&["etc", "keep", "--packaged", "--declaration", declaration.to_str().unwrap()]);
@@ -206,7 +189,7 @@ fn packaged_keeps_the_etc_files_of_packages_that_the_audit_reports() {
     assert!(kept.contains("kept /etc/hostname (file 0644 0:0)"), "{kept}");
     assert!(!kept.contains("local.conf") && !kept.contains("at.deny"), "{kept}");
     assert_eq!(std::fs::read_to_string(scratch.tree().join("hostname")).unwrap(), "upgraded\n");
-    assert_eq!(std::fs::read_link(scratch.live("default/atd")).unwrap(), Path::new("/etc/static/default/atd"));
+    assert_eq!(std::fs::read_link(scratch.etc("default/atd")).unwrap(), Path::new("/etc/static/default/atd"));
     assert!(!scratch.tree().join("local.conf").exists());
     let audit = stdout(&scratch.run(&["audit", "--json"]));
     assert!(audit.contains("\"/etc/local.conf\"") && !audit.contains("\"/etc/default/atd\""), "{audit}");
@@ -229,8 +212,8 @@ fn a_package_managers_run_gets_plain_files_and_what_it_left_is_linked_again() {
     if !root_or_skip("needs root (owners)") {
         return;
     }
-    let scratch = Scratch::new();
-    let (hostname, motd) = (scratch.live("hostname"), scratch.live("motd"));
+    let scratch = switched();
+    let (hostname, motd) = (scratch.etc("hostname"), scratch.etc("motd"));
     let is_link = |path: &Path| std::fs::symlink_metadata(path).unwrap().file_type().is_symlink();
     assert!(is_link(&hostname) && is_link(&motd));
 
@@ -244,8 +227,8 @@ fn a_package_managers_run_gets_plain_files_and_what_it_left_is_linked_again() {
     assert_eq!(scratch.ok(&["etc", "unlink"]), "", "nothing is left to unlink");
 
     // The run puts a new version in place, as dpkg does: a new file renamed over it.
-    std::fs::write(scratch.live("motd.dpkg-new"), "hello, upgraded\n").unwrap();
-    std::fs::rename(scratch.live("motd.dpkg-new"), &motd).unwrap();
+    std::fs::write(scratch.etc("motd.dpkg-new"), "hello, upgraded\n").unwrap();
+    std::fs::rename(scratch.etc("motd.dpkg-new"), &motd).unwrap();
     // A relink killed after its journal: whatever finishes it relinks, no more (a
     // repair would move the new version aside).
     let root = scratch.root();

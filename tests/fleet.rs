@@ -8,7 +8,7 @@
 //! after installing them), which makes a missing tool a failure.
 
 mod common;
-use blankslate_test_support::root_or_skip;
+use blankslate_test_support::{root_or_skip, shell_in_namespace};
 use common::tool;
 
 use std::os::unix::net::UnixDatagram;
@@ -45,14 +45,9 @@ fn both(output: &Output) -> String {
     format!("{}{}", text(&output.stdout), text(&output.stderr))
 }
 
-/// Runs `script` (sh) in a private mount namespace, in `dir`.
+/// Runs `script` (sh) in a private mount namespace, in `dir`, after checking it is one.
 fn in_namespace(dir: &Path, script: &str) -> Output {
-    Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", script])
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run unshare")
+    shell_in_namespace(script).current_dir(dir).env("NO_COLOR", "1").output().expect("run unshare")
 }
 
 /// A scratch directory with the declaration `v1.toml` and a root `root/` whose volume
@@ -243,7 +238,6 @@ fn the_sync_command_works_with_its_units_privileges() {
     std::fs::write(dir.path().join("v1.toml"), V1.replace(r#"files = ["/etc/machine-id"]"#, copy)).unwrap();
     let script = format!(
         "set -e
-         [ \"$(readlink /proc/self/ns/mnt)\" != \"$(readlink /proc/$PPID/ns/mnt)\" ] || exit 99
          mount -t tmpfs volume root/persist; mkdir root/persist/srv; echo first > root/persist/srv/app.conf
          '{BIN}' switch v1.toml --root root >/dev/null
          mount --bind root/var/lib/blankslate root/var/lib/blankslate
@@ -275,7 +269,6 @@ fn the_net_keeps_what_a_shutdown_erases_and_gives_it_back() {
     std::fs::write(dir.path().join("v1.toml"), format!("{V1}\n[net]\nkeep = 2\nmax_size = \"1M\"\n")).unwrap();
     let script = format!(
         "set -e
-         [ \"$(readlink /proc/self/ns/mnt)\" != \"$(readlink /proc/$PPID/ns/mnt)\" ] || exit 99
          mount -t tmpfs volume root/persist
          '{BIN}' switch v1.toml --root root >/dev/null
          mount --bind root/var/lib/blankslate root/var/lib/blankslate

@@ -389,6 +389,7 @@ impl UpdateGrub {
                 .args(args)
                 .env("BLANKSLATE_HOOK_ROOT", self.dir.path().join("root"))
                 .env("BLANKSLATE_UPDATE_GRUB", self.dir.path().join("update-grub.distrib"))
+                .env("BLANKSLATE_KERNEL_HOOK", repo("packaging/debian/kernel-hook"))
                 .env_remove("BLANKSLATE_GRUB_NAMESPACE"),
         )
     }

@@ -17,6 +17,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use blankslate_test_support::Scratch;
+
 mod common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_blankslate");
@@ -40,37 +42,37 @@ directories = [
 ]
 "#;
 
-/// A scratch root with `/etc/passwd`, a volume directory and a declaration.
-struct Scratch {
-    dir: tempfile::TempDir,
+/// A scratch root (`root/`) with `/etc/passwd`, a volume directory and a declaration
+/// (`declaration.toml`, beside it).
+fn scratch_root() -> Scratch {
+    let scratch = Scratch::with_root("root");
+    scratch.write("etc/passwd", "root:x:0:0::/root:/bin/sh\napp:x:2000:2000::/:/bin/false\n");
+    scratch.write("etc/group", "root:x:0:\napp:x:2000:\n");
+    fs::create_dir_all(scratch.path("persist")).unwrap();
+    scratch.file("declaration.toml", DECLARATION);
+    scratch
 }
 
-impl Scratch {
-    fn new() -> Scratch {
-        let scratch = Scratch { dir: tempfile::tempdir().unwrap() };
-        let root = scratch.root();
-        fs::create_dir_all(root.join("persist")).unwrap();
-        fs::create_dir_all(root.join("etc")).unwrap();
-        fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\napp:x:2000:2000::/:/bin/false\n").unwrap();
-        fs::write(root.join("etc/group"), "root:x:0:\napp:x:2000:\n").unwrap();
-        fs::write(scratch.declaration(), DECLARATION).unwrap();
-        scratch
-    }
+/// The paths and arguments of `persist add` on a [`scratch_root`].
+trait Paths {
+    fn declaration(&self) -> PathBuf;
+    fn live(&self) -> PathBuf;
+    fn in_volume(&self) -> PathBuf;
+    fn args(&self) -> String;
+    fn journal_exists(&self) -> bool;
+}
 
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("root")
-    }
-
+impl Paths for Scratch {
     fn declaration(&self) -> PathBuf {
-        self.dir.path().join("declaration.toml")
+        self.dir().join("declaration.toml")
     }
 
     fn live(&self) -> PathBuf {
-        self.root().join("var/lib/app")
+        self.path("var/lib/app")
     }
 
     fn in_volume(&self) -> PathBuf {
-        self.root().join("persist/var/lib/app")
+        self.path("persist/var/lib/app")
     }
 
     fn args(&self) -> String {
@@ -78,7 +80,7 @@ impl Scratch {
     }
 
     fn journal_exists(&self) -> bool {
-        self.root().join("persist/.blankslate/persist-journal.toml").exists()
+        self.path("persist/.blankslate/persist-journal.toml").exists()
     }
 }
 
@@ -206,7 +208,7 @@ fn add_killed_after_every_step_and_recovered_in_place_loses_nothing() {
     let mut outcomes = Vec::new();
     for n in 1.. {
         assert!(n < 20, "the add never completed");
-        let scratch = Scratch::new();
+        let scratch = scratch_root();
         populate(&scratch.live());
         let before = snapshot(&scratch.live());
         let args = scratch.args();
@@ -237,7 +239,7 @@ fn add_killed_after_every_step_and_recovered_in_place_loses_nothing() {
 #[test]
 fn add_killed_after_every_step_then_run_again_completes_with_every_byte() {
     for n in 1..=8 {
-        let scratch = Scratch::new();
+        let scratch = scratch_root();
         populate(&scratch.live());
         let before = snapshot(&scratch.live());
         let args = scratch.args();
@@ -268,7 +270,7 @@ fn add_killed_after_every_step_then_run_again_completes_with_every_byte() {
 fn remove_killed_after_every_step_loses_nothing() {
     for n in 1.. {
         assert!(n < 20, "the remove never completed");
-        let scratch = Scratch::new();
+        let scratch = scratch_root();
         populate(&scratch.live());
         let before = snapshot(&scratch.live());
         let args = scratch.args();
@@ -300,7 +302,7 @@ fn remove_killed_after_every_step_loses_nothing() {
 
 #[test]
 fn list_shows_live_states_and_remove_keeps_the_volume_by_default() {
-    let scratch = Scratch::new();
+    let scratch = scratch_root();
     populate(&scratch.live());
     let before = snapshot(&scratch.live());
     let args = scratch.args();
@@ -385,7 +387,7 @@ const OWN_NAMESPACE: &str = "[ \"$(readlink /proc/self/ns/mnt)\" != \"$(readlink
 /// is refused with nothing changed; holes, which the copy keeps, take no room.
 #[test]
 fn add_refuses_what_the_volume_has_no_room_for_before_copying_anything() {
-    let scratch = Scratch::new();
+    let scratch = scratch_root();
     fs::create_dir_all(scratch.live()).unwrap();
     fs::write(scratch.live().join("big"), vec![7u8; 4 << 20]).unwrap();
     let before = snapshot(&scratch.live());
@@ -409,7 +411,7 @@ fn add_refuses_what_the_volume_has_no_room_for_before_copying_anything() {
     assert_eq!(fs::read_to_string(scratch.declaration()).unwrap(), DECLARATION);
 
     // 32 MiB of holes and a little data: at home in 2 MiB.
-    let scratch = Scratch::new();
+    let scratch = scratch_root();
     populate(&scratch.live());
     let output = add(&scratch.args());
     assert_eq!(status_of(&output, "add-status"), 0, "{output}");
@@ -420,10 +422,10 @@ fn add_refuses_what_the_volume_has_no_room_for_before_copying_anything() {
 /// after the copy and the mount.
 #[test]
 fn add_with_a_read_only_declaration_changes_nothing() {
-    let scratch = Scratch::new();
+    let scratch = scratch_root();
     populate(&scratch.live());
     let before = snapshot(&scratch.live());
-    let own = scratch.dir.path().join("declarations");
+    let own = scratch.dir().join("declarations");
     fs::create_dir(&own).unwrap();
     let declaration = own.join("system.toml");
     fs::copy(scratch.declaration(), &declaration).unwrap();
@@ -471,13 +473,13 @@ fn add_given_enospc_at_any_write_is_undone_or_names_its_recovery() {
     }
     // Holes are not what this is about: a short sparse file keeps the runs quick.
     let populated = || {
-        let scratch = Scratch::new();
+        let scratch = scratch_root();
         populate(&scratch.live());
         fs::File::options().write(true).open(scratch.live().join("sparse.img")).unwrap().set_len(1 << 16).unwrap();
         scratch
     };
     let counting = populated();
-    let trace = counting.dir.path().join("trace");
+    let trace = counting.dir().join("trace");
     session(&format!(
         "strace -f -qq -o '{}' -e trace={} \"$B\" persist add /var/lib/app {} || exit 9",
         trace.display(),

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 mod common;
-use blankslate_test_support::root_or_skip;
+use blankslate_test_support::{root_or_skip, shell_in_namespace};
 use common::{blankslate_env, output, stderr, stdout};
 
 /// A uid and gid no account has: the attacker.
@@ -58,13 +58,7 @@ fn ok(args: &[&str]) -> String {
 /// Runs `script` (sh) in a private mount namespace, after checking it is one, with
 /// `$1` the scratch directory.
 fn in_namespace(scratch: &Path, script: &str) -> Output {
-    let script = format!(
-        "[ \"$(readlink /proc/self/ns/mnt)\" != \"$(readlink /proc/$PPID/ns/mnt)\" ] || {{ echo 'not in a private \
-         mount namespace' >&2; exit 99; }}\n{script}"
-    );
-    output(
-        Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script, "sh"]).arg(scratch),
-    )
+    output(shell_in_namespace(script).arg("sh").arg(scratch))
 }
 
 #[test]

@@ -8,11 +8,8 @@
 //! --regid=N --clear-groups`). Everything runs in a private mount namespace
 //! (`unshare`), which each script checks before it mounts anything, on a scratch root.
 
-use std::path::PathBuf;
-use std::process::Command;
-
 mod common;
-use blankslate_test_support::root_or_skip;
+use blankslate_test_support::{Scratch, root_or_skip, shell_in_namespace};
 
 use common::{stderr, stdout};
 
@@ -43,56 +40,32 @@ files = [{{ file = "notes", how = "copy" }}, {{ file = "hist", how = "bind" }}]
 }
 
 /// A scratch directory others can enter (the user must reach their home), holding the
-/// root, the declaration and what the scripts leave for the checks.
-struct Scratch {
-    dir: tempfile::TempDir,
+/// root (`root/`, with its volume directory), the declaration and what the scripts
+/// leave for the checks; when the tests run as root, else `None`, with a note.
+fn scratch_as_root() -> Option<Scratch> {
+    if !root_or_skip("needs root for namespaces and a throwaway user") {
+        return None;
+    }
+    let scratch = Scratch::new().open_to_others();
+    std::fs::create_dir_all(scratch.dir().join("root/persist")).unwrap();
+    scratch.file("declaration.toml", declaration());
+    Some(scratch)
 }
 
-impl Scratch {
-    fn new() -> Scratch {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        std::fs::create_dir_all(dir.path().join("root/persist")).unwrap();
-        std::fs::write(dir.path().join("declaration.toml"), declaration()).unwrap();
-        Scratch { dir }
-    }
-
-    /// A new scratch directory, when the tests run as root; else `None`, with a note.
-    fn as_root() -> Option<Scratch> {
-        if !root_or_skip("needs root for namespaces and a throwaway user") {
-            return None;
-        }
-        Some(Scratch::new())
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.path().to_path_buf()
-    }
-
-    fn read(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
-    }
-
-    /// Runs `script` with `sh` in a private mount namespace, in the scratch directory;
-    /// `$B` is the binary, `$R` the root, `$D` the declaration, `$U` the user's id and
-    /// `$SETUP` the shell functions below.
-    fn run(&self, script: &str) -> std::process::Output {
-        let full = format!(
-            "set -e\n[ \"$(readlink /proc/self/ns/mnt)\" != \"$(readlink /proc/$PPID/ns/mnt)\" ] || \
-             {{ echo 'not in a private mount namespace'; exit 99; }}\n{SETUP}\n{script}"
-        );
-        common::output(
-            Command::new("unshare")
-                .args(["--mount", "--propagation", "private", "sh", "-c", &full])
-                .current_dir(self.dir.path())
-                .env("B", env!("CARGO_BIN_EXE_blankslate"))
-                .env("R", self.dir.path().join("root"))
-                .env("D", self.dir.path().join("declaration.toml"))
-                .env("U", MALLORY.to_string())
-                .env("NO_COLOR", "1")
-                .env_remove("BLANKSLATE_FAILPOINT"),
-        )
-    }
+/// Runs `script` with `sh` in a private mount namespace, in the scratch directory;
+/// `$B` is the binary, `$R` the root, `$D` the declaration, `$U` the user's id and
+/// `$SETUP` the shell functions below.
+fn run_script(scratch: &Scratch, script: &str) -> std::process::Output {
+    common::output(
+        shell_in_namespace(&format!("set -e\n{SETUP}\n{script}"))
+            .current_dir(scratch.dir())
+            .env("B", env!("CARGO_BIN_EXE_blankslate"))
+            .env("R", scratch.dir().join("root"))
+            .env("D", scratch.dir().join("declaration.toml"))
+            .env("U", MALLORY.to_string())
+            .env("NO_COLOR", "1")
+            .env_remove("BLANKSLATE_FAILPOINT"),
+    )
 }
 
 /// Shell functions the scripts share: `as_user CMD…` runs a command as the user;
@@ -170,8 +143,8 @@ echo "$i"
 /// `/var/lib/important` is still what is mounted, and the daemon still runs.
 #[test]
 fn a_users_race_against_switch_repair_and_sync_changes_nothing_outside_their_paths() {
-    let Some(scratch) = Scratch::as_root() else { return };
-    std::fs::write(scratch.path().join("attack.sh"), ATTACK).unwrap();
+    let Some(scratch) = scratch_as_root() else { return };
+    std::fs::write(scratch.dir().join("attack.sh"), ATTACK).unwrap();
     let script = r#"
 prepare
 snapshot before
@@ -197,7 +170,7 @@ as_user grep -rlsD skip -e important-secret -e shadow-secret "$H" "$V" > readabl
 find "$H" "$V" -type f -exec grep -l -e important-secret -e shadow-secret {} + 2>/dev/null \
     | xargs -r stat -c '%i %n' > holding || true
 "#;
-    let run = scratch.run(script);
+    let run = run_script(&scratch, script);
     assert!(run.status.success(), "{}{}", stdout(&run), stderr(&run));
     let rounds: u32 = scratch.read("rounds").trim().parse().unwrap();
     assert!(rounds > 0, "the attacker ran");
@@ -242,7 +215,7 @@ find "$H" "$V" -type f -exec grep -l -e important-secret -e shadow-secret {} + 2
 /// waited on, and the daemon keeps writing back the other copies.
 #[test]
 fn persist_sync_follow_keeps_running_through_a_users_symlink_and_fifo() {
-    let Some(scratch) = Scratch::as_root() else { return };
+    let Some(scratch) = scratch_as_root() else { return };
     let script = r#"
 prepare
 "$B" persist sync --follow --root "$R" > follow.out 2>&1 &
@@ -264,7 +237,7 @@ kill "$follower" 2>/dev/null || true; wait "$follower" || true
 cat "$R/persist/var/lib/important/db" > db
 stat -c '%F %u' "$V/notes" > notes-kind
 "#;
-    let run = scratch.run(script);
+    let run = run_script(&scratch, script);
     assert!(run.status.success(), "{}{}{}", stdout(&run), stderr(&run), scratch.read("follow.out"));
     let follow = scratch.read("follow.out");
     assert_eq!(scratch.read("follower").trim(), "alive", "{follow}");
@@ -283,7 +256,7 @@ stat -c '%F %u' "$V/notes" > notes-kind
 /// planted is followed, opened or chowned.
 #[test]
 fn a_users_planted_entries_are_their_findings_and_every_other_path_comes_in() {
-    let Some(scratch) = Scratch::as_root() else { return };
+    let Some(scratch) = scratch_as_root() else { return };
     let script = r#"
 # A mounted volume, as the audit wants one.
 mount -t tmpfs volume "$R/persist"
@@ -300,7 +273,7 @@ stat -c '%U %a' "$R/persist/var/lib/important/db" > db
 code=0; "$B" audit --json --root "$R" > audit.json || code=$?
 echo "$code" > audit.code
 "#;
-    let run = scratch.run(script);
+    let run = run_script(&scratch, script);
     assert!(run.status.success(), "{}{}", stdout(&run), stderr(&run));
     let switched = scratch.read("switch.err");
     assert_eq!(scratch.read("switch.code"), "0\n", "{}{switched}", scratch.read("switch.out"));
@@ -326,7 +299,7 @@ echo "$code" > audit.code
 /// of issue 18, 10 in 301 runs).
 #[test]
 fn a_fifo_swapped_in_never_blocks_the_audit() {
-    let Some(scratch) = Scratch::as_root() else { return };
+    let Some(scratch) = scratch_as_root() else { return };
     let attack = r#"
 H="$1"; V="$2"; stop="$3"; i=0
 while [ ! -e "$stop" ]; do
@@ -339,7 +312,7 @@ while [ ! -e "$stop" ]; do
 done 2>/dev/null
 echo "$i"
 "#;
-    std::fs::write(scratch.path().join("attack.sh"), attack).unwrap();
+    std::fs::write(scratch.dir().join("attack.sh"), attack).unwrap();
     let script = r#"
 prepare
 trap 'touch "$PWD/stop"' EXIT
@@ -352,7 +325,7 @@ for round in $(seq 300); do
 done
 touch stop; wait "$attacker"
 "#;
-    let run = scratch.run(script);
+    let run = run_script(&scratch, script);
     assert!(run.status.success(), "{}{}", stdout(&run), stderr(&run));
     let rounds: u32 = scratch.read("rounds").trim().parse().unwrap();
     let codes = scratch.read("codes");
@@ -370,7 +343,7 @@ touch stop; wait "$attacker"
 /// (a regular file), and no temporary is left.
 #[test]
 fn metrics_are_written_past_a_users_symlinks() {
-    let Some(scratch) = Scratch::as_root() else { return };
+    let Some(scratch) = scratch_as_root() else { return };
     let script = r#"
 prepare
 echo 'root-target' > target; echo 'root-temp-target' > temp-target
@@ -383,12 +356,12 @@ cat target temp-target > targets
 stat -c '%F %a' textfile/blankslate.prom > kind
 ls -A textfile > names
 "#;
-    let run = scratch.run(script);
+    let run = run_script(&scratch, script);
     assert!(run.status.success(), "{}{}", stdout(&run), stderr(&run));
     assert!(["1\n", "2\n"].contains(&scratch.read("code").as_str()), "{}", scratch.read("audit.out"));
     assert_eq!(scratch.read("targets"), "root-target\nroot-temp-target\n", "a symlink was followed");
     assert_eq!(scratch.read("kind"), "regular file 644\n");
-    let metrics = std::fs::read_to_string(scratch.path().join("textfile/blankslate.prom")).unwrap();
+    let metrics = std::fs::read_to_string(scratch.dir().join("textfile/blankslate.prom")).unwrap();
     assert!(metrics.contains("blankslate_audit_exit_code "), "{metrics}");
     assert_eq!(scratch.read("names"), "blankslate.prom\nblankslate.prom.tmp\n", "the user's symlink stays");
 }
@@ -399,7 +372,7 @@ ls -A textfile > names
 /// the user's own path.
 #[test]
 fn a_users_names_cannot_forge_or_reorder_the_report() {
-    let Some(scratch) = Scratch::as_root() else { return };
+    let Some(scratch) = scratch_as_root() else { return };
     let script = r#"
 prepare
 as_user touch "$H/$(printf 'evil\342\200\256hs.txt')" "$H/$(printf 'two\n  persist  forged')"
@@ -408,7 +381,7 @@ as_user ln -s "$(printf '/x\n  persist  forged\342\200\256')" "$H/linked"
 code=0; "$B" audit --root "$R" > audit.out 2>&1 || code=$?
 echo "$code" > code
 "#;
-    let run = scratch.run(script);
+    let run = run_script(&scratch, script);
     assert!(run.status.success(), "{}{}", stdout(&run), stderr(&run));
     let report = scratch.read("audit.out");
     assert_eq!(scratch.read("code"), "2\n", "{report}");

@@ -56,9 +56,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use blankslate_decl::{Declaration, UserDb, glob};
 use blankslate_state::activation::{self as etc, EtcGeneration};
-use blankslate_state::generation::{DEFAULT_STATE_DIR, NET_DIR};
+use blankslate_state::generation::{DEFAULT_STATE_DIR, Generation, GenerationError, NET_DIR, State};
 use blankslate_state::manifest::EtcKind;
-use blankslate_sys::fs::Dir;
+use blankslate_sys::fs::{Dir, FsError};
 use globset::{GlobSet, GlobSetBuilder};
 
 use crate::walk::{Lookup, Mark, Stats, Tree, Unknown, Walker};
@@ -320,6 +320,18 @@ pub struct Generations {
     pub default: Option<u32>,
 }
 
+impl Generations {
+    /// Where `generation` stands in `state`, `/etc` being activated to `active`.
+    pub fn read(state: &State, generation: &Generation, active: Option<u32>) -> Result<Generations, GenerationError> {
+        Ok(Generations {
+            declaration: generation.object.split_once('-').map(|(hash, _)| hash.to_owned()),
+            booted: state.list()?.iter().find(|g| g.booted).map(|g| g.number),
+            active,
+            default: state.current_number()?,
+        })
+    }
+}
+
 /// Everything one audit found.
 #[derive(Debug, Default, Clone)]
 pub struct Report {
@@ -347,6 +359,27 @@ impl Report {
 
     pub fn total(&self, class: Class) -> Tally {
         self.totals.get(&class).copied().unwrap_or_default()
+    }
+
+    /// The `/etc` paths of dpkg packages this report finds `etc-stray` or `etc-drift`
+    /// that are there in `root` to keep (not a declared entry gone missing): what
+    /// `etc keep --packaged` keeps.
+    pub fn packaged_etc_paths(&self, root: &Dir) -> Result<Vec<String>, PackagedError> {
+        let mut paths = Vec::new();
+        for finding in &self.findings {
+            if !matches!(finding.class, Class::EtcStray | Class::EtcDrift) || finding.packages.is_empty() {
+                continue;
+            }
+            let path =
+                String::from_utf8(finding.path.clone()).map_err(|_| PackagedError::NotUtf8(finding.path.clone()))?;
+            let (parent, name) = path.trim_start_matches('/').rsplit_once('/').unwrap_or(("", &path));
+            match root.open_dir_or_self(parent).and_then(|dir| dir.meta(name)) {
+                Ok(_) => paths.push(path),
+                Err(error) if error.is_not_found() => {}
+                Err(error) => return Err(PackagedError::Fs(error)),
+            }
+        }
+        Ok(paths)
     }
 
     fn merge(&mut self, walker: Walker<'_>) {
@@ -389,6 +422,32 @@ impl std::fmt::Display for AuditError {
 }
 
 impl std::error::Error for AuditError {}
+
+/// Why [`Report::packaged_etc_paths`] could not say which paths to keep.
+#[derive(Debug)]
+pub enum PackagedError {
+    /// A path that is not UTF-8 (an `/etc` key must be).
+    NotUtf8(Vec<u8>),
+    Fs(FsError),
+}
+
+impl std::fmt::Display for PackagedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PackagedError::NotUtf8(path) => write!(f, "{}: not UTF-8", String::from_utf8_lossy(path)),
+            PackagedError::Fs(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for PackagedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PackagedError::NotUtf8(_) => None,
+            PackagedError::Fs(error) => error.source(),
+        }
+    }
+}
 
 /// What an audit looks at.
 #[derive(Debug)]

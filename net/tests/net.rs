@@ -8,20 +8,21 @@ use std::path::Path;
 use blankslate_decl::NetSettings;
 use blankslate_net::{Erased, NetError, catches, restore, save};
 use blankslate_sys::fs::{Dir, temp_name};
+use blankslate_test_support::{Scratch, is_root};
 
 struct World {
-    _scratch: tempfile::TempDir,
+    _scratch: Scratch,
     root: Dir,
     net: Dir,
 }
 
 impl World {
     fn new() -> World {
-        let scratch = tempfile::tempdir().expect("scratch directory");
-        fs::create_dir_all(scratch.path().join("root/home/ann")).expect("a home");
-        fs::create_dir(scratch.path().join("net")).expect("the net");
-        let root = Dir::open_root(&scratch.path().join("root")).expect("root opens");
-        let net = Dir::open_root(&scratch.path().join("net")).expect("net opens");
+        let scratch = Scratch::with_root("root");
+        fs::create_dir_all(scratch.path("home/ann")).expect("a home");
+        fs::create_dir(scratch.dir().join("net")).expect("the net");
+        let root = Dir::open_root(scratch.root()).expect("root opens");
+        let net = Dir::open_root(&scratch.dir().join("net")).expect("net opens");
         World { _scratch: scratch, root, net }
     }
 
@@ -43,10 +44,6 @@ impl World {
 }
 
 const WIDE: NetSettings = NetSettings { keep: 3, max_size: 1 << 30 };
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
 
 #[test]
 fn a_saved_path_comes_back_as_it_was_and_never_over_what_is_there() {

@@ -29,7 +29,7 @@ use std::path::PathBuf;
 
 use blankslate_decl::{EntryKind, How};
 use blankslate_sys::fs::{Dir, FsError};
-use toml_edit::{DocumentMut, value};
+use serde::{Deserialize, Serialize};
 
 /// The directory inside a volume that holds blankslate's own bookkeeping.
 pub const STATE_DIR: &str = ".blankslate";
@@ -39,7 +39,8 @@ pub const JOURNAL: &str = "persist-journal.toml";
 pub const LOCK: &str = "persist.lock";
 
 /// Which command the journal belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Operation {
     Add,
     Remove,
@@ -47,7 +48,8 @@ pub enum Operation {
 
 /// The steps, in order; the journal records the last one completed. Both commands
 /// share the numbering of their own steps (see `add` and `remove`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Step {
     /// The journal itself is written; nothing else has changed.
     Started,
@@ -83,25 +85,11 @@ impl Step {
             Step::Purged => "purged",
         }
     }
-
-    fn parse(text: &str) -> Option<Step> {
-        [
-            Step::Started,
-            Step::Copied,
-            Step::Verified,
-            Step::Placed,
-            Step::Mounted,
-            Step::Cleared,
-            Step::Declared,
-            Step::Purged,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
-    }
 }
 
-/// An operation under way, as recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An operation under way, as recorded: its fields in this order are the journal's
+/// keys (`copy_back` and `purge` may be missing, and are then false).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Journal {
     pub operation: Operation,
     /// The absolute path in the ephemeral root.
@@ -113,6 +101,7 @@ pub struct Journal {
     /// add: the declaration entry to append, as a TOML value.
     pub entry: String,
     /// The declaration file to edit (absolute).
+    #[serde(serialize_with = "lossy")]
     pub declaration: PathBuf,
     /// add: numeric owner and mode applied to the copy's top.
     pub owner: (u32, u32, u32),
@@ -121,10 +110,17 @@ pub struct Journal {
     /// add: [`fs::tree::fingerprint`](blankslate_sys::fs::tree::fingerprint) of the live data when it was copied.
     pub fingerprint: String,
     /// remove: copy the data back into the root.
+    #[serde(default)]
     pub copy_back: bool,
     /// remove: delete the volume's data at the end.
+    #[serde(default)]
     pub purge: bool,
     pub step: Step,
+}
+
+/// A path as the journal shows it: its bytes that are not UTF-8 replaced.
+fn lossy<S: serde::Serializer>(path: &std::path::Path, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&path.to_string_lossy())
 }
 
 /// A journal that cannot be read: reported, never guessed at.
@@ -143,78 +139,20 @@ impl Journal {
     }
 
     fn to_toml(&self) -> String {
-        let mut doc = DocumentMut::new();
-        doc["operation"] = value(match self.operation {
+        let operation = match self.operation {
             Operation::Add => "add",
             Operation::Remove => "remove",
-        });
-        doc["path"] = value(self.path.as_str());
-        doc["volume"] = value(self.volume.as_str());
-        doc["kind"] = value(self.kind.noun());
-        doc["how"] = value(self.how.as_str());
-        doc["entry"] = value(self.entry.as_str());
-        doc["declaration"] = value(self.declaration.to_string_lossy().as_ref());
-        let mut owner = toml_edit::Array::new();
-        for n in [self.owner.0, self.owner.1, self.owner.2] {
-            owner.push(i64::from(n));
-        }
-        doc["owner"] = value(owner);
-        doc["boot_id"] = value(self.boot_id.as_str());
-        doc["fingerprint"] = value(self.fingerprint.as_str());
-        doc["copy_back"] = value(self.copy_back);
-        doc["purge"] = value(self.purge);
-        doc["step"] = value(self.step.as_str());
+        };
+        // Nothing in a journal can fail to serialize: strings, numbers, booleans.
+        let table = toml_edit::ser::to_string(self).expect("a journal serializes");
         format!(
-            "# blankslate: a `persist {}` under way. The next persist command finishes or undoes it.\n{doc}",
-            match self.operation {
-                Operation::Add => "add",
-                Operation::Remove => "remove",
-            }
+            "# blankslate: a `persist {operation}` under way. The next persist command finishes or undoes it.\n{table}"
         )
     }
 
     fn parse(text: &str, shown: &str) -> Result<Journal, JournalError> {
-        let damaged = |why: &str| JournalError::Damaged { path: shown.to_owned(), why: why.to_owned() };
-        let doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| damaged(&e.to_string()))?;
-        let string = |key: &str| doc.get(key).and_then(|v| v.as_str()).ok_or_else(|| damaged(&format!("no `{key}`")));
-        let boolean = |key: &str| doc.get(key).and_then(toml_edit::Item::as_bool).unwrap_or(false);
-        let operation = match string("operation")? {
-            "add" => Operation::Add,
-            "remove" => Operation::Remove,
-            other => return Err(damaged(&format!("unknown operation `{other}`"))),
-        };
-        let kind = match string("kind")? {
-            "directory" => EntryKind::Directory,
-            "file" => EntryKind::File,
-            other => return Err(damaged(&format!("unknown kind `{other}`"))),
-        };
-        let how = match string("how")? {
-            "bind" => How::Bind,
-            "symlink" => How::Symlink,
-            other => return Err(damaged(&format!("unknown how `{other}`"))),
-        };
-        let owner: Vec<u32> = doc
-            .get("owner")
-            .and_then(toml_edit::Item::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_integer().and_then(|n| u32::try_from(n).ok())).collect())
-            .unwrap_or_default();
-        let [uid, gid, mode] = owner[..] else { return Err(damaged("`owner` is not three numbers")) };
-        let step = Step::parse(string("step")?).ok_or_else(|| damaged("unknown step"))?;
-        Ok(Journal {
-            operation,
-            path: string("path")?.to_owned(),
-            volume: string("volume")?.to_owned(),
-            kind,
-            how,
-            entry: string("entry")?.to_owned(),
-            declaration: PathBuf::from(string("declaration")?),
-            owner: (uid, gid, mode),
-            boot_id: string("boot_id")?.to_owned(),
-            fingerprint: string("fingerprint")?.to_owned(),
-            copy_back: boolean("copy_back"),
-            purge: boolean("purge"),
-            step,
-        })
+        toml_edit::de::from_str(text)
+            .map_err(|e| JournalError::Damaged { path: shown.to_owned(), why: e.to_string().trim_end().to_owned() })
     }
 }
 
@@ -279,6 +217,89 @@ pub fn boot_id() -> String {
 mod tests {
     use super::*;
 
+    fn journal(operation: Operation, step: Step) -> Journal {
+        Journal {
+            operation,
+            path: "/var/lib/app \"x\"".into(),
+            volume: "/persist".into(),
+            kind: EntryKind::Directory,
+            how: How::Bind,
+            entry: "{ directory = \"/var/lib/app\", user = \"app\", mode = \"0750\" }".into(),
+            declaration: PathBuf::from("/etc/blankslate/system.toml"),
+            owner: (2000, 2000, 0o40750),
+            boot_id: "0f3b6c2e-6a4e-4c1b-9a57-3f1d2e8b9c10".into(),
+            fingerprint: "3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b".into(),
+            copy_back: false,
+            purge: false,
+            step,
+        }
+    }
+
+    /// A journal exactly as the hand-written TOML of the previous version wrote it,
+    /// `STEP` and the operation to be filled in.
+    const PREVIOUS_FORMAT: &str = r#"# blankslate: a `persist OPERATION` under way. The next persist command finishes or undoes it.
+operation = "OPERATION"
+path = '/var/lib/app "x"'
+volume = "/persist"
+kind = "directory"
+how = "bind"
+entry = '{ directory = "/var/lib/app", user = "app", mode = "0750" }'
+declaration = "/etc/blankslate/system.toml"
+owner = [2000, 2000, 16872]
+boot_id = "0f3b6c2e-6a4e-4c1b-9a57-3f1d2e8b9c10"
+fingerprint = "3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b"
+copy_back = false
+purge = false
+step = "STEP"
+"#;
+
+    /// A pending journal the previous version wrote is read, every step of both
+    /// operations, and written again byte for byte the same.
+    #[test]
+    fn a_journal_in_the_previous_format_reads_and_writes_the_same() {
+        let steps = [
+            Step::Started,
+            Step::Copied,
+            Step::Verified,
+            Step::Placed,
+            Step::Mounted,
+            Step::Cleared,
+            Step::Declared,
+            Step::Purged,
+        ];
+        for (operation, name) in [(Operation::Add, "add"), (Operation::Remove, "remove")] {
+            for step in steps {
+                let text = PREVIOUS_FORMAT.replace("OPERATION", name).replace("STEP", step.as_str());
+                let read = Journal::parse(&text, "j").unwrap_or_else(|e| panic!("{name} {step:?}: {e}"));
+                assert_eq!(read, journal(operation, step));
+                assert_eq!(read.to_toml(), text, "{name} {step:?}");
+            }
+        }
+    }
+
+    /// A remove's journal, with a file, a symlink and both of its flags.
+    #[test]
+    fn a_remove_journal_keeps_its_flags() {
+        let text = PREVIOUS_FORMAT
+            .replace("OPERATION", "remove")
+            .replace("STEP", "purged")
+            .replace("\"directory\"\nhow = \"bind\"", "\"file\"\nhow = \"symlink\"")
+            .replace("copy_back = false\npurge = false", "copy_back = true\npurge = true");
+        let read = Journal::parse(&text, "j").unwrap();
+        let expected = Journal {
+            kind: EntryKind::File,
+            how: How::Symlink,
+            copy_back: true,
+            purge: true,
+            ..journal(Operation::Remove, Step::Purged)
+        };
+        assert_eq!(read, expected);
+        assert_eq!(read.to_toml(), text);
+        // Without the flags (as an add's journal may be written by hand), both are off.
+        let without = text.replace("copy_back = true\npurge = true\n", "");
+        assert_eq!(Journal::parse(&without, "j").unwrap(), Journal { copy_back: false, purge: false, ..expected });
+    }
+
     #[test]
     fn journals_read_back() {
         let journal = Journal {
@@ -298,5 +319,20 @@ mod tests {
         };
         assert_eq!(Journal::parse(&journal.to_toml(), "j").unwrap(), journal);
         assert!(Journal::parse("operation = 1", "j").is_err());
+    }
+
+    #[test]
+    fn a_damaged_journal_is_reported() {
+        let text = PREVIOUS_FORMAT.replace("OPERATION", "add").replace("STEP", "halfway");
+        let error = Journal::parse(&text, "/persist/.blankslate/persist-journal.toml").unwrap_err();
+        assert!(
+            error.to_string().starts_with("the persist journal /persist/.blankslate/persist-journal.toml is damaged ("),
+            "{error}"
+        );
+        let text = PREVIOUS_FORMAT
+            .replace("OPERATION", "add")
+            .replace("STEP", "placed")
+            .replace("owner = [2000, 2000, 16872]", "owner = [2000, 2000]");
+        assert!(Journal::parse(&text, "j").is_err());
     }
 }

@@ -9,7 +9,7 @@ use blankslate_decl::{self as decl, Declaration, UserDb};
 use blankslate_persist::{PersistError, Report};
 use blankslate_sys::fs::Dir;
 use blankslate_sys::mount::{MountFlags, Source};
-use blankslate_test_support::{in_namespace, root_or_skip};
+use blankslate_test_support::{Scratch, in_namespace, root_or_skip};
 
 fn declaration(text: &str) -> Declaration {
     let checked = decl::check(Path::new("t.toml"), text, None);
@@ -25,20 +25,10 @@ fn users() -> UserDb {
 }
 
 /// A scratch root with its volume at `persist/`.
-struct Scratch {
-    dir: tempfile::TempDir,
-}
-
-impl Scratch {
-    fn new() -> Scratch {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("persist")).unwrap();
-        Scratch { dir }
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.path().to_path_buf()
-    }
+fn scratch_root() -> Scratch {
+    let scratch = Scratch::new();
+    std::fs::create_dir(scratch.path("persist")).unwrap();
+    scratch
 }
 
 fn activate(root: &Path, declaration: &Declaration, previous: Option<&Declaration>) -> Result<Report, PersistError> {
@@ -82,8 +72,8 @@ fn directories_files_links_and_homes_come_from_the_volume_with_their_owners() {
     if !root_or_skip("mounting needs root") {
         return;
     }
-    let scratch = Scratch::new();
-    let root = scratch.path();
+    let scratch = scratch_root();
+    let root = scratch.root().to_path_buf();
     in_namespace(move || {
         let report = activate(&root, &declaration(FULL), None).unwrap();
         assert!(report.conflicts.is_empty() && report.unknown_owners.is_empty(), "{report:?}");
@@ -139,8 +129,8 @@ fn owner_and_mode_drift_is_repaired_at_the_next_activation() {
     if !root_or_skip("needs root (mounts, owners)") {
         return;
     }
-    let scratch = Scratch::new();
-    let root = scratch.path();
+    let scratch = scratch_root();
+    let root = scratch.root().to_path_buf();
     in_namespace(move || {
         let text = "version = 1\n[persist.\"/persist\"]\ndirectories = [{ directory = \"/srv/data\", user = \"postgres\", mode = \"0750\" }]\nfiles = [{ file = \"/etc/key\", mode = \"0600\" }]\n";
         activate(&root, &declaration(text), None).unwrap();
@@ -158,8 +148,8 @@ fn data_already_in_the_root_is_migrated_into_an_empty_volume_or_reported() {
     if !root_or_skip("needs root (mounts, owners)") {
         return;
     }
-    let scratch = Scratch::new();
-    let root = scratch.path();
+    let scratch = scratch_root();
+    let root = scratch.root().to_path_buf();
     std::fs::create_dir_all(root.join("var/lib/early/sub")).unwrap();
     std::fs::write(root.join("var/lib/early/sub/state"), "written before activation").unwrap();
     std::fs::hard_link(root.join("var/lib/early/sub/state"), root.join("var/lib/early/same")).unwrap();
@@ -222,8 +212,8 @@ fn what_is_planted_in_the_volume_is_that_entrys_finding_and_the_rest_comes_in() 
     if !root_or_skip("needs root (mounts, owners)") {
         return;
     }
-    let scratch = Scratch::new();
-    let root = scratch.path();
+    let scratch = scratch_root();
+    let root = scratch.root().to_path_buf();
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("shadow"), "secret").unwrap();
     let vol = root.join("persist");
@@ -303,8 +293,8 @@ fn a_hard_link_to_a_root_file_is_never_chowned_read_or_copied() {
     if !root_or_skip("needs root (mounts, owners)") {
         return;
     }
-    let scratch = Scratch::new();
-    let root = scratch.path();
+    let scratch = scratch_root();
+    let root = scratch.root().to_path_buf();
     let secret = |path: &Path, text: &str| {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, text).unwrap();
@@ -378,8 +368,8 @@ fn a_switch_unmounts_what_is_no_longer_declared_and_keeps_its_data() {
     if !root_or_skip("needs root (mounts, owners)") {
         return;
     }
-    let scratch = Scratch::new();
-    let root = scratch.path();
+    let scratch = scratch_root();
+    let root = scratch.root().to_path_buf();
     in_namespace(move || {
         let old = declaration(
             "version = 1\n[persist.\"/persist\"]\ndirectories = [\"/var/log\", \"/srv/gone\"]\nfiles = [{ file = \"/etc/gone\", how = \"symlink\" }]\n",
@@ -411,8 +401,8 @@ fn mount_options_add_to_the_volumes_own_restrictions() {
     if !root_or_skip("needs root (mounts, owners)") {
         return;
     }
-    let scratch = Scratch::new();
-    let root = scratch.path();
+    let scratch = scratch_root();
+    let root = scratch.root().to_path_buf();
     in_namespace(move || {
         let dir = Dir::open_root(&root).unwrap();
         let strict = rustix::mount::MountAttrFlags::MOUNT_ATTR_NOSUID
@@ -447,11 +437,11 @@ fn a_symlinked_directory_links_into_the_volume_and_takes_in_data_found_in_the_ro
     if !root_or_skip("mounting needs root") {
         return;
     }
-    let scratch = Scratch::new();
-    let root = scratch.path();
+    let scratch = scratch_root();
+    let root = scratch.root().to_path_buf();
     // Made (and removed) out here, where nothing is mounted in it.
-    let other = Scratch::new();
-    let other_root = other.path();
+    let other = scratch_root();
+    let other_root = other.root().to_path_buf();
     in_namespace(move || {
         // Data a program left in the root before the first activation moves into the
         // (empty) volume directory, and the directory becomes the link.
@@ -496,8 +486,8 @@ fn directories_between_a_home_and_its_entries_belong_to_the_user() {
     if !root_or_skip("mounting needs root") {
         return;
     }
-    let scratch = Scratch::new();
-    let root = scratch.path();
+    let scratch = scratch_root();
+    let root = scratch.root().to_path_buf();
     in_namespace(move || {
         // An earlier tool left root-owned parents in the volume (as tmpfiles does).
         let volume_local = root.join("persist/home/alice/.local");
@@ -535,8 +525,8 @@ fn an_unknown_owner_is_a_warning_that_says_root_was_used() {
     if !root_or_skip("owners need root") {
         return;
     }
-    let scratch = Scratch::new();
-    let root = scratch.path();
+    let scratch = scratch_root();
+    let root = scratch.root().to_path_buf();
     std::fs::create_dir_all(root.join("persist")).unwrap();
     let declared = declaration(
         "version = 1\n[persist.\"/persist\"]\ndirectories = [{ directory = \"/srv/bob\", user = \"bob\", group = \"bobs\" }]\n",
@@ -563,8 +553,8 @@ fn a_new_copied_machine_id_starts_as_systemds_first_boot_marker() {
     if !root_or_skip("owners need root") {
         return;
     }
-    let scratch = Scratch::new();
-    let root = scratch.path();
+    let scratch = scratch_root();
+    let root = scratch.root().to_path_buf();
     std::fs::create_dir_all(root.join("persist")).unwrap();
     let declared =
         declaration("version = 1\n[persist.\"/persist\"]\nfiles = [{ file = \"/etc/machine-id\", how = \"copy\" }]\n");
@@ -590,8 +580,8 @@ fn a_copy_takes_renames_and_is_written_back_to_the_volume() {
     if !root_or_skip("owners need root") {
         return;
     }
-    let scratch = Scratch::new();
-    let root = scratch.path();
+    let scratch = scratch_root();
+    let root = scratch.root().to_path_buf();
     std::fs::create_dir_all(root.join("persist/etc")).unwrap();
     std::fs::write(root.join("persist/etc/shadow"), "root:!:19000::::::\n").unwrap();
     let declared = declaration(COPIES);
@@ -643,8 +633,8 @@ fn a_copy_without_a_declared_mode_never_gets_a_wider_one() {
     if !root_or_skip("owners need root") {
         return;
     }
-    let scratch = Scratch::new();
-    let root = scratch.path();
+    let scratch = scratch_root();
+    let root = scratch.root().to_path_buf();
     std::fs::create_dir_all(root.join("persist/etc")).unwrap();
     std::fs::write(root.join("persist/etc/shadow"), "root:!:1::::::\n").unwrap();
     std::fs::set_permissions(root.join("persist/etc/shadow"), std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -684,8 +674,8 @@ fn a_bind_mounted_file_becomes_a_copy_at_a_switch() {
     if !root_or_skip("mounting needs root") {
         return;
     }
-    let scratch = Scratch::new();
-    let root = scratch.path();
+    let scratch = scratch_root();
+    let root = scratch.root().to_path_buf();
     in_namespace(move || {
         let bound = declaration(&COPIES.replace("how = \"copy\", ", "how = \"bind\", "));
         activate(&root, &bound, None).unwrap();
@@ -709,8 +699,8 @@ fn a_volume_unmounted_under_its_mounts_is_never_emptied_into_the_root() {
     if !root_or_skip("mounting needs root") {
         return;
     }
-    let scratch = Scratch::new();
-    let root = scratch.path();
+    let scratch = scratch_root();
+    let root = scratch.root().to_path_buf();
     in_namespace(move || {
         let dir = Dir::open_root(&root).unwrap();
         blankslate_sys::mount::mount_new(&dir, "persist", "tmpfs", &[], rustix::mount::MountAttrFlags::empty())
@@ -741,8 +731,8 @@ fn a_file_bind_mount_never_follows_a_symlink() {
     if !root_or_skip("needs root (mounts, owners)") {
         return;
     }
-    let scratch = Scratch::new();
-    let root = scratch.path();
+    let scratch = scratch_root();
+    let root = scratch.root().to_path_buf();
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("shadow"), "secret").unwrap();
     std::os::unix::fs::symlink(outside.path().join("shadow"), root.join("persist/hist")).unwrap();

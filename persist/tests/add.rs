@@ -16,6 +16,7 @@ use blankslate_decl::{How, Mode, Rule};
 use blankslate_persist::add::{self, AddRequest, LiveState, ManageError, RemoveRequest};
 use blankslate_sys::fs::Dir;
 use blankslate_sys::mount;
+use blankslate_test_support::Scratch;
 
 const DECLARATION: &str = r#"version = 1
 
@@ -33,13 +34,9 @@ ignore = ["/var/cache/**"] # noisy
 /// Runs `body` in a thread with a private mount namespace, on a scratch root that
 /// is a tmpfs holding `persist/` (another tmpfs), `etc/passwd` and a declaration.
 fn in_namespace(body: impl FnOnce(&Path, &Path) + Send + 'static) {
-    let scratch = tempfile::tempdir().unwrap();
-    let base = scratch.path().to_path_buf();
-    let result = std::thread::spawn(move || {
-        blankslate_sys::raw::unshare_mount_namespace().expect("unshare (tests run as root)");
-        mount::make_private().unwrap();
-        let root = base.join("root");
-        fs::create_dir(&root).unwrap();
+    let scratch = Scratch::with_root("root");
+    let (base, root) = (scratch.dir().to_path_buf(), scratch.root().to_path_buf());
+    blankslate_test_support::in_namespace(move || {
         let base_dir = Dir::open_root(&base).unwrap();
         mount::mount_new(&base_dir, "root", "tmpfs", &[("mode", "0755")], rustix::mount::MountAttrFlags::empty())
             .unwrap();
@@ -53,12 +50,7 @@ fn in_namespace(body: impl FnOnce(&Path, &Path) + Send + 'static) {
         let declaration = base.join("declaration.toml");
         fs::write(&declaration, DECLARATION).unwrap();
         body(&root, &declaration);
-    })
-    .join();
-    drop(scratch);
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
+    });
 }
 
 /// Everything about a tree that must survive a move, read with std and rustix

@@ -137,12 +137,7 @@ pub(super) fn setup<'a>(
     own_outputs: &'a [Vec<u8>],
 ) -> Result<blankslate_audit::Setup<'a>> {
     let Running { state, active, number, generation, declaration, etc, users } = running;
-    let generations = blankslate_audit::Generations {
-        declaration: generation.object.split_once('-').map(|(hash, _)| hash.to_owned()),
-        booted: state.list()?.iter().find(|g| g.booted).map(|g| g.number),
-        active: *active,
-        default: state.current_number()?,
-    };
+    let generations = blankslate_audit::Generations::read(state, generation, *active)?;
     Ok(blankslate_audit::Setup {
         root,
         root_path,

@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use blankslate_activator::running::root_users;
 use blankslate_decl as decl;
 use serde_json::json;
 
-use super::{plural, user_db};
+use super::plural;
 use crate::report::{self, EXIT_FAILURE, EXIT_FINDINGS, EXIT_OK, err, outln};
 
 #[derive(Debug, clap::Args)]
@@ -24,7 +25,7 @@ pub(super) struct Args {
 
 pub(super) fn run(args: &Args) -> Result<ExitCode, report::WriteError> {
     let (files, as_json) = (&args.declarations, args.json);
-    let users = user_db(&args.root);
+    let users = root_users(&args.root);
     let color = report::color_for(&std::io::stderr());
     let mut results = Vec::new();
     let (mut invalid, mut unreadable) = (false, false);

@@ -72,11 +72,13 @@ failures!(
     blankslate_persist::PersistError,
     blankslate_activator::switch::SwitchError,
     blankslate_activator::etc::EtcError,
+    blankslate_activator::running::RunningError,
     blankslate_activator::trial::TrialError,
     blankslate_activator::sandbox::SandboxError,
     blankslate_activator::hostonly::HostOnlyError,
     blankslate_activator::initrd::InitrdError,
     blankslate_audit::AuditError,
+    blankslate_audit::PackagedError,
     blankslate_adopt::AdoptError,
     blankslate_net::NetError,
 );

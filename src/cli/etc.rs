@@ -142,28 +142,12 @@ fn relink(target: &Target) -> Result<ExitCode> {
 /// The /etc paths of dpkg packages that the audit of `target` reports as etc-stray or
 /// etc-drift and that are there to keep (not a declared entry gone missing).
 fn packaged_paths(target: &Target) -> Result<Vec<String>> {
-    use blankslate_audit::Class;
     let running = built(target, None)?;
     let root = Dir::open_root(&target.root)?;
     let root_path = std::fs::canonicalize(&target.root)?;
     let mut setup = audit::setup(&running, &root, &root_path, &target.state_dir, &[])?;
     setup.sizes = false;
-    let report = blankslate_audit::audit(&setup)?;
-    let mut paths = Vec::new();
-    for finding in &report.findings {
-        if !matches!(finding.class, Class::EtcStray | Class::EtcDrift) || finding.packages.is_empty() {
-            continue;
-        }
-        let path = String::from_utf8(finding.path.clone())
-            .map_err(|_| format!("{}: not UTF-8", String::from_utf8_lossy(&finding.path)))?;
-        let (parent, name) = path.trim_start_matches('/').rsplit_once('/').unwrap_or(("", &path));
-        match root.open_dir_or_self(parent).and_then(|dir| dir.meta(name)) {
-            Ok(_) => paths.push(path),
-            Err(error) if error.is_not_found() => {}
-            Err(error) => return Err(error.into()),
-        }
-    }
-    Ok(paths)
+    Ok(blankslate_audit::audit(&setup)?.packaged_etc_paths(&root)?)
 }
 
 /// `path` as a key of `/etc`, refused when the declaration names it otherwise: an

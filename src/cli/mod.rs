@@ -21,9 +21,10 @@ mod switch;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use blankslate_activator::running::{Running, RunningError, root_users};
 use blankslate_activator::switch::{Finished, Live, Recovered, SwitchError};
 use blankslate_activator::trial::WatcherSetup;
-use blankslate_decl::{self as decl, UserDb};
+use blankslate_decl as decl;
 use blankslate_etc_builder as etc_builder;
 use blankslate_state::generation::{DEFAULT_STATE_DIR, Generation, GenerationError, LockedState, State};
 use blankslate_sys::fs::{Dir, LockWait};
@@ -340,60 +341,31 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// The generation a live root runs: the one its /etc was activated to (or `wanted`,
-/// or else the current one), with its declaration, its /etc and the owner names it
-/// knows.
-struct Running {
-    state: State,
-    /// The generation /etc was activated to, whichever one was asked for.
-    active: Option<u32>,
-    number: u32,
-    generation: Generation,
-    declaration: decl::Declaration,
-    etc: Option<blankslate_activator::etc::EtcGeneration>,
-    users: UserDb,
-}
-
-/// Reads what [`Running`] holds; `None` when the root has no state at all.
+/// The generation a live root runs ([`Running::read`]); `None` when the root has no
+/// state at all. A generation asked for that does not exist is a usage error.
 fn running(target: &Target, wanted: Option<u32>) -> Result<Option<Running>> {
-    use blankslate_activator::etc;
-    let root = Dir::open_root(&target.root)?;
-    let Some(state) = State::open_existing(&root, &target.state_dir)? else { return Ok(None) };
-    let active = state.active_number();
-    let Some(number) = wanted.or(active).or(state.current_number()?) else {
-        return Err("no generation yet: `blankslate build DECL` makes the first".into());
-    };
-    let generation = if wanted.is_some() { named_generation(&state, number)? } else { state.generation(number)? };
-    let declaration = decl::Declaration::from_canonical_json(&state.declaration_json(&generation)?)?;
-    let etc = match state.part(&generation, "etc")? {
-        Some(object) => Some(etc::EtcGeneration::load(state.store(), number, &object)?),
-        None => None,
-    };
-    let users = match &etc {
-        Some(etc) => etc::users_from_object(state.store(), &root, &etc.object)?,
-        None => user_db(&target.root).unwrap_or_else(|| UserDb::from_texts("", "", "/etc/passwd")),
-    };
-    Ok(Some(Running { state, active, number, generation, declaration, etc, users }))
+    Running::read(&target.root, &target.state_dir, wanted).map_err(running_error)
 }
 
 /// [`running`], where a root without any state is an error: commands that read the
 /// running generation have nothing to work on there.
 fn built(target: &Target, wanted: Option<u32>) -> Result<Running> {
-    running(target, wanted)?
-        .ok_or_else(|| format!("no blankslate state in {}: nothing was ever built there", target.root.display()).into())
+    Running::read_built(&target.root, &target.state_dir, wanted).map_err(running_error)
 }
 
-/// The owner names a root knows, if its /etc/passwd can be read.
-fn user_db(root: &Path) -> Option<UserDb> {
-    let users = UserDb::from_root(&Dir::open_root(root).ok()?);
-    (!users.is_empty()).then_some(users)
+fn running_error(error: RunningError) -> CliError {
+    if error.is_request() {
+        InputError::argument(format!("{error} (`blankslate generations list` shows them)"))
+    } else {
+        error.into()
+    }
 }
 
 /// Loads a declaration, printing its warnings; an invalid one is printed and ends the
 /// command with the findings exit code.
 fn load(file: &Path, root: &Path) -> Result<std::result::Result<decl::Declaration, ExitCode>> {
     let color = report::color_for(&std::io::stderr());
-    match decl::load(file, user_db(root).as_ref()) {
+    match decl::load(file, root_users(root).as_ref()) {
         Ok((declaration, warnings)) => {
             err!("{}", warnings.render(color))?;
             Ok(Ok(declaration))

@@ -1,12 +1,16 @@
 //! What the tests of every blankslate crate share, as a dev-dependency: whether they
 //! run as root (one meaning: the effective user id, which mounting and changing
 //! owners need), the switch that makes a root-only test fail rather than skip, and a
-//! private mount namespace to mount in; and [`snapshot`], a map of a directory tree
-//! for before/after comparisons.
+//! private mount namespace to mount in (a thread's, or a shell's:
+//! [`shell_in_namespace`]); [`Scratch`], a throwaway directory holding a root; and
+//! [`snapshot`], a map of a directory tree for before/after comparisons.
 
 #![forbid(unsafe_code)]
 
+mod scratch;
 pub mod snapshot;
+
+pub use scratch::Scratch;
 
 /// The variable that makes a root-only test run without root fail instead of
 /// skipping: `.ci/run` sets it for the suite it runs as root, so that a test
@@ -45,4 +49,19 @@ pub fn in_namespace<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static
     })
     .join()
     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// The shell line that stops a script (exit 99, with a note) unless it runs in a
+/// mount namespace other than its parent's: put before anything that mounts.
+pub const CHECK_OWN_NAMESPACE: &str = "[ \"$(readlink /proc/self/ns/mnt)\" != \"$(readlink /proc/$PPID/ns/mnt)\" ] || \
+                                       { echo 'not in a private mount namespace' >&2; exit 99; }";
+
+/// `sh -c SCRIPT` in a private mount namespace of its own (`unshare --mount
+/// --propagation private`, which needs root), the script checked first to run there
+/// ([`CHECK_OWN_NAMESPACE`]): its mounts, and those of what it runs, die with it.
+/// Arguments added to the command are the script's `$0`, `$1`, ….
+pub fn shell_in_namespace(script: &str) -> std::process::Command {
+    let mut command = std::process::Command::new("unshare");
+    command.args(["--mount", "--propagation", "private", "sh", "-c", &format!("{CHECK_OWN_NAMESPACE}\n{script}")]);
+    command
 }

@@ -11,6 +11,8 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use blankslate_test_support::Scratch;
+
 /// How long a test waits for a child (a command, a namespace session) before it kills
 /// it and fails. Far above what any of them takes, even on a loaded machine.
 pub const DEADLINE: Duration = Duration::from_secs(300);
@@ -23,6 +25,32 @@ pub fn blankslate_env(args: &[&str], env: &[(&str, &str)]) -> Output {
         command.env(key, value);
     }
     output(&mut command)
+}
+
+/// The binary run on a scratch root: `blankslate ARGS --root ROOT`.
+pub trait OnRoot {
+    /// Runs the binary with `--root` the scratch root.
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    /// [`OnRoot::run`] with `env` added.
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output;
+
+    /// Runs a command that must succeed; returns its standard output.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(output.status.success(), "{args:?}: {}{}", stdout(&output), stderr(&output));
+        stdout(&output)
+    }
+}
+
+impl OnRoot for Scratch {
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut all = args.to_vec();
+        all.extend(["--root", self.root_str()]);
+        blankslate_env(&all, env)
+    }
 }
 
 /// `blankslate generations list --json` of `root`.

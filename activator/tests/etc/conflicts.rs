@@ -9,7 +9,7 @@ use super::*;
 /// file that differs by one byte still is.
 #[test]
 fn a_live_file_with_the_declared_bytes_is_taken_over_not_backed_up() {
-    let scratch = Scratch::new();
+    let scratch = EtcRoot::new();
     scratch.write("atd.conf", "OPTS=-l 4\n");
     scratch.write("other.conf", "OPTS=-l 5\n");
     let one = scratch.build(
@@ -27,7 +27,7 @@ fn a_live_file_with_the_declared_bytes_is_taken_over_not_backed_up() {
 
 #[test]
 fn a_persons_file_or_directory_at_a_declared_path_is_backed_up() {
-    let scratch = Scratch::new();
+    let scratch = EtcRoot::new();
     scratch.write("hosts", "my hosts");
     scratch.write("hosts.blankslate-backup", "an older backup");
     scratch.write("profile.d/mine.sh", "export MINE=1");
@@ -78,7 +78,7 @@ fn a_persons_file_or_directory_at_a_declared_path_is_backed_up() {
 
 #[test]
 fn refusing_conflicts_changes_nothing() {
-    let scratch = Scratch::new();
+    let scratch = EtcRoot::new();
     let one = scratch.build(1, "version = 1\n[etc.\"hosts\"]\ntext = \"hosts 1\"\n[etc.\"motd\"]\ntext = \"m\"\n");
     scratch.activate(&one);
     scratch.write("sudoers", "my sudoers");
@@ -120,7 +120,7 @@ fn refusing_conflicts_changes_nothing() {
 
 #[test]
 fn a_second_blocked_static_gets_a_free_backup_name() {
-    let scratch = Scratch::new();
+    let scratch = EtcRoot::new();
     scratch.write("static/mine", "first");
     scratch.write("static.blankslate-backup/older", "older");
     let one = scratch.build(1, "version = 1\n[etc.\"hosts\"]\ntext = \"hosts\"\n");
@@ -133,7 +133,7 @@ fn a_second_blocked_static_gets_a_free_backup_name() {
 
 #[test]
 fn an_edited_copy_is_backed_up_when_changed_and_left_alone_when_removed() {
-    let scratch = Scratch::new();
+    let scratch = EtcRoot::new();
     let one = scratch.build(
         1,
         "version = 1\n\
@@ -171,7 +171,7 @@ fn an_edited_copy_is_backed_up_when_changed_and_left_alone_when_removed() {
 
 #[test]
 fn an_unknown_owner_fails_before_anything_changes() {
-    let scratch = Scratch::new();
+    let scratch = EtcRoot::new();
     let one = scratch.build(1, "version = 1\n[etc.\"hosts\"]\ntext = \"hosts\"\n");
     scratch.activate(&one);
     let two = scratch.build(
@@ -188,7 +188,7 @@ fn an_unknown_owner_fails_before_anything_changes() {
 /// be overwritten by the declared one).
 #[test]
 fn a_backup_never_takes_a_name_the_generation_declares() {
-    let scratch = Scratch::new();
+    let scratch = EtcRoot::new();
     scratch.write("foo", "USER DATA");
     let text = "version = 1\n[etc.\"foo\"]\ntext = \"managed\\n\"\nmode = \"0644\"\n\
                 [etc.\"foo.blankslate-backup\"]\ntext = \"also managed\\n\"\n";

@@ -27,7 +27,7 @@ fn tree_declaration(tree: &Path) -> String {
 }
 
 /// `(mode, uid, gid)` of a directory below the scratch root's `/etc`.
-fn dir_meta(scratch: &Scratch, path: &str) -> (u32, u32, u32) {
+fn dir_meta(scratch: &EtcRoot, path: &str) -> (u32, u32, u32) {
     let meta = std::fs::symlink_metadata(scratch.etc(path)).unwrap_or_else(|e| panic!("/etc/{path}: {e}"));
     assert!(meta.is_dir(), "/etc/{path} is a directory");
     (meta.mode() & 0o7777, meta.uid(), meta.gid())
@@ -39,7 +39,7 @@ fn dir_meta(scratch: &Scratch, path: &str) -> (u32, u32, u32) {
 /// wrote into (and says so), and makes a still-needed one ordinary again.
 #[test]
 fn declared_directories_get_their_owner_and_mode_and_go_only_when_empty() {
-    let scratch = Scratch::new();
+    let scratch = EtcRoot::new();
     // Generation 1 makes ssl/private as an ordinary directory for the key below it.
     let one = scratch.build(1, "version = 1\n[etc.\"ssl/private/key.pem\"]\ntext = \"old key\\n\"\n");
     scratch.activate(&one);
@@ -96,7 +96,7 @@ fn declared_directories_get_their_owner_and_mode_and_go_only_when_empty() {
 /// repair, and what is in it stays; a file where it goes is moved aside.
 #[test]
 fn repair_puts_back_a_declared_directory() {
-    let scratch = Scratch::new();
+    let scratch = EtcRoot::new();
     let tree = etc_tree(&[("ssl/private", 0o710, 110), ("sudoers.d", 0o750, 0)], &[("ssl/private/key.pem", "key\n")]);
     let one = scratch.build(1, &tree_declaration(tree.path()));
     scratch.activate(&one);
@@ -124,7 +124,7 @@ fn repair_puts_back_a_declared_directory() {
 /// and at nothing else.
 #[test]
 fn repair_takes_over_a_file_with_the_declared_bytes_and_repair_only_keeps_to_its_paths() {
-    let scratch = Scratch::new();
+    let scratch = EtcRoot::new();
     let one =
         scratch.build(1, "version = 1\n[etc.\"same\"]\ntext = \"same\\n\"\n[etc.\"edited\"]\ntext = \"declared\\n\"\n");
     scratch.activate(&one);
@@ -149,7 +149,7 @@ fn repair_takes_over_a_file_with_the_declared_bytes_and_repair_only_keeps_to_its
 /// person's files moved aside; and back.
 #[test]
 fn a_declared_directory_changes_to_a_file_and_back() {
-    let scratch = Scratch::new();
+    let scratch = EtcRoot::new();
     let tree = etc_tree(&[("sudoers.d", 0o750, 0)], &[]);
     let one = scratch.build(1, &tree_declaration(tree.path()));
     let two = scratch.build(2, "version = 1\n[etc.\"sudoers.d\"]\ntext = \"now a file\\n\"\n");

@@ -18,28 +18,29 @@ use blankslate_decl as decl;
 use blankslate_state::generation::{DEFAULT_STATE_DIR, State};
 use blankslate_state::store::Store;
 use blankslate_sys::fs::Dir;
+use blankslate_test_support::Scratch;
 use blankslate_test_support::snapshot::{self, Node};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 const STORE: &str = "/var/lib/blankslate/store";
 
-/// A scratch root with a store in it.
-struct Scratch {
-    dir: tempfile::TempDir,
+/// A scratch root with a store in it, both open.
+struct EtcRoot {
+    scratch: Scratch,
     root: Dir,
     store: Store,
 }
 
-impl Scratch {
-    fn new() -> Scratch {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Dir::open_root(dir.path()).unwrap();
+impl EtcRoot {
+    fn new() -> EtcRoot {
+        let scratch = Scratch::new();
+        let root = Dir::open_root(scratch.root()).unwrap();
         let store = Store::open(&root, Path::new(STORE)).unwrap();
-        Scratch { dir, root, store }
+        EtcRoot { scratch, root, store }
     }
 
     fn path(&self) -> &Path {
-        self.dir.path()
+        self.scratch.root()
     }
 
     /// Builds a declaration's `/etc` into the store as generation `number`.
@@ -62,7 +63,7 @@ impl Scratch {
 
     /// The host path of `etc/<path>` (no symlink followed).
     fn etc(&self, path: &str) -> PathBuf {
-        self.path().join("etc").join(path)
+        self.scratch.etc(path)
     }
 
     /// What a program inside the root reads at `/etc/<path>`.
@@ -79,9 +80,7 @@ impl Scratch {
     }
 
     fn write(&self, path: &str, contents: &str) {
-        let path = self.etc(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, contents).unwrap();
+        self.scratch.write(Path::new("etc").join(path), contents);
     }
 }
 
@@ -191,7 +190,7 @@ mod switching;
 
 #[test]
 fn first_activation_links_copies_and_owns_by_the_new_passwd() {
-    let scratch = Scratch::new();
+    let scratch = EtcRoot::new();
     // The host-side passwd of this scratch root knows `www` by another number: the new
     // generation's own passwd must win.
     scratch.write("passwd", "root:x:0:0::/root:/bin/sh\nwww:x:999:999::/:/bin/false\n");

@@ -5,7 +5,7 @@ use super::*;
 
 #[test]
 fn a_nixos_etc_tree_activates_links_direct_links_and_copies() {
-    let scratch = Scratch::new();
+    let scratch = EtcRoot::new();
     // The sources a NixOS tree links to live in a /nix/store; this machine has none, so
     // they live in a temporary directory, mirrored at the same path inside the root
     // (on NixOS the store is in both places too).

@@ -6,7 +6,7 @@ use super::*;
 
 #[test]
 fn resolve_in_follows_links_the_way_the_kernel_does_inside_the_root() {
-    let scratch = Scratch::new();
+    let scratch = EtcRoot::new();
     scratch.write("real/file", "inside");
     std::os::unix::fs::symlink("/etc/real", scratch.etc("absolute")).unwrap();
     std::os::unix::fs::symlink("real/../real/file", scratch.etc("relative")).unwrap();

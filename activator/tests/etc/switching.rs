@@ -35,7 +35,7 @@ fn reader(
 
 #[test]
 fn a_noop_reactivation_plans_nothing_and_never_hides_an_entry() {
-    let scratch = Scratch::new();
+    let scratch = EtcRoot::new();
     let text = format!(
         "version = 1\n{}\
 [etc.\"hosts\"]\ntext = \"hosts\"\n\
@@ -76,7 +76,7 @@ fn a_noop_reactivation_plans_nothing_and_never_hides_an_entry() {
 
 #[test]
 fn switching_back_and_forth_never_hides_a_shared_entry() {
-    let scratch = Scratch::new();
+    let scratch = EtcRoot::new();
     let generation = |n: u32| {
         format!(
             "version = 1\n{}\
@@ -132,7 +132,7 @@ fn switching_back_and_forth_never_hides_a_shared_entry() {
 
 #[test]
 fn entries_are_added_changed_and_removed_between_generations() {
-    let scratch = Scratch::new();
+    let scratch = EtcRoot::new();
     let one = scratch.build(
         1,
         "version = 1\n\
@@ -230,7 +230,7 @@ fn entries_are_added_changed_and_removed_between_generations() {
 /// shape is blankslate's and goes first; a person's file inside it is kept.
 #[test]
 fn an_entry_changes_between_a_file_and_a_directory() {
-    let scratch = Scratch::new();
+    let scratch = EtcRoot::new();
     let one = scratch
         .build(1, "version = 1\n[etc.\"ssh/sshd_config\"]\ntext = \"a\\n\"\n[etc.\"ssh/moduli\"]\ntext = \"m\\n\"\n");
     let two = scratch.build(2, "version = 1\n[etc.\"ssh\"]\ntext = \"now a file\\n\"\n");
@@ -262,10 +262,10 @@ fn an_entry_changes_between_a_file_and_a_directory() {
 /// (without the entry count) costs one full look, which writes it again.
 #[test]
 fn a_no_op_reads_only_the_marker_and_rewrites_an_old_one() {
-    let scratch = Scratch::new();
+    let scratch = EtcRoot::new();
     let one = scratch.build(1, "version = 1\n[etc.\"hosts\"]\ntext = \"h\\n\"\n[etc.\"motd\"]\ntext = \"m\\n\"\n");
     scratch.activate(&one);
-    let noop = |scratch: &Scratch| {
+    let noop = |scratch: &EtcRoot| {
         etc::activate_generation(&scratch.root, &scratch.store, 1, &one.object, OnConflict::Backup).unwrap()
     };
     let outcome = noop(&scratch);

@@ -6,7 +6,7 @@ use super::*;
 #[test]
 fn a_clean_activation_audits_clean() {
     as_root_in_namespace(|| {
-        let scratch = Scratch::activated();
+        let scratch = activated();
         // A volume as boot finds it: the state at its own path inside, and the
         // file system's empty lost+found.
         scratch.write("persist/var/lib/blankslate/profiles/current", b"");
@@ -31,7 +31,7 @@ fn a_volume_nested_in_another_audits_clean() {
         "{DECLARATION}\n[persist.\"/persist/big\"]\ndevice = \"LABEL=big\"\ndirectories = [\"/var/lib/big\"]\n"
     );
     in_namespace(move || {
-        let scratch = Scratch::activated_mounting(&text, |root| {
+        let scratch = activated_mounting(&text, |root| {
             mount::mount_new(root, "persist", "tmpfs", &[], rustix::mount::MountAttrFlags::empty()).unwrap();
             let persist = root.open_dir("persist").unwrap();
             persist.create_dir("big", 0o755).unwrap();

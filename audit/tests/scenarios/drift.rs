@@ -16,7 +16,7 @@ text = "root:x:0:\napp:x:2000:\n"
 #[test]
 fn a_drifted_parent_is_reported_in_the_root_and_in_the_volume() {
     as_root_in_namespace(|| {
-        let scratch = Scratch::activated_with(PARENT, true);
+        let scratch = activated_with(PARENT, true);
         let report = scratch.audit();
         assert_eq!(report.exit_code(), 0, "activation enforced the parent: {}", summary(&report));
         std::fs::set_permissions(scratch.path("srv"), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -36,8 +36,8 @@ fn a_drifted_parent_is_reported_in_the_root_and_in_the_volume() {
 #[test]
 fn a_persisted_directory_replaced_by_a_link_into_the_volume_keeps_its_writes() {
     as_root_in_namespace(|| {
-        let scratch = Scratch::activated();
-        let root = Dir::open_root(&scratch.root).unwrap();
+        let scratch = activated();
+        let root = Dir::open_root(scratch.root()).unwrap();
         mount::unmount(&root.open_dir("var").unwrap(), "log").unwrap();
         std::fs::remove_dir(scratch.path("var/log")).unwrap();
         symlink("/persist/var/log", scratch.path("var/log")).unwrap();
@@ -61,7 +61,7 @@ fn a_persisted_directory_replaced_by_a_link_into_the_volume_keeps_its_writes() {
 #[test]
 fn what_a_systemd_boot_writes_is_ignored_or_reported_as_what_it_is() {
     as_root_in_namespace(|| {
-        let s = Scratch::activated();
+        let s = activated();
         for regenerated in [
             "var/lib/systemd/random-seed",
             "var/lib/dhcp/dhclient.eth0.leases",
@@ -94,7 +94,7 @@ fn a_declared_directory_that_drifted_is_reported_and_repaired() {
             std::fs::set_permissions(tree.path().join(path), std::fs::Permissions::from_mode(mode)).unwrap();
         }
         let text = format!("version = 1\n[etc_tree]\nsource = \"{}\"\n", tree.path().display());
-        let scratch = Scratch::activated_with(&text, false);
+        let scratch = activated_with(&text, false);
         let etc_drift = |report: &Report| {
             let mut found: Vec<String> = report
                 .findings
@@ -126,7 +126,7 @@ fn a_declared_directory_that_drifted_is_reported_and_repaired() {
         let mode = find(&report, Class::EtcDrift, b"/etc/ssl/private");
         assert!(mode.iter().any(|f| f.reason == "mode 0755, declared 0710"), "{}", summary(&report));
 
-        let root = Dir::open_root(&scratch.root).unwrap();
+        let root = Dir::open_root(scratch.root()).unwrap();
         let state = State::open_locked(&root, Path::new(STATE_DIR)).unwrap();
         etc::repair(&state).unwrap().unwrap();
         drop(state);
@@ -141,15 +141,15 @@ fn a_declared_directory_that_drifted_is_reported_and_repaired() {
 #[test]
 fn a_bind_mount_from_the_volume_that_nothing_declares_is_reported() {
     as_root_in_namespace(|| {
-        let scratch = Scratch::activated();
+        let scratch = activated();
         scratch.write("persist/srv/old/data", b"kept in the volume");
         std::fs::create_dir_all(scratch.path("srv/old")).unwrap();
         std::fs::create_dir_all(scratch.path("srv/other")).unwrap();
-        let root = Dir::open_root(&scratch.root).unwrap();
+        let root = Dir::open_root(scratch.root()).unwrap();
         let srv = root.open_dir("srv").unwrap();
         let old = root.open_dir("persist/srv/old").unwrap();
         mount::bind(Source::Dir(&old), &srv, "old", MountFlags::empty()).unwrap();
-        mount::bind(Source::HostPath(&scratch.outside), &srv, "other", MountFlags::empty()).unwrap();
+        mount::bind(Source::HostPath(&scratch.outside()), &srv, "other", MountFlags::empty()).unwrap();
         let report = scratch.audit();
         let text = summary(&report);
         let found: Vec<_> = report.findings.iter().filter(|f| f.kind == "undeclared-mount").collect();

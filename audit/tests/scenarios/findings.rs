@@ -7,8 +7,8 @@ use super::*;
 fn plant(scratch: &Scratch) {
     let s = scratch;
     // Undeclared state: a group with hostile names and special files inside.
-    s.write("srv/data/a.bin", &[0; 1000]);
-    s.write("srv/data/deep/er/b.bin", &[0; 24]);
+    s.write("srv/data/a.bin", [0; 1000]);
+    s.write("srv/data/deep/er/b.bin", [0; 24]);
     s.write("srv/data/editor.swp", b"ignored by glob");
     std::fs::write(s.path("srv/data").join(std::ffi::OsStr::from_bytes(b"bad\xffname")), b"12345").unwrap();
     std::fs::write(s.path("srv/data/new\nline"), b"xy").unwrap();
@@ -35,10 +35,10 @@ fn plant(scratch: &Scratch) {
         rustix::fs::makedev(1, 3),
     )
     .unwrap();
-    s.write("var/lib/newapp/db/state", &[7; 4096]);
+    s.write("var/lib/newapp/db/state", [7; 4096]);
     // Ignored: regenerated at boot, or by [audit] ignore.
     s.write("tmp/scratch", b"tmp");
-    s.write("var/cache/apt/pkgcache.bin", &[1; 100]);
+    s.write("var/cache/apt/pkgcache.bin", [1; 100]);
     s.write("root/.cache/thumbs/x", b"cache");
     // /etc drift.
     std::fs::remove_file(s.path("etc/hosts")).unwrap();
@@ -54,18 +54,18 @@ fn plant(scratch: &Scratch) {
     // Persistence: /var/log unmounted (and its source's mode wrong), /var/lib/app
     // mounted from elsewhere (and its source's owner wrong), the symlinked history
     // replaced by a file, the machine-id's source gone.
-    let root = Dir::open_root(&s.root).unwrap();
+    let root = Dir::open_root(s.root()).unwrap();
     mount::unmount(&root.open_dir("var").unwrap(), "log").unwrap();
     std::fs::set_permissions(s.path("persist/var/log"), std::fs::Permissions::from_mode(0o777)).unwrap();
     let lib = root.open_dir("var/lib").unwrap();
     mount::unmount(&lib, "app").unwrap();
-    mount::bind(Source::HostPath(&s.outside), &lib, "app", MountFlags::empty()).unwrap();
+    mount::bind(Source::HostPath(&s.outside()), &lib, "app", MountFlags::empty()).unwrap();
     std::os::unix::fs::chown(s.path("persist/var/lib/app"), Some(0), Some(0)).unwrap();
     std::fs::remove_file(s.path("root/.bash_history")).unwrap();
     std::fs::write(s.path("root/.bash_history"), b"ls\n").unwrap();
     std::fs::remove_file(s.path("persist/etc/machine-id")).unwrap();
     // Persist strays, and a persist temporary that must not be reported.
-    s.write("persist/var/lib/oldapp/data", &[3; 300]);
+    s.write("persist/var/lib/oldapp/data", [3; 300]);
     s.write("persist/.app.blankslate-persist-add/x", b"in progress");
     // What fsck recovered is reported; lost+found itself is not.
     s.write("persist/lost+found/#4711", b"recovered");
@@ -77,7 +77,7 @@ fn every_finding_kind_is_reported() {
         return;
     }
     let (human, json) = in_namespace(|| {
-        let scratch = Scratch::activated();
+        let scratch = activated();
         plant(&scratch);
         let report = scratch.audit();
         let text = summary(&report);

@@ -13,7 +13,7 @@ use blankslate_decl::{self as decl, Declaration};
 use blankslate_state::generation::State;
 use blankslate_sys::fs::Dir;
 use blankslate_sys::mount::{self, MountFlags, Source};
-use blankslate_test_support::{in_namespace, root_or_skip};
+use blankslate_test_support::{Scratch, in_namespace, root_or_skip};
 
 const DECLARATION: &str = r#"version = 1
 
@@ -62,59 +62,55 @@ fn declaration(text: &str) -> Declaration {
     checked.declaration.unwrap_or_else(|| panic!("{}", checked.diagnostics))
 }
 
-/// A scratch root with a built and activated generation: /etc linked, persisted
-/// paths mounted from the volume at `persist/`.
-struct Scratch {
-    // First, so that it is dropped first: every mount in the scratch tree goes, and
-    // the directory can be removed from inside the namespace (else it stays in /tmp).
-    _mounts: mount::OwnMount,
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    outside: PathBuf,
+/// A scratch root (`root/`, with `outside/` beside it) with a built and activated
+/// generation: /etc linked, persisted paths mounted from the volume at `persist/`.
+fn activated() -> Scratch {
+    activated_with(DECLARATION, true)
 }
 
-impl Scratch {
-    fn activated() -> Scratch {
-        Scratch::activated_with(DECLARATION, true)
-    }
+/// Activates `text`; with `volume`, a tmpfs is mounted at `persist/` first (as boot
+/// mounts the volume), without, the persistent root is a plain directory of the root.
+fn activated_with(text: &str, volume: bool) -> Scratch {
+    activated_mounting(text, |root| {
+        if volume {
+            mount::mount_new(root, "persist", "tmpfs", &[], rustix::mount::MountAttrFlags::empty()).unwrap();
+        }
+    })
+}
 
-    /// Activates `text`; with `volume`, a tmpfs is mounted at `persist/` first (as boot
-    /// mounts the volume), without, the persistent root is a plain directory of the root.
-    fn activated_with(text: &str, volume: bool) -> Scratch {
-        Scratch::activated_mounting(text, |root| {
-            if volume {
-                mount::mount_new(root, "persist", "tmpfs", &[], rustix::mount::MountAttrFlags::empty()).unwrap();
-            }
-        })
-    }
+/// Activates `text` once `volumes` has mounted what it wants in the root (the
+/// directory `persist/` is there).
+fn activated_mounting(text: &str, volumes: impl FnOnce(&Dir)) -> Scratch {
+    let scratch = Scratch::with_root("root").own_mount();
+    std::fs::create_dir_all(scratch.path("persist")).unwrap();
+    std::fs::create_dir_all(scratch.outside()).unwrap();
+    let declaration = declaration(text);
+    let root_dir = Dir::open_root(scratch.root()).unwrap();
+    volumes(&root_dir);
+    let state = State::open_locked(&root_dir, Path::new(STATE_DIR)).unwrap();
+    let etc_object =
+        blankslate_etc_builder::from_declaration(&declaration).unwrap().add_to_store(state.store()).unwrap();
+    let built = state.build(&declaration, &[("etc", &etc_object)]).unwrap();
+    let active = EtcGeneration::load(state.store(), built.generation, &etc_object).unwrap();
+    etc::activate(&root_dir, state.store(), &active, OnConflict::Backup).unwrap();
+    let tree = state.store().open_object(&etc_object).unwrap().open_dir("etc").unwrap();
+    let users = etc::users_from_contents(&root_dir, |name| tree.read(name).ok());
+    let report = blankslate_persist::bring_in(&root_dir, &declaration, &users, None).unwrap();
+    assert!(report.conflicts.is_empty(), "{report:?}");
+    scratch
+}
 
-    /// Activates `text` once `volumes` has mounted what it wants in the root (the
-    /// directory `persist/` is there).
-    fn activated_mounting(text: &str, volumes: impl FnOnce(&Dir)) -> Scratch {
-        let dir = tempfile::tempdir().unwrap();
-        let mounts = mount::OwnMount::new(&Dir::open_root(dir.path()).unwrap()).unwrap();
-        let root = dir.path().join("root");
-        let outside = dir.path().join("outside");
-        std::fs::create_dir_all(root.join("persist")).unwrap();
-        std::fs::create_dir_all(&outside).unwrap();
-        let declaration = declaration(text);
-        let root_dir = Dir::open_root(&root).unwrap();
-        volumes(&root_dir);
-        let state = State::open_locked(&root_dir, Path::new(STATE_DIR)).unwrap();
-        let etc_object =
-            blankslate_etc_builder::from_declaration(&declaration).unwrap().add_to_store(state.store()).unwrap();
-        let built = state.build(&declaration, &[("etc", &etc_object)]).unwrap();
-        let active = EtcGeneration::load(state.store(), built.generation, &etc_object).unwrap();
-        etc::activate(&root_dir, state.store(), &active, OnConflict::Backup).unwrap();
-        let tree = state.store().open_object(&etc_object).unwrap().open_dir("etc").unwrap();
-        let users = etc::users_from_contents(&root_dir, |name| tree.read(name).ok());
-        let report = blankslate_persist::bring_in(&root_dir, &declaration, &users, None).unwrap();
-        assert!(report.conflicts.is_empty(), "{report:?}");
-        Scratch { _mounts: mounts, _dir: dir, root, outside }
-    }
+/// What the scenarios do with an activated scratch root.
+trait Activated {
+    /// The audit of the root.
+    fn audit(&self) -> Report;
+    /// A directory beside the root, outside it.
+    fn outside(&self) -> PathBuf;
+}
 
+impl Activated for Scratch {
     fn audit(&self) -> Report {
-        let root = Dir::open_root(&self.root).unwrap();
+        let root = Dir::open_root(self.root()).unwrap();
         let state = State::open_existing(&root, Path::new(STATE_DIR)).unwrap().unwrap();
         let number = etc::active(&root).unwrap().unwrap().generation;
         let generation = state.generation(number).unwrap();
@@ -123,7 +119,7 @@ impl Scratch {
         let active = EtcGeneration::load(state.store(), number, &object).unwrap();
         let tree = state.store().open_object(&object).unwrap().open_dir("etc").unwrap();
         let users = etc::users_from_contents(&root, |name| tree.read(name).ok());
-        let root_path = std::fs::canonicalize(&self.root).unwrap();
+        let root_path = std::fs::canonicalize(self.root()).unwrap();
         let setup = Setup {
             root: &root,
             root_path: &root_path,
@@ -140,14 +136,8 @@ impl Scratch {
         blankslate_audit::audit(&setup).unwrap()
     }
 
-    fn path(&self, relative: &str) -> PathBuf {
-        self.root.join(relative)
-    }
-
-    fn write(&self, relative: &str, contents: &[u8]) {
-        let path = self.path(relative);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, contents).unwrap();
+    fn outside(&self) -> PathBuf {
+        self.dir().join("outside")
     }
 }
 

@@ -14,7 +14,7 @@ fn packages_whose_etc_files_are_lost_or_stray_are_named() {
     let text = "version = 1\n[persist.\"/persist\"]\ndirectories = [\"/var/lib/dpkg\"]\n\n\
                 [etc.\"hosts\"]\ntext = \"127.0.0.1 localhost\\n\"\n\n[audit]\nignore = [\"/etc/*.local\"]\n";
     let (human, json) = in_namespace(move || {
-        let scratch = Scratch::activated_with(text, true);
+        let scratch = activated_with(text, true);
         scratch.write("persist/var/lib/blankslate/profiles/current", b"");
         let status = "\
 Package: anacron
@@ -50,7 +50,7 @@ Conffiles:
             ("resolvconf", "/etc\n/etc/resolv.conf\n/etc/resolvconf.local\n"),
         ];
         for (package, list) in lists {
-            scratch.write(&format!("var/lib/dpkg/info/{package}.list"), list.as_bytes());
+            scratch.write(format!("var/lib/dpkg/info/{package}.list"), list.as_bytes());
         }
         // A reboot kept the database (persisted) and lost /etc/anacrontab; the daily
         // job and atd's file are there, kept by nothing.

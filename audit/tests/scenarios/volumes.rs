@@ -7,8 +7,8 @@ use super::*;
 fn a_persistent_root_that_is_not_mounted_is_one_finding() {
     as_root_in_namespace(|| {
         // The volume never mounted: activation made everything in a plain directory.
-        let scratch = Scratch::activated_with(DECLARATION, false);
-        scratch.write("persist/var/log/syslog", &[1; 100]);
+        let scratch = activated_with(DECLARATION, false);
+        scratch.write("persist/var/log/syslog", [1; 100]);
         let report = scratch.audit();
         let text = summary(&report);
         let volume = find(&report, Class::Volume, b"/persist");
@@ -30,8 +30,8 @@ fn a_persistent_root_that_is_not_mounted_is_one_finding() {
 #[test]
 fn a_volume_unmounted_after_activation_is_named_as_the_cause() {
     as_root_in_namespace(|| {
-        let scratch = Scratch::activated();
-        let root = Dir::open_root(&scratch.root).unwrap();
+        let scratch = activated();
+        let root = Dir::open_root(scratch.root()).unwrap();
         mount::unmount(&root, "persist").unwrap();
         let report = scratch.audit();
         let text = summary(&report);

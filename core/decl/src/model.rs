@@ -146,8 +146,10 @@ impl MountOption {
     }
 }
 
-/// Whether an entry is a directory or a file; used in messages and conflict checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Whether an entry is a directory or a file; used in messages and conflict checks,
+/// and serialized as its [`EntryKind::noun`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum EntryKind {
     #[default]
     Directory,
