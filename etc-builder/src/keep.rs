@@ -19,6 +19,8 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
+use blankslate_decl::Declaration;
+use blankslate_decl::paths::is_inside;
 use blankslate_sys::fs::{Accept, Dir, FsError, Kind, Meta};
 
 /// Where the live `/etc` links what the store holds.
@@ -37,6 +39,10 @@ pub enum KeepError {
     Missing { path: String },
     #[error("`{path}` is not a path below /etc")]
     NotInEtc { path: String },
+    #[error("/etc/{key} is an [etc.\"{key}\"] entry of the declaration: change that entry instead")]
+    DeclaredEntry { key: String },
+    #[error("/etc/{key} is persisted ({path} from {volume}): the volume keeps it already")]
+    Persisted { key: String, path: String, volume: String },
     #[error(transparent)]
     Fs(#[from] FsError),
 }
@@ -85,6 +91,22 @@ pub fn etc_key(path: &str) -> Result<String> {
         return Err(KeepError::Reserved { path: parts.join("/") });
     }
     Ok(parts.join("/"))
+}
+
+/// [`etc_key`] of `path`, refused when `declaration` names it otherwise: an
+/// `[etc."…"]` entry (it would be declared twice) or a persisted path (or one around
+/// or inside it).
+pub fn undeclared_key(declaration: &Declaration, path: &str) -> Result<String> {
+    let key = etc_key(path)?;
+    if declaration.etc.contains_key(&key) {
+        return Err(KeepError::DeclaredEntry { key });
+    }
+    let absolute = format!("/etc/{key}");
+    let overlaps = |path: &str| path == absolute || is_inside(path, &absolute) || is_inside(&absolute, path);
+    if let Some(entry) = declaration.entries().iter().find(|e| overlaps(&e.path)) {
+        return Err(KeepError::Persisted { key, path: entry.path.clone(), volume: entry.root.to_owned() });
+    }
+    Ok(key)
 }
 
 /// Copies the live `/etc/<key>` (`etc` is the live `/etc`) into the etc tree `tree`.

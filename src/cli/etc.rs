@@ -5,8 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use blankslate_decl::Declaration;
-use blankslate_decl::paths::is_inside;
 use blankslate_etc_builder::keep::{self, KeepError};
 use blankslate_sys::fs::Dir;
 use clap::Subcommand;
@@ -81,7 +79,10 @@ pub(super) fn run(command: EtcCommand) -> Result<ExitCode> {
         outln!("the audit reports no /etc file of a package: nothing to keep")?;
         return Ok(ExitCode::SUCCESS);
     }
-    let keys = paths.iter().map(|path| checked_key(&declaration, path)).collect::<Result<Vec<_>>>()?;
+    let keys = paths
+        .iter()
+        .map(|path| keep::undeclared_key(&declaration, path).map_err(keep_error))
+        .collect::<Result<Vec<_>>>()?;
     let etc = Dir::open_root(&target.root)?.open_dir("etc")?;
     let tree_dir = Dir::open_root(Path::new(&tree.source))?;
     for key in &keys {
@@ -148,26 +149,6 @@ fn packaged_paths(target: &Target) -> Result<Vec<String>> {
     let mut setup = audit::setup(&running, &root, &root_path, &target.state_dir, &[])?;
     setup.sizes = false;
     Ok(blankslate_audit::audit(&setup)?.packaged_etc_paths(&root)?)
-}
-
-/// `path` as a key of `/etc`, refused when the declaration names it otherwise: an
-/// `[etc."…"]` entry (it would be declared twice) or a persisted path.
-fn checked_key(declaration: &Declaration, path: &str) -> Result<String> {
-    let key = keep::etc_key(path).map_err(keep_error)?;
-    let absolute = format!("/etc/{key}");
-    if declaration.etc.contains_key(&key) {
-        return Err(InputError::argument(format!(
-            "{absolute} is an [etc.\"{key}\"] entry of the declaration: change that entry instead"
-        )));
-    }
-    let overlaps = |path: &str| path == absolute || is_inside(path, &absolute) || is_inside(&absolute, path);
-    if let Some(entry) = declaration.entries().iter().find(|e| overlaps(&e.path)) {
-        return Err(InputError::argument(format!(
-            "{absolute} is persisted ({} from {}): the volume keeps it already",
-            entry.path, entry.root
-        )));
-    }
-    Ok(key)
 }
 
 /// What the person named wrongly is a usage error (exit 2); the rest a failure.
