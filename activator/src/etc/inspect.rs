@@ -106,6 +106,20 @@ impl<'a> Dirs<'a> {
     pub(super) fn inspect(&mut self, path: &str, hash: bool) -> Result<Found> {
         let (parent, name) = split(path);
         let Some(dir) = self.get(parent, path)? else { return Ok(Found::Absent) };
+        // A copy is opened first: the checked descriptor's `fstat` says all an `lstat`
+        // would of the regular file a copy should be, so the `lstat` is made only for
+        // what the descriptor refuses (a symlink, a directory, a FIFO, a hard link).
+        if hash {
+            match dir.open_checked(name, Accept::File) {
+                Ok(file) => {
+                    let (mode, uid, gid) = (file.meta().mode, file.meta().uid, file.meta().gid);
+                    return Ok(Found::File { hash: content_hash(&file.read_to_end()?), mode, uid, gid });
+                }
+                Err(error) if error.is_not_found() => return Ok(Found::Absent),
+                Err(error) if error.refusal().is_some() => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
         let meta = match dir.meta(name) {
             Ok(meta) => meta,
             Err(error) if error.is_not_found() => return Ok(Found::Absent),

@@ -16,7 +16,7 @@ use super::{Result, active, recover, users_from_contents};
 /// directory's owner and mode are set again, and whatever else stands where an entry
 /// goes (an edited copy, a file or a link a person put there, a directory) is moved
 /// aside to `NAME.blankslate-backup` first, never deleted. Each link costs one
-/// `readlink`, each copy an `lstat` and a read, each directory an `lstat`.
+/// `readlink`, each copy an open, its `fstat` and a read, each directory an `lstat`.
 /// On the root of `state`. `None` when nothing is active.
 pub fn repair(state: &LockedState) -> Result<Option<Activated>> {
     repair_in(state.root(), state.store(), false, &[])

@@ -196,8 +196,25 @@ fn read_full(file: &File, buffer: &mut [u8], offset: u64) -> rustix::io::Result<
 /// sets `dest`'s size to the size `source` had when the copy began. Returns the bytes
 /// of data written. The paths are for messages.
 pub fn copy_data(source: &impl AsFd, source_path: &Path, dest: &impl AsFd, dest_path: &Path) -> Result<u64> {
+    copy_data_hashed(source, source_path, dest, dest_path, None)
+}
+
+/// [`copy_data`], feeding `hasher` (when given) the source's contents as they are
+/// read: the extents copied from the bytes as they were written, and what lies between
+/// them (holes, by `SEEK_HOLE`) read from the source too, not taken to be zeros, so
+/// that a hole reported where data is makes the hash differ from the copy's. The
+/// source need not be read again to be compared with the copy.
+pub(super) fn copy_data_hashed(
+    source: &impl AsFd,
+    source_path: &Path,
+    dest: &impl AsFd,
+    dest_path: &Path,
+    mut hasher: Option<&mut blake3::Hasher>,
+) -> Result<u64> {
     let size = u64::try_from(rustix::fs::fstat(source).map_err(wrap("stat", source_path))?.st_size).unwrap_or(0);
-    let mut buffer = vec![0u8; COPY_CHUNK];
+    // No bigger than the file: zeroing a whole chunk for each small file of a tree
+    // would cost more than copying it.
+    let mut buffer = vec![0u8; usize::try_from(size).unwrap_or(COPY_CHUNK).min(COPY_CHUNK)];
     let mut written = 0u64;
     let mut offset = 0u64;
     'extents: while offset < size {
@@ -210,13 +227,20 @@ pub fn copy_data(source: &impl AsFd, source_path: &Path, dest: &impl AsFd, dest_
         let end = rustix::fs::seek(source, rustix::fs::SeekFrom::Hole(start))
             .map_err(wrap("find holes in", source_path))?
             .min(size);
+        if let Some(hasher) = hasher.as_deref_mut() {
+            hash_range(source, source_path, hasher, &mut buffer, offset, start)?;
+        }
         let mut at = start;
         while at < end {
             let want = usize::try_from(end - at).unwrap_or(COPY_CHUNK).min(COPY_CHUNK);
             let read = rustix::io::pread(source, &mut buffer[..want], at).map_err(wrap("read", source_path))?;
             if read == 0 {
                 // The file shrank meanwhile: what is left is a hole.
+                offset = at;
                 break 'extents;
+            }
+            if let Some(hasher) = hasher.as_deref_mut() {
+                hasher.update(&buffer[..read]);
             }
             let mut done = 0;
             while done < read {
@@ -228,6 +252,32 @@ pub fn copy_data(source: &impl AsFd, source_path: &Path, dest: &impl AsFd, dest_
         }
         offset = end;
     }
+    if let Some(hasher) = hasher {
+        // What follows the last extent copied, up to the size set.
+        hash_range(source, source_path, hasher, &mut buffer, offset, size)?;
+    }
     rustix::fs::ftruncate(dest, size).map_err(wrap("set size of", dest_path))?;
     Ok(written)
+}
+
+/// Feeds `hasher` the bytes of `source` from `start` to `end` (a hole, read as the
+/// kernel gives it), through `buffer`; fewer if the file ends first.
+fn hash_range(
+    source: &impl AsFd,
+    source_path: &Path,
+    hasher: &mut blake3::Hasher,
+    buffer: &mut [u8],
+    mut start: u64,
+    end: u64,
+) -> Result<()> {
+    while start < end && !buffer.is_empty() {
+        let want = usize::try_from(end - start).unwrap_or(buffer.len()).min(buffer.len());
+        let read = rustix::io::pread(source, &mut buffer[..want], start).map_err(wrap("read", source_path))?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        start += read as u64;
+    }
+    Ok(())
 }

@@ -207,3 +207,32 @@ fn temp_names_cannot_be_guessed_from_the_pid() {
     }
     assert!(names.iter().all(|name| is_temp_name(name)));
 }
+
+/// What a copy hashes as it writes is what a walk of the original reads: holes (a
+/// sparse file's, and one at its end), a hard-linked pair, a symlink, nested
+/// directories; and the walk that takes those hashes in place of reading agrees with
+/// the fingerprint and with the full walk.
+#[test]
+fn a_hashed_copy_describes_the_original_as_a_full_walk_does() {
+    let scratch = tempfile::tempdir().unwrap();
+    let top = scratch.path().join("tree");
+    std::fs::create_dir_all(top.join("a/b")).unwrap();
+    std::fs::write(top.join("a/b/data"), (0..300_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>()).unwrap();
+    std::fs::write(top.join("empty"), "").unwrap();
+    let sparse = std::fs::File::create(top.join("sparse")).unwrap();
+    std::os::unix::fs::FileExt::write_at(&sparse, b"middle", 3 << 20).unwrap();
+    sparse.set_len(8 << 20).unwrap();
+    drop(sparse);
+    std::fs::hard_link(top.join("empty"), top.join("a/empty.link")).unwrap();
+    std::os::unix::fs::symlink("../empty", top.join("a/empty.sym")).unwrap();
+    let dir = Dir::open_root(scratch.path()).unwrap();
+    let (name, copy) = (std::ffi::OsStr::new("tree"), std::ffi::OsStr::new("copy"));
+    let before = tree::fingerprint(&dir, name).unwrap();
+    let (stats, hashes) = tree::copy_hashed(&dir, name, &dir, copy).unwrap();
+    assert_eq!(stats.files, 3);
+    let (fingerprint, described) = tree::walk_hashed(&dir, name, &hashes).unwrap();
+    assert_eq!(fingerprint, before, "the same fingerprint as a walk of its own");
+    let described = described.expect("every file was hashed");
+    assert_eq!(described, tree::walk(&dir, name, true).unwrap(), "as a full walk of the original");
+    assert!(tree::compare(&described, &tree::walk(&dir, copy, true).unwrap()).is_empty());
+}

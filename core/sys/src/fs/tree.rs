@@ -327,7 +327,15 @@ struct Copier<'a> {
     directories: Vec<PendingDir>,
     mount_id: u64,
     stats: CopyStats,
+    /// The contents copied, hashed on the way ([`copy_hashed`]); `None` when not asked.
+    hashes: Option<Hashes>,
 }
+
+/// The blake3 of each regular file a copy wrote, from the bytes it wrote, by the
+/// file's path relative to the tree's top (as [`Node::path`]); a hard link's second
+/// name is not a file copied, and has none.
+#[derive(Debug, Default)]
+pub struct Hashes(HashMap<OsString, [u8; 32]>);
 
 /// What a copy does with a directory inside the tree that another file system is
 /// mounted on.
@@ -358,6 +366,14 @@ pub fn copy(source: &Dir, name: &OsStr, dest: &Dir, dest_name: &OsStr) -> Result
     copy_with(source, name, dest, dest_name, NestedMounts::Refuse, Durable::EachEntry)
 }
 
+/// [`copy`], which also hashes every file's contents as it copies them: with
+/// [`walk_hashed`], the original need not be read again to be compared with the copy.
+pub fn copy_hashed(source: &Dir, name: &OsStr, dest: &Dir, dest_name: &OsStr) -> Result<(CopyStats, Hashes)> {
+    let how = (NestedMounts::Refuse, Durable::EachEntry);
+    let (stats, hashes) = copy_inner((source, name), (dest, dest_name), how, Some(Hashes::default()))?;
+    Ok((stats, hashes.unwrap_or_default()))
+}
+
 /// [`copy`], with what to do with directories another file system is mounted on, and
 /// when the copy reaches the disk.
 pub fn copy_with(
@@ -368,6 +384,17 @@ pub fn copy_with(
     nested: NestedMounts,
     durable: Durable,
 ) -> Result<CopyStats> {
+    copy_inner((source, name), (dest, dest_name), (nested, durable), None).map(|(stats, _)| stats)
+}
+
+/// [`copy_with`] of entry `from` to `to` (each a directory and a name in it), `how`
+/// its nested mounts and durability; filling `hashes` when given.
+fn copy_inner(
+    (source, name): (&Dir, &OsStr),
+    (dest, dest_name): (&Dir, &OsStr),
+    (nested, durable): (NestedMounts, Durable),
+    hashes: Option<Hashes>,
+) -> Result<(CopyStats, Option<Hashes>)> {
     let top = stat(source, name, source.path())?;
     let mut copier = Copier {
         nested,
@@ -378,6 +405,7 @@ pub fn copy_with(
         directories: Vec::new(),
         mount_id: top.stx_mnt_id,
         stats: CopyStats::default(),
+        hashes,
     };
     copier.entry(source, name, dest, dest_name, Path::new(""), &top)?;
     copier.stats.linked_outside = copier.linked.values().filter(|(_, links, met)| met < links).count() as u64;
@@ -404,7 +432,7 @@ pub fn copy_with(
     if durable == Durable::EachEntry {
         dest.sync()?;
     }
-    Ok(copier.stats)
+    Ok((copier.stats, copier.hashes))
 }
 
 impl Copier<'_> {
@@ -450,7 +478,7 @@ impl Copier<'_> {
                     }
                     self.linked.insert(key, (Path::new(self.dest_name).join(rel), st.stx_nlink, 1));
                 }
-                self.file(from, name, to, to_name, st)?;
+                self.file(from, name, to, to_name, rel, st)?;
                 self.stats.files += 1;
             }
             NodeKind::Symlink => {
@@ -490,12 +518,16 @@ impl Copier<'_> {
     }
 
     /// A regular file: data extent by extent, holes left as holes.
-    fn file(&mut self, from: &Dir, name: &OsStr, to: &Dir, to_name: &OsStr, st: &Statx) -> Result<()> {
+    fn file(&mut self, from: &Dir, name: &OsStr, to: &Dir, to_name: &OsStr, rel: &Path, st: &Statx) -> Result<()> {
         let shown = from.path().join(name);
         let dest_shown = to.path().join(to_name);
         let source = open_read(from, name, Some(st), from.path())?;
         let dest = open_at(to, to_name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL, 0o600, to.path())?;
-        self.stats.bytes += super::copy_data(&source, &shown, &dest, &dest_shown)?;
+        let mut hasher = self.hashes.is_some().then(blake3::Hasher::new);
+        self.stats.bytes += super::checked::copy_data_hashed(&source, &shown, &dest, &dest_shown, hasher.as_mut())?;
+        if let (Some(hashes), Some(hasher)) = (self.hashes.as_mut(), hasher) {
+            hashes.0.insert(rel.as_os_str().to_os_string(), *hasher.finalize().as_bytes());
+        }
         let (uid, gid) = (rustix::fs::Uid::from_raw(st.stx_uid), rustix::fs::Gid::from_raw(st.stx_gid));
         rustix::fs::fchown(&dest, Some(uid), Some(gid)).map_err(wrap("set owner of", &dest_shown))?;
         rustix::fs::fchmod(&dest, Mode::from_raw_mode(perm(st))).map_err(wrap("set mode of", &dest_shown))?;
@@ -631,12 +663,34 @@ pub fn compare(expected: &[Node], found: &[Node]) -> Vec<String> {
 /// A hex blake3 over everything [`walk`] sees without reading contents, plus inode
 /// numbers and change times: it changes whenever anything in the tree does.
 pub fn fingerprint(dir: &Dir, name: &OsStr) -> Result<String> {
-    let nodes = walk(dir, name, false)?;
+    Ok(fingerprint_of(&walk(dir, name, false)?))
+}
+
+fn fingerprint_of(nodes: &[Node]) -> String {
     let mut hasher = blake3::Hasher::new();
-    for node in &nodes {
+    for node in nodes {
         hasher.update(format!("{node:?}\n").as_bytes());
     }
-    Ok(hasher.finalize().to_hex().to_string())
+    hasher.finalize().to_hex().to_string()
+}
+
+/// One walk of a tree [`copy_hashed`] copied, reading no file: its [`fingerprint`],
+/// and what [`walk`] with contents would describe if each file held what the copy
+/// hashed. Sound as the original's description once the fingerprint is the one taken
+/// before the copy: nothing was written meanwhile, so the bytes copied are the
+/// original's. `None` when a file has no hash (it was not copied by that copy).
+pub fn walk_hashed(dir: &Dir, name: &OsStr, hashes: &Hashes) -> Result<(String, Option<Vec<Node>>)> {
+    let mut nodes = walk(dir, name, false)?;
+    let fingerprint = fingerprint_of(&nodes);
+    for node in &mut nodes {
+        // The inode and change time only a fingerprint covers.
+        node.xattrs.pop();
+        if node.kind == NodeKind::File && node.same_inode_as.is_none() {
+            let Some(hash) = hashes.0.get(&node.path) else { return Ok((fingerprint, None)) };
+            node.content = Some(*hash);
+        }
+    }
+    Ok((fingerprint, Some(nodes)))
 }
 
 /// Empties a directory through an open handle (the entries, not the directory).
