@@ -63,7 +63,10 @@ pub(crate) fn cache_lock(name: &str) -> Result<std::fs::File> {
 pub(crate) fn program() -> String {
     let exe = std::env::current_exe().unwrap_or_default();
     let stem = exe.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-    stem.rsplit_once('-').map_or(stem.clone(), |(name, _hash)| name.to_owned())
+    match stem.rsplit_once('-') {
+        Some((name, _hash)) => name.to_owned(),
+        None => stem,
+    }
 }
 
 /// Runs `command`, failing with its standard error if it fails.

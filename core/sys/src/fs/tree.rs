@@ -620,7 +620,7 @@ impl Walker {
             // Fingerprints also cover what a copy does not keep: a new inode or a
             // changed ctime means someone touched the tree.
             let change = format!("ino {} ctime {}.{}", st.stx_ino, st.stx_ctime.tv_sec, st.stx_ctime.tv_nsec);
-            node.xattrs.push((OsString::from("\0change"), change.into_bytes()));
+            node.xattrs.push((OsString::from(CHANGE), change.into_bytes()));
         }
         self.out.push(node);
         if let Some(child_dir) = children {
@@ -660,6 +660,10 @@ pub fn compare(expected: &[Node], found: &[Node]) -> Vec<String> {
     out
 }
 
+/// The pseudo-attribute by which a walk without contents records a node's inode and
+/// change time (no real extended attribute's name starts with a NUL).
+const CHANGE: &str = "\0change";
+
 /// A hex blake3 over everything [`walk`] sees without reading contents, plus inode
 /// numbers and change times: it changes whenever anything in the tree does.
 pub fn fingerprint(dir: &Dir, name: &OsStr) -> Result<String> {
@@ -684,7 +688,9 @@ pub fn walk_hashed(dir: &Dir, name: &OsStr, hashes: &Hashes) -> Result<(String, 
     let fingerprint = fingerprint_of(&nodes);
     for node in &mut nodes {
         // The inode and change time only a fingerprint covers.
-        node.xattrs.pop();
+        if node.xattrs.last().is_some_and(|(key, _)| key == CHANGE) {
+            node.xattrs.pop();
+        }
         if node.kind == NodeKind::File && node.same_inode_as.is_none() {
             let Some(hash) = hashes.0.get(&node.path) else { return Ok((fingerprint, None)) };
             node.content = Some(*hash);
