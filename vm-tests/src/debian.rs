@@ -642,7 +642,7 @@ pub fn facts(boot: &Boot) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
-/// The probe (bash, in the guest): prints `VMTEST OK|FAIL name` per check and
+/// The probe (bash, in the guest): prints `VMTEST OK|FAIL name (N s)` per check and
 /// `VMTEST FACT key=value` for what the host compares across boots, then `VMTEST PASS`
 /// or `VMTEST FAILED`, and powers the machine off.
 pub const PROBE: &str = include_str!("vmtest-probe.sh");

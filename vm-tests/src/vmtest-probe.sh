@@ -9,9 +9,12 @@ DEADLINE=$(sed -n 's/.*vmtest\.deadline=\([^ ]*\).*/\1/p' /proc/cmdline)
 state=$(systemctl is-system-running --wait)
 echo "VMTEST PHASE $phase"
 fail=0
+# `check NAME COMMAND…`: a verdict line per check, with the seconds it took (where a
+# slow boot spends its time).
 check() {
-    local name=$1; shift
-    if "$@"; then echo "VMTEST OK $name"; else echo "VMTEST FAIL $name"; fail=1; fi
+    local name=$1 started=$EPOCHREALTIME verdict=OK; shift
+    "$@" || { verdict=FAIL; fail=1; }
+    echo "VMTEST $verdict $name ($(awk "BEGIN { printf \"%.1f s\", $EPOCHREALTIME - $started }"))"
 }
 fact() { echo "VMTEST FACT $1=$2"; }
 # `exits N NAME COMMAND…`: runs COMMAND, shows its output led by `NAME: `, and checks
