@@ -466,7 +466,9 @@ pub(crate) fn give_machine_id(tree: &Path) -> Result<()> {
 
 /// Runs `command` chrooted into `tree` with `/proc`, `/sys`, `/dev` and a `/tmp` of
 /// its own, inside a private mount namespace: the script refuses to mount anything
-/// unless its namespace differs from its parent's (the test process's).
+/// unless its namespace differs from its parent's (the test process's). The host's
+/// `TMPDIR` (CI points it under target/) names nothing inside the tree, and dracut
+/// refuses to start with a temporary directory it cannot find, so it is not passed on.
 pub(crate) fn run_in_tree(tree: &Path, command: &str) -> Result<String> {
     let script = format!(
         r#"set -eu
@@ -482,7 +484,7 @@ mount -t tmpfs tmpfs "$t/tmp"
 chroot "$t" {command}"#,
         tree = tree.display()
     );
-    run(Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]))
+    run(Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]).env_remove("TMPDIR"))
 }
 
 /// How the machine boots.
