@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod debian;
+pub mod fleet;
 mod kernels;
 pub mod lifecycle;
 mod running;
