@@ -71,7 +71,8 @@ const REPOSITORY: &str = "usr/local/share/vmtest/repo";
 const UNCOMPRESSED_DRACUT: &str = "# The VM tests': emulated machines compress slowly.\ncompress=\"cat\"\n";
 /// The volume's label, as the kernel command line names it.
 pub const LABEL: &str = "persist";
-const MEMORY_MB: u32 = 1024;
+/// The memory of a Debian machine.
+pub const MEMORY_MB: u32 = 1024;
 
 /// The cached image: a Debian root tree and its kernel version.
 #[derive(Debug, Clone)]
@@ -367,11 +368,36 @@ pub struct Prepared {
     pub adopt_output: String,
 }
 
+/// What a test program adds to the standard machine: packages on top of
+/// [`PACKAGES`] (an image of their own, cached by its list) and a change to its tree
+/// before dracut and `adopt` see it (so that the adopted declaration has it).
+pub struct Flavour<'a> {
+    pub packages: &'a [&'a str],
+    /// Run on the per-run copy of the tree once blankslate and the probe are in.
+    pub adjust: &'a dyn Fn(&Path) -> Result<()>,
+}
+
+impl std::fmt::Debug for Flavour<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flavour").field("packages", &self.packages).finish_non_exhaustive()
+    }
+}
+
+impl Flavour<'static> {
+    /// The machine of the lifecycle and trial tests.
+    pub const STANDARD: Flavour<'static> = Flavour { packages: &[], adjust: &|_| Ok(()) };
+}
+
 /// Prepares the tree of `suite`, both initramfs images and the adopted volume (once
 /// per run and suite).
 pub fn prepared(suite: Suite) -> Result<Prepared> {
     static PREPARED: PerSuite<Prepared> = [const { OnceLock::new() }; 2];
-    PREPARED[suite.index()].get_or_init(|| prepare(suite)).clone()
+    PREPARED[suite.index()].get_or_init(|| prepare(suite, &Flavour::STANDARD)).clone()
+}
+
+/// [`prepared`] of `flavour`'s machine: made anew at each call (the caller keeps it).
+pub fn prepared_as(suite: Suite, flavour: &Flavour<'_>) -> Result<Prepared> {
+    prepare(suite, flavour)
 }
 
 pub(crate) fn install(contents: &[u8], to: &Path, mode: u32) -> Result<()> {
@@ -386,8 +412,12 @@ pub(crate) fn enable(tree: &Path, unit: &str, target: &str, unit_dir: &str) -> R
     std::os::unix::fs::symlink(format!("{unit_dir}/{unit}"), wants.join(unit)).map_err(|e| e.to_string())
 }
 
-fn prepare(suite: Suite) -> Result<Prepared> {
-    let image = image(suite)?;
+fn prepare(suite: Suite, flavour: &Flavour<'_>) -> Result<Prepared> {
+    let image = if flavour.packages.is_empty() {
+        image(suite)?
+    } else {
+        image_of(suite, &[PACKAGES, flavour.packages].concat())?
+    };
     // Per test program: two lanes may prepare the same suite at once.
     let work = target().join("vm-work").join(format!("debian-{}-for-{}", suite.name(), crate::program()));
     let _ = std::fs::remove_dir_all(&work);
@@ -412,6 +442,7 @@ fn prepare(suite: Suite) -> Result<Prepared> {
     install(COUNTER_UNIT.as_bytes(), &tree.join("etc/systemd/system/vmtest-counter.service"), 0o644)?;
     day_two_packages(&work, &tree.join("usr/local/share/vmtest"))?;
     local_repository(suite, &work, &tree)?;
+    (flavour.adjust)(&tree)?;
 
     // The test's: every initrd dracut builds, here and in the guest when day two
     // installs a kernel, is left uncompressed: compressing is work the tests do not
@@ -531,8 +562,13 @@ impl Route {
 
 /// A scenario's own copy of the adopted disk of `suite`.
 pub fn disk(suite: Suite, work: &Path) -> Result<PathBuf> {
+    disk_from(&prepared(suite)?, work)
+}
+
+/// A scenario's own copy of `prepared`'s adopted disk, in `work`.
+pub fn disk_from(prepared: &Prepared, work: &Path) -> Result<PathBuf> {
     let disk = work.join("volume.img");
-    sh(&format!("cp --sparse=always '{}' '{}'", prepared(suite)?.disk.display(), disk.display()))?;
+    sh(&format!("cp --sparse=always '{}' '{}'", prepared.disk.display(), disk.display()))?;
     Ok(disk)
 }
 
@@ -565,19 +601,28 @@ pub fn boot(
     stop: Option<&str>,
     limit: Duration,
 ) -> Result<Boot> {
-    let prepared = prepared(entry.suite)?;
-    let mut cmdline = entry.route.cmdline(volume, entry.from_volume.is_none() && entry.suite.names_modules());
-    if entry.from_volume.is_some() {
-        // Debian 12's backports kernel (6.12.95) double-faults in SLUB's cmpxchg16b
-        // under QEMU 7.2's TCG (Debian 12's QEMU) before any driver loads; without
-        // the feature it boots.
-        cmdline.push_str(" clearcpuid=cx16");
-    }
-    let _ = write!(cmdline, " {append}");
-    let image_initrd = if entry.route == Route::Own { &prepared.own_initrd } else { &prepared.dracut_initrd };
-    let (kernel, initrd) = entry.from_volume.unwrap_or((&prepared.kernel, image_initrd));
-    let qemu = Qemu { kernel, initrd, disks: &[disk], memory_mb: MEMORY_MB, cmdline: &cmdline };
+    let (kernel, initrd, cmdline) = prepared(entry.suite)?.machine(entry, volume, append);
+    let qemu = Qemu { kernel: &kernel, initrd: &initrd, disks: &[disk], memory_mb: MEMORY_MB, cmdline: &cmdline };
     qemu.boot(work, stop, limit)
+}
+
+impl Prepared {
+    /// What the boot loader starts for `entry` (this preparation's kernel and
+    /// initramfs of its route, unless it names its own): the kernel, the initramfs and
+    /// the command line, the volume named as `volume`, with `append` after the route's.
+    pub fn machine(&self, entry: Entry<'_>, volume: &str, append: &str) -> (PathBuf, PathBuf, String) {
+        let mut cmdline = entry.route.cmdline(volume, entry.from_volume.is_none() && entry.suite.names_modules());
+        if entry.from_volume.is_some() {
+            // Debian 12's backports kernel (6.12.95) double-faults in SLUB's cmpxchg16b
+            // under QEMU 7.2's TCG (Debian 12's QEMU) before any driver loads; without
+            // the feature it boots.
+            cmdline.push_str(" clearcpuid=cx16");
+        }
+        let _ = write!(cmdline, " {append}");
+        let image_initrd = if entry.route == Route::Own { &self.own_initrd } else { &self.dracut_initrd };
+        let (kernel, initrd) = entry.from_volume.unwrap_or((&self.kernel, image_initrd));
+        (kernel.to_path_buf(), initrd.to_path_buf(), cmdline)
+    }
 }
 
 /// blankslate's part of a boot beside the whole boot, in ms.

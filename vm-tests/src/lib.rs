@@ -9,11 +9,14 @@
 #![forbid(unsafe_code)]
 
 pub mod debian;
+pub mod fleet;
 mod kernels;
 pub mod lifecycle;
+mod running;
 pub mod uefi;
 
 pub use kernels::{Kernel, compressed_modules_kernel, kernel, kernel_package, own_apt, trixie_kernel};
+pub use running::{Running, free_port};
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -503,6 +506,12 @@ impl Qemu<'_> {
     /// Boots, with the serial log in the next `serial-N.log` of `work`. Stops QEMU (by
     /// its pid) when `stop_marker` appears in the log or after `limit`.
     pub fn boot(&self, work: &Path, stop_marker: Option<&str>, limit: Duration) -> Result<Boot> {
+        run_qemu(self.command("none"), work, stop_marker, limit)
+    }
+
+    /// The QEMU command of this machine, with `-nic NIC` (`none`: no network) and
+    /// without its serial console.
+    pub(crate) fn command(&self, nic: &str) -> Command {
         let mut cmdline = self.cmdline.to_owned();
         // For a look at a failing boot: BLANKSLATE_VM_APPEND=blankslate.debug.
         if let Ok(extra) = std::env::var("BLANKSLATE_VM_APPEND") {
@@ -510,7 +519,7 @@ impl Qemu<'_> {
         }
         let mut command = Command::new("qemu-system-x86_64");
         command
-            .args(["-accel", "tcg", "-no-reboot", "-display", "none", "-nic", "none", "-monitor", "none"])
+            .args(["-accel", "tcg", "-no-reboot", "-display", "none", "-nic", nic, "-monitor", "none"])
             .arg("-m")
             .arg(self.memory_mb.to_string())
             .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
@@ -523,16 +532,22 @@ impl Qemu<'_> {
         for disk in self.disks {
             command.arg("-drive").arg(format!("file={},format=raw,if=virtio", disk.display()));
         }
-        run_qemu(command, work, stop_marker, limit)
+        command
     }
+}
+
+/// The next `serial-N.log` of `work` (N counts what `work` holds), removed if there.
+pub(crate) fn next_serial_log(work: &Path) -> PathBuf {
+    let log_path = work.join(format!("serial-{}.log", std::fs::read_dir(work).map_or(0, Iterator::count)));
+    let _ = std::fs::remove_file(&log_path);
+    log_path
 }
 
 /// Runs `command` (QEMU without its serial console), with the serial log in the next
 /// `serial-N.log` of `work`. Stops QEMU (by its pid) when `stop_marker` appears in the
 /// log or after `limit`. One QEMU runs at a time.
 fn run_qemu(mut command: Command, work: &Path, stop_marker: Option<&str>, limit: Duration) -> Result<Boot> {
-    let log_path = work.join(format!("serial-{}.log", std::fs::read_dir(work).map_or(0, Iterator::count)));
-    let _ = std::fs::remove_file(&log_path);
+    let log_path = next_serial_log(work);
     command.arg("-serial").arg(format!("file:{}", log_path.display()));
     let _serial = QEMU.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let started = Instant::now();
