@@ -67,8 +67,6 @@ const IMAGE_RECIPE: u32 = 1;
 /// Where the guest finds day two's packages: a local apt repository (the guest has
 /// no network), with the second kernel and a newer `vmtest-daytwo`.
 const REPOSITORY: &str = "usr/local/share/vmtest/repo";
-/// dracut's configuration in the test's images: no compression (see `prepare`).
-const UNCOMPRESSED_DRACUT: &str = "# The VM tests': emulated machines compress slowly.\ncompress=\"cat\"\n";
 /// The volume's label, as the kernel command line names it.
 pub const LABEL: &str = "persist";
 /// The memory of a Debian machine.
@@ -444,12 +442,6 @@ fn prepare(suite: Suite, flavour: &Flavour<'_>) -> Result<Prepared> {
     local_repository(suite, &work, &tree)?;
     (flavour.adjust)(&tree)?;
 
-    // The test's: every initrd dracut builds, here and in the guest when day two
-    // installs a kernel, is left uncompressed: compressing is work the tests do not
-    // need (natively 19 of the 21 s of CPU this dracut run takes, and emulated in
-    // each kernel install). The kernel reads an uncompressed cpio as well, and
-    // blankslate's own initramfs stays gzipped.
-    install(UNCOMPRESSED_DRACUT.as_bytes(), &tree.join("etc/dracut.conf.d/10-vmtest-uncompressed.conf"), 0o644)?;
     // Route b: dracut inside the tree.
     let dracut_initrd = format!("/boot/initrd-blankslate.img-{}", image.kernel_version);
     run_in_tree(
