@@ -173,22 +173,29 @@ impl Fleet {
         args
     }
 
-    /// Runs `command` (a shell command line) as root on `host`; fails with its output
-    /// unless it exits 0.
+    /// Runs `command` (a shell command line) as root on `host`: its standard output;
+    /// fails with both streams unless it exits 0.
     pub fn ssh(&self, host: &Host, command: &str) -> Result<String> {
-        run(Command::new("ssh").args(self.ssh_args(host)).arg(command)).map_err(|e| format!("{}: {e}", host.name))
+        let output = self.ssh_output(host, command)?;
+        if output.status.success() {
+            return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+        }
+        Err(format!("{}: `{command}` failed ({}):\n{}", host.name, output.status, both_streams(&output)))
     }
 
     /// Runs `command` as root on `host`: its exit status and output (both streams).
     pub fn ssh_status(&self, host: &Host, command: &str) -> Result<(i32, String)> {
-        let output = Command::new("ssh")
+        let output = self.ssh_output(host, command)?;
+        Ok((output.status.code().unwrap_or(-1), both_streams(&output)))
+    }
+
+    fn ssh_output(&self, host: &Host, command: &str) -> Result<std::process::Output> {
+        Command::new("ssh")
             .args(self.ssh_args(host))
             .arg(command)
             .stdin(std::process::Stdio::null())
             .output()
-            .map_err(|e| format!("cannot run ssh: {e}"))?;
-        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-        Ok((output.status.code().unwrap_or(-1), text))
+            .map_err(|e| format!("cannot run ssh: {e}"))
     }
 
     /// Powers every machine off (`systemctl poweroff` over ssh) and waits for its
@@ -205,4 +212,9 @@ impl Fleet {
         }
         Ok(ended)
     }
+}
+
+/// A command's standard output, then its standard error.
+pub fn both_streams(output: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }

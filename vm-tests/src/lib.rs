@@ -557,7 +557,7 @@ fn run_qemu(mut command: Command, work: &Path, stop_marker: Option<&str>, limit:
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start qemu-system-x86_64: {e} (apt-get install qemu-system-x86)"))?;
-    let read_log = || std::fs::read(&log_path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let read_log = || read_serial_log(&log_path);
     let (status, timed_out) = loop {
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
             break (status.code(), false);
@@ -577,15 +577,25 @@ fn run_qemu(mut command: Command, work: &Path, stop_marker: Option<&str>, limit:
         std::thread::sleep(Duration::from_millis(50));
     };
     let elapsed = started.elapsed();
-    let mut log = read_log();
+    let mut errors = String::new();
     if let Some(mut stderr) = child.stderr.take() {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
-        if !text.trim().is_empty() {
-            let _ = write!(log, "\n--- qemu stderr ---\n{text}");
-        }
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut errors);
     }
-    Ok(Boot { status, log, elapsed, timed_out })
+    Ok(Boot { status, log: console(&log_path, &errors), elapsed, timed_out })
+}
+
+/// The serial log at `path` so far (empty if there is none yet).
+pub(crate) fn read_serial_log(path: &Path) -> String {
+    std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+}
+
+/// What a run logged: the serial log at `path`, then QEMU's own `errors`, if any.
+pub(crate) fn console(path: &Path, errors: &str) -> String {
+    let mut log = read_serial_log(path);
+    if !errors.trim().is_empty() {
+        let _ = write!(log, "\n--- qemu stderr ---\n{errors}");
+    }
+    log
 }
 
 /// Prints a boot's timings: QEMU's run, the kernel's uptime when the test init

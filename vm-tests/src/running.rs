@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{Boot, Qemu, Result, next_serial_log};
+use crate::{Boot, Qemu, Result, console, next_serial_log, read_serial_log};
 
 /// A port on 127.0.0.1 that nothing listens on now (the kernel's choice), for a
 /// forward: the listener is closed before QEMU binds it.
@@ -51,14 +51,9 @@ impl Qemu<'_> {
 }
 
 impl Running {
-    /// QEMU's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// The serial log so far.
     pub fn log(&self) -> String {
-        std::fs::read(&self.log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+        read_serial_log(&self.log)
     }
 
     /// How long since QEMU started.
@@ -101,12 +96,6 @@ impl Running {
         }
     }
 
-    /// Stops QEMU now (SIGKILL to its pid), as pulling the plug.
-    pub fn kill(mut self) -> Boot {
-        self.stop();
-        self.snapshot(None, false)
-    }
-
     fn stop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
             let _ = self.child.kill();
@@ -116,13 +105,8 @@ impl Running {
 
     /// What the run logged (the serial log, then QEMU's messages), as a [`Boot`].
     fn snapshot(&self, status: Option<i32>, timed_out: bool) -> Boot {
-        let mut log = self.log();
         let errors = std::fs::read_to_string(&self.stderr).unwrap_or_default();
-        if !errors.trim().is_empty() {
-            log.push_str("\n--- qemu stderr ---\n");
-            log.push_str(&errors);
-        }
-        Boot { status, log, elapsed: self.started.elapsed(), timed_out }
+        Boot { status, log: console(&self.log, &errors), elapsed: self.started.elapsed(), timed_out }
     }
 }
 

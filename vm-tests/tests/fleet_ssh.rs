@@ -25,7 +25,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use blankslate_vm_tests::fleet::{Fleet, Host};
+use blankslate_vm_tests::fleet::{Fleet, Host, both_streams};
 use blankslate_vm_tests::{self as vm, Result};
 use serde_json::Value;
 
@@ -229,7 +229,7 @@ fn playbook(work: &Path) -> Result<(i32, String)> {
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| format!("cannot run ansible-playbook: {e}"))?;
-    let log = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let log = both_streams(&output);
     std::fs::write(work.join("playbook.log"), &log).map_err(|e| e.to_string())?;
     Ok((output.status.code().unwrap_or(-1), log))
 }
