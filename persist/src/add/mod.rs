@@ -27,15 +27,17 @@
 //!    times, xattrs, hard links, holes, special files) to the fixed temporary name
 //!    `.NAME.blankslate-persist-add` in the volume's copy of PATH's parent (parents
 //!    created with the live parents' owner and mode), fsynced. A fingerprint of the
-//!    live data is taken before the copy, and each file's blake3 as it is copied
-//!    ([`tree::copy_hashed`], holes read from the source too).
-//! 3. `verified` — both trees are walked and compared: blake3 of every file, kind,
-//!    owner, mode, mtime, size, link targets, device numbers, xattrs, hard-link
-//!    structure ([`tree::walk`]); and the live data's fingerprint must not have
-//!    changed during the copy. The copy is read; the live data is walked once without
-//!    reading a file ([`tree::walk_hashed`]): unchanged since the copy began, it held
-//!    the bytes the copy hashed (a run that resumes here after a kill has no hashes
-//!    and reads it). Then the declared owner and mode are set on the copy.
+//!    live data (one `statx` an entry, [`tree::fingerprint`]) is taken before the
+//!    copy, and the copy describes the live data as it reads it
+//!    ([`tree::copy_described`]: each file's blake3 from the bytes copied, holes read
+//!    from the source too).
+//! 3. `verified` — the copy is walked and read ([`tree::walk`]) and compared with that
+//!    description: blake3 of every file, kind, owner, mode, mtime, size, link
+//!    targets, device numbers, xattrs, hard-link structure; and the live data's
+//!    fingerprint must not have changed since before the copy, so the description is
+//!    the live data's (a run that resumes here after a kill has no description, and
+//!    walks and reads the live data instead). Then the declared owner and mode are
+//!    set on the copy.
 //! 4. `placed` — the copy is renamed into place (`rename` without replace) and the
 //!    directory fsynced.
 //! 5. `mounted` — the volume path is bind-mounted over the live path (a file with
@@ -550,8 +552,8 @@ fn forward_add(root: &Dir, volume: &Volume, journal: &mut Journal, names: &UserD
     let (parent, name) = split(&path);
     let temp = temp_add(name);
     let mut stats = CopyStats::default();
-    // What the copy hashed as it wrote; none when the copy was made by a run that
-    // was killed (then the original is read again to be compared).
+    // The original as the copy described it; none when the copy was made by a run
+    // that was killed (then the original is read again to be compared).
     let mut copied_contents = None;
     let same_boot = journal.same_boot();
     let target_parent = live_parent(root, parent)?;
@@ -561,36 +563,25 @@ fn forward_add(root: &Dir, volume: &Volume, journal: &mut Journal, names: &UserD
             source_parent.remove_tree(&temp)?;
         }
         journal.fingerprint = tree::fingerprint(&target_parent, OsStr::new(name))?;
-        let (copied, hashes) = tree::copy_hashed(&target_parent, OsStr::new(name), &source_parent, OsStr::new(&temp))?;
-        (stats, copied_contents) = (copied, Some(hashes));
+        let (copied, described) =
+            tree::copy_described(&target_parent, OsStr::new(name), &source_parent, OsStr::new(&temp))?;
+        (stats, copied_contents) = (copied, Some(described));
         source_parent.sync()?;
         journal::advance(&volume.state, journal, Step::Copied)?;
     }
     if journal.step < Step::Verified {
         if verify {
-            // One walk of the original, no file read: unchanged since the fingerprint
-            // before the copy, it held the bytes the copy hashed.
-            let (fingerprint, original) = match &copied_contents {
-                Some(hashes) => {
-                    let (fingerprint, nodes) = tree::walk_hashed(&target_parent, OsStr::new(name), hashes)?;
-                    (Some(fingerprint), nodes)
-                }
-                None => (None, None),
-            };
-            let original = match original {
-                Some(original) => original,
+            // The original as the copy described it (no second read), or, after a
+            // kill, as a walk reads it; either is the original's as long as its
+            // fingerprint is still the one taken before the copy.
+            let original = match copied_contents.take() {
+                Some(described) => described,
                 None => tree::walk(&target_parent, OsStr::new(name), true)?,
             };
             let copy = tree::walk(&source_parent, OsStr::new(&temp), true)?;
             let mut differences = tree::compare(&original, &copy);
-            if differences.is_empty() {
-                let fingerprint = match fingerprint {
-                    Some(fingerprint) => fingerprint,
-                    None => tree::fingerprint(&target_parent, OsStr::new(name))?,
-                };
-                if fingerprint != journal.fingerprint {
-                    differences.push("the original changed during the copy".into());
-                }
+            if differences.is_empty() && tree::fingerprint(&target_parent, OsStr::new(name))? != journal.fingerprint {
+                differences.push("the original changed during the copy".into());
             }
             if !differences.is_empty() {
                 source_parent.remove_tree(&temp)?;

@@ -196,22 +196,22 @@ fn read_full(file: &File, buffer: &mut [u8], offset: u64) -> rustix::io::Result<
 /// sets `dest`'s size to the size `source` had when the copy began. Returns the bytes
 /// of data written. The paths are for messages.
 pub fn copy_data(source: &impl AsFd, source_path: &Path, dest: &impl AsFd, dest_path: &Path) -> Result<u64> {
-    copy_data_hashed(source, source_path, dest, dest_path, None)
+    let size = u64::try_from(rustix::fs::fstat(source).map_err(wrap("stat", source_path))?.st_size).unwrap_or(0);
+    copy_data_hashed((source, source_path, size), dest, dest_path, None)
 }
 
 /// [`copy_data`], feeding `hasher` (when given) the source's contents as they are
 /// read: the extents copied from the bytes as they were written, and what lies between
 /// them (holes, by `SEEK_HOLE`) read from the source too, not taken to be zeros, so
 /// that a hole reported where data is makes the hash differ from the copy's. The
-/// source need not be read again to be compared with the copy.
+/// source need not be read again to be compared with the copy. `size` is the
+/// source's size when it was opened (the caller's `fstat`).
 pub(super) fn copy_data_hashed(
-    source: &impl AsFd,
-    source_path: &Path,
+    (source, source_path, size): (&impl AsFd, &Path, u64),
     dest: &impl AsFd,
     dest_path: &Path,
     mut hasher: Option<&mut blake3::Hasher>,
 ) -> Result<u64> {
-    let size = u64::try_from(rustix::fs::fstat(source).map_err(wrap("stat", source_path))?.st_size).unwrap_or(0);
     // No bigger than the file: zeroing a whole chunk for each small file of a tree
     // would cost more than copying it.
     let mut buffer = vec![0u8; usize::try_from(size).unwrap_or(COPY_CHUNK).min(COPY_CHUNK)];

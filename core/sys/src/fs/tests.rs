@@ -208,12 +208,11 @@ fn temp_names_cannot_be_guessed_from_the_pid() {
     assert!(names.iter().all(|name| is_temp_name(name)));
 }
 
-/// What a copy hashes as it writes is what a walk of the original reads: holes (a
-/// sparse file's, and one at its end), a hard-linked pair, a symlink, nested
-/// directories; and the walk that takes those hashes in place of reading agrees with
-/// the fingerprint and with the full walk.
+/// What a copy describes as it copies is what a full walk of the original reads:
+/// holes (a sparse file's, and one at its end), a hard-linked pair, a symlink, nested
+/// directories; and copying leaves the original's fingerprint as it was.
 #[test]
-fn a_hashed_copy_describes_the_original_as_a_full_walk_does() {
+fn a_described_copy_describes_the_original_as_a_full_walk_does() {
     let scratch = tempfile::tempdir().unwrap();
     let top = scratch.path().join("tree");
     std::fs::create_dir_all(top.join("a/b")).unwrap();
@@ -228,11 +227,33 @@ fn a_hashed_copy_describes_the_original_as_a_full_walk_does() {
     let dir = Dir::open_root(scratch.path()).unwrap();
     let (name, copy) = (std::ffi::OsStr::new("tree"), std::ffi::OsStr::new("copy"));
     let before = tree::fingerprint(&dir, name).unwrap();
-    let (stats, hashes) = tree::copy_hashed(&dir, name, &dir, copy).unwrap();
-    assert_eq!(stats.files, 3);
-    let (fingerprint, described) = tree::walk_hashed(&dir, name, &hashes).unwrap();
-    assert_eq!(fingerprint, before, "the same fingerprint as a walk of its own");
-    let described = described.expect("every file was hashed");
+    let (stats, described) = tree::copy_described(&dir, name, &dir, copy).unwrap();
+    assert_eq!((stats.files, stats.hard_links, stats.symlinks), (3, 1, 1));
+    assert_eq!(tree::fingerprint(&dir, name).unwrap(), before, "copying changed the original's fingerprint");
     assert_eq!(described, tree::walk(&dir, name, true).unwrap(), "as a full walk of the original");
     assert!(tree::compare(&described, &tree::walk(&dir, copy, true).unwrap()).is_empty());
+}
+
+/// A fingerprint reads no file, yet moves with a change a file's size and times do
+/// not show: the same number of bytes rewritten and the old mtime put back, and a
+/// symlink replaced by one of the same length.
+#[test]
+fn a_fingerprint_notices_what_size_and_times_hide() {
+    let scratch = tempfile::tempdir().unwrap();
+    let top = scratch.path().join("tree");
+    std::fs::create_dir(&top).unwrap();
+    std::fs::write(top.join("data"), "0123456789").unwrap();
+    std::os::unix::fs::symlink("aaaa", top.join("link")).unwrap();
+    let dir = Dir::open_root(scratch.path()).unwrap();
+    let name = std::ffi::OsStr::new("tree");
+    let before = tree::fingerprint(&dir, name).unwrap();
+    assert_eq!(tree::fingerprint(&dir, name).unwrap(), before, "a fingerprint is stable");
+    let mtime = std::fs::metadata(top.join("data")).unwrap().modified().unwrap();
+    std::fs::write(top.join("data"), "9876543210").unwrap();
+    std::fs::File::options().write(true).open(top.join("data")).unwrap().set_modified(mtime).unwrap();
+    let rewritten = tree::fingerprint(&dir, name).unwrap();
+    assert_ne!(rewritten, before, "same size, same mtime, other bytes");
+    std::fs::remove_file(top.join("link")).unwrap();
+    std::os::unix::fs::symlink("bbbb", top.join("link")).unwrap();
+    assert_ne!(tree::fingerprint(&dir, name).unwrap(), rewritten, "a symlink replaced");
 }

@@ -26,9 +26,12 @@
 //! the blake3 of the contents, the link target, the device number, the extended
 //! attributes, and which earlier path a hard link shares its inode with. Two trees
 //! are the same when their lists are equal ([`compare`]); access times are not
-//! compared (reading a copy to verify it may update them). [`fingerprint`] hashes
-//! what changes whenever anything in a tree changes (inode numbers and change times
-//! included), to notice a live tree being written while it is moved.
+//! compared (reading a copy to verify it may update them). [`copy_described`] makes
+//! the same description of the source as it copies it, from what it read to copy.
+//! [`fingerprint`] hashes what changes whenever anything in a tree changes, from one
+//! `statx` per entry: inode numbers and change times, which any write, `chmod`,
+//! `chown`, change of an extended attribute or replacement moves, to notice a live
+//! tree being written while it is moved.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -105,6 +108,9 @@ impl NodeKind {
     }
 }
 
+/// Extended attributes, names with values, sorted by name.
+pub type Xattrs = Vec<(OsString, Vec<u8>)>;
+
 /// One entry of a tree, as [`walk`] describes it. `path` is relative to the tree's
 /// top (empty for the top itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,9 +128,31 @@ pub struct Node {
     /// Device nodes only.
     pub rdev: Option<(u32, u32)>,
     /// Sorted by name.
-    pub xattrs: Vec<(OsString, Vec<u8>)>,
+    pub xattrs: Xattrs,
     /// For a hard link: the path of the first entry in the walk with the same inode.
     pub same_inode_as: Option<OsString>,
+}
+
+impl Node {
+    /// What `statx` alone says of the entry at `path`: nothing read, no attributes.
+    fn of(path: &OsStr, st: &Statx) -> Node {
+        let kind = NodeKind::of(u32::from(st.stx_mode));
+        Node {
+            path: path.to_os_string(),
+            kind,
+            mode: perm(st),
+            uid: st.stx_uid,
+            gid: st.stx_gid,
+            mtime: (st.stx_mtime.tv_sec, st.stx_mtime.tv_nsec),
+            size: if kind == NodeKind::Directory { 0 } else { st.stx_size },
+            content: None,
+            link_target: None,
+            rdev: matches!(kind, NodeKind::CharDevice | NodeKind::BlockDevice)
+                .then_some((st.stx_rdev_major, st.stx_rdev_minor)),
+            xattrs: Vec::new(),
+            same_inode_as: None,
+        }
+    }
 }
 
 /// What a copy did.
@@ -155,35 +183,39 @@ fn open_at(dir: &impl AsFd, name: &OsStr, flags: OFlags, mode: u32, context: &Pa
         .map_err(wrap("open", context.join(name)))
 }
 
-/// Opens a file (`Some` of what `statx` said of it) or a directory (`None`) for
-/// reading without touching its access time (falling back to a plain open where
-/// `O_NOATIME` is not allowed). A file is opened with `O_NONBLOCK` and must still be
-/// the file that was seen: a FIFO swapped in meanwhile is refused, never waited on.
-fn open_read(dir: &impl AsFd, name: &OsStr, file: Option<&Statx>, context: &Path) -> Result<OwnedFd> {
-    let flags = match file {
-        Some(_) => OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
-        None => OFlags::RDONLY | OFlags::DIRECTORY,
-    };
-    let fd = match open_at(dir, name, flags | OFlags::NOATIME, 0, context) {
+/// Opens `name` for reading without touching its access time (falling back to a
+/// plain open where `O_NOATIME` is not allowed).
+fn open_noatime(dir: &impl AsFd, name: &OsStr, flags: OFlags, context: &Path) -> Result<OwnedFd> {
+    match open_at(dir, name, flags | OFlags::NOATIME, 0, context) {
         Err(TreeError::Io { source, .. }) if source.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => {
             open_at(dir, name, flags, 0, context)
         }
         other => other,
-    }?;
-    if let Some(seen) = file {
-        let opened = rustix::fs::fstat(&fd).map_err(wrap("stat", context.join(name)))?;
-        let same = FileType::from_raw_mode(opened.st_mode) == FileType::RegularFile
-            && opened.st_ino == seen.stx_ino
-            && opened.st_dev == rustix::fs::makedev(seen.stx_dev_major, seen.stx_dev_minor);
-        if !same {
-            return Err(TreeError::Io {
-                op: "read",
-                path: context.join(name),
-                source: io::Error::other("it was replaced while being read"),
-            });
-        }
     }
-    Ok(fd)
+}
+
+/// Opens a directory for reading (see [`open_noatime`]).
+fn open_directory(dir: &impl AsFd, name: &OsStr, context: &Path) -> Result<OwnedFd> {
+    open_noatime(dir, name, OFlags::RDONLY | OFlags::DIRECTORY, context)
+}
+
+/// Opens the regular file `statx` saw as `seen` for reading (see [`open_noatime`]),
+/// with `O_NONBLOCK`; it must still be that file: a FIFO swapped in meanwhile is
+/// refused, never waited on. Returns it with its size as opened.
+fn open_file(dir: &impl AsFd, name: &OsStr, seen: &Statx, context: &Path) -> Result<(OwnedFd, u64)> {
+    let fd = open_noatime(dir, name, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY, context)?;
+    let opened = rustix::fs::fstat(&fd).map_err(wrap("stat", context.join(name)))?;
+    let same = FileType::from_raw_mode(opened.st_mode) == FileType::RegularFile
+        && opened.st_ino == seen.stx_ino
+        && opened.st_dev == rustix::fs::makedev(seen.stx_dev_major, seen.stx_dev_minor);
+    if !same {
+        return Err(TreeError::Io {
+            op: "read",
+            path: context.join(name),
+            source: io::Error::other("it was replaced while being read"),
+        });
+    }
+    Ok((fd, u64::try_from(opened.st_size).unwrap_or(0)))
 }
 
 /// A `Dir` for an open directory descriptor (through its `/proc/self/fd` link, which
@@ -213,7 +245,7 @@ enum XattrTarget<'a> {
     Link(PathBuf),
 }
 
-fn list_xattrs(target: &XattrTarget<'_>, shown: &Path) -> Result<Vec<(OsString, Vec<u8>)>> {
+fn list_xattrs(target: &XattrTarget<'_>, shown: &Path) -> Result<Xattrs> {
     let names = loop {
         let size = match target {
             XattrTarget::Fd(fd) => rustix::fs::flistxattr_query(fd),
@@ -281,7 +313,7 @@ fn list_xattrs(target: &XattrTarget<'_>, shown: &Path) -> Result<Vec<(OsString, 
     Ok(out)
 }
 
-fn set_xattrs(target: &XattrTarget<'_>, xattrs: &[(OsString, Vec<u8>)], shown: &Path) -> Result<()> {
+fn set_xattrs(target: &XattrTarget<'_>, xattrs: &Xattrs, shown: &Path) -> Result<()> {
     for (name, value) in xattrs {
         let flags = rustix::fs::XattrFlags::empty();
         match target {
@@ -312,7 +344,7 @@ struct PendingDir {
     /// Relative to the copy's top; empty for the top itself.
     path: PathBuf,
     stat: Statx,
-    xattrs: Vec<(OsString, Vec<u8>)>,
+    xattrs: Xattrs,
 }
 
 struct Copier<'a> {
@@ -327,15 +359,18 @@ struct Copier<'a> {
     directories: Vec<PendingDir>,
     mount_id: u64,
     stats: CopyStats,
-    /// The contents copied, hashed on the way ([`copy_hashed`]); `None` when not asked.
-    hashes: Option<Hashes>,
+    /// The source as [`walk`] would describe it, made on the way ([`copy_described`]);
+    /// `None` when not asked.
+    described: Option<Described>,
 }
 
-/// The blake3 of each regular file a copy wrote, from the bytes it wrote, by the
-/// file's path relative to the tree's top (as [`Node::path`]); a hard link's second
-/// name is not a file copied, and has none.
-#[derive(Debug, Default)]
-pub struct Hashes(HashMap<OsString, [u8; 32]>);
+/// The nodes a copy describes, and where each hard-linked inode's first node is (its
+/// other names share its extended attributes).
+#[derive(Default)]
+struct Described {
+    nodes: Vec<Node>,
+    first_name: HashMap<(u32, u32, u64), usize>,
+}
 
 /// What a copy does with a directory inside the tree that another file system is
 /// mounted on.
@@ -366,12 +401,16 @@ pub fn copy(source: &Dir, name: &OsStr, dest: &Dir, dest_name: &OsStr) -> Result
     copy_with(source, name, dest, dest_name, NestedMounts::Refuse, Durable::EachEntry)
 }
 
-/// [`copy`], which also hashes every file's contents as it copies them: with
-/// [`walk_hashed`], the original need not be read again to be compared with the copy.
-pub fn copy_hashed(source: &Dir, name: &OsStr, dest: &Dir, dest_name: &OsStr) -> Result<(CopyStats, Hashes)> {
+/// [`copy`], which also describes the source as [`walk`] with contents would, from
+/// the same `statx` and descriptors the copy used and the bytes it copied (hashed on
+/// the way), so that the original need not be walked and read again to be compared
+/// with the copy. The description is the original's as long as the original did not
+/// change meanwhile: a caller holds it to that with a [`fingerprint`] taken before
+/// the copy and one after.
+pub fn copy_described(source: &Dir, name: &OsStr, dest: &Dir, dest_name: &OsStr) -> Result<(CopyStats, Vec<Node>)> {
     let how = (NestedMounts::Refuse, Durable::EachEntry);
-    let (stats, hashes) = copy_inner((source, name), (dest, dest_name), how, Some(Hashes::default()))?;
-    Ok((stats, hashes.unwrap_or_default()))
+    let (stats, described) = copy_inner((source, name), (dest, dest_name), how, Some(Described::default()))?;
+    Ok((stats, described.map(|d| d.nodes).unwrap_or_default()))
 }
 
 /// [`copy`], with what to do with directories another file system is mounted on, and
@@ -388,13 +427,13 @@ pub fn copy_with(
 }
 
 /// [`copy_with`] of entry `from` to `to` (each a directory and a name in it), `how`
-/// its nested mounts and durability; filling `hashes` when given.
+/// its nested mounts and durability; filling `described` when given.
 fn copy_inner(
     (source, name): (&Dir, &OsStr),
     (dest, dest_name): (&Dir, &OsStr),
     (nested, durable): (NestedMounts, Durable),
-    hashes: Option<Hashes>,
-) -> Result<(CopyStats, Option<Hashes>)> {
+    described: Option<Described>,
+) -> Result<(CopyStats, Option<Described>)> {
     let top = stat(source, name, source.path())?;
     let mut copier = Copier {
         nested,
@@ -405,7 +444,7 @@ fn copy_inner(
         directories: Vec::new(),
         mount_id: top.stx_mnt_id,
         stats: CopyStats::default(),
-        hashes,
+        described,
     };
     copier.entry(source, name, dest, dest_name, Path::new(""), &top)?;
     copier.stats.linked_outside = copier.linked.values().filter(|(_, links, met)| met < links).count() as u64;
@@ -432,7 +471,7 @@ fn copy_inner(
     if durable == Durable::EachEntry {
         dest.sync()?;
     }
-    Ok((copier.stats, copier.hashes))
+    Ok((copier.stats, copier.described))
 }
 
 impl Copier<'_> {
@@ -449,14 +488,17 @@ impl Copier<'_> {
             }
             return Err(TreeError::MountPoint(shown));
         }
+        let mut node = self.described.is_some().then(|| Node::of(rel.as_os_str(), st));
         match kind {
             NodeKind::Directory => {
                 rustix::fs::mkdirat(to, to_name, Mode::from_raw_mode(0o700))
                     .map_err(wrap("create directory", to.path().join(to_name)))?;
-                let source_fd = open_read(from, name, None, from.path())?;
+                let source_fd = open_directory(from, name, from.path())?;
                 let source = dir_of(&source_fd, &shown)?;
                 let xattrs = list_xattrs(&XattrTarget::Fd(source_fd.as_fd()), &shown)?;
                 let target = to.open_dir(to_name)?;
+                // Described before what it holds, as a walk does.
+                self.describe(node.take(), |node| node.xattrs.clone_from(&xattrs));
                 for (child, _) in source.entries()? {
                     let child_stat = stat(&source, &child, &shown)?;
                     self.entry(&source, &child, &target, &child, &rel.join(&child), &child_stat)?;
@@ -474,33 +516,63 @@ impl Copier<'_> {
                             .map_err(wrap("hard-link", to.path().join(to_name)))?;
                         *met += 1;
                         self.stats.hard_links += 1;
+                        if let (Some(mut node), Some(described)) = (node, self.described.as_mut()) {
+                            let first = &described.nodes[described.first_name[&key]];
+                            node.same_inode_as = Some(first.path.clone());
+                            node.xattrs.clone_from(&first.xattrs);
+                            described.nodes.push(node);
+                        }
                         return Ok(());
                     }
                     self.linked.insert(key, (Path::new(self.dest_name).join(rel), st.stx_nlink, 1));
+                    if let Some(described) = self.described.as_mut() {
+                        described.first_name.insert(key, described.nodes.len());
+                    }
                 }
-                self.file(from, name, to, to_name, rel, st)?;
+                let (xattrs, content) = self.file(from, name, to, to_name, st)?;
+                self.describe(node, |node| (node.xattrs, node.content) = (xattrs, content));
                 self.stats.files += 1;
             }
             NodeKind::Symlink => {
                 let target = rustix::fs::readlinkat(from, name, Vec::new()).map_err(wrap("read symlink", &shown))?;
                 rustix::fs::symlinkat(target.as_bytes(), to, to_name)
                     .map_err(wrap("create symlink", to.path().join(to_name)))?;
-                Self::metadata_by_name(from, name, to, to_name, st, false)?;
+                let xattrs = Self::metadata_by_name(from, name, to, to_name, st, false)?;
+                let target = OsString::from(OsStr::from_bytes(target.as_bytes()));
+                self.describe(node, |node| (node.xattrs, node.link_target) = (xattrs, Some(target)));
                 self.stats.symlinks += 1;
             }
             _ => {
                 let dev = rustix::fs::makedev(st.stx_rdev_major, st.stx_rdev_minor);
                 rustix::fs::mknodat(to, to_name, kind.file_type(), Mode::from_raw_mode(0o600), dev)
                     .map_err(wrap("create special file", to.path().join(to_name)))?;
-                Self::metadata_by_name(from, name, to, to_name, st, true)?;
+                let xattrs = Self::metadata_by_name(from, name, to, to_name, st, true)?;
+                self.describe(node, |node| node.xattrs = xattrs);
                 self.stats.special += 1;
             }
         }
         Ok(())
     }
 
-    /// Owner, mode, attributes and times of an entry that cannot be opened.
-    fn metadata_by_name(from: &Dir, name: &OsStr, to: &Dir, to_name: &OsStr, st: &Statx, set_mode: bool) -> Result<()> {
+    /// Completes `node` (made when the copy describes) with what copying it found,
+    /// and adds it to the description.
+    fn describe(&mut self, node: Option<Node>, complete: impl FnOnce(&mut Node)) {
+        if let (Some(mut node), Some(described)) = (node, self.described.as_mut()) {
+            complete(&mut node);
+            described.nodes.push(node);
+        }
+    }
+
+    /// Owner, mode, attributes and times of an entry that cannot be opened; returns
+    /// the source's extended attributes.
+    fn metadata_by_name(
+        from: &Dir,
+        name: &OsStr,
+        to: &Dir,
+        to_name: &OsStr,
+        st: &Statx,
+        set_mode: bool,
+    ) -> Result<Xattrs> {
         let shown = to.path().join(to_name);
         let (uid, gid) = (rustix::fs::Uid::from_raw(st.stx_uid), rustix::fs::Gid::from_raw(st.stx_gid));
         rustix::fs::chownat(to, to_name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)
@@ -514,20 +586,28 @@ impl Copier<'_> {
         let xattrs = list_xattrs(&XattrTarget::Link(proc_path(from, name)), &from.path().join(name))?;
         set_xattrs(&XattrTarget::Link(proc_path(to, to_name)), &xattrs, &shown)?;
         rustix::fs::utimensat(to, to_name, &timestamps(st), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(wrap("set times of", &shown))
+            .map_err(wrap("set times of", &shown))?;
+        Ok(xattrs)
     }
 
-    /// A regular file: data extent by extent, holes left as holes.
-    fn file(&mut self, from: &Dir, name: &OsStr, to: &Dir, to_name: &OsStr, rel: &Path, st: &Statx) -> Result<()> {
+    /// A regular file: data extent by extent, holes left as holes. Returns the
+    /// source's extended attributes, and the blake3 of its contents when the copy
+    /// describes.
+    fn file(
+        &mut self,
+        from: &Dir,
+        name: &OsStr,
+        to: &Dir,
+        to_name: &OsStr,
+        st: &Statx,
+    ) -> Result<(Xattrs, Option<[u8; 32]>)> {
         let shown = from.path().join(name);
         let dest_shown = to.path().join(to_name);
-        let source = open_read(from, name, Some(st), from.path())?;
+        let (source, size) = open_file(from, name, st, from.path())?;
         let dest = open_at(to, to_name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL, 0o600, to.path())?;
-        let mut hasher = self.hashes.is_some().then(blake3::Hasher::new);
-        self.stats.bytes += super::checked::copy_data_hashed(&source, &shown, &dest, &dest_shown, hasher.as_mut())?;
-        if let (Some(hashes), Some(hasher)) = (self.hashes.as_mut(), hasher) {
-            hashes.0.insert(rel.as_os_str().to_os_string(), *hasher.finalize().as_bytes());
-        }
+        let mut hasher = self.described.is_some().then(blake3::Hasher::new);
+        let copied = (&source, shown.as_path(), size);
+        self.stats.bytes += super::checked::copy_data_hashed(copied, &dest, &dest_shown, hasher.as_mut())?;
         let (uid, gid) = (rustix::fs::Uid::from_raw(st.stx_uid), rustix::fs::Gid::from_raw(st.stx_gid));
         rustix::fs::fchown(&dest, Some(uid), Some(gid)).map_err(wrap("set owner of", &dest_shown))?;
         rustix::fs::fchmod(&dest, Mode::from_raw_mode(perm(st))).map_err(wrap("set mode of", &dest_shown))?;
@@ -537,7 +617,7 @@ impl Copier<'_> {
             rustix::fs::fsync(&dest).map_err(wrap("fsync", &dest_shown))?;
         }
         rustix::fs::futimens(&dest, &timestamps(st)).map_err(wrap("set times of", &dest_shown))?;
-        Ok(())
+        Ok((xattrs, hasher.map(|h| *h.finalize().as_bytes())))
     }
 }
 
@@ -550,7 +630,9 @@ fn hash_file(fd: OwnedFd, shown: PathBuf) -> Result<[u8; 32]> {
 }
 
 /// Describes entry `name` of `dir` and everything below it (see the module docs);
-/// with `contents` false, files are not read (for [`fingerprint`]).
+/// with `contents` false, only as `statx` describes each entry (kind, owner, mode,
+/// times, size, inode and change time), reading no file, link or attribute: what
+/// [`fingerprint`] hashes.
 pub fn walk(dir: &Dir, name: &OsStr, contents: bool) -> Result<Vec<Node>> {
     let top = stat(dir, name, dir.path())?;
     let mut walker = Walker { contents, out: Vec::new(), inodes: HashMap::new(), mount_id: top.stx_mnt_id };
@@ -571,27 +653,14 @@ impl Walker {
         if st.stx_mnt_id != self.mount_id {
             return Err(TreeError::MountPoint(shown));
         }
-        let kind = NodeKind::of(u32::from(st.stx_mode));
-        let mut node = Node {
-            path: rel.to_os_string(),
-            kind,
-            mode: perm(st),
-            uid: st.stx_uid,
-            gid: st.stx_gid,
-            mtime: (st.stx_mtime.tv_sec, st.stx_mtime.tv_nsec),
-            size: if kind == NodeKind::Directory { 0 } else { st.stx_size },
-            content: None,
-            link_target: None,
-            rdev: matches!(kind, NodeKind::CharDevice | NodeKind::BlockDevice)
-                .then_some((st.stx_rdev_major, st.stx_rdev_minor)),
-            xattrs: Vec::new(),
-            same_inode_as: None,
-        };
+        let mut node = Node::of(rel, st);
         let mut children = None;
-        match kind {
+        match node.kind {
             NodeKind::Directory => {
-                let fd = open_read(dir, name, None, dir.path())?;
-                node.xattrs = list_xattrs(&XattrTarget::Fd(fd.as_fd()), &shown)?;
+                let fd = open_directory(dir, name, dir.path())?;
+                if self.contents {
+                    node.xattrs = list_xattrs(&XattrTarget::Fd(fd.as_fd()), &shown)?;
+                }
                 children = Some(dir_of(&fd, &shown)?);
             }
             NodeKind::File => {
@@ -603,22 +672,26 @@ impl Walker {
                         self.inodes.insert(key, rel.to_os_string());
                     }
                 }
-                let fd = open_read(dir, name, Some(st), dir.path())?;
-                node.xattrs = list_xattrs(&XattrTarget::Fd(fd.as_fd()), &shown)?;
-                if self.contents && node.same_inode_as.is_none() {
-                    node.content = Some(hash_file(fd, shown.clone())?);
+                if self.contents {
+                    let (fd, _) = open_file(dir, name, st, dir.path())?;
+                    node.xattrs = list_xattrs(&XattrTarget::Fd(fd.as_fd()), &shown)?;
+                    if node.same_inode_as.is_none() {
+                        node.content = Some(hash_file(fd, shown.clone())?);
+                    }
                 }
             }
-            NodeKind::Symlink => {
+            NodeKind::Symlink if self.contents => {
                 let target = rustix::fs::readlinkat(dir, name, Vec::new()).map_err(wrap("read symlink", &shown))?;
                 node.link_target = Some(OsString::from(OsStr::from_bytes(target.as_bytes())));
                 node.xattrs = list_xattrs(&XattrTarget::Link(proc_path(dir, name)), &shown)?;
             }
-            _ => node.xattrs = list_xattrs(&XattrTarget::Link(proc_path(dir, name)), &shown)?,
+            _ if self.contents => node.xattrs = list_xattrs(&XattrTarget::Link(proc_path(dir, name)), &shown)?,
+            _ => {}
         }
         if !self.contents {
-            // Fingerprints also cover what a copy does not keep: a new inode or a
-            // changed ctime means someone touched the tree.
+            // What a fingerprint stands on: a new inode or a changed ctime means
+            // someone touched the entry (its data, owner, mode, attributes; a symlink
+            // is never changed in place).
             let change = format!("ino {} ctime {}.{}", st.stx_ino, st.stx_ctime.tv_sec, st.stx_ctime.tv_nsec);
             node.xattrs.push((OsString::from(CHANGE), change.into_bytes()));
         }
@@ -664,8 +737,8 @@ pub fn compare(expected: &[Node], found: &[Node]) -> Vec<String> {
 /// change time (no real extended attribute's name starts with a NUL).
 const CHANGE: &str = "\0change";
 
-/// A hex blake3 over everything [`walk`] sees without reading contents, plus inode
-/// numbers and change times: it changes whenever anything in the tree does.
+/// A hex blake3 over what [`walk`] without contents sees (one `statx` an entry, and a
+/// directory listed): it changes whenever anything in the tree does.
 pub fn fingerprint(dir: &Dir, name: &OsStr) -> Result<String> {
     Ok(fingerprint_of(&walk(dir, name, false)?))
 }
@@ -676,27 +749,6 @@ fn fingerprint_of(nodes: &[Node]) -> String {
         hasher.update(format!("{node:?}\n").as_bytes());
     }
     hasher.finalize().to_hex().to_string()
-}
-
-/// One walk of a tree [`copy_hashed`] copied, reading no file: its [`fingerprint`],
-/// and what [`walk`] with contents would describe if each file held what the copy
-/// hashed. Sound as the original's description once the fingerprint is the one taken
-/// before the copy: nothing was written meanwhile, so the bytes copied are the
-/// original's. `None` when a file has no hash (it was not copied by that copy).
-pub fn walk_hashed(dir: &Dir, name: &OsStr, hashes: &Hashes) -> Result<(String, Option<Vec<Node>>)> {
-    let mut nodes = walk(dir, name, false)?;
-    let fingerprint = fingerprint_of(&nodes);
-    for node in &mut nodes {
-        // The inode and change time only a fingerprint covers.
-        if node.xattrs.last().is_some_and(|(key, _)| key == CHANGE) {
-            node.xattrs.pop();
-        }
-        if node.kind == NodeKind::File && node.same_inode_as.is_none() {
-            let Some(hash) = hashes.0.get(&node.path) else { return Ok((fingerprint, None)) };
-            node.content = Some(*hash);
-        }
-    }
-    Ok((fingerprint, Some(nodes)))
 }
 
 /// Empties a directory through an open handle (the entries, not the directory).
