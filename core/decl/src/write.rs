@@ -26,7 +26,12 @@ pub fn to_toml_noted(declaration: &Declaration, notes: &BTreeMap<String, String>
                 let _ = writeln!(out, "size = {}", quote(&root.size));
             }
             Some(btrfs) => {
-                let _ = write!(out, "kind = \"btrfs\"\ndevice = {}\nkeep = {}\n", quote(&btrfs.device.to_string()), btrfs.keep);
+                let _ = write!(
+                    out,
+                    "kind = \"btrfs\"\ndevice = {}\nkeep = {}\n",
+                    quote(&btrfs.device.to_string()),
+                    btrfs.keep
+                );
             }
         }
         let _ = writeln!(out, "mode = {}", quote(&root.mode.to_string()));
