@@ -20,8 +20,10 @@
 
 use std::ffi::{OsStr, OsString};
 
+use blankslate_decl::BtrfsRoot;
 use blankslate_sys::btrfs;
 use blankslate_sys::fs::{Dir, FsError, Kind, is_temp_name, temp_name};
+use blankslate_sys::mount::{Detached, FsOption, MountAttrFlags, MountError};
 use serde::{Deserialize, Serialize};
 
 /// The directory on the btrfs's top level that holds the roots.
@@ -35,8 +37,12 @@ const RECORD: &str = "boot.json";
 pub enum BtrfsRootError {
     #[error(transparent)]
     Fs(#[from] FsError),
+    #[error(transparent)]
+    Mount(#[from] MountError),
     #[error("{} is not on a btrfs: a btrfs root's `device` must hold a btrfs", .0.display())]
     NotBtrfs(std::path::PathBuf),
+    #[error("the btrfs root's device {0} is not there")]
+    NoDevice(blankslate_decl::Device),
 }
 
 /// What boot records of itself beside its root.
@@ -146,6 +152,39 @@ pub fn kept_roots(roots: &Dir) -> Result<Vec<KeptRoot>, FsError> {
         found.push(KeptRoot { name, record, root });
     }
     Ok(found)
+}
+
+/// The previous roots of a running btrfs root, read-only: the btrfs's top level
+/// mounted (detached: no one else sees it, and it goes with this value) read-only.
+#[derive(Debug)]
+pub struct PreviousRoots {
+    /// Oldest first; the running root is not among them.
+    pub roots: Vec<KeptRoot>,
+    _top: Detached,
+}
+
+/// The previous roots of the btrfs root `spec` declares, `live` being the running
+/// root (left out of them, as the same subvolume).
+pub fn previous_roots(spec: &BtrfsRoot, live: &Dir) -> Result<PreviousRoots, BtrfsRootError> {
+    let device = crate::boot::device::wait_for(&spec.device, std::time::Duration::ZERO)
+        .ok_or_else(|| BtrfsRootError::NoDevice(spec.device.clone()))?;
+    let source = device.to_string_lossy();
+    let options = [FsOption::Value("source", source.as_ref()), FsOption::Value("subvolid", "5")];
+    let top = Detached::new(&device, "btrfs", &options, MountAttrFlags::MOUNT_ATTR_RDONLY)?;
+    let roots = match top.dir().open_dir(ROOTS_DIR) {
+        Ok(roots) => kept_roots(&roots)?,
+        Err(error) if error.is_not_found() => Vec::new(),
+        Err(error) => return Err(error.into()),
+    };
+    let running = live.own_meta()?;
+    let mut previous = Vec::with_capacity(roots.len());
+    for kept in roots {
+        let meta = kept.root.own_meta()?;
+        if (meta.dev, meta.ino) != (running.dev, running.ino) {
+            previous.push(kept);
+        }
+    }
+    Ok(PreviousRoots { roots: previous, _top: top })
 }
 
 /// The numbered directories of `roots/`, by number.
