@@ -222,8 +222,11 @@ fn bring_up(
         NewRoot::Mount => {
             let staging = initramfs.create_dir_all(STAGING, 0o755).step("create /mnt", "rebuild the initramfs")?;
             staging.create_dir(NEW_ROOT, 0o755).step("create /mnt/root", "rebuild the initramfs")?;
-            crate::root::mount_tmpfs(&staging, NEW_ROOT, &settings)
-                .step("mount the tmpfs root", "check blankslate.size= and [root] size in the declaration")?
+            match &settings.btrfs {
+                None => crate::root::mount_tmpfs(&staging, NEW_ROOT, &settings)
+                    .step("mount the tmpfs root", "check blankslate.size= and [root] size in the declaration")?,
+                Some(spec) => btrfs_root(&staging, spec, &settings, &chosen, params, drivers, started)?,
+            }
         }
         NewRoot::Existing(path) => existing_root(path, &settings)?,
     };
@@ -247,6 +250,47 @@ fn bring_up(
     })
 }
 
+/// The new root as a fresh subvolume of the btrfs `spec` names, on `/mnt/root`.
+fn btrfs_root(
+    staging: &Dir,
+    spec: &blankslate_decl::BtrfsRoot,
+    settings: &RootSettings,
+    chosen: &Chosen,
+    params: &cmdline::Params,
+    drivers: &str,
+    started: Instant,
+) -> Result<Dir, Failure> {
+    let volume = cmdline::Volume { device: spec.device.clone(), fs_type: "btrfs".into(), options: Vec::new() };
+    let device = volumes::find(&volume, Some("/"), params.timeout, drivers)?;
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let record = crate::root::btrfs::BootRecord {
+        booted: since_epoch.as_secs(),
+        generation: Some(chosen.generation.number),
+        boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_owned(),
+    };
+    let made = Instant::now();
+    let (root, fresh) = crate::root::mount_btrfs_root(staging, NEW_ROOT, &device, spec, settings.mode.bits(), &record)
+        .step(
+            &format!("make the btrfs root on {}", device.display()),
+            "check [root] device in the declaration: it must hold a btrfs; or boot an older generation",
+        )?;
+    say(
+        params.debug,
+        started,
+        &format!(
+            "btrfs root roots/{} made in {:.1} ms (made read-only: {:?}, deleted: {:?})",
+            fresh.name,
+            made.elapsed().as_secs_f64() * 1000.0,
+            fresh.retired,
+            fresh.pruned
+        ),
+    );
+    for error in &fresh.left {
+        eprintln!("blankslate: a previous root is left for the next boot to delete: {error}");
+    }
+    Ok(root)
+}
+
 /// The root systemd prepared at `path`: a tmpfs is used as it is, an empty mount
 /// point gets the declared tmpfs; anything else (a disk root) is refused, since
 /// activating into it would make it persistent, and so is a tmpfs that already holds
@@ -260,6 +304,12 @@ fn existing_root(path: &Path, settings: &RootSettings) -> Result<Dir, Failure> {
         error: error.to_owned(),
         hint: hint.to_owned(),
     };
+    if settings.btrfs.is_some() {
+        return Err(refuse(
+            "the declaration's root is a btrfs, which only blankslate's own initramfs makes so far",
+            "boot with `blankslate initrd`'s initramfs, or declare a tmpfs root",
+        ));
+    }
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(refuse("not a directory below /", hint));
     };

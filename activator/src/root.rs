@@ -1,6 +1,9 @@
-//! The ephemeral root: a fresh tmpfs with the declared size and mode, with the
-//! blankslate state (store and profiles) mounted read-only inside it. Boot and the
-//! sandbox both start here.
+//! The ephemeral root: a fresh tmpfs with the declared size and mode (or, with
+//! `kind = "btrfs"`, a fresh btrfs subvolume: `btrfs`), with the blankslate state
+//! (store and profiles) mounted read-only inside it. Boot and the sandbox both start
+//! here.
+
+pub mod btrfs;
 
 use std::path::Path;
 
@@ -16,6 +19,8 @@ pub enum RootError {
     Mount(#[from] MountError),
     #[error(transparent)]
     Fs(#[from] FsError),
+    #[error(transparent)]
+    Btrfs(#[from] btrfs::BtrfsRootError),
 }
 
 /// Mounts the ephemeral root on `name` in `parent` and brings `state` (the
@@ -39,6 +44,40 @@ pub fn mount_tmpfs(parent: &Dir, name: &str, settings: &RootSettings) -> Result<
     let options = [("size", settings.size.as_str()), ("mode", mode.as_str())];
     mount::mount_new(parent, name, "tmpfs", &options, MountAttrFlags::MOUNT_ATTR_NODEV)?;
     Ok(parent.open_dir(name)?)
+}
+
+/// Where [`mount_btrfs_root`] mounts the btrfs's top level for the moment it works
+/// on it, beside the new root.
+const BTRFS_TOP: &str = "btrfs-top";
+
+/// Mounts the ephemeral root on `name` in `parent` from the btrfs on `device`: its
+/// top level mounted on [`BTRFS_TOP`] in `parent` only while [`btrfs::fresh_root`]
+/// makes the new subvolume (and retires and prunes the earlier ones), which is then
+/// bound on `name` (nodev, as the tmpfs is). Returns the new root, opened, and what
+/// was done.
+pub fn mount_btrfs_root(
+    parent: &Dir,
+    name: &str,
+    device: &Path,
+    spec: &blankslate_decl::BtrfsRoot,
+    mode: u32,
+    record: &btrfs::BootRecord,
+) -> Result<(Dir, btrfs::Fresh), RootError> {
+    parent.create_dir(BTRFS_TOP, 0o700)?;
+    let source = device.to_string_lossy();
+    let options = [("source", source.as_ref()), ("subvolid", "5")];
+    mount::mount_new(parent, BTRFS_TOP, "btrfs", &options, MountAttrFlags::MOUNT_ATTR_NODEV)?;
+    let fresh = parent.open_dir(BTRFS_TOP).map_err(RootError::from).and_then(|top| {
+        let fresh = btrfs::fresh_root(&top, record, spec.keep, mode)?;
+        mount::bind(Source::Dir(&fresh.root), parent, name, MountFlags::NODEV)?;
+        Ok(fresh)
+    });
+    // The top level is not left mounted, whatever happened: nothing in the new root
+    // sees it, and the previous roots are reached again by mounting it afresh.
+    let unmounted = mount::unmount(parent, BTRFS_TOP);
+    let fresh = fresh?;
+    unmounted?;
+    Ok((parent.open_dir(name)?, fresh))
 }
 
 /// Whether `dir` is the root of a tmpfs (as systemd's `root=tmpfs` mounts `/sysroot`).

@@ -349,6 +349,10 @@ pub struct Report {
     /// The net in the state directory (what shutdowns kept of what boots erased):
     /// `count` catches, their files and bytes; `None` when there is no net.
     pub net: Option<Tally>,
+    /// With a btrfs root, how many previous roots it keeps: they hold what earlier
+    /// boots erased too, but on the root's own btrfs, which the audit does not mount,
+    /// so they are not in `net` (`blankslate net list` shows them).
+    pub previous_roots: Option<u32>,
 }
 
 impl Report {
@@ -659,6 +663,7 @@ pub fn audit(setup: &Setup<'_>) -> Result<Report, AuditError> {
     checks::undeclared_mounts(setup.root, setup.declaration, state_dir, &volumes, &mount_points, &mut checked);
     checks::fallbacks(setup.root, &mut checked);
     report.net = net_size(setup, &mount_points);
+    report.previous_roots = setup.declaration.root.btrfs.as_ref().map(|btrfs| btrfs.keep);
     checked.extend(dpkg_findings);
     for finding in checked {
         report.push(finding);

@@ -182,6 +182,14 @@ pub fn human(report: &Report, root: &str, color: bool) -> String {
             size(net.bytes)
         );
     }
+    if let Some(keep) = report.previous_roots {
+        let _ = writeln!(
+            out,
+            "\nprevious roots (a btrfs root keeps up to {}, on its own file system, not sized here: `blankslate net \
+             list`)",
+            plural(u64::from(keep), "root", "roots"),
+        );
+    }
     let code = report.exit_code();
     let verdict = paint(if code == 0 { "1;32" } else { "1" }, verdict(report, code));
     let _ = writeln!(out, "\nresult: {verdict} (exit {code})");
@@ -245,6 +253,9 @@ pub fn json(report: &Report, root: &str) -> Value {
     });
     if let Some(net) = report.net {
         document["net"] = json!({ "catches": net.count, "files": net.files, "bytes": net.bytes });
+    }
+    if let Some(keep) = report.previous_roots {
+        document["previous_roots"] = json!({ "keep": keep, "sized": false });
     }
     document
 }

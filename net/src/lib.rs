@@ -104,6 +104,21 @@ pub struct Catch {
 }
 
 impl Catch {
+    /// A previous root of a btrfs root, seen as a catch named `name`: the paths in it
+    /// the declaration does not account for (`erased`, as the audit finds them in it),
+    /// every one kept, since the whole root is.
+    pub fn previous_root(
+        name: String,
+        boot_id: String,
+        booted: u64,
+        generation: Option<u32>,
+        erased: &[Erased],
+    ) -> Catch {
+        let mut entries: Vec<CatchEntry> = erased.iter().map(|e| CatchEntry::new(e, None)).collect();
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Catch { name, boot_id, saved: booted, generation, entries }
+    }
+
     /// Bytes kept (what the catch takes on the volume, roughly).
     pub fn kept_bytes(&self) -> u64 {
         self.entries.iter().filter(|e| e.left_out.is_none()).map(|e| e.bytes).sum()
@@ -277,6 +292,22 @@ pub fn catches(net: &Dir) -> Result<Vec<Catch>> {
     Ok(found)
 }
 
+/// What a restore takes from: a catch (of the net, or a previous root seen as one)
+/// and the directory that stands for the root it was caught from.
+#[derive(Debug)]
+pub struct Holder {
+    pub catch: Catch,
+    pub tree: Dir,
+}
+
+/// Every catch in the net with its tree, oldest first.
+pub fn holders(net: &Dir) -> Result<Vec<Holder>> {
+    catches(net)?
+        .into_iter()
+        .map(|catch| Ok(Holder { tree: net.open_dir(Path::new(&catch.name).join(TREE_DIR))?, catch }))
+        .collect()
+}
+
 /// What a restore did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Restored {
@@ -287,27 +318,26 @@ pub struct Restored {
     pub stats: tree::CopyStats,
 }
 
-/// Copies `path` (absolute; a caught path or one inside it) from the newest catch
-/// holding it, or from catch `from`, to `to` (default: where it was) in `root`. The
-/// copy is made under a temporary name and renamed into place only if nothing took
-/// that name meanwhile: nothing in the root is ever replaced.
-pub fn restore(root: &Dir, net: &Dir, path: &[u8], from: Option<&str>, to: Option<&[u8]>) -> Result<Restored> {
+/// Copies `path` (absolute; a caught path or one inside it) from the newest of
+/// `holders` (oldest first) that holds it, or from the one named `from`, to `to`
+/// (default: where it was) in `root`. The copy is made under a temporary name and
+/// renamed into place only if nothing took that name meanwhile: nothing in the root
+/// is ever replaced.
+pub fn restore(root: &Dir, holders: &[Holder], path: &[u8], from: Option<&str>, to: Option<&[u8]>) -> Result<Restored> {
     let shown = |p: &[u8]| blankslate_audit::render::escape(p);
     let (parent, name) = split(path).ok_or_else(|| NetError::BadPath(shown(path)))?;
-    let all = catches(net)?;
-    let candidates: Vec<&Catch> = match from {
-        Some(wanted) => {
-            vec![all.iter().find(|c| c.name == wanted).ok_or_else(|| NetError::NoSuchCatch(wanted.to_owned()))?]
-        }
-        None => all.iter().rev().collect(),
+    let candidates: Vec<&Holder> = match from {
+        Some(wanted) => vec![
+            holders.iter().find(|h| h.catch.name == wanted).ok_or_else(|| NetError::NoSuchCatch(wanted.to_owned()))?,
+        ],
+        None => holders.iter().rev().collect(),
     };
     let holds = |catch: &Catch| catch.entries.iter().any(|e| e.left_out.is_none() && is_within(path, e.path_bytes()));
-    let catch = candidates
+    let Holder { catch, tree: caught_tree } = candidates
         .into_iter()
-        .find(|c| holds(c))
+        .find(|h| holds(&h.catch))
         .ok_or_else(|| NetError::NotCaught { path: shown(path), boot: from.map(str::to_owned) })?;
-    let caught_tree = net.open_dir(Path::new(&catch.name).join(TREE_DIR))?;
-    let caught_parent = open_below(&caught_tree, parent)?;
+    let caught_parent = open_below(caught_tree, parent)?;
 
     let to = to.unwrap_or(path);
     let (to_parent, to_name) = split(to).ok_or_else(|| NetError::BadPath(shown(to)))?;
@@ -319,7 +349,7 @@ pub fn restore(root: &Dir, net: &Dir, path: &[u8], from: Option<&str>, to: Optio
     // Put back where it was, the directories the boot erased on the way are made
     // again as the catch has them; anywhere else, the way must be there.
     let live = if to == path {
-        parents_as_caught(root, &caught_tree, to_parent).map_err(no_parent)?
+        parents_as_caught(root, caught_tree, to_parent).map_err(no_parent)?
     } else {
         open_below(root, to_parent).map_err(no_parent)?
     };

@@ -6,7 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use blankslate_decl::NetSettings;
-use blankslate_net::{Erased, NetError, catches, restore, save};
+use blankslate_net::{Catch, Erased, Holder, NetError, catches, holders, restore, save};
 use blankslate_sys::fs::{Dir, temp_name};
 use blankslate_test_support::{Scratch, is_root};
 
@@ -63,7 +63,8 @@ fn a_saved_path_comes_back_as_it_was_and_never_over_what_is_there() {
 
     // The next boot erased it.
     fs::remove_dir_all(world.live("/home/ann/notes")).expect("erase");
-    let restored = restore(&world.root, &world.net, b"/home/ann/notes", None, None).expect("restore");
+    let restored =
+        restore(&world.root, &holders(&world.net).expect("holders"), b"/home/ann/notes", None, None).expect("restore");
     assert_eq!(restored.catch, saved.catch.name);
     let file = world.live("/home/ann/notes/today.txt");
     assert_eq!(fs::read(&file).expect("restored"), b"remember the milk\n");
@@ -76,15 +77,25 @@ fn a_saved_path_comes_back_as_it_was_and_never_over_what_is_there() {
 
     // Now it is there: a second restore refuses, and the live file is untouched.
     fs::write(&file, b"changed since").expect("write");
-    let again = restore(&world.root, &world.net, b"/home/ann/notes", None, None).expect_err("it exists");
+    let again = restore(&world.root, &holders(&world.net).expect("holders"), b"/home/ann/notes", None, None)
+        .expect_err("it exists");
     assert!(matches!(again, NetError::Exists { .. }), "{again}");
     assert_eq!(fs::read(&file).expect("live"), b"changed since");
     // A file inside a caught directory comes back on its own, elsewhere if asked.
-    restore(&world.root, &world.net, b"/home/ann/notes/today.txt", None, Some(b"/home/ann/today.old")).expect("to");
+    restore(
+        &world.root,
+        &holders(&world.net).expect("holders"),
+        b"/home/ann/notes/today.txt",
+        None,
+        Some(b"/home/ann/today.old"),
+    )
+    .expect("to");
     assert_eq!(fs::read(world.live("/home/ann/today.old")).expect("restored"), b"remember the milk\n");
-    let never = restore(&world.root, &world.net, b"/home/ann/other", None, None).expect_err("never caught");
+    let never = restore(&world.root, &holders(&world.net).expect("holders"), b"/home/ann/other", None, None)
+        .expect_err("never caught");
     assert!(matches!(never, NetError::NotCaught { .. }), "{never}");
-    let nowhere = restore(&world.root, &world.net, b"/home/ann/notes", None, Some(b"/nowhere/notes"));
+    let nowhere =
+        restore(&world.root, &holders(&world.net).expect("holders"), b"/home/ann/notes", None, Some(b"/nowhere/notes"));
     assert!(matches!(nowhere, Err(NetError::NoParent { .. })), "{nowhere:?}");
 }
 
@@ -165,10 +176,36 @@ fn the_directories_a_boot_erased_on_the_way_come_back_as_they_were() {
     assert_eq!(saved.catch.entries[0].left_out, None);
     fs::remove_dir_all(world.live("/srv")).expect("erase");
     // Elsewhere, the way must be there.
-    let elsewhere = restore(&world.root, &world.net, b"/srv/app/state", None, Some(b"/opt/state"));
+    let elsewhere =
+        restore(&world.root, &holders(&world.net).expect("holders"), b"/srv/app/state", None, Some(b"/opt/state"));
     assert!(matches!(elsewhere, Err(NetError::NoParent { .. })), "{elsewhere:?}");
-    restore(&world.root, &world.net, b"/srv/app/state", None, None).expect("restore");
+    restore(&world.root, &holders(&world.net).expect("holders"), b"/srv/app/state", None, None).expect("restore");
     assert_eq!(fs::read(world.live("/srv/app/state/db")).expect("restored"), b"rows");
     assert_eq!(fs::metadata(world.live("/srv/app")).expect("made").mode() & 0o7777, 0o710);
     assert!(!world.live("/srv/app/other").exists());
+}
+
+#[test]
+fn a_previous_root_is_restored_from_as_a_catch_and_the_newest_holder_wins() {
+    let world = World::new();
+    let notes = world.write("/home/ann/notes", b"from the net", 0o600);
+    world.save("one", std::slice::from_ref(&notes), WIDE);
+    fs::remove_file(world.live("/home/ann/notes")).expect("erase");
+    // A previous root of a btrfs root: a whole root, newer than the catch.
+    let previous = Scratch::new();
+    previous.write("home/ann/notes", b"from the previous root");
+    let catch = Catch::previous_root("root-000004".into(), "b".into(), u64::MAX, Some(2), &[notes]);
+    assert_eq!(catch.kept_bytes(), 12, "sized as the audit found it");
+    let mut all = holders(&world.net).expect("holders");
+    all.push(Holder { catch, tree: Dir::open_root(previous.root()).expect("open") });
+
+    let restored = restore(&world.root, &all, b"/home/ann/notes", None, None).expect("restore");
+    assert_eq!(restored.catch, "root-000004");
+    assert_eq!(fs::read(world.live("/home/ann/notes")).expect("back"), b"from the previous root");
+    let from_net = all[0].catch.name.clone();
+    let older = restore(&world.root, &all, b"/home/ann/notes", Some(&from_net), Some(b"/home/ann/notes.net"));
+    assert_eq!(older.expect("from the net").catch, from_net);
+    assert_eq!(fs::read(world.live("/home/ann/notes.net")).expect("back"), b"from the net");
+    let unknown = restore(&world.root, &all, b"/home/ann/notes", Some("root-000009"), Some(b"/home/ann/x"));
+    assert!(matches!(unknown, Err(NetError::NoSuchCatch(_))), "{unknown:?}");
 }

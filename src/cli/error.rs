@@ -81,6 +81,7 @@ failures!(
     blankslate_audit::PackagedError,
     blankslate_adopt::AdoptError,
     blankslate_net::NetError,
+    blankslate_activator::root::btrfs::BtrfsRootError,
 );
 
 /// A mistake in what the person gave the command (a generation that does not exist,

@@ -1,12 +1,15 @@
 //! `blankslate net save | list | restore`: the net's commands. What is kept and how
 //! is `blankslate_net`'s; this finds what the audit says the next boot erases, calls
-//! and prints.
+//! and prints. With a btrfs root, the previous roots (`activator::root::btrfs`) are
+//! listed and restored from as well, each seen as a catch of what the audit of the
+//! running generation calls undeclared in it.
 
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use blankslate_net::{self as net, Catch, Erased};
+use blankslate_activator::root::btrfs::{PreviousRoots, previous_roots};
+use blankslate_net::{self as net, Catch, Erased, Holder};
 use blankslate_state::generation::format_utc;
 use blankslate_sys::fs::Dir;
 use clap::Subcommand;
@@ -34,7 +37,9 @@ pub(super) enum NetCommand {
         json: bool,
     },
     /// The catches in the net, oldest first: when each boot's state was kept, from
-    /// which generation, and each path with its size (and why one was left out).
+    /// which generation, and each path with its size (and why one was left out). With
+    /// a btrfs root, then its previous roots (`root-NNNNNN`), each with what in it the
+    /// running generation's declaration does not account for.
     #[command(after_help = EXIT_CODES)]
     List {
         #[command(flatten)]
@@ -44,14 +49,14 @@ pub(super) enum NetCommand {
         json: bool,
     },
     /// Copy a path that an earlier boot erased back into the root (owner, mode, times,
-    /// extended attributes kept), from the newest catch that holds it. Never replaces
-    /// anything in the root.
+    /// extended attributes kept), from the newest catch (or, with a btrfs root, the
+    /// newest previous root) that holds it. Never replaces anything in the root.
     #[command(after_help = EXIT_CODES)]
     Restore {
         /// The path as it was (absolute): a kept path, or one inside it.
         path: PathBuf,
-        /// The catch to take it from (a name `net list` prints; default: the newest
-        /// that holds it).
+        /// The catch or previous root to take it from (a name `net list` prints;
+        /// default: the newest that holds it).
         #[arg(long, value_name = "CATCH")]
         from: Option<String>,
         /// Where to put it (absolute; default: where it was).
@@ -78,12 +83,18 @@ pub(super) fn run(command: NetCommand) -> Result<ExitCode> {
         NetCommand::List { target, json } => list(&target, json),
         NetCommand::Restore { path, from, to, declare, declaration, volume, target } => {
             let state = open_state(&target)?;
-            let Some(net) = state.existing_net()? else {
-                return Err(InputError::argument("the net is empty: no shutdown kept anything yet"));
-            };
             let root = Dir::open_root(&target.root)?;
+            let mut holders = match state.existing_net()? {
+                Some(net) => net::holders(&net)?,
+                None => Vec::new(),
+            };
+            let (_previous, roots) = previous_root_holders(&target, &root)?;
+            holders.extend(roots);
+            if holders.is_empty() {
+                return Err(InputError::argument("the net is empty: no shutdown kept anything yet"));
+            }
             let to_bytes = to.as_ref().map(|to| to.as_os_str().as_bytes());
-            let restored = net::restore(&root, &net, path.as_os_str().as_bytes(), from.as_deref(), to_bytes)
+            let restored = net::restore(&root, &holders, path.as_os_str().as_bytes(), from.as_deref(), to_bytes)
                 .map_err(restore_error)?;
             drop(state);
             let shown = blankslate_audit::render::escape(&restored.to);
@@ -142,17 +153,23 @@ fn list(target: &Target, as_json: bool) -> Result<ExitCode> {
         Some(net) => net::catches(&net)?,
         None => Vec::new(),
     };
+    let (_previous, roots) = previous_root_holders(target, &Dir::open_root(&target.root)?)?;
+    let roots: Vec<Catch> = roots.into_iter().map(|holder| holder.catch).collect();
     if as_json {
-        report::json(&json!({ "catches": catches.iter().map(catch_json).collect::<Vec<_>>() }))?;
+        report::json(&json!({
+            "catches": catches.iter().map(catch_json).collect::<Vec<_>>(),
+            "previous_roots": roots.iter().map(catch_json).collect::<Vec<_>>(),
+        }))?;
         return Ok(ExitCode::SUCCESS);
     }
-    if catches.is_empty() {
+    if catches.is_empty() && roots.is_empty() {
         outln!("the net is empty")?;
     }
-    for catch in &catches {
+    let kept = catches.iter().map(|c| (c, "kept at")).chain(roots.iter().map(|c| (c, "a previous root, booted at")));
+    for (catch, when) in kept {
         let generation = catch.generation.map_or_else(String::new, |n| format!(", generation {n}"));
         outln!(
-            "{} (kept at {} UTC{generation}): {}",
+            "{} ({when} {} UTC{generation}): {}",
             catch.name,
             format_utc(i64::try_from(catch.saved).unwrap_or(i64::MAX)),
             blankslate_audit::render::size(catch.kept_bytes())
@@ -166,6 +183,35 @@ fn list(target: &Target, as_json: bool) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// With a btrfs root, its previous roots as catches (named `root-NNNNNN`, oldest
+/// first), each holding what the audit of the running generation finds undeclared in
+/// it; nothing otherwise. The roots stay reachable while the first value lives.
+fn previous_root_holders(target: &Target, live: &Dir) -> Result<(Option<PreviousRoots>, Vec<Holder>)> {
+    if read_state(target)?.is_none() {
+        return Ok((None, Vec::new()));
+    }
+    let running = built(target, None)?;
+    let Some(spec) = &running.declaration.root.btrfs else { return Ok((None, Vec::new())) };
+    let mut previous = previous_roots(spec, live)?;
+    let mut holders = Vec::with_capacity(previous.roots.len());
+    for kept in std::mem::take(&mut previous.roots) {
+        // No mount is below a previous root: a path no mount table names says so.
+        let shown = Path::new("previous-root").join(&kept.name);
+        let report =
+            blankslate_audit::audit(&super::audit::setup(&running, &kept.root, &shown, &target.state_dir, &[])?)?;
+        let record = kept.record.unwrap_or_else(|| blankslate_activator::root::btrfs::BootRecord {
+            booted: 0,
+            generation: None,
+            boot_id: String::new(),
+        });
+        let name = format!("root-{}", kept.name);
+        let catch =
+            Catch::previous_root(name, record.boot_id, record.booted, record.generation, &Erased::from_report(&report));
+        holders.push(Holder { catch, tree: kept.root });
+    }
+    Ok((Some(previous), holders))
 }
 
 fn catch_json(catch: &Catch) -> serde_json::Value {

@@ -3,13 +3,16 @@
 //! owners need), the switch that makes a root-only test fail rather than skip, and a
 //! private mount namespace to mount in (a thread's, or a shell's:
 //! [`shell_in_namespace`]); [`Scratch`], a throwaway directory holding a root; and
-//! [`snapshot`], a map of a directory tree for before/after comparisons.
+//! [`snapshot`], a map of a directory tree for before/after comparisons; [`BtrfsImage`],
+//! a btrfs on a loop device.
 
 #![forbid(unsafe_code)]
 
+mod btrfs;
 mod scratch;
 pub mod snapshot;
 
+pub use btrfs::BtrfsImage;
 pub use scratch::Scratch;
 
 /// The variable that makes a root-only test run without root fail instead of

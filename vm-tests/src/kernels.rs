@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 
 use crate::{APT_RETRIES, Result, run, sh, target};
 
-/// The unpacked kernel: `vmlinuz` and a directory of uncompressed virtio modules.
+/// The unpacked kernel: `vmlinuz` and a directory of uncompressed modules (virtio's,
+/// and btrfs's with what it needs).
 #[derive(Debug, Clone)]
 pub struct Kernel {
     pub vmlinuz: PathBuf,
@@ -17,8 +18,10 @@ pub struct Kernel {
 
 /// Fetches (once, then cached in `target/vm-kernel`) the Debian cloud kernel: the
 /// package `linux-image-cloud-amd64` depends on, downloaded with `apt-get download`
-/// and unpacked with `dpkg-deb` (never installed), keeping `vmlinuz` and the virtio
-/// modules (decompressed if the package ships them as `.ko.xz` or `.ko.zst`).
+/// and unpacked with `dpkg-deb` (never installed), keeping `vmlinuz`, the virtio
+/// modules and btrfs's with the modules it depends on (decompressed if
+/// the package ships them as `.ko.xz` or `.ko.zst`). The cache's name says what it
+/// holds: a cache from before btrfs was added is unpacked again.
 pub fn kernel() -> Result<Kernel> {
     static KERNEL: OnceLock<std::result::Result<Kernel, String>> = OnceLock::new();
     KERNEL.get_or_init(fetch_kernel).clone()
@@ -26,7 +29,7 @@ pub fn kernel() -> Result<Kernel> {
 
 fn fetch_kernel() -> Result<Kernel> {
     let cache = target().join("vm-kernel");
-    let unpacked = cache.join("unpacked");
+    let unpacked = cache.join("unpacked-virtio-btrfs");
     let found = |dir: &Path| -> Option<Kernel> {
         let boot = std::fs::read_dir(dir.join("boot")).ok()?;
         let vmlinuz = boot
@@ -53,7 +56,9 @@ fn fetch_kernel() -> Result<Kernel> {
     sh(&format!(
         "cd '{staging}'; dpkg-deb --fsys-tarfile '{download}'/{package}_*.deb | \
          tar -x --wildcards './boot/vmlinuz-*' './lib/modules/*/kernel/drivers/virtio/*' \
-         './lib/modules/*/kernel/drivers/block/virtio_blk.ko*'; \
+         './lib/modules/*/kernel/drivers/block/virtio_blk.ko*' './lib/modules/*/kernel/fs/btrfs/btrfs.ko*' \
+         './lib/modules/*/kernel/crypto/xor.ko*' './lib/modules/*/kernel/lib/raid6/raid6_pq.ko*' \
+         './lib/modules/*/kernel/lib/libcrc32c.ko*' './lib/modules/*/kernel/lib/zstd/zstd_compress.ko*'; \
          find lib -name '*.ko.xz' -exec xz -d {{}} +; find lib -name '*.ko.zst' -exec zstd -q --rm -d {{}} \\;",
         staging = staging.display(),
         download = download.display(),

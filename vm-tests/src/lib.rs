@@ -30,6 +30,11 @@ pub type Result<T> = std::result::Result<T, String>;
 pub const VIRTIO_MODULES: [&str; 6] =
     ["virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "virtio_blk"];
 
+/// The modules btrfs needs on Debian 12's cloud kernel, after [`VIRTIO_MODULES`], in
+/// load order: what `modinfo -F depends btrfs` names, then btrfs (the crc32c that
+/// `libcrc32c` asks the crypto API for as it loads is built in).
+pub const BTRFS_MODULES: [&str; 5] = ["xor", "raid6_pq", "libcrc32c", "zstd_compress", "btrfs"];
+
 /// What the guest script writes to port 0xf4: QEMU exits with `(value << 1) | 1`.
 pub const EXIT_PASS: i32 = 3;
 pub const EXIT_FAIL: i32 = 5;
@@ -171,6 +176,15 @@ pub fn initrd() -> Result<PathBuf> {
             Ok(out)
         })
         .clone()
+}
+
+/// Makes an empty btrfs labelled `label` in `image` (256 MiB, sparse: btrfs wants
+/// more than 100 MiB), for a btrfs root.
+pub fn make_btrfs_disk(image: &Path, label: &str) -> Result<()> {
+    let file = std::fs::File::create(image).map_err(|e| e.to_string())?;
+    file.set_len(256 << 20).map_err(|e| e.to_string())?;
+    run(Command::new("mkfs.btrfs").args(["-q", "-f", "-L", label]).arg(image))?;
+    Ok(())
 }
 
 /// A scenario's working directory, emptied.

@@ -56,6 +56,9 @@ pub enum Rule {
     InvalidMode,
     InvalidSize,
     InvalidNet,
+    /// `[root]`: an unknown `kind`, a btrfs root without its `device`, or a setting
+    /// the kind does not use.
+    InvalidRoot,
     InvalidName,
     /// A user or group that the root's `/etc/passwd` or `/etc/group` does not know.
     UnknownUser,
@@ -125,6 +128,7 @@ impl Rule {
             Rule::InvalidMode => "invalid-mode",
             Rule::InvalidSize => "invalid-size",
             Rule::InvalidNet => "invalid-net",
+            Rule::InvalidRoot => "invalid-root",
             Rule::InvalidName => "invalid-name",
             Rule::UnknownUser => "unknown-user",
             Rule::EtcContents => "etc-contents",

@@ -410,14 +410,35 @@ pub struct EtcTree {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RootSettings {
     /// tmpfs `size=`: a percentage of RAM (`"25%"`) or a size (`"2G"`, `"512M"`).
+    /// Unused by a btrfs root.
     pub size: String,
     pub mode: Mode,
+    /// `kind = "btrfs"`: the root is a btrfs subvolume made empty at every boot, the
+    /// previous ones kept read-only. `None` (the default) is a tmpfs; absent from the
+    /// canonical JSON then, so that generations built before it keep their hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub btrfs: Option<BtrfsRoot>,
 }
 
 impl Default for RootSettings {
     fn default() -> Self {
-        RootSettings { size: "25%".into(), mode: Mode::DIRECTORY }
+        RootSettings { size: "25%".into(), mode: Mode::DIRECTORY, btrfs: None }
     }
+}
+
+/// A root on btrfs: the file system holding the roots, and how many previous roots
+/// boot keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BtrfsRoot {
+    /// The btrfs file system (its top level holds `roots/`).
+    pub device: Device,
+    /// Previous roots kept read-only; the oldest are deleted at boot beyond this.
+    pub keep: u32,
+}
+
+impl BtrfsRoot {
+    /// Previous roots kept when `keep` is not given.
+    pub const DEFAULT_KEEP: u32 = 3;
 }
 
 /// Settings for `blankslate audit`.

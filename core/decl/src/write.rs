@@ -18,13 +18,23 @@ pub fn to_toml(declaration: &Declaration) -> String {
 /// (keyed by the entry's path as written: absolute, or relative to a home).
 pub fn to_toml_noted(declaration: &Declaration, notes: &BTreeMap<String, String>) -> String {
     let mut out = format!("version = {}\n", declaration.version);
-    if declaration.root != RootSettings::default() {
-        let _ = write!(
-            out,
-            "\n[root]\nsize = {}\nmode = {}\n",
-            quote(&declaration.root.size),
-            quote(&declaration.root.mode.to_string())
-        );
+    let root = &declaration.root;
+    if *root != RootSettings::default() {
+        out.push_str("\n[root]\n");
+        match &root.btrfs {
+            None => {
+                let _ = writeln!(out, "size = {}", quote(&root.size));
+            }
+            Some(btrfs) => {
+                let _ = write!(
+                    out,
+                    "kind = \"btrfs\"\ndevice = {}\nkeep = {}\n",
+                    quote(&btrfs.device.to_string()),
+                    btrfs.keep
+                );
+            }
+        }
+        let _ = writeln!(out, "mode = {}", quote(&root.mode.to_string()));
     }
     for (mount, root) in &declaration.persist {
         let _ = writeln!(out, "\n[persist.{}]", quote(mount));

@@ -131,7 +131,7 @@ fn has_location(rendered: &str, file: &str) -> bool {
     })
 }
 
-const ALL_ERROR_RULES: [Rule; 31] = [
+const ALL_ERROR_RULES: [Rule; 32] = [
     Rule::NotUtf8,
     Rule::Syntax,
     Rule::UnknownKey,
@@ -153,6 +153,7 @@ const ALL_ERROR_RULES: [Rule; 31] = [
     Rule::InvalidMode,
     Rule::InvalidSize,
     Rule::InvalidNet,
+    Rule::InvalidRoot,
     Rule::InvalidName,
     Rule::EtcContents,
     Rule::EtcSourceMissing,
@@ -198,6 +199,7 @@ fn rule_is_listed(rule: Rule) -> bool {
         | Rule::InvalidMode
         | Rule::InvalidSize
         | Rule::InvalidNet
+        | Rule::InvalidRoot
         | Rule::InvalidName
         | Rule::EtcContents
         | Rule::EtcSourceMissing
@@ -611,6 +613,27 @@ fn a_net_is_off_unless_declared_and_its_sizes_are_powers_of_1024() {
     assert_eq!((net.keep, net.max_size), (decl::NetSettings::DEFAULT.keep, 3 << 30));
     let net = valid("net.toml", "version = 1\n[net]\nkeep = 1\nmax_size = \"1000\"\n").net.expect("declared");
     assert_eq!((net.keep, net.max_size), (1, 1000));
+}
+
+#[test]
+fn a_root_is_a_tmpfs_unless_declared_btrfs_and_old_declarations_keep_their_hash() {
+    let plain = valid("plain.toml", "version = 1\n[root]\nsize = \"2G\"\n");
+    assert_eq!(plain.root.btrfs, None);
+    assert!(plain.canonical_json().contains(r#""root":{"size":"2G","mode":"0755"}"#), "{}", plain.canonical_json());
+    let tmpfs = valid("tmpfs.toml", "version = 1\n[root]\nkind = \"tmpfs\"\nsize = \"2G\"\n");
+    assert_eq!(tmpfs.canonical_json(), plain.canonical_json(), "kind = \"tmpfs\" is the default spelled out");
+
+    let btrfs = valid("btrfs.toml", "version = 1\n[root]\nkind = \"btrfs\"\ndevice = \"LABEL=roots\"\n");
+    let spec = btrfs.root.btrfs.clone().expect("a btrfs root");
+    assert_eq!((spec.device, spec.keep), (decl::Device::Label("roots".into()), decl::BtrfsRoot::DEFAULT_KEEP));
+    assert!(btrfs.canonical_json().contains(r#""btrfs":{"device":"LABEL=roots","keep":3}"#));
+    let round_trip = decl::Declaration::from_canonical_json(&btrfs.canonical_json()).expect("reads back");
+    assert_eq!(round_trip.root, btrfs.root);
+    let written = write::to_toml(&btrfs);
+    assert_eq!(valid("written.toml", &written).root, btrfs.root, "{written}");
+
+    let none_kept = valid("keep.toml", "version = 1\n[root]\nkind = \"btrfs\"\ndevice = \"/dev/vdb\"\nkeep = 0\n");
+    assert_eq!(none_kept.root.btrfs.expect("a btrfs root").keep, 0, "a btrfs root may keep no previous root");
 }
 
 #[test]

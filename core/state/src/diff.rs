@@ -280,6 +280,13 @@ impl GenerationDiff {
         if a.mode != b.mode {
             root.push(Aspect::new("mode", a.mode.to_string(), b.mode.to_string()));
         }
+        if a.btrfs != b.btrfs {
+            let kind = |root: &blankslate_decl::RootSettings| match &root.btrfs {
+                None => "tmpfs".to_owned(),
+                Some(btrfs) => format!("btrfs on {}, keeping {} previous roots", btrfs.device, btrfs.keep),
+            };
+            root.push(Aspect::new("kind", kind(a), kind(b)));
+        }
         let (a, b) = (&old.declaration.audit.ignore, &new.declaration.audit.ignore);
         let mut audit_ignore: Vec<Line> = b
             .iter()

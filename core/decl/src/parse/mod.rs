@@ -18,7 +18,7 @@ use super::paths::{PathKind, check_path};
 mod settings;
 
 const TOP_KEYS: &[&str] = &["version", "root", "persist", "etc", "etc_tree", "audit", "net"];
-const ROOT_KEYS: &[&str] = &["size", "mode"];
+const ROOT_KEYS: &[&str] = &["kind", "size", "mode", "device", "keep"];
 const PERSIST_KEYS: &[&str] = &["directories", "files", "users", "hide_mounts", "device", "fs_type", "mount_options"];
 const USER_KEYS: &[&str] = &["home", "group", "directories", "files"];
 const DIRECTORY_KEYS: &[&str] = &["directory", "user", "group", "mode", "parent", "how", "options"];
@@ -30,6 +30,8 @@ const AUDIT_KEYS: &[&str] = &["ignore"];
 const NET_KEYS: &[&str] = &["keep", "max_size"];
 /// The most boots a net keeps: each is a directory the shutdown writes and lists.
 const MAX_NET_BOOTS: i64 = 100;
+/// The most previous roots a btrfs root keeps: each is a subvolume `net list` audits.
+const MAX_PREVIOUS_ROOTS: i64 = 100;
 /// Files their programs write in place (never by rename): no warning about renames
 /// (systemd's own trouble with a mounted machine-id has a warning of its own).
 pub(super) const WRITTEN_IN_PLACE: &[&str] = &["/etc/machine-id"];
@@ -329,15 +331,22 @@ impl Parser<'_> {
             }
             return None;
         };
-        let text = self.string(&f, "`device`")?;
-        let device = Device::parse(&text).map_err(|reason| {
-            self.push(
-                Diagnostic::error(Rule::Volume, f.span(), format!("`{text}` is not a device: {reason}"))
-                    .with_help("write \"LABEL=data\", \"UUID=…\" (as blkid prints them) or \"/dev/vdb\""),
-            );
-        });
+        let device = self.device(&f);
         let fs_type = fs_type.unwrap_or_else(|| VolumeSpec::DEFAULT_FS_TYPE.to_owned());
-        Some(VolumeSpec { device: device.ok()?, fs_type, options })
+        Some(VolumeSpec { device: device?, fs_type, options })
+    }
+
+    /// A `device`: a `/dev` path, `LABEL=…` or `UUID=…`.
+    fn device(&mut self, f: &Field<'_>) -> Option<Device> {
+        let text = self.string(f, "`device`")?;
+        Device::parse(&text)
+            .map_err(|reason| {
+                self.push(
+                    Diagnostic::error(Rule::Volume, f.span(), format!("`{text}` is not a device: {reason}"))
+                        .with_help("write \"LABEL=data\", \"UUID=…\" (as blkid prints them) or \"/dev/vdb\""),
+                );
+            })
+            .ok()
     }
 
     /// A volume's mount options: one option per string (`noatime`, `compress=zstd`).

@@ -1,11 +1,11 @@
-//! The declaration's settings sections: `[root]` (the tmpfs), `[audit]` (ignore
+//! The declaration's settings sections: `[root]` (a tmpfs or a btrfs), `[audit]` (ignore
 //! globs) and `[net]` (what a shutdown keeps), and the sizes they are given in.
 
 use toml_edit::TableLike;
 
 use super::super::diag::{Diagnostic, Rule};
-use super::super::model::{AuditSettings, NetSettings, RootSettings};
-use super::{AUDIT_KEYS, MAX_NET_BOOTS, NET_KEYS, Parser, ROOT_KEYS, field};
+use super::super::model::{AuditSettings, BtrfsRoot, NetSettings, RootSettings, Span};
+use super::{AUDIT_KEYS, MAX_NET_BOOTS, MAX_PREVIOUS_ROOTS, NET_KEYS, Parser, ROOT_KEYS, field};
 
 impl Parser<'_> {
     pub(super) fn root(&mut self, table: &dyn TableLike) -> RootSettings {
@@ -26,7 +26,67 @@ impl Parser<'_> {
         if let Some(mode) = field(table, "mode").and_then(|f| self.mode(&f)) {
             root.mode = mode;
         }
+        match field(table, "kind") {
+            None => self.not_for_tmpfs(table),
+            Some(f) => match self.string(&f, "`kind`").as_deref() {
+                Some("tmpfs") => self.not_for_tmpfs(table),
+                Some("btrfs") => root.btrfs = self.btrfs(table, f.span()),
+                Some(other) => self.push(
+                    Diagnostic::error(Rule::InvalidRoot, f.span(), format!("`{other}` is not a kind of root"))
+                        .with_help("\"tmpfs\" (the default) or \"btrfs\""),
+                ),
+                // Not a string: said already; the other keys are not judged by it.
+                None => {}
+            },
+        }
         root
+    }
+
+    /// The keys a tmpfs root does not take.
+    fn not_for_tmpfs(&mut self, table: &dyn TableLike) {
+        for key in ["device", "keep"] {
+            if let Some(f) = field(table, key) {
+                self.push(
+                    Diagnostic::error(Rule::InvalidRoot, f.key, format!("`{key}` is a btrfs root's setting"))
+                        .with_help("add kind = \"btrfs\", or leave it out for a tmpfs root"),
+                );
+            }
+        }
+    }
+
+    /// `kind = "btrfs"`: its `device` (required) and `keep`; `size` is a tmpfs's.
+    fn btrfs(&mut self, table: &dyn TableLike, kind: Span) -> Option<BtrfsRoot> {
+        if let Some(f) = field(table, "size") {
+            self.push(
+                Diagnostic::error(Rule::InvalidRoot, f.key, "`size` is a tmpfs root's setting")
+                    .with_help("a btrfs root has the room its file system has: leave `size` out"),
+            );
+        }
+        let mut keep = BtrfsRoot::DEFAULT_KEEP;
+        if let Some(f) = field(table, "keep") {
+            match f.item.as_integer() {
+                Some(roots @ 0..=MAX_PREVIOUS_ROOTS) => {
+                    keep = u32::try_from(roots).expect("at most MAX_PREVIOUS_ROOTS");
+                }
+                Some(roots) => self.push(
+                    Diagnostic::error(
+                        Rule::InvalidRoot,
+                        f.span(),
+                        format!("`keep = {roots}` is not a number of previous roots"),
+                    )
+                    .with_help(format!("keep from 0 to {MAX_PREVIOUS_ROOTS} previous roots")),
+                ),
+                None => self.wrong_type(f.span(), "`keep`", "an integer (previous roots)", f.item.type_name()),
+            }
+        }
+        let Some(f) = field(table, "device") else {
+            self.push(
+                Diagnostic::error(Rule::InvalidRoot, kind, "a btrfs root needs the `device` of its file system")
+                    .with_help("add device = \"LABEL=roots\" (or \"UUID=…\", \"/dev/vdb\")"),
+            );
+            return None;
+        };
+        Some(BtrfsRoot { device: self.device(&f)?, keep })
     }
 
     pub(super) fn audit(&mut self, table: &dyn TableLike) -> AuditSettings {
