@@ -1,10 +1,14 @@
 //! Prints a table: how long `blankslate --version` takes as a whole process against
-//! `/bin/true` (the floor of starting any program), alternating runs so that both
+//! `/bin/true` (the floor of starting any program), alternating runs so that all
 //! see the same load, with the ratio of the medians; and the system calls of each
-//! (`strace -c -f`).
+//! (`strace -c -f`). Two builds of blankslate: the release build cargo makes here
+//! (dynamically linked), and the static binary users boot and run, as the VM tests
+//! build it (`target/vm-static`), when it is there.
 //!
 //! Run: `cargo build --release && cargo bench --bench startup` (needs
-//! `target/release/blankslate`; the syscall row needs `strace`).
+//! `target/release/blankslate`; the static row needs the static build of the README's
+//! "Install" section with `--target-dir target/vm-static`; the syscall column needs
+//! `strace`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -15,9 +19,16 @@ const RUNS: usize = 201;
 /// it, both programs start as they would from a shell, with no failed opens.
 const LOADER_PATH: &str = "LD_LIBRARY_PATH";
 
-fn binary() -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/blankslate");
-    path.is_file().then_some(path)
+/// The builds measured, by name, where they exist.
+fn binaries() -> Vec<(&'static str, PathBuf)> {
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    [
+        ("blankslate --version", target.join("release/blankslate")),
+        ("blankslate --version (static)", target.join("vm-static/x86_64-unknown-linux-gnu/release/blankslate")),
+    ]
+    .into_iter()
+    .filter(|(_, path)| path.is_file())
+    .collect()
 }
 
 fn timed(program: &Path, args: &[&str]) -> Duration {
@@ -55,17 +66,21 @@ fn syscalls(program: &Path, args: &[&str], out: &Path) -> Option<u64> {
 }
 
 fn main() {
-    let Some(binary) = binary() else {
+    let binaries = binaries();
+    if binaries.is_empty() {
         println!("n/a: no target/release/blankslate (run `cargo build --release` first)");
         return;
-    };
+    }
     let truth = Path::new("/bin/true");
-    let (mut ours, mut floor) = (Vec::new(), Vec::new());
+    let mut ours = vec![Vec::new(); binaries.len()];
+    let mut floor = Vec::new();
     for _ in 0..RUNS {
-        ours.push(timed(&binary, &["--version"]));
+        for ((_, binary), samples) in binaries.iter().zip(&mut ours) {
+            samples.push(timed(binary, &["--version"]));
+        }
         floor.push(timed(truth, &[]));
     }
-    let (ours, floor) = (median(ours), median(floor));
+    let floor = median(floor);
     let scratch = tempfile::tempdir().unwrap();
     let out = scratch.path().join("strace.out");
     let count = |program: &Path, args: &[&str]| {
@@ -73,14 +88,16 @@ fn main() {
     };
     println!("start-up: median of {RUNS} alternating runs (whole process)\n");
     println!("{:<36} {:>10} {:>12} {:>10} {:>9}", "case", "median ms", "vs /bin/true", "syscalls", "goal");
-    println!(
-        "{:<36} {:>10.3} {:>11.2}x {:>10} {:>9}",
-        "blankslate --version",
-        ours.as_secs_f64() * 1000.0,
-        ours.as_secs_f64() / floor.as_secs_f64(),
-        count(&binary, &["--version"]),
-        "<= 1.3x"
-    );
+    for ((name, binary), samples) in binaries.iter().zip(ours) {
+        let time = median(samples);
+        println!(
+            "{name:<36} {:>10.3} {:>11.2}x {:>10} {:>9}",
+            time.as_secs_f64() * 1000.0,
+            time.as_secs_f64() / floor.as_secs_f64(),
+            count(binary, &["--version"]),
+            "<= 1.3x"
+        );
+    }
     println!(
         "{:<36} {:>10.3} {:>11.2}x {:>10} {:>9}",
         "baseline: /bin/true",

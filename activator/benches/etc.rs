@@ -268,24 +268,31 @@ fn noop_scaling(binary: &Path, base: &Path) -> (Duration, Duration) {
     )
 }
 
-/// `blankslate repair` of a root with nothing to fix, and `find ROOT/etc -xdev` of it.
-fn repair_times(binary: &Path, base: &Path) -> (Duration, Duration) {
+/// `blankslate repair` of a root with nothing to fix; `find ROOT/etc -xdev` of it;
+/// and `find` reading every link's target as it goes (`-printf %l`), the least a
+/// check of each link does. Medians of alternating runs.
+fn repair_times(binary: &Path, base: &Path) -> (Duration, Duration, Duration) {
     let root = built_root(binary, base, "repair", ENTRIES);
     run(binary, &["switch", "1", "--root", &root]);
     let etc = format!("{root}/etc");
-    alternate(
-        || timed(binary, &["repair", "--root", &root]),
-        || {
-            let start = Instant::now();
-            let status = Command::new("find")
-                .args([&etc, "-xdev"])
-                .env_remove(LOADER_PATH)
-                .stdout(std::process::Stdio::null())
-                .status();
-            assert!(status.unwrap().success());
-            start.elapsed()
-        },
-    )
+    let find = |extra: &[&str]| {
+        let start = Instant::now();
+        let status = Command::new("find")
+            .args([&etc, "-xdev"])
+            .args(extra)
+            .env_remove(LOADER_PATH)
+            .stdout(std::process::Stdio::null())
+            .status();
+        assert!(status.unwrap().success());
+        start.elapsed()
+    };
+    let (mut repair, mut listed, mut read) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..RUNS * 4 {
+        repair.push(timed(binary, &["repair", "--root", &root]));
+        listed.push(find(&[]));
+        read.push(find(&["-printf", "%l\n"]));
+    }
+    (median(repair), median(listed), median(read))
 }
 
 /// The library's repair of `ENTRIES` entries with nothing to fix.
@@ -418,19 +425,21 @@ fn print_scaling(scaling: Option<(Duration, Duration)>) {
     }
 }
 
-fn print_repair(repair_library: Duration, repair: Option<(Duration, Duration)>) {
+fn print_repair(repair_library: Duration, repair: Option<(Duration, Duration, Duration)>) {
     println!("\nrepair of {ENTRIES} entries with nothing to fix, median of {} alternating runs", RUNS * 4);
     println!("{:<44} {:>10} {:>14}", "case", "median ms", "vs find -xdev");
     println!("{:<44} {:>10.2}", "etc::repair (library call, /etc only)", ms(repair_library));
     match repair {
-        Some((repair, find)) => {
+        Some((repair, find, find_links)) => {
+            let ratio = |time: Duration| time.as_secs_f64() / find.as_secs_f64();
+            println!("{:<44} {:>10.2} {:>13.2}x", "blankslate repair (whole process)", ms(repair), ratio(repair));
+            println!("{:<44} {:>10.2} {:>13.2}x", "baseline: find ROOT/etc -xdev (whole process)", ms(find), 1.0);
             println!(
                 "{:<44} {:>10.2} {:>13.2}x",
-                "blankslate repair (whole process)",
-                ms(repair),
-                repair.as_secs_f64() / find.as_secs_f64()
+                "find ROOT/etc -xdev -printf %l (reads links)",
+                ms(find_links),
+                ratio(find_links)
             );
-            println!("{:<44} {:>10.2} {:>13.2}x", "baseline: find ROOT/etc -xdev (whole process)", ms(find), 1.0);
         }
         None => println!("{:<44} {:>10}", "blankslate repair (whole process)", "n/a"),
     }
