@@ -51,7 +51,7 @@ pub fn mount_tmpfs(parent: &Dir, name: &str, settings: &RootSettings) -> Result<
 const BTRFS_TOP: &str = "btrfs-top";
 
 /// Mounts the ephemeral root on `name` in `parent` from the btrfs on `device`: its
-/// top level mounted on [`BTRFS_TOP`] in `parent` only while [`btrfs::fresh_root`]
+/// top level mounted on `btrfs-top` in `parent` only while [`btrfs::fresh_root`]
 /// makes the new subvolume (and retires and prunes the earlier ones), which is then
 /// bound on `name` (nodev, as the tmpfs is). Returns the new root, opened, and what
 /// was done.
