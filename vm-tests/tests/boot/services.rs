@@ -144,7 +144,7 @@ esac
             .replace("size = \"64M\"\n", "kind = \"btrfs\"\ndevice = \"LABEL=bsroots\"\nkeep = 2\n");
         let Scenario { work, disk } = with_declaration_file("btrfs-root", script, &declaration)?;
         let roots = work.join("roots.img");
-        vm::make_btrfs_disk(&roots, "bsroots")?;
+        blankslate_test_support::make_btrfs(&roots, "bsroots", 256 << 20)?;
         let kernel = vm::kernel()?;
         let modules: Vec<&str> = vm::VIRTIO_MODULES.iter().chain(&vm::BTRFS_MODULES).copied().collect();
         let (initrd, _) = vm::initrd_with("initrd-btrfs.cpio.gz", &kernel, &modules)?;
