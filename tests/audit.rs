@@ -384,3 +384,25 @@ fn journal_records_carry_a_fixed_message_id_per_class() {
     let declaration = field(summary, "BLANKSLATE_DECLARATION").unwrap();
     assert!(declaration.len() == 32 && declaration.bytes().all(|b| b.is_ascii_alphanumeric()), "{declaration}");
 }
+
+#[test]
+fn a_btrfs_declaration_on_a_root_that_is_no_btrfs_has_no_previous_roots() {
+    if !root_or_skip("needs root") {
+        return;
+    }
+    // Switched to, not booted yet: the running root is still what it was.
+    let declaration = format!("{DECLARATION}\n[root]\nkind = \"btrfs\"\ndevice = \"LABEL=roots\"\n");
+    let scratch = scratch_with(&declaration);
+    let (out, err) = (scratch.dir().join("net.out"), scratch.dir().join("net.err"));
+    let list = format!("'{BIN}' net list --root . >'{}' 2>'{}'", out.display(), err.display());
+    let audited = scratch.switch_and_audit(&list, "--json");
+    assert_eq!(audited.status.code(), Some(0), "{}", text(&audited.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&audited.stdout).unwrap();
+    assert!(json.get("previous_roots").is_none(), "{json}");
+    let (listed, warned) = (std::fs::read_to_string(out).unwrap(), std::fs::read_to_string(err).unwrap());
+    assert_eq!((listed.as_str(), warned.as_str()), ("the net is empty\n", ""), "no previous roots, no warning");
+
+    let checked = output(Command::new(BIN).arg("check").arg(scratch.dir().join("declaration.toml")));
+    assert_eq!(checked.status.code(), Some(0), "{}", text(&checked.stderr));
+    assert!(text(&checked.stderr).contains("only by blankslate's own initramfs"), "{}", text(&checked.stderr));
+}

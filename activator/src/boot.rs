@@ -132,6 +132,12 @@ fn run(started: Instant, args: &[std::ffi::OsString]) -> Result<std::convert::In
             .step(&format!("move /{name} into the new root"), "report a bug")?;
     }
     eprintln!("{}; starting {}", activated.summary(started), params.init.display());
+    if let Some(boot_dir) = &activated.btrfs_boot
+        && let Err(error) = crate::root::btrfs::mark_switched(boot_dir)
+    {
+        // Only the order of the prune depends on it.
+        eprintln!("blankslate: could not mark the btrfs root as booted: {error}");
+    }
     switch_root(root, &params.init, args)
 }
 
@@ -150,6 +156,9 @@ enum NewRoot<'a> {
 #[derive(Debug)]
 struct Activated {
     root: Dir,
+    /// With a btrfs root, its boot's directory on the btrfs, marked once the boot
+    /// switches into the root.
+    btrfs_boot: Option<Dir>,
     store: Store,
     generation: Generation,
     /// Every volume, the store's among them, by mount point.
@@ -218,17 +227,23 @@ fn bring_up(
     if let Some(size) = &params.size {
         settings.size.clone_from(size);
     }
-    let root = match new_root {
+    let (root, btrfs_boot) = match new_root {
         NewRoot::Mount => {
             let staging = initramfs.create_dir_all(STAGING, 0o755).step("create /mnt", "rebuild the initramfs")?;
             staging.create_dir(NEW_ROOT, 0o755).step("create /mnt/root", "rebuild the initramfs")?;
             match &settings.btrfs {
-                None => crate::root::mount_tmpfs(&staging, NEW_ROOT, &settings)
-                    .step("mount the tmpfs root", "check blankslate.size= and [root] size in the declaration")?,
-                Some(spec) => btrfs_root(&staging, spec, &settings, &chosen, params, drivers, started)?,
+                None => (
+                    crate::root::mount_tmpfs(&staging, NEW_ROOT, &settings)
+                        .step("mount the tmpfs root", "check blankslate.size= and [root] size in the declaration")?,
+                    None,
+                ),
+                Some(spec) => {
+                    let (root, boot_dir) = btrfs_root(&staging, spec, &settings, &chosen, params, drivers, started)?;
+                    (root, Some(boot_dir))
+                }
             }
         }
-        NewRoot::Existing(path) => existing_root(path, &settings)?,
+        NewRoot::Existing(path) => (existing_root(path, &settings)?, None),
     };
     volumes::attach(&root, &staged)?;
     // Cloned from the attached volume: the kernel clones no mount of a detached tree.
@@ -241,6 +256,7 @@ fn bring_up(
     say(debug, started, "/etc and persisted paths activated");
     Ok(Activated {
         root,
+        btrfs_boot,
         store,
         generation: chosen.generation,
         volumes: staged,
@@ -250,7 +266,8 @@ fn bring_up(
     })
 }
 
-/// The new root as a fresh subvolume of the btrfs `spec` names, on `/mnt/root`.
+/// The new root as a fresh subvolume of the btrfs `spec` names, on `/mnt/root`, and
+/// its boot's directory on the btrfs.
 fn btrfs_root(
     staging: &Dir,
     spec: &blankslate_decl::BtrfsRoot,
@@ -259,14 +276,14 @@ fn btrfs_root(
     params: &cmdline::Params,
     drivers: &str,
     started: Instant,
-) -> Result<Dir, Failure> {
+) -> Result<(Dir, Dir), Failure> {
     let volume = cmdline::Volume { device: spec.device.clone(), fs_type: "btrfs".into(), options: Vec::new() };
     let device = volumes::find(&volume, Some("/"), params.timeout, drivers)?;
     let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let record = crate::root::btrfs::BootRecord {
         booted: since_epoch.as_secs(),
         generation: Some(chosen.generation.number),
-        boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_owned(),
+        boot_id: crate::root::btrfs::boot_id(),
     };
     let made = Instant::now();
     let (root, fresh) = crate::root::mount_btrfs_root(staging, NEW_ROOT, &device, spec, settings.mode.bits(), &record)
@@ -285,10 +302,13 @@ fn btrfs_root(
             fresh.pruned
         ),
     );
-    for error in &fresh.left {
-        eprintln!("blankslate: a previous root is left for the next boot to delete: {error}");
+    if !fresh.dropped.is_empty() {
+        eprintln!("blankslate: the btrfs root's file system is full: deleted the previous roots {:?}", fresh.dropped);
     }
-    Ok(root)
+    for error in &fresh.problems {
+        eprintln!("blankslate: btrfs root (the boot goes on; the next one tries again): {error}");
+    }
+    Ok((root, fresh.boot_dir))
 }
 
 /// The root systemd prepared at `path`: a tmpfs is used as it is, an empty mount

@@ -65,7 +65,7 @@ pub fn mount_btrfs_root(
 ) -> Result<(Dir, btrfs::Fresh), RootError> {
     parent.create_dir(BTRFS_TOP, 0o700)?;
     let source = device.to_string_lossy();
-    let options = [("source", source.as_ref()), ("subvolid", "5")];
+    let options = btrfs::top_level_options(&source);
     mount::mount_new(parent, BTRFS_TOP, "btrfs", &options, MountAttrFlags::MOUNT_ATTR_NODEV)?;
     let fresh = parent.open_dir(BTRFS_TOP).map_err(RootError::from).and_then(|top| {
         let fresh = btrfs::fresh_root(&top, record, spec.keep, mode)?;
@@ -73,10 +73,13 @@ pub fn mount_btrfs_root(
         Ok(fresh)
     });
     // The top level is not left mounted, whatever happened: nothing in the new root
-    // sees it, and the previous roots are reached again by mounting it afresh.
+    // sees it, and the previous roots are reached again by mounting it afresh. Left
+    // mounted, it is in no one's way: said, not a reason not to boot.
     let unmounted = mount::unmount(parent, BTRFS_TOP);
-    let fresh = fresh?;
-    unmounted?;
+    let mut fresh = fresh?;
+    if let Err(error) = unmounted {
+        fresh.problems.push(error.into());
+    }
     Ok((parent.open_dir(name)?, fresh))
 }
 

@@ -663,7 +663,10 @@ pub fn audit(setup: &Setup<'_>) -> Result<Report, AuditError> {
     checks::undeclared_mounts(setup.root, setup.declaration, state_dir, &volumes, &mount_points, &mut checked);
     checks::fallbacks(setup.root, &mut checked);
     report.net = net_size(setup, &mount_points);
-    report.previous_roots = setup.declaration.root.btrfs.as_ref().map(|btrfs| btrfs.keep);
+    // Only a root that is a btrfs has previous roots: a btrfs declaration switched to
+    // but not booted yet still runs on a tmpfs.
+    let on_btrfs = blankslate_sys::btrfs::is_btrfs(setup.root).unwrap_or(false);
+    report.previous_roots = setup.declaration.root.btrfs.as_ref().filter(|_| on_btrfs).map(|btrfs| btrfs.keep);
     checked.extend(dpkg_findings);
     for finding in checked {
         report.push(finding);

@@ -119,6 +119,11 @@ impl Catch {
         Catch { name, boot_id, saved: booted, generation, entries }
     }
 
+    /// Whether it holds `path` (absolute): a path it kept, or one inside it.
+    pub fn holds(&self, path: &[u8]) -> bool {
+        self.entries.iter().any(|e| e.left_out.is_none() && is_within(path, e.path_bytes()))
+    }
+
     /// Bytes kept (what the catch takes on the volume, roughly).
     pub fn kept_bytes(&self) -> u64 {
         self.entries.iter().filter(|e| e.left_out.is_none()).map(|e| e.bytes).sum()
@@ -319,23 +324,25 @@ pub struct Restored {
 }
 
 /// Copies `path` (absolute; a caught path or one inside it) from the newest of
-/// `holders` (oldest first) that holds it, or from the one named `from`, to `to`
+/// `holders` (by when each was caught) that holds it, or from the one named `from`, to `to`
 /// (default: where it was) in `root`. The copy is made under a temporary name and
 /// renamed into place only if nothing took that name meanwhile: nothing in the root
 /// is ever replaced.
 pub fn restore(root: &Dir, holders: &[Holder], path: &[u8], from: Option<&str>, to: Option<&[u8]>) -> Result<Restored> {
     let shown = |p: &[u8]| blankslate_audit::render::escape(p);
     let (parent, name) = split(path).ok_or_else(|| NetError::BadPath(shown(path)))?;
-    let candidates: Vec<&Holder> = match from {
-        Some(wanted) => vec![
-            holders.iter().find(|h| h.catch.name == wanted).ok_or_else(|| NetError::NoSuchCatch(wanted.to_owned()))?,
-        ],
-        None => holders.iter().rev().collect(),
+    let candidates: Vec<&Holder> = if let Some(wanted) = from {
+        vec![holders.iter().find(|h| h.catch.name == wanted).ok_or_else(|| NetError::NoSuchCatch(wanted.to_owned()))?]
+    } else {
+        // Newest first, by when each was caught (a previous root: when it booted),
+        // the later-listed first among equals.
+        let mut newest: Vec<&Holder> = holders.iter().rev().collect();
+        newest.sort_by_key(|h| std::cmp::Reverse(h.catch.saved));
+        newest
     };
-    let holds = |catch: &Catch| catch.entries.iter().any(|e| e.left_out.is_none() && is_within(path, e.path_bytes()));
     let Holder { catch, tree: caught_tree } = candidates
         .into_iter()
-        .find(|h| holds(&h.catch))
+        .find(|h| h.catch.holds(path))
         .ok_or_else(|| NetError::NotCaught { path: shown(path), boot: from.map(str::to_owned) })?;
     let caught_parent = open_below(caught_tree, parent)?;
 

@@ -209,3 +209,20 @@ fn a_previous_root_is_restored_from_as_a_catch_and_the_newest_holder_wins() {
     let unknown = restore(&world.root, &all, b"/home/ann/notes", Some("root-000009"), Some(b"/home/ann/x"));
     assert!(matches!(unknown, Err(NetError::NoSuchCatch(_))), "{unknown:?}");
 }
+
+#[test]
+fn a_catch_newer_than_a_previous_root_wins_over_it() {
+    let world = World::new();
+    let notes = world.write("/home/ann/notes", b"from the net", 0o600);
+    world.save("one", std::slice::from_ref(&notes), WIDE);
+    fs::remove_file(world.live("/home/ann/notes")).expect("erase");
+    // A previous root booted long before the catch was kept: listed after it, but older.
+    let previous = Scratch::new();
+    previous.write("home/ann/notes", b"from an old root");
+    let catch = Catch::previous_root("root-000001".into(), "b".into(), 1, Some(1), &[notes]);
+    let mut all = holders(&world.net).expect("holders");
+    all.push(Holder { catch, tree: Dir::open_root(previous.root()).expect("open") });
+    let restored = restore(&world.root, &all, b"/home/ann/notes", None, None).expect("restore");
+    assert_ne!(restored.catch, "root-000001", "the newer catch");
+    assert_eq!(fs::read(world.live("/home/ann/notes")).expect("back"), b"from the net");
+}

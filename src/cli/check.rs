@@ -23,6 +23,10 @@ pub(super) struct Args {
     root: PathBuf,
 }
 
+/// What a btrfs root needs that the declaration cannot say.
+const BTRFS_ROOT_NOTE: &str = "a btrfs root is made only by blankslate's own initramfs (`blankslate initrd`): booted \
+                               through a systemd initrd (dracut, `blankslate boot --root`), the boot stops";
+
 pub(super) fn run(args: &Args) -> Result<ExitCode, report::WriteError> {
     let (files, as_json) = (&args.declarations, args.json);
     let users = root_users(&args.root);
@@ -45,16 +49,21 @@ pub(super) fn run(args: &Args) -> Result<ExitCode, report::WriteError> {
         };
         let checked = decl::check_bytes(file, &bytes, users.as_ref());
         invalid |= checked.declaration.is_none();
+        let btrfs_root = checked.declaration.as_ref().is_some_and(|d| d.root.btrfs.is_some());
         if as_json {
             results.push(json!({
                 "file": file,
                 "valid": checked.declaration.is_some(),
                 "diagnostics": checked.diagnostics.to_json(),
+                "notes": if btrfs_root { vec![BTRFS_ROOT_NOTE] } else { Vec::new() },
                 "declaration": checked.declaration.map(|d| d.normalized()),
             }));
             continue;
         }
         err!("{}", checked.diagnostics.render(color))?;
+        if btrfs_root {
+            err!("{}: warning: {BTRFS_ROOT_NOTE}", file.display())?;
+        }
         match checked.declaration {
             Some(_) => outln!("{}: ok", file.display())?,
             None => outln!("{}: {}", file.display(), plural(checked.diagnostics.error_count(), "error"))?,

@@ -8,7 +8,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use blankslate_activator::root::btrfs::{PreviousRoots, previous_roots};
+use blankslate_activator::root::btrfs::{KeptRoot, PreviousRoots, previous_roots};
+use blankslate_activator::running::Running;
+use blankslate_audit::render::escape;
 use blankslate_net::{self as net, Catch, Erased, Holder};
 use blankslate_state::generation::format_utc;
 use blankslate_sys::fs::Dir;
@@ -18,8 +20,8 @@ use serde_json::json;
 use super::{EXIT_CODES, InputError, Result, Target, built, open_state, persist, read_state};
 use crate::report::{self, outln};
 
-/// Where the kernel says which boot this is.
-const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+/// How a previous root is named among the catches: `root-NNNNNN`.
+const ROOT_PREFIX: &str = "root-";
 
 #[derive(Debug, Subcommand)]
 #[command(defer = true)]
@@ -82,20 +84,25 @@ pub(super) fn run(command: NetCommand) -> Result<ExitCode> {
         NetCommand::Save { target, json } => save(&target, json),
         NetCommand::List { target, json } => list(&target, json),
         NetCommand::Restore { path, from, to, declare, declaration, volume, target } => {
-            let state = open_state(&target)?;
             let root = Dir::open_root(&target.root)?;
+            let wanted = path.as_os_str().as_bytes();
+            // Audited before the state's lock is taken, and no more of them than needed.
+            let (_previous, roots) = match from.as_deref() {
+                Some(name) if name.starts_with(ROOT_PREFIX) => previous_root_holders(&target, &root, |n| n == name)?,
+                Some(_) => (None, Vec::new()),
+                None => previous_root_holders_until(&target, &root, wanted)?,
+            };
+            let state = open_state(&target)?;
             let mut holders = match state.existing_net()? {
                 Some(net) => net::holders(&net)?,
                 None => Vec::new(),
             };
-            let (_previous, roots) = previous_root_holders(&target, &root)?;
             holders.extend(roots);
             if holders.is_empty() {
                 return Err(InputError::argument("the net is empty: no shutdown kept anything yet"));
             }
             let to_bytes = to.as_ref().map(|to| to.as_os_str().as_bytes());
-            let restored = net::restore(&root, &holders, path.as_os_str().as_bytes(), from.as_deref(), to_bytes)
-                .map_err(restore_error)?;
+            let restored = net::restore(&root, &holders, wanted, from.as_deref(), to_bytes).map_err(restore_error)?;
             drop(state);
             let shown = blankslate_audit::render::escape(&restored.to);
             outln!(
@@ -125,9 +132,9 @@ fn save(target: &Target, as_json: bool) -> Result<ExitCode> {
     let root_path = std::fs::canonicalize(&target.root)?;
     let report = blankslate_audit::audit(&super::audit::setup(&running, &root, &root_path, &target.state_dir, &[])?)?;
     let erased = Erased::from_report(&report);
-    let boot_id = std::fs::read_to_string(BOOT_ID).unwrap_or_default();
+    let boot_id = blankslate_activator::root::btrfs::boot_id();
     let state = open_state(target)?;
-    let saved = net::save(&root, &state.net()?, boot_id.trim(), Some(running.number), &erased, bounds)?;
+    let saved = net::save(&root, &state.net()?, &boot_id, Some(running.number), &erased, bounds)?;
     if as_json {
         report::json(&json!({ "catch": catch_json(&saved.catch), "pruned": saved.pruned }))?;
     } else {
@@ -153,7 +160,7 @@ fn list(target: &Target, as_json: bool) -> Result<ExitCode> {
         Some(net) => net::catches(&net)?,
         None => Vec::new(),
     };
-    let (_previous, roots) = previous_root_holders(target, &Dir::open_root(&target.root)?)?;
+    let (_previous, roots) = previous_root_holders(target, &Dir::open_root(&target.root)?, |_| true)?;
     let roots: Vec<Catch> = roots.into_iter().map(|holder| holder.catch).collect();
     if as_json {
         report::json(&json!({
@@ -168,50 +175,105 @@ fn list(target: &Target, as_json: bool) -> Result<ExitCode> {
     let kept = catches.iter().map(|c| (c, "kept at")).chain(roots.iter().map(|c| (c, "a previous root, booted at")));
     for (catch, when) in kept {
         let generation = catch.generation.map_or_else(String::new, |n| format!(", generation {n}"));
-        outln!(
-            "{} ({when} {} UTC{generation}): {}",
-            catch.name,
-            format_utc(i64::try_from(catch.saved).unwrap_or(i64::MAX)),
-            blankslate_audit::render::size(catch.kept_bytes())
-        )?;
+        // A previous root without its record (a boot killed before writing it).
+        let at = if catch.saved == 0 {
+            "unknown".to_owned()
+        } else {
+            format!("{} UTC", format_utc(i64::try_from(catch.saved).unwrap_or(i64::MAX)))
+        };
+        outln!("{} ({when} {at}{generation}): {}", catch.name, blankslate_audit::render::size(catch.kept_bytes()))?;
         for entry in &catch.entries {
             let size = blankslate_audit::render::size(entry.bytes);
+            let path = escape(entry.path_bytes());
             match &entry.left_out {
-                None => outln!("  {:>10}  {} ({}, {} files)", size, entry.path, entry.kind, entry.files)?,
-                Some(why) => outln!("  {:>10}  {} (left out: {why})", size, entry.path)?,
+                None => outln!("  {:>10}  {} ({}, {} files)", size, path, entry.kind, entry.files)?,
+                Some(why) => outln!("  {:>10}  {} (left out: {})", size, path, escape(why.as_bytes()))?,
             }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// With a btrfs root, its previous roots as catches (named `root-NNNNNN`, oldest
-/// first), each holding what the audit of the running generation finds undeclared in
-/// it; nothing otherwise. The roots stay reachable while the first value lives.
-fn previous_root_holders(target: &Target, live: &Dir) -> Result<(Option<PreviousRoots>, Vec<Holder>)> {
-    if read_state(target)?.is_none() {
-        return Ok((None, Vec::new()));
-    }
-    let running = built(target, None)?;
-    let Some(spec) = &running.declaration.root.btrfs else { return Ok((None, Vec::new())) };
-    let mut previous = previous_roots(spec, live)?;
+/// With a btrfs root (the running root on a btrfs), those of its previous roots
+/// whose names `wanted` accepts as catches (named `root-NNNNNN`, oldest first), each
+/// holding what the audit of the running generation finds undeclared in it; nothing
+/// otherwise. A previous root that cannot be read is a warning, never a reason for
+/// the net's own catches not to be listed or restored. The roots stay reachable
+/// while the first value lives.
+fn previous_root_holders(
+    target: &Target,
+    live: &Dir,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<(Option<PreviousRoots>, Vec<Holder>)> {
+    let Some((running, mut previous)) = running_previous_roots(target, live)? else { return Ok((None, Vec::new())) };
     let mut holders = Vec::with_capacity(previous.roots.len());
     for kept in std::mem::take(&mut previous.roots) {
-        // No mount is below a previous root: a path no mount table names says so.
-        let shown = Path::new("previous-root").join(&kept.name);
-        let report =
-            blankslate_audit::audit(&super::audit::setup(&running, &kept.root, &shown, &target.state_dir, &[])?)?;
-        let record = kept.record.unwrap_or_else(|| blankslate_activator::root::btrfs::BootRecord {
-            booted: 0,
-            generation: None,
-            boot_id: String::new(),
-        });
-        let name = format!("root-{}", kept.name);
-        let catch =
-            Catch::previous_root(name, record.boot_id, record.booted, record.generation, &Erased::from_report(&report));
-        holders.push(Holder { catch, tree: kept.root });
+        if wanted(&format!("{ROOT_PREFIX}{}", kept.name))
+            && let Some(holder) = as_holder(target, &running, kept)
+        {
+            holders.push(holder);
+        }
     }
     Ok((Some(previous), holders))
+}
+
+/// The previous roots, as [`previous_root_holders`] gives them, audited newest first
+/// only until one holds `path`.
+fn previous_root_holders_until(
+    target: &Target,
+    live: &Dir,
+    path: &[u8],
+) -> Result<(Option<PreviousRoots>, Vec<Holder>)> {
+    let Some((running, mut previous)) = running_previous_roots(target, live)? else { return Ok((None, Vec::new())) };
+    let mut holders = Vec::new();
+    for kept in std::mem::take(&mut previous.roots).into_iter().rev() {
+        if let Some(holder) = as_holder(target, &running, kept) {
+            let found = holder.catch.holds(path);
+            holders.insert(0, holder);
+            if found {
+                break;
+            }
+        }
+    }
+    Ok((Some(previous), holders))
+}
+
+/// The running generation and the running root's previous roots, if it has any: a
+/// btrfs root's (`None` for a tmpfs root, or a target without blankslate's state).
+fn running_previous_roots(target: &Target, live: &Dir) -> Result<Option<(Running, PreviousRoots)>> {
+    if read_state(target)?.is_none() {
+        return Ok(None);
+    }
+    let previous = match previous_roots(live) {
+        Ok(Some(previous)) => previous,
+        Ok(None) => return Ok(None),
+        Err(error) => {
+            eprintln!("blankslate: warning: the previous roots are left out: {error}");
+            return Ok(None);
+        }
+    };
+    Ok(Some((built(target, None)?, previous)))
+}
+
+/// `kept` as a catch: what the audit of `running` finds undeclared in it. A root the
+/// audit cannot read is left out, with a warning.
+fn as_holder(target: &Target, running: &Running, kept: KeptRoot) -> Option<Holder> {
+    // No mount is below a previous root: a path no mount table names says so.
+    let shown = Path::new("previous-root").join(&kept.name);
+    let audited = super::audit::setup(running, &kept.root, &shown, &target.state_dir, &[])
+        .and_then(|setup| Ok(blankslate_audit::audit(&setup)?));
+    let report = match audited {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("blankslate: warning: the previous root {} is left out: {}", kept.name, error.error());
+            return None;
+        }
+    };
+    let (boot_id, booted, generation) =
+        kept.record.map_or((String::new(), 0, None), |r| (r.boot_id, r.booted, r.generation));
+    let name = format!("{ROOT_PREFIX}{}", kept.name);
+    let catch = Catch::previous_root(name, boot_id, booted, generation, &Erased::from_report(&report));
+    Some(Holder { catch, tree: kept.root })
 }
 
 fn catch_json(catch: &Catch) -> serde_json::Value {

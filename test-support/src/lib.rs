@@ -12,7 +12,7 @@ mod btrfs;
 mod scratch;
 pub mod snapshot;
 
-pub use btrfs::BtrfsImage;
+pub use btrfs::{BtrfsImage, make_btrfs};
 pub use scratch::Scratch;
 
 /// The variable that makes a root-only test run without root fail instead of

@@ -178,15 +178,6 @@ pub fn initrd() -> Result<PathBuf> {
         .clone()
 }
 
-/// Makes an empty btrfs labelled `label` in `image` (256 MiB, sparse: btrfs wants
-/// more than 100 MiB), for a btrfs root.
-pub fn make_btrfs_disk(image: &Path, label: &str) -> Result<()> {
-    let file = std::fs::File::create(image).map_err(|e| e.to_string())?;
-    file.set_len(256 << 20).map_err(|e| e.to_string())?;
-    run(Command::new("mkfs.btrfs").args(["-q", "-f", "-L", label]).arg(image))?;
-    Ok(())
-}
-
 /// A scenario's working directory, emptied.
 pub fn work_dir(scenario: &str) -> Result<PathBuf> {
     let dir = target().join("vm-work").join(scenario);

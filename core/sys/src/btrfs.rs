@@ -47,9 +47,67 @@ pub fn is_subvolume(dir: &Dir, name: impl AsRef<OsStr>) -> Result<bool> {
     Ok(meta.kind == crate::fs::Kind::Directory && meta.ino == SUBVOLUME_INODE)
 }
 
-/// Makes the subvolume whose top directory `subvolume` is read-only.
-pub fn set_read_only(subvolume: &Dir) -> Result<()> {
-    crate::raw::btrfs_set_read_only(subvolume.as_fd()).map_err(failed("make read-only", subvolume, OsStr::new("")))
+/// Makes the subvolume whose top directory `subvolume` is read-only, or writable again.
+pub fn set_read_only(subvolume: &Dir, read_only: bool) -> Result<()> {
+    let op = if read_only { "make read-only" } else { "make writable" };
+    crate::raw::btrfs_set_read_only(subvolume.as_fd(), read_only).map_err(failed(op, subvolume, OsStr::new("")))
+}
+
+/// Commits the btrfs `dir` is on and starts freeing the space of the subvolumes
+/// deleted (which a plain sync leaves for later).
+pub fn sync(dir: &Dir) -> Result<()> {
+    crate::raw::btrfs_sync(dir.as_fd()).map_err(failed("sync the btrfs of", dir, OsStr::new("")))
+}
+
+/// Deletes the subvolume `name` in `dir` and every subvolume nested in it, however
+/// deep (anyone may make one in a directory they can write, and a subvolume with
+/// another in it cannot be deleted: `ENOTEMPTY`). The read-only flags are cleared
+/// first, the nested subvolumes (directories with the subvolume inode number on a
+/// device of their own) found without following a link, and deleted deepest first.
+pub fn delete_subvolume_tree(dir: &Dir, name: impl AsRef<OsStr>) -> Result<()> {
+    let name = name.as_ref();
+    match delete_subvolume(dir, name) {
+        Err(error) if error.source.raw_os_error() == Some(rustix::io::Errno::NOTEMPTY.raw_os_error()) => {}
+        done => return done,
+    }
+    let top = dir.open_dir(name)?;
+    set_read_only(&top, false)?;
+    for nested in nested_subvolumes(&top)? {
+        let (parent, last) = match (nested.parent(), nested.file_name()) {
+            (Some(up), Some(last)) if !up.as_os_str().is_empty() => (top.open_dir(up)?, last),
+            (_, Some(last)) => (top.try_clone()?, last),
+            _ => continue,
+        };
+        delete_subvolume(&parent, last)?;
+    }
+    delete_subvolume(dir, name)
+}
+
+/// The subvolumes nested in the subvolume `top`, as paths relative to it, deepest
+/// first (a parent's read-only flag is cleared before its children are found, so
+/// that deleting them can change it).
+fn nested_subvolumes(top: &Dir) -> Result<Vec<std::path::PathBuf>> {
+    let mut found = Vec::new();
+    let mut pending = vec![(std::path::PathBuf::new(), top.own_meta()?.dev)];
+    while let Some((path, dev)) = pending.pop() {
+        let dir = if path.as_os_str().is_empty() { top.try_clone()? } else { top.open_dir(&path)? };
+        for (entry, kind) in dir.entries()? {
+            if kind != crate::fs::Kind::Directory {
+                continue;
+            }
+            let meta = dir.meta(&entry)?;
+            let inner = path.join(&entry);
+            if meta.dev == dev {
+                pending.push((inner, dev));
+            } else if meta.ino == SUBVOLUME_INODE {
+                set_read_only(&dir.open_dir(&entry)?, false)?;
+                found.push(inner.clone());
+                pending.push((inner, meta.dev));
+            }
+        }
+    }
+    found.sort_by_key(|path| std::cmp::Reverse(path.components().count()));
+    Ok(found)
 }
 
 /// Whether the subvolume whose top directory `subvolume` is is read-only.

@@ -688,6 +688,13 @@ impl Dir {
         Ok(statx.stx_mnt_id)
     }
 
+    /// The id of the mount this directory is on, as `/proc/self/mountinfo` names it.
+    pub fn own_mount_id(&self) -> Result<u64> {
+        let statx = rustix::fs::statx(&self.fd, "", AtFlags::EMPTY_PATH, rustix::fs::StatxFlags::MNT_ID)
+            .map_err(wrap("stat", &self.path))?;
+        Ok(statx.stx_mnt_id)
+    }
+
     /// Whether `name` is the root of a mount (`STATX_ATTR_MOUNT_ROOT`): a mount point,
     /// also for a bind mount from the same file system.
     pub fn is_mount_point(&self, name: impl AsRef<OsStr>) -> Result<bool> {

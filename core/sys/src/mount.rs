@@ -305,12 +305,29 @@ pub fn mount_points(text: &[u8]) -> Vec<Vec<u8>> {
     text.split(|&b| b == b'\n').filter_map(|line| line.split(|&b| b == b' ').nth(4)).map(unescape).collect()
 }
 
+/// The file system type and the source (unescaped) of the mount `id` in a mountinfo
+/// text, if it is there.
+pub fn type_and_source(text: &[u8], id: u64) -> Option<(Vec<u8>, Vec<u8>)> {
+    let id = id.to_string();
+    text.split(|&b| b == b'\n').find_map(|line| {
+        let mut fields = line.split(|&b| b == b' ');
+        if fields.next()? != id.as_bytes() {
+            return None;
+        }
+        let mut after = fields.skip_while(|&field| field != b"-").skip(1);
+        Some((unescape(after.next()?), unescape(after.next()?)))
+    })
+}
+
+/// The running mount table: the calling thread's namespace's.
+pub fn read_mountinfo() -> Vec<u8> {
+    std::fs::read("/proc/thread-self/mountinfo").or_else(|_| std::fs::read("/proc/self/mountinfo")).unwrap_or_default()
+}
+
 /// The mount points strictly below `root`, as absolute paths inside it (`/persist`,
 /// `/var/log`, …).
 pub fn below(root: &Path) -> Vec<Vec<u8>> {
-    let text = std::fs::read("/proc/thread-self/mountinfo")
-        .or_else(|_| std::fs::read("/proc/self/mountinfo"))
-        .unwrap_or_default();
+    let text = read_mountinfo();
     let root = root.as_os_str().as_bytes();
     let root = if root == b"/" { &b""[..] } else { root.strip_suffix(b"/").unwrap_or(root) };
     mount_points(&text)
@@ -331,5 +348,13 @@ mod mountinfo_tests {
         let text = b"36 35 98:0 /mnt1 /a\\040b rw - ext3 /dev/root rw\n37 35 0:5 / /x\\012y rw - tmpfs t rw\n";
         assert_eq!(mount_points(text), vec![b"/a b".to_vec(), b"/x\ny".to_vec()]);
         assert_eq!(unescape(b"\\134"), b"\\");
+    }
+
+    #[test]
+    fn a_mount_s_type_and_source_by_its_id() {
+        let text = b"36 35 98:0 /mnt1 / rw shared:1 - btrfs /dev/vd\\040b rw\n37 35 0:5 / /x rw - tmpfs t rw\n";
+        assert_eq!(type_and_source(text, 36), Some((b"btrfs".to_vec(), b"/dev/vd b".to_vec())));
+        assert_eq!(type_and_source(text, 37), Some((b"tmpfs".to_vec(), b"t".to_vec())));
+        assert_eq!(type_and_source(text, 3), None);
     }
 }

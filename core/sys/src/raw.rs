@@ -101,6 +101,8 @@ const BTRFS_IOC_SUBVOL_CREATE: u32 = btrfs_ioctl(IOC_WRITE, 14, size_of::<BtrfsV
 const BTRFS_IOC_SNAP_DESTROY: u32 = btrfs_ioctl(IOC_WRITE, 15, size_of::<BtrfsVolArgs>());
 const BTRFS_IOC_SUBVOL_GETFLAGS: u32 = btrfs_ioctl(IOC_READ, 25, size_of::<u64>());
 const BTRFS_IOC_SUBVOL_SETFLAGS: u32 = btrfs_ioctl(IOC_WRITE, 26, size_of::<u64>());
+/// `_IO(BTRFS_IOCTL_MAGIC, 8)`: no argument.
+const BTRFS_IOC_SYNC: u32 = btrfs_ioctl(0, 8, 0);
 
 /// The arguments naming `name` in a directory; `EINVAL` for a name that is not one
 /// component (empty, `.`, `..`, a `/` or a NUL in it) or is too long.
@@ -122,8 +124,12 @@ fn vol_args(name: &OsStr) -> io::Result<BtrfsVolArgs> {
 /// # Safety
 /// `argument` must point to a live value of the type `request` reads or writes.
 unsafe fn btrfs_call<T>(dir: BorrowedFd<'_>, request: u32, argument: *mut T) -> io::Result<()> {
+    // `as`: `Ioctl` is a c_ulong with glibc and a c_int with musl (where a request
+    // above 0x7fff_ffff wraps, as musl's own headers make it).
+    #[allow(clippy::cast_possible_wrap, clippy::cast_lossless, clippy::unnecessary_cast)]
+    let request = request as libc::Ioctl;
     // SAFETY: the caller vouches for `argument`; `dir` is open for the whole call.
-    let result = unsafe { libc::ioctl(dir.as_raw_fd(), libc::Ioctl::from(request), argument) };
+    let result = unsafe { libc::ioctl(dir.as_raw_fd(), request, argument) };
     if result == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
@@ -145,10 +151,12 @@ pub fn btrfs_delete_subvolume(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<(
     unsafe { btrfs_call(dir, BTRFS_IOC_SNAP_DESTROY, &raw mut args) }
 }
 
-/// `BTRFS_IOC_SUBVOL_SETFLAGS` with `BTRFS_SUBVOL_RDONLY`: makes the subvolume whose
-/// top directory `subvolume` is read-only (writes into it fail with `EROFS`).
-pub fn btrfs_set_read_only(subvolume: BorrowedFd<'_>) -> io::Result<()> {
-    let mut flags = btrfs_flags(subvolume)? | BTRFS_SUBVOL_RDONLY;
+/// `BTRFS_IOC_SUBVOL_SETFLAGS` with `BTRFS_SUBVOL_RDONLY` set or cleared: makes the
+/// subvolume whose top directory `subvolume` is read-only (writes into it fail with
+/// `EROFS`) or writable again.
+pub fn btrfs_set_read_only(subvolume: BorrowedFd<'_>, read_only: bool) -> io::Result<()> {
+    let flags = btrfs_flags(subvolume)?;
+    let mut flags = if read_only { flags | BTRFS_SUBVOL_RDONLY } else { flags & !BTRFS_SUBVOL_RDONLY };
     // SAFETY: `flags` is a live u64, which this request reads.
     unsafe { btrfs_call(subvolume, BTRFS_IOC_SUBVOL_SETFLAGS, &raw mut flags) }
 }
@@ -157,6 +165,13 @@ pub fn btrfs_set_read_only(subvolume: BorrowedFd<'_>) -> io::Result<()> {
 /// (`BTRFS_IOC_SUBVOL_GETFLAGS`).
 pub fn btrfs_is_read_only(subvolume: BorrowedFd<'_>) -> io::Result<bool> {
     Ok(btrfs_flags(subvolume)? & BTRFS_SUBVOL_RDONLY != 0)
+}
+
+/// `BTRFS_IOC_SYNC`: commits the btrfs `dir` is on and wakes its cleaner, which frees
+/// the space of deleted subvolumes (a plain `syncfs` leaves that for later).
+pub fn btrfs_sync(dir: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: this request takes no argument; a null pointer is passed and not read.
+    unsafe { btrfs_call(dir, BTRFS_IOC_SYNC, std::ptr::null_mut::<u8>()) }
 }
 
 fn btrfs_flags(subvolume: BorrowedFd<'_>) -> io::Result<u64> {
@@ -177,6 +192,7 @@ mod tests {
         assert_eq!(BTRFS_IOC_SNAP_DESTROY, 0x5000_940f);
         assert_eq!(BTRFS_IOC_SUBVOL_GETFLAGS, 0x8008_9419);
         assert_eq!(BTRFS_IOC_SUBVOL_SETFLAGS, 0x4008_941a);
+        assert_eq!(BTRFS_IOC_SYNC, 0x9408);
         assert_eq!(size_of::<BtrfsVolArgs>(), 4096);
     }
 

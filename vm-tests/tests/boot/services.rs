@@ -144,7 +144,7 @@ esac
             .replace("size = \"64M\"\n", "kind = \"btrfs\"\ndevice = \"LABEL=bsroots\"\nkeep = 2\n");
         let Scenario { work, disk } = with_declaration_file("btrfs-root", script, &declaration)?;
         let roots = work.join("roots.img");
-        vm::make_btrfs_disk(&roots, "bsroots")?;
+        blankslate_test_support::make_btrfs(&roots, "bsroots", 256 << 20)?;
         let kernel = vm::kernel()?;
         let modules: Vec<&str> = vm::VIRTIO_MODULES.iter().chain(&vm::BTRFS_MODULES).copied().collect();
         let (initrd, _) = vm::initrd_with("initrd-btrfs.cpio.gz", &kernel, &modules)?;
@@ -157,6 +157,18 @@ esac
                 eprintln!("  {}", made.trim());
             }
             boot.expect_pass(&format!("btrfs root, boot {phase}"))?;
+        }
+        // Each boot marked its root once it switched into it (the prune takes roots
+        // without the mark first): the three roots left.
+        let script = format!(
+            "m=$(mktemp -d) && mount -o ro,loop,subvolid=5 '{}' \"$m\" || exit 1; cd \"$m/roots\" && ls -d */switched; \
+             status=$?; cd /; umount \"$m\"; rmdir \"$m\"; exit $status",
+            roots.display()
+        );
+        let marked = blankslate_test_support::shell_in_namespace(&script).output().map_err(|e| e.to_string())?;
+        let listed = String::from_utf8_lossy(&marked.stdout);
+        if listed.split_whitespace().collect::<Vec<_>>() != ["000001/switched", "000002/switched", "000003/switched"] {
+            return Err(format!("the roots' marks: {listed}{}", String::from_utf8_lossy(&marked.stderr)));
         }
         Ok(())
     })());
