@@ -634,20 +634,26 @@ fn hash_file(fd: OwnedFd, shown: PathBuf) -> Result<[u8; 32]> {
 /// times, size, inode and change time), reading no file, link or attribute: what
 /// [`fingerprint`] hashes.
 pub fn walk(dir: &Dir, name: &OsStr, contents: bool) -> Result<Vec<Node>> {
-    let top = stat(dir, name, dir.path())?;
-    let mut walker = Walker { contents, out: Vec::new(), inodes: HashMap::new(), mount_id: top.stx_mnt_id };
-    walker.node(dir, name, OsStr::new(""), &top)?;
-    Ok(walker.out)
+    let mut nodes = Vec::new();
+    walk_each(dir, name, contents, &mut |node| nodes.push(node))?;
+    Ok(nodes)
 }
 
-struct Walker {
+/// [`walk`], handing each node to `visit` in turn instead of holding them all.
+fn walk_each(dir: &Dir, name: &OsStr, contents: bool, visit: &mut dyn FnMut(Node)) -> Result<()> {
+    let top = stat(dir, name, dir.path())?;
+    let mut walker = Walker { contents, visit, inodes: HashMap::new(), mount_id: top.stx_mnt_id };
+    walker.node(dir, name, OsStr::new(""), &top)
+}
+
+struct Walker<'a> {
     contents: bool,
-    out: Vec<Node>,
+    visit: &'a mut dyn FnMut(Node),
     inodes: HashMap<(u32, u32, u64), OsString>,
     mount_id: u64,
 }
 
-impl Walker {
+impl Walker<'_> {
     fn node(&mut self, dir: &Dir, name: &OsStr, rel: &OsStr, st: &Statx) -> Result<()> {
         let shown = dir.path().join(name);
         if st.stx_mnt_id != self.mount_id {
@@ -695,7 +701,7 @@ impl Walker {
             let change = format!("ino {} ctime {}.{}", st.stx_ino, st.stx_ctime.tv_sec, st.stx_ctime.tv_nsec);
             node.xattrs.push((OsString::from(CHANGE), change.into_bytes()));
         }
-        self.out.push(node);
+        (self.visit)(node);
         if let Some(child_dir) = children {
             for (child, _) in child_dir.entries()? {
                 let child_stat = stat(&child_dir, &child, &shown)?;
@@ -740,15 +746,12 @@ const CHANGE: &str = "\0change";
 /// A hex blake3 over what [`walk`] without contents sees (one `statx` an entry, and a
 /// directory listed): it changes whenever anything in the tree does.
 pub fn fingerprint(dir: &Dir, name: &OsStr) -> Result<String> {
-    Ok(fingerprint_of(&walk(dir, name, false)?))
-}
-
-fn fingerprint_of(nodes: &[Node]) -> String {
+    // Hashed as the walk goes: memory does not grow with the tree.
     let mut hasher = blake3::Hasher::new();
-    for node in nodes {
+    walk_each(dir, name, false, &mut |node| {
         hasher.update(format!("{node:?}\n").as_bytes());
-    }
-    hasher.finalize().to_hex().to_string()
+    })?;
+    Ok(hasher.finalize().to_hex().to_string())
 }
 
 /// Empties a directory through an open handle (the entries, not the directory).
