@@ -86,12 +86,7 @@ pub fn mount_btrfs_root(
 /// Whether `dir` is the root of a tmpfs (as systemd's `root=tmpfs` mounts `/sysroot`).
 pub fn is_tmpfs(dir: &Dir) -> Result<bool, RootError> {
     const TMPFS_MAGIC: rustix::fs::FsWord = 0x0102_1994;
-    let info = rustix::fs::fstatfs(dir).map_err(|e| FsError {
-        op: "read the file system type of",
-        path: dir.path().to_path_buf(),
-        source: e.into(),
-    })?;
-    Ok(info.f_type == TMPFS_MAGIC)
+    Ok(dir.file_system_type()? == TMPFS_MAGIC)
 }
 
 /// Binds `state` (the directory holding `store/` and `profiles/`) read-only at

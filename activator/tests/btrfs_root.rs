@@ -6,7 +6,8 @@
 use std::path::Path;
 
 use blankslate_activator::root::btrfs::{
-    BootRecord, BtrfsRootError, ROOTS_DIR, fresh_root, kept_roots, mark_switched, mount_top_level, previous_roots,
+    BootRecord, BtrfsRootError, Fresh, ROOTS_DIR, fresh_root, kept_roots, mark_switched, mount_top_level,
+    previous_roots,
 };
 use blankslate_activator::root::mount_btrfs_root;
 use blankslate_decl::{BtrfsRoot, Device};
@@ -38,6 +39,30 @@ fn on_btrfs(bytes: u64, body: impl FnOnce(&Dir, &Path) + Send + 'static) {
     });
 }
 
+/// What the initramfs sees: a parent directory with `root` to mount the new root on,
+/// and a btrfs labelled `roots` on a loop device (fields dropped in this order).
+struct Machine {
+    parent: Dir,
+    image: BtrfsImage,
+    scratch: Scratch,
+}
+
+impl Machine {
+    fn new() -> Machine {
+        let scratch = Scratch::new().own_mount();
+        let image = BtrfsImage::new(&scratch.dir().join("roots.img"), "roots");
+        let parent = Dir::open_root(scratch.dir()).unwrap();
+        parent.create_dir("root", 0o755).unwrap();
+        Machine { parent, image, scratch }
+    }
+
+    /// Boot `number` with `keep = 2`, its new root mounted on `root` with `mode`.
+    fn boot(&self, number: u32, mode: u32) -> (Dir, Fresh) {
+        let spec = BtrfsRoot { device: Device::Label("roots".into()), keep: 2 };
+        mount_btrfs_root(&self.parent, "root", self.image.device(), &spec, mode, &record(number)).unwrap()
+    }
+}
+
 fn names(device: &Path) -> Vec<String> {
     let top = top(device);
     kept_roots(&top.dir().open_dir(ROOTS_DIR).unwrap()).unwrap().into_iter().map(|r| r.name).collect()
@@ -49,13 +74,10 @@ fn every_boot_gets_an_empty_root_and_keeps_the_last_ones_read_only() {
         return;
     }
     in_namespace(|| {
-        let scratch = Scratch::new().own_mount();
-        let image = BtrfsImage::new(&scratch.dir().join("roots.img"), "roots");
-        let parent = Dir::open_root(scratch.dir()).unwrap();
-        parent.create_dir("root", 0o755).unwrap();
-        let spec = BtrfsRoot { device: Device::Label("roots".into()), keep: 2 };
+        let machine = Machine::new();
+        let (image, parent) = (&machine.image, &machine.parent);
         for boot in 0..4u32 {
-            let (root, fresh) = mount_btrfs_root(&parent, "root", image.device(), &spec, 0o751, &record(boot)).unwrap();
+            let (root, fresh) = machine.boot(boot, 0o751);
             assert_eq!(fresh.name, format!("{boot:06}"));
             assert!(root.entries().unwrap().is_empty(), "boot {boot}: the root starts empty");
             assert_eq!(root.own_meta().unwrap().mode, 0o751, "the declared mode");
@@ -64,7 +86,7 @@ fn every_boot_gets_an_empty_root_and_keeps_the_last_ones_read_only() {
             assert!(fresh.problems.is_empty(), "{:?}", fresh.problems);
             root.write_atomic(format!("erased-{boot}"), b"forgotten", 0o600).unwrap();
             assert!(!parent.is_mount_point("btrfs-top").unwrap(), "the top level is not left mounted");
-            mount::unmount(&parent, "root").unwrap();
+            mount::unmount(parent, "root").unwrap();
         }
         assert_eq!(names(image.device()), ["000001", "000002", "000003"], "two previous roots and the last");
 
@@ -191,16 +213,13 @@ fn the_previous_roots_are_read_from_the_running_root_s_own_btrfs_only() {
         return;
     }
     in_namespace(|| {
-        let scratch = Scratch::new().own_mount();
-        let image = BtrfsImage::new(&scratch.dir().join("roots.img"), "roots");
-        let parent = Dir::open_root(scratch.dir()).unwrap();
-        parent.create_dir("root", 0o755).unwrap();
-        let spec = BtrfsRoot { device: Device::Label("roots".into()), keep: 2 };
+        let machine = Machine::new();
+        let (scratch, parent) = (&machine.scratch, &machine.parent);
         for boot in 0..3u32 {
-            let (root, _) = mount_btrfs_root(&parent, "root", image.device(), &spec, 0o755, &record(boot)).unwrap();
+            let (root, _) = machine.boot(boot, 0o755);
             if boot < 2 {
                 drop(root);
-                mount::unmount(&parent, "root").unwrap();
+                mount::unmount(parent, "root").unwrap();
             }
         }
         let live = parent.open_dir("root").unwrap();
@@ -216,9 +235,9 @@ fn the_previous_roots_are_read_from_the_running_root_s_own_btrfs_only() {
         // A btrfs that does not hold the running root (one labelled the same, say).
         let other = BtrfsImage::new(&scratch.dir().join("other.img"), "roots");
         parent.create_dir("other", 0o755).unwrap();
-        mount_top_level(other.device(), MountAttrFlags::empty()).unwrap().attach(&parent, "other").unwrap();
+        mount_top_level(other.device(), MountAttrFlags::empty()).unwrap().attach(parent, "other").unwrap();
         let error = previous_roots(&parent.open_dir("other").unwrap()).unwrap_err();
         assert!(matches!(error, BtrfsRootError::NotTheRunningRoots { .. }), "{error}");
-        mount::unmount(&parent, "other").unwrap();
+        mount::unmount(parent, "other").unwrap();
     });
 }

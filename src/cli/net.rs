@@ -88,9 +88,11 @@ pub(super) fn run(command: NetCommand) -> Result<ExitCode> {
             let wanted = path.as_os_str().as_bytes();
             // Audited before the state's lock is taken, and no more of them than needed.
             let (_previous, roots) = match from.as_deref() {
-                Some(name) if name.starts_with(ROOT_PREFIX) => previous_root_holders(&target, &root, |n| n == name)?,
+                Some(name) if name.starts_with(ROOT_PREFIX) => {
+                    previous_root_holders(&target, &root, |n| n == name, |_| true)?
+                }
                 Some(_) => (None, Vec::new()),
-                None => previous_root_holders_until(&target, &root, wanted)?,
+                None => previous_root_holders(&target, &root, |_| true, |holder| holder.catch.holds(wanted))?,
             };
             let state = open_state(&target)?;
             let mut holders = match state.existing_net()? {
@@ -160,7 +162,7 @@ fn list(target: &Target, as_json: bool) -> Result<ExitCode> {
         Some(net) => net::catches(&net)?,
         None => Vec::new(),
     };
-    let (_previous, roots) = previous_root_holders(target, &Dir::open_root(&target.root)?, |_| true)?;
+    let (_previous, roots) = previous_root_holders(target, &Dir::open_root(&target.root)?, |_| true, |_| false)?;
     let roots: Vec<Catch> = roots.into_iter().map(|holder| holder.catch).collect();
     if as_json {
         report::json(&json!({
@@ -197,44 +199,31 @@ fn list(target: &Target, as_json: bool) -> Result<ExitCode> {
 /// With a btrfs root (the running root on a btrfs), those of its previous roots
 /// whose names `wanted` accepts as catches (named `root-NNNNNN`, oldest first), each
 /// holding what the audit of the running generation finds undeclared in it; nothing
-/// otherwise. A previous root that cannot be read is a warning, never a reason for
-/// the net's own catches not to be listed or restored. The roots stay reachable
-/// while the first value lives.
+/// otherwise. They are audited newest first, and no further once one is `enough`. A
+/// previous root that cannot be read is a warning, never a reason for the net's own
+/// catches not to be listed or restored. The roots stay reachable while the first
+/// value lives.
 fn previous_root_holders(
     target: &Target,
     live: &Dir,
     wanted: impl Fn(&str) -> bool,
-) -> Result<(Option<PreviousRoots>, Vec<Holder>)> {
-    let Some((running, mut previous)) = running_previous_roots(target, live)? else { return Ok((None, Vec::new())) };
-    let mut holders = Vec::with_capacity(previous.roots.len());
-    for kept in std::mem::take(&mut previous.roots) {
-        if wanted(&format!("{ROOT_PREFIX}{}", kept.name))
-            && let Some(holder) = as_holder(target, &running, kept)
-        {
-            holders.push(holder);
-        }
-    }
-    Ok((Some(previous), holders))
-}
-
-/// The previous roots, as [`previous_root_holders`] gives them, audited newest first
-/// only until one holds `path`.
-fn previous_root_holders_until(
-    target: &Target,
-    live: &Dir,
-    path: &[u8],
+    enough: impl Fn(&Holder) -> bool,
 ) -> Result<(Option<PreviousRoots>, Vec<Holder>)> {
     let Some((running, mut previous)) = running_previous_roots(target, live)? else { return Ok((None, Vec::new())) };
     let mut holders = Vec::new();
     for kept in std::mem::take(&mut previous.roots).into_iter().rev() {
+        if !wanted(&format!("{ROOT_PREFIX}{}", kept.name)) {
+            continue;
+        }
         if let Some(holder) = as_holder(target, &running, kept) {
-            let found = holder.catch.holds(path);
-            holders.insert(0, holder);
-            if found {
+            let done = enough(&holder);
+            holders.push(holder);
+            if done {
                 break;
             }
         }
     }
+    holders.reverse();
     Ok((Some(previous), holders))
 }
 

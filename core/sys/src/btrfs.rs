@@ -21,12 +21,7 @@ fn failed(op: &'static str, dir: &Dir, name: &OsStr) -> impl FnOnce(std::io::Err
 
 /// Whether `dir` is on a btrfs.
 pub fn is_btrfs(dir: &Dir) -> Result<bool> {
-    let info = rustix::fs::fstatfs(dir).map_err(|e| FsError {
-        op: "read the file system type of",
-        path: dir.path().to_path_buf(),
-        source: e.into(),
-    })?;
-    Ok(info.f_type == BTRFS_MAGIC)
+    Ok(dir.file_system_type()? == BTRFS_MAGIC)
 }
 
 /// Makes the empty subvolume `name` in `dir` (mode 0755, owned by root).

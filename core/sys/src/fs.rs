@@ -262,6 +262,13 @@ impl Dir {
         Ok(info.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
     }
 
+    /// The type of the file system this directory is on: `statfs`'s `f_type`, a
+    /// magic number such as `TMPFS_MAGIC`.
+    pub fn file_system_type(&self) -> Result<rustix::fs::FsWord> {
+        let info = rustix::fs::fstatfs(&self.fd).map_err(wrap("read the file system type of", &self.path))?;
+        Ok(info.f_type)
+    }
+
     /// The file system's size and the bytes an unprivileged writer may still use
     /// (`f_blocks` and `f_bavail` times `f_frsize`): `(available, total)`.
     pub fn space(&self) -> Result<(u64, u64)> {
