@@ -1,5 +1,5 @@
 //! The day-two lifecycle of a Debian machine on blankslate, one suite and one boot
-//! route at a time: eight boots through a switch, `etc keep`, an `apt upgrade` with a
+//! route at a time: six boots through a switch, `etc keep`, an `apt upgrade` with a
 //! second kernel from the image's local repository, the previous generation with the
 //! previous kernel, and the old kernel's purge. The probe unit in the guest
 //! (`vmtest-probe.sh`) acts and checks in each boot; the host compares what must
@@ -42,15 +42,15 @@ fn same(what: &str, a: Option<&String>, b: Option<&String>) -> Result<()> {
     }
 }
 
-/// Eight boots: first boot; a reboot (kept what is declared, lost the rest); the
-/// generation a live `switch` made, where day two installs two packages and keeps
-/// one's /etc changes with `etc keep`; that generation (the kept package works, the
-/// other's lost conffile is the audit's `package-missing` until it is back and
-/// kept), where apt upgrades the package and installs a second kernel from the
-/// image's local repository, and the kernel hooks make its initramfs; the new
-/// kernel with that initramfs, read from the volume as a boot loader would, on the
-/// new generation; the first generation with the old kernel, from the command line;
-/// the new kernel again, where the old one is purged; and once more after that.
+/// Six boots: first boot; a reboot (kept what is declared, lost the rest), where a
+/// live `switch` makes a generation and day two installs two packages and keeps one's
+/// /etc changes with `etc keep`; that generation (the switch's entry and the kept
+/// package work, the other's lost conffile is the audit's `package-missing` until it
+/// is back and kept), where apt upgrades the package and installs a second kernel
+/// from the image's local repository, and the kernel hooks make its initramfs; the
+/// first generation with the old kernel, from the command line; the new kernel with
+/// that initramfs, read from the volume as a boot loader would, on the new
+/// generation, where the old kernel is purged; and once more after that.
 pub fn lifecycle(suite: Suite, route: Route) -> Result<()> {
     let work = vm::work_dir(&format!("debian-{}-{}", suite.name(), route.name()))?;
     let disk = debian::disk(suite, &work)?;
@@ -81,17 +81,21 @@ pub fn lifecycle(suite: Suite, route: Route) -> Result<()> {
         return Err("persist add did not move the service's state into the volume".into());
     }
 
-    let switched = second.get("switched-generation").ok_or("no switched-generation fact")?;
-    let third = boot(image, "switched", "")?;
-    same("the generation booted after the switch", Some(switched), third.get("generation"))?;
-
-    let kept = third.get("daytwo-generation").ok_or("no daytwo-generation fact")?;
-    let fourth = boot(image, "daytwo", "")?;
-    same("the generation `etc keep` made", Some(kept), fourth.get("generation"))?;
+    let number = |fact: &str| -> Result<u32> {
+        let value = second.get(fact).ok_or_else(|| format!("no {fact} fact"))?;
+        value.parse().map_err(|_| format!("{fact} is {value:?}, not a generation number"))
+    };
+    let (switched, kept) = (number("switched-generation")?, number("daytwo-generation")?);
+    if kept <= switched {
+        return Err(format!("`etc keep` made generation {kept}, not one after the switch's {switched}"));
+    }
+    let kept = kept.to_string();
+    let third = boot(image, "daytwo", "")?;
+    same("the generation `etc keep` made", Some(&kept), third.get("generation"))?;
 
     // The boot loader's entry for the new kernel: its kernel and the initramfs its
     // hooks built, read from the volume's /boot.
-    let new_kernel = fourth.get("new-kernel").ok_or("no new-kernel fact")?;
+    let new_kernel = third.get("new-kernel").ok_or("no new-kernel fact")?;
     let (_, expected_kernel) = debian::second_kernel(suite)?;
     same("the second kernel", Some(&expected_kernel), Some(new_kernel))?;
     let (vmlinuz, initrd) = (work.join("vmlinuz-new"), work.join("initrd-new"));
@@ -103,19 +107,16 @@ pub fn lifecycle(suite: Suite, route: Route) -> Result<()> {
     vm::debugfs_dump(&disk, &format!("/boot/{initrd_name}"), &initrd)?;
     let new = Entry { suite, route, from_volume: Some((&vmlinuz, &initrd)) };
 
+    let fourth = boot(image, "old", "blankslate.generation=1")?;
+    same("the generation asked for", Some(&"1".to_owned()), fourth.get("generation"))?;
+    same("the old kernel", first.get("kernel"), fourth.get("kernel"))?;
+
     let fifth = boot(new, "upgraded", "")?;
     same("the kernel booted", Some(new_kernel), fifth.get("kernel"))?;
-    let upgraded = fourth.get("upgraded-generation").ok_or("no upgraded-generation fact")?;
-    same("the generation of the upgrade", Some(upgraded), fifth.get("generation"))?;
-
-    let sixth = boot(image, "old", "blankslate.generation=1")?;
-    same("the generation asked for", Some(&"1".to_owned()), sixth.get("generation"))?;
-    same("the old kernel", first.get("kernel"), sixth.get("kernel"))?;
-
-    let seventh = boot(new, "purge", "")?;
-    same("the generation after booting an old one", Some(upgraded), seventh.get("generation"))?;
-    let eighth = boot(new, "purged", "")?;
-    same("the kernel booted", Some(new_kernel), eighth.get("kernel"))?;
+    let upgraded = third.get("upgraded-generation").ok_or("no upgraded-generation fact")?;
+    same("the generation of the upgrade, after booting an old one", Some(upgraded), fifth.get("generation"))?;
+    let sixth = boot(new, "purged", "")?;
+    same("the kernel booted", Some(new_kernel), sixth.get("kernel"))?;
     let old_kernel = format!("vmlinuz-{}", first.get("kernel").ok_or("no kernel fact")?);
     if vm::debugfs_names(&disk, "/boot")?.contains(&old_kernel) {
         return Err(format!("the purged kernel's {old_kernel} is still in the volume's /boot"));
