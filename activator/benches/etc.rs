@@ -4,15 +4,20 @@
 //! `blankslate switch` binary spends per entry (`strace -c -f`); what a no-op
 //! `blankslate switch` costs with 10,000 entries against the same with 100; and what
 //! `blankslate repair` of 3000 entries with nothing to fix costs against
-//! `find ROOT/etc -xdev` over the same tree, in time and in system calls.
+//! `find ROOT/etc -xdev` over the same tree, in time and in system calls; the peak
+//! memory of a cold `blankslate switch` of 100 and of 10,000 entries, next to `cp -a`
+//! of the 10,000-entry `/etc`; and a switch where 30 of 10,000 entries changed
+//! against a no-op of the same 10,000, in time, CPU and system calls.
 //!
 //! Run: `cargo build --release && cargo bench -p blankslate-activator --bench etc`
 //! (the whole-process rows and the syscall counts need `target/release/blankslate`,
-//! and `strace`; without them the tables say "n/a").
+//! and `strace`, the peak memory GNU time's `/usr/bin/time`; without them the tables
+//! say "n/a"). `BINARIES="before=/path/a after=/path/b"` compares binaries in the
+//! memory and 30-changed rows, their runs interleaved.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use blankslate_activator::etc::{self, EtcGeneration, OnConflict};
@@ -20,6 +25,7 @@ use blankslate_decl as decl;
 use blankslate_state::generation::{DEFAULT_STATE_DIR, State};
 use blankslate_state::store::Store;
 use blankslate_sys::fs::Dir;
+use rustix::process::{WaitId, WaitIdOptions};
 
 const ENTRIES: usize = 3000;
 const DIRS: usize = 50;
@@ -34,16 +40,26 @@ const STORE: &str = "/var/lib/blankslate/store";
 /// The two sizes a no-op switch is compared at.
 const SMALL: usize = 100;
 const LARGE: usize = 10_000;
+/// How many of `LARGE`'s copies the second generation of the 30-changed row changes:
+/// copies, so that each is a step of the switch (a link's new contents only flow
+/// through `/etc/static`).
+const CHANGED: usize = 30;
+/// Cold switches of `LARGE` entries per binary (each needs a root built afresh).
+const COLD_RUNS: usize = 5;
 
 fn entry_path(i: usize) -> String {
     format!("d{:02}/entry{i}.conf", i % DIRS)
 }
 
-fn declaration_text(entries: usize) -> String {
+/// A declaration of `entries` entries (every `COPY_EVERY`-th a copy, the others links);
+/// the first `changed` copies hold other contents than with `changed` 0.
+fn declaration_text(entries: usize, changed: usize) -> String {
     let mut text = String::from("version = 1\n");
     for i in 0..entries {
-        let _ = write!(text, "\n[etc.\"{}\"]\ntext = \"setting = {i}\\n\"\n", entry_path(i));
-        if i % COPY_EVERY == 0 {
+        let copy = i % COPY_EVERY == 0;
+        let other = if copy && i / COPY_EVERY < changed { " (changed)" } else { "" };
+        let _ = write!(text, "\n[etc.\"{}\"]\ntext = \"setting = {i}{other}\\n\"\n", entry_path(i));
+        if copy {
             text.push_str("mode = \"0644\"\n");
         }
     }
@@ -119,21 +135,35 @@ fn binary() -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
-fn run(binary: &Path, args: &[&str]) {
-    let output =
-        Command::new(binary).args(args).env_remove("BLANKSLATE_FAILPOINT").env_remove(LOADER_PATH).output().unwrap();
-    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+/// `program` as the measured programs run: no failpoint, no loader path of cargo's.
+fn command(program: &Path) -> Command {
+    let mut command = Command::new(program);
+    command.env_remove("BLANKSLATE_FAILPOINT").env_remove(LOADER_PATH);
+    command
 }
 
-/// A root with `DECL` built as generation 1 (not activated) by the binary.
+/// Runs the binary; its standard output.
+fn run(binary: &Path, args: &[&str]) -> String {
+    let output = command(binary).args(args).output().unwrap();
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A root with a declaration of `entries` entries built as generation 1 (not
+/// activated) by the binary.
 fn built_root(binary: &Path, base: &Path, name: &str, entries: usize) -> String {
     let root = base.join(name);
     std::fs::create_dir(&root).unwrap();
-    let declaration = base.join(format!("{name}.toml"));
-    std::fs::write(&declaration, declaration_text(entries)).unwrap();
     let root = root.to_str().unwrap().to_owned();
-    run(binary, &["build", declaration.to_str().unwrap(), "--root", &root]);
+    build(binary, base, &root, &format!("{name}-1"), &declaration_text(entries, 0));
     root
+}
+
+/// Builds `text` as the next generation of `root` (not activated).
+fn build(binary: &Path, base: &Path, root: &str, name: &str, text: &str) {
+    let declaration = base.join(format!("{name}.toml"));
+    std::fs::write(&declaration, text).unwrap();
+    run(binary, &["build", declaration.to_str().unwrap(), "--root", root]);
 }
 
 /// Whole-process time of `blankslate switch 1`, cold and as a no-op.
@@ -155,13 +185,12 @@ fn binary_times(binary: &Path, base: &Path) -> (Duration, Duration) {
 /// `strace -c -f` of one run of `program` (`blankslate switch 1`, `find`): total
 /// calls and the busiest calls.
 fn strace(program: &Path, args: &[&str], out: &Path) -> Option<(u64, Vec<(String, u64)>)> {
-    let status = Command::new("strace")
-        .env_remove(LOADER_PATH)
+    let status = command(Path::new("strace"))
         .args(["-f", "-c", "-o"])
         .arg(out)
         .arg(program)
         .args(args)
-        .stdout(std::process::Stdio::null())
+        .stdout(Stdio::null())
         .status()
         .ok()?;
     if !status.success() {
@@ -249,10 +278,18 @@ fn alternate(mut command: impl FnMut() -> Duration, mut other: impl FnMut() -> D
     (median(a), median(b))
 }
 
-fn timed(binary: &Path, args: &[&str]) -> Duration {
+/// One run of `program`: how long it took, and the CPU time it used (its
+/// `schedstat`, read while it is a zombie: waited for with `WNOWAIT`, then reaped).
+fn measured(program: &Path, args: &[&str]) -> (Duration, Duration) {
     let start = Instant::now();
-    run(binary, args);
-    start.elapsed()
+    let mut child = command(program).args(args).stdout(Stdio::null()).spawn().unwrap();
+    let pid = WaitId::Pid(rustix::process::Pid::from_child(&child));
+    rustix::process::waitid(pid, WaitIdOptions::EXITED | WaitIdOptions::NOWAIT).unwrap();
+    let wall = start.elapsed();
+    let schedstat = std::fs::read_to_string(format!("/proc/{}/schedstat", child.id())).unwrap();
+    let on_cpu = schedstat.split_whitespace().next().and_then(|ns| ns.parse().ok()).unwrap();
+    assert!(child.wait().unwrap().success(), "{args:?}");
+    (wall, Duration::from_nanos(on_cpu))
 }
 
 /// A no-op `blankslate switch 1` with `SMALL` and with `LARGE` entries (whole process).
@@ -263,8 +300,8 @@ fn noop_scaling(binary: &Path, base: &Path) -> (Duration, Duration) {
         run(binary, &["switch", "1", "--root", root]);
     }
     alternate(
-        || timed(binary, &["switch", "1", "--root", &small]),
-        || timed(binary, &["switch", "1", "--root", &large]),
+        || measured(binary, &["switch", "1", "--root", &small]).0,
+        || measured(binary, &["switch", "1", "--root", &large]).0,
     )
 }
 
@@ -288,7 +325,7 @@ fn repair_times(binary: &Path, base: &Path) -> (Duration, Duration, Duration) {
     };
     let (mut repair, mut listed, mut read) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..RUNS * 4 {
-        repair.push(timed(binary, &["repair", "--root", &root]));
+        repair.push(measured(binary, &["repair", "--root", &root]).0);
         listed.push(find(&[]));
         read.push(find(&["-printf", "%l\n"]));
     }
@@ -310,10 +347,126 @@ fn library_repair(base: &Path, build: &blankslate_etc_builder::EtcBuild) -> Dura
     median(samples)
 }
 
+/// The binaries the memory and 30-changed rows compare: `NAME=PATH` pairs from
+/// `BINARIES`, or the release build alone.
+fn binaries() -> Vec<(String, PathBuf)> {
+    match std::env::var("BINARIES") {
+        Ok(list) => list
+            .split_whitespace()
+            .map(|pair| {
+                let (name, path) = pair.split_once('=').expect("BINARIES holds NAME=PATH pairs");
+                (name.to_owned(), PathBuf::from(path))
+            })
+            .collect(),
+        Err(_) => binary().map(|path| ("blankslate".to_owned(), path)).into_iter().collect(),
+    }
+}
+
+/// The peak memory of one run of `program` in MiB: GNU time's `%M`, the child's
+/// `ru_maxrss`. `None` without `/usr/bin/time`.
+fn peak_mib(program: &Path, args: &[&str], out: &Path) -> Option<f64> {
+    let status = command(Path::new("/usr/bin/time"))
+        .args(["-f", "%M", "-o"])
+        .arg(out)
+        .arg(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .ok()?;
+    assert!(status.success(), "{} {args:?}", program.display());
+    let kib: u32 = std::fs::read_to_string(out).ok()?.trim().parse().ok()?;
+    Some(f64::from(kib) / 1024.0)
+}
+
+/// `measure` of a cold switch of `entries` entries, on a root the binary built
+/// afresh, removed after.
+fn cold_switch<T>(binary: &Path, base: &Path, entries: usize, measure: impl FnOnce(&[&str]) -> T) -> T {
+    let root = built_root(binary, base, "cold", entries);
+    let measured = measure(&["switch", "1", "--root", &root]);
+    std::fs::remove_dir_all(&root).unwrap();
+    measured
+}
+
+/// What one binary's runs measured in the memory and 30-changed rows: peak memory
+/// (MiB), and wall and CPU time.
+#[derive(Default)]
+struct Floor {
+    cold_small_mib: Vec<f64>,
+    cold_large_mib: Vec<f64>,
+    cold_large: Vec<(Duration, Duration)>,
+    changed: Vec<(Duration, Duration)>,
+    noop: Vec<(Duration, Duration)>,
+    changed_mib: Option<f64>,
+    noop_mib: Option<f64>,
+    changed_calls: Option<(u64, Vec<(String, u64)>)>,
+    noop_calls: Option<(u64, Vec<(String, u64)>)>,
+}
+
+/// The same `/etc` made by `cp -a`: peak memory and wall and CPU time, per run.
+#[derive(Default)]
+struct Copied {
+    mib: Vec<f64>,
+    times: Vec<(Duration, Duration)>,
+}
+
+/// Cold switches of `SMALL` and `LARGE` entries, then a switch where `CHANGED` of
+/// `LARGE` entries changed against the no-op of the same `LARGE`, each binary's runs
+/// interleaved with the others'; and `cp -a` of an activated `LARGE` `/etc`.
+fn floor(binaries: &[(String, PathBuf)], base: &Path) -> (Vec<Floor>, Copied) {
+    let out = base.join("floor.out");
+    let mut floors: Vec<Floor> = binaries.iter().map(|_| Floor::default()).collect();
+    let mut copied = Copied::default();
+    for _ in 0..COLD_RUNS {
+        for ((_, binary), floor) in binaries.iter().zip(&mut floors) {
+            floor.cold_large.push(cold_switch(binary, base, LARGE, |args| measured(binary, args)));
+            floor.cold_large_mib.extend(cold_switch(binary, base, LARGE, |args| peak_mib(binary, args, &out)));
+            floor.cold_small_mib.extend(cold_switch(binary, base, SMALL, |args| peak_mib(binary, args, &out)));
+        }
+    }
+    let roots: Vec<String> = binaries
+        .iter()
+        .map(|(name, binary)| {
+            let root = built_root(binary, base, &format!("changed-{name}"), LARGE);
+            build(binary, base, &root, &format!("changed-{name}-2"), &declaration_text(LARGE, CHANGED));
+            run(binary, &["switch", "1", "--root", &root]);
+            let switched = run(binary, &["switch", "2", "--root", &root]);
+            assert!(switched.contains(&format!("0 added, {CHANGED} changed, 0 removed")), "{switched}");
+            root
+        })
+        .collect();
+    // Every run switches to the other generation, then again to the same one.
+    for round in 0..RUNS * 2 {
+        let generation = if round % 2 == 0 { "1" } else { "2" };
+        for (((_, binary), root), floor) in binaries.iter().zip(&roots).zip(&mut floors) {
+            let args = ["switch", generation, "--root", root];
+            floor.changed.push(measured(binary, &args));
+            floor.noop.push(measured(binary, &args));
+        }
+    }
+    for (((_, binary), root), floor) in binaries.iter().zip(&roots).zip(&mut floors) {
+        let (to_1, to_2) = (["switch", "1", "--root", root], ["switch", "2", "--root", root]);
+        floor.changed_mib = peak_mib(binary, &to_1, &out);
+        floor.noop_mib = peak_mib(binary, &to_1, &out);
+        floor.changed_calls = strace(binary, &to_2, &out);
+        floor.noop_calls = strace(binary, &to_2, &out);
+    }
+    if let Some(root) = roots.first() {
+        let (etc, copy) = (format!("{root}/etc"), base.join("cp-a").to_str().unwrap().to_owned());
+        let cp = Path::new("cp");
+        for _ in 0..COLD_RUNS {
+            copied.times.push(measured(cp, &["-a", &etc, &copy]));
+            std::fs::remove_dir_all(&copy).unwrap();
+            copied.mib.extend(peak_mib(cp, &["-a", &etc, &copy], &out));
+            std::fs::remove_dir_all(&copy).unwrap();
+        }
+    }
+    (floors, copied)
+}
+
 fn main() {
     let base_dir = tempfile::tempdir_in(scratch_base()).unwrap();
     let base = base_dir.path();
-    let text = declaration_text(ENTRIES);
+    let text = declaration_text(ENTRIES, 0);
     let checked = decl::check(Path::new("bench.toml"), &text, None);
     let declaration = checked.declaration.expect("the benchmark declaration is valid");
     let build = blankslate_etc_builder::from_declaration(&declaration).unwrap();
@@ -326,6 +479,8 @@ fn main() {
     let scaling = binary.as_deref().map(|b| noop_scaling(b, base));
     let repair = binary.as_deref().map(|b| repair_times(b, base));
     let repair_library = library_repair(base, &build);
+    let binaries = binaries();
+    let (floors, cp_a) = floor(&binaries, base);
 
     let copies = ENTRIES.div_ceil(COPY_EVERY);
     println!(
@@ -410,6 +565,7 @@ fn main() {
 
     print_scaling(scaling);
     print_repair(repair_library, repair);
+    print_floor(&binaries, &floors, &cp_a);
 }
 
 fn print_scaling(scaling: Option<(Duration, Duration)>) {
@@ -442,5 +598,105 @@ fn print_repair(repair_library: Duration, repair: Option<(Duration, Duration, Du
             );
         }
         None => println!("{:<44} {:>10}", "blankslate repair (whole process)", "n/a"),
+    }
+}
+
+fn median_f64(mut samples: Vec<f64>) -> Option<f64> {
+    samples.sort_by(f64::total_cmp);
+    samples.get(samples.len() / 2).copied()
+}
+
+/// The medians of wall and CPU time.
+fn medians(samples: &[(Duration, Duration)]) -> (Duration, Duration) {
+    (median(samples.iter().map(|s| s.0).collect()), median(samples.iter().map(|s| s.1).collect()))
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn ratio(a: f64, b: f64) -> String {
+    format!("{:.1}x", a / b)
+}
+
+fn print_floor(binaries: &[(String, PathBuf)], floors: &[Floor], copied: &Copied) {
+    if binaries.is_empty() {
+        println!("\npeak memory and the 30-changed switch: n/a (no target/release/blankslate)");
+        return;
+    }
+    let cell = |value: Option<f64>| value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1}"));
+    println!("\npeak memory (MiB: /usr/bin/time's %M), median of {COLD_RUNS} cold runs, each on a root built afresh");
+    print!("{:<44}", "case");
+    for (name, _) in binaries {
+        print!(" {name:>10}");
+    }
+    println!(" {:>12}", "target");
+    let row = |case: &str, values: &dyn Fn(&Floor) -> Option<f64>, target: &str| {
+        print!("{case:<44}");
+        for floor in floors {
+            print!(" {:>10}", cell(values(floor)));
+        }
+        println!(" {target:>12}");
+    };
+    let small = |f: &Floor| median_f64(f.cold_small_mib.clone());
+    let large = |f: &Floor| median_f64(f.cold_large_mib.clone());
+    row(&format!("cold switch, {SMALL} entries"), &small, "");
+    row(&format!("cold switch, {LARGE} entries"), &large, "<= 8");
+    row(&format!("  {LARGE} minus {SMALL}"), &|f| Some(large(f)? - small(f)?), "flat in N");
+    row(&format!("switch, {CHANGED} of {LARGE} changed"), &|f| f.changed_mib, "");
+    row(&format!("no-op switch, {LARGE} entries"), &|f| f.noop_mib, "");
+    println!(
+        "{:<44} {:>10}",
+        format!("baseline: cp -a of the {LARGE}-entry /etc"),
+        cell(median_f64(copied.mib.clone()))
+    );
+
+    println!("\ncold switch of {LARGE} entries (whole process), median of {COLD_RUNS} runs");
+    println!("{:<44} {:>10} {:>10}", "case", "wall ms", "CPU ms");
+    for ((name, _), floor) in binaries.iter().zip(floors) {
+        let (wall, cpu) = medians(&floor.cold_large);
+        println!("{:<44} {:>10.2} {:>10.2}", format!("{name}: blankslate switch, cold"), ms(wall), ms(cpu));
+    }
+    let (wall, cpu) = medians(&copied.times);
+    println!("{:<44} {:>10.2} {:>10.2}", format!("baseline: cp -a of the {LARGE}-entry /etc"), ms(wall), ms(cpu));
+
+    println!(
+        "\n{CHANGED} of {LARGE} entries changed (copies) against a no-op of the same {LARGE} (whole process), \
+         median of {} interleaved runs; system calls from strace -c -f",
+        RUNS * 2
+    );
+    println!("{:<44} {:>10} {:>10} {:>10}", "case", "wall ms", "CPU ms", "syscalls");
+    for ((name, _), floor) in binaries.iter().zip(floors) {
+        let (changed, noop) = (medians(&floor.changed), medians(&floor.noop));
+        let calls = |c: &Option<(u64, Vec<(String, u64)>)>| c.as_ref().map(|c| c.0);
+        let (changed_calls, noop_calls) = (calls(&floor.changed_calls), calls(&floor.noop_calls));
+        let count = |c: Option<u64>| c.map_or_else(|| "n/a".to_owned(), |c| c.to_string());
+        println!(
+            "{:<44} {:>10.2} {:>10.2} {:>10}",
+            format!("{name}: {CHANGED} changed"),
+            ms(changed.0),
+            ms(changed.1),
+            count(changed_calls)
+        );
+        println!(
+            "{:<44} {:>10.2} {:>10.2} {:>10}",
+            format!("{name}: no-op"),
+            ms(noop.0),
+            ms(noop.1),
+            count(noop_calls)
+        );
+        #[allow(clippy::cast_precision_loss)]
+        let call_ratio = match (changed_calls, noop_calls) {
+            (Some(c), Some(n)) => ratio(c as f64, n as f64),
+            _ => "n/a".to_owned(),
+        };
+        println!(
+            "{:<44} {:>10} {:>10} {:>10}   (target: <= 2x)",
+            format!("{name}: {CHANGED} changed / no-op"),
+            ratio(ms(changed.0), ms(noop.0)),
+            ratio(ms(changed.1), ms(noop.1)),
+            call_ratio
+        );
+        if let Some((_, busiest)) = &floor.changed_calls {
+            let list = busiest.iter().map(|(n, c)| format!("{n} {c}")).collect::<Vec<_>>().join(", ");
+            println!("  busiest, {CHANGED} changed: {list}");
+        }
     }
 }

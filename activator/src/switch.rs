@@ -738,7 +738,7 @@ pub fn preview(
     let diff = GenerationDiff::between(from_side, to.side());
     let plan = match mode {
         Mode::Boot => None,
-        Mode::Switch | Mode::Test => Some(etc::plan(root, &to_etc, &|| users.clone(), on_conflict)?),
+        Mode::Switch | Mode::Test => Some(etc::plan(root, to_etc, &|| users.clone(), on_conflict)?),
     };
     Ok(Preview { mode, diff, plan })
 }

@@ -125,7 +125,7 @@ pub fn prepare(root: &Dir, store: &Store, generation: u32, object: &str, on_conf
     let to = EtcGeneration::load(store, generation, object)?;
     let tree = open_tree(store, &to.object)?;
     let users = || users_from_contents(root, |name| tree.read(name).ok());
-    let plan = plan(root, &to, &users, on_conflict)?;
+    let plan = plan(root, to, &users, on_conflict)?;
     Ok(Prepared::Planned { plan: Box::new(plan), tree })
 }
 
@@ -164,7 +164,7 @@ pub fn activate(root: &Dir, store: &Store, to: &EtcGeneration, on_conflict: OnCo
     }
     let tree = open_tree(store, &to.object)?;
     let users = || users_from_contents(root, |name| tree.read(name).ok());
-    let plan = plan(root, to, &users, on_conflict)?;
+    let plan = plan(root, to.clone(), &users, on_conflict)?;
     carry_out(root, &plan, &tree)?;
     Ok(Activated { plan, recovered })
 }

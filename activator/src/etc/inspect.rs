@@ -212,10 +212,11 @@ fn entry_in(entries: &BTreeMap<String, ManifestEntry>, path: &str) -> bool {
 
 /// Works out what activating `to` would do, from the last activated state; reads only
 /// the paths that change. `users` is asked for the owner database only if a copy
-/// changes.
-pub fn plan(root: &Dir, to: &EtcGeneration, users: &dyn Fn() -> UserDb, on_conflict: OnConflict) -> Result<Plan> {
+/// changes. The plan keeps `to` (taken, not copied: its manifest is the larger part of
+/// a switch's memory).
+pub fn plan(root: &Dir, to: EtcGeneration, users: &dyn Fn() -> UserDb, on_conflict: OnConflict) -> Result<Plan> {
     let from = active(root)?;
-    plan_from(root, from, to.clone(), users, on_conflict)
+    plan_from(root, from, to, users, on_conflict)
 }
 
 pub(super) fn plan_from(

@@ -14,7 +14,8 @@
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
-use std::io::Read;
+use std::fs::File;
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -155,17 +156,17 @@ impl Store {
     /// The name `tree` gets under `name`, without writing anything.
     pub fn object_name(name: &str, tree: &Tree) -> Result<String> {
         check_object_name(name)?;
-        let root = hash_tree(tree)?;
-        Ok(format!("{}-{name}", encode(&object_hash(name, &root))))
+        Ok(format!("{}-{name}", encode(&object_hash(name, &hash_tree(tree)))))
     }
 
-    /// Adds `tree` as `<hash>-<name>`. An object already there is read back and
-    /// compared with `tree` (contents, modes, owner): a sound one is kept and nothing is
-    /// written; a damaged one is removed and written again.
+    /// Adds `tree` as `<hash>-<name>`. An object already there is checked as
+    /// [`Store::check_object`] checks it (re-hashed against its name, which is `tree`'s
+    /// hash; modes, owner): a sound one is kept and nothing is written; a damaged one is
+    /// removed and written again.
     pub fn add(&self, name: &str, tree: &Tree) -> Result<String> {
         let object = Store::object_name(name, tree)?;
         if self.contains(&object)? {
-            if self.holds(&object, tree) {
+            if self.check_object(&object).is_none() {
                 return Ok(object);
             }
             self.remove(&object)?;
@@ -179,16 +180,6 @@ impl Store {
         }
         self.dir.sync()?;
         Ok(object)
-    }
-
-    /// Whether `object` is exactly `tree`, read-only and the store owner's (as
-    /// [`Store::add`] writes it). Anything unreadable is not.
-    fn holds(&self, object: &str, tree: &Tree) -> bool {
-        let owner = match self.dir.own_meta() {
-            Ok(meta) => meta.uid,
-            Err(_) => return false,
-        };
-        matches!(read_object(&self.dir, OsStr::new(object), object, owner), Ok((found, None)) if found == *tree)
     }
 
     pub fn contains(&self, object: &str) -> Result<bool> {
@@ -298,8 +289,8 @@ impl Store {
             return Ok(Some("the name has no `<hash>-` prefix".into()));
         };
         let owner = self.dir.own_meta()?.uid;
-        let (tree, problem) = read_object(&self.dir, OsStr::new(object), object, owner)?;
-        let actual = encode(&object_hash(name, &hash_tree(&tree)?));
+        let (root, problem) = read_object(&self.dir, OsStr::new(object), object, owner)?;
+        let actual = encode(&object_hash(name, &root));
         if actual != hash {
             return Ok(Some(format!("content hashes to {actual}, not {hash}")));
         }
@@ -322,51 +313,78 @@ fn check_object_name(name: &str) -> Result<()> {
     if ok { Ok(()) } else { Err(StoreError::BadName(name.to_owned())) }
 }
 
-/// Length-prefixed so that no two different trees serialize alike.
-fn push_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-    out.extend_from_slice(bytes);
-}
-
-/// The hash of one node: blake3 of `file`/`link`/`dir` followed by its content, with
-/// a directory's entries sorted by name, each as the name and the child's hash.
-fn hash_tree(tree: &Tree) -> Result<blake3::Hash> {
-    let mut out = Vec::new();
+/// The hash of one node of a tree in memory: see [`file_hash`], [`link_hash`] and
+/// [`DirHasher`], which an object read back is hashed with too.
+fn hash_tree(tree: &Tree) -> blake3::Hash {
     match tree {
         Tree::File { contents, executable, secret } => {
-            out.extend_from_slice(b"file\0");
-            // Bit 0: executable; bit 1: secret (so a public file hashes as it always did).
-            out.push(u8::from(*executable) | u8::from(*secret) << 1);
-            out.extend_from_slice(&(contents.len() as u64).to_le_bytes());
-            out.extend_from_slice(blake3::hash(contents).as_bytes());
+            file_hash(*executable, *secret, contents.len() as u64, &blake3::hash(contents))
         }
-        Tree::Symlink(target) => {
-            out.extend_from_slice(b"link\0");
-            push_bytes(&mut out, target.as_bytes());
-        }
+        Tree::Symlink(target) => link_hash(target.as_bytes()),
         Tree::Directory(entries) => {
-            out.extend_from_slice(b"dir\0");
-            out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+            let mut hasher = DirHasher::new(entries.len());
             for (name, child) in entries {
-                push_bytes(&mut out, name.as_bytes());
-                out.extend_from_slice(hash_tree(child)?.as_bytes());
+                hasher.entry(name, &hash_tree(child));
             }
+            hasher.finish()
         }
     }
-    Ok(blake3::hash(&out))
+}
+
+/// A file's node: `file`, its flags, its length and the blake3 of its contents.
+fn file_hash(executable: bool, secret: bool, length: u64, contents: &blake3::Hash) -> blake3::Hash {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"file\0");
+    // Bit 0: executable; bit 1: secret (so a public file hashes as it always did).
+    hasher.update(&[u8::from(executable) | u8::from(secret) << 1]);
+    hasher.update(&length.to_le_bytes());
+    hasher.update(contents.as_bytes());
+    hasher.finalize()
+}
+
+/// A symlink's node: `link` and its target.
+fn link_hash(target: &[u8]) -> blake3::Hash {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"link\0");
+    push_bytes(&mut hasher, target);
+    hasher.finalize()
+}
+
+/// A directory's node: `dir`, the entry count, then each entry (fed in name order)
+/// as its name and its child's hash. Hashed as the entries come, so that no more
+/// than their names is held, however large the tree.
+struct DirHasher(blake3::Hasher);
+
+impl DirHasher {
+    fn new(entries: usize) -> DirHasher {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"dir\0");
+        hasher.update(&(entries as u64).to_le_bytes());
+        DirHasher(hasher)
+    }
+
+    fn entry(&mut self, name: &OsStr, child: &blake3::Hash) {
+        push_bytes(&mut self.0, name.as_bytes());
+        self.0.update(child.as_bytes());
+    }
+
+    fn finish(self) -> blake3::Hash {
+        self.0.finalize()
+    }
+}
+
+/// Length-prefixed so that no two different trees serialize alike.
+fn push_bytes(hasher: &mut blake3::Hasher, bytes: &[u8]) {
+    hasher.update(&(bytes.len() as u64).to_le_bytes());
+    hasher.update(bytes);
 }
 
 fn object_hash(name: &str, root: &blake3::Hash) -> [u8; 32] {
     let mut hasher = blake3::Hasher::new();
     hasher.update(b"blankslate-store-v1\0");
-    push_name(&mut hasher, name);
+    push_bytes(&mut hasher, name.as_bytes());
     hasher.update(root.as_bytes());
     *hasher.finalize().as_bytes()
-}
-
-fn push_name(hasher: &mut blake3::Hasher, name: &str) {
-    hasher.update(&(name.len() as u64).to_le_bytes());
-    hasher.update(name.as_bytes());
 }
 
 /// Base 32 of the first 160 bits of `hash`.
@@ -410,21 +428,26 @@ fn write_tree(dir: &Dir, name: &OsStr, tree: &Tree) -> Result<()> {
     Ok(())
 }
 
-/// Reads an object back into a [`Tree`] (contents in memory), with the first thing
-/// found that the store would not have written: a mode other than the store's for
-/// that node (a file's read bits say whether it is secret, its owner's execute bit
-/// whether it is executable), or an owner other than the store's (`owner`).
-fn read_object(dir: &Dir, name: &OsStr, object: &str, owner: u32) -> Result<(Tree, Option<String>)> {
-    let mut reader = Reader { object, owner, problem: None };
-    let tree = reader.node(dir, name, Path::new(object))?;
-    Ok((tree, reader.problem))
+/// Hashes an object as it reads it back, with the first thing found that the store
+/// would not have written: a mode other than the store's for that node (a file's read
+/// bits say whether it is secret, its owner's execute bit whether it is executable),
+/// or an owner other than the store's (`owner`). No file's contents are held: each is
+/// hashed through one bounded buffer.
+fn read_object(dir: &Dir, name: &OsStr, object: &str, owner: u32) -> Result<(blake3::Hash, Option<String>)> {
+    let mut reader = Reader { object, owner, problem: None, buffer: vec![0; READ_CHUNK] };
+    let hash = reader.node(dir, name, Path::new(object))?;
+    Ok((hash, reader.problem))
 }
+
+/// How much of a file is read at a time when an object is hashed.
+const READ_CHUNK: usize = 64 << 10;
 
 /// What [`read_object`] carries through the tree.
 struct Reader<'a> {
     object: &'a str,
     owner: u32,
     problem: Option<String>,
+    buffer: Vec<u8>,
 }
 
 impl Reader<'_> {
@@ -440,38 +463,52 @@ impl Reader<'_> {
         }
     }
 
-    fn node(&mut self, dir: &Dir, name: &OsStr, shown: &Path) -> Result<Tree> {
+    fn node(&mut self, dir: &Dir, name: &OsStr, shown: &Path) -> Result<blake3::Hash> {
         let meta = dir.meta(name)?;
         Ok(match meta.kind {
             Kind::File => {
                 let (executable, secret) = (meta.mode & 0o100 != 0, meta.mode & 0o004 == 0);
                 self.expect(shown, &meta, file_mode(executable, secret));
-                // Sized by the `lstat` (no `fstat` and `lseek` of its own per file), one
-                // byte more to see a file that grew since.
-                let mut contents = Vec::with_capacity(usize::try_from(meta.size).unwrap_or(0));
                 let file = dir.open_file(name)?;
-                (&file).take(meta.size.saturating_add(1)).read_to_end(&mut contents).map_err(|source| FsError {
+                let (contents, length) = self.contents(&file, meta.size).map_err(|source| FsError {
                     op: "read",
                     path: dir.path().join(name),
                     source,
                 })?;
-                Tree::File { contents, executable, secret }
+                file_hash(executable, secret, length, &contents)
             }
-            Kind::Symlink => Tree::Symlink(dir.read_link(name)?),
+            Kind::Symlink => link_hash(dir.read_link(name)?.as_bytes()),
             Kind::Directory => {
                 self.expect(shown, &meta, DIRECTORY_MODE);
                 let child = dir.open_dir(name)?;
-                let mut entries = BTreeMap::new();
-                for (entry, _) in child.entries()? {
-                    let subtree = self.node(&child, &entry, &shown.join(&entry))?;
-                    entries.insert(entry, subtree);
+                let entries = child.entries()?;
+                let mut hasher = DirHasher::new(entries.len());
+                for (entry, _) in &entries {
+                    let hash = self.node(&child, entry, &shown.join(entry))?;
+                    hasher.entry(entry, &hash);
                 }
-                Tree::Directory(entries)
+                hasher.finish()
             }
             Kind::Other => {
                 return Err(StoreError::Unsupported { name: self.object.into(), path: dir.path().join(name) });
             }
         })
+    }
+
+    /// The blake3 of a file's contents and their length. Read up to one byte more than
+    /// the `lstat` said (no `fstat` of its own per file): enough to see a file that
+    /// grew since, which then no longer hashes to its name.
+    fn contents(&mut self, file: &File, size: u64) -> io::Result<(blake3::Hash, u64)> {
+        let mut hasher = blake3::Hasher::new();
+        let mut file = file.take(size.saturating_add(1));
+        loop {
+            match file.read(&mut self.buffer) {
+                Ok(0) => return Ok((hasher.finalize(), hasher.count())),
+                Ok(read) => hasher.update(&self.buffer[..read]),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            };
+        }
     }
 }
 
@@ -555,6 +592,52 @@ mod tests {
     }
 
     const OLD_NAME: &str = "gwadss6jmf5bjvqo5ntrmlpmqoulkzb3-etc";
+
+    /// The length of a file that takes the reader three reads and a part of a fourth.
+    const LONG: usize = 3 * 65_536 + 7;
+    const _: () = assert!(LONG > 3 * READ_CHUNK && LONG < 4 * READ_CHUNK);
+
+    /// Every kind of node, nested, an empty file and directory, and a long file.
+    fn nested() -> Tree {
+        let long: Vec<u8> = (0..LONG).map(|i| u8::try_from(i % 251).unwrap()).collect();
+        let mut inner = BTreeMap::new();
+        inner.insert(OsString::from("long"), Tree::File { contents: long, executable: true, secret: false });
+        inner.insert(OsString::from("empty"), Tree::file(""));
+        inner.insert(OsString::from("none"), Tree::Directory(BTreeMap::new()));
+        inner.insert(OsString::from("up"), Tree::Symlink("../hosts".into()));
+        let Tree::Directory(mut entries) = sample() else { unreachable!() };
+        entries.insert(OsString::from("inner"), Tree::Directory(inner));
+        Tree::Directory(entries)
+    }
+
+    /// The object a tree hashes to, in memory and read back from the store, is the one
+    /// the in-memory hash of 3f7040f named: reading an object streams it, and its name
+    /// stays the same.
+    #[test]
+    fn an_object_read_back_hashes_to_its_known_name() {
+        assert_eq!(Store::object_name("etc", &nested()).unwrap(), NESTED_NAME);
+        let (scratch, store) = store();
+        assert_eq!(store.add("etc", &nested()).unwrap(), NESTED_NAME);
+        assert_eq!(store.check_object(NESTED_NAME), None);
+        // A byte changed in the last, partial read, then one byte more: each is seen.
+        let long = scratch.path().join("var/lib/blankslate/store").join(NESTED_NAME).join("inner/long");
+        let mut contents = std::fs::read(&long).unwrap();
+        let rewritten = |contents: &[u8]| {
+            std::fs::set_permissions(&long, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::write(&long, contents).unwrap();
+            std::fs::set_permissions(&long, std::fs::Permissions::from_mode(0o555)).unwrap();
+            store.check_object(NESTED_NAME)
+        };
+        let damaged = |problem: Option<String>| problem.is_some_and(|p| p.starts_with("content hashes to"));
+        contents[LONG - 3] ^= 1;
+        assert!(damaged(rewritten(&contents)));
+        contents[LONG - 3] ^= 1;
+        assert_eq!(rewritten(&contents), None, "as it was written");
+        contents.push(0);
+        assert!(damaged(rewritten(&contents)));
+    }
+
+    const NESTED_NAME: &str = "5qtycqupsbzi6yws4gmugbcu662l5vt3-etc";
 
     #[test]
     fn verify_reports_edited_and_writable_objects() {
