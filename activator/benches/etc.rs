@@ -66,9 +66,14 @@ fn declaration_text(entries: usize, changed: usize) -> String {
     text
 }
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
+fn median(samples: Vec<Duration>) -> Duration {
+    middle(samples, Duration::cmp).expect("at least one sample")
+}
+
+/// The middle of `samples` in the order `compare` gives; `None` if there are none.
+fn middle<T: Copy>(mut samples: Vec<T>, compare: fn(&T, &T) -> std::cmp::Ordering) -> Option<T> {
+    samples.sort_by(compare);
+    samples.get(samples.len() / 2).copied()
 }
 
 fn ms(duration: Duration) -> f64 {
@@ -312,17 +317,7 @@ fn repair_times(binary: &Path, base: &Path) -> (Duration, Duration, Duration) {
     let root = built_root(binary, base, "repair", ENTRIES);
     run(binary, &["switch", "1", "--root", &root]);
     let etc = format!("{root}/etc");
-    let find = |extra: &[&str]| {
-        let start = Instant::now();
-        let status = Command::new("find")
-            .args([&etc, "-xdev"])
-            .args(extra)
-            .env_remove(LOADER_PATH)
-            .stdout(std::process::Stdio::null())
-            .status();
-        assert!(status.unwrap().success());
-        start.elapsed()
-    };
+    let find = |extra: &[&str]| measured(Path::new("find"), &[&[etc.as_str(), "-xdev"], extra].concat()).0;
     let (mut repair, mut listed, mut read) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..RUNS * 4 {
         repair.push(measured(binary, &["repair", "--root", &root]).0);
@@ -434,21 +429,23 @@ fn floor(binaries: &[(String, PathBuf)], base: &Path) -> (Vec<Floor>, Copied) {
             root
         })
         .collect();
-    // Every run switches to the other generation, then again to the same one.
-    for round in 0..RUNS * 2 {
-        let generation = if round % 2 == 0 { "1" } else { "2" };
+    // Generation 2 is active: every run switches to the other generation, then again
+    // to the same one; the last switches to 1 and back to 2, measured by time and strace.
+    for round in 0..=RUNS * 2 {
+        let (generation, other) = if round % 2 == 0 { ("1", "2") } else { ("2", "1") };
         for (((_, binary), root), floor) in binaries.iter().zip(&roots).zip(&mut floors) {
             let args = ["switch", generation, "--root", root];
-            floor.changed.push(measured(binary, &args));
-            floor.noop.push(measured(binary, &args));
+            if round < RUNS * 2 {
+                floor.changed.push(measured(binary, &args));
+                floor.noop.push(measured(binary, &args));
+                continue;
+            }
+            floor.changed_mib = peak_mib(binary, &args, &out);
+            floor.noop_mib = peak_mib(binary, &args, &out);
+            let back = ["switch", other, "--root", root];
+            floor.changed_calls = strace(binary, &back, &out);
+            floor.noop_calls = strace(binary, &back, &out);
         }
-    }
-    for (((_, binary), root), floor) in binaries.iter().zip(&roots).zip(&mut floors) {
-        let (to_1, to_2) = (["switch", "1", "--root", root], ["switch", "2", "--root", root]);
-        floor.changed_mib = peak_mib(binary, &to_1, &out);
-        floor.noop_mib = peak_mib(binary, &to_1, &out);
-        floor.changed_calls = strace(binary, &to_2, &out);
-        floor.noop_calls = strace(binary, &to_2, &out);
     }
     if let Some(root) = roots.first() {
         let (etc, copy) = (format!("{root}/etc"), base.join("cp-a").to_str().unwrap().to_owned());
@@ -601,11 +598,6 @@ fn print_repair(repair_library: Duration, repair: Option<(Duration, Duration, Du
     }
 }
 
-fn median_f64(mut samples: Vec<f64>) -> Option<f64> {
-    samples.sort_by(f64::total_cmp);
-    samples.get(samples.len() / 2).copied()
-}
-
 /// The medians of wall and CPU time.
 fn medians(samples: &[(Duration, Duration)]) -> (Duration, Duration) {
     (median(samples.iter().map(|s| s.0).collect()), median(samples.iter().map(|s| s.1).collect()))
@@ -622,7 +614,7 @@ fn print_floor(binaries: &[(String, PathBuf)], floors: &[Floor], copied: &Copied
         return;
     }
     let cell = |value: Option<f64>| value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1}"));
-    println!("\npeak memory (MiB: /usr/bin/time's %M), median of {COLD_RUNS} cold runs, each on a root built afresh");
+    println!("\npeak memory (MiB: /usr/bin/time's %M); cold: median of {COLD_RUNS} runs, each on a root built afresh");
     print!("{:<44}", "case");
     for (name, _) in binaries {
         print!(" {name:>10}");
@@ -635,17 +627,17 @@ fn print_floor(binaries: &[(String, PathBuf)], floors: &[Floor], copied: &Copied
         }
         println!(" {target:>12}");
     };
-    let small = |f: &Floor| median_f64(f.cold_small_mib.clone());
-    let large = |f: &Floor| median_f64(f.cold_large_mib.clone());
+    let small = |f: &Floor| middle(f.cold_small_mib.clone(), f64::total_cmp);
+    let large = |f: &Floor| middle(f.cold_large_mib.clone(), f64::total_cmp);
     row(&format!("cold switch, {SMALL} entries"), &small, "");
     row(&format!("cold switch, {LARGE} entries"), &large, "<= 8");
     row(&format!("  {LARGE} minus {SMALL}"), &|f| Some(large(f)? - small(f)?), "flat in N");
-    row(&format!("switch, {CHANGED} of {LARGE} changed"), &|f| f.changed_mib, "");
-    row(&format!("no-op switch, {LARGE} entries"), &|f| f.noop_mib, "");
+    row(&format!("switch, {CHANGED} of {LARGE} changed (one run)"), &|f| f.changed_mib, "");
+    row(&format!("no-op switch, {LARGE} entries (one run)"), &|f| f.noop_mib, "");
     println!(
         "{:<44} {:>10}",
         format!("baseline: cp -a of the {LARGE}-entry /etc"),
-        cell(median_f64(copied.mib.clone()))
+        cell(middle(copied.mib.clone(), f64::total_cmp))
     );
 
     println!("\ncold switch of {LARGE} entries (whole process), median of {COLD_RUNS} runs");
