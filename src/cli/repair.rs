@@ -164,7 +164,7 @@ fn to_json(
             };
             json!({
                 "path": format!("/etc/{}", step.path), "action": action, "found": found, "moved_to": backup,
-                "entry": step.entry.as_ref().map(blankslate_state::diff::describe_etc_entry),
+                "entry": plan.entry(step).map(blankslate_state::diff::describe_etc_entry),
             })
         })
         .collect();

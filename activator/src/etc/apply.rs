@@ -205,9 +205,10 @@ pub fn relabel(root: &Dir, to: &EtcGeneration) -> Result<bool> {
     Ok(true)
 }
 
-/// Writes the state file, then the marker, for a completed activation.
+/// Writes the state file, then the marker, for a completed activation. The state
+/// file carries the whole manifest: it is written as it is serialized, never held.
 fn record(state: &Dir, active: &EtcGeneration) -> Result<()> {
-    state.write_atomic(STATE_FILE, &serde_json::to_vec(active).expect("state serializes"), 0o600)?;
+    state.write_atomic_with(STATE_FILE, 0o600, |file| Ok(serde_json::to_writer(file, active)?))?;
     failpoint::hit(FAILPOINT);
     state.write_atomic(ACTIVE_FILE, Marker::of(active).render().as_bytes(), 0o600)?;
     Ok(())
@@ -292,7 +293,9 @@ pub(super) fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
     failpoint::hit(FAILPOINT);
 
     let mut parents = Parents { etc: &etc, open: HashMap::new() };
-    let creates: Vec<&Step> = plan.steps.iter().filter(|s| s.entry.is_some()).collect();
+    // Each step that makes something, with its entry, looked up once.
+    let creates: Vec<(&Step, &ManifestEntry)> =
+        plan.steps.iter().filter_map(|step| Some((step, plan.entry(step)?))).collect();
     let (first, last): (Vec<&Step>, Vec<&Step>) = plan
         .steps
         .iter()
@@ -303,12 +306,11 @@ pub(super) fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
         move_aside(&etc, STATIC, backup)?;
         failpoint::hit(FAILPOINT);
     }
-    for step in &creates {
+    for (step, entry) in &creates {
         if let Action::BackUp { backup, .. } = &step.action {
             let dir = parents.get(&step.path)?;
             let name = split(&step.path).1;
-            let directory = step.entry.as_ref().is_some_and(|e| e.kind == EtcKind::Directory)
-                || dir.meta(name).is_ok_and(|m| m.kind == Kind::Directory);
+            let directory = entry.kind == EtcKind::Directory || dir.meta(name).is_ok_and(|m| m.kind == Kind::Directory);
             let aside = if directory { move_aside } else { link_aside };
             aside(dir, name, backup)?;
             failpoint::hit(FAILPOINT);
@@ -316,8 +318,7 @@ pub(super) fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
     }
     remove_all(&etc, plan, first)?;
     make_directories(&mut parents, &creates)?;
-    for step in &creates {
-        let entry = step.entry.as_ref().expect("creates have entries");
+    for (step, entry) in &creates {
         if entry.kind != EtcKind::Copy {
             continue;
         }
@@ -336,8 +337,7 @@ pub(super) fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
         }
         failpoint::hit(FAILPOINT);
     }
-    for step in &creates {
-        let entry = step.entry.as_ref().expect("creates have entries");
+    for (step, entry) in &creates {
         let Some(target) = link_target(&step.path, entry) else { continue };
         let dir = parents.get(&step.path)?;
         let name = split(&step.path).1;
@@ -356,8 +356,8 @@ pub(super) fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
         }
         failpoint::hit(FAILPOINT);
     }
-    for step in &creates {
-        if step.entry.as_ref().is_some_and(|e| e.kind == EtcKind::Copy) {
+    for (step, entry) in &creates {
+        if entry.kind == EtcKind::Copy {
             let dir = parents.get(&step.path)?;
             let name = split(&step.path).1;
             dir.rename(staged(name), name)?;
@@ -410,9 +410,8 @@ fn remove_all(etc: &Dir, plan: &Plan, steps: Vec<&Step>) -> Result<()> {
 
 /// Makes the declared directories, parents first, before anything goes into them; and
 /// removes an empty directory where a file or link replaces it, since `rename` cannot.
-fn make_directories(parents: &mut Parents<'_>, creates: &[&Step]) -> Result<()> {
-    for step in creates {
-        let entry = step.entry.as_ref().expect("creates have entries");
+fn make_directories(parents: &mut Parents<'_>, creates: &[(&Step, &ManifestEntry)]) -> Result<()> {
+    for (step, entry) in creates {
         let dir = parents.get(&step.path)?;
         let name = split(&step.path).1;
         match entry.kind {

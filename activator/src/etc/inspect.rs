@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use blankslate_decl::UserDb;
 use blankslate_decl::paths::is_inside;
 use blankslate_state::diff::etc_changes;
-use blankslate_state::manifest::{DEFAULT_DIR_MODE, EtcKind, Manifest, ManifestEntry, content_hash, has_entries_below};
+use blankslate_state::manifest::{EtcKind, Manifest, ManifestEntry, content_hash, has_entries_below};
 use blankslate_sys::fs::{Accept, Dir, Kind, Refusal};
 
 use super::{
@@ -289,7 +289,7 @@ pub(super) fn plan_from(
         } else {
             Action::BackUp { backup: dirs.backup_name(path, &to.manifest)?, found: found.to_string() }
         };
-        steps.push(Step { path: path.to_owned(), action, entry: Some(entry.clone()), owner });
+        steps.push(Step::declared(path, action, owner));
     }
     steps.append(&mut removals);
     let switch_static = match dirs.inspect(STATIC, false)? {
@@ -312,8 +312,7 @@ pub(super) fn plan_from(
 /// it, if not.
 fn undeclared_directory(dirs: &mut Dirs<'_>, path: &str, new: &Manifest) -> Result<Step> {
     if has_entries_below(&new.entries, path) {
-        let entry = ManifestEntry::directory(format!("{DEFAULT_DIR_MODE:04o}"), "root".into(), "root".into());
-        return Ok(Step { path: path.to_owned(), action: Action::Replace, entry: Some(entry), owner: Some((0, 0)) });
+        return Ok(Step::plain_directory(path));
     }
     let action = if dirs.holds_only_old_entries(path)? {
         Action::Remove
@@ -378,7 +377,7 @@ pub(super) fn plan_repair(root: &Dir, to: EtcGeneration, users: &dyn Fn() -> Use
                 },
                 other => Action::BackUp { backup: dirs.backup_name(path, &to.manifest)?, found: other.to_string() },
             };
-            steps.push(Step { path: path.clone(), action, entry: Some(entry.clone()), owner });
+            steps.push(Step::declared(path, action, owner));
         }
         let switch_static = match dirs.probe_link(STATIC)? {
             _ if !only.is_empty() => None,

@@ -34,10 +34,11 @@ mod plain;
 mod restore;
 
 use std::fmt;
+use std::sync::LazyLock;
 
 use blankslate_decl::UserDb;
 use blankslate_state::diff::describe_etc_entry;
-use blankslate_state::manifest::{EtcKind, ManifestEntry};
+use blankslate_state::manifest::{DEFAULT_DIR_MODE, EtcKind, ManifestEntry};
 use blankslate_state::store::StoreError;
 use blankslate_sys::fs::{Dir, FsError};
 
@@ -140,19 +141,46 @@ pub enum Action {
     LeaveAlone { found: String },
 }
 
-/// One path's step, with the new entry (none for removals) and its resolved owner.
+/// One path's step and its resolved owner; the entry it makes is [`Plan::entry`].
 #[derive(Debug, Clone)]
 pub struct Step {
     pub path: String,
     pub action: Action,
-    pub entry: Option<ManifestEntry>,
+    makes: Makes,
     owner: Option<(u32, u32)>,
 }
+
+/// What a step makes. The new generation's entry is looked up in the plan's manifest
+/// rather than copied into its step: a cold switch has a step per entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Makes {
+    /// Nothing: a removal, or a path left alone.
+    Nothing,
+    /// The new generation's entry at the step's path.
+    Declared,
+    /// A plain `0755 root:root` directory, which the new generation's entries below
+    /// it need although it declares none there.
+    PlainDirectory,
+}
+
+/// What [`Makes::PlainDirectory`] makes.
+static PLAIN_DIRECTORY: LazyLock<ManifestEntry> =
+    LazyLock::new(|| ManifestEntry::directory(format!("{DEFAULT_DIR_MODE:04o}"), "root".into(), "root".into()));
 
 impl Step {
     /// A step without an entry: a removal, or a path left alone.
     fn bare(path: &str, action: Action) -> Step {
-        Step { path: path.to_owned(), action, entry: None, owner: None }
+        Step { path: path.to_owned(), action, makes: Makes::Nothing, owner: None }
+    }
+
+    /// A step that makes the new generation's entry at `path`.
+    fn declared(path: &str, action: Action, owner: Option<(u32, u32)>) -> Step {
+        Step { path: path.to_owned(), action, makes: Makes::Declared, owner }
+    }
+
+    /// A step that replaces what is at `path` by a plain directory, root's.
+    fn plain_directory(path: &str) -> Step {
+        Step { path: path.to_owned(), action: Action::Replace, makes: Makes::PlainDirectory, owner: Some((0, 0)) }
     }
 }
 
@@ -212,6 +240,15 @@ impl Plan {
     pub fn backups(&self) -> impl Iterator<Item = &Step> {
         self.steps.iter().filter(|s| matches!(s.action, Action::BackUp { .. }))
     }
+
+    /// The entry `step` makes (none for a removal or a path left alone).
+    pub fn entry(&self, step: &Step) -> Option<&ManifestEntry> {
+        match step.makes {
+            Makes::Nothing => None,
+            Makes::Declared => self.to.manifest.entries.get(&step.path),
+            Makes::PlainDirectory => Some(&PLAIN_DIRECTORY),
+        }
+    }
 }
 
 impl Plan {
@@ -225,9 +262,9 @@ impl Plan {
         }
     }
 
-    fn write_step(f: &mut impl fmt::Write, step: &Step, preview: bool) -> fmt::Result {
+    fn write_step(&self, f: &mut impl fmt::Write, step: &Step, preview: bool) -> fmt::Result {
         let moved = if preview { "would be moved to" } else { "moved to" };
-        let what = step.entry.as_ref().map(describe_etc_entry).unwrap_or_default();
+        let what = self.entry(step).map(describe_etc_entry).unwrap_or_default();
         let line = match &step.action {
             Action::Create => format!("  + {:<13} {what}", step.path),
             Action::Replace => format!("  ~ {:<13} {what}", step.path),
@@ -292,7 +329,7 @@ impl Plan {
         let _ = self.write_static(&mut out);
         for step in self.steps.iter().filter(|s| matches!(s.action, Action::BackUp { .. } | Action::LeaveAlone { .. }))
         {
-            let _ = Self::write_step(&mut out, step, true);
+            let _ = self.write_step(&mut out, step, true);
         }
         let _ = self.write_summary(&mut out);
         out
@@ -317,7 +354,7 @@ impl Plan {
         }
         self.write_static(f)?;
         for step in &self.steps {
-            Self::write_step(f, step, preview)?;
+            self.write_step(f, step, preview)?;
         }
         self.write_summary(f)
     }

@@ -470,8 +470,34 @@ impl Dir {
         owner: Option<(u32, u32)>,
     ) -> Result<()> {
         let name = name.as_ref();
+        self.replace_filled(name, mode, owner, |file, path| file.write_all(contents).map_err(wrap_io("write", path)))
+    }
+
+    /// [`Dir::write_atomic`], the contents made by `write` as it writes them (through a
+    /// buffer), so that a large file is never held whole in memory.
+    pub fn write_atomic_with(
+        &self,
+        name: impl AsRef<OsStr>,
+        mode: u32,
+        write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<()> {
+        self.replace_filled(name.as_ref(), mode, None, |file, path| {
+            let mut buffered = io::BufWriter::new(file);
+            write(&mut buffered).and_then(|()| buffered.flush()).map_err(wrap_io("write", path))
+        })
+    }
+
+    /// Fills a new temporary with `fill` ([`Dir::create_filled`]), then renames it to
+    /// `name`.
+    fn replace_filled(
+        &self,
+        name: &OsStr,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+        fill: impl FnOnce(&mut File, &Path) -> Result<()>,
+    ) -> Result<()> {
         let temp = temp_name(name);
-        if let Err(error) = self.create_file_owned(&temp, contents, mode, owner) {
+        if let Err(error) = self.create_filled(&temp, mode, owner, fill) {
             // Half written (a full disk, an I/O error): nobody else has the name.
             let _ = self.remove_file(&temp);
             return Err(error);
