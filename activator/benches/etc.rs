@@ -17,7 +17,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use blankslate_activator::etc::{self, EtcGeneration, OnConflict};
@@ -187,18 +187,24 @@ fn binary_times(binary: &Path, base: &Path) -> (Duration, Duration) {
     (median(cold), median(noop))
 }
 
-/// `strace -c -f` of one run of `program` (`blankslate switch 1`, `find`): total
-/// calls and the busiest calls.
-fn strace(program: &Path, args: &[&str], out: &Path) -> Option<(u64, Vec<(String, u64)>)> {
-    let status = command(Path::new("strace"))
-        .args(["-f", "-c", "-o"])
+/// One run of `program` under `tool` (`strace`, GNU time), which writes what it saw to
+/// `out` (`-o`); `None` if the tool cannot be run.
+fn observed(tool: &str, options: &[&str], out: &Path, program: &Path, args: &[&str]) -> Option<ExitStatus> {
+    command(Path::new(tool))
+        .args(options)
+        .arg("-o")
         .arg(out)
         .arg(program)
         .args(args)
         .stdout(Stdio::null())
         .status()
-        .ok()?;
-    if !status.success() {
+        .ok()
+}
+
+/// `strace -c -f` of one run of `program` (`blankslate switch 1`, `find`): total
+/// calls and the busiest calls.
+fn strace(program: &Path, args: &[&str], out: &Path) -> Option<(u64, Vec<(String, u64)>)> {
+    if !observed("strace", &["-f", "-c"], out, program, args)?.success() {
         return None;
     }
     let text = std::fs::read_to_string(out).ok()?;
@@ -360,14 +366,7 @@ fn binaries() -> Vec<(String, PathBuf)> {
 /// The peak memory of one run of `program` in MiB: GNU time's `%M`, the child's
 /// `ru_maxrss`. `None` without `/usr/bin/time`.
 fn peak_mib(program: &Path, args: &[&str], out: &Path) -> Option<f64> {
-    let status = command(Path::new("/usr/bin/time"))
-        .args(["-f", "%M", "-o"])
-        .arg(out)
-        .arg(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .status()
-        .ok()?;
+    let status = observed("/usr/bin/time", &["-f", "%M"], out, program, args)?;
     assert!(status.success(), "{} {args:?}", program.display());
     let kib: u32 = std::fs::read_to_string(out).ok()?.trim().parse().ok()?;
     Some(f64::from(kib) / 1024.0)

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags};
 
-use super::{Dir, Kind, Meta, Refusal, Result, check_name, meta_of, refused, temp_name, wrap, wrap_io};
+use super::{Dir, Kind, Meta, Refusal, Result, check_name, meta_of, refused, wrap, wrap_io};
 
 impl Dir {
     /// Opens `name` (a single name) to act on it as root, and checks the descriptor
@@ -72,10 +72,9 @@ impl Dir {
         mode: u32,
         owner: Option<(u32, u32)>,
     ) -> Result<()> {
-        let name = name.as_ref();
-        let temp = temp_name(name);
-        self.create_filled(&temp, mode, owner, |file, path| copy_data(&from.file, &from.path, file, path).map(drop))?;
-        self.rename_into_place(&temp, name)
+        self.replace_filled(name.as_ref(), mode, owner, |file, path| {
+            copy_data(&from.file, &from.path, file, path).map(drop)
+        })
     }
 }
 
