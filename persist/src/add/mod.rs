@@ -552,9 +552,9 @@ fn forward_add(root: &Dir, volume: &Volume, journal: &mut Journal, names: &UserD
     let (parent, name) = split(&path);
     let temp = temp_add(name);
     let mut stats = CopyStats::default();
-    // The original as the copy described it; none when the copy was made by a run
-    // that was killed (then the original is read again to be compared).
-    let mut copied_contents = None;
+    // The original's digest as the copy described it; none when the copy was made by
+    // a run that was killed (then the original is read again to be compared).
+    let mut described = None;
     let same_boot = journal.same_boot();
     let target_parent = live_parent(root, parent)?;
     let source_parent = volume_parent(root, &volume.dir, parent)?;
@@ -563,9 +563,9 @@ fn forward_add(root: &Dir, volume: &Volume, journal: &mut Journal, names: &UserD
             source_parent.remove_tree(&temp)?;
         }
         journal.fingerprint = tree::fingerprint(&target_parent, OsStr::new(name))?;
-        let (copied, described) =
+        let (copied, digest) =
             tree::copy_described(&target_parent, OsStr::new(name), &source_parent, OsStr::new(&temp))?;
-        (stats, copied_contents) = (copied, Some(described));
+        (stats, described) = (copied, Some(digest));
         source_parent.sync()?;
         journal::advance(&volume.state, journal, Step::Copied)?;
     }
@@ -574,12 +574,8 @@ fn forward_add(root: &Dir, volume: &Volume, journal: &mut Journal, names: &UserD
             // The original as the copy described it (no second read), or, after a
             // kill, as a walk reads it; either is the original's as long as its
             // fingerprint is still the one taken before the copy.
-            let original = match copied_contents.take() {
-                Some(described) => described,
-                None => tree::walk(&target_parent, OsStr::new(name), true)?,
-            };
-            let copy = tree::walk(&source_parent, OsStr::new(&temp), true)?;
-            let mut differences = tree::compare(&original, &copy);
+            let original = (&target_parent, OsStr::new(name));
+            let mut differences = tree::verify(original, (&source_parent, OsStr::new(&temp)), described.take())?;
             if differences.is_empty() && tree::fingerprint(&target_parent, OsStr::new(name))? != journal.fingerprint {
                 differences.push("the original changed during the copy".into());
             }

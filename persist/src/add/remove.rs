@@ -97,9 +97,9 @@ pub(super) fn forward_remove(root: &Dir, volume: &Volume, journal: &mut Journal,
     }
     if copy_back && journal.step < Step::Verified {
         let source_parent = source_parent.as_ref().expect("checked above");
-        let original = tree::walk(source_parent, OsStr::new(name), true)?;
-        let copy = tree::walk(&target_parent, OsStr::new(&temp), true)?;
-        let differences = tree::compare(&original, &copy);
+        // The original read again (not described by the copy): a write to it since
+        // the copy is a difference too.
+        let differences = tree::verify((source_parent, OsStr::new(name)), (&target_parent, OsStr::new(&temp)), None)?;
         if !differences.is_empty() {
             abandon_remove(&target_parent, &temp, &volume.state)?;
             return Err(ManageError::Verify { path, differences });

@@ -6,7 +6,7 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags};
@@ -196,43 +196,65 @@ fn read_full(file: &File, buffer: &mut [u8], offset: u64) -> rustix::io::Result<
 /// of data written. The paths are for messages.
 pub fn copy_data(source: &impl AsFd, source_path: &Path, dest: &impl AsFd, dest_path: &Path) -> Result<u64> {
     let size = u64::try_from(rustix::fs::fstat(source).map_err(wrap("stat", source_path))?.st_size).unwrap_or(0);
-    copy_data_hashed((source, source_path, size), dest, dest_path, None)
+    let from = DataSource { file: source.as_fd(), path: source_path, size, dense: false };
+    copy_data_hashed(&from, dest, dest_path, None, &mut Vec::new())
+}
+
+/// The source of [`copy_data_hashed`]: its size when it was opened (the caller's
+/// `fstat`), and whether it is known to have no holes (as many bytes allocated as it
+/// is long), so that looking for them can be skipped.
+pub(super) struct DataSource<'a> {
+    pub file: BorrowedFd<'a>,
+    pub path: &'a Path,
+    pub size: u64,
+    pub dense: bool,
 }
 
 /// [`copy_data`], feeding `hasher` (when given) the source's contents as they are
 /// read: the extents copied from the bytes as they were written, and what lies between
 /// them (holes, by `SEEK_HOLE`) read from the source too, not taken to be zeros, so
 /// that a hole reported where data is makes the hash differ from the copy's. The
-/// source need not be read again to be compared with the copy. `size` is the
-/// source's size when it was opened (the caller's `fstat`).
+/// source need not be read again to be compared with the copy. `buffer` is the
+/// caller's to reuse from one file to the next (a tree's files are mostly small:
+/// zeroing a new buffer for each would cost about as much as copying it).
 pub(super) fn copy_data_hashed(
-    (source, source_path, size): (&impl AsFd, &Path, u64),
+    source: &DataSource<'_>,
     dest: &impl AsFd,
     dest_path: &Path,
     mut hasher: Option<&mut blake3::Hasher>,
+    buffer: &mut Vec<u8>,
 ) -> Result<u64> {
-    // No bigger than the file: zeroing a whole chunk for each small file of a tree
-    // would cost more than copying it.
-    let mut buffer = vec![0u8; usize::try_from(size).unwrap_or(COPY_CHUNK).min(COPY_CHUNK)];
+    let (size, source_path) = (source.size, source.path);
+    let wanted = usize::try_from(size).unwrap_or(COPY_CHUNK).min(COPY_CHUNK);
+    if buffer.len() < wanted {
+        buffer.resize(wanted, 0);
+    }
     let mut written = 0u64;
     let mut offset = 0u64;
+    // The end of the last byte written: the copy's size unless holes end the file.
+    let mut copied_to = 0u64;
     'extents: while offset < size {
-        let start = match rustix::fs::seek(source, rustix::fs::SeekFrom::Data(offset)) {
-            Ok(start) if start < size => start,
-            // No data after `offset` (NXIO), or only beyond the size copied.
-            Ok(_) | Err(rustix::io::Errno::NXIO) => break,
-            Err(errno) => return Err(wrap("find data in", source_path)(errno)),
+        let (start, end) = if source.dense {
+            (offset, size)
+        } else {
+            let start = match rustix::fs::seek(source.file, rustix::fs::SeekFrom::Data(offset)) {
+                Ok(start) if start < size => start,
+                // No data after `offset` (NXIO), or only beyond the size copied.
+                Ok(_) | Err(rustix::io::Errno::NXIO) => break,
+                Err(errno) => return Err(wrap("find data in", source_path)(errno)),
+            };
+            let end = rustix::fs::seek(source.file, rustix::fs::SeekFrom::Hole(start))
+                .map_err(wrap("find holes in", source_path))?
+                .min(size);
+            (start, end)
         };
-        let end = rustix::fs::seek(source, rustix::fs::SeekFrom::Hole(start))
-            .map_err(wrap("find holes in", source_path))?
-            .min(size);
         if let Some(hasher) = hasher.as_deref_mut() {
-            hash_range(source, source_path, hasher, &mut buffer, offset, start)?;
+            hash_range(&source.file, source_path, hasher, buffer, offset, start)?;
         }
         let mut at = start;
         while at < end {
             let want = usize::try_from(end - at).unwrap_or(COPY_CHUNK).min(COPY_CHUNK);
-            let read = rustix::io::pread(source, &mut buffer[..want], at).map_err(wrap("read", source_path))?;
+            let read = rustix::io::pread(source.file, &mut buffer[..want], at).map_err(wrap("read", source_path))?;
             if read == 0 {
                 // The file shrank meanwhile: what is left is a hole.
                 offset = at;
@@ -248,14 +270,18 @@ pub(super) fn copy_data_hashed(
             }
             at += read as u64;
             written += read as u64;
+            copied_to = at;
         }
         offset = end;
     }
     if let Some(hasher) = hasher {
         // What follows the last extent copied, up to the size set.
-        hash_range(source, source_path, hasher, &mut buffer, offset, size)?;
+        hash_range(&source.file, source_path, hasher, buffer, offset, size)?;
     }
-    rustix::fs::ftruncate(dest, size).map_err(wrap("set size of", dest_path))?;
+    // `dest` was empty: it is as long as what was written, unless holes end the file.
+    if copied_to < size {
+        rustix::fs::ftruncate(dest, size).map_err(wrap("set size of", dest_path))?;
+    }
     Ok(written)
 }
 

@@ -229,9 +229,38 @@ fn a_described_copy_describes_the_original_as_a_full_walk_does() {
     let before = tree::fingerprint(&dir, name).unwrap();
     let (stats, described) = tree::copy_described(&dir, name, &dir, copy).unwrap();
     assert_eq!((stats.files, stats.hard_links, stats.symlinks), (3, 1, 1));
+    // The sparse file's data is one page (or block) of its 8 MiB.
+    assert!((300_006..400_000).contains(&stats.bytes), "data written, holes left out: {}", stats.bytes);
     assert_eq!(tree::fingerprint(&dir, name).unwrap(), before, "copying changed the original's fingerprint");
-    assert_eq!(described, tree::walk(&dir, name, true).unwrap(), "as a full walk of the original");
-    assert!(tree::compare(&described, &tree::walk(&dir, copy, true).unwrap()).is_empty());
+    assert_eq!(described, tree::describe(&dir, name).unwrap(), "as a full walk of the original");
+    assert_eq!(described, tree::describe(&dir, copy).unwrap(), "and of the copy");
+    assert!(tree::compare(&tree::walk(&dir, name, true).unwrap(), &tree::walk(&dir, copy, true).unwrap()).is_empty());
+    assert_eq!(tree::verify((&dir, name), (&dir, copy), Some(described)).unwrap(), Vec::<String>::new());
+}
+
+/// A copy that differs from its original in one byte (same size, same times) fails
+/// verification, which names the file; with the copy's description and without it.
+#[test]
+fn verify_names_the_file_whose_contents_differ() {
+    let scratch = tempfile::tempdir().unwrap();
+    let top = scratch.path().join("tree");
+    std::fs::create_dir_all(top.join("sub")).unwrap();
+    for i in 0..50 {
+        std::fs::write(top.join(format!("sub/file{i}")), format!("contents {i}").repeat(i * 100)).unwrap();
+    }
+    let dir = Dir::open_root(scratch.path()).unwrap();
+    let (name, copy) = (std::ffi::OsStr::new("tree"), std::ffi::OsStr::new("copy"));
+    let (_, described) = tree::copy_described(&dir, name, &dir, copy).unwrap();
+    let changed = scratch.path().join("copy/sub/file31");
+    let mtime = std::fs::metadata(&changed).unwrap().modified().unwrap();
+    let file = std::fs::File::options().write(true).open(&changed).unwrap();
+    std::os::unix::fs::FileExt::write_at(&file, b"X", 1000).unwrap();
+    file.set_modified(mtime).unwrap();
+    for description in [Some(described), None] {
+        let differences = tree::verify((&dir, name), (&dir, copy), description).unwrap();
+        assert_eq!(differences.len(), 1, "{differences:?}");
+        assert!(differences[0].starts_with("sub/file31: differs"), "{differences:?}");
+    }
 }
 
 /// A fingerprint reads no file, yet moves with a change a file's size and times do
