@@ -586,6 +586,37 @@ fn a_damaged_store_object_or_previous_declaration_changes_nothing() {
     });
 }
 
+/// A switch re-hashes an `/etc` object once a boot: a second switch to it in the
+/// same boot trusts the record the first left in `/run/blankslate/verified`, and a
+/// new boot (its `/run` empty) re-hashes it again, and refuses it if it is damaged.
+#[test]
+fn a_switch_rehashes_an_object_once_a_boot() {
+    if !root_or_skip("needs root") {
+        return;
+    }
+    in_namespace(|| {
+        let template = Template::new(1);
+        let root = template.instance();
+        let verified = root.path().join("run/blankslate/verified");
+        for number in ["2", "1"] {
+            let output = root.run(&["switch".into(), number.into()]);
+            assert!(output.status.success(), "{}", stderr(&output));
+        }
+        let recorded = std::fs::read_dir(&verified).unwrap().count();
+        assert_eq!(recorded, 2, "both objects re-hashed, and recorded");
+        // Damage that only a re-hash can see: same length, same place.
+        std::fs::write(part(&root.path(), 2, "etc").join("etc/motd"), "tw0\n").unwrap();
+        let output = root.run(&["switch".into(), "2".into()]);
+        assert!(output.status.success(), "trusted within the boot: {}", stderr(&output));
+        let output = root.run(&["switch".into(), "1".into()]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        std::fs::remove_dir_all(&verified).unwrap();
+        let output = root.run(&["switch".into(), "2".into()]);
+        assert_eq!(output.status.code(), Some(3), "a new boot re-hashes: {}", stderr(&output));
+        assert!(stderr(&output).contains("is damaged: content hashes to"), "{}", stderr(&output));
+    });
+}
+
 /// A full or closed standard output is an error (exit 3, said on standard error),
 /// never a panic, and the switch, which prints only once it is done, is done.
 #[test]

@@ -37,6 +37,7 @@ use blankslate_state::diff::{GenerationDiff, Side};
 use blankslate_state::generation::{Generation, GenerationError, LockedState, State};
 use blankslate_state::manifest::Manifest;
 use blankslate_state::trial_record::{BootTrial, LiveOutcome, LiveTrial, now};
+use blankslate_state::verified::{record_verified, verified_this_boot};
 use blankslate_sys::fs::{Dir, FsError};
 use blankslate_sys::{failpoint, fs};
 use serde::{Deserialize, Serialize};
@@ -437,10 +438,13 @@ impl<'a> Live<'a> {
         blankslate_persist::mounts::check_volumes(root, &declaration)?;
         let etc = etc::prepare(root, state.store(), number, &object, on_conflict)?;
         if let Prepared::Planned { plan, .. } = &etc {
-            if !plan.is_noop() {
+            // Re-hashed before `/etc` points at it, once a boot (`verified`).
+            if !plan.is_noop() && !verified_this_boot(root, &object) {
                 if let Some(problem) = state.store().check_object(&object) {
                     return Err(SwitchError::Damaged { generation: number, object, problem });
                 }
+                // Without the record the next switch re-hashes it again: no harm.
+                let _ = record_verified(root, &object);
             }
         }
         let users = etc::users_from_object(state.store(), root, &object)?;

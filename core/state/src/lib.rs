@@ -14,3 +14,4 @@ pub mod generation;
 pub mod manifest;
 pub mod store;
 pub mod trial_record;
+pub mod verified;

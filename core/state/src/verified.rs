@@ -1,0 +1,59 @@
+//! The store objects this boot has re-hashed: `run/blankslate/verified/OBJECT`, an
+//! empty file each, in the root's `/run`.
+//!
+//! A switch re-hashes the `/etc` object it is about to point `/etc/static` at
+//! (`Store::check_object`), unless this boot already did: once an object was found
+//! whole, a second re-hash in the same boot reads what the first read (mostly from
+//! the page cache) of an object that is read-only and root's, and would cost as much
+//! as the whole `/etc` again for a switch that changes three files. A record counts
+//! only for the boot that made it: `/run` is a tmpfs (and on blankslate the root
+//! itself is new at each boot). It counts only where root alone could have made it:
+//! the directory root's and writable by no one else, the record a regular file of
+//! root's. `store verify` and boot always re-hash.
+
+use blankslate_sys::fs::{Dir, FsError, Kind};
+
+/// Where the records are, below the root.
+pub const VERIFIED_DIR: &str = "run/blankslate/verified";
+
+/// Whether this boot re-hashed `object` and found it whole.
+#[must_use]
+pub fn verified_this_boot(root: &Dir, object: &str) -> bool {
+    let Ok(dir) = root.open_dir(VERIFIED_DIR) else { return false };
+    let only_root = |uid: u32, mode: u32| uid == 0 && mode & 0o022 == 0;
+    dir.own_meta().is_ok_and(|meta| only_root(meta.uid, meta.mode))
+        && dir.meta(object).is_ok_and(|meta| meta.kind == Kind::File && only_root(meta.uid, meta.mode))
+}
+
+/// Records that `object` was just re-hashed and found whole. Creating the empty
+/// file is the whole record: there is nothing to tear.
+pub fn record_verified(root: &Dir, object: &str) -> Result<(), FsError> {
+    root.create_dir_all(VERIFIED_DIR, 0o700)?.open_append(object, 0o600).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{VERIFIED_DIR, record_verified, verified_this_boot};
+    use blankslate_sys::fs::Dir;
+
+    #[test]
+    fn a_record_counts_only_where_root_alone_made_it() {
+        let scratch = tempfile::tempdir().unwrap();
+        let root = Dir::open_root(scratch.path()).unwrap();
+        let object = "0123abcd-etc";
+        assert!(!verified_this_boot(&root, object), "nothing recorded yet");
+        record_verified(&root, object).unwrap();
+        let is_root = rustix::process::geteuid().is_root();
+        assert_eq!(verified_this_boot(&root, object), is_root, "recorded (by root)");
+        assert!(!verified_this_boot(&root, "other-etc"), "another object");
+        // A directory others may write: a record there could be anyone's.
+        let dir = scratch.path().join(VERIFIED_DIR);
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        assert!(!verified_this_boot(&root, object), "in a directory others may write");
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        // Not a regular file.
+        std::fs::remove_file(dir.join(object)).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.join(object)).unwrap();
+        assert!(!verified_this_boot(&root, object), "a symlink");
+    }
+}
