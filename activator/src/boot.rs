@@ -283,7 +283,7 @@ fn btrfs_root(
     let record = crate::root::btrfs::BootRecord {
         booted: since_epoch.as_secs(),
         generation: Some(chosen.generation.number),
-        boot_id: crate::root::btrfs::boot_id(),
+        boot_id: blankslate_sys::boot_id(),
     };
     let made = Instant::now();
     let (root, fresh) = crate::root::mount_btrfs_root(staging, NEW_ROOT, &device, spec, settings.mode.bits(), &record)

@@ -135,7 +135,7 @@ pub enum JournalError {
 impl Journal {
     /// Whether it was written in this boot (so a tmpfs original it names is still there).
     pub fn same_boot(&self) -> bool {
-        !self.boot_id.is_empty() && self.boot_id == boot_id()
+        !self.boot_id.is_empty() && self.boot_id == blankslate_sys::boot_id()
     }
 
     fn to_toml(&self) -> String {
@@ -208,10 +208,6 @@ pub fn finish(state: &Dir) -> Result<(), FsError> {
     Ok(())
 }
 
-/// This boot's id (`/proc/sys/kernel/random/boot_id`), or empty if unknown.
-pub fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_owned()).unwrap_or_default()
-}
 
 #[cfg(test)]
 mod tests {

@@ -134,7 +134,7 @@ fn save(target: &Target, as_json: bool) -> Result<ExitCode> {
     let root_path = std::fs::canonicalize(&target.root)?;
     let report = blankslate_audit::audit(&super::audit::setup(&running, &root, &root_path, &target.state_dir, &[])?)?;
     let erased = Erased::from_report(&report);
-    let boot_id = blankslate_activator::root::btrfs::boot_id();
+    let boot_id = blankslate_sys::boot_id();
     let state = open_state(target)?;
     let saved = net::save(&root, &state.net()?, &boot_id, Some(running.number), &erased, bounds)?;
     if as_json {

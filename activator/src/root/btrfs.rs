@@ -61,11 +61,6 @@ pub struct BootRecord {
     pub boot_id: String,
 }
 
-/// The kernel's id of the running boot (`/proc/sys/kernel/random/boot_id`), empty
-/// if it cannot be read.
-pub fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_owned()
-}
 
 /// One boot's root in `roots/`.
 #[derive(Debug)]

@@ -1,15 +1,18 @@
-//! The store objects this boot has re-hashed: `run/blankslate/verified/OBJECT`, an
-//! empty file each, in the root's `/run`.
+//! The store objects this boot has re-hashed: `run/blankslate/verified/OBJECT`, a
+//! file each holding the boot's id, in the root's `/run`.
 //!
 //! A switch re-hashes the `/etc` object it is about to point `/etc/static` at
 //! (`Store::check_object`), unless this boot already did: once an object was found
 //! whole, a second re-hash in the same boot reads what the first read (mostly from
 //! the page cache) of an object that is read-only and root's, and would cost as much
 //! as the whole `/etc` again for a switch that changes three files. A record counts
-//! only for the boot that made it: `/run` is a tmpfs (and on blankslate the root
-//! itself is new at each boot). It counts only where root alone could have made it:
+//! only for the boot that made it: it holds the kernel's boot id (`/run` is a tmpfs
+//! on a running system, but `switch --root` may work on a root whose `run/` is not).
+//! It counts only where root alone could have made it: `run`, `run/blankslate` and
 //! the directory root's and writable by no one else, the record a regular file of
 //! root's. `store verify` and boot always re-hash.
+
+use std::path::Path;
 
 use blankslate_sys::fs::{Dir, FsError, Kind};
 
@@ -19,16 +22,29 @@ pub const VERIFIED_DIR: &str = "run/blankslate/verified";
 /// Whether this boot re-hashed `object` and found it whole.
 #[must_use]
 pub fn verified_this_boot(root: &Dir, object: &str) -> bool {
-    let Ok(dir) = root.open_dir(VERIFIED_DIR) else { return false };
+    let boot = blankslate_sys::boot_id();
     let only_root = |uid: u32, mode: u32| uid == 0 && mode & 0o022 == 0;
-    dir.own_meta().is_ok_and(|meta| only_root(meta.uid, meta.mode))
+    let mut dir = Ok(root.try_clone());
+    for component in Path::new(VERIFIED_DIR) {
+        dir = dir.and_then(|parent| parent.and_then(|parent| parent.open_dir(component)).map(Ok));
+        match &dir {
+            Ok(Ok(opened)) if opened.own_meta().is_ok_and(|meta| only_root(meta.uid, meta.mode)) => {}
+            _ => return false,
+        }
+    }
+    let Ok(Ok(dir)) = dir else { return false };
+    !boot.is_empty()
         && dir.meta(object).is_ok_and(|meta| meta.kind == Kind::File && only_root(meta.uid, meta.mode))
+        && dir.read(object).is_ok_and(|stamped| stamped == boot.as_bytes())
 }
 
-/// Records that `object` was just re-hashed and found whole. Creating the empty
-/// file is the whole record: there is nothing to tear.
+/// Records that `object` was just re-hashed and found whole, in this boot.
 pub fn record_verified(root: &Dir, object: &str) -> Result<(), FsError> {
-    root.create_dir_all(VERIFIED_DIR, 0o700)?.open_append(object, 0o600).map(drop)
+    let boot = blankslate_sys::boot_id();
+    if boot.is_empty() {
+        return Ok(());
+    }
+    root.create_dir_all(VERIFIED_DIR, 0o700)?.write_atomic(object, boot.as_bytes(), 0o600)
 }
 
 #[cfg(test)]
@@ -51,6 +67,16 @@ mod tests {
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
         assert!(!verified_this_boot(&root, object), "in a directory others may write");
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        // Another boot's.
+        std::fs::write(dir.join(object), "another boot").unwrap();
+        assert!(!verified_this_boot(&root, object), "another boot's record");
+        record_verified(&root, object).unwrap();
+        assert_eq!(verified_this_boot(&root, object), is_root, "this boot's again");
+        // A parent others may write: the directory could have been put there.
+        let run = scratch.path().join("run");
+        std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        assert!(!verified_this_boot(&root, object), "below a directory others may write");
+        std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         // Not a regular file.
         std::fs::remove_file(dir.join(object)).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", dir.join(object)).unwrap();

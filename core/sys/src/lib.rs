@@ -13,3 +13,10 @@ pub mod failpoint;
 pub mod fs;
 pub mod mount;
 pub mod raw;
+
+/// The kernel's id of the running boot (`/proc/sys/kernel/random/boot_id`), empty if
+/// it cannot be read: what a record that counts for one boot only is stamped with.
+#[must_use]
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|id| id.trim().to_owned()).unwrap_or_default()
+}

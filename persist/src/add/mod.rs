@@ -29,11 +29,12 @@
 //!    created with the live parents' owner and mode), fsynced. A fingerprint of the
 //!    live data (one `statx` an entry, [`tree::fingerprint`]) is taken before the
 //!    copy, and the copy describes the live data as it reads it
-//!    ([`tree::copy_described`]: each file's blake3 from the bytes copied, holes read
-//!    from the source too).
-//! 3. `verified` — the copy is walked and read ([`tree::walk`]) and compared with that
-//!    description: blake3 of every file, kind, owner, mode, mtime, size, link
-//!    targets, device numbers, xattrs, hard-link structure; and the live data's
+//!    ([`tree::copy_described`]: a digest of what a walk would say, each file's
+//!    blake3 from the bytes copied, holes read from the source too).
+//! 3. `verified` — the copy is walked and read ([`tree::verify`]) and its digest
+//!    compared with that description: blake3 of every file, kind, owner, mode, mtime,
+//!    size, link targets, device numbers, xattrs, hard-link structure (where they
+//!    differ, both are walked again to name the paths); and the live data's
 //!    fingerprint must not have changed since before the copy, so the description is
 //!    the live data's (a run that resumes here after a kill has no description, and
 //!    walks and reads the live data instead). Then the declared owner and mode are
@@ -438,7 +439,7 @@ pub fn add(root: &Dir, request: &AddRequest<'_>, after_declared: &mut AfterDecla
         entry: entry.clone(),
         declaration: declaration_file,
         owner: (uid, gid, mode.bits()),
-        boot_id: journal::boot_id(),
+        boot_id: blankslate_sys::boot_id(),
         fingerprint: String::new(),
         copy_back: false,
         purge: false,

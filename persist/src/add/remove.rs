@@ -40,7 +40,7 @@ pub fn remove(root: &Dir, request: &RemoveRequest<'_>, after_declared: &mut Afte
         entry: String::new(),
         declaration: declaration_file,
         owner: (0, 0, 0),
-        boot_id: journal::boot_id(),
+        boot_id: blankslate_sys::boot_id(),
         fingerprint: String::new(),
         copy_back: request.copy_back,
         purge: request.purge,

@@ -42,7 +42,7 @@ pub(super) enum Job {
     /// A regular file copied into a new one: data extent by extent (hashed when
     /// `hash`), then the owner, the mode (after the owner, which drops set-id bits),
     /// the extended attributes (after both: writing and `chown` drop
-    /// `security.capability`), fsync when `sync`, and the times last.
+    /// `security.capability`), the times (after every write), and fsync when `sync`.
     Copy { from: Copied, to: Made, hash: bool, sync: bool },
 }
 
@@ -94,10 +94,10 @@ impl Job {
                 rustix::fs::fchown(&to.file, Some(uid), Some(gid)).map_err(wrap("set owner of", &to.shown))?;
                 rustix::fs::fchmod(&to.file, Mode::from_raw_mode(to.mode)).map_err(wrap("set mode of", &to.shown))?;
                 set_xattrs(&XattrTarget::Fd(to.file.as_fd()), &to.xattrs, &to.shown)?;
+                rustix::fs::futimens(&to.file, &to.times).map_err(wrap("set times of", &to.shown))?;
                 if sync {
                     rustix::fs::fsync(&to.file).map_err(wrap("fsync", &to.shown))?;
                 }
-                rustix::fs::futimens(&to.file, &to.times).map_err(wrap("set times of", &to.shown))?;
                 Ok(Done { bytes, content: hasher.map(|h| *h.finalize().as_bytes()) })
             }
         }
@@ -133,8 +133,12 @@ impl Workers {
             let work = move || {
                 let mut buffer = Vec::new();
                 for (place, job) in queue {
+                    // A job that panics is a failed job: the walk hears of it, never
+                    // waits for it.
+                    let run = std::panic::AssertUnwindSafe(|| job.run(&mut buffer));
+                    let done = std::panic::catch_unwind(run).unwrap_or_else(|_| Err(stopped()));
                     // The walk stopped (an error, or it was dropped): so do the workers.
-                    if done_sender.send((place, job.run(&mut buffer))).is_err() {
+                    if done_sender.send((place, done)).is_err() {
                         break;
                     }
                 }
@@ -150,14 +154,18 @@ impl Workers {
     }
 
     /// Stops taking jobs, drops those queued, and waits for every thread (their
-    /// current jobs end first).
-    fn stop(self) {
+    /// current jobs end first); an error if one of them panicked.
+    fn stop(self) -> Result<()> {
         let Workers { jobs, done, threads } = self;
         drop(done);
         drop(jobs);
+        let mut result = Ok(());
         for thread in threads {
-            let _ = thread.join();
+            if thread.join().is_err() {
+                result = Err(stopped());
+            }
         }
+        result
     }
 }
 
@@ -186,7 +194,8 @@ impl<'v> Pipeline<'v> {
     /// A node that is complete as it is.
     pub(super) fn node(&mut self, node: Node) -> Result<()> {
         self.held.push_back(Held { node: Some(node), waiting: false });
-        self.deliver(false)
+        let wait = self.held.len() > NODES_AHEAD;
+        self.deliver(wait)
     }
 
     /// A node that `job` completes: its contents' hash, when the job makes one.
@@ -214,18 +223,20 @@ impl<'v> Pipeline<'v> {
         self.deliver(wait)
     }
 
-    /// Every job done and every node handed on; the bytes the jobs wrote.
+    /// Every job done and every node handed on; the bytes the jobs wrote. On an
+    /// error the workers are stopped and waited for (by `drop`) before it returns.
     pub(super) fn finish(mut self) -> Result<u64> {
-        if let Some(Workers { jobs, done, threads }) = self.workers.take() {
-            drop(jobs);
-            for (place, result) in done {
-                self.complete(place, result?)?;
+        while !self.held.is_empty() {
+            // Every node left waits for a job still to end (`hand_on` took the rest),
+            // which only a worker can end.
+            if self.workers.is_none() {
+                return Err(stopped());
             }
-            for thread in threads {
-                thread.join().map_err(|_| stopped())?;
-            }
+            self.deliver(true)?;
         }
-        debug_assert!(self.held.is_empty());
+        if let Some(workers) = self.workers.take() {
+            workers.stop()?;
+        }
         Ok(self.bytes)
     }
 
@@ -277,7 +288,7 @@ impl Drop for Pipeline<'_> {
     /// waits for them: no descriptor of the tree stays open, nothing is written after.
     fn drop(&mut self) {
         if let Some(workers) = self.workers.take() {
-            workers.stop();
+            let _ = workers.stop();
         }
     }
 }

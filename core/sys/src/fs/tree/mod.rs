@@ -4,7 +4,10 @@
 //! file) from one open directory into another, never following a symlink and never
 //! crossing into another mount:
 //! - regular files keep their holes: data is copied extent by extent (`SEEK_DATA` /
-//!   `SEEK_HOLE`) and the size set with `ftruncate`;
+//!   `SEEK_HOLE`), and the size set with `ftruncate` where holes end the file. A
+//!   file with as many bytes allocated as it is long is copied whole without looking
+//!   for holes: it has none, unless blocks beyond its end (preallocated) hide one,
+//!   which the copy then holds as written zeros (the same contents, less sparse);
 //! - files hard-linked to each other inside the tree stay hard-linked (the second name
 //!   becomes a `linkat` of the first copy);
 //! - symlinks are copied as links; FIFOs, sockets and device nodes are re-created
@@ -15,7 +18,8 @@
 //!   get theirs after the whole copy, deepest first: until then every new directory
 //!   is `root 0700`, so nobody else can reach into the copy while it is made;
 //! - every file and directory is fsynced ([`Durable::EachEntry`]), or nothing, for a
-//!   caller that syncs the whole file system once ([`Durable::ByCaller`]).
+//!   caller that syncs the whole file system once ([`Durable::ByCaller`]);
+//! - the files' bytes are moved by worker threads (`tree::data`) while the walk goes on.
 //!
 //! Sources are read with `O_NOATIME` where the kernel allows it, so copying does not
 //! change what it copies, and files with `O_NONBLOCK`, checked to be the file that was
@@ -25,9 +29,11 @@
 //! [`walk`] describes a tree as a list of [`Node`]s: kind, owner, mode, mtime, size,
 //! the blake3 of the contents, the link target, the device number, the extended
 //! attributes, and which earlier path a hard link shares its inode with. Two trees
-//! are the same when their lists are equal ([`compare`]); access times are not
-//! compared (reading a copy to verify it may update them). [`copy_described`] makes
-//! the same description of the source as it copies it, from what it read to copy.
+//! are the same when their lists are equal ([`compare`]), or, without holding either
+//! list, their digests ([`describe`], [`Digest`]); access times are not compared
+//! (reading a copy to verify it may update them). [`copy_described`] makes the
+//! digest of the source as it copies it, from what it read to copy, and [`verify`]
+//! compares a copy with it.
 //! [`fingerprint`] hashes what changes whenever anything in a tree changes, from one
 //! `statx` per entry: inode numbers and change times, which any write, `chmod`,
 //! `chown`, change of an extended attribute or replacement moves, to notice a live
