@@ -208,7 +208,6 @@ pub fn finish(state: &Dir) -> Result<(), FsError> {
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

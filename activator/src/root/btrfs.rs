@@ -61,7 +61,6 @@ pub struct BootRecord {
     pub boot_id: String,
 }
 
-
 /// One boot's root in `roots/`.
 #[derive(Debug)]
 pub struct KeptRoot {
