@@ -38,13 +38,25 @@ pub fn verified_this_boot(root: &Dir, object: &str) -> bool {
         && dir.read(object).is_ok_and(|stamped| stamped == boot.as_bytes())
 }
 
-/// Records that `object` was just re-hashed and found whole, in this boot.
+/// Records that `object` was just re-hashed and found whole, in this boot. Written
+/// in place, with no temporary a kill could leave behind: a record cut short holds
+/// less than the boot id, and counts for nothing (the next switch re-hashes).
 pub fn record_verified(root: &Dir, object: &str) -> Result<(), FsError> {
     let boot = blankslate_sys::boot_id();
     if boot.is_empty() {
         return Ok(());
     }
-    root.create_dir_all(VERIFIED_DIR, 0o700)?.write_atomic(object, boot.as_bytes(), 0o600)
+    let dir = root.create_dir_all(VERIFIED_DIR, 0o700)?;
+    match dir.remove_file(object) {
+        Err(error) if !error.is_not_found() => return Err(error),
+        _ => {}
+    }
+    let mut record = dir.open_append(object, 0o600)?;
+    std::io::Write::write_all(&mut record, boot.as_bytes()).map_err(|source| FsError {
+        op: "write",
+        path: dir.path().join(object),
+        source,
+    })
 }
 
 #[cfg(test)]
