@@ -153,8 +153,9 @@ impl Workers {
         Ok(Workers { jobs, done, threads })
     }
 
-    /// Stops taking jobs, drops those queued, and waits for every thread (their
-    /// current jobs end first); an error if one of them panicked.
+    /// Stops the workers and waits for every thread; an error if one of them
+    /// panicked. A worker stops when it next fails to send a result, so it may end
+    /// its current job and run one more queued one first; the others are dropped.
     fn stop(self) -> Result<()> {
         let Workers { jobs, done, threads } = self;
         drop(done);
@@ -262,7 +263,7 @@ impl<'v> Pipeline<'v> {
 
     /// `done` completes the node at `place`.
     fn complete(&mut self, place: Place, done: Done) -> Result<()> {
-        let index = usize::try_from(place - self.front).map_err(|_| stopped())?;
+        let index = place.checked_sub(self.front).and_then(|ahead| usize::try_from(ahead).ok()).ok_or_else(stopped)?;
         let held = self.held.get_mut(index).filter(|held| held.waiting).ok_or_else(stopped)?;
         held.waiting = false;
         if let Some(node) = &mut held.node {
