@@ -24,22 +24,21 @@ pub const VERIFIED_DIR: &str = "run/blankslate/verified";
 pub fn verified_this_boot(root: &Dir, object: &str) -> bool {
     let boot = blankslate_sys::boot_id();
     let only_root = |uid: u32, mode: u32| uid == 0 && mode & 0o022 == 0;
-    let mut dir = Ok(root.try_clone());
+    let Ok(mut dir) = root.try_clone() else { return false };
     for component in Path::new(VERIFIED_DIR) {
-        dir = dir.and_then(|parent| parent.and_then(|parent| parent.open_dir(component)).map(Ok));
-        match &dir {
-            Ok(Ok(opened)) if opened.own_meta().is_ok_and(|meta| only_root(meta.uid, meta.mode)) => {}
-            _ => return false,
+        let Ok(next) = dir.open_dir(component) else { return false };
+        if !next.own_meta().is_ok_and(|meta| only_root(meta.uid, meta.mode)) {
+            return false;
         }
+        dir = next;
     }
-    let Ok(Ok(dir)) = dir else { return false };
     !boot.is_empty()
         && dir.meta(object).is_ok_and(|meta| meta.kind == Kind::File && only_root(meta.uid, meta.mode))
         && dir.read(object).is_ok_and(|stamped| stamped == boot.as_bytes())
 }
 
-/// Records that `object` was just re-hashed and found whole, in this boot. Written
-/// in place, with no temporary a kill could leave behind: a record cut short holds
+/// Records that `object` was just re-hashed and found whole, in this boot. Made as a
+/// new file, with no temporary a kill could leave behind: a record cut short holds
 /// less than the boot id, and counts for nothing (the next switch re-hashes).
 pub fn record_verified(root: &Dir, object: &str) -> Result<(), FsError> {
     let boot = blankslate_sys::boot_id();
@@ -51,12 +50,7 @@ pub fn record_verified(root: &Dir, object: &str) -> Result<(), FsError> {
         Err(error) if !error.is_not_found() => return Err(error),
         _ => {}
     }
-    let mut record = dir.open_append(object, 0o600)?;
-    std::io::Write::write_all(&mut record, boot.as_bytes()).map_err(|source| FsError {
-        op: "write",
-        path: dir.path().join(object),
-        source,
-    })
+    dir.create_file(object, boot.as_bytes(), 0o600).map(drop)
 }
 
 #[cfg(test)]

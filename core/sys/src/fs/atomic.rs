@@ -33,9 +33,9 @@ impl Dir {
         self.create_filled(name, mode, owner, |file, path| file.write_all(contents).map_err(wrap_io("write", path)))
     }
 
-    /// Creates the file `name`, which must not exist, never through a symlink.
-    /// Creates the new file `name` (`0600` until it is complete, so that nothing is
-    /// exposed meanwhile), fills it with `fill`, gives it its owner (when given), then
+    /// Creates the new file `name`, which must not exist, never through a symlink
+    /// (`0600` until it is complete, so that nothing is exposed meanwhile), fills it
+    /// with `fill`, gives it its owner (when given), then
     /// its mode (`chown` clears set-id bits), and fsyncs it. If any of that fails (a
     /// full file system), the new file is removed again.
     fn create_filled(

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 
 use rustix::fs::Statx;
@@ -68,7 +69,7 @@ impl Walker<'_> {
             NodeKind::Directory => {
                 let fd = open_directory(dir, name, dir.path())?;
                 if self.contents {
-                    node.xattrs = list_xattrs(&XattrTarget::Fd(std::os::fd::AsFd::as_fd(&fd)), &shown)?;
+                    node.xattrs = list_xattrs(&XattrTarget::Fd(fd.as_fd()), &shown)?;
                 }
                 children = Some(dir_of(&fd, &shown)?);
             }
@@ -83,7 +84,7 @@ impl Walker<'_> {
                 }
                 if self.contents {
                     let (fd, _, _) = open_file(dir, name, st, dir.path())?;
-                    node.xattrs = list_xattrs(&XattrTarget::Fd(std::os::fd::AsFd::as_fd(&fd)), &shown)?;
+                    node.xattrs = list_xattrs(&XattrTarget::Fd(fd.as_fd()), &shown)?;
                     if node.same_inode_as.is_none() {
                         hash = Some(Job::Hash { file: fd, shown: shown.clone() });
                     }
