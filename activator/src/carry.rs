@@ -69,7 +69,7 @@ pub fn carry_into_generations(
         return Ok(Carried { no_state: true, ..Carried::default() });
     };
     let (file, _) = decl::load(file, None)?;
-    let active = etc::active(root)?;
+    let active = etc::active_record(root)?;
     let amend = |number: u32| -> Result<(u32, u32), CarryError> {
         let generation = state.generation(number)?;
         let declaration = Declaration::from_canonical_json(&state.declaration_json(&generation)?)?;
@@ -83,9 +83,9 @@ pub fn carry_into_generations(
         other => other.map(amend).transpose()?,
     };
     let mut carried = Carried { active: active_pair, current: current_pair, ..Carried::default() };
-    if let (Some(active), Some((from, to))) = (&active, carried.active) {
+    if let Some((from, to)) = carried.active {
         // Also when `to` is active already: a relabel killed half-way is finished.
-        let relabelled = etc::relabel(root, &etc::EtcGeneration { generation: to, ..active.clone() })?;
+        let relabelled = etc::relabel(root, state.store(), to)?;
         carried.not_relabelled = !relabelled && from != to;
     }
     if let Some((from, to)) = carried.current {

@@ -742,7 +742,9 @@ pub fn preview(
     let diff = GenerationDiff::between(from_side, to.side());
     let plan = match mode {
         Mode::Boot => None,
-        Mode::Switch | Mode::Test => Some(etc::plan(root, to_etc, &|| users.clone(), on_conflict)?),
+        Mode::Switch | Mode::Test => {
+            Some(etc::plan(root, state.map(State::store), to_etc, &|| users.clone(), on_conflict)?)
+        }
     };
     Ok(Preview { mode, diff, plan })
 }

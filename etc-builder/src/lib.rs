@@ -485,7 +485,7 @@ mode = "0440"
         let first = build.add_to_store(&store).unwrap();
         assert_eq!(build.add_to_store(&store).unwrap(), first);
         let object = store.open_object(&first).unwrap();
-        let manifest = Manifest::from_json(&object.read(MANIFEST_FILE).unwrap()).unwrap();
+        let manifest = Manifest::from_json(object.read(MANIFEST_FILE).unwrap()).unwrap();
         assert_eq!(manifest, build.manifest());
         assert_eq!(object.read("etc/hosts").unwrap(), b"h");
     }

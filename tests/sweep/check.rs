@@ -398,7 +398,7 @@ pub fn read_generation(state_root: &Path, number: u64) -> Result<Generation, Str
     let etc_object = etc.file_name().unwrap().to_string_lossy().into_owned();
     let manifest = std::fs::read(state.join("store").join(&etc_object).join("manifest.json"))
         .map_err(|e| format!("generation {number}: {etc_object}/manifest.json: {e}"))?;
-    let manifest = Manifest::from_json(&manifest).map_err(|e| format!("{etc_object}/manifest.json: {e}"))?;
+    let manifest = Manifest::from_json(manifest).map_err(|e| format!("{etc_object}/manifest.json: {e}"))?;
     let mut persisted = Vec::new();
     for (volume, table) in declaration["persist"].as_object().into_iter().flatten() {
         assert!(
@@ -460,7 +460,7 @@ fn check_etc(root: &Path, generation: &Generation, failures: &mut Vec<Failure>) 
                     match std::fs::read(store_etc.join(path)) {
                         Ok(contents) if content_hash(&contents) == entry.hash => None,
                         Ok(_) => {
-                            wrong_contents.push(path.clone());
+                            wrong_contents.push(path.to_owned());
                             None
                         }
                         Err(e) => Some(format!("its store file: {e}")),
@@ -512,7 +512,7 @@ fn check_etc(root: &Path, generation: &Generation, failures: &mut Vec<Failure>) 
             || relative == ".blankslate"
             || relative.starts_with(".blankslate/")
             || relative.contains(".blankslate-backup")
-            || generation.manifest.entries.keys().any(|p| is_or_holds(p))
+            || generation.manifest.entries.keys().any(&is_or_holds)
             || persisted.iter().any(|p| is_or_holds(p))
     };
     let mut strays = Vec::new();

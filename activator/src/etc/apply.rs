@@ -1,11 +1,11 @@
 //! Carrying out a plan in crash-safe order, and finishing one that was interrupted.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 
-use blankslate_state::activation::{JOURNAL_FILE, Marker, STATE_FILE};
+use blankslate_state::activation::{JOURNAL_FILE, Marker, Record, STATE_FILE, active_record};
 use blankslate_state::generation::LockedState;
-use blankslate_state::manifest::{EtcKind, Manifest, ManifestEntry, TREE_DIR, has_entries_below};
+use blankslate_state::manifest::{Entries, EtcKind, Manifest, ManifestEntry, TREE_DIR};
 use blankslate_state::store::Store;
 use blankslate_sys::failpoint;
 use blankslate_sys::fs::{Dir, Kind};
@@ -125,7 +125,7 @@ pub fn prepare(root: &Dir, store: &Store, generation: u32, object: &str, on_conf
     let to = EtcGeneration::load(store, generation, object)?;
     let tree = open_tree(store, &to.object)?;
     let users = || users_from_contents(root, |name| tree.read(name).ok());
-    let plan = plan(root, to, &users, on_conflict)?;
+    let plan = plan(root, Some(store), to, &users, on_conflict)?;
     Ok(Prepared::Planned { plan: Box::new(plan), tree })
 }
 
@@ -164,7 +164,7 @@ pub fn activate(root: &Dir, store: &Store, to: &EtcGeneration, on_conflict: OnCo
     }
     let tree = open_tree(store, &to.object)?;
     let users = || users_from_contents(root, |name| tree.read(name).ok());
-    let plan = plan(root, to.clone(), &users, on_conflict)?;
+    let plan = plan(root, Some(store), to.clone(), &users, on_conflict)?;
     carry_out(root, &plan, &tree)?;
     Ok(Activated { plan, recovered })
 }
@@ -180,37 +180,42 @@ fn carry_out(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
         || blankslate_state::activation::marker(root) != Some(Marker::of(to))
     {
         let etc = root.create_dir_all("etc", 0o755)?;
-        record(&etc.create_dir_all(STATE_DIR, 0o700)?, to)?;
+        record(&etc.create_dir_all(STATE_DIR, 0o700)?, &to.record(), &Marker::of(to))?;
     }
     Ok(())
 }
 
-/// Records `to` as the generation `/etc` is activated to, changing nothing in `/etc`,
-/// when `to` has the `/etc` object `/etc` is at already (a generation that differs
-/// only outside `/etc`, such as one `persist add` makes). Returns whether it is so
-/// recorded: not when `/etc` is at another object, or an activation is under way.
+/// Records `generation` as the generation `/etc` is activated to, changing nothing in
+/// `/etc`: for a generation with the `/etc` object `/etc` is at already (one that
+/// differs only outside `/etc`, such as one `persist add` makes). Returns whether it
+/// is so recorded: not when nothing is active, or an activation is under way.
 /// Idempotent: what is recorded already is not written again.
-pub fn relabel(root: &Dir, to: &EtcGeneration) -> Result<bool> {
+pub fn relabel(root: &Dir, store: &Store, generation: u32) -> Result<bool> {
     let Some(etc) = open_etc(root)? else { return Ok(false) };
     let Ok(state) = etc.open_dir(STATE_DIR) else { return Ok(false) };
     let pending = blankslate_state::activation::read_json::<Journal>(&state, JOURNAL_FILE)?.is_some();
-    let Some(from) = active(root)?.filter(|from| !pending && from.object == to.object) else {
-        return Ok(false);
+    let Some(from) = active_record(root)?.filter(|_| !pending) else { return Ok(false) };
+    // The marker counts the object's entries; only when it names another object (a
+    // marker of an older format) is the manifest read to count them.
+    let present = blankslate_state::activation::marker(root);
+    let entries = match &present {
+        Some(present) if present.object == from.object => present.entries,
+        _ => EtcGeneration::load(store, from.generation, &from.object)?.manifest.entries.len(),
     };
+    let wanted = Marker { generation, object: from.object.clone(), entries };
     // Recorded already, state file and marker alike (a relabel killed between the two
     // leaves the state file ahead): nothing to write.
-    if from.generation != to.generation || blankslate_state::activation::marker(root) != Some(Marker::of(to)) {
-        record(&state, to)?;
+    if from.generation != generation || present.as_ref() != Some(&wanted) {
+        record(&state, &Record { generation, ..from }, &wanted)?;
     }
     Ok(true)
 }
 
-/// Writes the state file, then the marker, for a completed activation. The state
-/// file carries the whole manifest: it is written as it is serialized, never held.
-fn record(state: &Dir, active: &EtcGeneration) -> Result<()> {
-    state.write_atomic_with(STATE_FILE, 0o600, |file| Ok(serde_json::to_writer(file, active)?))?;
+/// Writes the state file, then the marker, for a completed activation.
+fn record(state: &Dir, active: &Record, marker: &Marker) -> Result<()> {
+    state.write_atomic(STATE_FILE, &serde_json::to_vec(active).expect("the record serializes"), 0o600)?;
     failpoint::hit(FAILPOINT);
-    state.write_atomic(ACTIVE_FILE, Marker::of(active).render().as_bytes(), 0o600)?;
+    state.write_atomic(ACTIVE_FILE, marker.render().as_bytes(), 0o600)?;
     Ok(())
 }
 
@@ -243,7 +248,7 @@ pub fn recover(root: &Dir, store: &Store) -> Result<Option<u32>> {
     } else if journal.repair {
         super::inspect::plan_repair(root, to, &users, &journal.only)?
     } else {
-        plan_from(root, active(root)?, to, &users, OnConflict::Backup)?
+        plan_from(root, active(root, store)?, to, &users, OnConflict::Backup)?
     };
     apply(root, &plan, &tree)?;
     Ok(Some(journal.generation))
@@ -376,7 +381,7 @@ pub(super) fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
         dir.sync()?;
     }
     etc.sync()?;
-    record(&state, &plan.to)?;
+    record(&state, &plan.to.record(), &Marker::of(&plan.to))?;
     state.remove_file(JOURNAL_FILE)?;
     state.sync()?;
     Ok(())
@@ -385,8 +390,8 @@ pub(super) fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
 /// Whether the removal of `path` must come before the new generation's entries are
 /// made: something of the new generation goes below it (it was a file), or one of its
 /// parents becomes a file or link.
-fn in_the_way(path: &str, new: &BTreeMap<String, ManifestEntry>) -> bool {
-    has_entries_below(new, path)
+fn in_the_way(path: &str, new: &Entries) -> bool {
+    new.has_below(path)
         || std::iter::successors(Some(path), |p| p.rsplit_once('/').map(|(up, _)| up))
             .skip(1)
             .any(|up| new.get(up).is_some_and(|e| e.kind != EtcKind::Directory))
@@ -526,7 +531,7 @@ fn remove_empty_parents(etc: &Dir, path: &str, keep: &Manifest) -> Result<()> {
     let mut dir = split(path).0;
     while !dir.is_empty() {
         let declared = keep.entries.get(dir).is_some_and(|e| e.kind == EtcKind::Directory);
-        if declared || has_entries_below(&keep.entries, dir) {
+        if declared || keep.entries.has_below(dir) {
             return Ok(());
         }
         let (parent, name) = split(dir);

@@ -3,13 +3,14 @@
 //! for). Nothing here changes `/etc`: `apply` carries the plans out.
 
 use std::cell::OnceCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use blankslate_decl::UserDb;
 use blankslate_decl::paths::is_inside;
 use blankslate_state::diff::etc_changes;
-use blankslate_state::manifest::{EtcKind, Manifest, ManifestEntry, content_hash, has_entries_below};
+use blankslate_state::manifest::{Entries, EtcKind, Manifest, ManifestEntry, content_hash};
+use blankslate_state::store::Store;
 use blankslate_sys::fs::{Accept, Dir, Kind, Refusal};
 
 use super::{
@@ -24,19 +25,15 @@ pub(super) struct Dirs<'a> {
     open: HashMap<String, Option<Dir>>,
     /// The previous generation's entries: a parent that is one of them (a link or a
     /// copy, now to become a directory) is not in the way, it is to be removed.
-    old: &'a BTreeMap<String, ManifestEntry>,
+    old: &'a Entries,
     /// The new generation's entries: a parent that is one of them (a directory that
     /// became a file or link, by an activation that was interrupted after) holds
     /// nothing of the previous generation any more.
-    new: &'a BTreeMap<String, ManifestEntry>,
+    new: &'a Entries,
 }
 
 impl<'a> Dirs<'a> {
-    pub(super) fn new(
-        etc: Option<&'a Dir>,
-        old: &'a BTreeMap<String, ManifestEntry>,
-        new: &'a BTreeMap<String, ManifestEntry>,
-    ) -> Self {
+    pub(super) fn new(etc: Option<&'a Dir>, old: &'a Entries, new: &'a Entries) -> Self {
         Dirs { etc, open: HashMap::new(), old, new }
     }
 
@@ -70,7 +67,7 @@ impl<'a> Dirs<'a> {
 
     /// Whether the previous generation had entries below `path`.
     fn old_below(&self, path: &str) -> bool {
-        has_entries_below(self.old, path)
+        self.old.has_below(path)
     }
 
     /// Whether the directory at `path` holds nothing but the previous generation's
@@ -205,17 +202,26 @@ impl<'a> Dirs<'a> {
 
 /// Whether `path` or one of its ancestors is a file or link entry of `entries` (a
 /// directory entry is no reason for a parent not to open).
-fn entry_in(entries: &BTreeMap<String, ManifestEntry>, path: &str) -> bool {
+fn entry_in(entries: &Entries, path: &str) -> bool {
     std::iter::successors(Some(path), |p| p.rsplit_once('/').map(|(up, _)| up))
         .any(|prefix| entries.get(prefix).is_some_and(|e| e.kind != EtcKind::Directory))
 }
 
-/// Works out what activating `to` would do, from the last activated state; reads only
-/// the paths that change. `users` is asked for the owner database only if a copy
-/// changes. The plan keeps `to` (taken, not copied: its manifest is the larger part of
-/// a switch's memory).
-pub fn plan(root: &Dir, to: EtcGeneration, users: &dyn Fn() -> UserDb, on_conflict: OnConflict) -> Result<Plan> {
-    let from = active(root)?;
+/// Works out what activating `to` would do, from the last activated state (its
+/// manifest read from `store`; none without one); reads only the paths that change.
+/// `users` is asked for the owner database only if a copy changes. The plan keeps
+/// `to` (taken, not copied: its manifest is the larger part of a switch's memory).
+pub fn plan(
+    root: &Dir,
+    store: Option<&Store>,
+    to: EtcGeneration,
+    users: &dyn Fn() -> UserDb,
+    on_conflict: OnConflict,
+) -> Result<Plan> {
+    let from = match store {
+        Some(store) => active(root, store)?,
+        None => None,
+    };
     plan_from(root, from, to, users, on_conflict)
 }
 
@@ -311,7 +317,7 @@ pub(super) fn plan_from(
 /// previous generation's entries (they go too), and is left, with what a person put in
 /// it, if not.
 fn undeclared_directory(dirs: &mut Dirs<'_>, path: &str, new: &Manifest) -> Result<Step> {
-    if has_entries_below(&new.entries, path) {
+    if new.entries.has_below(path) {
         return Ok(Step::plain_directory(path));
     }
     let action = if dirs.holds_only_old_entries(path)? {

@@ -44,7 +44,9 @@ use blankslate_sys::fs::{Dir, FsError};
 
 // The activation record is the core's (gc, the audit and the command line read it).
 use blankslate_state::activation::ActivationError;
-pub use blankslate_state::activation::{ACTIVE_FILE, BACKUP_SUFFIX, EtcGeneration, STATE_DIR, STATIC, active};
+pub use blankslate_state::activation::{
+    ACTIVE_FILE, BACKUP_SUFFIX, EtcGeneration, STATE_DIR, STATIC, active, active_record,
+};
 
 pub use apply::{Activated, Outcome, Prepared, activate, activate_generation, commit, prepare, recover, relabel};
 pub use inspect::plan;

@@ -33,7 +33,7 @@ pub fn unlink(state: &LockedState) -> Result<Vec<String>> {
     let root = state.root();
     // An interrupted activation is finished first: its steps assume what it left.
     recover(root, state.store())?;
-    let (Some(active), Some(etc)) = (active(root)?, open_etc(root)?) else { return Ok(Vec::new()) };
+    let (Some(active), Some(etc)) = (active(root, state.store())?, open_etc(root)?) else { return Ok(Vec::new()) };
     let tree = open_tree(state.store(), &active.object)?;
     let mut unlinked = Vec::new();
     for_each_link(&etc, &active, |dir, path, target| {
@@ -86,7 +86,7 @@ fn for_each_link(
 pub fn relink(state: &LockedState) -> Result<Option<Activated>> {
     let (root, store) = (state.root(), state.store());
     let recovered = recover(root, store)?;
-    let (Some(to), Some(etc)) = (active(root)?, open_etc(root)?) else { return Ok(None) };
+    let (Some(to), Some(etc)) = (active(root, store)?, open_etc(root)?) else { return Ok(None) };
     for_each_link(&etc, &to, |_, _, _| Ok(()))?;
     let tree = open_tree(store, &to.object)?;
     let users = || users_from_contents(root, |name| tree.read(name).ok());

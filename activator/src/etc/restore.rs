@@ -37,7 +37,7 @@ pub fn repair_only(state: &LockedState, paths: &[String]) -> Result<Option<Activ
 
 fn repair_in(root: &Dir, store: &Store, dry_run: bool, only: &[String]) -> Result<Option<Activated>> {
     let recovered = if dry_run { None } else { recover(root, store)? };
-    let Some(to) = active(root)? else { return Ok(None) };
+    let Some(to) = active(root, store)? else { return Ok(None) };
     let tree = open_tree(store, &to.object)?;
     let users = || users_from_contents(root, |name| tree.read(name).ok());
     let plan = plan_repair(root, to, &users, only)?;

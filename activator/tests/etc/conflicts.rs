@@ -100,7 +100,7 @@ fn refusing_conflicts_changes_nothing() {
     }
     assert!(error.to_string().contains("nothing was changed"));
     assert_eq!(scratch.snapshot(), before, "a refused activation changes nothing at all");
-    assert_eq!(etc::active(&scratch.root).unwrap().map(|a| a.generation), Some(1));
+    assert_eq!(etc::active_record(&scratch.root).unwrap().map(|a| a.generation), Some(1));
 
     // A person's directory at /etc/static blocks too.
     std::fs::remove_file(scratch.etc("sudoers")).unwrap();

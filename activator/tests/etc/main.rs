@@ -172,7 +172,7 @@ fn action(activated: &Activated, path: &str) -> Option<Action> {
 
 /// Every declared path of a generation.
 fn declared(active: &EtcGeneration) -> Vec<String> {
-    active.manifest.entries.keys().cloned().collect()
+    active.manifest.entries.keys().map(str::to_owned).collect()
 }
 
 const PASSWD: &str = "root:x:0:0::/root:/bin/sh\\nwww:x:33:33::/var/www:/bin/false\\n";
@@ -238,6 +238,6 @@ fn first_activation_links_copies_and_owns_by_the_new_passwd() {
     assert_eq!(file_meta(&scratch.etc("sudoers")), (0o440, 0, 10, true));
     assert_eq!(scratch.read("www.conf"), "listen 80\n");
     assert_eq!(scratch.read("sudoers"), "root ALL=(ALL) ALL\n");
-    assert_eq!(etc::active(&scratch.root).unwrap(), Some(one));
+    assert_eq!(etc::active(&scratch.root, &scratch.store).unwrap(), Some(one));
     assert!(!scratch.etc(".blankslate/journal.json").exists());
 }

@@ -112,7 +112,7 @@ impl Activated for Scratch {
     fn audit(&self) -> Report {
         let root = Dir::open_root(self.root()).unwrap();
         let state = State::open_existing(&root, Path::new(STATE_DIR)).unwrap().unwrap();
-        let number = etc::active(&root).unwrap().unwrap().generation;
+        let number = etc::active_record(&root).unwrap().unwrap().generation;
         let generation = state.generation(number).unwrap();
         let declaration = Declaration::from_canonical_json(&state.declaration_json(&generation).unwrap()).unwrap();
         let object = state.part(&generation, "etc").unwrap().unwrap();

@@ -15,7 +15,8 @@ use blankslate_sys::fs::{Dir, FsError};
 pub const STATE_DIR: &str = blankslate_decl::layout::ETC_STATE_DIR;
 /// The record's directory inside the root.
 pub const DIR: &str = "etc/.blankslate";
-/// The generation `/etc` was last activated to, with its manifest.
+/// The generation `/etc` was last activated to ([`Record`]); its manifest is the
+/// store's, read from the object it names.
 pub const STATE_FILE: &str = "state.json";
 /// Present only while an activation is under way: the generation it goes to.
 pub const JOURNAL_FILE: &str = "journal.json";
@@ -46,8 +47,19 @@ pub enum ActivationError {
     BadState { what: String, reason: String },
 }
 
-/// The generation `/etc` is (or is to be) made of.
+/// What the state file holds: the generation `/etc` was last activated to and its
+/// etc object, not the object's manifest (a switch would otherwise write every
+/// entry again). A state file of an older binary, with the manifest in it, reads
+/// as this; the manifest in it is not used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub generation: u32,
+    pub object: String,
+    pub static_target: String,
+}
+
+/// The generation `/etc` is (or is to be) made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcGeneration {
     pub generation: u32,
     /// The etc store object.
@@ -62,11 +74,16 @@ impl EtcGeneration {
     pub fn load(store: &Store, generation: u32, object: &str) -> Result<EtcGeneration, ActivationError> {
         let dir = store.open_object(object)?;
         let text = dir.read(MANIFEST_FILE)?;
-        let manifest = Manifest::from_json(&text).map_err(|e| ActivationError::BadState {
+        let manifest = Manifest::from_json(text).map_err(|e| ActivationError::BadState {
             what: format!("the manifest of {object}"),
             reason: e.to_string(),
         })?;
         Ok(EtcGeneration::new(store.location(), generation, object, manifest))
+    }
+
+    /// What the state file records of this generation.
+    pub fn record(&self) -> Record {
+        Record { generation: self.generation, object: self.object.clone(), static_target: self.static_target.clone() }
     }
 
     /// The record of a generation whose etc object `object` (with `manifest`) is, or
@@ -123,11 +140,37 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(dir: &Dir, name: &str) -> Result<
     }
 }
 
-/// The generation `/etc` of `root` was last activated to, if any.
-pub fn active(root: &Dir) -> Result<Option<EtcGeneration>, ActivationError> {
+/// The record of the generation `/etc` of `root` was last activated to, if any.
+pub fn active_record(root: &Dir) -> Result<Option<Record>, ActivationError> {
     match root.open_dir(DIR) {
         Ok(state) => read_json(&state, STATE_FILE),
         Err(error) if error.is_not_found() => Ok(None),
         Err(error) => Err(error.into()),
+    }
+}
+
+/// The generation `/etc` of `root` was last activated to, if any, with its manifest
+/// read from `store`.
+pub fn active(root: &Dir, store: &Store) -> Result<Option<EtcGeneration>, ActivationError> {
+    let Some(record) = active_record(root)? else { return Ok(None) };
+    let mut active = EtcGeneration::load(store, record.generation, &record.object)?;
+    active.static_target = record.static_target;
+    Ok(Some(active))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Record;
+
+    /// The state file an older binary wrote carries the manifest too: it reads as
+    /// the record, and the manifest in it is not needed.
+    #[test]
+    fn an_older_state_file_reads_as_the_record() {
+        let old = r#"{"generation":2,"object":"abc-etc","static_target":"/s/abc-etc/etc",
+            "manifest":{"version":1,"entries":{"hosts":{"kind":"link","hash":"ab","user":"root","group":"root"}}}}"#;
+        let record: Record = serde_json::from_str(old).unwrap();
+        let expected = Record { generation: 2, object: "abc-etc".into(), static_target: "/s/abc-etc/etc".into() };
+        assert_eq!(record, expected);
+        assert_eq!(serde_json::from_slice::<Record>(&serde_json::to_vec(&record).unwrap()).unwrap(), record);
     }
 }

@@ -8,7 +8,7 @@ use std::fmt::{self, Write as _};
 
 use serde::Serialize;
 
-use crate::manifest::{EtcKind, Manifest, ManifestEntry};
+use crate::manifest::{EtcKind, Lazy, Manifest, ManifestEntry};
 use blankslate_decl::{Declaration, EntryKind, Owner, ResolvedEntry};
 
 /// One `/etc` path whose entry differs: added (`old` is `None`), removed (`new` is
@@ -21,30 +21,32 @@ pub struct EtcChange<'a> {
 }
 
 /// Every path whose entry differs between `old` and `new`, in path order: one merge
-/// of the two sorted manifests, nothing allocated for the entries that are equal.
+/// of the two sorted manifests. Entries read from manifests whose written forms are
+/// the same bytes are the same, and are not made; nothing is allocated for them.
 pub fn etc_changes<'a>(old: &'a Manifest, new: &'a Manifest) -> impl Iterator<Item = EtcChange<'a>> {
-    let mut old = old.entries.iter().peekable();
-    let mut new = new.entries.iter().peekable();
+    let mut old = old.entries.each().peekable();
+    let mut new = new.entries.each().peekable();
+    let removed = |lazy: Lazy<'a>| EtcChange { path: lazy.path, old: Some(lazy.entry()), new: None };
+    let added = |lazy: Lazy<'a>| EtcChange { path: lazy.path, old: None, new: Some(lazy.entry()) };
     std::iter::from_fn(move || {
         loop {
             let change = match (old.peek(), new.peek()) {
                 (None, None) => return None,
-                (Some(_), None) => old.next().map(|(path, entry)| EtcChange { path, old: Some(entry), new: None }),
-                (None, Some(_)) => new.next().map(|(path, entry)| EtcChange { path, old: None, new: Some(entry) }),
-                (Some((a, _)), Some((b, _))) => match a.as_str().cmp(b.as_str()) {
-                    std::cmp::Ordering::Less => {
-                        old.next().map(|(path, entry)| EtcChange { path, old: Some(entry), new: None })
-                    }
-                    std::cmp::Ordering::Greater => {
-                        new.next().map(|(path, entry)| EtcChange { path, old: None, new: Some(entry) })
-                    }
+                (Some(_), None) => old.next().map(removed),
+                (None, Some(_)) => new.next().map(added),
+                (Some(a), Some(b)) => match a.path.cmp(b.path) {
+                    std::cmp::Ordering::Less => old.next().map(removed),
+                    std::cmp::Ordering::Greater => new.next().map(added),
                     std::cmp::Ordering::Equal => {
-                        let (path, a) = old.next()?;
-                        let (_, b) = new.next()?;
-                        if a == b {
+                        let (a, b) = (old.next()?, new.next()?);
+                        if a.form.is_some() && a.form == b.form {
                             continue;
                         }
-                        Some(EtcChange { path, old: Some(a), new: Some(b) })
+                        let (a_entry, b_entry) = (a.entry(), b.entry());
+                        if a_entry == b_entry {
+                            continue;
+                        }
+                        Some(EtcChange { path: a.path, old: Some(a_entry), new: Some(b_entry) })
                     }
                 },
             };

@@ -5,7 +5,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::Path;
 
 use rustix::fs::{Mode, OFlags};
@@ -82,20 +82,6 @@ impl Dir {
     ) -> Result<()> {
         let name = name.as_ref();
         self.replace_filled(name, mode, owner, |file, path| file.write_all(contents).map_err(wrap_io("write", path)))
-    }
-
-    /// [`Dir::write_atomic`], the contents made by `write` as it writes them (through a
-    /// buffer), so that a large file is never held whole in memory.
-    pub fn write_atomic_with(
-        &self,
-        name: impl AsRef<OsStr>,
-        mode: u32,
-        write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
-    ) -> Result<()> {
-        self.replace_filled(name.as_ref(), mode, None, |file, path| {
-            let mut buffered = io::BufWriter::new(file);
-            write(&mut buffered).and_then(|()| buffered.flush()).map_err(wrap_io("write", path))
-        })
     }
 
     /// Fills a new temporary with `fill` ([`Dir::create_filled`], which removes it again

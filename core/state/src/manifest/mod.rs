@@ -9,10 +9,14 @@
 //! as it always did, and the same `/etc` still serializes to the same bytes, so the
 //! store object keeps its hash.
 
-use std::collections::BTreeMap;
-
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
+
+mod entries;
+mod written;
+
+pub use entries::Entries;
+pub(crate) use entries::Lazy;
 
 /// The manifest's file name inside an etc store object.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -59,7 +63,7 @@ pub struct ManifestEntry {
 pub struct Manifest {
     pub version: u32,
     #[serde(deserialize_with = "entries_in_order")]
-    pub entries: BTreeMap<String, ManifestEntry>,
+    pub entries: Entries,
 }
 
 /// The fields of an entry as written (any other is ignored, as it always was).
@@ -153,10 +157,10 @@ impl<'de> Deserialize<'de> for ManifestEntry {
 /// The entries, gathered in the order written (sorted, as every manifest is) and then
 /// built into the map at once, rather than inserted one by one. A key written twice
 /// keeps its last entry, as insertion did.
-fn entries_in_order<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, ManifestEntry>, D::Error> {
-    struct Entries;
-    impl<'de> Visitor<'de> for Entries {
-        type Value = BTreeMap<String, ManifestEntry>;
+fn entries_in_order<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Entries, D::Error> {
+    struct InOrder;
+    impl<'de> Visitor<'de> for InOrder {
+        type Value = Entries;
 
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("a map of /etc entries")
@@ -170,20 +174,30 @@ fn entries_in_order<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BTreeM
             Ok(entries.into_iter().collect())
         }
     }
-    deserializer.deserialize_map(Entries)
+    deserializer.deserialize_map(InOrder)
 }
 
 impl Manifest {
     pub fn new() -> Manifest {
-        Manifest { version: MANIFEST_VERSION, entries: BTreeMap::new() }
+        Manifest { version: MANIFEST_VERSION, entries: Entries::default() }
     }
 
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a manifest always serializes")
     }
 
-    pub fn from_json(text: &[u8]) -> Result<Manifest, serde_json::Error> {
-        serde_json::from_slice(text)
+    /// Reads a manifest. One in the form [`Manifest::to_json`] writes keeps its text,
+    /// each entry made when first asked for; any other is read by serde whole.
+    /// Given the bytes (not a borrow), the text is kept without a copy.
+    pub fn from_json(text: impl Into<Vec<u8>>) -> Result<Manifest, serde_json::Error> {
+        let bytes = match String::from_utf8(text.into()) {
+            Ok(text) => match Entries::from_written(text) {
+                Ok((version, entries)) => return Ok(Manifest { version, entries }),
+                Err(text) => text.into_bytes(),
+            },
+            Err(error) => error.into_bytes(),
+        };
+        serde_json::from_slice(&bytes)
     }
 
     /// Whether the entry at `path` is a secret (`decl::secret`): its contents are
@@ -191,12 +205,6 @@ impl Manifest {
     pub fn is_secret(&self, path: &str) -> bool {
         blankslate_decl::secret::is_secret(path, |p| self.entries.get(p).map(ManifestEntry::access))
     }
-}
-
-/// Whether `entries` has an entry below the directory `dir` (relative to `/etc`).
-pub fn has_entries_below(entries: &BTreeMap<String, ManifestEntry>, dir: &str) -> bool {
-    let prefix = format!("{dir}/");
-    entries.range(prefix.clone()..).next().is_some_and(|(key, _)| key.starts_with(&prefix))
 }
 
 impl ManifestEntry {

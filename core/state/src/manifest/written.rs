@@ -1,0 +1,344 @@
+//! The manifest as [`Manifest::to_json`](super::Manifest::to_json) writes it, read
+//! without building it: where each entry's path and written form are, and an entry
+//! made from its written form when it is asked for. Anything written otherwise (by
+//! hand, an older writer, a damaged file) is not this form, and is read by serde as
+//! JSON instead; so every form this reader accepts reads as serde would read it.
+
+use super::{EtcKind, ManifestEntry};
+
+/// One string of the written form: the bytes between its quotes, and whether they
+/// hold an escape (then only serde decodes them).
+#[derive(Clone, Copy)]
+struct Token<'a> {
+    raw: &'a str,
+    escaped: bool,
+}
+
+impl Token<'_> {
+    fn decoded(self) -> String {
+        if self.escaped {
+            // Checked to decode when the manifest was read (`Cursor::string`).
+            serde_json::from_str(&format!("\"{}\"", self.raw)).expect("a checked JSON string")
+        } else {
+            self.raw.to_owned()
+        }
+    }
+}
+
+/// Where one entry is in the text: its path, and its written form (`{` to `}`).
+#[derive(Debug, Clone)]
+pub(super) struct Located {
+    /// The path as written, or decoded when it holds an escape.
+    pub path: Path,
+    pub start: u32,
+    pub end: u32,
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum Path {
+    InText { start: u32, end: u32 },
+    Decoded(Box<str>),
+}
+
+/// The entries of a manifest in the written form, in path order, or `None` when the
+/// text is not that form (or not in strictly increasing path order, or longer than
+/// 4 GiB, which the offsets cannot say). Every entry's form is checked here, so that
+/// [`entry`] cannot fail on it later.
+pub(super) fn locate(text: &str) -> Option<(u32, Vec<Located>)> {
+    u32::try_from(text.len()).ok()?;
+    let mut cursor = Cursor { text, at: 0 };
+    cursor.literal("{\n  \"version\": ")?;
+    let version = cursor.number()?;
+    cursor.literal(",\n  \"entries\": {")?;
+    let mut entries = Vec::new();
+    if cursor.literal("}\n}").is_none() {
+        cursor.literal("\n")?;
+        loop {
+            cursor.literal("    ")?;
+            let (start, token) = cursor.string()?;
+            let path = if token.escaped {
+                Path::Decoded(token.decoded().into_boxed_str())
+            } else {
+                Path::InText { start: as_u32(start), end: as_u32(start + token.raw.len()) }
+            };
+            if entries.last().is_some_and(|last: &Located| path_in(text, &last.path) >= path_in(text, &path)) {
+                return None;
+            }
+            cursor.literal(": ")?;
+            let start = cursor.at;
+            cursor.fields()?;
+            entries.push(Located { path, start: as_u32(start), end: as_u32(cursor.at) });
+            if cursor.literal(",\n").is_none() {
+                cursor.literal("\n  }\n}")?;
+                break;
+            }
+        }
+    }
+    // A final newline (a file someone saved again) is the same manifest.
+    let _ = cursor.literal("\n");
+    (cursor.at == text.len()).then_some((version, entries))
+}
+
+/// The path of `located` in `text`.
+pub(super) fn path<'a>(text: &'a str, located: &'a Located) -> &'a str {
+    path_in(text, &located.path)
+}
+
+fn path_in<'a>(text: &'a str, path: &'a Path) -> &'a str {
+    match path {
+        Path::InText { start, end } => &text[*start as usize..*end as usize],
+        Path::Decoded(path) => path,
+    }
+}
+
+/// The written form of `located` in `text`: equal forms are equal entries.
+pub(super) fn form<'a>(text: &'a str, located: &Located) -> &'a str {
+    &text[located.start as usize..located.end as usize]
+}
+
+/// The entry `located` holds; its form was checked by [`locate`].
+pub(super) fn entry(text: &str, located: &Located) -> ManifestEntry {
+    let mut cursor = Cursor { text, at: located.start as usize };
+    let fields = cursor.fields().expect("an entry checked when the manifest was read");
+    let owned = |token: Option<Token<'_>>| token.map(Token::decoded);
+    let kind = match fields.kind.raw {
+        "link" => EtcKind::Link,
+        "copy" => EtcKind::Copy,
+        "directory" => EtcKind::Directory,
+        _ => EtcKind::DirectLink { target: owned(fields.target).unwrap_or_default() },
+    };
+    ManifestEntry {
+        kind,
+        hash: owned(fields.hash).unwrap_or_default(),
+        mode: owned(fields.mode),
+        user: fields.user.decoded(),
+        group: fields.group.decoded(),
+    }
+}
+
+fn as_u32(offset: usize) -> u32 {
+    u32::try_from(offset).expect("the text was checked to be shorter than 4 GiB")
+}
+
+/// The fields of one entry as written.
+struct Fields<'a> {
+    kind: Token<'a>,
+    target: Option<Token<'a>>,
+    hash: Option<Token<'a>>,
+    mode: Option<Token<'a>>,
+    user: Token<'a>,
+    group: Token<'a>,
+}
+
+/// The names of an entry's fields in the order they are written.
+const FIELDS: [&str; 6] = ["kind", "target", "hash", "mode", "user", "group"];
+
+struct Cursor<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// Steps over `literal` if the text goes on with it.
+    fn literal(&mut self, literal: &str) -> Option<()> {
+        self.text[self.at..].starts_with(literal).then(|| self.at += literal.len())
+    }
+
+    /// A version number: digits, no sign or leading zero.
+    fn number(&mut self) -> Option<u32> {
+        let digits = self.text[self.at..].bytes().take_while(u8::is_ascii_digit).count();
+        let number = &self.text[self.at..self.at + digits];
+        if number.is_empty() || (number.len() > 1 && number.starts_with('0')) {
+            return None;
+        }
+        self.at += digits;
+        number.parse().ok()
+    }
+
+    /// A string: where its contents start, and them. One with an escape is decoded
+    /// here once, to be sure it decodes.
+    fn string(&mut self) -> Option<(usize, Token<'a>)> {
+        self.literal("\"")?;
+        let start = self.at;
+        let bytes = self.text.as_bytes();
+        let mut escaped = false;
+        // One pass: the closing quote, escapes, and no control character (JSON has
+        // none in a string; serde refuses them).
+        let mut at = start;
+        loop {
+            match *bytes.get(at)? {
+                b'"' => break,
+                // What follows a backslash is part of the string, even a quote.
+                b'\\' => {
+                    escaped = true;
+                    at += 2;
+                }
+                byte if byte < 0x20 => return None,
+                _ => at += 1,
+            }
+        }
+        self.at = at + 1;
+        let raw = self.text.get(start..at)?;
+        let token = Token { raw, escaped };
+        if escaped && serde_json::from_str::<String>(&self.text[start - 1..self.at]).is_err() {
+            return None;
+        }
+        Some((start, token))
+    }
+
+    /// An entry's fields, `{` to `}`, each named once and in the order written.
+    fn fields(&mut self) -> Option<Fields<'a>> {
+        self.literal("{\n")?;
+        let mut found: [Option<Token<'a>>; 6] = [None; 6];
+        let mut next = 0;
+        loop {
+            self.literal("      \"")?;
+            let index = next + FIELDS[next..].iter().position(|name| self.literal(name).is_some())?;
+            self.literal("\": ")?;
+            found[index] = Some(self.string()?.1);
+            next = index + 1;
+            if self.literal(",\n").is_none() {
+                self.literal("\n    }")?;
+                break;
+            }
+            if next == FIELDS.len() {
+                return None;
+            }
+        }
+        let [kind, target, hash, mode, user, group] = found;
+        let kind = kind?;
+        // A target is written for a direct link, and only for one.
+        if (kind.raw == "direct-link") != target.is_some()
+            || !["link", "direct-link", "copy", "directory"].contains(&kind.raw)
+        {
+            return None;
+        }
+        Some(Fields { kind, target, hash, mode, user: user?, group: group? })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Entries, EtcKind, Manifest, ManifestEntry};
+    use crate::diff::etc_changes;
+
+    fn entry(kind: EtcKind, hash: &str, mode: Option<&str>, user: &str) -> ManifestEntry {
+        ManifestEntry { kind, hash: hash.into(), mode: mode.map(Into::into), user: user.into(), group: "root".into() }
+    }
+
+    /// Every kind, a directory with no hash, a copy with no mode, and paths and values
+    /// that need escapes (a quote, a backslash, a newline, a tab, a control character)
+    /// or none (non-ASCII is written as it is).
+    fn varied() -> Manifest {
+        let mut manifest = Manifest::new();
+        for (path, entry) in [
+            ("hosts", entry(EtcKind::Link, "ab12", None, "root")),
+            (
+                "os-release",
+                entry(EtcKind::DirectLink { target: "../usr/lib/\"os\"\\release".into() }, "cd", None, "+0"),
+            ),
+            ("sudoers", entry(EtcKind::Copy, "ef56", Some("0440"), "root")),
+            ("ssl/private", ManifestEntry::directory("0710".into(), "root".into(), "+110".into())),
+            ("plain", entry(EtcKind::Copy, "01", None, "us\ter")),
+            ("quote\"d\\name", entry(EtcKind::Link, "", None, "root")),
+            ("new\nline\u{1}", entry(EtcKind::Link, "02", None, "root")),
+            ("ünïcode/ファイル", entry(EtcKind::Link, "03", None, "root")),
+        ] {
+            manifest.entries.insert(path.into(), entry);
+        }
+        manifest
+    }
+
+    fn is_written(entries: &Entries) -> bool {
+        entries.each().next().is_some_and(|lazy| lazy.form.is_some())
+    }
+
+    #[test]
+    fn what_to_json_writes_reads_unbuilt_and_as_serde_reads_it() {
+        for manifest in [varied(), Manifest::new()] {
+            let text = manifest.to_json();
+            let read = Manifest::from_json(text.as_bytes()).unwrap();
+            assert!(manifest.entries.is_empty() || is_written(&read.entries), "{text}");
+            assert_eq!(read, manifest);
+            assert_eq!(read, serde_json::from_str::<Manifest>(&text).unwrap());
+            // Each entry asked for alone, and the paths around them.
+            for (path, entry) in manifest.entries.iter() {
+                assert_eq!(read.entries.get(path), Some(entry), "{path}");
+            }
+            let below = |dir: &str| read.entries.has_below(dir);
+            assert_eq!(
+                (below("ssl"), below("ss"), read.entries.contains_key("ssl")),
+                (!manifest.entries.is_empty(), false, false)
+            );
+            assert_eq!(read.to_json(), text);
+            // Saved again with a final newline, it is the same manifest.
+            assert_eq!(Manifest::from_json(format!("{text}\n")).unwrap(), manifest);
+        }
+    }
+
+    /// Anything else is read by serde whole, so it reads (or fails) as it did.
+    #[test]
+    fn other_forms_read_as_serde_reads_them() {
+        let text = varied().to_json();
+        let compact = serde_json::to_string(&varied()).unwrap();
+        let reordered = text.replacen(
+            "\"kind\": \"link\",\n      \"hash\": \"ab12\"",
+            "\"hash\": \"ab12\",\n      \"kind\": \"link\"",
+            1,
+        );
+        let unsorted = r#"{
+  "version": 1,
+  "entries": {
+    "b": {
+      "kind": "link",
+      "user": "root",
+      "group": "root"
+    },
+    "a": {
+      "kind": "link",
+      "user": "root",
+      "group": "root"
+    }
+  }
+}"#;
+        let twice = unsorted.replace("\"a\"", "\"b\"");
+        for other in [compact.as_str(), &reordered, unsorted, &twice] {
+            let read = Manifest::from_json(other.as_bytes()).unwrap();
+            assert!(!is_written(&read.entries), "{other}");
+            assert_eq!(read, serde_json::from_str::<Manifest>(other).unwrap());
+        }
+        assert_eq!(Manifest::from_json(twice.as_bytes()).unwrap().entries.len(), 1);
+        for broken in [
+            text.replace("\"kind\": \"copy\"", "\"kind\": \"fifo\""),
+            text.replace(
+                "      \"user\": \"root\",\n      \"group\": \"root\"\n    },\n    \"ssl",
+                "      \"user\": \"root\"\n    },\n    \"ssl",
+            ),
+            text.replace("\\\"os\\\"", "\\q"),
+            format!("{text} x"),
+            text[..text.len() - 3].to_owned(),
+        ] {
+            let ours = Manifest::from_json(broken.as_bytes()).unwrap_err().to_string();
+            assert_eq!(ours, serde_json::from_str::<Manifest>(&broken).unwrap_err().to_string(), "{broken}");
+        }
+    }
+
+    /// The diff of two read manifests is the diff of the same manifests built.
+    #[test]
+    fn changes_between_read_manifests_are_those_between_built_ones() {
+        let old = varied();
+        let mut new = varied();
+        new.entries.insert("sudoers".into(), entry(EtcKind::Copy, "ef56", Some("0400"), "root"));
+        new.entries.insert("added".into(), entry(EtcKind::Link, "aa", None, "root"));
+        let mut entries: Vec<_> = new.entries.iter().map(|(p, e)| (p.to_owned(), e.clone())).collect();
+        entries.retain(|(path, _)| path != "hosts");
+        new.entries = entries.into_iter().collect();
+        let (old_read, new_read) =
+            (Manifest::from_json(old.to_json()).unwrap(), Manifest::from_json(new.to_json()).unwrap());
+        let built: Vec<_> = etc_changes(&old, &new).collect();
+        let read: Vec<_> = etc_changes(&old_read, &new_read).collect();
+        assert_eq!(read, built);
+        let paths: Vec<&str> = read.iter().map(|change| change.path).collect();
+        assert_eq!(paths, ["added", "hosts", "sudoers"]);
+    }
+}
