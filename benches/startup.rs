@@ -1,6 +1,7 @@
 //! Prints a table: how long `blankslate --version` takes as a whole process against
 //! `/bin/true` (the floor of starting any program), alternating runs so that all
-//! see the same load, with the ratio of the medians; and the system calls of each
+//! see the same load, each round starting at the next program, with the ratio of the
+//! medians; and the system calls of each
 //! (`strace -c -f`). Two builds of blankslate: the release build cargo makes here
 //! (dynamically linked), and the static binary users boot and run, as the VM tests
 //! build it (`target/vm-static`), when it is there.
@@ -72,15 +73,19 @@ fn main() {
         return;
     }
     let truth = Path::new("/bin/true");
-    let mut ours = vec![Vec::new(); binaries.len()];
-    let mut floor = Vec::new();
-    for _ in 0..RUNS {
-        for ((_, binary), samples) in binaries.iter().zip(&mut ours) {
-            samples.push(timed(binary, &["--version"]));
+    // Each round starts at the next program, so that each runs as often in each place
+    // of the order: which program follows which moves a median by a third.
+    let programs: Vec<&Path> = binaries.iter().map(|(_, binary)| binary.as_path()).chain([truth]).collect();
+    let mut samples = vec![Vec::new(); programs.len()];
+    for round in 0..RUNS {
+        for offset in 0..programs.len() {
+            let index = (round + offset) % programs.len();
+            let args: &[&str] = if programs[index] == truth { &[] } else { &["--version"] };
+            samples[index].push(timed(programs[index], args));
         }
-        floor.push(timed(truth, &[]));
     }
-    let floor = median(floor);
+    let floor = median(samples.pop().expect("/bin/true was timed"));
+    let ours = samples;
     let scratch = tempfile::tempdir().unwrap();
     let out = scratch.path().join("strace.out");
     let count = |program: &Path, args: &[&str]| {
