@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::inspect::plan_from;
 use super::{
     ACTIVE_FILE, Action, Counts, EtcError, EtcGeneration, FAILPOINT, OnConflict, Plan, Result, STAGED_SUFFIX,
-    STATE_DIR, STATIC, Step, active, link_target, open_etc, plan, split, users_from_contents,
+    STATE_DIR, STATIC, Step, link_target, open_etc, plan, split, users_from_contents,
 };
 
 /// An activation under way: where it is going. Where it comes from is the state
@@ -159,6 +159,7 @@ pub fn activate(root: &Dir, store: &Store, to: &EtcGeneration, on_conflict: OnCo
             repair: false,
             repair_only: Vec::new(),
             relink: false,
+            unread_previous: None,
         };
         return Ok(Activated { plan, recovered });
     }
@@ -186,9 +187,10 @@ fn carry_out(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
 }
 
 /// Records `generation` as the generation `/etc` is activated to, changing nothing in
-/// `/etc`: for a generation with the `/etc` object `/etc` is at already (one that
-/// differs only outside `/etc`, such as one `persist add` makes). Returns whether it
-/// is so recorded: not when nothing is active, or an activation is under way.
+/// `/etc`. The caller's promise: `generation` has the `/etc` object `/etc` is at
+/// already (it differs only outside `/etc`, as the one `persist add` makes from the
+/// active one does). Returns whether it is so recorded: not when nothing is active, or
+/// an activation is under way.
 /// Idempotent: what is recorded already is not written again.
 pub fn relabel(root: &Dir, store: &Store, generation: u32) -> Result<bool> {
     let Some(etc) = open_etc(root)? else { return Ok(false) };
@@ -248,7 +250,8 @@ pub fn recover(root: &Dir, store: &Store) -> Result<Option<u32>> {
     } else if journal.repair {
         super::inspect::plan_repair(root, to, &users, &journal.only)?
     } else {
-        plan_from(root, active(root, store)?, to, &users, OnConflict::Backup)?
+        let (from, unread_previous) = super::inspect::previous(root, Some(store))?;
+        Plan { unread_previous, ..plan_from(root, from, to, &users, OnConflict::Backup)? }
     };
     apply(root, &plan, &tree)?;
     Ok(Some(journal.generation))

@@ -14,8 +14,8 @@ use blankslate_state::store::Store;
 use blankslate_sys::fs::{Accept, Dir, Kind, Refusal};
 
 use super::{
-    Action, BACKUP_SUFFIX, EtcError, EtcGeneration, Found, OnConflict, Plan, Result, STATIC, Step, active, done, holds,
-    open_etc, resolve, same, split,
+    Action, BACKUP_SUFFIX, EtcError, EtcGeneration, Found, OnConflict, Plan, Result, STATIC, Step, active_record, done,
+    holds, open_etc, resolve, same, split,
 };
 
 /// Open directories below `/etc`, by relative path (`""` is `/etc`); `None` for
@@ -218,11 +218,29 @@ pub fn plan(
     users: &dyn Fn() -> UserDb,
     on_conflict: OnConflict,
 ) -> Result<Plan> {
-    let from = match store {
-        Some(store) => active(root, store)?,
-        None => None,
-    };
-    plan_from(root, from, to, users, on_conflict)
+    let (from, unread) = previous(root, store)?;
+    let mut plan = plan_from(root, from, to, users, on_conflict)?;
+    plan.unread_previous = unread;
+    Ok(plan)
+}
+
+/// A generation the state file names whose manifest cannot be read, and why.
+type Unread = (u32, String);
+
+/// The generation `/etc` was last activated to, to plan from, with its manifest read
+/// from `store`; or, when the state file names one whose manifest cannot be read (or
+/// there is no store), none, and the generation with the reason: a switch is never
+/// stuck on the generation it leaves.
+pub(super) fn previous(root: &Dir, store: Option<&Store>) -> Result<(Option<EtcGeneration>, Option<Unread>)> {
+    let Some(record) = active_record(root)? else { return Ok((None, None)) };
+    let Some(store) = store else { return Ok((None, Some((record.generation, "no store".to_owned())))) };
+    match EtcGeneration::load(store, record.generation, &record.object) {
+        Ok(mut from) => {
+            from.static_target = record.static_target;
+            Ok((Some(from), None))
+        }
+        Err(error) => Ok((None, Some((record.generation, error.to_string())))),
+    }
 }
 
 pub(super) fn plan_from(
@@ -303,8 +321,17 @@ pub(super) fn plan_from(
         Found::Link(_) | Found::Absent => Some(None),
         _ => Some(Some(dirs.backup_name(STATIC, &to.manifest)?)),
     };
-    let plan =
-        Plan { from, to, steps, switch_static, unchanged, repair: false, repair_only: Vec::new(), relink: false };
+    let plan = Plan {
+        from,
+        to,
+        steps,
+        switch_static,
+        unchanged,
+        repair: false,
+        repair_only: Vec::new(),
+        relink: false,
+        unread_previous: None,
+    };
     if on_conflict == OnConflict::Refuse {
         refuse_conflicts(&plan)?;
     }
@@ -403,6 +430,7 @@ pub(super) fn plan_repair(root: &Dir, to: EtcGeneration, users: &dyn Fn() -> Use
         repair: true,
         repair_only: only.to_vec(),
         relink: false,
+        unread_previous: None,
     })
 }
 

@@ -8,9 +8,9 @@
 //!   given its owner and mode). A directory no longer declared is removed only if it
 //!   is empty (what the previous generation put in it aside); one that holds anything
 //!   else is left, and the plan says so.
-//! - Activation is a diff of the previous generation's manifest (kept in
-//!   `etc/.blankslate/state.json`) against the new one: an unchanged entry costs no
-//!   system call at all, and `/etc` is never walked.
+//! - Activation is a diff of the previous generation's manifest (read from the store
+//!   object `etc/.blankslate/state.json` names) against the new one: an unchanged
+//!   entry costs no system call at all, and `/etc` is never walked.
 //! - Nothing is clobbered: whatever sits where a declared entry goes and is not what
 //!   blankslate put there is moved aside to `NAME.blankslate-backup` (or activation
 //!   refuses, changing nothing); a removed entry is deleted only if it is still
@@ -207,6 +207,11 @@ pub struct Plan {
     /// A repair that only makes files holding their link's bytes links again
     /// ([`relink`]).
     pub relink: bool,
+    /// The generation the state file names, and why its manifest could not be read
+    /// (its object gone from the store, damaged, or no store): then the plan starts
+    /// from nothing, as a first activation does, so entries only it had are left
+    /// where they are and whatever is in the way is moved aside.
+    pub unread_previous: Option<(u32, String)>,
 }
 
 /// What an `/etc` plan does, entry by entry, counted: what `--json` reports.
@@ -353,6 +358,12 @@ impl Plan {
             let from =
                 self.from.as_ref().map_or_else(|| "nothing".to_owned(), |a| format!("generation {}", a.generation));
             writeln!(f, "/etc: {from} -> generation {}", self.to.generation)?;
+            if let Some((generation, reason)) = &self.unread_previous {
+                writeln!(
+                    f,
+                    "  ! generation {generation}'s manifest cannot be read ({reason}): planned from nothing, its own entries left in place"
+                )?;
+            }
         }
         self.write_static(f)?;
         for step in &self.steps {

@@ -277,3 +277,38 @@ fn a_no_op_reads_only_the_marker_and_rewrites_an_old_one() {
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), format!("1 {} 2", one.object));
     assert!(matches!(noop(&scratch), etc::Outcome::AlreadyActive(_)));
 }
+
+/// The generation `/etc` leaves has lost its manifest (its object damaged or gone):
+/// the switch goes on from nothing, as a first activation, and says so; the old
+/// copy is moved aside, not lost, and the links point into the new tree.
+#[test]
+fn a_switch_away_from_a_generation_whose_manifest_is_gone_plans_from_nothing() {
+    let scratch = EtcRoot::new();
+    let text = |copy: &str| {
+        format!("version = 1\n[etc.\"hosts\"]\ntext = \"hosts\"\n[etc.\"copy\"]\ntext = \"{copy}\"\nmode = \"0600\"\n")
+    };
+    let one = scratch.build(1, &text("one"));
+    let two = scratch.build(2, &text("two"));
+    scratch.activate(&one);
+    // The state file names the generation and its object, not the manifest.
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(scratch.etc(".blankslate/state.json")).unwrap()).unwrap();
+    let keys: Vec<&str> = state.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        (keys, state["object"].as_str()),
+        (vec!["generation", "object", "static_target"], Some(one.object.as_str()))
+    );
+    let object = scratch.path().join(STORE.trim_start_matches('/')).join(&one.object);
+    std::fs::set_permissions(&object, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::remove_file(object.join("manifest.json")).unwrap();
+
+    let activated = scratch.activate(&two);
+    let (generation, reason) = activated.plan.unread_previous.clone().expect("the old manifest is unread");
+    assert_eq!((generation, activated.plan.from.as_ref()), (1, None));
+    assert!(reason.contains("manifest.json"), "{reason}");
+    assert!(activated.plan.to_string().contains("generation 1's manifest cannot be read"), "{}", activated.plan);
+    assert_eq!(scratch.read("copy"), "two");
+    assert_eq!(std::fs::read_to_string(scratch.etc("copy.blankslate-backup")).unwrap(), "one");
+    assert_eq!((scratch.link("hosts"), scratch.read("hosts")), ("/etc/static/hosts".to_owned(), "hosts".to_owned()));
+    assert_eq!(etc::active_record(&scratch.root).unwrap().map(|r| r.generation), Some(2));
+}

@@ -175,12 +175,6 @@ impl FromIterator<(String, ManifestEntry)> for Entries {
     }
 }
 
-impl From<BTreeMap<String, ManifestEntry>> for Entries {
-    fn from(map: BTreeMap<String, ManifestEntry>) -> Self {
-        Entries { repr: Repr::Map(map) }
-    }
-}
-
 impl std::ops::Index<&str> for Entries {
     type Output = ManifestEntry;
 

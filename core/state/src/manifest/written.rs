@@ -29,13 +29,13 @@ impl Token<'_> {
 #[derive(Debug, Clone)]
 pub(super) struct Located {
     /// The path as written, or decoded when it holds an escape.
-    pub path: Path,
+    pub path: Place,
     pub start: u32,
     pub end: u32,
 }
 
 #[derive(Debug, Clone)]
-pub(super) enum Path {
+pub(super) enum Place {
     InText { start: u32, end: u32 },
     Decoded(Box<str>),
 }
@@ -57,9 +57,9 @@ pub(super) fn locate(text: &str) -> Option<(u32, Vec<Located>)> {
             cursor.literal("    ")?;
             let (start, token) = cursor.string()?;
             let path = if token.escaped {
-                Path::Decoded(token.decoded().into_boxed_str())
+                Place::Decoded(token.decoded().into_boxed_str())
             } else {
-                Path::InText { start: as_u32(start), end: as_u32(start + token.raw.len()) }
+                Place::InText { start: as_u32(start), end: as_u32(start + token.raw.len()) }
             };
             if entries.last().is_some_and(|last: &Located| path_in(text, &last.path) >= path_in(text, &path)) {
                 return None;
@@ -84,10 +84,10 @@ pub(super) fn path<'a>(text: &'a str, located: &'a Located) -> &'a str {
     path_in(text, &located.path)
 }
 
-fn path_in<'a>(text: &'a str, path: &'a Path) -> &'a str {
+fn path_in<'a>(text: &'a str, path: &'a Place) -> &'a str {
     match path {
-        Path::InText { start, end } => &text[*start as usize..*end as usize],
-        Path::Decoded(path) => path,
+        Place::InText { start, end } => &text[*start as usize..*end as usize],
+        Place::Decoded(path) => path,
     }
 }
 
@@ -243,6 +243,9 @@ mod tests {
             ("quote\"d\\name", entry(EtcKind::Link, "", None, "root")),
             ("new\nline\u{1}", entry(EtcKind::Link, "02", None, "root")),
             ("ünïcode/ファイル", entry(EtcKind::Link, "03", None, "root")),
+            // Written `a\"b`, after `a#`; read `a"b`, before it: the order is the read one.
+            ("a\"b", entry(EtcKind::Link, "04", None, "root")),
+            ("a#", entry(EtcKind::Link, "05", None, "root")),
         ] {
             manifest.entries.insert(path.into(), entry);
         }
