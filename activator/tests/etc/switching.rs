@@ -312,3 +312,29 @@ fn a_switch_away_from_a_generation_whose_manifest_is_gone_plans_from_nothing() {
     assert_eq!((scratch.link("hosts"), scratch.read("hosts")), ("/etc/static/hosts".to_owned(), "hosts".to_owned()));
     assert_eq!(etc::active_record(&scratch.root).unwrap().map(|r| r.generation), Some(2));
 }
+
+/// A relabel records another generation with the same `/etc`, touching nothing in it;
+/// with no marker to count from (one of an older format, or none), the entries are
+/// counted from the manifest in the store.
+#[test]
+fn a_relabel_records_the_generation_and_counts_entries_without_a_marker() {
+    let scratch = EtcRoot::new();
+    let one = scratch.build(1, &format!("version = 1\n{}[etc.\"hosts\"]\ntext = \"hosts\"\n", users()));
+    scratch.activate(&one);
+    let before = scratch.snapshot();
+    std::fs::remove_file(scratch.etc(".blankslate/active")).unwrap();
+    assert!(etc::relabel(&scratch.root, &scratch.store, 7).unwrap());
+    let marker = std::fs::read_to_string(scratch.etc(".blankslate/active")).unwrap();
+    assert_eq!(marker, format!("7 {} {}", one.object, one.manifest.entries.len()));
+    assert_eq!(
+        etc::active_record(&scratch.root).unwrap().map(|r| (r.generation, r.object)),
+        Some((7, one.object.clone()))
+    );
+    let mut after = scratch.snapshot();
+    let mut before = before;
+    for record in [".blankslate/active", ".blankslate/state.json"] {
+        before.remove(record);
+        after.remove(record);
+    }
+    assert_eq!(after, before, "nothing else in /etc changed");
+}
