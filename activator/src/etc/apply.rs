@@ -11,7 +11,6 @@ use blankslate_sys::failpoint;
 use blankslate_sys::fs::{Dir, Kind};
 use serde::{Deserialize, Serialize};
 
-use super::inspect::plan_from;
 use super::{
     ACTIVE_FILE, Action, Counts, EtcError, EtcGeneration, FAILPOINT, OnConflict, Plan, Result, STAGED_SUFFIX,
     STATE_DIR, STATIC, Step, link_target, open_etc, plan, split, users_from_contents,
@@ -250,8 +249,7 @@ pub fn recover(root: &Dir, store: &Store) -> Result<Option<u32>> {
     } else if journal.repair {
         super::inspect::plan_repair(root, to, &users, &journal.only)?
     } else {
-        let (from, unread_previous) = super::inspect::previous(root, Some(store))?;
-        Plan { unread_previous, ..plan_from(root, from, to, &users, OnConflict::Backup)? }
+        plan(root, Some(store), to, &users, OnConflict::Backup)?
     };
     apply(root, &plan, &tree)?;
     Ok(Some(journal.generation))

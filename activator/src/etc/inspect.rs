@@ -231,19 +231,17 @@ type Unread = (u32, String);
 /// from `store`; or, when the state file names one whose manifest cannot be read (or
 /// there is no store), none, and the generation with the reason: a switch is never
 /// stuck on the generation it leaves.
-pub(super) fn previous(root: &Dir, store: Option<&Store>) -> Result<(Option<EtcGeneration>, Option<Unread>)> {
+fn previous(root: &Dir, store: Option<&Store>) -> Result<(Option<EtcGeneration>, Option<Unread>)> {
     let Some(record) = active_record(root)? else { return Ok((None, None)) };
     let Some(store) = store else { return Ok((None, Some((record.generation, "no store".to_owned())))) };
-    match EtcGeneration::load(store, record.generation, &record.object) {
-        Ok(mut from) => {
-            from.static_target = record.static_target;
-            Ok((Some(from), None))
-        }
-        Err(error) => Ok((None, Some((record.generation, error.to_string())))),
+    let generation = record.generation;
+    match EtcGeneration::of_record(store, record) {
+        Ok(from) => Ok((Some(from), None)),
+        Err(error) => Ok((None, Some((generation, error.to_string())))),
     }
 }
 
-pub(super) fn plan_from(
+fn plan_from(
     root: &Dir,
     from: Option<EtcGeneration>,
     to: EtcGeneration,

@@ -81,6 +81,14 @@ impl EtcGeneration {
         Ok(EtcGeneration::new(store.location(), generation, object, manifest))
     }
 
+    /// The generation `record` names, its manifest read from `store`, `/etc/static`'s
+    /// target as recorded.
+    pub fn of_record(store: &Store, record: Record) -> Result<EtcGeneration, ActivationError> {
+        let mut generation = EtcGeneration::load(store, record.generation, &record.object)?;
+        generation.static_target = record.static_target;
+        Ok(generation)
+    }
+
     /// What the state file records of this generation.
     pub fn record(&self) -> Record {
         Record { generation: self.generation, object: self.object.clone(), static_target: self.static_target.clone() }
@@ -152,10 +160,7 @@ pub fn active_record(root: &Dir) -> Result<Option<Record>, ActivationError> {
 /// The generation `/etc` of `root` was last activated to, if any, with its manifest
 /// read from `store`.
 pub fn active(root: &Dir, store: &Store) -> Result<Option<EtcGeneration>, ActivationError> {
-    let Some(record) = active_record(root)? else { return Ok(None) };
-    let mut active = EtcGeneration::load(store, record.generation, &record.object)?;
-    active.static_target = record.static_target;
-    Ok(Some(active))
+    active_record(root)?.map(|record| EtcGeneration::of_record(store, record)).transpose()
 }
 
 #[cfg(test)]

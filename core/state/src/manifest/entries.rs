@@ -43,7 +43,7 @@ struct Written {
 
 impl Written {
     fn path(&self, index: usize) -> &str {
-        written::path(&self.text, &self.located[index])
+        written::path(&self.text, &self.located[index].path)
     }
 
     fn entry(&self, index: usize) -> &ManifestEntry {
@@ -51,7 +51,7 @@ impl Written {
     }
 
     fn find(&self, path: &str) -> Result<usize, usize> {
-        self.located.binary_search_by(|located| written::path(&self.text, located).cmp(path))
+        self.located.binary_search_by(|located| written::path(&self.text, &located.path).cmp(path))
     }
 }
 

@@ -56,18 +56,18 @@ pub(super) fn locate(text: &str) -> Option<(u32, Vec<Located>)> {
         loop {
             cursor.literal("    ")?;
             let (start, token) = cursor.string()?;
-            let path = if token.escaped {
+            let place = if token.escaped {
                 Place::Decoded(token.decoded().into_boxed_str())
             } else {
                 Place::InText { start: as_u32(start), end: as_u32(start + token.raw.len()) }
             };
-            if entries.last().is_some_and(|last: &Located| path_in(text, &last.path) >= path_in(text, &path)) {
+            if entries.last().is_some_and(|last: &Located| path(text, &last.path) >= path(text, &place)) {
                 return None;
             }
             cursor.literal(": ")?;
             let start = cursor.at;
             cursor.fields()?;
-            entries.push(Located { path, start: as_u32(start), end: as_u32(cursor.at) });
+            entries.push(Located { path: place, start: as_u32(start), end: as_u32(cursor.at) });
             if cursor.literal(",\n").is_none() {
                 cursor.literal("\n  }\n}")?;
                 break;
@@ -79,15 +79,11 @@ pub(super) fn locate(text: &str) -> Option<(u32, Vec<Located>)> {
     (cursor.at == text.len()).then_some((version, entries))
 }
 
-/// The path of `located` in `text`.
-pub(super) fn path<'a>(text: &'a str, located: &'a Located) -> &'a str {
-    path_in(text, &located.path)
-}
-
-fn path_in<'a>(text: &'a str, path: &'a Place) -> &'a str {
-    match path {
+/// The path `place` says, in `text`.
+pub(super) fn path<'a>(text: &'a str, place: &'a Place) -> &'a str {
+    match place {
         Place::InText { start, end } => &text[*start as usize..*end as usize],
-        Place::Decoded(path) => path,
+        Place::Decoded(decoded) => decoded,
     }
 }
 
