@@ -29,16 +29,19 @@
 //!    created with the live parents' owner and mode), fsynced. A fingerprint of the
 //!    live data (one `statx` an entry, [`tree::fingerprint`]) is taken before the
 //!    copy, and the copy describes the live data as it reads it
-//!    ([`tree::copy_described`]: a digest of what a walk would say, each file's
-//!    blake3 from the bytes copied, holes read from the source too).
-//! 3. `verified` — the copy is walked and read ([`tree::verify`]) and its digest
-//!    compared with that description: blake3 of every file, kind, owner, mode, mtime,
-//!    size, link targets, device numbers, xattrs, hard-link structure (where they
-//!    differ, both are walked again to name the paths); and the live data's
-//!    fingerprint must not have changed since before the copy, so the description is
-//!    the live data's (a run that resumes here after a kill has no description, and
-//!    walks and reads the live data instead). Then the declared owner and mode are
-//!    set on the copy.
+//!    ([`tree::copy_described`]: a digest of what a walk would say of everything but
+//!    the files' contents), and reads back each piece of data as it writes it,
+//!    comparing it with the bytes read (holes read on both sides too).
+//! 3. `verified` — the copy is walked ([`tree::verify`]) and its digest compared
+//!    with that description: kind, owner, mode, mtime, size, link targets, device
+//!    numbers, xattrs, hard-link structure (where they differ, both are walked again
+//!    to name the paths). Each file's data was verified as it was copied: read back
+//!    and compared with the bytes read from the live file. A run that resumes here
+//!    after a kill has no description: it walks and reads both trees whole, the
+//!    blake3 of every file included. The live data's fingerprint must not have
+//!    changed since before the copy, so that the description is the live data's:
+//!    checked here for a file that becomes a link, after the mount for a bind mount
+//!    (step 5). Then the declared owner and mode are set on the copy.
 //! 4. `placed` — the copy is renamed into place (`rename` without replace) and the
 //!    directory fsynced.
 //! 5. `mounted` — the volume path is bind-mounted over the live path (a file with
@@ -574,10 +577,15 @@ fn forward_add(root: &Dir, volume: &Volume, journal: &mut Journal, names: &UserD
         if verify {
             // The original as the copy described it (no second read), or, after a
             // kill, as a walk reads it; either is the original's as long as its
-            // fingerprint is still the one taken before the copy.
+            // fingerprint is still the one taken before the copy. That is checked
+            // here for a file that becomes a link; a bind mount's check comes once
+            // it is mounted (and undoes it), so the tree is not walked twice.
             let original = (&target_parent, OsStr::new(name));
             let mut differences = tree::verify(original, (&source_parent, OsStr::new(&temp)), described.take())?;
-            if differences.is_empty() && tree::fingerprint(&target_parent, OsStr::new(name))? != journal.fingerprint {
+            if differences.is_empty()
+                && journal.how == How::Symlink
+                && tree::fingerprint(&target_parent, OsStr::new(name))? != journal.fingerprint
+            {
                 differences.push("the original changed during the copy".into());
             }
             if !differences.is_empty() {

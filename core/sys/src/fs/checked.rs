@@ -173,11 +173,12 @@ impl Checked {
 /// How much is read at a time when two files are compared.
 const COMPARE_CHUNK: usize = 64 << 10;
 
-/// How much file data is copied at a time.
-const COPY_CHUNK: usize = 1 << 20;
+/// How much file data is copied at a time: small enough that a piece and its read
+/// back stay in a core's cache.
+const COPY_CHUNK: usize = 256 << 10;
 
 /// `pread` until `buffer` is full or the file ends; the bytes read.
-fn read_full(file: &File, buffer: &mut [u8], offset: u64) -> rustix::io::Result<usize> {
+fn read_full(file: &impl AsFd, buffer: &mut [u8], offset: u64) -> rustix::io::Result<usize> {
     let mut done = 0;
     while done < buffer.len() {
         match rustix::io::pread(file, &mut buffer[done..], offset + done as u64) {
@@ -197,10 +198,10 @@ fn read_full(file: &File, buffer: &mut [u8], offset: u64) -> rustix::io::Result<
 pub fn copy_data(source: &impl AsFd, source_path: &Path, dest: &impl AsFd, dest_path: &Path) -> Result<u64> {
     let size = u64::try_from(rustix::fs::fstat(source).map_err(wrap("stat", source_path))?.st_size).unwrap_or(0);
     let from = DataSource { file: source.as_fd(), path: source_path, size, dense: false };
-    copy_data_hashed(&from, dest, dest_path, None, &mut Vec::new())
+    copy_data_checked(&from, dest, dest_path, false, &mut Vec::new())
 }
 
-/// The source of [`copy_data_hashed`]: its size when it was opened (the caller's
+/// The source of [`copy_data_checked`]: its size when it was opened (the caller's
 /// `fstat`), and whether it is known to have no holes (as many bytes allocated as it
 /// is long), so that looking for them can be skipped.
 pub(super) struct DataSource<'a> {
@@ -210,24 +211,34 @@ pub(super) struct DataSource<'a> {
     pub dense: bool,
 }
 
-/// [`copy_data`], feeding `hasher` (when given) the source's contents as they are
-/// read: the extents copied from the bytes as they were written, and what lies between
-/// them (holes, by `SEEK_HOLE`) read from the source too, not taken to be zeros, so
-/// that a hole reported where data is makes the hash differ from the copy's. The
-/// source need not be read again to be compared with the copy. `buffer` is the
+/// [`copy_data`]; with `check`, `dest` (opened for reading too) is verified as it is
+/// made: each piece is read back as soon as it is written and compared with the bytes
+/// read from the source, while both are still in the processor's cache (reading the
+/// copy again later costs a second pass over memory and a hash on each side), and
+/// what lies between the extents (holes, by `SEEK_HOLE`) is read on both sides and
+/// compared, not taken to be zeros, so that a hole reported where the source has data
+/// fails the copy. A copy that reads back otherwise is an error. `buffer` is the
 /// caller's to reuse from one file to the next (a tree's files are mostly small:
 /// zeroing a new buffer for each would cost about as much as copying it).
-pub(super) fn copy_data_hashed(
+pub(super) fn copy_data_checked(
     source: &DataSource<'_>,
     dest: &impl AsFd,
     dest_path: &Path,
-    mut hasher: Option<&mut blake3::Hasher>,
+    check: bool,
     buffer: &mut Vec<u8>,
 ) -> Result<u64> {
     let (size, source_path) = (source.size, source.path);
-    let wanted = usize::try_from(size).unwrap_or(COPY_CHUNK).min(COPY_CHUNK);
+    let chunk = usize::try_from(size).unwrap_or(COPY_CHUNK).clamp(1, COPY_CHUNK);
+    let wanted = if check { 2 * chunk } else { chunk };
     if buffer.len() < wanted {
         buffer.resize(wanted, 0);
+    }
+    let (data, back) = buffer.split_at_mut(chunk);
+    // Holes are compared where they are met: the copy must be as long as the source
+    // by then.
+    let sized_first = check && !source.dense && size > 0;
+    if sized_first {
+        rustix::fs::ftruncate(dest, size).map_err(wrap("set size of", dest_path))?;
     }
     let mut written = 0u64;
     let mut offset = 0u64;
@@ -248,25 +259,28 @@ pub(super) fn copy_data_hashed(
                 .min(size);
             (start, end)
         };
-        if let Some(hasher) = hasher.as_deref_mut() {
-            hash_range(&source.file, source_path, hasher, buffer, offset, start)?;
+        if check {
+            compare_range((source, data), (dest, dest_path, back), offset, start)?;
         }
         let mut at = start;
         while at < end {
-            let want = usize::try_from(end - at).unwrap_or(COPY_CHUNK).min(COPY_CHUNK);
-            let read = rustix::io::pread(source.file, &mut buffer[..want], at).map_err(wrap("read", source_path))?;
+            let want = usize::try_from(end - at).unwrap_or(chunk).min(chunk);
+            let read = rustix::io::pread(source.file, &mut data[..want], at).map_err(wrap("read", source_path))?;
             if read == 0 {
                 // The file shrank meanwhile: what is left is a hole.
                 offset = at;
                 break 'extents;
             }
-            if let Some(hasher) = hasher.as_deref_mut() {
-                hasher.update(&buffer[..read]);
-            }
             let mut done = 0;
             while done < read {
-                done += rustix::io::pwrite(dest, &buffer[done..read], at + done as u64)
-                    .map_err(wrap("write", dest_path))?;
+                done +=
+                    rustix::io::pwrite(dest, &data[done..read], at + done as u64).map_err(wrap("write", dest_path))?;
+            }
+            if check {
+                let back = &mut back[..read];
+                if read_full(dest, back, at).map_err(wrap("read back", dest_path))? != read || *back != data[..read] {
+                    return Err(misread(dest_path));
+                }
             }
             at += read as u64;
             written += read as u64;
@@ -274,35 +288,46 @@ pub(super) fn copy_data_hashed(
         }
         offset = end;
     }
-    if let Some(hasher) = hasher {
-        // What follows the last extent copied, up to the size set.
-        hash_range(&source.file, source_path, hasher, buffer, offset, size)?;
-    }
     // `dest` was empty: it is as long as what was written, unless holes end the file.
-    if copied_to < size {
+    if copied_to < size && !sized_first {
         rustix::fs::ftruncate(dest, size).map_err(wrap("set size of", dest_path))?;
+    }
+    if check {
+        // What follows the last extent copied, up to the size set.
+        compare_range((source, data), (dest, dest_path, back), offset, size)?;
     }
     Ok(written)
 }
 
-/// Feeds `hasher` the bytes of `source` from `start` to `end` (a hole, read as the
-/// kernel gives it), through `buffer`; fewer if the file ends first.
-fn hash_range(
-    source: &impl AsFd,
-    source_path: &Path,
-    hasher: &mut blake3::Hasher,
-    buffer: &mut [u8],
+/// Compares the bytes of `source` from `start` to `end` (a hole, read as the kernel
+/// gives it) with the same range of `dest`, through the two buffers; up to where the
+/// source ends, if it shrank.
+fn compare_range(
+    (source, data): (&DataSource<'_>, &mut [u8]),
+    (dest, dest_path, back): (&impl AsFd, &Path, &mut [u8]),
     mut start: u64,
     end: u64,
 ) -> Result<()> {
-    while start < end && !buffer.is_empty() {
-        let want = usize::try_from(end - start).unwrap_or(buffer.len()).min(buffer.len());
-        let read = rustix::io::pread(source, &mut buffer[..want], start).map_err(wrap("read", source_path))?;
+    while start < end && !data.is_empty() {
+        let want = usize::try_from(end - start).unwrap_or(data.len()).min(data.len());
+        let read = read_full(&source.file, &mut data[..want], start).map_err(wrap("read", source.path))?;
         if read == 0 {
             break;
         }
-        hasher.update(&buffer[..read]);
+        let back = &mut back[..read];
+        if read_full(dest, back, start).map_err(wrap("read back", dest_path))? != read || *back != data[..read] {
+            return Err(misread(dest_path));
+        }
         start += read as u64;
     }
     Ok(())
+}
+
+/// A copy whose data reads back otherwise than it was written.
+fn misread(dest_path: &Path) -> super::FsError {
+    super::FsError {
+        op: "verify",
+        path: dest_path.to_path_buf(),
+        source: io::Error::other("the copy reads back other bytes than were written to it"),
+    }
 }

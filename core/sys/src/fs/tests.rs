@@ -232,14 +232,18 @@ fn a_described_copy_describes_the_original_as_a_full_walk_does() {
     // The sparse file's data is one page (or block) of its 8 MiB.
     assert!((300_006..400_000).contains(&stats.bytes), "data written, holes left out: {}", stats.bytes);
     assert_eq!(tree::fingerprint(&dir, name).unwrap(), before, "copying changed the original's fingerprint");
-    assert_eq!(described, tree::describe(&dir, name).unwrap(), "as a full walk of the original");
-    assert_eq!(described, tree::describe(&dir, copy).unwrap(), "and of the copy");
+    let metadata = |top| tree::describe_with(&dir, top, tree::Detail::Metadata).unwrap();
+    assert_eq!(described, metadata(name), "as a walk of the original's metadata");
+    assert_eq!(described, metadata(copy), "and of the copy's");
+    assert_ne!(described, tree::describe(&dir, name).unwrap(), "a walk of everything is another digest");
     assert!(tree::compare(&tree::walk(&dir, name, true).unwrap(), &tree::walk(&dir, copy, true).unwrap()).is_empty());
     assert_eq!(tree::verify((&dir, name), (&dir, copy), Some(described)).unwrap(), Vec::<String>::new());
 }
 
 /// A copy that differs from its original in one byte (same size, same times) fails
-/// verification, which names the file; with the copy's description and without it.
+/// verification, which names the file, when both are read. With the copy's
+/// description, the data was checked as it was copied (see the next test) and is not
+/// read again: only another size or time is seen.
 #[test]
 fn verify_names_the_file_whose_contents_differ() {
     let scratch = tempfile::tempdir().unwrap();
@@ -256,10 +260,51 @@ fn verify_names_the_file_whose_contents_differ() {
     let file = std::fs::File::options().write(true).open(&changed).unwrap();
     std::os::unix::fs::FileExt::write_at(&file, b"X", 1000).unwrap();
     file.set_modified(mtime).unwrap();
-    for description in [Some(described), None] {
-        let differences = tree::verify((&dir, name), (&dir, copy), description).unwrap();
-        assert_eq!(differences.len(), 1, "{differences:?}");
-        assert!(differences[0].starts_with("sub/file31: differs"), "{differences:?}");
+    let differences = tree::verify((&dir, name), (&dir, copy), None).unwrap();
+    assert_eq!(differences.len(), 1, "{differences:?}");
+    assert!(differences[0].starts_with("sub/file31: differs"), "{differences:?}");
+    assert_eq!(tree::verify((&dir, name), (&dir, copy), Some(described)).unwrap(), Vec::<String>::new());
+    file.set_len(1).unwrap();
+    file.set_modified(mtime).unwrap();
+    let differences = tree::verify((&dir, name), (&dir, copy), Some(described)).unwrap();
+    assert!(differences.len() == 1 && differences[0].starts_with("sub/file31: differs"), "{differences:?}");
+}
+
+/// A checked copy reads each piece back as it writes it: a write that lands elsewhere
+/// (here, `pwrite` on a file opened `O_APPEND` that holds a byte already appends,
+/// whatever the offset) fails
+/// the copy, which an unchecked copy does not notice. Holes are compared too.
+#[test]
+fn a_checked_copy_notices_data_that_reads_back_otherwise() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (source_path, dest_path) = (scratch.path().join("source"), scratch.path().join("dest"));
+    let contents: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let source = std::fs::File::create(&source_path).unwrap();
+    std::os::unix::fs::FileExt::write_at(&source, &contents, 1 << 20).unwrap();
+    let source = std::fs::File::open(&source_path).unwrap();
+    let size = source.metadata().unwrap().len();
+    for (check, dense) in [(false, false), (true, false), (true, true)] {
+        // One byte there already: every piece lands one byte late, or more.
+        std::fs::write(&dest_path, "x").unwrap();
+        let appending = std::fs::File::options().read(true).append(true).open(&dest_path).unwrap();
+        let from = checked::DataSource { file: source.as_fd(), path: &source_path, size, dense };
+        let copied = checked::copy_data_checked(&from, &appending, &dest_path, check, &mut Vec::new());
+        if check {
+            let error = copied.unwrap_err().to_string();
+            assert!(error.contains("reads back other bytes"), "{error}");
+        } else {
+            copied.unwrap();
+        }
+        std::fs::write(&dest_path, "").unwrap();
+        let right = std::fs::File::options().read(true).write(true).open(&dest_path).unwrap();
+        assert_eq!(
+            checked::copy_data_checked(&from, &right, &dest_path, check, &mut Vec::new()).unwrap(),
+            if dense { size } else { 300_000 }
+        );
+        let copy = std::fs::read(&dest_path).unwrap();
+        assert!(
+            copy.len() as u64 == size && copy[1 << 20..] == contents[..] && copy[..1 << 20].iter().all(|b| *b == 0)
+        );
     }
 }
 
@@ -285,4 +330,30 @@ fn a_fingerprint_notices_what_size_and_times_hide() {
     std::fs::remove_file(top.join("link")).unwrap();
     std::os::unix::fs::symlink("bbbb", top.join("link")).unwrap();
     assert_ne!(tree::fingerprint(&dir, name).unwrap(), rewritten, "a symlink replaced");
+}
+
+/// Clearing a directory removes everything below it, shared among threads: entries
+/// of every kind, read-only directories, and a tree with a single top (which is
+/// entered, so that its entries are shared too); the directory itself stays.
+#[test]
+fn clearing_a_directory_removes_everything_below_it() {
+    let scratch = tempfile::tempdir().unwrap();
+    for (top, single) in [("many", false), ("one", true)] {
+        let base = if single { scratch.path().join(top).join("data") } else { scratch.path().join(top) };
+        for i in 0..40 {
+            let dir = base.join(format!("d{i}/sub"));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("file"), "x").unwrap();
+            std::os::unix::fs::symlink("/etc/passwd", dir.join("link")).unwrap();
+            if i % 7 == 0 {
+                std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o500)).unwrap();
+            }
+        }
+        std::fs::write(base.join("plain"), "y").unwrap();
+        let dir = Dir::open_root(&scratch.path().join(top)).unwrap();
+        tree::clear_dir(&dir).unwrap();
+        let left: Vec<_> = std::fs::read_dir(scratch.path().join(top)).unwrap().collect();
+        assert!(left.is_empty(), "{top}: {left:?}");
+    }
+    assert!(std::fs::read_to_string("/etc/passwd").is_ok_and(|text| !text.is_empty()), "a link's target is kept");
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, Mode, OFlags, Statx};
 
 use super::data::{Copied, Job, Made, Pipeline};
-use super::{CopyStats, Digest, Dir, Node, NodeKind, Result, TreeError, XattrTarget, Xattrs, wrap};
+use super::{CopyStats, Detail, Digest, Dir, Node, NodeKind, Result, TreeError, XattrTarget, Xattrs, wrap};
 use super::{dir_of, list_xattrs, open_at, open_directory, open_file, perm, proc_path, set_xattrs, stat, timestamps};
 
 /// A directory whose owner, mode, attributes and times are applied once the whole
@@ -37,8 +37,9 @@ struct Copier<'a> {
     directories: Vec<PendingDir>,
     mount_id: u64,
     stats: CopyStats,
-    /// Whether the source is described as [`walk`](super::walk) would describe it, on
-    /// the way ([`copy_described`]).
+    /// Whether the source is described as a walk of its metadata would describe it,
+    /// on the way, and each file's data read back and compared as it is written
+    /// ([`copy_described`]).
     describes: bool,
 }
 
@@ -79,18 +80,20 @@ pub fn copy(source: &Dir, name: &OsStr, dest: &Dir, dest_name: &OsStr) -> Result
     copy_with(source, name, dest, dest_name, NestedMounts::Refuse, Durable::EachEntry)
 }
 
-/// [`copy`], which also describes the source as [`describe`](super::describe) would,
-/// from the same `statx` and descriptors the copy used and the bytes it copied
-/// (hashed on the way), so that the original need not be read again to be compared
-/// with the copy ([`verify`](super::verify)). The description is the original's as
-/// long as the original did not change meanwhile: a caller holds it to that with a
+/// [`copy`], which also verifies the data and describes the rest: each file's data is
+/// read back as it is written and compared with what was read from the source (a
+/// difference is an error), and the source is described as a walk of everything but
+/// the files' contents would describe it, from the same `statx` and descriptors the
+/// copy used, so that [`verify`](super::verify) need read neither tree's data again
+/// to compare the copy with it. The description is the original's as long as the
+/// original did not change meanwhile: a caller holds it to that with a
 /// [`fingerprint`](super::fingerprint) taken before the copy and one after.
 pub fn copy_described(source: &Dir, name: &OsStr, dest: &Dir, dest_name: &OsStr) -> Result<(CopyStats, Digest)> {
     let mut digest = Digest::hasher();
     let how = (NestedMounts::Refuse, Durable::EachEntry);
     let stats =
         copy_inner((source, name), (dest, dest_name), how, Some(&mut |node: Node| node.hash_into(&mut digest)))?;
-    Ok((stats, Digest::of(&digest)))
+    Ok((stats, Digest::of(&digest, Detail::Metadata)))
 }
 
 /// [`copy`], with what to do with directories another file system is mounted on, and
@@ -284,12 +287,13 @@ impl Copier<'_> {
 
     /// A regular file, opened on both sides: returns the source's extended
     /// attributes, and the job that copies the rest (data extent by extent, holes
-    /// left as holes; owner, mode, attributes, fsync, times: [`Job::Copy`]), hashing
-    /// the contents when the copy describes.
+    /// left as holes; owner, mode, attributes, fsync, times: [`Job::Copy`]), the data
+    /// read back and compared as it is written when the copy describes.
     fn file(&self, from: &Dir, name: &OsStr, to: &Dir, to_name: &OsStr, st: &Statx) -> Result<(Xattrs, Job)> {
         let shown = from.path().join(name);
         let (source, size, dense) = open_file(from, name, st, from.path())?;
-        let dest = open_at(to, to_name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL, 0o600, to.path())?;
+        let access = if self.describes { OFlags::RDWR } else { OFlags::WRONLY };
+        let dest = open_at(to, to_name, access | OFlags::CREATE | OFlags::EXCL, 0o600, to.path())?;
         let xattrs = list_xattrs(&XattrTarget::Fd(source.as_fd()), &shown)?;
         let made = Made {
             file: dest,
@@ -300,7 +304,7 @@ impl Copier<'_> {
             times: timestamps(st),
         };
         let from = Copied { file: source, size, dense, shown };
-        let job = Job::Copy { from, to: made, hash: self.describes, sync: self.durable == Durable::EachEntry };
+        let job = Job::Copy { from, to: made, check: self.describes, sync: self.durable == Durable::EachEntry };
         Ok((xattrs, job))
     }
 }

@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 
 use rustix::fs::{Mode, Timestamps};
 
-use super::super::checked::{DataSource, copy_data_hashed};
+use super::super::checked::{DataSource, copy_data_checked};
 use super::{Node, Result, TreeError, XattrTarget, Xattrs, set_xattrs, wrap};
 
 /// Jobs given to a worker but not yet taken by it.
@@ -39,11 +39,11 @@ const NODES_AHEAD: usize = 256;
 pub(super) enum Job {
     /// The blake3 of an open file's contents.
     Hash { file: OwnedFd, shown: PathBuf },
-    /// A regular file copied into a new one: data extent by extent (hashed when
-    /// `hash`), then the owner, the mode (after the owner, which drops set-id bits),
+    /// A regular file copied into a new one: data extent by extent (read back and
+    /// compared as it is written when `check`), then the owner, the mode (after the owner, which drops set-id bits),
     /// the extended attributes (after both: writing and `chown` drop
     /// `security.capability`), the times (after every write), and fsync when `sync`.
-    Copy { from: Copied, to: Made, hash: bool, sync: bool },
+    Copy { from: Copied, to: Made, check: bool, sync: bool },
 }
 
 /// The source of a copy: an open file, its size as opened, whether it has no holes
@@ -55,7 +55,8 @@ pub(super) struct Copied {
     pub shown: PathBuf,
 }
 
-/// The new file of a copy and what it is given.
+/// The new file of a copy (opened for reading too when the copy is checked) and
+/// what it is given.
 pub(super) struct Made {
     pub file: OwnedFd,
     pub shown: PathBuf,
@@ -65,7 +66,7 @@ pub(super) struct Made {
     pub times: Timestamps,
 }
 
-/// What a job did: the bytes of data it wrote, and the contents' blake3 if asked.
+/// What a job did: the bytes of data it wrote, or the contents' blake3.
 #[derive(Clone, Copy)]
 struct Done {
     bytes: u64,
@@ -85,11 +86,10 @@ impl Job {
                 })?;
                 Ok(Done { bytes: 0, content: Some(*hasher.finalize().as_bytes()) })
             }
-            Job::Copy { from, to, hash, sync } => {
-                let mut hasher = hash.then(blake3::Hasher::new);
+            Job::Copy { from, to, check, sync } => {
                 let source =
                     DataSource { file: from.file.as_fd(), path: &from.shown, size: from.size, dense: from.dense };
-                let bytes = copy_data_hashed(&source, &to.file, &to.shown, hasher.as_mut(), buffer)?;
+                let bytes = copy_data_checked(&source, &to.file, &to.shown, check, buffer)?;
                 let (uid, gid) = (rustix::fs::Uid::from_raw(to.owner.0), rustix::fs::Gid::from_raw(to.owner.1));
                 rustix::fs::fchown(&to.file, Some(uid), Some(gid)).map_err(wrap("set owner of", &to.shown))?;
                 rustix::fs::fchmod(&to.file, Mode::from_raw_mode(to.mode)).map_err(wrap("set mode of", &to.shown))?;
@@ -98,7 +98,7 @@ impl Job {
                 if sync {
                     rustix::fs::fsync(&to.file).map_err(wrap("fsync", &to.shown))?;
                 }
-                Ok(Done { bytes, content: hasher.map(|h| *h.finalize().as_bytes()) })
+                Ok(Done { bytes, content: None })
             }
         }
     }
@@ -202,9 +202,9 @@ impl<'v> Pipeline<'v> {
     /// A node that `job` completes: its contents' hash, when the job makes one.
     pub(super) fn node_with(&mut self, node: Option<Node>, job: Job) -> Result<()> {
         if self.workers.is_none() {
-            let processors = std::thread::available_parallelism().map_or(1, usize::from);
-            if processors > 1 {
-                self.workers = Some(Workers::start(processors.min(MOST_WORKERS))?);
+            let threads = threads();
+            if threads > 1 {
+                self.workers = Some(Workers::start(threads)?);
             }
         }
         let place = self.front + self.held.len() as Place;
@@ -294,7 +294,13 @@ impl Drop for Pipeline<'_> {
     }
 }
 
-fn stopped() -> TreeError {
+/// How many threads share work that every core can do at once: one per processor, at
+/// most [`MOST_WORKERS`].
+pub(super) fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from).min(MOST_WORKERS)
+}
+
+pub(super) fn stopped() -> TreeError {
     TreeError::Io {
         op: "finish",
         path: "file contents".into(),

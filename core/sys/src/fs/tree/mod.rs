@@ -54,6 +54,7 @@ mod walk;
 
 pub use copy::{Durable, NestedMounts, copy, copy_described, copy_with};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Statx, StatxFlags, Timespec, Timestamps};
+pub(crate) use walk::{Detail, describe_with};
 pub use walk::{describe, fingerprint, walk};
 
 /// Stay below the directory, and follow no symlink on the way (as `core::fs` does).
@@ -375,14 +376,15 @@ pub fn compare(expected: &[Node], found: &[Node]) -> Vec<String> {
 /// Whether the tree at `copy` is a faithful copy of the one at `original`: the
 /// differences, as [`compare`] says them (empty when faithful). `described` is the
 /// original's digest as [`copy_described`] made it while copying, if the caller has
-/// it; otherwise the original is read again. Both trees are read whole only when the
-/// digests differ, to say where.
+/// it: of everything but the files' contents, which that copy compared as it wrote
+/// them, so the copy's are not read again either. Without it, both trees are read
+/// whole. They are read whole (again) only when the digests differ, to say where.
 pub fn verify(original: (&Dir, &OsStr), copy: (&Dir, &OsStr), described: Option<Digest>) -> Result<Vec<String>> {
     let expected = match described {
         Some(digest) => digest,
         None => describe(original.0, original.1)?,
     };
-    if describe(copy.0, copy.1)? == expected {
+    if describe_with(copy.0, copy.1, expected.detail)? == expected {
         return Ok(Vec::new());
     }
     let differences = compare(&walk(original.0, original.1, true)?, &walk(copy.0, copy.1, true)?);
@@ -397,19 +399,22 @@ pub fn verify(original: (&Dir, &OsStr), copy: (&Dir, &OsStr), described: Option<
 /// change time (no real extended attribute's name starts with a NUL).
 const CHANGE: &str = "\0change";
 
-/// A blake3 of a whole [`walk`] with contents, node by node in the walk's order:
-/// two trees with the same digest have the same walk. It lets a copy be checked
-/// against its original without either description held in memory.
+/// A blake3 of a whole walk, node by node in the walk's order, and how much the walk
+/// read of each: two trees with the same digest have the same walk. It lets a copy be
+/// checked against its original without either description held in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Digest([u8; 32]);
+pub struct Digest {
+    hash: [u8; 32],
+    detail: Detail,
+}
 
 impl Digest {
     fn hasher() -> blake3::Hasher {
         blake3::Hasher::new()
     }
 
-    fn of(hasher: &blake3::Hasher) -> Digest {
-        Digest(*hasher.finalize().as_bytes())
+    fn of(hasher: &blake3::Hasher, detail: Detail) -> Digest {
+        Digest { hash: *hasher.finalize().as_bytes(), detail }
     }
 }
 
@@ -447,10 +452,39 @@ impl Node {
     }
 }
 
-/// Empties a directory through an open handle (the entries, not the directory).
+/// Empties a directory through an open handle (the entries, not the directory). The
+/// entries are shared in turn among one thread per processor: freeing a large tree
+/// is the kernel's work, file by file, and it scales with the cores. A directory that
+/// holds a single directory is entered, so that a tree with one top (`data/…`) is
+/// shared too. Each thread removes the same entries at every run of the same tree,
+/// as the crash tests need (see `tree::data`).
 pub fn clear_dir(dir: &Dir) -> Result<()> {
-    for (child, _) in dir.entries()? {
-        dir.remove_tree(&child)?;
+    let entries = dir.entries()?;
+    if let [(only, super::Kind::Directory)] = entries.as_slice() {
+        let inner = dir.open_dir(only)?;
+        inner.set_mode(0o700)?;
+        clear_dir(&inner)?;
+        dir.remove_tree(only)?;
+    } else {
+        let threads = data::threads().min(entries.len());
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let share = |first: usize| -> Result<()> {
+            for (child, _) in entries.iter().skip(first).step_by(threads.max(1)) {
+                if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                dir.remove_tree(child).inspect_err(|_| failed.store(true, std::sync::atomic::Ordering::Relaxed))?;
+            }
+            Ok(())
+        };
+        std::thread::scope(|scope| {
+            let others: Vec<_> = (1..threads).map(|first| scope.spawn(move || share(first))).collect();
+            let mine = share(0);
+            others
+                .into_iter()
+                .map(|other| other.join().unwrap_or_else(|_| Err(data::stopped())))
+                .fold(mine, Result::and)
+        })?;
     }
     dir.sync()?;
     Ok(())

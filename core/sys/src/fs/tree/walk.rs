@@ -11,22 +11,41 @@ use super::data::{Job, Pipeline};
 use super::{Digest, Dir, Node, NodeKind, dir_of, list_xattrs, open_directory, open_file, proc_path, stat, wrap};
 use super::{Result, XattrTarget};
 
+/// How much a walk reads of each entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Detail {
+    /// What `statx` says, with the entry's inode and change time ([`fingerprint`]).
+    Stat,
+    /// And the extended attributes and link targets: everything but the files'
+    /// contents (what [`copy_described`](super::copy_described) describes: its copy
+    /// checks the contents as it writes them).
+    Metadata,
+    /// And the blake3 of each file's contents.
+    Contents,
+}
+
 /// Describes entry `name` of `dir` and everything below it (see the module docs);
 /// with `contents` false, only as `statx` describes each entry (kind, owner, mode,
 /// times, size, inode and change time), reading no file, link or attribute: what
 /// [`fingerprint`] hashes.
 pub fn walk(dir: &Dir, name: &OsStr, contents: bool) -> Result<Vec<Node>> {
     let mut nodes = Vec::new();
-    walk_each(dir, name, contents, &mut |node| nodes.push(node))?;
+    let detail = if contents { Detail::Contents } else { Detail::Stat };
+    walk_each(dir, name, detail, &mut |node| nodes.push(node))?;
     Ok(nodes)
 }
 
 /// The [`Digest`] of [`walk`] with contents, made as the walk goes: memory does not
 /// grow with the tree.
 pub fn describe(dir: &Dir, name: &OsStr) -> Result<Digest> {
+    describe_with(dir, name, Detail::Contents)
+}
+
+/// The [`Digest`] of a walk in `detail`.
+pub(crate) fn describe_with(dir: &Dir, name: &OsStr, detail: Detail) -> Result<Digest> {
     let mut digest = Digest::hasher();
-    walk_each(dir, name, true, &mut |node| node.hash_into(&mut digest))?;
-    Ok(Digest::of(&digest))
+    walk_each(dir, name, detail, &mut |node| node.hash_into(&mut digest))?;
+    Ok(Digest::of(&digest, detail))
 }
 
 /// A hex blake3 over what [`walk`] without contents sees (one `statx` an entry, and a
@@ -34,22 +53,21 @@ pub fn describe(dir: &Dir, name: &OsStr) -> Result<Digest> {
 pub fn fingerprint(dir: &Dir, name: &OsStr) -> Result<String> {
     // Hashed as the walk goes: memory does not grow with the tree.
     let mut hasher = blake3::Hasher::new();
-    walk_each(dir, name, false, &mut |node| {
-        hasher.update(format!("{node:?}\n").as_bytes());
-    })?;
+    walk_each(dir, name, Detail::Stat, &mut |node| node.hash_into(&mut hasher))?;
     Ok(hasher.finalize().to_hex().to_string())
 }
 
-/// [`walk`], handing each node to `visit` in turn instead of holding them all.
-fn walk_each(dir: &Dir, name: &OsStr, contents: bool, visit: &mut dyn FnMut(Node)) -> Result<()> {
+/// [`walk`] in `detail`, handing each node to `visit` in turn instead of holding them
+/// all.
+fn walk_each(dir: &Dir, name: &OsStr, detail: Detail, visit: &mut dyn FnMut(Node)) -> Result<()> {
     let top = stat(dir, name, dir.path())?;
-    let mut walker = Walker { contents, nodes: Pipeline::new(visit), inodes: HashMap::new(), mount_id: top.stx_mnt_id };
+    let mut walker = Walker { detail, nodes: Pipeline::new(visit), inodes: HashMap::new(), mount_id: top.stx_mnt_id };
     walker.node(dir, name, OsStr::new(""), &top)?;
     walker.nodes.finish().map(drop)
 }
 
 struct Walker<'a> {
-    contents: bool,
+    detail: Detail,
     /// Where the nodes go, in order; files' contents hashed by its worker.
     nodes: Pipeline<'a>,
     inodes: HashMap<(u32, u32, u64), OsString>,
@@ -68,7 +86,7 @@ impl Walker<'_> {
         match node.kind {
             NodeKind::Directory => {
                 let fd = open_directory(dir, name, dir.path())?;
-                if self.contents {
+                if self.detail >= Detail::Metadata {
                     node.xattrs = list_xattrs(&XattrTarget::Fd(fd.as_fd()), &shown)?;
                 }
                 children = Some(dir_of(&fd, &shown)?);
@@ -82,28 +100,40 @@ impl Walker<'_> {
                         self.inodes.insert(key, rel.to_os_string());
                     }
                 }
-                if self.contents {
-                    let (fd, _, _) = open_file(dir, name, st, dir.path())?;
-                    node.xattrs = list_xattrs(&XattrTarget::Fd(fd.as_fd()), &shown)?;
-                    if node.same_inode_as.is_none() {
-                        hash = Some(Job::Hash { file: fd, shown: shown.clone() });
+                match self.detail {
+                    Detail::Contents => {
+                        let (fd, _, _) = open_file(dir, name, st, dir.path())?;
+                        node.xattrs = list_xattrs(&XattrTarget::Fd(fd.as_fd()), &shown)?;
+                        if node.same_inode_as.is_none() {
+                            hash = Some(Job::Hash { file: fd, shown: shown.clone() });
+                        }
                     }
+                    // Without opening the file: one call instead of an open, an
+                    // `fstat`, the listing and a close (measured: 6% less time).
+                    Detail::Metadata => node.xattrs = list_xattrs(&XattrTarget::Link(proc_path(dir, name)), &shown)?,
+                    Detail::Stat => {}
                 }
             }
-            NodeKind::Symlink if self.contents => {
+            NodeKind::Symlink if self.detail >= Detail::Metadata => {
                 let target = rustix::fs::readlinkat(dir, name, Vec::new()).map_err(wrap("read symlink", &shown))?;
                 node.link_target = Some(OsString::from(OsStr::from_bytes(target.as_bytes())));
                 node.xattrs = list_xattrs(&XattrTarget::Link(proc_path(dir, name)), &shown)?;
             }
-            _ if self.contents => node.xattrs = list_xattrs(&XattrTarget::Link(proc_path(dir, name)), &shown)?,
+            _ if self.detail >= Detail::Metadata => {
+                node.xattrs = list_xattrs(&XattrTarget::Link(proc_path(dir, name)), &shown)?;
+            }
             _ => {}
         }
-        if !self.contents {
+        if self.detail == Detail::Stat {
             // What a fingerprint stands on: a new inode or a changed ctime means
             // someone touched the entry (its data, owner, mode, attributes; a symlink
             // is never changed in place).
-            let change = format!("ino {} ctime {}.{}", st.stx_ino, st.stx_ctime.tv_sec, st.stx_ctime.tv_nsec);
-            node.xattrs.push((OsString::from(super::CHANGE), change.into_bytes()));
+            let change = [
+                &st.stx_ino.to_le_bytes()[..],
+                &st.stx_ctime.tv_sec.to_le_bytes(),
+                &st.stx_ctime.tv_nsec.to_le_bytes(),
+            ];
+            node.xattrs.push((OsString::from(super::CHANGE), change.concat()));
         }
         match hash {
             Some(job) => self.nodes.node_with(Some(node), job)?,
