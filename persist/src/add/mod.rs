@@ -27,8 +27,8 @@
 //!    times, xattrs, hard links, holes, special files) to the fixed temporary name
 //!    `.NAME.blankslate-persist-add` in the volume's copy of PATH's parent (parents
 //!    created with the live parents' owner and mode), fsynced. A fingerprint of the
-//!    live data (one `statx` an entry, [`tree::fingerprint`]) is taken before the
-//!    copy, and the copy describes the live data as it reads it
+//!    live data (one `statx` an entry, [`tree::fingerprint`]) was taken before the
+//!    journal, by the walk that measured the room the copy needs; the copy describes the live data as it reads it
 //!    ([`tree::copy_described`]: a digest of what a walk would say of everything but
 //!    the files' contents), and reads back each piece of data as it writes it,
 //!    comparing it with the bytes read (holes read on both sides too).
@@ -431,7 +431,7 @@ pub fn add(root: &Dir, request: &AddRequest<'_>, after_declared: &mut AfterDecla
     // the volume has room for the copy.
     edit::check_writable(&declaration_file, &edited)?;
     let (parent, name) = split(path);
-    check_room(&root.open_dir_or_self(parent)?, name, &volume.dir, &mount, path)?;
+    let fingerprint = check_room(&root.open_dir_or_self(parent)?, name, &volume.dir, &mount, path)?;
 
     let mut journal = Journal {
         operation: Operation::Add,
@@ -443,7 +443,7 @@ pub fn add(root: &Dir, request: &AddRequest<'_>, after_declared: &mut AfterDecla
         declaration: declaration_file,
         owner: (uid, gid, mode.bits()),
         boot_id: blankslate_sys::boot_id(),
-        fingerprint: String::new(),
+        fingerprint,
         copy_back: false,
         purge: false,
         step: Step::Started,
@@ -566,7 +566,8 @@ fn forward_add(root: &Dir, volume: &Volume, journal: &mut Journal, names: &UserD
         if source_parent.meta(&temp).is_ok() {
             source_parent.remove_tree(&temp)?;
         }
-        journal.fingerprint = tree::fingerprint(&target_parent, OsStr::new(name))?;
+        // The fingerprint is the one the preflight took: an add is copied only by
+        // the run that started it (recovery undoes one killed before it was copied).
         let (copied, digest) =
             tree::copy_described(&target_parent, OsStr::new(name), &source_parent, OsStr::new(&temp))?;
         (stats, described) = (copied, Some(digest));

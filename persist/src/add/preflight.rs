@@ -1,9 +1,11 @@
 //! What `persist add` checks before anything is written: the live path and the
 //! volume's entry, and room in the volume (see [`super`]).
 
+use rustix::fs::Statx;
+
 use super::{
-    AddRequest, AtFlags, Dir, EntryKind, FsError, How, Kind, OsStr, Result, StatxFlags, Volume, decl, mount_id,
-    own_mount_id, refused, split,
+    AddRequest, Dir, EntryKind, FsError, How, Kind, OsStr, Result, Volume, decl, mount_id, own_mount_id, refused,
+    split, tree,
 };
 
 /// Room a copy of `name` (in `parent`) takes in a volume, as the faithful copy makes
@@ -23,37 +25,26 @@ const BLOCK: u64 = 4096;
 const ROOM_MARGIN: u64 = 1 << 20;
 
 impl Footprint {
-    fn add(&mut self, dir: &Dir, name: &OsStr) -> Result<()> {
-        let flags = StatxFlags::TYPE | StatxFlags::BLOCKS | StatxFlags::INO | StatxFlags::NLINK;
-        let st = rustix::fs::statx(dir, name, AtFlags::SYMLINK_NOFOLLOW, flags).map_err(|e| FsError {
-            op: "stat",
-            path: dir.path().join(name),
-            source: e.into(),
-        })?;
+    /// Counts one entry of the tree, as its `statx` describes it.
+    fn count(&mut self, st: &Statx) {
         self.entries += 1;
         match rustix::fs::FileType::from_raw_mode(u32::from(st.stx_mode)) {
-            rustix::fs::FileType::Directory => {
-                self.bytes += BLOCK;
-                let child = dir.open_dir(name)?;
-                for (entry, _) in child.entries()? {
-                    self.add(&child, &entry)?;
-                }
-            }
+            rustix::fs::FileType::Directory => self.bytes += BLOCK,
             rustix::fs::FileType::RegularFile
                 if st.stx_nlink > 1 && !self.linked.insert((st.stx_dev_major, st.stx_dev_minor, st.stx_ino)) => {}
             _ => self.bytes += st.stx_blocks * 512,
         }
-        Ok(())
     }
 }
 
 /// Refuses, before anything is written, a copy of `name` (in the live `parent`) that
 /// the volume has no room for: its [`Footprint`] and a margin against the space and
 /// inodes left to unprivileged users (the file system's reserve stays for root's
-/// daemons).
-pub(super) fn check_room(parent: &Dir, name: &str, volume: &Dir, mount: &str, path: &str) -> Result<()> {
+/// daemons). Returns the tree's [`tree::fingerprint`], taken by the same walk: the
+/// one the copy is held to (a tree holding another mount is refused here too).
+pub(super) fn check_room(parent: &Dir, name: &str, volume: &Dir, mount: &str, path: &str) -> Result<String> {
     let mut footprint = Footprint::default();
-    footprint.add(parent, OsStr::new(name))?;
+    let fingerprint = tree::fingerprint_with(parent, OsStr::new(name), &mut |st| footprint.count(st))?;
     let needed = footprint.bytes + footprint.bytes / 32 + ROOM_MARGIN;
     let stat = rustix::fs::fstatvfs(volume).map_err(|e| FsError {
         op: "read the free space of",
@@ -82,7 +73,7 @@ pub(super) fn check_room(parent: &Dir, name: &str, volume: &Dir, mount: &str, pa
             ),
         ));
     }
-    Ok(())
+    Ok(fingerprint)
 }
 
 /// The checks of the live path and the volume before an add (see the module docs):

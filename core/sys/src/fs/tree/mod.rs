@@ -55,7 +55,7 @@ mod walk;
 pub use copy::{Durable, NestedMounts, copy, copy_described, copy_with};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Statx, StatxFlags, Timespec, Timestamps};
 pub(crate) use walk::{Detail, describe_with};
-pub use walk::{describe, fingerprint, walk};
+pub use walk::{describe, fingerprint, fingerprint_with, walk};
 
 /// Stay below the directory, and follow no symlink on the way (as `core::fs` does).
 const BENEATH: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS).union(ResolveFlags::NO_MAGICLINKS);

@@ -31,7 +31,7 @@ pub(crate) enum Detail {
 pub fn walk(dir: &Dir, name: &OsStr, contents: bool) -> Result<Vec<Node>> {
     let mut nodes = Vec::new();
     let detail = if contents { Detail::Contents } else { Detail::Stat };
-    walk_each(dir, name, detail, &mut |node| nodes.push(node))?;
+    walk_each(dir, name, detail, &mut |node| nodes.push(node), &mut |_| {})?;
     Ok(nodes)
 }
 
@@ -44,24 +44,37 @@ pub fn describe(dir: &Dir, name: &OsStr) -> Result<Digest> {
 /// The [`Digest`] of a walk in `detail`.
 pub(crate) fn describe_with(dir: &Dir, name: &OsStr, detail: Detail) -> Result<Digest> {
     let mut digest = Digest::hasher();
-    walk_each(dir, name, detail, &mut |node| node.hash_into(&mut digest))?;
+    walk_each(dir, name, detail, &mut |node| node.hash_into(&mut digest), &mut |_| {})?;
     Ok(Digest::of(&digest, detail))
 }
 
 /// A hex blake3 over what [`walk`] without contents sees (one `statx` an entry, and a
 /// directory listed): it changes whenever anything in the tree does.
 pub fn fingerprint(dir: &Dir, name: &OsStr) -> Result<String> {
+    fingerprint_with(dir, name, &mut |_| {})
+}
+
+/// [`fingerprint`], handing each entry's `statx` to `each` on the way, for a caller
+/// that would otherwise walk the tree again to learn the same (the room a copy needs).
+pub fn fingerprint_with(dir: &Dir, name: &OsStr, each: &mut dyn FnMut(&Statx)) -> Result<String> {
     // Hashed as the walk goes: memory does not grow with the tree.
     let mut hasher = blake3::Hasher::new();
-    walk_each(dir, name, Detail::Stat, &mut |node| node.hash_into(&mut hasher))?;
+    walk_each(dir, name, Detail::Stat, &mut |node| node.hash_into(&mut hasher), each)?;
     Ok(hasher.finalize().to_hex().to_string())
 }
 
 /// [`walk`] in `detail`, handing each node to `visit` in turn instead of holding them
-/// all.
-fn walk_each(dir: &Dir, name: &OsStr, detail: Detail, visit: &mut dyn FnMut(Node)) -> Result<()> {
+/// all, and each entry's `statx` to `each`.
+fn walk_each(
+    dir: &Dir,
+    name: &OsStr,
+    detail: Detail,
+    visit: &mut dyn FnMut(Node),
+    each: &mut dyn FnMut(&Statx),
+) -> Result<()> {
     let top = stat(dir, name, dir.path())?;
-    let mut walker = Walker { detail, nodes: Pipeline::new(visit), inodes: HashMap::new(), mount_id: top.stx_mnt_id };
+    let (nodes, inodes, mount_id) = (Pipeline::new(visit), HashMap::new(), top.stx_mnt_id);
+    let mut walker = Walker { detail, nodes, each, inodes, mount_id };
     walker.node(dir, name, OsStr::new(""), &top)?;
     walker.nodes.finish().map(drop)
 }
@@ -70,6 +83,8 @@ struct Walker<'a> {
     detail: Detail,
     /// Where the nodes go, in order; files' contents hashed by its worker.
     nodes: Pipeline<'a>,
+    /// Given each entry's `statx`.
+    each: &'a mut dyn FnMut(&Statx),
     inodes: HashMap<(u32, u32, u64), OsString>,
     mount_id: u64,
 }
@@ -80,6 +95,7 @@ impl Walker<'_> {
         if st.stx_mnt_id != self.mount_id {
             return Err(super::TreeError::MountPoint(shown));
         }
+        (self.each)(st);
         let mut node = Node::of(rel, st);
         let mut children = None;
         let mut hash = None;
