@@ -107,7 +107,7 @@ pub struct Journal {
     pub owner: (u32, u32, u32),
     /// add: the boot the live data was copied in (it cannot outlive it on a tmpfs).
     pub boot_id: String,
-    /// add: [`fs::tree::fingerprint`](blankslate_sys::fs::tree::fingerprint) of the live data when it was copied.
+    /// add: [`fs::tree::fingerprint`](blankslate_sys::fs::tree::fingerprint) of the live data before it was copied (taken by the preflight).
     pub fingerprint: String,
     /// remove: copy the data back into the root.
     #[serde(default)]

@@ -36,12 +36,12 @@
 //!    with that description: kind, owner, mode, mtime, size, link targets, device
 //!    numbers, xattrs, hard-link structure (where they differ, both are walked again
 //!    to name the paths). Each file's data was verified as it was copied: read back
-//!    and compared with the bytes read from the live file. A run that resumes here
-//!    after a kill has no description: it walks and reads both trees whole, the
-//!    blake3 of every file included. The live data's fingerprint must not have
-//!    changed since before the copy, so that the description is the live data's:
-//!    checked here for a file that becomes a link, after the mount for a bind mount
-//!    (step 5). Then the declared owner and mode are set on the copy.
+//!    and compared with the bytes read from the live file (a live file that shrank,
+//!    or has data where it had a hole, fails the copy). The live data's fingerprint
+//!    must not have changed since before the copy, so that the description is the
+//!    live data's. Then the declared owner and mode are set on the copy. (Only the
+//!    run that copied verifies: recovery undoes an add killed before `verified` on
+//!    the same boot, and after a reboot finishes it unverified, the original gone.)
 //! 4. `placed` — the copy is renamed into place (`rename` without replace) and the
 //!    directory fsynced.
 //! 5. `mounted` — the volume path is bind-mounted over the live path (a file with
@@ -556,8 +556,8 @@ fn forward_add(root: &Dir, volume: &Volume, journal: &mut Journal, names: &UserD
     let (parent, name) = split(&path);
     let temp = temp_add(name);
     let mut stats = CopyStats::default();
-    // The original's digest as the copy described it; none when the copy was made by
-    // a run that was killed (then the original is read again to be compared).
+    // The original's digest as the copy described it; none when another run copied,
+    // and then nothing is verified here (see the module docs).
     let mut described = None;
     let same_boot = journal.same_boot();
     let target_parent = live_parent(root, parent)?;
@@ -576,17 +576,14 @@ fn forward_add(root: &Dir, volume: &Volume, journal: &mut Journal, names: &UserD
     }
     if journal.step < Step::Verified {
         if verify {
-            // The original as the copy described it (no second read), or, after a
-            // kill, as a walk reads it; either is the original's as long as its
-            // fingerprint is still the one taken before the copy. That is checked
-            // here for a file that becomes a link; a bind mount's check comes once
-            // it is mounted (and undoes it), so the tree is not walked twice.
+            // The original as the copy described it (no second read), which is the
+            // original's as long as its fingerprint is still the one taken before the
+            // copy. Checked here, before anything is shown, so that a tree written
+            // during the copy fails cleanly; the check after the mount only covers
+            // the moment between.
             let original = (&target_parent, OsStr::new(name));
             let mut differences = tree::verify(original, (&source_parent, OsStr::new(&temp)), described.take())?;
-            if differences.is_empty()
-                && journal.how == How::Symlink
-                && tree::fingerprint(&target_parent, OsStr::new(name))? != journal.fingerprint
-            {
+            if differences.is_empty() && tree::fingerprint(&target_parent, OsStr::new(name))? != journal.fingerprint {
                 differences.push("the original changed during the copy".into());
             }
             if !differences.is_empty() {
@@ -608,7 +605,17 @@ fn forward_add(root: &Dir, volume: &Volume, journal: &mut Journal, names: &UserD
         journal::advance(&volume.state, journal, Step::Placed)?;
     }
     if journal.step < Step::Mounted {
-        mount_over(&target_parent, name, &source_parent, journal, same_boot)?;
+        match mount_over(&target_parent, name, &source_parent, journal, same_boot) {
+            // A file to become a link changed since it was copied: nothing was linked,
+            // the live file is newer, and the copy goes (as a bind mount's does below).
+            Err(ManageError::Changed { .. }) => {
+                source_parent.remove_tree(name)?;
+                source_parent.sync()?;
+                journal::finish(&volume.state)?;
+                return Err(ManageError::Changed { path });
+            }
+            other => other?,
+        }
         if !is_in_place(journal, &target_parent, name, &source_parent) {
             // Defensive: the mount must show the volume's entry.
             return Err(ManageError::NotShown { path: path.clone() });

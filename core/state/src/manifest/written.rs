@@ -258,7 +258,7 @@ mod tests {
         }
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         for _ in 0..1_000_000 {
-            // xorshift64: bytes of every value, a stop in about one word in three.
+            // xorshift64: bytes of every value; about two words in three hold a stop.
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;

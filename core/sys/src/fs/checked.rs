@@ -173,9 +173,12 @@ impl Checked {
 /// How much is read at a time when two files are compared.
 const COMPARE_CHUNK: usize = 64 << 10;
 
-/// How much file data is copied at a time: small enough that a piece and its read
+/// How much file data is copied at a time.
+const COPY_CHUNK: usize = 1 << 20;
+
+/// How much a checked copy copies at a time: small enough that a piece and its read
 /// back stay in a core's cache.
-const COPY_CHUNK: usize = 256 << 10;
+const CHECKED_CHUNK: usize = 256 << 10;
 
 /// `pread` until `buffer` is full or the file ends; the bytes read.
 fn read_full(file: &impl AsFd, buffer: &mut [u8], offset: u64) -> rustix::io::Result<usize> {
@@ -214,12 +217,14 @@ pub(super) struct DataSource<'a> {
 /// [`copy_data`]; with `check`, `dest` (opened for reading too) is verified as it is
 /// made: each piece is read back as soon as it is written and compared with the bytes
 /// read from the source, while both are still in the processor's cache (reading the
-/// copy again later costs a second pass over memory and a hash on each side), and
-/// what lies between the extents (holes, by `SEEK_HOLE`) is read on both sides and
-/// compared, not taken to be zeros, so that a hole reported where the source has data
-/// fails the copy. A copy that reads back otherwise is an error. `buffer` is the
-/// caller's to reuse from one file to the next (a tree's files are mostly small:
-/// zeroing a new buffer for each would cost about as much as copying it).
+/// copy again later costs a second pass over memory and a hash on each side). What
+/// lies between the extents (holes, by `SEEK_HOLE`) is read from the source and must
+/// be zeros, as it is in the copy (a new file, holes where nothing was written), not
+/// taken to be: data where a hole was reported, or a source that ends before the size
+/// it had when opened, is a source that changed while it was copied, and an error, as
+/// is a copy that reads back otherwise. Unchecked, a source that shrank leaves a hole.
+/// `buffer` is the caller's to reuse from one file to the next (a tree's files are
+/// mostly small: zeroing a new buffer for each would cost about as much as copying it).
 pub(super) fn copy_data_checked(
     source: &DataSource<'_>,
     dest: &impl AsFd,
@@ -228,18 +233,13 @@ pub(super) fn copy_data_checked(
     buffer: &mut Vec<u8>,
 ) -> Result<u64> {
     let (size, source_path) = (source.size, source.path);
-    let chunk = usize::try_from(size).unwrap_or(COPY_CHUNK).clamp(1, COPY_CHUNK);
+    let most = if check { CHECKED_CHUNK } else { COPY_CHUNK };
+    let chunk = usize::try_from(size).unwrap_or(most).clamp(1, most);
     let wanted = if check { 2 * chunk } else { chunk };
     if buffer.len() < wanted {
         buffer.resize(wanted, 0);
     }
     let (data, back) = buffer.split_at_mut(chunk);
-    // Holes are compared where they are met: the copy must be as long as the source
-    // by then.
-    let sized_first = check && !source.dense && size > 0;
-    if sized_first {
-        rustix::fs::ftruncate(dest, size).map_err(wrap("set size of", dest_path))?;
-    }
     let mut written = 0u64;
     let mut offset = 0u64;
     // The end of the last byte written: the copy's size unless holes end the file.
@@ -260,13 +260,16 @@ pub(super) fn copy_data_checked(
             (start, end)
         };
         if check {
-            compare_range((source, data), (dest, dest_path, back), offset, start)?;
+            hole_in_source(source, data, offset, start)?;
         }
         let mut at = start;
         while at < end {
             let want = usize::try_from(end - at).unwrap_or(chunk).min(chunk);
             let read = rustix::io::pread(source.file, &mut data[..want], at).map_err(wrap("read", source_path))?;
             if read == 0 {
+                if check {
+                    return Err(changed(source_path));
+                }
                 // The file shrank meanwhile: what is left is a hole.
                 offset = at;
                 break 'extents;
@@ -288,39 +291,39 @@ pub(super) fn copy_data_checked(
         }
         offset = end;
     }
-    // `dest` was empty: it is as long as what was written, unless holes end the file.
-    if copied_to < size && !sized_first {
-        rustix::fs::ftruncate(dest, size).map_err(wrap("set size of", dest_path))?;
-    }
     if check {
         // What follows the last extent copied, up to the size set.
-        compare_range((source, data), (dest, dest_path, back), offset, size)?;
+        hole_in_source(source, data, offset, size)?;
+    }
+    // `dest` was empty: it is as long as what was written, unless holes end the file.
+    if copied_to < size {
+        rustix::fs::ftruncate(dest, size).map_err(wrap("set size of", dest_path))?;
     }
     Ok(written)
 }
 
-/// Compares the bytes of `source` from `start` to `end` (a hole, read as the kernel
-/// gives it) with the same range of `dest`, through the two buffers; up to where the
-/// source ends, if it shrank.
-fn compare_range(
-    (source, data): (&DataSource<'_>, &mut [u8]),
-    (dest, dest_path, back): (&impl AsFd, &Path, &mut [u8]),
-    mut start: u64,
-    end: u64,
-) -> Result<()> {
-    while start < end && !data.is_empty() {
-        let want = usize::try_from(end - start).unwrap_or(data.len()).min(data.len());
-        let read = read_full(&source.file, &mut data[..want], start).map_err(wrap("read", source.path))?;
-        if read == 0 {
-            break;
-        }
-        let back = &mut back[..read];
-        if read_full(dest, back, start).map_err(wrap("read back", dest_path))? != read || *back != data[..read] {
-            return Err(misread(dest_path));
+/// Checks that `source` holds zeros from `start` to `end` (a hole, read as the kernel
+/// gives it), through `buffer`: if not, or if it ends first, it changed while it was
+/// copied.
+fn hole_in_source(source: &DataSource<'_>, buffer: &mut [u8], mut start: u64, end: u64) -> Result<()> {
+    while start < end {
+        let want = usize::try_from(end - start).unwrap_or(buffer.len()).min(buffer.len());
+        let read = read_full(&source.file, &mut buffer[..want], start).map_err(wrap("read", source.path))?;
+        if read == 0 || buffer[..read].iter().any(|byte| *byte != 0) {
+            return Err(changed(source.path));
         }
         start += read as u64;
     }
     Ok(())
+}
+
+/// A source that ended early, or held data where it had a hole, while it was copied.
+fn changed(source_path: &Path) -> super::FsError {
+    super::FsError {
+        op: "copy",
+        path: source_path.to_path_buf(),
+        source: io::Error::other("it changed while it was copied (it shrank, or has data where it had a hole)"),
+    }
 }
 
 /// A copy whose data reads back otherwise than it was written.

@@ -300,7 +300,7 @@ pub(super) fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from).min(MOST_WORKERS)
 }
 
-pub(super) fn stopped() -> TreeError {
+fn stopped() -> TreeError {
     TreeError::Io {
         op: "finish",
         path: "file contents".into(),

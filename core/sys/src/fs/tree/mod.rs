@@ -31,9 +31,10 @@
 //! attributes, and which earlier path a hard link shares its inode with. Two trees
 //! are the same when their lists are equal ([`compare`]), or, without holding either
 //! list, their digests ([`describe`], [`Digest`]); access times are not compared
-//! (reading a copy to verify it may update them). [`copy_described`] makes the
-//! digest of the source as it copies it, from what it read to copy, and [`verify`]
-//! compares a copy with it.
+//! (reading a copy to verify it may update them). [`copy_described`] reads each
+//! piece of data back as it writes it and compares it with what it read, and makes
+//! the digest of the source's walk without the files' contents as it copies it, from
+//! what it saw; [`verify`] compares the copy's such walk with it.
 //! [`fingerprint`] hashes what changes whenever anything in a tree changes, from one
 //! `statx` per entry: inode numbers and change times, which any write, `chmod`,
 //! `chown`, change of an extended attribute or replacement moves, to notice a live
@@ -454,11 +455,14 @@ impl Node {
 
 /// Empties a directory through an open handle (the entries, not the directory). The
 /// entries are shared in turn among one thread per processor: freeing a large tree
-/// is the kernel's work, file by file, and it scales with the cores. A directory that
-/// holds a single directory is entered, so that a tree with one top (`data/…`) is
-/// shared too. Each thread removes the same entries at every run of the same tree,
-/// as the crash tests need (see `tree::data`).
+/// is the kernel's work, file by file, and it scales with the cores (a thread that
+/// cannot be started leaves its share to this one). A directory that holds a single
+/// directory is entered, so that a tree with one top (`data/…`) is shared too. Each
+/// thread removes the same entries at every run of the same tree, as the crash tests
+/// need (see `tree::data`).
 pub fn clear_dir(dir: &Dir) -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     let entries = dir.entries()?;
     if let [(only, super::Kind::Directory)] = entries.as_slice() {
         let inner = dir.open_dir(only)?;
@@ -466,24 +470,38 @@ pub fn clear_dir(dir: &Dir) -> Result<()> {
         clear_dir(&inner)?;
         dir.remove_tree(only)?;
     } else {
-        let threads = data::threads().min(entries.len());
-        let failed = std::sync::atomic::AtomicBool::new(false);
+        let shares = data::threads().clamp(1, entries.len().max(1));
+        let failed = AtomicBool::new(false);
         let share = |first: usize| -> Result<()> {
-            for (child, _) in entries.iter().skip(first).step_by(threads.max(1)) {
-                if failed.load(std::sync::atomic::Ordering::Relaxed) {
+            for (child, _) in entries.iter().skip(first).step_by(shares) {
+                if failed.load(Ordering::Relaxed) {
                     break;
                 }
-                dir.remove_tree(child).inspect_err(|_| failed.store(true, std::sync::atomic::Ordering::Relaxed))?;
+                dir.remove_tree(child).inspect_err(|_| failed.store(true, Ordering::Relaxed))?;
             }
             Ok(())
         };
         std::thread::scope(|scope| {
-            let others: Vec<_> = (1..threads).map(|first| scope.spawn(move || share(first))).collect();
-            let mine = share(0);
-            others
-                .into_iter()
-                .map(|other| other.join().unwrap_or_else(|_| Err(data::stopped())))
-                .fold(mine, Result::and)
+            let started: Vec<_> = (1..shares)
+                .map(|first| {
+                    (first, std::thread::Builder::new().name("clear".into()).spawn_scoped(scope, move || share(first)))
+                })
+                .collect();
+            let mut result = share(0);
+            for (first, thread) in started {
+                let outcome = match thread {
+                    Ok(thread) => thread.join().unwrap_or_else(|_| {
+                        Err(TreeError::Io {
+                            op: "remove the entries of",
+                            path: dir.path().to_path_buf(),
+                            source: io::Error::other("the thread removing them stopped"),
+                        })
+                    }),
+                    Err(_) => share(first),
+                };
+                result = result.and(outcome);
+            }
+            result
         })?;
     }
     dir.sync()?;
