@@ -155,6 +155,7 @@ pub fn activate(root: &Dir, store: &Store, to: &EtcGeneration, on_conflict: OnCo
             steps: Vec::new(),
             switch_static: None,
             unchanged: to.manifest.entries.len(),
+            links_unread: 0,
             repair: false,
             repair_only: Vec::new(),
             relink: false,
@@ -247,7 +248,8 @@ pub fn recover(root: &Dir, store: &Store) -> Result<Option<u32>> {
     let plan = if journal.relink {
         super::inspect::plan_relink(root, to, &users)?
     } else if journal.repair {
-        super::inspect::plan_repair(root, to, &users, &journal.only)?
+        let mut stamps = super::stamps::Stamps::load(Some(&etc), &to);
+        super::inspect::plan_repair(root, to, &users, &journal.only, &mut stamps)?
     } else {
         plan(root, Some(store), to, &users, OnConflict::Backup)?
     };

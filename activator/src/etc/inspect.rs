@@ -13,6 +13,7 @@ use blankslate_state::manifest::{Entries, EtcKind, Manifest, ManifestEntry, cont
 use blankslate_state::store::Store;
 use blankslate_sys::fs::{Accept, Dir, Kind, Refusal};
 
+use super::stamps::Stamps;
 use super::{
     Action, BACKUP_SUFFIX, EtcError, EtcGeneration, Found, OnConflict, Plan, Result, STATIC, Step, active_record, done,
     holds, open_etc, resolve, same, split,
@@ -325,6 +326,7 @@ fn plan_from(
         steps,
         switch_static,
         unchanged,
+        links_unread: 0,
         repair: false,
         repair_only: Vec::new(),
         relink: false,
@@ -374,15 +376,33 @@ pub(super) fn refuse_conflicts(plan: &Plan) -> Result<()> {
 
 /// The steps that put every entry of `to` (or only those at or below `only`) back as
 /// it was activated.
-pub(super) fn plan_repair(root: &Dir, to: EtcGeneration, users: &dyn Fn() -> UserDb, only: &[String]) -> Result<Plan> {
+/// A link whose directory `stamps` vouches for is not read.
+pub(super) fn plan_repair(
+    root: &Dir,
+    to: EtcGeneration,
+    users: &dyn Fn() -> UserDb,
+    only: &[String],
+    stamps: &mut Stamps,
+) -> Result<Plan> {
     let chosen = |path: &str| only.is_empty() || only.iter().any(|o| path == o || is_inside(path, o));
     let owners = OnceCell::new();
     let etc = open_etc(root)?;
-    let (steps, unchanged, switch_static) = {
+    let (steps, unchanged, links_unread, switch_static) = {
         let mut dirs = Dirs::new(etc.as_ref(), &to.manifest.entries, &to.manifest.entries);
         let mut steps = Vec::new();
-        let mut unchanged = 0;
-        for (path, entry) in to.manifest.entries.iter().filter(|(path, _)| chosen(path)) {
+        let (mut unchanged, mut links_unread) = (0, 0);
+        for lazy in to.manifest.entries.each().filter(|lazy| chosen(lazy.path)) {
+            let path = lazy.path;
+            // A link is not even made from the manifest when its directory is vouched for.
+            if !lazy.is_owned()
+                && let Some(dir) = dirs.get(split(path).0, path)?
+                && stamps.vouch(split(path).0, dir)?
+            {
+                unchanged += 1;
+                links_unread += 1;
+                continue;
+            }
+            let entry = lazy.entry();
             let (found, owner) = if entry.is_owned() {
                 let found = dirs.inspect(path, entry.kind == EtcKind::Copy)?;
                 (found, Some(resolve(path, entry, owners.get_or_init(users))?))
@@ -416,7 +436,7 @@ pub(super) fn plan_repair(root: &Dir, to: EtcGeneration, users: &dyn Fn() -> Use
             Found::Link(_) | Found::Absent => Some(None),
             _ => Some(Some(dirs.backup_name(STATIC, &to.manifest)?)),
         };
-        (steps, unchanged, switch_static)
+        (steps, unchanged, links_unread, switch_static)
     };
     // A repair goes from the generation to itself: `from` would only repeat `to`.
     Ok(Plan {
@@ -425,6 +445,7 @@ pub(super) fn plan_repair(root: &Dir, to: EtcGeneration, users: &dyn Fn() -> Use
         steps,
         switch_static,
         unchanged,
+        links_unread,
         repair: true,
         repair_only: only.to_vec(),
         relink: false,
@@ -435,7 +456,8 @@ pub(super) fn plan_repair(root: &Dir, to: EtcGeneration, users: &dyn Fn() -> Use
 /// The repair [`super::relink`] makes: of every entry, only the files that hold their
 /// link's bytes become links again (a repair replaces a file by its link only then).
 pub(super) fn plan_relink(root: &Dir, to: EtcGeneration, users: &dyn Fn() -> UserDb) -> Result<Plan> {
-    let mut plan = plan_repair(root, to, users, &[])?;
+    let mut stamps = Stamps::load(open_etc(root)?.as_ref(), &to);
+    let mut plan = plan_repair(root, to, users, &[], &mut stamps)?;
     plan.steps.retain(|step| step.action == Action::Replace);
     plan.switch_static = None;
     plan.relink = true;

@@ -20,7 +20,9 @@
 //!   one first: every step checks what is already done, so replaying is safe, and
 //!   temporaries have fixed names that the replay reuses, so none is left behind.
 //! - A repair ([`repair`]) checks every entry of the active generation (one
-//!   `readlink` per link) and puts back what is not as it was activated, moving aside
+//!   `readlink` per link, none for the links of a directory whose stamp shows it
+//!   unchanged since a repair found them right: `stamps`) and puts back what is not as
+//!   it was activated, moving aside
 //!   whatever stands in the way, through the same journaled steps.
 //!
 //! - For a package manager's run, [`unlink`] makes the links into the store plain
@@ -32,6 +34,7 @@ mod apply;
 mod inspect;
 mod plain;
 mod restore;
+mod stamps;
 
 use std::fmt;
 use std::sync::LazyLock;
@@ -199,6 +202,9 @@ pub struct Plan {
     /// Entries identical in both generations: no system call was spent on them (for
     /// a repair: entries found as they were activated).
     pub unchanged: usize,
+    /// For a repair: how many of the unchanged entries are links that were not read,
+    /// their directory's stamp showing it unchanged since a repair found them right.
+    pub links_unread: usize,
     /// A repair of the active generation, not a switch.
     pub repair: bool,
     /// A repair of only these entries (relative to `/etc`) and what lies below them;

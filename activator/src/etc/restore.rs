@@ -9,7 +9,8 @@ use blankslate_sys::fs::Dir;
 
 use super::apply::{Activated, apply, open_tree};
 use super::inspect::plan_repair;
-use super::{Result, active, recover, users_from_contents};
+use super::stamps::Stamps;
+use super::{Result, active, open_etc, recover, users_from_contents};
 
 /// Brings `/etc` back to the generation it was activated to: a missing entry is made
 /// again, a copy with the wrong owner or mode is copied again from the store, a
@@ -17,6 +18,8 @@ use super::{Result, active, recover, users_from_contents};
 /// goes (an edited copy, a file or a link a person put there, a directory) is moved
 /// aside to `NAME.blankslate-backup` first, never deleted. Each link costs one
 /// `readlink`, each copy an open, its `fstat` and a read, each directory an `lstat`.
+/// The links of a directory whose stamp is the one the last repair kept cost nothing
+/// (`stamps`); a repair that found every entry right keeps the stamps it took.
 /// On the root of `state`. `None` when nothing is active.
 pub fn repair(state: &LockedState) -> Result<Option<Activated>> {
     repair_in(state.root(), state.store(), false, &[])
@@ -40,9 +43,13 @@ fn repair_in(root: &Dir, store: &Store, dry_run: bool, only: &[String]) -> Resul
     let Some(to) = active(root, store)? else { return Ok(None) };
     let tree = open_tree(store, &to.object)?;
     let users = || users_from_contents(root, |name| tree.read(name).ok());
-    let plan = plan_repair(root, to, &users, only)?;
+    let etc = open_etc(root)?;
+    let mut stamps = Stamps::load(etc.as_ref(), &to);
+    let plan = plan_repair(root, to, &users, only, &mut stamps)?;
     if !dry_run && !plan.is_noop() {
         apply(root, &plan, &tree)?;
+    } else if let Some(etc) = etc.filter(|_| !dry_run && only.is_empty()) {
+        stamps.save(&etc);
     }
     Ok(Some(Activated { plan, recovered }))
 }

@@ -186,6 +186,7 @@ mod conflicts;
 mod directories;
 mod nixos;
 mod resolve;
+mod stamps;
 mod switching;
 
 #[test]

@@ -140,6 +140,19 @@ pub struct Meta {
     pub nlink: u64,
 }
 
+/// A directory's device, inode and change time. The kernel sets the change time to
+/// the present whenever an entry is added to the directory, removed or renamed, and
+/// whenever its owner or mode change, and no call sets it to anything else. A symlink's
+/// target cannot be changed in place. So while a directory's stamp stays the same, so
+/// do its names and the symlinks they name, unless the system clock was set back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeStamp {
+    pub dev: u64,
+    pub ino: u64,
+    /// Seconds and nanoseconds since the epoch.
+    pub ctime: (i64, u32),
+}
+
 impl Meta {
     pub fn identity(&self) -> (u64, u64) {
         (self.dev, self.ino)
@@ -438,6 +451,13 @@ impl Dir {
     pub fn own_meta(&self) -> Result<Meta> {
         let stat = rustix::fs::fstat(&self.fd).map_err(wrap("stat", &self.path))?;
         Ok(meta_of(&stat))
+    }
+
+    /// What this directory is and when it last changed (`fstat`): see [`ChangeStamp`].
+    pub fn change_stamp(&self) -> Result<ChangeStamp> {
+        let stat = rustix::fs::fstat(&self.fd).map_err(wrap("stat", &self.path))?;
+        let nanos = u32::try_from(stat.st_ctime_nsec).unwrap_or(u32::MAX);
+        Ok(ChangeStamp { dev: stat.st_dev, ino: stat.st_ino, ctime: (stat.st_ctime, nanos) })
     }
 
     /// The entries of this directory (without `.` and `..`), sorted by name.

@@ -321,7 +321,14 @@ pub fn type_and_source(text: &[u8], id: u64) -> Option<(Vec<u8>, Vec<u8>)> {
 
 /// The running mount table: the calling thread's namespace's.
 pub fn read_mountinfo() -> Vec<u8> {
-    std::fs::read("/proc/thread-self/mountinfo").or_else(|_| std::fs::read("/proc/self/mountinfo")).unwrap_or_default()
+    // A proc file's size is 0: read into room for a typical table at once, not in
+    // doubling steps from 32 bytes.
+    let read = |path: &str| -> io::Result<Vec<u8>> {
+        let mut text = Vec::with_capacity(16 << 10);
+        std::io::Read::read_to_end(&mut std::fs::File::open(path)?, &mut text)?;
+        Ok(text)
+    };
+    read("/proc/thread-self/mountinfo").or_else(|_| read("/proc/self/mountinfo")).unwrap_or_default()
 }
 
 /// The mount points strictly below `root`, as absolute paths inside it (`/persist`,
@@ -337,6 +344,15 @@ pub fn below(root: &Path) -> Vec<Vec<u8>> {
             (rest.len() > 1 && rest[0] == b'/').then(|| rest.to_vec())
         })
         .collect()
+}
+
+/// The mount points strictly below the open directory `dir`, relative to it
+/// (`ssh/ssh_host_ed25519_key`). The directory's path is the kernel's, read from
+/// `/proc/self/fd`, so it matches the mount table whatever path `dir` was opened by.
+/// `None` if that path cannot be read.
+pub fn below_dir(dir: &Dir) -> Option<Vec<Vec<u8>>> {
+    let path = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_fd().as_raw_fd())).ok()?;
+    Some(below(&path).into_iter().map(|point| point[1..].to_vec()).collect())
 }
 
 #[cfg(test)]

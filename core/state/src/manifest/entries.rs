@@ -58,7 +58,7 @@ impl Written {
 /// One entry as [`Entries::each`] gives it: its path, its written form when it was
 /// read from one, and the entry itself, made when first asked for.
 #[derive(Clone, Copy)]
-pub(crate) struct Lazy<'a> {
+pub struct Lazy<'a> {
     pub path: &'a str,
     pub form: Option<&'a str>,
     source: Source<'a>,
@@ -70,11 +70,25 @@ enum Source<'a> {
     Written(&'a Written, usize),
 }
 
+impl fmt::Debug for Lazy<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lazy").field("path", &self.path).field("form", &self.form).finish_non_exhaustive()
+    }
+}
+
 impl<'a> Lazy<'a> {
     pub fn entry(self) -> &'a ManifestEntry {
         match self.source {
             Source::Made(entry) => entry,
             Source::Written(written, index) => written.entry(index),
+        }
+    }
+
+    /// [`ManifestEntry::is_owned`], without making the entry.
+    pub fn is_owned(self) -> bool {
+        match (self.source, self.form) {
+            (Source::Written(..), Some(form)) => written::is_owned(form),
+            _ => self.entry().is_owned(),
         }
     }
 }
@@ -146,7 +160,7 @@ impl Entries {
     }
 
     /// The entries in path order, none made until asked for.
-    pub(crate) fn each(&self) -> Box<dyn Iterator<Item = Lazy<'_>> + '_> {
+    pub fn each(&self) -> Box<dyn Iterator<Item = Lazy<'_>> + '_> {
         match &self.repr {
             Repr::Map(map) => {
                 Box::new(map.iter().map(|(path, entry)| Lazy { path, form: None, source: Source::Made(entry) }))

@@ -112,6 +112,13 @@ pub(super) fn entry(text: &str, located: &Located) -> ManifestEntry {
     }
 }
 
+/// Whether the written form `form` is of a copy or a directory ([`ManifestEntry::is_owned`]),
+/// read from its kind alone: [`locate`] checked that every form starts with it.
+pub(super) fn is_owned(form: &str) -> bool {
+    let kind = form.strip_prefix("{\n      \"kind\": \"").expect("an entry checked when the manifest was read");
+    kind.starts_with("copy\"") || kind.starts_with("directory\"")
+}
+
 fn as_u32(offset: usize) -> u32 {
     u32::try_from(offset).expect("the text was checked to be shorter than 4 GiB")
 }
@@ -317,6 +324,10 @@ mod tests {
             // Each entry asked for alone, and the paths around them.
             for (path, entry) in manifest.entries.iter() {
                 assert_eq!(read.entries.get(path), Some(entry), "{path}");
+            }
+            // Whether it is a copy or a directory, told from its kind before it is made.
+            for (lazy, built) in read.entries.each().zip(manifest.entries.each()) {
+                assert_eq!((lazy.path, lazy.is_owned()), (built.path, built.entry().is_owned()));
             }
             let below = |dir: &str| read.entries.has_below(dir);
             assert_eq!(

@@ -162,10 +162,17 @@ impl Checked {
     /// The whole contents, for files known to be small (checked copies in `/etc`).
     pub fn read_to_end(&self) -> Result<Vec<u8>> {
         // Sized by the `fstat` already made: `File::read_to_end` would ask the size
-        // again (`statx`, `lseek`). A file that grew meanwhile is still read whole.
+        // again (`statx`, `lseek`), and read once more to see the end. A regular file
+        // reads short only at its end, so one read with room for a byte more ends it.
+        // A file that grew meanwhile is still read whole.
         let size = usize::try_from(self.meta.size).unwrap_or(0);
-        let mut contents = Vec::with_capacity(size.saturating_add(1));
-        io::Read::read_to_end(&mut (&self.file).take(u64::MAX), &mut contents).map_err(wrap_io("read", &self.path))?;
+        let mut contents = vec![0; size.saturating_add(1)];
+        let read = rustix::io::read(&self.file, &mut contents).map_err(wrap("read", &self.path))?;
+        contents.truncate(read);
+        if read > size {
+            io::Read::read_to_end(&mut (&self.file).take(u64::MAX), &mut contents)
+                .map_err(wrap_io("read", &self.path))?;
+        }
         Ok(contents)
     }
 }
