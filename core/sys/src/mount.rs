@@ -352,6 +352,11 @@ pub fn below(root: &Path) -> Vec<Vec<u8>> {
 /// `None` if that path cannot be read.
 pub fn below_dir(dir: &Dir) -> Option<Vec<Vec<u8>>> {
     let path = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_fd().as_raw_fd())).ok()?;
+    // A directory removed, or out of this process's reach, has no path to match.
+    let bytes = path.as_os_str().as_bytes();
+    if !bytes.starts_with(b"/") || bytes.ends_with(b" (deleted)") {
+        return None;
+    }
     Some(below(&path).into_iter().map(|point| point[1..].to_vec()).collect())
 }
 
