@@ -394,10 +394,7 @@ pub(super) fn plan_repair(
         for lazy in to.manifest.entries.each().filter(|lazy| chosen(lazy.path)) {
             let path = lazy.path;
             // A link is not even made from the manifest when its directory is vouched for.
-            if !lazy.is_owned()
-                && let Some(dir) = dirs.get(split(path).0, path)?
-                && stamps.vouch(split(path).0, dir)?
-            {
+            if !lazy.is_owned() && vouched(&mut dirs, stamps, path)? {
                 unchanged += 1;
                 links_unread += 1;
                 continue;
@@ -451,6 +448,15 @@ pub(super) fn plan_repair(
         relink: false,
         unread_previous: None,
     })
+}
+
+/// Whether `stamps` vouch for the directory holding the link at `path`.
+fn vouched(dirs: &mut Dirs<'_>, stamps: &mut Stamps, path: &str) -> Result<bool> {
+    let parent = split(path).0;
+    match dirs.get(parent, path)? {
+        Some(dir) => stamps.vouch(parent, dir),
+        None => Ok(false),
+    }
 }
 
 /// The repair [`super::relink`] makes: of every entry, only the files that hold their

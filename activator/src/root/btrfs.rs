@@ -268,10 +268,10 @@ fn make_root(
         roots.rename(&temp, name)?;
         Ok((boot_dir, root))
     })();
-    if attempt.is_err()
-        && let Err(error) = remove_boot_dir(roots, &temp)
-    {
-        problems.push(error.into());
+    if attempt.is_err() {
+        if let Err(error) = remove_boot_dir(roots, &temp) {
+            problems.push(error.into());
+        }
     }
     attempt
 }
