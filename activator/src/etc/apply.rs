@@ -249,7 +249,7 @@ pub fn recover(root: &Dir, store: &Store) -> Result<Option<u32>> {
         super::inspect::plan_relink(root, to, &users)?
     } else if journal.repair {
         let mut stamps = super::stamps::Stamps::load(Some(&etc), &to);
-        super::inspect::plan_repair(root, to, &users, &journal.only, &mut stamps)?
+        super::inspect::plan_repair(Some(&etc), to, &users, &journal.only, &mut stamps)?
     } else {
         plan(root, Some(store), to, &users, OnConflict::Backup)?
     };

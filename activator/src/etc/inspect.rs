@@ -375,10 +375,11 @@ pub(super) fn refuse_conflicts(plan: &Plan) -> Result<()> {
 }
 
 /// The steps that put every entry of `to` (or only those at or below `only`) back as
-/// it was activated.
+/// it was activated, in `etc` (`None`: there is no `/etc`).
+///
 /// A link whose directory `stamps` vouches for is not read.
 pub(super) fn plan_repair(
-    root: &Dir,
+    etc: Option<&Dir>,
     to: EtcGeneration,
     users: &dyn Fn() -> UserDb,
     only: &[String],
@@ -386,9 +387,8 @@ pub(super) fn plan_repair(
 ) -> Result<Plan> {
     let chosen = |path: &str| only.is_empty() || only.iter().any(|o| path == o || is_inside(path, o));
     let owners = OnceCell::new();
-    let etc = open_etc(root)?;
     let (steps, unchanged, links_unread, switch_static) = {
-        let mut dirs = Dirs::new(etc.as_ref(), &to.manifest.entries, &to.manifest.entries);
+        let mut dirs = Dirs::new(etc, &to.manifest.entries, &to.manifest.entries);
         let mut steps = Vec::new();
         let (mut unchanged, mut links_unread) = (0, 0);
         for lazy in to.manifest.entries.each().filter(|lazy| chosen(lazy.path)) {
@@ -453,17 +453,15 @@ pub(super) fn plan_repair(
 /// Whether `stamps` vouch for the directory holding the link at `path`.
 fn vouched(dirs: &mut Dirs<'_>, stamps: &mut Stamps, path: &str) -> Result<bool> {
     let parent = split(path).0;
-    match dirs.get(parent, path)? {
-        Some(dir) => stamps.vouch(parent, dir),
-        None => Ok(false),
-    }
+    Ok(dirs.get(parent, path)?.is_some_and(|dir| stamps.vouch(parent, dir)))
 }
 
 /// The repair [`super::relink`] makes: of every entry, only the files that hold their
 /// link's bytes become links again (a repair replaces a file by its link only then).
 pub(super) fn plan_relink(root: &Dir, to: EtcGeneration, users: &dyn Fn() -> UserDb) -> Result<Plan> {
-    let mut stamps = Stamps::load(open_etc(root)?.as_ref(), &to);
-    let mut plan = plan_repair(root, to, users, &[], &mut stamps)?;
+    let etc = open_etc(root)?;
+    let mut stamps = Stamps::load(etc.as_ref(), &to);
+    let mut plan = plan_repair(etc.as_ref(), to, users, &[], &mut stamps)?;
     plan.steps.retain(|step| step.action == Action::Replace);
     plan.switch_static = None;
     plan.relink = true;

@@ -45,7 +45,7 @@ fn repair_in(root: &Dir, store: &Store, dry_run: bool, only: &[String]) -> Resul
     let users = || users_from_contents(root, |name| tree.read(name).ok());
     let etc = open_etc(root)?;
     let mut stamps = Stamps::load(etc.as_ref(), &to);
-    let plan = plan_repair(root, to, &users, only, &mut stamps)?;
+    let plan = plan_repair(etc.as_ref(), to, &users, only, &mut stamps)?;
     if !dry_run && !plan.is_noop() {
         apply(root, &plan, &tree)?;
     } else if let Some(etc) = etc.filter(|_| !dry_run && only.is_empty()) {

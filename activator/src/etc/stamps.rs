@@ -7,10 +7,17 @@
 //! always looked at: a file can be written in place, and on tmpfs a write through
 //! `mmap` does not change its times.
 //!
-//! A stamp is kept only if the directory's change time was at least [`SETTLE`] in the
-//! past when it was taken, so that a later change cannot get the same time. File
-//! systems keep times in ticks as coarse as two seconds. A directory with a mount point
-//! in it is always read: a mount over a link changes no time.
+//! What a stamp proves rests on the kernel setting the change times, so stamps are
+//! trusted only:
+//! - on a local file system of a kind known to ([`LOCAL`]), for directories on `/etc`'s
+//!   own mount: not overlayfs, a read-only image, a network or FUSE file system;
+//! - for a directory with no mount point in it (a mount over a link changes no time),
+//!   and only when the mount table can be read and holds `/etc`'s mount;
+//! - when the change time was at least [`SETTLE`] in the past as the stamp was taken,
+//!   so that a later change cannot get the same time (file systems keep times in ticks
+//!   as coarse as a second);
+//! - in the boot that kept them, and only while the wall clock has not been set back
+//!   by [`SETTLE`] or more since (a later change could then get a kept time).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,76 +25,108 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use blankslate_sys::fs::{ChangeStamp, Dir};
 use serde::{Deserialize, Serialize};
 
-use super::{EtcGeneration, Result, STATE_DIR};
+use super::{EtcGeneration, STATE_DIR};
 
 /// The file in the state directory.
 const FILE: &str = "stamps.json";
-/// How far in the past a change time must be for a stamp to be kept.
+/// How far in the past a change time must be for a stamp to be kept, and how far back
+/// the wall clock may be set before the stamps kept are no longer trusted.
 const SETTLE: Duration = Duration::from_secs(2);
+/// The file systems (`statfs`'s `f_type`) whose times the kernel sets: tmpfs, ext2-4,
+/// btrfs, xfs, f2fs.
+const LOCAL: [u64; 5] = [0x0102_1994, 0xef53, 0x9123_683e, 0x5846_5342, 0xf2f5_2010];
 
-/// What the file holds: the generation the stamps were taken for, and each
-/// directory's stamp (`""` is `/etc`) as device, inode, seconds and nanoseconds.
+/// A directory's stamp as kept: device, inode, seconds and nanoseconds.
+type Words = (u64, u64, i64, u32);
+
+/// What the file holds: the generation the stamps were taken for, the boot and the
+/// wall clock's lead over the boot clock then, and each directory's stamp (`""` is
+/// `/etc`).
 #[derive(Serialize, Deserialize, PartialEq)]
 struct Record {
     generation: u32,
     object: String,
-    dirs: BTreeMap<String, (u64, u64, i64, u32)>,
+    boot: String,
+    clock_lead: i64,
+    dirs: BTreeMap<String, Words>,
+}
+
+/// What stamps are trusted on: `/etc`'s mount, and the directories below it with a
+/// mount point in them, relative to `/etc`.
+struct Trust {
+    mount_id: u64,
+    mounted_in: HashSet<String>,
 }
 
 /// The stamps of one repair: those kept from the last one, and those taken now.
 pub(super) struct Stamps {
     kept: Record,
-    /// Directories with a mount point in them, relative to `/etc`; `None` without
-    /// `/etc`, or when where it is cannot be read: then no stamp is trusted or kept.
-    mounted_in: Option<HashSet<String>>,
+    /// `None` when no stamp is trusted or kept (see the module's list).
+    trust: Option<Trust>,
     /// Whether each directory asked about was vouched for, by path.
     vouched: HashMap<String, bool>,
     /// The settled stamps taken during this repair.
-    taken: BTreeMap<String, (u64, u64, i64, u32)>,
+    taken: BTreeMap<String, Words>,
     now: SystemTime,
 }
 
 impl Stamps {
     /// The stamps kept for `to` in `etc` (none if they were kept for another
-    /// generation or cannot be read: then every link is read), and the mount points
-    /// below it.
+    /// generation, in another boot, before the clock was set back, or cannot be read:
+    /// then every link is read), and what they are trusted on.
     pub(super) fn load(etc: Option<&Dir>, to: &EtcGeneration) -> Stamps {
+        let (boot, clock_lead, now) = (blankslate_sys::boot_id(), blankslate_sys::wall_clock_lead(), SystemTime::now());
+        let settle = i64::try_from(SETTLE.as_nanos()).unwrap_or(i64::MAX);
         let kept = etc
             .and_then(|etc| etc.open_dir(STATE_DIR).and_then(|state| state.read(FILE)).ok())
             .and_then(|text| serde_json::from_slice::<Record>(&text).ok())
-            .filter(|record| record.generation == to.generation && record.object == to.object)
-            .unwrap_or_else(|| Record { generation: to.generation, object: to.object.clone(), dirs: BTreeMap::new() });
-        let mounted_in = etc
-            .and_then(blankslate_sys::mount::below_dir)
-            .map(|points| points.iter().map(|point| parent_of(&String::from_utf8_lossy(point))).collect());
-        Stamps { kept, mounted_in, vouched: HashMap::new(), taken: BTreeMap::new(), now: SystemTime::now() }
+            .filter(|record| {
+                (record.generation, &record.object, &record.boot) == (to.generation, &to.object, &boot)
+                    && !boot.is_empty()
+                    && clock_lead > record.clock_lead.saturating_sub(settle)
+            })
+            .map(|record| record.dirs);
+        let kept = Record {
+            generation: to.generation,
+            object: to.object.clone(),
+            boot: boot.clone(),
+            clock_lead,
+            dirs: kept.unwrap_or_default(),
+        };
+        let trust = etc.and_then(trust_in);
+        Stamps { kept, trust, vouched: HashMap::new(), taken: BTreeMap::new(), now }
     }
 
     /// Whether the links in the directory at `path`, open as `dir`, are those the last
     /// repair checked. The first question about a directory takes its stamp, before
-    /// any of its links is read, so a change made while they are read is seen next time.
-    pub(super) fn vouch(&mut self, path: &str, dir: &Dir) -> Result<bool> {
+    /// any of its links is read, so a change made while they are read is seen next
+    /// time. A stamp that cannot be taken vouches for nothing.
+    pub(super) fn vouch(&mut self, path: &str, dir: &Dir) -> bool {
         if let Some(&vouched) = self.vouched.get(path) {
-            return Ok(vouched);
+            return vouched;
         }
-        let words = words(dir.change_stamp()?);
-        let Some(mounted_in) = &self.mounted_in else { return Ok(false) };
-        if mounted_in.contains(path) {
-            self.vouched.insert(path.to_owned(), false);
-            return Ok(false);
-        }
-        let vouched = self.kept.dirs.get(path) == Some(&words);
-        if vouched || self.settled(words) {
-            self.taken.insert(path.to_owned(), words);
-        }
+        let stamp = match &self.trust {
+            Some(trust) if !trust.mounted_in.contains(path) => {
+                dir.change_stamp().ok().filter(|stamp| stamp.mount_id == trust.mount_id)
+            }
+            _ => None,
+        };
+        let vouched = stamp.map(words).is_some_and(|words| {
+            let vouched = self.kept.dirs.get(path) == Some(&words);
+            if vouched || self.settled(words) {
+                self.taken.insert(path.to_owned(), words);
+            }
+            vouched
+        });
         self.vouched.insert(path.to_owned(), vouched);
-        Ok(vouched)
+        vouched
     }
 
-    fn settled(&self, (_, _, seconds, nanos): (u64, u64, i64, u32)) -> bool {
-        let Ok(seconds) = u64::try_from(seconds) else { return false };
-        let changed = UNIX_EPOCH + Duration::new(seconds, nanos);
-        self.now.duration_since(changed).is_ok_and(|age| age >= SETTLE)
+    fn settled(&self, (_, _, seconds, nanos): Words) -> bool {
+        let changed = u64::try_from(seconds).ok().and_then(|seconds| {
+            UNIX_EPOCH.checked_add(Duration::from_secs(seconds))?.checked_add(Duration::from_nanos(nanos.into()))
+        });
+        changed.is_some_and(|changed| self.now.duration_since(changed).is_ok_and(|age| age >= SETTLE))
     }
 
     /// Keeps the stamps taken, after a repair that found every entry as activated
@@ -95,7 +134,7 @@ impl Stamps {
     /// are the ones kept. Failing to write them costs only the next repair's time, so
     /// it is not an error.
     pub(super) fn save(self, etc: &Dir) {
-        if self.mounted_in.is_none() || self.taken == self.kept.dirs {
+        if self.trust.is_none() || self.taken == self.kept.dirs {
             return;
         }
         let record = Record { dirs: self.taken, ..self.kept };
@@ -107,11 +146,40 @@ impl Stamps {
     }
 }
 
-fn words(stamp: ChangeStamp) -> (u64, u64, i64, u32) {
+/// What stamps are trusted on in `etc`; `None` when it is on a file system whose
+/// times the kernel does not set, or its mount points cannot be told.
+fn trust_in(etc: &Dir) -> Option<Trust> {
+    let kind = etc.file_system_type().ok()?;
+    if !LOCAL.iter().any(|&local| u64::try_from(kind).is_ok_and(|kind| kind == local)) {
+        return None;
+    }
+    let mount_id = etc.own_mount_id().ok()?;
+    let points = blankslate_sys::mount::below_dir(etc)?;
+    let mounted_in = points.iter().map(|point| parent_of(&String::from_utf8_lossy(point))).collect();
+    Some(Trust { mount_id, mounted_in })
+}
+
+fn words(stamp: ChangeStamp) -> Words {
     (stamp.dev, stamp.ino, stamp.ctime.0, stamp.ctime.1)
 }
 
 /// The directory that holds `path` (`""` for an entry of `/etc` itself).
 fn parent_of(path: &str) -> String {
     path.rsplit_once('/').map_or("", |(parent, _)| parent).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use blankslate_sys::fs::Dir;
+
+    /// Stamps are trusted on tmpfs, and never on a file system whose times the kernel
+    /// does not keep as a local file system's (here `/proc`).
+    #[test]
+    fn stamps_are_trusted_on_tmpfs_and_not_on_proc() {
+        let dir = |path: &str| Dir::open_root(Path::new(path)).unwrap();
+        assert!(super::trust_in(&dir("/dev/shm")).is_some());
+        assert!(super::trust_in(&dir("/proc")).is_none());
+    }
 }

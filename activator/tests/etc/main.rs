@@ -33,7 +33,10 @@ struct EtcRoot {
 
 impl EtcRoot {
     fn new() -> EtcRoot {
-        let scratch = Scratch::new();
+        EtcRoot::in_scratch(Scratch::new())
+    }
+
+    fn in_scratch(scratch: Scratch) -> EtcRoot {
         let root = Dir::open_root(scratch.root()).unwrap();
         let store = Store::open(&root, Path::new(STORE)).unwrap();
         EtcRoot { scratch, root, store }

@@ -140,17 +140,22 @@ pub struct Meta {
     pub nlink: u64,
 }
 
-/// A directory's device, inode and change time. The kernel sets the change time to
-/// the present whenever an entry is added to the directory, removed or renamed, and
-/// whenever its owner or mode change, and no call sets it to anything else. A symlink's
-/// target cannot be changed in place. So while a directory's stamp stays the same, so
-/// do its names and the symlinks they name, unless the system clock was set back.
+/// A directory's device, inode and change time, and the mount it was reached on. On
+/// a local file system the kernel sets the change time to the present whenever an
+/// entry is added to the directory, removed or renamed, and whenever its owner or
+/// mode change; no system call sets it to anything else. A symlink's target cannot be
+/// changed in place. So while a directory's stamp stays the same, so do its names and
+/// the symlinks they name, unless the system clock was set back. File systems whose
+/// times come from elsewhere (overlayfs, a read-only image, a network or FUSE file
+/// system) give no such promise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChangeStamp {
     pub dev: u64,
     pub ino: u64,
     /// Seconds and nanoseconds since the epoch.
     pub ctime: (i64, u32),
+    /// The mount's id, as `/proc/self/mountinfo` names it.
+    pub mount_id: u64,
 }
 
 impl Meta {
@@ -453,11 +458,17 @@ impl Dir {
         Ok(meta_of(&stat))
     }
 
-    /// What this directory is and when it last changed (`fstat`): see [`ChangeStamp`].
+    /// What this directory is, which mount it is on, and when it last changed
+    /// (`statx`): see [`ChangeStamp`].
     pub fn change_stamp(&self) -> Result<ChangeStamp> {
-        let stat = rustix::fs::fstat(&self.fd).map_err(wrap("stat", &self.path))?;
-        let nanos = u32::try_from(stat.st_ctime_nsec).unwrap_or(u32::MAX);
-        Ok(ChangeStamp { dev: stat.st_dev, ino: stat.st_ino, ctime: (stat.st_ctime, nanos) })
+        let flags = rustix::fs::StatxFlags::BASIC_STATS | rustix::fs::StatxFlags::MNT_ID;
+        let statx = rustix::fs::statx(&self.fd, "", AtFlags::EMPTY_PATH, flags).map_err(wrap("stat", &self.path))?;
+        Ok(ChangeStamp {
+            dev: rustix::fs::makedev(statx.stx_dev_major, statx.stx_dev_minor),
+            ino: statx.stx_ino,
+            ctime: (statx.stx_ctime.tv_sec, statx.stx_ctime.tv_nsec),
+            mount_id: statx.stx_mnt_id,
+        })
     }
 
     /// The entries of this directory (without `.` and `..`), sorted by name.

@@ -20,3 +20,15 @@ pub mod raw;
 pub fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|id| id.trim().to_owned()).unwrap_or_default()
 }
+
+/// The wall clock's lead over the kernel's boot clock (`CLOCK_REALTIME` minus
+/// `CLOCK_BOOTTIME`), in nanoseconds. Both run on together, so it shrinks only when
+/// the wall clock is set back (or slewed back).
+#[must_use]
+pub fn wall_clock_lead() -> i64 {
+    let nanos = |clock| {
+        let time = rustix::time::clock_gettime(clock);
+        time.tv_sec.saturating_mul(1_000_000_000).saturating_add(time.tv_nsec)
+    };
+    nanos(rustix::time::ClockId::Realtime).saturating_sub(nanos(rustix::time::ClockId::Boottime))
+}

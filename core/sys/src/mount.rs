@@ -321,6 +321,11 @@ pub fn type_and_source(text: &[u8], id: u64) -> Option<(Vec<u8>, Vec<u8>)> {
 
 /// The running mount table: the calling thread's namespace's.
 pub fn read_mountinfo() -> Vec<u8> {
+    try_read_mountinfo().unwrap_or_default()
+}
+
+/// [`read_mountinfo`], failing when it cannot be read.
+fn try_read_mountinfo() -> io::Result<Vec<u8>> {
     // A proc file's size is 0: read into room for a typical table at once, not in
     // doubling steps from 32 bytes.
     let read = |path: &str| -> io::Result<Vec<u8>> {
@@ -328,16 +333,20 @@ pub fn read_mountinfo() -> Vec<u8> {
         std::io::Read::read_to_end(&mut std::fs::File::open(path)?, &mut text)?;
         Ok(text)
     };
-    read("/proc/thread-self/mountinfo").or_else(|_| read("/proc/self/mountinfo")).unwrap_or_default()
+    read("/proc/thread-self/mountinfo").or_else(|_| read("/proc/self/mountinfo"))
 }
 
 /// The mount points strictly below `root`, as absolute paths inside it (`/persist`,
 /// `/var/log`, …).
 pub fn below(root: &Path) -> Vec<Vec<u8>> {
-    let text = read_mountinfo();
-    let root = root.as_os_str().as_bytes();
+    points_below(&read_mountinfo(), root.as_os_str().as_bytes())
+}
+
+/// The mount points of the mountinfo `text` strictly below `root`, as `/`-led paths
+/// inside it.
+fn points_below(text: &[u8], root: &[u8]) -> Vec<Vec<u8>> {
     let root = if root == b"/" { &b""[..] } else { root.strip_suffix(b"/").unwrap_or(root) };
-    mount_points(&text)
+    mount_points(text)
         .into_iter()
         .filter_map(|point| {
             let rest = point.strip_prefix(root)?;
@@ -349,15 +358,19 @@ pub fn below(root: &Path) -> Vec<Vec<u8>> {
 /// The mount points strictly below the open directory `dir`, relative to it
 /// (`ssh/ssh_host_ed25519_key`). The directory's path is the kernel's, read from
 /// `/proc/self/fd`, so it matches the mount table whatever path `dir` was opened by.
-/// `None` if that path cannot be read.
+/// `None` when they cannot be told: the table cannot be read, or does not hold the
+/// directory's mount (it is in another mount namespace), or the directory has no path
+/// there (removed, or out of this process's reach).
 pub fn below_dir(dir: &Dir) -> Option<Vec<Vec<u8>>> {
+    let text = try_read_mountinfo().ok()?;
+    let id = dir.own_mount_id().ok()?.to_string();
+    let listed = text.split(|&b| b == b'\n').any(|line| line.split(|&b| b == b' ').next() == Some(id.as_bytes()));
     let path = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_fd().as_raw_fd())).ok()?;
-    // A directory removed, or out of this process's reach, has no path to match.
     let bytes = path.as_os_str().as_bytes();
-    if !bytes.starts_with(b"/") || bytes.ends_with(b" (deleted)") {
+    if !listed || !bytes.starts_with(b"/") || bytes.ends_with(b" (deleted)") {
         return None;
     }
-    Some(below(&path).into_iter().map(|point| point[1..].to_vec()).collect())
+    Some(points_below(&text, bytes).into_iter().map(|point| point[1..].to_vec()).collect())
 }
 
 #[cfg(test)]
