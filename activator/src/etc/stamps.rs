@@ -17,7 +17,7 @@
 //!   so that a later change cannot get the same time (file systems keep times in ticks
 //!   as coarse as a second);
 //! - in the boot that kept them, and only while the wall clock has not been set back
-//!   by [`SETTLE`] or more since (a later change could then get a kept time).
+//!   by [`SET_BACK`] or more since (a later change could then get a kept time).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,12 +29,15 @@ use super::{EtcGeneration, STATE_DIR};
 
 /// The file in the state directory.
 const FILE: &str = "stamps.json";
-/// How far in the past a change time must be for a stamp to be kept, and how far back
-/// the wall clock may be set before the stamps kept are no longer trusted.
+/// How far in the past a change time must be for a stamp to be kept: a second of the
+/// coarsest file system times, and the rest to spare.
 const SETTLE: Duration = Duration::from_secs(2);
+/// How far back the wall clock may have been set since stamps were kept, in
+/// nanoseconds, for them to be trusted: less than what `SETTLE` spares.
+const SET_BACK: i64 = 500_000_000;
 /// The file systems (`statfs`'s `f_type`) whose times the kernel sets: tmpfs, ext2-4,
 /// btrfs, xfs, f2fs.
-const LOCAL: [u64; 5] = [0x0102_1994, 0xef53, 0x9123_683e, 0x5846_5342, 0xf2f5_2010];
+const LOCAL: [u32; 5] = [0x0102_1994, 0xef53, 0x9123_683e, 0x5846_5342, 0xf2f5_2010];
 
 /// A directory's stamp as kept: device, inode, seconds and nanoseconds.
 type Words = (u64, u64, i64, u32);
@@ -76,22 +79,22 @@ impl Stamps {
     /// then every link is read), and what they are trusted on.
     pub(super) fn load(etc: Option<&Dir>, to: &EtcGeneration) -> Stamps {
         let (boot, clock_lead, now) = (blankslate_sys::boot_id(), blankslate_sys::wall_clock_lead(), SystemTime::now());
-        let settle = i64::try_from(SETTLE.as_nanos()).unwrap_or(i64::MAX);
         let kept = etc
             .and_then(|etc| etc.open_dir(STATE_DIR).and_then(|state| state.read(FILE)).ok())
             .and_then(|text| serde_json::from_slice::<Record>(&text).ok())
             .filter(|record| {
                 (record.generation, &record.object, &record.boot) == (to.generation, &to.object, &boot)
                     && !boot.is_empty()
-                    && clock_lead > record.clock_lead.saturating_sub(settle)
-            })
-            .map(|record| record.dirs);
+                    && clock_lead > record.clock_lead.saturating_sub(SET_BACK)
+            });
+        // Stamps carried over keep the lead they were judged settled by, when larger:
+        // small steps back never add up unseen.
         let kept = Record {
             generation: to.generation,
             object: to.object.clone(),
-            boot: boot.clone(),
-            clock_lead,
-            dirs: kept.unwrap_or_default(),
+            clock_lead: kept.as_ref().map_or(clock_lead, |record| record.clock_lead.max(clock_lead)),
+            dirs: kept.map(|record| record.dirs).unwrap_or_default(),
+            boot,
         };
         let trust = etc.and_then(trust_in);
         Stamps { kept, trust, vouched: HashMap::new(), taken: BTreeMap::new(), now }
@@ -134,7 +137,8 @@ impl Stamps {
     /// are the ones kept. Failing to write them costs only the next repair's time, so
     /// it is not an error.
     pub(super) fn save(self, etc: &Dir) {
-        if self.trust.is_none() || self.taken == self.kept.dirs {
+        // Without a boot id no stamp is ever trusted again: keep none.
+        if self.trust.is_none() || self.kept.boot.is_empty() || self.taken == self.kept.dirs {
             return;
         }
         let record = Record { dirs: self.taken, ..self.kept };
@@ -149,8 +153,10 @@ impl Stamps {
 /// What stamps are trusted on in `etc`; `None` when it is on a file system whose
 /// times the kernel does not set, or its mount points cannot be told.
 fn trust_in(etc: &Dir) -> Option<Trust> {
-    let kind = etc.file_system_type().ok()?;
-    if !LOCAL.iter().any(|&local| u64::try_from(kind).is_ok_and(|kind| kind == local)) {
+    // The magic numbers are 32 bits, in a word that is signed on some targets.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let kind = etc.file_system_type().ok()? as u32;
+    if !LOCAL.contains(&kind) {
         return None;
     }
     let mount_id = etc.own_mount_id().ok()?;

@@ -100,6 +100,13 @@ fn a_repair_skips_the_links_of_unchanged_directories_and_misses_no_change() {
         assert!(repair(&state).plan.is_noop());
         assert_eq!(repair(&state).plan.links_unread, 3);
 
+        // `a` bound onto itself: the same directory, reached on another mount.
+        let etc = scratch.root.open_dir("etc").unwrap();
+        let a = etc.open_dir("a").unwrap();
+        mount::bind(Source::Dir(&a), &etc, "a", MountFlags::empty()).unwrap();
+        assert_eq!(preview(&scratch).plan.links_unread, 1, "only b's link");
+        mount::unmount(&etc, "a").unwrap();
+
         // A link removed.
         std::fs::remove_file(scratch.etc("a/one")).unwrap();
         let removed = preview(&scratch);
@@ -117,7 +124,6 @@ fn a_repair_skips_the_links_of_unchanged_directories_and_misses_no_change() {
         // An empty directory mounted over a directory of links.
         std::fs::create_dir(scratch.path().join("empty")).unwrap();
         let empty = scratch.root.open_dir("empty").unwrap();
-        let etc = scratch.root.open_dir("etc").unwrap();
         mount::bind(Source::Dir(&empty), &etc, "a", MountFlags::empty()).unwrap();
         let over_dir = preview(&scratch);
         assert!(finds_missing(&over_dir, "a/one") && finds_missing(&over_dir, "a/two"), "{}", over_dir.plan);
@@ -147,13 +153,14 @@ fn stamps_are_kept_by_a_full_repair_and_trusted_only_as_they_were_kept() {
 
     let kept: serde_json::Value = serde_json::from_slice(&std::fs::read(scratch.etc(STAMPS)).unwrap()).unwrap();
     let lead = kept["clock_lead"].as_i64().unwrap();
-    let two_seconds = 2_000_000_000;
+    let second = 1_000_000_000;
     for (field, value, trusted) in [
         ("boot", serde_json::json!("another boot"), false),
         ("generation", serde_json::json!(2), false),
-        // The clock set back by two seconds since, or forward.
-        ("clock_lead", serde_json::json!(lead + two_seconds + 1_000_000), false),
-        ("clock_lead", serde_json::json!(lead - two_seconds), true),
+        // The wall clock set back by a second since; by a fifth of one; forward.
+        ("clock_lead", serde_json::json!(lead + second), false),
+        ("clock_lead", serde_json::json!(lead + second / 5), true),
+        ("clock_lead", serde_json::json!(lead - 2 * second), true),
     ] {
         let mut changed = kept.clone();
         changed[field] = value;
@@ -161,4 +168,19 @@ fn stamps_are_kept_by_a_full_repair_and_trusted_only_as_they_were_kept() {
         let unread = preview(&scratch).plan.links_unread;
         assert_eq!(unread, if trusted { 3 } else { 0 }, "{field} {}", changed[field]);
     }
+}
+
+/// The mount points below a directory cannot be told from a mount namespace that does
+/// not hold its mount: then no stamp is trusted.
+#[test]
+fn mount_points_are_told_only_in_the_directory_s_own_mount_namespace() {
+    if !root_or_skip("enters a mount namespace of its own") {
+        return;
+    }
+    let outside = Dir::open_root(Path::new("/dev/shm")).unwrap();
+    assert!(mount::below_dir(&outside).is_some());
+    in_namespace(move || {
+        assert!(mount::below_dir(&outside).is_none(), "a mount of the host's namespace");
+        assert!(mount::below_dir(&Dir::open_root(Path::new("/dev/shm")).unwrap()).is_some());
+    });
 }

@@ -22,8 +22,8 @@ pub fn boot_id() -> String {
 }
 
 /// The wall clock's lead over the kernel's boot clock (`CLOCK_REALTIME` minus
-/// `CLOCK_BOOTTIME`), in nanoseconds. Both run on together, so it shrinks only when
-/// the wall clock is set back (or slewed back).
+/// `CLOCK_BOOTTIME`), in nanoseconds. Both run on together (a slew changes both), so
+/// it shrinks only when the wall clock is stepped back.
 #[must_use]
 pub fn wall_clock_lead() -> i64 {
     let nanos = |clock| {
