@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use blankslate_sys::fs::{ChangeStamp, Dir};
 use serde::{Deserialize, Serialize};
 
-use super::{EtcGeneration, STATE_DIR};
+use super::{EtcGeneration, STATE_DIR, split};
 
 /// The file in the state directory.
 const FILE: &str = "stamps.json";
@@ -159,19 +159,13 @@ fn trust_in(etc: &Dir) -> Option<Trust> {
     if !LOCAL.contains(&kind) {
         return None;
     }
-    let mount_id = etc.own_mount_id().ok()?;
-    let points = blankslate_sys::mount::below_dir(etc)?;
-    let mounted_in = points.iter().map(|point| parent_of(&String::from_utf8_lossy(point))).collect();
+    let (mount_id, points) = blankslate_sys::mount::below_dir(etc)?;
+    let mounted_in = points.iter().map(|point| split(&String::from_utf8_lossy(point)).0.to_owned()).collect();
     Some(Trust { mount_id, mounted_in })
 }
 
 fn words(stamp: ChangeStamp) -> Words {
     (stamp.dev, stamp.ino, stamp.ctime.0, stamp.ctime.1)
-}
-
-/// The directory that holds `path` (`""` for an entry of `/etc` itself).
-fn parent_of(path: &str) -> String {
-    path.rsplit_once('/').map_or("", |(parent, _)| parent).to_owned()
 }
 
 #[cfg(test)]

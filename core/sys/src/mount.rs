@@ -355,22 +355,21 @@ fn points_below(text: &[u8], root: &[u8]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The mount points strictly below the open directory `dir`, relative to it
-/// (`ssh/ssh_host_ed25519_key`). The directory's path is the kernel's, read from
-/// `/proc/self/fd`, so it matches the mount table whatever path `dir` was opened by.
-/// `None` when they cannot be told: the table cannot be read, or does not hold the
-/// directory's mount (it is in another mount namespace), or the directory has no path
-/// there (removed, or out of this process's reach).
-pub fn below_dir(dir: &Dir) -> Option<Vec<Vec<u8>>> {
+/// The id of the mount the open directory `dir` is on, and the mount points strictly
+/// below it, relative to it (`ssh/ssh_host_ed25519_key`). The directory's path is the
+/// kernel's, read from `/proc/self/fd`, so it matches the mount table whatever path
+/// `dir` was opened by. `None` when they cannot be told: the table cannot be read, or
+/// does not hold the directory's mount (it is in another mount namespace), or the
+/// directory has no path there (removed, or out of this process's reach).
+pub fn below_dir(dir: &Dir) -> Option<(u64, Vec<Vec<u8>>)> {
     let text = try_read_mountinfo().ok()?;
-    let id = dir.own_mount_id().ok()?.to_string();
-    let listed = text.split(|&b| b == b'\n').any(|line| line.split(|&b| b == b' ').next() == Some(id.as_bytes()));
+    let id = dir.own_mount_id().ok()?;
     let path = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_fd().as_raw_fd())).ok()?;
     let bytes = path.as_os_str().as_bytes();
-    if !listed || !bytes.starts_with(b"/") || bytes.ends_with(b" (deleted)") {
+    if type_and_source(&text, id).is_none() || !bytes.starts_with(b"/") || bytes.ends_with(b" (deleted)") {
         return None;
     }
-    Some(points_below(&text, bytes).into_iter().map(|point| point[1..].to_vec()).collect())
+    Some((id, points_below(&text, bytes).into_iter().map(|point| point[1..].to_vec()).collect()))
 }
 
 #[cfg(test)]
