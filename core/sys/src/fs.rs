@@ -402,9 +402,9 @@ impl Dir {
     /// Reads a whole file below this one.
     pub fn read(&self, path: impl AsRef<Path>) -> Result<Vec<u8>> {
         let path = path.as_ref();
-        let mut contents = Vec::new();
-        self.open_file(path)?.read_to_end(&mut contents).map_err(wrap_io("read", self.path.join(path)))?;
-        Ok(contents)
+        let file = self.open_file(path)?;
+        let size = rustix::fs::fstat(&file).map_err(self.failed("stat", path))?.st_size;
+        checked::read_sized(&file, u64::try_from(size).unwrap_or(0)).map_err(wrap_io("read", self.path.join(path)))
     }
 
     /// Reads a file as a process whose `/` is this directory would: symlinks are

@@ -161,20 +161,28 @@ impl Checked {
 
     /// The whole contents, for files known to be small (checked copies in `/etc`).
     pub fn read_to_end(&self) -> Result<Vec<u8>> {
-        // Sized by the `fstat` already made: `File::read_to_end` would ask the size
-        // again (`statx`, `lseek`), and read once more to see the end. A regular file
-        // reads short only at its end, so one read with room for a byte more ends it.
-        // A file that grew meanwhile is still read whole.
-        let size = usize::try_from(self.meta.size).unwrap_or(0);
-        let mut contents = vec![0; size.saturating_add(1)];
-        let read = rustix::io::read(&self.file, &mut contents).map_err(wrap("read", &self.path))?;
-        contents.truncate(read);
-        if read > size {
-            io::Read::read_to_end(&mut (&self.file).take(u64::MAX), &mut contents)
-                .map_err(wrap_io("read", &self.path))?;
-        }
-        Ok(contents)
+        read_sized(&self.file, self.meta.size).map_err(wrap_io("read", &self.path))
     }
+}
+
+/// The whole contents of `file`, which `fstat` said is `size` bytes long. Sized by
+/// that: `File::read_to_end` would ask the size again (`statx`, `lseek`), and read
+/// once more to see the end. A regular file reads short only at its end, so one read
+/// with room for a byte more ends it. A file that grew meanwhile is still read whole.
+pub(super) fn read_sized(file: &File, size: u64) -> io::Result<Vec<u8>> {
+    let size = usize::try_from(size).unwrap_or(0);
+    let mut contents = vec![0; size.saturating_add(1)];
+    let read = loop {
+        match rustix::io::read(file, &mut contents) {
+            Err(rustix::io::Errno::INTR) => {}
+            other => break other?,
+        }
+    };
+    contents.truncate(read);
+    if read > size {
+        io::Read::read_to_end(&mut file.take(u64::MAX), &mut contents)?;
+    }
+    Ok(contents)
 }
 
 /// How much is read at a time when two files are compared.
