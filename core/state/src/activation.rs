@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{MANIFEST_FILE, Manifest, TREE_DIR};
+use crate::manifest::{MANIFEST_FILE, MANIFEST_INDEX_FILE, Manifest, TREE_DIR};
 use crate::store::{Store, StoreError};
 use blankslate_sys::fs::{Dir, FsError};
 
@@ -72,19 +72,43 @@ pub struct EtcGeneration {
 impl EtcGeneration {
     /// Reads the manifest of the etc object `object` in `store`.
     pub fn load(store: &Store, generation: u32, object: &str) -> Result<EtcGeneration, ActivationError> {
+        let text = store.open_object(object)?.read(MANIFEST_FILE)?;
+        let manifest = Manifest::from_json(text).map_err(|e| bad_manifest(object, e))?;
+        Ok(EtcGeneration::new(store.location(), generation, object, manifest))
+    }
+
+    /// As [`EtcGeneration::load`], but for an object with a chunk index
+    /// (`manifest.index`), the manifest is read in runs, each when first needed: for
+    /// a switch, which reads only the runs that differ from the generation it leaves.
+    pub fn load_in_runs(store: &Store, generation: u32, object: &str) -> Result<EtcGeneration, ActivationError> {
         let dir = store.open_object(object)?;
-        let text = dir.read(MANIFEST_FILE)?;
-        let manifest = Manifest::from_json(text).map_err(|e| ActivationError::BadState {
-            what: format!("the manifest of {object}"),
-            reason: e.to_string(),
-        })?;
+        let index = match dir.read(MANIFEST_INDEX_FILE) {
+            Ok(index) => index,
+            Err(error) if error.is_not_found() => return EtcGeneration::load(store, generation, object),
+            Err(error) => return Err(error.into()),
+        };
+        let file = dir.open_file(MANIFEST_FILE)?;
+        let path = dir.path().join(MANIFEST_FILE);
+        let size = file.metadata().map_err(|e| bad_manifest(object, e))?.len();
+        let index = String::from_utf8(index).map_err(|e| bad_manifest(object, e))?;
+        let manifest = Manifest::in_runs(file, path, size, &index).map_err(|e| bad_manifest(object, e))?;
         Ok(EtcGeneration::new(store.location(), generation, object, manifest))
     }
 
     /// The generation `record` names, its manifest read from `store`, `/etc/static`'s
     /// target as recorded.
     pub fn of_record(store: &Store, record: Record) -> Result<EtcGeneration, ActivationError> {
-        let mut generation = EtcGeneration::load(store, record.generation, &record.object)?;
+        Self::recorded(store, record, EtcGeneration::load)
+    }
+
+    /// As [`EtcGeneration::of_record`], the manifest read in runs
+    /// ([`EtcGeneration::load_in_runs`]).
+    pub fn of_record_in_runs(store: &Store, record: Record) -> Result<EtcGeneration, ActivationError> {
+        Self::recorded(store, record, EtcGeneration::load_in_runs)
+    }
+
+    fn recorded(store: &Store, record: Record, load: Loader) -> Result<EtcGeneration, ActivationError> {
+        let mut generation = load(store, record.generation, &record.object)?;
         generation.static_target = record.static_target;
         Ok(generation)
     }
@@ -100,6 +124,13 @@ impl EtcGeneration {
         let static_target = store_location.join(object).join(TREE_DIR).to_string_lossy().into_owned();
         EtcGeneration { generation, object: object.to_owned(), static_target, manifest }
     }
+}
+
+/// [`EtcGeneration::load`] or [`EtcGeneration::load_in_runs`].
+type Loader = fn(&Store, u32, &str) -> Result<EtcGeneration, ActivationError>;
+
+fn bad_manifest(object: &str, reason: impl std::fmt::Display) -> ActivationError {
+    ActivationError::BadState { what: format!("the manifest of {object}"), reason: reason.to_string() }
 }
 
 /// The contents of [`ACTIVE_FILE`]: `"<generation> <etc object> <entries>"`.

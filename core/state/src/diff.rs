@@ -22,10 +22,13 @@ pub struct EtcChange<'a> {
 
 /// Every path whose entry differs between `old` and `new`, in path order: one merge
 /// of the two sorted manifests. Entries read from manifests whose written forms are
-/// the same bytes are the same, and are not made; nothing is allocated for them.
+/// the same bytes are the same, and are not made; nothing is allocated for them. Of
+/// manifests read in runs, the runs both have are skipped unread: read the others
+/// first ([`Entries::read_unshared`](crate::manifest::Entries::read_unshared)), or
+/// a run that cannot be read is a panic.
 pub fn etc_changes<'a>(old: &'a Manifest, new: &'a Manifest) -> impl Iterator<Item = EtcChange<'a>> {
-    let mut old = old.entries.each().peekable();
-    let mut new = new.entries.each().peekable();
+    let (old, new) = (&old.entries, &new.entries);
+    let (mut old, mut new) = (old.each_unshared(new).peekable(), new.each_unshared(old).peekable());
     let removed = |lazy: Lazy<'a>| EtcChange { path: lazy.path, old: Some(lazy.entry()), new: None };
     let added = |lazy: Lazy<'a>| EtcChange { path: lazy.path, old: None, new: Some(lazy.entry()) };
     std::iter::from_fn(move || {

@@ -12,11 +12,13 @@
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+mod chunks;
 mod entries;
 mod written;
 
-pub use entries::Entries;
+pub use chunks::{MANIFEST_INDEX_FILE, index};
 pub(crate) use entries::Lazy;
+pub use entries::{Entries, ManifestReadError};
 
 /// The manifest's file name inside an etc store object.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -198,6 +200,14 @@ impl Manifest {
             Err(error) => error.into_bytes(),
         };
         serde_json::from_slice(&bytes)
+    }
+
+    /// The manifest `file` (at `path`, for messages; `size` bytes long) as its chunk
+    /// index `index` cuts it in runs, none read yet: each is read when first needed,
+    /// and a diff reads only the runs that differ ([`Entries::read_unshared`]).
+    pub fn in_runs(file: std::fs::File, path: std::path::PathBuf, size: u64, index: &str) -> Result<Manifest, String> {
+        let index = chunks::parse(index, size)?;
+        Ok(Manifest { version: index.version, entries: Entries::in_runs(file, path, index) })
     }
 
     /// Whether the entry at `path` is a secret (`decl::secret`): its contents are

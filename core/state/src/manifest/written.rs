@@ -30,6 +30,8 @@ impl Token<'_> {
 pub(super) struct Located {
     /// The path as written, or decoded when it holds an escape.
     pub path: Place,
+    /// Where the entry's line starts (the indent before its path).
+    pub line: u32,
     pub start: u32,
     pub end: u32,
 }
@@ -54,20 +56,7 @@ pub(super) fn locate(text: &str) -> Option<(u32, Vec<Located>)> {
     if cursor.literal("}\n}").is_none() {
         cursor.literal("\n")?;
         loop {
-            cursor.literal("    ")?;
-            let (start, token) = cursor.string()?;
-            let place = if token.escaped {
-                Place::Decoded(token.decoded().into_boxed_str())
-            } else {
-                Place::InText { start: as_u32(start), end: as_u32(start + token.raw.len()) }
-            };
-            if entries.last().is_some_and(|last: &Located| path(text, &last.path) >= path(text, &place)) {
-                return None;
-            }
-            cursor.literal(": ")?;
-            let start = cursor.at;
-            cursor.fields()?;
-            entries.push(Located { path: place, start: as_u32(start), end: as_u32(cursor.at) });
+            cursor.entry(&mut entries)?;
             if cursor.literal(",\n").is_none() {
                 cursor.literal("\n  }\n}")?;
                 break;
@@ -77,6 +66,22 @@ pub(super) fn locate(text: &str) -> Option<(u32, Vec<Located>)> {
     // A final newline (a file someone saved again) is the same manifest.
     let _ = cursor.literal("\n");
     (cursor.at == text.len()).then_some((version, entries))
+}
+
+/// The entries of `text`, a run of whole entries cut from a manifest in the written
+/// form (from the first one's line to the last one's `}`), checked as [`locate`]
+/// checks them; `None` if it is not such a run.
+pub(super) fn locate_run(text: &str) -> Option<Vec<Located>> {
+    u32::try_from(text.len()).ok()?;
+    let mut cursor = Cursor { text, at: 0 };
+    let mut entries = Vec::new();
+    loop {
+        cursor.entry(&mut entries)?;
+        if cursor.at == text.len() {
+            return Some(entries);
+        }
+        cursor.literal(",\n")?;
+    }
 }
 
 /// The path `place` says, in `text`.
@@ -142,6 +147,27 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    /// One entry, `    "path": {…}`, pushed onto `entries` if its path comes after the
+    /// last one's.
+    fn entry(&mut self, entries: &mut Vec<Located>) -> Option<()> {
+        let line = self.at;
+        self.literal("    ")?;
+        let (start, token) = self.string()?;
+        let place = if token.escaped {
+            Place::Decoded(token.decoded().into_boxed_str())
+        } else {
+            Place::InText { start: as_u32(start), end: as_u32(start + token.raw.len()) }
+        };
+        if entries.last().is_some_and(|last: &Located| path(self.text, &last.path) >= path(self.text, &place)) {
+            return None;
+        }
+        self.literal(": ")?;
+        let start = self.at;
+        self.fields()?;
+        entries.push(Located { path: place, line: as_u32(line), start: as_u32(start), end: as_u32(self.at) });
+        Some(())
+    }
+
     /// Steps over `literal` if the text goes on with it.
     fn literal(&mut self, literal: &str) -> Option<()> {
         self.text[self.at..].starts_with(literal).then(|| self.at += literal.len())
