@@ -27,7 +27,9 @@ use std::path::{Path, PathBuf};
 use blankslate_decl::source::{SourceError, Sources};
 use blankslate_decl::{Declaration, EtcContents, EtcMode, Mode, secret};
 use blankslate_state::generation::{Built, GenerationError, LockedState};
-use blankslate_state::manifest::{EtcKind, MANIFEST_FILE, Manifest, ManifestEntry, TREE_DIR, content_hash};
+use blankslate_state::manifest::{
+    self, EtcKind, MANIFEST_FILE, MANIFEST_INDEX_FILE, Manifest, ManifestEntry, TREE_DIR, content_hash,
+};
 use blankslate_state::store::{Store, StoreError, Tree};
 
 pub use nixos::from_nixos_tree;
@@ -127,9 +129,12 @@ impl EtcBuild {
             place(&mut etc, path, node)?;
         }
         let manifest = self.manifest().to_json();
-        let manifest = if secrets { Tree::secret_file(manifest) } else { Tree::file(manifest) };
+        // The index holds hashes of the manifest's runs: as readable as the manifest.
+        let index = manifest::index(&manifest).expect("a manifest as to_json writes it");
+        let file = |text: String| if secrets { Tree::secret_file(text) } else { Tree::file(text) };
         let mut top = BTreeMap::new();
-        top.insert(OsString::from(MANIFEST_FILE), manifest);
+        top.insert(OsString::from(MANIFEST_FILE), file(manifest));
+        top.insert(OsString::from(MANIFEST_INDEX_FILE), file(index));
         top.insert(OsString::from(TREE_DIR), Tree::Directory(etc));
         Ok(Tree::Directory(top))
     }

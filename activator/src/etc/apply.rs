@@ -121,7 +121,7 @@ pub fn prepare(root: &Dir, store: &Store, generation: u32, object: &str, on_conf
     if let Some(marker) = already_active(root, generation, object, static_target.as_os_str()) {
         return Ok(Prepared::AlreadyActive(marker));
     }
-    let to = EtcGeneration::load(store, generation, object)?;
+    let to = EtcGeneration::load_in_runs(store, generation, object)?;
     let tree = open_tree(store, &to.object)?;
     let users = || users_from_contents(root, |name| tree.read(name).ok());
     let plan = plan(root, Some(store), to, &users, on_conflict)?;
@@ -202,7 +202,8 @@ pub fn relabel(root: &Dir, store: &Store, generation: u32) -> Result<bool> {
     let present = blankslate_state::activation::marker(root);
     let entries = match &present {
         Some(present) if present.object == from.object => present.entries,
-        _ => EtcGeneration::load(store, from.generation, &from.object)?.manifest.entries.len(),
+        // Read in runs, only its index is read to count them.
+        _ => EtcGeneration::load_in_runs(store, from.generation, &from.object)?.manifest.entries.len(),
     };
     let wanted = Marker { generation, object: from.object.clone(), entries };
     // Recorded already, state file and marker alike (a relabel killed between the two
@@ -304,11 +305,11 @@ pub(super) fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
     // Each step that makes something, with its entry, looked up once.
     let creates: Vec<(&Step, &ManifestEntry)> =
         plan.steps.iter().filter_map(|step| Some((step, plan.entry(step)?))).collect();
-    let (first, last): (Vec<&Step>, Vec<&Step>) = plan
-        .steps
-        .iter()
-        .filter(|s| s.action == Action::Remove)
-        .partition(|s| in_the_way(&s.path, &plan.to.manifest.entries));
+    let (mut first, mut last) = (Vec::new(), Vec::new());
+    for step in plan.steps.iter().filter(|s| s.action == Action::Remove) {
+        let before = if in_the_way(&step.path, &plan.to.manifest.entries)? { &mut first } else { &mut last };
+        before.push(step);
+    }
 
     if let Some(Some(backup)) = &plan.switch_static {
         move_aside(&etc, STATIC, backup)?;
@@ -393,21 +394,30 @@ pub(super) fn apply(root: &Dir, plan: &Plan, tree: &Dir) -> Result<()> {
 /// Whether the removal of `path` must come before the new generation's entries are
 /// made: something of the new generation goes below it (it was a file), or one of its
 /// parents becomes a file or link.
-fn in_the_way(path: &str, new: &Entries) -> bool {
-    new.has_below(path)
-        || std::iter::successors(Some(path), |p| p.rsplit_once('/').map(|(up, _)| up))
-            .skip(1)
-            .any(|up| new.get(up).is_some_and(|e| e.kind != EtcKind::Directory))
+fn in_the_way(path: &str, new: &Entries) -> Result<bool> {
+    if new.try_has_below(path)? {
+        return Ok(true);
+    }
+    for up in std::iter::successors(Some(path), |p| p.rsplit_once('/').map(|(up, _)| up)).skip(1) {
+        if new.try_get(up)?.is_some_and(|e| e.kind != EtcKind::Directory) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Removes `steps`, removals of the plan; a directory once what the previous
 /// generation put in it is gone (the directories last, deepest first).
 fn remove_all(etc: &Dir, plan: &Plan, steps: Vec<&Step>) -> Result<()> {
-    let was_directory = |step: &&Step| {
-        let old = plan.from.as_ref().and_then(|f| f.manifest.entries.get(&step.path));
-        old.is_some_and(|e| e.kind == EtcKind::Directory)
-    };
-    let (directories, files): (Vec<&Step>, Vec<&Step>) = steps.into_iter().partition(was_directory);
+    let (mut directories, mut files) = (Vec::new(), Vec::new());
+    for step in steps {
+        let old = match &plan.from {
+            Some(from) => from.manifest.entries.try_get(&step.path)?,
+            None => None,
+        };
+        let was_directory = old.is_some_and(|e| e.kind == EtcKind::Directory);
+        if was_directory { &mut directories } else { &mut files }.push(step);
+    }
     for step in files.into_iter().chain(directories.into_iter().rev()) {
         remove_entry(etc, &step.path)?;
         remove_empty_parents(etc, &step.path, &plan.to.manifest)?;
@@ -533,8 +543,8 @@ fn remove_entry(etc: &Dir, path: &str) -> Result<()> {
 fn remove_empty_parents(etc: &Dir, path: &str, keep: &Manifest) -> Result<()> {
     let mut dir = split(path).0;
     while !dir.is_empty() {
-        let declared = keep.entries.get(dir).is_some_and(|e| e.kind == EtcKind::Directory);
-        if declared || keep.entries.has_below(dir) {
+        let declared = keep.entries.try_get(dir)?.is_some_and(|e| e.kind == EtcKind::Directory);
+        if declared || keep.entries.try_has_below(dir)? {
             return Ok(());
         }
         let (parent, name) = split(dir);

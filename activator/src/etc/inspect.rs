@@ -47,7 +47,7 @@ impl<'a> Dirs<'a> {
                 None => None,
                 Some(Ok(dir)) => Some(dir),
                 Some(Err(error)) if error.is_not_found() => None,
-                Some(Err(_)) if entry_in(self.old, path) || entry_in(self.new, path) => None,
+                Some(Err(_)) if entry_in(self.old, path)? || entry_in(self.new, path)? => None,
                 Some(Err(error)) => {
                     return Err(EtcError::Blocked {
                         path: entry.to_owned(),
@@ -62,13 +62,13 @@ impl<'a> Dirs<'a> {
     }
 
     /// Whether `path` was a directory entry of the previous generation.
-    fn old_directory(&self, path: &str) -> bool {
-        self.old.get(path).is_some_and(|e| e.kind == EtcKind::Directory)
+    fn old_directory(&self, path: &str) -> Result<bool> {
+        Ok(self.old.try_get(path)?.is_some_and(|e| e.kind == EtcKind::Directory))
     }
 
     /// Whether the previous generation had entries below `path`.
-    fn old_below(&self, path: &str) -> bool {
-        self.old.has_below(path)
+    fn old_below(&self, path: &str) -> Result<bool> {
+        Ok(self.old.try_has_below(path)?)
     }
 
     /// Whether the directory at `path` holds nothing but the previous generation's
@@ -78,7 +78,7 @@ impl<'a> Dirs<'a> {
     /// directory below that is neither declared nor on the way to an entry is a
     /// person's, even empty.
     fn holds_only_old_entries(&mut self, path: &str) -> Result<bool> {
-        if !self.old_below(path) && !self.old_directory(path) {
+        if !self.old_below(path)? && !self.old_directory(path)? {
             return Ok(false);
         }
         let Some(etc) = self.etc else { return Ok(false) };
@@ -86,9 +86,9 @@ impl<'a> Dirs<'a> {
         while let Some(dir_path) = pending.pop() {
             for (name, kind) in etc.open_dir(&dir_path)?.entries()? {
                 let child = format!("{dir_path}/{}", name.to_string_lossy());
-                let ours = match self.old.get(&child) {
+                let ours = match self.old.try_get(&child)? {
                     Some(entry) => (kind == Kind::Directory) == (entry.kind == EtcKind::Directory),
-                    None => kind == Kind::Directory && self.old_below(&child),
+                    None => kind == Kind::Directory && self.old_below(&child)?,
                 };
                 if !ours {
                     return Ok(false);
@@ -186,7 +186,7 @@ impl<'a> Dirs<'a> {
             let candidate =
                 if n == 0 { format!("{name}{BACKUP_SUFFIX}") } else { format!("{name}{BACKUP_SUFFIX}.{n}") };
             let full = if parent.is_empty() { candidate.clone() } else { format!("{parent}/{candidate}") };
-            if declared.entries.contains_key(&full) {
+            if declared.entries.try_contains_key(&full)? {
                 continue;
             }
             if self.inspect(&full, false)? == Found::Absent {
@@ -203,9 +203,13 @@ impl<'a> Dirs<'a> {
 
 /// Whether `path` or one of its ancestors is a file or link entry of `entries` (a
 /// directory entry is no reason for a parent not to open).
-fn entry_in(entries: &Entries, path: &str) -> bool {
-    std::iter::successors(Some(path), |p| p.rsplit_once('/').map(|(up, _)| up))
-        .any(|prefix| entries.get(prefix).is_some_and(|e| e.kind != EtcKind::Directory))
+fn entry_in(entries: &Entries, path: &str) -> Result<bool> {
+    for prefix in std::iter::successors(Some(path), |p| p.rsplit_once('/').map(|(up, _)| up)) {
+        if entries.try_get(prefix)?.is_some_and(|e| e.kind != EtcKind::Directory) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Works out what activating `to` would do, from the last activated state (its
@@ -219,7 +223,7 @@ pub fn plan(
     users: &dyn Fn() -> UserDb,
     on_conflict: OnConflict,
 ) -> Result<Plan> {
-    let (from, unread) = previous(root, store)?;
+    let (from, unread) = previous(root, store, &to)?;
     let mut plan = plan_from(root, from, to, users, on_conflict)?;
     plan.unread_previous = unread;
     Ok(plan)
@@ -232,13 +236,19 @@ type Unread = (u32, String);
 /// from `store`; or, when the state file names one whose manifest cannot be read (or
 /// there is no store), none, and the generation with the reason: a switch is never
 /// stuck on the generation it leaves.
-fn previous(root: &Dir, store: Option<&Store>) -> Result<(Option<EtcGeneration>, Option<Unread>)> {
+/// Its manifest is read in runs, those `to` does not have as well read here, so that
+/// one that cannot be read is a manifest that cannot be read, too.
+fn previous(root: &Dir, store: Option<&Store>, to: &EtcGeneration) -> Result<(Option<EtcGeneration>, Option<Unread>)> {
     let Some(record) = active_record(root)? else { return Ok((None, None)) };
     let Some(store) = store else { return Ok((None, Some((record.generation, "no store".to_owned())))) };
     let generation = record.generation;
-    match EtcGeneration::of_record(store, record) {
+    let read = EtcGeneration::of_record_in_runs(store, record).map_err(|error| error.to_string()).and_then(|from| {
+        from.manifest.entries.read_unshared(&to.manifest.entries).map_err(|error| error.to_string())?;
+        Ok(from)
+    });
+    match read {
         Ok(from) => Ok((Some(from), None)),
-        Err(error) => Ok((None, Some((generation, error.to_string())))),
+        Err(reason) => Ok((None, Some((generation, reason)))),
     }
 }
 
@@ -253,6 +263,9 @@ fn plan_from(
     let etc = open_etc(root)?;
     let empty = Manifest::new();
     let old = from.as_ref().map_or(&empty, |a| &a.manifest);
+    // Read in runs, the manifests are read only where they differ (the previous one's
+    // runs were read already: `previous`).
+    to.manifest.entries.read_unshared(&old.entries)?;
     let mut dirs = Dirs::new(etc.as_ref(), &old.entries, &to.manifest.entries);
     let mut steps = Vec::new();
     let mut removals = Vec::new();
@@ -344,7 +357,7 @@ fn plan_from(
 /// previous generation's entries (they go too), and is left, with what a person put in
 /// it, if not.
 fn undeclared_directory(dirs: &mut Dirs<'_>, path: &str, new: &Manifest) -> Result<Step> {
-    if new.entries.has_below(path) {
+    if new.entries.try_has_below(path)? {
         return Ok(Step::plain_directory(path));
     }
     let action = if dirs.holds_only_old_entries(path)? {

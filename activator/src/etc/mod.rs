@@ -41,7 +41,7 @@ use std::sync::LazyLock;
 
 use blankslate_decl::UserDb;
 use blankslate_state::diff::describe_etc_entry;
-use blankslate_state::manifest::{DEFAULT_DIR_MODE, EtcKind, ManifestEntry};
+use blankslate_state::manifest::{DEFAULT_DIR_MODE, EtcKind, ManifestEntry, ManifestReadError};
 use blankslate_state::store::StoreError;
 use blankslate_sys::fs::{Dir, FsError};
 
@@ -79,6 +79,8 @@ pub enum EtcError {
     Activation(#[from] ActivationError),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestReadError),
     #[error("cannot read {what}: {reason}")]
     BadState { what: String, reason: String },
     #[error("/etc/{path}: unknown {kind} `{name}` (not in the new system's /etc/{file})")]

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use blankslate_activator::etc::{self, Action, Activated, EtcError, EtcGeneration, OnConflict};
 use blankslate_decl as decl;
 use blankslate_state::generation::{DEFAULT_STATE_DIR, State};
+use blankslate_state::manifest::MANIFEST_INDEX_FILE;
 use blankslate_state::store::Store;
 use blankslate_sys::fs::Dir;
 use blankslate_test_support::Scratch;

@@ -2,6 +2,8 @@
 //! back and forth while readers watch, and entries added, changed, removed or
 //! changing kind.
 
+use std::fmt::Write as _;
+
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
@@ -337,4 +339,87 @@ fn a_relabel_records_the_generation_and_counts_entries_without_a_marker() {
         after.remove(record);
     }
     assert_eq!(after, before, "nothing else in /etc changed");
+}
+
+/// The store object of `declaration` as generation `number`, with its chunk index or,
+/// as an older binary built it, without; its manifest read as a switch reads it (in
+/// runs when it has the index).
+fn build_indexed(scratch: &EtcRoot, number: u32, declaration: &str, indexed: bool) -> EtcGeneration {
+    let file = scratch.path().join(format!("generation-{number}.toml"));
+    let checked = decl::check(&file, declaration, None);
+    let declaration = checked.declaration.unwrap_or_else(|| panic!("{}", checked.diagnostics));
+    let mut tree = blankslate_etc_builder::from_declaration(&declaration).unwrap().tree().unwrap();
+    let blankslate_state::store::Tree::Directory(top) = &mut tree else { unreachable!("an object is a directory") };
+    if !indexed {
+        assert!(top.remove(std::ffi::OsStr::new(MANIFEST_INDEX_FILE)).is_some());
+    }
+    let object = scratch.store.add(blankslate_etc_builder::OBJECT_NAME, &tree).unwrap();
+    EtcGeneration::load_in_runs(&scratch.store, number, &object).unwrap()
+}
+
+/// `count` entries, each a link or (one in ten) a copy, each with a text that says
+/// `version`'s changes: about one in nine left out and one in eleven changed.
+fn varied_declaration(count: usize, version: usize) -> (String, BTreeMap<String, String>) {
+    let mut text = String::from("version = 1\n");
+    let mut expected = BTreeMap::new();
+    for i in (0..count).filter(|i| (i + version) % 9 != 0) {
+        let path = format!("d{}/e{i}.conf", i % 5);
+        let contents = if (i + version) % 11 == 0 { format!("{i} in {version}") } else { format!("{i}") };
+        let _ = write!(text, "[etc.\"{path}\"]\ntext = \"{contents}\"\n");
+        if i % 10 == 0 {
+            text.push_str("mode = \"0644\"\n");
+        }
+        expected.insert(path, contents);
+    }
+    (text, expected)
+}
+
+/// A switch reads a manifest in runs where its object has the chunk index and whole
+/// where it has none (an object an older binary built): switching between two of a
+/// kind and from one kind to the other, `/etc` is what the generation declares,
+/// nothing more.
+#[test]
+fn switches_between_objects_with_and_without_an_index_make_what_is_declared() {
+    let scratch = EtcRoot::new();
+    let all: BTreeSet<String> = (0..400).map(|i| format!("d{}/e{i}.conf", i % 5)).collect();
+    for (number, version, indexed) in
+        [(1, 0, true), (2, 1, false), (3, 2, true), (4, 3, true), (5, 4, false), (6, 0, true)]
+    {
+        let (text, expected) = varied_declaration(400, version);
+        let to = build_indexed(&scratch, number, &text, indexed);
+        scratch.activate(&to);
+        for (path, contents) in &expected {
+            assert_eq!(&scratch.read(path), contents, "generation {number}: {path}");
+        }
+        for path in all.iter().filter(|path| !expected.contains_key(*path)) {
+            assert!(scratch.etc(path).symlink_metadata().is_err(), "generation {number}: {path} is left");
+        }
+    }
+}
+
+/// The manifest of the generation `/etc` leaves is damaged in a run the switch must
+/// read: the switch goes on from nothing, as when the manifest is gone, and says why.
+#[test]
+fn a_previous_manifest_whose_run_does_not_check_is_one_that_cannot_be_read() {
+    let scratch = EtcRoot::new();
+    let (one, _) = varied_declaration(400, 0);
+    let (two, expected) = varied_declaration(400, 1);
+    let one = build_indexed(&scratch, 1, &one, true);
+    let two = build_indexed(&scratch, 2, &two, true);
+    scratch.activate(&one);
+    let object = scratch.path().join(STORE.trim_start_matches('/')).join(&one.object);
+    std::fs::set_permissions(&object, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let manifest = object.join("manifest.json");
+    std::fs::set_permissions(&manifest, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // Same length, another byte: every run differs from the new generation's here.
+    let text = std::fs::read_to_string(&manifest).unwrap().replace("\"user\": \"root\"", "\"user\": \"ro0t\"");
+    std::fs::write(&manifest, text).unwrap();
+
+    let activated = scratch.activate(&two);
+    let (generation, reason) = activated.plan.unread_previous.clone().expect("the old manifest is unread");
+    assert_eq!((generation, activated.plan.from.as_ref()), (1, None));
+    assert!(reason.contains("not what its index says"), "{reason}");
+    for (path, contents) in &expected {
+        assert_eq!(&scratch.read(path), contents, "{path}");
+    }
 }
