@@ -1,5 +1,5 @@
-//! Builds `/etc` into the store: one object holding `manifest.json` and an `etc/`
-//! tree that `/etc/static` will point at.
+//! Builds `/etc` into the store: one object holding `manifest.json`, its chunk index
+//! (`manifest.index`) and an `etc/` tree that `/etc/static` will point at.
 //!
 //! Texts and source files are copied into the object, so a generation is
 //! self-contained: a source that lives outside the store (in a user's checkout) would
@@ -115,8 +115,8 @@ impl EtcBuild {
         manifest
     }
 
-    /// The store tree: `manifest.json` and `etc/` with one node per entry, secrets
-    /// (and then the manifest) readable by root alone.
+    /// The store tree: `manifest.json`, `manifest.index` and `etc/` with one node per
+    /// entry, secrets (and then the manifest and its index) readable by root alone.
     pub fn tree(&self) -> Result<Tree> {
         let mut etc = BTreeMap::new();
         let mut secrets = false;
@@ -404,13 +404,14 @@ mode = "0440"
             ("etc/shadow", 0o400),
             ("etc/keys/a", 0o400),
             ("manifest.json", 0o400),
+            ("manifest.index", 0o400),
         ] {
             assert_eq!(mode(path), expected, "{path}");
         }
         assert_eq!(store.check_object(&object), None);
         let public = "version = 1\n[etc.\"hosts\"]\ntext = \"h\"\n[etc.\"issue\"]\ntext = \"hi\"\nmode = \"0644\"\n";
         let object = from_declaration(&declaration(public, scratch.path())).unwrap().add_to_store(&store).unwrap();
-        assert_eq!(mode_in(&object, "manifest.json"), 0o444);
+        assert_eq!((mode_in(&object, "manifest.json"), mode_in(&object, "manifest.index")), (0o444, 0o444));
         assert_eq!(store.check_object(&object), None);
     }
 
@@ -490,7 +491,10 @@ mode = "0440"
         let first = build.add_to_store(&store).unwrap();
         assert_eq!(build.add_to_store(&store).unwrap(), first);
         let object = store.open_object(&first).unwrap();
-        let manifest = Manifest::from_json(object.read(MANIFEST_FILE).unwrap()).unwrap();
+        let text = object.read(MANIFEST_FILE).unwrap();
+        let index = String::from_utf8(object.read(MANIFEST_INDEX_FILE).unwrap()).unwrap();
+        assert_eq!(Some(index), manifest::index(std::str::from_utf8(&text).unwrap()), "the index of its manifest");
+        let manifest = Manifest::from_json(text).unwrap();
         assert_eq!(manifest, build.manifest());
         assert_eq!(object.read("etc/hosts").unwrap(), b"h");
     }

@@ -295,6 +295,7 @@ mod tests {
             "etc/ssl/private/readable.pem",
             "etc/ssh/ssh_host_ed25519_key",
             "manifest.json",
+            "manifest.index",
         ] {
             assert!(secret(path), "{path} is root's alone");
         }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ACTIVE_FILE, Action, Counts, EtcError, EtcGeneration, FAILPOINT, OnConflict, Plan, Result, STAGED_SUFFIX,
-    STATE_DIR, STATIC, Step, link_target, open_etc, plan, split, users_from_contents,
+    STATE_DIR, STATIC, Step, ancestors, link_target, open_etc, plan, split, users_from_contents,
 };
 
 /// An activation under way: where it is going. Where it comes from is the state
@@ -398,7 +398,7 @@ fn in_the_way(path: &str, new: &Entries) -> Result<bool> {
     if new.try_has_below(path)? {
         return Ok(true);
     }
-    for up in std::iter::successors(Some(path), |p| p.rsplit_once('/').map(|(up, _)| up)).skip(1) {
+    for up in ancestors(path).skip(1) {
         if new.try_get(up)?.is_some_and(|e| e.kind != EtcKind::Directory) {
             return Ok(true);
         }

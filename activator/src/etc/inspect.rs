@@ -15,8 +15,8 @@ use blankslate_sys::fs::{Accept, Dir, Kind, Refusal};
 
 use super::stamps::Stamps;
 use super::{
-    Action, BACKUP_SUFFIX, EtcError, EtcGeneration, Found, OnConflict, Plan, Result, STATIC, Step, active_record, done,
-    holds, open_etc, resolve, same, split,
+    Action, BACKUP_SUFFIX, EtcError, EtcGeneration, Found, OnConflict, Plan, Result, STATIC, Step, active_record,
+    ancestors, done, holds, open_etc, resolve, same, split,
 };
 
 /// Open directories below `/etc`, by relative path (`""` is `/etc`); `None` for
@@ -204,7 +204,7 @@ impl<'a> Dirs<'a> {
 /// Whether `path` or one of its ancestors is a file or link entry of `entries` (a
 /// directory entry is no reason for a parent not to open).
 fn entry_in(entries: &Entries, path: &str) -> Result<bool> {
-    for prefix in std::iter::successors(Some(path), |p| p.rsplit_once('/').map(|(up, _)| up)) {
+    for prefix in ancestors(path) {
         if entries.try_get(prefix)?.is_some_and(|e| e.kind != EtcKind::Directory) {
             return Ok(true);
         }
@@ -326,6 +326,16 @@ fn plan_from(
             Action::BackUp { backup: dirs.backup_name(path, &to.manifest)?, found: found.to_string() }
         };
         steps.push(Step::declared(path, action, owner));
+    }
+    // What the apply asks the new entries about a removal is asked here, so that a
+    // run that cannot be read is the plan's error, before anything changes.
+    // (`in_the_way`: below it and its parents; `remove_empty_parents`: its parents.)
+    for step in removals.iter().filter(|step| step.action == Action::Remove) {
+        to.manifest.entries.try_has_below(&step.path)?;
+        for up in ancestors(&step.path).skip(1) {
+            to.manifest.entries.try_get(up)?;
+            to.manifest.entries.try_has_below(up)?;
+        }
     }
     steps.append(&mut removals);
     let switch_static = match dirs.inspect(STATIC, false)? {

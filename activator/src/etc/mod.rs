@@ -431,6 +431,11 @@ fn done(found: &Found, path: &str, entry: &ManifestEntry, owner: Option<(u32, u3
     }
 }
 
+/// `path` and each directory above it (relative to `/etc`), nearest first.
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    std::iter::successors(Some(path), |p| p.rsplit_once('/').map(|(up, _)| up))
+}
+
 fn split(path: &str) -> (&str, &str) {
     path.rsplit_once('/').unwrap_or(("", path))
 }

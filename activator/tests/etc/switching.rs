@@ -341,20 +341,40 @@ fn a_relabel_records_the_generation_and_counts_entries_without_a_marker() {
     assert_eq!(after, before, "nothing else in /etc changed");
 }
 
-/// The store object of `declaration` as generation `number`, with its chunk index or,
-/// as an older binary built it, without; its manifest read as a switch reads it (in
-/// runs when it has the index).
-fn build_indexed(scratch: &EtcRoot, number: u32, declaration: &str, indexed: bool) -> EtcGeneration {
+/// What a test's etc object holds of the chunk index.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum IndexAs {
+    /// The index as the builder writes it.
+    Built,
+    /// None, as an older binary built it.
+    Missing,
+    /// One in a format this binary does not know, as a newer one might write it.
+    Newer,
+}
+
+/// The store object of `declaration` as generation `number`, its index as `index`
+/// says; its manifest read as a switch reads it (in runs when it has an index this
+/// binary reads, whole when not).
+fn build_indexed(scratch: &EtcRoot, number: u32, declaration: &str, index: IndexAs) -> EtcGeneration {
     let file = scratch.path().join(format!("generation-{number}.toml"));
     let checked = decl::check(&file, declaration, None);
     let declaration = checked.declaration.unwrap_or_else(|| panic!("{}", checked.diagnostics));
     let mut tree = blankslate_etc_builder::from_declaration(&declaration).unwrap().tree().unwrap();
     let blankslate_state::store::Tree::Directory(top) = &mut tree else { unreachable!("an object is a directory") };
-    if !indexed {
-        assert!(top.remove(std::ffi::OsStr::new(MANIFEST_INDEX_FILE)).is_some());
+    let name = std::ffi::OsString::from(MANIFEST_INDEX_FILE);
+    match index {
+        IndexAs::Built => {}
+        IndexAs::Missing => assert!(top.remove(&name).is_some()),
+        IndexAs::Newer => {
+            let newer = blankslate_state::store::Tree::file("blankslate-manifest-index 2 1\nruns in another form\n");
+            assert!(top.insert(name, newer).is_some());
+        }
     }
     let object = scratch.store.add(blankslate_etc_builder::OBJECT_NAME, &tree).unwrap();
-    EtcGeneration::load_in_runs(&scratch.store, number, &object).unwrap()
+    let to = EtcGeneration::load_in_runs(&scratch.store, number, &object).unwrap();
+    let in_runs = format!("{:?}", to.manifest.entries).contains("runs_read");
+    assert_eq!(in_runs, index == IndexAs::Built, "{index:?}");
+    to
 }
 
 /// `count` entries, each a link or (one in ten) a copy, each with a text that says
@@ -375,18 +395,19 @@ fn varied_declaration(count: usize, version: usize) -> (String, BTreeMap<String,
 }
 
 /// A switch reads a manifest in runs where its object has the chunk index and whole
-/// where it has none (an object an older binary built): switching between two of a
-/// kind and from one kind to the other, `/etc` is what the generation declares,
-/// nothing more.
+/// where it has none (an object an older binary built) or one of a newer format:
+/// switching between two of a kind and from one kind to the other, `/etc` is what the
+/// generation declares, nothing more.
 #[test]
 fn switches_between_objects_with_and_without_an_index_make_what_is_declared() {
     let scratch = EtcRoot::new();
     let all: BTreeSet<String> = (0..400).map(|i| format!("d{}/e{i}.conf", i % 5)).collect();
-    for (number, version, indexed) in
-        [(1, 0, true), (2, 1, false), (3, 2, true), (4, 3, true), (5, 4, false), (6, 0, true)]
+    let (built, missing, newer) = (IndexAs::Built, IndexAs::Missing, IndexAs::Newer);
+    for (number, version, index) in
+        [(1, 0, built), (2, 1, missing), (3, 2, built), (4, 3, built), (5, 4, newer), (6, 5, built), (7, 0, missing)]
     {
         let (text, expected) = varied_declaration(400, version);
-        let to = build_indexed(&scratch, number, &text, indexed);
+        let to = build_indexed(&scratch, number, &text, index);
         scratch.activate(&to);
         for (path, contents) in &expected {
             assert_eq!(&scratch.read(path), contents, "generation {number}: {path}");
@@ -404,8 +425,8 @@ fn a_previous_manifest_whose_run_does_not_check_is_one_that_cannot_be_read() {
     let scratch = EtcRoot::new();
     let (one, _) = varied_declaration(400, 0);
     let (two, expected) = varied_declaration(400, 1);
-    let one = build_indexed(&scratch, 1, &one, true);
-    let two = build_indexed(&scratch, 2, &two, true);
+    let one = build_indexed(&scratch, 1, &one, IndexAs::Built);
+    let two = build_indexed(&scratch, 2, &two, IndexAs::Built);
     scratch.activate(&one);
     let object = scratch.path().join(STORE.trim_start_matches('/')).join(&one.object);
     std::fs::set_permissions(&object, std::fs::Permissions::from_mode(0o755)).unwrap();

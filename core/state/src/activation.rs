@@ -72,27 +72,32 @@ pub struct EtcGeneration {
 impl EtcGeneration {
     /// Reads the manifest of the etc object `object` in `store`.
     pub fn load(store: &Store, generation: u32, object: &str) -> Result<EtcGeneration, ActivationError> {
-        let text = store.open_object(object)?.read(MANIFEST_FILE)?;
-        let manifest = Manifest::from_json(text).map_err(|e| bad_manifest(object, e))?;
+        Self::read_whole(store, &store.open_object(object)?, generation, object)
+    }
+
+    fn read_whole(store: &Store, dir: &Dir, generation: u32, object: &str) -> Result<EtcGeneration, ActivationError> {
+        let manifest = Manifest::from_json(dir.read(MANIFEST_FILE)?).map_err(|e| bad_manifest(object, e))?;
         Ok(EtcGeneration::new(store.location(), generation, object, manifest))
     }
 
     /// As [`EtcGeneration::load`], but for an object with a chunk index
     /// (`manifest.index`), the manifest is read in runs, each when first needed: for
     /// a switch, which reads only the runs that differ from the generation it leaves.
+    /// An object without an index (an older binary's), or with one this binary cannot
+    /// read (a newer one's) or that does not fit the manifest, is read whole.
     pub fn load_in_runs(store: &Store, generation: u32, object: &str) -> Result<EtcGeneration, ActivationError> {
         let dir = store.open_object(object)?;
         let index = match dir.read(MANIFEST_INDEX_FILE) {
-            Ok(index) => index,
-            Err(error) if error.is_not_found() => return EtcGeneration::load(store, generation, object),
+            Ok(index) => String::from_utf8(index).unwrap_or_default(),
+            Err(error) if error.is_not_found() => return Self::read_whole(store, &dir, generation, object),
             Err(error) => return Err(error.into()),
         };
         let file = dir.open_file(MANIFEST_FILE)?;
-        let path = dir.path().join(MANIFEST_FILE);
         let size = file.metadata().map_err(|e| bad_manifest(object, e))?.len();
-        let index = String::from_utf8(index).map_err(|e| bad_manifest(object, e))?;
-        let manifest = Manifest::in_runs(file, path, size, &index).map_err(|e| bad_manifest(object, e))?;
-        Ok(EtcGeneration::new(store.location(), generation, object, manifest))
+        match Manifest::in_runs(file, dir.path().join(MANIFEST_FILE), size, &index) {
+            Ok(manifest) => Ok(EtcGeneration::new(store.location(), generation, object, manifest)),
+            Err(_) => Self::read_whole(store, &dir, generation, object),
+        }
     }
 
     /// The generation `record` names, its manifest read from `store`, `/etc/static`'s

@@ -35,11 +35,14 @@ pub(super) struct Run {
     pub hash: [u8; 16],
 }
 
-/// What an index says: the manifest's version, and its runs in path order.
+/// What an index says: the manifest's version, its runs in path order, and the bytes
+/// the manifest holds around them (its head and tail, or the whole of an empty one),
+/// each with where it is.
 #[derive(Debug)]
 pub(super) struct Index {
     pub version: u32,
     pub runs: Vec<Run>,
+    pub ends: Vec<(u64, String)>,
 }
 
 /// The hash a run is compared by: blake3 of its bytes, cut to 128 bits.
@@ -77,8 +80,9 @@ pub fn index(text: &str) -> Option<String> {
 }
 
 /// Reads an index of a manifest of `size` bytes: its runs must follow one another
-/// (`,\n` between them) in increasing path order, and cover its entries. What each run
-/// holds is checked when it is read ([`super::entries`]).
+/// (`,\n` between them) in increasing path order and cover its entries, which the
+/// head and tail the index gives ([`Index::ends`]) then show. What each run holds is
+/// checked when it is read ([`super::entries`]).
 pub(super) fn parse(text: &str, size: u64) -> Result<Index, String> {
     let mut lines = text.lines().enumerate();
     let header = lines.next().map_or("", |(_, line)| line);
@@ -91,26 +95,33 @@ pub(super) fn parse(text: &str, size: u64) -> Result<Index, String> {
     let mut runs: Vec<Run> = Vec::new();
     for (number, line) in lines {
         let run = parse_run(line).ok_or_else(|| format!("line {}: not a run: `{line}`", number + 1))?;
-        let follows = match runs.last() {
-            None => true,
-            Some(last) => last.end + 2 == run.start && last.key < run.key,
-        };
+        let follows = runs.last().is_none_or(|last| last.end + 2 == run.start && last.key < run.key);
         if !follows || run.start >= run.end || run.end > size {
-            return Err(format!("line {}: the run does not follow the one before inside the manifest", number + 1));
+            return Err(format!("line {}: the run is not inside the manifest, after the one before", number + 1));
         }
         runs.push(run);
     }
-    // The runs hold every entry: the first starts where the entries do, the last ends
-    // where they do (the manifest may end in a newline more).
-    let head = format!("{{\n  \"version\": {version},\n  \"entries\": {{\n").len() as u64;
-    let tail = "\n  }\n}".len() as u64;
-    if let (Some(first), Some(last)) = (runs.first(), runs.last()) {
-        let ends = last.end + tail == size || last.end + tail + 1 == size;
-        if first.start != head || !ends {
-            return Err("the runs do not cover the manifest's entries".to_owned());
-        }
-    }
-    Ok(Index { version, runs })
+    let ends = ends(version, &runs, size).ok_or("the runs do not cover the manifest's entries")?;
+    Ok(Index { version, runs, ends })
+}
+
+/// What the manifest holds outside `runs`, and where: the head before the first run
+/// and the tail after the last, or the whole of a manifest without entries; with the
+/// final newline a file saved again may have. `None` if `size` leaves no room for
+/// them, or more.
+fn ends(version: u32, runs: &[Run], size: u64) -> Option<Vec<(u64, String)>> {
+    let newline = |text: String, room: u64| match room.checked_sub(text.len() as u64)? {
+        0 => Some(text),
+        1 => Some(text + "\n"),
+        _ => None,
+    };
+    let (Some(first), Some(last)) = (runs.first(), runs.last()) else {
+        let empty = format!("{{\n  \"version\": {version},\n  \"entries\": {{}}\n}}");
+        return Some(vec![(0, newline(empty, size)?)]);
+    };
+    let head = format!("{{\n  \"version\": {version},\n  \"entries\": {{\n");
+    (first.start == head.len() as u64).then_some(())?;
+    Some(vec![(0, head), (last.end, newline("\n  }\n}".to_owned(), size - last.end)?)])
 }
 
 fn parse_run(line: &str) -> Option<Run> {
@@ -212,8 +223,10 @@ mod tests {
             let built: Vec<_> = etc_changes(&old, &new).collect();
             assert_eq!(etc_changes(&old_runs, &new_runs).collect::<Vec<_>>(), built, "case {case}");
             // Each edit touches at most two runs on each side (a key removed joins two).
-            let read = new_runs.entries.runs_read().unwrap();
-            assert!((1..=2 * edits).contains(&read), "case {case}: {read} runs read");
+            for side in [&old_runs, &new_runs] {
+                let read = side.entries.runs_read().unwrap();
+                assert!((1..=2 * edits).contains(&read), "case {case}: {read} runs read");
+            }
             for (path, entry) in new.entries.iter().step_by(7) {
                 assert_eq!(new_runs.entries.try_get(path).unwrap(), Some(entry), "{path}");
                 for near in [format!("{path}~"), format!("{path}/x"), path[..path.len() - 1].to_owned()] {
@@ -247,6 +260,24 @@ mod tests {
         assert!(tampered.entries.try_get("e250").is_err());
     }
 
+    /// A manifest whose head or tail is not what its index says is not read in runs:
+    /// an entry could hide there.
+    #[test]
+    fn a_manifest_whose_ends_are_not_what_its_index_says_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = manifest((0..100).map(|i| format!("e{i}"))).to_json();
+        let index = index(&text).unwrap();
+        for other in [text.replacen("\"version\": 1", "\"version\": 7", 1), format!("{}]\n}}", &text[..text.len() - 3])]
+        {
+            assert_eq!(other.len(), text.len());
+            let path = dir.path().join("manifest");
+            std::fs::write(&path, &other).unwrap();
+            let file = std::fs::File::open(&path).unwrap();
+            let error = Manifest::in_runs(file, path, other.len() as u64, &index).unwrap_err();
+            assert!(error.contains("not what its index says"), "{error}");
+        }
+    }
+
     /// The runs tile the entries, start where the paths say, and read back as written.
     #[test]
     fn runs_tile_the_manifest_and_parse_back() {
@@ -259,9 +290,10 @@ mod tests {
         for run in &index.runs[1..] {
             assert!(starts_run(&run.key), "{}", run.key);
         }
-        let (first, last) = (&index.runs[0], index.runs.last().unwrap());
-        assert_eq!(&text[..first.start as usize], "{\n  \"version\": 1,\n  \"entries\": {\n");
-        assert_eq!(&text[last.end as usize..], "\n  }\n}");
+        for (at, bytes) in &index.ends {
+            assert_eq!(&text[*at as usize..*at as usize + bytes.len()], bytes);
+        }
+        assert_eq!(index.ends[1].0 as usize + index.ends[1].1.len(), text.len());
         for run in &index.runs {
             assert_eq!(run_hash(&text.as_bytes()[run.start as usize..run.end as usize]), run.hash);
         }
@@ -274,6 +306,11 @@ mod tests {
         assert!(parse(&good, text.len() as u64 - 7).unwrap_err().contains("inside the manifest"));
         assert!(parse(&good, text.len() as u64 + 2).unwrap_err().contains("cover"));
         assert!(parse(&good, text.len() as u64 + 1).is_ok(), "a final newline");
+        // An index without runs is one of a manifest without entries, and says so.
+        assert!(parse("blankslate-manifest-index 1 1\n", text.len() as u64).unwrap_err().contains("cover"));
+        let empty = Manifest::new().to_json();
+        let index = parse(&index(&empty).unwrap(), empty.len() as u64).unwrap();
+        assert_eq!((index.runs.len(), index.ends), (0, vec![(0, empty)]));
         let lines: Vec<&str> = good.lines().collect();
         let swapped = [lines[0], lines[2], lines[1]].join("\n");
         assert!(parse(&swapped, text.len() as u64).unwrap_err().starts_with("line 3"));

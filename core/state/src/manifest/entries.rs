@@ -330,8 +330,9 @@ impl Entries {
         }
     }
 
-    fn runs_each<'a>(runs: &'a InRuns, read: impl Fn(&Run) -> bool + 'a) -> impl Iterator<Item = Lazy<'a>> + 'a {
-        (0..runs.runs.len()).filter(move |&at| read(&runs.runs[at].run)).flat_map(move |at| {
+    /// The entries of the `wanted` runs, each run read as it is reached.
+    fn runs_each<'a>(runs: &'a InRuns, wanted: impl Fn(&Run) -> bool + 'a) -> impl Iterator<Item = Lazy<'a>> + 'a {
+        (0..runs.runs.len()).filter(move |&at| wanted(&runs.runs[at].run)).flat_map(move |at| {
             let written = read_or_panic(runs.written(at));
             (0..written.located.len()).map(move |index| written.lazy(index))
         })

@@ -205,8 +205,17 @@ impl Manifest {
     /// The manifest `file` (at `path`, for messages; `size` bytes long) as its chunk
     /// index `index` cuts it in runs, none read yet: each is read when first needed,
     /// and a diff reads only the runs that differ ([`Entries::read_unshared`]).
+    /// The manifest's head and tail are read here, and must be what the index says.
     pub fn in_runs(file: std::fs::File, path: std::path::PathBuf, size: u64, index: &str) -> Result<Manifest, String> {
+        use std::os::unix::fs::FileExt as _;
         let index = chunks::parse(index, size)?;
+        for (at, expected) in &index.ends {
+            let mut bytes = vec![0; expected.len()];
+            file.read_exact_at(&mut bytes, *at).map_err(|error| format!("bytes {at}..: {error}"))?;
+            if bytes != expected.as_bytes() {
+                return Err(format!("bytes {at}.. are not what its index says"));
+            }
+        }
         Ok(Manifest { version: index.version, entries: Entries::in_runs(file, path, index) })
     }
 

@@ -167,19 +167,28 @@ impl Checked {
 
 /// The whole contents of `file`, which `fstat` said is `size` bytes long. Sized by
 /// that: `File::read_to_end` would ask the size again (`statx`, `lseek`), and read
-/// once more to see the end. A regular file reads short only at its end, so one read
-/// with room for a byte more ends it. A file that grew meanwhile is still read whole.
+/// once more to see the end. Reads go on until `size` bytes are in (a read may return
+/// less: at most 2 GiB at a time, or less on FUSE), and then a read that has room for
+/// a byte more and comes back short is the end. A file that grew meanwhile is still
+/// read whole; one that shrank, as far as it goes.
 pub(super) fn read_sized(file: &File, size: u64) -> io::Result<Vec<u8>> {
     let size = usize::try_from(size).unwrap_or(0);
     let mut contents = vec![0; size.saturating_add(1)];
-    let read = loop {
-        match rustix::io::read(file, &mut contents) {
+    let mut filled = 0;
+    while filled <= size {
+        match rustix::io::read(file, &mut contents[filled..]) {
+            Ok(0) => break,
+            Ok(read) if filled + read == size => {
+                filled = size;
+                break;
+            }
+            Ok(read) => filled += read,
             Err(rustix::io::Errno::INTR) => {}
-            other => break other?,
+            Err(errno) => return Err(errno.into()),
         }
-    };
-    contents.truncate(read);
-    if read > size {
+    }
+    contents.truncate(filled);
+    if filled > size {
         io::Read::read_to_end(&mut file.take(u64::MAX), &mut contents)?;
     }
     Ok(contents)
