@@ -242,9 +242,10 @@ fn previous(root: &Dir, store: Option<&Store>, to: &EtcGeneration) -> Result<(Op
     let Some(record) = active_record(root)? else { return Ok((None, None)) };
     let Some(store) = store else { return Ok((None, Some((record.generation, "no store".to_owned())))) };
     let generation = record.generation;
-    let read = EtcGeneration::of_record_in_runs(store, record).map_err(|error| error.to_string()).and_then(|from| {
+    let read = EtcGeneration::load_in_runs(store, generation, &record.object).map_err(|error| error.to_string());
+    let read = read.and_then(|from| {
         from.manifest.entries.read_unshared(&to.manifest.entries).map_err(|error| error.to_string())?;
-        Ok(from)
+        Ok(from.recorded(record))
     });
     match read {
         Ok(from) => Ok((Some(from), None)),

@@ -103,19 +103,14 @@ impl EtcGeneration {
     /// The generation `record` names, its manifest read from `store`, `/etc/static`'s
     /// target as recorded.
     pub fn of_record(store: &Store, record: Record) -> Result<EtcGeneration, ActivationError> {
-        Self::recorded(store, record, EtcGeneration::load)
+        Ok(EtcGeneration::load(store, record.generation, &record.object)?.recorded(record))
     }
 
-    /// As [`EtcGeneration::of_record`], the manifest read in runs
-    /// ([`EtcGeneration::load_in_runs`]).
-    pub fn of_record_in_runs(store: &Store, record: Record) -> Result<EtcGeneration, ActivationError> {
-        Self::recorded(store, record, EtcGeneration::load_in_runs)
-    }
-
-    fn recorded(store: &Store, record: Record, load: Loader) -> Result<EtcGeneration, ActivationError> {
-        let mut generation = load(store, record.generation, &record.object)?;
-        generation.static_target = record.static_target;
-        Ok(generation)
+    /// This generation with `/etc/static`'s target as `record` (of the same
+    /// generation) has it.
+    #[must_use]
+    pub fn recorded(self, record: Record) -> EtcGeneration {
+        EtcGeneration { static_target: record.static_target, ..self }
     }
 
     /// What the state file records of this generation.
@@ -130,9 +125,6 @@ impl EtcGeneration {
         EtcGeneration { generation, object: object.to_owned(), static_target, manifest }
     }
 }
-
-/// [`EtcGeneration::load`] or [`EtcGeneration::load_in_runs`].
-type Loader = fn(&Store, u32, &str) -> Result<EtcGeneration, ActivationError>;
 
 fn bad_manifest(object: &str, reason: impl std::fmt::Display) -> ActivationError {
     ActivationError::BadState { what: format!("the manifest of {object}"), reason: reason.to_string() }
